@@ -1,0 +1,74 @@
+// Dispute records: the evidence when counted builders disagree about a store path, signed by the node
+// as a C2SP signed note. There is one dispute per store path; its id is derived from the path alone so
+// every node names it the same way.
+//
+// Note text (every statement kind the node signs starts with its own header line, so a signature can
+// never be replayed as another kind):
+//   attest/dispute/v1
+//   id <dispute id>
+//   path <store path>
+//   policy <policy hash>
+//   time <unix seconds the record was made>
+//   fingerprint <fingerprint>                    (one block per competing fingerprint, sorted)
+//   attestation <operator> <signature name:base64>   (sorted; one per counted attestation on that side)
+//   flagged <builder key name>                   (optional; builders that signed two fingerprints)
+//
+// Thread-safe.
+#ifndef ATTEST_CONSENSUS_DISPUTE_H_
+#define ATTEST_CONSENSUS_DISPUTE_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "consensus/attestation.h"
+#include "consensus/keys.h"
+#include "consensus/policy.h"
+#include "consensus/signed_note.h"
+#include "consensus/store_path.h"
+#include "consensus/tally.h"
+
+namespace attest::consensus {
+
+inline constexpr std::string_view kDisputeHeader = "attest/dispute/v1";
+
+// "d-" + the first 16 bytes of SHA-256("attest/dispute-id/v1\n" + full store path), in hex.
+std::string DisputeId(const StorePath& path);
+
+struct DisputeSide final {
+  std::string fingerprint;
+  struct Entry final {
+    std::string operator_name;
+    Signature signature;
+  };
+  std::vector<Entry> entries;  // sorted by (operator, signature text)
+};
+
+struct DisputeRecord final {
+  std::string id;
+  StorePath path;
+  std::string policy_hash;
+  int64_t time_unix = 0;
+  std::vector<DisputeSide> sides;  // sorted by fingerprint; at least two
+  std::vector<std::string> flagged_builders;
+
+  std::string ToNoteText() const;
+  // Strict parser of ToNoteText()'s output. INVALID_ARGUMENT on anything else.
+  static absl::StatusOr<DisputeRecord> FromNoteText(std::string_view text);
+};
+
+// Builds the record for a DISPUTED tally of `attestations` (all about `path`). FAILED_PRECONDITION when
+// the tally is not DISPUTED.
+absl::StatusOr<DisputeRecord> MakeDisputeRecord(const Policy& policy, const StorePath& path,
+                                                std::span<const Attestation> attestations,
+                                                const TallyResult& tally, int64_t now_unix);
+
+// Signs the record as a note with the node key.
+SignedNote SignDisputeRecord(const DisputeRecord& record, const SecretKey& node_key);
+
+}  // namespace attest::consensus
+
+#endif  // ATTEST_CONSENSUS_DISPUTE_H_

@@ -1,0 +1,54 @@
+// C2SP signed notes (signed-note@v1.0.0), signed with Nix-format Ed25519 keys.
+//
+//   <text: one or more lines, each ending in \n>
+//   \n
+//   — <key name> <base64(uint32 big-endian key id || 64-byte signature)>\n    (one line per signature)
+//
+// The key name is the Nix key's own name; key id = SHA-256(name || 0x0A || 0x01 || public key)[:4].
+// Thread-safe.
+#ifndef ATTEST_CONSENSUS_SIGNED_NOTE_H_
+#define ATTEST_CONSENSUS_SIGNED_NOTE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "consensus/keys.h"
+
+namespace attest::consensus {
+
+struct NoteSignature final {
+  std::string key_name;
+  uint32_t key_id = 0;
+  std::vector<uint8_t> signature;  // 64 bytes for Ed25519
+};
+
+struct SignedNote final {
+  std::string text;  // ends in '\n'
+  std::vector<NoteSignature> signatures;
+
+  // INVALID_ARGUMENT on anything that is not a well-formed note (missing blank line, text not ending
+  // in newline, control characters, bad signature line, more than 100 signatures).
+  static absl::StatusOr<SignedNote> Parse(std::string_view note);
+  std::string Serialize() const;
+};
+
+uint32_t NoteKeyId(const PublicKey& key);
+// "<name>+<hex8 key id>+<base64(0x01 || public key)>", the verifier key text other tools read.
+std::string NoteVerifierKey(const PublicKey& key);
+
+// Signs `text` (must be non-empty, end in '\n', and contain no blank line-free violations) and returns
+// the note with one signature. INVALID_ARGUMENT on unusable text.
+absl::StatusOr<SignedNote> SignNote(std::string_view text, const SecretKey& key);
+// Adds a signature by `key` to an existing note.
+void AddNoteSignature(SignedNote& note, const SecretKey& key);
+// OK when the note carries a valid signature by `key` (matching name and key id). UNAUTHENTICATED when
+// it carries none, or a signature line with that name and id fails to verify.
+absl::Status VerifyNote(const SignedNote& note, const PublicKey& key);
+
+}  // namespace attest::consensus
+
+#endif  // ATTEST_CONSENSUS_SIGNED_NOTE_H_

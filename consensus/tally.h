@@ -1,0 +1,59 @@
+// The tally: a pure, deterministic function of (policy, attestations of one store path).
+//
+// Two attestations agree when their fingerprints are byte-identical. Only attestations whose key is a
+// builder key of the policy count (and not excluded); the rest are returned as uncounted. Verdicts:
+//   UNKNOWN    no counted attestation
+//   PENDING    one fingerprint, fewer than k operators
+//   CONFIRMED  one fingerprint, at least k operators (so no counted builder signed another)
+//   DISPUTED   two or more fingerprints signed by counted builders; a builder that signed two
+//              fingerprints is flagged and counts for both
+// Integer counts only; input order never changes the result.
+//
+// The tally does NOT verify signatures: callers pass attestations already verified (the node verifies
+// at ingest; `attest verify` verifies before tallying). Thread-safe.
+#ifndef ATTEST_CONSENSUS_TALLY_H_
+#define ATTEST_CONSENSUS_TALLY_H_
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "consensus/attestation.h"
+#include "consensus/policy.h"
+
+namespace attest::consensus {
+
+enum class Verdict { kUnknown = 0, kPending = 1, kConfirmed = 2, kDisputed = 3 };
+std::string_view VerdictName(Verdict verdict);  // "UNKNOWN", "PENDING", "CONFIRMED", "DISPUTED"
+
+struct FingerprintTally final {
+  std::string fingerprint;
+  std::vector<std::string> operators;     // sorted, unique
+  std::vector<std::string> builders;      // key names, sorted, unique
+  std::vector<size_t> attestations;       // indices into the input, ascending
+};
+
+struct TallyOptions final {
+  // Builder keys that no longer count (named in a `malicious` resolution).
+  absl::flat_hash_set<std::string> excluded_builders;
+};
+
+struct TallyResult final {
+  Verdict verdict = Verdict::kUnknown;
+  // Sorted by number of operators (descending), then fingerprint (ascending).
+  std::vector<FingerprintTally> fingerprints;
+  std::vector<std::string> flagged_builders;  // signed two or more fingerprints; sorted
+  std::vector<size_t> uncounted;              // indices of attestations that do not count; ascending
+};
+
+// All attestations must be about one store path (INVALID_ARGUMENT-worthy misuse is a programming error:
+// attestations of other paths are treated as uncounted).
+TallyResult Tally(const Policy& policy, std::span<const Attestation> attestations,
+                  const TallyOptions& options = {});
+
+}  // namespace attest::consensus
+
+#endif  // ATTEST_CONSENSUS_TALLY_H_

@@ -1,0 +1,34 @@
+// Conversion between attest.v1 wire messages and consensus domain types.
+//
+// Parsing functions validate fully (store paths, hashes, sizes, signatures) and return
+// INVALID_ARGUMENT with a message naming the field. Thread-safe.
+#ifndef ATTEST_PROTO_CONVERT_H_
+#define ATTEST_PROTO_CONVERT_H_
+
+#include "absl/status/statusor.h"
+#include "consensus/attestation.h"
+#include "consensus/path_info.h"
+#include "consensus/tally.h"
+#include "proto/attest/v1/attest.pb.h"
+
+namespace attest::proto {
+
+absl::StatusOr<consensus::PathInfo> FromProto(const v1::PathInfo& message);
+v1::PathInfo ToProto(const consensus::PathInfo& path_info);
+
+absl::StatusOr<consensus::BuildMetadata> FromProto(const v1::BuildMetadata& message);
+v1::BuildMetadata ToProto(const consensus::BuildMetadata& metadata);
+
+// Parses claim, signature and metadata (public_key and received_unix are left to the caller).
+absl::StatusOr<consensus::Attestation> FromProto(const v1::Attestation& message);
+v1::Attestation ToProto(const consensus::Attestation& attestation);
+
+v1::Verdict ToProto(consensus::Verdict verdict);
+absl::StatusOr<consensus::Verdict> FromProto(v1::Verdict verdict);
+
+v1::BuildKind ToProto(consensus::BuildKind kind);
+consensus::BuildKind FromProto(v1::BuildKind kind);
+
+}  // namespace attest::proto
+
+#endif  // ATTEST_PROTO_CONVERT_H_

@@ -1,0 +1,90 @@
+// AttestationStore: the node's durable state, behind a small interface.
+//
+// Holds verified attestations (one per (store path, fingerprint, key name)) and dispute records (one per
+// store path, the latest signed version). Implementations: SqliteAttestationStore (the default, one
+// file, WAL) and MemoryAttestationStore (tests). Both pass tests/storage/attestation_store_contract.
+//
+// Thread-safety: every method may be called from any thread; implementations serialise writes.
+#ifndef ATTEST_STORAGE_ATTESTATION_STORE_H_
+#define ATTEST_STORAGE_ATTESTATION_STORE_H_
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "consensus/attestation.h"
+#include "consensus/keys.h"
+#include "consensus/store_path.h"
+
+namespace attest::storage {
+
+// An attestation as stored: the attestation, when the node received it, and the public key of a key
+// that is not in the policy (observed, never counted); empty for policy keys.
+struct StoredAttestation final {
+  consensus::Attestation attestation;
+  int64_t received_unix = 0;
+  std::optional<consensus::PublicKey> observed_key;
+
+  friend bool operator==(const StoredAttestation&, const StoredAttestation&) = default;
+};
+
+enum class DisputeState { kOpen = 0 };  // later: resolutions
+
+struct StoredDispute final {
+  std::string id;  // consensus::DisputeId(path)
+  consensus::StorePath path;
+  std::string signed_record;  // the signed note, serialised
+  int64_t opened_unix = 0;    // first time the dispute was recorded; kept on updates
+  int64_t updated_unix = 0;   // time of this version
+  int fingerprint_count = 0;
+
+  friend bool operator==(const StoredDispute&, const StoredDispute&) = default;
+};
+
+// One atomic write: all of it is stored, or none of it.
+struct WriteBatch final {
+  std::vector<StoredAttestation> attestations;
+  // Insert or replace by id; opened_unix of an existing dispute is kept.
+  std::vector<StoredDispute> disputes;
+};
+
+enum class WriteOutcome { kInserted = 0, kAlreadyPresent = 1 };
+
+struct DisputeQuery final {
+  std::string after_id;  // page after this id ("" = from the start); results are sorted by id
+  int limit = 100;
+};
+
+struct StoreStats final {
+  int64_t attestations = 0;
+  int64_t paths = 0;  // store paths with at least one attestation
+  int64_t disputes = 0;
+};
+
+class AttestationStore {
+ public:
+  virtual ~AttestationStore() = default;
+
+  // Stores the batch atomically; when it returns OK the batch is durable (survives kill -9).
+  // An attestation already present (same path, fingerprint and key name) is not stored again and
+  // reported kAlreadyPresent; its first metadata is kept. One outcome per attestation, in order.
+  // UNAVAILABLE when the database is busy past the retry bound; DATA_LOSS / INTERNAL on corruption.
+  virtual absl::StatusOr<std::vector<WriteOutcome>> Write(const WriteBatch& batch) = 0;
+
+  // Every stored attestation of each path, one vector per input path, in input order. Within a
+  // vector, attestations are ordered by (fingerprint, key name).
+  virtual absl::StatusOr<std::vector<std::vector<StoredAttestation>>> AttestationsFor(
+      std::span<const consensus::StorePath> paths) = 0;
+
+  virtual absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) = 0;
+  virtual absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) = 0;
+
+  virtual absl::StatusOr<StoreStats> Stats() = 0;
+};
+
+}  // namespace attest::storage
+
+#endif  // ATTEST_STORAGE_ATTESTATION_STORE_H_
