@@ -1,0 +1,442 @@
+#include "consensus/policy.h"
+
+#include <algorithm>
+#include <array>
+#include <initializer_list>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "consensus/encoding.h"
+#include "consensus/keys.h"
+#include "consensus/sha256.h"
+
+// The distro's toml++ is a shared library built with exceptions (it exports only the throwing
+// `toml::ex::parse`), so TOML_EXCEPTIONS=0 cannot be used. toml::parse_error is caught right here and
+// turned into a Status: no exception leaves this file.
+#include <toml++/toml.h>
+
+namespace attest::consensus {
+namespace {
+
+constexpr std::string_view kCanonicalHeader = "attest-policy/v1";
+constexpr size_t kMaxOperatorNameLength = 128;
+
+// Operator names appear in space-separated statement lines (dispute records, the canonical text), so
+// they are identifiers, not free text.
+absl::Status ValidateOperatorName(std::string_view name) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError(
+        "operator name is empty (give every operator a short unique name, e.g. name = \"alice-ci\")");
+  }
+  if (name.size() > kMaxOperatorNameLength) {
+    return absl::InvalidArgumentError(absl::StrCat("operator name is ", name.size(),
+                                                   " bytes long (use at most ",
+                                                   kMaxOperatorNameLength, ")"));
+  }
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == '@' || c == '+';
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("operator name \"", absl::CHexEscape(name),
+                       "\" contains a character outside [A-Za-z0-9-_.@+] (use letters, digits and "
+                       "- _ . @ + only)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Checks the rules that need every name at once. `where` prefixes messages: empty for Create, and
+// "<file>:<line>:<col>: " for the TOML parser so the message points at the offending line.
+class NameRegistry final {
+ public:
+  absl::Status AddOperator(std::string_view name, std::string_view where) {
+    if (absl::Status s = ValidateOperatorName(name); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, s.message()));
+    }
+    auto [it, inserted] = operators_.try_emplace(std::string(name), std::string(where));
+    if (!inserted) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, "duplicate operator name \"", name, "\"", FirstSeen(it->second),
+          " (an operator is listed once, with all its builder keys under it)"));
+    }
+    return absl::OkStatus();
+  }
+
+  // `role` describes the key for messages: "builder key of operator \"alice\"" or "maintainer key".
+  absl::Status AddKey(const PublicKey& key, std::string_view role, std::string_view where) {
+    std::string description =
+        where.empty() ? std::string(role) : absl::StrCat(role, " at ", Location(where));
+    auto [name_it, name_inserted] = key_names_.try_emplace(key.name(), description);
+    if (!name_inserted) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, "duplicate key name \"", key.name(), "\": ", role, " has the same name as the ",
+          name_it->second,
+          " (Nix finds keys by name, so every builder and maintainer key needs its own; make a new "
+          "one with `nix key generate-secret --key-name <new name>`)"));
+    }
+    // Two names for the same key bytes would let one signer count as two builders, or two operators.
+    std::string bytes(key.bytes().begin(), key.bytes().end());
+    auto [bytes_it, bytes_inserted] = key_bytes_.try_emplace(std::move(bytes), description);
+    if (!bytes_inserted) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, role, " \"", key.name(), "\" is the same public key as the ", bytes_it->second,
+          " under another name (one key signs for one party; give each builder its own key)"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  // "<file>:<line>:<col>" out of a "<file>:<line>:<col>: " message prefix.
+  static std::string_view Location(std::string_view where) {
+    return where.substr(0, where.size() >= 2 ? where.size() - 2 : 0);
+  }
+  static std::string FirstSeen(std::string_view where) {
+    if (where.empty()) return "";
+    return absl::StrCat(" (first at ", Location(where), ")");
+  }
+
+  absl::flat_hash_map<std::string, std::string> operators_;  // name -> where first seen
+  absl::flat_hash_map<std::string, std::string> key_names_;  // key name -> description
+  absl::flat_hash_map<std::string, std::string> key_bytes_;  // raw key -> description
+};
+
+absl::Status ValidateQuorum(int64_t quorum, size_t operator_count, std::string_view where) {
+  if (quorum < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, "quorum is ", quorum,
+        " (it is the number of distinct operators that must agree: set it to at least 1)"));
+  }
+  if (static_cast<uint64_t>(quorum) > operator_count) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, "quorum is ", quorum, " but the policy has only ", operator_count,
+        " operator", operator_count == 1 ? "" : "s",
+        " (no path could ever be confirmed: lower the quorum or add operators)"));
+  }
+  return absl::OkStatus();
+}
+
+// ---- TOML --------------------------------------------------------------------------------------
+
+std::string Where(std::string_view file, const toml::source_region& region) {
+  return absl::StrCat(file, ":", region.begin.line, ":", region.begin.column, ": ");
+}
+
+std::string_view TypeName(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a floating-point number";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    default: return "nothing";
+  }
+}
+
+// A table's entries in the order they appear in the file (toml::table is sorted by key), so the
+// first problem reported is the first one in the file.
+std::vector<std::pair<const toml::key*, const toml::node*>> EntriesInFileOrder(
+    const toml::table& table) {
+  std::vector<std::pair<const toml::key*, const toml::node*>> entries;
+  for (auto&& [key, node] : table) entries.emplace_back(&key, &node);
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    const auto& pa = a.first->source().begin;
+    const auto& pb = b.first->source().begin;
+    return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
+  });
+  return entries;
+}
+
+// INVALID_ARGUMENT at the first key of `table` not in `allowed`.
+absl::Status CheckKnownKeys(const toml::table& table, std::initializer_list<std::string_view> allowed,
+                            std::string_view file, std::string_view context,
+                            std::string_view hint) {
+  for (const auto& [key, node] : EntriesInFileOrder(table)) {
+    if (std::find(allowed.begin(), allowed.end(), key->str()) != allowed.end()) continue;
+    return absl::InvalidArgumentError(absl::StrCat(Where(file, key->source()), "unknown key \"",
+                                                   absl::CHexEscape(key->str()), "\" ", context,
+                                                   " (", hint, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// Parses a public key from a TOML string node. `role` is used in messages.
+absl::StatusOr<PublicKey> ParseKeyNode(const toml::node& node, std::string_view role,
+                                       std::string_view file) {
+  const std::string where = Where(file, node.source());
+  const auto* text = node.as_string();
+  if (text == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, role, " is ", TypeName(node),
+        ", not a string (write the public key in quotes: \"name:base64\")"));
+  }
+  absl::StatusOr<PublicKey> key = PublicKey::Parse(text->get());
+  if (key.ok()) return key;
+  // A secret key pasted by mistake deserves its own message, and must never be echoed back.
+  if (SecretKey::Parse(text->get()).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, role,
+        " is a SECRET key (put only the public half in the policy: `nix key "
+        "convert-secret-to-public < secret-key-file`; keep the secret key on the builder and "
+        "consider it exposed)"));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(where, role, " is not a Nix public key: ", key.status().message(),
+                   " (expected \"name:base64\" as printed by `nix key convert-secret-to-public`)"));
+}
+
+// The [[operator]] / [[maintainer]] arrays: `operator = ...` as a plain table or value is a mistake
+// that is easy to make in TOML, so it gets a message showing the right form.
+absl::StatusOr<const toml::array*> ArrayOfTables(const toml::key& key, const toml::node& node,
+                                                  std::string_view file) {
+  const toml::array* array = node.as_array();
+  bool ok = array != nullptr &&
+            std::all_of(array->begin(), array->end(), [](const toml::node& n) { return n.is_table(); });
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(file, key.source()), "\"", key.str(), "\" is ", TypeName(node),
+        ", not an array of tables (write each entry as a [[", key.str(), "]] table)"));
+  }
+  return array;
+}
+
+absl::StatusOr<Operator> ParseOperator(const toml::table& table, std::string_view file,
+                                       NameRegistry& names) {
+  if (absl::Status s = CheckKnownKeys(
+          table, {"name", "builders"}, file, "in [[operator]]",
+          "an operator has only name and builders; keys written after an [[operator]] header "
+          "belong to it, so top-level keys such as quorum go above the first table");
+      !s.ok()) {
+    return s;
+  }
+  Operator op;
+  const std::string table_where = Where(file, table.source());
+  const toml::node* name = table.get("name");
+  if (name == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        table_where, "[[operator]] has no name (add name = \"<operator>\" to this table)"));
+  }
+  if (!name->is_string()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(file, name->source()), "operator name is ", TypeName(*name),
+                     ", not a string (write name = \"<operator>\")"));
+  }
+  op.name = name->as_string()->get();
+  if (absl::Status s = names.AddOperator(op.name, Where(file, name->source())); !s.ok()) return s;
+
+  const toml::node* builders = table.get("builders");
+  if (builders == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        table_where, "operator \"", op.name,
+        "\" has no builders (add builders = [\"name:base64\", ...] with its builder public keys)"));
+  }
+  const toml::array* list = builders->as_array();
+  if (list == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(file, builders->source()), "builders of operator \"", op.name, "\" is ",
+        TypeName(*builders), ", not an array (write builders = [\"name:base64\", ...])"));
+  }
+  if (list->empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(file, builders->source()), "operator \"", op.name,
+        "\" has no builders (list at least one builder public key, or remove the operator)"));
+  }
+  const std::string role = absl::StrCat("builder key of operator \"", op.name, "\"");
+  for (const toml::node& element : *list) {
+    absl::StatusOr<PublicKey> key = ParseKeyNode(element, role, file);
+    if (!key.ok()) return key.status();
+    if (absl::Status s = names.AddKey(*key, role, Where(file, element.source())); !s.ok()) return s;
+    op.builders.push_back(*std::move(key));
+  }
+  return op;
+}
+
+absl::StatusOr<PublicKey> ParseMaintainer(const toml::table& table, std::string_view file,
+                                          NameRegistry& names) {
+  if (absl::Status s = CheckKnownKeys(table, {"key"}, file, "in [[maintainer]]",
+                                      "a maintainer has only key = \"name:base64\"");
+      !s.ok()) {
+    return s;
+  }
+  const toml::node* node = table.get("key");
+  if (node == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(file, table.source()),
+                     "[[maintainer]] has no key (add key = \"name:base64\", the maintainer's "
+                     "public key)"));
+  }
+  absl::StatusOr<PublicKey> key = ParseKeyNode(*node, "maintainer key", file);
+  if (!key.ok()) return key.status();
+  if (absl::Status s = names.AddKey(*key, "maintainer key", Where(file, node->source())); !s.ok()) {
+    return s;
+  }
+  return key;
+}
+
+}  // namespace
+
+absl::StatusOr<Policy> Policy::Create(int quorum, std::vector<Operator> operators,
+                                      std::vector<PublicKey> maintainers) {
+  NameRegistry names;
+  for (const Operator& op : operators) {
+    if (absl::Status s = names.AddOperator(op.name, ""); !s.ok()) return s;
+    if (op.builders.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "operator \"", op.name,
+          "\" has no builders (list at least one builder public key, or remove the operator)"));
+    }
+    const std::string role = absl::StrCat("builder key of operator \"", op.name, "\"");
+    for (const PublicKey& key : op.builders) {
+      if (absl::Status s = names.AddKey(key, role, ""); !s.ok()) return s;
+    }
+  }
+  for (const PublicKey& key : maintainers) {
+    if (absl::Status s = names.AddKey(key, "maintainer key", ""); !s.ok()) return s;
+  }
+  if (absl::Status s = ValidateQuorum(quorum, operators.size(), ""); !s.ok()) return s;
+
+  // Stored in canonical order, so every accessor (and everything derived from it, like the order
+  // operators are listed in an answer) is the same on every node regardless of how the file is laid
+  // out.
+  auto by_text = [](const PublicKey& a, const PublicKey& b) { return a.ToString() < b.ToString(); };
+  for (Operator& op : operators) std::sort(op.builders.begin(), op.builders.end(), by_text);
+  std::sort(operators.begin(), operators.end(),
+            [](const Operator& a, const Operator& b) { return a.name < b.name; });
+  std::sort(maintainers.begin(), maintainers.end(), by_text);
+
+  Policy policy;
+  policy.quorum_ = quorum;
+  policy.operators_ = std::move(operators);
+  policy.maintainers_ = std::move(maintainers);
+  for (size_t i = 0; i < policy.operators_.size(); ++i) {
+    for (const PublicKey& key : policy.operators_[i].builders) {
+      policy.builder_index_.emplace(key.name(), i);
+    }
+  }
+  std::array<uint8_t, 32> digest = Sha256(policy.CanonicalText());
+  policy.hash_ = absl::StrCat("sha256:", HexEncode(digest));
+  return policy;
+}
+
+absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view file_name) {
+  toml::table root;
+  try {
+    root = toml::parse(text, std::string_view(file_name));
+  } catch (const toml::parse_error& error) {
+    return absl::InvalidArgumentError(absl::StrCat(Where(file_name, error.source()),
+                                                   "TOML syntax error: ", error.description(),
+                                                   " (fix the syntax at this position)"));
+  }
+
+  if (absl::Status s = CheckKnownKeys(
+          root, {"quorum", "operator", "maintainer"}, file_name, "in the policy",
+          "a policy has only quorum, [[operator]] and [[maintainer]]; node settings such as "
+          "[gateway] or [[peer]] belong in the node's own config file");
+      !s.ok()) {
+    return s;
+  }
+
+QUORUM_PLACEHOLDER  NameRegistry names;
+  std::vector<Operator> operators;
+  std::vector<PublicKey> maintainers;
+  // Walk the sections in file order, so that with several problems the first one in the file is
+  // reported (a duplicate is reported at its second occurrence).
+  for (const auto& [key, node] : EntriesInFileOrder(root)) {
+    if (key->str() == "operator") {
+      absl::StatusOr<const toml::array*> array = ArrayOfTables(*key, *node, file_name);
+      if (!array.ok()) return array.status();
+      for (const toml::node& element : **array) {
+        absl::StatusOr<Operator> op = ParseOperator(*element.as_table(), file_name, names);
+        if (!op.ok()) return op.status();
+        operators.push_back(*std::move(op));
+      }
+    } else if (key->str() == "maintainer") {
+      absl::StatusOr<const toml::array*> array = ArrayOfTables(*key, *node, file_name);
+      if (!array.ok()) return array.status();
+      for (const toml::node& element : **array) {
+        absl::StatusOr<PublicKey> maintainer =
+            ParseMaintainer(*element.as_table(), file_name, names);
+        if (!maintainer.ok()) return maintainer.status();
+        maintainers.push_back(*std::move(maintainer));
+      }
+    }
+  }
+
+  // The quorum cannot be compared with the number of operators before they are all read; the rest
+  // of its checks come now, since it sits above every table in the file.
+  const toml::node* quorum = root.get("quorum");
+  if (quorum == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file_name, ":1:1: ",
+        "the policy has no quorum (add e.g. `quorum = 2` at the top: the number of distinct "
+        "operators that must agree)"));
+  }
+  const auto* quorum_value = quorum->as_integer();
+  if (quorum_value == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(Where(file_name, quorum->source()),
+                                                   "quorum is ", TypeName(*quorum),
+                                                   ", not an integer (write e.g. quorum = 2)"));
+  }
+  const std::string quorum_where = Where(file_name, quorum->source());
+  if (absl::Status s = ValidateQuorum(quorum_value->get(), SIZE_MAX, quorum_where); !s.ok()) {
+    return s;
+  }
+
+  absl::StatusOr<Policy> policy = Create(static_cast<int>(quorum_value->get()),
+                                         std::move(operators), std::move(maintainers));
+  if (!policy.ok()) {
+    // Everything Create checks was checked above with a position; this is a safety net.
+    return absl::InvalidArgumentError(absl::StrCat(file_name, ": ", policy.status().message()));
+  }
+  return policy;
+}
+
+const PublicKey* Policy::FindBuilder(std::string_view key_name) const {
+  auto it = builder_index_.find(key_name);
+  if (it == builder_index_.end()) return nullptr;
+  for (const PublicKey& key : operators_[it->second].builders) {
+    if (key.name() == key_name) return &key;
+  }
+  return nullptr;
+}
+
+const std::string* Policy::OperatorOf(std::string_view key_name) const {
+  auto it = builder_index_.find(key_name);
+  if (it == builder_index_.end()) return nullptr;
+  return &operators_[it->second].name;
+}
+
+const PublicKey* Policy::FindMaintainer(std::string_view key_name) const {
+  // A policy has a handful of maintainers; a scan is cheaper than another index.
+  for (const PublicKey& key : maintainers_) {
+    if (key.name() == key_name) return &key;
+  }
+  return nullptr;
+}
+
+std::string Policy::CanonicalText() const {
+  // Members are already in canonical order (see Create).
+  std::string text = absl::StrCat(kCanonicalHeader, "\nquorum ", quorum_, "\n");
+  for (const Operator& op : operators_) {
+    absl::StrAppend(&text, "operator ", op.name, "\n");
+    for (const PublicKey& key : op.builders) absl::StrAppend(&text, "builder ", key.ToString(), "\n");
+  }
+  for (const PublicKey& key : maintainers_) {
+    absl::StrAppend(&text, "maintainer ", key.ToString(), "\n");
+  }
+  return text;
+}
+
+}  // namespace attest::consensus

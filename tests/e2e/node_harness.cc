@@ -1,0 +1,82 @@
+#include "tests/e2e/node_harness.h"
+
+#include <csignal>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace attest::testing {
+
+NixKeyPair MakeNixKey(const TempDir& dir, const std::string& name) {
+  NixKeyPair key;
+  key.name = name;
+  key.secret_file = dir.File(name + ".sec");
+  RunResult secret =
+      Run({"nix", "--extra-experimental-features", "nix-command", "key", "generate-secret", "--key-name", name});
+  EXPECT_EQ(secret.exit_code, 0) << secret.err;
+  WriteFileOrDie(key.secret_file, secret.out);
+  RunResult pub = Run({"nix", "--extra-experimental-features", "nix-command", "key", "convert-secret-to-public"},
+                      secret.out);
+  EXPECT_EQ(pub.exit_code, 0) << pub.err;
+  key.public_text = pub.out;
+  while (!key.public_text.empty() && (key.public_text.back() == '\n' || key.public_text.back() == ' ')) {
+    key.public_text.pop_back();
+  }
+  return key;
+}
+
+std::string PolicyToml(int quorum, const std::vector<OperatorSpec>& operators) {
+  std::string out = absl::StrCat("quorum = ", quorum, "\n");
+  for (const auto& op : operators) {
+    absl::StrAppend(&out, "\n[[operator]]\nname = \"", op.name, "\"\nbuilders = [");
+    for (size_t i = 0; i < op.builder_public_keys.size(); ++i) {
+      absl::StrAppend(&out, i ? ", " : "", "\"", op.builder_public_keys[i], "\"");
+    }
+    absl::StrAppend(&out, "]\n");
+  }
+  return out;
+}
+
+NodeHarness::NodeHarness(const TempDir& dir, const std::string& policy_toml, const std::string& extra_node_toml)
+    : dir_(dir) {
+  WriteFileOrDie(dir.File("policy.toml"), policy_toml);
+  if (!std::filesystem::exists(dir.File("node.sec"))) {
+    MakeNixKey(dir, "node");  // writes node.sec
+  }
+  WriteFileOrDie(dir.File("node.toml"), absl::StrCat("[node]\n"
+                                                     "grpc = \"127.0.0.1:0\"\n"
+                                                     "http = \"127.0.0.1:0\"\n"
+                                                     "database = \"attest.db\"\n"
+                                                     "key = \"node.sec\"\n"
+                                                     "policy = \"policy.toml\"\n",
+                                                     extra_node_toml));
+}
+
+bool NodeHarness::Start() {
+  daemon_ = std::make_unique<Daemon>(std::vector<std::string>{ATTESTD_BIN, "--config", config_path()},
+                                     dir_.File(absl::StrCat("attestd-", starts_++)));
+  auto line = daemon_->WaitForLine("grpc listening on ", std::chrono::seconds(30));
+  if (!line) {
+    ADD_FAILURE() << "attestd did not start; stderr:\n" << daemon_->Stderr();
+    return false;
+  }
+  grpc_address_ = line->substr(line->find("grpc listening on ") + std::string("grpc listening on ").size());
+  while (!grpc_address_.empty() && isspace(static_cast<unsigned char>(grpc_address_.back()))) {
+    grpc_address_.pop_back();
+  }
+  return true;
+}
+
+std::optional<int> NodeHarness::Stop(int signal) {
+  if (!daemon_) return std::nullopt;
+  return daemon_->Signal(signal, std::chrono::seconds(10));
+}
+
+RunResult NodeHarness::Cli(const std::vector<std::string>& args, const std::string& input) const {
+  std::vector<std::string> argv{ATTEST_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return Run(argv, input);
+}
+
+}  // namespace attest::testing

@@ -1,0 +1,57 @@
+// NodeHarness: writes a policy and node config into a temp dir, starts a real attestd on ephemeral
+// loopback ports, and finds the CLI. Shared by the end-to-end tests.
+#ifndef ATTEST_TESTS_E2E_NODE_HARNESS_H_
+#define ATTEST_TESTS_E2E_NODE_HARNESS_H_
+
+#include <csignal>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tests/support/subprocess.h"
+#include "tests/support/test_support.h"
+
+namespace attest::testing {
+
+struct NixKeyPair final {
+  std::string name;
+  std::string secret_file;
+  std::string public_text;
+};
+
+// Makes a key with real `nix key generate-secret` / `convert-secret-to-public`.
+NixKeyPair MakeNixKey(const TempDir& dir, const std::string& name);
+
+struct OperatorSpec final {
+  std::string name;
+  std::vector<std::string> builder_public_keys;
+};
+
+std::string PolicyToml(int quorum, const std::vector<OperatorSpec>& operators);
+
+class NodeHarness final {
+ public:
+  // Writes node.toml (database attest.db, key node.sec, policy policy.toml in `dir`).
+  NodeHarness(const TempDir& dir, const std::string& policy_toml, const std::string& extra_node_toml = "");
+  // Starts attestd and waits until it reports its gRPC address. Returns false (with a test failure)
+  // when it does not come up within 30 s.
+  bool Start();
+  std::optional<int> Stop(int signal = SIGTERM);
+  Daemon* daemon() { return daemon_.get(); }
+  const std::string& grpc_address() const { return grpc_address_; }
+  std::string config_path() const { return dir_.File("node.toml"); }
+
+  // Runs the attest CLI with `args` (the node address is not added automatically).
+  RunResult Cli(const std::vector<std::string>& args, const std::string& input = "") const;
+
+ private:
+  const TempDir& dir_;
+  int starts_ = 0;
+  std::string grpc_address_;
+  std::unique_ptr<Daemon> daemon_;
+};
+
+}  // namespace attest::testing
+
+#endif  // ATTEST_TESTS_E2E_NODE_HARNESS_H_
