@@ -348,7 +348,27 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
     return s;
   }
 
-QUORUM_PLACEHOLDER  NameRegistry names;
+  // The quorum sits above every table in the file, so its own checks come first; whether it exceeds
+  // the number of operators can only be told once they are all read.
+  const toml::node* quorum = root.get("quorum");
+  if (quorum == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file_name, ":1:1: ",
+        "the policy has no quorum (add e.g. `quorum = 2` at the top: the number of distinct "
+        "operators that must agree)"));
+  }
+  const auto* quorum_value = quorum->as_integer();
+  if (quorum_value == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(Where(file_name, quorum->source()),
+                                                   "quorum is ", TypeName(*quorum),
+                                                   ", not an integer (write e.g. quorum = 2)"));
+  }
+  const std::string quorum_where = Where(file_name, quorum->source());
+  if (absl::Status s = ValidateQuorum(quorum_value->get(), SIZE_MAX, quorum_where); !s.ok()) {
+    return s;
+  }
+
+  NameRegistry names;
   std::vector<Operator> operators;
   std::vector<PublicKey> maintainers;
   // Walk the sections in file order, so that with several problems the first one in the file is
@@ -373,24 +393,8 @@ QUORUM_PLACEHOLDER  NameRegistry names;
       }
     }
   }
-
-  // The quorum cannot be compared with the number of operators before they are all read; the rest
-  // of its checks come now, since it sits above every table in the file.
-  const toml::node* quorum = root.get("quorum");
-  if (quorum == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        file_name, ":1:1: ",
-        "the policy has no quorum (add e.g. `quorum = 2` at the top: the number of distinct "
-        "operators that must agree)"));
-  }
-  const auto* quorum_value = quorum->as_integer();
-  if (quorum_value == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(Where(file_name, quorum->source()),
-                                                   "quorum is ", TypeName(*quorum),
-                                                   ", not an integer (write e.g. quorum = 2)"));
-  }
-  const std::string quorum_where = Where(file_name, quorum->source());
-  if (absl::Status s = ValidateQuorum(quorum_value->get(), SIZE_MAX, quorum_where); !s.ok()) {
+  if (absl::Status s = ValidateQuorum(quorum_value->get(), operators.size(), quorum_where);
+      !s.ok()) {
     return s;
   }
 

@@ -1,5 +1,7 @@
 // End-to-end: a real attestd driven by the real attest CLI, with builder and node keys made by real
 // `nix key generate-secret`. Three operators, quorum 2.
+#include <sys/wait.h>
+
 #include <string>
 #include <vector>
 

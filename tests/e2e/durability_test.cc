@@ -2,7 +2,10 @@
 // heavy submission; startup errors name the file and the problem.
 #include <grpcpp/grpcpp.h>
 
+#include <sys/wait.h>
+
 #include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
