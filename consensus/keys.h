@@ -20,7 +20,8 @@
 
 namespace attest::consensus {
 
-// INVALID_ARGUMENT unless `name` is a usable key name.
+// INVALID_ARGUMENT unless `name` is a usable key name: 1..255 bytes, no ':', no ASCII whitespace
+// and no control characters (nix.conf separates trusted keys by whitespace).
 absl::Status ValidateKeyName(std::string_view name);
 
 struct Signature final {

@@ -36,14 +36,26 @@ struct SignedNote final {
   std::string Serialize() const;
 };
 
+// OK when `name` can name a signer in a note: non-empty, valid UTF-8, no Unicode white space, no
+// '+' and no control characters. Stricter than Nix's key names ('+' is allowed there), so a Nix key
+// that signs notes must pass this too. INVALID_ARGUMENT otherwise.
+absl::Status ValidateNoteKeyName(std::string_view name);
+
 uint32_t NoteKeyId(const PublicKey& key);
 // "<name>+<hex8 key id>+<base64(0x01 || public key)>", the verifier key text other tools read.
 std::string NoteVerifierKey(const PublicKey& key);
+// Parses a verifier key as written by NoteVerifierKey or by golang.org/x/mod/sumdb/note. Only
+// Ed25519 keys (type byte 0x01) are supported. INVALID_ARGUMENT when the text is malformed, the type
+// is not 0x01, the name is not a usable key name, or the key id does not match the name and key.
+absl::StatusOr<PublicKey> ParseNoteVerifierKey(std::string_view vkey);
 
-// Signs `text` (must be non-empty, end in '\n', and contain no blank line-free violations) and returns
-// the note with one signature. INVALID_ARGUMENT on unusable text.
+// Signs `text` and returns the note with one signature. The text must be non-empty, end in '\n',
+// be valid UTF-8 and contain no control characters other than '\n'; key.name() must pass
+// ValidateNoteKeyName. INVALID_ARGUMENT otherwise.
 absl::StatusOr<SignedNote> SignNote(std::string_view text, const SecretKey& key);
-// Adds a signature by `key` to an existing note.
+// Adds a signature by `key` to an existing note. Precondition: ValidateNoteKeyName(key.name()) is
+// OK (SignNote checks it; check it once when loading a key that signs notes). Otherwise the note
+// gains a line that Parse rejects.
 void AddNoteSignature(SignedNote& note, const SecretKey& key);
 // OK when the note carries a valid signature by `key` (matching name and key id). UNAUTHENTICATED when
 // it carries none, or a signature line with that name and id fails to verify.

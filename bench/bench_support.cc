@@ -1,0 +1,104 @@
+#include "bench/bench_support.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "consensus/sha256.h"
+
+extern char** environ;
+
+namespace attest::bench {
+namespace {
+
+long ProcStatusKiB(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(field + ":", 0) == 0) return std::atol(line.c_str() + field.size() + 1);
+  }
+  return -1;
+}
+
+}  // namespace
+
+consensus::SecretKey BenchKey(const std::string& name) {
+  auto seed = consensus::Sha256("bench-seed|" + name);
+  auto key = consensus::SecretKey::FromSeed(name, seed);
+  if (!key.ok()) {
+    std::fprintf(stderr, "bench: %s\n", std::string(key.status().message()).c_str());
+    std::exit(1);
+  }
+  return std::move(*key);
+}
+
+void WriteNodeFiles(const std::string& dir, const std::vector<std::string>& builder_public_keys, int quorum,
+                    const std::string& database_path) {
+  std::ofstream policy(dir + "/policy.toml");
+  policy << "quorum = " << quorum << "\n";
+  for (size_t i = 0; i < builder_public_keys.size(); ++i) {
+    policy << "\n[[operator]]\nname = \"operator-" << i << "\"\nbuilders = [\"" << builder_public_keys[i]
+           << "\"]\n";
+  }
+  std::ofstream key(dir + "/node.sec");
+  key << BenchKey("bench-node-1").ExportText();
+  std::ofstream node(dir + "/node.toml");
+  node << "[node]\ngrpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\ndatabase = \"" << database_path
+       << "\"\nkey = \"node.sec\"\npolicy = \"policy.toml\"\n";
+}
+
+NodeProcess::NodeProcess(const std::string& attestd, const std::string& dir) {
+  std::string log = dir + "/attestd.out";
+  std::string config = dir + "/node.toml";
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, (dir + "/attestd.err").c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
+  std::vector<char*> argv{const_cast<char*>(attestd.c_str()), const_cast<char*>("--config"),
+                          const_cast<char*>(config.c_str()), nullptr};
+  if (posix_spawn(&pid_, attestd.c_str(), &actions, nullptr, argv.data(), environ) != 0) {
+    std::fprintf(stderr, "bench: cannot start %s\n", attestd.c_str());
+    std::exit(1);
+  }
+  posix_spawn_file_actions_destroy(&actions);
+  const std::string needle = "grpc listening on ";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(log);
+    for (std::string line; std::getline(in, line);) {
+      auto at = line.find(needle);
+      if (at != std::string::npos) {
+        address_ = line.substr(at + needle.size());
+        return;
+      }
+    }
+    if (waitpid(pid_, nullptr, WNOHANG) == pid_) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::fprintf(stderr, "bench: attestd did not start; see %s/attestd.err\n", dir.c_str());
+  std::exit(1);
+}
+
+NodeProcess::~NodeProcess() {
+  if (pid_ > 0) {
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+long NodeProcess::ResidentKiB() const { return ProcStatusKiB(pid_, "VmRSS"); }
+long NodeProcess::PeakResidentKiB() const { return ProcStatusKiB(pid_, "VmHWM"); }
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace attest::bench

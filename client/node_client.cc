@@ -1,0 +1,143 @@
+#include "client/node_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "consensus/encoding.h"
+#include "proto/attest/v1/attest.grpc.pb.h"
+
+namespace attest::client {
+namespace {
+
+using consensus::Cat;
+
+// Status answers for thousands of paths carry their attestations; gRPC's 4 MiB default is too small.
+constexpr int kMaxReceiveMessageBytes = 256 << 20;
+
+std::string Hint(grpc::StatusCode code, const NodeOptions& options) {
+  switch (code) {
+    case grpc::StatusCode::UNAVAILABLE:
+      return " (is attestd running and listening there? check --node)";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return Cat(" (no complete answer within ", absl::FormatDuration(options.timeout),
+                 "; pass --timeout to wait longer)");
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return " (is that address an attestd gRPC port? the HTTP port does not speak gRPC)";
+    default:
+      return "";
+  }
+}
+
+absl::Status FromGrpc(const grpc::Status& status, const NodeOptions& options, std::string_view method) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      Cat("node ", options.address, ": ", method, ": ", status.error_message(),
+                          Hint(status.error_code(), options)));
+}
+
+class GrpcNodeApi final : public NodeApi {
+ public:
+  GrpcNodeApi(NodeOptions options, std::shared_ptr<grpc::Channel> channel)
+      : options_(std::move(options)),
+        attestations_(v1::Attestations::NewStub(channel)),
+        disputes_(v1::Disputes::NewStub(channel)),
+        policy_(v1::Policy::NewStub(channel)) {}
+
+  absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& request) override {
+    return Call<v1::SubmitResponse>("Submit", [&](grpc::ClientContext* ctx, v1::SubmitResponse* out) {
+      return attestations_->Submit(ctx, request, out);
+    });
+  }
+  absl::StatusOr<v1::StatusResponse> Status(const v1::StatusRequest& request) override {
+    return Call<v1::StatusResponse>("Status", [&](grpc::ClientContext* ctx, v1::StatusResponse* out) {
+      return attestations_->Status(ctx, request, out);
+    });
+  }
+  absl::StatusOr<v1::ListDisputesResponse> ListDisputes(const v1::ListDisputesRequest& request) override {
+    return Call<v1::ListDisputesResponse>("ListDisputes",
+                                          [&](grpc::ClientContext* ctx, v1::ListDisputesResponse* out) {
+                                            return disputes_->ListDisputes(ctx, request, out);
+                                          });
+  }
+  absl::StatusOr<v1::Dispute> GetDispute(const v1::GetDisputeRequest& request) override {
+    return Call<v1::Dispute>("GetDispute", [&](grpc::ClientContext* ctx, v1::Dispute* out) {
+      return disputes_->GetDispute(ctx, request, out);
+    });
+  }
+  absl::StatusOr<v1::PolicyInfo> GetPolicy(const v1::GetPolicyRequest& request) override {
+    return Call<v1::PolicyInfo>("GetPolicy", [&](grpc::ClientContext* ctx, v1::PolicyInfo* out) {
+      return policy_->GetPolicy(ctx, request, out);
+    });
+  }
+
+ private:
+  template <typename Response, typename Rpc>
+  absl::StatusOr<Response> Call(std::string_view method, Rpc rpc) {
+    Response response;
+    const absl::Time deadline = absl::Now() + options_.timeout;
+    absl::Status status = RetryUnavailable(
+        options_.retry, deadline,
+        [&](absl::Time attempt_deadline) {
+          grpc::ClientContext context;
+          context.set_deadline(absl::ToChronoTime(attempt_deadline));
+          response.Clear();
+          return FromGrpc(rpc(&context, &response), options_, method);
+        },
+        [] { return absl::Now(); }, [](absl::Duration d) { absl::SleepFor(d); });
+    if (!status.ok()) return status;
+    return response;
+  }
+
+  NodeOptions options_;
+  std::unique_ptr<v1::Attestations::Stub> attestations_;
+  std::unique_ptr<v1::Disputes::Stub> disputes_;
+  std::unique_ptr<v1::Policy::Stub> policy_;
+};
+
+}  // namespace
+
+absl::Status RetryUnavailable(const RetryOptions& retry, absl::Time deadline,
+                              const std::function<absl::Status(absl::Time deadline)>& attempt,
+                              const std::function<absl::Time()>& now,
+                              const std::function<void(absl::Duration)>& sleep) {
+  absl::Duration backoff = retry.initial_backoff;
+  const int attempts = std::max(1, retry.max_attempts);
+  absl::Status status;
+  for (int i = 1; i <= attempts; ++i) {
+    status = attempt(deadline);
+    if (status.code() != absl::StatusCode::kUnavailable) return status;
+    if (i == attempts || now() + backoff >= deadline) break;
+    sleep(backoff);
+    backoff = std::min(backoff * 2, retry.max_backoff);
+  }
+  return status;
+}
+
+absl::StatusOr<absl::Duration> ParseTimeout(const std::string& text) {
+  absl::Duration duration;
+  char* end = nullptr;
+  const double seconds = std::strtod(text.c_str(), &end);
+  if (!text.empty() && end == text.c_str() + text.size()) {
+    duration = absl::Seconds(seconds);
+  } else if (!absl::ParseDuration(text, &duration)) {
+    return absl::InvalidArgumentError(Cat("--timeout ", consensus::QuoteForError(text),
+                                          " is not a duration (seconds, or e.g. 500ms, 2m)"));
+  }
+  if (duration <= absl::ZeroDuration() || duration == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(Cat("--timeout ", consensus::QuoteForError(text), " must be positive and finite"));
+  }
+  return duration;
+}
+
+absl::StatusOr<std::unique_ptr<NodeApi>> ConnectGrpcNode(const NodeOptions& options) {
+  if (options.address.empty()) return absl::InvalidArgumentError("no node address (pass --node HOST:PORT)");
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  args.SetMaxSendMessageSize(kMaxReceiveMessageBytes);
+  auto channel = grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args);
+  return std::make_unique<GrpcNodeApi>(options, std::move(channel));
+}
+
+}  // namespace attest::client

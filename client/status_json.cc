@@ -1,0 +1,191 @@
+#include "client/status_json.h"
+
+#include "absl/status/status.h"
+#include "consensus/encoding.h"
+#include "consensus/nar_hash.h"
+#include "consensus/path_info.h"
+#include "consensus/store_path.h"
+
+namespace attest::client {
+namespace {
+
+using consensus::Cat;
+using nlohmann::json;
+
+json StringList(const google::protobuf::RepeatedPtrField<std::string>& values) {
+  json list = json::array();
+  for (const std::string& v : values) list.push_back(v);
+  return list;
+}
+
+// The node answers "sha256:<nix32>"; normalise anyway so the output is one form whatever it sent.
+std::string NormalisedNarHash(const std::string& text) {
+  auto hash = consensus::NarHash::Parse(text);
+  return hash.ok() ? hash->ToNix32() : text;
+}
+
+absl::StatusOr<std::string> StringField(const json& object, std::string_view name, bool required) {
+  const auto it = object.find(std::string(name));
+  if (it == object.end() || it->is_null()) {
+    if (required) return absl::InvalidArgumentError(Cat("has no \"", name, "\""));
+    return std::string();
+  }
+  if (!it->is_string()) return absl::InvalidArgumentError(Cat("\"", name, "\" is not a string"));
+  return it->get<std::string>();
+}
+
+}  // namespace
+
+std::string VerdictText(v1::Verdict verdict) {
+  switch (verdict) {
+    case v1::UNKNOWN:
+      return "UNKNOWN";
+    case v1::PENDING:
+      return "PENDING";
+    case v1::CONFIRMED:
+      return "CONFIRMED";
+    case v1::DISPUTED:
+      return "DISPUTED";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+std::string BuildKindText(v1::BuildKind kind) {
+  switch (kind) {
+    case v1::BUILD_KIND_FIRST_BUILD:
+      return std::string(consensus::BuildKindName(consensus::BuildKind::kFirstBuild));
+    case v1::BUILD_KIND_REBUILD:
+      return std::string(consensus::BuildKindName(consensus::BuildKind::kRebuild));
+    case v1::BUILD_KIND_CHECK:
+      return std::string(consensus::BuildKindName(consensus::BuildKind::kCheck));
+    case v1::BUILD_KIND_IMPORTED:
+      return std::string(consensus::BuildKindName(consensus::BuildKind::kImported));
+    default:
+      return std::string(consensus::BuildKindName(consensus::BuildKind::kUnspecified));
+  }
+}
+
+json AttestationToJson(const v1::Attestation& attestation) {
+  const v1::PathInfo& info = attestation.path_info();
+  const v1::BuildMetadata& meta = attestation.metadata();
+  json object = {
+      {"path", info.store_path()},
+      {"narHash", NormalisedNarHash(info.nar_hash())},
+      {"narSize", info.nar_size()},
+      {"references", StringList(info.references())},
+      {"signature", attestation.signature()},
+      {"deriver", meta.deriver()},
+      {"outputName", meta.output_name()},
+      {"system", meta.system()},
+      {"buildKind", BuildKindText(meta.build_kind())},
+      {"buildTime", meta.build_time_unix()},
+  };
+  if (attestation.received_unix() != 0) object["receivedTime"] = attestation.received_unix();
+  return object;
+}
+
+json FingerprintTallyToJson(const v1::FingerprintTally& tally) {
+  return json{{"fingerprint", tally.fingerprint()},
+              {"operators", StringList(tally.operators())},
+              {"builders", StringList(tally.builders())}};
+}
+
+json PathStatusToJson(const v1::PathStatus& status) {
+  json fingerprints = json::array();
+  for (const auto& tally : status.fingerprints()) fingerprints.push_back(FingerprintTallyToJson(tally));
+  json attestations = json::array();
+  for (const auto& attestation : status.attestations()) attestations.push_back(AttestationToJson(attestation));
+  return json{{"path", status.store_path()},
+              {"verdict", VerdictText(status.verdict())},
+              {"fingerprint", status.fingerprint()},
+              {"fingerprints", std::move(fingerprints)},
+              {"flagged_builders", StringList(status.flagged_builders())},
+              {"dispute_id", status.dispute_id()},
+              {"quorum", status.quorum()},
+              {"policy_hash", status.policy_hash()},
+              {"attestations", std::move(attestations)}};
+}
+
+json DisputeToJson(const v1::Dispute& dispute, DisputeDetail detail) {
+  json fingerprints = json::array();
+  for (const auto& tally : dispute.fingerprints()) fingerprints.push_back(FingerprintTallyToJson(tally));
+  json object = {{"id", dispute.id()},
+                 {"path", dispute.store_path()},
+                 {"state", dispute.state()},
+                 {"opened", dispute.opened_unix()},
+                 {"updated", dispute.updated_unix()},
+                 {"fingerprints", std::move(fingerprints)}};
+  if (detail == DisputeDetail::kFull) {
+    object["signed_record"] = dispute.signed_record();
+    json attestations = json::array();
+    for (const auto& attestation : dispute.attestations()) attestations.push_back(AttestationToJson(attestation));
+    object["attestations"] = std::move(attestations);
+  }
+  return object;
+}
+
+absl::StatusOr<consensus::Attestation> AttestationFromJson(const json& object) {
+  if (!object.is_object()) return absl::InvalidArgumentError("is not a JSON object");
+  auto path_text = StringField(object, "path", true);
+  if (!path_text.ok()) return path_text.status();
+  auto path = consensus::StorePath::Parse(*path_text);
+  if (!path.ok()) return absl::InvalidArgumentError(Cat("path: ", path.status().message()));
+  auto hash_text = StringField(object, "narHash", true);
+  if (!hash_text.ok()) return hash_text.status();
+  auto nar_hash = consensus::NarHash::Parse(*hash_text);
+  if (!nar_hash.ok()) return absl::InvalidArgumentError(Cat("narHash: ", nar_hash.status().message()));
+  const auto size = object.find("narSize");
+  if (size == object.end() || !size->is_number_unsigned()) {
+    return absl::InvalidArgumentError("\"narSize\" is missing or not a non-negative integer");
+  }
+  std::vector<consensus::StorePath> references;
+  const auto refs = object.find("references");
+  if (refs == object.end() || !refs->is_array()) return absl::InvalidArgumentError("\"references\" is not a list");
+  for (const json& ref : *refs) {
+    if (!ref.is_string()) return absl::InvalidArgumentError("a reference is not a string");
+    auto parsed = consensus::StorePath::Parse(ref.get_ref<const std::string&>());
+    if (!parsed.ok()) return absl::InvalidArgumentError(Cat("reference: ", parsed.status().message()));
+    references.push_back(*std::move(parsed));
+  }
+  auto claim = consensus::PathInfo::Create(*std::move(path), *nar_hash, size->get<uint64_t>(), std::move(references));
+  if (!claim.ok()) return claim.status();
+  auto signature_text = StringField(object, "signature", true);
+  if (!signature_text.ok()) return signature_text.status();
+  auto signature = consensus::Signature::Parse(*signature_text);
+  if (!signature.ok()) return absl::InvalidArgumentError(Cat("signature: ", signature.status().message()));
+
+  consensus::BuildMetadata metadata;
+  for (auto [name, field] : {std::pair<std::string_view, std::string*>{"deriver", &metadata.deriver},
+                             {"outputName", &metadata.output_name},
+                             {"system", &metadata.system}}) {
+    auto value = StringField(object, name, false);
+    if (!value.ok()) return value.status();
+    *field = *std::move(value);
+  }
+  auto kind = StringField(object, "buildKind", false);
+  if (!kind.ok()) return kind.status();
+  bool kind_known = false;
+  for (auto candidate : {consensus::BuildKind::kUnspecified, consensus::BuildKind::kFirstBuild,
+                         consensus::BuildKind::kRebuild, consensus::BuildKind::kCheck,
+                         consensus::BuildKind::kImported}) {
+    if (kind->empty() || *kind == consensus::BuildKindName(candidate)) {
+      metadata.build_kind = kind->empty() ? consensus::BuildKind::kUnspecified : candidate;
+      kind_known = true;
+      break;
+    }
+  }
+  if (!kind_known) return absl::InvalidArgumentError(Cat("unknown buildKind ", consensus::QuoteForError(*kind)));
+  if (auto time = object.find("buildTime"); time != object.end() && !time->is_null()) {
+    if (!time->is_number_integer()) return absl::InvalidArgumentError("\"buildTime\" is not an integer");
+    metadata.build_time_unix = time->get<int64_t>();
+  }
+  if (absl::Status s = consensus::ValidateBuildMetadata(metadata); !s.ok()) return s;
+  return consensus::Attestation{*std::move(claim), *std::move(signature), std::move(metadata)};
+}
+
+std::string DumpJson(const json& value, int indent) {
+  return value.dump(indent, ' ', /*ensure_ascii=*/false, json::error_handler_t::replace);
+}
+
+}  // namespace attest::client

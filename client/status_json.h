@@ -1,0 +1,48 @@
+// The JSON the CLI prints for machines (`--json`), and its parsing back for `attest verify`.
+//
+// Attestation object (status and disputes show):
+//   {"path": "/nix/store/...", "narHash": "sha256:<nix32>", "narSize": 123, "references": [full paths],
+//    "signature": "<key name>:<base64>", "deriver": "/nix/store/...drv" or "", "outputName": "out",
+//    "system": "x86_64-linux", "buildKind": "build"|"rebuild"|"check"|"imported"|"unspecified",
+//    "buildTime": <unix seconds, 0 when unknown>, "receivedTime": <unix seconds>}
+// Path status object (one per path of `attest status --json`):
+//   {"path", "verdict": "UNKNOWN"|"PENDING"|"CONFIRMED"|"DISPUTED", "fingerprint",
+//    "fingerprints": [{"fingerprint", "operators", "builders"}], "flagged_builders", "dispute_id",
+//    "quorum", "policy_hash", "attestations": [...]}
+// Dispute object: {"id", "path", "state", "opened", "updated" (unix seconds), "fingerprints"} plus,
+// with details, "signed_record" and "attestations".
+//
+// Pure functions; thread-safe. Output never throws: invalid UTF-8 from a node is replaced on dump.
+#ifndef ATTEST_CLIENT_STATUS_JSON_H_
+#define ATTEST_CLIENT_STATUS_JSON_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "consensus/attestation.h"
+#include "nlohmann/json.hpp"
+#include "proto/attest/v1/attest.pb.h"
+
+namespace attest::client {
+
+nlohmann::json AttestationToJson(const v1::Attestation& attestation);
+nlohmann::json PathStatusToJson(const v1::PathStatus& status);
+nlohmann::json FingerprintTallyToJson(const v1::FingerprintTally& tally);
+
+enum class DisputeDetail { kSummary, kFull };
+nlohmann::json DisputeToJson(const v1::Dispute& dispute, DisputeDetail detail);
+
+// Parses an attestation object (as AttestationToJson writes it) into the domain type, validating the
+// claim, signature and metadata. INVALID_ARGUMENT naming the field.
+absl::StatusOr<consensus::Attestation> AttestationFromJson(const nlohmann::json& object);
+
+// "UNKNOWN", "PENDING", "CONFIRMED", "DISPUTED"; "UNSPECIFIED" for an unset verdict.
+std::string VerdictText(v1::Verdict verdict);
+std::string BuildKindText(v1::BuildKind kind);
+
+// json.dump that never throws: invalid UTF-8 is replaced. indent < 0 for one line.
+std::string DumpJson(const nlohmann::json& value, int indent = 2);
+
+}  // namespace attest::client
+
+#endif  // ATTEST_CLIENT_STATUS_JSON_H_

@@ -1,0 +1,43 @@
+// Offline re-check of what a node answered (`attest status --json`), trusting only the policy.
+//
+// For each path object: every attestation must be about that path, be signed by a builder key of the
+// policy, and verify; the tally recomputed from those attestations must give the verdict, the agreed
+// fingerprint and the per-fingerprint operators the node claimed; the quorum and policy hash the node
+// reports must be the policy's. Anything else is a problem, named in the report.
+//
+// Pure functions; thread-safe.
+#ifndef ATTEST_CLIENT_STATUS_VERIFY_H_
+#define ATTEST_CLIENT_STATUS_VERIFY_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "consensus/policy.h"
+#include "consensus/tally.h"
+#include "nlohmann/json.hpp"
+
+namespace attest::client {
+
+struct PathVerification final {
+  std::string path;
+  std::string claimed_verdict;
+  consensus::Verdict verdict = consensus::Verdict::kUnknown;  // recomputed
+  std::string fingerprint;                                    // recomputed agreed fingerprint, or ""
+  size_t signatures_verified = 0;
+  std::vector<std::string> problems;  // empty when everything holds
+  bool ok() const { return problems.empty(); }
+};
+
+struct StatusVerification final {
+  std::vector<PathVerification> paths;
+  bool ok() const;
+};
+
+// `document` is a list of path status objects (or a single one). INVALID_ARGUMENT when it is neither.
+absl::StatusOr<StatusVerification> VerifyStatusDocument(const consensus::Policy& policy,
+                                                        const nlohmann::json& document);
+
+}  // namespace attest::client
+
+#endif  // ATTEST_CLIENT_STATUS_VERIFY_H_

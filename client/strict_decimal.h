@@ -1,0 +1,27 @@
+// Strict decimal parsing shared by the client's text formats. Thread-safe.
+#ifndef ATTEST_CLIENT_STRICT_DECIMAL_H_
+#define ATTEST_CLIENT_STRICT_DECIMAL_H_
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace attest::client {
+
+// Digits only, no sign, no leading zero (except "0" itself), no overflow. nullopt otherwise.
+inline std::optional<uint64_t> ParseStrictDecimal(std::string_view text) {
+  if (text.empty() || text.size() > 20) return std::nullopt;
+  if (text.size() > 1 && text[0] == '0') return std::nullopt;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const auto digit = static_cast<uint64_t>(c - '0');
+    if (value > (UINT64_MAX - digit) / 10) return std::nullopt;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+}  // namespace attest::client
+
+#endif  // ATTEST_CLIENT_STRICT_DECIMAL_H_

@@ -1,0 +1,348 @@
+#include "server/ingest.h"
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "consensus/dispute.h"
+#include "consensus/encoding.h"
+#include "consensus/tally.h"
+#include "proto/convert.h"
+#include "server/grpc_status.h"
+#include "server/log.h"
+#include "server/path_tally.h"
+
+namespace attest::server {
+namespace {
+
+using consensus::Cat;
+using consensus::StdView;
+
+// Batches smaller than this are checked on the calling thread: handing them to the pool costs more
+// than it saves.
+constexpr size_t kInlineCheckLimit = 8;
+// Items per verification task: large enough that scheduling is noise next to ~50 us per verify, small
+// enough that concurrent batches interleave and both verify threads stay busy.
+constexpr size_t kMinChunk = 32;
+
+// Identity of an attestation for duplicate detection: the fingerprint names the path and the claim.
+std::string IdentityKey(std::string_view fingerprint, std::string_view key_name) {
+  return Cat(fingerprint, "\n", key_name);
+}
+
+std::string JoinNames(const std::vector<std::string>& names) {
+  return absl::StrJoin(names, ", ");
+}
+
+}  // namespace
+
+struct Ingestor::Item {
+  absl::Status status;  // rejection reason; OK while the item may be stored
+  consensus::Attestation attestation;
+  std::optional<consensus::PublicKey> observed_key;
+  std::string fingerprint;
+  IngestOutcome outcome = IngestOutcome::kRejected;
+};
+
+struct Ingestor::PendingWrite {
+  std::vector<Item*> items;  // checked items, in batch order
+  absl::Status status;       // of the commit
+  bool done = false;
+};
+
+Ingestor::Ingestor(const consensus::Policy& policy, storage::AttestationStore* store,
+                   const consensus::SecretKey& node_key, Clock clock, IngestOptions options)
+    : policy_(policy),
+      store_(store),
+      node_key_(node_key),
+      clock_(std::move(clock)),
+      options_(options),
+      verify_pool_(std::make_unique<WorkerPool>(std::max(1, options.verify_threads))) {}
+
+Ingestor::~Ingestor() = default;
+
+absl::StatusOr<std::vector<IngestResult>> Ingestor::Submit(
+    const google::protobuf::RepeatedPtrField<v1::Attestation>& batch) {
+  const size_t count = static_cast<size_t>(batch.size());
+  if (count == 0) {
+    return absl::InvalidArgumentError("the batch is empty: send at least one attestation");
+  }
+  if (count > static_cast<size_t>(options_.max_batch)) {
+    return absl::ResourceExhaustedError(Cat("batch of ", count, " attestations exceeds the limit of ",
+                                            options_.max_batch, ": split it"));
+  }
+
+  std::vector<Item> items(count);
+  CheckItems(batch, items);
+
+  // The first occurrence of an identical attestation is the one that is stored.
+  absl::flat_hash_map<std::string, size_t> first_seen;
+  first_seen.reserve(count);
+  PendingWrite write;
+  write.items.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    Item& item = items[i];
+    if (!item.status.ok()) continue;
+    auto [it, inserted] = first_seen.try_emplace(IdentityKey(item.fingerprint, item.attestation.key_name()), i);
+    if (!inserted) {
+      item.status = absl::InvalidArgumentError(
+          Cat("attestation ", i + 1, " of ", count, ": duplicate of attestation ", it->second + 1,
+              " (same store path, claim and key; send it once)"));
+      continue;
+    }
+    write.items.push_back(&item);
+  }
+
+  if (!write.items.empty()) {
+    if (absl::Status s = Commit(write); !s.ok()) return s;
+  }
+
+  std::vector<IngestResult> results(count);
+  for (size_t i = 0; i < count; ++i) {
+    if (!items[i].status.ok()) {
+      results[i] = IngestResult{IngestOutcome::kRejected, std::move(items[i].status)};
+    } else {
+      results[i] = IngestResult{items[i].outcome, absl::OkStatus()};
+    }
+  }
+  return results;
+}
+
+void Ingestor::CheckItems(const google::protobuf::RepeatedPtrField<v1::Attestation>& batch,
+                          std::vector<Item>& items) {
+  const size_t count = items.size();
+  if (count <= kInlineCheckLimit) {
+    for (size_t i = 0; i < count; ++i) CheckItem(batch[static_cast<int>(i)], i, count, items[i]);
+    return;
+  }
+  const size_t threads = static_cast<size_t>(std::max(1, verify_pool_->size()));
+  const size_t chunk = std::max(kMinChunk, (count + threads * 4 - 1) / (threads * 4));
+  const size_t chunks = (count + chunk - 1) / chunk;
+  absl::BlockingCounter pending(static_cast<int>(chunks));
+  for (size_t begin = 0; begin < count; begin += chunk) {
+    const size_t end = std::min(count, begin + chunk);
+    verify_pool_->Schedule([this, &batch, &items, &pending, begin, end, count] {
+      for (size_t i = begin; i < end; ++i) CheckItem(batch[static_cast<int>(i)], i, count, items[i]);
+      pending.DecrementCount();
+    });
+  }
+  pending.Wait();
+}
+
+void Ingestor::CheckItem(const v1::Attestation& message, size_t index, size_t count, Item& item) const {
+  const std::string prefix = Cat("attestation ", index + 1, " of ", count, ": ");
+  absl::StatusOr<consensus::Attestation> attestation = proto::FromProto(message);
+  if (!attestation.ok()) {
+    item.status = absl::InvalidArgumentError(Cat(prefix, StdView(attestation.status().message())));
+    return;
+  }
+  const std::string& key_name = attestation->key_name();
+  const consensus::PublicKey* key = policy_.FindBuilder(key_name);
+  if (key == nullptr) {
+    const std::string not_in_policy =
+        Cat(prefix, "key '", key_name, "' is not a builder key in the policy (policy ", policy_.Hash(), "); ");
+    if (!options_.observe_unknown_keys) {
+      item.status = absl::UnauthenticatedError(
+          Cat(not_in_policy, "ask the federation to add it, or enable observe_unknown_keys on this node"));
+      return;
+    }
+    if (message.public_key().empty()) {
+      item.status = absl::UnauthenticatedError(
+          Cat(not_in_policy,
+              "this node stores such attestations for observation only when they carry public_key "
+              "(the key's \"name:base64\" public half)"));
+      return;
+    }
+    absl::StatusOr<consensus::PublicKey> observed = consensus::PublicKey::Parse(message.public_key());
+    if (!observed.ok()) {
+      item.status = absl::InvalidArgumentError(Cat(prefix, "public_key: ", StdView(observed.status().message())));
+      return;
+    }
+    if (observed->name() != key_name) {
+      item.status = absl::InvalidArgumentError(Cat(prefix, "public_key is key '", observed->name(),
+                                                   "' but the signature is by key '", key_name,
+                                                   "' (send the public half of the signing key)"));
+      return;
+    }
+    item.observed_key = *std::move(observed);
+    key = &*item.observed_key;
+  }
+  std::string fingerprint = attestation->claim.Fingerprint();
+  if (!key->VerifyBytes(fingerprint, attestation->signature.bytes)) {
+    item.status = absl::UnauthenticatedError(
+        Cat(prefix, "signature does not verify with key '", key_name, "' over the fingerprint of ",
+            attestation->claim.path.full(),
+            item.observed_key ? " (was it made with the secret half of the public_key sent along?)"
+                              : " (is the key in the policy the one the builder signs with?)"));
+    item.observed_key.reset();
+    return;
+  }
+  item.fingerprint = std::move(fingerprint);
+  item.attestation = *std::move(attestation);
+}
+
+bool Ingestor::WriterIdleOrDone(PendingWrite* write) const { return write->done || !writer_busy_; }
+
+absl::Status Ingestor::Commit(PendingWrite& write) {
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(&write);
+  while (!WriterIdleOrDone(&write)) writer_done_.Wait(&mu_);
+  if (write.done) return write.status;
+
+  // This thread is the writer until its own batch is committed, taking along whatever queued up
+  // meanwhile (group commit: one transaction, one fsync for several batches).
+  writer_busy_ = true;
+  while (!write.done) {
+    std::vector<PendingWrite*> group;
+    size_t attestations = 0;
+    while (!queue_.empty()) {
+      PendingWrite* next = queue_.front();
+      if (!group.empty() &&
+          attestations + next->items.size() > static_cast<size_t>(options_.max_group_attestations)) {
+        break;
+      }
+      attestations += next->items.size();
+      group.push_back(next);
+      queue_.erase(queue_.begin());
+    }
+    mu_.Unlock();
+    absl::Status status = WriteGroup(group);
+    if (!status.ok() && group.size() > 1) {
+      // One batch must not fail another: retry each on its own so the failure lands where it belongs.
+      for (PendingWrite* member : group) member->status = WriteGroup({member});
+    } else {
+      for (PendingWrite* member : group) member->status = status;
+    }
+    mu_.Lock();
+    for (PendingWrite* member : group) member->done = true;
+    writer_done_.SignalAll();
+  }
+  writer_busy_ = false;
+  writer_done_.SignalAll();
+  return write.status;
+}
+
+absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
+  const int64_t now_unix = absl::ToUnixSeconds(clock_());
+
+  // The group's items by store path, paths in first-seen order.
+  absl::flat_hash_map<consensus::StorePath, size_t> path_index;
+  std::vector<consensus::StorePath> paths;
+  std::vector<std::vector<Item*>> items_by_path;
+  for (PendingWrite* write : group) {
+    for (Item* item : write->items) {
+      const consensus::StorePath& path = item->attestation.claim.path;
+      auto [it, inserted] = path_index.try_emplace(path, paths.size());
+      if (inserted) {
+        paths.push_back(path);
+        items_by_path.emplace_back();
+      }
+      items_by_path[it->second].push_back(item);
+    }
+  }
+
+  auto existing = store_->AttestationsFor(paths);
+  if (!existing.ok()) {
+    return StorageFailure(Cat("reading the stored attestations of ", paths.size(), " paths"), existing.status());
+  }
+  if (existing->size() != paths.size()) {
+    return absl::InternalError(Cat("AttestationsFor returned ", existing->size(), " answers for ", paths.size(),
+                                   " paths"));
+  }
+
+  storage::WriteBatch batch;
+  std::vector<Item*> written;  // parallel to batch.attestations
+  std::vector<std::pair<Item*, IngestOutcome>> decided;
+  std::vector<std::string> state_changes;
+  for (size_t p = 0; p < paths.size(); ++p) {
+    const std::vector<storage::StoredAttestation>& stored = (*existing)[p];
+    absl::flat_hash_set<std::string> present;
+    present.reserve(stored.size() + items_by_path[p].size());
+    for (const storage::StoredAttestation& s : stored) {
+      present.insert(IdentityKey(s.attestation.claim.Fingerprint(), s.attestation.key_name()));
+    }
+    std::vector<storage::StoredAttestation> combined;
+    for (Item* item : items_by_path[p]) {
+      // Also catches the same attestation sent in two batches of this group.
+      if (!present.insert(IdentityKey(item->fingerprint, item->attestation.key_name())).second) {
+        decided.emplace_back(item, IngestOutcome::kAlreadyPresent);
+        continue;
+      }
+      if (combined.empty()) combined.assign(stored.begin(), stored.end());
+      combined.push_back(storage::StoredAttestation{item->attestation, now_unix, item->observed_key});
+      batch.attestations.push_back(combined.back());
+      written.push_back(item);
+    }
+    if (combined.empty()) continue;  // nothing new about this path
+
+    const PathTally after = TallyStored(policy_, combined);
+    consensus::TallyResult before;  // UNKNOWN
+    if (!stored.empty()) before = TallyStored(policy_, stored).result;
+    const consensus::StorePath& path = paths[p];
+
+    if (after.result.verdict == consensus::Verdict::kConfirmed && before.verdict != consensus::Verdict::kConfirmed) {
+      const consensus::FingerprintTally& agreed = after.result.fingerprints.front();
+      state_changes.push_back(Cat("quorum reached: ", path.full(), " CONFIRMED by ", agreed.operators.size(),
+                                  " operators (", JoinNames(agreed.operators), "), quorum ", policy_.quorum()));
+    }
+    if (after.result.verdict == consensus::Verdict::kDisputed &&
+        (before.verdict != consensus::Verdict::kDisputed || CountedEvidenceChanged(before, after.result))) {
+      absl::StatusOr<consensus::DisputeRecord> record =
+          consensus::MakeDisputeRecord(policy_, path, after.attestations, after.result, now_unix);
+      if (!record.ok()) {
+        return absl::InternalError(
+            Cat("building the dispute record of ", path.full(), ": ", StdView(record.status().message())));
+      }
+      consensus::SignedNote note = consensus::SignDisputeRecord(*record, node_key_);
+      storage::StoredDispute dispute;
+      dispute.id = record->id;
+      dispute.path = path;
+      dispute.signed_record = note.Serialize();
+      dispute.opened_unix = now_unix;
+      dispute.updated_unix = now_unix;
+      dispute.fingerprint_count = static_cast<int>(record->sides.size());
+      std::vector<std::string> operators;
+      for (const auto& side : after.result.fingerprints) {
+        operators.insert(operators.end(), side.operators.begin(), side.operators.end());
+      }
+      std::sort(operators.begin(), operators.end());
+      operators.erase(std::unique(operators.begin(), operators.end()), operators.end());
+      state_changes.push_back(Cat(before.verdict == consensus::Verdict::kDisputed ? "dispute updated: "
+                                                                                  : "dispute opened: ",
+                                  dispute.id, " ", path.full(), ": ", dispute.fingerprint_count,
+                                  " competing fingerprints from operators ", JoinNames(operators),
+                                  after.result.flagged_builders.empty()
+                                      ? std::string()
+                                      : Cat("; flagged builders ", JoinNames(after.result.flagged_builders))));
+      batch.disputes.push_back(std::move(dispute));
+    }
+  }
+
+  if (!batch.attestations.empty()) {
+    auto outcomes = store_->Write(batch);
+    if (!outcomes.ok()) {
+      return StorageFailure(Cat("storing ", batch.attestations.size(), " attestations"), outcomes.status());
+    }
+    if (outcomes->size() != written.size()) {
+      return absl::InternalError(Cat("Write returned ", outcomes->size(), " outcomes for ", written.size(),
+                                     " attestations"));
+    }
+    for (size_t i = 0; i < written.size(); ++i) {
+      IngestOutcome outcome = IngestOutcome::kAlreadyPresent;
+      if ((*outcomes)[i] == storage::WriteOutcome::kInserted) {
+        outcome = written[i]->observed_key ? IngestOutcome::kObserved : IngestOutcome::kAccepted;
+      }
+      decided.emplace_back(written[i], outcome);
+    }
+  }
+  for (auto& [item, outcome] : decided) item->outcome = outcome;
+  LogLines(LogLevel::kInfo, state_changes);
+  return absl::OkStatus();
+}
+
+}  // namespace attest::server

@@ -1,0 +1,117 @@
+// Ingestor: the node's write path. Takes a batch of submitted attestations, decides for each one
+// whether it may be stored, and stores the accepted ones durably together with any dispute record they
+// cause.
+//
+// Pipeline of Submit:
+//   1. batch limits (RPC-level: empty batch INVALID_ARGUMENT, over max_batch RESOURCE_EXHAUSTED);
+//   2. on the verify pool, in chunks: wire -> domain conversion, key lookup in the policy (or, when the
+//      node observes unknown keys, the public key the item carries), Ed25519 verification;
+//   3. duplicates within the batch (the first occurrence counts; later ones are rejected);
+//   4. the writer, one at a time: reads the stored attestations of the affected paths, tallies them with
+//      the new ones, signs a dispute record for every path that is DISPUTED and whose counted evidence
+//      changed, and writes attestations and disputes in ONE storage WriteBatch. Batches that arrive
+//      while the writer is busy are committed together in the next WriteBatch (group commit).
+// Submit returns only after that write returned OK, so every ACCEPTED or OBSERVED item is durable.
+//
+// Per-item rejections (the item is not stored; the rest of the batch proceeds):
+//   INVALID_ARGUMENT  "attestation <i> of <n>: <field>: <problem>" for malformed fields, and
+//                     "attestation <i> of <n>: duplicate of attestation <j>"
+//   UNAUTHENTICATED   the key is not a builder key of the policy (and the node does not observe unknown
+//                     keys, or the item carries no public_key), or the signature does not verify
+//
+// Thread-safe: Submit may be called from many threads at once. Policy, store and node key are borrowed
+// and must outlive the Ingestor.
+#ifndef ATTEST_SERVER_INGEST_H_
+#define ATTEST_SERVER_INGEST_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "consensus/keys.h"
+#include "consensus/policy.h"
+#include "google/protobuf/repeated_ptr_field.h"
+#include "proto/attest/v1/attest.pb.h"
+#include "server/worker_pool.h"
+#include "storage/attestation_store.h"
+
+namespace attest::server {
+
+struct IngestOptions final {
+  // Store attestations of keys outside the policy (when the item carries its public key) for
+  // observation: shown, never counted.
+  bool observe_unknown_keys = false;
+  int max_batch = 10000;
+  int verify_threads = 2;
+  // Most attestations one group commit writes (several concurrent batches merged).
+  int max_group_attestations = 50000;
+};
+
+enum class IngestOutcome {
+  kAccepted = 0,        // newly stored and counted
+  kAlreadyPresent = 1,  // stored before; nothing changed
+  kObserved = 2,        // newly stored for observation (key not in the policy)
+  kRejected = 3,        // not stored; see status
+};
+
+struct IngestResult final {
+  IngestOutcome outcome = IngestOutcome::kRejected;
+  absl::Status status;  // OK unless rejected
+};
+
+// The node's notion of "now" (received times, dispute record times). Tests pass a fixed clock.
+using Clock = std::function<absl::Time()>;
+
+class Ingestor final {
+ public:
+  Ingestor(const consensus::Policy& policy, storage::AttestationStore* store, const consensus::SecretKey& node_key,
+           Clock clock, IngestOptions options);
+  ~Ingestor();
+  Ingestor(const Ingestor&) = delete;
+  Ingestor& operator=(const Ingestor&) = delete;
+
+  // One result per item, in order, once every stored item is durable. RPC-level errors:
+  //   INVALID_ARGUMENT    empty batch
+  //   RESOURCE_EXHAUSTED  more than max_batch items
+  //   whatever the store returned (UNAVAILABLE, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, DATA_LOSS, ...)
+  //     with a client-safe message; nothing of the batch is stored then
+  //   INTERNAL            a dispute record could not be built (a bug)
+  absl::StatusOr<std::vector<IngestResult>> Submit(
+      const google::protobuf::RepeatedPtrField<v1::Attestation>& batch);
+
+  const IngestOptions& options() const { return options_; }
+
+ private:
+  struct Item;
+  struct PendingWrite;
+
+  void CheckItems(const google::protobuf::RepeatedPtrField<v1::Attestation>& batch, std::vector<Item>& items);
+  void CheckItem(const v1::Attestation& message, size_t index, size_t count, Item& item) const;
+  absl::Status Commit(PendingWrite& write);
+  // Writes `group` in one WriteBatch; on success fills the outcomes of its items.
+  absl::Status WriteGroup(const std::vector<PendingWrite*>& group);
+  bool WriterIdleOrDone(PendingWrite* write) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const consensus::Policy& policy_;
+  storage::AttestationStore* const store_;
+  const consensus::SecretKey& node_key_;
+  const Clock clock_;
+  const IngestOptions options_;
+  std::unique_ptr<WorkerPool> verify_pool_;
+
+  absl::Mutex mu_;
+  std::vector<PendingWrite*> queue_ ABSL_GUARDED_BY(mu_);
+  bool writer_busy_ ABSL_GUARDED_BY(mu_) = false;
+  absl::CondVar writer_done_;
+};
+
+}  // namespace attest::server
+
+#endif  // ATTEST_SERVER_INGEST_H_

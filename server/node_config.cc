@@ -1,0 +1,414 @@
+#include "server/node_config.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "consensus/encoding.h"
+
+// The distro's toml++ is built with exceptions (see consensus/policy.cc); toml::parse_error is caught
+// here and turned into a Status, so no exception leaves this file.
+#include <toml++/toml.h>
+
+namespace attest::server {
+namespace {
+
+using consensus::AbslView;
+using consensus::Cat;
+using consensus::StdView;
+
+constexpr std::string_view kNodeKeys =
+    "grpc, http, database, key, policy, observe_unknown_keys, max_batch, max_status_paths, "
+    "max_message_bytes, verify_threads, rpc_threads, allow_non_loopback";
+
+struct IntegerSetting final {
+  std::string_view name;
+  int64_t min;
+  int64_t max;
+};
+
+constexpr IntegerSetting kMaxBatch{"max_batch", 1, 1000000};
+constexpr IntegerSetting kMaxStatusPaths{"max_status_paths", 1, 1000000};
+constexpr IntegerSetting kMaxMessageBytes{"max_message_bytes", 1024, int64_t{1} << 30};
+constexpr IntegerSetting kVerifyThreads{"verify_threads", 1, 256};
+constexpr IntegerSetting kRpcThreads{"rpc_threads", 1, 1024};
+
+std::string Where(std::string_view file, const toml::source_region& region) {
+  return Cat(file, ":", region.begin.line, ":", region.begin.column, ": ");
+}
+
+std::string_view TypeName(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a floating-point number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    default:
+      return "nothing";
+  }
+}
+
+std::string Quoted(std::string_view text) { return Cat("\"", StdView(absl::CHexEscape(AbslView(text))), "\""); }
+
+// toml::table is sorted by key; reporting in file order makes the first message the first problem.
+std::vector<std::pair<const toml::key*, const toml::node*>> EntriesInFileOrder(const toml::table& table) {
+  std::vector<std::pair<const toml::key*, const toml::node*>> entries;
+  for (auto&& [key, node] : table) entries.emplace_back(&key, &node);
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    const auto& pa = a.first->source().begin;
+    const auto& pb = b.first->source().begin;
+    return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
+  });
+  return entries;
+}
+
+absl::Status CheckInteger(const IntegerSetting& setting, int64_t value, std::string_view where) {
+  if (value < setting.min || value > setting.max) {
+    return absl::InvalidArgumentError(Cat(where, setting.name, " is ", value, "; it must be between ",
+                                          setting.min, " and ", setting.max));
+  }
+  return absl::OkStatus();
+}
+
+// "grpc"/"http" values. An empty http address turns the listener off; grpc is always needed.
+absl::Status CheckAddress(std::string_view setting, std::string_view value, bool allow_non_loopback,
+                          std::string_view where) {
+  if (value.empty() && setting == "http") return absl::OkStatus();
+  auto address = ParseListenAddress(value);
+  if (!address.ok()) {
+    return absl::InvalidArgumentError(Cat(where, setting, " = ", Quoted(value), ": ",
+                                          StdView(address.status().message())));
+  }
+  if (!allow_non_loopback && !address->IsLoopback()) {
+    return absl::InvalidArgumentError(
+        Cat(where, setting, " = ", Quoted(value),
+            " is not a loopback address; binding it exposes the node beyond this machine, so it needs "
+            "`allow_non_loopback = true` in [node] (or use 127.0.0.1)"));
+  }
+  return absl::OkStatus();
+}
+
+std::string ResolvePath(std::string_view value, std::string_view config_file) {
+  std::filesystem::path path{std::string(value)};
+  if (path.is_absolute()) return path.lexically_normal().string();
+  std::filesystem::path base = std::filesystem::path(std::string(config_file)).parent_path();
+  return (base / path).lexically_normal().string();
+}
+
+class ConfigReader final {
+ public:
+  explicit ConfigReader(std::string_view file) : file_(file) {}
+
+  absl::StatusOr<NodeConfig> Read(const toml::table& root) {
+    config_.config_file = std::string(file_);
+    for (const auto& [key, node] : EntriesInFileOrder(root)) {
+      const std::string& name = key->str();
+      absl::Status status;
+      if (name == "node") {
+        status = ReadNode(*key, *node);
+      } else if (name == "gateway") {
+        status = ReadGateway(*key, *node);
+      } else if (name == "peer") {
+        status = ReadPeers(*key, *node);
+      } else if (node->is_table()) {
+        status = absl::InvalidArgumentError(
+            Cat(Where(file_, key->source()), "unknown table [", StdView(absl::CHexEscape(name)),
+                "] (a node config has [node], [gateway] and [[peer]]; the federation's policy is a separate "
+                "file, named by `policy` in [node])"));
+      } else {
+        status = absl::InvalidArgumentError(
+            Cat(Where(file_, key->source()), "unknown key ", Quoted(name),
+                " at the top level (settings go under [node]; known there: ", kNodeKeys, ")"));
+      }
+      if (!status.ok()) return status;
+    }
+    if (absl::Status s = Finish(); !s.ok()) return s;
+    return std::move(config_);
+  }
+
+ private:
+  absl::Status ReadNode(const toml::key& key, const toml::node& node) {
+    const toml::table* table = node.as_table();
+    if (table == nullptr) {
+      return absl::InvalidArgumentError(
+          Cat(Where(file_, key.source()), "\"node\" is ", TypeName(node), ", not a table (write [node])"));
+    }
+    node_where_ = Where(file_, table->source());
+    for (const auto& [entry_key, value] : EntriesInFileOrder(*table)) {
+      const std::string& name = entry_key->str();
+      const std::string where = Where(file_, value->source());
+      absl::Status status;
+      if (name == "grpc" || name == "http") {
+        auto text = String(*entry_key, *value);
+        if (!text.ok()) return text.status();
+        (name == "grpc" ? config_.grpc_address : config_.http_address) = *text;
+        (name == "grpc" ? grpc_where_ : http_where_) = where;
+      } else if (name == "database" || name == "key" || name == "policy") {
+        auto text = String(*entry_key, *value);
+        if (!text.ok()) return text.status();
+        if (text->empty()) {
+          return absl::InvalidArgumentError(Cat(where, name, " is empty; give a file path"));
+        }
+        std::string resolved = ResolvePath(*text, file_);
+        if (name == "database") config_.database_path = std::move(resolved);
+        if (name == "key") config_.key_path = std::move(resolved);
+        if (name == "policy") config_.policy_path = std::move(resolved);
+      } else if (name == "observe_unknown_keys" || name == "allow_non_loopback") {
+        auto flag = Boolean(*entry_key, *value);
+        if (!flag.ok()) return flag.status();
+        (name == "observe_unknown_keys" ? config_.observe_unknown_keys : config_.allow_non_loopback) = *flag;
+      } else if (name == kMaxBatch.name) {
+        status = Integer(kMaxBatch, *value, config_.max_batch);
+      } else if (name == kMaxStatusPaths.name) {
+        status = Integer(kMaxStatusPaths, *value, config_.max_status_paths);
+      } else if (name == kMaxMessageBytes.name) {
+        status = Integer(kMaxMessageBytes, *value, config_.max_message_bytes);
+      } else if (name == kVerifyThreads.name) {
+        status = Integer(kVerifyThreads, *value, config_.verify_threads);
+      } else if (name == kRpcThreads.name) {
+        status = Integer(kRpcThreads, *value, config_.rpc_threads);
+      } else {
+        status = absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ",
+                                                Quoted(name), " in [node] (known keys: ", kNodeKeys, ")"));
+      }
+      if (!status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadGateway(const toml::key& key, const toml::node& node) {
+    const toml::table* table = node.as_table();
+    if (table == nullptr) {
+      return absl::InvalidArgumentError(Cat(Where(file_, key.source()), "\"gateway\" is ", TypeName(node),
+                                            ", not a table (write [gateway])"));
+    }
+    GatewayConfig gateway;
+    for (const auto& [entry_key, value] : EntriesInFileOrder(*table)) {
+      if (entry_key->str() == "upstream") {
+        auto text = String(*entry_key, *value);
+        if (!text.ok()) return text.status();
+        gateway.upstream = *text;
+      } else {
+        return absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ",
+                                              Quoted(entry_key->str()), " in [gateway] (known keys: upstream)"));
+      }
+    }
+    config_.gateway = std::move(gateway);
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadPeers(const toml::key& key, const toml::node& node) {
+    const toml::array* array = node.as_array();
+    const bool tables = array != nullptr && std::all_of(array->begin(), array->end(),
+                                                         [](const toml::node& n) { return n.is_table(); });
+    if (!tables) {
+      return absl::InvalidArgumentError(Cat(Where(file_, key.source()), "\"peer\" is ", TypeName(node),
+                                            ", not an array of tables (write each peer as a [[peer]] table)"));
+    }
+    for (const toml::node& element : *array) {
+      PeerConfig peer;
+      for (const auto& [entry_key, value] : EntriesInFileOrder(*element.as_table())) {
+        const std::string& name = entry_key->str();
+        if (name != "name" && name != "grpc" && name != "public_key") {
+          return absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ", Quoted(name),
+                                                " in [[peer]] (known keys: name, grpc, public_key)"));
+        }
+        auto text = String(*entry_key, *value);
+        if (!text.ok()) return text.status();
+        if (name == "name") peer.name = *text;
+        if (name == "grpc") peer.grpc = *text;
+        if (name == "public_key") peer.public_key = *text;
+      }
+      if (peer.name.empty()) {
+        return absl::InvalidArgumentError(
+            Cat(Where(file_, element.source()), "[[peer]] has no name (add name = \"...\")"));
+      }
+      config_.peers.push_back(std::move(peer));
+    }
+    return absl::OkStatus();
+  }
+
+  // Checks that need the whole file: required keys, and the loopback rule (allow_non_loopback may be
+  // written after the addresses).
+  absl::Status Finish() {
+    const std::string where = node_where_.empty() ? Cat(file_, ":1:1: ") : node_where_;
+    for (auto [name, value] : {std::pair<std::string_view, const std::string*>{"key", &config_.key_path},
+                               {"policy", &config_.policy_path}}) {
+      if (value->empty()) {
+        return absl::InvalidArgumentError(
+            Cat(where, "[node] has no ", name, " (", name == "key" ? "the node's Nix secret key file, made by `nix key generate-secret`" : "the federation's policy file", ")"));
+      }
+    }
+    if (config_.database_path.empty()) config_.database_path = ResolvePath("attest.db", file_);
+    if (absl::Status s = CheckAddress("grpc", config_.grpc_address, config_.allow_non_loopback,
+                                      grpc_where_.empty() ? where : grpc_where_);
+        !s.ok()) {
+      return s;
+    }
+    return CheckAddress("http", config_.http_address, config_.allow_non_loopback,
+                        http_where_.empty() ? where : http_where_);
+  }
+
+  absl::StatusOr<std::string> String(const toml::key& key, const toml::node& node) {
+    const auto* value = node.as_string();
+    if (value == nullptr) {
+      return absl::InvalidArgumentError(Cat(Where(file_, node.source()), key.str(), " is ", TypeName(node),
+                                            ", not a string (write it in quotes)"));
+    }
+    return value->get();
+  }
+
+  absl::StatusOr<bool> Boolean(const toml::key& key, const toml::node& node) {
+    const auto* value = node.as_boolean();
+    if (value == nullptr) {
+      return absl::InvalidArgumentError(
+          Cat(Where(file_, node.source()), key.str(), " is ", TypeName(node), ", not a boolean (true or false)"));
+    }
+    return value->get();
+  }
+
+  template <typename T>
+  absl::Status Integer(const IntegerSetting& setting, const toml::node& node, T& out) {
+    const std::string where = Where(file_, node.source());
+    const auto* value = node.as_integer();
+    if (value == nullptr) {
+      return absl::InvalidArgumentError(Cat(where, setting.name, " is ", TypeName(node), ", not an integer"));
+    }
+    if (absl::Status s = CheckInteger(setting, value->get(), where); !s.ok()) return s;
+    out = static_cast<T>(value->get());
+    return absl::OkStatus();
+  }
+
+  const std::string_view file_;
+  NodeConfig config_;
+  std::string node_where_;
+  std::string grpc_where_;
+  std::string http_where_;
+};
+
+}  // namespace
+
+bool ListenAddress::IsLoopback() const {
+  if (host == "localhost" || host == "::1") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  return false;
+}
+
+absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text) {
+  ListenAddress address;
+  std::string_view port_text;
+  if (!text.empty() && text.front() == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return absl::InvalidArgumentError("an IPv6 address is written \"[address]:port\", e.g. \"[::1]:7700\"");
+    }
+    address.host = std::string(text.substr(1, close - 1));
+    in6_addr v6{};
+    if (inet_pton(AF_INET6, address.host.c_str(), &v6) != 1) {
+      return absl::InvalidArgumentError(Cat(Quoted(address.host), " is not an IPv6 address"));
+    }
+    port_text = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) {
+      return absl::InvalidArgumentError("expected \"host:port\", e.g. \"127.0.0.1:7700\"");
+    }
+    address.host = std::string(text.substr(0, colon));
+    if (address.host.find(':') != std::string::npos) {
+      return absl::InvalidArgumentError("write an IPv6 address in brackets: \"[::1]:7700\"");
+    }
+    for (char c : address.host) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-') {
+        return absl::InvalidArgumentError(Cat("host ", Quoted(address.host), " is not a host name or IPv4 address"));
+      }
+    }
+    port_text = text.substr(colon + 1);
+  }
+  int port = -1;
+  if (port_text.empty() || port_text.size() > 5 ||
+      !std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      !absl::SimpleAtoi(AbslView(port_text), &port) || port > 65535) {
+    return absl::InvalidArgumentError(Cat("port ", Quoted(port_text), " is not a number from 0 to 65535"));
+  }
+  address.port = port;
+  return address;
+}
+
+absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text, std::string_view file_path) {
+  toml::table root;
+  try {
+    root = toml::parse(text, file_path);
+  } catch (const toml::parse_error& error) {
+    return absl::InvalidArgumentError(Cat(Where(file_path, error.source()), "TOML syntax error: ",
+                                          error.description()));
+  }
+  return ConfigReader(file_path).Read(root);
+}
+
+absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& file_path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(file_path, ec)) {
+    return absl::NotFoundError(Cat(file_path, ": no such file (give the node's config with --config FILE)"));
+  }
+  if (std::filesystem::is_directory(file_path, ec)) {
+    return absl::FailedPreconditionError(Cat(file_path, ": is a directory, not a config file"));
+  }
+  std::ifstream in(file_path, std::ios::binary);
+  if (!in) {
+    return absl::FailedPreconditionError(Cat(file_path, ": cannot be read: ", std::strerror(errno)));
+  }
+  std::stringstream content;
+  content << in.rdbuf();
+  if (in.bad()) return absl::FailedPreconditionError(Cat(file_path, ": read error: ", std::strerror(errno)));
+  return ParseNodeConfig(content.str(), file_path);
+}
+
+absl::Status ValidateNodeConfig(const NodeConfig& config) {
+  const std::string where = config.config_file.empty() ? "" : Cat(config.config_file, ": ");
+  for (auto [name, value] : {std::pair<std::string_view, const std::string*>{"database", &config.database_path},
+                             {"key", &config.key_path},
+                             {"policy", &config.policy_path}}) {
+    if (value->empty()) return absl::InvalidArgumentError(Cat(where, "[node] ", name, " is not set"));
+  }
+  if (absl::Status s = CheckAddress("grpc", config.grpc_address, config.allow_non_loopback, where); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckAddress("http", config.http_address, config.allow_non_loopback, where); !s.ok()) {
+    return s;
+  }
+  for (auto [setting, value] : {std::pair<IntegerSetting, int64_t>{kMaxBatch, config.max_batch},
+                                {kMaxStatusPaths, config.max_status_paths},
+                                {kMaxMessageBytes, config.max_message_bytes},
+                                {kVerifyThreads, config.verify_threads},
+                                {kRpcThreads, config.rpc_threads}}) {
+    if (absl::Status s = CheckInteger(setting, value, where); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace attest::server

@@ -1,0 +1,97 @@
+// NodeConfig: the node's own settings, read from a TOML file (the policy is a separate file, shared by
+// the federation; this one is local to the node).
+//
+//   [node]
+//   grpc = "127.0.0.1:7700"          # gRPC listen address; port 0 picks a free port
+//   http = "127.0.0.1:7780"          # HTTP listen address ("" = no HTTP listener)
+//   database = "attest.db"           # SQLite file (created when absent)
+//   key = "node.sec"                 # the node's Nix secret key (nix key generate-secret)
+//   policy = "policy.toml"           # the federation's policy
+//   observe_unknown_keys = false     # store (never count) attestations of keys not in the policy
+//   max_batch = 10000                # most attestations in one Submit
+//   max_status_paths = 10000         # most store paths in one Status request
+//   max_message_bytes = 67108864     # largest gRPC request accepted (64 MiB)
+//   verify_threads = 2               # threads verifying signatures
+//   rpc_threads = 8                  # threads running RPC handlers (mostly waiting on storage)
+//   allow_non_loopback = false       # binding anything but loopback needs this set to true
+//
+//   [gateway]                        # later: the substituter gateway (accepted, not used yet)
+//   upstream = "https://cache.nixos.org"
+//
+//   [[peer]]                         # later: peers to replicate from (accepted, not used yet)
+//   name = "node-b"
+//   grpc = "node-b.example.org:7700"
+//   public_key = "node-b:base64..."
+//
+// Relative paths resolve against the directory of the config file. Unknown keys and tables are errors.
+// Value types; thread-safe.
+#ifndef ATTEST_SERVER_NODE_CONFIG_H_
+#define ATTEST_SERVER_NODE_CONFIG_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace attest::server {
+
+struct GatewayConfig final {
+  std::string upstream;  // binary cache URL (http(s):// or file://)
+};
+
+struct PeerConfig final {
+  std::string name;
+  std::string grpc;        // host:port
+  std::string public_key;  // the peer node's Nix public key
+};
+
+struct NodeConfig final {
+  std::string config_file;  // where it was read from ("" when built in code)
+  std::string grpc_address = "127.0.0.1:7700";
+  std::string http_address = "127.0.0.1:7780";  // "" = no HTTP listener
+  std::string database_path;
+  std::string key_path;
+  std::string policy_path;
+  bool observe_unknown_keys = false;
+  int max_batch = 10000;
+  int max_status_paths = 10000;
+  int64_t max_message_bytes = int64_t{64} << 20;
+  int verify_threads = 2;
+  int rpc_threads = 8;
+  bool allow_non_loopback = false;
+  std::optional<GatewayConfig> gateway;
+  std::vector<PeerConfig> peers;
+};
+
+// A parsed "host:port" listen address. IPv6 hosts are written in brackets ("[::1]:7700"); `host` is
+// kept without them.
+struct ListenAddress final {
+  std::string host;
+  int port = 0;
+  bool IsLoopback() const;  // localhost, 127.0.0.0/8 or ::1
+};
+
+// INVALID_ARGUMENT unless `text` is "host:port" with a port in 0..65535.
+absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text);
+
+// Parses config text. `file_path` names the file in messages and is the base for relative paths.
+// Every problem is INVALID_ARGUMENT "<file>:<line>:<column>: <problem>" (TOML syntax, unknown keys or
+// tables, wrong types, values out of range, a missing required key, a non-loopback address without
+// allow_non_loopback).
+absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text, std::string_view file_path);
+
+// Reads and parses the file. NOT_FOUND / FAILED_PRECONDITION "<file>: <reason>" when it cannot be read;
+// otherwise as ParseNodeConfig.
+absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& file_path);
+
+// Checks a config built in code (ParseNodeConfig applies the same checks): addresses, limits and the
+// loopback rule. INVALID_ARGUMENT naming the setting.
+absl::Status ValidateNodeConfig(const NodeConfig& config);
+
+}  // namespace attest::server
+
+#endif  // ATTEST_SERVER_NODE_CONFIG_H_

@@ -1,0 +1,44 @@
+#include "server/path_tally.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+namespace attest::server {
+
+std::vector<size_t> PathTally::CountedStoredIndices() const {
+  std::vector<size_t> out;
+  for (const consensus::FingerprintTally& side : result.fingerprints) {
+    for (size_t input : side.attestations) out.push_back(stored_index[input]);
+  }
+  return out;
+}
+
+PathTally TallyStored(const consensus::Policy& policy, std::span<const storage::StoredAttestation> stored) {
+  PathTally tally;
+  tally.attestations.reserve(stored.size());
+  tally.stored_index.reserve(stored.size());
+  for (size_t i = 0; i < stored.size(); ++i) {
+    const storage::StoredAttestation& s = stored[i];
+    if (s.observed_key.has_value()) {
+      const consensus::PublicKey* policy_key = policy.FindBuilder(s.attestation.key_name());
+      if (policy_key != nullptr && !(*policy_key == *s.observed_key)) continue;
+    }
+    tally.attestations.push_back(s.attestation);
+    tally.stored_index.push_back(i);
+  }
+  tally.result = consensus::Tally(policy, tally.attestations);
+  return tally;
+}
+
+bool CountedEvidenceChanged(const consensus::TallyResult& before, const consensus::TallyResult& after) {
+  auto evidence = [](const consensus::TallyResult& r) {
+    std::vector<std::pair<std::string, std::vector<std::string>>> out;
+    for (const auto& side : r.fingerprints) out.emplace_back(side.fingerprint, side.builders);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  return evidence(before) != evidence(after);
+}
+
+}  // namespace attest::server

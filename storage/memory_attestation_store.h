@@ -1,0 +1,47 @@
+// MemoryAttestationStore: an AttestationStore held in memory, for tests and tools that need no
+// durability. Behaves exactly like SqliteAttestationStore (same validation, outcomes and ordering);
+// both pass tests/storage/attestation_store_contract_test.cc.
+//
+// Thread-safe: one mutex guards all state; Write is atomic with respect to every other call.
+#ifndef ATTEST_STORAGE_MEMORY_ATTESTATION_STORE_H_
+#define ATTEST_STORAGE_MEMORY_ATTESTATION_STORE_H_
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "storage/attestation_store.h"
+
+namespace attest::storage {
+
+class MemoryAttestationStore final : public AttestationStore {
+ public:
+  MemoryAttestationStore() = default;
+
+  // INVALID_ARGUMENT (storing nothing) when an item fails ValidateStoredAttestation /
+  // ValidateStoredDispute.
+  absl::StatusOr<std::vector<WriteOutcome>> Write(const WriteBatch& batch) override;
+  absl::StatusOr<std::vector<std::vector<StoredAttestation>>> AttestationsFor(
+      std::span<const consensus::StorePath> paths) override;
+  absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) override;
+  // INVALID_ARGUMENT when query.limit < 1.
+  absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) override;
+  absl::StatusOr<StoreStats> Stats() override;
+
+ private:
+  // Attestations of one path keyed by (fingerprint, key name): the order AttestationsFor returns.
+  using PathAttestations = std::map<std::pair<std::string, std::string>, StoredAttestation>;
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<consensus::StorePath, PathAttestations> attestations_ ABSL_GUARDED_BY(mu_);
+  int64_t attestation_count_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, StoredDispute> disputes_ ABSL_GUARDED_BY(mu_);  // by id
+};
+
+}  // namespace attest::storage
+
+#endif  // ATTEST_STORAGE_MEMORY_ATTESTATION_STORE_H_

@@ -1,0 +1,98 @@
+// SqliteAttestationStore: the node's default AttestationStore, one SQLite file in WAL mode.
+//
+// Durability: synchronous=FULL, so a Write that returned OK survives kill -9 and power loss.
+// Schema: versioned with PRAGMA user_version and marked with PRAGMA application_id; see
+// storage/README.md for the tables and why they look the way they do (~170 bytes per attestation).
+//
+// Thread-safety: all methods may be called concurrently. Writes are serialised on one connection;
+// reads run on a small pool of reader connections, each in its own snapshot, concurrently with
+// writes (WAL). One process should own a database file; other processes that write to it make this
+// one's writes wait (busy_timeout) and eventually fail with UNAVAILABLE.
+#ifndef ATTEST_STORAGE_SQLITE_ATTESTATION_STORE_H_
+#define ATTEST_STORAGE_SQLITE_ATTESTATION_STORE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "storage/attestation_store.h"
+
+namespace attest::storage {
+
+struct SqliteOptions final {
+  // How long one SQLite call waits for a lock held by another connection or process.
+  absl::Duration busy_timeout = absl::Seconds(5);
+  // How many more times a Write or read is attempted after the busy timeout expired; then UNAVAILABLE.
+  int busy_retries = 2;
+  // Most reader connections open at once (concurrent AttestationsFor / GetDispute / ... calls).
+  int max_readers = 4;
+};
+
+// The schema version this build reads and writes (PRAGMA user_version).
+inline constexpr int kSqliteSchemaVersion = 1;
+// PRAGMA application_id of an attest database: "atst".
+inline constexpr int32_t kSqliteApplicationId = 0x61747374;
+
+class SqliteAttestationStore final : public AttestationStore {
+ public:
+  // Opens (creating when absent, with its schema) the database at `path`.
+  //   NOT_FOUND            the directory of `path` does not exist
+  //   FAILED_PRECONDITION  the file cannot be opened or written (permissions, read-only, a directory);
+  //                        it is another application's SQLite database; or its schema is newer than
+  //                        this build ("database schema version N is newer than this attestd supports
+  //                        (M): upgrade attestd")
+  //   DATA_LOSS            the file is not an SQLite database or is corrupt
+  //   UNAVAILABLE          another process kept it locked past the retries
+  // An older schema is migrated in place, in one transaction.
+  static absl::StatusOr<std::unique_ptr<SqliteAttestationStore>> Open(const std::string& path,
+                                                                       const SqliteOptions& options);
+  ~SqliteAttestationStore() override;
+
+  // INVALID_ARGUMENT (storing nothing) when an item fails ValidateStoredAttestation /
+  // ValidateStoredDispute; UNAVAILABLE when busy past the retries; DATA_LOSS on corruption;
+  // FAILED_PRECONDITION when the file became read-only; RESOURCE_EXHAUSTED when the disk is full.
+  absl::StatusOr<std::vector<WriteOutcome>> Write(const WriteBatch& batch) override;
+  // All paths are read in one snapshot.
+  absl::StatusOr<std::vector<std::vector<StoredAttestation>>> AttestationsFor(
+      std::span<const consensus::StorePath> paths) override;
+  absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) override;
+  // INVALID_ARGUMENT when query.limit < 1.
+  absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) override;
+  absl::StatusOr<StoreStats> Stats() override;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  class Writer;
+  class Reader;
+  class ReaderLease;
+  struct Lookups;
+
+  SqliteAttestationStore(std::string path, SqliteOptions options, std::unique_ptr<Writer> writer);
+
+  // Takes an idle reader (opening one when fewer than max_readers exist), waiting for one otherwise.
+  absl::StatusOr<std::unique_ptr<Reader>> AcquireReader();
+  void ReleaseReader(std::unique_ptr<Reader> reader);
+
+  const std::string path_;
+  const SqliteOptions options_;
+
+  absl::Mutex write_mu_;
+  const std::unique_ptr<Writer> writer_ ABSL_PT_GUARDED_BY(write_mu_);
+
+  absl::Mutex pool_mu_;
+  std::vector<std::unique_ptr<Reader>> idle_readers_ ABSL_GUARDED_BY(pool_mu_);
+  int open_readers_ ABSL_GUARDED_BY(pool_mu_) = 0;
+
+  // Small, append-only dictionaries (key names, observed keys, labels) by id, shared by readers.
+  // Ids are only learnt from committed rows, so an entry never changes once present.
+  const std::unique_ptr<Lookups> lookups_;
+};
+
+}  // namespace attest::storage
+
+#endif  // ATTEST_STORAGE_SQLITE_ATTESTATION_STORE_H_

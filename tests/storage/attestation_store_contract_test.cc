@@ -1,0 +1,413 @@
+// The AttestationStore contract, run against every implementation.
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "consensus/encoding.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "storage/attestation_store.h"
+#include "storage/memory_attestation_store.h"
+#include "storage/sqlite_attestation_store.h"
+#include "tests/storage/fault_injecting_store.h"
+#include "tests/storage/storage_test_util.h"
+#include "tests/support/test_support.h"
+
+namespace attest::storage {
+namespace {
+
+using consensus::BuildKind;
+using consensus::StorePath;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+using testing::Attest;
+using testing::ClaimWithRefs;
+using testing::Dispute;
+using testing::FullMetadata;
+using testing::KeyKind;
+using ::attest::testing::TempDir;
+using ::attest::testing::TestClaim;
+using ::attest::testing::TestStorePath;
+
+struct Implementation {
+  std::string name;
+  std::function<std::unique_ptr<AttestationStore>(const TempDir&)> open;
+};
+
+class AttestationStoreContractTest : public ::testing::TestWithParam<Implementation> {
+ protected:
+  void SetUp() override {
+    store_ = GetParam().open(dir_);
+    ASSERT_NE(store_, nullptr);
+  }
+
+  std::vector<StoredAttestation> Read(const StorePath& path) {
+    std::vector<StorePath> paths = {path};
+    auto result = store_->AttestationsFor(paths);
+    EXPECT_TRUE(result.ok()) << result.status();
+    if (!result.ok() || result->size() != 1) return {};
+    return (*result)[0];
+  }
+
+  std::vector<WriteOutcome> WriteOk(WriteBatch batch) {
+    auto outcomes = store_->Write(batch);
+    EXPECT_TRUE(outcomes.ok()) << outcomes.status();
+    return outcomes.ok() ? *outcomes : std::vector<WriteOutcome>{};
+  }
+
+  StoreStats StatsOk() {
+    auto stats = store_->Stats();
+    EXPECT_TRUE(stats.ok()) << stats.status();
+    return stats.ok() ? *stats : StoreStats{};
+  }
+
+  TempDir dir_;
+  std::unique_ptr<AttestationStore> store_;
+};
+
+TEST_P(AttestationStoreContractTest, EmptyStoreHasNothing) {
+  EXPECT_THAT(Read(TestStorePath("hello-2.12")), IsEmpty());
+  StoreStats stats = StatsOk();
+  EXPECT_EQ(stats.attestations, 0);
+  EXPECT_EQ(stats.paths, 0);
+  EXPECT_EQ(stats.disputes, 0);
+  auto dispute = store_->GetDispute("d-none");
+  ASSERT_TRUE(dispute.ok()) << dispute.status();
+  EXPECT_FALSE(dispute->has_value());
+  auto page = store_->ListDisputes({});
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(*page, IsEmpty());
+}
+
+TEST_P(AttestationStoreContractTest, EveryFieldRoundTrips) {
+  // References include the path itself (common in Nix) and paths never attested.
+  auto claim = ClaimWithRefs("openssl-3.0.8-dev", "nar bytes",
+                             {"openssl-3.0.8-dev", "glibc-2.37", "zlib-1.3", "openssl-3.0.8"},
+                             987654321);
+  std::vector<StoredAttestation> written = {
+      // Deriver name implied by path and output ("openssl-3.0.8.drv" for output "dev").
+      Attest(claim, "builder-eu-1", FullMetadata("openssl-3.0.8", "dev", BuildKind::kCheck), 100),
+      // A deriver whose name is not the implied one, an observed key, other kinds and times.
+      Attest(claim, "watcher-1",
+             consensus::BuildMetadata{.deriver = TestStorePath("something-else.drv").full(),
+                                      .output_name = "dev",
+                                      .system = "aarch64-linux",
+                                      .build_kind = BuildKind::kImported,
+                                      .build_time_unix = 0},
+             1700000000, KeyKind::kObserved),
+      // No metadata at all.
+      Attest(claim, "builder-us-1", {}, 0),
+      // Output "out" with the implied deriver, first build.
+      Attest(claim, "builder-ci",
+             FullMetadata("openssl-3.0.8-dev", "out", BuildKind::kFirstBuild, 1), 1234567890123),
+      // Output given, no deriver; deriver given, no output.
+      Attest(claim, "builder-a",
+             consensus::BuildMetadata{.output_name = "lib", .system = "riscv64-linux"}, 5),
+      Attest(claim, "builder-b",
+             consensus::BuildMetadata{.deriver = TestStorePath("openssl-3.0.8-dev.drv").full()}, 6),
+  };
+  EXPECT_THAT(WriteOk({.attestations = written}), SizeIs(written.size()));
+
+  std::vector<StoredAttestation> expected = written;
+  std::ranges::sort(expected, {}, [](const StoredAttestation& s) { return s.attestation.key_name(); });
+  EXPECT_EQ(Read(claim.path), expected);
+  // References are stored as paths of their own, but are not attested paths.
+  EXPECT_THAT(Read(TestStorePath("glibc-2.37")), IsEmpty());
+}
+
+TEST_P(AttestationStoreContractTest, WritingTwiceIsIdempotentAndKeepsFirstMetadata) {
+  auto claim = TestClaim("hello-2.12");
+  StoredAttestation first = Attest(claim, "builder-1", FullMetadata("hello-2.12"), 100);
+  StoredAttestation again = Attest(claim, "builder-1", {}, 999);
+  EXPECT_THAT(WriteOk({.attestations = {first}}), ElementsAre(WriteOutcome::kInserted));
+  EXPECT_THAT(WriteOk({.attestations = {again}}), ElementsAre(WriteOutcome::kAlreadyPresent));
+  EXPECT_THAT(Read(claim.path), ElementsAre(first));
+  EXPECT_EQ(StatsOk().attestations, 1);
+}
+
+TEST_P(AttestationStoreContractTest, DuplicateWithinOneBatchIsStoredOnce) {
+  auto claim = TestClaim("hello-2.12");
+  StoredAttestation a = Attest(claim, "builder-1", {}, 1);
+  auto b = Attest(TestClaim("other-1"), "builder-1");
+  EXPECT_THAT(WriteOk({.attestations = {a, b, a}}),
+              ElementsAre(WriteOutcome::kInserted, WriteOutcome::kInserted,
+                          WriteOutcome::kAlreadyPresent));
+  EXPECT_THAT(Read(claim.path), ElementsAre(a));
+  EXPECT_EQ(StatsOk().attestations, 2);
+}
+
+TEST_P(AttestationStoreContractTest, OneKeySigningTwoFingerprintsKeepsBoth) {
+  auto good = TestClaim("flaky-1.0", "bytes A");
+  auto other = TestClaim("flaky-1.0", "bytes B");
+  auto a = Attest(good, "builder-1");
+  auto b = Attest(other, "builder-1");
+  EXPECT_THAT(WriteOk({.attestations = {a, b}}),
+              ElementsAre(WriteOutcome::kInserted, WriteOutcome::kInserted));
+  auto stored = Read(good.path);
+  ASSERT_THAT(stored, SizeIs(2));
+  EXPECT_LT(stored[0].attestation.claim.Fingerprint(), stored[1].attestation.claim.Fingerprint());
+  EXPECT_EQ(StatsOk().paths, 1);
+}
+
+TEST_P(AttestationStoreContractTest, OrderedByFingerprintThenKeyName) {
+  std::vector<consensus::PathInfo> claims = {
+      TestClaim("pkg-1", "x"), TestClaim("pkg-1", "y"), TestClaim("pkg-1", "z"),
+      TestClaim("pkg-1", "x", 99)};
+  std::vector<std::string> keys = {"k-c", "k-a", "k-b", "K-z"};
+  std::vector<StoredAttestation> all;
+  for (const auto& claim : claims) {
+    for (const auto& key : keys) all.push_back(Attest(claim, key));
+  }
+  // Written in a scrambled order over several batches.
+  std::vector<StoredAttestation> scrambled = all;
+  std::reverse(scrambled.begin(), scrambled.end());
+  std::rotate(scrambled.begin(), scrambled.begin() + 5, scrambled.end());
+  WriteOk({.attestations = {scrambled.begin(), scrambled.begin() + 7}});
+  WriteOk({.attestations = {scrambled.begin() + 7, scrambled.end()}});
+
+  std::vector<StoredAttestation> expected = all;
+  std::ranges::sort(expected, [](const StoredAttestation& a, const StoredAttestation& b) {
+    return std::make_pair(a.attestation.claim.Fingerprint(), a.attestation.key_name()) <
+           std::make_pair(b.attestation.claim.Fingerprint(), b.attestation.key_name());
+  });
+  EXPECT_EQ(Read(claims[0].path), expected);
+}
+
+TEST_P(AttestationStoreContractTest, AnswersInInputOrderIncludingUnknownAndRepeatedPaths) {
+  auto a = Attest(TestClaim("a-1"), "builder-1");
+  auto b = Attest(TestClaim("b-1"), "builder-1");
+  WriteOk({.attestations = {a, b}});
+  std::vector<StorePath> paths = {TestStorePath("b-1"), TestStorePath("unknown-1"),
+                                  TestStorePath("a-1"), TestStorePath("b-1")};
+  auto result = store_->AttestationsFor(paths);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_THAT(*result, ElementsAre(ElementsAre(b), IsEmpty(), ElementsAre(a), ElementsAre(b)));
+
+  auto none = store_->AttestationsFor({});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_THAT(*none, IsEmpty());
+}
+
+TEST_P(AttestationStoreContractTest, PathsSharingAHashPartAreKeptApart) {
+  StorePath real = TestStorePath("real-1.0");
+  auto squatter = StorePath::Parse(consensus::Cat("/nix/store/", real.hash_part(), "-squatter-1.0"));
+  ASSERT_TRUE(squatter.ok()) << squatter.status();
+  auto claim_squat = consensus::PathInfo::Create(*squatter, TestClaim("x").nar_hash, 1, {real});
+  ASSERT_TRUE(claim_squat.ok());
+  auto s = Attest(*claim_squat, "watcher-1", {}, 1, KeyKind::kObserved);
+  auto r = Attest(TestClaim("real-1.0"), "builder-1");
+  WriteOk({.attestations = {s}});
+  WriteOk({.attestations = {r}});
+  EXPECT_THAT(Read(real), ElementsAre(r));
+  EXPECT_THAT(Read(*squatter), ElementsAre(s));
+}
+
+TEST_P(AttestationStoreContractTest, ObservedKeysRoundTripPerAttestation) {
+  // The same name used by two different observed keys, and as a policy key.
+  auto a = Attest(TestClaim("a-1"), "someone", {}, 1, KeyKind::kObserved, "seed one");
+  auto b = Attest(TestClaim("b-1"), "someone", {}, 1, KeyKind::kObserved, "seed two");
+  auto c = Attest(TestClaim("c-1"), "someone", {}, 1, KeyKind::kPolicy, "seed one");
+  ASSERT_NE(a.observed_key, b.observed_key);
+  WriteOk({.attestations = {a, b, c}});
+  EXPECT_THAT(Read(TestStorePath("a-1")), ElementsAre(a));
+  EXPECT_THAT(Read(TestStorePath("b-1")), ElementsAre(b));
+  EXPECT_THAT(Read(TestStorePath("c-1")), ElementsAre(c));
+}
+
+TEST_P(AttestationStoreContractTest, InvalidItemStoresNothingOfTheBatch) {
+  auto good = Attest(TestClaim("good-1"), "new-builder", FullMetadata("good-1", "out"), 1);
+  auto also_good = Attest(TestClaim("good-2"), "builder-1", {}, 1);
+  auto bad = Attest(TestClaim("bad-1"), "builder-1",
+                    consensus::BuildMetadata{.system = "has spaces in it"}, 1);
+  auto outcomes = store_->Write({.attestations = {good, also_good, bad}});
+  EXPECT_EQ(outcomes.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(outcomes.status().message(), HasSubstr("attestation 3 of 3"));
+  EXPECT_THAT(Read(good.attestation.claim.path), IsEmpty());
+  EXPECT_THAT(Read(also_good.attestation.claim.path), IsEmpty());
+  StoreStats stats = StatsOk();
+  EXPECT_EQ(stats.attestations, 0);
+  EXPECT_EQ(stats.paths, 0);
+
+  // A bad dispute refuses the attestations written with it too.
+  auto with_bad_dispute = store_->Write(
+      {.attestations = {good}, .disputes = {Dispute("", "good-1", 1, 1)}});
+  EXPECT_EQ(with_bad_dispute.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Read(good.attestation.claim.path), IsEmpty());
+
+  // Names and keys first seen in the refused batches are usable afterwards.
+  EXPECT_THAT(WriteOk({.attestations = {good, also_good}}),
+              ElementsAre(WriteOutcome::kInserted, WriteOutcome::kInserted));
+  EXPECT_THAT(Read(good.attestation.claim.path), ElementsAre(good));
+}
+
+TEST_P(AttestationStoreContractTest, RefusesObservedKeyNamedDifferentlyFromSignature) {
+  auto stored = Attest(TestClaim("a-1"), "builder-1", {}, 1, KeyKind::kObserved);
+  stored.observed_key = testing::TestKey("someone-else").public_key();
+  auto outcomes = store_->Write({.attestations = {stored}});
+  EXPECT_EQ(outcomes.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Read(TestStorePath("a-1")), IsEmpty());
+}
+
+TEST_P(AttestationStoreContractTest, RefusesNegativeReceivedTime) {
+  auto outcomes = store_->Write({.attestations = {Attest(TestClaim("a-1"), "builder-1", {}, -5)}});
+  EXPECT_EQ(outcomes.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(AttestationStoreContractTest, EmptyBatchIsFine) {
+  EXPECT_THAT(WriteOk({}), IsEmpty());
+}
+
+TEST_P(AttestationStoreContractTest, DisputesAreStoredUpdatedAndPaged) {
+  WriteOk({.disputes = {Dispute("d-bb", "pkg-b", 100, 100), Dispute("d-aa", "pkg-a", 50, 60)}});
+  auto got = store_->GetDispute("d-bb");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, Dispute("d-bb", "pkg-b", 100, 100));
+
+  // An update replaces the record but keeps the first opened time.
+  WriteOk({.disputes = {Dispute("d-bb", "pkg-b", 300, 300, 3)}});
+  got = store_->GetDispute("d-bb");
+  ASSERT_TRUE(got.ok()) << got.status();
+  StoredDispute expected = Dispute("d-bb", "pkg-b", 100, 300, 3);
+  expected.signed_record = Dispute("d-bb", "pkg-b", 300, 300, 3).signed_record;
+  EXPECT_EQ(*got, expected);
+
+  WriteOk({.disputes = {Dispute("d-cc", "pkg-c", 1, 1)}});
+  auto first = store_->ListDisputes({.after_id = "", .limit = 2});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_THAT(*first, SizeIs(2));
+  EXPECT_EQ((*first)[0].id, "d-aa");
+  EXPECT_EQ((*first)[1].id, "d-bb");
+  auto second = store_->ListDisputes({.after_id = (*first)[1].id, .limit = 2});
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_THAT(*second, ElementsAre(Dispute("d-cc", "pkg-c", 1, 1)));
+  auto done = store_->ListDisputes({.after_id = "d-cc", .limit = 2});
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_THAT(*done, IsEmpty());
+
+  EXPECT_EQ(StatsOk().disputes, 3);
+  EXPECT_EQ(StatsOk().paths, 0);  // disputed paths without attestations are not counted
+  EXPECT_EQ(store_->ListDisputes({.limit = 0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(AttestationStoreContractTest, StatsCountAttestationsAndAttestedPaths) {
+  auto x = ClaimWithRefs("x-1", "x", {"dep-1", "dep-2"});
+  WriteOk({.attestations = {Attest(x, "b1"), Attest(x, "b2"), Attest(TestClaim("y-1"), "b1"),
+                            Attest(TestClaim("y-1", "different"), "b2")}});
+  WriteOk({.attestations = {Attest(x, "b1"), Attest(x, "b3")}});
+  StoreStats stats = StatsOk();
+  EXPECT_EQ(stats.attestations, 5);
+  EXPECT_EQ(stats.paths, 2);
+}
+
+TEST_P(AttestationStoreContractTest, ConcurrentWritersAndReadersSeeWholeBatches) {
+  constexpr int kWriters = 4;
+  constexpr int kBatches = 10;
+  constexpr int kPerBatch = 5;
+  // Every writer also writes the shared attestations: exactly one kInserted each overall.
+  std::vector<StoredAttestation> shared;
+  for (int i = 0; i < kPerBatch; ++i) {
+    shared.push_back(Attest(ClaimWithRefs(consensus::Cat("shared-", i), "s", {"dep-1"}), "b-shared"));
+  }
+  std::vector<std::vector<WriteBatch>> plans(kWriters);
+  for (int w = 0; w < kWriters; ++w) {
+    for (int b = 0; b < kBatches; ++b) {
+      WriteBatch batch;
+      for (int i = 0; i < kPerBatch; ++i) {
+        // The batch's paths share one name prefix so a reader can check it sees all or none.
+        batch.attestations.push_back(Attest(
+            ClaimWithRefs(consensus::Cat("w", w, "-b", b, "-", i), "c", {"dep-1", "dep-2"}),
+            consensus::Cat("builder-", w)));
+      }
+      batch.attestations.push_back(shared[b % kPerBatch]);
+      plans[w].push_back(std::move(batch));
+    }
+  }
+
+  std::atomic<bool> done = false;
+  std::atomic<int> shared_inserted = 0;
+  std::atomic<int> failures = 0;
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      for (const WriteBatch& batch : plans[w]) {
+        auto outcomes = store_->Write(batch);
+        if (!outcomes.ok() || outcomes->size() != batch.attestations.size()) {
+          ++failures;
+          continue;
+        }
+        if (outcomes->back() == WriteOutcome::kInserted) ++shared_inserted;
+      }
+    });
+  }
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&] {
+      while (!done) {
+        for (int w = 0; w < kWriters; ++w) {
+          for (int b = 0; b < kBatches; ++b) {
+            std::vector<StorePath> paths;
+            for (int i = 0; i < kPerBatch; ++i) {
+              paths.push_back(TestStorePath(consensus::Cat("w", w, "-b", b, "-", i)));
+            }
+            auto result = store_->AttestationsFor(paths);
+            if (!result.ok()) {
+              ++failures;
+              continue;
+            }
+            // A batch is visible entirely or not at all.
+            size_t present = std::ranges::count_if(*result, [](const auto& v) { return !v.empty(); });
+            if (present != 0 && present != paths.size()) ++failures;
+          }
+        }
+      }
+    });
+  }
+  for (int w = 0; w < kWriters; ++w) threads[w].join();
+  done = true;
+  for (size_t t = kWriters; t < threads.size(); ++t) threads[t].join();
+
+  EXPECT_EQ(failures, 0);
+  // Each shared attestation was inserted exactly once.
+  EXPECT_EQ(shared_inserted, std::min(kBatches, kPerBatch));
+  StoreStats stats = StatsOk();
+  EXPECT_EQ(stats.attestations, kWriters * kBatches * kPerBatch + kPerBatch);
+  EXPECT_EQ(stats.paths, kWriters * kBatches * kPerBatch + kPerBatch);
+  for (int w = 0; w < kWriters; ++w) {
+    for (const WriteBatch& batch : plans[w]) {
+      for (const StoredAttestation& stored : batch.attestations) {
+        EXPECT_THAT(Read(stored.attestation.claim.path), ElementsAre(stored));
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Implementations, AttestationStoreContractTest,
+    ::testing::Values(
+        Implementation{"Memory",
+                       [](const TempDir&) -> std::unique_ptr<AttestationStore> {
+                         return std::make_unique<MemoryAttestationStore>();
+                       }},
+        Implementation{"Sqlite",
+                       [](const TempDir& dir) -> std::unique_ptr<AttestationStore> {
+                         auto store = SqliteAttestationStore::Open(dir.File("attest.db"), {});
+                         EXPECT_TRUE(store.ok()) << store.status();
+                         if (!store.ok()) return nullptr;
+                         return std::move(*store);
+                       }},
+        // The wrapper, with no fault planned, must be transparent.
+        Implementation{"FaultInjectingWithoutFaults",
+                       [](const TempDir&) -> std::unique_ptr<AttestationStore> {
+                         return std::make_unique<testing::FaultInjectingStore>(
+                             std::make_unique<MemoryAttestationStore>());
+                       }}),
+    [](const ::testing::TestParamInfo<Implementation>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace attest::storage

@@ -1,0 +1,123 @@
+// FaultInjectingStore: an AttestationStore that forwards to another one and fails on command, for
+// tests of everything above storage (ingest, replication, the server) that must survive storage
+// failures: a write refused before it reached the database, an acknowledgement lost after a commit,
+// reads that fail.
+//
+//   auto store = std::make_unique<FaultInjectingStore>(std::make_unique<MemoryAttestationStore>());
+//   store->FailWrites(1, absl::UnavailableError("disk busy"));   // next Write fails, stores nothing
+//   store->FailWritesAfterCommit(1, absl::UnavailableError("x")); // next Write stores, then fails
+//
+// Header-only. Thread-safe: the fault plan is guarded by a mutex; calls are forwarded unlocked.
+#ifndef ATTEST_TESTS_STORAGE_FAULT_INJECTING_STORE_H_
+#define ATTEST_TESTS_STORAGE_FAULT_INJECTING_STORE_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "storage/attestation_store.h"
+
+namespace attest::storage::testing {
+
+class FaultInjectingStore final : public AttestationStore {
+ public:
+  explicit FaultInjectingStore(std::unique_ptr<AttestationStore> inner) : inner_(std::move(inner)) {}
+
+  // The next `count` Write calls return `status` without reaching the inner store.
+  void FailWrites(int count, absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    writes_before_commit_ = Plan{count, std::move(status)};
+  }
+  // The next `count` Write calls are stored by the inner store and then report `status`, as when the
+  // acknowledgement of a committed write is lost. A retry must then see kAlreadyPresent.
+  void FailWritesAfterCommit(int count, absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    writes_after_commit_ = Plan{count, std::move(status)};
+  }
+  // The next `count` reads (AttestationsFor, GetDispute, ListDisputes, Stats) return `status`.
+  void FailReads(int count, absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    reads_ = Plan{count, std::move(status)};
+  }
+  // Forgets every planned fault.
+  void Heal() {
+    absl::MutexLock lock(&mu_);
+    writes_before_commit_ = writes_after_commit_ = reads_ = Plan{};
+  }
+
+  int write_calls() const {
+    absl::MutexLock lock(&mu_);
+    return write_calls_;
+  }
+  int read_calls() const {
+    absl::MutexLock lock(&mu_);
+    return read_calls_;
+  }
+  AttestationStore& inner() { return *inner_; }
+
+  absl::StatusOr<std::vector<WriteOutcome>> Write(const WriteBatch& batch) override {
+    std::optional<absl::Status> after_commit;
+    {
+      absl::MutexLock lock(&mu_);
+      ++write_calls_;
+      if (auto failure = Take(writes_before_commit_)) return *failure;
+      after_commit = Take(writes_after_commit_);
+    }
+    auto result = inner_->Write(batch);
+    if (after_commit.has_value() && result.ok()) return *after_commit;
+    return result;
+  }
+
+  absl::StatusOr<std::vector<std::vector<StoredAttestation>>> AttestationsFor(
+      std::span<const consensus::StorePath> paths) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->AttestationsFor(paths);
+  }
+  absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->GetDispute(id);
+  }
+  absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->ListDisputes(query);
+  }
+  absl::StatusOr<StoreStats> Stats() override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->Stats();
+  }
+
+ private:
+  struct Plan {
+    int remaining = 0;
+    absl::Status status;
+  };
+
+  static std::optional<absl::Status> Take(Plan& plan) {
+    if (plan.remaining <= 0) return std::nullopt;
+    --plan.remaining;
+    return plan.status;
+  }
+  std::optional<absl::Status> TakeRead() {
+    absl::MutexLock lock(&mu_);
+    ++read_calls_;
+    return Take(reads_);
+  }
+
+  const std::unique_ptr<AttestationStore> inner_;
+  mutable absl::Mutex mu_;
+  Plan writes_before_commit_ ABSL_GUARDED_BY(mu_);
+  Plan writes_after_commit_ ABSL_GUARDED_BY(mu_);
+  Plan reads_ ABSL_GUARDED_BY(mu_);
+  int write_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  int read_calls_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace attest::storage::testing
+
+#endif  // ATTEST_TESTS_STORAGE_FAULT_INJECTING_STORE_H_
