@@ -154,7 +154,8 @@ absl::StatusOr<NarInfo> ParseNarInfo(std::string_view text, std::string_view sou
 std::vector<NarInfoSignature> ParseNarInfoSignatures(const NarInfo& narinfo) {
   std::vector<NarInfoSignature> out;
   for (const std::string& text : narinfo.signatures) {
-    NarInfoSignature sig{.text = text};
+    NarInfoSignature sig;
+    sig.text = text;
     auto parsed = consensus::Signature::Parse(text);
     if (parsed.ok()) {
       sig.signature = *std::move(parsed);

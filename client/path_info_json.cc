@@ -81,7 +81,12 @@ absl::StatusOr<NixPathInfo> ParseEntry(const json& entry, const std::string* key
 
   auto claim = consensus::PathInfo::Create(*path, *nar_hash, nar_size->get<uint64_t>(), std::move(references));
   if (!claim.ok()) return claim.status();
-  NixPathInfo info{.claim = *std::move(claim)};
+  NixPathInfo info{.claim = *std::move(claim),
+                   .deriver = std::nullopt,
+                   .output_name = "",
+                   .ultimate = false,
+                   .registration_time = 0,
+                   .signatures = {}};
 
   if (auto deriver = entry.find("deriver"); deriver != entry.end() && deriver->is_string() &&
                                             !deriver->get_ref<const std::string&>().empty()) {

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "consensus/attestation.h"
 #include "consensus/keys.h"
@@ -65,6 +66,13 @@ struct DisputeRecord final {
 absl::StatusOr<DisputeRecord> MakeDisputeRecord(const Policy& policy, const StorePath& path,
                                                 std::span<const Attestation> attestations,
                                                 const TallyResult& tally, int64_t now_unix);
+
+// Checks the record as evidence against `policy` (the record of a peer, or one read back from
+// storage): every signature is by a builder key of the policy, belongs to the operator named next to
+// it, and verifies over its side's fingerprint; the sides and flagged builders are consistent.
+// FAILED_PRECONDITION when the record names another policy hash; UNAUTHENTICATED for a key outside
+// the policy or a signature that does not verify; INVALID_ARGUMENT for any other inconsistency.
+absl::Status VerifyDisputeEvidence(const DisputeRecord& record, const Policy& policy);
 
 // Signs the record as a note with the node key.
 SignedNote SignDisputeRecord(const DisputeRecord& record, const SecretKey& node_key);

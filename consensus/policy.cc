@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <initializer_list>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -12,15 +12,13 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/escaping.h"
-#include "absl/strings/str_cat.h"
 #include "consensus/encoding.h"
 #include "consensus/keys.h"
 #include "consensus/sha256.h"
 
 // The distro's toml++ is a shared library built with exceptions (it exports only the throwing
-// `toml::ex::parse`), so TOML_EXCEPTIONS=0 cannot be used. toml::parse_error is caught right here and
-// turned into a Status: no exception leaves this file.
+// `toml::ex::parse`), so TOML_EXCEPTIONS=0 cannot be used. toml::parse_error is caught right here
+// and turned into a Status: no exception leaves this file.
 #include <toml++/toml.h>
 
 namespace attest::consensus {
@@ -29,26 +27,27 @@ namespace {
 constexpr std::string_view kCanonicalHeader = "attest-policy/v1";
 constexpr size_t kMaxOperatorNameLength = 128;
 
-// Operator names appear in space-separated statement lines (dispute records, the canonical text), so
-// they are identifiers, not free text.
+// Operator names appear in space-separated statement lines (dispute records, the canonical text),
+// so they are identifiers, not free text.
 absl::Status ValidateOperatorName(std::string_view name) {
   if (name.empty()) {
     return absl::InvalidArgumentError(
-        "operator name is empty (give every operator a short unique name, e.g. name = \"alice-ci\")");
+        "operator name is empty (give every operator a short unique name, e.g. name = "
+        "\"alice-ci\")");
   }
   if (name.size() > kMaxOperatorNameLength) {
-    return absl::InvalidArgumentError(absl::StrCat("operator name is ", name.size(),
-                                                   " bytes long (use at most ",
-                                                   kMaxOperatorNameLength, ")"));
+    return absl::InvalidArgumentError(Cat("operator name is ", name.size(),
+                                          " bytes long (use at most ", kMaxOperatorNameLength,
+                                          ")"));
   }
   for (char c : name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '-' || c == '_' || c == '.' || c == '@' || c == '+';
     if (!ok) {
       return absl::InvalidArgumentError(
-          absl::StrCat("operator name \"", absl::CHexEscape(name),
-                       "\" contains a character outside [A-Za-z0-9-_.@+] (use letters, digits and "
-                       "- _ . @ + only)"));
+          Cat("operator name ", QuoteForError(name),
+              " contains a character outside [A-Za-z0-9-_.@+] (use letters, digits and "
+              "- _ . @ + only)"));
     }
   }
   return absl::OkStatus();
@@ -60,13 +59,13 @@ class NameRegistry final {
  public:
   absl::Status AddOperator(std::string_view name, std::string_view where) {
     if (absl::Status s = ValidateOperatorName(name); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, s.message()));
+      return absl::InvalidArgumentError(Cat(where, s.message()));
     }
     auto [it, inserted] = operators_.try_emplace(std::string(name), std::string(where));
     if (!inserted) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, "duplicate operator name \"", name, "\"", FirstSeen(it->second),
-          " (an operator is listed once, with all its builder keys under it)"));
+      return absl::InvalidArgumentError(
+          Cat(where, "duplicate operator name \"", name, "\"", FirstSeen(it->second),
+              " (an operator is listed once, with all its builder keys under it)"));
     }
     return absl::OkStatus();
   }
@@ -74,22 +73,24 @@ class NameRegistry final {
   // `role` describes the key for messages: "builder key of operator \"alice\"" or "maintainer key".
   absl::Status AddKey(const PublicKey& key, std::string_view role, std::string_view where) {
     std::string description =
-        where.empty() ? std::string(role) : absl::StrCat(role, " at ", Location(where));
+        where.empty() ? std::string(role) : Cat(role, " at ", Location(where));
     auto [name_it, name_inserted] = key_names_.try_emplace(key.name(), description);
     if (!name_inserted) {
-      return absl::InvalidArgumentError(absl::StrCat(
+      return absl::InvalidArgumentError(Cat(
           where, "duplicate key name \"", key.name(), "\": ", role, " has the same name as the ",
           name_it->second,
           " (Nix finds keys by name, so every builder and maintainer key needs its own; make a new "
           "one with `nix key generate-secret --key-name <new name>`)"));
     }
-    // Two names for the same key bytes would let one signer count as two builders, or two operators.
+    // Two names for the same key bytes would let one signer count as two builders, or two
+    // operators.
     std::string bytes(key.bytes().begin(), key.bytes().end());
     auto [bytes_it, bytes_inserted] = key_bytes_.try_emplace(std::move(bytes), description);
     if (!bytes_inserted) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, role, " \"", key.name(), "\" is the same public key as the ", bytes_it->second,
-          " under another name (one key signs for one party; give each builder its own key)"));
+      return absl::InvalidArgumentError(
+          Cat(where, "key \"", key.name(), "\" (", role, ") is the same public key as the ",
+              bytes_it->second,
+              ", under another name (one key signs for one party; give each builder its own key)"));
     }
     return absl::OkStatus();
   }
@@ -101,7 +102,7 @@ class NameRegistry final {
   }
   static std::string FirstSeen(std::string_view where) {
     if (where.empty()) return "";
-    return absl::StrCat(" (first at ", Location(where), ")");
+    return Cat(", first at ", Location(where));
   }
 
   absl::flat_hash_map<std::string, std::string> operators_;  // name -> where first seen
@@ -111,15 +112,15 @@ class NameRegistry final {
 
 absl::Status ValidateQuorum(int64_t quorum, size_t operator_count, std::string_view where) {
   if (quorum < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, "quorum is ", quorum,
-        " (it is the number of distinct operators that must agree: set it to at least 1)"));
+    return absl::InvalidArgumentError(
+        Cat(where, "quorum is ", quorum,
+            " (it is the number of distinct operators that must agree: set it to at least 1)"));
   }
   if (static_cast<uint64_t>(quorum) > operator_count) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, "quorum is ", quorum, " but the policy has only ", operator_count,
-        " operator", operator_count == 1 ? "" : "s",
-        " (no path could ever be confirmed: lower the quorum or add operators)"));
+    return absl::InvalidArgumentError(
+        Cat(where, "quorum is ", quorum, " but the policy has only ", operator_count, " operator",
+            operator_count == 1 ? "" : "s",
+            " (no path could ever be confirmed: lower the quorum or add operators)"));
   }
   return absl::OkStatus();
 }
@@ -127,21 +128,31 @@ absl::Status ValidateQuorum(int64_t quorum, size_t operator_count, std::string_v
 // ---- TOML --------------------------------------------------------------------------------------
 
 std::string Where(std::string_view file, const toml::source_region& region) {
-  return absl::StrCat(file, ":", region.begin.line, ":", region.begin.column, ": ");
+  return Cat(file, ":", region.begin.line, ":", region.begin.column, ": ");
 }
 
 std::string_view TypeName(const toml::node& node) {
   switch (node.type()) {
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a floating-point number";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    default: return "nothing";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a floating-point number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    default:
+      return "nothing";
   }
 }
 
@@ -160,14 +171,14 @@ std::vector<std::pair<const toml::key*, const toml::node*>> EntriesInFileOrder(
 }
 
 // INVALID_ARGUMENT at the first key of `table` not in `allowed`.
-absl::Status CheckKnownKeys(const toml::table& table, std::initializer_list<std::string_view> allowed,
-                            std::string_view file, std::string_view context,
-                            std::string_view hint) {
+absl::Status CheckKnownKeys(const toml::table& table,
+                            std::initializer_list<std::string_view> allowed, std::string_view file,
+                            std::string_view context, std::string_view hint) {
   for (const auto& [key, node] : EntriesInFileOrder(table)) {
     if (std::find(allowed.begin(), allowed.end(), key->str()) != allowed.end()) continue;
-    return absl::InvalidArgumentError(absl::StrCat(Where(file, key->source()), "unknown key \"",
-                                                   absl::CHexEscape(key->str()), "\" ", context,
-                                                   " (", hint, ")"));
+    return absl::InvalidArgumentError(Cat(Where(file, key->source()), "unknown key ",
+                                          QuoteForError(key->str()), " ", context, " (", hint,
+                                          ")"));
   }
   return absl::OkStatus();
 }
@@ -178,36 +189,36 @@ absl::StatusOr<PublicKey> ParseKeyNode(const toml::node& node, std::string_view 
   const std::string where = Where(file, node.source());
   const auto* text = node.as_string();
   if (text == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, role, " is ", TypeName(node),
-        ", not a string (write the public key in quotes: \"name:base64\")"));
+    return absl::InvalidArgumentError(
+        Cat(where, role, " is ", TypeName(node),
+            ", not a string (write the public key in quotes: \"name:base64\")"));
   }
   absl::StatusOr<PublicKey> key = PublicKey::Parse(text->get());
   if (key.ok()) return key;
   // A secret key pasted by mistake deserves its own message, and must never be echoed back.
   if (SecretKey::Parse(text->get()).ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, role,
-        " is a SECRET key (put only the public half in the policy: `nix key "
-        "convert-secret-to-public < secret-key-file`; keep the secret key on the builder and "
-        "consider it exposed)"));
+    return absl::InvalidArgumentError(
+        Cat(where, role,
+            " is a SECRET key (put only the public half in the policy: `nix key "
+            "convert-secret-to-public < secret-key-file`; keep the secret key on the builder and "
+            "consider it exposed)"));
   }
   return absl::InvalidArgumentError(
-      absl::StrCat(where, role, " is not a Nix public key: ", key.status().message(),
-                   " (expected \"name:base64\" as printed by `nix key convert-secret-to-public`)"));
+      Cat(where, role, " is not a Nix public key: ", key.status().message(),
+          " (expected \"name:base64\" as printed by `nix key convert-secret-to-public`)"));
 }
 
 // The [[operator]] / [[maintainer]] arrays: `operator = ...` as a plain table or value is a mistake
 // that is easy to make in TOML, so it gets a message showing the right form.
 absl::StatusOr<const toml::array*> ArrayOfTables(const toml::key& key, const toml::node& node,
-                                                  std::string_view file) {
+                                                 std::string_view file) {
   const toml::array* array = node.as_array();
-  bool ok = array != nullptr &&
-            std::all_of(array->begin(), array->end(), [](const toml::node& n) { return n.is_table(); });
+  bool ok = array != nullptr && std::all_of(array->begin(), array->end(),
+                                            [](const toml::node& n) { return n.is_table(); });
   if (!ok) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        Where(file, key.source()), "\"", key.str(), "\" is ", TypeName(node),
-        ", not an array of tables (write each entry as a [[", key.str(), "]] table)"));
+    return absl::InvalidArgumentError(
+        Cat(Where(file, key.source()), "\"", key.str(), "\" is ", TypeName(node),
+            ", not an array of tables (write each entry as a [[", key.str(), "]] table)"));
   }
   return array;
 }
@@ -225,35 +236,35 @@ absl::StatusOr<Operator> ParseOperator(const toml::table& table, std::string_vie
   const std::string table_where = Where(file, table.source());
   const toml::node* name = table.get("name");
   if (name == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        table_where, "[[operator]] has no name (add name = \"<operator>\" to this table)"));
+    return absl::InvalidArgumentError(
+        Cat(table_where, "[[operator]] has no name (add name = \"<operator>\" to this table)"));
   }
   if (!name->is_string()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Where(file, name->source()), "operator name is ", TypeName(*name),
-                     ", not a string (write name = \"<operator>\")"));
+    return absl::InvalidArgumentError(Cat(Where(file, name->source()), "operator name is ",
+                                          TypeName(*name),
+                                          ", not a string (write name = \"<operator>\")"));
   }
   op.name = name->as_string()->get();
   if (absl::Status s = names.AddOperator(op.name, Where(file, name->source())); !s.ok()) return s;
 
   const toml::node* builders = table.get("builders");
   if (builders == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
+    return absl::InvalidArgumentError(Cat(
         table_where, "operator \"", op.name,
         "\" has no builders (add builders = [\"name:base64\", ...] with its builder public keys)"));
   }
   const toml::array* list = builders->as_array();
   if (list == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        Where(file, builders->source()), "builders of operator \"", op.name, "\" is ",
-        TypeName(*builders), ", not an array (write builders = [\"name:base64\", ...])"));
+    return absl::InvalidArgumentError(
+        Cat(Where(file, builders->source()), "builders of operator \"", op.name, "\" is ",
+            TypeName(*builders), ", not an array (write builders = [\"name:base64\", ...])"));
   }
   if (list->empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        Where(file, builders->source()), "operator \"", op.name,
-        "\" has no builders (list at least one builder public key, or remove the operator)"));
+    return absl::InvalidArgumentError(
+        Cat(Where(file, builders->source()), "operator \"", op.name,
+            "\" has no builders (list at least one builder public key, or remove the operator)"));
   }
-  const std::string role = absl::StrCat("builder key of operator \"", op.name, "\"");
+  const std::string role = Cat("builder key of operator \"", op.name, "\"");
   for (const toml::node& element : *list) {
     absl::StatusOr<PublicKey> key = ParseKeyNode(element, role, file);
     if (!key.ok()) return key.status();
@@ -273,9 +284,9 @@ absl::StatusOr<PublicKey> ParseMaintainer(const toml::table& table, std::string_
   const toml::node* node = table.get("key");
   if (node == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat(Where(file, table.source()),
-                     "[[maintainer]] has no key (add key = \"name:base64\", the maintainer's "
-                     "public key)"));
+        Cat(Where(file, table.source()),
+            "[[maintainer]] has no key (add key = \"name:base64\", the maintainer's "
+            "public key)"));
   }
   absl::StatusOr<PublicKey> key = ParseKeyNode(*node, "maintainer key", file);
   if (!key.ok()) return key.status();
@@ -293,11 +304,11 @@ absl::StatusOr<Policy> Policy::Create(int quorum, std::vector<Operator> operator
   for (const Operator& op : operators) {
     if (absl::Status s = names.AddOperator(op.name, ""); !s.ok()) return s;
     if (op.builders.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "operator \"", op.name,
-          "\" has no builders (list at least one builder public key, or remove the operator)"));
+      return absl::InvalidArgumentError(
+          Cat("operator \"", op.name,
+              "\" has no builders (list at least one builder public key, or remove the operator)"));
     }
-    const std::string role = absl::StrCat("builder key of operator \"", op.name, "\"");
+    const std::string role = Cat("builder key of operator \"", op.name, "\"");
     for (const PublicKey& key : op.builders) {
       if (absl::Status s = names.AddKey(key, role, ""); !s.ok()) return s;
     }
@@ -326,7 +337,7 @@ absl::StatusOr<Policy> Policy::Create(int quorum, std::vector<Operator> operator
     }
   }
   std::array<uint8_t, 32> digest = Sha256(policy.CanonicalText());
-  policy.hash_ = absl::StrCat("sha256:", HexEncode(digest));
+  policy.hash_ = Cat("sha256:", HexEncode(digest));
   return policy;
 }
 
@@ -335,9 +346,9 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
   try {
     root = toml::parse(text, std::string_view(file_name));
   } catch (const toml::parse_error& error) {
-    return absl::InvalidArgumentError(absl::StrCat(Where(file_name, error.source()),
-                                                   "TOML syntax error: ", error.description(),
-                                                   " (fix the syntax at this position)"));
+    return absl::InvalidArgumentError(Cat(Where(file_name, error.source()),
+                                          "TOML syntax error: ", error.description(),
+                                          " (fix the syntax at this position)"));
   }
 
   if (absl::Status s = CheckKnownKeys(
@@ -349,23 +360,22 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
   }
 
   // The quorum sits above every table in the file, so its own checks come first; whether it exceeds
-  // the number of operators can only be told once they are all read.
+  // the number of operators can only be told once they are all read. A missing quorum is reported
+  // last: it is often a quorum written below a table header, which the walk reports more precisely.
   const toml::node* quorum = root.get("quorum");
-  if (quorum == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        file_name, ":1:1: ",
-        "the policy has no quorum (add e.g. `quorum = 2` at the top: the number of distinct "
-        "operators that must agree)"));
-  }
-  const auto* quorum_value = quorum->as_integer();
-  if (quorum_value == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(Where(file_name, quorum->source()),
-                                                   "quorum is ", TypeName(*quorum),
-                                                   ", not an integer (write e.g. quorum = 2)"));
-  }
-  const std::string quorum_where = Where(file_name, quorum->source());
-  if (absl::Status s = ValidateQuorum(quorum_value->get(), SIZE_MAX, quorum_where); !s.ok()) {
-    return s;
+  const toml::value<int64_t>* quorum_value = nullptr;
+  std::string quorum_where;
+  if (quorum != nullptr) {
+    quorum_value = quorum->as_integer();
+    if (quorum_value == nullptr) {
+      return absl::InvalidArgumentError(Cat(Where(file_name, quorum->source()), "quorum is ",
+                                            TypeName(*quorum),
+                                            ", not an integer (write e.g. quorum = 2)"));
+    }
+    quorum_where = Where(file_name, quorum->source());
+    if (absl::Status s = ValidateQuorum(quorum_value->get(), SIZE_MAX, quorum_where); !s.ok()) {
+      return s;
+    }
   }
 
   NameRegistry names;
@@ -393,22 +403,28 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
       }
     }
   }
+  if (quorum_value == nullptr) {
+    return absl::InvalidArgumentError(
+        Cat(file_name, ":1:1: ",
+            "the policy has no quorum (add e.g. `quorum = 2` at the top: the number of distinct "
+            "operators that must agree)"));
+  }
   if (absl::Status s = ValidateQuorum(quorum_value->get(), operators.size(), quorum_where);
       !s.ok()) {
     return s;
   }
 
-  absl::StatusOr<Policy> policy = Create(static_cast<int>(quorum_value->get()),
-                                         std::move(operators), std::move(maintainers));
+  absl::StatusOr<Policy> policy =
+      Create(static_cast<int>(quorum_value->get()), std::move(operators), std::move(maintainers));
   if (!policy.ok()) {
     // Everything Create checks was checked above with a position; this is a safety net.
-    return absl::InvalidArgumentError(absl::StrCat(file_name, ": ", policy.status().message()));
+    return absl::InvalidArgumentError(Cat(file_name, ": ", policy.status().message()));
   }
   return policy;
 }
 
 const PublicKey* Policy::FindBuilder(std::string_view key_name) const {
-  auto it = builder_index_.find(key_name);
+  auto it = builder_index_.find(AbslView(key_name));
   if (it == builder_index_.end()) return nullptr;
   for (const PublicKey& key : operators_[it->second].builders) {
     if (key.name() == key_name) return &key;
@@ -417,7 +433,7 @@ const PublicKey* Policy::FindBuilder(std::string_view key_name) const {
 }
 
 const std::string* Policy::OperatorOf(std::string_view key_name) const {
-  auto it = builder_index_.find(key_name);
+  auto it = builder_index_.find(AbslView(key_name));
   if (it == builder_index_.end()) return nullptr;
   return &operators_[it->second].name;
 }
@@ -432,13 +448,13 @@ const PublicKey* Policy::FindMaintainer(std::string_view key_name) const {
 
 std::string Policy::CanonicalText() const {
   // Members are already in canonical order (see Create).
-  std::string text = absl::StrCat(kCanonicalHeader, "\nquorum ", quorum_, "\n");
+  std::string text = Cat(kCanonicalHeader, "\nquorum ", quorum_, "\n");
   for (const Operator& op : operators_) {
-    absl::StrAppend(&text, "operator ", op.name, "\n");
-    for (const PublicKey& key : op.builders) absl::StrAppend(&text, "builder ", key.ToString(), "\n");
+    text += Cat("operator ", op.name, "\n");
+    for (const PublicKey& key : op.builders) text += Cat("builder ", key.ToString(), "\n");
   }
   for (const PublicKey& key : maintainers_) {
-    absl::StrAppend(&text, "maintainer ", key.ToString(), "\n");
+    text += Cat("maintainer ", key.ToString(), "\n");
   }
   return text;
 }

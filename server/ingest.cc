@@ -43,7 +43,7 @@ std::string JoinNames(const std::vector<std::string>& names) {
 
 struct Ingestor::Item {
   absl::Status status;  // rejection reason; OK while the item may be stored
-  consensus::Attestation attestation;
+  std::optional<consensus::Attestation> attestation;  // set once the item is checked
   std::optional<consensus::PublicKey> observed_key;
   std::string fingerprint;
   IngestOutcome outcome = IngestOutcome::kRejected;
@@ -88,7 +88,7 @@ absl::StatusOr<std::vector<IngestResult>> Ingestor::Submit(
   for (size_t i = 0; i < count; ++i) {
     Item& item = items[i];
     if (!item.status.ok()) continue;
-    auto [it, inserted] = first_seen.try_emplace(IdentityKey(item.fingerprint, item.attestation.key_name()), i);
+    auto [it, inserted] = first_seen.try_emplace(IdentityKey(item.fingerprint, item.attestation->key_name()), i);
     if (!inserted) {
       item.status = absl::InvalidArgumentError(
           Cat("attestation ", i + 1, " of ", count, ": duplicate of attestation ", it->second + 1,
@@ -236,7 +236,7 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
   std::vector<std::vector<Item*>> items_by_path;
   for (PendingWrite* write : group) {
     for (Item* item : write->items) {
-      const consensus::StorePath& path = item->attestation.claim.path;
+      const consensus::StorePath& path = item->attestation->claim.path;
       auto [it, inserted] = path_index.try_emplace(path, paths.size());
       if (inserted) {
         paths.push_back(path);
@@ -269,12 +269,12 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
     std::vector<storage::StoredAttestation> combined;
     for (Item* item : items_by_path[p]) {
       // Also catches the same attestation sent in two batches of this group.
-      if (!present.insert(IdentityKey(item->fingerprint, item->attestation.key_name())).second) {
+      if (!present.insert(IdentityKey(item->fingerprint, item->attestation->key_name())).second) {
         decided.emplace_back(item, IngestOutcome::kAlreadyPresent);
         continue;
       }
       if (combined.empty()) combined.assign(stored.begin(), stored.end());
-      combined.push_back(storage::StoredAttestation{item->attestation, now_unix, item->observed_key});
+      combined.push_back(storage::StoredAttestation{*item->attestation, now_unix, item->observed_key});
       batch.attestations.push_back(combined.back());
       written.push_back(item);
     }
@@ -299,13 +299,12 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
             Cat("building the dispute record of ", path.full(), ": ", StdView(record.status().message())));
       }
       consensus::SignedNote note = consensus::SignDisputeRecord(*record, node_key_);
-      storage::StoredDispute dispute;
-      dispute.id = record->id;
-      dispute.path = path;
-      dispute.signed_record = note.Serialize();
-      dispute.opened_unix = now_unix;
-      dispute.updated_unix = now_unix;
-      dispute.fingerprint_count = static_cast<int>(record->sides.size());
+      storage::StoredDispute dispute{.id = record->id,
+                                     .path = path,
+                                     .signed_record = note.Serialize(),
+                                     .opened_unix = now_unix,
+                                     .updated_unix = now_unix,
+                                     .fingerprint_count = static_cast<int>(record->sides.size())};
       std::vector<std::string> operators;
       for (const auto& side : after.result.fingerprints) {
         operators.insert(operators.end(), side.operators.begin(), side.operators.end());

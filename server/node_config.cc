@@ -126,7 +126,7 @@ class ConfigReader final {
   absl::StatusOr<NodeConfig> Read(const toml::table& root) {
     config_.config_file = std::string(file_);
     for (const auto& [key, node] : EntriesInFileOrder(root)) {
-      const std::string& name = key->str();
+      const std::string name(key->str());
       absl::Status status;
       if (name == "node") {
         status = ReadNode(*key, *node);
@@ -159,7 +159,7 @@ class ConfigReader final {
     }
     node_where_ = Where(file_, table->source());
     for (const auto& [entry_key, value] : EntriesInFileOrder(*table)) {
-      const std::string& name = entry_key->str();
+      const std::string name(entry_key->str());
       const std::string where = Where(file_, value->source());
       absl::Status status;
       if (name == "grpc" || name == "http") {
@@ -232,7 +232,7 @@ class ConfigReader final {
     for (const toml::node& element : *array) {
       PeerConfig peer;
       for (const auto& [entry_key, value] : EntriesInFileOrder(*element.as_table())) {
-        const std::string& name = entry_key->str();
+        const std::string name(entry_key->str());
         if (name != "name" && name != "grpc" && name != "public_key") {
           return absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ", Quoted(name),
                                                 " in [[peer]] (known keys: name, grpc, public_key)"));

@@ -170,6 +170,26 @@ absl::StatusOr<std::string> Connection::QueryText(std::string_view sql, std::str
   return std::string(use.Text(0));
 }
 
+absl::Status Connection::Checkpoint(CheckpointMode mode) {
+  int rc = sqlite3_wal_checkpoint_v2(
+      db_, nullptr,
+      mode == CheckpointMode::kRestart ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE,
+      nullptr, nullptr);
+  if (rc == SQLITE_OK) return absl::OkStatus();
+  return Error(rc, "checkpointing the WAL");
+}
+
+void Connection::SetWalHook(std::function<void(int wal_pages)> hook) {
+  wal_hook_ = std::move(hook);
+  sqlite3_wal_hook(
+      db_,
+      [](void* self, sqlite3*, const char*, int pages) {
+        static_cast<Connection*>(self)->wal_hook_(pages);
+        return SQLITE_OK;
+      },
+      this);
+}
+
 bool Connection::IsReadOnly() const { return sqlite3_db_readonly(db_, "main") == 1; }
 
 int64_t Connection::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }

@@ -21,6 +21,7 @@
 #define ATTEST_STORAGE_SQLITE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -75,6 +76,16 @@ class Connection final {
   // Rows changed by the last INSERT/UPDATE/DELETE.
   int64_t Changes() const;
 
+  enum class CheckpointMode {
+    kPassive,  // copy what can be copied without waiting for anyone
+    kRestart,  // wait (busy timeout) for readers, so that the next write starts the WAL afresh
+  };
+  // Copies WAL frames back into the database file. UNAVAILABLE when another checkpoint runs.
+  absl::Status Checkpoint(CheckpointMode mode);
+  // Called after every commit with the number of frames now in the WAL, on the committing thread.
+  // Replaces SQLite's automatic checkpointing on this connection.
+  void SetWalHook(std::function<void(int wal_pages)> hook);
+
   const std::string& path() const { return path_; }
   // ErrorStatus for `rc` with this connection's file and current error message.
   absl::Status Error(int rc, std::string_view context) const;
@@ -83,6 +94,7 @@ class Connection final {
   Connection(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   sqlite3* db_;
   std::string path_;
+  std::function<void(int)> wal_hook_;
 };
 
 class Statement final {

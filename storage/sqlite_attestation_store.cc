@@ -1,6 +1,7 @@
 #include "storage/sqlite_attestation_store.h"
 
 #include <algorithm>
+#include <cstdlib>  // EXPERIMENT-REMOVE
 #include <array>
 #include <utility>
 
@@ -230,6 +231,7 @@ class SqliteAttestationStore::Writer {
 
   // One transaction. On failure nothing of the batch is stored; call ForgetUncommitted().
   absl::StatusOr<std::vector<WriteOutcome>> WriteOnce(const WriteBatch& batch) {
+    absl::Time tstart = absl::Now();  // EXPERIMENT-REMOVE
     auto tx = Transaction::Begin(*db_, Transaction::Kind::kWrite);
     if (!tx.ok()) return tx.status();
     batch_path_ids_.clear();
@@ -268,7 +270,9 @@ class SqliteAttestationStore::Writer {
     }
     if (absl::Status status = BumpCounter("attestations", inserted); !status.ok()) return status;
     if (absl::Status status = BumpCounter("paths", new_paths); !status.ok()) return status;
+    absl::Time t0 = absl::Now();  // EXPERIMENT-REMOVE
     if (absl::Status status = tx->Commit(); !status.ok()) return status;
+    if (std::getenv("ATTEST_EXPERIMENT_TIMING")) fprintf(stderr, "loop %.1f ms commit %.1f ms\n", absl::ToDoubleMilliseconds(t0 - tstart), absl::ToDoubleMilliseconds(absl::Now() - t0));  // EXPERIMENT-REMOVE
     return outcomes;
   }
 
@@ -524,7 +528,10 @@ class SqliteAttestationStore::Reader {
                                                       Lookups& lookups) {
     auto db = Connection::Open(path, sqlite::OpenMode::kReadWrite, options.busy_timeout);
     if (!db.ok()) return db.status();
-    if (absl::Status status = (*db)->Execute("PRAGMA query_only = ON", "configuring a reader");
+    if (absl::Status status = (*db)->Execute(
+            consensus::Cat("PRAGMA query_only = ON; PRAGMA cache_size = -", options.reader_cache_kib,
+                           "; PRAGMA mmap_size = ", options.mmap_bytes),
+            "configuring a reader");
         !status.ok()) {
       return status;
     }
@@ -933,9 +940,10 @@ absl::Status CreateOrMigrate(Connection& db) {
 absl::StatusOr<std::unique_ptr<SqliteAttestationStore>> SqliteAttestationStore::Open(
     const std::string& path, const SqliteOptions& options) {
   if (options.max_readers < 1 || options.busy_retries < 0 ||
-      options.busy_timeout < absl::ZeroDuration()) {
+      options.busy_timeout < absl::ZeroDuration() || options.writer_cache_kib < 0 ||
+      options.reader_cache_kib < 0 || options.mmap_bytes < 0) {
     return absl::InvalidArgumentError(
-        "SqliteOptions: max_readers must be >= 1, busy_retries and busy_timeout >= 0");
+        "SqliteOptions: max_readers must be >= 1; retries, timeout, cache and mmap sizes >= 0");
   }
   return WithBusyRetries(
       options, [&]() -> absl::StatusOr<std::unique_ptr<SqliteAttestationStore>> {
@@ -955,6 +963,9 @@ absl::StatusOr<std::unique_ptr<SqliteAttestationStore>> SqliteAttestationStore::
               " is read-only for this user: attestd needs to write it, its directory and its "
               "-wal and -shm files (check owner and permissions)"));
         }
+        if (const char* extra = std::getenv("ATTEST_EXPERIMENT_PRAGMAS")) {  // EXPERIMENT-REMOVE
+          if (absl::Status s = (*db)->Execute(extra, "experiment"); !s.ok()) return s;  // EXPERIMENT-REMOVE
+        }  // EXPERIMENT-REMOVE
         auto journal_mode = (*db)->QueryText("PRAGMA journal_mode = WAL", "enabling WAL");
         if (!journal_mode.ok()) return journal_mode.status();
         if (*journal_mode != "wal") {
@@ -962,11 +973,14 @@ absl::StatusOr<std::unique_ptr<SqliteAttestationStore>> SqliteAttestationStore::
               "database file ", path, " cannot use WAL (journal mode stays ", *journal_mode,
               "): put it on a local file system that supports shared memory"));
         }
-        for (std::string_view pragma : {"PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"}) {
-          if (absl::Status status = (*db)->Execute(pragma, "configuring the database");
-              !status.ok()) {
-            return status;
-          }
+        // Option values are integers of this program's config, not outside input.
+        if (absl::Status status = (*db)->Execute(
+                consensus::Cat("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; "
+                               "PRAGMA cache_size = -",
+                               options.writer_cache_kib, "; PRAGMA mmap_size = ", options.mmap_bytes),
+                "configuring the database");
+            !status.ok()) {
+          return status;
         }
         if (absl::Status status = CreateOrMigrate(**db); !status.ok()) return status;
         auto writer = Writer::Create(std::move(*db));

@@ -30,6 +30,14 @@ struct SqliteOptions final {
   int busy_retries = 2;
   // Most reader connections open at once (concurrent AttestationsFor / GetDispute / ... calls).
   int max_readers = 4;
+  // Page cache of the writing connection, in KiB (PRAGMA cache_size). Ingest touches random pages
+  // of the path index, so this matters for write speed on large databases.
+  int64_t writer_cache_kib = 64 * 1024;
+  // Page cache of each reader connection, in KiB.
+  int64_t reader_cache_kib = 8 * 1024;
+  // Memory-mapped reads (PRAGMA mmap_size), in bytes; 0 turns them off. Address space, not memory:
+  // the kernel's page cache backs it.
+  int64_t mmap_bytes = int64_t{4} << 30;
 };
 
 // The schema version this build reads and writes (PRAGMA user_version).

@@ -27,6 +27,7 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 using testing::Attest;
+using testing::Batch;
 using testing::ClaimWithRefs;
 using testing::Dispute;
 using testing::FullMetadata;
@@ -108,11 +109,11 @@ TEST_P(AttestationStoreContractTest, EveryFieldRoundTrips) {
              FullMetadata("openssl-3.0.8-dev", "out", BuildKind::kFirstBuild, 1), 1234567890123),
       // Output given, no deriver; deriver given, no output.
       Attest(claim, "builder-a",
-             consensus::BuildMetadata{.output_name = "lib", .system = "riscv64-linux"}, 5),
+             testing::Metadata("", "lib", "riscv64-linux"), 5),
       Attest(claim, "builder-b",
-             consensus::BuildMetadata{.deriver = TestStorePath("openssl-3.0.8-dev.drv").full()}, 6),
+             testing::Metadata(TestStorePath("openssl-3.0.8-dev.drv").full(), "", ""), 6),
   };
-  EXPECT_THAT(WriteOk({.attestations = written}), SizeIs(written.size()));
+  EXPECT_THAT(WriteOk(Batch(written)), SizeIs(written.size()));
 
   std::vector<StoredAttestation> expected = written;
   std::ranges::sort(expected, {}, [](const StoredAttestation& s) { return s.attestation.key_name(); });
@@ -125,8 +126,8 @@ TEST_P(AttestationStoreContractTest, WritingTwiceIsIdempotentAndKeepsFirstMetada
   auto claim = TestClaim("hello-2.12");
   StoredAttestation first = Attest(claim, "builder-1", FullMetadata("hello-2.12"), 100);
   StoredAttestation again = Attest(claim, "builder-1", {}, 999);
-  EXPECT_THAT(WriteOk({.attestations = {first}}), ElementsAre(WriteOutcome::kInserted));
-  EXPECT_THAT(WriteOk({.attestations = {again}}), ElementsAre(WriteOutcome::kAlreadyPresent));
+  EXPECT_THAT(WriteOk(Batch({first})), ElementsAre(WriteOutcome::kInserted));
+  EXPECT_THAT(WriteOk(Batch({again})), ElementsAre(WriteOutcome::kAlreadyPresent));
   EXPECT_THAT(Read(claim.path), ElementsAre(first));
   EXPECT_EQ(StatsOk().attestations, 1);
 }
@@ -135,7 +136,7 @@ TEST_P(AttestationStoreContractTest, DuplicateWithinOneBatchIsStoredOnce) {
   auto claim = TestClaim("hello-2.12");
   StoredAttestation a = Attest(claim, "builder-1", {}, 1);
   auto b = Attest(TestClaim("other-1"), "builder-1");
-  EXPECT_THAT(WriteOk({.attestations = {a, b, a}}),
+  EXPECT_THAT(WriteOk(Batch({a, b, a})),
               ElementsAre(WriteOutcome::kInserted, WriteOutcome::kInserted,
                           WriteOutcome::kAlreadyPresent));
   EXPECT_THAT(Read(claim.path), ElementsAre(a));
@@ -147,7 +148,7 @@ TEST_P(AttestationStoreContractTest, OneKeySigningTwoFingerprintsKeepsBoth) {
   auto other = TestClaim("flaky-1.0", "bytes B");
   auto a = Attest(good, "builder-1");
   auto b = Attest(other, "builder-1");
-  EXPECT_THAT(WriteOk({.attestations = {a, b}}),
+  EXPECT_THAT(WriteOk(Batch({a, b})),
               ElementsAre(WriteOutcome::kInserted, WriteOutcome::kInserted));
   auto stored = Read(good.path);
   ASSERT_THAT(stored, SizeIs(2));
@@ -168,8 +169,8 @@ TEST_P(AttestationStoreContractTest, OrderedByFingerprintThenKeyName) {
   std::vector<StoredAttestation> scrambled = all;
   std::reverse(scrambled.begin(), scrambled.end());
   std::rotate(scrambled.begin(), scrambled.begin() + 5, scrambled.end());
-  WriteOk({.attestations = {scrambled.begin(), scrambled.begin() + 7}});
-  WriteOk({.attestations = {scrambled.begin() + 7, scrambled.end()}});
+  WriteOk(Batch({scrambled.begin(), scrambled.begin() + 7}));
+  WriteOk(Batch({scrambled.begin() + 7, scrambled.end()}));
 
   std::vector<StoredAttestation> expected = all;
   std::ranges::sort(expected, [](const StoredAttestation& a, const StoredAttestation& b) {
@@ -182,7 +183,7 @@ TEST_P(AttestationStoreContractTest, OrderedByFingerprintThenKeyName) {
 TEST_P(AttestationStoreContractTest, AnswersInInputOrderIncludingUnknownAndRepeatedPaths) {
   auto a = Attest(TestClaim("a-1"), "builder-1");
   auto b = Attest(TestClaim("b-1"), "builder-1");
-  WriteOk({.attestations = {a, b}});
+  WriteOk(Batch({a, b}));
   std::vector<StorePath> paths = {TestStorePath("b-1"), TestStorePath("unknown-1"),
                                   TestStorePath("a-1"), TestStorePath("b-1")};
   auto result = store_->AttestationsFor(paths);
@@ -202,8 +203,8 @@ TEST_P(AttestationStoreContractTest, PathsSharingAHashPartAreKeptApart) {
   ASSERT_TRUE(claim_squat.ok());
   auto s = Attest(*claim_squat, "watcher-1", {}, 1, KeyKind::kObserved);
   auto r = Attest(TestClaim("real-1.0"), "builder-1");
-  WriteOk({.attestations = {s}});
-  WriteOk({.attestations = {r}});
+  WriteOk(Batch({s}));
+  WriteOk(Batch({r}));
   EXPECT_THAT(Read(real), ElementsAre(r));
   EXPECT_THAT(Read(*squatter), ElementsAre(s));
 }
@@ -214,7 +215,7 @@ TEST_P(AttestationStoreContractTest, ObservedKeysRoundTripPerAttestation) {
   auto b = Attest(TestClaim("b-1"), "someone", {}, 1, KeyKind::kObserved, "seed two");
   auto c = Attest(TestClaim("c-1"), "someone", {}, 1, KeyKind::kPolicy, "seed one");
   ASSERT_NE(a.observed_key, b.observed_key);
-  WriteOk({.attestations = {a, b, c}});
+  WriteOk(Batch({a, b, c}));
   EXPECT_THAT(Read(TestStorePath("a-1")), ElementsAre(a));
   EXPECT_THAT(Read(TestStorePath("b-1")), ElementsAre(b));
   EXPECT_THAT(Read(TestStorePath("c-1")), ElementsAre(c));
@@ -224,8 +225,8 @@ TEST_P(AttestationStoreContractTest, InvalidItemStoresNothingOfTheBatch) {
   auto good = Attest(TestClaim("good-1"), "new-builder", FullMetadata("good-1", "out"), 1);
   auto also_good = Attest(TestClaim("good-2"), "builder-1", {}, 1);
   auto bad = Attest(TestClaim("bad-1"), "builder-1",
-                    consensus::BuildMetadata{.system = "has spaces in it"}, 1);
-  auto outcomes = store_->Write({.attestations = {good, also_good, bad}});
+                    testing::Metadata("", "", "has spaces in it"), 1);
+  auto outcomes = store_->Write(Batch({good, also_good, bad}));
   EXPECT_EQ(outcomes.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(outcomes.status().message(), HasSubstr("attestation 3 of 3"));
   EXPECT_THAT(Read(good.attestation.claim.path), IsEmpty());
@@ -236,12 +237,12 @@ TEST_P(AttestationStoreContractTest, InvalidItemStoresNothingOfTheBatch) {
 
   // A bad dispute refuses the attestations written with it too.
   auto with_bad_dispute = store_->Write(
-      {.attestations = {good}, .disputes = {Dispute("", "good-1", 1, 1)}});
+      Batch({good}, {Dispute("", "good-1", 1, 1)}));
   EXPECT_EQ(with_bad_dispute.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(Read(good.attestation.claim.path), IsEmpty());
 
   // Names and keys first seen in the refused batches are usable afterwards.
-  EXPECT_THAT(WriteOk({.attestations = {good, also_good}}),
+  EXPECT_THAT(WriteOk(Batch({good, also_good})),
               ElementsAre(WriteOutcome::kInserted, WriteOutcome::kInserted));
   EXPECT_THAT(Read(good.attestation.claim.path), ElementsAre(good));
 }
@@ -249,13 +250,13 @@ TEST_P(AttestationStoreContractTest, InvalidItemStoresNothingOfTheBatch) {
 TEST_P(AttestationStoreContractTest, RefusesObservedKeyNamedDifferentlyFromSignature) {
   auto stored = Attest(TestClaim("a-1"), "builder-1", {}, 1, KeyKind::kObserved);
   stored.observed_key = testing::TestKey("someone-else").public_key();
-  auto outcomes = store_->Write({.attestations = {stored}});
+  auto outcomes = store_->Write(Batch({stored}));
   EXPECT_EQ(outcomes.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(Read(TestStorePath("a-1")), IsEmpty());
 }
 
 TEST_P(AttestationStoreContractTest, RefusesNegativeReceivedTime) {
-  auto outcomes = store_->Write({.attestations = {Attest(TestClaim("a-1"), "builder-1", {}, -5)}});
+  auto outcomes = store_->Write(Batch({Attest(TestClaim("a-1"), "builder-1", {}, -5)}));
   EXPECT_EQ(outcomes.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -264,20 +265,20 @@ TEST_P(AttestationStoreContractTest, EmptyBatchIsFine) {
 }
 
 TEST_P(AttestationStoreContractTest, DisputesAreStoredUpdatedAndPaged) {
-  WriteOk({.disputes = {Dispute("d-bb", "pkg-b", 100, 100), Dispute("d-aa", "pkg-a", 50, 60)}});
+  WriteOk(Batch({}, {Dispute("d-bb", "pkg-b", 100, 100), Dispute("d-aa", "pkg-a", 50, 60)}));
   auto got = store_->GetDispute("d-bb");
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(*got, Dispute("d-bb", "pkg-b", 100, 100));
 
   // An update replaces the record but keeps the first opened time.
-  WriteOk({.disputes = {Dispute("d-bb", "pkg-b", 300, 300, 3)}});
+  WriteOk(Batch({}, {Dispute("d-bb", "pkg-b", 300, 300, 3)}));
   got = store_->GetDispute("d-bb");
   ASSERT_TRUE(got.ok()) << got.status();
   StoredDispute expected = Dispute("d-bb", "pkg-b", 100, 300, 3);
   expected.signed_record = Dispute("d-bb", "pkg-b", 300, 300, 3).signed_record;
   EXPECT_EQ(*got, expected);
 
-  WriteOk({.disputes = {Dispute("d-cc", "pkg-c", 1, 1)}});
+  WriteOk(Batch({}, {Dispute("d-cc", "pkg-c", 1, 1)}));
   auto first = store_->ListDisputes({.after_id = "", .limit = 2});
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_THAT(*first, SizeIs(2));
@@ -292,15 +293,15 @@ TEST_P(AttestationStoreContractTest, DisputesAreStoredUpdatedAndPaged) {
 
   EXPECT_EQ(StatsOk().disputes, 3);
   EXPECT_EQ(StatsOk().paths, 0);  // disputed paths without attestations are not counted
-  EXPECT_EQ(store_->ListDisputes({.limit = 0}).status().code(),
+  EXPECT_EQ(store_->ListDisputes(DisputeQuery{"", 0}).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
 TEST_P(AttestationStoreContractTest, StatsCountAttestationsAndAttestedPaths) {
   auto x = ClaimWithRefs("x-1", "x", {"dep-1", "dep-2"});
-  WriteOk({.attestations = {Attest(x, "b1"), Attest(x, "b2"), Attest(TestClaim("y-1"), "b1"),
-                            Attest(TestClaim("y-1", "different"), "b2")}});
-  WriteOk({.attestations = {Attest(x, "b1"), Attest(x, "b3")}});
+  WriteOk(Batch({Attest(x, "b1"), Attest(x, "b2"), Attest(TestClaim("y-1"), "b1"),
+                            Attest(TestClaim("y-1", "different"), "b2")}));
+  WriteOk(Batch({Attest(x, "b1"), Attest(x, "b3")}));
   StoreStats stats = StatsOk();
   EXPECT_EQ(stats.attestations, 5);
   EXPECT_EQ(stats.paths, 2);

@@ -16,12 +16,12 @@ TEST(FaultInjectingStoreTest, FailedWriteStoresNothingAndLaterWritesPass) {
   FaultInjectingStore store(std::make_unique<MemoryAttestationStore>());
   auto stored = Attest(TestClaim("a-1"), "builder-1");
   store.FailWrites(2, absl::UnavailableError("injected"));
-  EXPECT_EQ(store.Write({.attestations = {stored}}).status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(store.Write({.attestations = {stored}}).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store.Write(Batch({stored})).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store.Write(Batch({stored})).status().code(), absl::StatusCode::kUnavailable);
   auto stats = store.inner().Stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->attestations, 0);
-  auto third = store.Write({.attestations = {stored}});
+  auto third = store.Write(Batch({stored}));
   ASSERT_TRUE(third.ok());
   EXPECT_THAT(*third, ElementsAre(WriteOutcome::kInserted));
   EXPECT_EQ(store.write_calls(), 3);
@@ -31,9 +31,9 @@ TEST(FaultInjectingStoreTest, LostAcknowledgementThenRetryIsAlreadyPresent) {
   FaultInjectingStore store(std::make_unique<MemoryAttestationStore>());
   auto stored = Attest(TestClaim("a-1"), "builder-1");
   store.FailWritesAfterCommit(1, absl::DeadlineExceededError("ack lost"));
-  EXPECT_EQ(store.Write({.attestations = {stored}}).status().code(),
+  EXPECT_EQ(store.Write(Batch({stored})).status().code(),
             absl::StatusCode::kDeadlineExceeded);
-  auto retry = store.Write({.attestations = {stored}});
+  auto retry = store.Write(Batch({stored}));
   ASSERT_TRUE(retry.ok());
   EXPECT_THAT(*retry, ElementsAre(WriteOutcome::kAlreadyPresent));
 }

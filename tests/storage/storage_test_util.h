@@ -63,6 +63,28 @@ inline StoredAttestation Attest(const consensus::PathInfo& claim, std::string_vi
   return stored;
 }
 
+inline WriteBatch Batch(std::vector<StoredAttestation> attestations,
+                        std::vector<StoredDispute> disputes = {}) {
+  WriteBatch batch;
+  batch.attestations = std::move(attestations);
+  batch.disputes = std::move(disputes);
+  return batch;
+}
+
+// Metadata with only some fields set (designated initializers that skip fields trip -Wextra).
+inline consensus::BuildMetadata Metadata(std::string deriver, std::string output_name,
+                                         std::string system,
+                                         consensus::BuildKind kind = consensus::BuildKind::kUnspecified,
+                                         int64_t build_time = 0) {
+  consensus::BuildMetadata metadata;
+  metadata.deriver = std::move(deriver);
+  metadata.output_name = std::move(output_name);
+  metadata.system = std::move(system);
+  metadata.build_kind = kind;
+  metadata.build_time_unix = build_time;
+  return metadata;
+}
+
 inline StoredDispute Dispute(std::string id, std::string_view path_name, int64_t opened,
                              int64_t updated, int fingerprints = 2) {
   return StoredDispute{.id = std::move(id),

@@ -1,0 +1,21 @@
+// The `attest` subcommands. Each returns its spec; cli.h dispatches to them.
+#ifndef ATTEST_CLIENT_COMMANDS_H_
+#define ATTEST_CLIENT_COMMANDS_H_
+
+#include "client/command.h"
+
+namespace attest::client {
+
+CommandSpec SubmitCommand();          // attest submit
+CommandSpec ImportCommand();          // attest import
+CommandSpec StatusCommand();          // attest status
+CommandSpec DisputesListCommand();    // attest disputes list
+CommandSpec DisputesShowCommand();    // attest disputes show
+CommandSpec VerifyCommand();          // attest verify
+CommandSpec NarInfoVerifyCommand();   // attest narinfo verify
+CommandSpec KeyGenerateCommand();     // attest key generate
+CommandSpec KeyPublicCommand();       // attest key public
+
+}  // namespace attest::client
+
+#endif  // ATTEST_CLIENT_COMMANDS_H_

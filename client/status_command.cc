@@ -1,0 +1,152 @@
+// attest status: the verdict of a node for store paths.
+#include <ostream>
+#include <sstream>
+
+#include "absl/strings/str_join.h"
+#include "client/commands.h"
+#include "client/status_json.h"
+#include "consensus/encoding.h"
+#include "consensus/store_path.h"
+
+namespace attest::client {
+namespace {
+
+using consensus::Cat;
+
+// Keeps each request well inside message limits while letting the node batch its lookups.
+constexpr size_t kPathsPerRequest = 1000;
+
+std::string Operators(const v1::FingerprintTally& tally) {
+  return tally.operators().empty() ? "no operator" : absl::StrJoin(tally.operators(), ", ");
+}
+
+void PrintStatusText(std::ostream& out, const v1::PathStatus& status) {
+  const std::string verdict = VerdictText(status.verdict());
+  out << verdict << std::string(verdict.size() < 10 ? 10 - verdict.size() : 1, ' ') << status.store_path();
+  switch (status.verdict()) {
+    case v1::CONFIRMED:
+    case v1::PENDING:
+      if (!status.fingerprints().empty()) {
+        const auto& top = status.fingerprints(0);
+        out << ": " << top.operators_size() << " of " << status.quorum() << " operators agree (" << Operators(top)
+            << ")";
+      }
+      break;
+    case v1::DISPUTED:
+      out << ": " << status.fingerprints_size() << " competing fingerprints";
+      if (!status.dispute_id().empty()) out << ", dispute " << status.dispute_id();
+      break;
+    case v1::UNKNOWN:
+      out << ": no counted attestation";
+      break;
+    default:
+      break;
+  }
+  out << "\n";
+  if (status.verdict() == v1::DISPUTED) {
+    for (const auto& tally : status.fingerprints()) {
+      out << "    " << tally.fingerprint() << "\n      signed by " << Operators(tally) << " ("
+          << absl::StrJoin(tally.builders(), ", ") << ")\n";
+    }
+    if (!status.flagged_builders().empty()) {
+      out << "    flagged (signed more than one fingerprint): " << absl::StrJoin(status.flagged_builders(), ", ")
+          << "\n";
+    }
+  }
+}
+
+int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
+  auto node_options = NodeOptionsFromArgs(args, env);
+  if (!node_options.ok()) return UsageError(spec, env, std::string(node_options.status().message()));
+  if (args.positionals().empty()) return UsageError(spec, env, "no store path given (or - to read them from stdin)");
+
+  std::vector<std::string> paths;
+  for (const std::string& arg : args.positionals()) {
+    if (arg != "-") {
+      paths.push_back(arg);
+      continue;
+    }
+    auto text = ReadInput("-", env);
+    if (!text.ok()) return Failure(spec, env, std::string(text.status().message()));
+    std::istringstream lines(*text);
+    for (std::string line; std::getline(lines, line);) {
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+      const size_t start = line.find_first_not_of(" \t");
+      if (start == std::string::npos) continue;
+      paths.push_back(line.substr(start));
+    }
+  }
+  if (paths.empty()) return UsageError(spec, env, "no store path given on standard input");
+  for (const std::string& path : paths) {
+    auto parsed = consensus::StorePath::Parse(path);
+    if (!parsed.ok()) {
+      return UsageError(spec, env, Cat(parsed.status().message(), " (status takes store paths: /nix/store/<hash>-<name>)"));
+    }
+  }
+
+  auto node = env.connect_node(*node_options);
+  if (!node.ok()) return Failure(spec, env, std::string(node.status().message()));
+  std::vector<v1::PathStatus> statuses;
+  for (size_t start = 0; start < paths.size(); start += kPathsPerRequest) {
+    v1::StatusRequest request;
+    for (size_t i = start; i < std::min(paths.size(), start + kPathsPerRequest); ++i) request.add_store_paths(paths[i]);
+    auto response = (*node)->Status(request);
+    if (!response.ok()) return Failure(spec, env, std::string(response.status().message()));
+    if (response->statuses_size() != request.store_paths_size()) {
+      return Failure(spec, env, Cat("the node answered ", response->statuses_size(), " statuses for ",
+                                    request.store_paths_size(), " paths"));
+    }
+    for (int i = 0; i < response->statuses_size(); ++i) {
+      v1::PathStatus status = response->statuses(i);
+      if (status.store_path().empty()) status.set_store_path(request.store_paths(i));
+      if (status.store_path() != request.store_paths(i)) {
+        return Failure(spec, env, Cat("the node answered for ", status.store_path(), " when asked about ",
+                                      request.store_paths(i)));
+      }
+      statuses.push_back(std::move(status));
+    }
+  }
+
+  bool all_confirmed = true;
+  nlohmann::json list = nlohmann::json::array();
+  for (const v1::PathStatus& status : statuses) {
+    if (status.verdict() != v1::CONFIRMED) all_confirmed = false;
+    if (args.Has("json")) {
+      list.push_back(PathStatusToJson(status));
+    } else {
+      PrintStatusText(env.out, status);
+    }
+  }
+  if (args.Has("json")) env.out << DumpJson(list) << "\n";
+  return all_confirmed ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+CommandSpec StatusCommand() {
+  CommandSpec spec{
+      .name = "status",
+      .synopsis = "attest status --node ADDR [--json] STORE_PATH... | -",
+      .summary = "Ask a node whether store paths can be trusted.",
+      .description =
+          "Prints the node's verdict for each store path (- reads paths from standard input, one per line):\n"
+          "  UNKNOWN    no counted attestation\n"
+          "  PENDING    one fingerprint, fewer operators than the quorum\n"
+          "  CONFIRMED  one fingerprint, signed by at least quorum independent operators\n"
+          "  DISPUTED   counted builders signed different fingerprints\n"
+          "--json prints a list with the fingerprints, operators and the attestations themselves, which\n"
+          "`attest verify --policy FILE` re-checks offline without trusting the node.\n"
+          "\n"
+          "Exit status: 0 when every path is CONFIRMED, 1 otherwise (the answer is still printed), 2 on\n"
+          "usage errors.",
+      .options = NodeOptionSpecs(),
+      .examples =
+          "  attest status --node 127.0.0.1:7420 /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin\n"
+          "  nix-store -qR ./result | attest status --node 127.0.0.1:7420 --json - > status.json\n",
+      .run = RunStatus,
+  };
+  spec.options.push_back(JsonOptionSpec());
+  return spec;
+}
+
+}  // namespace attest::client

@@ -1,0 +1,40 @@
+// DisputeView: what the node shows about disputes: pages of open disputes and one dispute with its
+// evidence. Reads the store; the signed record is passed through byte for byte (clients verify it with
+// the node's public key), and the summary fields are parsed from it.
+//
+// Thread-safe; policy and store are borrowed and must outlive it.
+#ifndef ATTEST_SERVER_DISPUTE_VIEW_H_
+#define ATTEST_SERVER_DISPUTE_VIEW_H_
+
+#include "absl/status/statusor.h"
+#include "consensus/policy.h"
+#include "proto/attest/v1/attest.pb.h"
+#include "storage/attestation_store.h"
+
+namespace attest::server {
+
+inline constexpr int kDefaultDisputePageSize = 100;
+inline constexpr int kMaxDisputePageSize = 1000;
+
+class DisputeView final {
+ public:
+  DisputeView(const consensus::Policy& policy, storage::AttestationStore* store);
+
+  // Disputes sorted by id. page_size 0 means 100; larger than 1000 is served as 1000.
+  //   INVALID_ARGUMENT  negative page_size, or a page_token this node did not issue
+  absl::StatusOr<v1::ListDisputesResponse> List(const v1::ListDisputesRequest& request) const;
+
+  // By dispute id ("d-<32 hex>") or by store path; with the counted attestations of the path.
+  //   INVALID_ARGUMENT  id is empty, or neither a dispute id nor a store path
+  //   NOT_FOUND         no dispute with that id
+  //   DATA_LOSS         the stored record does not parse
+  absl::StatusOr<v1::Dispute> Get(const v1::GetDisputeRequest& request) const;
+
+ private:
+  const consensus::Policy& policy_;
+  storage::AttestationStore* const store_;
+};
+
+}  // namespace attest::server
+
+#endif  // ATTEST_SERVER_DISPUTE_VIEW_H_

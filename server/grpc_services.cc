@@ -1,0 +1,120 @@
+#include "server/grpc_services.h"
+
+#include <utility>
+
+#include "consensus/encoding.h"
+#include "server/grpc_status.h"
+
+namespace attest::server {
+namespace {
+
+// Runs `work` on the pool and finishes the call with its status. A call whose client already gave up
+// is not worked on (submissions are idempotent, so the client may simply retry).
+template <typename Work>
+grpc::ServerUnaryReactor* OnPool(grpc::CallbackServerContext* context, WorkerPool* pool, Work work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  pool->Schedule([context, reactor, work = std::move(work)]() mutable {
+    if (context->IsCancelled()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled before it was served"));
+      return;
+    }
+    reactor->Finish(ToGrpcStatus(work()));
+  });
+  return reactor;
+}
+
+}  // namespace
+
+v1::SubmitResult::Outcome ToProto(IngestOutcome outcome) {
+  switch (outcome) {
+    case IngestOutcome::kAccepted:
+      return v1::SubmitResult::ACCEPTED;
+    case IngestOutcome::kAlreadyPresent:
+      return v1::SubmitResult::ALREADY_PRESENT;
+    case IngestOutcome::kObserved:
+      return v1::SubmitResult::OBSERVED;
+    case IngestOutcome::kRejected:
+      return v1::SubmitResult::REJECTED;
+  }
+  return v1::SubmitResult::OUTCOME_UNSPECIFIED;
+}
+
+AttestationsService::AttestationsService(Ingestor* ingestor, const StatusQuery* status, WorkerPool* pool)
+    : ingestor_(ingestor), status_(status), pool_(pool) {}
+
+grpc::ServerUnaryReactor* AttestationsService::Submit(grpc::CallbackServerContext* context,
+                                                      const v1::SubmitRequest* request,
+                                                      v1::SubmitResponse* response) {
+  return OnPool(context, pool_, [this, request, response]() -> absl::Status {
+    auto results = ingestor_->Submit(request->attestations());
+    if (!results.ok()) return results.status();
+    response->mutable_results()->Reserve(static_cast<int>(results->size()));
+    for (IngestResult& result : *results) {
+      v1::SubmitResult* out = response->add_results();
+      out->set_outcome(ToProto(result.outcome));
+      if (!result.status.ok()) {
+        // Per-item messages are written for clients and quote only what the client sent.
+        out->set_code(static_cast<int>(result.status.code()));
+        out->set_message(std::string(consensus::StdView(result.status.message())));
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AttestationsService::Status(grpc::CallbackServerContext* context,
+                                                      const v1::StatusRequest* request,
+                                                      v1::StatusResponse* response) {
+  return OnPool(context, pool_, [this, request, response]() -> absl::Status {
+    auto answer = status_->Run(*request);
+    if (!answer.ok()) return answer.status();
+    *response = *std::move(answer);
+    return absl::OkStatus();
+  });
+}
+
+DisputesService::DisputesService(const DisputeView* disputes, WorkerPool* pool) : disputes_(disputes), pool_(pool) {}
+
+grpc::ServerUnaryReactor* DisputesService::ListDisputes(grpc::CallbackServerContext* context,
+                                                        const v1::ListDisputesRequest* request,
+                                                        v1::ListDisputesResponse* response) {
+  return OnPool(context, pool_, [this, request, response]() -> absl::Status {
+    auto answer = disputes_->List(*request);
+    if (!answer.ok()) return answer.status();
+    *response = *std::move(answer);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* DisputesService::GetDispute(grpc::CallbackServerContext* context,
+                                                      const v1::GetDisputeRequest* request, v1::Dispute* response) {
+  return OnPool(context, pool_, [this, request, response]() -> absl::Status {
+    auto answer = disputes_->Get(*request);
+    if (!answer.ok()) return answer.status();
+    *response = *std::move(answer);
+    return absl::OkStatus();
+  });
+}
+
+PolicyService::PolicyService(const consensus::Policy& policy, const consensus::PublicKey& node_key) {
+  info_.set_hash(policy.Hash());
+  info_.set_quorum(policy.quorum());
+  for (const consensus::Operator& op : policy.operators()) {
+    v1::Operator* out = info_.add_operators();
+    out->set_name(op.name);
+    for (const consensus::PublicKey& key : op.builders) out->add_builders(key.ToString());
+  }
+  for (const consensus::PublicKey& key : policy.maintainers()) info_.add_maintainers(key.ToString());
+  info_.set_canonical_text(policy.CanonicalText());
+  info_.set_node_public_key(node_key.ToString());
+}
+
+grpc::ServerUnaryReactor* PolicyService::GetPolicy(grpc::CallbackServerContext* context,
+                                                   const v1::GetPolicyRequest* request, v1::PolicyInfo* response) {
+  *response = info_;
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace attest::server

@@ -1,0 +1,69 @@
+// gRPC adapters of attest.v1 (callback API). Each method converts, hands the work to a handler
+// (Ingestor, StatusQuery, DisputeView) on the RPC worker pool, and finishes the reactor from there with
+// the status mapped by ToGrpcStatus. Nothing here blocks a gRPC thread.
+//
+// Thread-safe. The handlers and the pool are borrowed and must outlive the server that serves these
+// services (Node shuts the server down first).
+#ifndef ATTEST_SERVER_GRPC_SERVICES_H_
+#define ATTEST_SERVER_GRPC_SERVICES_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "consensus/keys.h"
+#include "consensus/policy.h"
+#include "proto/attest/v1/attest.grpc.pb.h"
+#include "server/dispute_view.h"
+#include "server/ingest.h"
+#include "server/status_query.h"
+#include "server/worker_pool.h"
+
+namespace attest::server {
+
+class AttestationsService final : public v1::Attestations::CallbackService {
+ public:
+  AttestationsService(Ingestor* ingestor, const StatusQuery* status, WorkerPool* pool);
+
+  grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* context, const v1::SubmitRequest* request,
+                                   v1::SubmitResponse* response) override;
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* context, const v1::StatusRequest* request,
+                                   v1::StatusResponse* response) override;
+
+ private:
+  Ingestor* const ingestor_;
+  const StatusQuery* const status_;
+  WorkerPool* const pool_;
+};
+
+class DisputesService final : public v1::Disputes::CallbackService {
+ public:
+  DisputesService(const DisputeView* disputes, WorkerPool* pool);
+
+  grpc::ServerUnaryReactor* ListDisputes(grpc::CallbackServerContext* context,
+                                         const v1::ListDisputesRequest* request,
+                                         v1::ListDisputesResponse* response) override;
+  grpc::ServerUnaryReactor* GetDispute(grpc::CallbackServerContext* context, const v1::GetDisputeRequest* request,
+                                       v1::Dispute* response) override;
+
+ private:
+  const DisputeView* const disputes_;
+  WorkerPool* const pool_;
+};
+
+class PolicyService final : public v1::Policy::CallbackService {
+ public:
+  // The answer never changes while the node runs, so it is built once.
+  PolicyService(const consensus::Policy& policy, const consensus::PublicKey& node_key);
+
+  grpc::ServerUnaryReactor* GetPolicy(grpc::CallbackServerContext* context, const v1::GetPolicyRequest* request,
+                                      v1::PolicyInfo* response) override;
+
+ private:
+  v1::PolicyInfo info_;
+};
+
+// Maps an IngestOutcome to the wire outcome.
+v1::SubmitResult::Outcome ToProto(IngestOutcome outcome);
+
+}  // namespace attest::server
+
+#endif  // ATTEST_SERVER_GRPC_SERVICES_H_

@@ -1,0 +1,112 @@
+// attestd: the attest node. Flags are read here and nowhere else.
+//
+//   attestd --config FILE     run the node described by FILE (see server/README.md)
+//   attestd --help | --version
+//
+// Exit codes: 0 after a clean shutdown (SIGTERM / SIGINT), 1 on a startup error (one line on stderr
+// naming the file and the problem), 2 on a usage error.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "consensus/encoding.h"
+#include "server/log.h"
+#include "server/node.h"
+#include "server/node_config.h"
+
+#ifndef ATTEST_VERSION
+#define ATTEST_VERSION "unknown"
+#endif
+
+namespace {
+
+constexpr std::string_view kUsage =
+    "usage: attestd --config FILE\n"
+    "\n"
+    "Runs an attest node: accepts attestations (Nix signatures of store path fingerprints) over gRPC,\n"
+    "counts independent operators against the federation's policy, and records disputes.\n"
+    "\n"
+    "  --config FILE   the node's TOML config ([node] grpc, http, database, key, policy, ...)\n"
+    "  --help          this text\n"
+    "  --version       the version\n"
+    "\n"
+    "example:\n"
+    "  attestd --config /etc/attest/node.toml\n"
+    "\n"
+    "SIGTERM or SIGINT drains calls in flight and exits within 10 seconds.\n";
+
+// Time given to calls in flight after a shutdown signal; the rest of the 10 s budget covers the wait
+// for their handlers and closing the database.
+constexpr absl::Duration kDrainDeadline = absl::Seconds(7);
+
+int UsageError(std::string_view message) {
+  std::fprintf(stderr, "attestd: %.*s\n%.*s", static_cast<int>(message.size()), message.data(),
+               static_cast<int>(kUsage.size()), kUsage.data());
+  return 2;
+}
+
+int Fail(std::string_view message) {
+  std::fprintf(stderr, "attestd: %.*s\n", static_cast<int>(message.size()), message.data());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fwrite(kUsage.data(), 1, kUsage.size(), stdout);
+      return 0;
+    }
+    if (arg == "--version") {
+      std::printf("attestd %s\n", ATTEST_VERSION);
+      return 0;
+    }
+    if (arg == "--config") {
+      if (i + 1 >= argc) return UsageError("--config needs a file");
+      config_path = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      config_path = std::string(arg.substr(std::strlen("--config=")));
+    } else {
+      return UsageError(attest::consensus::Cat("unknown argument '", arg, "'"));
+    }
+  }
+  if (config_path.empty()) return UsageError("--config FILE is required");
+
+  // Shutdown signals are taken by sigwait below; blocking them before any thread exists makes every
+  // thread inherit the mask, so no other thread is interrupted by them.
+  sigset_t shutdown_signals;
+  sigemptyset(&shutdown_signals);
+  sigaddset(&shutdown_signals, SIGTERM);
+  sigaddset(&shutdown_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  absl::StatusOr<attest::server::NodeConfig> config = attest::server::LoadNodeConfig(config_path);
+  if (!config.ok()) return Fail(attest::consensus::StdView(config.status().message()));
+  absl::StatusOr<std::unique_ptr<attest::server::Node>> node = attest::server::Node::Open(*config);
+  if (!node.ok()) return Fail(attest::consensus::StdView(node.status().message()));
+  if (absl::Status s = (*node)->Start(); !s.ok()) return Fail(attest::consensus::StdView(s.message()));
+
+  std::printf("attestd: grpc listening on %s\n", (*node)->grpc_address().c_str());
+  if (!(*node)->http_address().empty()) {
+    std::printf("attestd: http listening on %s\n", (*node)->http_address().c_str());
+  }
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  while (sigwait(&shutdown_signals, &signal_number) != 0) {
+  }
+  attest::server::LogInfo(attest::consensus::Cat("received ", strsignal(signal_number), "; draining"));
+  (*node)->Shutdown(absl::Now() + kDrainDeadline);
+  node->reset();
+  return 0;
+}

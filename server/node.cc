@@ -1,0 +1,184 @@
+#include "server/node.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "consensus/encoding.h"
+#include "consensus/signed_note.h"
+#include "server/log.h"
+#include "storage/sqlite_attestation_store.h"
+
+namespace attest::server {
+namespace {
+
+using consensus::Cat;
+using consensus::StdView;
+
+// Reads a whole file. `what` says what the file is for, so the message tells the operator which
+// setting to fix.
+absl::StatusOr<std::string> ReadTextFile(const std::string& path, std::string_view what) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return absl::NotFoundError(Cat(path, ": no such file (", what, ")"));
+  }
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::FailedPreconditionError(Cat(path, ": is a directory, not a file (", what, ")"));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::FailedPreconditionError(Cat(path, ": cannot be read: ", std::strerror(errno)));
+  std::stringstream content;
+  content << in.rdbuf();
+  if (in.bad()) return absl::FailedPreconditionError(Cat(path, ": read error: ", std::strerror(errno)));
+  return content.str();
+}
+
+// Prefixes a message with the file it is about, unless it already names it.
+absl::Status AboutFile(const std::string& path, const absl::Status& status) {
+  const std::string_view message = StdView(status.message());
+  if (message.find(path) != std::string_view::npos) return status;
+  return absl::Status(status.code(), Cat(path, ": ", message));
+}
+
+absl::StatusOr<consensus::SecretKey> LoadNodeKey(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadTextFile(path, "the node's secret key, made by `nix key generate-secret`");
+  if (!text.ok()) return text.status();
+  absl::StatusOr<consensus::SecretKey> key = consensus::SecretKey::Parse(*text);
+  if (!key.ok()) {
+    return absl::InvalidArgumentError(Cat(path, ": not a usable node key: ", StdView(key.status().message())));
+  }
+  // The node signs dispute records as signed notes, whose signer names are stricter than Nix's.
+  if (absl::Status s = consensus::ValidateNoteKeyName(key->name()); !s.ok()) {
+    return absl::InvalidArgumentError(Cat(path, ": the key's name cannot sign dispute records: ",
+                                          StdView(s.message()), " (generate a key with a plain name)"));
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    LogWarning(Cat("node key file ", path, " is readable by other users; consider chmod 600"));
+  }
+  return key;
+}
+
+std::string ShowAddress(const std::string& host, int port) {
+  if (host.find(':') != std::string::npos) return Cat("[", host, "]:", port);
+  return Cat(host, ":", port);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config) {
+  return Open(config, [] { return absl::Now(); });
+}
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock clock) {
+  if (absl::Status s = ValidateNodeConfig(config); !s.ok()) return s;
+
+  absl::StatusOr<std::string> policy_text = ReadTextFile(config.policy_path, "the federation's policy");
+  if (!policy_text.ok()) return policy_text.status();
+  absl::StatusOr<consensus::Policy> policy = consensus::Policy::ParseToml(*policy_text, config.policy_path);
+  if (!policy.ok()) return AboutFile(config.policy_path, policy.status());
+
+  absl::StatusOr<consensus::SecretKey> key = LoadNodeKey(config.key_path);
+  if (!key.ok()) return key.status();
+
+  // Last, because opening creates the database when it does not exist.
+  auto store = storage::SqliteAttestationStore::Open(config.database_path, storage::SqliteOptions{});
+  if (!store.ok()) return AboutFile(config.database_path, store.status());
+
+  return std::unique_ptr<Node>(
+      new Node(config, *std::move(policy), *std::move(key), *std::move(store), std::move(clock)));
+}
+
+Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
+           std::unique_ptr<storage::AttestationStore> store, Clock clock)
+    : config_(std::move(config)),
+      policy_(std::move(policy)),
+      key_(std::move(key)),
+      store_(std::move(store)),
+      ingestor_(policy_, store_.get(), key_, std::move(clock),
+                IngestOptions{.observe_unknown_keys = config_.observe_unknown_keys,
+                              .max_batch = config_.max_batch,
+                              .verify_threads = config_.verify_threads}),
+      status_query_(policy_, store_.get(), StatusQueryOptions{.max_paths = config_.max_status_paths}),
+      dispute_view_(policy_, store_.get()),
+      rpc_pool_(std::make_unique<WorkerPool>(config_.rpc_threads)),
+      attestations_service_(&ingestor_, &status_query_, rpc_pool_.get()),
+      disputes_service_(&dispute_view_, rpc_pool_.get()),
+      policy_service_(policy_, key_.public_key()) {}
+
+Node::~Node() { Shutdown(absl::Now()); }
+
+absl::Status Node::Start() {
+  if (server_) return absl::FailedPreconditionError("the node is already started");
+  absl::StatusOr<ListenAddress> grpc_address = ParseListenAddress(config_.grpc_address);
+  if (!grpc_address.ok()) return grpc_address.status();
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config_.grpc_address, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
+  // gRPC sets SO_REUSEPORT by default, which would let a second node on the same port share its
+  // traffic silently; a port in use must be a startup error instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.RegisterService(&attestations_service_);
+  builder.RegisterService(&disputes_service_);
+  builder.RegisterService(&policy_service_);
+  server_ = builder.BuildAndStart();
+  if (!server_ || grpc_port_ == 0) {
+    server_.reset();
+    return absl::FailedPreconditionError(Cat("cannot listen on grpc address ", config_.grpc_address,
+                                             " (is another process using the port?)"));
+  }
+  grpc_address_ = ShowAddress(grpc_address->host, grpc_port_);
+  if (auto* health = server_->GetHealthCheckService()) health->SetServingStatus(true);
+
+  if (!config_.http_address.empty()) {
+    absl::StatusOr<ListenAddress> http_address = ParseListenAddress(config_.http_address);
+    absl::StatusOr<std::unique_ptr<HttpServer>> http =
+        http_address.ok() ? HttpServer::Start(*http_address)
+                          : absl::StatusOr<std::unique_ptr<HttpServer>>(http_address.status());
+    if (!http.ok()) {
+      server_->Shutdown(std::chrono::system_clock::now());
+      server_->Wait();
+      server_.reset();
+      return http.status();
+    }
+    http_ = *std::move(http);
+    http_address_ = ShowAddress(http_address->host, http_->port());
+  }
+  LogInfo(Cat("node started: grpc ", grpc_address_, http_ ? Cat(", http ", http_address_) : std::string(),
+              ", policy ", policy_.Hash(), " (quorum ", policy_.quorum(), ", ", policy_.operators().size(),
+              " operators), node key ", key_.name(), ", database ", config_.database_path));
+  return absl::OkStatus();
+}
+
+std::shared_ptr<grpc::Channel> Node::InProcessChannel() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  return server_->InProcessChannel(args);
+}
+
+void Node::Shutdown(absl::Time deadline) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (http_) http_->Stop();
+  if (server_) {
+    if (auto* health = server_->GetHealthCheckService()) health->SetServingStatus(false);
+    server_->Shutdown(absl::ToChronoTime(deadline));
+    server_->Wait();
+    LogInfo("node stopped");
+  }
+}
+
+}  // namespace attest::server

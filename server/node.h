@@ -1,0 +1,92 @@
+// Node: one attestd. Open() builds everything the config names (policy, node key, SQLite store,
+// ingest pipeline, query handlers, gRPC services) without listening; Start() binds the gRPC port (with
+// health checking and reflection) and the HTTP port; Shutdown() stops taking calls, drains the ones in
+// flight until a deadline and stops.
+//
+// Thread-safety: Open, Start and Shutdown are called from one thread (main); everything the node serves
+// runs on gRPC and pool threads. Destruction shuts down (deadline: now) when Shutdown was not called.
+#ifndef ATTEST_SERVER_NODE_H_
+#define ATTEST_SERVER_NODE_H_
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "consensus/keys.h"
+#include "consensus/policy.h"
+#include "server/dispute_view.h"
+#include "server/grpc_services.h"
+#include "server/http_server.h"
+#include "server/ingest.h"
+#include "server/node_config.h"
+#include "server/status_query.h"
+#include "server/worker_pool.h"
+#include "storage/attestation_store.h"
+
+namespace attest::server {
+
+class Node final {
+ public:
+  // Errors name the file and the problem ("<file>: <problem>", or "<file>:<line>:<col>: <problem>" for
+  // TOML), with the code of the failure:
+  //   INVALID_ARGUMENT     the config does not validate; the policy or the key file is malformed
+  //   NOT_FOUND            the policy or key file, or the database's directory, does not exist
+  //   FAILED_PRECONDITION  a file cannot be read, or the database cannot be opened for writing / is
+  //                        another application's / has a newer schema
+  //   DATA_LOSS            the database file is corrupt
+  static absl::StatusOr<std::unique_ptr<Node>> Open(const NodeConfig& config);
+  // Same, with the node's clock (tests).
+  static absl::StatusOr<std::unique_ptr<Node>> Open(const NodeConfig& config, Clock clock);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Binds and serves. FAILED_PRECONDITION naming the address when a port cannot be bound.
+  absl::Status Start();
+  // Stops accepting calls, lets calls in flight finish until `deadline` (then cancels them) and waits
+  // for their handlers. Idempotent.
+  void Shutdown(absl::Time deadline);
+
+  // After Start: the bound gRPC address "host:port" (port 0 in the config resolved), and ports.
+  const std::string& grpc_address() const { return grpc_address_; }
+  int grpc_port() const { return grpc_port_; }
+  int http_port() const { return http_ ? http_->port() : 0; }
+  const std::string& http_address() const { return http_address_; }  // "" without HTTP
+  // After Start: a channel to this node that bypasses the network (tests).
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+
+  const NodeConfig& config() const { return config_; }
+  const consensus::Policy& policy() const { return policy_; }
+  consensus::PublicKey public_key() const { return key_.public_key(); }
+  storage::AttestationStore* store() const { return store_.get(); }
+
+ private:
+  Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
+       std::unique_ptr<storage::AttestationStore> store, Clock clock);
+
+  const NodeConfig config_;
+  const consensus::Policy policy_;
+  const consensus::SecretKey key_;
+  const std::unique_ptr<storage::AttestationStore> store_;
+  Ingestor ingestor_;
+  StatusQuery status_query_;
+  DisputeView dispute_view_;
+  std::unique_ptr<WorkerPool> rpc_pool_;
+  AttestationsService attestations_service_;
+  DisputesService disputes_service_;
+  PolicyService policy_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpServer> http_;
+  std::string grpc_address_;
+  std::string http_address_;
+  int grpc_port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace attest::server
+
+#endif  // ATTEST_SERVER_NODE_H_

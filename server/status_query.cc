@@ -1,0 +1,109 @@
+#include "server/status_query.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "consensus/dispute.h"
+#include "consensus/encoding.h"
+#include "consensus/store_path.h"
+#include "proto/convert.h"
+#include "server/grpc_status.h"
+#include "server/path_tally.h"
+
+namespace attest::server {
+namespace {
+
+using consensus::Cat;
+using consensus::StdView;
+
+}  // namespace
+
+StatusQuery::StatusQuery(const consensus::Policy& policy, storage::AttestationStore* store,
+                         StatusQueryOptions options)
+    : policy_(policy), store_(store), options_(options) {}
+
+absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& request) const {
+  const int count = request.store_paths_size();
+  if (count > options_.max_paths) {
+    return absl::ResourceExhaustedError(Cat("status request for ", count, " store paths exceeds the limit of ",
+                                            options_.max_paths, ": split it"));
+  }
+  // Distinct paths are read once; `slot[i]` maps request position i to its distinct path.
+  std::vector<consensus::StorePath> distinct;
+  std::vector<size_t> slot(count);
+  absl::flat_hash_map<std::string_view, size_t> seen;
+  distinct.reserve(count);
+  for (int i = 0; i < count; ++i) {
+    const std::string& text = request.store_paths(i);
+    auto [it, inserted] = seen.try_emplace(text, distinct.size());
+    if (inserted) {
+      absl::StatusOr<consensus::StorePath> path = consensus::StorePath::Parse(text);
+      if (!path.ok()) {
+        return absl::InvalidArgumentError(Cat("store_paths[", i, "]: ", StdView(path.status().message())));
+      }
+      distinct.push_back(*std::move(path));
+    }
+    slot[i] = it->second;
+  }
+
+  v1::StatusResponse response;
+  if (count == 0) return response;
+  auto stored = store_->AttestationsFor(distinct);
+  if (!stored.ok()) {
+    return StorageFailure(Cat("reading the attestations of ", distinct.size(), " paths"), stored.status());
+  }
+  if (stored->size() != distinct.size()) {
+    return absl::InternalError(
+        Cat("AttestationsFor returned ", stored->size(), " answers for ", distinct.size(), " paths"));
+  }
+
+  std::vector<v1::PathStatus> answers(distinct.size());
+  for (size_t d = 0; d < distinct.size(); ++d) {
+    const std::vector<storage::StoredAttestation>& attestations = (*stored)[d];
+    const PathTally tally = TallyStored(policy_, attestations);
+    v1::PathStatus& status = answers[d];
+    status.set_store_path(distinct[d].full());
+    status.set_verdict(proto::ToProto(tally.result.verdict));
+    status.set_quorum(policy_.quorum());
+    status.set_policy_hash(policy_.Hash());
+    if ((tally.result.verdict == consensus::Verdict::kPending ||
+         tally.result.verdict == consensus::Verdict::kConfirmed) &&
+        !tally.result.fingerprints.empty()) {
+      status.set_fingerprint(tally.result.fingerprints.front().fingerprint);
+    }
+    for (const consensus::FingerprintTally& side : tally.result.fingerprints) {
+      v1::FingerprintTally* out = status.add_fingerprints();
+      out->set_fingerprint(side.fingerprint);
+      for (const std::string& op : side.operators) out->add_operators(op);
+      for (const std::string& builder : side.builders) out->add_builders(builder);
+    }
+    for (const std::string& builder : tally.result.flagged_builders) status.add_flagged_builders(builder);
+    for (size_t index : tally.CountedStoredIndices()) {
+      const storage::StoredAttestation& s = attestations[index];
+      v1::Attestation* out = status.add_attestations();
+      *out = proto::ToProto(s.attestation);
+      out->set_received_unix(s.received_unix);
+    }
+    if (tally.result.verdict == consensus::Verdict::kDisputed) {
+      status.set_dispute_id(consensus::DisputeId(distinct[d]));
+    }
+  }
+
+  // The last request position of a distinct path takes the answer; earlier ones get a copy.
+  std::vector<int> last_use(distinct.size(), -1);
+  for (int i = 0; i < count; ++i) last_use[slot[i]] = i;
+  auto* statuses = response.mutable_statuses();
+  statuses->Reserve(count);
+  for (int i = 0; i < count; ++i) {
+    if (last_use[slot[i]] == i) {
+      *statuses->Add() = std::move(answers[slot[i]]);
+    } else {
+      *statuses->Add() = answers[slot[i]];
+    }
+  }
+  return response;
+}
+
+}  // namespace attest::server

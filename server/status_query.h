@@ -1,0 +1,44 @@
+// StatusQuery: the verdict on a batch of store paths, computed on read from the stored attestations with
+// the same pure tally the write path uses, so an answer is never stale with respect to what was
+// acknowledged.
+//
+// Each answer carries what a client needs to re-check it offline against the policy: the verdict, the
+// agreed fingerprint (PENDING, CONFIRMED), every counted fingerprint with its operators and builders,
+// the flagged builders, the counted attestations with their signatures, the dispute id (DISPUTED), the
+// quorum and the policy hash.
+//
+// Thread-safe; policy and store are borrowed and must outlive it.
+#ifndef ATTEST_SERVER_STATUS_QUERY_H_
+#define ATTEST_SERVER_STATUS_QUERY_H_
+
+#include "absl/status/statusor.h"
+#include "consensus/policy.h"
+#include "proto/attest/v1/attest.pb.h"
+#include "storage/attestation_store.h"
+
+namespace attest::server {
+
+struct StatusQueryOptions final {
+  int max_paths = 10000;
+};
+
+class StatusQuery final {
+ public:
+  StatusQuery(const consensus::Policy& policy, storage::AttestationStore* store, StatusQueryOptions options);
+
+  // One status per requested path, in request order (a path asked twice is answered twice).
+  //   INVALID_ARGUMENT    "store_paths[<i>]: <problem>" for a malformed path
+  //   RESOURCE_EXHAUSTED  more than max_paths paths
+  //   the store's error, with a client-safe message
+  // An empty request gets an empty answer.
+  absl::StatusOr<v1::StatusResponse> Run(const v1::StatusRequest& request) const;
+
+ private:
+  const consensus::Policy& policy_;
+  storage::AttestationStore* const store_;
+  const StatusQueryOptions options_;
+};
+
+}  // namespace attest::server
+
+#endif  // ATTEST_SERVER_STATUS_QUERY_H_

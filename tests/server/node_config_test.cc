@@ -1,0 +1,212 @@
+// server/node_config: parsing, defaults, path resolution, and errors that point at file, line, column.
+#include "server/node_config.h"
+
+#include <string>
+
+#include "consensus/encoding.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_support.h"
+
+namespace attest::server {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::AllOf;
+using ::testing::StartsWith;
+
+constexpr std::string_view kMinimal =
+    "[node]\n"
+    "key = \"node.sec\"\n"
+    "policy = \"policy.toml\"\n";
+
+std::string ErrorOf(std::string_view text, std::string_view file = "/etc/attest/node.toml") {
+  auto config = ParseNodeConfig(text, file);
+  EXPECT_FALSE(config.ok()) << "parsed: " << text;
+  if (config.ok()) return "";
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(consensus::StdView(config.status().message()));
+}
+
+TEST(NodeConfigTest, MinimalConfigGetsDefaultsAndResolvesPathsAgainstItsDirectory) {
+  auto config = ParseNodeConfig(kMinimal, "/etc/attest/node.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->grpc_address, "127.0.0.1:7700");
+  EXPECT_EQ(config->http_address, "127.0.0.1:7780");
+  EXPECT_EQ(config->key_path, "/etc/attest/node.sec");
+  EXPECT_EQ(config->policy_path, "/etc/attest/policy.toml");
+  EXPECT_EQ(config->database_path, "/etc/attest/attest.db");
+  EXPECT_FALSE(config->observe_unknown_keys);
+  EXPECT_FALSE(config->allow_non_loopback);
+  EXPECT_EQ(config->max_batch, 10000);
+  EXPECT_EQ(config->verify_threads, 2);
+  EXPECT_EQ(config->max_message_bytes, 64 << 20);
+  EXPECT_FALSE(config->gateway.has_value());
+  EXPECT_TRUE(config->peers.empty());
+  EXPECT_TRUE(ValidateNodeConfig(*config).ok());
+}
+
+TEST(NodeConfigTest, EveryKeyIsRead) {
+  auto config = ParseNodeConfig(
+      "[node]\n"
+      "grpc = \"[::1]:7701\"\n"
+      "http = \"\"\n"
+      "database = \"/var/lib/attest/db.sqlite\"\n"
+      "key = \"../keys/node.sec\"\n"
+      "policy = \"policy.toml\"\n"
+      "observe_unknown_keys = true\n"
+      "max_batch = 500\n"
+      "max_status_paths = 2000\n"
+      "max_message_bytes = 1048576\n"
+      "verify_threads = 4\n"
+      "rpc_threads = 3\n"
+      "allow_non_loopback = false\n"
+      "\n"
+      "[gateway]\n"
+      "upstream = \"https://cache.nixos.org\"\n"
+      "\n"
+      "[[peer]]\n"
+      "name = \"node-b\"\n"
+      "grpc = \"node-b.example.org:7700\"\n"
+      "public_key = \"node-b:abc\"\n",
+      "/etc/attest/node.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->grpc_address, "[::1]:7701");
+  EXPECT_EQ(config->http_address, "");
+  EXPECT_EQ(config->database_path, "/var/lib/attest/db.sqlite");
+  EXPECT_EQ(config->key_path, "/etc/keys/node.sec");
+  EXPECT_TRUE(config->observe_unknown_keys);
+  EXPECT_EQ(config->max_batch, 500);
+  EXPECT_EQ(config->max_status_paths, 2000);
+  EXPECT_EQ(config->max_message_bytes, 1048576);
+  EXPECT_EQ(config->verify_threads, 4);
+  EXPECT_EQ(config->rpc_threads, 3);
+  ASSERT_TRUE(config->gateway.has_value());
+  EXPECT_EQ(config->gateway->upstream, "https://cache.nixos.org");
+  ASSERT_EQ(config->peers.size(), 1u);
+  EXPECT_EQ(config->peers[0].name, "node-b");
+  EXPECT_EQ(config->peers[0].grpc, "node-b.example.org:7700");
+}
+
+TEST(NodeConfigTest, UnknownKeyNamesFileLineAndKey) {
+  std::string error = ErrorOf(
+      "[node]\n"
+      "key = \"node.sec\"\n"
+      "colour = \"blue\"\n"
+      "policy = \"policy.toml\"\n");
+  EXPECT_THAT(error, StartsWith("/etc/attest/node.toml:3:1: "));
+  EXPECT_THAT(error, HasSubstr("unknown key \"colour\" in [node]"));
+}
+
+TEST(NodeConfigTest, UnknownTableIsAnError) {
+  std::string error = ErrorOf(std::string(kMinimal) + "\n[gatway]\nupstream = \"x\"\n");
+  EXPECT_THAT(error, StartsWith("/etc/attest/node.toml:5:"));
+  EXPECT_THAT(error, HasSubstr("unknown table [gatway]"));
+}
+
+TEST(NodeConfigTest, UnknownTopLevelKeyIsAnError) {
+  std::string error = ErrorOf("quorum = 2\n" + std::string(kMinimal));
+  EXPECT_THAT(error, StartsWith("/etc/attest/node.toml:1:1: "));
+  EXPECT_THAT(error, HasSubstr("unknown key \"quorum\""));
+}
+
+TEST(NodeConfigTest, UnknownKeysInGatewayAndPeerAreErrors) {
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nupstream = \"x\"\nttl = 5\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:6:1: "), HasSubstr("unknown key \"ttl\" in [gateway]")));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[[peer]]\nname = \"b\"\naddress = \"x:1\"\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:6:1: "), HasSubstr("unknown key \"address\" in [[peer]]")));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[[peer]]\ngrpc = \"x:1\"\n"), HasSubstr("[[peer]] has no name"));
+  EXPECT_THAT(ErrorOf("peer = 3\n" + std::string(kMinimal)), HasSubstr("not an array of tables"));
+}
+
+TEST(NodeConfigTest, WrongTypeNamesTheValuePosition) {
+  std::string error = ErrorOf(std::string(kMinimal) + "max_batch = \"lots\"\n");
+  EXPECT_THAT(error, StartsWith("/etc/attest/node.toml:4:13: "));
+  EXPECT_THAT(error, HasSubstr("max_batch is a string, not an integer"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "observe_unknown_keys = 1\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:4:"), HasSubstr("not a boolean")));
+  EXPECT_THAT(ErrorOf("[node]\nkey = 5\npolicy = \"p\"\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:2:7: "), HasSubstr("key is an integer, not a string")));
+}
+
+TEST(NodeConfigTest, OutOfRangeIntegersAreErrors) {
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "verify_threads = 0\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:4:"), HasSubstr("verify_threads is 0")));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "max_batch = -1\n"), HasSubstr("max_batch is -1"));
+}
+
+TEST(NodeConfigTest, SyntaxErrorNamesLine) {
+  std::string error = ErrorOf("[node]\nkey = \"node.sec\"\npolicy = \"policy.toml\n");
+  EXPECT_THAT(error, StartsWith("/etc/attest/node.toml:3:"));
+  EXPECT_THAT(error, HasSubstr("TOML syntax error"));
+}
+
+TEST(NodeConfigTest, MissingRequiredKeysAreErrors) {
+  EXPECT_THAT(ErrorOf("[node]\npolicy = \"p.toml\"\n"), HasSubstr("[node] has no key"));
+  EXPECT_THAT(ErrorOf("[node]\nkey = \"k\"\n"), HasSubstr("[node] has no policy"));
+  EXPECT_THAT(ErrorOf(""), AllOf(StartsWith("/etc/attest/node.toml:1:1: "), HasSubstr("has no key")));
+  EXPECT_THAT(ErrorOf("[node]\nkey = \"\"\npolicy = \"p\"\n"), HasSubstr("key is empty"));
+}
+
+TEST(NodeConfigTest, NonLoopbackNeedsExplicitOptIn) {
+  std::string error = ErrorOf(std::string(kMinimal) + "grpc = \"0.0.0.0:7700\"\n");
+  EXPECT_THAT(error, StartsWith("/etc/attest/node.toml:4:8: "));
+  EXPECT_THAT(error, HasSubstr("allow_non_loopback = true"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "http = \"192.168.1.5:80\"\n"), HasSubstr("not a loopback address"));
+  // The opt-in may come after the address.
+  auto config = ParseNodeConfig(std::string(kMinimal) + "grpc = \"0.0.0.0:7700\"\nallow_non_loopback = true\n",
+                                "node.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->grpc_address, "0.0.0.0:7700");
+  for (const char* loopback : {"127.0.0.1:1", "127.8.9.10:2", "localhost:0", "[::1]:0"}) {
+    EXPECT_TRUE(ParseNodeConfig(std::string(kMinimal) + "grpc = \"" + loopback + "\"\n", "n.toml").ok()) << loopback;
+  }
+}
+
+TEST(NodeConfigTest, MalformedAddressesAreErrors) {
+  for (const char* bad : {"7700", "127.0.0.1", "127.0.0.1:", "127.0.0.1:70000", "127.0.0.1:x", "::1:7700",
+                          "[::1]7700", "[nothex]:1", "a b:1"}) {
+    auto address = ParseListenAddress(bad);
+    EXPECT_FALSE(address.ok()) << bad;
+    EXPECT_THAT(ErrorOf(std::string(kMinimal) + "grpc = \"" + bad + "\"\n"), HasSubstr("grpc = ")) << bad;
+  }
+  auto v6 = ParseListenAddress("[::1]:7700");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 7700);
+  EXPECT_TRUE(v6->IsLoopback());
+}
+
+TEST(NodeConfigTest, LoadNamesMissingFile) {
+  testing::TempDir dir;
+  auto config = LoadNodeConfig(dir.File("nope.toml"));
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(consensus::StdView(config.status().message())), HasSubstr("nope.toml"));
+}
+
+TEST(NodeConfigTest, LoadResolvesRelativeToTheFile) {
+  testing::TempDir dir;
+  testing::WriteFileOrDie(dir.File("node.toml"), std::string(kMinimal));
+  auto config = LoadNodeConfig(dir.File("node.toml"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->key_path, dir.File("node.sec"));
+  EXPECT_EQ(config->config_file, dir.File("node.toml"));
+}
+
+TEST(NodeConfigTest, ValidateCatchesConfigsBuiltInCode) {
+  NodeConfig config;
+  config.database_path = "/tmp/a.db";
+  config.key_path = "/tmp/k";
+  config.policy_path = "/tmp/p";
+  EXPECT_TRUE(ValidateNodeConfig(config).ok());
+  config.grpc_address = "0.0.0.0:1";
+  EXPECT_EQ(ValidateNodeConfig(config).code(), absl::StatusCode::kInvalidArgument);
+  config.allow_non_loopback = true;
+  EXPECT_TRUE(ValidateNodeConfig(config).ok());
+  config.max_batch = 0;
+  EXPECT_EQ(ValidateNodeConfig(config).code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace attest::server

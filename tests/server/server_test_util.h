@@ -1,0 +1,67 @@
+// Shared by the server tests: a three-operator federation (quorum 2), signed wire attestations, and a
+// node directory (policy, node key, config) in a temp dir. Header-only.
+#ifndef ATTEST_TESTS_SERVER_SERVER_TEST_UTIL_H_
+#define ATTEST_TESTS_SERVER_SERVER_TEST_UTIL_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "consensus/attestation.h"
+#include "consensus/policy.h"
+#include "gtest/gtest.h"
+#include "proto/attest/v1/attest.pb.h"
+#include "proto/convert.h"
+#include "tests/support/test_support.h"
+
+namespace attest::testing {
+
+inline constexpr int64_t kTestNow = 1700000000;
+
+inline absl::Time FixedNow() { return absl::FromUnixSeconds(kTestNow); }
+
+// alice-ci, bob-labs and carol-home, one builder each; quorum 2. `outsider` is in no policy.
+struct Federation {
+  consensus::SecretKey alice = TestKey("alice-builder-1");
+  consensus::SecretKey bob = TestKey("bob-builder-1");
+  consensus::SecretKey carol = TestKey("carol-builder-1");
+  consensus::SecretKey outsider = TestKey("outsider-1");
+  consensus::SecretKey node_key = TestKey("node-1");
+
+  std::string PolicyToml(int quorum = 2) const {
+    return absl::StrCat("quorum = ", quorum, "\n",
+                        "[[operator]]\nname = \"alice-ci\"\nbuilders = [\"", alice.public_key().ToString(), "\"]\n",
+                        "[[operator]]\nname = \"bob-labs\"\nbuilders = [\"", bob.public_key().ToString(), "\"]\n",
+                        "[[operator]]\nname = \"carol-home\"\nbuilders = [\"", carol.public_key().ToString(), "\"]\n");
+  }
+  consensus::Policy MakePolicy(int quorum = 2) const {
+    auto policy = consensus::Policy::ParseToml(PolicyToml(quorum), "policy.toml");
+    EXPECT_TRUE(policy.ok()) << policy.status();
+    return *std::move(policy);
+  }
+};
+
+inline v1::Attestation Signed(const consensus::PathInfo& claim, const consensus::SecretKey& key) {
+  return proto::ToProto(consensus::SignAttestation(claim, key));
+}
+
+// Writes policy.toml, node.sec and node.toml into `dir`; returns the config path.
+inline std::string WriteNodeDir(const TempDir& dir, const Federation& federation, const std::string& extra_node = "",
+                                int quorum = 2) {
+  WriteFileOrDie(dir.File("policy.toml"), federation.PolicyToml(quorum));
+  WriteFileOrDie(dir.File("node.sec"), federation.node_key.ExportText() + "\n");
+  const std::string config = dir.File("node.toml");
+  WriteFileOrDie(config, absl::StrCat("[node]\n"
+                                      "grpc = \"127.0.0.1:0\"\n"
+                                      "http = \"127.0.0.1:0\"\n"
+                                      "database = \"attest.db\"\n"
+                                      "key = \"node.sec\"\n"
+                                      "policy = \"policy.toml\"\n",
+                                      extra_node));
+  return config;
+}
+
+}  // namespace attest::testing
+
+#endif  // ATTEST_TESTS_SERVER_SERVER_TEST_UTIL_H_

@@ -1,0 +1,213 @@
+// server/status_query and server/dispute_view without a server, on MemoryAttestationStore.
+#include "server/status_query.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "consensus/dispute.h"
+#include "consensus/encoding.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/dispute_view.h"
+#include "server/ingest.h"
+#include "storage/memory_attestation_store.h"
+#include "tests/server/server_test_util.h"
+
+namespace attest::server {
+namespace {
+
+using ::attest::testing::Federation;
+using ::attest::testing::FixedNow;
+using ::attest::testing::Signed;
+using ::attest::testing::TestClaim;
+using ::attest::testing::TestStorePath;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::string Message(const absl::Status& status) { return std::string(consensus::StdView(status.message())); }
+
+class StatusQueryTest : public ::testing::Test {
+ protected:
+  StatusQueryTest()
+      : policy_(federation_.MakePolicy()),
+        ingestor_(policy_, &store_, federation_.node_key, FixedNow, {}),
+        query_(policy_, &store_, StatusQueryOptions{.max_paths = 50}),
+        disputes_(policy_, &store_) {}
+
+  void Submit(const consensus::PathInfo& claim, const consensus::SecretKey& key) {
+    google::protobuf::RepeatedPtrField<v1::Attestation> batch;
+    *batch.Add() = Signed(claim, key);
+    auto results = ingestor_.Submit(batch);
+    ASSERT_TRUE(results.ok()) << results.status();
+    ASSERT_TRUE((*results)[0].status.ok()) << (*results)[0].status;
+  }
+
+  v1::StatusResponse Query(const std::vector<std::string>& paths) {
+    v1::StatusRequest request;
+    for (const auto& p : paths) request.add_store_paths(p);
+    auto response = query_.Run(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? *response : v1::StatusResponse{};
+  }
+
+  Federation federation_;
+  consensus::Policy policy_;
+  storage::MemoryAttestationStore store_;
+  Ingestor ingestor_;
+  StatusQuery query_;
+  DisputeView disputes_;
+};
+
+TEST_F(StatusQueryTest, AnswersEveryVerdictInRequestOrder) {
+  const auto pending = TestClaim("pending");
+  const auto confirmed = TestClaim("confirmed");
+  const auto disputed_a = TestClaim("disputed", "A");
+  const auto disputed_b = TestClaim("disputed", "B");
+  Submit(pending, federation_.alice);
+  Submit(confirmed, federation_.alice);
+  Submit(confirmed, federation_.carol);
+  Submit(disputed_a, federation_.alice);
+  Submit(disputed_b, federation_.bob);
+
+  auto response = Query({TestStorePath("unknown").full(), pending.path.full(), confirmed.path.full(),
+                         disputed_a.path.full(), pending.path.full()});
+  ASSERT_EQ(response.statuses_size(), 5);
+  const auto& unknown = response.statuses(0);
+  EXPECT_EQ(unknown.verdict(), v1::UNKNOWN);
+  EXPECT_EQ(unknown.attestations_size(), 0);
+  EXPECT_EQ(unknown.quorum(), 2);
+  EXPECT_EQ(unknown.policy_hash(), policy_.Hash());
+
+  const auto& p = response.statuses(1);
+  EXPECT_EQ(p.store_path(), pending.path.full());
+  EXPECT_EQ(p.verdict(), v1::PENDING);
+  EXPECT_EQ(p.fingerprint(), pending.Fingerprint());
+  ASSERT_EQ(p.attestations_size(), 1);
+  EXPECT_EQ(p.attestations(0).received_unix(), testing::kTestNow);
+
+  const auto& c = response.statuses(2);
+  EXPECT_EQ(c.verdict(), v1::CONFIRMED);
+  EXPECT_EQ(c.fingerprint(), confirmed.Fingerprint());
+  ASSERT_EQ(c.fingerprints_size(), 1);
+  EXPECT_THAT(c.fingerprints(0).operators(), ElementsAre("alice-ci", "carol-home"));
+  EXPECT_THAT(c.fingerprints(0).builders(), ElementsAre("alice-builder-1", "carol-builder-1"));
+  ASSERT_EQ(c.attestations_size(), 2);
+  // The answer carries real signatures: each verifies over the fingerprint with its policy key.
+  for (const auto& a : c.attestations()) {
+    auto attestation = proto::FromProto(a);
+    ASSERT_TRUE(attestation.ok());
+    EXPECT_TRUE(consensus::VerifyAttestation(*attestation, *policy_.FindBuilder(attestation->key_name())).ok());
+  }
+
+  const auto& d = response.statuses(3);
+  EXPECT_EQ(d.verdict(), v1::DISPUTED);
+  EXPECT_EQ(d.fingerprint(), "");
+  EXPECT_EQ(d.fingerprints_size(), 2);
+  EXPECT_EQ(d.dispute_id(), consensus::DisputeId(disputed_a.path));
+  EXPECT_EQ(d.attestations_size(), 2);
+
+  EXPECT_EQ(response.statuses(4).SerializeAsString(), p.SerializeAsString());
+}
+
+TEST_F(StatusQueryTest, ObservedAttestationsAreNotCounted) {
+  Ingestor observing(policy_, &store_, federation_.node_key, FixedNow, IngestOptions{.observe_unknown_keys = true});
+  google::protobuf::RepeatedPtrField<v1::Attestation> batch;
+  v1::Attestation item = Signed(TestClaim("watched"), federation_.outsider);
+  item.set_public_key(federation_.outsider.public_key().ToString());
+  *batch.Add() = item;
+  auto results = observing.Submit(batch);
+  ASSERT_TRUE(results.ok());
+  ASSERT_EQ((*results)[0].outcome, IngestOutcome::kObserved);
+  auto response = Query({TestStorePath("watched").full()});
+  EXPECT_EQ(response.statuses(0).verdict(), v1::UNKNOWN);
+  EXPECT_EQ(response.statuses(0).attestations_size(), 0);
+}
+
+TEST_F(StatusQueryTest, MalformedPathIsInvalidArgumentNamingIt) {
+  v1::StatusRequest request;
+  request.add_store_paths(TestStorePath("fine").full());
+  request.add_store_paths("/nix/store/not-a-hash");
+  auto response = query_.Run(request);
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Message(response.status()), HasSubstr("store_paths[1]: "));
+  EXPECT_THAT(Message(response.status()), HasSubstr("/nix/store/not-a-hash"));
+}
+
+TEST_F(StatusQueryTest, TooManyPathsIsResourceExhausted) {
+  v1::StatusRequest request;
+  for (int i = 0; i < 51; ++i) request.add_store_paths(TestStorePath(absl::StrCat("p", i)).full());
+  auto response = query_.Run(request);
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(Message(response.status()), HasSubstr("51 store paths exceeds the limit of 50"));
+  request.mutable_store_paths()->RemoveLast();
+  EXPECT_TRUE(query_.Run(request).ok());
+}
+
+TEST_F(StatusQueryTest, EmptyRequestHasEmptyAnswer) {
+  auto response = query_.Run(v1::StatusRequest{});
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(response->statuses_size(), 0);
+}
+
+TEST_F(StatusQueryTest, DisputesAreListedAndFetchedByIdOrPath) {
+  for (int i = 0; i < 5; ++i) {
+    Submit(TestClaim(absl::StrCat("d", i), "A"), federation_.alice);
+    Submit(TestClaim(absl::StrCat("d", i), "B"), federation_.bob);
+  }
+  v1::ListDisputesRequest list;
+  list.set_page_size(2);
+  std::vector<std::string> ids;
+  for (int page = 0; page < 10; ++page) {
+    auto response = disputes_.List(list);
+    ASSERT_TRUE(response.ok()) << response.status();
+    for (const auto& d : response->disputes()) {
+      ids.push_back(d.id());
+      EXPECT_EQ(d.state(), "open");
+      EXPECT_EQ(d.fingerprints_size(), 2);
+      EXPECT_EQ(d.attestations_size(), 0) << "only GetDispute fills attestations";
+    }
+    if (response->next_page_token().empty()) break;
+    list.set_page_token(response->next_page_token());
+  }
+  ASSERT_EQ(ids.size(), 5u);
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+
+  v1::GetDisputeRequest get;
+  get.set_id(TestStorePath("d3").full());
+  auto by_path = disputes_.Get(get);
+  ASSERT_TRUE(by_path.ok()) << by_path.status();
+  EXPECT_EQ(by_path->id(), consensus::DisputeId(TestStorePath("d3")));
+  EXPECT_EQ(by_path->attestations_size(), 2);
+  EXPECT_THAT(by_path->signed_record(), HasSubstr("attest/dispute/v1\n"));
+  get.set_id(by_path->id());
+  auto by_id = disputes_.Get(get);
+  ASSERT_TRUE(by_id.ok());
+  EXPECT_EQ(by_id->SerializeAsString(), by_path->SerializeAsString());
+}
+
+TEST_F(StatusQueryTest, DisputeLookupErrors) {
+  v1::GetDisputeRequest get;
+  get.set_id("d-00000000000000000000000000000000");
+  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kNotFound);
+  get.set_id(TestStorePath("never-disputed").full());
+  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kNotFound);
+  get.set_id("");
+  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kInvalidArgument);
+  get.set_id("dispute-7");
+  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kInvalidArgument);
+  get.set_id("/nix/store/bad");
+  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kInvalidArgument);
+
+  v1::ListDisputesRequest list;
+  list.set_page_size(-1);
+  EXPECT_EQ(disputes_.List(list).status().code(), absl::StatusCode::kInvalidArgument);
+  list.set_page_size(0);
+  list.set_page_token("garbage");
+  EXPECT_EQ(disputes_.List(list).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace attest::server
