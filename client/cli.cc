@@ -27,7 +27,7 @@ void PrintTopHelp(std::ostream& out, const std::vector<CommandSpec>& commands) {
   out << "\nRun 'attest COMMAND --help' for a command's options and an example.\n"
          "Exit status: 0 success, 1 failure, 2 usage error.\n\n"
          "Example:\n"
-         "  attest status --node 127.0.0.1:7420 /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin\n";
+         "  attest status --node 127.0.0.1:7700 /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin\n";
 }
 
 void PrintGroupHelp(std::ostream& out, std::string_view group, const std::vector<CommandSpec>& commands) {

@@ -116,7 +116,7 @@ CommandSpec DisputesListCommand() {
           "A dispute exists for each store path whose counted builders signed different fingerprints.\n"
           "--json prints a list of {id, path, state, opened, updated, fingerprints}; times are Unix seconds.",
       .options = NodeOptionSpecs(),
-      .examples = "  attest disputes list --node 127.0.0.1:7420\n",
+      .examples = "  attest disputes list --node 127.0.0.1:7700\n",
       .run = RunList,
   };
   spec.options.push_back(JsonOptionSpec());
@@ -133,7 +133,7 @@ CommandSpec DisputesShowCommand() {
           "the operators, builders and signatures behind it, and the dispute record the node signed (a\n"
           "C2SP signed note). --json prints one object with signed_record and attestations.",
       .options = NodeOptionSpecs(),
-      .examples = "  attest disputes show --node 127.0.0.1:7420 /nix/store/cp8ic4pc...-nondet\n",
+      .examples = "  attest disputes show --node 127.0.0.1:7700 /nix/store/cp8ic4pc...-nondet\n",
       .run = RunShow,
   };
   spec.options.push_back(JsonOptionSpec());

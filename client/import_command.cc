@@ -111,7 +111,7 @@ CommandSpec ImportCommand() {
       .options = NodeOptionSpecs(),
       .examples =
           "  curl -s https://cache.nixos.org/syd87l2rxw8cbsxmxl853h0r6pdwhwjr.narinfo | \\\n"
-          "    attest import --node 127.0.0.1:7420 \\\n"
+          "    attest import --node 127.0.0.1:7700 \\\n"
           "      --public-key cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY= -\n",
       .run = RunImport,
   };

@@ -141,8 +141,8 @@ CommandSpec StatusCommand() {
           "usage errors.",
       .options = NodeOptionSpecs(),
       .examples =
-          "  attest status --node 127.0.0.1:7420 /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin\n"
-          "  nix-store -qR ./result | attest status --node 127.0.0.1:7420 --json - > status.json\n",
+          "  attest status --node 127.0.0.1:7700 /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin\n"
+          "  nix-store -qR ./result | attest status --node 127.0.0.1:7700 --json - > status.json\n",
       .run = RunStatus,
   };
   spec.options.push_back(JsonOptionSpec());

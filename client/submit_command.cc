@@ -143,7 +143,7 @@ CommandSpec SubmitCommand() {
       .options = NodeOptionSpecs(),
       .examples =
           "  nix path-info --json /nix/store/...-hello-2.12 | \\\n"
-          "    attest submit --node 127.0.0.1:7420 --key /etc/nix/builder.sec -\n",
+          "    attest submit --node 127.0.0.1:7700 --key /etc/nix/builder.sec -\n",
       .run = RunSubmit,
   };
   spec.options.push_back({"key", OptionKind::kValue, OptionRepeat::kOnce, "SECRET_KEY_FILE",

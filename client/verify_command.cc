@@ -83,7 +83,7 @@ CommandSpec VerifyCommand() {
                    "the federation's policy (TOML), the only thing trusted"},
                   JsonOptionSpec()},
       .examples =
-          "  attest status --node 127.0.0.1:7420 --json /nix/store/...-hello-2.12 | \\\n"
+          "  attest status --node 127.0.0.1:7700 --json /nix/store/...-hello-2.12 | \\\n"
           "    attest verify --policy /etc/attest/policy.toml -\n",
       .run = RunVerify,
   };

@@ -39,13 +39,14 @@ v1::SubmitResult::Outcome ToProto(IngestOutcome outcome) {
   return v1::SubmitResult::OUTCOME_UNSPECIFIED;
 }
 
-AttestationsService::AttestationsService(Ingestor* ingestor, const StatusQuery* status, WorkerPool* pool)
-    : ingestor_(ingestor), status_(status), pool_(pool) {}
+AttestationsService::AttestationsService(Ingestor* ingestor, const StatusQuery* status, WorkerPool* submit_pool,
+                                         WorkerPool* read_pool)
+    : ingestor_(ingestor), status_(status), submit_pool_(submit_pool), read_pool_(read_pool) {}
 
 grpc::ServerUnaryReactor* AttestationsService::Submit(grpc::CallbackServerContext* context,
                                                       const v1::SubmitRequest* request,
                                                       v1::SubmitResponse* response) {
-  return OnPool(context, pool_, [this, request, response]() -> absl::Status {
+  return OnPool(context, submit_pool_, [this, request, response]() -> absl::Status {
     auto results = ingestor_->Submit(request->attestations());
     if (!results.ok()) return results.status();
     response->mutable_results()->Reserve(static_cast<int>(results->size()));
@@ -65,7 +66,7 @@ grpc::ServerUnaryReactor* AttestationsService::Submit(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AttestationsService::Status(grpc::CallbackServerContext* context,
                                                       const v1::StatusRequest* request,
                                                       v1::StatusResponse* response) {
-  return OnPool(context, pool_, [this, request, response]() -> absl::Status {
+  return OnPool(context, read_pool_, [this, request, response]() -> absl::Status {
     auto answer = status_->Run(*request);
     if (!answer.ok()) return answer.status();
     *response = *std::move(answer);

@@ -1,6 +1,7 @@
 // gRPC adapters of attest.v1 (callback API). Each method converts, hands the work to a handler
-// (Ingestor, StatusQuery, DisputeView) on the RPC worker pool, and finishes the reactor from there with
-// the status mapped by ToGrpcStatus. Nothing here blocks a gRPC thread.
+// (Ingestor, StatusQuery, DisputeView) on a worker pool, and finishes the reactor from there with the
+// status mapped by ToGrpcStatus. Nothing here blocks a gRPC thread. Submissions and reads use separate
+// pools, so status queries are not stuck behind batches waiting for verification or the writer.
 //
 // Thread-safe. The handlers and the pool are borrowed and must outlive the server that serves these
 // services (Node shuts the server down first).
@@ -21,7 +22,8 @@ namespace attest::server {
 
 class AttestationsService final : public v1::Attestations::CallbackService {
  public:
-  AttestationsService(Ingestor* ingestor, const StatusQuery* status, WorkerPool* pool);
+  AttestationsService(Ingestor* ingestor, const StatusQuery* status, WorkerPool* submit_pool,
+                      WorkerPool* read_pool);
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* context, const v1::SubmitRequest* request,
                                    v1::SubmitResponse* response) override;
@@ -31,12 +33,13 @@ class AttestationsService final : public v1::Attestations::CallbackService {
  private:
   Ingestor* const ingestor_;
   const StatusQuery* const status_;
-  WorkerPool* const pool_;
+  WorkerPool* const submit_pool_;
+  WorkerPool* const read_pool_;
 };
 
 class DisputesService final : public v1::Disputes::CallbackService {
  public:
-  DisputesService(const DisputeView* disputes, WorkerPool* pool);
+  DisputesService(const DisputeView* disputes, WorkerPool* read_pool);
 
   grpc::ServerUnaryReactor* ListDisputes(grpc::CallbackServerContext* context,
                                          const v1::ListDisputesRequest* request,

@@ -62,7 +62,7 @@ Ingestor::Ingestor(const consensus::Policy& policy, storage::AttestationStore* s
       node_key_(node_key),
       clock_(std::move(clock)),
       options_(options),
-      verify_pool_(std::make_unique<WorkerPool>(std::max(1, options.verify_threads))) {}
+      verify_pool_(std::make_unique<WorkerPool>("verify", std::max(1, options.verify_threads))) {}
 
 Ingestor::~Ingestor() = default;
 

@@ -110,9 +110,10 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
                               .verify_threads = config_.verify_threads}),
       status_query_(policy_, store_.get(), StatusQueryOptions{.max_paths = config_.max_status_paths}),
       dispute_view_(policy_, store_.get()),
-      rpc_pool_(std::make_unique<WorkerPool>(config_.rpc_threads)),
-      attestations_service_(&ingestor_, &status_query_, rpc_pool_.get()),
-      disputes_service_(&dispute_view_, rpc_pool_.get()),
+      submit_pool_(std::make_unique<WorkerPool>("submit", config_.rpc_threads)),
+      read_pool_(std::make_unique<WorkerPool>("read", config_.rpc_threads)),
+      attestations_service_(&ingestor_, &status_query_, submit_pool_.get(), read_pool_.get()),
+      disputes_service_(&dispute_view_, read_pool_.get()),
       policy_service_(policy_, key_.public_key()) {}
 
 Node::~Node() { Shutdown(absl::Now()); }

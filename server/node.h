@@ -75,7 +75,8 @@ class Node final {
   Ingestor ingestor_;
   StatusQuery status_query_;
   DisputeView dispute_view_;
-  std::unique_ptr<WorkerPool> rpc_pool_;
+  std::unique_ptr<WorkerPool> submit_pool_;
+  std::unique_ptr<WorkerPool> read_pool_;
   AttestationsService attestations_service_;
   DisputesService disputes_service_;
   PolicyService policy_service_;

@@ -12,7 +12,7 @@
 //   max_status_paths = 10000         # most store paths in one Status request
 //   max_message_bytes = 67108864     # largest gRPC request accepted (64 MiB)
 //   verify_threads = 2               # threads verifying signatures
-//   rpc_threads = 8                  # threads running RPC handlers (mostly waiting on storage)
+//   rpc_threads = 8                  # handler threads for submissions, and as many for reads
 //   allow_non_loopback = false       # binding anything but loopback needs this set to true
 //
 //   [gateway]                        # later: the substituter gateway (accepted, not used yet)

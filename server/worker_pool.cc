@@ -1,13 +1,21 @@
 #include "server/worker_pool.h"
 
+#include <pthread.h>
+
+#include <string>
 #include <utility>
 
 namespace attest::server {
 
-WorkerPool::WorkerPool(int threads) {
+WorkerPool::WorkerPool(std::string_view name, int threads) {
   if (threads < 1) threads = 1;
   threads_.reserve(threads);
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] { Run(); });
+    // Linux limits thread names to 15 bytes.
+    std::string thread_name = std::string(name.substr(0, 10)) + "-" + std::to_string(i);
+    pthread_setname_np(threads_.back().native_handle(), thread_name.c_str());
+  }
 }
 
 WorkerPool::~WorkerPool() {

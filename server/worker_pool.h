@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -22,8 +23,8 @@ namespace attest::server {
 
 class WorkerPool final {
  public:
-  // `threads` >= 1.
-  explicit WorkerPool(int threads);
+  // `threads` >= 1. Threads are named "<name>-<i>" (shown by top -H, ps -L), name at most 10 chars.
+  WorkerPool(std::string_view name, int threads);
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;

@@ -1,10 +1,11 @@
 #include "storage/sqlite_attestation_store.h"
 
 #include <algorithm>
-#include <cstdlib>  // EXPERIMENT-REMOVE
 #include <array>
+#include <thread>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "consensus/encoding.h"
@@ -22,19 +23,22 @@ using sqlite::Transaction;
 constexpr size_t kPathHashBytes = 20;
 
 // Schema version 1. See storage/README.md for the reasoning; in short: every store path is stored
-// once (20 raw hash bytes + name) and referenced by a small integer id; a claim (the signed
+// once (its hash part decoded to 20 bytes, and its name) and referenced by a small integer id; a claim (the signed
 // fingerprint) is stored once per distinct (path, nar hash, nar size, references) and numbered per
 // path; one row per signature, clustered by path so that the attestations of a path are one range
 // scan. Short repeated strings (key names, systems, output names) live in dictionaries.
 constexpr std::string_view kSchemaV1 = R"sql(
+-- The 32-character nix32 hash part, decoded (20 bytes), is split in two so that the index holds
+-- an 8-byte integer (compact, and compared as an integer) rather than a 20-byte blob.
 CREATE TABLE paths (
   id INTEGER PRIMARY KEY,
-  hash BLOB NOT NULL,          -- the 32-character nix32 hash part, decoded: 20 bytes
+  hash_head INTEGER NOT NULL,  -- the hash's first 8 bytes, big-endian, as a signed integer
+  hash_tail BLOB NOT NULL,     -- the other 12 bytes
   name TEXT NOT NULL
 ) STRICT;
--- Not UNIQUE: the writer matches (hash, name) itself, so that a path sharing another's hash part
--- (never in practice) cannot squat on it, without paying for the name in the index.
-CREATE INDEX paths_by_hash ON paths(hash);
+-- Not UNIQUE: lookups compare hash_tail and name themselves, so that a path sharing another's hash
+-- part (never in practice) cannot squat on it, without paying for the name in the index.
+CREATE INDEX paths_by_hash ON paths(hash_head);
 
 CREATE TABLE claims (
   path_id INTEGER NOT NULL REFERENCES paths(id),
@@ -120,14 +124,30 @@ bool ReadVarint(std::span<const uint8_t>& in, uint64_t& value) {
   return false;
 }
 
-absl::StatusOr<std::vector<uint8_t>> PathHash(const StorePath& path) {
+using PathHashBytes = std::array<uint8_t, kPathHashBytes>;
+constexpr size_t kHashHeadBytes = 8;
+constexpr size_t kHashTailBytes = kPathHashBytes - kHashHeadBytes;
+
+absl::StatusOr<PathHashBytes> PathHash(const StorePath& path) {
   auto bytes = consensus::Nix32Decode(path.hash_part(), kPathHashBytes);
   if (!bytes.ok()) {
     return absl::InvalidArgumentError(
         consensus::Cat("store path ", path.full(), " has an undecodable hash part: ",
                      bytes.status().message()));
   }
-  return bytes;
+  PathHashBytes hash;
+  std::ranges::copy(*bytes, hash.begin());
+  return hash;
+}
+
+int64_t HashHead(const PathHashBytes& hash) {
+  uint64_t head = 0;
+  for (size_t i = 0; i < kHashHeadBytes; ++i) head = head << 8 | hash[i];
+  return static_cast<int64_t>(head);
+}
+
+std::span<const uint8_t> HashTail(const PathHashBytes& hash) {
+  return std::span<const uint8_t>(hash).subspan(kHashHeadBytes);
 }
 
 absl::Status Corrupt(const std::string& file, std::string_view what) {
@@ -136,15 +156,26 @@ absl::Status Corrupt(const std::string& file, std::string_view what) {
       "): restore from a replica or backup"));
 }
 
-absl::StatusOr<StorePath> PathFromRow(std::span<const uint8_t> hash, std::string_view name,
-                                      const std::string& file) {
-  if (hash.size() != kPathHashBytes) {
-    return Corrupt(file, consensus::Cat("a store path hash of ", hash.size(), " bytes"));
-  }
+absl::StatusOr<StorePath> PathFromHash(std::span<const uint8_t> hash, std::string_view name,
+                                       const std::string& file) {
   auto path = StorePath::Parse(
       consensus::Cat(consensus::kStoreDir, "/", consensus::Nix32Encode(hash), "-", name));
   if (!path.ok()) return Corrupt(file, consensus::Cat("bad store path: ", path.status().message()));
   return path;
+}
+
+// A store path from its row in `paths`.
+absl::StatusOr<StorePath> PathFromRow(int64_t head, std::span<const uint8_t> tail,
+                                      std::string_view name, const std::string& file) {
+  if (tail.size() != kHashTailBytes) {
+    return Corrupt(file, consensus::Cat("a store path hash tail of ", tail.size(), " bytes"));
+  }
+  PathHashBytes hash;
+  for (size_t i = 0; i < kHashHeadBytes; ++i) {
+    hash[i] = static_cast<uint8_t>(static_cast<uint64_t>(head) >> (8 * (kHashHeadBytes - 1 - i)));
+  }
+  std::ranges::copy(tail, hash.begin() + kHashHeadBytes);
+  return PathFromHash(hash, name, file);
 }
 
 // The deriver Nix would record for output `output_name` of `path`: "<name>.drv", where <name> is the
@@ -168,10 +199,11 @@ absl::StatusOr<std::vector<uint8_t>> EncodeDeriver(std::string_view deriver, con
     return absl::InvalidArgumentError(
         consensus::Cat("deriver ", deriver, " is not a store path: ", drv.status().message()));
   }
-  auto bytes = PathHash(*drv);
-  if (!bytes.ok()) return bytes.status();
+  auto hash = PathHash(*drv);
+  if (!hash.ok()) return hash.status();
+  std::vector<uint8_t> bytes(hash->begin(), hash->end());
   if (drv->name() != ImpliedDeriverName(path.name(), output_name)) {
-    bytes->insert(bytes->end(), drv->name().begin(), drv->name().end());
+    bytes.insert(bytes.end(), drv->name().begin(), drv->name().end());
   }
   return bytes;
 }
@@ -186,9 +218,10 @@ absl::StatusOr<std::string> DecodeDeriver(std::span<const uint8_t> blob, const S
           ? ImpliedDeriverName(path.name(), output_name)
           : std::string(reinterpret_cast<const char*>(blob.data()) + kPathHashBytes,
                         blob.size() - kPathHashBytes);
-  auto drv = PathFromRow(blob.first(kPathHashBytes), name, file);
-  if (!drv.ok()) return drv.status();
-  return drv->full();
+  // Formatted, not parsed: it was a valid store path when written, and this runs for every
+  // attestation read.
+  return consensus::Cat(consensus::kStoreDir, "/", consensus::Nix32Encode(blob.first(kPathHashBytes)),
+                        "-", name);
 }
 
 // Retries `attempt` while it fails with UNAVAILABLE (busy past the busy timeout, or a transient I/O
@@ -209,6 +242,52 @@ auto WithBusyRetries(const SqliteOptions& options, Attempt&& attempt) -> decltyp
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+// Batched lookups. One statement execution costs far more than one more row, so paths, claims and
+// references are looked up kChunk at a time with `IN (?, ?, ...)`; a short last chunk binds NULL,
+// which matches nothing.
+
+namespace {
+
+constexpr int kChunk = 100;
+
+std::string InList(std::string_view sql_prefix) {
+  std::string sql(sql_prefix);
+  sql += " IN (";
+  for (int i = 0; i < kChunk; ++i) sql += i == 0 ? "?" : ", ?";
+  sql += ")";
+  return sql;
+}
+
+// Runs `statement` (with kChunk parameters) over `values`, bind(use, value) binding one value and
+// on_row(use) consuming each result row.
+template <typename T, typename BindFn, typename RowFn>
+absl::Status ForEachChunk(Statement& statement, std::span<const T> values, std::string_view context,
+                          BindFn bind, RowFn on_row) {
+  for (size_t start = 0; start < values.size(); start += kChunk) {
+    auto use = statement.Begin(context);
+    const size_t end = std::min(values.size(), start + kChunk);
+    for (size_t i = start; i < end; ++i) bind(use, values[i]);
+    for (size_t i = end; i < start + kChunk; ++i) use.BindNull();
+    while (true) {
+      auto row = use.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      if (absl::Status status = on_row(use); !status.ok()) return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::span<const uint8_t> Bytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+std::string_view Chars(std::span<const uint8_t> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
 // Shared id -> value dictionaries for readers.
 
 struct SqliteAttestationStore::Lookups {
@@ -223,18 +302,32 @@ struct SqliteAttestationStore::Lookups {
 
 class SqliteAttestationStore::Writer {
  public:
-  static absl::StatusOr<std::unique_ptr<Writer>> Create(std::unique_ptr<Connection> db) {
-    auto writer = std::unique_ptr<Writer>(new Writer(std::move(db)));
+  static absl::StatusOr<std::unique_ptr<Writer>> Create(std::unique_ptr<Connection> db,
+                                                        const SqliteOptions& options) {
+    auto writer = std::unique_ptr<Writer>(new Writer(std::move(db), options));
     if (absl::Status status = writer->PrepareAll(); !status.ok()) return status;
     return writer;
   }
 
+  Connection& connection() { return *db_; }
+
   // One transaction. On failure nothing of the batch is stored; call ForgetUncommitted().
   absl::StatusOr<std::vector<WriteOutcome>> WriteOnce(const WriteBatch& batch) {
-    absl::Time tstart = absl::Now();  // EXPERIMENT-REMOVE
     auto tx = Transaction::Begin(*db_, Transaction::Kind::kWrite);
     if (!tx.ok()) return tx.status();
-    batch_path_ids_.clear();
+    path_ids_.clear();
+    claims_.clear();
+
+    // Every store path the batch names, resolved to ids (inserted when new), in a few statements.
+    std::vector<const StorePath*> mentioned;
+    for (const StoredAttestation& stored : batch.attestations) {
+      mentioned.push_back(&stored.attestation.claim.path);
+      for (const StorePath& ref : stored.attestation.claim.references) mentioned.push_back(&ref);
+    }
+    for (const StoredDispute& dispute : batch.disputes) mentioned.push_back(&dispute.path);
+    if (absl::Status status = ResolvePaths(mentioned); !status.ok()) return status;
+    // The claims already stored for the attested paths (a path has one, rarely a few).
+    if (absl::Status status = LoadClaims(batch.attestations); !status.ok()) return status;
 
     std::vector<WriteOutcome> outcomes;
     outcomes.reserve(batch.attestations.size());
@@ -243,7 +336,7 @@ class SqliteAttestationStore::Writer {
     for (size_t i = 0; i < batch.attestations.size(); ++i) {
       const StoredAttestation& stored = batch.attestations[i];
       // Validated here rather than up front: it is cheap, and a refused item in the middle of a
-      // batch then exercises the rollback that disk-full and I/O errors rely on.
+      // batch then exercises the same rollback that disk-full and I/O errors rely on.
       if (absl::Status status = ValidateStoredAttestation(stored, i, batch.attestations.size());
           !status.ok()) {
         return status;
@@ -252,7 +345,7 @@ class SqliteAttestationStore::Writer {
       if (!outcome.ok()) {
         return absl::Status(outcome.status().code(),
                             consensus::Cat("attestation ", i + 1, " of ", batch.attestations.size(),
-                                         ": ", outcome.status().message()));
+                                           ": ", outcome.status().message()));
       }
       if (*outcome == WriteOutcome::kInserted) ++inserted;
       outcomes.push_back(*outcome);
@@ -264,15 +357,14 @@ class SqliteAttestationStore::Writer {
       }
       if (absl::Status status = UpsertDispute(batch.disputes[i]); !status.ok()) {
         return absl::Status(status.code(), consensus::Cat("dispute ", i + 1, " of ",
-                                                        batch.disputes.size(), ": ",
-                                                        status.message()));
+                                                          batch.disputes.size(), ": ",
+                                                          status.message()));
       }
     }
     if (absl::Status status = BumpCounter("attestations", inserted); !status.ok()) return status;
     if (absl::Status status = BumpCounter("paths", new_paths); !status.ok()) return status;
-    absl::Time t0 = absl::Now();  // EXPERIMENT-REMOVE
     if (absl::Status status = tx->Commit(); !status.ok()) return status;
-    if (std::getenv("ATTEST_EXPERIMENT_TIMING")) fprintf(stderr, "loop %.1f ms commit %.1f ms\n", absl::ToDoubleMilliseconds(t0 - tstart), absl::ToDoubleMilliseconds(absl::Now() - t0));  // EXPERIMENT-REMOVE
+    RememberCommittedPaths();
     return outcomes;
   }
 
@@ -281,20 +373,40 @@ class SqliteAttestationStore::Writer {
     key_ids_.clear();
     observed_key_ids_.clear();
     label_ids_.clear();
-    batch_path_ids_.clear();
+    path_ids_.clear();
+    claims_.clear();
   }
 
  private:
-  explicit Writer(std::unique_ptr<Connection> db) : db_(std::move(db)) {}
+  struct ClaimRow {
+    int64_t seq;
+    std::array<uint8_t, 32> nar_hash;
+    uint64_t nar_size;
+    std::vector<uint8_t> refs;
+  };
+
+  Writer(std::unique_ptr<Connection> db, const SqliteOptions& options)
+      : db_(std::move(db)), path_cache_entries_(static_cast<size_t>(options.path_cache_entries)) {}
+
+  void RememberCommittedPaths() {
+    if (path_ids_.size() > path_cache_entries_) return;
+    if (committed_path_ids_.size() + path_ids_.size() > path_cache_entries_) {
+      committed_path_ids_.clear();
+    }
+    for (const auto& [full, id] : path_ids_) {
+      committed_path_ids_.emplace(std::string(full), id);
+    }
+  }
 
   absl::Status PrepareAll() {
     struct {
       std::unique_ptr<Statement>* statement;
-      std::string_view sql;
+      std::string sql;
     } const all[] = {
-        {&find_path_, "SELECT id, name FROM paths WHERE hash = ?"},
-        {&insert_path_, "INSERT INTO paths(hash, name) VALUES (?, ?)"},
-        {&claims_of_, "SELECT seq, nar_hash, nar_size, refs FROM claims WHERE path_id = ?"},
+        {&find_paths_, InList("SELECT id, hash_head, hash_tail, name FROM paths WHERE hash_head")},
+        {&insert_path_, "INSERT INTO paths(hash_head, hash_tail, name) VALUES (?, ?, ?)"},
+        {&claims_of_,
+         InList("SELECT path_id, seq, nar_hash, nar_size, refs FROM claims WHERE path_id")},
         {&insert_claim_,
          "INSERT INTO claims(path_id, seq, nar_hash, nar_size, refs) VALUES (?, ?, ?, ?, ?)"},
         {&find_key_, "SELECT id FROM keys WHERE name = ?"},
@@ -324,54 +436,112 @@ class SqliteAttestationStore::Writer {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<int64_t> PathId(const StorePath& path) {
-    if (auto it = batch_path_ids_.find(path.full()); it != batch_path_ids_.end()) return it->second;
-    auto hash = PathHash(path);
-    if (!hash.ok()) return hash.status();
-    std::optional<int64_t> id;
-    {
-      auto find = find_path_->Begin("looking up a store path");
-      find.BindBlob(*hash);
-      while (true) {
-        auto row = find.Step();
-        if (!row.ok()) return row.status();
-        if (!*row) break;
-        if (find.Text(1) == path.name()) {
-          id = find.Int(0);
-          break;
+  // Fills path_ids_ (full path -> id) for `paths`, inserting those not stored yet.
+  absl::Status ResolvePaths(std::span<const StorePath* const> paths) {
+    struct Pending {
+      const StorePath* path;
+      PathHashBytes hash;
+    };
+    std::vector<Pending> pending;
+    std::vector<int64_t> heads;
+    absl::flat_hash_set<int64_t> heads_seen;
+    for (const StorePath* path : paths) {
+      const std::string_view full = path->full();
+      if (path_ids_.contains(full)) continue;
+      if (auto it = committed_path_ids_.find(consensus::AbslView(full));
+          it != committed_path_ids_.end()) {
+        path_ids_.emplace(full, it->second);
+        continue;
+      }
+      auto hash = PathHash(*path);
+      if (!hash.ok()) return hash.status();
+      path_ids_.emplace(full, 0);  // set below
+      pending.push_back(Pending{.path = path, .hash = *hash});
+      if (heads_seen.insert(HashHead(*hash)).second) heads.push_back(HashHead(*hash));
+    }
+    if (pending.empty()) return absl::OkStatus();
+
+    struct Row {
+      int64_t id;
+      std::array<uint8_t, kHashTailBytes> tail;
+      std::string name;
+    };
+    absl::flat_hash_map<int64_t, std::vector<Row>> rows;  // by hash head: almost always one
+    absl::Status status = ForEachChunk<int64_t>(
+        *find_paths_, heads, "looking up store paths",
+        [](Statement::Use& use, int64_t head) { use.Bind(head); },
+        [&](Statement::Use& row) {
+          auto tail = row.Blob(2);
+          if (tail.size() != kHashTailBytes) {
+            return Corrupt(db_->path(), consensus::Cat("a store path hash tail of ", tail.size(),
+                                                       " bytes"));
+          }
+          Row& stored = rows[row.Int(1)].emplace_back(
+              Row{.id = row.Int(0), .tail = {}, .name = std::string(row.Text(3))});
+          std::ranges::copy(tail, stored.tail.begin());
+          return absl::OkStatus();
+        });
+    if (!status.ok()) return status;
+    for (const Pending& p : pending) {
+      const int64_t head = HashHead(p.hash);
+      const auto tail = HashTail(p.hash);
+      std::optional<int64_t> id;
+      if (auto it = rows.find(head); it != rows.end()) {
+        for (const Row& row : it->second) {
+          if (std::ranges::equal(row.tail, tail) && row.name == p.path->name()) {
+            id = row.id;
+            break;
+          }
         }
       }
+      if (!id.has_value()) {
+        auto insert = insert_path_->Begin("inserting a store path");
+        insert.Bind(head).BindBlob(tail).Bind(p.path->name());
+        if (absl::Status status = insert.Run(); !status.ok()) return status;
+        id = db_->LastInsertRowId();
+      }
+      path_ids_[p.path->full()] = *id;
     }
-    if (!id.has_value()) {
-      auto insert = insert_path_->Begin("inserting a store path");
-      insert.BindBlob(*hash).Bind(path.name());
-      if (absl::Status status = insert.Run(); !status.ok()) return status;
-      id = db_->LastInsertRowId();
+    return absl::OkStatus();
+  }
+
+  absl::Status LoadClaims(std::span<const StoredAttestation> attestations) {
+    std::vector<int64_t> ids;
+    absl::flat_hash_map<int64_t, bool> seen;
+    for (const StoredAttestation& stored : attestations) {
+      int64_t id = path_ids_.at(stored.attestation.claim.path.full());
+      if (seen.emplace(id, true).second) ids.push_back(id);
     }
-    batch_path_ids_.emplace(path.full(), *id);
-    return *id;
+    return ForEachChunk<int64_t>(
+        *claims_of_, ids, "looking up claims",
+        [](Statement::Use& use, int64_t id) { use.Bind(id); },
+        [&](Statement::Use& row) {
+          ClaimRow claim{.seq = row.Int(1), .nar_hash = {}, .nar_size = 0, .refs = {}};
+          auto nar_hash = row.Blob(2);
+          if (nar_hash.size() != claim.nar_hash.size()) {
+            return Corrupt(db_->path(), consensus::Cat("a NAR hash of ", nar_hash.size(), " bytes"));
+          }
+          std::ranges::copy(nar_hash, claim.nar_hash.begin());
+          claim.nar_size = static_cast<uint64_t>(row.Int(3));
+          auto refs = row.Blob(4);
+          claim.refs.assign(refs.begin(), refs.end());
+          claims_[row.Int(0)].push_back(std::move(claim));
+          return absl::OkStatus();
+        });
   }
 
   // The seq of the claim of `path_id` with these fields, inserting it when new (then ++new_paths
   // when it is the path's first claim).
   absl::StatusOr<int64_t> ClaimSeq(int64_t path_id, const consensus::PathInfo& claim,
-                                   std::span<const uint8_t> refs, int64_t& new_paths) {
+                                   std::vector<uint8_t> refs, int64_t& new_paths) {
     const auto& nar_hash = claim.nar_hash.digest();
+    std::vector<ClaimRow>& existing = claims_[path_id];
     int64_t next_seq = 0;
-    {
-      auto find = claims_of_->Begin("looking up the claims of a store path");
-      find.Bind(path_id);
-      while (true) {
-        auto row = find.Step();
-        if (!row.ok()) return row.status();
-        if (!*row) break;
-        int64_t seq = find.Int(0);
-        next_seq = std::max(next_seq, seq + 1);
-        if (static_cast<uint64_t>(find.Int(2)) == claim.nar_size &&
-            std::ranges::equal(find.Blob(1), nar_hash) && std::ranges::equal(find.Blob(3), refs)) {
-          return seq;
-        }
+    for (const ClaimRow& row : existing) {
+      if (row.nar_size == claim.nar_size && row.nar_hash == nar_hash && row.refs == refs) {
+        return row.seq;
       }
+      next_seq = std::max(next_seq, row.seq + 1);
     }
     auto insert = insert_claim_->Begin("inserting a claim");
     insert.Bind(path_id)
@@ -381,20 +551,22 @@ class SqliteAttestationStore::Writer {
         .BindBlob(refs);
     if (absl::Status status = insert.Run(); !status.ok()) return status;
     if (next_seq == 0) ++new_paths;
+    existing.push_back(ClaimRow{
+        .seq = next_seq, .nar_hash = nar_hash, .nar_size = claim.nar_size, .refs = std::move(refs)});
     return next_seq;
   }
 
   // Get-or-insert in a small dictionary table.
   absl::StatusOr<int64_t> DictionaryId(absl::flat_hash_map<std::string, int64_t>& cache,
                                        Statement& find, Statement& insert, std::string_view value,
-                                       bool is_blob, std::string_view context) {
+                                       std::string_view context) {
     if (auto it = cache.find(consensus::AbslView(value)); it != cache.end()) return it->second;
-    std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(value.data()), value.size());
+    const bool is_blob = &find == find_observed_key_.get();
     std::optional<int64_t> id;
     {
       auto use = find.Begin(context);
       if (is_blob) {
-        use.BindBlob(bytes);
+        use.BindBlob(Bytes(value));
       } else {
         use.Bind(value);
       }
@@ -405,7 +577,7 @@ class SqliteAttestationStore::Writer {
     if (!id.has_value()) {
       auto use = insert.Begin(context);
       if (is_blob) {
-        use.BindBlob(bytes);
+        use.BindBlob(Bytes(value));
       } else {
         use.Bind(value);
       }
@@ -418,8 +590,7 @@ class SqliteAttestationStore::Writer {
 
   absl::StatusOr<std::optional<int64_t>> LabelId(std::string_view text) {
     if (text.empty()) return std::nullopt;
-    auto id = DictionaryId(label_ids_, *find_label_, *insert_label_, text, /*is_blob=*/false,
-                           "storing a label");
+    auto id = DictionaryId(label_ids_, *find_label_, *insert_label_, text, "storing a label");
     if (!id.ok()) return id.status();
     return *id;
   }
@@ -428,27 +599,21 @@ class SqliteAttestationStore::Writer {
                                                  int64_t& new_paths) {
     const consensus::Attestation& a = stored.attestation;
     const consensus::BuildMetadata& meta = a.metadata;
-    auto path_id = PathId(a.claim.path);
-    if (!path_id.ok()) return path_id.status();
+    const int64_t path_id = path_ids_.at(a.claim.path.full());
     std::vector<uint8_t> refs;
     refs.reserve(a.claim.references.size() * 4);
     for (const StorePath& ref : a.claim.references) {
-      auto ref_id = PathId(ref);
-      if (!ref_id.ok()) return ref_id.status();
-      AppendVarint(refs, static_cast<uint64_t>(*ref_id));
+      AppendVarint(refs, static_cast<uint64_t>(path_ids_.at(ref.full())));
     }
-    auto seq = ClaimSeq(*path_id, a.claim, refs, new_paths);
+    auto seq = ClaimSeq(path_id, a.claim, std::move(refs), new_paths);
     if (!seq.ok()) return seq.status();
-    auto key_id = DictionaryId(key_ids_, *find_key_, *insert_key_, a.key_name(), /*is_blob=*/false,
-                               "storing a key name");
+    auto key_id = DictionaryId(key_ids_, *find_key_, *insert_key_, a.key_name(), "storing a key name");
     if (!key_id.ok()) return key_id.status();
     std::optional<int64_t> observed_key_id;
     if (stored.observed_key.has_value()) {
       const auto& bytes = stored.observed_key->bytes();
       auto id = DictionaryId(observed_key_ids_, *find_observed_key_, *insert_observed_key_,
-                             std::string_view(reinterpret_cast<const char*>(bytes.data()),
-                                              bytes.size()),
-                             /*is_blob=*/true, "storing an observed key");
+                             Chars(bytes), "storing an observed key");
       if (!id.ok()) return id.status();
       observed_key_id = *id;
     }
@@ -464,7 +629,7 @@ class SqliteAttestationStore::Writer {
     if (!system_id.ok()) return system_id.status();
 
     auto insert = insert_signature_->Begin("inserting an attestation");
-    insert.Bind(*path_id).Bind(*seq).Bind(*key_id).BindBlob(a.signature.bytes).Bind(
+    insert.Bind(path_id).Bind(*seq).Bind(*key_id).BindBlob(a.signature.bytes).Bind(
         stored.received_unix);
     if (observed_key_id.has_value()) {
       insert.Bind(*observed_key_id);
@@ -489,11 +654,9 @@ class SqliteAttestationStore::Writer {
   }
 
   absl::Status UpsertDispute(const StoredDispute& dispute) {
-    auto path_id = PathId(dispute.path);
-    if (!path_id.ok()) return path_id.status();
     auto upsert = upsert_dispute_->Begin("storing a dispute");
     upsert.Bind(dispute.id)
-        .Bind(*path_id)
+        .Bind(path_ids_.at(dispute.path.full()))
         .Bind(dispute.signed_record)
         .Bind(dispute.opened_unix)
         .Bind(dispute.updated_unix)
@@ -509,13 +672,20 @@ class SqliteAttestationStore::Writer {
   }
 
   std::unique_ptr<Connection> db_;
-  std::unique_ptr<Statement> find_path_, insert_path_, claims_of_, insert_claim_, find_key_,
+  std::unique_ptr<Statement> find_paths_, insert_path_, claims_of_, insert_claim_, find_key_,
       insert_key_, find_observed_key_, insert_observed_key_, find_label_, insert_label_,
       insert_signature_, upsert_dispute_, bump_counter_;
   absl::flat_hash_map<std::string, int64_t> key_ids_;
   absl::flat_hash_map<std::string, int64_t> observed_key_ids_;  // by raw key bytes
   absl::flat_hash_map<std::string, int64_t> label_ids_;
-  absl::flat_hash_map<std::string, int64_t> batch_path_ids_;  // full path -> id, this transaction
+  // This transaction's store paths (full path, viewing the batch -> id) and the claims of its
+  // attested paths.
+  absl::flat_hash_map<std::string_view, int64_t> path_ids_;
+  // Ids of store paths of committed batches (full path -> id), so that paths written again and
+  // again (references to common dependencies) are not looked up every time. Emptied when full.
+  const size_t path_cache_entries_;
+  absl::flat_hash_map<std::string, int64_t> committed_path_ids_;
+  absl::flat_hash_map<int64_t, std::vector<ClaimRow>> claims_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -542,14 +712,93 @@ class SqliteAttestationStore::Reader {
 
   absl::StatusOr<std::vector<std::vector<StoredAttestation>>> AttestationsFor(
       std::span<const StorePath> paths) {
+    // Distinct paths ("slots"); a path asked for twice is read once.
+    absl::flat_hash_map<std::string_view, size_t> slot_of_path;
+    std::vector<size_t> slot_of_input(paths.size());
+    std::vector<Slot> slots;
+    absl::flat_hash_map<int64_t, std::vector<size_t>> slots_of_head;
+    std::vector<int64_t> heads;
+    for (size_t i = 0; i < paths.size(); ++i) {
+      auto [it, inserted] = slot_of_path.try_emplace(paths[i].full(), slots.size());
+      slot_of_input[i] = it->second;
+      if (!inserted) continue;
+      auto hash = PathHash(paths[i]);
+      if (!hash.ok()) return hash.status();
+      std::vector<size_t>& same_head = slots_of_head[HashHead(*hash)];
+      if (same_head.empty()) heads.push_back(HashHead(*hash));
+      same_head.push_back(slots.size());
+      slots.push_back(Slot{.path = &paths[i], .hash = *hash, .claims = {}, .signatures = {}, .uses = 0});
+    }
+    for (size_t slot : slot_of_input) ++slots[slot].uses;
+
     auto tx = Transaction::Begin(*db_, Transaction::Kind::kRead);
     if (!tx.ok()) return tx.status();
-    path_by_id_.clear();
+    // Signatures with their claims, for all paths, kChunk hashes per statement.
+    std::vector<int64_t> ref_ids;
+    absl::flat_hash_map<int64_t, const StorePath*> ref_paths;
+    absl::Status status = ForEachChunk<int64_t>(
+        *attestations_of_, heads, "reading attestations",
+        [](Statement::Use& use, int64_t head) { use.Bind(head); },
+        [&](Statement::Use& row) -> absl::Status {
+          Slot* slot_ptr = nullptr;
+          auto same_head = slots_of_head.find(row.Int(kHead));
+          if (same_head == slots_of_head.end()) return absl::OkStatus();
+          for (size_t candidate : same_head->second) {
+            Slot& slot = slots[candidate];
+            if (std::ranges::equal(row.Blob(kTail), HashTail(slot.hash)) &&
+                row.Text(kName) == slot.path->name()) {
+              slot_ptr = &slot;
+              break;
+            }
+          }
+          // Another path with the same hash head (or hash part): not asked for.
+          if (slot_ptr == nullptr) return absl::OkStatus();
+          Slot& slot = *slot_ptr;
+          const int64_t seq = row.Int(kSeq);
+          if (!slot.claims.contains(seq)) {
+            auto claim = ClaimFromRow(row, ref_ids, ref_paths);
+            if (!claim.ok()) return claim.status();
+            slot.claims.emplace(seq, std::move(*claim));
+          }
+          auto signature = SignatureFromRow(row);
+          if (!signature.ok()) return signature.status();
+          slot.signatures.push_back(std::move(*signature));
+          return absl::OkStatus();
+        });
+    if (!status.ok()) return status;
+    // Every referenced path, kChunk ids per statement.
+    absl::flat_hash_map<int64_t, StorePath> refs;
+    status = ForEachChunk<int64_t>(
+        *paths_by_id_, ref_ids, "reading referenced store paths",
+        [](Statement::Use& use, int64_t id) { use.Bind(id); },
+        [&](Statement::Use& row) -> absl::Status {
+          auto path = PathFromRow(row.Int(1), row.Blob(2), row.Text(3), db_->path());
+          if (!path.ok()) return path.status();
+          refs.emplace(row.Int(0), std::move(*path));
+          return absl::OkStatus();
+        });
+    if (!status.ok()) return status;
+    if (refs.size() != ref_ids.size()) {
+      return Corrupt(db_->path(), "a claim references a missing store path");
+    }
+    status = tx->Commit();
+    if (!status.ok()) return status;
+
+    std::vector<std::vector<StoredAttestation>> slot_results(slots.size());
+    for (size_t s = 0; s < slots.size(); ++s) {
+      auto built = BuildAttestations(slots[s], refs);
+      if (!built.ok()) return built.status();
+      slot_results[s] = std::move(*built);
+    }
     std::vector<std::vector<StoredAttestation>> result(paths.size());
     for (size_t i = 0; i < paths.size(); ++i) {
-      if (absl::Status status = ReadPath(paths[i], result[i]); !status.ok()) return status;
+      Slot& slot = slots[slot_of_input[i]];
+      if (--slot.uses == 0) {
+        result[i] = std::move(slot_results[slot_of_input[i]]);
+      } else {
+        result[i] = slot_results[slot_of_input[i]];
+      }
     }
-    if (absl::Status status = tx->Commit(); !status.ok()) return status;
     return result;
   }
 
@@ -602,28 +851,63 @@ class SqliteAttestationStore::Reader {
   }
 
  private:
+  // A claim as read: its fields, and its references as path ids until they are resolved.
+  struct ClaimRead {
+    consensus::NarHash::Digest nar_hash;
+    uint64_t nar_size;
+    std::vector<int64_t> ref_ids;
+  };
+  struct SignatureRead {
+    int64_t seq;
+    int64_t key_id;
+    consensus::Signature signature;  // key name filled in later
+    int64_t received;
+    std::optional<int64_t> observed_key_id;
+    std::optional<std::string> deriver;  // encoded
+    std::optional<int64_t> output_id;
+    std::optional<int64_t> system_id;
+    int64_t build_kind;
+    int64_t build_time;
+  };
+  struct Slot {
+    const StorePath* path;
+    PathHashBytes hash;
+    absl::flat_hash_map<int64_t, ClaimRead> claims;  // by seq
+    std::vector<SignatureRead> signatures;
+    int uses;  // inputs that asked for this path
+  };
+
+  // Columns of attestations_of_.
+  enum Column {
+    kHead, kTail, kName, kSeq, kKeyId, kSig, kReceived, kObservedKeyId, kDeriver, kOutputId, kSystemId,
+    kBuildKind, kBuildTime, kNarHash, kNarSize, kRefs
+  };
+
   Reader(std::unique_ptr<Connection> db, Lookups& lookups)
       : db_(std::move(db)), lookups_(lookups) {}
 
   absl::Status PrepareAll() {
     struct {
       std::unique_ptr<Statement>* statement;
-      std::string_view sql;
+      std::string sql;
     } const all[] = {
-        {&find_path_, "SELECT id, name FROM paths WHERE hash = ?"},
-        {&path_by_id_stmt_, "SELECT hash, name FROM paths WHERE id = ?"},
-        {&claims_of_, "SELECT seq, nar_hash, nar_size, refs FROM claims WHERE path_id = ?"},
-        {&signatures_of_,
-         "SELECT claim_seq, key_id, sig, received, observed_key_id, deriver, output_id, system_id, "
-         "build_kind, build_time FROM signatures WHERE path_id = ?"},
+        {&attestations_of_,
+         InList("SELECT p.hash_head, p.hash_tail, p.name, s.claim_seq, s.key_id, s.sig, s.received, "
+                "s.observed_key_id, s.deriver, s.output_id, s.system_id, s.build_kind, "
+                "s.build_time, c.nar_hash, c.nar_size, c.refs "
+                "FROM paths p JOIN signatures s ON s.path_id = p.id "
+                "JOIN claims c ON c.path_id = s.path_id AND c.seq = s.claim_seq WHERE p.hash_head")},
+        {&paths_by_id_, InList("SELECT id, hash_head, hash_tail, name FROM paths WHERE id")},
         {&key_name_, "SELECT name FROM keys WHERE id = ?"},
         {&observed_key_, "SELECT public_key FROM observed_keys WHERE id = ?"},
         {&label_, "SELECT text FROM labels WHERE id = ?"},
         {&dispute_by_id_,
-         "SELECT d.id, p.hash, p.name, d.signed_record, d.opened, d.updated, d.fingerprint_count "
+         "SELECT d.id, p.hash_head, p.hash_tail, p.name, d.signed_record, d.opened, d.updated, "
+         "d.fingerprint_count "
          "FROM disputes d JOIN paths p ON p.id = d.path_id WHERE d.id = ?"},
         {&disputes_after_,
-         "SELECT d.id, p.hash, p.name, d.signed_record, d.opened, d.updated, d.fingerprint_count "
+         "SELECT d.id, p.hash_head, p.hash_tail, p.name, d.signed_record, d.opened, d.updated, "
+         "d.fingerprint_count "
          "FROM disputes d JOIN paths p ON p.id = d.path_id WHERE d.id > ? ORDER BY d.id LIMIT ?"},
         {&counters_, "SELECT name, value FROM counters"},
         {&count_disputes_, "SELECT count(*) FROM disputes"},
@@ -636,33 +920,151 @@ class SqliteAttestationStore::Reader {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<ClaimRead> ClaimFromRow(const Statement::Use& row, std::vector<int64_t>& ref_ids,
+                                         absl::flat_hash_map<int64_t, const StorePath*>& seen) {
+    ClaimRead claim;
+    auto nar_hash = row.Blob(kNarHash);
+    if (nar_hash.size() != claim.nar_hash.size()) {
+      return Corrupt(db_->path(), consensus::Cat("a NAR hash of ", nar_hash.size(), " bytes"));
+    }
+    std::ranges::copy(nar_hash, claim.nar_hash.begin());
+    claim.nar_size = static_cast<uint64_t>(row.Int(kNarSize));
+    for (auto refs = row.Blob(kRefs); !refs.empty();) {
+      uint64_t id;
+      if (!ReadVarint(refs, id)) return Corrupt(db_->path(), "a malformed reference list");
+      claim.ref_ids.push_back(static_cast<int64_t>(id));
+      if (seen.emplace(static_cast<int64_t>(id), nullptr).second) {
+        ref_ids.push_back(static_cast<int64_t>(id));
+      }
+    }
+    return claim;
+  }
+
+  absl::StatusOr<SignatureRead> SignatureFromRow(const Statement::Use& row) {
+    SignatureRead read{.seq = row.Int(kSeq),
+                       .key_id = row.Int(kKeyId),
+                       .signature = {},
+                       .received = row.Int(kReceived),
+                       .observed_key_id = std::nullopt,
+                       .deriver = std::nullopt,
+                       .output_id = std::nullopt,
+                       .system_id = std::nullopt,
+                       .build_kind = row.Int(kBuildKind),
+                       .build_time = row.Int(kBuildTime)};
+    auto sig = row.Blob(kSig);
+    if (sig.size() != read.signature.bytes.size()) {
+      return Corrupt(db_->path(), consensus::Cat("a signature of ", sig.size(), " bytes"));
+    }
+    std::ranges::copy(sig, read.signature.bytes.begin());
+    if (!row.IsNull(kObservedKeyId)) read.observed_key_id = row.Int(kObservedKeyId);
+    if (!row.IsNull(kDeriver)) read.deriver = std::string(Chars(row.Blob(kDeriver)));
+    if (!row.IsNull(kOutputId)) read.output_id = row.Int(kOutputId);
+    if (!row.IsNull(kSystemId)) read.system_id = row.Int(kSystemId);
+    return read;
+  }
+
+  absl::StatusOr<std::vector<StoredAttestation>> BuildAttestations(
+      Slot& slot, const absl::flat_hash_map<int64_t, StorePath>& refs) {
+    struct Built {
+      consensus::PathInfo info;
+      std::string fingerprint;
+    };
+    absl::flat_hash_map<int64_t, Built> claims;
+    // Fingerprints only order attestations of different claims; most paths have one claim.
+    const bool needs_fingerprints = slot.claims.size() > 1;
+    for (auto& [seq, read] : slot.claims) {
+      std::vector<StorePath> references;
+      references.reserve(read.ref_ids.size());
+      for (int64_t id : read.ref_ids) references.push_back(refs.at(id));
+      consensus::PathInfo info{.path = *slot.path,
+                               .nar_hash = consensus::NarHash::FromDigest(read.nar_hash),
+                               .nar_size = read.nar_size,
+                               .references = std::move(references)};
+      std::string fingerprint = needs_fingerprints ? info.Fingerprint() : std::string();
+      claims.emplace(seq, Built{.info = std::move(info), .fingerprint = std::move(fingerprint)});
+    }
+    std::vector<std::pair<const Built*, StoredAttestation>> found;
+    found.reserve(slot.signatures.size());
+    for (SignatureRead& read : slot.signatures) {
+      auto claim = claims.find(read.seq);
+      if (claim == claims.end()) return Corrupt(db_->path(), "an attestation without its claim");
+      auto key_name = KeyName(read.key_id);
+      if (!key_name.ok()) return key_name.status();
+      read.signature.key_name = std::move(*key_name);
+
+      consensus::BuildMetadata meta;
+      if (read.output_id.has_value()) {
+        auto output = Label(*read.output_id);
+        if (!output.ok()) return output.status();
+        meta.output_name = std::move(*output);
+      }
+      if (read.system_id.has_value()) {
+        auto system = Label(*read.system_id);
+        if (!system.ok()) return system.status();
+        meta.system = std::move(*system);
+      }
+      if (read.deriver.has_value()) {
+        auto deriver = DecodeDeriver(Bytes(*read.deriver), *slot.path, meta.output_name,
+                                     db_->path());
+        if (!deriver.ok()) return deriver.status();
+        meta.deriver = std::move(*deriver);
+      }
+      if (read.build_kind < 0 ||
+          read.build_kind > static_cast<int64_t>(consensus::BuildKind::kImported)) {
+        return Corrupt(db_->path(), consensus::Cat("unknown build kind ", read.build_kind));
+      }
+      meta.build_kind = static_cast<consensus::BuildKind>(read.build_kind);
+      meta.build_time_unix = read.build_time;
+
+      std::optional<consensus::PublicKey> observed_key;
+      if (read.observed_key_id.has_value()) {
+        auto bytes = ObservedKey(*read.observed_key_id);
+        if (!bytes.ok()) return bytes.status();
+        auto key = consensus::PublicKey::FromBytes(read.signature.key_name, *bytes);
+        if (!key.ok()) {
+          return Corrupt(db_->path(),
+                         consensus::Cat("an unusable observed key: ", key.status().message()));
+        }
+        observed_key = std::move(*key);
+      }
+      found.emplace_back(
+          &claim->second,
+          StoredAttestation{.attestation = consensus::Attestation{.claim = claim->second.info,
+                                                                  .signature =
+                                                                      std::move(read.signature),
+                                                                  .metadata = std::move(meta)},
+                            .received_unix = read.received,
+                            .observed_key = std::move(observed_key)});
+    }
+    std::ranges::sort(found, [](const auto& a, const auto& b) {
+      if (a.first->fingerprint != b.first->fingerprint) {
+        return a.first->fingerprint < b.first->fingerprint;
+      }
+      return a.second.attestation.key_name() < b.second.attestation.key_name();
+    });
+    std::vector<StoredAttestation> out;
+    out.reserve(found.size());
+    for (auto& [claim, stored] : found) out.push_back(std::move(stored));
+    return out;
+  }
+
   absl::StatusOr<StoredDispute> DisputeFromRow(const Statement::Use& row) {
-    auto path = PathFromRow(row.Blob(1), row.Text(2), db_->path());
+    auto path = PathFromRow(row.Int(1), row.Blob(2), row.Text(3), db_->path());
     if (!path.ok()) return path.status();
     return StoredDispute{.id = std::string(row.Text(0)),
                          .path = std::move(*path),
-                         .signed_record = std::string(row.Text(3)),
-                         .opened_unix = row.Int(4),
-                         .updated_unix = row.Int(5),
-                         .fingerprint_count = static_cast<int>(row.Int(6))};
+                         .signed_record = std::string(row.Text(4)),
+                         .opened_unix = row.Int(5),
+                         .updated_unix = row.Int(6),
+                         .fingerprint_count = static_cast<int>(row.Int(7))};
   }
 
-  absl::StatusOr<const StorePath*> PathById(int64_t id) {
-    if (auto it = path_by_id_.find(id); it != path_by_id_.end()) return &it->second;
-    auto use = path_by_id_stmt_->Begin("reading a referenced store path");
-    use.Bind(id);
-    auto row = use.Step();
-    if (!row.ok()) return row.status();
-    if (!*row) return Corrupt(db_->path(), consensus::Cat("reference to missing path id ", id));
-    auto path = PathFromRow(use.Blob(0), use.Text(1), db_->path());
-    if (!path.ok()) return path.status();
-    return &path_by_id_.emplace(id, std::move(*path)).first->second;
-  }
-
-  // Looks `id` up in a shared dictionary, reading and remembering it on a miss.
+  // Looks `id` up in a shared dictionary, reading and remembering it on a miss. Only ids of
+  // committed rows are ever seen here, so a remembered entry never goes stale.
   template <typename Value, typename FromRow>
   absl::StatusOr<Value> Dictionary(absl::flat_hash_map<int64_t, Value>& cache, Statement& statement,
-                                   int64_t id, std::string_view what, FromRow from_row) {
+                                   int64_t id, std::string_view what, FromRow from_row)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
     {
       absl::MutexLock lock(&lookups_.mu);
       if (auto it = cache.find(id); it != cache.end()) return it->second;
@@ -708,145 +1110,10 @@ class SqliteAttestationStore::Reader {
         });
   }
 
-  absl::Status ReadPath(const StorePath& path, std::vector<StoredAttestation>& out) {
-    auto hash = PathHash(path);
-    if (!hash.ok()) return hash.status();
-    std::optional<int64_t> path_id;
-    {
-      auto find = find_path_->Begin("looking up a store path");
-      find.BindBlob(*hash);
-      while (true) {
-        auto row = find.Step();
-        if (!row.ok()) return row.status();
-        if (!*row) break;
-        if (find.Text(1) == path.name()) {
-          path_id = find.Int(0);
-          break;
-        }
-      }
-    }
-    if (!path_id.has_value()) return absl::OkStatus();
-
-    struct Claim {
-      int64_t seq;
-      consensus::PathInfo info;
-      std::string fingerprint;
-    };
-    std::vector<Claim> claims;
-    {
-      auto use = claims_of_->Begin("reading the claims of a store path");
-      use.Bind(*path_id);
-      while (true) {
-        auto row = use.Step();
-        if (!row.ok()) return row.status();
-        if (!*row) break;
-        auto nar_hash = use.Blob(1);
-        if (nar_hash.size() != 32) {
-          return Corrupt(db_->path(), consensus::Cat("a NAR hash of ", nar_hash.size(), " bytes"));
-        }
-        consensus::NarHash::Digest digest;
-        std::ranges::copy(nar_hash, digest.begin());
-        std::vector<StorePath> references;
-        for (auto refs = use.Blob(3); !refs.empty();) {
-          uint64_t ref_id;
-          if (!ReadVarint(refs, ref_id)) return Corrupt(db_->path(), "a malformed reference list");
-          auto ref = PathById(static_cast<int64_t>(ref_id));
-          if (!ref.ok()) return ref.status();
-          references.push_back(**ref);
-        }
-        consensus::PathInfo info{.path = path,
-                                 .nar_hash = consensus::NarHash::FromDigest(digest),
-                                 .nar_size = static_cast<uint64_t>(use.Int(2)),
-                                 .references = std::move(references)};
-        std::string fingerprint = info.Fingerprint();
-        claims.push_back(
-            Claim{.seq = use.Int(0), .info = std::move(info), .fingerprint = std::move(fingerprint)});
-      }
-    }
-
-    std::vector<std::pair<const Claim*, StoredAttestation>> found;
-    {
-      auto use = signatures_of_->Begin("reading the attestations of a store path");
-      use.Bind(*path_id);
-      while (true) {
-        auto row = use.Step();
-        if (!row.ok()) return row.status();
-        if (!*row) break;
-        const int64_t seq = use.Int(0);
-        auto claim = std::ranges::find(claims, seq, &Claim::seq);
-        if (claim == claims.end()) {
-          return Corrupt(db_->path(), consensus::Cat("an attestation of missing claim ", seq));
-        }
-        auto key_name = KeyName(use.Int(1));
-        if (!key_name.ok()) return key_name.status();
-        consensus::Signature signature{.key_name = std::move(*key_name)};
-        auto sig = use.Blob(2);
-        if (sig.size() != signature.bytes.size()) {
-          return Corrupt(db_->path(), consensus::Cat("a signature of ", sig.size(), " bytes"));
-        }
-        std::ranges::copy(sig, signature.bytes.begin());
-
-        consensus::BuildMetadata meta;
-        if (!use.IsNull(6)) {
-          auto output = Label(use.Int(6));
-          if (!output.ok()) return output.status();
-          meta.output_name = std::move(*output);
-        }
-        if (!use.IsNull(7)) {
-          auto system = Label(use.Int(7));
-          if (!system.ok()) return system.status();
-          meta.system = std::move(*system);
-        }
-        if (!use.IsNull(5)) {
-          auto deriver = DecodeDeriver(use.Blob(5), path, meta.output_name, db_->path());
-          if (!deriver.ok()) return deriver.status();
-          meta.deriver = std::move(*deriver);
-        }
-        const int64_t kind = use.Int(8);
-        if (kind < 0 || kind > static_cast<int64_t>(consensus::BuildKind::kImported)) {
-          return Corrupt(db_->path(), consensus::Cat("unknown build kind ", kind));
-        }
-        meta.build_kind = static_cast<consensus::BuildKind>(kind);
-        meta.build_time_unix = use.Int(9);
-
-        std::optional<consensus::PublicKey> observed_key;
-        if (!use.IsNull(4)) {
-          auto bytes = ObservedKey(use.Int(4));
-          if (!bytes.ok()) return bytes.status();
-          auto key = consensus::PublicKey::FromBytes(signature.key_name, *bytes);
-          if (!key.ok()) {
-            return Corrupt(db_->path(),
-                           consensus::Cat("an unusable observed key: ", key.status().message()));
-          }
-          observed_key = std::move(*key);
-        }
-        const int64_t received = use.Int(3);
-        found.emplace_back(
-            &*claim, StoredAttestation{.attestation = consensus::Attestation{.claim = claim->info,
-                                                                             .signature = std::move(
-                                                                                 signature),
-                                                                             .metadata = std::move(
-                                                                                 meta)},
-                                       .received_unix = received,
-                                       .observed_key = std::move(observed_key)});
-      }
-    }
-    std::ranges::sort(found, [](const auto& a, const auto& b) {
-      if (a.first->fingerprint != b.first->fingerprint) {
-        return a.first->fingerprint < b.first->fingerprint;
-      }
-      return a.second.attestation.key_name() < b.second.attestation.key_name();
-    });
-    out.reserve(found.size());
-    for (auto& [claim, stored] : found) out.push_back(std::move(stored));
-    return absl::OkStatus();
-  }
-
   std::unique_ptr<Connection> db_;
   Lookups& lookups_;
-  std::unique_ptr<Statement> find_path_, path_by_id_stmt_, claims_of_, signatures_of_, key_name_,
-      observed_key_, label_, dispute_by_id_, disputes_after_, counters_, count_disputes_;
-  absl::flat_hash_map<int64_t, StorePath> path_by_id_;  // this call's referenced paths
+  std::unique_ptr<Statement> attestations_of_, paths_by_id_, key_name_, observed_key_, label_,
+      dispute_by_id_, disputes_after_, counters_, count_disputes_;
 };
 
 // Returns a reader to the pool when the call is done with it.
@@ -862,6 +1129,63 @@ class SqliteAttestationStore::ReaderLease {
  private:
   SqliteAttestationStore& store_;
   std::unique_ptr<Reader> reader_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Checkpointer: copies the WAL back into the database file on its own thread and connection, so
+// that writers only append to the WAL and fsync it. The writer's WAL hook nudges it; when the WAL
+// still grows past a hard limit (the checkpointer cannot catch up while writes keep coming), the
+// writer checkpoints itself and restarts the WAL, which bounds the WAL and the cost of reading it.
+
+class SqliteAttestationStore::Checkpointer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Checkpointer>> Start(const std::string& path,
+                                                             const SqliteOptions& options) {
+    auto db = Connection::Open(path, sqlite::OpenMode::kReadWrite, options.busy_timeout);
+    if (!db.ok()) return db.status();
+    return std::unique_ptr<Checkpointer>(new Checkpointer(std::move(*db)));
+  }
+
+  ~Checkpointer() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+
+  void Nudge() {
+    absl::MutexLock lock(&mu_);
+    pending_ = true;
+  }
+
+ private:
+  explicit Checkpointer(std::unique_ptr<Connection> db)
+      : db_(std::move(db)), thread_([this] { Run(); }) {}
+
+  void Run() {
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](Checkpointer* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+              return self->pending_ || self->stop_;
+            },
+            this));
+        if (stop_) return;
+        pending_ = false;
+      }
+      // A failure (another checkpoint running, a busy reader) is retried on the next nudge; the
+      // writer's hard limit bounds the WAL meanwhile.
+      db_->Checkpoint(Connection::CheckpointMode::kPassive).IgnoreError();
+    }
+  }
+
+  std::unique_ptr<Connection> db_;
+  absl::Mutex mu_;
+  bool pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -941,9 +1265,11 @@ absl::StatusOr<std::unique_ptr<SqliteAttestationStore>> SqliteAttestationStore::
     const std::string& path, const SqliteOptions& options) {
   if (options.max_readers < 1 || options.busy_retries < 0 ||
       options.busy_timeout < absl::ZeroDuration() || options.writer_cache_kib < 0 ||
-      options.reader_cache_kib < 0 || options.mmap_bytes < 0) {
+      options.reader_cache_kib < 0 || options.mmap_bytes < 0 || options.checkpoint_pages < 1 ||
+      options.path_cache_entries < 0) {
     return absl::InvalidArgumentError(
-        "SqliteOptions: max_readers must be >= 1; retries, timeout, cache and mmap sizes >= 0");
+        "SqliteOptions: max_readers and checkpoint_pages must be >= 1; retries, timeout, cache "
+        "and mmap sizes >= 0");
   }
   return WithBusyRetries(
       options, [&]() -> absl::StatusOr<std::unique_ptr<SqliteAttestationStore>> {
@@ -963,9 +1289,6 @@ absl::StatusOr<std::unique_ptr<SqliteAttestationStore>> SqliteAttestationStore::
               " is read-only for this user: attestd needs to write it, its directory and its "
               "-wal and -shm files (check owner and permissions)"));
         }
-        if (const char* extra = std::getenv("ATTEST_EXPERIMENT_PRAGMAS")) {  // EXPERIMENT-REMOVE
-          if (absl::Status s = (*db)->Execute(extra, "experiment"); !s.ok()) return s;  // EXPERIMENT-REMOVE
-        }  // EXPERIMENT-REMOVE
         auto journal_mode = (*db)->QueryText("PRAGMA journal_mode = WAL", "enabling WAL");
         if (!journal_mode.ok()) return journal_mode.status();
         if (*journal_mode != "wal") {
@@ -983,19 +1306,36 @@ absl::StatusOr<std::unique_ptr<SqliteAttestationStore>> SqliteAttestationStore::
           return status;
         }
         if (absl::Status status = CreateOrMigrate(**db); !status.ok()) return status;
-        auto writer = Writer::Create(std::move(*db));
+        auto writer = Writer::Create(std::move(*db), options);
         if (!writer.ok()) return writer.status();
-        return std::unique_ptr<SqliteAttestationStore>(
-            new SqliteAttestationStore(path, options, std::move(*writer)));
+        auto checkpointer = Checkpointer::Start(path, options);
+        if (!checkpointer.ok()) return checkpointer.status();
+        // Replaces SQLite's automatic checkpoint, which would copy pages back into the file
+        // inside the committing Write.
+        Connection* writer_db = &(*writer)->connection();
+        const int soft = options.checkpoint_pages;
+        const int hard = options.checkpoint_pages * 4;
+        (*writer)->connection().SetWalHook(
+            [checkpointer = checkpointer->get(), writer_db, soft, hard](int pages) {
+              if (pages >= hard) {
+                writer_db->Checkpoint(Connection::CheckpointMode::kRestart).IgnoreError();
+              } else if (pages >= soft) {
+                checkpointer->Nudge();
+              }
+            });
+        return std::unique_ptr<SqliteAttestationStore>(new SqliteAttestationStore(
+            path, options, std::move(*writer), std::move(*checkpointer)));
       });
 }
 
 SqliteAttestationStore::SqliteAttestationStore(std::string path, SqliteOptions options,
-                                               std::unique_ptr<Writer> writer)
+                                               std::unique_ptr<Writer> writer,
+                                               std::unique_ptr<Checkpointer> checkpointer)
     : path_(std::move(path)),
       options_(options),
       writer_(std::move(writer)),
-      lookups_(std::make_unique<Lookups>()) {}
+      lookups_(std::make_unique<Lookups>()),
+      checkpointer_(std::move(checkpointer)) {}
 
 SqliteAttestationStore::~SqliteAttestationStore() = default;
 

@@ -38,6 +38,12 @@ struct SqliteOptions final {
   // Memory-mapped reads (PRAGMA mmap_size), in bytes; 0 turns them off. Address space, not memory:
   // the kernel's page cache backs it.
   int64_t mmap_bytes = int64_t{4} << 30;
+  // WAL size (pages) at which a background thread copies it back into the database file. At four
+  // times this size the writer does so itself, waiting for readers, so the WAL stays bounded.
+  int checkpoint_pages = 2000;
+  // Store paths whose ids the writer remembers across batches (references to common dependencies
+  // recur in almost every batch); about 100 bytes each.
+  int64_t path_cache_entries = 250000;
 };
 
 // The schema version this build reads and writes (PRAGMA user_version).
@@ -78,9 +84,11 @@ class SqliteAttestationStore final : public AttestationStore {
   class Writer;
   class Reader;
   class ReaderLease;
+  class Checkpointer;
   struct Lookups;
 
-  SqliteAttestationStore(std::string path, SqliteOptions options, std::unique_ptr<Writer> writer);
+  SqliteAttestationStore(std::string path, SqliteOptions options, std::unique_ptr<Writer> writer,
+                         std::unique_ptr<Checkpointer> checkpointer);
 
   // Takes an idle reader (opening one when fewer than max_readers exist), waiting for one otherwise.
   absl::StatusOr<std::unique_ptr<Reader>> AcquireReader();
@@ -99,6 +107,9 @@ class SqliteAttestationStore final : public AttestationStore {
   // Small, append-only dictionaries (key names, observed keys, labels) by id, shared by readers.
   // Ids are only learnt from committed rows, so an entry never changes once present.
   const std::unique_ptr<Lookups> lookups_;
+
+  // Declared last: stopped first, before the connections it works on close.
+  const std::unique_ptr<Checkpointer> checkpointer_;
 };
 
 }  // namespace attest::storage
