@@ -10,9 +10,9 @@ namespace {
 constexpr std::string_view kVersion = "0.1.0";
 
 std::vector<CommandSpec> AllCommands() {
-  return {SubmitCommand(),        ImportCommand(),        StatusCommand(),
-          DisputesListCommand(),  DisputesShowCommand(),  VerifyCommand(),
-          NarInfoVerifyCommand(), KeyGenerateCommand(),   KeyPublicCommand()};
+  return {SubmitCommand(),        ImportCommand(),       StatusCommand(),
+          DisputesListCommand(),  DisputesShowCommand(), VerifyCommand(),
+          NarInfoVerifyCommand(), KeyGenerateCommand(),  KeyPublicCommand()};
 }
 
 void PrintTopHelp(std::ostream& out, const std::vector<CommandSpec>& commands) {
@@ -27,13 +27,15 @@ void PrintTopHelp(std::ostream& out, const std::vector<CommandSpec>& commands) {
   out << "\nRun 'attest COMMAND --help' for a command's options and an example.\n"
          "Exit status: 0 success, 1 failure, 2 usage error.\n\n"
          "Example:\n"
-         "  attest status --node 127.0.0.1:7700 /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin\n";
+         "  attest status --node 127.0.0.1:7700 "
+         "/nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin\n";
 }
 
 void PrintGroupHelp(std::ostream& out, std::string_view group, const std::vector<CommandSpec>& commands) {
   out << "Usage: attest " << group << " SUBCOMMAND [options]\n\nSubcommands:\n";
   for (const CommandSpec& c : commands) {
-    if (c.name.rfind(std::string(group) + " ", 0) == 0) out << "  " << c.synopsis << "\n      " << c.summary << "\n";
+    if (c.name.rfind(std::string(group) + " ", 0) == 0)
+      out << "  " << c.synopsis << "\n      " << c.summary << "\n";
   }
   out << "\nRun 'attest " << group << " SUBCOMMAND --help' for details.\n";
 }

@@ -113,22 +113,24 @@ absl::StatusOr<ParsedArgs> ParseArgs(std::span<const std::string> args, std::spa
     ParsedArgs::Given given{spec->name, ""};
     if (spec->kind == OptionKind::kFlag) {
       if (inline_value) {
-        return absl::InvalidArgumentError(Cat("option --", name, " takes no value (given '", *inline_value, "')"));
+        return absl::InvalidArgumentError(
+            Cat("option --", name, " takes no value (given '", *inline_value, "')"));
       }
     } else if (inline_value) {
       given.value = *inline_value;
     } else {
       if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(
-            Cat("option --", name, " needs a value: --", name, " ", spec->value_name.empty() ? "VALUE" : spec->value_name));
+        return absl::InvalidArgumentError(Cat("option --", name, " needs a value: --", name, " ",
+                                              spec->value_name.empty() ? "VALUE" : spec->value_name));
       }
       const std::string& next = args[i + 1];
       // "--node --json" is far more likely a forgotten value than an address spelled "--json".
       if (next.rfind("--", 0) == 0 && next.size() > 2 &&
           FindSpec(specs, next.substr(2, next.find('=') == std::string::npos ? std::string::npos
-                                                                             : next.find('=') - 2)) != nullptr) {
-        return absl::InvalidArgumentError(Cat("option --", name, " needs a value before ", next, ": --", name, " ",
-                                              spec->value_name.empty() ? "VALUE" : spec->value_name));
+                                                                             : next.find('=') - 2)) !=
+              nullptr) {
+        return absl::InvalidArgumentError(Cat("option --", name, " needs a value before ", next, ": --", name,
+                                              " ", spec->value_name.empty() ? "VALUE" : spec->value_name));
       }
       given.value = args[++i];
     }

@@ -20,7 +20,8 @@ void PrintCommandHelp(std::ostream& out, const CommandSpec& spec) {
   std::vector<std::pair<std::string, std::string>> rows;
   for (const OptionSpec& option : spec.options) {
     std::string left = "--" + option.name;
-    if (option.kind == OptionKind::kValue) left += " " + (option.value_name.empty() ? "VALUE" : option.value_name);
+    if (option.kind == OptionKind::kValue)
+      left += " " + (option.value_name.empty() ? "VALUE" : option.value_name);
     std::string help = option.help;
     if (option.repeat == OptionRepeat::kMany) help += " (repeatable)";
     rows.emplace_back(std::move(left), std::move(help));

@@ -6,15 +6,15 @@
 
 namespace attest::client {
 
-CommandSpec SubmitCommand();          // attest submit
-CommandSpec ImportCommand();          // attest import
-CommandSpec StatusCommand();          // attest status
-CommandSpec DisputesListCommand();    // attest disputes list
-CommandSpec DisputesShowCommand();    // attest disputes show
-CommandSpec VerifyCommand();          // attest verify
-CommandSpec NarInfoVerifyCommand();   // attest narinfo verify
-CommandSpec KeyGenerateCommand();     // attest key generate
-CommandSpec KeyPublicCommand();       // attest key public
+CommandSpec SubmitCommand();         // attest submit
+CommandSpec ImportCommand();         // attest import
+CommandSpec StatusCommand();         // attest status
+CommandSpec DisputesListCommand();   // attest disputes list
+CommandSpec DisputesShowCommand();   // attest disputes show
+CommandSpec VerifyCommand();         // attest verify
+CommandSpec NarInfoVerifyCommand();  // attest narinfo verify
+CommandSpec KeyGenerateCommand();    // attest key generate
+CommandSpec KeyPublicCommand();      // attest key public
 
 }  // namespace attest::client
 

@@ -25,7 +25,8 @@ std::string TimeText(int64_t unix_seconds) {
 int RunList(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   auto node_options = NodeOptionsFromArgs(args, env);
   if (!node_options.ok()) return UsageError(spec, env, std::string(node_options.status().message()));
-  if (!args.positionals().empty()) return UsageError(spec, env, Cat("unexpected argument ", args.positionals()[0]));
+  if (!args.positionals().empty())
+    return UsageError(spec, env, Cat("unexpected argument ", args.positionals()[0]));
   auto node = env.connect_node(*node_options);
   if (!node.ok()) return Failure(spec, env, std::string(node.status().message()));
 
@@ -56,8 +57,8 @@ int RunList(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   }
   for (const auto& d : disputes) {
     env.out << d.id() << "  " << d.state() << "  " << d.store_path() << "  " << d.fingerprints_size()
-            << " fingerprints  opened " << TimeText(d.opened_unix()) << "  updated " << TimeText(d.updated_unix())
-            << "\n";
+            << " fingerprints  opened " << TimeText(d.opened_unix()) << "  updated "
+            << TimeText(d.updated_unix()) << "\n";
   }
   return kExitOk;
 }
@@ -65,7 +66,8 @@ int RunList(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
 int RunShow(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   auto node_options = NodeOptionsFromArgs(args, env);
   if (!node_options.ok()) return UsageError(spec, env, std::string(node_options.status().message()));
-  if (args.positionals().size() != 1) return UsageError(spec, env, "give exactly one dispute id or store path");
+  if (args.positionals().size() != 1)
+    return UsageError(spec, env, "give exactly one dispute id or store path");
   auto node = env.connect_node(*node_options);
   if (!node.ok()) return Failure(spec, env, std::string(node.status().message()));
   v1::GetDisputeRequest request;

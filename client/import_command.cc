@@ -19,7 +19,8 @@ constexpr size_t kBatchSize = 1000;
 int RunImport(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   auto node_options = NodeOptionsFromArgs(args, env);
   if (!node_options.ok()) return UsageError(spec, env, std::string(node_options.status().message()));
-  if (args.positionals().empty()) return UsageError(spec, env, "no narinfo given (files, or - for standard input)");
+  if (args.positionals().empty())
+    return UsageError(spec, env, "no narinfo given (files, or - for standard input)");
   std::vector<consensus::PublicKey> public_keys;
   for (const std::string& text : args.Values("public-key")) {
     auto key = consensus::PublicKey::Parse(text);
@@ -45,7 +46,8 @@ int RunImport(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
       input_failed = true;
       continue;
     }
-    if (narinfo->signatures.empty()) env.err << "attest import: " << source << ": no Sig: lines, nothing to import\n";
+    if (narinfo->signatures.empty())
+      env.err << "attest import: " << source << ": no Sig: lines, nothing to import\n";
     consensus::BuildMetadata metadata{
         .deriver = narinfo->deriver ? narinfo->deriver->full() : "",
         .output_name = "",
@@ -56,8 +58,8 @@ int RunImport(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
     if (!consensus::ValidateBuildMetadata(metadata).ok()) metadata.system.clear();  // informational only
     for (const NarInfoSignature& sig : ParseNarInfoSignatures(*narinfo)) {
       if (!sig.signature) {
-        env.err << "attest import: " << source << ": skipping malformed Sig line " << consensus::QuoteForError(sig.text)
-                << ": " << sig.error << "\n";
+        env.err << "attest import: " << source << ": skipping malformed Sig line "
+                << consensus::QuoteForError(sig.text) << ": " << sig.error << "\n";
         outcomes.push_back(ItemOutcome{.path = narinfo->claim.path.full(),
                                        .key_name = "",
                                        .kind = OutcomeKind::kSkipped,
@@ -101,7 +103,8 @@ CommandSpec ImportCommand() {
       .summary = "Import the Sig: lines of existing narinfos as attestations.",
       .description =
           "Every Sig: line of each narinfo (files, or - for standard input) becomes an attestation of the\n"
-          "narinfo's StorePath/NarHash/NarSize/References by the key that made it (build kind \"imported\").\n"
+          "narinfo's StorePath/NarHash/NarSize/References by the key that made it (build kind "
+          "\"imported\").\n"
           "A malformed Sig line is reported and skipped. The node counts a signature only when its key is a\n"
           "builder key in the policy; a node that stores observations keeps others when --public-key names\n"
           "the key, and shows them without counting them.\n"

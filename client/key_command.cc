@@ -22,7 +22,8 @@ absl::Status WriteNewSecretFile(const std::string& path, std::string_view conten
   if (fd < 0) {
     const int error = errno;
     if (error == EEXIST) {
-      return absl::AlreadyExistsError(Cat(path, " already exists; refusing to overwrite a key (remove it first)"));
+      return absl::AlreadyExistsError(
+          Cat(path, " already exists; refusing to overwrite a key (remove it first)"));
     }
     return absl::PermissionDeniedError(Cat("cannot create ", path, ": ", std::strerror(error)));
   }
@@ -52,7 +53,8 @@ int RunGenerate(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env
   if (absl::Status s = consensus::ValidateKeyName(*name); !s.ok()) {
     return UsageError(spec, env, std::string(s.message()));
   }
-  if (!args.positionals().empty()) return UsageError(spec, env, Cat("unexpected argument ", args.positionals()[0]));
+  if (!args.positionals().empty())
+    return UsageError(spec, env, Cat("unexpected argument ", args.positionals()[0]));
   std::array<uint8_t, 32> seed{};
   env.random_bytes(seed);
   auto key = consensus::SecretKey::FromSeed(*name, seed);

@@ -88,9 +88,11 @@ absl::StatusOr<NarInfo> ParseNarInfo(std::string_view text, std::string_view sou
       if (auto s = once(nar_size.has_value()); !s.ok()) return s;
       nar_size = ParseStrictDecimal(value);
       if (!nar_size) {
-        return LineError(source, line_number, Cat("NarSize ", QuoteForError(value), " is not a decimal number"));
+        return LineError(source, line_number,
+                         Cat("NarSize ", QuoteForError(value), " is not a decimal number"));
       }
-      if (*nar_size == 0) return LineError(source, line_number, "NarSize is 0 (Nix rejects the narinfo as corrupt)");
+      if (*nar_size == 0)
+        return LineError(source, line_number, "NarSize is 0 (Nix rejects the narinfo as corrupt)");
     } else if (key == "References") {
       if (auto s = once(references.has_value()); !s.ok()) return s;
       std::vector<consensus::StorePath> refs;
@@ -123,7 +125,8 @@ absl::StatusOr<NarInfo> ParseNarInfo(std::string_view text, std::string_view sou
     } else if (key == "FileSize") {
       file_size = ParseStrictDecimal(value);
       if (!file_size) {
-        return LineError(source, line_number, Cat("FileSize ", QuoteForError(value), " is not a decimal number"));
+        return LineError(source, line_number,
+                         Cat("FileSize ", QuoteForError(value), " is not a decimal number"));
       }
     } else if (key == "System") {
       system = std::string(value);
@@ -135,8 +138,9 @@ absl::StatusOr<NarInfo> ParseNarInfo(std::string_view text, std::string_view sou
   if (!store_path) return absl::InvalidArgumentError(Cat(source, ": no StorePath line"));
   if (!nar_hash) return absl::InvalidArgumentError(Cat(source, ": no NarHash line"));
   if (!nar_size) return absl::InvalidArgumentError(Cat(source, ": no NarSize line"));
-  auto claim = consensus::PathInfo::Create(*store_path, *nar_hash, *nar_size,
-                                           references ? *std::move(references) : std::vector<consensus::StorePath>{});
+  auto claim =
+      consensus::PathInfo::Create(*store_path, *nar_hash, *nar_size,
+                                  references ? *std::move(references) : std::vector<consensus::StorePath>{});
   if (!claim.ok()) return absl::InvalidArgumentError(Cat(source, ": ", claim.status().message()));
   return NarInfo{
       .claim = *std::move(claim),
@@ -167,7 +171,8 @@ std::vector<NarInfoSignature> ParseNarInfoSignatures(const NarInfo& narinfo) {
   return out;
 }
 
-NarInfoVerification VerifyNarInfo(const NarInfo& narinfo, std::span<const consensus::PublicKey> trusted_keys) {
+NarInfoVerification VerifyNarInfo(const NarInfo& narinfo,
+                                  std::span<const consensus::PublicKey> trusted_keys) {
   NarInfoVerification verification;
   const std::string fingerprint = narinfo.claim.Fingerprint();
   for (NarInfoSignature& sig : ParseNarInfoSignatures(narinfo)) {

@@ -61,8 +61,8 @@ struct SignatureCheck final {
 };
 
 struct NarInfoVerification final {
-  std::vector<SignatureCheck> checks;    // one per Sig: line, in file order
-  std::vector<std::string> valid_keys;   // names of trusted keys with a valid signature, sorted, unique
+  std::vector<SignatureCheck> checks;   // one per Sig: line, in file order
+  std::vector<std::string> valid_keys;  // names of trusted keys with a valid signature, sorted, unique
   bool ok() const { return !valid_keys.empty(); }
 };
 

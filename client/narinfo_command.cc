@@ -34,16 +34,19 @@ int RunNarInfoVerify(const CommandSpec& spec, const ParsedArgs& args, CommandEnv
     if (!key.ok()) return UsageError(spec, env, Cat("--trusted-key: ", key.status().message()));
     for (const consensus::PublicKey& other : trusted) {
       if (other.name() == key->name() && other != *key) {
-        return UsageError(spec, env, Cat("two different trusted keys are named '", key->name(),
-                                         "'; Nix looks keys up by name, so names must be unique"));
+        return UsageError(spec, env,
+                          Cat("two different trusted keys are named '", key->name(),
+                              "'; Nix looks keys up by name, so names must be unique"));
       }
     }
     trusted.push_back(*std::move(key));
   }
   if (trusted.empty()) {
-    return UsageError(spec, env, "no trusted key: pass --trusted-key NAME:BASE64 (e.g. from nix.conf trusted-public-keys)");
+    return UsageError(
+        spec, env, "no trusted key: pass --trusted-key NAME:BASE64 (e.g. from nix.conf trusted-public-keys)");
   }
-  if (args.positionals().empty()) return UsageError(spec, env, "no narinfo given (files, or - for standard input)");
+  if (args.positionals().empty())
+    return UsageError(spec, env, "no narinfo given (files, or - for standard input)");
 
   bool all_ok = true;
   nlohmann::json results = nlohmann::json::array();
@@ -60,7 +63,8 @@ int RunNarInfoVerify(const CommandSpec& spec, const ParsedArgs& args, CommandEnv
     if (!narinfo.ok()) {
       env.err << "attest narinfo verify: " << narinfo.status().message() << "\n";
       all_ok = false;
-      results.push_back({{"source", source}, {"ok", false}, {"error", std::string(narinfo.status().message())}});
+      results.push_back(
+          {{"source", source}, {"ok", false}, {"error", std::string(narinfo.status().message())}});
       continue;
     }
     const NarInfoVerification verification = VerifyNarInfo(*narinfo, trusted);
@@ -81,14 +85,15 @@ int RunNarInfoVerify(const CommandSpec& spec, const ParsedArgs& args, CommandEnv
       continue;
     }
     if (verification.ok()) {
-      env.out << "ok    " << narinfo->claim.path.full() << ": signed by " << absl::StrJoin(verification.valid_keys, ", ")
-              << "\n";
+      env.out << "ok    " << narinfo->claim.path.full() << ": signed by "
+              << absl::StrJoin(verification.valid_keys, ", ") << "\n";
     } else {
       env.out << "FAIL  " << narinfo->claim.path.full() << ": no valid signature by a trusted key\n";
     }
     for (const SignatureCheck& check : verification.checks) {
       if (check.result == SignatureCheck::Result::kValid) continue;
-      env.out << "      " << (check.key_name.empty() ? "(malformed)" : check.key_name) << ": " << check.detail << "\n";
+      env.out << "      " << (check.key_name.empty() ? "(malformed)" : check.key_name) << ": " << check.detail
+              << "\n";
     }
     if (verification.checks.empty()) env.out << "      the narinfo has no Sig: line\n";
   }
@@ -115,7 +120,8 @@ CommandSpec NarInfoVerifyCommand() {
                    "a trusted public key, name:base64 (as in nix.conf trusted-public-keys)"},
                   JsonOptionSpec()},
       .examples =
-          "  curl -s https://cache.nixos.org/syd87l2rxw8cbsxmxl853h0r6pdwhwjr.narinfo | attest narinfo verify \\\n"
+          "  curl -s https://cache.nixos.org/syd87l2rxw8cbsxmxl853h0r6pdwhwjr.narinfo | attest narinfo "
+          "verify \\\n"
           "    --trusted-key cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY= -\n",
       .run = RunNarInfoVerify,
   };

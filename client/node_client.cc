@@ -122,11 +122,12 @@ absl::StatusOr<absl::Duration> ParseTimeout(const std::string& text) {
   if (!text.empty() && end == text.c_str() + text.size()) {
     duration = absl::Seconds(seconds);
   } else if (!absl::ParseDuration(text, &duration)) {
-    return absl::InvalidArgumentError(Cat("--timeout ", consensus::QuoteForError(text),
-                                          " is not a duration (seconds, or e.g. 500ms, 2m)"));
+    return absl::InvalidArgumentError(
+        Cat("--timeout ", consensus::QuoteForError(text), " is not a duration (seconds, or e.g. 500ms, 2m)"));
   }
   if (duration <= absl::ZeroDuration() || duration == absl::InfiniteDuration()) {
-    return absl::InvalidArgumentError(Cat("--timeout ", consensus::QuoteForError(text), " must be positive and finite"));
+    return absl::InvalidArgumentError(
+        Cat("--timeout ", consensus::QuoteForError(text), " must be positive and finite"));
   }
   return duration;
 }

@@ -38,7 +38,7 @@ struct RetryOptions final {
 };
 
 struct NodeOptions final {
-  std::string address;                     // "host:port"
+  std::string address;                         // "host:port"
   absl::Duration timeout = absl::Seconds(30);  // per call, retries included
   RetryOptions retry;
 };

@@ -38,7 +38,8 @@ absl::StatusOr<consensus::NarHash> ParseNarHashJson(const json& value) {
 absl::StatusOr<NixPathInfo> ParseEntry(const json& entry, const std::string* key_path) {
   if (!entry.is_object()) return absl::InvalidArgumentError("is not a JSON object");
   if (auto valid = entry.find("valid"); valid != entry.end() && valid->is_boolean() && !valid->get<bool>()) {
-    return absl::InvalidArgumentError("is not valid in the store (\"valid\": false); build or fetch it first");
+    return absl::InvalidArgumentError(
+        "is not valid in the store (\"valid\": false); build or fetch it first");
   }
   std::string path_text;
   if (auto path = entry.find("path"); path != entry.end() && path->is_string()) {
@@ -79,7 +80,8 @@ absl::StatusOr<NixPathInfo> ParseEntry(const json& entry, const std::string* key
     return absl::InvalidArgumentError("has no \"references\" list");
   }
 
-  auto claim = consensus::PathInfo::Create(*path, *nar_hash, nar_size->get<uint64_t>(), std::move(references));
+  auto claim =
+      consensus::PathInfo::Create(*path, *nar_hash, nar_size->get<uint64_t>(), std::move(references));
   if (!claim.ok()) return claim.status();
   NixPathInfo info{.claim = *std::move(claim),
                    .deriver = std::nullopt,
@@ -88,8 +90,8 @@ absl::StatusOr<NixPathInfo> ParseEntry(const json& entry, const std::string* key
                    .registration_time = 0,
                    .signatures = {}};
 
-  if (auto deriver = entry.find("deriver"); deriver != entry.end() && deriver->is_string() &&
-                                            !deriver->get_ref<const std::string&>().empty()) {
+  if (auto deriver = entry.find("deriver");
+      deriver != entry.end() && deriver->is_string() && !deriver->get_ref<const std::string&>().empty()) {
     auto parsed = ParseAnyStorePath(deriver->get_ref<const std::string&>());
     if (!parsed.ok()) return absl::InvalidArgumentError(Cat("deriver: ", parsed.status().message()));
     if (!parsed->IsDerivation()) return absl::InvalidArgumentError("deriver is not a .drv store path");
@@ -112,8 +114,8 @@ absl::StatusOr<NixPathInfo> ParseEntry(const json& entry, const std::string* key
     for (const json& sig : *sigs) {
       if (sig.is_string()) {
         info.signatures.push_back(sig.get<std::string>());
-      } else if (sig.is_object() && sig.contains("keyName") && sig.contains("sig") && sig["keyName"].is_string() &&
-                 sig["sig"].is_string()) {
+      } else if (sig.is_object() && sig.contains("keyName") && sig.contains("sig") &&
+                 sig["keyName"].is_string() && sig["sig"].is_string()) {
         // Nix 2.35 structured signatures.
         info.signatures.push_back(sig["keyName"].get<std::string>() + ":" + sig["sig"].get<std::string>());
       }
@@ -130,7 +132,8 @@ absl::Status EntryError(size_t index, std::string_view path, const absl::Status&
 
 std::string PathOf(const json& entry) {
   if (entry.is_object()) {
-    if (auto path = entry.find("path"); path != entry.end() && path->is_string()) return path->get<std::string>();
+    if (auto path = entry.find("path"); path != entry.end() && path->is_string())
+      return path->get<std::string>();
   }
   return "";
 }
@@ -167,13 +170,14 @@ absl::StatusOr<std::vector<NixPathInfo>> ParsePathInfoJson(std::string_view text
     size_t i = 0;
     for (auto it = document.begin(); it != document.end(); ++it, ++i) {
       if (it->is_null()) {
-        return EntryError(i, it.key(), absl::InvalidArgumentError("is not valid in the store (null); build or "
-                                                                  "fetch it first"));
+        return EntryError(i, it.key(),
+                          absl::InvalidArgumentError("is not valid in the store (null); build or "
+                                                     "fetch it first"));
       }
       auto info = ParseEntry(*it, &it.key());
       if (!info.ok()) return EntryError(i, it.key(), info.status());
-      if (auto path = it->find("path"); path != it->end() && path->is_string() &&
-                                        path->get_ref<const std::string&>() != it.key()) {
+      if (auto path = it->find("path");
+          path != it->end() && path->is_string() && path->get_ref<const std::string&>() != it.key()) {
         auto key_path = ParseAnyStorePath(it.key());
         if (!key_path.ok() || *key_path != info->claim.path) {
           return EntryError(i, it.key(),

@@ -32,8 +32,8 @@ struct NixPathInfo final {
   // The output name, from an explicit "outputName" field or derived from the deriver's name (an output
   // "out" is named like the derivation, others "<drv name>-<output>"); empty when unknown.
   std::string output_name;
-  bool ultimate = false;           // built here, not substituted
-  int64_t registration_time = 0;   // seconds; 0 when absent
+  bool ultimate = false;                // built here, not substituted
+  int64_t registration_time = 0;        // seconds; 0 when absent
   std::vector<std::string> signatures;  // as listed; not checked here
 };
 

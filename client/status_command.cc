@@ -28,8 +28,8 @@ void PrintStatusText(std::ostream& out, const v1::PathStatus& status) {
     case v1::PENDING:
       if (!status.fingerprints().empty()) {
         const auto& top = status.fingerprints(0);
-        out << ": " << top.operators_size() << " of " << status.quorum() << " operators agree (" << Operators(top)
-            << ")";
+        out << ": " << top.operators_size() << " of " << status.quorum() << " operators agree ("
+            << Operators(top) << ")";
       }
       break;
     case v1::DISPUTED:
@@ -49,8 +49,8 @@ void PrintStatusText(std::ostream& out, const v1::PathStatus& status) {
           << absl::StrJoin(tally.builders(), ", ") << ")\n";
     }
     if (!status.flagged_builders().empty()) {
-      out << "    flagged (signed more than one fingerprint): " << absl::StrJoin(status.flagged_builders(), ", ")
-          << "\n";
+      out << "    flagged (signed more than one fingerprint): "
+          << absl::StrJoin(status.flagged_builders(), ", ") << "\n";
     }
   }
 }
@@ -58,7 +58,8 @@ void PrintStatusText(std::ostream& out, const v1::PathStatus& status) {
 int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   auto node_options = NodeOptionsFromArgs(args, env);
   if (!node_options.ok()) return UsageError(spec, env, std::string(node_options.status().message()));
-  if (args.positionals().empty()) return UsageError(spec, env, "no store path given (or - to read them from stdin)");
+  if (args.positionals().empty())
+    return UsageError(spec, env, "no store path given (or - to read them from stdin)");
 
   std::vector<std::string> paths;
   for (const std::string& arg : args.positionals()) {
@@ -70,7 +71,8 @@ int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
     if (!text.ok()) return Failure(spec, env, std::string(text.status().message()));
     std::istringstream lines(*text);
     for (std::string line; std::getline(lines, line);) {
-      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
+        line.pop_back();
       const size_t start = line.find_first_not_of(" \t");
       if (start == std::string::npos) continue;
       paths.push_back(line.substr(start));
@@ -80,7 +82,8 @@ int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
   for (const std::string& path : paths) {
     auto parsed = consensus::StorePath::Parse(path);
     if (!parsed.ok()) {
-      return UsageError(spec, env, Cat(parsed.status().message(), " (status takes store paths: /nix/store/<hash>-<name>)"));
+      return UsageError(
+          spec, env, Cat(parsed.status().message(), " (status takes store paths: /nix/store/<hash>-<name>)"));
     }
   }
 
@@ -89,19 +92,22 @@ int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
   std::vector<v1::PathStatus> statuses;
   for (size_t start = 0; start < paths.size(); start += kPathsPerRequest) {
     v1::StatusRequest request;
-    for (size_t i = start; i < std::min(paths.size(), start + kPathsPerRequest); ++i) request.add_store_paths(paths[i]);
+    for (size_t i = start; i < std::min(paths.size(), start + kPathsPerRequest); ++i)
+      request.add_store_paths(paths[i]);
     auto response = (*node)->Status(request);
     if (!response.ok()) return Failure(spec, env, std::string(response.status().message()));
     if (response->statuses_size() != request.store_paths_size()) {
-      return Failure(spec, env, Cat("the node answered ", response->statuses_size(), " statuses for ",
-                                    request.store_paths_size(), " paths"));
+      return Failure(spec, env,
+                     Cat("the node answered ", response->statuses_size(), " statuses for ",
+                         request.store_paths_size(), " paths"));
     }
     for (int i = 0; i < response->statuses_size(); ++i) {
       v1::PathStatus status = response->statuses(i);
       if (status.store_path().empty()) status.set_store_path(request.store_paths(i));
       if (status.store_path() != request.store_paths(i)) {
-        return Failure(spec, env, Cat("the node answered for ", status.store_path(), " when asked about ",
-                                      request.store_paths(i)));
+        return Failure(
+            spec, env,
+            Cat("the node answered for ", status.store_path(), " when asked about ", request.store_paths(i)));
       }
       statuses.push_back(std::move(status));
     }
@@ -141,7 +147,8 @@ CommandSpec StatusCommand() {
           "usage errors.",
       .options = NodeOptionSpecs(),
       .examples =
-          "  attest status --node 127.0.0.1:7700 /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin\n"
+          "  attest status --node 127.0.0.1:7700 "
+          "/nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin\n"
           "  nix-store -qR ./result | attest status --node 127.0.0.1:7700 --json - > status.json\n",
       .run = RunStatus,
   };

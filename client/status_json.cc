@@ -95,7 +95,8 @@ json PathStatusToJson(const v1::PathStatus& status) {
   json fingerprints = json::array();
   for (const auto& tally : status.fingerprints()) fingerprints.push_back(FingerprintTallyToJson(tally));
   json attestations = json::array();
-  for (const auto& attestation : status.attestations()) attestations.push_back(AttestationToJson(attestation));
+  for (const auto& attestation : status.attestations())
+    attestations.push_back(AttestationToJson(attestation));
   return json{{"path", status.store_path()},
               {"verdict", VerdictText(status.verdict())},
               {"fingerprint", status.fingerprint()},
@@ -119,7 +120,8 @@ json DisputeToJson(const v1::Dispute& dispute, DisputeDetail detail) {
   if (detail == DisputeDetail::kFull) {
     object["signed_record"] = dispute.signed_record();
     json attestations = json::array();
-    for (const auto& attestation : dispute.attestations()) attestations.push_back(AttestationToJson(attestation));
+    for (const auto& attestation : dispute.attestations())
+      attestations.push_back(AttestationToJson(attestation));
     object["attestations"] = std::move(attestations);
   }
   return object;
@@ -141,14 +143,16 @@ absl::StatusOr<consensus::Attestation> AttestationFromJson(const json& object) {
   }
   std::vector<consensus::StorePath> references;
   const auto refs = object.find("references");
-  if (refs == object.end() || !refs->is_array()) return absl::InvalidArgumentError("\"references\" is not a list");
+  if (refs == object.end() || !refs->is_array())
+    return absl::InvalidArgumentError("\"references\" is not a list");
   for (const json& ref : *refs) {
     if (!ref.is_string()) return absl::InvalidArgumentError("a reference is not a string");
     auto parsed = consensus::StorePath::Parse(ref.get_ref<const std::string&>());
     if (!parsed.ok()) return absl::InvalidArgumentError(Cat("reference: ", parsed.status().message()));
     references.push_back(*std::move(parsed));
   }
-  auto claim = consensus::PathInfo::Create(*std::move(path), *nar_hash, size->get<uint64_t>(), std::move(references));
+  auto claim =
+      consensus::PathInfo::Create(*std::move(path), *nar_hash, size->get<uint64_t>(), std::move(references));
   if (!claim.ok()) return claim.status();
   auto signature_text = StringField(object, "signature", true);
   if (!signature_text.ok()) return signature_text.status();
@@ -166,16 +170,17 @@ absl::StatusOr<consensus::Attestation> AttestationFromJson(const json& object) {
   auto kind = StringField(object, "buildKind", false);
   if (!kind.ok()) return kind.status();
   bool kind_known = false;
-  for (auto candidate : {consensus::BuildKind::kUnspecified, consensus::BuildKind::kFirstBuild,
-                         consensus::BuildKind::kRebuild, consensus::BuildKind::kCheck,
-                         consensus::BuildKind::kImported}) {
+  for (auto candidate :
+       {consensus::BuildKind::kUnspecified, consensus::BuildKind::kFirstBuild, consensus::BuildKind::kRebuild,
+        consensus::BuildKind::kCheck, consensus::BuildKind::kImported}) {
     if (kind->empty() || *kind == consensus::BuildKindName(candidate)) {
       metadata.build_kind = kind->empty() ? consensus::BuildKind::kUnspecified : candidate;
       kind_known = true;
       break;
     }
   }
-  if (!kind_known) return absl::InvalidArgumentError(Cat("unknown buildKind ", consensus::QuoteForError(*kind)));
+  if (!kind_known)
+    return absl::InvalidArgumentError(Cat("unknown buildKind ", consensus::QuoteForError(*kind)));
   if (auto time = object.find("buildTime"); time != object.end() && !time->is_null()) {
     if (!time->is_number_integer()) return absl::InvalidArgumentError("\"buildTime\" is not an integer");
     metadata.build_time_unix = time->get<int64_t>();

@@ -26,7 +26,8 @@ std::optional<std::map<std::string, std::vector<std::string>>> ClaimedTallies(co
   if (it == object.end() || it->is_null()) return out;
   if (!it->is_array()) return std::nullopt;
   for (const json& tally : *it) {
-    if (!tally.is_object() || !tally.contains("fingerprint") || !tally["fingerprint"].is_string()) return std::nullopt;
+    if (!tally.is_object() || !tally.contains("fingerprint") || !tally["fingerprint"].is_string())
+      return std::nullopt;
     std::vector<std::string> operators;
     if (auto ops = tally.find("operators"); ops != tally.end()) {
       if (!ops->is_array()) return std::nullopt;
@@ -68,12 +69,12 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
   // What the node says it counted under.
   if (auto quorum = object.find("quorum"); quorum != object.end() && quorum->is_number_integer()) {
     if (quorum->get<int64_t>() != policy.quorum()) {
-      result.problems.push_back(Cat("the node reports quorum ", quorum->get<int64_t>(), " but the policy says ",
-                                    policy.quorum()));
+      result.problems.push_back(
+          Cat("the node reports quorum ", quorum->get<int64_t>(), " but the policy says ", policy.quorum()));
     }
   }
-  if (auto hash = object.find("policy_hash"); hash != object.end() && hash->is_string() &&
-                                              !hash->get_ref<const std::string&>().empty()) {
+  if (auto hash = object.find("policy_hash");
+      hash != object.end() && hash->is_string() && !hash->get_ref<const std::string&>().empty()) {
     if (hash->get_ref<const std::string&>() != policy.Hash()) {
       result.problems.push_back(Cat("the node answered under policy ", hash->get_ref<const std::string&>(),
                                     " but this policy is ", policy.Hash(),
@@ -95,14 +96,14 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
       }
       const std::string& key_name = attestation->key_name();
       if (attestation->claim.path.full() != result.path) {
-        result.problems.push_back(Cat(where, " (", key_name, ") is about ", attestation->claim.path.full(),
-                                      ", not ", result.path));
+        result.problems.push_back(
+            Cat(where, " (", key_name, ") is about ", attestation->claim.path.full(), ", not ", result.path));
         continue;
       }
       const consensus::PublicKey* key = policy.FindBuilder(key_name);
       if (key == nullptr) {
-        result.problems.push_back(Cat(where, ": key ", key_name,
-                                      " is not a builder key in the policy, so it cannot count"));
+        result.problems.push_back(
+            Cat(where, ": key ", key_name, " is not a builder key in the policy, so it cannot count"));
         continue;
       }
       if (absl::Status s = consensus::VerifyAttestation(*attestation, *key); !s.ok()) {
@@ -151,10 +152,12 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
     if (*claimed != recomputed_tallies) {
       for (const auto& [fingerprint, operators] : *claimed) {
         auto it = recomputed_tallies.find(fingerprint);
-        const std::vector<std::string> actual = it == recomputed_tallies.end() ? std::vector<std::string>{} : it->second;
+        const std::vector<std::string> actual =
+            it == recomputed_tallies.end() ? std::vector<std::string>{} : it->second;
         if (actual != operators) {
-          result.problems.push_back(Cat("the node claims operators [", Describe(operators), "] for fingerprint '",
-                                        fingerprint, "' but the attestations show [", Describe(actual), "]"));
+          result.problems.push_back(Cat("the node claims operators [", Describe(operators),
+                                        "] for fingerprint '", fingerprint, "' but the attestations show [",
+                                        Describe(actual), "]"));
         }
       }
       for (const auto& [fingerprint, operators] : recomputed_tallies) {
@@ -174,12 +177,14 @@ bool StatusVerification::ok() const {
   return std::all_of(paths.begin(), paths.end(), [](const PathVerification& p) { return p.ok(); });
 }
 
-absl::StatusOr<StatusVerification> VerifyStatusDocument(const consensus::Policy& policy, const json& document) {
+absl::StatusOr<StatusVerification> VerifyStatusDocument(const consensus::Policy& policy,
+                                                        const json& document) {
   StatusVerification verification;
   if (document.is_object()) {
     verification.paths.push_back(VerifyPath(policy, document, 0));
   } else if (document.is_array()) {
-    for (size_t i = 0; i < document.size(); ++i) verification.paths.push_back(VerifyPath(policy, document[i], i));
+    for (size_t i = 0; i < document.size(); ++i)
+      verification.paths.push_back(VerifyPath(policy, document[i], i));
   } else {
     return absl::InvalidArgumentError("expected the JSON list printed by `attest status --json`");
   }

@@ -19,7 +19,8 @@ constexpr size_t kDefaultBatchSize = 1000;
 constexpr size_t kMaxBatchSize = 100000;
 
 absl::StatusOr<consensus::BuildKind> ParseBuildKind(const std::string& text) {
-  for (auto kind : {consensus::BuildKind::kFirstBuild, consensus::BuildKind::kRebuild, consensus::BuildKind::kCheck}) {
+  for (auto kind :
+       {consensus::BuildKind::kFirstBuild, consensus::BuildKind::kRebuild, consensus::BuildKind::kCheck}) {
     if (text == consensus::BuildKindName(kind)) return kind;
   }
   return absl::InvalidArgumentError(
@@ -62,7 +63,8 @@ int RunSubmit(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
   if (!input.ok()) return Failure(spec, env, std::string(input.status().message()));
   auto infos = ParsePathInfoJson(*input);
   if (!infos.ok()) {
-    return Failure(spec, env, Cat(input_name == "-" ? "standard input" : input_name, ": ", infos.status().message()));
+    return Failure(spec, env,
+                   Cat(input_name == "-" ? "standard input" : input_name, ": ", infos.status().message()));
   }
 
   std::vector<ItemOutcome> refused;
@@ -98,7 +100,8 @@ int RunSubmit(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
         metadata.build_kind = build_kind;
       }
     }
-    v1::Attestation message = proto::ToProto(consensus::SignAttestation(info.claim, *key, std::move(metadata)));
+    v1::Attestation message =
+        proto::ToProto(consensus::SignAttestation(info.claim, *key, std::move(metadata)));
     message.set_public_key(public_key);
     to_send.push_back(std::move(message));
   }
@@ -136,7 +139,8 @@ CommandSpec SubmitCommand() {
           "submits the attestations to the node in batches. Prints one line per path: accepted, already\n"
           "present, observed (the key is not in the node's policy), rejected (with the reason) or refused.\n"
           "\n"
-          "Only paths that Nix marks \"ultimate\" (built here, not substituted) are attested: an attestation\n"
+          "Only paths that Nix marks \"ultimate\" (built here, not substituted) are attested: an "
+          "attestation\n"
           "must come from an independent rebuild. --not-built-here-ok overrides this.\n"
           "\n"
           "Exit status: 0 when every path was accepted or already present, 1 otherwise, 2 on usage errors.",

@@ -14,8 +14,10 @@ using consensus::Cat;
 
 int RunVerify(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   const std::optional<std::string> policy_file = args.Value("policy");
-  if (!policy_file) return UsageError(spec, env, "no policy given: pass --policy FILE (the federation's policy.toml)");
-  if (args.positionals().size() > 1) return UsageError(spec, env, "give at most one status file (or - for stdin)");
+  if (!policy_file)
+    return UsageError(spec, env, "no policy given: pass --policy FILE (the federation's policy.toml)");
+  if (args.positionals().size() > 1)
+    return UsageError(spec, env, "give at most one status file (or - for stdin)");
   const std::string input_name = args.positionals().empty() ? "-" : args.positionals()[0];
 
   auto policy_text = ReadInput(*policy_file, env);
@@ -27,8 +29,9 @@ int RunVerify(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
   if (!input.ok()) return Failure(spec, env, std::string(input.status().message()));
   const nlohmann::json document = nlohmann::json::parse(*input, nullptr, /*allow_exceptions=*/false);
   if (document.is_discarded()) {
-    return Failure(spec, env, Cat(input_name == "-" ? "standard input" : input_name,
-                                  " is not JSON (expected the output of `attest status --json`)"));
+    return Failure(spec, env,
+                   Cat(input_name == "-" ? "standard input" : input_name,
+                       " is not JSON (expected the output of `attest status --json`)"));
   }
   auto verification = VerifyStatusDocument(*policy, document);
   if (!verification.ok()) return Failure(spec, env, std::string(verification.status().message()));
@@ -48,7 +51,8 @@ int RunVerify(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
   } else {
     for (const PathVerification& p : verification->paths) {
       if (p.ok()) {
-        env.out << "ok    " << consensus::VerdictName(p.verdict) << " " << p.path << ": " << p.signatures_verified
+        env.out << "ok    " << consensus::VerdictName(p.verdict) << " " << p.path << ": "
+                << p.signatures_verified
                 << " signature(s) verify with the policy's keys; verdict and fingerprints match\n";
       } else {
         env.out << "FAIL  " << p.path << "\n";

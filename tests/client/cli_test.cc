@@ -31,11 +31,12 @@ using ::attest::testing::TempDir;
 using ::attest::testing::TestKey;
 using ::attest::testing::TestStorePath;
 using ::attest::testing::WriteFileOrDie;
+using nlohmann::json;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using nlohmann::json;
 
-constexpr std::string_view kCacheNixosOrgKey = "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
+constexpr std::string_view kCacheNixosOrgKey =
+    "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
 
 // A node in miniature: verifies and stores attestations by policy keys, tallies with consensus::Tally.
 class FakeNode final {
@@ -116,8 +117,10 @@ class FakeNode final {
     ++list_calls;
     v1::ListDisputesResponse response;
     const size_t start = request.page_token().empty() ? 0 : std::stoul(request.page_token());
-    const size_t size = page_size_override > 0 ? page_size_override : static_cast<size_t>(request.page_size());
-    for (size_t i = start; i < disputes.size() && i < start + size; ++i) *response.add_disputes() = disputes[i];
+    const size_t size =
+        page_size_override > 0 ? page_size_override : static_cast<size_t>(request.page_size());
+    for (size_t i = start; i < disputes.size() && i < start + size; ++i)
+      *response.add_disputes() = disputes[i];
     if (start + size < disputes.size()) response.set_next_page_token(std::to_string(start + size));
     return response;
   }
@@ -151,7 +154,9 @@ class FakeNodeApi final : public NodeApi {
   absl::StatusOr<v1::ListDisputesResponse> ListDisputes(const v1::ListDisputesRequest& r) override {
     return node_->ListDisputes(r);
   }
-  absl::StatusOr<v1::Dispute> GetDispute(const v1::GetDisputeRequest& r) override { return node_->GetDispute(r); }
+  absl::StatusOr<v1::Dispute> GetDispute(const v1::GetDisputeRequest& r) override {
+    return node_->GetDispute(r);
+  }
   absl::StatusOr<v1::PolicyInfo> GetPolicy(const v1::GetPolicyRequest&) override {
     return absl::UnimplementedError("not faked");
   }
@@ -168,13 +173,12 @@ struct Result {
 
 // Three operators, quorum 2; cache.nixos.org is a fourth operator so imports count.
 std::string PolicyToml() {
-  return absl::StrCat("quorum = 2\n",
-                      "[[operator]]\nname = \"alice-ci\"\nbuilders = [\"", TestKey("alice-1").public_key().ToString(),
-                      "\", \"", TestKey("alice-2").public_key().ToString(), "\"]\n",
-                      "[[operator]]\nname = \"bob-labs\"\nbuilders = [\"", TestKey("bob-1").public_key().ToString(),
-                      "\"]\n", "[[operator]]\nname = \"carol\"\nbuilders = [\"",
-                      TestKey("carol-1").public_key().ToString(), "\"]\n",
-                      "[[operator]]\nname = \"nixos\"\nbuilders = [\"", std::string(kCacheNixosOrgKey), "\"]\n");
+  return absl::StrCat(
+      "quorum = 2\n", "[[operator]]\nname = \"alice-ci\"\nbuilders = [\"",
+      TestKey("alice-1").public_key().ToString(), "\", \"", TestKey("alice-2").public_key().ToString(),
+      "\"]\n", "[[operator]]\nname = \"bob-labs\"\nbuilders = [\"", TestKey("bob-1").public_key().ToString(),
+      "\"]\n", "[[operator]]\nname = \"carol\"\nbuilders = [\"", TestKey("carol-1").public_key().ToString(),
+      "\"]\n", "[[operator]]\nname = \"nixos\"\nbuilders = [\"", std::string(kCacheNixosOrgKey), "\"]\n");
 }
 
 class CliTest : public ::testing::Test {
@@ -197,9 +201,10 @@ class CliTest : public ::testing::Test {
           node_.last_options = options;
           return std::make_unique<FakeNodeApi>(&node_);
         },
-        .random_bytes = [](std::span<uint8_t> bytes) {
-          for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 7 + 1);
-        },
+        .random_bytes =
+            [](std::span<uint8_t> bytes) {
+              for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 7 + 1);
+            },
         .default_node = "",
     };
     Result r;
@@ -237,9 +242,15 @@ class CliTest : public ::testing::Test {
 };
 
 TEST_F(CliTest, EverySubcommandHasHelpWithAnExample) {
-  for (std::vector<std::string> command :
-       {std::vector<std::string>{"submit"}, {"import"}, {"status"}, {"disputes", "list"}, {"disputes", "show"},
-        {"verify"}, {"narinfo", "verify"}, {"key", "generate"}, {"key", "public"}}) {
+  for (std::vector<std::string> command : {std::vector<std::string>{"submit"},
+                                           {"import"},
+                                           {"status"},
+                                           {"disputes", "list"},
+                                           {"disputes", "show"},
+                                           {"verify"},
+                                           {"narinfo", "verify"},
+                                           {"key", "generate"},
+                                           {"key", "public"}}) {
     std::string name;
     for (const auto& part : command) name += (name.empty() ? "" : " ") + part;
     command.push_back("--help");
@@ -303,9 +314,10 @@ TEST_F(CliTest, SubmitSignsAndReportsEachPath) {
 TEST_F(CliTest, SubmitRefusesSubstitutedPathsUnlessTold) {
   Result refused = Submit("alice-1", PathInfoJson({{"substituted", "y"}}, /*ultimate=*/false));
   EXPECT_EQ(refused.code, 1);
-  EXPECT_THAT(refused.err, HasSubstr("path " + TestStorePath("substituted").full() +
-                                     " is not marked ultimate (it was substituted, not built here): an attestation "
-                                     "must come from an independent rebuild; pass --not-built-here-ok to override"));
+  EXPECT_THAT(refused.err,
+              HasSubstr("path " + TestStorePath("substituted").full() +
+                        " is not marked ultimate (it was substituted, not built here): an attestation "
+                        "must come from an independent rebuild; pass --not-built-here-ok to override"));
   EXPECT_THAT(refused.out, HasSubstr("refused"));
   EXPECT_EQ(node_.submit_calls, 0);
   EXPECT_TRUE(node_.stored().empty());
@@ -316,7 +328,8 @@ TEST_F(CliTest, SubmitRefusesSubstitutedPathsUnlessTold) {
 }
 
 TEST_F(CliTest, SubmitSendsInBatches) {
-  Result r = Submit("bob-1", PathInfoJson({{"a", "1"}, {"b", "2"}, {"c", "3"}}), {"--batch-size=2", "--json"});
+  Result r =
+      Submit("bob-1", PathInfoJson({{"a", "1"}, {"b", "2"}, {"c", "3"}}), {"--batch-size=2", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(node_.submit_calls, 2);
   json results = json::parse(r.out);
@@ -357,9 +370,11 @@ TEST_F(CliTest, StatusExitsZeroOnlyWhenEveryPathIsConfirmed) {
 
   Result confirmed = Cli({"status", hello, "--node", "fake:1"});
   EXPECT_EQ(confirmed.code, 0) << confirmed.err;
-  EXPECT_THAT(confirmed.out, HasSubstr("CONFIRMED " + hello + ": 2 of 2 operators agree (alice-ci, bob-labs)"));
+  EXPECT_THAT(confirmed.out,
+              HasSubstr("CONFIRMED " + hello + ": 2 of 2 operators agree (alice-ci, bob-labs)"));
 
-  Result mixed = Cli({"status", "--node", "fake:1", "--json", hello, nondet, lonely, TestStorePath("never").full()});
+  Result mixed =
+      Cli({"status", "--node", "fake:1", "--json", hello, nondet, lonely, TestStorePath("never").full()});
   EXPECT_EQ(mixed.code, 1);
   json list = json::parse(mixed.out);
   ASSERT_EQ(list.size(), 4u);
@@ -367,8 +382,8 @@ TEST_F(CliTest, StatusExitsZeroOnlyWhenEveryPathIsConfirmed) {
   EXPECT_EQ(list[1]["verdict"], "DISPUTED");
   EXPECT_EQ(list[2]["verdict"], "PENDING");
   EXPECT_EQ(list[3]["verdict"], "UNKNOWN");
-  for (const char* field : {"path", "verdict", "fingerprint", "fingerprints", "flagged_builders", "dispute_id",
-                            "quorum", "policy_hash", "attestations"}) {
+  for (const char* field : {"path", "verdict", "fingerprint", "fingerprints", "flagged_builders",
+                            "dispute_id", "quorum", "policy_hash", "attestations"}) {
     EXPECT_TRUE(list[0].contains(field)) << field;
   }
   EXPECT_FALSE(list[1]["dispute_id"].get<std::string>().empty());
@@ -433,7 +448,8 @@ TEST_F(CliTest, ImportTurnsSigLinesIntoAttestationsAndSkipsMalformedOnes) {
                                "(cache.nixos.org-1)"));
   ASSERT_EQ(node_.stored().size(), 1u);
   EXPECT_EQ(node_.stored()[0].metadata.build_kind, consensus::BuildKind::kImported);
-  EXPECT_EQ(node_.stored()[0].metadata.deriver, "/nix/store/5rwxzi7pal3qhpsyfc16gzkh939q1np6-curl-7.82.0.drv");
+  EXPECT_EQ(node_.stored()[0].metadata.deriver,
+            "/nix/store/5rwxzi7pal3qhpsyfc16gzkh939q1np6-curl-7.82.0.drv");
 
   WriteFileOrDie(dir_.File("curl.narinfo"), narinfo + "Sig: broken\n");
   Result skipped = Cli({"import", dir_.File("curl.narinfo"), "--node", "fake:1"});
@@ -489,11 +505,13 @@ TEST_F(CliTest, DisputesListPagesThroughAndShowFindsByPath) {
 }
 
 TEST_F(CliTest, NarInfoVerifyChecksAgainstTrustedKeys) {
-  const std::string file = std::string(ATTEST_TESTDATA_DIR) + "/narinfo/syd87l2rxw8cbsxmxl853h0r6pdwhwjr.narinfo";
+  const std::string file =
+      std::string(ATTEST_TESTDATA_DIR) + "/narinfo/syd87l2rxw8cbsxmxl853h0r6pdwhwjr.narinfo";
   Result ok = Cli({"narinfo", "verify", "--trusted-key", std::string(kCacheNixosOrgKey), file});
   EXPECT_EQ(ok.code, 0) << ok.out << ok.err;
-  EXPECT_THAT(ok.out, HasSubstr("ok    /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin: signed by "
-                                "cache.nixos.org-1"));
+  EXPECT_THAT(ok.out,
+              HasSubstr("ok    /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin: signed by "
+                        "cache.nixos.org-1"));
 
   Result from_stdin = Cli({"narinfo", "verify", "-", "--trusted-key=" + std::string(kCacheNixosOrgKey),
                            "--trusted-key", TestKey("other").public_key().ToString()},
@@ -532,7 +550,8 @@ TEST_F(CliTest, KeyGenerateAndPublicMatchNixFormat) {
   EXPECT_EQ(pub.out, parsed->public_key().ToString());
 
   // A secret key made by real Nix 2.8, and its public key as Nix printed it (tests/testdata/policy).
-  Result nix = Cli({"key", "public", std::string(ATTEST_TESTDATA_DIR) + "/policy/nix-alice-builder-1.secret"});
+  Result nix =
+      Cli({"key", "public", std::string(ATTEST_TESTDATA_DIR) + "/policy/nix-alice-builder-1.secret"});
   ASSERT_EQ(nix.code, 0) << nix.err;
   EXPECT_EQ(nix.out, "alice-builder-1:1DGlt7s1ECc+BT6SBJUc/Cm1v2AtecC+Pqc8xPtCJQY=");
 

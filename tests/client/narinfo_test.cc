@@ -15,7 +15,8 @@ using ::attest::testing::TestKey;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-constexpr std::string_view kCacheNixosOrgKey = "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
+constexpr std::string_view kCacheNixosOrgKey =
+    "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
 // transparency-logs.md §8, vector 10: what cache.nixos.org signed.
 constexpr std::string_view kCurlFingerprint =
     "1;/nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin;"
@@ -26,7 +27,8 @@ constexpr std::string_view kCurlFingerprint =
     "/nix/store/yxvjs9drzsphm9pcf42a4byzj1kb9m7k-openssl-1.1.1n";
 
 std::string CurlNarInfo() {
-  return ReadFileOrDie(std::string(ATTEST_TESTDATA_DIR) + "/narinfo/syd87l2rxw8cbsxmxl853h0r6pdwhwjr.narinfo");
+  return ReadFileOrDie(std::string(ATTEST_TESTDATA_DIR) +
+                       "/narinfo/syd87l2rxw8cbsxmxl853h0r6pdwhwjr.narinfo");
 }
 
 consensus::PublicKey Key(std::string_view text) {
@@ -45,8 +47,8 @@ TEST(NarInfoTest, ParsesTheRealCacheNixosOrgNarInfo) {
   EXPECT_EQ(narinfo->file_size, 68852u);
   ASSERT_TRUE(narinfo->deriver.has_value());
   EXPECT_EQ(narinfo->deriver->full(), "/nix/store/5rwxzi7pal3qhpsyfc16gzkh939q1np6-curl-7.82.0.drv");
-  EXPECT_THAT(narinfo->signatures,
-              ElementsAre("cache.nixos.org-1:TsTTb3WGTZKphvYdBHXwo6weVILmTytUjLB+vcX89fOjjRicCHmKA4RCPMVLkj6TMJ4GMX3HPVWRdD1hkeKZBQ=="));
+  EXPECT_THAT(narinfo->signatures, ElementsAre("cache.nixos.org-1:TsTTb3WGTZKphvYdBHXwo6weVILmTytUjLB+"
+                                               "vcX89fOjjRicCHmKA4RCPMVLkj6TMJ4GMX3HPVWRdD1hkeKZBQ=="));
 }
 
 TEST(NarInfoTest, RealNarInfoVerifiesWithTheCacheNixosOrgKey) {
@@ -173,7 +175,8 @@ TEST(NarInfoTest, RequiredFieldsAndMalformedLines) {
     std::string fragment;
   };
   const std::vector<Case> cases = {
-      {"NarHash: sha256:0h46fxwj1hjiq8fqplhnc5yky20r371v7dii21chgvp53j97a0qc\nNarSize: 144\n", "no StorePath"},
+      {"NarHash: sha256:0h46fxwj1hjiq8fqplhnc5yky20r371v7dii21chgvp53j97a0qc\nNarSize: 144\n",
+       "no StorePath"},
       {"StorePath: /nix/store/1in1wmhvfcdb12hvcqs3svmki3bp3h3l-hello-attest\nNarSize: 144\n", "no NarHash"},
       {"StorePath: /nix/store/1in1wmhvfcdb12hvcqs3svmki3bp3h3l-hello-attest\n"
        "NarHash: sha256:0h46fxwj1hjiq8fqplhnc5yky20r371v7dii21chgvp53j97a0qc\n",

@@ -13,7 +13,7 @@ struct FakeClock {
 };
 
 absl::Status RunWithRetries(FakeClock& clock, const RetryOptions& retry, absl::Duration timeout,
-                 std::vector<absl::Status> answers, int* calls) {
+                            std::vector<absl::Status> answers, int* calls) {
   const absl::Time deadline = clock.now + timeout;
   return RetryUnavailable(
       retry, deadline,
@@ -32,9 +32,11 @@ absl::Status RunWithRetries(FakeClock& clock, const RetryOptions& retry, absl::D
 TEST(RetryUnavailableTest, RetriesOnlyUnavailableWithGrowingBackoff) {
   FakeClock clock;
   int calls = 0;
-  RetryOptions retry{.max_attempts = 5, .initial_backoff = absl::Milliseconds(100), .max_backoff = absl::Seconds(1)};
-  absl::Status s = RunWithRetries(clock, retry, absl::Seconds(30),
-                       {absl::UnavailableError("down"), absl::UnavailableError("down"), absl::OkStatus()}, &calls);
+  RetryOptions retry{
+      .max_attempts = 5, .initial_backoff = absl::Milliseconds(100), .max_backoff = absl::Seconds(1)};
+  absl::Status s = RunWithRetries(
+      clock, retry, absl::Seconds(30),
+      {absl::UnavailableError("down"), absl::UnavailableError("down"), absl::OkStatus()}, &calls);
   EXPECT_TRUE(s.ok()) << s;
   EXPECT_EQ(calls, 3);
   EXPECT_EQ(clock.sleeps, (std::vector<absl::Duration>{absl::Milliseconds(100), absl::Milliseconds(200)}));
@@ -43,7 +45,8 @@ TEST(RetryUnavailableTest, RetriesOnlyUnavailableWithGrowingBackoff) {
 TEST(RetryUnavailableTest, OtherErrorsAreNotRetried) {
   FakeClock clock;
   int calls = 0;
-  absl::Status s = RunWithRetries(clock, RetryOptions{}, absl::Seconds(30), {absl::InvalidArgumentError("bad")}, &calls);
+  absl::Status s =
+      RunWithRetries(clock, RetryOptions{}, absl::Seconds(30), {absl::InvalidArgumentError("bad")}, &calls);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(calls, 1);
   calls = 0;
@@ -55,7 +58,8 @@ TEST(RetryUnavailableTest, OtherErrorsAreNotRetried) {
 TEST(RetryUnavailableTest, AttemptsAreBounded) {
   FakeClock clock;
   int calls = 0;
-  RetryOptions retry{.max_attempts = 4, .initial_backoff = absl::Milliseconds(100), .max_backoff = absl::Milliseconds(250)};
+  RetryOptions retry{
+      .max_attempts = 4, .initial_backoff = absl::Milliseconds(100), .max_backoff = absl::Milliseconds(250)};
   absl::Status s = RunWithRetries(clock, retry, absl::Seconds(30), {absl::UnavailableError("down")}, &calls);
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(calls, 4);
@@ -66,8 +70,10 @@ TEST(RetryUnavailableTest, AttemptsAreBounded) {
 TEST(RetryUnavailableTest, NoBackoffPastTheDeadline) {
   FakeClock clock;
   int calls = 0;
-  RetryOptions retry{.max_attempts = 100, .initial_backoff = absl::Seconds(1), .max_backoff = absl::Seconds(1)};
-  absl::Status s = RunWithRetries(clock, retry, absl::Milliseconds(2500), {absl::UnavailableError("down")}, &calls);
+  RetryOptions retry{
+      .max_attempts = 100, .initial_backoff = absl::Seconds(1), .max_backoff = absl::Seconds(1)};
+  absl::Status s =
+      RunWithRetries(clock, retry, absl::Milliseconds(2500), {absl::UnavailableError("down")}, &calls);
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(calls, 3);
   EXPECT_EQ(clock.sleeps.size(), 2u);
@@ -88,7 +94,9 @@ TEST(ConnectGrpcNodeTest, UnreachableNodeIsUnavailableQuickly) {
   // Nothing listens on port 1; the call fails with UNAVAILABLE after bounded retries, within the timeout.
   NodeOptions options{.address = "127.0.0.1:1",
                       .timeout = absl::Seconds(5),
-                      .retry = {.max_attempts = 2, .initial_backoff = absl::Milliseconds(10), .max_backoff = absl::Milliseconds(10)}};
+                      .retry = {.max_attempts = 2,
+                                .initial_backoff = absl::Milliseconds(10),
+                                .max_backoff = absl::Milliseconds(10)}};
   auto node = ConnectGrpcNode(options);
   ASSERT_TRUE(node.ok()) << node.status();
   const absl::Time start = absl::Now();

@@ -14,8 +14,8 @@ namespace attest::client {
 namespace {
 
 using ::attest::testing::TestStorePath;
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 // Real output of Debian's Nix 2.8 `nix path-info --json --sigs` after `nix store sign` with two keys
 // (reference/nix-e2e/b_keys_and_signatures.txt).
@@ -104,10 +104,10 @@ TEST(PathInfoJsonTest, AcceptsEveryNarHashFormNixPrints) {
   ASSERT_TRUE(hash.ok());
   const std::string base64 = hash->ToSri().substr(7);
   const std::vector<json> forms = {
-      hash->ToSri(),                                                    // 2.8 path-info
-      std::string(kNix32),                                              // narinfo style
-      "sha256:" + hash->ToHex(),                                        // base16 (local DB)
-      "sha256:" + base64,                                               // base64 with ':'
+      hash->ToSri(),              // 2.8 path-info
+      std::string(kNix32),        // narinfo style
+      "sha256:" + hash->ToHex(),  // base16 (local DB)
+      "sha256:" + base64,         // base64 with ':'
       json{{"algorithm", "sha256"}, {"format", "nix32"}, {"hash", std::string(kNix32.substr(7))}},
       json{{"algorithm", "sha256"}, {"format", "base64"}, {"hash", base64}},
       json{{"algorithm", "sha256"}, {"format", "sri"}, {"hash", hash->ToSri()}},
@@ -136,7 +136,8 @@ void ExpectError(const json& entry, std::string_view fragment) {
   ASSERT_FALSE(infos.ok()) << entry.dump();
   EXPECT_EQ(infos.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(infos.status().message()), HasSubstr(std::string(fragment))) << entry.dump();
-  EXPECT_THAT(std::string(infos.status().message()), HasSubstr("entry 1")) << "the message must name the entry";
+  EXPECT_THAT(std::string(infos.status().message()), HasSubstr("entry 1"))
+      << "the message must name the entry";
 }
 
 TEST(PathInfoJsonTest, MissingOrMalformedFieldsAreNamed) {

@@ -17,8 +17,8 @@ namespace {
 
 using ::attest::testing::TestClaim;
 using ::attest::testing::TestKey;
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 // alice-ci (alice-1, alice-2), bob-labs (bob-1), carol (carol-1); quorum 2.
 consensus::Policy MakePolicy() {
@@ -39,20 +39,17 @@ json AttestationJson(std::string_view key_name, const consensus::PathInfo& claim
   return AttestationToJson(proto::ToProto(consensus::SignAttestation(claim, TestKey(key_name), metadata)));
 }
 
-json Tally(const consensus::PathInfo& claim, std::vector<std::string> operators, std::vector<std::string> builders) {
+json Tally(const consensus::PathInfo& claim, std::vector<std::string> operators,
+           std::vector<std::string> builders) {
   return json{{"fingerprint", claim.Fingerprint()}, {"operators", operators}, {"builders", builders}};
 }
 
 json StatusObject(const consensus::Policy& policy, const consensus::PathInfo& claim, std::string verdict,
                   std::string fingerprint, json fingerprints, json attestations) {
-  return json{{"path", claim.path.full()},
-              {"verdict", verdict},
-              {"fingerprint", fingerprint},
-              {"fingerprints", fingerprints},
-              {"flagged_builders", json::array()},
-              {"dispute_id", ""},
-              {"quorum", policy.quorum()},
-              {"policy_hash", policy.Hash()},
+  return json{{"path", claim.path.full()},         {"verdict", verdict},
+              {"fingerprint", fingerprint},        {"fingerprints", fingerprints},
+              {"flagged_builders", json::array()}, {"dispute_id", ""},
+              {"quorum", policy.quorum()},         {"policy_hash", policy.Hash()},
               {"attestations", attestations}};
 }
 
@@ -91,9 +88,10 @@ TEST(StatusVerifyTest, HonestDisputedAndUnknownAnswersHold) {
   const consensus::Policy policy = MakePolicy();
   const consensus::PathInfo one = TestClaim("nondet", "built at 1");
   const consensus::PathInfo two = TestClaim("nondet", "built at 2");
-  json disputed = StatusObject(policy, one, "DISPUTED", "",
-                               json::array({Tally(one, {"alice-ci"}, {"alice-1"}), Tally(two, {"bob-labs"}, {"bob-1"})}),
-                               json::array({AttestationJson("alice-1", one), AttestationJson("bob-1", two)}));
+  json disputed =
+      StatusObject(policy, one, "DISPUTED", "",
+                   json::array({Tally(one, {"alice-ci"}, {"alice-1"}), Tally(two, {"bob-labs"}, {"bob-1"})}),
+                   json::array({AttestationJson("alice-1", one), AttestationJson("bob-1", two)}));
   disputed["dispute_id"] = "d-0123";
   const consensus::PathInfo nothing = TestClaim("never-built");
   json unknown = StatusObject(policy, nothing, "UNKNOWN", "", json::array(), json::array());
@@ -142,9 +140,10 @@ TEST(StatusVerifyTest, QuorumNotMetButConfirmedClaimedIsCaught) {
   // Two builders of one operator count once: 1 of 2 operators is PENDING, whatever the node says.
   const consensus::Policy policy = MakePolicy();
   const consensus::PathInfo hello = TestClaim("hello", "same bytes");
-  json status = StatusObject(policy, hello, "CONFIRMED", hello.Fingerprint(),
-                             json::array({Tally(hello, {"alice-ci"}, {"alice-1", "alice-2"})}),
-                             json::array({AttestationJson("alice-1", hello), AttestationJson("alice-2", hello)}));
+  json status =
+      StatusObject(policy, hello, "CONFIRMED", hello.Fingerprint(),
+                   json::array({Tally(hello, {"alice-ci"}, {"alice-1", "alice-2"})}),
+                   json::array({AttestationJson("alice-1", hello), AttestationJson("alice-2", hello)}));
   const StatusVerification v = Verify(policy, json::array({status}));
   EXPECT_FALSE(v.ok());
   EXPECT_THAT(AllProblems(v), HasSubstr("the node claims CONFIRMED but the attestations give PENDING"));

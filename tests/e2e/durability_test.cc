@@ -92,7 +92,7 @@ class StartupErrorTest : public ::testing::Test {
  protected:
   RunResult StartWith(const std::string& policy, const std::string& extra = "") {
     NodeHarness node(dir_, policy, extra);
-    return Run({ATTESTD_BIN, "--config", node.config_path()}, "", std::chrono::seconds(30));
+    return ::attest::testing::Run({ATTESTD_BIN, "--config", node.config_path()}, "", std::chrono::seconds(30));
   }
   std::string GoodPolicy() {
     return PolicyToml(1, {{"solo", {TestKey("solo-1").public_key().ToString()}}});
@@ -124,16 +124,16 @@ TEST_F(StartupErrorTest, CorruptDatabaseIsRefusedClearly) {
 TEST_F(StartupErrorTest, PublicKeyGivenAsNodeKeyIsRefused) {
   NodeHarness node(dir_, GoodPolicy());
   WriteFileOrDie(dir_.File("node.sec"), TestKey("n").public_key().ToString());
-  RunResult r = Run({ATTESTD_BIN, "--config", node.config_path()}, "", std::chrono::seconds(30));
+  RunResult r = ::attest::testing::Run({ATTESTD_BIN, "--config", node.config_path()}, "", std::chrono::seconds(30));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("node.sec"), std::string::npos) << r.err;
 }
 
 TEST_F(StartupErrorTest, MissingConfigIsAUsageOrStartupError) {
-  RunResult r = Run({ATTESTD_BIN, "--config", dir_.File("nope.toml")});
+  RunResult r = ::attest::testing::Run({ATTESTD_BIN, "--config", dir_.File("nope.toml")});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("nope.toml"), std::string::npos) << r.err;
-  EXPECT_EQ(Run({ATTESTD_BIN}).exit_code, 2);
+  EXPECT_EQ(::attest::testing::Run({ATTESTD_BIN}).exit_code, 2);
 }
 
 }  // namespace
