@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -62,7 +63,7 @@ Args ParseArgs(int argc, char** argv) {
   return args;
 }
 
-consensus::StorePath BenchPath(uint64_t i, std::string_view suffix = "") {
+consensus::StorePath BenchPath(uint64_t i, const std::string& suffix = "") {
   auto digest = consensus::Sha256(absl::StrCat("status-bench|", i, suffix));
   std::string hash = consensus::Nix32Encode(std::span<const uint8_t>(digest.data(), 20));
   return *consensus::StorePath::Parse(absl::StrCat("/nix/store/", hash, "-package-", i, "-1.2.3", suffix));
@@ -76,7 +77,7 @@ void Fill(storage::AttestationStore& store, const std::vector<consensus::SecretK
   for (int64_t first = 0; first < paths; first += kPathsPerBatch) {
     int64_t last = std::min(paths, first + kPathsPerBatch);
     storage::WriteBatch batch;
-    batch.attestations.resize((last - first) * builders.size());
+    std::vector<std::optional<storage::StoredAttestation>> made((last - first) * builders.size());
     // References: 0..10 earlier paths (5 on average), so they are real paths of the database.
     std::vector<std::vector<consensus::StorePath>> refs(last - first);
     for (int64_t p = first; p < last; ++p) {
@@ -101,14 +102,14 @@ void Fill(storage::AttestationStore& store, const std::vector<consensus::SecretK
           meta.build_kind = consensus::BuildKind::kRebuild;
           meta.build_time_unix = 1790000000 + p;
           for (size_t b = 0; b < builders.size(); ++b) {
-            auto& stored = batch.attestations[(p - first) * builders.size() + b];
-            stored.attestation = consensus::SignAttestation(*claim, builders[b], meta);
-            stored.received_unix = 1790000000 + p;
+            made[(p - first) * builders.size() + b] = storage::StoredAttestation{
+                consensus::SignAttestation(*claim, builders[b], meta), 1790000000 + p, std::nullopt};
           }
         }
       });
     }
     for (auto& t : signers) t.join();
+    for (auto& a : made) batch.attestations.push_back(std::move(*a));
     auto written = store.Write(batch);
     if (!written.ok()) {
       std::fprintf(stderr, "write failed: %s\n", std::string(written.status().message()).c_str());

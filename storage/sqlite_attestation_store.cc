@@ -300,6 +300,7 @@ struct SqliteAttestationStore::Lookups {
 // ---------------------------------------------------------------------------------------------
 // Writer: the one connection that writes, with its statements and name -> id dictionaries.
 
+
 class SqliteAttestationStore::Writer {
  public:
   static absl::StatusOr<std::unique_ptr<Writer>> Create(std::unique_ptr<Connection> db,
