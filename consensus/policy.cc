@@ -21,6 +21,8 @@
 // and turned into a Status: no exception leaves this file.
 #include <toml++/toml.h>
 
+#include "consensus/toml_text.h"
+
 namespace attest::consensus {
 namespace {
 
@@ -128,33 +130,10 @@ absl::Status ValidateQuorum(int64_t quorum, size_t operator_count, std::string_v
 // ---- TOML --------------------------------------------------------------------------------------
 
 std::string Where(std::string_view file, const toml::source_region& region) {
-  return Cat(file, ":", region.begin.line, ":", region.begin.column, ": ");
+  return consensus::TomlWhere(file, region);
 }
 
-std::string_view TypeName(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a floating-point number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-    default:
-      return "nothing";
-  }
-}
+std::string_view TypeName(const toml::node& node) { return consensus::TomlTypeName(node); }
 
 // A table's entries in the order they appear in the file (toml::table is sorted by key), so the
 // first problem reported is the first one in the file.

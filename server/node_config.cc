@@ -20,6 +20,8 @@
 // here and turned into a Status, so no exception leaves this file.
 #include <toml++/toml.h>
 
+#include "consensus/toml_text.h"
+
 namespace attest::server {
 namespace {
 
@@ -44,33 +46,10 @@ constexpr IntegerSetting kVerifyThreads{"verify_threads", 1, 256};
 constexpr IntegerSetting kRpcThreads{"rpc_threads", 1, 1024};
 
 std::string Where(std::string_view file, const toml::source_region& region) {
-  return Cat(file, ":", region.begin.line, ":", region.begin.column, ": ");
+  return consensus::TomlWhere(file, region);
 }
 
-std::string_view TypeName(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a floating-point number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-    default:
-      return "nothing";
-  }
-}
+std::string_view TypeName(const toml::node& node) { return consensus::TomlTypeName(node); }
 
 std::string Quoted(std::string_view text) { return Cat("\"", StdView(absl::CHexEscape(AbslView(text))), "\""); }
 
