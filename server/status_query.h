@@ -11,6 +11,8 @@
 #ifndef ATTEST_SERVER_STATUS_QUERY_H_
 #define ATTEST_SERVER_STATUS_QUERY_H_
 
+#include <span>
+
 #include "absl/status/statusor.h"
 #include "consensus/policy.h"
 #include "proto/attest/v1/attest.pb.h"
@@ -20,6 +22,9 @@ namespace attest::server {
 
 struct StatusQueryOptions final {
   int max_paths = 10000;
+  // A request of many paths is read and answered in up to this many chunks at once, each on its own
+  // reader connection (the store allows concurrent reads); chunks are at least kMinChunkPaths long.
+  int read_threads = 2;
 };
 
 class StatusQuery final {
@@ -34,6 +39,12 @@ class StatusQuery final {
   absl::StatusOr<v1::StatusResponse> Run(const v1::StatusRequest& request) const;
 
  private:
+  // Paths per chunk below which a request is not split (a thread costs more than it saves).
+  static constexpr size_t kMinChunkPaths = 200;
+  // Reads and answers `paths` into `answers` (same length).
+  absl::Status AnswerRange(std::span<const consensus::StorePath> paths,
+                           std::span<v1::PathStatus> answers) const;
+
   const consensus::Policy& policy_;
   storage::AttestationStore* const store_;
   const StatusQueryOptions options_;

@@ -59,6 +59,34 @@ class StatusQueryTest : public ::testing::Test {
   DisputeView disputes_;
 };
 
+TEST_F(StatusQueryTest, LargeRequestsSplitIntoChunksAnswerLikeOneReader) {
+  // 900 paths with a mix of verdicts: the chunked answer must equal the single-reader answer, in order.
+  std::vector<std::string> paths;
+  for (int i = 0; i < 300; ++i) {
+    const auto claim = TestClaim(absl::StrCat("bulk-", i));
+    Submit(claim, federation_.alice);
+    if (i % 3 != 0) Submit(claim, federation_.bob);
+    if (i % 5 == 0) Submit(TestClaim(absl::StrCat("bulk-", i), "other bytes"), federation_.carol);
+    paths.push_back(claim.path.full());
+    paths.push_back(TestStorePath(absl::StrCat("never-", i)).full());
+    paths.push_back(claim.path.full());
+  }
+  v1::StatusRequest request;
+  for (const auto& p : paths) request.add_store_paths(p);
+  StatusQuery one_reader(policy_, &store_, StatusQueryOptions{.max_paths = 1000, .read_threads = 1});
+  StatusQuery chunked(policy_, &store_, StatusQueryOptions{.max_paths = 1000, .read_threads = 4});
+  auto expected = one_reader.Run(request);
+  auto actual = chunked.Run(request);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  ASSERT_TRUE(actual.ok()) << actual.status();
+  ASSERT_EQ(actual->statuses_size(), 900);
+  EXPECT_EQ(actual->SerializeAsString(), expected->SerializeAsString());
+  EXPECT_EQ(actual->statuses(0).verdict(), v1::DISPUTED);
+  EXPECT_EQ(actual->statuses(1).verdict(), v1::UNKNOWN);
+  EXPECT_EQ(actual->statuses(3).verdict(), v1::CONFIRMED);
+  EXPECT_EQ(actual->statuses(9).verdict(), v1::PENDING);
+}
+
 TEST_F(StatusQueryTest, AnswersEveryVerdictInRequestOrder) {
   const auto pending = TestClaim("pending");
   const auto confirmed = TestClaim("confirmed");
