@@ -300,7 +300,6 @@ struct SqliteAttestationStore::Lookups {
 // ---------------------------------------------------------------------------------------------
 // Writer: the one connection that writes, with its statements and name -> id dictionaries.
 
-
 class SqliteAttestationStore::Writer {
  public:
   static absl::StatusOr<std::unique_ptr<Writer>> Create(std::unique_ptr<Connection> db,
@@ -366,6 +365,8 @@ class SqliteAttestationStore::Writer {
     if (absl::Status status = BumpCounter("paths", new_paths); !status.ok()) return status;
     if (absl::Status status = tx->Commit(); !status.ok()) return status;
     RememberCommittedPaths();
+    path_ids_.clear();  // its keys view the caller's batch
+    claims_.clear();
     return outcomes;
   }
 
@@ -558,11 +559,12 @@ class SqliteAttestationStore::Writer {
   }
 
   // Get-or-insert in a small dictionary table.
+  enum class ValueType { kText, kBlob };
   absl::StatusOr<int64_t> DictionaryId(absl::flat_hash_map<std::string, int64_t>& cache,
                                        Statement& find, Statement& insert, std::string_view value,
-                                       std::string_view context) {
+                                       ValueType type, std::string_view context) {
     if (auto it = cache.find(consensus::AbslView(value)); it != cache.end()) return it->second;
-    const bool is_blob = &find == find_observed_key_.get();
+    const bool is_blob = type == ValueType::kBlob;
     std::optional<int64_t> id;
     {
       auto use = find.Begin(context);
@@ -591,7 +593,8 @@ class SqliteAttestationStore::Writer {
 
   absl::StatusOr<std::optional<int64_t>> LabelId(std::string_view text) {
     if (text.empty()) return std::nullopt;
-    auto id = DictionaryId(label_ids_, *find_label_, *insert_label_, text, "storing a label");
+    auto id = DictionaryId(label_ids_, *find_label_, *insert_label_, text, ValueType::kText,
+                           "storing a label");
     if (!id.ok()) return id.status();
     return *id;
   }
@@ -608,13 +611,14 @@ class SqliteAttestationStore::Writer {
     }
     auto seq = ClaimSeq(path_id, a.claim, std::move(refs), new_paths);
     if (!seq.ok()) return seq.status();
-    auto key_id = DictionaryId(key_ids_, *find_key_, *insert_key_, a.key_name(), "storing a key name");
+    auto key_id = DictionaryId(key_ids_, *find_key_, *insert_key_, a.key_name(), ValueType::kText,
+                               "storing a key name");
     if (!key_id.ok()) return key_id.status();
     std::optional<int64_t> observed_key_id;
     if (stored.observed_key.has_value()) {
       const auto& bytes = stored.observed_key->bytes();
       auto id = DictionaryId(observed_key_ids_, *find_observed_key_, *insert_observed_key_,
-                             Chars(bytes), "storing an observed key");
+                             Chars(bytes), ValueType::kBlob, "storing an observed key");
       if (!id.ok()) return id.status();
       observed_key_id = *id;
     }
