@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "consensus/encoding.h"
 #include "consensus/sha256.h"
 
 extern char** environ;
@@ -37,6 +38,12 @@ consensus::SecretKey BenchKey(const std::string& name) {
     std::exit(1);
   }
   return std::move(*key);
+}
+
+consensus::StorePath BenchStorePath(const std::string& tag, uint64_t index, const std::string& suffix) {
+  auto digest = consensus::Sha256(tag + "|" + std::to_string(index) + suffix);
+  std::string hash = consensus::Nix32Encode(std::span<const uint8_t>(digest.data(), 20));
+  return *consensus::StorePath::Parse("/nix/store/" + hash + "-package-" + std::to_string(index) + suffix);
 }
 
 void WriteNodeFiles(const std::string& dir, const std::vector<std::string>& builder_public_keys, int quorum,

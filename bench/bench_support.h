@@ -10,11 +10,15 @@
 #include <vector>
 
 #include "consensus/keys.h"
+#include "consensus/store_path.h"
 
 namespace attest::bench {
 
 // Key with a deterministic seed derived from `name` (benchmarks must be repeatable).
 consensus::SecretKey BenchKey(const std::string& name);
+
+// A valid store path whose hash part is derived from (tag, index); `suffix` goes after the name.
+consensus::StorePath BenchStorePath(const std::string& tag, uint64_t index, const std::string& suffix = "");
 
 // Writes policy.toml (one operator per builder, quorum k) and node.toml into `dir`.
 void WriteNodeFiles(const std::string& dir, const std::vector<std::string>& builder_public_keys, int quorum,

@@ -53,11 +53,7 @@ Args ParseArgs(int argc, char** argv) {
   return args;
 }
 
-consensus::StorePath BenchPath(uint64_t i) {
-  auto digest = consensus::Sha256(absl::StrCat("bench-path|", i));
-  std::string hash = consensus::Nix32Encode(std::span<const uint8_t>(digest.data(), 20));
-  return *consensus::StorePath::Parse(absl::StrCat("/nix/store/", hash, "-pkg-", i));
-}
+consensus::StorePath BenchPath(uint64_t i) { return BenchStorePath("ingest-bench", i); }
 
 // Verifications per second with two threads, each verifying pre-made signatures in a loop.
 double VerifyRate(const consensus::SecretKey& key, double seconds) {

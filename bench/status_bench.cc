@@ -64,9 +64,7 @@ Args ParseArgs(int argc, char** argv) {
 }
 
 consensus::StorePath BenchPath(uint64_t i, const std::string& suffix = "") {
-  auto digest = consensus::Sha256(absl::StrCat("status-bench|", i, suffix));
-  std::string hash = consensus::Nix32Encode(std::span<const uint8_t>(digest.data(), 20));
-  return *consensus::StorePath::Parse(absl::StrCat("/nix/store/", hash, "-package-", i, "-1.2.3", suffix));
+  return BenchStorePath("status-bench", i, suffix);
 }
 
 void Fill(storage::AttestationStore& store, const std::vector<consensus::SecretKey>& builders, int64_t paths) {

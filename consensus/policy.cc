@@ -135,18 +135,8 @@ std::string Where(std::string_view file, const toml::source_region& region) {
 
 std::string_view TypeName(const toml::node& node) { return consensus::TomlTypeName(node); }
 
-// A table's entries in the order they appear in the file (toml::table is sorted by key), so the
-// first problem reported is the first one in the file.
-std::vector<std::pair<const toml::key*, const toml::node*>> EntriesInFileOrder(
-    const toml::table& table) {
-  std::vector<std::pair<const toml::key*, const toml::node*>> entries;
-  for (auto&& [key, node] : table) entries.emplace_back(&key, &node);
-  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
-    const auto& pa = a.first->source().begin;
-    const auto& pb = b.first->source().begin;
-    return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
-  });
-  return entries;
+std::vector<std::pair<const toml::key*, const toml::node*>> EntriesInFileOrder(const toml::table& table) {
+  return consensus::TomlEntriesInFileOrder(table);
 }
 
 // INVALID_ARGUMENT at the first key of `table` not in `allowed`.

@@ -53,16 +53,8 @@ std::string_view TypeName(const toml::node& node) { return consensus::TomlTypeNa
 
 std::string Quoted(std::string_view text) { return Cat("\"", StdView(absl::CHexEscape(AbslView(text))), "\""); }
 
-// toml::table is sorted by key; reporting in file order makes the first message the first problem.
 std::vector<std::pair<const toml::key*, const toml::node*>> EntriesInFileOrder(const toml::table& table) {
-  std::vector<std::pair<const toml::key*, const toml::node*>> entries;
-  for (auto&& [key, node] : table) entries.emplace_back(&key, &node);
-  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
-    const auto& pa = a.first->source().begin;
-    const auto& pb = b.first->source().begin;
-    return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
-  });
-  return entries;
+  return consensus::TomlEntriesInFileOrder(table);
 }
 
 absl::Status CheckInteger(const IntegerSetting& setting, int64_t value, std::string_view where) {
