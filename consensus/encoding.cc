@@ -1,5 +1,7 @@
 #include "consensus/encoding.h"
 
+#include <sodium.h>
+
 #include <array>
 
 #include "absl/status/status.h"
@@ -173,7 +175,15 @@ absl::StatusOr<std::vector<uint8_t>> Base64Decode(std::string_view text) {
     padding = text.size() >= 2 && text[text.size() - 2] == '=' ? 2 : 1;
   const size_t data_chars = text.size() - padding;
   std::vector<uint8_t> out;
-  out.reserve(text.size() / 4 * 3);
+  out.reserve(text.size() / 4 * 3);  // never reallocates, so no stray copy of the bytes is left
+  // Secret keys are decoded here too: a half-decoded key must not linger in freed memory.
+  struct WipeUnlessKept {
+    std::vector<uint8_t>& bytes;
+    bool keep = false;
+    ~WipeUnlessKept() {
+      if (!keep) sodium_memzero(bytes.data(), bytes.size());
+    }
+  } wipe{out};
   uint32_t acc = 0;
   int acc_bits = 0;
   for (size_t i = 0; i < data_chars; ++i) {
@@ -199,6 +209,7 @@ absl::StatusOr<std::vector<uint8_t>> Base64Decode(std::string_view text) {
         "base64 text has non-zero bits in its last character before the padding (not the canonical "
         "encoding of any byte string)");
   }
+  wipe.keep = true;
   return out;
 }
 
