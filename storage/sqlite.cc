@@ -144,8 +144,10 @@ absl::StatusOr<std::unique_ptr<Statement>> Connection::Prepare(std::string_view 
   return std::unique_ptr<Statement>(new Statement(*this, stmt));
 }
 
-absl::StatusOr<int64_t> Connection::QueryInt(std::string_view sql, std::string_view context) {
-  auto statement = Prepare(sql);
+// Runs a one-row, one-column query and extracts column 0 with `read`.
+template <typename T, typename Read>
+absl::StatusOr<T> QueryOne(Connection& db, std::string_view sql, std::string_view context, Read read) {
+  auto statement = db.Prepare(sql);
   if (!statement.ok()) {
     return absl::Status(statement.status().code(),
                         consensus::Cat(context, ": ", statement.status().message()));
@@ -154,20 +156,15 @@ absl::StatusOr<int64_t> Connection::QueryInt(std::string_view sql, std::string_v
   auto row = use.Step();
   if (!row.ok()) return row.status();
   if (!*row) return absl::InternalError(consensus::Cat(context, ": `", sql, "` returned no row"));
-  return use.Int(0);
+  return read(use);
+}
+
+absl::StatusOr<int64_t> Connection::QueryInt(std::string_view sql, std::string_view context) {
+  return QueryOne<int64_t>(*this, sql, context, [](auto& use) { return use.Int(0); });
 }
 
 absl::StatusOr<std::string> Connection::QueryText(std::string_view sql, std::string_view context) {
-  auto statement = Prepare(sql);
-  if (!statement.ok()) {
-    return absl::Status(statement.status().code(),
-                        consensus::Cat(context, ": ", statement.status().message()));
-  }
-  auto use = (*statement)->Begin(context);
-  auto row = use.Step();
-  if (!row.ok()) return row.status();
-  if (!*row) return absl::InternalError(consensus::Cat(context, ": `", sql, "` returned no row"));
-  return std::string(use.Text(0));
+  return QueryOne<std::string>(*this, sql, context, [](auto& use) { return std::string(use.Text(0)); });
 }
 
 absl::Status Connection::Checkpoint(CheckpointMode mode) {
