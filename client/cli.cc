@@ -12,7 +12,8 @@ constexpr std::string_view kVersion = "0.1.0";
 std::vector<CommandSpec> AllCommands() {
   return {SubmitCommand(),        ImportCommand(),       StatusCommand(),
           DisputesListCommand(),  DisputesShowCommand(), VerifyCommand(),
-          NarInfoVerifyCommand(), KeyGenerateCommand(),  KeyPublicCommand()};
+          NarInfoVerifyCommand(), KeyGenerateCommand(),  KeyPublicCommand(),
+          NarHashCommand(),       HookCommand(),         PushCommand()};
 }
 
 void PrintTopHelp(std::ostream& out, const std::vector<CommandSpec>& commands) {

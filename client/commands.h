@@ -15,6 +15,9 @@ CommandSpec VerifyCommand();         // attest verify
 CommandSpec NarInfoVerifyCommand();  // attest narinfo verify
 CommandSpec KeyGenerateCommand();    // attest key generate
 CommandSpec KeyPublicCommand();      // attest key public
+CommandSpec NarHashCommand();        // attest nar-hash
+CommandSpec HookCommand();           // attest hook (Nix post-build-hook)
+CommandSpec PushCommand();           // attest push
 
 }  // namespace attest::client
 

@@ -2,7 +2,7 @@
 #include <ostream>
 
 #include "client/commands.h"
-#include "client/narinfo.h"
+#include "consensus/narinfo.h"
 #include "client/submission.h"
 #include "consensus/attestation.h"
 #include "consensus/encoding.h"
@@ -13,6 +13,10 @@ namespace attest::client {
 namespace {
 
 using consensus::Cat;
+using consensus::NarInfoSignature;
+using consensus::ParseNarInfo;
+using consensus::ParseNarInfoSignatures;
+
 
 constexpr size_t kBatchSize = 1000;
 

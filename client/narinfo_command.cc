@@ -3,7 +3,7 @@
 
 #include "absl/strings/str_join.h"
 #include "client/commands.h"
-#include "client/narinfo.h"
+#include "consensus/narinfo.h"
 #include "client/status_json.h"
 #include "consensus/encoding.h"
 #include "consensus/keys.h"
@@ -12,6 +12,10 @@ namespace attest::client {
 namespace {
 
 using consensus::Cat;
+using consensus::NarInfoVerification;
+using consensus::SignatureCheck;
+using consensus::ParseNarInfo;
+using consensus::VerifyNarInfo;
 
 std::string_view ResultName(SignatureCheck::Result result) {
   switch (result) {

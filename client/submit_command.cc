@@ -3,7 +3,7 @@
 
 #include "client/commands.h"
 #include "client/path_info_json.h"
-#include "client/strict_decimal.h"
+#include "consensus/strict_decimal.h"
 #include "client/submission.h"
 #include "consensus/attestation.h"
 #include "consensus/encoding.h"
@@ -14,6 +14,7 @@ namespace attest::client {
 namespace {
 
 using consensus::Cat;
+using consensus::ParseStrictDecimal;
 
 constexpr size_t kDefaultBatchSize = 1000;
 constexpr size_t kMaxBatchSize = 100000;

@@ -7,8 +7,8 @@
 // narinfo unusable (Nix 2.8 would throw while verifying it; we report and skip it instead).
 //
 // Value types and pure functions; thread-safe.
-#ifndef ATTEST_CLIENT_NARINFO_H_
-#define ATTEST_CLIENT_NARINFO_H_
+#ifndef ATTEST_CONSENSUS_NARINFO_H_
+#define ATTEST_CONSENSUS_NARINFO_H_
 
 #include <cstdint>
 #include <optional>
@@ -22,16 +22,16 @@
 #include "consensus/path_info.h"
 #include "consensus/store_path.h"
 
-namespace attest::client {
+namespace attest::consensus {
 
 struct NarInfo final {
   // StorePath, NarHash, NarSize and References: what the Sig lines sign (References as full paths).
-  consensus::PathInfo claim;
+  PathInfo claim;
   std::string url;
   std::string compression;
   std::string file_hash;
   std::optional<uint64_t> file_size;
-  std::optional<consensus::StorePath> deriver;  // full .drv path; absent for "unknown-deriver"
+  std::optional<StorePath> deriver;  // full .drv path; absent for "unknown-deriver"
   std::string system;
   std::string ca;
   std::vector<std::string> signatures;  // the Sig: values, in file order, unparsed
@@ -46,7 +46,7 @@ absl::StatusOr<NarInfo> ParseNarInfo(std::string_view text, std::string_view sou
 // One Sig: line, parsed.
 struct NarInfoSignature final {
   std::string text;                               // as written in the narinfo
-  std::optional<consensus::Signature> signature;  // nullopt when malformed
+  std::optional<Signature> signature;  // nullopt when malformed
   std::string error;                              // why it is malformed
 };
 std::vector<NarInfoSignature> ParseNarInfoSignatures(const NarInfo& narinfo);
@@ -67,8 +67,8 @@ struct NarInfoVerification final {
 };
 
 // Checks every Sig: line of `narinfo` over its recomputed fingerprint.
-NarInfoVerification VerifyNarInfo(const NarInfo& narinfo, std::span<const consensus::PublicKey> trusted_keys);
+NarInfoVerification VerifyNarInfo(const NarInfo& narinfo, std::span<const PublicKey> trusted_keys);
 
-}  // namespace attest::client
+}  // namespace attest::consensus
 
-#endif  // ATTEST_CLIENT_NARINFO_H_
+#endif  // ATTEST_CONSENSUS_NARINFO_H_

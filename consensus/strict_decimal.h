@@ -1,12 +1,12 @@
-// Strict decimal parsing shared by the client's text formats. Thread-safe.
-#ifndef ATTEST_CLIENT_STRICT_DECIMAL_H_
-#define ATTEST_CLIENT_STRICT_DECIMAL_H_
+// Strict decimal parsing shared by the text formats (narinfo, path-info JSON). Thread-safe.
+#ifndef ATTEST_CONSENSUS_STRICT_DECIMAL_H_
+#define ATTEST_CONSENSUS_STRICT_DECIMAL_H_
 
 #include <cstdint>
 #include <optional>
 #include <string_view>
 
-namespace attest::client {
+namespace attest::consensus {
 
 // Digits only, no sign, no leading zero (except "0" itself), no overflow. nullopt otherwise.
 inline std::optional<uint64_t> ParseStrictDecimal(std::string_view text) {
@@ -22,6 +22,6 @@ inline std::optional<uint64_t> ParseStrictDecimal(std::string_view text) {
   return value;
 }
 
-}  // namespace attest::client
+}  // namespace attest::consensus
 
-#endif  // ATTEST_CLIENT_STRICT_DECIMAL_H_
+#endif  // ATTEST_CONSENSUS_STRICT_DECIMAL_H_

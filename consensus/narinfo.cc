@@ -1,17 +1,15 @@
-#include "client/narinfo.h"
+#include "consensus/narinfo.h"
 
 #include <algorithm>
 
 #include "absl/status/status.h"
-#include "client/strict_decimal.h"
+#include "consensus/strict_decimal.h"
 #include "consensus/encoding.h"
 #include "consensus/nar_hash.h"
 
-namespace attest::client {
+namespace attest::consensus {
 namespace {
 
-using consensus::Cat;
-using consensus::QuoteForError;
 
 absl::Status LineError(std::string_view source, size_t line, std::string_view what) {
   return absl::InvalidArgumentError(Cat(source, ":", line, ": ", what));
@@ -33,13 +31,13 @@ std::vector<std::string_view> Tokens(std::string_view value) {
 }  // namespace
 
 absl::StatusOr<NarInfo> ParseNarInfo(std::string_view text, std::string_view source) {
-  std::optional<consensus::StorePath> store_path;
-  std::optional<consensus::NarHash> nar_hash;
+  std::optional<StorePath> store_path;
+  std::optional<NarHash> nar_hash;
   std::optional<uint64_t> nar_size;
-  std::optional<std::vector<consensus::StorePath>> references;
+  std::optional<std::vector<StorePath>> references;
   std::string url, compression, file_hash, system, ca;
   std::optional<uint64_t> file_size;
-  std::optional<consensus::StorePath> deriver;
+  std::optional<StorePath> deriver;
   std::vector<std::string> signatures;
 
   if (text.empty()) return absl::InvalidArgumentError(Cat(source, ": empty narinfo"));
@@ -76,12 +74,12 @@ absl::StatusOr<NarInfo> ParseNarInfo(std::string_view text, std::string_view sou
 
     if (key == "StorePath") {
       if (auto s = once(store_path.has_value()); !s.ok()) return s;
-      auto parsed = consensus::StorePath::Parse(value);
+      auto parsed = StorePath::Parse(value);
       if (!parsed.ok()) return LineError(source, line_number, Cat("StorePath: ", parsed.status().message()));
       store_path = *std::move(parsed);
     } else if (key == "NarHash") {
       if (auto s = once(nar_hash.has_value()); !s.ok()) return s;
-      auto parsed = consensus::NarHash::Parse(value);
+      auto parsed = NarHash::Parse(value);
       if (!parsed.ok()) return LineError(source, line_number, Cat("NarHash: ", parsed.status().message()));
       nar_hash = *parsed;
     } else if (key == "NarSize") {
@@ -95,9 +93,9 @@ absl::StatusOr<NarInfo> ParseNarInfo(std::string_view text, std::string_view sou
         return LineError(source, line_number, "NarSize is 0 (Nix rejects the narinfo as corrupt)");
     } else if (key == "References") {
       if (auto s = once(references.has_value()); !s.ok()) return s;
-      std::vector<consensus::StorePath> refs;
+      std::vector<StorePath> refs;
       for (std::string_view token : Tokens(value)) {
-        auto ref = consensus::StorePath::ParseBaseName(token);
+        auto ref = StorePath::ParseBaseName(token);
         if (!ref.ok()) return LineError(source, line_number, Cat("References: ", ref.status().message()));
         refs.push_back(*std::move(ref));
       }
@@ -107,7 +105,7 @@ absl::StatusOr<NarInfo> ParseNarInfo(std::string_view text, std::string_view sou
       references = std::move(refs);
     } else if (key == "Deriver") {
       if (value != "unknown-deriver" && !value.empty()) {
-        auto parsed = consensus::StorePath::ParseBaseName(value);
+        auto parsed = StorePath::ParseBaseName(value);
         if (!parsed.ok()) return LineError(source, line_number, Cat("Deriver: ", parsed.status().message()));
         if (!parsed->IsDerivation()) {
           return LineError(source, line_number, Cat("Deriver ", QuoteForError(value), " is not a .drv"));
@@ -139,8 +137,8 @@ absl::StatusOr<NarInfo> ParseNarInfo(std::string_view text, std::string_view sou
   if (!nar_hash) return absl::InvalidArgumentError(Cat(source, ": no NarHash line"));
   if (!nar_size) return absl::InvalidArgumentError(Cat(source, ": no NarSize line"));
   auto claim =
-      consensus::PathInfo::Create(*store_path, *nar_hash, *nar_size,
-                                  references ? *std::move(references) : std::vector<consensus::StorePath>{});
+      PathInfo::Create(*store_path, *nar_hash, *nar_size,
+                                  references ? *std::move(references) : std::vector<StorePath>{});
   if (!claim.ok()) return absl::InvalidArgumentError(Cat(source, ": ", claim.status().message()));
   return NarInfo{
       .claim = *std::move(claim),
@@ -160,7 +158,7 @@ std::vector<NarInfoSignature> ParseNarInfoSignatures(const NarInfo& narinfo) {
   for (const std::string& text : narinfo.signatures) {
     NarInfoSignature sig;
     sig.text = text;
-    auto parsed = consensus::Signature::Parse(text);
+    auto parsed = Signature::Parse(text);
     if (parsed.ok()) {
       sig.signature = *std::move(parsed);
     } else {
@@ -172,7 +170,7 @@ std::vector<NarInfoSignature> ParseNarInfoSignatures(const NarInfo& narinfo) {
 }
 
 NarInfoVerification VerifyNarInfo(const NarInfo& narinfo,
-                                  std::span<const consensus::PublicKey> trusted_keys) {
+                                  std::span<const PublicKey> trusted_keys) {
   NarInfoVerification verification;
   const std::string fingerprint = narinfo.claim.Fingerprint();
   for (NarInfoSignature& sig : ParseNarInfoSignatures(narinfo)) {
@@ -185,8 +183,8 @@ NarInfoVerification VerifyNarInfo(const NarInfo& narinfo,
     }
     check.key_name = sig.signature->key_name;
     // As in Nix: the key is looked up by name; the first trusted key with that name is the one.
-    const consensus::PublicKey* key = nullptr;
-    for (const consensus::PublicKey& candidate : trusted_keys) {
+    const PublicKey* key = nullptr;
+    for (const PublicKey& candidate : trusted_keys) {
       if (candidate.name() == check.key_name) {
         key = &candidate;
         break;
@@ -210,4 +208,4 @@ NarInfoVerification VerifyNarInfo(const NarInfo& narinfo,
   return verification;
 }
 
-}  // namespace attest::client
+}  // namespace attest::consensus

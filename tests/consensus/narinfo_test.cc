@@ -1,4 +1,4 @@
-#include "client/narinfo.h"
+#include "consensus/narinfo.h"
 
 #include <string>
 
@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"
 
-namespace attest::client {
+namespace attest::consensus {
 namespace {
 
 using ::attest::testing::ReadFileOrDie;
@@ -212,4 +212,4 @@ TEST(NarInfoTest, SignatureByOurOwnKeyVerifies) {
 }
 
 }  // namespace
-}  // namespace attest::client
+}  // namespace attest::consensus

@@ -1,0 +1,81 @@
+// The builder's spool: a directory of small files, one per built store path waiting to be attested.
+// `attest hook` adds records inside Nix's build loop (fast, never blocking on the network);
+// `attest push` reads them, signs and submits, and removes a record only after every node acknowledged
+// it. The spool is the hand-off that makes a dead node, network or pusher lose nothing.
+//
+// On disk: `<dir>/<id>.json`, written as `<dir>/.tmp-<id>-<random>` + fsync + rename + fsync(dir), so a
+// record is either whole or absent, and Add returns only once it is durable. The id is derived from the
+// store root and the store path, so adding the same path twice keeps one record (idempotent). Files
+// that do not parse are reported by List, never deleted silently.
+//
+// Record (JSON object, version 1):
+//   {"version": 1, "storePath": "/nix/store/...-hello", "drvPath": "/nix/store/...-hello.drv",
+//    "outputName": "out", "storeRoot": "/", "storeUri": "", "queuedAt": 1764000000000,
+//    "acknowledgedBy": ["127.0.0.1:7700"], "attempts": 0, "lastError": ""}
+//
+// Safe for one hook process and one pusher at a time per record: every change is an atomic rename.
+#ifndef ATTEST_CLIENT_SPOOL_H_
+#define ATTEST_CLIENT_SPOOL_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace attest::client {
+
+struct SpoolRecord final {
+  std::string store_path;   // the built output, as Nix names it ("/nix/store/<hash>-<name>")
+  std::string drv_path;     // the derivation that built it; empty when unknown (push --scan)
+  std::string output_name;  // "out", "dev", ...; empty when unknown
+  // Where the store's files live on this machine: "/" for the system store; the directory of a chroot
+  // store (`--store /some/dir` or `local?root=/some/dir`). The path's files are at
+  // <storeRoot><storePath> and its database at <storeRoot>/nix/var/nix/db/db.sqlite.
+  std::string store_root = "/";
+  std::string store_uri;  // the `store` setting Nix ran with, as given (may be empty)
+  int64_t queued_at_unix_ms = 0;
+  std::vector<std::string> acknowledged_by;  // node addresses that acknowledged the attestation
+  int64_t attempts = 0;                      // failed push attempts so far
+  std::string last_error;                    // the latest push failure, for `attest push` to report
+};
+
+struct SpoolEntry final {
+  std::string id;  // file name without ".json"
+  SpoolRecord record;
+};
+
+struct SpoolListing final {
+  std::vector<SpoolEntry> entries;  // sorted by queued_at, then id
+  std::vector<std::string> errors;  // "<file>: <problem>" for files that do not parse
+};
+
+class Spool final {
+ public:
+  // Opens (creating with mode 0700 if missing) the spool directory. FAILED_PRECONDITION naming the
+  // directory when it cannot be created or is not a directory.
+  static absl::StatusOr<Spool> Open(std::string dir);
+
+  const std::string& dir() const { return dir_; }
+
+  // The id a record gets: stable for (store_root, store_path).
+  static std::string IdFor(const SpoolRecord& record);
+
+  // Adds the record durably; returns its id. An existing record for the same path is left as it is.
+  absl::StatusOr<std::string> Add(const SpoolRecord& record);
+  // Replaces the record with that id durably (push uses it to note acknowledgements and failures).
+  absl::Status Update(std::string_view id, const SpoolRecord& record);
+  // Removes the record (durably: fsync of the directory). Removing an absent id is OK.
+  absl::Status Remove(std::string_view id);
+  absl::StatusOr<SpoolListing> List() const;
+
+ private:
+  explicit Spool(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+};
+
+}  // namespace attest::client
+
+#endif  // ATTEST_CLIENT_SPOOL_H_
