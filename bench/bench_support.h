@@ -35,6 +35,9 @@ class NodeProcess final {
   // VmRSS and VmHWM in KiB, from /proc.
   long ResidentKiB() const;
   long PeakResidentKiB() const;
+  // User plus system CPU seconds the process has used so far (from /proc/<pid>/stat, 10 ms ticks).
+  // On a busy machine this is steadier than wall time.
+  double CpuSeconds() const;
 
  private:
   pid_t pid_ = -1;

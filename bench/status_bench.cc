@@ -171,7 +171,10 @@ int Main(int argc, char** argv) {
   std::mt19937_64 rng(7);
   std::vector<double> latencies_ms;
   int wrong = 0;
+  double cpu_at_start = 0;
+  size_t answer_bytes = 0;
   for (int r = 0; r < args.requests + 3; ++r) {
+    if (r == 3) cpu_at_start = node.CpuSeconds();
     attest::v1::StatusRequest request;
     for (int i = 0; i < args.paths_per_request; ++i) request.add_store_paths(BenchPath(rng() % paths).full());
     grpc::ClientContext context;
@@ -188,7 +191,9 @@ int Main(int argc, char** argv) {
       if (s.verdict() != attest::v1::CONFIRMED || s.attestations_size() != 3) ++wrong;
     }
     if (r >= 3) latencies_ms.push_back(ms);  // the first requests warm the page cache
+    answer_bytes = response.ByteSizeLong();
   }
+  const double cpu_ms_per_request = (node.CpuSeconds() - cpu_at_start) * 1000 / args.requests;
   std::sort(latencies_ms.begin(), latencies_ms.end());
   long rss = node.ResidentKiB();
   long peak = node.PeakResidentKiB();
@@ -201,6 +206,10 @@ int Main(int argc, char** argv) {
   std::printf("status of %d paths, %d requests: median %.2f ms, p90 %.2f ms, max %.2f ms (target median <= 20)\n",
               args.paths_per_request, args.requests, latencies_ms[latencies_ms.size() / 2],
               latencies_ms[latencies_ms.size() * 9 / 10], latencies_ms.back());
+  std::printf("attestd CPU per request           : %.1f ms (user + system, over %d requests; 2 cores share it)\n",
+              cpu_ms_per_request, args.requests);
+  std::printf("answer size                      : %.1f KiB for %d paths\n", answer_bytes / 1024.0,
+              args.paths_per_request);
   std::printf("answers not CONFIRMED by 3        : %d (expected 0)\n", wrong);
   std::printf("attestd resident memory          : idle %.1f MiB, after queries %.1f MiB, peak %.1f MiB (target <= 256)\n",
               rss_idle / 1024.0, rss / 1024.0, peak / 1024.0);

@@ -118,7 +118,9 @@ int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
   for (const v1::PathStatus& status : statuses) {
     if (status.verdict() != v1::CONFIRMED) all_confirmed = false;
     if (args.Has("json")) {
-      list.push_back(PathStatusToJson(status));
+      absl::StatusOr<nlohmann::json> object = PathStatusToJson(status);
+      if (!object.ok()) return Failure(spec, env, std::string(object.status().message()));
+      list.push_back(*std::move(object));
     } else {
       PrintStatusText(env.out, status);
     }

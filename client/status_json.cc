@@ -5,11 +5,13 @@
 #include "consensus/nar_hash.h"
 #include "consensus/path_info.h"
 #include "consensus/store_path.h"
+#include "proto/convert.h"
 
 namespace attest::client {
 namespace {
 
 using consensus::Cat;
+using consensus::StdView;
 using nlohmann::json;
 
 json StringList(const google::protobuf::RepeatedPtrField<std::string>& values) {
@@ -91,15 +93,39 @@ json FingerprintTallyToJson(const v1::FingerprintTally& tally) {
               {"builders", StringList(tally.builders())}};
 }
 
-json PathStatusToJson(const v1::PathStatus& status) {
+absl::StatusOr<json> PathStatusToJson(const v1::PathStatus& status) {
   json fingerprints = json::array();
-  for (const auto& tally : status.fingerprints()) fingerprints.push_back(FingerprintTallyToJson(tally));
+  std::vector<consensus::PathInfo> claims;
+  for (int f = 0; f < status.fingerprints_size(); ++f) {
+    const v1::FingerprintTally& tally = status.fingerprints(f);
+    fingerprints.push_back(FingerprintTallyToJson(tally));
+    absl::StatusOr<consensus::PathInfo> claim = consensus::PathInfo::ParseFingerprint(tally.fingerprint());
+    if (!claim.ok()) {
+      return absl::InvalidArgumentError(Cat("the node's answer for ", status.store_path(), " has a malformed fingerprint ", f,
+                                            ": ", StdView(claim.status().message())));
+    }
+    claims.push_back(*std::move(claim));
+  }
+  // The node sends each claim once; every attestation object carries its claim again, so that each one
+  // can be checked on its own.
   json attestations = json::array();
-  for (const auto& attestation : status.attestations())
+  for (const v1::CountedAttestation& counted : status.attestations()) {
+    if (counted.fingerprint_index() < 0 || static_cast<size_t>(counted.fingerprint_index()) >= claims.size()) {
+      return absl::InvalidArgumentError(Cat("the node's answer for ", status.store_path(),
+                                            " has an attestation of fingerprint ", counted.fingerprint_index(),
+                                            " but only ", claims.size(), " fingerprints"));
+    }
+    v1::Attestation attestation;
+    *attestation.mutable_path_info() = proto::ToProto(claims[counted.fingerprint_index()]);
+    attestation.set_signature(counted.signature());
+    *attestation.mutable_metadata() = counted.metadata();
+    attestation.set_received_unix(counted.received_unix());
     attestations.push_back(AttestationToJson(attestation));
+  }
+  const bool agreed = status.verdict() == v1::CONFIRMED || status.verdict() == v1::PENDING;
   return json{{"path", status.store_path()},
               {"verdict", VerdictText(status.verdict())},
-              {"fingerprint", status.fingerprint()},
+              {"fingerprint", agreed && status.fingerprints_size() > 0 ? status.fingerprints(0).fingerprint() : ""},
               {"fingerprints", std::move(fingerprints)},
               {"flagged_builders", StringList(status.flagged_builders())},
               {"dispute_id", status.dispute_id()},

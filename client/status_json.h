@@ -26,7 +26,9 @@
 namespace attest::client {
 
 nlohmann::json AttestationToJson(const v1::Attestation& attestation);
-nlohmann::json PathStatusToJson(const v1::PathStatus& status);
+// INVALID_ARGUMENT when the node's answer does not hold together (a malformed fingerprint, an
+// attestation naming a fingerprint that is not there).
+absl::StatusOr<nlohmann::json> PathStatusToJson(const v1::PathStatus& status);
 nlohmann::json FingerprintTallyToJson(const v1::FingerprintTally& tally);
 
 enum class DisputeDetail { kSummary, kFull };

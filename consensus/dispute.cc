@@ -258,6 +258,15 @@ absl::StatusOr<DisputeRecord> DisputeRecord::FromNoteText(std::string_view text)
 absl::StatusOr<DisputeRecord> MakeDisputeRecord(const Policy& policy, const StorePath& path,
                                                 std::span<const Attestation> attestations,
                                                 const TallyResult& tally, int64_t now_unix) {
+  std::vector<const Attestation*> borrowed;
+  borrowed.reserve(attestations.size());
+  for (const Attestation& a : attestations) borrowed.push_back(&a);
+  return MakeDisputeRecord(policy, path, std::span<const Attestation* const>(borrowed), tally, now_unix);
+}
+
+absl::StatusOr<DisputeRecord> MakeDisputeRecord(const Policy& policy, const StorePath& path,
+                                                std::span<const Attestation* const> attestations,
+                                                const TallyResult& tally, int64_t now_unix) {
   if (tally.verdict != Verdict::kDisputed) {
     return absl::FailedPreconditionError(
         Cat("the tally of ", path.full(), " is ", VerdictName(tally.verdict),
@@ -284,7 +293,7 @@ absl::StatusOr<DisputeRecord> MakeDisputeRecord(const Policy& policy, const Stor
             Cat("tally names attestation ", index, " but only ", attestations.size(),
                 " were given (pass the same attestations the tally was computed from)"));
       }
-      const Attestation& a = attestations[index];
+      const Attestation& a = *attestations[index];
       const std::string* operator_name = policy.OperatorOf(a.key_name());
       if (a.claim.path != path || a.claim.Fingerprint() != fingerprint.fingerprint ||
           operator_name == nullptr) {

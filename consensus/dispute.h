@@ -64,6 +64,10 @@ struct DisputeRecord final {
 // Builds the record for a DISPUTED tally of `attestations` (all about `path`). FAILED_PRECONDITION when
 // the tally is not DISPUTED.
 absl::StatusOr<DisputeRecord> MakeDisputeRecord(const Policy& policy, const StorePath& path,
+                                                std::span<const Attestation* const> attestations,
+                                                const TallyResult& tally, int64_t now_unix);
+// The same over attestations held by value.
+absl::StatusOr<DisputeRecord> MakeDisputeRecord(const Policy& policy, const StorePath& path,
                                                 std::span<const Attestation> attestations,
                                                 const TallyResult& tally, int64_t now_unix);
 

@@ -39,6 +39,14 @@ std::string_view VerdictName(Verdict verdict) {
 
 TallyResult Tally(const Policy& policy, std::span<const Attestation> attestations,
                   const TallyOptions& options) {
+  std::vector<const Attestation*> borrowed;
+  borrowed.reserve(attestations.size());
+  for (const Attestation& a : attestations) borrowed.push_back(&a);
+  return Tally(policy, borrowed, options);
+}
+
+TallyResult Tally(const Policy& policy, std::span<const Attestation* const> attestations,
+                  const TallyOptions& options) {
   auto counts = [&](const Attestation& a) {
     return policy.OperatorOf(a.key_name()) != nullptr &&
            !options.excluded_builders.contains(a.key_name());
@@ -48,19 +56,26 @@ TallyResult Tally(const Policy& policy, std::span<const Attestation> attestation
   // answer, and which path is "the" subject must not depend on input order. So the subject is the
   // smallest path among those that would count: with correct input that is the only path.
   std::optional<StorePath> subject;
-  for (const Attestation& a : attestations) {
-    if (counts(a) && (!subject.has_value() || a.claim.path < *subject)) subject = a.claim.path;
+  for (const Attestation* a : attestations) {
+    if (counts(*a) && (!subject.has_value() || a->claim.path < *subject)) subject = a->claim.path;
   }
 
   TallyResult result;
   std::map<std::string, Side> sides;  // by fingerprint
+  // Most attestations of a path carry the same claim: its fingerprint is built once.
+  const PathInfo* last_claim = nullptr;
+  Side* last_side = nullptr;
   for (size_t i = 0; i < attestations.size(); ++i) {
-    const Attestation& a = attestations[i];
+    const Attestation& a = *attestations[i];
     if (!counts(a) || a.claim.path != *subject) {
       result.uncounted.push_back(i);
       continue;
     }
-    Side& side = sides[a.claim.Fingerprint()];
+    if (last_claim == nullptr || !(a.claim == *last_claim)) {
+      last_side = &sides[a.claim.Fingerprint()];
+      last_claim = &a.claim;
+    }
+    Side& side = *last_side;
     // Sets: a duplicate attestation, or a second builder of the same operator, adds evidence but
     // not weight. One operator is one vote however many keys it runs.
     side.operators.insert(*policy.OperatorOf(a.key_name()));

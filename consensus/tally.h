@@ -53,6 +53,10 @@ struct TallyResult final {
 // attestations of other paths are treated as uncounted).
 TallyResult Tally(const Policy& policy, std::span<const Attestation> attestations,
                   const TallyOptions& options = {});
+// The same over borrowed attestations (indices in the result are into `attestations`), for callers
+// that hold them inside other records and should not copy them.
+TallyResult Tally(const Policy& policy, std::span<const Attestation* const> attestations,
+                  const TallyOptions& options = {});
 
 }  // namespace attest::consensus
 

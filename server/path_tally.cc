@@ -24,10 +24,10 @@ PathTally TallyStored(const consensus::Policy& policy, std::span<const storage::
       const consensus::PublicKey* policy_key = policy.FindBuilder(s.attestation.key_name());
       if (policy_key != nullptr && !(*policy_key == *s.observed_key)) continue;
     }
-    tally.attestations.push_back(s.attestation);
+    tally.attestations.push_back(&s.attestation);
     tally.stored_index.push_back(i);
   }
-  tally.result = consensus::Tally(policy, tally.attestations);
+  tally.result = consensus::Tally(policy, std::span<const consensus::Attestation* const>(tally.attestations));
   return tally;
 }
 

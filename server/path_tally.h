@@ -21,7 +21,8 @@
 namespace attest::server {
 
 struct PathTally final {
-  std::vector<consensus::Attestation> attestations;  // the tally's input
+  // The tally's input, borrowed from the `stored` span given to TallyStored, which must outlive this.
+  std::vector<const consensus::Attestation*> attestations;
   std::vector<size_t> stored_index;                  // for each input, its index in `stored`
   consensus::TallyResult result;
 

@@ -41,24 +41,23 @@ absl::Status StatusQuery::AnswerRange(std::span<const consensus::StorePath> path
     status.set_verdict(proto::ToProto(tally.result.verdict));
     status.set_quorum(policy_.quorum());
     status.set_policy_hash(policy_.Hash());
-    if ((tally.result.verdict == consensus::Verdict::kPending ||
-         tally.result.verdict == consensus::Verdict::kConfirmed) &&
-        !tally.result.fingerprints.empty()) {
-      status.set_fingerprint(tally.result.fingerprints.front().fingerprint);
-    }
-    for (const consensus::FingerprintTally& side : tally.result.fingerprints) {
+    // Each counted claim travels once, as its fingerprint; the attestations name it by index.
+    for (size_t f = 0; f < tally.result.fingerprints.size(); ++f) {
+      const consensus::FingerprintTally& side = tally.result.fingerprints[f];
       v1::FingerprintTally* out = status.add_fingerprints();
       out->set_fingerprint(side.fingerprint);
       for (const std::string& op : side.operators) out->add_operators(op);
       for (const std::string& builder : side.builders) out->add_builders(builder);
+      for (size_t input : side.attestations) {
+        const storage::StoredAttestation& s = attestations[tally.stored_index[input]];
+        v1::CountedAttestation* counted = status.add_attestations();
+        counted->set_signature(s.attestation.signature.ToString());
+        counted->set_fingerprint_index(static_cast<int32_t>(f));
+        *counted->mutable_metadata() = proto::ToProto(s.attestation.metadata);
+        counted->set_received_unix(s.received_unix);
+      }
     }
     for (const std::string& builder : tally.result.flagged_builders) status.add_flagged_builders(builder);
-    for (size_t index : tally.CountedStoredIndices()) {
-      const storage::StoredAttestation& s = attestations[index];
-      v1::Attestation* out = status.add_attestations();
-      *out = proto::ToProto(s.attestation);
-      out->set_received_unix(s.received_unix);
-    }
     if (tally.result.verdict == consensus::Verdict::kDisputed) {
       status.set_dispute_id(consensus::DisputeId(paths[d]));
     }

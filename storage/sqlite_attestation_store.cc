@@ -738,36 +738,52 @@ class SqliteAttestationStore::Reader {
 
     auto tx = Transaction::Begin(*db_, Transaction::Kind::kRead);
     if (!tx.ok()) return tx.status();
-    // Signatures with their claims, for all paths, kChunk hashes per statement.
-    std::vector<int64_t> ref_ids;
-    absl::flat_hash_map<int64_t, const StorePath*> ref_paths;
+    // Three passes, one table each, so that every B-tree is entered once per path (a join would seek
+    // the claim once per signature), and in ascending key order (SQLite sorts an IN list), so that
+    // consecutive seeks share pages. First the path ids, kChunk hash heads per statement.
+    absl::flat_hash_map<int64_t, size_t> slot_of_id;
+    std::vector<int64_t> path_ids;
     absl::Status status = ForEachChunk<int64_t>(
-        *attestations_of_, heads, "reading attestations",
+        *paths_by_head_, heads, "reading store paths",
         [](Statement::Use& use, int64_t head) { use.Bind(head); },
         [&](Statement::Use& row) -> absl::Status {
-          Slot* slot_ptr = nullptr;
-          auto same_head = slots_of_head.find(row.Int(kHead));
+          auto same_head = slots_of_head.find(row.Int(1));
           if (same_head == slots_of_head.end()) return absl::OkStatus();
           for (size_t candidate : same_head->second) {
             Slot& slot = slots[candidate];
-            if (std::ranges::equal(row.Blob(kTail), HashTail(slot.hash)) &&
-                row.Text(kName) == slot.path->name()) {
-              slot_ptr = &slot;
+            if (std::ranges::equal(row.Blob(2), HashTail(slot.hash)) && row.Text(3) == slot.path->name()) {
+              slot_of_id.emplace(row.Int(0), candidate);
+              path_ids.push_back(row.Int(0));
               break;
             }
           }
-          // Another path with the same hash head (or hash part): not asked for.
-          if (slot_ptr == nullptr) return absl::OkStatus();
-          Slot& slot = *slot_ptr;
-          const int64_t seq = row.Int(kSeq);
-          if (!slot.claims.contains(seq)) {
-            auto claim = ClaimFromRow(row, ref_ids, ref_paths);
-            if (!claim.ok()) return claim.status();
-            slot.claims.emplace(seq, std::move(*claim));
-          }
+          // Otherwise another path with the same hash head (or hash part): not asked for.
+          return absl::OkStatus();
+        });
+    if (!status.ok()) return status;
+    std::vector<int64_t> ref_ids;
+    absl::flat_hash_map<int64_t, const StorePath*> ref_paths;
+    status = ForEachChunk<int64_t>(
+        *claims_of_, path_ids, "reading claims",
+        [](Statement::Use& use, int64_t id) { use.Bind(id); },
+        [&](Statement::Use& row) -> absl::Status {
+          auto slot = slot_of_id.find(row.Int(0));
+          if (slot == slot_of_id.end()) return absl::OkStatus();
+          auto claim = ClaimFromRow(row, ref_ids, ref_paths);
+          if (!claim.ok()) return claim.status();
+          slots[slot->second].claims.emplace(row.Int(1), std::move(*claim));
+          return absl::OkStatus();
+        });
+    if (!status.ok()) return status;
+    status = ForEachChunk<int64_t>(
+        *signatures_of_, path_ids, "reading signatures",
+        [](Statement::Use& use, int64_t id) { use.Bind(id); },
+        [&](Statement::Use& row) -> absl::Status {
+          auto slot = slot_of_id.find(row.Int(kPathId));
+          if (slot == slot_of_id.end()) return absl::OkStatus();
           auto signature = SignatureFromRow(row);
           if (!signature.ok()) return signature.status();
-          slot.signatures.push_back(std::move(*signature));
+          slots[slot->second].signatures.push_back(std::move(*signature));
           return absl::OkStatus();
         });
     if (!status.ok()) return status;
@@ -882,11 +898,13 @@ class SqliteAttestationStore::Reader {
     int uses;  // inputs that asked for this path
   };
 
-  // Columns of attestations_of_.
-  enum Column {
-    kHead, kTail, kName, kSeq, kKeyId, kSig, kReceived, kObservedKeyId, kDeriver, kOutputId, kSystemId,
-    kBuildKind, kBuildTime, kNarHash, kNarSize, kRefs
+  // Columns of signatures_of_.
+  enum SignatureColumn {
+    kPathId, kSeq, kKeyId, kSig, kReceived, kObservedKeyId, kDeriver, kOutputId, kSystemId, kBuildKind,
+    kBuildTime
   };
+  // Columns of claims_of_.
+  enum ClaimColumn { kClaimPathId, kClaimSeq, kNarHash, kNarSize, kRefs };
 
   Reader(std::unique_ptr<Connection> db, Lookups& lookups)
       : db_(std::move(db)), lookups_(lookups) {}
@@ -896,12 +914,11 @@ class SqliteAttestationStore::Reader {
       std::unique_ptr<Statement>* statement;
       std::string sql;
     } const all[] = {
-        {&attestations_of_,
-         InList("SELECT p.hash_head, p.hash_tail, p.name, s.claim_seq, s.key_id, s.sig, s.received, "
-                "s.observed_key_id, s.deriver, s.output_id, s.system_id, s.build_kind, "
-                "s.build_time, c.nar_hash, c.nar_size, c.refs "
-                "FROM paths p JOIN signatures s ON s.path_id = p.id "
-                "JOIN claims c ON c.path_id = s.path_id AND c.seq = s.claim_seq WHERE p.hash_head")},
+        {&paths_by_head_, InList("SELECT id, hash_head, hash_tail, name FROM paths WHERE hash_head")},
+        {&claims_of_, InList("SELECT path_id, seq, nar_hash, nar_size, refs FROM claims WHERE path_id")},
+        {&signatures_of_,
+         InList("SELECT path_id, claim_seq, key_id, sig, received, observed_key_id, deriver, output_id, "
+                "system_id, build_kind, build_time FROM signatures WHERE path_id")},
         {&paths_by_id_, InList("SELECT id, hash_head, hash_tail, name FROM paths WHERE id")},
         {&key_name_, "SELECT name FROM keys WHERE id = ?"},
         {&observed_key_, "SELECT public_key FROM observed_keys WHERE id = ?"},
@@ -973,6 +990,7 @@ class SqliteAttestationStore::Reader {
     struct Built {
       consensus::PathInfo info;
       std::string fingerprint;
+      int uses = 0;  // signatures over this claim not yet built; the last one takes `info`
     };
     absl::flat_hash_map<int64_t, Built> claims;
     // Fingerprints only order attestations of different claims; most paths have one claim.
@@ -987,6 +1005,9 @@ class SqliteAttestationStore::Reader {
                                .references = std::move(references)};
       std::string fingerprint = needs_fingerprints ? info.Fingerprint() : std::string();
       claims.emplace(seq, Built{.info = std::move(info), .fingerprint = std::move(fingerprint)});
+    }
+    for (const SignatureRead& read : slot.signatures) {
+      if (auto claim = claims.find(read.seq); claim != claims.end()) ++claim->second.uses;
     }
     std::vector<std::pair<const Built*, StoredAttestation>> found;
     found.reserve(slot.signatures.size());
@@ -1034,7 +1055,9 @@ class SqliteAttestationStore::Reader {
       }
       found.emplace_back(
           &claim->second,
-          StoredAttestation{.attestation = consensus::Attestation{.claim = claim->second.info,
+          StoredAttestation{.attestation = consensus::Attestation{.claim = --claim->second.uses == 0
+                                                                               ? std::move(claim->second.info)
+                                                                               : claim->second.info,
                                                                   .signature =
                                                                       std::move(read.signature),
                                                                   .metadata = std::move(meta)},
@@ -1117,7 +1140,7 @@ class SqliteAttestationStore::Reader {
 
   std::unique_ptr<Connection> db_;
   Lookups& lookups_;
-  std::unique_ptr<Statement> attestations_of_, paths_by_id_, key_name_, observed_key_, label_,
+  std::unique_ptr<Statement> paths_by_head_, claims_of_, signatures_of_, paths_by_id_, key_name_, observed_key_, label_,
       dispute_by_id_, disputes_after_, counters_, count_disputes_;
 };
 

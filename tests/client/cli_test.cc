@@ -93,15 +93,18 @@ class FakeNode final {
       v1::PathStatus* status = response.add_statuses();
       status->set_store_path(path);
       status->set_verdict(proto::ToProto(tally.verdict));
-      if (tally.verdict == consensus::Verdict::kConfirmed || tally.verdict == consensus::Verdict::kPending) {
-        status->set_fingerprint(tally.fingerprints[0].fingerprint);
-      }
-      for (const auto& t : tally.fingerprints) {
+      for (size_t f = 0; f < tally.fingerprints.size(); ++f) {
+        const consensus::FingerprintTally& t = tally.fingerprints[f];
         v1::FingerprintTally* out = status->add_fingerprints();
         out->set_fingerprint(t.fingerprint);
         for (const auto& op : t.operators) out->add_operators(op);
         for (const auto& b : t.builders) out->add_builders(b);
-        for (size_t i : t.attestations) *status->add_attestations() = proto::ToProto(about[i]);
+        for (size_t i : t.attestations) {
+          v1::CountedAttestation* counted = status->add_attestations();
+          counted->set_signature(about[i].signature.ToString());
+          counted->set_fingerprint_index(static_cast<int32_t>(f));
+          *counted->mutable_metadata() = proto::ToProto(about[i].metadata);
+        }
       }
       for (const auto& f : tally.flagged_builders) status->add_flagged_builders(f);
       if (tally.verdict == consensus::Verdict::kDisputed) {

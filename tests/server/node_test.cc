@@ -265,7 +265,8 @@ TEST_P(NodeServiceTest, PendingConfirmedThenDisputedWithASignedRecord) {
   EXPECT_EQ(SubmitOne(Signed(claim, federation_.bob)).outcome(), v1::SubmitResult::ACCEPTED);
   v1::PathStatus confirmed = StatusOf(claim.path);
   EXPECT_EQ(confirmed.verdict(), v1::CONFIRMED);
-  EXPECT_EQ(confirmed.fingerprint(), claim.Fingerprint());
+  ASSERT_EQ(confirmed.fingerprints_size(), 1);
+  EXPECT_EQ(confirmed.fingerprints(0).fingerprint(), claim.Fingerprint());
   EXPECT_EQ(confirmed.attestations_size(), 2);
   EXPECT_EQ(confirmed.dispute_id(), "");
 

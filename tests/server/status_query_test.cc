@@ -110,30 +110,37 @@ TEST_F(StatusQueryTest, AnswersEveryVerdictInRequestOrder) {
   const auto& p = response.statuses(1);
   EXPECT_EQ(p.store_path(), pending.path.full());
   EXPECT_EQ(p.verdict(), v1::PENDING);
-  EXPECT_EQ(p.fingerprint(), pending.Fingerprint());
+  ASSERT_EQ(p.fingerprints_size(), 1);
+  EXPECT_EQ(p.fingerprints(0).fingerprint(), pending.Fingerprint());
   ASSERT_EQ(p.attestations_size(), 1);
   EXPECT_EQ(p.attestations(0).received_unix(), testing::kTestNow);
 
   const auto& c = response.statuses(2);
   EXPECT_EQ(c.verdict(), v1::CONFIRMED);
-  EXPECT_EQ(c.fingerprint(), confirmed.Fingerprint());
   ASSERT_EQ(c.fingerprints_size(), 1);
+  EXPECT_EQ(c.fingerprints(0).fingerprint(), confirmed.Fingerprint());
   EXPECT_THAT(c.fingerprints(0).operators(), ElementsAre("alice-ci", "carol-home"));
   EXPECT_THAT(c.fingerprints(0).builders(), ElementsAre("alice-builder-1", "carol-builder-1"));
   ASSERT_EQ(c.attestations_size(), 2);
-  // The answer carries real signatures: each verifies over the fingerprint with its policy key.
+  // The answer carries real signatures: each verifies over the fingerprint it names with its policy key.
   for (const auto& a : c.attestations()) {
-    auto attestation = proto::FromProto(a);
-    ASSERT_TRUE(attestation.ok());
-    EXPECT_TRUE(consensus::VerifyAttestation(*attestation, *policy_.FindBuilder(attestation->key_name())).ok());
+    ASSERT_EQ(a.fingerprint_index(), 0);
+    auto claim = consensus::PathInfo::ParseFingerprint(c.fingerprints(0).fingerprint());
+    ASSERT_TRUE(claim.ok()) << claim.status();
+    auto signature = consensus::Signature::Parse(a.signature());
+    ASSERT_TRUE(signature.ok()) << signature.status();
+    const consensus::Attestation attestation{.claim = *claim, .signature = *signature, .metadata = {}};
+    EXPECT_TRUE(consensus::VerifyAttestation(attestation, *policy_.FindBuilder(attestation.key_name())).ok());
+    EXPECT_EQ(a.received_unix(), testing::kTestNow);
   }
 
   const auto& d = response.statuses(3);
   EXPECT_EQ(d.verdict(), v1::DISPUTED);
-  EXPECT_EQ(d.fingerprint(), "");
   EXPECT_EQ(d.fingerprints_size(), 2);
   EXPECT_EQ(d.dispute_id(), consensus::DisputeId(disputed_a.path));
-  EXPECT_EQ(d.attestations_size(), 2);
+  ASSERT_EQ(d.attestations_size(), 2);
+  // One attestation per side, each naming its own fingerprint.
+  EXPECT_NE(d.attestations(0).fingerprint_index(), d.attestations(1).fingerprint_index());
 
   EXPECT_EQ(response.statuses(4).SerializeAsString(), p.SerializeAsString());
 }
