@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -37,6 +38,9 @@ struct CommandEnv final {
   std::function<void(std::span<uint8_t>)> random_bytes;
   // Used when --node is not given (main() takes it from $ATTEST_NODE); empty for none.
   std::string default_node;
+  // Looks up an environment variable (std::getenv in main(), a map in tests); nullopt when unset. May be
+  // empty (no function), which reads as an empty environment.
+  std::function<std::optional<std::string>(std::string_view)> env_var = {};
 };
 
 struct CommandSpec;

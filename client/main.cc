@@ -3,7 +3,9 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "client/cli.h"
@@ -23,6 +25,11 @@ int main(int argc, char** argv) {
       .connect_node = attest::client::ConnectGrpcNode,
       .random_bytes = [](std::span<uint8_t> bytes) { randombytes_buf(bytes.data(), bytes.size()); },
       .default_node = default_node != nullptr ? default_node : "",
+      .env_var = [](std::string_view name) -> std::optional<std::string> {
+        const char* value = std::getenv(std::string(name).c_str());
+        if (value == nullptr) return std::nullopt;
+        return std::string(value);
+      },
   };
   const int code = attest::client::RunCli(args, env);
   std::cout.flush();

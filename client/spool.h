@@ -3,10 +3,12 @@
 // `attest push` reads them, signs and submits, and removes a record only after every node acknowledged
 // it. The spool is the hand-off that makes a dead node, network or pusher lose nothing.
 //
-// On disk: `<dir>/<id>.json`, written as `<dir>/.tmp-<id>-<random>` + fsync + rename + fsync(dir), so a
-// record is either whole or absent, and Add returns only once it is durable. The id is derived from the
-// store root and the store path, so adding the same path twice keeps one record (idempotent). Files
-// that do not parse are reported by List, never deleted silently.
+// On disk: `<dir>/<id>.json`, written as `<dir>/.tmp-<id>-<pid>-<n>-<t>` + fsync + link/rename +
+// fsync(dir), so a record is either whole or absent, and Add returns only once it is durable. The id is
+// `<hash part of the store path>-<12 hex digits of SHA-256 of the store root>`, so adding the same path
+// of the same store twice keeps one record (idempotent). Files that do not parse are reported by List,
+// never deleted silently. Names starting with '.' are not records: temp files (one left behind by a
+// crash mid-write is ignored and may be deleted), and `attest push`'s ledger and lock (client/pusher.h).
 //
 // Record (JSON object, version 1):
 //   {"version": 1, "storePath": "/nix/store/...-hello", "drvPath": "/nix/store/...-hello.drv",
@@ -38,8 +40,10 @@ struct SpoolRecord final {
   std::string store_uri;  // the `store` setting Nix ran with, as given (may be empty)
   int64_t queued_at_unix_ms = 0;
   std::vector<std::string> acknowledged_by;  // node addresses that acknowledged the attestation
-  int64_t attempts = 0;                      // failed push attempts so far
-  std::string last_error;                    // the latest push failure, for `attest push` to report
+  // Push failures recorded so far. A failure that repeats the recorded one is not written again, so a
+  // node that stays down does not make every retry rewrite every record.
+  int64_t attempts = 0;
+  std::string last_error;  // the latest push failure, for people to read
 };
 
 struct SpoolEntry final {
@@ -63,12 +67,20 @@ class Spool final {
   // The id a record gets: stable for (store_root, store_path).
   static std::string IdFor(const SpoolRecord& record);
 
-  // Adds the record durably; returns its id. An existing record for the same path is left as it is.
+  // Adds the record durably; returns its id. An existing record for the same path is left as it is
+  // (it may carry acknowledgements). INVALID_ARGUMENT when store_path or a non-empty drv_path is not a
+  // store path, or store_root is not absolute; RESOURCE_EXHAUSTED when the disk is full;
+  // FAILED_PRECONDITION when the directory may not be written; UNAVAILABLE for other I/O errors.
   absl::StatusOr<std::string> Add(const SpoolRecord& record);
   // Replaces the record with that id durably (push uses it to note acknowledgements and failures).
+  // NOT_FOUND when the record is gone (it is not recreated); INVALID_ARGUMENT for an id that is not a
+  // record id or an invalid record; I/O errors as Add.
   absl::Status Update(std::string_view id, const SpoolRecord& record);
   // Removes the record (durably: fsync of the directory). Removing an absent id is OK.
   absl::Status Remove(std::string_view id);
+  // Every record, and a "<file>: <problem>" line for each `*.json` file that is not a valid record
+  // (torn, foreign, or written by a newer attest). FAILED_PRECONDITION / UNAVAILABLE when the directory
+  // cannot be read.
   absl::StatusOr<SpoolListing> List() const;
 
  private:

@@ -1,47 +1,175 @@
 #include "server/http_server.h"
 
 #include <fcntl.h>
+#include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <string>
-#include <string_view>
+#include <utility>
 
 #include "consensus/encoding.h"
+#include "server/worker_pool.h"
 
 namespace attest::server {
 namespace {
 
 using consensus::Cat;
 
-constexpr size_t kMaxRequestHead = 8192;
-constexpr int kReadTimeoutMillis = 2000;
+// MHD keeps the request head (and its own bookkeeping) in a per-connection pool of this size; a head
+// that does not fit is refused by the library.
+constexpr size_t kConnectionMemory = 32 * 1024;
+// Bytes asked from an HttpStream per call; also what the library buffers per streamed response.
+constexpr size_t kStreamBlock = 64 * 1024;
 
-void SendAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-}
+// Marks a request whose head arrived but that has not been answered yet (no allocation per request on
+// the hot path; only parked requests get an Exchange).
+char kHeadSeen = 0;
 
-std::string Response(int code, std::string_view reason, std::string_view body) {
-  return Cat("HTTP/1.1 ", code, " ", reason, "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ",
-             body.size(), "\r\nConnection: close\r\n\r\n", body);
+std::string ShowAddress(const ListenAddress& address) {
+  return Cat(address.host.find(':') == std::string::npos ? address.host : Cat("[", address.host, "]"), ":",
+             address.port);
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& address) {
-  const std::string shown = Cat(address.host.find(':') == std::string::npos ? address.host : Cat("[", address.host, "]"),
-                                ":", address.port);
+// A connection that may be suspended while it waits for a job or a stream. Shared between the event
+// thread that parks it and whoever wakes it (a job, a stream producer, Stop).
+struct HttpServer::Parking final {
+  explicit Parking(MHD_Connection* c, const std::atomic<bool>* stop) : connection(c), stop_requested(stop) {}
+
+  // Resumes the connection when it is parked; otherwise remembers the wake so the next Park returns
+  // at once instead of sleeping through it.
+  void Wake() {
+    absl::MutexLock lock(&mu);
+    if (parked && connection != nullptr) {
+      parked = false;
+      MHD_resume_connection(connection);
+    } else {
+      woken = true;
+    }
+  }
+
+  // Called on the connection's event thread from a library callback. True when the connection is now
+  // suspended; false when a wake arrived meanwhile (check again) or the server is stopping.
+  bool Park() {
+    absl::MutexLock lock(&mu);
+    if (stop_requested->load()) return false;
+    if (woken) {
+      woken = false;
+      return false;
+    }
+    parked = true;
+    MHD_suspend_connection(connection);
+    return true;
+  }
+
+  void Close() {
+    absl::MutexLock lock(&mu);
+    connection = nullptr;
+  }
+
+  absl::Mutex mu;
+  MHD_Connection* connection ABSL_GUARDED_BY(mu);
+  const std::atomic<bool>* const stop_requested;
+  bool parked ABSL_GUARDED_BY(mu) = false;
+  bool woken ABSL_GUARDED_BY(mu) = false;
+  std::optional<HttpResponse> result ABSL_GUARDED_BY(mu);  // a job's answer
+};
+
+struct HttpServer::Exchange final {
+  std::shared_ptr<Parking> parking;
+};
+
+// The body of a streamed response, owned by the library's response object.
+struct StreamedBody final {
+  HttpServer* server;
+  std::unique_ptr<HttpStream> stream;
+  std::shared_ptr<HttpServer::Parking> parking;
+};
+
+struct HttpServerCallbacks final {
+  static MHD_Result Access(void* cls, MHD_Connection* connection, const char* url, const char* method,
+                           const char* /*version*/, const char* /*upload_data*/, size_t* upload_data_size,
+                           void** request_state) {
+    return static_cast<HttpServer*>(cls)->Access(connection, url == nullptr ? "" : url, method == nullptr ? "" : method,
+                                                 upload_data_size, request_state)
+               ? MHD_YES
+               : MHD_NO;
+  }
+
+  static void Completed(void* cls, MHD_Connection* /*connection*/, void** request_state,
+                        MHD_RequestTerminationCode /*reason*/) {
+    static_cast<HttpServer*>(cls)->Completed(request_state);
+  }
+
+  static ssize_t ReadStream(void* cls, uint64_t /*pos*/, char* buffer, size_t max) {
+    auto* body = static_cast<StreamedBody*>(cls);
+    while (true) {
+      const HttpStream::Chunk chunk = body->stream->Read(buffer, max);
+      switch (chunk.kind) {
+        case HttpStream::Chunk::Kind::kData:
+          return static_cast<ssize_t>(chunk.bytes);
+        case HttpStream::Chunk::Kind::kEnd:
+          return MHD_CONTENT_READER_END_OF_STREAM;
+        case HttpStream::Chunk::Kind::kError:
+          return MHD_CONTENT_READER_END_WITH_ERROR;
+        case HttpStream::Chunk::Kind::kWait:
+          break;
+      }
+      // Returning 0 without suspending would make the library poll us in a loop, so either park or
+      // read again (a wake came in between, so there is something to read).
+      if (body->parking->Park()) return 0;
+      if (body->parking->stop_requested->load()) return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+  }
+
+  static void FreeStream(void* cls) {
+    auto* body = static_cast<StreamedBody*>(cls);
+    body->parking->Close();
+    body->server->Forget(body->parking.get());
+    delete body;  // the stream's destructor stops its producer
+  }
+
+  static void FreeSharedString(void* cls) { delete static_cast<std::shared_ptr<const std::string>*>(cls); }
+};
+
+HttpResponse HttpResponse::Text(int status, std::string text) {
+  HttpResponse response;
+  response.status = status;
+  if (text.empty() || text.back() != '\n') text.push_back('\n');
+  response.body = std::move(text);
+  return response;
+}
+
+void HttpRouter::Exact(std::string path, HttpHandler handler) {
+  exact_.emplace_back(std::move(path), std::move(handler));
+}
+
+void HttpRouter::Prefix(std::string prefix, HttpHandler handler) {
+  prefixes_.emplace_back(std::move(prefix), std::move(handler));
+  std::stable_sort(prefixes_.begin(), prefixes_.end(),
+                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+}
+
+const HttpHandler* HttpRouter::Find(std::string_view path) const {
+  for (const auto& [exact, handler] : exact_) {
+    if (path == exact) return &handler;
+  }
+  for (const auto& [prefix, handler] : prefixes_) {
+    if (path.substr(0, prefix.size()) == prefix) return &handler;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& address, HttpRouter router,
+                                                              HttpServerOptions options) {
+  const std::string shown = ShowAddress(address);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -51,20 +179,22 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddres
   if (int rc = getaddrinfo(address.host.c_str(), port_text.c_str(), &hints, &found); rc != 0) {
     return absl::FailedPreconditionError(Cat("http address ", shown, ": ", gai_strerror(rc)));
   }
-  int fd = ::socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
+  const int fd = ::socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
   if (fd < 0) {
+    const int err = errno;
     freeaddrinfo(found);
-    return absl::FailedPreconditionError(Cat("http address ", shown, ": socket: ", std::strerror(errno)));
+    return absl::FailedPreconditionError(Cat("http address ", shown, ": socket: ", std::strerror(err)));
   }
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   const int bind_rc = ::bind(fd, found->ai_addr, found->ai_addrlen);
   const int bind_errno = errno;
   freeaddrinfo(found);
-  if (bind_rc != 0 || ::listen(fd, 64) != 0) {
+  if (bind_rc != 0 || ::listen(fd, 256) != 0) {
     const int err = bind_rc != 0 ? bind_errno : errno;
     ::close(fd);
-    return absl::FailedPreconditionError(Cat("cannot listen on http address ", shown, ": ", std::strerror(err)));
+    return absl::FailedPreconditionError(Cat("cannot listen on http address ", shown, ": ", std::strerror(err),
+                                             " (is another process using the port?)"));
   }
   sockaddr_storage bound{};
   socklen_t bound_len = sizeof(bound);
@@ -72,87 +202,191 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddres
   int port = address.port;
   if (bound.ss_family == AF_INET) port = ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   if (bound.ss_family == AF_INET6) port = ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
-  int wake[2];
-  if (::pipe2(wake, O_CLOEXEC) != 0) {
-    ::close(fd);
-    return absl::FailedPreconditionError(Cat("http server: pipe: ", std::strerror(errno)));
+
+  std::unique_ptr<HttpServer> server(new HttpServer(std::move(router), options, fd, port));
+  unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
+  if (bound.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+  // clang-format off
+  server->daemon_ = MHD_start_daemon(
+      flags, 0, nullptr, nullptr, &HttpServerCallbacks::Access, server.get(),
+      MHD_OPTION_LISTEN_SOCKET, static_cast<MHD_socket>(fd),
+      MHD_OPTION_THREAD_POOL_SIZE, static_cast<unsigned int>(std::max(1, options.threads)),
+      MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned int>(std::max(1, options.max_connections)),
+      MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned int>(std::max(1, options.idle_timeout_seconds)),
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory,
+      MHD_OPTION_NOTIFY_COMPLETED, &HttpServerCallbacks::Completed, server.get(),
+      MHD_OPTION_END);
+  // clang-format on
+  if (server->daemon_ == nullptr) {
+    // The destructor closes the socket.
+    return absl::FailedPreconditionError(
+        Cat("cannot serve http on ", shown, ": libmicrohttpd did not start (too many open files?)"));
   }
-  std::unique_ptr<HttpServer> server(new HttpServer(fd, wake[0], wake[1], port));
-  server->thread_ = std::thread([s = server.get()] { s->Serve(); });
   return server;
 }
 
-HttpServer::HttpServer(int listen_fd, int wake_read, int wake_write, int port)
-    : listen_fd_(listen_fd), wake_read_(wake_read), wake_write_(wake_write), port_(port) {}
+HttpServer::HttpServer(HttpRouter router, HttpServerOptions options, int listen_fd, int port)
+    : router_(std::move(router)),
+      options_(options),
+      listen_fd_(listen_fd),
+      port_(port),
+      jobs_(std::make_unique<WorkerPool>("http-job", std::max(1, options.job_threads))) {}
 
 HttpServer::~HttpServer() {
   Stop();
   ::close(listen_fd_);
-  ::close(wake_read_);
-  ::close(wake_write_);
 }
 
 void HttpServer::Stop() {
-  if (stopped_.exchange(true)) return;
-  const char byte = 0;
-  while (::write(wake_write_, &byte, 1) < 0 && errno == EINTR) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    stop_requested_.store(true);
   }
-  if (thread_.joinable()) thread_.join();
+  if (daemon_ != nullptr) MHD_quiesce_daemon(daemon_);  // no new connections; the socket stays ours
+  // Jobs already running or queued finish and wake their connections (which then get their answer or,
+  // for new streams, a 503); no new job starts.
+  jobs_.reset();
+  // Every connection still parked (streams waiting for data) is woken; with stop_requested_ set it
+  // cannot park again, so the library may then close everything (it must not stop with a suspended
+  // connection).
+  std::vector<std::shared_ptr<Parking>> parked;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [key, parking] : parkings_) parked.push_back(parking);
+  }
+  for (auto& parking : parked) parking->Wake();
+  if (daemon_ != nullptr) MHD_stop_daemon(daemon_);
+  daemon_ = nullptr;
 }
 
-void HttpServer::Serve() {
-  while (true) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_read_, POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents != 0) return;
-    if ((fds[0].revents & POLLIN) == 0) continue;
-    const int connection = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (connection < 0) continue;  // the client went away, or too many files: try the next one
-    Answer(connection);
-    ::close(connection);
-  }
+std::shared_ptr<HttpServer::Parking> HttpServer::NewParking(MHD_Connection* connection) {
+  absl::MutexLock lock(&mu_);
+  if (stop_requested_.load()) return nullptr;
+  auto parking = std::make_shared<Parking>(connection, &stop_requested_);
+  parkings_.emplace(parking.get(), parking);
+  return parking;
 }
 
-void HttpServer::Answer(int connection) {
-  std::string head;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kReadTimeoutMillis);
-  while (head.find("\r\n\r\n") == std::string::npos && head.find("\n\n") == std::string::npos) {
-    if (head.size() >= kMaxRequestHead) {
-      SendAll(connection, Response(431, "Request Header Fields Too Large", "request head too large\n"));
-      return;
+void HttpServer::Forget(const Parking* parking) {
+  absl::MutexLock lock(&mu_);
+  parkings_.erase(parking);
+}
+
+bool HttpServer::Access(MHD_Connection* connection, std::string_view url, std::string_view method,
+                        size_t* upload_data_size, void** request_state) {
+  if (*request_state == nullptr) {
+    // The head is in. Refuse what no route serves before any body arrives (the library closes the
+    // connection after answering a request whose body it did not read).
+    if (method != "GET" && method != "HEAD") {
+      HttpResponse response = HttpResponse::Text(
+          405, Cat("method ", consensus::QuoteForError(method), " is not served here; use GET or HEAD"));
+      response.headers.emplace_back("Allow", "GET, HEAD");
+      return Send(connection, method, std::move(response));
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return;
-    pollfd pfd{connection, POLLIN, 0};
-    if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) return;
-    char buffer[2048];
-    const ssize_t n = ::recv(connection, buffer, sizeof(buffer), 0);
-    if (n <= 0) return;
-    head.append(buffer, static_cast<size_t>(n));
+    if (url.size() > kMaxPathBytes) {
+      return Send(
+          connection, method,
+          HttpResponse::Text(414, Cat("request target of ", url.size(), " bytes; the limit is ", kMaxPathBytes)));
+    }
+    *request_state = &kHeadSeen;
+    return true;
   }
-  const std::string_view request_line = std::string_view(head).substr(0, head.find_first_of("\r\n"));
-  const size_t first_space = request_line.find(' ');
-  const size_t second_space = request_line.find(' ', first_space + 1);
-  if (first_space == std::string_view::npos || second_space == std::string_view::npos) {
-    SendAll(connection, Response(400, "Bad Request", "bad request\n"));
-    return;
+  if (*upload_data_size != 0) {
+    *upload_data_size = 0;  // a GET with a body: the body is ignored
+    return true;
   }
-  const std::string_view method = request_line.substr(0, first_space);
-  const std::string_view target = request_line.substr(first_space + 1, second_space - first_space - 1);
-  if (method != "GET" && method != "HEAD") {
-    SendAll(connection, Response(405, "Method Not Allowed", "only GET is served\n"));
-    return;
+  if (*request_state != &kHeadSeen) {
+    // Woken after a job: its answer is ready (or the server is stopping).
+    auto* exchange = static_cast<Exchange*>(*request_state);
+    std::optional<HttpResponse> result;
+    {
+      absl::MutexLock lock(&exchange->parking->mu);
+      result.swap(exchange->parking->result);
+    }
+    if (!result) return Send(connection, method, HttpResponse::Text(503, "the server is stopping; retry later"));
+    return Send(connection, method, *std::move(result));
   }
-  if (target == "/healthz") {
-    std::string response = Response(200, "OK", "ok\n");
-    if (method == "HEAD") response.resize(response.size() - 3);
-    SendAll(connection, response);
-    return;
+
+  const HttpHandler* handler = router_.Find(url);
+  if (handler == nullptr) return Send(connection, method, HttpResponse::Text(404, "not found"));
+  HttpReply reply = (*handler)(HttpRequest{.method = method, .path = url});
+  if (reply.ready()) return Send(connection, method, std::move(reply.response()));
+
+  auto* exchange = new Exchange{};
+  *request_state = exchange;
+  if (!RunLater(connection, exchange, std::move(reply.job()))) {
+    HttpResponse busy = HttpResponse::Text(503, "the server is busy or stopping; retry later");
+    busy.headers.emplace_back("Retry-After", "1");
+    return Send(connection, method, std::move(busy));
   }
-  SendAll(connection, Response(404, "Not Found", "not found\n"));
+  return true;
+}
+
+bool HttpServer::RunLater(MHD_Connection* connection, Exchange* exchange, HttpReply::Job job) {
+  // All under mu_, so Stop (which sets stop_requested_ under mu_ before it drains the pool) never sees
+  // a job scheduled after the pool is gone.
+  absl::MutexLock lock(&mu_);
+  if (stop_requested_.load() || pending_jobs_ >= options_.max_pending_jobs) return false;
+  auto parking = std::make_shared<Parking>(connection, &stop_requested_);
+  if (!parking->Park()) return false;
+  parkings_.emplace(parking.get(), parking);
+  exchange->parking = parking;
+  ++pending_jobs_;
+  jobs_->Schedule([this, parking, job = std::move(job)]() mutable {
+    HttpResponse response = job();
+    {
+      absl::MutexLock lock(&parking->mu);
+      parking->result = std::move(response);
+    }
+    parking->Wake();
+    absl::MutexLock lock(&mu_);
+    --pending_jobs_;
+  });
+  return true;
+}
+
+void HttpServer::Completed(void** request_state) {
+  if (*request_state == nullptr || *request_state == &kHeadSeen) return;
+  auto* exchange = static_cast<Exchange*>(*request_state);
+  if (exchange->parking) {
+    exchange->parking->Close();
+    Forget(exchange->parking.get());
+  }
+  delete exchange;
+  *request_state = nullptr;
+}
+
+bool HttpServer::Send(MHD_Connection* connection, std::string_view method, HttpResponse response) {
+  MHD_Response* mhd = nullptr;
+  if (auto* text = std::get_if<std::string>(&response.body)) {
+    mhd = MHD_create_response_from_buffer(text->size(), text->data(), MHD_RESPMEM_MUST_COPY);
+  } else if (auto* shared = std::get_if<std::shared_ptr<const std::string>>(&response.body)) {
+    auto* keep = new std::shared_ptr<const std::string>(std::move(*shared));
+    mhd = MHD_create_response_from_buffer_with_free_callback_cls((*keep)->size(), const_cast<char*>((*keep)->data()),
+                                                                 &HttpServerCallbacks::FreeSharedString, keep);
+    if (mhd == nullptr) delete keep;
+  } else if (auto* file = std::get_if<HttpFile>(&response.body)) {
+    mhd = MHD_create_response_from_fd64(file->size, file->fd);
+    if (mhd == nullptr) ::close(file->fd);
+  } else if (auto* streamed = std::get_if<HttpStreamBody>(&response.body)) {
+    std::shared_ptr<Parking> parking = NewParking(connection);
+    if (parking == nullptr) {
+      return Send(connection, method, HttpResponse::Text(503, "the server is stopping; retry later"));
+    }
+    auto* body = new StreamedBody{.server = this, .stream = std::move(streamed->stream), .parking = parking};
+    body->stream->SetWake([parking] { parking->Wake(); });
+    mhd = MHD_create_response_from_callback(streamed->size.value_or(MHD_SIZE_UNKNOWN), kStreamBlock,
+                                            &HttpServerCallbacks::ReadStream, body, &HttpServerCallbacks::FreeStream);
+    if (mhd == nullptr) HttpServerCallbacks::FreeStream(body);
+  }
+  if (mhd == nullptr) return false;
+  MHD_add_response_header(mhd, MHD_HTTP_HEADER_CONTENT_TYPE, response.content_type.c_str());
+  for (const auto& [name, value] : response.headers) MHD_add_response_header(mhd, name.c_str(), value.c_str());
+  const MHD_Result queued = MHD_queue_response(connection, static_cast<unsigned int>(response.status), mhd);
+  MHD_destroy_response(mhd);
+  return queued == MHD_YES;
 }
 
 }  // namespace attest::server

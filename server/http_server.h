@@ -1,46 +1,187 @@
-// HttpServer: the node's HTTP port. For now it answers only GET /healthz ("ok"); the binary-cache
-// gateway, log tiles and dispute pages come later behind this class.
+// HttpServer: the node's HTTP port, on libmicrohttpd.
 //
-// One background thread accepts connections and answers each in turn (HTTP/1.0 style: one request per
-// connection, then close), reading at most 8 KiB of request head with a 2 s timeout, so a slow or
-// hostile client costs at most that.
+// What it does for every route: HTTP/1.1 with keep-alive, a bounded number of connections, an idle
+// timeout, GET and HEAD only (anything else is 405 with `Allow: GET, HEAD`), request targets of at most
+// kMaxPathBytes (414 beyond), request heads that fit in 32 KiB (larger ones are refused by the library
+// and the connection closed), and 404 for paths no route claims.
 //
-// Thread-safe: Stop may be called from any thread; the destructor stops.
+// Routes form a table (HttpRouter): exact paths first, then the longest matching prefix. A handler runs
+// on one of the event threads and answers in one of two ways:
+//   - HttpReply::Now(response): the answer is ready (must not block: a cache hit, a constant);
+//   - HttpReply::Later(job): `job` may block (storage, an upstream fetch). The connection is parked
+//     (it holds no thread), `job` runs on the server's work pool, and its response is sent when it is
+//     done. More than max_pending_jobs jobs at once: 503 with Retry-After.
+// A response body is a string, a shared immutable string (cached answers, no copy), an open file (sent
+// with sendfile) or an HttpStream (produced elsewhere, e.g. relayed from an upstream; the connection is
+// parked while the stream has nothing to give, never busy-polled).
+//
+// Thread-safety: Start and Stop may be called from any thread; handlers run concurrently on the event
+// threads (http_threads of them) and jobs on the work pool. Stop (and the destructor) stops accepting,
+// lets running jobs finish, cancels streams and closes every connection.
 #ifndef ATTEST_SERVER_HTTP_SERVER_H_
 #define ATTEST_SERVER_HTTP_SERVER_H_
 
 #include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
-#include <thread>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "server/node_config.h"
+
+struct MHD_Daemon;
+struct MHD_Connection;
 
 namespace attest::server {
 
+class WorkerPool;
+
+inline constexpr size_t kMaxPathBytes = 4096;
+
+// A body produced while it is sent. Implementations are thread-safe: Read runs on an event thread
+// while the producer runs elsewhere.
+class HttpStream {
+ public:
+  struct Chunk final {
+    enum class Kind { kData, kWait, kEnd, kError };
+    Kind kind = Kind::kWait;
+    size_t bytes = 0;  // for kData: bytes copied (> 0)
+  };
+  virtual ~HttpStream() = default;
+
+  // Called once, before the first Read. After a Read returned kWait, the stream calls `wake` (from any
+  // thread) once it has data, has ended or has failed. Extra calls are harmless. `wake` stays safe to
+  // call after the stream is destroyed, but the destructor must make sure the producer stops.
+  virtual void SetWake(std::function<void()> wake) = 0;
+  // Copies up to `max` bytes into `buffer` without blocking.
+  virtual Chunk Read(char* buffer, size_t max) = 0;
+};
+
+struct HttpFile final {
+  int fd = -1;  // owned by the response from then on (closed after sending, or on any failure)
+  uint64_t size = 0;
+};
+
+struct HttpStreamBody final {
+  std::unique_ptr<HttpStream> stream;
+  std::optional<uint64_t> size;  // Content-Length when known; chunked otherwise
+};
+
+using HttpBody = std::variant<std::string, std::shared_ptr<const std::string>, HttpFile, HttpStreamBody>;
+
+struct HttpResponse final {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::vector<std::pair<std::string, std::string>> headers;
+  HttpBody body;
+
+  // A text response ("<message>\n" for errors, so curl and browsers show it).
+  static HttpResponse Text(int status, std::string text);
+};
+
+class HttpReply final {
+ public:
+  using Job = std::function<HttpResponse()>;
+  static HttpReply Now(HttpResponse response) { return HttpReply(std::move(response)); }
+  static HttpReply Later(Job job) { return HttpReply(std::move(job)); }
+
+  bool ready() const { return std::holds_alternative<HttpResponse>(value_); }
+  HttpResponse& response() { return std::get<HttpResponse>(value_); }
+  Job& job() { return std::get<Job>(value_); }
+
+ private:
+  explicit HttpReply(HttpResponse response) : value_(std::move(response)) {}
+  explicit HttpReply(Job job) : value_(std::move(job)) {}
+  std::variant<HttpResponse, Job> value_;
+};
+
+struct HttpRequest final {
+  std::string_view method;  // "GET" or "HEAD" (other methods never reach a handler)
+  std::string_view path;    // percent-decoded, without the query string
+};
+
+using HttpHandler = std::function<HttpReply(const HttpRequest&)>;
+
+// The route table. Not thread-safe while being filled; read-only once the server started.
+class HttpRouter final {
+ public:
+  // `path` exactly ("/healthz").
+  void Exact(std::string path, HttpHandler handler);
+  // Every path starting with `prefix` ("/nar/"); the longest matching prefix wins.
+  void Prefix(std::string prefix, HttpHandler handler);
+  // The handler for `path`, or nullptr.
+  const HttpHandler* Find(std::string_view path) const;
+
+ private:
+  std::vector<std::pair<std::string, HttpHandler>> exact_;
+  std::vector<std::pair<std::string, HttpHandler>> prefixes_;  // longest first
+};
+
+struct HttpServerOptions final {
+  int threads = 2;                // event threads (each serves its share of the connections)
+  int max_connections = 1024;     // more are refused at accept
+  int idle_timeout_seconds = 30;  // a connection with no traffic for this long is closed
+  int job_threads = 8;            // the work pool for HttpReply::Later jobs (they mostly wait)
+  int max_pending_jobs = 4096;    // jobs queued or running; more get 503
+};
+
 class HttpServer final {
  public:
-  // Binds and starts serving. FAILED_PRECONDITION naming the address when it cannot be bound.
-  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const ListenAddress& address);
+  // Binds `address` and serves `router`. FAILED_PRECONDITION naming the address when it cannot be bound
+  // or the library cannot start.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const ListenAddress& address, HttpRouter router,
+                                                           HttpServerOptions options = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
   int port() const { return port_; }
-  // Stops accepting and joins the thread. Idempotent.
+  // Stops accepting, waits for running jobs, cancels parked streams, closes all connections. Idempotent.
   void Stop();
 
- private:
-  HttpServer(int listen_fd, int wake_read, int wake_write, int port);
-  void Serve();
-  void Answer(int connection);
+  struct Parking;   // a parked (suspended) connection; internal
+  struct Exchange;  // per-request state; internal
 
+ private:
+  friend struct HttpServerCallbacks;
+  HttpServer(HttpRouter router, HttpServerOptions options, int listen_fd, int port);
+
+  // The library's access callback; returns false when the connection must be closed.
+  bool Access(MHD_Connection* connection, std::string_view url, std::string_view method, size_t* upload_data_size,
+              void** request_state);
+  void Completed(void** request_state);
+  // Queues `response` on `connection`; false when the library refused it (the connection is closed).
+  bool Send(MHD_Connection* connection, std::string_view method, HttpResponse response);
+  // Parks the connection and runs `job` on the pool; false when stopping or overloaded.
+  bool RunLater(MHD_Connection* connection, Exchange* exchange, HttpReply::Job job);
+  // A parking registered for Stop, or nullptr when stopping.
+  std::shared_ptr<Parking> NewParking(MHD_Connection* connection);
+  void Forget(const Parking* parking);
+
+  const HttpRouter router_;
+  const HttpServerOptions options_;
   const int listen_fd_;
-  const int wake_read_;
-  const int wake_write_;
   const int port_;
-  std::atomic<bool> stopped_{false};
-  std::thread thread_;
+  MHD_Daemon* daemon_ = nullptr;
+  std::unique_ptr<WorkerPool> jobs_;
+
+  // Set first thing in Stop: from then on nothing parks and no job starts.
+  std::atomic<bool> stop_requested_{false};
+  absl::Mutex mu_;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  int pending_jobs_ ABSL_GUARDED_BY(mu_) = 0;
+  // Every connection that is parked or may park (jobs and streams), so Stop can wake them all.
+  absl::flat_hash_map<const Parking*, std::shared_ptr<Parking>> parkings_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace attest::server

@@ -338,6 +338,15 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
       }
       decided.emplace_back(written[i], outcome);
     }
+    if (options_.on_commit) {
+      // batch.attestations is grouped by path, so neighbours suffice to drop repeats.
+      std::vector<consensus::StorePath> changed;
+      for (const storage::StoredAttestation& s : batch.attestations) {
+        const consensus::StorePath& path = s.attestation.claim.path;
+        if (changed.empty() || !(changed.back() == path)) changed.push_back(path);
+      }
+      options_.on_commit(changed);
+    }
   }
   for (auto& [item, outcome] : decided) item->outcome = outcome;
   LogLines(LogLevel::kInfo, state_changes);

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,9 @@ struct IngestOptions final {
   int verify_threads = 2;
   // Most attestations one group commit writes (several concurrent batches merged).
   int max_group_attestations = 50000;
+  // Called on the writer thread after each successful commit with the store paths that got new
+  // attestations (readers that cache verdicts drop theirs). Keep it short; may be empty.
+  std::function<void(std::span<const consensus::StorePath>)> on_commit = nullptr;
 };
 
 enum class IngestOutcome {

@@ -90,24 +90,61 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock
   absl::StatusOr<consensus::SecretKey> key = LoadNodeKey(config.key_path);
   if (!key.ok()) return key.status();
 
+  std::unique_ptr<Upstream> upstream;
+  if (config.gateway) {
+    absl::StatusOr<std::unique_ptr<Upstream>> opened = OpenUpstream(
+        config.gateway->upstream,
+        UpstreamOptions{.timeout = absl::Seconds(config.gateway->upstream_timeout_seconds),
+                        .max_nar_streams = config.gateway->nar_streams});
+    if (!opened.ok()) {
+      return absl::Status(opened.status().code(),
+                          Cat(config.config_file.empty() ? "" : Cat(config.config_file, ": "), "[gateway] ",
+                              StdView(opened.status().message())));
+    }
+    upstream = *std::move(opened);
+  }
+
   // Last, because opening creates the database when it does not exist.
   auto store = storage::SqliteAttestationStore::Open(config.database_path, storage::SqliteOptions{});
   if (!store.ok()) return AboutFile(config.database_path, store.status());
 
-  return std::unique_ptr<Node>(
-      new Node(config, *std::move(policy), *std::move(key), *std::move(store), std::move(clock)));
+  return std::unique_ptr<Node>(new Node(config, *std::move(policy), *std::move(key), *std::move(store),
+                                        std::move(upstream), std::move(clock)));
 }
 
+namespace {
+
+std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::Policy& policy,
+                                     storage::AttestationStore* store, const consensus::SecretKey& key,
+                                     std::unique_ptr<Upstream> upstream, Clock clock) {
+  if (!config.gateway || !upstream) return nullptr;
+  const GatewayConfig& g = *config.gateway;
+  return std::make_unique<Gateway>(policy, store, key, std::move(upstream), std::move(clock),
+                                   GatewayOptions{.priority = g.priority,
+                                                  .positive_ttl = absl::Seconds(g.positive_ttl_seconds),
+                                                  .negative_ttl = absl::Seconds(g.negative_ttl_seconds),
+                                                  .failure_ttl = absl::Seconds(g.failure_ttl_seconds),
+                                                  .max_entries = static_cast<size_t>(g.cache_entries)});
+}
+
+}  // namespace
+
 Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
-           std::unique_ptr<storage::AttestationStore> store, Clock clock)
+           std::unique_ptr<storage::AttestationStore> store, std::unique_ptr<Upstream> upstream, Clock clock)
     : config_(std::move(config)),
       policy_(std::move(policy)),
       key_(std::move(key)),
       store_(std::move(store)),
+      gateway_(MakeGateway(config_, policy_, store_.get(), key_, std::move(upstream), clock)),
       ingestor_(policy_, store_.get(), key_, std::move(clock),
                 IngestOptions{.observe_unknown_keys = config_.observe_unknown_keys,
                               .max_batch = config_.max_batch,
-                              .verify_threads = config_.verify_threads}),
+                              .verify_threads = config_.verify_threads,
+                              .on_commit = gateway_ ? std::function<void(std::span<const consensus::StorePath>)>(
+                                                          [gateway = gateway_.get()](auto paths) {
+                                                            gateway->PathsChanged(paths);
+                                                          })
+                                                    : nullptr}),
       status_query_(policy_, store_.get(), StatusQueryOptions{.max_paths = config_.max_status_paths}),
       dispute_view_(policy_, store_.get()),
       submit_pool_(std::make_unique<WorkerPool>("submit", config_.rpc_threads)),
@@ -145,9 +182,17 @@ absl::Status Node::Start() {
 
   if (!config_.http_address.empty()) {
     absl::StatusOr<ListenAddress> http_address = ParseListenAddress(config_.http_address);
+    HttpRouter router;
+    router.Exact("/healthz", [](const HttpRequest&) { return HttpReply::Now(HttpResponse::Text(200, "ok")); });
+    if (gateway_) gateway_->AddRoutes(router);
     absl::StatusOr<std::unique_ptr<HttpServer>> http =
-        http_address.ok() ? HttpServer::Start(*http_address)
-                          : absl::StatusOr<std::unique_ptr<HttpServer>>(http_address.status());
+        http_address.ok()
+            ? HttpServer::Start(*http_address, std::move(router),
+                                HttpServerOptions{.threads = config_.http_threads,
+                                                  .max_connections = config_.http_max_connections,
+                                                  .idle_timeout_seconds = config_.http_idle_timeout_seconds,
+                                                  .job_threads = config_.http_job_threads})
+            : absl::StatusOr<std::unique_ptr<HttpServer>>(http_address.status());
     if (!http.ok()) {
       server_->Shutdown(std::chrono::system_clock::now());
       server_->Wait();
@@ -158,6 +203,7 @@ absl::Status Node::Start() {
     http_address_ = ShowAddress(http_address->host, http_->port());
   }
   LogInfo(Cat("node started: grpc ", grpc_address_, http_ ? Cat(", http ", http_address_) : std::string(),
+              gateway_ ? Cat(" (gateway for ", config_.gateway->upstream, ")") : std::string(),
               ", policy ", policy_.Hash(), " (quorum ", policy_.quorum(), ", ", policy_.operators().size(),
               " operators), node key ", key_.name(), ", database ", config_.database_path));
   return absl::OkStatus();
@@ -173,6 +219,7 @@ std::shared_ptr<grpc::Channel> Node::InProcessChannel() {
 void Node::Shutdown(absl::Time deadline) {
   if (shut_down_) return;
   shut_down_ = true;
+  if (gateway_) gateway_->Stop();
   if (http_) http_->Stop();
   if (server_) {
     if (auto* health = server_->GetHealthCheckService()) health->SetServingStatus(false);

@@ -19,11 +19,13 @@
 #include "consensus/keys.h"
 #include "consensus/policy.h"
 #include "server/dispute_view.h"
+#include "server/gateway.h"
 #include "server/grpc_services.h"
 #include "server/http_server.h"
 #include "server/ingest.h"
 #include "server/node_config.h"
 #include "server/status_query.h"
+#include "server/upstream.h"
 #include "server/worker_pool.h"
 #include "storage/attestation_store.h"
 
@@ -63,15 +65,19 @@ class Node final {
   const consensus::Policy& policy() const { return policy_; }
   consensus::PublicKey public_key() const { return key_.public_key(); }
   storage::AttestationStore* store() const { return store_.get(); }
+  // The substituter gateway, or nullptr without [gateway].
+  Gateway* gateway() const { return gateway_.get(); }
 
  private:
   Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
-       std::unique_ptr<storage::AttestationStore> store, Clock clock);
+       std::unique_ptr<storage::AttestationStore> store, std::unique_ptr<Upstream> upstream, Clock clock);
 
   const NodeConfig config_;
   const consensus::Policy policy_;
   const consensus::SecretKey key_;
   const std::unique_ptr<storage::AttestationStore> store_;
+  // Before ingestor_: the ingest writer tells it about every commit.
+  const std::unique_ptr<Gateway> gateway_;
   Ingestor ingestor_;
   StatusQuery status_query_;
   DisputeView dispute_view_;

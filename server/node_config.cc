@@ -31,7 +31,10 @@ using consensus::StdView;
 
 constexpr std::string_view kNodeKeys =
     "grpc, http, database, key, policy, observe_unknown_keys, max_batch, max_status_paths, "
-    "max_message_bytes, verify_threads, rpc_threads, allow_non_loopback";
+    "max_message_bytes, verify_threads, rpc_threads, allow_non_loopback, http_threads, http_job_threads, "
+    "http_max_connections, http_idle_timeout";
+constexpr std::string_view kGatewayKeys =
+    "upstream, priority, positive_ttl, negative_ttl, failure_ttl, cache_entries, upstream_timeout, nar_streams";
 
 struct IntegerSetting final {
   std::string_view name;
@@ -44,6 +47,43 @@ constexpr IntegerSetting kMaxStatusPaths{"max_status_paths", 1, 1000000};
 constexpr IntegerSetting kMaxMessageBytes{"max_message_bytes", 1024, int64_t{1} << 30};
 constexpr IntegerSetting kVerifyThreads{"verify_threads", 1, 256};
 constexpr IntegerSetting kRpcThreads{"rpc_threads", 1, 1024};
+constexpr IntegerSetting kHttpThreads{"http_threads", 1, 64};
+constexpr IntegerSetting kHttpJobThreads{"http_job_threads", 1, 1024};
+constexpr IntegerSetting kHttpMaxConnections{"http_max_connections", 1, 100000};
+constexpr IntegerSetting kHttpIdleTimeout{"http_idle_timeout", 1, 3600};
+constexpr IntegerSetting kPriority{"priority", 0, 10000};
+constexpr IntegerSetting kPositiveTtl{"positive_ttl", 0, 30 * 86400};
+constexpr IntegerSetting kNegativeTtl{"negative_ttl", 0, 86400};
+constexpr IntegerSetting kFailureTtl{"failure_ttl", 0, 3600};
+constexpr IntegerSetting kCacheEntries{"cache_entries", 1, 10000000};
+constexpr IntegerSetting kUpstreamTimeout{"upstream_timeout", 1, 300};
+constexpr IntegerSetting kNarStreams{"nar_streams", 1, 1024};
+
+// The gateway's upstream: http(s)://host... or file:///absolute/dir. Whether a directory exists is
+// checked when the node opens it.
+absl::Status CheckUpstream(std::string_view value, std::string_view where) {
+  const bool file = value.substr(0, 7) == "file://";
+  const bool http = value.substr(0, 7) == "http://" || value.substr(0, 8) == "https://";
+  if (!file && !http) {
+    return absl::InvalidArgumentError(
+        Cat(where, "upstream = \"", StdView(absl::CHexEscape(AbslView(value))),
+            "\" is not a binary cache URL (write http://host:port, https://host or file:///absolute/dir)"));
+  }
+  if (file && (value.size() < 8 || value[7] != '/')) {
+    return absl::InvalidArgumentError(Cat(where, "upstream = \"", StdView(absl::CHexEscape(AbslView(value))),
+                                          "\": a file:// upstream needs an absolute path (file:///srv/cache)"));
+  }
+  if (http && value.substr(value.find("://") + 3).empty()) {
+    return absl::InvalidArgumentError(Cat(where, "upstream = \"", StdView(absl::CHexEscape(AbslView(value))),
+                                          "\" has no host"));
+  }
+  if (value.find_first_of("?#") != std::string_view::npos) {
+    return absl::InvalidArgumentError(Cat(where, "upstream = \"", StdView(absl::CHexEscape(AbslView(value))),
+                                          "\" has a query or fragment; give the plain cache URL (parameters like "
+                                          "?compression= belong to `nix copy`)"));
+  }
+  return absl::OkStatus();
+}
 
 std::string Where(std::string_view file, const toml::source_region& region) {
   return consensus::TomlWhere(file, region);
@@ -162,6 +202,14 @@ class ConfigReader final {
         status = Integer(kVerifyThreads, *value, config_.verify_threads);
       } else if (name == kRpcThreads.name) {
         status = Integer(kRpcThreads, *value, config_.rpc_threads);
+      } else if (name == kHttpThreads.name) {
+        status = Integer(kHttpThreads, *value, config_.http_threads);
+      } else if (name == kHttpJobThreads.name) {
+        status = Integer(kHttpJobThreads, *value, config_.http_job_threads);
+      } else if (name == kHttpMaxConnections.name) {
+        status = Integer(kHttpMaxConnections, *value, config_.http_max_connections);
+      } else if (name == kHttpIdleTimeout.name) {
+        status = Integer(kHttpIdleTimeout, *value, config_.http_idle_timeout_seconds);
       } else {
         status = absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ",
                                                 Quoted(name), " in [node] (known keys: ", kNodeKeys, ")"));
@@ -178,15 +226,39 @@ class ConfigReader final {
                                             ", not a table (write [gateway])"));
     }
     GatewayConfig gateway;
+    gateway_where_ = Where(file_, key.source());
     for (const auto& [entry_key, value] : EntriesInFileOrder(*table)) {
-      if (entry_key->str() == "upstream") {
+      const std::string name(entry_key->str());
+      absl::Status status;
+      if (name == "upstream") {
         auto text = String(*entry_key, *value);
         if (!text.ok()) return text.status();
+        status = CheckUpstream(*text, Where(file_, value->source()));
         gateway.upstream = *text;
+      } else if (name == kPriority.name) {
+        status = Integer(kPriority, *value, gateway.priority);
+      } else if (name == kPositiveTtl.name) {
+        status = Integer(kPositiveTtl, *value, gateway.positive_ttl_seconds);
+      } else if (name == kNegativeTtl.name) {
+        status = Integer(kNegativeTtl, *value, gateway.negative_ttl_seconds);
+      } else if (name == kFailureTtl.name) {
+        status = Integer(kFailureTtl, *value, gateway.failure_ttl_seconds);
+      } else if (name == kCacheEntries.name) {
+        status = Integer(kCacheEntries, *value, gateway.cache_entries);
+      } else if (name == kUpstreamTimeout.name) {
+        status = Integer(kUpstreamTimeout, *value, gateway.upstream_timeout_seconds);
+      } else if (name == kNarStreams.name) {
+        status = Integer(kNarStreams, *value, gateway.nar_streams);
       } else {
-        return absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ",
-                                              Quoted(entry_key->str()), " in [gateway] (known keys: upstream)"));
+        status = absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ", Quoted(name),
+                                                " in [gateway] (known keys: ", kGatewayKeys, ")"));
       }
+      if (!status.ok()) return status;
+    }
+    if (gateway.upstream.empty()) {
+      return absl::InvalidArgumentError(
+          Cat(gateway_where_, "[gateway] has no upstream (the binary cache to stand in front of: "
+                              "upstream = \"https://cache.example.org\" or \"file:///srv/cache\")"));
     }
     config_.gateway = std::move(gateway);
     return absl::OkStatus();
@@ -240,8 +312,16 @@ class ConfigReader final {
         !s.ok()) {
       return s;
     }
-    return CheckAddress("http", config_.http_address, config_.allow_non_loopback,
-                        http_where_.empty() ? where : http_where_);
+    if (absl::Status s = CheckAddress("http", config_.http_address, config_.allow_non_loopback,
+                                      http_where_.empty() ? where : http_where_);
+        !s.ok()) {
+      return s;
+    }
+    if (config_.gateway && config_.http_address.empty()) {
+      return absl::InvalidArgumentError(Cat(gateway_where_, "[gateway] is served on the HTTP port, but http = \"\" "
+                                                            "turns it off (set http in [node], or remove [gateway])"));
+    }
+    return absl::OkStatus();
   }
 
   absl::StatusOr<std::string> String(const toml::key& key, const toml::node& node) {
@@ -279,6 +359,7 @@ class ConfigReader final {
   std::string node_where_;
   std::string grpc_where_;
   std::string http_where_;
+  std::string gateway_where_;
 };
 
 }  // namespace
@@ -376,8 +457,30 @@ absl::Status ValidateNodeConfig(const NodeConfig& config) {
                                 {kMaxStatusPaths, config.max_status_paths},
                                 {kMaxMessageBytes, config.max_message_bytes},
                                 {kVerifyThreads, config.verify_threads},
-                                {kRpcThreads, config.rpc_threads}}) {
+                                {kRpcThreads, config.rpc_threads},
+                                {kHttpThreads, config.http_threads},
+                                {kHttpJobThreads, config.http_job_threads},
+                                {kHttpMaxConnections, config.http_max_connections},
+                                {kHttpIdleTimeout, config.http_idle_timeout_seconds}}) {
     if (absl::Status s = CheckInteger(setting, value, where); !s.ok()) return s;
+  }
+  if (config.gateway) {
+    const GatewayConfig& gateway = *config.gateway;
+    const std::string gateway_where = Cat(where, "[gateway] ");
+    if (config.http_address.empty()) {
+      return absl::InvalidArgumentError(Cat(gateway_where, "needs the HTTP port, but [node] http is \"\""));
+    }
+    if (gateway.upstream.empty()) return absl::InvalidArgumentError(Cat(gateway_where, "upstream is not set"));
+    if (absl::Status s = CheckUpstream(gateway.upstream, gateway_where); !s.ok()) return s;
+    for (auto [setting, value] : {std::pair<IntegerSetting, int64_t>{kPriority, gateway.priority},
+                                  {kPositiveTtl, gateway.positive_ttl_seconds},
+                                  {kNegativeTtl, gateway.negative_ttl_seconds},
+                                  {kFailureTtl, gateway.failure_ttl_seconds},
+                                  {kCacheEntries, gateway.cache_entries},
+                                  {kUpstreamTimeout, gateway.upstream_timeout_seconds},
+                                  {kNarStreams, gateway.nar_streams}}) {
+      if (absl::Status s = CheckInteger(setting, value, gateway_where); !s.ok()) return s;
+    }
   }
   return absl::OkStatus();
 }

@@ -14,9 +14,20 @@
 //   verify_threads = 2               # threads verifying signatures
 //   rpc_threads = 8                  # handler threads for submissions, and as many for reads
 //   allow_non_loopback = false       # binding anything but loopback needs this set to true
+//   http_threads = 2                 # HTTP event threads
+//   http_job_threads = 16            # HTTP work that may block (upstream fetches, storage reads)
+//   http_max_connections = 1024      # more HTTP connections are refused
+//   http_idle_timeout = 30           # seconds before an idle HTTP connection is closed
 //
-//   [gateway]                        # later: the substituter gateway (accepted, not used yet)
-//   upstream = "https://cache.nixos.org"
+//   [gateway]                        # the substituter gateway on the HTTP port (see server/gateway.h)
+//   upstream = "https://cache.nixos.org"   # http(s)://... or file:///absolute/dir (binary cache layout)
+//   priority = 30                    # /nix-cache-info Priority
+//   positive_ttl = 3600              # seconds an upstream narinfo is believed
+//   negative_ttl = 60                # seconds an upstream "no such narinfo" is believed
+//   failure_ttl = 5                  # seconds an upstream failure is believed (requests answer 404)
+//   cache_entries = 50000            # hash parts kept in memory
+//   upstream_timeout = 10            # seconds for a narinfo fetch, or until a NAR's headers arrive
+//   nar_streams = 32                 # NARs relayed from an http upstream at once
 //
 //   [[peer]]                         # later: peers to replicate from (accepted, not used yet)
 //   name = "node-b"
@@ -40,7 +51,14 @@
 namespace attest::server {
 
 struct GatewayConfig final {
-  std::string upstream;  // binary cache URL (http(s):// or file://)
+  std::string upstream;  // binary cache URL (http(s):// or file:///absolute/dir); required
+  int priority = 30;
+  int positive_ttl_seconds = 3600;
+  int negative_ttl_seconds = 60;
+  int failure_ttl_seconds = 5;
+  int cache_entries = 50000;
+  int upstream_timeout_seconds = 10;
+  int nar_streams = 32;
 };
 
 struct PeerConfig final {
@@ -63,6 +81,10 @@ struct NodeConfig final {
   int verify_threads = 2;
   int rpc_threads = 8;
   bool allow_non_loopback = false;
+  int http_threads = 2;
+  int http_job_threads = 16;
+  int http_max_connections = 1024;
+  int http_idle_timeout_seconds = 30;
   std::optional<GatewayConfig> gateway;
   std::vector<PeerConfig> peers;
 };
@@ -88,8 +110,8 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text, std::string_vi
 // otherwise as ParseNodeConfig.
 absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& file_path);
 
-// Checks a config built in code (ParseNodeConfig applies the same checks): addresses, limits and the
-// loopback rule. INVALID_ARGUMENT naming the setting.
+// Checks a config built in code (ParseNodeConfig applies the same checks): addresses, limits, the
+// loopback rule and the [gateway] values. INVALID_ARGUMENT naming the setting.
 absl::Status ValidateNodeConfig(const NodeConfig& config);
 
 }  // namespace attest::server

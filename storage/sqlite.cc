@@ -42,6 +42,24 @@ absl::Status CantOpenStatus(const std::string& path, std::string_view detail) {
       detail));
 }
 
+// A file name as the path of a SQLite URI: '%', '?', '#' and anything outside printable ASCII are
+// percent-encoded (https://sqlite.org/uri.html).
+std::string UriPath(std::string_view path) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char c : path) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte <= 0x20 || byte >= 0x7f || c == '%' || c == '?' || c == '#') {
+      out += '%';
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::Status ErrorStatus(int rc, std::string_view file, std::string_view context,
@@ -95,7 +113,8 @@ absl::Status ErrorStatus(int rc, std::string_view file, std::string_view context
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& path, OpenMode mode,
                                                              absl::Duration busy_timeout) {
   // NOMUTEX: callers serialise access to a connection themselves (see the header).
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+  const bool read_only = mode == OpenMode::kReadOnly || mode == OpenMode::kReadOnlyImmutable;
+  int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
   if (mode == OpenMode::kReadWriteCreate) {
     flags |= SQLITE_OPEN_CREATE;
   } else {
@@ -104,8 +123,16 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& 
       return absl::NotFoundError(consensus::Cat("database file ", path, " does not exist"));
     }
   }
+  std::string name = path;
+  if (mode == OpenMode::kReadOnlyImmutable) {
+    flags |= SQLITE_OPEN_URI;
+    std::error_code ec;
+    const std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+    if (ec) return CantOpenStatus(path, ec.message());
+    name = "file:" + UriPath(absolute.string()) + "?immutable=1";
+  }
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+  int rc = sqlite3_open_v2(name.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
     std::string detail = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close_v2(db);

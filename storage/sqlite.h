@@ -45,6 +45,14 @@ absl::Status ErrorStatus(int rc, std::string_view file, std::string_view context
 enum class OpenMode {
   kReadWriteCreate,  // create the file when it does not exist
   kReadWrite,        // the file must exist
+  // SQLITE_OPEN_READONLY; the file must exist. Never writes the database file, but on a WAL database
+  // SQLite creates (and leaves behind) the -wal and -shm files when they are missing and the directory
+  // is writable: a WAL reader needs the shared-memory index.
+  kReadOnly,
+  // kReadOnly plus the `immutable=1` URI parameter: SQLite takes no locks and creates no -wal/-shm
+  // files, trusting that nobody changes the file while it is open. The caller must make that true or
+  // detect changes itself (NixStoreDb compares the file's identity before and after reading).
+  kReadOnlyImmutable,
 };
 
 class Statement;

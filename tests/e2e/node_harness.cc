@@ -1,5 +1,10 @@
 #include "tests/e2e/node_harness.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <filesystem>
 
@@ -38,15 +43,33 @@ std::string PolicyToml(int quorum, const std::vector<OperatorSpec>& operators) {
   return out;
 }
 
-NodeHarness::NodeHarness(const TempDir& dir, const std::string& policy_toml, const std::string& extra_node_toml)
+int FreeLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ADD_FAILURE() << "cannot find a free loopback port";
+    if (fd >= 0) close(fd);
+    return 0;
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+NodeHarness::NodeHarness(const TempDir& dir, const std::string& policy_toml, const std::string& extra_node_toml,
+                         NodePorts ports)
     : dir_(dir) {
   WriteFileOrDie(dir.File("policy.toml"), policy_toml);
   if (!std::filesystem::exists(dir.File("node.sec"))) {
     MakeNixKey(dir, "node");  // writes node.sec
   }
   WriteFileOrDie(dir.File("node.toml"), absl::StrCat("[node]\n"
-                                                     "grpc = \"127.0.0.1:0\"\n"
-                                                     "http = \"127.0.0.1:0\"\n"
+                                                     "grpc = \"127.0.0.1:", ports.grpc, "\"\n"
+                                                     "http = \"127.0.0.1:", ports.http, "\"\n"
                                                      "database = \"attest.db\"\n"
                                                      "key = \"node.sec\"\n"
                                                      "policy = \"policy.toml\"\n",
@@ -65,7 +88,22 @@ bool NodeHarness::Start() {
   while (!grpc_address_.empty() && isspace(static_cast<unsigned char>(grpc_address_.back()))) {
     grpc_address_.pop_back();
   }
+  // attestd prints the HTTP line right after the gRPC one.
+  auto http_line = daemon_->WaitForLine("http listening on ", std::chrono::seconds(5));
+  http_address_.clear();
+  if (http_line) {
+    http_address_ = http_line->substr(http_line->find("http listening on ") + std::string("http listening on ").size());
+    while (!http_address_.empty() && isspace(static_cast<unsigned char>(http_address_.back()))) http_address_.pop_back();
+  }
   return true;
+}
+
+std::string NodeHarness::public_key() const {
+  RunResult result = Run({ATTEST_BIN, "key", "public", dir_.File("node.sec")});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  std::string key = result.out;
+  while (!key.empty() && isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
+  return key;
 }
 
 std::optional<int> NodeHarness::Stop(int signal) {

@@ -30,16 +30,29 @@ struct OperatorSpec final {
 
 std::string PolicyToml(int quorum, const std::vector<OperatorSpec>& operators);
 
+// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released), for a node
+// that must come back on the same address after a restart.
+int FreeLoopbackPort();
+
+struct NodePorts final {
+  int grpc = 0;  // 0: any free port, chosen by attestd at each start
+  int http = 0;
+};
+
 class NodeHarness final {
  public:
   // Writes node.toml (database attest.db, key node.sec, policy policy.toml in `dir`).
-  NodeHarness(const TempDir& dir, const std::string& policy_toml, const std::string& extra_node_toml = "");
+  NodeHarness(const TempDir& dir, const std::string& policy_toml, const std::string& extra_node_toml = "",
+              NodePorts ports = {});
   // Starts attestd and waits until it reports its gRPC address. Returns false (with a test failure)
   // when it does not come up within 30 s.
   bool Start();
   std::optional<int> Stop(int signal = SIGTERM);
   Daemon* daemon() { return daemon_.get(); }
   const std::string& grpc_address() const { return grpc_address_; }
+  const std::string& http_address() const { return http_address_; }  // "host:port"
+  // The node's public key ("node:<base64>"), as clients trust it.
+  std::string public_key() const;
   std::string config_path() const { return dir_.File("node.toml"); }
 
   // Runs the attest CLI with `args` (the node address is not added automatically).
@@ -49,6 +62,7 @@ class NodeHarness final {
   const TempDir& dir_;
   int starts_ = 0;
   std::string grpc_address_;
+  std::string http_address_;
   std::unique_ptr<Daemon> daemon_;
 };
 

@@ -41,6 +41,10 @@ TEST(NodeConfigTest, MinimalConfigGetsDefaultsAndResolvesPathsAgainstItsDirector
   EXPECT_EQ(config->max_batch, 10000);
   EXPECT_EQ(config->verify_threads, 2);
   EXPECT_EQ(config->max_message_bytes, 64 << 20);
+  EXPECT_EQ(config->http_threads, 2);
+  EXPECT_EQ(config->http_job_threads, 16);
+  EXPECT_EQ(config->http_max_connections, 1024);
+  EXPECT_EQ(config->http_idle_timeout_seconds, 30);
   EXPECT_FALSE(config->gateway.has_value());
   EXPECT_TRUE(config->peers.empty());
   EXPECT_TRUE(ValidateNodeConfig(*config).ok());
@@ -50,7 +54,7 @@ TEST(NodeConfigTest, EveryKeyIsRead) {
   auto config = ParseNodeConfig(
       "[node]\n"
       "grpc = \"[::1]:7701\"\n"
-      "http = \"\"\n"
+      "http = \"127.0.0.1:7781\"\n"
       "database = \"/var/lib/attest/db.sqlite\"\n"
       "key = \"../keys/node.sec\"\n"
       "policy = \"policy.toml\"\n"
@@ -61,9 +65,20 @@ TEST(NodeConfigTest, EveryKeyIsRead) {
       "verify_threads = 4\n"
       "rpc_threads = 3\n"
       "allow_non_loopback = false\n"
+      "http_threads = 3\n"
+      "http_job_threads = 5\n"
+      "http_max_connections = 77\n"
+      "http_idle_timeout = 9\n"
       "\n"
       "[gateway]\n"
       "upstream = \"https://cache.nixos.org\"\n"
+      "priority = 41\n"
+      "positive_ttl = 100\n"
+      "negative_ttl = 0\n"
+      "failure_ttl = 2\n"
+      "cache_entries = 1000\n"
+      "upstream_timeout = 4\n"
+      "nar_streams = 6\n"
       "\n"
       "[[peer]]\n"
       "name = \"node-b\"\n"
@@ -72,7 +87,7 @@ TEST(NodeConfigTest, EveryKeyIsRead) {
       "/etc/attest/node.toml");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->grpc_address, "[::1]:7701");
-  EXPECT_EQ(config->http_address, "");
+  EXPECT_EQ(config->http_address, "127.0.0.1:7781");
   EXPECT_EQ(config->database_path, "/var/lib/attest/db.sqlite");
   EXPECT_EQ(config->key_path, "/etc/keys/node.sec");
   EXPECT_TRUE(config->observe_unknown_keys);
@@ -81,8 +96,20 @@ TEST(NodeConfigTest, EveryKeyIsRead) {
   EXPECT_EQ(config->max_message_bytes, 1048576);
   EXPECT_EQ(config->verify_threads, 4);
   EXPECT_EQ(config->rpc_threads, 3);
+  EXPECT_EQ(config->http_threads, 3);
+  EXPECT_EQ(config->http_job_threads, 5);
+  EXPECT_EQ(config->http_max_connections, 77);
+  EXPECT_EQ(config->http_idle_timeout_seconds, 9);
   ASSERT_TRUE(config->gateway.has_value());
   EXPECT_EQ(config->gateway->upstream, "https://cache.nixos.org");
+  EXPECT_EQ(config->gateway->priority, 41);
+  EXPECT_EQ(config->gateway->positive_ttl_seconds, 100);
+  EXPECT_EQ(config->gateway->negative_ttl_seconds, 0);
+  EXPECT_EQ(config->gateway->failure_ttl_seconds, 2);
+  EXPECT_EQ(config->gateway->cache_entries, 1000);
+  EXPECT_EQ(config->gateway->upstream_timeout_seconds, 4);
+  EXPECT_EQ(config->gateway->nar_streams, 6);
+  EXPECT_TRUE(ValidateNodeConfig(*config).ok());
   ASSERT_EQ(config->peers.size(), 1u);
   EXPECT_EQ(config->peers[0].name, "node-b");
   EXPECT_EQ(config->peers[0].grpc, "node-b.example.org:7700");
@@ -111,12 +138,57 @@ TEST(NodeConfigTest, UnknownTopLevelKeyIsAnError) {
 }
 
 TEST(NodeConfigTest, UnknownKeysInGatewayAndPeerAreErrors) {
-  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nupstream = \"x\"\nttl = 5\n"),
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nupstream = \"http://x\"\nttl = 5\n"),
               AllOf(StartsWith("/etc/attest/node.toml:6:1: "), HasSubstr("unknown key \"ttl\" in [gateway]")));
   EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[[peer]]\nname = \"b\"\naddress = \"x:1\"\n"),
               AllOf(StartsWith("/etc/attest/node.toml:6:1: "), HasSubstr("unknown key \"address\" in [[peer]]")));
   EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[[peer]]\ngrpc = \"x:1\"\n"), HasSubstr("[[peer]] has no name"));
   EXPECT_THAT(ErrorOf("peer = 3\n" + std::string(kMinimal)), HasSubstr("not an array of tables"));
+}
+
+TEST(NodeConfigTest, GatewayDefaultsAndItsErrors) {
+  auto config = ParseNodeConfig(std::string(kMinimal) + "[gateway]\nupstream = \"file:///srv/cache\"\n", "n.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_TRUE(config->gateway.has_value());
+  EXPECT_EQ(config->gateway->upstream, "file:///srv/cache");
+  EXPECT_EQ(config->gateway->priority, 30);
+  EXPECT_EQ(config->gateway->positive_ttl_seconds, 3600);
+  EXPECT_EQ(config->gateway->negative_ttl_seconds, 60);
+  EXPECT_EQ(config->gateway->failure_ttl_seconds, 5);
+  EXPECT_EQ(config->gateway->cache_entries, 50000);
+  EXPECT_EQ(config->gateway->upstream_timeout_seconds, 10);
+  EXPECT_EQ(config->gateway->nar_streams, 32);
+
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\npriority = 3\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:4:"), HasSubstr("[gateway] has no upstream")));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nupstream = \"s3://bucket\"\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:5:12: "), HasSubstr("not a binary cache URL")));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nupstream = \"file://relative/dir\"\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:5:12: "), HasSubstr("needs an absolute path")));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nupstream = \"file:///srv/c?compression=none\"\n"),
+              HasSubstr("query"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nupstream = \"http://\"\n"), HasSubstr("no host"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nupstream = \"http://x\"\npriority = -1\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:6:12: "), HasSubstr("priority is -1")));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nupstream = \"http://x\"\ncache_entries = 0\n"),
+              HasSubstr("cache_entries is 0"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nupstream = \"http://x\"\nnegative_ttl = \"1h\"\n"),
+              HasSubstr("negative_ttl is a string, not an integer"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "http = \"\"\n[gateway]\nupstream = \"http://x\"\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:5:"), HasSubstr("http = \"\" turns it off")));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "http_threads = 0\n"), HasSubstr("http_threads is 0"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "http_idle_timeout = 99999\n"), HasSubstr("http_idle_timeout"));
+
+  NodeConfig built = *config;
+  built.gateway->upstream = "ftp://x";
+  EXPECT_THAT(std::string(ValidateNodeConfig(built).message()), HasSubstr("not a binary cache URL"));
+  built.gateway->upstream = "http://x";
+  built.gateway->nar_streams = 0;
+  EXPECT_THAT(std::string(ValidateNodeConfig(built).message()), HasSubstr("nar_streams is 0"));
+  built.gateway->nar_streams = 4;
+  EXPECT_TRUE(ValidateNodeConfig(built).ok());
+  built.http_address = "";
+  EXPECT_THAT(std::string(ValidateNodeConfig(built).message()), HasSubstr("needs the HTTP port"));
 }
 
 TEST(NodeConfigTest, WrongTypeNamesTheValuePosition) {

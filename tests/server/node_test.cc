@@ -557,7 +557,8 @@ TEST_P(NodeSocketTest, HttpHealthzAnswersOk) {
   ASSERT_NE(node_->http_port(), 0);
   int fd = ConnectLoopback(node_->http_port());
   ASSERT_GE(fd, 0);
-  const std::string request = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  // HTTP/1.1 keeps connections open; ask for the close so that reading to the end returns at once.
+  const std::string request = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
   ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
   std::string answer = ReadAll(fd);
   ::close(fd);
@@ -570,7 +571,8 @@ TEST_P(NodeSocketTest, HttpHealthzAnswersOk) {
   ReadAll(fd);
   ::close(fd);
   fd = ConnectLoopback(node_->http_port());
-  ::send(fd, "GET /nope HTTP/1.1\r\n\r\n", 22, MSG_NOSIGNAL);
+  const std::string missing = "GET /nope HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  ::send(fd, missing.data(), missing.size(), MSG_NOSIGNAL);
   EXPECT_THAT(ReadAll(fd), ::testing::StartsWith("HTTP/1.1 404"));
   ::close(fd);
 }

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Substituting a closure of 200 paths through the gateway, against the same closure from a plain static
+# binary cache (nginx serving the very files the gateway reads), in one run, alternating, several runs
+# each. Target: gateway overhead <= 20%.
+#
+#   bench/closure_bench.sh [--build DIR] [--runs N] [--paths N]
+#
+# What it does, with real Nix (Debian's nix-bin) and real processes on 127.0.0.1:
+#   1. builds N raw derivations (a top path referring to N-1 others, each with a few KiB of content) in a
+#      builder chroot store;
+#   2. attests them with two builder keys of two operators (`attest submit`), so every path is CONFIRMED
+#      at quorum 2, and copies the closure into a file:// binary cache signed with one builder key;
+#   3. starts attestd with that cache as its gateway upstream, and nginx serving the same directory;
+#   4. realises the top path into fresh empty client stores, alternately from the gateway (trusting only
+#      the node key) and from nginx (trusting only the builder key), and prints the medians and ratio.
+# Needs `scripts/install-deps --bench` (nginx-light). Everything lives in a temp dir removed at the end.
+set -euo pipefail
+
+BUILD=build
+RUNS=5
+PATHS=200
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build) BUILD="$2"; shift 2 ;;
+    --runs) RUNS="$2"; shift 2 ;;
+    --paths) PATHS="$2"; shift 2 ;;
+    *) echo "usage: $0 [--build DIR] [--runs N] [--paths N]" >&2; exit 2 ;;
+  esac
+done
+ATTESTD="$(cd "$BUILD" && pwd)/server/attestd"
+ATTEST="$(cd "$BUILD" && pwd)/client/attest"
+for tool in nix nix-build nginx python3 "$ATTESTD" "$ATTEST"; do
+  command -v "$tool" >/dev/null || { echo "closure_bench: $tool not found" >&2; exit 2; }
+done
+
+W="$(mktemp -d)"
+chmod 755 "$W"  # nginx's workers run unprivileged and must read the cache
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+# Nix isolated from the host, as in the test suite.
+export NIX_CONF_DIR="$W/etc" XDG_CACHE_HOME="$W/xdg" HOME="$W/home" TMPDIR="$W/tmp"
+unset NIX_CONFIG NIX_REMOTE NIX_PATH NIX_STORE_DIR NIX_STATE_DIR NIX_LOG_DIR 2>/dev/null || true
+mkdir -p "$NIX_CONF_DIR" "$XDG_CACHE_HOME" "$HOME" "$TMPDIR"
+cat > "$NIX_CONF_DIR/nix.conf" <<'EOF'
+experimental-features = nix-command
+substituters =
+build-users-group =
+sandbox = true
+extra-sandbox-paths = /bin /usr /lib /lib64?
+max-jobs = 2
+EOF
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 100); do
+    python3 -c 'import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))))' "$1" \
+      && return 0
+    sleep 0.1
+  done
+  echo "closure_bench: nothing listens on port $1" >&2; exit 1
+}
+
+echo "closure_bench: building $PATHS paths..."
+{
+  echo 'let system = builtins.currentSystem;'
+  echo '  leaf = i: derivation { name = "closure-leaf-${toString i}"; inherit system; builder = "/bin/sh";'
+  echo '    args = [ "-c" "i=0; while [ $i -lt 64 ]; do echo line $i of leaf ${toString i} padding padding padding; i=$((i+1)); done > $out" ]; };'
+  echo "  leaves = map leaf (builtins.genList (x: x) $((PATHS - 1)));"
+  echo 'in derivation { name = "closure-top"; inherit system; builder = "/bin/sh";'
+  echo '  args = [ "-c" "echo ${toString leaves} > $out" ]; }'
+} > "$W/closure.nix"
+BUILDER="$W/store-builder"
+TOP="$(nix-build --store "$BUILDER" --no-out-link "$W/closure.nix" 2>/dev/null)"
+[ "$(nix path-info --store "$BUILDER" --recursive "$TOP" | wc -l)" -eq "$PATHS" ] || {
+  echo "closure_bench: the closure does not have $PATHS paths" >&2; exit 1; }
+
+nix key generate-secret --key-name alpha-builder-1 > "$W/alpha.sec"
+nix key generate-secret --key-name beta-builder-1 > "$W/beta.sec"
+nix key generate-secret --key-name node > "$W/node.sec"
+ALPHA_PUB="$(nix key convert-secret-to-public < "$W/alpha.sec")"
+BETA_PUB="$(nix key convert-secret-to-public < "$W/beta.sec")"
+NODE_PUB="$(nix key convert-secret-to-public < "$W/node.sec")"
+cat > "$W/policy.toml" <<EOF
+quorum = 2
+[[operator]]
+name = "alpha"
+builders = ["$ALPHA_PUB"]
+[[operator]]
+name = "beta"
+builders = ["$BETA_PUB"]
+EOF
+
+CACHE="$W/cache"
+nix copy --store "$BUILDER" --to "file://$CACHE?compression=none&secret-key=$W/alpha.sec" "$TOP" 2>/dev/null
+chmod -R a+rX "$CACHE"
+
+GRPC_PORT="$(free_port)"; HTTP_PORT="$(free_port)"
+cat > "$W/node.toml" <<EOF
+[node]
+grpc = "127.0.0.1:$GRPC_PORT"
+http = "127.0.0.1:$HTTP_PORT"
+database = "attest.db"
+key = "node.sec"
+policy = "policy.toml"
+
+[gateway]
+upstream = "file://$CACHE"
+priority = 30
+EOF
+"$ATTESTD" --config "$W/node.toml" > "$W/attestd.log" 2>&1 &
+PIDS+=($!)
+wait_port "$GRPC_PORT"; wait_port "$HTTP_PORT"
+nix path-info --json --recursive --store "$BUILDER" "$TOP" > "$W/closure.json"
+for key in alpha beta; do
+  "$ATTEST" submit --node "127.0.0.1:$GRPC_PORT" --key "$W/$key.sec" "$W/closure.json" > /dev/null
+done
+CONFIRMED="$("$ATTEST" status --node "127.0.0.1:$GRPC_PORT" --json $(nix path-info --store "$BUILDER" --recursive "$TOP") \
+  | python3 -c 'import json, sys; print(sum(s["verdict"] == "CONFIRMED" for s in json.load(sys.stdin)))')"
+[ "$CONFIRMED" -eq "$PATHS" ] || { echo "closure_bench: only $CONFIRMED of $PATHS paths CONFIRMED" >&2; exit 1; }
+
+NGINX_PORT="$(free_port)"
+mkdir -p "$W/nginx-tmp"
+cat > "$W/nginx.conf" <<EOF
+daemon off;
+worker_processes 2;
+pid $W/nginx.pid;
+error_log $W/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $W/nginx-tmp;
+  proxy_temp_path $W/nginx-tmp;
+  fastcgi_temp_path $W/nginx-tmp;
+  uwsgi_temp_path $W/nginx-tmp;
+  scgi_temp_path $W/nginx-tmp;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    root $CACHE;
+  }
+}
+EOF
+nginx -c "$W/nginx.conf" -p "$W" &
+PIDS+=($!)
+wait_port "$NGINX_PORT"
+
+# One realisation into a fresh store; prints its wall seconds. Fails when anything was built locally.
+realise() {
+  local name="$1" url="$2" key="$3" store="$W/client-$1"
+  rm -rf "$store" "$XDG_CACHE_HOME"; mkdir -p "$XDG_CACHE_HOME"
+  local start end
+  start=$(date +%s.%N)
+  nix-store --store "$store" --realise "$TOP" --option substituters "$url" --option trusted-public-keys "$key" \
+    --option narinfo-cache-negative-ttl 0 > "$W/realise-$name.log" 2>&1
+  end=$(date +%s.%N)
+  if grep -q "^building '" "$W/realise-$name.log"; then
+    echo "closure_bench: $name built something instead of substituting" >&2; exit 1
+  fi
+  chmod -R u+w "$store" 2>/dev/null || true
+  rm -rf "$store"
+  python3 -c "print($end - $start)"
+}
+
+GATEWAY_TIMES=(); STATIC_TIMES=()
+for run in $(seq "$RUNS"); do
+  GATEWAY_TIMES+=("$(realise gateway "http://127.0.0.1:$HTTP_PORT" "$NODE_PUB")")
+  STATIC_TIMES+=("$(realise static "http://127.0.0.1:$NGINX_PORT" "$ALPHA_PUB")")
+done
+
+python3 - "$PATHS" "${GATEWAY_TIMES[*]}" "${STATIC_TIMES[*]}" <<'EOF'
+import statistics, sys
+paths, gw, st = int(sys.argv[1]), [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
+g, s = statistics.median(gw), statistics.median(st)
+print(f"closure of {paths} paths, {len(gw)} runs each, alternating")
+print(f"  gateway (attestd, file:// upstream): median {g:.3f} s  runs {', '.join(f'{x:.3f}' for x in gw)}")
+print(f"  static cache (nginx, same files)   : median {s:.3f} s  runs {', '.join(f'{x:.3f}' for x in st)}")
+print(f"  gateway overhead                    : {100 * (g / s - 1):+.1f}% (target <= +20%)")
+EOF

@@ -1,0 +1,722 @@
+#include "client/pusher.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "client/nar.h"
+#include "client/nix_store_location.h"
+#include "consensus/attestation.h"
+#include "consensus/encoding.h"
+#include "consensus/store_path.h"
+#include "proto/convert.h"
+#include "storage/nix_store_db.h"
+
+namespace attest::client {
+namespace {
+
+using consensus::Cat;
+
+constexpr std::string_view kLedgerName = ".attested";
+constexpr std::string_view kLockName = ".push.lock";
+
+std::string ErrnoText(int error) { return std::strerror(error); }
+
+// "out" when the path is named like its derivation, "<output>" for "<drv name>-<output>", else empty.
+std::string OutputNameFor(const consensus::StorePath& path, std::string_view drv_path) {
+  absl::StatusOr<consensus::StorePath> drv = consensus::StorePath::Parse(drv_path);
+  if (!drv.ok() || !drv->IsDerivation()) return "";
+  std::string_view drv_name = drv->name();
+  drv_name.remove_suffix(4);  // ".drv"
+  const std::string_view name = path.name();
+  if (name == drv_name) return "out";
+  if (name.size() > drv_name.size() + 1 && name.starts_with(drv_name) && name[drv_name.size()] == '-') {
+    return std::string(name.substr(drv_name.size() + 1));
+  }
+  return "";
+}
+
+// "node X: CODE: message", without naming the node twice when the node client already did.
+std::string ErrorText(const std::string& node, const absl::Status& status) {
+  const std::string code = absl::StatusCodeToString(status.code());
+  if (node.empty()) return Cat("reading the Nix store: ", code, ": ", status.message());
+  const std::string prefix = Cat("node ", node, ": ");
+  if (consensus::StdView(status.message()).starts_with(prefix)) {
+    return Cat(prefix, code, ": ", consensus::StdView(status.message()).substr(prefix.size()));
+  }
+  return Cat(prefix, code, ": ", status.message());
+}
+
+bool Contains(const std::vector<std::string>& list, const std::string& value) {
+  return std::find(list.begin(), list.end(), value) != list.end();
+}
+
+// An exclusive flock on <spool>/.push.lock, held for the object's lifetime (and dropped by the kernel
+// when the process dies, so a crashed pusher never blocks the next one).
+class SpoolLock final {
+ public:
+  static absl::StatusOr<std::unique_ptr<SpoolLock>> TryAcquire(const std::string& dir) {
+    const std::string path = Cat(dir, "/", kLockName);
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return absl::FailedPreconditionError(
+          Cat("cannot open ", path, ": ", ErrnoText(errno), " (check the spool directory's owner and mode)"));
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int error = errno;
+      ::close(fd);
+      if (error == EWOULDBLOCK) {
+        return absl::UnavailableError(Cat("another `attest push` (perhaps the --watch service) is shipping the spool ",
+                                          dir, " right now; it holds ", path));
+      }
+      return absl::FailedPreconditionError(Cat("cannot lock ", path, ": ", ErrnoText(error)));
+    }
+    return std::unique_ptr<SpoolLock>(new SpoolLock(fd));
+  }
+  ~SpoolLock() { ::close(fd_); }  // closing releases the lock
+  SpoolLock(const SpoolLock&) = delete;
+  SpoolLock& operator=(const SpoolLock&) = delete;
+
+ private:
+  explicit SpoolLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+// Waits for the lock until `give_up` (checking `stop`), sleeping through the clock.
+absl::StatusOr<std::unique_ptr<SpoolLock>> AcquireLock(const std::string& dir, const PushClock& clock,
+                                                       absl::Time give_up, const std::function<bool()>& stop,
+                                                       absl::Duration poll) {
+  for (;;) {
+    absl::StatusOr<std::unique_ptr<SpoolLock>> lock = SpoolLock::TryAcquire(dir);
+    if (lock.ok() || !absl::IsUnavailable(lock.status())) return lock;
+    if ((stop && stop()) || clock.now() + poll > give_up) return lock.status();
+    clock.sleep(poll);
+  }
+}
+
+// The directory's modification time: it changes when a record is added, replaced or removed.
+std::optional<std::pair<int64_t, int64_t>> DirStamp(const std::string& dir) {
+  struct stat st{};
+  if (::stat(dir.c_str(), &st) != 0) return std::nullopt;
+  return std::make_pair(static_cast<int64_t>(st.st_mtim.tv_sec), static_cast<int64_t>(st.st_mtim.tv_nsec));
+}
+
+// A whole record id as Spool::IdFor makes it ("<32 nix32>-<12 hex>"), so the fragment a crash may
+// leave at the end of the ledger never reads as an id.
+bool ValidLedgerId(std::string_view id) {
+  constexpr size_t kHashLength = consensus::kStorePathHashLength;
+  if (id.size() != kHashLength + 1 + 12 || id[kHashLength] != '-') return false;
+  for (size_t i = 0; i < kHashLength; ++i) {
+    if (consensus::kNix32Alphabet.find(id[i]) == std::string_view::npos) return false;
+  }
+  for (size_t i = kHashLength + 1; i < id.size(); ++i) {
+    if (std::string_view("0123456789abcdef").find(id[i]) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
+absl::Status FsyncDir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return absl::UnavailableError(Cat("cannot open ", dir, " to sync it: ", ErrnoText(errno)));
+  const int rc = ::fsync(fd);
+  const int error = errno;
+  ::close(fd);
+  if (rc != 0) return absl::UnavailableError(Cat("cannot sync ", dir, ": ", ErrnoText(error)));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+PushClock PushClock::Real() {
+  return PushClock{.now = [] { return absl::Now(); }, .sleep = [](absl::Duration d) { absl::SleepFor(d); }};
+}
+
+bool IsRetryable(absl::StatusCode code) {
+  return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded ||
+         code == absl::StatusCode::kResourceExhausted || code == absl::StatusCode::kAborted;
+}
+
+// ---------------------------------------------------------------------------------------------
+// PushLedger
+
+PushLedger::PushLedger(std::string spool_dir) : path_(Cat(spool_dir, "/", kLedgerName)) {}
+
+absl::StatusOr<std::set<std::string>> PushLedger::Read() const {
+  std::set<std::string> ids;
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return ids;
+    return absl::FailedPreconditionError(Cat("cannot read the push ledger ", path_, ": ", ErrnoText(errno)));
+  }
+  std::string text;
+  char buffer[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int error = errno;
+      ::close(fd);
+      return absl::UnavailableError(Cat("cannot read the push ledger ", path_, ": ", ErrnoText(error)));
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  // Only complete lines count: a line torn by a crash mid-append is ignored (its record was not
+  // removed yet, since removal follows the fsync of the ledger).
+  const size_t complete = text.rfind('\n');
+  if (complete == std::string::npos) return ids;
+  for (absl::string_view line : absl::StrSplit(absl::string_view(text.data(), complete), '\n')) {
+    if (ValidLedgerId(consensus::StdView(line))) ids.emplace(line);
+  }
+  return ids;
+}
+
+absl::Status PushLedger::Append(const std::vector<std::string>& ids) {
+  if (ids.empty()) return absl::OkStatus();
+  struct stat st{};
+  const bool existed = ::stat(path_.c_str(), &st) == 0;
+  const int fd = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(Cat("cannot open the push ledger ", path_, ": ", ErrnoText(errno)));
+  }
+  std::string text;
+  // After a torn append, start on a fresh line so the torn part stays one ignorable line.
+  if (existed && st.st_size > 0) {
+    char last = '\n';
+    if (::pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n') text += '\n';
+  }
+  for (const std::string& id : ids) text += Cat(id, "\n");
+  absl::Status status;
+  size_t written = 0;
+  while (written < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      status = absl::UnavailableError(Cat("cannot append to the push ledger ", path_, ": ", ErrnoText(errno)));
+      break;
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (status.ok() && ::fsync(fd) != 0) {
+    status = absl::UnavailableError(Cat("cannot sync the push ledger ", path_, ": ", ErrnoText(errno)));
+  }
+  ::close(fd);
+  if (status.ok() && !existed) status = FsyncDir(path_.substr(0, path_.rfind('/')));
+  return status;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scan
+
+absl::StatusOr<ScanReport> ScanForUnattested(Spool& spool, const std::string& store_root, absl::Time now) {
+  absl::StatusOr<std::unique_ptr<storage::NixStoreDb>> db = storage::NixStoreDb::Open(store_root);
+  if (!db.ok()) return db.status();
+  absl::StatusOr<std::vector<storage::NixBuiltPath>> built = (*db)->BuiltPaths();
+  if (!built.ok()) return built.status();
+  absl::StatusOr<std::set<std::string>> attested = PushLedger(spool.dir()).Read();
+  if (!attested.ok()) return attested.status();
+  absl::StatusOr<SpoolListing> listing = spool.List();
+  if (!listing.ok()) return listing.status();
+  std::set<std::string> spooled;
+  for (const SpoolEntry& entry : listing->entries) spooled.insert(entry.id);
+
+  ScanReport report;
+  report.built = built->size();
+  for (const storage::NixBuiltPath& path : *built) {
+    SpoolRecord record;
+    record.store_path = path.path.full();
+    record.store_root = (*db)->store_root();
+    if (absl::StatusOr<consensus::StorePath> drv = consensus::StorePath::Parse(path.deriver);
+        drv.ok() && drv->IsDerivation()) {
+      record.drv_path = path.deriver;
+      record.output_name = OutputNameFor(path.path, path.deriver);
+    }
+    record.queued_at_unix_ms = absl::ToUnixMillis(now);
+    const std::string id = Spool::IdFor(record);
+    if (attested->contains(id)) {
+      ++report.already_attested;
+      continue;
+    }
+    if (spooled.contains(id)) {
+      ++report.already_spooled;
+      continue;
+    }
+    absl::StatusOr<std::string> added = spool.Add(record);
+    if (!added.ok()) return added.status();
+    report.added.push_back(record.store_path);
+  }
+  return report;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pusher
+
+Pusher::Pusher(Spool spool, consensus::SecretKey key, PushOptions options, NodeConnector connect, PushClock clock,
+               std::function<void(std::string_view)> log)
+    : spool_(std::move(spool)),
+      key_(std::move(key)),
+      public_key_(key_.public_key().ToString()),
+      options_(std::move(options)),
+      connect_(std::move(connect)),
+      clock_(std::move(clock)),
+      log_(std::move(log)),
+      ledger_(spool_.dir()) {
+  if (options_.batch_size == 0) options_.batch_size = 1;
+}
+
+absl::Duration Pusher::Backoff(const NodeState& state) const {
+  absl::Duration wait = options_.initial_backoff;
+  for (int i = 1; i < state.failures && wait < options_.max_backoff; ++i) wait *= 2;
+  return std::min(wait, options_.max_backoff);
+}
+
+void Pusher::NoteNodeFailure(const std::string& node, const absl::Status& status, PassResult& result) {
+  NodeState& state = nodes_[node];
+  ++state.failures;
+  const absl::Duration wait = Backoff(state);
+  state.next_try = clock_.now() + wait;
+  result.retryable_left = true;
+  result.next_retry = std::min(result.next_retry, state.next_try);
+  if (!log_) return;
+  const std::string who = node.empty() ? "reading the Nix store" : Cat("node ", node);
+  const std::string next = state.next_try < run_deadline_ ? Cat("retrying in ", absl::FormatDuration(wait))
+                                                          : std::string("no time left to retry");
+  if (state.failures == 1) {
+    log_(Cat(ErrorText(node, status), "; ", next));
+  } else {
+    log_(Cat(who, ": still ", absl::StatusCodeToString(status.code()), "; ", next));
+  }
+}
+
+void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::string, v1::Attestation>& signed_by_id,
+                     std::vector<PushOutcome>& local, PassResult& result) {
+  const absl::Time now = clock_.now();
+  absl::Status retry_later;  // a retryable failure to read the store (busy): one backoff for all records
+  auto fail = [&](const SpoolEntry& entry, OutcomeKind kind, const absl::Status& status, std::string message) {
+    local.push_back(PushOutcome{.record_id = entry.id,
+                                .path = entry.record.store_path,
+                                .node = "",
+                                .kind = kind,
+                                .code = static_cast<int>(status.code()),
+                                .message = std::move(message)});
+    if (IsRetryable(status.code())) {
+      retry_later = status;
+    } else {
+      final_until_[{entry.id, ""}] = now + options_.final_retry_interval;
+    }
+  };
+
+  std::map<std::string, std::vector<const SpoolEntry*>> by_root;
+  for (const SpoolEntry& entry : entries) by_root[entry.record.store_root].push_back(&entry);
+  for (const auto& [root, root_entries] : by_root) {
+    absl::StatusOr<std::unique_ptr<storage::NixStoreDb>> db = storage::NixStoreDb::Open(root);
+    std::vector<consensus::StorePath> paths;
+    for (const SpoolEntry* entry : root_entries) paths.push_back(*consensus::StorePath::Parse(entry->record.store_path));
+    absl::StatusOr<std::vector<absl::StatusOr<storage::NixStorePathInfo>>> infos =
+        db.ok() ? (*db)->PathInfos(paths) : db.status();
+    if (!infos.ok()) {
+      for (const SpoolEntry* entry : root_entries) {
+        fail(*entry, OutcomeKind::kSkipped, infos.status(), std::string(infos.status().message()));
+      }
+      continue;
+    }
+    const NixStoreLocation location{.root = root, .uri = ""};
+    for (size_t i = 0; i < root_entries.size(); ++i) {
+      const SpoolEntry& entry = *root_entries[i];
+      const std::string record_file = Cat(spool_.dir(), "/", entry.id, ".json");
+      const absl::StatusOr<storage::NixStorePathInfo>& info = (*infos)[i];
+      if (!info.ok()) {
+        std::string message(info.status().message());
+        if (absl::IsNotFound(info.status())) {
+          message += Cat(": it cannot be attested from this store any more; build it again, or delete ", record_file);
+        }
+        fail(entry, OutcomeKind::kSkipped, info.status(), std::move(message));
+        continue;
+      }
+      if (!info->ultimate) {
+        fail(entry, OutcomeKind::kRefused, absl::FailedPreconditionError("not ultimate"),
+             Cat("Nix's database at ", root, " does not mark ", entry.record.store_path,
+                 " as built here (not `ultimate`: it was substituted or copied): an attestation must come from "
+                 "an independent rebuild; delete the path from the store and build it here (`nix-store --delete`, then "
+                 "build), or delete ",
+                 record_file));
+        continue;
+      }
+      absl::StatusOr<consensus::PathInfo> claim = info->Claim();
+      if (absl::IsFailedPrecondition(claim.status())) {
+        // An old row without hash or size: hash the files, keep the references Nix found.
+        absl::StatusOr<NarDigest> digest = HashNar(location.PhysicalPath(entry.record.store_path));
+        claim = digest.ok() ? consensus::PathInfo::Create(info->path, digest->hash, digest->size, info->references)
+                            : absl::StatusOr<consensus::PathInfo>(digest.status());
+      }
+      if (!claim.ok()) {
+        fail(entry, OutcomeKind::kSkipped, claim.status(),
+             Cat("cannot make a claim for ", entry.record.store_path, ": ", claim.status().message()));
+        continue;
+      }
+      const std::string deriver = entry.record.drv_path.empty() ? info->deriver : entry.record.drv_path;
+      consensus::BuildMetadata metadata{
+          .deriver = deriver,
+          .output_name =
+              entry.record.output_name.empty() ? OutputNameFor(info->path, deriver) : entry.record.output_name,
+          .system = options_.system,
+          .build_kind = consensus::BuildKind::kFirstBuild,
+          .build_time_unix = info->registration_time,
+      };
+      // Metadata is informational; a claim is worth sending without the part that does not fit.
+      if (!consensus::ValidateBuildMetadata(metadata).ok()) {
+        metadata.output_name.clear();
+        if (!consensus::ValidateBuildMetadata(metadata).ok()) {
+          metadata = consensus::BuildMetadata();
+          metadata.build_kind = consensus::BuildKind::kFirstBuild;
+        }
+      }
+      v1::Attestation message = proto::ToProto(consensus::SignAttestation(*claim, key_, std::move(metadata)));
+      message.set_public_key(public_key_);
+      signed_by_id.emplace(entry.id, std::move(message));
+    }
+  }
+  if (!retry_later.ok()) NoteNodeFailure("", retry_later, result);
+}
+
+Pusher::PassResult Pusher::Pass(absl::Time deadline) {
+  PassResult result;
+  if (options_.nodes.empty()) {
+    // Every record would count as acknowledged by all (no) nodes and be removed: refuse instead.
+    result.report.fatal = absl::FailedPreconditionError("no nodes to push to: set `nodes` in the config or pass --node");
+    return result;
+  }
+  absl::StatusOr<SpoolListing> listing = spool_.List();
+  if (!listing.ok()) {
+    result.report.fatal = listing.status();
+    return result;
+  }
+  result.report.spool_errors = listing->errors;
+  const absl::Time now = clock_.now();
+  auto is_final = [&](const std::string& id, const std::string& node) {
+    const auto it = final_until_.find({id, node});
+    return it != final_until_.end() && it->second > now;
+  };
+
+  // What each record still needs, and from which nodes now.
+  std::map<std::string, std::vector<std::string>> due_nodes;  // record id -> nodes to send to now
+  std::vector<SpoolEntry> to_prepare;
+  std::vector<const SpoolEntry*> complete;  // acknowledged by every node already (a crash before removal)
+  for (const SpoolEntry& entry : listing->entries) {
+    std::vector<std::string> missing;
+    for (const std::string& node : options_.nodes) {
+      if (!Contains(entry.record.acknowledged_by, node)) missing.push_back(node);
+    }
+    if (missing.empty()) {
+      complete.push_back(&entry);
+      continue;
+    }
+    if (is_final(entry.id, "")) continue;
+    if (nodes_[""].next_try > now) {  // reading the store failed a moment ago: wait with everyone
+      result.retryable_left = true;
+      result.next_retry = std::min(result.next_retry, nodes_[""].next_try);
+      continue;
+    }
+    std::vector<std::string> due;
+    for (const std::string& node : missing) {
+      if (is_final(entry.id, node)) continue;
+      if (nodes_[node].next_try > now) {
+        result.retryable_left = true;
+        result.next_retry = std::min(result.next_retry, nodes_[node].next_try);
+        continue;
+      }
+      due.push_back(node);
+    }
+    if (due.empty()) continue;
+    due_nodes[entry.id] = std::move(due);
+    to_prepare.push_back(entry);
+  }
+
+  std::map<std::string, v1::Attestation> signed_by_id;
+  std::vector<PushOutcome> outcomes;
+  Prepare(to_prepare, signed_by_id, outcomes, result);
+
+  // Per record: nodes that acknowledged in this pass, and the failures to note.
+  std::map<std::string, std::vector<std::string>> new_acks;
+  std::map<std::string, std::vector<std::string>> failures;
+  for (const PushOutcome& o : outcomes) failures[o.record_id].push_back(o.message);
+
+  for (const std::string& node : options_.nodes) {
+    std::vector<std::pair<std::string, const v1::Attestation*>> items;
+    for (const SpoolEntry& entry : to_prepare) {
+      const auto due = due_nodes.find(entry.id);
+      const auto message = signed_by_id.find(entry.id);
+      if (message == signed_by_id.end() || !Contains(due->second, node)) continue;
+      items.emplace_back(entry.id, &message->second);
+    }
+    if (items.empty()) continue;
+    const std::map<std::string, std::string> path_of = [&] {
+      std::map<std::string, std::string> m;
+      for (const auto& [id, message] : items) m[id] = message->path_info().store_path();
+      return m;
+    }();
+    auto outcome_for = [&](const std::string& id, OutcomeKind kind, int code, std::string message) {
+      outcomes.push_back(PushOutcome{.record_id = id, .path = path_of.at(id), .node = node, .kind = kind,
+                                     .code = code, .message = std::move(message)});
+    };
+
+    absl::Status node_failure;  // set once the node failed; the rest of its items are not sent
+    bool stopped_here = false;  // node_failure is our own deadline or a stop request, not the node's
+    bool node_answered = false;
+    bool soft_failure = false;  // an item was refused with a retryable code
+    std::unique_ptr<NodeApi> api;
+    for (size_t start = 0; start < items.size(); start += options_.batch_size) {
+      const size_t end = std::min(items.size(), start + options_.batch_size);
+      const absl::Duration left = deadline - clock_.now();
+      if (node_failure.ok() && stop_ != nullptr && (*stop_)()) {
+        node_failure = absl::CancelledError("not sent: stopping (SIGTERM or SIGINT)");
+        stopped_here = true;
+      }
+      if (node_failure.ok() && left <= absl::ZeroDuration()) {
+        node_failure = absl::DeadlineExceededError(
+            Cat("not sent: gave up after ", absl::FormatDuration(options_.give_up_after)));
+        stopped_here = true;
+      }
+      if (node_failure.ok() && api == nullptr) {
+        NodeOptions node_options{.address = node,
+                                 .timeout = std::min(options_.rpc_timeout, left),
+                                 .retry = RetryOptions{.max_attempts = 2,
+                                                       .initial_backoff = absl::Milliseconds(100),
+                                                       .max_backoff = absl::Seconds(1)}};
+        absl::StatusOr<std::unique_ptr<NodeApi>> connected = connect_(node_options);
+        if (connected.ok()) {
+          api = *std::move(connected);
+        } else {
+          node_failure = connected.status();
+        }
+      }
+      absl::StatusOr<v1::SubmitResponse> response =
+          node_failure.ok() ? absl::StatusOr<v1::SubmitResponse>(absl::UnknownError("not sent")) : node_failure;
+      if (node_failure.ok()) {
+        v1::SubmitRequest request;
+        for (size_t i = start; i < end; ++i) *request.add_attestations() = *items[i].second;
+        response = api->Submit(request);
+        if (response.ok() && static_cast<size_t>(response->results_size()) != end - start) {
+          response = absl::InternalError(Cat("node ", node, " answered ", response->results_size(), " results for ",
+                                             end - start, " attestations (a bug in the node?)"));
+        }
+        if (!response.ok()) node_failure = response.status();
+      }
+      if (!response.ok()) {
+        for (size_t i = start; i < end; ++i) {
+          const std::string& id = items[i].first;
+          outcome_for(id, OutcomeKind::kNotSent, static_cast<int>(node_failure.code()),
+                      std::string(node_failure.message()));
+          if (stopped_here) continue;  // nothing happened to the record: nothing to note in it
+          failures[id].push_back(ErrorText(node, node_failure));
+          if (!IsRetryable(node_failure.code())) final_until_[{id, node}] = now + options_.final_retry_interval;
+        }
+        continue;
+      }
+      node_answered = true;
+      for (size_t i = start; i < end; ++i) {
+        const std::string& id = items[i].first;
+        const v1::SubmitResult& r = response->results(static_cast<int>(i - start));
+        switch (r.outcome()) {
+          case v1::SubmitResult::ACCEPTED:
+            outcome_for(id, OutcomeKind::kAccepted, 0, "");
+            new_acks[id].push_back(node);
+            break;
+          case v1::SubmitResult::ALREADY_PRESENT:
+            outcome_for(id, OutcomeKind::kAlreadyPresent, 0, "");
+            new_acks[id].push_back(node);
+            break;
+          case v1::SubmitResult::OBSERVED: {
+            const std::string message =
+                Cat("the node stored it for observation only: key ", key_.name(),
+                    " is not a builder key in its policy, so it does not count (add the key to the policy, then "
+                    "push again)");
+            outcome_for(id, OutcomeKind::kObserved, 0, message);
+            failures[id].push_back(Cat("node ", node, ": ", message));
+            final_until_[{id, node}] = now + options_.final_retry_interval;
+            break;
+          }
+          default: {
+            // A rejection without a code is the node's bug; it is still a rejection.
+            const auto code = r.code() == 0 ? absl::StatusCode::kUnknown : static_cast<absl::StatusCode>(r.code());
+            std::string message = r.message().empty() ? "rejected without a reason" : r.message();
+            outcome_for(id, OutcomeKind::kRejected, r.code(), message);
+            failures[id].push_back(ErrorText(node, absl::Status(code, message)));
+            if (IsRetryable(code)) {
+              soft_failure = true;
+            } else {
+              final_until_[{id, node}] = now + options_.final_retry_interval;
+            }
+            break;
+          }
+        }
+      }
+    }
+    if (stopped_here) {
+      result.retryable_left = true;
+      result.report.gave_up = true;
+    } else if (!node_failure.ok() && IsRetryable(node_failure.code())) {
+      NoteNodeFailure(node, node_failure, result);
+    } else if (soft_failure) {
+      NoteNodeFailure(node, absl::UnavailableError("some attestations were refused for now"), result);
+    } else if (node_answered) {
+      nodes_[node] = NodeState{};
+    }
+  }
+
+  // Apply: note acknowledgements and failures; remove what every node has.
+  std::vector<const SpoolEntry*> done = complete;
+  std::vector<std::pair<const SpoolEntry*, SpoolRecord>> updates;
+  for (const SpoolEntry& entry : listing->entries) {
+    const auto acks = new_acks.find(entry.id);
+    const auto failed = failures.find(entry.id);
+    if (acks == new_acks.end() && failed == failures.end()) continue;
+    SpoolRecord record = entry.record;
+    if (acks != new_acks.end()) {
+      for (const std::string& node : acks->second) {
+        if (!Contains(record.acknowledged_by, node)) record.acknowledged_by.push_back(node);
+      }
+    }
+    bool all = true;
+    for (const std::string& node : options_.nodes) all = all && Contains(record.acknowledged_by, node);
+    if (all) {
+      done.push_back(&entry);
+      continue;
+    }
+    // The latest failure stays until a newer one replaces it (or the record is delivered and removed).
+    const std::string error = failed == failures.end() ? entry.record.last_error : absl::StrJoin(failed->second, "; ");
+    // A node that stays down does not rewrite every record on every pass: only news is written.
+    if (record.acknowledged_by == entry.record.acknowledged_by && error == entry.record.last_error) continue;
+    if (!error.empty() && error != entry.record.last_error) ++record.attempts;
+    record.last_error = error;
+    updates.emplace_back(&entry, std::move(record));
+  }
+  for (const auto& [entry, record] : updates) {
+    absl::Status s = spool_.Update(entry->id, record);
+    if (!s.ok() && !absl::IsNotFound(s) && log_) log_(Cat("cannot note progress in the spool: ", s.message()));
+  }
+  if (!done.empty()) {
+    std::vector<std::string> ids;
+    for (const SpoolEntry* entry : done) ids.push_back(entry->id);
+    // The ledger first: a crash between the two leaves a record that is sent again (idempotent), never
+    // a removed record missing from the ledger.
+    if (absl::Status s = ledger_.Append(ids); !s.ok()) {
+      if (log_) log_(Cat(s.message(), "; the acknowledged records stay in the spool for now"));
+      result.retryable_left = true;
+      result.next_retry = std::min(result.next_retry, clock_.now() + options_.initial_backoff);
+    } else {
+      for (const SpoolEntry* entry : done) {
+        if (absl::Status removed = spool_.Remove(entry->id); !removed.ok()) {
+          if (log_) log_(Cat("cannot remove a delivered record: ", removed.message()));
+          continue;
+        }
+        result.report.delivered.push_back(entry->record.store_path);
+      }
+    }
+  }
+  result.report.outcomes = std::move(outcomes);
+  return result;
+}
+
+PushReport Pusher::PushOnce() {
+  const absl::Time deadline = clock_.now() + options_.give_up_after;
+  run_deadline_ = deadline;
+  PushReport report;
+  absl::StatusOr<std::unique_ptr<SpoolLock>> lock =
+      AcquireLock(spool_.dir(), clock_, deadline, {}, options_.poll_interval);
+  if (!lock.ok()) {
+    report.fatal = lock.status();
+  } else {
+    std::map<std::pair<std::string, std::string>, size_t> index;  // (record, node) -> position in outcomes
+    for (;;) {
+      PassResult pass = Pass(deadline);
+      for (PushOutcome& o : pass.report.outcomes) {
+        const auto key = std::make_pair(o.record_id, o.node);
+        if (const auto it = index.find(key); it != index.end()) {
+          report.outcomes[it->second] = std::move(o);
+        } else {
+          index.emplace(key, report.outcomes.size());
+          report.outcomes.push_back(std::move(o));
+        }
+      }
+      report.spool_errors = pass.report.spool_errors;
+      report.delivered.insert(report.delivered.end(), pass.report.delivered.begin(), pass.report.delivered.end());
+      if (!pass.report.fatal.ok()) {
+        report.fatal = pass.report.fatal;
+        break;
+      }
+      if (!pass.retryable_left) {
+        report.gave_up = pass.report.gave_up;
+        break;
+      }
+      const absl::Time now = clock_.now();
+      const absl::Time wake = std::max(pass.next_retry, now);
+      if (pass.report.gave_up || wake >= deadline) {
+        report.gave_up = true;
+        if (log_) {
+          log_(Cat("giving up: nodes did not answer within the ", absl::FormatDuration(options_.give_up_after),
+                   " a push may take; the records stay in the spool for the next `attest push`"));
+        }
+        break;
+      }
+      clock_.sleep(wake - now);
+    }
+  }
+  absl::StatusOr<SpoolListing> after = spool_.List();
+  if (after.ok()) {
+    report.remaining = after->entries.size() + after->errors.size();
+    report.spool_errors = after->errors;
+  } else if (report.fatal.ok()) {
+    report.fatal = after.status();
+  }
+  return report;
+}
+
+absl::Status Pusher::Watch(const std::function<bool()>& stop, const std::function<void(const PushReport&)>& on_pass) {
+  absl::StatusOr<std::unique_ptr<SpoolLock>> lock =
+      AcquireLock(spool_.dir(), clock_, absl::InfiniteFuture(), stop, options_.poll_interval);
+  if (!lock.ok()) {
+    if (stop()) return absl::OkStatus();
+    return lock.status();
+  }
+  stop_ = &stop;
+  run_deadline_ = absl::InfiniteFuture();
+  // A full pass at least this often, in case a change to the directory went unnoticed (its mtime has
+  // the kernel's clock-tick granularity).
+  const absl::Duration rescan = options_.poll_interval * 30;
+  absl::Status status;
+  while (!stop()) {
+    const auto stamp = DirStamp(spool_.dir());
+    const absl::Time started = clock_.now();
+    PassResult pass = Pass(absl::InfiniteFuture());
+    if (!pass.report.fatal.ok()) {
+      status = pass.report.fatal;
+      break;
+    }
+    if (on_pass && (!pass.report.outcomes.empty() || !pass.report.delivered.empty() ||
+                    !pass.report.spool_errors.empty())) {
+      on_pass(pass.report);
+    }
+    absl::Time wake = std::min(pass.next_retry, started + rescan);
+    for (const auto& [key, until] : final_until_) wake = std::min(wake, until);
+    // Sleep until something may have changed: a record added (or our own writes: then one more pass
+    // finds nothing to do and writes nothing), a backoff over, a final failure due for another try.
+    while (!stop() && clock_.now() < wake && DirStamp(spool_.dir()) == stamp) {
+      clock_.sleep(std::min(options_.poll_interval, wake - clock_.now()));
+    }
+  }
+  stop_ = nullptr;
+  return status;
+}
+
+}  // namespace attest::client

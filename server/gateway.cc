@@ -1,0 +1,389 @@
+#include "server/gateway.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "consensus/encoding.h"
+#include "consensus/tally.h"
+#include "server/log.h"
+#include "server/path_tally.h"
+
+namespace attest::server {
+namespace {
+
+using consensus::Cat;
+using consensus::StdView;
+
+constexpr std::string_view kNarInfoSuffix = ".narinfo";
+constexpr std::string_view kNarPrefix = "/nar/";
+
+bool IsHashPart(std::string_view text) {
+  return text.size() == consensus::kStorePathHashLength && std::all_of(text.begin(), text.end(), [](char c) {
+           return consensus::kNix32Alphabet.find(c) != std::string_view::npos;
+         });
+}
+
+HttpResponse NotServed(std::string reason) { return HttpResponse::Text(404, std::move(reason)); }
+
+}  // namespace
+
+// What the upstream said about one hash part, and until when that is believed.
+struct Gateway::UpstreamAnswer final {
+  enum class Kind { kFound, kMissing, kInvalid, kFailed };
+  Kind kind = Kind::kMissing;
+  std::shared_ptr<const consensus::NarInfo> narinfo;  // kFound
+  std::string nar_url;                                // kFound: the URL the gateway's narinfo carries
+  std::string reason;                                 // otherwise: why there is nothing to serve
+  absl::Time expires;
+};
+
+// One row of the table. Immutable once inserted (replaced as a whole), except for the recency stamp.
+struct Gateway::Entry final {
+  std::shared_ptr<const UpstreamAnswer> upstream;
+  bool answered = false;                      // `body`/`reason` are the answer for the current tally
+  std::shared_ptr<const std::string> body;    // the 200 narinfo; null for a 404
+  std::string reason;                         // the 404's text
+  mutable std::atomic<int64_t> last_used{0};  // unix seconds, for eviction
+};
+
+// An upstream fetch in progress; later requests for the same hash wait for it.
+struct Gateway::Flight final {
+  absl::Notification done;
+  std::shared_ptr<const UpstreamAnswer> answer;  // set before `done`
+};
+
+std::optional<std::string> GatewayNarUrl(std::string_view url, std::string_view upstream_url) {
+  std::string_view file;
+  if (url.substr(0, 4) == "nar/") {
+    file = url.substr(4);
+  } else if (url.size() > upstream_url.size() + 5 && url.substr(0, upstream_url.size()) == upstream_url &&
+             url.substr(upstream_url.size(), 5) == "/nar/") {
+    file = url.substr(upstream_url.size() + 5);
+  } else if (url.substr(0, 7) == "http://" || url.substr(0, 8) == "https://") {
+    return std::string(url);
+  } else {
+    return std::nullopt;
+  }
+  if (!IsServableNarFileName(file)) return std::nullopt;
+  return Cat("nar/", file);
+}
+
+Gateway::Gateway(const consensus::Policy& policy, storage::AttestationStore* store,
+                 const consensus::SecretKey& node_key, std::unique_ptr<Upstream> upstream, Clock clock,
+                 GatewayOptions options)
+    : policy_(policy),
+      store_(store),
+      node_key_(node_key),
+      upstream_(std::move(upstream)),
+      clock_(std::move(clock)),
+      options_(options),
+      cache_info_(Cat("StoreDir: ", consensus::kStoreDir, "\nWantMassQuery: 1\nPriority: ", options.priority, "\n")) {}
+
+Gateway::~Gateway() = default;
+
+void Gateway::AddRoutes(HttpRouter& router) {
+  router.Exact("/nix-cache-info", [this](const HttpRequest&) { return HttpReply::Now(CacheInfo()); });
+  router.Prefix(std::string(kNarPrefix), [this](const HttpRequest& request) { return Nar(request.path); });
+  router.Prefix("/", [this](const HttpRequest& request) { return NarInfo(request.path); });
+}
+
+HttpResponse Gateway::CacheInfo() const {
+  HttpResponse response;
+  response.content_type = "text/x-nix-cache-info";
+  response.body = cache_info_;
+  return response;
+}
+
+HttpReply Gateway::NarInfo(std::string_view request_path) {
+  if (request_path.size() != 1 + consensus::kStorePathHashLength + kNarInfoSuffix.size() ||
+      request_path.substr(1 + consensus::kStorePathHashLength) != kNarInfoSuffix ||
+      !IsHashPart(request_path.substr(1, consensus::kStorePathHashLength))) {
+    return HttpReply::Now(HttpResponse::Text(404, "not found"));
+  }
+  std::string hash_part(request_path.substr(1, consensus::kStorePathHashLength));
+  const absl::Time now = clock_();
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = entries_.find(hash_part);
+    if (it != entries_.end() && it->second->answered && now < it->second->upstream->expires) {
+      const Entry& entry = *it->second;
+      entry.last_used.store(absl::ToUnixSeconds(now), std::memory_order_relaxed);
+      cache_hits_.fetch_add(1, std::memory_order_relaxed);
+      if (entry.body == nullptr) return HttpReply::Now(NotServed(entry.reason));
+      HttpResponse response;
+      response.content_type = "text/x-nix-narinfo";
+      response.body = entry.body;
+      return HttpReply::Now(std::move(response));
+    }
+  }
+  return HttpReply::Later([this, hash_part = std::move(hash_part)] { return Resolve(hash_part); });
+}
+
+HttpResponse Gateway::Resolve(const std::string& hash_part) {
+  const absl::Time now = clock_();
+  std::shared_ptr<const UpstreamAnswer> upstream = UpstreamFor(hash_part, now);
+
+  auto keep = [&](bool answered, std::shared_ptr<const std::string> body, std::string reason, uint64_t generation) {
+    auto entry = std::make_shared<Entry>();
+    entry->upstream = upstream;
+    // An answer computed from a read that may have missed a commit is not kept (the next request
+    // computes it again); the upstream part is kept either way.
+    entry->answered = answered;
+    entry->body = std::move(body);
+    entry->reason = std::move(reason);
+    entry->last_used.store(absl::ToUnixSeconds(now), std::memory_order_relaxed);
+    absl::MutexLock lock(&mu_);
+    if (generation != generation_) entry->answered = false;
+    Insert(hash_part, std::move(entry));
+  };
+
+  if (upstream->kind != UpstreamAnswer::Kind::kFound) {
+    uint64_t generation;
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      generation = generation_;
+    }
+    keep(true, nullptr, upstream->reason, generation);
+    return NotServed(upstream->reason);
+  }
+
+  const consensus::NarInfo& narinfo = *upstream->narinfo;
+  uint64_t generation;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    generation = generation_;
+  }
+  tallies_.fetch_add(1, std::memory_order_relaxed);
+  const std::vector<consensus::StorePath> paths{narinfo.claim.path};
+  absl::StatusOr<std::vector<std::vector<storage::StoredAttestation>>> stored = store_->AttestationsFor(paths);
+  if (!stored.ok() || stored->size() != 1) {
+    LogWarning(Cat("gateway: reading the attestations of ", narinfo.claim.path.full(), " failed: ",
+                   stored.ok() ? "wrong answer count" : StdView(stored.status().message()), "; answered 404"));
+    keep(false, nullptr, "", generation);
+    return NotServed("the node cannot read its store right now");
+  }
+  const PathTally tally = TallyStored(policy_, (*stored)[0]);
+  const consensus::TallyResult& result = tally.result;
+  std::string reason;
+  if (result.verdict != consensus::Verdict::kConfirmed) {
+    reason = Cat(narinfo.claim.path.full(), " is ", consensus::VerdictName(result.verdict),
+                 result.verdict == consensus::Verdict::kPending
+                     ? Cat(" (", result.fingerprints.front().operators.size(), " of ", policy_.quorum(), " operators)")
+                     : std::string());
+    keep(true, nullptr, reason, generation);
+    return NotServed(reason);
+  }
+  const consensus::FingerprintTally& agreed = result.fingerprints.front();
+  const std::string fingerprint = narinfo.claim.Fingerprint();
+  if (agreed.fingerprint != fingerprint) {
+    reason = Cat(narinfo.claim.path.full(), " is CONFIRMED, but the upstream narinfo describes other contents");
+    LogWarning(Cat("gateway: upstream narinfo of ", narinfo.claim.path.full(),
+                   " differs from the confirmed fingerprint (", consensus::QuoteForError(fingerprint), " upstream, ",
+                   consensus::QuoteForError(agreed.fingerprint), " confirmed); answered 404"));
+    keep(true, nullptr, reason, generation);
+    return NotServed(reason);
+  }
+
+  // The agreeing builders' signatures, by key name, then the node's own.
+  std::vector<std::string> signatures;
+  for (size_t index : agreed.attestations) {
+    signatures.push_back((*stored)[0][tally.stored_index[index]].attestation.signature.ToString());
+  }
+  std::sort(signatures.begin(), signatures.end());
+  signatures.push_back(node_key_.Sign(fingerprint).ToString());
+
+  std::string body = Cat("StorePath: ", narinfo.claim.path.full(), "\nURL: ", upstream->nar_url,
+                         "\nCompression: ", narinfo.compression.empty() ? "bzip2" : narinfo.compression, "\n");
+  if (!narinfo.file_hash.empty()) absl::StrAppend(&body, "FileHash: ", narinfo.file_hash, "\n");
+  if (narinfo.file_size) absl::StrAppend(&body, "FileSize: ", *narinfo.file_size, "\n");
+  absl::StrAppend(&body, "NarHash: ", narinfo.claim.nar_hash.ToNix32(), "\nNarSize: ", narinfo.claim.nar_size,
+                  "\nReferences:");
+  for (const consensus::StorePath& reference : narinfo.claim.references) {
+    absl::StrAppend(&body, " ", consensus::AbslView(reference.base_name()));
+  }
+  // Nix writes "References: " with the space even when the list is empty.
+  if (narinfo.claim.references.empty()) body.push_back(' ');
+  body.push_back('\n');
+  if (narinfo.deriver) absl::StrAppend(&body, "Deriver: ", consensus::AbslView(narinfo.deriver->base_name()), "\n");
+  if (!narinfo.ca.empty()) absl::StrAppend(&body, "CA: ", narinfo.ca, "\n");
+  for (const std::string& signature : signatures) absl::StrAppend(&body, "Sig: ", signature, "\n");
+
+  auto shared = std::make_shared<const std::string>(std::move(body));
+  keep(true, shared, "", generation);
+  HttpResponse response;
+  response.content_type = "text/x-nix-narinfo";
+  response.body = std::move(shared);
+  return response;
+}
+
+std::shared_ptr<const Gateway::UpstreamAnswer> Gateway::UpstreamFor(const std::string& hash_part, absl::Time now) {
+  std::shared_ptr<Flight> flight;
+  bool leader = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(hash_part);
+    if (it != entries_.end() && now < it->second->upstream->expires) return it->second->upstream;
+    auto [at, inserted] = flights_.try_emplace(hash_part, nullptr);
+    if (inserted) {
+      at->second = std::make_shared<Flight>();
+      leader = true;
+    }
+    flight = at->second;
+  }
+  if (!leader) {
+    flight->done.WaitForNotification();
+    return flight->answer;
+  }
+  std::shared_ptr<const UpstreamAnswer> answer = Fetch(hash_part, now);
+  {
+    // Into the table before the flight ends, so a request arriving now finds it instead of fetching
+    // again (the caller replaces the row with one that has the answer).
+    auto entry = std::make_shared<Entry>();
+    entry->upstream = answer;
+    entry->last_used.store(absl::ToUnixSeconds(now), std::memory_order_relaxed);
+    absl::MutexLock lock(&mu_);
+    Insert(hash_part, std::move(entry));
+    flights_.erase(hash_part);
+  }
+  flight->answer = answer;
+  flight->done.Notify();
+  return answer;
+}
+
+std::shared_ptr<const Gateway::UpstreamAnswer> Gateway::Fetch(const std::string& hash_part, absl::Time now) {
+  upstream_fetches_.fetch_add(1, std::memory_order_relaxed);
+  auto answer = std::make_shared<UpstreamAnswer>();
+  absl::StatusOr<std::string> text = upstream_->FetchNarInfo(hash_part);
+  if (!text.ok() && text.status().code() == absl::StatusCode::kNotFound) {
+    NoteUpstreamHealth(absl::OkStatus());
+    answer->kind = UpstreamAnswer::Kind::kMissing;
+    answer->reason = Cat("the upstream cache has no ", hash_part, ".narinfo");
+    answer->expires = now + options_.negative_ttl;
+    return answer;
+  }
+  if (!text.ok() && text.status().code() != absl::StatusCode::kResourceExhausted) {
+    NoteUpstreamHealth(text.status());
+    answer->kind = UpstreamAnswer::Kind::kFailed;
+    answer->reason = "the upstream cache is unavailable";
+    answer->expires = now + options_.failure_ttl;
+    return answer;
+  }
+  NoteUpstreamHealth(absl::OkStatus());
+  answer->kind = UpstreamAnswer::Kind::kInvalid;
+  answer->expires = now + options_.negative_ttl;
+  if (!text.ok()) {
+    answer->reason = "the upstream narinfo is too large";
+    LogWarning(Cat("gateway: ", StdView(text.status().message())));
+    return answer;
+  }
+  absl::StatusOr<consensus::NarInfo> narinfo =
+      consensus::ParseNarInfo(*text, Cat(upstream_->url(), "/", hash_part, ".narinfo"));
+  if (!narinfo.ok()) {
+    answer->reason = "the upstream narinfo is not valid";
+    LogWarning(Cat("gateway: upstream narinfo rejected: ", StdView(narinfo.status().message())));
+    return answer;
+  }
+  if (narinfo->claim.path.hash_part() != hash_part) {
+    answer->reason = "the upstream narinfo is about another store path";
+    LogWarning(Cat("gateway: upstream ", hash_part, ".narinfo names ", narinfo->claim.path.full()));
+    return answer;
+  }
+  std::optional<std::string> nar_url = GatewayNarUrl(narinfo->url, upstream_->url());
+  if (!nar_url) {
+    answer->reason = "the upstream narinfo's URL cannot be served";
+    LogWarning(Cat("gateway: upstream ", hash_part, ".narinfo has URL ", consensus::QuoteForError(narinfo->url),
+                   ", which is neither under nar/ nor an absolute http(s) URL"));
+    return answer;
+  }
+  narinfo->signatures.clear();  // the upstream's own signatures are not passed on; save the memory
+  answer->kind = UpstreamAnswer::Kind::kFound;
+  answer->narinfo = std::make_shared<const consensus::NarInfo>(*std::move(narinfo));
+  answer->nar_url = *std::move(nar_url);
+  answer->expires = now + options_.positive_ttl;
+  return answer;
+}
+
+void Gateway::NoteUpstreamHealth(const absl::Status& status) {
+  absl::MutexLock lock(&health_mu_);
+  if (status.ok() && !upstream_healthy_) {
+    upstream_healthy_ = true;
+    LogInfo(Cat("gateway: upstream ", upstream_->url(), " answers again"));
+  } else if (!status.ok() && upstream_healthy_) {
+    upstream_healthy_ = false;
+    LogWarning(Cat("gateway: upstream unavailable: ", StdView(status.message()),
+                   "; narinfo and NAR requests are answered 404 (Nix builds instead) until it is back"));
+  }
+}
+
+void Gateway::Insert(const std::string& hash_part, std::shared_ptr<const Entry> entry) {
+  entries_.insert_or_assign(hash_part, std::move(entry));
+  if (entries_.size() > options_.max_entries) EvictSome(clock_());
+}
+
+void Gateway::EvictSome(absl::Time now) {
+  // Expired rows first; then the least recently used, down to 90% of the bound so eviction runs once
+  // per tenth of the table, not on every insert.
+  const size_t target = options_.max_entries - options_.max_entries / 10;
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    if (it->second->upstream->expires <= now) {
+      entries_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  if (entries_.size() <= target) return;
+  std::vector<std::pair<int64_t, std::string>> by_age;
+  by_age.reserve(entries_.size());
+  for (const auto& [key, entry] : entries_) by_age.emplace_back(entry->last_used.load(std::memory_order_relaxed), key);
+  const size_t drop = entries_.size() - target;
+  std::nth_element(by_age.begin(), by_age.begin() + static_cast<std::ptrdiff_t>(drop), by_age.end());
+  for (size_t i = 0; i < drop; ++i) entries_.erase(by_age[i].second);
+}
+
+void Gateway::PathsChanged(std::span<const consensus::StorePath> paths) {
+  absl::MutexLock lock(&mu_);
+  ++generation_;
+  for (const consensus::StorePath& path : paths) {
+    auto it = entries_.find(consensus::AbslView(path.hash_part()));
+    if (it == entries_.end() || !it->second->answered) continue;
+    auto stale = std::make_shared<Entry>();
+    stale->upstream = it->second->upstream;
+    stale->last_used.store(it->second->last_used.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    it->second = std::move(stale);
+  }
+}
+
+HttpReply Gateway::Nar(std::string_view request_path) {
+  const std::string_view file = request_path.substr(std::min(request_path.size(), kNarPrefix.size()));
+  if (!IsServableNarFileName(file)) {
+    return HttpReply::Now(HttpResponse::Text(400, "not a NAR file name: expected /nar/<file> with [A-Za-z0-9._+-]"));
+  }
+  return HttpReply::Later([this, file = std::string(file)] {
+    absl::StatusOr<HttpBody> body = upstream_->OpenNar(file);
+    if (!body.ok()) {
+      if (body.status().code() != absl::StatusCode::kNotFound) {
+        NoteUpstreamHealth(body.status());
+        return NotServed("the upstream cache is unavailable");
+      }
+      return NotServed(Cat("the upstream cache has no nar/", file));
+    }
+    NoteUpstreamHealth(absl::OkStatus());
+    HttpResponse response;
+    response.content_type = "application/x-nix-nar";
+    response.body = *std::move(body);
+    return response;
+  });
+}
+
+GatewayStats Gateway::stats() const {
+  GatewayStats stats{
+      .cache_hits = cache_hits_.load(), .upstream_fetches = upstream_fetches_.load(), .tallies = tallies_.load()};
+  absl::ReaderMutexLock lock(&mu_);
+  stats.entries = entries_.size();
+  return stats;
+}
+
+}  // namespace attest::server

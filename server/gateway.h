@@ -1,0 +1,132 @@
+// Gateway: the Nix binary-cache protocol in front of an upstream cache, serving only what reached quorum.
+//
+//   GET /nix-cache-info      StoreDir, WantMassQuery: 1, Priority (from the config)
+//   GET /<hash>.narinfo      200 only when the path is CONFIRMED and the upstream narinfo's fingerprint
+//                            equals the confirmed one; the answer carries the agreeing builders' Sig:
+//                            lines plus one by the node key, and a URL under nar/ on this node.
+//                            Everything else is 404 (unknown, pending, disputed, upstream mismatch,
+//                            upstream missing or failing, storage failing): Nix then builds instead.
+//   GET /nar/<file>          the NAR file from the upstream (sent from disk for file://, relayed as it
+//                            arrives for http); 404 when the upstream has none or fails (Nix treats a
+//                            NAR 404 as "substitute gone" and builds), 400 for a name that could leave
+//                            nar/.
+//
+// Caching. One bounded table (max_entries, least recently used evicted) keyed by hash part holds what
+// the upstream said (found with positive_ttl, missing with negative_ttl, failing with failure_ttl) and
+// the rendered answer. A cached answer is used only while its upstream part is fresh and no attestation
+// of that path was committed since it was computed: the ingest writer calls PathsChanged after every
+// commit, which drops the answers of those paths, and an answer computed from a read that raced with a
+// commit is not kept. So a verdict change is visible to the next request. Concurrent misses on the
+// same hash share one upstream fetch. Cache hits are answered on the event thread without blocking;
+// misses run on the HTTP server's job pool.
+//
+// Thread-safe. Policy, store and node key are borrowed and must outlive the Gateway.
+#ifndef ATTEST_SERVER_GATEWAY_H_
+#define ATTEST_SERVER_GATEWAY_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "consensus/keys.h"
+#include "consensus/narinfo.h"
+#include "consensus/policy.h"
+#include "consensus/store_path.h"
+#include "server/http_server.h"
+#include "server/upstream.h"
+#include "storage/attestation_store.h"
+
+namespace attest::server {
+
+struct GatewayOptions final {
+  int priority = 30;                               // /nix-cache-info Priority (lower is preferred)
+  absl::Duration positive_ttl = absl::Hours(1);    // upstream narinfo found
+  absl::Duration negative_ttl = absl::Minutes(1);  // upstream has no such narinfo (or an invalid one)
+  absl::Duration failure_ttl = absl::Seconds(5);   // upstream unreachable or failing
+  size_t max_entries = 50000;                      // cached hash parts (about 2 KiB each at most)
+};
+
+struct GatewayStats final {
+  uint64_t cache_hits = 0;        // narinfo requests answered from the table
+  uint64_t upstream_fetches = 0;  // narinfo fetches sent upstream
+  uint64_t tallies = 0;           // verdicts computed from the store
+  size_t entries = 0;
+};
+
+class Gateway final {
+ public:
+  using Clock = std::function<absl::Time()>;
+
+  Gateway(const consensus::Policy& policy, storage::AttestationStore* store, const consensus::SecretKey& node_key,
+          std::unique_ptr<Upstream> upstream, Clock clock, GatewayOptions options);
+  ~Gateway();
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // Adds /nix-cache-info, /nar/ and /<hash>.narinfo (the "/" prefix: other top-level paths are 404).
+  void AddRoutes(HttpRouter& router);
+
+  // For shutdown, before the HTTP server stops: upstream transfers end now, so no job waits for them.
+  void Stop() { upstream_->Cancel(); }
+
+  // The ingest hook: attestations of `paths` were committed; their cached answers are dropped.
+  void PathsChanged(std::span<const consensus::StorePath> paths);
+
+  // The handlers, by request path ("/nix-cache-info", "/<hash>.narinfo", "/nar/<file>").
+  HttpResponse CacheInfo() const;
+  HttpReply NarInfo(std::string_view request_path);
+  HttpReply Nar(std::string_view request_path);
+
+  GatewayStats stats() const;
+
+ private:
+  struct UpstreamAnswer;
+  struct Entry;
+  struct Flight;
+
+  // The whole miss path (blocking): upstream (cached or fetched), tally, render, cache.
+  HttpResponse Resolve(const std::string& hash_part);
+  std::shared_ptr<const UpstreamAnswer> UpstreamFor(const std::string& hash_part, absl::Time now);
+  std::shared_ptr<const UpstreamAnswer> Fetch(const std::string& hash_part, absl::Time now);
+  void Insert(const std::string& hash_part, std::shared_ptr<const Entry> entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EvictSome(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NoteUpstreamHealth(const absl::Status& status);
+
+  const consensus::Policy& policy_;
+  storage::AttestationStore* const store_;
+  const consensus::SecretKey& node_key_;
+  const std::unique_ptr<Upstream> upstream_;
+  const Clock clock_;
+  const GatewayOptions options_;
+  const std::string cache_info_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<const Entry>> entries_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<Flight>> flights_ ABSL_GUARDED_BY(mu_);
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // commits seen through PathsChanged
+
+  absl::Mutex health_mu_;
+  bool upstream_healthy_ ABSL_GUARDED_BY(health_mu_) = true;
+
+  std::atomic<uint64_t> cache_hits_{0};
+  std::atomic<uint64_t> upstream_fetches_{0};
+  std::atomic<uint64_t> tallies_{0};
+};
+
+// The URL a gateway narinfo carries for an upstream narinfo's `url`: "nar/<file>" when the NAR is under
+// the upstream's nar/ (relative, or absolute below `upstream_url`), the URL itself when it is absolute
+// elsewhere (Nix fetches it there and checks the bytes); nullopt when it cannot be served.
+std::optional<std::string> GatewayNarUrl(std::string_view url, std::string_view upstream_url);
+
+}  // namespace attest::server
+
+#endif  // ATTEST_SERVER_GATEWAY_H_
