@@ -160,12 +160,23 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  // Interleaved rounds, so that load from other processes hits all three alike.
-  std::vector<double> hook_ms, version_ms, true_ms;
-  for (int i = 0; i < args.runs; ++i) {
-    hook_ms.push_back(TimeOneRun({args.attest, "hook"}, env));
+  // The lean program next to attest: the same hook code without the CLI's libraries.
+  const std::string lean = (std::filesystem::path(args.attest).parent_path() / "attest-hook").string();
+  const bool have_lean = std::filesystem::exists(lean);
+
+  // Interleaved rounds, so that load from other processes hits all of them alike.
+  std::vector<double> hook_ms, lean_ms, version_ms, true_ms;
+  auto clear_spool = [&] {
     std::error_code ec;
     for (const auto& file : std::filesystem::directory_iterator(spool, ec)) std::filesystem::remove(file.path(), ec);
+  };
+  for (int i = 0; i < args.runs; ++i) {
+    hook_ms.push_back(TimeOneRun({args.attest, "hook"}, env));
+    clear_spool();
+    if (have_lean) {
+      lean_ms.push_back(TimeOneRun({lean}, env));
+      clear_spool();
+    }
     version_ms.push_back(TimeOneRun({args.attest, "--version"}, env));
     true_ms.push_back(TimeOneRun({"/bin/true"}, env));
   }
@@ -177,9 +188,13 @@ int main(int argc, char** argv) {
   };
   const Figures hook = Summarise(hook_ms);
   row("attest hook", hook);
+  if (have_lean) row("attest-hook", Summarise(lean_ms));
   row("attest --version", Summarise(version_ms));  // loading the binary and its libraries, no work
   row("/bin/true", Summarise(true_ms));            // the floor any hook pays: fork/exec/wait
-  std::printf("  target: median <= 20 ms -> %s\n", hook.median <= 20.0 ? "met" : "NOT met");
+  // The hook Nix should run is the lean program; `attest hook` is the same code behind the full CLI.
+  const double best = have_lean ? Summarise(lean_ms).median : hook.median;
+  std::printf("  target: median <= 20 ms for %s -> %s\n", have_lean ? "attest-hook" : "attest hook",
+              best <= 20.0 ? "met" : "NOT met");
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   return 0;

@@ -67,10 +67,9 @@ class SubstitutionE2eTest : public ::testing::Test {
  protected:
   SubstitutionE2eTest() : nix_(dir_) {
     WriteFileOrDie(dir_.File("drvs.nix"), kExpression);
-    hook_ = dir_.File("post-build-hook");
-    // Nix runs the hook with no arguments; the builder config comes from ATTEST_BUILDER_CONFIG.
-    WriteFileOrDie(hook_, absl::StrCat("#!/bin/sh\nexec '", ATTEST_BIN, "' hook\n"));
-    chmod(hook_.c_str(), 0755);
+    // The recommended setup: the lean attest-hook program itself as post-build-hook (Nix runs it with no
+    // arguments; the builder config comes from ATTEST_BUILDER_CONFIG).
+    hook_ = ATTEST_HOOK_BIN;
   }
 
   Builder MakeBuilder(const std::string& name, const NixKeyPair& key, const std::string& node_address) {
@@ -255,6 +254,20 @@ TEST_F(SubstitutionE2eTest, OnlyWhatIndependentBuildersAgreeOnIsSubstituted) {
   EXPECT_EQ(push.exit_code, 0) << push.out << push.err;
   EXPECT_EQ(SpoolSize(a), 0u);
   EXPECT_EQ(Verdict(node, OutPath(store_a, "later")), "PENDING") << "one operator so far";
+}
+
+TEST(AttestHookProgramTest, NeverFailsWhateverItIsGiven) {
+  // A typo in nix.conf or a missing variable must not abort the Nix run: exit 0 and say what is wrong.
+  RunResult typo = ::attest::testing::Run({ATTEST_HOOK_BIN, "--confg", "x"}, "", std::chrono::seconds(30),
+                                          {{"DRV_PATH", ""}});
+  EXPECT_EQ(typo.exit_code, 0);
+  EXPECT_THAT(typo.err, HasSubstr("ignoring the argument '--confg'"));
+  EXPECT_THAT(typo.err, HasSubstr("DRV_PATH is not set"));
+  RunResult no_config = ::attest::testing::Run(
+      {ATTEST_HOOK_BIN}, "", std::chrono::seconds(30),
+      {{"DRV_PATH", "/nix/store/rnnd4njddkh87lydz4p5lka2k1mygdrw-e2e-hello.drv"}, {"ATTEST_BUILDER_CONFIG", ""}});
+  EXPECT_EQ(no_config.exit_code, 0);
+  EXPECT_THAT(no_config.err, HasSubstr("the build is not affected"));
 }
 
 }  // namespace
