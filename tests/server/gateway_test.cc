@@ -132,9 +132,10 @@ NixCaches BuildCaches() {
   return caches;
 }
 
+// Built once per test binary (real Nix builds take seconds); destroyed at exit, which removes its temp dir.
 NixCaches& Caches() {
-  static NixCaches* caches = new NixCaches(BuildCaches());
-  return *caches;
+  static NixCaches caches = BuildCaches();
+  return caches;
 }
 
 std::string HashPart(const std::string& path) { return path.substr(11, 32); }
