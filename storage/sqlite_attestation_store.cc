@@ -6,10 +6,12 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "consensus/encoding.h"
 #include "storage/batch_validation.h"
+#include "storage/path_record.h"
 #include "storage/sqlite.h"
 
 namespace attest::storage {
@@ -22,32 +24,23 @@ using sqlite::Transaction;
 
 constexpr size_t kPathHashBytes = 20;
 
-// Schema version 1. See storage/README.md for the reasoning; in short: every store path is stored
-// once (its hash part decoded to 20 bytes, and its name) and referenced by a small integer id; a claim (the signed
-// fingerprint) is stored once per distinct (path, nar hash, nar size, references) and numbered per
-// path; one row per signature, clustered by path so that the attestations of a path are one range
-// scan. Short repeated strings (key names, systems, output names) live in dictionaries.
-constexpr std::string_view kSchemaV1 = R"sql(
+// Schema version 2. See storage/README.md for the reasoning; in short: one row per attested store
+// path holds everything a status answer needs for it (its claims with their references written out,
+// and its signatures) as one PathRecord blob, so that a status read is one index lookup and one row
+// per path. Short repeated strings (key names, systems, output names) live in dictionaries.
+constexpr std::string_view kSchemaV2 = R"sql(
 -- The 32-character nix32 hash part, decoded (20 bytes), is split in two so that the index holds
 -- an 8-byte integer (compact, and compared as an integer) rather than a 20-byte blob.
 CREATE TABLE paths (
   id INTEGER PRIMARY KEY,
   hash_head INTEGER NOT NULL,  -- the hash's first 8 bytes, big-endian, as a signed integer
   hash_tail BLOB NOT NULL,     -- the other 12 bytes
-  name TEXT NOT NULL
+  name TEXT NOT NULL,
+  record BLOB NOT NULL         -- storage/path_record.h: claims and signatures
 ) STRICT;
 -- Not UNIQUE: lookups compare hash_tail and name themselves, so that a path sharing another's hash
 -- part (never in practice) cannot squat on it, without paying for the name in the index.
 CREATE INDEX paths_by_hash ON paths(hash_head);
-
-CREATE TABLE claims (
-  path_id INTEGER NOT NULL REFERENCES paths(id),
-  seq INTEGER NOT NULL,        -- 0, 1, ... per path, in order of arrival
-  nar_hash BLOB NOT NULL,      -- 32 bytes
-  nar_size INTEGER NOT NULL,
-  refs BLOB NOT NULL,          -- LEB128 varints of paths.id, in the claim's (sorted) order
-  PRIMARY KEY (path_id, seq)
-) STRICT, WITHOUT ROWID;
 
 CREATE TABLE keys (
   id INTEGER PRIMARY KEY,
@@ -63,22 +56,6 @@ CREATE TABLE labels (
   id INTEGER PRIMARY KEY,
   text TEXT NOT NULL UNIQUE    -- systems and output names
 ) STRICT;
-
-CREATE TABLE signatures (
-  path_id INTEGER NOT NULL,
-  claim_seq INTEGER NOT NULL,
-  key_id INTEGER NOT NULL REFERENCES keys(id),
-  sig BLOB NOT NULL,           -- 64 bytes, Ed25519
-  received INTEGER NOT NULL,   -- unix seconds
-  observed_key_id INTEGER REFERENCES observed_keys(id),  -- NULL for policy keys
-  deriver BLOB,                -- 20 hash bytes [+ name when not the one implied by path and output]
-  output_id INTEGER REFERENCES labels(id),
-  system_id INTEGER REFERENCES labels(id),
-  build_kind INTEGER NOT NULL,
-  build_time INTEGER NOT NULL,
-  PRIMARY KEY (path_id, claim_seq, key_id),
-  FOREIGN KEY (path_id, claim_seq) REFERENCES claims(path_id, seq)
-) STRICT, WITHOUT ROWID;
 
 CREATE TABLE disputes (
   id TEXT PRIMARY KEY,
@@ -97,32 +74,21 @@ CREATE TABLE counters (
 INSERT INTO counters(name, value) VALUES ('attestations', 0), ('paths', 0);
 )sql";
 
-// kMigrations[v] brings a database at user_version v to v + 1; version 0 is an empty file.
-constexpr std::string_view kMigrations[] = {kSchemaV1};
-static_assert(std::size(kMigrations) == kSqliteSchemaVersion);
+// Version 1 (one row per signature, claims and paths normalised) was only ever written by
+// development builds. An empty version-1 database is rebuilt as version 2; one holding attestations
+// is refused (see CreateOrMigrate): there is nothing in the field to convert.
+constexpr std::string_view kDropSchemaV1 = R"sql(
+DROP TABLE signatures; DROP TABLE claims; DROP TABLE disputes; DROP TABLE paths; DROP TABLE keys;
+DROP TABLE observed_keys; DROP TABLE labels; DROP TABLE counters;
+)sql";
+static_assert(kSqliteSchemaVersion == 2);
+
+// Path rows are ~600 bytes: on 4 KiB pages the unused tail of each page is ~6% of the file, on 8 KiB
+// pages ~3%. Larger pages save little more and make every read copy more (status_bench).
+constexpr int kPageSizeBytes = 8192;
 
 // ---------------------------------------------------------------------------------------------
 // Encodings
-
-void AppendVarint(std::vector<uint8_t>& out, uint64_t value) {
-  while (value >= 0x80) {
-    out.push_back(static_cast<uint8_t>(value | 0x80));
-    value >>= 7;
-  }
-  out.push_back(static_cast<uint8_t>(value));
-}
-
-// False on a truncated or overlong varint.
-bool ReadVarint(std::span<const uint8_t>& in, uint64_t& value) {
-  value = 0;
-  for (int shift = 0; shift < 64 && !in.empty(); shift += 7) {
-    uint8_t byte = in.front();
-    in = in.subspan(1);
-    value |= uint64_t{byte & 0x7fu} << shift;
-    if ((byte & 0x80) == 0) return true;
-  }
-  return false;
-}
 
 using PathHashBytes = std::array<uint8_t, kPathHashBytes>;
 constexpr size_t kHashHeadBytes = 8;
@@ -302,9 +268,8 @@ struct SqliteAttestationStore::Lookups {
 
 class SqliteAttestationStore::Writer {
  public:
-  static absl::StatusOr<std::unique_ptr<Writer>> Create(std::unique_ptr<Connection> db,
-                                                        const SqliteOptions& options) {
-    auto writer = std::unique_ptr<Writer>(new Writer(std::move(db), options));
+  static absl::StatusOr<std::unique_ptr<Writer>> Create(std::unique_ptr<Connection> db) {
+    auto writer = std::unique_ptr<Writer>(new Writer(std::move(db)));
     if (absl::Status status = writer->PrepareAll(); !status.ok()) return status;
     return writer;
   }
@@ -315,24 +280,20 @@ class SqliteAttestationStore::Writer {
   absl::StatusOr<std::vector<WriteOutcome>> WriteOnce(const WriteBatch& batch) {
     auto tx = Transaction::Begin(*db_, Transaction::Kind::kWrite);
     if (!tx.ok()) return tx.status();
-    path_ids_.clear();
-    claims_.clear();
+    paths_.clear();
 
-    // Every store path the batch names, resolved to ids (inserted when new), in a few statements.
+    // Every store path the batch writes to, with its stored row when there is one, in a few
+    // statements.
     std::vector<const StorePath*> mentioned;
     for (const StoredAttestation& stored : batch.attestations) {
       mentioned.push_back(&stored.attestation.claim.path);
-      for (const StorePath& ref : stored.attestation.claim.references) mentioned.push_back(&ref);
     }
     for (const StoredDispute& dispute : batch.disputes) mentioned.push_back(&dispute.path);
-    if (absl::Status status = ResolvePaths(mentioned); !status.ok()) return status;
-    // The claims already stored for the attested paths (a path has one, rarely a few).
-    if (absl::Status status = LoadClaims(batch.attestations); !status.ok()) return status;
+    if (absl::Status status = LoadPaths(mentioned); !status.ok()) return status;
 
     std::vector<WriteOutcome> outcomes;
     outcomes.reserve(batch.attestations.size());
     int64_t inserted = 0;
-    int64_t new_paths = 0;
     for (size_t i = 0; i < batch.attestations.size(); ++i) {
       const StoredAttestation& stored = batch.attestations[i];
       // Validated here rather than up front: it is cheap, and a refused item in the middle of a
@@ -341,7 +302,7 @@ class SqliteAttestationStore::Writer {
           !status.ok()) {
         return status;
       }
-      auto outcome = InsertAttestation(stored, new_paths);
+      auto outcome = AddAttestation(stored);
       if (!outcome.ok()) {
         return absl::Status(outcome.status().code(),
                             consensus::Cat("attestation ", i + 1, " of ", batch.attestations.size(),
@@ -350,6 +311,8 @@ class SqliteAttestationStore::Writer {
       if (*outcome == WriteOutcome::kInserted) ++inserted;
       outcomes.push_back(*outcome);
     }
+    int64_t new_paths = 0;
+    if (absl::Status status = StoreChangedPaths(new_paths); !status.ok()) return status;
     for (size_t i = 0; i < batch.disputes.size(); ++i) {
       if (absl::Status status = ValidateStoredDispute(batch.disputes[i], i, batch.disputes.size());
           !status.ok()) {
@@ -364,9 +327,7 @@ class SqliteAttestationStore::Writer {
     if (absl::Status status = BumpCounter("attestations", inserted); !status.ok()) return status;
     if (absl::Status status = BumpCounter("paths", new_paths); !status.ok()) return status;
     if (absl::Status status = tx->Commit(); !status.ok()) return status;
-    RememberCommittedPaths();
-    path_ids_.clear();  // its keys view the caller's batch
-    claims_.clear();
+    paths_.clear();  // its keys view the caller's batch
     return outcomes;
   }
 
@@ -375,53 +336,38 @@ class SqliteAttestationStore::Writer {
     key_ids_.clear();
     observed_key_ids_.clear();
     label_ids_.clear();
-    path_ids_.clear();
-    claims_.clear();
+    paths_.clear();
   }
 
  private:
-  struct ClaimRow {
-    int64_t seq;
-    std::array<uint8_t, 32> nar_hash;
-    uint64_t nar_size;
-    std::vector<uint8_t> refs;
+  // A store path the batch writes to: its row (id 0 until inserted) and record.
+  struct PathRow {
+    const StorePath* path = nullptr;
+    PathHashBytes hash{};
+    int64_t id = 0;
+    PathRecord record;
+    size_t stored_signatures = 0;  // in the row before this batch
+    bool changed = false;
   };
 
-  Writer(std::unique_ptr<Connection> db, const SqliteOptions& options)
-      : db_(std::move(db)), path_cache_entries_(static_cast<size_t>(options.path_cache_entries)) {}
-
-  void RememberCommittedPaths() {
-    if (path_ids_.size() > path_cache_entries_) return;
-    if (committed_path_ids_.size() + path_ids_.size() > path_cache_entries_) {
-      committed_path_ids_.clear();
-    }
-    for (const auto& [full, id] : path_ids_) {
-      committed_path_ids_.emplace(std::string(full), id);
-    }
-  }
+  explicit Writer(std::unique_ptr<Connection> db) : db_(std::move(db)) {}
 
   absl::Status PrepareAll() {
     struct {
       std::unique_ptr<Statement>* statement;
       std::string sql;
     } const all[] = {
-        {&find_paths_, InList("SELECT id, hash_head, hash_tail, name FROM paths WHERE hash_head")},
-        {&insert_path_, "INSERT INTO paths(hash_head, hash_tail, name) VALUES (?, ?, ?)"},
-        {&claims_of_,
-         InList("SELECT path_id, seq, nar_hash, nar_size, refs FROM claims WHERE path_id")},
-        {&insert_claim_,
-         "INSERT INTO claims(path_id, seq, nar_hash, nar_size, refs) VALUES (?, ?, ?, ?, ?)"},
+        {&find_paths_,
+         InList("SELECT id, hash_head, hash_tail, name, record FROM paths WHERE hash_head")},
+        {&insert_path_,
+         "INSERT INTO paths(hash_head, hash_tail, name, record) VALUES (?, ?, ?, ?)"},
+        {&update_path_, "UPDATE paths SET record = ? WHERE id = ?"},
         {&find_key_, "SELECT id FROM keys WHERE name = ?"},
         {&insert_key_, "INSERT INTO keys(name) VALUES (?)"},
         {&find_observed_key_, "SELECT id FROM observed_keys WHERE public_key = ?"},
         {&insert_observed_key_, "INSERT INTO observed_keys(public_key) VALUES (?)"},
         {&find_label_, "SELECT id FROM labels WHERE text = ?"},
         {&insert_label_, "INSERT INTO labels(text) VALUES (?)"},
-        {&insert_signature_,
-         "INSERT INTO signatures(path_id, claim_seq, key_id, sig, received, observed_key_id, "
-         "deriver, output_id, system_id, build_kind, build_time) "
-         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-         "ON CONFLICT (path_id, claim_seq, key_id) DO NOTHING"},
         {&upsert_dispute_,
          "INSERT INTO disputes(id, path_id, signed_record, opened, updated, fingerprint_count) "
          "VALUES (?, ?, ?, ?, ?, ?) "
@@ -438,124 +384,41 @@ class SqliteAttestationStore::Writer {
     return absl::OkStatus();
   }
 
-  // Fills path_ids_ (full path -> id) for `paths`, inserting those not stored yet.
-  absl::Status ResolvePaths(std::span<const StorePath* const> paths) {
-    struct Pending {
-      const StorePath* path;
-      PathHashBytes hash;
-    };
-    std::vector<Pending> pending;
+  // Fills paths_ for `paths` with their stored rows, if any.
+  absl::Status LoadPaths(std::span<const StorePath* const> paths) {
     std::vector<int64_t> heads;
-    absl::flat_hash_set<int64_t> heads_seen;
+    absl::flat_hash_map<int64_t, std::vector<PathRow*>> by_head;
     for (const StorePath* path : paths) {
-      const std::string_view full = path->full();
-      if (path_ids_.contains(full)) continue;
-      if (auto it = committed_path_ids_.find(consensus::AbslView(full));
-          it != committed_path_ids_.end()) {
-        path_ids_.emplace(full, it->second);
-        continue;
-      }
+      auto [it, inserted] = paths_.try_emplace(path->full());
+      if (!inserted) continue;
       auto hash = PathHash(*path);
       if (!hash.ok()) return hash.status();
-      path_ids_.emplace(full, 0);  // set below
-      pending.push_back(Pending{.path = path, .hash = *hash});
-      if (heads_seen.insert(HashHead(*hash)).second) heads.push_back(HashHead(*hash));
-    }
-    if (pending.empty()) return absl::OkStatus();
-
-    struct Row {
-      int64_t id;
-      std::array<uint8_t, kHashTailBytes> tail;
-      std::string name;
-    };
-    absl::flat_hash_map<int64_t, std::vector<Row>> rows;  // by hash head: almost always one
-    absl::Status status = ForEachChunk<int64_t>(
-        *find_paths_, heads, "looking up store paths",
-        [](Statement::Use& use, int64_t head) { use.Bind(head); },
-        [&](Statement::Use& row) {
-          auto tail = row.Blob(2);
-          if (tail.size() != kHashTailBytes) {
-            return Corrupt(db_->path(), consensus::Cat("a store path hash tail of ", tail.size(),
-                                                       " bytes"));
-          }
-          Row& stored = rows[row.Int(1)].emplace_back(
-              Row{.id = row.Int(0), .tail = {}, .name = std::string(row.Text(3))});
-          std::ranges::copy(tail, stored.tail.begin());
-          return absl::OkStatus();
-        });
-    if (!status.ok()) return status;
-    for (const Pending& p : pending) {
-      const int64_t head = HashHead(p.hash);
-      const auto tail = HashTail(p.hash);
-      std::optional<int64_t> id;
-      if (auto it = rows.find(head); it != rows.end()) {
-        for (const Row& row : it->second) {
-          if (std::ranges::equal(row.tail, tail) && row.name == p.path->name()) {
-            id = row.id;
-            break;
-          }
-        }
-      }
-      if (!id.has_value()) {
-        auto insert = insert_path_->Begin("inserting a store path");
-        insert.Bind(head).BindBlob(tail).Bind(p.path->name());
-        if (absl::Status status = insert.Run(); !status.ok()) return status;
-        id = db_->LastInsertRowId();
-      }
-      path_ids_[p.path->full()] = *id;
-    }
-    return absl::OkStatus();
-  }
-
-  absl::Status LoadClaims(std::span<const StoredAttestation> attestations) {
-    std::vector<int64_t> ids;
-    absl::flat_hash_map<int64_t, bool> seen;
-    for (const StoredAttestation& stored : attestations) {
-      int64_t id = path_ids_.at(stored.attestation.claim.path.full());
-      if (seen.emplace(id, true).second) ids.push_back(id);
+      it->second.path = path;
+      it->second.hash = *hash;
+      std::vector<PathRow*>& same_head = by_head[HashHead(*hash)];
+      if (same_head.empty()) heads.push_back(HashHead(*hash));
+      same_head.push_back(&it->second);
     }
     return ForEachChunk<int64_t>(
-        *claims_of_, ids, "looking up claims",
-        [](Statement::Use& use, int64_t id) { use.Bind(id); },
-        [&](Statement::Use& row) {
-          ClaimRow claim{.seq = row.Int(1), .nar_hash = {}, .nar_size = 0, .refs = {}};
-          auto nar_hash = row.Blob(2);
-          if (nar_hash.size() != claim.nar_hash.size()) {
-            return Corrupt(db_->path(), consensus::Cat("a NAR hash of ", nar_hash.size(), " bytes"));
+        *find_paths_, heads, "looking up store paths",
+        [](Statement::Use& use, int64_t head) { use.Bind(head); },
+        [&](Statement::Use& row) -> absl::Status {
+          auto candidates = by_head.find(row.Int(1));
+          if (candidates == by_head.end()) return absl::OkStatus();
+          for (PathRow* wanted : candidates->second) {
+            if (!std::ranges::equal(row.Blob(2), HashTail(wanted->hash)) ||
+                row.Text(3) != wanted->path->name()) {
+              continue;
+            }
+            auto record = DecodePathRecord(row.Blob(4));
+            if (!record.ok()) return Corrupt(db_->path(), consensus::StdView(record.status().message()));
+            wanted->id = row.Int(0);
+            wanted->stored_signatures = record->signatures.size();
+            wanted->record = std::move(*record);
+            break;
           }
-          std::ranges::copy(nar_hash, claim.nar_hash.begin());
-          claim.nar_size = static_cast<uint64_t>(row.Int(3));
-          auto refs = row.Blob(4);
-          claim.refs.assign(refs.begin(), refs.end());
-          claims_[row.Int(0)].push_back(std::move(claim));
           return absl::OkStatus();
         });
-  }
-
-  // The seq of the claim of `path_id` with these fields, inserting it when new (then ++new_paths
-  // when it is the path's first claim).
-  absl::StatusOr<int64_t> ClaimSeq(int64_t path_id, const consensus::PathInfo& claim,
-                                   std::vector<uint8_t> refs, int64_t& new_paths) {
-    const auto& nar_hash = claim.nar_hash.digest();
-    std::vector<ClaimRow>& existing = claims_[path_id];
-    int64_t next_seq = 0;
-    for (const ClaimRow& row : existing) {
-      if (row.nar_size == claim.nar_size && row.nar_hash == nar_hash && row.refs == refs) {
-        return row.seq;
-      }
-      next_seq = std::max(next_seq, row.seq + 1);
-    }
-    auto insert = insert_claim_->Begin("inserting a claim");
-    insert.Bind(path_id)
-        .Bind(next_seq)
-        .BindBlob(nar_hash)
-        .Bind(static_cast<int64_t>(claim.nar_size))
-        .BindBlob(refs);
-    if (absl::Status status = insert.Run(); !status.ok()) return status;
-    if (next_seq == 0) ++new_paths;
-    existing.push_back(ClaimRow{
-        .seq = next_seq, .nar_hash = nar_hash, .nar_size = claim.nar_size, .refs = std::move(refs)});
-    return next_seq;
   }
 
   // Get-or-insert in a small dictionary table.
@@ -591,77 +454,105 @@ class SqliteAttestationStore::Writer {
     return *id;
   }
 
-  absl::StatusOr<std::optional<int64_t>> LabelId(std::string_view text) {
-    if (text.empty()) return std::nullopt;
-    auto id = DictionaryId(label_ids_, *find_label_, *insert_label_, text, ValueType::kText,
-                           "storing a label");
-    if (!id.ok()) return id.status();
-    return *id;
+  // 0 (none) for an empty label.
+  absl::StatusOr<int64_t> LabelId(std::string_view text) {
+    if (text.empty()) return 0;
+    return DictionaryId(label_ids_, *find_label_, *insert_label_, text, ValueType::kText,
+                        "storing a label");
   }
 
-  absl::StatusOr<WriteOutcome> InsertAttestation(const StoredAttestation& stored,
-                                                 int64_t& new_paths) {
+  absl::StatusOr<WriteOutcome> AddAttestation(const StoredAttestation& stored) {
     const consensus::Attestation& a = stored.attestation;
     const consensus::BuildMetadata& meta = a.metadata;
-    const int64_t path_id = path_ids_.at(a.claim.path.full());
-    std::vector<uint8_t> refs;
-    refs.reserve(a.claim.references.size() * 4);
-    for (const StorePath& ref : a.claim.references) {
-      AppendVarint(refs, static_cast<uint64_t>(path_ids_.at(ref.full())));
-    }
-    auto seq = ClaimSeq(path_id, a.claim, std::move(refs), new_paths);
-    if (!seq.ok()) return seq.status();
+    PathRow& row = paths_.at(a.claim.path.full());
     auto key_id = DictionaryId(key_ids_, *find_key_, *insert_key_, a.key_name(), ValueType::kText,
                                "storing a key name");
     if (!key_id.ok()) return key_id.status();
-    std::optional<int64_t> observed_key_id;
+
+    uint32_t claim = 0;
+    const auto& nar_hash = a.claim.nar_hash.digest();
+    while (claim < row.record.claims.size()) {
+      const RecordClaim& c = row.record.claims[claim];
+      if (c.nar_size == a.claim.nar_size && c.nar_hash == nar_hash &&
+          c.references == a.claim.references) {
+        break;
+      }
+      ++claim;
+    }
+    if (claim < row.record.claims.size()) {
+      for (const RecordSignature& sig : row.record.signatures) {
+        if (sig.claim == claim && sig.key_id == *key_id) return WriteOutcome::kAlreadyPresent;
+      }
+    }
+
+    RecordSignature sig{.claim = claim,
+                        .key_id = *key_id,
+                        .signature = a.signature.bytes,
+                        .received_unix = stored.received_unix,
+                        .observed_key_id = 0,
+                        .deriver = {},
+                        .output_id = 0,
+                        .system_id = 0,
+                        .build_kind = static_cast<int64_t>(meta.build_kind),
+                        .build_time_unix = meta.build_time_unix};
     if (stored.observed_key.has_value()) {
       const auto& bytes = stored.observed_key->bytes();
       auto id = DictionaryId(observed_key_ids_, *find_observed_key_, *insert_observed_key_,
                              Chars(bytes), ValueType::kBlob, "storing an observed key");
       if (!id.ok()) return id.status();
-      observed_key_id = *id;
+      sig.observed_key_id = *id;
     }
-    std::optional<std::vector<uint8_t>> deriver;
     if (!meta.deriver.empty()) {
       auto encoded = EncodeDeriver(meta.deriver, a.claim.path, meta.output_name);
       if (!encoded.ok()) return encoded.status();
-      deriver = std::move(*encoded);
+      sig.deriver.assign(encoded->begin(), encoded->end());
     }
     auto output_id = LabelId(meta.output_name);
     if (!output_id.ok()) return output_id.status();
+    sig.output_id = *output_id;
     auto system_id = LabelId(meta.system);
     if (!system_id.ok()) return system_id.status();
+    sig.system_id = *system_id;
 
-    auto insert = insert_signature_->Begin("inserting an attestation");
-    insert.Bind(path_id).Bind(*seq).Bind(*key_id).BindBlob(a.signature.bytes).Bind(
-        stored.received_unix);
-    if (observed_key_id.has_value()) {
-      insert.Bind(*observed_key_id);
-    } else {
-      insert.BindNull();
+    if (claim == row.record.claims.size()) {
+      row.record.claims.push_back(RecordClaim{
+          .nar_hash = nar_hash, .nar_size = a.claim.nar_size, .references = a.claim.references});
     }
-    if (deriver.has_value()) {
-      insert.BindBlob(*deriver);
-    } else {
-      insert.BindNull();
-    }
-    for (const std::optional<int64_t>& label : {*output_id, *system_id}) {
-      if (label.has_value()) {
-        insert.Bind(*label);
+    row.record.signatures.push_back(std::move(sig));
+    row.changed = true;
+    return WriteOutcome::kInserted;
+  }
+
+  // Writes every changed record back (and rows for dispute paths that have none yet); counts the
+  // paths that got their first attestation.
+  absl::Status StoreChangedPaths(int64_t& new_paths) {
+    std::vector<uint8_t> encoded;
+    for (auto& [full, row] : paths_) {
+      if (!row.changed && row.id != 0) continue;
+      encoded.clear();
+      EncodePathRecord(row.record, encoded);
+      if (row.id == 0) {
+        auto insert = insert_path_->Begin("inserting a store path");
+        insert.Bind(HashHead(row.hash)).BindBlob(HashTail(row.hash)).Bind(row.path->name()).BindBlob(
+            encoded);
+        if (absl::Status status = insert.Run(); !status.ok()) return status;
+        row.id = db_->LastInsertRowId();
       } else {
-        insert.BindNull();
+        auto update = update_path_->Begin("updating a store path");
+        update.BindBlob(encoded).Bind(row.id);
+        if (absl::Status status = update.Run(); !status.ok()) return status;
       }
+      if (row.stored_signatures == 0 && !row.record.signatures.empty()) ++new_paths;
+      row.stored_signatures = row.record.signatures.size();
+      row.changed = false;
     }
-    insert.Bind(static_cast<int64_t>(meta.build_kind)).Bind(meta.build_time_unix);
-    if (absl::Status status = insert.Run(); !status.ok()) return status;
-    return db_->Changes() == 1 ? WriteOutcome::kInserted : WriteOutcome::kAlreadyPresent;
+    return absl::OkStatus();
   }
 
   absl::Status UpsertDispute(const StoredDispute& dispute) {
     auto upsert = upsert_dispute_->Begin("storing a dispute");
     upsert.Bind(dispute.id)
-        .Bind(path_ids_.at(dispute.path.full()))
+        .Bind(paths_.at(dispute.path.full()).id)
         .Bind(dispute.signed_record)
         .Bind(dispute.opened_unix)
         .Bind(dispute.updated_unix)
@@ -677,20 +568,15 @@ class SqliteAttestationStore::Writer {
   }
 
   std::unique_ptr<Connection> db_;
-  std::unique_ptr<Statement> find_paths_, insert_path_, claims_of_, insert_claim_, find_key_,
-      insert_key_, find_observed_key_, insert_observed_key_, find_label_, insert_label_,
-      insert_signature_, upsert_dispute_, bump_counter_;
+  std::unique_ptr<Statement> find_paths_, insert_path_, update_path_, find_key_, insert_key_,
+      find_observed_key_, insert_observed_key_, find_label_, insert_label_, upsert_dispute_,
+      bump_counter_;
   absl::flat_hash_map<std::string, int64_t> key_ids_;
   absl::flat_hash_map<std::string, int64_t> observed_key_ids_;  // by raw key bytes
   absl::flat_hash_map<std::string, int64_t> label_ids_;
-  // This transaction's store paths (full path, viewing the batch -> id) and the claims of its
-  // attested paths.
-  absl::flat_hash_map<std::string_view, int64_t> path_ids_;
-  // Ids of store paths of committed batches (full path -> id), so that paths written again and
-  // again (references to common dependencies) are not looked up every time. Emptied when full.
-  const size_t path_cache_entries_;
-  absl::flat_hash_map<std::string, int64_t> committed_path_ids_;
-  absl::flat_hash_map<int64_t, std::vector<ClaimRow>> claims_;
+  // This transaction's store paths, by full path (viewing the batch). node_hash_map: PathRow
+  // pointers are kept while it is filled.
+  absl::node_hash_map<std::string_view, PathRow> paths_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -732,28 +618,28 @@ class SqliteAttestationStore::Reader {
       std::vector<size_t>& same_head = slots_of_head[HashHead(*hash)];
       if (same_head.empty()) heads.push_back(HashHead(*hash));
       same_head.push_back(slots.size());
-      slots.push_back(Slot{.path = &paths[i], .hash = *hash, .claims = {}, .signatures = {}, .uses = 0});
+      slots.push_back(Slot{.path = &paths[i], .hash = *hash, .attestations = {}, .uses = 0});
     }
     for (size_t slot : slot_of_input) ++slots[slot].uses;
 
+    // One pass over the path index, kChunk hash heads per statement, in ascending order (SQLite
+    // sorts an IN list) so that consecutive seeks share pages; each row carries the whole record.
     auto tx = Transaction::Begin(*db_, Transaction::Kind::kRead);
     if (!tx.ok()) return tx.status();
-    // Three passes, one table each, so that every B-tree is entered once per path (a join would seek
-    // the claim once per signature), and in ascending key order (SQLite sorts an IN list), so that
-    // consecutive seeks share pages. First the path ids, kChunk hash heads per statement.
-    absl::flat_hash_map<int64_t, size_t> slot_of_id;
-    std::vector<int64_t> path_ids;
     absl::Status status = ForEachChunk<int64_t>(
         *paths_by_head_, heads, "reading store paths",
         [](Statement::Use& use, int64_t head) { use.Bind(head); },
         [&](Statement::Use& row) -> absl::Status {
-          auto same_head = slots_of_head.find(row.Int(1));
+          auto same_head = slots_of_head.find(row.Int(0));
           if (same_head == slots_of_head.end()) return absl::OkStatus();
           for (size_t candidate : same_head->second) {
             Slot& slot = slots[candidate];
-            if (std::ranges::equal(row.Blob(2), HashTail(slot.hash)) && row.Text(3) == slot.path->name()) {
-              slot_of_id.emplace(row.Int(0), candidate);
-              path_ids.push_back(row.Int(0));
+            if (std::ranges::equal(row.Blob(1), HashTail(slot.hash)) && row.Text(2) == slot.path->name()) {
+              auto record = DecodePathRecord(row.Blob(3));
+              if (!record.ok()) return Corrupt(db_->path(), consensus::StdView(record.status().message()));
+              auto built = BuildAttestations(*slot.path, std::move(*record));
+              if (!built.ok()) return built.status();
+              slot.attestations = std::move(*built);
               break;
             }
           }
@@ -761,63 +647,16 @@ class SqliteAttestationStore::Reader {
           return absl::OkStatus();
         });
     if (!status.ok()) return status;
-    std::vector<int64_t> ref_ids;
-    absl::flat_hash_map<int64_t, const StorePath*> ref_paths;
-    status = ForEachChunk<int64_t>(
-        *claims_of_, path_ids, "reading claims",
-        [](Statement::Use& use, int64_t id) { use.Bind(id); },
-        [&](Statement::Use& row) -> absl::Status {
-          auto slot = slot_of_id.find(row.Int(0));
-          if (slot == slot_of_id.end()) return absl::OkStatus();
-          auto claim = ClaimFromRow(row, ref_ids, ref_paths);
-          if (!claim.ok()) return claim.status();
-          slots[slot->second].claims.emplace(row.Int(1), std::move(*claim));
-          return absl::OkStatus();
-        });
-    if (!status.ok()) return status;
-    status = ForEachChunk<int64_t>(
-        *signatures_of_, path_ids, "reading signatures",
-        [](Statement::Use& use, int64_t id) { use.Bind(id); },
-        [&](Statement::Use& row) -> absl::Status {
-          auto slot = slot_of_id.find(row.Int(kPathId));
-          if (slot == slot_of_id.end()) return absl::OkStatus();
-          auto signature = SignatureFromRow(row);
-          if (!signature.ok()) return signature.status();
-          slots[slot->second].signatures.push_back(std::move(*signature));
-          return absl::OkStatus();
-        });
-    if (!status.ok()) return status;
-    // Every referenced path, kChunk ids per statement.
-    absl::flat_hash_map<int64_t, StorePath> refs;
-    status = ForEachChunk<int64_t>(
-        *paths_by_id_, ref_ids, "reading referenced store paths",
-        [](Statement::Use& use, int64_t id) { use.Bind(id); },
-        [&](Statement::Use& row) -> absl::Status {
-          auto path = PathFromRow(row.Int(1), row.Blob(2), row.Text(3), db_->path());
-          if (!path.ok()) return path.status();
-          refs.emplace(row.Int(0), std::move(*path));
-          return absl::OkStatus();
-        });
-    if (!status.ok()) return status;
-    if (refs.size() != ref_ids.size()) {
-      return Corrupt(db_->path(), "a claim references a missing store path");
-    }
     status = tx->Commit();
     if (!status.ok()) return status;
 
-    std::vector<std::vector<StoredAttestation>> slot_results(slots.size());
-    for (size_t s = 0; s < slots.size(); ++s) {
-      auto built = BuildAttestations(slots[s], refs);
-      if (!built.ok()) return built.status();
-      slot_results[s] = std::move(*built);
-    }
     std::vector<std::vector<StoredAttestation>> result(paths.size());
     for (size_t i = 0; i < paths.size(); ++i) {
       Slot& slot = slots[slot_of_input[i]];
       if (--slot.uses == 0) {
-        result[i] = std::move(slot_results[slot_of_input[i]]);
+        result[i] = std::move(slot.attestations);
       } else {
-        result[i] = slot_results[slot_of_input[i]];
+        result[i] = slot.attestations;
       }
     }
     return result;
@@ -872,39 +711,12 @@ class SqliteAttestationStore::Reader {
   }
 
  private:
-  // A claim as read: its fields, and its references as path ids until they are resolved.
-  struct ClaimRead {
-    consensus::NarHash::Digest nar_hash;
-    uint64_t nar_size;
-    std::vector<int64_t> ref_ids;
-  };
-  struct SignatureRead {
-    int64_t seq;
-    int64_t key_id;
-    consensus::Signature signature;  // key name filled in later
-    int64_t received;
-    std::optional<int64_t> observed_key_id;
-    std::optional<std::string> deriver;  // encoded
-    std::optional<int64_t> output_id;
-    std::optional<int64_t> system_id;
-    int64_t build_kind;
-    int64_t build_time;
-  };
   struct Slot {
     const StorePath* path;
     PathHashBytes hash;
-    absl::flat_hash_map<int64_t, ClaimRead> claims;  // by seq
-    std::vector<SignatureRead> signatures;
+    std::vector<StoredAttestation> attestations;
     int uses;  // inputs that asked for this path
   };
-
-  // Columns of signatures_of_.
-  enum SignatureColumn {
-    kPathId, kSeq, kKeyId, kSig, kReceived, kObservedKeyId, kDeriver, kOutputId, kSystemId, kBuildKind,
-    kBuildTime
-  };
-  // Columns of claims_of_.
-  enum ClaimColumn { kClaimPathId, kClaimSeq, kNarHash, kNarSize, kRefs };
 
   Reader(std::unique_ptr<Connection> db, Lookups& lookups)
       : db_(std::move(db)), lookups_(lookups) {}
@@ -914,12 +726,7 @@ class SqliteAttestationStore::Reader {
       std::unique_ptr<Statement>* statement;
       std::string sql;
     } const all[] = {
-        {&paths_by_head_, InList("SELECT id, hash_head, hash_tail, name FROM paths WHERE hash_head")},
-        {&claims_of_, InList("SELECT path_id, seq, nar_hash, nar_size, refs FROM claims WHERE path_id")},
-        {&signatures_of_,
-         InList("SELECT path_id, claim_seq, key_id, sig, received, observed_key_id, deriver, output_id, "
-                "system_id, build_kind, build_time FROM signatures WHERE path_id")},
-        {&paths_by_id_, InList("SELECT id, hash_head, hash_tail, name FROM paths WHERE id")},
+        {&paths_by_head_, InList("SELECT hash_head, hash_tail, name, record FROM paths WHERE hash_head")},
         {&key_name_, "SELECT name FROM keys WHERE id = ?"},
         {&observed_key_, "SELECT public_key FROM observed_keys WHERE id = ?"},
         {&label_, "SELECT text FROM labels WHERE id = ?"},
@@ -942,111 +749,65 @@ class SqliteAttestationStore::Reader {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<ClaimRead> ClaimFromRow(const Statement::Use& row, std::vector<int64_t>& ref_ids,
-                                         absl::flat_hash_map<int64_t, const StorePath*>& seen) {
-    ClaimRead claim;
-    auto nar_hash = row.Blob(kNarHash);
-    if (nar_hash.size() != claim.nar_hash.size()) {
-      return Corrupt(db_->path(), consensus::Cat("a NAR hash of ", nar_hash.size(), " bytes"));
-    }
-    std::ranges::copy(nar_hash, claim.nar_hash.begin());
-    claim.nar_size = static_cast<uint64_t>(row.Int(kNarSize));
-    for (auto refs = row.Blob(kRefs); !refs.empty();) {
-      uint64_t id;
-      if (!ReadVarint(refs, id)) return Corrupt(db_->path(), "a malformed reference list");
-      claim.ref_ids.push_back(static_cast<int64_t>(id));
-      if (seen.emplace(static_cast<int64_t>(id), nullptr).second) {
-        ref_ids.push_back(static_cast<int64_t>(id));
-      }
-    }
-    return claim;
-  }
-
-  absl::StatusOr<SignatureRead> SignatureFromRow(const Statement::Use& row) {
-    SignatureRead read{.seq = row.Int(kSeq),
-                       .key_id = row.Int(kKeyId),
-                       .signature = {},
-                       .received = row.Int(kReceived),
-                       .observed_key_id = std::nullopt,
-                       .deriver = std::nullopt,
-                       .output_id = std::nullopt,
-                       .system_id = std::nullopt,
-                       .build_kind = row.Int(kBuildKind),
-                       .build_time = row.Int(kBuildTime)};
-    auto sig = row.Blob(kSig);
-    if (sig.size() != read.signature.bytes.size()) {
-      return Corrupt(db_->path(), consensus::Cat("a signature of ", sig.size(), " bytes"));
-    }
-    std::ranges::copy(sig, read.signature.bytes.begin());
-    if (!row.IsNull(kObservedKeyId)) read.observed_key_id = row.Int(kObservedKeyId);
-    if (!row.IsNull(kDeriver)) read.deriver = std::string(Chars(row.Blob(kDeriver)));
-    if (!row.IsNull(kOutputId)) read.output_id = row.Int(kOutputId);
-    if (!row.IsNull(kSystemId)) read.system_id = row.Int(kSystemId);
-    return read;
-  }
-
-  absl::StatusOr<std::vector<StoredAttestation>> BuildAttestations(
-      Slot& slot, const absl::flat_hash_map<int64_t, StorePath>& refs) {
+  // The attestations of `path`, ordered by (fingerprint, key name).
+  absl::StatusOr<std::vector<StoredAttestation>> BuildAttestations(const StorePath& path,
+                                                                   PathRecord record) {
     struct Built {
       consensus::PathInfo info;
       std::string fingerprint;
       int uses = 0;  // signatures over this claim not yet built; the last one takes `info`
     };
-    absl::flat_hash_map<int64_t, Built> claims;
+    std::vector<Built> claims;
+    claims.reserve(record.claims.size());
     // Fingerprints only order attestations of different claims; most paths have one claim.
-    const bool needs_fingerprints = slot.claims.size() > 1;
-    for (auto& [seq, read] : slot.claims) {
-      std::vector<StorePath> references;
-      references.reserve(read.ref_ids.size());
-      for (int64_t id : read.ref_ids) references.push_back(refs.at(id));
-      consensus::PathInfo info{.path = *slot.path,
-                               .nar_hash = consensus::NarHash::FromDigest(read.nar_hash),
-                               .nar_size = read.nar_size,
-                               .references = std::move(references)};
+    const bool needs_fingerprints = record.claims.size() > 1;
+    for (RecordClaim& claim : record.claims) {
+      consensus::PathInfo info{.path = path,
+                               .nar_hash = consensus::NarHash::FromDigest(claim.nar_hash),
+                               .nar_size = claim.nar_size,
+                               .references = std::move(claim.references)};
       std::string fingerprint = needs_fingerprints ? info.Fingerprint() : std::string();
-      claims.emplace(seq, Built{.info = std::move(info), .fingerprint = std::move(fingerprint)});
+      claims.push_back(Built{.info = std::move(info), .fingerprint = std::move(fingerprint)});
     }
-    for (const SignatureRead& read : slot.signatures) {
-      if (auto claim = claims.find(read.seq); claim != claims.end()) ++claim->second.uses;
-    }
+    for (const RecordSignature& sig : record.signatures) ++claims[sig.claim].uses;
     std::vector<std::pair<const Built*, StoredAttestation>> found;
-    found.reserve(slot.signatures.size());
-    for (SignatureRead& read : slot.signatures) {
-      auto claim = claims.find(read.seq);
-      if (claim == claims.end()) return Corrupt(db_->path(), "an attestation without its claim");
-      auto key_name = KeyName(read.key_id);
+    found.reserve(record.signatures.size());
+    for (RecordSignature& sig : record.signatures) {
+      Built& claim = claims[sig.claim];
+      consensus::Signature signature;
+      auto key_name = KeyName(sig.key_id);
       if (!key_name.ok()) return key_name.status();
-      read.signature.key_name = std::move(*key_name);
+      signature.key_name = std::move(*key_name);
+      signature.bytes = sig.signature;
 
       consensus::BuildMetadata meta;
-      if (read.output_id.has_value()) {
-        auto output = Label(*read.output_id);
+      if (sig.output_id != 0) {
+        auto output = Label(sig.output_id);
         if (!output.ok()) return output.status();
         meta.output_name = std::move(*output);
       }
-      if (read.system_id.has_value()) {
-        auto system = Label(*read.system_id);
+      if (sig.system_id != 0) {
+        auto system = Label(sig.system_id);
         if (!system.ok()) return system.status();
         meta.system = std::move(*system);
       }
-      if (read.deriver.has_value()) {
-        auto deriver = DecodeDeriver(Bytes(*read.deriver), *slot.path, meta.output_name,
-                                     db_->path());
+      if (!sig.deriver.empty()) {
+        auto deriver = DecodeDeriver(Bytes(sig.deriver), path, meta.output_name, db_->path());
         if (!deriver.ok()) return deriver.status();
         meta.deriver = std::move(*deriver);
       }
-      if (read.build_kind < 0 ||
-          read.build_kind > static_cast<int64_t>(consensus::BuildKind::kImported)) {
-        return Corrupt(db_->path(), consensus::Cat("unknown build kind ", read.build_kind));
+      if (sig.build_kind < 0 ||
+          sig.build_kind > static_cast<int64_t>(consensus::BuildKind::kImported)) {
+        return Corrupt(db_->path(), consensus::Cat("unknown build kind ", sig.build_kind));
       }
-      meta.build_kind = static_cast<consensus::BuildKind>(read.build_kind);
-      meta.build_time_unix = read.build_time;
+      meta.build_kind = static_cast<consensus::BuildKind>(sig.build_kind);
+      meta.build_time_unix = sig.build_time_unix;
 
       std::optional<consensus::PublicKey> observed_key;
-      if (read.observed_key_id.has_value()) {
-        auto bytes = ObservedKey(*read.observed_key_id);
+      if (sig.observed_key_id != 0) {
+        auto bytes = ObservedKey(sig.observed_key_id);
         if (!bytes.ok()) return bytes.status();
-        auto key = consensus::PublicKey::FromBytes(read.signature.key_name, *bytes);
+        auto key = consensus::PublicKey::FromBytes(signature.key_name, *bytes);
         if (!key.ok()) {
           return Corrupt(db_->path(),
                          consensus::Cat("an unusable observed key: ", key.status().message()));
@@ -1054,15 +815,14 @@ class SqliteAttestationStore::Reader {
         observed_key = std::move(*key);
       }
       found.emplace_back(
-          &claim->second,
-          StoredAttestation{.attestation = consensus::Attestation{.claim = --claim->second.uses == 0
-                                                                               ? std::move(claim->second.info)
-                                                                               : claim->second.info,
-                                                                  .signature =
-                                                                      std::move(read.signature),
-                                                                  .metadata = std::move(meta)},
-                            .received_unix = read.received,
-                            .observed_key = std::move(observed_key)});
+          &claim,
+          StoredAttestation{
+              .attestation = consensus::Attestation{.claim = --claim.uses == 0 ? std::move(claim.info)
+                                                                               : claim.info,
+                                                    .signature = std::move(signature),
+                                                    .metadata = std::move(meta)},
+              .received_unix = sig.received_unix,
+              .observed_key = std::move(observed_key)});
     }
     std::ranges::sort(found, [](const auto& a, const auto& b) {
       if (a.first->fingerprint != b.first->fingerprint) {
@@ -1140,7 +900,7 @@ class SqliteAttestationStore::Reader {
 
   std::unique_ptr<Connection> db_;
   Lookups& lookups_;
-  std::unique_ptr<Statement> paths_by_head_, claims_of_, signatures_of_, paths_by_id_, key_name_, observed_key_, label_,
+  std::unique_ptr<Statement> paths_by_head_, key_name_, observed_key_, label_,
       dispute_by_id_, disputes_after_, counters_, count_disputes_;
 };
 
@@ -1268,13 +1028,22 @@ absl::Status CreateOrMigrate(Connection& db) {
     return status;
   }
   if (identity->version == kSqliteSchemaVersion) return absl::OkStatus();
-  for (int64_t v = identity->version; v < kSqliteSchemaVersion; ++v) {
-    if (absl::Status status = db.Execute(kMigrations[v], consensus::Cat("migrating the schema from "
-                                                                      "version ",
-                                                                      v, " to ", v + 1));
+  if (identity->version == 1) {
+    auto held = db.QueryInt("SELECT count(*) FROM signatures", "reading a version-1 database");
+    if (!held.ok()) return held.status();
+    if (*held != 0) {
+      return absl::FailedPreconditionError(consensus::Cat(
+          "database file ", db.path(), " uses schema version 1 of a development build and holds ",
+          *held, " attestations, which this attestd cannot convert: move the file away and start "
+          "with an empty database (builders' spools and peers resend what they hold)"));
+    }
+    if (absl::Status status = db.Execute(kDropSchemaV1, "removing the empty version-1 schema");
         !status.ok()) {
       return status;
     }
+  }
+  if (absl::Status status = db.Execute(kSchemaV2, "creating the schema"); !status.ok()) {
+    return status;
   }
   // PRAGMAs take no parameters; both values are constants of this program.
   if (absl::Status status = db.Execute(
@@ -1293,8 +1062,7 @@ absl::StatusOr<std::unique_ptr<SqliteAttestationStore>> SqliteAttestationStore::
     const std::string& path, const SqliteOptions& options) {
   if (options.max_readers < 1 || options.busy_retries < 0 ||
       options.busy_timeout < absl::ZeroDuration() || options.writer_cache_kib < 0 ||
-      options.reader_cache_kib < 0 || options.mmap_bytes < 0 || options.checkpoint_pages < 1 ||
-      options.path_cache_entries < 0) {
+      options.reader_cache_kib < 0 || options.mmap_bytes < 0 || options.checkpoint_pages < 1) {
     return absl::InvalidArgumentError(
         "SqliteOptions: max_readers and checkpoint_pages must be >= 1; retries, timeout, cache "
         "and mmap sizes >= 0");
@@ -1317,6 +1085,14 @@ absl::StatusOr<std::unique_ptr<SqliteAttestationStore>> SqliteAttestationStore::
               " is read-only for this user: attestd needs to write it, its directory and its "
               "-wal and -shm files (check owner and permissions)"));
         }
+        // The page size can only be chosen before the first table exists (and before WAL).
+        if (identity->objects == 0) {
+          if (absl::Status status = (*db)->Execute(
+                  consensus::Cat("PRAGMA page_size = ", kPageSizeBytes), "choosing the page size");
+              !status.ok()) {
+            return status;
+          }
+        }
         auto journal_mode = (*db)->QueryText("PRAGMA journal_mode = WAL", "enabling WAL");
         if (!journal_mode.ok()) return journal_mode.status();
         if (*journal_mode != "wal") {
@@ -1334,7 +1110,7 @@ absl::StatusOr<std::unique_ptr<SqliteAttestationStore>> SqliteAttestationStore::
           return status;
         }
         if (absl::Status status = CreateOrMigrate(**db); !status.ok()) return status;
-        auto writer = Writer::Create(std::move(*db), options);
+        auto writer = Writer::Create(std::move(*db));
         if (!writer.ok()) return writer.status();
         auto checkpointer = Checkpointer::Start(path, options);
         if (!checkpointer.ok()) return checkpointer.status();

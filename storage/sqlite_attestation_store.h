@@ -43,13 +43,10 @@ struct SqliteOptions final {
   // WAL size (pages) at which a background thread copies it back into the database file. At four
   // times this size the writer does so itself, waiting for readers, so the WAL stays bounded.
   int checkpoint_pages = 2000;
-  // Store paths whose ids the writer remembers across batches (references to common dependencies
-  // recur in almost every batch); about 100 bytes each.
-  int64_t path_cache_entries = 250000;
 };
 
 // The schema version this build reads and writes (PRAGMA user_version).
-inline constexpr int kSqliteSchemaVersion = 1;
+inline constexpr int kSqliteSchemaVersion = 2;
 // PRAGMA application_id of an attest database: "atst".
 inline constexpr int32_t kSqliteApplicationId = 0x61747374;
 

@@ -1,0 +1,70 @@
+// PathRecord: everything the node stores about one store path's attestations, encoded as the one
+// blob of its row in `paths` (schema version 2, see README.md).
+//
+// One row per path is what makes a status read cheap: a path's claims (with their references written
+// out, not as ids of other rows) and its signatures are one B-tree lookup, where the normalised
+// version-1 schema needed about nine (path index, path row, claims, signatures, then one per
+// reference). Pure encoding; thread-compatible.
+#ifndef ATTEST_STORAGE_PATH_RECORD_H_
+#define ATTEST_STORAGE_PATH_RECORD_H_
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "consensus/nar_hash.h"
+#include "consensus/store_path.h"
+
+namespace attest::storage {
+
+// A signed fingerprint's fields (the path itself is the row's).
+struct RecordClaim final {
+  consensus::NarHash::Digest nar_hash{};
+  uint64_t nar_size = 0;
+  std::vector<consensus::StorePath> references;  // sorted, as in the fingerprint
+
+  friend bool operator==(const RecordClaim&, const RecordClaim&) = default;
+};
+
+// One signature over claims[claim]. Ids refer to the dictionary tables (keys, observed_keys,
+// labels); 0 means "none" for the optional ones (SQLite rowids start at 1).
+struct RecordSignature final {
+  uint32_t claim = 0;
+  int64_t key_id = 0;
+  std::array<uint8_t, 64> signature{};
+  int64_t received_unix = 0;
+  int64_t observed_key_id = 0;
+  // The deriver as EncodeDeriver writes it (20 hash bytes, then the name when it is not the
+  // implied one); empty when the attestation named none.
+  std::string deriver;
+  int64_t output_id = 0;
+  int64_t system_id = 0;
+  int64_t build_kind = 0;
+  int64_t build_time_unix = 0;
+
+  friend bool operator==(const RecordSignature&, const RecordSignature&) = default;
+};
+
+struct PathRecord final {
+  std::vector<RecordClaim> claims;
+  std::vector<RecordSignature> signatures;  // in order of arrival
+
+  friend bool operator==(const PathRecord&, const PathRecord&) = default;
+};
+
+// Appends the encoding of `record` to `out`. Precondition: every signature's claim < claims.size(),
+// ids >= 0, build_kind in [0, 127].
+void EncodePathRecord(const PathRecord& record, std::vector<uint8_t>& out);
+
+// DATA_LOSS-free: returns INVALID_ARGUMENT describing the first problem (truncation, an unknown
+// format byte, a signature naming a missing claim, a reference that is not a store path, trailing
+// bytes); the caller turns it into its "database is corrupt" error.
+absl::StatusOr<PathRecord> DecodePathRecord(std::span<const uint8_t> bytes);
+
+}  // namespace attest::storage
+
+#endif  // ATTEST_STORAGE_PATH_RECORD_H_
