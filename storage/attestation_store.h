@@ -17,7 +17,9 @@
 #include "absl/status/statusor.h"
 #include "consensus/attestation.h"
 #include "consensus/keys.h"
+#include "consensus/merkle.h"
 #include "consensus/store_path.h"
+#include "consensus/tlog_tiles.h"
 
 namespace attest::storage {
 
@@ -49,6 +51,10 @@ struct WriteBatch final {
   std::vector<StoredAttestation> attestations;
   // Insert or replace by id; opened_unix of an existing dispute is kept.
   std::vector<StoredDispute> disputes;
+  // Append to the node's own log, in the same transaction: every attestation of the batch that is
+  // inserted (not kAlreadyPresent), in batch order, then every dispute record. False for what the
+  // node replicates from peers (stored with its origin, never appended again).
+  bool append_to_log = false;
 };
 
 enum class WriteOutcome { kInserted = 0, kAlreadyPresent = 1 };
@@ -56,6 +62,22 @@ enum class WriteOutcome { kInserted = 0, kAlreadyPresent = 1 };
 struct DisputeQuery final {
   std::string after_id;  // page after this id ("" = from the start); results are sorted by id
   int limit = 100;
+};
+
+// The node's log as the writer keeps it: its size and RFC 6962 root, from one snapshot.
+struct LogHead final {
+  uint64_t size = 0;
+  consensus::MerkleHash root = consensus::EmptyTreeHash();
+};
+
+// A checkpoint the node signed (C2SP tlog-checkpoint as a signed note).
+struct StoredCheckpoint final {
+  uint64_t size = 0;
+  consensus::MerkleHash root{};
+  std::string note;  // the signed note, serialised
+  int64_t signed_unix = 0;
+
+  friend bool operator==(const StoredCheckpoint&, const StoredCheckpoint&) = default;
 };
 
 struct StoreStats final {
@@ -83,6 +105,23 @@ class AttestationStore {
   virtual absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) = 0;
 
   virtual absl::StatusOr<StoreStats> Stats() = 0;
+
+  // --- The node's own transparency log (consensus/log_entry.h entries, tlog-tiles hashes) ---
+
+  virtual absl::StatusOr<LogHead> GetLogHead() = 0;
+  // Entries [first, first + count) as their log bytes, rebuilt from what is stored (attestations are
+  // not stored twice). OUT_OF_RANGE when the range reaches past the log's size.
+  virtual absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count) = 0;
+  // The hashes of hash tiles (tile.entries == false), tile.width * 32 bytes each, in order.
+  // OUT_OF_RANGE for a tile the log does not hold yet at that width.
+  virtual absl::StatusOr<std::vector<std::string>> LogTiles(
+      std::span<const consensus::TileId> tiles) = 0;
+  // Records a checkpoint the node signed. At most one root per size, ever: ALREADY_EXISTS (storing
+  // nothing) when `checkpoint.size` has a stored checkpoint with another root; OK and nothing
+  // changes when it has this root. INVALID_ARGUMENT when size exceeds the log's.
+  virtual absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint) = 0;
+  // The checkpoint of the largest size, if any.
+  virtual absl::StatusOr<std::optional<StoredCheckpoint>> LatestCheckpoint() = 0;
 };
 
 }  // namespace attest::storage

@@ -2,6 +2,7 @@
 
 #include "consensus/encoding.h"
 #include "consensus/attestation.h"
+#include "consensus/log_entry.h"
 
 namespace attest::storage {
 
@@ -39,6 +40,58 @@ absl::Status ValidateStoredDispute(const StoredDispute& dispute, size_t index, s
   }
   if (dispute.fingerprint_count < 0) {
     return absl::InvalidArgumentError(consensus::Cat(prefix, "negative fingerprint count"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> LogEntriesOf(const WriteBatch& batch) {
+  std::vector<std::string> entries;
+  if (!batch.append_to_log) return entries;
+  entries.reserve(batch.attestations.size() + batch.disputes.size());
+  for (size_t i = 0; i < batch.attestations.size(); ++i) {
+    const StoredAttestation& stored = batch.attestations[i];
+    auto entry = consensus::EncodeAttestationEntry(consensus::AttestationEntry{
+        .attestation = stored.attestation,
+        .observed_key = stored.observed_key,
+        .received_unix = stored.received_unix});
+    if (!entry.ok()) {
+      return absl::InvalidArgumentError(consensus::Cat("attestation ", i + 1, " of ",
+                                                       batch.attestations.size(), ": ",
+                                                       entry.status().message()));
+    }
+    entries.push_back(std::move(*entry));
+  }
+  for (size_t i = 0; i < batch.disputes.size(); ++i) {
+    auto entry = consensus::EncodeDisputeEntry(batch.disputes[i].signed_record);
+    if (!entry.ok()) {
+      return absl::InvalidArgumentError(consensus::Cat(
+          "dispute ", i + 1, " of ", batch.disputes.size(), ": ", entry.status().message()));
+    }
+    entries.push_back(std::move(*entry));
+  }
+  return entries;
+}
+
+absl::Status CheckLogRange(uint64_t first, uint64_t count, uint64_t size) {
+  if (first > size || count > size - first) {
+    return absl::OutOfRangeError(consensus::Cat("log entries ", first, " to ", first + count,
+                                                " are past the end of the log (", size,
+                                                " entries)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckNewCheckpoint(const StoredCheckpoint& checkpoint, uint64_t log_size,
+                                const StoredCheckpoint* existing) {
+  if (checkpoint.size > log_size) {
+    return absl::InvalidArgumentError(consensus::Cat("a checkpoint of size ", checkpoint.size,
+                                                     " for a log of ", log_size, " entries"));
+  }
+  if (checkpoint.note.empty()) return absl::InvalidArgumentError("a checkpoint without its note");
+  if (existing != nullptr && existing->root != checkpoint.root) {
+    return absl::AlreadyExistsError(consensus::Cat(
+        "a checkpoint of size ", checkpoint.size,
+        " with another root is already stored: the log never signs two roots for one size"));
   }
   return absl::OkStatus();
 }

@@ -7,6 +7,8 @@
 #define ATTEST_STORAGE_BATCH_VALIDATION_H_
 
 #include <cstddef>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "storage/attestation_store.h"
@@ -21,6 +23,22 @@ absl::Status ValidateStoredAttestation(const StoredAttestation& stored, size_t i
 // INVALID_ARGUMENT, prefixed "dispute <index+1> of <count>: ", when the id or the signed record is
 // empty, a time is negative, updated_unix precedes opened_unix, or fingerprint_count is negative.
 absl::Status ValidateStoredDispute(const StoredDispute& dispute, size_t index, size_t count);
+
+// The log entries (consensus/log_entry.h) of a batch with append_to_log: one per attestation, then
+// one per dispute, whether or not they end up inserted; empty when !append_to_log. INVALID_ARGUMENT,
+// prefixed as above, when one cannot be logged (an entry over 65535 bytes, a dispute record that is
+// not a signed dispute note).
+absl::StatusOr<std::vector<std::string>> LogEntriesOf(const WriteBatch& batch);
+
+// OUT_OF_RANGE unless [first, first + count) lies within a log of `size` entries.
+absl::Status CheckLogRange(uint64_t first, uint64_t count, uint64_t size);
+
+// Whether `checkpoint` may be stored in a log of `log_size` entries where `existing` (or null) is
+// the checkpoint already stored for its size: OK (also when `existing` has the same root: nothing
+// to store), ALREADY_EXISTS when `existing` has another root (a log never has two roots for one
+// size), INVALID_ARGUMENT when the size exceeds the log's or the note is empty.
+absl::Status CheckNewCheckpoint(const StoredCheckpoint& checkpoint, uint64_t log_size,
+                                const StoredCheckpoint* existing);
 
 }  // namespace attest::storage
 

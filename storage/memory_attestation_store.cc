@@ -1,6 +1,7 @@
 #include "storage/memory_attestation_store.h"
 
 #include "absl/status/status.h"
+#include "consensus/merkle.h"
 #include "storage/batch_validation.h"
 
 namespace attest::storage {
@@ -21,17 +22,26 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
     }
   }
 
+  auto entries = LogEntriesOf(batch);
+  if (!entries.ok()) return entries.status();
+
   std::vector<WriteOutcome> outcomes;
   outcomes.reserve(batch.attestations.size());
   absl::MutexLock lock(&mu_);
-  for (const StoredAttestation& stored : batch.attestations) {
+  for (size_t i = 0; i < batch.attestations.size(); ++i) {
+    const StoredAttestation& stored = batch.attestations[i];
     PathAttestations& of_path = attestations_[stored.attestation.claim.path];
     auto [it, inserted] = of_path.try_emplace(
         std::make_pair(stored.attestation.claim.Fingerprint(), stored.attestation.key_name()),
         stored);
     if (inserted) ++attestation_count_;
     outcomes.push_back(inserted ? WriteOutcome::kInserted : WriteOutcome::kAlreadyPresent);
+    if (inserted && batch.append_to_log) AppendToLog(std::move((*entries)[i]));
   }
+  for (size_t i = 0; batch.append_to_log && i < batch.disputes.size(); ++i) {
+    AppendToLog(std::move((*entries)[batch.attestations.size() + i]));
+  }
+  for (auto& [key, tile] : log_tree_.TakeChangedTiles()) log_tiles_[key] = std::move(tile);
   for (const StoredDispute& dispute : batch.disputes) {
     auto [it, inserted] = disputes_.try_emplace(dispute.id, dispute);
     if (!inserted) {
@@ -41,6 +51,11 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
     }
   }
   return outcomes;
+}
+
+void MemoryAttestationStore::AppendToLog(std::string entry) {
+  log_tree_.Append(consensus::LeafHash(entry));
+  log_entries_.push_back(std::move(entry));
 }
 
 absl::StatusOr<std::vector<std::vector<StoredAttestation>>> MemoryAttestationStore::AttestationsFor(
@@ -83,6 +98,55 @@ absl::StatusOr<StoreStats> MemoryAttestationStore::Stats() {
   return StoreStats{.attestations = attestation_count_,
                     .paths = static_cast<int64_t>(attestations_.size()),
                     .disputes = static_cast<int64_t>(disputes_.size())};
+}
+
+absl::StatusOr<LogHead> MemoryAttestationStore::GetLogHead() {
+  absl::MutexLock lock(&mu_);
+  return LogHead{.size = log_tree_.size(), .root = log_tree_.Root()};
+}
+
+absl::StatusOr<std::vector<std::string>> MemoryAttestationStore::LogEntries(uint64_t first,
+                                                                            uint64_t count) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status status = CheckLogRange(first, count, log_entries_.size()); !status.ok()) {
+    return status;
+  }
+  return std::vector<std::string>(log_entries_.begin() + static_cast<ptrdiff_t>(first),
+                                  log_entries_.begin() + static_cast<ptrdiff_t>(first + count));
+}
+
+absl::StatusOr<std::vector<std::string>> MemoryAttestationStore::LogTiles(
+    std::span<const consensus::TileId> tiles) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  out.reserve(tiles.size());
+  for (const consensus::TileId& tile : tiles) {
+    if (tile.entries) return absl::InvalidArgumentError("LogTiles reads hash tiles, not entry bundles");
+    auto it = log_tiles_.find(TileKey{.level = tile.level, .index = tile.index});
+    auto bytes = TilePrefix(tile, it == log_tiles_.end() ? std::string_view() : it->second);
+    if (!bytes.ok()) return bytes.status();
+    out.push_back(std::move(*bytes));
+  }
+  return out;
+}
+
+absl::Status MemoryAttestationStore::StoreCheckpoint(const StoredCheckpoint& checkpoint) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status status = CheckNewCheckpoint(checkpoint, log_tree_.size(),
+                                               checkpoints_.contains(checkpoint.size)
+                                                   ? &checkpoints_.at(checkpoint.size)
+                                                   : nullptr);
+      !status.ok() || checkpoints_.contains(checkpoint.size)) {
+    return status;
+  }
+  checkpoints_.emplace(checkpoint.size, checkpoint);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<StoredCheckpoint>> MemoryAttestationStore::LatestCheckpoint() {
+  absl::MutexLock lock(&mu_);
+  if (checkpoints_.empty()) return std::nullopt;
+  return checkpoints_.rbegin()->second;
 }
 
 }  // namespace attest::storage

@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "storage/attestation_store.h"
+#include "storage/log_tree.h"
 
 namespace attest::storage {
 
@@ -32,7 +33,15 @@ class MemoryAttestationStore final : public AttestationStore {
   absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) override;
   absl::StatusOr<StoreStats> Stats() override;
 
+  absl::StatusOr<LogHead> GetLogHead() override;
+  absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count) override;
+  absl::StatusOr<std::vector<std::string>> LogTiles(std::span<const consensus::TileId> tiles) override;
+  absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint) override;
+  absl::StatusOr<std::optional<StoredCheckpoint>> LatestCheckpoint() override;
+
  private:
+  void AppendToLog(std::string entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // Attestations of one path keyed by (fingerprint, key name): the order AttestationsFor returns.
   using PathAttestations = std::map<std::pair<std::string, std::string>, StoredAttestation>;
 
@@ -40,6 +49,10 @@ class MemoryAttestationStore final : public AttestationStore {
   absl::flat_hash_map<consensus::StorePath, PathAttestations> attestations_ ABSL_GUARDED_BY(mu_);
   int64_t attestation_count_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, StoredDispute> disputes_ ABSL_GUARDED_BY(mu_);  // by id
+  std::vector<std::string> log_entries_ ABSL_GUARDED_BY(mu_);
+  LogTree log_tree_ ABSL_GUARDED_BY(mu_);
+  std::map<TileKey, std::string> log_tiles_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, StoredCheckpoint> checkpoints_ ABSL_GUARDED_BY(mu_);  // by size
 };
 
 }  // namespace attest::storage

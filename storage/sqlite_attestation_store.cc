@@ -10,7 +10,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "consensus/encoding.h"
+#include "consensus/log_entry.h"
 #include "storage/batch_validation.h"
+#include "storage/log_tree.h"
 #include "storage/path_record.h"
 #include "storage/sqlite.h"
 
@@ -65,6 +67,30 @@ CREATE TABLE disputes (
   updated INTEGER NOT NULL,
   fingerprint_count INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
+
+-- The node's own log (consensus/log_entry.h). An attestation entry is the signature at position
+-- `signature` of the record of path `path_id`: its bytes are rebuilt from there, not stored twice.
+-- A dispute entry keeps the signed record it logged (later versions replace the one in `disputes`).
+CREATE TABLE log_entries (
+  idx INTEGER PRIMARY KEY,
+  path_id INTEGER REFERENCES paths(id),
+  signature INTEGER,
+  note TEXT,
+  CHECK ((path_id IS NULL) = (signature IS NULL) AND (path_id IS NULL) <> (note IS NULL))
+) STRICT;
+-- tlog-tiles hash tiles (storage/log_tree.h): id = level << 56 | index; hashes = 32 bytes each, up to
+-- 256; the rightmost tile of a level grows until full.
+CREATE TABLE log_tiles (
+  id INTEGER PRIMARY KEY,
+  hashes BLOB NOT NULL
+) STRICT;
+-- Every checkpoint the node signed; one root per size, ever.
+CREATE TABLE log_checkpoints (
+  size INTEGER PRIMARY KEY,
+  root BLOB NOT NULL,
+  note TEXT NOT NULL,
+  signed INTEGER NOT NULL
+) STRICT;
 
 -- Maintained by every write, so that Stats() does not count millions of rows.
 CREATE TABLE counters (
@@ -192,14 +218,20 @@ absl::StatusOr<std::string> DecodeDeriver(std::span<const uint8_t> blob, const S
 
 // Retries `attempt` while it fails with UNAVAILABLE (busy past the busy timeout, or a transient I/O
 // error), at most options.busy_retries more times, with a short growing pause.
+inline const absl::Status& StatusOf(const absl::Status& status) { return status; }
+template <typename T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& result) {
+  return result.status();
+}
+
 template <typename Attempt>
 auto WithBusyRetries(const SqliteOptions& options, Attempt&& attempt) -> decltype(attempt()) {
   for (int tries = 1;; ++tries) {
     auto result = attempt();
-    if (result.ok() || !absl::IsUnavailable(result.status())) return result;
+    if (result.ok() || !absl::IsUnavailable(StatusOf(result))) return result;
     if (tries > options.busy_retries) {
       return absl::UnavailableError(
-          consensus::Cat(result.status().message(), " (gave up after ", tries, " attempts)"));
+          consensus::Cat(StatusOf(result).message(), " (gave up after ", tries, " attempts)"));
     }
     absl::SleepFor(absl::Milliseconds(10) * (1 << std::min(tries, 6)));
   }
@@ -254,6 +286,30 @@ std::string_view Chars(std::span<const uint8_t> b) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+// Log tiles, read by the writer (to resume) and by readers (to serve them).
+
+namespace {
+
+absl::StatusOr<std::vector<std::string>> ReadTiles(Statement& get_tile,
+                                                   std::span<const consensus::TileId> tiles) {
+  std::vector<std::string> out;
+  out.reserve(tiles.size());
+  for (const consensus::TileId& tile : tiles) {
+    if (tile.entries) return absl::InvalidArgumentError("hash tiles only; entry bundles are built from entries");
+    auto use = get_tile.Begin("reading a log tile");
+    use.Bind(TileRowId(TileKey{.level = tile.level, .index = tile.index}));
+    auto row = use.Step();
+    if (!row.ok()) return row.status();
+    auto bytes = TilePrefix(tile, *row ? Chars(use.Blob(0)) : std::string_view());
+    if (!bytes.ok()) return bytes.status();
+    out.push_back(std::move(*bytes));
+  }
+  return out;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
 // Shared id -> value dictionaries for readers.
 
 struct SqliteAttestationStore::Lookups {
@@ -271,16 +327,60 @@ class SqliteAttestationStore::Writer {
   static absl::StatusOr<std::unique_ptr<Writer>> Create(std::unique_ptr<Connection> db) {
     auto writer = std::unique_ptr<Writer>(new Writer(std::move(db)));
     if (absl::Status status = writer->PrepareAll(); !status.ok()) return status;
+    if (absl::Status status = writer->ResumeLog(); !status.ok()) return status;
     return writer;
   }
 
   Connection& connection() { return *db_; }
 
+  // The log as of the last commit.
+  LogHead log_head() const { return LogHead{.size = committed_log_.size(), .root = committed_log_.Root()}; }
+
+  absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint) {
+    auto tx = Transaction::Begin(*db_, Transaction::Kind::kWrite);
+    if (!tx.ok()) return tx.status();
+    std::optional<StoredCheckpoint> existing;
+    {
+      auto use = find_checkpoint_->Begin("reading a checkpoint");
+      use.Bind(static_cast<int64_t>(checkpoint.size));
+      auto row = use.Step();
+      if (!row.ok()) return row.status();
+      if (*row) {
+        existing = StoredCheckpoint{.size = checkpoint.size, .root = {}, .note = "x", .signed_unix = 0};
+        if (use.Blob(0).size() != existing->root.size()) {
+          return Corrupt(db_->path(), "a checkpoint root that is not 32 bytes");
+        }
+        std::ranges::copy(use.Blob(0), existing->root.begin());
+      }
+    }
+    if (absl::Status status = CheckNewCheckpoint(checkpoint, committed_log_.size(),
+                                                 existing.has_value() ? &*existing : nullptr);
+        !status.ok() || existing.has_value()) {
+      return status;
+    }
+    auto insert = insert_checkpoint_->Begin("storing a checkpoint");
+    insert.Bind(static_cast<int64_t>(checkpoint.size))
+        .BindBlob(checkpoint.root)
+        .Bind(checkpoint.note)
+        .Bind(checkpoint.signed_unix);
+    if (absl::Status status = insert.Run(); !status.ok()) return status;
+    return tx->Commit();
+  }
+
   // One transaction. On failure nothing of the batch is stored; call ForgetUncommitted().
   absl::StatusOr<std::vector<WriteOutcome>> WriteOnce(const WriteBatch& batch) {
+    auto entries = LogEntriesOf(batch);
+    if (!entries.ok()) return entries.status();
     auto tx = Transaction::Begin(*db_, Transaction::Kind::kWrite);
     if (!tx.ok()) return tx.status();
     paths_.clear();
+    // Attestations to append to the log: their row, the signature's position in it, their entry.
+    struct Logged {
+      const PathRow* row;
+      size_t signature;
+      size_t entry;
+    };
+    std::vector<Logged> logged;
 
     // Every store path the batch writes to, with its stored row when there is one, in a few
     // statements.
@@ -308,7 +408,13 @@ class SqliteAttestationStore::Writer {
                             consensus::Cat("attestation ", i + 1, " of ", batch.attestations.size(),
                                            ": ", outcome.status().message()));
       }
-      if (*outcome == WriteOutcome::kInserted) ++inserted;
+      if (*outcome == WriteOutcome::kInserted) {
+        ++inserted;
+        if (batch.append_to_log) {
+          const PathRow& row = paths_.at(stored.attestation.claim.path.full());
+          logged.push_back(Logged{.row = &row, .signature = row.record.signatures.size() - 1, .entry = i});
+        }
+      }
       outcomes.push_back(*outcome);
     }
     int64_t new_paths = 0;
@@ -324,15 +430,37 @@ class SqliteAttestationStore::Writer {
                                                           status.message()));
       }
     }
+    for (const Logged& item : logged) {
+      if (absl::Status status = AppendLogEntry(item.row->id, static_cast<int64_t>(item.signature),
+                                               std::nullopt, (*entries)[item.entry]);
+          !status.ok()) {
+        return status;
+      }
+    }
+    for (size_t i = 0; batch.append_to_log && i < batch.disputes.size(); ++i) {
+      if (absl::Status status =
+              AppendLogEntry(std::nullopt, std::nullopt, batch.disputes[i].signed_record,
+                             (*entries)[batch.attestations.size() + i]);
+          !status.ok()) {
+        return status;
+      }
+    }
+    for (auto& [key, hashes] : log_.TakeChangedTiles()) {
+      auto put = put_tile_->Begin("storing a log tile");
+      put.Bind(TileRowId(key)).BindBlob(Bytes(hashes));
+      if (absl::Status status = put.Run(); !status.ok()) return status;
+    }
     if (absl::Status status = BumpCounter("attestations", inserted); !status.ok()) return status;
     if (absl::Status status = BumpCounter("paths", new_paths); !status.ok()) return status;
     if (absl::Status status = tx->Commit(); !status.ok()) return status;
     paths_.clear();  // its keys view the caller's batch
+    committed_log_ = log_;
     return outcomes;
   }
 
   // After a rollback, ids handed out during the transaction no longer exist.
   void ForgetUncommitted() {
+    log_ = committed_log_;
     key_ids_.clear();
     observed_key_ids_.clear();
     label_ids_.clear();
@@ -351,6 +479,36 @@ class SqliteAttestationStore::Writer {
   };
 
   explicit Writer(std::unique_ptr<Connection> db) : db_(std::move(db)) {}
+
+  absl::Status ResumeLog() {
+    auto size = db_->QueryInt("SELECT coalesce(max(idx) + 1, 0) FROM log_entries", "reading the log size");
+    if (!size.ok()) return size.status();
+    auto tree = LogTree::Resume(static_cast<uint64_t>(*size),
+                                [this](std::span<const consensus::TileId> tiles) {
+                                  return ReadTiles(*get_tile_, tiles);
+                                });
+    if (!tree.ok()) {
+      return Corrupt(db_->path(), consensus::Cat("the log's tiles do not match its ", *size,
+                                                 " entries: ", tree.status().message()));
+    }
+    log_ = std::move(*tree);
+    committed_log_ = log_;
+    return absl::OkStatus();
+  }
+
+  absl::Status AppendLogEntry(std::optional<int64_t> path_id, std::optional<int64_t> signature,
+                              std::optional<std::string_view> note, std::string_view entry) {
+    auto insert = insert_log_entry_->Begin("appending to the log");
+    insert.Bind(static_cast<int64_t>(log_.size()));
+    if (path_id.has_value()) {
+      insert.Bind(*path_id).Bind(*signature).BindNull();
+    } else {
+      insert.BindNull().BindNull().Bind(*note);
+    }
+    if (absl::Status status = insert.Run(); !status.ok()) return status;
+    log_.Append(consensus::LeafHash(entry));
+    return absl::OkStatus();
+  }
 
   absl::Status PrepareAll() {
     struct {
@@ -375,6 +533,13 @@ class SqliteAttestationStore::Writer {
          "signed_record = excluded.signed_record, updated = excluded.updated, "
          "fingerprint_count = excluded.fingerprint_count"},
         {&bump_counter_, "UPDATE counters SET value = value + ? WHERE name = ?"},
+        {&insert_log_entry_,
+         "INSERT INTO log_entries(idx, path_id, signature, note) VALUES (?, ?, ?, ?)"},
+        {&put_tile_, "INSERT OR REPLACE INTO log_tiles(id, hashes) VALUES (?, ?)"},
+        {&get_tile_, "SELECT hashes FROM log_tiles WHERE id = ?"},
+        {&find_checkpoint_, "SELECT root FROM log_checkpoints WHERE size = ?"},
+        {&insert_checkpoint_,
+         "INSERT INTO log_checkpoints(size, root, note, signed) VALUES (?, ?, ?, ?)"},
     };
     for (const auto& [statement, sql] : all) {
       auto prepared = db_->Prepare(sql);
@@ -570,7 +735,10 @@ class SqliteAttestationStore::Writer {
   std::unique_ptr<Connection> db_;
   std::unique_ptr<Statement> find_paths_, insert_path_, update_path_, find_key_, insert_key_,
       find_observed_key_, insert_observed_key_, find_label_, insert_label_, upsert_dispute_,
-      bump_counter_;
+      bump_counter_, insert_log_entry_, put_tile_, get_tile_, find_checkpoint_, insert_checkpoint_;
+  // The log as this transaction grows it, and as of the last commit (restored on rollback).
+  LogTree log_;
+  LogTree committed_log_;
   absl::flat_hash_map<std::string, int64_t> key_ids_;
   absl::flat_hash_map<std::string, int64_t> observed_key_ids_;  // by raw key bytes
   absl::flat_hash_map<std::string, int64_t> label_ids_;
@@ -686,6 +854,122 @@ class SqliteAttestationStore::Reader {
     return page;
   }
 
+  absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count, uint64_t size) {
+    if (absl::Status status = CheckLogRange(first, count, size); !status.ok()) return status;
+    auto tx = Transaction::Begin(*db_, Transaction::Kind::kRead);
+    if (!tx.ok()) return tx.status();
+    struct Slot {
+      int64_t path_id = 0;
+      int64_t signature = 0;
+      std::string note;
+    };
+    std::vector<Slot> slots;
+    slots.reserve(count);
+    std::vector<int64_t> path_ids;
+    absl::flat_hash_set<int64_t> seen;
+    {
+      auto use = log_entries_->Begin("reading log entries");
+      use.Bind(static_cast<int64_t>(first)).Bind(static_cast<int64_t>(first + count));
+      while (true) {
+        auto row = use.Step();
+        if (!row.ok()) return row.status();
+        if (!*row) break;
+        if (use.Int(0) != static_cast<int64_t>(first + slots.size())) {
+          return Corrupt(db_->path(), consensus::Cat("log entry ", first + slots.size(), " is missing"));
+        }
+        Slot& slot = slots.emplace_back();
+        if (use.IsNull(3)) {
+          slot.path_id = use.Int(1);
+          slot.signature = use.Int(2);
+          if (seen.insert(slot.path_id).second) path_ids.push_back(slot.path_id);
+        } else {
+          slot.note = std::string(use.Text(3));
+        }
+      }
+    }
+    if (slots.size() != count) {
+      return Corrupt(db_->path(), consensus::Cat("log entry ", first + slots.size(), " is missing"));
+    }
+    struct Row {
+      StorePath path;
+      PathRecord record;
+    };
+    absl::flat_hash_map<int64_t, Row> rows;
+    absl::Status status = ForEachChunk<int64_t>(
+        *paths_by_id_, path_ids, "reading logged store paths",
+        [](Statement::Use& use, int64_t id) { use.Bind(id); },
+        [&](Statement::Use& row) -> absl::Status {
+          auto path = PathFromRow(row.Int(1), row.Blob(2), row.Text(3), db_->path());
+          if (!path.ok()) return path.status();
+          auto record = DecodePathRecord(row.Blob(4));
+          if (!record.ok()) return Corrupt(db_->path(), consensus::StdView(record.status().message()));
+          rows.emplace(row.Int(0), Row{.path = std::move(*path), .record = std::move(*record)});
+          return absl::OkStatus();
+        });
+    if (!status.ok()) return status;
+    if (status = tx->Commit(); !status.ok()) return status;
+
+    std::vector<std::string> entries;
+    entries.reserve(count);
+    for (Slot& slot : slots) {
+      absl::StatusOr<std::string> entry;
+      if (slot.path_id == 0) {
+        entry = consensus::EncodeDisputeEntry(slot.note);
+      } else {
+        auto row = rows.find(slot.path_id);
+        if (row == rows.end() || slot.signature < 0 ||
+            static_cast<size_t>(slot.signature) >= row->second.record.signatures.size()) {
+          return Corrupt(db_->path(), consensus::Cat("log entry ", first + entries.size(),
+                                                     " names a missing attestation"));
+        }
+        const PathRecord& record = row->second.record;
+        const RecordSignature& sig = record.signatures[slot.signature];
+        const RecordClaim& claim = record.claims[sig.claim];
+        auto stored = BuildOne(row->second.path, sig,
+                               consensus::PathInfo{.path = row->second.path,
+                                                   .nar_hash = consensus::NarHash::FromDigest(claim.nar_hash),
+                                                   .nar_size = claim.nar_size,
+                                                   .references = claim.references});
+        if (!stored.ok()) return stored.status();
+        entry = consensus::EncodeAttestationEntry(consensus::AttestationEntry{
+            .attestation = std::move(stored->attestation),
+            .observed_key = std::move(stored->observed_key),
+            .received_unix = stored->received_unix});
+      }
+      if (!entry.ok()) {
+        return Corrupt(db_->path(), consensus::Cat("log entry ", first + entries.size(), ": ",
+                                                   entry.status().message()));
+      }
+      entries.push_back(std::move(*entry));
+    }
+    return entries;
+  }
+
+  absl::StatusOr<std::vector<std::string>> LogTiles(std::span<const consensus::TileId> tiles) {
+    auto tx = Transaction::Begin(*db_, Transaction::Kind::kRead);
+    if (!tx.ok()) return tx.status();
+    auto out = ReadTiles(*get_tile_, tiles);
+    if (!out.ok()) return out.status();
+    if (absl::Status status = tx->Commit(); !status.ok()) return status;
+    return out;
+  }
+
+  absl::StatusOr<std::optional<StoredCheckpoint>> LatestCheckpoint() {
+    auto use = latest_checkpoint_->Begin("reading the latest checkpoint");
+    auto row = use.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return std::nullopt;
+    StoredCheckpoint checkpoint{.size = static_cast<uint64_t>(use.Int(0)),
+                                .root = {},
+                                .note = std::string(use.Text(2)),
+                                .signed_unix = use.Int(3)};
+    if (use.Blob(1).size() != checkpoint.root.size()) {
+      return Corrupt(db_->path(), "a checkpoint root that is not 32 bytes");
+    }
+    std::ranges::copy(use.Blob(1), checkpoint.root.begin());
+    return checkpoint;
+  }
+
   absl::StatusOr<StoreStats> Stats() {
     auto tx = Transaction::Begin(*db_, Transaction::Kind::kRead);
     if (!tx.ok()) return tx.status();
@@ -740,6 +1024,12 @@ class SqliteAttestationStore::Reader {
          "FROM disputes d JOIN paths p ON p.id = d.path_id WHERE d.id > ? ORDER BY d.id LIMIT ?"},
         {&counters_, "SELECT name, value FROM counters"},
         {&count_disputes_, "SELECT count(*) FROM disputes"},
+        {&log_entries_,
+         "SELECT idx, path_id, signature, note FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx"},
+        {&paths_by_id_, InList("SELECT id, hash_head, hash_tail, name, record FROM paths WHERE id")},
+        {&get_tile_, "SELECT hashes FROM log_tiles WHERE id = ?"},
+        {&latest_checkpoint_,
+         "SELECT size, root, note, signed FROM log_checkpoints ORDER BY size DESC LIMIT 1"},
     };
     for (const auto& [statement, sql] : all) {
       auto prepared = db_->Prepare(sql);
@@ -747,6 +1037,54 @@ class SqliteAttestationStore::Reader {
       *statement = std::move(*prepared);
     }
     return absl::OkStatus();
+  }
+
+  // The attestation of one signature of `path`'s record, over `claim`.
+  absl::StatusOr<StoredAttestation> BuildOne(const StorePath& path, const RecordSignature& sig,
+                                             consensus::PathInfo claim) {
+    consensus::Signature signature;
+    auto key_name = KeyName(sig.key_id);
+    if (!key_name.ok()) return key_name.status();
+    signature.key_name = std::move(*key_name);
+    signature.bytes = sig.signature;
+
+    consensus::BuildMetadata meta;
+    if (sig.output_id != 0) {
+      auto output = Label(sig.output_id);
+      if (!output.ok()) return output.status();
+      meta.output_name = std::move(*output);
+    }
+    if (sig.system_id != 0) {
+      auto system = Label(sig.system_id);
+      if (!system.ok()) return system.status();
+      meta.system = std::move(*system);
+    }
+    if (!sig.deriver.empty()) {
+      auto deriver = DecodeDeriver(Bytes(sig.deriver), path, meta.output_name, db_->path());
+      if (!deriver.ok()) return deriver.status();
+      meta.deriver = std::move(*deriver);
+    }
+    if (sig.build_kind < 0 || sig.build_kind > static_cast<int64_t>(consensus::BuildKind::kImported)) {
+      return Corrupt(db_->path(), consensus::Cat("unknown build kind ", sig.build_kind));
+    }
+    meta.build_kind = static_cast<consensus::BuildKind>(sig.build_kind);
+    meta.build_time_unix = sig.build_time_unix;
+
+    std::optional<consensus::PublicKey> observed_key;
+    if (sig.observed_key_id != 0) {
+      auto bytes = ObservedKey(sig.observed_key_id);
+      if (!bytes.ok()) return bytes.status();
+      auto key = consensus::PublicKey::FromBytes(signature.key_name, *bytes);
+      if (!key.ok()) {
+        return Corrupt(db_->path(), consensus::Cat("an unusable observed key: ", key.status().message()));
+      }
+      observed_key = std::move(*key);
+    }
+    return StoredAttestation{.attestation = consensus::Attestation{.claim = std::move(claim),
+                                                                   .signature = std::move(signature),
+                                                                   .metadata = std::move(meta)},
+                             .received_unix = sig.received_unix,
+                             .observed_key = std::move(observed_key)};
   }
 
   // The attestations of `path`, ordered by (fingerprint, key name).
@@ -774,55 +1112,9 @@ class SqliteAttestationStore::Reader {
     found.reserve(record.signatures.size());
     for (RecordSignature& sig : record.signatures) {
       Built& claim = claims[sig.claim];
-      consensus::Signature signature;
-      auto key_name = KeyName(sig.key_id);
-      if (!key_name.ok()) return key_name.status();
-      signature.key_name = std::move(*key_name);
-      signature.bytes = sig.signature;
-
-      consensus::BuildMetadata meta;
-      if (sig.output_id != 0) {
-        auto output = Label(sig.output_id);
-        if (!output.ok()) return output.status();
-        meta.output_name = std::move(*output);
-      }
-      if (sig.system_id != 0) {
-        auto system = Label(sig.system_id);
-        if (!system.ok()) return system.status();
-        meta.system = std::move(*system);
-      }
-      if (!sig.deriver.empty()) {
-        auto deriver = DecodeDeriver(Bytes(sig.deriver), path, meta.output_name, db_->path());
-        if (!deriver.ok()) return deriver.status();
-        meta.deriver = std::move(*deriver);
-      }
-      if (sig.build_kind < 0 ||
-          sig.build_kind > static_cast<int64_t>(consensus::BuildKind::kImported)) {
-        return Corrupt(db_->path(), consensus::Cat("unknown build kind ", sig.build_kind));
-      }
-      meta.build_kind = static_cast<consensus::BuildKind>(sig.build_kind);
-      meta.build_time_unix = sig.build_time_unix;
-
-      std::optional<consensus::PublicKey> observed_key;
-      if (sig.observed_key_id != 0) {
-        auto bytes = ObservedKey(sig.observed_key_id);
-        if (!bytes.ok()) return bytes.status();
-        auto key = consensus::PublicKey::FromBytes(signature.key_name, *bytes);
-        if (!key.ok()) {
-          return Corrupt(db_->path(),
-                         consensus::Cat("an unusable observed key: ", key.status().message()));
-        }
-        observed_key = std::move(*key);
-      }
-      found.emplace_back(
-          &claim,
-          StoredAttestation{
-              .attestation = consensus::Attestation{.claim = --claim.uses == 0 ? std::move(claim.info)
-                                                                               : claim.info,
-                                                    .signature = std::move(signature),
-                                                    .metadata = std::move(meta)},
-              .received_unix = sig.received_unix,
-              .observed_key = std::move(observed_key)});
+      auto stored = BuildOne(path, sig, --claim.uses == 0 ? std::move(claim.info) : claim.info);
+      if (!stored.ok()) return stored.status();
+      found.emplace_back(&claim, std::move(*stored));
     }
     std::ranges::sort(found, [](const auto& a, const auto& b) {
       if (a.first->fingerprint != b.first->fingerprint) {
@@ -900,7 +1192,8 @@ class SqliteAttestationStore::Reader {
 
   std::unique_ptr<Connection> db_;
   Lookups& lookups_;
-  std::unique_ptr<Statement> paths_by_head_, key_name_, observed_key_, label_,
+  std::unique_ptr<Statement> paths_by_head_, paths_by_id_, log_entries_, get_tile_, latest_checkpoint_,
+      key_name_, observed_key_, label_,
       dispute_by_id_, disputes_after_, counters_, count_disputes_;
 };
 
@@ -1212,6 +1505,44 @@ absl::StatusOr<StoreStats> SqliteAttestationStore::Stats() {
   if (!reader.ok()) return reader.status();
   ReaderLease lease(*this, std::move(*reader));
   return WithBusyRetries(options_, [&] { return lease->Stats(); });
+}
+
+absl::StatusOr<LogHead> SqliteAttestationStore::GetLogHead() {
+  absl::MutexLock lock(&write_mu_);
+  return writer_->log_head();
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteAttestationStore::LogEntries(uint64_t first,
+                                                                            uint64_t count) {
+  // The size first: entries below it are committed and never change.
+  auto head = GetLogHead();
+  if (!head.ok()) return head.status();
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->LogEntries(first, count, head->size); });
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteAttestationStore::LogTiles(
+    std::span<const consensus::TileId> tiles) {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->LogTiles(tiles); });
+}
+
+absl::Status SqliteAttestationStore::StoreCheckpoint(const StoredCheckpoint& checkpoint) {
+  absl::MutexLock lock(&write_mu_);
+  return WithBusyRetries(options_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    return writer_->StoreCheckpoint(checkpoint);
+  });
+}
+
+absl::StatusOr<std::optional<StoredCheckpoint>> SqliteAttestationStore::LatestCheckpoint() {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->LatestCheckpoint(); });
 }
 
 }  // namespace attest::storage

@@ -77,6 +77,12 @@ class SqliteAttestationStore final : public AttestationStore {
   absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) override;
   absl::StatusOr<StoreStats> Stats() override;
 
+  absl::StatusOr<LogHead> GetLogHead() override;
+  absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count) override;
+  absl::StatusOr<std::vector<std::string>> LogTiles(std::span<const consensus::TileId> tiles) override;
+  absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint) override;
+  absl::StatusOr<std::optional<StoredCheckpoint>> LatestCheckpoint() override;
+
   const std::string& path() const { return path_; }
 
  private:

@@ -7,10 +7,20 @@
 #include <thread>
 #include <vector>
 
+#include "consensus/dispute.h"
 #include "consensus/encoding.h"
+#include "consensus/log_entry.h"
+#include "consensus/merkle.h"
+#include "consensus/signed_note.h"
+#include "consensus/tlog_tiles.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/attestation_store.h"
+#include "consensus/dispute.h"
+#include "consensus/log_entry.h"
+#include "consensus/merkle.h"
+#include "consensus/signed_note.h"
+#include "consensus/tlog_tiles.h"
 #include "storage/memory_attestation_store.h"
 #include "storage/sqlite_attestation_store.h"
 #include "tests/storage/fault_injecting_store.h"
@@ -386,6 +396,168 @@ TEST_P(AttestationStoreContractTest, ConcurrentWritersAndReadersSeeWholeBatches)
       }
     }
   }
+}
+
+// --- The node's log ---
+
+// A dispute whose record is a real signed dispute record, as the log requires.
+StoredDispute SignedDispute(std::string_view path_name, int64_t time) {
+  const StorePath path = TestStorePath(path_name);
+  consensus::DisputeRecord record{.id = consensus::DisputeId(path),
+                                  .path = path,
+                                  .policy_hash = consensus::Cat("sha256:", std::string(64, 'a')),
+                                  .time_unix = time,
+                                  .sides = {},
+                                  .flagged_builders = {}};
+  for (std::string_view content : {"good", "evil"}) {
+    const consensus::PathInfo claim = TestClaim(path_name, content);
+    const std::string builder = consensus::Cat("builder-", content);
+    record.sides.push_back(consensus::DisputeSide{
+        .fingerprint = claim.Fingerprint(),
+        .entries = {{.operator_name = consensus::Cat("op-", content),
+                     .signature = consensus::SignAttestation(claim, attest::testing::TestKey(builder)).signature}}});
+  }
+  std::ranges::sort(record.sides, {}, &consensus::DisputeSide::fingerprint);
+  StoredDispute dispute = Dispute(record.id, path_name, time, time);
+  dispute.signed_record = consensus::SignDisputeRecord(record, attest::testing::TestKey("node-1")).Serialize();
+  return dispute;
+}
+
+std::string EntryOf(const StoredAttestation& stored) {
+  auto entry = consensus::EncodeAttestationEntry(consensus::AttestationEntry{
+      .attestation = stored.attestation, .observed_key = stored.observed_key, .received_unix = stored.received_unix});
+  EXPECT_TRUE(entry.ok()) << entry.status();
+  return entry.ok() ? *entry : "";
+}
+
+TEST_P(AttestationStoreContractTest, LogStartsEmpty) {
+  auto head = store_->GetLogHead();
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_EQ(head->size, 0u);
+  EXPECT_EQ(head->root, consensus::EmptyTreeHash());
+  auto none = store_->LogEntries(0, 0);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_THAT(*none, IsEmpty());
+  EXPECT_EQ(store_->LogEntries(0, 1).status().code(), absl::StatusCode::kOutOfRange);
+  auto latest = store_->LatestCheckpoint();
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_FALSE(latest->has_value());
+}
+
+TEST_P(AttestationStoreContractTest, LogHoldsInsertedAttestationsThenDisputesInOrder) {
+  const StoredAttestation old = Attest(TestClaim("old-1"), "builder-a", {}, 100);
+  WriteOk(Batch({old}));  // stored without logging (as replicated entries are)
+
+  const StoredAttestation a = Attest(ClaimWithRefs("pkg-1", "x", {"dep-1", "dep-2"}), "builder-a",
+                                     FullMetadata("pkg-1"), 200);
+  const StoredAttestation b = Attest(TestClaim("pkg-2"), "builder-b", {}, 201, KeyKind::kObserved);
+  WriteBatch batch = Batch({a, old, b});
+  batch.disputes.push_back(SignedDispute("pkg-2", 300));
+  batch.append_to_log = true;
+  EXPECT_THAT(WriteOk(batch),
+              ElementsAre(WriteOutcome::kInserted, WriteOutcome::kAlreadyPresent, WriteOutcome::kInserted));
+
+  auto entries = store_->LogEntries(0, 3);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  auto dispute_entry = consensus::EncodeDisputeEntry(batch.disputes[0].signed_record);
+  ASSERT_TRUE(dispute_entry.ok());
+  EXPECT_THAT(*entries, ElementsAre(EntryOf(a), EntryOf(b), *dispute_entry));
+
+  consensus::MemoryHashStore tree;
+  for (const std::string& entry : *entries) tree.Append(consensus::LeafHash(entry));
+  auto head = store_->GetLogHead();
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->size, 3u);
+  EXPECT_EQ(head->root, *consensus::TreeHash(3, tree));
+
+  // Replaying the batch appends nothing; a refused batch appends nothing.
+  EXPECT_THAT(WriteOk(batch), ElementsAre(WriteOutcome::kAlreadyPresent, WriteOutcome::kAlreadyPresent,
+                                          WriteOutcome::kAlreadyPresent));
+  EXPECT_EQ(store_->GetLogHead()->size, 4u);  // the dispute record is logged again (a new version)
+  WriteBatch refused = Batch({Attest(TestClaim("pkg-3"), "builder-a"), Attest(TestClaim("pkg-4"), "builder-a")});
+  refused.attestations[1].received_unix = -1;
+  refused.append_to_log = true;
+  EXPECT_EQ(store_->Write(refused).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetLogHead()->size, 4u);
+  // A dispute record that is not a signed note cannot be logged: the batch is refused whole.
+  WriteBatch unloggable = Batch({Attest(TestClaim("pkg-5"), "builder-a")});
+  unloggable.disputes.push_back(Dispute("d-5", "pkg-5", 1, 1));
+  unloggable.append_to_log = true;
+  auto status = store_->Write(unloggable).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("dispute 1 of 1"));
+  EXPECT_THAT(Read(TestStorePath("pkg-5")), IsEmpty());
+  EXPECT_EQ(store_->GetLogHead()->size, 4u);
+}
+
+TEST_P(AttestationStoreContractTest, LogTilesHoldEveryStoredHash) {
+  consensus::MemoryHashStore tree;
+  constexpr int kEntries = 700;  // two full level-0 tiles and a partial one
+  for (int start = 0; start < kEntries; start += 100) {
+    WriteBatch batch;
+    batch.append_to_log = true;
+    for (int i = start; i < start + 100; ++i) {
+      batch.attestations.push_back(Attest(TestClaim(consensus::Cat("p-", i)), "builder-a", {}, i));
+      tree.Append(consensus::LeafHash(EntryOf(batch.attestations.back())));
+    }
+    WriteOk(batch);
+  }
+  auto head = store_->GetLogHead();
+  ASSERT_TRUE(head.ok());
+  ASSERT_EQ(head->size, static_cast<uint64_t>(kEntries));
+  EXPECT_EQ(head->root, *consensus::TreeHash(kEntries, tree));
+
+  const std::vector<consensus::TileId> tiles = consensus::TilesForSize(kEntries);
+  auto stored = store_->LogTiles(tiles);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  for (size_t t = 0; t < tiles.size(); ++t) {
+    auto hashes = tree.ReadHashes(consensus::TileSubtrees(tiles[t]));
+    ASSERT_TRUE(hashes.ok());
+    std::string expected;
+    for (const auto& hash : *hashes) expected.append(reinterpret_cast<const char*>(hash.data()), hash.size());
+    EXPECT_EQ((*stored)[t], expected) << consensus::TilePath(tiles[t]);
+  }
+  // A narrower view of the growing tile is its prefix; a wider one does not exist yet.
+  auto narrow = store_->LogTiles(std::vector<consensus::TileId>{{.level = 0, .index = 2, .width = 10}});
+  ASSERT_TRUE(narrow.ok()) << narrow.status();
+  EXPECT_EQ((*narrow)[0].size(), 10u * 32);
+  EXPECT_EQ(store_->LogTiles(std::vector<consensus::TileId>{{.level = 0, .index = 2, .width = 255}}).status().code(),
+            absl::StatusCode::kOutOfRange);
+  // Proofs can be served from the tiles alone.
+  consensus::TileHashReader reader(kEntries, [this](std::span<const consensus::TileId> ids) {
+    return store_->LogTiles(ids);
+  });
+  EXPECT_EQ(*consensus::TreeHash(kEntries, reader), head->root);
+  auto entries = store_->LogEntries(650, 50);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  for (uint64_t i = 650; i < 700; ++i) {
+    auto proof = consensus::InclusionProof(i, kEntries, reader);
+    ASSERT_TRUE(proof.ok()) << proof.status();
+    EXPECT_TRUE(consensus::VerifyInclusion(i, kEntries, consensus::LeafHash((*entries)[i - 650]), *proof,
+                                           head->root)
+                    .ok());
+  }
+}
+
+TEST_P(AttestationStoreContractTest, CheckpointsKeepOneRootPerSize) {
+  WriteBatch batch = Batch({Attest(TestClaim("a-1"), "builder-a"), Attest(TestClaim("a-2"), "builder-a")});
+  batch.append_to_log = true;
+  WriteOk(batch);
+  const consensus::MerkleHash root = store_->GetLogHead()->root;
+  const StoredCheckpoint two{.size = 2, .root = root, .note = "signed note 2", .signed_unix = 5};
+  ASSERT_TRUE(store_->StoreCheckpoint(two).ok());
+  EXPECT_TRUE(store_->StoreCheckpoint(two).ok());  // the same again: nothing changes
+  StoredCheckpoint forged = two;
+  forged.root[0] ^= 1;
+  forged.note = "forged";
+  EXPECT_EQ(store_->StoreCheckpoint(forged).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->StoreCheckpoint({.size = 3, .root = root, .note = "n", .signed_unix = 1}).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(store_->StoreCheckpoint({.size = 1, .root = {}, .note = "signed note 1", .signed_unix = 4}).ok());
+  auto latest = store_->LatestCheckpoint();
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  ASSERT_TRUE(latest->has_value());
+  EXPECT_EQ(**latest, two);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -40,7 +40,8 @@ class FaultInjectingStore final : public AttestationStore {
     absl::MutexLock lock(&mu_);
     writes_after_commit_ = Plan{count, std::move(status)};
   }
-  // The next `count` reads (AttestationsFor, GetDispute, ListDisputes, Stats) return `status`.
+  // The next `count` reads (AttestationsFor, GetDispute, ListDisputes, Stats and the log reads)
+  // return `status`.
   void FailReads(int count, absl::Status status) {
     absl::MutexLock lock(&mu_);
     reads_ = Plan{count, std::move(status)};
@@ -90,6 +91,31 @@ class FaultInjectingStore final : public AttestationStore {
   absl::StatusOr<StoreStats> Stats() override {
     if (auto failure = TakeRead()) return *failure;
     return inner_->Stats();
+  }
+  absl::StatusOr<LogHead> GetLogHead() override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->GetLogHead();
+  }
+  absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->LogEntries(first, count);
+  }
+  absl::StatusOr<std::vector<std::string>> LogTiles(std::span<const consensus::TileId> tiles) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->LogTiles(tiles);
+  }
+  // Counted as a write: it fails before storing when writes are planned to fail before the commit.
+  absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++write_calls_;
+      if (auto failure = Take(writes_before_commit_)) return *failure;
+    }
+    return inner_->StoreCheckpoint(checkpoint);
+  }
+  absl::StatusOr<std::optional<StoredCheckpoint>> LatestCheckpoint() override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->LatestCheckpoint();
   }
 
  private:

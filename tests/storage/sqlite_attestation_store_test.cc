@@ -21,6 +21,8 @@
 #include <vector>
 
 #include "consensus/encoding.h"
+#include "consensus/log_entry.h"
+#include "consensus/merkle.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/sqlite.h"
@@ -157,6 +159,43 @@ TEST(SqliteAttestationStoreTest, EmptyFileAndMarkedEmptyDatabaseAreInitialised) 
   auto v0 = OpenOrDie(dir.File("v0.db"));
   ASSERT_NE(v0, nullptr);
   EXPECT_EQ(QueryIntOnFile(dir.File("v0.db"), "PRAGMA user_version"), kSqliteSchemaVersion);
+}
+
+// The log continues across restarts: the frontier and the growing tiles are read back from the
+// file, at sizes where a level's tile is exactly full and where it is partial.
+TEST(SqliteAttestationStoreTest, LogResumesAfterReopen) {
+  TempDir dir;
+  const std::string file = dir.File("attest.db");
+  consensus::MemoryHashStore tree;
+  int next = 0;
+  auto append = [&](AttestationStore& store, int count) {
+    WriteBatch batch;
+    batch.append_to_log = true;
+    for (int i = 0; i < count; ++i, ++next) {
+      batch.attestations.push_back(Attest(TestClaim(consensus::Cat("r-", next)), "builder-a", {}, next));
+      const StoredAttestation& a = batch.attestations.back();
+      tree.Append(consensus::LeafHash(*consensus::EncodeAttestationEntry(
+          {.attestation = a.attestation, .observed_key = a.observed_key, .received_unix = a.received_unix})));
+    }
+    ASSERT_TRUE(store.Write(batch).ok());
+  };
+  for (int count : {512, 1, 255, 300}) {
+    auto store = OpenOrDie(file);
+    ASSERT_NE(store, nullptr);
+    auto before = store->GetLogHead();
+    ASSERT_TRUE(before.ok()) << before.status();
+    EXPECT_EQ(before->size, tree.size());
+    EXPECT_EQ(before->root, *consensus::TreeHash(tree.size(), tree));
+    append(*store, count);
+    EXPECT_EQ(store->GetLogHead()->root, *consensus::TreeHash(tree.size(), tree));
+  }
+  auto store = OpenOrDie(file);
+  ASSERT_NE(store, nullptr);
+  auto entries = store->LogEntries(0, tree.size());
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_EQ(entries->size(), tree.size());
+  auto leaves = tree.ReadHashes(std::vector<consensus::SubtreeId>{{.level = 0, .index = 1067}});
+  EXPECT_EQ(consensus::LeafHash((*entries)[1067]), (*leaves)[0]);
 }
 
 // Version 1 (one row per signature) was only written by development builds: an empty one is rebuilt

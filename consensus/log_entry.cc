@@ -1,0 +1,418 @@
+#include "consensus/log_entry.h"
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "consensus/attestation.h"
+#include "consensus/dispute.h"
+#include "consensus/encoding.h"
+#include "consensus/keys.h"
+#include "consensus/path_info.h"
+#include "consensus/signed_note.h"
+#include "consensus/strict_decimal.h"
+
+namespace attest::consensus {
+namespace {
+
+enum class Presence { kRequired, kOptional };
+
+struct FieldSpec {
+  std::string_view keyword;
+  Presence presence;
+};
+
+// The attestation entry's fields, in the only order they may appear.
+enum Field : size_t {
+  kFingerprint,
+  kSignature,
+  kObservedKey,
+  kDeriver,
+  kOutput,
+  kSystem,
+  kKind,
+  kBuilt,
+  kReceived,
+  kFieldCount,
+};
+
+constexpr std::array<FieldSpec, kFieldCount> kFields = {{
+    {"fingerprint", Presence::kRequired},
+    {"signature", Presence::kRequired},
+    {"observed-key", Presence::kOptional},
+    {"deriver", Presence::kOptional},
+    {"output", Presence::kOptional},
+    {"system", Presence::kOptional},
+    {"kind", Presence::kOptional},
+    {"built", Presence::kOptional},
+    {"received", Presence::kRequired},
+}};
+
+constexpr std::string_view kFieldList =
+    "fingerprint, signature, observed-key, deriver, output, system, kind, built, received";
+
+constexpr std::array<BuildKind, 4> kNamedBuildKinds = {BuildKind::kFirstBuild, BuildKind::kRebuild,
+                                                       BuildKind::kCheck, BuildKind::kImported};
+
+std::optional<Field> FindField(std::string_view keyword) {
+  for (size_t i = 0; i < kFields.size(); ++i) {
+    if (kFields[i].keyword == keyword) return static_cast<Field>(i);
+  }
+  return std::nullopt;
+}
+
+template <typename Text>  // std::string_view, std::string or absl::string_view (Status::message())
+absl::Status LineError(int line, const Text& problem) {
+  return absl::InvalidArgumentError(Cat("log entry line ", line, ": ", problem));
+}
+
+// Hands out the lines of an entry one at a time; every line must end in '\n'.
+class LineReader final {
+ public:
+  LineReader(std::string_view text, int lines_before)
+      : rest_(text), line_number_(lines_before) {}
+
+  bool AtEnd() const { return rest_.empty(); }
+  // The number of the line Next() returned last.
+  int line_number() const { return line_number_; }
+
+  // The next line without its '\n'; nullopt when the remaining text has no '\n'.
+  std::optional<std::string_view> Next() {
+    const size_t newline = rest_.find('\n');
+    if (newline == std::string_view::npos) return std::nullopt;
+    std::string_view line = rest_.substr(0, newline);
+    rest_.remove_prefix(newline + 1);
+    ++line_number_;
+    return line;
+  }
+
+ private:
+  std::string_view rest_;
+  int line_number_;
+};
+
+absl::Status MissingNewline(int line) {
+  return LineError(line,
+                   "does not end in a newline; every line of a log entry ends in '\\n', the last "
+                   "one included (was the entry truncated?)");
+}
+
+// Seconds as written in an entry: canonical decimal, and within int64 like every time we hold.
+absl::StatusOr<int64_t> ParseSeconds(std::string_view keyword, std::string_view text, int line) {
+  const std::optional<uint64_t> value = ParseStrictDecimal(text);
+  if (!value.has_value() || *value > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return LineError(line, Cat(keyword, " ", QuoteForError(text),
+                               " is not a canonical decimal number of unix seconds (digits only, "
+                               "no sign, no leading zeros, at most 2^63-1)"));
+  }
+  return static_cast<int64_t>(*value);
+}
+
+// The fields of an attestation entry as they are read (an Attestation needs its claim up front).
+struct EntryFields {
+  std::optional<PathInfo> claim;
+  Signature signature;
+  std::optional<PublicKey> observed_key;
+  BuildMetadata metadata;
+  int64_t received_unix = 0;
+};
+
+// Decodes the value of `field` on line `line` into `out`. The fields before it are already set.
+absl::Status DecodeField(Field field, std::string_view value, int line, EntryFields& out) {
+  switch (field) {
+    case kFingerprint: {
+      absl::StatusOr<PathInfo> claim = PathInfo::ParseFingerprint(value);
+      if (!claim.ok()) return LineError(line, claim.status().message());
+      out.claim = *std::move(claim);
+      return absl::OkStatus();
+    }
+    case kSignature: {
+      absl::StatusOr<Signature> signature = Signature::Parse(value);
+      if (!signature.ok()) return LineError(line, signature.status().message());
+      if (signature->ToString() != value) {
+        return LineError(line, Cat("signature ", QuoteForError(value),
+                                   " is not in canonical form (expected ",
+                                   signature->ToString(), ")"));
+      }
+      out.signature = *std::move(signature);
+      return absl::OkStatus();
+    }
+    case kObservedKey: {
+      absl::StatusOr<PublicKey> key = PublicKey::Parse(value);
+      if (!key.ok()) return LineError(line, Cat("observed key: ", key.status().message()));
+      if (key->ToString() != value) {
+        return LineError(line, Cat("observed key ", QuoteForError(value),
+                                   " is not in canonical form (expected ", key->ToString(), ")"));
+      }
+      if (key->name() != out.signature.key_name) {
+        return LineError(line, Cat("observed key is named '", key->name(),
+                                   "' but the signature is by '", out.signature.key_name,
+                                   "'; the observed key is the one that made the signature"));
+      }
+      out.observed_key = *std::move(key);
+      return absl::OkStatus();
+    }
+    case kDeriver:
+    case kOutput:
+    case kSystem: {
+      // Checked alone, with the rules the encoder applies (ValidateBuildMetadata).
+      std::string BuildMetadata::*member = field == kDeriver  ? &BuildMetadata::deriver
+                                           : field == kOutput ? &BuildMetadata::output_name
+                                                              : &BuildMetadata::system;
+      BuildMetadata only_this;
+      only_this.*member = std::string(value);
+      if (absl::Status s = ValidateBuildMetadata(only_this); !s.ok()) {
+        return LineError(line, s.message());
+      }
+      out.metadata.*member = std::move(only_this.*member);
+      return absl::OkStatus();
+    }
+    case kKind: {
+      for (BuildKind kind : kNamedBuildKinds) {
+        if (BuildKindName(kind) == value) {
+          out.metadata.build_kind = kind;
+          return absl::OkStatus();
+        }
+      }
+      if (value == BuildKindName(BuildKind::kUnspecified)) {
+        return LineError(line,
+                         "kind 'unspecified' is written by leaving the kind line out, never "
+                         "spelled out");
+      }
+      return LineError(line, Cat("unknown build kind ", QuoteForError(value),
+                                 " (expected build, rebuild, check or imported)"));
+    }
+    case kBuilt: {
+      absl::StatusOr<int64_t> built = ParseSeconds("built", value, line);
+      if (!built.ok()) return built.status();
+      if (*built == 0) {
+        return LineError(line, "built time 0 (unknown) is written by leaving the built line out");
+      }
+      out.metadata.build_time_unix = *built;
+      return absl::OkStatus();
+    }
+    case kReceived: {
+      absl::StatusOr<int64_t> received = ParseSeconds("received", value, line);
+      if (!received.ok()) return received.status();
+      out.received_unix = *received;
+      return absl::OkStatus();
+    }
+    case kFieldCount:
+      break;
+  }
+  return absl::InternalError("log entry: unhandled field");
+}
+
+absl::StatusOr<AttestationEntry> ParseAttestationBody(std::string_view body) {
+  LineReader reader(body, /*lines_before=*/1);
+  EntryFields fields;
+  std::array<int, kFieldCount> seen_on_line{};  // 0: not seen
+  std::optional<Field> last;
+  while (!reader.AtEnd()) {
+    const std::optional<std::string_view> line = reader.Next();
+    if (!line.has_value()) return MissingNewline(reader.line_number() + 1);
+    const int n = reader.line_number();
+    if (seen_on_line[kReceived] != 0) {
+      return LineError(n, Cat("unexpected ", QuoteForError(*line),
+                              " after the received line, which is the last line of an "
+                              "attestation entry"));
+    }
+    if (line->empty()) return LineError(n, "is empty; a log entry has no blank lines");
+    const size_t space = line->find(' ');
+    const std::string_view keyword = line->substr(0, space);
+    const std::optional<Field> field = FindField(keyword);
+    if (!field.has_value()) {
+      return LineError(n, Cat("unknown field ", QuoteForError(keyword),
+                              " (an attestation entry has, in this order: ", kFieldList, ")"));
+    }
+    if (seen_on_line[*field] != 0) {
+      return LineError(n, Cat("duplicate field '", keyword, "' (first on line ",
+                              seen_on_line[*field], ")"));
+    }
+    if (last.has_value() && *field < *last) {
+      return LineError(n, Cat("field '", keyword, "' is out of order: it belongs before '",
+                              kFields[*last].keyword, "' (line ", seen_on_line[*last],
+                              "); the order is ", kFieldList));
+    }
+    for (size_t skipped = last.has_value() ? *last + 1 : 0; skipped < *field; ++skipped) {
+      if (kFields[skipped].presence == Presence::kRequired) {
+        return LineError(n, Cat("missing required field '", kFields[skipped].keyword,
+                                "' before '", keyword, "'"));
+      }
+    }
+    if (space == std::string_view::npos || space + 1 == line->size()) {
+      return LineError(n, Cat("field '", keyword, "' has no value (expected \"", keyword,
+                              " <value>\"; an optional field is left out when unknown)"));
+    }
+    if (absl::Status s = DecodeField(*field, line->substr(space + 1), n, fields); !s.ok()) {
+      return s;
+    }
+    seen_on_line[*field] = n;
+    last = field;
+  }
+  for (size_t missing = last.has_value() ? *last + 1 : 0; missing < kFieldCount; ++missing) {
+    if (kFields[missing].presence == Presence::kRequired) {
+      return LineError(reader.line_number(), Cat("the entry ends without the required field '",
+                                                 kFields[missing].keyword, "'"));
+    }
+  }
+  return AttestationEntry{
+      .attestation = Attestation{.claim = *std::move(fields.claim),
+                                 .signature = std::move(fields.signature),
+                                 .metadata = std::move(fields.metadata)},
+      .observed_key = std::move(fields.observed_key),
+      .received_unix = fields.received_unix,
+  };
+}
+
+// What EncodeDisputeEntry accepts as the note: a canonical signed note of a dispute record.
+absl::Status ValidateDisputeNote(std::string_view note) {
+  if (note.empty()) return absl::InvalidArgumentError("dispute note is empty");
+  absl::StatusOr<SignedNote> parsed = SignedNote::Parse(note);
+  if (!parsed.ok()) return parsed.status();
+  if (parsed->Serialize() != note) {
+    return absl::InvalidArgumentError(
+        "signed note is not in canonical form (store it exactly as SignedNote::Serialize wrote "
+        "it)");
+  }
+  const std::string header = Cat(kDisputeHeader, "\n");
+  if (parsed->text.compare(0, header.size(), header) != 0) {
+    return absl::InvalidArgumentError(Cat("note text starts with ",
+                                          QuoteForError(parsed->text.substr(0, header.size())),
+                                          ", not the dispute header \"", kDisputeHeader, "\""));
+  }
+  absl::StatusOr<DisputeRecord> record = DisputeRecord::FromNoteText(parsed->text);
+  if (!record.ok()) return record.status();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> EncodeAttestationEntry(const AttestationEntry& entry) {
+  const Attestation& a = entry.attestation;
+  const std::string& path = a.claim.path.full();
+  if (absl::Status s = ValidateKeyName(a.signature.key_name); !s.ok()) {
+    return absl::InvalidArgumentError(
+        Cat("attestation entry for ", path, ": signature: ", s.message()));
+  }
+  if (entry.observed_key.has_value() && entry.observed_key->name() != a.signature.key_name) {
+    return absl::InvalidArgumentError(
+        Cat("attestation entry for ", path, ": observed key is named '",
+            entry.observed_key->name(), "' but the signature is by '", a.signature.key_name,
+            "' (the observed key must be the one that made the signature)"));
+  }
+  if (absl::Status s = ValidateBuildMetadata(a.metadata); !s.ok()) {
+    return absl::InvalidArgumentError(Cat("attestation entry for ", path, ": ", s.message()));
+  }
+  if (entry.received_unix < 0) {
+    return absl::InvalidArgumentError(Cat("attestation entry for ", path, ": received time ",
+                                          entry.received_unix,
+                                          " is negative (pass the unix time it arrived)"));
+  }
+
+  const std::string fingerprint = a.claim.Fingerprint();
+  std::string out = Cat(kAttestationEntryHeader, "\n", "fingerprint ", fingerprint, "\n",
+                        "signature ", a.signature.ToString(), "\n");
+  if (entry.observed_key.has_value()) {
+    out += Cat("observed-key ", entry.observed_key->ToString(), "\n");
+  }
+  if (!a.metadata.deriver.empty()) out += Cat("deriver ", a.metadata.deriver, "\n");
+  if (!a.metadata.output_name.empty()) out += Cat("output ", a.metadata.output_name, "\n");
+  if (!a.metadata.system.empty()) out += Cat("system ", a.metadata.system, "\n");
+  if (a.metadata.build_kind != BuildKind::kUnspecified) {
+    out += Cat("kind ", BuildKindName(a.metadata.build_kind), "\n");
+  }
+  if (a.metadata.build_time_unix != 0) out += Cat("built ", a.metadata.build_time_unix, "\n");
+  out += Cat("received ", entry.received_unix, "\n");
+
+  if (out.size() > kMaxLogEntryBytes) {
+    return absl::InvalidArgumentError(Cat(
+        "attestation entry for ", path, " would be ", out.size(), " bytes (its fingerprint alone ",
+        fingerprint.size(), "); a log entry holds at most ", kMaxLogEntryBytes,
+        " bytes (C2SP tlog-tiles), so a path with ", a.claim.references.size(),
+        " references this long cannot be logged"));
+  }
+  // A PathInfo assembled by hand (not by PathInfo::Create) could be unsorted or out of range; its
+  // entry would be one that ParseLogEntry refuses, so it is refused here instead.
+  if (absl::StatusOr<PathInfo> parsed = PathInfo::ParseFingerprint(fingerprint); !parsed.ok()) {
+    return absl::InvalidArgumentError(
+        Cat("attestation entry for ", path, ": invalid claim: ", parsed.status().message()));
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> EncodeDisputeEntry(std::string_view signed_dispute_note) {
+  const size_t size = kDisputeEntryHeader.size() + 1 + signed_dispute_note.size();
+  if (size > kMaxLogEntryBytes) {
+    return absl::InvalidArgumentError(
+        Cat("dispute entry would be ", size, " bytes; a log entry holds at most ",
+            kMaxLogEntryBytes, " bytes (C2SP tlog-tiles), so a dispute with this much evidence "
+            "cannot be logged"));
+  }
+  if (absl::Status s = ValidateDisputeNote(signed_dispute_note); !s.ok()) {
+    return absl::InvalidArgumentError(Cat("dispute entry: ", s.message()));
+  }
+  return Cat(kDisputeEntryHeader, "\n", signed_dispute_note);
+}
+
+absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes) {
+  if (bytes.size() > kMaxLogEntryBytes) {
+    return absl::InvalidArgumentError(Cat("log entry has ", bytes.size(),
+                                          " bytes; at most ", kMaxLogEntryBytes,
+                                          " are allowed (C2SP tlog-tiles)"));
+  }
+  if (bytes.empty()) return LineError(1, "the entry is empty");
+  const size_t newline = bytes.find('\n');
+  const std::string_view header = bytes.substr(0, newline);
+  if (header != kAttestationEntryHeader && header != kDisputeEntryHeader) {
+    return LineError(1, Cat("unknown entry type ", QuoteForError(header), " (expected \"",
+                            kAttestationEntryHeader, "\" or \"", kDisputeEntryHeader, "\")"));
+  }
+  if (newline == std::string_view::npos) return MissingNewline(1);
+  const std::string_view body = bytes.substr(newline + 1);
+
+  if (header == kAttestationEntryHeader) {
+    absl::StatusOr<AttestationEntry> entry = ParseAttestationBody(body);
+    if (!entry.ok()) return entry.status();
+    return LogEntry{.kind = LogEntryKind::kAttestation,
+                    .attestation = *std::move(entry),
+                    .dispute_note = {}};
+  }
+  if (absl::Status s = ValidateDisputeNote(body); !s.ok()) {
+    return LineError(2, Cat("dispute note: ", s.message()));
+  }
+  return LogEntry{.kind = LogEntryKind::kDispute,
+                  .attestation = std::nullopt,
+                  .dispute_note = std::string(body)};
+}
+
+absl::StatusOr<std::string> EncodeLogEntry(const LogEntry& entry) {
+  switch (entry.kind) {
+    case LogEntryKind::kAttestation:
+      if (!entry.attestation.has_value() || !entry.dispute_note.empty()) {
+        return absl::InvalidArgumentError(
+            "log entry of kind attestation must hold an attestation and no dispute note");
+      }
+      return EncodeAttestationEntry(*entry.attestation);
+    case LogEntryKind::kDispute:
+      if (entry.attestation.has_value()) {
+        return absl::InvalidArgumentError(
+            "log entry of kind dispute must hold a dispute note and no attestation");
+      }
+      return EncodeDisputeEntry(entry.dispute_note);
+  }
+  return absl::InvalidArgumentError(
+      Cat("unknown log entry kind ", static_cast<int>(entry.kind)));
+}
+
+absl::Status VerifyAttestationEntry(const AttestationEntry& entry, const PublicKey& key) {
+  return VerifyAttestation(entry.attestation, key);
+}
+
+}  // namespace attest::consensus
