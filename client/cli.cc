@@ -13,7 +13,8 @@ std::vector<CommandSpec> AllCommands() {
   return {SubmitCommand(),        ImportCommand(),       StatusCommand(),
           DisputesListCommand(),  DisputesShowCommand(), VerifyCommand(),
           NarInfoVerifyCommand(), KeyGenerateCommand(),  KeyPublicCommand(),
-          NarHashCommand(),       HookCommand(),         PushCommand()};
+          NarHashCommand(),       HookCommand(),         PushCommand(),
+          LogCheckpointCommand(), LogVerifyCommand()};
 }
 
 void PrintTopHelp(std::ostream& out, const std::vector<CommandSpec>& commands) {

@@ -18,6 +18,8 @@ CommandSpec KeyPublicCommand();      // attest key public
 CommandSpec NarHashCommand();        // attest nar-hash
 CommandSpec HookCommand();           // attest hook (Nix post-build-hook)
 CommandSpec PushCommand();           // attest push
+CommandSpec LogCheckpointCommand();  // attest log checkpoint
+CommandSpec LogVerifyCommand();      // attest log verify
 
 }  // namespace attest::client
 

@@ -97,6 +97,41 @@ grpc::ServerUnaryReactor* DisputesService::GetDispute(grpc::CallbackServerContex
   });
 }
 
+LogService::LogService(const LogProofs* proofs, WorkerPool* pool) : proofs_(proofs), pool_(pool) {}
+
+grpc::ServerUnaryReactor* LogService::GetCheckpoint(grpc::CallbackServerContext* context,
+                                                    const v1::GetCheckpointRequest* request,
+                                                    v1::GetCheckpointResponse* response) {
+  // From memory, so answered on the gRPC thread.
+  auto answer = proofs_->GetCheckpoint();
+  if (answer.ok()) *response = *std::move(answer);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(answer.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* LogService::GetInclusionProof(grpc::CallbackServerContext* context,
+                                                        const v1::GetInclusionProofRequest* request,
+                                                        v1::GetInclusionProofResponse* response) {
+  return OnPool(context, pool_, [this, request, response]() -> absl::Status {
+    auto answer = proofs_->GetInclusionProof(*request);
+    if (!answer.ok()) return answer.status();
+    *response = *std::move(answer);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* LogService::GetConsistencyProof(grpc::CallbackServerContext* context,
+                                                          const v1::GetConsistencyProofRequest* request,
+                                                          v1::GetConsistencyProofResponse* response) {
+  return OnPool(context, pool_, [this, request, response]() -> absl::Status {
+    auto answer = proofs_->GetConsistencyProof(*request);
+    if (!answer.ok()) return answer.status();
+    *response = *std::move(answer);
+    return absl::OkStatus();
+  });
+}
+
 PolicyService::PolicyService(const consensus::Policy& policy, const consensus::PublicKey& node_key) {
   info_.set_hash(policy.Hash());
   info_.set_quorum(policy.quorum());

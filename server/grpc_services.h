@@ -1,7 +1,8 @@
 // gRPC adapters of attest.v1 (callback API). Each method converts, hands the work to a handler
-// (Ingestor, StatusQuery, DisputeView) on a worker pool, and finishes the reactor from there with the
-// status mapped by ToGrpcStatus. Nothing here blocks a gRPC thread. Submissions and reads use separate
-// pools, so status queries are not stuck behind batches waiting for verification or the writer.
+// (Ingestor, StatusQuery, DisputeView, LogProofs) on a worker pool, and finishes the reactor from there
+// with the status mapped by ToGrpcStatus. Nothing here blocks a gRPC thread (LogService.GetCheckpoint
+// answers from memory at once). Submissions and reads use separate pools, so status queries are not
+// stuck behind batches waiting for verification or the writer.
 //
 // Thread-safe. The handlers and the pool are borrowed and must outlive the server that serves these
 // services (Node shuts the server down first).
@@ -15,6 +16,7 @@
 #include "proto/attest/v1/attest.grpc.pb.h"
 #include "server/dispute_view.h"
 #include "server/ingest.h"
+#include "server/log_proofs.h"
 #include "server/status_query.h"
 #include "server/worker_pool.h"
 
@@ -62,6 +64,26 @@ class PolicyService final : public v1::Policy::CallbackService {
 
  private:
   v1::PolicyInfo info_;
+};
+
+// The node's transparency log (server/log_proofs.h): the checkpoint from memory, proofs on the read pool.
+class LogService final : public v1::LogService::CallbackService {
+ public:
+  LogService(const LogProofs* proofs, WorkerPool* read_pool);
+
+  grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* context,
+                                          const v1::GetCheckpointRequest* request,
+                                          v1::GetCheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* GetInclusionProof(grpc::CallbackServerContext* context,
+                                              const v1::GetInclusionProofRequest* request,
+                                              v1::GetInclusionProofResponse* response) override;
+  grpc::ServerUnaryReactor* GetConsistencyProof(grpc::CallbackServerContext* context,
+                                                const v1::GetConsistencyProofRequest* request,
+                                                v1::GetConsistencyProofResponse* response) override;
+
+ private:
+  const LogProofs* const proofs_;
+  WorkerPool* const pool_;
 };
 
 // Maps an IngestOutcome to the wire outcome.

@@ -256,6 +256,9 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
   }
 
   storage::WriteBatch batch;
+  // What builders submit to this node, and the dispute records it makes for them, go into its own
+  // log (in the same transaction); what it replicates from peers never does.
+  batch.append_to_log = true;
   std::vector<Item*> written;  // parallel to batch.attestations
   std::vector<std::pair<Item*, IngestOutcome>> decided;
   std::vector<std::string> state_changes;

@@ -33,7 +33,8 @@ constexpr std::string_view kUsage =
     "usage: attestd --config FILE\n"
     "\n"
     "Runs an attest node: accepts attestations (Nix signatures of store path fingerprints) over gRPC,\n"
-    "counts independent operators against the federation's policy, and records disputes.\n"
+    "counts independent operators against the federation's policy, records disputes, and keeps a\n"
+    "transparency log of what was submitted to it, with signed checkpoints.\n"
     "\n"
     "  --config FILE   the node's TOML config ([node] grpc, http, database, key, policy, ...)\n"
     "  --help          this text\n"
@@ -42,7 +43,10 @@ constexpr std::string_view kUsage =
     "example:\n"
     "  attestd --config /etc/attest/node.toml\n"
     "\n"
-    "SIGTERM or SIGINT drains calls in flight and exits within 10 seconds.\n";
+    "SIGTERM or SIGINT drains calls in flight and exits within 10 seconds.\n"
+    "\n"
+    "environment:\n"
+    "  ATTEST_ALLOW_TEST_SWITCHES=1   allow switches of the config's [test] table (tests only)\n";
 
 // Time given to calls in flight after a shutdown signal; the rest of the 10 s budget covers the wait
 // for their handlers and closing the database.

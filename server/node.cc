@@ -13,6 +13,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include "consensus/checkpoint.h"
 #include "consensus/encoding.h"
 #include "consensus/signed_note.h"
 #include "server/log.h"
@@ -59,6 +60,11 @@ absl::StatusOr<consensus::SecretKey> LoadNodeKey(const std::string& path) {
   // The node signs dispute records as signed notes, whose signer names are stricter than Nix's.
   if (absl::Status s = consensus::ValidateNoteKeyName(key->name()); !s.ok()) {
     return absl::InvalidArgumentError(Cat(path, ": the key's name cannot sign dispute records: ",
+                                          StdView(s.message()), " (generate a key with a plain name)"));
+  }
+  // It also names the node's log (the checkpoint origin).
+  if (absl::Status s = consensus::ValidateLogOrigin(key->name()); !s.ok()) {
+    return absl::InvalidArgumentError(Cat(path, ": the key's name cannot name the node's log: ",
                                           StdView(s.message()), " (generate a key with a plain name)"));
   }
   struct stat st {};
@@ -136,7 +142,7 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       key_(std::move(key)),
       store_(std::move(store)),
       gateway_(MakeGateway(config_, policy_, store_.get(), key_, std::move(upstream), clock)),
-      ingestor_(policy_, store_.get(), key_, std::move(clock),
+      ingestor_(policy_, store_.get(), key_, clock,
                 IngestOptions{.observe_unknown_keys = config_.observe_unknown_keys,
                               .max_batch = config_.max_batch,
                               .verify_threads = config_.verify_threads,
@@ -147,11 +153,18 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
                                                     : nullptr}),
       status_query_(policy_, store_.get(), StatusQueryOptions{.max_paths = config_.max_status_paths}),
       dispute_view_(policy_, store_.get()),
+      log_publisher_(std::make_unique<LogPublisher>(
+          store_.get(), key_, clock,
+          LogPublisherOptions{.interval = config_.checkpoint_interval,
+                              .fork = config_.test_fork_log ? LogFork::kForgeEveryOtherAnswer : LogFork::kNone})),
+      log_proofs_(store_.get(), log_publisher_.get()),
+      log_http_(store_.get(), log_publisher_.get()),
       submit_pool_(std::make_unique<WorkerPool>("submit", config_.rpc_threads)),
       read_pool_(std::make_unique<WorkerPool>("read", config_.rpc_threads)),
       attestations_service_(&ingestor_, &status_query_, submit_pool_.get(), read_pool_.get()),
       disputes_service_(&dispute_view_, read_pool_.get()),
-      policy_service_(policy_, key_.public_key()) {}
+      policy_service_(policy_, key_.public_key()),
+      log_service_(&log_proofs_, read_pool_.get()) {}
 
 Node::~Node() { Shutdown(absl::Now()); }
 
@@ -159,6 +172,8 @@ absl::Status Node::Start() {
   if (server_) return absl::FailedPreconditionError("the node is already started");
   absl::StatusOr<ListenAddress> grpc_address = ParseListenAddress(config_.grpc_address);
   if (!grpc_address.ok()) return grpc_address.status();
+  // Before serving: the first answer for /log/checkpoint already covers what the database holds.
+  log_publisher_->Start();
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -171,9 +186,11 @@ absl::Status Node::Start() {
   builder.RegisterService(&attestations_service_);
   builder.RegisterService(&disputes_service_);
   builder.RegisterService(&policy_service_);
+  builder.RegisterService(&log_service_);
   server_ = builder.BuildAndStart();
   if (!server_ || grpc_port_ == 0) {
     server_.reset();
+    log_publisher_->Stop();
     return absl::FailedPreconditionError(Cat("cannot listen on grpc address ", config_.grpc_address,
                                              " (is another process using the port?)"));
   }
@@ -183,7 +200,16 @@ absl::Status Node::Start() {
   if (!config_.http_address.empty()) {
     absl::StatusOr<ListenAddress> http_address = ParseListenAddress(config_.http_address);
     HttpRouter router;
-    router.Exact("/healthz", [](const HttpRequest&) { return HttpReply::Now(HttpResponse::Text(200, "ok")); });
+    router.Exact("/healthz", [publisher = log_publisher_.get()](const HttpRequest&) {
+      // Still 200: the node serves. A monitor that wants "ok" sees the problem.
+      const LogHealth health = publisher->Health();
+      if (!health.problem.empty()) {
+        return HttpReply::Now(HttpResponse::Text(
+            200, Cat("degraded: log publishing ", health.frozen ? "stopped" : "failing", ": ", health.problem)));
+      }
+      return HttpReply::Now(HttpResponse::Text(200, "ok"));
+    });
+    log_http_.AddRoutes(router);
     if (gateway_) gateway_->AddRoutes(router);
     absl::StatusOr<std::unique_ptr<HttpServer>> http =
         http_address.ok()
@@ -197,6 +223,7 @@ absl::Status Node::Start() {
       server_->Shutdown(std::chrono::system_clock::now());
       server_->Wait();
       server_.reset();
+      log_publisher_->Stop();
       return http.status();
     }
     http_ = *std::move(http);
@@ -204,8 +231,9 @@ absl::Status Node::Start() {
   }
   LogInfo(Cat("node started: grpc ", grpc_address_, http_ ? Cat(", http ", http_address_) : std::string(),
               gateway_ ? Cat(" (gateway for ", config_.gateway->upstream, ")") : std::string(),
-              ", policy ", policy_.Hash(), " (quorum ", policy_.quorum(), ", ", policy_.operators().size(),
-              " operators), node key ", key_.name(), ", database ", config_.database_path));
+              ", log ", log_publisher_->origin(), ", policy ", policy_.Hash(), " (quorum ", policy_.quorum(), ", ",
+              policy_.operators().size(), " operators), node key ", key_.name(), ", database ",
+              config_.database_path));
   return absl::OkStatus();
 }
 
@@ -219,6 +247,8 @@ std::shared_ptr<grpc::Channel> Node::InProcessChannel() {
 void Node::Shutdown(absl::Time deadline) {
   if (shut_down_) return;
   shut_down_ = true;
+  // Entries appended from now on are signed at the next start.
+  log_publisher_->Stop();
   if (gateway_) gateway_->Stop();
   if (http_) http_->Stop();
   if (server_) {

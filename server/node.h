@@ -1,7 +1,7 @@
 // Node: one attestd. Open() builds everything the config names (policy, node key, SQLite store,
-// ingest pipeline, query handlers, gRPC services) without listening; Start() binds the gRPC port (with
-// health checking and reflection) and the HTTP port; Shutdown() stops taking calls, drains the ones in
-// flight until a deadline and stops.
+// ingest pipeline, query handlers, log publisher, gRPC services) without listening; Start() publishes
+// the log's checkpoint, then binds the gRPC port (with health checking and reflection) and the HTTP
+// port; Shutdown() stops taking calls, drains the ones in flight until a deadline and stops.
 //
 // Thread-safety: Open, Start and Shutdown are called from one thread (main); everything the node serves
 // runs on gRPC and pool threads. Destruction shuts down (deadline: now) when Shutdown was not called.
@@ -23,6 +23,9 @@
 #include "server/grpc_services.h"
 #include "server/http_server.h"
 #include "server/ingest.h"
+#include "server/log_http.h"
+#include "server/log_proofs.h"
+#include "server/log_publisher.h"
 #include "server/node_config.h"
 #include "server/status_query.h"
 #include "server/upstream.h"
@@ -35,7 +38,8 @@ class Node final {
  public:
   // Errors name the file and the problem ("<file>: <problem>", or "<file>:<line>:<col>: <problem>" for
   // TOML), with the code of the failure:
-  //   INVALID_ARGUMENT     the config does not validate; the policy or the key file is malformed
+  //   INVALID_ARGUMENT     the config does not validate; the policy or the key file is malformed, or
+  //                        the key's name cannot be a log origin (consensus::ValidateLogOrigin)
   //   NOT_FOUND            the policy or key file, or the database's directory, does not exist
   //   FAILED_PRECONDITION  a file cannot be read, or the database cannot be opened for writing / is
   //                        another application's / has a newer schema
@@ -67,6 +71,8 @@ class Node final {
   storage::AttestationStore* store() const { return store_.get(); }
   // The substituter gateway, or nullptr without [gateway].
   Gateway* gateway() const { return gateway_.get(); }
+  // Signs and holds the checkpoints of the node's log (Start publishes the first).
+  LogPublisher* log_publisher() const { return log_publisher_.get(); }
 
  private:
   Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
@@ -81,11 +87,16 @@ class Node final {
   Ingestor ingestor_;
   StatusQuery status_query_;
   DisputeView dispute_view_;
+  // Before the services and the HTTP server, which read it.
+  const std::unique_ptr<LogPublisher> log_publisher_;
+  LogProofs log_proofs_;
+  LogHttp log_http_;
   std::unique_ptr<WorkerPool> submit_pool_;
   std::unique_ptr<WorkerPool> read_pool_;
   AttestationsService attestations_service_;
   DisputesService disputes_service_;
   PolicyService policy_service_;
+  LogService log_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpServer> http_;
   std::string grpc_address_;

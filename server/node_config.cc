@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -33,6 +34,9 @@ constexpr std::string_view kNodeKeys =
     "grpc, http, database, key, policy, observe_unknown_keys, max_batch, max_status_paths, "
     "max_message_bytes, verify_threads, rpc_threads, allow_non_loopback, http_threads, http_job_threads, "
     "http_max_connections, http_idle_timeout";
+constexpr std::string_view kLogKeys = "checkpoint_interval";
+constexpr std::string_view kTestKeys = "fork_log";
+constexpr std::string_view kTables = "[node], [gateway], [log], [test] and [[peer]]";
 constexpr std::string_view kGatewayKeys =
     "upstream, priority, positive_ttl, negative_ttl, failure_ttl, cache_entries, upstream_timeout, nar_streams";
 
@@ -81,6 +85,29 @@ absl::Status CheckUpstream(std::string_view value, std::string_view where) {
     return absl::InvalidArgumentError(Cat(where, "upstream = \"", StdView(absl::CHexEscape(AbslView(value))),
                                           "\" has a query or fragment; give the plain cache URL (parameters like "
                                           "?compression= belong to `nix copy`)"));
+  }
+  return absl::OkStatus();
+}
+
+bool TestSwitchesAllowed() {
+  const char* value = std::getenv(std::string(kAllowTestSwitchesEnv).c_str());
+  return value != nullptr && std::string_view(value) == "1";
+}
+
+absl::Status CheckTestSwitch(std::string_view name, std::string_view where) {
+  if (TestSwitchesAllowed()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      Cat(where, "[test] ", name, " is a test-only switch (it makes the node sign two different histories of its "
+                 "log, which peers treat as misbehaviour); it is refused unless the environment variable ",
+          kAllowTestSwitchesEnv, "=1 is set. Remove it from a production config"));
+}
+
+absl::Status CheckCheckpointInterval(absl::Duration interval, std::string_view where) {
+  if (interval < kMinCheckpointInterval || interval > kMaxCheckpointInterval) {
+    return absl::InvalidArgumentError(Cat(where, "checkpoint_interval is ",
+                                          absl::FormatDuration(interval), "; it must be between ",
+                                          absl::FormatDuration(kMinCheckpointInterval), " and ",
+                                          absl::FormatDuration(kMaxCheckpointInterval)));
   }
   return absl::OkStatus();
 }
@@ -143,13 +170,17 @@ class ConfigReader final {
         status = ReadNode(*key, *node);
       } else if (name == "gateway") {
         status = ReadGateway(*key, *node);
+      } else if (name == "log") {
+        status = ReadLog(*key, *node);
+      } else if (name == "test") {
+        status = ReadTest(*key, *node);
       } else if (name == "peer") {
         status = ReadPeers(*key, *node);
       } else if (node->is_table()) {
         status = absl::InvalidArgumentError(
             Cat(Where(file_, key->source()), "unknown table [", StdView(absl::CHexEscape(name)),
-                "] (a node config has [node], [gateway] and [[peer]]; the federation's policy is a separate "
-                "file, named by `policy` in [node])"));
+                "] (a node config has ", kTables,
+                "; the federation's policy is a separate file, named by `policy` in [node])"));
       } else {
         status = absl::InvalidArgumentError(
             Cat(Where(file_, key->source()), "unknown key ", Quoted(name),
@@ -261,6 +292,59 @@ class ConfigReader final {
                               "upstream = \"https://cache.example.org\" or \"file:///srv/cache\")"));
     }
     config_.gateway = std::move(gateway);
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadLog(const toml::key& key, const toml::node& node) {
+    const toml::table* table = node.as_table();
+    if (table == nullptr) {
+      return absl::InvalidArgumentError(
+          Cat(Where(file_, key.source()), "\"log\" is ", TypeName(node), ", not a table (write [log])"));
+    }
+    for (const auto& [entry_key, value] : EntriesInFileOrder(*table)) {
+      const std::string name(entry_key->str());
+      const std::string where = Where(file_, value->source());
+      if (name != "checkpoint_interval") {
+        return absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ", Quoted(name),
+                                              " in [log] (known keys: ", kLogKeys, ")"));
+      }
+      const auto* text = value->as_string();
+      if (text == nullptr) {
+        return absl::InvalidArgumentError(Cat(where, name, " is ", TypeName(*value),
+                                              ", not a duration (write it in quotes with a unit: \"1s\", "
+                                              "\"500ms\", \"2m\")"));
+      }
+      absl::Duration interval;
+      if (!absl::ParseDuration(text->get(), &interval)) {
+        return absl::InvalidArgumentError(Cat(where, name, " = ", Quoted(text->get()),
+                                              " is not a duration (a number with a unit: \"1s\", \"500ms\", "
+                                              "\"2m\", \"1h\")"));
+      }
+      if (absl::Status s = CheckCheckpointInterval(interval, where); !s.ok()) return s;
+      config_.checkpoint_interval = interval;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadTest(const toml::key& key, const toml::node& node) {
+    const toml::table* table = node.as_table();
+    if (table == nullptr) {
+      return absl::InvalidArgumentError(
+          Cat(Where(file_, key.source()), "\"test\" is ", TypeName(node), ", not a table (write [test])"));
+    }
+    for (const auto& [entry_key, value] : EntriesInFileOrder(*table)) {
+      const std::string name(entry_key->str());
+      if (name != "fork_log") {
+        return absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ", Quoted(name),
+                                              " in [test] (known keys: ", kTestKeys, ")"));
+      }
+      auto flag = Boolean(*entry_key, *value);
+      if (!flag.ok()) return flag.status();
+      if (*flag) {
+        if (absl::Status s = CheckTestSwitch(name, Where(file_, entry_key->source())); !s.ok()) return s;
+      }
+      config_.test_fork_log = *flag;
+    }
     return absl::OkStatus();
   }
 
@@ -463,6 +547,12 @@ absl::Status ValidateNodeConfig(const NodeConfig& config) {
                                 {kHttpMaxConnections, config.http_max_connections},
                                 {kHttpIdleTimeout, config.http_idle_timeout_seconds}}) {
     if (absl::Status s = CheckInteger(setting, value, where); !s.ok()) return s;
+  }
+  if (absl::Status s = CheckCheckpointInterval(config.checkpoint_interval, Cat(where, "[log] ")); !s.ok()) {
+    return s;
+  }
+  if (config.test_fork_log) {
+    if (absl::Status s = CheckTestSwitch("fork_log", where); !s.ok()) return s;
   }
   if (config.gateway) {
     const GatewayConfig& gateway = *config.gateway;

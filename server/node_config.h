@@ -29,6 +29,13 @@
 //   upstream_timeout = 10            # seconds for a narinfo fetch, or until a NAR's headers arrive
 //   nar_streams = 32                 # NARs relayed from an http upstream at once
 //
+//   [log]                            # the node's transparency log (server/log_publisher.h)
+//   checkpoint_interval = "1s"       # how often the log is checked for growth and a checkpoint signed
+//                                    # (a duration: "500ms", "1s", "2m"; 10ms to 1h)
+//
+//   [test]                           # TEST ONLY; refused unless ATTEST_ALLOW_TEST_SWITCHES=1 is set
+//   fork_log = false                 # also sign a forged second checkpoint per size (equivocate)
+//
 //   [[peer]]                         # later: peers to replicate from (accepted, not used yet)
 //   name = "node-b"
 //   grpc = "node-b.example.org:7700"
@@ -47,6 +54,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace attest::server {
 
@@ -86,8 +94,20 @@ struct NodeConfig final {
   int http_max_connections = 1024;
   int http_idle_timeout_seconds = 30;
   std::optional<GatewayConfig> gateway;
+  // [log]
+  absl::Duration checkpoint_interval = absl::Seconds(1);
+  // [test] fork_log: sign two histories (tests of fork detection only). Allowed only when the
+  // environment has ATTEST_ALLOW_TEST_SWITCHES=1 (kAllowTestSwitchesEnv), checked by ParseNodeConfig
+  // and ValidateNodeConfig.
+  bool test_fork_log = false;
   std::vector<PeerConfig> peers;
 };
+
+// The environment variable that must be "1" for any [test] switch to be accepted.
+inline constexpr std::string_view kAllowTestSwitchesEnv = "ATTEST_ALLOW_TEST_SWITCHES";
+// Bounds of [log] checkpoint_interval.
+inline constexpr absl::Duration kMinCheckpointInterval = absl::Milliseconds(10);
+inline constexpr absl::Duration kMaxCheckpointInterval = absl::Hours(1);
 
 // A parsed "host:port" listen address. IPv6 hosts are written in brackets ("[::1]:7700"); `host` is
 // kept without them.
@@ -103,7 +123,7 @@ absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text);
 // Parses config text. `file_path` names the file in messages and is the base for relative paths.
 // Every problem is INVALID_ARGUMENT "<file>:<line>:<column>: <problem>" (TOML syntax, unknown keys or
 // tables, wrong types, values out of range, a missing required key, a non-loopback address without
-// allow_non_loopback).
+// allow_non_loopback, a [test] switch without ATTEST_ALLOW_TEST_SWITCHES=1 in the environment).
 absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text, std::string_view file_path);
 
 // Reads and parses the file. NOT_FOUND / FAILED_PRECONDITION "<file>: <reason>" when it cannot be read;
@@ -111,7 +131,8 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text, std::string_vi
 absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& file_path);
 
 // Checks a config built in code (ParseNodeConfig applies the same checks): addresses, limits, the
-// loopback rule and the [gateway] values. INVALID_ARGUMENT naming the setting.
+// loopback rule, the [gateway] values, the checkpoint interval and the [test] switches.
+// INVALID_ARGUMENT naming the setting.
 absl::Status ValidateNodeConfig(const NodeConfig& config);
 
 }  // namespace attest::server

@@ -340,6 +340,19 @@ class RecordingStore final : public storage::AttestationStore {
     return inner.ListDisputes(query);
   }
   absl::StatusOr<storage::StoreStats> Stats() override { return inner.Stats(); }
+  absl::StatusOr<storage::LogHead> GetLogHead() override { return inner.GetLogHead(); }
+  absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count) override {
+    return inner.LogEntries(first, count);
+  }
+  absl::StatusOr<std::vector<std::string>> LogTiles(std::span<const consensus::TileId> tiles) override {
+    return inner.LogTiles(tiles);
+  }
+  absl::Status StoreCheckpoint(const storage::StoredCheckpoint& checkpoint) override {
+    return inner.StoreCheckpoint(checkpoint);
+  }
+  absl::StatusOr<std::optional<storage::StoredCheckpoint>> LatestCheckpoint() override {
+    return inner.LatestCheckpoint();
+  }
 
   storage::MemoryAttestationStore inner;
   std::vector<storage::WriteBatch> batches;
@@ -355,6 +368,10 @@ TEST(IngestAtomicityTest, DisputeIsWrittenInTheSameBatchAsItsEvidence) {
                                      Signed(TestClaim("q", "A"), federation.bob)}))
                   .ok());
   ASSERT_EQ(store.batches.size(), 2u);
+  // Submitted attestations and the records made for them go into the node's own log.
+  EXPECT_TRUE(store.batches[0].append_to_log);
+  EXPECT_TRUE(store.batches[1].append_to_log);
+  EXPECT_EQ(store.inner.GetLogHead()->size, 4u);
   EXPECT_TRUE(store.batches[0].disputes.empty());
   EXPECT_EQ(store.batches[1].attestations.size(), 2u);
   ASSERT_EQ(store.batches[1].disputes.size(), 1u);

@@ -1,7 +1,11 @@
 // server/node_config: parsing, defaults, path resolution, and errors that point at file, line, column.
 #include "server/node_config.h"
 
+#include <cstdlib>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "consensus/encoding.h"
 #include "gmock/gmock.h"
@@ -46,6 +50,8 @@ TEST(NodeConfigTest, MinimalConfigGetsDefaultsAndResolvesPathsAgainstItsDirector
   EXPECT_EQ(config->http_max_connections, 1024);
   EXPECT_EQ(config->http_idle_timeout_seconds, 30);
   EXPECT_FALSE(config->gateway.has_value());
+  EXPECT_EQ(config->checkpoint_interval, absl::Seconds(1));
+  EXPECT_FALSE(config->test_fork_log);
   EXPECT_TRUE(config->peers.empty());
   EXPECT_TRUE(ValidateNodeConfig(*config).ok());
 }
@@ -278,6 +284,105 @@ TEST(NodeConfigTest, ValidateCatchesConfigsBuiltInCode) {
   EXPECT_TRUE(ValidateNodeConfig(config).ok());
   config.max_batch = 0;
   EXPECT_EQ(ValidateNodeConfig(config).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Sets (or clears, with nullopt) ATTEST_ALLOW_TEST_SWITCHES for one test and restores it after.
+class TestSwitchEnvironment final {
+ public:
+  explicit TestSwitchEnvironment(std::optional<std::string> value) {
+    const std::string name(kAllowTestSwitchesEnv);
+    if (const char* old = std::getenv(name.c_str())) saved_ = old;
+    if (value) {
+      ::setenv(name.c_str(), value->c_str(), 1);
+    } else {
+      ::unsetenv(name.c_str());
+    }
+  }
+  ~TestSwitchEnvironment() {
+    const std::string name(kAllowTestSwitchesEnv);
+    if (saved_) {
+      ::setenv(name.c_str(), saved_->c_str(), 1);
+    } else {
+      ::unsetenv(name.c_str());
+    }
+  }
+
+ private:
+  std::optional<std::string> saved_;
+};
+
+TEST(NodeConfigTest, CheckpointIntervalIsADurationString) {
+  for (const auto& [text, expected] : std::vector<std::pair<std::string, absl::Duration>>{
+           {"250ms", absl::Milliseconds(250)}, {"1s", absl::Seconds(1)}, {"2m", absl::Minutes(2)},
+           {"1h", absl::Hours(1)}, {"10ms", absl::Milliseconds(10)}, {"1m30s", absl::Seconds(90)}}) {
+    auto config = ParseNodeConfig(consensus::Cat(kMinimal, "[log]\ncheckpoint_interval = \"", text, "\"\n"),
+                                  "/etc/attest/node.toml");
+    ASSERT_TRUE(config.ok()) << text << ": " << config.status();
+    EXPECT_EQ(config->checkpoint_interval, expected) << text;
+    EXPECT_TRUE(ValidateNodeConfig(*config).ok());
+  }
+}
+
+TEST(NodeConfigTest, BadCheckpointIntervalNamesTheProblem) {
+  const std::string log = consensus::Cat(kMinimal, "[log]\n");
+  EXPECT_THAT(ErrorOf(log + "checkpoint_interval = \"soon\"\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:5:23: "), HasSubstr("\"soon\" is not a duration")));
+  EXPECT_THAT(ErrorOf(log + "checkpoint_interval = \"5\"\n"), HasSubstr("is not a duration (a number with a unit"));
+  EXPECT_THAT(ErrorOf(log + "checkpoint_interval = 5\n"),
+              AllOf(HasSubstr("checkpoint_interval is an integer"), HasSubstr("write it in quotes with a unit")));
+  EXPECT_THAT(ErrorOf(log + "checkpoint_interval = \"0s\"\n"), HasSubstr("it must be between 10ms and 1h"));
+  EXPECT_THAT(ErrorOf(log + "checkpoint_interval = \"-1s\"\n"), HasSubstr("it must be between 10ms and 1h"));
+  EXPECT_THAT(ErrorOf(log + "checkpoint_interval = \"2h\"\n"), HasSubstr("is 2h; it must be between 10ms and 1h"));
+  EXPECT_THAT(ErrorOf(log + "checkpoint_interval = \"inf\"\n"), HasSubstr("it must be between"));
+  EXPECT_THAT(ErrorOf(log + "interval = \"1s\"\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:5:1: "), HasSubstr("unknown key \"interval\" in [log]"),
+                    HasSubstr("checkpoint_interval")));
+  EXPECT_THAT(ErrorOf(consensus::Cat(kMinimal, "log = 1\n")), HasSubstr("unknown key \"log\""));
+
+  NodeConfig config;
+  config.database_path = "/tmp/a.db";
+  config.key_path = "/tmp/k";
+  config.policy_path = "/tmp/p";
+  config.checkpoint_interval = absl::Milliseconds(1);
+  absl::Status s = ValidateNodeConfig(config);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(consensus::StdView(s.message())), HasSubstr("[log] checkpoint_interval is 1ms"));
+}
+
+TEST(NodeConfigTest, ForkLogIsRefusedWithoutTheTestEnvironment) {
+  const std::string fork = consensus::Cat(kMinimal, "[test]\nfork_log = true\n");
+  for (const std::optional<std::string>& value : {std::optional<std::string>(), std::optional<std::string>("0"),
+                                                  std::optional<std::string>("yes")}) {
+    TestSwitchEnvironment environment(value);
+    const std::string error = ErrorOf(fork);
+    EXPECT_THAT(error, StartsWith("/etc/attest/node.toml:5:1: "));
+    EXPECT_THAT(error, HasSubstr("[test] fork_log is a test-only switch"));
+    EXPECT_THAT(error, HasSubstr("unless the environment variable ATTEST_ALLOW_TEST_SWITCHES=1 is set"));
+  }
+  TestSwitchEnvironment unset(std::nullopt);
+  // Off is always fine.
+  auto off = ParseNodeConfig(consensus::Cat(kMinimal, "[test]\nfork_log = false\n"), "/etc/attest/node.toml");
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->test_fork_log);
+  // A config built in code is checked too.
+  NodeConfig config;
+  config.database_path = "/tmp/a.db";
+  config.key_path = "/tmp/k";
+  config.policy_path = "/tmp/p";
+  config.test_fork_log = true;
+  absl::Status s = ValidateNodeConfig(config);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(consensus::StdView(s.message())), HasSubstr("ATTEST_ALLOW_TEST_SWITCHES=1"));
+  EXPECT_THAT(ErrorOf(consensus::Cat(kMinimal, "[test]\nfork_log = \"yes\"\n")), HasSubstr("not a boolean"));
+  EXPECT_THAT(ErrorOf(consensus::Cat(kMinimal, "[test]\nfork = true\n")), HasSubstr("unknown key \"fork\" in [test]"));
+}
+
+TEST(NodeConfigTest, ForkLogIsAcceptedInTheTestEnvironment) {
+  TestSwitchEnvironment environment(std::string("1"));
+  auto config = ParseNodeConfig(consensus::Cat(kMinimal, "[test]\nfork_log = true\n"), "/etc/attest/node.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->test_fork_log);
+  EXPECT_TRUE(ValidateNodeConfig(*config).ok());
 }
 
 }  // namespace

@@ -1,0 +1,48 @@
+// LogHttp: the node's transparency log on the HTTP port, read-only (C2SP tlog-tiles, under /log/).
+//
+//   GET /log/checkpoint                 the latest signed checkpoint (a signed note, text/plain,
+//                                       no-cache); 404 before the first one
+//   GET /log/tile/<L>/<N>[.p/<W>]       a hash tile (application/octet-stream)
+//   GET /log/tile/entries/<N>[.p/<W>]   an entry bundle (application/octet-stream)
+//
+// Only tiles implied by the latest signed checkpoint's size are served: full tiles always, a partial
+// tile only with exactly the width that size gives it; any other well-formed tile path is 404 (it may
+// exist later), a malformed one 400 naming the problem (consensus::ParseTilePath). Full tiles never
+// change and are sent with `Cache-Control: public, max-age=31536000, immutable`; the checkpoint and
+// partial tiles with `no-cache`. Tiles are read from the store on the HTTP server's job pool; a storage
+// failure is 503 (busy, with Retry-After) or 500, its detail going to the node's log only.
+//
+// In the publisher's test-only fork mode, /log/checkpoint answers with the forged checkpoint every
+// other time (LogPublisher::ForClient); tiles always follow the genuine one.
+//
+// Thread-safe. The store and the publisher are borrowed and must outlive the HTTP server.
+#ifndef ATTEST_SERVER_LOG_HTTP_H_
+#define ATTEST_SERVER_LOG_HTTP_H_
+
+#include <string_view>
+
+#include "server/http_server.h"
+#include "server/log_publisher.h"
+#include "storage/attestation_store.h"
+
+namespace attest::server {
+
+class LogHttp final {
+ public:
+  LogHttp(storage::AttestationStore* store, LogPublisher* publisher);
+
+  // Adds /log/checkpoint (exact) and /log/tile/ (prefix).
+  void AddRoutes(HttpRouter& router);
+
+  // The handlers, by request path.
+  HttpReply Checkpoint();
+  HttpReply Tile(std::string_view request_path);
+
+ private:
+  storage::AttestationStore* const store_;
+  LogPublisher* const publisher_;
+};
+
+}  // namespace attest::server
+
+#endif  // ATTEST_SERVER_LOG_HTTP_H_
