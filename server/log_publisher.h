@@ -76,7 +76,8 @@ class LogPublisher final {
  public:
   using Clock = std::function<absl::Time()>;
 
-  // Precondition: node_key.name() passes consensus::ValidateLogOrigin (Node::Open checks it).
+  // Precondition: node_key.name() passes consensus::ValidateLogOrigin (Node::Open checks it). `store`
+  // and `node_key` must outlive the publisher (the key is not copied: it is secret material).
   LogPublisher(storage::AttestationStore* store, const consensus::SecretKey& node_key, Clock clock,
                LogPublisherOptions options);
   ~LogPublisher();
@@ -127,7 +128,7 @@ class LogPublisher final {
   void Run();
 
   storage::AttestationStore* const store_;
-  const consensus::SecretKey& node_key_;
+  const consensus::SecretKey& node_key_;  // must outlive the publisher
   const std::string origin_;
   const Clock clock_;
   const LogPublisherOptions options_;

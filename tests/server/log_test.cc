@@ -802,8 +802,8 @@ TEST_F(LogPublisherTest, AStoredCheckpointThatDoesNotVerifyIsNotServed) {
   storage::MemoryAttestationStore store;
   Append(store, 2);
   {
-    LogPublisher other_key(&store, testing::TestKey("node-1", "another seed"), FixedNow,
-                           LogPublisherOptions{.interval = absl::Hours(1)});
+    const consensus::SecretKey replaced_key = testing::TestKey("node-1", "another seed");
+    LogPublisher other_key(&store, replaced_key, FixedNow, LogPublisherOptions{.interval = absl::Hours(1)});
     ASSERT_TRUE(other_key.PublishNow().ok());
   }
   LogPublisher publisher = MakePublisher(&store);
