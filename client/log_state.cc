@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "client/scoped_fd.h"
 #include "consensus/encoding.h"
 #include "nlohmann/json.hpp"
 
@@ -24,27 +25,6 @@ using nlohmann::ordered_json;
 constexpr off_t kMaxStateBytes = 1 << 20;
 
 std::string ErrnoText(int error) { return std::strerror(error); }
-
-// Closes the descriptor on every path out.
-class Fd final {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  // Closes now, reporting the error (a close error can be a lost write on some file systems).
-  int Close() {
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
 
 absl::Status WriteError(std::string_view what, const std::string& path, int error) {
   const std::string message = Cat("cannot ", what, " ", path, ": ", ErrnoText(error));
@@ -81,7 +61,7 @@ absl::Status MakeDirectories(const std::string& dir) {
 }
 
 absl::Status FsyncDir(const std::string& dir) {
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ScopedFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) return WriteError("open directory", dir, errno);
   if (::fsync(fd.get()) != 0) return WriteError("sync directory", dir, errno);
   return absl::OkStatus();
@@ -212,7 +192,7 @@ absl::StatusOr<std::string> DefaultLogStatePath(std::string_view origin, const E
 }
 
 absl::StatusOr<std::optional<LogState>> LoadLogState(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
     const int error = errno;
     if (error == ENOENT) return std::nullopt;
@@ -253,7 +233,7 @@ absl::Status SaveLogState(const std::string& path, const LogState& state) {
   const std::string dir = Parent(path);
   if (absl::Status s = MakeDirectories(dir); !s.ok()) return s;
   const std::string temp = TempPath(path);
-  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  ScopedFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (fd.get() < 0) return WriteError("create", temp, errno);
   absl::Status status = WriteAll(fd.get(), SerializeLogState(state), temp);
   if (status.ok() && ::fsync(fd.get()) != 0) status = WriteError("sync", temp, errno);

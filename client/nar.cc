@@ -12,6 +12,7 @@
 #include <memory>
 #include <vector>
 
+#include "client/scoped_fd.h"
 #include "consensus/encoding.h"
 
 namespace attest::client {
@@ -64,20 +65,6 @@ std::string_view FileTypeName(mode_t mode) {
   if (S_ISBLK(mode)) return "a block device";
   return "of an unknown file type";
 }
-
-class ScopedFd final {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // Frames NAR strings and file contents into one large buffer and hands it to the sink when full, so
 // the sink (a hash) always works on big chunks and file bytes are copied only once, by read().

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "client/scoped_fd.h"
 #include "consensus/encoding.h"
 #include "consensus/sha256.h"
 #include "consensus/store_path.h"
@@ -132,29 +133,8 @@ absl::StatusOr<SpoolRecord> Deserialise(std::string_view text) {
   return record;
 }
 
-// Closes the descriptor on every path out.
-class Fd final {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  // Closes now, reporting the error (a close error can be a lost write on some file systems).
-  int Close() {
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
-
 absl::Status FsyncDir(const std::string& dir) {
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ScopedFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) {
     return absl::UnavailableError(Cat("cannot open spool directory ", dir, " to sync it: ", ErrnoText(errno)));
   }
@@ -176,7 +156,7 @@ std::string TempName(std::string_view id) {
 // Writes `content` to <dir>/<temp name> and fsyncs it; returns the temp file's full path.
 absl::StatusOr<std::string> WriteTemp(const std::string& dir, std::string_view id, std::string_view content) {
   const std::string path = Cat(dir, "/", TempName(id));
-  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (fd.get() < 0) {
     const int error = errno;
     const std::string what = Cat("cannot create ", path, ": ", ErrnoText(error));
@@ -214,7 +194,7 @@ absl::StatusOr<std::string> WriteTemp(const std::string& dir, std::string_view i
 }
 
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (fd.get() < 0) {
     const int error = errno;
     if (error == ENOENT) return absl::NotFoundError("removed while reading");

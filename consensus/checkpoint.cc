@@ -22,43 +22,15 @@ constexpr size_t kEd25519SignatureBytes = 64;
 // could make a checkpoint body share its first line with one of them.
 constexpr std::string_view kReservedOriginPrefixes[] = {"attest/", "cosignature/", "1;"};
 
-// Valid UTF-8 (no overlong forms, surrogates or code points above U+10FFFF, as Go's utf8 package
-// decides) without ASCII control characters: the rule signed_note.cc applies to note text, so every
-// origin a note can carry parses. Returns the byte offset of the first offence.
+// Valid UTF-8 (as Go's utf8 package decides) without ASCII control characters: the rule
+// signed_note.cc applies to note text, so every origin a note can carry parses. Returns the byte
+// offset of the first offence.
 std::optional<size_t> FindInvalidOriginByte(std::string_view s) {
   for (size_t pos = 0; pos < s.size();) {
-    const auto b0 = static_cast<unsigned char>(s[pos]);
-    if (b0 < 0x80) {
-      if (b0 < 0x20 || b0 == 0x7F) return pos;
-      ++pos;
-      continue;
-    }
-    size_t n = 0;
-    char32_t cp = 0;
-    char32_t min = 0;
-    if ((b0 & 0xE0) == 0xC0) {
-      n = 2;
-      cp = b0 & 0x1F;
-      min = 0x80;
-    } else if ((b0 & 0xF0) == 0xE0) {
-      n = 3;
-      cp = b0 & 0x0F;
-      min = 0x800;
-    } else if ((b0 & 0xF8) == 0xF0) {
-      n = 4;
-      cp = b0 & 0x07;
-      min = 0x10000;
-    } else {
-      return pos;
-    }
-    if (pos + n > s.size()) return pos;
-    for (size_t i = 1; i < n; ++i) {
-      const auto b = static_cast<unsigned char>(s[pos + i]);
-      if ((b & 0xC0) != 0x80) return pos;
-      cp = (cp << 6) | (b & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return pos;
-    pos += n;
+    size_t length = 0;
+    const std::optional<char32_t> cp = DecodeUtf8(s, pos, length);
+    if (!cp.has_value() || *cp < 0x20 || *cp == 0x7F) return pos;
+    pos += length;
   }
   return std::nullopt;
 }

@@ -5,6 +5,7 @@
 #define ATTEST_CONSENSUS_ENCODING_H_
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -71,6 +72,11 @@ std::string QuoteForError(std::string_view input);
 inline std::span<const uint8_t> AsBytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
+
+// Decodes the UTF-8 code point at s[pos] (pos < s.size()) and sets `length` to its byte count;
+// nullopt for anything Go's utf8.DecodeRune reports as an error (truncated, overlong, surrogate,
+// above U+10FFFF), since Go tools must read what we sign.
+std::optional<char32_t> DecodeUtf8(std::string_view s, size_t pos, size_t& length);
 
 }  // namespace attest::consensus
 
