@@ -16,6 +16,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "consensus/encoding.h"
+#include "consensus/keys.h"
 
 // The distro's toml++ is built with exceptions (see consensus/policy.cc); toml::parse_error is caught
 // here and turned into a Status, so no exception leaves this file.
@@ -36,7 +37,9 @@ constexpr std::string_view kNodeKeys =
     "http_max_connections, http_idle_timeout";
 constexpr std::string_view kLogKeys = "checkpoint_interval";
 constexpr std::string_view kTestKeys = "fork_log";
-constexpr std::string_view kTables = "[node], [gateway], [log], [test] and [[peer]]";
+constexpr std::string_view kTables = "[node], [gateway], [log], [federation], [test] and [[peer]]";
+constexpr std::string_view kFederationKeys = "poll_interval, max_backoff, batch_entries";
+constexpr std::string_view kPeerKeys = "grpc, http, key";
 constexpr std::string_view kGatewayKeys =
     "upstream, priority, positive_ttl, negative_ttl, failure_ttl, cache_entries, upstream_timeout, nar_streams";
 
@@ -46,6 +49,7 @@ struct IntegerSetting final {
   int64_t max;
 };
 
+constexpr IntegerSetting kBatchEntries{"batch_entries", 1, 65536};
 constexpr IntegerSetting kMaxBatch{"max_batch", 1, 1000000};
 constexpr IntegerSetting kMaxStatusPaths{"max_status_paths", 1, 1000000};
 constexpr IntegerSetting kMaxMessageBytes{"max_message_bytes", 1024, int64_t{1} << 30};
@@ -174,6 +178,8 @@ class ConfigReader final {
         status = ReadLog(*key, *node);
       } else if (name == "test") {
         status = ReadTest(*key, *node);
+      } else if (name == "federation") {
+        status = ReadFederation(*key, *node);
       } else if (name == "peer") {
         status = ReadPeers(*key, *node);
       } else if (node->is_table()) {
@@ -348,6 +354,48 @@ class ConfigReader final {
     return absl::OkStatus();
   }
 
+  absl::Status ReadFederation(const toml::key& key, const toml::node& node) {
+    const toml::table* table = node.as_table();
+    if (table == nullptr) {
+      return absl::InvalidArgumentError(Cat(Where(file_, key.source()), "\"federation\" is ", TypeName(node),
+                                            ", not a table (write [federation])"));
+    }
+    for (const auto& [entry_key, value] : EntriesInFileOrder(*table)) {
+      const std::string name(entry_key->str());
+      const std::string where = Where(file_, value->source());
+      absl::Status status;
+      if (name == "poll_interval" || name == "max_backoff") {
+        absl::Duration& target =
+            name == "poll_interval" ? config_.federation.poll_interval : config_.federation.max_backoff;
+        status = DurationSetting(name, *value, where, kMinFederationInterval, kMaxFederationInterval, target);
+      } else if (name == kBatchEntries.name) {
+        status = Integer(kBatchEntries, *value, config_.federation.batch_entries);
+      } else {
+        status = absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ", Quoted(name),
+                                                " in [federation] (known keys: ", kFederationKeys, ")"));
+      }
+      if (!status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status DurationSetting(std::string_view name, const toml::node& value, const std::string& where,
+                               absl::Duration min, absl::Duration max, absl::Duration& out) {
+    const auto* text = value.as_string();
+    absl::Duration duration;
+    if (text == nullptr || !absl::ParseDuration(text->get(), &duration)) {
+      return absl::InvalidArgumentError(Cat(where, name, " is not a duration (write it in quotes with a unit: "
+                                                         "\"500ms\", \"1s\", \"2m\")"));
+    }
+    if (duration < min || duration > max) {
+      return absl::InvalidArgumentError(Cat(where, name, " = ", Quoted(text->get()), " is out of range (",
+                                            StdView(absl::FormatDuration(min)), " to ",
+                                            StdView(absl::FormatDuration(max)), ")"));
+    }
+    out = duration;
+    return absl::OkStatus();
+  }
+
   absl::Status ReadPeers(const toml::key& key, const toml::node& node) {
     const toml::array* array = node.as_array();
     const bool tables = array != nullptr && std::all_of(array->begin(), array->end(),
@@ -358,21 +406,41 @@ class ConfigReader final {
     }
     for (const toml::node& element : *array) {
       PeerConfig peer;
+      const std::string where = Where(file_, element.source());
       for (const auto& [entry_key, value] : EntriesInFileOrder(*element.as_table())) {
         const std::string name(entry_key->str());
-        if (name != "name" && name != "grpc" && name != "public_key") {
+        if (name != "grpc" && name != "http" && name != "key") {
           return absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ", Quoted(name),
-                                                " in [[peer]] (known keys: name, grpc, public_key)"));
+                                                " in [[peer]] (known keys: ", kPeerKeys, ")"));
         }
         auto text = String(*entry_key, *value);
         if (!text.ok()) return text.status();
-        if (name == "name") peer.name = *text;
         if (name == "grpc") peer.grpc = *text;
-        if (name == "public_key") peer.public_key = *text;
+        if (name == "http") peer.http = *text;
+        if (name == "key") {
+          auto public_key = consensus::PublicKey::Parse(*text);
+          if (!public_key.ok()) {
+            return absl::InvalidArgumentError(Cat(Where(file_, value->source()), "[[peer]] key: ",
+                                                  StdView(public_key.status().message()),
+                                                  " (the peer node's Nix public key, name:base64)"));
+          }
+          peer.public_key = *text;
+          peer.name = public_key->name();
+        }
       }
-      if (peer.name.empty()) {
-        return absl::InvalidArgumentError(
-            Cat(Where(file_, element.source()), "[[peer]] has no name (add name = \"...\")"));
+      for (auto [name, field] : {std::pair<std::string_view, const std::string*>{"grpc", &peer.grpc},
+                                 {"http", &peer.http},
+                                 {"key", &peer.public_key}}) {
+        if (field->empty()) {
+          return absl::InvalidArgumentError(Cat(where, "[[peer]] has no ", name, " (a peer needs ", kPeerKeys,
+                                                ": its gRPC and HTTP addresses and its node's Nix public key)"));
+        }
+      }
+      for (const PeerConfig& other : config_.peers) {
+        if (other.name == peer.name) {
+          return absl::InvalidArgumentError(Cat(where, "two [[peer]] tables have keys named ", Quoted(peer.name),
+                                                " (each peer is known by its key's name, which must be unique)"));
+        }
       }
       config_.peers.push_back(std::move(peer));
     }

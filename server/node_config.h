@@ -36,10 +36,15 @@
 //   [test]                           # TEST ONLY; refused unless ATTEST_ALLOW_TEST_SWITCHES=1 is set
 //   fork_log = false                 # also sign a forged second checkpoint per size (equivocate)
 //
-//   [[peer]]                         # later: peers to replicate from (accepted, not used yet)
-//   name = "node-b"
-//   grpc = "node-b.example.org:7700"
-//   public_key = "node-b:base64..."
+//   [federation]                     # following peers' logs (server/replication.h)
+//   poll_interval = "500ms"          # how often each peer's checkpoint is fetched (10ms to 1h)
+//   max_backoff = "5s"               # cap of the retry backoff after a failed round (10ms to 1h)
+//   batch_entries = 4096             # most peer entries applied in one transaction (bounds memory)
+//
+//   [[peer]]                         # a peer whose log this node follows (one table per peer)
+//   grpc = "node-b.example.org:7700" # its gRPC address (policy hash, consistency proofs)
+//   http = "node-b.example.org:7780" # its HTTP address (/log/checkpoint, /log/tile/...)
+//   key = "node-b:base64..."         # its node key (Nix public key); the name is the peer's name
 //
 // Relative paths resolve against the directory of the config file. Unknown keys and tables are errors.
 // Value types; thread-safe.
@@ -70,10 +75,20 @@ struct GatewayConfig final {
 };
 
 struct PeerConfig final {
-  std::string name;
+  std::string name;        // the name of its key (its log's origin)
   std::string grpc;        // host:port
-  std::string public_key;  // the peer node's Nix public key
+  std::string http;        // host:port
+  std::string public_key;  // the peer node's Nix public key, name:base64
 };
+
+struct FederationConfig final {
+  absl::Duration poll_interval = absl::Milliseconds(500);
+  absl::Duration max_backoff = absl::Seconds(5);
+  int batch_entries = 4096;
+};
+
+inline constexpr absl::Duration kMinFederationInterval = absl::Milliseconds(10);
+inline constexpr absl::Duration kMaxFederationInterval = absl::Hours(1);
 
 struct NodeConfig final {
   std::string config_file;  // where it was read from ("" when built in code)
@@ -100,6 +115,7 @@ struct NodeConfig final {
   // environment has ATTEST_ALLOW_TEST_SWITCHES=1 (kAllowTestSwitchesEnv), checked by ParseNodeConfig
   // and ValidateNodeConfig.
   bool test_fork_log = false;
+  FederationConfig federation;
   std::vector<PeerConfig> peers;
 };
 

@@ -86,10 +86,15 @@ TEST(NodeConfigTest, EveryKeyIsRead) {
       "upstream_timeout = 4\n"
       "nar_streams = 6\n"
       "\n"
+      "[federation]\n"
+      "poll_interval = \"250ms\"\n"
+      "max_backoff = \"3s\"\n"
+      "batch_entries = 1024\n"
+      "\n"
       "[[peer]]\n"
-      "name = \"node-b\"\n"
       "grpc = \"node-b.example.org:7700\"\n"
-      "public_key = \"node-b:abc\"\n",
+      "http = \"node-b.example.org:7780\"\n"
+      "key = \"node-b:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n",
       "/etc/attest/node.toml");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->grpc_address, "[::1]:7701");
@@ -119,6 +124,27 @@ TEST(NodeConfigTest, EveryKeyIsRead) {
   ASSERT_EQ(config->peers.size(), 1u);
   EXPECT_EQ(config->peers[0].name, "node-b");
   EXPECT_EQ(config->peers[0].grpc, "node-b.example.org:7700");
+  EXPECT_EQ(config->peers[0].http, "node-b.example.org:7780");
+  EXPECT_EQ(config->peers[0].public_key, "node-b:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+  EXPECT_EQ(config->federation.poll_interval, absl::Milliseconds(250));
+  EXPECT_EQ(config->federation.max_backoff, absl::Seconds(3));
+  EXPECT_EQ(config->federation.batch_entries, 1024);
+}
+
+TEST(NodeConfigTest, PeerErrorsNameTheProblem) {
+  const std::string key = "key = \"node-b:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n";
+  const std::string base = "[node]\nkey = \"k\"\npolicy = \"p\"\n[[peer]]\n";
+  EXPECT_THAT(ErrorOf(base + "grpc = \"a:1\"\n" + key), HasSubstr("[[peer]] has no http"));
+  EXPECT_THAT(ErrorOf(base + "grpc = \"a:1\"\nhttp = \"a:2\"\nkey = \"node-b:abc\"\n"),
+              HasSubstr("[[peer]] key: "));
+  EXPECT_THAT(ErrorOf(base + "grpc = \"a:1\"\nhttp = \"a:2\"\nname = \"x\"\n" + key),
+              HasSubstr("unknown key \"name\" in [[peer]]"));
+  EXPECT_THAT(ErrorOf(base + "grpc = \"a:1\"\nhttp = \"a:2\"\n" + key + "[[peer]]\ngrpc = \"b:1\"\nhttp = \"b:2\"\n" + key),
+              HasSubstr("two [[peer]] tables have keys named \"node-b\""));
+  EXPECT_THAT(ErrorOf("[node]\nkey = \"k\"\npolicy = \"p\"\n[federation]\npoll_interval = \"0s\"\n"),
+              HasSubstr("poll_interval = \"0s\" is out of range"));
+  EXPECT_THAT(ErrorOf("[node]\nkey = \"k\"\npolicy = \"p\"\n[federation]\nbogus = 1\n"),
+              HasSubstr("unknown key \"bogus\" in [federation]"));
 }
 
 TEST(NodeConfigTest, UnknownKeyNamesFileLineAndKey) {
@@ -146,9 +172,9 @@ TEST(NodeConfigTest, UnknownTopLevelKeyIsAnError) {
 TEST(NodeConfigTest, UnknownKeysInGatewayAndPeerAreErrors) {
   EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nupstream = \"http://x\"\nttl = 5\n"),
               AllOf(StartsWith("/etc/attest/node.toml:6:1: "), HasSubstr("unknown key \"ttl\" in [gateway]")));
-  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[[peer]]\nname = \"b\"\naddress = \"x:1\"\n"),
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[[peer]]\ngrpc = \"b:1\"\naddress = \"x:1\"\n"),
               AllOf(StartsWith("/etc/attest/node.toml:6:1: "), HasSubstr("unknown key \"address\" in [[peer]]")));
-  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[[peer]]\ngrpc = \"x:1\"\n"), HasSubstr("[[peer]] has no name"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[[peer]]\ngrpc = \"x:1\"\n"), HasSubstr("[[peer]] has no http"));
   EXPECT_THAT(ErrorOf("peer = 3\n" + std::string(kMinimal)), HasSubstr("not an array of tables"));
 }
 
