@@ -286,8 +286,9 @@ class Follower final {
       const int width = static_cast<int>(std::min<uint64_t>(kTile, last.size - tile * kTile));
       absl::StatusOr<std::vector<std::string>> bundle = client_.EntryBundle(tile, width);
       if (!bundle.ok() && absl::IsNotFound(bundle.status()) && width < static_cast<int>(kTile)) {
-        // The peer's log grew past this tile's width since the checkpoint: the full tile holds it.
-        bundle = client_.EntryBundle(tile, static_cast<int>(kTile));
+        // The peer's log grew since the checkpoint, and it serves only the tiles of its latest one:
+        // a wider version of this tile holds the same first entries.
+        bundle = WiderBundle(tile);
       }
       if (!bundle.ok()) return bundle.status();
       const uint64_t first = std::max(progress.cursor, tile * kTile);
@@ -341,6 +342,19 @@ class Follower final {
     if (absl::Status s = Apply(next, std::move(attestations), std::move(rejected)); !s.ok()) return s;
     progress = std::move(next);
     return absl::OkStatus();
+  }
+
+  // Tile `tile` at the width of the peer's current checkpoint (full when it is full by now). Only
+  // the entries below the verified checkpoint are used, and they are proven against it.
+  absl::StatusOr<std::vector<std::string>> WiderBundle(uint64_t tile) {
+    absl::StatusOr<std::string> note = client_.Checkpoint();
+    if (!note.ok()) return note.status();
+    absl::StatusOr<consensus::Checkpoint> current = consensus::VerifyCheckpoint(*note, peer_key_);
+    if (!current.ok()) return current.status();
+    const uint64_t start = tile * consensus::kFullTileWidth;
+    if (current->size <= start) return absl::NotFoundError(Cat("the peer's log no longer reaches tile ", tile));
+    const int width = static_cast<int>(std::min<uint64_t>(consensus::kFullTileWidth, current->size - start));
+    return client_.EntryBundle(tile, width);
   }
 
   absl::Status Apply(const storage::PeerProgress& next, std::vector<ReplicatedAttestation> attestations,
