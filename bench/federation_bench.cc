@@ -145,8 +145,8 @@ void Check(const absl::Status& status, const std::string& what) {
 // The attestd processes running now, so that a benchmark stopped by Fail (std::exit, which skips
 // destructors) does not leave them behind.
 std::vector<pid_t>& LiveNodes() {
-  static std::vector<pid_t> pids;
-  return pids;
+  static auto* pids = new std::vector<pid_t>();  // never destroyed: StopLiveNodes runs at exit
+  return *pids;
 }
 
 void StopLiveNodes() {
@@ -248,7 +248,7 @@ class NodeRpc final {
     v1::GetFederationStatusResponse response;
     grpc::Status status = federation_->GetFederationStatus(&context, {}, &response);
     if (!status.ok()) {
-      if (error != nullptr) *error = status.error_message();
+      if (error != nullptr) *error = absl::StrCat("GetFederationStatus: code ", status.error_code(), ": ", status.error_message());
       return std::nullopt;
     }
     return response;
@@ -426,8 +426,8 @@ void RunCatchUp(const Args& args, const std::string& dir) {
     } else {
       last_line = status ? absl::StrCat(status->peers_size(), " peers in the status") : error;
     }
-    if (std::chrono::steady_clock::now() - last_progress > std::chrono::seconds(120)) {
-      Fail("no progress for 120 s; last status: " + last_line);
+    if (std::chrono::steady_clock::now() - last_progress > std::chrono::seconds(60)) {
+      Fail("no progress for 60 s; last status: " + last_line);
     }
     if (std::chrono::steady_clock::now() - last_report > std::chrono::seconds(10)) {
       last_report = std::chrono::steady_clock::now();
