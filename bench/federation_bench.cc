@@ -17,8 +17,8 @@
 //                    [--only catch-up|convergence]
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -223,9 +223,9 @@ void WriteNodeConfig(const NodeSetup& node, const std::string& policy, const std
                      const std::string& extra) {
   WriteFile(node.dir + "/policy.toml", policy);
   WriteFile(node.dir + "/node.sec", BenchKey(node.key_name).ExportText());
-  std::string toml = absl::StrCat("[node]\ngrpc = \"", node.grpc, "\"\nhttp = \"", node.http,
-                                  "\"\ndatabase = \"attest.db\"\nkey = \"node.sec\"\npolicy = \"policy.toml\"\n\n",
-                                  extra);
+  std::string toml =
+      absl::StrCat("[node]\ngrpc = \"", node.grpc, "\"\nhttp = \"", node.http,
+                   "\"\ndatabase = \"attest.db\"\nkey = \"node.sec\"\npolicy = \"policy.toml\"\n\n", extra);
   for (const NodeSetup& peer : peers) {
     absl::StrAppend(&toml, "\n[[peer]]\ngrpc = \"", peer.grpc, "\"\nhttp = \"", peer.http, "\"\nkey = \"",
                     peer.public_key(), "\"\n");
@@ -248,7 +248,9 @@ class NodeRpc final {
     v1::GetFederationStatusResponse response;
     grpc::Status status = federation_->GetFederationStatus(&context, {}, &response);
     if (!status.ok()) {
-      if (error != nullptr) *error = absl::StrCat("GetFederationStatus: code ", status.error_code(), ": ", status.error_message());
+      if (error != nullptr) {
+        *error = absl::StrCat("GetFederationStatus: code ", status.error_code(), ": ", status.error_message());
+      }
       return std::nullopt;
     }
     return response;
@@ -358,8 +360,8 @@ void RunCatchUp(const Args& args, const std::string& dir) {
   const std::vector<consensus::SecretKey> builders = IngestBuilders();
   const std::string policy = PolicyToml(PublicKeys(builders), 2);
   const int64_t n = args.entries;
-  std::printf("catch-up: %lld attestations (3 builders, 5 references each, batches of %d)\n",
-              static_cast<long long>(n), kBatch);
+  std::printf("catch-up: %lld attestations (3 builders, 5 references each, batches of %d)\n", static_cast<long long>(n),
+              kBatch);
 
   std::printf("  pre-signing...\n");
   const std::vector<v1::SubmitRequest> requests = PresignIngestLoad(n, kBatch, builders);
@@ -442,7 +444,8 @@ void RunCatchUp(const Args& args, const std::string& dir) {
   const long rss_end = (*follower_process)->ResidentKiB();
   const long rss_peak = (*follower_process)->PeakResidentKiB();
   std::optional<v1::GetFederationStatusResponse> final_status = follower_rpc.FederationStatus();
-  const uint64_t rejected = final_status && final_status->peers_size() == 1 ? final_status->peers(0).rejected_entries() : 0;
+  const uint64_t rejected =
+      final_status && final_status->peers_size() == 1 ? final_status->peers(0).rejected_entries() : 0;
   follower_process.reset();  // SIGTERM: the WAL is checkpointed into the file on close
   const int64_t follower_bytes = DatabaseBytes(follower.dir);
   const int64_t peer_bytes = DatabaseBytes(peer.dir);
@@ -497,9 +500,10 @@ void RunConvergence(const Args& args, const std::string& dir) {
     }
     WriteNodeConfig(nodes[i], policy, peers, extra);
   }
-  std::printf("convergence: 3 nodes, each following the other two; quorum %d; checkpoint_interval %s, "
-              "poll_interval %s; %d rounds\n",
-              args.quorum, args.checkpoint_interval.c_str(), args.poll_interval.c_str(), args.rounds);
+  std::printf(
+      "convergence: 3 nodes, each following the other two; quorum %d; checkpoint_interval %s, "
+      "poll_interval %s; %d rounds\n",
+      args.quorum, args.checkpoint_interval.c_str(), args.poll_interval.c_str(), args.rounds);
   std::vector<std::unique_ptr<Node>> processes;
   for (const NodeSetup& node : nodes) processes.push_back(std::make_unique<Node>(args.attestd, node.dir));
   std::vector<std::unique_ptr<NodeRpc>> rpc;
@@ -549,23 +553,23 @@ void RunConvergence(const Args& args, const std::string& dir) {
     }
     if (!at_b || !at_c) {
       ++timeouts;
-      std::fprintf(stderr, "round %d: B or C did not reach %s within 30 s\n", round,
-                   v1::Verdict_Name(verdict).c_str());
+      std::fprintf(stderr, "round %d: B or C did not reach %s within 30 s\n", round, v1::Verdict_Name(verdict).c_str());
       continue;
     }
     both.push_back(std::max(*at_b, *at_c) * 1000);
     first.push_back(std::min(*at_b, *at_c) * 1000);
-    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(
-        std::uniform_real_distribution<double>(0, jitter_ms)(rng)));
+    std::this_thread::sleep_for(
+        std::chrono::duration<double, std::milli>(std::uniform_real_distribution<double>(0, jitter_ms)(rng)));
   }
   std::vector<long> rss;
   for (const auto& p : processes) rss.push_back((*p)->ResidentKiB());
 
   std::printf("\n");
-  std::printf("verdict on B and C after A's ack  : median %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms "
-              "(%zu rounds, %d timed out)\n",
-              Percentile(both, 0.5), Percentile(both, 0.9), Percentile(both, 0.99), Percentile(both, 1.0), both.size(),
-              timeouts);
+  std::printf(
+      "verdict on B and C after A's ack  : median %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms "
+      "(%zu rounds, %d timed out)\n",
+      Percentile(both, 0.5), Percentile(both, 0.9), Percentile(both, 0.99), Percentile(both, 1.0), both.size(),
+      timeouts);
   std::printf("first of B and C                  : median %.1f ms, p99 %.1f ms\n", Percentile(first, 0.5),
               Percentile(first, 0.99));
   std::printf("resident memory A, B, C           : %.1f, %.1f, %.1f MiB\n", rss[0] / 1024.0, rss[1] / 1024.0,

@@ -34,8 +34,7 @@ class FederationNode final {
  public:
   explicit FederationNode(NodeOptions options)
       : options_(std::move(options)),
-        stub_(v1::Federation::NewStub(
-            grpc::CreateChannel(options_.address, grpc::InsecureChannelCredentials()))) {}
+        stub_(v1::Federation::NewStub(grpc::CreateChannel(options_.address, grpc::InsecureChannelCredentials()))) {}
 
   absl::StatusOr<v1::GetFederationStatusResponse> GetFederationStatus() {
     v1::GetFederationStatusResponse response;
@@ -48,9 +47,9 @@ class FederationNode final {
           response.Clear();
           const grpc::Status s = stub_->GetFederationStatus(&context, v1::GetFederationStatusRequest(), &response);
           if (s.ok()) return absl::OkStatus();
-          return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                              Cat("node ", options_.address, ": GetFederationStatus: ", s.error_message(),
-                                  Hint(s.error_code())));
+          return absl::Status(
+              static_cast<absl::StatusCode>(s.error_code()),
+              Cat("node ", options_.address, ": GetFederationStatus: ", s.error_message(), Hint(s.error_code())));
         },
         [] { return absl::Now(); }, [](absl::Duration d) { absl::SleepFor(d); });
     if (!status.ok()) return status;
@@ -158,8 +157,7 @@ std::vector<std::string> Problems(const v1::GetFederationStatusResponse& status)
                            " detected (the evidence is above: keep it)"));
   }
   if (rejected > 0 || status.recent_rejections_size() > 0) {
-    problems.push_back(Cat(std::max<uint64_t>(rejected, status.recent_rejections_size()),
-                           " peer entries rejected"));
+    problems.push_back(Cat(std::max<uint64_t>(rejected, status.recent_rejections_size()), " peer entries rejected"));
   }
   return problems;
 }
@@ -197,12 +195,9 @@ json ToJson(const v1::GetFederationStatusResponse& status, bool healthy) {
                               {"entry", consensus::Base64Encode(consensus::AsBytes(r.entry()))},
                               {"detected_unix", r.detected_unix()}});
   }
-  return json{{"node", status.node()},
-              {"policy_hash", status.policy_hash()},
-              {"healthy", healthy},
-              {"peers", std::move(peers)},
-              {"forks", std::move(forks)},
-              {"recent_rejections", std::move(rejections)}};
+  return json{{"node", status.node()},     {"policy_hash", status.policy_hash()},
+              {"healthy", healthy},        {"peers", std::move(peers)},
+              {"forks", std::move(forks)}, {"recent_rejections", std::move(rejections)}};
 }
 
 void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
@@ -245,8 +240,8 @@ void PrintText(std::ostream& out, const v1::GetFederationStatusResponse& status,
     }
   }
   for (const v1::ForkEvidence& f : status.forks()) {
-    out << "\nFORK: peer " << Printable(f.peer(), Lines::kOne) << ", detected " << TimeText(f.detected_unix())
-        << " (" << AgeText(f.detected_unix(), now) << "): " << Printable(f.reason(), Lines::kOne) << "\n"
+    out << "\nFORK: peer " << Printable(f.peer(), Lines::kOne) << ", detected " << TimeText(f.detected_unix()) << " ("
+        << AgeText(f.detected_unix(), now) << "): " << Printable(f.reason(), Lines::kOne) << "\n"
         << "Evidence: two checkpoints signed by the peer that cannot both hold:\n"
         << "--- first\n"
         << Printable(f.first_checkpoint(), Lines::kMany) << "--- second\n"
@@ -310,8 +305,9 @@ CommandSpec FederationStatusCommand() {
           "otherwise (the answer is still printed, the problems are summarised on stderr) or when the node\n"
           "cannot be asked; 2 on usage errors.",
       .options = NodeOptionSpecs(),
-      .examples = "  attest federation status --node 127.0.0.1:7700\n"
-                  "  attest federation status --node 127.0.0.1:7700 --json | jq '.peers[] | {name, lag_entries}'\n",
+      .examples =
+          "  attest federation status --node 127.0.0.1:7700\n"
+          "  attest federation status --node 127.0.0.1:7700 --json | jq '.peers[] | {name, lag_entries}'\n",
       .run = RunStatus,
   };
   spec.options.push_back(JsonOptionSpec());

@@ -143,8 +143,8 @@ class FederationCommandTest : public ::testing::Test {
 };
 
 TEST_F(FederationCommandTest, HelpHasUsageAndAnExample) {
-  for (const std::vector<std::string>& args : {std::vector<std::string>{"federation", "status", "--help"},
-                                               {"federation", "status", "--node", "x:1", "-h"}}) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"federation", "status", "--help"}, {"federation", "status", "--node", "x:1", "-h"}}) {
     Result r = Cli(args);
     EXPECT_EQ(r.code, 0) << r.err;
     EXPECT_THAT(r.out, HasSubstr("Usage: attest federation status --node ADDR [--json]"));
@@ -313,8 +313,8 @@ TEST_F(FederationCommandTest, RejectedEntriesAreListedAndExitOne) {
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.out, ::testing::ContainsRegex("node-c +FOLLOWING +40 +40 +0 +2 "));
   EXPECT_THAT(r.out, HasSubstr("Rejected entries (latest 2):"));
-  EXPECT_THAT(r.out, ::testing::ContainsRegex("node-c +17 +5m ago +attestation of " +
-                                              attestation.claim.path.full() + " signed by mallory-1 +key mallory-1"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("node-c +17 +5m ago +attestation of " + attestation.claim.path.full() +
+                                              " signed by mallory-1 +key mallory-1"));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("node-c +18 +never +7 bytes, unparseable +malformed entry"));
   EXPECT_THAT(r.err, HasSubstr("2 peer entries rejected"));
 
