@@ -339,8 +339,10 @@ void FillPeerDatabase(const std::string& file, const std::vector<v1::SubmitReque
     for (const v1::Attestation& message : request.attestations()) {
       auto attestation = proto::FromProto(message);
       Check(attestation.status(), "converting a pre-signed attestation");
-      batch.attestations.push_back(storage::StoredAttestation{
-          .attestation = *std::move(attestation), .received_unix = kReceivedUnix, .observed_key = std::nullopt});
+      batch.attestations.push_back(storage::StoredAttestation{.attestation = *std::move(attestation),
+                                                              .received_unix = kReceivedUnix,
+                                                              .observed_key = std::nullopt,
+                                                              .origin = ""});
     }
     auto start = std::chrono::steady_clock::now();
     Check((*store)->Write(batch).status(), "writing the peer's database");

@@ -289,12 +289,11 @@ TEST_F(FederationCommandTest, ForkEvidencePrintsBothCheckpoints) {
 
 TEST_F(FederationCommandTest, RejectedEntriesAreListedAndExitOne) {
   consensus::Attestation attestation = consensus::SignAttestation(TestClaim("bad"), TestKey("mallory-1"));
-  consensus::LogEntry log_entry;
-  log_entry.kind = consensus::LogEntryKind::kAttestation;
-  log_entry.attestation = consensus::AttestationEntry{};
-  log_entry.attestation->attestation = attestation;
-  log_entry.attestation->received_unix = 5;
-  absl::StatusOr<std::string> entry = consensus::EncodeLogEntry(log_entry);
+  absl::StatusOr<std::string> entry = consensus::EncodeLogEntry(consensus::LogEntry{
+      .kind = consensus::LogEntryKind::kAttestation,
+      .attestation =
+          consensus::AttestationEntry{.attestation = attestation, .observed_key = std::nullopt, .received_unix = 5},
+      .dispute_note = ""});
   ASSERT_TRUE(entry.ok()) << entry.status();
 
   v1::GetFederationStatusResponse answer = Healthy();
