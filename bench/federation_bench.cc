@@ -328,12 +328,14 @@ double Percentile(std::vector<double> values, double p) {
 
 // --- Catch-up ---
 
-void FillPeerDatabase(const std::string& file, const std::vector<v1::SubmitRequest>& requests) {
+void FillPeerDatabase(const std::string& file, const std::vector<std::string>& requests) {
   auto store = storage::SqliteAttestationStore::Open(file, {});
   Check(store.status(), "opening the peer's database");
   double write_seconds = 0;
   int64_t written = 0;
-  for (const v1::SubmitRequest& request : requests) {
+  for (const std::string& serialized : requests) {
+    v1::SubmitRequest request;
+    if (!request.ParseFromString(serialized)) Fail("a pre-signed batch does not parse");
     storage::WriteBatch batch;
     batch.append_to_log = true;
     for (const v1::Attestation& message : request.attestations()) {
@@ -366,7 +368,7 @@ void RunCatchUp(const Args& args, const std::string& dir) {
               kBatch);
 
   std::printf("  pre-signing...\n");
-  const std::vector<v1::SubmitRequest> requests = PresignIngestLoad(n, kBatch, builders);
+  const std::vector<std::string> requests = PresignIngestLoadSerialized(n, kBatch, builders);
 
   // Ingest: the same attestations into a fresh node over gRPC, as ingest_bench measures it.
   NodeSetup ingest = MakeNodeSetup(dir + "/ingest", "bench-fed-ingest");

@@ -48,25 +48,54 @@ consensus::Attestation IngestAttestation(int64_t i, const std::vector<consensus:
   return consensus::SignAttestation(*claim, builders[i % 3], meta);
 }
 
-std::vector<v1::SubmitRequest> PresignIngestLoad(int64_t count, int batch,
-                                                 const std::vector<consensus::SecretKey>& builders) {
-  const int64_t batches = (count + batch - 1) / batch;
-  std::vector<v1::SubmitRequest> requests(batches);
+namespace {
+
+// Batch b of the load, in `out`.
+void SignBatch(int64_t b, int64_t count, int batch, const std::vector<consensus::SecretKey>& builders,
+               v1::SubmitRequest& out) {
+  for (int64_t i = b * batch; i < std::min(count, (b + 1) * batch); ++i) {
+    *out.add_attestations() = proto::ToProto(IngestAttestation(i, builders));
+  }
+}
+
+// Calls make(b) for every batch b, on two threads.
+template <typename Make>
+void OnTwoThreads(int64_t batches, Make make) {
   std::vector<std::thread> signers;
   for (int t = 0; t < 2; ++t) {
     signers.emplace_back([&, t] {
-      for (int64_t b = t; b < batches; b += 2) {
-        for (int64_t i = b * batch; i < std::min(count, (b + 1) * batch); ++i) {
-          *requests[b].add_attestations() = proto::ToProto(IngestAttestation(i, builders));
-        }
-      }
+      for (int64_t b = t; b < batches; b += 2) make(b);
     });
   }
   for (auto& t : signers) t.join();
+}
+
+}  // namespace
+
+std::vector<v1::SubmitRequest> PresignIngestLoad(int64_t count, int batch,
+                                                 const std::vector<consensus::SecretKey>& builders) {
+  std::vector<v1::SubmitRequest> requests((count + batch - 1) / batch);
+  OnTwoThreads(static_cast<int64_t>(requests.size()),
+               [&](int64_t b) { SignBatch(b, count, batch, builders, requests[b]); });
   return requests;
 }
 
-SubmitFigures SubmitAll(const std::string& address, const std::vector<v1::SubmitRequest>& requests, int inflight) {
+std::vector<std::string> PresignIngestLoadSerialized(int64_t count, int batch,
+                                                     const std::vector<consensus::SecretKey>& builders) {
+  std::vector<std::string> requests((count + batch - 1) / batch);
+  OnTwoThreads(static_cast<int64_t>(requests.size()), [&](int64_t b) {
+    v1::SubmitRequest request;
+    SignBatch(b, count, batch, builders, request);
+    requests[b] = request.SerializeAsString();
+  });
+  return requests;
+}
+
+namespace {
+
+// request(b, scratch) gives batch b (possibly built in scratch).
+template <typename Request>
+SubmitFigures SubmitBatches(const std::string& address, size_t batches, int inflight, Request request) {
   auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   auto stub = v1::Attestations::NewStub(channel);
   std::atomic<size_t> next{0};
@@ -76,14 +105,16 @@ SubmitFigures SubmitAll(const std::string& address, const std::vector<v1::Submit
   std::vector<std::thread> senders;
   for (int t = 0; t < inflight; ++t) {
     senders.emplace_back([&] {
-      for (size_t b = next++; b < requests.size(); b = next++) {
+      v1::SubmitRequest scratch;
+      for (size_t b = next++; b < batches; b = next++) {
+        const v1::SubmitRequest& submitted = request(b, scratch);
         grpc::ClientContext context;
         context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
         v1::SubmitResponse response;
-        grpc::Status status = stub->Submit(&context, requests[b], &response);
+        grpc::Status status = stub->Submit(&context, submitted, &response);
         if (!status.ok()) {
           std::fprintf(stderr, "batch %zu failed: %s\n", b, status.error_message().c_str());
-          failed += requests[b].attestations_size();
+          failed += submitted.attestations_size();
           continue;
         }
         for (const auto& r : response.results()) {
@@ -98,6 +129,25 @@ SubmitFigures SubmitAll(const std::string& address, const std::vector<v1::Submit
   }
   for (auto& t : senders) t.join();
   return SubmitFigures{.acknowledged = acknowledged.load(), .failed = failed.load(), .seconds = SecondsSince(start)};
+}
+
+}  // namespace
+
+SubmitFigures SubmitAll(const std::string& address, const std::vector<v1::SubmitRequest>& requests, int inflight) {
+  return SubmitBatches(address, requests.size(), inflight,
+                       [&](size_t b, v1::SubmitRequest&) -> const v1::SubmitRequest& { return requests[b]; });
+}
+
+SubmitFigures SubmitAll(const std::string& address, const std::vector<std::string>& serialized_requests,
+                        int inflight) {
+  return SubmitBatches(address, serialized_requests.size(), inflight,
+                       [&](size_t b, v1::SubmitRequest& scratch) -> const v1::SubmitRequest& {
+                         if (!scratch.ParseFromString(serialized_requests[b])) {
+                           std::fprintf(stderr, "batch %zu does not parse\n", b);
+                           std::abort();
+                         }
+                         return scratch;
+                       });
 }
 
 }  // namespace attest::bench
