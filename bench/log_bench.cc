@@ -94,7 +94,8 @@ storage::WriteBatch MakeBatch(int64_t first, int64_t last, std::mt19937_64& rng)
     batch.attestations.push_back(storage::StoredAttestation{
         .attestation = {.claim = std::move(*claim), .signature = signature, .metadata = std::move(meta)},
         .received_unix = 1790000000 + p,
-        .observed_key = std::nullopt});
+        .observed_key = std::nullopt,
+        .origin = {}});
   }
   return batch;
 }

@@ -618,7 +618,8 @@ class LogPublisherTest : public ::testing::Test {
       batch.attestations.push_back(storage::StoredAttestation{
           .attestation = consensus::SignAttestation(TestClaim(consensus::Cat("entry-", next_++)), federation_.alice),
           .received_unix = testing::kTestNow,
-          .observed_key = std::nullopt});
+          .observed_key = std::nullopt,
+          .origin = {}});
     }
     auto written = target.Write(batch);
     ASSERT_TRUE(written.ok()) << written.status();

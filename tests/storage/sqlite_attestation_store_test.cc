@@ -486,7 +486,8 @@ void RunScale(const ScaleScenario& scenario) {
                                      .build_kind = consensus::BuildKind::kRebuild,
                                      .build_time_unix = 1700000000 + path_index}},
         .received_unix = 1700000100 + path_index,
-        .observed_key = std::nullopt};
+        .observed_key = std::nullopt,
+        .origin = {}};
   };
   std::vector<WriteBatch> batches;
   if (scenario.order == ScaleScenario::Order::kPathMajor) {

@@ -58,7 +58,8 @@ inline StoredAttestation Attest(const consensus::PathInfo& claim, std::string_vi
   StoredAttestation stored{
       .attestation = consensus::SignAttestation(claim, key, std::move(metadata)),
       .received_unix = received_unix,
-      .observed_key = std::nullopt};
+      .observed_key = std::nullopt,
+      .origin = {}};
   if (kind == KeyKind::kObserved) stored.observed_key = key.public_key();
   return stored;
 }
