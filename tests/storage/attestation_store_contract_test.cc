@@ -629,7 +629,10 @@ TEST_P(AttestationStoreContractTest, ForkEvidenceKeepsTheFirstPerPeer) {
   later.second_checkpoint = "c\n";
   ASSERT_TRUE(store_->StoreForkEvidence(later).ok());
   EXPECT_THAT(*store_->ListForkEvidence(), ElementsAre(first));
-  EXPECT_EQ(store_->StoreForkEvidence(ForkEvidence{.peer = "node-c"}).code(), absl::StatusCode::kInvalidArgument);
+  ForkEvidence incomplete = first;
+  incomplete.peer = "node-c";
+  incomplete.second_checkpoint.clear();
+  EXPECT_EQ(store_->StoreForkEvidence(incomplete).code(), absl::StatusCode::kInvalidArgument);
 }
 
 INSTANTIATE_TEST_SUITE_P(
