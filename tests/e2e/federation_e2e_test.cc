@@ -250,8 +250,7 @@ TEST(FederationForwarderTest, CutResetsConnectionsAndRefusesNewOnesUntilRestored
 
 TEST(FederationForwarderTest, IsBoundedAndResetsWhenTheTargetIsDown) {
   EchoServer echo;
-  absl::StatusOr<std::unique_ptr<TcpForwarder>> forwarder =
-      TcpForwarder::Start(echo.port(), {.max_connections = 2});
+  absl::StatusOr<std::unique_ptr<TcpForwarder>> forwarder = TcpForwarder::Start(echo.port(), {.max_connections = 2});
   ASSERT_TRUE(forwarder.ok()) << forwarder.status();
   std::vector<int> open;
   for (int i = 0; i < 2; ++i) {
@@ -333,13 +332,11 @@ void ExpectAllFollowing(FederationHarness& federation, const std::vector<int>& n
 
 // Waits until `node` reports `peer` as not followed any more (the last round failed).
 ::testing::AssertionResult WaitUnreachable(FederationHarness& federation, int node, const std::string& peer) {
-  return federation.WaitForFederationStatus(node, absl::StrCat("reporting ", peer, " unreachable"),
-                                            [&](const v1::GetFederationStatusResponse& status) {
-                                              const std::optional<v1::PeerStatus> found =
-                                                  FederationHarness::FindPeer(status, peer);
-                                              return found && found->state() == v1::PeerStatus::CONNECTING &&
-                                                     !found->last_error().empty();
-                                            });
+  return federation.WaitForFederationStatus(
+      node, absl::StrCat("reporting ", peer, " unreachable"), [&](const v1::GetFederationStatusResponse& status) {
+        const std::optional<v1::PeerStatus> found = FederationHarness::FindPeer(status, peer);
+        return found && found->state() == v1::PeerStatus::CONNECTING && !found->last_error().empty();
+      });
 }
 
 TEST(FederationConvergenceTest, SubmissionsSpreadAcrossNodesGiveTheSameAnswerEverywhere) {
@@ -377,8 +374,8 @@ TEST(FederationConvergenceTest, SubmissionsSpreadAcrossNodesGiveTheSameAnswerEve
   WriteFileOrDie(federation.dir(kA).File("shared-policy.toml"), federation.policy_toml());
   std::string dispute_id;
   for (int node = 0; node < federation.size(); ++node) {
-    RunResult status = federation.node(node).Cli({"status", "--json", "--node", federation.grpc_address(node),
-                                                  PathOf("fed-hello"), PathOf("fed-nondet")});
+    RunResult status = federation.node(node).Cli(
+        {"status", "--json", "--node", federation.grpc_address(node), PathOf("fed-hello"), PathOf("fed-nondet")});
     EXPECT_EQ(status.exit_code, 1) << "fed-nondet is not CONFIRMED: " << status.out << status.err;
     const json answer = json::parse(status.out);
     ASSERT_EQ(answer.size(), 2u);
@@ -465,8 +462,8 @@ TEST(FederationPartitionTest, AnIsolatedNodeConvergesOnceItsLinksAreRestored) {
   const consensus::Attestation bob_0 = federation.Attest(kBob, "part-0", "p0");
   ASSERT_TRUE(federation.Submit(kA, {alice_0}));
   ASSERT_TRUE(federation.Submit(kB, {bob_0}));
-  ASSERT_TRUE(federation.WaitForAgreement(
-      {{PathOf("part-0"), v1::CONFIRMED, {SignatureOf(alice_0), SignatureOf(bob_0)}}}));
+  ASSERT_TRUE(
+      federation.WaitForAgreement({{PathOf("part-0"), v1::CONFIRMED, {SignatureOf(alice_0), SignatureOf(bob_0)}}}));
 
   federation.Isolate(kC);
   EXPECT_TRUE(WaitUnreachable(federation, kA, federation.name(kC)));
@@ -486,11 +483,11 @@ TEST(FederationPartitionTest, AnIsolatedNodeConvergesOnceItsLinksAreRestored) {
   ASSERT_TRUE(federation.Submit(kC, {carol_1, carol_2, carol_3}));
 
   // A and B agree with each other and know nothing of what C took; C knows only its own.
-  ASSERT_TRUE(federation.WaitForAgreement(
-      {{PathOf("part-1"), v1::CONFIRMED, {SignatureOf(alice_1), SignatureOf(bob_1)}},
-       {PathOf("part-2"), v1::UNKNOWN, {}},
-       {PathOf("part-3"), v1::PENDING, {SignatureOf(alice_3)}}},
-      {kA, kB}));
+  ASSERT_TRUE(
+      federation.WaitForAgreement({{PathOf("part-1"), v1::CONFIRMED, {SignatureOf(alice_1), SignatureOf(bob_1)}},
+                                   {PathOf("part-2"), v1::UNKNOWN, {}},
+                                   {PathOf("part-3"), v1::PENDING, {SignatureOf(alice_3)}}},
+                                  {kA, kB}));
   ASSERT_TRUE(federation.WaitForAgreement({{PathOf("part-1"), v1::PENDING, {SignatureOf(carol_1)}},
                                            {PathOf("part-2"), v1::PENDING, {SignatureOf(carol_2)}},
                                            {PathOf("part-3"), v1::PENDING, {SignatureOf(carol_3)}}},
@@ -516,7 +513,8 @@ TEST(FederationForkTest, PeersDetectAnEquivocatingNodeAndServeTheEvidence) {
   absl::StatusOr<consensus::PublicKey> forker_key = consensus::PublicKey::Parse(federation.node_public_key(kF));
   ASSERT_TRUE(forker_key.ok()) << forker_key.status();
 
-  ASSERT_TRUE(federation.Submit(kF, {federation.Attest(kAlice, "fork-0", "f0"), federation.Attest(kBob, "fork-1", "f1")}));
+  ASSERT_TRUE(
+      federation.Submit(kF, {federation.Attest(kAlice, "fork-0", "f0"), federation.Attest(kBob, "fork-1", "f1")}));
   // Honest traffic continues meanwhile.
   const consensus::Attestation alice_ok = federation.Attest(kAlice, "fork-honest", "h");
   const consensus::Attestation bob_ok = federation.Attest(kBob, "fork-honest", "h");
@@ -525,16 +523,16 @@ TEST(FederationForkTest, PeersDetectAnEquivocatingNodeAndServeTheEvidence) {
 
   for (int node = 0; node < 3; ++node) {
     SCOPED_TRACE(federation.name(node));
-    ASSERT_TRUE(federation.WaitForFederationStatus(
-        node, absl::StrCat("reporting ", forker, " FORKED with evidence"),
-        [&](const v1::GetFederationStatusResponse& status) {
-          const std::optional<v1::PeerStatus> peer = FederationHarness::FindPeer(status, forker);
-          if (!peer || peer->state() != v1::PeerStatus::FORKED) return false;
-          for (const v1::ForkEvidence& fork : status.forks()) {
-            if (fork.peer() == forker) return true;
-          }
-          return false;
-        }));
+    ASSERT_TRUE(federation.WaitForFederationStatus(node, absl::StrCat("reporting ", forker, " FORKED with evidence"),
+                                                   [&](const v1::GetFederationStatusResponse& status) {
+                                                     const std::optional<v1::PeerStatus> peer =
+                                                         FederationHarness::FindPeer(status, forker);
+                                                     if (!peer || peer->state() != v1::PeerStatus::FORKED) return false;
+                                                     for (const v1::ForkEvidence& fork : status.forks()) {
+                                                       if (fork.peer() == forker) return true;
+                                                     }
+                                                     return false;
+                                                   }));
     absl::StatusOr<v1::GetFederationStatusResponse> status = federation.FederationStatus(node);
     ASSERT_TRUE(status.ok()) << status.status();
     const v1::ForkEvidence* evidence = nullptr;
@@ -546,7 +544,8 @@ TEST(FederationForkTest, PeersDetectAnEquivocatingNodeAndServeTheEvidence) {
     EXPECT_FALSE(evidence->reason().empty());
     EXPECT_GT(evidence->detected_unix(), 0);
     // Both notes are really signed by the forking node, and they cannot both hold.
-    absl::StatusOr<consensus::Checkpoint> first = consensus::VerifyCheckpoint(evidence->first_checkpoint(), *forker_key);
+    absl::StatusOr<consensus::Checkpoint> first =
+        consensus::VerifyCheckpoint(evidence->first_checkpoint(), *forker_key);
     absl::StatusOr<consensus::Checkpoint> second =
         consensus::VerifyCheckpoint(evidence->second_checkpoint(), *forker_key);
     ASSERT_TRUE(first.ok()) << first.status() << "\n" << evidence->first_checkpoint();
@@ -653,8 +652,8 @@ TEST(FederationPolicyTest, APeerWithAnotherPolicyIsReportedAndNothingOfItIsStore
   const std::string other = federation.name(kM);
 
   // Valid under both policies, but node M counts by its own.
-  ASSERT_TRUE(federation.Submit(kM, {federation.Attest(kAlice, "policy-m", "m"),
-                                     federation.Attest(kBob, "policy-m", "m")}));
+  ASSERT_TRUE(
+      federation.Submit(kM, {federation.Attest(kAlice, "policy-m", "m"), federation.Attest(kBob, "policy-m", "m")}));
   const consensus::Attestation alice_ok = federation.Attest(kAlice, "policy-ok", "ok");
   const consensus::Attestation bob_ok = federation.Attest(kBob, "policy-ok", "ok");
   ASSERT_TRUE(federation.Submit(kA, {alice_ok}));
@@ -662,17 +661,18 @@ TEST(FederationPolicyTest, APeerWithAnotherPolicyIsReportedAndNothingOfItIsStore
 
   for (int node : {kA, kB}) {
     SCOPED_TRACE(federation.name(node));
-    ASSERT_TRUE(federation.WaitForFederationStatus(
-        node, absl::StrCat("reporting ", other, " POLICY_MISMATCH"), [&](const v1::GetFederationStatusResponse& status) {
-          const std::optional<v1::PeerStatus> peer = FederationHarness::FindPeer(status, other);
-          return peer && peer->state() == v1::PeerStatus::POLICY_MISMATCH;
-        }));
+    ASSERT_TRUE(federation.WaitForFederationStatus(node, absl::StrCat("reporting ", other, " POLICY_MISMATCH"),
+                                                   [&](const v1::GetFederationStatusResponse& status) {
+                                                     const std::optional<v1::PeerStatus> peer =
+                                                         FederationHarness::FindPeer(status, other);
+                                                     return peer && peer->state() == v1::PeerStatus::POLICY_MISMATCH;
+                                                   }));
   }
   // A and B replicate each other (so following works) and hold nothing of M.
-  ASSERT_TRUE(federation.WaitForAgreement(
-      {{PathOf("policy-ok"), v1::CONFIRMED, {SignatureOf(alice_ok), SignatureOf(bob_ok)}},
-       {PathOf("policy-m"), v1::UNKNOWN, {}}},
-      {kA, kB}));
+  ASSERT_TRUE(
+      federation.WaitForAgreement({{PathOf("policy-ok"), v1::CONFIRMED, {SignatureOf(alice_ok), SignatureOf(bob_ok)}},
+                                   {PathOf("policy-m"), v1::UNKNOWN, {}}},
+                                  {kA, kB}));
   for (int node : {kA, kB}) {
     absl::StatusOr<v1::GetFederationStatusResponse> status = federation.FederationStatus(node);
     ASSERT_TRUE(status.ok()) << status.status();
@@ -684,17 +684,16 @@ TEST(FederationPolicyTest, APeerWithAnotherPolicyIsReportedAndNothingOfItIsStore
     EXPECT_NE(peer->peer_policy_hash(), status->policy_hash());
   }
   // M, for its part, follows neither of them.
-  ASSERT_TRUE(federation.WaitForFederationStatus(kM, "reporting both peers POLICY_MISMATCH",
-                                                 [&](const v1::GetFederationStatusResponse& status) {
-                                                   for (int node : {kA, kB}) {
-                                                     const std::optional<v1::PeerStatus> peer =
-                                                         FederationHarness::FindPeer(status, federation.name(node));
-                                                     if (!peer || peer->state() != v1::PeerStatus::POLICY_MISMATCH) {
-                                                       return false;
-                                                     }
-                                                   }
-                                                   return true;
-                                                 }));
+  ASSERT_TRUE(federation.WaitForFederationStatus(
+      kM, "reporting both peers POLICY_MISMATCH", [&](const v1::GetFederationStatusResponse& status) {
+        for (int node : {kA, kB}) {
+          const std::optional<v1::PeerStatus> peer = FederationHarness::FindPeer(status, federation.name(node));
+          if (!peer || peer->state() != v1::PeerStatus::POLICY_MISMATCH) {
+            return false;
+          }
+        }
+        return true;
+      }));
 }
 
 }  // namespace

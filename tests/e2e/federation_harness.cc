@@ -37,9 +37,10 @@ std::string TrimmedTail(const std::string& text, int lines) {
 }
 
 std::string PeerLine(const v1::PeerStatus& peer) {
-  return absl::StrCat(peer.name(), " ", PeerStateName(peer.state()), " peer_size=", peer.peer_size(),
-                      " cursor=", peer.cursor(), " lag=", peer.lag_entries(), " rejected=", peer.rejected_entries(),
-                      peer.last_error().empty() ? std::string() : absl::StrCat(" last_error=\"", peer.last_error(), "\""));
+  return absl::StrCat(
+      peer.name(), " ", PeerStateName(peer.state()), " peer_size=", peer.peer_size(), " cursor=", peer.cursor(),
+      " lag=", peer.lag_entries(), " rejected=", peer.rejected_entries(),
+      peer.last_error().empty() ? std::string() : absl::StrCat(" last_error=\"", peer.last_error(), "\""));
 }
 
 // A loopback port no other node or forwarder of this harness uses.
@@ -136,21 +137,31 @@ FederationOptions DefaultFederation(int count, PeerLinks links) {
 
 const char* VerdictName(v1::Verdict verdict) {
   switch (verdict) {
-    case v1::UNKNOWN: return "UNKNOWN";
-    case v1::PENDING: return "PENDING";
-    case v1::CONFIRMED: return "CONFIRMED";
-    case v1::DISPUTED: return "DISPUTED";
-    default: return "UNSPECIFIED";
+    case v1::UNKNOWN:
+      return "UNKNOWN";
+    case v1::PENDING:
+      return "PENDING";
+    case v1::CONFIRMED:
+      return "CONFIRMED";
+    case v1::DISPUTED:
+      return "DISPUTED";
+    default:
+      return "UNSPECIFIED";
   }
 }
 
 const char* PeerStateName(v1::PeerStatus::State state) {
   switch (state) {
-    case v1::PeerStatus::CONNECTING: return "CONNECTING";
-    case v1::PeerStatus::FOLLOWING: return "FOLLOWING";
-    case v1::PeerStatus::POLICY_MISMATCH: return "POLICY_MISMATCH";
-    case v1::PeerStatus::FORKED: return "FORKED";
-    default: return "UNSPECIFIED";
+    case v1::PeerStatus::CONNECTING:
+      return "CONNECTING";
+    case v1::PeerStatus::FOLLOWING:
+      return "FOLLOWING";
+    case v1::PeerStatus::POLICY_MISMATCH:
+      return "POLICY_MISMATCH";
+    case v1::PeerStatus::FORKED:
+      return "FORKED";
+    default:
+      return "UNSPECIFIED";
   }
 }
 
@@ -191,8 +202,8 @@ FederationHarness::FederationHarness(FederationOptions options) : options_(std::
     node->dir = std::make_unique<TempDir>();
     node->key = MakeNixKey(*node->dir, spec.name);
     WriteFileOrDie(node->dir->File("node.sec"), ReadFileOrDie(node->key.secret_file));
-    std::filesystem::permissions(node->dir->File("node.sec"), std::filesystem::perms::owner_read |
-                                                                  std::filesystem::perms::owner_write);
+    std::filesystem::permissions(node->dir->File("node.sec"),
+                                 std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     node->grpc_port = DistinctPort(ports);
     node->http_port = DistinctPort(ports);
     node->grpc_address = absl::StrCat("127.0.0.1:", node->grpc_port);
@@ -230,8 +241,7 @@ FederationHarness::FederationHarness(FederationOptions options) : options_(std::
       }
     }
     node.harness = std::make_unique<NodeHarness>(
-        *node.dir, node.spec.policy_quorum == 0 ? policy_toml_ : PolicyToml(node.spec.policy_quorum, operators),
-        extra,
+        *node.dir, node.spec.policy_quorum == 0 ? policy_toml_ : PolicyToml(node.spec.policy_quorum, operators), extra,
         NodePorts{.grpc = node.grpc_port, .http = node.http_port});
   }
 }
@@ -246,9 +256,7 @@ FederationHarness::~FederationHarness() {
 }
 
 FederationHarness::Node& FederationHarness::at(int node) { return *nodes_.at(static_cast<size_t>(node)); }
-const FederationHarness::Node& FederationHarness::at(int node) const {
-  return *nodes_.at(static_cast<size_t>(node));
-}
+const FederationHarness::Node& FederationHarness::at(int node) const { return *nodes_.at(static_cast<size_t>(node)); }
 
 const std::string& FederationHarness::name(int node) const { return at(node).spec.name; }
 
@@ -273,8 +281,7 @@ bool FederationHarness::Start(int i) {
   if (node.spec.fork_log) ::unsetenv(kAllowTestSwitches);
   if (!started) return false;
   if (node.harness->grpc_address() != node.grpc_address) {
-    ADD_FAILURE() << node.spec.name << " listens on " << node.harness->grpc_address() << ", not "
-                  << node.grpc_address;
+    ADD_FAILURE() << node.spec.name << " listens on " << node.harness->grpc_address() << ", not " << node.grpc_address;
     return false;
   }
   // A fresh channel per start: the old one may be in a long reconnect backoff after a kill.
@@ -329,26 +336,12 @@ void FederationHarness::Reconnect(int node) {
   }
 }
 
-consensus::Attestation FederationHarness::Attest(int builder, std::string_view name,
-                                                 std::string_view content) const {
+consensus::Attestation FederationHarness::Attest(int builder, std::string_view name, std::string_view content) const {
   return consensus::SignAttestation(TestClaim(name, content), builders_.at(static_cast<size_t>(builder)).secret);
 }
 
-v1::Attestations::Stub& FederationHarness::attestations(int node) {
-  if (!at(node).attestations) {
-    ADD_FAILURE() << name(node) << " was never started";
-    std::abort();
-  }
-  return *at(node).attestations;
-}
-
-v1::Federation::Stub& FederationHarness::federation(int node) {
-  if (!at(node).federation) {
-    ADD_FAILURE() << name(node) << " was never started";
-    std::abort();
-  }
-  return *at(node).federation;
-}
+v1::Attestations::Stub* FederationHarness::attestations_stub(int node) { return at(node).attestations.get(); }
+v1::Federation::Stub* FederationHarness::federation_stub(int node) { return at(node).federation.get(); }
 
 ::testing::AssertionResult FederationHarness::Submit(int node,
                                                      const std::vector<consensus::Attestation>& attestations) {
@@ -356,10 +349,11 @@ v1::Federation::Stub& FederationHarness::federation(int node) {
   for (const consensus::Attestation& attestation : attestations) {
     *request.add_attestations() = proto::ToProto(attestation);
   }
+  if (attestations_stub(node) == nullptr) return ::testing::AssertionFailure() << name(node) << " is not running";
   grpc::ClientContext context;
   context.set_deadline(RpcDeadline());
   v1::SubmitResponse response;
-  const grpc::Status status = this->attestations(node).Submit(&context, request, &response);
+  const grpc::Status status = attestations_stub(node)->Submit(&context, request, &response);
   if (!status.ok()) {
     return ::testing::AssertionFailure() << "Submit to " << name(node) << ": " << status.error_code() << " "
                                          << status.error_message();
@@ -371,9 +365,9 @@ v1::Federation::Stub& FederationHarness::federation(int node) {
   for (int i = 0; i < response.results_size(); ++i) {
     const v1::SubmitResult& result = response.results(i);
     if (result.outcome() != v1::SubmitResult::ACCEPTED && result.outcome() != v1::SubmitResult::ALREADY_PRESENT) {
-      return ::testing::AssertionFailure() << "Submit to " << name(node) << ": attestation " << i << " outcome "
-                                           << v1::SubmitResult::Outcome_Name(result.outcome()) << " "
-                                           << result.message();
+      return ::testing::AssertionFailure()
+             << "Submit to " << name(node) << ": attestation " << i << " outcome "
+             << v1::SubmitResult::Outcome_Name(result.outcome()) << " " << result.message();
     }
   }
   return ::testing::AssertionSuccess();
@@ -382,17 +376,19 @@ v1::Federation::Stub& FederationHarness::federation(int node) {
 absl::StatusOr<std::vector<PathView>> FederationHarness::Status(int node, const std::vector<std::string>& paths) {
   v1::StatusRequest request;
   for (const std::string& path : paths) request.add_store_paths(path);
+  if (attestations_stub(node) == nullptr)
+    return absl::FailedPreconditionError(absl::StrCat(name(node), " is not running"));
   grpc::ClientContext context;
   context.set_deadline(RpcDeadline());
   v1::StatusResponse response;
-  const grpc::Status status = attestations(node).Status(&context, request, &response);
+  const grpc::Status status = attestations_stub(node)->Status(&context, request, &response);
   if (!status.ok()) {
     return absl::UnavailableError(
         absl::StrCat("Status on ", name(node), ": ", status.error_code(), " ", status.error_message()));
   }
   if (response.statuses_size() != request.store_paths_size()) {
-    return absl::InternalError(absl::StrCat("Status on ", name(node), ": ", response.statuses_size(),
-                                            " answers for ", request.store_paths_size(), " paths"));
+    return absl::InternalError(absl::StrCat("Status on ", name(node), ": ", response.statuses_size(), " answers for ",
+                                            request.store_paths_size(), " paths"));
   }
   std::vector<PathView> views;
   for (const v1::PathStatus& answer : response.statuses()) {
@@ -409,14 +405,16 @@ absl::StatusOr<std::vector<PathView>> FederationHarness::Status(int node, const 
 }
 
 absl::StatusOr<v1::GetFederationStatusResponse> FederationHarness::FederationStatus(int node) {
+  if (federation_stub(node) == nullptr)
+    return absl::FailedPreconditionError(absl::StrCat(name(node), " is not running"));
   grpc::ClientContext context;
   context.set_deadline(RpcDeadline());
   v1::GetFederationStatusResponse response;
   const grpc::Status status =
-      federation(node).GetFederationStatus(&context, v1::GetFederationStatusRequest(), &response);
+      federation_stub(node)->GetFederationStatus(&context, v1::GetFederationStatusRequest(), &response);
   if (!status.ok()) {
-    return absl::UnavailableError(absl::StrCat("GetFederationStatus on ", name(node), ": ", status.error_code(),
-                                               " ", status.error_message()));
+    return absl::UnavailableError(
+        absl::StrCat("GetFederationStatus on ", name(node), ": ", status.error_code(), " ", status.error_message()));
   }
   return response;
 }
@@ -456,8 +454,8 @@ std::optional<v1::PeerStatus> FederationHarness::FindPeer(const v1::GetFederatio
                        << "\n    expected " << VerdictName(expected[p].verdict)
                        << " signatures=" << ShortSignatures(expected[p].signatures) << "\n";
             } else if (first && (*first)[p] != view) {
-              problems << "  " << name(node) << " " << expected[p].path << " differs from " << name(first_node)
-                       << ": " << view.DebugString() << " vs " << (*first)[p].DebugString() << "\n";
+              problems << "  " << name(node) << " " << expected[p].path << " differs from " << name(first_node) << ": "
+                       << view.DebugString() << " vs " << (*first)[p].DebugString() << "\n";
             }
           }
           if (!first) {
@@ -524,8 +522,8 @@ HttpResponse FederationHarness::HttpGet(int node, const std::string& target) {
     close(fd);
     return response;
   }
-  const std::string request = absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: ", at(node).http_address,
-                                           "\r\nConnection: close\r\n\r\n");
+  const std::string request =
+      absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: ", at(node).http_address, "\r\nConnection: close\r\n\r\n");
   if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
     response.error = absl::StrCat("send: ", std::strerror(errno));
     close(fd);
@@ -569,8 +567,8 @@ std::string FederationHarness::Describe() {
         absl::StrAppend(&out, "    ", status.status().message(), "\n");
       } else {
         for (const v1::PeerStatus& peer : status->peers()) absl::StrAppend(&out, "    peer ", PeerLine(peer), "\n");
-        absl::StrAppend(&out, "    forks: ", status->forks_size(), ", recent rejections: ",
-                        status->recent_rejections_size(), "\n");
+        absl::StrAppend(&out, "    forks: ", status->forks_size(),
+                        ", recent rejections: ", status->recent_rejections_size(), "\n");
       }
     }
     if (node.harness->daemon()) {

@@ -66,9 +66,8 @@ struct BuilderSpec final {
 
 struct FederationOptions final {
   std::vector<FederationNodeSpec> nodes;
-  std::vector<BuilderSpec> builders = {{"alice-ci", "alice-builder-1"},
-                                       {"bob-labs", "bob-builder-1"},
-                                       {"carol-home", "carol-builder-1"}};
+  std::vector<BuilderSpec> builders = {
+      {"alice-ci", "alice-builder-1"}, {"bob-labs", "bob-builder-1"}, {"carol-home", "carol-builder-1"}};
   int quorum = 2;
   PeerLinks links = PeerLinks::kDirect;
 };
@@ -147,19 +146,16 @@ class FederationHarness final {
   absl::StatusOr<std::vector<PathView>> Status(int node, const std::vector<std::string>& paths);
   absl::StatusOr<v1::GetFederationStatusResponse> FederationStatus(int node);
   // The peer entry named `peer` in node i's federation status, if present.
-  static std::optional<v1::PeerStatus> FindPeer(const v1::GetFederationStatusResponse& status,
-                                                const std::string& peer);
+  static std::optional<v1::PeerStatus> FindPeer(const v1::GetFederationStatusResponse& status, const std::string& peer);
 
   // Polls until every node in `nodes` (all when empty) answers exactly `expected` for each path
   // (verdict and counted signatures) and all of them answer the same (fingerprints, dispute id,
   // policy hash too). The failure names what each node answered last.
-  ::testing::AssertionResult WaitForAgreement(const std::vector<ExpectedPath>& expected,
-                                              std::vector<int> nodes = {},
+  ::testing::AssertionResult WaitForAgreement(const std::vector<ExpectedPath>& expected, std::vector<int> nodes = {},
                                               std::chrono::milliseconds deadline = kFederationDeadline);
   // Polls node i's federation status until `condition` holds for it; the failure shows the last one.
   ::testing::AssertionResult WaitForFederationStatus(
-      int node, const std::string& what,
-      const std::function<bool(const v1::GetFederationStatusResponse&)>& condition,
+      int node, const std::string& what, const std::function<bool(const v1::GetFederationStatusResponse&)>& condition,
       std::chrono::milliseconds deadline = kFederationDeadline);
   // Polls until node i follows `peer` with no lag and the cursor at the peer's size >= min_size.
   ::testing::AssertionResult WaitCaughtUp(int node, const std::string& peer, uint64_t min_size = 0,
@@ -175,8 +171,9 @@ class FederationHarness final {
   struct Node;
   struct Link;
 
-  v1::Attestations::Stub& attestations(int node);
-  v1::Federation::Stub& federation(int node);
+  // Null while the node is not running (never started, or stopped).
+  v1::Attestations::Stub* attestations_stub(int node);
+  v1::Federation::Stub* federation_stub(int node);
   void DropChannel(int node);
   Node& at(int node);
   const Node& at(int node) const;

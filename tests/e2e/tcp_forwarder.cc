@@ -54,8 +54,7 @@ class TcpForwarder::Relay final {
 
   enum class TargetConnect { kDone, kInProgress };
 
-  Relay(int client_fd, int target_fd, TargetConnect connect)
-      : connecting_(connect == TargetConnect::kInProgress) {
+  Relay(int client_fd, int target_fd, TargetConnect connect) : connecting_(connect == TargetConnect::kInProgress) {
     sides_[0].fd = client_fd;
     sides_[1].fd = target_fd;
   }
@@ -176,12 +175,10 @@ class TcpForwarder::Relay final {
   ConnectOutcome connect_outcome_ = ConnectOutcome::kNone;
 };
 
-absl::StatusOr<std::unique_ptr<TcpForwarder>> TcpForwarder::Start(int target_port,
-                                                                  const TcpForwarderOptions& options) {
+absl::StatusOr<std::unique_ptr<TcpForwarder>> TcpForwarder::Start(int target_port, const TcpForwarderOptions& options) {
   if (target_port < 1 || target_port > 65535 || options.listen_port < 0 || options.listen_port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("ports must be within 1..65535 (listen 0 = any): target ", target_port, ", listen ",
-                     options.listen_port));
+    return absl::InvalidArgumentError(absl::StrCat("ports must be within 1..65535 (listen 0 = any): target ",
+                                                   target_port, ", listen ", options.listen_port));
   }
   if (options.max_connections < 1 || options.buffer_bytes < 1) {
     return absl::InvalidArgumentError("max_connections and buffer_bytes must be positive");
@@ -249,9 +246,7 @@ void TcpForwarder::Cut() {
   }
   Wake();
   absl::MutexLock lock(&mu_);
-  const auto applied = [this, ticket]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return cuts_applied_ >= ticket || stopping_;
-  };
+  const auto applied = [this, ticket]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return cuts_applied_ >= ticket || stopping_; };
   mu_.Await(absl::Condition(&applied));
 }
 
@@ -319,9 +314,14 @@ void TcpForwarder::Run() {
     for (size_t i = 0; i < relays.size(); ++i) {
       keep[i] = relays[i]->Handle(&fds[2 + 2 * i], options_.buffer_bytes);
       switch (relays[i]->TakeConnectOutcome()) {
-        case Relay::ConnectOutcome::kConnected: ++connected; break;
-        case Relay::ConnectOutcome::kFailed: ++failed; break;
-        case Relay::ConnectOutcome::kNone: break;
+        case Relay::ConnectOutcome::kConnected:
+          ++connected;
+          break;
+        case Relay::ConnectOutcome::kFailed:
+          ++failed;
+          break;
+        case Relay::ConnectOutcome::kNone:
+          break;
       }
     }
     if (connected != 0 || failed != 0) {

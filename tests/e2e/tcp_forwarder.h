@@ -41,8 +41,7 @@ class TcpForwarder final {
   // Listens on 127.0.0.1 and starts relaying to 127.0.0.1:target_port (which need not be listening
   // yet: a connection made while it is not is reset). INVALID_ARGUMENT for a port outside 1..65535
   // or a non-positive limit; UNAVAILABLE when the socket, the wake pipe or the bind fails.
-  static absl::StatusOr<std::unique_ptr<TcpForwarder>> Start(int target_port,
-                                                             const TcpForwarderOptions& options = {});
+  static absl::StatusOr<std::unique_ptr<TcpForwarder>> Start(int target_port, const TcpForwarderOptions& options = {});
   ~TcpForwarder();  // stops the thread and closes every socket
   TcpForwarder(const TcpForwarder&) = delete;
   TcpForwarder& operator=(const TcpForwarder&) = delete;
