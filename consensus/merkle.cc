@@ -315,6 +315,17 @@ absl::StatusOr<CompactRange> CompactRange::FromStored(uint64_t size, const HashR
   return range;
 }
 
+absl::StatusOr<CompactRange> CompactRange::FromHashes(uint64_t size, std::vector<MerkleHash> hashes) {
+  if (hashes.size() != static_cast<size_t>(std::popcount(size))) {
+    return absl::InvalidArgumentError(Cat("a compact range of size ", size, " has ", std::popcount(size),
+                                          " hashes, not ", hashes.size()));
+  }
+  CompactRange range;
+  range.size_ = size;
+  range.hashes_ = std::move(hashes);
+  return range;
+}
+
 MerkleHash CompactRange::Root() const {
   if (hashes_.empty()) return EmptyTreeHash();
   return FoldRightToLeft(hashes_);

@@ -94,6 +94,9 @@ class CompactRange final {
 
   // The frontier of the tree the reader holds, cut at `size` (one read; none for size 0).
   static absl::StatusOr<CompactRange> FromStored(uint64_t size, const HashReader& reader);
+  // The range whose hashes() were `hashes` at `size` (a frontier kept elsewhere). INVALID_ARGUMENT
+  // unless there is exactly one hash per set bit of `size`.
+  static absl::StatusOr<CompactRange> FromHashes(uint64_t size, std::vector<MerkleHash> hashes);
 
   uint64_t size() const { return size_; }
   // MTH of the first size() leaves; EmptyTreeHash() when empty.

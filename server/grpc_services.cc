@@ -153,4 +153,18 @@ grpc::ServerUnaryReactor* PolicyService::GetPolicy(grpc::CallbackServerContext* 
   return reactor;
 }
 
+FederationService::FederationService(Replicator* replicator, WorkerPool* read_pool)
+    : replicator_(replicator), pool_(read_pool) {}
+
+grpc::ServerUnaryReactor* FederationService::GetFederationStatus(grpc::CallbackServerContext* context,
+                                                                 const v1::GetFederationStatusRequest* request,
+                                                                 v1::GetFederationStatusResponse* response) {
+  return OnPool(context, pool_, [this, response]() -> absl::Status {
+    auto answer = replicator_->Status();
+    if (!answer.ok()) return answer.status();
+    *response = *std::move(answer);
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace attest::server

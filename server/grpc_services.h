@@ -16,6 +16,7 @@
 #include "proto/attest/v1/attest.grpc.pb.h"
 #include "server/dispute_view.h"
 #include "server/ingest.h"
+#include "server/replication.h"
 #include "server/log_proofs.h"
 #include "server/status_query.h"
 #include "server/worker_pool.h"
@@ -83,6 +84,20 @@ class LogService final : public v1::LogService::CallbackService {
 
  private:
   const LogProofs* const proofs_;
+  WorkerPool* const pool_;
+};
+
+// How the node follows its peers (server/replication.h); answered on the read pool.
+class FederationService final : public v1::Federation::CallbackService {
+ public:
+  FederationService(Replicator* replicator, WorkerPool* read_pool);
+
+  grpc::ServerUnaryReactor* GetFederationStatus(grpc::CallbackServerContext* context,
+                                                const v1::GetFederationStatusRequest* request,
+                                                v1::GetFederationStatusResponse* response) override;
+
+ private:
+  Replicator* const replicator_;
   WorkerPool* const pool_;
 };
 

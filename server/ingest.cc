@@ -53,6 +53,9 @@ struct Ingestor::PendingWrite {
   std::vector<Item*> items;  // checked items, in batch order
   absl::Status status;       // of the commit
   bool done = false;
+  // Set for a batch replicated from a peer: it is written on its own (not grouped with
+  // submissions), with the peer as origin and its progress.
+  const ReplicationBatch* replication = nullptr;
 };
 
 Ingestor::Ingestor(const consensus::Policy& policy, storage::AttestationStore* store,
@@ -186,6 +189,79 @@ void Ingestor::CheckItem(const v1::Attestation& message, size_t index, size_t co
   item.attestation = *std::move(attestation);
 }
 
+absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
+  const size_t count = batch.attestations.size();
+  std::vector<Item> items(count);
+  auto check = [this, &batch, &items](size_t i) {
+    const ReplicatedAttestation& replicated = batch.attestations[i];
+    const consensus::Attestation& attestation = replicated.parsed.attestation;
+    Item& item = items[i];
+    const consensus::PublicKey* key = policy_.FindBuilder(attestation.key_name());
+    if (key == nullptr) {
+      if (!options_.observe_unknown_keys || !replicated.parsed.observed_key.has_value()) {
+        item.outcome = IngestOutcome::kRejected;  // skipped: not an error of the peer's
+        item.status = absl::NotFoundError("key outside the policy");
+        return;
+      }
+      item.observed_key = replicated.parsed.observed_key;
+      key = &*item.observed_key;
+    }
+    std::string fingerprint = attestation.claim.Fingerprint();
+    if (!key->VerifyBytes(fingerprint, attestation.signature.bytes)) {
+      item.status = absl::UnauthenticatedError(
+          Cat("the attestation by key '", attestation.key_name(), "' of ", attestation.claim.path.full(),
+              " does not verify", item.observed_key ? " with the observed key it carries" : " with the policy's key"));
+      item.observed_key.reset();
+      return;
+    }
+    item.fingerprint = std::move(fingerprint);
+    item.attestation = attestation;
+  };
+  if (count <= kInlineCheckLimit) {
+    for (size_t i = 0; i < count; ++i) check(i);
+  } else {
+    const size_t threads = static_cast<size_t>(std::max(1, verify_pool_->size()));
+    const size_t chunk = std::max(kMinChunk, (count + threads * 4 - 1) / (threads * 4));
+    absl::BlockingCounter pending(static_cast<int>((count + chunk - 1) / chunk));
+    for (size_t begin = 0; begin < count; begin += chunk) {
+      const size_t end = std::min(count, begin + chunk);
+      verify_pool_->Schedule([&check, &pending, begin, end] {
+        for (size_t i = begin; i < end; ++i) check(i);
+        pending.DecrementCount();
+      });
+    }
+    pending.Wait();
+  }
+
+  ReplicationCounts counts;
+  const int64_t now_unix = absl::ToUnixSeconds(clock_());
+  PendingWrite write;
+  write.replication = &batch;
+  for (size_t i = 0; i < count; ++i) {
+    if (items[i].status.ok()) {
+      write.items.push_back(&items[i]);
+    } else if (absl::IsNotFound(items[i].status)) {
+      ++counts.skipped;
+    } else {
+      ++counts.rejected;
+      batch.rejected.push_back(storage::RejectedEntry{.peer = batch.peer,
+                                                      .index = batch.attestations[i].index,
+                                                      .reason = std::string(StdView(items[i].status.message())),
+                                                      .entry = batch.attestations[i].entry,
+                                                      .detected_unix = now_unix});
+    }
+  }
+  if (absl::Status s = Commit(write); !s.ok()) return s;
+  for (Item* item : write.items) {
+    if (item->outcome == IngestOutcome::kAlreadyPresent) {
+      ++counts.already_present;
+    } else {
+      ++counts.stored;
+    }
+  }
+  return counts;
+}
+
 bool Ingestor::WriterIdleOrDone(PendingWrite* write) const { return write->done || !writer_busy_; }
 
 absl::Status Ingestor::Commit(PendingWrite& write) {
@@ -203,7 +279,8 @@ absl::Status Ingestor::Commit(PendingWrite& write) {
     while (!queue_.empty()) {
       PendingWrite* next = queue_.front();
       if (!group.empty() &&
-          attestations + next->items.size() > static_cast<size_t>(options_.max_group_attestations)) {
+          (attestations + next->items.size() > static_cast<size_t>(options_.max_group_attestations) ||
+           next->replication != nullptr || group.front()->replication != nullptr)) {
         break;
       }
       attestations += next->items.size();
@@ -256,9 +333,16 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
   }
 
   storage::WriteBatch batch;
-  // What builders submit to this node, and the dispute records it makes for them, go into its own
-  // log (in the same transaction); what it replicates from peers never does.
-  batch.append_to_log = true;
+  // What builders submit to this node, and the dispute records it makes, go into its own log (in the
+  // same transaction); what it replicates from peers never does. A replicated batch is alone in
+  // its group.
+  const ReplicationBatch* replication = group.empty() ? nullptr : group.front()->replication;
+  batch.append_to_log = replication == nullptr;
+  batch.append_disputes_to_log = replication != nullptr;
+  if (replication != nullptr) {
+    batch.peer_progress = replication->progress;
+    batch.rejected_entries = replication->rejected;
+  }
   std::vector<Item*> written;  // parallel to batch.attestations
   std::vector<std::pair<Item*, IngestOutcome>> decided;
   std::vector<std::string> state_changes;
@@ -277,7 +361,10 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
         continue;
       }
       if (combined.empty()) combined.assign(stored.begin(), stored.end());
-      combined.push_back(storage::StoredAttestation{*item->attestation, now_unix, item->observed_key});
+      combined.push_back(storage::StoredAttestation{.attestation = *item->attestation,
+                                                    .received_unix = now_unix,
+                                                    .observed_key = item->observed_key,
+                                                    .origin = replication ? replication->peer : std::string()});
       batch.attestations.push_back(combined.back());
       written.push_back(item);
     }
@@ -325,7 +412,7 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
     }
   }
 
-  if (!batch.attestations.empty()) {
+  if (!batch.attestations.empty() || replication != nullptr) {
     auto outcomes = store_->Write(batch);
     if (!outcomes.ok()) {
       return StorageFailure(Cat("storing ", batch.attestations.size(), " attestations"), outcomes.status());
@@ -341,7 +428,7 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
       }
       decided.emplace_back(written[i], outcome);
     }
-    if (options_.on_commit) {
+    if (options_.on_commit && !batch.attestations.empty()) {
       // batch.attestations is grouped by path, so neighbours suffice to drop repeats.
       std::vector<consensus::StorePath> changed;
       for (const storage::StoredAttestation& s : batch.attestations) {

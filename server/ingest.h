@@ -37,6 +37,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "consensus/keys.h"
+#include "consensus/log_entry.h"
 #include "consensus/policy.h"
 #include "google/protobuf/repeated_ptr_field.h"
 #include "proto/attest/v1/attest.pb.h"
@@ -70,6 +71,28 @@ struct IngestResult final {
   absl::Status status;  // OK unless rejected
 };
 
+// Attestations replicated from a peer's log (server/replication.h), and the follower's progress to
+// store with them.
+struct ReplicatedAttestation final {
+  uint64_t index = 0;  // in the peer's log
+  std::string entry;   // the entry's bytes as served (kept when the entry is refused)
+  consensus::AttestationEntry parsed;
+};
+
+struct ReplicationBatch final {
+  std::string peer;  // the peer's name: the origin of what is stored
+  std::vector<ReplicatedAttestation> attestations;
+  std::vector<storage::RejectedEntry> rejected;  // entries the follower already refused
+  storage::PeerProgress progress;
+};
+
+struct ReplicationCounts final {
+  int64_t stored = 0;           // newly stored (counted, or observed)
+  int64_t already_present = 0;
+  int64_t rejected = 0;         // the signature does not verify (recorded as refused entries)
+  int64_t skipped = 0;          // keys outside the policy this node does not observe
+};
+
 // The node's notion of "now" (received times, dispute record times). Tests pass a fixed clock.
 using Clock = std::function<absl::Time()>;
 
@@ -89,6 +112,14 @@ class Ingestor final {
   //   INTERNAL            a dispute record could not be built (a bug)
   absl::StatusOr<std::vector<IngestResult>> Submit(
       const google::protobuf::RepeatedPtrField<v1::Attestation>& batch);
+
+  // Verifies every replicated attestation itself (as Submit does: a policy key, or the observed key
+  // the entry carries when this node observes unknown keys), then stores the valid ones with
+  // `batch.peer` as their origin (never appended to this node's log), the refused entries and the
+  // progress, together with the dispute records this node makes for them (which are logged), in one
+  // transaction through the same writer as submissions. Errors: whatever the store returned
+  // (FAILED_PRECONDITION when the progress would move the cursor backwards); nothing is stored then.
+  absl::StatusOr<ReplicationCounts> Replicate(ReplicationBatch batch);
 
   const IngestOptions& options() const { return options_; }
 

@@ -110,6 +110,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock
     upstream = *std::move(opened);
   }
 
+  if (absl::Status status = Replicator::CheckPeers(config, *key); !status.ok()) return status;
+
   // Last, because opening creates the database when it does not exist.
   auto store = storage::SqliteAttestationStore::Open(config.database_path, storage::SqliteOptions{});
   if (!store.ok()) return AboutFile(config.database_path, store.status());
@@ -164,7 +166,9 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       attestations_service_(&ingestor_, &status_query_, submit_pool_.get(), read_pool_.get()),
       disputes_service_(&dispute_view_, read_pool_.get()),
       policy_service_(policy_, key_.public_key()),
-      log_service_(&log_proofs_, read_pool_.get()) {}
+      log_service_(&log_proofs_, read_pool_.get()),
+      replicator_(std::make_unique<Replicator>(config_, policy_, key_, store_.get(), &ingestor_, clock)),
+      federation_service_(replicator_.get(), read_pool_.get()) {}
 
 Node::~Node() { Shutdown(absl::Now()); }
 
@@ -187,6 +191,7 @@ absl::Status Node::Start() {
   builder.RegisterService(&disputes_service_);
   builder.RegisterService(&policy_service_);
   builder.RegisterService(&log_service_);
+  builder.RegisterService(&federation_service_);
   server_ = builder.BuildAndStart();
   if (!server_ || grpc_port_ == 0) {
     server_.reset();
@@ -210,6 +215,7 @@ absl::Status Node::Start() {
       return HttpReply::Now(HttpResponse::Text(200, "ok"));
     });
     log_http_.AddRoutes(router);
+    replicator_->AddRoutes(router);
     if (gateway_) gateway_->AddRoutes(router);
     absl::StatusOr<std::unique_ptr<HttpServer>> http =
         http_address.ok()
@@ -229,6 +235,10 @@ absl::Status Node::Start() {
     http_ = *std::move(http);
     http_address_ = ShowAddress(http_address->host, http_->port());
   }
+  if (absl::Status status = replicator_->Start(); !status.ok()) {
+    Shutdown(absl::Now());
+    return status;
+  }
   LogInfo(Cat("node started: grpc ", grpc_address_, http_ ? Cat(", http ", http_address_) : std::string(),
               gateway_ ? Cat(" (gateway for ", config_.gateway->upstream, ")") : std::string(),
               ", log ", log_publisher_->origin(), ", policy ", policy_.Hash(), " (quorum ", policy_.quorum(), ", ",
@@ -247,6 +257,8 @@ std::shared_ptr<grpc::Channel> Node::InProcessChannel() {
 void Node::Shutdown(absl::Time deadline) {
   if (shut_down_) return;
   shut_down_ = true;
+  // Followers first: they write through the ingestor, which must not see them after this.
+  replicator_->Stop();
   // Entries appended from now on are signed at the next start.
   log_publisher_->Stop();
   if (gateway_) gateway_->Stop();

@@ -27,6 +27,7 @@
 #include "server/log_proofs.h"
 #include "server/log_publisher.h"
 #include "server/node_config.h"
+#include "server/replication.h"
 #include "server/status_query.h"
 #include "server/upstream.h"
 #include "server/worker_pool.h"
@@ -73,6 +74,8 @@ class Node final {
   Gateway* gateway() const { return gateway_.get(); }
   // Signs and holds the checkpoints of the node's log (Start publishes the first).
   LogPublisher* log_publisher() const { return log_publisher_.get(); }
+  // Follows the peers of [[peer]] (started by Start).
+  Replicator* replicator() const { return replicator_.get(); }
 
  private:
   Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
@@ -97,6 +100,9 @@ class Node final {
   DisputesService disputes_service_;
   PolicyService policy_service_;
   LogService log_service_;
+  // After the ingestor (it writes through it) and the read pool.
+  const std::unique_ptr<Replicator> replicator_;
+  FederationService federation_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpServer> http_;
   std::string grpc_address_;

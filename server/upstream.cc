@@ -424,9 +424,13 @@ absl::StatusOr<std::unique_ptr<Upstream>> OpenUpstream(std::string_view url, Ups
   if (rest.empty() || rest.front() == '/') {
     return absl::InvalidArgumentError(Cat("upstream ", consensus::QuoteForError(url), ": no host"));
   }
+  InitCurlOnce();
+  return std::unique_ptr<Upstream>(new HttpUpstream(StripTrailingSlashes(url), options));
+}
+
+void InitCurlOnce() {
   static std::once_flag curl_initialised;
   std::call_once(curl_initialised, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  return std::unique_ptr<Upstream>(new HttpUpstream(StripTrailingSlashes(url), options));
 }
 
 }  // namespace attest::server

@@ -62,6 +62,10 @@ bool IsServableNarFileName(std::string_view file_name);
 // path nor http(s)://host...; NOT_FOUND when a file:// directory does not exist.
 absl::StatusOr<std::unique_ptr<Upstream>> OpenUpstream(std::string_view url, UpstreamOptions options);
 
+// libcurl's global setup, once per process, before the first handle is made (not thread-safe in
+// libcurl itself, hence here).
+void InitCurlOnce();
+
 }  // namespace attest::server
 
 #endif  // ATTEST_SERVER_UPSTREAM_H_

@@ -29,6 +29,9 @@ struct StoredAttestation final {
   consensus::Attestation attestation;
   int64_t received_unix = 0;
   std::optional<consensus::PublicKey> observed_key;
+  // Where the node got it: "" when it was submitted to this node, else the name (log origin) of the
+  // peer whose log it was replicated from.
+  std::string origin;
 
   friend bool operator==(const StoredAttestation&, const StoredAttestation&) = default;
 };
@@ -46,6 +49,45 @@ struct StoredDispute final {
   friend bool operator==(const StoredDispute&, const StoredDispute&) = default;
 };
 
+// How far this node has followed one peer's log (server/replication.h). Advanced only in the
+// transaction that stores what the entries before `cursor` hold, so a restart resumes exactly.
+struct PeerProgress final {
+  std::string peer;  // the peer key's name (its log's origin)
+  uint64_t cursor = 0;  // entries [0, cursor) of the peer's log are applied
+  // consensus::CompactRange(0, cursor) of the peer's tree, as CompactRange::hashes()
+  std::vector<consensus::MerkleHash> frontier;
+  // The peer's latest checkpoint this node verified (signed note) and its size; the same note with
+  // this node's cosignature appended (tlog-cosignature/v1), "" until it cosigned one.
+  std::string checkpoint;
+  uint64_t checkpoint_size = 0;
+  std::string cosigned_checkpoint;
+
+  friend bool operator==(const PeerProgress&, const PeerProgress&) = default;
+};
+
+// An entry of a peer's log that this node refused to store (a forged attestation in a validly
+// signed log, an entry it cannot parse, ...).
+struct RejectedEntry final {
+  std::string peer;
+  uint64_t index = 0;
+  std::string reason;
+  std::string entry;  // the entry bytes as served
+  int64_t detected_unix = 0;
+
+  friend bool operator==(const RejectedEntry&, const RejectedEntry&) = default;
+};
+
+// Two signed checkpoints of one peer that cannot both be true. The first evidence per peer is kept.
+struct ForkEvidence final {
+  std::string peer;
+  std::string first_checkpoint;
+  std::string second_checkpoint;
+  std::string reason;
+  int64_t detected_unix = 0;
+
+  friend bool operator==(const ForkEvidence&, const ForkEvidence&) = default;
+};
+
 // One atomic write: all of it is stored, or none of it.
 struct WriteBatch final {
   std::vector<StoredAttestation> attestations;
@@ -55,6 +97,13 @@ struct WriteBatch final {
   // inserted (not kAlreadyPresent), in batch order, then every dispute record. False for what the
   // node replicates from peers (stored with its origin, never appended again).
   bool append_to_log = false;
+  // Append the dispute records (not the attestations) to the node's log: a batch replicated from a
+  // peer, whose dispute records this node made itself.
+  bool append_disputes_to_log = false;
+  // Replication: the peer's new progress (its cursor must not be below the stored one:
+  // FAILED_PRECONDITION, nothing stored) and the entries refused, in the same transaction.
+  std::optional<PeerProgress> peer_progress;
+  std::vector<RejectedEntry> rejected_entries;  // kept once per (peer, index)
 };
 
 enum class WriteOutcome { kInserted = 0, kAlreadyPresent = 1 };
@@ -122,6 +171,17 @@ class AttestationStore {
   virtual absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint) = 0;
   // The checkpoint of the largest size, if any.
   virtual absl::StatusOr<std::optional<StoredCheckpoint>> LatestCheckpoint() = 0;
+
+  // --- Following peers (server/replication.h) ---
+
+  // The stored progress of `peer`, nullopt before the first write for it.
+  virtual absl::StatusOr<std::optional<PeerProgress>> GetPeerProgress(const std::string& peer) = 0;
+  // Entries refused from `peer` ("" = all peers), newest first, at most `limit`; and how many in all.
+  virtual absl::StatusOr<std::vector<RejectedEntry>> RecentRejectedEntries(const std::string& peer, int limit) = 0;
+  virtual absl::StatusOr<int64_t> CountRejectedEntries(const std::string& peer) = 0;
+  // Keeps the first evidence per peer (OK and nothing changes when the peer already has some).
+  virtual absl::Status StoreForkEvidence(const ForkEvidence& evidence) = 0;
+  virtual absl::StatusOr<std::vector<ForkEvidence>> ListForkEvidence() = 0;
 };
 
 }  // namespace attest::storage

@@ -1,5 +1,9 @@
 #include "storage/batch_validation.h"
 
+#include <algorithm>
+#include <bit>
+#include <tuple>
+
 #include "consensus/encoding.h"
 #include "consensus/attestation.h"
 #include "consensus/log_entry.h"
@@ -46,9 +50,13 @@ absl::Status ValidateStoredDispute(const StoredDispute& dispute, size_t index, s
 
 absl::StatusOr<std::vector<std::string>> LogEntriesOf(const WriteBatch& batch) {
   std::vector<std::string> entries;
-  if (!batch.append_to_log) return entries;
+  if (!batch.append_to_log && !batch.append_disputes_to_log) return entries;
   entries.reserve(batch.attestations.size() + batch.disputes.size());
   for (size_t i = 0; i < batch.attestations.size(); ++i) {
+    if (!batch.append_to_log) {
+      entries.emplace_back();  // not logged: the batch was replicated from a peer
+      continue;
+    }
     const StoredAttestation& stored = batch.attestations[i];
     auto entry = consensus::EncodeAttestationEntry(consensus::AttestationEntry{
         .attestation = stored.attestation,
@@ -92,6 +100,51 @@ absl::Status CheckNewCheckpoint(const StoredCheckpoint& checkpoint, uint64_t log
     return absl::AlreadyExistsError(consensus::Cat(
         "a checkpoint of size ", checkpoint.size,
         " with another root is already stored: the log never signs two roots for one size"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace attest::storage
+
+namespace attest::storage {
+
+absl::Status ValidatePeerProgress(const PeerProgress& progress) {
+  const std::string prefix = consensus::Cat("progress of peer '", progress.peer, "': ");
+  if (progress.peer.empty()) return absl::InvalidArgumentError("peer progress without a peer name");
+  if (progress.frontier.size() != static_cast<size_t>(std::popcount(progress.cursor))) {
+    return absl::InvalidArgumentError(consensus::Cat(prefix, "a frontier of ", progress.frontier.size(),
+                                                     " hashes for ", progress.cursor,
+                                                     " entries (a compact range has one per set bit)"));
+  }
+  if (progress.cursor > progress.checkpoint_size) {
+    return absl::InvalidArgumentError(consensus::Cat(prefix, "cursor ", progress.cursor,
+                                                     " is past the verified checkpoint's size ",
+                                                     progress.checkpoint_size));
+  }
+  if (progress.checkpoint.empty() && progress.checkpoint_size != 0) {
+    return absl::InvalidArgumentError(consensus::Cat(prefix, "a checkpoint size without its note"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateForkEvidence(const ForkEvidence& evidence) {
+  if (evidence.peer.empty() || evidence.first_checkpoint.empty() || evidence.second_checkpoint.empty()) {
+    return absl::InvalidArgumentError("fork evidence needs the peer's name and both signed checkpoints");
+  }
+  return absl::OkStatus();
+}
+
+void SortNewestFirst(std::vector<RejectedEntry>& entries) {
+  std::sort(entries.begin(), entries.end(), [](const RejectedEntry& a, const RejectedEntry& b) {
+    return std::tie(a.detected_unix, a.index, a.peer) > std::tie(b.detected_unix, b.index, b.peer);
+  });
+}
+
+absl::Status CheckCursorAdvance(const PeerProgress& progress, std::optional<uint64_t> stored_cursor) {
+  if (stored_cursor.has_value() && progress.cursor < *stored_cursor) {
+    return absl::FailedPreconditionError(consensus::Cat("progress of peer '", progress.peer, "': cursor ",
+                                                        progress.cursor, " is behind the stored cursor ",
+                                                        *stored_cursor, " (a cursor never moves backwards)"));
   }
   return absl::OkStatus();
 }

@@ -7,6 +7,7 @@
 #define ATTEST_STORAGE_BATCH_VALIDATION_H_
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,11 +25,24 @@ absl::Status ValidateStoredAttestation(const StoredAttestation& stored, size_t i
 // empty, a time is negative, updated_unix precedes opened_unix, or fingerprint_count is negative.
 absl::Status ValidateStoredDispute(const StoredDispute& dispute, size_t index, size_t count);
 
-// The log entries (consensus/log_entry.h) of a batch with append_to_log: one per attestation, then
-// one per dispute, whether or not they end up inserted; empty when !append_to_log. INVALID_ARGUMENT,
+// The log entries (consensus/log_entry.h) of a batch: one per attestation (empty strings when the
+// attestations are not logged, !append_to_log), then one per dispute, whether or not they end up
+// inserted; empty when nothing of the batch is logged. INVALID_ARGUMENT,
 // prefixed as above, when one cannot be logged (an entry over 65535 bytes, a dispute record that is
 // not a signed dispute note).
 absl::StatusOr<std::vector<std::string>> LogEntriesOf(const WriteBatch& batch);
+
+// INVALID_ARGUMENT when a peer's progress is inconsistent in itself (no peer name, a frontier that is
+// not the compact range of `cursor` entries, a cursor past the checkpoint's size).
+absl::Status ValidatePeerProgress(const PeerProgress& progress);
+// FAILED_PRECONDITION when `progress` would move the stored cursor (if any) backwards.
+absl::Status CheckCursorAdvance(const PeerProgress& progress, std::optional<uint64_t> stored_cursor);
+
+// INVALID_ARGUMENT when a peer name or either checkpoint is missing.
+absl::Status ValidateForkEvidence(const ForkEvidence& evidence);
+
+// Orders rejected entries newest first (detection time, then index, both descending).
+void SortNewestFirst(std::vector<RejectedEntry>& entries);
 
 // OUT_OF_RANGE unless [first, first + count) lies within a log of `size` entries.
 absl::Status CheckLogRange(uint64_t first, uint64_t count, uint64_t size);

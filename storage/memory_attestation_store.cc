@@ -22,12 +22,24 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
     }
   }
 
+  if (batch.peer_progress.has_value()) {
+    if (absl::Status status = ValidatePeerProgress(*batch.peer_progress); !status.ok()) return status;
+  }
   auto entries = LogEntriesOf(batch);
   if (!entries.ok()) return entries.status();
 
   std::vector<WriteOutcome> outcomes;
   outcomes.reserve(batch.attestations.size());
   absl::MutexLock lock(&mu_);
+  if (batch.peer_progress.has_value()) {
+    auto it = peers_.find(batch.peer_progress->peer);
+    if (absl::Status status = CheckCursorAdvance(*batch.peer_progress, it == peers_.end()
+                                                                           ? std::nullopt
+                                                                           : std::optional(it->second.cursor));
+        !status.ok()) {
+      return status;
+    }
+  }
   for (size_t i = 0; i < batch.attestations.size(); ++i) {
     const StoredAttestation& stored = batch.attestations[i];
     PathAttestations& of_path = attestations_[stored.attestation.claim.path];
@@ -38,8 +50,12 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
     outcomes.push_back(inserted ? WriteOutcome::kInserted : WriteOutcome::kAlreadyPresent);
     if (inserted && batch.append_to_log) AppendToLog(std::move((*entries)[i]));
   }
-  for (size_t i = 0; batch.append_to_log && i < batch.disputes.size(); ++i) {
+  for (size_t i = 0; !entries->empty() && i < batch.disputes.size(); ++i) {
     AppendToLog(std::move((*entries)[batch.attestations.size() + i]));
+  }
+  if (batch.peer_progress.has_value()) peers_[batch.peer_progress->peer] = *batch.peer_progress;
+  for (const RejectedEntry& rejected : batch.rejected_entries) {
+    rejected_.try_emplace(std::make_pair(rejected.peer, rejected.index), rejected);
   }
   for (auto& [key, tile] : log_tree_.TakeChangedTiles()) log_tiles_[key] = std::move(tile);
   for (const StoredDispute& dispute : batch.disputes) {
@@ -147,6 +163,46 @@ absl::StatusOr<std::optional<StoredCheckpoint>> MemoryAttestationStore::LatestCh
   absl::MutexLock lock(&mu_);
   if (checkpoints_.empty()) return std::nullopt;
   return checkpoints_.rbegin()->second;
+}
+
+absl::StatusOr<std::optional<PeerProgress>> MemoryAttestationStore::GetPeerProgress(const std::string& peer) {
+  absl::MutexLock lock(&mu_);
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return std::nullopt;
+  return it->second;
+}
+
+absl::StatusOr<std::vector<RejectedEntry>> MemoryAttestationStore::RecentRejectedEntries(const std::string& peer,
+                                                                                       int limit) {
+  absl::MutexLock lock(&mu_);
+  std::vector<RejectedEntry> out;
+  for (const auto& [key, rejected] : rejected_) {
+    if (peer.empty() || rejected.peer == peer) out.push_back(rejected);
+  }
+  SortNewestFirst(out);
+  if (out.size() > static_cast<size_t>(std::max(0, limit))) out.resize(static_cast<size_t>(std::max(0, limit)));
+  return out;
+}
+
+absl::StatusOr<int64_t> MemoryAttestationStore::CountRejectedEntries(const std::string& peer) {
+  absl::MutexLock lock(&mu_);
+  int64_t count = 0;
+  for (const auto& [key, rejected] : rejected_) count += peer.empty() || rejected.peer == peer ? 1 : 0;
+  return count;
+}
+
+absl::Status MemoryAttestationStore::StoreForkEvidence(const ForkEvidence& evidence) {
+  if (absl::Status status = ValidateForkEvidence(evidence); !status.ok()) return status;
+  absl::MutexLock lock(&mu_);
+  forks_.try_emplace(evidence.peer, evidence);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ForkEvidence>> MemoryAttestationStore::ListForkEvidence() {
+  absl::MutexLock lock(&mu_);
+  std::vector<ForkEvidence> out;
+  for (const auto& [peer, evidence] : forks_) out.push_back(evidence);
+  return out;
 }
 
 }  // namespace attest::storage

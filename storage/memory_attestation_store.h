@@ -39,6 +39,12 @@ class MemoryAttestationStore final : public AttestationStore {
   absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint) override;
   absl::StatusOr<std::optional<StoredCheckpoint>> LatestCheckpoint() override;
 
+  absl::StatusOr<std::optional<PeerProgress>> GetPeerProgress(const std::string& peer) override;
+  absl::StatusOr<std::vector<RejectedEntry>> RecentRejectedEntries(const std::string& peer, int limit) override;
+  absl::StatusOr<int64_t> CountRejectedEntries(const std::string& peer) override;
+  absl::Status StoreForkEvidence(const ForkEvidence& evidence) override;
+  absl::StatusOr<std::vector<ForkEvidence>> ListForkEvidence() override;
+
  private:
   void AppendToLog(std::string entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -53,6 +59,9 @@ class MemoryAttestationStore final : public AttestationStore {
   LogTree log_tree_ ABSL_GUARDED_BY(mu_);
   std::map<TileKey, std::string> log_tiles_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, StoredCheckpoint> checkpoints_ ABSL_GUARDED_BY(mu_);  // by size
+  std::map<std::string, PeerProgress> peers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, uint64_t>, RejectedEntry> rejected_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, ForkEvidence> forks_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace attest::storage

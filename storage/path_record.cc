@@ -9,8 +9,10 @@
 namespace attest::storage {
 namespace {
 
-// Bumped if the encoding ever changes; a record with another format byte is refused, not guessed at.
-constexpr uint8_t kFormat = 1;
+// Bumped if the encoding ever changes; a record with an unknown format byte is refused, not guessed
+// at. Format 1 lacks the origin id (every signature was submitted to the node); it is still read.
+constexpr uint8_t kFormatWithoutOrigin = 1;
+constexpr uint8_t kFormat = 2;
 constexpr size_t kPathHashBytes = 20;
 
 // Deriver tags: none, the previous signature's deriver (builders of one path almost always name
@@ -131,12 +133,16 @@ void EncodePathRecord(const PathRecord& record, std::vector<uint8_t>& out) {
     PutVarint(out, static_cast<uint64_t>(sig.system_id));
     PutVarint(out, static_cast<uint64_t>(sig.build_kind));
     PutVarint(out, ZigZag(sig.build_time_unix - sig.received_unix));
+    PutVarint(out, static_cast<uint64_t>(sig.origin_id));
   }
 }
 
 absl::StatusOr<PathRecord> DecodePathRecord(std::span<const uint8_t> bytes) {
   if (bytes.empty()) return Malformed("empty");
-  if (bytes[0] != kFormat) return Malformed(consensus::Cat("unknown format ", int{bytes[0]}));
+  if (bytes[0] != kFormat && bytes[0] != kFormatWithoutOrigin) {
+    return Malformed(consensus::Cat("unknown format ", int{bytes[0]}));
+  }
+  const bool has_origin = bytes[0] == kFormat;
   Cursor in(bytes.subspan(1));
   PathRecord record;
   uint64_t count;
@@ -203,6 +209,7 @@ absl::StatusOr<PathRecord> DecodePathRecord(std::span<const uint8_t> bytes) {
     }
     sig.build_kind = static_cast<int64_t>(std::min<uint64_t>(kind, INT64_MAX));
     sig.build_time_unix = sig.received_unix + UnZigZag(build_time);
+    if (has_origin && !in.Int(sig.origin_id, "an origin id")) return Malformed(in.error());
   }
   if (!in.done()) return Malformed(consensus::Cat(in.left(), " trailing bytes"));
   return record;

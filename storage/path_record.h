@@ -45,6 +45,8 @@ struct RecordSignature final {
   int64_t system_id = 0;
   int64_t build_kind = 0;
   int64_t build_time_unix = 0;
+  // The label of the peer it was replicated from; 0 when it was submitted to this node.
+  int64_t origin_id = 0;
 
   friend bool operator==(const RecordSignature&, const RecordSignature&) = default;
 };
@@ -57,7 +59,8 @@ struct PathRecord final {
 };
 
 // Appends the encoding of `record` to `out`. Precondition: every signature's claim < claims.size(),
-// ids >= 0, build_kind in [0, 127].
+// ids >= 0, build_kind in [0, 127]. Writes format 2 (with origin ids); DecodePathRecord also reads
+// format 1 (origin 0).
 void EncodePathRecord(const PathRecord& record, std::vector<uint8_t>& out);
 
 // DATA_LOSS-free: returns INVALID_ARGUMENT describing the first problem (truncation, an unknown

@@ -100,6 +100,39 @@ CREATE TABLE counters (
 INSERT INTO counters(name, value) VALUES ('attestations', 0), ('paths', 0);
 )sql";
 
+// Added in version 3 (federation); a version-2 file gets them on open, and keeps its path records
+// (format 1 records read as submitted to this node).
+constexpr std::string_view kFederationTables = R"sql(
+-- Following peers (server/replication.h). How far each peer's log is applied: the cursor, the
+-- compact range of the peer's tree at the cursor (32-byte hashes), its latest verified checkpoint and
+-- that checkpoint with this node's cosignature.
+CREATE TABLE peers (
+  name TEXT PRIMARY KEY,
+  cursor INTEGER NOT NULL,
+  frontier BLOB NOT NULL,
+  checkpoint TEXT NOT NULL,
+  checkpoint_size INTEGER NOT NULL,
+  cosigned TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+-- Entries of a peer's log this node refused (a forged attestation in a validly signed log, ...).
+CREATE TABLE peer_rejections (
+  peer TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  entry BLOB NOT NULL,
+  detected INTEGER NOT NULL,
+  PRIMARY KEY (peer, idx)
+) STRICT, WITHOUT ROWID;
+-- Two signed checkpoints of a peer that cannot both hold; the first evidence per peer is kept.
+CREATE TABLE peer_forks (
+  peer TEXT PRIMARY KEY,
+  first TEXT NOT NULL,
+  second TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  detected INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+)sql";
+
 // Version 1 (one row per signature, claims and paths normalised) was only ever written by
 // development builds. An empty version-1 database is rebuilt as version 2; one holding attestations
 // is refused (see CreateOrMigrate): there is nothing in the field to convert.
@@ -107,7 +140,7 @@ constexpr std::string_view kDropSchemaV1 = R"sql(
 DROP TABLE signatures; DROP TABLE claims; DROP TABLE disputes; DROP TABLE paths; DROP TABLE keys;
 DROP TABLE observed_keys; DROP TABLE labels; DROP TABLE counters;
 )sql";
-static_assert(kSqliteSchemaVersion == 2);
+static_assert(kSqliteSchemaVersion == 3);
 
 // Path rows are ~600 bytes: on 4 KiB pages the unused tail of each page is ~6% of the file, on 8 KiB
 // pages ~3%. Larger pages save little more and make every read copy more (status_bench).
@@ -369,6 +402,9 @@ class SqliteAttestationStore::Writer {
 
   // One transaction. On failure nothing of the batch is stored; call ForgetUncommitted().
   absl::StatusOr<std::vector<WriteOutcome>> WriteOnce(const WriteBatch& batch) {
+    if (batch.peer_progress.has_value()) {
+      if (absl::Status status = ValidatePeerProgress(*batch.peer_progress); !status.ok()) return status;
+    }
     auto entries = LogEntriesOf(batch);
     if (!entries.ok()) return entries.status();
     auto tx = Transaction::Begin(*db_, Transaction::Kind::kWrite);
@@ -437,7 +473,7 @@ class SqliteAttestationStore::Writer {
         return status;
       }
     }
-    for (size_t i = 0; batch.append_to_log && i < batch.disputes.size(); ++i) {
+    for (size_t i = 0; !entries->empty() && i < batch.disputes.size(); ++i) {
       if (absl::Status status =
               AppendLogEntry(std::nullopt, std::nullopt, batch.disputes[i].signed_record,
                              (*entries)[batch.attestations.size() + i]);
@@ -450,12 +486,103 @@ class SqliteAttestationStore::Writer {
       put.Bind(TileRowId(key)).BindBlob(Bytes(hashes));
       if (absl::Status status = put.Run(); !status.ok()) return status;
     }
+    if (batch.peer_progress.has_value()) {
+      if (absl::Status status = StorePeerProgress(*batch.peer_progress); !status.ok()) return status;
+    }
+    for (const RejectedEntry& rejected : batch.rejected_entries) {
+      auto insert = insert_rejection_->Begin("recording a refused peer entry");
+      insert.Bind(rejected.peer)
+          .Bind(static_cast<int64_t>(rejected.index))
+          .Bind(rejected.reason)
+          .BindBlob(Bytes(rejected.entry))
+          .Bind(rejected.detected_unix);
+      if (absl::Status status = insert.Run(); !status.ok()) return status;
+    }
     if (absl::Status status = BumpCounter("attestations", inserted); !status.ok()) return status;
     if (absl::Status status = BumpCounter("paths", new_paths); !status.ok()) return status;
     if (absl::Status status = tx->Commit(); !status.ok()) return status;
     paths_.clear();  // its keys view the caller's batch
     committed_log_ = log_;
     return outcomes;
+  }
+
+  absl::StatusOr<std::optional<PeerProgress>> GetPeerProgress(const std::string& peer) {
+    auto use = get_peer_->Begin("reading a peer's progress");
+    use.Bind(peer);
+    auto row = use.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return std::nullopt;
+    PeerProgress progress{.peer = peer,
+                          .cursor = static_cast<uint64_t>(use.Int(0)),
+                          .frontier = {},
+                          .checkpoint = std::string(use.Text(2)),
+                          .checkpoint_size = static_cast<uint64_t>(use.Int(3)),
+                          .cosigned_checkpoint = std::string(use.Text(4))};
+    const std::span<const uint8_t> frontier = use.Blob(1);
+    if (frontier.size() % sizeof(consensus::MerkleHash) != 0) {
+      return Corrupt(db_->path(), consensus::Cat("a frontier of ", frontier.size(), " bytes for peer ", peer));
+    }
+    for (size_t at = 0; at < frontier.size(); at += sizeof(consensus::MerkleHash)) {
+      consensus::MerkleHash hash;
+      std::ranges::copy(frontier.subspan(at, sizeof(consensus::MerkleHash)), hash.begin());
+      progress.frontier.push_back(hash);
+    }
+    if (absl::Status status = ValidatePeerProgress(progress); !status.ok()) {
+      return Corrupt(db_->path(), consensus::StdView(status.message()));
+    }
+    return progress;
+  }
+
+  absl::StatusOr<std::vector<RejectedEntry>> RecentRejectedEntries(const std::string& peer, int limit) {
+    auto use = recent_rejections_->Begin("reading refused peer entries");
+    use.Bind(peer).Bind(peer).Bind(static_cast<int64_t>(std::max(0, limit)));
+    std::vector<RejectedEntry> out;
+    while (true) {
+      auto row = use.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      out.push_back(RejectedEntry{.peer = std::string(use.Text(0)),
+                                  .index = static_cast<uint64_t>(use.Int(1)),
+                                  .reason = std::string(use.Text(2)),
+                                  .entry = std::string(Chars(use.Blob(3))),
+                                  .detected_unix = use.Int(4)});
+    }
+    return out;
+  }
+
+  absl::StatusOr<int64_t> CountRejectedEntries(const std::string& peer) {
+    auto use = count_rejections_->Begin("counting refused peer entries");
+    use.Bind(peer).Bind(peer);
+    auto row = use.Step();
+    if (!row.ok()) return row.status();
+    return *row ? use.Int(0) : 0;
+  }
+
+  absl::Status StoreForkEvidence(const ForkEvidence& evidence) {
+    if (absl::Status status = ValidateForkEvidence(evidence); !status.ok()) return status;
+    auto insert = insert_fork_->Begin("storing fork evidence");
+    insert.Bind(evidence.peer)
+        .Bind(evidence.first_checkpoint)
+        .Bind(evidence.second_checkpoint)
+        .Bind(evidence.reason)
+        .Bind(evidence.detected_unix);
+    return insert.Run();
+  }
+
+  absl::StatusOr<std::vector<ForkEvidence>> ListForkEvidence() {
+    auto use = list_forks_->Begin("reading fork evidence");
+    std::vector<ForkEvidence> out;
+    while (true) {
+      auto row = use.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      out.push_back(ForkEvidence{.peer = std::string(use.Text(0)),
+                                 .first_checkpoint = std::string(use.Text(1)),
+                                 .second_checkpoint = std::string(use.Text(2)),
+                                 .reason = std::string(use.Text(3)),
+                                 .detected_unix = use.Int(4)});
+    }
+    return out;
   }
 
   // After a rollback, ids handed out during the transaction no longer exist.
@@ -540,6 +667,19 @@ class SqliteAttestationStore::Writer {
         {&find_checkpoint_, "SELECT root FROM log_checkpoints WHERE size = ?"},
         {&insert_checkpoint_,
          "INSERT INTO log_checkpoints(size, root, note, signed) VALUES (?, ?, ?, ?)"},
+        {&get_peer_, "SELECT cursor, frontier, checkpoint, checkpoint_size, cosigned FROM peers WHERE name = ?"},
+        {&put_peer_,
+         "INSERT OR REPLACE INTO peers(name, cursor, frontier, checkpoint, checkpoint_size, cosigned) "
+         "VALUES (?, ?, ?, ?, ?, ?)"},
+        {&insert_rejection_,
+         "INSERT OR IGNORE INTO peer_rejections(peer, idx, reason, entry, detected) VALUES (?, ?, ?, ?, ?)"},
+        {&recent_rejections_,
+         "SELECT peer, idx, reason, entry, detected FROM peer_rejections WHERE ? = '' OR peer = ? "
+         "ORDER BY detected DESC, idx DESC, peer DESC LIMIT ?"},
+        {&count_rejections_, "SELECT count(*) FROM peer_rejections WHERE ? = '' OR peer = ?"},
+        {&insert_fork_,
+         "INSERT OR IGNORE INTO peer_forks(peer, first, second, reason, detected) VALUES (?, ?, ?, ?, ?)"},
+        {&list_forks_, "SELECT peer, first, second, reason, detected FROM peer_forks ORDER BY peer"},
     };
     for (const auto& [statement, sql] : all) {
       auto prepared = db_->Prepare(sql);
@@ -678,6 +818,9 @@ class SqliteAttestationStore::Writer {
     auto system_id = LabelId(meta.system);
     if (!system_id.ok()) return system_id.status();
     sig.system_id = *system_id;
+    auto origin_id = LabelId(stored.origin);
+    if (!origin_id.ok()) return origin_id.status();
+    sig.origin_id = *origin_id;
 
     if (claim == row.record.claims.size()) {
       row.record.claims.push_back(RecordClaim{
@@ -714,6 +857,26 @@ class SqliteAttestationStore::Writer {
     return absl::OkStatus();
   }
 
+  absl::Status StorePeerProgress(const PeerProgress& progress) {
+    auto stored = GetPeerProgress(progress.peer);
+    if (!stored.ok()) return stored.status();
+    if (absl::Status status = CheckCursorAdvance(
+            progress, stored->has_value() ? std::optional((*stored)->cursor) : std::nullopt);
+        !status.ok()) {
+      return status;
+    }
+    std::string frontier;
+    for (const consensus::MerkleHash& hash : progress.frontier) frontier.append(Chars(hash));
+    auto put = put_peer_->Begin("storing a peer's progress");
+    put.Bind(progress.peer)
+        .Bind(static_cast<int64_t>(progress.cursor))
+        .BindBlob(Bytes(frontier))
+        .Bind(progress.checkpoint)
+        .Bind(static_cast<int64_t>(progress.checkpoint_size))
+        .Bind(progress.cosigned_checkpoint);
+    return put.Run();
+  }
+
   absl::Status UpsertDispute(const StoredDispute& dispute) {
     auto upsert = upsert_dispute_->Begin("storing a dispute");
     upsert.Bind(dispute.id)
@@ -735,7 +898,8 @@ class SqliteAttestationStore::Writer {
   std::unique_ptr<Connection> db_;
   std::unique_ptr<Statement> find_paths_, insert_path_, update_path_, find_key_, insert_key_,
       find_observed_key_, insert_observed_key_, find_label_, insert_label_, upsert_dispute_,
-      bump_counter_, insert_log_entry_, put_tile_, get_tile_, find_checkpoint_, insert_checkpoint_;
+      bump_counter_, insert_log_entry_, put_tile_, get_tile_, find_checkpoint_, insert_checkpoint_, get_peer_,
+      put_peer_, insert_rejection_, recent_rejections_, count_rejections_, insert_fork_, list_forks_;
   // The log as this transaction grows it, and as of the last commit (restored on rollback).
   LogTree log_;
   LogTree committed_log_;
@@ -1080,11 +1244,18 @@ class SqliteAttestationStore::Reader {
       }
       observed_key = std::move(*key);
     }
+    std::string origin;
+    if (sig.origin_id != 0) {
+      auto label = Label(sig.origin_id);
+      if (!label.ok()) return label.status();
+      origin = std::move(*label);
+    }
     return StoredAttestation{.attestation = consensus::Attestation{.claim = std::move(claim),
                                                                    .signature = std::move(signature),
                                                                    .metadata = std::move(meta)},
                              .received_unix = sig.received_unix,
-                             .observed_key = std::move(observed_key)};
+                             .observed_key = std::move(observed_key),
+                             .origin = std::move(origin)};
   }
 
   // The attestations of `path`, ordered by (fingerprint, key name).
@@ -1321,6 +1492,17 @@ absl::Status CreateOrMigrate(Connection& db) {
     return status;
   }
   if (identity->version == kSqliteSchemaVersion) return absl::OkStatus();
+  if (identity->version == 2) {
+    if (absl::Status status = db.Execute(kFederationTables, "adding the federation tables"); !status.ok()) {
+      return status;
+    }
+    if (absl::Status status =
+            db.Execute(consensus::Cat("PRAGMA user_version = ", kSqliteSchemaVersion), "recording the schema version");
+        !status.ok()) {
+      return status;
+    }
+    return tx->Commit();
+  }
   if (identity->version == 1) {
     auto held = db.QueryInt("SELECT count(*) FROM signatures", "reading a version-1 database");
     if (!held.ok()) return held.status();
@@ -1336,6 +1518,9 @@ absl::Status CreateOrMigrate(Connection& db) {
     }
   }
   if (absl::Status status = db.Execute(kSchemaV2, "creating the schema"); !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = db.Execute(kFederationTables, "creating the federation tables"); !status.ok()) {
     return status;
   }
   // PRAGMAs take no parameters; both values are constants of this program.
@@ -1535,6 +1720,42 @@ absl::Status SqliteAttestationStore::StoreCheckpoint(const StoredCheckpoint& che
   absl::MutexLock lock(&write_mu_);
   return WithBusyRetries(options_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
     return writer_->StoreCheckpoint(checkpoint);
+  });
+}
+
+absl::StatusOr<std::optional<PeerProgress>> SqliteAttestationStore::GetPeerProgress(const std::string& peer) {
+  absl::MutexLock lock(&write_mu_);
+  return WithBusyRetries(options_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    return writer_->GetPeerProgress(peer);
+  });
+}
+
+absl::StatusOr<std::vector<RejectedEntry>> SqliteAttestationStore::RecentRejectedEntries(const std::string& peer,
+                                                                                       int limit) {
+  absl::MutexLock lock(&write_mu_);
+  return WithBusyRetries(options_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    return writer_->RecentRejectedEntries(peer, limit);
+  });
+}
+
+absl::StatusOr<int64_t> SqliteAttestationStore::CountRejectedEntries(const std::string& peer) {
+  absl::MutexLock lock(&write_mu_);
+  return WithBusyRetries(options_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    return writer_->CountRejectedEntries(peer);
+  });
+}
+
+absl::Status SqliteAttestationStore::StoreForkEvidence(const ForkEvidence& evidence) {
+  absl::MutexLock lock(&write_mu_);
+  return WithBusyRetries(options_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    return writer_->StoreForkEvidence(evidence);
+  });
+}
+
+absl::StatusOr<std::vector<ForkEvidence>> SqliteAttestationStore::ListForkEvidence() {
+  absl::MutexLock lock(&write_mu_);
+  return WithBusyRetries(options_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    return writer_->ListForkEvidence();
   });
 }
 

@@ -46,7 +46,7 @@ struct SqliteOptions final {
 };
 
 // The schema version this build reads and writes (PRAGMA user_version).
-inline constexpr int kSqliteSchemaVersion = 2;
+inline constexpr int kSqliteSchemaVersion = 3;
 // PRAGMA application_id of an attest database: "atst".
 inline constexpr int32_t kSqliteApplicationId = 0x61747374;
 
@@ -82,6 +82,11 @@ class SqliteAttestationStore final : public AttestationStore {
   absl::StatusOr<std::vector<std::string>> LogTiles(std::span<const consensus::TileId> tiles) override;
   absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint) override;
   absl::StatusOr<std::optional<StoredCheckpoint>> LatestCheckpoint() override;
+  absl::StatusOr<std::optional<PeerProgress>> GetPeerProgress(const std::string& peer) override;
+  absl::StatusOr<std::vector<RejectedEntry>> RecentRejectedEntries(const std::string& peer, int limit) override;
+  absl::StatusOr<int64_t> CountRejectedEntries(const std::string& peer) override;
+  absl::Status StoreForkEvidence(const ForkEvidence& evidence) override;
+  absl::StatusOr<std::vector<ForkEvidence>> ListForkEvidence() override;
 
   const std::string& path() const { return path_; }
 

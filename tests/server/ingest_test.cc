@@ -15,6 +15,7 @@
 #include "consensus/signed_note.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "storage/forwarding_attestation_store.h"
 #include "storage/memory_attestation_store.h"
 #include "tests/server/server_test_util.h"
 #include "tests/storage/fault_injecting_store.h"
@@ -323,35 +324,12 @@ TEST_F(IngestTest, VerdictFlowEndsInASignedDispute) {
 }
 
 // Records every WriteBatch, to check that a dispute is written together with its evidence.
-class RecordingStore final : public storage::AttestationStore {
+class RecordingStore final : public storage::ForwardingAttestationStore {
  public:
+  RecordingStore() : ForwardingAttestationStore(&inner) {}
   absl::StatusOr<std::vector<storage::WriteOutcome>> Write(const storage::WriteBatch& batch) override {
     batches.push_back(batch);
     return inner.Write(batch);
-  }
-  absl::StatusOr<std::vector<std::vector<storage::StoredAttestation>>> AttestationsFor(
-      std::span<const consensus::StorePath> paths) override {
-    return inner.AttestationsFor(paths);
-  }
-  absl::StatusOr<std::optional<storage::StoredDispute>> GetDispute(const std::string& id) override {
-    return inner.GetDispute(id);
-  }
-  absl::StatusOr<std::vector<storage::StoredDispute>> ListDisputes(const storage::DisputeQuery& query) override {
-    return inner.ListDisputes(query);
-  }
-  absl::StatusOr<storage::StoreStats> Stats() override { return inner.Stats(); }
-  absl::StatusOr<storage::LogHead> GetLogHead() override { return inner.GetLogHead(); }
-  absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count) override {
-    return inner.LogEntries(first, count);
-  }
-  absl::StatusOr<std::vector<std::string>> LogTiles(std::span<const consensus::TileId> tiles) override {
-    return inner.LogTiles(tiles);
-  }
-  absl::Status StoreCheckpoint(const storage::StoredCheckpoint& checkpoint) override {
-    return inner.StoreCheckpoint(checkpoint);
-  }
-  absl::StatusOr<std::optional<storage::StoredCheckpoint>> LatestCheckpoint() override {
-    return inner.LatestCheckpoint();
   }
 
   storage::MemoryAttestationStore inner;

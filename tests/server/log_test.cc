@@ -29,6 +29,7 @@
 #include "server/log_proofs.h"
 #include "server/log_publisher.h"
 #include "server/node.h"
+#include "storage/forwarding_attestation_store.h"
 #include "storage/memory_attestation_store.h"
 #include "tests/server/http_test_client.h"
 #include "tests/server/server_test_util.h"
@@ -37,6 +38,7 @@
 namespace attest::server {
 namespace {
 
+using ::attest::testing::TestSwitchEnvironment;
 using ::attest::testing::Federation;
 using ::attest::testing::FixedNow;
 using ::attest::testing::HttpAnswer;
@@ -73,30 +75,6 @@ std::vector<consensus::MerkleHash> ProofOf(const Response& response) {
   return proof;
 }
 
-// Sets (or clears) ATTEST_ALLOW_TEST_SWITCHES while it lives.
-class TestSwitchEnvironment final {
- public:
-  explicit TestSwitchEnvironment(const char* value) {
-    const std::string name(kAllowTestSwitchesEnv);
-    if (const char* old = std::getenv(name.c_str())) saved_ = old;
-    if (value != nullptr) {
-      ::setenv(name.c_str(), value, 1);
-    } else {
-      ::unsetenv(name.c_str());
-    }
-  }
-  ~TestSwitchEnvironment() {
-    const std::string name(kAllowTestSwitchesEnv);
-    if (saved_) {
-      ::setenv(name.c_str(), saved_->c_str(), 1);
-    } else {
-      ::unsetenv(name.c_str());
-    }
-  }
-
- private:
-  std::optional<std::string> saved_;
-};
 
 struct FetchedCheckpoint {
   std::string note;
@@ -603,22 +581,10 @@ TEST_F(LogNodeTest, ForkSwitchIsRefusedWithoutTheTestEnvironment) {
 // ---- the publisher against a store that lies ---------------------------------------------------------
 
 // Forwards to a MemoryAttestationStore, and alters what it returns on command.
-class TamperingStore final : public storage::AttestationStore {
+class TamperingStore final : public storage::ForwardingAttestationStore {
  public:
-  absl::StatusOr<std::vector<storage::WriteOutcome>> Write(const storage::WriteBatch& batch) override {
-    return inner.Write(batch);
-  }
-  absl::StatusOr<std::vector<std::vector<storage::StoredAttestation>>> AttestationsFor(
-      std::span<const consensus::StorePath> paths) override {
-    return inner.AttestationsFor(paths);
-  }
-  absl::StatusOr<std::optional<storage::StoredDispute>> GetDispute(const std::string& id) override {
-    return inner.GetDispute(id);
-  }
-  absl::StatusOr<std::vector<storage::StoredDispute>> ListDisputes(const storage::DisputeQuery& query) override {
-    return inner.ListDisputes(query);
-  }
-  absl::StatusOr<storage::StoreStats> Stats() override { return inner.Stats(); }
+  TamperingStore() : ForwardingAttestationStore(&inner) {}
+
   absl::StatusOr<storage::LogHead> GetLogHead() override {
     auto head = inner.GetLogHead();
     absl::MutexLock lock(&mu);
@@ -633,15 +599,6 @@ class TamperingStore final : public storage::AttestationStore {
       (*entries)[*altered_entry - first] += "x";
     }
     return entries;
-  }
-  absl::StatusOr<std::vector<std::string>> LogTiles(std::span<const consensus::TileId> tiles) override {
-    return inner.LogTiles(tiles);
-  }
-  absl::Status StoreCheckpoint(const storage::StoredCheckpoint& checkpoint) override {
-    return inner.StoreCheckpoint(checkpoint);
-  }
-  absl::StatusOr<std::optional<storage::StoredCheckpoint>> LatestCheckpoint() override {
-    return inner.LatestCheckpoint();
   }
 
   storage::MemoryAttestationStore inner;

@@ -10,6 +10,7 @@
 #include "consensus/encoding.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/server/server_test_util.h"
 #include "tests/support/test_support.h"
 
 namespace attest::server {
@@ -18,6 +19,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::AllOf;
 using ::testing::StartsWith;
+using ::attest::testing::TestSwitchEnvironment;
 
 constexpr std::string_view kMinimal =
     "[node]\n"
@@ -312,31 +314,6 @@ TEST(NodeConfigTest, ValidateCatchesConfigsBuiltInCode) {
   EXPECT_EQ(ValidateNodeConfig(config).code(), absl::StatusCode::kInvalidArgument);
 }
 
-// Sets (or clears, with nullopt) ATTEST_ALLOW_TEST_SWITCHES for one test and restores it after.
-class TestSwitchEnvironment final {
- public:
-  explicit TestSwitchEnvironment(std::optional<std::string> value) {
-    const std::string name(kAllowTestSwitchesEnv);
-    if (const char* old = std::getenv(name.c_str())) saved_ = old;
-    if (value) {
-      ::setenv(name.c_str(), value->c_str(), 1);
-    } else {
-      ::unsetenv(name.c_str());
-    }
-  }
-  ~TestSwitchEnvironment() {
-    const std::string name(kAllowTestSwitchesEnv);
-    if (saved_) {
-      ::setenv(name.c_str(), saved_->c_str(), 1);
-    } else {
-      ::unsetenv(name.c_str());
-    }
-  }
-
- private:
-  std::optional<std::string> saved_;
-};
-
 TEST(NodeConfigTest, CheckpointIntervalIsADurationString) {
   for (const auto& [text, expected] : std::vector<std::pair<std::string, absl::Duration>>{
            {"250ms", absl::Milliseconds(250)}, {"1s", absl::Seconds(1)}, {"2m", absl::Minutes(2)},
@@ -379,13 +356,13 @@ TEST(NodeConfigTest, ForkLogIsRefusedWithoutTheTestEnvironment) {
   const std::string fork = consensus::Cat(kMinimal, "[test]\nfork_log = true\n");
   for (const std::optional<std::string>& value : {std::optional<std::string>(), std::optional<std::string>("0"),
                                                   std::optional<std::string>("yes")}) {
-    TestSwitchEnvironment environment(value);
+    TestSwitchEnvironment environment(value ? value->c_str() : nullptr);
     const std::string error = ErrorOf(fork);
     EXPECT_THAT(error, StartsWith("/etc/attest/node.toml:5:1: "));
     EXPECT_THAT(error, HasSubstr("[test] fork_log is a test-only switch"));
     EXPECT_THAT(error, HasSubstr("unless the environment variable ATTEST_ALLOW_TEST_SWITCHES=1 is set"));
   }
-  TestSwitchEnvironment unset(std::nullopt);
+  TestSwitchEnvironment unset(nullptr);
   // Off is always fine.
   auto off = ParseNodeConfig(consensus::Cat(kMinimal, "[test]\nfork_log = false\n"), "/etc/attest/node.toml");
   ASSERT_TRUE(off.ok()) << off.status();
@@ -404,7 +381,7 @@ TEST(NodeConfigTest, ForkLogIsRefusedWithoutTheTestEnvironment) {
 }
 
 TEST(NodeConfigTest, ForkLogIsAcceptedInTheTestEnvironment) {
-  TestSwitchEnvironment environment(std::string("1"));
+  TestSwitchEnvironment environment("1");
   auto config = ParseNodeConfig(consensus::Cat(kMinimal, "[test]\nfork_log = true\n"), "/etc/attest/node.toml");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_TRUE(config->test_fork_log);

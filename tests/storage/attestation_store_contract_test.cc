@@ -1,4 +1,5 @@
 // The AttestationStore contract, run against every implementation.
+#include <bit>
 #include <algorithm>
 #include <atomic>
 #include <functional>
@@ -558,6 +559,77 @@ TEST_P(AttestationStoreContractTest, CheckpointsKeepOneRootPerSize) {
   ASSERT_TRUE(latest.ok()) << latest.status();
   ASSERT_TRUE(latest->has_value());
   EXPECT_EQ(**latest, two);
+}
+
+// ---- following peers ----
+
+PeerProgress Progress(const std::string& peer, uint64_t cursor, uint64_t checkpoint_size) {
+  PeerProgress progress{.peer = peer, .cursor = cursor, .frontier = {}, .checkpoint = "note\n",
+                        .checkpoint_size = checkpoint_size, .cosigned_checkpoint = "cosigned\n"};
+  for (int bit = 0; bit < std::popcount(cursor); ++bit) {
+    consensus::MerkleHash hash{};
+    hash[0] = static_cast<uint8_t>(bit + 1);
+    progress.frontier.push_back(hash);
+  }
+  return progress;
+}
+
+TEST_P(AttestationStoreContractTest, ReplicatedBatchKeepsOriginLogsOnlyDisputesAndAdvancesTheCursor) {
+  EXPECT_FALSE(store_->GetPeerProgress("node-b")->has_value());
+  StoredAttestation replicated = Attest(TestClaim("r-1"), "builder-a", {}, 50);
+  replicated.origin = "node-b";
+  WriteBatch batch = Batch({replicated});
+  batch.disputes.push_back(SignedDispute("r-1", 60));
+  batch.append_disputes_to_log = true;
+  batch.peer_progress = Progress("node-b", 5, 7);
+  batch.rejected_entries.push_back(RejectedEntry{.peer = "node-b", .index = 3, .reason = "forged", .entry = "e\n",
+                                                 .detected_unix = 70});
+  EXPECT_THAT(WriteOk(batch), ElementsAre(WriteOutcome::kInserted));
+
+  EXPECT_THAT(Read(TestStorePath("r-1")), ElementsAre(replicated));
+  auto head = store_->GetLogHead();
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->size, 1u);  // the dispute record only
+  auto entries = store_->LogEntries(0, 1);
+  ASSERT_TRUE(entries.ok());
+  EXPECT_THAT((*entries)[0], HasSubstr("attest/log/dispute/v1"));
+  auto progress = store_->GetPeerProgress("node-b");
+  ASSERT_TRUE(progress.ok() && progress->has_value()) << progress.status();
+  EXPECT_EQ(**progress, Progress("node-b", 5, 7));
+  EXPECT_EQ(*store_->CountRejectedEntries("node-b"), 1);
+  EXPECT_EQ(*store_->CountRejectedEntries(""), 1);
+  EXPECT_EQ(*store_->CountRejectedEntries("node-c"), 0);
+  auto rejected = store_->RecentRejectedEntries("", 10);
+  ASSERT_TRUE(rejected.ok());
+  EXPECT_THAT(*rejected, ElementsAre(batch.rejected_entries[0]));
+
+  // Same cursor again (idempotent) is fine; backwards is refused and stores nothing of the batch.
+  WriteBatch again;
+  again.peer_progress = Progress("node-b", 5, 9);
+  WriteOk(again);
+  WriteBatch backwards = Batch({Attest(TestClaim("r-2"), "builder-a")});
+  backwards.peer_progress = Progress("node-b", 4, 9);
+  EXPECT_EQ(store_->Write(backwards).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(Read(TestStorePath("r-2")), IsEmpty());
+  EXPECT_EQ((*store_->GetPeerProgress("node-b"))->checkpoint_size, 9u);
+
+  // A frontier that does not fit the cursor is refused.
+  WriteBatch inconsistent;
+  inconsistent.peer_progress = Progress("node-b", 6, 9);
+  inconsistent.peer_progress->frontier.pop_back();
+  EXPECT_EQ(store_->Write(inconsistent).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(AttestationStoreContractTest, ForkEvidenceKeepsTheFirstPerPeer) {
+  EXPECT_THAT(*store_->ListForkEvidence(), IsEmpty());
+  const ForkEvidence first{.peer = "node-b", .first_checkpoint = "a\n", .second_checkpoint = "b\n",
+                           .reason = "same size, two roots", .detected_unix = 5};
+  ASSERT_TRUE(store_->StoreForkEvidence(first).ok());
+  ForkEvidence later = first;
+  later.second_checkpoint = "c\n";
+  ASSERT_TRUE(store_->StoreForkEvidence(later).ok());
+  EXPECT_THAT(*store_->ListForkEvidence(), ElementsAre(first));
+  EXPECT_EQ(store_->StoreForkEvidence(ForkEvidence{.peer = "node-c"}).code(), absl::StatusCode::kInvalidArgument);
 }
 
 INSTANTIATE_TEST_SUITE_P(

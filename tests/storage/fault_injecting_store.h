@@ -117,6 +117,30 @@ class FaultInjectingStore final : public AttestationStore {
     if (auto failure = TakeRead()) return *failure;
     return inner_->LatestCheckpoint();
   }
+  absl::StatusOr<std::optional<PeerProgress>> GetPeerProgress(const std::string& peer) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->GetPeerProgress(peer);
+  }
+  absl::StatusOr<std::vector<RejectedEntry>> RecentRejectedEntries(const std::string& peer, int limit) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->RecentRejectedEntries(peer, limit);
+  }
+  absl::StatusOr<int64_t> CountRejectedEntries(const std::string& peer) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->CountRejectedEntries(peer);
+  }
+  absl::Status StoreForkEvidence(const ForkEvidence& evidence) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++write_calls_;
+      if (auto failure = Take(writes_before_commit_)) return *failure;
+    }
+    return inner_->StoreForkEvidence(evidence);
+  }
+  absl::StatusOr<std::vector<ForkEvidence>> ListForkEvidence() override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->ListForkEvidence();
+  }
 
  private:
   struct Plan {

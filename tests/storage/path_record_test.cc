@@ -72,7 +72,7 @@ TEST(PathRecordTest, RepeatedDeriverIsStoredOnce) {
   PathRecord two = one;
   two.signatures.push_back(Sig(0, 2, one.signatures[0].received_unix, one.signatures[0].deriver));
   // The second signature costs its 64 bytes and a few bytes of ids, times and tags, not the deriver.
-  EXPECT_LT(Encode(two).size() - Encode(one).size(), 64u + 10u);
+  EXPECT_LT(Encode(two).size() - Encode(one).size(), 64u + 11u);
 }
 
 TEST(PathRecordTest, EveryTruncationIsRefused) {
@@ -123,11 +123,35 @@ TEST(PathRecordTest, MalformedRecordsAreRefusedWithTheProblem) {
     record.signatures[0].deriver.clear();
     auto bytes = Encode(record);
     // The deriver tag follows claim, key id, 64 signature bytes, received (5 bytes), observed id.
-    const size_t tag = bytes.size() - 1 /*time*/ - 1 /*kind*/ - 1 /*system*/ - 1 /*output*/ - 1;
+    const size_t tag = bytes.size() - 1 /*origin*/ - 1 /*time*/ - 1 /*kind*/ - 1 /*system*/ - 1 /*output*/ - 1;
     ASSERT_EQ(bytes[tag], 0);
     bytes[tag] = 1;
     EXPECT_THAT(problem(bytes), HasSubstr("a deriver repeating none"));
   }
+}
+
+TEST(PathRecordTest, OriginRoundTripsAndFormatOneReadsAsSubmittedHere) {
+  PathRecord record = Sample();
+  record.signatures[0].origin_id = 7;
+  auto decoded = DecodePathRecord(Encode(record));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(*decoded, record);
+
+  // Format 1: the same bytes without the origin id after each signature.
+  PathRecord one = Sample();
+  one.signatures.resize(1);
+  std::vector<uint8_t> bytes = Encode(one);
+  ASSERT_EQ(bytes[0], 2);
+  ASSERT_EQ(bytes.back(), 0);  // origin 0
+  bytes[0] = 1;
+  bytes.pop_back();
+  auto old = DecodePathRecord(bytes);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(*old, one);
+  bytes[0] = 3;
+  auto unknown = DecodePathRecord(bytes);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_THAT(std::string(unknown.status().message()), HasSubstr("unknown format 3"));
 }
 
 }  // namespace

@@ -223,6 +223,28 @@ TEST(SqliteAttestationStoreTest, Version1IsRebuiltWhenEmptyAndRefusedOtherwise) 
   EXPECT_EQ(QueryIntOnFile(dir.File("full-v1.db"), "SELECT count(*) FROM signatures"), 2);
 }
 
+// Version 3 added the federation tables; a version-2 file gets them and keeps what it holds.
+TEST(SqliteAttestationStoreTest, Version2GainsTheFederationTablesAndKeepsItsAttestations) {
+  TempDir dir;
+  const std::string file = dir.File("v2.db");
+  const StoredAttestation kept = Attest(TestClaim("kept"), "builder-a");
+  {
+    auto store = OpenOrDie(file);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Write(Batch({kept})).ok());
+  }
+  ExecuteOnFile(file, "DROP TABLE peers; DROP TABLE peer_rejections; DROP TABLE peer_forks; PRAGMA user_version = 2;");
+  auto store = OpenOrDie(file);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(QueryIntOnFile(file, "PRAGMA user_version"), kSqliteSchemaVersion);
+  auto read = store->AttestationsFor(std::vector<consensus::StorePath>{kept.attestation.claim.path});
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_THAT((*read)[0], ElementsAre(kept));
+  auto progress = store->GetPeerProgress("node-b");
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_FALSE(progress->has_value());
+}
+
 TEST(SqliteAttestationStoreTest, OtherApplicationsDatabaseIsRefusedAndLeftAlone) {
   TempDir dir;
   const std::string file = dir.File("other.db");

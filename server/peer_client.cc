@@ -1,0 +1,169 @@
+#include "server/peer_client.h"
+
+#include <curl/curl.h>
+
+#include <utility>
+
+#include "consensus/encoding.h"
+#include "server/upstream.h"
+
+namespace attest::server {
+namespace {
+
+using consensus::Cat;
+using consensus::StdView;
+
+// A checkpoint note is a few hundred bytes; an entry bundle holds at most 256 entries of at most
+// 65535 bytes each (plus their 2-byte lengths).
+constexpr size_t kMaxCheckpointBytes = 64 << 10;
+constexpr size_t kMaxBundleBytes = size_t{256} * (65535 + 2);
+
+struct Sink {
+  std::string body;
+  size_t max_bytes = 0;
+  bool too_large = false;
+};
+
+absl::Status FromGrpc(const grpc::Status& status, std::string_view what) {
+  const std::string message = Cat(what, ": ", status.error_message());
+  switch (status.error_code()) {
+    case grpc::StatusCode::CANCELLED:
+      return absl::CancelledError(message);
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return absl::UnavailableError(message);
+    case grpc::StatusCode::NOT_FOUND:
+      return absl::NotFoundError(message);
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return absl::OutOfRangeError(message);
+    default:
+      return absl::FailedPreconditionError(message);
+  }
+}
+
+}  // namespace
+
+PeerClient::PeerClient(const PeerConfig& peer, absl::Duration timeout)
+    : peer_(peer),
+      timeout_(timeout),
+      channel_(grpc::CreateChannel(peer.grpc, grpc::InsecureChannelCredentials())),
+      policy_(v1::Policy::NewStub(channel_)),
+      log_(v1::LogService::NewStub(channel_)),
+      curl_((InitCurlOnce(), curl_easy_init())) {}
+
+PeerClient::~PeerClient() {
+  if (curl_ != nullptr) curl_easy_cleanup(static_cast<CURL*>(curl_));
+}
+
+void PeerClient::Cancel() { cancelled_.store(true); }
+
+std::unique_ptr<grpc::ClientContext> PeerClient::Context() const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+  return context;
+}
+
+absl::StatusOr<std::string> PeerClient::PolicyHash() {
+  if (cancelled_.load()) return absl::CancelledError("stopping");
+  v1::PolicyInfo info;
+  auto context = Context();
+  grpc::Status status = policy_->GetPolicy(context.get(), v1::GetPolicyRequest(), &info);
+  if (!status.ok()) return FromGrpc(status, Cat("peer ", peer_.name, " (", peer_.grpc, "): Policy.GetPolicy"));
+  return info.hash();
+}
+
+absl::StatusOr<std::vector<consensus::MerkleHash>> PeerClient::ConsistencyProof(uint64_t old_size,
+                                                                                 uint64_t new_size) {
+  if (cancelled_.load()) return absl::CancelledError("stopping");
+  v1::GetConsistencyProofRequest request;
+  request.set_old_size(old_size);
+  request.set_new_size(new_size);
+  v1::GetConsistencyProofResponse response;
+  auto context = Context();
+  grpc::Status status = log_->GetConsistencyProof(context.get(), request, &response);
+  if (!status.ok()) {
+    return FromGrpc(status, Cat("peer ", peer_.name, " (", peer_.grpc, "): consistency proof ", old_size, " -> ",
+                                new_size));
+  }
+  std::vector<consensus::MerkleHash> hashes;
+  for (const std::string& hash : response.hashes()) {
+    if (hash.size() != sizeof(consensus::MerkleHash)) {
+      return absl::InvalidArgumentError(
+          Cat("peer ", peer_.name, ": a consistency proof hash of ", hash.size(), " bytes"));
+    }
+    consensus::MerkleHash h;
+    std::copy(hash.begin(), hash.end(), h.begin());
+    hashes.push_back(h);
+  }
+  return hashes;
+}
+
+absl::StatusOr<std::string> PeerClient::Checkpoint() { return HttpGet("/log/checkpoint", kMaxCheckpointBytes); }
+
+absl::StatusOr<std::vector<std::string>> PeerClient::EntryBundle(uint64_t index, int width) {
+  const std::string path =
+      Cat("/log/", consensus::TilePath(consensus::TileId{.level = 0, .index = index, .width = width, .entries = true}));
+  absl::StatusOr<std::string> body = HttpGet(path, kMaxBundleBytes);
+  if (!body.ok()) return body.status();
+  absl::StatusOr<std::vector<std::string>> entries = consensus::DecodeEntryBundle(*body);
+  if (!entries.ok()) {
+    return absl::InvalidArgumentError(
+        Cat("peer ", peer_.name, ": ", path, " is not an entry bundle: ", StdView(entries.status().message())));
+  }
+  if (entries->size() != static_cast<size_t>(width)) {
+    return absl::InvalidArgumentError(
+        Cat("peer ", peer_.name, ": ", path, " holds ", entries->size(), " entries, not ", width));
+  }
+  return entries;
+}
+
+absl::StatusOr<std::string> PeerClient::HttpGet(const std::string& path, size_t max_bytes) {
+  if (cancelled_.load()) return absl::CancelledError("stopping");
+  CURL* curl = static_cast<CURL*>(curl_);
+  if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
+  const std::string url = Cat("http://", peer_.http, path);
+  Sink sink{.body = {}, .max_bytes = max_bytes, .too_large = false};
+  char error[CURL_ERROR_SIZE] = {0};
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(timeout_)));
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(timeout_)));
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t count, void* user) -> size_t {
+        auto* out = static_cast<Sink*>(user);
+        if (out->body.size() + size * count > out->max_bytes) {
+          out->too_large = true;
+          return 0;  // aborts the transfer
+        }
+        out->body.append(data, size * count);
+        return size * count;
+      });
+  // Checked about once a second by curl, and on every chunk: a stopping node does not wait for a
+  // slow peer.
+  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &cancelled_);
+  curl_easy_setopt(
+      curl, CURLOPT_XFERINFOFUNCTION, +[](void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> int {
+        return static_cast<std::atomic<bool>*>(user)->load() ? 1 : 0;
+      });
+  const CURLcode code = curl_easy_perform(curl);
+  if (cancelled_.load()) return absl::CancelledError("stopping");
+  const std::string where = Cat("peer ", peer_.name, " GET ", url);
+  if (sink.too_large) return absl::InvalidArgumentError(Cat(where, ": answer larger than ", max_bytes, " bytes"));
+  if (code != CURLE_OK) {
+    return absl::UnavailableError(Cat(where, ": ", error[0] != 0 ? error : curl_easy_strerror(code)));
+  }
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  if (status == 200) return std::move(sink.body);
+  const std::string said = Cat(where, ": HTTP ", status, " ", sink.body.substr(0, 200));
+  if (status == 404) return absl::NotFoundError(said);
+  if (status >= 500) return absl::UnavailableError(said);
+  return absl::FailedPreconditionError(said);
+}
+
+}  // namespace attest::server

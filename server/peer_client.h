@@ -1,0 +1,60 @@
+// PeerClient: what a follower (server/replication.h) asks of one peer: its policy hash and
+// consistency proofs over gRPC (Policy, LogService), its checkpoint and entry bundles over HTTP
+// (C2SP tlog-tiles under /log/). Nothing it returns is trusted: the follower verifies all of it.
+//
+// Calls are bounded by `timeout` and end early (CANCELLED) once Cancel() was called, so a node
+// stops promptly. One PeerClient per follower thread; Cancel() may be called from any thread.
+#ifndef ATTEST_SERVER_PEER_CLIENT_H_
+#define ATTEST_SERVER_PEER_CLIENT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "consensus/merkle.h"
+#include "consensus/tlog_tiles.h"
+#include "proto/attest/v1/attest.grpc.pb.h"
+#include "server/node_config.h"
+
+namespace attest::server {
+
+class PeerClient final {
+ public:
+  PeerClient(const PeerConfig& peer, absl::Duration timeout);
+  ~PeerClient();
+  PeerClient(const PeerClient&) = delete;
+  PeerClient& operator=(const PeerClient&) = delete;
+
+  // Errors name the peer and what failed: UNAVAILABLE (cannot connect, timeout, HTTP 5xx),
+  // NOT_FOUND (HTTP 404), FAILED_PRECONDITION (another HTTP status), INVALID_ARGUMENT (a malformed
+  // answer), CANCELLED (after Cancel()).
+  absl::StatusOr<std::string> PolicyHash();
+  absl::StatusOr<std::string> Checkpoint();  // the note text served at /log/checkpoint
+  // The entries of level-0 tile `index` at `width` (entry bundle /log/tile/entries/...).
+  absl::StatusOr<std::vector<std::string>> EntryBundle(uint64_t index, int width);
+  absl::StatusOr<std::vector<consensus::MerkleHash>> ConsistencyProof(uint64_t old_size, uint64_t new_size);
+
+  void Cancel();
+
+ private:
+  absl::StatusOr<std::string> HttpGet(const std::string& path, size_t max_bytes);
+  std::unique_ptr<grpc::ClientContext> Context() const;
+
+  const PeerConfig peer_;
+  const absl::Duration timeout_;
+  std::atomic<bool> cancelled_{false};
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Policy::Stub> policy_;
+  std::unique_ptr<v1::LogService::Stub> log_;
+  void* curl_ = nullptr;  // CURL*, reused so connections are kept alive
+};
+
+}  // namespace attest::server
+
+#endif  // ATTEST_SERVER_PEER_CLIENT_H_

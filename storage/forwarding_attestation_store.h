@@ -1,0 +1,61 @@
+// ForwardingAttestationStore: an AttestationStore that passes every call to another one. Decorators
+// (fault injection, recording, tampering in tests) derive from it and override only what they change.
+#ifndef ATTEST_STORAGE_FORWARDING_ATTESTATION_STORE_H_
+#define ATTEST_STORAGE_FORWARDING_ATTESTATION_STORE_H_
+
+#include "storage/attestation_store.h"
+
+namespace attest::storage {
+
+class ForwardingAttestationStore : public AttestationStore {
+ public:
+  // `inner` is borrowed and must outlive this store.
+  explicit ForwardingAttestationStore(AttestationStore* inner) : inner_(inner) {}
+
+  absl::StatusOr<std::vector<WriteOutcome>> Write(const WriteBatch& batch) override { return inner_->Write(batch); }
+  absl::StatusOr<std::vector<std::vector<StoredAttestation>>> AttestationsFor(
+      std::span<const consensus::StorePath> paths) override {
+    return inner_->AttestationsFor(paths);
+  }
+  absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) override {
+    return inner_->GetDispute(id);
+  }
+  absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) override {
+    return inner_->ListDisputes(query);
+  }
+  absl::StatusOr<StoreStats> Stats() override { return inner_->Stats(); }
+  absl::StatusOr<LogHead> GetLogHead() override { return inner_->GetLogHead(); }
+  absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count) override {
+    return inner_->LogEntries(first, count);
+  }
+  absl::StatusOr<std::vector<std::string>> LogTiles(std::span<const consensus::TileId> tiles) override {
+    return inner_->LogTiles(tiles);
+  }
+  absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint) override {
+    return inner_->StoreCheckpoint(checkpoint);
+  }
+  absl::StatusOr<std::optional<StoredCheckpoint>> LatestCheckpoint() override { return inner_->LatestCheckpoint(); }
+  absl::StatusOr<std::optional<PeerProgress>> GetPeerProgress(const std::string& peer) override {
+    return inner_->GetPeerProgress(peer);
+  }
+  absl::StatusOr<std::vector<RejectedEntry>> RecentRejectedEntries(const std::string& peer, int limit) override {
+    return inner_->RecentRejectedEntries(peer, limit);
+  }
+  absl::StatusOr<int64_t> CountRejectedEntries(const std::string& peer) override {
+    return inner_->CountRejectedEntries(peer);
+  }
+  absl::Status StoreForkEvidence(const ForkEvidence& evidence) override {
+    return inner_->StoreForkEvidence(evidence);
+  }
+  absl::StatusOr<std::vector<ForkEvidence>> ListForkEvidence() override { return inner_->ListForkEvidence(); }
+
+ protected:
+  AttestationStore* inner() const { return inner_; }
+
+ private:
+  AttestationStore* const inner_;
+};
+
+}  // namespace attest::storage
+
+#endif  // ATTEST_STORAGE_FORWARDING_ATTESTATION_STORE_H_

@@ -1,0 +1,341 @@
+// Replication between real nodes in this process, on loopback ports: node B follows node A's log
+// (server/replication.h). Multi-process federations (3-5 attestd, SIGKILL, partitions) are in
+// tests/e2e/federation_e2e_test.cc.
+#include "server/replication.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "consensus/checkpoint.h"
+#include "consensus/log_entry.h"
+#include "consensus/signed_note.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proto/attest/v1/attest.grpc.pb.h"
+#include "server/node.h"
+#include "storage/sqlite_attestation_store.h"
+#include "tests/server/http_test_client.h"
+#include "tests/server/server_test_util.h"
+#include "tests/support/test_support.h"
+
+namespace attest::server {
+namespace {
+
+using ::attest::testing::Federation;
+using ::attest::testing::Signed;
+using ::attest::testing::TempDir;
+using ::attest::testing::TestClaim;
+using ::attest::testing::TestKey;
+using ::attest::testing::TestSwitchEnvironment;
+using ::attest::testing::WriteFileOrDie;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// Generous: the machine is shared; replication normally takes well under a second here.
+constexpr absl::Duration kDeadline = absl::Seconds(60);
+
+// Polls `done` every 20 ms until it holds or the deadline passes.
+template <typename Predicate>
+bool Eventually(Predicate done) {
+  const absl::Time deadline = absl::Now() + kDeadline;
+  while (absl::Now() < deadline) {
+    if (done()) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return done();
+}
+
+// status 0 when the request failed.
+::attest::testing::HttpAnswer Get(int port, std::string_view target) {
+  return ::attest::testing::HttpGet(port, target).value_or(::attest::testing::HttpAnswer{});
+}
+
+struct NodeDir {
+  std::unique_ptr<TempDir> dir = std::make_unique<TempDir>();
+  std::string config_path;
+};
+
+class ReplicationTest : public ::testing::Test {
+ protected:
+  // A node directory with its own key `name`, following `peers` (started nodes).
+  NodeDir MakeDir(const std::string& name, const std::vector<const Node*>& peers, const std::string& extra = "",
+                  int quorum = 2) {
+    NodeDir dir;
+    WriteFileOrDie(dir.dir->File("policy.toml"), federation_.PolicyToml(quorum));
+    WriteFileOrDie(dir.dir->File("node.sec"), TestKey(name).ExportText() + "\n");
+    std::string text = absl::StrCat(
+        "[node]\ngrpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\ndatabase = \"attest.db\"\nkey = \"node.sec\"\n"
+        "policy = \"policy.toml\"\n[log]\ncheckpoint_interval = \"50ms\"\n[federation]\npoll_interval = \"50ms\"\n"
+        "max_backoff = \"200ms\"\nbatch_entries = 256\n",
+        extra);
+    for (const Node* peer : peers) {
+      absl::StrAppend(&text, "[[peer]]\ngrpc = \"", peer->grpc_address(), "\"\nhttp = \"", peer->http_address(),
+                      "\"\nkey = \"", peer->public_key().ToString(), "\"\n");
+    }
+    dir.config_path = dir.dir->File("node.toml");
+    WriteFileOrDie(dir.config_path, text);
+    return dir;
+  }
+
+  std::unique_ptr<Node> StartNode(const NodeDir& dir) {
+    auto config = LoadNodeConfig(dir.config_path);
+    EXPECT_TRUE(config.ok()) << config.status();
+    if (!config.ok()) return nullptr;
+    auto node = Node::Open(*config);
+    EXPECT_TRUE(node.ok()) << node.status();
+    if (!node.ok()) return nullptr;
+    absl::Status started = (*node)->Start();
+    EXPECT_TRUE(started.ok()) << started;
+    return *std::move(node);
+  }
+
+  static void Submit(Node& node, const std::vector<v1::Attestation>& items) {
+    auto stub = v1::Attestations::NewStub(node.InProcessChannel());
+    v1::SubmitRequest request;
+    for (const auto& item : items) *request.add_attestations() = item;
+    v1::SubmitResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = stub->Submit(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    for (const auto& result : response.results()) {
+      EXPECT_EQ(result.outcome(), v1::SubmitResult::ACCEPTED) << result.message();
+    }
+  }
+
+  static v1::PathStatus StatusOf(Node& node, const consensus::StorePath& path) {
+    auto stub = v1::Attestations::NewStub(node.InProcessChannel());
+    v1::StatusRequest request;
+    request.add_store_paths(path.full());
+    v1::StatusResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = stub->Status(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.statuses_size() == 1 ? response.statuses(0) : v1::PathStatus{};
+  }
+
+  static v1::GetFederationStatusResponse FederationStatus(Node& node) {
+    auto stub = v1::Federation::NewStub(node.InProcessChannel());
+    v1::GetFederationStatusResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = stub->GetFederationStatus(&context, v1::GetFederationStatusRequest(), &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  }
+
+  static uint64_t Cursor(Node& node) {
+    v1::GetFederationStatusResponse status = FederationStatus(node);
+    return status.peers_size() == 1 ? status.peers(0).cursor() : 0;
+  }
+
+  static uint64_t LogSize(Node& node) { return node.store()->GetLogHead()->size; }
+
+  Federation federation_;
+};
+
+TEST_F(ReplicationTest, FollowerStoresThePeersAttestationsWithTheirOriginAndReachesTheSameVerdict) {
+  NodeDir a_dir = MakeDir("node-a", {});
+  std::unique_ptr<Node> a = StartNode(a_dir);
+  ASSERT_NE(a, nullptr);
+  NodeDir b_dir = MakeDir("node-b", {a.get()});
+  std::unique_ptr<Node> b = StartNode(b_dir);
+  ASSERT_NE(b, nullptr);
+
+  const auto agreed = TestClaim("agreed");
+  const auto contested = TestClaim("contested");
+  Submit(*a, {Signed(agreed, federation_.alice), Signed(agreed, federation_.bob),
+              Signed(contested, federation_.alice), Signed(TestClaim("contested", "other bytes"), federation_.carol)});
+  ASSERT_EQ(StatusOf(*a, agreed.path).verdict(), v1::CONFIRMED);
+  ASSERT_EQ(StatusOf(*a, contested.path).verdict(), v1::DISPUTED);
+
+  ASSERT_TRUE(Eventually([&] { return StatusOf(*b, contested.path).verdict() == v1::DISPUTED; }));
+  EXPECT_EQ(StatusOf(*b, agreed.path).verdict(), v1::CONFIRMED);
+
+  // Stored with the peer as origin, and not appended to B's own log: B's log holds only the dispute
+  // record B made itself.
+  auto stored = b->store()->AttestationsFor(std::vector<consensus::StorePath>{agreed.path});
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ((*stored)[0].size(), 2u);
+  EXPECT_EQ((*stored)[0][0].origin, "node-a");
+  EXPECT_EQ((*stored)[0][1].origin, "node-a");
+  ASSERT_TRUE(Eventually([&] { return LogSize(*b) == 1; }));
+  auto entries = b->store()->LogEntries(0, 1);
+  ASSERT_TRUE(entries.ok());
+  auto entry = consensus::ParseLogEntry((*entries)[0]);
+  ASSERT_TRUE(entry.ok());
+  EXPECT_EQ(entry->kind, consensus::LogEntryKind::kDispute);
+  auto disputes = b->store()->ListDisputes({});
+  ASSERT_TRUE(disputes.ok());
+  ASSERT_EQ(disputes->size(), 1u);
+  EXPECT_THAT((*disputes)[0].signed_record, HasSubstr("— node-b "));  // B's own record
+
+  v1::GetFederationStatusResponse status = FederationStatus(*b);
+  EXPECT_EQ(status.node(), "node-b");
+  ASSERT_EQ(status.peers_size(), 1);
+  EXPECT_EQ(status.peers(0).name(), "node-a");
+  EXPECT_EQ(status.peers(0).cursor(), LogSize(*a));
+  EXPECT_EQ(status.peers(0).rejected_entries(), 0u);
+  EXPECT_TRUE(Eventually([&] { return FederationStatus(*b).peers(0).state() == v1::PeerStatus::FOLLOWING; }));
+}
+
+TEST_F(ReplicationTest, CosignedCheckpointVerifiesWithBothKeys) {
+  NodeDir a_dir = MakeDir("node-a", {});
+  std::unique_ptr<Node> a = StartNode(a_dir);
+  ASSERT_NE(a, nullptr);
+  NodeDir b_dir = MakeDir("node-b", {a.get()});
+  std::unique_ptr<Node> b = StartNode(b_dir);
+  ASSERT_NE(b, nullptr);
+  Submit(*a, {Signed(TestClaim("p"), federation_.alice)});
+  ASSERT_TRUE(Eventually([&] { return Cursor(*b) == 1; }));
+
+  ::attest::testing::HttpAnswer answer = Get(b->http_port(), "/federation/checkpoint/node-a");
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  auto checkpoint = consensus::VerifyCheckpoint(answer.body, a->public_key());
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  EXPECT_GE(checkpoint->size, 1u);
+  auto note = consensus::SignedNote::Parse(answer.body);
+  ASSERT_TRUE(note.ok());
+  auto cosigned = consensus::VerifyCosignature(*note, b->public_key());
+  EXPECT_TRUE(cosigned.ok()) << cosigned.status();
+  EXPECT_EQ(FederationStatus(*b).peers(0).cosigned_checkpoint(), answer.body);
+
+  EXPECT_EQ(Get(b->http_port(), "/federation/checkpoint/node-z").status, 404);
+  EXPECT_EQ(Get(b->http_port(), "/federation/fork/node-a").status, 404);
+}
+
+TEST_F(ReplicationTest, ManyBatchesAndARestartResumeFromTheCursor) {
+  NodeDir a_dir = MakeDir("node-a", {});
+  std::unique_ptr<Node> a = StartNode(a_dir);
+  ASSERT_NE(a, nullptr);
+  NodeDir b_dir = MakeDir("node-b", {a.get()});
+  std::unique_ptr<Node> b = StartNode(b_dir);
+  ASSERT_NE(b, nullptr);
+
+  // 700 entries: batches of 256 (two full tiles) and a partial tile; then more while B is down.
+  std::vector<v1::Attestation> batch;
+  for (int i = 0; i < 700; ++i) batch.push_back(Signed(TestClaim(absl::StrCat("many-", i)), federation_.alice));
+  Submit(*a, batch);
+  ASSERT_TRUE(Eventually([&] { return Cursor(*b) == 700; }));
+  EXPECT_EQ(b->store()->Stats()->attestations, 700);
+
+  b->Shutdown(absl::Now() + absl::Seconds(5));
+  b.reset();
+  batch.clear();
+  for (int i = 0; i < 100; ++i) batch.push_back(Signed(TestClaim(absl::StrCat("many-", i)), federation_.bob));
+  Submit(*a, batch);
+
+  b = StartNode(b_dir);
+  ASSERT_NE(b, nullptr);
+  EXPECT_GE(Cursor(*b), 700u);  // resumed from the stored cursor, never below it
+  ASSERT_TRUE(Eventually([&] { return Cursor(*b) == 800; }));
+  EXPECT_EQ(b->store()->Stats()->attestations, 800);
+  EXPECT_EQ(StatusOf(*b, TestClaim("many-5").path).verdict(), v1::CONFIRMED);
+  EXPECT_EQ(FederationStatus(*b).peers(0).rejected_entries(), 0u);
+}
+
+TEST_F(ReplicationTest, ForgedAttestationInAValidlySignedLogIsRefusedAndReported) {
+  NodeDir a_dir = MakeDir("node-a", {});
+  {
+    // Written into A's database directly: the store itself does not verify signatures.
+    auto store = storage::SqliteAttestationStore::Open(a_dir.dir->File("attest.db"), storage::SqliteOptions{});
+    ASSERT_TRUE(store.ok()) << store.status();
+    consensus::Attestation good = consensus::SignAttestation(TestClaim("good"), federation_.alice);
+    consensus::Attestation forged = consensus::SignAttestation(TestClaim("forged"), federation_.bob);
+    forged.signature.bytes[7] ^= 0x20;
+    storage::WriteBatch write;
+    for (const consensus::Attestation& attestation : {forged, good}) {
+      write.attestations.push_back(
+          storage::StoredAttestation{.attestation = attestation, .received_unix = 1, .observed_key = {}, .origin = {}});
+    }
+    write.append_to_log = true;
+    ASSERT_TRUE((*store)->Write(write).ok());
+  }
+  std::unique_ptr<Node> a = StartNode(a_dir);
+  ASSERT_NE(a, nullptr);
+  NodeDir b_dir = MakeDir("node-b", {a.get()});
+  std::unique_ptr<Node> b = StartNode(b_dir);
+  ASSERT_NE(b, nullptr);
+
+  ASSERT_TRUE(Eventually([&] { return Cursor(*b) == 2; }));
+  EXPECT_EQ(StatusOf(*b, TestClaim("good").path).verdict(), v1::PENDING);
+  EXPECT_EQ(StatusOf(*b, TestClaim("forged").path).verdict(), v1::UNKNOWN);
+  v1::GetFederationStatusResponse status = FederationStatus(*b);
+  EXPECT_EQ(status.peers(0).rejected_entries(), 1u);
+  ASSERT_EQ(status.recent_rejections_size(), 1);
+  EXPECT_EQ(status.recent_rejections(0).peer(), "node-a");
+  EXPECT_EQ(status.recent_rejections(0).index(), 0u);
+  EXPECT_THAT(status.recent_rejections(0).reason(), HasSubstr("does not verify"));
+  EXPECT_THAT(status.recent_rejections(0).entry(), HasSubstr("forged"));
+}
+
+TEST_F(ReplicationTest, PeerWithAnotherPolicyIsNotFollowed) {
+  NodeDir a_dir = MakeDir("node-a", {}, "", /*quorum=*/3);
+  std::unique_ptr<Node> a = StartNode(a_dir);
+  ASSERT_NE(a, nullptr);
+  Submit(*a, {Signed(TestClaim("p"), federation_.alice)});
+  NodeDir b_dir = MakeDir("node-b", {a.get()});
+  std::unique_ptr<Node> b = StartNode(b_dir);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(Eventually([&] { return FederationStatus(*b).peers(0).state() == v1::PeerStatus::POLICY_MISMATCH; }));
+  v1::PeerStatus peer = FederationStatus(*b).peers(0);
+  EXPECT_THAT(peer.last_error(), HasSubstr("differs from this node's"));
+  EXPECT_EQ(peer.peer_policy_hash(), a->policy().Hash());
+  EXPECT_EQ(peer.cursor(), 0u);
+  EXPECT_EQ(b->store()->Stats()->attestations, 0);
+}
+
+TEST_F(ReplicationTest, ForkingPeerIsCaughtWithBothCheckpointsAndNoLongerFollowed) {
+  TestSwitchEnvironment allow("1");
+  NodeDir a_dir = MakeDir("node-a", {}, "[test]\nfork_log = true\n");
+  std::unique_ptr<Node> a = StartNode(a_dir);
+  ASSERT_NE(a, nullptr);
+  Submit(*a, {Signed(TestClaim("p"), federation_.alice)});
+  NodeDir b_dir = MakeDir("node-b", {a.get()});
+  std::unique_ptr<Node> b = StartNode(b_dir);
+  ASSERT_NE(b, nullptr);
+
+  ASSERT_TRUE(Eventually([&] { return FederationStatus(*b).peers(0).state() == v1::PeerStatus::FORKED; }));
+  v1::GetFederationStatusResponse status = FederationStatus(*b);
+  ASSERT_EQ(status.forks_size(), 1);
+  const v1::ForkEvidence& fork = status.forks(0);
+  EXPECT_EQ(fork.peer(), "node-a");
+  auto first = consensus::VerifyCheckpoint(fork.first_checkpoint(), a->public_key());
+  auto second = consensus::VerifyCheckpoint(fork.second_checkpoint(), a->public_key());
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_NE(*first, *second);
+  ::attest::testing::HttpAnswer served = Get(b->http_port(), "/federation/fork/node-a");
+  EXPECT_EQ(served.status, 200);
+  EXPECT_THAT(served.body, HasSubstr(fork.first_checkpoint()));
+  EXPECT_THAT(served.body, HasSubstr(fork.second_checkpoint()));
+
+  // Still not followed after a restart: the evidence is stored.
+  const uint64_t cursor = status.peers(0).cursor();
+  b->Shutdown(absl::Now() + absl::Seconds(5));
+  b = StartNode(b_dir);
+  ASSERT_NE(b, nullptr);
+  Submit(*a, {Signed(TestClaim("q"), federation_.alice)});
+  status = FederationStatus(*b);
+  EXPECT_EQ(status.peers(0).state(), v1::PeerStatus::FORKED);
+  EXPECT_EQ(status.peers(0).cursor(), cursor);
+}
+
+TEST_F(ReplicationTest, APeerWithThisNodesOwnKeyNameIsRefusedAtOpen) {
+  NodeDir a_dir = MakeDir("node-a", {});
+  std::unique_ptr<Node> a = StartNode(a_dir);
+  ASSERT_NE(a, nullptr);
+  NodeDir twin = MakeDir("node-a", {a.get()});
+  auto config = LoadNodeConfig(twin.config_path);
+  ASSERT_TRUE(config.ok());
+  auto node = Node::Open(*config);
+  ASSERT_FALSE(node.ok());
+  EXPECT_EQ(node.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(node.status().message()), HasSubstr("this node's own key name 'node-a'"));
+}
+
+}  // namespace
+}  // namespace attest::server
