@@ -437,14 +437,39 @@ TEST(FederationRestartTest, AKilledNodeCatchesUpAfterARestartOnTheSameAddress) {
   const consensus::Attestation bob_2 = federation.Attest(kBob, "restart-2", "r2");
   const consensus::Attestation alice_3 = federation.Attest(kAlice, "restart-3", "first");
   const consensus::Attestation bob_3 = federation.Attest(kBob, "restart-3", "second");
-  ASSERT_TRUE(federation.Submit(kA, {alice_2, alice_3}));
-  ASSERT_TRUE(federation.Submit(kB, {bob_2, bob_3}));
+  std::vector<consensus::Attestation> alice_bulk = {alice_2, alice_3};
+  std::vector<consensus::Attestation> bob_bulk = {bob_2, bob_3};
+  // Enough for several entry bundles and transactions (one tile each) per peer.
+  for (int i = 0; i < 600; ++i) {
+    const std::string name = absl::StrCat("restart-bulk-", i);
+    alice_bulk.push_back(federation.Attest(kAlice, name, name));
+    bob_bulk.push_back(federation.Attest(kBob, name, name));
+    expected.push_back({PathOf(name), v1::CONFIRMED, {SignatureOf(alice_bulk.back()), SignatureOf(bob_bulk.back())}});
+  }
+  ASSERT_TRUE(federation.Submit(kA, alice_bulk));
+  ASSERT_TRUE(federation.Submit(kB, bob_bulk));
   expected.push_back({PathOf("restart-2"), v1::CONFIRMED, {SignatureOf(alice_2), SignatureOf(bob_2)}});
   expected.push_back({PathOf("restart-3"), v1::DISPUTED, {SignatureOf(alice_3), SignatureOf(bob_3)}});
   ASSERT_TRUE(federation.WaitForAgreement(expected, {kA, kB}));
 
-  // Back on the same ports with the same database: it catches up, and is followed again.
+  // Back on the same ports with the same database, killed again while it catches up, and back once
+  // more: it resumes where its last transaction left off, and is followed again.
   ASSERT_TRUE(federation.Start(kC));
+  uint64_t applied = 0;
+  ASSERT_TRUE(federation.WaitForFederationStatus(kC, "applying node-a's entries",
+                                                 [&](const v1::GetFederationStatusResponse& status) {
+                                                   const std::optional<v1::PeerStatus> peer =
+                                                       FederationHarness::FindPeer(status, federation.name(kA));
+                                                   applied = peer ? peer->cursor() : 0;
+                                                   return applied > 1;
+                                                 }));
+  ASSERT_TRUE(federation.Stop(kC, SIGKILL).has_value());
+  ASSERT_TRUE(federation.Start(kC));
+  absl::StatusOr<v1::GetFederationStatusResponse> resumed = federation.FederationStatus(kC);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  const std::optional<v1::PeerStatus> resumed_peer = FederationHarness::FindPeer(*resumed, federation.name(kA));
+  ASSERT_TRUE(resumed_peer.has_value());
+  EXPECT_GE(resumed_peer->cursor(), applied) << "the cursor moved backwards over a kill";
   ASSERT_TRUE(federation.WaitForAgreement(expected));
   const consensus::Attestation carol_4 = federation.Attest(kCarol, "restart-4", "r4");
   ASSERT_TRUE(federation.Submit(kC, {carol_4}));

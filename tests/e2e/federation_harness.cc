@@ -215,7 +215,7 @@ FederationHarness::FederationHarness(FederationOptions options) : options_(std::
     Node& node = at(i);
     std::string extra = absl::StrCat(
         "\n[log]\ncheckpoint_interval = \"100ms\"\n"
-        "\n[federation]\npoll_interval = \"100ms\"\nmax_backoff = \"1s\"\n",
+        "\n[federation]\npoll_interval = \"100ms\"\nmax_backoff = \"1s\"\nbatch_entries = 256\n",
         node.spec.fork_log ? "\n[test]\nfork_log = true\n" : "");
     if (node.spec.follows_others) {
       for (int j = 0; j < size(); ++j) {

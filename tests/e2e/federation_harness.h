@@ -3,7 +3,9 @@
 // Every node gets its own directory, its own node key (real `nix key generate-secret`; the key name
 // is the node's name and its log's origin) and fixed loopback ports (so a node restarted after a
 // kill comes back on the same address), one shared policy (operators with one builder key each,
-// made by real Nix too), and a config listing the other nodes as [[peer]]. With
+// made by real Nix too), and a config listing the other nodes as [[peer]]: checkpoints every 100 ms,
+// peers polled every 100 ms, backoff capped at 1 s, and one tile (256 entries) per transaction, so a
+// node catching up applies many batches. With
 // PeerLinks::kForwarded each follower reaches each peer through its own pair of TcpForwarders (gRPC
 // and HTTP), so Isolate(i) cuts node i off from the others in both directions while the test still
 // reaches every node directly.
