@@ -612,8 +612,9 @@ TEST(FederationForgeryTest, AForgedAttestationInAPeersLogIsRefusedAndReported) {
     const int64_t now = std::time(nullptr);
     storage::WriteBatch batch;
     for (const consensus::Attestation& attestation : {valid_0, forged, valid_2}) {
-      batch.attestations.push_back(
-          storage::StoredAttestation{.attestation = attestation, .received_unix = now, .observed_key = std::nullopt});
+      // origin "": submitted to this node, so it is in its own log.
+      batch.attestations.push_back(storage::StoredAttestation{
+          .attestation = attestation, .received_unix = now, .observed_key = std::nullopt, .origin = ""});
     }
     batch.append_to_log = true;
     absl::StatusOr<std::vector<storage::WriteOutcome>> written = (*store)->Write(batch);
