@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "bench/bench_support.h"
+#include "bench/ingest_load.h"
 #include "consensus/attestation.h"
 #include "consensus/encoding.h"
 #include "consensus/sha256.h"
@@ -92,96 +93,36 @@ int Main(int argc, char** argv) {
   char dir_template[] = "/tmp/attest-ingest-bench-XXXXXX";
   std::string dir = mkdtemp(dir_template);
 
-  std::vector<consensus::SecretKey> builders;
-  std::vector<std::string> publics;
-  for (int b = 0; b < 3; ++b) {
-    builders.push_back(BenchKey(absl::StrCat("bench-builder-", b)));
-    publics.push_back(builders.back().public_key().ToString());
-  }
-  WriteNodeFiles(dir, publics, 2, "attest.db");
+  const std::vector<consensus::SecretKey> builders = IngestBuilders();
+  WriteNodeFiles(dir, PublicKeys(builders), 2, "attest.db");
 
   std::printf("pre-signing %d attestations (3 builders, 5 references each)...\n", args.attestations);
-  const int batches = (args.attestations + args.batch - 1) / args.batch;
-  std::vector<attest::v1::SubmitRequest> requests(batches);
-  {
-    std::vector<std::thread> signers;
-    for (int t = 0; t < 2; ++t) {
-      signers.emplace_back([&, t] {
-        for (int b = t; b < batches; b += 2) {
-          for (int i = b * args.batch; i < std::min(args.attestations, (b + 1) * args.batch); ++i) {
-            uint64_t path_index = i / 3;
-            std::vector<consensus::StorePath> refs;
-            for (uint64_t r = 1; r <= 5; ++r) refs.push_back(BenchPath(path_index + 1000000 * r));
-            std::sort(refs.begin(), refs.end());
-            auto claim = consensus::PathInfo::Create(
-                BenchPath(path_index),
-                consensus::NarHash::FromDigest(consensus::Sha256(absl::StrCat("nar|", path_index))),
-                4096 + path_index, refs);
-            consensus::BuildMetadata meta;
-            meta.output_name = "out";
-            meta.system = "x86_64-linux";
-            meta.build_kind = consensus::BuildKind::kRebuild;
-            *requests[b].add_attestations() =
-                proto::ToProto(consensus::SignAttestation(*claim, builders[i % 3], meta));
-          }
-        }
-      });
-    }
-    for (auto& t : signers) t.join();
-  }
+  const std::vector<attest::v1::SubmitRequest> requests = PresignIngestLoad(args.attestations, args.batch, builders);
 
   std::printf("measuring the 2-thread Ed25519 verify rate (%.0f s)...\n", args.verify_seconds);
   double verify_before = VerifyRate(builders[0], args.verify_seconds);
 
   NodeProcess node(args.attestd, dir);
-  auto channel = grpc::CreateChannel(node.address(), grpc::InsecureChannelCredentials());
-  auto stub = attest::v1::Attestations::NewStub(channel);
-
-  std::atomic<int> next{0};
-  std::atomic<long> acknowledged{0};
-  std::atomic<long> failed{0};
-  auto start = std::chrono::steady_clock::now();
-  std::vector<std::thread> senders;
-  for (int t = 0; t < args.inflight; ++t) {
-    senders.emplace_back([&] {
-      for (int b = next++; b < batches; b = next++) {
-        grpc::ClientContext context;
-        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-        attest::v1::SubmitResponse response;
-        grpc::Status status = stub->Submit(&context, requests[b], &response);
-        if (!status.ok()) {
-          std::fprintf(stderr, "batch %d failed: %s\n", b, status.error_message().c_str());
-          failed += requests[b].attestations_size();
-          continue;
-        }
-        for (const auto& r : response.results()) {
-          if (r.outcome() == attest::v1::SubmitResult::ACCEPTED) {
-            ++acknowledged;
-          } else {
-            ++failed;
-          }
-        }
-      }
-    });
-  }
-  for (auto& t : senders) t.join();
-  double elapsed = SecondsSince(start);
+  const SubmitFigures submitted = SubmitAll(node.address(), requests, args.inflight);
+  const double elapsed = submitted.seconds;
+  const long acknowledged = submitted.acknowledged;
+  const long failed = submitted.failed;
   long rss = node.ResidentKiB();
   double verify_after = VerifyRate(builders[0], args.verify_seconds);
   double verify_rate = (verify_before + verify_after) / 2;
-  double ingest_rate = acknowledged.load() / elapsed;
+  double ingest_rate = acknowledged / elapsed;
 
   std::printf("\n");
   std::printf("ed25519 verify, 2 threads       : %.0f /s (before %.0f, after %.0f)\n", verify_rate,
               verify_before, verify_after);
-  std::printf("acknowledged attestations       : %ld in %.2f s (%ld not accepted)\n", acknowledged.load(),
-              elapsed, failed.load());
+  std::printf("acknowledged attestations       : %ld in %.2f s (%ld not accepted)\n", acknowledged,
+              elapsed, failed);
   std::printf("durable ingest over gRPC        : %.0f /s (batch %d, %d in flight)\n", ingest_rate, args.batch,
               args.inflight);
   std::printf("ratio ingest / verify           : %.3f (target >= 0.35)\n", ingest_rate / verify_rate);
   std::printf("attestd resident memory         : %.1f MiB\n", rss / 1024.0);
   std::printf("state left in %s\n", dir.c_str());
-  return failed.load() == 0 ? 0 : 1;
+  return failed == 0 ? 0 : 1;
 }
 
 }  // namespace

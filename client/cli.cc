@@ -14,7 +14,7 @@ std::vector<CommandSpec> AllCommands() {
           DisputesListCommand(),  DisputesShowCommand(), VerifyCommand(),
           NarInfoVerifyCommand(), KeyGenerateCommand(),  KeyPublicCommand(),
           NarHashCommand(),       HookCommand(),         PushCommand(),
-          LogCheckpointCommand(), LogVerifyCommand()};
+          LogCheckpointCommand(), LogVerifyCommand(),    FederationStatusCommand()};
 }
 
 void PrintTopHelp(std::ostream& out, const std::vector<CommandSpec>& commands) {

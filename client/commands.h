@@ -20,6 +20,7 @@ CommandSpec HookCommand();           // attest hook (Nix post-build-hook)
 CommandSpec PushCommand();           // attest push
 CommandSpec LogCheckpointCommand();  // attest log checkpoint
 CommandSpec LogVerifyCommand();      // attest log verify
+CommandSpec FederationStatusCommand();  // attest federation status
 
 }  // namespace attest::client
 

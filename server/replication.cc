@@ -1,6 +1,7 @@
 #include "server/replication.h"
 
 #include <algorithm>
+#include <future>
 #include <thread>
 #include <utility>
 
@@ -217,15 +218,26 @@ class Follower final {
       if (absl::Status s = CheckConsistent(*checkpoint, *note, *last, progress.checkpoint); !s.ok()) return s;
     }
 
-    // 4. and 5. The entries up to the verified checkpoint, batch by batch.
-    while (progress.cursor < last->size) {
+    // 4. and 5. The entries up to the verified checkpoint, batch by batch. The next batch is
+    // fetched, proven and parsed while the current one is verified and written.
+    if (progress.cursor == last->size) return absl::OkStatus();
+    absl::StatusOr<PreparedBatch> batch = PrepareBatch(progress, *last);
+    while (true) {
+      if (!batch.ok()) return batch.status();
       {
         absl::MutexLock lock(&mu_);
         if (stopping_) return absl::CancelledError("stopping");
       }
-      if (absl::Status s = ApplyNextBatch(progress, *last); !s.ok()) return s;
+      std::future<absl::StatusOr<PreparedBatch>> following;
+      if (batch->next.cursor < last->size) {
+        following = std::async(std::launch::async, [this, &batch, &last] { return PrepareBatch(batch->next, *last); });
+      }
+      absl::Status applied = Apply(batch->next, std::move(batch->attestations), std::move(batch->rejected));
+      if (!following.valid()) return applied;
+      absl::StatusOr<PreparedBatch> after = following.get();  // also on failure: it uses client_
+      if (!applied.ok()) return applied;
+      batch = std::move(after);
     }
-    return absl::OkStatus();
   }
 
   // `older` (size m, note older_note) and `newer` (size n > m): the peer's proof must lead from one
@@ -269,8 +281,16 @@ class Follower final {
     return note->Serialize();
   }
 
-  // Fetches, proves and applies entries [cursor, end) for the verified checkpoint `last`.
-  absl::Status ApplyNextBatch(storage::PeerProgress& progress, const consensus::Checkpoint& last) {
+  // A batch of the peer's entries, proven to be in its signed log, ready to be applied.
+  struct PreparedBatch {
+    storage::PeerProgress next;  // the progress once it is applied
+    std::vector<ReplicatedAttestation> attestations;
+    std::vector<storage::RejectedEntry> rejected;
+  };
+
+  // Fetches, proves and parses entries [cursor, end) for the verified checkpoint `last`. Touches
+  // nothing but client_ (never used by two threads at once) and its arguments.
+  absl::StatusOr<PreparedBatch> PrepareBatch(const storage::PeerProgress& progress, const consensus::Checkpoint& last) {
     constexpr uint64_t kTile = consensus::kFullTileWidth;
     const uint64_t batch = std::max<uint64_t>(kTile, static_cast<uint64_t>(config_.federation.batch_entries) / kTile * kTile);
     uint64_t end = std::min(last.size, (progress.cursor + batch) / kTile * kTile);
@@ -336,12 +356,10 @@ class Follower final {
       attestations.push_back(ReplicatedAttestation{
           .index = index, .entry = std::move(entries[i]), .parsed = *std::move(parsed->attestation)});
     }
-    storage::PeerProgress next = progress;
-    next.cursor = end;
-    next.frontier.assign(range->hashes().begin(), range->hashes().end());
-    if (absl::Status s = Apply(next, std::move(attestations), std::move(rejected)); !s.ok()) return s;
-    progress = std::move(next);
-    return absl::OkStatus();
+    PreparedBatch prepared{.next = progress, .attestations = std::move(attestations), .rejected = std::move(rejected)};
+    prepared.next.cursor = end;
+    prepared.next.frontier.assign(range->hashes().begin(), range->hashes().end());
+    return prepared;
   }
 
   // Tile `tile` at the width of the peer's current checkpoint (full when it is full by now). Only

@@ -339,3 +339,4 @@ TEST_F(ReplicationTest, APeerWithThisNodesOwnKeyNameIsRefusedAtOpen) {
 
 }  // namespace
 }  // namespace attest::server
+
