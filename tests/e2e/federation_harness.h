@@ -5,10 +5,9 @@
 // kill comes back on the same address), one shared policy (operators with one builder key each,
 // made by real Nix too), and a config listing the other nodes as [[peer]]: checkpoints every 100 ms,
 // peers polled every 100 ms, backoff capped at 1 s, and one tile (256 entries) per transaction, so a
-// node catching up applies many batches. With
-// PeerLinks::kForwarded each follower reaches each peer through its own pair of TcpForwarders (gRPC
-// and HTTP), so Isolate(i) cuts node i off from the others in both directions while the test still
-// reaches every node directly.
+// node catching up applies many batches. With PeerLinks::kForwarded each follower reaches each peer
+// through its own pair of TcpForwarders (gRPC and HTTP), so Isolate(i) cuts node i off from the
+// others in both directions while the test still reaches every node directly.
 //
 // The helpers talk to the nodes over gRPC (generated stubs, a deadline on every call) and wait by
 // polling every 100 ms until a deadline; they never sleep to synchronise.
