@@ -28,8 +28,8 @@ void PrintStatusText(std::ostream& out, const v1::PathStatus& status) {
     case v1::PENDING:
       if (!status.fingerprints().empty()) {
         const auto& top = status.fingerprints(0);
-        out << ": " << top.operators_size() << " of " << status.quorum() << " operators agree ("
-            << Operators(top) << ")";
+        out << ": " << top.operators_size() << (top.operators_size() == 1 ? " operator agrees" : " operators agree")
+            << ", quorum " << status.quorum() << " (" << Operators(top) << ")";
       }
       break;
     case v1::DISPUTED:

@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "consensus/encoding.h"
@@ -43,12 +44,23 @@ absl::Status FromGrpc(const grpc::Status& status, std::string_view what) {
   }
 }
 
+// gRPC's own reconnect backoff grows to 120 s by default: a peer that comes back after a long outage
+// would wait that long for its followers. Capped like the follower's own retries.
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, absl::Duration max_reconnect_backoff) {
+  grpc::ChannelArguments args;
+  const int max_ms = static_cast<int>(std::max<int64_t>(100, absl::ToInt64Milliseconds(max_reconnect_backoff)));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(max_ms, 100));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::min(max_ms, 100));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_ms);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
 }  // namespace
 
-PeerClient::PeerClient(const PeerConfig& peer, absl::Duration timeout)
+PeerClient::PeerClient(const PeerConfig& peer, absl::Duration timeout, absl::Duration max_reconnect_backoff)
     : peer_(peer),
       timeout_(timeout),
-      channel_(grpc::CreateChannel(peer.grpc, grpc::InsecureChannelCredentials())),
+      channel_(MakeChannel(peer.grpc, max_reconnect_backoff)),
       policy_(v1::Policy::NewStub(channel_)),
       log_(v1::LogService::NewStub(channel_)),
       curl_((InitCurlOnce(), curl_easy_init())) {}

@@ -26,7 +26,8 @@ namespace attest::server {
 
 class PeerClient final {
  public:
-  PeerClient(const PeerConfig& peer, absl::Duration timeout);
+  // `max_reconnect_backoff` caps gRPC's reconnect backoff (the follower's max_backoff).
+  PeerClient(const PeerConfig& peer, absl::Duration timeout, absl::Duration max_reconnect_backoff);
   ~PeerClient();
   PeerClient(const PeerClient&) = delete;
   PeerClient& operator=(const PeerClient&) = delete;

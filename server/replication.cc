@@ -48,7 +48,7 @@ class Follower final {
         store_(store),
         ingestor_(ingestor),
         clock_(std::move(clock)),
-        client_(peer, kPeerCallTimeout) {}
+        client_(peer, kPeerCallTimeout, config.federation.max_backoff) {}
 
   ~Follower() { Stop(); }
 
@@ -125,6 +125,7 @@ class Follower final {
         absl::MutexLock lock(&mu_);
         if (stopping_) return;
         if (status.ok()) {
+          if (!last_error_.empty()) LogInfo(Cat("following peer ", peer_.name, " again"));
           last_error_.clear();
           last_success_unix_ = absl::ToUnixSeconds(clock_());
           if (state_ != v1::PeerStatus::FORKED) state_ = v1::PeerStatus::FOLLOWING;

@@ -374,7 +374,7 @@ TEST_F(CliTest, StatusExitsZeroOnlyWhenEveryPathIsConfirmed) {
   Result confirmed = Cli({"status", hello, "--node", "fake:1"});
   EXPECT_EQ(confirmed.code, 0) << confirmed.err;
   EXPECT_THAT(confirmed.out,
-              HasSubstr("CONFIRMED " + hello + ": 2 of 2 operators agree (alice-ci, bob-labs)"));
+              HasSubstr("CONFIRMED " + hello + ": 2 operators agree, quorum 2 (alice-ci, bob-labs)"));
 
   Result mixed =
       Cli({"status", "--node", "fake:1", "--json", hello, nondet, lonely, TestStorePath("never").full()});
