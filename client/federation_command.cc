@@ -38,39 +38,21 @@ class FederationNode final {
 
   absl::StatusOr<v1::GetFederationStatusResponse> GetFederationStatus() {
     v1::GetFederationStatusResponse response;
-    const absl::Time deadline = absl::Now() + options_.timeout;
-    absl::Status status = RetryUnavailable(
-        options_.retry, deadline,
-        [&](absl::Time attempt_deadline) {
-          grpc::ClientContext context;
-          context.set_deadline(absl::ToChronoTime(attempt_deadline));
-          response.Clear();
-          const grpc::Status s = stub_->GetFederationStatus(&context, v1::GetFederationStatusRequest(), &response);
-          if (s.ok()) return absl::OkStatus();
-          return absl::Status(
-              static_cast<absl::StatusCode>(s.error_code()),
-              Cat("node ", options_.address, ": GetFederationStatus: ", s.error_message(), Hint(s.error_code())));
+    absl::Status status = CallNode(
+        options_, "GetFederationStatus", response,
+        [&](grpc::ClientContext* context) {
+          return stub_->GetFederationStatus(context, v1::GetFederationStatusRequest(), &response);
         },
-        [] { return absl::Now(); }, [](absl::Duration d) { absl::SleepFor(d); });
+        [](grpc::StatusCode code) {
+          return code == grpc::StatusCode::UNIMPLEMENTED
+                     ? std::string(" (an older attestd does not follow peers; and the HTTP port does not speak gRPC)")
+                     : std::string();
+        });
     if (!status.ok()) return status;
     return response;
   }
 
  private:
-  std::string Hint(grpc::StatusCode code) const {
-    switch (code) {
-      case grpc::StatusCode::UNAVAILABLE:
-        return " (is attestd running and listening there? check --node)";
-      case grpc::StatusCode::DEADLINE_EXCEEDED:
-        return Cat(" (no complete answer within ", absl::FormatDuration(options_.timeout),
-                   "; pass --timeout to wait longer)");
-      case grpc::StatusCode::UNIMPLEMENTED:
-        return " (an older attestd does not follow peers; and the HTTP port does not speak gRPC)";
-      default:
-        return "";
-    }
-  }
-
   NodeOptions options_;
   std::unique_ptr<v1::Federation::Stub> stub_;
 };

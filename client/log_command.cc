@@ -69,13 +69,8 @@ class LogNode final {
   }
 
  private:
-  std::string Hint(grpc::StatusCode code, std::string_view method) const {
+  static std::string Hint(grpc::StatusCode code, std::string_view method) {
     switch (code) {
-      case grpc::StatusCode::UNAVAILABLE:
-        return " (is attestd running and listening there? check --node)";
-      case grpc::StatusCode::DEADLINE_EXCEEDED:
-        return Cat(" (no complete answer within ", absl::FormatDuration(options_.timeout),
-                   "; pass --timeout to wait longer)");
       case grpc::StatusCode::UNIMPLEMENTED:
         return " (does that node keep a transparency log? an older attestd does not; and the HTTP port does not "
                "speak gRPC)";
@@ -92,20 +87,9 @@ class LogNode final {
   template <typename Response, typename Rpc>
   absl::StatusOr<Response> Call(std::string_view method, Rpc rpc) {
     Response response;
-    const absl::Time deadline = absl::Now() + options_.timeout;
-    absl::Status status = RetryUnavailable(
-        options_.retry, deadline,
-        [&](absl::Time attempt_deadline) {
-          grpc::ClientContext context;
-          context.set_deadline(absl::ToChronoTime(attempt_deadline));
-          response.Clear();
-          const grpc::Status s = rpc(&context, &response);
-          if (s.ok()) return absl::OkStatus();
-          return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                              Cat("node ", options_.address, ": ", method, ": ", s.error_message(),
-                                  Hint(s.error_code(), method)));
-        },
-        [] { return absl::Now(); }, [](absl::Duration d) { absl::SleepFor(d); });
+    absl::Status status = CallNode(
+        options_, method, response, [&](grpc::ClientContext* context) { return rpc(context, &response); },
+        [method](grpc::StatusCode code) { return Hint(code, method); });
     if (!status.ok()) return status;
     return response;
   }

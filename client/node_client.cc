@@ -30,12 +30,6 @@ std::string Hint(grpc::StatusCode code, const NodeOptions& options) {
   }
 }
 
-absl::Status FromGrpc(const grpc::Status& status, const NodeOptions& options, std::string_view method) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      Cat("node ", options.address, ": ", method, ": ", status.error_message(),
-                          Hint(status.error_code(), options)));
-}
 
 class GrpcNodeApi final : public NodeApi {
  public:
@@ -76,16 +70,8 @@ class GrpcNodeApi final : public NodeApi {
   template <typename Response, typename Rpc>
   absl::StatusOr<Response> Call(std::string_view method, Rpc rpc) {
     Response response;
-    const absl::Time deadline = absl::Now() + options_.timeout;
-    absl::Status status = RetryUnavailable(
-        options_.retry, deadline,
-        [&](absl::Time attempt_deadline) {
-          grpc::ClientContext context;
-          context.set_deadline(absl::ToChronoTime(attempt_deadline));
-          response.Clear();
-          return FromGrpc(rpc(&context, &response), options_, method);
-        },
-        [] { return absl::Now(); }, [](absl::Duration d) { absl::SleepFor(d); });
+    absl::Status status =
+        CallNode(options_, method, response, [&](grpc::ClientContext* context) { return rpc(context, &response); });
     if (!status.ok()) return status;
     return response;
   }
@@ -97,6 +83,26 @@ class GrpcNodeApi final : public NodeApi {
 };
 
 }  // namespace
+
+absl::Status CallNode(const NodeOptions& options, std::string_view method, google::protobuf::Message& response,
+                      const std::function<grpc::Status(grpc::ClientContext*)>& rpc,
+                      const std::function<std::string(grpc::StatusCode)>& hint) {
+  const absl::Time deadline = absl::Now() + options.timeout;
+  return RetryUnavailable(
+      options.retry, deadline,
+      [&](absl::Time attempt_deadline) {
+        grpc::ClientContext context;
+        context.set_deadline(absl::ToChronoTime(attempt_deadline));
+        response.Clear();
+        const grpc::Status status = rpc(&context);
+        if (status.ok()) return absl::OkStatus();
+        std::string specific = hint ? hint(status.error_code()) : std::string();
+        return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                            Cat("node ", options.address, ": ", method, ": ", status.error_message(),
+                                specific.empty() ? Hint(status.error_code(), options) : specific));
+      },
+      [] { return absl::Now(); }, [](absl::Duration d) { absl::SleepFor(d); });
+}
 
 absl::Status RetryUnavailable(const RetryOptions& retry, absl::Time deadline,
                               const std::function<absl::Status(absl::Time deadline)>& attempt,

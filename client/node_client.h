@@ -13,6 +13,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+
+#include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -58,6 +61,15 @@ absl::Status RetryUnavailable(const RetryOptions& retry, absl::Time deadline,
                               const std::function<absl::Status(absl::Time deadline)>& attempt,
                               const std::function<absl::Time()>& now,
                               const std::function<void(absl::Duration)>& sleep);
+
+// One unary call to a node with the rules of GrpcNodeApi, for the services NodeApi does not cover
+// (LogService, Federation): `rpc` is run with a context whose deadline leaves room for the retries,
+// `response` is cleared before each attempt, UNAVAILABLE is retried, and a failure keeps its gRPC
+// code and reads "node <address>: <method>: <message><hint>". The hint is `hint(code)` when that is
+// not empty, else the common one (is attestd running, --timeout, is that a gRPC port).
+absl::Status CallNode(const NodeOptions& options, std::string_view method, google::protobuf::Message& response,
+                      const std::function<grpc::Status(grpc::ClientContext*)>& rpc,
+                      const std::function<std::string(grpc::StatusCode)>& hint = nullptr);
 
 // Parses a --timeout value: a number of seconds ("30", "2.5") or an Abseil duration ("500ms", "1m").
 // INVALID_ARGUMENT when it is not positive.
