@@ -178,7 +178,7 @@ class NarTest : public ::testing::Test {
 
 // --- format ---------------------------------------------------------------------------------------
 
-// The store path hello-attest of reference/nix-e2e: one file, NarHash and NarSize as Nix registered them.
+// The store path hello-attest from a Nix 2.8 run: one file, NarHash and NarSize as Nix registered them.
 TEST_F(NarTest, MatchesTheNarHashNixRegisteredForHelloAttest) {
   MakeFile(P("hello"), "hello-from-attestation-test\n");
   absl::StatusOr<NarDigest> digest = HashNar(P("hello"));

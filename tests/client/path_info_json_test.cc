@@ -18,7 +18,7 @@ using nlohmann::json;
 using ::testing::HasSubstr;
 
 // Real output of Debian's Nix 2.8 `nix path-info --json --sigs` after `nix store sign` with two keys
-// (reference/nix-e2e/b_keys_and_signatures.txt).
+// (captured from a Nix 2.8 run).
 constexpr std::string_view kNix28List =
     R"([{"path":"/nix/store/1in1wmhvfcdb12hvcqs3svmki3bp3h3l-hello-attest","narHash":"sha256-DAN1khzl7gdZEDG2s8MZGQg/fWEW0osdwlHCIHl3hkA=","narSize":144,"references":[],"deriver":"/nix/store/hh80jchqbkyvyfn2p4djxywmb2r0hknq-hello-attest.drv","registrationTime":1795576781,"ultimate":true,"signatures":["builderA-1:x+pCnhYA5nAMdoKlA3say0nLdfwHxGGsSo4MDeRkAVsr3DMlassPgYUr97ELW4B3HmYdEnESrNlnNdSEclEKDA==","builderB-1:p/qWkLIpPMYHgue7nK8OfMEQLu2RobI7uvxCfGDPdvca0Pg2/0YRvxbWkJi4p7LD1nHjg07Y4M9OWDnOQzz1Cw=="]},{"path":"/nix/store/5y0id92994amq4kz6cavskc0q861hmz5-withdeps","narHash":"sha256-88RGANdHt3tMS5ihoIhZ+V7W0WC4sqLnRLGft3SS3mA=","narSize":160,"references":["/nix/store/z4asv3j07d89ywjf8fxkn7sg6mf5s9q5-dep"],"deriver":"/nix/store/54mg1lgw5a359aplgx66dlx4pqm9ag1v-withdeps.drv","registrationTime":1795576781,"ultimate":true,"signatures":["builderA-1:YkhVQl6mm0ub9868pMBHhzgxtu3vJvUeiiYxOTMIkMwqV5+eimGJ65DOx8xzjRj+jBY+IDmfyy3i/VPlDr5qDw==","builderB-1:qVzMSMIfsikiu19Y9W+IRIeRGvnkMrMXLHbR4URuo3kLnSlctWat6zim1wl10Rua8U7u9d80AE/pDFZ1f45cCQ=="]}])";
 constexpr std::string_view kBuilderAPublicKey = "builderA-1:zLjUW66h6cpLZBs9CNDr4gAncjDiPSWEN3/6GkxhCY0=";

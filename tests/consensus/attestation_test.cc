@@ -60,7 +60,7 @@ TEST(AttestationTest, OtherKeyFails) {
 }
 
 TEST(AttestationTest, RealNixSignatureIsAnAttestation) {
-  // nix-e2e (b): builderA-1 signed withdeps with `nix store sign`.
+  // A Nix 2.8 run: builderA-1 signed withdeps with `nix store sign`.
   auto claim = PathInfo::ParseFingerprint(
       "1;/nix/store/5y0id92994amq4kz6cavskc0q861hmz5-withdeps;sha256:"
       "0q6yj9sbg7xi8kks5cmqc38xcpprb64a18cq9d67pds7sw04di7k;160;"

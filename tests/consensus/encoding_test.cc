@@ -39,7 +39,7 @@ constexpr Nix32Case kNixGolden[] = {
      "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73"},
     {"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
      "1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s"},
-    // The NAR hash of reference/nix-e2e (a): hello-attest.
+    // The NAR hash Nix 2.8 printed for hello-attest.
     {"0c0375921ce5ee07591031b6b3c31919083f7d6116d28b1dc251c22079778640",
      "0h46fxwj1hjiq8fqplhnc5yky20r371v7dii21chgvp53j97a0qc"},
     // sha512 of "abc" (64 bytes: 103 characters)

