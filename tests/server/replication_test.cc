@@ -94,6 +94,23 @@ class ReplicationTest : public ::testing::Test {
     return *std::move(node);
   }
 
+  // Node A, and node B following it. Members are destroyed follower first.
+  struct FollowedPair {
+    NodeDir a_dir;
+    std::unique_ptr<Node> a;
+    NodeDir b_dir;
+    std::unique_ptr<Node> b;
+  };
+  FollowedPair StartFollowedPair() {
+    FollowedPair pair;
+    pair.a_dir = MakeDir("node-a", {});
+    pair.a = StartNode(pair.a_dir);
+    if (pair.a == nullptr) return pair;
+    pair.b_dir = MakeDir("node-b", {pair.a.get()});
+    pair.b = StartNode(pair.b_dir);
+    return pair;
+  }
+
   static void Submit(Node& node, const std::vector<v1::Attestation>& items) {
     auto stub = v1::Attestations::NewStub(node.InProcessChannel());
     v1::SubmitRequest request;
@@ -138,11 +155,8 @@ class ReplicationTest : public ::testing::Test {
 };
 
 TEST_F(ReplicationTest, FollowerStoresThePeersAttestationsWithTheirOriginAndReachesTheSameVerdict) {
-  NodeDir a_dir = MakeDir("node-a", {});
-  std::unique_ptr<Node> a = StartNode(a_dir);
+  auto [a_dir, a, b_dir, b] = StartFollowedPair();
   ASSERT_NE(a, nullptr);
-  NodeDir b_dir = MakeDir("node-b", {a.get()});
-  std::unique_ptr<Node> b = StartNode(b_dir);
   ASSERT_NE(b, nullptr);
 
   const auto agreed = TestClaim("agreed");
@@ -183,11 +197,8 @@ TEST_F(ReplicationTest, FollowerStoresThePeersAttestationsWithTheirOriginAndReac
 }
 
 TEST_F(ReplicationTest, CosignedCheckpointVerifiesWithBothKeys) {
-  NodeDir a_dir = MakeDir("node-a", {});
-  std::unique_ptr<Node> a = StartNode(a_dir);
+  auto [a_dir, a, b_dir, b] = StartFollowedPair();
   ASSERT_NE(a, nullptr);
-  NodeDir b_dir = MakeDir("node-b", {a.get()});
-  std::unique_ptr<Node> b = StartNode(b_dir);
   ASSERT_NE(b, nullptr);
   Submit(*a, {Signed(TestClaim("p"), federation_.alice)});
   ASSERT_TRUE(Eventually([&] { return Cursor(*b) == 1; }));
@@ -208,11 +219,8 @@ TEST_F(ReplicationTest, CosignedCheckpointVerifiesWithBothKeys) {
 }
 
 TEST_F(ReplicationTest, ManyBatchesAndARestartResumeFromTheCursor) {
-  NodeDir a_dir = MakeDir("node-a", {});
-  std::unique_ptr<Node> a = StartNode(a_dir);
+  auto [a_dir, a, b_dir, b] = StartFollowedPair();
   ASSERT_NE(a, nullptr);
-  NodeDir b_dir = MakeDir("node-b", {a.get()});
-  std::unique_ptr<Node> b = StartNode(b_dir);
   ASSERT_NE(b, nullptr);
 
   // 700 entries: batches of 256 (two full tiles) and a partial tile; then more while B is down.
