@@ -388,6 +388,7 @@ in
           RestartSec = "5s";
           # A submission in flight has a 10 s deadline.
           TimeoutStopSec = "20s";
+          LimitNOFILE = 1024;
         };
       };
     })
