@@ -86,7 +86,9 @@ let
     };
     policy = mkOption {
       type = types.str;
-      default = if cfg.policyFile != null then toString cfg.policyFile else toString policyFile;
+      # Interpolated, so a policyFile given as a path is copied into the store (toString would keep a
+      # path on the machine that evaluates the configuration).
+      default = if cfg.policyFile != null then "${cfg.policyFile}" else "${policyFile}";
       defaultText = literalExpression "policyFile, or the file generated from services.attest.policy";
       description = "The federation's policy file. By default the one written from services.attest.policy.";
     };
@@ -95,24 +97,52 @@ let
       default = false;
       description = "Store (never count) attestations of keys not in the policy.";
     };
-    max_batch = mkOption { type = types.ints.positive; default = 10000; description = "Most attestations in one Submit."; };
-    max_status_paths = mkOption { type = types.ints.positive; default = 10000; description = "Most store paths in one Status request."; };
-    max_message_bytes = mkOption { type = types.ints.positive; default = 67108864; description = "Largest gRPC request in bytes."; };
-    verify_threads = mkOption { type = types.ints.positive; default = 2; description = "Signature verification threads (one per core)."; };
-    rpc_threads = mkOption { type = types.ints.positive; default = 8; description = "Handler threads for submissions, and as many for reads."; };
+    max_batch = mkOption {
+      type = types.ints.positive;
+      default = 10000;
+      description = "Most attestations in one Submit.";
+    };
+    max_status_paths = mkOption {
+      type = types.ints.positive;
+      default = 10000;
+      description = "Most store paths in one Status request.";
+    };
+    max_message_bytes = mkOption {
+      type = types.ints.positive;
+      default = 67108864;
+      description = "Largest gRPC request in bytes.";
+    };
+    verify_threads = mkOption {
+      type = types.ints.positive;
+      default = 2;
+      description = "Signature verification threads (one per core).";
+    };
+    rpc_threads = mkOption {
+      type = types.ints.positive;
+      default = 8;
+      description = "Handler threads for submissions, and as many for reads.";
+    };
     allow_non_loopback = mkOption {
       type = types.bool;
       default = false;
       description = "Must be true to bind anything but loopback.";
     };
     http_threads = mkOption { type = types.ints.positive; default = 2; description = "HTTP event threads."; };
-    http_job_threads = mkOption { type = types.ints.positive; default = 16; description = "Threads for HTTP work that may block."; };
+    http_job_threads = mkOption {
+      type = types.ints.positive;
+      default = 16;
+      description = "Threads for HTTP work that may block.";
+    };
     http_max_connections = mkOption {
       type = types.ints.positive;
       default = 1024;
       description = "Most HTTP connections at once (the service's LimitNOFILE follows it).";
     };
-    http_idle_timeout = mkOption { type = types.ints.positive; default = 30; description = "Seconds before an idle HTTP connection is closed."; };
+    http_idle_timeout = mkOption {
+      type = types.ints.positive;
+      default = 30;
+      description = "Seconds before an idle HTTP connection is closed.";
+    };
   };
 
   gatewayOptions = {
@@ -121,19 +151,59 @@ let
       example = "https://cache.nixos.org";
       description = "The binary cache behind the gateway: http(s)://host[:port][/prefix] or file:///absolute/dir.";
     };
-    priority = mkOption { type = types.int; default = 30; description = "Priority in /nix-cache-info (lower is tried first)."; };
-    positive_ttl = mkOption { type = types.ints.unsigned; default = 3600; description = "Seconds an upstream narinfo is believed."; };
-    negative_ttl = mkOption { type = types.ints.unsigned; default = 60; description = "Seconds an upstream \"no such narinfo\" is believed."; };
-    failure_ttl = mkOption { type = types.ints.unsigned; default = 5; description = "Seconds an upstream failure is believed."; };
-    cache_entries = mkOption { type = types.ints.positive; default = 50000; description = "Hash parts kept in memory."; };
-    upstream_timeout = mkOption { type = types.ints.positive; default = 10; description = "Seconds for a narinfo fetch or a NAR's headers."; };
-    nar_streams = mkOption { type = types.ints.positive; default = 32; description = "NARs relayed from an http(s) upstream at once."; };
+    priority = mkOption {
+      type = types.int;
+      default = 30;
+      description = "Priority in /nix-cache-info (lower is tried first).";
+    };
+    positive_ttl = mkOption {
+      type = types.ints.unsigned;
+      default = 3600;
+      description = "Seconds an upstream narinfo is believed.";
+    };
+    negative_ttl = mkOption {
+      type = types.ints.unsigned;
+      default = 60;
+      description = "Seconds an upstream \"no such narinfo\" is believed.";
+    };
+    failure_ttl = mkOption {
+      type = types.ints.unsigned;
+      default = 5;
+      description = "Seconds an upstream failure is believed.";
+    };
+    cache_entries = mkOption {
+      type = types.ints.positive;
+      default = 50000;
+      description = "Hash parts kept in memory.";
+    };
+    upstream_timeout = mkOption {
+      type = types.ints.positive;
+      default = 10;
+      description = "Seconds for a narinfo fetch or a NAR's headers.";
+    };
+    nar_streams = mkOption {
+      type = types.ints.positive;
+      default = 32;
+      description = "NARs relayed from an http(s) upstream at once.";
+    };
   };
 
   peerOptions = {
-    grpc = mkOption { type = types.str; example = "node-b.example.org:7700"; description = "The peer's gRPC address."; };
-    http = mkOption { type = types.str; example = "node-b.example.org:7780"; description = "The peer's HTTP address."; };
-    key = mkOption { type = types.str; example = "node-b:base64..."; description = "The peer node's Nix public key."; };
+    grpc = mkOption {
+      type = types.str;
+      example = "node-b.example.org:7700";
+      description = "The peer's gRPC address.";
+    };
+    http = mkOption {
+      type = types.str;
+      example = "node-b.example.org:7780";
+      description = "The peer's HTTP address.";
+    };
+    key = mkOption {
+      type = types.str;
+      example = "node-b:base64...";
+      description = "The peer node's Nix public key.";
+    };
   };
 
   settingsType = types.submodule {
@@ -162,9 +232,21 @@ let
       federation = mkOption {
         type = types.submodule {
           options = {
-            poll_interval = mkOption { type = durationType; default = "500ms"; description = "How often each peer's checkpoint is fetched."; };
-            max_backoff = mkOption { type = durationType; default = "5s"; description = "Cap of the wait after failed rounds."; };
-            batch_entries = mkOption { type = types.ints.positive; default = 4096; description = "Most peer entries applied in one transaction."; };
+            poll_interval = mkOption {
+              type = durationType;
+              default = "500ms";
+              description = "How often each peer's checkpoint is fetched.";
+            };
+            max_backoff = mkOption {
+              type = durationType;
+              default = "5s";
+              description = "Cap of the wait after failed rounds.";
+            };
+            batch_entries = mkOption {
+              type = types.ints.positive;
+              default = 4096;
+              description = "Most peer entries applied in one transaction.";
+            };
           };
         };
         default = { };

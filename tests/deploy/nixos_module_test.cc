@@ -30,9 +30,9 @@
 namespace attest::testing {
 namespace {
 
+using nlohmann::json;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-using nlohmann::json;
 
 const std::string kModule = std::string(ATTEST_SOURCE_DIR) + "/deploy/nixos/module.nix";
 const std::string kEval = std::string(ATTEST_SOURCE_DIR) + "/tests/deploy/nixos_module_eval.nix";
@@ -48,7 +48,8 @@ std::map<std::string, std::map<std::string, std::string>> ExampleKeys(const std:
     absl::string_view line = absl::StripAsciiWhitespace(raw);
     const bool commented = absl::ConsumePrefix(&line, "# ");
     if (absl::StartsWith(line, "[")) {
-      table = std::string(absl::StripSuffix(absl::StripSuffix(absl::StripPrefix(absl::StripPrefix(line, "["), "["), "]"), "]"));
+      table = std::string(
+          absl::StripSuffix(absl::StripSuffix(absl::StripPrefix(absl::StripPrefix(line, "["), "["), "]"), "]"));
       continue;
     }
     if (commented && table != "peer") continue;
@@ -56,7 +57,8 @@ std::map<std::string, std::map<std::string, std::string>> ExampleKeys(const std:
     const size_t equals = line.find(" = ");
     if (equals == absl::string_view::npos) continue;
     const std::string key(line.substr(0, equals));
-    if (key.empty() || !std::all_of(key.begin(), key.end(), [](char c) { return absl::ascii_isalnum(c) || c == '_'; })) {
+    if (key.empty() ||
+        !std::all_of(key.begin(), key.end(), [](char c) { return absl::ascii_isalnum(c) || c == '_'; })) {
       continue;
     }
     std::optional<std::string> value = ExampleValue(line, key);
@@ -113,12 +115,14 @@ class NixosModuleTest : public ::testing::Test {
   }
 
   RunResult NixInstantiate(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {"env", "-u", "NIX_CONFIG", "-u", "NIX_PATH", "-u", "NIX_REMOTE",
-                                     "nix-instantiate", "--store", dir_.File("store")};
+    std::vector<std::string> argv = {"env", "-u",         "NIX_CONFIG",      "-u",      "NIX_PATH",
+                                     "-u",  "NIX_REMOTE", "nix-instantiate", "--store", dir_.File("store")};
     argv.insert(argv.end(), args.begin(), args.end());
     return attest::testing::Run(argv, "", std::chrono::seconds(120),
-                                {{"NIX_CONF_DIR", dir_.File("etc")}, {"HOME", dir_.File("home")},
-                                 {"XDG_CACHE_HOME", dir_.File("cache")}, {"NIX_STATE_DIR", dir_.File("state")},
+                                {{"NIX_CONF_DIR", dir_.File("etc")},
+                                 {"HOME", dir_.File("home")},
+                                 {"XDG_CACHE_HOME", dir_.File("cache")},
+                                 {"NIX_STATE_DIR", dir_.File("state")},
                                  {"NIX_LOG_DIR", dir_.File("log")}});
   }
 
@@ -141,7 +145,8 @@ TEST_F(NixosModuleTest, ParsesWithNix) {
   const std::string text = ReadFileOrDie(kModule);
   WriteFileOrDie(dir_.File("typo.nix"), absl::StrReplaceAll(text, {{"builderCfg.spool;", "builderCfg.spool"}}));
   EXPECT_NE(NixInstantiate({"--parse", dir_.File("typo.nix")}).exit_code, 0);
-  WriteFileOrDie(dir_.File("name.nix"), absl::StrReplaceAll(text, {{"mkIf builderCfg.enable", "mkIf builderCgf.enable"}}));
+  WriteFileOrDie(dir_.File("name.nix"),
+                 absl::StrReplaceAll(text, {{"mkIf builderCfg.enable", "mkIf builderCgf.enable"}}));
   RunResult misspelt = NixInstantiate({"--parse", dir_.File("name.nix")});
   EXPECT_NE(misspelt.exit_code, 0);
   EXPECT_THAT(misspelt.err, HasSubstr("undefined variable 'builderCgf'"));
@@ -199,14 +204,15 @@ TEST_F(NixosModuleTest, PolicyAndBuilderOptionsMirrorTheirExamples) {
   const auto builder_example = ExampleKeys(kDeployDir + "builder.example.toml");
   for (const auto& [key, value] : builder_example.at("")) example_builder.insert(key);
   EXPECT_EQ(written, example_builder);
-  EXPECT_EQ(builder_toml["spool"], ExampleValue(ReadFileOrDie(kDeployDir + "builder.example.toml"), "spool").value_or(""));
+  EXPECT_EQ(builder_toml["spool"],
+            ExampleValue(ReadFileOrDie(kDeployDir + "builder.example.toml"), "spool").value_or(""));
 }
 
 TEST_F(NixosModuleTest, ServicesHaveTheSandboxOfTheSystemdUnits) {
   const json result = Evaluate();
   ASSERT_TRUE(result.is_object());
-  for (const auto& [service, unit_file] :
-       std::vector<std::pair<std::string, std::string>>{{"attestd", "attestd.service"}, {"push", "attest-push.service"}}) {
+  for (const auto& [service, unit_file] : std::vector<std::pair<std::string, std::string>>{
+           {"attestd", "attestd.service"}, {"push", "attest-push.service"}}) {
     const json& module = result[service];
     const std::vector<UnitSetting> unit = ParseUnit(ReadFileOrDie(kDeployDir + "systemd/" + unit_file));
     std::set<std::string> unit_keys;
@@ -270,9 +276,12 @@ TEST_F(NixosModuleTest, WrittenNodeConfigStartsAttestd) {
   EXPECT_EQ(node_toml["node"]["policy"], "/nix/store/00000000000000000000000000000000-attest-policy.toml");
 
   // Everything as written, but files and ports of this test.
-  RunResult key = attest::testing::Run({ATTEST_BIN, "key", "generate", "--name", "node-1", "--out", dir_.File("node.sec")});
+  RunResult key =
+      attest::testing::Run({ATTEST_BIN, "key", "generate", "--name", "node-1", "--out", dir_.File("node.sec")});
   ASSERT_EQ(key.exit_code, 0) << key.err;
-  WriteFileOrDie(dir_.File("policy.toml"), "quorum = 1\n[[operator]]\nname = \"op\"\nbuilders = [\"op-1:yljIATpkM1LMf26jx3hQXKfjwVjulKcvNyCt7YuMQSg=\"]\n");
+  WriteFileOrDie(
+      dir_.File("policy.toml"),
+      "quorum = 1\n[[operator]]\nname = \"op\"\nbuilders = [\"op-1:yljIATpkM1LMf26jx3hQXKfjwVjulKcvNyCt7YuMQSg=\"]\n");
   node_toml["node"]["database"] = dir_.File("attest.db");
   node_toml["node"]["key"] = dir_.File("node.sec");
   node_toml["node"]["policy"] = dir_.File("policy.toml");

@@ -92,7 +92,8 @@ class PostBuildHookTest : public ::testing::Test {
 
   // `attest key generate`: writes NAME.sec, returns the public key.
   std::string MakeKey(const std::string& name) {
-    RunResult result = attest::testing::Run({ATTEST_BIN, "key", "generate", "--name", name, "--out", dir_.File(name + ".sec")});
+    RunResult result =
+        attest::testing::Run({ATTEST_BIN, "key", "generate", "--name", name, "--out", dir_.File(name + ".sec")});
     EXPECT_EQ(result.exit_code, 0) << result.err;
     return std::string(absl::StripAsciiWhitespace(result.out));
   }
@@ -124,8 +125,7 @@ TEST_F(PostBuildHookTest, RecordBelongsToThePushUserWhoDeliversItToANode) {
   Daemon node({ATTESTD_BIN, "--config", dir_.File("node.toml")}, dir_.File("attestd"));
   std::optional<std::string> listening = node.WaitForLine("grpc listening on ", std::chrono::seconds(30));
   ASSERT_TRUE(listening.has_value()) << node.Stderr();
-  const std::string address(
-      absl::StripAsciiWhitespace(listening->substr(listening->find("grpc listening on ") + 18)));
+  const std::string address(absl::StripAsciiWhitespace(listening->substr(listening->find("grpc listening on ") + 18)));
 
   // As deploy/systemd sets it up: the spool and the key belong to the push user; the config is public.
   const std::string spool = dir_.File("spool");

@@ -40,8 +40,9 @@ std::vector<UnitSetting> Unit(const std::string& name) { return ParseUnit(ReadFi
 // A copy of the unit in `dir` whose ExecStart runs the built program instead of the installed one.
 std::string UnitWithBuiltPrograms(const TempDir& dir, const std::string& name) {
   const std::string text = ReadFileOrDie(kSystemdDir + name);
-  const std::string rewritten = absl::StrReplaceAll(text, {{"ExecStart=/usr/local/bin/attestd ", absl::StrCat("ExecStart=", ATTESTD_BIN, " ")},
-                                                           {"ExecStart=/usr/local/bin/attest ", absl::StrCat("ExecStart=", ATTEST_BIN, " ")}});
+  const std::string rewritten =
+      absl::StrReplaceAll(text, {{"ExecStart=/usr/local/bin/attestd ", absl::StrCat("ExecStart=", ATTESTD_BIN, " ")},
+                                 {"ExecStart=/usr/local/bin/attest ", absl::StrCat("ExecStart=", ATTEST_BIN, " ")}});
   EXPECT_NE(rewritten, text) << name << ": ExecStart does not run /usr/local/bin/attestd or /usr/local/bin/attest";
   WriteFileOrDie(dir.File(name), rewritten);
   return dir.File(name);
@@ -97,7 +98,8 @@ TEST_F(SystemdAnalyzeTest, SecurityRatesBothSandboxesLowExposure) {
     const std::string unit = UnitWithBuiltPrograms(dir_, name);
     // Exposure runs from 0 (locked down) to 10 (unsandboxed); a network service cannot reach 0, since it
     // needs Internet sockets and the host's network. Threshold is in tenths.
-    RunResult security = attest::testing::Run({analyze_, "security", "--no-pager", "--offline=true", "--threshold=20", unit});
+    RunResult security =
+        attest::testing::Run({analyze_, "security", "--no-pager", "--offline=true", "--threshold=20", unit});
     if (security.err.find("unrecognized option") != std::string::npos) {
       GTEST_SKIP() << "this systemd-analyze has no offline security check: " << security.err;
     }
@@ -114,15 +116,29 @@ TEST_F(SystemdAnalyzeTest, SecurityRatesBothSandboxesLowExposure) {
 // The sandbox both units share: what attestd and attest push tolerate (no privileges, threads, sockets,
 // files in their own directories).
 void ExpectSandbox(const std::vector<UnitSetting>& unit, const std::string& name) {
-  const std::map<std::string, std::string> expected = {
-      {"NoNewPrivileges", "yes"},    {"CapabilityBoundingSet", ""},     {"AmbientCapabilities", ""},
-      {"ProtectSystem", "strict"},   {"ProtectHome", "yes"},            {"PrivateTmp", "yes"},
-      {"PrivateDevices", "yes"},     {"PrivateUsers", "yes"},           {"ProtectKernelTunables", "yes"},
-      {"ProtectKernelModules", "yes"}, {"ProtectKernelLogs", "yes"},    {"ProtectControlGroups", "yes"},
-      {"ProtectClock", "yes"},       {"ProtectHostname", "yes"},        {"RestrictNamespaces", "yes"},
-      {"RestrictRealtime", "yes"},   {"RestrictSUIDSGID", "yes"},       {"LockPersonality", "yes"},
-      {"MemoryDenyWriteExecute", "yes"}, {"SystemCallArchitectures", "native"}, {"UMask", "0077"},
-      {"Restart", "on-failure"},     {"Type", "exec"}};
+  const std::map<std::string, std::string> expected = {{"NoNewPrivileges", "yes"},
+                                                       {"CapabilityBoundingSet", ""},
+                                                       {"AmbientCapabilities", ""},
+                                                       {"ProtectSystem", "strict"},
+                                                       {"ProtectHome", "yes"},
+                                                       {"PrivateTmp", "yes"},
+                                                       {"PrivateDevices", "yes"},
+                                                       {"PrivateUsers", "yes"},
+                                                       {"ProtectKernelTunables", "yes"},
+                                                       {"ProtectKernelModules", "yes"},
+                                                       {"ProtectKernelLogs", "yes"},
+                                                       {"ProtectControlGroups", "yes"},
+                                                       {"ProtectClock", "yes"},
+                                                       {"ProtectHostname", "yes"},
+                                                       {"RestrictNamespaces", "yes"},
+                                                       {"RestrictRealtime", "yes"},
+                                                       {"RestrictSUIDSGID", "yes"},
+                                                       {"LockPersonality", "yes"},
+                                                       {"MemoryDenyWriteExecute", "yes"},
+                                                       {"SystemCallArchitectures", "native"},
+                                                       {"UMask", "0077"},
+                                                       {"Restart", "on-failure"},
+                                                       {"Type", "exec"}};
   for (const auto& [key, value] : expected) {
     EXPECT_EQ(UnitValue(unit, "Service", key), value) << name << ": " << key;
   }
@@ -130,7 +146,8 @@ void ExpectSandbox(const std::vector<UnitSetting>& unit, const std::string& name
   std::vector<std::string> families =
       absl::StrSplit(UnitValue(unit, "Service", "RestrictAddressFamilies").value_or(""), ' ', absl::SkipEmpty());
   EXPECT_THAT(families, UnorderedElementsAre("AF_UNIX", "AF_INET", "AF_INET6")) << name;
-  EXPECT_THAT(UnitValues(unit, "Service", "SystemCallFilter"), ElementsAre("@system-service", "~@privileged @resources"))
+  EXPECT_THAT(UnitValues(unit, "Service", "SystemCallFilter"),
+              ElementsAre("@system-service", "~@privileged @resources"))
       << name;
   EXPECT_EQ(UnitValue(unit, "Install", "WantedBy"), "multi-user.target") << name;
   EXPECT_EQ(UnitValue(unit, "Unit", "After"), "network-online.target") << name;
@@ -185,8 +202,7 @@ TEST(SystemdUnitTest, PushRunsSandboxedAsTheSpoolOwnerAndWritesOnlyTheSpool) {
   EXPECT_EQ(UnitValue(unit, "Service", "User"), "attest-push");
   EXPECT_EQ(UnitValue(unit, "Service", "Group"), "attest-push");
   ExpectSandbox(unit, "attest-push.service");
-  const std::optional<std::string> spool =
-      ExampleValue(ReadFileOrDie(kDeployDir + "builder.example.toml"), "spool");
+  const std::optional<std::string> spool = ExampleValue(ReadFileOrDie(kDeployDir + "builder.example.toml"), "spool");
   ASSERT_TRUE(spool.has_value());
   EXPECT_THAT(UnitValues(unit, "Service", "ReadWritePaths"), ElementsAre(*spool));
   // A submission in flight has a 10 s deadline.
@@ -228,7 +244,8 @@ TEST(SystemdUnitTest, SysusersAndTmpfilesCreateTheUsersAndASpoolOnlyThePushUserC
   const std::string passwd = ReadFileOrDie(root.File("etc/passwd"));
   EXPECT_THAT(passwd, HasSubstr("attest:x:"));
   EXPECT_THAT(passwd, HasSubstr("attest-push:x:"));
-  RunResult dirs = attest::testing::Run({*tmpfiles, "--root=" + root.path(), "--create", kSystemdDir + "attest.tmpfiles"});
+  RunResult dirs =
+      attest::testing::Run({*tmpfiles, "--root=" + root.path(), "--create", kSystemdDir + "attest.tmpfiles"});
   ASSERT_EQ(dirs.exit_code, 0) << dirs.out << dirs.err;
   struct stat st {};
   ASSERT_EQ(stat(root.File("var/spool/attest").c_str(), &st), 0);
