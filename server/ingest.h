@@ -41,6 +41,7 @@
 #include "consensus/policy.h"
 #include "google/protobuf/repeated_ptr_field.h"
 #include "proto/attest/v1/attest.pb.h"
+#include "server/metrics.h"
 #include "server/worker_pool.h"
 #include "storage/attestation_store.h"
 
@@ -57,6 +58,9 @@ struct IngestOptions final {
   // Called on the writer thread after each successful commit with the store paths that got new
   // attestations (readers that cache verdicts drop theirs). Keep it short; may be empty.
   std::function<void(std::span<const consensus::StorePath>)> on_commit = nullptr;
+  // Where the submission counters and the verification and commit latencies go (server/README.md,
+  // "Metrics"); borrowed. Null: a registry of the Ingestor's own, which nobody reads.
+  MetricsRegistry* metrics = nullptr;
 };
 
 enum class IngestOutcome {
@@ -126,7 +130,11 @@ class Ingestor final {
  private:
   struct Item;
   struct PendingWrite;
+  struct Metrics;
 
+  // Submit without counting the batch's result.
+  absl::StatusOr<std::vector<IngestResult>> SubmitBatch(
+      const google::protobuf::RepeatedPtrField<v1::Attestation>& batch);
   void CheckItems(const google::protobuf::RepeatedPtrField<v1::Attestation>& batch, std::vector<Item>& items);
   void CheckItem(const v1::Attestation& message, size_t index, size_t count, Item& item) const;
   absl::Status Commit(PendingWrite& write);
@@ -140,6 +148,8 @@ class Ingestor final {
   const Clock clock_;
   const IngestOptions options_;
   std::unique_ptr<WorkerPool> verify_pool_;
+  std::unique_ptr<MetricsRegistry> own_metrics_;  // when options.metrics is null
+  std::unique_ptr<Metrics> metrics_;
 
   absl::Mutex mu_;
   std::vector<PendingWrite*> queue_ ABSL_GUARDED_BY(mu_);

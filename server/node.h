@@ -26,6 +26,7 @@
 #include "server/log_http.h"
 #include "server/log_proofs.h"
 #include "server/log_publisher.h"
+#include "server/metrics.h"
 #include "server/node_config.h"
 #include "server/replication.h"
 #include "server/status_query.h"
@@ -76,6 +77,8 @@ class Node final {
   LogPublisher* log_publisher() const { return log_publisher_.get(); }
   // Follows the peers of [[peer]] (started by Start).
   Replicator* replicator() const { return replicator_.get(); }
+  // What GET /metrics renders.
+  MetricsRegistry& metrics() { return metrics_; }
 
  private:
   Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
@@ -85,6 +88,8 @@ class Node final {
   const consensus::Policy policy_;
   const consensus::SecretKey key_;
   const std::unique_ptr<storage::AttestationStore> store_;
+  // Before everything that writes metrics.
+  MetricsRegistry metrics_;
   // Before ingestor_: the ingest writer tells it about every commit.
   const std::unique_ptr<Gateway> gateway_;
   Ingestor ingestor_;
