@@ -107,9 +107,14 @@ std::string EscapeLabelValue(std::string_view value) {
 std::string FormatMetricValue(double value) {
   if (std::isnan(value)) return "NaN";
   if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  // Plain decimals for the usual magnitudes (timestamps, byte counts, latencies) so people can read
+  // them; exponents only outside.
+  const double magnitude = std::fabs(value);
+  const bool fixed = magnitude == 0 || (magnitude >= 1e-6 && magnitude < 1e15);
   char buffer[64];
-  auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  if (ec != std::errc()) return "NaN";  // cannot happen with 64 bytes
+  auto [end, ec] = fixed ? std::to_chars(buffer, buffer + sizeof(buffer), value, std::chars_format::fixed)
+                         : std::to_chars(buffer, buffer + sizeof(buffer), value);
+  if (ec != std::errc()) return "NaN";  // cannot happen: at most 15 + 1 + 22 characters
   return std::string(buffer, end);
 }
 

@@ -20,6 +20,7 @@
 #include "proto/attest/v1/attest.grpc.pb.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "server/node.h"
+#include "server/node_metrics.h"
 #include "tests/server/http_test_client.h"
 #include "tests/server/server_test_util.h"
 
@@ -103,6 +104,9 @@ TEST(MetricsRegistryTest, FormatsValuesInTheirShortestExactForm) {
   EXPECT_EQ(FormatMetricValue(0.0005), "0.0005");
   EXPECT_EQ(FormatMetricValue(1700000000), "1700000000");
   EXPECT_EQ(FormatMetricValue(1700000000.25), "1700000000.25");
+  EXPECT_EQ(FormatMetricValue(-2.5), "-2.5");
+  EXPECT_EQ(FormatMetricValue(1e20), "1e+20");
+  EXPECT_EQ(FormatMetricValue(1e-9), "1e-09");
   EXPECT_EQ(FormatMetricValue(std::numeric_limits<double>::infinity()), "+Inf");
   EXPECT_EQ(FormatMetricValue(-std::numeric_limits<double>::infinity()), "-Inf");
   EXPECT_EQ(FormatMetricValue(std::numeric_limits<double>::quiet_NaN()), "NaN");
@@ -169,7 +173,8 @@ TEST(MetricsRegistryTest, ScrapeRunsCollectorsAndPassesTheirErrorOn) {
 // before their samples.
 std::map<std::string, double> ParseExposition(const std::string& text) {
   std::map<std::string, double> samples;
-  for (std::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+  for (absl::string_view piece : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    const std::string_view line = consensus::StdView(piece);
     if (line.substr(0, 1) == "#") continue;
     const size_t space = line.rfind(' ');
     EXPECT_NE(space, std::string_view::npos) << line;
@@ -179,7 +184,7 @@ std::map<std::string, double> ParseExposition(const std::string& text) {
     if (number == "+Inf") {
       value = std::numeric_limits<double>::infinity();
     } else {
-      EXPECT_TRUE(absl::SimpleAtod(number, &value)) << line;
+      EXPECT_TRUE(absl::SimpleAtod(consensus::AbslView(number), &value)) << line;
     }
     samples[std::string(line.substr(0, space))] = value;
   }
