@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -70,19 +71,19 @@ void Fill(storage::AttestationStore& store, const std::vector<consensus::SecretK
   const auto start = std::chrono::steady_clock::now();
   for (int64_t first = from; first < count; first += kBatch) {
     const int64_t last = std::min(count, first + kBatch);
-    std::vector<storage::StoredAttestation> made(static_cast<size_t>(last - first));
+    std::vector<std::optional<storage::StoredAttestation>> made(static_cast<size_t>(last - first));
     std::vector<std::thread> signers;
     for (int t = 0; t < 2; ++t) {
       signers.emplace_back([&, t] {
         for (int64_t i = first + t; i < last; i += 2) {
           made[static_cast<size_t>(i - first)] =
-              storage::StoredAttestation{.attestation = IngestAttestation(i, builders), .received_unix = 1790000000};
+              storage::StoredAttestation{IngestAttestation(i, builders), 1790000000, std::nullopt, ""};
         }
       });
     }
     for (std::thread& t : signers) t.join();
     storage::WriteBatch batch;
-    batch.attestations = std::move(made);
+    for (auto& attestation : made) batch.attestations.push_back(std::move(*attestation));
     auto written = store.Write(batch);
     if (!written.ok()) {
       std::fprintf(stderr, "write failed: %s\n", std::string(written.status().message()).c_str());
