@@ -77,8 +77,6 @@ class Node final {
   LogPublisher* log_publisher() const { return log_publisher_.get(); }
   // Follows the peers of [[peer]] (started by Start).
   Replicator* replicator() const { return replicator_.get(); }
-  // What GET /metrics renders.
-  MetricsRegistry& metrics() { return metrics_; }
 
  private:
   Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,

@@ -78,9 +78,6 @@ class Replicator final {
   std::vector<std::unique_ptr<Follower>> followers_;
 };
 
-// Sets the attest_peer_* gauges of `metrics` from a federation status (one member per peer).
-void SetPeerMetrics(MetricsRegistry& metrics, const v1::GetFederationStatusResponse& status);
-
 }  // namespace attest::server
 
 #endif  // ATTEST_SERVER_REPLICATION_H_
