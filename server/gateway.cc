@@ -30,6 +30,39 @@ HttpResponse NotServed(std::string reason) { return HttpResponse::Text(404, std:
 
 }  // namespace
 
+enum class Gateway::Answer {
+  kCacheInfo,
+  kNarInfoServed,
+  kNarInfoNotNarInfo,  // a top-level path that is not <hash>.narinfo
+  kNarInfoUpstreamMissing,
+  kNarInfoUpstreamInvalid,
+  kNarInfoUpstreamFailed,
+  kNarInfoUnknown,
+  kNarInfoPending,
+  kNarInfoDisputed,
+  kNarInfoMismatch,  // CONFIRMED, but the upstream narinfo describes other contents
+  kNarInfoStoreFailed,
+  kNarServed,
+  kNarUpstreamMissing,
+  kNarUpstreamFailed,
+  kNarBadName,
+};
+
+namespace {
+
+// The labels of each Gateway::Answer, in its order: route, answer.
+constexpr std::pair<std::string_view, std::string_view> kAnswerLabels[] = {
+    {"nix_cache_info", "served"},   {"narinfo", "served"},           {"narinfo", "not_narinfo"},
+    {"narinfo", "upstream_missing"}, {"narinfo", "upstream_invalid"}, {"narinfo", "upstream_failed"},
+    {"narinfo", "unknown"},          {"narinfo", "pending"},          {"narinfo", "disputed"},
+    {"narinfo", "mismatch"},         {"narinfo", "store_failed"},     {"nar", "served"},
+    {"nar", "upstream_missing"},     {"nar", "upstream_failed"},      {"nar", "bad_name"},
+};
+
+}  // namespace
+
+void Gateway::Count(Answer answer) const { answers_[static_cast<size_t>(answer)]->Increment(); }
+
 // What the upstream said about one hash part, and until when that is believed.
 struct Gateway::UpstreamAnswer final {
   enum class Kind { kFound, kMissing, kInvalid, kFailed };
@@ -46,6 +79,7 @@ struct Gateway::Entry final {
   bool answered = false;                      // `body`/`reason` are the answer for the current tally
   std::shared_ptr<const std::string> body;    // the 200 narinfo; null for a 404
   std::string reason;                         // the 404's text
+  Answer answer = Answer::kNarInfoServed;     // when answered
   mutable std::atomic<int64_t> last_used{0};  // unix seconds, for eviction
 };
 
@@ -80,12 +114,23 @@ Gateway::Gateway(const consensus::Policy& policy, storage::AttestationStore* sto
       upstream_(std::move(upstream)),
       clock_(std::move(clock)),
       options_(options),
-      cache_info_(Cat("StoreDir: ", consensus::kStoreDir, "\nWantMassQuery: 1\nPriority: ", options.priority, "\n")) {}
+      cache_info_(Cat("StoreDir: ", consensus::kStoreDir, "\nWantMassQuery: 1\nPriority: ", options.priority, "\n")),
+      own_metrics_(options.metrics == nullptr ? std::make_unique<MetricsRegistry>() : nullptr) {
+  CounterFamily& requests =
+      (options.metrics != nullptr ? *options.metrics : *own_metrics_)
+          .AddCounter("attest_gateway_requests_total",
+                      "Requests to the substituter gateway, by route (nix_cache_info, narinfo, nar) and answer.",
+                      {"route", "answer"});
+  for (const auto& [route, answer] : kAnswerLabels) answers_.push_back(&requests.Labels({route, answer}));
+}
 
 Gateway::~Gateway() = default;
 
 void Gateway::AddRoutes(HttpRouter& router) {
-  router.Exact("/nix-cache-info", [this](const HttpRequest&) { return HttpReply::Now(CacheInfo()); });
+  router.Exact("/nix-cache-info", [this](const HttpRequest&) {
+    Count(Answer::kCacheInfo);
+    return HttpReply::Now(CacheInfo());
+  });
   router.Prefix(std::string(kNarPrefix), [this](const HttpRequest& request) { return Nar(request.path); });
   router.Prefix("/", [this](const HttpRequest& request) { return NarInfo(request.path); });
 }
@@ -101,6 +146,7 @@ HttpReply Gateway::NarInfo(std::string_view request_path) {
   if (request_path.size() != 1 + consensus::kStorePathHashLength + kNarInfoSuffix.size() ||
       request_path.substr(1 + consensus::kStorePathHashLength) != kNarInfoSuffix ||
       !IsHashPart(request_path.substr(1, consensus::kStorePathHashLength))) {
+    Count(Answer::kNarInfoNotNarInfo);
     return HttpReply::Now(HttpResponse::Text(404, "not found"));
   }
   std::string hash_part(request_path.substr(1, consensus::kStorePathHashLength));
@@ -112,6 +158,7 @@ HttpReply Gateway::NarInfo(std::string_view request_path) {
       const Entry& entry = *it->second;
       entry.last_used.store(absl::ToUnixSeconds(now), std::memory_order_relaxed);
       cache_hits_.fetch_add(1, std::memory_order_relaxed);
+      Count(entry.answer);
       if (entry.body == nullptr) return HttpReply::Now(NotServed(entry.reason));
       HttpResponse response;
       response.content_type = "text/x-nix-narinfo";
@@ -126,8 +173,11 @@ HttpResponse Gateway::Resolve(const std::string& hash_part) {
   const absl::Time now = clock_();
   std::shared_ptr<const UpstreamAnswer> upstream = UpstreamFor(hash_part, now);
 
-  auto keep = [&](bool answered, std::shared_ptr<const std::string> body, std::string reason, uint64_t generation) {
+  auto keep = [&](bool answered, std::shared_ptr<const std::string> body, std::string reason, uint64_t generation,
+                  Answer answer) {
+    Count(answer);
     auto entry = std::make_shared<Entry>();
+    entry->answer = answer;
     entry->upstream = upstream;
     // An answer computed from a read that may have missed a commit is not kept (the next request
     // computes it again); the upstream part is kept either way.
@@ -146,7 +196,10 @@ HttpResponse Gateway::Resolve(const std::string& hash_part) {
       absl::ReaderMutexLock lock(&mu_);
       generation = generation_;
     }
-    keep(true, nullptr, upstream->reason, generation);
+    keep(true, nullptr, upstream->reason, generation,
+         upstream->kind == UpstreamAnswer::Kind::kMissing   ? Answer::kNarInfoUpstreamMissing
+         : upstream->kind == UpstreamAnswer::Kind::kInvalid ? Answer::kNarInfoUpstreamInvalid
+                                                            : Answer::kNarInfoUpstreamFailed);
     return NotServed(upstream->reason);
   }
 
@@ -162,7 +215,7 @@ HttpResponse Gateway::Resolve(const std::string& hash_part) {
   if (!stored.ok() || stored->size() != 1) {
     LogWarning(Cat("gateway: reading the attestations of ", narinfo.claim.path.full(), " failed: ",
                    stored.ok() ? "wrong answer count" : StdView(stored.status().message()), "; answered 404"));
-    keep(false, nullptr, "", generation);
+    keep(false, nullptr, "", generation, Answer::kNarInfoStoreFailed);
     return NotServed("the node cannot read its store right now");
   }
   const PathTally tally = TallyStored(policy_, (*stored)[0], *TallyOptionsOf(options_.resolutions));
@@ -173,7 +226,10 @@ HttpResponse Gateway::Resolve(const std::string& hash_part) {
                  result.verdict == consensus::Verdict::kPending
                      ? Cat(" (", result.fingerprints.front().operators.size(), " of ", policy_.quorum(), " operators)")
                      : std::string());
-    keep(true, nullptr, reason, generation);
+    keep(true, nullptr, reason, generation,
+         result.verdict == consensus::Verdict::kPending    ? Answer::kNarInfoPending
+         : result.verdict == consensus::Verdict::kDisputed ? Answer::kNarInfoDisputed
+                                                           : Answer::kNarInfoUnknown);
     return NotServed(reason);
   }
   const consensus::FingerprintTally& agreed = result.fingerprints.front();
@@ -183,7 +239,7 @@ HttpResponse Gateway::Resolve(const std::string& hash_part) {
     LogWarning(Cat("gateway: upstream narinfo of ", narinfo.claim.path.full(),
                    " differs from the confirmed fingerprint (", consensus::QuoteForError(fingerprint), " upstream, ",
                    consensus::QuoteForError(agreed.fingerprint), " confirmed); answered 404"));
-    keep(true, nullptr, reason, generation);
+    keep(true, nullptr, reason, generation, Answer::kNarInfoMismatch);
     return NotServed(reason);
   }
 
@@ -212,7 +268,7 @@ HttpResponse Gateway::Resolve(const std::string& hash_part) {
   for (const std::string& signature : signatures) absl::StrAppend(&body, "Sig: ", signature, "\n");
 
   auto shared = std::make_shared<const std::string>(std::move(body));
-  keep(true, shared, "", generation);
+  keep(true, shared, "", generation, Answer::kNarInfoServed);
   HttpResponse response;
   response.content_type = "text/x-nix-narinfo";
   response.body = std::move(shared);
@@ -359,6 +415,7 @@ void Gateway::PathsChanged(std::span<const consensus::StorePath> paths) {
 HttpReply Gateway::Nar(std::string_view request_path) {
   const std::string_view file = request_path.substr(std::min(request_path.size(), kNarPrefix.size()));
   if (!IsServableNarFileName(file)) {
+    Count(Answer::kNarBadName);
     return HttpReply::Now(HttpResponse::Text(400, "not a NAR file name: expected /nar/<file> with [A-Za-z0-9._+-]"));
   }
   return HttpReply::Later([this, file = std::string(file)] {
@@ -366,11 +423,14 @@ HttpReply Gateway::Nar(std::string_view request_path) {
     if (!body.ok()) {
       if (body.status().code() != absl::StatusCode::kNotFound) {
         NoteUpstreamHealth(body.status());
+        Count(Answer::kNarUpstreamFailed);
         return NotServed("the upstream cache is unavailable");
       }
+      Count(Answer::kNarUpstreamMissing);
       return NotServed(Cat("the upstream cache has no nar/", file));
     }
     NoteUpstreamHealth(absl::OkStatus());
+    Count(Answer::kNarServed);
     HttpResponse response;
     response.content_type = "application/x-nix-nar";
     response.body = *std::move(body);

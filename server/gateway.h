@@ -32,6 +32,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -43,6 +44,7 @@
 #include "consensus/store_path.h"
 #include "server/http_server.h"
 #include "server/resolution_book.h"
+#include "server/metrics.h"
 #include "server/upstream.h"
 #include "storage/attestation_store.h"
 
@@ -56,6 +58,8 @@ struct GatewayOptions final {
   size_t max_entries = 50000;                      // cached hash parts (about 2 KiB each at most)
   // Statements excluding builders (null: nobody is excluded); borrowed.
   const ResolutionBook* resolutions = nullptr;
+  // Where attest_gateway_requests_total goes; borrowed. Null: a registry of its own.
+  MetricsRegistry* metrics = nullptr;
 };
 
 struct GatewayStats final {
@@ -95,6 +99,9 @@ class Gateway final {
   struct UpstreamAnswer;
   struct Entry;
   struct Flight;
+  enum class Answer;  // what a request was answered, for attest_gateway_requests_total
+
+  void Count(Answer answer) const;
 
   // The whole miss path (blocking): upstream (cached or fetched), tally, render, cache.
   HttpResponse Resolve(const std::string& hash_part);
@@ -111,6 +118,8 @@ class Gateway final {
   const Clock clock_;
   const GatewayOptions options_;
   const std::string cache_info_;
+  std::unique_ptr<MetricsRegistry> own_metrics_;  // when options.metrics is null
+  std::vector<Counter*> answers_;                 // by Answer
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<const Entry>> entries_ ABSL_GUARDED_BY(mu_);

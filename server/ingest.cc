@@ -1,6 +1,7 @@
 #include "server/ingest.h"
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <tuple>
 #include <string>
@@ -8,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "consensus/dispute.h"
@@ -41,10 +43,40 @@ std::string JoinNames(const std::vector<std::string>& names) {
   return absl::StrJoin(names, ", ");
 }
 
+// Why an item was rejected, as the `reason` label of attest_rejected_attestations_total: short and
+// stable (server/README.md lists them), never the free-text message.
+constexpr std::string_view kMalformedFields[] = {"path_info", "store_path", "nar_hash", "nar_size",
+                                                 "references", "signature", "metadata"};
+constexpr std::string_view kReasonMalformed = "malformed";
+constexpr std::string_view kReasonUnknownKey = "unknown_key";
+constexpr std::string_view kReasonMissingPublicKey = "missing_public_key";
+constexpr std::string_view kReasonMalformedPublicKey = "malformed_public_key";
+constexpr std::string_view kReasonPublicKeyMismatch = "public_key_mismatch";
+constexpr std::string_view kReasonBadSignature = "bad_signature";
+constexpr std::string_view kReasonDuplicate = "duplicate";
+
+// The reason of a conversion failure: "malformed_<field>" for the wire field its message starts with
+// (proto::FromProto writes "<field>: ..." or "<field>[i] ..."), plain "malformed" otherwise.
+std::string MalformedReason(std::string_view message) {
+  const size_t end = message.find_first_not_of("abcdefghijklmnopqrstuvwxyz_");
+  const std::string_view field = message.substr(0, end);
+  for (std::string_view known : kMalformedFields) {
+    if (field == known) return Cat(kReasonMalformed, "_", known);
+  }
+  return std::string(kReasonMalformed);
+}
+
+std::string CodeLabel(absl::StatusCode code) { return absl::AsciiStrToLower(absl::StatusCodeToString(code)); }
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 }  // namespace
 
 struct Ingestor::Item {
   absl::Status status;  // rejection reason; OK while the item may be stored
+  std::string reason;   // when rejected: its label value (kReason...)
   std::optional<consensus::Attestation> attestation;  // set once the item is checked
   std::optional<consensus::PublicKey> observed_key;
   std::string fingerprint;
@@ -63,6 +95,87 @@ struct Ingestor::PendingWrite {
   std::string statements_origin;
 };
 
+// The Ingestor's metrics, resolved once so the write path only does atomic adds.
+struct Ingestor::Metrics final {
+  explicit Metrics(MetricsRegistry& registry)
+      : submitted(registry.AddCounter("attest_submitted_attestations_total",
+                                      "Attestations submitted to this node, by result (accepted, already_present, "
+                                      "observed, rejected).",
+                                      {"result"})),
+        rejected(registry.AddCounter("attest_rejected_attestations_total",
+                                     "Submitted attestations rejected, by reason.", {"reason"})),
+        batches(registry.AddCounter("attest_submit_batches_total",
+                                    "Submit calls, by result: ok, or the lower-case status code that failed the "
+                                    "whole batch.",
+                                    {"result"})),
+        replicated(registry.AddCounter("attest_replicated_attestations_total",
+                                       "Attestations replicated from a peer's log, by peer and result (stored, "
+                                       "already_present, rejected, skipped).",
+                                       {"peer", "result"})),
+        accepted(&submitted.Labels({"accepted"})),
+        already_present(&submitted.Labels({"already_present"})),
+        observed(&submitted.Labels({"observed"})),
+        rejected_total(&submitted.Labels({"rejected"})),
+        batches_ok(&batches.Labels({"ok"})) {
+    HistogramFamily& verify = registry.AddHistogram(
+        "attest_verify_seconds", "Checking one batch (conversion, key lookup, Ed25519 verification), by source.",
+        {"source"}, kLatencyBuckets);
+    HistogramFamily& commit = registry.AddHistogram(
+        "attest_commit_seconds",
+        "One group commit by the ingest writer (read, tally, dispute records, one transaction), by source.",
+        {"source"}, kLatencyBuckets);
+    verify_submit = &verify.Labels({"submit"});
+    verify_replication = &verify.Labels({"replication"});
+    commit_submit = &commit.Labels({"submit"});
+    commit_replication = &commit.Labels({"replication"});
+    for (std::string_view field : kMalformedFields) AddReason(Cat(kReasonMalformed, "_", field));
+    for (std::string_view reason : {kReasonMalformed, kReasonUnknownKey, kReasonMissingPublicKey,
+                                    kReasonMalformedPublicKey, kReasonPublicKeyMismatch, kReasonBadSignature,
+                                    kReasonDuplicate}) {
+      AddReason(std::string(reason));
+    }
+  }
+
+  void AddReason(std::string reason) {
+    Counter* counter = &rejected.Labels({reason});
+    by_reason.emplace(std::move(reason), counter);
+  }
+
+  // Counts one Submit's results.
+  void CountResults(const std::vector<Item>& items) {
+    uint64_t counts[4] = {0, 0, 0, 0};
+    for (const Item& item : items) {
+      if (!item.status.ok()) {
+        ++counts[static_cast<int>(IngestOutcome::kRejected)];
+        auto it = by_reason.find(item.reason);
+        (it != by_reason.end() ? it->second : by_reason.at(std::string(kReasonMalformed)))->Increment();
+      } else {
+        ++counts[static_cast<int>(item.outcome)];
+      }
+    }
+    if (counts[0] != 0) accepted->Increment(counts[0]);
+    if (counts[1] != 0) already_present->Increment(counts[1]);
+    if (counts[2] != 0) observed->Increment(counts[2]);
+    if (counts[3] != 0) rejected_total->Increment(counts[3]);
+  }
+
+  CounterFamily& submitted;
+  CounterFamily& rejected;
+  CounterFamily& batches;
+  CounterFamily& replicated;
+  Counter* accepted;
+  Counter* already_present;
+  Counter* observed;
+  Counter* rejected_total;
+  Counter* batches_ok;
+  // Read-only after construction, so looked up without a lock.
+  absl::flat_hash_map<std::string, Counter*> by_reason;
+  Histogram* verify_submit;
+  Histogram* verify_replication;
+  Histogram* commit_submit;
+  Histogram* commit_replication;
+};
+
 Ingestor::Ingestor(const consensus::Policy& policy, storage::AttestationStore* store,
                    const consensus::SecretKey& node_key, Clock clock, IngestOptions options)
     : policy_(policy),
@@ -70,11 +183,24 @@ Ingestor::Ingestor(const consensus::Policy& policy, storage::AttestationStore* s
       node_key_(node_key),
       clock_(std::move(clock)),
       options_(options),
-      verify_pool_(std::make_unique<WorkerPool>("verify", std::max(1, options.verify_threads))) {}
+      verify_pool_(std::make_unique<WorkerPool>("verify", std::max(1, options.verify_threads))),
+      own_metrics_(options.metrics == nullptr ? std::make_unique<MetricsRegistry>() : nullptr),
+      metrics_(std::make_unique<Metrics>(options.metrics != nullptr ? *options.metrics : *own_metrics_)) {}
 
 Ingestor::~Ingestor() = default;
 
 absl::StatusOr<std::vector<IngestResult>> Ingestor::Submit(
+    const google::protobuf::RepeatedPtrField<v1::Attestation>& batch) {
+  absl::StatusOr<std::vector<IngestResult>> results = SubmitBatch(batch);
+  if (results.ok()) {
+    metrics_->batches_ok->Increment();
+  } else {
+    metrics_->batches.Labels({CodeLabel(results.status().code())}).Increment();
+  }
+  return results;
+}
+
+absl::StatusOr<std::vector<IngestResult>> Ingestor::SubmitBatch(
     const google::protobuf::RepeatedPtrField<v1::Attestation>& batch) {
   const size_t count = static_cast<size_t>(batch.size());
   if (count == 0) {
@@ -86,7 +212,9 @@ absl::StatusOr<std::vector<IngestResult>> Ingestor::Submit(
   }
 
   std::vector<Item> items(count);
+  const auto verify_start = std::chrono::steady_clock::now();
   CheckItems(batch, items);
+  metrics_->verify_submit->Observe(SecondsSince(verify_start));
 
   // The first occurrence of an identical attestation is the one that is stored.
   absl::flat_hash_map<std::string, size_t> first_seen;
@@ -101,6 +229,7 @@ absl::StatusOr<std::vector<IngestResult>> Ingestor::Submit(
       item.status = absl::InvalidArgumentError(
           Cat("attestation ", i + 1, " of ", count, ": duplicate of attestation ", it->second + 1,
               " (same store path, claim and key; send it once)"));
+      item.reason = kReasonDuplicate;
       continue;
     }
     write.items.push_back(&item);
@@ -109,6 +238,7 @@ absl::StatusOr<std::vector<IngestResult>> Ingestor::Submit(
   if (!write.items.empty()) {
     if (absl::Status s = Commit(write); !s.ok()) return s;
   }
+  metrics_->CountResults(items);
 
   std::vector<IngestResult> results(count);
   for (size_t i = 0; i < count; ++i) {
@@ -147,6 +277,7 @@ void Ingestor::CheckItem(const v1::Attestation& message, size_t index, size_t co
   absl::StatusOr<consensus::Attestation> attestation = proto::FromProto(message);
   if (!attestation.ok()) {
     item.status = absl::InvalidArgumentError(Cat(prefix, StdView(attestation.status().message())));
+    item.reason = MalformedReason(StdView(attestation.status().message()));
     return;
   }
   const std::string& key_name = attestation->key_name();
@@ -157,6 +288,7 @@ void Ingestor::CheckItem(const v1::Attestation& message, size_t index, size_t co
     if (!options_.observe_unknown_keys) {
       item.status = absl::UnauthenticatedError(
           Cat(not_in_policy, "ask the federation to add it, or enable observe_unknown_keys on this node"));
+      item.reason = kReasonUnknownKey;
       return;
     }
     if (message.public_key().empty()) {
@@ -164,17 +296,20 @@ void Ingestor::CheckItem(const v1::Attestation& message, size_t index, size_t co
           Cat(not_in_policy,
               "this node stores such attestations for observation only when they carry public_key "
               "(the key's \"name:base64\" public half)"));
+      item.reason = kReasonMissingPublicKey;
       return;
     }
     absl::StatusOr<consensus::PublicKey> observed = consensus::PublicKey::Parse(message.public_key());
     if (!observed.ok()) {
       item.status = absl::InvalidArgumentError(Cat(prefix, "public_key: ", StdView(observed.status().message())));
+      item.reason = kReasonMalformedPublicKey;
       return;
     }
     if (observed->name() != key_name) {
       item.status = absl::InvalidArgumentError(Cat(prefix, "public_key is key '", observed->name(),
                                                    "' but the signature is by key '", key_name,
                                                    "' (send the public half of the signing key)"));
+      item.reason = kReasonPublicKeyMismatch;
       return;
     }
     item.observed_key = *std::move(observed);
@@ -187,6 +322,7 @@ void Ingestor::CheckItem(const v1::Attestation& message, size_t index, size_t co
             attestation->claim.path.full(),
             item.observed_key ? " (was it made with the secret half of the public_key sent along?)"
                               : " (is the key in the policy the one the builder signs with?)"));
+    item.reason = kReasonBadSignature;
     item.observed_key.reset();
     return;
   }
@@ -222,6 +358,7 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
     item.fingerprint = std::move(fingerprint);
     item.attestation = attestation;
   };
+  const auto verify_start = std::chrono::steady_clock::now();
   if (count <= kInlineCheckLimit) {
     for (size_t i = 0; i < count; ++i) check(i);
   } else {
@@ -237,6 +374,7 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
     }
     pending.Wait();
   }
+  if (count != 0) metrics_->verify_replication->Observe(SecondsSince(verify_start));
 
   ReplicationCounts counts;
   const int64_t now_unix = absl::ToUnixSeconds(clock_());
@@ -280,6 +418,12 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
       ++counts.stored;
     }
   }
+  for (auto [result, n] : {std::pair<std::string_view, int64_t>{"stored", counts.stored},
+                           {"already_present", counts.already_present},
+                           {"rejected", counts.rejected},
+                           {"skipped", counts.skipped}}) {
+    if (n != 0) metrics_->replicated.Labels({batch.peer, result}).Increment(static_cast<uint64_t>(n));
+  }
   return counts;
 }
 
@@ -309,7 +453,10 @@ absl::Status Ingestor::Commit(PendingWrite& write) {
       queue_.erase(queue_.begin());
     }
     mu_.Unlock();
+    const auto commit_start = std::chrono::steady_clock::now();
     absl::Status status = WriteGroup(group);
+    (group.front()->replication != nullptr ? metrics_->commit_replication : metrics_->commit_submit)
+        ->Observe(SecondsSince(commit_start));
     if (!status.ok() && group.size() > 1) {
       // One batch must not fail another: retry each on its own so the failure lands where it belongs.
       for (PendingWrite* member : group) member->status = WriteGroup({member});

@@ -43,6 +43,7 @@
 #include "proto/attest/v1/attest.pb.h"
 #include "consensus/resolution.h"
 #include "server/resolution_book.h"
+#include "server/metrics.h"
 #include "server/worker_pool.h"
 #include "storage/attestation_store.h"
 
@@ -62,6 +63,9 @@ struct IngestOptions final {
   // The statements in force: builders they exclude do not count in the tallies made here, and
   // statements stored here are added to it. Borrowed; null means none (tests).
   ResolutionBook* resolutions = nullptr;
+  // Where the submission counters and the verification and commit latencies go (server/README.md,
+  // "Metrics"); borrowed. Null: a registry of the Ingestor's own, which nobody reads.
+  MetricsRegistry* metrics = nullptr;
 };
 
 enum class IngestOutcome {
@@ -159,7 +163,11 @@ class Ingestor final {
  private:
   struct Item;
   struct PendingWrite;
+  struct Metrics;
 
+  // Submit without counting the batch's result.
+  absl::StatusOr<std::vector<IngestResult>> SubmitBatch(
+      const google::protobuf::RepeatedPtrField<v1::Attestation>& batch);
   void CheckItems(const google::protobuf::RepeatedPtrField<v1::Attestation>& batch, std::vector<Item>& items);
   void CheckItem(const v1::Attestation& message, size_t index, size_t count, Item& item) const;
   absl::Status Commit(PendingWrite& write);
@@ -176,6 +184,8 @@ class Ingestor final {
   const Clock clock_;
   const IngestOptions options_;
   std::unique_ptr<WorkerPool> verify_pool_;
+  std::unique_ptr<MetricsRegistry> own_metrics_;  // when options.metrics is null
+  std::unique_ptr<Metrics> metrics_;
 
   absl::Mutex resolve_mu_;  // one submitted statement at a time: check, then store
   absl::Mutex mu_;

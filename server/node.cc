@@ -17,6 +17,7 @@
 #include "consensus/encoding.h"
 #include "consensus/signed_note.h"
 #include "server/log.h"
+#include "server/node_metrics.h"
 #include "storage/sqlite_attestation_store.h"
 
 namespace attest::server {
@@ -74,6 +75,21 @@ absl::StatusOr<consensus::SecretKey> LoadNodeKey(const std::string& path) {
   return key;
 }
 
+enum class Health { kServing, kNotServing };
+
+// grpc.health.v1: the overall status ("") and each attest.v1 service's.
+void SetHealth(grpc::Server* server, Health health) {
+  grpc::HealthCheckServiceInterface* service = server->GetHealthCheckService();
+  if (service == nullptr) return;
+  const bool serving = health == Health::kServing;
+  service->SetServingStatus("", serving);
+  for (const char* name : {v1::Attestations::service_full_name(), v1::Disputes::service_full_name(),
+                           v1::Policy::service_full_name(), v1::LogService::service_full_name(),
+                           v1::Federation::service_full_name()}) {
+    service->SetServingStatus(name, serving);
+  }
+}
+
 std::string ShowAddress(const std::string& host, int port) {
   if (host.find(':') != std::string::npos) return Cat("[", host, "]:", port);
   return Cat(host, ":", port);
@@ -129,7 +145,7 @@ namespace {
 std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::Policy& policy,
                                      storage::AttestationStore* store, const consensus::SecretKey& key,
                                      std::unique_ptr<Upstream> upstream, Clock clock,
-                                     const ResolutionBook* resolutions) {
+                                     const ResolutionBook* resolutions, MetricsRegistry* metrics) {
   if (!config.gateway || !upstream) return nullptr;
   const GatewayConfig& g = *config.gateway;
   return std::make_unique<Gateway>(policy, store, key, std::move(upstream), std::move(clock),
@@ -138,7 +154,8 @@ std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::
                                                   .negative_ttl = absl::Seconds(g.negative_ttl_seconds),
                                                   .failure_ttl = absl::Seconds(g.failure_ttl_seconds),
                                                   .max_entries = static_cast<size_t>(g.cache_entries),
-                                                  .resolutions = resolutions});
+                                                  .resolutions = resolutions,
+                                                  .metrics = metrics});
 }
 
 }  // namespace
@@ -150,7 +167,8 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       key_(std::move(key)),
       store_(std::move(store)),
       resolutions_(std::make_unique<ResolutionBook>(policy_)),
-      gateway_(MakeGateway(config_, policy_, store_.get(), key_, std::move(upstream), clock, resolutions_.get())),
+      gateway_(MakeGateway(config_, policy_, store_.get(), key_, std::move(upstream), clock, resolutions_.get(),
+                           &metrics_)),
       ingestor_(policy_, store_.get(), key_, clock,
                 IngestOptions{.observe_unknown_keys = config_.observe_unknown_keys,
                               .max_batch = config_.max_batch,
@@ -160,9 +178,12 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
                                                             gateway->PathsChanged(paths);
                                                           })
                                                     : nullptr,
-                              .resolutions = resolutions_.get()}),
+                              .resolutions = resolutions_.get(),
+                              .metrics = &metrics_}),
       status_query_(policy_, store_.get(),
-                    StatusQueryOptions{.max_paths = config_.max_status_paths, .resolutions = resolutions_.get()}),
+                    StatusQueryOptions{.max_paths = config_.max_status_paths,
+                                       .resolutions = resolutions_.get(),
+                                       .metrics = &metrics_}),
       dispute_view_(policy_, store_.get(), resolutions_.get()),
       log_publisher_(std::make_unique<LogPublisher>(
           store_.get(), key_, clock,
@@ -176,8 +197,10 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       disputes_service_(&dispute_view_, &ingestor_, read_pool_.get(), submit_pool_.get()),
       policy_service_(policy_, key_.public_key()),
       log_service_(&log_proofs_, read_pool_.get()),
-      replicator_(std::make_unique<Replicator>(config_, policy_, key_, store_.get(), &ingestor_, clock)),
-      federation_service_(replicator_.get(), read_pool_.get()) {}
+      replicator_(std::make_unique<Replicator>(config_, policy_, key_, store_.get(), &ingestor_, clock, &metrics_)),
+      federation_service_(replicator_.get(), read_pool_.get()) {
+  AddNodeMetrics(metrics_, store_.get(), config_.database_path, absl::Now());
+}
 
 Node::~Node() { Shutdown(absl::Now()); }
 
@@ -209,7 +232,8 @@ absl::Status Node::Start() {
                                              " (is another process using the port?)"));
   }
   grpc_address_ = ShowAddress(grpc_address->host, grpc_port_);
-  if (auto* health = server_->GetHealthCheckService()) health->SetServingStatus(true);
+  // Not ready until the HTTP port and the followers run too.
+  SetHealth(server_.get(), Health::kNotServing);
 
   if (!config_.http_address.empty()) {
     absl::StatusOr<ListenAddress> http_address = ParseListenAddress(config_.http_address);
@@ -223,6 +247,7 @@ absl::Status Node::Start() {
       }
       return HttpReply::Now(HttpResponse::Text(200, "ok"));
     });
+    AddMetricsRoute(router, &metrics_);
     log_http_.AddRoutes(router);
     replicator_->AddRoutes(router);
     if (gateway_) gateway_->AddRoutes(router);
@@ -248,6 +273,7 @@ absl::Status Node::Start() {
     Shutdown(absl::Now());
     return status;
   }
+  SetHealth(server_.get(), Health::kServing);
   LogInfo(Cat("node started: grpc ", grpc_address_, http_ ? Cat(", http ", http_address_) : std::string(),
               gateway_ ? Cat(" (gateway for ", config_.gateway->upstream, ")") : std::string(),
               ", log ", log_publisher_->origin(), ", policy ", policy_.Hash(), " (quorum ", policy_.quorum(), ", ",
@@ -266,6 +292,8 @@ std::shared_ptr<grpc::Channel> Node::InProcessChannel() {
 void Node::Shutdown(absl::Time deadline) {
   if (shut_down_) return;
   shut_down_ = true;
+  // Before anything drains, so load balancers stop sending calls here.
+  if (server_) SetHealth(server_.get(), Health::kNotServing);
   // Followers first: they write through the ingestor, which must not see them after this.
   replicator_->Stop();
   // Entries appended from now on are signed at the next start.
@@ -273,7 +301,6 @@ void Node::Shutdown(absl::Time deadline) {
   if (gateway_) gateway_->Stop();
   if (http_) http_->Stop();
   if (server_) {
-    if (auto* health = server_->GetHealthCheckService()) health->SetServingStatus(false);
     server_->Shutdown(absl::ToChronoTime(deadline));
     server_->Wait();
     LogInfo("node stopped");

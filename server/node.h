@@ -26,6 +26,7 @@
 #include "server/log_http.h"
 #include "server/log_proofs.h"
 #include "server/log_publisher.h"
+#include "server/metrics.h"
 #include "server/node_config.h"
 #include "server/replication.h"
 #include "server/resolution_book.h"
@@ -86,6 +87,8 @@ class Node final {
   const consensus::Policy policy_;
   const consensus::SecretKey key_;
   const std::unique_ptr<storage::AttestationStore> store_;
+  // Before everything that writes metrics.
+  MetricsRegistry metrics_;
   // Maintainers' statements in force; read by every tally (before the readers and the ingestor).
   const std::unique_ptr<ResolutionBook> resolutions_;
   // Before ingestor_: the ingest writer tells it about every commit.

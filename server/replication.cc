@@ -446,8 +446,45 @@ absl::Status Replicator::CheckPeers(const NodeConfig& config, const consensus::S
   return absl::OkStatus();
 }
 
+namespace {
+
+// Sets the attest_peer_* gauges of `metrics` from the peers' status (one member per peer).
+void SetPeerMetrics(MetricsRegistry& metrics, const v1::GetFederationStatusResponse& status) {
+  GaugeFamily& lag = metrics.AddGauge("attest_peer_lag_entries",
+                                      "Entries the peer's newest checkpoint holds beyond what this node applied.",
+                                      {"peer"});
+  GaugeFamily& cursor =
+      metrics.AddGauge("attest_peer_cursor_entries", "Entries of the peer's log this node has applied.", {"peer"});
+  GaugeFamily& size = metrics.AddGauge("attest_peer_checkpoint_size_entries",
+                                       "Size of the peer's latest checkpoint this node verified.", {"peer"});
+  GaugeFamily& success =
+      metrics.AddGauge("attest_peer_last_success_timestamp_seconds",
+                       "Unix time of the last successful replication round with the peer (0: never).", {"peer"});
+  GaugeFamily& rejected = metrics.AddGauge("attest_peer_rejected_entries",
+                                           "Entries of the peer's log this node refused (recorded as refused).",
+                                           {"peer"});
+  GaugeFamily& state = metrics.AddGauge(
+      "attest_peer_state", "1 for the state the follower of the peer is in, 0 for the others.", {"peer", "state"});
+  constexpr std::pair<v1::PeerStatus::State, std::string_view> kStates[] = {
+      {v1::PeerStatus::CONNECTING, "connecting"},
+      {v1::PeerStatus::FOLLOWING, "following"},
+      {v1::PeerStatus::POLICY_MISMATCH, "policy_mismatch"},
+      {v1::PeerStatus::FORKED, "forked"}};
+  for (const v1::PeerStatus& peer : status.peers()) {
+    const std::string_view name = peer.name();
+    lag.Labels({name}).Set(static_cast<double>(peer.lag_entries()));
+    cursor.Labels({name}).Set(static_cast<double>(peer.cursor()));
+    size.Labels({name}).Set(static_cast<double>(peer.peer_size()));
+    success.Labels({name}).Set(static_cast<double>(peer.last_success_unix()));
+    rejected.Labels({name}).Set(static_cast<double>(peer.rejected_entries()));
+    for (const auto& [value, label] : kStates) state.Labels({name, label}).Set(peer.state() == value ? 1 : 0);
+  }
+}
+
+}  // namespace
+
 Replicator::Replicator(const NodeConfig& config, const consensus::Policy& policy, const consensus::SecretKey& node_key,
-                       storage::AttestationStore* store, Ingestor* ingestor, Clock clock)
+                       storage::AttestationStore* store, Ingestor* ingestor, Clock clock, MetricsRegistry* metrics)
     : config_(config), policy_(policy), node_key_(node_key), store_(store) {
   for (const PeerConfig& peer : config.peers) {
     absl::StatusOr<consensus::PublicKey> key = consensus::PublicKey::Parse(peer.public_key);
@@ -459,6 +496,23 @@ Replicator::Replicator(const NodeConfig& config, const consensus::Policy& policy
     named.name = key->name();
     followers_.push_back(
         std::make_unique<Follower>(named, *std::move(key), config, policy, node_key, store, ingestor, clock));
+  }
+  if (metrics != nullptr && !followers_.empty()) {
+    metrics->AddCollector([this, metrics]() -> absl::Status {
+      v1::GetFederationStatusResponse status;
+      for (auto& follower : followers_) {
+        v1::PeerStatus* peer = status.add_peers();
+        follower->FillStatus(*peer);
+        absl::StatusOr<int64_t> rejected = store_->CountRejectedEntries(peer->name());
+        if (!rejected.ok()) {
+          return absl::Status(rejected.status().code(), Cat("counting the refused entries of peer ", peer->name(),
+                                                            ": ", StdView(rejected.status().message())));
+        }
+        peer->set_rejected_entries(static_cast<uint64_t>(*rejected));
+      }
+      SetPeerMetrics(*metrics, status);
+      return absl::OkStatus();
+    });
   }
 }
 

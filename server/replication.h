@@ -35,6 +35,7 @@
 #include "proto/attest/v1/attest.pb.h"
 #include "server/http_server.h"
 #include "server/ingest.h"
+#include "server/metrics.h"
 #include "server/node_config.h"
 #include "storage/attestation_store.h"
 
@@ -49,8 +50,10 @@ class Replicator final {
   static absl::Status CheckPeers(const NodeConfig& config, const consensus::SecretKey& node_key);
 
   // Borrows everything; all of it must outlive the Replicator. Peers failing CheckPeers are left out.
+  // `metrics` (may be null) gets the attest_peer_* gauges, read from the followers at scrape time; a
+  // scrape must not run after the Replicator is destroyed (Node stops the HTTP port first).
   Replicator(const NodeConfig& config, const consensus::Policy& policy, const consensus::SecretKey& node_key,
-             storage::AttestationStore* store, Ingestor* ingestor, Clock clock);
+             storage::AttestationStore* store, Ingestor* ingestor, Clock clock, MetricsRegistry* metrics = nullptr);
   ~Replicator();
   Replicator(const Replicator&) = delete;
   Replicator& operator=(const Replicator&) = delete;

@@ -8,9 +8,11 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "consensus/dispute.h"
 #include "consensus/encoding.h"
 #include "consensus/store_path.h"
+#include "consensus/tally.h"
 #include "proto/convert.h"
 #include "server/grpc_status.h"
 #include "server/path_tally.h"
@@ -77,7 +79,20 @@ absl::Status StatusQuery::AnswerRange(std::span<const consensus::StorePath> path
 
 StatusQuery::StatusQuery(const consensus::Policy& policy, storage::AttestationStore* store,
                          StatusQueryOptions options)
-    : policy_(policy), store_(store), options_(options) {}
+    : policy_(policy),
+      store_(store),
+      options_(options),
+      own_metrics_(options.metrics == nullptr ? std::make_unique<MetricsRegistry>() : nullptr) {
+  CounterFamily& verdicts = (options.metrics != nullptr ? *options.metrics : *own_metrics_)
+                                .AddCounter("attest_status_path_verdicts_total",
+                                            "Store paths answered by Status (each requested position), by the "
+                                            "verdict given.",
+                                            {"verdict"});
+  for (consensus::Verdict verdict : {consensus::Verdict::kUnknown, consensus::Verdict::kPending,
+                                     consensus::Verdict::kConfirmed, consensus::Verdict::kDisputed}) {
+    verdicts_.push_back(&verdicts.Labels({absl::AsciiStrToLower(consensus::AbslView(consensus::VerdictName(verdict)))}));
+  }
+}
 
 absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& request) const {
   const int count = request.store_paths_size();
@@ -123,6 +138,15 @@ absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& req
   for (std::thread& t : helpers) t.join();
   for (const absl::Status& failure : failures) {
     if (!failure.ok()) return failure;
+  }
+
+  uint64_t by_verdict[4] = {0, 0, 0, 0};
+  for (int i = 0; i < count; ++i) {
+    auto verdict = proto::FromProto(answers[slot[i]].verdict());
+    if (verdict.ok()) ++by_verdict[static_cast<int>(*verdict)];
+  }
+  for (size_t v = 0; v < verdicts_.size(); ++v) {
+    if (by_verdict[v] != 0) verdicts_[v]->Increment(by_verdict[v]);
   }
 
   // The last request position of a distinct path takes the answer; earlier ones get a copy.

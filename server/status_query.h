@@ -11,12 +11,15 @@
 #ifndef ATTEST_SERVER_STATUS_QUERY_H_
 #define ATTEST_SERVER_STATUS_QUERY_H_
 
+#include <memory>
 #include <span>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "consensus/policy.h"
 #include "proto/attest/v1/attest.pb.h"
 #include "server/resolution_book.h"
+#include "server/metrics.h"
 #include "storage/attestation_store.h"
 
 namespace attest::server {
@@ -28,6 +31,8 @@ struct StatusQueryOptions final {
   int read_threads = 2;
   // Statements excluding builders (null: nobody is excluded); borrowed.
   const ResolutionBook* resolutions = nullptr;
+  // Where attest_status_path_verdicts_total goes; borrowed. Null: a registry of its own.
+  MetricsRegistry* metrics = nullptr;
 };
 
 class StatusQuery final {
@@ -51,6 +56,9 @@ class StatusQuery final {
   const consensus::Policy& policy_;
   storage::AttestationStore* const store_;
   const StatusQueryOptions options_;
+  std::unique_ptr<MetricsRegistry> own_metrics_;  // when options.metrics is null
+  // Paths answered per verdict, indexed by consensus::Verdict.
+  std::vector<Counter*> verdicts_;
 };
 
 }  // namespace attest::server

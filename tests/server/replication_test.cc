@@ -218,6 +218,31 @@ TEST_F(ReplicationTest, CosignedCheckpointVerifiesWithBothKeys) {
   EXPECT_EQ(Get(b->http_port(), "/federation/fork/node-a").status, 404);
 }
 
+TEST_F(ReplicationTest, MetricsShowEachPeersProgress) {
+  auto [a_dir, a, b_dir, b] = StartFollowedPair();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  Submit(*a, {Signed(TestClaim("p"), federation_.alice), Signed(TestClaim("q"), federation_.bob)});
+  ASSERT_TRUE(Eventually([&] { return Cursor(*b) == 2; }));
+  ASSERT_TRUE(Eventually([&] { return FederationStatus(*b).peers(0).state() == v1::PeerStatus::FOLLOWING; }));
+
+  ::attest::testing::HttpAnswer answer = Get(b->http_port(), "/metrics");
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  const v1::PeerStatus peer = FederationStatus(*b).peers(0);
+  EXPECT_THAT(answer.body, HasSubstr("attest_peer_cursor_entries{peer=\"node-a\"} 2\n"));
+  EXPECT_THAT(answer.body, HasSubstr("attest_peer_lag_entries{peer=\"node-a\"} 0\n"));
+  EXPECT_THAT(answer.body, HasSubstr("attest_peer_checkpoint_size_entries{peer=\"node-a\"} 2\n"));
+  EXPECT_THAT(answer.body, HasSubstr("attest_peer_rejected_entries{peer=\"node-a\"} 0\n"));
+  EXPECT_THAT(answer.body, HasSubstr("attest_peer_state{peer=\"node-a\",state=\"following\"} 1\n"));
+  EXPECT_THAT(answer.body, HasSubstr("attest_peer_state{peer=\"node-a\",state=\"forked\"} 0\n"));
+  EXPECT_THAT(answer.body, HasSubstr("attest_peer_last_success_timestamp_seconds{peer=\"node-a\"} "));
+  EXPECT_THAT(answer.body, ::testing::Not(HasSubstr("attest_peer_last_success_timestamp_seconds{peer=\"node-a\"} 0\n")));
+  EXPECT_THAT(answer.body, HasSubstr("attest_replicated_attestations_total{peer=\"node-a\",result=\"stored\"} 2\n"));
+  EXPECT_THAT(answer.body, HasSubstr("attest_verify_seconds_count{source=\"replication\"} "));
+  // A node without peers has no peer metrics.
+  EXPECT_THAT(Get(a->http_port(), "/metrics").body, ::testing::Not(HasSubstr("attest_peer_")));
+}
+
 TEST_F(ReplicationTest, ManyBatchesAndARestartResumeFromTheCursor) {
   auto [a_dir, a, b_dir, b] = StartFollowedPair();
   ASSERT_NE(a, nullptr);

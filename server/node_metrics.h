@@ -1,0 +1,34 @@
+// The node-wide metrics that are not written by a component as it works: what the store holds, the
+// database's size on disk, the process's start time and build, read at scrape time; and the /metrics
+// route that serves a MetricsRegistry on the HTTP port.
+//
+// Thread-safe (the collector runs on the HTTP job pool, one scrape at a time).
+#ifndef ATTEST_SERVER_NODE_METRICS_H_
+#define ATTEST_SERVER_NODE_METRICS_H_
+
+#include <string>
+
+#include "absl/time/time.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
+#include "storage/attestation_store.h"
+
+namespace attest::server {
+
+// Registers attest_build_info, attest_process_start_time_seconds (`started`), and a collector for
+// attest_attestations, attest_store_paths, attest_disputes (from store->Stats()) and
+// attest_database_bytes{file="database"|"wal"} (stat of `database_path` and `database_path`-wal; a
+// missing file is 0). The store must outlive every scrape.
+void AddNodeMetrics(MetricsRegistry& metrics, storage::AttestationStore* store, std::string database_path,
+                    absl::Time started);
+
+// GET /metrics: runs metrics->Scrape() on the job pool; 200 with the exposition text
+// (kMetricsContentType), or 503 naming what could not be read (details go to the log).
+void AddMetricsRoute(HttpRouter& router, MetricsRegistry* metrics);
+
+// The version attestd was built as ("unknown" when the build did not say).
+std::string_view AttestVersion();
+
+}  // namespace attest::server
+
+#endif  // ATTEST_SERVER_NODE_METRICS_H_
