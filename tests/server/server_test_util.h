@@ -24,19 +24,22 @@ inline constexpr int64_t kTestNow = 1700000000;
 
 inline absl::Time FixedNow() { return absl::FromUnixSeconds(kTestNow); }
 
-// alice-ci, bob-labs and carol-home, one builder each; quorum 2. `outsider` is in no policy.
+// alice-ci, bob-labs and carol-home, one builder each; quorum 2; one maintainer. `outsider` is in no policy.
 struct Federation {
   consensus::SecretKey alice = TestKey("alice-builder-1");
   consensus::SecretKey bob = TestKey("bob-builder-1");
   consensus::SecretKey carol = TestKey("carol-builder-1");
   consensus::SecretKey outsider = TestKey("outsider-1");
   consensus::SecretKey node_key = TestKey("node-1");
+  // May resolve disputes (the policy's only maintainer).
+  consensus::SecretKey maintainer = TestKey("maintainer-1");
 
   std::string PolicyToml(int quorum = 2) const {
     return absl::StrCat("quorum = ", quorum, "\n",
                         "[[operator]]\nname = \"alice-ci\"\nbuilders = [\"", alice.public_key().ToString(), "\"]\n",
                         "[[operator]]\nname = \"bob-labs\"\nbuilders = [\"", bob.public_key().ToString(), "\"]\n",
-                        "[[operator]]\nname = \"carol-home\"\nbuilders = [\"", carol.public_key().ToString(), "\"]\n");
+                        "[[operator]]\nname = \"carol-home\"\nbuilders = [\"", carol.public_key().ToString(), "\"]\n",
+                        "[[maintainer]]\nkey = \"", maintainer.public_key().ToString(), "\"\n");
   }
   consensus::Policy MakePolicy(int quorum = 2) const {
     auto policy = consensus::Policy::ParseToml(PolicyToml(quorum), "policy.toml");
