@@ -136,7 +136,7 @@ struct HttpServerOptions final {
   int max_pending_jobs = 4096;    // jobs queued or running; more get 503
   // HTTPS with this certificate and key when set (plain HTTP otherwise). With a client CA, every
   // request must come with a client certificate that chains to it; others get 403.
-  std::shared_ptr<const ServerTls> tls;
+  std::shared_ptr<const ServerTls> tls = nullptr;
 };
 
 class HttpServer final {

@@ -87,16 +87,16 @@ struct GatewayConfig final {
 // A file the config names: its resolved path, and where the config names it ("node.toml:42:8: ", or
 // "" for a config built in code), so a problem found when the file is read points at the setting.
 struct ConfigFile final {
-  std::string path;
-  std::string where;
+  std::string path = {};
+  std::string where = {};
 };
 
 // [tls]: one certificate for both ports. With client_ca set, clients must present a certificate that
 // chains to one of its CAs.
 struct TlsConfig final {
-  ConfigFile cert;       // PEM chain, the node's certificate first
-  ConfigFile key;        // PEM private key of cert
-  ConfigFile client_ca;  // path "" = client certificates are not requested
+  ConfigFile cert = {};       // PEM chain, the node's certificate first
+  ConfigFile key = {};        // PEM private key of cert
+  ConfigFile client_ca = {};  // path "" = client certificates are not requested
 };
 
 struct PeerConfig final {
