@@ -108,8 +108,8 @@ struct HttpServerCallbacks final {
                  ? MHD_YES
                  : MHD_NO;
     }
-    return server->Access(connection, url == nullptr ? "" : url, method == nullptr ? "" : method,
-                                                 upload_data_size, request_state)
+    return server->Access(connection, url == nullptr ? "" : url, method == nullptr ? "" : method, upload_data_size,
+                          request_state)
                ? MHD_YES
                : MHD_NO;
   }

@@ -59,7 +59,9 @@ absl::StatusOr<std::string> ReadWhole(const ConfigFile& file) {
   return content.str();
 }
 
-BioPtr MemoryBio(const std::string& text) { return BioPtr(BIO_new_mem_buf(text.data(), static_cast<int>(text.size()))); }
+BioPtr MemoryBio(const std::string& text) {
+  return BioPtr(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
+}
 
 // Every certificate in the PEM text, in order.
 std::vector<X509Ptr> Certificates(const std::string& pem) {

@@ -47,9 +47,8 @@ struct ServerTls final {
 // has expired or is not yet valid is logged as a warning (clients will refuse it).
 absl::StatusOr<ServerTls> LoadServerTls(const TlsConfig& tls);
 
-// Everything the node's config names for TLS, read once at startup: [tls] (nullopt without it), and
-// for each [[peer]] its ca and this node's certificate it presents as a client, checked only (the
-// peer clients read them again).
+// Everything the node's config names for TLS, read at startup: [tls] (nullopt without it), and each
+// [[peer]] ca, checked only (the peer clients read it again).
 absl::StatusOr<std::optional<ServerTls>> LoadNodeTlsFiles(const NodeConfig& config);
 
 // Reads a PEM file of CA certificates (at least one).

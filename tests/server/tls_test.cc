@@ -111,7 +111,8 @@ TEST(TlsConfigTest, NonLoopbackIsAcceptedWithTls) {
 
 TEST(TlsConfigTest, PlaintextOptInUnderBothNames) {
   for (const char* name : {"allow_plaintext_non_loopback", "allow_non_loopback"}) {
-    auto config = ParseNodeConfig(absl::StrCat(std::string(kMinimal), "grpc = \"0.0.0.0:7700\"\n", name, " = true\n"), "n.toml");
+    auto config =
+        ParseNodeConfig(absl::StrCat(std::string(kMinimal), "grpc = \"0.0.0.0:7700\"\n", name, " = true\n"), "n.toml");
     ASSERT_TRUE(config.ok()) << name << ": " << config.status();
     EXPECT_TRUE(config->allow_non_loopback) << name;
   }
