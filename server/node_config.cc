@@ -33,8 +33,7 @@ using consensus::StdView;
 
 constexpr std::string_view kNodeKeys =
     "grpc, http, database, key, policy, observe_unknown_keys, max_batch, max_status_paths, "
-    "max_message_bytes, verify_threads, rpc_threads, allow_plaintext_non_loopback (or allow_non_loopback), "
-    "http_threads, http_job_threads, "
+    "max_message_bytes, verify_threads, rpc_threads, allow_non_loopback, http_threads, http_job_threads, "
     "http_max_connections, http_idle_timeout";
 constexpr std::string_view kLogKeys = "checkpoint_interval";
 constexpr std::string_view kTestKeys = "fork_log";
@@ -159,8 +158,8 @@ absl::Status CheckAddress(std::string_view setting, std::string_view value, Expo
     return absl::InvalidArgumentError(
         Cat(where, setting, " = ", Quoted(value),
             " is not a loopback address and the node has no [tls]; serving plaintext beyond this machine must "
-            "be asked for: configure [tls] (cert and key), or set `allow_plaintext_non_loopback = true` in "
-            "[node] (e.g. behind a TLS-terminating proxy), or listen on 127.0.0.1"));
+            "be asked for: configure [tls] (cert and key), or set `allow_non_loopback = true` in [node] "
+            "(e.g. behind a TLS-terminating proxy), or listen on 127.0.0.1"));
   }
   return absl::OkStatus();
 }
@@ -263,21 +262,10 @@ class ConfigReader final {
         if (name == "database") config_.database_path = std::move(resolved);
         if (name == "key") config_.key_path = std::move(resolved);
         if (name == "policy") config_.policy_path = std::move(resolved);
-      } else if (name == "observe_unknown_keys") {
+      } else if (name == "observe_unknown_keys" || name == "allow_non_loopback") {
         auto flag = Boolean(*entry_key, *value);
         if (!flag.ok()) return flag.status();
-        config_.observe_unknown_keys = *flag;
-      } else if (name == "allow_plaintext_non_loopback" || name == "allow_non_loopback") {
-        auto flag = Boolean(*entry_key, *value);
-        if (!flag.ok()) return flag.status();
-        if (!plaintext_setting_.empty() && plaintext_setting_ != name) {
-          return absl::InvalidArgumentError(
-              Cat(Where(file_, entry_key->source()), name, " and ", plaintext_setting_,
-                  " are the same setting (allow_non_loopback is the older name); keep only "
-                  "allow_plaintext_non_loopback"));
-        }
-        plaintext_setting_ = name;
-        config_.allow_non_loopback = *flag;
+        (name == "observe_unknown_keys" ? config_.observe_unknown_keys : config_.allow_non_loopback) = *flag;
       } else if (name == kMaxBatch.name) {
         status = Integer(kMaxBatch, *value, config_.max_batch);
       } else if (name == kMaxStatusPaths.name) {
@@ -625,7 +613,6 @@ class ConfigReader final {
   std::string grpc_where_;
   std::string http_where_;
   std::string gateway_where_;
-  std::string plaintext_setting_;  // which spelling of the plaintext opt-in the file used
 };
 
 }  // namespace

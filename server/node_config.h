@@ -13,8 +13,8 @@
 //   max_message_bytes = 67108864     # largest gRPC request accepted (64 MiB)
 //   verify_threads = 2               # threads verifying signatures
 //   rpc_threads = 8                  # handler threads for submissions, and as many for reads
-//   allow_plaintext_non_loopback = false  # serve without TLS on a non-loopback address (older name:
-//                                    # allow_non_loopback); with [tls] no opt-in is needed
+//   allow_non_loopback = false       # serve plaintext (no [tls]) on a non-loopback address; with [tls]
+//                                    # any address may be bound without it
 //   http_threads = 2                 # HTTP event threads
 //   http_job_threads = 16            # HTTP work that may block (upstream fetches, storage reads)
 //   http_max_connections = 1024      # more HTTP connections are refused
@@ -133,8 +133,8 @@ struct NodeConfig final {
   int64_t max_message_bytes = int64_t{64} << 20;
   int verify_threads = 2;
   int rpc_threads = 8;
-  // Serve plaintext (no [tls]) on a non-loopback address: allow_plaintext_non_loopback in [node]
-  // (allow_non_loopback is its older name). With [tls] set, any address may be bound without it.
+  // Serve plaintext (no [tls]) on a non-loopback address. With [tls] set, any address may be bound
+  // without it.
   bool allow_non_loopback = false;
   int http_threads = 2;
   int http_job_threads = 16;
@@ -172,7 +172,7 @@ absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text);
 // Parses config text. `file_path` names the file in messages and is the base for relative paths.
 // Every problem is INVALID_ARGUMENT "<file>:<line>:<column>: <problem>" (TOML syntax, unknown keys or
 // tables, wrong types, values out of range, a missing required key, a non-loopback address with neither
-// [tls] nor allow_plaintext_non_loopback, [tls] cert without key (or the reverse), a [test] switch
+// [tls] nor allow_non_loopback, [tls] cert without key (or the reverse), a [test] switch
 // without ATTEST_ALLOW_TEST_SWITCHES=1 in the environment). Files are not opened here: the TLS files
 // are read and checked when the node starts (server/tls_files.h), with messages naming the setting.
 absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text, std::string_view file_path);

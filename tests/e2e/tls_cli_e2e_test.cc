@@ -106,7 +106,7 @@ TEST(TlsStartupTest, NonLoopbackWithoutTlsOrOptInStopsAttestd) {
   RunResult result = testing::Run({ATTESTD_BIN, "--config", node.config_path()}, "", std::chrono::seconds(60));
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.err, AllOf(HasSubstr(node.config_path() + ":2:"), HasSubstr("not a loopback address"),
-                                HasSubstr("[tls]"), HasSubstr("allow_plaintext_non_loopback")));
+                                HasSubstr("[tls]"), HasSubstr("allow_non_loopback = true")));
 }
 
 }  // namespace

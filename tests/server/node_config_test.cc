@@ -257,7 +257,7 @@ TEST(NodeConfigTest, MissingRequiredKeysAreErrors) {
 TEST(NodeConfigTest, NonLoopbackNeedsExplicitOptIn) {
   std::string error = ErrorOf(std::string(kMinimal) + "grpc = \"0.0.0.0:7700\"\n");
   EXPECT_THAT(error, StartsWith("/etc/attest/node.toml:4:8: "));
-  EXPECT_THAT(error, HasSubstr("allow_plaintext_non_loopback = true"));
+  EXPECT_THAT(error, HasSubstr("allow_non_loopback = true"));
   EXPECT_THAT(ErrorOf(std::string(kMinimal) + "http = \"192.168.1.5:80\"\n"), HasSubstr("not a loopback address"));
   // The opt-in may come after the address.
   auto config = ParseNodeConfig(std::string(kMinimal) + "grpc = \"0.0.0.0:7700\"\nallow_non_loopback = true\n",

@@ -95,7 +95,7 @@ TEST(TlsConfigTest, BadValuesNameTheLineAndTheProblem) {
 TEST(TlsConfigTest, NonLoopbackWithoutTlsOrPlaintextOptInIsRefused) {
   const std::string error = ErrorOf(std::string(kMinimal) + "grpc = \"0.0.0.0:7700\"\n");
   EXPECT_THAT(error, AllOf(StartsWith("/etc/attest/node.toml:4:8: "), HasSubstr("not a loopback address"),
-                           HasSubstr("[tls]"), HasSubstr("allow_plaintext_non_loopback = true")));
+                           HasSubstr("[tls]"), HasSubstr("allow_non_loopback = true")));
   EXPECT_THAT(ErrorOf(std::string(kMinimal) + "http = \"192.0.2.7:7780\"\n"), HasSubstr("http = \"192.0.2.7:7780\""));
 }
 
@@ -109,15 +109,11 @@ TEST(TlsConfigTest, NonLoopbackIsAcceptedWithTls) {
   EXPECT_TRUE(ValidateNodeConfig(*config).ok());
 }
 
-TEST(TlsConfigTest, PlaintextOptInUnderBothNames) {
-  for (const char* name : {"allow_plaintext_non_loopback", "allow_non_loopback"}) {
-    auto config =
-        ParseNodeConfig(absl::StrCat(std::string(kMinimal), "grpc = \"0.0.0.0:7700\"\n", name, " = true\n"), "n.toml");
-    ASSERT_TRUE(config.ok()) << name << ": " << config.status();
-    EXPECT_TRUE(config->allow_non_loopback) << name;
-  }
-  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "allow_non_loopback = true\nallow_plaintext_non_loopback = true\n"),
-              HasSubstr("are the same setting"));
+TEST(TlsConfigTest, PlaintextOnNonLoopbackIsAnExplicitChoice) {
+  auto config = ParseNodeConfig(std::string(kMinimal) + "grpc = \"0.0.0.0:7700\"\nallow_non_loopback = true\n", "n.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->allow_non_loopback);
+  EXPECT_FALSE(config->tls.has_value());
 }
 
 TEST(TlsConfigTest, ValidateRefusesNonLoopbackPlaintextBuiltInCode) {
