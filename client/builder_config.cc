@@ -39,8 +39,15 @@ std::string Where(std::string_view file, const toml::source_region& region) {
 }
 
 // "" when `text` is a "host:port" a gRPC client can dial: a host name or IPv4 address, or an IPv6
-// address in brackets, and a port from 1 to 65535. Otherwise what is wrong.
+// address in brackets, and a port from 1 to 65535, optionally after https:// (TLS) or http://.
+// Otherwise what is wrong.
 std::string NodeAddressProblem(std::string_view text) {
+  for (std::string_view scheme : {"https://", "http://"}) {
+    if (text.substr(0, scheme.size()) == scheme) {
+      text.remove_prefix(scheme.size());
+      break;
+    }
+  }
   if (text.empty()) return "is empty; give \"host:port\", e.g. \"127.0.0.1:7700\"";
   std::string_view host;
   std::string_view port;
@@ -61,7 +68,9 @@ std::string NodeAddressProblem(std::string_view text) {
     host = text.substr(0, colon);
     port = text.substr(colon + 1);
     if (host.empty()) return "has no host; give \"host:port\", e.g. \"127.0.0.1:7700\"";
-    if (host.find("://") != std::string_view::npos) return "has a scheme; give plain \"host:port\", e.g. \"127.0.0.1:7700\"";
+    if (host.find("://") != std::string_view::npos) {
+      return "has an unknown scheme; give \"host:port\", or \"https://host:port\" for a node with TLS";
+    }
     if (host.find(':') != std::string_view::npos) return "looks like an IPv6 address; write it as \"[::1]:7700\"";
     const bool host_ok = std::all_of(host.begin(), host.end(), [](char c) {
       return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-';
@@ -99,7 +108,7 @@ absl::StatusOr<BuilderConfig> Parse(std::string_view text, std::string_view show
   for (const auto& [key, node] : consensus::TomlEntriesInFileOrder(root)) {
     const std::string name(key->str());
     const std::string where = Where(shown_path, node->source());
-    if (name == "key" || name == "spool") {
+    if (name == "key" || name == "spool" || name == "tls_ca") {
       const auto* value = node->as_string();
       if (value == nullptr) {
         return absl::InvalidArgumentError(Cat(where, name, " is ", consensus::TomlTypeName(*node),
@@ -107,11 +116,14 @@ absl::StatusOr<BuilderConfig> Parse(std::string_view text, std::string_view show
       }
       if (value->get().empty()) {
         return absl::InvalidArgumentError(Cat(where, name, " is empty; give ",
-                                              name == "key" ? "the builder's Nix secret key file"
-                                                            : "the spool directory"));
+                                              name == "key"     ? "the builder's Nix secret key file"
+                                              : name == "spool" ? "the spool directory"
+                                                                : "the PEM file of the nodes' CA (or remove tls_ca)"));
       }
       std::string resolved = ResolvePath(value->get(), anchor_dir);
-      if (name == "key") {
+      if (name == "tls_ca") {
+        config.tls_ca_file = std::move(resolved);
+      } else if (name == "key") {
         config.key_file = std::move(resolved);
         have_key = true;
       } else {
@@ -154,11 +166,12 @@ absl::StatusOr<BuilderConfig> Parse(std::string_view text, std::string_view show
       return absl::InvalidArgumentError(
           Cat(Where(shown_path, key->source()), "unknown table [",
               consensus::StdView(absl::CHexEscape(consensus::AbslView(name))),
-              "] (a builder config has only key, spool and nodes, at the top level; e.g. ", kExample, ")"));
+              "] (a builder config has only key, spool and nodes (and optionally tls_ca), at the top level; e.g. ",
+              kExample, ")"));
     } else {
       return absl::InvalidArgumentError(
           Cat(Where(shown_path, key->source()), "unknown key ", QuoteForError(name),
-              " (a builder config has key, spool and nodes; e.g. ", kExample, ")"));
+              " (a builder config has key, spool and nodes, and optionally tls_ca; e.g. ", kExample, ")"));
     }
   }
   for (auto [present, name, what] :

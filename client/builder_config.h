@@ -2,7 +2,8 @@
 //
 //   key   = "/etc/nix/attest-builder.sec"   # the builder's Nix secret key file ("name:base64")
 //   spool = "/var/spool/attest"             # where the hook leaves records for push
-//   nodes = ["node1.example:7700", "127.0.0.1:7700"]   # node gRPC addresses
+//   nodes = ["node1.example:7700", "127.0.0.1:7700"]   # node gRPC addresses; https://host:port = TLS
+//   tls_ca = "/etc/attest/federation-ca.crt"   # optional: PEM CA(s) of the nodes' TLS certificates
 //
 // Named by `--config FILE` or, when absent, by $ATTEST_BUILDER_CONFIG (Nix runs the hook with no
 // arguments). Relative paths in the file are relative to the file's directory. Unknown keys are
@@ -23,7 +24,8 @@ namespace attest::client {
 struct BuilderConfig final {
   std::string key_file;            // absolute or relative to the config file's directory, resolved
   std::string spool_dir;           // resolved like key_file
-  std::vector<std::string> nodes;  // "host:port", at least one
+  std::vector<std::string> nodes;  // "host:port" or "https://host:port", at least one
+  std::string tls_ca_file;         // resolved like key_file; "" = the system's CAs (for https:// nodes)
   std::string source;              // the config file's path, for messages
 };
 

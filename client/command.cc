@@ -83,7 +83,10 @@ absl::StatusOr<std::string> ReadInput(std::string_view name, CommandEnv& env) {
 std::vector<OptionSpec> NodeOptionSpecs() {
   return {
       {"node", OptionKind::kValue, OptionRepeat::kOnce, "ADDR",
-       "the attestd gRPC address, host:port (default: $ATTEST_NODE)"},
+       "the attestd gRPC address, host:port, or https://host:port for a node with TLS (default: $ATTEST_NODE)"},
+      {"tls-ca", OptionKind::kValue, OptionRepeat::kOnce, "FILE",
+       "PEM CA certificate(s) to verify a TLS node with; implies TLS (default: $ATTEST_TLS_CA, else the "
+       "system's CAs)"},
       {"timeout", OptionKind::kValue, OptionRepeat::kOnce, "DURATION",
        "deadline for each request, retries included: seconds or e.g. 500ms, 2m (default 30)"},
   };
@@ -98,6 +101,14 @@ absl::StatusOr<NodeOptions> NodeOptionsFromArgs(const ParsedArgs& args, const Co
   options.address = args.Value("node").value_or(env.default_node);
   if (options.address.empty()) {
     return absl::InvalidArgumentError("no node given: pass --node HOST:PORT (or set ATTEST_NODE)");
+  }
+  if (auto ca = args.Value("tls-ca")) {
+    options.tls_ca_file = *ca;
+  } else if (env.env_var) {
+    options.tls_ca_file = env.env_var("ATTEST_TLS_CA").value_or("");
+  }
+  if (absl::StatusOr<NodeTarget> target = ParseNodeAddress(options.address, options.tls_ca_file); !target.ok()) {
+    return target.status();
   }
   if (auto timeout = args.Value("timeout")) {
     auto parsed = ParseTimeout(*timeout);

@@ -70,9 +70,10 @@ int Failure(const CommandSpec& spec, CommandEnv& env, std::string_view message);
 // (read error) with the file name in the message.
 absl::StatusOr<std::string> ReadInput(std::string_view name, CommandEnv& env);
 
-// --node ADDR and --timeout DURATION, shared by the subcommands that talk to a node.
+// --node ADDR, --tls-ca FILE and --timeout DURATION, shared by the subcommands that talk to a node.
 std::vector<OptionSpec> NodeOptionSpecs();
-// INVALID_ARGUMENT (a usage error) when no node is given or the timeout is malformed.
+// INVALID_ARGUMENT (a usage error) when no node is given, the address is malformed (ParseNodeAddress)
+// or the timeout is. --tls-ca defaults to $ATTEST_TLS_CA.
 absl::StatusOr<NodeOptions> NodeOptionsFromArgs(const ParsedArgs& args, const CommandEnv& env);
 
 OptionSpec JsonOptionSpec();

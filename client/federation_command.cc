@@ -32,9 +32,8 @@ using nlohmann::json;
 // covering the retries, only UNAVAILABLE retried, errors that keep the gRPC code and name the node.
 class FederationNode final {
  public:
-  explicit FederationNode(NodeOptions options)
-      : options_(std::move(options)),
-        stub_(v1::Federation::NewStub(grpc::CreateChannel(options_.address, grpc::InsecureChannelCredentials()))) {}
+  FederationNode(NodeOptions options, std::shared_ptr<grpc::Channel> channel)
+      : options_(std::move(options)), stub_(v1::Federation::NewStub(std::move(channel))) {}
 
   absl::StatusOr<v1::GetFederationStatusResponse> GetFederationStatus() {
     v1::GetFederationStatusResponse response;
@@ -247,7 +246,9 @@ int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
   if (!node_options.ok()) return UsageError(spec, env, std::string(node_options.status().message()));
   if (!args.positionals().empty()) return UsageError(spec, env, Cat("unexpected argument ", args.positionals()[0]));
 
-  FederationNode node(*node_options);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = NodeChannel(*node_options);
+  if (!channel.ok()) return Failure(spec, env, std::string(channel.status().message()));
+  FederationNode node(*node_options, *std::move(channel));
   absl::StatusOr<v1::GetFederationStatusResponse> status = node.GetFederationStatus();
   if (!status.ok()) return Failure(spec, env, std::string(status.status().message()));
 

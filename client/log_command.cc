@@ -35,9 +35,9 @@ using nlohmann::json;
 // that keep the gRPC code and name the node and the method.
 class LogNode final {
  public:
-  explicit LogNode(NodeOptions options)
+  LogNode(NodeOptions options, std::shared_ptr<grpc::Channel> channel)
       : options_(std::move(options)),
-        channel_(grpc::CreateChannel(options_.address, grpc::InsecureChannelCredentials())),
+        channel_(std::move(channel)),
         log_(v1::LogService::NewStub(channel_)),
         policy_(v1::Policy::NewStub(channel_)) {}
 
@@ -149,7 +149,9 @@ int RunCheckpoint(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& e
   auto pinned = NodeKeyFromArgs(args);
   if (!pinned.ok()) return UsageError(spec, env, std::string(pinned.status().message()));
 
-  LogNode node(*node_options);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = NodeChannel(*node_options);
+  if (!channel.ok()) return Failure(spec, env, std::string(channel.status().message()));
+  LogNode node(*node_options, *std::move(channel));
   absl::StatusOr<ServedCheckpoint> served = FetchCheckpoint(node, spec.name, env);
   if (!served.ok()) return Failure(spec, env, std::string(served.status().message()));
 
@@ -320,7 +322,9 @@ int RunVerify(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
   if (state_option && state_option->empty()) return UsageError(spec, env, "--state needs a file name");
   const bool as_json = args.Has("json");
 
-  LogNode node(*node_options);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = NodeChannel(*node_options);
+  if (!channel.ok()) return Failure(spec, env, std::string(channel.status().message()));
+  LogNode node(*node_options, *std::move(channel));
   absl::StatusOr<ServedCheckpoint> served = FetchCheckpoint(node, spec.name, env);
   if (!served.ok()) return Failure(spec, env, std::string(served.status().message()));
 

@@ -3,7 +3,11 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "consensus/encoding.h"
 #include "proto/attest/v1/attest.grpc.pb.h"
@@ -16,10 +20,23 @@ using consensus::Cat;
 // Status answers for thousands of paths carry their attestations; gRPC's 4 MiB default is too small.
 constexpr int kMaxReceiveMessageBytes = 256 << 20;
 
+constexpr std::string_view kHttps = "https://";
+constexpr std::string_view kHttp = "http://";
+
+bool IsTls(const NodeOptions& options) {
+  absl::StatusOr<NodeTarget> target = ParseNodeAddress(options.address, options.tls_ca_file);
+  return target.ok() && target->tls;
+}
+
 std::string Hint(grpc::StatusCode code, const NodeOptions& options) {
   switch (code) {
     case grpc::StatusCode::UNAVAILABLE:
-      return " (is attestd running and listening there? check --node)";
+      if (IsTls(options)) {
+        return " (is attestd running there with [tls]? a handshake failure means the node's certificate is not "
+               "trusted or not made for that host name: pass --tls-ca with the CA that signed it)";
+      }
+      return " (is attestd running and listening there? check --node; a node with [tls] is reached as "
+             "--node https://HOST:PORT)";
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return Cat(" (no complete answer within ", absl::FormatDuration(options.timeout),
                  "; pass --timeout to wait longer)");
@@ -144,13 +161,68 @@ absl::StatusOr<absl::Duration> ParseTimeout(const std::string& text) {
   return duration;
 }
 
+absl::StatusOr<NodeTarget> ParseNodeAddress(std::string_view address, std::string_view tls_ca_file) {
+  if (address.empty()) return absl::InvalidArgumentError("no node address (pass --node HOST:PORT)");
+  NodeTarget target;
+  std::string_view rest = address;
+  if (rest.substr(0, kHttps.size()) == kHttps) {
+    rest.remove_prefix(kHttps.size());
+    target.tls = true;
+  } else if (rest.substr(0, kHttp.size()) == kHttp) {
+    if (!tls_ca_file.empty()) {
+      return absl::InvalidArgumentError(Cat("node ", consensus::QuoteForError(address),
+                                            " is plaintext (http://) but --tls-ca is given; write https://",
+                                            rest.substr(kHttp.size()), " for a node that serves TLS"));
+    }
+    rest.remove_prefix(kHttp.size());
+  } else if (rest.find("://") != std::string_view::npos) {
+    return absl::InvalidArgumentError(Cat("node ", consensus::QuoteForError(address),
+                                          " has an unknown scheme; write HOST:PORT, or https://HOST:PORT for a "
+                                          "node that serves TLS"));
+  } else {
+    target.tls = !tls_ca_file.empty();
+  }
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.empty()) return absl::InvalidArgumentError(Cat("node ", consensus::QuoteForError(address), " has no host"));
+  target.target = std::string(rest);
+  return target;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> NodeChannel(const NodeOptions& options,
+                                                           const grpc::ChannelArguments& args) {
+  absl::StatusOr<NodeTarget> target = ParseNodeAddress(options.address, options.tls_ca_file);
+  if (!target.ok()) return target.status();
+  if (!target->tls) return grpc::CreateCustomChannel(target->target, grpc::InsecureChannelCredentials(), args);
+  grpc::SslCredentialsOptions ssl;
+  if (!options.tls_ca_file.empty()) {
+    const std::string& file = options.tls_ca_file;
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      const int error = errno;
+      const std::string message = Cat("--tls-ca ", file, ": cannot read it: ", std::strerror(error));
+      if (error == ENOENT) return absl::NotFoundError(message);
+      if (error == EACCES) return absl::PermissionDeniedError(message);
+      return absl::UnavailableError(message);
+    }
+    std::stringstream content;
+    content << in.rdbuf();
+    ssl.pem_root_certs = content.str();
+    if (ssl.pem_root_certs.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      return absl::InvalidArgumentError(Cat("--tls-ca ", file,
+                                            ": no PEM certificate in it (expected the CA certificate that signed "
+                                            "the node's, starting with -----BEGIN CERTIFICATE-----)"));
+    }
+  }
+  return grpc::CreateCustomChannel(target->target, grpc::SslCredentials(ssl), args);
+}
+
 absl::StatusOr<std::unique_ptr<NodeApi>> ConnectGrpcNode(const NodeOptions& options) {
-  if (options.address.empty()) return absl::InvalidArgumentError("no node address (pass --node HOST:PORT)");
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
   args.SetMaxSendMessageSize(kMaxReceiveMessageBytes);
-  auto channel = grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args);
-  return std::make_unique<GrpcNodeApi>(options, std::move(channel));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = NodeChannel(options, args);
+  if (!channel.ok()) return channel.status();
+  return std::make_unique<GrpcNodeApi>(options, *std::move(channel));
 }
 
 }  // namespace attest::client

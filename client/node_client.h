@@ -3,7 +3,8 @@
 //
 // GrpcNodeApi (made by ConnectGrpcNode) puts a deadline on every call (NodeOptions::timeout, for the
 // whole call including retries), retries only UNAVAILABLE with bounded exponential backoff (safe: every
-// RPC used here is idempotent, submissions included), and uses a plaintext channel for now.
+// RPC used here is idempotent, submissions included). The channel is TLS for a node address written
+// "https://host:port" (or when a CA file is given), plaintext for "host:port" and "http://host:port".
 // Errors keep the gRPC code and say which node answered.
 //
 // A NodeApi is thread-compatible (one caller at a time).
@@ -46,17 +47,36 @@ struct RetryOptions final {
 };
 
 struct NodeOptions final {
-  std::string address;                         // "host:port"
+  std::string address;                         // "host:port", "http://host:port" or "https://host:port"
+  // PEM CA certificate(s) a TLS node's certificate must chain to (--tls-ca); "" = the system's CAs.
+  // Setting it makes a plain "host:port" a TLS address too.
+  std::string tls_ca_file = {};
   absl::Duration timeout = absl::Seconds(30);  // per call, retries included
-  RetryOptions retry;
+  RetryOptions retry = {};
 };
 
 // Makes the NodeApi a subcommand talks to; injected so tests can hand out fakes.
 using NodeConnector = std::function<absl::StatusOr<std::unique_ptr<NodeApi>>(const NodeOptions&)>;
 
-// The real connector: a gRPC channel to options.address. INVALID_ARGUMENT for an empty address.
+// The real connector: a gRPC channel to options.address (NodeChannel, whose errors it returns).
 // Connecting is lazy: an unreachable node shows up as UNAVAILABLE on the first call.
 absl::StatusOr<std::unique_ptr<NodeApi>> ConnectGrpcNode(const NodeOptions& options);
+
+// Where and how to dial a node address.
+struct NodeTarget final {
+  std::string target;  // "host:port", as gRPC dials it
+  bool tls = false;
+};
+
+// INVALID_ARGUMENT for an empty address, an unknown scheme, or "http://" together with a CA file.
+absl::StatusOr<NodeTarget> ParseNodeAddress(std::string_view address, std::string_view tls_ca_file);
+
+// A channel to the node of options.address (ParseNodeAddress), with TLS verified against
+// options.tls_ca_file when set. Errors: INVALID_ARGUMENT as ParseNodeAddress, or a CA file with no PEM
+// certificate; NOT_FOUND / PERMISSION_DENIED / UNAVAILABLE when the CA file cannot be read. All name
+// --tls-ca and the file.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> NodeChannel(const NodeOptions& options,
+                                                           const grpc::ChannelArguments& args = {});
 
 // Runs `attempt` (given the deadline it must respect) until it returns anything but UNAVAILABLE, the
 // attempts are used up, or the next backoff would pass `deadline`. Sleeps through `sleep` between

@@ -134,6 +134,18 @@ int RunPush(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   if (!config.ok()) return Failure(spec, env, std::string(config.status().message()));
   std::vector<std::string> nodes = args.Values("node");
   if (nodes.empty()) nodes = config->nodes;
+  const std::string tls_ca = args.Value("tls-ca").value_or(config->tls_ca_file);
+  for (const std::string& node : nodes) {
+    if (absl::StatusOr<NodeTarget> target = ParseNodeAddress(node, tls_ca); !target.ok()) {
+      return UsageError(spec, env, std::string(target.status().message()));
+    }
+  }
+  // Every node is reached with the same CA (--tls-ca, else tls_ca of the config).
+  NodeConnector connect = [base = env.connect_node, tls_ca](const NodeOptions& node_options) {
+    NodeOptions with_ca = node_options;
+    with_ca.tls_ca_file = tls_ca;
+    return base(with_ca);
+  };
 
   absl::StatusOr<std::string> key_text = ReadInput(config->key_file, env);
   if (!key_text.ok()) return Failure(spec, env, Cat(key_text.status().message(), " (`key` in ", config->source, ")"));
@@ -166,7 +178,7 @@ int RunPush(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
 
   if (watch) {
     StopSignals signals;
-    Pusher pusher(*spool, *std::move(key), options, env.connect_node, InterruptibleClock(), log);
+    Pusher pusher(*spool, *std::move(key), options, connect, InterruptibleClock(), log);
     // A node that stays down fails every retry the same way: print an outcome only when it changes.
     struct Shown {
       std::string path;
@@ -208,7 +220,7 @@ int RunPush(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
     return scan_failed ? kExitFailure : kExitOk;
   }
 
-  Pusher pusher(*spool, *std::move(key), options, env.connect_node, PushClock::Real(), log);
+  Pusher pusher(*spool, *std::move(key), options, connect, PushClock::Real(), log);
   PushReport report = pusher.PushOnce();
   if (json_output) {
     env.out << DumpJson(ReportJson(report, scanned, true)) << "\n";
@@ -247,7 +259,8 @@ CommandSpec PushCommand() {
           "--watch keeps running, sending new records as they appear, until SIGTERM or SIGINT.\n"
           "\n"
           "The config (--config, else $ATTEST_BUILDER_CONFIG) is the one `attest hook` uses: `key`, `spool`,\n"
-          "`nodes`. Prints one line per record and node (--json: one object; with --watch one per line).\n"
+          "`nodes` (and `tls_ca` for nodes with TLS). Prints one line per record and node (--json: one object;\n"
+          "with --watch one per line).\n"
           "\n"
           "Exit status: 0 when the spool is empty afterwards (--watch: when stopped by a signal), 1 while\n"
           "records remain or on errors, 2 on usage errors.",
@@ -256,7 +269,11 @@ CommandSpec PushCommand() {
               {"config", OptionKind::kValue, OptionRepeat::kOnce, "FILE",
                "builder config (default: $ATTEST_BUILDER_CONFIG)"},
               {"node", OptionKind::kValue, OptionRepeat::kMany, "ADDR",
-               "a node's gRPC address, host:port; repeat for several (default: `nodes` of the config)"},
+               "a node's gRPC address, host:port or https://host:port (TLS); repeat for several (default: "
+               "`nodes` of the config)"},
+              {"tls-ca", OptionKind::kValue, OptionRepeat::kOnce, "FILE",
+               "PEM CA certificate(s) of the nodes' TLS certificates (default: `tls_ca` of the config, else the "
+               "system's CAs)"},
               {"watch", OptionKind::kFlag, OptionRepeat::kOnce, "", "keep running and push new records as they come"},
               {"scan", OptionKind::kFlag, OptionRepeat::kOnce, "",
                "first spool the store's locally built paths that were never attested"},

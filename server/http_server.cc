@@ -1,6 +1,7 @@
 #include "server/http_server.h"
 
 #include <fcntl.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "consensus/encoding.h"
 #include "server/worker_pool.h"
@@ -97,10 +99,31 @@ struct HttpServerCallbacks final {
   static MHD_Result Access(void* cls, MHD_Connection* connection, const char* url, const char* method,
                            const char* /*version*/, const char* /*upload_data*/, size_t* upload_data_size,
                            void** request_state) {
-    return static_cast<HttpServer*>(cls)->Access(connection, url == nullptr ? "" : url, method == nullptr ? "" : method,
-                                                 upload_data_size, request_state)
+    auto* server = static_cast<HttpServer*>(cls);
+    if (*request_state == nullptr && server->options_.tls != nullptr &&
+        !server->options_.tls->client_ca_pem.empty() && !ClientCertificateVerified(connection)) {
+      return server->Send(connection, method == nullptr ? "" : method,
+                          HttpResponse::Text(403, "this node requires a client certificate signed by its client CA "
+                                                  "(curl: --cert FILE --key FILE)"))
+                 ? MHD_YES
+                 : MHD_NO;
+    }
+    return server->Access(connection, url == nullptr ? "" : url, method == nullptr ? "" : method, upload_data_size,
+                          request_state)
                ? MHD_YES
                : MHD_NO;
+  }
+
+  // The library asks TLS clients for a certificate when it has a trust list, but leaves checking it to
+  // the application: it must be present and chain to the client CA.
+  static bool ClientCertificateVerified(MHD_Connection* connection) {
+    const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (info == nullptr || info->tls_session == nullptr) return false;
+    auto session = static_cast<gnutls_session_t>(info->tls_session);
+    unsigned int list_size = 0;
+    if (gnutls_certificate_get_peers(session, &list_size) == nullptr || list_size == 0) return false;
+    unsigned int verdict = 0;
+    return gnutls_certificate_verify_peers2(session, &verdict) == GNUTLS_E_SUCCESS && verdict == 0;
   }
 
   static void Completed(void* cls, MHD_Connection* /*connection*/, void** request_state,
@@ -206,6 +229,17 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddres
   std::unique_ptr<HttpServer> server(new HttpServer(std::move(router), options, fd, port));
   unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
   if (bound.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+  // The library keeps pointers to the PEM text; server->options_ holds it while the daemon runs.
+  std::vector<MHD_OptionItem> tls_options;
+  if (const ServerTls* tls = server->options_.tls.get(); tls != nullptr) {
+    flags |= MHD_USE_TLS;
+    tls_options.push_back({MHD_OPTION_HTTPS_MEM_CERT, 0, const_cast<char*>(tls->identity.cert_chain_pem.c_str())});
+    tls_options.push_back({MHD_OPTION_HTTPS_MEM_KEY, 0, const_cast<char*>(tls->identity.private_key_pem.c_str())});
+    if (!tls->client_ca_pem.empty()) {
+      tls_options.push_back({MHD_OPTION_HTTPS_MEM_TRUST, 0, const_cast<char*>(tls->client_ca_pem.c_str())});
+    }
+  }
+  tls_options.push_back({MHD_OPTION_END, 0, nullptr});
   // clang-format off
   server->daemon_ = MHD_start_daemon(
       flags, 0, nullptr, nullptr, &HttpServerCallbacks::Access, server.get(),
@@ -215,12 +249,14 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddres
       MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned int>(std::max(1, options.idle_timeout_seconds)),
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory,
       MHD_OPTION_NOTIFY_COMPLETED, &HttpServerCallbacks::Completed, server.get(),
+      MHD_OPTION_ARRAY, tls_options.data(),
       MHD_OPTION_END);
   // clang-format on
   if (server->daemon_ == nullptr) {
     // The destructor closes the socket.
     return absl::FailedPreconditionError(
-        Cat("cannot serve http on ", shown, ": libmicrohttpd did not start (too many open files?)"));
+        Cat("cannot serve http", options.tls ? "s" : "", " on ", shown, ": libmicrohttpd did not start (",
+            options.tls ? "did GnuTLS refuse the [tls] certificate or key? or " : "", "too many open files?)"));
   }
   return server;
 }

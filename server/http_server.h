@@ -38,6 +38,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/node_config.h"
+#include "server/tls_files.h"
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -133,12 +134,15 @@ struct HttpServerOptions final {
   int idle_timeout_seconds = 30;  // a connection with no traffic for this long is closed
   int job_threads = 8;            // the work pool for HttpReply::Later jobs (they mostly wait)
   int max_pending_jobs = 4096;    // jobs queued or running; more get 503
+  // HTTPS with this certificate and key when set (plain HTTP otherwise). With a client CA, every
+  // request must come with a client certificate that chains to it; others get 403.
+  std::shared_ptr<const ServerTls> tls = nullptr;
 };
 
 class HttpServer final {
  public:
   // Binds `address` and serves `router`. FAILED_PRECONDITION naming the address when it cannot be bound
-  // or the library cannot start.
+  // or the library cannot start (with options.tls: or refuses the certificate and key).
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const ListenAddress& address, HttpRouter router,
                                                            HttpServerOptions options = {});
   ~HttpServer();

@@ -18,6 +18,7 @@
 #include "consensus/signed_note.h"
 #include "server/log.h"
 #include "server/node_metrics.h"
+#include "server/tls_files.h"
 #include "storage/sqlite_attestation_store.h"
 
 namespace attest::server {
@@ -208,13 +209,27 @@ absl::Status Node::Start() {
   if (server_) return absl::FailedPreconditionError("the node is already started");
   absl::StatusOr<ListenAddress> grpc_address = ParseListenAddress(config_.grpc_address);
   if (!grpc_address.ok()) return grpc_address.status();
+  // Read now, so a wrong certificate or key stops the start before anything listens.
+  absl::StatusOr<std::optional<ServerTls>> tls = LoadNodeTlsFiles(config_);
+  if (!tls.ok()) return tls.status();
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  std::shared_ptr<const ServerTls> http_tls;
+  if (*tls) {
+    grpc::SslServerCredentialsOptions ssl((*tls)->client_ca_pem.empty()
+                                              ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = (*tls)->client_ca_pem;
+    ssl.pem_key_cert_pairs.push_back({(*tls)->identity.private_key_pem, (*tls)->identity.cert_chain_pem});
+    credentials = grpc::SslServerCredentials(ssl);
+    http_tls = std::make_shared<const ServerTls>(**std::move(tls));
+  }
   // Before serving: the first answer for /log/checkpoint already covers what the database holds.
   log_publisher_->Start();
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config_.grpc_address, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.AddListeningPort(config_.grpc_address, credentials, &grpc_port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
   // gRPC sets SO_REUSEPORT by default, which would let a second node on the same port share its
   // traffic silently; a port in use must be a startup error instead.
@@ -257,7 +272,8 @@ absl::Status Node::Start() {
                                 HttpServerOptions{.threads = config_.http_threads,
                                                   .max_connections = config_.http_max_connections,
                                                   .idle_timeout_seconds = config_.http_idle_timeout_seconds,
-                                                  .job_threads = config_.http_job_threads})
+                                                  .job_threads = config_.http_job_threads,
+                                                  .tls = std::move(http_tls)})
             : absl::StatusOr<std::unique_ptr<HttpServer>>(http_address.status());
     if (!http.ok()) {
       server_->Shutdown(std::chrono::system_clock::now());
@@ -275,6 +291,9 @@ absl::Status Node::Start() {
   }
   SetHealth(server_.get(), Health::kServing);
   LogInfo(Cat("node started: grpc ", grpc_address_, http_ ? Cat(", http ", http_address_) : std::string(),
+              config_.tls ? Cat(" (TLS", config_.tls->client_ca.path.empty() ? "" : ", client certificates required",
+                                ")")
+                          : std::string(),
               gateway_ ? Cat(" (gateway for ", config_.gateway->upstream, ")") : std::string(),
               ", log ", log_publisher_->origin(), ", policy ", policy_.Hash(), " (quorum ", policy_.quorum(), ", ",
               policy_.operators().size(), " operators), node key ", key_.name(), ", database ",

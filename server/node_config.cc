@@ -37,9 +37,10 @@ constexpr std::string_view kNodeKeys =
     "http_max_connections, http_idle_timeout";
 constexpr std::string_view kLogKeys = "checkpoint_interval";
 constexpr std::string_view kTestKeys = "fork_log";
-constexpr std::string_view kTables = "[node], [gateway], [log], [federation], [test] and [[peer]]";
+constexpr std::string_view kTables = "[node], [tls], [gateway], [log], [federation], [test] and [[peer]]";
+constexpr std::string_view kTlsKeys = "cert, key, client_ca";
 constexpr std::string_view kFederationKeys = "poll_interval, max_backoff, batch_entries";
-constexpr std::string_view kPeerKeys = "grpc, http, key";
+constexpr std::string_view kPeerKeys = "grpc, http, key, ca";
 constexpr std::string_view kGatewayKeys =
     "upstream, priority, positive_ttl, negative_ttl, failure_ttl, cache_entries, upstream_timeout, nar_streams";
 
@@ -136,8 +137,16 @@ absl::Status CheckInteger(const IntegerSetting& setting, int64_t value, std::str
   return absl::OkStatus();
 }
 
+// Whether a non-loopback listen address is acceptable: with TLS, or with the explicit plaintext opt-in.
+enum class ExposedListening { kRefused, kTls, kPlaintextAllowed };
+
+ExposedListening Exposure(const NodeConfig& config) {
+  if (config.tls) return ExposedListening::kTls;
+  return config.allow_non_loopback ? ExposedListening::kPlaintextAllowed : ExposedListening::kRefused;
+}
+
 // "grpc"/"http" values. An empty http address turns the listener off; grpc is always needed.
-absl::Status CheckAddress(std::string_view setting, std::string_view value, bool allow_non_loopback,
+absl::Status CheckAddress(std::string_view setting, std::string_view value, ExposedListening exposure,
                           std::string_view where) {
   if (value.empty() && setting == "http") return absl::OkStatus();
   auto address = ParseListenAddress(value);
@@ -145,11 +154,12 @@ absl::Status CheckAddress(std::string_view setting, std::string_view value, bool
     return absl::InvalidArgumentError(Cat(where, setting, " = ", Quoted(value), ": ",
                                           StdView(address.status().message())));
   }
-  if (!allow_non_loopback && !address->IsLoopback()) {
+  if (exposure == ExposedListening::kRefused && !address->IsLoopback()) {
     return absl::InvalidArgumentError(
         Cat(where, setting, " = ", Quoted(value),
-            " is not a loopback address; binding it exposes the node beyond this machine, so it needs "
-            "`allow_non_loopback = true` in [node] (or use 127.0.0.1)"));
+            " is not a loopback address and the node has no [tls]; serving plaintext beyond this machine must "
+            "be asked for: configure [tls] (cert and key), or set `allow_non_loopback = true` in [node] "
+            "(e.g. behind a TLS-terminating proxy), or listen on 127.0.0.1"));
   }
   return absl::OkStatus();
 }
@@ -159,6 +169,31 @@ std::string ResolvePath(std::string_view value, std::string_view config_file) {
   if (path.is_absolute()) return path.lexically_normal().string();
   std::filesystem::path base = std::filesystem::path(std::string(config_file)).parent_path();
   return (base / path).lexically_normal().string();
+}
+
+bool IsHttps(std::string_view address) { return address.substr(0, 8) == "https://"; }
+
+// A [[peer]] address: "host:port", or with a scheme: http:// (plaintext) or https:// (TLS); gRPC has no
+// plaintext scheme of its own here, so grpc takes "host:port" or "https://host:port".
+absl::Status CheckPeerAddress(std::string_view setting, std::string_view value, std::string_view where) {
+  std::string_view rest = value;
+  if (IsHttps(rest)) {
+    rest.remove_prefix(8);
+  } else if (setting == "http" && rest.substr(0, 7) == "http://") {
+    rest.remove_prefix(7);
+  }
+  if (rest.find("://") != std::string_view::npos) {
+    return absl::InvalidArgumentError(
+        Cat(where, "[[peer]] ", setting, " = ", Quoted(value), ": write \"host:port\", or \"https://host:port\" ",
+            "for a peer that serves TLS", setting == "http" ? " (or \"http://host:port\")" : ""));
+  }
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (absl::StatusOr<ListenAddress> parsed = ParseListenAddress(rest); !parsed.ok() || parsed->port == 0) {
+    return absl::InvalidArgumentError(
+        Cat(where, "[[peer]] ", setting, " = ", Quoted(value), ": ",
+            parsed.ok() ? "port 0 cannot be dialed" : StdView(parsed.status().message())));
+  }
+  return absl::OkStatus();
 }
 
 class ConfigReader final {
@@ -172,6 +207,8 @@ class ConfigReader final {
       absl::Status status;
       if (name == "node") {
         status = ReadNode(*key, *node);
+      } else if (name == "tls") {
+        status = ReadTls(*key, *node);
       } else if (name == "gateway") {
         status = ReadGateway(*key, *node);
       } else if (name == "log") {
@@ -254,6 +291,49 @@ class ConfigReader final {
       if (!status.ok()) return status;
     }
     return absl::OkStatus();
+  }
+
+  absl::Status ReadTls(const toml::key& key, const toml::node& node) {
+    const toml::table* table = node.as_table();
+    if (table == nullptr) {
+      return absl::InvalidArgumentError(
+          Cat(Where(file_, key.source()), "\"tls\" is ", TypeName(node), ", not a table (write [tls])"));
+    }
+    const std::string where = Where(file_, key.source());
+    TlsConfig tls;
+    for (const auto& [entry_key, value] : EntriesInFileOrder(*table)) {
+      const std::string name(entry_key->str());
+      ConfigFile* target = name == "cert"        ? &tls.cert
+                           : name == "key"       ? &tls.key
+                           : name == "client_ca" ? &tls.client_ca
+                                                 : nullptr;
+      if (target == nullptr) {
+        return absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ", Quoted(name),
+                                              " in [tls] (known keys: ", kTlsKeys, ")"));
+      }
+      absl::StatusOr<ConfigFile> file = FileSetting(*entry_key, *value, Cat("[tls] ", name));
+      if (!file.ok()) return file.status();
+      *target = *std::move(file);
+    }
+    if (tls.cert.path.empty() || tls.key.path.empty()) {
+      return absl::InvalidArgumentError(
+          Cat(where, "[tls] has ",
+              tls.cert.path.empty() ? (tls.key.path.empty() ? "neither cert nor key" : "a key but no cert")
+                                    : "a cert but no key",
+              "; TLS needs both: cert = \"node.crt\" (PEM certificate chain) and key = \"node.key\" (its PEM "
+              "private key). Remove [tls] to serve plaintext on loopback"));
+    }
+    config_.tls = std::move(tls);
+    return absl::OkStatus();
+  }
+
+  // A string setting naming a file: resolved against the config file's directory.
+  absl::StatusOr<ConfigFile> FileSetting(const toml::key& key, const toml::node& value, std::string_view shown) {
+    auto text = String(key, value);
+    if (!text.ok()) return text.status();
+    const std::string where = Where(file_, value.source());
+    if (text->empty()) return absl::InvalidArgumentError(Cat(where, shown, " is empty; give a file path"));
+    return ConfigFile{.path = ResolvePath(*text, file_), .where = Cat(where, shown, " ", Quoted(*text), ": ")};
   }
 
   absl::Status ReadGateway(const toml::key& key, const toml::node& node) {
@@ -409,12 +489,21 @@ class ConfigReader final {
       const std::string where = Where(file_, element.source());
       for (const auto& [entry_key, value] : EntriesInFileOrder(*element.as_table())) {
         const std::string name(entry_key->str());
-        if (name != "grpc" && name != "http" && name != "key") {
+        if (name != "grpc" && name != "http" && name != "key" && name != "ca") {
           return absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ", Quoted(name),
                                                 " in [[peer]] (known keys: ", kPeerKeys, ")"));
         }
+        if (name == "ca") {
+          absl::StatusOr<ConfigFile> ca = FileSetting(*entry_key, *value, "[[peer]] ca");
+          if (!ca.ok()) return ca.status();
+          peer.ca = *std::move(ca);
+          continue;
+        }
         auto text = String(*entry_key, *value);
         if (!text.ok()) return text.status();
+        if (name == "grpc" || name == "http") {
+          if (absl::Status s = CheckPeerAddress(name, *text, Where(file_, value->source())); !s.ok()) return s;
+        }
         if (name == "grpc") peer.grpc = *text;
         if (name == "http") peer.http = *text;
         if (name == "key") {
@@ -432,9 +521,15 @@ class ConfigReader final {
                                  {"http", &peer.http},
                                  {"key", &peer.public_key}}) {
         if (field->empty()) {
-          return absl::InvalidArgumentError(Cat(where, "[[peer]] has no ", name, " (a peer needs ", kPeerKeys,
-                                                ": its gRPC and HTTP addresses and its node's Nix public key)"));
+          return absl::InvalidArgumentError(Cat(where, "[[peer]] has no ", name, " (a peer needs grpc, http and key: ",
+                                                "its gRPC and HTTP addresses and its node's Nix public key)"));
         }
+      }
+      if (!peer.ca.path.empty() && !IsHttps(peer.grpc) && !IsHttps(peer.http)) {
+        return absl::InvalidArgumentError(
+            Cat(peer.ca.where, "the peer's addresses are plaintext, so the CA would not be used; write them as "
+                               "grpc = \"https://host:port\" and http = \"https://host:port\" for a peer that "
+                               "serves TLS, or remove ca"));
       }
       for (const PeerConfig& other : config_.peers) {
         if (other.name == peer.name) {
@@ -447,8 +542,8 @@ class ConfigReader final {
     return absl::OkStatus();
   }
 
-  // Checks that need the whole file: required keys, and the loopback rule (allow_non_loopback may be
-  // written after the addresses).
+  // Checks that need the whole file: required keys, and the loopback rule ([tls] and the plaintext opt-in
+  // may be written after the addresses).
   absl::Status Finish() {
     const std::string where = node_where_.empty() ? Cat(file_, ":1:1: ") : node_where_;
     for (auto [name, value] : {std::pair<std::string_view, const std::string*>{"key", &config_.key_path},
@@ -459,12 +554,18 @@ class ConfigReader final {
       }
     }
     if (config_.database_path.empty()) config_.database_path = ResolvePath("attest.db", file_);
-    if (absl::Status s = CheckAddress("grpc", config_.grpc_address, config_.allow_non_loopback,
+    if (config_.tls) {
+      for (PeerConfig& peer : config_.peers) {
+        peer.client_cert = config_.tls->cert;
+        peer.client_key = config_.tls->key;
+      }
+    }
+    if (absl::Status s = CheckAddress("grpc", config_.grpc_address, Exposure(config_),
                                       grpc_where_.empty() ? where : grpc_where_);
         !s.ok()) {
       return s;
     }
-    if (absl::Status s = CheckAddress("http", config_.http_address, config_.allow_non_loopback,
+    if (absl::Status s = CheckAddress("http", config_.http_address, Exposure(config_),
                                       http_where_.empty() ? where : http_where_);
         !s.ok()) {
       return s;
@@ -599,11 +700,10 @@ absl::Status ValidateNodeConfig(const NodeConfig& config) {
                              {"policy", &config.policy_path}}) {
     if (value->empty()) return absl::InvalidArgumentError(Cat(where, "[node] ", name, " is not set"));
   }
-  if (absl::Status s = CheckAddress("grpc", config.grpc_address, config.allow_non_loopback, where); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckAddress("http", config.http_address, config.allow_non_loopback, where); !s.ok()) {
-    return s;
+  if (absl::Status s = CheckAddress("grpc", config.grpc_address, Exposure(config), where); !s.ok()) return s;
+  if (absl::Status s = CheckAddress("http", config.http_address, Exposure(config), where); !s.ok()) return s;
+  if (config.tls && (config.tls->cert.path.empty() || config.tls->key.path.empty())) {
+    return absl::InvalidArgumentError(Cat(where, "[tls] needs both cert and key"));
   }
   for (auto [setting, value] : {std::pair<IntegerSetting, int64_t>{kMaxBatch, config.max_batch},
                                 {kMaxStatusPaths, config.max_status_paths},

@@ -13,11 +13,17 @@
 //   max_message_bytes = 67108864     # largest gRPC request accepted (64 MiB)
 //   verify_threads = 2               # threads verifying signatures
 //   rpc_threads = 8                  # handler threads for submissions, and as many for reads
-//   allow_non_loopback = false       # binding anything but loopback needs this set to true
+//   allow_non_loopback = false       # serve plaintext (no [tls]) on a non-loopback address; with [tls]
+//                                    # any address may be bound without it
 //   http_threads = 2                 # HTTP event threads
 //   http_job_threads = 16            # HTTP work that may block (upstream fetches, storage reads)
 //   http_max_connections = 1024      # more HTTP connections are refused
 //   http_idle_timeout = 30           # seconds before an idle HTTP connection is closed
+//
+//   [tls]                            # TLS on both ports (gRPC and HTTPS); absent = plaintext
+//   cert = "node.crt"                # PEM certificate chain, the node's certificate first
+//   key = "node.key"                 # PEM private key of that certificate (not encrypted)
+//   client_ca = "clients.crt"        # optional: require client certificates signed by these CAs
 //
 //   [gateway]                        # the substituter gateway on the HTTP port (see server/gateway.h)
 //   upstream = "https://cache.nixos.org"   # http(s)://... or file:///absolute/dir (binary cache layout)
@@ -42,9 +48,13 @@
 //   batch_entries = 4096             # most peer entries applied in one transaction (bounds memory)
 //
 //   [[peer]]                         # a peer whose log this node follows (one table per peer)
-//   grpc = "node-b.example.org:7700" # its gRPC address (policy hash, consistency proofs)
-//   http = "node-b.example.org:7780" # its HTTP address (/log/checkpoint, /log/tile/...)
+//   grpc = "node-b.example.org:7700" # its gRPC address (policy hash, consistency proofs);
+//                                    # "https://host:port" when the peer serves TLS
+//   http = "node-b.example.org:7780" # its HTTP address (/log/checkpoint, /log/tile/...); "host:port",
+//                                    # "http://host:port" or "https://host:port"
 //   key = "node-b:base64..."         # its node key (Nix public key); the name is the peer's name
+//   ca = "federation-ca.crt"         # optional: PEM CA(s) that sign the peer's TLS certificate
+//                                    # (default: the system's trusted CAs)
 //
 // Relative paths resolve against the directory of the config file. Unknown keys and tables are errors.
 // Value types; thread-safe.
@@ -74,11 +84,31 @@ struct GatewayConfig final {
   int nar_streams = 32;
 };
 
+// A file the config names: its resolved path, and where the config names it ("node.toml:42:8: ", or
+// "" for a config built in code), so a problem found when the file is read points at the setting.
+struct ConfigFile final {
+  std::string path = {};
+  std::string where = {};
+};
+
+// [tls]: one certificate for both ports. With client_ca set, clients must present a certificate that
+// chains to one of its CAs.
+struct TlsConfig final {
+  ConfigFile cert = {};       // PEM chain, the node's certificate first
+  ConfigFile key = {};        // PEM private key of cert
+  ConfigFile client_ca = {};  // path "" = client certificates are not requested
+};
+
 struct PeerConfig final {
   std::string name;        // the name of its key (its log's origin)
-  std::string grpc;        // host:port
-  std::string http;        // host:port
+  std::string grpc;        // host:port, or https://host:port (TLS)
+  std::string http;        // host:port (plain http), http://host:port or https://host:port
   std::string public_key;  // the peer node's Nix public key, name:base64
+  ConfigFile ca;           // PEM CA(s) for the peer's TLS certificate; path "" = the system's CAs
+  // This node's [tls] certificate and key, presented when a TLS peer asks for a client certificate
+  // (copied from [tls] by ParseNodeConfig; paths "" = none).
+  ConfigFile client_cert;
+  ConfigFile client_key;
 };
 
 struct FederationConfig final {
@@ -103,11 +133,14 @@ struct NodeConfig final {
   int64_t max_message_bytes = int64_t{64} << 20;
   int verify_threads = 2;
   int rpc_threads = 8;
+  // Serve plaintext (no [tls]) on a non-loopback address. With [tls] set, any address may be bound
+  // without it.
   bool allow_non_loopback = false;
   int http_threads = 2;
   int http_job_threads = 16;
   int http_max_connections = 1024;
   int http_idle_timeout_seconds = 30;
+  std::optional<TlsConfig> tls;
   std::optional<GatewayConfig> gateway;
   // [log]
   absl::Duration checkpoint_interval = absl::Seconds(1);
@@ -138,8 +171,10 @@ absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text);
 
 // Parses config text. `file_path` names the file in messages and is the base for relative paths.
 // Every problem is INVALID_ARGUMENT "<file>:<line>:<column>: <problem>" (TOML syntax, unknown keys or
-// tables, wrong types, values out of range, a missing required key, a non-loopback address without
-// allow_non_loopback, a [test] switch without ATTEST_ALLOW_TEST_SWITCHES=1 in the environment).
+// tables, wrong types, values out of range, a missing required key, a non-loopback address with neither
+// [tls] nor allow_non_loopback, [tls] cert without key (or the reverse), a [test] switch
+// without ATTEST_ALLOW_TEST_SWITCHES=1 in the environment). Files are not opened here: the TLS files
+// are read and checked when the node starts (server/tls_files.h), with messages naming the setting.
 absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text, std::string_view file_path);
 
 // Reads and parses the file. NOT_FOUND / FAILED_PRECONDITION "<file>: <reason>" when it cannot be read;
@@ -147,7 +182,7 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text, std::string_vi
 absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& file_path);
 
 // Checks a config built in code (ParseNodeConfig applies the same checks): addresses, limits, the
-// loopback rule, the [gateway] values, the checkpoint interval and the [test] switches.
+// loopback rule, [tls] (cert and key both set), the [gateway] values, the checkpoint interval and the [test] switches.
 // INVALID_ARGUMENT naming the setting.
 absl::Status ValidateNodeConfig(const NodeConfig& config);
 

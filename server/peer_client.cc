@@ -44,15 +44,27 @@ absl::Status FromGrpc(const grpc::Status& status, std::string_view what) {
   }
 }
 
+constexpr std::string_view kHttps = "https://";
+
+bool IsHttps(std::string_view address) { return address.substr(0, kHttps.size()) == kHttps; }
+
 // gRPC's own reconnect backoff grows to 120 s by default: a peer that comes back after a long outage
 // would wait that long for its followers. Capped like the follower's own retries.
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, absl::Duration max_reconnect_backoff) {
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const std::string& ca_pem,
+                                           const TlsIdentity& identity, absl::Duration max_reconnect_backoff) {
   grpc::ChannelArguments args;
   const int max_ms = static_cast<int>(std::max<int64_t>(100, absl::ToInt64Milliseconds(max_reconnect_backoff)));
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(max_ms, 100));
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::min(max_ms, 100));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_ms);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  if (!IsHttps(address)) return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ca_pem;
+  ssl.pem_private_key = identity.private_key_pem;
+  ssl.pem_cert_chain = identity.cert_chain_pem;
+  std::string target = address.substr(kHttps.size());
+  if (!target.empty() && target.back() == '/') target.pop_back();
+  return grpc::CreateCustomChannel(target, grpc::SslCredentials(ssl), args);
 }
 
 }  // namespace
@@ -60,13 +72,36 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, absl::Dur
 PeerClient::PeerClient(const PeerConfig& peer, absl::Duration timeout, absl::Duration max_reconnect_backoff)
     : peer_(peer),
       timeout_(timeout),
-      channel_(MakeChannel(peer.grpc, max_reconnect_backoff)),
+      tls_(LoadTls(peer)),
+      channel_(MakeChannel(peer.grpc, tls_.ca_pem, tls_.identity, max_reconnect_backoff)),
       policy_(v1::Policy::NewStub(channel_)),
       log_(v1::LogService::NewStub(channel_)),
       curl_((InitCurlOnce(), curl_easy_init())) {}
 
 PeerClient::~PeerClient() {
   if (curl_ != nullptr) curl_easy_cleanup(static_cast<CURL*>(curl_));
+}
+
+PeerClient::Tls PeerClient::LoadTls(const PeerConfig& peer) {
+  Tls tls;
+  if (!IsHttps(peer.grpc) && !IsHttps(peer.http)) return tls;
+  if (!peer.ca.path.empty()) {
+    absl::StatusOr<std::string> ca = LoadCaCertificates(peer.ca);
+    if (!ca.ok()) {
+      tls.problem = absl::FailedPreconditionError(Cat("peer ", peer.name, ": ", StdView(ca.status().message())));
+      return tls;
+    }
+    tls.ca_pem = *std::move(ca);
+  }
+  if (!peer.client_cert.path.empty() && !peer.client_key.path.empty()) {
+    absl::StatusOr<TlsIdentity> identity = LoadTlsIdentity(peer.client_cert, peer.client_key);
+    if (!identity.ok()) {
+      tls.problem = absl::FailedPreconditionError(Cat("peer ", peer.name, ": ", StdView(identity.status().message())));
+      return tls;
+    }
+    tls.identity = *std::move(identity);
+  }
+  return tls;
 }
 
 void PeerClient::Cancel() { cancelled_.store(true); }
@@ -79,6 +114,7 @@ std::unique_ptr<grpc::ClientContext> PeerClient::Context() const {
 
 absl::StatusOr<std::string> PeerClient::PolicyHash() {
   if (cancelled_.load()) return absl::CancelledError("stopping");
+  if (!tls_.problem.ok()) return tls_.problem;
   v1::PolicyInfo info;
   auto context = Context();
   grpc::Status status = policy_->GetPolicy(context.get(), v1::GetPolicyRequest(), &info);
@@ -89,6 +125,7 @@ absl::StatusOr<std::string> PeerClient::PolicyHash() {
 absl::StatusOr<std::vector<consensus::MerkleHash>> PeerClient::ConsistencyProof(uint64_t old_size,
                                                                                  uint64_t new_size) {
   if (cancelled_.load()) return absl::CancelledError("stopping");
+  if (!tls_.problem.ok()) return tls_.problem;
   v1::GetConsistencyProofRequest request;
   request.set_old_size(old_size);
   request.set_new_size(new_size);
@@ -135,7 +172,10 @@ absl::StatusOr<std::string> PeerClient::HttpGet(const std::string& path, size_t 
   if (cancelled_.load()) return absl::CancelledError("stopping");
   CURL* curl = static_cast<CURL*>(curl_);
   if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
-  const std::string url = Cat("http://", peer_.http, path);
+  if (!tls_.problem.ok()) return tls_.problem;
+  std::string base = peer_.http.find("://") == std::string::npos ? Cat("http://", peer_.http) : peer_.http;
+  if (!base.empty() && base.back() == '/') base.pop_back();
+  const std::string url = Cat(base, path);
   Sink sink{.body = {}, .max_bytes = max_bytes, .too_large = false};
   char error[CURL_ERROR_SIZE] = {0};
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
@@ -143,6 +183,23 @@ absl::StatusOr<std::string> PeerClient::HttpGet(const std::string& path, size_t 
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(timeout_)));
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(timeout_)));
+  if (IsHttps(url)) {
+    // The blobs are copied by curl; without a CA blob curl uses the system's CAs.
+    if (!tls_.ca_pem.empty()) {
+      curl_blob ca{const_cast<char*>(tls_.ca_pem.data()), tls_.ca_pem.size(), CURL_BLOB_COPY};
+      curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &ca);
+    }
+    if (!tls_.identity.cert_chain_pem.empty()) {
+      curl_blob cert{const_cast<char*>(tls_.identity.cert_chain_pem.data()), tls_.identity.cert_chain_pem.size(),
+                     CURL_BLOB_COPY};
+      curl_blob key{const_cast<char*>(tls_.identity.private_key_pem.data()), tls_.identity.private_key_pem.size(),
+                    CURL_BLOB_COPY};
+      curl_easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &cert);
+      curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM");
+      curl_easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &key);
+      curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+  }
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(
       curl, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t count, void* user) -> size_t {

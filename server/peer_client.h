@@ -2,6 +2,10 @@
 // consistency proofs over gRPC (Policy, LogService), its checkpoint and entry bundles over HTTP
 // (C2SP tlog-tiles under /log/). Nothing it returns is trusted: the follower verifies all of it.
 //
+// A peer whose addresses are https:// is reached over TLS (gRPC and HTTP alike), verified with its
+// [[peer]] ca (else the system's CAs); when this node has [tls], its certificate is presented to peers
+// that ask for a client certificate.
+//
 // Calls are bounded by `timeout` and end early (CANCELLED) once Cancel() was called, so a node
 // stops promptly. One PeerClient per follower thread; Cancel() may be called from any thread.
 #ifndef ATTEST_SERVER_PEER_CLIENT_H_
@@ -21,6 +25,7 @@
 #include "consensus/tlog_tiles.h"
 #include "proto/attest/v1/attest.grpc.pb.h"
 #include "server/node_config.h"
+#include "server/tls_files.h"
 
 namespace attest::server {
 
@@ -44,11 +49,20 @@ class PeerClient final {
   void Cancel();
 
  private:
+  // The peer's TLS files, read when the client is made; a problem is returned by every call.
+  struct Tls final {
+    absl::Status problem;
+    std::string ca_pem;     // "" = the system's CAs
+    TlsIdentity identity;   // empty = no client certificate
+  };
+  static Tls LoadTls(const PeerConfig& peer);
+
   absl::StatusOr<std::string> HttpGet(const std::string& path, size_t max_bytes);
   std::unique_ptr<grpc::ClientContext> Context() const;
 
   const PeerConfig peer_;
   const absl::Duration timeout_;
+  const Tls tls_;
   std::atomic<bool> cancelled_{false};
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Policy::Stub> policy_;

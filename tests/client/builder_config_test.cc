@@ -73,7 +73,7 @@ TEST(BuilderConfigTest, RejectsProblemsWithFileLineAndAHint) {
                                    {"[nope]:7700", "not an IPv6 address"},
                                    {"[::1]7700", "[IPv6 address]:port"},
                                    {"no de:7700", "not a host name"},
-                                   {"http://node1:7700", "has a scheme"}}) {
+                                   {"grpc://node1:7700", "unknown scheme"}}) {
     ExpectRejected(std::string("key = \"k\"\nspool = \"s\"\nnodes = [\n  \"") + address + "\"]\n", 4,
                    {"node address", fragment});
   }
