@@ -17,6 +17,7 @@
 #include "consensus/encoding.h"
 #include "consensus/signed_note.h"
 #include "server/log.h"
+#include "server/web/web_routes.h"
 #include "storage/sqlite_attestation_store.h"
 
 namespace attest::server {
@@ -216,6 +217,7 @@ absl::Status Node::Start() {
     });
     log_http_.AddRoutes(router);
     replicator_->AddRoutes(router);
+    web::AddRoutes(router, policy_, store_.get(), &status_query_);
     if (gateway_) gateway_->AddRoutes(router);
     absl::StatusOr<std::unique_ptr<HttpServer>> http =
         http_address.ok()
