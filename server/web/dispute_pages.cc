@@ -253,7 +253,7 @@ std::string DetailHtml(const DisputeDetail& detail, const consensus::Policy& pol
   std::string body = Cat(
       "<p>", StateBadge(d.state), " <span id=\"dispute-id\"><code>", Escape(d.id), "</code></span></p>\n"
       "<table><tr><th>Store path</th><td><code id=\"store-path\">", Escape(d.path.full()), "</code> ",
-      "<a href=\"/search", QueryString({{"path", d.path.full()}}), "\">verdict</a></td></tr>"
+      "<a href=\"/search", Escape(QueryString({{"path", d.path.full()}})), "\">verdict</a></td></tr>"
       "<tr><th>State</th><td id=\"state\">", Escape(consensus::DisputeStateName(d.state)), "</td></tr>"
       "<tr><th>Opened</th><td>", ShowTime(d.opened_unix), "</td></tr>"
       "<tr><th>Last updated</th><td>", ShowTime(d.updated_unix), "</td></tr>"
@@ -501,7 +501,7 @@ HttpResponse DisputePages::List(const std::vector<std::pair<std::string, std::st
       const storage::StoredDispute& d = (*disputes)[i];
       std::string operators;
       for (const std::string& op : d.operators) {
-        operators += Cat(operators.empty() ? "" : ", ", "<a href=\"/disputes", QueryString({{"operator", op}}), "\">",
+        operators += Cat(operators.empty() ? "" : ", ", "<a href=\"/disputes", Escape(QueryString({{"operator", op}})), "\">",
                          Escape(op), "</a>");
       }
       body += Cat("<tr class=\"dispute\"><td><a class=\"dispute-link\" href=\"", DisputeUrl(d.id, Format::kHtml),
