@@ -11,7 +11,7 @@ constexpr std::string_view kVersion = "0.1.0";
 
 std::vector<CommandSpec> AllCommands() {
   return {SubmitCommand(),        ImportCommand(),       StatusCommand(),
-          DisputesListCommand(),  DisputesShowCommand(), VerifyCommand(),
+          DisputesListCommand(),  DisputesShowCommand(), DisputesResolveCommand(), VerifyCommand(),
           NarInfoVerifyCommand(), KeyGenerateCommand(),  KeyPublicCommand(),
           NarHashCommand(),       HookCommand(),         PushCommand(),
           LogCheckpointCommand(), LogVerifyCommand(),    FederationStatusCommand()};

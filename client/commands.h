@@ -11,6 +11,7 @@ CommandSpec ImportCommand();         // attest import
 CommandSpec StatusCommand();         // attest status
 CommandSpec DisputesListCommand();   // attest disputes list
 CommandSpec DisputesShowCommand();   // attest disputes show
+CommandSpec DisputesResolveCommand();  // attest disputes resolve
 CommandSpec VerifyCommand();         // attest verify
 CommandSpec NarInfoVerifyCommand();  // attest narinfo verify
 CommandSpec KeyGenerateCommand();    // attest key generate

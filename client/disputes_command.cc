@@ -1,4 +1,5 @@
-// attest disputes list / show: the disputes a node holds, with their evidence.
+// attest disputes list / show / resolve: the disputes a node holds, with their evidence, and the
+// maintainers' signed resolutions.
 #include <ostream>
 
 #include "absl/strings/str_join.h"
@@ -6,6 +7,8 @@
 #include "client/commands.h"
 #include "client/status_json.h"
 #include "consensus/encoding.h"
+#include "consensus/resolution.h"
+#include "consensus/strict_decimal.h"
 #include "proto/convert.h"
 
 namespace attest::client {
@@ -63,6 +66,18 @@ int RunList(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   return kExitOk;
 }
 
+void PrintResolutions(const v1::Dispute& dispute, std::ostream& out) {
+  if (dispute.resolutions().empty()) return;
+  out << "\nresolutions (oldest first):\n";
+  for (const auto& resolution : dispute.resolutions()) {
+    out << "  " << TimeText(resolution.time_unix()) << "  " << resolution.outcome() << "  by "
+        << resolution.maintainer();
+    if (!resolution.builders().empty()) out << "  builders: " << absl::StrJoin(resolution.builders(), ", ");
+    if (!resolution.origin().empty()) out << "  (via " << resolution.origin() << ")";
+    out << "\n    " << resolution.note() << "\n";
+  }
+}
+
 int RunShow(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   auto node_options = NodeOptionsFromArgs(args, env);
   if (!node_options.ok()) return UsageError(spec, env, std::string(node_options.status().message()));
@@ -103,7 +118,82 @@ int RunShow(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
       out << "\n";
     }
   }
+  PrintResolutions(*dispute, out);
   if (!dispute->signed_record().empty()) out << "\nsigned record:\n" << dispute->signed_record();
+  return kExitOk;
+}
+
+int RunResolve(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
+  auto node_options = NodeOptionsFromArgs(args, env);
+  if (!node_options.ok()) return UsageError(spec, env, std::string(node_options.status().message()));
+  if (args.positionals().size() != 1) return UsageError(spec, env, "give exactly one dispute id or store path");
+  const std::optional<std::string> key_file = args.Value("key");
+  if (!key_file) return UsageError(spec, env, "no maintainer key: pass --key MAINTAINER_KEY_FILE");
+  const std::optional<std::string> outcome_text = args.Value("as");
+  if (!outcome_text) return UsageError(spec, env, "no outcome: pass --as nondeterministic|malicious|resolved");
+  auto outcome = consensus::ParseOutcome(*outcome_text);
+  if (!outcome.ok()) return UsageError(spec, env, Cat("--as: ", outcome.status().message()));
+  const std::optional<std::string> note = args.Value("note");
+  if (!note || note->empty()) return UsageError(spec, env, "no note: pass --note TEXT (what was found)");
+  std::vector<std::string> builders = args.Values("builder");
+  std::ranges::sort(builders);
+  builders.erase(std::unique(builders.begin(), builders.end()), builders.end());
+  if (*outcome == consensus::ResolutionOutcome::kMalicious && builders.empty()) {
+    return UsageError(spec, env, "--as malicious needs the builder keys at fault: --builder KEYNAME (repeatable)");
+  }
+  if (*outcome != consensus::ResolutionOutcome::kMalicious && !builders.empty()) {
+    return UsageError(spec, env, "--builder goes only with --as malicious");
+  }
+  int64_t time_unix = absl::ToUnixSeconds(absl::Now());
+  if (auto text = args.Value("time")) {
+    auto parsed = consensus::ParseStrictDecimal(*text);
+    if (!parsed || *parsed > static_cast<uint64_t>(INT64_MAX)) {
+      return UsageError(spec, env, "--time must be Unix seconds (a non-negative integer)");
+    }
+    time_unix = static_cast<int64_t>(*parsed);
+  }
+
+  auto key_text = ReadInput(*key_file, env);
+  if (!key_text.ok()) return Failure(spec, env, std::string(key_text.status().message()));
+  auto key = consensus::SecretKey::Parse(*key_text);
+  if (!key.ok()) return Failure(spec, env, Cat(*key_file, ": ", key.status().message()));
+
+  auto node = env.connect_node(*node_options);
+  if (!node.ok()) return Failure(spec, env, std::string(node.status().message()));
+  // The statement names the competing fingerprints as the node shows them now: one that appears later
+  // reopens the dispute.
+  v1::GetDisputeRequest get;
+  get.set_id(args.positionals()[0]);
+  auto dispute = (*node)->GetDispute(get);
+  if (!dispute.ok()) return Failure(spec, env, std::string(dispute.status().message()));
+  auto path = consensus::StorePath::Parse(dispute->store_path());
+  if (!path.ok()) return Failure(spec, env, Cat("the node answered a bad store path: ", path.status().message()));
+  std::vector<std::string> fingerprints;
+  for (const auto& tally : dispute->fingerprints()) fingerprints.push_back(tally.fingerprint());
+  std::ranges::sort(fingerprints);
+  consensus::Resolution resolution{.dispute_id = dispute->id(),
+                                   .path = *std::move(path),
+                                   .outcome = *outcome,
+                                   .fingerprints = std::move(fingerprints),
+                                   .builders = std::move(builders),
+                                   .time_unix = time_unix,
+                                   .note = *note};
+  auto statement = consensus::SignResolution(resolution, *key);
+  if (!statement.ok()) return Failure(spec, env, std::string(statement.status().message()));
+
+  v1::ResolveDisputeRequest request;
+  request.set_signed_statement(statement->Serialize());
+  auto response = (*node)->ResolveDispute(request);
+  if (!response.ok()) return Failure(spec, env, std::string(response.status().message()));
+  if (args.Has("json")) {
+    nlohmann::json object = DisputeToJson(response->dispute(), DisputeDetail::kFull);
+    object["already_present"] = response->already_present();
+    env.out << DumpJson(object) << "\n";
+    return kExitOk;
+  }
+  env.out << (response->already_present() ? "already held: " : "resolved: ") << response->dispute().id() << " "
+          << response->dispute().store_path() << " as " << consensus::OutcomeName(*outcome) << " by "
+          << key->name() << "; state now " << response->dispute().state() << "\n";
   return kExitOk;
 }
 
@@ -138,6 +228,42 @@ CommandSpec DisputesShowCommand() {
       .examples = "  attest disputes show --node 127.0.0.1:7700 /nix/store/cp8ic4pc...-nondet\n",
       .run = RunShow,
   };
+  spec.options.push_back(JsonOptionSpec());
+  return spec;
+}
+
+CommandSpec DisputesResolveCommand() {
+  CommandSpec spec{
+      .name = "disputes resolve",
+      .synopsis = "attest disputes resolve --node ADDR --key MAINTAINER_KEY ID | STORE_PATH --as OUTCOME --note TEXT "
+                  "[--builder KEYNAME]... [--json]",
+      .summary = "Sign and submit a maintainer's resolution of a dispute.",
+      .description =
+          "Signs a statement (attest/resolution/v1, a C2SP signed note) with a maintainer key of the policy\n"
+          "and submits it. The statement names the dispute, the competing fingerprints the node shows now,\n"
+          "the outcome, the note and the time. Outcomes:\n"
+          "  nondeterministic  the path stays DISPUTED: nobody can vouch for bytes that differ per build\n"
+          "  malicious         the builder keys named with --builder stop counting on every node that\n"
+          "                    holds the statement (verdicts are recomputed without them)\n"
+          "  resolved          closed (e.g. fixed upstream)\n"
+          "The node refuses keys that are not maintainers of the policy, statements not newer than the one\n"
+          "it holds, and unknown disputes. A competing fingerprint that appears later reopens the dispute.\n"
+          "--time UNIX signs with that time instead of now.",
+      .options = NodeOptionSpecs(),
+      .examples = "  attest disputes resolve --node 127.0.0.1:7700 --key maintainer.sec d-0123... \\\n"
+                  "      --as malicious --builder evil-builder-1 --note \"served a patched binary\"\n",
+      .run = RunResolve,
+  };
+  spec.options.push_back({.name = "key", .kind = OptionKind::kValue, .repeat = OptionRepeat::kOnce,
+                          .value_name = "FILE", .help = "the maintainer's Nix secret key file"});
+  spec.options.push_back({.name = "as", .kind = OptionKind::kValue, .repeat = OptionRepeat::kOnce,
+                          .value_name = "OUTCOME", .help = "nondeterministic, malicious or resolved"});
+  spec.options.push_back({.name = "note", .kind = OptionKind::kValue, .repeat = OptionRepeat::kOnce,
+                          .value_name = "TEXT", .help = "what was found (one line)"});
+  spec.options.push_back({.name = "builder", .kind = OptionKind::kValue, .repeat = OptionRepeat::kMany,
+                          .value_name = "KEYNAME", .help = "with --as malicious: a builder key at fault"});
+  spec.options.push_back({.name = "time", .kind = OptionKind::kValue, .repeat = OptionRepeat::kOnce,
+                          .value_name = "UNIX", .help = "the statement's time (default: now)"});
   spec.options.push_back(JsonOptionSpec());
   return spec;
 }

@@ -250,7 +250,7 @@ void Describe(std::string_view bytes, EntryCheck& check) {
     return;
   }
   check.kind = "dispute";
-  absl::StatusOr<consensus::SignedNote> note = consensus::SignedNote::Parse(entry->dispute_note);
+  absl::StatusOr<consensus::SignedNote> note = consensus::SignedNote::Parse(entry->note);
   if (!note.ok()) {
     check.error = Cat("the dispute entry's note is malformed: ", note.status().message());
     return;

@@ -60,6 +60,12 @@ class GrpcNodeApi final : public NodeApi {
       return disputes_->GetDispute(ctx, request, out);
     });
   }
+  absl::StatusOr<v1::ResolveDisputeResponse> ResolveDispute(const v1::ResolveDisputeRequest& request) override {
+    return Call<v1::ResolveDisputeResponse>("ResolveDispute",
+                                            [&](grpc::ClientContext* ctx, v1::ResolveDisputeResponse* out) {
+                                              return disputes_->ResolveDispute(ctx, request, out);
+                                            });
+  }
   absl::StatusOr<v1::PolicyInfo> GetPolicy(const v1::GetPolicyRequest& request) override {
     return Call<v1::PolicyInfo>("GetPolicy", [&](grpc::ClientContext* ctx, v1::PolicyInfo* out) {
       return policy_->GetPolicy(ctx, request, out);

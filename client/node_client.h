@@ -32,6 +32,11 @@ class NodeApi {
   virtual absl::StatusOr<v1::ListDisputesResponse> ListDisputes(const v1::ListDisputesRequest& request) = 0;
   virtual absl::StatusOr<v1::Dispute> GetDispute(const v1::GetDisputeRequest& request) = 0;
   virtual absl::StatusOr<v1::PolicyInfo> GetPolicy(const v1::GetPolicyRequest& request) = 0;
+  // Not retried on UNAVAILABLE by callers that cannot tell whether it was stored: resubmitting the same
+  // statement is harmless (already_present).
+  virtual absl::StatusOr<v1::ResolveDisputeResponse> ResolveDispute(const v1::ResolveDisputeRequest& request) {
+    return absl::UnimplementedError("this connection cannot resolve disputes");
+  }
 };
 
 struct RetryOptions final {

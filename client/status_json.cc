@@ -131,7 +131,8 @@ absl::StatusOr<json> PathStatusToJson(const v1::PathStatus& status) {
               {"dispute_id", status.dispute_id()},
               {"quorum", status.quorum()},
               {"policy_hash", status.policy_hash()},
-              {"attestations", std::move(attestations)}};
+              {"attestations", std::move(attestations)},
+              {"exclusions", StringList(status.exclusions())}};
 }
 
 json DisputeToJson(const v1::Dispute& dispute, DisputeDetail detail) {
@@ -149,6 +150,19 @@ json DisputeToJson(const v1::Dispute& dispute, DisputeDetail detail) {
     for (const auto& attestation : dispute.attestations())
       attestations.push_back(AttestationToJson(attestation));
     object["attestations"] = std::move(attestations);
+    json resolutions = json::array();
+    for (const auto& resolution : dispute.resolutions()) {
+      resolutions.push_back({{"outcome", resolution.outcome()},
+                             {"maintainer", resolution.maintainer()},
+                             {"time", resolution.time_unix()},
+                             {"note", resolution.note()},
+                             {"builders", resolution.builders()},
+                             {"fingerprints", resolution.fingerprints()},
+                             {"received", resolution.received_unix()},
+                             {"origin", resolution.origin()},
+                             {"signed_statement", resolution.signed_statement()}});
+    }
+    object["resolutions"] = std::move(resolutions);
   }
   return object;
 }

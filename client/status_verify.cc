@@ -6,7 +6,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_join.h"
 #include "client/status_json.h"
+#include "absl/container/flat_hash_set.h"
 #include "consensus/encoding.h"
+#include "consensus/resolution.h"
 #include "consensus/store_path.h"
 
 namespace attest::client {
@@ -116,6 +118,34 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
   }
   result.signatures_verified = verified.size();
 
+  // Maintainers' statements that stop builders from counting: each must be a malicious statement signed
+  // by a maintainer of this policy, and no counted attestation may be by a builder they exclude.
+  absl::flat_hash_set<std::string> excluded;
+  if (auto exclusions = object.find("exclusions"); exclusions != object.end() && exclusions->is_array()) {
+    for (size_t i = 0; i < exclusions->size(); ++i) {
+      const std::string where = Cat("exclusion ", i + 1, " of ", exclusions->size());
+      if (!(*exclusions)[i].is_string()) {
+        result.problems.push_back(Cat(where, " is not a string"));
+        continue;
+      }
+      auto statement = consensus::VerifyResolution((*exclusions)[i].get_ref<const std::string&>(), policy);
+      if (!statement.ok()) {
+        result.problems.push_back(Cat(where, ": ", statement.status().message()));
+        continue;
+      }
+      if (statement->resolution.outcome != consensus::ResolutionOutcome::kMalicious) {
+        result.problems.push_back(Cat(where, " is not a malicious statement, so it excludes nobody"));
+        continue;
+      }
+      excluded.insert(statement->resolution.builders.begin(), statement->resolution.builders.end());
+    }
+  }
+  for (const consensus::Attestation& attestation : verified) {
+    if (excluded.contains(attestation.key_name())) {
+      result.problems.push_back(Cat("builder ", attestation.key_name(),
+                                    " is counted although a maintainer's statement excludes it"));
+    }
+  }
   const consensus::TallyResult tally = consensus::Tally(policy, verified);
   result.verdict = tally.verdict;
   if (tally.verdict == consensus::Verdict::kConfirmed || tally.verdict == consensus::Verdict::kPending) {

@@ -17,6 +17,7 @@
 #include "consensus/encoding.h"
 #include "consensus/keys.h"
 #include "consensus/path_info.h"
+#include "consensus/resolution.h"
 #include "consensus/signed_note.h"
 #include "consensus/strict_decimal.h"
 
@@ -273,9 +274,12 @@ absl::StatusOr<AttestationEntry> ParseAttestationBody(std::string_view body) {
   };
 }
 
-// What EncodeDisputeEntry accepts as the note: a canonical signed note of a dispute record.
-absl::Status ValidateDisputeNote(std::string_view note) {
-  if (note.empty()) return absl::InvalidArgumentError("dispute note is empty");
+// What the note encoders accept: a canonical signed note whose text is a statement of the kind that
+// starts with `header` and that `parse_text` accepts.
+template <typename ParseText>
+absl::Status ValidateStatementNote(std::string_view note, std::string_view header, std::string_view kind,
+                                   ParseText parse_text) {
+  if (note.empty()) return absl::InvalidArgumentError(Cat(kind, " note is empty"));
   absl::StatusOr<SignedNote> parsed = SignedNote::Parse(note);
   if (!parsed.ok()) return parsed.status();
   if (parsed->Serialize() != note) {
@@ -283,15 +287,36 @@ absl::Status ValidateDisputeNote(std::string_view note) {
         "signed note is not in canonical form (store it exactly as SignedNote::Serialize wrote "
         "it)");
   }
-  const std::string header = Cat(kDisputeHeader, "\n");
-  if (parsed->text.compare(0, header.size(), header) != 0) {
+  const std::string first_line = Cat(header, "\n");
+  if (parsed->text.compare(0, first_line.size(), first_line) != 0) {
     return absl::InvalidArgumentError(Cat("note text starts with ",
-                                          QuoteForError(parsed->text.substr(0, header.size())),
-                                          ", not the dispute header \"", kDisputeHeader, "\""));
+                                          QuoteForError(parsed->text.substr(0, first_line.size())),
+                                          ", not the ", kind, " header \"", header, "\""));
   }
-  absl::StatusOr<DisputeRecord> record = DisputeRecord::FromNoteText(parsed->text);
-  if (!record.ok()) return record.status();
-  return absl::OkStatus();
+  return parse_text(parsed->text).status();
+}
+
+absl::Status ValidateDisputeNote(std::string_view note) {
+  return ValidateStatementNote(note, kDisputeHeader, "dispute", DisputeRecord::FromNoteText);
+}
+
+absl::Status ValidateResolutionNote(std::string_view note) {
+  return ValidateStatementNote(note, kResolutionHeader, "resolution", Resolution::FromNoteText);
+}
+
+absl::StatusOr<std::string> EncodeStatementEntry(std::string_view entry_header, std::string_view kind,
+                                                 std::string_view note,
+                                                 absl::Status (*validate)(std::string_view)) {
+  const size_t size = entry_header.size() + 1 + note.size();
+  if (size > kMaxLogEntryBytes) {
+    return absl::InvalidArgumentError(
+        Cat(kind, " entry would be ", size, " bytes; a log entry holds at most ", kMaxLogEntryBytes,
+            " bytes (C2SP tlog-tiles), so a ", kind, " with this much evidence cannot be logged"));
+  }
+  if (absl::Status s = validate(note); !s.ok()) {
+    return absl::InvalidArgumentError(Cat(kind, " entry: ", s.message()));
+  }
+  return Cat(entry_header, "\n", note);
 }
 
 }  // namespace
@@ -359,17 +384,19 @@ absl::StatusOr<std::string> EncodeAttestationEntry(const AttestationEntry& entry
 }
 
 absl::StatusOr<std::string> EncodeDisputeEntry(std::string_view signed_dispute_note) {
-  const size_t size = kDisputeEntryHeader.size() + 1 + signed_dispute_note.size();
-  if (size > kMaxLogEntryBytes) {
-    return absl::InvalidArgumentError(
-        Cat("dispute entry would be ", size, " bytes; a log entry holds at most ",
-            kMaxLogEntryBytes, " bytes (C2SP tlog-tiles), so a dispute with this much evidence "
-            "cannot be logged"));
+  return EncodeStatementEntry(kDisputeEntryHeader, "dispute", signed_dispute_note, ValidateDisputeNote);
+}
+
+absl::StatusOr<std::string> EncodeResolutionEntry(std::string_view signed_resolution_note) {
+  return EncodeStatementEntry(kResolutionEntryHeader, "resolution", signed_resolution_note,
+                              ValidateResolutionNote);
+}
+
+absl::StatusOr<std::string> EncodeNoteEntry(std::string_view signed_note) {
+  if (signed_note.substr(0, kResolutionHeader.size() + 1) == Cat(kResolutionHeader, "\n")) {
+    return EncodeResolutionEntry(signed_note);
   }
-  if (absl::Status s = ValidateDisputeNote(signed_dispute_note); !s.ok()) {
-    return absl::InvalidArgumentError(Cat("dispute entry: ", s.message()));
-  }
-  return Cat(kDisputeEntryHeader, "\n", signed_dispute_note);
+  return EncodeDisputeEntry(signed_note);
 }
 
 absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes) {
@@ -381,9 +408,11 @@ absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes) {
   if (bytes.empty()) return LineError(1, "the entry is empty");
   const size_t newline = bytes.find('\n');
   const std::string_view header = bytes.substr(0, newline);
-  if (header != kAttestationEntryHeader && header != kDisputeEntryHeader) {
+  if (header != kAttestationEntryHeader && header != kDisputeEntryHeader &&
+      header != kResolutionEntryHeader) {
     return LineError(1, Cat("unknown entry type ", QuoteForError(header), " (expected \"",
-                            kAttestationEntryHeader, "\" or \"", kDisputeEntryHeader, "\")"));
+                            kAttestationEntryHeader, "\", \"", kDisputeEntryHeader, "\" or \"",
+                            kResolutionEntryHeader, "\")"));
   }
   if (newline == std::string_view::npos) return MissingNewline(1);
   const std::string_view body = bytes.substr(newline + 1);
@@ -393,20 +422,26 @@ absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes) {
     if (!entry.ok()) return entry.status();
     return LogEntry{.kind = LogEntryKind::kAttestation,
                     .attestation = *std::move(entry),
-                    .dispute_note = {}};
+                    .note = {}};
+  }
+  if (header == kResolutionEntryHeader) {
+    if (absl::Status s = ValidateResolutionNote(body); !s.ok()) {
+      return LineError(2, Cat("resolution note: ", s.message()));
+    }
+    return LogEntry{.kind = LogEntryKind::kResolution, .attestation = std::nullopt, .note = std::string(body)};
   }
   if (absl::Status s = ValidateDisputeNote(body); !s.ok()) {
     return LineError(2, Cat("dispute note: ", s.message()));
   }
   return LogEntry{.kind = LogEntryKind::kDispute,
                   .attestation = std::nullopt,
-                  .dispute_note = std::string(body)};
+                  .note = std::string(body)};
 }
 
 absl::StatusOr<std::string> EncodeLogEntry(const LogEntry& entry) {
   switch (entry.kind) {
     case LogEntryKind::kAttestation:
-      if (!entry.attestation.has_value() || !entry.dispute_note.empty()) {
+      if (!entry.attestation.has_value() || !entry.note.empty()) {
         return absl::InvalidArgumentError(
             "log entry of kind attestation must hold an attestation and no dispute note");
       }
@@ -416,7 +451,13 @@ absl::StatusOr<std::string> EncodeLogEntry(const LogEntry& entry) {
         return absl::InvalidArgumentError(
             "log entry of kind dispute must hold a dispute note and no attestation");
       }
-      return EncodeDisputeEntry(entry.dispute_note);
+      return EncodeDisputeEntry(entry.note);
+    case LogEntryKind::kResolution:
+      if (entry.attestation.has_value()) {
+        return absl::InvalidArgumentError(
+            "log entry of kind resolution must hold a resolution note and no attestation");
+      }
+      return EncodeResolutionEntry(entry.note);
   }
   return absl::InvalidArgumentError(
       Cat("unknown log entry kind ", static_cast<int>(entry.kind)));

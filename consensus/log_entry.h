@@ -26,6 +26,11 @@
 //   <the dispute record's signed note, verbatim as SignedNote::Serialize writes it; it starts with
 //    "attest/dispute/v1\n">
 //
+// Resolution entry (a maintainer's resolution statement the node accepted, resolution.h):
+//   attest/log/resolution/v1
+//   <the statement's signed note, verbatim as SignedNote::Serialize writes it; it starts with
+//    "attest/resolution/v1\n">
+//
 // An entry is at most kMaxLogEntryBytes (the tlog-tiles entry bundle limit), header included.
 //
 // Pure functions and value types; thread-safe.
@@ -51,9 +56,10 @@ inline constexpr size_t kMaxLogEntryBytes = 65535;
 // First lines of the entry kinds.
 inline constexpr std::string_view kAttestationEntryHeader = "attest/log/attestation/v1";
 inline constexpr std::string_view kDisputeEntryHeader = "attest/log/dispute/v1";
+inline constexpr std::string_view kResolutionEntryHeader = "attest/log/resolution/v1";
 
-// Values are stable (stored and compared across nodes); resolutions will be kind 3.
-enum class LogEntryKind { kAttestation = 1, kDispute = 2 };
+// Values are stable (stored and compared across nodes).
+enum class LogEntryKind { kAttestation = 1, kDispute = 2, kResolution = 3 };
 
 struct AttestationEntry final {
   Attestation attestation;
@@ -80,10 +86,18 @@ absl::StatusOr<std::string> EncodeAttestationEntry(const AttestationEntry& entry
 // record (DisputeRecord::FromNoteText). The signature is not verified here (no key is known).
 absl::StatusOr<std::string> EncodeDisputeEntry(std::string_view signed_dispute_note);
 
+// The resolution entry's bytes for a statement's signed note (canonical serialisation). As
+// EncodeDisputeEntry, with Resolution::FromNoteText for the text. Signatures are not verified here.
+absl::StatusOr<std::string> EncodeResolutionEntry(std::string_view signed_resolution_note);
+
+// The entry bytes for a signed note the node keeps in its log: a dispute record or a resolution
+// statement, told apart by the note's first line. INVALID_ARGUMENT as the two encoders.
+absl::StatusOr<std::string> EncodeNoteEntry(std::string_view signed_note);
+
 struct LogEntry final {
   LogEntryKind kind = LogEntryKind::kAttestation;
   std::optional<AttestationEntry> attestation;  // set exactly when kind == kAttestation
-  std::string dispute_note;                     // the signed note when kind == kDispute, else empty
+  std::string note;  // the signed note when kind is kDispute or kResolution, else empty
 
   friend bool operator==(const LogEntry&, const LogEntry&) = default;
 };

@@ -30,7 +30,8 @@ absl::StatusOr<v1::Dispute> ToProto(const storage::StoredDispute& stored) {
   v1::Dispute dispute;
   dispute.set_id(stored.id);
   dispute.set_store_path(stored.path.full());
-  dispute.set_state("open");
+  dispute.set_state(std::string(consensus::DisputeStateName(stored.state)));
+  for (const std::string& name : stored.operators) dispute.add_operators(name);
   dispute.set_opened_unix(stored.opened_unix);
   dispute.set_updated_unix(stored.updated_unix);
   dispute.set_signed_record(stored.signed_record);
@@ -65,15 +66,17 @@ absl::StatusOr<v1::Dispute> ToProto(const storage::StoredDispute& stored) {
 
 }  // namespace
 
-DisputeView::DisputeView(const consensus::Policy& policy, storage::AttestationStore* store)
-    : policy_(policy), store_(store) {}
+DisputeView::DisputeView(const consensus::Policy& policy, storage::AttestationStore* store,
+                         const ResolutionBook* resolutions)
+    : policy_(policy), store_(store), resolutions_(resolutions) {}
 
 absl::StatusOr<v1::ListDisputesResponse> DisputeView::List(const v1::ListDisputesRequest& request) const {
   if (request.page_size() < 0) {
     return absl::InvalidArgumentError(Cat("page_size ", request.page_size(), " is negative; use 0 for the default (",
                                           kDefaultDisputePageSize, ") or up to ", kMaxDisputePageSize));
   }
-  if (!request.page_token().empty() && !IsDisputeId(request.page_token())) {
+  const std::string& token = request.page_token();
+  if (!token.empty() && !((token[0] == '0' || token[0] == '1') && IsDisputeId(std::string_view(token).substr(1)))) {
     return absl::InvalidArgumentError(Cat("page_token ", QuoteForError(request.page_token()),
                                           " is not one this node issued; pass next_page_token from the previous "
                                           "answer, or \"\" for the first page"));
@@ -81,8 +84,17 @@ absl::StatusOr<v1::ListDisputesResponse> DisputeView::List(const v1::ListDispute
   const int page_size = request.page_size() == 0 ? kDefaultDisputePageSize
                                                  : std::min(request.page_size(), kMaxDisputePageSize);
   storage::DisputeQuery query;
-  query.after_id = request.page_token();
+  query.after_key = token;
   query.limit = page_size + 1;  // one more tells whether another page follows
+  if (!request.state().empty()) {
+    absl::StatusOr<consensus::DisputeState> state = consensus::ParseDisputeState(request.state());
+    if (!state.ok()) return absl::InvalidArgumentError(Cat("state: ", StdView(state.status().message())));
+    query.state = *state;
+  }
+  query.name_contains = request.name();
+  query.operator_name = request.operator_();
+  auto total = store_->CountDisputes(query);
+  if (!total.ok()) return StorageFailure("counting disputes", total.status());
   auto disputes = store_->ListDisputes(query);
   if (!disputes.ok()) return StorageFailure("listing disputes", disputes.status());
 
@@ -93,7 +105,8 @@ absl::StatusOr<v1::ListDisputesResponse> DisputeView::List(const v1::ListDispute
     if (!dispute.ok()) return dispute.status();
     *response.add_disputes() = *std::move(dispute);
   }
-  if (disputes->size() > shown) response.set_next_page_token((*disputes)[shown - 1].id);
+  if (disputes->size() > shown) response.set_next_page_token(storage::DisputeSortKey((*disputes)[shown - 1]));
+  response.set_total(*total);
   return response;
 }
 
@@ -122,6 +135,27 @@ absl::StatusOr<v1::Dispute> DisputeView::Get(const v1::GetDisputeRequest& reques
   }
   absl::StatusOr<v1::Dispute> dispute = ToProto(**stored);
   if (!dispute.ok()) return dispute.status();
+  auto resolutions = store_->ResolutionsFor(id);
+  if (!resolutions.ok()) return StorageFailure(Cat("reading the resolutions of ", id), resolutions.status());
+  for (const storage::StoredResolution& stored_resolution : *resolutions) {
+    v1::Resolution* out = dispute->add_resolutions();
+    out->set_signed_statement(stored_resolution.signed_note);
+    out->set_outcome(std::string(consensus::OutcomeName(stored_resolution.outcome)));
+    out->set_maintainer(stored_resolution.maintainer);
+    out->set_time_unix(stored_resolution.time_unix);
+    out->set_received_unix(stored_resolution.received_unix);
+    out->set_origin(stored_resolution.origin);
+    absl::StatusOr<consensus::SignedNote> note = consensus::SignedNote::Parse(stored_resolution.signed_note);
+    absl::StatusOr<consensus::Resolution> statement =
+        note.ok() ? consensus::Resolution::FromNoteText(note->text) : absl::StatusOr<consensus::Resolution>(note.status());
+    if (!statement.ok()) {
+      return absl::DataLossError(Cat("stored resolution of ", id, " does not parse: ",
+                                     StdView(statement.status().message())));
+    }
+    out->set_note(statement->note);
+    for (const std::string& builder : statement->builders) out->add_builders(builder);
+    for (const std::string& fingerprint : statement->fingerprints) out->add_fingerprints(fingerprint);
+  }
 
   const consensus::StorePath& path = (*stored)->path;
   auto attestations = store_->AttestationsFor(std::span<const consensus::StorePath>(&path, 1));
@@ -130,7 +164,8 @@ absl::StatusOr<v1::Dispute> DisputeView::Get(const v1::GetDisputeRequest& reques
   }
   if (attestations->size() == 1) {
     const std::vector<storage::StoredAttestation>& of_path = attestations->front();
-    const PathTally tally = TallyStored(policy_, of_path);
+    // The evidence as recorded: builders excluded since still show here.
+    const PathTally tally = TallyStored(policy_, of_path, consensus::TallyOptions{});
     for (size_t index : tally.CountedStoredIndices()) {
       v1::Attestation* out = dispute->add_attestations();
       *out = proto::ToProto(of_path[index].attestation);

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "consensus/policy.h"
 #include "proto/attest/v1/attest.pb.h"
+#include "server/resolution_book.h"
 #include "storage/attestation_store.h"
 
 namespace attest::server {
@@ -18,13 +19,17 @@ inline constexpr int kMaxDisputePageSize = 1000;
 
 class DisputeView final {
  public:
-  DisputeView(const consensus::Policy& policy, storage::AttestationStore* store);
+  // `resolutions` (null: nobody is excluded) is borrowed.
+  DisputeView(const consensus::Policy& policy, storage::AttestationStore* store,
+              const ResolutionBook* resolutions = nullptr);
 
-  // Disputes sorted by id. page_size 0 means 100; larger than 1000 is served as 1000.
-  //   INVALID_ARGUMENT  negative page_size, or a page_token this node did not issue
+  // Disputes open first, then by id, filtered by state, name part and operator. page_size 0 means 100;
+  // larger than 1000 is served as 1000.
+  //   INVALID_ARGUMENT  negative page_size, an unknown state, or a page_token this node did not issue
   absl::StatusOr<v1::ListDisputesResponse> List(const v1::ListDisputesRequest& request) const;
 
-  // By dispute id ("d-<32 hex>") or by store path; with the counted attestations of the path.
+  // By dispute id ("d-<32 hex>") or by store path; with the attestations of the path that counted
+  // when the record was made (also of builders excluded since) and the resolution history.
   //   INVALID_ARGUMENT  id is empty, or neither a dispute id nor a store path
   //   NOT_FOUND         no dispute with that id
   //   DATA_LOSS         the stored record does not parse
@@ -33,6 +38,7 @@ class DisputeView final {
  private:
   const consensus::Policy& policy_;
   storage::AttestationStore* const store_;
+  const ResolutionBook* const resolutions_;
 };
 
 }  // namespace attest::server

@@ -165,7 +165,7 @@ HttpResponse Gateway::Resolve(const std::string& hash_part) {
     keep(false, nullptr, "", generation);
     return NotServed("the node cannot read its store right now");
   }
-  const PathTally tally = TallyStored(policy_, (*stored)[0]);
+  const PathTally tally = TallyStored(policy_, (*stored)[0], *TallyOptionsOf(options_.resolutions));
   const consensus::TallyResult& result = tally.result;
   std::string reason;
   if (result.verdict != consensus::Verdict::kConfirmed) {

@@ -42,6 +42,7 @@
 #include "consensus/policy.h"
 #include "consensus/store_path.h"
 #include "server/http_server.h"
+#include "server/resolution_book.h"
 #include "server/upstream.h"
 #include "storage/attestation_store.h"
 
@@ -53,6 +54,8 @@ struct GatewayOptions final {
   absl::Duration negative_ttl = absl::Minutes(1);  // upstream has no such narinfo (or an invalid one)
   absl::Duration failure_ttl = absl::Seconds(5);   // upstream unreachable or failing
   size_t max_entries = 50000;                      // cached hash parts (about 2 KiB each at most)
+  // Statements excluding builders (null: nobody is excluded); borrowed.
+  const ResolutionBook* resolutions = nullptr;
 };
 
 struct GatewayStats final {

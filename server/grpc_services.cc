@@ -74,7 +74,9 @@ grpc::ServerUnaryReactor* AttestationsService::Status(grpc::CallbackServerContex
   });
 }
 
-DisputesService::DisputesService(const DisputeView* disputes, WorkerPool* pool) : disputes_(disputes), pool_(pool) {}
+DisputesService::DisputesService(const DisputeView* disputes, Ingestor* ingestor, WorkerPool* pool,
+                                 WorkerPool* write_pool)
+    : disputes_(disputes), ingestor_(ingestor), pool_(pool), write_pool_(write_pool) {}
 
 grpc::ServerUnaryReactor* DisputesService::ListDisputes(grpc::CallbackServerContext* context,
                                                         const v1::ListDisputesRequest* request,
@@ -93,6 +95,22 @@ grpc::ServerUnaryReactor* DisputesService::GetDispute(grpc::CallbackServerContex
     auto answer = disputes_->Get(*request);
     if (!answer.ok()) return answer.status();
     *response = *std::move(answer);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* DisputesService::ResolveDispute(grpc::CallbackServerContext* context,
+                                                          const v1::ResolveDisputeRequest* request,
+                                                          v1::ResolveDisputeResponse* response) {
+  return OnPool(context, write_pool_, [this, request, response]() -> absl::Status {
+    auto result = ingestor_->Resolve(request->signed_statement());
+    if (!result.ok()) return result.status();
+    v1::GetDisputeRequest get;
+    get.set_id(result->statement.resolution.dispute_id);
+    auto dispute = disputes_->Get(get);
+    if (!dispute.ok()) return dispute.status();
+    *response->mutable_dispute() = *std::move(dispute);
+    response->set_already_present(result->already_present);
     return absl::OkStatus();
   });
 }

@@ -42,17 +42,22 @@ class AttestationsService final : public v1::Attestations::CallbackService {
 
 class DisputesService final : public v1::Disputes::CallbackService {
  public:
-  DisputesService(const DisputeView* disputes, WorkerPool* read_pool);
+  DisputesService(const DisputeView* disputes, Ingestor* ingestor, WorkerPool* read_pool, WorkerPool* write_pool);
 
   grpc::ServerUnaryReactor* ListDisputes(grpc::CallbackServerContext* context,
                                          const v1::ListDisputesRequest* request,
                                          v1::ListDisputesResponse* response) override;
   grpc::ServerUnaryReactor* GetDispute(grpc::CallbackServerContext* context, const v1::GetDisputeRequest* request,
                                        v1::Dispute* response) override;
+  grpc::ServerUnaryReactor* ResolveDispute(grpc::CallbackServerContext* context,
+                                           const v1::ResolveDisputeRequest* request,
+                                           v1::ResolveDisputeResponse* response) override;
 
  private:
   const DisputeView* const disputes_;
+  Ingestor* const ingestor_;
   WorkerPool* const pool_;
+  WorkerPool* const write_pool_;
 };
 
 class PolicyService final : public v1::Policy::CallbackService {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <tuple>
 #include <string>
 #include <utility>
 
@@ -11,6 +12,7 @@
 #include "absl/synchronization/blocking_counter.h"
 #include "consensus/dispute.h"
 #include "consensus/encoding.h"
+#include "consensus/signed_note.h"
 #include "consensus/tally.h"
 #include "proto/convert.h"
 #include "server/grpc_status.h"
@@ -56,6 +58,9 @@ struct Ingestor::PendingWrite {
   // Set for a batch replicated from a peer: it is written on its own (not grouped with
   // submissions), with the peer as origin and its progress.
   const ReplicationBatch* replication = nullptr;
+  // Maintainers' statements to store (verified), with their origin ("" = submitted here).
+  std::vector<consensus::VerifiedResolution> statements;
+  std::string statements_origin;
 };
 
 Ingestor::Ingestor(const consensus::Policy& policy, storage::AttestationStore* store,
@@ -237,6 +242,22 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
   const int64_t now_unix = absl::ToUnixSeconds(clock_());
   PendingWrite write;
   write.replication = &batch;
+  write.statements_origin = batch.peer;
+  for (const ReplicatedResolution& replicated : batch.resolutions) {
+    absl::StatusOr<consensus::VerifiedResolution> verified =
+        consensus::VerifyResolution(replicated.signed_note, policy_);
+    if (!verified.ok()) {
+      ++counts.rejected;
+      batch.rejected.push_back(storage::RejectedEntry{.peer = batch.peer,
+                                                      .index = replicated.index,
+                                                      .reason = std::string(StdView(verified.status().message())),
+                                                      .entry = replicated.entry,
+                                                      .detected_unix = now_unix});
+      continue;
+    }
+    write.statements.push_back(*std::move(verified));
+  }
+  counts.resolutions = static_cast<int64_t>(write.statements.size());
   for (size_t i = 0; i < count; ++i) {
     if (items[i].status.ok()) {
       write.items.push_back(&items[i]);
@@ -332,6 +353,7 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
                                    " paths"));
   }
 
+  const std::shared_ptr<const consensus::TallyOptions> tally_options = TallyOptionsOf(options_.resolutions);
   storage::WriteBatch batch;
   // What builders submit to this node, and the dispute records it makes, go into its own log (in the
   // same transaction); what it replicates from peers never does. A replicated batch is alone in
@@ -370,9 +392,9 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
     }
     if (combined.empty()) continue;  // nothing new about this path
 
-    const PathTally after = TallyStored(policy_, combined);
+    const PathTally after = TallyStored(policy_, combined, *tally_options);
     consensus::TallyResult before;  // UNKNOWN
-    if (!stored.empty()) before = TallyStored(policy_, stored).result;
+    if (!stored.empty()) before = TallyStored(policy_, stored, *tally_options).result;
     const consensus::StorePath& path = paths[p];
 
     if (after.result.verdict == consensus::Verdict::kConfirmed && before.verdict != consensus::Verdict::kConfirmed) {
@@ -401,6 +423,10 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
       }
       std::sort(operators.begin(), operators.end());
       operators.erase(std::unique(operators.begin(), operators.end()), operators.end());
+      dispute.operators = operators;
+      std::vector<std::string> fingerprints;
+      for (const consensus::DisputeSide& side : record->sides) fingerprints.push_back(side.fingerprint);
+      if (options_.resolutions != nullptr) dispute.state = options_.resolutions->StateOf(dispute.id, fingerprints);
       state_changes.push_back(Cat(before.verdict == consensus::Verdict::kDisputed ? "dispute updated: "
                                                                                   : "dispute opened: ",
                                   dispute.id, " ", path.full(), ": ", dispute.fingerprint_count,
@@ -412,7 +438,18 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
     }
   }
 
-  if (!batch.attestations.empty() || replication != nullptr) {
+  std::vector<const consensus::VerifiedResolution*> stored_statements;
+  for (PendingWrite* write : group) {
+    for (const consensus::VerifiedResolution& statement : write->statements) {
+      if (absl::Status status = AddStatement(statement, write->statements_origin, now_unix, batch, state_changes);
+          !status.ok()) {
+        return status;
+      }
+      stored_statements.push_back(&statement);
+    }
+  }
+
+  if (!batch.attestations.empty() || !batch.resolutions.empty() || replication != nullptr) {
     auto outcomes = store_->Write(batch);
     if (!outcomes.ok()) {
       return StorageFailure(Cat("storing ", batch.attestations.size(), " attestations"), outcomes.status());
@@ -439,8 +476,125 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
     }
   }
   for (auto& [item, outcome] : decided) item->outcome = outcome;
+  if (options_.resolutions != nullptr) {
+    for (const consensus::VerifiedResolution* statement : stored_statements) options_.resolutions->Add(*statement);
+  }
   LogLines(LogLevel::kInfo, state_changes);
   return absl::OkStatus();
+}
+
+absl::Status Ingestor::AddStatement(const consensus::VerifiedResolution& statement, const std::string& origin,
+                                    int64_t now_unix, storage::WriteBatch& batch,
+                                    std::vector<std::string>& state_changes) {
+  const consensus::Resolution& resolution = statement.resolution;
+  batch.resolutions.push_back(storage::StoredResolution{.dispute_id = resolution.dispute_id,
+                                                        .signed_note = statement.signed_note,
+                                                        .outcome = resolution.outcome,
+                                                        .maintainer = statement.maintainer,
+                                                        .time_unix = resolution.time_unix,
+                                                        .received_unix = now_unix,
+                                                        .origin = origin});
+  // The dispute's current fingerprints: from a record this batch writes, else the stored one.
+  std::vector<std::string> fingerprints;
+  const storage::StoredDispute* record_holder = nullptr;
+  for (const storage::StoredDispute& dispute : batch.disputes) {
+    if (dispute.id == resolution.dispute_id) record_holder = &dispute;
+  }
+  std::optional<storage::StoredDispute> stored;
+  if (record_holder == nullptr) {
+    auto read = store_->GetDispute(resolution.dispute_id);
+    if (!read.ok()) return StorageFailure(Cat("reading dispute ", resolution.dispute_id), read.status());
+    stored = *std::move(read);
+    if (stored.has_value()) record_holder = &*stored;
+  }
+  if (record_holder == nullptr) return absl::OkStatus();  // a peer's statement about a dispute not seen here
+  absl::StatusOr<consensus::SignedNote> note = consensus::SignedNote::Parse(record_holder->signed_record);
+  absl::StatusOr<consensus::DisputeRecord> record =
+      note.ok() ? consensus::DisputeRecord::FromNoteText(note->text)
+                : absl::StatusOr<consensus::DisputeRecord>(note.status());
+  if (!record.ok()) {
+    return absl::DataLossError(Cat("stored dispute record ", resolution.dispute_id,
+                                   " does not parse: ", StdView(record.status().message())));
+  }
+  for (const consensus::DisputeSide& side : record->sides) fingerprints.push_back(side.fingerprint);
+  // The statement in force after this one is stored: the later of the two.
+  std::optional<consensus::VerifiedResolution> in_force =
+      options_.resolutions != nullptr ? options_.resolutions->InForce(resolution.dispute_id) : std::nullopt;
+  const consensus::Resolution* deciding = &resolution;
+  if (in_force.has_value() && std::tie(in_force->resolution.time_unix, in_force->signed_note) >
+                                  std::tie(resolution.time_unix, statement.signed_note)) {
+    deciding = &in_force->resolution;
+  }
+  const consensus::DisputeState state = consensus::StateOf(deciding, fingerprints);
+  batch.dispute_states.push_back(storage::DisputeStateUpdate{.id = resolution.dispute_id, .state = state});
+  state_changes.push_back(Cat("dispute ", resolution.dispute_id, " ", record->path.full(), ": maintainer ",
+                              statement.maintainer, " says ", consensus::OutcomeName(resolution.outcome),
+                              resolution.builders.empty() ? std::string()
+                                                          : Cat(" (builders no longer counted: ",
+                                                                JoinNames(resolution.builders), ")"),
+                              origin.empty() ? std::string() : Cat(" [from ", origin, "]"), "; state ",
+                              consensus::DisputeStateName(state)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ResolveResult> Ingestor::Resolve(std::string_view signed_statement) {
+  absl::StatusOr<consensus::VerifiedResolution> verified = consensus::VerifyResolution(signed_statement, policy_);
+  if (!verified.ok()) return verified.status();
+  const consensus::Resolution& resolution = verified->resolution;
+  const absl::Time now = clock_();
+  if (absl::FromUnixSeconds(resolution.time_unix) > now + kMaxResolutionClockSkew) {
+    return absl::FailedPreconditionError(
+        Cat("the statement is dated ", resolution.time_unix, ", more than ",
+            absl::FormatDuration(kMaxResolutionClockSkew), " after this node's clock (",
+            absl::ToUnixSeconds(now), "): check the signing machine's clock and sign again"));
+  }
+  absl::MutexLock resolving(&resolve_mu_);
+  auto dispute = store_->GetDispute(resolution.dispute_id);
+  if (!dispute.ok()) return StorageFailure(Cat("reading dispute ", resolution.dispute_id), dispute.status());
+  if (!dispute->has_value()) {
+    return absl::NotFoundError(Cat("no dispute ", resolution.dispute_id, " (", resolution.path.full(),
+                                   ") on this node: `attest disputes list` shows the disputes it holds"));
+  }
+  if (resolution.outcome == consensus::ResolutionOutcome::kMalicious) {
+    absl::StatusOr<consensus::SignedNote> note = consensus::SignedNote::Parse((*dispute)->signed_record);
+    absl::StatusOr<consensus::DisputeRecord> record =
+        note.ok() ? consensus::DisputeRecord::FromNoteText(note->text)
+                  : absl::StatusOr<consensus::DisputeRecord>(note.status());
+    if (!record.ok()) {
+      return absl::DataLossError(Cat("stored dispute record ", resolution.dispute_id, " does not parse"));
+    }
+    absl::flat_hash_set<std::string> signers;
+    for (const consensus::DisputeSide& side : record->sides) {
+      for (const consensus::DisputeSide::Entry& entry : side.entries) signers.insert(entry.signature.key_name);
+    }
+    for (const std::string& builder : resolution.builders) {
+      if (!signers.contains(builder)) {
+        return absl::InvalidArgumentError(Cat("builder ", builder, " signed nothing in dispute ",
+                                              resolution.dispute_id,
+                                              ": name only builder keys that signed one of its sides"));
+      }
+    }
+  }
+  auto held = store_->ResolutionsFor(resolution.dispute_id);
+  if (!held.ok()) return StorageFailure(Cat("reading the resolutions of ", resolution.dispute_id), held.status());
+  for (const storage::StoredResolution& stored : *held) {
+    if (stored.signed_note == verified->signed_note) {
+      return ResolveResult{.statement = *std::move(verified), .already_present = true};
+    }
+  }
+  if (!held->empty()) {
+    const storage::StoredResolution& latest = held->back();  // oldest first
+    if (resolution.time_unix <= latest.time_unix) {
+      return absl::FailedPreconditionError(
+          Cat("the statement is dated ", resolution.time_unix, ", not after the latest this node holds for ",
+              resolution.dispute_id, " (", consensus::OutcomeName(latest.outcome), " by ", latest.maintainer,
+              " at ", latest.time_unix, "): sign a new statement"));
+    }
+  }
+  PendingWrite write;
+  write.statements.push_back(*verified);
+  if (absl::Status status = Commit(write); !status.ok()) return status;
+  return ResolveResult{.statement = *std::move(verified), .already_present = false};
 }
 
 }  // namespace attest::server

@@ -41,6 +41,8 @@
 #include "consensus/policy.h"
 #include "google/protobuf/repeated_ptr_field.h"
 #include "proto/attest/v1/attest.pb.h"
+#include "consensus/resolution.h"
+#include "server/resolution_book.h"
 #include "server/worker_pool.h"
 #include "storage/attestation_store.h"
 
@@ -57,6 +59,9 @@ struct IngestOptions final {
   // Called on the writer thread after each successful commit with the store paths that got new
   // attestations (readers that cache verdicts drop theirs). Keep it short; may be empty.
   std::function<void(std::span<const consensus::StorePath>)> on_commit = nullptr;
+  // The statements in force: builders they exclude do not count in the tallies made here, and
+  // statements stored here are added to it. Borrowed; null means none (tests).
+  ResolutionBook* resolutions = nullptr;
 };
 
 enum class IngestOutcome {
@@ -79,9 +84,17 @@ struct ReplicatedAttestation final {
   consensus::AttestationEntry parsed;
 };
 
+// A maintainer's statement replicated from a peer's log.
+struct ReplicatedResolution final {
+  uint64_t index = 0;       // in the peer's log
+  std::string entry;        // the entry's bytes as served
+  std::string signed_note;  // the statement
+};
+
 struct ReplicationBatch final {
   std::string peer;  // the peer's name: the origin of what is stored
   std::vector<ReplicatedAttestation> attestations;
+  std::vector<ReplicatedResolution> resolutions;  // stored after the attestations
   std::vector<storage::RejectedEntry> rejected;  // entries the follower already refused
   storage::PeerProgress progress;
 };
@@ -91,10 +104,19 @@ struct ReplicationCounts final {
   int64_t already_present = 0;
   int64_t rejected = 0;         // the signature does not verify (recorded as refused entries)
   int64_t skipped = 0;          // keys outside the policy this node does not observe
+  int64_t resolutions = 0;      // statements stored (new or already held)
+};
+
+struct ResolveResult final {
+  consensus::VerifiedResolution statement;
+  bool already_present = false;  // the node held this exact statement
 };
 
 // The node's notion of "now" (received times, dispute record times). Tests pass a fixed clock.
 using Clock = std::function<absl::Time()>;
+
+// A statement dated further ahead than this is refused (a wrong clock would keep it in force).
+inline constexpr absl::Duration kMaxResolutionClockSkew = absl::Minutes(10);
 
 class Ingestor final {
  public:
@@ -121,6 +143,17 @@ class Ingestor final {
   // (FAILED_PRECONDITION when the progress would move the cursor backwards); nothing is stored then.
   absl::StatusOr<ReplicationCounts> Replicate(ReplicationBatch batch);
 
+  // A maintainer's statement submitted to this node: verified against the policy, checked against the
+  // dispute and the statements held, stored and appended to the log through the same writer.
+  //   INVALID_ARGUMENT     not a well-formed statement; a malicious one names a builder that did not
+  //                        sign on the dispute
+  //   UNAUTHENTICATED      not signed by a maintainer key of the policy
+  //   NOT_FOUND            this node holds no such dispute
+  //   FAILED_PRECONDITION  not newer than the statement in force, or dated more than
+  //                        kMaxResolutionClockSkew ahead of this node's clock
+  //   store errors (UNAVAILABLE, ...)
+  absl::StatusOr<ResolveResult> Resolve(std::string_view signed_statement);
+
   const IngestOptions& options() const { return options_; }
 
  private:
@@ -133,6 +166,9 @@ class Ingestor final {
   // Writes `group` in one WriteBatch; on success fills the outcomes of its items.
   absl::Status WriteGroup(const std::vector<PendingWrite*>& group);
   bool WriterIdleOrDone(PendingWrite* write) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds a statement and the state it gives its dispute to `batch` (on the writer thread).
+  absl::Status AddStatement(const consensus::VerifiedResolution& statement, const std::string& origin,
+                            int64_t now_unix, storage::WriteBatch& batch, std::vector<std::string>& state_changes);
 
   const consensus::Policy& policy_;
   storage::AttestationStore* const store_;
@@ -141,6 +177,7 @@ class Ingestor final {
   const IngestOptions options_;
   std::unique_ptr<WorkerPool> verify_pool_;
 
+  absl::Mutex resolve_mu_;  // one submitted statement at a time: check, then store
   absl::Mutex mu_;
   std::vector<PendingWrite*> queue_ ABSL_GUARDED_BY(mu_);
   bool writer_busy_ ABSL_GUARDED_BY(mu_) = false;

@@ -117,15 +117,20 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock
   auto store = storage::SqliteAttestationStore::Open(config.database_path, storage::SqliteOptions{});
   if (!store.ok()) return AboutFile(config.database_path, store.status());
 
-  return std::unique_ptr<Node>(new Node(config, *std::move(policy), *std::move(key), *std::move(store),
-                                        std::move(upstream), std::move(clock)));
+  auto node = std::unique_ptr<Node>(new Node(config, *std::move(policy), *std::move(key), *std::move(store),
+                                             std::move(upstream), std::move(clock)));
+  if (absl::Status status = node->resolutions_->Load(*node->store_); !status.ok()) {
+    return AboutFile(config.database_path, status);
+  }
+  return node;
 }
 
 namespace {
 
 std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::Policy& policy,
                                      storage::AttestationStore* store, const consensus::SecretKey& key,
-                                     std::unique_ptr<Upstream> upstream, Clock clock) {
+                                     std::unique_ptr<Upstream> upstream, Clock clock,
+                                     const ResolutionBook* resolutions) {
   if (!config.gateway || !upstream) return nullptr;
   const GatewayConfig& g = *config.gateway;
   return std::make_unique<Gateway>(policy, store, key, std::move(upstream), std::move(clock),
@@ -133,7 +138,8 @@ std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::
                                                   .positive_ttl = absl::Seconds(g.positive_ttl_seconds),
                                                   .negative_ttl = absl::Seconds(g.negative_ttl_seconds),
                                                   .failure_ttl = absl::Seconds(g.failure_ttl_seconds),
-                                                  .max_entries = static_cast<size_t>(g.cache_entries)});
+                                                  .max_entries = static_cast<size_t>(g.cache_entries),
+                                                  .resolutions = resolutions});
 }
 
 }  // namespace
@@ -144,7 +150,8 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       policy_(std::move(policy)),
       key_(std::move(key)),
       store_(std::move(store)),
-      gateway_(MakeGateway(config_, policy_, store_.get(), key_, std::move(upstream), clock)),
+      resolutions_(std::make_unique<ResolutionBook>(policy_)),
+      gateway_(MakeGateway(config_, policy_, store_.get(), key_, std::move(upstream), clock, resolutions_.get())),
       ingestor_(policy_, store_.get(), key_, clock,
                 IngestOptions{.observe_unknown_keys = config_.observe_unknown_keys,
                               .max_batch = config_.max_batch,
@@ -153,9 +160,11 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
                                                           [gateway = gateway_.get()](auto paths) {
                                                             gateway->PathsChanged(paths);
                                                           })
-                                                    : nullptr}),
-      status_query_(policy_, store_.get(), StatusQueryOptions{.max_paths = config_.max_status_paths}),
-      dispute_view_(policy_, store_.get()),
+                                                    : nullptr,
+                              .resolutions = resolutions_.get()}),
+      status_query_(policy_, store_.get(),
+                    StatusQueryOptions{.max_paths = config_.max_status_paths, .resolutions = resolutions_.get()}),
+      dispute_view_(policy_, store_.get(), resolutions_.get()),
       log_publisher_(std::make_unique<LogPublisher>(
           store_.get(), key_, clock,
           LogPublisherOptions{.interval = config_.checkpoint_interval,
@@ -165,7 +174,7 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       submit_pool_(std::make_unique<WorkerPool>("submit", config_.rpc_threads)),
       read_pool_(std::make_unique<WorkerPool>("read", config_.rpc_threads)),
       attestations_service_(&ingestor_, &status_query_, submit_pool_.get(), read_pool_.get()),
-      disputes_service_(&dispute_view_, read_pool_.get()),
+      disputes_service_(&dispute_view_, &ingestor_, read_pool_.get(), submit_pool_.get()),
       policy_service_(policy_, key_.public_key()),
       log_service_(&log_proofs_, read_pool_.get()),
       replicator_(std::make_unique<Replicator>(config_, policy_, key_, store_.get(), &ingestor_, clock)),

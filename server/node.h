@@ -28,6 +28,7 @@
 #include "server/log_publisher.h"
 #include "server/node_config.h"
 #include "server/replication.h"
+#include "server/resolution_book.h"
 #include "server/status_query.h"
 #include "server/upstream.h"
 #include "server/worker_pool.h"
@@ -85,6 +86,8 @@ class Node final {
   const consensus::Policy policy_;
   const consensus::SecretKey key_;
   const std::unique_ptr<storage::AttestationStore> store_;
+  // Maintainers' statements in force; read by every tally (before the readers and the ingestor).
+  const std::unique_ptr<ResolutionBook> resolutions_;
   // Before ingestor_: the ingest writer tells it about every commit.
   const std::unique_ptr<Gateway> gateway_;
   Ingestor ingestor_;

@@ -14,7 +14,8 @@ std::vector<size_t> PathTally::CountedStoredIndices() const {
   return out;
 }
 
-PathTally TallyStored(const consensus::Policy& policy, std::span<const storage::StoredAttestation> stored) {
+PathTally TallyStored(const consensus::Policy& policy, std::span<const storage::StoredAttestation> stored,
+                      const consensus::TallyOptions& options) {
   PathTally tally;
   tally.attestations.reserve(stored.size());
   tally.stored_index.reserve(stored.size());
@@ -27,7 +28,7 @@ PathTally TallyStored(const consensus::Policy& policy, std::span<const storage::
     tally.attestations.push_back(&s.attestation);
     tally.stored_index.push_back(i);
   }
-  tally.result = consensus::Tally(policy, std::span<const consensus::Attestation* const>(tally.attestations));
+  tally.result = consensus::Tally(policy, std::span<const consensus::Attestation* const>(tally.attestations), options);
   return tally;
 }
 

@@ -30,7 +30,9 @@ struct PathTally final {
   std::vector<size_t> CountedStoredIndices() const;
 };
 
-PathTally TallyStored(const consensus::Policy& policy, std::span<const storage::StoredAttestation> stored);
+// `options` carries the builders excluded by maintainers' statements (ResolutionBook::tally_options).
+PathTally TallyStored(const consensus::Policy& policy, std::span<const storage::StoredAttestation> stored,
+                      const consensus::TallyOptions& options);
 
 // True when the counted evidence differs: another set of fingerprints, or other builders behind one.
 bool CountedEvidenceChanged(const consensus::TallyResult& before, const consensus::TallyResult& after);

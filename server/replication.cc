@@ -206,7 +206,7 @@ class Follower final {
       last = *checkpoint;
       if (progress.cursor == checkpoint->size) {
         // Nothing to fetch (an empty log): record the checkpoint itself.
-        return Apply(progress, {}, {});
+        return Apply(progress, {}, {}, {});
       }
     } else if (checkpoint->size == last->size) {
       if (checkpoint->root != last->root) {
@@ -233,7 +233,8 @@ class Follower final {
       if (batch->next.cursor < last->size) {
         following = std::async(std::launch::async, [this, &batch, &last] { return PrepareBatch(batch->next, *last); });
       }
-      absl::Status applied = Apply(batch->next, std::move(batch->attestations), std::move(batch->rejected));
+      absl::Status applied = Apply(batch->next, std::move(batch->attestations), std::move(batch->resolutions),
+                                     std::move(batch->rejected));
       if (!following.valid()) return applied;
       absl::StatusOr<PreparedBatch> after = following.get();  // also on failure: it uses client_
       if (!applied.ok()) return applied;
@@ -286,6 +287,7 @@ class Follower final {
   struct PreparedBatch {
     storage::PeerProgress next;  // the progress once it is applied
     std::vector<ReplicatedAttestation> attestations;
+    std::vector<ReplicatedResolution> resolutions;
     std::vector<storage::RejectedEntry> rejected;
   };
 
@@ -338,6 +340,7 @@ class Follower final {
     }
 
     std::vector<ReplicatedAttestation> attestations;
+    std::vector<ReplicatedResolution> resolutions;
     std::vector<storage::RejectedEntry> rejected;
     const int64_t now_unix = absl::ToUnixSeconds(clock_());
     for (size_t i = 0; i < entries.size(); ++i) {
@@ -351,13 +354,22 @@ class Follower final {
                                                   .detected_unix = now_unix});
         continue;
       }
+      // Maintainers' statements are stored as they are (and verified by the ingestor).
+      if (parsed->kind == consensus::LogEntryKind::kResolution) {
+        resolutions.push_back(
+            ReplicatedResolution{.index = index, .entry = entries[i], .signed_note = std::move(parsed->note)});
+        continue;
+      }
       // The peer's dispute records are its own statements; this node makes its own from the
       // attestations.
       if (parsed->kind != consensus::LogEntryKind::kAttestation) continue;
       attestations.push_back(ReplicatedAttestation{
           .index = index, .entry = std::move(entries[i]), .parsed = *std::move(parsed->attestation)});
     }
-    PreparedBatch prepared{.next = progress, .attestations = std::move(attestations), .rejected = std::move(rejected)};
+    PreparedBatch prepared{.next = progress,
+                           .attestations = std::move(attestations),
+                           .resolutions = std::move(resolutions),
+                           .rejected = std::move(rejected)};
     prepared.next.cursor = end;
     prepared.next.frontier.assign(range->hashes().begin(), range->hashes().end());
     return prepared;
@@ -377,9 +389,10 @@ class Follower final {
   }
 
   absl::Status Apply(const storage::PeerProgress& next, std::vector<ReplicatedAttestation> attestations,
-                     std::vector<storage::RejectedEntry> rejected) {
+                     std::vector<ReplicatedResolution> resolutions, std::vector<storage::RejectedEntry> rejected) {
     ReplicationBatch batch{.peer = peer_.name,
                            .attestations = std::move(attestations),
+                           .resolutions = std::move(resolutions),
                            .rejected = std::move(rejected),
                            .progress = next};
     absl::StatusOr<ReplicationCounts> counts = ingestor_->Replicate(std::move(batch));

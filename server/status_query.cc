@@ -33,9 +33,10 @@ absl::Status StatusQuery::AnswerRange(std::span<const consensus::StorePath> path
     return absl::InternalError(
         Cat("AttestationsFor returned ", stored->size(), " answers for ", paths.size(), " paths"));
   }
+  const std::shared_ptr<const consensus::TallyOptions> tally_options = TallyOptionsOf(options_.resolutions);
   for (size_t d = 0; d < paths.size(); ++d) {
     const std::vector<storage::StoredAttestation>& attestations = (*stored)[d];
-    const PathTally tally = TallyStored(policy_, attestations);
+    const PathTally tally = TallyStored(policy_, attestations, *tally_options);
     v1::PathStatus& status = answers[d];
     status.set_store_path(paths[d].full());
     status.set_verdict(proto::ToProto(tally.result.verdict));
@@ -58,6 +59,15 @@ absl::Status StatusQuery::AnswerRange(std::span<const consensus::StorePath> path
       }
     }
     for (const std::string& builder : tally.result.flagged_builders) status.add_flagged_builders(builder);
+    if (!tally_options->excluded_builders.empty()) {
+      std::vector<std::string> signers;
+      for (const storage::StoredAttestation& s : attestations) {
+        if (tally_options->excluded_builders.contains(s.attestation.key_name())) {
+          signers.push_back(s.attestation.key_name());
+        }
+      }
+      for (std::string& note : options_.resolutions->ExclusionsFor(signers)) status.add_exclusions(std::move(note));
+    }
     if (tally.result.verdict == consensus::Verdict::kDisputed) {
       status.set_dispute_id(consensus::DisputeId(paths[d]));
     }

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "consensus/policy.h"
 #include "proto/attest/v1/attest.pb.h"
+#include "server/resolution_book.h"
 #include "storage/attestation_store.h"
 
 namespace attest::server {
@@ -25,6 +26,8 @@ struct StatusQueryOptions final {
   // A request of many paths is read and answered in up to this many chunks at once, each on its own
   // reader connection (the store allows concurrent reads); chunks are at least kMinChunkPaths long.
   int read_threads = 2;
+  // Statements excluding builders (null: nobody is excluded); borrowed.
+  const ResolutionBook* resolutions = nullptr;
 };
 
 class StatusQuery final {

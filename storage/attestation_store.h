@@ -18,6 +18,7 @@
 #include "consensus/attestation.h"
 #include "consensus/keys.h"
 #include "consensus/merkle.h"
+#include "consensus/resolution.h"
 #include "consensus/store_path.h"
 #include "consensus/tlog_tiles.h"
 
@@ -36,8 +37,6 @@ struct StoredAttestation final {
   friend bool operator==(const StoredAttestation&, const StoredAttestation&) = default;
 };
 
-enum class DisputeState { kOpen = 0 };  // later: resolutions
-
 struct StoredDispute final {
   std::string id;  // consensus::DisputeId(path)
   consensus::StorePath path;
@@ -45,6 +44,11 @@ struct StoredDispute final {
   int64_t opened_unix = 0;    // first time the dispute was recorded; kept on updates
   int64_t updated_unix = 0;   // time of this version
   int fingerprint_count = 0;
+  // consensus::StateOf the statement in force and the record's fingerprints, kept by the writer
+  // (the store does not interpret statements).
+  consensus::DisputeState state = consensus::DisputeState::kOpen;
+  // The operators on any side of the record, sorted and unique (for filtering).
+  std::vector<std::string> operators;
 
   friend bool operator==(const StoredDispute&, const StoredDispute&) = default;
 };
@@ -88,11 +92,35 @@ struct ForkEvidence final {
   friend bool operator==(const ForkEvidence&, const ForkEvidence&) = default;
 };
 
+// A maintainer's resolution statement (consensus/resolution.h), verified before it is stored.
+struct StoredResolution final {
+  std::string dispute_id;
+  std::string signed_note;  // the note, serialised canonically
+  consensus::ResolutionOutcome outcome = consensus::ResolutionOutcome::kResolved;
+  std::string maintainer;   // the key name whose signature verified
+  int64_t time_unix = 0;    // the statement's own time
+  int64_t received_unix = 0;
+  std::string origin;       // "" when it was submitted to this node, else the peer's name
+
+  friend bool operator==(const StoredResolution&, const StoredResolution&) = default;
+};
+
+// A new state for a stored dispute, without a new record (a resolution arrived).
+struct DisputeStateUpdate final {
+  std::string id;
+  consensus::DisputeState state = consensus::DisputeState::kOpen;
+};
+
 // One atomic write: all of it is stored, or none of it.
 struct WriteBatch final {
   std::vector<StoredAttestation> attestations;
   // Insert or replace by id; opened_unix of an existing dispute is kept.
   std::vector<StoredDispute> disputes;
+  // Stored once per signed note (a statement already present is left as it is). Appended to the
+  // log after the dispute records when append_to_log is set (a statement submitted here).
+  std::vector<StoredResolution> resolutions;
+  // Applied after `disputes`; an id the store does not hold is ignored.
+  std::vector<DisputeStateUpdate> dispute_states;
   // Append to the node's own log, in the same transaction: every attestation of the batch that is
   // inserted (not kAlreadyPresent), in batch order, then every dispute record. False for what the
   // node replicates from peers (stored with its origin, never appended again).
@@ -108,10 +136,18 @@ struct WriteBatch final {
 
 enum class WriteOutcome { kInserted = 0, kAlreadyPresent = 1 };
 
+// Disputes are listed open first, then by id: the order of DisputeSortKey.
 struct DisputeQuery final {
-  std::string after_id;  // page after this id ("" = from the start); results are sorted by id
+  // Page after the dispute with this sort key ("" = from the start).
+  std::string after_key;
   int limit = 100;
+  std::optional<consensus::DisputeState> state;  // only disputes in this state
+  std::string name_contains;                      // only paths whose name (after the hash) contains this
+  std::string operator_name;                      // only disputes with this operator on a side
 };
+
+// "0<id>" for open disputes, "1<id>" for the others.
+std::string DisputeSortKey(const StoredDispute& dispute);
 
 // The node's log as the writer keeps it: its size and RFC 6962 root, from one snapshot.
 struct LogHead final {
@@ -129,10 +165,20 @@ struct StoredCheckpoint final {
   friend bool operator==(const StoredCheckpoint&, const StoredCheckpoint&) = default;
 };
 
+// How many attestations the store holds signed by one key (received here or replicated).
+struct KeyAttestationCount final {
+  std::string key_name;
+  int64_t attestations = 0;
+
+  friend bool operator==(const KeyAttestationCount&, const KeyAttestationCount&) = default;
+};
+
 struct StoreStats final {
   int64_t attestations = 0;
   int64_t paths = 0;  // store paths with at least one attestation
   int64_t disputes = 0;
+  int64_t open_disputes = 0;
+  int64_t resolutions = 0;
 };
 
 class AttestationStore {
@@ -152,8 +198,18 @@ class AttestationStore {
 
   virtual absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) = 0;
   virtual absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) = 0;
+  // How many disputes match the query's filters (after_key and limit are ignored).
+  virtual absl::StatusOr<int64_t> CountDisputes(const DisputeQuery& query) = 0;
+
+  // Every statement about the dispute, oldest first (by time, then signed note).
+  virtual absl::StatusOr<std::vector<StoredResolution>> ResolutionsFor(const std::string& dispute_id) = 0;
+  // Every statement held, ordered by (dispute id, time, signed note). Statements are few (one per
+  // maintainer decision); the node reads them all at start to know which builders are excluded.
+  virtual absl::StatusOr<std::vector<StoredResolution>> AllResolutions() = 0;
 
   virtual absl::StatusOr<StoreStats> Stats() = 0;
+  // Attestations per signing key, sorted by key name; kept by every write (no scan).
+  virtual absl::StatusOr<std::vector<KeyAttestationCount>> AttestationsPerKey() = 0;
 
   // --- The node's own transparency log (consensus/log_entry.h entries, tlog-tiles hashes) ---
 

@@ -48,6 +48,37 @@ absl::Status ValidateStoredDispute(const StoredDispute& dispute, size_t index, s
   return absl::OkStatus();
 }
 
+absl::Status ValidateStoredResolution(const StoredResolution& resolution, size_t index, size_t count) {
+  const std::string prefix = consensus::Cat("resolution ", index + 1, " of ", count, ": ");
+  if (resolution.dispute_id.empty() || resolution.signed_note.empty() || resolution.maintainer.empty()) {
+    return absl::InvalidArgumentError(consensus::Cat(prefix, "empty dispute id, signed note or maintainer"));
+  }
+  if (resolution.time_unix < 0 || resolution.received_unix < 0) {
+    return absl::InvalidArgumentError(consensus::Cat(prefix, "negative time"));
+  }
+  return absl::OkStatus();
+}
+
+std::string DisputeSortKey(const StoredDispute& dispute) {
+  return consensus::Cat(dispute.state == consensus::DisputeState::kOpen ? "0" : "1", dispute.id);
+}
+
+bool MatchesDisputeFilters(const StoredDispute& dispute, const DisputeQuery& query) {
+  if (query.state.has_value() && dispute.state != *query.state) return false;
+  if (!query.name_contains.empty() && dispute.path.name().find(query.name_contains) == std::string::npos) {
+    return false;
+  }
+  if (!query.operator_name.empty() &&
+      !std::ranges::binary_search(dispute.operators, query.operator_name)) {
+    return false;
+  }
+  return true;
+}
+
+bool ResolutionLess(const StoredResolution& a, const StoredResolution& b) {
+  return std::tie(a.time_unix, a.signed_note) < std::tie(b.time_unix, b.signed_note);
+}
+
 absl::StatusOr<std::vector<std::string>> LogEntriesOf(const WriteBatch& batch) {
   std::vector<std::string> entries;
   if (!batch.append_to_log && !batch.append_disputes_to_log) return entries;
@@ -74,6 +105,14 @@ absl::StatusOr<std::vector<std::string>> LogEntriesOf(const WriteBatch& batch) {
     if (!entry.ok()) {
       return absl::InvalidArgumentError(consensus::Cat(
           "dispute ", i + 1, " of ", batch.disputes.size(), ": ", entry.status().message()));
+    }
+    entries.push_back(std::move(*entry));
+  }
+  for (size_t i = 0; batch.append_to_log && i < batch.resolutions.size(); ++i) {
+    auto entry = consensus::EncodeResolutionEntry(batch.resolutions[i].signed_note);
+    if (!entry.ok()) {
+      return absl::InvalidArgumentError(consensus::Cat(
+          "resolution ", i + 1, " of ", batch.resolutions.size(), ": ", entry.status().message()));
     }
     entries.push_back(std::move(*entry));
   }

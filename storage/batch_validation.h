@@ -25,9 +25,19 @@ absl::Status ValidateStoredAttestation(const StoredAttestation& stored, size_t i
 // empty, a time is negative, updated_unix precedes opened_unix, or fingerprint_count is negative.
 absl::Status ValidateStoredDispute(const StoredDispute& dispute, size_t index, size_t count);
 
+// INVALID_ARGUMENT, prefixed "resolution <index+1> of <count>: ", when the dispute id, signed note or
+// maintainer is empty or a time is negative.
+absl::Status ValidateStoredResolution(const StoredResolution& resolution, size_t index, size_t count);
+
+// Whether a dispute passes the query's filters (state, name, operator); paging is not considered.
+bool MatchesDisputeFilters(const StoredDispute& dispute, const DisputeQuery& query);
+
+// Statements in the order ResolutionsFor returns them: by time, then signed note.
+bool ResolutionLess(const StoredResolution& a, const StoredResolution& b);
+
 // The log entries (consensus/log_entry.h) of a batch: one per attestation (empty strings when the
-// attestations are not logged, !append_to_log), then one per dispute, whether or not they end up
-// inserted; empty when nothing of the batch is logged. INVALID_ARGUMENT,
+// attestations are not logged, !append_to_log), then one per dispute, then (only when append_to_log)
+// one per resolution, whether or not they end up inserted; empty when nothing of the batch is logged. INVALID_ARGUMENT,
 // prefixed as above, when one cannot be logged (an entry over 65535 bytes, a dispute record that is
 // not a signed dispute note).
 absl::StatusOr<std::vector<std::string>> LogEntriesOf(const WriteBatch& batch);

@@ -23,6 +23,14 @@ class ForwardingAttestationStore : public AttestationStore {
   absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) override {
     return inner_->ListDisputes(query);
   }
+  absl::StatusOr<int64_t> CountDisputes(const DisputeQuery& query) override { return inner_->CountDisputes(query); }
+  absl::StatusOr<std::vector<StoredResolution>> ResolutionsFor(const std::string& dispute_id) override {
+    return inner_->ResolutionsFor(dispute_id);
+  }
+  absl::StatusOr<std::vector<StoredResolution>> AllResolutions() override { return inner_->AllResolutions(); }
+  absl::StatusOr<std::vector<KeyAttestationCount>> AttestationsPerKey() override {
+    return inner_->AttestationsPerKey();
+  }
   absl::StatusOr<StoreStats> Stats() override { return inner_->Stats(); }
   absl::StatusOr<LogHead> GetLogHead() override { return inner_->GetLogHead(); }
   absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count) override {

@@ -1,5 +1,8 @@
 #include "storage/memory_attestation_store.h"
 
+#include <cstdint>
+#include <map>
+
 #include "absl/status/status.h"
 #include "consensus/merkle.h"
 #include "storage/batch_validation.h"
@@ -22,6 +25,12 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
     }
   }
 
+  for (size_t i = 0; i < batch.resolutions.size(); ++i) {
+    if (absl::Status status = ValidateStoredResolution(batch.resolutions[i], i, batch.resolutions.size());
+        !status.ok()) {
+      return status;
+    }
+  }
   if (batch.peer_progress.has_value()) {
     if (absl::Status status = ValidatePeerProgress(*batch.peer_progress); !status.ok()) return status;
   }
@@ -46,7 +55,10 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
     auto [it, inserted] = of_path.try_emplace(
         std::make_pair(stored.attestation.claim.Fingerprint(), stored.attestation.key_name()),
         stored);
-    if (inserted) ++attestation_count_;
+    if (inserted) {
+      ++attestation_count_;
+      ++per_key_[stored.attestation.key_name()];
+    }
     outcomes.push_back(inserted ? WriteOutcome::kInserted : WriteOutcome::kAlreadyPresent);
     if (inserted && batch.append_to_log) AppendToLog(std::move((*entries)[i]));
   }
@@ -57,7 +69,6 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
   for (const RejectedEntry& rejected : batch.rejected_entries) {
     rejected_.try_emplace(std::make_pair(rejected.peer, rejected.index), rejected);
   }
-  for (auto& [key, tile] : log_tree_.TakeChangedTiles()) log_tiles_[key] = std::move(tile);
   for (const StoredDispute& dispute : batch.disputes) {
     auto [it, inserted] = disputes_.try_emplace(dispute.id, dispute);
     if (!inserted) {
@@ -65,6 +76,21 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
       it->second = dispute;
       it->second.opened_unix = opened;
     }
+  }
+  const size_t resolutions_at = batch.attestations.size() + batch.disputes.size();
+  for (size_t i = 0; i < batch.resolutions.size(); ++i) {
+    const StoredResolution& resolution = batch.resolutions[i];
+    bool present = false;
+    for (const auto& [key, held] : resolutions_) present = present || held.signed_note == resolution.signed_note;
+    if (present) continue;
+    resolutions_.emplace(std::make_tuple(resolution.dispute_id, resolution.time_unix, resolution.signed_note),
+                         resolution);
+    if (batch.append_to_log) AppendToLog(std::move((*entries)[resolutions_at + i]));
+  }
+  for (auto& [key, tile] : log_tree_.TakeChangedTiles()) log_tiles_[key] = std::move(tile);
+  for (const DisputeStateUpdate& update : batch.dispute_states) {
+    auto it = disputes_.find(update.id);
+    if (it != disputes_.end()) it->second.state = update.state;
   }
   return outcomes;
 }
@@ -100,20 +126,60 @@ absl::StatusOr<std::vector<StoredDispute>> MemoryAttestationStore::ListDisputes(
   if (query.limit < 1) {
     return absl::InvalidArgumentError("dispute page limit must be at least 1");
   }
-  std::vector<StoredDispute> page;
+  std::map<std::string, const StoredDispute*> ordered;  // by DisputeSortKey
   absl::MutexLock lock(&mu_);
-  for (auto it = disputes_.upper_bound(query.after_id);
-       it != disputes_.end() && page.size() < static_cast<size_t>(query.limit); ++it) {
-    page.push_back(it->second);
+  for (const auto& [id, dispute] : disputes_) {
+    std::string key = DisputeSortKey(dispute);
+    if (key > query.after_key && MatchesDisputeFilters(dispute, query)) ordered.emplace(std::move(key), &dispute);
+  }
+  std::vector<StoredDispute> page;
+  for (auto it = ordered.begin(); it != ordered.end() && page.size() < static_cast<size_t>(query.limit); ++it) {
+    page.push_back(*it->second);
   }
   return page;
 }
 
+absl::StatusOr<int64_t> MemoryAttestationStore::CountDisputes(const DisputeQuery& query) {
+  absl::MutexLock lock(&mu_);
+  int64_t count = 0;
+  for (const auto& [id, dispute] : disputes_) count += MatchesDisputeFilters(dispute, query) ? 1 : 0;
+  return count;
+}
+
+absl::StatusOr<std::vector<StoredResolution>> MemoryAttestationStore::ResolutionsFor(
+    const std::string& dispute_id) {
+  absl::MutexLock lock(&mu_);
+  std::vector<StoredResolution> out;
+  for (auto it = resolutions_.lower_bound(std::make_tuple(dispute_id, INT64_MIN, std::string()));
+       it != resolutions_.end() && std::get<0>(it->first) == dispute_id; ++it) {
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<StoredResolution>> MemoryAttestationStore::AllResolutions() {
+  absl::MutexLock lock(&mu_);
+  std::vector<StoredResolution> out;
+  for (const auto& [key, resolution] : resolutions_) out.push_back(resolution);
+  return out;
+}
+
+absl::StatusOr<std::vector<KeyAttestationCount>> MemoryAttestationStore::AttestationsPerKey() {
+  absl::MutexLock lock(&mu_);
+  std::vector<KeyAttestationCount> out;
+  for (const auto& [name, count] : per_key_) out.push_back({.key_name = name, .attestations = count});
+  return out;
+}
+
 absl::StatusOr<StoreStats> MemoryAttestationStore::Stats() {
   absl::MutexLock lock(&mu_);
+  int64_t open = 0;
+  for (const auto& [id, dispute] : disputes_) open += dispute.state == consensus::DisputeState::kOpen ? 1 : 0;
   return StoreStats{.attestations = attestation_count_,
                     .paths = static_cast<int64_t>(attestations_.size()),
-                    .disputes = static_cast<int64_t>(disputes_.size())};
+                    .disputes = static_cast<int64_t>(disputes_.size()),
+                    .open_disputes = open,
+                    .resolutions = static_cast<int64_t>(resolutions_.size())};
 }
 
 absl::StatusOr<LogHead> MemoryAttestationStore::GetLogHead() {

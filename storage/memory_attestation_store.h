@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include <tuple>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "storage/attestation_store.h"
@@ -31,7 +33,11 @@ class MemoryAttestationStore final : public AttestationStore {
   absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) override;
   // INVALID_ARGUMENT when query.limit < 1.
   absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) override;
+  absl::StatusOr<int64_t> CountDisputes(const DisputeQuery& query) override;
+  absl::StatusOr<std::vector<StoredResolution>> ResolutionsFor(const std::string& dispute_id) override;
+  absl::StatusOr<std::vector<StoredResolution>> AllResolutions() override;
   absl::StatusOr<StoreStats> Stats() override;
+  absl::StatusOr<std::vector<KeyAttestationCount>> AttestationsPerKey() override;
 
   absl::StatusOr<LogHead> GetLogHead() override;
   absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count) override;
@@ -55,6 +61,9 @@ class MemoryAttestationStore final : public AttestationStore {
   absl::flat_hash_map<consensus::StorePath, PathAttestations> attestations_ ABSL_GUARDED_BY(mu_);
   int64_t attestation_count_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, StoredDispute> disputes_ ABSL_GUARDED_BY(mu_);  // by id
+  // by (dispute id, time, signed note); a note is stored once
+  std::map<std::tuple<std::string, int64_t, std::string>, StoredResolution> resolutions_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> per_key_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> log_entries_ ABSL_GUARDED_BY(mu_);
   LogTree log_tree_ ABSL_GUARDED_BY(mu_);
   std::map<TileKey, std::string> log_tiles_ ABSL_GUARDED_BY(mu_);

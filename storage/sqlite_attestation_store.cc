@@ -9,8 +9,11 @@
 #include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "consensus/dispute.h"
 #include "consensus/encoding.h"
 #include "consensus/log_entry.h"
+#include "consensus/signed_note.h"
 #include "storage/batch_validation.h"
 #include "storage/log_tree.h"
 #include "storage/path_record.h"
@@ -133,6 +136,27 @@ CREATE TABLE peer_forks (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
+// Added in version 4 (resolutions); a version-2 or -3 file gets them on open. Disputes gain their
+// state (consensus::DisputeState) and operators ("\n"-separated, with a "\n" before the first and
+// after the last, so a filter matches whole names with instr()); per-key attestation counters are
+// rows 'key:<name>' of `counters`.
+constexpr std::string_view kResolutionTables = R"sql(
+ALTER TABLE disputes ADD COLUMN state INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE disputes ADD COLUMN operators TEXT NOT NULL DEFAULT '';
+-- Maintainers' resolution statements (consensus/resolution.h); one row per signed note.
+CREATE TABLE resolutions (
+  id INTEGER PRIMARY KEY,
+  dispute_id TEXT NOT NULL,
+  note TEXT NOT NULL UNIQUE,
+  outcome INTEGER NOT NULL,
+  maintainer TEXT NOT NULL,
+  time INTEGER NOT NULL,
+  received INTEGER NOT NULL,
+  origin TEXT NOT NULL
+) STRICT;
+CREATE INDEX resolutions_by_dispute ON resolutions(dispute_id, time);
+)sql";
+
 // Version 1 (one row per signature, claims and paths normalised) was only ever written by
 // development builds. An empty version-1 database is rebuilt as version 2; one holding attestations
 // is refused (see CreateOrMigrate): there is nothing in the field to convert.
@@ -140,7 +164,7 @@ constexpr std::string_view kDropSchemaV1 = R"sql(
 DROP TABLE signatures; DROP TABLE claims; DROP TABLE disputes; DROP TABLE paths; DROP TABLE keys;
 DROP TABLE observed_keys; DROP TABLE labels; DROP TABLE counters;
 )sql";
-static_assert(kSqliteSchemaVersion == 3);
+static_assert(kSqliteSchemaVersion == 4);
 
 // Path rows are ~600 bytes: on 4 KiB pages the unused tail of each page is ~6% of the file, on 8 KiB
 // pages ~3%. Larger pages save little more and make every read copy more (status_bench).
@@ -173,6 +197,31 @@ int64_t HashHead(const PathHashBytes& hash) {
 
 std::span<const uint8_t> HashTail(const PathHashBytes& hash) {
   return std::span<const uint8_t>(hash).subspan(kHashHeadBytes);
+}
+
+// Per-key attestation counters are rows "key:<key name>" of `counters`; ';' sorts right after ':'.
+constexpr std::string_view kKeyCounterPrefix = "key:";
+constexpr std::string_view kKeyCounterEnd = "key;";
+
+// The filters of a DisputeQuery, as parameters ?2 (state, -1 for any), ?3 (name part) and ?4
+// (operator); `d` is disputes, `p` its path.
+constexpr std::string_view kDisputeFilters =
+    "AND (?2 < 0 OR d.state = ?2) AND (?3 = '' OR instr(p.name, ?3) > 0) "
+    "AND (?4 = '' OR instr(d.operators, char(10) || ?4 || char(10)) > 0)";
+
+std::string JoinOperators(const std::vector<std::string>& operators) {
+  if (operators.empty()) return "";
+  std::string joined = "\n";
+  for (const std::string& name : operators) joined += consensus::Cat(name, "\n");
+  return joined;
+}
+
+std::vector<std::string> SplitOperators(std::string_view joined) {
+  std::vector<std::string> out;
+  for (absl::string_view name : absl::StrSplit(consensus::AbslView(joined), '\n', absl::SkipEmpty())) {
+    out.emplace_back(consensus::StdView(name));
+  }
+  return out;
 }
 
 absl::Status Corrupt(const std::string& file, std::string_view what) {
@@ -247,6 +296,14 @@ absl::StatusOr<std::string> DecodeDeriver(std::span<const uint8_t> blob, const S
   // attestation read.
   return consensus::Cat(consensus::kStoreDir, "/", consensus::Nix32Encode(blob.first(kPathHashBytes)),
                         "-", name);
+}
+
+// Binds ?2..?4 of kDisputeFilters (after ?1 was bound).
+template <typename Use>
+Use& BindDisputeFilters(Use& use, const DisputeQuery& query) {
+  return use.Bind(query.state.has_value() ? static_cast<int64_t>(*query.state) : int64_t{-1})
+      .Bind(query.name_contains)
+      .Bind(query.operator_name);
 }
 
 // Retries `attempt` while it fails with UNAVAILABLE (busy past the busy timeout, or a transient I/O
@@ -430,6 +487,7 @@ class SqliteAttestationStore::Writer {
     std::vector<WriteOutcome> outcomes;
     outcomes.reserve(batch.attestations.size());
     int64_t inserted = 0;
+    absl::flat_hash_map<std::string_view, int64_t> per_key;
     for (size_t i = 0; i < batch.attestations.size(); ++i) {
       const StoredAttestation& stored = batch.attestations[i];
       // Validated here rather than up front: it is cheap, and a refused item in the middle of a
@@ -446,6 +504,7 @@ class SqliteAttestationStore::Writer {
       }
       if (*outcome == WriteOutcome::kInserted) {
         ++inserted;
+        ++per_key[stored.attestation.key_name()];
         if (batch.append_to_log) {
           const PathRow& row = paths_.at(stored.attestation.claim.path.full());
           logged.push_back(Logged{.row = &row, .signature = row.record.signatures.size() - 1, .entry = i});
@@ -481,6 +540,27 @@ class SqliteAttestationStore::Writer {
         return status;
       }
     }
+    const size_t resolutions_at = batch.attestations.size() + batch.disputes.size();
+    for (size_t i = 0; i < batch.resolutions.size(); ++i) {
+      const StoredResolution& resolution = batch.resolutions[i];
+      if (absl::Status status = ValidateStoredResolution(resolution, i, batch.resolutions.size()); !status.ok()) {
+        return status;
+      }
+      auto stored = InsertResolution(resolution);
+      if (!stored.ok()) return stored.status();
+      if (*stored && batch.append_to_log) {
+        if (absl::Status status =
+                AppendLogEntry(std::nullopt, std::nullopt, resolution.signed_note, (*entries)[resolutions_at + i]);
+            !status.ok()) {
+          return status;
+        }
+      }
+    }
+    for (const DisputeStateUpdate& update : batch.dispute_states) {
+      auto set = set_dispute_state_->Begin("updating a dispute's state");
+      set.Bind(static_cast<int64_t>(update.state)).Bind(update.id);
+      if (absl::Status status = set.Run(); !status.ok()) return status;
+    }
     for (auto& [key, hashes] : log_.TakeChangedTiles()) {
       auto put = put_tile_->Begin("storing a log tile");
       put.Bind(TileRowId(key)).BindBlob(Bytes(hashes));
@@ -500,6 +580,11 @@ class SqliteAttestationStore::Writer {
     }
     if (absl::Status status = BumpCounter("attestations", inserted); !status.ok()) return status;
     if (absl::Status status = BumpCounter("paths", new_paths); !status.ok()) return status;
+    for (const auto& [key_name, count] : per_key) {
+      if (absl::Status status = BumpCounter(consensus::Cat(kKeyCounterPrefix, key_name), count); !status.ok()) {
+        return status;
+      }
+    }
     if (absl::Status status = tx->Commit(); !status.ok()) return status;
     paths_.clear();  // its keys view the caller's batch
     committed_log_ = log_;
@@ -654,12 +739,19 @@ class SqliteAttestationStore::Writer {
         {&find_label_, "SELECT id FROM labels WHERE text = ?"},
         {&insert_label_, "INSERT INTO labels(text) VALUES (?)"},
         {&upsert_dispute_,
-         "INSERT INTO disputes(id, path_id, signed_record, opened, updated, fingerprint_count) "
-         "VALUES (?, ?, ?, ?, ?, ?) "
+         "INSERT INTO disputes(id, path_id, signed_record, opened, updated, fingerprint_count, state, operators) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
          "ON CONFLICT (id) DO UPDATE SET path_id = excluded.path_id, "
          "signed_record = excluded.signed_record, updated = excluded.updated, "
-         "fingerprint_count = excluded.fingerprint_count"},
-        {&bump_counter_, "UPDATE counters SET value = value + ? WHERE name = ?"},
+         "fingerprint_count = excluded.fingerprint_count, state = excluded.state, "
+         "operators = excluded.operators"},
+        {&bump_counter_,
+         "INSERT INTO counters(name, value) VALUES (?2, ?1) "
+         "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"},
+        {&insert_resolution_,
+         "INSERT OR IGNORE INTO resolutions(dispute_id, note, outcome, maintainer, time, received, origin) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?)"},
+        {&set_dispute_state_, "UPDATE disputes SET state = ? WHERE id = ?"},
         {&insert_log_entry_,
          "INSERT INTO log_entries(idx, path_id, signature, note) VALUES (?, ?, ?, ?)"},
         {&put_tile_, "INSERT OR REPLACE INTO log_tiles(id, hashes) VALUES (?, ?)"},
@@ -884,8 +976,24 @@ class SqliteAttestationStore::Writer {
         .Bind(dispute.signed_record)
         .Bind(dispute.opened_unix)
         .Bind(dispute.updated_unix)
-        .Bind(static_cast<int64_t>(dispute.fingerprint_count));
+        .Bind(static_cast<int64_t>(dispute.fingerprint_count))
+        .Bind(static_cast<int64_t>(dispute.state))
+        .Bind(JoinOperators(dispute.operators));
     return upsert.Run();
+  }
+
+  // Stores the statement unless its note is already held; whether it was inserted.
+  absl::StatusOr<bool> InsertResolution(const StoredResolution& resolution) {
+    auto insert = insert_resolution_->Begin("storing a resolution");
+    insert.Bind(resolution.dispute_id)
+        .Bind(resolution.signed_note)
+        .Bind(static_cast<int64_t>(resolution.outcome))
+        .Bind(resolution.maintainer)
+        .Bind(resolution.time_unix)
+        .Bind(resolution.received_unix)
+        .Bind(resolution.origin);
+    if (absl::Status status = insert.Run(); !status.ok()) return status;
+    return db_->Changes() == 1;
   }
 
   absl::Status BumpCounter(std::string_view name, int64_t delta) {
@@ -898,7 +1006,7 @@ class SqliteAttestationStore::Writer {
   std::unique_ptr<Connection> db_;
   std::unique_ptr<Statement> find_paths_, insert_path_, update_path_, find_key_, insert_key_,
       find_observed_key_, insert_observed_key_, find_label_, insert_label_, upsert_dispute_,
-      bump_counter_, insert_log_entry_, put_tile_, get_tile_, find_checkpoint_, insert_checkpoint_, get_peer_,
+      bump_counter_, insert_resolution_, set_dispute_state_, insert_log_entry_, put_tile_, get_tile_, find_checkpoint_, insert_checkpoint_, get_peer_,
       put_peer_, insert_rejection_, recent_rejections_, count_rejections_, insert_fork_, list_forks_;
   // The log as this transaction grows it, and as of the last commit (restored on rollback).
   LogTree log_;
@@ -1005,7 +1113,7 @@ class SqliteAttestationStore::Reader {
 
   absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) {
     auto use = disputes_after_->Begin("listing disputes");
-    use.Bind(query.after_id).Bind(static_cast<int64_t>(query.limit));
+    BindDisputeFilters(use.Bind(query.after_key), query).Bind(static_cast<int64_t>(query.limit));
     std::vector<StoredDispute> page;
     while (true) {
       auto row = use.Step();
@@ -1016,6 +1124,38 @@ class SqliteAttestationStore::Reader {
       page.push_back(std::move(*dispute));
     }
     return page;
+  }
+
+  absl::StatusOr<int64_t> CountDisputes(const DisputeQuery& query) {
+    auto use = count_matching_disputes_->Begin("counting disputes");
+    BindDisputeFilters(use.Bind(""), query);
+    auto row = use.Step();
+    if (!row.ok()) return row.status();
+    return *row ? use.Int(0) : 0;
+  }
+
+  absl::StatusOr<std::vector<StoredResolution>> ResolutionsFor(const std::string& dispute_id) {
+    auto use = resolutions_for_->Begin("reading a dispute's resolutions");
+    use.Bind(dispute_id);
+    return ResolutionRows(use);
+  }
+
+  absl::StatusOr<std::vector<StoredResolution>> AllResolutions() {
+    auto use = all_resolutions_->Begin("reading resolutions");
+    return ResolutionRows(use);
+  }
+
+  absl::StatusOr<std::vector<StoredResolution>> ResolutionRows(Statement::Use& use) {
+    std::vector<StoredResolution> out;
+    while (true) {
+      auto row = use.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      auto resolution = ResolutionFromRow(use);
+      if (!resolution.ok()) return resolution.status();
+      out.push_back(std::move(*resolution));
+    }
+    return out;
   }
 
   absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count, uint64_t size) {
@@ -1078,7 +1218,7 @@ class SqliteAttestationStore::Reader {
     for (Slot& slot : slots) {
       absl::StatusOr<std::string> entry;
       if (slot.path_id == 0) {
-        entry = consensus::EncodeDisputeEntry(slot.note);
+        entry = consensus::EncodeNoteEntry(slot.note);
       } else {
         auto row = rows.find(slot.path_id);
         if (row == rows.end() || slot.signature < 0 ||
@@ -1134,6 +1274,20 @@ class SqliteAttestationStore::Reader {
     return checkpoint;
   }
 
+  absl::StatusOr<std::vector<KeyAttestationCount>> AttestationsPerKey() {
+    auto use = key_counters_->Begin("reading per-key counters");
+    use.Bind(kKeyCounterPrefix).Bind(kKeyCounterEnd);
+    std::vector<KeyAttestationCount> out;
+    while (true) {
+      auto row = use.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      out.push_back({.key_name = std::string(use.Text(0).substr(kKeyCounterPrefix.size())),
+                     .attestations = use.Int(1)});
+    }
+    return out;
+  }
+
   absl::StatusOr<StoreStats> Stats() {
     auto tx = Transaction::Begin(*db_, Transaction::Kind::kRead);
     if (!tx.ok()) return tx.status();
@@ -1148,11 +1302,13 @@ class SqliteAttestationStore::Reader {
         if (use.Text(0) == "paths") stats.paths = use.Int(1);
       }
     }
-    {
-      auto use = count_disputes_->Begin("counting disputes");
+    for (auto [statement, out] : {std::pair{count_disputes_.get(), &stats.disputes},
+                                  std::pair{count_open_disputes_.get(), &stats.open_disputes},
+                                  std::pair{count_resolutions_.get(), &stats.resolutions}}) {
+      auto use = statement->Begin("counting disputes and resolutions");
       auto row = use.Step();
       if (!row.ok()) return row.status();
-      if (*row) stats.disputes = use.Int(0);
+      if (*row) *out = use.Int(0);
     }
     if (absl::Status status = tx->Commit(); !status.ok()) return status;
     return stats;
@@ -1180,14 +1336,29 @@ class SqliteAttestationStore::Reader {
         {&label_, "SELECT text FROM labels WHERE id = ?"},
         {&dispute_by_id_,
          "SELECT d.id, p.hash_head, p.hash_tail, p.name, d.signed_record, d.opened, d.updated, "
-         "d.fingerprint_count "
+         "d.fingerprint_count, d.state, d.operators "
          "FROM disputes d JOIN paths p ON p.id = d.path_id WHERE d.id = ?"},
+        // Open first, then by id: the order of DisputeSortKey.
         {&disputes_after_,
          "SELECT d.id, p.hash_head, p.hash_tail, p.name, d.signed_record, d.opened, d.updated, "
-         "d.fingerprint_count "
-         "FROM disputes d JOIN paths p ON p.id = d.path_id WHERE d.id > ? ORDER BY d.id LIMIT ?"},
+         "d.fingerprint_count, d.state, d.operators "
+         "FROM disputes d JOIN paths p ON p.id = d.path_id "
+         "WHERE (CASE WHEN d.state = 0 THEN '0' ELSE '1' END || d.id) > ?1 " +
+             std::string(kDisputeFilters) + " ORDER BY d.state <> 0, d.id LIMIT ?5"},
+        {&count_matching_disputes_,
+         "SELECT count(*) FROM disputes d JOIN paths p ON p.id = d.path_id WHERE ?1 = ?1 " +
+             std::string(kDisputeFilters)},
+        {&resolutions_for_,
+         "SELECT dispute_id, note, outcome, maintainer, time, received, origin FROM resolutions "
+         "WHERE dispute_id = ? ORDER BY time, note"},
+        {&all_resolutions_,
+         "SELECT dispute_id, note, outcome, maintainer, time, received, origin FROM resolutions "
+         "ORDER BY dispute_id, time, note"},
+        {&count_open_disputes_, "SELECT count(*) FROM disputes WHERE state = 0"},
+        {&count_resolutions_, "SELECT count(*) FROM resolutions"},
         {&counters_, "SELECT name, value FROM counters"},
         {&count_disputes_, "SELECT count(*) FROM disputes"},
+        {&key_counters_, "SELECT name, value FROM counters WHERE name >= ? AND name < ? ORDER BY name"},
         {&log_entries_,
          "SELECT idx, path_id, signature, note FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx"},
         {&paths_by_id_, InList("SELECT id, hash_head, hash_tail, name, record FROM paths WHERE id")},
@@ -1302,12 +1473,32 @@ class SqliteAttestationStore::Reader {
   absl::StatusOr<StoredDispute> DisputeFromRow(const Statement::Use& row) {
     auto path = PathFromRow(row.Int(1), row.Blob(2), row.Text(3), db_->path());
     if (!path.ok()) return path.status();
+    const int64_t state = row.Int(8);
+    if (state < 0 || state > static_cast<int64_t>(consensus::DisputeState::kResolved)) {
+      return Corrupt(db_->path(), consensus::Cat("dispute state ", state));
+    }
     return StoredDispute{.id = std::string(row.Text(0)),
                          .path = std::move(*path),
                          .signed_record = std::string(row.Text(4)),
                          .opened_unix = row.Int(5),
                          .updated_unix = row.Int(6),
-                         .fingerprint_count = static_cast<int>(row.Int(7))};
+                         .fingerprint_count = static_cast<int>(row.Int(7)),
+                         .state = static_cast<consensus::DisputeState>(state),
+                         .operators = SplitOperators(row.Text(9))};
+  }
+
+  absl::StatusOr<StoredResolution> ResolutionFromRow(const Statement::Use& row) {
+    const int64_t outcome = row.Int(2);
+    if (outcome < 1 || outcome > static_cast<int64_t>(consensus::ResolutionOutcome::kResolved)) {
+      return Corrupt(db_->path(), consensus::Cat("resolution outcome ", outcome));
+    }
+    return StoredResolution{.dispute_id = std::string(row.Text(0)),
+                            .signed_note = std::string(row.Text(1)),
+                            .outcome = static_cast<consensus::ResolutionOutcome>(outcome),
+                            .maintainer = std::string(row.Text(3)),
+                            .time_unix = row.Int(4),
+                            .received_unix = row.Int(5),
+                            .origin = std::string(row.Text(6))};
   }
 
   // Looks `id` up in a shared dictionary, reading and remembering it on a miss. Only ids of
@@ -1365,7 +1556,8 @@ class SqliteAttestationStore::Reader {
   Lookups& lookups_;
   std::unique_ptr<Statement> paths_by_head_, paths_by_id_, log_entries_, get_tile_, latest_checkpoint_,
       key_name_, observed_key_, label_,
-      dispute_by_id_, disputes_after_, counters_, count_disputes_;
+      dispute_by_id_, disputes_after_, counters_, count_disputes_, count_matching_disputes_, resolutions_for_,
+      all_resolutions_, count_open_disputes_, count_resolutions_, key_counters_;
 };
 
 // Returns a reader to the pool when the call is done with it.
@@ -1480,6 +1672,65 @@ absl::StatusOr<Identity> ReadIdentity(Connection& db) {
   return Identity{*application_id, *version, *objects};
 }
 
+// Fills what version 4 added for data written by older versions: each dispute's operators (from its
+// signed record) and the per-key attestation counters (one pass over the path records).
+absl::Status BackfillVersion4(Connection& db) {
+  {
+    auto select = db.Prepare("SELECT id, signed_record FROM disputes");
+    if (!select.ok()) return select.status();
+    auto update = db.Prepare("UPDATE disputes SET operators = ? WHERE id = ?");
+    if (!update.ok()) return update.status();
+    std::vector<std::pair<std::string, std::string>> rows;  // id, operators
+    auto use = (*select)->Begin("reading disputes to upgrade");
+    while (true) {
+      auto row = use.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      auto note = consensus::SignedNote::Parse(use.Text(1));
+      auto record = note.ok() ? consensus::DisputeRecord::FromNoteText(note->text)
+                              : absl::StatusOr<consensus::DisputeRecord>(note.status());
+      if (!record.ok()) {
+        return Corrupt(db.path(), consensus::Cat("dispute ", use.Text(0), ": ", record.status().message()));
+      }
+      std::vector<std::string> operators;
+      for (const consensus::DisputeSide& side : record->sides) {
+        for (const consensus::DisputeSide::Entry& entry : side.entries) operators.push_back(entry.operator_name);
+      }
+      std::ranges::sort(operators);
+      operators.erase(std::unique(operators.begin(), operators.end()), operators.end());
+      rows.emplace_back(std::string(use.Text(0)), JoinOperators(operators));
+    }
+    for (const auto& [id, operators] : rows) {
+      auto set = (*update)->Begin("storing a dispute's operators");
+      set.Bind(operators).Bind(id);
+      if (absl::Status status = set.Run(); !status.ok()) return status;
+    }
+  }
+  absl::flat_hash_map<int64_t, int64_t> per_key_id;
+  {
+    auto select = db.Prepare("SELECT record FROM paths");
+    if (!select.ok()) return select.status();
+    auto use = (*select)->Begin("counting attestations per key");
+    while (true) {
+      auto row = use.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      auto record = DecodePathRecord(use.Blob(0));
+      if (!record.ok()) return Corrupt(db.path(), consensus::StdView(record.status().message()));
+      for (const RecordSignature& signature : record->signatures) ++per_key_id[signature.key_id];
+    }
+  }
+  auto insert = db.Prepare(
+      "INSERT OR REPLACE INTO counters(name, value) SELECT ? || name, ? FROM keys WHERE id = ?");
+  if (!insert.ok()) return insert.status();
+  for (const auto& [key_id, count] : per_key_id) {
+    auto use = (*insert)->Begin("storing per-key counters");
+    use.Bind(kKeyCounterPrefix).Bind(count).Bind(key_id);
+    if (absl::Status status = use.Run(); !status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CreateOrMigrate(Connection& db) {
   auto tx = Transaction::Begin(db, Transaction::Kind::kWrite);
   if (!tx.ok()) return tx.status();
@@ -1492,10 +1743,16 @@ absl::Status CreateOrMigrate(Connection& db) {
     return status;
   }
   if (identity->version == kSqliteSchemaVersion) return absl::OkStatus();
-  if (identity->version == 2) {
-    if (absl::Status status = db.Execute(kFederationTables, "adding the federation tables"); !status.ok()) {
+  if (identity->version == 2 || identity->version == 3) {
+    if (identity->version == 2) {
+      if (absl::Status status = db.Execute(kFederationTables, "adding the federation tables"); !status.ok()) {
+        return status;
+      }
+    }
+    if (absl::Status status = db.Execute(kResolutionTables, "adding the resolution tables"); !status.ok()) {
       return status;
     }
+    if (absl::Status status = BackfillVersion4(db); !status.ok()) return status;
     if (absl::Status status =
             db.Execute(consensus::Cat("PRAGMA user_version = ", kSqliteSchemaVersion), "recording the schema version");
         !status.ok()) {
@@ -1521,6 +1778,9 @@ absl::Status CreateOrMigrate(Connection& db) {
     return status;
   }
   if (absl::Status status = db.Execute(kFederationTables, "creating the federation tables"); !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = db.Execute(kResolutionTables, "creating the resolution tables"); !status.ok()) {
     return status;
   }
   // PRAGMAs take no parameters; both values are constants of this program.
@@ -1683,6 +1943,34 @@ absl::StatusOr<std::vector<StoredDispute>> SqliteAttestationStore::ListDisputes(
   if (!reader.ok()) return reader.status();
   ReaderLease lease(*this, std::move(*reader));
   return WithBusyRetries(options_, [&] { return lease->ListDisputes(query); });
+}
+
+absl::StatusOr<int64_t> SqliteAttestationStore::CountDisputes(const DisputeQuery& query) {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->CountDisputes(query); });
+}
+
+absl::StatusOr<std::vector<StoredResolution>> SqliteAttestationStore::ResolutionsFor(const std::string& dispute_id) {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->ResolutionsFor(dispute_id); });
+}
+
+absl::StatusOr<std::vector<StoredResolution>> SqliteAttestationStore::AllResolutions() {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->AllResolutions(); });
+}
+
+absl::StatusOr<std::vector<KeyAttestationCount>> SqliteAttestationStore::AttestationsPerKey() {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->AttestationsPerKey(); });
 }
 
 absl::StatusOr<StoreStats> SqliteAttestationStore::Stats() {

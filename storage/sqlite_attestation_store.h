@@ -46,7 +46,7 @@ struct SqliteOptions final {
 };
 
 // The schema version this build reads and writes (PRAGMA user_version).
-inline constexpr int kSqliteSchemaVersion = 3;
+inline constexpr int kSqliteSchemaVersion = 4;
 // PRAGMA application_id of an attest database: "atst".
 inline constexpr int32_t kSqliteApplicationId = 0x61747374;
 
@@ -75,7 +75,11 @@ class SqliteAttestationStore final : public AttestationStore {
   absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) override;
   // INVALID_ARGUMENT when query.limit < 1.
   absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) override;
+  absl::StatusOr<int64_t> CountDisputes(const DisputeQuery& query) override;
+  absl::StatusOr<std::vector<StoredResolution>> ResolutionsFor(const std::string& dispute_id) override;
+  absl::StatusOr<std::vector<StoredResolution>> AllResolutions() override;
   absl::StatusOr<StoreStats> Stats() override;
+  absl::StatusOr<std::vector<KeyAttestationCount>> AttestationsPerKey() override;
 
   absl::StatusOr<LogHead> GetLogHead() override;
   absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count) override;

@@ -293,7 +293,7 @@ TEST_F(FederationCommandTest, RejectedEntriesAreListedAndExitOne) {
       .kind = consensus::LogEntryKind::kAttestation,
       .attestation =
           consensus::AttestationEntry{.attestation = attestation, .observed_key = std::nullopt, .received_unix = 5},
-      .dispute_note = ""});
+      .note = ""});
   ASSERT_TRUE(entry.ok()) << entry.status();
 
   v1::GetFederationStatusResponse answer = Healthy();

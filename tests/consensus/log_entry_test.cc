@@ -122,7 +122,7 @@ std::string ExpectRoundTrip(const AttestationEntry& entry) {
   EXPECT_TRUE(parsed.ok()) << parsed.status() << "\n" << *bytes;
   if (!parsed.ok()) return *bytes;
   EXPECT_EQ(parsed->kind, LogEntryKind::kAttestation);
-  EXPECT_TRUE(parsed->dispute_note.empty());
+  EXPECT_TRUE(parsed->note.empty());
   EXPECT_EQ(parsed->attestation, entry);
   absl::StatusOr<std::string> again = EncodeLogEntry(*parsed);
   EXPECT_TRUE(again.ok()) << again.status();
@@ -467,17 +467,17 @@ TEST(LogEntryTest, EncoderRefusesWhatCouldNotBeParsedBack) {
 TEST(LogEntryTest, EncodeLogEntryChecksTheKindMatchesTheContent) {
   EXPECT_FALSE(EncodeLogEntry(LogEntry{.kind = LogEntryKind::kAttestation,
                                        .attestation = std::nullopt,
-                                       .dispute_note = {}})
+                                       .note = {}})
                    .ok());
   EXPECT_FALSE(EncodeLogEntry(LogEntry{
                                   .kind = LogEntryKind::kDispute,
                                   .attestation = GoldenEntry(),
-                                  .dispute_note = {},
+                                  .note = {},
                               })
                    .ok());
   EXPECT_FALSE(EncodeLogEntry(LogEntry{.kind = static_cast<LogEntryKind>(3),
                                        .attestation = std::nullopt,
-                                       .dispute_note = {}})
+                                       .note = {}})
                    .ok());
 }
 
@@ -524,11 +524,11 @@ TEST(LogEntryTest, DisputeEntryRoundTrips) {
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->kind, LogEntryKind::kDispute);
   EXPECT_FALSE(parsed->attestation.has_value());
-  EXPECT_EQ(parsed->dispute_note, note);
+  EXPECT_EQ(parsed->note, note);
   EXPECT_EQ(EncodeLogEntry(*parsed).value_or(""), *bytes);
 
   // The note inside still verifies with the node key and still holds the record.
-  const SignedNote signed_note = OrDie(SignedNote::Parse(parsed->dispute_note));
+  const SignedNote signed_note = OrDie(SignedNote::Parse(parsed->note));
   EXPECT_TRUE(VerifyNote(signed_note, NodeKey().public_key()).ok());
   const DisputeRecord record = OrDie(DisputeRecord::FromNoteText(signed_note.text));
   EXPECT_EQ(record.path, TestStorePath("hello-2.12"));

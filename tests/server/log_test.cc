@@ -302,7 +302,7 @@ TEST_F(LogNodeTest, CheckpointTilesAndEntryBundlesVerifyOverHttp) {
   auto dispute = consensus::ParseLogEntry(entries[301]);
   ASSERT_TRUE(dispute.ok()) << dispute.status();
   ASSERT_EQ(dispute->kind, consensus::LogEntryKind::kDispute);
-  auto note = consensus::SignedNote::Parse(dispute->dispute_note);
+  auto note = consensus::SignedNote::Parse(dispute->note);
   ASSERT_TRUE(note.ok());
   EXPECT_TRUE(consensus::VerifyNote(*note, federation_.node_key.public_key()).ok());
 

@@ -13,6 +13,7 @@
 #include "consensus/log_entry.h"
 #include "consensus/merkle.h"
 #include "consensus/signed_note.h"
+#include "consensus/resolution.h"
 #include "consensus/tlog_tiles.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -290,21 +291,21 @@ TEST_P(AttestationStoreContractTest, DisputesAreStoredUpdatedAndPaged) {
   EXPECT_EQ(*got, expected);
 
   WriteOk(Batch({}, {Dispute("d-cc", "pkg-c", 1, 1)}));
-  auto first = store_->ListDisputes({.after_id = "", .limit = 2});
+  auto first = store_->ListDisputes({.after_key = "", .limit = 2});
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_THAT(*first, SizeIs(2));
   EXPECT_EQ((*first)[0].id, "d-aa");
   EXPECT_EQ((*first)[1].id, "d-bb");
-  auto second = store_->ListDisputes({.after_id = (*first)[1].id, .limit = 2});
+  auto second = store_->ListDisputes({.after_key = DisputeSortKey((*first)[1]), .limit = 2});
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_THAT(*second, ElementsAre(Dispute("d-cc", "pkg-c", 1, 1)));
-  auto done = store_->ListDisputes({.after_id = "d-cc", .limit = 2});
+  auto done = store_->ListDisputes({.after_key = "0d-cc", .limit = 2});
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_THAT(*done, IsEmpty());
 
   EXPECT_EQ(StatsOk().disputes, 3);
   EXPECT_EQ(StatsOk().paths, 0);  // disputed paths without attestations are not counted
-  EXPECT_EQ(store_->ListDisputes(DisputeQuery{"", 0}).status().code(),
+  EXPECT_EQ(store_->ListDisputes(DisputeQuery{.after_key = "", .limit = 0}).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
@@ -422,6 +423,31 @@ StoredDispute SignedDispute(std::string_view path_name, int64_t time) {
   StoredDispute dispute = Dispute(record.id, path_name, time, time);
   dispute.signed_record = consensus::SignDisputeRecord(record, attest::testing::TestKey("node-1")).Serialize();
   return dispute;
+}
+
+// A maintainer's statement about the dispute of `path_name` (SignedDispute's), signed by "maintainer-1".
+StoredResolution SignedResolution(std::string_view path_name, consensus::ResolutionOutcome outcome, int64_t time,
+                                  std::vector<std::string> builders = {}) {
+  const StorePath path = TestStorePath(path_name);
+  std::vector<std::string> fingerprints = {TestClaim(path_name, "good").Fingerprint(),
+                                           TestClaim(path_name, "evil").Fingerprint()};
+  std::ranges::sort(fingerprints);
+  consensus::Resolution resolution{.dispute_id = consensus::DisputeId(path),
+                                   .path = path,
+                                   .outcome = outcome,
+                                   .fingerprints = fingerprints,
+                                   .builders = std::move(builders),
+                                   .time_unix = time,
+                                   .note = "reviewed"};
+  auto note = consensus::SignResolution(resolution, attest::testing::TestKey("maintainer-1"));
+  EXPECT_TRUE(note.ok()) << note.status();
+  return StoredResolution{.dispute_id = resolution.dispute_id,
+                          .signed_note = note->Serialize(),
+                          .outcome = outcome,
+                          .maintainer = "maintainer-1",
+                          .time_unix = time,
+                          .received_unix = time + 1,
+                          .origin = ""};
 }
 
 std::string EntryOf(const StoredAttestation& stored) {
@@ -633,6 +659,125 @@ TEST_P(AttestationStoreContractTest, ForkEvidenceKeepsTheFirstPerPeer) {
   incomplete.peer = "node-c";
   incomplete.second_checkpoint.clear();
   EXPECT_EQ(store_->StoreForkEvidence(incomplete).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(AttestationStoreContractTest, ResolutionsAreStoredOnceLoggedAndSetTheDisputeState) {
+  StoredDispute dispute = SignedDispute("pkg-r", 100);
+  dispute.operators = {"op-evil", "op-good"};
+  WriteBatch first = Batch({}, {dispute});
+  first.append_to_log = true;
+  WriteOk(first);
+
+  const StoredResolution later = SignedResolution("pkg-r", consensus::ResolutionOutcome::kMalicious, 300, {"builder-evil"});
+  const StoredResolution earlier = SignedResolution("pkg-r", consensus::ResolutionOutcome::kNondeterministic, 200);
+  WriteBatch resolve;
+  resolve.resolutions = {later, earlier};
+  resolve.dispute_states = {{.id = dispute.id, .state = consensus::DisputeState::kMalicious},
+                            {.id = "d-unknown", .state = consensus::DisputeState::kResolved}};
+  resolve.append_to_log = true;
+  WriteOk(resolve);
+  // Stored once: writing the same statement again changes nothing and logs nothing.
+  WriteOk(resolve);
+
+  auto held = store_->ResolutionsFor(dispute.id);
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_THAT(*held, ElementsAre(earlier, later));  // oldest first
+  auto all = store_->AllResolutions();
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_THAT(*all, ElementsAre(earlier, later));
+  auto none = store_->ResolutionsFor("d-none");
+  ASSERT_TRUE(none.ok());
+  EXPECT_THAT(*none, IsEmpty());
+
+  auto got = store_->GetDispute(dispute.id);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->state, consensus::DisputeState::kMalicious);
+  EXPECT_THAT((*got)->operators, ElementsAre("op-evil", "op-good"));
+  auto unknown = store_->GetDispute("d-unknown");
+  ASSERT_TRUE(unknown.ok());
+  EXPECT_FALSE(unknown->has_value());
+
+  // The log holds the dispute record, then the two statements in batch order, each once.
+  auto head = store_->GetLogHead();
+  ASSERT_TRUE(head.ok());
+  ASSERT_EQ(head->size, 3u);
+  auto entries = store_->LogEntries(0, 3);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  EXPECT_EQ((*entries)[1], *consensus::EncodeResolutionEntry(later.signed_note));
+  EXPECT_EQ((*entries)[2], *consensus::EncodeResolutionEntry(earlier.signed_note));
+
+  const StoreStats stats = StatsOk();
+  EXPECT_EQ(stats.disputes, 1);
+  EXPECT_EQ(stats.open_disputes, 0);
+  EXPECT_EQ(stats.resolutions, 2);
+
+  // A replicated statement (not logged) with its origin.
+  StoredResolution replicated = SignedResolution("pkg-r", consensus::ResolutionOutcome::kResolved, 400);
+  replicated.origin = "peer-1";
+  WriteOk(WriteBatch{.resolutions = {replicated}});
+  head = store_->GetLogHead();
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->size, 3u);
+  held = store_->ResolutionsFor(dispute.id);
+  ASSERT_TRUE(held.ok());
+  ASSERT_THAT(*held, SizeIs(3));
+  EXPECT_EQ(held->back(), replicated);
+}
+
+TEST_P(AttestationStoreContractTest, DisputesListOpenFirstAndFilter) {
+  auto make = [](std::string_view name, std::vector<std::string> operators, consensus::DisputeState state) {
+    StoredDispute dispute = SignedDispute(name, 10);
+    dispute.operators = std::move(operators);
+    dispute.state = state;
+    return dispute;
+  };
+  const StoredDispute hello = make("hello-2.12", {"alice", "bob"}, consensus::DisputeState::kResolved);
+  const StoredDispute openssl = make("openssl-3.0", {"bob", "carol"}, consensus::DisputeState::kOpen);
+  const StoredDispute hello_lib = make("hello-lib-1", {"alice", "carol"}, consensus::DisputeState::kOpen);
+  WriteOk(Batch({}, {hello, openssl, hello_lib}));
+
+  auto ids = [&](DisputeQuery query) {
+    query.limit = 100;
+    auto page = store_->ListDisputes(query);
+    EXPECT_TRUE(page.ok()) << page.status();
+    std::vector<std::string> out;
+    for (const StoredDispute& d : *page) out.push_back(d.id);
+    auto count = store_->CountDisputes(query);
+    EXPECT_TRUE(count.ok());
+    EXPECT_EQ(*count, static_cast<int64_t>(out.size()));
+    return out;
+  };
+  std::vector<std::string> open = {openssl.id, hello_lib.id};
+  std::ranges::sort(open);
+  std::vector<std::string> everything = open;
+  everything.push_back(hello.id);  // the resolved one after every open one
+  EXPECT_EQ(ids({}), everything);
+  EXPECT_EQ(ids({.state = consensus::DisputeState::kOpen}), open);
+  EXPECT_THAT(ids({.state = consensus::DisputeState::kResolved}), ElementsAre(hello.id));
+  EXPECT_THAT(ids({.state = consensus::DisputeState::kMalicious}), IsEmpty());
+  std::vector<std::string> hellos = {hello_lib.id, hello.id};
+  EXPECT_EQ(ids({.name_contains = "hello"}), hellos);
+  EXPECT_THAT(ids({.name_contains = "ssl-3"}), ElementsAre(openssl.id));
+  EXPECT_THAT(ids({.name_contains = "%"}), IsEmpty());  // not a pattern
+  EXPECT_THAT(ids({.operator_name = "alice"}), ElementsAre(hello_lib.id, hello.id));
+  EXPECT_THAT(ids({.operator_name = "ali"}), IsEmpty());  // whole names only
+  EXPECT_THAT(ids({.state = consensus::DisputeState::kOpen, .operator_name = "bob"}), ElementsAre(openssl.id));
+
+  // Paging continues after the sort key of the last dispute shown.
+  auto page = store_->ListDisputes({.after_key = consensus::Cat("0", open.back()), .limit = 5});
+  ASSERT_TRUE(page.ok());
+  ASSERT_THAT(*page, SizeIs(1));
+  EXPECT_EQ((*page)[0].id, hello.id);
+}
+
+TEST_P(AttestationStoreContractTest, CountsAttestationsPerKey) {
+  WriteOk(Batch({Attest(TestClaim("a-1"), "builder-1"), Attest(TestClaim("a-2"), "builder-1"),
+                 Attest(TestClaim("a-1"), "builder-2")}));
+  WriteOk(Batch({Attest(TestClaim("a-1"), "builder-1"), Attest(TestClaim("a-3"), "builder-2")}));  // one again
+  auto counts = store_->AttestationsPerKey();
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_THAT(*counts, ElementsAre(KeyAttestationCount{.key_name = "builder-1", .attestations = 2},
+                                   KeyAttestationCount{.key_name = "builder-2", .attestations = 2}));
 }
 
 INSTANTIATE_TEST_SUITE_P(

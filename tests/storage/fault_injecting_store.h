@@ -92,6 +92,22 @@ class FaultInjectingStore final : public AttestationStore {
     if (auto failure = TakeRead()) return *failure;
     return inner_->Stats();
   }
+  absl::StatusOr<int64_t> CountDisputes(const DisputeQuery& query) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->CountDisputes(query);
+  }
+  absl::StatusOr<std::vector<StoredResolution>> ResolutionsFor(const std::string& dispute_id) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->ResolutionsFor(dispute_id);
+  }
+  absl::StatusOr<std::vector<StoredResolution>> AllResolutions() override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->AllResolutions();
+  }
+  absl::StatusOr<std::vector<KeyAttestationCount>> AttestationsPerKey() override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->AttestationsPerKey();
+  }
   absl::StatusOr<LogHead> GetLogHead() override {
     if (auto failure = TakeRead()) return *failure;
     return inner_->GetLogHead();

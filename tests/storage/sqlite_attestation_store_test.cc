@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "consensus/dispute.h"
 #include "consensus/encoding.h"
 #include "consensus/log_entry.h"
 #include "consensus/merkle.h"
@@ -224,6 +225,11 @@ TEST(SqliteAttestationStoreTest, Version1IsRebuiltWhenEmptyAndRefusedOtherwise) 
 }
 
 // Version 3 added the federation tables; a version-2 file gets them and keeps what it holds.
+// Turns a version-4 file back into what version 3 wrote.
+constexpr std::string_view kUndoVersion4 =
+    "DROP TABLE resolutions; ALTER TABLE disputes DROP COLUMN state; ALTER TABLE disputes DROP COLUMN operators; "
+    "DELETE FROM counters WHERE name LIKE 'key:%'; ";
+
 TEST(SqliteAttestationStoreTest, Version2GainsTheFederationTablesAndKeepsItsAttestations) {
   TempDir dir;
   const std::string file = dir.File("v2.db");
@@ -233,7 +239,10 @@ TEST(SqliteAttestationStoreTest, Version2GainsTheFederationTablesAndKeepsItsAtte
     ASSERT_NE(store, nullptr);
     ASSERT_TRUE(store->Write(Batch({kept})).ok());
   }
-  ExecuteOnFile(file, "DROP TABLE peers; DROP TABLE peer_rejections; DROP TABLE peer_forks; PRAGMA user_version = 2;");
+  // Back to what version 2 wrote: no federation tables, no resolution tables or columns, no per-key
+  // counters.
+  ExecuteOnFile(file, "DROP TABLE peers; DROP TABLE peer_rejections; DROP TABLE peer_forks; " + std::string(kUndoVersion4) +
+                          "PRAGMA user_version = 2;");
   auto store = OpenOrDie(file);
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(QueryIntOnFile(file, "PRAGMA user_version"), kSqliteSchemaVersion);
@@ -243,6 +252,56 @@ TEST(SqliteAttestationStoreTest, Version2GainsTheFederationTablesAndKeepsItsAtte
   auto progress = store->GetPeerProgress("node-b");
   ASSERT_TRUE(progress.ok()) << progress.status();
   EXPECT_FALSE(progress->has_value());
+  auto per_key = store->AttestationsPerKey();
+  ASSERT_TRUE(per_key.ok()) << per_key.status();
+  EXPECT_THAT(*per_key, ElementsAre(KeyAttestationCount{.key_name = "builder-a", .attestations = 1}));
+}
+
+TEST(SqliteAttestationStoreTest, Version3GainsResolutionsDisputeOperatorsAndKeyCounters) {
+  TempDir dir;
+  const std::string file = dir.File("v3.db");
+  const StorePath path = TestStorePath("pkg-x");
+  consensus::DisputeRecord record{.id = consensus::DisputeId(path),
+                                  .path = path,
+                                  .policy_hash = consensus::Cat("sha256:", std::string(64, 'a')),
+                                  .time_unix = 5,
+                                  .sides = {},
+                                  .flagged_builders = {}};
+  for (std::string_view content : {"one", "two"}) {
+    const consensus::PathInfo claim = TestClaim("pkg-x", content);
+    record.sides.push_back(consensus::DisputeSide{
+        .fingerprint = claim.Fingerprint(),
+        .entries = {{.operator_name = consensus::Cat("op-", content),
+                     .signature = consensus::SignAttestation(claim, attest::testing::TestKey(
+                                                                        consensus::Cat("builder-", content)))
+                                      .signature}}});
+  }
+  std::ranges::sort(record.sides, {}, &consensus::DisputeSide::fingerprint);
+  StoredDispute dispute = Dispute(record.id, "pkg-x", 5, 5);
+  dispute.signed_record = consensus::SignDisputeRecord(record, attest::testing::TestKey("node-1")).Serialize();
+  {
+    auto store = OpenOrDie(file);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Write(Batch({Attest(TestClaim("a"), "builder-a"), Attest(TestClaim("b"), "builder-a"),
+                                    Attest(TestClaim("a"), "builder-b")},
+                                   {dispute}))
+                    .ok());
+  }
+  ExecuteOnFile(file, std::string(kUndoVersion4) + "PRAGMA user_version = 3;");
+  auto store = OpenOrDie(file);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(QueryIntOnFile(file, "PRAGMA user_version"), kSqliteSchemaVersion);
+  auto per_key = store->AttestationsPerKey();
+  ASSERT_TRUE(per_key.ok()) << per_key.status();
+  EXPECT_THAT(*per_key, ElementsAre(KeyAttestationCount{.key_name = "builder-a", .attestations = 2},
+                                    KeyAttestationCount{.key_name = "builder-b", .attestations = 1}));
+  auto got = store->GetDispute(record.id);
+  ASSERT_TRUE(got.ok() && got->has_value()) << got.status();
+  EXPECT_THAT((*got)->operators, ElementsAre("op-one", "op-two"));
+  EXPECT_EQ((*got)->state, consensus::DisputeState::kOpen);
+  auto resolutions = store->AllResolutions();
+  ASSERT_TRUE(resolutions.ok()) << resolutions.status();
+  EXPECT_THAT(*resolutions, IsEmpty());
 }
 
 TEST(SqliteAttestationStoreTest, OtherApplicationsDatabaseIsRefusedAndLeftAlone) {
