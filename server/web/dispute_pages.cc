@@ -171,7 +171,7 @@ struct DisputeDetail final {
   std::vector<ResolutionEntry> resolutions = {};
 };
 
-std::string ShowNarHash(const consensus::PathInfo& claim) { return Cat("sha256:", claim.nar_hash.ToNix32()); }
+std::string ShowNarHash(const consensus::PathInfo& claim) { return claim.nar_hash.ToNix32(); }
 
 absl::StatusOr<DisputeDetail> ReadDetail(storage::AttestationStore* store, const std::string& id) {
   auto found = store->GetDispute(id);

@@ -24,6 +24,9 @@ th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top
 th{background:#eef1f5}
 code,pre{font-family:ui-monospace,monospace;font-size:.9em}
 pre{background:#f0f0f0;padding:.8em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+#sides{table-layout:fixed;width:100%}
+#sides td,#sides th{overflow-wrap:anywhere}
+#sides tr>th:first-child{width:24%}
 .diff{background:#fff0c2}
 .absent{color:#a00}
 .flagged{color:#a00;font-weight:600}

@@ -126,7 +126,7 @@ HttpResponse SearchPage::Render(std::string_view asked, Format format) const {
                            "</li>");
       }
       body += Cat("<tr class=\"fingerprint\"><td><code>",
-                  claim.ok() ? Escape(Cat("sha256:", claim->nar_hash.ToNix32())) : Escape(f.fingerprint()),
+                  claim.ok() ? Escape(claim->nar_hash.ToNix32()) : Escape(f.fingerprint()),
                   "</code></td><td>", claim.ok() ? ShowCount(static_cast<int64_t>(claim->nar_size)) : "",
                   "</td><td class=\"operators\">", operators, "</td><td>", builders, "</td><td><ul>", signed_here,
                   "</ul></td></tr>\n");

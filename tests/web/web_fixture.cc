@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <chrono>
+#include <filesystem>
 #include <utility>
 
 #include <grpcpp/grpcpp.h>
@@ -73,6 +74,7 @@ std::string WebFederation::PolicyToml() const {
 WebNode::WebNode() {
   WriteFileOrDie(dir_.File("policy.toml"), federation_.PolicyToml());
   WriteFileOrDie(dir_.File("node.sec"), federation_.node_key.ExportText() + "\n");
+  std::filesystem::permissions(dir_.File("node.sec"), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   WriteFileOrDie(dir_.File("node.toml"), "[node]\n"
                                          "grpc = \"127.0.0.1:0\"\n"
                                          "http = \"127.0.0.1:0\"\n"
@@ -169,21 +171,16 @@ void WebNode::Resolve(const consensus::StorePath& path, consensus::ResolutionOut
   for (const consensus::DisputeSide& side : record->sides) resolution.fingerprints.push_back(side.fingerprint);
   auto signed_note = consensus::SignResolution(resolution, federation_.maintainer);
   ASSERT_TRUE(signed_note.ok()) << signed_note.status();
-  auto verified = consensus::VerifyResolution(signed_note->Serialize(), node_->policy());
-  ASSERT_TRUE(verified.ok()) << verified.status();
-
-  storage::WriteBatch batch;
-  batch.resolutions.push_back(storage::StoredResolution{.dispute_id = id,
-                                                        .signed_note = verified->signed_note,
-                                                        .outcome = outcome,
-                                                        .maintainer = verified->maintainer,
-                                                        .time_unix = time_unix,
-                                                        .received_unix = time_unix + 5,
-                                                        .origin = ""});
-  batch.dispute_states.push_back(storage::DisputeStateUpdate{
-      .id = id, .state = consensus::StateOf(&verified->resolution, resolution.fingerprints)});
-  auto written = node_->store()->Write(batch);
-  ASSERT_TRUE(written.ok()) << written.status();
+  // Through the node, as `attest disputes resolve` does: it verifies, stores and updates the state.
+  auto stub = v1::Disputes::NewStub(node_->InProcessChannel());
+  v1::ResolveDisputeRequest request;
+  request.set_signed_statement(signed_note->Serialize());
+  v1::ResolveDisputeResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  const grpc::Status status = stub->ResolveDispute(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_FALSE(response.already_present());
 }
 
 }  // namespace attest::testing

@@ -48,7 +48,7 @@ struct WebData final {
   consensus::StorePath refs_dispute = TestStorePath("openssl-3.0.8");
   // alice-builder-2 signs both sides (flagged); bob on one side, carol on the other.
   consensus::StorePath flagged_dispute = TestStorePath("python3-3.11.6");
-  // The NAR hashes (nix32) of the two sides of the refs dispute.
+  // The NAR hashes ("sha256:<nix32>") of the two sides of the refs dispute.
   std::string refs_majority_hash;
   std::string refs_minority_hash;
   std::string refs_dispute_id;
@@ -71,8 +71,8 @@ class WebNode final {
   const WebFederation& federation() const { return federation_; }
   std::string Url(std::string_view target) const;
 
-  // Signs and stores a maintainer's resolution of `dispute` about all its current fingerprints, and
-  // the dispute's new state.
+  // Signs a maintainer's resolution of the dispute about `path` (all its current fingerprints) and
+  // submits it with the ResolveDispute RPC.
   void Resolve(const consensus::StorePath& path, consensus::ResolutionOutcome outcome, std::string note,
                std::vector<std::string> builders, int64_t time_unix);
 
