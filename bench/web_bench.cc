@@ -7,7 +7,7 @@
 // its JSON twin, the first page of /disputes, a filtered /disputes, and a few /operators (which reads
 // every dispute record). Prints median, p90 and p99 per page.
 //
-//   web_bench [--disputes 10000] [--agreeing 2000] [--renders 200] [--dir DIR]
+//   web_bench [--disputes 10000] [--agreeing 2000] [--renders 200] [--dir DIR] 2>/dev/null
 //
 // --dir keeps the database between runs (reused when it already holds the disputes).
 #include <curl/curl.h>
@@ -167,6 +167,8 @@ int Main(int argc, char** argv) {
                          "\"]\n[[operator]]\nname = \"carol-home\"\nbuilders = [\"", carol.public_key().ToString(),
                          "\"]\n"));
   WriteFile(dir + "/node.sec", BenchKey("web-bench-node").ExportText() + "\n");
+  std::filesystem::permissions(dir + "/node.sec",
+                               std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   server::NodeConfig config;
   config.grpc_address = "127.0.0.1:0";
   config.http_address = "127.0.0.1:0";
