@@ -226,7 +226,7 @@ absl::Status Node::Start() {
     });
     log_http_.AddRoutes(router);
     replicator_->AddRoutes(router);
-    web::AddRoutes(router, policy_, store_.get(), &status_query_);
+    web::AddRoutes(router, policy_, store_.get(), &status_query_, resolutions_.get());
     if (gateway_) gateway_->AddRoutes(router);
     absl::StatusOr<std::unique_ptr<HttpServer>> http =
         http_address.ok()

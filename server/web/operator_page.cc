@@ -1,6 +1,7 @@
 #include "server/web/operator_page.h"
 
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 
@@ -85,13 +86,16 @@ std::string DisputesLink(const std::string& op, int64_t count) {
 
 }  // namespace
 
-OperatorPage::OperatorPage(const consensus::Policy& policy, storage::AttestationStore* store)
-    : policy_(policy), store_(store) {}
+OperatorPage::OperatorPage(const consensus::Policy& policy, storage::AttestationStore* store,
+                           const ResolutionBook* resolutions)
+    : policy_(policy), store_(store), resolutions_(resolutions) {}
 
 HttpResponse OperatorPage::Render(Format format) const {
   absl::StatusOr<Figures> figures = Collect(store_);
   if (!figures.ok()) return ErrorResponse(format, HttpStatusOf(figures.status()), StdView(figures.status().message()));
   std::set<std::string> in_policy;
+  const std::shared_ptr<const consensus::TallyOptions> tally = TallyOptionsOf(resolutions_);
+  auto excluded = [&](const std::string& key) { return tally->excluded_builders.contains(key); };
 
   if (format == Format::kJson) {
     json operators = json::array();
@@ -106,7 +110,8 @@ HttpResponse OperatorPage::Render(Format format) const {
                             {"attestations_on_dispute_sides", f.on_dispute_sides},
                             {"agreement_rate", AgreementRate(f)},
                             {"disputes", f.disputes},
-                            {"flagged_in", f.flagged}});
+                            {"flagged_in", f.flagged},
+                            {"excluded", excluded(key.name())}});
       }
       operators.push_back({{"name", op.name},
                            {"disputes", figures->operator_disputes[op.name]},
@@ -146,7 +151,11 @@ HttpResponse OperatorPage::Render(Format format) const {
                     DisputesLink(op.name, figures->operator_disputes[op.name]), "</td>");
         first = false;
       }
-      body += Cat("<td><code>", Escape(key.name()), "</code></td><td>", ShowCount(f.attestations), "</td><td>",
+      body += Cat("<td><code>", Escape(key.name()), "</code>",
+                  excluded(key.name()) ? " <span class=\"flagged excluded\">excluded: a malicious statement in force "
+                                         "names it; its attestations no longer count</span>"
+                                       : "",
+                  "</td><td>", ShowCount(f.attestations), "</td><td>",
                   ShowCount(f.on_dispute_sides), "</td><td class=\"rate\">", ShowRate(f), "</td><td",
                   f.flagged > 0 ? " class=\"flagged\"" : "", ">", ShowCount(f.flagged),
                   f.flagged == 1 ? " dispute" : " disputes", "</td></tr>\n");

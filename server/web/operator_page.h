@@ -15,6 +15,7 @@
 
 #include "consensus/policy.h"
 #include "server/http_server.h"
+#include "server/resolution_book.h"
 #include "server/web/html.h"
 #include "storage/attestation_store.h"
 
@@ -22,13 +23,15 @@ namespace attest::server::web {
 
 class OperatorPage final {
  public:
-  OperatorPage(const consensus::Policy& policy, storage::AttestationStore* store);
+  // `resolutions` (may be null): builders excluded by a malicious statement in force are marked.
+  OperatorPage(const consensus::Policy& policy, storage::AttestationStore* store, const ResolutionBook* resolutions);
 
   HttpResponse Render(Format format) const;
 
  private:
   const consensus::Policy& policy_;
   storage::AttestationStore* const store_;
+  const ResolutionBook* const resolutions_;
 };
 
 }  // namespace attest::server::web

@@ -16,8 +16,9 @@ constexpr std::string_view kDisputePrefix = "/disputes/";
 constexpr std::string_view kJsonSuffix = ".json";
 
 struct Pages final {
-  Pages(const consensus::Policy& policy, storage::AttestationStore* store, const StatusQuery* status_query)
-      : disputes(policy, store), operators(policy, store), search(status_query) {}
+  Pages(const consensus::Policy& policy, storage::AttestationStore* store, const StatusQuery* status_query,
+        const ResolutionBook* resolutions)
+      : disputes(policy, store), operators(policy, store, resolutions), search(status_query) {}
   DisputePages disputes;
   OperatorPage operators;
   SearchPage search;
@@ -31,9 +32,9 @@ std::string SearchedPath(const HttpRequest& request) {
 }  // namespace
 
 void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::AttestationStore* store,
-               const StatusQuery* status_query) {
+               const StatusQuery* status_query, const ResolutionBook* resolutions) {
   // Shared by the handlers, so it lives as long as the router (and the server that holds it).
-  auto pages = std::make_shared<const Pages>(policy, store, status_query);
+  auto pages = std::make_shared<const Pages>(policy, store, status_query, resolutions);
 
   router.Exact("/", [](const HttpRequest&) {
     HttpResponse response = HttpResponse::Text(302, "see /disputes");

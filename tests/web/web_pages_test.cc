@@ -338,6 +338,13 @@ TEST_F(WebResolutionTest, HistoryStateAndFilters) {
   EXPECT_EQ(d["resolutions"][0]["maintainer"], "maint-1");
   EXPECT_EQ(d["resolutions"][0]["time_unix"], 1700000100);
   EXPECT_EQ(d["resolutions"][1]["outcome"], "resolved");
+  // The excluded builder is marked on the operators page.
+  const json operators = GetJson("/operators.json");
+  for (const json& op : operators["operators"]) {
+    for (const json& b : op["builders"]) EXPECT_EQ(b["excluded"], b["key"] == "alice-builder-2") << b.dump();
+  }
+  EXPECT_THAT(HttpGet(web_.Url("/operators")).body,
+              HasSubstr("<code>alice-builder-2</code> <span class=\"flagged excluded\">excluded"));
   const json flagged = GetJson(absl::StrCat("/disputes/", data.flagged_dispute_id, ".json"));
   EXPECT_EQ(flagged["state"], "malicious");
   EXPECT_EQ(flagged["resolutions"][0]["builders"], json({"alice-builder-2"}));
