@@ -38,7 +38,9 @@ int FreePort() {
 
 // `name` on PATH (or the value of `env` when set), or "".
 std::string FindProgram(const char* env, const std::string& name) {
-  if (const char* set = std::getenv(env); set != nullptr && *set != '\0') return set;
+  if (const char* set = std::getenv(env); set != nullptr && *set != '\0') {
+    return ::access(set, X_OK) == 0 ? std::string(set) : std::string();
+  }
   const char* path = std::getenv("PATH");
   std::string dirs = path == nullptr ? "/usr/bin:/bin" : path;
   size_t start = 0;
