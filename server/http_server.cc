@@ -160,6 +160,13 @@ struct HttpServerCallbacks final {
   }
 
   static void FreeSharedString(void* cls) { delete static_cast<std::shared_ptr<const std::string>*>(cls); }
+
+  // The library has already split the query string, decoded `+` and percent escapes.
+  static MHD_Result AddQueryArgument(void* cls, MHD_ValueKind /*kind*/, const char* name, const char* value) {
+    static_cast<std::vector<std::pair<std::string, std::string>>*>(cls)->emplace_back(
+        name == nullptr ? "" : name, value == nullptr ? "" : value);
+    return MHD_YES;
+  }
 };
 
 HttpResponse HttpResponse::Text(int status, std::string text) {
@@ -178,6 +185,13 @@ void HttpRouter::Prefix(std::string prefix, HttpHandler handler) {
   prefixes_.emplace_back(std::move(prefix), std::move(handler));
   std::stable_sort(prefixes_.begin(), prefixes_.end(),
                    [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+}
+
+const std::string* HttpRequest::QueryValue(std::string_view name) const {
+  for (const auto& [key, value] : query) {
+    if (key == name) return &value;
+  }
+  return nullptr;
 }
 
 const HttpHandler* HttpRouter::Find(std::string_view path) const {
@@ -347,7 +361,10 @@ bool HttpServer::Access(MHD_Connection* connection, std::string_view url, std::s
 
   const HttpHandler* handler = router_.Find(url);
   if (handler == nullptr) return Send(connection, method, HttpResponse::Text(404, "not found"));
-  HttpReply reply = (*handler)(HttpRequest{.method = method, .path = url});
+  HttpRequest request{.method = method, .path = url};
+  MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, &HttpServerCallbacks::AddQueryArgument,
+                            &request.query);
+  HttpReply reply = (*handler)(request);
   if (reply.ready()) return Send(connection, method, std::move(reply.response()));
 
   auto* exchange = new Exchange{};

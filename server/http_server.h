@@ -109,6 +109,12 @@ class HttpReply final {
 struct HttpRequest final {
   std::string_view method;  // "GET" or "HEAD" (other methods never reach a handler)
   std::string_view path;    // percent-decoded, without the query string
+  // The query string's arguments in order, names and values percent-decoded with `+` as a space
+  // ("?a=1&b" gives {"a", "1"}, {"b", ""}). Owned by the request: a Later job copies what it needs.
+  std::vector<std::pair<std::string, std::string>> query;
+
+  // The value of the first argument named `name`, or nullptr.
+  const std::string* QueryValue(std::string_view name) const;
 };
 
 using HttpHandler = std::function<HttpReply(const HttpRequest&)>;

@@ -19,6 +19,7 @@
 #include "server/log.h"
 #include "server/node_metrics.h"
 #include "server/tls_files.h"
+#include "server/web/web_routes.h"
 #include "storage/sqlite_attestation_store.h"
 
 namespace attest::server {
@@ -265,6 +266,7 @@ absl::Status Node::Start() {
     AddMetricsRoute(router, &metrics_);
     log_http_.AddRoutes(router);
     replicator_->AddRoutes(router);
+    web::AddRoutes(router, policy_, store_.get(), &status_query_, resolutions_.get());
     if (gateway_) gateway_->AddRoutes(router);
     absl::StatusOr<std::unique_ptr<HttpServer>> http =
         http_address.ok()

@@ -1,0 +1,51 @@
+// The dispute pages: the list (`/disputes`, open first, filtered by state, package name and
+// operator, paginated) and one dispute (`/disputes/<id>`: the competing fingerprints side by side with
+// their differences marked, who signed each side and when, with the deriver and build kind, flagged
+// builders, the resolution history, the current state and the signed record). Each in HTML and JSON.
+//
+// The handlers read the store (they block: run them as HttpReply::Later jobs). Storage failures are
+// logged in full and shown with a client-safe message (StorageFailure).
+//
+// Thread-safe; policy and store are borrowed and must outlive it.
+#ifndef ATTEST_SERVER_WEB_DISPUTE_PAGES_H_
+#define ATTEST_SERVER_WEB_DISPUTE_PAGES_H_
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "consensus/policy.h"
+#include "server/http_server.h"
+#include "server/web/html.h"
+#include "storage/attestation_store.h"
+
+namespace attest::server::web {
+
+inline constexpr int kDisputesPerPage = 50;
+inline constexpr int kMaxDisputesPerPage = 500;
+
+class DisputePages final {
+ public:
+  DisputePages(const consensus::Policy& policy, storage::AttestationStore* store);
+
+  // `/disputes` with its query arguments: state (open|nondeterministic|malicious|resolved, or empty
+  // for all), name (part of the package name), operator (an operator of the policy), after (the
+  // cursor of the next-page link), limit (1..500, default 50). 400 naming the argument when one is
+  // malformed or unknown.
+  HttpResponse List(const std::vector<std::pair<std::string, std::string>>& query, Format format) const;
+
+  // `/disputes/<id>`. 400 for a malformed id, 404 for an id this node holds no dispute for.
+  HttpResponse One(std::string_view id, Format format) const;
+
+ private:
+  const consensus::Policy& policy_;
+  storage::AttestationStore* const store_;
+};
+
+// "d-" followed by 32 lower-case hex characters (consensus::DisputeId).
+bool IsDisputeId(std::string_view text);
+
+}  // namespace attest::server::web
+
+#endif  // ATTEST_SERVER_WEB_DISPUTE_PAGES_H_

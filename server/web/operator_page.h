@@ -1,0 +1,39 @@
+// The operators page (`/operators`, `/operators.json`): every operator of the policy with its builder
+// keys, and for each builder the attestations this node holds signed by it, how many of them are
+// evidence in a dispute, its agreement rate and the disputes it is involved in; then keys outside the
+// policy that the node observed.
+//
+// Agreement rate of a builder: the share of its attestations held here that are on no side of any
+// dispute record (1 - attestations on a dispute side / attestations). It is a hint for reviewers, not
+// a verdict: the builder on the honest side of a dispute loses agreement too.
+//
+// Reads every dispute record (in pages) on each request: run as an HttpReply::Later job.
+//
+// Thread-safe; policy and store are borrowed and must outlive it.
+#ifndef ATTEST_SERVER_WEB_OPERATOR_PAGE_H_
+#define ATTEST_SERVER_WEB_OPERATOR_PAGE_H_
+
+#include "consensus/policy.h"
+#include "server/http_server.h"
+#include "server/resolution_book.h"
+#include "server/web/html.h"
+#include "storage/attestation_store.h"
+
+namespace attest::server::web {
+
+class OperatorPage final {
+ public:
+  // `resolutions` (may be null): builders excluded by a malicious statement in force are marked.
+  OperatorPage(const consensus::Policy& policy, storage::AttestationStore* store, const ResolutionBook* resolutions);
+
+  HttpResponse Render(Format format) const;
+
+ private:
+  const consensus::Policy& policy_;
+  storage::AttestationStore* const store_;
+  const ResolutionBook* const resolutions_;
+};
+
+}  // namespace attest::server::web
+
+#endif  // ATTEST_SERVER_WEB_OPERATOR_PAGE_H_

@@ -1,0 +1,67 @@
+#include "server/web/web_routes.h"
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "server/web/dispute_pages.h"
+#include "server/web/html.h"
+#include "server/web/operator_page.h"
+#include "server/web/search_page.h"
+
+namespace attest::server::web {
+namespace {
+
+constexpr std::string_view kDisputePrefix = "/disputes/";
+constexpr std::string_view kJsonSuffix = ".json";
+
+struct Pages final {
+  Pages(const consensus::Policy& policy, storage::AttestationStore* store, const StatusQuery* status_query,
+        const ResolutionBook* resolutions)
+      : disputes(policy, store), operators(policy, store, resolutions), search(status_query) {}
+  DisputePages disputes;
+  OperatorPage operators;
+  SearchPage search;
+};
+
+std::string SearchedPath(const HttpRequest& request) {
+  const std::string* path = request.QueryValue("path");
+  return path == nullptr ? std::string() : *path;
+}
+
+}  // namespace
+
+void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::AttestationStore* store,
+               const StatusQuery* status_query, const ResolutionBook* resolutions) {
+  // Shared by the handlers, so it lives as long as the router (and the server that holds it).
+  auto pages = std::make_shared<const Pages>(policy, store, status_query, resolutions);
+
+  router.Exact("/", [](const HttpRequest&) {
+    HttpResponse response = HttpResponse::Text(302, "see /disputes");
+    response.headers.emplace_back("Location", "/disputes");
+    return HttpReply::Now(std::move(response));
+  });
+  for (Format format : {Format::kHtml, Format::kJson}) {
+    const std::string suffix(format == Format::kJson ? kJsonSuffix : "");
+    router.Exact("/disputes" + suffix, [pages, format](const HttpRequest& request) {
+      return HttpReply::Later([pages, format, query = request.query] { return pages->disputes.List(query, format); });
+    });
+    router.Exact("/operators" + suffix, [pages, format](const HttpRequest&) {
+      return HttpReply::Later([pages, format] { return pages->operators.Render(format); });
+    });
+    router.Exact("/search" + suffix, [pages, format](const HttpRequest& request) {
+      return HttpReply::Later([pages, format, path = SearchedPath(request)] { return pages->search.Render(path, format); });
+    });
+  }
+  router.Prefix(std::string(kDisputePrefix), [pages](const HttpRequest& request) {
+    std::string id(request.path.substr(kDisputePrefix.size()));
+    Format format = Format::kHtml;
+    if (id.size() > kJsonSuffix.size() && id.ends_with(kJsonSuffix)) {
+      id.resize(id.size() - kJsonSuffix.size());
+      format = Format::kJson;
+    }
+    return HttpReply::Later([pages, format, id = std::move(id)] { return pages->disputes.One(id, format); });
+  });
+}
+
+}  // namespace attest::server::web

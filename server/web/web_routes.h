@@ -1,0 +1,30 @@
+// The maintainers' web pages on the node's HTTP port, server-rendered HTML that works without
+// JavaScript, each with a JSON twin for scripts (docs/web.md):
+//
+//   /                       redirects to /disputes
+//   /disputes[.json]        disputes, open first; ?state= &name= &operator= &after= &limit=
+//   /disputes/<id>[.json]   one dispute
+//   /operators[.json]       operators and builders
+//   /search[.json]?path=    a store path's verdict
+//
+// Every page reads the store, so every handler answers with HttpReply::Later.
+//
+// Thread-safe. Policy, store, status query and resolution book are borrowed and must outlive the HTTP server.
+#ifndef ATTEST_SERVER_WEB_WEB_ROUTES_H_
+#define ATTEST_SERVER_WEB_WEB_ROUTES_H_
+
+#include "consensus/policy.h"
+#include "server/http_server.h"
+#include "server/resolution_book.h"
+#include "server/status_query.h"
+#include "storage/attestation_store.h"
+
+namespace attest::server::web {
+
+// `resolutions` (may be null) tells which builder keys a malicious statement in force excludes.
+void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::AttestationStore* store,
+               const StatusQuery* status_query, const ResolutionBook* resolutions);
+
+}  // namespace attest::server::web
+
+#endif  // ATTEST_SERVER_WEB_WEB_ROUTES_H_
