@@ -3,6 +3,7 @@
 // tests/e2e/federation_e2e_test.cc.
 #include "server/replication.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,7 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "consensus/checkpoint.h"
+#include "consensus/dispute.h"
 #include "consensus/log_entry.h"
+#include "consensus/resolution.h"
 #include "consensus/signed_note.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -194,6 +197,55 @@ TEST_F(ReplicationTest, FollowerStoresThePeersAttestationsWithTheirOriginAndReac
   EXPECT_EQ(status.peers(0).cursor(), LogSize(*a));
   EXPECT_EQ(status.peers(0).rejected_entries(), 0u);
   EXPECT_TRUE(Eventually([&] { return FederationStatus(*b).peers(0).state() == v1::PeerStatus::FOLLOWING; }));
+}
+
+TEST_F(ReplicationTest, AMaintainersStatementReachesTheFollowerAndExcludesTheBuilderThere) {
+  auto [a_dir, a, b_dir, b] = StartFollowedPair();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+
+  const auto good = TestClaim("contested", "good");
+  const auto evil = TestClaim("contested", "evil");
+  Submit(*a, {Signed(good, federation_.alice), Signed(good, federation_.bob), Signed(evil, federation_.carol)});
+  ASSERT_TRUE(Eventually([&] { return StatusOf(*b, good.path).verdict() == v1::DISPUTED; }));
+
+  std::vector<std::string> fingerprints = {good.Fingerprint(), evil.Fingerprint()};
+  std::sort(fingerprints.begin(), fingerprints.end());
+  const consensus::Resolution statement{.dispute_id = consensus::DisputeId(good.path),
+                                        .path = good.path,
+                                        .outcome = consensus::ResolutionOutcome::kMalicious,
+                                        .fingerprints = fingerprints,
+                                        .builders = {"carol-builder-1"},
+                                        .time_unix = absl::ToUnixSeconds(absl::Now()),
+                                        .note = "served a patched binary"};
+  auto note = consensus::SignResolution(statement, federation_.maintainer);
+  ASSERT_TRUE(note.ok()) << note.status();
+  v1::ResolveDisputeRequest request;
+  request.set_signed_statement(note->Serialize());
+  v1::ResolveDisputeResponse response;
+  grpc::ClientContext context;
+  grpc::Status status = v1::Disputes::NewStub(a->InProcessChannel())->ResolveDispute(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(StatusOf(*a, good.path).verdict(), v1::CONFIRMED);
+
+  // B verifies the statement from A's log, stores it with A as origin (not in its own log) and stops
+  // counting carol too.
+  ASSERT_TRUE(Eventually([&] { return StatusOf(*b, good.path).verdict() == v1::CONFIRMED; }));
+  auto held = b->store()->ResolutionsFor(statement.dispute_id);
+  ASSERT_TRUE(held.ok()) << held.status();
+  ASSERT_EQ(held->size(), 1u);
+  EXPECT_EQ((*held)[0].origin, "node-a");
+  EXPECT_EQ((*held)[0].signed_note, note->Serialize());
+  auto dispute = b->store()->GetDispute(statement.dispute_id);
+  ASSERT_TRUE(dispute.ok() && dispute->has_value());
+  EXPECT_EQ((*dispute)->state, consensus::DisputeState::kMalicious);
+  for (uint64_t i = 0; i < LogSize(*b); ++i) {
+    auto entries = b->store()->LogEntries(i, 1);
+    ASSERT_TRUE(entries.ok());
+    auto entry = consensus::ParseLogEntry((*entries)[0]);
+    ASSERT_TRUE(entry.ok());
+    EXPECT_NE(entry->kind, consensus::LogEntryKind::kResolution) << "replicated statements are not logged again";
+  }
 }
 
 TEST_F(ReplicationTest, CosignedCheckpointVerifiesWithBothKeys) {
