@@ -155,6 +155,8 @@ CREATE TABLE resolutions (
   origin TEXT NOT NULL
 ) STRICT;
 CREATE INDEX resolutions_by_dispute ON resolutions(dispute_id, time);
+-- Listing order (open first, then id), so a page reads only its own rows.
+CREATE INDEX disputes_open_first ON disputes(state <> 0, id);
 )sql";
 
 // Version 1 (one row per signature, claims and paths normalised) was only ever written by
@@ -1112,8 +1114,17 @@ class SqliteAttestationStore::Reader {
   }
 
   absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) {
+    // The sort key "<0|1><id>" as (state <> 0, id); "" sorts before every dispute.
+    int64_t after_rank = -1;
+    std::string after_id;
+    if (!query.after_key.empty()) {
+      // Keys compare as strings: a first character other than 0 or 1 sorts before or after all.
+      const char rank = query.after_key[0];
+      after_rank = rank < '0' ? -1 : rank > '1' ? 2 : rank - '0';
+      after_id = rank == '0' || rank == '1' ? query.after_key.substr(1) : std::string();
+    }
     auto use = disputes_after_->Begin("listing disputes");
-    BindDisputeFilters(use.Bind(query.after_key), query).Bind(static_cast<int64_t>(query.limit));
+    BindDisputeFilters(use.Bind(after_rank), query).Bind(static_cast<int64_t>(query.limit)).Bind(after_id);
     std::vector<StoredDispute> page;
     while (true) {
       auto row = use.Step();
@@ -1343,8 +1354,8 @@ class SqliteAttestationStore::Reader {
          "SELECT d.id, p.hash_head, p.hash_tail, p.name, d.signed_record, d.opened, d.updated, "
          "d.fingerprint_count, d.state, d.operators "
          "FROM disputes d JOIN paths p ON p.id = d.path_id "
-         "WHERE (CASE WHEN d.state = 0 THEN '0' ELSE '1' END || d.id) > ?1 " +
-             std::string(kDisputeFilters) + " ORDER BY d.state <> 0, d.id LIMIT ?5"},
+         "WHERE (d.state <> 0, d.id) > (?1, ?6) " + std::string(kDisputeFilters) +
+             " ORDER BY d.state <> 0, d.id LIMIT ?5"},
         {&count_matching_disputes_,
          "SELECT count(*) FROM disputes d JOIN paths p ON p.id = d.path_id WHERE ?1 = ?1 " +
              std::string(kDisputeFilters)},

@@ -227,7 +227,7 @@ TEST(SqliteAttestationStoreTest, Version1IsRebuiltWhenEmptyAndRefusedOtherwise) 
 // Version 3 added the federation tables; a version-2 file gets them and keeps what it holds.
 // Turns a version-4 file back into what version 3 wrote.
 constexpr std::string_view kUndoVersion4 =
-    "DROP TABLE resolutions; ALTER TABLE disputes DROP COLUMN state; ALTER TABLE disputes DROP COLUMN operators; "
+    "DROP INDEX disputes_open_first; DROP TABLE resolutions; ALTER TABLE disputes DROP COLUMN state; ALTER TABLE disputes DROP COLUMN operators; "
     "DELETE FROM counters WHERE name LIKE 'key:%'; ";
 
 TEST(SqliteAttestationStoreTest, Version2GainsTheFederationTablesAndKeepsItsAttestations) {
