@@ -399,6 +399,18 @@ void Gateway::EvictSome(absl::Time now) {
   for (size_t i = 0; i < drop; ++i) entries_.erase(by_age[i].second);
 }
 
+void Gateway::VerdictsChanged() {
+  absl::MutexLock lock(&mu_);
+  ++generation_;
+  for (auto& [hash, entry] : entries_) {
+    if (!entry->answered) continue;
+    auto stale = std::make_shared<Entry>();
+    stale->upstream = entry->upstream;
+    stale->last_used.store(entry->last_used.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    entry = std::move(stale);
+  }
+}
+
 void Gateway::PathsChanged(std::span<const consensus::StorePath> paths) {
   absl::MutexLock lock(&mu_);
   ++generation_;

@@ -87,6 +87,9 @@ class Gateway final {
 
   // The ingest hook: attestations of `paths` were committed; their cached answers are dropped.
   void PathsChanged(std::span<const consensus::StorePath> paths);
+  // Any verdict may have changed (a maintainer's statement excluded builders): every answer is
+  // recomputed on its next request.
+  void VerdictsChanged();
 
   // The handlers, by request path ("/nix-cache-info", "/<hash>.narinfo", "/nar/<file>").
   HttpResponse CacheInfo() const;

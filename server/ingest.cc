@@ -625,6 +625,9 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
   for (auto& [item, outcome] : decided) item->outcome = outcome;
   if (options_.resolutions != nullptr) {
     for (const consensus::VerifiedResolution* statement : stored_statements) options_.resolutions->Add(*statement);
+    // A statement may start or end an exclusion (a later one supersedes a malicious one): rare enough
+    // to drop every cached verdict.
+    if (!stored_statements.empty() && options_.on_exclusions_changed) options_.on_exclusions_changed();
   }
   LogLines(LogLevel::kInfo, state_changes);
   return absl::OkStatus();

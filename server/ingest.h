@@ -63,6 +63,9 @@ struct IngestOptions final {
   // The statements in force: builders they exclude do not count in the tallies made here, and
   // statements stored here are added to it. Borrowed; null means none (tests).
   ResolutionBook* resolutions = nullptr;
+  // Called on the writer thread after a commit that stored maintainers' statements (any verdict may
+  // have changed: builders excluded or no longer excluded). May be empty.
+  std::function<void()> on_exclusions_changed = nullptr;
   // Where the submission counters and the verification and commit latencies go (server/README.md,
   // "Metrics"); borrowed. Null: a registry of the Ingestor's own, which nobody reads.
   MetricsRegistry* metrics = nullptr;

@@ -181,6 +181,10 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
                                                           })
                                                     : nullptr,
                               .resolutions = resolutions_.get(),
+                              .on_exclusions_changed = gateway_ ? std::function<void()>([gateway = gateway_.get()] {
+                                gateway->VerdictsChanged();
+                              })
+                                                                : nullptr,
                               .metrics = &metrics_}),
       status_query_(policy_, store_.get(),
                     StatusQueryOptions{.max_paths = config_.max_status_paths,

@@ -20,7 +20,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "consensus/dispute.h"
 #include "consensus/narinfo.h"
+#include "consensus/resolution.h"
 #include "consensus/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -513,6 +515,42 @@ TEST_F(GatewayCacheTest, UpstreamAnswersAreCachedForTheirTtl) {
   Advance(absl::Seconds(2));
   EXPECT_EQ(NarInfo("hello").status, 200);
   EXPECT_EQ(node_->gateway()->stats().upstream_fetches, 3u);
+}
+
+TEST_F(GatewayCacheTest, ABuilderExcludedByAMaintainerNoLongerCountsForCachedAnswers) {
+  const std::string cache = CopyCache(Caches().none_dir);
+  StartNode("file://" + cache, "positive_ttl = 600\n");
+  const consensus::PathInfo hello = ClaimOf("hello", cache);
+  Attest(hello, federation_.alice);
+  Attest(hello, federation_.carol);
+  ASSERT_EQ(NarInfo("hello").status, 200);  // now cached
+
+  // carol is caught lying about another path and excluded by a maintainer.
+  const consensus::PathInfo good = testing::TestClaim("elsewhere", "good");
+  const consensus::PathInfo evil = testing::TestClaim("elsewhere", "evil");
+  Attest(good, federation_.alice);
+  Attest(evil, federation_.carol);
+  std::vector<std::string> fingerprints = {good.Fingerprint(), evil.Fingerprint()};
+  std::sort(fingerprints.begin(), fingerprints.end());
+  auto note = consensus::SignResolution(consensus::Resolution{.dispute_id = consensus::DisputeId(good.path),
+                                                              .path = good.path,
+                                                              .outcome = consensus::ResolutionOutcome::kMalicious,
+                                                              .fingerprints = fingerprints,
+                                                              .builders = {"carol-builder-1"},
+                                                              .time_unix = now_.load(),
+                                                              .note = "caught"},
+                                        federation_.maintainer);
+  ASSERT_TRUE(note.ok()) << note.status();
+  v1::ResolveDisputeRequest request;
+  request.set_signed_statement(note->Serialize());
+  v1::ResolveDisputeResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 30s);
+  grpc::Status status = v1::Disputes::NewStub(node_->InProcessChannel())->ResolveDispute(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  // Only alice counts for hello now: PENDING, so the cached narinfo is no longer served.
+  EXPECT_EQ(NarInfo("hello").status, 404);
 }
 
 TEST_F(GatewayCacheTest, TheTableIsBounded) {
