@@ -199,6 +199,7 @@ absl::StatusOr<VerifiedResolution> VerifyResolution(std::string_view signed_note
     }
   }
   std::string signers;
+  std::string failed_maintainer;
   for (const NoteSignature& signature : note->signatures) {
     signers += Cat(signers.empty() ? "" : ", ", signature.key_name);
     const PublicKey* maintainer = policy.FindMaintainer(signature.key_name);
@@ -208,6 +209,12 @@ absl::StatusOr<VerifiedResolution> VerifyResolution(std::string_view signed_note
                                 .maintainer = signature.key_name,
                                 .signed_note = note->Serialize()};
     }
+    failed_maintainer = signature.key_name;
+  }
+  if (!failed_maintainer.empty()) {
+    return absl::UnauthenticatedError(
+        Cat("the signature by maintainer ", failed_maintainer,
+            " does not verify: the statement was changed after signing, or signed with another key of that name"));
   }
   return absl::UnauthenticatedError(
       Cat("resolution is not signed by a maintainer key of the policy (signed by: ",

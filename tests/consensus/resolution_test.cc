@@ -132,7 +132,9 @@ TEST(ResolutionTest, OnlyMaintainersOfThePolicyMayResolve) {
   // A key named like the maintainer but another key.
   absl::StatusOr<SignedNote> impostor = SignResolution(MakeResolution(), TestKey("maint-1", "other seed"));
   ASSERT_TRUE(impostor.ok());
-  EXPECT_EQ(VerifyResolution(impostor->Serialize(), policy).status().code(), absl::StatusCode::kUnauthenticated);
+  absl::StatusOr<VerifiedResolution> by_impostor = VerifyResolution(impostor->Serialize(), policy);
+  EXPECT_EQ(by_impostor.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(Message(by_impostor.status()), HasSubstr("signature by maintainer maint-1 does not verify"));
 
   // Altered after signing.
   std::string altered = by_maintainer->Serialize();
