@@ -36,6 +36,14 @@ int RunList(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   std::vector<v1::Dispute> disputes;
   v1::ListDisputesRequest request;
   request.set_page_size(kPageSize);
+  if (auto state = args.Value("state")) {
+    if (!consensus::ParseDisputeState(*state).ok()) {
+      return UsageError(spec, env, "--state must be one of open, nondeterministic, malicious, resolved");
+    }
+    request.set_state(*state);
+  }
+  request.set_name(args.Value("name").value_or(""));
+  request.set_operator_(args.Value("operator").value_or(""));
   for (int page = 0;; ++page) {
     if (page == kMaxPages) return Failure(spec, env, "the node keeps returning pages; giving up");
     auto response = (*node)->ListDisputes(request);
@@ -202,15 +210,24 @@ int RunResolve(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env)
 CommandSpec DisputesListCommand() {
   CommandSpec spec{
       .name = "disputes list",
-      .synopsis = "attest disputes list --node ADDR [--json]",
+      .synopsis = "attest disputes list --node ADDR [--state STATE] [--name TEXT] [--operator NAME] [--json]",
       .summary = "List the disputes a node holds.",
       .description =
           "A dispute exists for each store path whose counted builders signed different fingerprints.\n"
+          "Open disputes come first. --state (open, nondeterministic, malicious, resolved), --name (a part of\n"
+          "the store path's name) and --operator filter the list.\n"
           "--json prints a list of {id, path, state, opened, updated, fingerprints}; times are Unix seconds.",
       .options = NodeOptionSpecs(),
-      .examples = "  attest disputes list --node 127.0.0.1:7700\n",
+      .examples = "  attest disputes list --node 127.0.0.1:7700\n"
+                  "  attest disputes list --node 127.0.0.1:7700 --state open --operator alice-ci\n",
       .run = RunList,
   };
+  spec.options.push_back({.name = "state", .kind = OptionKind::kValue, .repeat = OptionRepeat::kOnce,
+                          .value_name = "STATE", .help = "only disputes in this state"});
+  spec.options.push_back({.name = "name", .kind = OptionKind::kValue, .repeat = OptionRepeat::kOnce,
+                          .value_name = "TEXT", .help = "only store paths whose name contains TEXT"});
+  spec.options.push_back({.name = "operator", .kind = OptionKind::kValue, .repeat = OptionRepeat::kOnce,
+                          .value_name = "NAME", .help = "only disputes with this operator on a side"});
   spec.options.push_back(JsonOptionSpec());
   return spec;
 }

@@ -169,6 +169,17 @@ TEST_F(ResolveCliTest, MaliciousBuilderStopsCountingAndTheStatementSurvivesSigki
   ASSERT_NE(second_note, std::string::npos) << show.out;
   EXPECT_LT(first_note, second_note) << "oldest first:\n" << show.out;
 
+  // Listing filters by state.
+  auto listed = [&](const std::string& state) {
+    RunResult list = node_->Cli({"disputes", "list", "--json", "--state", state, "--node", node_->grpc_address()});
+    EXPECT_EQ(list.exit_code, 0) << list.err;
+    return list.exit_code == 0 ? json::parse(list.out) : json::array();
+  };
+  EXPECT_EQ(listed("open").size(), 0u);
+  ASSERT_EQ(listed("malicious").size(), 1u);
+  EXPECT_EQ(listed("malicious")[0]["id"], dispute_id_);
+  EXPECT_EQ(node_->Cli({"disputes", "list", "--state", "closed", "--node", node_->grpc_address()}).exit_code, 2);
+
   // SIGKILL leaves no chance to flush: what was acknowledged must already be durable.
   auto killed = node_->Stop(SIGKILL);
   ASSERT_TRUE(killed.has_value());
