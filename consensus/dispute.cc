@@ -146,6 +146,12 @@ std::string DisputeRecord::ToNoteText() const {
   return text;
 }
 
+absl::StatusOr<DisputeRecord> DisputeRecord::FromSignedNote(std::string_view signed_note) {
+  absl::StatusOr<SignedNote> note = SignedNote::Parse(signed_note);
+  if (!note.ok()) return note.status();
+  return FromNoteText(note->text);
+}
+
 absl::StatusOr<DisputeRecord> DisputeRecord::FromNoteText(std::string_view text) {
   LineReader reader(text);
 

@@ -59,6 +59,9 @@ struct DisputeRecord final {
   std::string ToNoteText() const;
   // Strict parser of ToNoteText()'s output. INVALID_ARGUMENT on anything else.
   static absl::StatusOr<DisputeRecord> FromNoteText(std::string_view text);
+  // The record a serialised signed note carries (SignedNote::Parse, then FromNoteText); the
+  // signature is not checked. INVALID_ARGUMENT as the two.
+  static absl::StatusOr<DisputeRecord> FromSignedNote(std::string_view signed_note);
 };
 
 // Builds the record for a DISPUTED tally of `attestations` (all about `path`). FAILED_PRECONDITION when

@@ -658,10 +658,8 @@ absl::Status Ingestor::AddStatement(const consensus::VerifiedResolution& stateme
     if (stored.has_value()) record_holder = &*stored;
   }
   if (record_holder == nullptr) return absl::OkStatus();  // a peer's statement about a dispute not seen here
-  absl::StatusOr<consensus::SignedNote> note = consensus::SignedNote::Parse(record_holder->signed_record);
   absl::StatusOr<consensus::DisputeRecord> record =
-      note.ok() ? consensus::DisputeRecord::FromNoteText(note->text)
-                : absl::StatusOr<consensus::DisputeRecord>(note.status());
+      consensus::DisputeRecord::FromSignedNote(record_holder->signed_record);
   if (!record.ok()) {
     return absl::DataLossError(Cat("stored dispute record ", resolution.dispute_id,
                                    " does not parse: ", StdView(record.status().message())));
@@ -706,10 +704,8 @@ absl::StatusOr<ResolveResult> Ingestor::Resolve(std::string_view signed_statemen
                                    ") on this node: `attest disputes list` shows the disputes it holds"));
   }
   if (resolution.outcome == consensus::ResolutionOutcome::kMalicious) {
-    absl::StatusOr<consensus::SignedNote> note = consensus::SignedNote::Parse((*dispute)->signed_record);
     absl::StatusOr<consensus::DisputeRecord> record =
-        note.ok() ? consensus::DisputeRecord::FromNoteText(note->text)
-                  : absl::StatusOr<consensus::DisputeRecord>(note.status());
+        consensus::DisputeRecord::FromSignedNote((*dispute)->signed_record);
     if (!record.ok()) {
       return absl::DataLossError(Cat("stored dispute record ", resolution.dispute_id, " does not parse"));
     }

@@ -1697,9 +1697,7 @@ absl::Status BackfillVersion4(Connection& db) {
       auto row = use.Step();
       if (!row.ok()) return row.status();
       if (!*row) break;
-      auto note = consensus::SignedNote::Parse(use.Text(1));
-      auto record = note.ok() ? consensus::DisputeRecord::FromNoteText(note->text)
-                              : absl::StatusOr<consensus::DisputeRecord>(note.status());
+      auto record = consensus::DisputeRecord::FromSignedNote(use.Text(1));
       if (!record.ok()) {
         return Corrupt(db.path(), consensus::Cat("dispute ", use.Text(0), ": ", record.status().message()));
       }

@@ -44,9 +44,7 @@ absl::StatusOr<Figures> Collect(storage::AttestationStore* store) {
     auto page = store->ListDisputes(query);
     if (!page.ok()) return StorageFailure("listing disputes", page.status());
     for (const storage::StoredDispute& dispute : *page) {
-      absl::StatusOr<consensus::SignedNote> note = consensus::SignedNote::Parse(dispute.signed_record);
-      if (!note.ok()) continue;
-      absl::StatusOr<consensus::DisputeRecord> record = consensus::DisputeRecord::FromNoteText(note->text);
+      absl::StatusOr<consensus::DisputeRecord> record = consensus::DisputeRecord::FromSignedNote(dispute.signed_record);
       if (!record.ok()) continue;
       std::set<std::string> builders;
       std::set<std::string> operators;
