@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <random>
 #include <thread>
 #include <utility>
 
@@ -366,6 +367,12 @@ absl::Status ForEachChunk(Statement& statement, std::span<const T> values, std::
     }
   }
   return absl::OkStatus();
+}
+
+// Unpredictable, so that nobody can choose store paths that crowd one place of the path index.
+uint64_t RandomSeed() {
+  std::random_device device;
+  return uint64_t{device()} << 32 | device();
 }
 
 std::span<const uint8_t> Bytes(std::string_view s) {
@@ -1028,7 +1035,7 @@ class SqliteAttestationStore::Reader {
  public:
   static absl::StatusOr<std::unique_ptr<Reader>> Open(const std::string& path,
                                                       const SqliteOptions& options,
-                                                      Lookups& lookups) {
+                                                      Lookups& lookups, PathIdIndex& path_ids) {
     auto db = Connection::Open(path, sqlite::OpenMode::kReadWrite, options.busy_timeout);
     if (!db.ok()) return db.status();
     if (absl::Status status = (*db)->Execute(
@@ -1038,7 +1045,7 @@ class SqliteAttestationStore::Reader {
         !status.ok()) {
       return status;
     }
-    auto reader = std::unique_ptr<Reader>(new Reader(std::move(*db), lookups));
+    auto reader = std::unique_ptr<Reader>(new Reader(std::move(*db), lookups, path_ids));
     if (absl::Status status = reader->PrepareAll(); !status.ok()) return status;
     return reader;
   }
@@ -1064,13 +1071,18 @@ class SqliteAttestationStore::Reader {
     }
     for (size_t slot : slot_of_input) ++slots[slot].uses;
 
-    // One pass over the path index, kChunk hash heads per statement, in ascending order (SQLite
-    // sorts an IN list) so that consecutive seeks share pages; each row carries the whole record.
     auto tx = Transaction::Begin(*db_, Transaction::Kind::kRead);
     if (!tx.ok()) return tx.status();
+    // The rows' ids from the in-memory index when it is up to this snapshot (one table descent per
+    // path), else SQLite's index on hash_head (two). Either way kChunk keys per statement, ascending
+    // (SQLite sorts an IN list) so that consecutive seeks share pages; each row carries the whole
+    // record, and its hash and name are compared below, so extra candidates are harmless.
+    auto ids = CandidateIds(heads);
+    if (!ids.ok()) return ids.status();
+    const bool by_id = ids->has_value();
     absl::Status status = ForEachChunk<int64_t>(
-        *paths_by_head_, heads, "reading store paths",
-        [](Statement::Use& use, int64_t head) { use.Bind(head); },
+        by_id ? *rows_by_id_ : *paths_by_head_, by_id ? std::span<const int64_t>(**ids) : heads,
+        "reading store paths", [](Statement::Use& use, int64_t key) { use.Bind(key); },
         [&](Statement::Use& row) -> absl::Status {
           auto same_head = slots_of_head.find(row.Int(0));
           if (same_head == slots_of_head.end()) return absl::OkStatus();
@@ -1102,6 +1114,50 @@ class SqliteAttestationStore::Reader {
       }
     }
     return result;
+  }
+
+  // Brings the shared path index up to this reader's snapshot (see PathIdIndex). Call in a read
+  // transaction.
+  absl::Status SyncPathIds() {
+    if (!path_ids_.usable()) return absl::OkStatus();
+    auto newest = [&]() -> absl::StatusOr<int64_t> {
+      auto use = newest_path_id_->Begin("reading the newest path id");
+      auto row = use.Step();
+      if (!row.ok()) return row.status();
+      return use.Int(0);
+    }();
+    if (!newest.ok()) return newest.status();
+    return path_ids_.CatchUp(*newest, [&](int64_t after, PathIdIndex::AddRow add) -> absl::Status {
+      Statement& scan = (*newest - after) * 16 > *newest ? *all_path_ids_after_ : *path_ids_after_;
+      auto use = scan.Begin("indexing store paths");
+      use.Bind(after);
+      while (true) {
+        auto row = use.Step();
+        if (!row.ok()) return row.status();
+        if (!*row) return absl::OkStatus();
+        add(use.Int(1), use.Int(0));
+      }
+    });
+  }
+
+  // The ids of the rows that may hold these heads, ascending and distinct; nullopt when the in-memory
+  // index cannot be used. Call in a read transaction.
+  absl::StatusOr<std::optional<std::vector<int64_t>>> CandidateIds(std::span<const int64_t> heads) {
+    if (absl::Status status = SyncPathIds(); !status.ok()) return status;
+    if (!path_ids_.usable()) return std::nullopt;
+    std::vector<int64_t> ids;
+    ids.reserve(heads.size() + heads.size() / 8);
+    path_ids_.Find(heads, [&ids](size_t, int64_t id) { ids.push_back(id); });
+    std::ranges::sort(ids);
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    return ids;
+  }
+
+  absl::Status LoadPathIndex() {
+    auto tx = Transaction::Begin(*db_, Transaction::Kind::kRead);
+    if (!tx.ok()) return tx.status();
+    if (absl::Status status = SyncPathIds(); !status.ok()) return status;
+    return tx->Commit();
   }
 
   absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) {
@@ -1333,8 +1389,8 @@ class SqliteAttestationStore::Reader {
     int uses;  // inputs that asked for this path
   };
 
-  Reader(std::unique_ptr<Connection> db, Lookups& lookups)
-      : db_(std::move(db)), lookups_(lookups) {}
+  Reader(std::unique_ptr<Connection> db, Lookups& lookups, PathIdIndex& path_ids)
+      : db_(std::move(db)), lookups_(lookups), path_ids_(path_ids) {}
 
   absl::Status PrepareAll() {
     struct {
@@ -1342,6 +1398,12 @@ class SqliteAttestationStore::Reader {
       std::string sql;
     } const all[] = {
         {&paths_by_head_, InList("SELECT hash_head, hash_tail, name, record FROM paths WHERE hash_head")},
+        {&rows_by_id_, InList("SELECT hash_head, hash_tail, name, record FROM paths WHERE id")},
+        {&newest_path_id_, "SELECT coalesce(max(id), 0) FROM paths"},
+        // A few new rows: a range of the table. Many: the whole index, which holds both columns and is
+        // a thirtieth of the table's size.
+        {&path_ids_after_, "SELECT id, hash_head FROM paths WHERE id > ?"},
+        {&all_path_ids_after_, "SELECT id, hash_head FROM paths INDEXED BY paths_by_hash WHERE id > ?"},
         {&key_name_, "SELECT name FROM keys WHERE id = ?"},
         {&observed_key_, "SELECT public_key FROM observed_keys WHERE id = ?"},
         {&label_, "SELECT text FROM labels WHERE id = ?"},
@@ -1565,7 +1627,8 @@ class SqliteAttestationStore::Reader {
 
   std::unique_ptr<Connection> db_;
   Lookups& lookups_;
-  std::unique_ptr<Statement> paths_by_head_, paths_by_id_, log_entries_, get_tile_, latest_checkpoint_,
+  PathIdIndex& path_ids_;
+  std::unique_ptr<Statement> rows_by_id_, newest_path_id_, path_ids_after_, all_path_ids_after_, paths_by_head_, paths_by_id_, log_entries_, get_tile_, latest_checkpoint_,
       key_name_, observed_key_, label_,
       dispute_by_id_, disputes_after_, counters_, count_disputes_, count_matching_disputes_, resolutions_for_,
       all_resolutions_, count_open_disputes_, count_resolutions_, key_counters_;
@@ -1874,8 +1937,10 @@ absl::StatusOr<std::unique_ptr<SqliteAttestationStore>> SqliteAttestationStore::
                 checkpointer->Nudge();
               }
             });
-        return std::unique_ptr<SqliteAttestationStore>(new SqliteAttestationStore(
+        auto store = std::unique_ptr<SqliteAttestationStore>(new SqliteAttestationStore(
             path, options, std::move(*writer), std::move(*checkpointer)));
+        if (absl::Status status = store->LoadPathIndex(); !status.ok()) return status;
+        return store;
       });
 }
 
@@ -1886,7 +1951,15 @@ SqliteAttestationStore::SqliteAttestationStore(std::string path, SqliteOptions o
       options_(options),
       writer_(std::move(writer)),
       lookups_(std::make_unique<Lookups>()),
+      path_ids_(std::make_unique<PathIdIndex>(options_.path_index_max_bytes, RandomSeed())),
       checkpointer_(std::move(checkpointer)) {}
+
+absl::Status SqliteAttestationStore::LoadPathIndex() {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->LoadPathIndex(); });
+}
 
 SqliteAttestationStore::~SqliteAttestationStore() = default;
 
@@ -1905,7 +1978,7 @@ SqliteAttestationStore::AcquireReader() {
     }
     ++open_readers_;
   }
-  auto reader = Reader::Open(path_, options_, *lookups_);
+  auto reader = Reader::Open(path_, options_, *lookups_, *path_ids_);
   if (!reader.ok()) {
     absl::MutexLock lock(&pool_mu_);
     --open_readers_;

@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "storage/attestation_store.h"
+#include "storage/path_id_index.h"
 
 namespace attest::storage {
 
@@ -43,6 +44,10 @@ struct SqliteOptions final {
   // WAL size (pages) at which a background thread copies it back into the database file. At four
   // times this size the writer does so itself, waiting for readers, so the WAL stays bounded.
   int checkpoint_pages = 2000;
+  // Most memory for the in-memory index from hash heads to path rows (storage/path_id_index.h), which
+  // saves status reads one B-tree descent per path; about 10 bytes per stored path. When the database
+  // outgrows it, reads fall back to SQLite's index. 0 turns it off.
+  size_t path_index_max_bytes = size_t{256} << 20;
 };
 
 // The schema version this build reads and writes (PRAGMA user_version).
@@ -103,6 +108,8 @@ class SqliteAttestationStore final : public AttestationStore {
 
   SqliteAttestationStore(std::string path, SqliteOptions options, std::unique_ptr<Writer> writer,
                          std::unique_ptr<Checkpointer> checkpointer);
+  // Fills the path index from the file (about 0.4 s for 3.3 million paths) so the first reads are fast.
+  absl::Status LoadPathIndex();
 
   // Takes an idle reader (opening one when fewer than max_readers exist), waiting for one otherwise.
   absl::StatusOr<std::unique_ptr<Reader>> AcquireReader();
@@ -121,6 +128,8 @@ class SqliteAttestationStore final : public AttestationStore {
   // Small, append-only dictionaries (key names, observed keys, labels) by id, shared by readers.
   // Ids are only learnt from committed rows, so an entry never changes once present.
   const std::unique_ptr<Lookups> lookups_;
+  // Hash head -> path row ids, shared by the readers, which bring it up to their snapshots.
+  const std::unique_ptr<PathIdIndex> path_ids_;
 
   // Declared last: stopped first, before the connections it works on close.
   const std::unique_ptr<Checkpointer> checkpointer_;

@@ -221,6 +221,32 @@ TEST_P(AttestationStoreContractTest, PathsSharingAHashPartAreKeptApart) {
   EXPECT_THAT(Read(*squatter), ElementsAre(s));
 }
 
+// Hash parts that differ only after their first 8 bytes (the SQLite store's "hash head").
+TEST_P(AttestationStoreContractTest, PathsSharingAHashHeadAreKeptApart) {
+  std::vector<uint8_t> hash(20, 0x5a);
+  std::vector<StorePath> paths;
+  std::vector<StoredAttestation> attestations;
+  for (uint8_t last : {1, 2, 3}) {
+    hash.back() = last;
+    auto path = StorePath::Parse(consensus::Cat("/nix/store/", consensus::Nix32Encode(hash), "-same-head"));
+    ASSERT_TRUE(path.ok()) << path.status();
+    paths.push_back(*path);
+    auto claim = consensus::PathInfo::Create(*path, TestClaim("x").nar_hash, last, {});
+    ASSERT_TRUE(claim.ok());
+    attestations.push_back(Attest(*claim, "builder-1"));
+  }
+  WriteOk(Batch({attestations[0], attestations[2]}));
+  WriteOk(Batch({attestations[1]}));
+  auto result = store_->AttestationsFor(paths);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_THAT(*result, ElementsAre(ElementsAre(attestations[0]), ElementsAre(attestations[1]),
+                                   ElementsAre(attestations[2])));
+  hash.back() = 4;  // same head, never written
+  auto absent = StorePath::Parse(consensus::Cat("/nix/store/", consensus::Nix32Encode(hash), "-same-head"));
+  ASSERT_TRUE(absent.ok());
+  EXPECT_THAT(Read(*absent), IsEmpty());
+}
+
 TEST_P(AttestationStoreContractTest, ObservedKeysRoundTripPerAttestation) {
   // The same name used by two different observed keys, and as a policy key.
   auto a = Attest(TestClaim("a-1"), "someone", {}, 1, KeyKind::kObserved, "seed one");
@@ -790,6 +816,15 @@ INSTANTIATE_TEST_SUITE_P(
         Implementation{"Sqlite",
                        [](const TempDir& dir) -> std::unique_ptr<AttestationStore> {
                          auto store = SqliteAttestationStore::Open(dir.File("attest.db"), {});
+                         EXPECT_TRUE(store.ok()) << store.status();
+                         if (!store.ok()) return nullptr;
+                         return std::move(*store);
+                       }},
+        // Reads find rows through SQLite's index on hash_head alone (storage/path_id_index.h off).
+        Implementation{"SqliteWithoutPathIndex",
+                       [](const TempDir& dir) -> std::unique_ptr<AttestationStore> {
+                         auto store = SqliteAttestationStore::Open(dir.File("attest.db"),
+                                                                   {.path_index_max_bytes = 0});
                          EXPECT_TRUE(store.ok()) << store.status();
                          if (!store.ok()) return nullptr;
                          return std::move(*store);

@@ -123,6 +123,51 @@ TEST(SqliteAttestationStoreTest, ReopenedStoreHasEverything) {
   EXPECT_THAT(*again, ElementsAre(WriteOutcome::kAlreadyPresent));
 }
 
+// The in-memory path index (storage/path_id_index.h) is brought up to each reader's snapshot from the
+// file, so it also covers rows another connection (here a second store on the same file) inserted.
+TEST(SqliteAttestationStoreTest, PathIndexCoversRowsWrittenByAnotherConnection) {
+  TempDir dir;
+  const std::string file = dir.File("attest.db");
+  auto mine = OpenOrDie(file);
+  auto other = OpenOrDie(file);
+  ASSERT_NE(mine, nullptr);
+  ASSERT_NE(other, nullptr);
+  auto first = Attest(TestClaim("first-1"), "builder-1");
+  ASSERT_TRUE(mine->Write(Batch({first})).ok());
+  EXPECT_THAT(Read(*mine, TestStorePath("later-0")), IsEmpty());  // the index is up to date here
+
+  std::vector<StoredAttestation> later;
+  for (int i = 0; i < 50; ++i) later.push_back(Attest(TestClaim(consensus::Cat("later-", i)), "builder-1"));
+  later.push_back(Attest(TestClaim("first-1"), "builder-2"));
+  ASSERT_TRUE(other->Write(Batch(later)).ok());
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_THAT(Read(*mine, TestStorePath(consensus::Cat("later-", i))), ElementsAre(later[i])) << i;
+  }
+  EXPECT_THAT(Read(*mine, TestStorePath("first-1")), ElementsAre(first, later.back()));
+}
+
+// A database with more paths than the index may hold: it gives up and reads use SQLite's index.
+TEST(SqliteAttestationStoreTest, ReadsStayRightWhenThePathIndexOutgrowsItsBudget) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("attest.db"), {.path_index_max_bytes = 8192});  // 819 paths
+  ASSERT_NE(store, nullptr);
+  std::vector<StoredAttestation> all;
+  std::vector<StorePath> paths;
+  for (int batch = 0; batch < 4; ++batch) {
+    std::vector<StoredAttestation> attestations;
+    for (int i = 0; i < 300; ++i) {
+      attestations.push_back(Attest(TestClaim(consensus::Cat("p-", batch, "-", i)), "builder-1"));
+      paths.push_back(attestations.back().attestation.claim.path);
+    }
+    ASSERT_TRUE(store->Write(Batch(attestations)).ok());
+    all.insert(all.end(), attestations.begin(), attestations.end());
+    // Read everything written so far, across the point where the index gives up.
+    auto read = store->AttestationsFor(paths);
+    ASSERT_TRUE(read.ok()) << read.status();
+    for (size_t i = 0; i < paths.size(); ++i) ASSERT_THAT((*read)[i], ElementsAre(all[i])) << i;
+  }
+}
+
 TEST(SqliteAttestationStoreTest, NewFileIsMarkedAndUsesWal) {
   TempDir dir;
   const std::string file = dir.File("attest.db");
