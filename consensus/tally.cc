@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <map>
-#include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -14,12 +12,24 @@
 namespace attest::consensus {
 namespace {
 
-// Ordered containers throughout: the result must not depend on hash seeds or input order.
+// One fingerprint's evidence while tallying. Names are borrowed (operators from the policy, key names
+// from the attestations) and kept as sorted, unique vectors: a side has a handful of each, and the
+// strings are copied once, into the result.
 struct Side final {
-  std::set<std::string> operators;
-  std::set<std::string> builders;
+  std::string fingerprint;
+  std::vector<std::string_view> operators;
+  std::vector<std::string_view> builders;
   std::vector<size_t> attestations;  // filled in input order, hence ascending
 };
+
+void InsertSorted(std::vector<std::string_view>& names, std::string_view name) {
+  auto at = std::lower_bound(names.begin(), names.end(), name);
+  if (at == names.end() || *at != name) names.insert(at, name);
+}
+
+std::vector<std::string> Copies(const std::vector<std::string_view>& names) {
+  return std::vector<std::string>(names.begin(), names.end());
+}
 
 }  // namespace
 
@@ -55,16 +65,18 @@ TallyResult Tally(const Policy& policy, std::span<const Attestation* const> atte
   // Callers pass the attestations of one path; a stray one of another path must not change the
   // answer, and which path is "the" subject must not depend on input order. So the subject is the
   // smallest path among those that would count: with correct input that is the only path.
-  std::optional<StorePath> subject;
+  const StorePath* subject = nullptr;
   for (const Attestation* a : attestations) {
-    if (counts(*a) && (!subject.has_value() || a->claim.path < *subject)) subject = a->claim.path;
+    if (counts(*a) && (subject == nullptr || a->claim.path < *subject)) subject = &a->claim.path;
   }
 
   TallyResult result;
-  std::map<std::string, Side> sides;  // by fingerprint
+  // Ordered by fingerprint, as the sort below breaks ties that way: the result must not depend on
+  // hash seeds or input order. A path has one side, or a few.
+  std::vector<Side> sides;
   // Most attestations of a path carry the same claim: its fingerprint is built once.
   const PathInfo* last_claim = nullptr;
-  Side* last_side = nullptr;
+  size_t last_side = 0;
   for (size_t i = 0; i < attestations.size(); ++i) {
     const Attestation& a = *attestations[i];
     if (!counts(a) || a.claim.path != *subject) {
@@ -72,31 +84,41 @@ TallyResult Tally(const Policy& policy, std::span<const Attestation* const> atte
       continue;
     }
     if (last_claim == nullptr || !(a.claim == *last_claim)) {
-      last_side = &sides[a.claim.Fingerprint()];
+      std::string fingerprint = a.claim.Fingerprint();
+      auto at = std::lower_bound(sides.begin(), sides.end(), fingerprint,
+                                 [](const Side& side, const std::string& f) { return side.fingerprint < f; });
+      if (at == sides.end() || at->fingerprint != fingerprint) {
+        at = sides.insert(at, Side{.fingerprint = std::move(fingerprint), .operators = {}, .builders = {},
+                                   .attestations = {}});
+      }
+      last_side = static_cast<size_t>(at - sides.begin());
       last_claim = &a.claim;
     }
-    Side& side = *last_side;
+    Side& side = sides[last_side];
     // Sets: a duplicate attestation, or a second builder of the same operator, adds evidence but
     // not weight. One operator is one vote however many keys it runs.
-    side.operators.insert(*policy.OperatorOf(a.key_name()));
-    side.builders.insert(a.key_name());
+    InsertSorted(side.operators, *policy.OperatorOf(a.key_name()));
+    InsertSorted(side.builders, a.key_name());
     side.attestations.push_back(i);
   }
 
-  std::map<std::string, int> sides_per_builder;
-  for (auto& [fingerprint, side] : sides) {
-    for (const std::string& builder : side.builders) ++sides_per_builder[builder];
-    FingerprintTally tally;
-    tally.fingerprint = fingerprint;
-    tally.operators.assign(side.operators.begin(), side.operators.end());
-    tally.builders.assign(side.builders.begin(), side.builders.end());
-    tally.attestations = std::move(side.attestations);
-    result.fingerprints.push_back(std::move(tally));
-  }
   // A builder on two sides keeps counting on both: dropping it would let a lying builder silence a
   // dispute, and the flag tells maintainers whom to look at.
-  for (const auto& [builder, count] : sides_per_builder) {
-    if (count > 1) result.flagged_builders.push_back(builder);
+  if (sides.size() > 1) {
+    std::map<std::string_view, int> sides_per_builder;
+    for (const Side& side : sides) {
+      for (std::string_view builder : side.builders) ++sides_per_builder[builder];
+    }
+    for (const auto& [builder, count] : sides_per_builder) {
+      if (count > 1) result.flagged_builders.emplace_back(builder);
+    }
+  }
+  result.fingerprints.reserve(sides.size());
+  for (Side& side : sides) {
+    result.fingerprints.push_back(FingerprintTally{.fingerprint = std::move(side.fingerprint),
+                                                   .operators = Copies(side.operators),
+                                                   .builders = Copies(side.builders),
+                                                   .attestations = std::move(side.attestations)});
   }
   std::stable_sort(result.fingerprints.begin(), result.fingerprints.end(),
                    [](const FingerprintTally& a, const FingerprintTally& b) {

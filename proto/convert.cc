@@ -81,11 +81,11 @@ absl::StatusOr<consensus::BuildMetadata> FromProto(const v1::BuildMetadata& mess
   return metadata;
 }
 
-v1::BuildMetadata ToProto(const consensus::BuildMetadata& metadata) {
+v1::BuildMetadata ToProto(consensus::BuildMetadata metadata) {
   v1::BuildMetadata message;
-  message.set_deriver(metadata.deriver);
-  message.set_output_name(metadata.output_name);
-  message.set_system(metadata.system);
+  message.set_deriver(std::move(metadata.deriver));
+  message.set_output_name(std::move(metadata.output_name));
+  message.set_system(std::move(metadata.system));
   message.set_build_kind(ToProto(metadata.build_kind));
   message.set_build_time_unix(metadata.build_time_unix);
   return message;

@@ -17,7 +17,8 @@ absl::StatusOr<consensus::PathInfo> FromProto(const v1::PathInfo& message);
 v1::PathInfo ToProto(const consensus::PathInfo& path_info);
 
 absl::StatusOr<consensus::BuildMetadata> FromProto(const v1::BuildMetadata& message);
-v1::BuildMetadata ToProto(const consensus::BuildMetadata& metadata);
+// By value: a caller done with `metadata` moves it in and its strings are not copied.
+v1::BuildMetadata ToProto(consensus::BuildMetadata metadata);
 
 // Parses claim, signature and metadata (public_key and received_unix are left to the caller).
 absl::StatusOr<consensus::Attestation> FromProto(const v1::Attestation& message);

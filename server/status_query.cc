@@ -37,30 +37,32 @@ absl::Status StatusQuery::AnswerRange(std::span<const consensus::StorePath> path
   }
   const std::shared_ptr<const consensus::TallyOptions> tally_options = TallyOptionsOf(options_.resolutions);
   for (size_t d = 0; d < paths.size(); ++d) {
-    const std::vector<storage::StoredAttestation>& attestations = (*stored)[d];
-    const PathTally tally = TallyStored(policy_, attestations, *tally_options);
+    std::vector<storage::StoredAttestation>& attestations = (*stored)[d];
+    PathTally tally = TallyStored(policy_, attestations, *tally_options);
     v1::PathStatus& status = answers[d];
     status.set_store_path(paths[d].full());
     status.set_verdict(proto::ToProto(tally.result.verdict));
     status.set_quorum(policy_.quorum());
     status.set_policy_hash(policy_.Hash());
     // Each counted claim travels once, as its fingerprint; the attestations name it by index.
+    // The tally's strings are moved into the answer, not copied: it is not used afterwards.
     for (size_t f = 0; f < tally.result.fingerprints.size(); ++f) {
-      const consensus::FingerprintTally& side = tally.result.fingerprints[f];
+      consensus::FingerprintTally& side = tally.result.fingerprints[f];
       v1::FingerprintTally* out = status.add_fingerprints();
-      out->set_fingerprint(side.fingerprint);
-      for (const std::string& op : side.operators) out->add_operators(op);
-      for (const std::string& builder : side.builders) out->add_builders(builder);
+      out->set_fingerprint(std::move(side.fingerprint));
+      for (std::string& op : side.operators) out->add_operators(std::move(op));
+      for (std::string& builder : side.builders) out->add_builders(std::move(builder));
       for (size_t input : side.attestations) {
-        const storage::StoredAttestation& s = attestations[tally.stored_index[input]];
+        storage::StoredAttestation& s = attestations[tally.stored_index[input]];
         v1::CountedAttestation* counted = status.add_attestations();
         counted->set_signature(s.attestation.signature.ToString());
         counted->set_fingerprint_index(static_cast<int32_t>(f));
-        *counted->mutable_metadata() = proto::ToProto(s.attestation.metadata);
+        // Only the key names are read below, so the metadata's strings can move.
+        *counted->mutable_metadata() = proto::ToProto(std::move(s.attestation.metadata));
         counted->set_received_unix(s.received_unix);
       }
     }
-    for (const std::string& builder : tally.result.flagged_builders) status.add_flagged_builders(builder);
+    for (std::string& builder : tally.result.flagged_builders) status.add_flagged_builders(std::move(builder));
     if (!tally_options->excluded_builders.empty()) {
       std::vector<std::string> signers;
       for (const storage::StoredAttestation& s : attestations) {

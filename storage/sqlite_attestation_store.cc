@@ -409,13 +409,13 @@ absl::StatusOr<std::vector<std::string>> ReadTiles(Statement& get_tile,
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-// Shared id -> value dictionaries for readers.
+// A reader's id -> value dictionaries. Each reader keeps its own (they are small, and a status read
+// looks several up per attestation, which should not take a lock each time).
 
 struct SqliteAttestationStore::Lookups {
-  absl::Mutex mu;
-  absl::flat_hash_map<int64_t, std::string> key_names ABSL_GUARDED_BY(mu);
-  absl::flat_hash_map<int64_t, std::array<uint8_t, 32>> observed_keys ABSL_GUARDED_BY(mu);
-  absl::flat_hash_map<int64_t, std::string> labels ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<int64_t, std::string> key_names;
+  absl::flat_hash_map<int64_t, std::array<uint8_t, 32>> observed_keys;
+  absl::flat_hash_map<int64_t, std::string> labels;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1035,7 +1035,7 @@ class SqliteAttestationStore::Reader {
  public:
   static absl::StatusOr<std::unique_ptr<Reader>> Open(const std::string& path,
                                                       const SqliteOptions& options,
-                                                      Lookups& lookups, PathIdIndex& path_ids) {
+                                                      PathIdIndex& path_ids) {
     auto db = Connection::Open(path, sqlite::OpenMode::kReadWrite, options.busy_timeout);
     if (!db.ok()) return db.status();
     if (absl::Status status = (*db)->Execute(
@@ -1045,7 +1045,7 @@ class SqliteAttestationStore::Reader {
         !status.ok()) {
       return status;
     }
-    auto reader = std::unique_ptr<Reader>(new Reader(std::move(*db), lookups, path_ids));
+    auto reader = std::unique_ptr<Reader>(new Reader(std::move(*db), path_ids));
     if (absl::Status status = reader->PrepareAll(); !status.ok()) return status;
     return reader;
   }
@@ -1389,8 +1389,7 @@ class SqliteAttestationStore::Reader {
     int uses;  // inputs that asked for this path
   };
 
-  Reader(std::unique_ptr<Connection> db, Lookups& lookups, PathIdIndex& path_ids)
-      : db_(std::move(db)), lookups_(lookups), path_ids_(path_ids) {}
+  Reader(std::unique_ptr<Connection> db, PathIdIndex& path_ids) : db_(std::move(db)), path_ids_(path_ids) {}
 
   absl::Status PrepareAll() {
     struct {
@@ -1574,16 +1573,12 @@ class SqliteAttestationStore::Reader {
                             .origin = std::string(row.Text(6))};
   }
 
-  // Looks `id` up in a shared dictionary, reading and remembering it on a miss. Only ids of
-  // committed rows are ever seen here, so a remembered entry never goes stale.
+  // Looks `id` up in one of this reader's dictionaries, reading and remembering it on a miss. Only
+  // ids of committed rows are ever seen here, so a remembered entry never goes stale.
   template <typename Value, typename FromRow>
   absl::StatusOr<Value> Dictionary(absl::flat_hash_map<int64_t, Value>& cache, Statement& statement,
-                                   int64_t id, std::string_view what, FromRow from_row)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    {
-      absl::MutexLock lock(&lookups_.mu);
-      if (auto it = cache.find(id); it != cache.end()) return it->second;
-    }
+                                   int64_t id, std::string_view what, FromRow from_row) {
+    if (auto it = cache.find(id); it != cache.end()) return it->second;
     auto use = statement.Begin("reading a dictionary entry");
     use.Bind(id);
     auto row = use.Step();
@@ -1591,26 +1586,25 @@ class SqliteAttestationStore::Reader {
     if (!*row) return Corrupt(db_->path(), consensus::Cat("reference to missing ", what, " ", id));
     auto value = from_row(use);
     if (!value.ok()) return value.status();
-    absl::MutexLock lock(&lookups_.mu);
     cache.emplace(id, *value);
     return *value;
   }
 
-  absl::StatusOr<std::string> KeyName(int64_t id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  absl::StatusOr<std::string> KeyName(int64_t id) {
     return Dictionary<std::string>(lookups_.key_names, *key_name_, id, "key",
                                    [](const Statement::Use& row) -> absl::StatusOr<std::string> {
                                      return std::string(row.Text(0));
                                    });
   }
 
-  absl::StatusOr<std::string> Label(int64_t id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  absl::StatusOr<std::string> Label(int64_t id) {
     return Dictionary<std::string>(lookups_.labels, *label_, id, "label",
                                    [](const Statement::Use& row) -> absl::StatusOr<std::string> {
                                      return std::string(row.Text(0));
                                    });
   }
 
-  absl::StatusOr<std::array<uint8_t, 32>> ObservedKey(int64_t id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  absl::StatusOr<std::array<uint8_t, 32>> ObservedKey(int64_t id) {
     const std::string& file = db_->path();
     return Dictionary<std::array<uint8_t, 32>>(
         lookups_.observed_keys, *observed_key_, id, "observed key",
@@ -1626,7 +1620,7 @@ class SqliteAttestationStore::Reader {
   }
 
   std::unique_ptr<Connection> db_;
-  Lookups& lookups_;
+  Lookups lookups_;
   PathIdIndex& path_ids_;
   std::unique_ptr<Statement> rows_by_id_, newest_path_id_, path_ids_after_, all_path_ids_after_, paths_by_head_, paths_by_id_, log_entries_, get_tile_, latest_checkpoint_,
       key_name_, observed_key_, label_,
@@ -1950,7 +1944,6 @@ SqliteAttestationStore::SqliteAttestationStore(std::string path, SqliteOptions o
     : path_(std::move(path)),
       options_(options),
       writer_(std::move(writer)),
-      lookups_(std::make_unique<Lookups>()),
       path_ids_(std::make_unique<PathIdIndex>(options_.path_index_max_bytes, RandomSeed())),
       checkpointer_(std::move(checkpointer)) {}
 
@@ -1978,7 +1971,7 @@ SqliteAttestationStore::AcquireReader() {
     }
     ++open_readers_;
   }
-  auto reader = Reader::Open(path_, options_, *lookups_, *path_ids_);
+  auto reader = Reader::Open(path_, options_, *path_ids_);
   if (!reader.ok()) {
     absl::MutexLock lock(&pool_mu_);
     --open_readers_;

@@ -125,9 +125,6 @@ class SqliteAttestationStore final : public AttestationStore {
   std::vector<std::unique_ptr<Reader>> idle_readers_ ABSL_GUARDED_BY(pool_mu_);
   int open_readers_ ABSL_GUARDED_BY(pool_mu_) = 0;
 
-  // Small, append-only dictionaries (key names, observed keys, labels) by id, shared by readers.
-  // Ids are only learnt from committed rows, so an entry never changes once present.
-  const std::unique_ptr<Lookups> lookups_;
   // Hash head -> path row ids, shared by the readers, which bring it up to their snapshots.
   const std::unique_ptr<PathIdIndex> path_ids_;
 
