@@ -57,15 +57,16 @@ size_t Nix32Length(size_t byte_count) { return (byte_count * 8 + 4) / 5; }
 // 5-bit digits from the most significant down; digit n covers bits [5n, 5n+5).
 std::string Nix32Encode(std::span<const uint8_t> bytes) {
   const size_t len = Nix32Length(bytes.size());
-  std::string out;
-  out.reserve(len);
-  for (size_t n = len; n-- > 0;) {
+  // Written in place (no push_back): every store path and fingerprint a status answer holds is
+  // formatted through here.
+  std::string out(len, '\0');
+  for (size_t n = 0; n < len; ++n) {
     const size_t b = n * 5;
     const size_t i = b / 8;
     const size_t j = b % 8;
     unsigned int c = bytes[i] >> j;
     if (i + 1 < bytes.size()) c |= static_cast<unsigned int>(bytes[i + 1]) << (8 - j);
-    out.push_back(kNix32Alphabet[c & 0x1f]);
+    out[len - 1 - n] = kNix32Alphabet[c & 0x1f];
   }
   return out;
 }
@@ -139,12 +140,14 @@ std::string Base64Encode(std::span<const uint8_t> bytes) {
   std::string out;
   out.reserve((bytes.size() + 2) / 3 * 4);
   size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
+  const size_t whole = bytes.size() / 3 * 3;
+  out.resize(whole / 3 * 4);
+  for (char* at = out.data(); i < whole; i += 3, at += 4) {
     const uint32_t v = uint32_t{bytes[i]} << 16 | uint32_t{bytes[i + 1]} << 8 | bytes[i + 2];
-    out.push_back(kBase64Alphabet[v >> 18]);
-    out.push_back(kBase64Alphabet[(v >> 12) & 63]);
-    out.push_back(kBase64Alphabet[(v >> 6) & 63]);
-    out.push_back(kBase64Alphabet[v & 63]);
+    at[0] = kBase64Alphabet[v >> 18];
+    at[1] = kBase64Alphabet[(v >> 12) & 63];
+    at[2] = kBase64Alphabet[(v >> 6) & 63];
+    at[3] = kBase64Alphabet[v & 63];
   }
   const size_t rest = bytes.size() - i;
   if (rest == 1) {

@@ -125,6 +125,9 @@ absl::StatusOr<PathInfo> PathInfo::ParseFingerprint(std::string_view fingerprint
 
 std::string PathInfo::Fingerprint() const {
   std::string out = Cat("1;", path.full(), ";", nar_hash.ToNix32(), ";", nar_size, ";");
+  size_t size = out.size();
+  for (const StorePath& reference : references) size += reference.full().size() + 1;
+  out.reserve(size);
   for (size_t i = 0; i < references.size(); ++i) {
     if (i > 0) out.push_back(',');
     out.append(references[i].full());
