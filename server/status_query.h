@@ -20,6 +20,7 @@
 #include "proto/attest/v1/attest.pb.h"
 #include "server/resolution_book.h"
 #include "server/metrics.h"
+#include "server/worker_pool.h"
 #include "storage/attestation_store.h"
 
 namespace attest::server {
@@ -28,6 +29,7 @@ struct StatusQueryOptions final {
   int max_paths = 10000;
   // A request of many paths is read and answered in up to this many chunks at once, each on its own
   // reader connection (the store allows concurrent reads); chunks are at least kMinChunkPaths long.
+  // The calling thread answers chunks too, helped by read_threads - 1 threads of the query's own.
   int read_threads = 2;
   // Statements excluding builders (null: nobody is excluded); borrowed.
   const ResolutionBook* resolutions = nullptr;
@@ -59,6 +61,8 @@ class StatusQuery final {
   std::unique_ptr<MetricsRegistry> own_metrics_;  // when options.metrics is null
   // Paths answered per verdict, indexed by consensus::Verdict.
   std::vector<Counter*> verdicts_;
+  // read_threads - 1 threads that help answer large requests (null when read_threads is 1).
+  std::unique_ptr<WorkerPool> chunk_pool_;
 };
 
 }  // namespace attest::server

@@ -1,7 +1,9 @@
 // server/status_query and server/dispute_view without a server, on MemoryAttestationStore.
 #include "server/status_query.h"
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -85,6 +87,21 @@ TEST_F(StatusQueryTest, LargeRequestsSplitIntoChunksAnswerLikeOneReader) {
   EXPECT_EQ(actual->statuses(1).verdict(), v1::UNKNOWN);
   EXPECT_EQ(actual->statuses(3).verdict(), v1::CONFIRMED);
   EXPECT_EQ(actual->statuses(9).verdict(), v1::PENDING);
+
+  // Requests at once share the query's helper threads; each still gets its whole answer.
+  const std::string want = expected->SerializeAsString();
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&] {
+      for (int r = 0; r < 5; ++r) {
+        auto answer = chunked.Run(request);
+        if (!answer.ok() || answer->SerializeAsString() != want) ++wrong;
+      }
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST_F(StatusQueryTest, AnswersEveryVerdictInRequestOrder) {
