@@ -1,10 +1,10 @@
 #include "server/status_query.h"
 
 #include <algorithm>
-#include <span>
-#include <string>
 #include <atomic>
 #include <memory>
+#include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
