@@ -1081,15 +1081,15 @@ class SqliteAttestationStore::Reader {
     if (!ids.ok()) return ids.status();
     const bool by_id = ids->has_value();
     absl::Status status = ForEachChunk<int64_t>(
-        by_id ? *rows_by_id_ : *paths_by_head_, by_id ? std::span<const int64_t>(**ids) : heads,
+        by_id ? *paths_by_id_ : *paths_by_head_, by_id ? std::span<const int64_t>(**ids) : heads,
         "reading store paths", [](Statement::Use& use, int64_t key) { use.Bind(key); },
         [&](Statement::Use& row) -> absl::Status {
-          auto same_head = slots_of_head.find(row.Int(0));
+          auto same_head = slots_of_head.find(row.Int(1));
           if (same_head == slots_of_head.end()) return absl::OkStatus();
           for (size_t candidate : same_head->second) {
             Slot& slot = slots[candidate];
-            if (std::ranges::equal(row.Blob(1), HashTail(slot.hash)) && row.Text(2) == slot.path->name()) {
-              auto record = DecodePathRecord(row.Blob(3));
+            if (std::ranges::equal(row.Blob(2), HashTail(slot.hash)) && row.Text(3) == slot.path->name()) {
+              auto record = DecodePathRecord(row.Blob(4));
               if (!record.ok()) return Corrupt(db_->path(), consensus::StdView(record.status().message()));
               auto built = BuildAttestations(*slot.path, std::move(*record));
               if (!built.ok()) return built.status();
@@ -1396,8 +1396,8 @@ class SqliteAttestationStore::Reader {
       std::unique_ptr<Statement>* statement;
       std::string sql;
     } const all[] = {
-        {&paths_by_head_, InList("SELECT hash_head, hash_tail, name, record FROM paths WHERE hash_head")},
-        {&rows_by_id_, InList("SELECT hash_head, hash_tail, name, record FROM paths WHERE id")},
+        // Both give (id, hash_head, hash_tail, name, record), so one row handler reads either.
+        {&paths_by_head_, InList("SELECT id, hash_head, hash_tail, name, record FROM paths WHERE hash_head")},
         {&newest_path_id_, "SELECT coalesce(max(id), 0) FROM paths"},
         // A few new rows: a range of the table. Many: the whole index, which holds both columns and is
         // a thirtieth of the table's size.
@@ -1622,7 +1622,7 @@ class SqliteAttestationStore::Reader {
   std::unique_ptr<Connection> db_;
   Lookups lookups_;
   PathIdIndex& path_ids_;
-  std::unique_ptr<Statement> rows_by_id_, newest_path_id_, path_ids_after_, all_path_ids_after_, paths_by_head_, paths_by_id_, log_entries_, get_tile_, latest_checkpoint_,
+  std::unique_ptr<Statement> newest_path_id_, path_ids_after_, all_path_ids_after_, paths_by_head_, paths_by_id_, log_entries_, get_tile_, latest_checkpoint_,
       key_name_, observed_key_, label_,
       dispute_by_id_, disputes_after_, counters_, count_disputes_, count_matching_disputes_, resolutions_for_,
       all_resolutions_, count_open_disputes_, count_resolutions_, key_counters_;
