@@ -20,6 +20,7 @@
 #include "consensus/encoding.h"
 #include "consensus/log_entry.h"
 #include "consensus/merkle.h"
+#include "consensus/resolution.h"
 #include "consensus/signed_note.h"
 #include "nlohmann/json.hpp"
 #include "proto/attest/v1/attest.grpc.pb.h"
@@ -232,7 +233,7 @@ absl::StatusOr<std::vector<consensus::MerkleHash>> ProofHashes(
 struct EntryCheck final {
   uint64_t index = 0;
   bool included = false;
-  std::string kind;  // "attestation", "dispute"; empty when unknown
+  std::string kind;  // "attestation", "dispute", "resolution", "dispute part i/n of record ..."; empty when unknown
   std::string path;  // the store path the entry is about
   std::string key;   // the attestation's signer, or the dispute record's
   std::string error;
@@ -251,13 +252,30 @@ void Describe(std::string_view bytes, EntryCheck& check) {
     check.key = entry->attestation->attestation.key_name();
     return;
   }
-  check.kind = "dispute";
+  if (entry->kind == consensus::LogEntryKind::kDisputePart && entry->part) {
+    // A slice of a dispute record too large for one entry: the path and signer are in the whole
+    // record, which the entries around this one complete.
+    check.kind = Cat("dispute part ", entry->part->index, "/", entry->part->count, " of record ",
+                     entry->part->record_sha256.substr(0, 16));
+    return;
+  }
+  const bool resolution = entry->kind == consensus::LogEntryKind::kResolution;
+  check.kind = resolution ? "resolution" : "dispute";
   absl::StatusOr<consensus::SignedNote> note = consensus::SignedNote::Parse(entry->note);
   if (!note.ok()) {
-    check.error = Cat("the dispute entry's note is malformed: ", note.status().message());
+    check.error = Cat("the ", check.kind, " entry's note is malformed: ", note.status().message());
     return;
   }
   if (!note->signatures.empty()) check.key = note->signatures[0].key_name;
+  if (resolution) {
+    absl::StatusOr<consensus::Resolution> statement = consensus::Resolution::FromNoteText(note->text);
+    if (!statement.ok()) {
+      check.error = Cat("the resolution statement is malformed: ", statement.status().message());
+      return;
+    }
+    check.path = statement->path.full();
+    return;
+  }
   absl::StatusOr<consensus::DisputeRecord> record = consensus::DisputeRecord::FromNoteText(note->text);
   if (!record.ok()) {
     check.error = Cat("the dispute record is malformed: ", record.status().message());

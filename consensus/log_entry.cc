@@ -18,6 +18,7 @@
 #include "consensus/keys.h"
 #include "consensus/path_info.h"
 #include "consensus/resolution.h"
+#include "consensus/sha256.h"
 #include "consensus/signed_note.h"
 #include "consensus/strict_decimal.h"
 
@@ -319,6 +320,59 @@ absl::StatusOr<std::string> EncodeStatementEntry(std::string_view entry_header, 
   return Cat(entry_header, "\n", note);
 }
 
+// "<i>/<n>" of a part line, both canonical decimals.
+std::optional<std::pair<size_t, size_t>> ParsePartNumbers(std::string_view text) {
+  const size_t slash = text.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  const std::optional<uint64_t> index = ParseStrictDecimal(text.substr(0, slash));
+  const std::optional<uint64_t> count = ParseStrictDecimal(text.substr(slash + 1));
+  if (!index.has_value() || !count.has_value() || *count > kMaxDisputeParts) return std::nullopt;
+  return std::make_pair(static_cast<size_t>(*index), static_cast<size_t>(*count));
+}
+
+bool IsLowerHexDigest(std::string_view text) {
+  return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+absl::StatusOr<DisputePart> ParseDisputePartBody(std::string_view body) {
+  LineReader reader(body, /*lines_before=*/1);
+  const std::optional<std::string_view> record = reader.Next();
+  if (!record.has_value()) return MissingNewline(2);
+  constexpr std::string_view kRecord = "record ";
+  if (record->substr(0, kRecord.size()) != kRecord || !IsLowerHexDigest(record->substr(kRecord.size()))) {
+    return LineError(2, Cat("expected \"record <SHA-256 of the dispute record, 64 lowercase hex digits>\", got ",
+                            QuoteForError(*record)));
+  }
+  const std::optional<std::string_view> part = reader.Next();
+  if (!part.has_value()) return MissingNewline(3);
+  constexpr std::string_view kPart = "part ";
+  std::optional<std::pair<size_t, size_t>> numbers;
+  if (part->substr(0, kPart.size()) == kPart) numbers = ParsePartNumbers(part->substr(kPart.size()));
+  if (!numbers.has_value() || numbers->second < 2 || numbers->first < 1 || numbers->first > numbers->second) {
+    return LineError(3, Cat("expected \"part <i>/<n>\" with canonical decimals, 1 <= i <= n and 2 <= n <= ",
+                            kMaxDisputeParts, ", got ", QuoteForError(*part)));
+  }
+  const size_t consumed = kRecord.size() + 64 + 1 + part->size() + 1;
+  const std::string_view bytes = body.substr(consumed);
+  const bool last = numbers->first == numbers->second;
+  if (bytes.empty() || bytes.size() > kDisputePartBytes || (!last && bytes.size() != kDisputePartBytes)) {
+    return LineError(4, Cat("part ", numbers->first, " of ", numbers->second, " holds ", bytes.size(),
+                            " bytes of the record; every part but the last holds exactly ", kDisputePartBytes,
+                            ", the last 1 to ", kDisputePartBytes));
+  }
+  return DisputePart{.record_sha256 = std::string(record->substr(kRecord.size())),
+                     .index = numbers->first,
+                     .count = numbers->second,
+                     .bytes = std::string(bytes)};
+}
+
+std::string EncodeDisputePart(const DisputePart& part) {
+  return Cat(kDisputePartEntryHeader, "\n", "record ", part.record_sha256, "\n", "part ", part.index, "/",
+             part.count, "\n", part.bytes);
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> EncodeAttestationEntry(const AttestationEntry& entry) {
@@ -387,12 +441,82 @@ absl::StatusOr<std::string> EncodeDisputeEntry(std::string_view signed_dispute_n
   return EncodeStatementEntry(kDisputeEntryHeader, "dispute", signed_dispute_note, ValidateDisputeNote);
 }
 
+absl::Status CheckAttestationLoggable(const Attestation& attestation, const std::optional<PublicKey>& observed_key) {
+  // The longest received time an entry can carry: an entry that fits with it fits with any.
+  return EncodeAttestationEntry(AttestationEntry{.attestation = attestation,
+                                                 .observed_key = observed_key,
+                                                 .received_unix = std::numeric_limits<int64_t>::max()})
+      .status();
+}
+
+absl::StatusOr<std::vector<std::string>> EncodeDisputeEntries(std::string_view signed_dispute_note) {
+  if (kDisputeEntryHeader.size() + 1 + signed_dispute_note.size() <= kMaxLogEntryBytes) {
+    absl::StatusOr<std::string> entry = EncodeDisputeEntry(signed_dispute_note);
+    if (!entry.ok()) return entry.status();
+    return std::vector<std::string>{*std::move(entry)};
+  }
+  if (absl::Status s = ValidateDisputeNote(signed_dispute_note); !s.ok()) {
+    return absl::InvalidArgumentError(Cat("dispute entry: ", s.message()));
+  }
+  const size_t count = (signed_dispute_note.size() + kDisputePartBytes - 1) / kDisputePartBytes;
+  if (count > kMaxDisputeParts) {
+    return absl::InvalidArgumentError(Cat("dispute record of ", signed_dispute_note.size(), " bytes would take ",
+                                          count, " log entries; at most ", kMaxDisputeParts, " are allowed"));
+  }
+  const std::string record = HexEncode(Sha256(signed_dispute_note));
+  std::vector<std::string> entries;
+  entries.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    entries.push_back(EncodeDisputePart(DisputePart{
+        .record_sha256 = record,
+        .index = i + 1,
+        .count = count,
+        .bytes = std::string(signed_dispute_note.substr(i * kDisputePartBytes, kDisputePartBytes))}));
+  }
+  return entries;
+}
+
+absl::StatusOr<std::string> AssembleDisputeParts(std::span<const DisputePart> parts) {
+  if (parts.empty()) return absl::InvalidArgumentError("no dispute parts to assemble");
+  const DisputePart& first = parts.front();
+  if (parts.size() != first.count) {
+    return absl::InvalidArgumentError(
+        Cat("the record ", first.record_sha256, " has ", first.count, " parts; ", parts.size(), " were given"));
+  }
+  std::string note;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].record_sha256 != first.record_sha256 || parts[i].count != first.count) {
+      return absl::InvalidArgumentError(Cat("part ", i + 1, " belongs to another record (",
+                                            parts[i].record_sha256, " part ", parts[i].index, "/", parts[i].count,
+                                            ", expected ", first.record_sha256, ")"));
+    }
+    if (parts[i].index != i + 1) {
+      return absl::InvalidArgumentError(Cat("part ", parts[i].index, " of record ", first.record_sha256,
+                                            " found where part ", i + 1, " belongs (parts are consecutive)"));
+    }
+    note += parts[i].bytes;
+  }
+  if (HexEncode(Sha256(note)) != first.record_sha256) {
+    return absl::InvalidArgumentError(Cat("the parts of record ", first.record_sha256,
+                                          " join to bytes with another SHA-256: a part was changed"));
+  }
+  if (absl::Status s = ValidateDisputeNote(note); !s.ok()) {
+    return absl::InvalidArgumentError(Cat("the assembled dispute record: ", s.message()));
+  }
+  return note;
+}
+
 absl::StatusOr<std::string> EncodeResolutionEntry(std::string_view signed_resolution_note) {
   return EncodeStatementEntry(kResolutionEntryHeader, "resolution", signed_resolution_note,
                               ValidateResolutionNote);
 }
 
 absl::StatusOr<std::string> EncodeNoteEntry(std::string_view signed_note) {
+  if (signed_note.substr(0, kDisputePartEntryHeader.size() + 1) == Cat(kDisputePartEntryHeader, "\n")) {
+    absl::StatusOr<LogEntry> part = ParseLogEntry(signed_note);
+    if (!part.ok()) return part.status();
+    return std::string(signed_note);
+  }
   if (signed_note.substr(0, kResolutionHeader.size() + 1) == Cat(kResolutionHeader, "\n")) {
     return EncodeResolutionEntry(signed_note);
   }
@@ -409,10 +533,10 @@ absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes) {
   const size_t newline = bytes.find('\n');
   const std::string_view header = bytes.substr(0, newline);
   if (header != kAttestationEntryHeader && header != kDisputeEntryHeader &&
-      header != kResolutionEntryHeader) {
+      header != kResolutionEntryHeader && header != kDisputePartEntryHeader) {
     return LineError(1, Cat("unknown entry type ", QuoteForError(header), " (expected \"",
-                            kAttestationEntryHeader, "\", \"", kDisputeEntryHeader, "\" or \"",
-                            kResolutionEntryHeader, "\")"));
+                            kAttestationEntryHeader, "\", \"", kDisputeEntryHeader, "\", \"",
+                            kDisputePartEntryHeader, "\" or \"", kResolutionEntryHeader, "\")"));
   }
   if (newline == std::string_view::npos) return MissingNewline(1);
   const std::string_view body = bytes.substr(newline + 1);
@@ -422,38 +546,58 @@ absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes) {
     if (!entry.ok()) return entry.status();
     return LogEntry{.kind = LogEntryKind::kAttestation,
                     .attestation = *std::move(entry),
-                    .note = {}};
+                    .note = {},
+                    .part = std::nullopt};
+  }
+  if (header == kDisputePartEntryHeader) {
+    absl::StatusOr<DisputePart> part = ParseDisputePartBody(body);
+    if (!part.ok()) return part.status();
+    return LogEntry{.kind = LogEntryKind::kDisputePart, .attestation = std::nullopt, .note = {},
+                    .part = *std::move(part)};
   }
   if (header == kResolutionEntryHeader) {
     if (absl::Status s = ValidateResolutionNote(body); !s.ok()) {
       return LineError(2, Cat("resolution note: ", s.message()));
     }
-    return LogEntry{.kind = LogEntryKind::kResolution, .attestation = std::nullopt, .note = std::string(body)};
+    return LogEntry{.kind = LogEntryKind::kResolution,
+                    .attestation = std::nullopt,
+                    .note = std::string(body),
+                    .part = std::nullopt};
   }
   if (absl::Status s = ValidateDisputeNote(body); !s.ok()) {
     return LineError(2, Cat("dispute note: ", s.message()));
   }
   return LogEntry{.kind = LogEntryKind::kDispute,
                   .attestation = std::nullopt,
-                  .note = std::string(body)};
+                  .note = std::string(body),
+                  .part = std::nullopt};
 }
 
 absl::StatusOr<std::string> EncodeLogEntry(const LogEntry& entry) {
   switch (entry.kind) {
     case LogEntryKind::kAttestation:
-      if (!entry.attestation.has_value() || !entry.note.empty()) {
+      if (!entry.attestation.has_value() || !entry.note.empty() || entry.part.has_value()) {
         return absl::InvalidArgumentError(
             "log entry of kind attestation must hold an attestation and no dispute note");
       }
       return EncodeAttestationEntry(*entry.attestation);
+    case LogEntryKind::kDisputePart: {
+      if (!entry.part.has_value() || entry.attestation.has_value() || !entry.note.empty()) {
+        return absl::InvalidArgumentError("log entry of kind dispute part must hold a part and nothing else");
+      }
+      std::string bytes = EncodeDisputePart(*entry.part);
+      // Only what the parser accepts is ever encoded.
+      if (absl::StatusOr<LogEntry> parsed = ParseLogEntry(bytes); !parsed.ok()) return parsed.status();
+      return bytes;
+    }
     case LogEntryKind::kDispute:
-      if (entry.attestation.has_value()) {
+      if (entry.attestation.has_value() || entry.part.has_value()) {
         return absl::InvalidArgumentError(
             "log entry of kind dispute must hold a dispute note and no attestation");
       }
       return EncodeDisputeEntry(entry.note);
     case LogEntryKind::kResolution:
-      if (entry.attestation.has_value()) {
+      if (entry.attestation.has_value() || entry.part.has_value()) {
         return absl::InvalidArgumentError(
             "log entry of kind resolution must hold a resolution note and no attestation");
       }

@@ -31,6 +31,17 @@
 //   <the statement's signed note, verbatim as SignedNote::Serialize writes it; it starts with
 //    "attest/resolution/v1\n">
 //
+// Dispute part entry (a dispute record whose dispute entry would exceed kMaxLogEntryBytes: the
+// record's signed note is cut into consecutive slices, logged as consecutive entries, so no record is
+// ever too large to log):
+//   attest/log/dispute-part/v1
+//   record <SHA-256 of the whole signed note, 64 lowercase hex digits>
+//   part <i>/<n>                                   (1 <= i <= n, 2 <= n <= kMaxDisputeParts)
+//   <slice i of the signed note: its bytes from (i-1)*kDisputePartBytes, kDisputePartBytes of them
+//    for every part but the last, which holds the 1 to kDisputePartBytes bytes left; raw bytes, not
+//    a line>
+// AssembleDisputeParts joins the n parts back into the note and checks the record hash.
+//
 // An entry is at most kMaxLogEntryBytes (the tlog-tiles entry bundle limit), header included.
 //
 // Pure functions and value types; thread-safe.
@@ -40,8 +51,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -57,9 +70,27 @@ inline constexpr size_t kMaxLogEntryBytes = 65535;
 inline constexpr std::string_view kAttestationEntryHeader = "attest/log/attestation/v1";
 inline constexpr std::string_view kDisputeEntryHeader = "attest/log/dispute/v1";
 inline constexpr std::string_view kResolutionEntryHeader = "attest/log/resolution/v1";
+inline constexpr std::string_view kDisputePartEntryHeader = "attest/log/dispute-part/v1";
+
+// The slice of a dispute record's note one part entry carries (the part's other lines take at most
+// 121 bytes, so a part always fits in kMaxLogEntryBytes).
+inline constexpr size_t kDisputePartBytes = 60000;
+// At most this many parts (a record of about 245 MB); a record a node could make is far smaller: its
+// sides are bounded by the policy's builder keys, each fingerprint by an attestation entry's size.
+inline constexpr size_t kMaxDisputeParts = 4096;
 
 // Values are stable (stored and compared across nodes).
-enum class LogEntryKind { kAttestation = 1, kDispute = 2, kResolution = 3 };
+enum class LogEntryKind { kAttestation = 1, kDispute = 2, kResolution = 3, kDisputePart = 4 };
+
+// One slice of a dispute record too large for one entry.
+struct DisputePart final {
+  std::string record_sha256;  // of the whole signed note, 64 lowercase hex digits
+  size_t index = 0;           // 1-based
+  size_t count = 0;           // parts of the record, at least 2
+  std::string bytes;          // this part's slice of the note
+
+  friend bool operator==(const DisputePart&, const DisputePart&) = default;
+};
 
 struct AttestationEntry final {
   Attestation attestation;
@@ -86,18 +117,37 @@ absl::StatusOr<std::string> EncodeAttestationEntry(const AttestationEntry& entry
 // record (DisputeRecord::FromNoteText). The signature is not verified here (no key is known).
 absl::StatusOr<std::string> EncodeDisputeEntry(std::string_view signed_dispute_note);
 
+// OK when the attestation entry of `attestation` (with `observed_key` when set) fits in
+// kMaxLogEntryBytes whatever time it is received: the one check that validation and the log share,
+// so an attestation a node accepts can always be logged. INVALID_ARGUMENT as EncodeAttestationEntry
+// otherwise (for size: the entry's length and the path's number of references).
+absl::Status CheckAttestationLoggable(const Attestation& attestation, const std::optional<PublicKey>& observed_key);
+
+// The log entries of a dispute record's signed note: the one dispute entry (EncodeDisputeEntry) when
+// it fits in kMaxLogEntryBytes, else its kDisputePart entries in order (see the format above).
+// INVALID_ARGUMENT when the note is not a canonical signed dispute note, or would need more than
+// kMaxDisputeParts parts.
+absl::StatusOr<std::vector<std::string>> EncodeDisputeEntries(std::string_view signed_dispute_note);
+
+// The signed dispute note that `parts` (all parts of one record, in order) carry. INVALID_ARGUMENT
+// when a part is missing, repeated or out of order, the parts name different records or counts, the
+// joined bytes do not hash to the record hash, or they are not a canonical signed dispute note.
+absl::StatusOr<std::string> AssembleDisputeParts(std::span<const DisputePart> parts);
+
 // The resolution entry's bytes for a statement's signed note (canonical serialisation). As
 // EncodeDisputeEntry, with Resolution::FromNoteText for the text. Signatures are not verified here.
 absl::StatusOr<std::string> EncodeResolutionEntry(std::string_view signed_resolution_note);
 
-// The entry bytes for a signed note the node keeps in its log: a dispute record or a resolution
-// statement, told apart by the note's first line. INVALID_ARGUMENT as the two encoders.
+// The entry bytes for what a node keeps of a note entry in its log: a dispute record or a resolution
+// statement (told apart by the note's first line), or a dispute part entry itself (returned as it is
+// once ParseLogEntry accepts it). INVALID_ARGUMENT as the encoders.
 absl::StatusOr<std::string> EncodeNoteEntry(std::string_view signed_note);
 
 struct LogEntry final {
   LogEntryKind kind = LogEntryKind::kAttestation;
   std::optional<AttestationEntry> attestation;  // set exactly when kind == kAttestation
   std::string note;  // the signed note when kind is kDispute or kResolution, else empty
+  std::optional<DisputePart> part;  // set exactly when kind == kDisputePart
 
   friend bool operator==(const LogEntry&, const LogEntry&) = default;
 };
@@ -108,7 +158,8 @@ struct LogEntry final {
 // final '\n', a non-canonical decimal, a fingerprint that PathInfo::ParseFingerprint refuses, a
 // signature or key that does not parse (bad base64, wrong length) or is not in canonical form, an
 // observed key named differently from the signature, invalid metadata, and for dispute entries a
-// note EncodeDisputeEntry would refuse.
+// note EncodeDisputeEntry would refuse, and for dispute part entries a malformed record hash or part
+// line, or a slice of the wrong length (empty, over kDisputePartBytes, or short before the last part).
 absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes);
 
 // Encodes whichever kind `entry` holds; INVALID_ARGUMENT as the encoders above, or when `entry`'s

@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/blocking_counter.h"
@@ -54,6 +55,16 @@ constexpr std::string_view kReasonMalformedPublicKey = "malformed_public_key";
 constexpr std::string_view kReasonPublicKeyMismatch = "public_key_mismatch";
 constexpr std::string_view kReasonBadSignature = "bad_signature";
 constexpr std::string_view kReasonDuplicate = "duplicate";
+constexpr std::string_view kReasonTooLarge = "too_large";
+constexpr std::string_view kReasonStorageRefused = "storage_refused";
+
+// A write that failed for something in what it writes (a record the store refuses, a dispute record
+// that cannot be built), not for the state of the node: writing the same items again fails again, so
+// the ingestor writes them one at a time to find the one at fault instead of failing them all, or, on a
+// follower, stalling on them for good.
+bool FailedForItsContent(const absl::Status& status) {
+  return absl::IsInvalidArgument(status) || absl::IsInternal(status) || absl::IsOutOfRange(status);
+}
 
 // The reason of a conversion failure: "malformed_<field>" for the wire field its message starts with
 // (proto::FromProto writes "<field>: ..." or "<field>[i] ..."), plain "malformed" otherwise.
@@ -90,6 +101,10 @@ struct Ingestor::PendingWrite {
   // Set for a batch replicated from a peer: it is written on its own (not grouped with
   // submissions), with the peer as origin and its progress.
   const ReplicationBatch* replication = nullptr;
+  // For a replicated batch: store the follower's progress and refused entries with it. Off while the
+  // items of a batch whose write failed for its content are written one at a time (the progress is
+  // stored last, so a crash in between replays the batch instead of skipping part of it).
+  bool store_progress = true;
   // Maintainers' statements to store (verified), with their origin ("" = submitted here).
   std::vector<consensus::VerifiedResolution> statements;
   std::string statements_origin;
@@ -131,7 +146,7 @@ struct Ingestor::Metrics final {
     for (std::string_view field : kMalformedFields) AddReason(Cat(kReasonMalformed, "_", field));
     for (std::string_view reason : {kReasonMalformed, kReasonUnknownKey, kReasonMissingPublicKey,
                                     kReasonMalformedPublicKey, kReasonPublicKeyMismatch, kReasonBadSignature,
-                                    kReasonDuplicate}) {
+                                    kReasonDuplicate, kReasonTooLarge, kReasonStorageRefused}) {
       AddReason(std::string(reason));
     }
   }
@@ -236,7 +251,17 @@ absl::StatusOr<std::vector<IngestResult>> Ingestor::SubmitBatch(
   }
 
   if (!write.items.empty()) {
-    if (absl::Status s = Commit(write); !s.ok()) return s;
+    absl::Status committed = Commit(write);
+    if (!committed.ok() && FailedForItsContent(committed) && write.items.size() > 1) {
+      committed = CommitOneByOne(write.items, nullptr, [&](Item& item, const absl::Status& refused) {
+        const size_t i = static_cast<size_t>(&item - items.data());
+        item.status = absl::Status(refused.code(), Cat("attestation ", i + 1, " of ", count,
+                                                       ": the node could not store it (", StdView(refused.message()),
+                                                       "); the other attestations were processed"));
+        item.reason = kReasonStorageRefused;
+      });
+    }
+    if (!committed.ok()) return committed;
   }
   metrics_->CountResults(items);
 
@@ -326,6 +351,12 @@ void Ingestor::CheckItem(const v1::Attestation& message, size_t index, size_t co
     item.observed_key.reset();
     return;
   }
+  if (absl::Status loggable = consensus::CheckAttestationLoggable(*attestation, item.observed_key); !loggable.ok()) {
+    item.status = absl::InvalidArgumentError(Cat(prefix, StdView(loggable.message())));
+    item.reason = kReasonTooLarge;
+    item.observed_key.reset();
+    return;
+  }
   item.fingerprint = std::move(fingerprint);
   item.attestation = *std::move(attestation);
 }
@@ -381,6 +412,7 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
   PendingWrite write;
   write.replication = &batch;
   write.statements_origin = batch.peer;
+  std::vector<size_t> statement_sources;  // parallel to write.statements: the index in batch.resolutions
   for (const ReplicatedResolution& replicated : batch.resolutions) {
     absl::StatusOr<consensus::VerifiedResolution> verified =
         consensus::VerifyResolution(replicated.signed_note, policy_);
@@ -394,6 +426,7 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
       continue;
     }
     write.statements.push_back(*std::move(verified));
+    statement_sources.push_back(static_cast<size_t>(&replicated - batch.resolutions.data()));
   }
   counts.resolutions = static_cast<int64_t>(write.statements.size());
   for (size_t i = 0; i < count; ++i) {
@@ -410,7 +443,47 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
                                                       .detected_unix = now_unix});
     }
   }
-  if (absl::Status s = Commit(write); !s.ok()) return s;
+  absl::Status committed = Commit(write);
+  if (!committed.ok() && FailedForItsContent(committed)) {
+    // Never a permanent stall: the entries at fault are recorded as refused with their reason, the
+    // rest is stored, and the cursor moves on.
+    LogWarning(Cat("peer ", batch.peer, ": the batch up to entry ", batch.progress.cursor,
+                   " could not be stored as a whole (", StdView(committed.message()), "); storing its entries one at a time"));
+    auto refuse = [&](uint64_t index, const std::string& entry, const absl::Status& refused) {
+      ++counts.rejected;
+      batch.rejected.push_back(storage::RejectedEntry{
+          .peer = batch.peer,
+          .index = index,
+          .reason = Cat("this node could not store it: ", StdView(refused.message())),
+          .entry = entry,
+          .detected_unix = now_unix});
+    };
+    committed = CommitOneByOne(write.items, &batch, [&](Item& item, const absl::Status& refused) {
+      const size_t i = static_cast<size_t>(&item - items.data());
+      refuse(batch.attestations[i].index, batch.attestations[i].entry, refused);
+    });
+    for (size_t i = 0; committed.ok() && i < write.statements.size(); ++i) {
+      PendingWrite one;
+      one.replication = &batch;
+      one.store_progress = false;
+      one.statements_origin = batch.peer;
+      one.statements.push_back(write.statements[i]);
+      committed = Commit(one);
+      if (!committed.ok() && FailedForItsContent(committed)) {
+        const ReplicatedResolution& source = batch.resolutions[statement_sources[i]];
+        refuse(source.index, source.entry, committed);
+        --counts.resolutions;
+        committed = absl::OkStatus();
+      }
+    }
+    if (committed.ok()) {
+      // The progress and the refused entries, now that everything before them is stored.
+      PendingWrite progress;
+      progress.replication = &batch;
+      committed = Commit(progress);
+    }
+  }
+  if (!committed.ok()) return committed;
   for (Item* item : write.items) {
     if (item->outcome == IngestOutcome::kAlreadyPresent) {
       ++counts.already_present;
@@ -425,6 +498,28 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
     if (n != 0) metrics_->replicated.Labels({batch.peer, result}).Increment(static_cast<uint64_t>(n));
   }
   return counts;
+}
+
+absl::Status Ingestor::CommitOneByOne(std::vector<Item*>& items, const ReplicationBatch* replication,
+                                      absl::FunctionRef<void(Item&, const absl::Status&)> refuse) {
+  std::vector<Item*> stored;
+  stored.reserve(items.size());
+  for (Item* item : items) {
+    PendingWrite one;
+    one.items.push_back(item);
+    one.replication = replication;
+    one.store_progress = false;
+    absl::Status status = Commit(one);
+    if (status.ok()) {
+      stored.push_back(item);
+    } else if (FailedForItsContent(status)) {
+      refuse(*item, status);
+    } else {
+      return status;
+    }
+  }
+  items = std::move(stored);
+  return absl::OkStatus();
 }
 
 bool Ingestor::WriterIdleOrDone(PendingWrite* write) const { return write->done || !writer_busy_; }
@@ -508,7 +603,7 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
   const ReplicationBatch* replication = group.empty() ? nullptr : group.front()->replication;
   batch.append_to_log = replication == nullptr;
   batch.append_disputes_to_log = replication != nullptr;
-  if (replication != nullptr) {
+  if (replication != nullptr && group.front()->store_progress) {
     batch.peer_progress = replication->progress;
     batch.rejected_entries = replication->rejected;
   }

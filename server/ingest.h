@@ -18,6 +18,14 @@
 //                     "attestation <i> of <n>: duplicate of attestation <j>"
 //   UNAUTHENTICATED   the key is not a builder key of the policy (and the node does not observe unknown
 //                     keys, or the item carries no public_key), or the signature does not verify
+//   INVALID_ARGUMENT  "attestation <i> of <n>: attestation entry for <path> would be <N> bytes ...": its
+//                     log entry would not fit in a C2SP tlog-tiles entry (consensus::CheckAttestationLoggable;
+//                     a path with more than about 1,300 references), so it could never be logged
+//   the store's code  "attestation <i> of <n>: the node could not store it (...)": the group's write failed
+//                     for its content (INVALID_ARGUMENT, INTERNAL, OUT_OF_RANGE) and this item, written on
+//                     its own, still failed; the others were written one at a time
+// A dispute record is never too large to log: one too large for one entry is logged in parts
+// (consensus::EncodeDisputeEntries), so a counted disagreement always makes its path DISPUTED.
 //
 // Thread-safe: Submit may be called from many threads at once. Policy, store and node key are borrowed
 // and must outlive the Ingestor.
@@ -32,6 +40,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -146,8 +155,12 @@ class Ingestor final {
   // the entry carries when this node observes unknown keys), then stores the valid ones with
   // `batch.peer` as their origin (never appended to this node's log), the refused entries and the
   // progress, together with the dispute records this node makes for them (which are logged), in one
-  // transaction through the same writer as submissions. Errors: whatever the store returned
-  // (FAILED_PRECONDITION when the progress would move the cursor backwards); nothing is stored then.
+  // transaction through the same writer as submissions. When that write fails for its content
+  // (INVALID_ARGUMENT, INTERNAL, OUT_OF_RANGE: writing it again would fail again), the entries are
+  // written one at a time, those that still fail are recorded as refused with the reason (like
+  // forged attestations), and the progress is stored last: a follower never stalls on an entry.
+  // Errors: whatever the store returned otherwise (FAILED_PRECONDITION when the progress would move
+  // the cursor backwards); the progress is not stored then, so the batch is replayed.
   absl::StatusOr<ReplicationCounts> Replicate(ReplicationBatch batch);
 
   // A maintainer's statement submitted to this node: verified against the policy, checked against the
@@ -174,6 +187,11 @@ class Ingestor final {
   void CheckItems(const google::protobuf::RepeatedPtrField<v1::Attestation>& batch, std::vector<Item>& items);
   void CheckItem(const v1::Attestation& message, size_t index, size_t count, Item& item) const;
   absl::Status Commit(PendingWrite& write);
+  // After a write of `items` failed for its content: writes each item on its own (for a replicated
+  // batch, without the follower's progress), hands the ones that fail for their content to `refuse`,
+  // and leaves in `items` those stored. Other failures are returned as they are.
+  absl::Status CommitOneByOne(std::vector<Item*>& items, const ReplicationBatch* replication,
+                              absl::FunctionRef<void(Item&, const absl::Status&)> refuse);
   // Writes `group` in one WriteBatch; on success fills the outcomes of its items.
   absl::Status WriteGroup(const std::vector<PendingWrite*>& group);
   bool WriterIdleOrDone(PendingWrite* write) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -79,13 +79,14 @@ bool ResolutionLess(const StoredResolution& a, const StoredResolution& b) {
   return std::tie(a.time_unix, a.signed_note) < std::tie(b.time_unix, b.signed_note);
 }
 
-absl::StatusOr<std::vector<std::string>> LogEntriesOf(const WriteBatch& batch) {
-  std::vector<std::string> entries;
+absl::StatusOr<BatchLogEntries> LogEntriesOf(const WriteBatch& batch) {
+  BatchLogEntries entries;
   if (!batch.append_to_log && !batch.append_disputes_to_log) return entries;
-  entries.reserve(batch.attestations.size() + batch.disputes.size());
+  entries.logged = true;
+  entries.attestations.reserve(batch.attestations.size());
   for (size_t i = 0; i < batch.attestations.size(); ++i) {
     if (!batch.append_to_log) {
-      entries.emplace_back();  // not logged: the batch was replicated from a peer
+      entries.attestations.emplace_back();  // not logged: the batch was replicated from a peer
       continue;
     }
     const StoredAttestation& stored = batch.attestations[i];
@@ -98,15 +99,15 @@ absl::StatusOr<std::vector<std::string>> LogEntriesOf(const WriteBatch& batch) {
                                                        batch.attestations.size(), ": ",
                                                        entry.status().message()));
     }
-    entries.push_back(std::move(*entry));
+    entries.attestations.push_back(std::move(*entry));
   }
   for (size_t i = 0; i < batch.disputes.size(); ++i) {
-    auto entry = consensus::EncodeDisputeEntry(batch.disputes[i].signed_record);
-    if (!entry.ok()) {
+    auto dispute = consensus::EncodeDisputeEntries(batch.disputes[i].signed_record);
+    if (!dispute.ok()) {
       return absl::InvalidArgumentError(consensus::Cat(
-          "dispute ", i + 1, " of ", batch.disputes.size(), ": ", entry.status().message()));
+          "dispute ", i + 1, " of ", batch.disputes.size(), ": ", dispute.status().message()));
     }
-    entries.push_back(std::move(*entry));
+    entries.disputes.push_back(std::move(*dispute));
   }
   for (size_t i = 0; batch.append_to_log && i < batch.resolutions.size(); ++i) {
     auto entry = consensus::EncodeResolutionEntry(batch.resolutions[i].signed_note);
@@ -114,7 +115,7 @@ absl::StatusOr<std::vector<std::string>> LogEntriesOf(const WriteBatch& batch) {
       return absl::InvalidArgumentError(consensus::Cat(
           "resolution ", i + 1, " of ", batch.resolutions.size(), ": ", entry.status().message()));
     }
-    entries.push_back(std::move(*entry));
+    entries.resolutions.push_back(std::move(*entry));
   }
   return entries;
 }

@@ -35,12 +35,17 @@ bool MatchesDisputeFilters(const StoredDispute& dispute, const DisputeQuery& que
 // Statements in the order ResolutionsFor returns them: by time, then signed note.
 bool ResolutionLess(const StoredResolution& a, const StoredResolution& b);
 
-// The log entries (consensus/log_entry.h) of a batch: one per attestation (empty strings when the
-// attestations are not logged, !append_to_log), then one per dispute, then (only when append_to_log)
-// one per resolution, whether or not they end up inserted; empty when nothing of the batch is logged. INVALID_ARGUMENT,
-// prefixed as above, when one cannot be logged (an entry over 65535 bytes, a dispute record that is
-// not a signed dispute note).
-absl::StatusOr<std::vector<std::string>> LogEntriesOf(const WriteBatch& batch);
+// The log entries (consensus/log_entry.h) of a batch, whether or not they end up inserted.
+struct BatchLogEntries final {
+  bool logged = false;                        // false: nothing of the batch is logged
+  std::vector<std::string> attestations;      // one per attestation; empty strings when !append_to_log
+  std::vector<std::vector<std::string>> disputes;  // per dispute: its entry, or its part entries in order
+  std::vector<std::string> resolutions;       // one per resolution when append_to_log, else none
+};
+// INVALID_ARGUMENT, prefixed as above, when one cannot be logged (an attestation entry over 65535
+// bytes, a dispute record that is not a signed dispute note). A dispute record too large for one entry
+// is logged in parts (consensus::EncodeDisputeEntries), never refused for its size.
+absl::StatusOr<BatchLogEntries> LogEntriesOf(const WriteBatch& batch);
 
 // INVALID_ARGUMENT when a peer's progress is inconsistent in itself (no peer name, a frontier that is
 // not the compact range of `cursor` entries, a cursor past the checkpoint's size).

@@ -60,10 +60,10 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
       ++per_key_[stored.attestation.key_name()];
     }
     outcomes.push_back(inserted ? WriteOutcome::kInserted : WriteOutcome::kAlreadyPresent);
-    if (inserted && batch.append_to_log) AppendToLog(std::move((*entries)[i]));
+    if (inserted && batch.append_to_log) AppendToLog(std::move(entries->attestations[i]));
   }
-  for (size_t i = 0; !entries->empty() && i < batch.disputes.size(); ++i) {
-    AppendToLog(std::move((*entries)[batch.attestations.size() + i]));
+  for (std::vector<std::string>& dispute_entries : entries->disputes) {
+    for (std::string& entry : dispute_entries) AppendToLog(std::move(entry));
   }
   if (batch.peer_progress.has_value()) peers_[batch.peer_progress->peer] = *batch.peer_progress;
   for (const RejectedEntry& rejected : batch.rejected_entries) {
@@ -77,7 +77,6 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
       it->second.opened_unix = opened;
     }
   }
-  const size_t resolutions_at = batch.attestations.size() + batch.disputes.size();
   for (size_t i = 0; i < batch.resolutions.size(); ++i) {
     const StoredResolution& resolution = batch.resolutions[i];
     bool present = false;
@@ -85,7 +84,7 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
     if (present) continue;
     resolutions_.emplace(std::make_tuple(resolution.dispute_id, resolution.time_unix, resolution.signed_note),
                          resolution);
-    if (batch.append_to_log) AppendToLog(std::move((*entries)[resolutions_at + i]));
+    if (batch.append_to_log) AppendToLog(std::move(entries->resolutions[i]));
   }
   for (auto& [key, tile] : log_tree_.TakeChangedTiles()) log_tiles_[key] = std::move(tile);
   for (const DisputeStateUpdate& update : batch.dispute_states) {

@@ -536,20 +536,23 @@ class SqliteAttestationStore::Writer {
     }
     for (const Logged& item : logged) {
       if (absl::Status status = AppendLogEntry(item.row->id, static_cast<int64_t>(item.signature),
-                                               std::nullopt, (*entries)[item.entry]);
+                                               std::nullopt, entries->attestations[item.entry]);
           !status.ok()) {
         return status;
       }
     }
-    for (size_t i = 0; !entries->empty() && i < batch.disputes.size(); ++i) {
-      if (absl::Status status =
-              AppendLogEntry(std::nullopt, std::nullopt, batch.disputes[i].signed_record,
-                             (*entries)[batch.attestations.size() + i]);
-          !status.ok()) {
-        return status;
+    for (size_t i = 0; entries->logged && i < batch.disputes.size(); ++i) {
+      const std::vector<std::string>& dispute_entries = entries->disputes[i];
+      for (const std::string& entry : dispute_entries) {
+        // A record logged whole keeps its signed note in the row; a record logged in parts keeps
+        // each part entry itself (EncodeNoteEntry gives both back as entries).
+        const std::string_view kept = dispute_entries.size() == 1 ? std::string_view(batch.disputes[i].signed_record)
+                                                                   : std::string_view(entry);
+        if (absl::Status status = AppendLogEntry(std::nullopt, std::nullopt, kept, entry); !status.ok()) {
+          return status;
+        }
       }
     }
-    const size_t resolutions_at = batch.attestations.size() + batch.disputes.size();
     for (size_t i = 0; i < batch.resolutions.size(); ++i) {
       const StoredResolution& resolution = batch.resolutions[i];
       if (absl::Status status = ValidateStoredResolution(resolution, i, batch.resolutions.size()); !status.ok()) {
@@ -559,7 +562,7 @@ class SqliteAttestationStore::Writer {
       if (!stored.ok()) return stored.status();
       if (*stored && batch.append_to_log) {
         if (absl::Status status =
-                AppendLogEntry(std::nullopt, std::nullopt, resolution.signed_note, (*entries)[resolutions_at + i]);
+                AppendLogEntry(std::nullopt, std::nullopt, resolution.signed_note, entries->resolutions[i]);
             !status.ok()) {
           return status;
         }

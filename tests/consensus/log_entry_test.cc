@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "consensus/attestation.h"
 #include "consensus/dispute.h"
+#include "consensus/encoding.h"
 #include "consensus/keys.h"
 #include "consensus/nar_hash.h"
 #include "consensus/path_info.h"
@@ -35,6 +36,7 @@ namespace attest::consensus {
 namespace {
 
 using ::attest::testing::TestClaim;
+using ::attest::testing::TestClaimWithReferences;
 using ::attest::testing::TestKey;
 using ::attest::testing::TestStorePath;
 using ::testing::HasSubstr;
@@ -137,6 +139,8 @@ std::string ExpectRoundTrip(const AttestationEntry& entry) {
 TEST(LogEntryTest, KindValuesAreStable) {
   EXPECT_EQ(static_cast<int>(LogEntryKind::kAttestation), 1);
   EXPECT_EQ(static_cast<int>(LogEntryKind::kDispute), 2);
+  EXPECT_EQ(static_cast<int>(LogEntryKind::kResolution), 3);
+  EXPECT_EQ(static_cast<int>(LogEntryKind::kDisputePart), 4);
   EXPECT_EQ(kMaxLogEntryBytes, 65535u);
 }
 
@@ -467,17 +471,31 @@ TEST(LogEntryTest, EncoderRefusesWhatCouldNotBeParsedBack) {
 TEST(LogEntryTest, EncodeLogEntryChecksTheKindMatchesTheContent) {
   EXPECT_FALSE(EncodeLogEntry(LogEntry{.kind = LogEntryKind::kAttestation,
                                        .attestation = std::nullopt,
-                                       .note = {}})
+                                       .note = {},
+                                       .part = std::nullopt})
                    .ok());
   EXPECT_FALSE(EncodeLogEntry(LogEntry{
                                   .kind = LogEntryKind::kDispute,
                                   .attestation = GoldenEntry(),
                                   .note = {},
+                                  .part = std::nullopt,
                               })
                    .ok());
   EXPECT_FALSE(EncodeLogEntry(LogEntry{.kind = static_cast<LogEntryKind>(3),
                                        .attestation = std::nullopt,
-                                       .note = {}})
+                                       .note = {},
+                                       .part = std::nullopt})
+                   .ok());
+  EXPECT_FALSE(EncodeLogEntry(LogEntry{.kind = LogEntryKind::kDisputePart,
+                                       .attestation = std::nullopt,
+                                       .note = {},
+                                       .part = std::nullopt})
+                   .ok());
+  EXPECT_FALSE(EncodeLogEntry(LogEntry{.kind = LogEntryKind::kDisputePart,
+                                       .attestation = std::nullopt,
+                                       .note = {},
+                                       .part = DisputePart{.record_sha256 = "not hex", .index = 1, .count = 2,
+                                                           .bytes = "x"}})
                    .ok());
 }
 
@@ -608,6 +626,107 @@ TEST(LogEntryTest, DisputeEntrySizeLimit) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(Message(refused.status()),
               HasSubstr(absl::StrCat("dispute entry would be ", too_big.size() + 22, " bytes")));
+}
+
+TEST(LogEntryTest, DisputeRecordTooLargeForOneEntryIsLoggedInParts) {
+  // Small records stay one classic dispute entry.
+  const std::string small = SignedDisputeNote();
+  const std::vector<std::string> one = OrDie(EncodeDisputeEntries(small));
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0], OrDie(EncodeDisputeEntry(small)));
+
+  // About 150 KB: three parts, each a valid entry, that join back into the signed note.
+  const std::string big = LargeDisputeNote(1300);
+  ASSERT_GT(big.size(), 2 * kDisputePartBytes);
+  const std::vector<std::string> entries = OrDie(EncodeDisputeEntries(big));
+  ASSERT_EQ(entries.size(), 3u);
+  std::vector<DisputePart> parts;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_LE(entries[i].size(), kMaxLogEntryBytes);
+    EXPECT_EQ(entries[i].substr(0, 27), "attest/log/dispute-part/v1\n");
+    const LogEntry parsed = OrDie(ParseLogEntry(entries[i]));
+    ASSERT_EQ(parsed.kind, LogEntryKind::kDisputePart);
+    ASSERT_TRUE(parsed.part.has_value());
+    EXPECT_EQ(parsed.part->index, i + 1);
+    EXPECT_EQ(parsed.part->count, 3u);
+    EXPECT_EQ(parsed.part->record_sha256, HexEncode(Sha256(big)));
+    EXPECT_EQ(EncodeLogEntry(parsed).value_or(""), entries[i]);
+    EXPECT_EQ(EncodeNoteEntry(entries[i]).value_or(""), entries[i]);
+    parts.push_back(*parsed.part);
+  }
+  EXPECT_EQ(parts[0].bytes.size(), kDisputePartBytes);
+  EXPECT_EQ(OrDie(AssembleDisputeParts(parts)), big);
+  // Same facts, same bytes.
+  EXPECT_EQ(OrDie(EncodeDisputeEntries(big)), entries);
+}
+
+TEST(LogEntryTest, DisputePartsThatDoNotJoinIntoTheRecordAreRefused) {
+  const std::string big = LargeDisputeNote(1300);
+  std::vector<DisputePart> parts;
+  for (const std::string& entry : OrDie(EncodeDisputeEntries(big))) parts.push_back(*OrDie(ParseLogEntry(entry)).part);
+  ASSERT_EQ(parts.size(), 3u);
+
+  std::vector<DisputePart> missing = {parts[0], parts[1]};
+  EXPECT_THAT(Message(AssembleDisputeParts(missing).status()), HasSubstr("has 3 parts; 2 were given"));
+  std::vector<DisputePart> swapped = {parts[1], parts[0], parts[2]};
+  EXPECT_THAT(Message(AssembleDisputeParts(swapped).status()), HasSubstr("found where part 1 belongs"));
+  std::vector<DisputePart> changed = parts;
+  changed[1].bytes[100] ^= 1;
+  EXPECT_THAT(Message(AssembleDisputeParts(changed).status()), HasSubstr("another SHA-256"));
+  std::vector<DisputePart> foreign = parts;
+  foreign[2].record_sha256 = std::string(64, 'b');
+  EXPECT_THAT(Message(AssembleDisputeParts(foreign).status()), HasSubstr("belongs to another record"));
+  EXPECT_FALSE(AssembleDisputeParts({}).ok());
+}
+
+TEST(LogEntryTest, MalformedDisputePartEntriesAreRejected) {
+  const std::string record = std::string(64, 'a');
+  auto entry = [&](std::string_view record_line, std::string_view part_line, std::string_view bytes) {
+    return Cat("attest/log/dispute-part/v1\n", record_line, "\n", part_line, "\n", bytes);
+  };
+  const std::string full(kDisputePartBytes, 'x');
+  ASSERT_TRUE(ParseLogEntry(entry("record " + record, "part 1/2", full)).ok());
+  ASSERT_TRUE(ParseLogEntry(entry("record " + record, "part 2/2", "x")).ok());
+  struct Case {
+    std::string name;
+    std::string bytes;
+    std::string fragment;
+  };
+  const std::vector<Case> cases = {
+      {"uppercase hash", entry("record " + std::string(64, 'A'), "part 1/2", full), "line 2"},
+      {"short hash", entry("record " + std::string(63, 'a'), "part 1/2", full), "line 2"},
+      {"no part line", "attest/log/dispute-part/v1\nrecord " + record + "\n", "line 3"},
+      {"part 0", entry("record " + record, "part 0/2", full), "line 3"},
+      {"index past count", entry("record " + record, "part 3/2", "x"), "line 3"},
+      {"a single part", entry("record " + record, "part 1/1", "x"), "line 3"},
+      {"leading zero", entry("record " + record, "part 01/2", full), "line 3"},
+      {"too many parts", entry("record " + record, absl::StrCat("part 1/", kMaxDisputeParts + 1), full), "line 3"},
+      {"empty slice", entry("record " + record, "part 2/2", ""), "line 4"},
+      {"short slice before the last", entry("record " + record, "part 1/2", "x"), "line 4"},
+      {"slice too long", entry("record " + record, "part 2/2", full + "x"), "line 4"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const absl::StatusOr<LogEntry> parsed = ParseLogEntry(c.bytes);
+    ASSERT_FALSE(parsed.ok());
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(Message(parsed.status()), HasSubstr(c.fragment));
+  }
+}
+
+TEST(LogEntryTest, AnAttestationTooLargeToLogIsRefusedByTheSharedCheck) {
+  const PathInfo fits = TestClaimWithReferences("many-refs", "a", 700);
+  EXPECT_TRUE(CheckAttestationLoggable(SignAttestation(fits, TestKey("alice-1")), std::nullopt).ok());
+  const PathInfo too_many = TestClaimWithReferences("many-refs", "a", 2000);
+  const absl::Status refused = CheckAttestationLoggable(SignAttestation(too_many, TestKey("alice-1")), std::nullopt);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Message(refused), HasSubstr("2000 references"));
+  // The check agrees with the encoder at the largest received time.
+  EXPECT_FALSE(EncodeAttestationEntry(AttestationEntry{.attestation = SignAttestation(too_many, TestKey("alice-1")),
+                                                       .observed_key = std::nullopt,
+                                                       .received_unix = 1})
+                   .ok());
 }
 
 // ---- Properties -------------------------------------------------------------------------------

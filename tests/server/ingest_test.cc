@@ -12,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "consensus/dispute.h"
 #include "consensus/encoding.h"
+#include "consensus/log_entry.h"
+#include "consensus/merkle.h"
 #include "consensus/signed_note.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -28,6 +30,7 @@ using ::attest::testing::FixedNow;
 using ::attest::testing::kTestNow;
 using ::attest::testing::Signed;
 using ::attest::testing::TestClaim;
+using ::attest::testing::TestClaimWithReferences;
 using ::attest::testing::TestKey;
 using ::attest::testing::TestStorePath;
 using ::testing::HasSubstr;
@@ -323,6 +326,61 @@ TEST_F(IngestTest, VerdictFlowEndsInASignedDispute) {
   EXPECT_THAT((*refreshed)->signed_record, HasSubstr("flagged bob-builder-1"));
 }
 
+// Issue: a dispute over a path with many references was lost because its record did not fit in one
+// log entry; the third builder's submission failed and the path stayed CONFIRMED.
+TEST_F(IngestTest, ADisagreementOverAPathWithManyReferencesIsADisputeLoggedInParts) {
+  const consensus::PathInfo agreed = TestClaimWithReferences("many-refs", "bytes A", 700);
+  const consensus::PathInfo other = TestClaimWithReferences("many-refs", "bytes B", 700);
+  ASSERT_GT(agreed.Fingerprint().size(), 40000u);
+  EXPECT_EQ(SubmitOk({Signed(agreed, federation_.alice), Signed(agreed, federation_.bob)})[0].outcome,
+            IngestOutcome::kAccepted);
+  const uint64_t log_before = store_.GetLogHead()->size;
+
+  const std::vector<IngestResult> dissent = SubmitOk({Signed(other, federation_.carol)});
+  ASSERT_EQ(dissent.size(), 1u);
+  EXPECT_EQ(dissent[0].outcome, IngestOutcome::kAccepted) << dissent[0].status;
+  EXPECT_EQ(StoredFor(agreed), 3u);
+  auto dispute = store_.GetDispute(consensus::DisputeId(agreed.path));
+  ASSERT_TRUE(dispute.ok() && dispute->has_value());
+  EXPECT_EQ((*dispute)->fingerprint_count, 2);
+  ASSERT_GT((*dispute)->signed_record.size(), consensus::kMaxLogEntryBytes);
+
+  // The log holds carol's attestation, then the record in parts that join back into it.
+  const uint64_t log_after = store_.GetLogHead()->size;
+  auto entries = store_.LogEntries(log_before, log_after - log_before);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_GE(entries->size(), 3u);
+  EXPECT_EQ(consensus::ParseLogEntry((*entries)[0])->kind, consensus::LogEntryKind::kAttestation);
+  std::vector<consensus::DisputePart> parts;
+  for (size_t i = 1; i < entries->size(); ++i) {
+    auto parsed = consensus::ParseLogEntry((*entries)[i]);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    ASSERT_EQ(parsed->kind, consensus::LogEntryKind::kDisputePart);
+    parts.push_back(*parsed->part);
+  }
+  auto assembled = consensus::AssembleDisputeParts(parts);
+  ASSERT_TRUE(assembled.ok()) << assembled.status();
+  EXPECT_EQ(*assembled, (*dispute)->signed_record);
+}
+
+// Issue: [valid, one with 2,000 references] failed the whole call with "internal error in the node's
+// storage" and lost the valid one.
+TEST_F(IngestTest, AnAttestationTooLargeToLogIsRejectedAloneWithItsReason) {
+  const consensus::PathInfo fine = TestClaim("fine");
+  const consensus::PathInfo huge = TestClaimWithReferences("huge", "bytes", 2000);
+  const std::vector<IngestResult> results = SubmitOk({Signed(fine, federation_.alice), Signed(huge, federation_.alice)});
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].outcome, IngestOutcome::kAccepted);
+  EXPECT_EQ(results[1].outcome, IngestOutcome::kRejected);
+  EXPECT_EQ(results[1].status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Message(results[1].status), HasSubstr("attestation 2 of 2: "));
+  EXPECT_THAT(Message(results[1].status), HasSubstr("2000 references"));
+  EXPECT_THAT(Message(results[1].status), ::testing::Not(HasSubstr("internal error")));
+  EXPECT_EQ(StoredFor(fine), 1u);
+  EXPECT_EQ(StoredFor(huge), 0u);
+  EXPECT_EQ(store_.GetLogHead()->size, 1u);
+}
+
 // Records every WriteBatch, to check that a dispute is written together with its evidence.
 class RecordingStore final : public storage::ForwardingAttestationStore {
  public:
@@ -380,6 +438,72 @@ TEST(IngestFailureTest, StorageFailureFailsTheCallStoresNothingAndHidesInternals
   results = ingestor.Submit(Batch({Signed(TestClaim("p"), federation.alice)}));
   ASSERT_TRUE(results.ok()) << results.status();
   EXPECT_EQ((*results)[0].outcome, IngestOutcome::kAccepted);
+}
+
+TEST(IngestFailureTest, AnItemTheStoreRefusesIsRejectedAloneAndTheRestIsStored) {
+  Federation federation;
+  consensus::Policy policy = federation.MakePolicy();
+  storage::testing::FaultInjectingStore store(std::make_unique<storage::MemoryAttestationStore>());
+  Ingestor ingestor(policy, &store, federation.node_key, FixedNow, {});
+  store.RefuseWritesOf(TestClaim("q").path, absl::InvalidArgumentError("a record this store cannot hold"));
+  auto results = ingestor.Submit(Batch({Signed(TestClaim("p"), federation.alice), Signed(TestClaim("q"), federation.alice),
+                                        Signed(TestClaim("r"), federation.alice)}));
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ((*results)[0].outcome, IngestOutcome::kAccepted);
+  EXPECT_EQ((*results)[1].outcome, IngestOutcome::kRejected);
+  EXPECT_EQ((*results)[1].status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Message((*results)[1].status), HasSubstr("attestation 2 of 3: the node could not store it"));
+  EXPECT_EQ((*results)[2].outcome, IngestOutcome::kAccepted);
+  EXPECT_EQ(store.inner().Stats()->attestations, 2);
+
+  // A failure of the node's state (not of an item) still fails the call: retrying can succeed.
+  store.Heal();
+  store.FailWrites(1, absl::UnavailableError("busy"));
+  auto busy = ingestor.Submit(Batch({Signed(TestClaim("s"), federation.alice), Signed(TestClaim("t"), federation.alice)}));
+  ASSERT_FALSE(busy.ok());
+  EXPECT_EQ(busy.status().code(), absl::StatusCode::kUnavailable);
+}
+
+// Issue: a follower whose write of a peer's batch failed for one entry failed every round, its cursor
+// never moved and later entries were never applied.
+TEST(IngestReplicationTest, AnEntryTheFollowerCannotStoreIsRefusedWithItsReasonAndTheCursorMovesOn) {
+  Federation federation;
+  consensus::Policy policy = federation.MakePolicy();
+  storage::testing::FaultInjectingStore store(std::make_unique<storage::MemoryAttestationStore>());
+  Ingestor ingestor(policy, &store, federation.node_key, FixedNow, {});
+  store.RefuseWritesOf(TestClaim("q").path, absl::InvalidArgumentError("a record this store cannot hold"));
+
+  ReplicationBatch batch;
+  batch.peer = "node-a";
+  uint64_t index = 0;
+  for (const char* name : {"p", "q", "r"}) {
+    consensus::AttestationEntry entry{.attestation = consensus::SignAttestation(TestClaim(name), federation.alice),
+                                      .observed_key = std::nullopt,
+                                      .received_unix = kTestNow};
+    batch.attestations.push_back(ReplicatedAttestation{
+        .index = index++, .entry = *consensus::EncodeAttestationEntry(entry), .parsed = entry});
+  }
+  batch.progress = storage::PeerProgress{.peer = "node-a",
+                                         .cursor = 3,
+                                         .frontier = {consensus::MerkleHash{}, consensus::MerkleHash{}},
+                                         .checkpoint = "a checkpoint note",
+                                         .checkpoint_size = 3,
+                                         .cosigned_checkpoint = ""};
+  auto counts = ingestor.Replicate(batch);
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(counts->stored, 2);
+  EXPECT_EQ(counts->rejected, 1);
+
+  auto progress = store.inner().GetPeerProgress("node-a");
+  ASSERT_TRUE(progress.ok() && progress->has_value());
+  EXPECT_EQ((*progress)->cursor, 3u);
+  auto refused = store.inner().RecentRejectedEntries("node-a", 10);
+  ASSERT_TRUE(refused.ok());
+  ASSERT_EQ(refused->size(), 1u);
+  EXPECT_EQ((*refused)[0].index, 1u);
+  EXPECT_THAT((*refused)[0].reason, HasSubstr("could not store it"));
+  EXPECT_THAT((*refused)[0].entry, HasSubstr("-q;"));
+  EXPECT_EQ(store.inner().Stats()->attestations, 2);
 }
 
 TEST(IngestFailureTest, AcknowledgementLostAfterCommitIsAlreadyPresentOnRetry) {

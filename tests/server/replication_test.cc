@@ -357,6 +357,55 @@ TEST_F(ReplicationTest, ForgedAttestationInAValidlySignedLogIsRefusedAndReported
   EXPECT_THAT(status.recent_rejections(0).entry(), HasSubstr("forged"));
 }
 
+// Issue: a follower whose own dispute record for a peer's entries did not fit in one log entry failed
+// every round; its cursor never moved and later, unrelated entries were never applied.
+TEST_F(ReplicationTest, ADisputeOverAPathWithManyReferencesDoesNotStallTheFollower) {
+  NodeDir a_dir = MakeDir("node-a", {});
+  const consensus::PathInfo agreed = ::attest::testing::TestClaimWithReferences("many-refs", "bytes A", 700);
+  const consensus::PathInfo other = ::attest::testing::TestClaimWithReferences("many-refs", "bytes B", 700);
+  {
+    // Written into A's database directly, as a peer that logged them would hold them.
+    auto store = storage::SqliteAttestationStore::Open(a_dir.dir->File("attest.db"), storage::SqliteOptions{});
+    ASSERT_TRUE(store.ok()) << store.status();
+    storage::WriteBatch write;
+    for (const consensus::Attestation& attestation :
+         {consensus::SignAttestation(agreed, federation_.alice), consensus::SignAttestation(agreed, federation_.bob),
+          consensus::SignAttestation(other, federation_.carol),
+          consensus::SignAttestation(TestClaim("later"), federation_.alice)}) {
+      write.attestations.push_back(
+          storage::StoredAttestation{.attestation = attestation, .received_unix = 1, .observed_key = {}, .origin = {}});
+    }
+    write.append_to_log = true;
+    ASSERT_TRUE((*store)->Write(write).ok());
+  }
+  std::unique_ptr<Node> a = StartNode(a_dir);
+  ASSERT_NE(a, nullptr);
+  NodeDir b_dir = MakeDir("node-b", {a.get()});
+  std::unique_ptr<Node> b = StartNode(b_dir);
+  ASSERT_NE(b, nullptr);
+
+  ASSERT_TRUE(Eventually([&] { return Cursor(*b) == 4; })) << "cursor " << Cursor(*b);
+  EXPECT_EQ(StatusOf(*b, agreed.path).verdict(), v1::DISPUTED);
+  EXPECT_EQ(StatusOf(*b, TestClaim("later").path).verdict(), v1::PENDING);
+  EXPECT_EQ(FederationStatus(*b).peers(0).rejected_entries(), 0u);
+  // B's own record of the dispute, logged in parts.
+  auto disputes = b->store()->ListDisputes({});
+  ASSERT_TRUE(disputes.ok());
+  ASSERT_EQ(disputes->size(), 1u);
+  EXPECT_GT((*disputes)[0].signed_record.size(), consensus::kMaxLogEntryBytes);
+  ASSERT_TRUE(Eventually([&] { return LogSize(*b) >= 2; }));
+  auto entries = b->store()->LogEntries(0, LogSize(*b));
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  std::vector<consensus::DisputePart> parts;
+  for (const std::string& entry : *entries) {
+    auto parsed = consensus::ParseLogEntry(entry);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    ASSERT_EQ(parsed->kind, consensus::LogEntryKind::kDisputePart);
+    parts.push_back(*parsed->part);
+  }
+  EXPECT_EQ(consensus::AssembleDisputeParts(parts).value_or(""), (*disputes)[0].signed_record);
+}
+
 TEST_F(ReplicationTest, PeerWithAnotherPolicyIsNotFollowed) {
   NodeDir a_dir = MakeDir("node-a", {}, "", /*quorum=*/3);
   std::unique_ptr<Node> a = StartNode(a_dir);

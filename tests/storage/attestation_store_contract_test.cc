@@ -429,7 +429,8 @@ TEST_P(AttestationStoreContractTest, ConcurrentWritersAndReadersSeeWholeBatches)
 // --- The node's log ---
 
 // A dispute whose record is a real signed dispute record, as the log requires.
-StoredDispute SignedDispute(std::string_view path_name, int64_t time) {
+// `references`: the claims' number of references (a record of two sides of 700 is about 90 KB).
+StoredDispute SignedDispute(std::string_view path_name, int64_t time, size_t references = 0) {
   const StorePath path = TestStorePath(path_name);
   consensus::DisputeRecord record{.id = consensus::DisputeId(path),
                                   .path = path,
@@ -438,7 +439,9 @@ StoredDispute SignedDispute(std::string_view path_name, int64_t time) {
                                   .sides = {},
                                   .flagged_builders = {}};
   for (std::string_view content : {"good", "evil"}) {
-    const consensus::PathInfo claim = TestClaim(path_name, content);
+    const consensus::PathInfo claim = references == 0
+                                          ? TestClaim(path_name, content)
+                                          : attest::testing::TestClaimWithReferences(path_name, content, references);
     const std::string builder = consensus::Cat("builder-", content);
     record.sides.push_back(consensus::DisputeSide{
         .fingerprint = claim.Fingerprint(),
@@ -541,6 +544,36 @@ TEST_P(AttestationStoreContractTest, LogHoldsInsertedAttestationsThenDisputesInO
   EXPECT_THAT(status.message(), HasSubstr("dispute 1 of 1"));
   EXPECT_THAT(Read(TestStorePath("pkg-5")), IsEmpty());
   EXPECT_EQ(store_->GetLogHead()->size, 4u);
+}
+
+TEST_P(AttestationStoreContractTest, ADisputeRecordTooLargeForOneEntryIsLoggedInPartsAndReadBack) {
+  const StoredAttestation a = Attest(TestClaim("pkg-1"), "builder-a", {}, 200);
+  WriteBatch batch = Batch({a});
+  batch.disputes.push_back(SignedDispute("big", 300, 700));
+  ASSERT_GT(batch.disputes[0].signed_record.size(), consensus::kMaxLogEntryBytes);
+  batch.append_to_log = true;
+  WriteOk(batch);
+
+  auto parts = consensus::EncodeDisputeEntries(batch.disputes[0].signed_record);
+  ASSERT_TRUE(parts.ok()) << parts.status();
+  ASSERT_EQ(parts->size(), 2u);
+  auto head = store_->GetLogHead();
+  ASSERT_TRUE(head.ok());
+  ASSERT_EQ(head->size, 3u);
+  auto entries = store_->LogEntries(0, 3);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  EXPECT_THAT(*entries, ElementsAre(EntryOf(a), (*parts)[0], (*parts)[1]));
+  consensus::MemoryHashStore tree;
+  for (const std::string& entry : *entries) tree.Append(consensus::LeafHash(entry));
+  EXPECT_EQ(head->root, *consensus::TreeHash(3, tree));
+  // Read one at a time too (a reader starting in the middle of a record).
+  auto second = store_->LogEntries(2, 1);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_THAT(*second, ElementsAre((*parts)[1]));
+  // The whole record is what the disputes table holds.
+  auto stored = store_->GetDispute(batch.disputes[0].id);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->signed_record, batch.disputes[0].signed_record);
 }
 
 TEST_P(AttestationStoreContractTest, LogTilesHoldEveryStoredHash) {

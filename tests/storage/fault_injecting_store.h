@@ -46,10 +46,18 @@ class FaultInjectingStore final : public AttestationStore {
     absl::MutexLock lock(&mu_);
     reads_ = Plan{count, std::move(status)};
   }
+  // Every Write that holds an attestation of `path` returns `status` without reaching the inner store
+  // (until Heal): a record the store refuses for its content, whatever else the batch holds.
+  void RefuseWritesOf(const consensus::StorePath& path, absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    refused_path_ = path;
+    refusal_ = std::move(status);
+  }
   // Forgets every planned fault.
   void Heal() {
     absl::MutexLock lock(&mu_);
     writes_before_commit_ = writes_after_commit_ = reads_ = Plan{};
+    refused_path_.reset();
   }
 
   int write_calls() const {
@@ -68,6 +76,11 @@ class FaultInjectingStore final : public AttestationStore {
       absl::MutexLock lock(&mu_);
       ++write_calls_;
       if (auto failure = Take(writes_before_commit_)) return *failure;
+      if (refused_path_.has_value()) {
+        for (const StoredAttestation& stored : batch.attestations) {
+          if (stored.attestation.claim.path == *refused_path_) return refusal_;
+        }
+      }
       after_commit = Take(writes_after_commit_);
     }
     auto result = inner_->Write(batch);
@@ -180,6 +193,8 @@ class FaultInjectingStore final : public AttestationStore {
   Plan writes_before_commit_ ABSL_GUARDED_BY(mu_);
   Plan writes_after_commit_ ABSL_GUARDED_BY(mu_);
   Plan reads_ ABSL_GUARDED_BY(mu_);
+  std::optional<consensus::StorePath> refused_path_ ABSL_GUARDED_BY(mu_);
+  absl::Status refusal_ ABSL_GUARDED_BY(mu_);
   int write_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int read_calls_ ABSL_GUARDED_BY(mu_) = 0;
 };

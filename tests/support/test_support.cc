@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "consensus/encoding.h"
 #include "consensus/nar_hash.h"
@@ -36,6 +37,20 @@ consensus::StorePath TestStorePath(std::string_view name) {
 consensus::PathInfo TestClaim(std::string_view name, std::string_view content, uint64_t nar_size) {
   auto claim = consensus::PathInfo::Create(
       TestStorePath(name), consensus::NarHash::FromDigest(consensus::Sha256(content)), nar_size, {});
+  if (!claim.ok()) {
+    ADD_FAILURE() << claim.status();
+    std::abort();
+  }
+  return *claim;
+}
+
+consensus::PathInfo TestClaimWithReferences(std::string_view name, std::string_view content, size_t references) {
+  std::vector<consensus::StorePath> refs;
+  refs.reserve(references);
+  for (size_t i = 0; i < references; ++i) refs.push_back(TestStorePath(consensus::Cat("dependency-", i)));
+  auto claim = consensus::PathInfo::Create(TestStorePath(name),
+                                           consensus::NarHash::FromDigest(consensus::Sha256(content)), 1234,
+                                           std::move(refs));
   if (!claim.ok()) {
     ADD_FAILURE() << claim.status();
     std::abort();

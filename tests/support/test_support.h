@@ -21,6 +21,10 @@ consensus::StorePath TestStorePath(std::string_view name);
 consensus::PathInfo TestClaim(std::string_view name, std::string_view content = "content",
                               uint64_t nar_size = 1234);
 
+// TestClaim with `references` references ("/nix/store/<hash>-dependency-<i>", about 60 bytes each in
+// the fingerprint): 700 give a fingerprint of about 43 KB, 2,000 one larger than a log entry holds.
+consensus::PathInfo TestClaimWithReferences(std::string_view name, std::string_view content, size_t references);
+
 // A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
 class TempDir final {
  public:
