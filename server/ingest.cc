@@ -525,6 +525,9 @@ absl::Status Ingestor::CommitOneByOne(std::vector<Item*>& items, const Replicati
 bool Ingestor::WriterIdleOrDone(PendingWrite* write) const { return write->done || !writer_busy_; }
 
 absl::Status Ingestor::Commit(PendingWrite& write) {
+  if (options_.accepting_writes) {
+    if (absl::Status accepting = options_.accepting_writes(); !accepting.ok()) return accepting;
+  }
   absl::MutexLock lock(&mu_);
   queue_.push_back(&write);
   while (!WriterIdleOrDone(&write)) writer_done_.Wait(&mu_);

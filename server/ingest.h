@@ -78,6 +78,9 @@ struct IngestOptions final {
   // Where the submission counters and the verification and commit latencies go (server/README.md,
   // "Metrics"); borrowed. Null: a registry of the Ingestor's own, which nobody reads.
   MetricsRegistry* metrics = nullptr;
+  // Asked before every write (Submit, Replicate, Resolve): a non-OK status is returned as it is and
+  // nothing is written (the node's log can no longer sign what it would append). Empty: always OK.
+  std::function<absl::Status()> accepting_writes = nullptr;
 };
 
 enum class IngestOutcome {

@@ -9,6 +9,7 @@
 #include "consensus/checkpoint.h"
 #include "consensus/encoding.h"
 #include "consensus/signed_note.h"
+#include "server/checkpoint_file.h"
 #include "server/log.h"
 
 namespace attest::server {
@@ -93,7 +94,23 @@ LogHealth LogPublisher::Health() const {
 
 absl::Status LogPublisher::PublishNow() {
   absl::MutexLock lock(&publish_mu_);
-  return Report(PublishLocked());
+  absl::Status status = PublishLocked();
+  if (status.ok()) status = RecordLatest();
+  return Report(std::move(status));
+}
+
+absl::Status LogPublisher::RecordLatest() {
+  const std::shared_ptr<const PublishedCheckpoint> latest = Latest();
+  if (options_.checkpoint_file == nullptr || latest == nullptr) return absl::OkStatus();
+  if (recorded_ && recorded_size_ == latest->size) return absl::OkStatus();
+  if (absl::Status s = options_.checkpoint_file->Record(*latest->note); !s.ok()) {
+    detail_ = std::string(StdView(s.message()));
+    return absl::Status(s.code(), "recording the signed checkpoint beside the database failed (details are in "
+                                  "the node's log); a database that is later emptied would go unnoticed");
+  }
+  recorded_ = true;
+  recorded_size_ = latest->size;
+  return absl::OkStatus();
 }
 
 absl::Status LogPublisher::StorageError(std::string_view action, const absl::Status& status) {

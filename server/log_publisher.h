@@ -56,9 +56,16 @@ enum class LogFork {
   kForgeEveryOtherAnswer = 1,  // tests only: see the file comment
 };
 
+class SignedCheckpointFile;  // server/checkpoint_file.h
+
 struct LogPublisherOptions final {
   absl::Duration interval = absl::Seconds(1);  // how often the log head is polled
   LogFork fork = LogFork::kNone;
+  // Where the newest signed checkpoint is also kept, outside the database (server/checkpoint_file.h);
+  // borrowed, null for none. Written after each checkpoint is stored, and at the first attempt after
+  // Start (a database from before the file existed). A failed write is a problem shown by Health()
+  // and retried at the next tick; it does not stop publishing.
+  const SignedCheckpointFile* checkpoint_file = nullptr;
 };
 
 struct LogHealth final {
@@ -116,6 +123,8 @@ class LogPublisher final {
   absl::Status CheckStoredLog(const storage::LogHead& head, const PublishedCheckpoint* last)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(publish_mu_);
   absl::Status Sign(const storage::LogHead& head) ABSL_EXCLUSIVE_LOCKS_REQUIRED(publish_mu_);
+  // Writes the latest checkpoint to options_.checkpoint_file unless it holds it already.
+  absl::Status RecordLatest() ABSL_EXCLUSIVE_LOCKS_REQUIRED(publish_mu_);
   void SignForgery(const PublishedCheckpoint& genuine) ABSL_EXCLUSIVE_LOCKS_REQUIRED(publish_mu_);
   // Records the outcome of an attempt: logs a problem when it is new, and recovery.
   absl::Status Report(absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(publish_mu_);
@@ -136,6 +145,8 @@ class LogPublisher final {
   // Held for a whole attempt: one publisher at a time.
   absl::Mutex publish_mu_;
   bool loaded_ ABSL_GUARDED_BY(publish_mu_) = false;
+  uint64_t recorded_size_ ABSL_GUARDED_BY(publish_mu_) = 0;  // in the checkpoint file, when recorded_
+  bool recorded_ ABSL_GUARDED_BY(publish_mu_) = false;
   absl::Status frozen_ ABSL_GUARDED_BY(publish_mu_);
   absl::Status last_problem_ ABSL_GUARDED_BY(publish_mu_);
   std::string detail_ ABSL_GUARDED_BY(publish_mu_);  // of the problem being reported, for the log

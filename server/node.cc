@@ -134,6 +134,15 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock
   auto store = storage::SqliteAttestationStore::Open(config.database_path, storage::SqliteOptions{});
   if (!store.ok()) return AboutFile(config.database_path, store.status());
 
+  // A database that lost entries this key already signed must not start a second history under it.
+  if (absl::Status status = CheckLogExtendsRecordedCheckpoint(**store, key->public_key(),
+                                                              SignedCheckpointFile(SignedCheckpointFile::PathFor(
+                                                                  config.database_path)),
+                                                              config.database_path);
+      !status.ok()) {
+    return status;
+  }
+
   auto node = std::unique_ptr<Node>(new Node(config, *std::move(policy), *std::move(key), *std::move(store),
                                              std::move(upstream), std::move(clock)));
   if (absl::Status status = node->resolutions_->Load(*node->store_); !status.ok()) {
@@ -168,6 +177,7 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       policy_(std::move(policy)),
       key_(std::move(key)),
       store_(std::move(store)),
+      checkpoint_file_(SignedCheckpointFile::PathFor(config_.database_path)),
       resolutions_(std::make_unique<ResolutionBook>(policy_)),
       gateway_(MakeGateway(config_, policy_, store_.get(), key_, std::move(upstream), clock, resolutions_.get(),
                            &metrics_)),
@@ -185,7 +195,8 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
                                 gateway->VerdictsChanged();
                               })
                                                                 : nullptr,
-                              .metrics = &metrics_}),
+                              .metrics = &metrics_,
+                              .accepting_writes = [this] { return AcceptingWrites(); }}),
       status_query_(policy_, store_.get(),
                     StatusQueryOptions{.max_paths = config_.max_status_paths,
                                        .resolutions = resolutions_.get(),
@@ -194,7 +205,8 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       log_publisher_(std::make_unique<LogPublisher>(
           store_.get(), key_, clock,
           LogPublisherOptions{.interval = config_.checkpoint_interval,
-                              .fork = config_.test_fork_log ? LogFork::kForgeEveryOtherAnswer : LogFork::kNone})),
+                              .fork = config_.test_fork_log ? LogFork::kForgeEveryOtherAnswer : LogFork::kNone,
+                              .checkpoint_file = &checkpoint_file_})),
       log_proofs_(store_.get(), log_publisher_.get()),
       log_http_(store_.get(), log_publisher_.get()),
       submit_pool_(std::make_unique<WorkerPool>("submit", config_.rpc_threads)),
@@ -209,6 +221,16 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
 }
 
 Node::~Node() { Shutdown(absl::Now()); }
+
+absl::Status Node::AcceptingWrites() const {
+  const LogHealth health = log_publisher_->Health();
+  if (!health.frozen) return absl::OkStatus();
+  // What is written now could never reach a signed checkpoint: acknowledging it would be a promise the
+  // log cannot keep.
+  return absl::UnavailableError(Cat("this node's transparency log cannot extend its signed checkpoint (",
+                                    health.problem, "), so it acknowledges no writes until its operator "
+                                    "repairs it; submit to another node or retry later"));
+}
 
 absl::Status Node::Start() {
   if (server_) return absl::FailedPreconditionError("the node is already started");

@@ -25,6 +25,7 @@
 #include "server/ingest.h"
 #include "server/log_http.h"
 #include "server/log_proofs.h"
+#include "server/checkpoint_file.h"
 #include "server/log_publisher.h"
 #include "server/metrics.h"
 #include "server/node_config.h"
@@ -80,6 +81,10 @@ class Node final {
   Replicator* replicator() const { return replicator_.get(); }
 
  private:
+  // OK while the log can extend its signed checkpoint; UNAVAILABLE (the Ingestor's accepting_writes)
+  // once log publishing has stopped for good.
+  absl::Status AcceptingWrites() const;
+
   Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
        std::unique_ptr<storage::AttestationStore> store, std::unique_ptr<Upstream> upstream, Clock clock);
 
@@ -87,6 +92,8 @@ class Node final {
   const consensus::Policy policy_;
   const consensus::SecretKey key_;
   const std::unique_ptr<storage::AttestationStore> store_;
+  // The newest signed checkpoint, kept beside the database (read by the publisher).
+  const SignedCheckpointFile checkpoint_file_;
   // Before everything that writes metrics.
   MetricsRegistry metrics_;
   // Maintainers' statements in force; read by every tally (before the readers and the ingestor).

@@ -1,18 +1,35 @@
 #include "storage/path_record.h"
 
 #include <algorithm>
+#include <array>
+#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
 #include "consensus/encoding.h"
+#include "consensus/sha256.h"
 
 namespace attest::storage {
 namespace {
 
 // Bumped if the encoding ever changes; a record with an unknown format byte is refused, not guessed
-// at. Format 1 lacks the origin id (every signature was submitted to the node); it is still read.
+// at. Format 1 lacks the origin id (every signature was submitted to the node); format 2 lacks the
+// checksum; both are still read.
 constexpr uint8_t kFormatWithoutOrigin = 1;
-constexpr uint8_t kFormat = 2;
+constexpr uint8_t kFormatWithoutChecksum = 2;
+constexpr uint8_t kFormat = 3;
+constexpr size_t kChecksumBytes = 8;
+
+// The first bytes of SHA-256 over a header, the row's store path and the record (format byte and
+// body): a changed byte, or a record moved to another path's row, no longer matches.
+std::array<uint8_t, kChecksumBytes> Checksum(std::string_view path, std::span<const uint8_t> record) {
+  std::string input = consensus::Cat("attest/path-record/v3\n", path, "\n");
+  input.append(reinterpret_cast<const char*>(record.data()), record.size());
+  const std::array<uint8_t, 32> digest = consensus::Sha256(input);
+  std::array<uint8_t, kChecksumBytes> out;
+  std::copy_n(digest.begin(), kChecksumBytes, out.begin());
+  return out;
+}
 constexpr size_t kPathHashBytes = 20;
 
 // Deriver tags: none, the previous signature's deriver (builders of one path almost always name
@@ -95,7 +112,8 @@ absl::Status Malformed(std::string_view what) {
 
 }  // namespace
 
-void EncodePathRecord(const PathRecord& record, std::vector<uint8_t>& out) {
+void EncodePathRecord(const PathRecord& record, std::string_view path, std::vector<uint8_t>& out) {
+  const size_t start = out.size();
   out.push_back(kFormat);
   PutVarint(out, record.claims.size());
   for (const RecordClaim& claim : record.claims) {
@@ -135,14 +153,28 @@ void EncodePathRecord(const PathRecord& record, std::vector<uint8_t>& out) {
     PutVarint(out, ZigZag(sig.build_time_unix - sig.received_unix));
     PutVarint(out, static_cast<uint64_t>(sig.origin_id));
   }
+  const std::array<uint8_t, kChecksumBytes> checksum = Checksum(path, std::span(out).subspan(start));
+  out.insert(out.end(), checksum.begin(), checksum.end());
 }
 
-absl::StatusOr<PathRecord> DecodePathRecord(std::span<const uint8_t> bytes) {
+absl::StatusOr<PathRecord> DecodePathRecord(std::span<const uint8_t> bytes, std::string_view path) {
   if (bytes.empty()) return Malformed("empty");
-  if (bytes[0] != kFormat && bytes[0] != kFormatWithoutOrigin) {
+  if (bytes[0] != kFormat && bytes[0] != kFormatWithoutChecksum && bytes[0] != kFormatWithoutOrigin) {
     return Malformed(consensus::Cat("unknown format ", int{bytes[0]}));
   }
-  const bool has_origin = bytes[0] == kFormat;
+  if (bytes[0] == kFormat) {
+    // Checked before anything is decoded: a damaged record is never half-believed.
+    if (bytes.size() < 1 + kChecksumBytes) return Malformed("shorter than its checksum");
+    const std::span<const uint8_t> record = bytes.first(bytes.size() - kChecksumBytes);
+    const std::array<uint8_t, kChecksumBytes> expected = Checksum(path, record);
+    if (!std::ranges::equal(expected, bytes.last(kChecksumBytes))) {
+      return absl::DataLossError(consensus::Cat("the stored record of ", path,
+                                                " fails its checksum (a byte of it was changed, or it was "
+                                                "moved from another path's row)"));
+    }
+    bytes = record;
+  }
+  const bool has_origin = bytes[0] != kFormatWithoutOrigin;
   Cursor in(bytes.subspan(1));
   PathRecord record;
   uint64_t count;

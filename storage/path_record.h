@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -58,15 +59,18 @@ struct PathRecord final {
   friend bool operator==(const PathRecord&, const PathRecord&) = default;
 };
 
-// Appends the encoding of `record` to `out`. Precondition: every signature's claim < claims.size(),
-// ids >= 0, build_kind in [0, 127]. Writes format 2 (with origin ids); DecodePathRecord also reads
-// format 1 (origin 0).
-void EncodePathRecord(const PathRecord& record, std::vector<uint8_t>& out);
+// Appends the encoding of `record` to `out`, bound to `path` (the full store path of the row that
+// holds it) by a checksum. Precondition: every signature's claim < claims.size(), ids >= 0,
+// build_kind in [0, 127]. Writes format 3 (with origin ids and the checksum); DecodePathRecord also
+// reads format 2 (no checksum) and format 1 (no checksum, origin 0).
+void EncodePathRecord(const PathRecord& record, std::string_view path, std::vector<uint8_t>& out);
 
-// DATA_LOSS-free: returns INVALID_ARGUMENT describing the first problem (truncation, an unknown
-// format byte, a signature naming a missing claim, a reference that is not a store path, trailing
-// bytes); the caller turns it into its "database is corrupt" error.
-absl::StatusOr<PathRecord> DecodePathRecord(std::span<const uint8_t> bytes);
+// The record of the row of `path`. DATA_LOSS, naming the path, when a format-3 record fails its
+// checksum (a changed byte, or a record moved to another path's row). Otherwise INVALID_ARGUMENT
+// describing the first problem (truncation, an unknown format byte, a signature naming a missing
+// claim, a reference that is not a store path, trailing bytes); the caller turns it into its
+// "database is corrupt" error.
+absl::StatusOr<PathRecord> DecodePathRecord(std::span<const uint8_t> bytes, std::string_view path);
 
 }  // namespace attest::storage
 

@@ -167,7 +167,7 @@ constexpr std::string_view kDropSchemaV1 = R"sql(
 DROP TABLE signatures; DROP TABLE claims; DROP TABLE disputes; DROP TABLE paths; DROP TABLE keys;
 DROP TABLE observed_keys; DROP TABLE labels; DROP TABLE counters;
 )sql";
-static_assert(kSqliteSchemaVersion == 4);
+static_assert(kSqliteSchemaVersion == 5);
 
 // Path rows are ~600 bytes: on 4 KiB pages the unused tail of each page is ~6% of the file, on 8 KiB
 // pages ~3%. Larger pages save little more and make every read copy more (status_bench).
@@ -819,7 +819,7 @@ class SqliteAttestationStore::Writer {
                 row.Text(3) != wanted->path->name()) {
               continue;
             }
-            auto record = DecodePathRecord(row.Blob(4));
+            auto record = DecodePathRecord(row.Blob(4), wanted->path->full());
             if (!record.ok()) return Corrupt(db_->path(), consensus::StdView(record.status().message()));
             wanted->id = row.Int(0);
             wanted->stored_signatures = record->signatures.size();
@@ -942,7 +942,7 @@ class SqliteAttestationStore::Writer {
     for (auto& [full, row] : paths_) {
       if (!row.changed && row.id != 0) continue;
       encoded.clear();
-      EncodePathRecord(row.record, encoded);
+      EncodePathRecord(row.record, row.path->full(), encoded);
       if (row.id == 0) {
         auto insert = insert_path_->Begin("inserting a store path");
         insert.Bind(HashHead(row.hash)).BindBlob(HashTail(row.hash)).Bind(row.path->name()).BindBlob(
@@ -1092,7 +1092,7 @@ class SqliteAttestationStore::Reader {
           for (size_t candidate : same_head->second) {
             Slot& slot = slots[candidate];
             if (std::ranges::equal(row.Blob(2), HashTail(slot.hash)) && row.Text(3) == slot.path->name()) {
-              auto record = DecodePathRecord(row.Blob(4));
+              auto record = DecodePathRecord(row.Blob(4), slot.path->full());
               if (!record.ok()) return Corrupt(db_->path(), consensus::StdView(record.status().message()));
               auto built = BuildAttestations(*slot.path, std::move(*record));
               if (!built.ok()) return built.status();
@@ -1275,7 +1275,7 @@ class SqliteAttestationStore::Reader {
         [&](Statement::Use& row) -> absl::Status {
           auto path = PathFromRow(row.Int(1), row.Blob(2), row.Text(3), db_->path());
           if (!path.ok()) return path.status();
-          auto record = DecodePathRecord(row.Blob(4));
+          auto record = DecodePathRecord(row.Blob(4), path->full());
           if (!record.ok()) return Corrupt(db_->path(), consensus::StdView(record.status().message()));
           rows.emplace(row.Int(0), Row{.path = std::move(*path), .record = std::move(*record)});
           return absl::OkStatus();
@@ -1777,14 +1777,16 @@ absl::Status BackfillVersion4(Connection& db) {
   }
   absl::flat_hash_map<int64_t, int64_t> per_key_id;
   {
-    auto select = db.Prepare("SELECT record FROM paths");
+    auto select = db.Prepare("SELECT hash_head, hash_tail, name, record FROM paths");
     if (!select.ok()) return select.status();
     auto use = (*select)->Begin("counting attestations per key");
     while (true) {
       auto row = use.Step();
       if (!row.ok()) return row.status();
       if (!*row) break;
-      auto record = DecodePathRecord(use.Blob(0));
+      auto path = PathFromRow(use.Int(0), use.Blob(1), use.Text(2), db.path());
+      if (!path.ok()) return path.status();
+      auto record = DecodePathRecord(use.Blob(3), path->full());
       if (!record.ok()) return Corrupt(db.path(), consensus::StdView(record.status().message()));
       for (const RecordSignature& signature : record->signatures) ++per_key_id[signature.key_id];
     }
@@ -1812,6 +1814,17 @@ absl::Status CreateOrMigrate(Connection& db) {
     return status;
   }
   if (identity->version == kSqliteSchemaVersion) return absl::OkStatus();
+  if (identity->version == 4) {
+    // Version 5 writes path records with a checksum (format 3); the format-2 records of version 4 stay
+    // readable, so only the version changes (an older attestd then refuses the file instead of
+    // calling its new records corrupt).
+    if (absl::Status status =
+            db.Execute(consensus::Cat("PRAGMA user_version = ", kSqliteSchemaVersion), "recording the schema version");
+        !status.ok()) {
+      return status;
+    }
+    return tx->Commit();
+  }
   if (identity->version == 2 || identity->version == 3) {
     if (identity->version == 2) {
       if (absl::Status status = db.Execute(kFederationTables, "adding the federation tables"); !status.ok()) {

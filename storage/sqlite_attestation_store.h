@@ -51,7 +51,7 @@ struct SqliteOptions final {
 };
 
 // The schema version this build reads and writes (PRAGMA user_version).
-inline constexpr int kSqliteSchemaVersion = 4;
+inline constexpr int kSqliteSchemaVersion = 5;
 // PRAGMA application_id of an attest database: "atst".
 inline constexpr int32_t kSqliteApplicationId = 0x61747374;
 

@@ -47,21 +47,34 @@ PathRecord Sample() {
   return record;
 }
 
+constexpr std::string_view kPath = "/nix/store/00000000000000000000000000000000-hello-2.12";
+
 std::vector<uint8_t> Encode(const PathRecord& record) {
   std::vector<uint8_t> out;
-  EncodePathRecord(record, out);
+  EncodePathRecord(record, kPath, out);
   return out;
 }
 
+// The same record in format 2 (schema version 4: no checksum), so the structure checks can be tried
+// on hand-changed bytes that a checksum would otherwise refuse first.
+std::vector<uint8_t> EncodeFormat2(const PathRecord& record) {
+  std::vector<uint8_t> out = Encode(record);
+  out.resize(out.size() - 8);
+  out[0] = 2;
+  return out;
+}
+
+absl::StatusOr<PathRecord> Decode(std::span<const uint8_t> bytes) { return DecodePathRecord(bytes, kPath); }
+
 TEST(PathRecordTest, RoundTripsEveryField) {
   const PathRecord record = Sample();
-  auto decoded = DecodePathRecord(Encode(record));
+  auto decoded = Decode(Encode(record));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(*decoded, record);
 }
 
 TEST(PathRecordTest, EmptyRecordRoundTrips) {
-  auto decoded = DecodePathRecord(Encode(PathRecord{}));
+  auto decoded = Decode(Encode(PathRecord{}));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(*decoded, PathRecord{});
 }
@@ -76,18 +89,20 @@ TEST(PathRecordTest, RepeatedDeriverIsStoredOnce) {
 }
 
 TEST(PathRecordTest, EveryTruncationIsRefused) {
-  const std::vector<uint8_t> bytes = Encode(Sample());
-  for (size_t size = 0; size < bytes.size(); ++size) {
-    auto decoded = DecodePathRecord(std::span(bytes.data(), size));
-    EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument) << "size " << size;
+  for (const std::vector<uint8_t>& bytes : {Encode(Sample()), EncodeFormat2(Sample())}) {
+    for (size_t size = 0; size < bytes.size(); ++size) {
+      auto decoded = Decode(std::span(bytes.data(), size));
+      EXPECT_FALSE(decoded.ok()) << "size " << size;
+      EXPECT_TRUE(decoded.status().code() == absl::StatusCode::kInvalidArgument ||
+                  decoded.status().code() == absl::StatusCode::kDataLoss)
+          << decoded.status();
+    }
   }
 }
 
 TEST(PathRecordTest, MalformedRecordsAreRefusedWithTheProblem) {
-  const std::vector<uint8_t> good = Encode(Sample());
-  auto problem = [](std::vector<uint8_t> bytes) {
-    return std::string(DecodePathRecord(bytes).status().message());
-  };
+  const std::vector<uint8_t> good = EncodeFormat2(Sample());
+  auto problem = [](std::vector<uint8_t> bytes) { return std::string(Decode(bytes).status().message()); };
   {
     auto bytes = good;
     bytes[0] = 7;
@@ -101,7 +116,7 @@ TEST(PathRecordTest, MalformedRecordsAreRefusedWithTheProblem) {
   {
     PathRecord record = Sample();
     record.signatures[0].claim = 2;  // only claims 0 and 1 exist
-    EXPECT_THAT(problem(Encode(record)), HasSubstr("a signature of claim 2 of 2"));
+    EXPECT_THAT(problem(EncodeFormat2(record)), HasSubstr("a signature of claim 2 of 2"));
   }
   {
     // A claim count no record of this size can hold.
@@ -111,7 +126,7 @@ TEST(PathRecordTest, MalformedRecordsAreRefusedWithTheProblem) {
     // A reference whose name is not a store path name.
     PathRecord record;
     record.claims.push_back(RecordClaim{.nar_hash = {}, .nar_size = 1, .references = {TestStorePath("ok")}});
-    auto bytes = Encode(record);
+    auto bytes = EncodeFormat2(record);
     // The name "ok" is the last two bytes before the signature count.
     bytes[bytes.size() - 3] = '/';
     EXPECT_THAT(problem(bytes), HasSubstr("a reference"));
@@ -121,7 +136,7 @@ TEST(PathRecordTest, MalformedRecordsAreRefusedWithTheProblem) {
     PathRecord record = Sample();
     record.signatures.resize(1);
     record.signatures[0].deriver.clear();
-    auto bytes = Encode(record);
+    auto bytes = EncodeFormat2(record);
     // The deriver tag follows claim, key id, 64 signature bytes, received (5 bytes), observed id.
     const size_t tag = bytes.size() - 1 /*origin*/ - 1 /*time*/ - 1 /*kind*/ - 1 /*system*/ - 1 /*output*/ - 1;
     ASSERT_EQ(bytes[tag], 0);
@@ -130,28 +145,54 @@ TEST(PathRecordTest, MalformedRecordsAreRefusedWithTheProblem) {
   }
 }
 
-TEST(PathRecordTest, OriginRoundTripsAndFormatOneReadsAsSubmittedHere) {
+TEST(PathRecordTest, OriginRoundTripsAndOlderFormatsAreStillRead) {
   PathRecord record = Sample();
   record.signatures[0].origin_id = 7;
-  auto decoded = DecodePathRecord(Encode(record));
+  auto decoded = Decode(Encode(record));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(*decoded, record);
+  // Format 2 (schema version 4): the same bytes without the checksum.
+  auto two = Decode(EncodeFormat2(record));
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(*two, record);
 
-  // Format 1: the same bytes without the origin id after each signature.
+  // Format 1: format 2 without the origin id after each signature.
   PathRecord one = Sample();
   one.signatures.resize(1);
-  std::vector<uint8_t> bytes = Encode(one);
-  ASSERT_EQ(bytes[0], 2);
+  std::vector<uint8_t> bytes = EncodeFormat2(one);
   ASSERT_EQ(bytes.back(), 0);  // origin 0
   bytes[0] = 1;
   bytes.pop_back();
-  auto old = DecodePathRecord(bytes);
+  auto old = Decode(bytes);
   ASSERT_TRUE(old.ok()) << old.status();
   EXPECT_EQ(*old, one);
-  bytes[0] = 3;
-  auto unknown = DecodePathRecord(bytes);
+  bytes[0] = 4;
+  auto unknown = Decode(bytes);
   ASSERT_FALSE(unknown.ok());
-  EXPECT_THAT(std::string(unknown.status().message()), HasSubstr("unknown format 3"));
+  EXPECT_THAT(std::string(unknown.status().message()), HasSubstr("unknown format 4"));
+}
+
+// Issue: a changed byte inside a stored record gave a CONFIRMED answer with a fingerprint nobody
+// signed, or altered signatures, with no error.
+TEST(PathRecordTest, EveryChangedByteFailsTheChecksumNamingThePath) {
+  const std::vector<uint8_t> good = Encode(Sample());
+  ASSERT_EQ(good[0], 3);
+  for (size_t i = 1; i < good.size(); ++i) {
+    for (uint8_t flip : {uint8_t{0x01}, uint8_t{0x80}}) {
+      std::vector<uint8_t> bytes = good;
+      bytes[i] ^= flip;
+      auto decoded = Decode(bytes);
+      ASSERT_FALSE(decoded.ok()) << "byte " << i;
+      EXPECT_EQ(decoded.status().code(), absl::StatusCode::kDataLoss) << "byte " << i;
+      EXPECT_THAT(std::string(decoded.status().message()), HasSubstr(std::string(kPath))) << "byte " << i;
+    }
+  }
+}
+
+TEST(PathRecordTest, ARecordMovedToAnotherPathsRowFailsTheChecksum) {
+  auto moved = DecodePathRecord(Encode(Sample()), "/nix/store/00000000000000000000000000000000-hello-2.13");
+  EXPECT_EQ(moved.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(moved.status().message()), HasSubstr("fails its checksum"));
 }
 
 }  // namespace

@@ -123,6 +123,41 @@ TEST(SqliteAttestationStoreTest, ReopenedStoreHasEverything) {
   EXPECT_THAT(*again, ElementsAre(WriteOutcome::kAlreadyPresent));
 }
 
+// Issue: a changed byte inside a stored path record gave a CONFIRMED answer with a fingerprint nobody
+// signed, or altered signatures, with no error. Now every read of the record checks it.
+TEST(SqliteAttestationStoreTest, AChangedByteInAStoredRecordIsDataLossNamingThePath) {
+  TempDir dir;
+  const std::string file = dir.File("attest.db");
+  const consensus::PathInfo claim = TestClaim("hello-2.12");
+  {
+    auto store = OpenOrDie(file);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Write(Batch({Attest(claim, "builder-1"), Attest(TestClaim("other"), "builder-1")})).ok());
+  }
+  for (int offset : {2, 40, 100}) {
+    SCOPED_TRACE(offset);
+    const std::string byte = consensus::Cat("substr(record, ", offset, ", 1)");
+    const std::string flip = consensus::Cat(
+        "UPDATE paths SET record = CAST(substr(record, 1, ", offset - 1, ") || (CASE WHEN ", byte,
+        " = X'5A' THEN X'5B' ELSE X'5A' END) || substr(record, ", offset + 1, ") AS BLOB) WHERE name = 'hello-2.12'");
+    const int64_t length = QueryIntOnFile(file, "SELECT length(record) FROM paths WHERE name = 'hello-2.12'");
+    ExecuteOnFile(file, flip);
+    ASSERT_EQ(QueryIntOnFile(file, "SELECT length(record) FROM paths WHERE name = 'hello-2.12'"), length);
+    auto store = OpenOrDie(file);
+    ASSERT_NE(store, nullptr);
+    std::vector<StorePath> paths = {claim.path};
+    auto read = store->AttestationsFor(paths);
+    ASSERT_FALSE(read.ok());
+    EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(read.status().message(), HasSubstr(consensus::Cat("the stored record of ", claim.path.full(),
+                                                                  " fails its checksum")));
+    // Other paths still read, and a write touching the damaged path is refused, not built on.
+    std::vector<StorePath> other = {TestClaim("other").path};
+    EXPECT_TRUE(store->AttestationsFor(other).ok());
+    EXPECT_EQ(store->Write(Batch({Attest(claim, "builder-2")})).status().code(), absl::StatusCode::kDataLoss);
+  }
+}
+
 // The in-memory path index (storage/path_id_index.h) is brought up to each reader's snapshot from the
 // file, so it also covers rows another connection (here a second store on the same file) inserted.
 TEST(SqliteAttestationStoreTest, PathIndexCoversRowsWrittenByAnotherConnection) {
