@@ -277,7 +277,10 @@ absl::Status Node::Start() {
             ? HttpServer::Start(*http_address, std::move(router),
                                 HttpServerOptions{.threads = config_.http_threads,
                                                   .max_connections = config_.http_max_connections,
+                                                  .max_connections_per_ip = config_.http_max_connections_per_ip,
                                                   .idle_timeout_seconds = config_.http_idle_timeout_seconds,
+                                                  .request_head_timeout_seconds =
+                                                      config_.http_request_head_timeout_seconds,
                                                   .job_threads = config_.http_job_threads,
                                                   .tls = std::move(http_tls)})
             : absl::StatusOr<std::unique_ptr<HttpServer>>(http_address.status());
