@@ -531,6 +531,8 @@ bool HttpServer::Send(MHD_Connection* connection, std::string_view method, HttpR
   }
   if (mhd == nullptr) return false;
   MHD_add_response_header(mhd, MHD_HTTP_HEADER_CONTENT_TYPE, response.content_type.c_str());
+  // Browsers must take the declared type: a text/plain answer quoting a request is never run as HTML.
+  MHD_add_response_header(mhd, "X-Content-Type-Options", "nosniff");
   for (const auto& [name, value] : response.headers) MHD_add_response_header(mhd, name.c_str(), value.c_str());
   const MHD_Result queued = MHD_queue_response(connection, static_cast<unsigned int>(response.status), mhd);
   MHD_destroy_response(mhd);

@@ -1,7 +1,7 @@
 // server/http_server: the HTTP port on loopback. Routing, keep-alive, methods and limits, jobs that
 // block without holding an event thread, streamed and file bodies, overload, idle timeout, connection
-// limits (in all and per client address), the request deadline against trickling clients, and Stop
-// with connections parked.
+// limits (in all and per client address), the request deadline against trickling clients, nosniff on
+// every reply, and Stop with connections parked.
 #include "server/http_server.h"
 
 #include <fcntl.h>
@@ -557,6 +557,29 @@ TEST_F(HttpServerTest, TheDeadlineDoesNotCutAnAnswerThatTakesLonger) {
   auto answer = client.ReadAnswer(false, 10s);
   ASSERT_TRUE(answer.has_value()) << "the connection was cut while its answer was being prepared";
   EXPECT_EQ(answer->body, "late but whole\n");
+}
+
+TEST_F(HttpServerTest, EveryReplySaysNosniff) {
+  HttpRouter router;
+  router.Exact("/now", [](const HttpRequest&) { return HttpReply::Now(Text("<b>not html</b>")); });
+  router.Exact("/later", [](const HttpRequest&) { return HttpReply::Later([] { return Text("<b>later</b>"); }); });
+  StartServer(std::move(router));
+  HttpTestClient client(port());
+  for (const char* target : {"/now", "/later", "/unrouted"}) {
+    auto answer = client.Get(target);
+    ASSERT_TRUE(answer.has_value()) << target;
+    EXPECT_EQ(answer->Header("x-content-type-options"), "nosniff") << target << " " << answer->status;
+  }
+  HttpTestClient refused(port());
+  ASSERT_TRUE(refused.SendRaw("DELETE /now HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto answer = refused.ReadAnswer();
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->status, 405);
+  EXPECT_EQ(answer->Header("x-content-type-options"), "nosniff");
+  auto too_long = HttpGet(port(), "/" + std::string(kMaxPathBytes + 10, 'a'));
+  ASSERT_TRUE(too_long.has_value());
+  EXPECT_EQ(too_long->status, 414);
+  EXPECT_EQ(too_long->Header("x-content-type-options"), "nosniff");
 }
 
 TEST_F(HttpServerTest, StopWakesParkedConnectionsAndWaitsForJobs) {
