@@ -16,6 +16,7 @@
 #include "consensus/checkpoint.h"
 #include "consensus/encoding.h"
 #include "consensus/signed_note.h"
+#include "proto/grpc/health/v1/health.pb.h"
 #include "server/log.h"
 #include "server/node_metrics.h"
 #include "server/tls_files.h"
@@ -232,6 +233,11 @@ absl::Status Node::Start() {
   log_publisher_->Start();
 
   grpc::EnableDefaultHealthCheckService(true);
+  // Reflection describes services from the process's generated descriptors. gRPC's built-in health
+  // service encodes its messages without protobuf, so grpc.health.v1 would be listed but "not found":
+  // naming a generated health message here links health.pb.cc (from its static library) into the
+  // binary, and with it the registration of grpc/health/v1/health.proto.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config_.grpc_address, credentials, &grpc_port_);
