@@ -10,11 +10,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "consensus/encoding.h"
 #include "server/worker_pool.h"
 
@@ -32,6 +34,14 @@ constexpr size_t kStreamBlock = 64 * 1024;
 // Marks a request whose head arrived but that has not been answered yet (no allocation per request on
 // the hot path; only parked requests get an Exchange).
 char kHeadSeen = 0;
+
+// ConnectionClock::waiting_since while the connection's request is being answered (no deadline runs).
+constexpr int64_t kAnswering = -1;
+
+int64_t SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 std::string ShowAddress(const ListenAddress& address) {
   return Cat(address.host.find(':') == std::string::npos ? address.host : Cat("[", address.host, "]"), ":",
@@ -88,6 +98,27 @@ struct HttpServer::Exchange final {
   std::shared_ptr<Parking> parking;
 };
 
+// The library's idle timeout restarts with every byte, so a client sending one byte every few seconds
+// would keep a connection forever; this clock measures how long the connection has been waiting for a
+// whole request instead. Written on the connection's event thread, read by the sweeper.
+struct HttpServer::ConnectionClock final {
+  explicit ConnectionClock(int socket) : fd(socket) {}
+
+  // The request is in (or being refused): no deadline until its answer has been sent.
+  void Answering() { waiting_since.store(kAnswering, std::memory_order_relaxed); }
+  // The answer went out: the next request's time starts.
+  void Waiting() { waiting_since.store(SteadyNanos(), std::memory_order_relaxed); }
+
+  static ConnectionClock* Of(MHD_Connection* connection) {
+    const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info == nullptr ? nullptr : static_cast<ConnectionClock*>(info->socket_context);
+  }
+
+  const int fd;
+  std::atomic<int64_t> waiting_since{SteadyNanos()};
+  bool cut = false;  // shut down by the sweeper (guarded by the server's clocks_mu_)
+};
+
 // The body of a streamed response, owned by the library's response object.
 struct StreamedBody final {
   HttpServer* server;
@@ -126,9 +157,20 @@ struct HttpServerCallbacks final {
     return gnutls_certificate_verify_peers2(session, &verdict) == GNUTLS_E_SUCCESS && verdict == 0;
   }
 
-  static void Completed(void* cls, MHD_Connection* /*connection*/, void** request_state,
+  static void Completed(void* cls, MHD_Connection* connection, void** request_state,
                         MHD_RequestTerminationCode /*reason*/) {
+    if (HttpServer::ConnectionClock* clock = HttpServer::ConnectionClock::Of(connection)) clock->Waiting();
     static_cast<HttpServer*>(cls)->Completed(request_state);
+  }
+
+  static void NotifyConnection(void* cls, MHD_Connection* connection, void** socket_context,
+                               MHD_ConnectionNotificationCode code) {
+    auto* server = static_cast<HttpServer*>(cls);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+      server->ConnectionOpened(connection, socket_context);
+    } else {
+      server->ConnectionClosed(socket_context);
+    }
   }
 
   static ssize_t ReadStream(void* cls, uint64_t /*pos*/, char* buffer, size_t max) {
@@ -260,9 +302,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddres
       MHD_OPTION_LISTEN_SOCKET, static_cast<MHD_socket>(fd),
       MHD_OPTION_THREAD_POOL_SIZE, static_cast<unsigned int>(std::max(1, options.threads)),
       MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned int>(std::max(1, options.max_connections)),
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, static_cast<unsigned int>(std::max(0, options.max_connections_per_ip)),
       MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned int>(std::max(1, options.idle_timeout_seconds)),
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory,
       MHD_OPTION_NOTIFY_COMPLETED, &HttpServerCallbacks::Completed, server.get(),
+      MHD_OPTION_NOTIFY_CONNECTION, &HttpServerCallbacks::NotifyConnection, server.get(),
       MHD_OPTION_ARRAY, tls_options.data(),
       MHD_OPTION_END);
   // clang-format on
@@ -272,6 +316,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddres
         Cat("cannot serve http", options.tls ? "s" : "", " on ", shown, ": libmicrohttpd did not start (",
             options.tls ? "did GnuTLS refuse the [tls] certificate or key? or " : "", "too many open files?)"));
   }
+  server->sweeper_ = std::thread([raw = server.get()] { raw->SweepSlowRequests(); });
   return server;
 }
 
@@ -285,6 +330,8 @@ HttpServer::HttpServer(HttpRouter router, HttpServerOptions options, int listen_
 HttpServer::~HttpServer() {
   Stop();
   ::close(listen_fd_);
+  absl::MutexLock lock(&clocks_mu_);
+  for (ConnectionClock* clock : clocks_) delete clock;  // none: the library reported every close
 }
 
 void HttpServer::Stop() {
@@ -307,8 +354,52 @@ void HttpServer::Stop() {
     for (auto& [key, parking] : parkings_) parked.push_back(parking);
   }
   for (auto& parking : parked) parking->Wake();
+  {
+    absl::MutexLock lock(&clocks_mu_);
+    sweeper_stopping_ = true;
+  }
+  if (sweeper_.joinable()) sweeper_.join();
   if (daemon_ != nullptr) MHD_stop_daemon(daemon_);
   daemon_ = nullptr;
+}
+
+void HttpServer::ConnectionOpened(MHD_Connection* connection, void** socket_context) {
+  const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (info == nullptr) return;  // no clock: the deadline does not apply (the idle timeout still does)
+  auto* clock = new ConnectionClock(info->connect_fd);
+  *socket_context = clock;
+  absl::MutexLock lock(&clocks_mu_);
+  clocks_.insert(clock);
+}
+
+void HttpServer::ConnectionClosed(void** socket_context) {
+  auto* clock = static_cast<ConnectionClock*>(*socket_context);
+  if (clock == nullptr) return;
+  *socket_context = nullptr;
+  {
+    absl::MutexLock lock(&clocks_mu_);
+    clocks_.erase(clock);
+  }
+  delete clock;
+}
+
+void HttpServer::SweepSlowRequests() {
+  const int64_t limit = int64_t{std::max(1, options_.request_head_timeout_seconds)} * 1'000'000'000;
+  const absl::Duration period =
+      std::min(absl::Seconds(1), absl::Seconds(std::max(1, options_.request_head_timeout_seconds)) / 4);
+  absl::MutexLock lock(&clocks_mu_);
+  while (!clocks_mu_.AwaitWithTimeout(absl::Condition(&sweeper_stopping_), period)) {
+    const int64_t now = SteadyNanos();
+    for (ConnectionClock* clock : clocks_) {
+      const int64_t since = clock->waiting_since.load(std::memory_order_relaxed);
+      if (clock->cut || since == kAnswering || now - since < limit) continue;
+      // The library owns the socket; after shutdown its next read sees the end and it closes the
+      // connection. The descriptor cannot have been reused: the library reports the close (which
+      // takes clocks_mu_) before it closes the socket.
+      ::shutdown(clock->fd, SHUT_RDWR);
+      clock->cut = true;
+    }
+  }
 }
 
 std::shared_ptr<HttpServer::Parking> HttpServer::NewParking(MHD_Connection* connection) {
@@ -347,6 +438,8 @@ bool HttpServer::Access(MHD_Connection* connection, std::string_view url, std::s
     *upload_data_size = 0;  // a GET with a body: the body is ignored
     return true;
   }
+  // The whole request is in: from here on only the idle timeout applies until the answer is sent.
+  if (ConnectionClock* clock = ConnectionClock::Of(connection)) clock->Answering();
   if (*request_state != &kHeadSeen) {
     // Woken after a job: its answer is ready (or the server is stopping).
     auto* exchange = static_cast<Exchange*>(*request_state);
@@ -412,6 +505,8 @@ void HttpServer::Completed(void** request_state) {
 }
 
 bool HttpServer::Send(MHD_Connection* connection, std::string_view method, HttpResponse response) {
+  // Also for answers given before the request was read whole (405, 414, 403): sending is not waiting.
+  if (ConnectionClock* clock = ConnectionClock::Of(connection)) clock->Answering();
   MHD_Response* mhd = nullptr;
   if (auto* text = std::get_if<std::string>(&response.body)) {
     mhd = MHD_create_response_from_buffer(text->size(), text->data(), MHD_RESPMEM_MUST_COPY);
@@ -436,6 +531,8 @@ bool HttpServer::Send(MHD_Connection* connection, std::string_view method, HttpR
   }
   if (mhd == nullptr) return false;
   MHD_add_response_header(mhd, MHD_HTTP_HEADER_CONTENT_TYPE, response.content_type.c_str());
+  // Browsers must take the declared type: a text/plain answer quoting a request is never run as HTML.
+  MHD_add_response_header(mhd, "X-Content-Type-Options", "nosniff");
   for (const auto& [name, value] : response.headers) MHD_add_response_header(mhd, name.c_str(), value.c_str());
   const MHD_Result queued = MHD_queue_response(connection, static_cast<unsigned int>(response.status), mhd);
   MHD_destroy_response(mhd);

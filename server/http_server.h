@@ -1,9 +1,11 @@
 // HttpServer: the node's HTTP port, on libmicrohttpd.
 //
-// What it does for every route: HTTP/1.1 with keep-alive, a bounded number of connections, an idle
-// timeout, GET and HEAD only (anything else is 405 with `Allow: GET, HEAD`), request targets of at most
-// kMaxPathBytes (414 beyond), request heads that fit in 32 KiB (larger ones are refused by the library
-// and the connection closed), and 404 for paths no route claims.
+// What it does for every route: HTTP/1.1 with keep-alive, a bounded number of connections in all and
+// from one client address, an idle timeout, a deadline for receiving each request whole (so a client
+// that trickles its head a byte at a time cannot hold a connection for long), GET and HEAD only
+// (anything else is 405 with `Allow: GET, HEAD`), request targets of at most kMaxPathBytes (414 beyond),
+// request heads that fit in 32 KiB (larger ones are refused by the library and the connection closed),
+// 404 for paths no route claims, and `X-Content-Type-Options: nosniff` on every reply it makes.
 //
 // Routes form a table (HttpRouter): exact paths first, then the longest matching prefix. A handler runs
 // on one of the event threads and answers in one of two ways:
@@ -29,12 +31,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/node_config.h"
@@ -136,8 +140,17 @@ class HttpRouter final {
 
 struct HttpServerOptions final {
   int threads = 2;                // event threads (each serves its share of the connections)
-  int max_connections = 1024;     // more are refused at accept
+  int max_connections = 1024;     // more wait in the listen queue until one closes
+  // Most connections from one client address (an IPv4 address, or a whole IPv6 address); more are
+  // closed as soon as they are accepted, so one client cannot take every slot. 0: no such limit (for a
+  // node behind a reverse proxy on the same machine, where every client has the proxy's address).
+  int max_connections_per_ip = 128;
   int idle_timeout_seconds = 30;  // a connection with no traffic for this long is closed
+  // A request (its head, and a body if one is sent) must have arrived this many seconds after the
+  // connection opened or the previous answer was sent; otherwise the connection is closed, even if
+  // it never went silent for idle_timeout_seconds. A kept-alive connection waiting for its next
+  // request is closed after this too. Checked about every quarter of it (at most every second).
+  int request_head_timeout_seconds = 20;
   int job_threads = 8;            // the work pool for HttpReply::Later jobs (they mostly wait)
   int max_pending_jobs = 4096;    // jobs queued or running; more get 503
   // HTTPS with this certificate and key when set (plain HTTP otherwise). With a client CA, every
@@ -159,8 +172,9 @@ class HttpServer final {
   // Stops accepting, waits for running jobs, cancels parked streams, closes all connections. Idempotent.
   void Stop();
 
-  struct Parking;   // a parked (suspended) connection; internal
-  struct Exchange;  // per-request state; internal
+  struct Parking;          // a parked (suspended) connection; internal
+  struct Exchange;         // per-request state; internal
+  struct ConnectionClock;  // when a connection began waiting for its request; internal
 
  private:
   friend struct HttpServerCallbacks;
@@ -177,6 +191,11 @@ class HttpServer final {
   // A parking registered for Stop, or nullptr when stopping.
   std::shared_ptr<Parking> NewParking(MHD_Connection* connection);
   void Forget(const Parking* parking);
+  // The library's connection notices: a clock for every open connection, for the request deadline.
+  void ConnectionOpened(MHD_Connection* connection, void** socket_context);
+  void ConnectionClosed(void** socket_context);
+  // The sweeper thread: closes connections whose request did not arrive in time.
+  void SweepSlowRequests();
 
   const HttpRouter router_;
   const HttpServerOptions options_;
@@ -192,6 +211,12 @@ class HttpServer final {
   int pending_jobs_ ABSL_GUARDED_BY(mu_) = 0;
   // Every connection that is parked or may park (jobs and streams), so Stop can wake them all.
   absl::flat_hash_map<const Parking*, std::shared_ptr<Parking>> parkings_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex clocks_mu_;
+  // Every open connection's clock (owned here; the library holds a pointer as the socket context).
+  absl::flat_hash_set<ConnectionClock*> clocks_ ABSL_GUARDED_BY(clocks_mu_);
+  bool sweeper_stopping_ ABSL_GUARDED_BY(clocks_mu_) = false;
+  std::thread sweeper_;
 };
 
 }  // namespace attest::server

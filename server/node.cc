@@ -16,6 +16,7 @@
 #include "consensus/checkpoint.h"
 #include "consensus/encoding.h"
 #include "consensus/signed_note.h"
+#include "proto/grpc/health/v1/health.pb.h"
 #include "server/log.h"
 #include "server/node_metrics.h"
 #include "server/tls_files.h"
@@ -254,6 +255,11 @@ absl::Status Node::Start() {
   log_publisher_->Start();
 
   grpc::EnableDefaultHealthCheckService(true);
+  // Reflection describes services from the process's generated descriptors. gRPC's built-in health
+  // service encodes its messages without protobuf, so grpc.health.v1 would be listed but "not found":
+  // naming a generated health message here links health.pb.cc (from its static library) into the
+  // binary, and with it the registration of grpc/health/v1/health.proto.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config_.grpc_address, credentials, &grpc_port_);
@@ -299,7 +305,10 @@ absl::Status Node::Start() {
             ? HttpServer::Start(*http_address, std::move(router),
                                 HttpServerOptions{.threads = config_.http_threads,
                                                   .max_connections = config_.http_max_connections,
+                                                  .max_connections_per_ip = config_.http_max_connections_per_ip,
                                                   .idle_timeout_seconds = config_.http_idle_timeout_seconds,
+                                                  .request_head_timeout_seconds =
+                                                      config_.http_request_head_timeout_seconds,
                                                   .job_threads = config_.http_job_threads,
                                                   .tls = std::move(http_tls)})
             : absl::StatusOr<std::unique_ptr<HttpServer>>(http_address.status());

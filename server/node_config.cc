@@ -34,7 +34,7 @@ using consensus::StdView;
 constexpr std::string_view kNodeKeys =
     "grpc, http, database, key, policy, observe_unknown_keys, max_batch, max_status_paths, "
     "max_message_bytes, verify_threads, rpc_threads, allow_non_loopback, http_threads, http_job_threads, "
-    "http_max_connections, http_idle_timeout";
+    "http_max_connections, http_max_connections_per_ip, http_idle_timeout, http_request_head_timeout";
 constexpr std::string_view kLogKeys = "checkpoint_interval";
 constexpr std::string_view kTestKeys = "fork_log";
 constexpr std::string_view kTables = "[node], [tls], [gateway], [log], [federation], [test] and [[peer]]";
@@ -59,7 +59,9 @@ constexpr IntegerSetting kRpcThreads{"rpc_threads", 1, 1024};
 constexpr IntegerSetting kHttpThreads{"http_threads", 1, 64};
 constexpr IntegerSetting kHttpJobThreads{"http_job_threads", 1, 1024};
 constexpr IntegerSetting kHttpMaxConnections{"http_max_connections", 1, 100000};
+constexpr IntegerSetting kHttpMaxConnectionsPerIp{"http_max_connections_per_ip", 0, 100000};
 constexpr IntegerSetting kHttpIdleTimeout{"http_idle_timeout", 1, 3600};
+constexpr IntegerSetting kHttpRequestHeadTimeout{"http_request_head_timeout", 1, 3600};
 constexpr IntegerSetting kPriority{"priority", 0, 10000};
 constexpr IntegerSetting kPositiveTtl{"positive_ttl", 0, 30 * 86400};
 constexpr IntegerSetting kNegativeTtl{"negative_ttl", 0, 86400};
@@ -282,8 +284,12 @@ class ConfigReader final {
         status = Integer(kHttpJobThreads, *value, config_.http_job_threads);
       } else if (name == kHttpMaxConnections.name) {
         status = Integer(kHttpMaxConnections, *value, config_.http_max_connections);
+      } else if (name == kHttpMaxConnectionsPerIp.name) {
+        status = Integer(kHttpMaxConnectionsPerIp, *value, config_.http_max_connections_per_ip);
       } else if (name == kHttpIdleTimeout.name) {
         status = Integer(kHttpIdleTimeout, *value, config_.http_idle_timeout_seconds);
+      } else if (name == kHttpRequestHeadTimeout.name) {
+        status = Integer(kHttpRequestHeadTimeout, *value, config_.http_request_head_timeout_seconds);
       } else {
         status = absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ",
                                                 Quoted(name), " in [node] (known keys: ", kNodeKeys, ")"));
@@ -713,7 +719,9 @@ absl::Status ValidateNodeConfig(const NodeConfig& config) {
                                 {kHttpThreads, config.http_threads},
                                 {kHttpJobThreads, config.http_job_threads},
                                 {kHttpMaxConnections, config.http_max_connections},
-                                {kHttpIdleTimeout, config.http_idle_timeout_seconds}}) {
+                                {kHttpMaxConnectionsPerIp, config.http_max_connections_per_ip},
+                                {kHttpIdleTimeout, config.http_idle_timeout_seconds},
+                                {kHttpRequestHeadTimeout, config.http_request_head_timeout_seconds}}) {
     if (absl::Status s = CheckInteger(setting, value, where); !s.ok()) return s;
   }
   if (absl::Status s = CheckCheckpointInterval(config.checkpoint_interval, Cat(where, "[log] ")); !s.ok()) {

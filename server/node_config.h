@@ -17,8 +17,10 @@
 //                                    # any address may be bound without it
 //   http_threads = 2                 # HTTP event threads
 //   http_job_threads = 16            # HTTP work that may block (upstream fetches, storage reads)
-//   http_max_connections = 1024      # more HTTP connections are refused
+//   http_max_connections = 1024      # more HTTP connections wait in the listen queue
+//   http_max_connections_per_ip = 128  # HTTP connections from one client address (0 = no limit)
 //   http_idle_timeout = 30           # seconds before an idle HTTP connection is closed
+//   http_request_head_timeout = 20   # seconds for a whole HTTP request to arrive, however it trickles
 //
 //   [tls]                            # TLS on both ports (gRPC and HTTPS); absent = plaintext
 //   cert = "node.crt"                # PEM certificate chain, the node's certificate first
@@ -139,7 +141,9 @@ struct NodeConfig final {
   int http_threads = 2;
   int http_job_threads = 16;
   int http_max_connections = 1024;
+  int http_max_connections_per_ip = 128;  // 0: no per-address limit
   int http_idle_timeout_seconds = 30;
+  int http_request_head_timeout_seconds = 20;
   std::optional<TlsConfig> tls;
   std::optional<GatewayConfig> gateway;
   // [log]

@@ -138,10 +138,26 @@ let
       default = 1024;
       description = "Most HTTP connections at once (the service's LimitNOFILE follows it).";
     };
+    http_max_connections_per_ip = mkOption {
+      type = types.ints.unsigned;
+      default = 128;
+      description = ''
+        Most HTTP connections from one client address; more are closed at once. 0 means no such limit
+        (behind a reverse proxy on the same machine, every client has the proxy's address).
+      '';
+    };
     http_idle_timeout = mkOption {
       type = types.ints.positive;
       default = 30;
       description = "Seconds before an idle HTTP connection is closed.";
+    };
+    http_request_head_timeout = mkOption {
+      type = types.ints.positive;
+      default = 20;
+      description = ''
+        Seconds for a whole HTTP request to arrive after the connection opened or the previous answer
+        was sent; slower connections are closed even if they keep sending (slowloris).
+      '';
     };
   };
 

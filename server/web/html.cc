@@ -118,8 +118,7 @@ HttpResponse HtmlResponse(int status, std::string document) {
   HttpResponse response;
   response.status = status;
   response.content_type = "text/html; charset=utf-8";
-  response.headers.emplace_back("Cache-Control", "no-cache");
-  response.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  response.headers.emplace_back("Cache-Control", "no-cache");  // (nosniff: the HTTP server adds it to every reply)
   // No script may run on these pages, whatever a stored text contains.
   response.headers.emplace_back("Content-Security-Policy",
                                 "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; img-src 'self'");
@@ -131,8 +130,7 @@ HttpResponse JsonResponse(int status, std::string json) {
   HttpResponse response;
   response.status = status;
   response.content_type = "application/json";
-  response.headers.emplace_back("Cache-Control", "no-cache");
-  response.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  response.headers.emplace_back("Cache-Control", "no-cache");  // (nosniff: the HTTP server adds it to every reply)
   json.push_back('\n');
   response.body = std::move(json);
   return response;

@@ -1,11 +1,13 @@
 // server/http_server: the HTTP port on loopback. Routing, keep-alive, methods and limits, jobs that
 // block without holding an event thread, streamed and file bodies, overload, idle timeout, connection
-// limit, and Stop with connections parked.
+// limits (in all and per client address), the request deadline against trickling clients, nosniff on
+// every reply, and Stop with connections parked.
 #include "server/http_server.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -28,6 +30,7 @@ using ::attest::testing::HttpAnswer;
 using ::attest::testing::HttpGet;
 using ::attest::testing::HttpTestClient;
 using ::attest::testing::PollUntil;
+using ::testing::Field;
 using ::testing::HasSubstr;
 using ::testing::Optional;
 
@@ -432,6 +435,151 @@ TEST_F(HttpServerTest, ConnectionLimitHoldsBackExtraConnections) {
   auto answer = third.ReadAnswer(false, 10s);
   ASSERT_TRUE(answer.has_value()) << "answered once a slot freed";
   EXPECT_EQ(answer->status, 200);
+}
+
+// 127.0.0.2 is a second client as the server sees it (all of 127.0.0.0/8 is loopback on Linux).
+constexpr in_addr_t kOtherClient = (127u << 24) | 2u;
+
+HttpRouter HealthzRouter() {
+  HttpRouter router;
+  router.Exact("/healthz", [](const HttpRequest&) { return HttpReply::Now(Text("ok")); });
+  return router;
+}
+
+TEST_F(HttpServerTest, OneClientAddressCannotTakeEveryConnection) {
+  // Without the per-address limit, eight idle connections from 127.0.0.1 would fill the server and
+  // the other client would wait in the listen queue until the idle timeout (60 s) freed a slot.
+  StartServer(HealthzRouter(), HttpServerOptions{.threads = 1,
+                                                 .max_connections = 8,
+                                                 .max_connections_per_ip = 4,
+                                                 .idle_timeout_seconds = 60,
+                                                 .request_head_timeout_seconds = 60});
+  std::vector<std::unique_ptr<HttpTestClient>> idle;
+  for (int i = 0; i < 8; ++i) {
+    idle.push_back(std::make_unique<HttpTestClient>(port()));
+    ASSERT_TRUE(idle.back()->connected());
+  }
+  // Those beyond the limit are closed by the server as soon as it accepts them.
+  std::vector<bool> closed(idle.size(), false);
+  auto closed_count = [&] { return std::count(closed.begin(), closed.end(), true); };
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        for (size_t i = 0; i < idle.size(); ++i) {
+          if (!closed[i]) closed[i] = idle[i]->WaitForClose(10ms);
+        }
+        return closed_count() >= 4;
+      },
+      10s))
+      << closed_count() << " of 8 connections from one address were closed; expected the 4 beyond the limit";
+
+  HttpTestClient other(port(), kOtherClient);
+  ASSERT_TRUE(other.connected()) << "cannot bind a client socket to 127.0.0.2";
+  auto answer = other.Get("/healthz", 10s);
+  ASSERT_TRUE(answer.has_value()) << "a client at another address is answered";
+  EXPECT_EQ(answer->status, 200);
+
+  // The connections within the limit still work, and one more from the full address is closed.
+  for (size_t i = 0; i < idle.size(); ++i) {
+    if (closed[i]) continue;
+    EXPECT_THAT(idle[i]->Get("/healthz", 10s), Optional(Field(&HttpAnswer::status, 200)));
+    break;
+  }
+  HttpTestClient one_more(port());
+  EXPECT_TRUE(one_more.WaitForClose(10s)) << "a fifth connection from 127.0.0.1 is closed";
+  EXPECT_EQ(closed_count(), 4);
+
+  // Once the address's connections close, it is served again.
+  idle.clear();
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        auto again = HttpGet(port(), "/healthz");
+        return again.has_value() && again->status == 200;
+      },
+      10s));
+}
+
+TEST_F(HttpServerTest, ARequestTrickledAByteAtATimeIsCutOffAtTheDeadline) {
+  // The idle timeout (60 s) never fires: a byte arrives every half second. The request deadline
+  // (2 s) must.
+  StartServer(HealthzRouter(), HttpServerOptions{.idle_timeout_seconds = 60, .request_head_timeout_seconds = 2});
+  const std::string head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + std::string(200, 'a') + "\r\n\r\n";
+  HttpTestClient fresh(port());
+  // A kept-alive connection whose second request trickles: the deadline starts again after an answer.
+  HttpTestClient kept(port());
+  ASSERT_THAT(kept.Get("/healthz"), Optional(Field(&HttpAnswer::status, 200)));
+  struct Trickler {
+    HttpTestClient* client;
+    size_t sent = 0;
+    bool closed = false;
+  };
+  std::vector<Trickler> slow{{.client = &fresh}, {.client = &kept}};
+  const auto start = std::chrono::steady_clock::now();
+  int healthz_answered = 0;
+  for (int round = 0; round < 40; ++round) {
+    bool all_closed = true;
+    for (Trickler& t : slow) {
+      if (t.closed) continue;
+      ASSERT_LT(t.sent, head.size()) << "the whole request went out before the connection was closed";
+      if (t.client->SendRaw(head.substr(t.sent, 1))) ++t.sent;
+      // Waiting for the close paces the trickle: one byte per connection every half second.
+      t.closed = t.client->WaitForClose(250ms);
+      all_closed = all_closed && t.closed;
+    }
+    // Meanwhile other clients are answered.
+    EXPECT_THAT(HttpGet(port(), "/healthz"), Optional(Field(&HttpAnswer::status, 200)));
+    ++healthz_answered;
+    if (all_closed) break;
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(slow[0].closed) << "a new connection trickling its request is closed";
+  EXPECT_TRUE(slow[1].closed) << "a kept-alive connection trickling its next request is closed";
+  EXPECT_LT(elapsed, 15s) << "closed by the 2 s deadline, not by the 60 s idle timeout";
+  EXPECT_GE(slow[0].sent, 3u) << "the client was never silent for long";
+  EXPECT_GT(healthz_answered, 0);
+  EXPECT_THAT(HttpGet(port(), "/healthz"), Optional(Field(&HttpAnswer::status, 200)));
+}
+
+TEST_F(HttpServerTest, TheDeadlineDoesNotCutAnAnswerThatTakesLonger) {
+  absl::Notification release;
+  HttpRouter router;
+  router.Exact("/slow", [&](const HttpRequest&) {
+    return HttpReply::Later([&] {
+      release.WaitForNotification();
+      return Text("late but whole");
+    });
+  });
+  StartServer(std::move(router), HttpServerOptions{.idle_timeout_seconds = 60, .request_head_timeout_seconds = 1});
+  HttpTestClient client(port());
+  ASSERT_TRUE(client.SendRaw("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
+  // Well past the 1 s deadline (checked every 250 ms) while the job runs.
+  EXPECT_EQ(client.ReadFor(2500ms), "");
+  release.Notify();
+  auto answer = client.ReadAnswer(false, 10s);
+  ASSERT_TRUE(answer.has_value()) << "the connection was cut while its answer was being prepared";
+  EXPECT_EQ(answer->body, "late but whole\n");
+}
+
+TEST_F(HttpServerTest, EveryReplySaysNosniff) {
+  HttpRouter router;
+  router.Exact("/now", [](const HttpRequest&) { return HttpReply::Now(Text("<b>not html</b>")); });
+  router.Exact("/later", [](const HttpRequest&) { return HttpReply::Later([] { return Text("<b>later</b>"); }); });
+  StartServer(std::move(router));
+  HttpTestClient client(port());
+  for (const char* target : {"/now", "/later", "/unrouted"}) {
+    auto answer = client.Get(target);
+    ASSERT_TRUE(answer.has_value()) << target;
+    EXPECT_EQ(answer->Header("x-content-type-options"), "nosniff") << target << " " << answer->status;
+  }
+  HttpTestClient refused(port());
+  ASSERT_TRUE(refused.SendRaw("DELETE /now HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto answer = refused.ReadAnswer();
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->status, 405);
+  EXPECT_EQ(answer->Header("x-content-type-options"), "nosniff");
+  auto too_long = HttpGet(port(), "/" + std::string(kMaxPathBytes + 10, 'a'));
+  ASSERT_TRUE(too_long.has_value());
+  EXPECT_EQ(too_long->status, 414);
+  EXPECT_EQ(too_long->Header("x-content-type-options"), "nosniff");
 }
 
 TEST_F(HttpServerTest, StopWakesParkedConnectionsAndWaitsForJobs) {

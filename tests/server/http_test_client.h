@@ -33,8 +33,21 @@ struct HttpAnswer final {
 
 class HttpTestClient final {
  public:
-  explicit HttpTestClient(int port) {
+  explicit HttpTestClient(int port) : HttpTestClient(port, INADDR_LOOPBACK) {}
+  // From another loopback address as source (e.g. 127.0.0.2, a second client as the server sees it;
+  // Linux routes all of 127.0.0.0/8 to the loopback interface).
+  HttpTestClient(int port, in_addr_t source_address) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (source_address != INADDR_LOOPBACK) {
+      sockaddr_in source{};
+      source.sin_family = AF_INET;
+      source.sin_addr.s_addr = htonl(source_address);
+      if (::bind(fd_, reinterpret_cast<sockaddr*>(&source), sizeof(source)) != 0) {
+        ::close(fd_);
+        fd_ = -1;
+        return;
+      }
+    }
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_port = htons(static_cast<uint16_t>(port));

@@ -50,7 +50,9 @@ TEST(NodeConfigTest, MinimalConfigGetsDefaultsAndResolvesPathsAgainstItsDirector
   EXPECT_EQ(config->http_threads, 2);
   EXPECT_EQ(config->http_job_threads, 16);
   EXPECT_EQ(config->http_max_connections, 1024);
+  EXPECT_EQ(config->http_max_connections_per_ip, 128);
   EXPECT_EQ(config->http_idle_timeout_seconds, 30);
+  EXPECT_EQ(config->http_request_head_timeout_seconds, 20);
   EXPECT_FALSE(config->gateway.has_value());
   EXPECT_EQ(config->checkpoint_interval, absl::Seconds(1));
   EXPECT_FALSE(config->test_fork_log);
@@ -76,7 +78,9 @@ TEST(NodeConfigTest, EveryKeyIsRead) {
       "http_threads = 3\n"
       "http_job_threads = 5\n"
       "http_max_connections = 77\n"
+      "http_max_connections_per_ip = 0\n"
       "http_idle_timeout = 9\n"
+      "http_request_head_timeout = 7\n"
       "\n"
       "[gateway]\n"
       "upstream = \"https://cache.nixos.org\"\n"
@@ -112,7 +116,9 @@ TEST(NodeConfigTest, EveryKeyIsRead) {
   EXPECT_EQ(config->http_threads, 3);
   EXPECT_EQ(config->http_job_threads, 5);
   EXPECT_EQ(config->http_max_connections, 77);
+  EXPECT_EQ(config->http_max_connections_per_ip, 0);
   EXPECT_EQ(config->http_idle_timeout_seconds, 9);
+  EXPECT_EQ(config->http_request_head_timeout_seconds, 7);
   ASSERT_TRUE(config->gateway.has_value());
   EXPECT_EQ(config->gateway->upstream, "https://cache.nixos.org");
   EXPECT_EQ(config->gateway->priority, 41);
@@ -212,6 +218,10 @@ TEST(NodeConfigTest, GatewayDefaultsAndItsErrors) {
               AllOf(StartsWith("/etc/attest/node.toml:5:"), HasSubstr("http = \"\" turns it off")));
   EXPECT_THAT(ErrorOf(std::string(kMinimal) + "http_threads = 0\n"), HasSubstr("http_threads is 0"));
   EXPECT_THAT(ErrorOf(std::string(kMinimal) + "http_idle_timeout = 99999\n"), HasSubstr("http_idle_timeout"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "http_max_connections_per_ip = -1\n"),
+              HasSubstr("http_max_connections_per_ip is -1"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "http_request_head_timeout = 0\n"),
+              HasSubstr("http_request_head_timeout is 0"));
 
   NodeConfig built = *config;
   built.gateway->upstream = "ftp://x";

@@ -564,6 +564,7 @@ TEST_P(NodeSocketTest, HttpHealthzAnswersOk) {
   ::close(fd);
   EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 200 OK\r\n"));
   EXPECT_THAT(answer, ::testing::EndsWith("\r\n\r\nok\n"));
+  EXPECT_THAT(answer, ::testing::HasSubstr("\r\nX-Content-Type-Options: nosniff\r\n"));
 
   fd = ConnectLoopback(node_->http_port());
   ::send(fd, "\x16\x03\x01garbage", 10, MSG_NOSIGNAL);
