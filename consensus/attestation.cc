@@ -3,6 +3,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "consensus/display_text.h"
 #include "consensus/encoding.h"
 #include "consensus/store_path.h"
 
@@ -11,21 +12,15 @@ namespace {
 
 constexpr size_t kMaxMetadataField = 255;
 
-// Output names and system strings are single words in Nix ("out", "x86_64-linux"); metadata ends up
-// in line-based formats (dispute notes, logs), so whitespace and control bytes are refused.
+// Output names and system strings are single words in Nix ("out", "x86_64-linux"). Metadata ends up
+// in line-based formats (dispute notes, logs) and is shown as it is (`attest disputes show`, the
+// dispute pages), so it follows the displayed-text rule.
 absl::Status ValidateWord(std::string_view field, std::string_view value) {
   if (value.size() > kMaxMetadataField) {
     return absl::InvalidArgumentError(Cat("build metadata ", field, " has ", value.size(),
                                           " bytes; at most ", kMaxMetadataField));
   }
-  for (char c : value) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7f) {
-      return absl::InvalidArgumentError(Cat("build metadata ", field, " ", QuoteForError(value),
-                                            " contains whitespace or a control character"));
-    }
-  }
-  return absl::OkStatus();
+  return ValidateDisplayText(value, TextShape::kWord, Cat("build metadata ", field));
 }
 
 }  // namespace

@@ -29,7 +29,8 @@ struct BuildMetadata final {
 };
 
 // INVALID_ARGUMENT when metadata fields are malformed (a deriver that is not a .drv store path, an
-// output name or system with spaces or over 255 bytes, a negative time).
+// output name or system over 255 bytes or not a word of displayed text (consensus/display_text.h:
+// white space, control or bidirectional formatting characters, invalid UTF-8), a negative time).
 absl::Status ValidateBuildMetadata(const BuildMetadata& metadata);
 
 struct Attestation final {

@@ -4,7 +4,7 @@
 //   public key  "<name>:<base64 of 32 bytes>"                        (nix key convert-secret-to-public)
 //   signature   "<name>:<base64 of 64 bytes>"                        (narinfo Sig: lines)
 //
-// Key names are non-empty, contain no ':' and no whitespace. Value types; thread-safe. SecretKey zeroes
+// Key names follow ValidateKeyName. Value types; thread-safe. SecretKey zeroes
 // its bytes on destruction and never prints itself.
 #ifndef ATTEST_CONSENSUS_KEYS_H_
 #define ATTEST_CONSENSUS_KEYS_H_
@@ -20,8 +20,14 @@
 
 namespace attest::consensus {
 
-// INVALID_ARGUMENT unless `name` is a usable key name: 1..255 bytes, no ':', no ASCII whitespace
-// and no control characters (nix.conf separates trusted keys by whitespace).
+// The one rule for key names, wherever a key is named: the policy's builder and maintainer keys,
+// signatures, the builder lines of resolution statements and dispute records, the signers of
+// signed notes, the pages. OK when `name` is 1..255 bytes with no ':' (Nix splits "<name>:<base64>"
+// at the first ':' and takes anything before it) and is a word of displayed text
+// (ValidateDisplayText with TextShape::kWord: valid UTF-8, no white space, since nix.conf separates
+// trusted keys by white space, no control or bidirectional formatting characters). So '+', '.',
+// '-', '_', '/', '=', '@' and non-ASCII letters are all fine. INVALID_ARGUMENT otherwise.
+// Keys whose notes standard C2SP clients read (the node's own key) also need ValidateNoteKeyName.
 absl::Status ValidateKeyName(std::string_view name);
 
 struct Signature final {

@@ -29,32 +29,6 @@ namespace {
 constexpr std::string_view kCanonicalHeader = "attest-policy/v1";
 constexpr size_t kMaxOperatorNameLength = 128;
 
-// Operator names appear in space-separated statement lines (dispute records, the canonical text),
-// so they are identifiers, not free text.
-absl::Status ValidateOperatorName(std::string_view name) {
-  if (name.empty()) {
-    return absl::InvalidArgumentError(
-        "operator name is empty (give every operator a short unique name, e.g. name = "
-        "\"alice-ci\")");
-  }
-  if (name.size() > kMaxOperatorNameLength) {
-    return absl::InvalidArgumentError(Cat("operator name is ", name.size(),
-                                          " bytes long (use at most ", kMaxOperatorNameLength,
-                                          ")"));
-  }
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.' || c == '@' || c == '+';
-    if (!ok) {
-      return absl::InvalidArgumentError(
-          Cat("operator name ", QuoteForError(name),
-              " contains a character outside [A-Za-z0-9-_.@+] (use letters, digits and "
-              "- _ . @ + only)"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 // Checks the rules that need every name at once. `where` prefixes messages: empty for Create, and
 // "<file>:<line>:<col>: " for the TOML parser so the message points at the offending line.
 class NameRegistry final {
@@ -266,6 +240,30 @@ absl::StatusOr<PublicKey> ParseMaintainer(const toml::table& table, std::string_
 }
 
 }  // namespace
+
+absl::Status ValidateOperatorName(std::string_view name) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError(
+        "operator name is empty (give every operator a short unique name, e.g. name = "
+        "\"alice-ci\")");
+  }
+  if (name.size() > kMaxOperatorNameLength) {
+    return absl::InvalidArgumentError(Cat("operator name is ", name.size(),
+                                          " bytes long (use at most ", kMaxOperatorNameLength,
+                                          ")"));
+  }
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == '@' || c == '+';
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          Cat("operator name ", QuoteForError(name),
+              " contains a character outside [A-Za-z0-9-_.@+] (use letters, digits and "
+              "- _ . @ + only)"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<Policy> Policy::Create(int quorum, std::vector<Operator> operators,
                                       std::vector<PublicKey> maintainers) {

@@ -26,6 +26,11 @@
 
 namespace attest::consensus {
 
+// OK when `name` can name an operator: 1..128 bytes of [A-Za-z0-9-_.@+] (operator names appear in
+// space-separated statement lines, so they are identifiers, not free text). INVALID_ARGUMENT naming
+// the problem otherwise. Also the rule for a request that filters by operator.
+absl::Status ValidateOperatorName(std::string_view name);
+
 struct Operator final {
   std::string name;
   std::vector<PublicKey> builders;

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "consensus/dispute.h"
+#include "consensus/display_text.h"
 #include "consensus/encoding.h"
 #include "consensus/path_info.h"
 #include "consensus/strict_decimal.h"
@@ -31,19 +32,6 @@ template <typename T>
 bool SortedUnique(const std::vector<T>& values) {
   for (size_t i = 1; i < values.size(); ++i) {
     if (!(values[i - 1] < values[i])) return false;
-  }
-  return true;
-}
-
-// One line of printable UTF-8: SignNote refuses control characters, so check the note here too, with
-// an error that names the field.
-bool IsOneLineText(std::string_view text) {
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t length = 0;
-    std::optional<char32_t> rune = DecodeUtf8(text, pos, length);
-    if (!rune.has_value() || *rune < 0x20 || *rune == 0x7f || (*rune >= 0x80 && *rune < 0xa0)) return false;
-    pos += length;
   }
   return true;
 }
@@ -93,7 +81,7 @@ absl::Status Resolution::Validate() const {
   }
   if (!SortedUnique(builders)) return StatementError("builders are not sorted and unique");
   for (const std::string& builder : builders) {
-    if (absl::Status status = ValidateNoteKeyName(builder); !status.ok()) {
+    if (absl::Status status = ValidateKeyName(builder); !status.ok()) {
       return StatementError(Cat("builder key name ", QuoteForError(builder), ": ", status.message()));
     }
   }
@@ -102,8 +90,8 @@ absl::Status Resolution::Validate() const {
   if (note.size() > kMaxResolutionNoteBytes) {
     return StatementError(Cat("the note is ", note.size(), " bytes; at most ", kMaxResolutionNoteBytes));
   }
-  if (!IsOneLineText(note)) {
-    return StatementError("the note must be one line of UTF-8 text without control characters");
+  if (absl::Status status = ValidateDisplayText(note, TextShape::kLine, "the note"); !status.ok()) {
+    return StatementError(StdView(status.message()));
   }
   return absl::OkStatus();
 }

@@ -92,6 +92,12 @@ absl::StatusOr<v1::ListDisputesResponse> DisputeView::List(const v1::ListDispute
     query.state = *state;
   }
   query.name_contains = request.name();
+  if (!request.operator_().empty()) {
+    // Matched against the stored operator list, so only a name the policy could hold may be asked for.
+    if (absl::Status s = consensus::ValidateOperatorName(request.operator_()); !s.ok()) {
+      return absl::InvalidArgumentError(Cat("operator: ", StdView(s.message())));
+    }
+  }
   query.operator_name = request.operator_();
   auto total = store_->CountDisputes(query);
   if (!total.ok()) return StorageFailure("counting disputes", total.status());

@@ -25,7 +25,8 @@ class DisputeView final {
 
   // Disputes open first, then by id, filtered by state, name part and operator. page_size 0 means 100;
   // larger than 1000 is served as 1000.
-  //   INVALID_ARGUMENT  negative page_size, an unknown state, or a page_token this node did not issue
+  //   INVALID_ARGUMENT  negative page_size, an unknown state, an operator that is not an operator name
+  //                     (consensus::ValidateOperatorName), or a page_token this node did not issue
   absl::StatusOr<v1::ListDisputesResponse> List(const v1::ListDisputesRequest& request) const;
 
   // By dispute id ("d-<32 hex>") or by store path; with the attestations of the path that counted

@@ -19,6 +19,7 @@
 #include "proto/grpc/health/v1/health.pb.h"
 #include "server/log.h"
 #include "server/node_metrics.h"
+#include "server/request_parse_interceptor.h"
 #include "server/tls_files.h"
 #include "server/web/web_routes.h"
 #include "storage/sqlite_attestation_store.h"
@@ -61,9 +62,10 @@ absl::StatusOr<consensus::SecretKey> LoadNodeKey(const std::string& path) {
   if (!key.ok()) {
     return absl::InvalidArgumentError(Cat(path, ": not a usable node key: ", StdView(key.status().message())));
   }
-  // The node signs dispute records as signed notes, whose signer names are stricter than Nix's.
+  // The node signs checkpoints and cosignatures that standard C2SP clients verify; their signer
+  // names are stricter than Nix's (no '+').
   if (absl::Status s = consensus::ValidateNoteKeyName(key->name()); !s.ok()) {
-    return absl::InvalidArgumentError(Cat(path, ": the key's name cannot sign dispute records: ",
+    return absl::InvalidArgumentError(Cat(path, ": the key's name cannot sign checkpoints standard log clients verify: ",
                                           StdView(s.message()), " (generate a key with a plain name)"));
   }
   // It also names the node's log (the checkpoint origin).
@@ -267,6 +269,10 @@ absl::Status Node::Start() {
   // gRPC sets SO_REUSEPORT by default, which would let a second node on the same port share its
   // traffic silently; a port in use must be a startup error instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // A request that does not parse is INVALID_ARGUMENT with a message, not gRPC's bare UNIMPLEMENTED.
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<RequestParseInterceptorFactory>());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(&attestations_service_);
   builder.RegisterService(&disputes_service_);
   builder.RegisterService(&policy_service_);

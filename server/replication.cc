@@ -92,9 +92,13 @@ class Follower final {
     out.set_http(peer_.http);
     out.set_public_key(peer_.public_key);
     out.set_state(state_);
-    out.set_peer_size(progress_.checkpoint_size);
+    // The newest checkpoint whose signature verified, even when the round that saw it failed before
+    // it was stored (its entries could not be fetched, say): the figures say what the peer claims
+    // and how far this node is behind it, and lag = size - cursor always holds.
+    const uint64_t peer_size = std::max(newest_seen_size_, progress_.checkpoint_size);
+    out.set_peer_size(peer_size);
     out.set_cursor(progress_.cursor);
-    out.set_lag_entries(std::max(newest_seen_size_, progress_.checkpoint_size) - progress_.cursor);
+    out.set_lag_entries(peer_size - progress_.cursor);
     out.set_last_success_unix(last_success_unix_);
     out.set_last_error(last_error_);
     out.set_peer_policy_hash(peer_policy_hash_);

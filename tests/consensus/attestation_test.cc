@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"
@@ -129,6 +130,27 @@ TEST(AttestationTest, MalformedMetadataIsRejected) {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.fragment;
     EXPECT_THAT(std::string(status.message()), HasSubstr(c.fragment));
   }
+}
+
+// Metadata is shown as it is (`attest disputes show`, the dispute pages), so it follows the
+// displayed-text rule, like a resolution's note.
+TEST(AttestationTest, MetadataThatWouldDisplayFalselyIsRejected) {
+  for (const std::string& value :
+       {std::string("x86_64-\xC2\x9B" "2J"), std::string("out\xC2\x85"), std::string("x86_64-\xE2\x80\xAE" "xunil"),
+        std::string("out\xE2\x81\xA6"), std::string("out\xE2\x80\x8F"), std::string("out\xD8\x9C"),
+        std::string("out\xE2\x80\xA8"), std::string("out\xC2\xA0" "x"), std::string("out\xE9")}) {
+    for (std::string BuildMetadata::*field : {&BuildMetadata::output_name, &BuildMetadata::system}) {
+      BuildMetadata metadata;
+      metadata.*field = value;
+      const absl::Status status = ValidateBuildMetadata(metadata);
+      EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << absl::CHexEscape(value);
+      EXPECT_THAT(std::string(status.message()), HasSubstr("build metadata ")) << absl::CHexEscape(value);
+    }
+  }
+  BuildMetadata unicode;
+  unicode.output_name = "ünïcode";
+  unicode.system = "x86_64-linux";
+  EXPECT_TRUE(ValidateBuildMetadata(unicode).ok());
 }
 
 }  // namespace

@@ -259,7 +259,7 @@ TEST(CheckpointTest, ValidateLogOriginRefusesNamesOfOtherStatements) {
   };
   const Case cases[] = {
       {"", "empty"},
-      {"go.sum database tree", "white space"},
+      {"go.sum database tree", "whitespace"},
       {"a+b", "contains '+'"},
       {"attest/dispute/v1", "starts with 'attest/'"},
       {"attest/checkpoint/v1", "starts with 'attest/'"},

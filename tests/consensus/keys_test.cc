@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "consensus/encoding.h"
@@ -271,12 +272,29 @@ TEST(KeysTest, SignatureParseErrorsAreSpecific) {
 }
 
 TEST(KeysTest, ValidateKeyNameFollowsNixRules) {
-  for (std::string_view name : {"cache.nixos.org-1", "example.com/log", "a", "x+y", "ünïcode"}) {
+  // Nix takes anything before the first ':'; every character it allows that can be written in
+  // nix.conf and shown safely is accepted.
+  for (std::string_view name : {"cache.nixos.org-1", "example.com/log", "a", "x+y", "ünïcode", "例え-1",
+                                "a+b.c-d_e/f=g@h", "ci+eu@example.org/builder_1=", "+", "=", "<&\"'>"}) {
     EXPECT_TRUE(ValidateKeyName(name).ok()) << name;
+    // So such a key parses, signs and verifies like any other.
+    const SecretKey key = attest::testing::TestKey(name);
+    auto parsed = PublicKey::Parse(key.public_key().ToString());
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(parsed->name(), name);
+    auto signature = Signature::Parse(key.Sign("message").ToString());
+    ASSERT_TRUE(signature.ok()) << signature.status();
+    EXPECT_TRUE(parsed->Verify("message", *signature).ok());
   }
-  for (std::string_view name : {"", "a:b", "a b", "a\tb", "a\nb", "del\x7f"}) {
-    EXPECT_EQ(ValidateKeyName(name).code(), absl::StatusCode::kInvalidArgument) << name;
+  for (std::string_view name : {"", "a:b", "a b", "a\tb", "a\nb", "del\x7f", "c1\xC2\x9B", "bidi\xE2\x80\xAE" "1",
+                                "isolate\xE2\x81\xA6", "nbsp\xC2\xA0" "x", "em\xE2\x80\x83space", "latin1\xE9"}) {
+    EXPECT_EQ(ValidateKeyName(name).code(), absl::StatusCode::kInvalidArgument) << absl::CHexEscape(AbslView(name));
+    // One rule: a key with such a name does not parse either.
+    EXPECT_FALSE(PublicKey::Parse(Cat(name, ":", Base64Encode(std::vector<uint8_t>(32, 7)))).ok())
+        << absl::CHexEscape(AbslView(name));
   }
+  EXPECT_THAT(std::string(ValidateKeyName("builder-\xE2\x80\xAE" "1").message()),
+              HasSubstr("bidirectional formatting character"));
   EXPECT_FALSE(ValidateKeyName(std::string(256, 'k')).ok());
   EXPECT_TRUE(ValidateKeyName(std::string(255, 'k')).ok());
 }

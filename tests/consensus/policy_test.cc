@@ -107,6 +107,44 @@ TEST(PolicyTest, ParsesGoodPolicy) {
   EXPECT_EQ(policy->FindMaintainer("alice-1"), nullptr);
 }
 
+// One rule for key names (ValidateKeyName): every character Nix allows in a key name that nix.conf
+// and a page can carry, '+' included, is fine for builders and maintainers alike.
+TEST(PolicyTest, KeyNamesWithTheCharactersNixAllowsLoad) {
+  const std::vector<std::string> builders = {"ci+eu.example.org/b_1", "b=2@example.org", "ünïcode-例", "<b&'>"};
+  const std::string maintainer = "maint+ops.example/m_1=@é";
+  std::string toml = "quorum = 1\n[[operator]]\nname = \"alice+ci\"\nbuilders = [";
+  for (const std::string& name : builders) toml += Cat("\"", TestKey(name).public_key().ToString(), "\", ");
+  toml += Cat("]\n[[maintainer]]\nkey = \"", TestKey(maintainer).public_key().ToString(), "\"\n");
+  absl::StatusOr<Policy> policy = Policy::ParseToml(toml, "nix-names.toml");
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  for (const std::string& name : builders) {
+    ASSERT_NE(policy->FindBuilder(name), nullptr) << name;
+    EXPECT_EQ(*policy->OperatorOf(name), "alice+ci");
+  }
+  ASSERT_NE(policy->FindMaintainer(maintainer), nullptr);
+  // And the canonical text, which every node hashes, carries them unchanged.
+  EXPECT_THAT(policy->CanonicalText(), HasSubstr(Cat("maintainer ", TestKey(maintainer).public_key().ToString())));
+}
+
+TEST(PolicyTest, KeyNamesThatWouldDisplayFalselyAreRefused) {
+  const std::string key = Cat("builder-\xE2\x80\xAE" "1:", Base64Encode(TestKey("x").public_key().bytes()));
+  absl::StatusOr<Policy> policy = Policy::ParseToml(
+      Cat("quorum = 1\n[[operator]]\nname = \"alice\"\nbuilders = [\"", key, "\"]\n"), "bidi.toml");
+  EXPECT_EQ(policy.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(policy.status().message()), HasSubstr("bidi.toml:"));
+  EXPECT_THAT(std::string(policy.status().message()), HasSubstr("bidirectional"));
+}
+
+TEST(PolicyTest, ValidateOperatorNameIsThePoliciesRule) {
+  for (std::string_view name : {"alice-ci", "a.b_c@d+e", "x"}) {
+    EXPECT_TRUE(ValidateOperatorName(name).ok()) << name;
+  }
+  for (std::string_view name : {"", "a b", "alice\nbob", "\n", "ünï", "a/b"}) {
+    EXPECT_EQ(ValidateOperatorName(name).code(), absl::StatusCode::kInvalidArgument) << name;
+  }
+  EXPECT_FALSE(ValidateOperatorName(std::string(129, 'a')).ok());
+}
+
 TEST(PolicyTest, MaintainersAreOptional) {
   absl::StatusOr<Policy> policy = Policy::ParseToml(WithKeys(R"(quorum = 1
 [[operator]]

@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_replace.h"
 #include "consensus/dispute.h"
 #include "consensus/encoding.h"
@@ -150,6 +151,50 @@ TEST(ResolutionTest, OnlyMaintainersOfThePolicyMayResolve) {
   EXPECT_THAT(Message(not_in_policy.status()), HasSubstr("mallory-1"));
 
   EXPECT_EQ(VerifyResolution("not a note", policy).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// One rule for key names: a maintainer and a builder named with the characters Nix allows ('+' among
+// them) can sign and be named, as the policy lets them be listed (issue: such a builder could never
+// be excluded, and such a maintainer never sign).
+TEST(ResolutionTest, KeyNamesWithTheCharactersNixAllowsSignAndAreNamed) {
+  const std::string maintainer = "maint+ops.example/m_1=@é";
+  for (const std::string builder : {"carol+ci.example/b_1", "carol=1@example.org", "carol-ünï-例", "+"}) {
+    absl::StatusOr<Policy> policy = Policy::Create(
+        1, {{"alice", {TestKey("alice-1").public_key()}}, {"carol", {TestKey(builder).public_key()}}},
+        {TestKey(maintainer).public_key()});
+    ASSERT_TRUE(policy.ok()) << policy.status();
+    const Resolution resolution = MakeResolution(ResolutionOutcome::kMalicious, {builder});
+    ASSERT_TRUE(resolution.Validate().ok()) << resolution.Validate();
+    absl::StatusOr<SignedNote> note = SignResolution(resolution, TestKey(maintainer));
+    ASSERT_TRUE(note.ok()) << note.status();
+    absl::StatusOr<VerifiedResolution> verified = VerifyResolution(note->Serialize(), *policy);
+    ASSERT_TRUE(verified.ok()) << verified.status();
+    EXPECT_EQ(verified->maintainer, maintainer);
+    EXPECT_THAT(verified->resolution.builders, ElementsAre(builder));
+    const Resolution* in_force[] = {&verified->resolution};
+    EXPECT_THAT(ExcludedBuilders(in_force), ::testing::UnorderedElementsAre(builder));
+    // It travels in logs like any statement.
+    absl::StatusOr<std::string> entry = EncodeResolutionEntry(note->Serialize());
+    ASSERT_TRUE(entry.ok()) << entry.status();
+    EXPECT_TRUE(ParseLogEntry(*entry).ok());
+  }
+}
+
+TEST(ResolutionTest, NotesAndBuilderNamesThatWouldDisplayFalselyAreRefused) {
+  for (const std::string& note : {std::string("fine \xE2\x80\xAE" "enif"), std::string("isolate \xE2\x81\xA6x"),
+                                  std::string("mark \xE2\x80\x8F"), std::string("c1 \xC2\x9B" "2J"),
+                                  std::string("line \xE2\x80\xA8 separator")}) {
+    Resolution resolution = MakeResolution();
+    resolution.note = note;
+    EXPECT_EQ(resolution.Validate().code(), absl::StatusCode::kInvalidArgument) << absl::CHexEscape(note);
+    EXPECT_THAT(Message(resolution.Validate()), HasSubstr("the note")) << absl::CHexEscape(note);
+  }
+  Resolution resolution = MakeResolution(ResolutionOutcome::kMalicious, {"carol-\xE2\x80\xAE" "1"});
+  EXPECT_THAT(Message(resolution.Validate()), HasSubstr("bidirectional"));
+  // A statement text naming such a builder does not parse either.
+  std::string text = MakeResolution().ToNoteText();
+  text = absl::StrReplaceAll(text, {{"builder carol-1\n", "builder carol\xC2\x85" "1\n"}});
+  EXPECT_EQ(Resolution::FromNoteText(text).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ResolutionTest, LatestStatementIsInForceAndNewFingerprintsReopen) {

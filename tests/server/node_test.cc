@@ -502,6 +502,58 @@ TEST_P(NodeServiceTest, HealthCheckSaysServing) {
   EXPECT_EQ(bytes, std::string("\x08\x01", 2)) << "HealthCheckResponse{status: SERVING}";
 }
 
+// Calls `method` with `bytes` as the request through a generic stub; `response` gets the answer's bytes.
+grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method, const std::string& bytes,
+                     std::string* response = nullptr) {
+  grpc::GenericStub stub(channel);
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer answer;
+  std::promise<grpc::Status> done;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &answer,
+                 [&done](grpc::Status status) { done.set_value(status); });
+  grpc::Status status = done.get_future().get();
+  if (response != nullptr && status.ok()) {
+    std::vector<grpc::Slice> slices;
+    EXPECT_TRUE(answer.Dump(&slices).ok());
+    response->clear();
+    for (const auto& s : slices) response->append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return status;
+}
+
+// gRPC C++ answers a request that does not parse with UNIMPLEMENTED and no message (callback API);
+// the node maps it to INVALID_ARGUMENT saying what is wrong (server/request_parse_interceptor.h). This
+// pins what server/README.md documents.
+TEST_P(NodeServiceTest, MalformedRequestIsInvalidArgument) {
+  // A truncated varint, and a field with a length running past the end: neither parses.
+  for (const std::string& garbage : {std::string("\xff\xff\xff"), std::string("\x0a\x7f" "abc")}) {
+    for (const std::string method : {"/attest.v1.Attestations/Submit", "/attest.v1.Attestations/Status",
+                                     "/attest.v1.Disputes/ListDisputes", "/attest.v1.Disputes/ResolveDispute",
+                                     "/attest.v1.Policy/GetPolicy", "/attest.v1.LogService/GetConsistencyProof",
+                                     "/attest.v1.Federation/GetFederationStatus"}) {
+      grpc::Status status = RawCall(channel_, method, garbage);
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method << ": " << status.error_message();
+      EXPECT_THAT(status.error_message(), HasSubstr(method)) << method;
+      EXPECT_THAT(status.error_message(), HasSubstr("not a valid protobuf encoding")) << method;
+    }
+    // gRPC's own health service parses its requests itself and says so.
+    grpc::Status health = RawCall(channel_, "/grpc.health.v1.Health/Check", garbage);
+    EXPECT_EQ(health.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << health.error_message();
+  }
+  // A method the node does not have is still UNIMPLEMENTED; a well-formed request still works.
+  EXPECT_EQ(RawCall(channel_, "/attest.v1.Attestations/NoSuchMethod", "").error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  std::string answer;
+  ASSERT_TRUE(RawCall(channel_, "/attest.v1.Policy/GetPolicy", "", &answer).ok());
+  v1::PolicyInfo info;
+  ASSERT_TRUE(info.ParseFromString(answer));
+  EXPECT_EQ(info.operators_size(), 3);
+  ExpectStillServing();
+}
+
 // ---- loopback only -------------------------------------------------------------------------------
 
 class NodeSocketTest : public NodeServiceTest {};

@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/attest/v1/attest.grpc.pb.h"
+#include "server/http_server.h"
 #include "server/node.h"
 #include "storage/sqlite_attestation_store.h"
 #include "tests/server/http_test_client.h"
@@ -456,6 +457,68 @@ TEST_F(ReplicationTest, ForkingPeerIsCaughtWithBothCheckpointsAndNoLongerFollowe
   status = FederationStatus(*b);
   EXPECT_EQ(status.peers(0).state(), v1::PeerStatus::FORKED);
   EXPECT_EQ(status.peers(0).cursor(), cursor);
+}
+
+// The Policy service of a peer that shares the policy: all a follower asks before the checkpoint.
+class FakePolicyService final : public v1::Policy::Service {
+ public:
+  explicit FakePolicyService(std::string hash) : hash_(std::move(hash)) {}
+  grpc::Status GetPolicy(grpc::ServerContext*, const v1::GetPolicyRequest*, v1::PolicyInfo* info) override {
+    info->set_hash(hash_);
+    return grpc::Status::OK;
+  }
+
+ private:
+  const std::string hash_;
+};
+
+// A peer that signs a checkpoint of 2^40 entries and serves none of them: the follower cannot
+// apply anything, and its status must still say what the peer signed (it showed PEER SIZE 0 with a
+// lag of 2^40).
+TEST_F(ReplicationTest, PeerSizeIsTheSizeThePeerSignedAndLagIsSizeMinusCursor) {
+  const consensus::SecretKey peer_key = TestKey("node-huge");
+  FakePolicyService policy_service(federation_.MakePolicy().Hash());
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &grpc_port);
+  builder.RegisterService(&policy_service);
+  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
+  ASSERT_NE(grpc_server, nullptr);
+
+  constexpr uint64_t kSize = uint64_t{1} << 40;
+  consensus::Checkpoint checkpoint{.origin = peer_key.name(), .size = kSize, .root = {}};
+  checkpoint.root.fill(7);
+  absl::StatusOr<consensus::SignedNote> note = consensus::SignCheckpoint(checkpoint, peer_key);
+  ASSERT_TRUE(note.ok()) << note.status();
+  HttpRouter router;
+  router.Exact("/log/checkpoint", [text = note->Serialize()](const HttpRequest&) {
+    HttpResponse response;
+    response.body = text;
+    return HttpReply::Now(std::move(response));
+  });
+  absl::StatusOr<std::unique_ptr<HttpServer>> http = HttpServer::Start(ListenAddress{"127.0.0.1", 0}, std::move(router));
+  ASSERT_TRUE(http.ok()) << http.status();
+
+  NodeDir b_dir = MakeDir("node-b", {}, absl::StrCat("[[peer]]\ngrpc = \"127.0.0.1:", grpc_port, "\"\nhttp = \"127.0.0.1:",
+                                                      (*http)->port(), "\"\nkey = \"", peer_key.public_key().ToString(),
+                                                      "\"\n"));
+  std::unique_ptr<Node> b = StartNode(b_dir);
+  ASSERT_NE(b, nullptr);
+  // A round verified the checkpoint and then failed to fetch its entries.
+  ASSERT_TRUE(Eventually([&] { return !FederationStatus(*b).peers(0).last_error().empty(); }));
+  const v1::PeerStatus peer = FederationStatus(*b).peers(0);
+  EXPECT_EQ(peer.name(), "node-huge");
+  EXPECT_EQ(peer.cursor(), 0u);
+  EXPECT_EQ(peer.peer_size(), kSize);
+  EXPECT_EQ(peer.lag_entries(), kSize);
+  EXPECT_EQ(peer.lag_entries(), peer.peer_size() - peer.cursor());
+  // /metrics says the same.
+  ::attest::testing::HttpAnswer metrics = Get(b->http_port(), "/metrics");
+  EXPECT_THAT(metrics.body, HasSubstr("attest_peer_checkpoint_size_entries{peer=\"node-huge\"} 1099511627776\n"));
+  b->Shutdown(absl::Now() + absl::Seconds(5));
+  b.reset();
+  (*http)->Stop();
+  grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 
 TEST_F(ReplicationTest, APeerWithThisNodesOwnKeyNameIsRefusedAtOpen) {

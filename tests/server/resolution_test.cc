@@ -18,6 +18,7 @@
 #include "proto/attest/v1/attest.grpc.pb.h"
 #include "server/node.h"
 #include "server/node_config.h"
+#include "tests/server/http_test_client.h"
 #include "tests/server/server_test_util.h"
 #include "tests/support/test_support.h"
 
@@ -282,6 +283,62 @@ TEST_F(ResolutionTest, NondeterministicStaysDisputedAndANewFingerprintReopens) {
   bad_state.set_state("closed");
   EXPECT_EQ(disputes_->ListDisputes(Context().get(), bad_state, &listed).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// One rule for key names: a builder and a maintainer named with the characters Nix allows ('+' and
+// the rest, and markup characters the pages must escape) are listed in the policy, the maintainer
+// signs, and the node excludes the builder.
+class NixKeyNameResolutionTest : public ResolutionTest {
+ protected:
+  static constexpr std::string_view kBuilder = "carol+ci.example.org/b_1=@\xC3\xBC<b>&";
+  static constexpr std::string_view kMaintainer = "maint+ops.example/m-1=@\xC3\xA9";
+  NixKeyNameResolutionTest() {
+    federation_.carol = TestKey(kBuilder);
+    federation_.maintainer = TestKey(kMaintainer);
+  }
+};
+
+TEST_F(NixKeyNameResolutionTest, MaintainerSignsAndMaliciousExcludesTheBuilder) {
+  MakeDispute();
+  v1::ResolveDisputeResponse response;
+  grpc::Status status = Resolve(Statement(consensus::ResolutionOutcome::kMalicious, {std::string(kBuilder)}, Now()),
+                                federation_.maintainer, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.dispute().state(), "malicious");
+  ASSERT_EQ(response.dispute().resolutions_size(), 1);
+  EXPECT_EQ(response.dispute().resolutions(0).maintainer(), kMaintainer);
+  // The builder no longer counts: alice and bob reach quorum.
+  EXPECT_EQ(StatusOf(good_.path).verdict(), v1::CONFIRMED);
+
+  // The dispute page names them, escaped.
+  const std::string id = consensus::DisputeId(good_.path);
+  std::optional<testing::HttpAnswer> page = testing::HttpGet(node_->http_port(), "/disputes/" + id);
+  ASSERT_TRUE(page.has_value());
+  EXPECT_EQ(page->status, 200);
+  EXPECT_THAT(page->body, HasSubstr("carol+ci.example.org/b_1=@\xC3\xBC&lt;b&gt;&amp;"));
+  EXPECT_THAT(page->body, ::testing::Not(HasSubstr("b_1=@\xC3\xBC<b>")));
+  EXPECT_THAT(page->body, HasSubstr(std::string(kMaintainer)));
+}
+
+TEST_F(ResolutionTest, ListDisputesOperatorFilterMustBeAnOperatorName) {
+  MakeDispute();
+  auto list = [&](const std::string& op, v1::ListDisputesResponse* listed) {
+    v1::ListDisputesRequest request;
+    request.set_operator_(op);
+    return disputes_->ListDisputes(Context().get(), request, listed);
+  };
+  v1::ListDisputesResponse listed;
+  ASSERT_TRUE(list("carol-home", &listed).ok());
+  EXPECT_EQ(listed.total(), 1);
+  ASSERT_TRUE(list("dave-elsewhere", &listed).ok());  // well formed, on no side
+  EXPECT_EQ(listed.total(), 0);
+  // Operators are stored newline-separated: a filter holding a newline must not match a span of them.
+  for (const std::string& bad : {std::string("alice-ci\nbob-labs"), std::string("\n"), std::string("carol home"),
+                                 std::string(129, 'a')}) {
+    grpc::Status status = list(bad, &listed);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+    EXPECT_THAT(status.error_message(), HasSubstr("operator")) << bad;
+  }
 }
 
 }  // namespace
