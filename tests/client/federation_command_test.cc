@@ -293,7 +293,8 @@ TEST_F(FederationCommandTest, RejectedEntriesAreListedAndExitOne) {
       .kind = consensus::LogEntryKind::kAttestation,
       .attestation =
           consensus::AttestationEntry{.attestation = attestation, .observed_key = std::nullopt, .received_unix = 5},
-      .note = ""});
+      .note = "",
+      .part = std::nullopt});
   ASSERT_TRUE(entry.ok()) << entry.status();
 
   v1::GetFederationStatusResponse answer = Healthy();
