@@ -146,7 +146,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock
     return status;
   }
 
-  auto node = std::unique_ptr<Node>(new Node(config, *std::move(policy), *std::move(key), *std::move(store),
+  storage::SqliteAttestationStore* sqlite = store->get();
+  auto node = std::unique_ptr<Node>(new Node(config, *std::move(policy), *std::move(key), *std::move(store), sqlite,
                                              std::move(upstream), std::move(clock)));
   if (absl::Status status = node->resolutions_->Load(*node->store_); !status.ok()) {
     return AboutFile(config.database_path, status);
@@ -175,11 +176,13 @@ std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::
 }  // namespace
 
 Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
-           std::unique_ptr<storage::AttestationStore> store, std::unique_ptr<Upstream> upstream, Clock clock)
+           std::unique_ptr<storage::AttestationStore> store, storage::SqliteAttestationStore* sqlite,
+           std::unique_ptr<Upstream> upstream, Clock clock)
     : config_(std::move(config)),
       policy_(std::move(policy)),
       key_(std::move(key)),
       store_(std::move(store)),
+      sqlite_(sqlite),
       checkpoint_file_(SignedCheckpointFile::PathFor(config_.database_path)),
       resolutions_(std::make_unique<ResolutionBook>(policy_)),
       gateway_(MakeGateway(config_, policy_, store_.get(), key_, std::move(upstream), clock, resolutions_.get(),
@@ -219,7 +222,11 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       policy_service_(policy_, key_.public_key()),
       log_service_(&log_proofs_, read_pool_.get()),
       replicator_(std::make_unique<Replicator>(config_, policy_, key_, store_.get(), &ingestor_, clock, &metrics_)),
-      federation_service_(replicator_.get(), read_pool_.get()) {
+      federation_service_(replicator_.get(), read_pool_.get()),
+      scrubber_(std::make_unique<Scrubber>(
+          store_.get(), sqlite_,
+          ScrubOptions{.interval = config_.scrub_interval, .items_per_second = config_.scrub_rate, .quick_check = false},
+          &metrics_)) {
   AddNodeMetrics(metrics_, store_.get(), config_.database_path, absl::Now());
 }
 
@@ -292,12 +299,18 @@ absl::Status Node::Start() {
   if (!config_.http_address.empty()) {
     absl::StatusOr<ListenAddress> http_address = ParseListenAddress(config_.http_address);
     HttpRouter router;
-    router.Exact("/healthz", [publisher = log_publisher_.get()](const HttpRequest&) {
+    router.Exact("/healthz", [publisher = log_publisher_.get(), scrubber = scrubber_.get()](const HttpRequest&) {
       // Still 200: the node serves. A monitor that wants "ok" sees the problem.
       const LogHealth health = publisher->Health();
       if (!health.problem.empty()) {
         return HttpReply::Now(HttpResponse::Text(
             200, Cat("degraded: log publishing ", health.frozen ? "stopped" : "failing", ": ", health.problem)));
+      }
+      const ScrubHealth scrub = scrubber->Health();
+      if (!scrub.problems.empty()) {
+        return HttpReply::Now(HttpResponse::Text(200, Cat("degraded: the last scrub found ", scrub.problems.size(),
+                                                          " problems in the stored data, the first: ",
+                                                          scrub.problems.front())));
       }
       return HttpReply::Now(HttpResponse::Text(200, "ok"));
     });
@@ -332,6 +345,7 @@ absl::Status Node::Start() {
     Shutdown(absl::Now());
     return status;
   }
+  scrubber_->Start();
   SetHealth(server_.get(), Health::kServing);
   LogInfo(Cat("node started: grpc ", grpc_address_, http_ ? Cat(", http ", http_address_) : std::string(),
               config_.tls ? Cat(" (TLS", config_.tls->client_ca.path.empty() ? "" : ", client certificates required",
@@ -342,6 +356,12 @@ absl::Status Node::Start() {
               policy_.operators().size(), " operators), node key ", key_.name(), ", database ",
               config_.database_path));
   return absl::OkStatus();
+}
+
+absl::StatusOr<ScrubReport> Node::CheckDatabase() {
+  Scrubber offline(store_.get(), sqlite_,
+                   ScrubOptions{.interval = absl::ZeroDuration(), .items_per_second = 0, .quick_check = true}, nullptr);
+  return offline.RunPass();
 }
 
 std::shared_ptr<grpc::Channel> Node::InProcessChannel() {
@@ -358,6 +378,7 @@ void Node::Shutdown(absl::Time deadline) {
   if (server_) SetHealth(server_.get(), Health::kNotServing);
   // Followers first: they write through the ingestor, which must not see them after this.
   replicator_->Stop();
+  scrubber_->Stop();
   // Entries appended from now on are signed at the next start.
   log_publisher_->Stop();
   if (gateway_) gateway_->Stop();

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "consensus/keys.h"
 #include "consensus/policy.h"
+#include "server/checkpoint_file.h"
 #include "server/dispute_view.h"
 #include "server/gateway.h"
 #include "server/grpc_services.h"
@@ -25,16 +26,17 @@
 #include "server/ingest.h"
 #include "server/log_http.h"
 #include "server/log_proofs.h"
-#include "server/checkpoint_file.h"
 #include "server/log_publisher.h"
 #include "server/metrics.h"
 #include "server/node_config.h"
 #include "server/replication.h"
 #include "server/resolution_book.h"
+#include "server/scrubber.h"
 #include "server/status_query.h"
 #include "server/upstream.h"
 #include "server/worker_pool.h"
 #include "storage/attestation_store.h"
+#include "storage/sqlite_attestation_store.h"
 
 namespace attest::server {
 
@@ -79,6 +81,11 @@ class Node final {
   LogPublisher* log_publisher() const { return log_publisher_.get(); }
   // Follows the peers of [[peer]] (started by Start).
   Replicator* replicator() const { return replicator_.get(); }
+  // Re-checks the stored data ([scrub]; background passes start with Start).
+  Scrubber* scrubber() const { return scrubber_.get(); }
+  // One whole scrub pass now, without pauses, with SQLite's quick_check (attestd --check-database);
+  // the node need not be started.
+  absl::StatusOr<ScrubReport> CheckDatabase();
 
  private:
   // OK while the log can extend its signed checkpoint; UNAVAILABLE (the Ingestor's accepting_writes)
@@ -86,12 +93,14 @@ class Node final {
   absl::Status AcceptingWrites() const;
 
   Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
-       std::unique_ptr<storage::AttestationStore> store, std::unique_ptr<Upstream> upstream, Clock clock);
+       std::unique_ptr<storage::AttestationStore> store, storage::SqliteAttestationStore* sqlite,
+       std::unique_ptr<Upstream> upstream, Clock clock);
 
   const NodeConfig config_;
   const consensus::Policy policy_;
   const consensus::SecretKey key_;
   const std::unique_ptr<storage::AttestationStore> store_;
+  storage::SqliteAttestationStore* const sqlite_;  // store_, as SQLite (its path rows are scrubbed)
   // The newest signed checkpoint, kept beside the database (read by the publisher).
   const SignedCheckpointFile checkpoint_file_;
   // Before everything that writes metrics.
@@ -116,6 +125,8 @@ class Node final {
   // After the ingestor (it writes through it) and the read pool.
   const std::unique_ptr<Replicator> replicator_;
   FederationService federation_service_;
+  // Re-checks the stored data in the background ([scrub]).
+  const std::unique_ptr<Scrubber> scrubber_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpServer> http_;
   std::string grpc_address_;

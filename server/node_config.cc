@@ -37,7 +37,8 @@ constexpr std::string_view kNodeKeys =
     "http_max_connections, http_max_connections_per_ip, http_idle_timeout, http_request_head_timeout";
 constexpr std::string_view kLogKeys = "checkpoint_interval";
 constexpr std::string_view kTestKeys = "fork_log";
-constexpr std::string_view kTables = "[node], [tls], [gateway], [log], [federation], [test] and [[peer]]";
+constexpr std::string_view kTables = "[node], [tls], [gateway], [log], [scrub], [federation], [test] and [[peer]]";
+constexpr std::string_view kScrubKeys = "interval, rate";
 constexpr std::string_view kTlsKeys = "cert, key, client_ca";
 constexpr std::string_view kFederationKeys = "poll_interval, max_backoff, batch_entries";
 constexpr std::string_view kPeerKeys = "grpc, http, key, ca";
@@ -215,6 +216,8 @@ class ConfigReader final {
         status = ReadGateway(*key, *node);
       } else if (name == "log") {
         status = ReadLog(*key, *node);
+      } else if (name == "scrub") {
+        status = ReadScrub(*key, *node);
       } else if (name == "test") {
         status = ReadTest(*key, *node);
       } else if (name == "federation") {
@@ -414,6 +417,39 @@ class ConfigReader final {
       }
       if (absl::Status s = CheckCheckpointInterval(interval, where); !s.ok()) return s;
       config_.checkpoint_interval = interval;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadScrub(const toml::key& key, const toml::node& node) {
+    const toml::table* table = node.as_table();
+    if (table == nullptr) {
+      return absl::InvalidArgumentError(
+          Cat(Where(file_, key.source()), "\"scrub\" is ", TypeName(node), ", not a table (write [scrub])"));
+    }
+    for (const auto& [entry_key, value] : EntriesInFileOrder(*table)) {
+      const std::string name(entry_key->str());
+      const std::string where = Where(file_, value->source());
+      if (name == "rate") {
+        const auto* rate = value->as_integer();
+        if (rate == nullptr || rate->get() < 0 || rate->get() > 10'000'000) {
+          return absl::InvalidArgumentError(Cat(where, "rate must be a whole number of path rows and log entries per "
+                                                       "second, 0 (no limit) to 10000000"));
+        }
+        config_.scrub_rate = static_cast<int>(rate->get());
+        continue;
+      }
+      if (name != "interval") {
+        return absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ", Quoted(name),
+                                              " in [scrub] (known keys: ", kScrubKeys, ")"));
+      }
+      const auto* text = value->as_string();
+      absl::Duration interval;
+      if (text == nullptr || !absl::ParseDuration(text->get(), &interval) || interval < absl::ZeroDuration()) {
+        return absl::InvalidArgumentError(Cat(where, "interval must be a duration in quotes (\"24h\", \"30m\"), "
+                                                     "or \"0s\" for no background scrub"));
+      }
+      config_.scrub_interval = interval;
     }
     return absl::OkStatus();
   }

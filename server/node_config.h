@@ -41,6 +41,10 @@
 //   checkpoint_interval = "1s"       # how often the log is checked for growth and a checkpoint signed
 //                                    # (a duration: "500ms", "1s", "2m"; 10ms to 1h)
 //
+//   [scrub]                          # re-checks the stored data in the background (server/scrubber.h)
+//   interval = "24h"                 # between passes; "0s": no background passes
+//   rate = 20000                     # path rows plus log entries checked per second at most (0: no limit)
+//
 //   [test]                           # TEST ONLY; refused unless ATTEST_ALLOW_TEST_SWITCHES=1 is set
 //   fork_log = false                 # also sign a forged second checkpoint per size (equivocate)
 //
@@ -148,6 +152,9 @@ struct NodeConfig final {
   std::optional<GatewayConfig> gateway;
   // [log]
   absl::Duration checkpoint_interval = absl::Seconds(1);
+  // [scrub] (server/scrubber.h): background passes over the stored data; zero interval: none.
+  absl::Duration scrub_interval = absl::Hours(24);
+  int scrub_rate = 20000;  // path rows plus log entries per second; 0: no limit
   // [test] fork_log: sign two histories (tests of fork detection only). Allowed only when the
   // environment has ATTEST_ALLOW_TEST_SWITCHES=1 (kAllowTestSwitchesEnv), checked by ParseNodeConfig
   // and ValidateNodeConfig.

@@ -1053,6 +1053,76 @@ class SqliteAttestationStore::Reader {
     return reader;
   }
 
+  // Rows of `paths` after `after_id`, up to `limit` of them, each checked as a read would (the store
+  // path it names, its record's checksum and structure) and found again through paths_by_hash.
+  absl::StatusOr<RecordCheck> CheckPathRecords(int64_t after_id, int limit) {
+    auto tx = Transaction::Begin(*db_, Transaction::Kind::kRead);
+    if (!tx.ok()) return tx.status();
+    if (!check_rows_) {
+      for (auto [statement, sql] : {std::pair{&check_rows_, "SELECT id, hash_head, hash_tail, name, record FROM paths "
+                                                           "WHERE id > ? ORDER BY id LIMIT ?"},
+                                    std::pair{&check_index_, "SELECT count(*) FROM paths INDEXED BY paths_by_hash "
+                                                            "WHERE hash_head = ? AND id = ?"}}) {
+        auto prepared = db_->Prepare(sql);
+        if (!prepared.ok()) return prepared.status();
+        *statement = *std::move(prepared);
+      }
+    }
+    RecordCheck check;
+    check.last_id = after_id;
+    std::vector<std::pair<int64_t, int64_t>> rows;  // id, head
+    {
+      auto use = check_rows_->Begin("checking path records");
+      use.Bind(after_id).Bind(static_cast<int64_t>(limit));
+      while (true) {
+        auto row = use.Step();
+        if (!row.ok()) return row.status();
+        if (!*row) break;
+        ++check.rows;
+        check.last_id = use.Int(0);
+        rows.emplace_back(use.Int(0), use.Int(1));
+        auto path = PathFromRow(use.Int(1), use.Blob(2), use.Text(3), db_->path());
+        if (!path.ok()) {
+          check.problems.push_back(consensus::Cat("path row ", use.Int(0), ": ", path.status().message()));
+          continue;
+        }
+        auto record = DecodePathRecord(use.Blob(4), path->full());
+        if (!record.ok()) {
+          check.problems.push_back(consensus::Cat("path row ", use.Int(0), " (", path->full(), "): ",
+                                                  record.status().message()));
+        }
+      }
+    }
+    for (auto [id, head] : rows) {
+      auto use = check_index_->Begin("checking the path index");
+      use.Bind(head).Bind(id);
+      auto row = use.Step();
+      if (!row.ok()) return row.status();
+      if (!*row || use.Int(0) != 1) {
+        check.problems.push_back(consensus::Cat("path row ", id,
+                                                " is not found through the index paths_by_hash (a read of "
+                                                "its path would answer UNKNOWN): rebuild it with REINDEX"));
+      }
+    }
+    if (absl::Status status = tx->Commit(); !status.ok()) return status;
+    return check;
+  }
+
+  // PRAGMA quick_check: SQLite's own check of every page, table and index entry (all of the file).
+  absl::StatusOr<std::vector<std::string>> QuickCheck() {
+    auto statement = db_->Prepare("PRAGMA quick_check");
+    if (!statement.ok()) return statement.status();
+    auto use = (*statement)->Begin("checking the database file");
+    std::vector<std::string> problems;
+    while (true) {
+      auto row = use.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      if (use.Text(0) != "ok") problems.push_back(consensus::Cat("SQLite quick_check: ", use.Text(0)));
+    }
+    return problems;
+  }
+
   absl::StatusOr<std::vector<std::vector<StoredAttestation>>> AttestationsFor(
       std::span<const StorePath> paths) {
     // Distinct paths ("slots"); a path asked for twice is read once.
@@ -1629,6 +1699,8 @@ class SqliteAttestationStore::Reader {
       key_name_, observed_key_, label_,
       dispute_by_id_, disputes_after_, counters_, count_disputes_, count_matching_disputes_, resolutions_for_,
       all_resolutions_, count_open_disputes_, count_resolutions_, key_counters_;
+  // Prepared on first use (only the scrub uses them).
+  std::unique_ptr<Statement> check_rows_, check_index_;
 };
 
 // Returns a reader to the pool when the call is done with it.
@@ -2069,6 +2141,21 @@ absl::StatusOr<StoreStats> SqliteAttestationStore::Stats() {
   if (!reader.ok()) return reader.status();
   ReaderLease lease(*this, std::move(*reader));
   return WithBusyRetries(options_, [&] { return lease->Stats(); });
+}
+
+absl::StatusOr<SqliteAttestationStore::RecordCheck> SqliteAttestationStore::CheckPathRecords(int64_t after_id,
+                                                                                           int limit) {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->CheckPathRecords(after_id, limit); });
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteAttestationStore::QuickCheck() {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->QuickCheck(); });
 }
 
 absl::StatusOr<LogHead> SqliteAttestationStore::GetLogHead() {

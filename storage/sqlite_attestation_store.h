@@ -86,6 +86,21 @@ class SqliteAttestationStore final : public AttestationStore {
   absl::StatusOr<StoreStats> Stats() override;
   absl::StatusOr<std::vector<KeyAttestationCount>> AttestationsPerKey() override;
 
+  // Integrity checks for the scrub and `attestd --check-database` (not part of AttestationStore: what
+  // they check is how SQLite holds the data).
+  struct RecordCheck final {
+    int64_t rows = 0;     // rows checked
+    int64_t last_id = 0;  // the last row checked (the next call starts after it); after_id when none
+    std::vector<std::string> problems;  // each names the row, its path when known, and what is wrong
+  };
+  // Checks up to `limit` rows of `paths` after row id `after_id` (in id order, one read snapshot) as
+  // every read would (the path the row names, its record's checksum and structure), and that the
+  // index on hash heads finds each row. Problems are returned, not errors; errors are the store's
+  // (UNAVAILABLE, ...).
+  absl::StatusOr<RecordCheck> CheckPathRecords(int64_t after_id, int limit);
+  // SQLite's PRAGMA quick_check over the whole file: each problem it reports, empty when none.
+  absl::StatusOr<std::vector<std::string>> QuickCheck();
+
   absl::StatusOr<LogHead> GetLogHead() override;
   absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count) override;
   absl::StatusOr<std::vector<std::string>> LogTiles(std::span<const consensus::TileId> tiles) override;
