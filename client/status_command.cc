@@ -1,7 +1,10 @@
 // attest status: the verdict of a node for store paths.
 #include <ostream>
+#include <span>
 #include <sstream>
+#include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_join.h"
 #include "client/commands.h"
 #include "client/status_json.h"
@@ -55,6 +58,46 @@ void PrintStatusText(std::ostream& out, const v1::PathStatus& status) {
   }
 }
 
+// Asks the node about `paths` and appends one complete status per path to `out`, in order. A path the
+// request repeats is answered by reference (repeat_of); its status here is a copy of the one referred
+// to. A request the node refuses as too large (RESOURCE_EXHAUSTED: more paths than it takes at once,
+// or an answer past its size limit) is asked again in two halves.
+absl::Status AskStatus(NodeApi& node, std::span<const std::string> paths, std::vector<v1::PathStatus>& out) {
+  v1::StatusRequest request;
+  for (const std::string& path : paths) request.add_store_paths(path);
+  absl::StatusOr<v1::StatusResponse> response = node.Status(request);
+  if (absl::IsResourceExhausted(response.status()) && paths.size() > 1) {
+    const size_t half = paths.size() / 2;
+    if (absl::Status s = AskStatus(node, paths.first(half), out); !s.ok()) return s;
+    return AskStatus(node, paths.subspan(half), out);
+  }
+  if (!response.ok()) return response.status();
+  if (response->statuses_size() != request.store_paths_size()) {
+    return absl::InvalidArgumentError(Cat("the node answered ", response->statuses_size(), " statuses for ",
+                                          request.store_paths_size(), " paths"));
+  }
+  const size_t base = out.size();
+  for (int i = 0; i < response->statuses_size(); ++i) {
+    v1::PathStatus status = response->statuses(i);
+    if (status.store_path().empty()) status.set_store_path(request.store_paths(i));
+    if (status.store_path() != request.store_paths(i)) {
+      return absl::InvalidArgumentError(
+          Cat("the node answered for ", status.store_path(), " when asked about ", request.store_paths(i)));
+    }
+    if (status.has_repeat_of()) {
+      const int first = status.repeat_of();
+      if (first < 0 || first >= i || out[base + first].store_path() != status.store_path()) {
+        return absl::InvalidArgumentError(Cat("the node answered for ", status.store_path(), " (position ", i,
+                                              ") by reference to position ", first,
+                                              ", which is not an earlier answer for the same path"));
+      }
+      status = out[base + first];
+    }
+    out.push_back(std::move(status));
+  }
+  return absl::OkStatus();
+}
+
 int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   auto node_options = NodeOptionsFromArgs(args, env);
   if (!node_options.ok()) return UsageError(spec, env, std::string(node_options.status().message()));
@@ -91,25 +134,10 @@ int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
   if (!node.ok()) return Failure(spec, env, std::string(node.status().message()));
   std::vector<v1::PathStatus> statuses;
   for (size_t start = 0; start < paths.size(); start += kPathsPerRequest) {
-    v1::StatusRequest request;
-    for (size_t i = start; i < std::min(paths.size(), start + kPathsPerRequest); ++i)
-      request.add_store_paths(paths[i]);
-    auto response = (*node)->Status(request);
-    if (!response.ok()) return Failure(spec, env, std::string(response.status().message()));
-    if (response->statuses_size() != request.store_paths_size()) {
-      return Failure(spec, env,
-                     Cat("the node answered ", response->statuses_size(), " statuses for ",
-                         request.store_paths_size(), " paths"));
-    }
-    for (int i = 0; i < response->statuses_size(); ++i) {
-      v1::PathStatus status = response->statuses(i);
-      if (status.store_path().empty()) status.set_store_path(request.store_paths(i));
-      if (status.store_path() != request.store_paths(i)) {
-        return Failure(
-            spec, env,
-            Cat("the node answered for ", status.store_path(), " when asked about ", request.store_paths(i)));
-      }
-      statuses.push_back(std::move(status));
+    const size_t count = std::min(paths.size() - start, kPathsPerRequest);
+    if (absl::Status s = AskStatus(**node, std::span<const std::string>(paths).subspan(start, count), statuses);
+        !s.ok()) {
+      return Failure(spec, env, std::string(s.message()));
     }
   }
 

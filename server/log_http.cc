@@ -60,7 +60,7 @@ HttpResponse ReadTile(storage::AttestationStore* store, const consensus::TileId&
   }
   HttpResponse response;
   response.content_type = std::string(kTileContentType);
-  response.headers.emplace_back("Cache-Control", std::string(tile.full() ? kImmutable : kNoCache));
+  response.headers.emplace_back("Cache-Control", std::string(kImmutable));
   response.body = std::move(body);
   return response;
 }
@@ -93,15 +93,19 @@ HttpReply LogHttp::Tile(std::string_view request_path) {
   if (latest == nullptr) {
     return HttpReply::Now(NotYet(Cat("log ", publisher_->origin(), " has no signed checkpoint yet")));
   }
+  // Any width the signed tree holds is served, not only the latest checkpoint's: a client that read an
+  // earlier checkpoint asks for that size's partial tiles (C2SP tlog-tiles: a log keeps serving the
+  // partial tiles of every size it signed). The first W hashes of a tile, or its first W entries, never
+  // change once the log holds them, so the stored (wider or full) tile gives them.
   const std::optional<consensus::TileId> implied = consensus::TileForSize(tile->level, tile->index, latest->size);
-  if (!implied.has_value() || implied->width != tile->width) {
+  if (!implied.has_value() || implied->width < tile->width) {
     consensus::TileId served = *tile;
     std::string hint;
     if (implied.has_value()) {
       served.width = implied->width;
       hint = Cat("; it has ", consensus::TilePath(served));
     }
-    return HttpReply::Now(NotYet(Cat(consensus::TilePath(*tile), " is not a tile of the latest checkpoint (size ",
+    return HttpReply::Now(NotYet(Cat(consensus::TilePath(*tile), " reaches past the latest checkpoint (size ",
                                      latest->size, ")", hint)));
   }
   return HttpReply::Later([store = store_, tile = *tile] { return ReadTile(store, tile); });

@@ -5,12 +5,16 @@
 //   GET /log/tile/<L>/<N>[.p/<W>]       a hash tile (application/octet-stream)
 //   GET /log/tile/entries/<N>[.p/<W>]   an entry bundle (application/octet-stream)
 //
-// Only tiles implied by the latest signed checkpoint's size are served: full tiles always, a partial
-// tile only with exactly the width that size gives it; any other well-formed tile path is 404 (it may
-// exist later), a malformed one 400 naming the problem (consensus::ParseTilePath). Full tiles never
-// change and are sent with `Cache-Control: public, max-age=31536000, immutable`; the checkpoint and
-// partial tiles with `no-cache`. Tiles are read from the store on the HTTP server's job pool; a storage
-// failure is 503 (busy, with Retry-After) or 500, its detail going to the node's log only.
+// A tile is served when the tree of the latest signed checkpoint holds all of it: a full tile, or a
+// partial one of any width up to what that tree holds of it. So the partial tiles of every size the
+// node signed stay available, also once the tile is full, as C2SP tlog-tiles requires of a log (a
+// client that fetched an older checkpoint verifies it after the log grew). A partial tile of width W
+// is the first W hashes (or entries) of the tile, read from the stored wider or full one. Any other
+// well-formed tile path is 404 (it may exist later), a malformed one 400 naming the problem
+// (consensus::ParseTilePath). A tile's bytes never change once served, so every tile, full or
+// partial, is sent with `Cache-Control: public, max-age=31536000, immutable`; the checkpoint with
+// `no-cache`. Tiles are read from the store on the HTTP server's job pool; a storage failure is 503
+// (busy, with Retry-After) or 500, its detail going to the node's log only.
 //
 // In the publisher's test-only fork mode, /log/checkpoint answers with the forged checkpoint every
 // other time (LogPublisher::ForClient); tiles always follow the genuine one.

@@ -205,6 +205,7 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
                               .accepting_writes = [this] { return AcceptingWrites(); }}),
       status_query_(policy_, store_.get(),
                     StatusQueryOptions{.max_paths = config_.max_status_paths,
+                                       .max_answer_bytes = config_.max_status_answer_bytes,
                                        .resolutions = resolutions_.get(),
                                        .metrics = &metrics_}),
       dispute_view_(policy_, store_.get(), resolutions_.get()),

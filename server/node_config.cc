@@ -33,8 +33,9 @@ using consensus::StdView;
 
 constexpr std::string_view kNodeKeys =
     "grpc, http, database, key, policy, observe_unknown_keys, max_batch, max_status_paths, "
-    "max_message_bytes, verify_threads, rpc_threads, allow_non_loopback, http_threads, http_job_threads, "
-    "http_max_connections, http_max_connections_per_ip, http_idle_timeout, http_request_head_timeout";
+    "max_status_answer_bytes, max_message_bytes, verify_threads, rpc_threads, allow_non_loopback, http_threads, "
+    "http_job_threads, http_max_connections, http_max_connections_per_ip, http_idle_timeout, "
+    "http_request_head_timeout";
 constexpr std::string_view kLogKeys = "checkpoint_interval";
 constexpr std::string_view kTestKeys = "fork_log";
 constexpr std::string_view kTables = "[node], [tls], [gateway], [log], [scrub], [federation], [test] and [[peer]]";
@@ -54,6 +55,7 @@ struct IntegerSetting final {
 constexpr IntegerSetting kBatchEntries{"batch_entries", 1, 65536};
 constexpr IntegerSetting kMaxBatch{"max_batch", 1, 1000000};
 constexpr IntegerSetting kMaxStatusPaths{"max_status_paths", 1, 1000000};
+constexpr IntegerSetting kMaxStatusAnswerBytes{"max_status_answer_bytes", 1024, int64_t{1} << 30};
 constexpr IntegerSetting kMaxMessageBytes{"max_message_bytes", 1024, int64_t{1} << 30};
 constexpr IntegerSetting kVerifyThreads{"verify_threads", 1, 256};
 constexpr IntegerSetting kRpcThreads{"rpc_threads", 1, 1024};
@@ -275,6 +277,8 @@ class ConfigReader final {
         status = Integer(kMaxBatch, *value, config_.max_batch);
       } else if (name == kMaxStatusPaths.name) {
         status = Integer(kMaxStatusPaths, *value, config_.max_status_paths);
+      } else if (name == kMaxStatusAnswerBytes.name) {
+        status = Integer(kMaxStatusAnswerBytes, *value, config_.max_status_answer_bytes);
       } else if (name == kMaxMessageBytes.name) {
         status = Integer(kMaxMessageBytes, *value, config_.max_message_bytes);
       } else if (name == kVerifyThreads.name) {
@@ -749,6 +753,7 @@ absl::Status ValidateNodeConfig(const NodeConfig& config) {
   }
   for (auto [setting, value] : {std::pair<IntegerSetting, int64_t>{kMaxBatch, config.max_batch},
                                 {kMaxStatusPaths, config.max_status_paths},
+                                {kMaxStatusAnswerBytes, config.max_status_answer_bytes},
                                 {kMaxMessageBytes, config.max_message_bytes},
                                 {kVerifyThreads, config.verify_threads},
                                 {kRpcThreads, config.rpc_threads},

@@ -10,6 +10,7 @@
 //   observe_unknown_keys = false     # store (never count) attestations of keys not in the policy
 //   max_batch = 10000                # most attestations in one Submit
 //   max_status_paths = 10000         # most store paths in one Status request
+//   max_status_answer_bytes = 4194304  # largest Status answer (4 MiB); larger is RESOURCE_EXHAUSTED
 //   max_message_bytes = 67108864     # largest gRPC request accepted (64 MiB)
 //   verify_threads = 2               # threads verifying signatures
 //   rpc_threads = 8                  # handler threads for submissions, and as many for reads
@@ -136,6 +137,7 @@ struct NodeConfig final {
   bool observe_unknown_keys = false;
   int max_batch = 10000;
   int max_status_paths = 10000;
+  int64_t max_status_answer_bytes = int64_t{4} << 20;
   int64_t max_message_bytes = int64_t{64} << 20;
   int verify_threads = 2;
   int rpc_threads = 8;

@@ -313,8 +313,9 @@ class Follower final {
       const int width = static_cast<int>(std::min<uint64_t>(kTile, last.size - tile * kTile));
       absl::StatusOr<std::vector<std::string>> bundle = client_.EntryBundle(tile, width);
       if (!bundle.ok() && absl::IsNotFound(bundle.status()) && width < static_cast<int>(kTile)) {
-        // The peer's log grew since the checkpoint, and it serves only the tiles of its latest one:
-        // a wider version of this tile holds the same first entries.
+        // The peer's log grew since the checkpoint, and it serves only the tiles of its latest one
+        // (nodes before partial tiles of every signed size were served): a wider version of this
+        // tile holds the same first entries.
         bundle = WiderBundle(tile);
       }
       if (!bundle.ok()) return bundle.status();

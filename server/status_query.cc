@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "consensus/dispute.h"
 #include "consensus/encoding.h"
 #include "consensus/store_path.h"
@@ -25,10 +26,54 @@ namespace {
 using consensus::Cat;
 using consensus::StdView;
 
+// What `status` adds to a StatusResponse as one element of `statuses`: tag, length, message.
+uint64_t ElementBytes(const v1::PathStatus& status) {
+  const size_t bytes = status.ByteSizeLong();
+  return 1 + google::protobuf::io::CodedOutputStream::VarintSize64(bytes) + bytes;
+}
+
 }  // namespace
 
-absl::Status StatusQuery::AnswerRange(std::span<const consensus::StorePath> paths,
-                                      std::span<v1::PathStatus> answers) const {
+// The bytes the answer has taken so far, shared by the chunks of one request. Exact: it counts each
+// element as it will be serialised, so the answer is refused before it is built past the limit.
+class StatusQuery::AnswerBudget final {
+ public:
+  AnswerBudget(uint64_t limit, uint64_t reserved) : limit_(limit), bytes_(reserved), exceeded_(reserved > limit) {}
+
+  // Counts one answer of `bytes`; false once the total exceeds the limit (then every chunk stops).
+  bool Add(uint64_t bytes) {
+    answered_.fetch_add(1, std::memory_order_relaxed);
+    const uint64_t total = bytes_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+    if (total <= limit_) return true;
+    exceeded_.store(true, std::memory_order_relaxed);
+    return false;
+  }
+  bool exceeded() const { return exceeded_.load(std::memory_order_relaxed); }
+  uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
+  size_t answered() const { return answered_.load(std::memory_order_relaxed); }
+
+ private:
+  const uint64_t limit_;
+  std::atomic<uint64_t> bytes_;
+  std::atomic<size_t> answered_{0};
+  std::atomic<bool> exceeded_;
+};
+
+absl::Status StatusQuery::AnswerRange(std::span<const consensus::StorePath> paths, std::span<v1::PathStatus> answers,
+                                      AnswerBudget& budget) const {
+  // In batches, so that a chunk holds at most one batch of stored attestations besides its answers, and
+  // stops reading soon after the request's answer has grown past its limit.
+  for (size_t begin = 0; begin < paths.size() && !budget.exceeded(); begin += kReadBatchPaths) {
+    const size_t count = std::min(kReadBatchPaths, paths.size() - begin);
+    if (absl::Status s = AnswerBatch(paths.subspan(begin, count), answers.subspan(begin, count), budget); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StatusQuery::AnswerBatch(std::span<const consensus::StorePath> paths, std::span<v1::PathStatus> answers,
+                                      AnswerBudget& budget) const {
   auto stored = store_->AttestationsFor(paths);
   if (!stored.ok()) {
     return StorageFailure(Cat("reading the attestations of ", paths.size(), " paths"), stored.status());
@@ -77,6 +122,7 @@ absl::Status StatusQuery::AnswerRange(std::span<const consensus::StorePath> path
     if (tally.result.verdict == consensus::Verdict::kDisputed) {
       status.set_dispute_id(consensus::DisputeId(paths[d]));
     }
+    if (!budget.Add(ElementBytes(status))) return absl::OkStatus();
   }
   return absl::OkStatus();
 }
@@ -109,6 +155,7 @@ absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& req
   // Distinct paths are read once; `slot[i]` maps request position i to its distinct path.
   std::vector<consensus::StorePath> distinct;
   std::vector<size_t> slot(count);
+  std::vector<int> first_use;  // by distinct path: the request position that names it first
   absl::flat_hash_map<std::string_view, size_t> seen;
   distinct.reserve(count);
   for (int i = 0; i < count; ++i) {
@@ -120,12 +167,27 @@ absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& req
         return absl::InvalidArgumentError(Cat("store_paths[", i, "]: ", StdView(path.status().message())));
       }
       distinct.push_back(*std::move(path));
+      first_use.push_back(i);
     }
     slot[i] = it->second;
   }
 
   v1::StatusResponse response;
   if (count == 0) return response;
+
+  // A repeated path is answered by reference; those small answers are built (and counted) first, their
+  // verdict filled in at the end (every verdict takes the same room on the wire).
+  std::vector<v1::PathStatus> references(distinct.size() < static_cast<size_t>(count) ? count : 0);
+  uint64_t reference_bytes = 0;
+  for (int i = 0; i < count && !references.empty(); ++i) {
+    if (first_use[slot[i]] == i) continue;
+    v1::PathStatus& reference = references[i];
+    reference.set_store_path(request.store_paths(i));
+    reference.set_verdict(v1::UNKNOWN);
+    reference.set_repeat_of(first_use[slot[i]]);
+    reference_bytes += ElementBytes(reference);
+  }
+  AnswerBudget budget(static_cast<uint64_t>(std::max<int64_t>(0, options_.max_answer_bytes)), reference_bytes);
 
   // Reading is the expensive part (random B-tree lookups); large requests are split so both cores work.
   std::vector<v1::PathStatus> answers(distinct.size());
@@ -136,7 +198,7 @@ absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& req
     const size_t begin = c * distinct.size() / chunks;
     const size_t end = (c + 1) * distinct.size() / chunks;
     failures[c] = AnswerRange(std::span<const consensus::StorePath>(distinct).subspan(begin, end - begin),
-                              std::span<v1::PathStatus>(answers).subspan(begin, end - begin));
+                              std::span<v1::PathStatus>(answers).subspan(begin, end - begin), budget);
   };
   // This thread and the chunk pool's threads take chunks until none is left, so a pool busy with other
   // requests only means this thread answers more of its own. (Starting a thread per request cost 1.5
@@ -165,6 +227,7 @@ absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& req
   for (const absl::Status& failure : failures) {
     if (!failure.ok()) return failure;
   }
+  if (budget.exceeded()) return TooLarge(request, distinct.size(), budget.answered(), budget.bytes());
 
   uint64_t by_verdict[4] = {0, 0, 0, 0};
   for (int i = 0; i < count; ++i) {
@@ -175,19 +238,37 @@ absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& req
     if (by_verdict[v] != 0) verdicts_[v]->Increment(by_verdict[v]);
   }
 
-  // The last request position of a distinct path takes the answer; earlier ones get a copy.
-  std::vector<int> last_use(distinct.size(), -1);
-  for (int i = 0; i < count; ++i) last_use[slot[i]] = i;
   auto* statuses = response.mutable_statuses();
   statuses->Reserve(count);
   for (int i = 0; i < count; ++i) {
-    if (last_use[slot[i]] == i) {
+    if (first_use[slot[i]] == i) {
       *statuses->Add() = std::move(answers[slot[i]]);
     } else {
-      *statuses->Add() = answers[slot[i]];
+      references[i].set_verdict(statuses->Get(first_use[slot[i]]).verdict());
+      *statuses->Add() = std::move(references[i]);
     }
   }
   return response;
+}
+
+absl::Status StatusQuery::TooLarge(const v1::StatusRequest& request, size_t distinct, size_t answered,
+                                   uint64_t bytes) const {
+  const int count = request.store_paths_size();
+  if (count == 1) {
+    return absl::ResourceExhaustedError(
+        Cat("the answer for ", request.store_paths(0), " would be ", bytes, " bytes, more than the node's limit of ",
+            options_.max_answer_bytes,
+            " bytes for a status answer; it cannot be split (the node's operator can raise max_status_answer_bytes)"));
+  }
+  if (answered == distinct) {
+    return absl::ResourceExhaustedError(Cat("the answer for these ", count, " store paths would be ", bytes,
+                                            " bytes, more than the node's limit of ", options_.max_answer_bytes,
+                                            " bytes for a status answer; ask for fewer paths at a time"));
+  }
+  return absl::ResourceExhaustedError(
+      Cat("the answer for these ", count, " store paths would be more than the node's limit of ",
+          options_.max_answer_bytes, " bytes for a status answer (the answers to ", answered, " of them took ", bytes,
+          " bytes); ask for fewer paths at a time"));
 }
 
 }  // namespace attest::server

@@ -11,6 +11,7 @@
 #ifndef ATTEST_SERVER_STATUS_QUERY_H_
 #define ATTEST_SERVER_STATUS_QUERY_H_
 
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <vector>
@@ -25,8 +26,16 @@
 
 namespace attest::server {
 
+// The most a Status answer may weigh by default: gRPC's default receive limit (4 MiB), so that a client
+// that never raised its limit gets the node's RESOURCE_EXHAUSTED with a hint instead of gRPC's own
+// "received message larger than max".
+inline constexpr int64_t kDefaultMaxStatusAnswerBytes = int64_t{4} << 20;
+
 struct StatusQueryOptions final {
   int max_paths = 10000;
+  // The largest answer (its serialised size in bytes); a request whose answer would be larger fails as a
+  // whole (RESOURCE_EXHAUSTED), never with a truncated answer.
+  int64_t max_answer_bytes = kDefaultMaxStatusAnswerBytes;
   // A request of many paths is read and answered in up to this many chunks at once, each on its own
   // reader connection (the store allows concurrent reads); chunks are at least kMinChunkPaths long.
   // The calling thread answers chunks too, helped by read_threads - 1 threads of the query's own.
@@ -41,19 +50,34 @@ class StatusQuery final {
  public:
   StatusQuery(const consensus::Policy& policy, storage::AttestationStore* store, StatusQueryOptions options);
 
-  // One status per requested path, in request order (a path asked twice is answered twice).
+  // One status per requested path, in request order. Each distinct path is read and answered once: a
+  // path the request names again is answered at its later positions by reference (store_path, verdict
+  // and repeat_of = the position of its first occurrence), so repeats cannot amplify the answer.
   //   INVALID_ARGUMENT    "store_paths[<i>]: <problem>" for a malformed path
-  //   RESOURCE_EXHAUSTED  more than max_paths paths
+  //   RESOURCE_EXHAUSTED  more than max_paths paths, or an answer that would exceed max_answer_bytes
+  //                       (the message says how much was answered and asks for fewer paths at a time)
   //   the store's error, with a client-safe message
   // An empty request gets an empty answer.
   absl::StatusOr<v1::StatusResponse> Run(const v1::StatusRequest& request) const;
 
  private:
+  class AnswerBudget;
+
   // Paths per chunk below which a request is not split (a thread costs more than it saves).
   static constexpr size_t kMinChunkPaths = 200;
-  // Reads and answers `paths` into `answers` (same length).
-  absl::Status AnswerRange(std::span<const consensus::StorePath> paths,
-                           std::span<v1::PathStatus> answers) const;
+  // Paths read from the store at a time within a chunk: what a chunk holds in memory beyond its
+  // answers, and how often it checks the answer budget.
+  static constexpr size_t kReadBatchPaths = 256;
+  // Reads and answers `paths` into `answers` (same length), adding each answer's size to `budget`;
+  // stops early (OK, answers left empty) once the budget is exceeded.
+  absl::Status AnswerRange(std::span<const consensus::StorePath> paths, std::span<v1::PathStatus> answers,
+                           AnswerBudget& budget) const;
+  // Answers one batch of at most kReadBatchPaths paths.
+  absl::Status AnswerBatch(std::span<const consensus::StorePath> paths, std::span<v1::PathStatus> answers,
+                           AnswerBudget& budget) const;
+  // RESOURCE_EXHAUSTED for an answer past max_answer_bytes, after `answered` of the `distinct` paths took
+  // `bytes` (with the references to repeats).
+  absl::Status TooLarge(const v1::StatusRequest& request, size_t distinct, size_t answered, uint64_t bytes) const;
 
   const consensus::Policy& policy_;
   storage::AttestationStore* const store_;

@@ -107,6 +107,11 @@ let
       default = 10000;
       description = "Most store paths in one Status request.";
     };
+    max_status_answer_bytes = mkOption {
+      type = types.ints.positive;
+      default = 4194304;
+      description = "Largest Status answer in bytes; a larger one is refused (RESOURCE_EXHAUSTED), never cut.";
+    };
     max_message_bytes = mkOption {
       type = types.ints.positive;
       default = 67108864;

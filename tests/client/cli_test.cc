@@ -32,6 +32,7 @@ using ::attest::testing::TestKey;
 using ::attest::testing::TestStorePath;
 using ::attest::testing::WriteFileOrDie;
 using nlohmann::json;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -82,9 +83,23 @@ class FakeNode final {
   }
 
   absl::StatusOr<v1::StatusResponse> Status(const v1::StatusRequest& request) {
+    status_requests.push_back(request.store_paths_size());
     if (!fail_with.ok()) return fail_with;
+    if (request.store_paths_size() > max_status_answers) {
+      return absl::ResourceExhaustedError("the answer for these paths would be too large; ask for fewer paths");
+    }
     v1::StatusResponse response;
+    std::map<std::string, int> first_position;
     for (const std::string& path : request.store_paths()) {
+      // Like the node: a repeated path is answered by reference to its first position.
+      auto [first, inserted] = first_position.try_emplace(path, response.statuses_size());
+      if (!inserted) {
+        v1::PathStatus* reference = response.add_statuses();
+        reference->set_store_path(path);
+        reference->set_verdict(response.statuses(first->second).verdict());
+        reference->set_repeat_of(first->second);
+        continue;
+      }
       std::vector<consensus::Attestation> about;
       for (const auto& a : stored_) {
         if (a.claim.path.full() == path) about.push_back(a);
@@ -139,6 +154,8 @@ class FakeNode final {
 
   int submit_calls = 0;
   int list_calls = 0;
+  std::vector<int> status_requests;  // paths per Status request, in order
+  int max_status_answers = 1000000;  // more paths per request: RESOURCE_EXHAUSTED
   size_t page_size_override = 0;
   absl::Status fail_with;
   std::vector<v1::Dispute> disputes;
@@ -404,6 +421,35 @@ TEST_F(CliTest, StatusExitsZeroOnlyWhenEveryPathIsConfirmed) {
   Result from_stdin = Cli({"status", "--node", "fake:1", "-"}, hello + "\n\n" + lonely + "\n");
   EXPECT_EQ(from_stdin.code, 1);
   EXPECT_THAT(from_stdin.out, HasSubstr("PENDING   " + lonely));
+}
+
+TEST_F(CliTest, StatusResolvesRepeatsAndSplitsRequestsTheNodeFindsTooLarge) {
+  ASSERT_EQ(Submit("alice-1", PathInfoJson({{"hello", "same"}, {"lonely", "x"}})).code, 0);
+  ASSERT_EQ(Submit("bob-1", PathInfoJson({{"hello", "same"}})).code, 0);
+  const std::string hello = TestStorePath("hello").full();
+  const std::string lonely = TestStorePath("lonely").full();
+  // The node takes at most 2 paths at a time: 5 paths are asked as 2 + 3, then 3 as 1 + 2.
+  node_.max_status_answers = 2;
+  Result r = Cli({"status", "--node", "fake:1", "--json", hello, lonely, hello, TestStorePath("never").full(), hello});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_THAT(node_.status_requests, ElementsAre(5, 2, 3, 1, 2));
+  json list = json::parse(r.out);
+  ASSERT_EQ(list.size(), 5u);
+  // A repeat answered by reference is printed in full, like the first answer for its path.
+  EXPECT_EQ(list[2], list[0]);
+  EXPECT_EQ(list[4], list[0]);
+  EXPECT_EQ(list[0]["verdict"], "CONFIRMED");
+  EXPECT_EQ(list[0]["attestations"].size(), 2u);
+  EXPECT_EQ(list[1]["verdict"], "PENDING");
+  EXPECT_EQ(list[3]["verdict"], "UNKNOWN");
+  Result verify = Cli({"verify", "--policy", dir_.File("policy.toml"), "-"}, r.out);
+  EXPECT_EQ(verify.code, 0) << verify.out << verify.err;
+
+  // One path the node cannot answer within its limit: its message, exit 1.
+  node_.max_status_answers = 0;
+  Result refused = Cli({"status", "--node", "fake:1", hello});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("ask for fewer paths"));
 }
 
 TEST_F(CliTest, StatusAnswerVerifiesOfflineAndLiesAreCaught) {

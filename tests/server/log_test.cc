@@ -34,6 +34,8 @@
 #include "tests/server/http_test_client.h"
 #include "tests/server/server_test_util.h"
 #include "tests/storage/fault_injecting_store.h"
+#include "tests/support/subprocess.h"
+#include "tests/support/test_support.h"
 
 namespace attest::server {
 namespace {
@@ -174,9 +176,7 @@ class LogNodeTest : public ::testing::Test {
       if (!answer) return {};
       EXPECT_EQ(answer->status, 200) << path << ": " << answer->body;
       EXPECT_EQ(answer->Header("content-type"), "application/octet-stream") << path;
-      EXPECT_EQ(answer->Header("cache-control"),
-                tile.full() ? "public, max-age=31536000, immutable" : "no-cache")
-          << path;
+      EXPECT_EQ(answer->Header("cache-control"), "public, max-age=31536000, immutable") << path;
       EXPECT_EQ(answer->body.size(), static_cast<size_t>(tile.width) * 32) << path;
       tiles[path] = answer->body;
     }
@@ -204,8 +204,7 @@ class LogNodeTest : public ::testing::Test {
       EXPECT_TRUE(answer.has_value()) << path;
       if (!answer) return {};
       EXPECT_EQ(answer->status, 200) << path << ": " << answer->body;
-      EXPECT_EQ(answer->Header("cache-control"),
-                bundle.full() ? "public, max-age=31536000, immutable" : "no-cache");
+      EXPECT_EQ(answer->Header("cache-control"), "public, max-age=31536000, immutable") << path;
       auto decoded = consensus::DecodeEntryBundle(answer->body);
       EXPECT_TRUE(decoded.ok()) << decoded.status();
       if (!decoded.ok()) return {};
@@ -446,29 +445,121 @@ TEST_F(LogNodeTest, BadTilePathsAre400AndTilesNotImpliedAre404) {
   std::optional<HttpAnswer> garbage = HttpGet(port(), "/log/tile/garbage");
   EXPECT_THAT(garbage->body, HasSubstr("level 'garbage' is not 'entries' or a number"));
 
-  // Well formed, but not what the checkpoint implies.
-  for (const std::string target : {"/log/tile/0/000", "/log/tile/0/000.p/2", "/log/tile/0/000.p/4",
-                                   "/log/tile/0/001.p/3", "/log/tile/1/000.p/1", "/log/tile/entries/000",
-                                   "/log/tile/entries/000.p/1", "/log/tile/entries/x001/000"}) {
+  // Well formed, but reaching past what the checkpoint holds.
+  for (const std::string target : {"/log/tile/0/000", "/log/tile/0/000.p/4", "/log/tile/0/001.p/3",
+                                   "/log/tile/1/000.p/1", "/log/tile/entries/000", "/log/tile/entries/000.p/4",
+                                   "/log/tile/entries/x001/000"}) {
     std::optional<HttpAnswer> answer = HttpGet(port(), target);
     ASSERT_TRUE(answer.has_value()) << target;
     EXPECT_EQ(answer->status, 404) << target << ": " << answer->body;
-    EXPECT_THAT(answer->body, HasSubstr("is not a tile of the latest checkpoint (size 3)")) << target;
+    EXPECT_THAT(answer->body, HasSubstr("reaches past the latest checkpoint (size 3)")) << target;
     EXPECT_EQ(answer->Header("cache-control"), "no-cache") << target;
   }
-  EXPECT_THAT(HttpGet(port(), "/log/tile/0/000.p/2")->body, HasSubstr("it has tile/0/000.p/3"));
+  EXPECT_THAT(HttpGet(port(), "/log/tile/0/000.p/4")->body, HasSubstr("it has tile/0/000.p/3"));
   EXPECT_THAT(HttpGet(port(), "/log/tile/entries/000")->body, HasSubstr("it has tile/entries/000.p/3"));
   // Appended but not yet signed: still 404 until the next checkpoint.
   SubmitAccepted("u", 1, federation_.alice);
   EXPECT_EQ(HttpGet(port(), "/log/tile/0/000.p/4")->status, 404);
   Publish();
   EXPECT_EQ(HttpGet(port(), "/log/tile/0/000.p/4")->status, 200);
-  EXPECT_EQ(HttpGet(port(), "/log/tile/0/000.p/3")->status, 404) << "a narrower partial tile is not served";
 
   // Other paths under /log/ are not routes; writes are refused.
   EXPECT_EQ(HttpGet(port(), "/log/nothing")->status, 404);
   EXPECT_EQ(HttpGet(port(), "/log/checkpoint", "POST")->status, 405);
   EXPECT_EQ(HttpGet(port(), "/log/checkpoint", "HEAD")->status, 200);
+}
+
+TEST_F(LogNodeTest, PartialTilesOfEverySignedSizeStayServed) {
+  // Sizes 3, then 300 (one full tile), then 600: every narrower width is the prefix of the wider tile.
+  SubmitAccepted("a", 3, federation_.alice);
+  Publish();
+  const std::string three_hashes = HttpGet(port(), "/log/tile/0/000.p/3")->body;
+  const std::string three_entries = HttpGet(port(), "/log/tile/entries/000.p/3")->body;
+  ASSERT_EQ(three_hashes.size(), 3u * 32);
+  SubmitAccepted("b", 297, federation_.bob);
+  Publish();
+  SubmitAccepted("c", 300, federation_.carol);
+  Publish();
+  ASSERT_EQ(FetchCheckpoint().checkpoint.size, 600u);
+
+  std::optional<HttpAnswer> full = HttpGet(port(), "/log/tile/0/000");
+  ASSERT_EQ(full->status, 200);
+  for (int width : {1, 2, 3, 44, 255}) {
+    std::optional<HttpAnswer> partial = HttpGet(port(), consensus::Cat("/log/tile/0/000.p/", width));
+    ASSERT_EQ(partial->status, 200) << width << ": " << partial->body;
+    EXPECT_EQ(partial->body, full->body.substr(0, width * 32)) << width;
+    EXPECT_EQ(partial->Header("cache-control"), "public, max-age=31536000, immutable");
+    std::optional<HttpAnswer> bundle = HttpGet(port(), consensus::Cat("/log/tile/entries/000.p/", width));
+    ASSERT_EQ(bundle->status, 200) << width << ": " << bundle->body;
+    auto entries = consensus::DecodeEntryBundle(bundle->body);
+    ASSERT_TRUE(entries.ok()) << entries.status();
+    EXPECT_EQ(entries->size(), static_cast<size_t>(width));
+  }
+  EXPECT_EQ(HttpGet(port(), "/log/tile/0/000.p/3")->body, three_hashes);
+  EXPECT_EQ(HttpGet(port(), "/log/tile/entries/000.p/3")->body, three_entries);
+  // Size 300's partial tiles at levels 0 and 1, now inside full or wider tiles.
+  EXPECT_EQ(HttpGet(port(), "/log/tile/0/001.p/44")->status, 200);
+  EXPECT_EQ(HttpGet(port(), "/log/tile/entries/001.p/44")->status, 200);
+  EXPECT_EQ(HttpGet(port(), "/log/tile/1/000.p/1")->body, HttpGet(port(), "/log/tile/1/000.p/2")->body.substr(0, 32));
+  // Still nothing past the signed tree: tile 2 holds 88 entries, level 1 two hashes.
+  EXPECT_EQ(HttpGet(port(), "/log/tile/0/002.p/88")->status, 200);
+  EXPECT_EQ(HttpGet(port(), "/log/tile/0/002.p/89")->status, 404);
+  EXPECT_EQ(HttpGet(port(), "/log/tile/entries/002.p/89")->status, 404);
+  EXPECT_EQ(HttpGet(port(), "/log/tile/1/000.p/3")->status, 404);
+  EXPECT_EQ(HttpGet(port(), "/log/tile/0/003.p/1")->status, 404);
+}
+
+// tests/log/tlog_client.py: a tlog-tiles client written from the specs in Python's standard library.
+const std::string kTlogClient = std::string(ATTEST_SOURCE_DIR) + "/tests/log/tlog_client.py";
+
+TEST(TlogClientTest, ItsEd25519VerifierPassesTheRfc8032Vectors) {
+  testing::RunResult r = testing::Run({"python3", kTlogClient, "--self-test",
+                                       std::string(ATTEST_TESTDATA_DIR) + "/rfc8032_ed25519.txt"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("ok: 5 Ed25519 vectors"));
+}
+
+TEST_F(LogNodeTest, AClientThatIsNotTheFollowerVerifiesAnOlderCheckpointAfterTheLogGrew) {
+  auto run_client = [&](const std::optional<std::string>& pinned_note) {
+    std::vector<std::string> argv = {"python3", kTlogClient, "--log", consensus::Cat("http://127.0.0.1:", port(), "/log"),
+                                     "--key", federation_.node_key.public_key().ToString()};
+    if (pinned_note.has_value()) {
+      const std::string file = dir_->File("pinned-checkpoint");
+      testing::WriteFileOrDie(file, *pinned_note);
+      argv.insert(argv.end(), {"--checkpoint", file});
+    }
+    return testing::Run(argv);
+  };
+  // The empty log's root is SHA-256 of the empty string, for this client too.
+  testing::RunResult empty = run_client(std::nullopt);
+  EXPECT_EQ(empty.exit_code, 0) << empty.err;
+  EXPECT_THAT(empty.out, HasSubstr("verified node-1 size 0 root 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="));
+
+  // A checkpoint of 300 entries (tile 0 full, tile 1 partial: 44), fetched before the log grows to 600
+  // (past the next tile boundary, 512) and a newer checkpoint is signed.
+  SubmitAccepted("early", 300, federation_.alice);
+  Publish();
+  const FetchedCheckpoint old = FetchCheckpoint();
+  ASSERT_EQ(old.checkpoint.size, 300u);
+  SubmitAccepted("late", 300, federation_.bob);
+  Publish();
+  ASSERT_EQ(FetchCheckpoint().checkpoint.size, 600u);
+
+  testing::RunResult pinned = run_client(old.note);
+  EXPECT_EQ(pinned.exit_code, 0) << pinned.err;
+  EXPECT_THAT(pinned.out, HasSubstr(consensus::Cat("verified node-1 size 300 root ",
+                                                   consensus::Base64Encode(old.checkpoint.root))));
+  testing::RunResult latest = run_client(std::nullopt);
+  EXPECT_EQ(latest.exit_code, 0) << latest.err;
+  EXPECT_THAT(latest.out, HasSubstr("verified node-1 size 600 root "));
+
+  // The client is not a rubber stamp: a checkpoint whose root was changed does not verify.
+  std::string forged = old.note;
+  const size_t root_line = forged.find('\n', forged.find('\n') + 1) + 1;
+  forged[root_line] = forged[root_line] == 'A' ? 'B' : 'A';
+  testing::RunResult refused = run_client(forged);
+  EXPECT_EQ(refused.exit_code, 1) << refused.out;
+  EXPECT_THAT(refused.err, HasSubstr("does not verify"));
 }
 
 TEST_F(LogNodeTest, RestartOnTheSameDatabaseContinuesTheLog) {

@@ -47,6 +47,7 @@ TEST(NodeConfigTest, MinimalConfigGetsDefaultsAndResolvesPathsAgainstItsDirector
   EXPECT_EQ(config->max_batch, 10000);
   EXPECT_EQ(config->verify_threads, 2);
   EXPECT_EQ(config->max_message_bytes, 64 << 20);
+  EXPECT_EQ(config->max_status_answer_bytes, 4 << 20);
   EXPECT_EQ(config->http_threads, 2);
   EXPECT_EQ(config->http_job_threads, 16);
   EXPECT_EQ(config->http_max_connections, 1024);
@@ -71,6 +72,7 @@ TEST(NodeConfigTest, EveryKeyIsRead) {
       "observe_unknown_keys = true\n"
       "max_batch = 500\n"
       "max_status_paths = 2000\n"
+      "max_status_answer_bytes = 65536\n"
       "max_message_bytes = 1048576\n"
       "verify_threads = 4\n"
       "rpc_threads = 3\n"
@@ -110,6 +112,7 @@ TEST(NodeConfigTest, EveryKeyIsRead) {
   EXPECT_TRUE(config->observe_unknown_keys);
   EXPECT_EQ(config->max_batch, 500);
   EXPECT_EQ(config->max_status_paths, 2000);
+  EXPECT_EQ(config->max_status_answer_bytes, 65536);
   EXPECT_EQ(config->max_message_bytes, 1048576);
   EXPECT_EQ(config->verify_threads, 4);
   EXPECT_EQ(config->rpc_threads, 3);

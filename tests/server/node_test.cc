@@ -472,6 +472,21 @@ TEST_P(NodeServiceTest, StatusOfTooManyPathsIsResourceExhausted) {
             grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
+TEST_P(NodeServiceTest, StatusAnswerOverTheConfiguredSizeIsResourceExhaustedWithAHint) {
+  StartNode("max_status_answer_bytes = 2048\n");
+  v1::StatusRequest request;
+  for (int i = 0; i < 40; ++i) request.add_store_paths(TestStorePath(absl::StrCat("s", i)).full());
+  v1::StatusResponse response;
+  grpc::Status status = attestations_->Status(Context().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("more than the node's limit of 2048 bytes"));
+  EXPECT_THAT(status.error_message(), HasSubstr("ask for fewer paths at a time"));
+  request.mutable_store_paths()->DeleteSubrange(5, request.store_paths_size() - 5);
+  EXPECT_TRUE(attestations_->Status(Context().get(), request, &response).ok());
+  EXPECT_EQ(response.statuses_size(), 5);
+  ExpectStillServing();
+}
+
 TEST_P(NodeServiceTest, UnknownDisputeIsNotFound) {
   v1::GetDisputeRequest get;
   get.set_id("d-0123456789abcdef0123456789abcdef");

@@ -9,6 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "consensus/dispute.h"
 #include "consensus/encoding.h"
+#include "consensus/nar_hash.h"
+#include "consensus/path_info.h"
+#include "consensus/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/dispute_view.h"
@@ -159,7 +162,135 @@ TEST_F(StatusQueryTest, AnswersEveryVerdictInRequestOrder) {
   // One attestation per side, each naming its own fingerprint.
   EXPECT_NE(d.attestations(0).fingerprint_index(), d.attestations(1).fingerprint_index());
 
-  EXPECT_EQ(response.statuses(4).SerializeAsString(), p.SerializeAsString());
+  // The repeated path is answered by reference to its first position, not a second time.
+  EXPECT_FALSE(p.has_repeat_of());
+  const auto& repeat = response.statuses(4);
+  EXPECT_EQ(repeat.store_path(), pending.path.full());
+  EXPECT_EQ(repeat.verdict(), v1::PENDING);
+  ASSERT_TRUE(repeat.has_repeat_of());
+  EXPECT_EQ(repeat.repeat_of(), 1);
+  EXPECT_EQ(repeat.fingerprints_size(), 0);
+  EXPECT_EQ(repeat.attestations_size(), 0);
+}
+
+// A claim about `name` with `references` references (a long fingerprint), its NAR hash from `content`.
+consensus::PathInfo HeavyClaim(std::string_view name, std::string_view content, int references) {
+  std::vector<consensus::StorePath> refs;
+  for (int r = 0; r < references; ++r) refs.push_back(TestStorePath(absl::StrCat("dependency-", r)));
+  auto claim = consensus::PathInfo::Create(TestStorePath(name), consensus::NarHash::FromDigest(consensus::Sha256(content)),
+                                           1000, refs);
+  EXPECT_TRUE(claim.ok()) << claim.status();
+  return *claim;
+}
+
+TEST_F(StatusQueryTest, RepeatedPathsAreAnsweredOnceSoTheAnswerCannotAmplifyTheRequest) {
+  // A path with many counted attestations: three builders, each signing 20 different fingerprints.
+  for (int variant = 0; variant < 20; ++variant) {
+    for (const consensus::SecretKey* key : {&federation_.alice, &federation_.bob, &federation_.carol}) {
+      Submit(HeavyClaim("heavy", absl::StrCat("variant-", variant), 20), *key);
+    }
+  }
+  const std::string heavy = TestStorePath("heavy").full();
+  const v1::StatusResponse once = Query({heavy});
+  ASSERT_EQ(once.statuses_size(), 1);
+  ASSERT_EQ(once.statuses(0).attestations_size(), 60);
+  const size_t one_answer = once.ByteSizeLong();
+  ASSERT_GT(one_answer, 30000u);
+
+  // The same path 50 times (the most this query takes): one full answer and 49 references.
+  v1::StatusRequest request;
+  for (int i = 0; i < 50; ++i) request.add_store_paths(heavy);
+  auto response = query_.Run(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->statuses_size(), 50);
+  EXPECT_EQ(response->statuses(0).SerializeAsString(), once.statuses(0).SerializeAsString());
+  for (int i = 1; i < 50; ++i) {
+    EXPECT_EQ(response->statuses(i).repeat_of(), 0) << i;
+    EXPECT_EQ(response->statuses(i).verdict(), v1::DISPUTED) << i;
+    EXPECT_EQ(response->statuses(i).attestations_size(), 0) << i;
+  }
+  // Each repeat costs the answer about what it cost the request (before: 50 full answers).
+  EXPECT_LE(response->ByteSizeLong(), one_answer + 2 * request.ByteSizeLong());
+}
+
+TEST_F(StatusQueryTest, AnAnswerOverTheByteLimitIsRefusedWholeWithAHintToSplit) {
+  std::vector<std::string> paths;
+  for (int i = 0; i < 40; ++i) {
+    const auto claim = HeavyClaim(absl::StrCat("sized-", i), "bytes", 10);
+    Submit(claim, federation_.alice);
+    Submit(claim, federation_.bob);
+    paths.push_back(claim.path.full());
+  }
+  paths.push_back(paths[0]);  // a repeat: its reference counts too
+  v1::StatusRequest request;
+  for (const auto& p : paths) request.add_store_paths(p);
+  auto Run = [&](int64_t limit, int read_threads) {
+    return StatusQuery(policy_, &store_,
+                       StatusQueryOptions{.max_paths = 50, .max_answer_bytes = limit, .read_threads = read_threads})
+        .Run(request);
+  };
+  auto whole = Run(int64_t{1} << 30, 1);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  const int64_t size = static_cast<int64_t>(whole->ByteSizeLong());
+
+  // Exactly at the limit: answered. One byte less: refused, naming the exact size.
+  auto at_limit = Run(size, 1);
+  ASSERT_TRUE(at_limit.ok()) << at_limit.status();
+  EXPECT_EQ(at_limit->SerializeAsString(), whole->SerializeAsString());
+  auto over = Run(size - 1, 1);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(Message(over.status()),
+              HasSubstr(absl::StrCat("the answer for these 41 store paths would be ", size,
+                                     " bytes, more than the node's limit of ", size - 1)));
+  EXPECT_THAT(Message(over.status()), HasSubstr("ask for fewer paths at a time"));
+
+  // Far over: reading stops early, and the message says how far it got.
+  for (int threads : {1, 2}) {
+    auto far_over = Run(2048, threads);
+    ASSERT_FALSE(far_over.ok());
+    EXPECT_EQ(far_over.status().code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_THAT(Message(far_over.status()), HasSubstr("would be more than the node's limit of 2048 bytes"));
+    EXPECT_THAT(Message(far_over.status()), HasSubstr("of them took"));
+    EXPECT_THAT(Message(far_over.status()), HasSubstr("ask for fewer paths at a time"));
+  }
+
+  // One path that alone is over the limit cannot be split: the message says who can help.
+  v1::StatusRequest single;
+  single.add_store_paths(paths[0]);
+  auto alone = StatusQuery(policy_, &store_, StatusQueryOptions{.max_answer_bytes = 100}).Run(single);
+  ASSERT_FALSE(alone.ok());
+  EXPECT_EQ(alone.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(Message(alone.status()), HasSubstr("the answer for " + paths[0] + " would be "));
+  EXPECT_THAT(Message(alone.status()), HasSubstr("max_status_answer_bytes"));
+}
+
+TEST_F(StatusQueryTest, ChunkedRequestsKeepTheByteLimit) {
+  std::vector<std::string> paths;
+  for (int i = 0; i < 300; ++i) {
+    const auto claim = TestClaim(absl::StrCat("chunk-", i));
+    Submit(claim, federation_.alice);
+    paths.push_back(claim.path.full());
+    paths.push_back(TestStorePath(absl::StrCat("absent-", i)).full());
+  }
+  v1::StatusRequest request;
+  for (const auto& p : paths) request.add_store_paths(p);
+  auto Run = [&](int64_t limit) {
+    return StatusQuery(policy_, &store_,
+                       StatusQueryOptions{.max_paths = 1000, .max_answer_bytes = limit, .read_threads = 4})
+        .Run(request);
+  };
+  auto whole = Run(int64_t{1} << 30);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  const int64_t size = static_cast<int64_t>(whole->ByteSizeLong());
+  auto at_limit = Run(size);
+  ASSERT_TRUE(at_limit.ok()) << at_limit.status();
+  EXPECT_EQ(at_limit->SerializeAsString(), whole->SerializeAsString());
+  for (int64_t limit : {size - 1, size / 2, int64_t{1024}}) {
+    auto over = Run(limit);
+    ASSERT_FALSE(over.ok()) << limit;
+    EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted) << limit;
+  }
 }
 
 TEST_F(StatusQueryTest, ObservedAttestationsAreNotCounted) {
