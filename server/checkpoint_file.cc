@@ -146,6 +146,8 @@ absl::Status CheckLogExtendsRecordedCheckpoint(storage::AttestationStore& store,
             file.path()));
   }
 
+  // An empty log has nothing that could have been lost.
+  if (recorded->size == 0) return absl::OkStatus();
   absl::StatusOr<std::optional<storage::StoredCheckpoint>> latest = store.LatestCheckpoint();
   if (!latest.ok()) return latest.status();
   absl::StatusOr<storage::LogHead> head = store.GetLogHead();

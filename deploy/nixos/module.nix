@@ -250,6 +250,22 @@ let
         default = { };
         description = "The [log] table: the node's transparency log.";
       };
+      scrub = mkOption {
+        type = types.submodule {
+          options.interval = mkOption {
+            type = durationType;
+            default = "24h";
+            description = "Between two background passes over the stored data; \"0s\" turns them off.";
+          };
+          options.rate = mkOption {
+            type = types.ints.unsigned;
+            default = 20000;
+            description = "Path rows plus log entries checked per second at most (0: no limit).";
+          };
+        };
+        default = { };
+        description = "The [scrub] table: re-checking the stored data in the background.";
+      };
       federation = mkOption {
         type = types.submodule {
           options = {

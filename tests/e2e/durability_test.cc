@@ -5,6 +5,9 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <mutex>
 #include <thread>
 
@@ -86,6 +89,54 @@ TEST(DurabilityTest, AcknowledgedAttestationsSurviveSigkill) {
     }
   }
   EXPECT_EQ(missing, 0u) << "of " << acknowledged.size() << " acknowledged attestations";
+}
+
+// attestd --check-database: exit 0 on a sound database, 1 naming each problem on a damaged one, and
+// an emptied database (its log lost what the key signed) is refused by the same command.
+TEST(CheckDatabaseTest, ReportsASoundDatabaseAndNamesDamage) {
+  TempDir dir;
+  consensus::SecretKey key = TestKey("check-builder-1");
+  NodeHarness node(dir, PolicyToml(1, {{"checker", {key.public_key().ToString()}}}));
+  ASSERT_TRUE(node.Start());
+  {
+    auto stub = v1::Attestations::NewStub(grpc::CreateChannel(node.grpc_address(), grpc::InsecureChannelCredentials()));
+    v1::SubmitRequest request;
+    for (int i = 0; i < 20; ++i) {
+      *request.add_attestations() =
+          proto::ToProto(consensus::SignAttestation(TestClaim(absl::StrCat("checked-", i)), key));
+    }
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::SubmitResponse response;
+    ASSERT_TRUE(stub->Submit(&context, request, &response).ok());
+  }
+  // The checkpoint of all 20 is signed (every second by default) and recorded beside the database.
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        std::ifstream in(dir.File("attest.db.signed-checkpoint"));
+        std::stringstream text;
+        text << in.rdbuf();
+        return text.str().find("\n20\n") != std::string::npos;
+      },
+      std::chrono::seconds(60)));
+  ASSERT_TRUE(node.Stop().has_value());
+
+  RunResult sound = ::attest::testing::Run({ATTESTD_BIN, "--config", node.config_path(), "--check-database"}, "", std::chrono::seconds(60));
+  EXPECT_EQ(sound.exit_code, 0) << sound.out << sound.err;
+  EXPECT_NE(sound.out.find("20 path rows, 20 log entries, 1 log tiles checked: ok"), std::string::npos) << sound.out;
+
+  RunResult damaged_run = ::attest::testing::Run({"sqlite3", dir.File("attest.db"),
+                               "UPDATE log_tiles SET hashes = randomblob(length(hashes)) WHERE id = 0;"});
+  ASSERT_EQ(damaged_run.exit_code, 0) << damaged_run.err;
+  RunResult damaged = ::attest::testing::Run({ATTESTD_BIN, "--config", node.config_path(), "--check-database"}, "", std::chrono::seconds(60));
+  EXPECT_EQ(damaged.exit_code, 1) << damaged.out << damaged.err;
+  EXPECT_NE(damaged.out.find("problem: log entry 0 does not hash to its leaf in tile/0/000.p/20"), std::string::npos)
+      << damaged.out;
+
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove(dir.File(absl::StrCat("attest.db", suffix)).c_str());
+  RunResult emptied = ::attest::testing::Run({ATTESTD_BIN, "--config", node.config_path(), "--check-database"}, "", std::chrono::seconds(60));
+  EXPECT_EQ(emptied.exit_code, 1);
+  EXPECT_NE(emptied.err.find("signed a checkpoint of size 20"), std::string::npos) << emptied.err;
 }
 
 class StartupErrorTest : public ::testing::Test {
