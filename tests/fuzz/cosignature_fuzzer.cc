@@ -1,6 +1,6 @@
 // Witness cosignatures (C2SP tlog-cosignature): cosigned checkpoint notes checked with a witness key
-// (VerifyCosignature) and witness verifier keys (ParseCosignatureVerifierKey, which must give back
-// the same text through CosignatureVerifierKey).
+// (VerifyCosignature) and witness verifier keys (ParseCosignatureVerifierKey; written again with
+// CosignatureVerifierKey they parse to the same key).
 #include <cstddef>
 #include <cstdint>
 
@@ -17,7 +17,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   absl::StatusOr<PublicKey> vkey = ParseCosignatureVerifierKey(input);
   if (vkey.ok()) {
-    FUZZ_CHECK(CosignatureVerifierKey(*vkey) == input, CosignatureVerifierKey(*vkey));
+    // Not byte for byte: the key id's hex may be upper case, as Go's parser allows.
+    absl::StatusOr<PublicKey> again = ParseCosignatureVerifierKey(CosignatureVerifierKey(*vkey));
+    FUZZ_CHECK(again.ok() && *again == *vkey, CosignatureVerifierKey(*vkey));
   }
   return 0;
 }

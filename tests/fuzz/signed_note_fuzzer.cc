@@ -17,7 +17,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   absl::StatusOr<PublicKey> vkey = ParseNoteVerifierKey(input);
   if (vkey.ok()) {
-    FUZZ_CHECK(NoteVerifierKey(*vkey) == input, NoteVerifierKey(*vkey));
+    // Not byte for byte: the key id's hex may be upper case, as Go's parser allows.
+    absl::StatusOr<PublicKey> again = ParseNoteVerifierKey(NoteVerifierKey(*vkey));
+    FUZZ_CHECK(again.ok() && *again == *vkey, NoteVerifierKey(*vkey));
     FUZZ_CHECK(ValidateNoteKeyName(vkey->name()).ok(), vkey->name());
   }
   return 0;
