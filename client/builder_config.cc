@@ -93,6 +93,7 @@ std::string ResolvePath(std::string_view value, const std::filesystem::path& anc
 
 absl::StatusOr<BuilderConfig> Parse(std::string_view text, std::string_view shown_path,
                                     const std::filesystem::path& anchor_dir) {
+  if (absl::Status s = consensus::CheckTomlUtf8(text, shown_path); !s.ok()) return s;
   toml::table root;
   try {
     root = toml::parse(text, shown_path);

@@ -223,6 +223,10 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
 
 }  // namespace
 
+absl::StatusOr<SpoolRecord> ParseSpoolRecord(std::string_view text) { return Deserialise(text); }
+
+std::string SerialiseSpoolRecord(const SpoolRecord& record) { return Serialise(record); }
+
 absl::StatusOr<Spool> Spool::Open(std::string dir) {
   if (dir.empty()) return absl::FailedPreconditionError("no spool directory given (set `spool` in the config)");
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();

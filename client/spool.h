@@ -44,7 +44,16 @@ struct SpoolRecord final {
   // node that stays down does not make every retry rewrite every record.
   int64_t attempts = 0;
   std::string last_error;  // the latest push failure, for people to read
+
+  friend bool operator==(const SpoolRecord&, const SpoolRecord&) = default;
 };
+
+// A record file's contents (JSON, version 1), as List reads them. DATA_LOSS naming the problem for a
+// torn or foreign file or an invalid record; FAILED_PRECONDITION for a record of another version.
+absl::StatusOr<SpoolRecord> ParseSpoolRecord(std::string_view text);
+// The file contents Add and Update write; ParseSpoolRecord gives back the record (with store_root
+// normalised).
+std::string SerialiseSpoolRecord(const SpoolRecord& record);
 
 struct SpoolEntry final {
   std::string id;  // file name without ".json"

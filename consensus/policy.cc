@@ -309,6 +309,7 @@ absl::StatusOr<Policy> Policy::Create(int quorum, std::vector<Operator> operator
 }
 
 absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view file_name) {
+  if (absl::Status s = consensus::CheckTomlUtf8(text, file_name); !s.ok()) return s;
   toml::table root;
   try {
     root = toml::parse(text, std::string_view(file_name));

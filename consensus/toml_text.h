@@ -5,6 +5,8 @@
 #define ATTEST_CONSENSUS_TOML_TEXT_H_
 
 #include <algorithm>
+#include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -12,12 +14,42 @@
 
 #include <toml++/toml.h>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
 #include "consensus/encoding.h"
 
 namespace attest::consensus {
 
 inline std::string TomlWhere(std::string_view file, const toml::source_region& region) {
   return Cat(file, ":", region.begin.line, ":", region.begin.column, ": ");
+}
+
+// OK when `text` is valid UTF-8 (as DecodeUtf8 defines it: no truncated, overlong or surrogate
+// sequences, nothing above U+10FFFF). Call it before toml::parse: TOML files are UTF-8 by definition,
+// and the distro's toml++ (3.3) has undefined behaviour in its UTF-8 decoding on some invalid input,
+// so such text must never reach it. INVALID_ARGUMENT "<file>:<line>:<column>: ..." (column counted
+// in characters, as toml++ does) naming the offending byte otherwise.
+inline absl::Status CheckTomlUtf8(std::string_view text, std::string_view file) {
+  size_t line = 1;
+  size_t column = 1;
+  for (size_t pos = 0; pos < text.size();) {
+    size_t length = 0;
+    const std::optional<char32_t> cp = DecodeUtf8(text, pos, length);
+    if (!cp) {
+      return absl::InvalidArgumentError(
+          Cat(file, ":", line, ":", column, ": byte ", absl::StrFormat("0x%02X", static_cast<unsigned char>(text[pos])),
+              " is not valid UTF-8 (a TOML file must be UTF-8: save it as UTF-8, without Latin-1 or other "
+              "single-byte characters)"));
+    }
+    pos += length;
+    if (*cp == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return absl::OkStatus();
 }
 
 // "a table", "an integer", ... for messages such as "quorum must be an integer, found a string".

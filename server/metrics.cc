@@ -209,8 +209,10 @@ void MetricFamily<Metric>::RenderMembers(std::string& out) const {
   absl::MutexLock lock(&mu_);
   for (const auto& [values, member] : members_) {
     if constexpr (std::is_same_v<Metric, Histogram>) {
+      // A named reference: clang before 16 cannot capture a structured binding.
+      const auto& labels = values;
       RenderMember(out, *this, *member,
-                   [this, &values](std::string_view extra) { return RenderLabels(values, extra); });
+                   [this, &labels](std::string_view extra) { return RenderLabels(labels, extra); });
     } else {
       RenderMember(out, *this, RenderLabels(values), *member);
     }

@@ -711,6 +711,7 @@ absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text) {
 }
 
 absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text, std::string_view file_path) {
+  if (absl::Status s = consensus::CheckTomlUtf8(text, file_path); !s.ok()) return s;
   toml::table root;
   try {
     root = toml::parse(text, file_path);

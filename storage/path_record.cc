@@ -49,6 +49,14 @@ void PutVarint(std::vector<uint8_t>& out, uint64_t value) {
 // Signed differences (times relative to each other) as small unsigned varints.
 uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
 int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
+// Times are stored as differences. They are taken modulo 2^64 so that no stored value (a damaged
+// record holds any) makes the arithmetic overflow, and every int64 time round-trips.
+int64_t WrappingAdd(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+}
+int64_t WrappingSub(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
+}
 
 void PutBytes(std::vector<uint8_t>& out, std::span<const uint8_t> bytes) {
   out.insert(out.end(), bytes.begin(), bytes.end());
@@ -135,7 +143,7 @@ void EncodePathRecord(const PathRecord& record, std::string_view path, std::vect
     PutVarint(out, sig.claim);
     PutVarint(out, static_cast<uint64_t>(sig.key_id));
     PutBytes(out, sig.signature);
-    PutVarint(out, ZigZag(sig.received_unix - previous_received));
+    PutVarint(out, ZigZag(WrappingSub(sig.received_unix, previous_received)));
     previous_received = sig.received_unix;
     PutVarint(out, static_cast<uint64_t>(sig.observed_key_id));
     if (sig.deriver.empty()) {
@@ -150,7 +158,7 @@ void EncodePathRecord(const PathRecord& record, std::string_view path, std::vect
     PutVarint(out, static_cast<uint64_t>(sig.output_id));
     PutVarint(out, static_cast<uint64_t>(sig.system_id));
     PutVarint(out, static_cast<uint64_t>(sig.build_kind));
-    PutVarint(out, ZigZag(sig.build_time_unix - sig.received_unix));
+    PutVarint(out, ZigZag(WrappingSub(sig.build_time_unix, sig.received_unix)));
     PutVarint(out, static_cast<uint64_t>(sig.origin_id));
   }
   const std::array<uint8_t, kChecksumBytes> checksum = Checksum(path, std::span(out).subspan(start));
@@ -221,7 +229,7 @@ absl::StatusOr<PathRecord> DecodePathRecord(std::span<const uint8_t> bytes, std:
       return Malformed(consensus::Cat("a signature of claim ", claim, " of ", record.claims.size()));
     }
     sig.claim = static_cast<uint32_t>(claim);
-    sig.received_unix = previous_received + UnZigZag(received);
+    sig.received_unix = WrappingAdd(previous_received, UnZigZag(received));
     previous_received = sig.received_unix;
     if (deriver_tag == kDeriverSame) {
       if (previous_deriver == nullptr || previous_deriver->empty()) {
@@ -240,7 +248,7 @@ absl::StatusOr<PathRecord> DecodePathRecord(std::span<const uint8_t> bytes, std:
       return Malformed(in.error());
     }
     sig.build_kind = static_cast<int64_t>(std::min<uint64_t>(kind, INT64_MAX));
-    sig.build_time_unix = sig.received_unix + UnZigZag(build_time);
+    sig.build_time_unix = WrappingAdd(sig.received_unix, UnZigZag(build_time));
     if (has_origin && !in.Int(sig.origin_id, "an origin id")) return Malformed(in.error());
   }
   if (!in.done()) return Malformed(consensus::Cat(in.left(), " trailing bytes"));

@@ -87,7 +87,8 @@ absl::StatusOr<ListFilters> ParseFilters(const std::vector<std::pair<std::string
     } else if (name == "operator") {
       if (value.empty()) continue;
       const auto& operators = policy.operators();
-      if (std::none_of(operators.begin(), operators.end(), [&](const auto& op) { return op.name == value; })) {
+      const std::string& wanted = value;  // clang before 16 cannot capture a structured binding
+      if (std::none_of(operators.begin(), operators.end(), [&](const auto& op) { return op.name == wanted; })) {
         std::string known;
         for (const auto& op : operators) known += Cat(known.empty() ? "" : ", ", op.name);
         return absl::InvalidArgumentError(

@@ -34,6 +34,13 @@ void ExpectRejected(std::string_view text, int line, std::initializer_list<std::
   for (std::string_view fragment : fragments) EXPECT_THAT(message, HasSubstr(std::string(fragment))) << text;
 }
 
+TEST(BuilderConfigTest, RefusesInvalidUtf8BeforeParsingToml) {
+  // toml++ 3.3 misbehaves on some invalid UTF-8: it must never see it.
+  ExpectRejected(std::string(kGood) + "# \xE9t\xE9\n", 5, {":5:3: byte 0xE9", "not valid UTF-8"});
+  ExpectRejected("spool = \"sp\xC0\x80ol\"\n", 1, {":1:12: byte 0xC0", "not valid UTF-8"});
+  ExpectRejected("key = \"k\"\n\xBF = 1", 2, {":2:1: byte 0xBF"});
+}
+
 TEST(BuilderConfigTest, ParsesAndResolvesRelativePathsAgainstTheFilesDirectory) {
   absl::StatusOr<BuilderConfig> config = ParseBuilderConfig(kGood, "/etc/attest/builder.toml");
   ASSERT_TRUE(config.ok()) << config.status();

@@ -145,6 +145,36 @@ TEST(PolicyTest, ValidateOperatorNameIsThePoliciesRule) {
   EXPECT_FALSE(ValidateOperatorName(std::string(129, 'a')).ok());
 }
 
+// Debian's toml++ 3.3 has undefined behaviour in its UTF-8 decoding on some invalid input: such
+// text must be refused before it reaches toml++, with the position of the first bad byte.
+TEST(PolicyTest, RefusesInvalidUtf8BeforeParsingToml) {
+  const std::string good = WithKeys(kGood);
+  struct Case {
+    std::string text;
+    std::string where;
+  };
+  const std::vector<Case> cases = {
+      {"# caf\xE9\n" + good, "policy.toml:1:6: byte 0xE9"},           // Latin-1 in a comment
+      {"quorum = 2 # \xC0\xAF\n", "policy.toml:1:14: byte 0xC0"},   // overlong '/'
+      {"x = \"\xED\xA0\x80\"\n", "policy.toml:1:6: byte 0xED"},     // a surrogate in a string
+      {"x = \"\xF4\x90\x80\x80\"\n", "policy.toml:1:6: byte 0xF4"}, // above U+10FFFF
+      {"\x80 = 1\n", "policy.toml:1:1: byte 0x80"},                  // a lone continuation byte as a key
+      {"quorum = 2\n# \xE2\x82", "policy.toml:2:3: byte 0xE2"},      // truncated at the end of the file
+      {"\xFF\xFE", "policy.toml:1:1: byte 0xFF"},                    // a UTF-16 byte order mark
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<Policy> policy = Policy::ParseToml(c.text, "policy.toml");
+    ASSERT_FALSE(policy.ok()) << QuoteForError(c.text);
+    EXPECT_EQ(policy.status().code(), absl::StatusCode::kInvalidArgument);
+    const std::string message(StdView(policy.status().message()));
+    EXPECT_THAT(message, StartsWith(c.where)) << QuoteForError(c.text);
+    EXPECT_THAT(message, HasSubstr("not valid UTF-8"));
+  }
+  // Valid UTF-8 beyond ASCII is fine.
+  absl::StatusOr<Policy> policy = Policy::ParseToml("# café, 日本, 😀\n" + good, "policy.toml");
+  EXPECT_TRUE(policy.ok()) << policy.status();
+}
+
 TEST(PolicyTest, MaintainersAreOptional) {
   absl::StatusOr<Policy> policy = Policy::ParseToml(WithKeys(R"(quorum = 1
 [[operator]]

@@ -34,6 +34,15 @@ std::string ErrorOf(std::string_view text, std::string_view file = "/etc/attest/
   return std::string(consensus::StdView(config.status().message()));
 }
 
+TEST(NodeConfigTest, RefusesInvalidUtf8BeforeParsingToml) {
+  // toml++ 3.3 misbehaves on some invalid UTF-8: it must never see it.
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "# \xE9t\xE9\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:4:3: byte 0xE9"), HasSubstr("not valid UTF-8")));
+  EXPECT_THAT(ErrorOf("[node]\nkey = \"node\xED\xA0\x80.sec\"\n"), StartsWith("/etc/attest/node.toml:2:12: byte 0xED"));
+  EXPECT_THAT(ErrorOf("[node]\n\xF8\x88\x80\x80\x80 = 1\n"), StartsWith("/etc/attest/node.toml:2:1: byte 0xF8"));
+  EXPECT_THAT(ErrorOf("[node]\n# \xF0\x9F\x98"), StartsWith("/etc/attest/node.toml:2:3: byte 0xF0"));
+}
+
 TEST(NodeConfigTest, MinimalConfigGetsDefaultsAndResolvesPathsAgainstItsDirectory) {
   auto config = ParseNodeConfig(kMinimal, "/etc/attest/node.toml");
   ASSERT_TRUE(config.ok()) << config.status();

@@ -2,6 +2,7 @@
 // decodes.
 #include "storage/path_record.h"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,21 @@ absl::StatusOr<PathRecord> Decode(std::span<const uint8_t> bytes) { return Decod
 TEST(PathRecordTest, RoundTripsEveryField) {
   const PathRecord record = Sample();
   auto decoded = Decode(Encode(record));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(*decoded, record);
+}
+
+// Found by tests/fuzz/path_record_fuzzer: times are stored as differences, and a damaged record
+// (or extreme times) made them overflow int64 (undefined behaviour, caught by UBSan in the asan
+// build). Every int64 time round-trips, and arithmetic on stored values never overflows.
+TEST(PathRecordTest, ExtremeTimesRoundTripWithoutOverflow) {
+  PathRecord record = Sample();
+  record.signatures[0].received_unix = INT64_MIN;
+  record.signatures[0].build_time_unix = INT64_MAX;
+  record.signatures[1].received_unix = INT64_MAX;
+  record.signatures[1].build_time_unix = INT64_MIN;
+  record.signatures[2].received_unix = -32;
+  auto decoded = DecodePathRecord(Encode(record));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(*decoded, record);
 }
