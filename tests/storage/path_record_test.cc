@@ -84,7 +84,7 @@ TEST(PathRecordTest, ExtremeTimesRoundTripWithoutOverflow) {
   record.signatures[1].received_unix = INT64_MAX;
   record.signatures[1].build_time_unix = INT64_MIN;
   record.signatures[2].received_unix = -32;
-  auto decoded = DecodePathRecord(Encode(record));
+  auto decoded = Decode(Encode(record));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(*decoded, record);
 }
