@@ -49,14 +49,22 @@ void Damage(const std::string& file, const std::string& sql) {
 
 class ScrubberTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    WriteNodeDir(dir_, federation_, std::string(kConfig));
+  // (Re)starts the node on the same database with `extra` after [node].
+  void StartNode(const std::string& extra) {
+    if (node_) node_->Shutdown(absl::Now() + absl::Seconds(5));
+    node_.reset();
+    WriteNodeDir(dir_, federation_, extra);
     auto config = LoadNodeConfig(dir_.File("node.toml"));
     ASSERT_TRUE(config.ok()) << config.status();
     auto node = Node::Open(*config);
     ASSERT_TRUE(node.ok()) << node.status();
     node_ = *std::move(node);
     ASSERT_TRUE(node_->Start().ok());
+  }
+
+  void SetUp() override {
+    StartNode(std::string(kConfig));
+    ASSERT_NE(node_, nullptr);
     // 300 paths: two level-0 tiles (one full, one partial).
     auto stub = v1::Attestations::NewStub(node_->InProcessChannel());
     v1::SubmitRequest request;
@@ -115,15 +123,8 @@ TEST_F(ScrubberTest, AReplacedLogTileIsFound) {
 
 TEST_F(ScrubberTest, BackgroundPassesReportProblemsThroughHealthAndMetrics) {
   EXPECT_EQ(HttpGet(node_->http_port(), "/healthz")->body, "ok\n");
-  node_->Shutdown(absl::Now() + absl::Seconds(5));
-  node_.reset();
-  WriteNodeDir(dir_, federation_, "\n[log]\ncheckpoint_interval = \"1h\"\n[scrub]\ninterval = \"50ms\"\nrate = 0\n");
-  auto config = LoadNodeConfig(dir_.File("node.toml"));
-  ASSERT_TRUE(config.ok()) << config.status();
-  auto node = Node::Open(*config);
-  ASSERT_TRUE(node.ok()) << node.status();
-  node_ = *std::move(node);
-  ASSERT_TRUE(node_->Start().ok());
+  StartNode("\n[log]\ncheckpoint_interval = \"1h\"\n[scrub]\ninterval = \"50ms\"\nrate = 0\n");
+  ASSERT_NE(node_, nullptr);
   Damage(File(), "UPDATE log_tiles SET hashes = randomblob(length(hashes)) WHERE id = 1");
 
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
