@@ -1,3 +1,7 @@
+// The SQLite store. Long because it holds every job of the file in one place: the schema and its
+// migrations, the writer (one connection, group transactions, the log's tiles), the readers (path
+// index, status reads, disputes, the log) and the integrity checks. Splitting it by role (ledger,
+// log, peers) behind smaller interfaces would shorten it.
 #include "storage/sqlite_attestation_store.h"
 
 #include <algorithm>

@@ -115,6 +115,20 @@ class ReplicationTest : public ::testing::Test {
     return pair;
   }
 
+  // Writes `attestations` into the database of `dir` directly and appends them to its log, as a peer
+  // that logged them would hold them (the store itself verifies no signature).
+  static void LogDirectly(const NodeDir& dir, const std::vector<consensus::Attestation>& attestations) {
+    auto store = storage::SqliteAttestationStore::Open(dir.dir->File("attest.db"), storage::SqliteOptions{});
+    ASSERT_TRUE(store.ok()) << store.status();
+    storage::WriteBatch write;
+    for (const consensus::Attestation& attestation : attestations) {
+      write.attestations.push_back(
+          storage::StoredAttestation{.attestation = attestation, .received_unix = 1, .observed_key = {}, .origin = {}});
+    }
+    write.append_to_log = true;
+    ASSERT_TRUE((*store)->Write(write).ok());
+  }
+
   static void Submit(Node& node, const std::vector<v1::Attestation>& items) {
     auto stub = v1::Attestations::NewStub(node.InProcessChannel());
     v1::SubmitRequest request;
@@ -325,21 +339,10 @@ TEST_F(ReplicationTest, ManyBatchesAndARestartResumeFromTheCursor) {
 
 TEST_F(ReplicationTest, ForgedAttestationInAValidlySignedLogIsRefusedAndReported) {
   NodeDir a_dir = MakeDir("node-a", {});
-  {
-    // Written into A's database directly: the store itself does not verify signatures.
-    auto store = storage::SqliteAttestationStore::Open(a_dir.dir->File("attest.db"), storage::SqliteOptions{});
-    ASSERT_TRUE(store.ok()) << store.status();
-    consensus::Attestation good = consensus::SignAttestation(TestClaim("good"), federation_.alice);
-    consensus::Attestation forged = consensus::SignAttestation(TestClaim("forged"), federation_.bob);
-    forged.signature.bytes[7] ^= 0x20;
-    storage::WriteBatch write;
-    for (const consensus::Attestation& attestation : {forged, good}) {
-      write.attestations.push_back(
-          storage::StoredAttestation{.attestation = attestation, .received_unix = 1, .observed_key = {}, .origin = {}});
-    }
-    write.append_to_log = true;
-    ASSERT_TRUE((*store)->Write(write).ok());
-  }
+  consensus::Attestation good = consensus::SignAttestation(TestClaim("good"), federation_.alice);
+  consensus::Attestation forged = consensus::SignAttestation(TestClaim("forged"), federation_.bob);
+  forged.signature.bytes[7] ^= 0x20;
+  ASSERT_NO_FATAL_FAILURE(LogDirectly(a_dir, {forged, good}));
   std::unique_ptr<Node> a = StartNode(a_dir);
   ASSERT_NE(a, nullptr);
   NodeDir b_dir = MakeDir("node-b", {a.get()});
@@ -364,21 +367,10 @@ TEST_F(ReplicationTest, ADisputeOverAPathWithManyReferencesDoesNotStallTheFollow
   NodeDir a_dir = MakeDir("node-a", {});
   const consensus::PathInfo agreed = ::attest::testing::TestClaimWithReferences("many-refs", "bytes A", 700);
   const consensus::PathInfo other = ::attest::testing::TestClaimWithReferences("many-refs", "bytes B", 700);
-  {
-    // Written into A's database directly, as a peer that logged them would hold them.
-    auto store = storage::SqliteAttestationStore::Open(a_dir.dir->File("attest.db"), storage::SqliteOptions{});
-    ASSERT_TRUE(store.ok()) << store.status();
-    storage::WriteBatch write;
-    for (const consensus::Attestation& attestation :
-         {consensus::SignAttestation(agreed, federation_.alice), consensus::SignAttestation(agreed, federation_.bob),
-          consensus::SignAttestation(other, federation_.carol),
-          consensus::SignAttestation(TestClaim("later"), federation_.alice)}) {
-      write.attestations.push_back(
-          storage::StoredAttestation{.attestation = attestation, .received_unix = 1, .observed_key = {}, .origin = {}});
-    }
-    write.append_to_log = true;
-    ASSERT_TRUE((*store)->Write(write).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(LogDirectly(a_dir, {consensus::SignAttestation(agreed, federation_.alice),
+                                               consensus::SignAttestation(agreed, federation_.bob),
+                                               consensus::SignAttestation(other, federation_.carol),
+                                               consensus::SignAttestation(TestClaim("later"), federation_.alice)}));
   std::unique_ptr<Node> a = StartNode(a_dir);
   ASSERT_NE(a, nullptr);
   NodeDir b_dir = MakeDir("node-b", {a.get()});
