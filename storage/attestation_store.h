@@ -132,6 +132,11 @@ struct WriteBatch final {
   // FAILED_PRECONDITION, nothing stored) and the entries refused, in the same transaction.
   std::optional<PeerProgress> peer_progress;
   std::vector<RejectedEntry> rejected_entries;  // kept once per (peer, index)
+  // Replication: the peer's entries from the stored cursor up to peer_progress->cursor, verbatim, kept
+  // so this node can serve them back if the peer ever loses its database (`attestd restore
+  // --from-peers`). Empty, or exactly as many as the cursor advances (else INVALID_ARGUMENT); only
+  // with peer_progress.
+  std::vector<std::string> peer_entries;
 };
 
 enum class WriteOutcome { kInserted = 0, kAlreadyPresent = 1 };
@@ -235,6 +240,11 @@ class AttestationStore {
   // Entries refused from `peer` ("" = all peers), newest first, at most `limit`; and how many in all.
   virtual absl::StatusOr<std::vector<RejectedEntry>> RecentRejectedEntries(const std::string& peer, int limit) = 0;
   virtual absl::StatusOr<int64_t> CountRejectedEntries(const std::string& peer) = 0;
+  // Entries [first, first + count) of `peer`'s log as this node kept them (WriteBatch::peer_entries).
+  // NOT_FOUND when the store does not hold all of them (past the cursor, or replicated by a version
+  // that did not keep entries).
+  virtual absl::StatusOr<std::vector<std::string>> PeerLogEntries(const std::string& peer, uint64_t first,
+                                                                   uint64_t count) = 0;
   // Keeps the first evidence per peer (OK and nothing changes when the peer already has some).
   virtual absl::Status StoreForkEvidence(const ForkEvidence& evidence) = 0;
   virtual absl::StatusOr<std::vector<ForkEvidence>> ListForkEvidence() = 0;

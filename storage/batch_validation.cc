@@ -189,4 +189,20 @@ absl::Status CheckCursorAdvance(const PeerProgress& progress, std::optional<uint
   return absl::OkStatus();
 }
 
+absl::Status CheckPeerEntries(const WriteBatch& batch, std::optional<uint64_t> stored_cursor) {
+  if (batch.peer_entries.empty()) return absl::OkStatus();
+  if (!batch.peer_progress.has_value()) {
+    return absl::InvalidArgumentError(consensus::Cat("a write carries ", batch.peer_entries.size(),
+                                                     " peer entries but no peer progress (they belong to one)"));
+  }
+  const uint64_t from = stored_cursor.value_or(0);
+  const uint64_t to = batch.peer_progress->cursor;
+  if (to < from || to - from != batch.peer_entries.size()) {
+    return absl::InvalidArgumentError(consensus::Cat("progress of peer '", batch.peer_progress->peer, "': ",
+                                                     batch.peer_entries.size(), " entries kept for cursor ", from,
+                                                     " -> ", to, " (must be exactly the entries it advances over)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace attest::storage

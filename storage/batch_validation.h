@@ -52,6 +52,10 @@ absl::StatusOr<BatchLogEntries> LogEntriesOf(const WriteBatch& batch);
 absl::Status ValidatePeerProgress(const PeerProgress& progress);
 // FAILED_PRECONDITION when `progress` would move the stored cursor (if any) backwards.
 absl::Status CheckCursorAdvance(const PeerProgress& progress, std::optional<uint64_t> stored_cursor);
+// INVALID_ARGUMENT when the batch carries peer entries without peer progress, or not exactly as
+// many as its cursor advances from `stored_cursor` (0 before the first write for the peer). No
+// entries at all is allowed (nothing kept).
+absl::Status CheckPeerEntries(const WriteBatch& batch, std::optional<uint64_t> stored_cursor);
 
 // INVALID_ARGUMENT when a peer name or either checkpoint is missing.
 absl::Status ValidateForkEvidence(const ForkEvidence& evidence);

@@ -52,6 +52,10 @@ class ForwardingAttestationStore : public AttestationStore {
   absl::StatusOr<int64_t> CountRejectedEntries(const std::string& peer) override {
     return inner_->CountRejectedEntries(peer);
   }
+  absl::StatusOr<std::vector<std::string>> PeerLogEntries(const std::string& peer, uint64_t first,
+                                                          uint64_t count) override {
+    return inner_->PeerLogEntries(peer, first, count);
+  }
   absl::Status StoreForkEvidence(const ForkEvidence& evidence) override {
     return inner_->StoreForkEvidence(evidence);
   }

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "absl/status/status.h"
+#include "consensus/encoding.h"
 #include "consensus/merkle.h"
 #include "storage/batch_validation.h"
 
@@ -42,12 +43,12 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
   absl::MutexLock lock(&mu_);
   if (batch.peer_progress.has_value()) {
     auto it = peers_.find(batch.peer_progress->peer);
-    if (absl::Status status = CheckCursorAdvance(*batch.peer_progress, it == peers_.end()
-                                                                           ? std::nullopt
-                                                                           : std::optional(it->second.cursor));
-        !status.ok()) {
-      return status;
-    }
+    const std::optional<uint64_t> stored_cursor =
+        it == peers_.end() ? std::nullopt : std::optional(it->second.cursor);
+    if (absl::Status status = CheckCursorAdvance(*batch.peer_progress, stored_cursor); !status.ok()) return status;
+    if (absl::Status status = CheckPeerEntries(batch, stored_cursor); !status.ok()) return status;
+  } else if (absl::Status status = CheckPeerEntries(batch, std::nullopt); !status.ok()) {
+    return status;
   }
   for (size_t i = 0; i < batch.attestations.size(); ++i) {
     const StoredAttestation& stored = batch.attestations[i];
@@ -65,7 +66,13 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
   for (std::vector<std::string>& dispute_entries : entries->disputes) {
     for (std::string& entry : dispute_entries) AppendToLog(std::move(entry));
   }
-  if (batch.peer_progress.has_value()) peers_[batch.peer_progress->peer] = *batch.peer_progress;
+  if (batch.peer_progress.has_value()) {
+    const std::string& peer = batch.peer_progress->peer;
+    std::map<uint64_t, std::string>& kept = peer_entries_[peer];
+    const uint64_t first = batch.peer_progress->cursor - batch.peer_entries.size();
+    for (size_t i = 0; i < batch.peer_entries.size(); ++i) kept[first + i] = batch.peer_entries[i];
+    peers_[peer] = *batch.peer_progress;
+  }
   for (const RejectedEntry& rejected : batch.rejected_entries) {
     rejected_.try_emplace(std::make_pair(rejected.peer, rejected.index), rejected);
   }
@@ -246,6 +253,26 @@ absl::StatusOr<std::vector<RejectedEntry>> MemoryAttestationStore::RecentRejecte
   }
   SortNewestFirst(out);
   if (out.size() > static_cast<size_t>(std::max(0, limit))) out.resize(static_cast<size_t>(std::max(0, limit)));
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> MemoryAttestationStore::PeerLogEntries(const std::string& peer,
+                                                                                 uint64_t first, uint64_t count) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  auto kept = peer_entries_.find(peer);
+  for (uint64_t i = 0; i < count; ++i) {
+    const std::string* entry = nullptr;
+    if (kept != peer_entries_.end()) {
+      auto found = kept->second.find(first + i);
+      if (found != kept->second.end()) entry = &found->second;
+    }
+    if (entry == nullptr) {
+      return absl::NotFoundError(
+          consensus::Cat("this node does not hold entry ", first + i, " of peer '", peer, "'s log"));
+    }
+    out.push_back(*entry);
+  }
   return out;
 }
 

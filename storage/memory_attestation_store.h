@@ -48,6 +48,8 @@ class MemoryAttestationStore final : public AttestationStore {
   absl::StatusOr<std::optional<PeerProgress>> GetPeerProgress(const std::string& peer) override;
   absl::StatusOr<std::vector<RejectedEntry>> RecentRejectedEntries(const std::string& peer, int limit) override;
   absl::StatusOr<int64_t> CountRejectedEntries(const std::string& peer) override;
+  absl::StatusOr<std::vector<std::string>> PeerLogEntries(const std::string& peer, uint64_t first,
+                                                          uint64_t count) override;
   absl::Status StoreForkEvidence(const ForkEvidence& evidence) override;
   absl::StatusOr<std::vector<ForkEvidence>> ListForkEvidence() override;
 
@@ -69,6 +71,7 @@ class MemoryAttestationStore final : public AttestationStore {
   std::map<TileKey, std::string> log_tiles_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, StoredCheckpoint> checkpoints_ ABSL_GUARDED_BY(mu_);  // by size
   std::map<std::string, PeerProgress> peers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::map<uint64_t, std::string>> peer_entries_ ABSL_GUARDED_BY(mu_);  // by index
   std::map<std::pair<std::string, uint64_t>, RejectedEntry> rejected_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, ForkEvidence> forks_ ABSL_GUARDED_BY(mu_);
 };

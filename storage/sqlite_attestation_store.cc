@@ -164,6 +164,18 @@ CREATE INDEX resolutions_by_dispute ON resolutions(dispute_id, time);
 CREATE INDEX disputes_open_first ON disputes(state <> 0, id);
 )sql";
 
+// Added in version 6: the entries of each peer's log as this node applied them, verbatim, so it can
+// serve a peer that lost its database its own log back (server/restore.h). A rowid table: entries are
+// up to 64 KiB, too large for WITHOUT ROWID's B-tree cells.
+constexpr std::string_view kPeerEntriesTable = R"sql(
+CREATE TABLE peer_entries (
+  peer TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  entry BLOB NOT NULL,
+  UNIQUE (peer, idx)
+) STRICT;
+)sql";
+
 // Version 1 (one row per signature, claims and paths normalised) was only ever written by
 // development builds. An empty version-1 database is rebuilt as version 2; one holding attestations
 // is refused (see CreateOrMigrate): there is nothing in the field to convert.
@@ -171,7 +183,7 @@ constexpr std::string_view kDropSchemaV1 = R"sql(
 DROP TABLE signatures; DROP TABLE claims; DROP TABLE disputes; DROP TABLE paths; DROP TABLE keys;
 DROP TABLE observed_keys; DROP TABLE labels; DROP TABLE counters;
 )sql";
-static_assert(kSqliteSchemaVersion == 5);
+static_assert(kSqliteSchemaVersion == 6);
 
 // Path rows are ~600 bytes: on 4 KiB pages the unused tail of each page is ~6% of the file, on 8 KiB
 // pages ~3%. Larger pages save little more and make every read copy more (status_bench).
@@ -474,6 +486,8 @@ class SqliteAttestationStore::Writer {
   absl::StatusOr<std::vector<WriteOutcome>> WriteOnce(const WriteBatch& batch) {
     if (batch.peer_progress.has_value()) {
       if (absl::Status status = ValidatePeerProgress(*batch.peer_progress); !status.ok()) return status;
+    } else if (absl::Status status = CheckPeerEntries(batch, std::nullopt); !status.ok()) {
+      return status;
     }
     auto entries = LogEntriesOf(batch);
     if (!entries.ok()) return entries.status();
@@ -583,7 +597,7 @@ class SqliteAttestationStore::Writer {
       if (absl::Status status = put.Run(); !status.ok()) return status;
     }
     if (batch.peer_progress.has_value()) {
-      if (absl::Status status = StorePeerProgress(*batch.peer_progress); !status.ok()) return status;
+      if (absl::Status status = StorePeerProgress(batch); !status.ok()) return status;
     }
     for (const RejectedEntry& rejected : batch.rejected_entries) {
       auto insert = insert_rejection_->Begin("recording a refused peer entry");
@@ -779,6 +793,7 @@ class SqliteAttestationStore::Writer {
         {&put_peer_,
          "INSERT OR REPLACE INTO peers(name, cursor, frontier, checkpoint, checkpoint_size, cosigned) "
          "VALUES (?, ?, ?, ?, ?, ?)"},
+        {&insert_peer_entry_, "INSERT OR REPLACE INTO peer_entries(peer, idx, entry) VALUES (?, ?, ?)"},
         {&insert_rejection_,
          "INSERT OR IGNORE INTO peer_rejections(peer, idx, reason, entry, detected) VALUES (?, ?, ?, ?, ?)"},
         {&recent_rejections_,
@@ -965,13 +980,21 @@ class SqliteAttestationStore::Writer {
     return absl::OkStatus();
   }
 
-  absl::Status StorePeerProgress(const PeerProgress& progress) {
+  // The progress and the entries it advances over (WriteBatch::peer_entries).
+  absl::Status StorePeerProgress(const WriteBatch& batch) {
+    const PeerProgress& progress = *batch.peer_progress;
+    const std::vector<std::string>& entries = batch.peer_entries;
     auto stored = GetPeerProgress(progress.peer);
     if (!stored.ok()) return stored.status();
-    if (absl::Status status = CheckCursorAdvance(
-            progress, stored->has_value() ? std::optional((*stored)->cursor) : std::nullopt);
-        !status.ok()) {
-      return status;
+    const std::optional<uint64_t> stored_cursor =
+        stored->has_value() ? std::optional((*stored)->cursor) : std::nullopt;
+    if (absl::Status status = CheckCursorAdvance(progress, stored_cursor); !status.ok()) return status;
+    if (absl::Status status = CheckPeerEntries(batch, stored_cursor); !status.ok()) return status;
+    const uint64_t first = progress.cursor - entries.size();
+    for (size_t i = 0; i < entries.size(); ++i) {
+      auto insert = insert_peer_entry_->Begin("keeping a peer's log entry");
+      insert.Bind(progress.peer).Bind(static_cast<int64_t>(first + i)).BindBlob(Bytes(entries[i]));
+      if (absl::Status status = insert.Run(); !status.ok()) return status;
     }
     std::string frontier;
     for (const consensus::MerkleHash& hash : progress.frontier) frontier.append(Chars(hash));
@@ -1023,7 +1046,7 @@ class SqliteAttestationStore::Writer {
   std::unique_ptr<Statement> find_paths_, insert_path_, update_path_, find_key_, insert_key_,
       find_observed_key_, insert_observed_key_, find_label_, insert_label_, upsert_dispute_,
       bump_counter_, insert_resolution_, set_dispute_state_, insert_log_entry_, put_tile_, get_tile_, find_checkpoint_, insert_checkpoint_, get_peer_,
-      put_peer_, insert_rejection_, recent_rejections_, count_rejections_, insert_fork_, list_forks_;
+      put_peer_, insert_peer_entry_, insert_rejection_, recent_rejections_, count_rejections_, insert_fork_, list_forks_;
   // The log as this transaction grows it, and as of the last commit (restored on rollback).
   LogTree log_;
   LogTree committed_log_;
@@ -1302,6 +1325,29 @@ class SqliteAttestationStore::Reader {
     return out;
   }
 
+  absl::StatusOr<std::vector<std::string>> PeerLogEntries(const std::string& peer, uint64_t first, uint64_t count) {
+    if (first > static_cast<uint64_t>(INT64_MAX) || count > static_cast<uint64_t>(INT64_MAX) - first) {
+      return absl::NotFoundError(consensus::Cat("this node does not hold entries ", first, " (+", count,
+                                                ") of peer '", peer, "'s log"));
+    }
+    std::vector<std::string> out;
+    out.reserve(count);
+    auto use = peer_entries_->Begin("reading a peer's kept log entries");
+    use.Bind(peer).Bind(static_cast<int64_t>(first)).Bind(static_cast<int64_t>(first + count));
+    while (true) {
+      auto row = use.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      if (use.Int(0) != static_cast<int64_t>(first + out.size())) break;
+      out.emplace_back(Chars(use.Blob(1)));
+    }
+    if (out.size() != count) {
+      return absl::NotFoundError(consensus::Cat("this node does not hold entry ", first + out.size(), " of peer '",
+                                                peer, "'s log"));
+    }
+    return out;
+  }
+
   absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count, uint64_t size) {
     if (absl::Status status = CheckLogRange(first, count, size); !status.ok()) return status;
     auto tx = Transaction::Begin(*db_, Transaction::Kind::kRead);
@@ -1514,6 +1560,7 @@ class SqliteAttestationStore::Reader {
         {&get_tile_, "SELECT hashes FROM log_tiles WHERE id = ?"},
         {&latest_checkpoint_,
          "SELECT size, root, note, signed FROM log_checkpoints ORDER BY size DESC LIMIT 1"},
+        {&peer_entries_, "SELECT idx, entry FROM peer_entries WHERE peer = ? AND idx >= ? AND idx < ? ORDER BY idx"},
     };
     for (const auto& [statement, sql] : all) {
       auto prepared = db_->Prepare(sql);
@@ -1699,7 +1746,7 @@ class SqliteAttestationStore::Reader {
   std::unique_ptr<Connection> db_;
   Lookups lookups_;
   PathIdIndex& path_ids_;
-  std::unique_ptr<Statement> newest_path_id_, path_ids_after_, all_path_ids_after_, paths_by_head_, paths_by_id_, log_entries_, get_tile_, latest_checkpoint_,
+  std::unique_ptr<Statement> newest_path_id_, path_ids_after_, all_path_ids_after_, paths_by_head_, paths_by_id_, log_entries_, get_tile_, latest_checkpoint_, peer_entries_,
       key_name_, observed_key_, label_,
       dispute_by_id_, disputes_after_, counters_, count_disputes_, count_matching_disputes_, resolutions_for_,
       all_resolutions_, count_open_disputes_, count_resolutions_, key_counters_;
@@ -1890,10 +1937,14 @@ absl::Status CreateOrMigrate(Connection& db) {
     return status;
   }
   if (identity->version == kSqliteSchemaVersion) return absl::OkStatus();
-  if (identity->version == 4) {
+  if (identity->version == 4 || identity->version == 5) {
     // Version 5 writes path records with a checksum (format 3); the format-2 records of version 4 stay
     // readable, so only the version changes (an older attestd then refuses the file instead of
-    // calling its new records corrupt).
+    // calling its new records corrupt). Version 6 adds peer_entries: entries replicated before it are
+    // not kept (documented in docs/federation.md).
+    if (absl::Status status = db.Execute(kPeerEntriesTable, "adding the peer entries table"); !status.ok()) {
+      return status;
+    }
     if (absl::Status status =
             db.Execute(consensus::Cat("PRAGMA user_version = ", kSqliteSchemaVersion), "recording the schema version");
         !status.ok()) {
@@ -1911,6 +1962,9 @@ absl::Status CreateOrMigrate(Connection& db) {
       return status;
     }
     if (absl::Status status = BackfillVersion4(db); !status.ok()) return status;
+    if (absl::Status status = db.Execute(kPeerEntriesTable, "adding the peer entries table"); !status.ok()) {
+      return status;
+    }
     if (absl::Status status =
             db.Execute(consensus::Cat("PRAGMA user_version = ", kSqliteSchemaVersion), "recording the schema version");
         !status.ok()) {
@@ -1939,6 +1993,9 @@ absl::Status CreateOrMigrate(Connection& db) {
     return status;
   }
   if (absl::Status status = db.Execute(kResolutionTables, "creating the resolution tables"); !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = db.Execute(kPeerEntriesTable, "creating the peer entries table"); !status.ok()) {
     return status;
   }
   // PRAGMAs take no parameters; both values are constants of this program.
@@ -2206,6 +2263,14 @@ absl::StatusOr<std::vector<RejectedEntry>> SqliteAttestationStore::RecentRejecte
   return WithBusyRetries(options_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
     return writer_->RecentRejectedEntries(peer, limit);
   });
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteAttestationStore::PeerLogEntries(const std::string& peer,
+                                                                                 uint64_t first, uint64_t count) {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->PeerLogEntries(peer, first, count); });
 }
 
 absl::StatusOr<int64_t> SqliteAttestationStore::CountRejectedEntries(const std::string& peer) {

@@ -51,7 +51,7 @@ struct SqliteOptions final {
 };
 
 // The schema version this build reads and writes (PRAGMA user_version).
-inline constexpr int kSqliteSchemaVersion = 5;
+inline constexpr int kSqliteSchemaVersion = 6;
 // PRAGMA application_id of an attest database: "atst".
 inline constexpr int32_t kSqliteApplicationId = 0x61747374;
 
@@ -109,6 +109,8 @@ class SqliteAttestationStore final : public AttestationStore {
   absl::StatusOr<std::optional<PeerProgress>> GetPeerProgress(const std::string& peer) override;
   absl::StatusOr<std::vector<RejectedEntry>> RecentRejectedEntries(const std::string& peer, int limit) override;
   absl::StatusOr<int64_t> CountRejectedEntries(const std::string& peer) override;
+  absl::StatusOr<std::vector<std::string>> PeerLogEntries(const std::string& peer, uint64_t first,
+                                                          uint64_t count) override;
   absl::Status StoreForkEvidence(const ForkEvidence& evidence) override;
   absl::StatusOr<std::vector<ForkEvidence>> ListForkEvidence() override;
 

@@ -705,6 +705,46 @@ TEST_P(AttestationStoreContractTest, ReplicatedBatchKeepsOriginLogsOnlyDisputesA
   EXPECT_EQ(store_->Write(inconsistent).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_P(AttestationStoreContractTest, PeerEntriesAreKeptWithTheCursorAndReadBackByIndex) {
+  EXPECT_EQ(store_->PeerLogEntries("node-b", 0, 1).status().code(), absl::StatusCode::kNotFound);
+  WriteBatch first;
+  first.peer_progress = Progress("node-b", 3, 3);
+  first.peer_entries = {"e0\n", "e1\n", std::string("e2\0bytes\n", 9)};
+  WriteOk(first);
+  WriteBatch second;
+  second.peer_progress = Progress("node-b", 5, 5);
+  second.peer_entries = {"e3\n", "e4\n"};
+  WriteOk(second);
+  WriteBatch other;  // another peer's entries are kept apart
+  other.peer_progress = Progress("node-c", 1, 1);
+  other.peer_entries = {"c0\n"};
+  WriteOk(other);
+
+  auto all = store_->PeerLogEntries("node-b", 0, 5);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_THAT(*all, ElementsAre("e0\n", "e1\n", std::string("e2\0bytes\n", 9), "e3\n", "e4\n"));
+  EXPECT_THAT(*store_->PeerLogEntries("node-b", 2, 2), ElementsAre(std::string("e2\0bytes\n", 9), "e3\n"));
+  EXPECT_THAT(*store_->PeerLogEntries("node-c", 0, 1), ElementsAre("c0\n"));
+  EXPECT_THAT(*store_->PeerLogEntries("node-b", 5, 0), IsEmpty());
+  // Past the cursor, or a peer never followed: NOT_FOUND naming the first missing entry.
+  auto past = store_->PeerLogEntries("node-b", 4, 2);
+  EXPECT_EQ(past.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(past.status().message(), HasSubstr("entry 5 of peer 'node-b'"));
+  EXPECT_EQ(store_->PeerLogEntries("node-d", 0, 1).status().code(), absl::StatusCode::kNotFound);
+
+  // Entries must be exactly those the cursor advances over; a wrong count stores nothing of the batch.
+  WriteBatch short_by_one = Batch({Attest(TestClaim("p-1"), "builder-a")});
+  short_by_one.peer_progress = Progress("node-b", 7, 7);
+  short_by_one.peer_entries = {"e5\n"};
+  EXPECT_EQ(store_->Write(short_by_one).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Read(TestStorePath("p-1")), IsEmpty());
+  EXPECT_EQ((*store_->GetPeerProgress("node-b"))->cursor, 5u);
+  WriteBatch without_progress;
+  without_progress.peer_entries = {"e5\n"};
+  EXPECT_EQ(store_->Write(without_progress).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->PeerLogEntries("node-b", 5, 1).status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_P(AttestationStoreContractTest, ForkEvidenceKeepsTheFirstPerPeer) {
   EXPECT_THAT(*store_->ListForkEvidence(), IsEmpty());
   const ForkEvidence first{.peer = "node-b", .first_checkpoint = "a\n", .second_checkpoint = "b\n",

@@ -158,6 +158,11 @@ class FaultInjectingStore final : public AttestationStore {
     if (auto failure = TakeRead()) return *failure;
     return inner_->CountRejectedEntries(peer);
   }
+  absl::StatusOr<std::vector<std::string>> PeerLogEntries(const std::string& peer, uint64_t first,
+                                                          uint64_t count) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->PeerLogEntries(peer, first, count);
+  }
   absl::Status StoreForkEvidence(const ForkEvidence& evidence) override {
     {
       absl::MutexLock lock(&mu_);

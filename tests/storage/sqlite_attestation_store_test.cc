@@ -305,10 +305,35 @@ TEST(SqliteAttestationStoreTest, Version1IsRebuiltWhenEmptyAndRefusedOtherwise) 
 }
 
 // Version 3 added the federation tables; a version-2 file gets them and keeps what it holds.
-// Turns a version-4 file back into what version 3 wrote.
+// Turns a current file back into what version 3 wrote (versions 4 and 6 added these).
 constexpr std::string_view kUndoVersion4 =
+    "DROP TABLE peer_entries; "
     "DROP INDEX disputes_open_first; DROP TABLE resolutions; ALTER TABLE disputes DROP COLUMN state; ALTER TABLE disputes DROP COLUMN operators; "
     "DELETE FROM counters WHERE name LIKE 'key:%'; ";
+
+// Version 6 added peer_entries; a version-5 file gets the empty table and keeps what it holds.
+TEST(SqliteAttestationStoreTest, Version5GainsThePeerEntriesTable) {
+  TempDir dir;
+  const std::string file = dir.File("v5.db");
+  const StoredAttestation kept = Attest(TestClaim("kept"), "builder-a");
+  {
+    auto store = OpenOrDie(file);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Write(Batch({kept})).ok());
+  }
+  ExecuteOnFile(file, "DROP TABLE peer_entries; PRAGMA user_version = 5;");
+  auto store = OpenOrDie(file);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(QueryIntOnFile(file, "PRAGMA user_version"), kSqliteSchemaVersion);
+  EXPECT_THAT(store->AttestationsFor(std::vector<consensus::StorePath>{kept.attestation.claim.path}).value(),
+              ElementsAre(ElementsAre(kept)));
+  WriteBatch followed;
+  followed.peer_progress = PeerProgress{.peer = "node-b", .cursor = 1, .frontier = {consensus::MerkleHash{}},
+                                        .checkpoint = "note\n", .checkpoint_size = 1, .cosigned_checkpoint = ""};
+  followed.peer_entries = {"entry\n"};
+  ASSERT_TRUE(store->Write(followed).ok()) << store->Write(followed).status();
+  EXPECT_THAT(store->PeerLogEntries("node-b", 0, 1).value(), ElementsAre("entry\n"));
+}
 
 TEST(SqliteAttestationStoreTest, Version2GainsTheFederationTablesAndKeepsItsAttestations) {
   TempDir dir;
