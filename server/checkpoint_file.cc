@@ -70,8 +70,9 @@ std::string DirectoryOf(const std::string& path) {
 
 std::string Recovery(const SignedCheckpointFile& file) {
   return Cat(
-      "A log never shrinks and never changes its past, so this node does not start. Restore the database from a "
-      "backup taken after that checkpoint. To start a new log on purpose, give the node a new key and remove ",
+      "A log never shrinks and never changes its past, so this node does not start. Get the log back from the "
+      "peers that follow this node with `attestd restore --from-peers --config FILE`, or restore the database from "
+      "a backup taken after that checkpoint. To start a new log on purpose, give the node a new key and remove ",
       file.path());
 }
 

@@ -609,6 +609,7 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
   if (replication != nullptr && group.front()->store_progress) {
     batch.peer_progress = replication->progress;
     batch.rejected_entries = replication->rejected;
+    batch.peer_entries = replication->entries;
   }
   std::vector<Item*> written;  // parallel to batch.attestations
   std::vector<std::pair<Item*, IngestOutcome>> decided;

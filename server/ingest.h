@@ -116,6 +116,9 @@ struct ReplicationBatch final {
   std::vector<ReplicatedResolution> resolutions;  // stored after the attestations
   std::vector<storage::RejectedEntry> rejected;  // entries the follower already refused
   storage::PeerProgress progress;
+  // Every entry from the stored cursor up to progress.cursor, verbatim: kept with the progress
+  // (storage::WriteBatch::peer_entries) so this node can give the peer its log back.
+  std::vector<std::string> entries;
 };
 
 struct ReplicationCounts final {

@@ -1,6 +1,8 @@
 // attestd: the attest node. Flags are read here and nowhere else.
 //
 //   attestd --config FILE     run the node described by FILE (see server/README.md)
+//   attestd restore --from-peers --config FILE
+//                             get the node's log back from its peers (server/restore.h), then exit
 //   attestd --help | --version
 //
 // Exit codes: 0 after a clean shutdown (SIGTERM / SIGINT), 1 on a startup error (one line on stderr
@@ -22,6 +24,7 @@
 #include "server/log.h"
 #include "server/node.h"
 #include "server/node_config.h"
+#include "server/restore.h"
 
 #ifndef ATTEST_VERSION
 #define ATTEST_VERSION "unknown"
@@ -31,6 +34,7 @@ namespace {
 
 constexpr std::string_view kUsage =
     "usage: attestd --config FILE [--check-database]\n"
+    "       attestd restore --from-peers --config FILE\n"
     "\n"
     "Runs an attest node: accepts attestations (Nix signatures of store path fingerprints) over gRPC,\n"
     "counts independent operators against the federation's policy, records disputes, and keeps a\n"
@@ -39,6 +43,10 @@ constexpr std::string_view kUsage =
     "  --config FILE   the node's TOML config ([node] grpc, http, database, key, policy, ...)\n"
     "  --check-database  check the node's stored data once (path records, the index, the log and its\n"
     "                  tiles, SQLite's quick_check) and exit: 0 when it checks out, 1 otherwise\n"
+    "  restore --from-peers  the node lost its database (or it was rolled back): rebuild its log from\n"
+    "                  the copies its [[peer]]s keep, verified against the newest checkpoint of this\n"
+    "                  node a peer cosigned; the old database is moved aside. Run it while the node is\n"
+    "                  stopped\n"
     "  --help          this text\n"
     "  --version       the version\n"
     "\n"
@@ -78,12 +86,42 @@ int CheckDatabase(attest::server::Node& node, const std::string& database) {
   return report->problems.empty() ? 0 : 1;
 }
 
+// attestd restore --from-peers: exit 0 once the log is back, 1 when it could not be restored (nothing
+// was changed then).
+int RestoreFromPeers(const attest::server::NodeConfig& config) {
+  absl::StatusOr<attest::server::PolicyAndKey> loaded = attest::server::LoadPolicyAndKey(config);
+  if (!loaded.ok()) return Fail(attest::consensus::StdView(loaded.status().message()));
+  attest::server::RestoreOptions options;
+  options.progress = [](std::string_view line) {
+    std::printf("attestd: %.*s\n", static_cast<int>(line.size()), line.data());
+    std::fflush(stdout);
+  };
+  absl::StatusOr<attest::server::RestoreReport> report =
+      attest::server::RestoreFromPeers(config, loaded->policy, loaded->key, options);
+  if (!report.ok()) {
+    return Fail(attest::consensus::Cat("restore from peers: ", report.status().message(), " (nothing was changed)"));
+  }
+  std::printf("attestd: restored %llu log entries of %s into %s (checkpoint cosigned by %s, entries from %s)\n",
+              static_cast<unsigned long long>(report->entries), loaded->key.name().c_str(),
+              config.database_path.c_str(), report->checkpoint_from.c_str(), report->entries_from.c_str());
+  if (!report->moved_aside.empty()) std::printf("attestd: the old database is now %s\n", report->moved_aside.c_str());
+  std::printf("attestd: start the node as usual; it follows its peers again from the start\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string config_path;
   bool check_database = false;
-  for (int i = 1; i < argc; ++i) {
+  bool restore = false;
+  bool from_peers = false;
+  int first = 1;
+  if (argc > 1 && std::string_view(argv[1]) == "restore") {
+    restore = true;
+    first = 2;
+  }
+  for (int i = first; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       std::fwrite(kUsage.data(), 1, kUsage.size(), stdout);
@@ -98,6 +136,8 @@ int main(int argc, char** argv) {
       config_path = argv[++i];
     } else if (arg == "--check-database") {
       check_database = true;
+    } else if (restore && arg == "--from-peers") {
+      from_peers = true;
     } else if (arg.rfind("--config=", 0) == 0) {
       config_path = std::string(arg.substr(std::strlen("--config=")));
     } else {
@@ -105,6 +145,13 @@ int main(int argc, char** argv) {
     }
   }
   if (config_path.empty()) return UsageError("--config FILE is required");
+  if (restore && !from_peers) return UsageError("restore needs a source: --from-peers");
+  if (restore) {
+    // Before the signal mask below: Ctrl-C ends a restore at once (it changes nothing until its end).
+    absl::StatusOr<attest::server::NodeConfig> config = attest::server::LoadNodeConfig(config_path);
+    if (!config.ok()) return Fail(attest::consensus::StdView(config.status().message()));
+    return RestoreFromPeers(*config);
+  }
 
   // Shutdown signals are taken by sigwait below; blocking them before any thread exists makes every
   // thread inherit the mask, so no other thread is interrupted by them.

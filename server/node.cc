@@ -102,6 +102,16 @@ std::string ShowAddress(const std::string& host, int port) {
 
 }  // namespace
 
+absl::StatusOr<PolicyAndKey> LoadPolicyAndKey(const NodeConfig& config) {
+  absl::StatusOr<std::string> policy_text = ReadTextFile(config.policy_path, "the federation's policy");
+  if (!policy_text.ok()) return policy_text.status();
+  absl::StatusOr<consensus::Policy> policy = consensus::Policy::ParseToml(*policy_text, config.policy_path);
+  if (!policy.ok()) return AboutFile(config.policy_path, policy.status());
+  absl::StatusOr<consensus::SecretKey> key = LoadNodeKey(config.key_path);
+  if (!key.ok()) return key.status();
+  return PolicyAndKey{.policy = *std::move(policy), .key = *std::move(key)};
+}
+
 absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config) {
   return Open(config, [] { return absl::Now(); });
 }
@@ -109,13 +119,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config) {
 absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock clock) {
   if (absl::Status s = ValidateNodeConfig(config); !s.ok()) return s;
 
-  absl::StatusOr<std::string> policy_text = ReadTextFile(config.policy_path, "the federation's policy");
-  if (!policy_text.ok()) return policy_text.status();
-  absl::StatusOr<consensus::Policy> policy = consensus::Policy::ParseToml(*policy_text, config.policy_path);
-  if (!policy.ok()) return AboutFile(config.policy_path, policy.status());
-
-  absl::StatusOr<consensus::SecretKey> key = LoadNodeKey(config.key_path);
-  if (!key.ok()) return key.status();
+  absl::StatusOr<PolicyAndKey> loaded = LoadPolicyAndKey(config);
+  if (!loaded.ok()) return loaded.status();
+  const consensus::SecretKey& key = loaded->key;
 
   std::unique_ptr<Upstream> upstream;
   if (config.gateway) {
@@ -131,14 +137,14 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock
     upstream = *std::move(opened);
   }
 
-  if (absl::Status status = Replicator::CheckPeers(config, *key); !status.ok()) return status;
+  if (absl::Status status = Replicator::CheckPeers(config, key); !status.ok()) return status;
 
   // Last, because opening creates the database when it does not exist.
   auto store = storage::SqliteAttestationStore::Open(config.database_path, storage::SqliteOptions{});
   if (!store.ok()) return AboutFile(config.database_path, store.status());
 
   // A database that lost entries this key already signed must not start a second history under it.
-  if (absl::Status status = CheckLogExtendsRecordedCheckpoint(**store, key->public_key(),
+  if (absl::Status status = CheckLogExtendsRecordedCheckpoint(**store, key.public_key(),
                                                               SignedCheckpointFile(SignedCheckpointFile::PathFor(
                                                                   config.database_path)),
                                                               config.database_path);
@@ -147,7 +153,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock
   }
 
   storage::SqliteAttestationStore* sqlite = store->get();
-  auto node = std::unique_ptr<Node>(new Node(config, *std::move(policy), *std::move(key), *std::move(store), sqlite,
+  auto node = std::unique_ptr<Node>(new Node(config, std::move(loaded->policy), std::move(loaded->key), *std::move(store), sqlite,
                                              std::move(upstream), std::move(clock)));
   if (absl::Status status = node->resolutions_->Load(*node->store_); !status.ok()) {
     return AboutFile(config.database_path, status);

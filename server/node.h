@@ -40,6 +40,14 @@
 
 namespace attest::server {
 
+// The federation's policy and the node's key, as the config names them, read and checked as Node::Open
+// does (errors as Open's for those files). For tools that work on a node's data offline (restore).
+struct PolicyAndKey final {
+  consensus::Policy policy;
+  consensus::SecretKey key;
+};
+absl::StatusOr<PolicyAndKey> LoadPolicyAndKey(const NodeConfig& config);
+
 class Node final {
  public:
   // Errors name the file and the problem ("<file>: <problem>", or "<file>:<line>:<col>: <problem>" for

@@ -152,8 +152,21 @@ absl::StatusOr<std::vector<consensus::MerkleHash>> PeerClient::ConsistencyProof(
 absl::StatusOr<std::string> PeerClient::Checkpoint() { return HttpGet("/log/checkpoint", kMaxCheckpointBytes); }
 
 absl::StatusOr<std::vector<std::string>> PeerClient::EntryBundle(uint64_t index, int width) {
+  return Bundle("/log/", index, width);
+}
+
+absl::StatusOr<std::string> PeerClient::MirroredCheckpoint(std::string_view origin) {
+  return HttpGet(Cat("/federation/mirror/", origin, "/checkpoint"), kMaxCheckpointBytes);
+}
+
+absl::StatusOr<std::vector<std::string>> PeerClient::MirroredEntryBundle(std::string_view origin, uint64_t index,
+                                                                         int width) {
+  return Bundle(Cat("/federation/mirror/", origin, "/"), index, width);
+}
+
+absl::StatusOr<std::vector<std::string>> PeerClient::Bundle(std::string_view prefix, uint64_t index, int width) {
   const std::string path =
-      Cat("/log/", consensus::TilePath(consensus::TileId{.level = 0, .index = index, .width = width, .entries = true}));
+      Cat(prefix, consensus::TilePath(consensus::TileId{.level = 0, .index = index, .width = width, .entries = true}));
   absl::StatusOr<std::string> body = HttpGet(path, kMaxBundleBytes);
   if (!body.ok()) return body.status();
   absl::StatusOr<std::vector<std::string>> entries = consensus::DecodeEntryBundle(*body);

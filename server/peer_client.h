@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -46,6 +47,13 @@ class PeerClient final {
   absl::StatusOr<std::vector<std::string>> EntryBundle(uint64_t index, int width);
   absl::StatusOr<std::vector<consensus::MerkleHash>> ConsistencyProof(uint64_t old_size, uint64_t new_size);
 
+  // What this peer keeps of another node's log, the log of `origin` (a node it follows; served under
+  // /federation/mirror/<origin>/, server/replication.h): the checkpoint of `origin` it last verified,
+  // with its cosignature, and the entries of `origin`'s log it applied, as entry bundles. Used to
+  // give a node that lost its database its log back (server/restore.h).
+  absl::StatusOr<std::string> MirroredCheckpoint(std::string_view origin);
+  absl::StatusOr<std::vector<std::string>> MirroredEntryBundle(std::string_view origin, uint64_t index, int width);
+
   void Cancel();
 
  private:
@@ -58,6 +66,8 @@ class PeerClient final {
   static Tls LoadTls(const PeerConfig& peer);
 
   absl::StatusOr<std::string> HttpGet(const std::string& path, size_t max_bytes);
+  // The entry bundle of level-0 tile `index` at `width` under `prefix` ("/log/", or a mirror's).
+  absl::StatusOr<std::vector<std::string>> Bundle(std::string_view prefix, uint64_t index, int width);
   std::unique_ptr<grpc::ClientContext> Context() const;
 
   const PeerConfig peer_;

@@ -210,7 +210,7 @@ class Follower final {
       last = *checkpoint;
       if (progress.cursor == checkpoint->size) {
         // Nothing to fetch (an empty log): record the checkpoint itself.
-        return Apply(progress, {}, {}, {});
+        return Apply(PreparedBatch{.next = progress});
       }
     } else if (checkpoint->size == last->size) {
       if (checkpoint->root != last->root) {
@@ -235,10 +235,11 @@ class Follower final {
       }
       std::future<absl::StatusOr<PreparedBatch>> following;
       if (batch->next.cursor < last->size) {
-        following = std::async(std::launch::async, [this, &batch, &last] { return PrepareBatch(batch->next, *last); });
+        // Its own copy of the progress: Apply below takes the batch apart.
+        following = std::async(std::launch::async,
+                               [this, next = batch->next, &last] { return PrepareBatch(next, *last); });
       }
-      absl::Status applied = Apply(batch->next, std::move(batch->attestations), std::move(batch->resolutions),
-                                     std::move(batch->rejected));
+      absl::Status applied = Apply(std::move(*batch));
       if (!following.valid()) return applied;
       absl::StatusOr<PreparedBatch> after = following.get();  // also on failure: it uses client_
       if (!applied.ok()) return applied;
@@ -293,6 +294,7 @@ class Follower final {
     std::vector<ReplicatedAttestation> attestations;
     std::vector<ReplicatedResolution> resolutions;
     std::vector<storage::RejectedEntry> rejected;
+    std::vector<std::string> entries;  // all of them, verbatim (ReplicationBatch::entries)
   };
 
   // Fetches, proves and parses entries [cursor, end) for the verified checkpoint `last`. Touches
@@ -344,6 +346,7 @@ class Follower final {
       }
     }
 
+    std::vector<std::string> kept = entries;
     std::vector<ReplicatedAttestation> attestations;
     std::vector<ReplicatedResolution> resolutions;
     std::vector<storage::RejectedEntry> rejected;
@@ -374,7 +377,8 @@ class Follower final {
     PreparedBatch prepared{.next = progress,
                            .attestations = std::move(attestations),
                            .resolutions = std::move(resolutions),
-                           .rejected = std::move(rejected)};
+                           .rejected = std::move(rejected),
+                           .entries = std::move(kept)};
     prepared.next.cursor = end;
     prepared.next.frontier.assign(range->hashes().begin(), range->hashes().end());
     return prepared;
@@ -393,13 +397,14 @@ class Follower final {
     return client_.EntryBundle(tile, width);
   }
 
-  absl::Status Apply(const storage::PeerProgress& next, std::vector<ReplicatedAttestation> attestations,
-                     std::vector<ReplicatedResolution> resolutions, std::vector<storage::RejectedEntry> rejected) {
+  absl::Status Apply(PreparedBatch prepared) {
+    const storage::PeerProgress next = prepared.next;
     ReplicationBatch batch{.peer = peer_.name,
-                           .attestations = std::move(attestations),
-                           .resolutions = std::move(resolutions),
-                           .rejected = std::move(rejected),
-                           .progress = next};
+                           .attestations = std::move(prepared.attestations),
+                           .resolutions = std::move(prepared.resolutions),
+                           .rejected = std::move(prepared.rejected),
+                           .progress = std::move(prepared.next),
+                           .entries = std::move(prepared.entries)};
     absl::StatusOr<ReplicationCounts> counts = ingestor_->Replicate(std::move(batch));
     if (!counts.ok()) {
       return absl::Status(counts.status().code(),
@@ -594,6 +599,53 @@ void Replicator::AddRoutes(HttpRouter& router) {
     response.headers.emplace_back("Cache-Control", "no-cache");
     response.body = *std::move(note);
     return HttpReply::Now(std::move(response));
+  });
+  // A mirror of each followed peer's log as this node applied it (what `attestd restore --from-peers`
+  // reads when that peer lost its database): its latest verified checkpoint, cosigned, and entry
+  // bundles in the tlog-tiles layout, any width whose entries this node holds.
+  router.Prefix(Cat(kFederationPrefix, "mirror/"), [this](const HttpRequest& request) {
+    const std::string_view rest =
+        std::string_view(request.path).substr(kFederationPrefix.size() + std::string_view("mirror/").size());
+    constexpr std::string_view kCheckpoint = "/checkpoint";
+    if (rest.ends_with(kCheckpoint)) {
+      const std::string peer(rest.substr(0, rest.size() - kCheckpoint.size()));
+      std::optional<std::string> note = CosignedCheckpoint(peer);
+      if (!note.has_value()) {
+        return HttpReply::Now(HttpResponse::Text(
+            404, Cat("this node has not verified a checkpoint of a peer named '", peer, "' (yet)")));
+      }
+      HttpResponse response;
+      response.headers.emplace_back("Cache-Control", "no-cache");
+      response.body = *std::move(note);
+      return HttpReply::Now(std::move(response));
+    }
+    const size_t tiles = rest.rfind("/tile/entries/");
+    if (tiles == std::string_view::npos) {
+      return HttpReply::Now(HttpResponse::Text(
+          404, "a mirror serves /federation/mirror/<peer>/checkpoint and /federation/mirror/<peer>/tile/entries/..."));
+    }
+    const std::string peer(rest.substr(0, tiles));
+    absl::StatusOr<consensus::TileId> tile = consensus::ParseTilePath(rest.substr(tiles + 1));
+    if (!tile.ok()) return HttpReply::Now(HttpResponse::Text(400, std::string(StdView(tile.status().message()))));
+    const bool followed = std::any_of(followers_.begin(), followers_.end(),
+                                      [&peer](const auto& follower) { return follower->peer().name == peer; });
+    if (!followed) return HttpReply::Now(HttpResponse::Text(404, Cat("this node follows no peer named '", peer, "'")));
+    return HttpReply::Later([this, peer, tile = *tile] {
+      absl::StatusOr<std::vector<std::string>> entries =
+          store_->PeerLogEntries(peer, tile.index * consensus::kFullTileWidth, static_cast<uint64_t>(tile.width));
+      if (absl::IsNotFound(entries.status())) {
+        HttpResponse response = HttpResponse::Text(404, std::string(StdView(entries.status().message())));
+        response.headers.emplace_back("Cache-Control", "no-cache");
+        return response;
+      }
+      if (!entries.ok()) return HttpResponse::Text(503, std::string(StdView(entries.status().message())));
+      absl::StatusOr<std::string> bundle = consensus::EncodeEntryBundle(*entries);
+      if (!bundle.ok()) return HttpResponse::Text(500, std::string(StdView(bundle.status().message())));
+      HttpResponse response;
+      response.content_type = "application/octet-stream";
+      response.body = *std::move(bundle);
+      return response;
+    });
   });
   router.Prefix(Cat(kFederationPrefix, "fork/"), [this](const HttpRequest& request) {
     const std::string peer(request.path.substr(kFederationPrefix.size() + std::string_view("fork/").size()));

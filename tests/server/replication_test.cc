@@ -4,6 +4,8 @@
 #include "server/replication.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,11 +19,14 @@
 #include "consensus/log_entry.h"
 #include "consensus/resolution.h"
 #include "consensus/signed_note.h"
+#include "consensus/tlog_tiles.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/attest/v1/attest.grpc.pb.h"
 #include "server/http_server.h"
 #include "server/node.h"
+#include "server/restore.h"
+#include "storage/sqlite.h"
 #include "storage/sqlite_attestation_store.h"
 #include "tests/server/http_test_client.h"
 #include "tests/server/server_test_util.h"
@@ -526,6 +531,198 @@ TEST_F(ReplicationTest, APeerWithThisNodesOwnKeyNameIsRefusedAtOpen) {
   EXPECT_THAT(std::string(node.status().message()), HasSubstr("this node's own key name 'node-a'"));
 }
 
+// ---- restore from peers (server/restore.h): a follower keeps the peer's log and gives it back ----
+
+class RestoreTest : public ReplicationTest {
+ protected:
+  // The size of `origin`'s checkpoint that `follower` verified and cosigned (0 when none).
+  static uint64_t MirroredSize(Node& follower, const std::string& origin) {
+    ::attest::testing::HttpAnswer answer = Get(follower.http_port(), absl::StrCat("/federation/mirror/", origin,
+                                                                                   "/checkpoint"));
+    if (answer.status != 200) return 0;
+    auto checkpoint = consensus::VerifyCheckpoint(answer.body, TestKey(origin).public_key());
+    return checkpoint.ok() ? checkpoint->size : 0;
+  }
+
+  // Every entry of the node's log, as bytes.
+  static std::vector<std::string> AllEntries(Node& node) {
+    auto entries = node.store()->LogEntries(0, LogSize(node));
+    EXPECT_TRUE(entries.ok()) << entries.status();
+    return entries.value_or(std::vector<std::string>{});
+  }
+
+  // The database is lost: its files are removed (the signed-checkpoint file beside it stays).
+  static void LoseDatabase(const NodeDir& dir) {
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove(dir.dir->File(absl::StrCat("attest.db", suffix)).c_str());
+  }
+
+  static void ExecuteOnFile(const std::string& path, std::string_view sql) {
+    auto db = storage::sqlite::Connection::Open(path, storage::sqlite::OpenMode::kReadWrite, absl::Seconds(5));
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)->Execute(sql, "test setup").ok());
+  }
+
+  // Runs the restore for the node in `dir`, which now names `peers` as its [[peer]]s.
+  static absl::StatusOr<RestoreReport> Restore(const NodeDir& dir, const std::vector<const Node*>& peers) {
+    PointAt(dir, peers);
+    auto config = LoadNodeConfig(dir.config_path);
+    if (!config.ok()) return config.status();
+    auto loaded = LoadPolicyAndKey(*config);
+    if (!loaded.ok()) return loaded.status();
+    return RestoreFromPeers(*config, loaded->policy, loaded->key, RestoreOptions{.timeout = absl::Seconds(20)});
+  }
+
+  // Makes `peers` the [[peer]]s of the node config in `dir` (they are the last tables of the file).
+  static void PointAt(const NodeDir& dir, const std::vector<const Node*>& peers) {
+    std::string text = ::attest::testing::ReadFileOrDie(dir.config_path);
+    text = text.substr(0, text.find("[[peer]]"));
+    for (const Node* peer : peers) {
+      absl::StrAppend(&text, "[[peer]]\ngrpc = \"", peer->grpc_address(), "\"\nhttp = \"", peer->http_address(),
+                      "\"\nkey = \"", peer->public_key().ToString(), "\"\n");
+    }
+    WriteFileOrDie(dir.config_path, text);
+  }
+
+  // A submits attestations, a dispute logged in parts and a maintainer's statement; B follows until it
+  // holds A's whole log and has cosigned a checkpoint of all of it.
+  void FillAndWaitForTheFollower(Node& a, Node& b) {
+    const consensus::PathInfo many = ::attest::testing::TestClaimWithReferences("many-refs", "bytes A", 700);
+    Submit(a, {Signed(TestClaim("agreed"), federation_.alice), Signed(TestClaim("agreed"), federation_.bob),
+               Signed(good_, federation_.alice), Signed(good_, federation_.bob), Signed(evil_, federation_.carol),
+               Signed(many, federation_.alice), Signed(many, federation_.bob)});
+    Submit(a, {Signed(::attest::testing::TestClaimWithReferences("many-refs", "bytes B", 700), federation_.carol)});
+    std::vector<std::string> fingerprints = {good_.Fingerprint(), evil_.Fingerprint()};
+    std::sort(fingerprints.begin(), fingerprints.end());
+    auto note = consensus::SignResolution(consensus::Resolution{.dispute_id = consensus::DisputeId(good_.path),
+                                                                .path = good_.path,
+                                                                .outcome = consensus::ResolutionOutcome::kMalicious,
+                                                                .fingerprints = fingerprints,
+                                                                .builders = {"carol-builder-1"},
+                                                                .time_unix = absl::ToUnixSeconds(absl::Now()),
+                                                                .note = "served a patched binary"},
+                                          federation_.maintainer);
+    ASSERT_TRUE(note.ok()) << note.status();
+    v1::ResolveDisputeRequest request;
+    request.set_signed_statement(note->Serialize());
+    v1::ResolveDisputeResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = v1::Disputes::NewStub(a.InProcessChannel())->ResolveDispute(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_TRUE(Eventually([&] { return MirroredSize(b, "node-a") == LogSize(a) && Cursor(b) == LogSize(a); }))
+        << "mirrored " << MirroredSize(b, "node-a") << " of " << LogSize(a);
+  }
+
+  const consensus::PathInfo good_ = TestClaim("contested", "good");
+  const consensus::PathInfo evil_ = TestClaim("contested", "evil");
+};
+
+TEST_F(RestoreTest, ANodeThatLostItsDatabaseGetsTheSameLogBackFromItsPeerAndGoesOn) {
+  auto [a_dir, a, b_dir, b] = StartFollowedPair();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_NO_FATAL_FAILURE(FillAndWaitForTheFollower(*a, *b));
+  const std::vector<std::string> entries = AllEntries(*a);
+  const storage::LogHead head = *a->store()->GetLogHead();
+  ASSERT_GE(entries.size(), 10u);  // 8 attestations, a dispute, its parts, a statement
+  // B serves its copy in the tlog-tiles layout, any width it holds.
+  ::attest::testing::HttpAnswer first = Get(b->http_port(), "/federation/mirror/node-a/tile/entries/000.p/1");
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_THAT(consensus::DecodeEntryBundle(first.body).value_or(std::vector<std::string>{}), ElementsAre(entries[0]));
+  EXPECT_EQ(Get(b->http_port(), "/federation/mirror/node-a/tile/entries/001").status, 404);  // not held
+  EXPECT_EQ(Get(b->http_port(), "/federation/mirror/node-z/tile/entries/000.p/1").status, 404);  // not followed
+  EXPECT_EQ(Get(b->http_port(), "/federation/mirror/node-a/tile/entries/0001").status, 400);
+  a.reset();
+  LoseDatabase(a_dir);
+  // As the node refuses to start on the emptied database ...
+  auto config = LoadNodeConfig(a_dir.config_path);
+  ASSERT_TRUE(config.ok());
+  auto refused = Node::Open(*config);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("attestd restore --from-peers"));
+  refused = absl::UnknownError("closed");  // releases the database it created
+
+  // ... the restore rebuilds its log from B's copy, byte for byte.
+  auto report = Restore(a_dir, {b.get()});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->entries, entries.size());
+  EXPECT_EQ(report->checkpoint_from, "node-b");
+  EXPECT_EQ(report->entries_from, "node-b");
+  EXPECT_THAT(report->moved_aside, HasSubstr("attest.db.before-restore-"));
+  a = StartNode(a_dir);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(AllEntries(*a), entries);
+  EXPECT_EQ(a->store()->GetLogHead()->root, head.root);
+  // And what it derived from them: the verdicts, the dispute and its state.
+  EXPECT_EQ(StatusOf(*a, TestClaim("agreed").path).verdict(), v1::CONFIRMED);
+  EXPECT_EQ(StatusOf(*a, good_.path).verdict(), v1::CONFIRMED);  // carol no longer counts
+  auto dispute = a->store()->GetDispute(consensus::DisputeId(good_.path));
+  ASSERT_TRUE(dispute.ok() && dispute->has_value());
+  EXPECT_EQ((*dispute)->state, consensus::DisputeState::kMalicious);
+  const consensus::StorePath many = ::attest::testing::TestClaimWithReferences("many-refs", "bytes A", 700).path;
+  auto many_dispute = a->store()->GetDispute(consensus::DisputeId(many));  // its record was logged in parts
+  ASSERT_TRUE(many_dispute.ok() && many_dispute->has_value());
+  EXPECT_GT((*many_dispute)->signed_record.size(), consensus::kMaxLogEntryBytes);
+  EXPECT_EQ(StatusOf(*a, many).verdict(), v1::CONFIRMED);  // carol's side no longer counts there either
+
+  // The log goes on from there, and B (told A's new address) keeps following it without seeing a fork.
+  b.reset();
+  PointAt(b_dir, {a.get()});
+  b = StartNode(b_dir);
+  ASSERT_NE(b, nullptr);
+  Submit(*a, {Signed(TestClaim("after"), federation_.alice)});
+  ASSERT_TRUE(Eventually([&] { return Cursor(*b) == entries.size() + 1; })) << "cursor " << Cursor(*b);
+  EXPECT_EQ(FederationStatus(*b).peers(0).state(), v1::PeerStatus::FOLLOWING);
+  EXPECT_THAT(*b->store()->ListForkEvidence(), ::testing::IsEmpty());
+}
+
+TEST_F(RestoreTest, RefusalsNameTheProblemAndChangeNothing) {
+  auto [a_dir, a, b_dir, b] = StartFollowedPair();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_NO_FATAL_FAILURE(FillAndWaitForTheFollower(*a, *b));
+  const uint64_t mirrored = LogSize(*a);
+
+  // The database still holds the whole log: nothing to restore.
+  a.reset();
+  auto whole = Restore(a_dir, {b.get()});
+  EXPECT_EQ(whole.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(whole.status().message(), HasSubstr("nothing to restore"));
+
+  // A signs more while B is down: B's copy is smaller than what A signed, so it cannot give it back.
+  b.reset();
+  a = StartNode(a_dir);
+  ASSERT_NE(a, nullptr);
+  Submit(*a, {Signed(TestClaim("unreplicated"), federation_.alice)});
+  ASSERT_TRUE(Eventually([&] {
+    auto latest = a->store()->LatestCheckpoint();
+    return latest.ok() && latest->has_value() && (*latest)->size == mirrored + 1;
+  }));
+  a.reset();
+  LoseDatabase(a_dir);
+  b = StartNode(b_dir);
+  ASSERT_NE(b, nullptr);
+  auto smaller = Restore(a_dir, {b.get()});
+  EXPECT_EQ(smaller.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(smaller.status().message(), HasSubstr(absl::StrCat("this node signed a checkpoint of size ", mirrored + 1)));
+  EXPECT_THAT(smaller.status().message(), HasSubstr("Restore the database from a backup"));
+  EXPECT_FALSE(std::filesystem::exists(a_dir.dir->File("attest.db")));
+
+  // Without that record (the whole disk was lost), B's copy would do, but B's entries 0 and 1 were
+  // swapped (each a valid entry): they no longer hash to the root A signed, so B is named and not used.
+  std::remove(a_dir.dir->File("attest.db.signed-checkpoint").c_str());
+  b.reset();
+  ExecuteOnFile(b_dir.dir->File("attest.db"),
+                "UPDATE peer_entries SET idx = -1 WHERE idx = 0; UPDATE peer_entries SET idx = 0 WHERE idx = 1; "
+                "UPDATE peer_entries SET idx = 1 WHERE idx = -1;");
+  b = StartNode(b_dir);
+  ASSERT_NE(b, nullptr);
+  auto swapped = Restore(a_dir, {b.get()});
+  EXPECT_EQ(swapped.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(swapped.status().message(), HasSubstr("node-b: its copy of the log's"));
+  EXPECT_FALSE(std::filesystem::exists(a_dir.dir->File("attest.db")));
+  EXPECT_FALSE(std::filesystem::exists(a_dir.dir->File("attest.db.restoring")));
+  EXPECT_FALSE(std::filesystem::exists(a_dir.dir->File("attest.db.signed-checkpoint")));
+}
+
 }  // namespace
 }  // namespace attest::server
-
