@@ -32,6 +32,7 @@
 #include "storage/sqlite_attestation_store.h"
 #include "tests/e2e/federation_harness.h"
 #include "tests/e2e/tcp_forwarder.h"
+#include "tests/support/subprocess.h"
 
 namespace attest::testing {
 namespace {
@@ -720,6 +721,95 @@ TEST(FederationPolicyTest, APeerWithAnotherPolicyIsReportedAndNothingOfItIsStore
         }
         return true;
       }));
+}
+
+
+// The size of `origin`'s checkpoint that node i verified and cosigned, served from its mirror of
+// `origin`'s log (0 when none).
+uint64_t MirroredSize(FederationHarness& federation, int node, int origin) {
+  const HttpResponse answer =
+      federation.HttpGet(node, absl::StrCat("/federation/mirror/", federation.name(origin), "/checkpoint"));
+  if (answer.status != 200) return 0;
+  absl::StatusOr<consensus::PublicKey> key = consensus::PublicKey::Parse(federation.node_public_key(origin));
+  if (!key.ok()) return 0;
+  absl::StatusOr<consensus::Checkpoint> checkpoint = consensus::VerifyCheckpoint(answer.body, *key);
+  return checkpoint.ok() ? checkpoint->size : 0;
+}
+
+// The log in node i's database (the node stopped): every entry and the root.
+std::pair<std::vector<std::string>, consensus::MerkleHash> LogOnDisk(FederationHarness& federation, int node) {
+  auto store = storage::SqliteAttestationStore::Open(federation.database_path(node), storage::SqliteOptions{});
+  EXPECT_TRUE(store.ok()) << store.status();
+  if (!store.ok()) return {};
+  const storage::LogHead head = (*store)->GetLogHead().value_or(storage::LogHead{});
+  return {(*store)->LogEntries(0, head.size).value_or(std::vector<std::string>{}), head.root};
+}
+
+TEST(FederationRestoreTest, ANodeWhoseDatabaseWasLostGetsTheSameLogBackFromItsPeers) {
+  FederationHarness federation(DefaultFederation(3));
+  ASSERT_TRUE(federation.StartAll());
+  constexpr int kA = 0, kB = 1, kC = 2;
+
+  // A's log: several entry bundles of attestations and a dispute; B adds attestations of its own.
+  std::vector<consensus::Attestation> alice, bob;
+  std::vector<ExpectedPath> expected;
+  for (int i = 0; i < 300; ++i) {
+    const std::string name = absl::StrCat("restore-", i);
+    alice.push_back(federation.Attest(kAlice, name, name));
+    bob.push_back(federation.Attest(kBob, name, name));
+    expected.push_back({PathOf(name), v1::CONFIRMED, {SignatureOf(alice.back()), SignatureOf(bob.back())}});
+  }
+  const consensus::Attestation carol = federation.Attest(kCarol, "restore-0", "other bytes");
+  expected[0].verdict = v1::DISPUTED;
+  expected[0].signatures.insert(SignatureOf(carol));
+  alice.push_back(carol);
+  ASSERT_TRUE(federation.Submit(kA, alice));
+  ASSERT_TRUE(federation.Submit(kB, bob));
+  ASSERT_TRUE(federation.WaitForAgreement(expected));
+  // A's log is complete once A applied the others' logs (the dispute records it makes from them), and
+  // both followers hold all of it and cosigned its newest checkpoint.
+  ASSERT_TRUE(federation.WaitCaughtUp(kA, federation.name(kB)));
+  ASSERT_TRUE(federation.WaitCaughtUp(kA, federation.name(kC)));
+  uint64_t size = 0;
+  ASSERT_TRUE(PollEvery(
+      [&] {
+        const HttpResponse checkpoint = federation.HttpGet(kA, "/log/checkpoint");
+        absl::StatusOr<consensus::PublicKey> key = consensus::PublicKey::Parse(federation.node_public_key(kA));
+        if (checkpoint.status != 200 || !key.ok()) return false;
+        absl::StatusOr<consensus::Checkpoint> parsed = consensus::VerifyCheckpoint(checkpoint.body, *key);
+        size = parsed.ok() ? parsed->size : 0;
+        return size >= 301 && MirroredSize(federation, kB, kA) == size && MirroredSize(federation, kC, kA) == size;
+      },
+      kFederationDeadline))
+      << "A signed " << size << "; B mirrors " << MirroredSize(federation, kB, kA) << ", C "
+      << MirroredSize(federation, kC, kA) << "\n" << federation.Describe();
+
+  // kill -9, and the database is gone; the signed-checkpoint file beside it survives.
+  ASSERT_TRUE(federation.Stop(kA, SIGKILL).has_value());
+  const auto [entries, root] = LogOnDisk(federation, kA);
+  ASSERT_EQ(entries.size(), size);
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove(absl::StrCat(federation.database_path(kA), suffix).c_str());
+  const std::string config = federation.node(kA).config_path();
+  RunResult refused = ::attest::testing::Run({ATTESTD_BIN, "--config", config}, "", std::chrono::seconds(30));
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("attestd restore --from-peers"));
+
+  RunResult restored = ::attest::testing::Run({ATTESTD_BIN, "restore", "--from-peers", "--config", config}, "", std::chrono::seconds(120));
+  ASSERT_EQ(restored.exit_code, 0) << restored.out << restored.err;
+  EXPECT_THAT(restored.out, HasSubstr(absl::StrCat("restored ", size, " log entries of node-a")));
+  const auto [back, back_root] = LogOnDisk(federation, kA);
+  EXPECT_TRUE(back == entries) << "the restored log differs";
+  EXPECT_EQ(back_root, root);
+
+  // Started again, it answers as before (what it replicated comes back from its peers), its log goes
+  // on, and nobody sees a fork.
+  ASSERT_TRUE(federation.Start(kA));
+  ASSERT_TRUE(federation.WaitForAgreement(expected));
+  const consensus::Attestation carol_2 = federation.Attest(kCarol, "restore-after", "r");
+  ASSERT_TRUE(federation.Submit(kA, {carol_2}));
+  expected.push_back({PathOf("restore-after"), v1::PENDING, {SignatureOf(carol_2)}});
+  ASSERT_TRUE(federation.WaitForAgreement(expected));
+  ExpectAllFollowing(federation, {kA, kB, kC});
 }
 
 }  // namespace
