@@ -750,26 +750,29 @@ TEST(FederationRestoreTest, ANodeWhoseDatabaseWasLostGetsTheSameLogBackFromItsPe
   ASSERT_TRUE(federation.StartAll());
   constexpr int kA = 0, kB = 1, kC = 2;
 
-  // A's log: several entry bundles of attestations and a dispute; B adds attestations of its own.
-  std::vector<consensus::Attestation> alice, bob;
+  // A's log: several entry bundles of attestations and a dispute, written in one transaction (so every
+  // checkpoint A signs from now on is of all of it). B holds attestations of its own, which A replicates
+  // (they change nothing in A's log: one operator each, no dispute).
+  std::vector<consensus::Attestation> to_a, to_b;
   std::vector<ExpectedPath> expected;
   for (int i = 0; i < 300; ++i) {
     const std::string name = absl::StrCat("restore-", i);
-    alice.push_back(federation.Attest(kAlice, name, name));
-    bob.push_back(federation.Attest(kBob, name, name));
-    expected.push_back({PathOf(name), v1::CONFIRMED, {SignatureOf(alice.back()), SignatureOf(bob.back())}});
+    to_a.push_back(federation.Attest(kAlice, name, name));
+    to_a.push_back(federation.Attest(kBob, name, name));
+    expected.push_back({PathOf(name), v1::CONFIRMED, {SignatureOf(to_a[to_a.size() - 2]), SignatureOf(to_a.back())}});
   }
-  const consensus::Attestation carol = federation.Attest(kCarol, "restore-0", "other bytes");
+  to_a.push_back(federation.Attest(kCarol, "restore-0", "other bytes"));
   expected[0].verdict = v1::DISPUTED;
-  expected[0].signatures.insert(SignatureOf(carol));
-  alice.push_back(carol);
-  ASSERT_TRUE(federation.Submit(kA, alice));
-  ASSERT_TRUE(federation.Submit(kB, bob));
+  expected[0].signatures.insert(SignatureOf(to_a.back()));
+  for (int i = 0; i < 20; ++i) {
+    const std::string name = absl::StrCat("restore-b-", i);
+    to_b.push_back(federation.Attest(kBob, name, name));
+    expected.push_back({PathOf(name), v1::PENDING, {SignatureOf(to_b.back())}});
+  }
+  ASSERT_TRUE(federation.Submit(kA, to_a));
+  ASSERT_TRUE(federation.Submit(kB, to_b));
   ASSERT_TRUE(federation.WaitForAgreement(expected));
-  // A's log is complete once A applied the others' logs (the dispute records it makes from them), and
-  // both followers hold all of it and cosigned its newest checkpoint.
-  ASSERT_TRUE(federation.WaitCaughtUp(kA, federation.name(kB)));
-  ASSERT_TRUE(federation.WaitCaughtUp(kA, federation.name(kC)));
+  // Both followers hold A's whole log and cosigned a checkpoint of all of it.
   uint64_t size = 0;
   ASSERT_TRUE(PollEvery(
       [&] {
@@ -778,7 +781,7 @@ TEST(FederationRestoreTest, ANodeWhoseDatabaseWasLostGetsTheSameLogBackFromItsPe
         if (checkpoint.status != 200 || !key.ok()) return false;
         absl::StatusOr<consensus::Checkpoint> parsed = consensus::VerifyCheckpoint(checkpoint.body, *key);
         size = parsed.ok() ? parsed->size : 0;
-        return size >= 301 && MirroredSize(federation, kB, kA) == size && MirroredSize(federation, kC, kA) == size;
+        return size > 0 && MirroredSize(federation, kB, kA) == size && MirroredSize(federation, kC, kA) == size;
       },
       kFederationDeadline))
       << "A signed " << size << "; B mirrors " << MirroredSize(federation, kB, kA) << ", C "
