@@ -120,11 +120,15 @@ void Encode(const Tree& tree, std::string& out) {
   Str(out, ")");
 }
 
+// On a memory file system when there is one: every input creates and removes a tree, and on a disk
+// that, not the code under test, bounds the rate (about 30 executions a second here, against about
+// 1,200 on /dev/shm).
 const std::string& WorkDir() {
   static const std::string dir = [] {
-    char pattern[] = "/tmp/attest-fuzz-nar-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) std::abort();
-    return std::string(pattern);
+    std::string pattern = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm/attest-fuzz-nar-XXXXXX"
+                                                         : "/tmp/attest-fuzz-nar-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) std::abort();
+    return pattern;
   }();
   return dir;
 }
