@@ -588,8 +588,8 @@ std::optional<std::string> Replicator::CosignedCheckpoint(const std::string& pee
 }
 
 void Replicator::AddRoutes(HttpRouter& router) {
-  router.Prefix(Cat(kFederationPrefix, "checkpoint/"), [this](const HttpRequest& request) {
-    const std::string peer(request.path.substr(kFederationPrefix.size() + std::string_view("checkpoint/").size()));
+  // The peer's latest checkpoint this node verified, with its cosignature.
+  auto cosigned_checkpoint = [this](const std::string& peer) {
     std::optional<std::string> note = CosignedCheckpoint(peer);
     if (!note.has_value()) {
       return HttpReply::Now(HttpResponse::Text(
@@ -599,25 +599,20 @@ void Replicator::AddRoutes(HttpRouter& router) {
     response.headers.emplace_back("Cache-Control", "no-cache");
     response.body = *std::move(note);
     return HttpReply::Now(std::move(response));
+  };
+  router.Prefix(Cat(kFederationPrefix, "checkpoint/"), [cosigned_checkpoint](const HttpRequest& request) {
+    return cosigned_checkpoint(
+        std::string(request.path.substr(kFederationPrefix.size() + std::string_view("checkpoint/").size())));
   });
   // A mirror of each followed peer's log as this node applied it (what `attestd restore --from-peers`
   // reads when that peer lost its database): its latest verified checkpoint, cosigned, and entry
   // bundles in the tlog-tiles layout, any width whose entries this node holds.
-  router.Prefix(Cat(kFederationPrefix, "mirror/"), [this](const HttpRequest& request) {
+  router.Prefix(Cat(kFederationPrefix, "mirror/"), [this, cosigned_checkpoint](const HttpRequest& request) {
     const std::string_view rest =
         std::string_view(request.path).substr(kFederationPrefix.size() + std::string_view("mirror/").size());
     constexpr std::string_view kCheckpoint = "/checkpoint";
     if (rest.ends_with(kCheckpoint)) {
-      const std::string peer(rest.substr(0, rest.size() - kCheckpoint.size()));
-      std::optional<std::string> note = CosignedCheckpoint(peer);
-      if (!note.has_value()) {
-        return HttpReply::Now(HttpResponse::Text(
-            404, Cat("this node has not verified a checkpoint of a peer named '", peer, "' (yet)")));
-      }
-      HttpResponse response;
-      response.headers.emplace_back("Cache-Control", "no-cache");
-      response.body = *std::move(note);
-      return HttpReply::Now(std::move(response));
+      return cosigned_checkpoint(std::string(rest.substr(0, rest.size() - kCheckpoint.size())));
     }
     const size_t tiles = rest.rfind("/tile/entries/");
     if (tiles == std::string_view::npos) {

@@ -243,13 +243,14 @@ absl::Status RestoreFrom(const PeerConfig& source, const Candidate& candidate, c
   consensus::CompactRange served;
   const uint64_t size = candidate.checkpoint.size;
   for (uint64_t tile = 0; tile * consensus::kFullTileWidth < size; ++tile) {
-    const int width = static_cast<int>(std::min<uint64_t>(consensus::kFullTileWidth, size - tile * consensus::kFullTileWidth));
+    const uint64_t start = tile * consensus::kFullTileWidth;
+    const int width = static_cast<int>(std::min<uint64_t>(consensus::kFullTileWidth, size - start));
     absl::StatusOr<std::vector<std::string>> bundle = client.MirroredEntryBundle(node_key.name(), tile, width);
     if (!bundle.ok()) return bundle.status();
     for (size_t i = 0; i < bundle->size(); ++i) {
       const std::string& entry = (*bundle)[i];
       served.Append(consensus::LeafHash(entry));
-      if (absl::Status status = replay.Add(tile * consensus::kFullTileWidth + i, entry); !status.ok()) {
+      if (absl::Status status = replay.Add(start + i, entry); !status.ok()) {
         return absl::InvalidArgumentError(Cat("its copy of the log holds an entry no node writes: ",
                                               StdView(status.message())));
       }

@@ -797,7 +797,8 @@ TEST(FederationRestoreTest, ANodeWhoseDatabaseWasLostGetsTheSameLogBackFromItsPe
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_THAT(refused.err, HasSubstr("attestd restore --from-peers"));
 
-  RunResult restored = ::attest::testing::Run({ATTESTD_BIN, "restore", "--from-peers", "--config", config}, "", std::chrono::seconds(120));
+  RunResult restored = ::attest::testing::Run({ATTESTD_BIN, "restore", "--from-peers", "--config", config}, "",
+                                              std::chrono::seconds(120));
   ASSERT_EQ(restored.exit_code, 0) << restored.out << restored.err;
   EXPECT_THAT(restored.out, HasSubstr(absl::StrCat("restored ", size, " log entries of node-a")));
   const auto [back, back_root] = LogOnDisk(federation, kA);
