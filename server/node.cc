@@ -164,7 +164,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock
 namespace {
 
 std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::Policy& policy,
-                                     storage::AttestationStore* store, const consensus::SecretKey& key,
+                                     storage::Ledger* store, const consensus::SecretKey& key,
                                      std::unique_ptr<Upstream> upstream, Clock clock,
                                      const ResolutionBook* resolutions, MetricsRegistry* metrics) {
   if (!config.gateway || !upstream) return nullptr;
@@ -193,7 +193,7 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       resolutions_(std::make_unique<ResolutionBook>(policy_)),
       gateway_(MakeGateway(config_, policy_, store_.get(), key_, std::move(upstream), clock, resolutions_.get(),
                            &metrics_)),
-      ingestor_(policy_, store_.get(), key_, clock,
+      ingestor_(policy_, store_.get(), store_.get(), key_, clock,
                 IngestOptions{.observe_unknown_keys = config_.observe_unknown_keys,
                               .max_batch = config_.max_batch,
                               .verify_threads = config_.verify_threads,

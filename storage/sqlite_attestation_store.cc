@@ -532,7 +532,7 @@ class SqliteAttestationStore::Writer {
       if (*outcome == WriteOutcome::kInserted) {
         ++inserted;
         ++per_key[stored.attestation.key_name()];
-        if (batch.append_to_log) {
+        if (batch.log_append == LogAppend::kAll) {
           const PathRow& row = paths_.at(stored.attestation.claim.path.full());
           logged.push_back(Logged{.row = &row, .signature = row.record.signatures.size() - 1, .entry = i});
         }
@@ -578,7 +578,7 @@ class SqliteAttestationStore::Writer {
       }
       auto stored = InsertResolution(resolution);
       if (!stored.ok()) return stored.status();
-      if (*stored && batch.append_to_log) {
+      if (*stored && batch.log_append == LogAppend::kAll) {
         if (absl::Status status =
                 AppendLogEntry(std::nullopt, std::nullopt, resolution.signed_note, entries->resolutions[i]);
             !status.ok()) {
