@@ -113,10 +113,21 @@ absl::StatusOr<PolicyAndKey> LoadPolicyAndKey(const NodeConfig& config) {
 }
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config) {
-  return Open(config, [] { return absl::Now(); });
+  return Open(config, NodeOptions{});
+}
+
+absl::StatusOr<NodeStore> OpenSqliteStore(const NodeConfig& config) {
+  auto store = storage::SqliteAttestationStore::Open(config.database_path, storage::SqliteOptions{});
+  if (!store.ok()) return store.status();
+  storage::SqliteAttestationStore* sqlite = store->get();
+  return NodeStore{.store = *std::move(store), .sqlite = sqlite};
 }
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock clock) {
+  return Open(config, NodeOptions{.clock = std::move(clock), .open_store = OpenSqliteStore});
+}
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, NodeOptions options) {
   if (absl::Status s = ValidateNodeConfig(config); !s.ok()) return s;
 
   absl::StatusOr<PolicyAndKey> loaded = LoadPolicyAndKey(config);
@@ -140,11 +151,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock
   if (absl::Status status = Replicator::CheckPeers(config, key); !status.ok()) return status;
 
   // Last, because opening creates the database when it does not exist.
-  auto store = storage::SqliteAttestationStore::Open(config.database_path, storage::SqliteOptions{});
+  absl::StatusOr<NodeStore> store = options.open_store(config);
   if (!store.ok()) return AboutFile(config.database_path, store.status());
 
   // A database that lost entries this key already signed must not start a second history under it.
-  if (absl::Status status = CheckLogExtendsRecordedCheckpoint(**store, key.public_key(),
+  if (absl::Status status = CheckLogExtendsRecordedCheckpoint(*store->store, key.public_key(),
                                                               SignedCheckpointFile(SignedCheckpointFile::PathFor(
                                                                   config.database_path)),
                                                               config.database_path);
@@ -152,9 +163,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock
     return status;
   }
 
-  storage::SqliteAttestationStore* sqlite = store->get();
-  auto node = std::unique_ptr<Node>(new Node(config, std::move(loaded->policy), std::move(loaded->key), *std::move(store), sqlite,
-                                             std::move(upstream), std::move(clock)));
+  auto node = std::unique_ptr<Node>(new Node(config, std::move(loaded->policy), std::move(loaded->key),
+                                             std::move(store->store), store->sqlite, std::move(upstream),
+                                             std::move(options.clock)));
   if (absl::Status status = node->resolutions_->Load(*node->store_); !status.ok()) {
     return AboutFile(config.database_path, status);
   }
