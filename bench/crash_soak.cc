@@ -892,7 +892,7 @@ std::vector<std::string> FillLeader(const std::string& file, int64_t entries) {
   std::set<std::string> paths;
   for (const v1::SubmitRequest& request : requests) {
     storage::WriteBatch batch;
-    batch.append_to_log = true;
+    batch.log_append = storage::LogAppend::kAll;
     for (const v1::Attestation& message : request.attestations()) {
       paths.insert(message.path_info().store_path());
       auto attestation = proto::FromProto(message);

@@ -337,7 +337,7 @@ void FillPeerDatabase(const std::string& file, const std::vector<std::string>& r
     v1::SubmitRequest request;
     if (!request.ParseFromString(serialized)) Fail("a pre-signed batch does not parse");
     storage::WriteBatch batch;
-    batch.append_to_log = true;
+    batch.log_append = storage::LogAppend::kAll;
     for (const v1::Attestation& message : request.attestations()) {
       auto attestation = proto::FromProto(message);
       Check(attestation.status(), "converting a pre-signed attestation");

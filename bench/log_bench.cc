@@ -142,7 +142,7 @@ int Main(int argc, char** argv) {
     storage::WriteBatch batch = MakeBatch(first, std::min(args.entries, first + kBatch), rng);
     for (int side = 0; side < 2; ++side) {
       const bool log = (side == 0) == ((first / kBatch) % 2 == 0);
-      batch.append_to_log = log;
+      batch.log_append = log ? storage::LogAppend::kAll : storage::LogAppend::kNone;
       auto start = std::chrono::steady_clock::now();
       Check((log ? logged : plain)->Write(batch).status(), "writing");
       (log ? logged_seconds : plain_seconds) += SecondsSince(start);

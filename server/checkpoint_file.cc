@@ -132,7 +132,7 @@ absl::StatusOr<std::optional<std::string>> SignedCheckpointFile::Read() const {
   return note;
 }
 
-absl::Status CheckLogExtendsRecordedCheckpoint(storage::AttestationStore& store, const consensus::PublicKey& node_key,
+absl::Status CheckLogExtendsRecordedCheckpoint(storage::TransparencyLogStore& store, const consensus::PublicKey& node_key,
                                                const SignedCheckpointFile& file, std::string_view database_path) {
   absl::StatusOr<std::optional<std::string>> note = file.Read();
   if (!note.ok()) return absl::FailedPreconditionError(Cat(StdView(note.status().message()), ". ", Recovery(file)));

@@ -22,7 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "consensus/keys.h"
-#include "storage/attestation_store.h"
+#include "storage/transparency_log_store.h"
 
 namespace attest::server {
 
@@ -55,7 +55,7 @@ class SignedCheckpointFile final {
 // no checkpoint or a smaller one (emptied, replaced or restored from an old backup), or the roots do
 // not agree (another log), or the file's note does not verify with `node_key` (the key was
 // replaced). Store errors are returned with their code.
-absl::Status CheckLogExtendsRecordedCheckpoint(storage::AttestationStore& store, const consensus::PublicKey& node_key,
+absl::Status CheckLogExtendsRecordedCheckpoint(storage::TransparencyLogStore& store, const consensus::PublicKey& node_key,
                                                const SignedCheckpointFile& file, std::string_view database_path);
 
 }  // namespace attest::server

@@ -66,7 +66,7 @@ absl::StatusOr<v1::Dispute> ToProto(const storage::StoredDispute& stored) {
 
 }  // namespace
 
-DisputeView::DisputeView(const consensus::Policy& policy, storage::AttestationStore* store,
+DisputeView::DisputeView(const consensus::Policy& policy, storage::Ledger* store,
                          const ResolutionBook* resolutions)
     : policy_(policy), store_(store), resolutions_(resolutions) {}
 

@@ -10,7 +10,7 @@
 #include "consensus/policy.h"
 #include "proto/attest/v1/attest.pb.h"
 #include "server/resolution_book.h"
-#include "storage/attestation_store.h"
+#include "storage/ledger.h"
 
 namespace attest::server {
 
@@ -20,7 +20,7 @@ inline constexpr int kMaxDisputePageSize = 1000;
 class DisputeView final {
  public:
   // `resolutions` (null: nobody is excluded) is borrowed.
-  DisputeView(const consensus::Policy& policy, storage::AttestationStore* store,
+  DisputeView(const consensus::Policy& policy, storage::Ledger* store,
               const ResolutionBook* resolutions = nullptr);
 
   // Disputes open first, then by id, filtered by state, name part and operator. page_size 0 means 100;
@@ -38,7 +38,7 @@ class DisputeView final {
 
  private:
   const consensus::Policy& policy_;
-  storage::AttestationStore* const store_;
+  storage::Ledger* const store_;
   const ResolutionBook* const resolutions_;
 };
 

@@ -105,7 +105,7 @@ std::optional<std::string> GatewayNarUrl(std::string_view url, std::string_view 
   return Cat("nar/", file);
 }
 
-Gateway::Gateway(const consensus::Policy& policy, storage::AttestationStore* store,
+Gateway::Gateway(const consensus::Policy& policy, storage::Ledger* store,
                  const consensus::SecretKey& node_key, std::unique_ptr<Upstream> upstream, Clock clock,
                  GatewayOptions options)
     : policy_(policy),

@@ -46,7 +46,7 @@
 #include "server/resolution_book.h"
 #include "server/metrics.h"
 #include "server/upstream.h"
-#include "storage/attestation_store.h"
+#include "storage/ledger.h"
 
 namespace attest::server {
 
@@ -73,7 +73,7 @@ class Gateway final {
  public:
   using Clock = std::function<absl::Time()>;
 
-  Gateway(const consensus::Policy& policy, storage::AttestationStore* store, const consensus::SecretKey& node_key,
+  Gateway(const consensus::Policy& policy, storage::Ledger* store, const consensus::SecretKey& node_key,
           std::unique_ptr<Upstream> upstream, Clock clock, GatewayOptions options);
   ~Gateway();
   Gateway(const Gateway&) = delete;
@@ -115,7 +115,7 @@ class Gateway final {
   void NoteUpstreamHealth(const absl::Status& status);
 
   const consensus::Policy& policy_;
-  storage::AttestationStore* const store_;
+  storage::Ledger* const store_;
   const consensus::SecretKey& node_key_;
   const std::unique_ptr<Upstream> upstream_;
   const Clock clock_;

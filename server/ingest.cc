@@ -191,10 +191,11 @@ struct Ingestor::Metrics final {
   Histogram* commit_replication;
 };
 
-Ingestor::Ingestor(const consensus::Policy& policy, storage::AttestationStore* store,
+Ingestor::Ingestor(const consensus::Policy& policy, storage::StoreWriter* writer, storage::Ledger* ledger,
                    const consensus::SecretKey& node_key, Clock clock, IngestOptions options)
     : policy_(policy),
-      store_(store),
+      writer_(writer),
+      ledger_(ledger),
       node_key_(node_key),
       clock_(std::move(clock)),
       options_(options),
@@ -589,7 +590,7 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
     }
   }
 
-  auto existing = store_->AttestationsFor(paths);
+  auto existing = ledger_->AttestationsFor(paths);
   if (!existing.ok()) {
     return StorageFailure(Cat("reading the stored attestations of ", paths.size(), " paths"), existing.status());
   }
@@ -604,8 +605,7 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
   // same transaction); what it replicates from peers never does. A replicated batch is alone in
   // its group.
   const ReplicationBatch* replication = group.empty() ? nullptr : group.front()->replication;
-  batch.append_to_log = replication == nullptr;
-  batch.append_disputes_to_log = replication != nullptr;
+  batch.log_append = replication == nullptr ? storage::LogAppend::kAll : storage::LogAppend::kDisputesOnly;
   if (replication != nullptr && group.front()->store_progress) {
     batch.peer_progress = replication->progress;
     batch.rejected_entries = replication->rejected;
@@ -696,7 +696,7 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
   }
 
   if (!batch.attestations.empty() || !batch.resolutions.empty() || replication != nullptr) {
-    auto outcomes = store_->Write(batch);
+    auto outcomes = writer_->Write(batch);
     if (!outcomes.ok()) {
       return StorageFailure(Cat("storing ", batch.attestations.size(), " attestations"), outcomes.status());
     }
@@ -751,7 +751,7 @@ absl::Status Ingestor::AddStatement(const consensus::VerifiedResolution& stateme
   }
   std::optional<storage::StoredDispute> stored;
   if (record_holder == nullptr) {
-    auto read = store_->GetDispute(resolution.dispute_id);
+    auto read = ledger_->GetDispute(resolution.dispute_id);
     if (!read.ok()) return StorageFailure(Cat("reading dispute ", resolution.dispute_id), read.status());
     stored = *std::move(read);
     if (stored.has_value()) record_holder = &*stored;
@@ -796,7 +796,7 @@ absl::StatusOr<ResolveResult> Ingestor::Resolve(std::string_view signed_statemen
             absl::ToUnixSeconds(now), "): check the signing machine's clock and sign again"));
   }
   absl::MutexLock resolving(&resolve_mu_);
-  auto dispute = store_->GetDispute(resolution.dispute_id);
+  auto dispute = ledger_->GetDispute(resolution.dispute_id);
   if (!dispute.ok()) return StorageFailure(Cat("reading dispute ", resolution.dispute_id), dispute.status());
   if (!dispute->has_value()) {
     return absl::NotFoundError(Cat("no dispute ", resolution.dispute_id, " (", resolution.path.full(),
@@ -820,7 +820,7 @@ absl::StatusOr<ResolveResult> Ingestor::Resolve(std::string_view signed_statemen
       }
     }
   }
-  auto held = store_->ResolutionsFor(resolution.dispute_id);
+  auto held = ledger_->ResolutionsFor(resolution.dispute_id);
   if (!held.ok()) return StorageFailure(Cat("reading the resolutions of ", resolution.dispute_id), held.status());
   for (const storage::StoredResolution& stored : *held) {
     if (stored.signed_note == verified->signed_note) {

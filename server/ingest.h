@@ -54,7 +54,8 @@
 #include "server/resolution_book.h"
 #include "server/metrics.h"
 #include "server/worker_pool.h"
-#include "storage/attestation_store.h"
+#include "storage/ledger.h"
+#include "storage/store_writer.h"
 
 namespace attest::server {
 
@@ -142,8 +143,10 @@ inline constexpr absl::Duration kMaxResolutionClockSkew = absl::Minutes(10);
 
 class Ingestor final {
  public:
-  Ingestor(const consensus::Policy& policy, storage::AttestationStore* store, const consensus::SecretKey& node_key,
-           Clock clock, IngestOptions options);
+  // Writes through `writer`; reads what is already stored (attestations, disputes, statements) from
+  // `ledger`. Both are usually the same store (storage/attestation_store.h), borrowed.
+  Ingestor(const consensus::Policy& policy, storage::StoreWriter* writer, storage::Ledger* ledger,
+           const consensus::SecretKey& node_key, Clock clock, IngestOptions options);
   ~Ingestor();
   Ingestor(const Ingestor&) = delete;
   Ingestor& operator=(const Ingestor&) = delete;
@@ -206,7 +209,8 @@ class Ingestor final {
                             int64_t now_unix, storage::WriteBatch& batch, std::vector<std::string>& state_changes);
 
   const consensus::Policy& policy_;
-  storage::AttestationStore* const store_;
+  storage::StoreWriter* const writer_;
+  storage::Ledger* const ledger_;
   const consensus::SecretKey& node_key_;
   const Clock clock_;
   const IngestOptions options_;

@@ -37,7 +37,7 @@ HttpResponse NotYet(std::string text) {
 }
 
 // Reads the tile's bytes: hash tiles as stored, entry bundles rebuilt from the entries.
-HttpResponse ReadTile(storage::AttestationStore* store, const consensus::TileId& tile) {
+HttpResponse ReadTile(storage::TransparencyLogStore* store, const consensus::TileId& tile) {
   std::string body;
   if (tile.entries) {
     const uint64_t first = tile.index * consensus::kFullTileWidth;
@@ -67,7 +67,7 @@ HttpResponse ReadTile(storage::AttestationStore* store, const consensus::TileId&
 
 }  // namespace
 
-LogHttp::LogHttp(storage::AttestationStore* store, LogPublisher* publisher) : store_(store), publisher_(publisher) {}
+LogHttp::LogHttp(storage::TransparencyLogStore* store, LogPublisher* publisher) : store_(store), publisher_(publisher) {}
 
 void LogHttp::AddRoutes(HttpRouter& router) {
   router.Exact(Cat(kLogPrefix, "checkpoint"), [this](const HttpRequest&) { return Checkpoint(); });

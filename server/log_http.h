@@ -27,13 +27,13 @@
 
 #include "server/http_server.h"
 #include "server/log_publisher.h"
-#include "storage/attestation_store.h"
+#include "storage/transparency_log_store.h"
 
 namespace attest::server {
 
 class LogHttp final {
  public:
-  LogHttp(storage::AttestationStore* store, LogPublisher* publisher);
+  LogHttp(storage::TransparencyLogStore* store, LogPublisher* publisher);
 
   // Adds /log/checkpoint (exact) and /log/tile/ (prefix).
   void AddRoutes(HttpRouter& router);
@@ -43,7 +43,7 @@ class LogHttp final {
   HttpReply Tile(std::string_view request_path);
 
  private:
-  storage::AttestationStore* const store_;
+  storage::TransparencyLogStore* const store_;
   LogPublisher* const publisher_;
 };
 

@@ -29,7 +29,7 @@ void AddHashes(const std::vector<consensus::MerkleHash>& hashes, Response& respo
 
 }  // namespace
 
-LogProofs::LogProofs(storage::AttestationStore* store, LogPublisher* publisher)
+LogProofs::LogProofs(storage::TransparencyLogStore* store, LogPublisher* publisher)
     : store_(store), publisher_(publisher) {}
 
 absl::StatusOr<v1::GetCheckpointResponse> LogProofs::GetCheckpoint() const {

@@ -17,13 +17,13 @@
 #include "absl/status/statusor.h"
 #include "proto/attest/v1/attest.pb.h"
 #include "server/log_publisher.h"
-#include "storage/attestation_store.h"
+#include "storage/transparency_log_store.h"
 
 namespace attest::server {
 
 class LogProofs final {
  public:
-  LogProofs(storage::AttestationStore* store, LogPublisher* publisher);
+  LogProofs(storage::TransparencyLogStore* store, LogPublisher* publisher);
 
   // The checkpoint LogPublisher::ForClient gives, with the publisher's problem when it stopped signing.
   absl::StatusOr<v1::GetCheckpointResponse> GetCheckpoint() const;
@@ -32,7 +32,7 @@ class LogProofs final {
       const v1::GetConsistencyProofRequest& request) const;
 
  private:
-  storage::AttestationStore* const store_;
+  storage::TransparencyLogStore* const store_;
   LogPublisher* const publisher_;
 };
 

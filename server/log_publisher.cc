@@ -28,11 +28,11 @@ std::shared_ptr<const PublishedCheckpoint> MakePublished(uint64_t size, const co
 
 }  // namespace
 
-consensus::TileFetcher StoredTileFetcher(storage::AttestationStore* store) {
+consensus::TileFetcher StoredTileFetcher(storage::TransparencyLogStore* store) {
   return [store](std::span<const consensus::TileId> tiles) { return store->LogTiles(tiles); };
 }
 
-LogPublisher::LogPublisher(storage::AttestationStore* store, const consensus::SecretKey& node_key, Clock clock,
+LogPublisher::LogPublisher(storage::TransparencyLogStore* store, const consensus::SecretKey& node_key, Clock clock,
                            LogPublisherOptions options)
     : store_(store), node_key_(node_key), origin_(node_key.name()), clock_(std::move(clock)), options_(options) {}
 

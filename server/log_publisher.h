@@ -1,6 +1,6 @@
 // LogPublisher: signs the checkpoints of the node's own transparency log, and holds the one it serves.
 //
-// The ingest writer appends to the log inside its write transaction (WriteBatch::append_to_log); the
+// The ingest writer appends to the log inside its write transaction (WriteBatch::log_append); the
 // store keeps the log's head (size and root, kept incrementally by the writer), its hash tiles and a
 // way to rebuild every entry. The publisher turns that into signed checkpoints (C2SP tlog-checkpoint,
 // origin = the node key's name). On Start, then every `interval` when the log grew, or on PublishNow:
@@ -40,7 +40,7 @@
 #include "consensus/keys.h"
 #include "consensus/merkle.h"
 #include "consensus/tlog_tiles.h"
-#include "storage/attestation_store.h"
+#include "storage/transparency_log_store.h"
 
 namespace attest::server {
 
@@ -77,7 +77,7 @@ struct LogHealth final {
 };
 
 // Reads the node's stored hash tiles (store.LogTiles), for TileHashReader.
-consensus::TileFetcher StoredTileFetcher(storage::AttestationStore* store);
+consensus::TileFetcher StoredTileFetcher(storage::TransparencyLogStore* store);
 
 class LogPublisher final {
  public:
@@ -85,7 +85,7 @@ class LogPublisher final {
 
   // Precondition: node_key.name() passes consensus::ValidateLogOrigin (Node::Open checks it). `store`
   // and `node_key` must outlive the publisher (the key is not copied: it is secret material).
-  LogPublisher(storage::AttestationStore* store, const consensus::SecretKey& node_key, Clock clock,
+  LogPublisher(storage::TransparencyLogStore* store, const consensus::SecretKey& node_key, Clock clock,
                LogPublisherOptions options);
   ~LogPublisher();
   LogPublisher(const LogPublisher&) = delete;
@@ -136,7 +136,7 @@ class LogPublisher final {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(publish_mu_);
   void Run();
 
-  storage::AttestationStore* const store_;
+  storage::TransparencyLogStore* const store_;
   const consensus::SecretKey& node_key_;  // must outlive the publisher
   const std::string origin_;
   const Clock clock_;

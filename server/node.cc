@@ -113,10 +113,21 @@ absl::StatusOr<PolicyAndKey> LoadPolicyAndKey(const NodeConfig& config) {
 }
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config) {
-  return Open(config, [] { return absl::Now(); });
+  return Open(config, NodeOptions{});
+}
+
+absl::StatusOr<NodeStore> OpenSqliteStore(const NodeConfig& config) {
+  auto store = storage::SqliteAttestationStore::Open(config.database_path, storage::SqliteOptions{});
+  if (!store.ok()) return store.status();
+  storage::SqliteAttestationStore* sqlite = store->get();
+  return NodeStore{.store = *std::move(store), .sqlite = sqlite};
 }
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock clock) {
+  return Open(config, NodeOptions{.clock = std::move(clock), .open_store = OpenSqliteStore});
+}
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, NodeOptions options) {
   if (absl::Status s = ValidateNodeConfig(config); !s.ok()) return s;
 
   absl::StatusOr<PolicyAndKey> loaded = LoadPolicyAndKey(config);
@@ -140,11 +151,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock
   if (absl::Status status = Replicator::CheckPeers(config, key); !status.ok()) return status;
 
   // Last, because opening creates the database when it does not exist.
-  auto store = storage::SqliteAttestationStore::Open(config.database_path, storage::SqliteOptions{});
+  absl::StatusOr<NodeStore> store = options.open_store(config);
   if (!store.ok()) return AboutFile(config.database_path, store.status());
 
   // A database that lost entries this key already signed must not start a second history under it.
-  if (absl::Status status = CheckLogExtendsRecordedCheckpoint(**store, key.public_key(),
+  if (absl::Status status = CheckLogExtendsRecordedCheckpoint(*store->store, key.public_key(),
                                                               SignedCheckpointFile(SignedCheckpointFile::PathFor(
                                                                   config.database_path)),
                                                               config.database_path);
@@ -152,9 +163,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock
     return status;
   }
 
-  storage::SqliteAttestationStore* sqlite = store->get();
-  auto node = std::unique_ptr<Node>(new Node(config, std::move(loaded->policy), std::move(loaded->key), *std::move(store), sqlite,
-                                             std::move(upstream), std::move(clock)));
+  auto node = std::unique_ptr<Node>(new Node(config, std::move(loaded->policy), std::move(loaded->key),
+                                             std::move(store->store), store->sqlite, std::move(upstream),
+                                             std::move(options.clock)));
   if (absl::Status status = node->resolutions_->Load(*node->store_); !status.ok()) {
     return AboutFile(config.database_path, status);
   }
@@ -164,7 +175,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock
 namespace {
 
 std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::Policy& policy,
-                                     storage::AttestationStore* store, const consensus::SecretKey& key,
+                                     storage::Ledger* store, const consensus::SecretKey& key,
                                      std::unique_ptr<Upstream> upstream, Clock clock,
                                      const ResolutionBook* resolutions, MetricsRegistry* metrics) {
   if (!config.gateway || !upstream) return nullptr;
@@ -193,7 +204,7 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       resolutions_(std::make_unique<ResolutionBook>(policy_)),
       gateway_(MakeGateway(config_, policy_, store_.get(), key_, std::move(upstream), clock, resolutions_.get(),
                            &metrics_)),
-      ingestor_(policy_, store_.get(), key_, clock,
+      ingestor_(policy_, store_.get(), store_.get(), key_, clock,
                 IngestOptions{.observe_unknown_keys = config_.observe_unknown_keys,
                               .max_batch = config_.max_batch,
                               .verify_threads = config_.verify_threads,

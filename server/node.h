@@ -1,4 +1,5 @@
-// Node: one attestd. Open() builds everything the config names (policy, node key, SQLite store,
+// Node: one attestd. Open() builds everything the config names (policy, node key, store (SQLite unless
+// NodeOptions names another),
 // ingest pipeline, query handlers, log publisher, gRPC services) without listening; Start() publishes
 // the log's checkpoint, then binds the gRPC port (with health checking and reflection) and the HTTP
 // port; Shutdown() stops taking calls, drains the ones in flight until a deadline and stops.
@@ -8,6 +9,7 @@
 #ifndef ATTEST_SERVER_NODE_H_
 #define ATTEST_SERVER_NODE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -48,6 +50,25 @@ struct PolicyAndKey final {
 };
 absl::StatusOr<PolicyAndKey> LoadPolicyAndKey(const NodeConfig& config);
 
+// The store a node runs on and, when it is SQLite, the same object as SQLite (its path rows are
+// scrubbed, attestd --check-database runs SQLite's quick_check); null otherwise.
+struct NodeStore final {
+  std::unique_ptr<storage::AttestationStore> store;
+  storage::SqliteAttestationStore* sqlite = nullptr;
+};
+// Opens the store for `config`. Called last by Node::Open, which prefixes errors with the config's
+// database path.
+using StoreFactory = std::function<absl::StatusOr<NodeStore>(const NodeConfig& config)>;
+// The default: SqliteAttestationStore at config.database_path ([node] database), created when absent.
+absl::StatusOr<NodeStore> OpenSqliteStore(const NodeConfig& config);
+
+struct NodeOptions final {
+  // The node's notion of now (tests pass a fixed or stepping clock).
+  Clock clock = [] { return absl::Now(); };
+  // Where the node keeps its state (tests pass a MemoryAttestationStore).
+  StoreFactory open_store = OpenSqliteStore;
+};
+
 class Node final {
  public:
   // Errors name the file and the problem ("<file>: <problem>", or "<file>:<line>:<col>: <problem>" for
@@ -61,6 +82,8 @@ class Node final {
   static absl::StatusOr<std::unique_ptr<Node>> Open(const NodeConfig& config);
   // Same, with the node's clock (tests).
   static absl::StatusOr<std::unique_ptr<Node>> Open(const NodeConfig& config, Clock clock);
+  // Same, with the node's clock and store (tests).
+  static absl::StatusOr<std::unique_ptr<Node>> Open(const NodeConfig& config, NodeOptions options);
   ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;

@@ -31,7 +31,7 @@ absl::StatusOr<double> FileBytes(const std::string& path) {
 
 std::string_view AttestVersion() { return ATTEST_VERSION; }
 
-void AddNodeMetrics(MetricsRegistry& metrics, storage::AttestationStore* store, std::string database_path,
+void AddNodeMetrics(MetricsRegistry& metrics, storage::Ledger* store, std::string database_path,
                     absl::Time started) {
   metrics.AddGauge("attest_build_info", "Always 1; the version attestd was built as is its label.", {"version"})
       .Labels({AttestVersion()})

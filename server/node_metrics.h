@@ -11,7 +11,7 @@
 #include "absl/time/time.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
-#include "storage/attestation_store.h"
+#include "storage/ledger.h"
 
 namespace attest::server {
 
@@ -19,7 +19,7 @@ namespace attest::server {
 // attest_attestations, attest_store_paths, attest_disputes (from store->Stats()) and
 // attest_database_bytes{file="database"|"wal"} (stat of `database_path` and `database_path`-wal; a
 // missing file is 0). The store must outlive every scrape.
-void AddNodeMetrics(MetricsRegistry& metrics, storage::AttestationStore* store, std::string database_path,
+void AddNodeMetrics(MetricsRegistry& metrics, storage::Ledger* store, std::string database_path,
                     absl::Time started);
 
 // GET /metrics: runs metrics->Scrape() on the job pool; 200 with the exposition text

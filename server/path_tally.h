@@ -16,7 +16,7 @@
 #include "consensus/attestation.h"
 #include "consensus/policy.h"
 #include "consensus/tally.h"
-#include "storage/attestation_store.h"
+#include "storage/ledger.h"
 
 namespace attest::server {
 

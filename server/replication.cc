@@ -38,7 +38,7 @@ std::string ShowRoot(const consensus::MerkleHash& root) {
 class Follower final {
  public:
   Follower(const PeerConfig& peer, consensus::PublicKey peer_key, const NodeConfig& config,
-           const consensus::Policy& policy, const consensus::SecretKey& node_key, storage::AttestationStore* store,
+           const consensus::Policy& policy, const consensus::SecretKey& node_key, storage::PeerStore* store,
            Ingestor* ingestor, Clock clock)
       : peer_(peer),
         peer_key_(std::move(peer_key)),
@@ -424,7 +424,7 @@ class Follower final {
   const NodeConfig& config_;
   const consensus::Policy& policy_;
   const consensus::SecretKey& node_key_;
-  storage::AttestationStore* const store_;
+  storage::PeerStore* const store_;
   Ingestor* const ingestor_;
   const Clock clock_;
   PeerClient client_;
@@ -494,7 +494,7 @@ void SetPeerMetrics(MetricsRegistry& metrics, const v1::GetFederationStatusRespo
 }  // namespace
 
 Replicator::Replicator(const NodeConfig& config, const consensus::Policy& policy, const consensus::SecretKey& node_key,
-                       storage::AttestationStore* store, Ingestor* ingestor, Clock clock, MetricsRegistry* metrics)
+                       storage::PeerStore* store, Ingestor* ingestor, Clock clock, MetricsRegistry* metrics)
     : config_(config), policy_(policy), node_key_(node_key), store_(store) {
   for (const PeerConfig& peer : config.peers) {
     absl::StatusOr<consensus::PublicKey> key = consensus::PublicKey::Parse(peer.public_key);

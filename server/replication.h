@@ -37,7 +37,7 @@
 #include "server/ingest.h"
 #include "server/metrics.h"
 #include "server/node_config.h"
-#include "storage/attestation_store.h"
+#include "storage/peer_store.h"
 
 namespace attest::server {
 
@@ -53,7 +53,7 @@ class Replicator final {
   // `metrics` (may be null) gets the attest_peer_* gauges, read from the followers at scrape time; a
   // scrape must not run after the Replicator is destroyed (Node stops the HTTP port first).
   Replicator(const NodeConfig& config, const consensus::Policy& policy, const consensus::SecretKey& node_key,
-             storage::AttestationStore* store, Ingestor* ingestor, Clock clock, MetricsRegistry* metrics = nullptr);
+             storage::PeerStore* store, Ingestor* ingestor, Clock clock, MetricsRegistry* metrics = nullptr);
   ~Replicator();
   Replicator(const Replicator&) = delete;
   Replicator& operator=(const Replicator&) = delete;
@@ -74,7 +74,7 @@ class Replicator final {
   const NodeConfig& config_;
   const consensus::Policy& policy_;
   const consensus::SecretKey& node_key_;
-  storage::AttestationStore* const store_;
+  storage::PeerStore* const store_;
   std::vector<std::unique_ptr<Follower>> followers_;
 };
 

@@ -15,7 +15,7 @@ using consensus::StdView;
 ResolutionBook::ResolutionBook(const consensus::Policy& policy)
     : policy_(policy), options_(std::make_shared<const consensus::TallyOptions>()) {}
 
-absl::Status ResolutionBook::Load(storage::AttestationStore& store) {
+absl::Status ResolutionBook::Load(storage::Ledger& store) {
   auto stored = store.AllResolutions();
   if (!stored.ok()) return stored.status();
   ResolutionBook* const book = this;

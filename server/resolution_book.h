@@ -20,7 +20,7 @@
 #include "consensus/policy.h"
 #include "consensus/resolution.h"
 #include "consensus/tally.h"
-#include "storage/attestation_store.h"
+#include "storage/ledger.h"
 
 namespace attest::server {
 
@@ -30,7 +30,7 @@ class ResolutionBook final {
 
   // Reads and verifies every stored statement (call once, at start). One that no longer verifies under
   // the policy (the policy changed since) is left out and logged; a store failure is returned.
-  absl::Status Load(storage::AttestationStore& store);
+  absl::Status Load(storage::Ledger& store);
 
   // A statement the node stored: it is in force when it is the latest about its dispute.
   void Add(const consensus::VerifiedResolution& statement);

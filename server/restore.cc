@@ -87,7 +87,7 @@ absl::Status Rename(const std::string& from, const std::string& to) {
 // its ledger what the node had derived from them.
 class LogReplay final {
  public:
-  LogReplay(storage::AttestationStore& store, const consensus::Policy& policy, int64_t now_unix)
+  LogReplay(storage::StoreWriter& store, const consensus::Policy& policy, int64_t now_unix)
       : store_(store), book_(policy), policy_(policy), now_unix_(now_unix) {}
 
   // Entry `index` of the log. INVALID_ARGUMENT for entries the log could not hold.
@@ -143,7 +143,7 @@ class LogReplay final {
     if (attestations_.empty()) return absl::OkStatus();
     storage::WriteBatch batch;
     batch.attestations = std::move(attestations_);
-    batch.append_to_log = true;
+    batch.log_append = storage::LogAppend::kAll;
     attestations_.clear();
     absl::StatusOr<std::vector<storage::WriteOutcome>> outcomes = store_.Write(batch);
     if (!outcomes.ok()) return outcomes.status();
@@ -177,7 +177,7 @@ class LogReplay final {
                                                     .fingerprint_count = static_cast<int>(record->sides.size()),
                                                     .state = book_.StateOf(record->id, fingerprints),
                                                     .operators = std::move(operators)});
-    batch.append_to_log = true;
+    batch.log_append = storage::LogAppend::kAll;
     fingerprints_[record->id] = std::move(fingerprints);
     return store_.Write(batch).status();
   }
@@ -206,7 +206,7 @@ class LogReplay final {
     }
     storage::WriteBatch batch;
     batch.resolutions.push_back(stored);
-    batch.append_to_log = true;
+    batch.log_append = storage::LogAppend::kAll;
     if (verified.ok()) {
       book_.Add(*verified);
       auto fingerprints = fingerprints_.find(stored.dispute_id);
@@ -218,7 +218,7 @@ class LogReplay final {
     return store_.Write(batch).status();
   }
 
-  storage::AttestationStore& store_;
+  storage::StoreWriter& store_;
   ResolutionBook book_;
   const consensus::Policy& policy_;
   const int64_t now_unix_;

@@ -42,7 +42,7 @@ consensus::MerkleHash RootOfFullTile(const std::string& tile) {
 
 }  // namespace
 
-Scrubber::Scrubber(storage::AttestationStore* store, storage::SqliteAttestationStore* sqlite, ScrubOptions options,
+Scrubber::Scrubber(storage::TransparencyLogStore* store, storage::SqliteAttestationStore* sqlite, ScrubOptions options,
                    MetricsRegistry* metrics)
     : store_(store), sqlite_(sqlite), options_(options) {
   if (metrics != nullptr) {

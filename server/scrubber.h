@@ -28,8 +28,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/metrics.h"
-#include "storage/attestation_store.h"
 #include "storage/sqlite_attestation_store.h"
+#include "storage/transparency_log_store.h"
 
 namespace attest::server {
 
@@ -60,7 +60,7 @@ class Scrubber final {
  public:
   // `sqlite`: the same store as `store` when it is SQLite (the path rows are checked), else null.
   // `metrics`: where attest_scrub_* go (borrowed; null for none).
-  Scrubber(storage::AttestationStore* store, storage::SqliteAttestationStore* sqlite, ScrubOptions options,
+  Scrubber(storage::TransparencyLogStore* store, storage::SqliteAttestationStore* sqlite, ScrubOptions options,
            MetricsRegistry* metrics);
   ~Scrubber();
   Scrubber(const Scrubber&) = delete;
@@ -85,7 +85,7 @@ class Scrubber final {
   void Record(const absl::StatusOr<ScrubReport>& report);
   void Run();
 
-  storage::AttestationStore* const store_;
+  storage::TransparencyLogStore* const store_;
   storage::SqliteAttestationStore* const sqlite_;
   const ScrubOptions options_;
   Gauge* problems_gauge_ = nullptr;

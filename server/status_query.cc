@@ -127,7 +127,7 @@ absl::Status StatusQuery::AnswerBatch(std::span<const consensus::StorePath> path
   return absl::OkStatus();
 }
 
-StatusQuery::StatusQuery(const consensus::Policy& policy, storage::AttestationStore* store,
+StatusQuery::StatusQuery(const consensus::Policy& policy, storage::Ledger* store,
                          StatusQueryOptions options)
     : policy_(policy),
       store_(store),

@@ -22,7 +22,7 @@
 #include "server/resolution_book.h"
 #include "server/metrics.h"
 #include "server/worker_pool.h"
-#include "storage/attestation_store.h"
+#include "storage/ledger.h"
 
 namespace attest::server {
 
@@ -48,7 +48,7 @@ struct StatusQueryOptions final {
 
 class StatusQuery final {
  public:
-  StatusQuery(const consensus::Policy& policy, storage::AttestationStore* store, StatusQueryOptions options);
+  StatusQuery(const consensus::Policy& policy, storage::Ledger* store, StatusQueryOptions options);
 
   // One status per requested path, in request order. Each distinct path is read and answered once: a
   // path the request names again is answered at its later positions by reference (store_path, verdict
@@ -80,7 +80,7 @@ class StatusQuery final {
   absl::Status TooLarge(const v1::StatusRequest& request, size_t distinct, size_t answered, uint64_t bytes) const;
 
   const consensus::Policy& policy_;
-  storage::AttestationStore* const store_;
+  storage::Ledger* const store_;
   const StatusQueryOptions options_;
   std::unique_ptr<MetricsRegistry> own_metrics_;  // when options.metrics is null
   // Paths answered per verdict, indexed by consensus::Verdict.

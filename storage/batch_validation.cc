@@ -81,11 +81,11 @@ bool ResolutionLess(const StoredResolution& a, const StoredResolution& b) {
 
 absl::StatusOr<BatchLogEntries> LogEntriesOf(const WriteBatch& batch) {
   BatchLogEntries entries;
-  if (!batch.append_to_log && !batch.append_disputes_to_log) return entries;
+  if (batch.log_append == LogAppend::kNone) return entries;
   entries.logged = true;
   entries.attestations.reserve(batch.attestations.size());
   for (size_t i = 0; i < batch.attestations.size(); ++i) {
-    if (!batch.append_to_log) {
+    if (batch.log_append != LogAppend::kAll) {
       entries.attestations.emplace_back();  // not logged: the batch was replicated from a peer
       continue;
     }
@@ -109,7 +109,7 @@ absl::StatusOr<BatchLogEntries> LogEntriesOf(const WriteBatch& batch) {
     }
     entries.disputes.push_back(std::move(*dispute));
   }
-  for (size_t i = 0; batch.append_to_log && i < batch.resolutions.size(); ++i) {
+  for (size_t i = 0; batch.log_append == LogAppend::kAll && i < batch.resolutions.size(); ++i) {
     auto entry = consensus::EncodeResolutionEntry(batch.resolutions[i].signed_note);
     if (!entry.ok()) {
       return absl::InvalidArgumentError(consensus::Cat(

@@ -38,9 +38,9 @@ bool ResolutionLess(const StoredResolution& a, const StoredResolution& b);
 // The log entries (consensus/log_entry.h) of a batch, whether or not they end up inserted.
 struct BatchLogEntries final {
   bool logged = false;                        // false: nothing of the batch is logged
-  std::vector<std::string> attestations;      // one per attestation; empty strings when !append_to_log
+  std::vector<std::string> attestations;      // one per attestation; empty strings unless LogAppend::kAll
   std::vector<std::vector<std::string>> disputes;  // per dispute: its entry, or its part entries in order
-  std::vector<std::string> resolutions;       // one per resolution when append_to_log, else none
+  std::vector<std::string> resolutions;       // one per resolution with LogAppend::kAll, else none
 };
 // INVALID_ARGUMENT, prefixed as above, when one cannot be logged (an attestation entry over 65535
 // bytes, a dispute record that is not a signed dispute note). A dispute record too large for one entry

@@ -12,7 +12,9 @@ class ForwardingAttestationStore : public AttestationStore {
   // `inner` is borrowed and must outlive this store.
   explicit ForwardingAttestationStore(AttestationStore* inner) : inner_(inner) {}
 
+  // --- StoreWriter (storage/store_writer.h) ---
   absl::StatusOr<std::vector<WriteOutcome>> Write(const WriteBatch& batch) override { return inner_->Write(batch); }
+  // --- Ledger (storage/ledger.h) ---
   absl::StatusOr<std::vector<std::vector<StoredAttestation>>> AttestationsFor(
       std::span<const consensus::StorePath> paths) override {
     return inner_->AttestationsFor(paths);
@@ -32,6 +34,7 @@ class ForwardingAttestationStore : public AttestationStore {
     return inner_->AttestationsPerKey();
   }
   absl::StatusOr<StoreStats> Stats() override { return inner_->Stats(); }
+  // --- TransparencyLogStore (storage/transparency_log_store.h) ---
   absl::StatusOr<LogHead> GetLogHead() override { return inner_->GetLogHead(); }
   absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count) override {
     return inner_->LogEntries(first, count);
@@ -43,6 +46,7 @@ class ForwardingAttestationStore : public AttestationStore {
     return inner_->StoreCheckpoint(checkpoint);
   }
   absl::StatusOr<std::optional<StoredCheckpoint>> LatestCheckpoint() override { return inner_->LatestCheckpoint(); }
+  // --- PeerStore (storage/peer_store.h) ---
   absl::StatusOr<std::optional<PeerProgress>> GetPeerProgress(const std::string& peer) override {
     return inner_->GetPeerProgress(peer);
   }

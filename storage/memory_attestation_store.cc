@@ -61,7 +61,7 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
       ++per_key_[stored.attestation.key_name()];
     }
     outcomes.push_back(inserted ? WriteOutcome::kInserted : WriteOutcome::kAlreadyPresent);
-    if (inserted && batch.append_to_log) AppendToLog(std::move(entries->attestations[i]));
+    if (inserted && batch.log_append == LogAppend::kAll) AppendToLog(std::move(entries->attestations[i]));
   }
   for (std::vector<std::string>& dispute_entries : entries->disputes) {
     for (std::string& entry : dispute_entries) AppendToLog(std::move(entry));
@@ -91,7 +91,7 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
     if (present) continue;
     resolutions_.emplace(std::make_tuple(resolution.dispute_id, resolution.time_unix, resolution.signed_note),
                          resolution);
-    if (batch.append_to_log) AppendToLog(std::move(entries->resolutions[i]));
+    if (batch.log_append == LogAppend::kAll) AppendToLog(std::move(entries->resolutions[i]));
   }
   for (auto& [key, tile] : log_tree_.TakeChangedTiles()) log_tiles_[key] = std::move(tile);
   for (const DisputeStateUpdate& update : batch.dispute_states) {

@@ -25,9 +25,11 @@ class MemoryAttestationStore final : public AttestationStore {
  public:
   MemoryAttestationStore() = default;
 
+  // --- StoreWriter (storage/store_writer.h) ---
   // INVALID_ARGUMENT (storing nothing) when an item fails ValidateStoredAttestation /
   // ValidateStoredDispute.
   absl::StatusOr<std::vector<WriteOutcome>> Write(const WriteBatch& batch) override;
+  // --- Ledger (storage/ledger.h) ---
   absl::StatusOr<std::vector<std::vector<StoredAttestation>>> AttestationsFor(
       std::span<const consensus::StorePath> paths) override;
   absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) override;
@@ -39,12 +41,14 @@ class MemoryAttestationStore final : public AttestationStore {
   absl::StatusOr<StoreStats> Stats() override;
   absl::StatusOr<std::vector<KeyAttestationCount>> AttestationsPerKey() override;
 
+  // --- TransparencyLogStore (storage/transparency_log_store.h) ---
   absl::StatusOr<LogHead> GetLogHead() override;
   absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count) override;
   absl::StatusOr<std::vector<std::string>> LogTiles(std::span<const consensus::TileId> tiles) override;
   absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint) override;
   absl::StatusOr<std::optional<StoredCheckpoint>> LatestCheckpoint() override;
 
+  // --- PeerStore (storage/peer_store.h) ---
   absl::StatusOr<std::optional<PeerProgress>> GetPeerProgress(const std::string& peer) override;
   absl::StatusOr<std::vector<RejectedEntry>> RecentRejectedEntries(const std::string& peer, int limit) override;
   absl::StatusOr<int64_t> CountRejectedEntries(const std::string& peer) override;

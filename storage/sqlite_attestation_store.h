@@ -4,6 +4,9 @@
 // Schema: versioned with PRAGMA user_version and marked with PRAGMA application_id; see
 // storage/README.md for the tables and why they look the way they do (~170 bytes per attestation).
 //
+// Implementation: storage/sqlite_attestation_store.cc (opening, the write transaction, the reader pool)
+// and one file per table family, listed in storage/sqlite_store_internal.h (private to storage/).
+//
 // Thread-safety: all methods may be called concurrently. Writes are serialised on one connection;
 // reads run on a small pool of reader connections, each in its own snapshot, concurrently with
 // writes (WAL). One process should own a database file; other processes that write to it make this
@@ -70,10 +73,12 @@ class SqliteAttestationStore final : public AttestationStore {
                                                                        const SqliteOptions& options);
   ~SqliteAttestationStore() override;
 
+  // --- StoreWriter (storage/store_writer.h) ---
   // INVALID_ARGUMENT (storing nothing) when an item fails ValidateStoredAttestation /
   // ValidateStoredDispute; UNAVAILABLE when busy past the retries; DATA_LOSS on corruption;
   // FAILED_PRECONDITION when the file became read-only; RESOURCE_EXHAUSTED when the disk is full.
   absl::StatusOr<std::vector<WriteOutcome>> Write(const WriteBatch& batch) override;
+  // --- Ledger (storage/ledger.h) ---
   // All paths are read in one snapshot.
   absl::StatusOr<std::vector<std::vector<StoredAttestation>>> AttestationsFor(
       std::span<const consensus::StorePath> paths) override;
@@ -101,11 +106,13 @@ class SqliteAttestationStore final : public AttestationStore {
   // SQLite's PRAGMA quick_check over the whole file: each problem it reports, empty when none.
   absl::StatusOr<std::vector<std::string>> QuickCheck();
 
+  // --- TransparencyLogStore (storage/transparency_log_store.h) ---
   absl::StatusOr<LogHead> GetLogHead() override;
   absl::StatusOr<std::vector<std::string>> LogEntries(uint64_t first, uint64_t count) override;
   absl::StatusOr<std::vector<std::string>> LogTiles(std::span<const consensus::TileId> tiles) override;
   absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint) override;
   absl::StatusOr<std::optional<StoredCheckpoint>> LatestCheckpoint() override;
+  // --- PeerStore (storage/peer_store.h) ---
   absl::StatusOr<std::optional<PeerProgress>> GetPeerProgress(const std::string& peer) override;
   absl::StatusOr<std::vector<RejectedEntry>> RecentRejectedEntries(const std::string& peer, int limit) override;
   absl::StatusOr<int64_t> CountRejectedEntries(const std::string& peer) override;

@@ -174,7 +174,7 @@ struct DisputeDetail final {
 
 std::string ShowNarHash(const consensus::PathInfo& claim) { return claim.nar_hash.ToNix32(); }
 
-absl::StatusOr<DisputeDetail> ReadDetail(storage::AttestationStore* store, const std::string& id) {
+absl::StatusOr<DisputeDetail> ReadDetail(storage::Ledger* store, const std::string& id) {
   auto found = store->GetDispute(id);
   if (!found.ok()) return StorageFailure(Cat("reading dispute ", id), found.status());
   if (!found->has_value()) return absl::NotFoundError(Cat("no dispute ", id, " on this node"));
@@ -445,7 +445,7 @@ bool IsDisputeId(std::string_view text) {
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-DisputePages::DisputePages(const consensus::Policy& policy, storage::AttestationStore* store)
+DisputePages::DisputePages(const consensus::Policy& policy, storage::Ledger* store)
     : policy_(policy), store_(store) {}
 
 HttpResponse DisputePages::List(const std::vector<std::pair<std::string, std::string>>& query,

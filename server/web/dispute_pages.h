@@ -18,7 +18,7 @@
 #include "consensus/policy.h"
 #include "server/http_server.h"
 #include "server/web/html.h"
-#include "storage/attestation_store.h"
+#include "storage/ledger.h"
 
 namespace attest::server::web {
 
@@ -27,7 +27,7 @@ inline constexpr int kMaxDisputesPerPage = 500;
 
 class DisputePages final {
  public:
-  DisputePages(const consensus::Policy& policy, storage::AttestationStore* store);
+  DisputePages(const consensus::Policy& policy, storage::Ledger* store);
 
   // `/disputes` with its query arguments: state (open|nondeterministic|malicious|resolved, or empty
   // for all), name (part of the package name), operator (an operator of the policy), after (the
@@ -40,7 +40,7 @@ class DisputePages final {
 
  private:
   const consensus::Policy& policy_;
-  storage::AttestationStore* const store_;
+  storage::Ledger* const store_;
 };
 
 // "d-" followed by 32 lower-case hex characters (consensus::DisputeId).

@@ -32,7 +32,7 @@ struct Figures final {
   std::map<std::string, int64_t> operator_disputes;
 };
 
-absl::StatusOr<Figures> Collect(storage::AttestationStore* store) {
+absl::StatusOr<Figures> Collect(storage::Ledger* store) {
   Figures figures;
   auto counts = store->AttestationsPerKey();
   if (!counts.ok()) return StorageFailure("counting attestations per key", counts.status());
@@ -84,7 +84,7 @@ std::string DisputesLink(const std::string& op, int64_t count) {
 
 }  // namespace
 
-OperatorPage::OperatorPage(const consensus::Policy& policy, storage::AttestationStore* store,
+OperatorPage::OperatorPage(const consensus::Policy& policy, storage::Ledger* store,
                            const ResolutionBook* resolutions)
     : policy_(policy), store_(store), resolutions_(resolutions) {}
 

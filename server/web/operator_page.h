@@ -17,20 +17,20 @@
 #include "server/http_server.h"
 #include "server/resolution_book.h"
 #include "server/web/html.h"
-#include "storage/attestation_store.h"
+#include "storage/ledger.h"
 
 namespace attest::server::web {
 
 class OperatorPage final {
  public:
   // `resolutions` (may be null): builders excluded by a malicious statement in force are marked.
-  OperatorPage(const consensus::Policy& policy, storage::AttestationStore* store, const ResolutionBook* resolutions);
+  OperatorPage(const consensus::Policy& policy, storage::Ledger* store, const ResolutionBook* resolutions);
 
   HttpResponse Render(Format format) const;
 
  private:
   const consensus::Policy& policy_;
-  storage::AttestationStore* const store_;
+  storage::Ledger* const store_;
   const ResolutionBook* const resolutions_;
 };
 

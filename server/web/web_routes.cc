@@ -16,7 +16,7 @@ constexpr std::string_view kDisputePrefix = "/disputes/";
 constexpr std::string_view kJsonSuffix = ".json";
 
 struct Pages final {
-  Pages(const consensus::Policy& policy, storage::AttestationStore* store, const StatusQuery* status_query,
+  Pages(const consensus::Policy& policy, storage::Ledger* store, const StatusQuery* status_query,
         const ResolutionBook* resolutions)
       : disputes(policy, store), operators(policy, store, resolutions), search(status_query) {}
   DisputePages disputes;
@@ -31,7 +31,7 @@ std::string SearchedPath(const HttpRequest& request) {
 
 }  // namespace
 
-void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::AttestationStore* store,
+void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::Ledger* store,
                const StatusQuery* status_query, const ResolutionBook* resolutions) {
   // Shared by the handlers, so it lives as long as the router (and the server that holds it).
   auto pages = std::make_shared<const Pages>(policy, store, status_query, resolutions);

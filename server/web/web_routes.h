@@ -17,12 +17,12 @@
 #include "server/http_server.h"
 #include "server/resolution_book.h"
 #include "server/status_query.h"
-#include "storage/attestation_store.h"
+#include "storage/ledger.h"
 
 namespace attest::server::web {
 
 // `resolutions` (may be null) tells which builder keys a malicious statement in force excludes.
-void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::AttestationStore* store,
+void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::Ledger* store,
                const StatusQuery* status_query, const ResolutionBook* resolutions);
 
 }  // namespace attest::server::web

@@ -617,7 +617,7 @@ TEST(FederationForgeryTest, AForgedAttestationInAPeersLogIsRefusedAndReported) {
       batch.attestations.push_back(storage::StoredAttestation{
           .attestation = attestation, .received_unix = now, .observed_key = std::nullopt, .origin = ""});
     }
-    batch.append_to_log = true;
+    batch.log_append = storage::LogAppend::kAll;
     absl::StatusOr<std::vector<storage::WriteOutcome>> written = (*store)->Write(batch);
     ASSERT_TRUE(written.ok()) << written.status();
     absl::StatusOr<storage::LogHead> head = (*store)->GetLogHead();

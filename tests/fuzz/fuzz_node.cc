@@ -59,7 +59,7 @@ class Node final : public FuzzNode {
         key_(FuzzKey("node-1")),
         clock_([] { return absl::FromUnixSeconds(kNow); }),
         resolutions_(policy_),
-        ingestor_(policy_, &store_, key_, clock_,
+        ingestor_(policy_, &store_, &store_, key_, clock_,
                   server::IngestOptions{.verify_threads = 1, .resolutions = &resolutions_, .metrics = &metrics_}),
         status_query_(policy_, &store_,
                       server::StatusQueryOptions{.read_threads = 1, .resolutions = &resolutions_,

@@ -49,7 +49,7 @@ class IngestTest : public ::testing::Test {
 
   void Reset(IngestOptions options) {
     ingestor_.reset();
-    ingestor_ = std::make_unique<Ingestor>(policy_, &store_, federation_.node_key, FixedNow, options);
+    ingestor_ = std::make_unique<Ingestor>(policy_, &store_, &store_, federation_.node_key, FixedNow, options);
   }
 
   std::vector<IngestResult> SubmitOk(std::vector<v1::Attestation> items) {
@@ -398,15 +398,15 @@ TEST(IngestAtomicityTest, DisputeIsWrittenInTheSameBatchAsItsEvidence) {
   Federation federation;
   consensus::Policy policy = federation.MakePolicy();
   RecordingStore store;
-  Ingestor ingestor(policy, &store, federation.node_key, FixedNow, {});
+  Ingestor ingestor(policy, &store, &store, federation.node_key, FixedNow, {});
   ASSERT_TRUE(ingestor.Submit(Batch({Signed(TestClaim("p", "A"), federation.alice)})).ok());
   ASSERT_TRUE(ingestor.Submit(Batch({Signed(TestClaim("p", "B"), federation.bob),
                                      Signed(TestClaim("q", "A"), federation.bob)}))
                   .ok());
   ASSERT_EQ(store.batches.size(), 2u);
   // Submitted attestations and the records made for them go into the node's own log.
-  EXPECT_TRUE(store.batches[0].append_to_log);
-  EXPECT_TRUE(store.batches[1].append_to_log);
+  EXPECT_EQ(store.batches[0].log_append, storage::LogAppend::kAll);
+  EXPECT_EQ(store.batches[1].log_append, storage::LogAppend::kAll);
   EXPECT_EQ(store.inner.GetLogHead()->size, 4u);
   EXPECT_TRUE(store.batches[0].disputes.empty());
   EXPECT_EQ(store.batches[1].attestations.size(), 2u);
@@ -418,7 +418,7 @@ TEST(IngestFailureTest, StorageFailureFailsTheCallStoresNothingAndHidesInternals
   Federation federation;
   consensus::Policy policy = federation.MakePolicy();
   storage::testing::FaultInjectingStore store(std::make_unique<storage::MemoryAttestationStore>());
-  Ingestor ingestor(policy, &store, federation.node_key, FixedNow, {});
+  Ingestor ingestor(policy, &store, &store, federation.node_key, FixedNow, {});
 
   store.FailWrites(1, absl::UnavailableError("database is locked (SQL: INSERT INTO attestation ...) /var/lib/x.db"));
   auto results = ingestor.Submit(Batch({Signed(TestClaim("p"), federation.alice)}));
@@ -444,7 +444,7 @@ TEST(IngestFailureTest, AnItemTheStoreRefusesIsRejectedAloneAndTheRestIsStored) 
   Federation federation;
   consensus::Policy policy = federation.MakePolicy();
   storage::testing::FaultInjectingStore store(std::make_unique<storage::MemoryAttestationStore>());
-  Ingestor ingestor(policy, &store, federation.node_key, FixedNow, {});
+  Ingestor ingestor(policy, &store, &store, federation.node_key, FixedNow, {});
   store.RefuseWritesOf(TestClaim("q").path, absl::InvalidArgumentError("a record this store cannot hold"));
   auto results = ingestor.Submit(Batch({Signed(TestClaim("p"), federation.alice), Signed(TestClaim("q"), federation.alice),
                                         Signed(TestClaim("r"), federation.alice)}));
@@ -470,7 +470,7 @@ TEST(IngestReplicationTest, AnEntryTheFollowerCannotStoreIsRefusedWithItsReasonA
   Federation federation;
   consensus::Policy policy = federation.MakePolicy();
   storage::testing::FaultInjectingStore store(std::make_unique<storage::MemoryAttestationStore>());
-  Ingestor ingestor(policy, &store, federation.node_key, FixedNow, {});
+  Ingestor ingestor(policy, &store, &store, federation.node_key, FixedNow, {});
   store.RefuseWritesOf(TestClaim("q").path, absl::InvalidArgumentError("a record this store cannot hold"));
 
   ReplicationBatch batch;
@@ -510,7 +510,7 @@ TEST(IngestFailureTest, AcknowledgementLostAfterCommitIsAlreadyPresentOnRetry) {
   Federation federation;
   consensus::Policy policy = federation.MakePolicy();
   storage::testing::FaultInjectingStore store(std::make_unique<storage::MemoryAttestationStore>());
-  Ingestor ingestor(policy, &store, federation.node_key, FixedNow, {});
+  Ingestor ingestor(policy, &store, &store, federation.node_key, FixedNow, {});
   store.FailWritesAfterCommit(1, absl::UnavailableError("lost"));
   EXPECT_FALSE(ingestor.Submit(Batch({Signed(TestClaim("p"), federation.alice)})).ok());
   auto results = ingestor.Submit(Batch({Signed(TestClaim("p"), federation.alice)}));

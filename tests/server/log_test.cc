@@ -704,7 +704,7 @@ class LogPublisherTest : public ::testing::Test {
   // Appends `count` attestations to the store's log.
   void Append(storage::AttestationStore& target, int count) {
     storage::WriteBatch batch;
-    batch.append_to_log = true;
+    batch.log_append = storage::LogAppend::kAll;
     for (int i = 0; i < count; ++i) {
       batch.attestations.push_back(storage::StoredAttestation{
           .attestation = consensus::SignAttestation(TestClaim(consensus::Cat("entry-", next_++)), federation_.alice),

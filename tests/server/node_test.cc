@@ -30,6 +30,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/attest/v1/attest.grpc.pb.h"
+#include "storage/memory_attestation_store.h"
 #include "tests/server/server_test_util.h"
 
 namespace attest::server {
@@ -167,6 +168,58 @@ TEST_F(NodeOpenTest, PortInUseIsAClearStartError) {
   absl::Status s = (*second)->Start();
   ASSERT_FALSE(s.ok());
   EXPECT_THAT(Message(s), HasSubstr((*first)->grpc_address()));
+}
+
+// A whole node on MemoryAttestationStore (NodeOptions::open_store): it takes attestations, answers
+// their status and signs a checkpoint of its log, and leaves no database file behind.
+TEST(NodeOnMemoryStoreTest, SubmitsReadsStatusAndSignsACheckpoint) {
+  TempDir dir;
+  Federation federation;
+  auto config = LoadNodeConfig(WriteNodeDir(dir, federation));
+  ASSERT_TRUE(config.ok()) << config.status();
+  storage::MemoryAttestationStore* memory = nullptr;
+  auto node = Node::Open(*config, NodeOptions{.clock = [] { return absl::Now(); },
+                                              .open_store = [&memory](const NodeConfig&) -> absl::StatusOr<NodeStore> {
+                                                auto store = std::make_unique<storage::MemoryAttestationStore>();
+                                                memory = store.get();
+                                                return NodeStore{.store = std::move(store), .sqlite = nullptr};
+                                              }});
+  ASSERT_TRUE(node.ok()) << node.status();
+  ASSERT_TRUE((*node)->Start().ok());
+  EXPECT_EQ((*node)->store(), memory);
+
+  const auto claim = TestClaim("on-memory");
+  v1::SubmitRequest submit;
+  *submit.add_attestations() = Signed(claim, federation.alice);
+  *submit.add_attestations() = Signed(claim, federation.bob);
+  v1::SubmitResponse submitted;
+  auto stub = v1::Attestations::NewStub((*node)->InProcessChannel());
+  ASSERT_TRUE(stub->Submit(Context().get(), submit, &submitted).ok());
+  ASSERT_EQ(submitted.results_size(), 2);
+  EXPECT_EQ(submitted.results(0).outcome(), v1::SubmitResult::ACCEPTED);
+  EXPECT_EQ(submitted.results(1).outcome(), v1::SubmitResult::ACCEPTED);
+
+  v1::StatusRequest request;
+  request.add_store_paths(claim.path.full());
+  v1::StatusResponse status;
+  ASSERT_TRUE(stub->Status(Context().get(), request, &status).ok());
+  ASSERT_EQ(status.statuses_size(), 1);
+  EXPECT_EQ(status.statuses(0).verdict(), v1::CONFIRMED);
+  EXPECT_EQ(status.statuses(0).attestations_size(), 2);
+
+  ASSERT_TRUE((*node)->log_publisher()->PublishNow().ok());
+  std::shared_ptr<const PublishedCheckpoint> checkpoint = (*node)->log_publisher()->Latest();
+  ASSERT_NE(checkpoint, nullptr);
+  EXPECT_EQ(checkpoint->size, 2u);
+  auto note = consensus::SignedNote::Parse(*checkpoint->note);
+  ASSERT_TRUE(note.ok()) << note.status();
+  EXPECT_TRUE(consensus::VerifyNote(*note, federation.node_key.public_key()).ok());
+  auto stored = memory->LatestCheckpoint();
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->size, 2u);
+
+  (*node)->Shutdown(absl::Now() + absl::Seconds(5));
+  EXPECT_FALSE(std::filesystem::exists(config->database_path));
 }
 
 // ---- the services --------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ class ReplicationTest : public ::testing::Test {
       write.attestations.push_back(
           storage::StoredAttestation{.attestation = attestation, .received_unix = 1, .observed_key = {}, .origin = {}});
     }
-    write.append_to_log = true;
+    write.log_append = storage::LogAppend::kAll;
     ASSERT_TRUE((*store)->Write(write).ok());
   }
 

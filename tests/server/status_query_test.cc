@@ -36,7 +36,7 @@ class StatusQueryTest : public ::testing::Test {
  protected:
   StatusQueryTest()
       : policy_(federation_.MakePolicy()),
-        ingestor_(policy_, &store_, federation_.node_key, FixedNow, {}),
+        ingestor_(policy_, &store_, &store_, federation_.node_key, FixedNow, {}),
         query_(policy_, &store_, StatusQueryOptions{.max_paths = 50}),
         disputes_(policy_, &store_) {}
 
@@ -294,7 +294,8 @@ TEST_F(StatusQueryTest, ChunkedRequestsKeepTheByteLimit) {
 }
 
 TEST_F(StatusQueryTest, ObservedAttestationsAreNotCounted) {
-  Ingestor observing(policy_, &store_, federation_.node_key, FixedNow, IngestOptions{.observe_unknown_keys = true});
+  Ingestor observing(policy_, &store_, &store_, federation_.node_key, FixedNow,
+                     IngestOptions{.observe_unknown_keys = true});
   google::protobuf::RepeatedPtrField<v1::Attestation> batch;
   v1::Attestation item = Signed(TestClaim("watched"), federation_.outsider);
   item.set_public_key(federation_.outsider.public_key().ToString());

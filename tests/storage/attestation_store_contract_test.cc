@@ -509,7 +509,7 @@ TEST_P(AttestationStoreContractTest, LogHoldsInsertedAttestationsThenDisputesInO
   const StoredAttestation b = Attest(TestClaim("pkg-2"), "builder-b", {}, 201, KeyKind::kObserved);
   WriteBatch batch = Batch({a, old, b});
   batch.disputes.push_back(SignedDispute("pkg-2", 300));
-  batch.append_to_log = true;
+  batch.log_append = LogAppend::kAll;
   EXPECT_THAT(WriteOk(batch),
               ElementsAre(WriteOutcome::kInserted, WriteOutcome::kAlreadyPresent, WriteOutcome::kInserted));
 
@@ -532,13 +532,13 @@ TEST_P(AttestationStoreContractTest, LogHoldsInsertedAttestationsThenDisputesInO
   EXPECT_EQ(store_->GetLogHead()->size, 4u);  // the dispute record is logged again (a new version)
   WriteBatch refused = Batch({Attest(TestClaim("pkg-3"), "builder-a"), Attest(TestClaim("pkg-4"), "builder-a")});
   refused.attestations[1].received_unix = -1;
-  refused.append_to_log = true;
+  refused.log_append = LogAppend::kAll;
   EXPECT_EQ(store_->Write(refused).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store_->GetLogHead()->size, 4u);
   // A dispute record that is not a signed note cannot be logged: the batch is refused whole.
   WriteBatch unloggable = Batch({Attest(TestClaim("pkg-5"), "builder-a")});
   unloggable.disputes.push_back(Dispute("d-5", "pkg-5", 1, 1));
-  unloggable.append_to_log = true;
+  unloggable.log_append = LogAppend::kAll;
   auto status = store_->Write(unloggable).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("dispute 1 of 1"));
@@ -551,7 +551,7 @@ TEST_P(AttestationStoreContractTest, ADisputeRecordTooLargeForOneEntryIsLoggedIn
   WriteBatch batch = Batch({a});
   batch.disputes.push_back(SignedDispute("big", 300, 700));
   ASSERT_GT(batch.disputes[0].signed_record.size(), consensus::kMaxLogEntryBytes);
-  batch.append_to_log = true;
+  batch.log_append = LogAppend::kAll;
   WriteOk(batch);
 
   auto parts = consensus::EncodeDisputeEntries(batch.disputes[0].signed_record);
@@ -581,7 +581,7 @@ TEST_P(AttestationStoreContractTest, LogTilesHoldEveryStoredHash) {
   constexpr int kEntries = 700;  // two full level-0 tiles and a partial one
   for (int start = 0; start < kEntries; start += 100) {
     WriteBatch batch;
-    batch.append_to_log = true;
+    batch.log_append = LogAppend::kAll;
     for (int i = start; i < start + 100; ++i) {
       batch.attestations.push_back(Attest(TestClaim(consensus::Cat("p-", i)), "builder-a", {}, i));
       tree.Append(consensus::LeafHash(EntryOf(batch.attestations.back())));
@@ -627,7 +627,7 @@ TEST_P(AttestationStoreContractTest, LogTilesHoldEveryStoredHash) {
 
 TEST_P(AttestationStoreContractTest, CheckpointsKeepOneRootPerSize) {
   WriteBatch batch = Batch({Attest(TestClaim("a-1"), "builder-a"), Attest(TestClaim("a-2"), "builder-a")});
-  batch.append_to_log = true;
+  batch.log_append = LogAppend::kAll;
   WriteOk(batch);
   const consensus::MerkleHash root = store_->GetLogHead()->root;
   const StoredCheckpoint two{.size = 2, .root = root, .note = "signed note 2", .signed_unix = 5};
@@ -665,7 +665,7 @@ TEST_P(AttestationStoreContractTest, ReplicatedBatchKeepsOriginLogsOnlyDisputesA
   replicated.origin = "node-b";
   WriteBatch batch = Batch({replicated});
   batch.disputes.push_back(SignedDispute("r-1", 60));
-  batch.append_disputes_to_log = true;
+  batch.log_append = LogAppend::kDisputesOnly;
   batch.peer_progress = Progress("node-b", 5, 7);
   batch.rejected_entries.push_back(RejectedEntry{.peer = "node-b", .index = 3, .reason = "forged", .entry = "e\n",
                                                  .detected_unix = 70});
@@ -764,7 +764,7 @@ TEST_P(AttestationStoreContractTest, ResolutionsAreStoredOnceLoggedAndSetTheDisp
   StoredDispute dispute = SignedDispute("pkg-r", 100);
   dispute.operators = {"op-evil", "op-good"};
   WriteBatch first = Batch({}, {dispute});
-  first.append_to_log = true;
+  first.log_append = LogAppend::kAll;
   WriteOk(first);
 
   const StoredResolution later = SignedResolution("pkg-r", consensus::ResolutionOutcome::kMalicious, 300, {"builder-evil"});
@@ -773,7 +773,7 @@ TEST_P(AttestationStoreContractTest, ResolutionsAreStoredOnceLoggedAndSetTheDisp
   resolve.resolutions = {later, earlier};
   resolve.dispute_states = {{.id = dispute.id, .state = consensus::DisputeState::kMalicious},
                             {.id = "d-unknown", .state = consensus::DisputeState::kResolved}};
-  resolve.append_to_log = true;
+  resolve.log_append = LogAppend::kAll;
   WriteOk(resolve);
   // Stored once: writing the same statement again changes nothing and logs nothing.
   WriteOk(resolve);

@@ -1,5 +1,5 @@
-// FaultInjectingStore: an AttestationStore that forwards to another one and fails on command, for
-// tests of everything above storage (ingest, replication, the server) that must survive storage
+// FaultInjectingStore: an AttestationStore (all four roles) that forwards to another one and fails on
+// command, for tests of everything above storage (ingest, replication, the server) that must survive storage
 // failures: a write refused before it reached the database, an acknowledgement lost after a commit,
 // reads that fail.
 //
@@ -70,6 +70,7 @@ class FaultInjectingStore final : public AttestationStore {
   }
   AttestationStore& inner() { return *inner_; }
 
+  // --- StoreWriter (storage/store_writer.h) ---
   absl::StatusOr<std::vector<WriteOutcome>> Write(const WriteBatch& batch) override {
     std::optional<absl::Status> after_commit;
     {
@@ -88,6 +89,7 @@ class FaultInjectingStore final : public AttestationStore {
     return result;
   }
 
+  // --- Ledger (storage/ledger.h) ---
   absl::StatusOr<std::vector<std::vector<StoredAttestation>>> AttestationsFor(
       std::span<const consensus::StorePath> paths) override {
     if (auto failure = TakeRead()) return *failure;
@@ -121,6 +123,7 @@ class FaultInjectingStore final : public AttestationStore {
     if (auto failure = TakeRead()) return *failure;
     return inner_->AttestationsPerKey();
   }
+  // --- TransparencyLogStore (storage/transparency_log_store.h) ---
   absl::StatusOr<LogHead> GetLogHead() override {
     if (auto failure = TakeRead()) return *failure;
     return inner_->GetLogHead();
@@ -146,6 +149,7 @@ class FaultInjectingStore final : public AttestationStore {
     if (auto failure = TakeRead()) return *failure;
     return inner_->LatestCheckpoint();
   }
+  // --- PeerStore (storage/peer_store.h) ---
   absl::StatusOr<std::optional<PeerProgress>> GetPeerProgress(const std::string& peer) override {
     if (auto failure = TakeRead()) return *failure;
     return inner_->GetPeerProgress(peer);

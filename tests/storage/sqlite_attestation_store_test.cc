@@ -251,7 +251,7 @@ TEST(SqliteAttestationStoreTest, LogResumesAfterReopen) {
   int next = 0;
   auto append = [&](AttestationStore& store, int count) {
     WriteBatch batch;
-    batch.append_to_log = true;
+    batch.log_append = LogAppend::kAll;
     for (int i = 0; i < count; ++i, ++next) {
       batch.attestations.push_back(Attest(TestClaim(consensus::Cat("r-", next)), "builder-a", {}, next));
       const StoredAttestation& a = batch.attestations.back();
