@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -75,6 +76,16 @@ class BrowserTest : public ::testing::Test {
     return text.ok() ? *text : "";
   }
 
+  // The element's text, or nullopt while it is not there (yet): what a poll reads while the browser
+  // replaces the page (a click's navigation can still show the old page, or none, for a moment).
+  std::optional<std::string> TextOnceThere(const std::string& css) {
+    auto element = driver_->Find(css);
+    if (!element.ok()) return std::nullopt;
+    auto text = driver_->Text(*element);
+    if (!text.ok()) return std::nullopt;
+    return *text;
+  }
+
   TempDir logs_;
   WebNode web_;
   std::unique_ptr<WebDriver> driver_;
@@ -140,7 +151,8 @@ TEST_F(BrowserTest, MaintainerClicksThroughDisputesSearchAndOperators) {
   ASSERT_OK_AND_ASSIGN(submit, driver_->Find("#search-submit"));
   ASSERT_OK(driver_->Click(submit));
   ASSERT_TRUE(driver_->WaitForUrlContaining("/search?path=", kPageDeadline));
-  EXPECT_EQ(TextOf("#verdict"), "CONFIRMED");
+  ASSERT_TRUE(PollUntil([&] { return TextOnceThere("#verdict") == "CONFIRMED"; }, kPageDeadline))
+      << TextOnceThere("#verdict").value_or("(no #verdict)");
   EXPECT_THAT(TextOf("#fingerprints"), HasSubstr("alice-ci, bob-labs"));
 
   // A disputed path links to its dispute.
@@ -149,7 +161,8 @@ TEST_F(BrowserTest, MaintainerClicksThroughDisputesSearchAndOperators) {
   ASSERT_OK(driver_->Type(box, data.flagged_dispute.full()));
   ASSERT_OK_AND_ASSIGN(submit, driver_->Find("#search-submit"));
   ASSERT_OK(driver_->Click(submit));
-  ASSERT_TRUE(PollUntil([&] { return TextOf("#verdict") == "DISPUTED"; }, kPageDeadline));
+  ASSERT_TRUE(PollUntil([&] { return TextOnceThere("#verdict") == "DISPUTED"; }, kPageDeadline))
+      << TextOnceThere("#verdict").value_or("(no #verdict)");
   ASSERT_OK_AND_ASSIGN(link, driver_->Find("#dispute-link"));
   ASSERT_OK(driver_->Click(link));
   ASSERT_TRUE(driver_->WaitForUrlContaining(data.flagged_dispute_id, kPageDeadline));
