@@ -14,6 +14,7 @@
 #include "consensus/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/dispute_messages.h"
 #include "server/dispute_view.h"
 #include "server/ingest.h"
 #include "storage/memory_attestation_store.h"
@@ -345,7 +346,7 @@ TEST_F(StatusQueryTest, DisputesAreListedAndFetchedByIdOrPath) {
   list.set_page_size(2);
   std::vector<std::string> ids;
   for (int page = 0; page < 10; ++page) {
-    auto response = disputes_.List(list);
+    auto response = ListDisputes(disputes_, list);
     ASSERT_TRUE(response.ok()) << response.status();
     for (const auto& d : response->disputes()) {
       ids.push_back(d.id());
@@ -361,13 +362,13 @@ TEST_F(StatusQueryTest, DisputesAreListedAndFetchedByIdOrPath) {
 
   v1::GetDisputeRequest get;
   get.set_id(TestStorePath("d3").full());
-  auto by_path = disputes_.Get(get);
+  auto by_path = GetDispute(disputes_, get);
   ASSERT_TRUE(by_path.ok()) << by_path.status();
   EXPECT_EQ(by_path->id(), consensus::DisputeId(TestStorePath("d3")));
   EXPECT_EQ(by_path->attestations_size(), 2);
   EXPECT_THAT(by_path->signed_record(), HasSubstr("attest/dispute/v1\n"));
   get.set_id(by_path->id());
-  auto by_id = disputes_.Get(get);
+  auto by_id = GetDispute(disputes_, get);
   ASSERT_TRUE(by_id.ok());
   EXPECT_EQ(by_id->SerializeAsString(), by_path->SerializeAsString());
 }
@@ -375,22 +376,22 @@ TEST_F(StatusQueryTest, DisputesAreListedAndFetchedByIdOrPath) {
 TEST_F(StatusQueryTest, DisputeLookupErrors) {
   v1::GetDisputeRequest get;
   get.set_id("d-00000000000000000000000000000000");
-  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(GetDispute(disputes_, get).status().code(), absl::StatusCode::kNotFound);
   get.set_id(TestStorePath("never-disputed").full());
-  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(GetDispute(disputes_, get).status().code(), absl::StatusCode::kNotFound);
   get.set_id("");
-  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GetDispute(disputes_, get).status().code(), absl::StatusCode::kInvalidArgument);
   get.set_id("dispute-7");
-  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GetDispute(disputes_, get).status().code(), absl::StatusCode::kInvalidArgument);
   get.set_id("/nix/store/bad");
-  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GetDispute(disputes_, get).status().code(), absl::StatusCode::kInvalidArgument);
 
   v1::ListDisputesRequest list;
   list.set_page_size(-1);
-  EXPECT_EQ(disputes_.List(list).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ListDisputes(disputes_, list).status().code(), absl::StatusCode::kInvalidArgument);
   list.set_page_size(0);
   list.set_page_token("garbage");
-  EXPECT_EQ(disputes_.List(list).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ListDisputes(disputes_, list).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
