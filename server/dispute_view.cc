@@ -1,14 +1,14 @@
 #include "server/dispute_view.h"
 
 #include <algorithm>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "consensus/dispute.h"
 #include "consensus/encoding.h"
 #include "consensus/signed_note.h"
 #include "consensus/store_path.h"
-#include "proto/convert.h"
 #include "server/grpc_status.h"
 #include "server/path_tally.h"
 
@@ -19,22 +19,96 @@ using consensus::Cat;
 using consensus::QuoteForError;
 using consensus::StdView;
 
-// "d-" followed by 32 lower-case hex characters (consensus::DisputeId).
+absl::Status ValidatePageRequest(const DisputePageRequest& request) {
+  if (request.size < 1 || request.size > kMaxDisputePageSize) {
+    return absl::InvalidArgumentError(
+        Cat("page size ", request.size, " is not from 1 to ", kMaxDisputePageSize));
+  }
+  if (!request.after.empty() && !IsDisputeCursor(request.after)) {
+    return absl::InvalidArgumentError(Cat("page cursor ", QuoteForError(request.after),
+                                          " is not one this node issued; start from the first page"));
+  }
+  const std::string& name = request.filter.name_contains;
+  if (name.size() > kMaxDisputeNameFilterBytes) {
+    return absl::InvalidArgumentError(Cat("name has ", name.size(), " bytes; give at most ",
+                                          kMaxDisputeNameFilterBytes, " (part of a package name)"));
+  }
+  if (!request.filter.operator_name.empty()) {
+    // Matched against the stored operator list, so only a name the policy could hold may be asked for.
+    if (absl::Status s = consensus::ValidateOperatorName(request.filter.operator_name); !s.ok()) {
+      return absl::InvalidArgumentError(Cat("operator: ", StdView(s.message())));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The sides of the record, the signers matched with the stored attestations, and what differs.
+void AddSides(std::span<const storage::StoredAttestation> of_path, DisputeDetail& detail) {
+  std::map<std::pair<std::string, std::string>, const storage::StoredAttestation*> by_side_and_key;
+  for (const storage::StoredAttestation& a : of_path) {
+    by_side_and_key[{a.attestation.claim.Fingerprint(), a.attestation.key_name()}] = &a;
+  }
+  for (const consensus::DisputeSide& record_side : detail.record.sides) {
+    DisputeDetail::Side side{.fingerprint = record_side.fingerprint,
+                             .claim = std::nullopt,
+                             .names = SignersOf(record_side),
+                             .signers = {}};
+    absl::StatusOr<consensus::PathInfo> claim = consensus::PathInfo::ParseFingerprint(record_side.fingerprint);
+    if (claim.ok()) side.claim = *std::move(claim);
+    for (const consensus::DisputeSide::Entry& entry : record_side.entries) {
+      DisputeDetail::Signer signer{.operator_name = entry.operator_name,
+                                   .builder = entry.signature.key_name,
+                                   .signature = entry.signature.ToString(),
+                                   .stored = std::nullopt};
+      auto it = by_side_and_key.find({record_side.fingerprint, entry.signature.key_name});
+      if (it != by_side_and_key.end()) signer.stored = *it->second;
+      side.signers.push_back(std::move(signer));
+    }
+    detail.sides.push_back(std::move(side));
+  }
+
+  const size_t n = detail.sides.size();
+  for (size_t s = 0; s < n; ++s) {
+    const auto& claim = detail.sides[s].claim;
+    if (!claim) continue;
+    for (const consensus::StorePath& reference : claim->references) {
+      auto [it, inserted] = detail.references.try_emplace(reference.full(), std::vector<bool>(n, false));
+      it->second[s] = true;
+    }
+    const auto& first = detail.sides[0].claim;
+    if (first && s > 0) {
+      detail.nar_hash_differs |= !(claim->nar_hash == first->nar_hash);
+      detail.nar_size_differs |= claim->nar_size != first->nar_size;
+    }
+  }
+}
+
+}  // namespace
+
 bool IsDisputeId(std::string_view text) {
   if (text.size() != 34 || text.substr(0, 2) != "d-") return false;
   return std::all_of(text.begin() + 2, text.end(),
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-absl::StatusOr<v1::Dispute> ToProto(const storage::StoredDispute& stored) {
-  v1::Dispute dispute;
-  dispute.set_id(stored.id);
-  dispute.set_store_path(stored.path.full());
-  dispute.set_state(std::string(consensus::DisputeStateName(stored.state)));
-  for (const std::string& name : stored.operators) dispute.add_operators(name);
-  dispute.set_opened_unix(stored.opened_unix);
-  dispute.set_updated_unix(stored.updated_unix);
-  dispute.set_signed_record(stored.signed_record);
+bool IsDisputeCursor(std::string_view text) {
+  return !text.empty() && (text[0] == '0' || text[0] == '1') && IsDisputeId(text.substr(1));
+}
+
+SideSigners SignersOf(const consensus::DisputeSide& side) {
+  SideSigners names;
+  for (const consensus::DisputeSide::Entry& entry : side.entries) {
+    names.operators.push_back(entry.operator_name);
+    names.builders.push_back(entry.signature.key_name);
+  }
+  for (auto* list : {&names.operators, &names.builders}) {
+    std::sort(list->begin(), list->end());
+    list->erase(std::unique(list->begin(), list->end()), list->end());
+  }
+  return names;
+}
+
+absl::StatusOr<consensus::DisputeRecord> RecordOf(const storage::StoredDispute& stored) {
   absl::StatusOr<consensus::SignedNote> note = consensus::SignedNote::Parse(stored.signed_record);
   if (!note.ok()) {
     return absl::DataLossError(Cat("stored dispute record ", stored.id,
@@ -45,140 +119,69 @@ absl::StatusOr<v1::Dispute> ToProto(const storage::StoredDispute& stored) {
     return absl::DataLossError(Cat("stored dispute record ", stored.id,
                                    " does not parse: ", StdView(record.status().message())));
   }
-  for (const consensus::DisputeSide& side : record->sides) {
-    std::vector<std::string> operators;
-    std::vector<std::string> builders;
-    for (const consensus::DisputeSide::Entry& entry : side.entries) {
-      operators.push_back(entry.operator_name);
-      builders.push_back(entry.signature.key_name);
-    }
-    for (auto* names : {&operators, &builders}) {
-      std::sort(names->begin(), names->end());
-      names->erase(std::unique(names->begin(), names->end()), names->end());
-    }
-    v1::FingerprintTally* out = dispute.add_fingerprints();
-    out->set_fingerprint(side.fingerprint);
-    for (const std::string& op : operators) out->add_operators(op);
-    for (const std::string& builder : builders) out->add_builders(builder);
-  }
-  return dispute;
+  return record;
 }
-
-}  // namespace
 
 DisputeView::DisputeView(const consensus::Policy& policy, storage::Ledger* store,
                          const ResolutionBook* resolutions)
     : policy_(policy), store_(store), resolutions_(resolutions) {}
 
-absl::StatusOr<v1::ListDisputesResponse> DisputeView::List(const v1::ListDisputesRequest& request) const {
-  if (request.page_size() < 0) {
-    return absl::InvalidArgumentError(Cat("page_size ", request.page_size(), " is negative; use 0 for the default (",
-                                          kDefaultDisputePageSize, ") or up to ", kMaxDisputePageSize));
-  }
-  const std::string& token = request.page_token();
-  if (!token.empty() && !((token[0] == '0' || token[0] == '1') && IsDisputeId(std::string_view(token).substr(1)))) {
-    return absl::InvalidArgumentError(Cat("page_token ", QuoteForError(request.page_token()),
-                                          " is not one this node issued; pass next_page_token from the previous "
-                                          "answer, or \"\" for the first page"));
-  }
-  const int page_size = request.page_size() == 0 ? kDefaultDisputePageSize
-                                                 : std::min(request.page_size(), kMaxDisputePageSize);
+absl::StatusOr<DisputePage> DisputeView::List(const DisputePageRequest& request) const {
+  if (absl::Status s = ValidatePageRequest(request); !s.ok()) return s;
   storage::DisputeQuery query;
-  query.after_key = token;
-  query.limit = page_size + 1;  // one more tells whether another page follows
-  if (!request.state().empty()) {
-    absl::StatusOr<consensus::DisputeState> state = consensus::ParseDisputeState(request.state());
-    if (!state.ok()) return absl::InvalidArgumentError(Cat("state: ", StdView(state.status().message())));
-    query.state = *state;
-  }
-  query.name_contains = request.name();
-  if (!request.operator_().empty()) {
-    // Matched against the stored operator list, so only a name the policy could hold may be asked for.
-    if (absl::Status s = consensus::ValidateOperatorName(request.operator_()); !s.ok()) {
-      return absl::InvalidArgumentError(Cat("operator: ", StdView(s.message())));
-    }
-  }
-  query.operator_name = request.operator_();
+  query.after_key = request.after;
+  query.limit = request.size + 1;  // one more tells whether another page follows
+  query.state = request.filter.state;
+  query.name_contains = request.filter.name_contains;
+  query.operator_name = request.filter.operator_name;
   auto total = store_->CountDisputes(query);
   if (!total.ok()) return StorageFailure("counting disputes", total.status());
   auto disputes = store_->ListDisputes(query);
   if (!disputes.ok()) return StorageFailure("listing disputes", disputes.status());
 
-  v1::ListDisputesResponse response;
-  const size_t shown = std::min(disputes->size(), static_cast<size_t>(page_size));
-  for (size_t i = 0; i < shown; ++i) {
-    absl::StatusOr<v1::Dispute> dispute = ToProto((*disputes)[i]);
-    if (!dispute.ok()) return dispute.status();
-    *response.add_disputes() = *std::move(dispute);
-  }
-  if (disputes->size() > shown) response.set_next_page_token(storage::DisputeSortKey((*disputes)[shown - 1]));
-  response.set_total(*total);
-  return response;
+  DisputePage page;
+  page.total = *total;
+  const size_t shown = std::min(disputes->size(), static_cast<size_t>(request.size));
+  if (disputes->size() > shown) page.next_cursor = storage::DisputeSortKey((*disputes)[shown - 1]);
+  disputes->erase(disputes->begin() + static_cast<std::ptrdiff_t>(shown), disputes->end());
+  page.disputes = *std::move(disputes);
+  return page;
 }
 
-absl::StatusOr<v1::Dispute> DisputeView::Get(const v1::GetDisputeRequest& request) const {
-  const std::string& wanted = request.id();
-  if (wanted.empty()) {
-    return absl::InvalidArgumentError("id is empty: give a dispute id (d-...) or the disputed store path");
+absl::StatusOr<DisputeDetail> DisputeView::Get(std::string_view wanted) const {
+  if (!IsDisputeId(wanted)) {
+    return absl::InvalidArgumentError(
+        Cat("dispute id ", QuoteForError(wanted), " is malformed: a dispute id is d- and 32 hex characters"));
   }
-  std::string id;
-  if (wanted.front() == '/') {
-    absl::StatusOr<consensus::StorePath> path = consensus::StorePath::Parse(wanted);
-    if (!path.ok()) return absl::InvalidArgumentError(Cat("id: ", StdView(path.status().message())));
-    id = consensus::DisputeId(*path);
-  } else if (IsDisputeId(wanted)) {
-    id = wanted;
-  } else {
-    return absl::InvalidArgumentError(Cat("id ", QuoteForError(wanted),
-                                          " is neither a dispute id (d- and 32 hex characters) nor a store path"));
-  }
+  const std::string id(wanted);
+  auto found = store_->GetDispute(id);
+  if (!found.ok()) return StorageFailure(Cat("reading dispute ", id), found.status());
+  if (!found->has_value()) return absl::NotFoundError(Cat("no dispute ", id, " on this node"));
+  absl::StatusOr<consensus::DisputeRecord> record = RecordOf(**found);
+  if (!record.ok()) return record.status();
+  DisputeDetail detail{.stored = **std::move(found), .record = *std::move(record)};
 
-  auto stored = store_->GetDispute(id);
-  if (!stored.ok()) return StorageFailure(Cat("reading dispute ", id), stored.status());
-  if (!stored->has_value()) {
-    return absl::NotFoundError(
-        Cat("no dispute ", id, id == wanted ? std::string() : Cat(" (for ", wanted, ")"), " on this node"));
-  }
-  absl::StatusOr<v1::Dispute> dispute = ToProto(**stored);
-  if (!dispute.ok()) return dispute.status();
-  auto resolutions = store_->ResolutionsFor(id);
-  if (!resolutions.ok()) return StorageFailure(Cat("reading the resolutions of ", id), resolutions.status());
-  for (const storage::StoredResolution& stored_resolution : *resolutions) {
-    v1::Resolution* out = dispute->add_resolutions();
-    out->set_signed_statement(stored_resolution.signed_note);
-    out->set_outcome(std::string(consensus::OutcomeName(stored_resolution.outcome)));
-    out->set_maintainer(stored_resolution.maintainer);
-    out->set_time_unix(stored_resolution.time_unix);
-    out->set_received_unix(stored_resolution.received_unix);
-    out->set_origin(stored_resolution.origin);
-    absl::StatusOr<consensus::SignedNote> note = consensus::SignedNote::Parse(stored_resolution.signed_note);
-    absl::StatusOr<consensus::Resolution> statement =
-        note.ok() ? consensus::Resolution::FromNoteText(note->text) : absl::StatusOr<consensus::Resolution>(note.status());
-    if (!statement.ok()) {
-      return absl::DataLossError(Cat("stored resolution of ", id, " does not parse: ",
-                                     StdView(statement.status().message())));
-    }
-    out->set_note(statement->note);
-    for (const std::string& builder : statement->builders) out->add_builders(builder);
-    for (const std::string& fingerprint : statement->fingerprints) out->add_fingerprints(fingerprint);
-  }
-
-  const consensus::StorePath& path = (*stored)->path;
+  const consensus::StorePath& path = detail.stored.path;
   auto attestations = store_->AttestationsFor(std::span<const consensus::StorePath>(&path, 1));
   if (!attestations.ok()) {
     return StorageFailure(Cat("reading the attestations of ", path.full()), attestations.status());
   }
-  if (attestations->size() == 1) {
-    const std::vector<storage::StoredAttestation>& of_path = attestations->front();
-    // The evidence as recorded: builders excluded since still show here.
-    const PathTally tally = TallyStored(policy_, of_path, consensus::TallyOptions{});
-    for (size_t index : tally.CountedStoredIndices()) {
-      v1::Attestation* out = dispute->add_attestations();
-      *out = proto::ToProto(of_path[index].attestation);
-      out->set_received_unix(of_path[index].received_unix);
-    }
+  std::vector<storage::StoredAttestation> of_path;
+  if (attestations->size() == 1) of_path = std::move(attestations->front());
+  AddSides(of_path, detail);
+  // The evidence as recorded: builders excluded since still count here.
+  const PathTally tally = TallyStored(policy_, of_path, consensus::TallyOptions{});
+  for (size_t index : tally.CountedStoredIndices()) detail.counted.push_back(of_path[index]);
+
+  auto resolutions = store_->ResolutionsFor(id);
+  if (!resolutions.ok()) return StorageFailure(Cat("reading the resolutions of ", id), resolutions.status());
+  for (storage::StoredResolution& stored : *resolutions) {
+    absl::StatusOr<consensus::SignedNote> note = consensus::SignedNote::Parse(stored.signed_note);
+    absl::StatusOr<consensus::Resolution> statement =
+        note.ok() ? consensus::Resolution::FromNoteText(note->text) : absl::StatusOr<consensus::Resolution>(note.status());
+    detail.resolutions.push_back({.stored = std::move(stored), .statement = std::move(statement)});
   }
-  return dispute;
+  return detail;
 }
 
 }  // namespace attest::server

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "consensus/encoding.h"
+#include "server/dispute_messages.h"
 #include "server/grpc_status.h"
 
 namespace attest::server {
@@ -82,7 +83,7 @@ grpc::ServerUnaryReactor* DisputesService::ListDisputes(grpc::CallbackServerCont
                                                         const v1::ListDisputesRequest* request,
                                                         v1::ListDisputesResponse* response) {
   return OnPool(context, pool_, [this, request, response]() -> absl::Status {
-    auto answer = disputes_->List(*request);
+    auto answer = server::ListDisputes(*disputes_, *request);
     if (!answer.ok()) return answer.status();
     *response = *std::move(answer);
     return absl::OkStatus();
@@ -92,7 +93,7 @@ grpc::ServerUnaryReactor* DisputesService::ListDisputes(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* DisputesService::GetDispute(grpc::CallbackServerContext* context,
                                                       const v1::GetDisputeRequest* request, v1::Dispute* response) {
   return OnPool(context, pool_, [this, request, response]() -> absl::Status {
-    auto answer = disputes_->Get(*request);
+    auto answer = server::GetDispute(*disputes_, *request);
     if (!answer.ok()) return answer.status();
     *response = *std::move(answer);
     return absl::OkStatus();
@@ -107,7 +108,7 @@ grpc::ServerUnaryReactor* DisputesService::ResolveDispute(grpc::CallbackServerCo
     if (!result.ok()) return result.status();
     v1::GetDisputeRequest get;
     get.set_id(result->statement.resolution.dispute_id);
-    auto dispute = disputes_->Get(get);
+    auto dispute = server::GetDispute(*disputes_, get);
     if (!dispute.ok()) return dispute.status();
     *response->mutable_dispute() = *std::move(dispute);
     response->set_already_present(result->already_present);

@@ -335,7 +335,7 @@ absl::Status Node::Start() {
     AddMetricsRoute(router, &metrics_);
     log_http_.AddRoutes(router);
     replicator_->AddRoutes(router);
-    web::AddRoutes(router, policy_, store_.get(), &status_query_, resolutions_.get());
+    web::AddRoutes(router, policy_, store_.get(), &status_query_, &dispute_view_, resolutions_.get());
     if (gateway_) gateway_->AddRoutes(router);
     absl::StatusOr<std::unique_ptr<HttpServer>> http =
         http_address.ok()

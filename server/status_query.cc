@@ -72,8 +72,8 @@ absl::Status StatusQuery::AnswerRange(std::span<const consensus::StorePath> path
   return absl::OkStatus();
 }
 
-absl::Status StatusQuery::AnswerBatch(std::span<const consensus::StorePath> paths, std::span<v1::PathStatus> answers,
-                                      AnswerBudget& budget) const {
+absl::StatusOr<std::vector<std::vector<storage::StoredAttestation>>> StatusQuery::Read(
+    std::span<const consensus::StorePath> paths) const {
   auto stored = store_->AttestationsFor(paths);
   if (!stored.ok()) {
     return StorageFailure(Cat("reading the attestations of ", paths.size(), " paths"), stored.status());
@@ -82,49 +82,102 @@ absl::Status StatusQuery::AnswerBatch(std::span<const consensus::StorePath> path
     return absl::InternalError(
         Cat("AttestationsFor returned ", stored->size(), " answers for ", paths.size(), " paths"));
   }
+  return stored;
+}
+
+PathStatus StatusQuery::Tallied(const consensus::StorePath& path, std::vector<storage::StoredAttestation> stored,
+                                const consensus::TallyOptions& tally_options) const {
+  PathTally tally = TallyStored(policy_, stored, tally_options);
+  PathStatus status{.path = path,
+                    .result = std::move(tally.result),
+                    .stored = std::move(stored),  // the tally's pointers into it are not used again
+                    .stored_index = std::move(tally.stored_index),
+                    .exclusions = {},
+                    .dispute_id = {},
+                    .quorum = policy_.quorum(),
+                    .policy_hash = policy_.Hash()};
+  if (!tally_options.excluded_builders.empty()) {
+    std::vector<std::string> signers;
+    for (const storage::StoredAttestation& s : status.stored) {
+      if (tally_options.excluded_builders.contains(s.attestation.key_name())) {
+        signers.push_back(s.attestation.key_name());
+      }
+    }
+    status.exclusions = options_.resolutions->ExclusionsFor(signers);
+  }
+  if (status.result.verdict == consensus::Verdict::kDisputed) status.dispute_id = consensus::DisputeId(path);
+  return status;
+}
+
+namespace {
+
+// The wire form of one answer. Moves the strings out of `status`: it is not used afterwards.
+void ToProto(PathStatus&& status, v1::PathStatus& out) {
+  out.set_store_path(status.path.full());
+  out.set_verdict(proto::ToProto(status.result.verdict));
+  out.set_quorum(status.quorum);
+  out.set_policy_hash(std::move(status.policy_hash));
+  // Each counted claim travels once, as its fingerprint; the attestations name it by index.
+  for (size_t f = 0; f < status.result.fingerprints.size(); ++f) {
+    consensus::FingerprintTally& side = status.result.fingerprints[f];
+    v1::FingerprintTally* tally = out.add_fingerprints();
+    tally->set_fingerprint(std::move(side.fingerprint));
+    for (std::string& op : side.operators) tally->add_operators(std::move(op));
+    for (std::string& builder : side.builders) tally->add_builders(std::move(builder));
+    for (size_t input : side.attestations) {
+      storage::StoredAttestation& s = status.stored[status.stored_index[input]];
+      v1::CountedAttestation* counted = out.add_attestations();
+      counted->set_signature(s.attestation.signature.ToString());
+      counted->set_fingerprint_index(static_cast<int32_t>(f));
+      *counted->mutable_metadata() = proto::ToProto(std::move(s.attestation.metadata));
+      counted->set_received_unix(s.received_unix);
+    }
+  }
+  for (std::string& builder : status.result.flagged_builders) out.add_flagged_builders(std::move(builder));
+  for (std::string& note : status.exclusions) out.add_exclusions(std::move(note));
+  if (!status.dispute_id.empty()) out.set_dispute_id(std::move(status.dispute_id));
+}
+
+}  // namespace
+
+absl::Status StatusQuery::AnswerBatch(std::span<const consensus::StorePath> paths, std::span<v1::PathStatus> answers,
+                                      AnswerBudget& budget) const {
+  auto stored = Read(paths);
+  if (!stored.ok()) return stored.status();
   const std::shared_ptr<const consensus::TallyOptions> tally_options = TallyOptionsOf(options_.resolutions);
   for (size_t d = 0; d < paths.size(); ++d) {
-    std::vector<storage::StoredAttestation>& attestations = (*stored)[d];
-    PathTally tally = TallyStored(policy_, attestations, *tally_options);
-    v1::PathStatus& status = answers[d];
-    status.set_store_path(paths[d].full());
-    status.set_verdict(proto::ToProto(tally.result.verdict));
-    status.set_quorum(policy_.quorum());
-    status.set_policy_hash(policy_.Hash());
-    // Each counted claim travels once, as its fingerprint; the attestations name it by index.
-    // The tally's strings are moved into the answer, not copied: it is not used afterwards.
-    for (size_t f = 0; f < tally.result.fingerprints.size(); ++f) {
-      consensus::FingerprintTally& side = tally.result.fingerprints[f];
-      v1::FingerprintTally* out = status.add_fingerprints();
-      out->set_fingerprint(std::move(side.fingerprint));
-      for (std::string& op : side.operators) out->add_operators(std::move(op));
-      for (std::string& builder : side.builders) out->add_builders(std::move(builder));
-      for (size_t input : side.attestations) {
-        storage::StoredAttestation& s = attestations[tally.stored_index[input]];
-        v1::CountedAttestation* counted = status.add_attestations();
-        counted->set_signature(s.attestation.signature.ToString());
-        counted->set_fingerprint_index(static_cast<int32_t>(f));
-        // Only the key names are read below, so the metadata's strings can move.
-        *counted->mutable_metadata() = proto::ToProto(std::move(s.attestation.metadata));
-        counted->set_received_unix(s.received_unix);
-      }
-    }
-    for (std::string& builder : tally.result.flagged_builders) status.add_flagged_builders(std::move(builder));
-    if (!tally_options->excluded_builders.empty()) {
-      std::vector<std::string> signers;
-      for (const storage::StoredAttestation& s : attestations) {
-        if (tally_options->excluded_builders.contains(s.attestation.key_name())) {
-          signers.push_back(s.attestation.key_name());
-        }
-      }
-      for (std::string& note : options_.resolutions->ExclusionsFor(signers)) status.add_exclusions(std::move(note));
-    }
-    if (tally.result.verdict == consensus::Verdict::kDisputed) {
-      status.set_dispute_id(consensus::DisputeId(paths[d]));
-    }
-    if (!budget.Add(ElementBytes(status))) return absl::OkStatus();
+    ToProto(Tallied(paths[d], std::move((*stored)[d]), *tally_options), answers[d]);
+    if (!budget.Add(ElementBytes(answers[d]))) return absl::OkStatus();
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<PathStatus>> StatusQuery::Answer(std::span<const consensus::StorePath> paths) const {
+  if (paths.size() > static_cast<size_t>(std::max(0, options_.max_paths))) {
+    return absl::ResourceExhaustedError(Cat("status request for ", paths.size(),
+                                            " store paths exceeds the limit of ", options_.max_paths, ": split it"));
+  }
+  const std::shared_ptr<const consensus::TallyOptions> tally_options = TallyOptionsOf(options_.resolutions);
+  std::vector<PathStatus> answers;
+  answers.reserve(paths.size());
+  uint64_t by_verdict[4] = {0, 0, 0, 0};
+  for (size_t begin = 0; begin < paths.size(); begin += kReadBatchPaths) {
+    const std::span<const consensus::StorePath> batch = paths.subspan(begin, std::min(kReadBatchPaths, paths.size() - begin));
+    auto stored = Read(batch);
+    if (!stored.ok()) return stored.status();
+    for (size_t d = 0; d < batch.size(); ++d) {
+      answers.push_back(Tallied(batch[d], std::move((*stored)[d]), *tally_options));
+      ++by_verdict[static_cast<int>(answers.back().result.verdict)];
+    }
+  }
+  CountVerdicts(by_verdict);
+  return answers;
+}
+
+void StatusQuery::CountVerdicts(const uint64_t (&by_verdict)[4]) const {
+  for (size_t v = 0; v < verdicts_.size(); ++v) {
+    if (by_verdict[v] != 0) verdicts_[v]->Increment(by_verdict[v]);
+  }
 }
 
 StatusQuery::StatusQuery(const consensus::Policy& policy, storage::Ledger* store,
@@ -234,9 +287,7 @@ absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& req
     auto verdict = proto::FromProto(answers[slot[i]].verdict());
     if (verdict.ok()) ++by_verdict[static_cast<int>(*verdict)];
   }
-  for (size_t v = 0; v < verdicts_.size(); ++v) {
-    if (by_verdict[v] != 0) verdicts_[v]->Increment(by_verdict[v]);
-  }
+  CountVerdicts(by_verdict);
 
   auto* statuses = response.mutable_statuses();
   statuses->Reserve(count);

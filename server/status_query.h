@@ -7,6 +7,10 @@
 // the flagged builders, the counted attestations with their signatures, the dispute id (DISPUTED), the
 // quorum and the policy hash.
 //
+// Two entry points over one computation: `Answer` (store paths in, `PathStatus` values out) for callers
+// inside the node (the search page), and `Run` (attest.v1 in and out) for the Status RPC, which converts
+// at its edge and bounds the size of the wire answer.
+//
 // Thread-safe; policy and store are borrowed and must outlive it.
 #ifndef ATTEST_SERVER_STATUS_QUERY_H_
 #define ATTEST_SERVER_STATUS_QUERY_H_
@@ -14,10 +18,13 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "consensus/policy.h"
+#include "consensus/store_path.h"
+#include "consensus/tally.h"
 #include "proto/attest/v1/attest.pb.h"
 #include "server/resolution_book.h"
 #include "server/metrics.h"
@@ -46,9 +53,31 @@ struct StatusQueryOptions final {
   MetricsRegistry* metrics = nullptr;
 };
 
+// The node's answer about one store path, as domain values (what a v1::PathStatus carries).
+struct PathStatus final {
+  consensus::StorePath path;
+  // The verdict, the counted fingerprints (each with its operators, builders and the tally inputs that
+  // count for it) and the flagged builders.
+  consensus::TallyResult result;
+  std::vector<storage::StoredAttestation> stored;  // what the store holds about the path
+  std::vector<size_t> stored_index;                 // for each tally input, its index in `stored`
+  // The statements in force that exclude builders who signed this path (ResolutionBook::ExclusionsFor).
+  std::vector<std::string> exclusions;
+  std::string dispute_id;  // consensus::DisputeId when DISPUTED, else empty
+  int quorum = 0;
+  std::string policy_hash;
+};
+
 class StatusQuery final {
  public:
   StatusQuery(const consensus::Policy& policy, storage::Ledger* store, StatusQueryOptions options);
+
+  // One answer per path, in order (a repeated path is answered again). Counted in
+  // attest_status_path_verdicts_total like Run's. No wire answer is built, so max_answer_bytes does not
+  // apply.
+  //   RESOURCE_EXHAUSTED  more than max_paths paths
+  //   the store's error, with a client-safe message
+  absl::StatusOr<std::vector<PathStatus>> Answer(std::span<const consensus::StorePath> paths) const;
 
   // One status per requested path, in request order. Each distinct path is read and answered once: a
   // path the request names again is answered at its later positions by reference (store_path, verdict
@@ -75,6 +104,14 @@ class StatusQuery final {
   // Answers one batch of at most kReadBatchPaths paths.
   absl::Status AnswerBatch(std::span<const consensus::StorePath> paths, std::span<v1::PathStatus> answers,
                            AnswerBudget& budget) const;
+  // The stored attestations of `paths` (one vector per path), or the store's error made client-safe.
+  absl::StatusOr<std::vector<std::vector<storage::StoredAttestation>>> Read(
+      std::span<const consensus::StorePath> paths) const;
+  // The tally of one path from what Read returned.
+  PathStatus Tallied(const consensus::StorePath& path, std::vector<storage::StoredAttestation> stored,
+                     const consensus::TallyOptions& tally_options) const;
+  // Adds the given answers to attest_status_path_verdicts_total, by_verdict indexed by consensus::Verdict.
+  void CountVerdicts(const uint64_t (&by_verdict)[4]) const;
   // RESOURCE_EXHAUSTED for an answer past max_answer_bytes, after `answered` of the `distinct` paths took
   // `bytes` (with the references to repeats).
   absl::Status TooLarge(const v1::StatusRequest& request, size_t distinct, size_t answered, uint64_t bytes) const;

@@ -14,7 +14,6 @@
 #include "consensus/path_info.h"
 #include "consensus/resolution.h"
 #include "consensus/signed_note.h"
-#include "server/grpc_status.h"
 #include "server/log.h"
 #include "server/web/json.h"
 
@@ -26,16 +25,10 @@ using consensus::QuoteForError;
 using consensus::StdView;
 using nlohmann::json;
 
-constexpr size_t kMaxNameFilterBytes = 200;
 constexpr consensus::DisputeState kStates[] = {consensus::DisputeState::kOpen,
                                                consensus::DisputeState::kNondeterministic,
                                                consensus::DisputeState::kMalicious,
                                                consensus::DisputeState::kResolved};
-
-HttpResponse Failure(Format format, std::string_view action, const absl::Status& status) {
-  const absl::Status safe = StorageFailure(action, status);
-  return ErrorResponse(format, HttpStatusOf(safe), StdView(safe.message()));
-}
 
 std::string StateBadge(consensus::DisputeState state) {
   const std::string name(consensus::DisputeStateName(state));
@@ -53,7 +46,7 @@ struct ListFilters final {
   std::string name;
   std::string operator_name;
   std::string after;
-  int limit = kDisputesPerPage;
+  int limit = kDefaultDisputePageSize;
 
   // The query of a link to another page with the same filters.
   std::vector<std::pair<std::string, std::string>> Arguments(std::string_view after_key) const {
@@ -61,7 +54,7 @@ struct ListFilters final {
             {"name", name},
             {"operator", operator_name},
             {"after", std::string(after_key)},
-            {"limit", limit == kDisputesPerPage ? "" : std::to_string(limit)}};
+            {"limit", limit == kDefaultDisputePageSize ? "" : std::to_string(limit)}};
   }
 };
 
@@ -79,10 +72,6 @@ absl::StatusOr<ListFilters> ParseFilters(const std::vector<std::pair<std::string
       }
       filters.state = *state;
     } else if (name == "name") {
-      if (value.size() > kMaxNameFilterBytes) {
-        return absl::InvalidArgumentError(
-            Cat("name has ", value.size(), " bytes; give at most ", kMaxNameFilterBytes, " (part of a package name)"));
-      }
       filters.name = value;
     } else if (name == "operator") {
       if (value.empty()) continue;
@@ -97,7 +86,7 @@ absl::StatusOr<ListFilters> ParseFilters(const std::vector<std::pair<std::string
       filters.operator_name = value;
     } else if (name == "after") {
       if (value.empty()) continue;
-      if ((value[0] != '0' && value[0] != '1') || !IsDisputeId(std::string_view(value).substr(1))) {
+      if (!IsDisputeCursor(value)) {
         return absl::InvalidArgumentError(Cat("after ", QuoteForError(value),
                                               " is not a page cursor; follow the page's \"next\" link, or leave "
                                               "it out for the first page"));
@@ -107,9 +96,9 @@ absl::StatusOr<ListFilters> ParseFilters(const std::vector<std::pair<std::string
       if (value.empty()) continue;
       int limit = 0;
       const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), limit);
-      if (error != std::errc() || end != value.data() + value.size() || limit < 1 || limit > kMaxDisputesPerPage) {
+      if (error != std::errc() || end != value.data() + value.size() || limit < 1 || limit > kMaxDisputePageSize) {
         return absl::InvalidArgumentError(
-            Cat("limit ", QuoteForError(value), " is not a number from 1 to ", kMaxDisputesPerPage));
+            Cat("limit ", QuoteForError(value), " is not a number from 1 to ", kMaxDisputePageSize));
       }
       filters.limit = limit;
     } else {
@@ -141,104 +130,11 @@ std::string FilterForm(const ListFilters& filters, const consensus::Policy& poli
 
 // ---- one dispute ----------------------------------------------------------------------------------
 
-struct Signer final {
-  std::string operator_name;
-  std::string builder;
-  std::string signature;
-  // From the stored attestation (not part of the signed record); nullopt when this node does not
-  // hold it (a record replicated before its attestations).
-  std::optional<storage::StoredAttestation> stored;
-};
-
-struct Side final {
-  std::string fingerprint;
-  std::optional<consensus::PathInfo> claim;  // nullopt when the fingerprint does not parse
-  std::vector<Signer> signers;
-};
-
-struct ResolutionEntry final {
-  storage::StoredResolution stored;
-  std::optional<consensus::Resolution> statement;  // parsed from the signed note
-};
-
-struct DisputeDetail final {
-  storage::StoredDispute stored;
-  consensus::DisputeRecord record;
-  std::vector<Side> sides = {};
-  bool nar_hash_differs = false;
-  bool nar_size_differs = false;
-  // Every reference of any side, with the sides (indices) that have it.
-  std::map<std::string, std::vector<bool>> references = {};
-  std::vector<ResolutionEntry> resolutions = {};
-};
+using DisputeDetail = server::DisputeDetail;
+using Side = DisputeDetail::Side;
+using Signer = DisputeDetail::Signer;
 
 std::string ShowNarHash(const consensus::PathInfo& claim) { return claim.nar_hash.ToNix32(); }
-
-absl::StatusOr<DisputeDetail> ReadDetail(storage::Ledger* store, const std::string& id) {
-  auto found = store->GetDispute(id);
-  if (!found.ok()) return StorageFailure(Cat("reading dispute ", id), found.status());
-  if (!found->has_value()) return absl::NotFoundError(Cat("no dispute ", id, " on this node"));
-  absl::StatusOr<consensus::SignedNote> note = consensus::SignedNote::Parse((*found)->signed_record);
-  if (!note.ok()) return absl::DataLossError(Cat("the stored record of dispute ", id, " is not a signed note"));
-  absl::StatusOr<consensus::DisputeRecord> record = consensus::DisputeRecord::FromNoteText(note->text);
-  if (!record.ok()) return absl::DataLossError(Cat("the stored record of dispute ", id, " does not parse"));
-  DisputeDetail detail{.stored = **std::move(found), .record = *std::move(record)};
-
-  const consensus::StorePath& path = detail.stored.path;
-  auto attestations = store->AttestationsFor(std::span<const consensus::StorePath>(&path, 1));
-  if (!attestations.ok()) return StorageFailure(Cat("reading the attestations of ", path.full()), attestations.status());
-  std::map<std::pair<std::string, std::string>, const storage::StoredAttestation*> by_side_and_key;
-  if (!attestations->empty()) {
-    for (const storage::StoredAttestation& a : attestations->front()) {
-      by_side_and_key[{a.attestation.claim.Fingerprint(), a.attestation.key_name()}] = &a;
-    }
-  }
-
-  for (const consensus::DisputeSide& record_side : detail.record.sides) {
-    Side side;
-    side.fingerprint = record_side.fingerprint;
-    absl::StatusOr<consensus::PathInfo> claim = consensus::PathInfo::ParseFingerprint(record_side.fingerprint);
-    if (claim.ok()) side.claim = *std::move(claim);
-    for (const consensus::DisputeSide::Entry& entry : record_side.entries) {
-      Signer signer{.operator_name = entry.operator_name,
-                    .builder = entry.signature.key_name,
-                    .signature = entry.signature.ToString(),
-                    .stored = std::nullopt};
-      auto it = by_side_and_key.find({record_side.fingerprint, entry.signature.key_name});
-      if (it != by_side_and_key.end()) signer.stored = *it->second;
-      side.signers.push_back(std::move(signer));
-    }
-    detail.sides.push_back(std::move(side));
-  }
-
-  const size_t n = detail.sides.size();
-  for (size_t s = 0; s < n; ++s) {
-    const auto& claim = detail.sides[s].claim;
-    if (!claim) continue;
-    for (const consensus::StorePath& reference : claim->references) {
-      auto [it, inserted] = detail.references.try_emplace(reference.full(), std::vector<bool>(n, false));
-      it->second[s] = true;
-    }
-    const auto& first = detail.sides[0].claim;
-    if (first && s > 0) {
-      detail.nar_hash_differs |= !(claim->nar_hash == first->nar_hash);
-      detail.nar_size_differs |= claim->nar_size != first->nar_size;
-    }
-  }
-
-  auto resolutions = store->ResolutionsFor(id);
-  if (!resolutions.ok()) return StorageFailure(Cat("reading the resolutions of ", id), resolutions.status());
-  for (storage::StoredResolution& stored : *resolutions) {
-    ResolutionEntry entry{.stored = std::move(stored), .statement = std::nullopt};
-    absl::StatusOr<consensus::SignedNote> parsed = consensus::SignedNote::Parse(entry.stored.signed_note);
-    if (parsed.ok()) {
-      absl::StatusOr<consensus::Resolution> statement = consensus::Resolution::FromNoteText(parsed->text);
-      if (statement.ok()) entry.statement = *std::move(statement);
-    }
-    detail.resolutions.push_back(std::move(entry));
-  }
-  return detail;
-}
 
 std::string SideName(size_t index) {
   return index < 26 ? std::string(1, static_cast<char>('A' + index)) : Cat("#", index + 1);
@@ -334,9 +230,9 @@ std::string DetailHtml(const DisputeDetail& detail, const consensus::Policy& pol
   } else {
     body += "<table id=\"resolutions\"><tr><th>Time</th><th>Maintainer key</th><th>Outcome</th>"
             "<th>Builders at fault</th><th>Note</th><th>Received</th></tr>\n";
-    for (const ResolutionEntry& r : detail.resolutions) {
+    for (const DisputeDetail::Statement& r : detail.resolutions) {
       std::string builders;
-      if (r.statement) {
+      if (r.statement.ok()) {
         for (const std::string& b : r.statement->builders) {
           builders += Cat(builders.empty() ? "" : ", ", "<code>", Escape(b), "</code>");
         }
@@ -345,12 +241,12 @@ std::string DetailHtml(const DisputeDetail& detail, const consensus::Policy& pol
                   Escape(r.stored.maintainer), "</code></td><td class=\"outcome\">",
                   Escape(consensus::OutcomeName(r.stored.outcome)), "</td><td>", builders,
                   "</td><td class=\"note\">",
-                  r.statement ? Escape(r.statement->note) : std::string("<span class=\"absent\">unreadable</span>"),
+                  r.statement.ok() ? Escape(r.statement->note) : std::string("<span class=\"absent\">unreadable</span>"),
                   "</td><td>", ShowTime(r.stored.received_unix),
                   r.stored.origin.empty() ? "" : Cat(" via ", Escape(r.stored.origin)), "</td></tr>\n");
     }
     body += "</table>\n<details><summary>Signed statements</summary>";
-    for (const ResolutionEntry& r : detail.resolutions) {
+    for (const DisputeDetail::Statement& r : detail.resolutions) {
       body += Cat("<pre class=\"signed-resolution\">", Escape(r.stored.signed_note), "</pre>");
     }
     body += "</details>\n";
@@ -405,14 +301,14 @@ json DetailJson(const DisputeDetail& detail) {
     only[reference] = std::move(on);
   }
   json resolutions = json::array();
-  for (const ResolutionEntry& r : detail.resolutions) {
+  for (const DisputeDetail::Statement& r : detail.resolutions) {
     json out = {{"maintainer", r.stored.maintainer},
                 {"outcome", consensus::OutcomeName(r.stored.outcome)},
                 {"time_unix", r.stored.time_unix},
                 {"received_unix", r.stored.received_unix},
                 {"origin", r.stored.origin},
                 {"signed_note", r.stored.signed_note}};
-    if (r.statement) {
+    if (r.statement.ok()) {
       out["note"] = r.statement->note;
       out["builders"] = r.statement->builders;
       out["fingerprints"] = r.statement->fingerprints;
@@ -439,37 +335,27 @@ json DetailJson(const DisputeDetail& detail) {
 
 }  // namespace
 
-bool IsDisputeId(std::string_view text) {
-  if (text.size() != 34 || text.substr(0, 2) != "d-") return false;
-  return std::all_of(text.begin() + 2, text.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
-DisputePages::DisputePages(const consensus::Policy& policy, storage::Ledger* store)
-    : policy_(policy), store_(store) {}
+DisputePages::DisputePages(const DisputeView* view) : view_(view), policy_(view->policy()) {}
 
 HttpResponse DisputePages::List(const std::vector<std::pair<std::string, std::string>>& query,
                                 Format format) const {
   absl::StatusOr<ListFilters> filters = ParseFilters(query, policy_);
   if (!filters.ok()) return ErrorResponse(format, 400, StdView(filters.status().message()));
-  storage::DisputeQuery q;
-  q.after_key = filters->after;
-  q.limit = filters->limit + 1;  // one more tells whether a next page exists
-  q.state = filters->state;
-  q.name_contains = filters->name;
-  q.operator_name = filters->operator_name;
-  auto disputes = store_->ListDisputes(q);
-  if (!disputes.ok()) return Failure(format, "listing disputes", disputes.status());
-  auto total = store_->CountDisputes(q);
-  if (!total.ok()) return Failure(format, "counting disputes", total.status());
-  const size_t shown = std::min(disputes->size(), static_cast<size_t>(filters->limit));
-  const bool more = disputes->size() > shown;
-  const std::string next_key = more ? storage::DisputeSortKey((*disputes)[shown - 1]) : "";
+  absl::StatusOr<DisputePage> page = view_->List(DisputePageRequest{
+      .filter = {.state = filters->state, .name_contains = filters->name, .operator_name = filters->operator_name},
+      .after = filters->after,
+      .size = filters->limit});
+  if (!page.ok()) return ErrorResponse(format, HttpStatusOf(page.status()), StdView(page.status().message()));
+  const std::vector<storage::StoredDispute>& disputes = page->disputes;
+  const int64_t total = page->total;
+  const size_t shown = disputes.size();
+  const bool more = !page->next_cursor.empty();
+  const std::string& next_key = page->next_cursor;
 
   if (format == Format::kJson) {
     json list = json::array();
     for (size_t i = 0; i < shown; ++i) {
-      const storage::StoredDispute& d = (*disputes)[i];
+      const storage::StoredDispute& d = disputes[i];
       list.push_back({{"id", d.id},
                       {"url", DisputeUrl(d.id, Format::kHtml)},
                       {"json_url", DisputeUrl(d.id, Format::kJson)},
@@ -481,7 +367,7 @@ HttpResponse DisputePages::List(const std::vector<std::pair<std::string, std::st
                       {"updated_unix", d.updated_unix}});
     }
     json out = {{"disputes", std::move(list)},
-                {"total", *total},
+                {"total", total},
                 {"filters",
                  {{"state", filters->state ? std::string(consensus::DisputeStateName(*filters->state)) : "all"},
                   {"name", filters->name},
@@ -491,7 +377,7 @@ HttpResponse DisputePages::List(const std::vector<std::pair<std::string, std::st
   }
 
   std::string body = FilterForm(*filters, policy_);
-  body += Cat("<p id=\"total\">", ShowCount(*total), *total == 1 ? " dispute matches" : " disputes match",
+  body += Cat("<p id=\"total\">", ShowCount(total), total == 1 ? " dispute matches" : " disputes match",
               filters->after.empty() ? "" : " (a later page)", ". Open disputes are listed first.</p>\n");
   if (shown == 0) {
     body += "<p id=\"no-disputes\">No dispute matches.</p>\n";
@@ -499,7 +385,7 @@ HttpResponse DisputePages::List(const std::vector<std::pair<std::string, std::st
     body += "<table id=\"disputes\"><tr><th>Dispute</th><th>Package</th><th>State</th><th>Fingerprints</th>"
             "<th>Operators</th><th>Opened</th><th>Updated</th></tr>\n";
     for (size_t i = 0; i < shown; ++i) {
-      const storage::StoredDispute& d = (*disputes)[i];
+      const storage::StoredDispute& d = disputes[i];
       std::string operators;
       for (const std::string& op : d.operators) {
         operators += Cat(operators.empty() ? "" : ", ", "<a href=\"/disputes", Escape(QueryString({{"operator", op}})), "\">",
@@ -533,7 +419,7 @@ HttpResponse DisputePages::One(std::string_view id, Format format) const {
                          Cat("dispute id ", QuoteForError(id),
                              " is malformed: a dispute id is d- and 32 hex characters (find it on /disputes)"));
   }
-  absl::StatusOr<DisputeDetail> detail = ReadDetail(store_, std::string(id));
+  absl::StatusOr<DisputeDetail> detail = view_->Get(id);
   if (!detail.ok()) {
     if (detail.status().code() == absl::StatusCode::kDataLoss) {
       LogError(Cat("dispute page: ", StdView(detail.status().message())));

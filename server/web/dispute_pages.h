@@ -3,10 +3,12 @@
 // their differences marked, who signed each side and when, with the deriver and build kind, flagged
 // builders, the resolution history, the current state and the signed record). Each in HTML and JSON.
 //
-// The handlers read the store (they block: run them as HttpReply::Later jobs). Storage failures are
-// logged in full and shown with a client-safe message (StorageFailure).
+// They render DisputeView, the read model the Disputes gRPC service also serves, so both show the same
+// disputes with the same limits (dispute_view.h). The handlers read the store through it (they block:
+// run them as HttpReply::Later jobs). Storage failures are logged in full and shown with a client-safe
+// message (StorageFailure).
 //
-// Thread-safe; policy and store are borrowed and must outlive it.
+// Thread-safe; the view is borrowed and must outlive it.
 #ifndef ATTEST_SERVER_WEB_DISPUTE_PAGES_H_
 #define ATTEST_SERVER_WEB_DISPUTE_PAGES_H_
 
@@ -16,35 +18,30 @@
 #include <vector>
 
 #include "consensus/policy.h"
+#include "server/dispute_view.h"
 #include "server/http_server.h"
 #include "server/web/html.h"
-#include "storage/ledger.h"
 
 namespace attest::server::web {
 
-inline constexpr int kDisputesPerPage = 50;
-inline constexpr int kMaxDisputesPerPage = 500;
-
 class DisputePages final {
  public:
-  DisputePages(const consensus::Policy& policy, storage::Ledger* store);
+  explicit DisputePages(const DisputeView* view);
 
   // `/disputes` with its query arguments: state (open|nondeterministic|malicious|resolved, or empty
   // for all), name (part of the package name), operator (an operator of the policy), after (the
-  // cursor of the next-page link), limit (1..500, default 50). 400 naming the argument when one is
-  // malformed or unknown.
+  // cursor of the next-page link), limit (1..kMaxDisputePageSize, default kDefaultDisputePageSize). 400
+  // naming the argument when one is malformed or unknown; the operator must be one of the policy's (the
+  // form offers only those).
   HttpResponse List(const std::vector<std::pair<std::string, std::string>>& query, Format format) const;
 
   // `/disputes/<id>`. 400 for a malformed id, 404 for an id this node holds no dispute for.
   HttpResponse One(std::string_view id, Format format) const;
 
  private:
+  const DisputeView* const view_;
   const consensus::Policy& policy_;
-  storage::Ledger* const store_;
 };
-
-// "d-" followed by 32 lower-case hex characters (consensus::DisputeId).
-bool IsDisputeId(std::string_view text);
 
 }  // namespace attest::server::web
 

@@ -1,6 +1,7 @@
 // The store-path search (`/search?path=/nix/store/...`, `/search.json?path=...`): the path's verdict
-// as StatusQuery computes it (the same answer as the Status RPC), its fingerprints with the operators
-// and builders behind each, the counted attestations, and a link to its dispute when it has one.
+// as StatusQuery::Answer computes it (the Status RPC's answer before its wire form), its fingerprints
+// with the operators and builders behind each, the counted attestations, and a link to its dispute when
+// it has one.
 //
 // A path inside a store object ("/nix/store/<hash>-<name>/bin/x") is looked up as the object. No path:
 // the search form with an explanation (200). A malformed path: 400 with the parser's message.

@@ -17,8 +17,8 @@ constexpr std::string_view kJsonSuffix = ".json";
 
 struct Pages final {
   Pages(const consensus::Policy& policy, storage::Ledger* store, const StatusQuery* status_query,
-        const ResolutionBook* resolutions)
-      : disputes(policy, store), operators(policy, store, resolutions), search(status_query) {}
+        const DisputeView* dispute_view, const ResolutionBook* resolutions)
+      : disputes(dispute_view), operators(policy, store, resolutions), search(status_query) {}
   DisputePages disputes;
   OperatorPage operators;
   SearchPage search;
@@ -32,9 +32,10 @@ std::string SearchedPath(const HttpRequest& request) {
 }  // namespace
 
 void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::Ledger* store,
-               const StatusQuery* status_query, const ResolutionBook* resolutions) {
+               const StatusQuery* status_query, const DisputeView* dispute_view,
+               const ResolutionBook* resolutions) {
   // Shared by the handlers, so it lives as long as the router (and the server that holds it).
-  auto pages = std::make_shared<const Pages>(policy, store, status_query, resolutions);
+  auto pages = std::make_shared<const Pages>(policy, store, status_query, dispute_view, resolutions);
 
   router.Exact("/", [](const HttpRequest&) {
     HttpResponse response = HttpResponse::Text(302, "see /disputes");

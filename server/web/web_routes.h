@@ -9,11 +9,13 @@
 //
 // Every page reads the store, so every handler answers with HttpReply::Later.
 //
-// Thread-safe. Policy, store, status query and resolution book are borrowed and must outlive the HTTP server.
+// Thread-safe. Policy, store, status query, dispute view and resolution book are borrowed and must outlive
+// the HTTP server.
 #ifndef ATTEST_SERVER_WEB_WEB_ROUTES_H_
 #define ATTEST_SERVER_WEB_WEB_ROUTES_H_
 
 #include "consensus/policy.h"
+#include "server/dispute_view.h"
 #include "server/http_server.h"
 #include "server/resolution_book.h"
 #include "server/status_query.h"
@@ -22,8 +24,10 @@
 namespace attest::server::web {
 
 // `resolutions` (may be null) tells which builder keys a malicious statement in force excludes.
+// The dispute pages render `dispute_view`, the read model the Disputes gRPC service serves too.
 void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::Ledger* store,
-               const StatusQuery* status_query, const ResolutionBook* resolutions);
+               const StatusQuery* status_query, const DisputeView* dispute_view,
+               const ResolutionBook* resolutions);
 
 }  // namespace attest::server::web
 

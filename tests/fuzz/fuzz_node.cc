@@ -73,7 +73,7 @@ class Node final : public FuzzNode {
     server::AddMetricsRoute(router_, &metrics_);
     log_http_.AddRoutes(router_);
     replicator_.AddRoutes(router_);
-    server::web::AddRoutes(router_, policy_, &store_, &status_query_, &resolutions_);
+    server::web::AddRoutes(router_, policy_, &store_, &status_query_, &dispute_view_, &resolutions_);
     gateway_ = std::make_unique<server::Gateway>(policy_, &store_, key_, OpenCache(), clock_,
                                                  server::GatewayOptions{.resolutions = &resolutions_,
                                                                         .metrics = &metrics_});

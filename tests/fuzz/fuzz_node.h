@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "server/dispute_messages.h"
 #include "server/dispute_view.h"
 #include "server/http_server.h"
 #include "server/ingest.h"

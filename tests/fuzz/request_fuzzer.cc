@@ -89,13 +89,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 2: {
       v1::ListDisputesRequest request;
       if (!Parse(bytes, request)) return 0;
-      CheckCode(node.dispute_view().List(request).status());
+      CheckCode(server::ListDisputes(node.dispute_view(), request).status());
       return 0;
     }
     case 3: {
       v1::GetDisputeRequest request;
       if (!Parse(bytes, request)) return 0;
-      CheckCode(node.dispute_view().Get(request).status());
+      CheckCode(server::GetDispute(node.dispute_view(), request).status());
       return 0;
     }
     case 4: {

@@ -14,6 +14,8 @@
 #include "consensus/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/convert.h"
+#include "server/dispute_messages.h"
 #include "server/dispute_view.h"
 #include "server/ingest.h"
 #include "storage/memory_attestation_store.h"
@@ -345,7 +347,7 @@ TEST_F(StatusQueryTest, DisputesAreListedAndFetchedByIdOrPath) {
   list.set_page_size(2);
   std::vector<std::string> ids;
   for (int page = 0; page < 10; ++page) {
-    auto response = disputes_.List(list);
+    auto response = ListDisputes(disputes_, list);
     ASSERT_TRUE(response.ok()) << response.status();
     for (const auto& d : response->disputes()) {
       ids.push_back(d.id());
@@ -361,13 +363,13 @@ TEST_F(StatusQueryTest, DisputesAreListedAndFetchedByIdOrPath) {
 
   v1::GetDisputeRequest get;
   get.set_id(TestStorePath("d3").full());
-  auto by_path = disputes_.Get(get);
+  auto by_path = GetDispute(disputes_, get);
   ASSERT_TRUE(by_path.ok()) << by_path.status();
   EXPECT_EQ(by_path->id(), consensus::DisputeId(TestStorePath("d3")));
   EXPECT_EQ(by_path->attestations_size(), 2);
   EXPECT_THAT(by_path->signed_record(), HasSubstr("attest/dispute/v1\n"));
   get.set_id(by_path->id());
-  auto by_id = disputes_.Get(get);
+  auto by_id = GetDispute(disputes_, get);
   ASSERT_TRUE(by_id.ok());
   EXPECT_EQ(by_id->SerializeAsString(), by_path->SerializeAsString());
 }
@@ -375,22 +377,90 @@ TEST_F(StatusQueryTest, DisputesAreListedAndFetchedByIdOrPath) {
 TEST_F(StatusQueryTest, DisputeLookupErrors) {
   v1::GetDisputeRequest get;
   get.set_id("d-00000000000000000000000000000000");
-  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(GetDispute(disputes_, get).status().code(), absl::StatusCode::kNotFound);
   get.set_id(TestStorePath("never-disputed").full());
-  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(GetDispute(disputes_, get).status().code(), absl::StatusCode::kNotFound);
   get.set_id("");
-  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GetDispute(disputes_, get).status().code(), absl::StatusCode::kInvalidArgument);
   get.set_id("dispute-7");
-  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GetDispute(disputes_, get).status().code(), absl::StatusCode::kInvalidArgument);
   get.set_id("/nix/store/bad");
-  EXPECT_EQ(disputes_.Get(get).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GetDispute(disputes_, get).status().code(), absl::StatusCode::kInvalidArgument);
 
   v1::ListDisputesRequest list;
   list.set_page_size(-1);
-  EXPECT_EQ(disputes_.List(list).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ListDisputes(disputes_, list).status().code(), absl::StatusCode::kInvalidArgument);
   list.set_page_size(0);
   list.set_page_token("garbage");
-  EXPECT_EQ(disputes_.List(list).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ListDisputes(disputes_, list).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(StatusQueryTest, AnswerGivesRunsVerdictsAsDomainValues) {
+  const auto disputed = TestClaim("answer-disputed");
+  Submit(disputed, federation_.alice);
+  Submit(TestClaim("answer-disputed", "B"), federation_.bob);
+  const auto pending = TestClaim("answer-pending");
+  Submit(pending, federation_.alice);
+  const std::vector<consensus::StorePath> paths = {disputed.path, pending.path, TestStorePath("answer-never"),
+                                                   pending.path};
+  auto answer = query_.Answer(paths);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  std::vector<std::string> texts;
+  for (const auto& p : paths) texts.push_back(p.full());
+  const v1::StatusResponse wire = Query(texts);
+  ASSERT_EQ(answer->size(), 4u);
+  ASSERT_EQ(wire.statuses_size(), 4);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(proto::ToProto((*answer)[i].result.verdict), wire.statuses(i).verdict()) << i;
+    EXPECT_EQ((*answer)[i].path.full(), wire.statuses(i).store_path()) << i;
+  }
+  EXPECT_EQ((*answer)[0].result.verdict, consensus::Verdict::kDisputed);
+  EXPECT_EQ((*answer)[0].dispute_id, wire.statuses(0).dispute_id());
+  ASSERT_EQ((*answer)[0].result.fingerprints.size(), 2u);
+  EXPECT_EQ((*answer)[0].result.fingerprints[0].fingerprint, wire.statuses(0).fingerprints(0).fingerprint());
+  EXPECT_EQ((*answer)[1].result.verdict, consensus::Verdict::kPending);
+  EXPECT_EQ((*answer)[3].result.verdict, consensus::Verdict::kPending) << "a repeat is answered again";
+  EXPECT_EQ((*answer)[2].result.verdict, consensus::Verdict::kUnknown);
+  EXPECT_EQ((*answer)[1].quorum, policy_.quorum());
+  EXPECT_EQ((*answer)[1].policy_hash, policy_.Hash());
+
+  std::vector<consensus::StorePath> too_many(51, pending.path);
+  EXPECT_EQ(query_.Answer(too_many).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(StatusQueryTest, DisputeLimitsAreTheSameForEveryCaller) {
+  Submit(TestClaim("limits", "A"), federation_.alice);
+  Submit(TestClaim("limits", "B"), federation_.bob);
+  DisputePageRequest page;
+  page.size = kMaxDisputePageSize + 1;
+  EXPECT_EQ(disputes_.List(page).status().code(), absl::StatusCode::kInvalidArgument);
+  page.size = 0;
+  EXPECT_EQ(disputes_.List(page).status().code(), absl::StatusCode::kInvalidArgument);
+  page.size = kMaxDisputePageSize;
+  page.filter.name_contains = std::string(kMaxDisputeNameFilterBytes + 1, 'x');
+  EXPECT_THAT(Message(disputes_.List(page).status()), HasSubstr("give at most 200"));
+  page.filter.name_contains = "limits";
+  auto listed = disputes_.List(page);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->total, 1);
+  ASSERT_EQ(listed->disputes.size(), 1u);
+  EXPECT_EQ(listed->next_cursor, "");
+
+  // The wire edge serves a larger page_size as the maximum, and keeps the name limit.
+  v1::ListDisputesRequest request;
+  request.set_page_size(kMaxDisputePageSize * 10);
+  auto wire = ListDisputes(disputes_, request);
+  ASSERT_TRUE(wire.ok()) << wire.status();
+  EXPECT_EQ(wire->disputes_size(), 1);
+  request.set_name(std::string(kMaxDisputeNameFilterBytes + 1, 'x'));
+  EXPECT_EQ(ListDisputes(disputes_, request).status().code(), absl::StatusCode::kInvalidArgument);
+
+  auto detail = disputes_.Get(listed->disputes[0].id);
+  ASSERT_TRUE(detail.ok()) << detail.status();
+  EXPECT_EQ(detail->sides.size(), 2u);
+  EXPECT_EQ(detail->counted.size(), 2u);
+  EXPECT_TRUE(detail->nar_hash_differs);
+  EXPECT_EQ(disputes_.Get("not-an-id").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
