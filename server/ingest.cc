@@ -40,7 +40,7 @@ std::string IdentityKey(std::string_view fingerprint, std::string_view key_name)
 // them) comes from this type, never from the free-text message.
 enum class Rejection {
   kNone = 0,
-  kMalformed,           // a field does not convert (label malformed_<field> when the field is known)
+  kMalformed,           // a field does not convert (label malformed_<field>, the proto::AttestationField)
   kUnknownKey,          // not a builder key of the policy, and the node does not observe unknown keys
   kMissingPublicKey,    // observing: the item carries no public key
   kMalformedPublicKey,  // observing: the public key it carries does not parse
@@ -52,8 +52,6 @@ enum class Rejection {
   kOutsidePolicy,       // replicated: a key outside the policy this node does not observe (skipped)
 };
 
-constexpr std::string_view kMalformedFields[] = {"path_info", "store_path", "nar_hash", "nar_size",
-                                                 "references", "signature", "metadata"};
 constexpr Rejection kCountedRejections[] = {
     Rejection::kMalformed,    Rejection::kUnknownKey, Rejection::kMissingPublicKey, Rejection::kMalformedPublicKey,
     Rejection::kPublicKeyMismatch, Rejection::kBadSignature, Rejection::kDuplicate, Rejection::kTooLarge,
@@ -114,17 +112,6 @@ bool FailedForItsContent(const absl::Status& status) {
   return absl::IsInvalidArgument(status) || absl::IsInternal(status) || absl::IsOutOfRange(status);
 }
 
-// The wire field a conversion failure names (proto::FromProto writes "<field>: ..." or
-// "<field>[i] ..."), or "" when it names none of kMalformedFields.
-std::string_view MalformedField(std::string_view message) {
-  const size_t end = message.find_first_not_of("abcdefghijklmnopqrstuvwxyz_");
-  const std::string_view field = message.substr(0, end);
-  for (std::string_view known : kMalformedFields) {
-    if (field == known) return known;
-  }
-  return {};
-}
-
 std::string CodeLabel(absl::StatusCode code) { return absl::AsciiStrToLower(absl::StatusCodeToString(code)); }
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
@@ -136,7 +123,7 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 struct Ingestor::Item {
   absl::Status status;  // why it is not stored; OK while it may be stored
   Rejection rejection = Rejection::kNone;
-  std::string_view malformed_field;  // for kMalformed: the wire field at fault, when known
+  std::optional<proto::AttestationField> malformed_field;  // for kMalformed: the wire field at fault
   std::optional<VerifiedAttestation> verified;  // set once the signature verified
   IngestOutcome outcome = IngestOutcome::kRejected;
 
@@ -196,8 +183,9 @@ struct Ingestor::Metrics final {
     verify_replication = &verify.Labels({"replication"});
     commit_submit = &commit.Labels({"submit"});
     commit_replication = &commit.Labels({"replication"});
-    for (std::string_view field : kMalformedFields) {
-      by_malformed_field.emplace(field, &rejected.Labels({Cat(RejectionLabel(Rejection::kMalformed), "_", field)}));
+    for (proto::AttestationField field : proto::kAttestationFields) {
+      by_malformed_field.emplace(field, &rejected.Labels({Cat(RejectionLabel(Rejection::kMalformed), "_",
+                                                              proto::AttestationFieldName(field))}));
     }
     for (Rejection rejection : kCountedRejections) {
       by_rejection.emplace(rejection, &rejected.Labels({std::string(RejectionLabel(rejection))}));
@@ -205,8 +193,8 @@ struct Ingestor::Metrics final {
   }
 
   Counter* RejectedCounter(const Item& item) const {
-    if (item.rejection == Rejection::kMalformed && !item.malformed_field.empty()) {
-      return by_malformed_field.at(item.malformed_field);
+    if (item.rejection == Rejection::kMalformed && item.malformed_field.has_value()) {
+      return by_malformed_field.at(*item.malformed_field);
     }
     auto it = by_rejection.find(item.rejection);
     return it != by_rejection.end() ? it->second : by_rejection.at(Rejection::kMalformed);
@@ -240,7 +228,7 @@ struct Ingestor::Metrics final {
   Counter* batches_ok;
   // Read-only after construction, so looked up without a lock.
   absl::flat_hash_map<Rejection, Counter*> by_rejection;
-  absl::flat_hash_map<std::string_view, Counter*> by_malformed_field;
+  absl::flat_hash_map<proto::AttestationField, Counter*> by_malformed_field;
   Histogram* verify_submit;
   Histogram* verify_replication;
   Histogram* commit_submit;
@@ -353,11 +341,12 @@ void Ingestor::VerifyInChunks(size_t count, absl::FunctionRef<void(size_t)> chec
 
 void Ingestor::CheckItem(const v1::Attestation& message, size_t index, size_t count, Item& item) const {
   const std::string prefix = Cat("attestation ", index + 1, " of ", count, ": ");
-  absl::StatusOr<consensus::Attestation> attestation = proto::FromProto(message);
+  proto::AttestationField field_at_fault;
+  absl::StatusOr<consensus::Attestation> attestation = proto::FromProto(message, &field_at_fault);
   if (!attestation.ok()) {
     item.Reject(Rejection::kMalformed,
                 absl::InvalidArgumentError(Cat(prefix, StdView(attestation.status().message()))));
-    item.malformed_field = MalformedField(StdView(attestation.status().message()));
+    item.malformed_field = field_at_fault;
     return;
   }
   const std::string& key_name = attestation->key_name();

@@ -7,10 +7,14 @@
 //   2. on the verify pool, in chunks: wire -> domain conversion, key lookup in the policy (or, when the
 //      node observes unknown keys, the public key the item carries), Ed25519 verification;
 //   3. duplicates within the batch (the first occurrence counts; later ones are rejected);
-//   4. the writer, one at a time: reads the stored attestations of the affected paths, tallies them with
-//      the new ones, signs a dispute record for every path that is DISPUTED and whose counted evidence
-//      changed, and writes attestations and disputes in ONE storage WriteBatch. Batches that arrive
-//      while the writer is busy are committed together in the next WriteBatch (group commit).
+//   4. the writer, one at a time, in one straight walk per group: read the stored attestations of the
+//      affected paths (and the disputes of any statements); plan with PlanIngest (server/ingest_plan.h,
+//      a pure function: tallies, signed dispute records for every path that is DISPUTED and whose
+//      counted evidence changed, state-change lines, one storage WriteBatch); write that batch; notify
+//      (item outcomes, on_commit, the ResolutionBook, log lines). Batches that arrive while the writer
+//      is busy are committed together in the next WriteBatch (group commit).
+// Replicate uses the same verification (the chunks on the pool, the key lookup) and the same writer and
+// plan.
 // Submit returns only after that write returned OK, so every ACCEPTED or OBSERVED item is durable.
 //
 // Per-item rejections (the item is not stored; the rest of the batch proceeds):
