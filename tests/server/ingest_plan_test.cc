@@ -72,6 +72,24 @@ class IngestPlanTest : public ::testing::Test {
     return PlanIngest(input);
   }
 
+  // The maintainer's statement about the dispute between claims `a` and `b` of one path.
+  absl::StatusOr<consensus::VerifiedResolution> Statement(const consensus::PathInfo& a, const consensus::PathInfo& b,
+                                          consensus::ResolutionOutcome outcome, std::vector<std::string> builders,
+                                          int64_t time_unix) {
+    std::vector<std::string> fingerprints = {a.Fingerprint(), b.Fingerprint()};
+    std::sort(fingerprints.begin(), fingerprints.end());
+    const consensus::Resolution resolution{.dispute_id = consensus::DisputeId(a.path),
+                                           .path = a.path,
+                                           .outcome = outcome,
+                                           .fingerprints = fingerprints,
+                                           .builders = std::move(builders),
+                                           .time_unix = time_unix,
+                                           .note = "decided by the maintainer"};
+    auto note = consensus::SignResolution(resolution, federation_.maintainer);
+    if (!note.ok()) return note.status();
+    return consensus::VerifyResolution(note->Serialize(), policy_);
+  }
+
   Federation federation_;
   consensus::Policy policy_;
   std::vector<const VerifiedAttestation*> pointers_;
@@ -219,20 +237,9 @@ TEST_F(IngestPlanTest, AnExcludedBuilderDoesNotCount) {
   EXPECT_EQ(counted->batch.disputes.size(), 1u);
 
   // A maintainer found carol's builder malicious (in an earlier dispute): she no longer counts.
-  const consensus::PathInfo x = TestClaim("earlier", "x");
-  const consensus::PathInfo y = TestClaim("earlier", "y");
-  std::vector<std::string> fingerprints = {x.Fingerprint(), y.Fingerprint()};
-  std::sort(fingerprints.begin(), fingerprints.end());
-  consensus::Resolution resolution{.dispute_id = consensus::DisputeId(x.path),
-                                   .path = x.path,
-                                   .outcome = consensus::ResolutionOutcome::kMalicious,
-                                   .fingerprints = fingerprints,
-                                   .builders = {"carol-builder-1"},
-                                   .time_unix = kTestNow - 50,
-                                   .note = "carol's builder signed a claim it did not build"};
-  auto note = consensus::SignResolution(resolution, federation_.maintainer);
-  ASSERT_TRUE(note.ok()) << note.status();
-  auto statement = consensus::VerifyResolution(note->Serialize(), policy_);
+  const absl::StatusOr<consensus::VerifiedResolution> statement =
+      Statement(TestClaim("earlier", "x"), TestClaim("earlier", "y"), consensus::ResolutionOutcome::kMalicious,
+                {"carol-builder-1"}, kTestNow - 50);
   ASSERT_TRUE(statement.ok()) << statement.status();
   ResolutionBook book(policy_);
   book.Add(*statement);
@@ -253,19 +260,10 @@ TEST_F(IngestPlanTest, AStatementGivesItsStoredDisputeAState) {
   ASSERT_EQ(opened->batch.disputes.size(), 1u);
   const storage::StoredDispute dispute = opened->batch.disputes[0];
 
-  std::vector<std::string> fingerprints = {a.Fingerprint(), b.Fingerprint()};
-  std::sort(fingerprints.begin(), fingerprints.end());
-  consensus::Resolution resolution{.dispute_id = dispute.id,
-                                   .path = a.path,
-                                   .outcome = consensus::ResolutionOutcome::kNondeterministic,
-                                   .fingerprints = fingerprints,
-                                   .builders = {},
-                                   .time_unix = kTestNow - 10,
-                                   .note = "the build embeds the time"};
-  auto note = consensus::SignResolution(resolution, federation_.maintainer);
-  ASSERT_TRUE(note.ok()) << note.status();
-  auto statement = consensus::VerifyResolution(note->Serialize(), policy_);
+  const absl::StatusOr<consensus::VerifiedResolution> statement =
+      Statement(a, b, consensus::ResolutionOutcome::kNondeterministic, {}, kTestNow - 10);
   ASSERT_TRUE(statement.ok()) << statement.status();
+  EXPECT_EQ(statement->resolution.dispute_id, dispute.id);
   const std::vector<PlannedStatement> statements = {
       PlannedStatement{.statement = &*statement, .origin = "peer-1", .stored_dispute = dispute}};
   auto plan = Plan({}, {}, "peer-1", nullptr, statements);
