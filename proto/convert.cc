@@ -22,18 +22,21 @@ absl::Status FieldError(std::string_view field, const absl::Status& status) {
   return absl::InvalidArgumentError(Cat(field, ": ", StdView(status.message())));
 }
 
-}  // namespace
-
-absl::StatusOr<consensus::PathInfo> FromProto(const v1::PathInfo& message) {
+// FromProto of a PathInfo; `field` is set to the field at fault on failure.
+absl::StatusOr<consensus::PathInfo> PathInfoFromProto(const v1::PathInfo& message, AttestationField& field) {
+  field = AttestationField::kStorePath;
   auto path = consensus::StorePath::Parse(message.store_path());
   if (!path.ok()) return FieldError("store_path", path.status());
+  field = AttestationField::kNarHash;
   auto nar_hash = consensus::NarHash::Parse(message.nar_hash());
   if (!nar_hash.ok()) return FieldError("nar_hash", nar_hash.status());
   // Checked here as well as in PathInfo::Create so the message names the wire field.
   if (message.nar_size() == 0 || message.nar_size() > consensus::kMaxNarSize) {
+    field = AttestationField::kNarSize;
     auto invalid = consensus::PathInfo::Create(*path, *nar_hash, message.nar_size(), {});
     return FieldError("nar_size", invalid.status());
   }
+  field = AttestationField::kReferences;
   if (static_cast<size_t>(message.references_size()) > consensus::kMaxReferences) {
     return absl::InvalidArgumentError(Cat("references: ", message.references_size(),
                                           " references; at most ", consensus::kMaxReferences,
@@ -53,6 +56,13 @@ absl::StatusOr<consensus::PathInfo> FromProto(const v1::PathInfo& message) {
                                           std::move(references));
   if (!info.ok()) return FieldError("references", info.status());
   return info;
+}
+
+}  // namespace
+
+absl::StatusOr<consensus::PathInfo> FromProto(const v1::PathInfo& message) {
+  AttestationField field;
+  return PathInfoFromProto(message, field);
 }
 
 v1::PathInfo ToProto(const consensus::PathInfo& path_info) {
@@ -92,16 +102,45 @@ v1::BuildMetadata ToProto(consensus::BuildMetadata metadata) {
 }
 
 absl::StatusOr<consensus::Attestation> FromProto(const v1::Attestation& message) {
+  AttestationField field;
+  return FromProto(message, &field);
+}
+
+absl::StatusOr<consensus::Attestation> FromProto(const v1::Attestation& message, AttestationField* field_at_fault) {
+  AttestationField& field = *field_at_fault;
+  field = AttestationField::kPathInfo;
   if (!message.has_path_info()) {
     return absl::InvalidArgumentError("path_info is missing (store path, NAR hash, NAR size, references)");
   }
-  auto claim = FromProto(message.path_info());
+  auto claim = PathInfoFromProto(message.path_info(), field);
   if (!claim.ok()) return claim.status();
+  field = AttestationField::kSignature;
   auto signature = consensus::Signature::Parse(message.signature());
   if (!signature.ok()) return FieldError("signature", signature.status());
+  field = AttestationField::kMetadata;
   auto metadata = FromProto(message.metadata());
   if (!metadata.ok()) return metadata.status();
   return consensus::Attestation{*std::move(claim), *std::move(signature), *std::move(metadata)};
+}
+
+std::string_view AttestationFieldName(AttestationField field) {
+  switch (field) {
+    case AttestationField::kPathInfo:
+      return "path_info";
+    case AttestationField::kStorePath:
+      return "store_path";
+    case AttestationField::kNarHash:
+      return "nar_hash";
+    case AttestationField::kNarSize:
+      return "nar_size";
+    case AttestationField::kReferences:
+      return "references";
+    case AttestationField::kSignature:
+      return "signature";
+    case AttestationField::kMetadata:
+      return "metadata";
+  }
+  return "unknown";
 }
 
 v1::Attestation ToProto(const consensus::Attestation& attestation) {

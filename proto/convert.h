@@ -5,6 +5,8 @@
 #ifndef ATTEST_PROTO_CONVERT_H_
 #define ATTEST_PROTO_CONVERT_H_
 
+#include <string_view>
+
 #include "absl/status/statusor.h"
 #include "consensus/attestation.h"
 #include "consensus/path_info.h"
@@ -22,6 +24,17 @@ v1::BuildMetadata ToProto(consensus::BuildMetadata metadata);
 
 // Parses claim, signature and metadata (public_key and received_unix are left to the caller).
 absl::StatusOr<consensus::Attestation> FromProto(const v1::Attestation& message);
+
+// The wire field of v1::Attestation a conversion failure is about (the field its message names).
+enum class AttestationField { kPathInfo, kStorePath, kNarHash, kNarSize, kReferences, kSignature, kMetadata };
+inline constexpr AttestationField kAttestationFields[] = {
+    AttestationField::kPathInfo,   AttestationField::kStorePath, AttestationField::kNarHash,
+    AttestationField::kNarSize,    AttestationField::kReferences, AttestationField::kSignature,
+    AttestationField::kMetadata};
+// "path_info", "store_path", "nar_hash", "nar_size", "references", "signature", "metadata".
+std::string_view AttestationFieldName(AttestationField field);
+// FromProto, and on failure `*field_at_fault` is the field at fault.
+absl::StatusOr<consensus::Attestation> FromProto(const v1::Attestation& message, AttestationField* field_at_fault);
 v1::Attestation ToProto(const consensus::Attestation& attestation);
 
 v1::Verdict ToProto(consensus::Verdict verdict);

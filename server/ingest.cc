@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <optional>
-#include <tuple>
 #include <string>
 #include <utility>
 
@@ -11,16 +10,13 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/str_join.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "consensus/dispute.h"
 #include "consensus/encoding.h"
-#include "consensus/signed_note.h"
-#include "consensus/tally.h"
 #include "proto/convert.h"
 #include "server/grpc_status.h"
+#include "server/ingest_plan.h"
 #include "server/log.h"
-#include "server/path_tally.h"
 
 namespace attest::server {
 namespace {
@@ -40,23 +36,73 @@ std::string IdentityKey(std::string_view fingerprint, std::string_view key_name)
   return Cat(fingerprint, "\n", key_name);
 }
 
-std::string JoinNames(const std::vector<std::string>& names) {
-  return absl::StrJoin(names, ", ");
+// Why an item is not stored. Its label in attest_rejected_attestations_total (server/README.md lists
+// them) comes from this type, never from the free-text message.
+enum class Rejection {
+  kNone = 0,
+  kMalformed,           // a field does not convert (label malformed_<field>, the proto::AttestationField)
+  kUnknownKey,          // not a builder key of the policy, and the node does not observe unknown keys
+  kMissingPublicKey,    // observing: the item carries no public key
+  kMalformedPublicKey,  // observing: the public key it carries does not parse
+  kPublicKeyMismatch,   // observing: the public key it carries is another key
+  kBadSignature,
+  kTooLarge,            // its log entry would not fit in one entry
+  kDuplicate,           // the same attestation earlier in the batch
+  kStorageRefused,      // the store refused it for its content
+  kOutsidePolicy,       // replicated: a key outside the policy this node does not observe (skipped)
+};
+
+constexpr Rejection kCountedRejections[] = {
+    Rejection::kMalformed,    Rejection::kUnknownKey, Rejection::kMissingPublicKey, Rejection::kMalformedPublicKey,
+    Rejection::kPublicKeyMismatch, Rejection::kBadSignature, Rejection::kDuplicate, Rejection::kTooLarge,
+    Rejection::kStorageRefused};
+
+std::string_view RejectionLabel(Rejection rejection) {
+  switch (rejection) {
+    case Rejection::kNone:
+      return "none";
+    case Rejection::kMalformed:
+      return "malformed";
+    case Rejection::kUnknownKey:
+      return "unknown_key";
+    case Rejection::kMissingPublicKey:
+      return "missing_public_key";
+    case Rejection::kMalformedPublicKey:
+      return "malformed_public_key";
+    case Rejection::kPublicKeyMismatch:
+      return "public_key_mismatch";
+    case Rejection::kBadSignature:
+      return "bad_signature";
+    case Rejection::kTooLarge:
+      return "too_large";
+    case Rejection::kDuplicate:
+      return "duplicate";
+    case Rejection::kStorageRefused:
+      return "storage_refused";
+    case Rejection::kOutsidePolicy:
+      return "outside_policy";
+  }
+  return "malformed";
 }
 
-// Why an item was rejected, as the `reason` label of attest_rejected_attestations_total: short and
-// stable (server/README.md lists them), never the free-text message.
-constexpr std::string_view kMalformedFields[] = {"path_info", "store_path", "nar_hash", "nar_size",
-                                                 "references", "signature", "metadata"};
-constexpr std::string_view kReasonMalformed = "malformed";
-constexpr std::string_view kReasonUnknownKey = "unknown_key";
-constexpr std::string_view kReasonMissingPublicKey = "missing_public_key";
-constexpr std::string_view kReasonMalformedPublicKey = "malformed_public_key";
-constexpr std::string_view kReasonPublicKeyMismatch = "public_key_mismatch";
-constexpr std::string_view kReasonBadSignature = "bad_signature";
-constexpr std::string_view kReasonDuplicate = "duplicate";
-constexpr std::string_view kReasonTooLarge = "too_large";
-constexpr std::string_view kReasonStorageRefused = "storage_refused";
+// The key that verifies an attestation signed by `key_name`: the policy's builder key, else, when the
+// node observes unknown keys, the key the item carries (`carried`, or `carried_problem` saying why it
+// carries none that can be used). `key` is null exactly when `problem` is not kNone.
+struct KeyLookup final {
+  const consensus::PublicKey* key = nullptr;
+  bool observed = false;  // `key` is the carried one: the attestation is stored for observation
+  Rejection problem = Rejection::kNone;
+};
+
+KeyLookup LookUpKey(const consensus::Policy& policy, bool observe_unknown_keys, const std::string& key_name,
+                    const std::optional<consensus::PublicKey>& carried, Rejection carried_problem) {
+  if (const consensus::PublicKey* key = policy.FindBuilder(key_name); key != nullptr) return {.key = key};
+  if (!observe_unknown_keys) return {.problem = Rejection::kUnknownKey};
+  if (!carried.has_value()) {
+    return {.problem = carried_problem == Rejection::kNone ? Rejection::kMissingPublicKey : carried_problem};
+  }
+  return {.key = &*carried, .observed = true};
+}
 
 // A write that failed for something in what it writes (a record the store refuses, a dispute record
 // that cannot be built), not for the state of the node: writing the same items again fails again, so
@@ -64,17 +110,6 @@ constexpr std::string_view kReasonStorageRefused = "storage_refused";
 // follower, stalling on them for good.
 bool FailedForItsContent(const absl::Status& status) {
   return absl::IsInvalidArgument(status) || absl::IsInternal(status) || absl::IsOutOfRange(status);
-}
-
-// The reason of a conversion failure: "malformed_<field>" for the wire field its message starts with
-// (proto::FromProto writes "<field>: ..." or "<field>[i] ..."), plain "malformed" otherwise.
-std::string MalformedReason(std::string_view message) {
-  const size_t end = message.find_first_not_of("abcdefghijklmnopqrstuvwxyz_");
-  const std::string_view field = message.substr(0, end);
-  for (std::string_view known : kMalformedFields) {
-    if (field == known) return Cat(kReasonMalformed, "_", known);
-  }
-  return std::string(kReasonMalformed);
 }
 
 std::string CodeLabel(absl::StatusCode code) { return absl::AsciiStrToLower(absl::StatusCodeToString(code)); }
@@ -86,12 +121,17 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 struct Ingestor::Item {
-  absl::Status status;  // rejection reason; OK while the item may be stored
-  std::string reason;   // when rejected: its label value (kReason...)
-  std::optional<consensus::Attestation> attestation;  // set once the item is checked
-  std::optional<consensus::PublicKey> observed_key;
-  std::string fingerprint;
+  absl::Status status;  // why it is not stored; OK while it may be stored
+  Rejection rejection = Rejection::kNone;
+  std::optional<proto::AttestationField> malformed_field;  // for kMalformed: the wire field at fault
+  std::optional<VerifiedAttestation> verified;  // set once the signature verified
   IngestOutcome outcome = IngestOutcome::kRejected;
+
+  void Reject(Rejection why, absl::Status reason) {
+    rejection = why;
+    status = std::move(reason);
+    verified.reset();
+  }
 };
 
 struct Ingestor::PendingWrite {
@@ -143,27 +183,30 @@ struct Ingestor::Metrics final {
     verify_replication = &verify.Labels({"replication"});
     commit_submit = &commit.Labels({"submit"});
     commit_replication = &commit.Labels({"replication"});
-    for (std::string_view field : kMalformedFields) AddReason(Cat(kReasonMalformed, "_", field));
-    for (std::string_view reason : {kReasonMalformed, kReasonUnknownKey, kReasonMissingPublicKey,
-                                    kReasonMalformedPublicKey, kReasonPublicKeyMismatch, kReasonBadSignature,
-                                    kReasonDuplicate, kReasonTooLarge, kReasonStorageRefused}) {
-      AddReason(std::string(reason));
+    for (proto::AttestationField field : proto::kAttestationFields) {
+      by_malformed_field.emplace(field, &rejected.Labels({Cat(RejectionLabel(Rejection::kMalformed), "_",
+                                                              proto::AttestationFieldName(field))}));
+    }
+    for (Rejection rejection : kCountedRejections) {
+      by_rejection.emplace(rejection, &rejected.Labels({std::string(RejectionLabel(rejection))}));
     }
   }
 
-  void AddReason(std::string reason) {
-    Counter* counter = &rejected.Labels({reason});
-    by_reason.emplace(std::move(reason), counter);
+  Counter* RejectedCounter(const Item& item) const {
+    if (item.rejection == Rejection::kMalformed && item.malformed_field.has_value()) {
+      return by_malformed_field.at(*item.malformed_field);
+    }
+    auto it = by_rejection.find(item.rejection);
+    return it != by_rejection.end() ? it->second : by_rejection.at(Rejection::kMalformed);
   }
 
   // Counts one Submit's results.
   void CountResults(const std::vector<Item>& items) {
     uint64_t counts[4] = {0, 0, 0, 0};
     for (const Item& item : items) {
-      if (!item.status.ok()) {
+      if (item.rejection != Rejection::kNone) {
         ++counts[static_cast<int>(IngestOutcome::kRejected)];
-        auto it = by_reason.find(item.reason);
-        (it != by_reason.end() ? it->second : by_reason.at(std::string(kReasonMalformed)))->Increment();
+        RejectedCounter(item)->Increment();
       } else {
         ++counts[static_cast<int>(item.outcome)];
       }
@@ -184,7 +227,8 @@ struct Ingestor::Metrics final {
   Counter* rejected_total;
   Counter* batches_ok;
   // Read-only after construction, so looked up without a lock.
-  absl::flat_hash_map<std::string, Counter*> by_reason;
+  absl::flat_hash_map<Rejection, Counter*> by_rejection;
+  absl::flat_hash_map<proto::AttestationField, Counter*> by_malformed_field;
   Histogram* verify_submit;
   Histogram* verify_replication;
   Histogram* commit_submit;
@@ -229,7 +273,7 @@ absl::StatusOr<std::vector<IngestResult>> Ingestor::SubmitBatch(
 
   std::vector<Item> items(count);
   const auto verify_start = std::chrono::steady_clock::now();
-  CheckItems(batch, items);
+  VerifyInChunks(count, [&](size_t i) { CheckItem(batch[static_cast<int>(i)], i, count, items[i]); });
   metrics_->verify_submit->Observe(SecondsSince(verify_start));
 
   // The first occurrence of an identical attestation is the one that is stored.
@@ -239,13 +283,13 @@ absl::StatusOr<std::vector<IngestResult>> Ingestor::SubmitBatch(
   write.items.reserve(count);
   for (size_t i = 0; i < count; ++i) {
     Item& item = items[i];
-    if (!item.status.ok()) continue;
-    auto [it, inserted] = first_seen.try_emplace(IdentityKey(item.fingerprint, item.attestation->key_name()), i);
+    if (item.rejection != Rejection::kNone) continue;
+    auto [it, inserted] =
+        first_seen.try_emplace(IdentityKey(item.verified->fingerprint, item.verified->attestation.key_name()), i);
     if (!inserted) {
-      item.status = absl::InvalidArgumentError(
-          Cat("attestation ", i + 1, " of ", count, ": duplicate of attestation ", it->second + 1,
-              " (same store path, claim and key; send it once)"));
-      item.reason = kReasonDuplicate;
+      item.Reject(Rejection::kDuplicate,
+                  absl::InvalidArgumentError(Cat("attestation ", i + 1, " of ", count, ": duplicate of attestation ",
+                                                 it->second + 1, " (same store path, claim and key; send it once)")));
       continue;
     }
     write.items.push_back(&item);
@@ -256,10 +300,10 @@ absl::StatusOr<std::vector<IngestResult>> Ingestor::SubmitBatch(
     if (!committed.ok() && FailedForItsContent(committed) && write.items.size() > 1) {
       committed = CommitOneByOne(write.items, nullptr, [&](Item& item, const absl::Status& refused) {
         const size_t i = static_cast<size_t>(&item - items.data());
-        item.status = absl::Status(refused.code(), Cat("attestation ", i + 1, " of ", count,
-                                                       ": the node could not store it (", StdView(refused.message()),
-                                                       "); the other attestations were processed"));
-        item.reason = kReasonStorageRefused;
+        item.Reject(Rejection::kStorageRefused,
+                    absl::Status(refused.code(), Cat("attestation ", i + 1, " of ", count,
+                                                     ": the node could not store it (", StdView(refused.message()),
+                                                     "); the other attestations were processed")));
       });
     }
     if (!committed.ok()) return committed;
@@ -268,7 +312,7 @@ absl::StatusOr<std::vector<IngestResult>> Ingestor::SubmitBatch(
 
   std::vector<IngestResult> results(count);
   for (size_t i = 0; i < count; ++i) {
-    if (!items[i].status.ok()) {
+    if (items[i].rejection != Rejection::kNone) {
       results[i] = IngestResult{IngestOutcome::kRejected, std::move(items[i].status)};
     } else {
       results[i] = IngestResult{items[i].outcome, absl::OkStatus()};
@@ -277,21 +321,18 @@ absl::StatusOr<std::vector<IngestResult>> Ingestor::SubmitBatch(
   return results;
 }
 
-void Ingestor::CheckItems(const google::protobuf::RepeatedPtrField<v1::Attestation>& batch,
-                          std::vector<Item>& items) {
-  const size_t count = items.size();
+void Ingestor::VerifyInChunks(size_t count, absl::FunctionRef<void(size_t)> check) {
   if (count <= kInlineCheckLimit) {
-    for (size_t i = 0; i < count; ++i) CheckItem(batch[static_cast<int>(i)], i, count, items[i]);
+    for (size_t i = 0; i < count; ++i) check(i);
     return;
   }
   const size_t threads = static_cast<size_t>(std::max(1, verify_pool_->size()));
   const size_t chunk = std::max(kMinChunk, (count + threads * 4 - 1) / (threads * 4));
-  const size_t chunks = (count + chunk - 1) / chunk;
-  absl::BlockingCounter pending(static_cast<int>(chunks));
+  absl::BlockingCounter pending(static_cast<int>((count + chunk - 1) / chunk));
   for (size_t begin = 0; begin < count; begin += chunk) {
     const size_t end = std::min(count, begin + chunk);
-    verify_pool_->Schedule([this, &batch, &items, &pending, begin, end, count] {
-      for (size_t i = begin; i < end; ++i) CheckItem(batch[static_cast<int>(i)], i, count, items[i]);
+    verify_pool_->Schedule([&check, &pending, begin, end] {
+      for (size_t i = begin; i < end; ++i) check(i);
       pending.DecrementCount();
     });
   }
@@ -300,112 +341,102 @@ void Ingestor::CheckItems(const google::protobuf::RepeatedPtrField<v1::Attestati
 
 void Ingestor::CheckItem(const v1::Attestation& message, size_t index, size_t count, Item& item) const {
   const std::string prefix = Cat("attestation ", index + 1, " of ", count, ": ");
-  absl::StatusOr<consensus::Attestation> attestation = proto::FromProto(message);
+  proto::AttestationField field_at_fault;
+  absl::StatusOr<consensus::Attestation> attestation = proto::FromProto(message, &field_at_fault);
   if (!attestation.ok()) {
-    item.status = absl::InvalidArgumentError(Cat(prefix, StdView(attestation.status().message())));
-    item.reason = MalformedReason(StdView(attestation.status().message()));
+    item.Reject(Rejection::kMalformed,
+                absl::InvalidArgumentError(Cat(prefix, StdView(attestation.status().message()))));
+    item.malformed_field = field_at_fault;
     return;
   }
   const std::string& key_name = attestation->key_name();
-  const consensus::PublicKey* key = policy_.FindBuilder(key_name);
-  if (key == nullptr) {
-    const std::string not_in_policy =
-        Cat(prefix, "key '", key_name, "' is not a builder key in the policy (policy ", policy_.Hash(), "); ");
-    if (!options_.observe_unknown_keys) {
-      item.status = absl::UnauthenticatedError(
-          Cat(not_in_policy, "ask the federation to add it, or enable observe_unknown_keys on this node"));
-      item.reason = kReasonUnknownKey;
-      return;
+  // The public key the item carries, read only when the policy has no builder key of that name.
+  std::optional<consensus::PublicKey> carried;
+  Rejection carried_problem = Rejection::kMissingPublicKey;
+  absl::Status carried_status;
+  if (options_.observe_unknown_keys && !message.public_key().empty() && policy_.FindBuilder(key_name) == nullptr) {
+    absl::StatusOr<consensus::PublicKey> parsed = consensus::PublicKey::Parse(message.public_key());
+    if (!parsed.ok()) {
+      carried_problem = Rejection::kMalformedPublicKey;
+      carried_status = absl::InvalidArgumentError(Cat(prefix, "public_key: ", StdView(parsed.status().message())));
+    } else if (parsed->name() != key_name) {
+      carried_problem = Rejection::kPublicKeyMismatch;
+      carried_status = absl::InvalidArgumentError(Cat(prefix, "public_key is key '", parsed->name(),
+                                                      "' but the signature is by key '", key_name,
+                                                      "' (send the public half of the signing key)"));
+    } else {
+      carried = *std::move(parsed);
     }
-    if (message.public_key().empty()) {
-      item.status = absl::UnauthenticatedError(
-          Cat(not_in_policy,
-              "this node stores such attestations for observation only when they carry public_key "
-              "(the key's \"name:base64\" public half)"));
-      item.reason = kReasonMissingPublicKey;
+  }
+  const KeyLookup key = LookUpKey(policy_, options_.observe_unknown_keys, key_name, carried, carried_problem);
+  const std::string not_in_policy =
+      Cat(prefix, "key '", key_name, "' is not a builder key in the policy (policy ", policy_.Hash(), "); ");
+  switch (key.problem) {
+    case Rejection::kNone:
+      break;
+    case Rejection::kUnknownKey:
+      item.Reject(key.problem, absl::UnauthenticatedError(Cat(
+                                   not_in_policy, "ask the federation to add it, or enable observe_unknown_keys on this node")));
       return;
-    }
-    absl::StatusOr<consensus::PublicKey> observed = consensus::PublicKey::Parse(message.public_key());
-    if (!observed.ok()) {
-      item.status = absl::InvalidArgumentError(Cat(prefix, "public_key: ", StdView(observed.status().message())));
-      item.reason = kReasonMalformedPublicKey;
+    case Rejection::kMissingPublicKey:
+      item.Reject(key.problem,
+                  absl::UnauthenticatedError(
+                      Cat(not_in_policy,
+                          "this node stores such attestations for observation only when they carry public_key "
+                          "(the key's \"name:base64\" public half)")));
       return;
-    }
-    if (observed->name() != key_name) {
-      item.status = absl::InvalidArgumentError(Cat(prefix, "public_key is key '", observed->name(),
-                                                   "' but the signature is by key '", key_name,
-                                                   "' (send the public half of the signing key)"));
-      item.reason = kReasonPublicKeyMismatch;
+    default:
+      item.Reject(key.problem, carried_status);
       return;
-    }
-    item.observed_key = *std::move(observed);
-    key = &*item.observed_key;
   }
   std::string fingerprint = attestation->claim.Fingerprint();
-  if (!key->VerifyBytes(fingerprint, attestation->signature.bytes)) {
-    item.status = absl::UnauthenticatedError(
-        Cat(prefix, "signature does not verify with key '", key_name, "' over the fingerprint of ",
-            attestation->claim.path.full(),
-            item.observed_key ? " (was it made with the secret half of the public_key sent along?)"
-                              : " (is the key in the policy the one the builder signs with?)"));
-    item.reason = kReasonBadSignature;
-    item.observed_key.reset();
+  if (!key.key->VerifyBytes(fingerprint, attestation->signature.bytes)) {
+    item.Reject(Rejection::kBadSignature,
+                absl::UnauthenticatedError(
+                    Cat(prefix, "signature does not verify with key '", key_name, "' over the fingerprint of ",
+                        attestation->claim.path.full(),
+                        key.observed ? " (was it made with the secret half of the public_key sent along?)"
+                                     : " (is the key in the policy the one the builder signs with?)")));
     return;
   }
-  if (absl::Status loggable = consensus::CheckAttestationLoggable(*attestation, item.observed_key); !loggable.ok()) {
-    item.status = absl::InvalidArgumentError(Cat(prefix, StdView(loggable.message())));
-    item.reason = kReasonTooLarge;
-    item.observed_key.reset();
+  std::optional<consensus::PublicKey> observed_key = key.observed ? std::move(carried) : std::nullopt;
+  if (absl::Status loggable = consensus::CheckAttestationLoggable(*attestation, observed_key); !loggable.ok()) {
+    item.Reject(Rejection::kTooLarge, absl::InvalidArgumentError(Cat(prefix, StdView(loggable.message()))));
     return;
   }
-  item.fingerprint = std::move(fingerprint);
-  item.attestation = *std::move(attestation);
+  item.verified = VerifiedAttestation{.attestation = *std::move(attestation),
+                                      .observed_key = std::move(observed_key),
+                                      .fingerprint = std::move(fingerprint)};
 }
 
 absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
   const size_t count = batch.attestations.size();
   std::vector<Item> items(count);
-  auto check = [this, &batch, &items](size_t i) {
-    const ReplicatedAttestation& replicated = batch.attestations[i];
-    const consensus::Attestation& attestation = replicated.parsed.attestation;
+  const auto verify_start = std::chrono::steady_clock::now();
+  VerifyInChunks(count, [this, &batch, &items](size_t i) {
+    const consensus::AttestationEntry& parsed = batch.attestations[i].parsed;
+    const consensus::Attestation& attestation = parsed.attestation;
     Item& item = items[i];
-    const consensus::PublicKey* key = policy_.FindBuilder(attestation.key_name());
-    if (key == nullptr) {
-      if (!options_.observe_unknown_keys || !replicated.parsed.observed_key.has_value()) {
-        item.outcome = IngestOutcome::kRejected;  // skipped: not an error of the peer's
-        item.status = absl::NotFoundError("key outside the policy");
-        return;
-      }
-      item.observed_key = replicated.parsed.observed_key;
-      key = &*item.observed_key;
-    }
-    std::string fingerprint = attestation.claim.Fingerprint();
-    if (!key->VerifyBytes(fingerprint, attestation.signature.bytes)) {
-      item.status = absl::UnauthenticatedError(
-          Cat("the attestation by key '", attestation.key_name(), "' of ", attestation.claim.path.full(),
-              " does not verify", item.observed_key ? " with the observed key it carries" : " with the policy's key"));
-      item.observed_key.reset();
+    const KeyLookup key =
+        LookUpKey(policy_, options_.observe_unknown_keys, attestation.key_name(), parsed.observed_key, Rejection::kNone);
+    if (key.problem != Rejection::kNone) {
+      // Not an error of the peer's: this node neither counts nor observes the key.
+      item.Reject(Rejection::kOutsidePolicy, absl::OkStatus());
       return;
     }
-    item.fingerprint = std::move(fingerprint);
-    item.attestation = attestation;
-  };
-  const auto verify_start = std::chrono::steady_clock::now();
-  if (count <= kInlineCheckLimit) {
-    for (size_t i = 0; i < count; ++i) check(i);
-  } else {
-    const size_t threads = static_cast<size_t>(std::max(1, verify_pool_->size()));
-    const size_t chunk = std::max(kMinChunk, (count + threads * 4 - 1) / (threads * 4));
-    absl::BlockingCounter pending(static_cast<int>((count + chunk - 1) / chunk));
-    for (size_t begin = 0; begin < count; begin += chunk) {
-      const size_t end = std::min(count, begin + chunk);
-      verify_pool_->Schedule([&check, &pending, begin, end] {
-        for (size_t i = begin; i < end; ++i) check(i);
-        pending.DecrementCount();
-      });
+    std::string fingerprint = attestation.claim.Fingerprint();
+    if (!key.key->VerifyBytes(fingerprint, attestation.signature.bytes)) {
+      item.Reject(Rejection::kBadSignature,
+                  absl::UnauthenticatedError(Cat("the attestation by key '", attestation.key_name(), "' of ",
+                                                 attestation.claim.path.full(), " does not verify",
+                                                 key.observed ? " with the observed key it carries"
+                                                              : " with the policy's key")));
+      return;
     }
-    pending.Wait();
-  }
+    item.verified = VerifiedAttestation{.attestation = attestation,
+                                        .observed_key = key.observed ? parsed.observed_key : std::nullopt,
+                                        .fingerprint = std::move(fingerprint)};
+  });
   if (count != 0) metrics_->verify_replication->Observe(SecondsSince(verify_start));
 
   ReplicationCounts counts;
@@ -431,9 +462,9 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
   }
   counts.resolutions = static_cast<int64_t>(write.statements.size());
   for (size_t i = 0; i < count; ++i) {
-    if (items[i].status.ok()) {
+    if (items[i].rejection == Rejection::kNone) {
       write.items.push_back(&items[i]);
-    } else if (absl::IsNotFound(items[i].status)) {
+    } else if (items[i].rejection == Rejection::kOutsidePolicy) {
       ++counts.skipped;
     } else {
       ++counts.rejected;
@@ -572,215 +603,94 @@ absl::Status Ingestor::Commit(PendingWrite& write) {
 }
 
 absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
-  const int64_t now_unix = absl::ToUnixSeconds(clock_());
+  // A replicated batch is alone in its group.
+  const ReplicationBatch* replication = group.empty() ? nullptr : group.front()->replication;
+  IngestPlanInput input;
+  input.policy = &policy_;
+  input.node_key = &node_key_;
+  input.resolutions = options_.resolutions;
+  input.now_unix = absl::ToUnixSeconds(clock_());
+  if (replication != nullptr) input.peer = replication->peer;
 
-  // The group's items by store path, paths in first-seen order.
-  absl::flat_hash_map<consensus::StorePath, size_t> path_index;
-  std::vector<consensus::StorePath> paths;
-  std::vector<std::vector<Item*>> items_by_path;
+  // Read: what the store holds for the affected paths and the disputes the statements are about.
+  std::vector<Item*> items;
+  std::vector<const VerifiedAttestation*> verified;
   for (PendingWrite* write : group) {
     for (Item* item : write->items) {
-      const consensus::StorePath& path = item->attestation->claim.path;
-      auto [it, inserted] = path_index.try_emplace(path, paths.size());
-      if (inserted) {
-        paths.push_back(path);
-        items_by_path.emplace_back();
-      }
-      items_by_path[it->second].push_back(item);
+      items.push_back(item);
+      verified.push_back(&*item->verified);
+    }
+  }
+  const std::vector<consensus::StorePath> paths = AffectedPaths(verified);
+  auto stored = ledger_->AttestationsFor(paths);
+  if (!stored.ok()) {
+    return StorageFailure(Cat("reading the stored attestations of ", paths.size(), " paths"), stored.status());
+  }
+  if (stored->size() != paths.size()) {
+    return absl::InternalError(Cat("AttestationsFor returned ", stored->size(), " answers for ", paths.size(),
+                                   " paths"));
+  }
+  std::vector<PlannedStatement> statements;
+  for (PendingWrite* write : group) {
+    for (const consensus::VerifiedResolution& statement : write->statements) {
+      const std::string& id = statement.resolution.dispute_id;
+      auto dispute = ledger_->GetDispute(id);
+      if (!dispute.ok()) return StorageFailure(Cat("reading dispute ", id), dispute.status());
+      statements.push_back(PlannedStatement{
+          .statement = &statement, .origin = write->statements_origin, .stored_dispute = *std::move(dispute)});
     }
   }
 
-  auto existing = ledger_->AttestationsFor(paths);
-  if (!existing.ok()) {
-    return StorageFailure(Cat("reading the stored attestations of ", paths.size(), " paths"), existing.status());
-  }
-  if (existing->size() != paths.size()) {
-    return absl::InternalError(Cat("AttestationsFor returned ", existing->size(), " answers for ", paths.size(),
-                                   " paths"));
-  }
-
-  const std::shared_ptr<const consensus::TallyOptions> tally_options = TallyOptionsOf(options_.resolutions);
-  storage::WriteBatch batch;
-  // What builders submit to this node, and the dispute records it makes, go into its own log (in the
-  // same transaction); what it replicates from peers never does. A replicated batch is alone in
-  // its group.
-  const ReplicationBatch* replication = group.empty() ? nullptr : group.front()->replication;
-  batch.log_append = replication == nullptr ? storage::LogAppend::kAll : storage::LogAppend::kDisputesOnly;
+  // Plan.
+  input.items = verified;
+  input.paths = paths;
+  input.stored = *stored;
+  input.statements = statements;
+  absl::StatusOr<IngestPlan> plan = PlanIngest(input);
+  if (!plan.ok()) return plan.status();
+  storage::WriteBatch& batch = plan->batch;
   if (replication != nullptr && group.front()->store_progress) {
     batch.peer_progress = replication->progress;
     batch.rejected_entries = replication->rejected;
     batch.peer_entries = replication->entries;
   }
-  std::vector<Item*> written;  // parallel to batch.attestations
-  std::vector<std::pair<Item*, IngestOutcome>> decided;
-  std::vector<std::string> state_changes;
-  for (size_t p = 0; p < paths.size(); ++p) {
-    const std::vector<storage::StoredAttestation>& stored = (*existing)[p];
-    absl::flat_hash_set<std::string> present;
-    present.reserve(stored.size() + items_by_path[p].size());
-    for (const storage::StoredAttestation& s : stored) {
-      present.insert(IdentityKey(s.attestation.claim.Fingerprint(), s.attestation.key_name()));
-    }
-    std::vector<storage::StoredAttestation> combined;
-    for (Item* item : items_by_path[p]) {
-      // Also catches the same attestation sent in two batches of this group.
-      if (!present.insert(IdentityKey(item->fingerprint, item->attestation->key_name())).second) {
-        decided.emplace_back(item, IngestOutcome::kAlreadyPresent);
-        continue;
-      }
-      if (combined.empty()) combined.assign(stored.begin(), stored.end());
-      combined.push_back(storage::StoredAttestation{.attestation = *item->attestation,
-                                                    .received_unix = now_unix,
-                                                    .observed_key = item->observed_key,
-                                                    .origin = replication ? replication->peer : std::string()});
-      batch.attestations.push_back(combined.back());
-      written.push_back(item);
-    }
-    if (combined.empty()) continue;  // nothing new about this path
 
-    const PathTally after = TallyStored(policy_, combined, *tally_options);
-    consensus::TallyResult before;  // UNKNOWN
-    if (!stored.empty()) before = TallyStored(policy_, stored, *tally_options).result;
-    const consensus::StorePath& path = paths[p];
-
-    if (after.result.verdict == consensus::Verdict::kConfirmed && before.verdict != consensus::Verdict::kConfirmed) {
-      const consensus::FingerprintTally& agreed = after.result.fingerprints.front();
-      state_changes.push_back(Cat("quorum reached: ", path.full(), " CONFIRMED by ", agreed.operators.size(),
-                                  " operators (", JoinNames(agreed.operators), "), quorum ", policy_.quorum()));
-    }
-    if (after.result.verdict == consensus::Verdict::kDisputed &&
-        (before.verdict != consensus::Verdict::kDisputed || CountedEvidenceChanged(before, after.result))) {
-      absl::StatusOr<consensus::DisputeRecord> record =
-          consensus::MakeDisputeRecord(policy_, path, after.attestations, after.result, now_unix);
-      if (!record.ok()) {
-        return absl::InternalError(
-            Cat("building the dispute record of ", path.full(), ": ", StdView(record.status().message())));
-      }
-      consensus::SignedNote note = consensus::SignDisputeRecord(*record, node_key_);
-      storage::StoredDispute dispute{.id = record->id,
-                                     .path = path,
-                                     .signed_record = note.Serialize(),
-                                     .opened_unix = now_unix,
-                                     .updated_unix = now_unix,
-                                     .fingerprint_count = static_cast<int>(record->sides.size())};
-      std::vector<std::string> operators;
-      for (const auto& side : after.result.fingerprints) {
-        operators.insert(operators.end(), side.operators.begin(), side.operators.end());
-      }
-      std::sort(operators.begin(), operators.end());
-      operators.erase(std::unique(operators.begin(), operators.end()), operators.end());
-      dispute.operators = operators;
-      std::vector<std::string> fingerprints;
-      for (const consensus::DisputeSide& side : record->sides) fingerprints.push_back(side.fingerprint);
-      if (options_.resolutions != nullptr) dispute.state = options_.resolutions->StateOf(dispute.id, fingerprints);
-      state_changes.push_back(Cat(before.verdict == consensus::Verdict::kDisputed ? "dispute updated: "
-                                                                                  : "dispute opened: ",
-                                  dispute.id, " ", path.full(), ": ", dispute.fingerprint_count,
-                                  " competing fingerprints from operators ", JoinNames(operators),
-                                  after.result.flagged_builders.empty()
-                                      ? std::string()
-                                      : Cat("; flagged builders ", JoinNames(after.result.flagged_builders))));
-      batch.disputes.push_back(std::move(dispute));
-    }
-  }
-
-  std::vector<const consensus::VerifiedResolution*> stored_statements;
-  for (PendingWrite* write : group) {
-    for (const consensus::VerifiedResolution& statement : write->statements) {
-      if (absl::Status status = AddStatement(statement, write->statements_origin, now_unix, batch, state_changes);
-          !status.ok()) {
-        return status;
-      }
-      stored_statements.push_back(&statement);
-    }
-  }
-
+  // Write.
+  std::vector<IngestOutcome> outcomes(items.size(), IngestOutcome::kAlreadyPresent);
   if (!batch.attestations.empty() || !batch.resolutions.empty() || replication != nullptr) {
-    auto outcomes = writer_->Write(batch);
-    if (!outcomes.ok()) {
-      return StorageFailure(Cat("storing ", batch.attestations.size(), " attestations"), outcomes.status());
+    auto written = writer_->Write(batch);
+    if (!written.ok()) {
+      return StorageFailure(Cat("storing ", batch.attestations.size(), " attestations"), written.status());
     }
-    if (outcomes->size() != written.size()) {
-      return absl::InternalError(Cat("Write returned ", outcomes->size(), " outcomes for ", written.size(),
+    if (written->size() != plan->written.size()) {
+      return absl::InternalError(Cat("Write returned ", written->size(), " outcomes for ", plan->written.size(),
                                      " attestations"));
     }
-    for (size_t i = 0; i < written.size(); ++i) {
-      IngestOutcome outcome = IngestOutcome::kAlreadyPresent;
-      if ((*outcomes)[i] == storage::WriteOutcome::kInserted) {
-        outcome = written[i]->observed_key ? IngestOutcome::kObserved : IngestOutcome::kAccepted;
-      }
-      decided.emplace_back(written[i], outcome);
-    }
-    if (options_.on_commit && !batch.attestations.empty()) {
-      // batch.attestations is grouped by path, so neighbours suffice to drop repeats.
-      std::vector<consensus::StorePath> changed;
-      for (const storage::StoredAttestation& s : batch.attestations) {
-        const consensus::StorePath& path = s.attestation.claim.path;
-        if (changed.empty() || !(changed.back() == path)) changed.push_back(path);
-      }
-      options_.on_commit(changed);
+    for (size_t w = 0; w < plan->written.size(); ++w) {
+      if ((*written)[w] != storage::WriteOutcome::kInserted) continue;
+      const size_t i = plan->written[w];
+      outcomes[i] = items[i]->verified->observed_key ? IngestOutcome::kObserved : IngestOutcome::kAccepted;
     }
   }
-  for (auto& [item, outcome] : decided) item->outcome = outcome;
-  if (options_.resolutions != nullptr) {
-    for (const consensus::VerifiedResolution* statement : stored_statements) options_.resolutions->Add(*statement);
+
+  // Notify.
+  for (size_t i = 0; i < items.size(); ++i) items[i]->outcome = outcomes[i];
+  if (options_.on_commit && !batch.attestations.empty()) {
+    // batch.attestations is grouped by path, so neighbours suffice to drop repeats.
+    std::vector<consensus::StorePath> changed;
+    for (const storage::StoredAttestation& s : batch.attestations) {
+      const consensus::StorePath& path = s.attestation.claim.path;
+      if (changed.empty() || !(changed.back() == path)) changed.push_back(path);
+    }
+    options_.on_commit(changed);
+  }
+  if (options_.resolutions != nullptr && !statements.empty()) {
+    for (const PlannedStatement& statement : statements) options_.resolutions->Add(*statement.statement);
     // A statement may start or end an exclusion (a later one supersedes a malicious one): rare enough
     // to drop every cached verdict.
-    if (!stored_statements.empty() && options_.on_exclusions_changed) options_.on_exclusions_changed();
+    if (options_.on_exclusions_changed) options_.on_exclusions_changed();
   }
-  LogLines(LogLevel::kInfo, state_changes);
-  return absl::OkStatus();
-}
-
-absl::Status Ingestor::AddStatement(const consensus::VerifiedResolution& statement, const std::string& origin,
-                                    int64_t now_unix, storage::WriteBatch& batch,
-                                    std::vector<std::string>& state_changes) {
-  const consensus::Resolution& resolution = statement.resolution;
-  batch.resolutions.push_back(storage::StoredResolution{.dispute_id = resolution.dispute_id,
-                                                        .signed_note = statement.signed_note,
-                                                        .outcome = resolution.outcome,
-                                                        .maintainer = statement.maintainer,
-                                                        .time_unix = resolution.time_unix,
-                                                        .received_unix = now_unix,
-                                                        .origin = origin});
-  // The dispute's current fingerprints: from a record this batch writes, else the stored one.
-  std::vector<std::string> fingerprints;
-  const storage::StoredDispute* record_holder = nullptr;
-  for (const storage::StoredDispute& dispute : batch.disputes) {
-    if (dispute.id == resolution.dispute_id) record_holder = &dispute;
-  }
-  std::optional<storage::StoredDispute> stored;
-  if (record_holder == nullptr) {
-    auto read = ledger_->GetDispute(resolution.dispute_id);
-    if (!read.ok()) return StorageFailure(Cat("reading dispute ", resolution.dispute_id), read.status());
-    stored = *std::move(read);
-    if (stored.has_value()) record_holder = &*stored;
-  }
-  if (record_holder == nullptr) return absl::OkStatus();  // a peer's statement about a dispute not seen here
-  absl::StatusOr<consensus::DisputeRecord> record =
-      consensus::DisputeRecord::FromSignedNote(record_holder->signed_record);
-  if (!record.ok()) {
-    return absl::DataLossError(Cat("stored dispute record ", resolution.dispute_id,
-                                   " does not parse: ", StdView(record.status().message())));
-  }
-  for (const consensus::DisputeSide& side : record->sides) fingerprints.push_back(side.fingerprint);
-  // The statement in force after this one is stored: the later of the two.
-  std::optional<consensus::VerifiedResolution> in_force =
-      options_.resolutions != nullptr ? options_.resolutions->InForce(resolution.dispute_id) : std::nullopt;
-  const consensus::Resolution* deciding = &resolution;
-  if (in_force.has_value() && std::tie(in_force->resolution.time_unix, in_force->signed_note) >
-                                  std::tie(resolution.time_unix, statement.signed_note)) {
-    deciding = &in_force->resolution;
-  }
-  const consensus::DisputeState state = consensus::StateOf(deciding, fingerprints);
-  batch.dispute_states.push_back(storage::DisputeStateUpdate{.id = resolution.dispute_id, .state = state});
-  state_changes.push_back(Cat("dispute ", resolution.dispute_id, " ", record->path.full(), ": maintainer ",
-                              statement.maintainer, " says ", consensus::OutcomeName(resolution.outcome),
-                              resolution.builders.empty() ? std::string()
-                                                          : Cat(" (builders no longer counted: ",
-                                                                JoinNames(resolution.builders), ")"),
-                              origin.empty() ? std::string() : Cat(" [from ", origin, "]"), "; state ",
-                              consensus::DisputeStateName(state)));
+  LogLines(LogLevel::kInfo, plan->state_changes);
   return absl::OkStatus();
 }
 

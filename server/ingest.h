@@ -7,10 +7,14 @@
 //   2. on the verify pool, in chunks: wire -> domain conversion, key lookup in the policy (or, when the
 //      node observes unknown keys, the public key the item carries), Ed25519 verification;
 //   3. duplicates within the batch (the first occurrence counts; later ones are rejected);
-//   4. the writer, one at a time: reads the stored attestations of the affected paths, tallies them with
-//      the new ones, signs a dispute record for every path that is DISPUTED and whose counted evidence
-//      changed, and writes attestations and disputes in ONE storage WriteBatch. Batches that arrive
-//      while the writer is busy are committed together in the next WriteBatch (group commit).
+//   4. the writer, one at a time, in one straight walk per group: read the stored attestations of the
+//      affected paths (and the disputes of any statements); plan with PlanIngest (server/ingest_plan.h,
+//      a pure function: tallies, signed dispute records for every path that is DISPUTED and whose
+//      counted evidence changed, state-change lines, one storage WriteBatch); write that batch; notify
+//      (item outcomes, on_commit, the ResolutionBook, log lines). Batches that arrive while the writer
+//      is busy are committed together in the next WriteBatch (group commit).
+// Replicate uses the same verification (the chunks on the pool, the key lookup) and the same writer and
+// plan.
 // Submit returns only after that write returned OK, so every ACCEPTED or OBSERVED item is durable.
 //
 // Per-item rejections (the item is not stored; the rest of the batch proceeds):
@@ -193,7 +197,9 @@ class Ingestor final {
   // Submit without counting the batch's result.
   absl::StatusOr<std::vector<IngestResult>> SubmitBatch(
       const google::protobuf::RepeatedPtrField<v1::Attestation>& batch);
-  void CheckItems(const google::protobuf::RepeatedPtrField<v1::Attestation>& batch, std::vector<Item>& items);
+  // Calls check(0) ... check(count - 1): on the calling thread for a small batch, else in chunks on the
+  // verify pool; returns when all are done.
+  void VerifyInChunks(size_t count, absl::FunctionRef<void(size_t)> check);
   void CheckItem(const v1::Attestation& message, size_t index, size_t count, Item& item) const;
   absl::Status Commit(PendingWrite& write);
   // After a write of `items` failed for its content: writes each item on its own (for a replicated
@@ -201,12 +207,10 @@ class Ingestor final {
   // and leaves in `items` those stored. Other failures are returned as they are.
   absl::Status CommitOneByOne(std::vector<Item*>& items, const ReplicationBatch* replication,
                               absl::FunctionRef<void(Item&, const absl::Status&)> refuse);
-  // Writes `group` in one WriteBatch; on success fills the outcomes of its items.
+  // Writes `group` in one WriteBatch: reads what is stored, plans (PlanIngest), writes, then fills the
+  // outcomes of its items and notifies (on_commit, the ResolutionBook, the state-change log lines).
   absl::Status WriteGroup(const std::vector<PendingWrite*>& group);
   bool WriterIdleOrDone(PendingWrite* write) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Adds a statement and the state it gives its dispute to `batch` (on the writer thread).
-  absl::Status AddStatement(const consensus::VerifiedResolution& statement, const std::string& origin,
-                            int64_t now_unix, storage::WriteBatch& batch, std::vector<std::string>& state_changes);
 
   const consensus::Policy& policy_;
   storage::StoreWriter* const writer_;

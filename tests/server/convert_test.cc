@@ -143,6 +143,36 @@ TEST(ConvertTest, AttestationErrorsNameTheField) {
   EXPECT_THAT(Message(FromProto(bad_kind).status()), HasSubstr("metadata.build_kind"));
 }
 
+// The field at fault comes as a type (rejections are counted by it), matching the message's field.
+TEST(ConvertTest, AttestationErrorsSayTheFieldAsAType) {
+  const v1::Attestation good = ToProto(consensus::SignAttestation(TestClaim("hello"), TestKey("b-1")));
+  struct Case {
+    std::function<void(v1::Attestation&)> mutate;
+    AttestationField field;
+  };
+  const Case cases[] = {
+      {[](v1::Attestation& m) { m.clear_path_info(); }, AttestationField::kPathInfo},
+      {[](v1::Attestation& m) { m.mutable_path_info()->set_store_path("/tmp/x"); }, AttestationField::kStorePath},
+      {[](v1::Attestation& m) { m.mutable_path_info()->set_nar_hash("sha256:nope"); }, AttestationField::kNarHash},
+      {[](v1::Attestation& m) { m.mutable_path_info()->set_nar_size(0); }, AttestationField::kNarSize},
+      {[](v1::Attestation& m) { m.mutable_path_info()->add_references("nope"); }, AttestationField::kReferences},
+      {[](v1::Attestation& m) { m.set_signature("b-1:not*base64!"); }, AttestationField::kSignature},
+      {[](v1::Attestation& m) { m.mutable_metadata()->set_build_kind(static_cast<v1::BuildKind>(42)); },
+       AttestationField::kMetadata},
+  };
+  for (const Case& c : cases) {
+    v1::Attestation bad = good;
+    c.mutate(bad);
+    AttestationField field = AttestationField::kPathInfo;
+    auto converted = FromProto(bad, &field);
+    ASSERT_FALSE(converted.ok()) << AttestationFieldName(c.field);
+    EXPECT_EQ(field, c.field) << Message(converted.status());
+    EXPECT_TRUE(Message(converted.status()).starts_with(AttestationFieldName(c.field))) << Message(converted.status());
+  }
+  AttestationField untouched = AttestationField::kSignature;
+  EXPECT_TRUE(FromProto(good, &untouched).ok());
+}
+
 TEST(ConvertTest, VerdictsAndBuildKindsMapBothWays) {
   for (auto verdict : {consensus::Verdict::kUnknown, consensus::Verdict::kPending, consensus::Verdict::kConfirmed,
                        consensus::Verdict::kDisputed}) {

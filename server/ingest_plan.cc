@@ -1,0 +1,200 @@
+#include "server/ingest_plan.h"
+
+#include <algorithm>
+#include <tuple>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_join.h"
+#include "consensus/dispute.h"
+#include "consensus/encoding.h"
+#include "consensus/signed_note.h"
+#include "consensus/tally.h"
+#include "server/path_tally.h"
+
+namespace attest::server {
+namespace {
+
+using consensus::Cat;
+using consensus::StdView;
+
+// Identity of an attestation for duplicate detection: the fingerprint names the path and the claim.
+std::string IdentityKey(std::string_view fingerprint, std::string_view key_name) {
+  return Cat(fingerprint, "\n", key_name);
+}
+
+std::string JoinNames(const std::vector<std::string>& names) { return absl::StrJoin(names, ", "); }
+
+// The signed dispute record of `path` after `after`, and its state-change line.
+absl::StatusOr<storage::StoredDispute> MakeDispute(const IngestPlanInput& input, const consensus::StorePath& path,
+                                                   const PathTally& after, const consensus::TallyResult& before,
+                                                   std::vector<std::string>& state_changes) {
+  absl::StatusOr<consensus::DisputeRecord> record =
+      consensus::MakeDisputeRecord(*input.policy, path, after.attestations, after.result, input.now_unix);
+  if (!record.ok()) {
+    return absl::InternalError(
+        Cat("building the dispute record of ", path.full(), ": ", StdView(record.status().message())));
+  }
+  consensus::SignedNote note = consensus::SignDisputeRecord(*record, *input.node_key);
+  storage::StoredDispute dispute{.id = record->id,
+                                 .path = path,
+                                 .signed_record = note.Serialize(),
+                                 .opened_unix = input.now_unix,
+                                 .updated_unix = input.now_unix,
+                                 .fingerprint_count = static_cast<int>(record->sides.size())};
+  std::vector<std::string> operators;
+  for (const auto& side : after.result.fingerprints) {
+    operators.insert(operators.end(), side.operators.begin(), side.operators.end());
+  }
+  std::sort(operators.begin(), operators.end());
+  operators.erase(std::unique(operators.begin(), operators.end()), operators.end());
+  dispute.operators = operators;
+  std::vector<std::string> fingerprints;
+  for (const consensus::DisputeSide& side : record->sides) fingerprints.push_back(side.fingerprint);
+  if (input.resolutions != nullptr) dispute.state = input.resolutions->StateOf(dispute.id, fingerprints);
+  state_changes.push_back(Cat(before.verdict == consensus::Verdict::kDisputed ? "dispute updated: "
+                                                                              : "dispute opened: ",
+                              dispute.id, " ", path.full(), ": ", dispute.fingerprint_count,
+                              " competing fingerprints from operators ", JoinNames(operators),
+                              after.result.flagged_builders.empty()
+                                  ? std::string()
+                                  : Cat("; flagged builders ", JoinNames(after.result.flagged_builders))));
+  return dispute;
+}
+
+// Adds a statement and the state it gives its dispute to `plan`.
+absl::Status PlanStatement(const IngestPlanInput& input, const PlannedStatement& planned, IngestPlan& plan) {
+  const consensus::VerifiedResolution& statement = *planned.statement;
+  const consensus::Resolution& resolution = statement.resolution;
+  plan.batch.resolutions.push_back(storage::StoredResolution{.dispute_id = resolution.dispute_id,
+                                                             .signed_note = statement.signed_note,
+                                                             .outcome = resolution.outcome,
+                                                             .maintainer = statement.maintainer,
+                                                             .time_unix = resolution.time_unix,
+                                                             .received_unix = input.now_unix,
+                                                             .origin = planned.origin});
+  // The dispute's current fingerprints: from a record this plan writes, else the stored one.
+  const storage::StoredDispute* record_holder = nullptr;
+  for (const storage::StoredDispute& dispute : plan.batch.disputes) {
+    if (dispute.id == resolution.dispute_id) record_holder = &dispute;
+  }
+  if (record_holder == nullptr && planned.stored_dispute.has_value()) record_holder = &*planned.stored_dispute;
+  if (record_holder == nullptr) return absl::OkStatus();  // a peer's statement about a dispute not seen here
+  absl::StatusOr<consensus::DisputeRecord> record =
+      consensus::DisputeRecord::FromSignedNote(record_holder->signed_record);
+  if (!record.ok()) {
+    return absl::DataLossError(Cat("stored dispute record ", resolution.dispute_id,
+                                   " does not parse: ", StdView(record.status().message())));
+  }
+  std::vector<std::string> fingerprints;
+  for (const consensus::DisputeSide& side : record->sides) fingerprints.push_back(side.fingerprint);
+  // The statement in force after this one is stored: the later of the two.
+  std::optional<consensus::VerifiedResolution> in_force =
+      input.resolutions != nullptr ? input.resolutions->InForce(resolution.dispute_id) : std::nullopt;
+  const consensus::Resolution* deciding = &resolution;
+  if (in_force.has_value() && std::tie(in_force->resolution.time_unix, in_force->signed_note) >
+                                  std::tie(resolution.time_unix, statement.signed_note)) {
+    deciding = &in_force->resolution;
+  }
+  const consensus::DisputeState state = consensus::StateOf(deciding, fingerprints);
+  plan.batch.dispute_states.push_back(storage::DisputeStateUpdate{.id = resolution.dispute_id, .state = state});
+  plan.state_changes.push_back(Cat("dispute ", resolution.dispute_id, " ", record->path.full(), ": maintainer ",
+                                   statement.maintainer, " says ", consensus::OutcomeName(resolution.outcome),
+                                   resolution.builders.empty() ? std::string()
+                                                               : Cat(" (builders no longer counted: ",
+                                                                     JoinNames(resolution.builders), ")"),
+                                   planned.origin.empty() ? std::string() : Cat(" [from ", planned.origin, "]"),
+                                   "; state ", consensus::DisputeStateName(state)));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::vector<consensus::StorePath> AffectedPaths(std::span<const VerifiedAttestation* const> items) {
+  absl::flat_hash_set<consensus::StorePath> seen;
+  std::vector<consensus::StorePath> paths;
+  for (const VerifiedAttestation* item : items) {
+    const consensus::StorePath& path = item->attestation.claim.path;
+    if (seen.insert(path).second) paths.push_back(path);
+  }
+  return paths;
+}
+
+absl::StatusOr<IngestPlan> PlanIngest(const IngestPlanInput& input) {
+  if (input.policy == nullptr || input.node_key == nullptr) {
+    return absl::InvalidArgumentError("PlanIngest needs the policy and the node key");
+  }
+  if (input.stored.size() != input.paths.size()) {
+    return absl::InvalidArgumentError(Cat("the stored attestations of ", input.stored.size(), " paths for ",
+                                          input.paths.size(), " affected paths"));
+  }
+  // The items by store path, in the order of input.paths.
+  absl::flat_hash_map<consensus::StorePath, size_t> path_index;
+  for (size_t p = 0; p < input.paths.size(); ++p) path_index.try_emplace(input.paths[p], p);
+  std::vector<std::vector<size_t>> items_by_path(input.paths.size());
+  for (size_t i = 0; i < input.items.size(); ++i) {
+    auto it = path_index.find(input.items[i]->attestation.claim.path);
+    if (it == path_index.end()) {
+      return absl::InvalidArgumentError(Cat("item ", i + 1, " is about ", input.items[i]->attestation.claim.path.full(),
+                                            ", which is not among the affected paths"));
+    }
+    items_by_path[it->second].push_back(i);
+  }
+
+  const std::shared_ptr<const consensus::TallyOptions> tally_options = TallyOptionsOf(input.resolutions);
+  IngestPlan plan;
+  plan.items.assign(input.items.size(), PlannedItem::kAlreadyPresent);
+  // What builders submit to this node, and the dispute records it makes, go into its own log (in the
+  // same transaction); what it replicates from peers never does.
+  plan.batch.log_append = input.peer.empty() ? storage::LogAppend::kAll : storage::LogAppend::kDisputesOnly;
+  for (size_t p = 0; p < input.paths.size(); ++p) {
+    const std::vector<storage::StoredAttestation>& stored = input.stored[p];
+    absl::flat_hash_set<std::string> present;
+    present.reserve(stored.size() + items_by_path[p].size());
+    for (const storage::StoredAttestation& s : stored) {
+      present.insert(IdentityKey(s.attestation.claim.Fingerprint(), s.attestation.key_name()));
+    }
+    std::vector<storage::StoredAttestation> combined;
+    for (size_t i : items_by_path[p]) {
+      const VerifiedAttestation& item = *input.items[i];
+      // Also catches the same attestation twice in one plan (two batches of a group).
+      if (!present.insert(IdentityKey(item.fingerprint, item.attestation.key_name())).second) continue;
+      if (combined.empty()) combined.assign(stored.begin(), stored.end());
+      combined.push_back(storage::StoredAttestation{.attestation = item.attestation,
+                                                    .received_unix = input.now_unix,
+                                                    .observed_key = item.observed_key,
+                                                    .origin = input.peer});
+      plan.batch.attestations.push_back(combined.back());
+      plan.items[i] = PlannedItem::kWrite;
+      plan.written.push_back(i);
+    }
+    if (combined.empty()) continue;  // nothing new about this path
+
+    const PathTally after = TallyStored(*input.policy, combined, *tally_options);
+    consensus::TallyResult before;  // UNKNOWN
+    if (!stored.empty()) before = TallyStored(*input.policy, stored, *tally_options).result;
+    const consensus::StorePath& path = input.paths[p];
+
+    if (after.result.verdict == consensus::Verdict::kConfirmed && before.verdict != consensus::Verdict::kConfirmed) {
+      const consensus::FingerprintTally& agreed = after.result.fingerprints.front();
+      plan.state_changes.push_back(Cat("quorum reached: ", path.full(), " CONFIRMED by ", agreed.operators.size(),
+                                       " operators (", JoinNames(agreed.operators), "), quorum ",
+                                       input.policy->quorum()));
+    }
+    if (after.result.verdict == consensus::Verdict::kDisputed &&
+        (before.verdict != consensus::Verdict::kDisputed || CountedEvidenceChanged(before, after.result))) {
+      absl::StatusOr<storage::StoredDispute> dispute = MakeDispute(input, path, after, before, plan.state_changes);
+      if (!dispute.ok()) return dispute.status();
+      plan.batch.disputes.push_back(*std::move(dispute));
+    }
+  }
+
+  for (const PlannedStatement& statement : input.statements) {
+    if (absl::Status status = PlanStatement(input, statement, plan); !status.ok()) return status;
+  }
+  return plan;
+}
+
+}  // namespace attest::server
