@@ -127,6 +127,14 @@ struct StreamedBody final {
 };
 
 struct HttpServerCallbacks final {
+  // Once Stop has begun, new connections are accepted and closed at once. (MHD_quiesce_daemon would
+  // leave them in the backlog instead, but with epoll and a thread pool it races the workers, which
+  // remove the listen socket from their epoll sets themselves, and libmicrohttpd 0.9.75 then aborts the
+  // process: "Failed to remove listen FD from epoll set".)
+  static MHD_Result AcceptWhileServing(void* cls, const sockaddr* /*address*/, socklen_t /*length*/) {
+    return static_cast<HttpServer*>(cls)->stop_requested_.load() ? MHD_NO : MHD_YES;
+  }
+
   static MHD_Result Access(void* cls, MHD_Connection* connection, const char* url, const char* method,
                            const char* /*version*/, const char* /*upload_data*/, size_t* upload_data_size,
                            void** request_state) {
@@ -298,7 +306,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddres
   tls_options.push_back({MHD_OPTION_END, 0, nullptr});
   // clang-format off
   server->daemon_ = MHD_start_daemon(
-      flags, 0, nullptr, nullptr, &HttpServerCallbacks::Access, server.get(),
+      flags, 0, &HttpServerCallbacks::AcceptWhileServing, server.get(), &HttpServerCallbacks::Access, server.get(),
       MHD_OPTION_LISTEN_SOCKET, static_cast<MHD_socket>(fd),
       MHD_OPTION_THREAD_POOL_SIZE, static_cast<unsigned int>(std::max(1, options.threads)),
       MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned int>(std::max(1, options.max_connections)),
@@ -316,6 +324,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddres
         Cat("cannot serve http", options.tls ? "s" : "", " on ", shown, ": libmicrohttpd did not start (",
             options.tls ? "did GnuTLS refuse the [tls] certificate or key? or " : "", "too many open files?)"));
   }
+  server->daemon_started_ = true;
   server->sweeper_ = std::thread([raw = server.get()] { raw->SweepSlowRequests(); });
   return server;
 }
@@ -329,7 +338,7 @@ HttpServer::HttpServer(HttpRouter router, HttpServerOptions options, int listen_
 
 HttpServer::~HttpServer() {
   Stop();
-  ::close(listen_fd_);
+  if (!daemon_started_) ::close(listen_fd_);  // a started daemon closed it when it stopped
   absl::MutexLock lock(&clocks_mu_);
   for (ConnectionClock* clock : clocks_) delete clock;  // none: the library reported every close
 }
@@ -341,7 +350,7 @@ void HttpServer::Stop() {
     stopped_ = true;
     stop_requested_.store(true);
   }
-  if (daemon_ != nullptr) MHD_quiesce_daemon(daemon_);  // no new connections; the socket stays ours
+  // From here on new connections are refused (AcceptWhileServing).
   // Jobs already running or queued finish and wake their connections (which then get their answer or,
   // for new streams, a 503); no new job starts.
   jobs_.reset();

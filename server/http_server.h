@@ -202,6 +202,8 @@ class HttpServer final {
   const int listen_fd_;
   const int port_;
   MHD_Daemon* daemon_ = nullptr;
+  // Whether daemon_ took over listen_fd_ (it closes it in MHD_stop_daemon).
+  bool daemon_started_ = false;
   std::unique_ptr<WorkerPool> jobs_;
 
   // Set first thing in Stop: from then on nothing parks and no job starts.
