@@ -34,7 +34,6 @@
 
 #include "bench/bench_support.h"
 #include "consensus/attestation.h"
-#include "consensus/encoding.h"
 #include "consensus/nar_hash.h"
 #include "consensus/sha256.h"
 #include "storage/sqlite_attestation_store.h"

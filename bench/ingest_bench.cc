@@ -16,7 +16,6 @@
 #include "bench/bench_support.h"
 #include "bench/ingest_load.h"
 #include "consensus/attestation.h"
-#include "consensus/encoding.h"
 #include "consensus/sha256.h"
 #include "proto/attest/v1/attest.grpc.pb.h"
 #include "proto/convert.h"

@@ -25,7 +25,6 @@
 #include "absl/strings/str_cat.h"
 #include "bench/bench_support.h"
 #include "consensus/attestation.h"
-#include "consensus/encoding.h"
 #include "consensus/sha256.h"
 #include "proto/attest/v1/attest.grpc.pb.h"
 #include "storage/sqlite_attestation_store.h"

@@ -17,12 +17,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
-#include "consensus/encoding.h"
 
 // The distro's toml++ is built with exceptions (see consensus/policy.cc); toml::parse_error is caught
 // here and turned into a Status, so no exception leaves this file.
 #include <toml++/toml.h>
 
+#include "consensus/text.h"
 #include "consensus/toml_text.h"
 
 namespace attest::client {

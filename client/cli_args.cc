@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "absl/status/status.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 
 namespace attest::client {
 namespace {

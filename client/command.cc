@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "absl/status/status.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 
 namespace attest::client {
 

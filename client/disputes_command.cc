@@ -6,9 +6,9 @@
 #include "absl/time/time.h"
 #include "client/commands.h"
 #include "client/status_json.h"
-#include "consensus/encoding.h"
 #include "consensus/resolution.h"
 #include "consensus/strict_decimal.h"
+#include "consensus/text.h"
 #include "proto/convert.h"
 
 namespace attest::client {

@@ -19,6 +19,7 @@
 #include "client/status_json.h"
 #include "consensus/encoding.h"
 #include "consensus/log_entry.h"
+#include "consensus/text.h"
 #include "nlohmann/json.hpp"
 #include "proto/attest/v1/attest.grpc.pb.h"
 

@@ -24,8 +24,8 @@
 #include "client/nix_store_location.h"
 #include "client/spool.h"
 #include "consensus/derivation.h"
-#include "consensus/encoding.h"
 #include "consensus/store_path.h"
+#include "consensus/text.h"
 
 namespace attest::client {
 namespace {

@@ -19,7 +19,7 @@
 
 #include "client/commands.h"
 #include "client/hook.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 
 namespace attest::client {
 namespace {

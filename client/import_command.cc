@@ -2,11 +2,11 @@
 #include <ostream>
 
 #include "client/commands.h"
-#include "consensus/narinfo.h"
 #include "client/submission.h"
 #include "consensus/attestation.h"
-#include "consensus/encoding.h"
 #include "consensus/keys.h"
+#include "consensus/narinfo.h"
+#include "consensus/text.h"
 #include "proto/convert.h"
 
 namespace attest::client {

@@ -8,8 +8,8 @@
 #include <ostream>
 
 #include "client/commands.h"
-#include "consensus/encoding.h"
 #include "consensus/keys.h"
+#include "consensus/text.h"
 
 namespace attest::client {
 namespace {

@@ -22,6 +22,7 @@
 #include "consensus/merkle.h"
 #include "consensus/resolution.h"
 #include "consensus/signed_note.h"
+#include "consensus/text.h"
 #include "nlohmann/json.hpp"
 #include "proto/attest/v1/attest.grpc.pb.h"
 

@@ -11,6 +11,7 @@
 
 #include "client/scoped_fd.h"
 #include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "nlohmann/json.hpp"
 
 namespace attest::client {

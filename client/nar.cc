@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "client/scoped_fd.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 
 namespace attest::client {
 namespace {

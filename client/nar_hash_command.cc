@@ -5,7 +5,7 @@
 
 #include "client/commands.h"
 #include "client/nar.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "nlohmann/json.hpp"
 
 namespace attest::client {

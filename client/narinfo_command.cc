@@ -3,10 +3,10 @@
 
 #include "absl/strings/str_join.h"
 #include "client/commands.h"
-#include "consensus/narinfo.h"
 #include "client/status_json.h"
-#include "consensus/encoding.h"
 #include "consensus/keys.h"
+#include "consensus/narinfo.h"
+#include "consensus/text.h"
 
 namespace attest::client {
 namespace {

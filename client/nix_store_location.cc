@@ -6,7 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 
 namespace attest::client {
 namespace {

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "proto/attest/v1/attest.grpc.pb.h"
 
 namespace attest::client {

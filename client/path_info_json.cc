@@ -1,8 +1,8 @@
 #include "client/path_info_json.h"
 
 #include "absl/status/status.h"
-#include "consensus/encoding.h"
 #include "consensus/nar_hash.h"
+#include "consensus/text.h"
 #include "nlohmann/json.hpp"
 
 namespace attest::client {

@@ -12,8 +12,8 @@
 #include "client/pusher.h"
 #include "client/spool.h"
 #include "client/status_json.h"
-#include "consensus/encoding.h"
 #include "consensus/keys.h"
+#include "consensus/text.h"
 #include "nlohmann/json.hpp"
 
 namespace attest::client {

@@ -18,8 +18,9 @@
 #include "consensus/attestation.h"
 #include "consensus/encoding.h"
 #include "consensus/store_path.h"
+#include "consensus/text.h"
 #include "proto/convert.h"
-#include "storage/nix_store_db.h"
+#include "client/nix_store_db.h"
 
 namespace attest::client {
 namespace {
@@ -219,9 +220,9 @@ absl::Status PushLedger::Append(const std::vector<std::string>& ids) {
 // Scan
 
 absl::StatusOr<ScanReport> ScanForUnattested(Spool& spool, const std::string& store_root, absl::Time now) {
-  absl::StatusOr<std::unique_ptr<storage::NixStoreDb>> db = storage::NixStoreDb::Open(store_root);
+  absl::StatusOr<std::unique_ptr<NixStoreDb>> db = NixStoreDb::Open(store_root);
   if (!db.ok()) return db.status();
-  absl::StatusOr<std::vector<storage::NixBuiltPath>> built = (*db)->BuiltPaths();
+  absl::StatusOr<std::vector<NixBuiltPath>> built = (*db)->BuiltPaths();
   if (!built.ok()) return built.status();
   absl::StatusOr<std::set<std::string>> attested = PushLedger(spool.dir()).Read();
   if (!attested.ok()) return attested.status();
@@ -232,7 +233,7 @@ absl::StatusOr<ScanReport> ScanForUnattested(Spool& spool, const std::string& st
 
   ScanReport report;
   report.built = built->size();
-  for (const storage::NixBuiltPath& path : *built) {
+  for (const NixBuiltPath& path : *built) {
     SpoolRecord record;
     record.store_path = path.path.full();
     record.store_root = (*db)->store_root();
@@ -319,10 +320,10 @@ void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::strin
   std::map<std::string, std::vector<const SpoolEntry*>> by_root;
   for (const SpoolEntry& entry : entries) by_root[entry.record.store_root].push_back(&entry);
   for (const auto& [root, root_entries] : by_root) {
-    absl::StatusOr<std::unique_ptr<storage::NixStoreDb>> db = storage::NixStoreDb::Open(root);
+    absl::StatusOr<std::unique_ptr<NixStoreDb>> db = NixStoreDb::Open(root);
     std::vector<consensus::StorePath> paths;
     for (const SpoolEntry* entry : root_entries) paths.push_back(*consensus::StorePath::Parse(entry->record.store_path));
-    absl::StatusOr<std::vector<absl::StatusOr<storage::NixStorePathInfo>>> infos =
+    absl::StatusOr<std::vector<absl::StatusOr<NixStorePathInfo>>> infos =
         db.ok() ? (*db)->PathInfos(paths) : db.status();
     if (!infos.ok()) {
       for (const SpoolEntry* entry : root_entries) {
@@ -334,7 +335,7 @@ void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::strin
     for (size_t i = 0; i < root_entries.size(); ++i) {
       const SpoolEntry& entry = *root_entries[i];
       const std::string record_file = Cat(spool_.dir(), "/", entry.id, ".json");
-      const absl::StatusOr<storage::NixStorePathInfo>& info = (*infos)[i];
+      const absl::StatusOr<NixStorePathInfo>& info = (*infos)[i];
       if (!info.ok()) {
         std::string message(info.status().message());
         if (absl::IsNotFound(info.status())) {

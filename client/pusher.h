@@ -2,7 +2,7 @@
 //
 // One pass takes every record of the spool and:
 //   1. reads the path's claim (narHash, narSize, references) and `ultimate` from the Nix database of
-//      the record's store (storage/nix_store_db.h), in one snapshot per store. A row without a NAR hash
+//      the record's store (client/nix_store_db.h), in one snapshot per store. A row without a NAR hash
 //      or size is completed by hashing the path's files (client/nar.h), keeping the database's
 //      references. A path Nix does not mark `ultimate` is refused: a substituted or copied path is not
 //      a rebuild, and attesting it would count someone else's build as ours.

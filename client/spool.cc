@@ -15,6 +15,7 @@
 #include "consensus/encoding.h"
 #include "consensus/sha256.h"
 #include "consensus/store_path.h"
+#include "consensus/text.h"
 #include "nlohmann/json.hpp"
 
 namespace attest::client {

@@ -8,8 +8,8 @@
 #include "absl/strings/str_join.h"
 #include "client/commands.h"
 #include "client/status_json.h"
-#include "consensus/encoding.h"
 #include "consensus/store_path.h"
+#include "consensus/text.h"
 
 namespace attest::client {
 namespace {

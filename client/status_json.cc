@@ -1,10 +1,10 @@
 #include "client/status_json.h"
 
 #include "absl/status/status.h"
-#include "consensus/encoding.h"
 #include "consensus/nar_hash.h"
 #include "consensus/path_info.h"
 #include "consensus/store_path.h"
+#include "consensus/text.h"
 #include "proto/convert.h"
 
 namespace attest::client {

@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <map>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_join.h"
 #include "client/status_json.h"
-#include "absl/container/flat_hash_set.h"
-#include "consensus/encoding.h"
 #include "consensus/resolution.h"
 #include "consensus/store_path.h"
+#include "consensus/text.h"
 
 namespace attest::client {
 namespace {

@@ -4,7 +4,7 @@
 #include <ostream>
 
 #include "client/status_json.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "nlohmann/json.hpp"
 
 namespace attest::client {

@@ -3,11 +3,11 @@
 
 #include "client/commands.h"
 #include "client/path_info_json.h"
-#include "consensus/strict_decimal.h"
 #include "client/submission.h"
 #include "consensus/attestation.h"
-#include "consensus/encoding.h"
 #include "consensus/keys.h"
+#include "consensus/strict_decimal.h"
+#include "consensus/text.h"
 #include "proto/convert.h"
 
 namespace attest::client {

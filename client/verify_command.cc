@@ -4,8 +4,8 @@
 #include "client/commands.h"
 #include "client/status_json.h"
 #include "client/status_verify.h"
-#include "consensus/encoding.h"
 #include "consensus/policy.h"
+#include "consensus/text.h"
 
 namespace attest::client {
 namespace {

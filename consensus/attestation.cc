@@ -4,8 +4,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "consensus/display_text.h"
-#include "consensus/encoding.h"
 #include "consensus/store_path.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 namespace {

@@ -10,6 +10,7 @@
 #include "consensus/encoding.h"
 #include "consensus/sha256.h"
 #include "consensus/strict_decimal.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 namespace {

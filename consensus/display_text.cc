@@ -3,7 +3,7 @@
 #include <optional>
 
 #include "absl/strings/str_format.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 namespace {

@@ -19,6 +19,7 @@
 #include "consensus/encoding.h"
 #include "consensus/path_info.h"
 #include "consensus/sha256.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 namespace {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "consensus/display_text.h"
 #include "consensus/encoding.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 namespace {

@@ -21,6 +21,7 @@
 #include "consensus/sha256.h"
 #include "consensus/signed_note.h"
 #include "consensus/strict_decimal.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 namespace {

@@ -7,7 +7,7 @@
 #include <cstddef>
 
 #include "absl/status/status.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 namespace {

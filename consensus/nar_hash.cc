@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "consensus/encoding.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 namespace {

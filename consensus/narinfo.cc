@@ -3,9 +3,9 @@
 #include <algorithm>
 
 #include "absl/status/status.h"
-#include "consensus/strict_decimal.h"
-#include "consensus/encoding.h"
 #include "consensus/nar_hash.h"
+#include "consensus/strict_decimal.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 namespace {

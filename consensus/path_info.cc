@@ -6,7 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 namespace {

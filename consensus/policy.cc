@@ -21,6 +21,7 @@
 // and turned into a Status: no exception leaves this file.
 #include <toml++/toml.h>
 
+#include "consensus/text.h"
 #include "consensus/toml_text.h"
 
 namespace attest::consensus {

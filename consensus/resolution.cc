@@ -10,11 +10,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "consensus/dispute.h"
 #include "consensus/display_text.h"
-#include "consensus/encoding.h"
+#include "consensus/dispute.h"
 #include "consensus/path_info.h"
 #include "consensus/strict_decimal.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 namespace {

@@ -9,6 +9,7 @@
 #include "consensus/display_text.h"
 #include "consensus/encoding.h"
 #include "consensus/sha256.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 namespace {

@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "consensus/encoding.h"
 #include "consensus/strict_decimal.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 namespace {

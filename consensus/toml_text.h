@@ -16,7 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 
 namespace attest::consensus {
 

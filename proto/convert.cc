@@ -5,10 +5,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "consensus/encoding.h"
 #include "consensus/keys.h"
 #include "consensus/nar_hash.h"
 #include "consensus/store_path.h"
+#include "consensus/text.h"
 
 namespace attest::proto {
 namespace {

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "consensus/checkpoint.h"
-#include "consensus/encoding.h"
 #include "consensus/merkle.h"
+#include "consensus/text.h"
 #include "consensus/tlog_tiles.h"
 
 namespace attest::server {

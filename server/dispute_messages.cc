@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "consensus/dispute.h"
-#include "consensus/encoding.h"
 #include "consensus/store_path.h"
+#include "consensus/text.h"
 #include "proto/convert.h"
 
 namespace attest::server {

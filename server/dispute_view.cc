@@ -6,9 +6,9 @@
 #include <utility>
 #include <vector>
 
-#include "consensus/encoding.h"
 #include "consensus/signed_note.h"
 #include "consensus/store_path.h"
+#include "consensus/text.h"
 #include "server/grpc_status.h"
 #include "server/path_tally.h"
 

@@ -8,6 +8,7 @@
 #include "absl/synchronization/notification.h"
 #include "consensus/encoding.h"
 #include "consensus/tally.h"
+#include "consensus/text.h"
 #include "server/log.h"
 #include "server/path_tally.h"
 

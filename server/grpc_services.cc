@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "server/dispute_messages.h"
 #include "server/grpc_status.h"
 

@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "server/log.h"
 
 namespace attest::server {

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "server/worker_pool.h"
 
 namespace attest::server {

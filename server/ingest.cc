@@ -12,7 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "consensus/dispute.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "proto/convert.h"
 #include "server/grpc_status.h"
 #include "server/ingest_plan.h"

@@ -9,9 +9,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_join.h"
 #include "consensus/dispute.h"
-#include "consensus/encoding.h"
 #include "consensus/signed_note.h"
 #include "consensus/tally.h"
+#include "consensus/text.h"
 #include "server/path_tally.h"
 
 namespace attest::server {

@@ -5,7 +5,7 @@
 #include <utility>
 #include <vector>
 
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "consensus/tlog_tiles.h"
 #include "server/grpc_status.h"
 

@@ -4,8 +4,8 @@
 #include <utility>
 #include <vector>
 
-#include "consensus/encoding.h"
 #include "consensus/merkle.h"
+#include "consensus/text.h"
 #include "consensus/tlog_tiles.h"
 #include "server/grpc_status.h"
 

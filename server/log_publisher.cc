@@ -9,6 +9,7 @@
 #include "consensus/checkpoint.h"
 #include "consensus/encoding.h"
 #include "consensus/signed_note.h"
+#include "consensus/text.h"
 #include "server/checkpoint_file.h"
 #include "server/log.h"
 

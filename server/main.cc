@@ -20,7 +20,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "server/log.h"
 #include "server/node.h"
 #include "server/node_config.h"

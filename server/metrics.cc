@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <type_traits>
 #include <utility>
+#include "consensus/text.h"
 
-#include "consensus/encoding.h"
 
 namespace attest::server {
 namespace {

@@ -14,8 +14,8 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "consensus/checkpoint.h"
-#include "consensus/encoding.h"
 #include "consensus/signed_note.h"
+#include "consensus/text.h"
 #include "proto/grpc/health/v1/health.pb.h"
 #include "server/log.h"
 #include "server/node_metrics.h"

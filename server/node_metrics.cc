@@ -6,7 +6,7 @@
 #include <cstring>
 #include <utility>
 
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "server/log.h"
 
 #ifndef ATTEST_VERSION

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <utility>
 
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "server/upstream.h"
 
 namespace attest::server {

@@ -12,6 +12,7 @@
 #include "consensus/log_entry.h"
 #include "consensus/merkle.h"
 #include "consensus/signed_note.h"
+#include "consensus/text.h"
 #include "consensus/tlog_tiles.h"
 #include "server/log.h"
 #include "server/peer_client.h"

@@ -4,7 +4,7 @@
 #include <tuple>
 #include <utility>
 
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "server/log.h"
 
 namespace attest::server {

@@ -5,8 +5,8 @@
 #include <span>
 #include <utility>
 
-#include "consensus/encoding.h"
 #include "consensus/merkle.h"
+#include "consensus/text.h"
 #include "consensus/tlog_tiles.h"
 #include "server/log.h"
 

@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "server/log.h"
 
 namespace attest::server {

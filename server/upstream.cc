@@ -16,7 +16,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "server/worker_pool.h"
 
 namespace attest::server {

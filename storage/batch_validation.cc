@@ -4,9 +4,9 @@
 #include <bit>
 #include <tuple>
 
-#include "consensus/encoding.h"
 #include "consensus/attestation.h"
 #include "consensus/log_entry.h"
+#include "consensus/text.h"
 
 namespace attest::storage {
 

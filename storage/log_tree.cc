@@ -1,7 +1,7 @@
 #include "storage/log_tree.h"
 
 #include "absl/status/status.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 
 namespace attest::storage {
 

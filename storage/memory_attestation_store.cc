@@ -4,8 +4,8 @@
 #include <map>
 
 #include "absl/status/status.h"
-#include "consensus/encoding.h"
 #include "consensus/merkle.h"
+#include "consensus/text.h"
 #include "storage/batch_validation.h"
 
 namespace attest::storage {

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "consensus/encoding.h"
 #include "consensus/sha256.h"
+#include "consensus/text.h"
 
 namespace attest::storage {
 namespace {

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <system_error>
 #include <utility>
+#include "consensus/text.h"
 
-#include "consensus/encoding.h"
 
 namespace attest::storage::sqlite {
 namespace {

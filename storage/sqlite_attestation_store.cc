@@ -11,7 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "storage/batch_validation.h"
 #include "storage/log_tree.h"
 #include "storage/path_record.h"

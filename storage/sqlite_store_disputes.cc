@@ -5,7 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_split.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "storage/sqlite.h"
 #include "storage/sqlite_attestation_store.h"
 #include "storage/sqlite_store_internal.h"

@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "storage/batch_validation.h"
 #include "storage/path_record.h"
 #include "storage/sqlite.h"

@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "storage/batch_validation.h"
 #include "storage/sqlite.h"
 #include "storage/sqlite_attestation_store.h"

@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "consensus/dispute.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "storage/path_record.h"
 #include "storage/sqlite.h"
 #include "storage/sqlite_attestation_store.h"

@@ -10,10 +10,10 @@
 
 #include "consensus/attestation.h"
 #include "consensus/dispute.h"
-#include "consensus/encoding.h"
 #include "consensus/path_info.h"
 #include "consensus/resolution.h"
 #include "consensus/signed_note.h"
+#include "consensus/text.h"
 #include "server/log.h"
 #include "server/web/json.h"
 

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "absl/time/time.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "server/web/json.h"
 
 namespace attest::server::web {

@@ -6,8 +6,8 @@
 #include <string>
 
 #include "consensus/dispute.h"
-#include "consensus/encoding.h"
 #include "consensus/signed_note.h"
+#include "consensus/text.h"
 #include "server/grpc_status.h"
 #include "server/web/json.h"
 

@@ -6,10 +6,10 @@
 
 #include "absl/strings/ascii.h"
 #include "consensus/attestation.h"
-#include "consensus/encoding.h"
 #include "consensus/path_info.h"
 #include "consensus/store_path.h"
 #include "consensus/tally.h"
+#include "consensus/text.h"
 #include "server/web/json.h"
 
 namespace attest::server::web {

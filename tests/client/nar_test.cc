@@ -20,7 +20,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/cli.h"
-#include "consensus/encoding.h"
 #include "consensus/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

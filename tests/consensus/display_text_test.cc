@@ -5,7 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -28,6 +28,7 @@
 #include "consensus/signed_note.h"
 #include "consensus/store_path.h"
 #include "consensus/tally.h"
+#include "consensus/text.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"

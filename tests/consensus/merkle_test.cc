@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "consensus/encoding.h"
 #include "consensus/sha256.h"
+#include "consensus/text.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"

@@ -11,6 +11,7 @@
 #include "consensus/encoding.h"
 #include "consensus/keys.h"
 #include "consensus/tally.h"
+#include "consensus/text.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"

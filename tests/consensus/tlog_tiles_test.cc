@@ -1,3 +1,4 @@
+#include "consensus/text.h"
 #include "consensus/tlog_tiles.h"
 
 #include <cstdint>

@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "consensus/encoding.h"
 #include "consensus/nar_hash.h"
 #include "consensus/sha256.h"
 #include "gtest/gtest.h"

@@ -13,6 +13,7 @@
 #include "consensus/path_info.h"
 #include "consensus/policy.h"
 #include "consensus/sha256.h"
+#include "consensus/text.h"
 #include "proto/convert.h"
 #include "server/gateway.h"
 #include "server/log_http.h"

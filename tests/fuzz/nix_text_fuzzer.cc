@@ -12,6 +12,7 @@
 #include "consensus/path_info.h"
 #include "consensus/signed_note.h"
 #include "consensus/store_path.h"
+#include "consensus/text.h"
 #include "tests/fuzz/fuzz_support.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

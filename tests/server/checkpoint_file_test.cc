@@ -1,6 +1,7 @@
 // server/checkpoint_file: the newest signed checkpoint kept beside the database, and a node that
 // refuses to start a second history under its key (an emptied, replaced or rolled-back database) or
 // to acknowledge writes its log can no longer sign. Real nodes on SQLite files in a temp dir.
+#include "consensus/text.h"
 #include "server/checkpoint_file.h"
 
 #include <filesystem>
@@ -11,7 +12,6 @@
 #include <grpcpp/grpcpp.h>
 
 #include "consensus/checkpoint.h"
-#include "consensus/encoding.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/attest/v1/attest.grpc.pb.h"

@@ -1,4 +1,5 @@
 // proto/convert: wire <-> domain, with errors that name the wire field.
+#include "consensus/text.h"
 #include "proto/convert.h"
 
 #include <algorithm>

@@ -1,5 +1,6 @@
 // server/ingest: the write path without a server, on MemoryAttestationStore (and a fault-injecting
 // wrapper). Every rejected class asserts code, message and that nothing was stored.
+#include "consensus/text.h"
 #include "server/ingest.h"
 
 #include <atomic>

@@ -21,6 +21,7 @@
 #include "consensus/log_entry.h"
 #include "consensus/merkle.h"
 #include "consensus/signed_note.h"
+#include "consensus/text.h"
 #include "consensus/tlog_tiles.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -1,5 +1,6 @@
 // server/metrics and the node's /metrics and gRPC health: the exposition text exactly, and a real node
 // (SQLite, gRPC, HTTP on loopback) counting what it was sent.
+#include "consensus/text.h"
 #include "server/metrics.h"
 
 #include <chrono>
@@ -13,7 +14,6 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/numbers.h"
-#include "consensus/encoding.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

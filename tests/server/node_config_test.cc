@@ -1,4 +1,5 @@
 // server/node_config: parsing, defaults, path resolution, and errors that point at file, line, column.
+#include "consensus/text.h"
 #include "server/node_config.h"
 
 #include <cstdlib>
@@ -7,7 +8,6 @@
 #include <utility>
 #include <vector>
 
-#include "consensus/encoding.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/server_test_util.h"

@@ -1,6 +1,7 @@
 // server/node and server/grpc_services: the real node (SQLite, gRPC) over an in-process channel and over
 // loopback. Bad input of every class gets its specific code and message, stores nothing, and leaves the
 // node answering.
+#include "consensus/text.h"
 #include "server/node.h"
 
 #include <arpa/inet.h>

@@ -2,6 +2,7 @@
 // (a changed path record, a replaced log tile, a changed log entry) and names it; a clean database
 // passes; problems reach /healthz and /metrics. The file is changed with the sqlite3 library while
 // the node keeps it open, as damage on disk would be.
+#include "consensus/text.h"
 #include "server/scrubber.h"
 
 #include <memory>
@@ -12,7 +13,6 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "consensus/encoding.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/attest/v1/attest.grpc.pb.h"

@@ -1,4 +1,5 @@
 // server/status_query and server/dispute_view without a server, on MemoryAttestationStore.
+#include "consensus/text.h"
 #include "server/status_query.h"
 
 #include <atomic>
@@ -8,7 +9,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "consensus/dispute.h"
-#include "consensus/encoding.h"
 #include "consensus/nar_hash.h"
 #include "consensus/path_info.h"
 #include "consensus/sha256.h"

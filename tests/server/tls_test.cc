@@ -13,7 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/attest/v1/attest.grpc.pb.h"

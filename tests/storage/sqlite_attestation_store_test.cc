@@ -1,5 +1,6 @@
 // What only the SQLite store does: a file that outlives the process, a versioned schema, refusing
 // files it must not touch, durability, contention, and its size and speed at scale.
+#include "consensus/text.h"
 #include "storage/sqlite_attestation_store.h"
 
 #include <fcntl.h>

@@ -8,11 +8,11 @@
 #include <string_view>
 #include <vector>
 
-#include "consensus/encoding.h"
 #include "consensus/attestation.h"
 #include "consensus/nar_hash.h"
 #include "consensus/path_info.h"
 #include "consensus/sha256.h"
+#include "consensus/text.h"
 #include "gtest/gtest.h"
 #include "storage/attestation_store.h"
 #include "tests/support/test_support.h"

@@ -9,6 +9,7 @@
 #include "consensus/encoding.h"
 #include "consensus/nar_hash.h"
 #include "consensus/sha256.h"
+#include "consensus/text.h"
 #include "gtest/gtest.h"
 
 namespace attest::testing {

@@ -1,7 +1,8 @@
 // NixStoreDb against a real store built by real Nix (Debian's nix-bin 2.8) in a chroot store, compared
 // with what `nix path-info --json` says about the same store; and against copies of that database
 // changed the way Nix changes it (a writer with the WAL open, a commit between two reads).
-#include "storage/nix_store_db.h"
+#include "consensus/text.h"
+#include "client/nix_store_db.h"
 
 #include <sys/stat.h>
 
@@ -12,7 +13,6 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
-#include "consensus/encoding.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -20,8 +20,10 @@
 #include "tests/support/subprocess.h"
 #include "tests/support/test_support.h"
 
-namespace attest::storage {
+namespace attest::client {
 namespace {
+
+namespace sqlite = storage::sqlite;
 
 namespace fs = std::filesystem;
 using ::attest::testing::ReadFileOrDie;
@@ -437,4 +439,4 @@ TEST_F(NixStoreDbTest, OpenNamesWhatIsWrong) {
 }
 
 }  // namespace
-}  // namespace attest::storage
+}  // namespace attest::client

@@ -21,8 +21,8 @@
 // After `max_snapshot_attempts` changed snapshots it falls back to the normal read-only connection.
 //
 // Thread-compatible: one caller at a time per object; objects for the same store are independent.
-#ifndef ATTEST_STORAGE_NIX_STORE_DB_H_
-#define ATTEST_STORAGE_NIX_STORE_DB_H_
+#ifndef ATTEST_CLIENT_NIX_STORE_DB_H_
+#define ATTEST_CLIENT_NIX_STORE_DB_H_
 
 #include <cstdint>
 #include <memory>
@@ -39,7 +39,7 @@
 #include "consensus/path_info.h"
 #include "consensus/store_path.h"
 
-namespace attest::storage {
+namespace attest::client {
 
 // What Nix's database says about one valid path.
 struct NixStorePathInfo final {
@@ -109,6 +109,6 @@ class NixStoreDb final {
   NixStoreDbOptions options_;
 };
 
-}  // namespace attest::storage
+}  // namespace attest::client
 
-#endif  // ATTEST_STORAGE_NIX_STORE_DB_H_
+#endif  // ATTEST_CLIENT_NIX_STORE_DB_H_

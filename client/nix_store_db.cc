@@ -1,4 +1,4 @@
-#include "storage/nix_store_db.h"
+#include "client/nix_store_db.h"
 
 #include <sys/stat.h>
 
@@ -8,11 +8,13 @@
 #include <utility>
 
 #include "absl/strings/str_split.h"
-#include "consensus/encoding.h"
+#include "consensus/text.h"
 #include "storage/sqlite.h"
 
-namespace attest::storage {
+namespace attest::client {
 namespace {
+
+namespace sqlite = storage::sqlite;
 
 using consensus::Cat;
 using consensus::StorePath;
@@ -265,4 +267,4 @@ absl::StatusOr<std::vector<NixBuiltPath>> NixStoreDb::BuiltPaths(size_t* skipped
   return built;
 }
 
-}  // namespace attest::storage
+}  // namespace attest::client
