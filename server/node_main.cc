@@ -47,10 +47,7 @@ constexpr std::string_view kUsage =
     "example:\n"
     "  attestd --config /etc/attest/node.toml\n"
     "\n"
-    "SIGTERM or SIGINT drains calls in flight and exits within 10 seconds.\n"
-    "\n"
-    "environment:\n"
-    "  ATTEST_ALLOW_TEST_SWITCHES=1   allow switches of the config's [test] table (tests only)\n";
+    "SIGTERM or SIGINT drains calls in flight and exits within 10 seconds.\n";
 
 // Time given to calls in flight after a shutdown signal; the rest of the 10 s budget covers the wait
 // for their handlers and closing the database.
