@@ -16,8 +16,8 @@
 // `no-cache`. Tiles are read from the store on the HTTP server's job pool; a storage failure is 503
 // (busy, with Retry-After) or 500, its detail going to the node's log only.
 //
-// In the publisher's test-only fork mode, /log/checkpoint answers with the forged checkpoint every
-// other time (LogPublisher::ForClient); tiles always follow the genuine one.
+// /log/checkpoint answers with LogPublisher::ForClient (a test build may inject what it hands out);
+// tiles always follow the latest signed checkpoint.
 //
 // Thread-safe. The store and the publisher are borrowed and must outlive the HTTP server.
 #ifndef ATTEST_SERVER_LOG_HTTP_H_

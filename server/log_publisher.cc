@@ -40,10 +40,6 @@ LogPublisher::LogPublisher(storage::TransparencyLogStore* store, const consensus
 LogPublisher::~LogPublisher() { Stop(); }
 
 void LogPublisher::Start() {
-  if (options_.fork == LogFork::kForgeEveryOtherAnswer) {
-    LogWarning(Cat("test switch fork_log is on: the log ", origin_,
-                   " signs a second, forged checkpoint for every size and serves it to every other request"));
-  }
   PublishNow().IgnoreError();  // reported through Health() and the log
   if (const auto latest = Latest()) {
     LogInfo(Cat("log ", origin_, ": serving the checkpoint of size ", latest->size));
@@ -79,13 +75,10 @@ std::shared_ptr<const PublishedCheckpoint> LogPublisher::Latest() const {
   return latest_;
 }
 
-std::shared_ptr<const PublishedCheckpoint> LogPublisher::ForClient() {
-  absl::MutexLock lock(&state_mu_);
-  if (options_.fork == LogFork::kForgeEveryOtherAnswer && forged_ && latest_ && forged_->size == latest_->size &&
-      answers_++ % 2 == 1) {
-    return forged_;
-  }
-  return latest_;
+std::shared_ptr<const PublishedCheckpoint> LogPublisher::ForClient() const {
+  std::shared_ptr<const PublishedCheckpoint> latest = Latest();
+  if (latest == nullptr || !options_.serve_checkpoint) return latest;
+  return options_.serve_checkpoint(std::move(latest));
 }
 
 LogHealth LogPublisher::Health() const {
@@ -268,36 +261,10 @@ absl::Status LogPublisher::Sign(const storage::LogHead& head) {
   {
     absl::MutexLock lock(&state_mu_);
     latest_ = published;
-    forged_.reset();
     health_.has_checkpoint = true;
     health_.signed_size = head.size;
   }
-  if (options_.fork == LogFork::kForgeEveryOtherAnswer) SignForgery(*published);
   return absl::OkStatus();
-}
-
-void LogPublisher::SignForgery(const PublishedCheckpoint& genuine) {
-  if (genuine.size == 0) return;  // no leaf to alter
-  // The genuine tree with its last leaf hash altered: consistent with every smaller checkpoint, so only
-  // comparing checkpoints of this size (or of a later one) shows the fork.
-  const consensus::TileHashReader reader(genuine.size, StoredTileFetcher(store_));
-  absl::StatusOr<consensus::CompactRange> prefix = consensus::CompactRange::FromStored(genuine.size - 1, reader);
-  const consensus::SubtreeId last_leaf{.level = 0, .index = genuine.size - 1};
-  absl::StatusOr<std::vector<consensus::MerkleHash>> leaf =
-      reader.ReadHashes(std::span<const consensus::SubtreeId>(&last_leaf, 1));
-  if (!prefix.ok() || !leaf.ok() || leaf->size() != 1) {
-    LogWarning(Cat("fork_log: cannot read the log to forge a checkpoint of size ", genuine.size));
-    return;
-  }
-  consensus::MerkleHash altered = leaf->front();
-  altered[0] ^= 0x01;
-  prefix->Append(altered);
-  const consensus::Checkpoint forged{.origin = origin_, .size = genuine.size, .root = prefix->Root()};
-  absl::StatusOr<consensus::SignedNote> note = consensus::SignCheckpoint(forged, node_key_);
-  if (!note.ok()) return;
-  auto published = MakePublished(forged.size, forged.root, note->Serialize());
-  absl::MutexLock lock(&state_mu_);
-  if (latest_ && latest_->size == genuine.size) forged_ = std::move(published);
 }
 
 absl::Status LogPublisher::Freeze(absl::Status status) {

@@ -17,10 +17,9 @@
 // (a busy database) are shown by Health() and retried at the next tick. A size below the last signed
 // one is never signed.
 //
-// Test-only fork mode (LogFork::kForgeEveryOtherAnswer, `[test] fork_log`): after each checkpoint it
-// also signs a second, forged checkpoint of the same size whose last leaf hash is altered (so its root
-// differs), never stores it, and ForClient() hands it out on every other call. This is the
-// equivocation that peers and witnesses must catch.
+// What a client that asks for the checkpoint is handed (ForClient) is the latest signed one, unless the
+// node was given a CheckpointServing (LogPublisherOptions::serve_checkpoint, NodeOptions): tests of
+// fork detection inject one that hands out a forged second checkpoint (tests/support/checkpoint_forgery.h).
 //
 // Thread-safe. The store and the key are borrowed and must outlive the publisher.
 #ifndef ATTEST_SERVER_LOG_PUBLISHER_H_
@@ -51,16 +50,18 @@ struct PublishedCheckpoint final {
   std::shared_ptr<const std::string> note;  // the signed note, serialised (never null)
 };
 
-enum class LogFork {
-  kNone = 0,
-  kForgeEveryOtherAnswer = 1,  // tests only: see the file comment
-};
+// Maps the latest signed checkpoint (never null) to the one a client that asks for the checkpoint is
+// handed (/log/checkpoint, LogService.GetCheckpoint); tiles and proofs always follow the genuine one.
+// Called concurrently from request threads; must not return null.
+using CheckpointServing =
+    std::function<std::shared_ptr<const PublishedCheckpoint>(std::shared_ptr<const PublishedCheckpoint> latest)>;
 
 class SignedCheckpointFile;  // server/checkpoint_file.h
 
 struct LogPublisherOptions final {
   absl::Duration interval = absl::Seconds(1);  // how often the log head is polled
-  LogFork fork = LogFork::kNone;
+  // Null: clients get the latest signed checkpoint (every real node). See CheckpointServing.
+  CheckpointServing serve_checkpoint;
   // Where the newest signed checkpoint is also kept, outside the database (server/checkpoint_file.h);
   // borrowed, null for none. Written after each checkpoint is stored, and at the first attempt after
   // Start (a database from before the file existed). A failed write is a problem shown by Health()
@@ -109,9 +110,9 @@ class LogPublisher final {
 
   // The latest signed checkpoint: tiles and proofs are served for its size. nullptr before the first.
   std::shared_ptr<const PublishedCheckpoint> Latest() const;
-  // The checkpoint to give a client that asks for it: Latest(), except in fork mode, where every other
-  // call gets the forged checkpoint of the same size.
-  std::shared_ptr<const PublishedCheckpoint> ForClient();
+  // The checkpoint to give a client that asks for it: Latest(), or what options.serve_checkpoint makes
+  // of it. nullptr before the first.
+  std::shared_ptr<const PublishedCheckpoint> ForClient() const;
 
   LogHealth Health() const;
   const std::string& origin() const { return origin_; }
@@ -125,7 +126,6 @@ class LogPublisher final {
   absl::Status Sign(const storage::LogHead& head) ABSL_EXCLUSIVE_LOCKS_REQUIRED(publish_mu_);
   // Writes the latest checkpoint to options_.checkpoint_file unless it holds it already.
   absl::Status RecordLatest() ABSL_EXCLUSIVE_LOCKS_REQUIRED(publish_mu_);
-  void SignForgery(const PublishedCheckpoint& genuine) ABSL_EXCLUSIVE_LOCKS_REQUIRED(publish_mu_);
   // Records the outcome of an attempt: logs a problem when it is new, and recovery.
   absl::Status Report(absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(publish_mu_);
   // Freezes publishing with `status` (an integrity failure), logs it and returns it.
@@ -154,8 +154,6 @@ class LogPublisher final {
   // What is served; short critical sections only.
   mutable absl::Mutex state_mu_;
   std::shared_ptr<const PublishedCheckpoint> latest_ ABSL_GUARDED_BY(state_mu_);
-  std::shared_ptr<const PublishedCheckpoint> forged_ ABSL_GUARDED_BY(state_mu_);
-  uint64_t answers_ ABSL_GUARDED_BY(state_mu_) = 0;
   LogHealth health_ ABSL_GUARDED_BY(state_mu_);
 
   absl::Mutex run_mu_;

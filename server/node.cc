@@ -165,7 +165,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, NodeO
 
   auto node = std::unique_ptr<Node>(new Node(config, std::move(loaded->policy), std::move(loaded->key),
                                              std::move(store->store), store->sqlite, std::move(upstream),
-                                             std::move(options.clock)));
+                                             std::move(options.clock), options.serve_checkpoint));
   if (absl::Status status = node->resolutions_->Load(*node->store_); !status.ok()) {
     return AboutFile(config.database_path, status);
   }
@@ -194,7 +194,7 @@ std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::
 
 Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
            std::unique_ptr<storage::AttestationStore> store, storage::SqliteAttestationStore* sqlite,
-           std::unique_ptr<Upstream> upstream, Clock clock)
+           std::unique_ptr<Upstream> upstream, Clock clock, const CheckpointServingFactory& serve_checkpoint)
     : config_(std::move(config)),
       policy_(std::move(policy)),
       key_(std::move(key)),
@@ -229,7 +229,7 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       log_publisher_(std::make_unique<LogPublisher>(
           store_.get(), key_, clock,
           LogPublisherOptions{.interval = config_.checkpoint_interval,
-                              .fork = config_.test_fork_log ? LogFork::kForgeEveryOtherAnswer : LogFork::kNone,
+                              .serve_checkpoint = serve_checkpoint ? serve_checkpoint(store_.get(), key_) : nullptr,
                               .checkpoint_file = &checkpoint_file_})),
       log_proofs_(store_.get(), log_publisher_.get()),
       log_http_(store_.get(), log_publisher_.get()),

@@ -62,11 +62,19 @@ using StoreFactory = std::function<absl::StatusOr<NodeStore>(const NodeConfig& c
 // The default: SqliteAttestationStore at config.database_path ([node] database), created when absent.
 absl::StatusOr<NodeStore> OpenSqliteStore(const NodeConfig& config);
 
+// Makes what clients are handed when they ask for the log's checkpoint (LogPublisherOptions::
+// serve_checkpoint), given the node's log and key; both outlive what it returns.
+using CheckpointServingFactory =
+    std::function<CheckpointServing(storage::TransparencyLogStore* log, const consensus::SecretKey& node_key)>;
+
 struct NodeOptions final {
   // The node's notion of now (tests pass a fixed or stepping clock).
   Clock clock = [] { return absl::Now(); };
   // Where the node keeps its state (tests pass a MemoryAttestationStore).
   StoreFactory open_store = OpenSqliteStore;
+  // Null (every real node): clients get the latest signed checkpoint. Tests of fork detection pass a
+  // forger (tests/support/checkpoint_forgery.h).
+  CheckpointServingFactory serve_checkpoint;
 };
 
 class Node final {
@@ -125,7 +133,7 @@ class Node final {
 
   Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
        std::unique_ptr<storage::AttestationStore> store, storage::SqliteAttestationStore* sqlite,
-       std::unique_ptr<Upstream> upstream, Clock clock);
+       std::unique_ptr<Upstream> upstream, Clock clock, const CheckpointServingFactory& serve_checkpoint);
 
   const NodeConfig config_;
   const consensus::Policy policy_;

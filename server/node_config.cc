@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -37,8 +36,7 @@ constexpr std::string_view kNodeKeys =
     "http_job_threads, http_max_connections, http_max_connections_per_ip, http_idle_timeout, "
     "http_request_head_timeout";
 constexpr std::string_view kLogKeys = "checkpoint_interval";
-constexpr std::string_view kTestKeys = "fork_log";
-constexpr std::string_view kTables = "[node], [tls], [gateway], [log], [scrub], [federation], [test] and [[peer]]";
+constexpr std::string_view kTables = "[node], [tls], [gateway], [log], [scrub], [federation] and [[peer]]";
 constexpr std::string_view kScrubKeys = "interval, rate";
 constexpr std::string_view kTlsKeys = "cert, key, client_ca";
 constexpr std::string_view kFederationKeys = "poll_interval, max_backoff, batch_entries";
@@ -97,19 +95,6 @@ absl::Status CheckUpstream(std::string_view value, std::string_view where) {
                                           "?compression= belong to `nix copy`)"));
   }
   return absl::OkStatus();
-}
-
-bool TestSwitchesAllowed() {
-  const char* value = std::getenv(std::string(kAllowTestSwitchesEnv).c_str());
-  return value != nullptr && std::string_view(value) == "1";
-}
-
-absl::Status CheckTestSwitch(std::string_view name, std::string_view where) {
-  if (TestSwitchesAllowed()) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      Cat(where, "[test] ", name, " is a test-only switch (it makes the node sign two different histories of its "
-                 "log, which peers treat as misbehaviour); it is refused unless the environment variable ",
-          kAllowTestSwitchesEnv, "=1 is set. Remove it from a production config"));
 }
 
 absl::Status CheckCheckpointInterval(absl::Duration interval, std::string_view where) {
@@ -220,8 +205,6 @@ class ConfigReader final {
         status = ReadLog(*key, *node);
       } else if (name == "scrub") {
         status = ReadScrub(*key, *node);
-      } else if (name == "test") {
-        status = ReadTest(*key, *node);
       } else if (name == "federation") {
         status = ReadFederation(*key, *node);
       } else if (name == "peer") {
@@ -454,28 +437,6 @@ class ConfigReader final {
                                                      "or \"0s\" for no background scrub"));
       }
       config_.scrub_interval = interval;
-    }
-    return absl::OkStatus();
-  }
-
-  absl::Status ReadTest(const toml::key& key, const toml::node& node) {
-    const toml::table* table = node.as_table();
-    if (table == nullptr) {
-      return absl::InvalidArgumentError(
-          Cat(Where(file_, key.source()), "\"test\" is ", TypeName(node), ", not a table (write [test])"));
-    }
-    for (const auto& [entry_key, value] : EntriesInFileOrder(*table)) {
-      const std::string name(entry_key->str());
-      if (name != "fork_log") {
-        return absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ", Quoted(name),
-                                              " in [test] (known keys: ", kTestKeys, ")"));
-      }
-      auto flag = Boolean(*entry_key, *value);
-      if (!flag.ok()) return flag.status();
-      if (*flag) {
-        if (absl::Status s = CheckTestSwitch(name, Where(file_, entry_key->source())); !s.ok()) return s;
-      }
-      config_.test_fork_log = *flag;
     }
     return absl::OkStatus();
   }
@@ -768,9 +729,6 @@ absl::Status ValidateNodeConfig(const NodeConfig& config) {
   }
   if (absl::Status s = CheckCheckpointInterval(config.checkpoint_interval, Cat(where, "[log] ")); !s.ok()) {
     return s;
-  }
-  if (config.test_fork_log) {
-    if (absl::Status s = CheckTestSwitch("fork_log", where); !s.ok()) return s;
   }
   if (config.gateway) {
     const GatewayConfig& gateway = *config.gateway;

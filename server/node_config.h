@@ -46,9 +46,6 @@
 //   interval = "24h"                 # between passes; "0s": no background passes
 //   rate = 20000                     # path rows plus log entries checked per second at most (0: no limit)
 //
-//   [test]                           # TEST ONLY; refused unless ATTEST_ALLOW_TEST_SWITCHES=1 is set
-//   fork_log = false                 # also sign a forged second checkpoint per size (equivocate)
-//
 //   [federation]                     # following peers' logs (server/replication.h)
 //   poll_interval = "500ms"          # how often each peer's checkpoint is fetched (10ms to 1h)
 //   max_backoff = "5s"               # cap of the retry backoff after a failed round (10ms to 1h)
@@ -157,16 +154,10 @@ struct NodeConfig final {
   // [scrub] (server/scrubber.h): background passes over the stored data; zero interval: none.
   absl::Duration scrub_interval = absl::Hours(24);
   int scrub_rate = 20000;  // path rows plus log entries per second; 0: no limit
-  // [test] fork_log: sign two histories (tests of fork detection only). Allowed only when the
-  // environment has ATTEST_ALLOW_TEST_SWITCHES=1 (kAllowTestSwitchesEnv), checked by ParseNodeConfig
-  // and ValidateNodeConfig.
-  bool test_fork_log = false;
   FederationConfig federation;
   std::vector<PeerConfig> peers;
 };
 
-// The environment variable that must be "1" for any [test] switch to be accepted.
-inline constexpr std::string_view kAllowTestSwitchesEnv = "ATTEST_ALLOW_TEST_SWITCHES";
 // Bounds of [log] checkpoint_interval.
 inline constexpr absl::Duration kMinCheckpointInterval = absl::Milliseconds(10);
 inline constexpr absl::Duration kMaxCheckpointInterval = absl::Hours(1);
@@ -185,9 +176,9 @@ absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text);
 // Parses config text. `file_path` names the file in messages and is the base for relative paths.
 // Every problem is INVALID_ARGUMENT "<file>:<line>:<column>: <problem>" (TOML syntax, unknown keys or
 // tables, wrong types, values out of range, a missing required key, a non-loopback address with neither
-// [tls] nor allow_non_loopback, [tls] cert without key (or the reverse), a [test] switch
-// without ATTEST_ALLOW_TEST_SWITCHES=1 in the environment). Files are not opened here: the TLS files
-// are read and checked when the node starts (server/tls_files.h), with messages naming the setting.
+// [tls] nor allow_non_loopback, [tls] cert without key (or the reverse)). Only `text` is read: not the
+// environment, and no file (the TLS files are read and checked when the node starts,
+// server/tls_files.h, with messages naming the setting).
 absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text, std::string_view file_path);
 
 // Reads and parses the file. NOT_FOUND / FAILED_PRECONDITION "<file>: <reason>" when it cannot be read;
@@ -195,7 +186,7 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text, std::string_vi
 absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& file_path);
 
 // Checks a config built in code (ParseNodeConfig applies the same checks): addresses, limits, the
-// loopback rule, [tls] (cert and key both set), the [gateway] values, the checkpoint interval and the [test] switches.
+// loopback rule, [tls] (cert and key both set), the [gateway] values and the checkpoint interval.
 // INVALID_ARGUMENT naming the setting.
 absl::Status ValidateNodeConfig(const NodeConfig& config);
 

@@ -39,8 +39,7 @@ const std::string kEval = std::string(ATTEST_SOURCE_DIR) + "/tests/deploy/nixos_
 const std::string kDeployDir = std::string(ATTEST_SOURCE_DIR) + "/deploy/";
 
 // The keys of an example TOML file per table ("" for the top level), with their values as written
-// ("..." without the quotes). The commented-out [[peer]] example of node.example.toml counts as a table;
-// [test] (test only) does not.
+// ("..." without the quotes). The commented-out [[peer]] example of node.example.toml counts as a table.
 std::map<std::string, std::map<std::string, std::string>> ExampleKeys(const std::string& file) {
   std::map<std::string, std::map<std::string, std::string>> tables;
   std::string table;
@@ -53,7 +52,6 @@ std::map<std::string, std::map<std::string, std::string>> ExampleKeys(const std:
       continue;
     }
     if (commented && table != "peer") continue;
-    if (table == "test") continue;
     const size_t equals = line.find(" = ");
     if (equals == absl::string_view::npos) continue;
     const std::string key(line.substr(0, equals));

@@ -24,7 +24,6 @@ namespace attest::testing {
 namespace {
 
 constexpr auto kRpcDeadline = std::chrono::seconds(5);
-constexpr char kAllowTestSwitches[] = "ATTEST_ALLOW_TEST_SWITCHES";
 
 std::chrono::system_clock::time_point RpcDeadline() { return std::chrono::system_clock::now() + kRpcDeadline; }
 
@@ -215,8 +214,7 @@ FederationHarness::FederationHarness(FederationOptions options) : options_(std::
     Node& node = at(i);
     std::string extra = absl::StrCat(
         "\n[log]\ncheckpoint_interval = \"100ms\"\n"
-        "\n[federation]\npoll_interval = \"100ms\"\nmax_backoff = \"1s\"\nbatch_entries = 256\n",
-        node.spec.fork_log ? "\n[test]\nfork_log = true\n" : "");
+        "\n[federation]\npoll_interval = \"100ms\"\nmax_backoff = \"1s\"\nbatch_entries = 256\n");
     if (node.spec.follows_others) {
       for (int j = 0; j < size(); ++j) {
         const Node& peer = at(j);
@@ -242,7 +240,8 @@ FederationHarness::FederationHarness(FederationOptions options) : options_(std::
     }
     node.harness = std::make_unique<NodeHarness>(
         *node.dir, node.spec.policy_quorum == 0 ? policy_toml_ : PolicyToml(node.spec.policy_quorum, operators), extra,
-        NodePorts{.grpc = node.grpc_port, .http = node.http_port});
+        NodePorts{.grpc = node.grpc_port, .http = node.http_port},
+        node.spec.fork_log ? NodeBinary::kForkingAttestd : NodeBinary::kAttestd);
   }
 }
 
@@ -276,10 +275,7 @@ const std::string& FederationHarness::http_address(int node) const { return at(n
 
 bool FederationHarness::Start(int i) {
   Node& node = at(i);
-  if (node.spec.fork_log) ::setenv(kAllowTestSwitches, "1", 1);
-  const bool started = node.harness->Start();
-  if (node.spec.fork_log) ::unsetenv(kAllowTestSwitches);
-  if (!started) return false;
+  if (!node.harness->Start()) return false;
   if (node.harness->grpc_address() != node.grpc_address) {
     ADD_FAILURE() << node.spec.name << " listens on " << node.harness->grpc_address() << ", not " << node.grpc_address;
     return false;

@@ -48,8 +48,8 @@ struct FederationNodeSpec final {
   // Another quorum in this node's policy (same operators and builders), which gives it another policy
   // hash; 0: the federation's policy.
   int policy_quorum = 0;
-  // [test] fork_log = true: the node signs a forged second checkpoint per size (started with
-  // ATTEST_ALLOW_TEST_SWITCHES=1).
+  // The node runs attestd_forking (NodeBinary::kForkingAttestd): its log hands out a forged second
+  // checkpoint of every size to every other request.
   bool fork_log = false;
   bool follows_others = true;  // lists the other nodes (those that are followed) as [[peer]]
   bool followed = true;        // the other nodes that follow list it as [[peer]]

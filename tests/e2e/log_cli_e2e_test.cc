@@ -43,13 +43,12 @@ std::string PathInfoJson(const std::vector<std::string>& names) {
 
 class LogCliTest : public ::testing::Test {
  protected:
-  void SetUp() override { StartNode(""); }
+  void SetUp() override { StartNode(NodeBinary::kAttestd); }
 
-  void StartNode(const std::string& extra_toml) {
+  void StartNode(NodeBinary binary) {
     alice_ = MakeNixKey(dir_, "alice-builder-1");
-    node_ = std::make_unique<NodeHarness>(
-        dir_, PolicyToml(1, {{"alice-ci", {alice_.public_text}}}),
-        absl::StrCat("\n[log]\ncheckpoint_interval = \"50ms\"\n", extra_toml));
+    node_ = std::make_unique<NodeHarness>(dir_, PolicyToml(1, {{"alice-ci", {alice_.public_text}}}),
+                                          "\n[log]\ncheckpoint_interval = \"50ms\"\n", NodePorts{}, binary);
     ASSERT_TRUE(node_->Start());
     node_key_ = node_->public_key();
     state_ = dir_.File("audit/node.json");
@@ -301,15 +300,11 @@ TEST_F(LogCliTest, AnUnreachableNodeIsAClearFailure) {
   EXPECT_FALSE(std::filesystem::exists(state_));
 }
 
-// A node in the test-only fork mode hands out two checkpoints for each size, alternately: two runs
-// of the auditor see both, and the second run has the evidence.
+// A node that equivocates (attestd_forking) hands out two checkpoints for each size, alternately: two
+// runs of the auditor see both, and the second run has the evidence.
 class ForkingNodeTest : public LogCliTest {
  protected:
-  void SetUp() override {
-    ::setenv("ATTEST_ALLOW_TEST_SWITCHES", "1", 1);
-    StartNode("\n[test]\nfork_log = true\n");
-    ::unsetenv("ATTEST_ALLOW_TEST_SWITCHES");
-  }
+  void SetUp() override { StartNode(NodeBinary::kForkingAttestd); }
 };
 
 TEST_F(ForkingNodeTest, AnEquivocatingNodeIsCaught) {

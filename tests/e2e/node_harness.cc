@@ -61,8 +61,8 @@ int FreeLoopbackPort() {
 }
 
 NodeHarness::NodeHarness(const TempDir& dir, const std::string& policy_toml, const std::string& extra_node_toml,
-                         NodePorts ports)
-    : dir_(dir) {
+                         NodePorts ports, NodeBinary binary)
+    : dir_(dir), binary_(binary) {
   WriteFileOrDie(dir.File("policy.toml"), policy_toml);
   if (!std::filesystem::exists(dir.File("node.sec"))) {
     MakeNixKey(dir, "node");  // writes node.sec
@@ -77,7 +77,8 @@ NodeHarness::NodeHarness(const TempDir& dir, const std::string& policy_toml, con
 }
 
 bool NodeHarness::Start() {
-  daemon_ = std::make_unique<Daemon>(std::vector<std::string>{ATTESTD_BIN, "--config", config_path()},
+  const char* attestd = binary_ == NodeBinary::kForkingAttestd ? ATTESTD_FORKING_BIN : ATTESTD_BIN;
+  daemon_ = std::make_unique<Daemon>(std::vector<std::string>{attestd, "--config", config_path()},
                                      dir_.File(absl::StrCat("attestd-", starts_++)));
   auto line = daemon_->WaitForLine("grpc listening on ", std::chrono::seconds(30));
   if (!line) {

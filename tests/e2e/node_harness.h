@@ -39,11 +39,19 @@ struct NodePorts final {
   int http = 0;
 };
 
+// Which attestd runs.
+enum class NodeBinary {
+  kAttestd,
+  // attestd_forking (forking_attestd_main.cc): its log hands out a forged second checkpoint of every
+  // size to every other request, for tests of fork detection.
+  kForkingAttestd,
+};
+
 class NodeHarness final {
  public:
   // Writes node.toml (database attest.db, key node.sec, policy policy.toml in `dir`).
   NodeHarness(const TempDir& dir, const std::string& policy_toml, const std::string& extra_node_toml = "",
-              NodePorts ports = {});
+              NodePorts ports = {}, NodeBinary binary = NodeBinary::kAttestd);
   // Starts attestd and waits until it reports its gRPC address. Returns false (with a test failure)
   // when it does not come up within 30 s.
   bool Start();
@@ -60,6 +68,7 @@ class NodeHarness final {
 
  private:
   const TempDir& dir_;
+  const NodeBinary binary_;
   int starts_ = 0;
   std::string grpc_address_;
   std::string http_address_;

@@ -35,13 +35,13 @@
 #include "tests/server/http_test_client.h"
 #include "tests/server/server_test_util.h"
 #include "tests/storage/fault_injecting_store.h"
+#include "tests/support/checkpoint_forgery.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/test_support.h"
 
 namespace attest::server {
 namespace {
 
-using ::attest::testing::TestSwitchEnvironment;
 using ::attest::testing::Federation;
 using ::attest::testing::FixedNow;
 using ::attest::testing::HttpAnswer;
@@ -95,10 +95,10 @@ class LogNodeTest : public ::testing::Test {
   }
   void TearDown() override { StopNode(); }
 
-  void StartNode() {
+  void StartNode(NodeOptions options = {}) {
     auto config = LoadNodeConfig(dir_->File("node.toml"));
     ASSERT_TRUE(config.ok()) << config.status();
-    auto node = Node::Open(*config);
+    auto node = Node::Open(*config, std::move(options));
     ASSERT_TRUE(node.ok()) << node.status();
     node_ = *std::move(node);
     ASSERT_TRUE(node_->Start().ok());
@@ -114,10 +114,10 @@ class LogNodeTest : public ::testing::Test {
     node_.reset();
   }
   // Writes the config again with `extra` after [node] and restarts on the same database.
-  void RestartWith(const std::string& extra) {
+  void RestartWith(const std::string& extra, NodeOptions options = {}) {
     StopNode();
     WriteNodeDir(*dir_, federation_, extra);
-    StartNode();
+    StartNode(std::move(options));
   }
 
   v1::SubmitResponse Submit(const std::vector<v1::Attestation>& items) {
@@ -613,9 +613,9 @@ TEST_F(LogNodeTest, ThePublisherSignsOnItsOwnWhenTheLogGrows) {
   EXPECT_EQ(size, 6u);
 }
 
-TEST_F(LogNodeTest, ForkSwitchServesTwoValidlySignedRootsForOneSize) {
-  TestSwitchEnvironment allow("1");
-  RestartWith(consensus::Cat(kManualPublishing, "\n[test]\nfork_log = true\n"));
+TEST_F(LogNodeTest, AnInjectedForgerServesTwoValidlySignedRootsForOneSize) {
+  RestartWith(std::string(kManualPublishing),
+              NodeOptions{.serve_checkpoint = ::attest::testing::ForgeEveryOtherCheckpoint});
   SubmitAccepted("fork", 9, federation_.alice);
   Publish();
 
@@ -659,15 +659,6 @@ TEST_F(LogNodeTest, ForkSwitchServesTwoValidlySignedRootsForOneSize) {
                                                                                9, StoredTileFetcher(node_->store()))),
                                             forged.root, ProofOf(proof))
                    .ok());
-}
-
-TEST_F(LogNodeTest, ForkSwitchIsRefusedWithoutTheTestEnvironment) {
-  TestSwitchEnvironment forbid(nullptr);
-  StopNode();
-  WriteNodeDir(*dir_, federation_, consensus::Cat(kManualPublishing, "\n[test]\nfork_log = true\n"));
-  auto config = LoadNodeConfig(dir_->File("node.toml"));
-  ASSERT_FALSE(config.ok());
-  EXPECT_THAT(Message(config.status()), HasSubstr("ATTEST_ALLOW_TEST_SWITCHES=1"));
 }
 
 // ---- the publisher against a store that lies ---------------------------------------------------------
@@ -716,9 +707,9 @@ class LogPublisherTest : public ::testing::Test {
     auto written = target.Write(batch);
     ASSERT_TRUE(written.ok()) << written.status();
   }
-  LogPublisher MakePublisher(storage::AttestationStore* target, LogFork fork = LogFork::kNone) {
+  LogPublisher MakePublisher(storage::AttestationStore* target, CheckpointServing serve_checkpoint = nullptr) {
     return LogPublisher(target, federation_.node_key, FixedNow,
-                        LogPublisherOptions{.interval = absl::Hours(1), .fork = fork});
+                        LogPublisherOptions{.interval = absl::Hours(1), .serve_checkpoint = std::move(serve_checkpoint)});
   }
 
   Federation federation_;
@@ -886,10 +877,12 @@ TEST_F(LogPublisherTest, StorageErrorsAreRetriedAndHideTheirDetails) {
   EXPECT_EQ(publisher.Latest()->size, 2u);
 }
 
-TEST_F(LogPublisherTest, ForkModeAlternatesAForgedCheckpointThatIsNeverStored) {
+TEST_F(LogPublisherTest, AnInjectedForgerAlternatesAForgedCheckpointThatIsNeverStored) {
   storage::MemoryAttestationStore store;
   Append(store, 3);
-  LogPublisher publisher = MakePublisher(&store, LogFork::kForgeEveryOtherAnswer);
+  LogPublisher publisher =
+      MakePublisher(&store, ::attest::testing::ForgeEveryOtherCheckpoint(&store, federation_.node_key));
+  EXPECT_EQ(publisher.ForClient(), nullptr) << "nothing signed yet: nothing to serve or forge";
   ASSERT_TRUE(publisher.PublishNow().ok());
   auto first = publisher.ForClient();
   auto second = publisher.ForClient();

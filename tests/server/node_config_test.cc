@@ -19,7 +19,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::AllOf;
 using ::testing::StartsWith;
-using ::attest::testing::TestSwitchEnvironment;
 
 constexpr std::string_view kMinimal =
     "[node]\n"
@@ -65,7 +64,6 @@ TEST(NodeConfigTest, MinimalConfigGetsDefaultsAndResolvesPathsAgainstItsDirector
   EXPECT_EQ(config->http_request_head_timeout_seconds, 20);
   EXPECT_FALSE(config->gateway.has_value());
   EXPECT_EQ(config->checkpoint_interval, absl::Seconds(1));
-  EXPECT_FALSE(config->test_fork_log);
   EXPECT_TRUE(config->peers.empty());
   EXPECT_TRUE(ValidateNodeConfig(*config).ok());
 }
@@ -374,40 +372,11 @@ TEST(NodeConfigTest, BadCheckpointIntervalNamesTheProblem) {
   EXPECT_THAT(std::string(consensus::StdView(s.message())), HasSubstr("[log] checkpoint_interval is 1ms"));
 }
 
-TEST(NodeConfigTest, ForkLogIsRefusedWithoutTheTestEnvironment) {
-  const std::string fork = consensus::Cat(kMinimal, "[test]\nfork_log = true\n");
-  for (const std::optional<std::string>& value : {std::optional<std::string>(), std::optional<std::string>("0"),
-                                                  std::optional<std::string>("yes")}) {
-    TestSwitchEnvironment environment(value ? value->c_str() : nullptr);
-    const std::string error = ErrorOf(fork);
-    EXPECT_THAT(error, StartsWith("/etc/attest/node.toml:5:1: "));
-    EXPECT_THAT(error, HasSubstr("[test] fork_log is a test-only switch"));
-    EXPECT_THAT(error, HasSubstr("unless the environment variable ATTEST_ALLOW_TEST_SWITCHES=1 is set"));
-  }
-  TestSwitchEnvironment unset(nullptr);
-  // Off is always fine.
-  auto off = ParseNodeConfig(consensus::Cat(kMinimal, "[test]\nfork_log = false\n"), "/etc/attest/node.toml");
-  ASSERT_TRUE(off.ok()) << off.status();
-  EXPECT_FALSE(off->test_fork_log);
-  // A config built in code is checked too.
-  NodeConfig config;
-  config.database_path = "/tmp/a.db";
-  config.key_path = "/tmp/k";
-  config.policy_path = "/tmp/p";
-  config.test_fork_log = true;
-  absl::Status s = ValidateNodeConfig(config);
-  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(consensus::StdView(s.message())), HasSubstr("ATTEST_ALLOW_TEST_SWITCHES=1"));
-  EXPECT_THAT(ErrorOf(consensus::Cat(kMinimal, "[test]\nfork_log = \"yes\"\n")), HasSubstr("not a boolean"));
-  EXPECT_THAT(ErrorOf(consensus::Cat(kMinimal, "[test]\nfork = true\n")), HasSubstr("unknown key \"fork\" in [test]"));
-}
-
-TEST(NodeConfigTest, ForkLogIsAcceptedInTheTestEnvironment) {
-  TestSwitchEnvironment environment("1");
-  auto config = ParseNodeConfig(consensus::Cat(kMinimal, "[test]\nfork_log = true\n"), "/etc/attest/node.toml");
-  ASSERT_TRUE(config.ok()) << config.status();
-  EXPECT_TRUE(config->test_fork_log);
-  EXPECT_TRUE(ValidateNodeConfig(*config).ok());
+TEST(NodeConfigTest, TestTableIsAnUnknownTable) {
+  // Test-only behaviour is injected in code (NodeOptions), never switched on by a node's config.
+  const std::string error = ErrorOf(consensus::Cat(kMinimal, "[test]\nfork_log = true\n"));
+  EXPECT_THAT(error, StartsWith("/etc/attest/node.toml:4:2: unknown table [test]"));
+  EXPECT_THAT(error, HasSubstr("a node config has [node], [tls], [gateway], [log], [scrub], [federation] and [[peer]]"));
 }
 
 }  // namespace

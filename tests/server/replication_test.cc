@@ -30,6 +30,7 @@
 #include "storage/sqlite_attestation_store.h"
 #include "tests/server/http_test_client.h"
 #include "tests/server/server_test_util.h"
+#include "tests/support/checkpoint_forgery.h"
 #include "tests/support/test_support.h"
 
 namespace attest::server {
@@ -40,7 +41,6 @@ using ::attest::testing::Signed;
 using ::attest::testing::TempDir;
 using ::attest::testing::TestClaim;
 using ::attest::testing::TestKey;
-using ::attest::testing::TestSwitchEnvironment;
 using ::attest::testing::WriteFileOrDie;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -91,11 +91,11 @@ class ReplicationTest : public ::testing::Test {
     return dir;
   }
 
-  std::unique_ptr<Node> StartNode(const NodeDir& dir) {
+  std::unique_ptr<Node> StartNode(const NodeDir& dir, NodeOptions options = {}) {
     auto config = LoadNodeConfig(dir.config_path);
     EXPECT_TRUE(config.ok()) << config.status();
     if (!config.ok()) return nullptr;
-    auto node = Node::Open(*config);
+    auto node = Node::Open(*config, std::move(options));
     EXPECT_TRUE(node.ok()) << node.status();
     if (!node.ok()) return nullptr;
     absl::Status started = (*node)->Start();
@@ -421,9 +421,9 @@ TEST_F(ReplicationTest, PeerWithAnotherPolicyIsNotFollowed) {
 }
 
 TEST_F(ReplicationTest, ForkingPeerIsCaughtWithBothCheckpointsAndNoLongerFollowed) {
-  TestSwitchEnvironment allow("1");
-  NodeDir a_dir = MakeDir("node-a", {}, "[test]\nfork_log = true\n");
-  std::unique_ptr<Node> a = StartNode(a_dir);
+  NodeDir a_dir = MakeDir("node-a", {});
+  std::unique_ptr<Node> a =
+      StartNode(a_dir, NodeOptions{.serve_checkpoint = ::attest::testing::ForgeEveryOtherCheckpoint});
   ASSERT_NE(a, nullptr);
   Submit(*a, {Signed(TestClaim("p"), federation_.alice)});
   NodeDir b_dir = MakeDir("node-b", {a.get()});

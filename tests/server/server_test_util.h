@@ -3,8 +3,6 @@
 #ifndef ATTEST_TESTS_SERVER_SERVER_TEST_UTIL_H_
 #define ATTEST_TESTS_SERVER_SERVER_TEST_UTIL_H_
 
-#include <cstdlib>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,7 +13,6 @@
 #include "gtest/gtest.h"
 #include "proto/attest/v1/attest.pb.h"
 #include "proto/convert.h"
-#include "server/node_config.h"
 #include "tests/support/test_support.h"
 
 namespace attest::testing {
@@ -67,31 +64,6 @@ inline std::string WriteNodeDir(const TempDir& dir, const Federation& federation
                                       extra_node));
   return config;
 }
-
-// Sets (or clears) ATTEST_ALLOW_TEST_SWITCHES while it lives.
-class TestSwitchEnvironment final {
- public:
-  explicit TestSwitchEnvironment(const char* value) {
-    const std::string name(server::kAllowTestSwitchesEnv);
-    if (const char* old = std::getenv(name.c_str())) saved_ = old;
-    if (value != nullptr) {
-      ::setenv(name.c_str(), value, 1);
-    } else {
-      ::unsetenv(name.c_str());
-    }
-  }
-  ~TestSwitchEnvironment() {
-    const std::string name(server::kAllowTestSwitchesEnv);
-    if (saved_) {
-      ::setenv(name.c_str(), saved_->c_str(), 1);
-    } else {
-      ::unsetenv(name.c_str());
-    }
-  }
-
- private:
-  std::optional<std::string> saved_;
-};
 
 }  // namespace attest::testing
 
