@@ -188,7 +188,9 @@ int Main(int argc, char** argv) {
       return 1;
     }
     for (const auto& s : response.statuses()) {
-      if (s.verdict() != attest::v1::CONFIRMED || s.attestations_size() != 3) ++wrong;
+      // A path drawn twice in one request is answered by reference to its first answer (repeat_of).
+      const auto& answered = s.has_repeat_of() ? response.statuses(s.repeat_of()) : s;
+      if (answered.verdict() != attest::v1::CONFIRMED || answered.attestations_size() != 3) ++wrong;
     }
     if (r >= 3) latencies_ms.push_back(ms);  // the first requests warm the page cache
     answer_bytes = response.ByteSizeLong();
