@@ -3,12 +3,8 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <optional>
-#include <sstream>
 #include <system_error>
 #include <tuple>
 #include <utility>
@@ -24,6 +20,7 @@
 
 #include "consensus/text.h"
 #include "consensus/toml_text.h"
+#include "storage/files.h"
 
 namespace attest::client {
 namespace {
@@ -193,34 +190,29 @@ absl::StatusOr<BuilderConfig> ParseBuilderConfig(std::string_view text, std::str
 }
 
 absl::StatusOr<BuilderConfig> LoadBuilderConfig(const std::string& path) {
-  std::error_code dir_ec;
-  if (std::filesystem::is_directory(path, dir_ec)) {
-    return absl::FailedPreconditionError(Cat("builder config ", path, ": is a directory, not a config file"));
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int error = errno;
-    if (error == ENOENT) {
-      return absl::NotFoundError(
-          Cat("builder config ", path, ": no such file (pass --config FILE or set ATTEST_BUILDER_CONFIG)"));
+  // A builder config is a few hundred bytes; the bound only keeps a wrong path from being read.
+  constexpr size_t kMaxConfigBytes = 1 << 20;
+  absl::StatusOr<std::string> content = storage::ReadFileToString(path, kMaxConfigBytes);
+  if (!content.ok()) {
+    switch (content.status().code()) {
+      case absl::StatusCode::kNotFound:
+        return absl::NotFoundError(
+            Cat("builder config ", path, ": no such file (pass --config FILE or set ATTEST_BUILDER_CONFIG)"));
+      case absl::StatusCode::kPermissionDenied:
+        return absl::PermissionDeniedError(Cat("builder config ", path, ": permission denied (",
+                                               "the hook runs as the user that runs the build, root with a daemon)"));
+      case absl::StatusCode::kFailedPrecondition:  // a directory
+        return absl::FailedPreconditionError(Cat("builder config ", path, ": is a directory, not a config file"));
+      default:
+        return absl::FailedPreconditionError(Cat("builder config ", content.status().message()));
     }
-    if (error == EACCES) {
-      return absl::PermissionDeniedError(Cat("builder config ", path, ": permission denied (",
-                                             "the hook runs as the user that runs the build, root with a daemon)"));
-    }
-    return absl::FailedPreconditionError(Cat("builder config ", path, ": cannot be read: ", std::strerror(error)));
-  }
-  std::stringstream content;
-  content << in.rdbuf();
-  if (in.bad()) {
-    return absl::FailedPreconditionError(Cat("builder config ", path, ": read error: ", std::strerror(errno)));
   }
   std::error_code ec;
   // Relative paths in the file are anchored at the file's directory, made absolute now so the hook (run
   // in Nix's working directory) and push (run anywhere) agree on them.
   const std::filesystem::path anchor = std::filesystem::absolute(std::filesystem::path(path), ec).parent_path();
   if (ec) return absl::FailedPreconditionError(Cat("builder config ", path, ": ", ec.message()));
-  return Parse(content.str(), path, anchor);
+  return Parse(*content, path, anchor);
 }
 
 absl::StatusOr<std::string> BuilderConfigPath(std::string_view flag, std::string_view env_value) {

@@ -1,13 +1,12 @@
 #include "client/command.h"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include "absl/status/status.h"
 #include "consensus/text.h"
+#include "storage/files.h"
 
 namespace attest::client {
 
@@ -67,17 +66,15 @@ absl::StatusOr<std::string> ReadInput(std::string_view name, CommandEnv& env) {
     env.in.clear();  // an empty stdin leaves failbit set; that is just an empty input
     return content.str();
   }
-  std::ifstream file{std::string(name), std::ios::binary};
-  if (!file) {
-    const int error = errno;
-    const std::string message = Cat("cannot open ", name, ": ", std::strerror(error));
-    if (error == ENOENT) return absl::NotFoundError(message);
-    if (error == EACCES) return absl::PermissionDeniedError(message);
-    return absl::UnavailableError(message);
+  // A named input is bounded like standard input, by memory only: it is the user's own file (an
+  // import can be a whole store's worth of path infos).
+  absl::StatusOr<std::string> text = storage::ReadFileToString(std::string(name), std::numeric_limits<size_t>::max());
+  if (!text.ok()) {
+    const absl::Status& status = text.status();
+    const bool unopened = absl::IsNotFound(status) || absl::IsPermissionDenied(status);
+    return absl::Status(status.code(), Cat(unopened ? "cannot open " : "cannot read ", status.message()));
   }
-  content << file.rdbuf();
-  if (file.bad()) return absl::UnavailableError(Cat("error reading ", name));
-  return content.str();
+  return text;
 }
 
 std::vector<OptionSpec> NodeOptionSpecs() {

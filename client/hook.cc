@@ -1,8 +1,6 @@
 #include "client/hook.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -26,6 +24,7 @@
 #include "consensus/derivation.h"
 #include "consensus/store_path.h"
 #include "consensus/text.h"
+#include "storage/files.h"
 
 namespace attest::client {
 namespace {
@@ -38,33 +37,17 @@ using consensus::StorePath;
 
 constexpr std::string_view kNotAffected = "the build is not affected; run `attest push --scan` later to attest it";
 
-// Reads a whole file with plain syscalls (the hook's time budget is a few milliseconds).
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int error = errno;
-    const std::string message = Cat("cannot open ", path, ": ", std::strerror(error));
-    if (error == ENOENT) return absl::NotFoundError(message);
-    if (error == EACCES) return absl::PermissionDeniedError(message);
-    return absl::UnavailableError(message);
-  }
-  std::string content;
-  struct stat st {};
-  if (fstat(fd, &st) == 0 && st.st_size > 0) content.reserve(static_cast<size_t>(st.st_size));
-  char buffer[65536];
-  while (true) {
-    const ssize_t n = read(fd, buffer, sizeof buffer);
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int error = errno;
-      close(fd);
-      return absl::UnavailableError(Cat("cannot read ", path, ": ", std::strerror(error)));
-    }
-    content.append(buffer, static_cast<size_t>(n));
-  }
-  close(fd);
-  return content;
+// A derivation is kilobytes, rarely megabytes (a large environment); the bound only keeps a wrong
+// file from being read into memory.
+constexpr size_t kMaxDerivationBytes = 256 << 20;
+
+// Reads the derivation with plain syscalls (the hook's time budget is a few milliseconds).
+absl::StatusOr<std::string> ReadDerivationFile(const std::string& path) {
+  absl::StatusOr<std::string> text = storage::ReadFileToString(path, kMaxDerivationBytes);
+  if (text.ok()) return text;
+  const absl::Status& status = text.status();
+  const bool unopened = absl::IsNotFound(status) || absl::IsPermissionDenied(status);
+  return absl::Status(status.code(), Cat(unopened ? "cannot open " : "cannot read ", status.message()));
 }
 
 // One output the hook will queue.
@@ -158,7 +141,7 @@ void QueueBuiltOutputs(std::string_view config_flag, const EnvLookup& var, std::
   if (!store.ok()) return give_up(Cat(drv_text, " not queued: ", store.status().message()));
 
   const std::string drv_file = store->PhysicalPath(drv_path->full());
-  absl::StatusOr<std::string> text = ReadWholeFile(drv_file);
+  absl::StatusOr<std::string> text = ReadDerivationFile(drv_file);
   if (!text.ok()) {
     return give_up(Cat(drv_text, " not queued: ", text.status().message(), " (store root ", store->root,
                        " from the store setting ", QuoteForError(store->uri), ")"));

@@ -1,18 +1,14 @@
 #include "client/log_state.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 
-#include "client/scoped_fd.h"
 #include "consensus/encoding.h"
 #include "consensus/text.h"
 #include "nlohmann/json.hpp"
+#include "storage/files.h"
 
 namespace attest::client {
 namespace {
@@ -23,7 +19,11 @@ using nlohmann::ordered_json;
 
 // A checkpoint note is a few hundred bytes (a hundred cosignatures stay far below this); anything
 // larger is not a state file.
-constexpr off_t kMaxStateBytes = 1 << 20;
+constexpr size_t kMaxStateBytes = 1 << 20;
+
+// What to do when the state file cannot be written where it should be.
+constexpr std::string_view kWriteRemedy =
+    " (check the directory's owner and mode, or pass --state FILE to keep it elsewhere)";
 
 std::string ErrnoText(int error) { return std::strerror(error); }
 
@@ -31,8 +31,7 @@ absl::Status WriteError(std::string_view what, const std::string& path, int erro
   const std::string message = Cat("cannot ", what, " ", path, ": ", ErrnoText(error));
   if (error == ENOSPC || error == EDQUOT) return absl::ResourceExhaustedError(Cat(message, " (free some space)"));
   if (error == EACCES || error == EPERM || error == EROFS || error == ENOTDIR) {
-    return absl::FailedPreconditionError(
-        Cat(message, " (check the directory's owner and mode, or pass --state FILE to keep it elsewhere)"));
+    return absl::FailedPreconditionError(Cat(message, kWriteRemedy));
   }
   return absl::UnavailableError(message);
 }
@@ -58,34 +57,6 @@ absl::Status MakeDirectories(const std::string& dir) {
     if (absl::Status s = MakeDirectories(parent); !s.ok()) return s;
   }
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return WriteError("create directory", dir, errno);
-  return absl::OkStatus();
-}
-
-absl::Status FsyncDir(const std::string& dir) {
-  ScopedFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return WriteError("open directory", dir, errno);
-  if (::fsync(fd.get()) != 0) return WriteError("sync directory", dir, errno);
-  return absl::OkStatus();
-}
-
-// Unique among live processes (pid) and within this one (counter).
-std::string TempPath(const std::string& path) {
-  static std::atomic<uint64_t> counter{0};
-  const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-  const size_t slash = path.find_last_of('/');
-  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  return Cat(Parent(path), "/.", base, ".tmp-", ::getpid(), "-", counter.fetch_add(1), "-",
-             static_cast<int64_t>(now & 0xffffff));
-}
-
-absl::Status WriteAll(int fd, std::string_view content, const std::string& path) {
-  size_t written = 0;
-  while (written < content.size()) {
-    const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return WriteError("write", path, errno);
-    written += static_cast<size_t>(n);
-  }
   return absl::OkStatus();
 }
 
@@ -193,58 +164,46 @@ absl::StatusOr<std::string> DefaultLogStatePath(std::string_view origin, const E
 }
 
 absl::StatusOr<std::optional<LogState>> LoadLogState(const std::string& path) {
-  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    const int error = errno;
-    if (error == ENOENT) return std::nullopt;
-    const std::string message = Cat("cannot open the log state file ", path, ": ", ErrnoText(error));
-    if (error == EACCES || error == EPERM) return absl::PermissionDeniedError(message);
-    return absl::UnavailableError(message);
-  }
-  struct stat st{};
-  if (::fstat(fd.get(), &st) != 0) {
-    return absl::UnavailableError(Cat("cannot stat the log state file ", path, ": ", ErrnoText(errno)));
-  }
   const std::string corrupt = Cat("the log state file ", path, " is corrupt: ");
   const std::string remedy =
       " (it is not trusted as it is; if you cannot restore it, move it away and run again with --node-key, "
       "which pins the key afresh)";
-  if (!S_ISREG(st.st_mode)) return absl::DataLossError(Cat(corrupt, "not a regular file", remedy));
-  if (st.st_size > kMaxStateBytes) {
-    return absl::DataLossError(Cat(corrupt, st.st_size, " bytes, far too large for a state file", remedy));
-  }
-  std::string text;
-  char buffer[8192];
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return absl::UnavailableError(Cat("cannot read the log state file ", path, ": ", ErrnoText(errno)));
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-    if (text.size() > static_cast<size_t>(kMaxStateBytes)) {
-      return absl::DataLossError(Cat(corrupt, "far too large for a state file", remedy));
+  absl::StatusOr<std::string> text = storage::ReadFileToString(
+      path, storage::ReadFileOptions{.max_bytes = kMaxStateBytes, .types = storage::FileTypes::kRegularOnly});
+  if (!text.ok()) {
+    const absl::Status& status = text.status();
+    switch (status.code()) {
+      case absl::StatusCode::kNotFound:
+        return std::nullopt;
+      case absl::StatusCode::kPermissionDenied:
+        return absl::PermissionDeniedError(Cat("cannot open the log state file ", status.message()));
+      case absl::StatusCode::kFailedPrecondition:  // a directory, a pipe, a device
+        return absl::DataLossError(Cat(corrupt, "not a regular file", remedy));
+      case absl::StatusCode::kResourceExhausted:
+        return absl::DataLossError(Cat(corrupt, "far too large for a state file", remedy));
+      default:
+        return absl::UnavailableError(Cat("cannot read the log state file ", status.message()));
     }
   }
-  absl::StatusOr<LogState> state = ParseLogState(text);
+  absl::StatusOr<LogState> state = ParseLogState(*text);
   if (!state.ok()) return absl::DataLossError(Cat(corrupt, state.status().message(), remedy));
   return std::optional<LogState>(*std::move(state));
 }
 
 absl::Status SaveLogState(const std::string& path, const LogState& state) {
-  const std::string dir = Parent(path);
-  if (absl::Status s = MakeDirectories(dir); !s.ok()) return s;
-  const std::string temp = TempPath(path);
-  ScopedFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (fd.get() < 0) return WriteError("create", temp, errno);
-  absl::Status status = WriteAll(fd.get(), SerializeLogState(state), temp);
-  if (status.ok() && ::fsync(fd.get()) != 0) status = WriteError("sync", temp, errno);
-  if (fd.Close() != 0 && status.ok()) status = WriteError("close", temp, errno);
-  if (status.ok() && ::rename(temp.c_str(), path.c_str()) != 0) status = WriteError("replace", path, errno);
-  if (!status.ok()) {
-    ::unlink(temp.c_str());
-    return status;
+  if (absl::Status s = MakeDirectories(Parent(path)); !s.ok()) return s;
+  absl::Status saved = storage::WriteFileAtomically(path, SerializeLogState(state), 0600);
+  switch (saved.code()) {
+    case absl::StatusCode::kOk:
+      return saved;
+    case absl::StatusCode::kResourceExhausted:
+      return absl::ResourceExhaustedError(Cat(saved.message(), " (free some space)"));
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kNotFound:
+      return absl::FailedPreconditionError(Cat(saved.message(), kWriteRemedy));
+    default:
+      return saved;
   }
-  return FsyncDir(dir);
 }
 
 }  // namespace attest::client

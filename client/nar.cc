@@ -12,13 +12,14 @@
 #include <memory>
 #include <vector>
 
-#include "client/scoped_fd.h"
 #include "consensus/text.h"
+#include "storage/files.h"
 
 namespace attest::client {
 namespace {
 
 using consensus::Cat;
+using storage::ScopedFd;
 
 constexpr std::string_view kNarMagic = "nix-archive-1";
 

@@ -3,19 +3,19 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "consensus/text.h"
 #include "proto/attest/v1/attest.grpc.pb.h"
+#include "storage/files.h"
 
 namespace attest::client {
 namespace {
 
 using consensus::Cat;
+
+// A CA bundle is a few hundred kilobytes (the system's is about 200 KiB).
+constexpr size_t kMaxCaFileBytes = 16 << 20;
 
 // Status answers for thousands of paths carry their attestations; gRPC's 4 MiB default is too small.
 constexpr int kMaxReceiveMessageBytes = 256 << 20;
@@ -196,17 +196,9 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> NodeChannel(const NodeOptions& op
   grpc::SslCredentialsOptions ssl;
   if (!options.tls_ca_file.empty()) {
     const std::string& file = options.tls_ca_file;
-    std::ifstream in(file, std::ios::binary);
-    if (!in) {
-      const int error = errno;
-      const std::string message = Cat("--tls-ca ", file, ": cannot read it: ", std::strerror(error));
-      if (error == ENOENT) return absl::NotFoundError(message);
-      if (error == EACCES) return absl::PermissionDeniedError(message);
-      return absl::UnavailableError(message);
-    }
-    std::stringstream content;
-    content << in.rdbuf();
-    ssl.pem_root_certs = content.str();
+    absl::StatusOr<std::string> pem = storage::ReadFileToString(file, kMaxCaFileBytes);
+    if (!pem.ok()) return absl::Status(pem.status().code(), Cat("--tls-ca ", pem.status().message()));
+    ssl.pem_root_certs = *std::move(pem);
     if (ssl.pem_root_certs.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
       return absl::InvalidArgumentError(Cat("--tls-ca ", file,
                                             ": no PEM certificate in it (expected the CA certificate that signed "

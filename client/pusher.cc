@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <utility>
 
@@ -21,6 +22,7 @@
 #include "consensus/text.h"
 #include "proto/convert.h"
 #include "client/nix_store_db.h"
+#include "storage/files.h"
 
 namespace attest::client {
 namespace {
@@ -153,25 +155,18 @@ PushLedger::PushLedger(std::string spool_dir) : path_(Cat(spool_dir, "/", kLedge
 
 absl::StatusOr<std::set<std::string>> PushLedger::Read() const {
   std::set<std::string> ids;
-  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return ids;
-    return absl::FailedPreconditionError(Cat("cannot read the push ledger ", path_, ": ", ErrnoText(errno)));
-  }
-  std::string text;
-  char buffer[65536];
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int error = errno;
-      ::close(fd);
-      return absl::UnavailableError(Cat("cannot read the push ledger ", path_, ": ", ErrnoText(error)));
+  // The ledger holds one line per record pushed since the spool was last emptied: bounded by memory,
+  // like the spool it describes.
+  absl::StatusOr<std::string> read = storage::ReadFileToString(path_, std::numeric_limits<size_t>::max());
+  if (!read.ok()) {
+    const absl::Status& status = read.status();
+    if (absl::IsNotFound(status)) return ids;
+    if (absl::IsPermissionDenied(status) || absl::IsFailedPrecondition(status)) {
+      return absl::FailedPreconditionError(Cat("cannot read the push ledger ", status.message()));
     }
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
+    return absl::UnavailableError(Cat("cannot read the push ledger ", status.message()));
   }
-  ::close(fd);
+  const std::string& text = *read;
   // Only complete lines count: a line torn by a crash mid-append is ignored (its record was not
   // removed yet, since removal follows the fsync of the ledger).
   const size_t complete = text.rfind('\n');

@@ -11,24 +11,25 @@
 #include <chrono>
 #include <cstring>
 
-#include "client/scoped_fd.h"
 #include "consensus/encoding.h"
 #include "consensus/sha256.h"
 #include "consensus/store_path.h"
 #include "consensus/text.h"
 #include "nlohmann/json.hpp"
+#include "storage/files.h"
 
 namespace attest::client {
 namespace {
 
 using consensus::Cat;
+using storage::ScopedFd;
 using nlohmann::json;
 
 constexpr int kRecordVersion = 1;
 constexpr std::string_view kRecordSuffix = ".json";
 constexpr std::string_view kTempPrefix = ".tmp-";
 // A record is a few hundred bytes; anything far larger is not ours and is not read into memory.
-constexpr off_t kMaxRecordBytes = 1 << 20;
+constexpr size_t kMaxRecordBytes = 1 << 20;
 
 std::string ErrnoText(int error) { return std::strerror(error); }
 
@@ -194,32 +195,23 @@ absl::StatusOr<std::string> WriteTemp(const std::string& dir, std::string_view i
   return path;
 }
 
+// A record's bytes; errors leave the path out (List names the file).
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
-  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (fd.get() < 0) {
-    const int error = errno;
-    if (error == ENOENT) return absl::NotFoundError("removed while reading");
-    return absl::UnavailableError(Cat("cannot open: ", ErrnoText(error)));
+  absl::StatusOr<std::string> text = storage::ReadFileToString(
+      path, storage::ReadFileOptions{.max_bytes = kMaxRecordBytes,
+                                     .symlinks = storage::Symlinks::kRefuse,
+                                     .types = storage::FileTypes::kRegularOnly});
+  if (text.ok()) return text;
+  switch (text.status().code()) {
+    case absl::StatusCode::kNotFound:
+      return absl::NotFoundError("removed while reading");
+    case absl::StatusCode::kFailedPrecondition:  // a directory, a symbolic link, a pipe
+      return absl::DataLossError("not a regular file");
+    case absl::StatusCode::kResourceExhausted:
+      return absl::DataLossError(Cat("larger than ", kMaxRecordBytes, " bytes, too large for a spool record"));
+    default:
+      return absl::UnavailableError(text.status().message());
   }
-  struct stat st{};
-  if (::fstat(fd.get(), &st) != 0) return absl::UnavailableError(Cat("cannot stat: ", ErrnoText(errno)));
-  if (!S_ISREG(st.st_mode)) return absl::DataLossError("not a regular file");
-  if (st.st_size > kMaxRecordBytes) {
-    return absl::DataLossError(Cat(st.st_size, " bytes, too large for a spool record"));
-  }
-  std::string text;
-  char buffer[8192];
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return absl::UnavailableError(Cat("cannot read: ", ErrnoText(errno)));
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-    if (text.size() > static_cast<size_t>(kMaxRecordBytes)) {
-      return absl::DataLossError("too large for a spool record");
-    }
-  }
-  return text;
 }
 
 }  // namespace
@@ -292,14 +284,17 @@ absl::Status Spool::Update(std::string_view id, const SpoolRecord& record) {
   if (::stat(final_path.c_str(), &st) != 0 && errno == ENOENT) {
     return absl::NotFoundError(Cat("spool record ", final_path, " no longer exists"));
   }
-  absl::StatusOr<std::string> temp = WriteTemp(dir_, id, Serialise(record));
-  if (!temp.ok()) return temp.status();
-  if (::rename(temp->c_str(), final_path.c_str()) != 0) {
-    const int error = errno;
-    ::unlink(temp->c_str());
-    return absl::UnavailableError(Cat("cannot replace spool record ", final_path, ": ", ErrnoText(error)));
+  absl::Status replaced = storage::WriteFileAtomically(final_path, Serialise(record), 0600);
+  switch (replaced.code()) {
+    case absl::StatusCode::kOk:
+      return replaced;
+    case absl::StatusCode::kResourceExhausted:
+      return absl::ResourceExhaustedError(Cat(replaced.message(), " (free some space)"));
+    case absl::StatusCode::kFailedPrecondition:
+      return absl::FailedPreconditionError(Cat(replaced.message(), " (check the spool directory's owner and mode)"));
+    default:
+      return absl::UnavailableError(Cat("cannot replace spool record ", final_path, ": ", replaced.message()));
   }
-  return FsyncDir(dir_);
 }
 
 absl::Status Spool::Remove(std::string_view id) {

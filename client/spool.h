@@ -3,9 +3,10 @@
 // `attest push` reads them, signs and submits, and removes a record only after every node acknowledged
 // it. The spool is the hand-off that makes a dead node, network or pusher lose nothing.
 //
-// On disk: `<dir>/<id>.json`, written as `<dir>/.tmp-<id>-<pid>-<n>-<t>` + fsync + link/rename +
-// fsync(dir), so a record is either whole or absent, and Add returns only once it is durable. The id is
-// `<hash part of the store path>-<12 hex digits of SHA-256 of the store root>`, so adding the same path
+// On disk: `<dir>/<id>.json`, added as `<dir>/.tmp-<id>-<pid>-<n>-<t>` + fsync + link + fsync(dir),
+// replaced by storage::WriteFileAtomically (`<dir>/.<id>.json.tmp-...` + fsync + rename +
+// fsync(dir)), so a record is either whole or absent, and Add returns only once it is durable. The id
+// is `<hash part of the store path>-<12 hex digits of SHA-256 of the store root>`, so adding the same path
 // of the same store twice keeps one record (idempotent). Files that do not parse are reported by List,
 // never deleted silently. Names starting with '.' are not records: temp files (one left behind by a
 // crash mid-write is ignored and may be deleted), and `attest push`'s ledger and lock (client/pusher.h).

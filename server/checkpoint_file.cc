@@ -1,18 +1,14 @@
 #include "server/checkpoint_file.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "consensus/checkpoint.h"
 #include "consensus/merkle.h"
 #include "consensus/text.h"
 #include "consensus/tlog_tiles.h"
+#include "storage/files.h"
 
 namespace attest::server {
 namespace {
@@ -22,51 +18,6 @@ using consensus::StdView;
 
 // A checkpoint note is a few hundred bytes; a file much larger is not one.
 constexpr size_t kMaxNoteBytes = 64 * 1024;
-
-absl::Status FileError(std::string_view action, const std::string& path, int error) {
-  const std::string message = Cat(action, " ", path, ": ", std::strerror(error));
-  switch (error) {
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      return absl::FailedPreconditionError(message);
-    case ENOSPC:
-    case EDQUOT:
-      return absl::ResourceExhaustedError(message);
-    case ENOENT:
-    case ENOTDIR:
-      return absl::NotFoundError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
-
-class Fd final {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  // Closes now, reporting the error (a write can fail only at close on some file systems).
-  int Close() {
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
-
-std::string DirectoryOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
 
 std::string Recovery(const SignedCheckpointFile& file) {
   return Cat(
@@ -83,53 +34,22 @@ std::string SignedCheckpointFile::PathFor(std::string_view database_path) {
 }
 
 absl::Status SignedCheckpointFile::Record(std::string_view note) const {
-  const std::string temp = Cat(path_, ".tmp");
-  {
-    Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (fd.get() < 0) return FileError("creating", temp, errno);
-    for (size_t done = 0; done < note.size();) {
-      const ssize_t n = ::write(fd.get(), note.data() + done, note.size() - done);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return FileError("writing", temp, errno);
-      }
-      done += static_cast<size_t>(n);
-    }
-    if (::fsync(fd.get()) != 0) return FileError("syncing", temp, errno);
-    if (fd.Close() != 0) return FileError("closing", temp, errno);
-  }
-  if (::rename(temp.c_str(), path_.c_str()) != 0) return FileError("replacing", path_, errno);
-  const std::string directory = DirectoryOf(path_);
-  Fd dir(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir.get() < 0) return FileError("opening the directory", directory, errno);
-  if (::fsync(dir.get()) != 0) return FileError("syncing the directory", directory, errno);
-  return absl::OkStatus();
+  return storage::WriteFileAtomically(path_, note, 0644);
 }
 
 absl::StatusOr<std::optional<std::string>> SignedCheckpointFile::Read() const {
-  Fd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    if (errno == ENOENT) return std::nullopt;
-    return absl::DataLossError(Cat("cannot read ", path_, " (the checkpoint this node signed last): ",
-                                   std::strerror(errno)));
-  }
-  std::string note;
-  char buffer[4096];
-  while (true) {
-    const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::DataLossError(Cat("cannot read ", path_, ": ", std::strerror(errno)));
-    }
-    if (n == 0) break;
-    note.append(buffer, static_cast<size_t>(n));
-    if (note.size() > kMaxNoteBytes) {
+  absl::StatusOr<std::string> note = storage::ReadFileToString(path_, kMaxNoteBytes);
+  if (!note.ok()) {
+    if (absl::IsNotFound(note.status())) return std::nullopt;
+    if (absl::IsResourceExhausted(note.status())) {
       return absl::DataLossError(Cat(path_, " is larger than any checkpoint note (", kMaxNoteBytes,
                                      " bytes): it is not the file this node writes"));
     }
+    return absl::DataLossError(
+        Cat("cannot read ", path_, " (the checkpoint this node signed last): ", StdView(note.status().message())));
   }
-  if (note.empty()) return absl::DataLossError(Cat(path_, " is empty: it is not the file this node writes"));
-  return note;
+  if (note->empty()) return absl::DataLossError(Cat(path_, " is empty: it is not the file this node writes"));
+  return *std::move(note);
 }
 
 absl::Status CheckLogExtendsRecordedCheckpoint(storage::TransparencyLogStore& store, const consensus::PublicKey& node_key,

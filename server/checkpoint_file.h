@@ -33,9 +33,10 @@ class SignedCheckpointFile final {
 
   explicit SignedCheckpointFile(std::string path) : path_(std::move(path)) {}
 
-  // Replaces the file with `note` durably: a temporary file in the same directory, fsync, rename,
-  // fsync of the directory. Errors name the file: FAILED_PRECONDITION (permissions, read-only),
-  // RESOURCE_EXHAUSTED (disk full), NOT_FOUND (directory gone), INTERNAL otherwise.
+  // Replaces the file with `note` durably (storage::WriteFileAtomically: a temporary file in the same
+  // directory, fsync, rename, fsync of the directory; mode 0644). Errors name the file:
+  // FAILED_PRECONDITION (permissions, read-only), RESOURCE_EXHAUSTED (disk full), NOT_FOUND (directory
+  // gone), UNAVAILABLE otherwise.
   absl::Status Record(std::string_view note) const;
 
   // The recorded note; nullopt when there is no file. DATA_LOSS when it exists but cannot be read or

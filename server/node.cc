@@ -2,12 +2,7 @@
 
 #include <sys/stat.h>
 
-#include <cerrno>
 #include <chrono>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
@@ -22,6 +17,7 @@
 #include "server/request_parse_interceptor.h"
 #include "server/tls_files.h"
 #include "server/web/web_routes.h"
+#include "storage/files.h"
 #include "storage/sqlite_attestation_store.h"
 
 namespace attest::server {
@@ -30,22 +26,20 @@ namespace {
 using consensus::Cat;
 using consensus::StdView;
 
+// A node key file is about a hundred bytes; a policy a few kilobytes. The limits only keep a wrong
+// path (a disk image, /dev/zero) from being read into memory.
+constexpr size_t kMaxKeyFileBytes = 64 * 1024;
+constexpr size_t kMaxPolicyFileBytes = 16 << 20;
+
 // Reads a whole file. `what` says what the file is for, so the message tells the operator which
-// setting to fix.
-absl::StatusOr<std::string> ReadTextFile(const std::string& path, std::string_view what) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) {
-    return absl::NotFoundError(Cat(path, ": no such file (", what, ")"));
-  }
-  if (std::filesystem::is_directory(path, ec)) {
-    return absl::FailedPreconditionError(Cat(path, ": is a directory, not a file (", what, ")"));
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::FailedPreconditionError(Cat(path, ": cannot be read: ", std::strerror(errno)));
-  std::stringstream content;
-  content << in.rdbuf();
-  if (in.bad()) return absl::FailedPreconditionError(Cat(path, ": read error: ", std::strerror(errno)));
-  return content.str();
+// setting to fix. A missing file is NOT_FOUND; anything else that keeps it from being read (a
+// directory, permissions, its size) is a state to fix first: FAILED_PRECONDITION.
+absl::StatusOr<std::string> ReadTextFile(const std::string& path, size_t max_bytes, std::string_view what) {
+  absl::StatusOr<std::string> text = storage::ReadFileToString(path, max_bytes);
+  if (text.ok()) return text;
+  const std::string message = Cat(StdView(text.status().message()), " (", what, ")");
+  if (absl::IsNotFound(text.status())) return absl::NotFoundError(message);
+  return absl::FailedPreconditionError(message);
 }
 
 // Prefixes a message with the file it is about, unless it already names it.
@@ -56,7 +50,7 @@ absl::Status AboutFile(const std::string& path, const absl::Status& status) {
 }
 
 absl::StatusOr<consensus::SecretKey> LoadNodeKey(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadTextFile(path, "the node's secret key, made by `nix key generate-secret`");
+  absl::StatusOr<std::string> text = ReadTextFile(path, kMaxKeyFileBytes, "the node's secret key, made by `nix key generate-secret`");
   if (!text.ok()) return text.status();
   absl::StatusOr<consensus::SecretKey> key = consensus::SecretKey::Parse(*text);
   if (!key.ok()) {
@@ -103,7 +97,7 @@ std::string ShowAddress(const std::string& host, int port) {
 }  // namespace
 
 absl::StatusOr<PolicyAndKey> LoadPolicyAndKey(const NodeConfig& config) {
-  absl::StatusOr<std::string> policy_text = ReadTextFile(config.policy_path, "the federation's policy");
+  absl::StatusOr<std::string> policy_text = ReadTextFile(config.policy_path, kMaxPolicyFileBytes, "the federation's policy");
   if (!policy_text.ok()) return policy_text.status();
   absl::StatusOr<consensus::Policy> policy = consensus::Policy::ParseToml(*policy_text, config.policy_path);
   if (!policy.ok()) return AboutFile(config.policy_path, policy.status());

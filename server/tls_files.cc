@@ -7,22 +7,19 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <utility>
 #include <vector>
 
 #include "consensus/text.h"
 #include "server/log.h"
+#include "storage/files.h"
 
 namespace attest::server {
 namespace {
 
 using consensus::Cat;
+using consensus::StdView;
 
 struct BioFree {
   void operator()(BIO* bio) const { BIO_free(bio); }
@@ -40,23 +37,24 @@ using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 // The config's location of the file, or the path when the config was built in code.
 std::string About(const ConfigFile& file) { return file.where.empty() ? Cat(file.path, ": ") : file.where; }
 
+// A certificate chain or key is a few kilobytes, a CA bundle a few hundred; the limit only keeps a
+// wrong path from being read into memory.
+constexpr size_t kMaxPemFileBytes = 16 << 20;
+
 absl::StatusOr<std::string> ReadWhole(const ConfigFile& file) {
-  std::error_code ec;
-  if (!std::filesystem::exists(file.path, ec)) {
-    return absl::NotFoundError(Cat(About(file), "no such file (", file.path, ")"));
+  absl::StatusOr<std::string> text = storage::ReadFileToString(file.path, kMaxPemFileBytes);
+  if (text.ok()) return text;
+  switch (text.status().code()) {
+    case absl::StatusCode::kNotFound:
+      return absl::NotFoundError(Cat(About(file), "no such file (", file.path, ")"));
+    case absl::StatusCode::kFailedPrecondition:  // a directory
+      return absl::FailedPreconditionError(Cat(About(file), file.path, " is a directory, not a PEM file"));
+    case absl::StatusCode::kPermissionDenied:
+      return absl::FailedPreconditionError(
+          Cat(About(file), StdView(text.status().message()), " (attestd's user must be able to read it)"));
+    default:
+      return absl::FailedPreconditionError(Cat(About(file), StdView(text.status().message())));
   }
-  if (std::filesystem::is_directory(file.path, ec)) {
-    return absl::FailedPreconditionError(Cat(About(file), file.path, " is a directory, not a PEM file"));
-  }
-  std::ifstream in(file.path, std::ios::binary);
-  if (!in) {
-    return absl::FailedPreconditionError(
-        Cat(About(file), "cannot read ", file.path, ": ", std::strerror(errno), " (attestd's user must be able to)"));
-  }
-  std::stringstream content;
-  content << in.rdbuf();
-  if (in.bad()) return absl::FailedPreconditionError(Cat(About(file), "read error: ", std::strerror(errno)));
-  return content.str();
 }
 
 BioPtr MemoryBio(const std::string& text) {

@@ -18,11 +18,13 @@
 #include "absl/synchronization/mutex.h"
 #include "consensus/text.h"
 #include "server/worker_pool.h"
+#include "storage/files.h"
 
 namespace attest::server {
 namespace {
 
 using consensus::Cat;
+using consensus::StdView;
 
 // A relayed NAR is read from the upstream until this much is waiting for the client, then the upstream
 // transfer waits (TCP back-pressure) until the client caught up.
@@ -41,28 +43,17 @@ class FileUpstream final : public Upstream {
 
   absl::StatusOr<std::string> FetchNarInfo(std::string_view hash_part) override {
     const std::string path = Cat(directory_, "/", hash_part, ".narinfo");
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return OpenFailure(path, errno);
-    std::string text;
-    char buffer[16384];
-    while (true) {
-      const ssize_t n = ::read(fd, buffer, sizeof(buffer));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        const int err = errno;
-        ::close(fd);
-        return absl::UnavailableError(Cat("upstream ", url_, ": reading ", path, ": ", std::strerror(err)));
-      }
-      if (n == 0) break;
-      text.append(buffer, static_cast<size_t>(n));
-      if (text.size() > kMaxNarInfoBytes) {
-        ::close(fd);
+    absl::StatusOr<std::string> text = storage::ReadFileToString(path, kMaxNarInfoBytes);
+    if (text.ok()) return text;
+    switch (text.status().code()) {
+      case absl::StatusCode::kNotFound:
+        return absl::NotFoundError(Cat("upstream ", url_, ": no ", path));
+      case absl::StatusCode::kResourceExhausted:
         return absl::ResourceExhaustedError(
             Cat("upstream ", url_, ": ", path, " is larger than ", kMaxNarInfoBytes, " bytes"));
-      }
+      default:
+        return absl::UnavailableError(Cat("upstream ", url_, ": ", StdView(text.status().message())));
     }
-    ::close(fd);
-    return text;
   }
 
   absl::StatusOr<HttpBody> OpenNar(std::string_view file_name) override {
