@@ -3,12 +3,8 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <initializer_list>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -22,9 +18,13 @@
 
 #include "consensus/text.h"
 #include "consensus/toml_text.h"
+#include "storage/files.h"
 
 namespace attest::server {
 namespace {
+
+// A node config is a few KiB; anything near this is not one.
+constexpr size_t kMaxConfigBytes = size_t{1} << 20;
 
 using consensus::AbslView;
 using consensus::Cat;
@@ -684,21 +684,14 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text, std::string_vi
 }
 
 absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& file_path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(file_path, ec)) {
-    return absl::NotFoundError(Cat(file_path, ": no such file (give the node's config with --config FILE)"));
+  absl::StatusOr<std::string> content = storage::ReadFileToString(file_path, kMaxConfigBytes);
+  if (!content.ok()) {
+    if (absl::IsNotFound(content.status())) {
+      return absl::NotFoundError(Cat(file_path, ": no such file (give the node's config with --config FILE)"));
+    }
+    return content.status();
   }
-  if (std::filesystem::is_directory(file_path, ec)) {
-    return absl::FailedPreconditionError(Cat(file_path, ": is a directory, not a config file"));
-  }
-  std::ifstream in(file_path, std::ios::binary);
-  if (!in) {
-    return absl::FailedPreconditionError(Cat(file_path, ": cannot be read: ", std::strerror(errno)));
-  }
-  std::stringstream content;
-  content << in.rdbuf();
-  if (in.bad()) return absl::FailedPreconditionError(Cat(file_path, ": read error: ", std::strerror(errno)));
-  return ParseNodeConfig(content.str(), file_path);
+  return ParseNodeConfig(*content, file_path);
 }
 
 absl::Status ValidateNodeConfig(const NodeConfig& config) {
