@@ -36,7 +36,7 @@ std::string IdentityKey(std::string_view fingerprint, std::string_view key_name)
   return Cat(fingerprint, "\n", key_name);
 }
 
-// Why an item is not stored. Its label in attest_rejected_attestations_total (server/README.md lists
+// Why an item is not stored. Its label in attest_rejected_attestations_total (docs/node.md, "Metrics", lists
 // them) comes from this type, never from the free-text message.
 enum class Rejection {
   kNone = 0,

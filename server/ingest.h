@@ -80,7 +80,7 @@ struct IngestOptions final {
   // Called on the writer thread after a commit that stored maintainers' statements (any verdict may
   // have changed: builders excluded or no longer excluded). May be empty.
   std::function<void()> on_exclusions_changed = nullptr;
-  // Where the submission counters and the verification and commit latencies go (server/README.md,
+  // Where the submission counters and the verification and commit latencies go (docs/node.md,
   // "Metrics"); borrowed. Null: a registry of the Ingestor's own, which nobody reads.
   MetricsRegistry* metrics = nullptr;
   // Asked before every write (Submit, Replicate, Resolve): a non-OK status is returned as it is and

@@ -1,7 +1,7 @@
 // attestd: the attest node. Its flags, signals and exit codes are RunAttestd's (server/node_main.h),
 // shared with the test build of attestd; a real node runs with the default NodeOptions.
 //
-//   attestd --config FILE     run the node described by FILE (see server/README.md)
+//   attestd --config FILE     run the node described by FILE (see docs/node.md)
 //   attestd restore --from-peers --config FILE
 //                             get the node's log back from its peers (server/restore.h), then exit
 //   attestd --help | --version

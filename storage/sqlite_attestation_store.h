@@ -2,7 +2,7 @@
 //
 // Durability: synchronous=FULL, so a Write that returned OK survives kill -9 and power loss.
 // Schema: versioned with PRAGMA user_version and marked with PRAGMA application_id; see
-// storage/README.md for the tables and why they look the way they do (~170 bytes per attestation).
+// docs/storage.md for the tables and why they look the way they do (~170 bytes per attestation).
 //
 // Implementation: storage/sqlite_attestation_store.cc (opening, the write transaction, the reader pool)
 // and one file per table family, listed in storage/sqlite_store_internal.h (private to storage/).

@@ -1,6 +1,6 @@
 // SqliteAttestationStore, store paths (the ledger's attestations): the `paths` rows and their
 // PathRecord blobs, the key / observed key / label dictionaries, the counters behind Stats and
-// AttestationsPerKey, and the integrity checks of the scrub. See storage/README.md for the layout.
+// AttestationsPerKey, and the integrity checks of the scrub. See docs/storage.md for the layout.
 #include <algorithm>
 #include <array>
 #include <utility>

@@ -1,6 +1,6 @@
 // SqliteAttestationStore, the schema: the tables of each version and how an older file is brought to
 // the current one (kMigrations, one row per version). Opening refuses foreign and newer files
-// (CheckIdentity) before anything changes; storage/README.md explains the tables.
+// (CheckIdentity) before anything changes; docs/storage.md explains the tables.
 #include <algorithm>
 #include <string_view>
 #include <utility>
@@ -21,7 +21,7 @@ namespace {
 
 using sqlite::Transaction;
 
-// Schema version 2. See storage/README.md for the reasoning; in short: one row per attested store
+// Schema version 2. See docs/storage.md for the reasoning; in short: one row per attested store
 // path holds everything a status answer needs for it (its claims with their references written out,
 // and its signatures) as one PathRecord blob, so that a status read is one index lookup and one row
 // per path. Short repeated strings (key names, systems, output names) live in dictionaries.

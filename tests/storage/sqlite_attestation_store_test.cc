@@ -578,7 +578,7 @@ TEST(SqliteAttestationStoreTest, AcknowledgedWriteSurvivesKill9) {
 }
 
 // Size and speed at scale, printed (not asserted, except a generous size bound). Set
-// ATTEST_STORAGE_SCALE_ATTESTATIONS=300000 (or more) for the figures in storage/README.md.
+// ATTEST_STORAGE_SCALE_ATTESTATIONS=300000 (or more) for the figures in docs/storage.md.
 struct ScaleScenario {
   std::string name;
   // kPathMajor: each batch holds every builder's attestations of consecutive paths (as when
