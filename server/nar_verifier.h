@@ -10,8 +10,8 @@
 //     costs nothing), data after the end of the compressed stream that is not another stream;
 //   - at Finish: a file shorter than FileSize, a compressed stream cut short, a NAR shorter than NarSize,
 //     a NarHash mismatch, a FileHash mismatch.
-// Concatenated streams (xz, bzip2) and frames (zstd) are one file, as the command-line tools and Nix's
-// decompressor read them; xz stream padding is not accepted.
+// Concatenated streams (xz, bzip2) and frames (zstd) are one file, as the command-line tools read them;
+// xz stream padding is not accepted.
 //
 // Memory is bounded: one 64 KiB output buffer plus the decoder's state, which is capped (xz: 128 MiB
 // memory limit, zstd: windows up to 128 MiB; a file made with larger settings is RESOURCE_EXHAUSTED).
