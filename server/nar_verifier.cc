@@ -238,6 +238,11 @@ class ZstdDecoder final : public NarVerifier::Decoder {
   StreamPosition position_;
 };
 
+// "the xz file", or "the file" when it is not compressed.
+std::string TheFile(const std::string& compression) {
+  return compression == "none" ? "the file" : Cat("the ", compression, " file");
+}
+
 }  // namespace
 
 class NarVerifier::Sha256 final {
@@ -350,7 +355,7 @@ absl::Status NarVerifier::TakeNar(std::span<const uint8_t> nar) {
 absl::Status NarVerifier::FeedUnlatched(std::span<const uint8_t> bytes) {
   if (bytes.empty()) return absl::OkStatus();
   if (expected_.file_size.has_value() && bytes.size() > *expected_.file_size - file_bytes_) {
-    return absl::DataLossError(Cat("the ", expected_.compression, " file is longer than its FileSize ",
+    return absl::DataLossError(Cat(TheFile(expected_.compression), " is longer than its FileSize ",
                                    *expected_.file_size, " (", file_bytes_ + bytes.size(), " bytes received)"));
   }
   const uint64_t offset = file_bytes_;
@@ -384,7 +389,7 @@ absl::Status NarVerifier::FeedUnlatched(std::span<const uint8_t> bytes) {
 
 absl::Status NarVerifier::FinishUnlatched() {
   if (expected_.file_size.has_value() && file_bytes_ < *expected_.file_size) {
-    return absl::DataLossError(Cat("the ", expected_.compression, " file is shorter than its FileSize ",
+    return absl::DataLossError(Cat(TheFile(expected_.compression), " is shorter than its FileSize ",
                                    *expected_.file_size, " (", file_bytes_, " bytes): a truncated transfer?"));
   }
   if (decoder_ != nullptr) {
@@ -410,7 +415,7 @@ absl::Status NarVerifier::FinishUnlatched() {
     }
     if (!(file_hash == *expected_.file_hash)) {
       return absl::DataLossError(Cat("FileHash mismatch: the narinfo says ", expected_.file_hash->ToNix32(),
-                                     ", the ", expected_.compression, " file hashes to ", file_hash.ToNix32(),
+                                     ", ", TheFile(expected_.compression), " hashes to ", file_hash.ToNix32(),
                                      " (the NAR inside is right: the narinfo and the file disagree)"));
     }
   }
