@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "consensus/cache_url.h"
 #include "consensus/encoding.h"
 #include "consensus/keys.h"
 #include "consensus/sha256.h"
@@ -86,6 +87,32 @@ class NameRegistry final {
   absl::flat_hash_map<std::string, std::string> key_names_;  // key name -> description
   absl::flat_hash_map<std::string, std::string> key_bytes_;  // raw key -> description
 };
+
+// Replaces op.caches by their normalised forms. `where` gives each URL's position for messages (empty
+// for Create); a repeated cache is reported at its second occurrence.
+absl::Status NormalizeCaches(Operator& op, const std::vector<std::string>& where) {
+  std::vector<std::string> normalised;
+  normalised.reserve(op.caches.size());
+  absl::flat_hash_map<std::string, size_t> seen;  // normalised URL -> index
+  for (size_t i = 0; i < op.caches.size(); ++i) {
+    const std::string_view at = i < where.size() ? std::string_view(where[i]) : std::string_view();
+    absl::StatusOr<std::string> url = ValidateCacheUrl(op.caches[i]);
+    if (!url.ok()) {
+      return absl::InvalidArgumentError(Cat(at, "operator \"", op.name, "\": ", url.status().message()));
+    }
+    auto [it, inserted] = seen.try_emplace(*url, i);
+    if (!inserted) {
+      const std::string_view first = it->second < where.size() ? std::string_view(where[it->second]) : "";
+      return absl::InvalidArgumentError(
+          Cat(at, "operator \"", op.name, "\" lists the cache ", QuoteForError(*url), " twice",
+              first.empty() ? "" : Cat(", first at ", first.substr(0, first.size() - 2)),
+              " (list each cache once; a trailing slash does not make another cache)"));
+    }
+    normalised.push_back(*std::move(url));
+  }
+  op.caches = std::move(normalised);
+  return absl::OkStatus();
+}
 
 absl::Status ValidateQuorum(int64_t quorum, size_t operator_count, std::string_view where) {
   if (quorum < 1) {
@@ -170,8 +197,8 @@ absl::StatusOr<const toml::array*> ArrayOfTables(const toml::key& key, const tom
 absl::StatusOr<Operator> ParseOperator(const toml::table& table, std::string_view file,
                                        NameRegistry& names) {
   if (absl::Status s = CheckKnownKeys(
-          table, {"name", "builders"}, file, "in [[operator]]",
-          "an operator has only name and builders; keys written after an [[operator]] header "
+          table, {"name", "builders", "caches"}, file, "in [[operator]]",
+          "an operator has only name, builders and caches; keys written after an [[operator]] header "
           "belong to it, so top-level keys such as quorum go above the first table");
       !s.ok()) {
     return s;
@@ -215,6 +242,27 @@ absl::StatusOr<Operator> ParseOperator(const toml::table& table, std::string_vie
     if (absl::Status s = names.AddKey(*key, role, Where(file, element.source())); !s.ok()) return s;
     op.builders.push_back(*std::move(key));
   }
+
+  const toml::node* caches = table.get("caches");
+  if (caches == nullptr) return op;
+  const toml::array* urls = caches->as_array();
+  if (urls == nullptr) {
+    return absl::InvalidArgumentError(
+        Cat(Where(file, caches->source()), "caches of operator \"", op.name, "\" is ", TypeName(*caches),
+            ", not an array (write caches = [\"https://cache.example.org\", ...], the binary caches that hold "
+            "its builds)"));
+  }
+  std::vector<std::string> where;
+  for (const toml::node& element : *urls) {
+    where.push_back(Where(file, element.source()));
+    const auto* url = element.as_string();
+    if (url == nullptr) {
+      return absl::InvalidArgumentError(Cat(where.back(), "cache of operator \"", op.name, "\" is ",
+                                            TypeName(element), ", not a string (write the URL in quotes)"));
+    }
+    op.caches.push_back(url->get());
+  }
+  if (absl::Status s = NormalizeCaches(op, where); !s.ok()) return s;
   return op;
 }
 
@@ -269,7 +317,7 @@ absl::Status ValidateOperatorName(std::string_view name) {
 absl::StatusOr<Policy> Policy::Create(int quorum, std::vector<Operator> operators,
                                       std::vector<PublicKey> maintainers) {
   NameRegistry names;
-  for (const Operator& op : operators) {
+  for (Operator& op : operators) {
     if (absl::Status s = names.AddOperator(op.name, ""); !s.ok()) return s;
     if (op.builders.empty()) {
       return absl::InvalidArgumentError(
@@ -280,6 +328,7 @@ absl::StatusOr<Policy> Policy::Create(int quorum, std::vector<Operator> operator
     for (const PublicKey& key : op.builders) {
       if (absl::Status s = names.AddKey(key, role, ""); !s.ok()) return s;
     }
+    if (absl::Status s = NormalizeCaches(op, {}); !s.ok()) return s;
   }
   for (const PublicKey& key : maintainers) {
     if (absl::Status s = names.AddKey(key, "maintainer key", ""); !s.ok()) return s;
@@ -421,6 +470,9 @@ std::string Policy::CanonicalText() const {
   for (const Operator& op : operators_) {
     text += Cat("operator ", op.name, "\n");
     for (const PublicKey& key : op.builders) text += Cat("builder ", key.ToString(), "\n");
+    // Kept in the operator's order: it is a preference. None: no line, so a policy without caches
+    // keeps the text (and hash) it had before caches existed.
+    for (const std::string& url : op.caches) text += Cat("cache ", url, "\n");
   }
   for (const PublicKey& key : maintainers_) {
     text += Cat("maintainer ", key.ToString(), "\n");

@@ -1,5 +1,6 @@
 // Policy: who counts. Operators (an organisation or person) each with builder keys, the quorum k of
-// distinct operators that must agree, and the maintainer keys that may resolve disputes.
+// distinct operators that must agree, and the maintainer keys that may resolve disputes. Each operator
+// may also list the Nix binary caches that hold its builds (where the bytes of what it attests are).
 //
 // The policy is identical on every node of a federation and identified by its hash: SHA-256 over a
 // canonical text rendering (so comments and formatting in the TOML file do not change it).
@@ -9,6 +10,7 @@
 //   [[operator]]
 //   name = "alice-ci"
 //   builders = ["alice-builder-1:base64...", "alice-builder-2:base64..."]
+//   caches = ["https://cache.alice.example", "file:///srv/alice-cache"]   # optional
 //   [[maintainer]]
 //   key = "maint-1:base64..."
 //
@@ -34,19 +36,24 @@ absl::Status ValidateOperatorName(std::string_view name);
 struct Operator final {
   std::string name;
   std::vector<PublicKey> builders;
+  // Nix binary caches holding this operator's builds (consensus/cache_url.h), in the operator's order of
+  // preference, which the policy keeps. Normalised by Create. May be empty.
+  std::vector<std::string> caches = {};
 };
 
 class Policy final {
  public:
   // Validates: quorum >= 1 and <= number of operators; operator names non-empty and unique; every key
   // name unique across all builders and maintainers (Nix looks keys up by name); each operator has at
-  // least one builder. INVALID_ARGUMENT naming the problem.
+  // least one builder; each cache URL passes ValidateCacheUrl (and is stored in its normalised form),
+  // and no operator lists one cache twice. INVALID_ARGUMENT naming the problem.
   static absl::StatusOr<Policy> Create(int quorum, std::vector<Operator> operators,
                                        std::vector<PublicKey> maintainers);
 
   // Parses the TOML text. `file_name` is used in messages, which have the form
   // "<file>:<line>:<column>: <problem>" (line/column where the problem is located). Unknown keys or
-  // tables, wrong types, bad keys, duplicate key names and an invalid quorum are INVALID_ARGUMENT.
+  // tables, wrong types, bad keys, duplicate key names, bad or repeated cache URLs and an invalid quorum
+  // are INVALID_ARGUMENT.
   static absl::StatusOr<Policy> ParseToml(std::string_view text, std::string_view file_name);
 
   int quorum() const { return quorum_; }
@@ -60,8 +67,16 @@ class Policy final {
   // The maintainer key with this name, or nullptr.
   const PublicKey* FindMaintainer(std::string_view key_name) const;
 
-  // "attest-policy/v1\nquorum <k>\noperator <name>\nbuilder <key>\n...maintainer <key>\n" with operators
-  // sorted by name, builders and maintainers sorted by key text.
+  // One line per fact, each starting with the word that says what it is:
+  //   attest-policy/v1
+  //   quorum <k>
+  //   operator <name>          for each operator, sorted by name, followed by its
+  //   builder <key>            builder keys ("name:base64"), sorted by key text, then its
+  //   cache <url>              caches (normalised URLs) in the operator's order (it is a preference)
+  //   maintainer <key>         for each maintainer, sorted by key text
+  // An operator without caches has no cache lines, so a policy without caches renders exactly as it did
+  // before caches existed (same text, same hash). Nothing in a line can break it: operator names and
+  // URLs have no white space or control characters, key texts no line breaks.
   std::string CanonicalText() const;
   // "sha256:<hex>" of CanonicalText().
   const std::string& Hash() const { return hash_; }

@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
+#include "consensus/cache_url.h"
 #include "consensus/keys.h"
 
 // The distro's toml++ is built with exceptions (see consensus/policy.cc); toml::parse_error is caught
@@ -36,11 +37,13 @@ constexpr std::string_view kNodeKeys =
     "http_job_threads, http_max_connections, http_max_connections_per_ip, http_idle_timeout, "
     "http_request_head_timeout";
 constexpr std::string_view kLogKeys = "checkpoint_interval";
-constexpr std::string_view kTables = "[node], [tls], [gateway], [log], [scrub], [federation] and [[peer]]";
+constexpr std::string_view kTables =
+    "[node], [tls], [gateway], [log], [scrub], [federation], [[peer]] and [[source]]";
 constexpr std::string_view kScrubKeys = "interval, rate";
 constexpr std::string_view kTlsKeys = "cert, key, client_ca";
 constexpr std::string_view kFederationKeys = "poll_interval, max_backoff, batch_entries";
 constexpr std::string_view kPeerKeys = "grpc, http, key, ca";
+constexpr std::string_view kSourceKeys = "url, priority";
 constexpr std::string_view kGatewayKeys =
     "upstream, priority, positive_ttl, negative_ttl, failure_ttl, cache_entries, upstream_timeout, nar_streams";
 
@@ -70,6 +73,7 @@ constexpr IntegerSetting kFailureTtl{"failure_ttl", 0, 3600};
 constexpr IntegerSetting kCacheEntries{"cache_entries", 1, 10000000};
 constexpr IntegerSetting kUpstreamTimeout{"upstream_timeout", 1, 300};
 constexpr IntegerSetting kNarStreams{"nar_streams", 1, 1024};
+constexpr IntegerSetting kSourcePriority{"priority", kMinSourcePriority, kMaxSourcePriority};
 
 // The gateway's upstream: http(s)://host... or file:///absolute/dir. Whether a directory exists is
 // checked when the node opens it.
@@ -209,6 +213,8 @@ class ConfigReader final {
         status = ReadFederation(*key, *node);
       } else if (name == "peer") {
         status = ReadPeers(*key, *node);
+      } else if (name == "source") {
+        status = ReadSources(*key, *node);
       } else if (node->is_table()) {
         status = absl::InvalidArgumentError(
             Cat(Where(file_, key->source()), "unknown table [", StdView(absl::CHexEscape(name)),
@@ -549,6 +555,52 @@ class ConfigReader final {
     return absl::OkStatus();
   }
 
+  absl::Status ReadSources(const toml::key& key, const toml::node& node) {
+    const toml::array* array = node.as_array();
+    const bool tables = array != nullptr && std::all_of(array->begin(), array->end(),
+                                                         [](const toml::node& n) { return n.is_table(); });
+    if (!tables) {
+      return absl::InvalidArgumentError(Cat(Where(file_, key.source()), "\"source\" is ", TypeName(node),
+                                            ", not an array of tables (write each source as a [[source]] table)"));
+    }
+    for (const toml::node& element : *array) {
+      NarSourceConfig source{.url = {}, .priority = 0, .where = Where(file_, element.source())};
+      for (const auto& [entry_key, value] : EntriesInFileOrder(*element.as_table())) {
+        const std::string name(entry_key->str());
+        if (name == "url") {
+          auto text = String(*entry_key, *value);
+          if (!text.ok()) return text.status();
+          absl::StatusOr<std::string> url = consensus::ValidateCacheUrl(*text);
+          if (!url.ok()) {
+            return absl::InvalidArgumentError(
+                Cat(Where(file_, value->source()), "[[source]] url: ", StdView(url.status().message())));
+          }
+          source.url = *std::move(url);
+        } else if (name == kSourcePriority.name) {
+          if (absl::Status s = Integer(kSourcePriority, *value, source.priority); !s.ok()) return s;
+        } else {
+          return absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ", Quoted(name),
+                                                " in [[source]] (known keys: ", kSourceKeys, ")"));
+        }
+      }
+      if (source.url.empty()) {
+        return absl::InvalidArgumentError(
+            Cat(source.where, "[[source]] has no url (the binary cache to fetch NARs from: url = "
+                              "\"https://mirror.example.org\" or \"file:///srv/cache\")"));
+      }
+      for (const NarSourceConfig& other : config_.sources) {
+        if (other.url == source.url) {
+          return absl::InvalidArgumentError(
+              Cat(source.where, "two [[source]] tables have the url ", Quoted(source.url), ", the first at ",
+                  other.where.substr(0, other.where.size() - 2),
+                  " (list each source once; a trailing slash does not make another source)"));
+        }
+      }
+      config_.sources.push_back(std::move(source));
+    }
+    return absl::OkStatus();
+  }
+
   // Checks that need the whole file: required keys, and the loopback rule ([tls] and the plaintext opt-in
   // may be written after the addresses).
   absl::Status Finish() {
@@ -739,6 +791,23 @@ absl::Status ValidateNodeConfig(const NodeConfig& config) {
                                   {kUpstreamTimeout, gateway.upstream_timeout_seconds},
                                   {kNarStreams, gateway.nar_streams}}) {
       if (absl::Status s = CheckInteger(setting, value, gateway_where); !s.ok()) return s;
+    }
+  }
+  for (size_t i = 0; i < config.sources.size(); ++i) {
+    const NarSourceConfig& source = config.sources[i];
+    const std::string source_where = Cat(where, "[[source]] ", i + 1, " ");
+    absl::StatusOr<std::string> url = consensus::ValidateCacheUrl(source.url);
+    if (!url.ok()) return absl::InvalidArgumentError(Cat(source_where, "url: ", StdView(url.status().message())));
+    if (*url != source.url) {
+      return absl::InvalidArgumentError(Cat(source_where, "url ", Quoted(source.url), " is not normalised (write ",
+                                            Quoted(*url), ")"));
+    }
+    if (absl::Status s = CheckInteger(kSourcePriority, source.priority, source_where); !s.ok()) return s;
+    for (size_t j = 0; j < i; ++j) {
+      if (config.sources[j].url == source.url) {
+        return absl::InvalidArgumentError(
+            Cat(source_where, "has the url of [[source]] ", j + 1, ", ", Quoted(source.url), " (list each source once)"));
+      }
     }
   }
   return absl::OkStatus();

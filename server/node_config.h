@@ -60,6 +60,10 @@
 //   ca = "federation-ca.crt"         # optional: PEM CA(s) that sign the peer's TLS certificate
 //                                    # (default: the system's trusted CAs)
 //
+//   [[source]]                       # a binary cache of this node's own holding NARs of the
+//   url = "https://mirror.example.org"  # federation's builds (a mirror, a local cache; not an operator)
+//   priority = 0                     # optional, 0 to 10000: lower is tried first; ties in file order
+//
 // Relative paths resolve against the directory of the config file. Unknown keys and tables are errors.
 // Value types; thread-safe.
 #ifndef ATTEST_SERVER_NODE_CONFIG_H_
@@ -115,6 +119,23 @@ struct PeerConfig final {
   ConfigFile client_key;
 };
 
+// [[source]]: a Nix binary cache of the node's own choosing that holds NARs of the federation's builds
+// (a mirror, a local cache). It is not an operator and vouches for nothing: it is only a place to
+// fetch bytes from. They are read for the gateway's NAR relay, which is being built: it will try the
+// caches of the operators that agreed on a path first, then these, in increasing priority, equal
+// priorities in file order, and check whatever comes from any of them against the confirmed NAR hash.
+// Until then nothing reads `sources`.
+struct NarSourceConfig final {
+  std::string url;   // normalised by consensus::ValidateCacheUrl (http(s):// or file:///absolute/dir)
+  int priority = 0;  // kMinSourcePriority..kMaxSourcePriority; lower is tried first
+  // "node.toml:42:1: " (the [[source]] table), so a problem found when the source is first used (a
+  // missing file:// directory) points at the setting; "" for a config built in code.
+  std::string where = {};
+};
+
+inline constexpr int kMinSourcePriority = 0;
+inline constexpr int kMaxSourcePriority = 10000;
+
 struct FederationConfig final {
   absl::Duration poll_interval = absl::Milliseconds(500);
   absl::Duration max_backoff = absl::Seconds(5);
@@ -156,6 +177,7 @@ struct NodeConfig final {
   int scrub_rate = 20000;  // path rows plus log entries per second; 0: no limit
   FederationConfig federation;
   std::vector<PeerConfig> peers;
+  std::vector<NarSourceConfig> sources;  // [[source]] tables, in file order
 };
 
 // Bounds of [log] checkpoint_interval.
@@ -176,7 +198,8 @@ absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text);
 // Parses config text. `file_path` names the file in messages and is the base for relative paths.
 // Every problem is INVALID_ARGUMENT "<file>:<line>:<column>: <problem>" (TOML syntax, unknown keys or
 // tables, wrong types, values out of range, a missing required key, a non-loopback address with neither
-// [tls] nor allow_non_loopback, [tls] cert without key (or the reverse)). Only `text` is read: not the
+// [tls] nor allow_non_loopback, [tls] cert without key (or the reverse), a [[source]] url refused by
+// consensus::ValidateCacheUrl or written twice). Only `text` is read: not the
 // environment, and no file (the TLS files are read and checked when the node starts,
 // server/tls_files.h, with messages naming the setting).
 absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text, std::string_view file_path);
@@ -186,7 +209,8 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text, std::string_vi
 absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& file_path);
 
 // Checks a config built in code (ParseNodeConfig applies the same checks): addresses, limits, the
-// loopback rule, [tls] (cert and key both set), the [gateway] values and the checkpoint interval.
+// loopback rule, [tls] (cert and key both set), the [gateway] values, the checkpoint interval and the
+// [[source]] tables (valid, normalised, distinct URLs; priorities in range).
 // INVALID_ARGUMENT naming the setting.
 absl::Status ValidateNodeConfig(const NodeConfig& config);
 

@@ -311,6 +311,11 @@ let
               type = types.nonEmptyListOf types.str;
               description = "Nix public keys of its builders (name:base64).";
             };
+            caches = mkOption {
+              type = types.listOf types.str;
+              default = [ ];
+              description = "Nix binary caches holding its builds, first preferred (http://, https:// or file:///absolute/dir).";
+            };
           };
         });
         default = [ ];

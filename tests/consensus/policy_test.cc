@@ -269,6 +269,187 @@ TEST(PolicyTest, HashChangesWithQuorumKeysAndNames) {
   }
 }
 
+// ---- caches ------------------------------------------------------------------------------------
+
+// A one-operator policy whose line 5 is `caches = [<urls>]`; the first URL starts at column 11.
+std::string WithCaches(std::string_view urls) {
+  return absl::StrCat("quorum = 1\n[[operator]]\nname = \"alice\"\nbuilders = [\"{alice-1}\"]\ncaches = [",
+                      std::string(urls), "]\n");
+}
+
+TEST(PolicyTest, CachesAreKeptInTheOperatorsOrderAndNormalised) {
+  absl::StatusOr<Policy> policy = Policy::ParseToml(
+      WithKeys(WithCaches(R"("https://b.example.org/", "file:///srv/alice/", "http://a.example.org:8080")")),
+      "p.toml");
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  EXPECT_THAT(policy->operators()[0].caches,
+              ElementsAre("https://b.example.org", "file:///srv/alice", "http://a.example.org:8080"));
+  // Another operator may list the same cache (a shared mirror): only one operator's list must not repeat.
+  absl::StatusOr<Policy> shared = Policy::ParseToml(WithKeys(R"(quorum = 1
+[[operator]]
+name = "alice"
+builders = ["{alice-1}"]
+caches = ["https://shared.example.org"]
+[[operator]]
+name = "bob"
+builders = ["{bob-1}"]
+caches = ["https://shared.example.org/"]
+)"),
+                                                    "p.toml");
+  ASSERT_TRUE(shared.ok()) << shared.status();
+  EXPECT_EQ(shared->operators()[1].caches, shared->operators()[0].caches);
+}
+
+TEST(PolicyTest, HashGoldenWithCaches) {
+  // Pinned like HashGoldenForNixKeyFile: cache lines follow their operator's builders, in the operator's
+  // order, normalised; an operator without caches (carol) has none.
+  absl::StatusOr<Policy> policy =
+      Policy::ParseToml(ReadFileOrDie(TestdataPath("good_with_caches.toml")), "good_with_caches.toml");
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  EXPECT_EQ(policy->CanonicalText(),
+            "attest-policy/v1\n"
+            "quorum 2\n"
+            "operator alice-ci\n"
+            "builder alice-builder-1:1DGlt7s1ECc+BT6SBJUc/Cm1v2AtecC+Pqc8xPtCJQY=\n"
+            "builder alice-builder-2:XS2XDrHM2vU3FootBSOED1g7cYJSidyQ6zzrDSraxJs=\n"
+            "cache https://cache.alice-ci.example.org\n"
+            "cache file:///srv/alice-ci/cache\n"
+            "operator bob\n"
+            "builder bob-builder-1:SIzNrnyjSk+3+i8fy7+ohSUGyHrZW8O45O+5Vyl6p9U=\n"
+            "cache http://[2001:db8::b0b]:8080/nix\n"
+            "operator carol\n"
+            "builder carol-builder-1:wtgObNuh2ExUVrdD6m2ZllcRFezYMuZNgw2U66lt72Q=\n"
+            "maintainer maint-1:zk7YDpydUwQPBO5c1xk7nFRrDGteGSy9MC2NKgVqNMs=\n");
+  EXPECT_EQ(policy->Hash(), "sha256:ddefc8b301f9efb0748b5f0db3d14c7f454bdd285bd4af9e572421a15db449d7");
+  EXPECT_NE(policy->Hash(), kGoodTomlHash);
+}
+
+TEST(PolicyTest, WithoutCachesTheHashIsTheOneBeforeCachesExisted) {
+  // An empty list is no caches: the text and hash of good.toml (pinned in HashGoldenForNixKeyFile).
+  std::string text = ReadFileOrDie(TestdataPath("good.toml"));
+  text = absl::StrReplaceAll(text, {{"name = \"bob\"\n", "name = \"bob\"\ncaches = []\n"}});
+  ASSERT_THAT(text, HasSubstr("caches = []"));
+  absl::StatusOr<Policy> policy = Policy::ParseToml(text, "good.toml");
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  EXPECT_EQ(policy->Hash(), kGoodTomlHash);
+  EXPECT_THAT(policy->CanonicalText(), Not(HasSubstr("cache")));
+}
+
+TEST(PolicyTest, HashChangesWhenACacheIsAddedChangedMovedOrReordered) {
+  const std::string alice = "name = \"alice\"\n";
+  const std::string bob = "name = \"bob\"\n";
+  auto with = [&](std::string_view alice_caches, std::string_view bob_caches) {
+    std::string text(kGood);
+    if (!alice_caches.empty()) text = absl::StrReplaceAll(text, {{alice, Cat(alice, "caches = [", alice_caches, "]\n")}});
+    if (!bob_caches.empty()) text = absl::StrReplaceAll(text, {{bob, Cat(bob, "caches = [", bob_caches, "]\n")}});
+    absl::StatusOr<Policy> policy = Policy::ParseToml(WithKeys(text), "p.toml");
+    EXPECT_TRUE(policy.ok()) << policy.status() << "\n" << text;
+    return policy.ok() ? policy->Hash() : std::string();
+  };
+  const std::string none = with("", "");
+  const std::string one = with(R"("https://a.example.org")", "");
+  const std::string two = with(R"("https://a.example.org", "https://b.example.org")", "");
+  const std::vector<std::string> hashes = {
+      none,
+      one,
+      two,
+      with(R"("https://b.example.org", "https://a.example.org")", ""),  // reordered: another preference
+      with(R"("https://a.example.org", "https://c.example.org")", ""),  // another cache
+      with("", R"("https://a.example.org")"),                           // the same cache, another operator's
+  };
+  for (size_t i = 0; i < hashes.size(); ++i) {
+    for (size_t j = i + 1; j < hashes.size(); ++j) EXPECT_NE(hashes[i], hashes[j]) << i << " vs " << j;
+  }
+  // A trailing slash is not another cache.
+  EXPECT_EQ(with(R"("https://a.example.org/", "https://b.example.org//")", ""), two);
+}
+
+TEST(PolicyTest, RejectsCachesThatAreNotAListOfStrings) {
+  ExpectErrorAt(WithKeys("quorum = 1\n[[operator]]\nname = \"alice\"\nbuilders = [\"{alice-1}\"]\n"
+                         "caches = \"https://cache.example.org\"\n"),
+                5, "caches of operator \"alice\" is a string, not an array (write caches = [");
+  ExpectErrorAt(WithCaches(R"("https://cache.example.org", 7)"), 5,
+                "cache of operator \"alice\" is an integer, not a string (write the URL in quotes)");
+  ExpectErrorAt(WithCaches(R"(["https://cache.example.org"])"), 5, "is an array, not a string");
+  // [[operator.caches]] tables are not URLs either.
+  ExpectErrorAt(WithKeys("quorum = 1\n[[operator]]\nname = \"alice\"\nbuilders = [\"{alice-1}\"]\n"
+                         "caches = { url = \"https://cache.example.org\" }\n"),
+                5, "is a table, not an array");
+}
+
+TEST(PolicyTest, RejectsBadCacheUrlsAtTheirPosition) {
+  struct Case {
+    std::string urls;
+    std::string where;
+    std::string problem;
+  };
+  const std::string long_url = Cat("https://cache.example.org/", std::string(1000, 'x'));
+  const std::vector<Case> cases = {
+      {R"("ftp://cache.example.org")", "bad.toml:5:11: ", "has the scheme 'ftp', which attest does not fetch from"},
+      {R"("s3://nix-cache")", "bad.toml:5:11: ", "is an s3:// URL"},
+      {R"("https://ok.example.org", "file://srv/cache")", "bad.toml:5:37: ", "needs an absolute path"},
+      {R"("cache")", "bad.toml:5:11: ", "is not an http://, https:// or file:// URL"},
+      {R"("")", "bad.toml:5:11: ", "cache URL is empty"},
+      {R"("https://alice:pw@cache.example.org")", "bad.toml:5:11: ", "has a user name or password"},
+      {R"("https://cache.example.org#x")", "bad.toml:5:11: ", "has a fragment"},
+      {R"("https://cache.example.org?priority=10")", "bad.toml:5:11: ", "has a query"},
+      {R"("https://cache.example.org/\n")", "bad.toml:5:11: ", "control character 0x0A"},
+      {R"("https://cache.example.org/\u0000")", "bad.toml:5:11: ", "control character 0x00"},
+      {R"("https://cache.example.org/ x")", "bad.toml:5:11: ", "contains a space"},
+      {Cat("\"", long_url, "\""), "bad.toml:5:11: ", "is 1026 bytes long (use at most 1024 bytes"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<Policy> policy = Policy::ParseToml(WithKeys(WithCaches(c.urls)), "bad.toml");
+    ASSERT_FALSE(policy.ok()) << c.urls;
+    EXPECT_EQ(policy.status().code(), absl::StatusCode::kInvalidArgument) << c.urls;
+    EXPECT_THAT(Message(policy.status()), StartsWith(Cat(c.where, "operator \"alice\": cache URL "))) << c.urls;
+    EXPECT_THAT(Message(policy.status()), HasSubstr(c.problem)) << c.urls;
+    EXPECT_THAT(Message(policy.status()), ::testing::EndsWith(")")) << c.urls;
+  }
+  // The password is not repeated.
+  EXPECT_THAT(Message(Policy::ParseToml(WithKeys(WithCaches(R"("https://alice:pw@cache.example.org")")), "bad.toml")
+                          .status()),
+              Not(HasSubstr(":pw@")));
+}
+
+TEST(PolicyTest, RejectsACacheListedTwiceByOneOperator) {
+  ExpectErrorAt(WithCaches(R"("https://a.example.org", "https://b.example.org", "https://a.example.org")"), 5,
+                "bad.toml:5:61: operator \"alice\" lists the cache 'https://a.example.org' twice, first at "
+                "bad.toml:5:11 (list each cache once");
+  // Spelled with a trailing slash it is the same cache.
+  ExpectErrorAt(WithCaches(R"("file:///srv/cache", "file:///srv/cache/")"), 5,
+                "lists the cache 'file:///srv/cache' twice");
+}
+
+TEST(PolicyTest, CreateValidatesAndNormalisesCaches) {
+  PublicKey a = TestKey("a").public_key();
+  absl::StatusOr<Policy> policy =
+      Policy::Create(1, {{.name = "x", .builders = {a}, .caches = {"https://c.example.org/", "file:///srv/c"}}}, {});
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  EXPECT_THAT(policy->operators()[0].caches, ElementsAre("https://c.example.org", "file:///srv/c"));
+  // The same policy from TOML has the same text and hash.
+  absl::StatusOr<Policy> parsed = Policy::ParseToml(
+      Cat("quorum = 1\n[[operator]]\nname = \"x\"\nbuilders = [\"", a.ToString(),
+          "\"]\ncaches = [\"https://c.example.org\", \"file:///srv/c/\"]\n"),
+      "p.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->CanonicalText(), policy->CanonicalText());
+  EXPECT_EQ(parsed->Hash(), policy->Hash());
+
+  for (auto [caches, problem] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"ftp://c.example.org"}, "operator \"x\": cache URL 'ftp://c.example.org' has the scheme 'ftp'"},
+           {{"file://relative"}, "needs an absolute path"},
+           {{""}, "cache URL is empty"},
+           {{"https://u:p@c.example.org"}, "user name or password"},
+           {{"https://c.example.org", "https://c.example.org/"},
+            "operator \"x\" lists the cache 'https://c.example.org' twice (list each cache once"}}) {
+    absl::StatusOr<Policy> bad = Policy::Create(1, {{.name = "x", .builders = {a}, .caches = caches}}, {});
+    ASSERT_FALSE(bad.ok()) << problem;
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(Message(bad.status()), HasSubstr(problem));
+  }
+}
+
 TEST(PolicyTest, KeysMadeByNixWork) {
   absl::StatusOr<Policy> policy =
       Policy::ParseToml(ReadFileOrDie(TestdataPath("good.toml")), "good.toml");

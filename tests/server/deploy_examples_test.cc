@@ -20,7 +20,8 @@ TEST(DeployExamplesTest, PolicyExampleParses) {
   auto policy = consensus::Policy::ParseToml(testing::ReadFileOrDie(file), file);
   ASSERT_TRUE(policy.ok()) << policy.status();
   EXPECT_EQ(policy->quorum(), 2);
-  EXPECT_EQ(policy->operators().size(), 2u);
+  ASSERT_EQ(policy->operators().size(), 2u);
+  EXPECT_EQ(policy->operators()[0].caches.size(), 2u);  // alice-ci publishes its builds
   EXPECT_EQ(policy->maintainers().size(), 1u);
 }
 

@@ -18,6 +18,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::AllOf;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 constexpr std::string_view kMinimal =
@@ -372,11 +373,97 @@ TEST(NodeConfigTest, BadCheckpointIntervalNamesTheProblem) {
   EXPECT_THAT(std::string(consensus::StdView(s.message())), HasSubstr("[log] checkpoint_interval is 1ms"));
 }
 
+TEST(NodeConfigTest, SourcesAreReadInFileOrderWithTheirPriorities) {
+  EXPECT_TRUE(ParseNodeConfig(kMinimal, "n.toml")->sources.empty());
+  auto config = ParseNodeConfig(consensus::Cat(kMinimal,
+                                               "[[source]]\n"
+                                               "url = \"https://mirror.example.org/nix/\"\n"
+                                               "priority = 20\n"
+                                               "\n"
+                                               "[[source]]\n"
+                                               "url = \"file:///srv/nar-cache\"\n"
+                                               "\n"
+                                               "[[source]]\n"
+                                               "priority = 10000\n"
+                                               "url = \"http://[::1]:5000\"\n"),
+                                "/etc/attest/node.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_EQ(config->sources.size(), 3u);
+  EXPECT_EQ(config->sources[0].url, "https://mirror.example.org/nix");  // normalised: no trailing slash
+  EXPECT_EQ(config->sources[0].priority, 20);
+  EXPECT_EQ(config->sources[0].where, "/etc/attest/node.toml:4:1: ");
+  EXPECT_EQ(config->sources[1].url, "file:///srv/nar-cache");
+  EXPECT_EQ(config->sources[1].priority, 0);  // the default
+  EXPECT_EQ(config->sources[2].url, "http://[::1]:5000");
+  EXPECT_EQ(config->sources[2].priority, 10000);
+  EXPECT_TRUE(ValidateNodeConfig(*config).ok());
+}
+
+TEST(NodeConfigTest, SourceErrorsNameTheProblem) {
+  const std::string base = consensus::Cat(kMinimal, "[[source]]\n");  // the table is line 4, its keys from 5
+  // The URL rule is the policy's (consensus::ValidateCacheUrl).
+  for (auto [url, problem] : std::vector<std::pair<std::string, std::string>>{
+           {"ftp://mirror.example.org", "has the scheme 'ftp', which attest does not fetch from"},
+           {"s3://bucket", "is an s3:// URL"},
+           {"file://srv/cache", "needs an absolute path"},
+           {"", "cache URL is empty"},
+           {"https://mirror.example.org#x", "has a fragment"},
+           {"https://mirror.example.org?priority=1", "has a query"},
+           {"https://mirror.example.org/a\\tb", "control character 0x09"},
+           {"https://mirror.example.org/" + std::string(1000, 'x'), "bytes long (use at most 1024 bytes"}}) {
+    EXPECT_THAT(ErrorOf(base + "url = \"" + url + "\"\n"),
+                AllOf(StartsWith("/etc/attest/node.toml:5:7: [[source]] url: cache URL "), HasSubstr(problem)))
+        << url;
+  }
+  const std::string with_password = ErrorOf(base + "url = \"https://bob:hunter2@mirror.example.org\"\n");
+  EXPECT_THAT(with_password, AllOf(HasSubstr("user name or password"), Not(HasSubstr("hunter2"))));
+
+  EXPECT_THAT(ErrorOf(base + "url = 5\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:5:7: "), HasSubstr("url is an integer, not a string")));
+  EXPECT_THAT(ErrorOf(base + "priority = 3\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:4:"), HasSubstr("[[source]] has no url")));
+  EXPECT_THAT(ErrorOf(base + "url = \"http://m\"\npriority = -1\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:6:12: "), HasSubstr("priority is -1; it must be between 0 and 10000")));
+  EXPECT_THAT(ErrorOf(base + "url = \"http://m\"\npriority = 10001\n"), HasSubstr("priority is 10001"));
+  EXPECT_THAT(ErrorOf(base + "url = \"http://m\"\npriority = \"high\"\n"),
+              HasSubstr("priority is a string, not an integer"));
+  EXPECT_THAT(ErrorOf(base + "url = \"http://m\"\nkey = \"m:AAAA\"\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:6:1: "),
+                    HasSubstr("unknown key \"key\" in [[source]] (known keys: url, priority)")));
+  EXPECT_THAT(ErrorOf(base + "url = \"http://m/\"\n\n[[source]]\nurl = \"http://m\"\n"),
+              AllOf(StartsWith("/etc/attest/node.toml:7:"),
+                    HasSubstr("two [[source]] tables have the url \"http://m\", the first at /etc/attest/node.toml:4:")));
+  EXPECT_THAT(ErrorOf(consensus::Cat(kMinimal, "[source]\nurl = \"http://m\"\n")),
+              HasSubstr("\"source\" is a table, not an array of tables (write each source as a [[source]] table)"));
+}
+
+TEST(NodeConfigTest, ValidateChecksSourcesBuiltInCode) {
+  NodeConfig config;
+  config.database_path = "/tmp/a.db";
+  config.key_path = "/tmp/k";
+  config.policy_path = "/tmp/p";
+  config.sources = {{.url = "https://a.example.org", .priority = 5}, {.url = "file:///srv/c", .priority = 0}};
+  EXPECT_TRUE(ValidateNodeConfig(config).ok());
+  auto message = [&] { return std::string(consensus::StdView(ValidateNodeConfig(config).message())); };
+  config.sources[1].url = "ftp://c";
+  EXPECT_THAT(message(), HasSubstr("[[source]] 2 url: cache URL 'ftp://c' has the scheme 'ftp'"));
+  config.sources[1].url = "https://a.example.org/";
+  EXPECT_THAT(message(), HasSubstr("is not normalised (write \"https://a.example.org\")"));
+  config.sources[1].url = "https://a.example.org";
+  EXPECT_THAT(message(), HasSubstr("[[source]] 2 has the url of [[source]] 1"));
+  config.sources[1].url = "https://b.example.org";
+  config.sources[1].priority = kMaxSourcePriority + 1;
+  EXPECT_THAT(message(), HasSubstr("priority is 10001"));
+  config.sources[1].priority = kMaxSourcePriority;
+  EXPECT_TRUE(ValidateNodeConfig(config).ok());
+}
+
 TEST(NodeConfigTest, TestTableIsAnUnknownTable) {
   // Test-only behaviour is injected in code (NodeOptions), never switched on by a node's config.
   const std::string error = ErrorOf(consensus::Cat(kMinimal, "[test]\nfork_log = true\n"));
   EXPECT_THAT(error, StartsWith("/etc/attest/node.toml:4:2: unknown table [test]"));
-  EXPECT_THAT(error, HasSubstr("a node config has [node], [tls], [gateway], [log], [scrub], [federation] and [[peer]]"));
+  EXPECT_THAT(error, HasSubstr("a node config has [node], [tls], [gateway], [log], [scrub], [federation], [[peer]] "
+                               "and [[source]]"));
 }
 
 }  // namespace
