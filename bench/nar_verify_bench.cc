@@ -27,7 +27,7 @@
 #include "absl/status/status.h"
 #include "bench/bench_support.h"
 #include "consensus/sha256.h"
-#include "server/nar_verifier.h"
+#include "storage/nar_verifier.h"
 
 namespace attest::bench {
 namespace {
@@ -172,12 +172,12 @@ int Main(int argc, char** argv) {
     const std::string file = format.compression == "none" ? nar : ReadFile(format.path);
     std::vector<double> walls, cpus, tools;
     for (int run = 0; run < args.runs; ++run) {
-      server::NarFileExpectation expected;
+      storage::NarFileExpectation expected;
       expected.compression = format.compression;
       expected.nar_hash = nar_hash;
       expected.nar_size = nar.size();
       expected.file_size = file.size();
-      auto verifier = server::NarVerifier::Create(expected);
+      auto verifier = storage::NarVerifier::Create(expected);
       if (!verifier.ok()) Die(verifier.status().ToString());
       const double cpu0 = CpuSeconds();
       const auto start = std::chrono::steady_clock::now();

@@ -1,4 +1,4 @@
-#include "server/nar_verifier.h"
+#include "storage/nar_verifier.h"
 
 #include <gtest/gtest.h>
 
@@ -12,7 +12,7 @@
 #include "tests/support/subprocess.h"
 #include "tests/support/test_support.h"
 
-namespace attest::server {
+namespace attest::storage {
 namespace {
 
 using consensus::AsBytes;
@@ -376,4 +376,4 @@ TEST_F(NarVerifierTest, XzNeedingTooMuchDecoderMemoryIsResourceExhausted) {
 }
 
 }  // namespace
-}  // namespace attest::server
+}  // namespace attest::storage

@@ -18,8 +18,8 @@
 // Real caches use far less: `nix copy`'s xz needs 9 MiB, zstd's default levels 8 MiB or less.
 //
 // Thread-compatible: one object per transfer, used by one thread at a time.
-#ifndef ATTEST_SERVER_NAR_VERIFIER_H_
-#define ATTEST_SERVER_NAR_VERIFIER_H_
+#ifndef ATTEST_STORAGE_NAR_VERIFIER_H_
+#define ATTEST_STORAGE_NAR_VERIFIER_H_
 
 #include <cstdint>
 #include <memory>
@@ -32,7 +32,7 @@
 #include "absl/status/statusor.h"
 #include "consensus/nar_hash.h"
 
-namespace attest::server {
+namespace attest::storage {
 
 // What a narinfo says about one NAR file.
 struct NarFileExpectation final {
@@ -102,6 +102,6 @@ class NarVerifier final {
   bool finished_ = false;
 };
 
-}  // namespace attest::server
+}  // namespace attest::storage
 
-#endif  // ATTEST_SERVER_NAR_VERIFIER_H_
+#endif  // ATTEST_STORAGE_NAR_VERIFIER_H_

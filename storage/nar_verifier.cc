@@ -1,4 +1,4 @@
-#include "server/nar_verifier.h"
+#include "storage/nar_verifier.h"
 
 #include <bzlib.h>
 #include <lzma.h>
@@ -13,7 +13,7 @@
 
 #include "consensus/text.h"
 
-namespace attest::server {
+namespace attest::storage {
 namespace {
 
 using consensus::Cat;
@@ -422,4 +422,4 @@ absl::Status NarVerifier::FinishUnlatched() {
   return absl::OkStatus();
 }
 
-}  // namespace attest::server
+}  // namespace attest::storage
