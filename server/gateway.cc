@@ -47,6 +47,9 @@ enum class Gateway::Answer {
   kNarUpstreamMissing,
   kNarUpstreamFailed,
   kNarBadName,
+  kNarInfoNoSource,  // relay mode: CONFIRMED, but no eligible source holds the confirmed contents
+  kNarUnverified,    // relay mode: no eligible source delivered bytes that verified
+  kNarTooLarge,      // relay mode: larger than max_nar_mib
 };
 
 namespace {
@@ -58,6 +61,7 @@ constexpr std::pair<std::string_view, std::string_view> kAnswerLabels[] = {
     {"narinfo", "unknown"},          {"narinfo", "pending"},          {"narinfo", "disputed"},
     {"narinfo", "mismatch"},         {"narinfo", "store_failed"},     {"nar", "served"},
     {"nar", "upstream_missing"},     {"nar", "upstream_failed"},      {"nar", "bad_name"},
+    {"narinfo", "no_source"},        {"nar", "unverified"},           {"nar", "too_large"},
 };
 
 }  // namespace
@@ -74,6 +78,13 @@ struct Gateway::UpstreamAnswer final {
   absl::Time expires;
 };
 
+// Relay mode: what a served narinfo promised, for its /nar/ request.
+struct Gateway::RelayTarget final {
+  consensus::PathInfo confirmed;
+  std::vector<std::string> confirming;  // operators on the confirmed side
+  std::string file;                     // "<hash part>-<nar hash>.nar"
+};
+
 // One row of the table. Immutable once inserted (replaced as a whole), except for the recency stamp.
 struct Gateway::Entry final {
   std::shared_ptr<const UpstreamAnswer> upstream;
@@ -81,6 +92,7 @@ struct Gateway::Entry final {
   std::shared_ptr<const std::string> body;    // the 200 narinfo; null for a 404
   std::string reason;                         // the 404's text
   Answer answer = Answer::kNarInfoServed;     // when answered
+  std::shared_ptr<const RelayTarget> target;  // relay mode, when served
   mutable std::atomic<int64_t> last_used{0};  // unix seconds, for eviction
 };
 
@@ -174,11 +186,13 @@ HttpResponse Gateway::Resolve(const std::string& hash_part) {
   const absl::Time now = clock_();
   std::shared_ptr<const UpstreamAnswer> upstream = UpstreamFor(hash_part, now);
 
+  std::shared_ptr<const RelayTarget> target;
   auto keep = [&](bool answered, std::shared_ptr<const std::string> body, std::string reason, uint64_t generation,
                   Answer answer) {
     Count(answer);
     auto entry = std::make_shared<Entry>();
     entry->answer = answer;
+    entry->target = target;
     entry->upstream = upstream;
     // An answer computed from a read that may have missed a commit is not kept (the next request
     // computes it again); the upstream part is kept either way.
@@ -234,15 +248,57 @@ HttpResponse Gateway::Resolve(const std::string& hash_part) {
     return NotServed(reason);
   }
   const consensus::FingerprintTally& agreed = result.fingerprints.front();
-  const std::string fingerprint = narinfo.claim.Fingerprint();
-  if (agreed.fingerprint != fingerprint) {
-    reason = Cat(narinfo.claim.path.full(), " is CONFIRMED, but the upstream narinfo describes other contents");
-    LogWarning(Cat("gateway: upstream narinfo of ", narinfo.claim.path.full(),
-                   " differs from the confirmed fingerprint (", consensus::QuoteForError(fingerprint), " upstream, ",
-                   consensus::QuoteForError(agreed.fingerprint), " confirmed); answered 404"));
-    keep(true, nullptr, reason, generation, Answer::kNarInfoMismatch);
-    return NotServed(reason);
+  // `described`: the narinfo whose claim is the confirmed one, and whose Deriver and CA are passed on.
+  const consensus::NarInfo* described = &narinfo;
+  std::optional<SourcedNarInfo> sourced;
+  std::string nar_url;
+  std::string compression;
+  std::string file_hash;
+  std::optional<uint64_t> file_size;
+  if (options_.relay != nullptr) {
+    absl::StatusOr<consensus::PathInfo> confirmed = consensus::PathInfo::ParseFingerprint(agreed.fingerprint);
+    if (!confirmed.ok()) {
+      LogWarning(Cat("gateway: the confirmed fingerprint of ", narinfo.claim.path.full(),
+                     " does not parse: ", StdView(confirmed.status().message()), "; answered 404"));
+      keep(false, nullptr, "", generation, Answer::kNarInfoStoreFailed);
+      return NotServed("the node cannot read its store right now");
+    }
+    absl::StatusOr<SourcedNarInfo> located = options_.relay->Locate(*confirmed, agreed.operators);
+    if (!located.ok()) {
+      // Not kept: the relay remembers each source's answer briefly, so the next request asks again
+      // soon (a source that was down may be back) without a storm of requests.
+      reason = Cat(narinfo.claim.path.full(), " is CONFIRMED, but no source holds its NAR");
+      keep(false, nullptr, reason, generation, Answer::kNarInfoNoSource);
+      return NotServed(Cat(reason, ": ", StdView(located.status().message())));
+    }
+    sourced = *std::move(located);
+    described = &sourced->narinfo;
+    const std::string nar_hash = confirmed->nar_hash.ToNix32();
+    auto relay_target = std::make_shared<RelayTarget>(
+        RelayTarget{.confirmed = *std::move(confirmed),
+                    .confirming = agreed.operators,
+                    .file = Cat(hash_part, "-", nar_hash.substr(nar_hash.find(':') + 1), ".nar")});
+    nar_url = Cat("nar/", relay_target->file);
+    compression = "none";
+    file_hash = nar_hash;
+    file_size = relay_target->confirmed.nar_size;
+    target = std::move(relay_target);
+  } else {
+    const std::string fingerprint = narinfo.claim.Fingerprint();
+    if (agreed.fingerprint != fingerprint) {
+      reason = Cat(narinfo.claim.path.full(), " is CONFIRMED, but the upstream narinfo describes other contents");
+      LogWarning(Cat("gateway: upstream narinfo of ", narinfo.claim.path.full(),
+                     " differs from the confirmed fingerprint (", consensus::QuoteForError(fingerprint), " upstream, ",
+                     consensus::QuoteForError(agreed.fingerprint), " confirmed); answered 404"));
+      keep(true, nullptr, reason, generation, Answer::kNarInfoMismatch);
+      return NotServed(reason);
+    }
+    nar_url = upstream->nar_url;
+    compression = narinfo.compression.empty() ? "bzip2" : narinfo.compression;
+    file_hash = narinfo.file_hash;
+    file_size = narinfo.file_size;
   }
+  const consensus::PathInfo& claim = described->claim;
 
   // The agreeing builders' signatures, by key name, then the node's own.
   std::vector<std::string> signatures;
@@ -250,22 +306,23 @@ HttpResponse Gateway::Resolve(const std::string& hash_part) {
     signatures.push_back((*stored)[0][tally.stored_index[index]].attestation.signature.ToString());
   }
   std::sort(signatures.begin(), signatures.end());
-  signatures.push_back(node_key_.Sign(fingerprint).ToString());
+  signatures.push_back(node_key_.Sign(agreed.fingerprint).ToString());
 
-  std::string body = Cat("StorePath: ", narinfo.claim.path.full(), "\nURL: ", upstream->nar_url,
-                         "\nCompression: ", narinfo.compression.empty() ? "bzip2" : narinfo.compression, "\n");
-  if (!narinfo.file_hash.empty()) absl::StrAppend(&body, "FileHash: ", narinfo.file_hash, "\n");
-  if (narinfo.file_size) absl::StrAppend(&body, "FileSize: ", *narinfo.file_size, "\n");
-  absl::StrAppend(&body, "NarHash: ", narinfo.claim.nar_hash.ToNix32(), "\nNarSize: ", narinfo.claim.nar_size,
-                  "\nReferences:");
-  for (const consensus::StorePath& reference : narinfo.claim.references) {
+  std::string body =
+      Cat("StorePath: ", claim.path.full(), "\nURL: ", nar_url, "\nCompression: ", compression, "\n");
+  if (!file_hash.empty()) absl::StrAppend(&body, "FileHash: ", file_hash, "\n");
+  if (file_size) absl::StrAppend(&body, "FileSize: ", *file_size, "\n");
+  absl::StrAppend(&body, "NarHash: ", claim.nar_hash.ToNix32(), "\nNarSize: ", claim.nar_size, "\nReferences:");
+  for (const consensus::StorePath& reference : claim.references) {
     absl::StrAppend(&body, " ", consensus::AbslView(reference.base_name()));
   }
   // Nix writes "References: " with the space even when the list is empty.
-  if (narinfo.claim.references.empty()) body.push_back(' ');
+  if (claim.references.empty()) body.push_back(' ');
   body.push_back('\n');
-  if (narinfo.deriver) absl::StrAppend(&body, "Deriver: ", consensus::AbslView(narinfo.deriver->base_name()), "\n");
-  if (!narinfo.ca.empty()) absl::StrAppend(&body, "CA: ", narinfo.ca, "\n");
+  if (described->deriver) {
+    absl::StrAppend(&body, "Deriver: ", consensus::AbslView(described->deriver->base_name()), "\n");
+  }
+  if (!described->ca.empty()) absl::StrAppend(&body, "CA: ", described->ca, "\n");
   for (const std::string& signature : signatures) absl::StrAppend(&body, "Sig: ", signature, "\n");
 
   auto shared = std::make_shared<const std::string>(std::move(body));
@@ -310,8 +367,29 @@ std::shared_ptr<const Gateway::UpstreamAnswer> Gateway::UpstreamFor(const std::s
   return answer;
 }
 
+std::shared_ptr<const Gateway::UpstreamAnswer> Gateway::FetchFromRelay(const std::string& hash_part,
+                                                                      absl::Time now) {
+  auto answer = std::make_shared<UpstreamAnswer>();
+  absl::StatusOr<consensus::NarInfo> narinfo = options_.relay->FindNarInfo(hash_part);
+  if (narinfo.ok()) {
+    answer->kind = UpstreamAnswer::Kind::kFound;
+    answer->narinfo = std::make_shared<const consensus::NarInfo>(*std::move(narinfo));
+    answer->expires = now + options_.positive_ttl;
+  } else if (narinfo.status().code() == absl::StatusCode::kNotFound) {
+    answer->kind = UpstreamAnswer::Kind::kMissing;
+    answer->reason = Cat("no source has ", hash_part, ".narinfo");
+    answer->expires = now + options_.negative_ttl;
+  } else {
+    answer->kind = UpstreamAnswer::Kind::kFailed;
+    answer->reason = Cat("no source answered for ", hash_part, ".narinfo");
+    answer->expires = now + options_.failure_ttl;
+  }
+  return answer;
+}
+
 std::shared_ptr<const Gateway::UpstreamAnswer> Gateway::Fetch(const std::string& hash_part, absl::Time now) {
   upstream_fetches_.fetch_add(1, std::memory_order_relaxed);
+  if (options_.relay != nullptr) return FetchFromRelay(hash_part, now);
   auto answer = std::make_shared<UpstreamAnswer>();
   absl::StatusOr<std::string> text = upstream_->FetchNarInfo(hash_part);
   if (!text.ok() && text.status().code() == absl::StatusCode::kNotFound) {
@@ -431,6 +509,9 @@ HttpReply Gateway::Nar(std::string_view request_path) {
     Count(Answer::kNarBadName);
     return HttpReply::Now(HttpResponse::Text(400, "not a NAR file name: expected /nar/<file> with [A-Za-z0-9._+-]"));
   }
+  if (options_.relay != nullptr) {
+    return HttpReply::Later([this, file = std::string(file)] { return RelayNar(file); });
+  }
   return HttpReply::Later([this, file = std::string(file)] {
     absl::StatusOr<HttpBody> body = upstream_->OpenNar(file);
     if (!body.ok()) {
@@ -449,6 +530,56 @@ HttpReply Gateway::Nar(std::string_view request_path) {
     response.body = *std::move(body);
     return response;
   });
+}
+
+HttpResponse Gateway::RelayNar(const std::string& file) {
+  // "<hash part>-<nar hash>.nar", the name a served narinfo gave: its row says what to fetch.
+  const std::string hash_part = file.substr(0, std::min(file.size(), consensus::kStorePathHashLength));
+  auto target_of = [&]() -> std::shared_ptr<const RelayTarget> {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = entries_.find(hash_part);
+    if (it == entries_.end() || !it->second->answered) return nullptr;
+    return it->second->target;
+  };
+  std::shared_ptr<const RelayTarget> target = IsHashPart(hash_part) ? target_of() : nullptr;
+  if (target == nullptr && IsHashPart(hash_part)) {
+    // Evicted, restarted, or a verdict changed since the narinfo was served: decide again.
+    Resolve(hash_part);
+    target = target_of();
+  }
+  if (target == nullptr || target->file != file) {
+    Count(Answer::kNarUpstreamMissing);
+    return NotServed(Cat("nar/", file, " is not the NAR of a CONFIRMED path (fetch its narinfo again)"));
+  }
+  absl::StatusOr<storage::NarCache::Hit> hit = options_.relay->Fetch(target->confirmed, target->confirming);
+  if (!hit.ok()) {
+    LogWarning(Cat("gateway: NAR of ", target->confirmed.path.full(), " not served: ", StdView(hit.status().message())));
+    switch (hit.status().code()) {
+      case absl::StatusCode::kFailedPrecondition:
+        Count(Answer::kNarTooLarge);
+        return NotServed(Cat("the NAR of ", target->confirmed.path.full(), " is larger than this node relays"));
+      case absl::StatusCode::kNotFound:
+        Count(Answer::kNarUnverified);
+        return NotServed(Cat("no source delivered a NAR of ", target->confirmed.path.full(), " that verifies"));
+      default:
+        Count(Answer::kNarUpstreamFailed);
+        return NotServed(Cat("the sources of ", target->confirmed.path.full(), " are unavailable"));
+    }
+  }
+  Count(Answer::kNarServed);
+  HttpResponse response;
+  response.content_type = "application/x-nix-nar";
+  response.body = HttpFile{.fd = hit->fd.Release(), .size = hit->size};
+  return response;
+}
+
+void Gateway::Stop() {
+  if (upstream_ != nullptr) upstream_->Cancel();
+  if (options_.relay != nullptr) options_.relay->Cancel();
+}
+
+std::vector<NarSourceStatus> Gateway::SourceStatus() const {
+  return options_.relay != nullptr ? options_.relay->Status() : std::vector<NarSourceStatus>{};
 }
 
 GatewayStats Gateway::stats() const {

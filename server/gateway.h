@@ -20,6 +20,19 @@
 // same hash share one upstream fetch. Cache hits are answered on the event thread without blocking;
 // misses run on the HTTP server's job pool.
 //
+// Sources (relay mode, GatewayOptions::relay set: the node has operator caches or [[source]] mirrors).
+// The narinfo is attest's own: the store path a source's narinfo names is tallied; for a CONFIRMED
+// path some eligible source (server/nar_relay.h) must hold a narinfo with exactly the confirmed
+// contents, and the answer is
+//   StorePath, NarHash, NarSize, References   the confirmed claim
+//   URL: nar/<hash part>-<nar hash>.nar       this node's own NAR route
+//   Compression: none, FileHash/FileSize      the NAR itself: the relay serves it uncompressed, so any
+//                                             source may deliver it whatever its own compression
+//   Deriver, CA                               from the source's narinfo (not covered by signatures)
+//   Sig:                                      the agreeing builders' and the node's, as above.
+// GET /nar/<hash part>-<nar hash>.nar serves the verified NAR from the relay's cache (fetched on a
+// miss, on the HTTP job pool). 404 whenever the bytes cannot be had or verified: Nix then builds.
+//
 // Thread-safe. Policy, store and node key are borrowed and must outlive the Gateway.
 #ifndef ATTEST_SERVER_GATEWAY_H_
 #define ATTEST_SERVER_GATEWAY_H_
@@ -43,8 +56,9 @@
 #include "consensus/policy.h"
 #include "consensus/store_path.h"
 #include "server/http_server.h"
-#include "server/resolution_book.h"
 #include "server/metrics.h"
+#include "server/nar_relay.h"
+#include "server/resolution_book.h"
 #include "server/upstream.h"
 #include "storage/ledger.h"
 
@@ -60,6 +74,9 @@ struct GatewayOptions final {
   const ResolutionBook* resolutions = nullptr;
   // Where attest_gateway_requests_total goes; borrowed. Null: a registry of its own.
   MetricsRegistry* metrics = nullptr;
+  // The relay mode (borrowed; see "Sources" above): narinfos and NARs come from the relay's sources,
+  // and the upstream passed to the constructor is unused (it may be null).
+  NarRelay* relay = nullptr;
 };
 
 struct GatewayStats final {
@@ -83,7 +100,7 @@ class Gateway final {
   void AddRoutes(HttpRouter& router);
 
   // For shutdown, before the HTTP server stops: upstream transfers end now, so no job waits for them.
-  void Stop() { upstream_->Cancel(); }
+  void Stop();
 
   // The ingest hook: attestations of `paths` were committed; their cached answers are dropped.
   void PathsChanged(std::span<const consensus::StorePath> paths);
@@ -98,7 +115,11 @@ class Gateway final {
 
   GatewayStats stats() const;
 
+  // The relay's sources (empty without a relay).
+  std::vector<NarSourceStatus> SourceStatus() const;
+
  private:
+  struct RelayTarget;
   struct UpstreamAnswer;
   struct Entry;
   struct Flight;
@@ -110,6 +131,8 @@ class Gateway final {
   HttpResponse Resolve(const std::string& hash_part);
   std::shared_ptr<const UpstreamAnswer> UpstreamFor(const std::string& hash_part, absl::Time now);
   std::shared_ptr<const UpstreamAnswer> Fetch(const std::string& hash_part, absl::Time now);
+  std::shared_ptr<const UpstreamAnswer> FetchFromRelay(const std::string& hash_part, absl::Time now);
+  HttpResponse RelayNar(const std::string& file);
   void Insert(const std::string& hash_part, std::shared_ptr<const Entry> entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvictSome(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NoteUpstreamHealth(const absl::Status& status);

@@ -31,6 +31,7 @@
 #ifndef ATTEST_SERVER_NAR_RELAY_H_
 #define ATTEST_SERVER_NAR_RELAY_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -150,6 +151,7 @@ class NarRelay final {
                                                        const std::string& key);
   absl::StatusOr<storage::NarCache::Hit> Reverify(storage::NarCache::Hit hit, const consensus::PathInfo& confirmed,
                                                   const std::string& key);
+  bool SlotFreeOrCancelled() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(slots_mu_);
   void NoteContact(Source& source, const absl::Status& status);
   void NoteMismatch(Source& source, const consensus::StorePath& path, std::string what);
 
@@ -161,7 +163,7 @@ class NarRelay final {
 
   absl::Mutex flights_mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Flight>> flights_ ABSL_GUARDED_BY(flights_mu_);
-  absl::Mutex slots_mu_;
+  mutable absl::Mutex slots_mu_;
   int slots_in_use_ ABSL_GUARDED_BY(slots_mu_) = 0;
   std::atomic<bool> cancelled_{false};
 };

@@ -2,7 +2,9 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <utility>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
@@ -17,6 +19,7 @@
 #include "server/request_parse_interceptor.h"
 #include "server/tls_files.h"
 #include "server/web/web_routes.h"
+#include "storage/binary_cache.h"
 #include "storage/files.h"
 #include "storage/sqlite_attestation_store.h"
 
@@ -128,8 +131,45 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, NodeO
   if (!loaded.ok()) return loaded.status();
   const consensus::SecretKey& key = loaded->key;
 
-  std::unique_ptr<Upstream> upstream;
+  // The NAR relay: when the gateway has sources besides (or instead of) an upstream.
+  std::vector<NarSourceSpec> nar_sources;
+  std::unique_ptr<storage::NarCache> nar_cache;
   if (config.gateway) {
+    std::vector<NarSourceSpec> mirrors;
+    for (const NarSourceConfig& source : config.sources) {
+      mirrors.push_back(NarSourceSpec{
+          .url = source.url, .kind = NarSourceKind::kMirror, .operator_name = "", .priority = source.priority});
+    }
+    const bool has_sources = !config.sources.empty() ||
+                             std::any_of(loaded->policy.operators().begin(), loaded->policy.operators().end(),
+                                         [](const consensus::Operator& op) { return !op.caches.empty(); });
+    if (!has_sources && config.gateway->upstream.empty()) {
+      return absl::InvalidArgumentError(
+          Cat(config.config_file.empty() ? "" : Cat(config.config_file, ": "),
+              "[gateway] has no source of NARs: set upstream = \"https://cache.example.org\", add [[source]] "
+              "tables, or list caches for the operators in the policy"));
+    }
+    if (has_sources) {
+      nar_sources = NarSourcesOf(loaded->policy, mirrors, config.gateway->upstream);
+      for (const NarSourceSpec& spec : nar_sources) {
+        if (auto opened = storage::BinaryCache::Open(spec.url); !opened.ok()) {
+          return absl::InvalidArgumentError(Cat("NAR source ", spec.url, ": ", StdView(opened.status().message())));
+        }
+      }
+      const std::string directory =
+          config.gateway->nar_cache.empty() ? Cat(config.database_path, ".nar-cache") : config.gateway->nar_cache;
+      absl::StatusOr<std::unique_ptr<storage::NarCache>> opened = storage::NarCache::Open(storage::NarCacheOptions{
+          .directory = directory, .max_bytes = static_cast<uint64_t>(config.gateway->nar_cache_mib) << 20});
+      if (!opened.ok()) {
+        return absl::Status(opened.status().code(), Cat(config.config_file.empty() ? "" : Cat(config.config_file, ": "),
+                                                        "[gateway] nar_cache: ", StdView(opened.status().message())));
+      }
+      nar_cache = *std::move(opened);
+    }
+  }
+
+  std::unique_ptr<Upstream> upstream;
+  if (config.gateway && !config.gateway->upstream.empty() && nar_sources.empty()) {
     absl::StatusOr<std::unique_ptr<Upstream>> opened = OpenUpstream(
         config.gateway->upstream,
         UpstreamOptions{.timeout = absl::Seconds(config.gateway->upstream_timeout_seconds),
@@ -159,7 +199,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, NodeO
 
   auto node = std::unique_ptr<Node>(new Node(config, std::move(loaded->policy), std::move(loaded->key),
                                              std::move(store->store), store->sqlite, std::move(upstream),
-                                             std::move(options.clock), options.serve_checkpoint));
+                                             std::move(nar_cache), std::move(nar_sources), std::move(options.clock),
+                                             options.serve_checkpoint));
   if (absl::Status status = node->resolutions_->Load(*node->store_); !status.ok()) {
     return AboutFile(config.database_path, status);
   }
@@ -168,11 +209,32 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, NodeO
 
 namespace {
 
+std::unique_ptr<NarRelay> MakeNarRelay(const NodeConfig& config, std::vector<NarSourceSpec> sources,
+                                       storage::NarCache* cache, Clock clock, MetricsRegistry* metrics) {
+  if (!config.gateway || cache == nullptr) return nullptr;
+  const GatewayConfig& g = *config.gateway;
+  absl::StatusOr<std::unique_ptr<NarRelay>> relay = NarRelay::Create(
+      std::move(sources), cache, metrics, std::move(clock),
+      NarRelayOptions{.cache_options = {.connect_timeout = absl::Seconds(g.source_timeout_seconds),
+                                        .transfer_timeout = absl::Seconds(g.nar_transfer_timeout_seconds),
+                                        .stall_timeout = absl::Seconds(g.nar_stall_timeout_seconds)},
+                      .max_concurrent_fetches = g.nar_fetches,
+                      .max_nar_bytes = static_cast<uint64_t>(g.max_nar_mib) << 20,
+                      .found_ttl = absl::Seconds(g.positive_ttl_seconds),
+                      .missing_ttl = absl::Seconds(g.negative_ttl_seconds)});
+  // Node::Open opened every source URL already; nothing else can fail.
+  if (!relay.ok()) {
+    LogError(Cat("the NAR relay cannot start: ", StdView(relay.status().message())));
+    std::abort();
+  }
+  return *std::move(relay);
+}
+
 std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::Policy& policy,
                                      storage::Ledger* store, const consensus::SecretKey& key,
-                                     std::unique_ptr<Upstream> upstream, Clock clock,
+                                     std::unique_ptr<Upstream> upstream, NarRelay* relay, Clock clock,
                                      const ResolutionBook* resolutions, MetricsRegistry* metrics) {
-  if (!config.gateway || !upstream) return nullptr;
+  if (!config.gateway || (!upstream && relay == nullptr)) return nullptr;
   const GatewayConfig& g = *config.gateway;
   return std::make_unique<Gateway>(policy, store, key, std::move(upstream), std::move(clock),
                                    GatewayOptions{.priority = g.priority,
@@ -181,14 +243,16 @@ std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::
                                                   .failure_ttl = absl::Seconds(g.failure_ttl_seconds),
                                                   .max_entries = static_cast<size_t>(g.cache_entries),
                                                   .resolutions = resolutions,
-                                                  .metrics = metrics});
+                                                  .metrics = metrics,
+                                                  .relay = relay});
 }
 
 }  // namespace
 
 Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
            std::unique_ptr<storage::AttestationStore> store, storage::SqliteAttestationStore* sqlite,
-           std::unique_ptr<Upstream> upstream, Clock clock, const CheckpointServingFactory& serve_checkpoint)
+           std::unique_ptr<Upstream> upstream, std::unique_ptr<storage::NarCache> nar_cache,
+           std::vector<NarSourceSpec> nar_sources, Clock clock, const CheckpointServingFactory& serve_checkpoint)
     : config_(std::move(config)),
       policy_(std::move(policy)),
       key_(std::move(key)),
@@ -196,8 +260,10 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       sqlite_(sqlite),
       checkpoint_file_(SignedCheckpointFile::PathFor(config_.database_path)),
       resolutions_(std::make_unique<ResolutionBook>(policy_)),
-      gateway_(MakeGateway(config_, policy_, store_.get(), key_, std::move(upstream), clock, resolutions_.get(),
-                           &metrics_)),
+      nar_cache_(std::move(nar_cache)),
+      nar_relay_(MakeNarRelay(config_, std::move(nar_sources), nar_cache_.get(), clock, &metrics_)),
+      gateway_(MakeGateway(config_, policy_, store_.get(), key_, std::move(upstream), nar_relay_.get(), clock,
+                           resolutions_.get(), &metrics_)),
       ingestor_(policy_, store_.get(), store_.get(), key_, clock,
                 IngestOptions{.observe_unknown_keys = config_.observe_unknown_keys,
                               .max_batch = config_.max_batch,
@@ -340,7 +406,9 @@ absl::Status Node::Start() {
                                                   .idle_timeout_seconds = config_.http_idle_timeout_seconds,
                                                   .request_head_timeout_seconds =
                                                       config_.http_request_head_timeout_seconds,
-                                                  .job_threads = config_.http_job_threads,
+                                                  // NAR fetches from sources wait on job threads.
+                                                  .job_threads = config_.http_job_threads +
+                                                                 (nar_relay_ ? config_.gateway->nar_fetches : 0),
                                                   .tls = std::move(http_tls)})
             : absl::StatusOr<std::unique_ptr<HttpServer>>(http_address.status());
     if (!http.ok()) {
@@ -363,7 +431,9 @@ absl::Status Node::Start() {
               config_.tls ? Cat(" (TLS", config_.tls->client_ca.path.empty() ? "" : ", client certificates required",
                                 ")")
                           : std::string(),
-              gateway_ ? Cat(" (gateway for ", config_.gateway->upstream, ")") : std::string(),
+              gateway_ ? (nar_relay_ ? Cat(" (gateway relaying NARs from ", nar_relay_->Status().size(), " sources)")
+                                     : Cat(" (gateway for ", config_.gateway->upstream, ")"))
+                       : std::string(),
               ", log ", log_publisher_->origin(), ", policy ", policy_.Hash(), " (quorum ", policy_.quorum(), ", ",
               policy_.operators().size(), " operators), node key ", key_.name(), ", database ",
               config_.database_path));

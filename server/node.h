@@ -35,7 +35,9 @@
 #include "server/resolution_book.h"
 #include "server/scrubber.h"
 #include "server/status_query.h"
+#include "server/nar_relay.h"
 #include "server/upstream.h"
+#include "storage/nar_cache.h"
 #include "server/worker_pool.h"
 #include "storage/attestation_store.h"
 #include "storage/sqlite_attestation_store.h"
@@ -133,7 +135,8 @@ class Node final {
 
   Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
        std::unique_ptr<storage::AttestationStore> store, storage::SqliteAttestationStore* sqlite,
-       std::unique_ptr<Upstream> upstream, Clock clock, const CheckpointServingFactory& serve_checkpoint);
+       std::unique_ptr<Upstream> upstream, std::unique_ptr<storage::NarCache> nar_cache,
+       std::vector<NarSourceSpec> nar_sources, Clock clock, const CheckpointServingFactory& serve_checkpoint);
 
   const NodeConfig config_;
   const consensus::Policy policy_;
@@ -146,6 +149,10 @@ class Node final {
   MetricsRegistry metrics_;
   // Maintainers' statements in force; read by every tally (before the readers and the ingestor).
   const std::unique_ptr<ResolutionBook> resolutions_;
+  // The gateway's NAR relay from the operators' caches and [[source]] mirrors (null without [gateway]
+  // or without such sources); before the gateway, which uses it.
+  const std::unique_ptr<storage::NarCache> nar_cache_;
+  const std::unique_ptr<NarRelay> nar_relay_;
   // Before ingestor_: the ingest writer tells it about every commit.
   const std::unique_ptr<Gateway> gateway_;
   Ingestor ingestor_;

@@ -45,7 +45,8 @@ constexpr std::string_view kFederationKeys = "poll_interval, max_backoff, batch_
 constexpr std::string_view kPeerKeys = "grpc, http, key, ca";
 constexpr std::string_view kSourceKeys = "url, priority";
 constexpr std::string_view kGatewayKeys =
-    "upstream, priority, positive_ttl, negative_ttl, failure_ttl, cache_entries, upstream_timeout, nar_streams";
+    "upstream, priority, positive_ttl, negative_ttl, failure_ttl, cache_entries, upstream_timeout, nar_streams, "
+    "nar_cache, nar_cache_mib, max_nar_mib, nar_fetches, source_timeout, nar_transfer_timeout, nar_stall_timeout";
 
 struct IntegerSetting final {
   std::string_view name;
@@ -73,6 +74,12 @@ constexpr IntegerSetting kFailureTtl{"failure_ttl", 0, 3600};
 constexpr IntegerSetting kCacheEntries{"cache_entries", 1, 10000000};
 constexpr IntegerSetting kUpstreamTimeout{"upstream_timeout", 1, 300};
 constexpr IntegerSetting kNarStreams{"nar_streams", 1, 1024};
+constexpr IntegerSetting kNarCacheMib{"nar_cache_mib", 1, int64_t{1} << 30};
+constexpr IntegerSetting kMaxNarMib{"max_nar_mib", 1, int64_t{1} << 30};
+constexpr IntegerSetting kNarFetches{"nar_fetches", 1, 1024};
+constexpr IntegerSetting kSourceTimeout{"source_timeout", 1, 300};
+constexpr IntegerSetting kNarTransferTimeout{"nar_transfer_timeout", 10, 7 * 86400};
+constexpr IntegerSetting kNarStallTimeout{"nar_stall_timeout", 1, 3600};
 constexpr IntegerSetting kSourcePriority{"priority", kMinSourcePriority, kMaxSourcePriority};
 
 // The gateway's upstream: http(s)://host... or file:///absolute/dir. Whether a directory exists is
@@ -368,16 +375,27 @@ class ConfigReader final {
         status = Integer(kUpstreamTimeout, *value, gateway.upstream_timeout_seconds);
       } else if (name == kNarStreams.name) {
         status = Integer(kNarStreams, *value, gateway.nar_streams);
+      } else if (name == "nar_cache") {
+        auto file = FileSetting(*entry_key, *value, "nar_cache");
+        if (!file.ok()) return file.status();
+        gateway.nar_cache = file->path;
+      } else if (name == kNarCacheMib.name) {
+        status = Integer(kNarCacheMib, *value, gateway.nar_cache_mib);
+      } else if (name == kMaxNarMib.name) {
+        status = Integer(kMaxNarMib, *value, gateway.max_nar_mib);
+      } else if (name == kNarFetches.name) {
+        status = Integer(kNarFetches, *value, gateway.nar_fetches);
+      } else if (name == kSourceTimeout.name) {
+        status = Integer(kSourceTimeout, *value, gateway.source_timeout_seconds);
+      } else if (name == kNarTransferTimeout.name) {
+        status = Integer(kNarTransferTimeout, *value, gateway.nar_transfer_timeout_seconds);
+      } else if (name == kNarStallTimeout.name) {
+        status = Integer(kNarStallTimeout, *value, gateway.nar_stall_timeout_seconds);
       } else {
         status = absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ", Quoted(name),
                                                 " in [gateway] (known keys: ", kGatewayKeys, ")"));
       }
       if (!status.ok()) return status;
-    }
-    if (gateway.upstream.empty()) {
-      return absl::InvalidArgumentError(
-          Cat(gateway_where_, "[gateway] has no upstream (the binary cache to stand in front of: "
-                              "upstream = \"https://cache.example.org\" or \"file:///srv/cache\")"));
     }
     config_.gateway = std::move(gateway);
     return absl::OkStatus();
@@ -781,16 +799,28 @@ absl::Status ValidateNodeConfig(const NodeConfig& config) {
     if (config.http_address.empty()) {
       return absl::InvalidArgumentError(Cat(gateway_where, "needs the HTTP port, but [node] http is \"\""));
     }
-    if (gateway.upstream.empty()) return absl::InvalidArgumentError(Cat(gateway_where, "upstream is not set"));
-    if (absl::Status s = CheckUpstream(gateway.upstream, gateway_where); !s.ok()) return s;
+    if (!gateway.upstream.empty()) {
+      if (absl::Status s = CheckUpstream(gateway.upstream, gateway_where); !s.ok()) return s;
+    }
     for (auto [setting, value] : {std::pair<IntegerSetting, int64_t>{kPriority, gateway.priority},
                                   {kPositiveTtl, gateway.positive_ttl_seconds},
                                   {kNegativeTtl, gateway.negative_ttl_seconds},
                                   {kFailureTtl, gateway.failure_ttl_seconds},
                                   {kCacheEntries, gateway.cache_entries},
                                   {kUpstreamTimeout, gateway.upstream_timeout_seconds},
-                                  {kNarStreams, gateway.nar_streams}}) {
+                                  {kNarStreams, gateway.nar_streams},
+                                  {kNarCacheMib, gateway.nar_cache_mib},
+                                  {kMaxNarMib, gateway.max_nar_mib},
+                                  {kNarFetches, gateway.nar_fetches},
+                                  {kSourceTimeout, gateway.source_timeout_seconds},
+                                  {kNarTransferTimeout, gateway.nar_transfer_timeout_seconds},
+                                  {kNarStallTimeout, gateway.nar_stall_timeout_seconds}}) {
       if (absl::Status s = CheckInteger(setting, value, gateway_where); !s.ok()) return s;
+    }
+    if (gateway.max_nar_mib > gateway.nar_cache_mib) {
+      return absl::InvalidArgumentError(Cat(gateway_where, "max_nar_mib (", gateway.max_nar_mib,
+                                            ") is larger than nar_cache_mib (", gateway.nar_cache_mib,
+                                            "): a NAR is relayed through the cache, so it must fit in it"));
     }
   }
   for (size_t i = 0; i < config.sources.size(); ++i) {

@@ -37,6 +37,13 @@
 //   cache_entries = 50000            # hash parts kept in memory
 //   upstream_timeout = 10            # seconds for a narinfo fetch, or until a NAR's headers arrive
 //   nar_streams = 32                 # NARs relayed from an http upstream at once
+//   nar_cache = "attest.db.nar-cache"  # verified NARs relayed from sources (default: database + ".nar-cache")
+//   nar_cache_mib = 10240            # its size bound
+//   max_nar_mib = 4096               # largest NAR relayed from sources (<= nar_cache_mib); larger: 404
+//   nar_fetches = 16                 # NAR transfers from sources at once
+//   source_timeout = 10              # seconds to connect to a source, and for a whole narinfo
+//   nar_transfer_timeout = 600       # seconds for one whole NAR file from one source
+//   nar_stall_timeout = 30           # seconds without a byte before a NAR transfer fails over
 //
 //   [log]                            # the node's transparency log (server/log_publisher.h)
 //   checkpoint_interval = "1s"       # how often the log is checked for growth and a checkpoint signed
@@ -82,7 +89,9 @@
 namespace attest::server {
 
 struct GatewayConfig final {
-  std::string upstream;  // binary cache URL (http(s):// or file:///absolute/dir); required
+  // Binary cache URL (http(s):// or file:///absolute/dir). Optional when the node has other sources of
+  // NARs (the policy's operator caches, [[source]] tables): then it is one more source, the last.
+  std::string upstream;
   int priority = 30;
   int positive_ttl_seconds = 3600;
   int negative_ttl_seconds = 60;
@@ -90,6 +99,15 @@ struct GatewayConfig final {
   int cache_entries = 50000;
   int upstream_timeout_seconds = 10;
   int nar_streams = 32;
+  // The NAR relay from the sources (server/nar_relay.h), used when the node has any source besides
+  // an upstream.
+  std::string nar_cache;             // directory of verified NARs; default "<database>.nar-cache"
+  int64_t nar_cache_mib = 10240;     // its bound
+  int64_t max_nar_mib = 4096;        // largest NAR relayed (at most nar_cache_mib); larger: 404
+  int nar_fetches = 16;              // NAR transfers from sources at once
+  int source_timeout_seconds = 10;   // connect, and a whole narinfo, per source
+  int nar_transfer_timeout_seconds = 600;  // a whole NAR file from one source
+  int nar_stall_timeout_seconds = 30;      // a NAR transfer without a byte for this long fails over
 };
 
 // A file the config names: its resolved path, and where the config names it ("node.toml:42:8: ", or

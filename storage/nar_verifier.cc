@@ -349,7 +349,9 @@ absl::Status NarVerifier::TakeNar(std::span<const uint8_t> nar) {
     return absl::DataLossError(Cat("the NAR is longer than its NarSize ", expected_.nar_size,
                                    " (stopped after ", nar_bytes_, " bytes): the source serves other contents"));
   }
-  return nar_sha_->Update(nar);
+  if (absl::Status s = nar_sha_->Update(nar); !s.ok()) return s;
+  if (nar_sink_ && !nar.empty()) return nar_sink_(nar);
+  return absl::OkStatus();
 }
 
 absl::Status NarVerifier::FeedUnlatched(std::span<const uint8_t> bytes) {

@@ -22,6 +22,7 @@
 #define ATTEST_STORAGE_NAR_VERIFIER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -75,6 +76,12 @@ class NarVerifier final {
   // expected and actual values). FAILED_PRECONDITION: called twice.
   absl::Status Finish();
 
+  // Where the NAR bytes go as they are produced (decompressed; never more than NarSize of them), e.g.
+  // into a cache file that is kept only when Finish is OK. Set before the first Feed. A non-OK status
+  // from the sink ends the transfer like any other error.
+  using NarSink = std::function<absl::Status(std::span<const uint8_t>)>;
+  void SetNarSink(NarSink sink) { nar_sink_ = std::move(sink); }
+
   uint64_t file_bytes() const { return file_bytes_; }  // bytes fed so far
   uint64_t nar_bytes() const { return nar_bytes_; }    // NAR bytes produced so far (<= NarSize + 1)
   const std::string& compression() const { return expected_.compression; }
@@ -98,6 +105,7 @@ class NarVerifier final {
   std::unique_ptr<uint8_t[]> buffer_;  // kBufferBytes of decompressed NAR; null for "none"
   uint64_t file_bytes_ = 0;
   uint64_t nar_bytes_ = 0;
+  NarSink nar_sink_;
   absl::Status failed_;  // the first error; every later call returns it
   bool finished_ = false;
 };
