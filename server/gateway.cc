@@ -50,6 +50,7 @@ enum class Gateway::Answer {
   kNarInfoNoSource,  // relay mode: CONFIRMED, but no eligible source holds the confirmed contents
   kNarUnverified,    // relay mode: no eligible source delivered bytes that verified
   kNarTooLarge,      // relay mode: larger than max_nar_mib
+  kNarInfoTooLarge,  // relay mode: CONFIRMED, but its NAR is larger than max_nar_mib
 };
 
 namespace {
@@ -62,6 +63,7 @@ constexpr std::pair<std::string_view, std::string_view> kAnswerLabels[] = {
     {"narinfo", "mismatch"},         {"narinfo", "store_failed"},     {"nar", "served"},
     {"nar", "upstream_missing"},     {"nar", "upstream_failed"},      {"nar", "bad_name"},
     {"narinfo", "no_source"},        {"nar", "unverified"},           {"nar", "too_large"},
+    {"narinfo", "too_large"},
 };
 
 }  // namespace
@@ -262,6 +264,12 @@ HttpResponse Gateway::Resolve(const std::string& hash_part) {
                      " does not parse: ", StdView(confirmed.status().message()), "; answered 404"));
       keep(false, nullptr, "", generation, Answer::kNarInfoStoreFailed);
       return NotServed("the node cannot read its store right now");
+    }
+    if (confirmed->nar_size > options_.relay->max_nar_bytes()) {
+      reason = Cat(narinfo.claim.path.full(), " is CONFIRMED, but its NAR (", confirmed->nar_size,
+                   " bytes) is larger than this node relays");
+      keep(true, nullptr, reason, generation, Answer::kNarInfoTooLarge);
+      return NotServed(reason);
     }
     absl::StatusOr<SourcedNarInfo> located = options_.relay->Locate(*confirmed, agreed.operators);
     if (!located.ok()) {

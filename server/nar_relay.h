@@ -133,6 +133,8 @@ class NarRelay final {
                                                std::span<const std::string> confirming);
 
   std::vector<NarSourceStatus> Status() const;
+  // The largest NAR relayed (NarRelayOptions::max_nar_bytes, capped at the cache's bound).
+  uint64_t max_nar_bytes() const { return options_.max_nar_bytes; }
 
   // For shutdown: transfers end now; later calls fail UNAVAILABLE.
   void Cancel();

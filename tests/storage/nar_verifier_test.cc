@@ -243,6 +243,42 @@ TEST_F(NarVerifierTest, DecompressionBombStopsAtNarSize) {
   }
 }
 
+TEST_F(NarVerifierTest, TheNarSinkReceivesExactlyTheDecompressedNar) {
+  for (const std::string& c : kAll) {
+    auto v = NarVerifier::Create(Expect(c, Nar()));
+    ASSERT_TRUE(v.ok()) << c;
+    std::string received;
+    (*v)->SetNarSink([&](std::span<const uint8_t> bytes) {
+      received.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(VerifyInPieces(**v, File(c), 7777).ok()) << c;
+    EXPECT_EQ(received, Nar()) << c;
+  }
+}
+
+TEST_F(NarVerifierTest, TheNarSinkNeverGetsBytesPastNarSizeAndItsErrorsEndTheTransfer) {
+  // A NAR one byte longer than promised: the sink sees at most NarSize bytes.
+  NarFileExpectation e = Expect("none", Nar());
+  e.nar_size -= 1;
+  auto v = NarVerifier::Create(e);
+  ASSERT_TRUE(v.ok());
+  uint64_t sunk = 0;
+  (*v)->SetNarSink([&](std::span<const uint8_t> bytes) {
+    sunk += bytes.size();
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(VerifyInPieces(**v, File("none"), 4096).code(), absl::StatusCode::kDataLoss);
+  EXPECT_LE(sunk, e.nar_size);
+  // A failing sink (a full disk) ends the transfer with its own error.
+  auto w = NarVerifier::Create(Expect("xz", Nar()));
+  ASSERT_TRUE(w.ok());
+  (*w)->SetNarSink([](std::span<const uint8_t>) { return absl::UnavailableError("disk full"); });
+  absl::Status s = VerifyInPieces(**w, File("xz"), 4096);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ((*w)->Finish().code(), absl::StatusCode::kUnavailable) << "the error is latched";
+}
+
 TEST_F(NarVerifierTest, CorruptByteInTheMiddleIsDataLoss) {
   for (const std::string& c : kAll) {
     std::string file = File(c);
