@@ -168,9 +168,13 @@ let
 
   gatewayOptions = {
     upstream = mkOption {
-      type = types.str;
+      type = types.nullOr types.str;
+      default = null;
       example = "https://cache.nixos.org";
-      description = "The binary cache behind the gateway: http(s)://host[:port][/prefix] or file:///absolute/dir.";
+      description = ''
+        The binary cache behind the gateway: http(s)://host[:port][/prefix] or file:///absolute/dir.
+        Optional when operators list caches in the policy or `source` mirrors are set (relay mode);
+        then it is the last source.'';
     };
     priority = mkOption {
       type = types.int;
@@ -206,6 +210,41 @@ let
       type = types.ints.positive;
       default = 32;
       description = "NARs relayed from an http(s) upstream at once.";
+    };
+    nar_cache = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "Relay mode: the directory of verified NARs (default: the database path + \".nar-cache\").";
+    };
+    nar_cache_mib = mkOption {
+      type = types.ints.positive;
+      default = 10240;
+      description = "Relay mode: the bound of the NAR cache in MiB (least recently used NARs are evicted).";
+    };
+    max_nar_mib = mkOption {
+      type = types.ints.positive;
+      default = 4096;
+      description = "Relay mode: the largest NAR relayed, in MiB (at most nar_cache_mib); larger ones are built by clients.";
+    };
+    nar_fetches = mkOption {
+      type = types.ints.positive;
+      default = 16;
+      description = "Relay mode: NAR transfers from sources at once.";
+    };
+    source_timeout = mkOption {
+      type = types.ints.positive;
+      default = 10;
+      description = "Relay mode: seconds to connect to a source, and for a whole narinfo.";
+    };
+    nar_transfer_timeout = mkOption {
+      type = types.ints.positive;
+      default = 600;
+      description = "Relay mode: seconds for one whole NAR file from one source.";
+    };
+    nar_stall_timeout = mkOption {
+      type = types.ints.positive;
+      default = 30;
+      description = "Relay mode: seconds without a byte before a NAR transfer fails over to the next source.";
     };
   };
 
