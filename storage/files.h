@@ -23,17 +23,32 @@
 
 namespace attest::storage {
 
-// A file descriptor closed on every path out of a scope.
+// A file descriptor closed on every path out of a scope. Movable: the moved-from object holds -1.
 class ScopedFd final {
  public:
+  ScopedFd() = default;
   explicit ScopedFd(int fd) : fd_(fd) {}
   ~ScopedFd() {
     if (fd_ >= 0) ::close(fd_);
   }
   ScopedFd(const ScopedFd&) = delete;
   ScopedFd& operator=(const ScopedFd&) = delete;
+  ScopedFd(ScopedFd&& other) noexcept : fd_(other.Release()) {}
+  ScopedFd& operator=(ScopedFd&& other) noexcept {
+    if (this != &other) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = other.Release();
+    }
+    return *this;
+  }
 
   int get() const { return fd_; }
+  // Gives the descriptor up without closing it (the caller owns it now); leaves -1 behind.
+  int Release() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
   // Closes now and returns close()'s result: a close error can be a lost write on some file
   // systems, so writers check it.
   int Close() {
@@ -43,7 +58,7 @@ class ScopedFd final {
   }
 
  private:
-  int fd_;
+  int fd_ = -1;
 };
 
 // Whether the last component of a path may be a symbolic link.
