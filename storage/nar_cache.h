@@ -2,8 +2,9 @@
 //
 // A NAR enters the cache only through a Writer that the relay commits after NarVerifier accepted every
 // byte, so what Lookup returns was verified (by this process, or by an earlier one: see below). Files
-// are written to "<key>.part", fsynced, then renamed to "<key>.nar", so a crash leaves either nothing
-// or a whole file; Open deletes leftover .part files.
+// are written to "<key>.<n>.part", fsynced, then renamed to "<key>.nar" (and the directory fsynced),
+// so a crash leaves either nothing or a whole file; Open deletes leftover .part files, indexes the
+// "<key>.nar" files and leaves every other file alone (uncounted).
 //
 // Bounded: the committed files plus the space reserved by writers in progress never exceed
 // max_bytes. Begin makes room by evicting the least recently used files (Lookup counts as a use); a
@@ -18,11 +19,13 @@
 // Keys: 1..128 characters of [0-9a-z-] (the relay uses "<hash part>-<nar hash in nix32>"), so a key is
 // a file name and a changed NarHash is another key.
 //
-// Thread-safe.
+// Thread-safe. A Writer is used by one thread at a time and must not outlive its NarCache; a Hit's
+// descriptor is independent of the cache.
 #ifndef ATTEST_STORAGE_NAR_CACHE_H_
 #define ATTEST_STORAGE_NAR_CACHE_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -70,7 +73,8 @@ class NarCache final {
     bool verified = false;  // false for files indexed by Open and not yet marked verified
   };
   // The cached NAR under `key`, opened, and marked recently used; nullopt when there is none (or its
-  // file vanished or cannot be opened: the entry is dropped). Invalid keys are never found.
+  // file vanished, cannot be opened, or no longer has the indexed size: the entry is dropped, and a
+  // file still there deleted). Invalid keys are never found.
   std::optional<Hit> Lookup(std::string_view key);
 
   void MarkVerified(std::string_view key);
@@ -83,11 +87,15 @@ class NarCache final {
     // Appends bytes; more than the size given to Begin is FAILED_PRECONDITION. A write error (disk
     // full...) is UNAVAILABLE naming the file and the system error.
     virtual absl::Status Append(std::span<const uint8_t> bytes) = 0;
-    // Exactly the size given to Begin must have been appended (else FAILED_PRECONDITION); fsyncs,
-    // renames into place, and indexes the entry as verified (replacing an older entry of the key).
+    // Exactly the size given to Begin must have been appended (else FAILED_PRECONDITION, and the
+    // writer may append the rest); fsyncs, renames into place, and indexes the entry as verified
+    // (replacing an older entry of the key: of two writers of one key, the last to commit wins).
+    // UNAVAILABLE: the sync or rename failed (the writer can only be destroyed), or the directory
+    // sync after the rename failed (the entry is in place, but may not survive a crash).
     virtual absl::Status Commit() = 0;
   };
-  // Reserves `size` bytes (evicting as needed) and creates the .part file. INVALID_ARGUMENT: a bad key.
+  // Reserves `size` bytes (evicting as needed) and creates "<key>.<n>.part" (O_EXCL, mode 0644), so
+  // writers of one key do not collide. INVALID_ARGUMENT: a bad key.
   // RESOURCE_EXHAUSTED: size > max_bytes, or not enough room even after evicting every committed file.
   // UNAVAILABLE: the file cannot be created.
   absl::StatusOr<std::unique_ptr<Writer>> Begin(std::string_view key, uint64_t size);
@@ -96,22 +104,34 @@ class NarCache final {
   uint64_t max_bytes() const { return options_.max_bytes; }
 
  private:
-  struct Entry;
+  struct Entry final {
+    uint64_t size = 0;
+    bool verified = false;
+    uint64_t use = 0;  // key of the entry in lru_
+  };
   class FileWriter;
   explicit NarCache(NarCacheOptions options);
   absl::Status Load();
-  // Evicts least recently used entries until `needed` more bytes fit; false when they cannot.
+  std::string PathOf(std::string_view key) const;
+  // Evicts least recently used entries until `needed` more bytes fit beside the committed and
+  // reserved ones; false (evicting nothing) when they cannot fit even with every entry evicted.
   bool MakeRoom(uint64_t needed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets the entry; its file is the caller's business.
+  void Drop(absl::flat_hash_map<std::string, Entry>::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Indexes `key` as the most recently used entry, replacing an older entry of the key.
+  void Index(std::string key, Entry entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Release(uint64_t reserved);
-  void Index(std::string key, uint64_t size, bool verified);
 
   const NarCacheOptions options_;
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::string> lru_ ABSL_GUARDED_BY(mu_);  // use -> key, least recent first
   uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t reserved_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t writers_ ABSL_GUARDED_BY(mu_) = 0;  // writers in progress, for messages
   uint64_t evictions_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t clock_ ABSL_GUARDED_BY(mu_) = 0;  // use counter for LRU order
+  uint64_t part_counter_ ABSL_GUARDED_BY(mu_) = 0;  // distinct .part names for writers of one key
 };
 
 }  // namespace attest::storage

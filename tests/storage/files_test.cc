@@ -7,6 +7,7 @@
 
 #include <set>
 #include <string>
+#include <utility>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -32,6 +33,28 @@ std::set<std::string> FilesIn(const std::string& dir) {
   }
   ::closedir(d);
   return names;
+}
+
+TEST(ScopedFdTest, MovesLeaveMinusOneAndReleaseKeepsTheDescriptorOpen) {
+  TempDir dir;
+  WriteFileOrDie(dir.File("f"), "abc");
+  ScopedFd first(::open(dir.File("f").c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_GE(first.get(), 0);
+  const int fd = first.get();
+  ScopedFd second(std::move(first));
+  EXPECT_EQ(first.get(), -1);  // NOLINT(bugprone-use-after-move): the moved-from state is the contract
+  EXPECT_EQ(second.get(), fd);
+  ScopedFd third;
+  EXPECT_EQ(third.get(), -1);
+  third = std::move(second);
+  EXPECT_EQ(second.get(), -1);  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(third.get(), fd);
+  EXPECT_EQ(third.Release(), fd);
+  EXPECT_EQ(third.get(), -1);
+  char c = 0;
+  EXPECT_EQ(::read(fd, &c, 1), 1);  // still open after Release
+  EXPECT_EQ(c, 'a');
+  EXPECT_EQ(::close(fd), 0);
 }
 
 TEST(ReadFileToStringTest, ReadsTheWholeFile) {
