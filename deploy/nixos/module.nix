@@ -333,6 +333,24 @@ let
         default = [ ];
         description = "One [[peer]] table per node this node follows.";
       };
+      source = mkOption {
+        type = types.listOf (types.submodule {
+          options = {
+            url = mkOption {
+              type = types.str;
+              example = "https://nar-mirror.example.org";
+              description = "A binary cache of this node's own holding NARs of the federation's builds (http(s):// or file:///absolute/dir).";
+            };
+            priority = mkOption {
+              type = types.ints.between 0 10000;
+              default = 0;
+              description = "Lower is tried first; equal ones in list order.";
+            };
+          };
+        });
+        default = [ ];
+        description = "[[source]] tables: NAR mirrors of the node's own (not operators; they vouch for nothing).";
+      };
     };
   };
 
