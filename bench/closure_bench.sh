@@ -3,7 +3,15 @@
 # binary cache (nginx serving the very files the gateway reads), in one run, alternating, several runs
 # each. Target: gateway overhead <= 20%.
 #
-#   bench/closure_bench.sh [--build DIR] [--runs N] [--paths N]
+# With --relay the gateway has no upstream: three operators (alpha, beta, gamma) each list their own
+# copy of the closure as a cache in the policy (alpha uncompressed, beta xz, gamma uncompressed over
+# HTTP), and the gateway relays NARs from them, verified (docs/node.md, "Gateway without an
+# upstream"). Each gateway run then starts attestd afresh with an empty NAR cache (outside the timed
+# part), so every NAR is fetched from a source and verified during the run ("cold"), and a second
+# realisation right after it measures the NAR cache ("warm"). Target: overhead <= 25% against one
+# static cache.
+#
+#   bench/closure_bench.sh [--build DIR] [--runs N] [--paths N] [--relay]
 #
 # What it does, with real Nix (Debian's nix-bin) and real processes on 127.0.0.1:
 #   1. builds N raw derivations (a top path referring to N-1 others, each with a few KiB of content) in a
@@ -19,12 +27,14 @@ set -euo pipefail
 BUILD=build
 RUNS=5
 PATHS=200
+RELAY=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --relay) RELAY=1; shift ;;
     --build) BUILD="$2"; shift 2 ;;
     --runs) RUNS="$2"; shift 2 ;;
     --paths) PATHS="$2"; shift 2 ;;
-    *) echo "usage: $0 [--build DIR] [--runs N] [--paths N]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--build DIR] [--runs N] [--paths N] [--relay]" >&2; exit 2 ;;
   esac
 done
 ATTESTD="$(cd "$BUILD" && pwd)/server/attestd"
@@ -85,19 +95,33 @@ nix key generate-secret --key-name node > "$W/node.sec"
 ALPHA_PUB="$(nix key convert-secret-to-public < "$W/alpha.sec")"
 BETA_PUB="$(nix key convert-secret-to-public < "$W/beta.sec")"
 NODE_PUB="$(nix key convert-secret-to-public < "$W/node.sec")"
-cat > "$W/policy.toml" <<EOF
-quorum = 2
-[[operator]]
-name = "alpha"
-builders = ["$ALPHA_PUB"]
-[[operator]]
-name = "beta"
-builders = ["$BETA_PUB"]
-EOF
-
 CACHE="$W/cache"
 nix copy --store "$BUILDER" --to "file://$CACHE?compression=none&secret-key=$W/alpha.sec" "$TOP" 2>/dev/null
 chmod -R a+rX "$CACHE"
+
+ALPHA_CACHES=""; BETA_CACHES=""; GATEWAY_SOURCE="upstream = \"file://$CACHE\""
+if [ "$RELAY" = 1 ]; then
+  nix key generate-secret --key-name gamma-builder-1 > "$W/gamma.sec"
+  GAMMA_PUB="$(nix key convert-secret-to-public < "$W/gamma.sec")"
+  nix copy --store "$BUILDER" --to "file://$W/cache-beta" "$TOP" 2>/dev/null  # xz, Nix's default
+  cp -r "$CACHE" "$W/cache-gamma"
+  GAMMA_HTTP_PORT="$(free_port)"
+  python3 -m http.server "$GAMMA_HTTP_PORT" --bind 127.0.0.1 --directory "$W/cache-gamma" > "$W/gamma-http.log" 2>&1 &
+  PIDS+=($!)
+  wait_port "$GAMMA_HTTP_PORT"
+  ALPHA_CACHES="caches = [\"file://$CACHE\"]"
+  BETA_CACHES="caches = [\"file://$W/cache-beta\"]"
+  GATEWAY_SOURCE="nar_cache = \"nar-cache\""
+fi
+{
+  echo 'quorum = 2'
+  printf '[[operator]]\nname = "alpha"\nbuilders = ["%s"]\n%s\n' "$ALPHA_PUB" "$ALPHA_CACHES"
+  printf '[[operator]]\nname = "beta"\nbuilders = ["%s"]\n%s\n' "$BETA_PUB" "$BETA_CACHES"
+  if [ "$RELAY" = 1 ]; then
+    printf '[[operator]]\nname = "gamma"\nbuilders = ["%s"]\ncaches = ["http://127.0.0.1:%s"]\n' \
+      "$GAMMA_PUB" "$GAMMA_HTTP_PORT"
+  fi
+} > "$W/policy.toml"
 
 GRPC_PORT="$(free_port)"; HTTP_PORT="$(free_port)"
 cat > "$W/node.toml" <<EOF
@@ -109,14 +133,21 @@ key = "node.sec"
 policy = "policy.toml"
 
 [gateway]
-upstream = "file://$CACHE"
+$GATEWAY_SOURCE
 priority = 30
 EOF
-"$ATTESTD" --config "$W/node.toml" > "$W/attestd.log" 2>&1 &
-PIDS+=($!)
-wait_port "$GRPC_PORT"; wait_port "$HTTP_PORT"
+ATTESTD_PID=""
+start_attestd() {
+  "$ATTESTD" --config "$W/node.toml" >> "$W/attestd.log" 2>&1 &
+  ATTESTD_PID=$!
+  PIDS+=("$ATTESTD_PID")
+  wait_port "$GRPC_PORT"; wait_port "$HTTP_PORT"
+}
+stop_attestd() { kill "$ATTESTD_PID"; wait "$ATTESTD_PID" 2>/dev/null || true; }
+start_attestd
 nix path-info --json --recursive --store "$BUILDER" "$TOP" > "$W/closure.json"
-for key in alpha beta; do
+OPERATOR_KEYS="alpha beta"; [ "$RELAY" = 1 ] && OPERATOR_KEYS="alpha beta gamma"
+for key in $OPERATOR_KEYS; do
   "$ATTEST" submit --node "127.0.0.1:$GRPC_PORT" --key "$W/$key.sec" "$W/closure.json" > /dev/null
 done
 CONFIRMED="$("$ATTEST" status --node "127.0.0.1:$GRPC_PORT" --json $(nix path-info --store "$BUILDER" --recursive "$TOP") \
@@ -165,18 +196,36 @@ realise() {
   python3 -c "print($end - $start)"
 }
 
-GATEWAY_TIMES=(); STATIC_TIMES=()
+GATEWAY_TIMES=(); STATIC_TIMES=(); WARM_TIMES=()
 for run in $(seq "$RUNS"); do
+  if [ "$RELAY" = 1 ]; then
+    # A fresh node process with an empty NAR cache: every NAR comes from a source in the timed run.
+    stop_attestd; rm -rf "$W/nar-cache"; start_attestd
+  fi
   GATEWAY_TIMES+=("$(realise gateway "http://127.0.0.1:$HTTP_PORT" "$NODE_PUB")")
+  if [ "$RELAY" = 1 ]; then WARM_TIMES+=("$(realise gateway-warm "http://127.0.0.1:$HTTP_PORT" "$NODE_PUB")"); fi
   STATIC_TIMES+=("$(realise static "http://127.0.0.1:$NGINX_PORT" "$ALPHA_PUB")")
 done
+if [ "$RELAY" = 1 ]; then
+  curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | grep -E '^attest_nar_source_(paths|mismatches)_total' | sed 's/^/  /'
+fi
 
-python3 - "$PATHS" "${GATEWAY_TIMES[*]}" "${STATIC_TIMES[*]}" <<'EOF'
+python3 - "$PATHS" "$RELAY" "${GATEWAY_TIMES[*]}" "${STATIC_TIMES[*]}" "${WARM_TIMES[*]:-}" <<'EOF'
 import statistics, sys
-paths, gw, st = int(sys.argv[1]), [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
+paths, relay = int(sys.argv[1]), sys.argv[2] == "1"
+gw, st = [float(x) for x in sys.argv[3].split()], [float(x) for x in sys.argv[4].split()]
 g, s = statistics.median(gw), statistics.median(st)
+runs = lambda xs: ", ".join(f"{x:.3f}" for x in xs)
 print(f"closure of {paths} paths, {len(gw)} runs each, alternating")
-print(f"  gateway (attestd, file:// upstream): median {g:.3f} s  runs {', '.join(f'{x:.3f}' for x in gw)}")
-print(f"  static cache (nginx, same files)   : median {s:.3f} s  runs {', '.join(f'{x:.3f}' for x in st)}")
-print(f"  gateway overhead                    : {100 * (g / s - 1):+.1f}% (target <= +20%)")
+if relay:
+    warm = [float(x) for x in sys.argv[5].split()]
+    w = statistics.median(warm)
+    print(f"  gateway relay, cold (3 operator caches, every NAR fetched and verified): median {g:.3f} s  runs {runs(gw)}")
+    print(f"  gateway relay, warm (NARs from the node's verified cache)              : median {w:.3f} s  runs {runs(warm)}")
+    print(f"  static cache (nginx, one operator's files)                             : median {s:.3f} s  runs {runs(st)}")
+    print(f"  relay overhead: cold {100 * (g / s - 1):+.1f}%, warm {100 * (w / s - 1):+.1f}% (target <= +25%)")
+else:
+    print(f"  gateway (attestd, file:// upstream): median {g:.3f} s  runs {runs(gw)}")
+    print(f"  static cache (nginx, same files)   : median {s:.3f} s  runs {runs(st)}")
+    print(f"  gateway overhead                    : {100 * (g / s - 1):+.1f}% (target <= +20%)")
 EOF
