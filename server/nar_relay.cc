@@ -427,8 +427,9 @@ absl::StatusOr<storage::NarCache::Hit> NarRelay::FetchUncached(const consensus::
     }
     absl::StatusOr<storage::NarCache::Hit> hit = FetchFrom(*source, confirmed, *narinfo, key);
     if (hit.ok()) return hit;
-    unavailable |= hit.status().code() == absl::StatusCode::kUnavailable ||
-                   hit.status().code() == absl::StatusCode::kResourceExhausted;
+    // A source whose bytes failed verification answered NOT_FOUND; anything else (down, broken
+    // transfer, no room in the cache) may pass.
+    unavailable |= hit.status().code() != absl::StatusCode::kNotFound;
     reasons.push_back(Cat(source->spec.url, ": ", StdView(hit.status().message())));
   }
   const std::string message = Cat("no eligible source delivered the NAR of ", confirmed.path.full(),
@@ -456,20 +457,35 @@ absl::StatusOr<storage::NarCache::Hit> NarRelay::FetchFrom(Source& source, const
   if (!writer.ok()) return writer.status();
   (*verifier)->SetNarSink([&writer](std::span<const uint8_t> nar) { return (*writer)->Append(nar); });
 
-  absl::Status status = source.cache->FetchNarFile(
-      *file, MaxFileBytes(narinfo), [&verifier](std::span<const uint8_t> bytes) { return (*verifier)->Feed(bytes); });
-  if (status.ok()) status = (*verifier)->Finish();
-  // A verification failure is the source's fault whatever the transport said about it.
-  const bool contradicts = status.code() == absl::StatusCode::kDataLoss;
+  // The verifier's verdict is kept apart from the transport's: only bytes that contradict the
+  // confirmed contents make a bad source; a connection that broke is a failure, not evidence. One
+  // byte past the largest file the narinfo allows reaches the verifier, so an overlong file is its
+  // finding too.
+  const uint64_t max_bytes = MaxFileBytes(narinfo) + 1;
+  absl::Status verdict;
+  absl::Status status = source.cache->FetchNarFile(*file, max_bytes, [&](std::span<const uint8_t> bytes) {
+    verdict = (*verifier)->Feed(bytes);
+    return verdict;
+  });
+  if (status.ok()) {
+    verdict = (*verifier)->Finish();
+    status = verdict;
+  } else if (verdict.ok() && status.code() == absl::StatusCode::kDataLoss && (*verifier)->file_bytes() + 1 >= max_bytes) {
+    verdict = absl::DataLossError(Cat("the file is longer than ", max_bytes - 1, " bytes, more than a NAR of ",
+                                      confirmed.nar_size, " bytes can take"));
+    status = verdict;
+  }
+  const bool contradicts = !verdict.ok() && verdict.code() == absl::StatusCode::kDataLoss;
   NoteContact(source, contradicts ? absl::OkStatus() : status);
   if (contradicts) {
-    NoteMismatch(source, confirmed.path, Cat("its nar/", *file, ": ", StdView(status.message())));
+    NoteMismatch(source, confirmed.path, Cat("its nar/", *file, ": ", StdView(verdict.message())));
     absl::MutexLock lock(&source.mu);
     source.memo[std::string(confirmed.path.hash_part())] =
         Source::Memo{.status = absl::NotFoundError(Cat(source.spec.url, " served bytes that failed verification")),
                      .narinfo = nullptr,
                      .expires = clock_() + options_.missing_ttl,
                      .mismatch_noted = true};
+    return absl::NotFoundError(Cat("its bytes failed verification: ", StdView(verdict.message())));
   }
   if (!status.ok()) return status;
   if (absl::Status s = (*writer)->Commit(); !s.ok()) return s;
