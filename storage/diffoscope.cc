@@ -234,6 +234,8 @@ absl::StatusOr<DiffoscopeResult> RunDiffoscope(const std::string& a, const std::
   bool err_open = true;
   bool reaped = false;
   bool killed = false;
+  bool status_lost = false;
+  int poll_error = 0;
   int wait_status = 0;
   while (out_open || err_open || !reaped) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -265,7 +267,10 @@ absl::StatusOr<DiffoscopeResult> RunDiffoscope(const std::string& a, const std::
     int timeout = static_cast<int>(std::min<int64_t>(left.count(), 60'000));
     if (!reaped && pidfd.get() < 0) timeout = std::min(timeout, kExitPollMillis);
     const int ready = ::poll(fds, static_cast<nfds_t>(n), timeout);
-    if (ready < 0 && errno != EINTR) break;
+    if (ready < 0 && errno != EINTR) {
+      poll_error = errno;
+      break;
+    }
     if (out_i >= 0 && fds[out_i].revents != 0) {
       out_open = ReadSome(out_read.get(), result.text, options.max_text_bytes, result.text_truncated);
     }
@@ -276,6 +281,11 @@ absl::StatusOr<DiffoscopeResult> RunDiffoscope(const std::string& a, const std::
     if (!reaped && (pid_i < 0 || fds[pid_i].revents != 0)) {
       const pid_t w = ::waitpid(pid, &wait_status, WNOHANG);
       if (w == pid) reaped = true;
+      // ECHILD: this process ignores SIGCHLD, so the child was reaped by the kernel and its status is lost.
+      if (w < 0 && errno == ECHILD) {
+        reaped = true;
+        status_lost = true;
+      }
     }
   }
   if (!reaped) {
@@ -285,6 +295,13 @@ absl::StatusOr<DiffoscopeResult> RunDiffoscope(const std::string& a, const std::
     }
   }
   result.elapsed = Since(start);
+  if (poll_error != 0) {
+    return absl::InternalError(Cat("waiting for diffoscope: poll failed: ", std::strerror(poll_error)));
+  }
+  if (status_lost) {
+    return absl::UnknownError(
+        "diffoscope's exit status is lost: this process ignores SIGCHLD (it must not, to run tools)");
+  }
 
   if (killed) {
     return absl::DeadlineExceededError(Cat("diffoscope did not finish within ",
@@ -359,7 +376,8 @@ std::vector<std::string> DifferingFiles(std::string_view text, std::string_view 
   std::vector<std::string> files;
   for (const std::string& h : headings) {
     const bool contains_another = std::any_of(headings.begin(), headings.end(), [&](const std::string& other) {
-      return other.size() > h.size() && (h.empty() || (std::string_view(other).starts_with(h) && other[h.size()] == '/'));
+      return other.size() > h.size() &&
+             (h.empty() || (std::string_view(other).starts_with(h) && other[h.size()] == '/'));
     });
     if (!contains_another && std::find(files.begin(), files.end(), h) == files.end()) files.push_back(h);
   }

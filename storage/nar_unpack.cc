@@ -334,7 +334,8 @@ absl::Status NarUnpacker::OnLength(uint64_t length) {
       if (length > budget_left) {
         return absl::ResourceExhaustedError(Cat(
             "entry ", EntryPath(), " is a file of ", length, " bytes, more than the ", budget_left,
-            " bytes left of the limit of ", limits_.max_file_bytes, " bytes for all files (nothing of it was written)"));
+            " bytes left of the limit of ", limits_.max_file_bytes,
+            " bytes for all files (nothing of it was written)"));
       }
       const bool root = path_.empty();
       const int dir = root ? parent_->get() : current_->get();
