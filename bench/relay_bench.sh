@@ -120,12 +120,19 @@ for i in range(count):
     if shared:
         url, nar_hash, nar_size = shared
     else:
-        body = rng.randbytes(size)
-        nar = nar_header(size) + body + nar_trailer(size)
         url = f"nar/{hash_part}.nar"
+        h = hashlib.sha256()
+        nar_size = 0
         with open(os.path.join(directory, url), "wb") as f:
-            f.write(nar)
-        nar_hash, nar_size = "sha256:" + nix32(hashlib.sha256(nar).digest()), len(nar)
+            def put(b):
+                global nar_size
+                h.update(b); f.write(b); nar_size += len(b)
+            put(nar_header(size))
+            left = size
+            while left:
+                n = min(left, 1 << 20); put(rng.randbytes(n)); left -= n
+            put(nar_trailer(size))
+        nar_hash = "sha256:" + nix32(h.digest())
     with open(os.path.join(directory, f"{hash_part}.narinfo"), "w") as f:
         f.write(f"StorePath: {store_path}\nURL: {url}\nCompression: {compression}\nNarHash: {nar_hash}\n"
                 f"NarSize: {nar_size}\nReferences: \n")
