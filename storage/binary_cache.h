@@ -54,10 +54,13 @@ class BinaryCache {
   virtual ~BinaryCache() = default;
 
   // The text of "<hash_part>.narinfo" (32 nix32 characters; anything else is INVALID_ARGUMENT).
-  //   NOT_FOUND            the cache has none (HTTP 404, 403, 410; no such file)
-  //   UNAVAILABLE          unreachable, timed out, HTTP 5xx or another status, a redirect loop, a read
-  //                        error, a file:// directory that is missing
-  //   PERMISSION_DENIED    a redirect to another scheme, host or port (named in the message)
+  //   NOT_FOUND            the cache has none (HTTP 404, 403, 410; no such file, or something that is
+  //                        not a regular file, such as a directory or a FIFO)
+  //   UNAVAILABLE          unreachable, timed out (connect_timeout for the whole narinfo), HTTP 5xx or
+  //                        another status, a redirect loop, a read error, a file:// directory that is
+  //                        missing, Cancel
+  //   PERMISSION_DENIED    a redirect to another scheme, host or port (both URLs named in the message);
+  //                        a file:// entry that is a symbolic link
   //   RESOURCE_EXHAUSTED   larger than kMaxSourceNarInfoBytes
   virtual absl::StatusOr<std::string> FetchNarInfo(std::string_view hash_part) = 0;
 
@@ -65,7 +68,11 @@ class BinaryCache {
   // INVALID_ARGUMENT). Errors as FetchNarInfo, and:
   //   DATA_LOSS   the body is longer than `max_bytes` (reading stops there), or shorter than the
   //               Content-Length the cache announced, or the connection broke in the middle
-  //   UNAVAILABLE also: transfer_timeout passed, or the transfer stalled, or Cancel was called
+  //   UNAVAILABLE also: transfer_timeout passed, or the transfer stalled (no byte of the response for
+  //               stall_timeout, measured from the last byte, checked about once a second), or Cancel
+  //               was called
+  // Only the body of an HTTP 200 reaches `sink`, exactly as stored (no content decoding), and never a
+  // byte past `max_bytes` (a Content-Length above it is refused before the first byte).
   // Bytes already given to `sink` are not taken back: the caller discards them on any error.
   virtual absl::Status FetchNarFile(std::string_view file_name, uint64_t max_bytes, const Sink& sink) = 0;
 
