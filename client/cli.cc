@@ -14,7 +14,8 @@ std::vector<CommandSpec> AllCommands() {
           DisputesListCommand(),  DisputesShowCommand(), DisputesResolveCommand(), VerifyCommand(),
           NarInfoVerifyCommand(), KeyGenerateCommand(),  KeyPublicCommand(),
           NarHashCommand(),       HookCommand(),         PushCommand(),
-          LogCheckpointCommand(), LogVerifyCommand(),    FederationStatusCommand()};
+          LogCheckpointCommand(), LogVerifyCommand(),    FederationStatusCommand(),
+          SourcesCommand()};
 }
 
 void PrintTopHelp(std::ostream& out, const std::vector<CommandSpec>& commands) {

@@ -22,6 +22,7 @@ CommandSpec PushCommand();           // attest push
 CommandSpec LogCheckpointCommand();  // attest log checkpoint
 CommandSpec LogVerifyCommand();      // attest log verify
 CommandSpec FederationStatusCommand();  // attest federation status
+CommandSpec SourcesCommand();        // attest sources
 
 }  // namespace attest::client
 

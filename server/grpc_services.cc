@@ -1,6 +1,7 @@
 #include "server/grpc_services.h"
 
 #include <utility>
+#include <vector>
 
 #include "consensus/text.h"
 #include "server/dispute_messages.h"
@@ -38,6 +39,34 @@ v1::SubmitResult::Outcome ToProto(IngestOutcome outcome) {
       return v1::SubmitResult::REJECTED;
   }
   return v1::SubmitResult::OUTCOME_UNSPECIFIED;
+}
+
+v1::NarSource ToProto(const NarSourceStatus& status) {
+  v1::NarSource out;
+  out.set_url(status.spec.url);
+  switch (status.spec.kind) {
+    case NarSourceKind::kOperator:
+      out.set_kind(v1::NarSource::OPERATOR);
+      out.set_operator_name(status.spec.operator_name);
+      break;
+    case NarSourceKind::kMirror:
+      out.set_kind(v1::NarSource::MIRROR);
+      out.set_priority(status.spec.priority);
+      break;
+    case NarSourceKind::kUpstream:
+      out.set_kind(v1::NarSource::UPSTREAM);
+      break;
+  }
+  out.set_reachable(status.reachable);
+  out.set_last_error(status.last_error);
+  out.set_last_error_unix(status.last_error_unix);
+  out.set_narinfos_found(status.narinfos_found);
+  out.set_paths_served(status.paths_served);
+  out.set_bytes_served(status.bytes_served);
+  out.set_mismatches(status.mismatches);
+  out.set_last_mismatch(status.last_mismatch);
+  out.set_last_mismatch_unix(status.last_mismatch_unix);
+  return out;
 }
 
 AttestationsService::AttestationsService(Ingestor* ingestor, const StatusQuery* status, WorkerPool* submit_pool,
@@ -172,8 +201,8 @@ grpc::ServerUnaryReactor* PolicyService::GetPolicy(grpc::CallbackServerContext* 
   return reactor;
 }
 
-FederationService::FederationService(Replicator* replicator, WorkerPool* read_pool)
-    : replicator_(replicator), pool_(read_pool) {}
+FederationService::FederationService(Replicator* replicator, NarSourceStatusFn sources, WorkerPool* read_pool)
+    : replicator_(replicator), sources_(std::move(sources)), pool_(read_pool) {}
 
 grpc::ServerUnaryReactor* FederationService::GetFederationStatus(grpc::CallbackServerContext* context,
                                                                  const v1::GetFederationStatusRequest* request,
@@ -182,6 +211,18 @@ grpc::ServerUnaryReactor* FederationService::GetFederationStatus(grpc::CallbackS
     auto answer = replicator_->Status();
     if (!answer.ok()) return answer.status();
     *response = *std::move(answer);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* FederationService::ListSources(grpc::CallbackServerContext* context,
+                                                         const v1::ListSourcesRequest* /*request*/,
+                                                         v1::ListSourcesResponse* response) {
+  return OnPool(context, pool_, [this, response]() -> absl::Status {
+    if (!sources_) return absl::OkStatus();
+    const std::vector<NarSourceStatus> statuses = sources_();
+    response->mutable_sources()->Reserve(static_cast<int>(statuses.size()));
+    for (const NarSourceStatus& status : statuses) *response->add_sources() = ToProto(status);
     return absl::OkStatus();
   });
 }

@@ -18,6 +18,7 @@
 #include "server/ingest.h"
 #include "server/replication.h"
 #include "server/log_proofs.h"
+#include "server/nar_source_status.h"
 #include "server/status_query.h"
 #include "server/worker_pool.h"
 
@@ -92,22 +93,29 @@ class LogService final : public v1::LogService::CallbackService {
   WorkerPool* const pool_;
 };
 
-// How the node follows its peers (server/replication.h); answered on the read pool.
+// How the node follows its peers (server/replication.h) and what it saw of the sources of its
+// gateway's NAR bytes (`sources`, server/nar_source_status.h); answered on the read pool.
 class FederationService final : public v1::Federation::CallbackService {
  public:
-  FederationService(Replicator* replicator, WorkerPool* read_pool);
+  // `sources` may be empty (no gateway): ListSources then answers an empty list.
+  FederationService(Replicator* replicator, NarSourceStatusFn sources, WorkerPool* read_pool);
 
   grpc::ServerUnaryReactor* GetFederationStatus(grpc::CallbackServerContext* context,
                                                 const v1::GetFederationStatusRequest* request,
                                                 v1::GetFederationStatusResponse* response) override;
+  grpc::ServerUnaryReactor* ListSources(grpc::CallbackServerContext* context, const v1::ListSourcesRequest* request,
+                                        v1::ListSourcesResponse* response) override;
 
  private:
   Replicator* const replicator_;
+  const NarSourceStatusFn sources_;
   WorkerPool* const pool_;
 };
 
 // Maps an IngestOutcome to the wire outcome.
 v1::SubmitResult::Outcome ToProto(IngestOutcome outcome);
+// One source's status as ListSources sends it.
+v1::NarSource ToProto(const NarSourceStatus& status);
 
 }  // namespace attest::server
 

@@ -50,41 +50,16 @@
 #include "consensus/path_info.h"
 #include "consensus/policy.h"
 #include "server/metrics.h"
+#include "server/nar_source_status.h"
 #include "storage/binary_cache.h"
 #include "storage/nar_cache.h"
 
 namespace attest::server {
 
-enum class NarSourceKind { kOperator, kMirror, kUpstream };
-std::string_view NarSourceKindName(NarSourceKind kind);  // "operator", "mirror", "upstream"
-
-struct NarSourceSpec final {
-  std::string url;  // normalised (consensus::ValidateCacheUrl)
-  NarSourceKind kind = NarSourceKind::kMirror;
-  std::string operator_name;  // kOperator only
-  int priority = 0;           // kMirror only
-};
-
 // The sources of a node: every operator cache of the policy (policy order), then `mirrors` sorted by
 // priority (stable), then the upstream ("" for none). A URL listed twice is kept at its first place.
 std::vector<NarSourceSpec> NarSourcesOf(const consensus::Policy& policy, std::span<const NarSourceSpec> mirrors,
                                         std::string_view upstream);
-
-// What the node knows about one source, for `attest sources`, the operators page and metrics.
-struct NarSourceStatus final {
-  NarSourceSpec spec;
-  // The last contact (a narinfo or a NAR request) got an answer (a 404 counts: the source is up).
-  // True until the first contact.
-  bool reachable = true;
-  std::string last_error;      // why the last failed contact failed ("" when none failed)
-  int64_t last_error_unix = 0;
-  uint64_t narinfos_found = 0;  // narinfos that matched the confirmed contents
-  uint64_t paths_served = 0;    // NARs fetched from it that verified (each served from the cache after)
-  uint64_t bytes_served = 0;    // NAR file bytes fetched from it that verified (as the source stores them)
-  uint64_t mismatches = 0;      // narinfos or NAR files that contradicted the confirmed contents
-  std::string last_mismatch;    // "<store path>: <what differed>" ("" when none)
-  int64_t last_mismatch_unix = 0;
-};
 
 struct NarRelayOptions final {
   storage::BinaryCacheOptions cache_options;

@@ -300,7 +300,7 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       policy_service_(policy_, key_.public_key()),
       log_service_(&log_proofs_, read_pool_.get()),
       replicator_(std::make_unique<Replicator>(config_, policy_, key_, store_.get(), &ingestor_, clock, &metrics_)),
-      federation_service_(replicator_.get(), read_pool_.get()),
+      federation_service_(replicator_.get(), [this] { return NarSourceStatuses(); }, read_pool_.get()),
       scrubber_(std::make_unique<Scrubber>(
           store_.get(), sqlite_,
           ScrubOptions{.interval = config_.scrub_interval, .items_per_second = config_.scrub_rate, .quick_check = false},
@@ -309,6 +309,8 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
 }
 
 Node::~Node() { Shutdown(absl::Now()); }
+
+std::vector<NarSourceStatus> Node::NarSourceStatuses() const { return {}; }
 
 absl::Status Node::AcceptingWrites() const {
   const LogHealth health = log_publisher_->Health();
@@ -395,7 +397,8 @@ absl::Status Node::Start() {
     AddMetricsRoute(router, &metrics_);
     log_http_.AddRoutes(router);
     replicator_->AddRoutes(router);
-    web::AddRoutes(router, policy_, store_.get(), &status_query_, &dispute_view_, resolutions_.get());
+    web::AddRoutes(router, policy_, store_.get(), &status_query_, &dispute_view_, resolutions_.get(),
+                   [this] { return NarSourceStatuses(); });
     if (gateway_) gateway_->AddRoutes(router);
     absl::StatusOr<std::unique_ptr<HttpServer>> http =
         http_address.ok()

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -30,6 +31,7 @@
 #include "server/log_proofs.h"
 #include "server/log_publisher.h"
 #include "server/metrics.h"
+#include "server/nar_source_status.h"
 #include "server/node_config.h"
 #include "server/replication.h"
 #include "server/resolution_book.h"
@@ -127,6 +129,9 @@ class Node final {
   // One whole scrub pass now, without pauses, with SQLite's quick_check (attestd --check-database);
   // the node need not be started.
   absl::StatusOr<ScrubReport> CheckDatabase();
+  // What the node saw of each source of its gateway's NAR bytes, in the order they are tried; empty
+  // without [gateway] or sources. Thread-safe (ListSources and the operators page call it).
+  std::vector<NarSourceStatus> NarSourceStatuses() const;
 
  private:
   // OK while the log can extend its signed checkpoint; UNAVAILABLE (the Ingestor's accepting_writes)

@@ -397,6 +397,11 @@ class ConfigReader final {
       }
       if (!status.ok()) return status;
     }
+    if (gateway.max_nar_mib > gateway.nar_cache_mib) {
+      return absl::InvalidArgumentError(Cat(gateway_where_, "[gateway] max_nar_mib (", gateway.max_nar_mib,
+                                            ") is larger than nar_cache_mib (", gateway.nar_cache_mib,
+                                            "): a NAR is relayed through the cache, so it must fit in it"));
+    }
     config_.gateway = std::move(gateway);
     return absl::OkStatus();
   }

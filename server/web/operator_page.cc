@@ -1,9 +1,14 @@
 #include "server/web/operator_page.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "consensus/dispute.h"
 #include "consensus/signed_note.h"
@@ -82,17 +87,138 @@ std::string DisputesLink(const std::string& op, int64_t count) {
              ShowCount(count), count == 1 ? " dispute" : " disputes", "</a>");
 }
 
+// One row of the Sources section: a source and what the node saw of it (null: the node has no status
+// for it, so it does not use it).
+struct SourceRow final {
+  NarSourceSpec spec;
+  std::optional<NarSourceStatus> status;
+};
+
+// The policy's operators' caches in policy order (with their status when the node has one), then every
+// other source the node reports (its mirrors and upstream; an operator cache the policy does not list,
+// which a node never has, is kept rather than hidden) in the node's order.
+std::vector<SourceRow> SourceRows(const consensus::Policy& policy, std::vector<NarSourceStatus> statuses) {
+  std::vector<SourceRow> rows;
+  std::vector<bool> shown(statuses.size(), false);
+  for (const consensus::Operator& op : policy.operators()) {
+    for (const std::string& url : op.caches) {
+      SourceRow row{.spec = {.url = url, .kind = NarSourceKind::kOperator, .operator_name = op.name, .priority = 0},
+                    .status = std::nullopt};
+      for (size_t i = 0; i < statuses.size(); ++i) {
+        const NarSourceSpec& spec = statuses[i].spec;
+        if (!shown[i] && spec.kind == NarSourceKind::kOperator && spec.operator_name == op.name && spec.url == url) {
+          row.status = std::move(statuses[i]);
+          shown[i] = true;
+          break;
+        }
+      }
+      rows.push_back(std::move(row));
+    }
+  }
+  for (size_t i = 0; i < statuses.size(); ++i) {
+    if (!shown[i]) rows.push_back(SourceRow{.spec = statuses[i].spec, .status = std::move(statuses[i])});
+  }
+  return rows;
+}
+
+json SourceJson(const SourceRow& row) {
+  json out = {{"kind", NarSourceKindName(row.spec.kind)}, {"url", row.spec.url}, {"used", row.status.has_value()}};
+  if (row.spec.kind == NarSourceKind::kOperator) out["operator"] = row.spec.operator_name;
+  if (row.spec.kind == NarSourceKind::kMirror) out["priority"] = row.spec.priority;
+  const NarSourceStatus none;
+  const NarSourceStatus& s = row.status ? *row.status : none;
+  out["reachable"] = row.status ? json(s.reachable) : json(nullptr);
+  out["last_error"] = s.last_error;
+  out["last_error_unix"] = s.last_error_unix;
+  out["narinfos_found"] = s.narinfos_found;
+  out["paths_served"] = s.paths_served;
+  out["bytes_served"] = s.bytes_served;
+  out["mismatches"] = s.mismatches;
+  out["last_mismatch"] = s.last_mismatch;
+  out["last_mismatch_unix"] = s.last_mismatch_unix;
+  return out;
+}
+
+std::string ShowUnsigned(uint64_t value) {
+  return ShowCount(static_cast<int64_t>(std::min<uint64_t>(value, INT64_MAX)));
+}
+
+std::string SourceRowHtml(const SourceRow& row) {
+  std::string who;
+  switch (row.spec.kind) {
+    case NarSourceKind::kOperator:
+      who = Cat("<b>", Escape(row.spec.operator_name), "</b>");
+      break;
+    case NarSourceKind::kMirror:
+      who = Cat("mirror (priority ", row.spec.priority, ")");
+      break;
+    case NarSourceKind::kUpstream:
+      who = "upstream";
+      break;
+  }
+  const std::string url = Cat("<code>", Escape(row.spec.url), "</code>");
+  if (!row.status) {
+    return Cat("<tr class=\"source unused\"><td>", who, "</td><td>", url,
+               "</td><td colspan=\"5\" class=\"muted\">not used by this node (it relays no NARs: no [gateway])"
+               "</td></tr>\n");
+  }
+  const NarSourceStatus& s = *row.status;
+  std::string classes = "source";
+  if (!s.reachable) classes += " unreachable";
+  if (s.mismatches > 0) classes += " bad";
+  std::string reachable = "yes";
+  if (!s.reachable) {
+    reachable = Cat("<span class=\"flagged\">unreachable</span> (the last contact failed, ",
+                    ShowTime(s.last_error_unix), "): <code class=\"last-error\">", Escape(s.last_error), "</code>");
+  } else if (!s.last_error.empty()) {
+    reachable = Cat("yes <span class=\"muted\">(a contact failed before, ", ShowTime(s.last_error_unix),
+                    ": <code class=\"last-error\">", Escape(s.last_error), "</code>)</span>");
+  }
+  std::string mismatches = "0";
+  if (s.mismatches > 0) {
+    mismatches = Cat("<span class=\"flagged\">", ShowUnsigned(s.mismatches),
+                     "</span><div class=\"diff evidence\">last, ", ShowTime(s.last_mismatch_unix),
+                     ": <code class=\"last-mismatch\">", Escape(s.last_mismatch), "</code></div>");
+  }
+  return Cat("<tr class=\"", classes, "\"><td>", who, "</td><td>", url, "</td><td class=\"reachable\">", reachable,
+             "</td><td>", ShowUnsigned(s.narinfos_found), "</td><td>", ShowUnsigned(s.paths_served), "</td><td>",
+             ShowUnsigned(s.bytes_served), "</td><td class=\"mismatches\">", mismatches, "</td></tr>\n");
+}
+
+constexpr char kSourcesDefinition[] =
+    "Where the gateway takes the NAR bytes of CONFIRMED paths from: the caches the policy lists for the operators "
+    "on the confirmed side, then this node's mirrors, then its upstream. Every NAR is checked against the "
+    "confirmed NarHash and NarSize before a byte of it is served, so a bad or dead source costs a client time, "
+    "never a bad substitution. A mismatch is evidence of a bad source: its narinfo or NAR file contradicted the "
+    "contents the quorum confirmed (a changed or corrupted NAR file, another build's output); the node skipped "
+    "it for that path and tried the next source. Unreachable: the last contact failed (refused, timed out, an "
+    "error status); the node fails over to the next source. Counts are since the node started.";
+
+std::string SourcesHtml(const std::vector<SourceRow>& rows) {
+  std::string html = Cat("<h2 id=\"sources-heading\">Sources</h2>\n<p id=\"sources-definition\">",
+                         Escape(kSourcesDefinition), "</p>\n");
+  if (rows.empty()) {
+    return Cat(html, "<p id=\"no-sources\">No sources: the policy lists no operator caches and this node has no "
+                     "mirrors or upstream.</p>\n");
+  }
+  html += "<table id=\"sources\"><tr><th>Operator</th><th>Cache</th><th>Reachable</th><th>Narinfos found</th>"
+          "<th>Paths served</th><th>Bytes served</th><th>Mismatches</th></tr>\n";
+  for (const SourceRow& row : rows) html += SourceRowHtml(row);
+  return Cat(html, "</table>\n");
+}
+
 }  // namespace
 
 OperatorPage::OperatorPage(const consensus::Policy& policy, storage::Ledger* store,
-                           const ResolutionBook* resolutions)
-    : policy_(policy), store_(store), resolutions_(resolutions) {}
+                           const ResolutionBook* resolutions, NarSourceStatusFn sources)
+    : policy_(policy), store_(store), resolutions_(resolutions), sources_(std::move(sources)) {}
 
 HttpResponse OperatorPage::Render(Format format) const {
   absl::StatusOr<Figures> figures = Collect(store_);
   if (!figures.ok()) return ErrorResponse(format, HttpStatusOf(figures.status()), StdView(figures.status().message()));
   std::set<std::string> in_policy;
   const std::shared_ptr<const consensus::TallyOptions> tally = TallyOptionsOf(resolutions_);
+  const std::vector<SourceRow> sources = SourceRows(policy_, sources_ ? sources_() : std::vector<NarSourceStatus>());
   auto excluded = [&](const std::string& key) { return tally->excluded_builders.contains(key); };
 
   if (format == Format::kJson) {
@@ -112,10 +238,13 @@ HttpResponse OperatorPage::Render(Format format) const {
                             {"excluded", excluded(key.name())}});
       }
       operators.push_back({{"name", op.name},
+                           {"caches", op.caches},
                            {"disputes", figures->operator_disputes[op.name]},
                            {"disputes_url", Cat("/disputes", QueryString({{"operator", op.name}}))},
                            {"builders", std::move(builders)}});
     }
+    json source_list = json::array();
+    for (const SourceRow& row : sources) source_list.push_back(SourceJson(row));
     json others = json::array();
     for (const auto& [key, f] : figures->builders) {
       if (!in_policy.contains(key) && f.attestations > 0) others.push_back({{"key", key}, {"attestations", f.attestations}});
@@ -126,7 +255,9 @@ HttpResponse OperatorPage::Render(Format format) const {
                                         "share of the builder's attestations held by this node that are on no side "
                                         "of any dispute record"},
                                        {"operators", std::move(operators)},
-                                       {"keys_outside_policy", std::move(others)}}));
+                                       {"keys_outside_policy", std::move(others)},
+                                       {"sources_definition", kSourcesDefinition},
+                                       {"sources", std::move(source_list)}}));
   }
 
   std::string body = Cat(
@@ -170,6 +301,7 @@ HttpResponse OperatorPage::Render(Format format) const {
                 "they never count.</p>\n<table id=\"outside\"><tr><th>Key</th><th>Attestations</th></tr>\n",
                 others, "</table>\n");
   }
+  body += SourcesHtml(sources);
   body += "<p><a href=\"/operators.json\">This page as JSON</a></p>\n";
   return HtmlResponse(200, Frame("Operators and builders", body));
 }

@@ -1,7 +1,12 @@
 // The operators page (`/operators`, `/operators.json`): every operator of the policy with its builder
 // keys, and for each builder the attestations this node holds signed by it, how many of them are
 // evidence in a dispute, its agreement rate and the disputes it is involved in; then keys outside the
-// policy that the node observed.
+// policy that the node observed; then the sources of the gateway's NAR bytes ("Sources"): per operator
+// the caches the policy lists for it, then the node's own [[source]] mirrors and its upstream, each
+// with what the node saw of it (reachable or the last error, narinfos found, paths and bytes served,
+// mismatches and the last one: a source whose bytes contradicted the confirmed contents is evidence of
+// a bad source, shown with the store path and what differed). A policy cache the node has no status
+// for is listed as not used by this node (no [gateway]).
 //
 // Agreement rate of a builder: the share of its attestations held here that are on no side of any
 // dispute record (1 - attestations on a dispute side / attestations). It is a hint for reviewers, not
@@ -15,6 +20,7 @@
 
 #include "consensus/policy.h"
 #include "server/http_server.h"
+#include "server/nar_source_status.h"
 #include "server/resolution_book.h"
 #include "server/web/html.h"
 #include "storage/ledger.h"
@@ -24,7 +30,9 @@ namespace attest::server::web {
 class OperatorPage final {
  public:
   // `resolutions` (may be null): builders excluded by a malicious statement in force are marked.
-  OperatorPage(const consensus::Policy& policy, storage::Ledger* store, const ResolutionBook* resolutions);
+  // `sources` (may be empty: the node relays no NARs) is called once per request.
+  OperatorPage(const consensus::Policy& policy, storage::Ledger* store, const ResolutionBook* resolutions,
+               NarSourceStatusFn sources = {});
 
   HttpResponse Render(Format format) const;
 
@@ -32,6 +40,7 @@ class OperatorPage final {
   const consensus::Policy& policy_;
   storage::Ledger* const store_;
   const ResolutionBook* const resolutions_;
+  const NarSourceStatusFn sources_;
 };
 
 }  // namespace attest::server::web

@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "server/web/dispute_pages.h"
 #include "server/web/html.h"
@@ -17,8 +18,8 @@ constexpr std::string_view kJsonSuffix = ".json";
 
 struct Pages final {
   Pages(const consensus::Policy& policy, storage::Ledger* store, const StatusQuery* status_query,
-        const DisputeView* dispute_view, const ResolutionBook* resolutions)
-      : disputes(dispute_view), operators(policy, store, resolutions), search(status_query) {}
+        const DisputeView* dispute_view, const ResolutionBook* resolutions, NarSourceStatusFn sources)
+      : disputes(dispute_view), operators(policy, store, resolutions, std::move(sources)), search(status_query) {}
   DisputePages disputes;
   OperatorPage operators;
   SearchPage search;
@@ -33,9 +34,9 @@ std::string SearchedPath(const HttpRequest& request) {
 
 void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::Ledger* store,
                const StatusQuery* status_query, const DisputeView* dispute_view,
-               const ResolutionBook* resolutions) {
+               const ResolutionBook* resolutions, NarSourceStatusFn sources) {
   // Shared by the handlers, so it lives as long as the router (and the server that holds it).
-  auto pages = std::make_shared<const Pages>(policy, store, status_query, dispute_view, resolutions);
+  auto pages = std::make_shared<const Pages>(policy, store, status_query, dispute_view, resolutions, std::move(sources));
 
   router.Exact("/", [](const HttpRequest&) {
     HttpResponse response = HttpResponse::Text(302, "see /disputes");

@@ -4,19 +4,20 @@
 //   /                       redirects to /disputes
 //   /disputes[.json]        disputes, open first; ?state= &name= &operator= &after= &limit=
 //   /disputes/<id>[.json]   one dispute
-//   /operators[.json]       operators and builders
+//   /operators[.json]       operators and builders, and the sources of the gateway's NAR bytes
 //   /search[.json]?path=    a store path's verdict
 //
 // Every page reads the store, so every handler answers with HttpReply::Later.
 //
 // Thread-safe. Policy, store, status query, dispute view and resolution book are borrowed and must outlive
-// the HTTP server.
+// the HTTP server; so must whatever `sources` reads.
 #ifndef ATTEST_SERVER_WEB_WEB_ROUTES_H_
 #define ATTEST_SERVER_WEB_WEB_ROUTES_H_
 
 #include "consensus/policy.h"
 #include "server/dispute_view.h"
 #include "server/http_server.h"
+#include "server/nar_source_status.h"
 #include "server/resolution_book.h"
 #include "server/status_query.h"
 #include "storage/ledger.h"
@@ -25,9 +26,10 @@ namespace attest::server::web {
 
 // `resolutions` (may be null) tells which builder keys a malicious statement in force excludes.
 // The dispute pages render `dispute_view`, the read model the Disputes gRPC service serves too.
+// `sources` (may be empty: no gateway) gives the operators page its section on the NAR sources.
 void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::Ledger* store,
                const StatusQuery* status_query, const DisputeView* dispute_view,
-               const ResolutionBook* resolutions);
+               const ResolutionBook* resolutions, NarSourceStatusFn sources = {});
 
 }  // namespace attest::server::web
 

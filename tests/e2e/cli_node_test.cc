@@ -170,6 +170,19 @@ TEST_F(CliNodeTest, UsageErrorsExitTwo) {
   EXPECT_NE(help.out.find("attest status"), std::string::npos);
 }
 
+// This node runs no [gateway]: `attest sources` gets an empty answer from the real node and says so,
+// which is no failure, even with --check.
+TEST_F(CliNodeTest, SourcesOfANodeWithoutAGateway) {
+  RunResult text = node_->Cli({"sources", "--node", node_->grpc_address(), "--check"});
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("this node has no NAR sources"), std::string::npos) << text.out;
+  RunResult as_json = node_->Cli({"sources", "--json", "--node", node_->grpc_address()});
+  ASSERT_EQ(as_json.exit_code, 0) << as_json.err;
+  const json answer = json::parse(as_json.out);
+  EXPECT_EQ(answer["healthy"], true);
+  EXPECT_TRUE(answer["sources"].empty());
+}
+
 TEST_F(CliNodeTest, SigtermDrainsAndExitsWithinTenSeconds) {
   ASSERT_EQ(Submit(alice_, PathInfoJson({{"before-stop", "z"}})).exit_code, 0);
   auto status = node_->Stop(SIGTERM);

@@ -200,24 +200,37 @@ TEST_F(GatewayRelayTest, ServesAConfirmedPathFromAnOperatorsCacheWithoutAnyUpstr
   EXPECT_EQ(StatusOf(bob).paths_served, 0u);
 }
 
-TEST_F(GatewayRelayTest, AnOperatorNotOnTheConfirmedSideIsNeverAsked) {
-  const std::string alice = "file://" + CopyCache(Caches().none_dir, "alice");
-  const std::string bob = "file://" + CopyCache(Caches().none_dir, "bob");
-  // Carol's cache does not exist: any request to it would mark it unreachable.
-  const std::string carol = "file://" + dir_.File("carol-missing");
+TEST_F(GatewayRelayTest, AnOperatorNotOnTheConfirmedSideIsNeverAskedForTheBytes) {
+  const std::string alice_dir = CopyCache(Caches().none_dir, "alice");
+  const std::string bob_dir = CopyCache(Caches().none_dir, "bob");
+  const std::string carol_dir = CopyCache(Caches().none_dir, "carol");
+  const std::string alice = "file://" + alice_dir;
+  const std::string bob = "file://" + bob_dir;
+  const std::string carol = "file://" + carol_dir;
+  // Carol's copy is damaged: fetching from it would be recorded as a mismatch.
+  std::string bytes = ReadFileOrDie(NarFileIn(carol_dir, "withdeps"));
+  bytes[bytes.size() - 20] ^= 0x20;
+  WriteFileOrDie(NarFileIn(carol_dir, "withdeps"), bytes);
   StartNode({{"alice-ci", alice}, {"bob-labs", bob}, {"carol-home", carol}});
   Confirm("hello");
-  ASSERT_EQ(Nar("hello").status, 200);
-  std::filesystem::remove_all(dir_.File("alice"));  // the next NAR must come from bob, not carol
+  HttpAnswer first = Nar("hello");
+  ASSERT_EQ(first.status, 200);
+  EXPECT_EQ(NarHashOf(first.body), Claim("hello").nar_hash.ToNix32());
+
+  // Alice's cache is gone and bob's lost the NAR file: no confirming operator has the bytes.
   Confirm("withdeps");
-  HttpAnswer nar = Nar("withdeps");
-  ASSERT_EQ(nar.status, 200);
-  EXPECT_EQ(NarHashOf(nar.body), Claim("withdeps").nar_hash.ToNix32());
-  EXPECT_EQ(StatusOf(bob).paths_served, 1u);
+  std::filesystem::remove_all(alice_dir);
+  std::filesystem::remove(NarFileIn(bob_dir, "withdeps"));
+  HttpAnswer narinfo = NarInfo("withdeps");
+  ASSERT_EQ(narinfo.status, 200) << "bob's narinfo still describes the confirmed contents";
+  HttpAnswer nar = Get("/" + Field(narinfo.body, "URL"));
+  EXPECT_EQ(nar.status, 404) << "carol did not attest withdeps: her bytes are not asked for";
   const NarSourceStatus untouched = StatusOf(carol);
-  EXPECT_TRUE(untouched.reachable);
-  EXPECT_EQ(untouched.last_error, "");
-  EXPECT_EQ(untouched.narinfos_found + untouched.paths_served, 0u);
+  EXPECT_EQ(untouched.mismatches, 0u);
+  EXPECT_EQ(untouched.paths_served, 0u);
+  EXPECT_EQ(untouched.narinfos_found, 0u);
+  EXPECT_FALSE(StatusOf(alice).reachable);
+  EXPECT_THAT(StatusOf(alice).last_error, HasSubstr(alice_dir));
 }
 
 TEST_F(GatewayRelayTest, ACorruptNarFailsOverAndIsRecordedAsAMismatch) {

@@ -210,8 +210,36 @@ TEST(NodeConfigTest, GatewayDefaultsAndItsErrors) {
   EXPECT_EQ(config->gateway->upstream_timeout_seconds, 10);
   EXPECT_EQ(config->gateway->nar_streams, 32);
 
-  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\npriority = 3\n"),
-              AllOf(StartsWith("/etc/attest/node.toml:4:"), HasSubstr("[gateway] has no upstream")));
+  // No upstream: allowed by the config (the sources may be the policy's operator caches, which the
+  // node checks when it opens the policy).
+  auto relay = ParseNodeConfig(std::string(kMinimal) + "[gateway]\npriority = 3\n", "/srv/attest/node.toml");
+  ASSERT_TRUE(relay.ok()) << relay.status();
+  EXPECT_EQ(relay->gateway->upstream, "");
+  EXPECT_EQ(relay->gateway->nar_cache, "");
+  EXPECT_EQ(relay->gateway->nar_cache_mib, 10240);
+  EXPECT_EQ(relay->gateway->max_nar_mib, 4096);
+  EXPECT_EQ(relay->gateway->nar_fetches, 16);
+  EXPECT_EQ(relay->gateway->source_timeout_seconds, 10);
+  EXPECT_EQ(relay->gateway->nar_transfer_timeout_seconds, 600);
+  EXPECT_EQ(relay->gateway->nar_stall_timeout_seconds, 30);
+  auto set = ParseNodeConfig(std::string(kMinimal) +
+                                 "[gateway]\nnar_cache = \"nars\"\nnar_cache_mib = 100\nmax_nar_mib = 50\n"
+                                 "nar_fetches = 3\nsource_timeout = 4\nnar_transfer_timeout = 60\nnar_stall_timeout = 7\n",
+                             "/srv/attest/node.toml");
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->gateway->nar_cache, "/srv/attest/nars");
+  EXPECT_EQ(set->gateway->nar_cache_mib, 100);
+  EXPECT_EQ(set->gateway->max_nar_mib, 50);
+  EXPECT_EQ(set->gateway->nar_fetches, 3);
+  EXPECT_EQ(set->gateway->source_timeout_seconds, 4);
+  EXPECT_EQ(set->gateway->nar_transfer_timeout_seconds, 60);
+  EXPECT_EQ(set->gateway->nar_stall_timeout_seconds, 7);
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nnar_cache_mib = 10\nmax_nar_mib = 11\n"),
+              HasSubstr("max_nar_mib (11) is larger than nar_cache_mib (10)"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nnar_fetches = 0\n"), HasSubstr("nar_fetches is 0"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nnar_transfer_timeout = 5\n"),
+              HasSubstr("nar_transfer_timeout is 5"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nnar_cache = \"\"\n"), HasSubstr("nar_cache is empty"));
   EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nupstream = \"s3://bucket\"\n"),
               AllOf(StartsWith("/etc/attest/node.toml:5:12: "), HasSubstr("not a binary cache URL")));
   EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[gateway]\nupstream = \"file://relative/dir\"\n"),

@@ -602,7 +602,8 @@ TEST_P(NodeServiceTest, MalformedRequestIsInvalidArgument) {
     for (const std::string method : {"/attest.v1.Attestations/Submit", "/attest.v1.Attestations/Status",
                                      "/attest.v1.Disputes/ListDisputes", "/attest.v1.Disputes/ResolveDispute",
                                      "/attest.v1.Policy/GetPolicy", "/attest.v1.LogService/GetConsistencyProof",
-                                     "/attest.v1.Federation/GetFederationStatus"}) {
+                                     "/attest.v1.Federation/GetFederationStatus",
+                                     "/attest.v1.Federation/ListSources"}) {
       grpc::Status status = RawCall(channel_, method, garbage);
       EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method << ": " << status.error_message();
       EXPECT_THAT(status.error_message(), HasSubstr(method)) << method;
@@ -621,6 +622,17 @@ TEST_P(NodeServiceTest, MalformedRequestIsInvalidArgument) {
   ASSERT_TRUE(info.ParseFromString(answer));
   EXPECT_EQ(info.operators_size(), 3);
   ExpectStillServing();
+}
+
+// A node without [gateway] relays no NARs: it has no sources, which is an answer, not an error.
+TEST_P(NodeServiceTest, ListSourcesWithoutAGatewayIsEmpty) {
+  auto stub = v1::Federation::NewStub(channel_);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::ListSourcesResponse response;
+  grpc::Status status = stub->ListSources(&context, v1::ListSourcesRequest(), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.sources_size(), 0);
 }
 
 // ---- loopback only -------------------------------------------------------------------------------
