@@ -11,7 +11,7 @@
 //   eligible source;
 //   then alice's cache lies (one byte of every NAR file changed, sizes kept) and bob's is gone: a second
 //   empty client store still substitutes everything, from carol, with the right bytes, and alice's
-//   mismatches are reported (/metrics, the node's log).
+//   mismatches are reported (/metrics, the node's log, `attest sources`).
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -275,6 +275,25 @@ TEST_F(RelayE2eTest, ClosureComesFromTheAgreeingOperatorsCachesThroughALyingAndA
   EXPECT_EQ(SourceCounter(metrics, "attest_nar_source_mismatches_total", carol_url), 0);
   EXPECT_THAT(node.daemon()->Stderr(), HasSubstr("NAR source " + alice_url + " (operator alice-ci) contradicts the "
                                                  "confirmed contents of " + paths_.at("top")));
+
+  // `attest sources` shows the same: alice a bad source naming the path, bob unreachable, carol served all.
+  RunResult sources = node.Cli({"sources", "--node", node.grpc_address(), "--json"});
+  ASSERT_EQ(sources.exit_code, 0) << sources.out << sources.err;
+  const nlohmann::json listed = nlohmann::json::parse(sources.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(listed.is_object() && listed.contains("sources")) << sources.out;
+  EXPECT_FALSE(listed.value("healthy", true));
+  std::map<std::string, nlohmann::json> by_url;
+  for (const nlohmann::json& source : listed["sources"]) by_url[source.value("url", "")] = source;
+  ASSERT_EQ(by_url.size(), 3u) << sources.out;
+  EXPECT_EQ(by_url[alice_url].value("operator", ""), "alice-ci");
+  EXPECT_EQ(by_url[alice_url].value("mismatches", 0), 4);
+  EXPECT_THAT(by_url[alice_url].value("last_mismatch", ""), HasSubstr("/nix/store/"));
+  EXPECT_FALSE(by_url[bob_url].value("reachable", true)) << by_url[bob_url].dump();
+  EXPECT_EQ(by_url[bob_url].value("mismatches", 0), 0);
+  EXPECT_EQ(by_url[carol_url].value("paths_served", 0), 4);
+  RunResult check = node.Cli({"sources", "--node", node.grpc_address(), "--check"});
+  EXPECT_EQ(check.exit_code, 1) << check.out << check.err;
+  EXPECT_THAT(check.out, HasSubstr(alice_url + " (alice-ci): BAD SOURCE: 4 mismatches"));
 
   ASSERT_TRUE(node.Stop().has_value());
   ASSERT_TRUE(http_server_->Signal(SIGTERM, std::chrono::seconds(10)).has_value());
