@@ -11,7 +11,7 @@
 //   eligible source;
 //   then alice's cache lies (one byte of every NAR file changed, sizes kept) and bob's is gone: a second
 //   empty client store still substitutes everything, from carol, with the right bytes, and alice's
-//   mismatches are reported (/metrics, the node's log, `attest sources`).
+//   mismatches are reported (/metrics, the node's log, `attest sources`, the operators page).
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -294,6 +294,20 @@ TEST_F(RelayE2eTest, ClosureComesFromTheAgreeingOperatorsCachesThroughALyingAndA
   RunResult check = node.Cli({"sources", "--node", node.grpc_address(), "--check"});
   EXPECT_EQ(check.exit_code, 1) << check.out << check.err;
   EXPECT_THAT(check.out, HasSubstr(alice_url + " (alice-ci): BAD SOURCE: 4 mismatches"));
+
+  // And the Sources section of the operators page (its JSON twin).
+  std::optional<HttpAnswer> page = HttpGet(PortOf(node.http_address()), "/operators.json");
+  ASSERT_TRUE(page.has_value() && page->status == 200);
+  const nlohmann::json operators = nlohmann::json::parse(page->body, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(operators.is_object() && operators.contains("sources")) << page->body;
+  bool alice_shown = false;
+  for (const nlohmann::json& source : operators["sources"]) {
+    if (source.value("url", "") != alice_url) continue;
+    alice_shown = true;
+    EXPECT_TRUE(source.value("used", false)) << source.dump();
+    EXPECT_EQ(source.value("mismatches", 0), 4) << source.dump();
+  }
+  EXPECT_TRUE(alice_shown) << page->body;
 
   ASSERT_TRUE(node.Stop().has_value());
   ASSERT_TRUE(http_server_->Signal(SIGTERM, std::chrono::seconds(10)).has_value());
