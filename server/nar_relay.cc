@@ -45,18 +45,6 @@ std::string CacheKey(const consensus::PathInfo& confirmed) {
 
 }  // namespace
 
-std::string_view NarSourceKindName(NarSourceKind kind) {
-  switch (kind) {
-    case NarSourceKind::kOperator:
-      return "operator";
-    case NarSourceKind::kMirror:
-      return "mirror";
-    case NarSourceKind::kUpstream:
-      return "upstream";
-  }
-  return "unknown";
-}
-
 std::vector<NarSourceSpec> NarSourcesOf(const consensus::Policy& policy, std::span<const NarSourceSpec> mirrors,
                                         std::string_view upstream) {
   std::vector<NarSourceSpec> sources;

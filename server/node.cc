@@ -311,7 +311,7 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
 Node::~Node() { Shutdown(absl::Now()); }
 
 std::vector<NarSourceStatus> Node::NarSourceStatuses() const {
-  return nar_relay_ != nullptr ? nar_relay_->Status() : std::vector<NarSourceStatus>{};
+  return nar_relay_ ? nar_relay_->Status() : std::vector<NarSourceStatus>{};
 }
 
 absl::Status Node::AcceptingWrites() const {
