@@ -247,10 +247,12 @@ TEST_F(RelayE2eTest, ClosureComesFromTheAgreeingOperatorsCachesThroughALyingAndA
 
   // 4. Alice's cache lies and bob's is gone. The node keeps the NARs it verified in its NAR cache, and
   // served from there the second client would never reach a source. The node is therefore stopped, its
-  // NAR cache removed and started again on the same database: the same closure, still CONFIRMED, must
-  // now come from the sources again, and only carol's are good. (Paths the first client did not fetch
-  // would not do: the narinfo of a path is located at the first source, alice, so the lie must be in the
-  // NAR bytes of paths whose narinfos stay true, which is exactly this closure.)
+  // NAR cache removed (while it is stopped) and started again on the same database: the same closure,
+  // still CONFIRMED, must now come from the sources again, and only carol's are good. Paths the first
+  // client never fetched would exercise the sources too; the same closure says more: exactly what alice
+  // delivered before is delivered without her, by a node that starts with one source gone. Alice's
+  // narinfos stay true (only NAR bytes change), so she is still asked first and her lie must be caught
+  // by verification, not by her narinfo.
   ASSERT_TRUE(node.Stop().has_value());
   const std::string nar_cache = dir_.File("attest.db.nar-cache");
   ASSERT_TRUE(std::filesystem::is_directory(nar_cache)) << "the node keeps verified NARs in " << nar_cache;
