@@ -129,7 +129,8 @@ for i in range(count):
     with open(os.path.join(directory, f"{hash_part}.narinfo"), "w") as f:
         f.write(f"StorePath: {store_path}\nURL: {url}\nCompression: {compression}\nNarHash: {nar_hash}\n"
                 f"NarSize: {nar_size}\nReferences: \n")
-    infos.append({"path": store_path, "narHash": nar_hash, "narSize": nar_size, "references": [], "url": url})
+    infos.append({"path": store_path, "narHash": nar_hash, "narSize": nar_size, "references": [], "url": url,
+                  "ultimate": True})
 with open(os.path.join(directory, f"{prefix}.json"), "w") as f:
     json.dump(infos, f)
 PYEOF
@@ -142,6 +143,7 @@ make_cache "$CACHE" small "$SMALL_COUNT" $((SMALL_KIB << 10)) none
 make_cache "$W/zcache" stream "$STREAMS" $((STREAM_GIB << 30)) zstd
 chmod -R a+rX "$CACHE"
 
+export NIX_CONFIG="experimental-features = nix-command"
 nix key generate-secret --key-name alpha-builder-1 > "$W/alpha.sec"
 nix key generate-secret --key-name beta-builder-1 > "$W/beta.sec"
 nix key generate-secret --key-name node > "$W/node.sec"
@@ -184,7 +186,7 @@ stop_attestd() { kill "$ATTESTD_PID"; wait "$ATTESTD_PID" 2>/dev/null || true; }
 start_attestd
 for key in alpha beta; do
   for set in "$CACHE/large.json" "$CACHE/small.json" "$W/zcache/stream.json"; do
-    "$ATTEST" submit --node "127.0.0.1:$GRPC_PORT" --key "$W/$key.sec" "$set" > /dev/null
+    "$ATTEST" submit --node "127.0.0.1:$GRPC_PORT" --key "$W/$key.sec" "$set" > /dev/null 2>&1
   done
 done
 
@@ -227,14 +229,16 @@ for info in infos:
 PYEOF
 }
 nginx_urls() {
-  python3 -c 'import json, sys; [print(f"http://127.0.0.1:{sys.argv[2]}/{i[\"url\"]}") for i in json.load(open(sys.argv[1]))]' \
+  python3 -c 'import json, sys; [print("http://127.0.0.1:%s/%s" % (sys.argv[2], i["url"])) for i in json.load(open(sys.argv[1]))]' \
     "$1" "$NGINX_PORT"
 }
-# Fetches every URL of a list file with 8 clients; prints "seconds bytes"; fails on any non-200.
+# Fetches every URL of a list file, 8 transfers at once in one curl (connections kept alive, as Nix
+# does); prints "seconds bytes"; fails on any non-200.
 fetch_all() {
   local list="$1" start end
+  sed 's/.*/url = "&"\noutput = "\/dev\/null"/' "$list" > "$W/curl.cfg"
   start=$(date +%s.%N)
-  xargs -P 8 -n 16 curl -s -o /dev/null -w '%{http_code} %{size_download}\n' < "$list" > "$W/fetch.out"
+  curl -s --no-progress-meter --parallel --parallel-max 8 -K "$W/curl.cfg" -w '%{http_code} %{size_download}\n' > "$W/fetch.out"
   end=$(date +%s.%N)
   if grep -qv '^200 ' "$W/fetch.out"; then
     echo "relay_bench: a request was not answered 200: $(grep -v '^200 ' "$W/fetch.out" | head -1)" >&2; exit 1
@@ -284,7 +288,8 @@ PEAK_RSS_FILE="$W/rss"
 SAMPLER=$!
 BEFORE_HWM=$(awk '/^VmHWM/ {print $2}' "/proc/$ATTESTD_PID/status")
 start=$(date +%s.%N)
-xargs -P "$STREAMS" -n 1 curl -s -o /dev/null -w '%{http_code} %{size_download}\n' < "$W/stream.urls" > "$W/stream.out"
+sed 's/.*/url = "&"\noutput = "\/dev\/null"/' "$W/stream.urls" > "$W/curl.cfg"
+curl -s --no-progress-meter --parallel --parallel-max "$STREAMS" -K "$W/curl.cfg" -w '%{http_code} %{size_download}\n' > "$W/stream.out"
 end=$(date +%s.%N)
 HWM=$(awk '/^VmHWM/ {print $2}' "/proc/$ATTESTD_PID/status")
 stop_attestd

@@ -104,7 +104,7 @@ class NarCache::FileWriter final : public NarCache::Writer {
                                                         " bytes appended, fewer than the ", size_,
                                                         " given to Begin (the transfer ended early?)"));
     }
-    if (::fsync(fd_.get()) != 0) {
+    if (cache_->options_.sync && ::fsync(fd_.get()) != 0) {
       return absl::UnavailableError(Cat("cannot sync ", part_path_, ": ", ErrnoText(errno)));
     }
     if (fd_.Close() != 0) {
@@ -126,7 +126,7 @@ class NarCache::FileWriter final : public NarCache::Writer {
     }
     // The entry is in place and served either way; a failed directory sync only means the rename
     // may not survive a crash, after which Open finds the .part file (deleted) or nothing.
-    return SyncDirectory(cache_->options_.directory);
+    return cache_->options_.sync ? SyncDirectory(cache_->options_.directory) : absl::OkStatus();
   }
 
  private:

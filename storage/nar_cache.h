@@ -2,9 +2,10 @@
 //
 // A NAR enters the cache only through a Writer that the relay commits after NarVerifier accepted every
 // byte, so what Lookup returns was verified (by this process, or by an earlier one: see below). Files
-// are written to "<key>.<n>.part", fsynced, then renamed to "<key>.nar" (and the directory fsynced),
-// so a crash leaves either nothing or a whole file; Open deletes leftover .part files, indexes the
-// "<key>.nar" files and leaves every other file alone (uncounted).
+// are written to "<key>.<n>.part", then renamed to "<key>.nar"; Open deletes leftover .part files,
+// indexes the "<key>.nar" files and leaves every other file alone (uncounted). Without
+// NarCacheOptions::sync a crash may leave a renamed file short or empty: Open indexes every file as
+// unverified, so it is hashed again (and dropped) before it could be served.
 //
 // Bounded: the committed files plus the space reserved by writers in progress never exceed
 // max_bytes. Begin makes room by evicting the least recently used files (Lookup counts as a use); a
@@ -44,6 +45,10 @@ namespace attest::storage {
 struct NarCacheOptions final {
   std::string directory;  // created (with parents) when missing; must not be shared with anything else
   uint64_t max_bytes = uint64_t{10} << 30;
+  // fsync each file and the directory at Commit. Off by default: files found at Open are hashed again
+  // before they are served (see "Restart"), so a file a crash left short or empty is caught then and
+  // fetched again; syncing would only make every relayed NAR wait for the disk.
+  bool sync = false;
 };
 
 struct NarCacheStats final {
@@ -88,7 +93,7 @@ class NarCache final {
     // full...) is UNAVAILABLE naming the file and the system error.
     virtual absl::Status Append(std::span<const uint8_t> bytes) = 0;
     // Exactly the size given to Begin must have been appended (else FAILED_PRECONDITION, and the
-    // writer may append the rest); fsyncs, renames into place, and indexes the entry as verified
+    // writer may append the rest); fsyncs (with `sync`), renames into place, and indexes the entry as verified
     // (replacing an older entry of the key: of two writers of one key, the last to commit wins).
     // UNAVAILABLE: the sync or rename failed (the writer can only be destroyed), or the directory
     // sync after the rename failed (the entry is in place, but may not survive a crash).
