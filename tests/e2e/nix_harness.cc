@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 
@@ -54,6 +56,49 @@ std::set<std::string> NixSandbox::Outputs(const std::string& store, const std::s
   std::set<std::string> outputs;
   for (absl::string_view line : absl::StrSplit(result.out, '\n', absl::SkipEmpty())) outputs.emplace(line);
   return outputs;
+}
+
+std::string NixSandbox::OutPath(const std::string& store, const std::string& expression,
+                                const std::string& attr) const {
+  RunResult drv = Nix({"nix-instantiate", "--store", store, expression, "-A", attr});
+  EXPECT_EQ(drv.exit_code, 0) << drv.err;
+  const std::set<std::string> outputs = Outputs(store, std::string(absl::StripTrailingAsciiWhitespace(drv.out)));
+  EXPECT_EQ(outputs.size(), 1u) << attr;
+  return outputs.size() == 1 ? *outputs.begin() : "";
+}
+
+HookBuilder MakeHookBuilder(const TempDir& dir, const NixSandbox& nix, const std::string& name,
+                            const std::string& key_file, const std::string& node_address) {
+  HookBuilder builder{.name = name,
+                      .store = nix.Store(name),
+                      .config = dir.File("builder-" + name + ".toml"),
+                      .spool = dir.File("spool-" + name)};
+  WriteFileOrDie(builder.config, absl::StrCat("key = \"", key_file, "\"\nspool = \"", builder.spool,
+                                              "\"\nnodes = [\"", node_address, "\"]\n"));
+  return builder;
+}
+
+RunResult BuildWithHook(const NixSandbox& nix, const HookBuilder& builder, const std::string& expression,
+                        const std::vector<std::string>& attrs) {
+  std::vector<std::string> argv = {"nix-build",       "--store",     builder.store, "--option",
+                                   "post-build-hook", ATTEST_HOOK_BIN, "--no-out-link", expression};
+  for (const std::string& attr : attrs) argv.insert(argv.end(), {"-A", attr});
+  return nix.Nix(argv, {{"ATTEST_BUILDER_CONFIG", builder.config}});
+}
+
+RunResult PushSpool(const HookBuilder& builder, const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {ATTEST_BIN, "push", "--config", builder.config};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return Run(argv, "", std::chrono::seconds(120));
+}
+
+size_t SpoolRecords(const HookBuilder& builder) {
+  size_t records = 0;
+  if (!std::filesystem::exists(builder.spool)) return 0;
+  for (const auto& file : std::filesystem::directory_iterator(builder.spool)) {
+    if (file.path().extension() == ".json" && file.path().filename().string()[0] != '.') ++records;
+  }
+  return records;
 }
 
 }  // namespace attest::testing

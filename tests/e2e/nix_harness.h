@@ -37,9 +37,38 @@ class NixSandbox final {
   // The output paths of the derivation `drv_path` in `store`.
   std::set<std::string> Outputs(const std::string& store, const std::string& drv_path) const;
 
+  // The output path of attribute `attr` of the Nix file `expression`, instantiated in `store` (a raw
+  // derivation's output path does not depend on the store). "" (with a test failure) on error.
+  std::string OutPath(const std::string& store, const std::string& expression, const std::string& attr) const;
+
  private:
   const TempDir& dir_;
 };
+
+// A builder of the tests: its own chroot store, `attest-hook` as its post-build-hook (Nix runs it with
+// no arguments; the builder config comes from ATTEST_BUILDER_CONFIG, the recommended setup) and
+// `attest push` shipping its spool to one node.
+struct HookBuilder final {
+  std::string name;
+  std::string store;
+  std::string config;  // builder TOML
+  std::string spool;
+};
+
+// Writes <dir>/builder-<name>.toml: signs with the secret key file `key_file`, spools in
+// <dir>/spool-<name>, pushes to `node_address`.
+HookBuilder MakeHookBuilder(const TempDir& dir, const NixSandbox& nix, const std::string& name,
+                            const std::string& key_file, const std::string& node_address);
+
+// nix-build of the attributes `attrs` of the Nix file `expression` in the builder's store, with the hook.
+RunResult BuildWithHook(const NixSandbox& nix, const HookBuilder& builder, const std::string& expression,
+                        const std::vector<std::string>& attrs);
+
+// `attest push --config <builder config> extra...`.
+RunResult PushSpool(const HookBuilder& builder, const std::vector<std::string>& extra = {});
+
+// The records waiting in the builder's spool.
+size_t SpoolRecords(const HookBuilder& builder);
 
 }  // namespace attest::testing
 

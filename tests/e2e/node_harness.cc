@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace attest::testing {
 
@@ -39,6 +40,11 @@ std::string PolicyToml(int quorum, const std::vector<OperatorSpec>& operators) {
       absl::StrAppend(&out, i ? ", " : "", "\"", op.builder_public_keys[i], "\"");
     }
     absl::StrAppend(&out, "]\n");
+    if (!op.caches.empty()) {
+      absl::StrAppend(&out, "caches = [");
+      for (size_t i = 0; i < op.caches.size(); ++i) absl::StrAppend(&out, i ? ", " : "", "\"", op.caches[i], "\"");
+      absl::StrAppend(&out, "]\n");
+    }
   }
   return out;
 }
@@ -116,6 +122,16 @@ RunResult NodeHarness::Cli(const std::vector<std::string>& args, const std::stri
   std::vector<std::string> argv{ATTEST_BIN};
   argv.insert(argv.end(), args.begin(), args.end());
   return Run(argv, input);
+}
+
+std::string NodeHarness::Verdict(const std::string& path) const {
+  RunResult status = Cli({"status", "--node", grpc_address_, "--json", path});
+  nlohmann::json parsed = nlohmann::json::parse(status.out, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_array() || parsed.size() != 1 || !parsed[0].contains("verdict")) {
+    ADD_FAILURE() << "attest status: " << status.out << status.err;
+    return "";
+  }
+  return parsed[0]["verdict"].get<std::string>();
 }
 
 }  // namespace attest::testing

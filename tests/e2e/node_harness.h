@@ -26,6 +26,7 @@ NixKeyPair MakeNixKey(const TempDir& dir, const std::string& name);
 struct OperatorSpec final {
   std::string name;
   std::vector<std::string> builder_public_keys;
+  std::vector<std::string> caches = {};  // the operator's binary cache URLs (`caches` in the policy)
 };
 
 std::string PolicyToml(int quorum, const std::vector<OperatorSpec>& operators);
@@ -65,6 +66,10 @@ class NodeHarness final {
 
   // Runs the attest CLI with `args` (the node address is not added automatically).
   RunResult Cli(const std::vector<std::string>& args, const std::string& input = "") const;
+
+  // The verdict of store path `path` (`attest status --json`): "CONFIRMED", "DISPUTED", ...; "" (with a
+  // test failure) when the CLI gives no single answer.
+  std::string Verdict(const std::string& path) const;
 
  private:
   const TempDir& dir_;

@@ -56,74 +56,22 @@ in rec {
 }
 )";
 
-struct Builder {
-  std::string name;
-  std::string store;
-  std::string config;  // builder TOML
-  std::string spool;
-};
-
 class SubstitutionE2eTest : public ::testing::Test {
  protected:
-  SubstitutionE2eTest() : nix_(dir_) {
-    WriteFileOrDie(dir_.File("drvs.nix"), kExpression);
-    // The recommended setup: the lean attest-hook program itself as post-build-hook (Nix runs it with no
-    // arguments; the builder config comes from ATTEST_BUILDER_CONFIG).
-    hook_ = ATTEST_HOOK_BIN;
-  }
+  SubstitutionE2eTest() : nix_(dir_) { WriteFileOrDie(dir_.File("drvs.nix"), kExpression); }
 
-  Builder MakeBuilder(const std::string& name, const NixKeyPair& key, const std::string& node_address) {
-    Builder b{.name = name,
-              .store = nix_.Store(name),
-              .config = dir_.File("builder-" + name + ".toml"),
-              .spool = dir_.File("spool-" + name)};
-    WriteFileOrDie(b.config, absl::StrCat("key = \"", key.secret_file, "\"\nspool = \"", b.spool, "\"\nnodes = [\"",
-                                          node_address, "\"]\n"));
-    return b;
+  HookBuilder MakeBuilder(const std::string& name, const NixKeyPair& key, const std::string& node_address) {
+    return MakeHookBuilder(dir_, nix_, name, key.secret_file, node_address);
   }
-
-  // nix-build of `attrs` in the builder's store with the hook, as a builder's nix.conf would set it.
-  RunResult BuildWithHook(const Builder& b, const std::vector<std::string>& attrs) {
-    std::vector<std::string> argv = {"nix-build",   "--store", b.store, "--option", "post-build-hook", hook_,
-                                     "--no-out-link", dir_.File("drvs.nix")};
-    for (const std::string& attr : attrs) argv.insert(argv.end(), {"-A", attr});
-    return nix_.Nix(argv, {{"ATTEST_BUILDER_CONFIG", b.config}});
+  RunResult BuildWithHook(const HookBuilder& b, const std::vector<std::string>& attrs) {
+    return ::attest::testing::BuildWithHook(nix_, b, dir_.File("drvs.nix"), attrs);
   }
-
-  RunResult Push(const Builder& b, const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {ATTEST_BIN, "push", "--config", b.config};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    return ::attest::testing::Run(argv, "", std::chrono::seconds(120));
-  }
-
-  static size_t SpoolSize(const Builder& b) {
-    size_t records = 0;
-    if (!std::filesystem::exists(b.spool)) return 0;
-    for (const auto& file : std::filesystem::directory_iterator(b.spool)) {
-      if (file.path().extension() == ".json" && file.path().filename().string()[0] != '.') ++records;
-    }
-    return records;
-  }
-
-  // The output path of `attr` (instantiated in `store`; paths do not depend on the store).
+  static RunResult Push(const HookBuilder& b) { return PushSpool(b); }
+  static size_t SpoolSize(const HookBuilder& b) { return SpoolRecords(b); }
   std::string OutPath(const std::string& store, const std::string& attr) {
-    RunResult drv = nix_.Nix({"nix-instantiate", "--store", store, dir_.File("drvs.nix"), "-A", attr});
-    EXPECT_EQ(drv.exit_code, 0) << drv.err;
-    const std::set<std::string> outputs =
-        nix_.Outputs(store, std::string(absl::StripTrailingAsciiWhitespace(drv.out)));
-    EXPECT_EQ(outputs.size(), 1u);
-    return outputs.empty() ? "" : *outputs.begin();
+    return nix_.OutPath(store, dir_.File("drvs.nix"), attr);
   }
-
-  std::string Verdict(const NodeHarness& node, const std::string& path) {
-    RunResult status = node.Cli({"status", "--node", node.grpc_address(), "--json", path});
-    nlohmann::json parsed = nlohmann::json::parse(status.out, nullptr, false);
-    if (!parsed.is_array() || parsed.size() != 1) {
-      ADD_FAILURE() << "attest status: " << status.out << status.err;
-      return "";
-    }
-    return parsed[0]["verdict"].get<std::string>();
-  }
+  static std::string Verdict(const NodeHarness& node, const std::string& path) { return node.Verdict(path); }
 
   // GET http://<address><target> with Python's standard library; returns the HTTP status (0: no answer).
   static int HttpStatus(const std::string& address, const std::string& target) {
@@ -140,7 +88,6 @@ class SubstitutionE2eTest : public ::testing::Test {
 
   TempDir dir_;
   NixSandbox nix_;
-  std::string hook_;
 };
 
 TEST_F(SubstitutionE2eTest, OnlyWhatIndependentBuildersAgreeOnIsSubstituted) {
@@ -155,13 +102,13 @@ TEST_F(SubstitutionE2eTest, OnlyWhatIndependentBuildersAgreeOnIsSubstituted) {
                    absl::StrCat("\n[gateway]\nupstream = \"file://", cache, "\"\npriority = 30\n"), ports);
   ASSERT_TRUE(node.Start());
   ASSERT_FALSE(node.http_address().empty());
-  const std::vector<Builder> builders = {MakeBuilder("a", key_a, node.grpc_address()),
-                                         MakeBuilder("b", key_b, node.grpc_address()),
-                                         MakeBuilder("c", key_c, node.grpc_address())};
+  const std::vector<HookBuilder> builders = {MakeBuilder("a", key_a, node.grpc_address()),
+                                             MakeBuilder("b", key_b, node.grpc_address()),
+                                             MakeBuilder("c", key_c, node.grpc_address())};
 
   // 1. Every builder builds everything but `lonely` and `later`; the hook spools, push ships.
   const std::vector<std::string> built = {"hello", "top", "nondet"};
-  for (const Builder& b : builders) {
+  for (const HookBuilder& b : builders) {
     RunResult build = BuildWithHook(b, built);
     ASSERT_EQ(build.exit_code, 0) << b.name << ": " << build.err;
     EXPECT_THAT(build.err, HasSubstr("running post-build-hook"));
@@ -237,7 +184,7 @@ TEST_F(SubstitutionE2eTest, OnlyWhatIndependentBuildersAgreeOnIsSubstituted) {
 
   // 5. The node goes down: a build still succeeds, the record waits in the spool.
   ASSERT_TRUE(node.Stop().has_value());
-  const Builder& a = builders[0];
+  const HookBuilder& a = builders[0];
   RunResult build = BuildWithHook(a, {"later"});
   ASSERT_EQ(build.exit_code, 0) << build.err;
   EXPECT_EQ(SpoolSize(a), 1u);
