@@ -121,7 +121,7 @@ absl::StatusOr<NodeStore> OpenSqliteStore(const NodeConfig& config) {
 }
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, Clock clock) {
-  return Open(config, NodeOptions{.clock = std::move(clock), .open_store = OpenSqliteStore});
+  return Open(config, NodeOptions{.clock = std::move(clock), .open_store = OpenSqliteStore, .serve_checkpoint = nullptr});
 }
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, NodeOptions options) {
