@@ -11,7 +11,8 @@ constexpr std::string_view kVersion = "0.1.0";
 
 std::vector<CommandSpec> AllCommands() {
   return {SubmitCommand(),        ImportCommand(),       StatusCommand(),
-          DisputesListCommand(),  DisputesShowCommand(), DisputesResolveCommand(), VerifyCommand(),
+          DisputesListCommand(),  DisputesShowCommand(), DisputesResolveCommand(), DisputesDiffCommand(),
+          VerifyCommand(),
           NarInfoVerifyCommand(), KeyGenerateCommand(),  KeyPublicCommand(),
           NarHashCommand(),       HookCommand(),         PushCommand(),
           LogCheckpointCommand(), LogVerifyCommand(),    FederationStatusCommand(),

@@ -12,6 +12,7 @@ CommandSpec StatusCommand();         // attest status
 CommandSpec DisputesListCommand();   // attest disputes list
 CommandSpec DisputesShowCommand();   // attest disputes show
 CommandSpec DisputesResolveCommand();  // attest disputes resolve
+CommandSpec DisputesDiffCommand();     // attest disputes diff
 CommandSpec VerifyCommand();         // attest verify
 CommandSpec NarInfoVerifyCommand();  // attest narinfo verify
 CommandSpec KeyGenerateCommand();    // attest key generate
