@@ -267,6 +267,8 @@ TEST_F(CliTest, EverySubcommandHasHelpWithAnExample) {
                                            {"status"},
                                            {"disputes", "list"},
                                            {"disputes", "show"},
+                                           {"disputes", "diff"},
+                                           {"sources"},
                                            {"verify"},
                                            {"narinfo", "verify"},
                                            {"key", "generate"},

@@ -184,7 +184,8 @@ TEST(NodeOnMemoryStoreTest, SubmitsReadsStatusAndSignsACheckpoint) {
                                                 auto store = std::make_unique<storage::MemoryAttestationStore>();
                                                 memory = store.get();
                                                 return NodeStore{.store = std::move(store), .sqlite = nullptr};
-                                              }});
+                                              },
+                                              .serve_checkpoint = nullptr});
   ASSERT_TRUE(node.ok()) << node.status();
   ASSERT_TRUE((*node)->Start().ok());
   EXPECT_EQ((*node)->store(), memory);
