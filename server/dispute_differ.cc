@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "consensus/text.h"
 #include "server/log.h"
 #include "storage/files.h"
@@ -24,6 +25,11 @@ using nlohmann::json;
 
 // A result file is small (the text report is capped); anything larger is not one of ours.
 constexpr size_t kMaxResultFileBytes = size_t{8} << 20;
+// diffoscope's HTML report is bounded by its --max-report-size (plus its page frame).
+size_t MaxHtmlBytes(const storage::NarDiffOptions& options) {
+  return static_cast<size_t>(options.diffoscope.max_report_bytes) * 2 + (size_t{1} << 20);
+}
+
 // The least time between two passes, however often Wake is called (each commit wakes the differ).
 constexpr absl::Duration kMinPassGap = absl::Seconds(1);
 
@@ -98,6 +104,7 @@ absl::StatusOr<std::unique_ptr<DisputeDiffer>> DisputeDiffer::Open(const Dispute
                                                                    DisputeDifferOptions options) {
   if (options.directory.empty()) return absl::InvalidArgumentError("the dispute diffs need a directory");
   std::error_code error;
+  options.directory = std::filesystem::absolute(options.directory, error).string();
   std::filesystem::create_directories(options.directory, error);
   if (error) {
     return absl::FailedPreconditionError(Cat("cannot create the dispute diff directory ", options.directory, ": ",
@@ -178,7 +185,18 @@ bool DisputeDiffer::Consider(const DisputeDetail& detail) {
     diff.differing_files = std::move(result->differing_files);
     diff.text = std::move(result->diff.text);
     diff.truncated = result->diff.text_truncated;
-    diff.has_html = !result->diff.html_path.empty() && std::filesystem::exists(html_partial);
+    if (!result->diff.html_path.empty()) {
+      absl::StatusOr<std::string> html = storage::ReadFileToString(
+          html_partial, storage::ReadFileOptions{.max_bytes = MaxHtmlBytes(options_.diff),
+                                                 .symlinks = storage::Symlinks::kRefuse,
+                                                 .types = storage::FileTypes::kRegularOnly});
+      diff.has_html = html.ok() && storage::WriteFileAtomically(HtmlPath(options_.directory, id),
+                                                                // Its title quotes the command line: not
+                                                                // where the node keeps its files.
+                                                                absl::StrReplaceAll(*html, {{html_partial, Cat(id, ".html")}}),
+                                                                0644)
+                                       .ok();
+    }
     return absl::OkStatus();
   };
   const absl::Status status = compare();
@@ -187,12 +205,7 @@ bool DisputeDiffer::Consider(const DisputeDetail& detail) {
     diff.state = DisputeDiff::State::kUnavailable;
     diff.reason = std::string(StdView(status.message()));
   }
-  if (diff.has_html) {
-    std::filesystem::rename(html_partial, HtmlPath(options_.directory, id), error);
-    if (error) diff.has_html = false;
-  } else {
-    std::filesystem::remove(HtmlPath(options_.directory, id), error);
-  }
+  if (!diff.has_html) std::filesystem::remove(HtmlPath(options_.directory, id), error);
   std::filesystem::remove(html_partial, error);
   if (absl::Status written = storage::WriteFileAtomically(ResultPath(options_.directory, id),
                                                           ToJson(diff).dump(-1, ' ', false,
@@ -301,8 +314,7 @@ absl::StatusOr<std::string> DisputeDiffer::Html(std::string_view id) const {
   }
   absl::StatusOr<std::string> html =
       storage::ReadFileToString(HtmlPath(options_.directory, id),
-                                storage::ReadFileOptions{.max_bytes = options_.diff.diffoscope.max_report_bytes * 2 +
-                                                                      (size_t{1} << 20),
+                                storage::ReadFileOptions{.max_bytes = MaxHtmlBytes(options_.diff),
                                                          .symlinks = storage::Symlinks::kRefuse,
                                                          .types = storage::FileTypes::kRegularOnly});
   if (!html.ok() && html.status().code() == absl::StatusCode::kNotFound) {

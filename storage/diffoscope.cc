@@ -192,6 +192,9 @@ absl::StatusOr<DiffoscopeResult> RunDiffoscope(const std::string& a, const std::
   posix_spawn_file_actions_adddup2(&setup.actions, null_fd.get(), 0);
   posix_spawn_file_actions_adddup2(&setup.actions, out_write->get(), 1);
   posix_spawn_file_actions_adddup2(&setup.actions, err_write->get(), 2);
+  if (!options.working_directory.empty()) {
+    posix_spawn_file_actions_addchdir_np(&setup.actions, options.working_directory.c_str());
+  }
   // Its own process group, so that the deadline ends diffoscope and every helper it started; default
   // signal handling and an empty mask whatever this process uses.
   sigset_t empty_mask;

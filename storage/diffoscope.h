@@ -45,6 +45,10 @@ struct DiffoscopeOptions final {
   std::string html_path;
   // Where the run's temporary directory is made; empty: $TMPDIR, else /tmp.
   std::string scratch_parent;
+  // The directory diffoscope runs in; empty: this process's. Relative `a`, `b`, html_path (and a
+  // program given as a relative path) are relative to it, and the reports name `a` and `b` as given,
+  // so relative paths keep the caller's directories out of the reports.
+  std::string working_directory;
 };
 
 enum class DiffoscopeVerdict { kSame, kDifferent };

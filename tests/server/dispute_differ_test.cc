@@ -37,6 +37,7 @@ using ::attest::testing::TestStorePath;
 using ::attest::testing::WriteFileOrDie;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // A tree with a stable file and a file `stamp` holding `stamp`, dumped as a NAR into `cache` (a
 // binary cache directory, uncompressed) under the narinfo of `path`; returns the claim.
@@ -156,10 +157,14 @@ TEST_F(DisputeDifferTest, NamesTheDifferingFileFromTheTwoSidesCaches) {
                                         absl::StrCat("file://", dir_.File("carol-cache"))));
   EXPECT_THAT(diff.text, HasSubstr("1111"));
   EXPECT_THAT(diff.text, HasSubstr("2222"));
+  // The reports name the trees a/ and b/, not the node's directories.
+  EXPECT_THAT(diff.text, HasSubstr("+++ b/"));
+  EXPECT_THAT(diff.text, Not(HasSubstr(dir_.path())));
   ASSERT_TRUE(diff.has_html);
   absl::StatusOr<std::string> html = differ_->Html(id_);
   ASSERT_TRUE(html.ok()) << html.status();
   EXPECT_THAT(*html, HasSubstr("stamp"));
+  EXPECT_THAT(*html, Not(HasSubstr(dir_.path())));
   EXPECT_TRUE(std::filesystem::exists(dir_.File(absl::StrCat("diffs/", id_, ".json"))));
 
   // Nothing changed: the next pass writes nothing.
