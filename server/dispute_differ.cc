@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "consensus/text.h"
@@ -31,7 +32,7 @@ size_t MaxHtmlBytes(const storage::NarDiffOptions& options) {
 }
 
 // The least time between two passes, however often Wake is called (each commit wakes the differ).
-constexpr absl::Duration kMinPassGap = absl::Seconds(1);
+constexpr absl::Duration kMinPassGap = absl::Seconds(5);
 
 std::string ResultPath(const std::string& directory, std::string_view id) { return Cat(directory, "/", id, ".json"); }
 std::string HtmlPath(const std::string& directory, std::string_view id) { return Cat(directory, "/", id, ".html"); }
@@ -144,9 +145,18 @@ bool DisputeDiffer::Consider(const DisputeDetail& detail) {
   const std::vector<std::string> fingerprints{sides[0]->fingerprint, sides[1]->fingerprint};
   const absl::Time now = options_.clock();
   const std::optional<DisputeDiff> stored = Result(id);
+  auto remember = [&](const DisputeDiff& diff) {
+    // A done result is looked at again after retry_after too: two changes within the second of
+    // updated_unix leave the listing's fields as they were.
+    seen_[id] = Seen{.updated_unix = detail.stored.updated_unix,
+                     .fingerprint_count = detail.stored.fingerprint_count,
+                     .operators = detail.stored.operators,
+                     .recheck_at = std::max(now, absl::FromUnixSeconds(diff.time_unix)) + options_.retry_after};
+  };
   if (stored && stored->fingerprints == fingerprints &&
       (stored->state == DisputeDiff::State::kDone ||
        absl::FromUnixSeconds(stored->time_unix) + options_.retry_after > now)) {
+    remember(*stored);
     return false;
   }
 
@@ -215,6 +225,7 @@ bool DisputeDiffer::Consider(const DisputeDetail& detail) {
     LogWarning(Cat("dispute diff ", id, ": cannot keep the result: ", StdView(written.message())));
     return false;
   }
+  remember(diff);
   if (diff.state == DisputeDiff::State::kDone) {
     LogInfo(Cat("dispute diff ", id, " (", detail.stored.path.full(), "): ",
                 diff.same ? std::string("diffoscope finds no difference")
@@ -231,22 +242,41 @@ absl::StatusOr<int> DisputeDiffer::RunPass() {
   DisputePageRequest request;
   request.filter.state = consensus::DisputeState::kOpen;
   request.size = kMaxDisputePageSize;
+  absl::flat_hash_set<std::string> open;  // every open dispute, when the pass sees them all
+  bool all_seen = false;
+  bool cut = false;
   while (written < options_.max_per_pass) {
     absl::StatusOr<DisputePage> page = view_->List(request);
     if (!page.ok()) return page.status();
     for (const storage::StoredDispute& listed : page->disputes) {
-      if (written >= options_.max_per_pass) break;
+      open.insert(listed.id);
+      if (written >= options_.max_per_pass) {
+        cut = true;
+        break;
+      }
       {
         absl::MutexLock lock(&mu_);
         if (stopping_) return written;
+      }
+      // Unchanged since it was last considered, and its result is not due: nothing to read.
+      if (auto it = seen_.find(listed.id);
+          it != seen_.end() && it->second.updated_unix == listed.updated_unix &&
+          it->second.fingerprint_count == listed.fingerprint_count && it->second.operators == listed.operators &&
+          options_.clock() < it->second.recheck_at) {
+        continue;
       }
       absl::StatusOr<DisputeDetail> detail = view_->Get(listed.id);
       if (!detail.ok()) continue;  // a record that does not parse is the scrubber's and the page's to show
       if (Consider(*detail)) ++written;
     }
-    if (page->next_cursor.empty()) break;
+    if (page->next_cursor.empty()) {
+      all_seen = !cut;
+      break;
+    }
     request.after = page->next_cursor;
   }
+  // Forget disputes that are no longer open (their results stay on disk for the pages).
+  if (all_seen) absl::erase_if(seen_, [&open](const auto& entry) { return !open.contains(entry.first); });
   return written;
 }
 

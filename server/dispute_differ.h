@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -110,7 +111,7 @@ class DisputeDiffer final {
   DisputeDiffer(const DisputeView* view, std::vector<NarSourceSpec> sources, DisputeDifferOptions options);
   // Compares the dispute's leading sides and writes the result, unless the stored one still stands.
   // True when a result was written.
-  bool Consider(const DisputeDetail& detail);
+  bool Consider(const DisputeDetail& detail) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pass_mu_);
   std::vector<std::string> CachesOf(const DisputeDetail::Side& side) const;
   void Run();
 
@@ -124,6 +125,15 @@ class DisputeDiffer final {
   std::thread thread_;
   // One comparison at a time, also between RunPass and the background thread.
   absl::Mutex pass_mu_;
+  // What a pass need not read again: per dispute, what the listing said when it was last considered,
+  // and when it is looked at again anyway.
+  struct Seen final {
+    int64_t updated_unix = 0;
+    int64_t fingerprint_count = 0;
+    std::vector<std::string> operators;
+    absl::Time recheck_at;
+  };
+  absl::flat_hash_map<std::string, Seen> seen_ ABSL_GUARDED_BY(pass_mu_);
 };
 
 }  // namespace attest::server
