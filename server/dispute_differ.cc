@@ -185,6 +185,11 @@ bool DisputeDiffer::Consider(const DisputeDetail& detail) {
     }
     storage::NarDiffOptions options = options_.diff;
     options.diffoscope.html_path = html_partial;
+    // Stop does not wait for diffoscope to finish.
+    options.diffoscope.cancelled = [this] {
+      absl::MutexLock lock(&mu_);
+      return stopping_;
+    };
     const std::string work = Cat(options_.directory, "/work-", id);
     storage::RemoveTree(work).IgnoreError();
     absl::StatusOr<storage::NarDiffResult> result = storage::DiffNars(diff_sides[0], diff_sides[1], work, options);
@@ -211,6 +216,10 @@ bool DisputeDiffer::Consider(const DisputeDetail& detail) {
   };
   const absl::Status status = compare();
   std::error_code error;
+  if (status.code() == absl::StatusCode::kCancelled) {  // stopping: the next start compares again
+    std::filesystem::remove(html_partial, error);
+    return false;
+  }
   if (!status.ok()) {
     diff.state = DisputeDiff::State::kUnavailable;
     diff.reason = std::string(StdView(status.message()));

@@ -47,15 +47,15 @@ inline constexpr std::string_view kNoCacheKnown = "no binary cache is known for 
 struct DisputeDiff final {
   enum class State { kDone, kUnavailable };
   State state = State::kUnavailable;
-  std::string reason = {};                      // kUnavailable: why no comparison was made
-  std::vector<std::string> fingerprints = {};   // the two compared, side A then side B
-  std::vector<std::string> sources = {};        // kDone: the cache each side's NAR came from
-  bool same = false;                       // kDone: diffoscope found no difference
-  std::vector<std::string> differing_files = {};  // relative to the store path ("" : the path itself)
-  std::string text = {};                        // diffoscope's text report (capped)
-  bool truncated = false;                  // the text report was cut
-  bool has_html = false;                   // <id>.html holds diffoscope's HTML report
-  int64_t time_unix = 0;                   // when the result was made
+  std::string reason = {};                        // kUnavailable: why no comparison was made
+  std::vector<std::string> fingerprints = {};     // the two compared, side A then side B
+  std::vector<std::string> sources = {};          // kDone: the cache each side's NAR came from
+  bool same = false;                              // kDone: diffoscope found no difference
+  std::vector<std::string> differing_files = {};  // relative to the store path ("": the path itself)
+  std::string text = {};                          // diffoscope's text report (capped)
+  bool truncated = false;                         // the text report was cut
+  bool has_html = false;                          // <id>.html holds diffoscope's HTML report
+  int64_t time_unix = 0;                          // when the result was made
 };
 std::string_view DisputeDiffStateName(DisputeDiff::State state);  // "done", "unavailable"
 
@@ -92,8 +92,9 @@ class DisputeDiffer final {
   // Returns how many results were written. Errors: the store's, when the disputes cannot be listed.
   absl::StatusOr<int> RunPass();
 
-  // Background passes every interval, the first one at once. No-op without sources. Stop waits for
-  // a comparison in progress (bounded by diffoscope's time limit and the transfer timeouts).
+  // Background passes every interval, the first one at once. No-op without sources. Stop ends a
+  // diffoscope run in progress (within about 200 ms) and waits for a NAR transfer in progress (bounded
+  // by the transfer timeouts).
   void Start();
   void Stop();
   // Starts the next background pass now (a dispute may have opened).

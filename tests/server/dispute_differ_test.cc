@@ -217,6 +217,27 @@ TEST_F(DisputeDifferTest, MissingDiffoscopeIsUnavailableAndRetriedLater) {
   EXPECT_EQ(*later, 1);
 }
 
+TEST_F(DisputeDifferTest, StopEndsARunningDiffoscopeAndKeepsNoResult) {
+  const consensus::PathInfo a = WriteBuild(dir_, dir_.File("alice-cache"), path_, "1111");
+  const consensus::PathInfo b = WriteBuild(dir_, dir_.File("carol-cache"), path_, "2222");
+  StartNode({{"alice-ci", dir_.File("alice-cache")}, {"carol-home", dir_.File("carol-cache")}});
+  Submit({Signed(a, federation_.alice), Signed(a, federation_.bob), Signed(b, federation_.carol)});
+  // A diffoscope that says it started, then hangs.
+  const std::string tool = dir_.File("hanging-diffoscope");
+  WriteFileOrDie(tool, absl::StrCat("#!/bin/sh\ntouch ", dir_.File("started"), "\nexec sleep 300\n"));
+  std::filesystem::permissions(tool, std::filesystem::perms::owner_all);
+  DisputeDifferOptions options;
+  options.diff.diffoscope.program = tool;
+  OpenDiffer(options);
+  differ_->Start();
+  ASSERT_TRUE(attest::testing::PollUntil([&] { return std::filesystem::exists(dir_.File("started")); },
+                                         std::chrono::seconds(30)));
+  const auto start = std::chrono::steady_clock::now();
+  differ_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_FALSE(differ_->Result(id_).has_value()) << "a cancelled comparison is made again at the next start";
+}
+
 TEST_F(DisputeDifferTest, ANarOverTheSizeBoundIsNotFetched) {
   const consensus::PathInfo a = WriteBuild(dir_, dir_.File("alice-cache"), path_, "1111");
   const consensus::PathInfo b = WriteBuild(dir_, dir_.File("carol-cache"), path_, "2222");
