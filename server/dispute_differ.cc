@@ -83,7 +83,8 @@ std::optional<DisputeDiff> FromJson(std::string_view text) {
   return diff;
 }
 
-// The two sides with the most operators; ties keep the record's order.
+// The two sides with the most operators (ties: the record's order), in the record's order, so that the
+// report's a/ and b/ come in the order the dispute page lists the sides.
 std::vector<const DisputeDetail::Side*> LeadingSides(const DisputeDetail& detail) {
   std::vector<const DisputeDetail::Side*> sides;
   for (const DisputeDetail::Side& side : detail.sides) sides.push_back(&side);
@@ -91,6 +92,7 @@ std::vector<const DisputeDetail::Side*> LeadingSides(const DisputeDetail& detail
     return a->names.operators.size() > b->names.operators.size();
   });
   if (sides.size() > 2) sides.resize(2);
+  std::sort(sides.begin(), sides.end());  // pointers into detail.sides: the record's order
   return sides;
 }
 
@@ -165,15 +167,20 @@ bool DisputeDiffer::Consider(const DisputeDetail& detail) {
   diff.time_unix = absl::ToUnixSeconds(now);
   const std::string html_partial = Cat(options_.directory, "/", id, ".html.partial");
   auto compare = [&]() -> absl::Status {
+    // The letter the dispute page gives the side.
+    auto letter = [&](size_t s) {
+      const size_t index = static_cast<size_t>(sides[s] - detail.sides.data());
+      return index < 26 ? std::string(1, static_cast<char>('A' + index)) : Cat("#", index + 1);
+    };
     std::vector<storage::DiffSide> diff_sides;
     std::vector<std::string> without_caches;
     for (size_t s = 0; s < 2; ++s) {
       if (!sides[s]->claim) {
-        return absl::FailedPreconditionError(Cat("the fingerprint of side ", s == 0 ? "A" : "B", " does not parse"));
+        return absl::FailedPreconditionError(Cat("the fingerprint of side ", letter(s), " does not parse"));
       }
       diff_sides.push_back(storage::DiffSide{.claim = *sides[s]->claim, .cache_urls = CachesOf(*sides[s])});
       if (diff_sides.back().cache_urls.empty()) {
-        without_caches.push_back(Cat("side ", s == 0 ? "A" : "B", " (",
+        without_caches.push_back(Cat("side ", letter(s), " (",
                                      absl::StrJoin(sides[s]->names.operators, ", "), ")"));
       }
     }

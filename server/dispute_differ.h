@@ -1,6 +1,6 @@
 // DisputeDiffer: what actually differs between the two leading sides of each open dispute, from the
 // bytes, in the background. For every OPEN dispute it takes the two fingerprints with the most
-// operators (ties: record order), and for each side the caches that may hold it: the caches of that
+// operators (ties: record order; compared in record order, as a/ and b/ of the reports), and for each side the caches that may hold it: the caches of that
 // side's operators (the policy's `caches`, in NarSourcesOf order), then the node's [[source]] mirrors
 // and the [gateway] upstream. storage::DiffNars fetches both NARs, verifies and unpacks them and runs
 // diffoscope; the result is kept in a directory beside the database (`<database>.dispute-diffs/`):
@@ -48,7 +48,7 @@ struct DisputeDiff final {
   enum class State { kDone, kUnavailable };
   State state = State::kUnavailable;
   std::string reason = {};                        // kUnavailable: why no comparison was made
-  std::vector<std::string> fingerprints = {};     // the two compared, side A then side B
+  std::vector<std::string> fingerprints = {};     // the two compared (a/, b/), in the record's order
   std::vector<std::string> sources = {};          // kDone: the cache each side's NAR came from
   bool same = false;                              // kDone: diffoscope found no difference
   std::vector<std::string> differing_files = {};  // relative to the store path ("": the path itself)
