@@ -247,6 +247,24 @@ std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::
                                                   .relay = relay});
 }
 
+// The node's NAR sources for the dispute diffs: with or without [gateway].
+std::unique_ptr<DisputeDiffer> MakeDisputeDiffer(const NodeConfig& config, const consensus::Policy& policy,
+                                                 const DisputeView* view) {
+  std::vector<NarSourceSpec> mirrors;
+  for (const NarSourceConfig& source : config.sources) {
+    mirrors.push_back(NarSourceSpec{
+        .url = source.url, .kind = NarSourceKind::kMirror, .operator_name = "", .priority = source.priority});
+  }
+  absl::StatusOr<std::unique_ptr<DisputeDiffer>> differ =
+      DisputeDiffer::Open(view, NarSourcesOf(policy, mirrors, config.gateway ? config.gateway->upstream : ""),
+                          DisputeDifferOptions{.directory = Cat(config.database_path, ".dispute-diffs")});
+  if (!differ.ok()) {
+    LogWarning(Cat("dispute diffs are off: ", StdView(differ.status().message())));
+    return nullptr;
+  }
+  return *std::move(differ);
+}
+
 }  // namespace
 
 Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
@@ -268,11 +286,12 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
                 IngestOptions{.observe_unknown_keys = config_.observe_unknown_keys,
                               .max_batch = config_.max_batch,
                               .verify_threads = config_.verify_threads,
-                              .on_commit = gateway_ ? std::function<void(std::span<const consensus::StorePath>)>(
-                                                          [gateway = gateway_.get()](auto paths) {
-                                                            gateway->PathsChanged(paths);
-                                                          })
-                                                    : nullptr,
+                              // A commit may open a dispute (dispute_differ_ is made below, before any
+                              // commit).
+                              .on_commit = [this](std::span<const consensus::StorePath> paths) {
+                                if (gateway_) gateway_->PathsChanged(paths);
+                                if (dispute_differ_) dispute_differ_->Wake();
+                              },
                               .resolutions = resolutions_.get(),
                               .on_exclusions_changed = gateway_ ? std::function<void()>([gateway = gateway_.get()] {
                                 gateway->VerdictsChanged();
@@ -286,6 +305,7 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
                                        .resolutions = resolutions_.get(),
                                        .metrics = &metrics_}),
       dispute_view_(policy_, store_.get(), resolutions_.get()),
+      dispute_differ_(MakeDisputeDiffer(config_, policy_, &dispute_view_)),
       log_publisher_(std::make_unique<LogPublisher>(
           store_.get(), key_, clock,
           LogPublisherOptions{.interval = config_.checkpoint_interval,
@@ -400,7 +420,7 @@ absl::Status Node::Start() {
     log_http_.AddRoutes(router);
     replicator_->AddRoutes(router);
     web::AddRoutes(router, policy_, store_.get(), &status_query_, &dispute_view_, resolutions_.get(),
-                   [this] { return NarSourceStatuses(); });
+                   [this] { return NarSourceStatuses(); }, dispute_differ_.get());
     if (gateway_) gateway_->AddRoutes(router);
     absl::StatusOr<std::unique_ptr<HttpServer>> http =
         http_address.ok()
@@ -431,6 +451,7 @@ absl::Status Node::Start() {
     return status;
   }
   scrubber_->Start();
+  if (dispute_differ_) dispute_differ_->Start();
   SetHealth(server_.get(), Health::kServing);
   LogInfo(Cat("node started: grpc ", grpc_address_, http_ ? Cat(", http ", http_address_) : std::string(),
               config_.tls ? Cat(" (TLS", config_.tls->client_ca.path.empty() ? "" : ", client certificates required",
@@ -466,6 +487,7 @@ void Node::Shutdown(absl::Time deadline) {
   // Followers first: they write through the ingestor, which must not see them after this.
   replicator_->Stop();
   scrubber_->Stop();
+  if (dispute_differ_) dispute_differ_->Stop();
   // Entries appended from now on are signed at the next start.
   log_publisher_->Stop();
   if (gateway_) gateway_->Stop();

@@ -22,6 +22,7 @@
 #include "consensus/keys.h"
 #include "consensus/policy.h"
 #include "server/checkpoint_file.h"
+#include "server/dispute_differ.h"
 #include "server/dispute_view.h"
 #include "server/gateway.h"
 #include "server/grpc_services.h"
@@ -126,6 +127,8 @@ class Node final {
   Replicator* replicator() const { return replicator_.get(); }
   // Re-checks the stored data ([scrub]; background passes start with Start).
   Scrubber* scrubber() const { return scrubber_.get(); }
+  // Compares the bytes of open disputes (background passes start with Start); may be null.
+  DisputeDiffer* dispute_differ() const { return dispute_differ_.get(); }
   // One whole scrub pass now, without pauses, with SQLite's quick_check (attestd --check-database);
   // the node need not be started.
   absl::StatusOr<ScrubReport> CheckDatabase();
@@ -163,6 +166,9 @@ class Node final {
   Ingestor ingestor_;
   StatusQuery status_query_;
   DisputeView dispute_view_;
+  // Compares the bytes of each open dispute's two leading sides in the background (null when its
+  // directory cannot be made); the dispute pages show its results.
+  const std::unique_ptr<DisputeDiffer> dispute_differ_;
   // Before the services and the HTTP server, which read it.
   const std::unique_ptr<LogPublisher> log_publisher_;
   LogProofs log_proofs_;

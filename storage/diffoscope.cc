@@ -33,6 +33,8 @@ constexpr size_t kStderrTailBytes = 4096;
 constexpr size_t kReadBytes = 64 * 1024;
 // Without pidfd_open (Linux < 5.3) the child's exit is noticed by polling this often.
 constexpr int kExitPollMillis = 50;
+// How often DiffoscopeOptions::cancelled is asked.
+constexpr int kCancelPollMillis = 200;
 
 using Clock = std::chrono::steady_clock;
 
@@ -192,6 +194,9 @@ absl::StatusOr<DiffoscopeResult> RunDiffoscope(const std::string& a, const std::
   posix_spawn_file_actions_adddup2(&setup.actions, null_fd.get(), 0);
   posix_spawn_file_actions_adddup2(&setup.actions, out_write->get(), 1);
   posix_spawn_file_actions_adddup2(&setup.actions, err_write->get(), 2);
+  if (!options.working_directory.empty()) {
+    posix_spawn_file_actions_addchdir_np(&setup.actions, options.working_directory.c_str());
+  }
   // Its own process group, so that the deadline ends diffoscope and every helper it started; default
   // signal handling and an empty mask whatever this process uses.
   sigset_t empty_mask;
@@ -237,9 +242,11 @@ absl::StatusOr<DiffoscopeResult> RunDiffoscope(const std::string& a, const std::
   bool status_lost = false;
   int poll_error = 0;
   int wait_status = 0;
+  bool cancelled = false;
   while (out_open || err_open || !reaped) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) {
+    if (options.cancelled && options.cancelled()) cancelled = true;
+    if (left.count() <= 0 || cancelled) {
       // Before the leader is reaped its pid is still the group's id, so this cannot reach another group.
       if (!reaped) {
         ::kill(-pid, SIGKILL);
@@ -266,6 +273,7 @@ absl::StatusOr<DiffoscopeResult> RunDiffoscope(const std::string& a, const std::
     }
     int timeout = static_cast<int>(std::min<int64_t>(left.count(), 60'000));
     if (!reaped && pidfd.get() < 0) timeout = std::min(timeout, kExitPollMillis);
+    if (options.cancelled) timeout = std::min(timeout, kCancelPollMillis);
     const int ready = ::poll(fds, static_cast<nfds_t>(n), timeout);
     if (ready < 0 && errno != EINTR) {
       poll_error = errno;
@@ -303,6 +311,7 @@ absl::StatusOr<DiffoscopeResult> RunDiffoscope(const std::string& a, const std::
         "diffoscope's exit status is lost: this process ignores SIGCHLD (it must not, to run tools)");
   }
 
+  if (cancelled) return absl::CancelledError("the diffoscope run was cancelled");
   if (killed) {
     return absl::DeadlineExceededError(Cat("diffoscope did not finish within ",
                                                     absl::FormatDuration(options.time_limit),

@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,13 @@ struct DiffoscopeOptions final {
   std::string html_path;
   // Where the run's temporary directory is made; empty: $TMPDIR, else /tmp.
   std::string scratch_parent;
+  // The directory diffoscope runs in; empty: this process's. Relative `a`, `b`, html_path (and a
+  // program given as a relative path) are relative to it, and the reports name `a` and `b` as given,
+  // so relative paths keep the caller's directories out of the reports.
+  std::string working_directory;
+  // Asked about every 200 ms while diffoscope runs (null: never); true stops the run: the process
+  // group gets SIGKILL and the run is CANCELLED. For a caller that shuts down.
+  std::function<bool()> cancelled;
 };
 
 enum class DiffoscopeVerdict { kSame, kDifferent };
@@ -62,6 +70,7 @@ struct DiffoscopeResult final {
 //   DEADLINE_EXCEEDED  killed at time_limit (the message says how long it ran)
 //   UNKNOWN            diffoscope failed: exit status other than 0 or 1, or killed by a signal it was
 //                      not sent here (the message carries the end of its stderr)
+//   CANCELLED          options.cancelled said so (the process group was killed)
 //   INVALID_ARGUMENT   `a` or `b` is empty
 //   RESOURCE_EXHAUSTED no process, pipe or temporary directory could be made
 absl::StatusOr<DiffoscopeResult> RunDiffoscope(const std::string& a, const std::string& b,

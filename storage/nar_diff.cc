@@ -4,6 +4,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -116,11 +118,24 @@ absl::StatusOr<NarDiffResult> DiffNars(const DiffSide& a, const DiffSide& b, con
   if (!b_source.ok()) return b_source.status();
   result.a_source = *std::move(a_source);
   result.b_source = *std::move(b_source);
+  // diffoscope runs in the work directory on a/<name> and b/<name>: the reports show those, not where
+  // the caller keeps its work directories.
+  std::error_code error;
+  const std::string absolute = std::filesystem::absolute(work_dir, error).string();
+  if (error) return absl::FailedPreconditionError(Cat("cannot resolve ", work_dir, ": ", error.message()));
   DiffoscopeOptions diffoscope = options.diffoscope;
-  if (diffoscope.scratch_parent.empty()) diffoscope.scratch_parent = work_dir;
-  absl::StatusOr<DiffoscopeResult> diff = RunDiffoscope(Cat(a_root, "/", name), Cat(b_root, "/", name), diffoscope);
+  if (diffoscope.scratch_parent.empty()) diffoscope.scratch_parent = absolute;
+  diffoscope.scratch_parent = std::filesystem::absolute(diffoscope.scratch_parent, error).string();
+  if (!diffoscope.html_path.empty() && diffoscope.html_path.front() != '/') {
+    // A relative html_path stays relative to the caller's directory.
+    diffoscope.html_path = std::filesystem::absolute(diffoscope.html_path, error).string();
+  }
+  diffoscope.working_directory = absolute;
+  const std::string a_tree = Cat("a/", name);
+  const std::string b_tree = Cat("b/", name);
+  absl::StatusOr<DiffoscopeResult> diff = RunDiffoscope(a_tree, b_tree, diffoscope);
   if (!diff.ok()) return diff.status();
-  result.differing_files = DifferingFiles(diff->text, Cat(b_root, "/", name));
+  result.differing_files = DifferingFiles(diff->text, b_tree);
   result.diff = *std::move(diff);
   return result;
 }

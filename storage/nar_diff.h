@@ -45,7 +45,9 @@ struct NarDiffResult final {
 };
 
 // Fetches, verifies and unpacks both sides under `work_dir` (created; must not exist; removed before
-// returning), then runs diffoscope. NOT_FOUND: no cache of a side holds its NAR with bytes that verify
+// returning), then runs diffoscope in `work_dir` on a/<name> and b/<name> (<name>: the store path's
+// base name), which is how its reports name the two trees. options.diffoscope.html_path, when
+// relative, is relative to the calling process's directory (diffoscope's title shows it as given). NOT_FOUND: no cache of a side holds its NAR with bytes that verify
 // (the message says, per cache, why); FAILED_PRECONDITION: a NAR is larger than max_nar_bytes;
 // otherwise RunDiffoscope's errors (UNAVAILABLE when diffoscope is not installed).
 absl::StatusOr<NarDiffResult> DiffNars(const DiffSide& a, const DiffSide& b, const std::string& work_dir,

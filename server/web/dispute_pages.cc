@@ -145,7 +145,106 @@ bool IsFlagged(const DisputeDetail& detail, std::string_view builder) {
          detail.record.flagged_builders.end();
 }
 
-std::string DetailHtml(const DisputeDetail& detail, const consensus::Policy& policy) {
+// ---- what differs in the bytes ---------------------------------------------------------------------
+
+std::string DiffUrl(std::string_view id, std::string_view report) { return Cat("/disputes/", id, "/diff.", report); }
+
+// The side (index into detail.sides) a compared fingerprint is, or -1 when the dispute no longer has it.
+int SideOf(const DisputeDetail& detail, std::string_view fingerprint) {
+  for (size_t s = 0; s < detail.sides.size(); ++s) {
+    if (detail.sides[s].fingerprint == fingerprint) return static_cast<int>(s);
+  }
+  return -1;
+}
+
+bool Outdated(const DisputeDetail& detail, const DisputeDiff& diff) {
+  return std::any_of(diff.fingerprints.begin(), diff.fingerprints.end(),
+                     [&](const std::string& f) { return SideOf(detail, f) < 0; });
+}
+
+std::string ShowFile(std::string_view file) {
+  return file.empty() ? std::string("(the store path itself)") : Cat("<code>", Escape(file), "</code>");
+}
+
+std::string DiffHtmlSection(const DisputeDetail& detail, const DisputeDiffer* differ) {
+  const std::string& id = detail.stored.id;
+  std::string body = "<h2>What differs</h2>\n<section id=\"what-differs\">";
+  const std::optional<DisputeDiff> diff = differ == nullptr ? std::nullopt : differ->Result(id);
+  if (differ == nullptr) {
+    body += "<p id=\"diff-status\">This node does not compare the bytes of disputes.</p>";
+  } else if (!diff) {
+    body += detail.stored.state == consensus::DisputeState::kOpen
+                ? "<p id=\"diff-status\">Not compared yet: the node fetches the NARs of the two leading sides "
+                  "from their operators' caches and runs diffoscope on them in the background. Reload later.</p>"
+                : "<p id=\"diff-status\">Not compared: the node compares the bytes while a dispute is open.</p>";
+  } else if (diff->state == DisputeDiff::State::kUnavailable) {
+    body += Cat("<p id=\"diff-status\">Not compared: ", Escape(diff->reason), ".",
+                diff->reason == kNoCacheKnown ? "" : " The node tries again later.", "</p>");
+  } else {
+    std::string compared;
+    for (size_t i = 0; i < diff->fingerprints.size(); ++i) {
+      const int side = SideOf(detail, diff->fingerprints[i]);
+      compared += Cat(i == 0 ? "" : " with ", side < 0 ? std::string("an earlier side") : Cat("side ", SideName(side)),
+                      i < diff->sources.size() ? Cat(" (from <code>", Escape(diff->sources[i]), "</code>)") : "");
+    }
+    body += Cat("<p id=\"diff-status\">diffoscope compared ", compared, " on ", ShowTime(diff->time_unix), ".",
+                Outdated(detail, *diff) ? " The dispute has changed since; a new comparison is pending." : "",
+                "</p>");
+    if (diff->same) {
+      body += "<p id=\"diff-same\">diffoscope finds no difference between the two unpacked NARs.</p>";
+    } else {
+      if (diff->differing_files.empty()) {
+        body += "<p id=\"differing-files\">No single file is named as differing (see the report).</p>";
+      } else {
+        body += Cat("<p>Differing files (", diff->differing_files.size(), "):</p><ul id=\"differing-files\">");
+        for (const std::string& file : diff->differing_files) {
+          body += Cat("<li class=\"differing-file\">", ShowFile(file), "</li>");
+        }
+        body += "</ul>";
+      }
+      body += Cat("<details open><summary>diffoscope's text report", diff->truncated ? " (cut at its size limit)" : "",
+                  "</summary><pre id=\"diff-text\">", Escape(diff->text), "</pre></details>",
+                  "<p><a href=\"", DiffUrl(id, "txt"), "\">The text report</a>",
+                  diff->has_html ? Cat(" · <a href=\"", DiffUrl(id, "html"), "\">the HTML report</a>") : "", "</p>");
+      if (diff->has_html) {
+        body += Cat("<iframe id=\"diff-frame\" sandbox src=\"", DiffUrl(id, "html"),
+                    "\" title=\"diffoscope's HTML report\" style=\"width:100%;height:40em;border:1px solid #ccc\">"
+                    "</iframe>");
+      }
+    }
+  }
+  body += "</section>\n";
+  return body;
+}
+
+json DiffJson(const DisputeDetail& detail, const DisputeDiffer* differ) {
+  const std::string& id = detail.stored.id;
+  if (differ == nullptr) return {{"state", "off"}};
+  const std::optional<DisputeDiff> diff = differ->Result(id);
+  if (!diff) return {{"state", "pending"}};
+  json out = {{"state", DisputeDiffStateName(diff->state)}, {"time_unix", diff->time_unix}};
+  if (diff->state == DisputeDiff::State::kUnavailable) {
+    out["reason"] = diff->reason;
+    return out;
+  }
+  json sides = json::array();
+  for (const std::string& f : diff->fingerprints) {
+    const int side = SideOf(detail, f);
+    sides.push_back(side < 0 ? json(nullptr) : json(side));
+  }
+  out["fingerprints"] = diff->fingerprints;
+  out["sides"] = std::move(sides);
+  out["outdated"] = Outdated(detail, *diff);
+  out["sources"] = diff->sources;
+  out["same"] = diff->same;
+  out["differing_files"] = diff->differing_files;
+  out["truncated"] = diff->truncated;
+  if (!diff->same) out["text_url"] = DiffUrl(id, "txt");
+  if (diff->has_html) out["html_url"] = DiffUrl(id, "html");
+  return out;
+}
+
+std::string DetailHtml(const DisputeDetail& detail, const consensus::Policy& policy, const DisputeDiffer* differ) {
   const storage::StoredDispute& d = detail.stored;
   std::string body = Cat(
       "<p>", StateBadge(d.state), " <span id=\"dispute-id\"><code>", Escape(d.id), "</code></span></p>\n"
@@ -252,13 +351,15 @@ std::string DetailHtml(const DisputeDetail& detail, const consensus::Policy& pol
     body += "</details>\n";
   }
 
+  body += DiffHtmlSection(detail, differ);
+
   body += Cat("<h2>Signed record</h2>\n<p>The node's signed dispute record (a signed note); verify it with the "
               "node's public key.</p>\n<pre id=\"signed-record\">", Escape(d.signed_record), "</pre>\n",
               "<p><a href=\"", DisputeUrl(d.id, Format::kJson), "\">This page as JSON</a></p>\n");
   return body;
 }
 
-json DetailJson(const DisputeDetail& detail) {
+json DetailJson(const DisputeDetail& detail, const DisputeDiffer* differ) {
   const storage::StoredDispute& d = detail.stored;
   json sides = json::array();
   for (const Side& side : detail.sides) {
@@ -330,12 +431,14 @@ json DetailJson(const DisputeDetail& detail) {
             {"references_on_some_sides", std::move(only)}}},
           {"flagged_builders", detail.record.flagged_builders},
           {"resolutions", std::move(resolutions)},
+          {"diff", DiffJson(detail, differ)},
           {"signed_record", d.signed_record}};
 }
 
 }  // namespace
 
-DisputePages::DisputePages(const DisputeView* view) : view_(view), policy_(view->policy()) {}
+DisputePages::DisputePages(const DisputeView* view, const DisputeDiffer* differ)
+    : view_(view), differ_(differ), policy_(view->policy()) {}
 
 HttpResponse DisputePages::List(const std::vector<std::pair<std::string, std::string>>& query,
                                 Format format) const {
@@ -426,8 +529,55 @@ HttpResponse DisputePages::One(std::string_view id, Format format) const {
     }
     return ErrorResponse(format, HttpStatusOf(detail.status()), StdView(detail.status().message()));
   }
-  if (format == Format::kJson) return JsonResponse(200, DumpJson(DetailJson(*detail)));
-  return HtmlResponse(200, Frame(Cat("Dispute about ", detail->stored.path.name()), DetailHtml(*detail, policy_)));
+  if (format == Format::kJson) return JsonResponse(200, DumpJson(DetailJson(*detail, differ_)));
+  HttpResponse response =
+      HtmlResponse(200, Frame(Cat("Dispute about ", detail->stored.path.name()), DetailHtml(*detail, policy_, differ_)));
+  // The page frames diffoscope's report (served by DiffHtml, sandboxed): its own origin only.
+  for (auto& [name, value] : response.headers) {
+    if (name == "Content-Security-Policy") value += "; frame-src 'self'";
+  }
+  return response;
+}
+
+namespace {
+
+absl::Status CheckDiffId(std::string_view id) {
+  if (IsDisputeId(id)) return absl::OkStatus();
+  return absl::InvalidArgumentError(Cat("dispute id ", QuoteForError(id),
+                                        " is malformed: a dispute id is d- and 32 hex characters (find it on "
+                                        "/disputes)"));
+}
+
+}  // namespace
+
+HttpResponse DisputePages::DiffHtml(std::string_view id) const {
+  if (absl::Status status = CheckDiffId(id); !status.ok()) {
+    return ErrorResponse(Format::kHtml, 400, StdView(status.message()));
+  }
+  absl::StatusOr<std::string> html = differ_ == nullptr
+                                         ? absl::NotFoundError("this node does not compare the bytes of disputes")
+                                         : differ_->Html(id);
+  if (!html.ok()) return ErrorResponse(Format::kHtml, HttpStatusOf(html.status()), StdView(html.status().message()));
+  HttpResponse response;
+  response.content_type = "text/html; charset=utf-8";
+  response.headers.emplace_back("Cache-Control", "no-cache");  // (nosniff: the HTTP server adds it to every reply)
+  // diffoscope's report shows bytes from the builds under dispute: nothing in it may run or fetch.
+  response.headers.emplace_back("Content-Security-Policy",
+                                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox");
+  response.body = *std::move(html);
+  return response;
+}
+
+HttpResponse DisputePages::DiffText(std::string_view id) const {
+  if (absl::Status status = CheckDiffId(id); !status.ok()) return HttpResponse::Text(400, std::string(status.message()));
+  const std::optional<DisputeDiff> diff = differ_ == nullptr ? std::nullopt : differ_->Result(id);
+  if (!diff || diff->state != DisputeDiff::State::kDone || diff->same) {
+    return HttpResponse::Text(404, Cat("no diffoscope report for dispute ", id, " on this node"));
+  }
+  HttpResponse response;
+  response.headers.emplace_back("Cache-Control", "no-cache");
+  response.body = diff->text;
+  return response;
 }
 
 }  // namespace attest::server::web

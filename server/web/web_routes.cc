@@ -15,11 +15,14 @@ namespace {
 
 constexpr std::string_view kDisputePrefix = "/disputes/";
 constexpr std::string_view kJsonSuffix = ".json";
+constexpr std::string_view kDiffHtmlSuffix = "/diff.html";
+constexpr std::string_view kDiffTextSuffix = "/diff.txt";
 
 struct Pages final {
   Pages(const consensus::Policy& policy, storage::Ledger* store, const StatusQuery* status_query,
-        const DisputeView* dispute_view, const ResolutionBook* resolutions, NarSourceStatusFn sources)
-      : disputes(dispute_view), operators(policy, store, resolutions, std::move(sources)), search(status_query) {}
+        const DisputeView* dispute_view, const ResolutionBook* resolutions, NarSourceStatusFn sources,
+        const DisputeDiffer* differ)
+      : disputes(dispute_view, differ), operators(policy, store, resolutions, std::move(sources)), search(status_query) {}
   DisputePages disputes;
   OperatorPage operators;
   SearchPage search;
@@ -34,9 +37,10 @@ std::string SearchedPath(const HttpRequest& request) {
 
 void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::Ledger* store,
                const StatusQuery* status_query, const DisputeView* dispute_view,
-               const ResolutionBook* resolutions, NarSourceStatusFn sources) {
+               const ResolutionBook* resolutions, NarSourceStatusFn sources, const DisputeDiffer* differ) {
   // Shared by the handlers, so it lives as long as the router (and the server that holds it).
-  auto pages = std::make_shared<const Pages>(policy, store, status_query, dispute_view, resolutions, std::move(sources));
+  auto pages = std::make_shared<const Pages>(policy, store, status_query, dispute_view, resolutions, std::move(sources),
+                                             differ);
 
   router.Exact("/", [](const HttpRequest&) {
     HttpResponse response = HttpResponse::Text(302, "see /disputes");
@@ -57,6 +61,15 @@ void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::Led
   }
   router.Prefix(std::string(kDisputePrefix), [pages](const HttpRequest& request) {
     std::string id(request.path.substr(kDisputePrefix.size()));
+    for (std::string_view report : {kDiffHtmlSuffix, kDiffTextSuffix}) {
+      if (id.size() > report.size() && id.ends_with(report)) {
+        id.resize(id.size() - report.size());
+        const bool html = report == kDiffHtmlSuffix;
+        return HttpReply::Later([pages, html, id = std::move(id)] {
+          return html ? pages->disputes.DiffHtml(id) : pages->disputes.DiffText(id);
+        });
+      }
+    }
     Format format = Format::kHtml;
     if (id.size() > kJsonSuffix.size() && id.ends_with(kJsonSuffix)) {
       id.resize(id.size() - kJsonSuffix.size());

@@ -4,6 +4,7 @@
 //   /                       redirects to /disputes
 //   /disputes[.json]        disputes, open first; ?state= &name= &operator= &after= &limit=
 //   /disputes/<id>[.json]   one dispute
+//   /disputes/<id>/diff.html, /disputes/<id>/diff.txt   diffoscope's reports on its two leading sides
 //   /operators[.json]       operators and builders, and the sources of the gateway's NAR bytes
 //   /search[.json]?path=    a store path's verdict
 //
@@ -15,6 +16,7 @@
 #define ATTEST_SERVER_WEB_WEB_ROUTES_H_
 
 #include "consensus/policy.h"
+#include "server/dispute_differ.h"
 #include "server/dispute_view.h"
 #include "server/http_server.h"
 #include "server/nar_source_status.h"
@@ -27,9 +29,11 @@ namespace attest::server::web {
 // `resolutions` (may be null) tells which builder keys a malicious statement in force excludes.
 // The dispute pages render `dispute_view`, the read model the Disputes gRPC service serves too.
 // `sources` (may be empty: no gateway) gives the operators page its section on the NAR sources.
+// `differ` (may be null) gives the dispute pages what differs in the bytes.
 void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::Ledger* store,
                const StatusQuery* status_query, const DisputeView* dispute_view,
-               const ResolutionBook* resolutions, NarSourceStatusFn sources = {});
+               const ResolutionBook* resolutions, NarSourceStatusFn sources = {},
+               const DisputeDiffer* differ = nullptr);
 
 }  // namespace attest::server::web
 

@@ -148,6 +148,20 @@ TEST(DiffoscopeTest, SlowToolIsKilledWithItsChildrenAtTheDeadline) {
       << "helper " << helper << " still runs";
 }
 
+TEST(DiffoscopeTest, ACancelledRunIsKilledSoon) {
+  TempDir dir;
+  MakeTrees(dir);
+  DiffoscopeOptions options;
+  options.program = FakeTool(dir, "slow", "sleep 300");
+  options.time_limit = absl::Seconds(60);
+  const auto start = std::chrono::steady_clock::now();
+  options.cancelled = [&start] { return std::chrono::steady_clock::now() - start > std::chrono::milliseconds(300); };
+  auto result = RunDiffoscope(dir.File("a"), dir.File("b"), options);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled) << result.status();
+  EXPECT_LT(took, std::chrono::seconds(10));
+}
+
 TEST(DiffoscopeTest, FailureCarriesStderr) {
   TempDir dir;
   MakeTrees(dir);

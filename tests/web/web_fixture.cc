@@ -49,6 +49,8 @@ HttpGetAnswer HttpGet(const std::string& url) {
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 30000L);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &Append);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer.body);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &Append);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &answer.headers);
   if (curl_easy_perform(curl) == CURLE_OK) {
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &answer.status);
     char* type = nullptr;

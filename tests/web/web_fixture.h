@@ -23,6 +23,7 @@ struct HttpGetAnswer final {
   std::string content_type;
   std::string body;
   std::string location;
+  std::string headers;  // the response's header lines as received
 };
 
 // GET with libcurl (30 s deadline), without following redirects.
