@@ -96,16 +96,6 @@ bool ProgramInPath(std::string_view program, const std::optional<std::string>& p
   }
 }
 
-// The report names the two trees by their place in the temporary directory; "A/" and "B/" read better.
-std::string ShortenTreeNames(std::string text, const std::string& work_dir) {
-  for (const auto& [from, to] : {std::pair{Cat(work_dir, "/a/"), std::string("A/")},
-                                 std::pair{Cat(work_dir, "/b/"), std::string("B/")}}) {
-    for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
-      text.replace(at, from.size(), to);
-    }
-  }
-  return text;
-}
 
 struct Side final {
   consensus::PathInfo claim;
@@ -256,7 +246,8 @@ int RunDiff(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   for (const std::string& file : result->differing_files) {
     out << "  " << Printable(file.empty() ? std::string(".") : file) << "\n";
   }
-  out << "\ndiffoscope report (A then B):\n" << Printable(ShortenTreeNames(result->diff.text, work_dir));
+  // diffoscope ran on a/<name> and b/<name> inside the work directory: the report shows no local path.
+  out << "\ndiffoscope report (side A is a/, side B is b/):\n" << Printable(result->diff.text);
   if (!result->diff.text.empty() && result->diff.text.back() != '\n') out << "\n";
   if (result->diff.text_truncated) out << "[report cut at " << options.diffoscope.max_text_bytes << " bytes]\n";
   if (!options.diffoscope.html_path.empty()) {

@@ -152,8 +152,8 @@ TEST_F(DisputesDiffTest, FetchesBothSidesFromTheOperatorsCachesAndNamesTheDiffer
   EXPECT_NE(list, std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("  same.txt\n"), std::string::npos) << "only the file that differs is listed:\n" << r.out;
   // The text report shows the two contents.
-  EXPECT_NE(r.out.find(absl::StrCat("+++ B/", std::string(path_.base_name()), "/stamp.txt")), std::string::npos)
-      << "the trees are named A/ and B/, not by the temporary directory:\n" << r.out;
+  EXPECT_NE(r.out.find(absl::StrCat("+++ b/", std::string(path_.base_name()), "/stamp.txt")), std::string::npos)
+      << "the trees are named a/ and b/, not by the temporary directory:\n" << r.out;
   EXPECT_EQ(r.out.find(dir_.path() + "/attest-diff-"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("built at 1000"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("built at 2000"), std::string::npos) << r.out;
