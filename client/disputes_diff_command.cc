@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_join.h"
 #include "client/commands.h"
+#include "client/terminal_text.h"
 #include "consensus/cache_url.h"
 #include "consensus/path_info.h"
 #include "consensus/strict_decimal.h"
@@ -57,18 +58,6 @@ absl::flat_hash_map<std::string, std::vector<std::string>> OperatorCaches(std::s
     }
   }
   return caches;
-}
-
-// Diffoscope's report quotes file contents built by someone else: control bytes (terminal escapes) become
-// '?'; line breaks and tabs stay.
-std::string Printable(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    out += (c != '\n' && c != '\t' && (u < 0x20 || u == 0x7f)) ? '?' : c;
-  }
-  return out;
 }
 
 // A fresh directory "attest-diff-XXXXXX" under `parent`.
@@ -247,7 +236,7 @@ int RunDiff(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
     out << "  " << Printable(file.empty() ? std::string(".") : file) << "\n";
   }
   // diffoscope ran on a/<name> and b/<name> inside the work directory: the report shows no local path.
-  out << "\ndiffoscope report (side A is a/, side B is b/):\n" << Printable(result->diff.text);
+  out << "\ndiffoscope report (side A is a/, side B is b/):\n" << Printable(result->diff.text, Lines::kMany);
   if (!result->diff.text.empty() && result->diff.text.back() != '\n') out << "\n";
   if (result->diff.text_truncated) out << "[report cut at " << options.diffoscope.max_text_bytes << " bytes]\n";
   if (!options.diffoscope.html_path.empty()) {

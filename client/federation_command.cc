@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/commands.h"
+#include "client/terminal_text.h"
 #include "client/status_json.h"
 #include "consensus/encoding.h"
 #include "consensus/log_entry.h"
@@ -70,41 +71,6 @@ std::string StateText(v1::PeerStatus::State state) {
     default:
       return "UNSPECIFIED";
   }
-}
-
-// What the node sends is not trusted to be printable: control bytes (terminal escapes) become '?',
-// and in one-line fields line breaks become spaces.
-enum class Lines { kOne, kMany };
-std::string Printable(std::string_view text, Lines lines) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (c == '\n' && lines == Lines::kMany) {
-      out += c;
-    } else if (c == '\n' || c == '\r' || c == '\t') {
-      out += ' ';
-    } else if (u < 0x20 || u == 0x7f) {
-      out += '?';
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-// "never", "12s ago", "4m ago", "3h ago", "2d ago" (the node's clock against this machine's).
-std::string AgeText(int64_t unix_seconds, absl::Time now) {
-  if (unix_seconds <= 0) return "never";
-  const int64_t age = std::max<int64_t>(0, absl::ToUnixSeconds(now) - unix_seconds);
-  if (age < 120) return Cat(age, "s ago");
-  if (age < 2 * 3600) return Cat(age / 60, "m ago");
-  if (age < 2 * 86400) return Cat(age / 3600, "h ago");
-  return Cat(age / 86400, "d ago");
-}
-
-std::string TimeText(int64_t unix_seconds) {
-  return absl::FormatTime("%Y-%m-%d %H:%M:%SZ", absl::FromUnixSeconds(unix_seconds), absl::UTCTimeZone());
 }
 
 // "attestation of /nix/store/...-x signed by builder-1", "dispute record", or "" when unparseable.
@@ -180,22 +146,6 @@ json ToJson(const v1::GetFederationStatusResponse& status, bool healthy) {
   return json{{"node", status.node()},     {"policy_hash", status.policy_hash()},
               {"healthy", healthy},        {"peers", std::move(peers)},
               {"forks", std::move(forks)}, {"recent_rejections", std::move(rejections)}};
-}
-
-void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> widths;
-  for (const auto& row : rows) {
-    widths.resize(std::max(widths.size(), row.size()), 0);
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
-    }
-    out << line << "\n";
-  }
 }
 
 void PrintText(std::ostream& out, const v1::GetFederationStatusResponse& status, absl::Time now) {

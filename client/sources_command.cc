@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/commands.h"
+#include "client/terminal_text.h"
 #include "client/status_json.h"
 #include "consensus/text.h"
 #include "nlohmann/json.hpp"
@@ -58,40 +59,10 @@ std::string KindText(v1::NarSource::Kind kind) {
   }
 }
 
-// What the node sends is not trusted to be printable: control bytes (terminal escapes) become '?',
-// line breaks spaces.
-std::string Printable(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (c == '\n' || c == '\r' || c == '\t') {
-      out += ' ';
-    } else if (u < 0x20 || u == 0x7f) {
-      out += '?';
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-// "12s ago", "4m ago", "3h ago", "2d ago", "at an unknown time" (the node's clock against this machine's).
+// "12s ago (2026-12-07 09:40:00Z)", or "at an unknown time".
 std::string WhenText(int64_t unix_seconds, absl::Time now) {
   if (unix_seconds <= 0) return "at an unknown time";
-  const int64_t age = std::max<int64_t>(0, absl::ToUnixSeconds(now) - unix_seconds);
-  std::string ago;
-  if (age < 120) {
-    ago = Cat(age, "s ago");
-  } else if (age < 2 * 3600) {
-    ago = Cat(age / 60, "m ago");
-  } else if (age < 2 * 86400) {
-    ago = Cat(age / 3600, "h ago");
-  } else {
-    ago = Cat(age / 86400, "d ago");
-  }
-  return Cat(ago, " (", absl::FormatTime("%Y-%m-%d %H:%M:%SZ", absl::FromUnixSeconds(unix_seconds), absl::UTCTimeZone()),
-             ")");
+  return Cat(AgeText(unix_seconds, now), " (", TimeText(unix_seconds), ")");
 }
 
 // "operator alice-ci", "mirror", "upstream": who a source belongs to, for the messages.
@@ -143,22 +114,6 @@ json ToJson(const v1::ListSourcesResponse& answer, bool healthy) {
                            {"last_mismatch_unix", s.last_mismatch_unix()}});
   }
   return json{{"healthy", healthy}, {"sources", std::move(sources)}};
-}
-
-void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> widths;
-  for (const auto& row : rows) {
-    widths.resize(std::max(widths.size(), row.size()), 0);
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
-    }
-    out << line << "\n";
-  }
 }
 
 void PrintText(std::ostream& out, const v1::ListSourcesResponse& answer, absl::Time now) {
