@@ -26,7 +26,9 @@
 #include "client/commands.h"
 #include "client/terminal_text.h"
 #include "consensus/cache_url.h"
+#include "consensus/encoding.h"
 #include "consensus/path_info.h"
+#include "consensus/sha256.h"
 #include "consensus/strict_decimal.h"
 #include "consensus/text.h"
 #include "storage/nar_diff.h"
@@ -144,6 +146,12 @@ int RunDiff(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   }
   auto policy = (*node)->GetPolicy(v1::GetPolicyRequest());
   if (!policy.ok()) return Failure(spec, env, std::string(policy.status().message()));
+  // The caches come from the canonical text: it must be the text the node's policy hash names.
+  if (Cat("sha256:", consensus::HexEncode(consensus::Sha256(policy->canonical_text()))) != policy->hash()) {
+    return Failure(spec, env,
+                   Cat("the node's policy text does not hash to its policy hash ", Printable(policy->hash()),
+                       ": its caches cannot be trusted to be the federation's"));
+  }
   const auto operator_caches = OperatorCaches(policy->canonical_text());
 
   std::vector<Side> sides;
