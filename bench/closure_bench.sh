@@ -65,15 +65,7 @@ extra-sandbox-paths = /bin /usr /lib /lib64?
 max-jobs = 2
 EOF
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    python3 -c 'import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))))' "$1" \
-      && return 0
-    sleep 0.1
-  done
-  echo "closure_bench: nothing listens on port $1" >&2; exit 1
-}
+source "$(dirname "$0")/lib.sh"
 
 echo "closure_bench: building $PATHS paths..."
 {
@@ -136,14 +128,6 @@ policy = "policy.toml"
 $GATEWAY_SOURCE
 priority = 30
 EOF
-ATTESTD_PID=""
-start_attestd() {
-  "$ATTESTD" --config "$W/node.toml" >> "$W/attestd.log" 2>&1 &
-  ATTESTD_PID=$!
-  PIDS+=("$ATTESTD_PID")
-  wait_port "$GRPC_PORT"; wait_port "$HTTP_PORT"
-}
-stop_attestd() { kill "$ATTESTD_PID"; wait "$ATTESTD_PID" 2>/dev/null || true; }
 start_attestd
 nix path-info --json --recursive --store "$BUILDER" "$TOP" > "$W/closure.json"
 OPERATOR_KEYS="alpha beta"; [ "$RELAY" = 1 ] && OPERATOR_KEYS="alpha beta gamma"
@@ -154,30 +138,7 @@ CONFIRMED="$("$ATTEST" status --node "127.0.0.1:$GRPC_PORT" --json $(nix path-in
   | python3 -c 'import json, sys; print(sum(s["verdict"] == "CONFIRMED" for s in json.load(sys.stdin)))')"
 [ "$CONFIRMED" -eq "$PATHS" ] || { echo "closure_bench: only $CONFIRMED of $PATHS paths CONFIRMED" >&2; exit 1; }
 
-NGINX_PORT="$(free_port)"
-mkdir -p "$W/nginx-tmp"
-cat > "$W/nginx.conf" <<EOF
-daemon off;
-worker_processes 2;
-pid $W/nginx.pid;
-error_log $W/nginx-error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $W/nginx-tmp;
-  proxy_temp_path $W/nginx-tmp;
-  fastcgi_temp_path $W/nginx-tmp;
-  uwsgi_temp_path $W/nginx-tmp;
-  scgi_temp_path $W/nginx-tmp;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    root $CACHE;
-  }
-}
-EOF
-nginx -c "$W/nginx.conf" -p "$W" &
-PIDS+=($!)
-wait_port "$NGINX_PORT"
+start_nginx "$CACHE"
 
 # One realisation into a fresh store; prints its wall seconds. Fails when anything was built locally.
 realise() {

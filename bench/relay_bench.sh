@@ -60,15 +60,7 @@ trap cleanup EXIT
 export XDG_CACHE_HOME="$W/xdg" HOME="$W/home"
 mkdir -p "$XDG_CACHE_HOME" "$HOME"
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    python3 -c 'import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))))' "$1" \
-      && return 0
-    sleep 0.1
-  done
-  echo "relay_bench: nothing listens on port $1" >&2; exit 1
-}
+source "$(dirname "$0")/lib.sh"
 
 # Writes NAR files, narinfos and a path-info JSON (for `attest submit`) into a binary cache directory.
 #   make_cache DIR PREFIX COUNT BYTES COMPRESSION
@@ -182,14 +174,6 @@ nar_cache_mib = $CACHE_MIB
 max_nar_mib = $(( (STREAM_GIB << 10) + 16 ))
 nar_fetches = $STREAMS
 EOF
-ATTESTD_PID=""
-start_attestd() {
-  "$ATTESTD" --config "$W/node.toml" >> "$W/attestd.log" 2>&1 &
-  ATTESTD_PID=$!
-  PIDS+=("$ATTESTD_PID")
-  wait_port "$GRPC_PORT"; wait_port "$HTTP_PORT"
-}
-stop_attestd() { kill "$ATTESTD_PID"; wait "$ATTESTD_PID" 2>/dev/null || true; }
 start_attestd
 for key in alpha beta; do
   for set in "$CACHE/large.json" "$CACHE/small.json" "$W/zcache/stream.json"; do
@@ -197,31 +181,7 @@ for key in alpha beta; do
   done
 done
 
-NGINX_PORT="$(free_port)"
-mkdir -p "$W/nginx-tmp"
-cat > "$W/nginx.conf" <<EOF
-daemon off;
-worker_processes 2;
-pid $W/nginx.pid;
-error_log $W/nginx-error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  client_body_temp_path $W/nginx-tmp;
-  proxy_temp_path $W/nginx-tmp;
-  fastcgi_temp_path $W/nginx-tmp;
-  uwsgi_temp_path $W/nginx-tmp;
-  scgi_temp_path $W/nginx-tmp;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    root $CACHE;
-  }
-}
-EOF
-nginx -c "$W/nginx.conf" -p "$W" &
-PIDS+=($!)
-wait_port "$NGINX_PORT"
+start_nginx "$CACHE"
 
 # The NAR URLs of a set, on the gateway (from its narinfos: every one must be served) or on nginx.
 gateway_urls() {
