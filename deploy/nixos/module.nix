@@ -342,9 +342,9 @@ let
               description = "A binary cache of this node's own holding NARs of the federation's builds (http(s):// or file:///absolute/dir).";
             };
             priority = mkOption {
-              type = types.ints.between 0 10000;
+              type = types.ints.unsigned;
               default = 0;
-              description = "Lower is tried first; equal ones in list order.";
+              description = "0 to 10000: lower is tried first; equal ones in list order.";
             };
           };
         });

@@ -51,7 +51,7 @@ std::map<std::string, std::map<std::string, std::string>> ExampleKeys(const std:
           absl::StripSuffix(absl::StripSuffix(absl::StripPrefix(absl::StripPrefix(line, "["), "["), "]"), "]"));
       continue;
     }
-    if (commented && table != "peer") continue;
+    if (commented && table != "peer" && table != "source") continue;
     const size_t equals = line.find(" = ");
     if (equals == absl::string_view::npos) continue;
     const std::string key(line.substr(0, equals));
@@ -160,7 +160,7 @@ TEST_F(NixosModuleTest, SettingsMirrorEveryKeyOfTheNodeExampleWithItsDefaults) {
   std::set<std::string> module_tables;
   for (const auto& [table, keys] : settings.items()) module_tables.insert(table);
   EXPECT_EQ(module_tables, example_tables);
-  EXPECT_EQ(example_tables, (std::set<std::string>{"node", "gateway", "log", "scrub", "federation", "peer"}));
+  EXPECT_EQ(example_tables, (std::set<std::string>{"node", "gateway", "log", "scrub", "federation", "peer", "source"}));
   for (const auto& [table, keys] : example) {
     std::set<std::string> module_keys;
     for (const auto& [key, value] : settings[table].items()) module_keys.insert(key);
