@@ -107,17 +107,12 @@ class RelayE2eTest : public ::testing::Test {
 
   // Starts `python3 -m http.server` on `directory` (127.0.0.1, a free port); returns its URL.
   std::string ServeOverHttp(const std::string& directory) {
-    http_server_ = std::make_unique<Daemon>(std::vector<std::string>{"python3", "-u", "-m", "http.server", "0",
-                                                                     "--bind", "127.0.0.1", "--directory", directory},
-                                            dir_.File("python-http"));
-    auto line = http_server_->WaitForLine("Serving HTTP on", std::chrono::seconds(30));
-    if (!line) {
-      ADD_FAILURE() << "python3 -m http.server did not start: " << http_server_->Stderr();
-      return "";
-    }
-    const size_t at = line->find(" port ");
-    return absl::StrCat("http://127.0.0.1:", std::atoi(line->c_str() + at + 6));
+    StaticHttpServer server = ServeDirectoryOverHttp(directory, dir_.File("python-http"));
+    if (server.url.empty()) ADD_FAILURE() << server.error;
+    http_server_ = std::move(server.daemon);
+    return server.url;
   }
+
 
   // nix-build of `top` in a new empty store whose only substituter is the gateway and whose only
   // trusted key is the node's.

@@ -39,6 +39,8 @@ namespace attest::server {
 namespace {
 
 using ::attest::testing::Daemon;
+using ::attest::testing::ServeDirectoryOverHttp;
+using ::attest::testing::StaticHttpServer;
 using ::attest::testing::Federation;
 using ::attest::testing::HttpAnswer;
 using ::attest::testing::HttpGet;
@@ -105,17 +107,12 @@ class GatewayTestBase : public ::testing::Test {
 
   // Starts `python3 -m http.server` on `directory`; returns its URL.
   std::string ServeOverHttp(const std::string& directory) {
-    python_ = std::make_unique<Daemon>(std::vector<std::string>{"python3", "-u", "-m", "http.server", "0", "--bind",
-                                                                "127.0.0.1", "--directory", directory},
-                                       dir_.File("python-http"));
-    auto line = python_->WaitForLine("Serving HTTP on", 30000ms);
-    if (!line) {
-      ADD_FAILURE() << "python3 -m http.server did not start: " << python_->Stderr();
-      return "";
-    }
-    const size_t at = line->find(" port ");
-    return absl::StrCat("http://127.0.0.1:", std::atoi(line->c_str() + at + 6));
+    StaticHttpServer server = ServeDirectoryOverHttp(directory, dir_.File("python-http"));
+    if (server.url.empty()) ADD_FAILURE() << server.error;
+    python_ = std::move(server.daemon);
+    return server.url;
   }
+
 
   void StartNode(const std::string& upstream, const std::string& gateway_extra = "") {
     const std::string config_path = WriteNodeDir(

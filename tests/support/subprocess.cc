@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -227,6 +228,22 @@ bool PollUntil(const std::function<bool()>& condition, std::chrono::milliseconds
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+}
+
+StaticHttpServer ServeDirectoryOverHttp(const std::string& directory, const std::string& log_prefix) {
+  StaticHttpServer server;
+  server.daemon = std::make_unique<Daemon>(
+      std::vector<std::string>{"python3", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory",
+                               directory},
+      log_prefix);
+  std::optional<std::string> line = server.daemon->WaitForLine("Serving HTTP on", std::chrono::seconds(30));
+  const size_t at = line ? line->find(" port ") : std::string::npos;
+  if (at == std::string::npos) {
+    server.error = "python3 -m http.server did not start: " + server.daemon->Stderr();
+    return server;
+  }
+  server.url = "http://127.0.0.1:" + std::to_string(std::atoi(line->c_str() + at + 6));
+  return server;
 }
 
 }  // namespace attest::testing

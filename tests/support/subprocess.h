@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,6 +52,16 @@ class Daemon final {
   std::string out_path_;
   std::string err_path_;
 };
+
+// `python3 -m http.server` serving `directory` on 127.0.0.1 (a free port), logs under `log_prefix`: a
+// static binary cache over HTTP for the gateway tests. `url` is "http://127.0.0.1:<port>", or empty
+// (with the server's stderr in `error`) when it did not start within 30 s.
+struct StaticHttpServer final {
+  std::unique_ptr<Daemon> daemon;
+  std::string url;
+  std::string error;
+};
+StaticHttpServer ServeDirectoryOverHttp(const std::string& directory, const std::string& log_prefix);
 
 // Polls `condition` every 20 ms until it holds or `timeout` passes.
 bool PollUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
