@@ -1,0 +1,99 @@
+// Store paths that follow from contents: how Nix names a .drv file (text-addressed) and the outputs
+// of a derivation (hashDerivationModulo), so that a derivation handed over by someone else can be
+// checked before anyone stores, imports or builds it.
+//
+//   MakeStorePath(type, h, name) = /nix/store/<nix32(compress20(sha256(
+//                                     "<type>:sha256:<hex h>:/nix/store:<name>")))>-<name>
+//   a .drv (text)           type "text:<ref1>:<ref2>..." (references sorted), h = sha256(contents);
+//                           its references are its input derivations and input sources
+//   input-addressed output  type "output:<output name>", h = HashModulo(drv),
+//                           name Derivation::OutputPathName(output)
+//   fixed output            recursive sha256: type "source", h = the output's hash; otherwise type
+//                           "output:out", h = sha256("fixed:out:<algo>:<hex>:")
+//   HashModulo(drv)         fixed-output: sha256("fixed:out:<hash algo as written>:<hex>:<out path>");
+//                           otherwise sha256 of the ATerm with every output path and every env var
+//                           named like an output emptied, and each input derivation replaced by the
+//                           lower-case hex of its own HashModulo (inputs sorted by that hex, output
+//                           names merged when two inputs share it).
+// (Nix 2.8 src/libstore/store-api.cc makeStorePath/makeTextPath/makeFixedOutputPath,
+// derivations.cc hashDerivationModulo/unparse.) Checked against derivations real Nix 2.8 wrote
+// (tests/testdata/derivations/).
+//
+// Pure functions and value types; DerivationGraph is thread-compatible.
+#ifndef ATTEST_CONSENSUS_DERIVATION_PATHS_H_
+#define ATTEST_CONSENSUS_DERIVATION_PATHS_H_
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "consensus/derivation.h"
+#include "consensus/store_path.h"
+
+namespace attest::consensus {
+
+inline constexpr size_t kMaxDerivationBytes = size_t{1} << 20;  // one .drv file
+// Longest chain of input derivations DerivationGraph follows (nixpkgs' bootstrap is a few hundred).
+inline constexpr int kMaxDerivationDepth = 10000;
+
+using Sha256Digest = std::array<uint8_t, 32>;
+
+// Nix's makeStorePath. INVALID_ARGUMENT when `name` is not a valid store path name.
+absl::StatusOr<StorePath> MakeStorePath(std::string_view type, const Sha256Digest& hash, std::string_view name);
+
+// The store path of a text file with these contents and references (Nix's makeTextPath; how .drv files
+// and builtins.toFile are named). `references` in any order.
+absl::StatusOr<StorePath> TextStorePath(std::string_view name, std::string_view contents,
+                                        std::span<const StorePath> references);
+
+// A .drv file's references in the store: its input derivations and input sources, sorted, unique.
+std::vector<StorePath> DerivationReferences(const Derivation& drv);
+
+// The ATerm text Nix writes for `drv`; for a parsed .drv, byte-identical to the file.
+std::string UnparseDerivation(const Derivation& drv);
+
+// Parses a .drv file and checks that `drv_path` is the text-addressed store path its contents and
+// references give. INVALID_ARGUMENT naming the path and the problem: not a .drv path, larger than
+// kMaxDerivationBytes, does not parse (with the byte offset), or "<path>: its contents give
+// /nix/store/<other>: the file does not belong to this path".
+absl::StatusOr<Derivation> VerifyDerivationFile(const StorePath& drv_path, std::string_view contents);
+
+// Derivations known by path, for the computations that follow input derivations.
+class DerivationGraph final {
+ public:
+  // Adds a derivation (already checked with VerifyDerivationFile). A path added twice keeps the first.
+  void Add(const StorePath& drv_path, Derivation drv);
+  bool Contains(const StorePath& drv_path) const;
+  const Derivation* Find(const StorePath& drv_path) const;
+
+  // HashModulo of the derivation (see the file comment), following input derivations iteratively and
+  // remembering every hash computed. NOT_FOUND naming the input derivation the graph lacks and the
+  // derivation that needs it; FAILED_PRECONDITION for a derivation with floating content-addressed or
+  // deferred outputs (its output paths are not known before building, attest does not check them);
+  // INVALID_ARGUMENT for a chain longer than kMaxDerivationDepth or a cycle.
+  absl::StatusOr<Sha256Digest> HashModulo(const StorePath& drv_path);
+
+  // The output paths the derivation must have, by output name, computed from its inputs (HashModulo).
+  // Errors as HashModulo.
+  absl::StatusOr<std::map<std::string, StorePath>> ExpectedOutputPaths(const StorePath& drv_path);
+
+  // OK when every output path written in the .drv is the one ExpectedOutputPaths gives;
+  // INVALID_ARGUMENT "<drv path>: output <name> is written as <path> but the derivation gives <path>"
+  // otherwise; errors as HashModulo.
+  absl::Status CheckOutputPaths(const StorePath& drv_path);
+
+ private:
+  absl::flat_hash_map<StorePath, Derivation> derivations_;
+  absl::flat_hash_map<StorePath, Sha256Digest> hashes_;
+};
+
+}  // namespace attest::consensus
+
+#endif  // ATTEST_CONSENSUS_DERIVATION_PATHS_H_
