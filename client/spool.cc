@@ -58,6 +58,10 @@ absl::Status ValidateRecord(const SpoolRecord& record) {
       return absl::InvalidArgumentError(Cat("spool record drvPath: ", drv.status().message()));
     }
   }
+  if (!record.build_kind.empty() && record.build_kind != "rebuild" && record.build_kind != "check") {
+    return absl::InvalidArgumentError(Cat("spool record buildKind ", consensus::QuoteForError(record.build_kind),
+                                          " is not \"\", \"rebuild\" or \"check\""));
+  }
   if (!record.store_root.empty() && record.store_root.front() != '/') {
     return absl::InvalidArgumentError(Cat("spool record storeRoot ", consensus::QuoteForError(record.store_root),
                                           " is not an absolute directory"));
@@ -78,6 +82,7 @@ std::string Serialise(const SpoolRecord& record) {
       {"attempts", record.attempts},
       {"lastError", record.last_error},
   };
+  if (!record.build_kind.empty()) document["buildKind"] = record.build_kind;
   // error_handler replace: a last_error quoting odd bytes must not make the record unwritable.
   return document.dump(-1, ' ', /*ensure_ascii=*/false, json::error_handler_t::replace) + "\n";
 }
@@ -117,6 +122,7 @@ absl::StatusOr<SpoolRecord> Deserialise(std::string_view text) {
   for (absl::Status s : {get_string("storePath", record.store_path, true),
                          get_string("drvPath", record.drv_path, false),
                          get_string("outputName", record.output_name, false),
+                         get_string("buildKind", record.build_kind, false),
                          get_string("storeRoot", record.store_root, false),
                          get_string("storeUri", record.store_uri, false),
                          get_string("lastError", record.last_error, false),

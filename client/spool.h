@@ -13,7 +13,7 @@
 //
 // Record (JSON object, version 1):
 //   {"version": 1, "storePath": "/nix/store/...-hello", "drvPath": "/nix/store/...-hello.drv",
-//    "outputName": "out", "storeRoot": "/", "storeUri": "", "queuedAt": 1764000000000,
+//    "outputName": "out", "buildKind": "", "storeRoot": "/", "storeUri": "", "queuedAt": 1764000000000,
 //    "acknowledgedBy": ["127.0.0.1:7700"], "attempts": 0, "lastError": ""}
 //
 // Safe for one hook process and one pusher at a time per record: every change is an atomic rename.
@@ -34,6 +34,11 @@ struct SpoolRecord final {
   std::string store_path;   // the built output, as Nix names it ("/nix/store/<hash>-<name>")
   std::string drv_path;     // the derivation that built it; empty when unknown (push --scan)
   std::string output_name;  // "out", "dev", ...; empty when unknown
+  // How it was built, when not a first build: "rebuild" (`attest rebuild` built a wanted path) or
+  // "check" (`nix-store --realise --check` built it again and Nix found the same bytes; such a record
+  // is attested even though the path is not `ultimate`, since the check itself was a local build).
+  // "" = a first build. Written only when not empty.
+  std::string build_kind;
   // Where the store's files live on this machine: "/" for the system store; the directory of a chroot
   // store (`--store /some/dir` or `local?root=/some/dir`). The path's files are at
   // <storeRoot><storePath> and its database at <storeRoot>/nix/var/nix/db/db.sqlite.
