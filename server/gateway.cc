@@ -95,6 +95,7 @@ struct Gateway::Entry final {
   std::string reason;                         // the 404's text
   Answer answer = Answer::kNarInfoServed;     // when answered
   std::shared_ptr<const RelayTarget> target;  // relay mode, when served
+  std::optional<consensus::StorePath> demand_path;  // a 404 for a path short of CONFIRMED: counts as demand
   mutable std::atomic<int64_t> last_used{0};  // unix seconds, for eviction
 };
 
@@ -147,7 +148,7 @@ void Gateway::AddRoutes(HttpRouter& router) {
     return HttpReply::Now(CacheInfo());
   });
   router.Prefix(std::string(kNarPrefix), [this](const HttpRequest& request) { return Nar(request.path); });
-  router.Prefix("/", [this](const HttpRequest& request) { return NarInfo(request.path); });
+  router.Prefix("/", [this](const HttpRequest& request) { return NarInfo(request.path, request.client_address); });
 }
 
 HttpResponse Gateway::CacheInfo() const {
@@ -157,7 +158,7 @@ HttpResponse Gateway::CacheInfo() const {
   return response;
 }
 
-HttpReply Gateway::NarInfo(std::string_view request_path) {
+HttpReply Gateway::NarInfo(std::string_view request_path, std::string_view client) {
   if (request_path.size() != 1 + consensus::kStorePathHashLength + kNarInfoSuffix.size() ||
       request_path.substr(1 + consensus::kStorePathHashLength) != kNarInfoSuffix ||
       !IsHashPart(request_path.substr(1, consensus::kStorePathHashLength))) {
@@ -174,6 +175,7 @@ HttpReply Gateway::NarInfo(std::string_view request_path) {
       entry.last_used.store(absl::ToUnixSeconds(now), std::memory_order_relaxed);
       cache_hits_.fetch_add(1, std::memory_order_relaxed);
       Count(entry.answer);
+      if (entry.demand_path && options_.on_not_confirmed) options_.on_not_confirmed(*entry.demand_path, client);
       if (entry.body == nullptr) return HttpReply::Now(NotServed(entry.reason));
       HttpResponse response;
       response.content_type = "text/x-nix-narinfo";
@@ -181,20 +183,39 @@ HttpReply Gateway::NarInfo(std::string_view request_path) {
       return HttpReply::Now(std::move(response));
     }
   }
-  return HttpReply::Later([this, hash_part = std::move(hash_part)] { return Resolve(hash_part); });
+  return HttpReply::Later([this, hash_part = std::move(hash_part), client = std::string(client)] {
+    return Resolve(hash_part, client);
+  });
 }
 
-HttpResponse Gateway::Resolve(const std::string& hash_part) {
+std::optional<consensus::StorePath> Gateway::UnconfirmedPathOf(const std::string& hash_part) {
+  if (!options_.path_of_hash_part) return std::nullopt;
+  std::optional<consensus::StorePath> path = options_.path_of_hash_part(hash_part);
+  if (!path) return std::nullopt;
+  const std::vector<consensus::StorePath> paths{*path};
+  absl::StatusOr<std::vector<std::vector<storage::StoredAttestation>>> stored = store_->AttestationsFor(paths);
+  if (!stored.ok() || stored->size() != 1) return std::nullopt;
+  const PathTally tally = TallyStored(policy_, (*stored)[0], *TallyOptionsOf(options_.resolutions));
+  if (tally.result.verdict == consensus::Verdict::kConfirmed) return std::nullopt;
+  return path;
+}
+
+HttpResponse Gateway::Resolve(const std::string& hash_part, const std::string& client) {
   const absl::Time now = clock_();
   std::shared_ptr<const UpstreamAnswer> upstream = UpstreamFor(hash_part, now);
 
   std::shared_ptr<const RelayTarget> target;
+  std::optional<consensus::StorePath> demand_path;
+  auto note_demand = [&] {
+    if (demand_path && options_.on_not_confirmed) options_.on_not_confirmed(*demand_path, client);
+  };
   auto keep = [&](bool answered, std::shared_ptr<const std::string> body, std::string reason, uint64_t generation,
                   Answer answer) {
     Count(answer);
     auto entry = std::make_shared<Entry>();
     entry->answer = answer;
     entry->target = target;
+    entry->demand_path = demand_path;
     entry->upstream = upstream;
     // An answer computed from a read that may have missed a commit is not kept (the next request
     // computes it again); the upstream part is kept either way.
@@ -213,10 +234,12 @@ HttpResponse Gateway::Resolve(const std::string& hash_part) {
       absl::ReaderMutexLock lock(&mu_);
       generation = generation_;
     }
+    if (upstream->kind == UpstreamAnswer::Kind::kMissing) demand_path = UnconfirmedPathOf(hash_part);
     keep(true, nullptr, upstream->reason, generation,
          upstream->kind == UpstreamAnswer::Kind::kMissing   ? Answer::kNarInfoUpstreamMissing
          : upstream->kind == UpstreamAnswer::Kind::kInvalid ? Answer::kNarInfoUpstreamInvalid
                                                             : Answer::kNarInfoUpstreamFailed);
+    note_demand();
     return NotServed(upstream->reason);
   }
 
@@ -243,10 +266,12 @@ HttpResponse Gateway::Resolve(const std::string& hash_part) {
                  result.verdict == consensus::Verdict::kPending
                      ? Cat(" (", result.fingerprints.front().operators.size(), " of ", policy_.quorum(), " operators)")
                      : std::string());
+    demand_path = narinfo.claim.path;
     keep(true, nullptr, reason, generation,
          result.verdict == consensus::Verdict::kPending    ? Answer::kNarInfoPending
          : result.verdict == consensus::Verdict::kDisputed ? Answer::kNarInfoDisputed
                                                            : Answer::kNarInfoUnknown);
+    note_demand();
     return NotServed(reason);
   }
   const consensus::FingerprintTally& agreed = result.fingerprints.front();

@@ -77,6 +77,13 @@ struct GatewayOptions final {
   // The relay mode (borrowed; see "Sources" above): narinfos and NARs come from the relay's sources,
   // and the upstream passed to the constructor is unused (it may be null).
   NarRelay* relay = nullptr;
+  // Demand (server/demand_book.h). `on_not_confirmed` is told of every narinfo request answered 404
+  // because the path is UNKNOWN, PENDING or DISPUTED, with the client's address; it runs on the HTTP
+  // threads and must not block. When no upstream or source knows the hash part, `path_of_hash_part`
+  // (blocking, called on the job pool) may still name the path (a stored derivation lists it), whose
+  // tally then decides. Either may be null.
+  std::function<void(const consensus::StorePath& path, std::string_view client)> on_not_confirmed;
+  std::function<std::optional<consensus::StorePath>(std::string_view hash_part)> path_of_hash_part;
 };
 
 struct GatewayStats final {
@@ -110,7 +117,7 @@ class Gateway final {
 
   // The handlers, by request path ("/nix-cache-info", "/<hash>.narinfo", "/nar/<file>").
   HttpResponse CacheInfo() const;
-  HttpReply NarInfo(std::string_view request_path);
+  HttpReply NarInfo(std::string_view request_path, std::string_view client = {});
   HttpReply Nar(std::string_view request_path);
 
   GatewayStats stats() const;
@@ -128,7 +135,10 @@ class Gateway final {
   void Count(Answer answer) const;
 
   // The whole miss path (blocking): upstream (cached or fetched), tally, render, cache.
-  HttpResponse Resolve(const std::string& hash_part);
+  HttpResponse Resolve(const std::string& hash_part, const std::string& client);
+  // The path of a hash part no upstream or source knows, when options_.path_of_hash_part names one and
+  // it is not CONFIRMED (so a 404 for it is demand); nullopt otherwise. Blocking.
+  std::optional<consensus::StorePath> UnconfirmedPathOf(const std::string& hash_part);
   std::shared_ptr<const UpstreamAnswer> UpstreamFor(const std::string& hash_part, absl::Time now);
   std::shared_ptr<const UpstreamAnswer> Fetch(const std::string& hash_part, absl::Time now);
   std::shared_ptr<const UpstreamAnswer> FetchFromRelay(const std::string& hash_part, absl::Time now);

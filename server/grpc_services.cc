@@ -3,6 +3,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/strip.h"
 #include "consensus/text.h"
 #include "server/dispute_messages.h"
 #include "server/grpc_status.h"
@@ -69,9 +70,29 @@ v1::NarSource ToProto(const NarSourceStatus& status) {
   return out;
 }
 
+std::string ClientAddressOfPeer(std::string_view peer) {
+  std::string_view rest = peer;
+  if (absl::ConsumePrefix(&rest, "ipv4:")) {
+    const size_t colon = rest.rfind(':');
+    return std::string(colon == std::string_view::npos ? rest : rest.substr(0, colon));
+  }
+  if (absl::ConsumePrefix(&rest, "ipv6:")) {
+    if (absl::ConsumePrefix(&rest, "[")) {
+      const size_t close = rest.find(']');
+      return std::string(close == std::string_view::npos ? rest : rest.substr(0, close));
+    }
+    return std::string(rest);
+  }
+  return std::string(peer);
+}
+
 AttestationsService::AttestationsService(Ingestor* ingestor, const StatusQuery* status, WorkerPool* submit_pool,
-                                         WorkerPool* read_pool)
-    : ingestor_(ingestor), status_(status), submit_pool_(submit_pool), read_pool_(read_pool) {}
+                                         WorkerPool* read_pool, StatusAnswerHook on_status)
+    : ingestor_(ingestor),
+      status_(status),
+      submit_pool_(submit_pool),
+      read_pool_(read_pool),
+      on_status_(std::move(on_status)) {}
 
 grpc::ServerUnaryReactor* AttestationsService::Submit(grpc::CallbackServerContext* context,
                                                       const v1::SubmitRequest* request,
@@ -96,10 +117,11 @@ grpc::ServerUnaryReactor* AttestationsService::Submit(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AttestationsService::Status(grpc::CallbackServerContext* context,
                                                       const v1::StatusRequest* request,
                                                       v1::StatusResponse* response) {
-  return OnPool(context, read_pool_, [this, request, response]() -> absl::Status {
+  return OnPool(context, read_pool_, [this, context, request, response]() -> absl::Status {
     auto answer = status_->Run(*request);
     if (!answer.ok()) return answer.status();
     *response = *std::move(answer);
+    if (on_status_) on_status_(*response, ClientAddressOfPeer(context->peer()));
     return absl::OkStatus();
   });
 }
@@ -225,6 +247,64 @@ grpc::ServerUnaryReactor* FederationService::ListSources(grpc::CallbackServerCon
     for (const NarSourceStatus& status : statuses) *response->add_sources() = ToProto(status);
     return absl::OkStatus();
   });
+}
+
+}  // namespace attest::server
+
+namespace attest::server {
+
+RebuildsService::RebuildsService(RebuildHandler* handler, WorkerPool* read_pool, WorkerPool* write_pool)
+    : handler_(handler), read_pool_(read_pool), write_pool_(write_pool) {}
+
+namespace {
+
+// Runs handler call `call` on `pool` and moves its answer into `response`.
+template <typename Response, typename Call>
+grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, WorkerPool* pool, Response* response,
+                                 Call call) {
+  return OnPool(context, pool, [response, call = std::move(call)]() -> absl::Status {
+    auto answer = call();
+    if (!answer.ok()) return answer.status();
+    *response = *std::move(answer);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* RebuildsService::Wanted(grpc::CallbackServerContext* context,
+                                                  const v1::WantedRequest* request, v1::WantedResponse* response) {
+  return Answer(context, read_pool_, response, [this, request] { return handler_->Wanted(*request); });
+}
+
+grpc::ServerUnaryReactor* RebuildsService::SubmitDerivations(grpc::CallbackServerContext* context,
+                                                             const v1::SubmitDerivationsRequest* request,
+                                                             v1::SubmitDerivationsResponse* response) {
+  return Answer(context, write_pool_, response, [this, request] { return handler_->SubmitDerivations(*request); });
+}
+
+grpc::ServerUnaryReactor* RebuildsService::MissingDerivations(grpc::CallbackServerContext* context,
+                                                              const v1::MissingDerivationsRequest* request,
+                                                              v1::MissingDerivationsResponse* response) {
+  return Answer(context, read_pool_, response, [this, request] { return handler_->MissingDerivations(*request); });
+}
+
+grpc::ServerUnaryReactor* RebuildsService::GetDerivations(grpc::CallbackServerContext* context,
+                                                          const v1::GetDerivationsRequest* request,
+                                                          v1::GetDerivationsResponse* response) {
+  return Answer(context, read_pool_, response, [this, request] { return handler_->GetDerivations(*request); });
+}
+
+grpc::ServerUnaryReactor* RebuildsService::AcquireLease(grpc::CallbackServerContext* context,
+                                                        const v1::RebuildStatement* request,
+                                                        v1::AcquireLeaseResponse* response) {
+  return Answer(context, write_pool_, response, [this, request] { return handler_->AcquireLease(*request); });
+}
+
+grpc::ServerUnaryReactor* RebuildsService::ReportRebuild(grpc::CallbackServerContext* context,
+                                                         const v1::RebuildStatement* request,
+                                                         v1::ReportRebuildResponse* response) {
+  return Answer(context, write_pool_, response, [this, request] { return handler_->ReportRebuild(*request); });
 }
 
 }  // namespace attest::server

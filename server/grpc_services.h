@@ -11,6 +11,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
+#include <string>
+#include <string_view>
+
 #include "consensus/keys.h"
 #include "consensus/policy.h"
 #include "proto/attest/v1/attest.grpc.pb.h"
@@ -18,16 +22,25 @@
 #include "server/ingest.h"
 #include "server/replication.h"
 #include "server/log_proofs.h"
+#include "server/rebuild_handler.h"
 #include "server/nar_source_status.h"
 #include "server/status_query.h"
 #include "server/worker_pool.h"
 
 namespace attest::server {
 
+// Told of every status answer and the address of the client that asked (server/demand_book.h counts
+// the paths it could not confirm); runs on the read pool after the answer is made.
+using StatusAnswerHook = std::function<void(const v1::StatusResponse& answer, std::string_view client)>;
+
+// The client address of a gRPC peer ("ipv4:127.0.0.1:5000" -> "127.0.0.1", "ipv6:[::1]:5000" -> "::1");
+// other forms are returned whole.
+std::string ClientAddressOfPeer(std::string_view peer);
+
 class AttestationsService final : public v1::Attestations::CallbackService {
  public:
   AttestationsService(Ingestor* ingestor, const StatusQuery* status, WorkerPool* submit_pool,
-                      WorkerPool* read_pool);
+                      WorkerPool* read_pool, StatusAnswerHook on_status = nullptr);
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* context, const v1::SubmitRequest* request,
                                    v1::SubmitResponse* response) override;
@@ -39,6 +52,7 @@ class AttestationsService final : public v1::Attestations::CallbackService {
   const StatusQuery* const status_;
   WorkerPool* const submit_pool_;
   WorkerPool* const read_pool_;
+  const StatusAnswerHook on_status_;
 };
 
 class DisputesService final : public v1::Disputes::CallbackService {
@@ -110,6 +124,34 @@ class FederationService final : public v1::Federation::CallbackService {
   Replicator* const replicator_;
   const NarSourceStatusFn sources_;
   WorkerPool* const pool_;
+};
+
+// The rebuild queue, derivations and rebuilders' statements (server/rebuild_handler.h). Reads on the
+// read pool; derivation uploads and statements on the submit pool.
+class RebuildsService final : public v1::Rebuilds::CallbackService {
+ public:
+  RebuildsService(RebuildHandler* handler, WorkerPool* read_pool, WorkerPool* write_pool);
+
+  grpc::ServerUnaryReactor* Wanted(grpc::CallbackServerContext* context, const v1::WantedRequest* request,
+                                   v1::WantedResponse* response) override;
+  grpc::ServerUnaryReactor* SubmitDerivations(grpc::CallbackServerContext* context,
+                                              const v1::SubmitDerivationsRequest* request,
+                                              v1::SubmitDerivationsResponse* response) override;
+  grpc::ServerUnaryReactor* MissingDerivations(grpc::CallbackServerContext* context,
+                                               const v1::MissingDerivationsRequest* request,
+                                               v1::MissingDerivationsResponse* response) override;
+  grpc::ServerUnaryReactor* GetDerivations(grpc::CallbackServerContext* context,
+                                           const v1::GetDerivationsRequest* request,
+                                           v1::GetDerivationsResponse* response) override;
+  grpc::ServerUnaryReactor* AcquireLease(grpc::CallbackServerContext* context, const v1::RebuildStatement* request,
+                                         v1::AcquireLeaseResponse* response) override;
+  grpc::ServerUnaryReactor* ReportRebuild(grpc::CallbackServerContext* context, const v1::RebuildStatement* request,
+                                          v1::ReportRebuildResponse* response) override;
+
+ private:
+  RebuildHandler* const handler_;
+  WorkerPool* const read_pool_;
+  WorkerPool* const write_pool_;
 };
 
 // Maps an IngestOutcome to the wire outcome.

@@ -4,6 +4,7 @@
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -22,6 +23,21 @@
 
 namespace attest::server {
 namespace {
+
+// The client's address without port ("127.0.0.1", "::1"); "" when the library cannot tell.
+std::string ClientAddressOf(MHD_Connection* connection) {
+  const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (info == nullptr || info->client_addr == nullptr) return "";
+  char text[INET6_ADDRSTRLEN] = {};
+  if (info->client_addr->sa_family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(info->client_addr);
+    if (inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text)) != nullptr) return text;
+  } else if (info->client_addr->sa_family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(info->client_addr);
+    if (inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text)) != nullptr) return text;
+  }
+  return "";
+}
 
 using consensus::Cat;
 
@@ -464,6 +480,7 @@ bool HttpServer::Access(MHD_Connection* connection, std::string_view url, std::s
   const HttpHandler* handler = router_.Find(url);
   if (handler == nullptr) return Send(connection, method, HttpResponse::Text(404, "not found"));
   HttpRequest request{.method = method, .path = url};
+  request.client_address = ClientAddressOf(connection);
   MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, &HttpServerCallbacks::AddQueryArgument,
                             &request.query);
   HttpReply reply = (*handler)(request);

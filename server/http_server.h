@@ -116,6 +116,9 @@ struct HttpRequest final {
   // The query string's arguments in order, names and values percent-decoded with `+` as a space
   // ("?a=1&b" gives {"a", "1"}, {"b", ""}). Owned by the request: a Later job copies what it needs.
   std::vector<std::pair<std::string, std::string>> query;
+  // The client's address without port ("127.0.0.1", "::1"; "" when unknown). Behind a reverse proxy
+  // this is the proxy's.
+  std::string client_address;
 
   // The value of the first argument named `name`, or nullptr.
   const std::string* QueryValue(std::string_view name) const;

@@ -38,8 +38,9 @@ constexpr std::string_view kNodeKeys =
     "http_request_head_timeout";
 constexpr std::string_view kLogKeys = "checkpoint_interval";
 constexpr std::string_view kTables =
-    "[node], [tls], [gateway], [log], [scrub], [federation], [[peer]] and [[source]]";
+    "[node], [tls], [gateway], [log], [scrub], [rebuild], [federation], [[peer]] and [[source]]";
 constexpr std::string_view kScrubKeys = "interval, rate";
+constexpr std::string_view kRebuildKeys = "demand_half_life, demand_budget, max_demand_paths, lease";
 constexpr std::string_view kTlsKeys = "cert, key, client_ca";
 constexpr std::string_view kFederationKeys = "poll_interval, max_backoff, batch_entries";
 constexpr std::string_view kPeerKeys = "grpc, http, key, ca";
@@ -216,6 +217,8 @@ class ConfigReader final {
         status = ReadLog(*key, *node);
       } else if (name == "scrub") {
         status = ReadScrub(*key, *node);
+      } else if (name == "rebuild") {
+        status = ReadRebuild(*key, *node);
       } else if (name == "federation") {
         status = ReadFederation(*key, *node);
       } else if (name == "peer") {
@@ -466,6 +469,41 @@ class ConfigReader final {
                                                      "or \"0s\" for no background scrub"));
       }
       config_.scrub_interval = interval;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadRebuild(const toml::key& key, const toml::node& node) {
+    const toml::table* table = node.as_table();
+    if (table == nullptr) {
+      return absl::InvalidArgumentError(
+          Cat(Where(file_, key.source()), "\"rebuild\" is ", TypeName(node), ", not a table (write [rebuild])"));
+    }
+    for (const auto& [entry_key, value] : EntriesInFileOrder(*table)) {
+      const std::string name(entry_key->str());
+      const std::string where = Where(file_, value->source());
+      if (name == "demand_budget" || name == "max_demand_paths") {
+        const auto* number = value->as_integer();
+        const int64_t low = 1;
+        const int64_t high = name == "demand_budget" ? 1'000'000 : 100'000'000;
+        if (number == nullptr || number->get() < low || number->get() > high) {
+          return absl::InvalidArgumentError(Cat(where, name, " must be a whole number from ", low, " to ", high));
+        }
+        (name == "demand_budget" ? config_.rebuild.demand_budget : config_.rebuild.max_demand_paths) = number->get();
+        continue;
+      }
+      if (name != "demand_half_life" && name != "lease") {
+        return absl::InvalidArgumentError(Cat(Where(file_, entry_key->source()), "unknown key ", Quoted(name),
+                                              " in [rebuild] (known keys: ", kRebuildKeys, ")"));
+      }
+      const auto* text = value->as_string();
+      absl::Duration duration;
+      if (text == nullptr || !absl::ParseDuration(text->get(), &duration) || duration < absl::Minutes(1) ||
+          duration > absl::Hours(24 * 365)) {
+        return absl::InvalidArgumentError(
+            Cat(where, name, " must be a duration in quotes (\"24h\", \"30m\"), from 1m to 8760h"));
+      }
+      (name == "lease" ? config_.rebuild.lease : config_.rebuild.demand_half_life) = duration;
     }
     return absl::OkStatus();
   }

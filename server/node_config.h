@@ -53,6 +53,12 @@
 //   interval = "24h"                 # between passes; "0s": no background passes
 //   rate = 20000                     # path rows plus log entries checked per second at most (0: no limit)
 //
+//   [rebuild]                        # the rebuild queue (docs/rebuilds.md)
+//   demand_half_life = "24h"         # a path's demand halves in this time (1m to 8760h)
+//   demand_budget = 1000             # requests one client address may add to demand per minute
+//   max_demand_paths = 1000000       # paths with demand kept (about 150 bytes each)
+//   lease = "30m"                    # how long a rebuilder's lease on a path lasts unless renewed
+//
 //   [federation]                     # following peers' logs (server/replication.h)
 //   poll_interval = "500ms"          # how often each peer's checkpoint is fetched (10ms to 1h)
 //   max_backoff = "5s"               # cap of the retry backoff after a failed round (10ms to 1h)
@@ -154,6 +160,14 @@ struct NarSourceConfig final {
 inline constexpr int kMinSourcePriority = 0;
 inline constexpr int kMaxSourcePriority = 10000;
 
+// [rebuild]: demand counting (server/demand_book.h) and rebuild leases (server/rebuild_book.h).
+struct RebuildConfig final {
+  absl::Duration demand_half_life = absl::Hours(24);
+  int64_t demand_budget = 1000;  // per client address per minute
+  int64_t max_demand_paths = 1'000'000;
+  absl::Duration lease = absl::Minutes(30);
+};
+
 struct FederationConfig final {
   absl::Duration poll_interval = absl::Milliseconds(500);
   absl::Duration max_backoff = absl::Seconds(5);
@@ -193,6 +207,7 @@ struct NodeConfig final {
   // [scrub] (server/scrubber.h): background passes over the stored data; zero interval: none.
   absl::Duration scrub_interval = absl::Hours(24);
   int scrub_rate = 20000;  // path rows plus log entries per second; 0: no limit
+  RebuildConfig rebuild;
   FederationConfig federation;
   std::vector<PeerConfig> peers;
   std::vector<NarSourceConfig> sources;  // [[source]] tables, in file order
