@@ -16,6 +16,7 @@
 #include "proto/grpc/health/v1/health.pb.h"
 #include "server/log.h"
 #include "server/node_metrics.h"
+#include "server/rebuild_metrics.h"
 #include "server/request_parse_interceptor.h"
 #include "server/tls_files.h"
 #include "server/web/web_routes.h"
@@ -204,6 +205,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, NodeO
   if (absl::Status status = node->resolutions_->Load(*node->store_); !status.ok()) {
     return AboutFile(config.database_path, status);
   }
+  // Demand is soft state: a snapshot that cannot be read starts the counts afresh.
+  if (absl::Status loaded_demand = node->demand_.LoadFrom(DemandFileOf(config), node->clock_());
+      !loaded_demand.ok()) {
+    LogWarning(Cat("the demand counts start empty: ", StdView(loaded_demand.message())));
+  }
   return node;
 }
 
@@ -233,7 +239,8 @@ std::unique_ptr<NarRelay> MakeNarRelay(const NodeConfig& config, std::vector<Nar
 std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::Policy& policy,
                                      storage::Ledger* store, const consensus::SecretKey& key,
                                      std::unique_ptr<Upstream> upstream, NarRelay* relay, Clock clock,
-                                     const ResolutionBook* resolutions, MetricsRegistry* metrics) {
+                                     const ResolutionBook* resolutions, MetricsRegistry* metrics, DemandBook* demand,
+                                     storage::DerivationStore* derivations) {
   if (!config.gateway || (!upstream && relay == nullptr)) return nullptr;
   const GatewayConfig& g = *config.gateway;
   return std::make_unique<Gateway>(policy, store, key, std::move(upstream), std::move(clock),
@@ -244,8 +251,29 @@ std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::
                                                   .max_entries = static_cast<size_t>(g.cache_entries),
                                                   .resolutions = resolutions,
                                                   .metrics = metrics,
-                                                  .relay = relay});
+                                                  .relay = relay,
+                                                  .on_not_confirmed =
+                                                      [demand, clock](const consensus::StorePath& path,
+                                                                      std::string_view client) {
+                                                        demand->Record(path, client, clock());
+                                                      },
+                                                  .path_of_hash_part = [derivations](std::string_view hash_part)
+                                                      -> std::optional<consensus::StorePath> {
+                                                    absl::StatusOr<std::optional<consensus::StorePath>> path =
+                                                        derivations->OutputPathByHashPart(hash_part);
+                                                    return path.ok() ? *path : std::nullopt;
+                                                  }});
 }
+
+DemandOptions DemandOptionsOf(const RebuildConfig& config) {
+  DemandOptions options;
+  options.half_life = config.demand_half_life;
+  options.client_budget = config.demand_budget;
+  options.max_paths = static_cast<size_t>(config.max_demand_paths);
+  return options;
+}
+
+std::string DemandFileOf(const NodeConfig& config) { return Cat(config.database_path, ".demand"); }
 
 // The node's NAR sources for the dispute diffs: with or without [gateway].
 std::unique_ptr<DisputeDiffer> MakeDisputeDiffer(const NodeConfig& config, const consensus::Policy& policy,
@@ -274,14 +302,20 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
     : config_(std::move(config)),
       policy_(std::move(policy)),
       key_(std::move(key)),
+      clock_(clock),
       store_(std::move(store)),
       sqlite_(sqlite),
       checkpoint_file_(SignedCheckpointFile::PathFor(config_.database_path)),
       resolutions_(std::make_unique<ResolutionBook>(policy_)),
+      demand_(DemandOptionsOf(config_.rebuild)),
+      rebuild_book_(RebuildBookOptions{.lease_duration = config_.rebuild.lease}),
+      derivation_intake_(store_.get(), store_.get(), clock),
+      rebuild_queue_(policy_, store_.get(), store_.get(), &demand_, &rebuild_book_, resolutions_.get(), clock),
+      rebuild_handler_(policy_, &rebuild_queue_, &derivation_intake_, &rebuild_book_, clock),
       nar_cache_(std::move(nar_cache)),
       nar_relay_(MakeNarRelay(config_, std::move(nar_sources), nar_cache_.get(), clock, &metrics_)),
       gateway_(MakeGateway(config_, policy_, store_.get(), key_, std::move(upstream), nar_relay_.get(), clock,
-                           resolutions_.get(), &metrics_)),
+                           resolutions_.get(), &metrics_, &demand_, store_.get())),
       ingestor_(policy_, store_.get(), store_.get(), key_, clock,
                 IngestOptions{.observe_unknown_keys = config_.observe_unknown_keys,
                               .max_batch = config_.max_batch,
@@ -291,6 +325,7 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
                               .on_commit = [this](std::span<const consensus::StorePath> paths) {
                                 if (gateway_) gateway_->PathsChanged(paths);
                                 if (dispute_differ_) dispute_differ_->Wake();
+                                ForgetConfirmedDemand(paths);
                               },
                               .resolutions = resolutions_.get(),
                               .on_exclusions_changed = gateway_ ? std::function<void()>([gateway = gateway_.get()] {
@@ -315,17 +350,44 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       log_http_(store_.get(), log_publisher_.get()),
       submit_pool_(std::make_unique<WorkerPool>("submit", config_.rpc_threads)),
       read_pool_(std::make_unique<WorkerPool>("read", config_.rpc_threads)),
-      attestations_service_(&ingestor_, &status_query_, submit_pool_.get(), read_pool_.get()),
+      attestations_service_(&ingestor_, &status_query_, submit_pool_.get(), read_pool_.get(),
+                            [this, clock](const v1::StatusResponse& answer, std::string_view client) {
+                              const absl::Time now = clock();
+                              for (const v1::PathStatus& status : answer.statuses()) {
+                                if (status.has_repeat_of() || status.verdict() == v1::CONFIRMED) continue;
+                                absl::StatusOr<consensus::StorePath> path =
+                                    consensus::StorePath::Parse(status.store_path());
+                                if (path.ok()) demand_.Record(*path, client, now);
+                              }
+                            }),
       disputes_service_(&dispute_view_, &ingestor_, read_pool_.get(), submit_pool_.get()),
       policy_service_(policy_, key_.public_key()),
       log_service_(&log_proofs_, read_pool_.get()),
       replicator_(std::make_unique<Replicator>(config_, policy_, key_, store_.get(), &ingestor_, clock, &metrics_)),
       federation_service_(replicator_.get(), [this] { return NarSourceStatuses(); }, read_pool_.get()),
+      rebuilds_service_(&rebuild_handler_, read_pool_.get(), submit_pool_.get()),
       scrubber_(std::make_unique<Scrubber>(
           store_.get(), sqlite_,
           ScrubOptions{.interval = config_.scrub_interval, .items_per_second = config_.scrub_rate, .quick_check = false},
           &metrics_)) {
   AddNodeMetrics(metrics_, store_.get(), config_.database_path, absl::Now());
+  AddRebuildMetrics(metrics_, &demand_, &rebuild_book_, &derivation_intake_, store_.get(), clock);
+}
+
+void Node::ForgetConfirmedDemand(std::span<const consensus::StorePath> paths) {
+  // Only the few committed paths that have demand are read, off the writer's thread.
+  std::vector<consensus::StorePath> wanted;
+  const absl::Time now = clock_();
+  for (const consensus::StorePath& path : paths) {
+    if (demand_.DemandOf(path, now) > 0) wanted.push_back(path);
+  }
+  if (wanted.empty()) return;
+  read_pool_->Schedule([this, wanted = std::move(wanted)] {
+    for (const consensus::StorePath& path : wanted) {
+      absl::StatusOr<consensus::Verdict> verdict = rebuild_queue_.VerdictOf(path);
+      if (verdict.ok() && *verdict == consensus::Verdict::kConfirmed) demand_.Forget(path);
+    }
+  });
 }
 
 Node::~Node() { Shutdown(absl::Now()); }
@@ -387,6 +449,7 @@ absl::Status Node::Start() {
   builder.RegisterService(&policy_service_);
   builder.RegisterService(&log_service_);
   builder.RegisterService(&federation_service_);
+  builder.RegisterService(&rebuilds_service_);
   server_ = builder.BuildAndStart();
   if (!server_ || grpc_port_ == 0) {
     server_.reset();
@@ -452,6 +515,9 @@ absl::Status Node::Start() {
   }
   scrubber_->Start();
   if (dispute_differ_) dispute_differ_->Start();
+  demand_saver_ = std::thread([this] {
+    while (!stop_demand_saver_.WaitForNotificationWithTimeout(absl::Minutes(5))) SaveDemand();
+  });
   SetHealth(server_.get(), Health::kServing);
   LogInfo(Cat("node started: grpc ", grpc_address_, http_ ? Cat(", http ", http_address_) : std::string(),
               config_.tls ? Cat(" (TLS", config_.tls->client_ca.path.empty() ? "" : ", client certificates required",
@@ -495,7 +561,18 @@ void Node::Shutdown(absl::Time deadline) {
   if (server_) {
     server_->Shutdown(absl::ToChronoTime(deadline));
     server_->Wait();
-    LogInfo("node stopped");
+  }
+  if (demand_saver_.joinable()) {
+    stop_demand_saver_.Notify();
+    demand_saver_.join();
+    SaveDemand();
+  }
+  if (server_) LogInfo("node stopped");
+}
+
+void Node::SaveDemand() {
+  if (absl::Status saved = demand_.SaveTo(DemandFileOf(config_), clock_()); !saved.ok()) {
+    LogWarning(Cat("saving the demand counts failed (they are kept in memory): ", StdView(saved.message())));
   }
 }
 

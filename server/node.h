@@ -10,6 +10,7 @@
 #define ATTEST_SERVER_NODE_H_
 
 #include <functional>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "consensus/keys.h"
@@ -39,6 +41,11 @@
 #include "server/scrubber.h"
 #include "server/status_query.h"
 #include "server/nar_relay.h"
+#include "server/demand_book.h"
+#include "server/derivation_intake.h"
+#include "server/rebuild_book.h"
+#include "server/rebuild_handler.h"
+#include "server/rebuild_queue.h"
 #include "server/upstream.h"
 #include "storage/nar_cache.h"
 #include "server/worker_pool.h"
@@ -129,6 +136,11 @@ class Node final {
   Scrubber* scrubber() const { return scrubber_.get(); }
   // Compares the bytes of open disputes (background passes start with Start); may be null.
   DisputeDiffer* dispute_differ() const { return dispute_differ_.get(); }
+  // The rebuild loop's parts (tests and the pages).
+  DemandBook* demand() { return &demand_; }
+  RebuildBook* rebuild_book() { return &rebuild_book_; }
+  const RebuildQueue* rebuild_queue() const { return &rebuild_queue_; }
+  DerivationIntake* derivation_intake() { return &derivation_intake_; }
   // One whole scrub pass now, without pauses, with SQLite's quick_check (attestd --check-database);
   // the node need not be started.
   absl::StatusOr<ScrubReport> CheckDatabase();
@@ -140,6 +152,9 @@ class Node final {
   // OK while the log can extend its signed checkpoint; UNAVAILABLE (the Ingestor's accepting_writes)
   // once log publishing has stopped for good.
   absl::Status AcceptingWrites() const;
+  // Drops the demand of committed paths that are CONFIRMED now (checked on the read pool).
+  void ForgetConfirmedDemand(std::span<const consensus::StorePath> paths);
+  void SaveDemand();
 
   Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
        std::unique_ptr<storage::AttestationStore> store, storage::SqliteAttestationStore* sqlite,
@@ -149,6 +164,7 @@ class Node final {
   const NodeConfig config_;
   const consensus::Policy policy_;
   const consensus::SecretKey key_;
+  Clock clock_;
   const std::unique_ptr<storage::AttestationStore> store_;
   storage::SqliteAttestationStore* const sqlite_;  // store_, as SQLite (its path rows are scrubbed)
   // The newest signed checkpoint, kept beside the database (read by the publisher).
@@ -157,6 +173,12 @@ class Node final {
   MetricsRegistry metrics_;
   // Maintainers' statements in force; read by every tally (before the readers and the ingestor).
   const std::unique_ptr<ResolutionBook> resolutions_;
+  // The rebuild loop (docs/rebuilds.md); before the gateway and the services, which count demand.
+  DemandBook demand_;
+  RebuildBook rebuild_book_;
+  DerivationIntake derivation_intake_;
+  RebuildQueue rebuild_queue_;
+  RebuildHandler rebuild_handler_;
   // The gateway's NAR relay from the operators' caches and [[source]] mirrors (null without [gateway]
   // or without such sources); before the gateway, which uses it.
   const std::unique_ptr<storage::NarCache> nar_cache_;
@@ -182,6 +204,7 @@ class Node final {
   // After the ingestor (it writes through it) and the read pool.
   const std::unique_ptr<Replicator> replicator_;
   FederationService federation_service_;
+  RebuildsService rebuilds_service_;
   // Re-checks the stored data in the background ([scrub]).
   const std::unique_ptr<Scrubber> scrubber_;
   std::unique_ptr<grpc::Server> server_;
@@ -190,6 +213,9 @@ class Node final {
   std::string http_address_;
   int grpc_port_ = 0;
   bool shut_down_ = false;
+  // Saves the demand book now and then (<database>.demand), and at shutdown.
+  std::thread demand_saver_;
+  absl::Notification stop_demand_saver_;
 };
 
 }  // namespace attest::server
