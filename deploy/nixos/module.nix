@@ -483,6 +483,17 @@ in
         default = "/var/spool/attest";
         description = "Where the hook leaves a record per built output for the pusher.";
       };
+
+      rebuild = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Also build what the federation is missing: `attest rebuild --watch` takes wanted paths this
+          builder's operator has not attested from the first node's queue, checks and imports their
+          derivations, builds them and pushes the results (docs/rebuilds.md). Importing the fetched .drv
+          files makes attest-push a trusted user of nix-daemon.
+        '';
+      };
     };
   };
 
@@ -569,6 +580,35 @@ in
           RestartSec = "5s";
           # A submission in flight has a 10 s deadline.
           TimeoutStopSec = "20s";
+          LimitNOFILE = 1024;
+        };
+      };
+    })
+
+    (mkIf (builderCfg.enable && builderCfg.rebuild) {
+      # Importing .drv files through nix-daemon needs a trusted user; attest checks each one first.
+      nix.settings.trusted-users = [ "attest-push" ];
+
+      systemd.services.attest-rebuild = {
+        description = "attest rebuild: builds the paths the attest federation is missing";
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "network-online.target" ];
+        after = [ "network-online.target" "nix-daemon.socket" ];
+        restartTriggers = [ builderConfigFile ];
+        # nix-store, from the system's Nix.
+        path = [ "/run/current-system/sw" ];
+        serviceConfig = hardening // {
+          Type = "exec";
+          ExecStart = "${cfg.package}/bin/attest rebuild --watch --config ${builderConfigFile}";
+          User = "attest-push";
+          Group = "attest-push";
+          ReadWritePaths = [ builderCfg.spool ];
+          WorkingDirectory = builderCfg.spool;
+          Environment = "NIX_REMOTE=daemon";
+          Restart = "on-failure";
+          RestartSec = "30s";
+          # A build in progress is left to nix-daemon; its lease expires on the node.
+          TimeoutStopSec = "30s";
           LimitNOFILE = 1024;
         };
       };

@@ -76,6 +76,7 @@ let
         keyFile = attest.builder.keyFile.default;
         nodes = [ "127.0.0.1:7700" ];
         spool = attest.builder.spool.default;
+        rebuild = true;
       };
     };
   };
@@ -85,6 +86,8 @@ let
   builder = builtins.elemAt parts 1;
   attestd = node.systemd.services.attestd;
   push = builder.systemd.services.attest-push;
+  rebuilder = builtins.elemAt parts 2;
+  rebuild = rebuilder.systemd.services.attest-rebuild;
 in
 {
   options = {
@@ -105,5 +108,9 @@ in
     postBuildHookText = builder.nix.settings.post-build-hook.text;
     tmpfiles = builder.systemd.tmpfiles.rules;
     users = builtins.attrNames builder.users.users;
+  };
+  rebuild = {
+    inherit (rebuild) serviceConfig wantedBy after;
+    trustedUsers = rebuilder.nix.settings.trusted-users;
   };
 }

@@ -210,7 +210,7 @@ TEST_F(NixosModuleTest, ServicesHaveTheSandboxOfTheSystemdUnits) {
   const json result = Evaluate();
   ASSERT_TRUE(result.is_object());
   for (const auto& [service, unit_file] : std::vector<std::pair<std::string, std::string>>{
-           {"attestd", "attestd.service"}, {"push", "attest-push.service"}}) {
+           {"attestd", "attestd.service"}, {"push", "attest-push.service"}, {"rebuild", "attest-rebuild.service"}}) {
     const json& module = result[service];
     const std::vector<UnitSetting> unit = ParseUnit(ReadFileOrDie(kDeployDir + "systemd/" + unit_file));
     std::set<std::string> unit_keys;
@@ -226,8 +226,13 @@ TEST_F(NixosModuleTest, ServicesHaveTheSandboxOfTheSystemdUnits) {
     // Same settings both ways.
     EXPECT_EQ(module_keys, unit_keys) << unit_file;
     EXPECT_EQ(module["wantedBy"], json::array({UnitValue(unit, "Install", "WantedBy").value_or("")}));
-    EXPECT_EQ(module["after"], json::array({UnitValue(unit, "Unit", "After").value_or("")}));
+    std::vector<std::string> after = absl::StrSplit(UnitValue(unit, "Unit", "After").value_or(""), ' ');
+    EXPECT_EQ(module["after"], json(after)) << unit_file;
   }
+  EXPECT_EQ(result["rebuild"]["serviceConfig"]["ExecStart"],
+            "/nix/store/44444444444444444444444444444444-attest/bin/attest rebuild --watch --config "
+            "/nix/store/00000000000000000000000000000000-attest-builder.toml");
+  EXPECT_EQ(result["rebuild"]["trustedUsers"], json::array({"attest-push"}));
   EXPECT_EQ(result["attestd"]["serviceConfig"]["ExecStart"],
             "/nix/store/44444444444444444444444444444444-attest/bin/attestd --config "
             "/nix/store/00000000000000000000000000000000-attest-node.toml");

@@ -69,7 +69,7 @@ class SystemdAnalyzeTest : public ::testing::Test {
 };
 
 TEST_F(SystemdAnalyzeTest, VerifyAcceptsTheUnitsWithoutAWarning) {
-  for (const char* name : {"attestd.service", "attest-push.service"}) {
+  for (const char* name : {"attestd.service", "attest-push.service", "attest-rebuild.service"}) {
     const std::string unit = UnitWithBuiltPrograms(dir_, name);
     RunResult verify = attest::testing::Run({analyze_, "verify", "--man=no", unit});
     EXPECT_EQ(verify.exit_code, 0) << name << ":\n" << verify.out << verify.err;
