@@ -241,6 +241,12 @@ std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::
                                      std::unique_ptr<Upstream> upstream, NarRelay* relay, Clock clock,
                                      const ResolutionBook* resolutions, MetricsRegistry* metrics, DemandBook* demand,
                                      storage::DerivationStore* derivations) {
+  std::function<void(const consensus::StorePath&, std::string_view)> on_not_confirmed;
+  if (config.rebuild.count_demand) {
+    on_not_confirmed = [demand, clock](const consensus::StorePath& path, std::string_view client) {
+      demand->Record(path, client, clock());
+    };
+  }
   if (!config.gateway || (!upstream && relay == nullptr)) return nullptr;
   const GatewayConfig& g = *config.gateway;
   return std::make_unique<Gateway>(policy, store, key, std::move(upstream), std::move(clock),
@@ -252,11 +258,7 @@ std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::
                                                   .resolutions = resolutions,
                                                   .metrics = metrics,
                                                   .relay = relay,
-                                                  .on_not_confirmed =
-                                                      [demand, clock](const consensus::StorePath& path,
-                                                                      std::string_view client) {
-                                                        demand->Record(path, client, clock());
-                                                      },
+                                                  .on_not_confirmed = std::move(on_not_confirmed),
                                                   .path_of_hash_part = [derivations](std::string_view hash_part)
                                                       -> std::optional<consensus::StorePath> {
                                                     absl::StatusOr<std::optional<consensus::StorePath>> path =
@@ -351,6 +353,7 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       submit_pool_(std::make_unique<WorkerPool>("submit", config_.rpc_threads)),
       read_pool_(std::make_unique<WorkerPool>("read", config_.rpc_threads)),
       attestations_service_(&ingestor_, &status_query_, submit_pool_.get(), read_pool_.get(),
+                            !config_.rebuild.count_demand ? StatusAnswerHook() :
                             [this, clock](const v1::StatusResponse& answer, std::string_view client) {
                               const absl::Time now = clock();
                               for (const v1::PathStatus& status : answer.statuses()) {

@@ -40,7 +40,7 @@ constexpr std::string_view kLogKeys = "checkpoint_interval";
 constexpr std::string_view kTables =
     "[node], [tls], [gateway], [log], [scrub], [rebuild], [federation], [[peer]] and [[source]]";
 constexpr std::string_view kScrubKeys = "interval, rate";
-constexpr std::string_view kRebuildKeys = "demand_half_life, demand_budget, max_demand_paths, lease";
+constexpr std::string_view kRebuildKeys = "count_demand, demand_half_life, demand_budget, max_demand_paths, lease";
 constexpr std::string_view kTlsKeys = "cert, key, client_ca";
 constexpr std::string_view kFederationKeys = "poll_interval, max_backoff, batch_entries";
 constexpr std::string_view kPeerKeys = "grpc, http, key, ca";
@@ -482,6 +482,12 @@ class ConfigReader final {
     for (const auto& [entry_key, value] : EntriesInFileOrder(*table)) {
       const std::string name(entry_key->str());
       const std::string where = Where(file_, value->source());
+      if (name == "count_demand") {
+        const auto* flag = value->as_boolean();
+        if (flag == nullptr) return absl::InvalidArgumentError(Cat(where, "count_demand must be true or false"));
+        config_.rebuild.count_demand = flag->get();
+        continue;
+      }
       if (name == "demand_budget" || name == "max_demand_paths") {
         const auto* number = value->as_integer();
         const int64_t low = 1;

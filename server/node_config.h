@@ -54,6 +54,8 @@
 //   rate = 20000                     # path rows plus log entries checked per second at most (0: no limit)
 //
 //   [rebuild]                        # the rebuild queue (docs/rebuilds.md)
+//   count_demand = true              # count requests for paths short of CONFIRMED (false: the queue
+//                                    # stays empty; derivations and leases work as ever)
 //   demand_half_life = "24h"         # a path's demand halves in this time (1m to 8760h)
 //   demand_budget = 1000             # requests one client address may add to demand per minute
 //   max_demand_paths = 1000000       # paths with demand kept (about 150 bytes each)
@@ -162,6 +164,7 @@ inline constexpr int kMaxSourcePriority = 10000;
 
 // [rebuild]: demand counting (server/demand_book.h) and rebuild leases (server/rebuild_book.h).
 struct RebuildConfig final {
+  bool count_demand = true;
   absl::Duration demand_half_life = absl::Hours(24);
   int64_t demand_budget = 1000;  // per client address per minute
   int64_t max_demand_paths = 1'000'000;

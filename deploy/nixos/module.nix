@@ -305,6 +305,39 @@ let
         default = { };
         description = "The [scrub] table: re-checking the stored data in the background.";
       };
+      rebuild = mkOption {
+        type = types.submodule {
+          options = {
+            count_demand = mkOption {
+              type = types.bool;
+              default = true;
+              description = "Count requests for paths short of CONFIRMED (false: the rebuild queue stays empty).";
+            };
+            demand_half_life = mkOption {
+              type = durationType;
+              default = "24h";
+              description = "A path's demand halves in this time (1m to 8760h).";
+            };
+            demand_budget = mkOption {
+              type = types.ints.positive;
+              default = 1000;
+              description = "Requests one client address may add to demand per minute.";
+            };
+            max_demand_paths = mkOption {
+              type = types.ints.positive;
+              default = 1000000;
+              description = "Paths with demand kept in memory (about 150 bytes each).";
+            };
+            lease = mkOption {
+              type = durationType;
+              default = "30m";
+              description = "How long a rebuilder's lease on a path lasts unless renewed.";
+            };
+          };
+        };
+        default = { };
+        description = "The [rebuild] table: the rebuild queue (demand, derivations, leases).";
+      };
       federation = mkOption {
         type = types.submodule {
           options = {

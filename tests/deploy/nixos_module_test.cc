@@ -160,7 +160,7 @@ TEST_F(NixosModuleTest, SettingsMirrorEveryKeyOfTheNodeExampleWithItsDefaults) {
   std::set<std::string> module_tables;
   for (const auto& [table, keys] : settings.items()) module_tables.insert(table);
   EXPECT_EQ(module_tables, example_tables);
-  EXPECT_EQ(example_tables, (std::set<std::string>{"node", "gateway", "log", "scrub", "federation", "peer", "source"}));
+  EXPECT_EQ(example_tables, (std::set<std::string>{"node", "gateway", "log", "scrub", "rebuild", "federation", "peer", "source"}));
   for (const auto& [table, keys] : example) {
     std::set<std::string> module_keys;
     for (const auto& [key, value] : settings[table].items()) module_keys.insert(key);
