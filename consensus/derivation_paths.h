@@ -4,20 +4,27 @@
 //
 //   MakeStorePath(type, h, name) = /nix/store/<nix32(compress20(sha256(
 //                                     "<type>:sha256:<hex h>:/nix/store:<name>")))>-<name>
+//                           (compress20 XOR-folds the 32 bytes into 20: out[i % 20] ^= h[i])
 //   a .drv (text)           type "text:<ref1>:<ref2>..." (references sorted), h = sha256(contents);
 //                           its references are its input derivations and input sources
-//   input-addressed output  type "output:<output name>", h = HashModulo(drv),
-//                           name Derivation::OutputPathName(output)
+//   output names            <drv name> for "out", <drv name>-<output> for the others, where the drv
+//                           name is the .drv path's name without ".drv" (as Nix reads it back)
+//   input-addressed output  type "output:<output name>", h = HashModulo(drv)
 //   fixed output            recursive sha256: type "source", h = the output's hash; otherwise type
-//                           "output:out", h = sha256("fixed:out:<algo>:<hex>:")
+//                           "output:out", h = sha256("fixed:out:<hash algo as written>:<hex>:"); Nix
+//                           computes this path and never reads it from the file
 //   HashModulo(drv)         fixed-output: sha256("fixed:out:<hash algo as written>:<hex>:<out path>");
-//                           otherwise sha256 of the ATerm with every output path and every env var
-//                           named like an output emptied, and each input derivation replaced by the
-//                           lower-case hex of its own HashModulo (inputs sorted by that hex, output
-//                           names merged when two inputs share it).
-// (Nix 2.8 src/libstore/store-api.cc makeStorePath/makeTextPath/makeFixedOutputPath,
-// derivations.cc hashDerivationModulo/unparse.) Checked against derivations real Nix 2.8 wrote
-// (tests/testdata/derivations/).
+//                           otherwise sha256 of the ATerm (outputs, input sources and environment
+//                           sorted, as Nix holds them) with every output path and every env var named
+//                           like an output emptied, and each input derivation replaced by the
+//                           lower-case hex of its InputHash (inputs sorted by that hex, output names
+//                           merged when two inputs share it)
+//   InputHash(drv)          fixed-output: HashModulo(drv); otherwise the same as HashModulo but with
+//                           the output paths and env vars kept as written (Nix's pathDerivationModulo
+//                           hashes an input with maskOutputs = false)
+// (Nix 2.8 src/libstore/store-api.cc makeStorePath/makeTextPath/makeFixedOutputPath/makeOutputPath,
+// derivations.cc hashDerivationModulo/pathDerivationModulo/unparse.) Checked against derivations and
+// output paths real Nix 2.8 wrote (tests/testdata/derivations/).
 //
 // Pure functions and value types; DerivationGraph is thread-compatible.
 #ifndef ATTEST_CONSENSUS_DERIVATION_PATHS_H_
@@ -26,6 +33,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -74,10 +82,13 @@ class DerivationGraph final {
   const Derivation* Find(const StorePath& drv_path) const;
 
   // HashModulo of the derivation (see the file comment), following input derivations iteratively and
-  // remembering every hash computed. NOT_FOUND naming the input derivation the graph lacks and the
+  // remembering every hash computed (so a derivation added after a failure, e.g. a missing input,
+  // is picked up by the next call). NOT_FOUND naming the input derivation the graph lacks and the
   // derivation that needs it; FAILED_PRECONDITION for a derivation with floating content-addressed or
   // deferred outputs (its output paths are not known before building, attest does not check them);
-  // INVALID_ARGUMENT for a chain longer than kMaxDerivationDepth or a cycle.
+  // INVALID_ARGUMENT for a chain longer than kMaxDerivationDepth or a cycle, a derivation that mixes
+  // output kinds or has a fixed output other than a single "out" (Nix refuses both), or one that uses
+  // an output its input derivation does not have.
   absl::StatusOr<Sha256Digest> HashModulo(const StorePath& drv_path);
 
   // The output paths the derivation must have, by output name, computed from its inputs (HashModulo).
@@ -90,8 +101,17 @@ class DerivationGraph final {
   absl::Status CheckOutputPaths(const StorePath& drv_path);
 
  private:
+  // Computes InputHash of every input derivation reachable from `root` (not of `root` itself), with
+  // an explicit stack bounded by kMaxDerivationDepth.
+  absl::Status HashInputsOf(const StorePath& root);
+  // The input derivations of `drv` keyed by the hex of their InputHash, as Nix's hashDerivationModulo
+  // writes them. Precondition: HashInputsOf(drv_path) is OK.
+  absl::StatusOr<std::map<std::string, std::set<std::string>>> HashedInputs(const StorePath& drv_path,
+                                                                           const Derivation& drv) const;
+
   absl::flat_hash_map<StorePath, Derivation> derivations_;
-  absl::flat_hash_map<StorePath, Sha256Digest> hashes_;
+  absl::flat_hash_map<StorePath, Sha256Digest> hashes_;        // HashModulo
+  absl::flat_hash_map<StorePath, Sha256Digest> input_hashes_;  // InputHash
 };
 
 }  // namespace attest::consensus
