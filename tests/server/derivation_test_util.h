@@ -44,8 +44,9 @@ inline TestDrv MakeTestDrv(const std::string& name, const std::vector<const Test
   // The output path follows from the derivation with its outputs masked; the graph needs its inputs.
   consensus::DerivationGraph graph;
   for (const TestDrv* input : inputs) graph.Add(input->path, input->parsed);
+  // Output paths are named after the .drv's name, so the stand-in path has the right one.
   absl::StatusOr<consensus::StorePath> placeholder =
-      consensus::StorePath::Parse("/nix/store/00000000000000000000000000000000-placeholder.drv");
+      consensus::StorePath::Parse(absl::StrCat("/nix/store/00000000000000000000000000000000-", name, ".drv"));
   EXPECT_TRUE(placeholder.ok());
   consensus::Derivation masked = drv;
   masked.outputs[0].path = consensus::StorePath::Parse(
