@@ -1,6 +1,6 @@
 // MemoryAttestationStore: an AttestationStore held in memory, for tests and tools that need no
 // durability. Behaves exactly like SqliteAttestationStore (same validation, outcomes and ordering);
-// both pass tests/storage/attestation_store_contract_test.cc.
+// both pass tests/storage/attestation_store_contract_test.cc and derivation_store_contract_test.cc.
 //
 // Thread-safe: one mutex guards all state; Write is atomic with respect to every other call.
 #ifndef ATTEST_STORAGE_MEMORY_ATTESTATION_STORE_H_
