@@ -5,15 +5,17 @@
 //   Ledger                storage/ledger.h                 attestations, disputes, resolutions, statistics
 //   TransparencyLogStore  storage/transparency_log_store.h the node's log: entries, tiles, checkpoints
 //   PeerStore             storage/peer_store.h             followed peers: progress, refused entries, forks
-// An implementation implements all four, behind this union: SqliteAttestationStore (the default, one
+//   DerivationStore       storage/derivation_store.h       .drv files for rebuilders, with a write of its own
+// An implementation implements all five, behind this union: SqliteAttestationStore (the default, one
 // file, WAL) and MemoryAttestationStore (tests), both passing
-// tests/storage/attestation_store_contract_test.cc. Whoever owns the store (server/node.h) holds an
+// tests/storage/attestation_store_contract_test.cc and tests/storage/derivation_store_contract_test.cc. Whoever owns the store (server/node.h) holds an
 // AttestationStore; every other user takes only the role it uses.
 //
 // Thread-safety: every method may be called from any thread; implementations serialise writes.
 #ifndef ATTEST_STORAGE_ATTESTATION_STORE_H_
 #define ATTEST_STORAGE_ATTESTATION_STORE_H_
 
+#include "storage/derivation_store.h"
 #include "storage/ledger.h"
 #include "storage/peer_store.h"
 #include "storage/store_writer.h"
@@ -21,7 +23,11 @@
 
 namespace attest::storage {
 
-class AttestationStore : public StoreWriter, public Ledger, public TransparencyLogStore, public PeerStore {
+class AttestationStore : public StoreWriter,
+                         public Ledger,
+                         public TransparencyLogStore,
+                         public PeerStore,
+                         public DerivationStore {
  public:
   ~AttestationStore() override = default;
 };

@@ -48,6 +48,57 @@ absl::Status ValidateStoredDispute(const StoredDispute& dispute, size_t index, s
   return absl::OkStatus();
 }
 
+absl::Status ValidateStoredDerivation(const StoredDerivation& derivation, size_t index, size_t count) {
+  const std::string prefix = consensus::Cat("derivation ", index + 1, " of ", count, ": ");
+  const std::string& path = derivation.path.full();
+  if (!derivation.path.IsDerivation()) {
+    return absl::InvalidArgumentError(
+        consensus::Cat(prefix, path, " is not a derivation (its name must end in .drv)"));
+  }
+  if (derivation.contents.empty()) {
+    return absl::InvalidArgumentError(consensus::Cat(prefix, path, " has empty contents"));
+  }
+  for (size_t i = 0; i < derivation.input_derivations.size(); ++i) {
+    const consensus::StorePath& input = derivation.input_derivations[i];
+    if (!input.IsDerivation()) {
+      return absl::InvalidArgumentError(consensus::Cat(prefix, path, ": input derivation ", input.full(),
+                                                       " is not a derivation (its name must end in .drv)"));
+    }
+    if (i > 0 && !(derivation.input_derivations[i - 1] < input)) {
+      return absl::InvalidArgumentError(consensus::Cat(prefix, path, ": input derivations are not sorted and unique (",
+                                                       derivation.input_derivations[i - 1].full(), " before ",
+                                                       input.full(), ")"));
+    }
+  }
+  for (size_t i = 0; i < derivation.outputs.size(); ++i) {
+    const std::string& name = derivation.outputs[i].output_name;
+    if (name.empty()) {
+      return absl::InvalidArgumentError(consensus::Cat(prefix, path, ": output ", i + 1, " has no name"));
+    }
+    if (i > 0 && !(derivation.outputs[i - 1].output_name < name)) {
+      return absl::InvalidArgumentError(consensus::Cat(prefix, path, ": outputs are not sorted by unique names ('",
+                                                       derivation.outputs[i - 1].output_name, "' before '", name,
+                                                       "')"));
+    }
+  }
+  if (derivation.received_unix < 0) {
+    return absl::InvalidArgumentError(
+        consensus::Cat(prefix, path, ": received time ", derivation.received_unix, " is negative"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateHashPart(std::string_view hash_part) {
+  // A store path with this hash part parses exactly when the hash part is well formed, so the
+  // alphabet is checked in one place (consensus/store_path.h).
+  if (hash_part.size() != consensus::kStorePathHashLength ||
+      !consensus::StorePath::ParseBaseName(consensus::Cat(hash_part, "-x")).ok()) {
+    return absl::InvalidArgumentError(consensus::Cat(consensus::QuoteForError(hash_part),
+                                                     " is not a store path hash part (32 nix32 characters)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateStoredResolution(const StoredResolution& resolution, size_t index, size_t count) {
   const std::string prefix = consensus::Cat("resolution ", index + 1, " of ", count, ": ");
   if (resolution.dispute_id.empty() || resolution.signed_note.empty() || resolution.maintainer.empty()) {

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -28,6 +29,16 @@ absl::Status ValidateStoredDispute(const StoredDispute& dispute, size_t index, s
 // INVALID_ARGUMENT, prefixed "resolution <index+1> of <count>: ", when the dispute id, signed note or
 // maintainer is empty or a time is negative.
 absl::Status ValidateStoredResolution(const StoredResolution& resolution, size_t index, size_t count);
+
+// INVALID_ARGUMENT, prefixed "derivation <index+1> of <count>: ", when the path is not a derivation
+// (name ending in .drv), the contents are empty, the input derivations are not sorted, unique .drv
+// paths, the outputs are not sorted by unique, non-empty names, or the received time is negative.
+// (A DerivationStore applies it to every item of a PutDerivations call before storing any.)
+absl::Status ValidateStoredDerivation(const StoredDerivation& derivation, size_t index, size_t count);
+
+// INVALID_ARGUMENT unless `hash_part` is a store path's hash part: 32 characters of the nix32
+// alphabet (DerivationStore::OutputPathByHashPart).
+absl::Status ValidateHashPart(std::string_view hash_part);
 
 // Whether a dispute passes the query's filters (state, name, operator); paging is not considered.
 bool MatchesDisputeFilters(const StoredDispute& dispute, const DisputeQuery& query);

@@ -64,6 +64,25 @@ class ForwardingAttestationStore : public AttestationStore {
     return inner_->StoreForkEvidence(evidence);
   }
   absl::StatusOr<std::vector<ForkEvidence>> ListForkEvidence() override { return inner_->ListForkEvidence(); }
+  // --- DerivationStore (storage/derivation_store.h) ---
+  absl::StatusOr<std::vector<WriteOutcome>> PutDerivations(std::span<const StoredDerivation> derivations) override {
+    return inner_->PutDerivations(derivations);
+  }
+  absl::StatusOr<std::vector<bool>> HasDerivations(std::span<const consensus::StorePath> paths) override {
+    return inner_->HasDerivations(paths);
+  }
+  absl::StatusOr<std::vector<std::optional<StoredDerivation>>> GetDerivations(
+      std::span<const consensus::StorePath> paths) override {
+    return inner_->GetDerivations(paths);
+  }
+  absl::StatusOr<std::vector<std::vector<DerivationOfOutput>>> DerivationsProducing(
+      std::span<const consensus::StorePath> outputs) override {
+    return inner_->DerivationsProducing(outputs);
+  }
+  absl::StatusOr<std::optional<consensus::StorePath>> OutputPathByHashPart(std::string_view hash_part) override {
+    return inner_->OutputPathByHashPart(hash_part);
+  }
+  absl::StatusOr<DerivationStats> GetDerivationStats() override { return inner_->GetDerivationStats(); }
 
  protected:
   AttestationStore* inner() const { return inner_; }

@@ -10,6 +10,8 @@
 
 namespace attest::storage {
 
+using consensus::StorePath;
+
 absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const WriteBatch& batch) {
   // Validate everything first: a refused item must leave the store untouched.
   for (size_t i = 0; i < batch.attestations.size(); ++i) {
@@ -295,6 +297,86 @@ absl::StatusOr<std::vector<ForkEvidence>> MemoryAttestationStore::ListForkEviden
   std::vector<ForkEvidence> out;
   for (const auto& [peer, evidence] : forks_) out.push_back(evidence);
   return out;
+}
+
+absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::PutDerivations(
+    std::span<const StoredDerivation> derivations) {
+  // Validate everything first: a refused item must leave the store untouched.
+  for (size_t i = 0; i < derivations.size(); ++i) {
+    if (absl::Status status = ValidateStoredDerivation(derivations[i], i, derivations.size()); !status.ok()) {
+      return status;
+    }
+  }
+  std::vector<WriteOutcome> outcomes;
+  outcomes.reserve(derivations.size());
+  absl::MutexLock lock(&mu_);
+  for (const StoredDerivation& derivation : derivations) {
+    auto [it, inserted] = derivations_.try_emplace(derivation.path, derivation);
+    outcomes.push_back(inserted ? WriteOutcome::kInserted : WriteOutcome::kAlreadyPresent);
+    if (!inserted) continue;
+    derivation_bytes_ += static_cast<int64_t>(derivation.contents.size());
+    for (const DerivationOutputPath& output : derivation.outputs) {
+      producers_[output.path.full()].insert(
+          DerivationOfOutput{.drv_path = derivation.path, .output_name = output.output_name});
+    }
+  }
+  return outcomes;
+}
+
+absl::StatusOr<std::vector<bool>> MemoryAttestationStore::HasDerivations(std::span<const StorePath> paths) {
+  absl::MutexLock lock(&mu_);
+  std::vector<bool> out;
+  out.reserve(paths.size());
+  for (const StorePath& path : paths) out.push_back(derivations_.contains(path));
+  return out;
+}
+
+absl::StatusOr<std::vector<std::optional<StoredDerivation>>> MemoryAttestationStore::GetDerivations(
+    std::span<const StorePath> paths) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::optional<StoredDerivation>> out;
+  out.reserve(paths.size());
+  for (const StorePath& path : paths) {
+    auto it = derivations_.find(path);
+    out.push_back(it == derivations_.end() ? std::nullopt : std::optional(it->second));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::vector<DerivationOfOutput>>> MemoryAttestationStore::DerivationsProducing(
+    std::span<const StorePath> outputs) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::vector<DerivationOfOutput>> out;
+  out.reserve(outputs.size());
+  for (const StorePath& output : outputs) {
+    auto it = producers_.find(output.full());
+    if (it == producers_.end()) {
+      out.emplace_back();
+    } else {
+      out.emplace_back(it->second.begin(), it->second.end());
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<StorePath>> MemoryAttestationStore::OutputPathByHashPart(std::string_view hash_part) {
+  if (absl::Status status = ValidateHashPart(hash_part); !status.ok()) return status;
+  const std::string prefix = consensus::Cat(consensus::kStoreDir, "/", hash_part, "-");
+  absl::MutexLock lock(&mu_);
+  auto it = producers_.lower_bound(prefix);
+  if (it == producers_.end() || !it->first.starts_with(prefix)) return std::nullopt;
+  auto path = StorePath::Parse(it->first);
+  // Keys are the full paths of parsed StorePaths, so this cannot fail.
+  if (!path.ok()) {
+    return absl::InternalError(consensus::Cat("an output path held in memory does not parse: ", path.status().message()));
+  }
+  return std::optional(*path);
+}
+
+absl::StatusOr<DerivationStats> MemoryAttestationStore::GetDerivationStats() {
+  absl::MutexLock lock(&mu_);
+  return DerivationStats{.derivations = static_cast<int64_t>(derivations_.size()),
+                         .content_bytes = derivation_bytes_};
 }
 
 }  // namespace attest::storage

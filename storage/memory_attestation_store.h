@@ -1,12 +1,13 @@
 // MemoryAttestationStore: an AttestationStore held in memory, for tests and tools that need no
 // durability. Behaves exactly like SqliteAttestationStore (same validation, outcomes and ordering);
-// both pass tests/storage/attestation_store_contract_test.cc.
+// both pass tests/storage/attestation_store_contract_test.cc and derivation_store_contract_test.cc.
 //
 // Thread-safe: one mutex guards all state; Write is atomic with respect to every other call.
 #ifndef ATTEST_STORAGE_MEMORY_ATTESTATION_STORE_H_
 #define ATTEST_STORAGE_MEMORY_ATTESTATION_STORE_H_
 
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -57,6 +58,16 @@ class MemoryAttestationStore final : public AttestationStore {
   absl::Status StoreForkEvidence(const ForkEvidence& evidence) override;
   absl::StatusOr<std::vector<ForkEvidence>> ListForkEvidence() override;
 
+  // --- DerivationStore (storage/derivation_store.h) ---
+  absl::StatusOr<std::vector<WriteOutcome>> PutDerivations(std::span<const StoredDerivation> derivations) override;
+  absl::StatusOr<std::vector<bool>> HasDerivations(std::span<const consensus::StorePath> paths) override;
+  absl::StatusOr<std::vector<std::optional<StoredDerivation>>> GetDerivations(
+      std::span<const consensus::StorePath> paths) override;
+  absl::StatusOr<std::vector<std::vector<DerivationOfOutput>>> DerivationsProducing(
+      std::span<const consensus::StorePath> outputs) override;
+  absl::StatusOr<std::optional<consensus::StorePath>> OutputPathByHashPart(std::string_view hash_part) override;
+  absl::StatusOr<DerivationStats> GetDerivationStats() override;
+
  private:
   void AppendToLog(std::string entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -78,6 +89,17 @@ class MemoryAttestationStore final : public AttestationStore {
   std::map<std::string, std::map<uint64_t, std::string>> peer_entries_ ABSL_GUARDED_BY(mu_);  // by index
   std::map<std::pair<std::string, uint64_t>, RejectedEntry> rejected_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, ForkEvidence> forks_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<consensus::StorePath, StoredDerivation> derivations_ ABSL_GUARDED_BY(mu_);
+  int64_t derivation_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Output path (full, so that a hash part is a prefix range) -> the derivations listing it, in the
+  // order DerivationsProducing returns them.
+  struct ByDrvPathThenOutput {
+    bool operator()(const DerivationOfOutput& a, const DerivationOfOutput& b) const {
+      return std::tie(a.drv_path, a.output_name) < std::tie(b.drv_path, b.output_name);
+    }
+  };
+  std::map<std::string, std::set<DerivationOfOutput, ByDrvPathThenOutput>, std::less<>> producers_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace attest::storage

@@ -85,7 +85,8 @@ absl::StatusOr<std::unique_ptr<SqliteAttestationStore::Writer>> SqliteAttestatio
     std::unique_ptr<Connection> db) {
   auto writer = std::unique_ptr<Writer>(new Writer(std::move(db)));
   for (absl::Status (Writer::*prepare)() : {&Writer::PreparePathsStatements, &Writer::PrepareDisputesStatements,
-                                            &Writer::PrepareLogStatements, &Writer::PreparePeersStatements}) {
+                                            &Writer::PrepareLogStatements, &Writer::PreparePeersStatements,
+                                            &Writer::PrepareDerivationsStatements}) {
     if (absl::Status status = (writer.get()->*prepare)(); !status.ok()) return status;
   }
   if (absl::Status status = writer->ResumeLog(); !status.ok()) return status;
@@ -239,7 +240,8 @@ absl::StatusOr<std::unique_ptr<SqliteAttestationStore::Reader>> SqliteAttestatio
   }
   auto reader = std::unique_ptr<Reader>(new Reader(std::move(*db), path_ids));
   for (absl::Status (Reader::*prepare)() : {&Reader::PreparePathsStatements, &Reader::PrepareDisputesStatements,
-                                            &Reader::PrepareLogStatements, &Reader::PreparePeersStatements}) {
+                                            &Reader::PrepareLogStatements, &Reader::PreparePeersStatements,
+                                            &Reader::PrepareDerivationsStatements}) {
     if (absl::Status status = (reader.get()->*prepare)(); !status.ok()) return status;
   }
   return reader;
@@ -604,6 +606,55 @@ absl::StatusOr<std::optional<StoredCheckpoint>> SqliteAttestationStore::LatestCh
   if (!reader.ok()) return reader.status();
   ReaderLease lease(*this, std::move(*reader));
   return WithBusyRetries(options_, [&] { return lease->LatestCheckpoint(); });
+}
+
+absl::StatusOr<std::vector<WriteOutcome>> SqliteAttestationStore::PutDerivations(
+    std::span<const StoredDerivation> derivations) {
+  absl::MutexLock lock(&write_mu_);
+  // A failed attempt rolled back everything it stored and left no cached ids (derivations use no
+  // dictionaries), so it is simply tried again.
+  return WithBusyRetries(options_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    return writer_->PutDerivations(derivations);
+  });
+}
+
+absl::StatusOr<std::vector<bool>> SqliteAttestationStore::HasDerivations(std::span<const consensus::StorePath> paths) {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->HasDerivations(paths); });
+}
+
+absl::StatusOr<std::vector<std::optional<StoredDerivation>>> SqliteAttestationStore::GetDerivations(
+    std::span<const consensus::StorePath> paths) {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->GetDerivations(paths); });
+}
+
+absl::StatusOr<std::vector<std::vector<DerivationOfOutput>>> SqliteAttestationStore::DerivationsProducing(
+    std::span<const consensus::StorePath> outputs) {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->DerivationsProducing(outputs); });
+}
+
+absl::StatusOr<std::optional<consensus::StorePath>> SqliteAttestationStore::OutputPathByHashPart(
+    std::string_view hash_part) {
+  if (absl::Status status = ValidateHashPart(hash_part); !status.ok()) return status;
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->OutputPathByHashPart(hash_part); });
+}
+
+absl::StatusOr<DerivationStats> SqliteAttestationStore::GetDerivationStats() {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->GetDerivationStats(); });
 }
 
 }  // namespace attest::storage

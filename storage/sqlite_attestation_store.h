@@ -54,7 +54,7 @@ struct SqliteOptions final {
 };
 
 // The schema version this build reads and writes (PRAGMA user_version).
-inline constexpr int kSqliteSchemaVersion = 6;
+inline constexpr int kSqliteSchemaVersion = 7;
 // PRAGMA application_id of an attest database: "atst".
 inline constexpr int32_t kSqliteApplicationId = 0x61747374;
 
@@ -120,6 +120,17 @@ class SqliteAttestationStore final : public AttestationStore {
                                                           uint64_t count) override;
   absl::Status StoreForkEvidence(const ForkEvidence& evidence) override;
   absl::StatusOr<std::vector<ForkEvidence>> ListForkEvidence() override;
+  // --- DerivationStore (storage/derivation_store.h) ---
+  // One write transaction per call on the writer connection (serialised with Write); reads on the
+  // reader pool, each call in one snapshot. FAILED_PRECONDITION when the file became read-only.
+  absl::StatusOr<std::vector<WriteOutcome>> PutDerivations(std::span<const StoredDerivation> derivations) override;
+  absl::StatusOr<std::vector<bool>> HasDerivations(std::span<const consensus::StorePath> paths) override;
+  absl::StatusOr<std::vector<std::optional<StoredDerivation>>> GetDerivations(
+      std::span<const consensus::StorePath> paths) override;
+  absl::StatusOr<std::vector<std::vector<DerivationOfOutput>>> DerivationsProducing(
+      std::span<const consensus::StorePath> outputs) override;
+  absl::StatusOr<std::optional<consensus::StorePath>> OutputPathByHashPart(std::string_view hash_part) override;
+  absl::StatusOr<DerivationStats> GetDerivationStats() override;
 
   const std::string& path() const { return path_; }
 

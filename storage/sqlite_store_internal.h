@@ -6,6 +6,7 @@
 //   sqlite_store_disputes.cc          disputes and resolutions
 //   sqlite_store_transparency_log.cc  the node's log: entries, tiles, checkpoints
 //   sqlite_store_peers.cc             followed peers: progress, kept entries, refusals, fork evidence
+//   sqlite_store_derivations.cc       derivations: their files, input derivations and output index
 // The Writer (one connection, all writes) and the Reader (one pooled read-only connection) are
 // declared here with their statements grouped by family; each family prepares its own statements.
 // No header outside storage/ includes this one.
@@ -168,6 +169,9 @@ class SqliteAttestationStore::Writer {
   absl::Status StoreForkEvidence(const ForkEvidence& evidence);
   absl::StatusOr<std::vector<ForkEvidence>> ListForkEvidence();
 
+  // Derivations (sqlite_store_derivations.cc). One transaction; on failure nothing is stored.
+  absl::StatusOr<std::vector<WriteOutcome>> PutDerivations(std::span<const StoredDerivation> derivations);
+
  private:
   // A store path the batch writes to: its row (id 0 until inserted) and record.
   struct PathRow {
@@ -219,6 +223,11 @@ class SqliteAttestationStore::Writer {
   absl::Status StorePeerProgress(const WriteBatch& batch);
   absl::Status StoreRejectedEntries(const WriteBatch& batch);
 
+  // Derivations (sqlite_store_derivations.cc).
+  absl::Status PrepareDerivationsStatements();
+  // Inserts one derivation with its inputs and outputs unless its path is held; whether it was.
+  absl::StatusOr<bool> InsertDerivation(const StoredDerivation& derivation);
+
   std::unique_ptr<Connection> db_;
   std::unique_ptr<Statement> find_paths_, insert_path_, update_path_, find_key_, insert_key_, find_observed_key_,
       insert_observed_key_, find_label_, insert_label_, bump_counter_;
@@ -226,6 +235,7 @@ class SqliteAttestationStore::Writer {
   std::unique_ptr<Statement> insert_log_entry_, put_tile_, get_tile_, find_checkpoint_, insert_checkpoint_;
   std::unique_ptr<Statement> get_peer_, put_peer_, insert_peer_entry_, insert_rejection_, recent_rejections_,
       count_rejections_, insert_fork_, list_forks_;
+  std::unique_ptr<Statement> insert_derivation_, insert_derivation_input_, insert_derivation_output_;
   // The log as this transaction grows it, and as of the last commit (restored on rollback).
   LogTree log_;
   LogTree committed_log_;
@@ -274,6 +284,16 @@ class SqliteAttestationStore::Reader {
   // Peers (sqlite_store_peers.cc).
   absl::StatusOr<std::vector<std::string>> PeerLogEntries(const std::string& peer, uint64_t first, uint64_t count);
 
+  // Derivations (sqlite_store_derivations.cc); each call reads one snapshot.
+  absl::StatusOr<std::vector<bool>> HasDerivations(std::span<const consensus::StorePath> paths);
+  absl::StatusOr<std::vector<std::optional<StoredDerivation>>> GetDerivations(
+      std::span<const consensus::StorePath> paths);
+  absl::StatusOr<std::vector<std::vector<DerivationOfOutput>>> DerivationsProducing(
+      std::span<const consensus::StorePath> outputs);
+  // `hash_part` already validated.
+  absl::StatusOr<std::optional<consensus::StorePath>> OutputPathByHashPart(std::string_view hash_part);
+  absl::StatusOr<DerivationStats> GetDerivationStats();
+
  private:
   struct Slot {
     const consensus::StorePath* path;
@@ -317,6 +337,11 @@ class SqliteAttestationStore::Reader {
   absl::Status PrepareLogStatements();
   absl::Status PreparePeersStatements();
 
+  // Derivations (sqlite_store_derivations.cc).
+  absl::Status PrepareDerivationsStatements();
+  // A store path read from a derivation table; DATA_LOSS naming the file when it does not parse.
+  absl::StatusOr<consensus::StorePath> StoredPath(std::string_view text, std::string_view what);
+
   std::unique_ptr<Connection> db_;
   Lookups lookups_;
   PathIdIndex& path_ids_;
@@ -327,6 +352,8 @@ class SqliteAttestationStore::Reader {
       all_resolutions_;
   std::unique_ptr<Statement> log_entries_, get_tile_, latest_checkpoint_;
   std::unique_ptr<Statement> peer_entries_;
+  std::unique_ptr<Statement> held_derivations_, derivations_by_path_, inputs_by_drv_, outputs_by_drv_,
+      producers_by_output_, output_by_hash_range_, derivation_counters_;
   // Prepared on first use (only the scrub uses them).
   std::unique_ptr<Statement> check_rows_, check_index_;
 };

@@ -163,6 +163,37 @@ CREATE TABLE peer_entries (
 ) STRICT;
 )sql";
 
+// Added in version 7: the derivations builders send so that rebuilders can build what is wanted
+// (storage/derivation_store.h). One row per .drv file; its input derivations and output paths one row
+// each. Paths are text: the input derivations need not be held, and output paths are not `paths`
+// rows (nobody may have attested them yet).
+constexpr std::string_view kDerivationTables = R"sql(
+-- A rowid table: contents are a few KiB, too large for WITHOUT ROWID's B-tree cells. The path's
+-- UNIQUE index answers HasDerivations without touching the contents.
+CREATE TABLE derivations (
+  id INTEGER PRIMARY KEY,
+  path TEXT NOT NULL UNIQUE,   -- "/nix/store/<hash>-<name>.drv"
+  contents BLOB NOT NULL,      -- the .drv file, byte for byte
+  received INTEGER NOT NULL
+) STRICT;
+-- Sorted per derivation by the primary key, which is the order they are returned in.
+CREATE TABLE derivation_inputs (
+  drv_id INTEGER NOT NULL REFERENCES derivations(id),
+  input TEXT NOT NULL,
+  PRIMARY KEY (drv_id, input)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE derivation_outputs (
+  drv_id INTEGER NOT NULL REFERENCES derivations(id),
+  name TEXT NOT NULL,
+  path TEXT NOT NULL,
+  PRIMARY KEY (drv_id, name)
+) STRICT, WITHOUT ROWID;
+-- Finds the derivations of an output path, and an output path by its hash part: every path with hash
+-- part H lies in ['/nix/store/H-', '/nix/store/H.') in byte order, one range of this index. It holds
+-- the primary key too, so both lookups read the index alone.
+CREATE INDEX derivation_outputs_by_path ON derivation_outputs(path);
+)sql";
+
 // Version 1 (one row per signature, claims and paths normalised) was only ever written by
 // development builds. An empty version-1 database is rebuilt as version 2; one holding attestations
 // is refused (see CreateOrMigrate): there is nothing in the field to convert.
@@ -170,7 +201,7 @@ constexpr std::string_view kDropSchemaV1 = R"sql(
 DROP TABLE signatures; DROP TABLE claims; DROP TABLE disputes; DROP TABLE paths; DROP TABLE keys;
 DROP TABLE observed_keys; DROP TABLE labels; DROP TABLE counters;
 )sql";
-static_assert(kSqliteSchemaVersion == 6);
+static_assert(kSqliteSchemaVersion == 7);
 
 // Fills what version 4 added for data written by older versions: each dispute's operators (from its
 // signed record) and the per-key attestation counters (one pass over the path records).
@@ -251,10 +282,12 @@ constexpr Migration kMigrations[] = {
     {5, "", "", "", nullptr},
     // Entries replicated before version 6 are not kept (documented in docs/federation.md).
     {6, kPeerEntriesTable, "creating the peer entries table", "adding the peer entries table", nullptr},
+    // Derivations are new in version 7: nothing to backfill (their counters start at zero).
+    {7, kDerivationTables, "creating the derivation tables", "adding the derivation tables", nullptr},
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion - 1);
 
-// Brings a version-2..5 file to kSqliteSchemaVersion (inside the caller's transaction).
+// Brings a version-2..6 file to kSqliteSchemaVersion (inside the caller's transaction).
 absl::Status Migrate(Connection& db, int64_t from_version) {
   for (const Migration& step : kMigrations) {
     if (step.version <= from_version) continue;

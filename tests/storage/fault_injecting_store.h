@@ -29,19 +29,20 @@ class FaultInjectingStore final : public AttestationStore {
  public:
   explicit FaultInjectingStore(std::unique_ptr<AttestationStore> inner) : inner_(std::move(inner)) {}
 
-  // The next `count` Write calls return `status` without reaching the inner store.
+  // The next `count` Write (or PutDerivations) calls return `status` without reaching the inner store.
   void FailWrites(int count, absl::Status status) {
     absl::MutexLock lock(&mu_);
     writes_before_commit_ = Plan{count, std::move(status)};
   }
-  // The next `count` Write calls are stored by the inner store and then report `status`, as when the
-  // acknowledgement of a committed write is lost. A retry must then see kAlreadyPresent.
+  // The next `count` Write (or PutDerivations) calls are stored by the inner store and then report
+  // `status`, as when the acknowledgement of a committed write is lost. A retry must then see
+  // kAlreadyPresent.
   void FailWritesAfterCommit(int count, absl::Status status) {
     absl::MutexLock lock(&mu_);
     writes_after_commit_ = Plan{count, std::move(status)};
   }
-  // The next `count` reads (AttestationsFor, GetDispute, ListDisputes, Stats and the log reads)
-  // return `status`.
+  // The next `count` reads (AttestationsFor, GetDispute, ListDisputes, Stats, the log reads and the
+  // derivation reads) return `status`.
   void FailReads(int count, absl::Status status) {
     absl::MutexLock lock(&mu_);
     reads_ = Plan{count, std::move(status)};
@@ -178,6 +179,42 @@ class FaultInjectingStore final : public AttestationStore {
   absl::StatusOr<std::vector<ForkEvidence>> ListForkEvidence() override {
     if (auto failure = TakeRead()) return *failure;
     return inner_->ListForkEvidence();
+  }
+  // --- DerivationStore (storage/derivation_store.h) ---
+  // Counted as a write, and failed before or after the commit as Write is.
+  absl::StatusOr<std::vector<WriteOutcome>> PutDerivations(std::span<const StoredDerivation> derivations) override {
+    std::optional<absl::Status> after_commit;
+    {
+      absl::MutexLock lock(&mu_);
+      ++write_calls_;
+      if (auto failure = Take(writes_before_commit_)) return *failure;
+      after_commit = Take(writes_after_commit_);
+    }
+    auto result = inner_->PutDerivations(derivations);
+    if (after_commit.has_value() && result.ok()) return *after_commit;
+    return result;
+  }
+  absl::StatusOr<std::vector<bool>> HasDerivations(std::span<const consensus::StorePath> paths) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->HasDerivations(paths);
+  }
+  absl::StatusOr<std::vector<std::optional<StoredDerivation>>> GetDerivations(
+      std::span<const consensus::StorePath> paths) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->GetDerivations(paths);
+  }
+  absl::StatusOr<std::vector<std::vector<DerivationOfOutput>>> DerivationsProducing(
+      std::span<const consensus::StorePath> outputs) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->DerivationsProducing(outputs);
+  }
+  absl::StatusOr<std::optional<consensus::StorePath>> OutputPathByHashPart(std::string_view hash_part) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->OutputPathByHashPart(hash_part);
+  }
+  absl::StatusOr<DerivationStats> GetDerivationStats() override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->GetDerivationStats();
   }
 
  private:
