@@ -293,7 +293,7 @@ absl::Status DemandBook::SaveTo(const std::string& file, absl::Time now) const {
   // Written outside the lock: Record must not wait for a disk.
   absl::Status written = storage::WriteFileAtomically(file, text, 0644);
   if (!written.ok()) {
-    return absl::Status(written.code(), Cat("cannot save the demand book: ", StdView(written.message()),
+    return absl::Status(written.code(), Cat("cannot save the demand book to ", file, ": ", StdView(written.message()),
                                             " (demand is kept in memory; fix the file's directory so the "
                                             "next save keeps it across a restart)"));
   }
@@ -305,9 +305,12 @@ absl::Status DemandBook::LoadFrom(const std::string& file, absl::Time now) {
     absl::MutexLock lock(&state_->mu);
     state_->Clear();
   }
+  // The most a snapshot of max_paths paths can take (saturating: max_paths may be "no bound").
+  const size_t max_bytes = options_.max_paths < std::numeric_limits<size_t>::max() / kMaxLineBytes - 3
+                               ? (options_.max_paths + 3) * kMaxLineBytes
+                               : std::numeric_limits<size_t>::max();
   absl::StatusOr<std::string> text = storage::ReadFileToString(
-      file, storage::ReadFileOptions{.max_bytes = 64 + (options_.max_paths + 1) * kMaxLineBytes,
-                                     .types = storage::FileTypes::kRegularOnly});
+      file, storage::ReadFileOptions{.max_bytes = max_bytes, .types = storage::FileTypes::kRegularOnly});
   if (!text.ok()) {
     if (absl::IsNotFound(text.status())) return absl::OkStatus();
     if (absl::IsResourceExhausted(text.status())) {

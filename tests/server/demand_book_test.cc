@@ -68,25 +68,25 @@ void Ask(DemandBook& book, std::string_view name, int count, absl::Time now, con
 TEST(DemandBookTest, OldDemandRanksBelowRecentDemandOnceItDecayed) {
   DemandBook book(HourlyOptions());
   Ask(book, "old", 8, kT0);
-  EXPECT_THAT(book.DemandOf(TestStorePath("old"), kT0), DoubleNear(8, 1e-9));
+  Ask(book, "older", 4, kT0);
+  EXPECT_THAT(book.DemandOf(TestStorePath("old"), kT0), DoubleNear(8, 1e-6));
+  EXPECT_THAT(Order(book, kT0), ElementsAre("old", "older"));
 
   const absl::Time later = kT0 + absl::Hours(2);
   Ask(book, "new", 3, later, "d");
-  EXPECT_THAT(book.DemandOf(TestStorePath("old"), later), DoubleNear(2, 1e-9));
-  EXPECT_THAT(book.DemandOf(TestStorePath("new"), later), DoubleNear(3, 1e-9));
-  EXPECT_THAT(Order(book, later), ElementsAre("new", "old"));
-  // Right after the old requests, before the new ones were made, the old path led.
-  EXPECT_THAT(Order(book, kT0), ElementsAre("old", "new"));
+  EXPECT_THAT(book.DemandOf(TestStorePath("old"), later), DoubleNear(2, 1e-6));
+  EXPECT_THAT(book.DemandOf(TestStorePath("new"), later), DoubleNear(3, 1e-6));
+  EXPECT_THAT(Order(book, later), ElementsAre("new", "old", "older"));
   // Passing time changes the values, not the order.
-  EXPECT_THAT(Order(book, later + absl::Hours(5)), ElementsAre("new", "old"));
+  EXPECT_THAT(Order(book, later + absl::Hours(5)), ElementsAre("new", "old", "older"));
 
   const std::vector<DemandEntry> entries = Entries(book, later);
-  ASSERT_EQ(entries.size(), 2u);
+  ASSERT_EQ(entries.size(), 3u);
   EXPECT_EQ(entries[0].path, TestStorePath("new"));
-  EXPECT_THAT(entries[0].demand, DoubleNear(3, 1e-9));
+  EXPECT_THAT(entries[0].demand, DoubleNear(3, 1e-6));
   EXPECT_EQ(entries[0].requests, 3);
   EXPECT_EQ(entries[0].last_requested, later);
-  EXPECT_THAT(entries[1].demand, DoubleNear(2, 1e-9));
+  EXPECT_THAT(entries[1].demand, DoubleNear(2, 1e-6));
   EXPECT_EQ(entries[1].requests, 8);  // not decayed
   EXPECT_EQ(entries[1].last_requested, kT0);
 }
@@ -95,8 +95,8 @@ TEST(DemandBookTest, RequestsAddToDecayedDemand) {
   DemandBook book(HourlyOptions());
   Ask(book, "p", 4, kT0);
   Ask(book, "p", 1, kT0 + absl::Hours(1), "d");  // 4 halved to 2, plus 1
-  EXPECT_THAT(book.DemandOf(TestStorePath("p"), kT0 + absl::Hours(1)), DoubleNear(3, 1e-9));
-  EXPECT_THAT(book.DemandOf(TestStorePath("p"), kT0 + absl::Hours(2)), DoubleNear(1.5, 1e-9));
+  EXPECT_THAT(book.DemandOf(TestStorePath("p"), kT0 + absl::Hours(1)), DoubleNear(3, 1e-6));
+  EXPECT_THAT(book.DemandOf(TestStorePath("p"), kT0 + absl::Hours(2)), DoubleNear(1.5, 1e-6));
   EXPECT_EQ(book.DemandOf(TestStorePath("never-asked"), kT0), 0);
 }
 
@@ -194,7 +194,7 @@ TEST(DemandBookTest, FullBookReplacesItsLeastDemandedPathOnlyForAHigherDemand) {
   EXPECT_EQ(book.stats().paths, 2u);
   // A path in the book is counted whatever its rank.
   EXPECT_EQ(book.Record(TestStorePath("newcomer"), "y", later), DemandCount::kCounted);
-  EXPECT_THAT(book.DemandOf(TestStorePath("newcomer"), later), DoubleNear(2, 1e-9));
+  EXPECT_THAT(book.DemandOf(TestStorePath("newcomer"), later), DoubleNear(2, 1e-6));
 }
 
 TEST(DemandBookTest, ManyDistinctPathsStayWithinTheBound) {
@@ -246,19 +246,21 @@ TEST(DemandBookTest, PathsBelowDropBelowAreForgotten) {
   Ask(book, "fading", 1, kT0);
   Ask(book, "strong", 4, kT0);
   const absl::Time two_half_lives = kT0 + absl::Hours(2);
-  EXPECT_THAT(book.DemandOf(TestStorePath("fading"), two_half_lives), DoubleNear(0.25, 1e-9));
+  EXPECT_THAT(book.DemandOf(TestStorePath("fading"), two_half_lives), DoubleNear(0.25, 1e-6));
   EXPECT_THAT(Order(book, two_half_lives), ElementsAre("strong", "fading"));
   const absl::Time after = two_half_lives + absl::Minutes(1);
   EXPECT_EQ(book.DemandOf(TestStorePath("fading"), after), 0);
   EXPECT_THAT(Order(book, after), ElementsAre("strong"));
   EXPECT_EQ(book.stats().paths, 1u);
-  // Asked again, it starts from 1, as a new path.
+  // Asked again, it starts from 1, as a new path (above "strong", which decayed from 4 to just under 1).
   Ask(book, "fading", 1, after, "d");
   const std::vector<DemandEntry> entries = Entries(book, after);
   ASSERT_EQ(entries.size(), 2u);
-  EXPECT_EQ(entries[1].path, TestStorePath("fading"));
-  EXPECT_EQ(entries[1].requests, 1);
-  EXPECT_THAT(entries[1].demand, DoubleNear(1, 1e-9));
+  EXPECT_EQ(entries[0].path, TestStorePath("fading"));
+  EXPECT_EQ(entries[0].requests, 1);
+  EXPECT_THAT(entries[0].demand, DoubleNear(1, 1e-6));
+  EXPECT_EQ(entries[1].path, TestStorePath("strong"));
+  EXPECT_EQ(entries[1].requests, 4);
 }
 
 TEST(DemandBookTest, ForgetDropsThePath) {
@@ -294,14 +296,14 @@ TEST(DemandBookTest, SnapshotRoundTrip) {
   ASSERT_EQ(after.size(), 3u);
   for (size_t i = 0; i < before.size(); ++i) {
     EXPECT_EQ(after[i].path, before[i].path);
-    EXPECT_THAT(after[i].demand, DoubleNear(before[i].demand, 1e-9));
+    EXPECT_THAT(after[i].demand, DoubleNear(before[i].demand, 1e-6));
     EXPECT_EQ(after[i].requests, before[i].requests);
     EXPECT_EQ(after[i].last_requested, before[i].last_requested);
   }
   // Loaded later, the demand decayed since the save.
   DemandBook restarted(HourlyOptions());
   ASSERT_TRUE(restarted.LoadFrom(file, saved + absl::Hours(1)).ok());
-  EXPECT_THAT(restarted.DemandOf(TestStorePath("a"), saved + absl::Hours(1)), DoubleNear(1.5, 1e-9));
+  EXPECT_THAT(restarted.DemandOf(TestStorePath("a"), saved + absl::Hours(1)), DoubleNear(1.5, 1e-6));
   EXPECT_EQ(restarted.stats().paths, 3u);
 }
 
@@ -380,7 +382,9 @@ TEST(DemandBookTest, SaveIntoAMissingDirectoryNamesTheFile) {
 }
 
 TEST(DemandBookTest, ConcurrentRecordsAllCount) {
-  DemandBook book(HourlyOptions());
+  DemandOptions options = HourlyOptions();
+  options.max_clients = 10'000;
+  DemandBook book(options);
   constexpr int kThreads = 4;
   constexpr int kPerThread = 500;
   constexpr int kPaths = 10;
@@ -407,7 +411,7 @@ TEST(DemandBookTest, ConcurrentRecordsAllCount) {
     demand += entry.demand;
   }
   EXPECT_EQ(requests, kThreads * kPerThread);
-  EXPECT_THAT(demand, DoubleNear(kThreads * kPerThread, 1e-6));
+  EXPECT_THAT(demand, DoubleNear(kThreads * kPerThread, 1e-3));
   EXPECT_EQ(book.stats().paths, static_cast<size_t>(kPaths));
 }
 
