@@ -284,11 +284,16 @@ absl::Status DemandBook::SaveTo(const std::string& file, absl::Time now) const {
     state_->DropDecayed(clock, options_.drop_below);
     text.reserve(64 + state_->paths.size() * 100);
     absl::StrAppend(&text, AbslView(kFileMagic), " ", kFileVersion, "\nsaved ", absl::ToUnixNanos(now), "\n");
+    size_t written = 0;
     for (const State::IndexKey& key : state_->index) {
-      absl::StrAppend(&text, FormatDouble(std::exp2(key.score - clock)), " ", key.node->second.requests, " ",
+      const double demand = std::exp2(key.score - clock);
+      // Without drop_below, demand can decay to nothing a double holds; such a path is not wanted.
+      if (!(demand > 0) || !std::isfinite(demand)) continue;
+      absl::StrAppend(&text, FormatDouble(demand), " ", key.node->second.requests, " ",
                       absl::ToUnixNanos(key.node->second.last_requested), " ", key.node->first.full(), "\n");
+      ++written;
     }
-    absl::StrAppend(&text, "end ", state_->paths.size(), "\n");
+    absl::StrAppend(&text, "end ", written, "\n");
   }
   // Written outside the lock: Record must not wait for a disk.
   absl::Status written = storage::WriteFileAtomically(file, text, 0644);

@@ -321,6 +321,20 @@ TEST(DemandBookTest, SnapshotOfABiggerBookKeepsTheMostDemandedPaths) {
   EXPECT_THAT(Order(smaller, kT0), ElementsAre("a", "b"));
 }
 
+TEST(DemandBookTest, SnapshotLeavesOutDemandDecayedToNothing) {
+  TempDir dir;
+  DemandOptions options = HourlyOptions();
+  options.drop_below = 0;  // nothing is forgotten by decay
+  DemandBook book(options);
+  Ask(book, "ancient", 1, kT0);
+  const absl::Time much_later = kT0 + absl::Hours(2000);  // 2^-2000: no double holds it
+  Ask(book, "recent", 1, much_later);
+  ASSERT_TRUE(book.SaveTo(dir.File("demand"), much_later).ok());
+  DemandBook loaded(options);
+  ASSERT_TRUE(loaded.LoadFrom(dir.File("demand"), much_later).ok());
+  EXPECT_THAT(Order(loaded, much_later), ElementsAre("recent"));
+}
+
 TEST(DemandBookTest, MissingSnapshotIsAnEmptyBook) {
   TempDir dir;
   DemandBook book(HourlyOptions());
