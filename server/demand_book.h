@@ -10,11 +10,16 @@
 //   - Repeats: one client address adds at most one request per path per `repeat_window` (kRepeat).
 //   - Budget: one client address adds at most `client_budget` requests per `budget_window` over all
 //     paths; beyond it nothing is counted for that client (kRateLimited) until the window rolls over.
+//     The budget is checked before the repeat: a client over its budget gets kRateLimited.
+//   - Windows are fixed intervals of the clock counted from the Unix epoch (an hour window runs from
+//     one whole hour to the next), so a window's memory is dropped at once when the next begins. A
+//     zero or negative window (or half_life) turns its rule off; a client_budget <= 0 counts nobody.
 //   - Bounds: at most `max_paths` paths (a new path beyond it replaces the path of least demand when it
-//     would rank above it, else is not counted: kFull) and at most `max_clients` clients and
-//     `max_recent` (client, path) pairs tracked per window (beyond: kRateLimited, since an attacker with
-//     many addresses must not evict honest counts). Memory: about 150 bytes per path plus 16 per
-//     recent pair.
+//     would rank above it, i.e. that demand decayed below 1, else is not counted: kFull) and at most
+//     `max_clients` clients and `max_recent` (client, path) pairs tracked per window (beyond:
+//     kRateLimited, since an attacker with many addresses must not evict honest counts). Memory: about
+//     230 bytes per path of 60 characters (bench/demand_bench) plus about 20 per recent pair and 50
+//     per client.
 //   - Persistence: SaveTo writes a snapshot file (atomically: temporary file, fsync, rename);
 //     LoadFrom reads it back at start. Demand is soft state: losing the snapshot loses counts, never
 //     correctness.
@@ -88,9 +93,15 @@ class DemandBook final {
 
   DemandStats stats() const;
 
-  // Snapshot file. SaveTo: INTERNAL / PERMISSION_DENIED naming the file when it cannot be written.
-  // LoadFrom: a missing file is an empty book (OK); DATA_LOSS naming the file when it does not parse
-  // (the book is left empty; the caller logs and goes on).
+  // Snapshot file (versioned text: the paths with their demand at `now`, highest first).
+  // SaveTo: the codes of storage::WriteFileAtomically (NOT_FOUND: no such directory;
+  // FAILED_PRECONDITION: not allowed or a directory in the way; RESOURCE_EXHAUSTED: disk full;
+  // UNAVAILABLE: other I/O errors), the message naming the file. The book is unchanged.
+  // LoadFrom replaces the book's paths (counters in stats() are kept): a missing file is an empty book
+  // (OK); DATA_LOSS naming the file and the line when it does not parse, is of another format version
+  // or is larger than max_paths lines can be; the codes of storage::ReadFileToString when it cannot be
+  // read. On any error the book is left empty (the caller logs and goes on). Paths beyond max_paths
+  // (a snapshot of a larger book) keep the most demanded; paths below drop_below at `now` are left out.
   absl::Status SaveTo(const std::string& file, absl::Time now) const;
   absl::Status LoadFrom(const std::string& file, absl::Time now);
 

@@ -4,9 +4,10 @@
 //
 // Leases: one per (store path, operator), held by one builder key until it expires (`lease_duration`
 // after it was taken) or the builder releases it or reports a result. A builder that asks again
-// renews its own lease. Another builder of the same operator is refused while it runs; builders of
-// other operators are never refused (a second operator's rebuild is what the queue wants). At most
-// `max_leases` leases (expired ones are dropped first; beyond: RESOURCE_EXHAUSTED).
+// renews its own lease (taken again: `taken` becomes now, `expires` now + lease_duration). A lease
+// is in force while now < expires. Another builder of the same operator is refused while it runs;
+// builders of other operators are never refused (a second operator's rebuild is what the queue
+// wants). At most `max_leases` leases (expired ones are dropped first; beyond: RESOURCE_EXHAUSTED).
 // Results: the latest `max_results` reports (built / failed, with the failure's detail), newest first.
 //
 // Thread-safe.
@@ -58,7 +59,7 @@ struct RebuildResult final {
 struct RebuildStats final {
   size_t active_leases = 0;
   uint64_t leases_granted = 0;  // totals since start (renewals included)
-  uint64_t leases_refused = 0;
+  uint64_t leases_refused = 0;  // held by another builder, or the book full
   uint64_t built = 0;
   uint64_t failed = 0;
 };
