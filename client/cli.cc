@@ -16,7 +16,7 @@ std::vector<CommandSpec> AllCommands() {
           NarInfoVerifyCommand(), KeyGenerateCommand(),  KeyPublicCommand(),
           NarHashCommand(),       HookCommand(),         PushCommand(),
           LogCheckpointCommand(), LogVerifyCommand(),    FederationStatusCommand(),
-          SourcesCommand()};
+          SourcesCommand(),       WantedCommand()};
 }
 
 void PrintTopHelp(std::ostream& out, const std::vector<CommandSpec>& commands) {

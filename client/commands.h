@@ -24,6 +24,7 @@ CommandSpec LogCheckpointCommand();  // attest log checkpoint
 CommandSpec LogVerifyCommand();      // attest log verify
 CommandSpec FederationStatusCommand();  // attest federation status
 CommandSpec SourcesCommand();        // attest sources
+CommandSpec WantedCommand();         // attest wanted
 
 }  // namespace attest::client
 

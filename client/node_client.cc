@@ -54,7 +54,8 @@ class GrpcNodeApi final : public NodeApi {
       : options_(std::move(options)),
         attestations_(v1::Attestations::NewStub(channel)),
         disputes_(v1::Disputes::NewStub(channel)),
-        policy_(v1::Policy::NewStub(channel)) {}
+        policy_(v1::Policy::NewStub(channel)),
+        rebuilds_(v1::Rebuilds::NewStub(channel)) {}
 
   absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& request) override {
     return Call<v1::SubmitResponse>("Submit", [&](grpc::ClientContext* ctx, v1::SubmitResponse* out) {
@@ -88,6 +89,20 @@ class GrpcNodeApi final : public NodeApi {
       return policy_->GetPolicy(ctx, request, out);
     });
   }
+  absl::StatusOr<v1::MissingDerivationsResponse> MissingDerivations(
+      const v1::MissingDerivationsRequest& request) override {
+    return Call<v1::MissingDerivationsResponse>(
+        "MissingDerivations", [&](grpc::ClientContext* ctx, v1::MissingDerivationsResponse* out) {
+          return rebuilds_->MissingDerivations(ctx, request, out);
+        });
+  }
+  absl::StatusOr<v1::SubmitDerivationsResponse> SubmitDerivations(
+      const v1::SubmitDerivationsRequest& request) override {
+    return Call<v1::SubmitDerivationsResponse>(
+        "SubmitDerivations", [&](grpc::ClientContext* ctx, v1::SubmitDerivationsResponse* out) {
+          return rebuilds_->SubmitDerivations(ctx, request, out);
+        });
+  }
 
  private:
   template <typename Response, typename Rpc>
@@ -103,6 +118,7 @@ class GrpcNodeApi final : public NodeApi {
   std::unique_ptr<v1::Attestations::Stub> attestations_;
   std::unique_ptr<v1::Disputes::Stub> disputes_;
   std::unique_ptr<v1::Policy::Stub> policy_;
+  std::unique_ptr<v1::Rebuilds::Stub> rebuilds_;
 };
 
 }  // namespace

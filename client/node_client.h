@@ -38,6 +38,16 @@ class NodeApi {
   virtual absl::StatusOr<v1::ResolveDisputeResponse> ResolveDispute(const v1::ResolveDisputeRequest& request) {
     return absl::UnimplementedError("this connection cannot resolve disputes");
   }
+  // attest.v1.Rebuilds: which of these .drv paths the node lacks, and handing it .drv files. A node
+  // that predates the service answers UNIMPLEMENTED (so does the default: a connection without it).
+  virtual absl::StatusOr<v1::MissingDerivationsResponse> MissingDerivations(
+      const v1::MissingDerivationsRequest& request) {
+    return absl::UnimplementedError("this connection cannot ask for missing derivations");
+  }
+  virtual absl::StatusOr<v1::SubmitDerivationsResponse> SubmitDerivations(
+      const v1::SubmitDerivationsRequest& request) {
+    return absl::UnimplementedError("this connection cannot submit derivations");
+  }
 };
 
 struct RetryOptions final {

@@ -78,7 +78,10 @@ json ReportJson(const PushReport& report, const std::optional<ScanReport>& scan,
   json document = {{"outcomes", outcomes},
                    {"delivered", report.delivered},
                    {"spoolErrors", report.spool_errors},
-                   {"gaveUp", report.gave_up}};
+                   {"gaveUp", report.gave_up},
+                   {"derivationsSent", report.derivations_sent},
+                   {"derivationsStored", report.derivations_stored},
+                   {"derivationErrors", report.derivation_errors}};
   if (with_remaining) document["remaining"] = report.remaining;
   if (scan.has_value()) {
     document["scan"] = {{"built", scan->built},
@@ -108,6 +111,18 @@ void PrintText(std::ostream& out, const PushReport& report) {
     out << "\n";
   }
   for (const std::string& path : report.delivered) out << "delivered       " << path << "\n";
+}
+
+// Derivations are best effort: what went wrong with them is a warning, never the push's failure.
+void PrintDerivationWarnings(std::ostream& err, const PushReport& report) {
+  for (const std::string& e : report.derivation_errors) err << "attest push: warning: " << e << "\n";
+}
+
+// "; 12 derivations sent (3 new)", or nothing when none were.
+std::string DerivationSummary(const PushReport& report) {
+  if (report.derivations_sent == 0) return "";
+  return Cat("; ", report.derivations_sent, report.derivations_sent == 1 ? " derivation" : " derivations",
+             " sent (", report.derivations_stored, " new)");
 }
 
 int RunPush(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
@@ -203,6 +218,7 @@ int RunPush(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
       for (const std::string& e : pass.spool_errors) {
         if (shown_errors.insert(e).second) news.spool_errors.push_back(e);
       }
+      PrintDerivationWarnings(env.err, pass);
       if (news.outcomes.empty() && news.delivered.empty() && news.spool_errors.empty()) return;
       if (json_output) {
         env.out << ReportJson(news, std::nullopt, false).dump() << "\n";
@@ -230,9 +246,10 @@ int RunPush(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   for (const std::string& e : report.spool_errors) {
     env.err << "attest push: spool file " << e << " (left in place: fix or delete it)\n";
   }
+  PrintDerivationWarnings(env.err, report);
   if (!report.fatal.ok()) return Failure(spec, env, std::string(report.fatal.message()));
   env.err << "attest push: " << report.delivered.size() << " delivered to every node, " << report.remaining
-          << " left in the spool " << spool->dir();
+          << " left in the spool " << spool->dir() << DerivationSummary(report);
   if (report.gave_up) env.err << " (nodes did not answer in time: run `attest push` again later)";
   env.err << "\n";
   return report.remaining == 0 && !scan_failed ? kExitOk : kExitFailure;
@@ -250,8 +267,14 @@ CommandSpec PushCommand() {
           "from the Nix database of the store it was built in, signs its Nix fingerprint with the builder key\n"
           "and submits it to every node (from the config, or each --node). A record is removed only after\n"
           "every node acknowledged it (accepted or already present). Paths Nix does not mark as built here\n"
-          "(`ultimate`) are refused, and records the nodes reject stay, with the reason, until fixed.\n"
+          "(`ultimate`) are refused, except records of `nix-store --realise --check` rebuilds (build kind\n"
+          "check), and records the nodes reject stay, with the reason, until fixed.\n"
           "Unreachable nodes are retried with backoff; a one-shot push gives up after --timeout (30 s).\n"
+          "\n"
+          "Each node that acknowledged records is also offered their derivations: the .drv that built each\n"
+          "path and every .drv it needs, read from the store, so that rebuilders without the Nix expressions\n"
+          "can build them (`attest wanted`). The node is sent only those it lacks. This is best effort: a\n"
+          "problem with derivations is a warning on stderr and never keeps a record or fails the push.\n"
           "\n"
           "--scan first spools the paths built in the store at --store-root (default /) that were never\n"
           "attested (for example built before the hook was set up, or while it failed): everything Nix marks\n"

@@ -59,6 +59,12 @@ std::string ErrorText(const std::string& node, const absl::Status& status) {
   return Cat(prefix, code, ": ", status.message());
 }
 
+consensus::BuildKind BuildKindOf(const SpoolRecord& record) {
+  if (record.build_kind == "rebuild") return consensus::BuildKind::kRebuild;
+  if (record.build_kind == "check") return consensus::BuildKind::kCheck;
+  return consensus::BuildKind::kFirstBuild;
+}
+
 bool Contains(const std::vector<std::string>& list, const std::string& value) {
   return std::find(list.begin(), list.end(), value) != list.end();
 }
@@ -295,7 +301,8 @@ void Pusher::NoteNodeFailure(const std::string& node, const absl::Status& status
 }
 
 void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::string, v1::Attestation>& signed_by_id,
-                     std::vector<PushOutcome>& local, PassResult& result) {
+                     std::map<std::string, RecordDeriver>& derivers, std::vector<PushOutcome>& local,
+                     PassResult& result) {
   const absl::Time now = clock_.now();
   absl::Status retry_later;  // a retryable failure to read the store (busy): one backoff for all records
   auto fail = [&](const SpoolEntry& entry, OutcomeKind kind, const absl::Status& status, std::string message) {
@@ -339,7 +346,10 @@ void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::strin
         fail(entry, OutcomeKind::kSkipped, info.status(), std::move(message));
         continue;
       }
-      if (!info->ultimate) {
+      const consensus::BuildKind build_kind = BuildKindOf(entry.record);
+      // A check rebuilt the path here and Nix compared the bytes, but Nix leaves a substituted path
+      // without `ultimate` after a check (see the header).
+      if (!info->ultimate && build_kind != consensus::BuildKind::kCheck) {
         fail(entry, OutcomeKind::kRefused, absl::FailedPreconditionError("not ultimate"),
              Cat("Nix's database at ", root, " does not mark ", entry.record.store_path,
                  " as built here (not `ultimate`: it was substituted or copied): an attestation must come from "
@@ -366,7 +376,7 @@ void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::strin
           .output_name =
               entry.record.output_name.empty() ? OutputNameFor(info->path, deriver) : entry.record.output_name,
           .system = options_.system,
-          .build_kind = consensus::BuildKind::kFirstBuild,
+          .build_kind = build_kind,
           .build_time_unix = info->registration_time,
       };
       // Metadata is informational; a claim is worth sending without the part that does not fit.
@@ -374,15 +384,290 @@ void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::strin
         metadata.output_name.clear();
         if (!consensus::ValidateBuildMetadata(metadata).ok()) {
           metadata = consensus::BuildMetadata();
-          metadata.build_kind = consensus::BuildKind::kFirstBuild;
+          metadata.build_kind = build_kind;
         }
       }
       v1::Attestation message = proto::ToProto(consensus::SignAttestation(*claim, key_, std::move(metadata)));
       message.set_public_key(public_key_);
       signed_by_id.emplace(entry.id, std::move(message));
+      if (absl::StatusOr<consensus::StorePath> drv = consensus::StorePath::Parse(deriver);
+          drv.ok() && drv->IsDerivation()) {
+        derivers.emplace(entry.id, RecordDeriver{.store_root = root, .drv_path = drv->full()});
+      }
     }
   }
   if (!retry_later.ok()) NoteNodeFailure("", retry_later, result);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Derivations
+
+// The .drv references of derivations, read from the databases of the stores records name, and the
+// closures they give. Each store's database is opened once; paths are read level by level, one
+// snapshot per level, so a closure of thousands of derivations costs as many reads as it is deep.
+class Pusher::DerivationClosures final {
+ public:
+  // Reads whatever `derivers` need that is not known yet.
+  void Load(const std::set<RecordDeriver>& derivers) {
+    std::map<std::string, std::vector<std::string>> by_root;
+    for (const RecordDeriver& d : derivers) by_root[d.store_root].push_back(d.drv_path);
+    for (auto& [root, start] : by_root) LoadRoot(root, std::move(start));
+  }
+
+  // Every .drv `deriver` needs, itself included, each after the inputs it uses (so a node that reads
+  // them in order finds every input first). FAILED_PRECONDITION or the database's error when the
+  // deriver or one of its inputs cannot be read from the store.
+  absl::StatusOr<std::vector<std::string>> Closure(const RecordDeriver& deriver) const {
+    if (const auto db = dbs_.find(deriver.store_root); db != dbs_.end() && !db->second.ok()) {
+      return db->second.status();
+    }
+    const auto graph_it = graphs_.find(deriver.store_root);
+    if (graph_it == graphs_.end()) return absl::InternalError("derivation closure asked before it was loaded");
+    const std::map<std::string, Entry>& graph = graph_it->second;
+    std::vector<std::string> order;
+    std::set<std::string> seen{deriver.drv_path};
+    // Iterative depth-first walk (nixpkgs' bootstrap chains are hundreds deep): a path is emitted once
+    // all its inputs are.
+    std::vector<std::pair<std::string, size_t>> stack{{deriver.drv_path, 0}};
+    while (!stack.empty()) {
+      auto& [path, next_input] = stack.back();
+      const auto entry = graph.find(path);
+      if (entry == graph.end()) return absl::InternalError(Cat("derivation ", path, " was not read"));
+      if (!entry->second.status.ok()) {
+        const absl::Status& status = entry->second.status;
+        if (path == deriver.drv_path && absl::IsNotFound(status)) {
+          return absl::FailedPreconditionError(
+              Cat("it is not in the store at ", deriver.store_root,
+                  " (garbage-collected? Nix keeps derivations with `keep-derivations = true`)"));
+        }
+        return absl::Status(status.code(), Cat(path == deriver.drv_path ? "" : Cat("its input ", path, ": "),
+                                               status.message()));
+      }
+      if (next_input < entry->second.inputs.size()) {
+        const std::string& input = entry->second.inputs[next_input++];
+        if (seen.insert(input).second) stack.emplace_back(input, 0);
+        continue;
+      }
+      order.push_back(path);
+      stack.pop_back();
+    }
+    return order;
+  }
+
+ private:
+  struct Entry {
+    absl::Status status;               // why the path could not be read (NOT_FOUND: not in the store)
+    std::vector<std::string> inputs;   // its .drv references, itself excluded
+  };
+
+  void LoadRoot(const std::string& root, std::vector<std::string> frontier) {
+    auto db = dbs_.find(root);
+    if (db == dbs_.end()) db = dbs_.emplace(root, NixStoreDb::Open(root)).first;
+    if (!db->second.ok()) return;
+    std::map<std::string, Entry>& graph = graphs_[root];
+    std::erase_if(frontier, [&](const std::string& path) { return graph.contains(path); });
+    std::set<std::string> queued(frontier.begin(), frontier.end());
+    while (!frontier.empty()) {
+      std::vector<consensus::StorePath> paths;
+      for (const std::string& path : frontier) {
+        // Derivers were parsed before they got here, and references come from Nix's database.
+        absl::StatusOr<consensus::StorePath> parsed = consensus::StorePath::Parse(path);
+        if (parsed.ok()) paths.push_back(*std::move(parsed));
+      }
+      absl::StatusOr<std::vector<absl::StatusOr<NixStorePathInfo>>> infos = (*db->second)->PathInfos(paths);
+      std::vector<std::string> next;
+      for (size_t i = 0; i < paths.size(); ++i) {
+        Entry entry;
+        if (!infos.ok()) {
+          entry.status = infos.status();
+        } else if (!(*infos)[i].ok()) {
+          entry.status = (*infos)[i].status();
+        } else {
+          for (const consensus::StorePath& reference : (*infos)[i]->references) {
+            if (!reference.IsDerivation() || reference == paths[i]) continue;
+            entry.inputs.push_back(reference.full());
+            if (!graph.contains(reference.full()) && queued.insert(reference.full()).second) {
+              next.push_back(reference.full());
+            }
+          }
+        }
+        graph.insert_or_assign(paths[i].full(), std::move(entry));
+      }
+      frontier = std::move(next);
+    }
+  }
+
+  std::map<std::string, absl::StatusOr<std::unique_ptr<NixStoreDb>>> dbs_;  // by store root
+  std::map<std::string, std::map<std::string, Entry>> graphs_;              // store root -> .drv -> entry
+};
+
+void Pusher::SendDerivations(const std::string& node, NodeApi& api, const std::set<RecordDeriver>& derivers,
+                             DerivationClosures& closures, absl::Time deadline, PushReport& report) {
+  const DerivationLimits& limits = options_.derivation_limits;
+  auto not_sent = [&](const RecordDeriver& d, std::string_view why) {
+    return Cat("derivation ", d.drv_path, ": not sent to node ", node, ": ", why);
+  };
+  // An RPC failure. UNIMPLEMENTED is a node from before the Rebuilds service: nothing to tell.
+  auto rpc_failed = [&](const absl::Status& status) {
+    if (absl::IsUnimplemented(status)) return;
+    report.derivation_errors.push_back(
+        Cat(ErrorText(node, status), " (derivations not sent; the attestations are delivered)"));
+  };
+  auto out_of_time = [&] {
+    if (stop_ != nullptr && (*stop_)()) return true;
+    if (clock_.now() < deadline) return false;
+    report.derivation_errors.push_back(Cat("node ", node, ": derivations not sent: gave up after ",
+                                           absl::FormatDuration(options_.give_up_after)));
+    return true;
+  };
+
+  closures.Load(derivers);
+  // Held back until the node shows it takes derivations: an older node has no use for them.
+  std::vector<std::string> closure_errors;
+  std::vector<std::pair<const RecordDeriver*, std::vector<std::string>>> usable;
+  std::vector<std::string> query;
+  std::set<std::string> queried;
+  for (const RecordDeriver& d : derivers) {
+    absl::StatusOr<std::vector<std::string>> closure = closures.Closure(d);
+    if (!closure.ok()) {
+      closure_errors.push_back(not_sent(d, consensus::StdView(closure.status().message())));
+      continue;
+    }
+    for (const std::string& path : *closure) {
+      if (queried.insert(path).second) query.push_back(path);
+    }
+    usable.emplace_back(&d, *std::move(closure));
+  }
+
+  // Which of them the node lacks. With nothing to ask, an empty question still tells whether the
+  // node would have taken them, and so whether the closure errors are worth reporting.
+  std::set<std::string> missing;
+  size_t start = 0;
+  do {
+    if (out_of_time()) return;
+    v1::MissingDerivationsRequest request;
+    const size_t end = std::min(query.size(), start + std::max<size_t>(1, limits.max_paths_per_query));
+    for (size_t i = start; i < end; ++i) request.add_store_paths(query[i]);
+    absl::StatusOr<v1::MissingDerivationsResponse> response = api.MissingDerivations(request);
+    if (!response.ok()) {
+      if (!absl::IsUnimplemented(response.status())) {
+        report.derivation_errors.insert(report.derivation_errors.end(), closure_errors.begin(),
+                                        closure_errors.end());
+      }
+      rpc_failed(response.status());
+      return;
+    }
+    // Only what was asked: a confused node cannot make us read other files.
+    for (const std::string& path : response->missing()) {
+      if (queried.contains(path)) missing.insert(path);
+    }
+    start = end;
+  } while (start < query.size());
+  report.derivation_errors.insert(report.derivation_errors.end(), closure_errors.begin(), closure_errors.end());
+  if (missing.empty()) return;
+
+  // Each deriver's missing part, read and measured; one that cannot go whole does not go at all.
+  std::map<std::string, std::string> contents;
+  struct Part {
+    std::vector<std::string> files;
+    size_t bytes = 0;
+  };
+  std::vector<Part> parts;
+  for (const auto& [d, closure] : usable) {
+    Part part;
+    std::string problem;
+    const NixStoreLocation location{.root = d->store_root, .uri = ""};
+    for (const std::string& path : closure) {
+      if (!missing.contains(path)) continue;
+      auto it = contents.find(path);
+      if (it == contents.end()) {
+        absl::StatusOr<std::string> read =
+            storage::ReadFileToString(location.PhysicalPath(path), limits.max_file_bytes);
+        if (!read.ok()) {
+          problem = absl::IsResourceExhausted(read.status())
+                        ? Cat(path == d->drv_path ? std::string("it") : Cat("its input ", path),
+                              " is larger than the ", limits.max_file_bytes, " bytes a node takes per derivation")
+                        : Cat("cannot read ", path, ": ", read.status().message());
+          break;
+        }
+        it = contents.emplace(path, *std::move(read)).first;
+      }
+      part.files.push_back(path);
+      part.bytes += it->second.size();
+    }
+    if (problem.empty() && part.files.size() > limits.max_files) {
+      problem = Cat("the node lacks ", part.files.size(), " derivations of its closure, more than the ",
+                    limits.max_files, " one request may hold");
+    }
+    if (problem.empty() && part.bytes > limits.max_request_bytes) {
+      problem = Cat("the node lacks ", part.bytes, " bytes of derivations of its closure, more than the ",
+                    limits.max_request_bytes, " one request may hold");
+    }
+    if (!problem.empty()) {
+      report.derivation_errors.push_back(not_sent(*d, problem));
+      continue;
+    }
+    if (!part.files.empty()) parts.push_back(std::move(part));
+  }
+
+  // Usually one request. A file already in an earlier request is not repeated: the node stored it
+  // (durably, before answering) by the time the next request arrives.
+  std::vector<std::vector<std::string>> requests;
+  std::vector<std::string> current;
+  size_t current_bytes = 0;
+  std::set<std::string> placed;
+  for (const Part& part : parts) {
+    std::vector<std::string> add;
+    size_t add_bytes = 0;
+    for (const std::string& path : part.files) {
+      if (placed.contains(path)) continue;
+      add.push_back(path);
+      add_bytes += contents.at(path).size();
+    }
+    if (!current.empty() &&
+        (current.size() + add.size() > limits.max_files || current_bytes + add_bytes > limits.max_request_bytes)) {
+      requests.push_back(std::move(current));
+      current.clear();
+      current_bytes = 0;
+    }
+    for (std::string& path : add) {
+      placed.insert(path);
+      current.push_back(std::move(path));
+    }
+    current_bytes += add_bytes;
+  }
+  if (!current.empty()) requests.push_back(std::move(current));
+
+  for (const std::vector<std::string>& files : requests) {
+    if (out_of_time()) return;
+    v1::SubmitDerivationsRequest request;
+    for (const std::string& path : files) {
+      v1::DerivationFile* file = request.add_derivations();
+      file->set_store_path(path);
+      file->set_contents(contents.at(path));
+    }
+    absl::StatusOr<v1::SubmitDerivationsResponse> response = api.SubmitDerivations(request);
+    if (response.ok() && static_cast<size_t>(response->results_size()) != files.size()) {
+      response = absl::InternalError(Cat("node ", node, " answered ", response->results_size(), " results for ",
+                                         files.size(), " derivations (a bug in the node?)"));
+    }
+    if (!response.ok()) {
+      rpc_failed(response.status());
+      return;
+    }
+    report.derivations_sent += files.size();
+    for (size_t i = 0; i < files.size(); ++i) {
+      const v1::DerivationResult& r = response->results(static_cast<int>(i));
+      if (r.outcome() == v1::DerivationResult::STORED) {
+        ++report.derivations_stored;
+      } else if (r.outcome() != v1::DerivationResult::ALREADY_PRESENT) {
+        const auto code = r.code() == 0 ? absl::StatusCode::kUnknown : static_cast<absl::StatusCode>(r.code());
+        report.derivation_errors.push_back(
+            Cat("node ", node, ": derivation ", files[i], " rejected: ", absl::StatusCodeToString(code), ": ",
+                r.message().empty() ? "without a reason" : r.message()));
+      }
+    }
+  }
 }
 
 Pusher::PassResult Pusher::Pass(absl::Time deadline) {
@@ -439,8 +724,10 @@ Pusher::PassResult Pusher::Pass(absl::Time deadline) {
   }
 
   std::map<std::string, v1::Attestation> signed_by_id;
+  std::map<std::string, RecordDeriver> derivers;
   std::vector<PushOutcome> outcomes;
-  Prepare(to_prepare, signed_by_id, outcomes, result);
+  Prepare(to_prepare, signed_by_id, derivers, outcomes, result);
+  DerivationClosures closures;  // shared by the nodes: each store's database is read once per pass
 
   // Per record: nodes that acknowledged in this pass, and the failures to note.
   std::map<std::string, std::vector<std::string>> new_acks;
@@ -470,6 +757,7 @@ Pusher::PassResult Pusher::Pass(absl::Time deadline) {
     bool stopped_here = false;  // node_failure is our own deadline or a stop request, not the node's
     bool node_answered = false;
     bool soft_failure = false;  // an item was refused with a retryable code
+    std::set<RecordDeriver> acked_derivers;  // of the records this node acknowledged now
     std::unique_ptr<NodeApi> api;
     for (size_t start = 0; start < items.size(); start += options_.batch_size) {
       const size_t end = std::min(items.size(), start + options_.batch_size);
@@ -525,12 +813,12 @@ Pusher::PassResult Pusher::Pass(absl::Time deadline) {
         const v1::SubmitResult& r = response->results(static_cast<int>(i - start));
         switch (r.outcome()) {
           case v1::SubmitResult::ACCEPTED:
-            outcome_for(id, OutcomeKind::kAccepted, 0, "");
-            new_acks[id].push_back(node);
-            break;
           case v1::SubmitResult::ALREADY_PRESENT:
-            outcome_for(id, OutcomeKind::kAlreadyPresent, 0, "");
+            outcome_for(id, r.outcome() == v1::SubmitResult::ACCEPTED ? OutcomeKind::kAccepted
+                                                                      : OutcomeKind::kAlreadyPresent,
+                        0, "");
             new_acks[id].push_back(node);
+            if (const auto d = derivers.find(id); d != derivers.end()) acked_derivers.insert(d->second);
             break;
           case v1::SubmitResult::OBSERVED: {
             const std::string message =
@@ -557,6 +845,9 @@ Pusher::PassResult Pusher::Pass(absl::Time deadline) {
           }
         }
       }
+    }
+    if (api != nullptr && !acked_derivers.empty()) {
+      SendDerivations(node, *api, acked_derivers, closures, deadline, result.report);
     }
     if (stopped_here) {
       result.retryable_left = true;
@@ -647,6 +938,10 @@ PushReport Pusher::PushOnce() {
       }
       report.spool_errors = pass.report.spool_errors;
       report.delivered.insert(report.delivered.end(), pass.report.delivered.begin(), pass.report.delivered.end());
+      report.derivations_sent += pass.report.derivations_sent;
+      report.derivations_stored += pass.report.derivations_stored;
+      report.derivation_errors.insert(report.derivation_errors.end(), pass.report.derivation_errors.begin(),
+                                      pass.report.derivation_errors.end());
       if (!pass.report.fatal.ok()) {
         report.fatal = pass.report.fatal;
         break;

@@ -5,18 +5,39 @@
 //      the record's store (client/nix_store_db.h), in one snapshot per store. A row without a NAR hash
 //      or size is completed by hashing the path's files (client/nar.h), keeping the database's
 //      references. A path Nix does not mark `ultimate` is refused: a substituted or copied path is not
-//      a rebuild, and attesting it would count someone else's build as ours.
+//      a rebuild, and attesting it would count someone else's build as ours. Except a record of build
+//      kind "check" (client/spool.h): `nix-store --realise --check` of a substituted path builds it
+//      again here and fails unless the result has the same bytes, but Nix does not mark the path
+//      `ultimate` afterwards; the check itself was the local build the attestation speaks for.
 //   2. signs the claim's Nix fingerprint with the builder key (the signature `nix store sign` makes).
+//      The metadata's build kind is the record's: "rebuild" -> kRebuild, "check" -> kCheck, else
+//      kFirstBuild.
 //   3. submits, in batches, to every configured node that has not acknowledged the record yet, each
 //      call with a short deadline.
 //   4. records acknowledgements in the record (Spool::Update) and removes the record once every node
 //      acknowledged it, after noting it in the ledger (below).
+//   5. offers each node, after it acknowledged records in the pass, the derivations of those records
+//      (below).
 // ACCEPTED and ALREADY_PRESENT acknowledge. OBSERVED (the node stored it but does not count the key)
 // and rejections do not: the record stays, with the reason in `lastError`, so nothing is lost while a
 // policy is being fixed. Failures are either retryable (UNAVAILABLE, DEADLINE_EXCEEDED,
 // RESOURCE_EXHAUSTED, ABORTED: the node is down, slow or busy), retried with exponential backoff per
 // node, or final for this run (any other code, a refused path, a path no longer in the store): not
 // sent again until the next `attest push`, or in --watch mode after `final_retry_interval`.
+//
+// Derivations (attest.v1.Rebuilds), so that rebuilders without the Nix expressions can build what we
+// attested: the derivers of the records a node acknowledged in the pass (the record's drvPath, else the
+// deriver in Nix's database) and every .drv they reference, transitively (references as the store's
+// database lists them; only .drv references are followed), deduplicated over the pass. The node is
+// asked which of them it lacks (MissingDerivations, in batches of DerivationLimits::max_paths_per_query)
+// and is sent those files, read from <store root><path>. The node checks each .drv's output paths
+// against its input derivations, so a request holds every missing part of the closures it serves:
+// normally all of them in one SubmitDerivations request; when that would pass a limit (files, bytes per
+// file, bytes in all), the derivers' closures are split over several requests, each whole. A deriver
+// whose missing closure alone passes a limit is skipped, with an error naming it. Derivations are best
+// effort: a failure never keeps a record in the spool nor fails the push. A node that predates the
+// service (UNIMPLEMENTED) is skipped silently; any other failure, and each file the node rejects, is a
+// line in PushReport::derivation_errors.
 //
 // Crash safety: a record is removed only after every node's acknowledgement (and the nodes answer only
 // once the attestation is durably stored); every record change is an atomic rename; submissions are
@@ -57,6 +78,14 @@
 
 namespace attest::client {
 
+// The bounds of the derivations sent to a node (the node's own limits; see attest.proto).
+struct DerivationLimits final {
+  size_t max_paths_per_query = 10000;        // paths per MissingDerivations call
+  size_t max_files = 10000;                  // files per SubmitDerivations request
+  size_t max_file_bytes = size_t{1} << 20;   // one .drv file
+  size_t max_request_bytes = size_t{64} << 20;  // the files of one request together
+};
+
 struct PushOptions final {
   std::vector<std::string> nodes;  // gRPC addresses; a record is done when all of them acknowledged
   size_t batch_size = 1000;        // attestations per Submit call
@@ -73,6 +102,7 @@ struct PushOptions final {
   // --watch: when records that failed for good (a rejection, a refused path) are tried again.
   absl::Duration final_retry_interval = absl::Hours(1);
   std::string system;  // recorded in each attestation's metadata when set ("x86_64-linux")
+  DerivationLimits derivation_limits = {};
 };
 
 struct PushClock final {
@@ -99,6 +129,12 @@ struct PushReport final {
   size_t remaining = 0;                   // records plus unreadable files left in the spool afterwards
   bool gave_up = false;                   // the run ended with retryable work left (nodes did not answer)
   absl::Status fatal;                     // the spool itself could not be read or locked
+  // Derivations (see the file comment), over all nodes: .drv files sent in SubmitDerivations requests
+  // that the node answered, of which `derivations_stored` it stored anew (the rest it had or rejected).
+  size_t derivations_sent = 0;
+  size_t derivations_stored = 0;
+  // Why derivations were not sent or not stored, one line each ("node X: ..."); warnings, not failures.
+  std::vector<std::string> derivation_errors;
 };
 
 // True for codes worth retrying soon: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED.
@@ -151,6 +187,13 @@ class Pusher final {
     int failures = 0;          // consecutive retryable failures
     absl::Time next_try = absl::InfinitePast();
   };
+  // Where a record's deriver is: its store root and .drv path.
+  struct RecordDeriver {
+    std::string store_root;
+    std::string drv_path;
+    friend auto operator<=>(const RecordDeriver&, const RecordDeriver&) = default;
+  };
+  class DerivationClosures;  // the .drv closures of derivers, read once per pass (pusher.cc)
   struct PassResult {
     PushReport report;
     bool retryable_left = false;      // some record/node pair can be retried later
@@ -160,8 +203,14 @@ class Pusher final {
   // One pass over the spool; every RPC ends by `deadline`.
   PassResult Pass(absl::Time deadline);
   // Reads, checks and signs the records that still need sending; fills `local` with outcomes decided here.
+  // `derivers` gets the deriver of each signed record that has one.
   void Prepare(const std::vector<SpoolEntry>& entries, std::map<std::string, v1::Attestation>& signed_by_id,
-               std::vector<PushOutcome>& local, PassResult& result);
+               std::map<std::string, RecordDeriver>& derivers, std::vector<PushOutcome>& local,
+               PassResult& result);
+  // Offers `node` the derivation closures of `derivers` (see the file comment); notes what happened in
+  // the report.
+  void SendDerivations(const std::string& node, NodeApi& api, const std::set<RecordDeriver>& derivers,
+                       DerivationClosures& closures, absl::Time deadline, PushReport& report);
   void NoteNodeFailure(const std::string& node, const absl::Status& status, PassResult& result);
   absl::Duration Backoff(const NodeState& state) const;
 

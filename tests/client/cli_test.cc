@@ -269,6 +269,7 @@ TEST_F(CliTest, EverySubcommandHasHelpWithAnExample) {
                                            {"disputes", "show"},
                                            {"disputes", "diff"},
                                            {"sources"},
+                                           {"wanted"},
                                            {"verify"},
                                            {"narinfo", "verify"},
                                            {"key", "generate"},

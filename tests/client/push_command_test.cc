@@ -113,6 +113,36 @@ TEST_F(PushCommandTest, ShipsTheSpoolAndExitsZeroWhenItIsEmpty) {
   EXPECT_THAT(nodes_.at("node-b:7700").stored, SizeIs(2));
 }
 
+TEST_F(PushCommandTest, DerivationsSentAreCountedAndTheirProblemsAreWarnings) {
+  // The derivation of hello, in the store as Nix would keep it.
+  const std::string hello = TestStorePath("hello").full();
+  const std::string drv = store_.Add(
+      "hello.drv", "Derive([(\"out\",\"" + hello + "\",\"\",\"\")],[],[],\"x86_64-linux\",\"/bin/sh\",[\"-c\",\"true\"],"
+                   "[(\"name\",\"hello\")])");
+  Spooled("hello");
+  nodes_.at("node-a:7700").takes_derivations = true;
+  nodes_.at("node-b:7700").takes_derivations = true;
+  nodes_.at("node-b:7700").refuse_derivations[drv] = absl::InvalidArgumentError("its contents give another path");
+  Result r = Cli({"push", "--config", dir_.File("builder.toml")});
+  EXPECT_EQ(r.code, 0) << "a derivation problem does not fail the push: " << r.err;
+  EXPECT_EQ(Remaining(), 0u);
+  EXPECT_THAT(r.err, HasSubstr("1 delivered to every node, 0 left in the spool " + dir_.File("spool") +
+                               "; 2 derivations sent (1 new)\n"));
+  EXPECT_THAT(r.err, HasSubstr("attest push: warning: node node-b:7700: derivation " + drv +
+                               " rejected: INVALID_ARGUMENT: its contents give another path\n"));
+  EXPECT_EQ(nodes_.at("node-a:7700").derivations.size(), 1u);
+
+  Spooled("world");  // its derivation is not in the store: no closure, a warning for each node
+  Result json_run = Cli({"push", "--config", dir_.File("builder.toml"), "--json"});
+  EXPECT_EQ(json_run.code, 0) << json_run.err;
+  const json document = json::parse(json_run.out);
+  EXPECT_EQ(document["derivationsSent"], 0);
+  EXPECT_EQ(document["derivationsStored"], 0);
+  ASSERT_EQ(document["derivationErrors"].size(), 2u);
+  EXPECT_THAT(document["derivationErrors"][0].get<std::string>(), HasSubstr("is not in the store at "));
+  EXPECT_THAT(json_run.err, HasSubstr("attest push: warning: derivation " + TestStorePath("world.drv").full()));
+}
+
 TEST_F(PushCommandTest, ConfigComesFromTheEnvironmentWhenNotGiven) {
   Spooled("hello");
   Result r = Cli({"push"}, {{"ATTEST_BUILDER_CONFIG", dir_.File("builder.toml")}});

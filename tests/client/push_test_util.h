@@ -3,7 +3,12 @@
 //                 <root>/nix/var/nix/db/db.sqlite with the tables NixStoreDb reads, as Nix 2.8 creates
 //                 them. Tests against real Nix live in tests/storage and tests/e2e.
 //   FakePushNode  a node that verifies and stores attestations, and can be down, hang, reject, observe;
+//                 with `takes_derivations`, it also answers MissingDerivations and SubmitDerivations,
+//                 storing a .drv only when it parses and every input derivation it names is stored or
+//                 in the same request (as a real node must, to check its output paths).
 //                 FakePushNodes hands them out as a NodeConnector.
+//   RealNix       Debian's real Nix (2.8), isolated as tests/e2e/nix_harness.cc does (a private
+//                 NIX_CONF_DIR, no substituters, sandboxed builds), for chroot stores under a temp dir.
 #ifndef ATTEST_TESTS_CLIENT_PUSH_TEST_UTIL_H_
 #define ATTEST_TESTS_CLIENT_PUSH_TEST_UTIL_H_
 
@@ -15,14 +20,17 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "client/nar.h"
 #include "client/node_client.h"
 #include "consensus/attestation.h"
+#include "consensus/derivation.h"
 #include "consensus/store_path.h"
 #include "consensus/text.h"
 #include "gtest/gtest.h"
 #include "proto/convert.h"
 #include "storage/sqlite.h"
+#include "tests/support/subprocess.h"
 #include "tests/support/test_support.h"
 
 namespace attest::testing {
@@ -161,6 +169,57 @@ class FakePushNode final {
     return response;
   }
 
+  absl::StatusOr<v1::MissingDerivationsResponse> MissingDerivations(const v1::MissingDerivationsRequest& request) {
+    missing_requests.push_back(request);
+    if (!takes_derivations) return absl::UnimplementedError("unknown service attest.v1.Rebuilds");
+    if (!fail_derivations_with.ok()) return fail_derivations_with;
+    v1::MissingDerivationsResponse response;
+    for (const std::string& path : request.store_paths()) {
+      if (!derivations.contains(path)) response.add_missing(path);
+    }
+    return response;
+  }
+
+  absl::StatusOr<v1::SubmitDerivationsResponse> SubmitDerivations(const v1::SubmitDerivationsRequest& request) {
+    derivation_requests.push_back(request);
+    if (!takes_derivations) return absl::UnimplementedError("unknown service attest.v1.Rebuilds");
+    if (!fail_derivations_with.ok()) return fail_derivations_with;
+    std::set<std::string> in_request;
+    for (const v1::DerivationFile& file : request.derivations()) in_request.insert(file.store_path());
+    v1::SubmitDerivationsResponse response;
+    for (const v1::DerivationFile& file : request.derivations()) {
+      v1::DerivationResult* result = response.add_results();
+      auto reject = [&](absl::StatusCode code, const std::string& message) {
+        result->set_outcome(v1::DerivationResult::REJECTED);
+        result->set_code(static_cast<int>(code));
+        result->set_message(message);
+      };
+      if (const auto refusal = refuse_derivations.find(file.store_path()); refusal != refuse_derivations.end()) {
+        reject(refusal->second.code(), std::string(refusal->second.message()));
+        continue;
+      }
+      auto parsed = consensus::ParseDerivation(file.contents(), file.store_path());
+      if (!parsed.ok()) {
+        reject(absl::StatusCode::kInvalidArgument, std::string(parsed.status().message()));
+        continue;
+      }
+      std::string lacking;
+      for (const consensus::DerivationInput& input : parsed->input_derivations) {
+        if (!derivations.contains(input.drv_path.full()) && !in_request.contains(input.drv_path.full())) {
+          lacking = input.drv_path.full();
+        }
+      }
+      if (!lacking.empty()) {
+        reject(absl::StatusCode::kFailedPrecondition, "input derivation " + lacking + " is neither stored nor sent");
+        continue;
+      }
+      const bool present = derivations.contains(file.store_path());
+      derivations.insert_or_assign(file.store_path(), file.contents());
+      result->set_outcome(present ? v1::DerivationResult::ALREADY_PRESENT : v1::DerivationResult::STORED);
+    }
+    return response;
+  }
+
   Mode mode = Mode::kUp;
   absl::Status fail_rpc_with;                      // a whole-request failure, when not OK
   std::map<std::string, absl::Status> refuse;      // path -> per-item rejection
@@ -169,6 +228,13 @@ class FakePushNode final {
   std::map<std::string, consensus::Attestation> stored;  // by store path
   int calls = 0;
   std::vector<int> batch_sizes;
+  // Derivations: answered only when `takes_derivations` (else UNIMPLEMENTED, as an older node).
+  bool takes_derivations = false;
+  absl::Status fail_derivations_with;                        // both RPCs fail so, when not OK
+  std::map<std::string, absl::Status> refuse_derivations;   // .drv path -> per-file rejection
+  std::map<std::string, std::string> derivations;           // stored: .drv path -> contents
+  std::vector<v1::MissingDerivationsRequest> missing_requests;
+  std::vector<v1::SubmitDerivationsRequest> derivation_requests;
 
  private:
   consensus::PublicKey builder_;
@@ -212,12 +278,62 @@ class FakePushNodes final {
     absl::StatusOr<v1::PolicyInfo> GetPolicy(const v1::GetPolicyRequest&) override {
       return absl::UnimplementedError("not in this fake");
     }
+    absl::StatusOr<v1::MissingDerivationsResponse> MissingDerivations(
+        const v1::MissingDerivationsRequest& request) override {
+      if (node_ == nullptr) return absl::UnavailableError("DNS resolution failed");
+      return node_->MissingDerivations(request);
+    }
+    absl::StatusOr<v1::SubmitDerivationsResponse> SubmitDerivations(
+        const v1::SubmitDerivationsRequest& request) override {
+      if (node_ == nullptr) return absl::UnavailableError("DNS resolution failed");
+      return node_->SubmitDerivations(request);
+    }
 
    private:
     FakePushNode* node_;
     absl::Duration timeout_;
   };
   std::map<std::string, std::unique_ptr<FakePushNode>> nodes_;
+};
+
+class RealNix final {
+ public:
+  // Writes <dir>/etc/nix.conf and creates the cache, home and temp dirs Nix is pointed at.
+  explicit RealNix(std::string dir) : dir_(std::move(dir)) {
+    for (const char* sub : {"etc", "xdg-cache", "home", "tmp"}) std::filesystem::create_directories(dir_ + "/" + sub);
+    WriteFileOrDie(dir_ + "/etc/nix.conf",
+                   "experimental-features = nix-command\n"
+                   "substituters =\n"
+                   "build-users-group =\n"
+                   "sandbox = true\n"
+                   "extra-sandbox-paths = /bin /usr /lib /lib64?\n");
+  }
+
+  // Runs a Nix program (argv[0]: nix-build, nix-instantiate, ...) with the isolated environment.
+  RunResult Nix(const std::vector<std::string>& args) const {
+    std::vector<std::string> argv = {"env"};
+    for (const char* var : {"NIX_CONFIG", "NIX_REMOTE", "NIX_PATH", "NIX_STORE_DIR", "NIX_STATE_DIR", "NIX_LOG_DIR"}) {
+      argv.insert(argv.end(), {"-u", var});
+    }
+    argv.insert(argv.end(), args.begin(), args.end());
+    return Run(argv, "", std::chrono::seconds(300),
+               {{"NIX_CONF_DIR", dir_ + "/etc"},
+                {"XDG_CACHE_HOME", dir_ + "/xdg-cache"},
+                {"HOME", dir_ + "/home"},
+                {"TMPDIR", dir_ + "/tmp"}});
+  }
+
+  // The first line Nix printed on success; "" with a test failure otherwise.
+  std::string Line(const std::vector<std::string>& args) const {
+    RunResult result = Nix(args);
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    if (result.exit_code != 0) return "";
+    const std::string out(absl::StripTrailingAsciiWhitespace(result.out));
+    return out.substr(0, out.find('\n'));
+  }
+
+ private:
+  std::string dir_;
 };
 
 }  // namespace attest::testing

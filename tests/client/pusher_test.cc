@@ -6,6 +6,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -25,6 +27,7 @@ using ::attest::testing::FakeNixStore;
 using ::attest::testing::FakePushNode;
 using ::attest::testing::FakePushNodes;
 using ::attest::testing::ReadFileOrDie;
+using ::attest::testing::RealNix;
 using ::attest::testing::TempDir;
 using ::attest::testing::TestKey;
 using ::attest::testing::TestStorePath;
@@ -488,6 +491,292 @@ TEST_F(PusherTest, NoNodesIsAnErrorNotAnEmptySpool) {
   EXPECT_EQ(report.fatal.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(report.remaining, 1u);
   EXPECT_THAT(Entries(), SizeIs(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Build kinds
+
+TEST_F(PusherTest, BuildKindComesFromTheRecord) {
+  options_.nodes = {kNodeA};
+  const std::map<std::string, consensus::BuildKind> expected = {
+      {"kind-first", consensus::BuildKind::kFirstBuild},
+      {"kind-rebuild", consensus::BuildKind::kRebuild},
+      {"kind-check", consensus::BuildKind::kCheck}};
+  for (const auto& [name, kind] : expected) {
+    SpoolRecord record;
+    record.store_path = store_.Add(name, name + "\n");
+    record.build_kind = kind == consensus::BuildKind::kRebuild ? "rebuild"
+                        : kind == consensus::BuildKind::kCheck ? "check"
+                                                               : "";
+    record.store_root = store_.root();
+    ASSERT_TRUE(spool_.Add(record).ok());
+  }
+  PushReport report = MakePusher().PushOnce();
+  EXPECT_EQ(report.remaining, 0u);
+  for (const auto& [name, kind] : expected) {
+    const std::string path = TestStorePath(name).full();
+    ASSERT_TRUE(nodes_.at(kNodeA).stored.contains(path)) << name;
+    const consensus::Attestation& a = nodes_.at(kNodeA).stored.at(path);
+    EXPECT_EQ(a.metadata.build_kind, kind) << name;
+    EXPECT_TRUE(consensus::VerifyAttestation(a, key_.public_key()).ok()) << name;
+  }
+}
+
+TEST_F(PusherTest, ACheckIsAttestedThoughNixDoesNotMarkThePathUltimate) {
+  options_.nodes = {kNodeA};
+  // `nix-store --realise --check` of a substituted path: built again here, same bytes, still not ultimate.
+  SpoolRecord checked;
+  checked.store_path = store_.Add("checked", "checked\n", FakeNixStore::Kind::kSubstituted);
+  checked.build_kind = "check";
+  checked.store_root = store_.root();
+  ASSERT_TRUE(spool_.Add(checked).ok());
+  // A "rebuild" record is no exemption: `attest rebuild` builds the path, so Nix marks it ultimate.
+  SpoolRecord rebuilt = checked;
+  rebuilt.store_path = store_.Add("not-rebuilt", "x\n", FakeNixStore::Kind::kSubstituted);
+  rebuilt.build_kind = "rebuild";
+  ASSERT_TRUE(spool_.Add(rebuilt).ok());
+
+  PushReport report = MakePusher().PushOnce();
+  EXPECT_THAT(report.delivered, ElementsAre(checked.store_path));
+  ASSERT_TRUE(nodes_.at(kNodeA).stored.contains(checked.store_path));
+  EXPECT_EQ(nodes_.at(kNodeA).stored.at(checked.store_path).metadata.build_kind, consensus::BuildKind::kCheck);
+  EXPECT_FALSE(nodes_.at(kNodeA).stored.contains(rebuilt.store_path));
+  EXPECT_THAT(report.outcomes, Contains(AllOf(Field(&PushOutcome::path, rebuilt.store_path),
+                                              Field(&PushOutcome::kind, OutcomeKind::kRefused))));
+  EXPECT_EQ(report.remaining, 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Derivations, from a store real Nix made
+
+// leaf <- mid <- top, and leaf <- other: closures that overlap. Raw derivations: /bin/sh only.
+constexpr std::string_view kChain = R"(
+let
+  system = builtins.currentSystem;
+  mk = name: script: derivation { inherit name system; builder = "/bin/sh"; args = [ "-c" script ]; };
+  leaf = mk "pd-leaf" "echo leaf > $out";
+  mid = mk "pd-mid" "echo ${leaf} > $out";
+in {
+  inherit leaf mid;
+  top = mk "pd-top" "echo ${mid} > $out";
+  other = mk "pd-other" "echo ${leaf} other > $out";
+}
+)";
+
+class PusherDerivationsTest : public ::testing::Test {
+ protected:
+  // Builds the chain once for the suite (Nix takes seconds); each test has its own spool and nodes.
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    RealNix nix(dir_->File("nix"));
+    const std::string expression = dir_->File("chain.nix");
+    WriteFileOrDie(expression, kChain);
+    root_ = new std::string(dir_->File("store"));
+    drv_ = new std::map<std::string, std::string>();
+    out_ = new std::map<std::string, std::string>();
+    for (const char* attr : {"leaf", "mid", "top", "other"}) {
+      (*drv_)[attr] = nix.Line({"nix-instantiate", "--store", *root_, expression, "-A", attr});
+      (*out_)[attr] = nix.Line({"nix-build", "--store", *root_, expression, "-A", attr, "--no-out-link"});
+    }
+  }
+  static void TearDownTestSuite() {
+    delete drv_;
+    delete out_;
+    delete root_;
+    delete dir_;
+  }
+
+  PusherDerivationsTest() : spool_(*Spool::Open(tmp_.File("spool"))) {
+    nodes_.Add(kNodeA, key_.public_key()).takes_derivations = true;
+    nodes_.Add(kNodeB, key_.public_key()).takes_derivations = true;
+    options_.nodes = {kNodeA, kNodeB};
+  }
+
+  void SetUp() override {
+    for (const char* attr : {"leaf", "mid", "top", "other"}) {
+      ASSERT_THAT(drv_->at(attr), ::testing::EndsWith(".drv")) << "Nix did not instantiate " << attr;
+      ASSERT_FALSE(out_->at(attr).empty()) << "Nix did not build " << attr;
+    }
+  }
+
+  static const std::string& Drv(const std::string& attr) { return drv_->at(attr); }
+  static std::string Contents(const std::string& drv) { return ReadFileOrDie(*root_ + drv); }
+
+  // Spools an output as the hook does; kFromDatabase leaves the deriver to Nix's database.
+  enum class DrvPath { kInRecord, kFromDatabase };
+  void SpoolOutput(const std::string& attr, DrvPath drv_path = DrvPath::kInRecord) {
+    SpoolRecord record;
+    record.store_path = out_->at(attr);
+    if (drv_path == DrvPath::kInRecord) record.drv_path = Drv(attr);
+    record.store_root = *root_;
+    ASSERT_TRUE(spool_.Add(record).ok());
+  }
+
+  PushReport Push() {
+    Pusher pusher(spool_, TestKey("builder-1"), options_, nodes_.Connector(), clock_.Clock());
+    PushReport report = pusher.PushOnce();
+    EXPECT_TRUE(report.fatal.ok()) << report.fatal;
+    EXPECT_EQ(report.remaining, 0u) << "derivations never keep a record";
+    return report;
+  }
+
+  // The .drv paths of one SubmitDerivations request, in order.
+  static std::vector<std::string> Files(const v1::SubmitDerivationsRequest& request) {
+    std::vector<std::string> files;
+    for (const v1::DerivationFile& file : request.derivations()) files.push_back(file.store_path());
+    return files;
+  }
+
+  static TempDir* dir_;
+  static std::string* root_;
+  static std::map<std::string, std::string>* drv_;  // attribute -> .drv path
+  static std::map<std::string, std::string>* out_;  // attribute -> output path
+
+  TempDir tmp_;
+  client::Spool spool_;
+  consensus::SecretKey key_ = TestKey("builder-1");
+  FakePushNodes nodes_;
+  FakeClock clock_;
+  PushOptions options_;
+};
+
+TempDir* PusherDerivationsTest::dir_ = nullptr;
+std::string* PusherDerivationsTest::root_ = nullptr;
+std::map<std::string, std::string>* PusherDerivationsTest::drv_ = nullptr;
+std::map<std::string, std::string>* PusherDerivationsTest::out_ = nullptr;
+
+TEST_F(PusherDerivationsTest, EachNodeGetsTheDerivationClosureOfWhatItAcknowledged) {
+  SpoolOutput("top");
+  SpoolOutput("other", DrvPath::kFromDatabase);
+  PushReport report = Push();
+  EXPECT_THAT(report.derivation_errors, IsEmpty());
+  EXPECT_EQ(report.derivations_sent, 8u);
+  EXPECT_EQ(report.derivations_stored, 8u);
+
+  const std::set<std::string> closure = {Drv("leaf"), Drv("mid"), Drv("top"), Drv("other")};
+  for (const char* address : {kNodeA, kNodeB}) {
+    const FakePushNode& node = nodes_.at(address);
+    // Asked once, each derivation once: leaf is in both closures.
+    ASSERT_THAT(node.missing_requests, SizeIs(1)) << address;
+    const auto& asked = node.missing_requests[0].store_paths();
+    EXPECT_EQ(std::set<std::string>(asked.begin(), asked.end()), closure) << address;
+    EXPECT_THAT(asked, SizeIs(4)) << address;
+    // One request with all of it, byte for byte, each input before what uses it.
+    ASSERT_THAT(node.derivation_requests, SizeIs(1)) << address;
+    const std::vector<std::string> files = Files(node.derivation_requests[0]);
+    ASSERT_THAT(files, SizeIs(4)) << address;
+    auto at = [&](const std::string& attr) { return std::find(files.begin(), files.end(), Drv(attr)) - files.begin(); };
+    EXPECT_LT(at("leaf"), at("mid"));
+    EXPECT_LT(at("mid"), at("top"));
+    EXPECT_LT(at("leaf"), at("other"));
+    for (const v1::DerivationFile& file : node.derivation_requests[0].derivations()) {
+      EXPECT_EQ(file.contents(), Contents(file.store_path()));
+    }
+    EXPECT_EQ(node.derivations.size(), 4u) << address;
+  }
+}
+
+TEST_F(PusherDerivationsTest, OnlyWhatTheNodeLacksIsSentAndAnOlderNodeIsLeftAlone) {
+  options_.nodes = {kNodeA, kNodeB};
+  nodes_.at(kNodeA).derivations = {{Drv("leaf"), Contents(Drv("leaf"))}, {Drv("mid"), Contents(Drv("mid"))}};
+  nodes_.at(kNodeB).takes_derivations = false;  // before the Rebuilds service
+  SpoolOutput("top");
+  PushReport report = Push();
+  EXPECT_THAT(report.derivation_errors, IsEmpty()) << "an older node is no warning";
+  ASSERT_THAT(nodes_.at(kNodeA).derivation_requests, SizeIs(1));
+  EXPECT_THAT(Files(nodes_.at(kNodeA).derivation_requests[0]), ElementsAre(Drv("top")));
+  EXPECT_EQ(report.derivations_sent, 1u);
+  EXPECT_EQ(report.derivations_stored, 1u);
+  EXPECT_THAT(nodes_.at(kNodeB).derivation_requests, IsEmpty());
+  EXPECT_TRUE(nodes_.at(kNodeB).stored.contains(out_->at("top"))) << "the attestation itself went";
+
+  // The node has the whole closure now: asked, nothing sent.
+  SpoolOutput("mid");
+  PushReport again = Push();
+  EXPECT_THAT(again.derivation_errors, IsEmpty());
+  EXPECT_EQ(again.derivations_sent, 0u);
+  EXPECT_THAT(nodes_.at(kNodeA).missing_requests, SizeIs(2));
+  EXPECT_THAT(nodes_.at(kNodeA).derivation_requests, SizeIs(1));
+}
+
+TEST_F(PusherDerivationsTest, FailuresAndRejectionsAreWarningsThatNeverKeepRecords) {
+  nodes_.at(kNodeA).fail_derivations_with = absl::UnavailableError("node node-a:7700: MissingDerivations: overloaded");
+  nodes_.at(kNodeB).refuse_derivations[Drv("top")] =
+      absl::InvalidArgumentError("its contents give another store path");
+  SpoolOutput("top");
+  PushReport report = Push();
+  EXPECT_THAT(report.delivered, ElementsAre(out_->at("top")));
+  EXPECT_THAT(report.derivation_errors,
+              UnorderedElementsAre(AllOf(HasSubstr("node node-a:7700: UNAVAILABLE: MissingDerivations: overloaded"),
+                                         HasSubstr("the attestations are delivered")),
+                                   AllOf(HasSubstr("node node-b:7700: derivation " + Drv("top")),
+                                         HasSubstr("rejected: INVALID_ARGUMENT: its contents give another"))));
+  EXPECT_EQ(report.derivations_sent, 3u);
+  EXPECT_EQ(report.derivations_stored, 2u);
+  EXPECT_THAT(nodes_.at(kNodeA).derivation_requests, IsEmpty());
+}
+
+TEST_F(PusherDerivationsTest, AClosureOverTheLimitsIsSkippedNamingItsDeriver) {
+  options_.nodes = {kNodeA};
+  options_.derivation_limits.max_files = 2;
+  SpoolOutput("top");    // leaf, mid, top: one file too many
+  SpoolOutput("other");  // leaf, other
+  PushReport report = Push();
+  EXPECT_THAT(report.derivation_errors,
+              ElementsAre(AllOf(HasSubstr("derivation " + Drv("top") + ": not sent to node node-a:7700"),
+                                HasSubstr("lacks 3 derivations of its closure, more than the 2"))));
+  ASSERT_THAT(nodes_.at(kNodeA).derivation_requests, SizeIs(1));
+  EXPECT_THAT(Files(nodes_.at(kNodeA).derivation_requests[0]), ElementsAre(Drv("leaf"), Drv("other")));
+
+  // A file larger than a node takes: every closure with it is skipped.
+  TempDir other_spool;
+  spool_ = *client::Spool::Open(other_spool.File("spool"));
+  options_.derivation_limits = DerivationLimits{.max_file_bytes = 16};
+  nodes_.at(kNodeA).derivations.clear();
+  nodes_.at(kNodeA).derivation_requests.clear();
+  SpoolOutput("mid");
+  PushReport big = Push();
+  EXPECT_THAT(big.derivation_errors, ElementsAre(AllOf(HasSubstr("derivation " + Drv("mid") + ": not sent"),
+                                                       HasSubstr("larger than the 16 bytes"))));
+  EXPECT_THAT(nodes_.at(kNodeA).derivation_requests, IsEmpty());
+  EXPECT_THAT(big.delivered, ElementsAre(out_->at("mid")));
+}
+
+TEST_F(PusherDerivationsTest, OverOneRequestTheClosuresAreSplitEachWhole) {
+  options_.nodes = {kNodeA};
+  options_.derivation_limits.max_files = 3;
+  options_.derivation_limits.max_paths_per_query = 3;
+  SpoolOutput("top");
+  SpoolOutput("other");
+  PushReport report = Push();
+  EXPECT_THAT(report.derivation_errors, IsEmpty());
+  const FakePushNode& node = nodes_.at(kNodeA);
+  EXPECT_THAT(node.missing_requests, SizeIs(2)) << "4 paths, at most 3 per question";
+  for (const auto& request : node.missing_requests) EXPECT_LE(request.store_paths_size(), 3);
+  ASSERT_THAT(node.derivation_requests, SizeIs(2));
+  std::vector<std::string> all;
+  for (const auto& request : node.derivation_requests) {
+    EXPECT_LE(request.derivations_size(), 3);
+    for (const std::string& file : Files(request)) all.push_back(file);
+  }
+  // Each file once, and the node (which refuses a .drv whose inputs it lacks) stored them all.
+  EXPECT_THAT(all, UnorderedElementsAre(Drv("leaf"), Drv("mid"), Drv("top"), Drv("other")));
+  EXPECT_EQ(node.derivations.size(), 4u);
+  EXPECT_EQ(report.derivations_stored, 4u);
+}
+
+TEST_F(PusherDerivationsTest, ADeriverGoneFromTheStoreIsReportedToNodesThatTakeDerivations) {
+  nodes_.at(kNodeB).takes_derivations = false;
+  SpoolRecord record;
+  record.store_path = out_->at("leaf");
+  record.drv_path = TestStorePath("pd-gone.drv").full();  // garbage-collected, say
+  record.store_root = *root_;
+  ASSERT_TRUE(spool_.Add(record).ok());
+  PushReport report = Push();
+  EXPECT_THAT(report.derivation_errors,
+              ElementsAre(AllOf(HasSubstr("derivation " + record.drv_path + ": not sent to node node-a:7700"),
+                                HasSubstr("is not in the store at " + *root_), HasSubstr("keep-derivations"))));
+  EXPECT_THAT(report.delivered, ElementsAre(record.store_path));
 }
 
 TEST(PusherRetryableTest, OnlyTransientCodesAreRetryable) {
