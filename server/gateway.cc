@@ -184,7 +184,7 @@ HttpReply Gateway::NarInfo(std::string_view request_path, std::string_view clien
     }
   }
   return HttpReply::Later([this, hash_part = std::move(hash_part), client = std::string(client)] {
-    return Resolve(hash_part, client);
+    return Resolve(hash_part, &client);
   });
 }
 
@@ -200,14 +200,14 @@ std::optional<consensus::StorePath> Gateway::UnconfirmedPathOf(const std::string
   return path;
 }
 
-HttpResponse Gateway::Resolve(const std::string& hash_part, const std::string& client) {
+HttpResponse Gateway::Resolve(const std::string& hash_part, const std::string* client) {
   const absl::Time now = clock_();
   std::shared_ptr<const UpstreamAnswer> upstream = UpstreamFor(hash_part, now);
 
   std::shared_ptr<const RelayTarget> target;
   std::optional<consensus::StorePath> demand_path;
   auto note_demand = [&] {
-    if (demand_path && options_.on_not_confirmed) options_.on_not_confirmed(*demand_path, client);
+    if (demand_path && client != nullptr && options_.on_not_confirmed) options_.on_not_confirmed(*demand_path, *client);
   };
   auto keep = [&](bool answered, std::shared_ptr<const std::string> body, std::string reason, uint64_t generation,
                   Answer answer) {
@@ -577,7 +577,7 @@ HttpResponse Gateway::RelayNar(const std::string& file) {
   std::shared_ptr<const RelayTarget> target = IsHashPart(hash_part) ? target_of() : nullptr;
   if (target == nullptr && IsHashPart(hash_part)) {
     // Evicted, restarted, or a verdict changed since the narinfo was served: decide again.
-    Resolve(hash_part);
+    Resolve(hash_part, /*client=*/nullptr);  // a NAR request is not demand: its narinfo request was
     target = target_of();
   }
   if (target == nullptr || target->file != file) {

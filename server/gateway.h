@@ -135,7 +135,8 @@ class Gateway final {
   void Count(Answer answer) const;
 
   // The whole miss path (blocking): upstream (cached or fetched), tally, render, cache.
-  HttpResponse Resolve(const std::string& hash_part, const std::string& client);
+  // `client` asked for the narinfo (its address counts demand); null when nobody did (a NAR request).
+  HttpResponse Resolve(const std::string& hash_part, const std::string* client);
   // The path of a hash part no upstream or source knows, when options_.path_of_hash_part names one and
   // it is not CONFIRMED (so a 404 for it is demand); nullopt otherwise. Blocking.
   std::optional<consensus::StorePath> UnconfirmedPathOf(const std::string& hash_part);

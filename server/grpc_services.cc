@@ -71,15 +71,15 @@ v1::NarSource ToProto(const NarSourceStatus& status) {
 }
 
 std::string ClientAddressOfPeer(std::string_view peer) {
-  std::string_view rest = peer;
+  absl::string_view rest(peer.data(), peer.size());
   if (absl::ConsumePrefix(&rest, "ipv4:")) {
     const size_t colon = rest.rfind(':');
-    return std::string(colon == std::string_view::npos ? rest : rest.substr(0, colon));
+    return std::string(colon == absl::string_view::npos ? rest : rest.substr(0, colon));
   }
   if (absl::ConsumePrefix(&rest, "ipv6:")) {
     if (absl::ConsumePrefix(&rest, "[")) {
       const size_t close = rest.find(']');
-      return std::string(close == std::string_view::npos ? rest : rest.substr(0, close));
+      return std::string(close == absl::string_view::npos ? rest : rest.substr(0, close));
     }
     return std::string(rest);
   }

@@ -98,6 +98,16 @@ std::string ShowAddress(const std::string& host, int port) {
   return Cat(host, ":", port);
 }
 
+DemandOptions DemandOptionsOf(const RebuildConfig& config) {
+  DemandOptions options;
+  options.half_life = config.demand_half_life;
+  options.client_budget = config.demand_budget;
+  options.max_paths = static_cast<size_t>(config.max_demand_paths);
+  return options;
+}
+
+std::string DemandFileOf(const NodeConfig& config) { return Cat(config.database_path, ".demand"); }
+
 }  // namespace
 
 absl::StatusOr<PolicyAndKey> LoadPolicyAndKey(const NodeConfig& config) {
@@ -267,15 +277,6 @@ std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::
                                                   }});
 }
 
-DemandOptions DemandOptionsOf(const RebuildConfig& config) {
-  DemandOptions options;
-  options.half_life = config.demand_half_life;
-  options.client_budget = config.demand_budget;
-  options.max_paths = static_cast<size_t>(config.max_demand_paths);
-  return options;
-}
-
-std::string DemandFileOf(const NodeConfig& config) { return Cat(config.database_path, ".demand"); }
 
 // The node's NAR sources for the dispute diffs: with or without [gateway].
 std::unique_ptr<DisputeDiffer> MakeDisputeDiffer(const NodeConfig& config, const consensus::Policy& policy,

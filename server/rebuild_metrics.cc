@@ -90,7 +90,7 @@ void AddRebuildMetrics(MetricsRegistry& metrics, const DemandBook* demand, const
     absl::StatusOr<storage::DerivationStats> stats = derivations->GetDerivationStats();
     if (!stats.ok()) {
       return absl::Status(stats.status().code(),
-                          absl::StrCat("reading the derivation statistics: ", consensus::StdView(stats.status().message())));
+                          absl::StrCat("reading the derivation statistics: ", stats.status().message()));
     }
     drvs->Set(static_cast<double>(stats->derivations));
     drv_bytes->Set(static_cast<double>(stats->content_bytes));
