@@ -69,7 +69,7 @@ TEST_F(DerivationIntakeTest, StoresTheClosureOfAnAttestedDerivationAndServesItIn
               ElementsAre(DerivationOutcome::kStored, DerivationOutcome::kStored, DerivationOutcome::kStored));
   EXPECT_THAT(Outcomes({Upload(middle_)}), ElementsAre(DerivationOutcome::kAlreadyPresent));
 
-  absl::StatusOr<DerivationClosure> closure = intake_.Get({top_.path.full()}, /*closure=*/true);
+  absl::StatusOr<DerivationClosure> closure = intake_.Get(std::vector<std::string>{top_.path.full()}, /*closure=*/true);
   ASSERT_TRUE(closure.ok()) << closure.status();
   ASSERT_EQ(closure->derivations.size(), 3u);
   EXPECT_EQ(closure->derivations[0].path, base_.path);
@@ -78,7 +78,7 @@ TEST_F(DerivationIntakeTest, StoresTheClosureOfAnAttestedDerivationAndServesItIn
   EXPECT_EQ(closure->derivations[2].contents, top_.contents);
   EXPECT_TRUE(closure->missing.empty());
 
-  absl::StatusOr<DerivationClosure> alone = intake_.Get({top_.path.full()}, /*closure=*/false);
+  absl::StatusOr<DerivationClosure> alone = intake_.Get(std::vector<std::string>{top_.path.full()}, /*closure=*/false);
   ASSERT_TRUE(alone.ok());
   ASSERT_EQ(alone->derivations.size(), 1u);
 
@@ -91,7 +91,7 @@ TEST_F(DerivationIntakeTest, StoresTheClosureOfAnAttestedDerivationAndServesItIn
   EXPECT_EQ((*producing)[0][0].output_name, "out");
 
   const TestDrv other = MakeTestDrv("other");
-  absl::StatusOr<std::vector<std::string>> missing = intake_.Missing({top_.path.full(), other.path.full()});
+  absl::StatusOr<std::vector<std::string>> missing = intake_.Missing(std::vector<std::string>{top_.path.full(), other.path.full()});
   ASSERT_TRUE(missing.ok());
   EXPECT_THAT(*missing, ElementsAre(other.path.full()));
   EXPECT_EQ(intake_.stats().stored, 3u);
@@ -179,7 +179,7 @@ TEST_F(DerivationIntakeTest, RefusesRequestsOverTheBoundsAsAWhole) {
   EXPECT_EQ(last_[0].reason.code(), absl::StatusCode::kInvalidArgument);
   std::vector<std::string> paths(kMaxDerivationPathsPerRequest + 1, base_.path.full());
   EXPECT_EQ(intake_.Missing(paths).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(intake_.Get({"/nix/store/not-a-path"}, true).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(intake_.Get(std::vector<std::string>{"/nix/store/not-a-path"}, true).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(DerivationIntakeTest, ADeepChainIsCheckedWithoutRecursion) {
@@ -193,7 +193,7 @@ TEST_F(DerivationIntakeTest, ADeepChainIsCheckedWithoutRecursion) {
   absl::StatusOr<std::vector<DerivationVerdict>> verdicts = intake_.Submit(uploads);
   ASSERT_TRUE(verdicts.ok()) << verdicts.status();
   for (const DerivationVerdict& verdict : *verdicts) ASSERT_EQ(verdict.outcome, DerivationOutcome::kStored) << verdict.reason;
-  absl::StatusOr<DerivationClosure> closure = intake_.Get({chain.back().path.full()}, true);
+  absl::StatusOr<DerivationClosure> closure = intake_.Get(std::vector<std::string>{chain.back().path.full()}, true);
   ASSERT_TRUE(closure.ok());
   ASSERT_EQ(closure->derivations.size(), chain.size());
   EXPECT_EQ(closure->derivations.front().path, chain.front().path);
