@@ -8,8 +8,9 @@
 //   DerivationStore       storage/derivation_store.h       .drv files for rebuilders, with a write of its own
 // An implementation implements all five, behind this union: SqliteAttestationStore (the default, one
 // file, WAL) and MemoryAttestationStore (tests), both passing
-// tests/storage/attestation_store_contract_test.cc and tests/storage/derivation_store_contract_test.cc. Whoever owns the store (server/node.h) holds an
-// AttestationStore; every other user takes only the role it uses.
+// tests/storage/attestation_store_contract_test.cc and tests/storage/derivation_store_contract_test.cc.
+// Whoever owns the store (server/node.h) holds an AttestationStore; every other user takes only the
+// role it uses.
 //
 // Thread-safety: every method may be called from any thread; implementations serialise writes.
 #ifndef ATTEST_STORAGE_ATTESTATION_STORE_H_

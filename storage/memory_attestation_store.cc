@@ -368,7 +368,8 @@ absl::StatusOr<std::optional<StorePath>> MemoryAttestationStore::OutputPathByHas
   auto path = StorePath::Parse(it->first);
   // Keys are the full paths of parsed StorePaths, so this cannot fail.
   if (!path.ok()) {
-    return absl::InternalError(consensus::Cat("an output path held in memory does not parse: ", path.status().message()));
+    return absl::InternalError(
+        consensus::Cat("an output path held in memory does not parse: ", path.status().message()));
   }
   return std::optional(*path);
 }

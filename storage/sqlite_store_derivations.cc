@@ -164,11 +164,12 @@ absl::StatusOr<std::vector<std::optional<StoredDerivation>>> SqliteAttestationSt
             // A path asked for twice may be in two chunks' answers.
             if (by_path.contains(path->full())) return absl::OkStatus();
             std::string key = path->full();
-            auto [it, inserted] = by_path.emplace(std::move(key), StoredDerivation{.path = *std::move(path),
-                                                                                   .contents = std::string(Chars(use.Blob(2))),
-                                                                                   .input_derivations = {},
-                                                                                   .outputs = {},
-                                                                                   .received_unix = use.Int(3)});
+            auto [it, inserted] = by_path.emplace(
+                std::move(key), StoredDerivation{.path = *std::move(path),
+                                                 .contents = std::string(Chars(use.Blob(2))),
+                                                 .input_derivations = {},
+                                                 .outputs = {},
+                                                 .received_unix = use.Int(3)});
             by_id.emplace(use.Int(0), &it->second);
             ids.push_back(use.Int(0));
             return absl::OkStatus();

@@ -279,7 +279,9 @@ TEST_P(DerivationStoreContractTest, AnInvalidItemStoresNothingOfTheCall) {
        },
        "not sorted by unique names"},
       {"output without a name",
-       [](StoredDerivation& d) { d.outputs = {DerivationOutputPath{.output_name = "", .path = TestStorePath("bad-1")}}; },
+       [](StoredDerivation& d) {
+         d.outputs = {DerivationOutputPath{.output_name = "", .path = TestStorePath("bad-1")}};
+       },
        "has no name"},
       {"negative time", [](StoredDerivation& d) { d.received_unix = -1; }, "negative"},
   };
@@ -353,7 +355,8 @@ TEST_P(DerivationStoreContractTest, ConcurrentPutsInsertEachPathOnce) {
   constexpr int kPerCall = 5;
   std::vector<StoredDerivation> all;
   for (int i = 0; i < kCalls * kPerCall; ++i) {
-    all.push_back(Drv(consensus::Cat("shared-", i), {"dep-1", "dep-2"}, {{"dev", consensus::Cat("shared-", i, "-dev")}, {"out", ""}}));
+    all.push_back(Drv(consensus::Cat("shared-", i), {"dep-1", "dep-2"},
+                      {{"dev", consensus::Cat("shared-", i, "-dev")}, {"out", ""}}));
   }
   std::atomic<int> inserted = 0;
   std::atomic<int> failures = 0;

@@ -628,11 +628,12 @@ TEST(SqliteAttestationStoreTest, BusyDatabaseEndsPutDerivationsInUnavailableAndN
   auto other = sqlite::Connection::Open(file, sqlite::OpenMode::kReadWrite, absl::Seconds(1));
   ASSERT_TRUE(other.ok());
   ASSERT_TRUE((*other)->Execute("BEGIN IMMEDIATE", "test lock").ok());
-  const std::vector<StoredDerivation> drvs = {StoredDerivation{.path = TestStorePath("a-1.drv"),
-                                                               .contents = "Derive(a)",
-                                                               .input_derivations = {},
-                                                               .outputs = {{.output_name = "out", .path = TestStorePath("a-1")}},
-                                                               .received_unix = 1}};
+  const std::vector<StoredDerivation> drvs = {
+      StoredDerivation{.path = TestStorePath("a-1.drv"),
+                       .contents = "Derive(a)",
+                       .input_derivations = {},
+                       .outputs = {{.output_name = "out", .path = TestStorePath("a-1")}},
+                       .received_unix = 1}};
   auto outcome = store->PutDerivations(drvs);
   EXPECT_EQ(outcome.status().code(), absl::StatusCode::kUnavailable) << outcome.status();
   EXPECT_THAT(outcome.status().message(), HasSubstr("2 attempts"));
@@ -881,7 +882,9 @@ TEST(SqliteAttestationStoreTest, DerivationsSizeAndSpeedAtScale) {
     if (i % 4 == 0) drv.outputs.push_back({.output_name = "dev", .path = random_path(name + "-dev")});
     drv.outputs.push_back({.output_name = "out", .path = random_path(name)});
     drv.contents = consensus::Cat("Derive([(\"out\",\"", drv.outputs.back().path.full(), "\",\"\",\"\")],[");
-    for (const StorePath& input : drv.input_derivations) drv.contents += consensus::Cat("(\"", input.full(), "\",[\"out\"]),");
+    for (const StorePath& input : drv.input_derivations) {
+      drv.contents += consensus::Cat("(\"", input.full(), "\",[\"out\"]),");
+    }
     drv.contents.append(1500 + random() % 3000, 'e');
     content_bytes += static_cast<int64_t>(drv.contents.size());
     all.push_back(std::move(drv));
