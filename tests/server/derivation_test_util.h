@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <map>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,8 @@ struct TestDrv final {
   std::string contents;           // its ATerm text
   consensus::StorePath out;       // its output "out"
   consensus::Derivation parsed;
+  // Every input derivation it needs, transitively (HashModulo follows them all).
+  std::vector<std::pair<consensus::StorePath, consensus::Derivation>> inputs_closure;
 };
 
 // An input-addressed derivation `name` (one output "out") whose builder script names its inputs.
@@ -43,7 +46,12 @@ inline TestDrv MakeTestDrv(const std::string& name, const std::vector<const Test
 
   // The output path follows from the derivation with its outputs masked; the graph needs its inputs.
   consensus::DerivationGraph graph;
-  for (const TestDrv* input : inputs) graph.Add(input->path, input->parsed);
+  std::vector<std::pair<consensus::StorePath, consensus::Derivation>> closure;
+  for (const TestDrv* input : inputs) {
+    closure.insert(closure.end(), input->inputs_closure.begin(), input->inputs_closure.end());
+    closure.emplace_back(input->path, input->parsed);
+  }
+  for (const auto& [path, parsed] : closure) graph.Add(path, parsed);
   // Output paths are named after the .drv's name, so the stand-in path has the right one.
   absl::StatusOr<consensus::StorePath> placeholder =
       consensus::StorePath::Parse(absl::StrCat("/nix/store/00000000000000000000000000000000-", name, ".drv"));
@@ -61,7 +69,11 @@ inline TestDrv MakeTestDrv(const std::string& name, const std::vector<const Test
   absl::StatusOr<consensus::StorePath> path = consensus::TextStorePath(
       absl::StrCat(name, ".drv"), contents, consensus::DerivationReferences(drv));
   EXPECT_TRUE(path.ok()) << path.status();
-  return TestDrv{.path = *path, .contents = std::move(contents), .out = out, .parsed = std::move(drv)};
+  return TestDrv{.path = *path,
+                 .contents = std::move(contents),
+                 .out = out,
+                 .parsed = std::move(drv),
+                 .inputs_closure = std::move(closure)};
 }
 
 }  // namespace attest::testing
