@@ -80,11 +80,11 @@ int Main(int argc, char** argv) {
   const std::string database = dir + "/attest.db";
   const bool fresh = !std::filesystem::exists(database);
 
-  const std::vector<consensus::SecretKey> builders = {BenchKey("builder-a"), BenchKey("builder-b"),
-                                                      BenchKey("builder-c")};
+  std::vector<consensus::SecretKey> builders;
+  for (const char* name : {"builder-a", "builder-b", "builder-c"}) builders.push_back(BenchKey(name));
   std::vector<consensus::Operator> operators;
   for (size_t i = 0; i < builders.size(); ++i) {
-    operators.push_back(consensus::Operator{.name = absl::StrCat("operator-", static_cast<char>('a' + i)),
+    operators.push_back(consensus::Operator{.name = "operator-" + std::string(1, static_cast<char>('a' + i)),
                                             .builders = {builders[i].public_key()}});
   }
   absl::StatusOr<consensus::Policy> policy = consensus::Policy::Create(2, operators, {});
