@@ -233,7 +233,7 @@ absl::StatusOr<NixStoreRun> RunNixStore(const std::vector<std::string>& args, co
 }
 
 std::string LastNixErrorLine(std::string_view err, size_t max_bytes) {
-  std::string line;
+  std::vector<std::string> lines;
   for (std::string_view candidate : Lines(err)) {
     // Terminal colour codes (ESC [ ... m) are dropped; so is any other control byte.
     std::string clean;
@@ -247,10 +247,28 @@ std::string LastNixErrorLine(std::string_view err, size_t max_bytes) {
       clean.push_back(static_cast<char>(c));
     }
     std::string_view trimmed = Trim(clean);
-    if (!trimmed.empty()) line = std::string(trimmed);
+    if (!trimmed.empty()) lines.emplace_back(trimmed);
+  }
+  if (lines.empty()) return "";
+  // The last "error:" line; when it ends a build, the builder's own last line (printed between
+  // "building '...'" and the error) says what went wrong and is kept with it.
+  size_t at = lines.size() - 1;
+  for (size_t i = lines.size(); i-- > 0;) {
+    if (lines[i].starts_with("error: ")) {
+      at = i;
+      break;
+    }
+  }
+  std::string line = lines[at].starts_with("error: ") ? lines[at].substr(7) : lines[at];
+  if (at > 0 && !lines[at - 1].starts_with("building '") && !lines[at - 1].starts_with("error: ")) {
+    for (size_t i = at - 1; i-- > 0;) {
+      if (lines[i].starts_with("building '")) {
+        line += Cat(" (last log line: ", lines[at - 1], ")");
+        break;
+      }
+    }
   }
   std::string_view view = line;
-  if (view.starts_with("error: ")) view.remove_prefix(7);
   if (view.size() > max_bytes) {
     size_t cut = max_bytes;
     while (cut > 0 && (static_cast<unsigned char>(view[cut]) & 0xc0) == 0x80) --cut;

@@ -76,8 +76,10 @@ struct NixStoreRunOptions final {
 // or process, DEADLINE_EXCEEDED killed at the timeout, CANCELLED when `cancelled` said so.
 absl::StatusOr<NixStoreRun> RunNixStore(const std::vector<std::string>& args, const NixStoreRunOptions& options);
 
-// The last non-empty line of Nix's stderr, without the "error: " prefix or terminal colour codes,
-// trimmed to `max_bytes` (at a UTF-8 boundary): the one-line reason of a failed build.
+// Nix's last error line (the last line starting "error: ", else the last non-empty line), without the
+// "error: " prefix or terminal colour codes; when it follows a build's log, with the builder's last
+// log line appended as " (last log line: ...)". Trimmed to `max_bytes` at a UTF-8 boundary: the
+// one-line reason of a failed build.
 std::string LastNixErrorLine(std::string_view err, size_t max_bytes);
 
 // `--store STORE`, or nothing for Nix's default store.
