@@ -3,12 +3,18 @@
 // nix-instantiate in one chroot store and built by the rebuilder in another, empty one.
 #include "client/rebuilder.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -24,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "proto/attest/v1/attest.grpc.pb.h"
 #include "tests/client/nix_test_env.h"
+#include "tests/support/subprocess.h"
 #include "tests/support/test_support.h"
 
 namespace attest::client {
@@ -220,9 +227,11 @@ class RebuilderTest : public ::testing::Test {
     }
   }
 
+  // `attest rebuild --once` (or --watch when `extra` has --interval).
   CliResult Rebuild(std::vector<std::string> extra = {}) {
+    const bool watch = std::find(extra.begin(), extra.end(), "--interval") != extra.end();
     std::vector<std::string> args = {"rebuild", "--config", dir_.File("builder.toml"), "--store", build_store(),
-                                     "--once"};
+                                     watch ? "--watch" : "--once"};
     args.insert(args.end(), extra.begin(), extra.end());
     std::istringstream in;
     std::ostringstream out, err;
@@ -451,6 +460,58 @@ TEST_F(RebuilderTest, KeyNotInThePolicyExitsOneAndDoesNothing) {
   absl::MutexLock lock(&state_.mu);
   EXPECT_TRUE(state_.wanted_for.empty());
   EXPECT_TRUE(state_.leases.empty());
+}
+
+TEST_F(RebuilderTest, InputDerivationNobodyHasIsRefused) {
+  SetUpNix(/*with_hook=*/false);
+  Want("top");
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.derivations.erase(state_.derivations.begin());  // dep's file
+  }
+  CliResult result = Rebuild();
+  EXPECT_EQ(result.code, 1) << result.out << result.err;
+  const std::string reason =
+      drvs_["dep"] + ", an input of " + drvs_["top"] + ", was not sent by the node and is not in the local store";
+  EXPECT_THAT(result.out, HasSubstr("refused " + outs_["top"] + ": " + reason));
+  ExpectNothingImported(reason);
+}
+
+TEST_F(RebuilderTest, JobsBuildSeveralPathsInOneRound) {
+  SetUpNix(/*with_hook=*/false);
+  Want("top");
+  Want("broken");
+  CliResult result = Rebuild({"--jobs", "2"});
+  EXPECT_EQ(result.code, 1) << result.out << result.err;
+  EXPECT_THAT(result.out, HasSubstr("built " + outs_["top"] + ": rebuild"));
+  EXPECT_THAT(result.out, HasSubstr("failed " + outs_["broken"] + ": "));
+  EXPECT_THAT(result.out, HasSubstr("1 built, 1 failed, 0 refused, 0 skipped"));
+  EXPECT_EQ(RecordsFor(outs_["top"]).size(), 1u);
+  EXPECT_EQ(Reports().size(), 2u);
+}
+
+TEST_F(RebuilderTest, WatchRunsRoundsUntilSigterm) {
+  SetUpNix(/*with_hook=*/false);
+  Want("top");
+  // Once the second round asked for the queue (the first built top), stop the command as a service
+  // manager would.
+  std::thread stopper([this] {
+    const bool second_round = testing::PollUntil(
+        [this] {
+          absl::MutexLock lock(&state_.mu);
+          return state_.wanted_for.size() >= 2;
+        },
+        std::chrono::seconds(50));
+    EXPECT_TRUE(second_round);
+    ::kill(::getpid(), SIGTERM);
+  });
+  CliResult result = Rebuild({"--interval", "100ms"});
+  stopper.join();
+  EXPECT_EQ(result.code, 0) << result.out << result.err;
+  EXPECT_THAT(result.out, HasSubstr("built " + outs_["top"] + ": rebuild"));
+  // The second round found it in the local store.
+  EXPECT_THAT(result.out, HasSubstr("skipped " + outs_["top"] + ": already in the local store"));
+  EXPECT_EQ(RecordsFor(outs_["top"]).size(), 1u);
 }
 
 TEST_F(RebuilderTest, UsageErrorsExitTwo) {
