@@ -188,9 +188,9 @@ absl::StatusOr<NixStoreRun> RunNixStore(const std::vector<std::string>& args, co
   absl::Status stopped;
   while (out_open || err_open) {
     if (absl::Now() >= deadline) {
-      stopped = absl::DeadlineExceededError(
-          Cat("nix-store ", args.empty() ? "" : args.front(), " did not finish within ",
-              absl::FormatDuration(options.timeout), " and was killed (raise --timeout for long builds)"));
+      stopped = absl::DeadlineExceededError(Cat("nix-store ", args.empty() ? "" : args.front(),
+                                                " did not finish within ", absl::FormatDuration(options.timeout),
+                                                " and was killed (raise --timeout for long builds)"));
       break;
     }
     if (options.cancelled && options.cancelled()) {
@@ -287,7 +287,9 @@ absl::StatusOr<std::vector<StorePath>> InvalidPaths(const std::string& store, co
   std::vector<std::string> args = StoreArgs(store);
   args.insert(args.end(), {"--check-validity", "--print-invalid"});
   for (const StorePath& path : paths) args.push_back(path.full());
-  absl::StatusOr<NixStoreRun> run = RunNixStore(args, {.timeout = absl::Minutes(5)});
+  NixStoreRunOptions options;
+  options.timeout = absl::Minutes(5);
+  absl::StatusOr<NixStoreRun> run = RunNixStore(args, options);
   if (!run.ok()) return run.status();
   if (run->exit_code != 0) {
     return absl::UnknownError(Cat("nix-store --check-validity failed: ", LastNixErrorLine(run->err, 1000)));
@@ -298,8 +300,8 @@ absl::StatusOr<std::vector<StorePath>> InvalidPaths(const std::string& store, co
     if (line.empty()) continue;
     absl::StatusOr<StorePath> path = StorePath::Parse(line);
     if (!path.ok()) {
-      return absl::UnknownError(Cat("nix-store --check-validity printed ", consensus::QuoteForError(line),
-                                    ", not a store path"));
+      return absl::UnknownError(
+          Cat("nix-store --check-validity printed ", consensus::QuoteForError(line), ", not a store path"));
     }
     invalid.push_back(*std::move(path));
   }
@@ -310,8 +312,10 @@ absl::Status ImportIntoStore(const std::string& store, const std::vector<Exporte
   if (files.empty()) return absl::OkStatus();
   std::vector<std::string> args = StoreArgs(store);
   args.push_back("--import");
-  absl::StatusOr<NixStoreRun> run =
-      RunNixStore(args, {.input = WriteNixExport(files), .timeout = absl::Minutes(10)});
+  NixStoreRunOptions options;
+  options.input = WriteNixExport(files);
+  options.timeout = absl::Minutes(10);
+  absl::StatusOr<NixStoreRun> run = RunNixStore(args, options);
   if (!run.ok()) return run.status();
   if (run->exit_code != 0) {
     return absl::UnknownError(Cat("nix-store --import refused the derivations: ", LastNixErrorLine(run->err, 1000)));

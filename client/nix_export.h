@@ -58,14 +58,14 @@ std::string WriteNixExport(const std::vector<ExportedFile>& files);
 
 // How a `nix-store` run ended.
 struct NixStoreRun final {
-  int exit_code = -1;   // -1 when it ended by a signal
-  std::string out;      // stdout, whole
-  std::string err;      // stderr, at most the last kMaxNixStderrBytes
+  int exit_code = -1;  // -1 when it ended by a signal
+  std::string out;     // stdout, whole
+  std::string err;     // stderr, at most the last kMaxNixStderrBytes
 };
 inline constexpr size_t kMaxNixStderrBytes = size_t{256} << 10;
 
 struct NixStoreRunOptions final {
-  std::string input;                       // fed to stdin (then closed)
+  std::string input;                        // fed to stdin (then closed)
   absl::Duration timeout = absl::Hours(3);  // the whole process group is killed after this
   // Asked about every 200 ms while it runs (may be empty); true kills the process group (CANCELLED).
   std::function<bool()> cancelled;

@@ -60,8 +60,8 @@ absl::StatusOr<size_t> PositiveCount(const ParsedArgs& args, std::string_view na
   if (!text) return fallback;
   size_t value = 0;
   if (!absl::SimpleAtoi(*text, &value) || value == 0 || value > 10000) {
-    return absl::InvalidArgumentError(Cat("--", name, " must be a whole number from 1 to 10000, not ",
-                                          consensus::QuoteForError(*text)));
+    return absl::InvalidArgumentError(
+        Cat("--", name, " must be a whole number from 1 to 10000, not ", consensus::QuoteForError(*text)));
   }
   return value;
 }
@@ -148,8 +148,8 @@ int RunRebuild(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env)
 
   std::optional<StopSignals> signals;
   if (watch) signals.emplace();
-  Rebuilder rebuilder(std::shared_ptr<RebuildNode>(*std::move(node)), *std::move(key), *spool, options, push,
-                      on_event, [] { return rebuild_stop_requested.load(); });
+  Rebuilder rebuilder(std::shared_ptr<RebuildNode>(*std::move(node)), *std::move(key), *spool, options, push, on_event,
+                      [] { return rebuild_stop_requested.load(); });
   absl::StatusOr<std::string> op = rebuilder.FindOperator();
   if (!op.ok()) return Failure(spec, env, std::string(op.status().message()));
   env.err << "attest rebuild: rebuilding for operator " << *op << " from " << nodes.front() << "\n";
@@ -185,8 +185,9 @@ int RunRebuild(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env)
 CommandSpec RebuildCommand() {
   return CommandSpec{
       .name = "rebuild",
-      .synopsis = "attest rebuild --config FILE [--node ADDR] [--store STORE] [--max N] (--once | --watch "
-                  "[--interval D]) [--jobs N] [--check] [--timeout D]",
+      .synopsis =
+          "attest rebuild --config FILE [--node ADDR] [--store STORE] [--max N] (--once | --watch "
+          "[--interval D]) [--jobs N] [--check] [--timeout D]",
       .summary = "Build the paths the federation is missing and attest them.",
       .description =
           "Asks the node (the first of `nodes` in the builder config, or --node) which store paths are wanted\n"

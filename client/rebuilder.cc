@@ -1,10 +1,12 @@
 #include "client/rebuilder.h"
 
+#include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -12,8 +14,6 @@
 #include <system_error>
 #include <thread>
 #include <utility>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/time/clock.h"
@@ -133,6 +133,7 @@ struct Rebuilder::Job final {
   StorePath path;
   StorePath deriver;
   std::string output_name;
+  bool present = false;  // valid in the local store when the round started
 };
 
 absl::StatusOr<std::unique_ptr<RebuildNode>> ConnectRebuildNode(const NodeOptions& options) {
@@ -217,8 +218,9 @@ v1::RebuildStatement Rebuilder::Statement(RebuildStatementKind kind, const Store
 
 void Rebuilder::Report(RebuildStatementKind kind, const StorePath& path, std::string_view detail) {
   // The detail is display text of one line: what Nix printed may hold anything.
-  std::string clean = kind == RebuildStatementKind::kFailed ? LastNixErrorLine(detail, consensus::kMaxRebuildDetailBytes)
-                                                            : std::string();
+  std::string clean = kind == RebuildStatementKind::kFailed
+                          ? LastNixErrorLine(detail, consensus::kMaxRebuildDetailBytes)
+                          : std::string();
   absl::Status status = node_->ReportRebuild(Statement(kind, path, clean));
   if (!status.ok()) {
     Emit({RebuildOutcome::kFailed, path.full(),
@@ -253,13 +255,24 @@ absl::StatusOr<RoundReport> Rebuilder::RunRound() {
       if (!drv.ok() || !drv->IsDerivation() || deriver.output_name().empty()) continue;
       // Two wanted outputs of one derivation are one build.
       if (!taken_derivers.insert(*drv).second) return;
-      jobs.push_back(Job{*path, *drv, deriver.output_name()});
+      jobs.push_back(Job{*path, *drv, deriver.output_name(), false});
       return;
     }
   };
   for (const v1::WantedPath& entry : wanted->wanted()) consider(entry);
   for (const v1::WantedPath& entry : wanted->disputed()) consider(entry);
 
+  // Which wanted paths the store has, in one query before the workers start: this also makes Nix
+  // create a store that does not exist yet, which concurrent nix-store processes cannot do safely.
+  std::vector<StorePath> wanted_paths;
+  for (const Job& job : jobs) wanted_paths.push_back(job.path);
+  absl::StatusOr<std::vector<StorePath>> absent = InvalidPaths(options_.store, wanted_paths);
+  if (!absent.ok()) return absent.status();
+  for (Job& job : jobs) {
+    job.present = std::find(absent->begin(), absent->end(), job.path) == absent->end();
+  }
+
+  RemoveStaleMarkers();
   RoundReport report;
   report.wanted = jobs.size();
   std::vector<RebuildEvent> results(jobs.size());
@@ -298,25 +311,46 @@ absl::StatusOr<RoundReport> Rebuilder::RunRound() {
   return report;
 }
 
+NixStoreRunOptions Rebuilder::BuildRun() const {
+  NixStoreRunOptions run;
+  run.timeout = options_.build_timeout;
+  run.cancelled = stop_;
+  return run;
+}
+
+void Rebuilder::RemoveStaleMarkers() {
+  // A marker outlives its build only when the rebuilder died during it; left in place, it would give a
+  // later ordinary build of that derivation the rebuild kind. No live build is older than the timeout.
+  std::error_code ec;
+  const std::filesystem::path dir = Cat(spool_.dir(), "/", kMarkerDir);
+  const auto cutoff = std::filesystem::file_time_type::clock::now() -
+                      std::chrono::seconds(absl::ToInt64Seconds(options_.build_timeout)) - std::chrono::hours(1);
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    std::error_code entry_ec;
+    const auto written = entry.last_write_time(entry_ec);
+    if (!entry_ec && written < cutoff) std::filesystem::remove(entry.path(), entry_ec);
+  }
+}
+
 RebuildEvent Rebuilder::Process(const Job& job) {
   const std::string& wanted = job.path.full();
   std::vector<std::string> store_args = StoreArgs(options_.store);
 
   // A path we already have is not built again unless asked (--check).
   std::string kind = "rebuild";
-  absl::StatusOr<std::vector<StorePath>> invalid = InvalidPaths(options_.store, {job.path});
-  if (!invalid.ok()) return {RebuildOutcome::kFailed, wanted, std::string(invalid.status().message())};
-  if (invalid->empty()) {
+  if (job.present) {
     if (options_.present == PresentPaths::kSkip) {
       return {RebuildOutcome::kSkipped, wanted, "already in the local store; --check builds it again to compare"};
     }
     kind = "check";
   }
 
-  absl::StatusOr<v1::AcquireLeaseResponse> lease = node_->AcquireLease(Statement(RebuildStatementKind::kLease, job.path, ""));
+  absl::StatusOr<v1::AcquireLeaseResponse> lease =
+      node_->AcquireLease(Statement(RebuildStatementKind::kLease, job.path, ""));
   if (!lease.ok()) {
     if (absl::IsFailedPrecondition(lease.status())) {
-      return {RebuildOutcome::kSkipped, wanted, Cat("no lease: ", lease.status().message())};
+      return {RebuildOutcome::kSkipped, wanted,
+              Cat("no lease (another rebuilder of this operator may hold it): ", lease.status().message())};
     }
     return {RebuildOutcome::kFailed, wanted, Cat("no lease: ", lease.status().message())};
   }
@@ -395,12 +429,12 @@ RebuildEvent Rebuilder::Process(const Job& job) {
   if (!outputs.ok()) return fail(RebuildOutcome::kRefused, std::string(outputs.status().message()));
   const auto output = outputs->find(job.output_name);
   if (output == outputs->end()) {
-    return fail(RebuildOutcome::kRefused,
-                Cat(job.deriver.full(), " has no output ", consensus::QuoteForError(job.output_name), ", not the wanted ",
-                    wanted));
+    return fail(RebuildOutcome::kRefused, Cat(job.deriver.full(), " has no output ",
+                                              consensus::QuoteForError(job.output_name), ", not the wanted ", wanted));
   }
   if (output->second != job.path) {
-    return fail(RebuildOutcome::kRefused, Cat(job.deriver.full(), " builds ", output->second.full(), ", not the wanted ", wanted));
+    return fail(RebuildOutcome::kRefused,
+                Cat(job.deriver.full(), " builds ", output->second.full(), ", not the wanted ", wanted));
   }
 
   // Import what the store lacks, each derivation after its inputs.
@@ -426,11 +460,12 @@ RebuildEvent Rebuilder::Process(const Job& job) {
       std::vector<std::string> args = store_args;
       args.push_back("--realise");
       for (const StorePath& path : *absent_sources) args.push_back(path.full());
-      absl::StatusOr<NixStoreRun> run = RunNixStore(args, {.timeout = options_.build_timeout, .cancelled = stop_});
+      absl::StatusOr<NixStoreRun> run = RunNixStore(args, BuildRun());
       if (!run.ok()) return fail(RebuildOutcome::kFailed, std::string(run.status().message()));
       if (run->exit_code != 0) {
-        return fail(RebuildOutcome::kFailed, Cat("input sources are not in the local store and could not be substituted: ",
-                                                 LastNixErrorLine(run->err, 800)));
+        return fail(RebuildOutcome::kFailed,
+                    Cat("input sources are not in the local store and could not be substituted: ",
+                        LastNixErrorLine(run->err, 800)));
       }
     }
   }
@@ -451,9 +486,10 @@ RebuildEvent Rebuilder::Process(const Job& job) {
     std::vector<std::string> args = store_args;
     args.push_back("--realise");
     for (const consensus::DerivationInput& input : drv.input_derivations) args.push_back(input.drv_path.full());
-    absl::StatusOr<NixStoreRun> run = RunNixStore(args, {.timeout = options_.build_timeout, .cancelled = stop_});
+    absl::StatusOr<NixStoreRun> run = RunNixStore(args, BuildRun());
     if (!run.ok()) return fail(RebuildOutcome::kFailed, std::string(run.status().message()));
-    if (run->exit_code != 0) return fail(RebuildOutcome::kFailed, LastNixErrorLine(run->err, consensus::kMaxRebuildDetailBytes));
+    if (run->exit_code != 0)
+      return fail(RebuildOutcome::kFailed, LastNixErrorLine(run->err, consensus::kMaxRebuildDetailBytes));
   }
 
   const std::string marker = MarkerPath(spool_.dir(), job.deriver);
@@ -466,7 +502,7 @@ RebuildEvent Rebuilder::Process(const Job& job) {
   args.insert(args.end(), {"--realise", "--option", "substitute", "false"});
   if (kind == "check") args.push_back("--check");
   args.push_back(job.deriver.full());
-  absl::StatusOr<NixStoreRun> run = RunNixStore(args, {.timeout = options_.build_timeout, .cancelled = stop_});
+  absl::StatusOr<NixStoreRun> run = RunNixStore(args, BuildRun());
   if (!run.ok() || run->exit_code != 0) {
     std::filesystem::remove(marker, ec);
     if (!run.ok() && absl::IsCancelled(run.status())) {
@@ -506,7 +542,8 @@ RebuildEvent Rebuilder::Process(const Job& job) {
       absl::MutexLock lock(&push_mu_);
       pushed = push_();
     }
-    const bool delivered = std::find(pushed.delivered.begin(), pushed.delivered.end(), wanted) != pushed.delivered.end();
+    const bool delivered =
+        std::find(pushed.delivered.begin(), pushed.delivered.end(), wanted) != pushed.delivered.end();
     if (!delivered) detail += "; its attestation is still in the spool (`attest push` sends it later)";
   }
   Report(RebuildStatementKind::kBuilt, job.path, "");

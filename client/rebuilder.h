@@ -22,7 +22,8 @@
 //      f. the outputs are spooled exactly once with the build kind: a marker
 //         <spool>/.rebuilding/<drv base name> holding the kind is written before the build; the
 //         post-build-hook (client/hook.h) spools with that kind and deletes the marker; a marker left
-//         after the build (no hook configured) makes the rebuilder add the records itself;
+//         after the build (no hook configured) makes the rebuilder add the records itself. Markers
+//         older than the build timeout (a rebuilder that died mid-build) are deleted each round;
 //      g. one push pass (client/pusher.h) sends the attestation now; then Rebuilds.ReportRebuild
 //         "built". A failed build is reported "failed" with Nix's last error line; nothing is spooled.
 //
@@ -38,12 +39,12 @@
 #include <string_view>
 #include <vector>
 
-#include "absl/status/status.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/nix_export.h"
 #include "client/node_client.h"
 #include "client/pusher.h"
 #include "client/spool.h"
@@ -122,8 +123,8 @@ class Rebuilder final {
   absl::StatusOr<std::string> FindOperator();
 
   // One round (see the file comment). Per-path problems are events, not errors; the status fails
-  // only when the queue cannot be read (node errors) or FindOperator did not succeed first
-  // (FAILED_PRECONDITION).
+  // only when the queue cannot be read (node errors), the local store cannot be queried (UNKNOWN with
+  // Nix's error, errors of RunNixStore) or FindOperator did not succeed first (FAILED_PRECONDITION).
   absl::StatusOr<RoundReport> RunRound();
 
   // The marker file for a derivation: <spool>/.rebuilding/<drv base name>.
@@ -132,6 +133,10 @@ class Rebuilder final {
  private:
   struct Job;
   RebuildEvent Process(const Job& job);
+  // Deletes markers older than the build timeout (and an hour): left by a rebuilder that died.
+  void RemoveStaleMarkers();
+  // How a nix-store run that builds is bounded: the build timeout, and stopped on request.
+  NixStoreRunOptions BuildRun() const;
   // The statement for `path`, signed, as the node wants it.
   v1::RebuildStatement Statement(consensus::RebuildStatementKind kind, const consensus::StorePath& path,
                                  std::string_view detail) const;

@@ -32,7 +32,8 @@ class HookMarkerTest : public ::testing::Test {
     std::filesystem::create_directories(root_ + "/nix/store");
     std::filesystem::copy_file(std::string(ATTEST_TESTDATA_DIR) + "/derivations/" + std::string(kMulti),
                                root_ + "/nix/store/" + std::string(kMulti));
-    WriteFileOrDie(dir_.File("builder.toml"), "key = \"unused.sec\"\nspool = \"spool\"\nnodes = [\"127.0.0.1:7700\"]\n");
+    WriteFileOrDie(dir_.File("builder.toml"),
+                   "key = \"unused.sec\"\nspool = \"spool\"\nnodes = [\"127.0.0.1:7700\"]\n");
     env_ = {{"DRV_PATH", "/nix/store/" + std::string(kMulti)},
             {"NIX_CONFIG", "store = " + root_ + "\n"},
             {"ATTEST_BUILDER_CONFIG", dir_.File("builder.toml")}};
@@ -41,11 +42,14 @@ class HookMarkerTest : public ::testing::Test {
 
   std::string RunHook() {
     std::ostringstream log;
-    QueueBuiltOutputs("", [this](std::string_view name) -> std::optional<std::string> {
-      auto it = env_.find(std::string(name));
-      if (it == env_.end()) return std::nullopt;
-      return it->second;
-    }, log);
+    QueueBuiltOutputs(
+        "",
+        [this](std::string_view name) -> std::optional<std::string> {
+          auto it = env_.find(std::string(name));
+          if (it == env_.end()) return std::nullopt;
+          return it->second;
+        },
+        log);
     return log.str();
   }
 

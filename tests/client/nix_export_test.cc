@@ -35,7 +35,8 @@ ExportedFile FileFromStore(const std::string& store, const std::string& drv_path
   EXPECT_TRUE(path.ok()) << path.status();
   auto drv = consensus::ParseDerivation(contents, drv_path);
   EXPECT_TRUE(drv.ok()) << drv.status();
-  return ExportedFile{.path = *path, .contents = contents, .references = consensus::DerivationReferences(*drv), .deriver = ""};
+  return ExportedFile{
+      .path = *path, .contents = contents, .references = consensus::DerivationReferences(*drv), .deriver = ""};
 }
 
 class NixExportTest : public ::testing::Test {
@@ -102,16 +103,18 @@ TEST_F(NixExportTest, ImportWithoutItsInputIsRefusedByNix) {
 }
 
 TEST(LastNixErrorLineTest, TakesTheLastLineWithoutPrefixOrColours) {
-  EXPECT_EQ(LastNixErrorLine("building '/nix/store/x.drv'...\n\x1b[31;1merror:\x1b[0m builder for 'x' failed\n\n", 1000),
-            "builder for 'x' failed");
+  EXPECT_EQ(
+      LastNixErrorLine("building '/nix/store/x.drv'...\n\x1b[31;1merror:\x1b[0m builder for 'x' failed\n\n", 1000),
+      "builder for 'x' failed");
   EXPECT_EQ(LastNixErrorLine("", 1000), "");
 }
 
 TEST(LastNixErrorLineTest, KeepsTheBuildersLastLineWithTheError) {
-  EXPECT_EQ(LastNixErrorLine("this derivation will be built:\n  /nix/store/x.drv\nbuilding '/nix/store/x.drv'...\n"
-                             "compiling\nno frobnicator\nerror: builder for '/nix/store/x.drv' failed with exit code 3\n",
-                             1000),
-            "builder for '/nix/store/x.drv' failed with exit code 3 (last log line: no frobnicator)");
+  EXPECT_EQ(
+      LastNixErrorLine("this derivation will be built:\n  /nix/store/x.drv\nbuilding '/nix/store/x.drv'...\n"
+                       "compiling\nno frobnicator\nerror: builder for '/nix/store/x.drv' failed with exit code 3\n",
+                       1000),
+      "builder for '/nix/store/x.drv' failed with exit code 3 (last log line: no frobnicator)");
   // Not after a build: only the error.
   EXPECT_EQ(LastNixErrorLine("warning: something\nerror: path '/nix/store/y' is not valid\n", 1000),
             "path '/nix/store/y' is not valid");

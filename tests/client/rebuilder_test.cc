@@ -3,6 +3,7 @@
 // nix-instantiate in one chroot store and built by the rebuilder in another, empty one.
 #include "client/rebuilder.h"
 
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -16,8 +17,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/synchronization/mutex.h"
 #include "client/cli.h"
@@ -37,8 +36,8 @@ namespace attest::client {
 namespace {
 
 using ::testing::HasSubstr;
-using ::testing::Not;
 using testing::NixTestEnv;
+using ::testing::Not;
 using testing::ReadFileOrDie;
 using testing::TempDir;
 using testing::TestKey;
@@ -174,8 +173,8 @@ class RebuilderTest : public ::testing::Test {
 
     WriteFileOrDie(dir_.File("builder.sec"), key_.ExportText());
     server_ = StartServer();
-    WriteFileOrDie(dir_.File("builder.toml"), "key = \"builder.sec\"\nspool = \"spool\"\nnodes = [\"" + address_ +
-                                                  "\"]\n");
+    WriteFileOrDie(dir_.File("builder.toml"),
+                   "key = \"builder.sec\"\nspool = \"spool\"\nnodes = [\"" + address_ + "\"]\n");
     absl::MutexLock lock(&state_.mu);
     state_.builder = key_.public_key();
     v1::Operator* ours = state_.policy.add_operators();
@@ -219,8 +218,8 @@ class RebuilderTest : public ::testing::Test {
     deriver->set_drv_path(drvs_[attr]);
     deriver->set_output_name("out");
     deriver->set_available(true);
-    for (const std::string& name : attr == "top" ? std::vector<std::string>{"dep", "top"}
-                                                 : std::vector<std::string>{attr}) {
+    for (const std::string& name :
+         attr == "top" ? std::vector<std::string>{"dep", "top"} : std::vector<std::string>{attr}) {
       v1::DerivationFile& file = state_.derivations.emplace_back();
       file.set_store_path(drvs_[name]);
       file.set_contents(ReadFileOrDie(source_store() + drvs_[name]));
@@ -230,8 +229,8 @@ class RebuilderTest : public ::testing::Test {
   // `attest rebuild --once` (or --watch when `extra` has --interval).
   CliResult Rebuild(std::vector<std::string> extra = {}) {
     const bool watch = std::find(extra.begin(), extra.end(), "--interval") != extra.end();
-    std::vector<std::string> args = {"rebuild", "--config", dir_.File("builder.toml"), "--store", build_store(),
-                                     watch ? "--watch" : "--once"};
+    std::vector<std::string> args = {"rebuild", "--config",    dir_.File("builder.toml"),
+                                     "--store", build_store(), watch ? "--watch" : "--once"};
     args.insert(args.end(), extra.begin(), extra.end());
     std::istringstream in;
     std::ostringstream out, err;
@@ -391,7 +390,8 @@ TEST_F(RebuilderTest, LeaseHeldByAnotherRebuilderIsSkipped) {
   }
   CliResult result = Rebuild();
   EXPECT_EQ(result.code, 0) << result.out << result.err;
-  EXPECT_THAT(result.out, HasSubstr("skipped " + outs_["top"] + ": no lease: "));
+  EXPECT_THAT(result.out,
+              HasSubstr("skipped " + outs_["top"] + ": no lease (another rebuilder of this operator may hold it): "));
   EXPECT_THAT(result.out, HasSubstr("holds a lease on it"));
   EXPECT_THAT(result.out, HasSubstr("0 built, 0 failed, 0 refused, 1 skipped"));
   EXPECT_FALSE(nix_->Valid(build_store(), drvs_["top"]));
@@ -424,8 +424,8 @@ TEST_F(RebuilderTest, FailingBuildIsReportedWithNixsReason) {
 TEST_F(RebuilderTest, PathAlreadyPresentIsSkippedUnlessChecked) {
   SetUpNix(/*with_hook=*/false);
   // The builder already has top (built here without attest: no record).
-  testing::RunResult built = nix_->Nix({"nix-build", "--store", build_store(), "--no-out-link",
-                                        dir_.File("rebuild.nix"), "-A", "top"});
+  testing::RunResult built =
+      nix_->Nix({"nix-build", "--store", build_store(), "--no-out-link", dir_.File("rebuild.nix"), "-A", "top"});
   ASSERT_EQ(built.exit_code, 0) << built.err;
   Want("top");
 
@@ -493,16 +493,16 @@ TEST_F(RebuilderTest, JobsBuildSeveralPathsInOneRound) {
 TEST_F(RebuilderTest, WatchRunsRoundsUntilSigterm) {
   SetUpNix(/*with_hook=*/false);
   Want("top");
-  // Once the second round asked for the queue (the first built top), stop the command as a service
-  // manager would.
+  // Once a third round asked for the queue (the first built top, the second found it), stop the
+  // command as a service manager would.
   std::thread stopper([this] {
-    const bool second_round = testing::PollUntil(
+    const bool third_round = testing::PollUntil(
         [this] {
           absl::MutexLock lock(&state_.mu);
-          return state_.wanted_for.size() >= 2;
+          return state_.wanted_for.size() >= 3;
         },
         std::chrono::seconds(50));
-    EXPECT_TRUE(second_round);
+    EXPECT_TRUE(third_round);
     ::kill(::getpid(), SIGTERM);
   });
   CliResult result = Rebuild({"--interval", "100ms"});
@@ -514,14 +514,33 @@ TEST_F(RebuilderTest, WatchRunsRoundsUntilSigterm) {
   EXPECT_EQ(RecordsFor(outs_["top"]).size(), 1u);
 }
 
+TEST_F(RebuilderTest, MarkersOlderThanTheBuildTimeoutAreRemoved) {
+  SetUpNix(/*with_hook=*/false);
+  const std::string stale = dir_.File("spool/.rebuilding/0123456789abcdfghijklmnpqrsvwxyz-died.drv");
+  const std::string fresh = dir_.File("spool/.rebuilding/0123456789abcdfghijklmnpqrsvwxyz-running.drv");
+  std::filesystem::create_directories(dir_.File("spool/.rebuilding"));
+  WriteFileOrDie(stale, "rebuild");
+  WriteFileOrDie(fresh, "rebuild");
+  std::filesystem::last_write_time(stale, std::filesystem::file_time_type::clock::now() - std::chrono::hours(3));
+  CliResult result = Rebuild({"--timeout", "1m"});  // nothing is wanted: the round only tidies up
+  EXPECT_EQ(result.code, 0) << result.out << result.err;
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  EXPECT_TRUE(std::filesystem::exists(fresh));
+}
+
 TEST_F(RebuilderTest, UsageErrorsExitTwo) {
   SetUpNix(/*with_hook=*/false);
   std::istringstream in;
   std::ostringstream out, err;
-  CommandEnv env{.in = in, .out = out, .err = err, .connect_node = ConnectGrpcNode, .random_bytes = {}, .default_node = ""};
+  CommandEnv env{
+      .in = in, .out = out, .err = err, .connect_node = ConnectGrpcNode, .random_bytes = {}, .default_node = ""};
   EXPECT_EQ(RunCli(std::vector<std::string>{"rebuild", "--config", dir_.File("builder.toml")}, env), kExitUsage);
-  EXPECT_EQ(RunCli(std::vector<std::string>{"rebuild", "--config", dir_.File("builder.toml"), "--once", "--watch"}, env), kExitUsage);
-  EXPECT_EQ(RunCli(std::vector<std::string>{"rebuild", "--config", dir_.File("builder.toml"), "--once", "--jobs", "0"}, env), kExitUsage);
+  EXPECT_EQ(
+      RunCli(std::vector<std::string>{"rebuild", "--config", dir_.File("builder.toml"), "--once", "--watch"}, env),
+      kExitUsage);
+  EXPECT_EQ(
+      RunCli(std::vector<std::string>{"rebuild", "--config", dir_.File("builder.toml"), "--once", "--jobs", "0"}, env),
+      kExitUsage);
   EXPECT_THAT(err.str(), HasSubstr("give exactly one of --once and --watch"));
 }
 
