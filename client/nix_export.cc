@@ -70,6 +70,9 @@ struct SpawnSetup final {
   SpawnSetup& operator=(const SpawnSetup&) = delete;
 };
 
+// How long nix-store gets to stop its builders after SIGTERM before it is killed.
+constexpr absl::Duration kStopGrace = absl::Seconds(10);
+
 // Reads what is available; false at end of file or on error.
 // Splits on '\n'; the pieces view `text`.
 std::vector<std::string_view> Lines(std::string_view text) {
@@ -221,9 +224,23 @@ absl::StatusOr<NixStoreRun> RunNixStore(const std::vector<std::string>& args, co
       }
     }
   }
-  if (!stopped.ok()) ::kill(-pid, SIGKILL);
   in_write.Close();
   int status = 0;
+  if (!stopped.ok()) {
+    // Nix's sandboxed builders run in PID namespaces and sessions of their own: killing nix-store's
+    // process group does not reach them, and nix-store killed outright leaves them running. Asked to
+    // stop, nix-store kills its builders itself; SIGKILL only when it does not exit in time.
+    ::kill(-pid, SIGTERM);
+    const absl::Time grace = absl::Now() + kStopGrace;
+    bool exited = false;
+    while (!exited && absl::Now() < grace) {
+      const pid_t done = ::waitpid(pid, &status, WNOHANG);
+      exited = done == pid || (done < 0 && errno != EINTR);
+      if (!exited) absl::SleepFor(absl::Milliseconds(20));
+    }
+    if (!exited) ::kill(-pid, SIGKILL);
+    if (exited) return stopped;
+  }
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (!stopped.ok()) return stopped;

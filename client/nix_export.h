@@ -19,7 +19,9 @@
 //
 // `nix-store` is looked up in PATH and runs with this process's environment (NIX_CONF_DIR, NIX_CONFIG
 // and the rest reach it unchanged), stdin fed from memory, stdout and stderr collected, in a process
-// group of its own so that a timeout ends the whole group (builders included).
+// group of its own. A run past its timeout (or cancelled) gets SIGTERM, so that Nix stops its builders
+// (sandboxed builders live in PID namespaces that a signal to the group does not reach), and SIGKILL
+// to the group if it has not exited 10 s later.
 //
 // Thread-safe: no shared state; concurrent runs are independent processes.
 #ifndef ATTEST_CLIENT_NIX_EXPORT_H_
@@ -66,8 +68,8 @@ inline constexpr size_t kMaxNixStderrBytes = size_t{256} << 10;
 
 struct NixStoreRunOptions final {
   std::string input;                        // fed to stdin (then closed)
-  absl::Duration timeout = absl::Hours(3);  // the whole process group is killed after this
-  // Asked about every 200 ms while it runs (may be empty); true kills the process group (CANCELLED).
+  absl::Duration timeout = absl::Hours(3);  // stopped (see the file comment) after this
+  // Asked about every 200 ms while it runs (may be empty); true stops it as a timeout does (CANCELLED).
   std::function<bool()> cancelled;
 };
 

@@ -1,8 +1,12 @@
 #include "client/nix_export.h"
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "consensus/derivation.h"
 #include "consensus/derivation_paths.h"
 #include "gmock/gmock.h"
@@ -39,12 +43,35 @@ ExportedFile FileFromStore(const std::string& store, const std::string& drv_path
       .path = *path, .contents = contents, .references = consensus::DerivationReferences(*drv), .deriver = ""};
 }
 
+// True when a process still runs a command line containing `token` (a builder left behind).
+bool ProcessRuns(const std::string& token) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream cmdline(entry.path() / "cmdline");
+    std::string text((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+    if (text.find(token) != std::string::npos) return true;
+  }
+  return false;
+}
+
 class NixExportTest : public ::testing::Test {
  protected:
   NixExportTest() : nix_(dir_) { WriteFileOrDie(dir_.File("chain.nix"), kChain); }
 
+  // A derivation whose builder sleeps a minute; its script holds token_, unique to this test.
+  std::string SlowDerivation(const std::string& store) {
+    token_ = "slow-" + std::filesystem::path(dir_.path()).filename().string();
+    WriteFileOrDie(dir_.File("slow.nix"),
+                   "derivation { name = \"slow\"; system = builtins.currentSystem; builder = \"/bin/sh\";\n"
+                   "             args = [ \"-c\" \"/bin/sleep 60; echo " +
+                       token_ + " > $out\" ]; }\n");
+    return nix_.Instantiate(store, dir_.File("slow.nix"), "");
+  }
+
   TempDir dir_;
   NixTestEnv nix_;
+  std::string token_;
 };
 
 TEST_F(NixExportTest, RegularFileNarIsWhatNixDumps) {
@@ -100,6 +127,38 @@ TEST_F(NixExportTest, ImportWithoutItsInputIsRefusedByNix) {
   EXPECT_EQ(status.code(), absl::StatusCode::kUnknown) << status;
   EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("nix-store --import refused"));
   EXPECT_FALSE(nix_.Valid(nix_.Store("fresh"), top));
+}
+
+TEST_F(NixExportTest, ABuildPastItsTimeoutIsStoppedWithItsBuilder) {
+  const std::string store = nix_.Store("a");
+  const std::string drv = SlowDerivation(store);
+  NixStoreRunOptions options;
+  options.timeout = absl::Seconds(2);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<NixStoreRun> run = RunNixStore({"--store", store, "--realise", drv}, options);
+  EXPECT_EQ(run.status().code(), absl::StatusCode::kDeadlineExceeded) << run.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  EXPECT_FALSE(nix_.Valid(store, nix_.OutputOf(store, drv)));
+  EXPECT_FALSE(ProcessRuns(token_)) << "a builder outlived nix-store";
+}
+
+TEST_F(NixExportTest, ACancelledRunIsStoppedWithItsBuilder) {
+  const std::string store = nix_.Store("a");
+  const std::string drv = SlowDerivation(store);
+  NixStoreRunOptions options;
+  // Cancelled once the builder runs.
+  options.cancelled = [this] { return ProcessRuns(token_); };
+  absl::StatusOr<NixStoreRun> run = RunNixStore({"--store", store, "--realise", drv}, options);
+  EXPECT_EQ(run.status().code(), absl::StatusCode::kCancelled) << run.status();
+  EXPECT_FALSE(ProcessRuns(token_)) << "a builder outlived nix-store";
+}
+
+TEST_F(NixExportTest, NonZeroExitIsAResultWithNixsError) {
+  const std::string missing = "/nix/store/00000000000000000000000000000000-none.drv";
+  absl::StatusOr<NixStoreRun> run = RunNixStore({"--store", nix_.Store("a"), "--realise", missing}, {});
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_NE(run->exit_code, 0);
+  EXPECT_THAT(LastNixErrorLine(run->err, 1000), ::testing::HasSubstr(missing));
 }
 
 TEST(LastNixErrorLineTest, TakesTheLastLineWithoutPrefixOrColours) {

@@ -74,9 +74,12 @@ class NixTestEnv final {
   // Runs a Nix program with this environment.
   RunResult Nix(const std::vector<std::string>& argv) const { return Run(argv, "", std::chrono::seconds(120)); }
 
-  // `nix-instantiate --store STORE FILE -A ATTR`: the .drv path ("" with a test failure on error).
+  // `nix-instantiate --store STORE FILE -A ATTR` (no -A for an empty ATTR): the .drv path ("" with a
+  // test failure on error).
   std::string Instantiate(const std::string& store, const std::string& file, const std::string& attr) const {
-    RunResult result = Nix({"nix-instantiate", "--store", store, file, "-A", attr});
+    std::vector<std::string> argv = {"nix-instantiate", "--store", store, file};
+    if (!attr.empty()) argv.insert(argv.end(), {"-A", attr});
+    RunResult result = Nix(argv);
     EXPECT_EQ(result.exit_code, 0) << result.err;
     std::string out = result.out;
     while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
