@@ -25,7 +25,7 @@ namespace {
 
 using consensus::Cat;
 
-// Set by the SIGTERM/SIGINT handler while `rebuild --watch` runs. A signal handler can only reach
+// Set by the SIGTERM/SIGINT handler while `rebuild` runs. A signal handler can only reach
 // process-wide state, hence the one global; it is lock-free, as a handler requires.
 std::atomic<bool> rebuild_stop_requested{false};
 static_assert(std::atomic<bool>::is_always_lock_free);
@@ -146,8 +146,8 @@ int RunRebuild(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env)
     env.out.flush();
   };
 
-  std::optional<StopSignals> signals;
-  if (watch) signals.emplace();
+  // Both modes: a stop request ends running builds cleanly (Nix stops its builders) and is reported.
+  StopSignals signals;
   Rebuilder rebuilder(std::shared_ptr<RebuildNode>(*std::move(node)), *std::move(key), *spool, options, push, on_event,
                       [] { return rebuild_stop_requested.load(); });
   absl::StatusOr<std::string> op = rebuilder.FindOperator();
@@ -205,8 +205,8 @@ CommandSpec RebuildCommand() {
           "the node's policy, else its rebuilds would not count and nothing is done.\n"
           "\n"
           "Prints one line per path (leased, skipped, built, failed, refused) and a summary. --watch repeats\n"
-          "every --interval (60 s) until SIGTERM or SIGINT. Nix runs as `nix-store` from PATH with this\n"
-          "environment.\n"
+          "every --interval (60 s) until SIGTERM or SIGINT; a signal also stops builds under way (their leases\n"
+          "are released). Nix runs as `nix-store` from PATH with this environment.\n"
           "\n"
           "Exit status: 0 when nothing failed or was refused, 1 otherwise, 2 on usage errors.",
       .options =
