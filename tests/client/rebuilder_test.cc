@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -43,7 +45,8 @@ using testing::TempDir;
 using testing::TestKey;
 using testing::WriteFileOrDie;
 
-// A two-level chain (top uses dep) and a derivation whose builder fails.
+// A two-level chain (top uses dep), a derivation whose builder fails and one that takes a minute
+// (its script holds @TOKEN@, replaced by a word unique to the test, to find its process).
 constexpr char kExpression[] = R"(
 let
   dep = derivation { name = "rb-dep"; system = builtins.currentSystem; builder = "/bin/sh";
@@ -52,7 +55,9 @@ let
                      args = [ "-c" "read x < ${dep}; echo \"top $x\" > $out" ]; };
   broken = derivation { name = "rb-broken"; system = builtins.currentSystem; builder = "/bin/sh";
                         args = [ "-c" "echo 'the frobnicator is missing' >&2; exit 3" ]; };
-in { inherit dep top broken; }
+  slow = derivation { name = "rb-slow"; system = builtins.currentSystem; builder = "/bin/sh";
+                      args = [ "-c" "/bin/sleep 60; echo @TOKEN@ > $out" ]; };
+in { inherit dep top broken slow; }
 )";
 
 // What the fake node holds and what it was told. Shared by its three services.
@@ -165,8 +170,11 @@ class RebuilderTest : public ::testing::Test {
   void SetUpNix(bool with_hook) {
     nix_.emplace(dir_, with_hook ? std::string("post-build-hook = ") + ATTEST_HOOK_BIN + "\n" : "");
     if (with_hook) nix_->Set("ATTEST_BUILDER_CONFIG", dir_.File("builder.toml"));
-    WriteFileOrDie(dir_.File("rebuild.nix"), kExpression);
-    for (const char* attr : {"dep", "top", "broken"}) {
+    token_ = "rb-slow-" + std::filesystem::path(dir_.path()).filename().string();
+    std::string expression = kExpression;
+    expression.replace(expression.find("@TOKEN@"), 7, token_);
+    WriteFileOrDie(dir_.File("rebuild.nix"), expression);
+    for (const char* attr : {"dep", "top", "broken", "slow"}) {
       drvs_[attr] = nix_->Instantiate(source_store(), dir_.File("rebuild.nix"), attr);
       outs_[attr] = nix_->OutputOf(source_store(), drvs_[attr]);
     }
@@ -327,6 +335,7 @@ class RebuilderTest : public ::testing::Test {
   FakeAttestations attestations_service_{state_};
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
+  std::string token_;
 };
 
 TEST_F(RebuilderTest, BuildsTheWantedPathSpoolsItOnceAndReports) {
@@ -512,6 +521,37 @@ TEST_F(RebuilderTest, WatchRunsRoundsUntilSigterm) {
   // The second round found it in the local store.
   EXPECT_THAT(result.out, HasSubstr("skipped " + outs_["top"] + ": already in the local store"));
   EXPECT_EQ(RecordsFor(outs_["top"]).size(), 1u);
+}
+
+// True when a process still runs a command line containing `token`.
+bool ProcessRuns(const std::string& token) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    if (entry.path().filename().string().find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream cmdline(entry.path() / "cmdline");
+    std::string text((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+    if (text.find(token) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST_F(RebuilderTest, StopSignalEndsTheBuildAndReleasesTheLease) {
+  SetUpNix(/*with_hook=*/false);
+  Want("slow");
+  std::thread stopper([this] {
+    EXPECT_TRUE(testing::PollUntil([this] { return ProcessRuns(token_); }, std::chrono::seconds(30)));
+    ::kill(::getpid(), SIGTERM);
+  });
+  CliResult result = Rebuild();
+  stopper.join();
+  EXPECT_EQ(result.code, 0) << result.out << result.err;
+  EXPECT_THAT(result.out, HasSubstr("skipped " + outs_["slow"] + ": nix-store was stopped"));
+  EXPECT_FALSE(ProcessRuns(token_)) << "the builder outlived the rebuild";
+  EXPECT_FALSE(nix_->Valid(build_store(), outs_["slow"]));
+  EXPECT_TRUE(Records().empty());
+  EXPECT_FALSE(MarkersLeft());
+  const std::vector<v1::RebuildStatement> reports = Reports();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].kind(), "release");
 }
 
 TEST_F(RebuilderTest, MarkersOlderThanTheBuildTimeoutAreRemoved) {
