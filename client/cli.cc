@@ -14,7 +14,7 @@ std::vector<CommandSpec> AllCommands() {
           DisputesListCommand(),  DisputesShowCommand(), DisputesResolveCommand(), DisputesDiffCommand(),
           VerifyCommand(),
           NarInfoVerifyCommand(), KeyGenerateCommand(),  KeyPublicCommand(),
-          NarHashCommand(),       HookCommand(),         PushCommand(),
+          NarHashCommand(),       HookCommand(),         PushCommand(),           RebuildCommand(),
           LogCheckpointCommand(), LogVerifyCommand(),    FederationStatusCommand(),
           SourcesCommand(),       WantedCommand()};
 }

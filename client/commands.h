@@ -20,6 +20,7 @@ CommandSpec KeyPublicCommand();      // attest key public
 CommandSpec NarHashCommand();        // attest nar-hash
 CommandSpec HookCommand();           // attest hook (Nix post-build-hook)
 CommandSpec PushCommand();           // attest push
+CommandSpec RebuildCommand();        // attest rebuild
 CommandSpec LogCheckpointCommand();  // attest log checkpoint
 CommandSpec LogVerifyCommand();      // attest log verify
 CommandSpec FederationStatusCommand();  // attest federation status

@@ -3,9 +3,11 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -110,6 +112,31 @@ std::vector<BuiltOutput> BuiltOutputs(const Derivation& drv, std::string_view ou
   return built;
 }
 
+// `attest rebuild` leaves <spool>/.rebuilding/<drv base name> holding the build kind before it builds a
+// wanted derivation, so that the records made here carry that kind (and the path is spooled once).
+struct RebuildMarker final {
+  std::string path;  // empty when there is none
+  std::string kind;  // "rebuild" or "check"
+};
+
+RebuildMarker ReadRebuildMarker(const std::string& spool_dir, const StorePath& drv_path,
+                                const std::function<void(std::string_view)>& say) {
+  const std::string path = Cat(spool_dir, "/.rebuilding/", drv_path.base_name());
+  absl::StatusOr<std::string> text = storage::ReadFileToString(path, 64);
+  if (!text.ok()) {
+    if (!absl::IsNotFound(text.status())) say(Cat("warning: rebuild marker ", text.status().message(), "; ignored"));
+    return {};
+  }
+  std::string kind = *text;
+  while (!kind.empty() && (kind.back() == '\n' || kind.back() == ' ')) kind.pop_back();
+  if (kind != "rebuild" && kind != "check") {
+    say(Cat("warning: rebuild marker ", path, " holds ", QuoteForError(kind),
+            ", not rebuild or check; queued as a first build"));
+    return {};
+  }
+  return {path, kind};
+}
+
 }  // namespace
 
 void QueueBuiltOutputs(std::string_view config_flag, const EnvLookup& var, std::ostream& log) {
@@ -156,6 +183,8 @@ void QueueBuiltOutputs(std::string_view config_flag, const EnvLookup& var, std::
 
   absl::StatusOr<Spool> spool = Spool::Open(config->spool_dir);
   if (!spool.ok()) return give_up(Cat(drv_text, " not queued: ", spool.status().message()));
+  const RebuildMarker marker = ReadRebuildMarker(spool->dir(), *drv_path, say);
+  bool all_queued = true;
   const int64_t now_ms = absl::ToUnixMillis(absl::Now());
   for (const BuiltOutput& output : built) {
     const std::string physical = store->PhysicalPath(output.path.full());
@@ -169,16 +198,24 @@ void QueueBuiltOutputs(std::string_view config_flag, const EnvLookup& var, std::
     record.store_path = output.path.full();
     record.drv_path = drv_path->full();
     record.output_name = output.name;
+    record.build_kind = marker.kind;
     record.store_root = store->root;
     record.store_uri = store->uri;
     record.queued_at_unix_ms = now_ms;
     absl::StatusOr<std::string> id = spool->Add(record);
     if (!id.ok()) {
       say(Cat(output.path.full(), " not queued: ", id.status().message(), "; ", kNotAffected));
+      all_queued = false;
       continue;
     }
-    say(Cat("queued ", output.name.empty() ? "?" : output.name, " ", output.path.full(), " in ", spool->dir(),
-            " (", *id, ")"));
+    say(Cat("queued ", output.name.empty() ? "?" : output.name, " ", output.path.full(),
+            marker.kind.empty() ? "" : Cat(" (", marker.kind, ")"), " in ", spool->dir(), " (", *id, ")"));
+  }
+  // The marker is taken only when every output is queued; otherwise `attest rebuild` finds it after
+  // the build and queues the outputs itself.
+  if (!marker.path.empty() && all_queued && std::remove(marker.path.c_str()) != 0 && errno != ENOENT) {
+    say(Cat("warning: cannot remove ", marker.path, " (", std::strerror(errno),
+            "); `attest rebuild` may queue these outputs again, which is harmless"));
   }
 }
 
