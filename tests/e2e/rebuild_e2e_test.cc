@@ -127,7 +127,7 @@ TEST_F(RebuildE2eTest, ASecondOperatorRebuildsWhatIsWantedFromTheNodesDerivation
   ASSERT_TRUE(queue.is_object() && queue.contains("wanted")) << wanted.out;
   ASSERT_EQ(queue["wanted"].size(), 1u) << wanted.out;
   const nlohmann::json& entry = queue["wanted"][0];
-  EXPECT_EQ(entry.value("storePath", ""), top) << entry.dump();
+  EXPECT_EQ(entry.value("path", ""), top) << entry.dump();
   EXPECT_EQ(entry.value("operatorsNeeded", 0), 1) << entry.dump();
   EXPECT_THAT(entry.dump(), HasSubstr(top_drv));
   EXPECT_THAT(entry.dump(), HasSubstr("\"available\":true"));

@@ -490,7 +490,7 @@ TEST(NodeConfigTest, TestTableIsAnUnknownTable) {
   // Test-only behaviour is injected in code (NodeOptions), never switched on by a node's config.
   const std::string error = ErrorOf(consensus::Cat(kMinimal, "[test]\nfork_log = true\n"));
   EXPECT_THAT(error, StartsWith("/etc/attest/node.toml:4:2: unknown table [test]"));
-  EXPECT_THAT(error, HasSubstr("a node config has [node], [tls], [gateway], [log], [scrub], [federation], [[peer]] "
+  EXPECT_THAT(error, HasSubstr("a node config has [node], [tls], [gateway], [log], [scrub], [rebuild], [federation], [[peer]] "
                                "and [[source]]"));
 }
 
