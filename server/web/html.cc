@@ -40,6 +40,7 @@ pre{background:#f0f0f0;padding:.8em;overflow-x:auto;white-space:pre-wrap;word-br
 .paths{max-width:100%}
 .paths td{overflow-wrap:anywhere}
 .paths ul{margin:0;padding-left:1.1em}
+.paths td.path-verdict{overflow-wrap:normal;font-weight:600}
 )css";
 
 }  // namespace

@@ -135,7 +135,7 @@ std::string WantedTable(const std::vector<WantedItem>& items) {
       "<table id=\"wanted\" class=\"paths\"><tr><th>Store path</th><th>Verdict</th><th>Demand</th>"
       "<th>Operators needed</th><th>Attested by</th><th>Derivers</th><th>Leases</th></tr>\n";
   for (const WantedItem& item : items) {
-    html += Cat("<tr class=\"wanted-path\"><td>", PathCell(item.path), "</td><td class=\"verdict\">",
+    html += Cat("<tr class=\"wanted-path\"><td>", PathCell(item.path), "</td><td class=\"path-verdict\">",
                 Escape(consensus::VerdictName(item.verdict)), "</td><td>", DemandCell(item),
                 "</td><td class=\"operators-needed\">", item.operators_needed, "</td><td class=\"operators\">",
                 OperatorsCell(item.operators), "</td><td>", DeriversCell(item.derivers), "</td><td>",
