@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "consensus/store_path.h"
 #include "consensus/text.h"
+#include "server/grpc_status.h"
 #include "server/web/html.h"
 #include "server/web/json.h"
 
@@ -75,7 +76,13 @@ HttpResponse DerivationPage::Render(std::string_view base_name,
   absl::StatusOr<DerivationClosure> closure =
       intake_->Get(std::span<const std::string>(&full, 1), answer == Answer::kClosure);
   if (!closure.ok()) {
-    return Failure(answer, HttpStatusOfIntake(closure.status()), StdView(closure.status().message()));
+    // The intake's own refusals quote only the request; anything else comes from the store.
+    const absl::StatusCode code = closure.status().code();
+    const absl::Status failure =
+        code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kResourceExhausted
+            ? closure.status()
+            : StorageFailure("reading derivations", closure.status());
+    return Failure(answer, HttpStatusOfIntake(failure), StdView(failure.message()));
   }
   // The asked derivation itself: the closure is inputs first, so it is the last one.
   if (closure->derivations.empty() || closure->derivations.back().path != *path) {

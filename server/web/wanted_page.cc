@@ -14,6 +14,7 @@
 #include "consensus/tally.h"
 #include "consensus/text.h"
 #include "proto/attest/v1/attest.pb.h"
+#include "server/grpc_status.h"
 #include "server/rebuild_handler.h"
 #include "server/web/json.h"
 
@@ -239,7 +240,13 @@ HttpResponse WantedPage::Render(const Query& query, Format format) const {
   if (!arguments.ok()) return ErrorResponse(format, 400, StdView(arguments.status().message()));
   absl::StatusOr<WantedList> list =
       queue_->Wanted(WantedQuery{.operator_name = arguments->operator_name, .limit = arguments->limit});
-  if (!list.ok()) return ErrorResponse(format, HttpStatusOf(list.status()), StdView(list.status().message()));
+  if (!list.ok()) {
+    // The queue's own refusals quote only the request; anything else comes from the store.
+    const absl::Status failure = list.status().code() == absl::StatusCode::kInvalidArgument
+                                     ? list.status()
+                                     : StorageFailure("reading the rebuild queue", list.status());
+    return ErrorResponse(format, HttpStatusOf(failure), StdView(failure.message()));
+  }
   const absl::Time now = clock_();
   const std::vector<Lease> active = rebuilds_ != nullptr ? rebuilds_->ActiveLeases(now) : std::vector<Lease>();
   const std::vector<RebuildResult> results =
