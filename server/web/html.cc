@@ -37,6 +37,10 @@ pre{background:#f0f0f0;padding:.8em;overflow-x:auto;white-space:pre-wrap;word-br
 .error{background:#ffe3e3;border:1px solid #d66;padding:.8em}
 .filters{display:flex;gap:1em;align-items:end;flex-wrap:wrap}
 .muted{color:#666}
+.paths{max-width:100%}
+.paths td{overflow-wrap:anywhere}
+.paths ul{margin:0;padding-left:1.1em}
+.paths td.path-verdict{overflow-wrap:normal;font-weight:600}
 )css";
 
 }  // namespace
@@ -107,6 +111,7 @@ std::string Frame(std::string_view title, std::string_view body, std::string_vie
              "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
              "<title>", Escape(title), " - attestd</title><style>", kStyle, "</style></head><body>\n"
              "<header><a href=\"/disputes\">Disputes</a><a href=\"/operators\">Operators</a>"
+             "<a href=\"/wanted\">Wanted</a>"
              "<form method=\"get\" action=\"/search\" role=\"search\">"
              "<input type=\"search\" name=\"path\" id=\"search-path\" placeholder=\"/nix/store/...\" "
              "aria-label=\"store path\" value=\"", Escape(search_value), "\">"

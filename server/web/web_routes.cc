@@ -5,10 +5,12 @@
 #include <string_view>
 #include <utility>
 
+#include "server/web/derivation_page.h"
 #include "server/web/dispute_pages.h"
 #include "server/web/html.h"
 #include "server/web/operator_page.h"
 #include "server/web/search_page.h"
+#include "server/web/wanted_page.h"
 
 namespace attest::server::web {
 namespace {
@@ -17,6 +19,7 @@ constexpr std::string_view kDisputePrefix = "/disputes/";
 constexpr std::string_view kJsonSuffix = ".json";
 constexpr std::string_view kDiffHtmlSuffix = "/diff.html";
 constexpr std::string_view kDiffTextSuffix = "/diff.txt";
+constexpr std::string_view kDrvPrefix = "/drv/";
 
 struct Pages final {
   Pages(const consensus::Policy& policy, storage::Ledger* store, const StatusQuery* status_query,
@@ -37,10 +40,22 @@ std::string SearchedPath(const HttpRequest& request) {
 
 void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::Ledger* store,
                const StatusQuery* status_query, const DisputeView* dispute_view,
-               const ResolutionBook* resolutions, NarSourceStatusFn sources, const DisputeDiffer* differ) {
+               const ResolutionBook* resolutions, NarSourceStatusFn sources, const DisputeDiffer* differ,
+               const RebuildQueue* wanted, const RebuildBook* rebuilds, DerivationIntake* derivations,
+               std::function<absl::Time()> clock) {
   // Shared by the handlers, so it lives as long as the router (and the server that holds it).
   auto pages = std::make_shared<const Pages>(policy, store, status_query, dispute_view, resolutions, std::move(sources),
                                              differ);
+
+  std::shared_ptr<const WantedPage> wanted_page;
+  if (wanted != nullptr) wanted_page = std::make_shared<const WantedPage>(policy, wanted, rebuilds, std::move(clock));
+  if (derivations != nullptr) {
+    auto drv_page = std::make_shared<const DerivationPage>(derivations);
+    router.Prefix(std::string(kDrvPrefix), [drv_page](const HttpRequest& request) {
+      return HttpReply::Later([drv_page, base_name = std::string(request.path.substr(kDrvPrefix.size())),
+                               query = request.query] { return drv_page->Render(base_name, query); });
+    });
+  }
 
   router.Exact("/", [](const HttpRequest&) {
     HttpResponse response = HttpResponse::Text(302, "see /disputes");
@@ -55,6 +70,11 @@ void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::Led
     router.Exact("/operators" + suffix, [pages, format](const HttpRequest&) {
       return HttpReply::Later([pages, format] { return pages->operators.Render(format); });
     });
+    if (wanted != nullptr) {
+      router.Exact("/wanted" + suffix, [wanted_page, format](const HttpRequest& request) {
+        return HttpReply::Later([wanted_page, format, query = request.query] { return wanted_page->Render(query, format); });
+      });
+    }
     router.Exact("/search" + suffix, [pages, format](const HttpRequest& request) {
       return HttpReply::Later([pages, format, path = SearchedPath(request)] { return pages->search.Render(path, format); });
     });

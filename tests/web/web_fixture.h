@@ -77,8 +77,10 @@ class WebNode final {
   void Resolve(const consensus::StorePath& path, consensus::ResolutionOutcome outcome, std::string note,
                std::vector<std::string> builders, int64_t time_unix);
 
- private:
+  // Submits attestations with the Submit RPC, as builders do; every one must be accepted.
   void Submit(const std::vector<consensus::Attestation>& attestations);
+
+ private:
 
   WebFederation federation_;
   WebData data_;
