@@ -487,7 +487,8 @@ absl::Status Node::Start() {
     log_http_.AddRoutes(router);
     replicator_->AddRoutes(router);
     web::AddRoutes(router, policy_, store_.get(), &status_query_, &dispute_view_, resolutions_.get(),
-                   [this] { return NarSourceStatuses(); }, dispute_differ_.get());
+                   [this] { return NarSourceStatuses(); }, dispute_differ_.get(), &rebuild_queue_, &rebuild_book_,
+                   &derivation_intake_, clock_);
     if (gateway_) gateway_->AddRoutes(router);
     absl::StatusOr<std::unique_ptr<HttpServer>> http =
         http_address.ok()
