@@ -1,6 +1,7 @@
 #include "server/rebuild_queue.h"
 
 #include <algorithm>
+#include <span>
 #include <tuple>
 #include <utility>
 
@@ -108,34 +109,46 @@ absl::StatusOr<WantedList> RebuildQueue::Wanted(const WantedQuery& query) const 
   list.quorum = policy_.quorum();
   list.demand_paths = demand_->stats().paths;
 
-  // Walk the demand book in order, a batch at a time: tallies are read in batches, outside its lock.
-  std::vector<DemandEntry> batch;
-  size_t scanned = 0;
+  // Walk the demand book in order until the wanted list is full. Entries are copied out of the book
+  // (its lock held only while copying) in growing prefixes, so a long walk costs O(n log n) copies, and
+  // tallies are read a batch at a time. Disputed paths are those met on the way.
+  std::vector<DemandEntry> entries;
+  size_t processed = 0;
   bool exhausted = false;
   std::vector<StorePath> confirmed;
   absl::flat_hash_map<StorePath, std::vector<storage::StoredAttestation>> kept;  // of the listed paths
-  auto full = [&] { return list.wanted.size() >= static_cast<size_t>(limit) &&
-                           list.disputed.size() >= static_cast<size_t>(limit); };
+  auto wanted_full = [&] { return list.wanted.size() >= static_cast<size_t>(limit); };
   std::shared_ptr<const consensus::TallyOptions> tally_options = TallyOptionsOf(resolutions_);
-  while (!full() && !exhausted) {
-    batch.clear();
-    size_t position = 0;
-    demand_->ForEachByDemand(now, [&](const DemandEntry& entry) {
-      if (position++ < scanned) return true;
-      batch.push_back(entry);
-      return batch.size() < options_.batch;
-    });
-    if (batch.size() < options_.batch) exhausted = true;
-    scanned += batch.size();
-    if (batch.empty()) break;
+  size_t prefix = std::min(options_.max_scan, std::max(options_.batch, static_cast<size_t>(limit) * 2));
+  absl::flat_hash_set<StorePath> seen;  // the book may change between two walks: each path once
+  while (!wanted_full() && processed < options_.max_scan) {
+    if (processed >= entries.size()) {
+      if (exhausted) break;
+      entries.clear();
+      demand_->ForEachByDemand(now, [&](const DemandEntry& entry) {
+        entries.push_back(entry);
+        return entries.size() < prefix;
+      });
+      exhausted = entries.size() < prefix;
+      prefix = std::min(options_.max_scan, prefix * 4);
+      if (processed >= entries.size()) break;
+    }
+    const size_t first = processed;
+    const size_t count = std::min(options_.batch, entries.size() - first);
+    processed += count;
+    std::span<const DemandEntry> batch(entries.data() + first, count);
 
     std::vector<StorePath> paths;
-    paths.reserve(batch.size());
-    for (const DemandEntry& entry : batch) paths.push_back(entry.path);
+    std::vector<const DemandEntry*> batch_entries;
+    for (const DemandEntry& entry : batch) {
+      if (!seen.insert(entry.path).second) continue;
+      paths.push_back(entry.path);
+      batch_entries.push_back(&entry);
+    }
     absl::StatusOr<std::vector<std::vector<storage::StoredAttestation>>> stored = ledger_->AttestationsFor(paths);
     if (!stored.ok()) return stored.status();
 
-    for (size_t i = 0; i < batch.size(); ++i) {
+    for (size_t i = 0; i < paths.size(); ++i) {
       PathTally tally = TallyStored(policy_, (*stored)[i], *tally_options);
       if (tally.result.verdict == Verdict::kConfirmed) {
         confirmed.push_back(paths[i]);
@@ -153,8 +166,8 @@ absl::StatusOr<WantedList> RebuildQueue::Wanted(const WantedQuery& query) const 
       }
       WantedItem item{.path = paths[i],
                       .verdict = tally.result.verdict,
-                      .demand = batch[i].demand,
-                      .last_requested = batch[i].last_requested,
+                      .demand = batch_entries[i]->demand,
+                      .last_requested = batch_entries[i]->last_requested,
                       .operators_needed = 0,
                       .operators = std::move(operators)};
       if (!disputed) {
@@ -169,11 +182,8 @@ absl::StatusOr<WantedList> RebuildQueue::Wanted(const WantedQuery& query) const 
       (disputed ? list.disputed : list.wanted).push_back(std::move(item));
       kept.emplace(paths[i], std::move((*stored)[i]));
     }
-    if (scanned >= options_.max_scan && !full()) {
-      list.truncated = !exhausted;
-      break;
-    }
   }
+  list.truncated = !wanted_full() && !exhausted && processed >= options_.max_scan;
   for (const StorePath& path : confirmed) demand_->Forget(path);
 
   // Derivers of the listed paths, in one pass.

@@ -9,11 +9,13 @@
 //     marked available when the node holds the derivation and every input derivation it needs;
 //   - the rebuild leases on it (server/rebuild_book.h).
 // Order: demand (highest first), then operators needed (fewest first), then path. DISPUTED paths are
-// listed apart, in the same order. A path found CONFIRMED while walking is dropped from the demand book.
-// With an operator name, the paths that operator already attested (any fingerprint) are left out.
+// listed apart, in the same order: those met while walking the book to fill the wanted list (up to
+// `limit`). A path found CONFIRMED while walking is dropped from the demand book. With an operator
+// name, the paths that operator already attested (any fingerprint) are left out.
 //
-// Cost: the walk reads the tallies of the demand book's paths in order, in batches, until `limit` paths
-// of each list are found or `max_scan` paths were looked at.
+// Cost: the walk copies the book's entries in growing prefixes and reads their tallies in batches,
+// until `limit` wanted paths are found, the book ends, or `max_scan` paths were looked at (then the
+// list is `truncated`). Measured: bench/wanted_bench.cc.
 //
 // Thread-safe; everything is borrowed.
 #ifndef ATTEST_SERVER_REBUILD_QUEUE_H_
@@ -68,7 +70,7 @@ struct WantedList final {
   std::vector<WantedItem> disputed;
   size_t demand_paths = 0;
   int quorum = 0;
-  bool truncated = false;  // max_scan reached before both lists were full
+  bool truncated = false;  // max_scan reached before the wanted list was full
 };
 
 struct RebuildQueueOptions final {
