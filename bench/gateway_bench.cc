@@ -16,8 +16,12 @@
 // round. Printed per node: requests/s, attestd CPU per request, the ratio, and the demand counters from
 // /metrics (what counting did: counted, repeat, rate_limited). No nginx in this mode.
 //
+// --demand-budget N sets the node's per-client budget (default 1,000 a minute: from one wrk address,
+// most requests are then rate-limited, the cheapest outcome); --control makes both nodes not count
+// (an A/A run: the spread of its ratios is the machine's noise).
+//
 //   gateway_bench --attestd build/server/attestd [--paths 2000] [--seconds 10] [--rounds 3]
-//                 [--wrk wrk] [--nginx nginx] [--dir DIR] [--pending] [--demand-budget N]
+//                 [--wrk wrk] [--nginx nginx] [--dir DIR] [--pending [--demand-budget N] [--control]]
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -61,6 +65,7 @@ struct Args {
   int seconds = 10;
   int rounds = 3;
   bool pending = false;
+  bool control = false;       // --pending with counting off on both nodes (the noise floor)
   int64_t demand_budget = 0;  // 0: the node's default
 };
 
@@ -73,8 +78,8 @@ Args ParseArgs(int argc, char** argv) {
   Args args;
   for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--pending") {
-      args.pending = true;
+    if (flag == "--pending" || flag == "--control") {
+      (flag == "--pending" ? args.pending : args.control) = true;
       --i;
       continue;
     }
@@ -104,10 +109,11 @@ Args ParseArgs(int argc, char** argv) {
       std::exit(2);
     }
   }
-  if (args.attestd.empty() || args.paths < 1 || args.seconds < 1 || args.rounds < 1 || args.demand_budget < 0) {
+  if (args.attestd.empty() || args.paths < 1 || args.seconds < 1 || args.rounds < 1 || args.demand_budget < 0 ||
+      (args.control && !args.pending)) {
     std::fprintf(stderr,
                  "usage: gateway_bench --attestd PATH [--paths N] [--seconds S] [--rounds R] [--wrk wrk] "
-                 "[--nginx nginx] [--dir DIR] [--pending [--demand-budget N]]\n");
+                 "[--nginx nginx] [--dir DIR] [--pending [--demand-budget N] [--control]]\n");
     std::exit(2);
   }
   return args;
@@ -460,12 +466,14 @@ void RunPending(const Args& args, const std::string& dir, const std::vector<std:
   const double on_cpu = Median(nodes[0].cpu_us);
   const double off_cpu = Median(nodes[1].cpu_us);
   std::printf(
-      "median of %d rounds (wrk -t2 -c16 -d%ds, %d PENDING paths, every answer 404): counting %.0f req/s, "
+      "median of %d rounds (wrk -t2 -c16 -d%ds, %d PENDING paths, every answer 404): %s %.0f req/s, "
       "not counting %.0f req/s (ratio of the medians %.3f)\n",
-      args.rounds, args.seconds, args.paths, on, off, on / off);
-  std::printf("median of the rounds' ratios: %.3f, overhead %.1f%% (target <= 10%%)\n", ratio, (1 - ratio) * 100);
-  std::printf("attestd CPU per request, median: counting %.1f us, not counting %.1f us (%+.1f%%)\n", on_cpu, off_cpu,
-              (on_cpu / off_cpu - 1) * 100);
+      args.rounds, args.seconds, args.paths, nodes[0].label.c_str(), on, off, on / off);
+  std::printf("rounds' ratios: min %.3f, median %.3f, max %.3f; overhead (1 - median) %.1f%% (target <= 10%%)\n",
+              *std::min_element(ratios.begin(), ratios.end()), ratio, *std::max_element(ratios.begin(), ratios.end()),
+              (1 - ratio) * 100);
+  std::printf("attestd CPU per request, median: %s %.1f us, not counting %.1f us (%+.1f%%)\n",
+              nodes[0].label.c_str(), on_cpu, off_cpu, (on_cpu / off_cpu - 1) * 100);
   for (const PendingNode& node : nodes) {
     std::printf("demand counters, %s: %s; peak resident memory %ld KiB\n", node.label.c_str(),
                 DemandCounters(node.port).c_str(), node.process->PeakResidentKiB());
@@ -507,11 +515,14 @@ int Main(int argc, char** argv) {
     const std::string budget =
         args.demand_budget > 0 ? "demand_budget = " + std::to_string(args.demand_budget) + "\n" : "";
     pending_nodes.resize(2);
-    pending_nodes[0].label = "counting";
+    // --control: the first node does not count either, so the two differ only by chance and the
+    // spread of the rounds' ratios shows what the machine's noise alone does.
+    pending_nodes[0].label = args.control ? "not counting (control)" : "counting";
     pending_nodes[0].dir = dir + "/counting";
     pending_nodes[1].label = "not counting";
     pending_nodes[1].dir = dir + "/not-counting";
-    node_dirs.emplace_back(pending_nodes[0].dir, gateway_table + "\n[rebuild]\ncount_demand = true\n" + budget);
+    node_dirs.emplace_back(pending_nodes[0].dir, gateway_table + "\n[rebuild]\ncount_demand = " +
+                                                     (args.control ? "false" : "true") + "\n" + budget);
     node_dirs.emplace_back(pending_nodes[1].dir, gateway_table + "\n[rebuild]\ncount_demand = false\n" + budget);
   } else {
     node_dirs.emplace_back(dir, gateway_table);
