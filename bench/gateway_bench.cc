@@ -8,8 +8,20 @@
 // signature) and must be 200. Then `wrk -t2 -c16` with a Lua script rotating over the narinfo paths
 // runs against both, alternating, several rounds, in the same run.
 //
+// With --pending: the overhead of demand counting (docs/rebuilds.md) on narinfo throughput. Each path has
+// ONE attestation (PENDING under quorum 2), so every narinfo request is a 404 that the node counts as
+// demand. Two attestd processes run side by side on two databases filled alike, with the same upstream
+// directory, one with `[rebuild] count_demand = true` and one with `false`; each gets the cold pass
+// (every answer must be 404), then the same wrk load against each, alternating which goes first every
+// round. Printed per node: requests/s, attestd CPU per request, the ratio, and the demand counters from
+// /metrics (what counting did: counted, repeat, rate_limited). No nginx in this mode.
+//
+// --demand-budget N sets the node's per-client budget (default 1,000 a minute: from one wrk address,
+// most requests are then rate-limited, the cheapest outcome); --control makes both nodes not count
+// (an A/A run: the spread of its ratios is the machine's noise).
+//
 //   gateway_bench --attestd build/server/attestd [--paths 2000] [--seconds 10] [--rounds 3]
-//                 [--wrk wrk] [--nginx nginx] [--dir DIR]
+//                 [--wrk wrk] [--nginx nginx] [--dir DIR] [--pending [--demand-budget N] [--control]]
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -26,6 +38,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -51,6 +64,9 @@ struct Args {
   int paths = 2000;
   int seconds = 10;
   int rounds = 3;
+  bool pending = false;
+  bool control = false;       // --pending with counting off on both nodes (the noise floor)
+  int64_t demand_budget = 0;  // 0: the node's default
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -60,8 +76,17 @@ struct Args {
 
 Args ParseArgs(int argc, char** argv) {
   Args args;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
+    if (flag == "--pending" || flag == "--control") {
+      (flag == "--pending" ? args.pending : args.control) = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "flag %s needs a value\n", flag.c_str());
+      std::exit(2);
+    }
     const std::string value = argv[i + 1];
     if (flag == "--attestd")
       args.attestd = value;
@@ -77,15 +102,18 @@ Args ParseArgs(int argc, char** argv) {
       args.seconds = std::atoi(value.c_str());
     else if (flag == "--rounds")
       args.rounds = std::atoi(value.c_str());
+    else if (flag == "--demand-budget")
+      args.demand_budget = std::atoll(value.c_str());
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       std::exit(2);
     }
   }
-  if (args.attestd.empty() || args.paths < 1 || args.seconds < 1 || args.rounds < 1) {
+  if (args.attestd.empty() || args.paths < 1 || args.seconds < 1 || args.rounds < 1 || args.demand_budget < 0 ||
+      (args.control && !args.pending)) {
     std::fprintf(stderr,
                  "usage: gateway_bench --attestd PATH [--paths N] [--seconds S] [--rounds R] [--wrk wrk] "
-                 "[--nginx nginx] [--dir DIR]\n");
+                 "[--nginx nginx] [--dir DIR] [--pending [--demand-budget N] [--control]]\n");
     std::exit(2);
   }
   return args;
@@ -122,8 +150,9 @@ int Connect(int port) {
   return fd;
 }
 
-// GETs `target` on a keep-alive connection; returns the status (0 on failure).
-int Get(int fd, const std::string& target) {
+// GETs `target` on a keep-alive connection; returns the status (0 on failure) and, when `body` is
+// given, the body.
+int Get(int fd, const std::string& target, std::string* body = nullptr) {
   const std::string request = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) return 0;
   std::string in;
@@ -144,11 +173,13 @@ int Get(int fd, const std::string& target) {
     if (n <= 0) return 0;
     in.append(buffer, static_cast<size_t>(n));
   }
+  if (body != nullptr) *body = in.substr(head_end + 4, length);
   return std::atoi(in.c_str() + 9);
 }
 
 struct WrkResult {
   double requests_per_second = 0;
+  long requests = 0;
   long non_2xx = 0;
   long errors = 0;
   std::string latency;
@@ -167,6 +198,7 @@ WrkResult RunWrk(const Args& args, const std::string& script, int port) {
   std::istringstream lines(output);
   for (std::string line; std::getline(lines, line);) {
     if (line.rfind("Requests/sec:", 0) == 0) result.requests_per_second = std::atof(line.c_str() + 13);
+    if (line.find(" requests in ") != std::string::npos) result.requests = std::atol(line.c_str());
     if (line.find("Non-2xx or 3xx responses:") != std::string::npos) {
       result.non_2xx = std::atol(line.c_str() + line.find(':') + 1);
     }
@@ -225,6 +257,230 @@ double Median(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
+// Writes the narinfos into `cache` (one builder Sig: each) and, into every database of `databases`, the
+// attestations of the first `signers` builders for every path. Returns the narinfo request targets.
+std::vector<std::string> WriteCacheAndDatabases(const Args& args, const std::string& cache,
+                                                const std::vector<std::string>& databases,
+                                                const std::vector<consensus::SecretKey>& builders, int signers) {
+  std::vector<std::string> targets;
+  std::vector<consensus::StorePath> paths;
+  storage::WriteBatch batch;
+  for (int i = 0; i < args.paths; ++i) {
+    const consensus::StorePath path = BenchStorePath("gateway-bench", static_cast<uint64_t>(i));
+    std::vector<consensus::StorePath> references;
+    for (int r = 1; r <= 3 && r <= i; ++r) references.push_back(paths[static_cast<size_t>(i - 1 - (r * 7) % i)]);
+    std::sort(references.begin(), references.end());
+    references.erase(std::unique(references.begin(), references.end()), references.end());
+    const auto digest = consensus::Sha256("gateway-bench-nar|" + std::to_string(i));
+    const uint64_t nar_size = 1000 + static_cast<uint64_t>(i) * 37 % 100000;
+    auto claim = consensus::PathInfo::Create(path, consensus::NarHash::FromDigest(digest), nar_size, references);
+    if (!claim.ok()) Die(std::string(claim.status().message()));
+    const std::string file_hash = consensus::NarHash::FromDigest(digest).ToNix32();
+    std::string narinfo = "StorePath: " + path.full() + "\nURL: nar/" + file_hash.substr(7) +
+                          ".nar.xz\nCompression: xz\nFileHash: " + file_hash +
+                          "\nFileSize: " + std::to_string(nar_size / 3) + "\nNarHash: " + claim->nar_hash.ToNix32() +
+                          "\nNarSize: " + std::to_string(nar_size) + "\nReferences:";
+    for (const auto& reference : claim->references) narinfo += " " + std::string(reference.base_name());
+    if (claim->references.empty()) narinfo += " ";
+    narinfo += "\nDeriver: " + std::string(path.hash_part()) + "-package-" + std::to_string(i) + ".drv\n";
+    narinfo += "Sig: " + builders[0].Sign(claim->Fingerprint()).ToString() + "\n";
+    WriteFile(cache + "/" + std::string(path.hash_part()) + ".narinfo", narinfo);
+    for (int b = 0; b < signers; ++b) {
+      batch.attestations.push_back(storage::StoredAttestation{
+          consensus::SignAttestation(*claim, builders[static_cast<size_t>(b)]), 1790000000, std::nullopt, ""});
+    }
+    paths.push_back(path);
+    targets.push_back("/" + std::string(path.hash_part()) + ".narinfo");
+  }
+  for (const std::string& database : databases) {
+    auto store = storage::SqliteAttestationStore::Open(database, {});
+    if (!store.ok()) Die(std::string(store.status().message()));
+    auto written = (*store)->Write(batch);
+    if (!written.ok()) Die(std::string(written.status().message()));
+  }
+  return targets;
+}
+
+// A wrk script that rotates over the targets, each connection from a random start.
+std::string WriteRotateScript(const std::string& dir, const std::vector<std::string>& targets) {
+  const std::string script = dir + "/rotate.lua";
+  std::string list;
+  for (const std::string& t : targets) list += t + "\n";
+  WriteFile(dir + "/targets.txt", list);
+  WriteFile(script,
+            "local targets = {}\n"
+            "for line in io.lines(\"" +
+                dir +
+                "/targets.txt\") do targets[#targets + 1] = line end\n"
+                "local counter = 0\n"
+                "function init(args)\n"
+                "  counter = math.random(#targets)\n"
+                "end\n"
+                "function request()\n"
+                "  counter = counter % #targets + 1\n"
+                "  return wrk.format(\"GET\", targets[counter])\n"
+                "end\n");
+  return script;
+}
+
+// The HTTP port attestd printed into <node_dir>/attestd.out.
+int GatewayPort(const std::string& node_dir) {
+  std::ifstream out(node_dir + "/attestd.out");
+  const std::string needle = "http listening on 127.0.0.1:";
+  int port = 0;
+  for (std::string line; std::getline(out, line);) {
+    const size_t at = line.find(needle);
+    if (at != std::string::npos) port = std::atoi(line.c_str() + at + needle.size());
+  }
+  if (port == 0) Die("attestd printed no http address; see " + node_dir + "/attestd.out");
+  return port;
+}
+
+// Every target once on one connection; each answer must be `expected`. Returns microseconds per request.
+double ColdPass(int port, const std::vector<std::string>& targets, int expected, const std::string& who) {
+  const int fd = Connect(port);
+  if (fd < 0) Die("cannot connect to " + who);
+  const auto start = std::chrono::steady_clock::now();
+  for (const std::string& target : targets) {
+    const int status = Get(fd, target);
+    if (status != expected) {
+      Die(who + " answered " + std::to_string(status) + " for " + target + " (expected " + std::to_string(expected) +
+          ")");
+    }
+  }
+  const double seconds = SecondsSince(start);
+  ::close(fd);
+  return seconds * 1e6 / static_cast<double>(targets.size());
+}
+
+// The gateway against nginx on the same files (CONFIRMED paths: every answer 200).
+void RunAgainstNginx(const Args& args, const std::string& dir, const std::string& cache,
+                     const std::vector<std::string>& targets, const std::string& script) {
+  NodeProcess node(args.attestd, dir);
+  const int gateway_port = GatewayPort(dir);
+  const int nginx_port = FreePort();
+  Nginx nginx(args, dir, cache, nginx_port);
+
+  // Cold pass: every path once, sequentially (upstream file read, tally from SQLite, node signature).
+  const double cold_us = ColdPass(gateway_port, targets, 200, "the gateway");
+  ColdPass(nginx_port, targets, 200, "nginx");
+  std::printf("cold pass: %zu narinfos, one connection, %.0f us per request (every one a miss)\n", targets.size(),
+              cold_us);
+
+  std::vector<double> nginx_rates, gateway_rates;
+  for (int round = 1; round <= args.rounds; ++round) {
+    const WrkResult n = RunWrk(args, script, nginx_port);
+    const WrkResult g = RunWrk(args, script, gateway_port);
+    if (n.non_2xx != 0 || g.non_2xx != 0) {
+      Die("non-2xx answers (nginx " + std::to_string(n.non_2xx) + ", gateway " + std::to_string(g.non_2xx) + ")");
+    }
+    nginx_rates.push_back(n.requests_per_second);
+    gateway_rates.push_back(g.requests_per_second);
+    std::printf("round %d: nginx %.0f req/s, gateway %.0f req/s, ratio %.2f\n", round, n.requests_per_second,
+                g.requests_per_second, g.requests_per_second / n.requests_per_second);
+    std::printf("  nginx   %s\n  gateway %s\n", n.latency.c_str(), g.latency.c_str());
+  }
+  const double nginx_median = Median(nginx_rates);
+  const double gateway_median = Median(gateway_rates);
+  std::printf(
+      "median of %d rounds (wrk -t2 -c16 -d%ds, %d paths): nginx %.0f req/s, gateway %.0f req/s, "
+      "ratio %.2f (target >= 0.5)\n",
+      args.rounds, args.seconds, args.paths, nginx_median, gateway_median, gateway_median / nginx_median);
+  std::printf("attestd peak resident memory: %ld KiB\n", node.PeakResidentKiB());
+}
+
+// attest_demand_requests_total by outcome, read from the node's /metrics.
+std::string DemandCounters(int port) {
+  const int fd = Connect(port);
+  if (fd < 0) Die("cannot connect to read /metrics");
+  std::string body;
+  const int status = Get(fd, "/metrics", &body);
+  ::close(fd);
+  if (status != 200) Die("GET /metrics answered " + std::to_string(status));
+  std::string counters;
+  std::istringstream lines(body);
+  const std::string family = "attest_demand_requests_total{outcome=\"";
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(family, 0) != 0) continue;
+    const size_t quote = line.find('"', family.size());
+    const size_t space = line.rfind(' ');
+    if (quote == std::string::npos || space == std::string::npos) continue;
+    if (!counters.empty()) counters += ", ";
+    counters += line.substr(family.size(), quote - family.size()) + " " + line.substr(space + 1);
+  }
+  return counters.empty() ? "(no attest_demand_requests_total in /metrics)" : counters;
+}
+
+// One node of the --pending comparison.
+struct PendingNode {
+  std::string label;
+  std::string dir;
+  std::unique_ptr<NodeProcess> process;
+  int port = 0;
+  std::vector<double> rates;
+  std::vector<double> cpu_us;  // attestd CPU per request
+};
+
+// Demand counting on and off, side by side, on PENDING paths (every answer 404).
+void RunPending(const Args& args, const std::string& dir, const std::vector<std::string>& targets,
+                const std::string& script, std::vector<PendingNode>& nodes) {
+  for (PendingNode& node : nodes) {
+    node.process = std::make_unique<NodeProcess>(args.attestd, node.dir);
+    node.port = GatewayPort(node.dir);
+  }
+  // Cold pass on each (upstream file read, tally: PENDING, 404 kept in the table; the counting node
+  // counts each path once, within its per-client budget).
+  for (PendingNode& node : nodes) {
+    const double cold_us = ColdPass(node.port, targets, 404, "the gateway (" + node.label + ")");
+    std::printf("cold pass, %s: %zu narinfos, one connection, %.0f us per request (every one a 404)\n",
+                node.label.c_str(), targets.size(), cold_us);
+  }
+
+  for (int round = 1; round <= args.rounds; ++round) {
+    std::printf("round %d:", round);
+    // Alternate which node goes first: the machine's load drifts within a run.
+    for (size_t k = 0; k < nodes.size(); ++k) {
+      PendingNode& node = nodes[(k + static_cast<size_t>(round - 1)) % nodes.size()];
+      const double cpu_before = node.process->CpuSeconds();
+      const WrkResult result = RunWrk(args, script, node.port);
+      const double cpu = node.process->CpuSeconds() - cpu_before;
+      if (result.requests <= 0 || result.non_2xx != result.requests) {
+        Die(node.label + ": " + std::to_string(result.non_2xx) + " of " + std::to_string(result.requests) +
+            " answers were not 2xx; every one must be a 404 here");
+      }
+      if (result.errors != 0) Die(node.label + ": wrk reported socket errors");
+      node.rates.push_back(result.requests_per_second);
+      node.cpu_us.push_back(cpu * 1e6 / static_cast<double>(result.requests));
+      std::printf(" %s %.0f req/s (%.1f us CPU/request)%s", node.label.c_str(), result.requests_per_second,
+                  node.cpu_us.back(), k + 1 < nodes.size() ? "," : "");
+    }
+    std::printf("; ratio %.3f\n", nodes[0].rates.back() / nodes[1].rates.back());
+  }
+  const double on = Median(nodes[0].rates);
+  const double off = Median(nodes[1].rates);
+  // Each round's two runs are back to back, so their ratio is less exposed to the machine's drift than
+  // the ratio of the two medians; both are printed.
+  std::vector<double> ratios;
+  for (size_t r = 0; r < nodes[0].rates.size(); ++r) ratios.push_back(nodes[0].rates[r] / nodes[1].rates[r]);
+  const double ratio = Median(ratios);
+  const double on_cpu = Median(nodes[0].cpu_us);
+  const double off_cpu = Median(nodes[1].cpu_us);
+  std::printf(
+      "median of %d rounds (wrk -t2 -c16 -d%ds, %d PENDING paths, every answer 404): %s %.0f req/s, "
+      "not counting %.0f req/s (ratio of the medians %.3f)\n",
+      args.rounds, args.seconds, args.paths, nodes[0].label.c_str(), on, off, on / off);
+  std::printf("rounds' ratios: min %.3f, median %.3f, max %.3f; overhead (1 - median) %.1f%% (target <= 10%%)\n",
+              *std::min_element(ratios.begin(), ratios.end()), ratio, *std::max_element(ratios.begin(), ratios.end()),
+              (1 - ratio) * 100);
+  std::printf("attestd CPU per request, median: %s %.1f us, not counting %.1f us (%+.1f%%)\n",
+              nodes[0].label.c_str(), on_cpu, off_cpu, (on_cpu / off_cpu - 1) * 100);
+  for (const PendingNode& node : nodes) {
+    std::printf("demand counters, %s: %s; peak resident memory %ld KiB\n", node.label.c_str(),
+                DemandCounters(node.port).c_str(), node.process->PeakResidentKiB());
+  }
+  for (PendingNode& node : nodes) node.process.reset();  // SIGTERM, wait
+}
+
 int Main(int argc, char** argv) {
   const Args args = ParseArgs(argc, argv);
   std::string dir = args.dir;
@@ -240,140 +496,59 @@ int Main(int argc, char** argv) {
   const std::string cache = dir + "/cache";
   std::filesystem::remove_all(cache);
   std::filesystem::create_directories(cache + "/nar");
-  std::filesystem::remove(dir + "/attest.db");
-  std::filesystem::remove(dir + "/attest.db-wal");
-  std::filesystem::remove(dir + "/attest.db-shm");
+  WriteFile(cache + "/nix-cache-info", "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n");
 
-  // Three operators, quorum 2; builders 0 and 1 sign every path.
+  // Three operators, quorum 2; builders 0 and 1 sign every path (builder 0 only with --pending).
   std::vector<consensus::SecretKey> builders;
   std::vector<std::string> publics;
   for (int b = 0; b < 3; ++b) {
     builders.push_back(BenchKey("gateway-bench-builder-" + std::to_string(b)));
     publics.push_back(builders.back().public_key().ToString());
   }
-  WriteNodeFiles(dir, publics, 2, "attest.db");
-  {
-    std::ofstream node(dir + "/node.toml", std::ios::app);
-    node << "\n[gateway]\nupstream = \"file://" << cache << "\"\ncache_entries = " << std::max(args.paths * 2, 1000)
-         << "\n";
+  // The node directories: `dir` itself, or with --pending one per demand setting, each with its own
+  // database filled alike and the same upstream.
+  std::vector<PendingNode> pending_nodes;
+  std::vector<std::pair<std::string, std::string>> node_dirs;  // (dir, extra node.toml)
+  const std::string gateway_table = "\n[gateway]\nupstream = \"file://" + cache +
+                                    "\"\ncache_entries = " + std::to_string(std::max(args.paths * 2, 1000)) + "\n";
+  if (args.pending) {
+    const std::string budget =
+        args.demand_budget > 0 ? "demand_budget = " + std::to_string(args.demand_budget) + "\n" : "";
+    pending_nodes.resize(2);
+    // --control: the first node does not count either, so the two differ only by chance and the
+    // spread of the rounds' ratios shows what the machine's noise alone does.
+    pending_nodes[0].label = args.control ? "not counting (control)" : "counting";
+    pending_nodes[0].dir = dir + "/counting";
+    pending_nodes[1].label = "not counting";
+    pending_nodes[1].dir = dir + "/not-counting";
+    node_dirs.emplace_back(pending_nodes[0].dir, gateway_table + "\n[rebuild]\ncount_demand = " +
+                                                     (args.control ? "false" : "true") + "\n" + budget);
+    node_dirs.emplace_back(pending_nodes[1].dir, gateway_table + "\n[rebuild]\ncount_demand = false\n" + budget);
+  } else {
+    node_dirs.emplace_back(dir, gateway_table);
   }
-  WriteFile(cache + "/nix-cache-info", "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n");
+  std::vector<std::string> databases;
+  for (const auto& [node_dir, extra] : node_dirs) {
+    std::filesystem::create_directories(node_dir);
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(node_dir + "/attest.db" + suffix);
+    std::filesystem::remove(node_dir + "/attest.db.demand");
+    WriteNodeFiles(node_dir, publics, 2, "attest.db");
+    std::ofstream(node_dir + "/node.toml", std::ios::app) << extra;
+    databases.push_back(node_dir + "/attest.db");
+  }
 
+  const int signers = args.pending ? 1 : 2;
   const auto fill_start = std::chrono::steady_clock::now();
-  std::vector<std::string> targets;
-  std::vector<consensus::StorePath> paths;
-  {
-    auto store = storage::SqliteAttestationStore::Open(dir + "/attest.db", {});
-    if (!store.ok()) Die(std::string(store.status().message()));
-    storage::WriteBatch batch;
-    for (int i = 0; i < args.paths; ++i) {
-      const consensus::StorePath path = BenchStorePath("gateway-bench", static_cast<uint64_t>(i));
-      std::vector<consensus::StorePath> references;
-      for (int r = 1; r <= 3 && r <= i; ++r) references.push_back(paths[static_cast<size_t>(i - 1 - (r * 7) % i)]);
-      std::sort(references.begin(), references.end());
-      references.erase(std::unique(references.begin(), references.end()), references.end());
-      const auto digest = consensus::Sha256("gateway-bench-nar|" + std::to_string(i));
-      const uint64_t nar_size = 1000 + static_cast<uint64_t>(i) * 37 % 100000;
-      auto claim = consensus::PathInfo::Create(path, consensus::NarHash::FromDigest(digest), nar_size, references);
-      if (!claim.ok()) Die(std::string(claim.status().message()));
-      const std::string file_hash = consensus::NarHash::FromDigest(digest).ToNix32();
-      std::string narinfo = "StorePath: " + path.full() + "\nURL: nar/" + file_hash.substr(7) +
-                            ".nar.xz\nCompression: xz\nFileHash: " + file_hash +
-                            "\nFileSize: " + std::to_string(nar_size / 3) + "\nNarHash: " + claim->nar_hash.ToNix32() +
-                            "\nNarSize: " + std::to_string(nar_size) + "\nReferences:";
-      for (const auto& reference : claim->references) narinfo += " " + std::string(reference.base_name());
-      if (claim->references.empty()) narinfo += " ";
-      narinfo += "\nDeriver: " + std::string(path.hash_part()) + "-package-" + std::to_string(i) + ".drv\n";
-      narinfo += "Sig: " + builders[0].Sign(claim->Fingerprint()).ToString() + "\n";
-      WriteFile(cache + "/" + std::string(path.hash_part()) + ".narinfo", narinfo);
-      for (int b = 0; b < 2; ++b) {
-        batch.attestations.push_back(storage::StoredAttestation{
-            consensus::SignAttestation(*claim, builders[static_cast<size_t>(b)]), 1790000000, std::nullopt});
-      }
-      paths.push_back(path);
-      targets.push_back("/" + std::string(path.hash_part()) + ".narinfo");
-    }
-    auto written = (*store)->Write(batch);
-    if (!written.ok()) Die(std::string(written.status().message()));
-  }
-  std::printf("prepared %d narinfos and %d attestations in %.1f s (%s)\n", args.paths, args.paths * 2,
-              SecondsSince(fill_start), dir.c_str());
+  const std::vector<std::string> targets = WriteCacheAndDatabases(args, cache, databases, builders, signers);
+  std::printf("prepared %d narinfos and %d attestations per database (%zu database%s) in %.1f s (%s)\n", args.paths,
+              args.paths * signers, databases.size(), databases.size() == 1 ? "" : "s", SecondsSince(fill_start),
+              dir.c_str());
+  const std::string script = WriteRotateScript(dir, targets);
 
-  const std::string script = dir + "/rotate.lua";
-  {
-    std::string list;
-    for (const std::string& t : targets) list += t + "\n";
-    WriteFile(dir + "/targets.txt", list);
-    WriteFile(script,
-              "local targets = {}\n"
-              "for line in io.lines(\"" +
-                  dir +
-                  "/targets.txt\") do targets[#targets + 1] = line end\n"
-                  "local counter = 0\n"
-                  "function init(args)\n"
-                  "  counter = math.random(#targets)\n"
-                  "end\n"
-                  "function request()\n"
-                  "  counter = counter % #targets + 1\n"
-                  "  return wrk.format(\"GET\", targets[counter])\n"
-                  "end\n");
-  }
-
-  {
-    NodeProcess node(args.attestd, dir);
-    int gateway_port = 0;
-    {
-      std::ifstream out(dir + "/attestd.out");
-      const std::string needle = "http listening on 127.0.0.1:";
-      for (std::string line; std::getline(out, line);) {
-        const size_t at = line.find(needle);
-        if (at != std::string::npos) gateway_port = std::atoi(line.c_str() + at + needle.size());
-      }
-    }
-    if (gateway_port == 0) Die("attestd printed no http address; see " + dir + "/attestd.out");
-    const int nginx_port = FreePort();
-    Nginx nginx(args, dir, cache, nginx_port);
-
-    // Cold pass: every path once, sequentially (upstream file read, tally from SQLite, node signature).
-    {
-      const int fd = Connect(gateway_port);
-      if (fd < 0) Die("cannot connect to the gateway");
-      const auto start = std::chrono::steady_clock::now();
-      for (const std::string& target : targets) {
-        const int status = Get(fd, target);
-        if (status != 200) Die("the gateway answered " + std::to_string(status) + " for " + target);
-      }
-      const double seconds = SecondsSince(start);
-      ::close(fd);
-      const int nginx_fd = Connect(nginx_port);
-      for (const std::string& target : targets) {
-        if (Get(nginx_fd, target) != 200) Die("nginx did not serve " + target);
-      }
-      ::close(nginx_fd);
-      std::printf("cold pass: %zu narinfos, one connection, %.0f us per request (every one a miss)\n", targets.size(),
-                  seconds * 1e6 / static_cast<double>(targets.size()));
-    }
-
-    std::vector<double> nginx_rates, gateway_rates;
-    for (int round = 1; round <= args.rounds; ++round) {
-      const WrkResult n = RunWrk(args, script, nginx_port);
-      const WrkResult g = RunWrk(args, script, gateway_port);
-      if (n.non_2xx != 0 || g.non_2xx != 0) {
-        Die("non-2xx answers (nginx " + std::to_string(n.non_2xx) + ", gateway " + std::to_string(g.non_2xx) + ")");
-      }
-      nginx_rates.push_back(n.requests_per_second);
-      gateway_rates.push_back(g.requests_per_second);
-      std::printf("round %d: nginx %.0f req/s, gateway %.0f req/s, ratio %.2f\n", round, n.requests_per_second,
-                  g.requests_per_second, g.requests_per_second / n.requests_per_second);
-      std::printf("  nginx   %s\n  gateway %s\n", n.latency.c_str(), g.latency.c_str());
-    }
-    const double nginx_median = Median(nginx_rates);
-    const double gateway_median = Median(gateway_rates);
-    std::printf(
-        "median of %d rounds (wrk -t2 -c16 -d%ds, %d paths): nginx %.0f req/s, gateway %.0f req/s, "
-        "ratio %.2f (target >= 0.5)\n",
-        args.rounds, args.seconds, args.paths, nginx_median, gateway_median, gateway_median / nginx_median);
-    std::printf("attestd peak resident memory: %ld KiB\n", node.PeakResidentKiB());
+  if (args.pending) {
+    RunPending(args, dir, targets, script, pending_nodes);
+  } else {
+    RunAgainstNginx(args, dir, cache, targets, script);
   }  // attestd and nginx stop here
   if (args.dir.empty()) std::filesystem::remove_all(dir);
   return 0;
