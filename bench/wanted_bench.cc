@@ -114,11 +114,15 @@ int Main(int argc, char** argv) {
         const size_t first_builder = static_cast<size_t>(i % 3);
         batch.attestations.push_back(storage::StoredAttestation{
             .attestation = consensus::SignAttestation(*claim, builders[first_builder], metadata),
-            .received_unix = 1700000000});
+            .received_unix = 1700000000,
+            .observed_key = std::nullopt,
+            .origin = ""});
         if (i % 10 == 0) {
           batch.attestations.push_back(storage::StoredAttestation{
               .attestation = consensus::SignAttestation(*claim, builders[(first_builder + 1) % 3], metadata),
-              .received_unix = 1700000000});
+              .received_unix = 1700000000,
+            .observed_key = std::nullopt,
+            .origin = ""});
         }
       }
       absl::StatusOr<std::vector<storage::WriteOutcome>> written = (*store)->Write(batch);

@@ -169,7 +169,10 @@ absl::StatusOr<WantedList> RebuildQueue::Wanted(const WantedQuery& query) const 
                       .demand = batch_entries[i]->demand,
                       .last_requested = batch_entries[i]->last_requested,
                       .operators_needed = 0,
-                      .operators = std::move(operators)};
+                      .operators = std::move(operators),
+                      .derivers = {},
+                      .dispute_id = "",
+                      .leases = {}};
       if (!disputed) {
         const int agreeing = tally.result.fingerprints.empty()
                                  ? 0

@@ -43,7 +43,7 @@ inline constexpr int kDefaultWantedLimit = 100;
 inline constexpr int kMaxWantedLimit = 10000;
 
 struct WantedQuery final {
-  std::string operator_name;  // "" = everything
+  std::string operator_name = {};  // "" = everything
   int limit = kDefaultWantedLimit;  // per list; 1..kMaxWantedLimit (0 = the default)
 };
 

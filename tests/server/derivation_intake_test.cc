@@ -35,7 +35,9 @@ class DerivationIntakeTest : public ::testing::Test {
         consensus::PathInfo::Create(path, attest::testing::TestClaim("x").nar_hash, 100, {});
     ASSERT_TRUE(claim.ok()) << claim.status();
     storage::StoredAttestation stored{.attestation = consensus::SignAttestation(*claim, key),
-                                      .received_unix = testing::kTestNow};
+                                      .received_unix = testing::kTestNow,
+                                      .observed_key = std::nullopt,
+                                      .origin = ""};
     if (observed) stored.observed_key = key.public_key();
     storage::WriteBatch batch;
     batch.attestations.push_back(stored);

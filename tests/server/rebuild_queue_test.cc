@@ -43,7 +43,9 @@ class RebuildQueueTest : public ::testing::Test {
     metadata.build_kind = consensus::BuildKind::kFirstBuild;
     storage::WriteBatch batch;
     batch.attestations.push_back(storage::StoredAttestation{
-        .attestation = consensus::SignAttestation(*claim, key, metadata), .received_unix = testing::kTestNow});
+        .attestation = consensus::SignAttestation(*claim, key, metadata), .received_unix = testing::kTestNow,
+                                      .observed_key = std::nullopt,
+                                      .origin = ""});
     ASSERT_TRUE(store_.Write(batch).ok());
   }
 
