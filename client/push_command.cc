@@ -11,6 +11,7 @@
 #include "client/commands.h"
 #include "client/pusher.h"
 #include "client/spool.h"
+#include "client/stop_signals.h"
 #include "client/status_json.h"
 #include "consensus/keys.h"
 #include "consensus/text.h"
@@ -22,42 +23,12 @@ namespace {
 using consensus::Cat;
 using nlohmann::json;
 
-// Set by the SIGTERM/SIGINT handler while `push --watch` runs. A signal handler can only reach
-// process-wide state, hence the one global; it is lock-free, as a handler requires.
-std::atomic<bool> stop_requested{false};
-static_assert(std::atomic<bool>::is_always_lock_free);
-
-extern "C" void RequestStop(int) { stop_requested.store(true); }
-
-// Installs the stop handlers for its lifetime and restores the previous ones afterwards.
-class StopSignals final {
- public:
-  StopSignals() {
-    stop_requested.store(false);
-    struct sigaction action {};
-    action.sa_handler = RequestStop;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGTERM, &action, &old_term_);
-    sigaction(SIGINT, &action, &old_int_);
-  }
-  ~StopSignals() {
-    sigaction(SIGTERM, &old_term_, nullptr);
-    sigaction(SIGINT, &old_int_, nullptr);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
- private:
-  struct sigaction old_term_ {};
-  struct sigaction old_int_ {};
-};
-
 // The real clock, with sleeps cut into short slices so a stop request is noticed at once.
 PushClock InterruptibleClock() {
   return PushClock{.now = [] { return absl::Now(); },
                    .sleep = [](absl::Duration d) {
                      const absl::Time until = absl::Now() + d;
-                     while (!stop_requested.load() && absl::Now() < until) {
+                     while (!StopRequested() && absl::Now() < until) {
                        absl::SleepFor(std::min(absl::Milliseconds(50), until - absl::Now()));
                      }
                    }};
@@ -230,7 +201,7 @@ int RunPush(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
       }
       env.out.flush();
     };
-    absl::Status status = pusher.Watch([] { return stop_requested.load(); }, on_pass);
+    absl::Status status = pusher.Watch([] { return StopRequested(); }, on_pass);
     if (!status.ok()) return Failure(spec, env, std::string(status.message()));
     env.err << "attest push: stopped\n";
     return scan_failed ? kExitFailure : kExitOk;

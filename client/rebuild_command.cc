@@ -16,6 +16,7 @@
 #include "client/nix_store_location.h"
 #include "client/pusher.h"
 #include "client/rebuilder.h"
+#include "client/stop_signals.h"
 #include "client/spool.h"
 #include "consensus/keys.h"
 #include "consensus/text.h"
@@ -24,36 +25,6 @@ namespace attest::client {
 namespace {
 
 using consensus::Cat;
-
-// Set by the SIGTERM/SIGINT handler while `rebuild` runs. A signal handler can only reach
-// process-wide state, hence the one global; it is lock-free, as a handler requires.
-std::atomic<bool> rebuild_stop_requested{false};
-static_assert(std::atomic<bool>::is_always_lock_free);
-
-extern "C" void RequestRebuildStop(int) { rebuild_stop_requested.store(true); }
-
-// Installs the stop handlers for its lifetime and restores the previous ones afterwards.
-class StopSignals final {
- public:
-  StopSignals() {
-    rebuild_stop_requested.store(false);
-    struct sigaction action {};
-    action.sa_handler = RequestRebuildStop;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGTERM, &action, &old_term_);
-    sigaction(SIGINT, &action, &old_int_);
-  }
-  ~StopSignals() {
-    sigaction(SIGTERM, &old_term_, nullptr);
-    sigaction(SIGINT, &old_int_, nullptr);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
- private:
-  struct sigaction old_term_ {};
-  struct sigaction old_int_ {};
-};
 
 absl::StatusOr<size_t> PositiveCount(const ParsedArgs& args, std::string_view name, size_t fallback) {
   std::optional<std::string> text = args.Value(name);
@@ -149,7 +120,7 @@ int RunRebuild(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env)
   // Both modes: a stop request ends running builds cleanly (Nix stops its builders) and is reported.
   StopSignals signals;
   Rebuilder rebuilder(std::shared_ptr<RebuildNode>(*std::move(node)), *std::move(key), *spool, options, push, on_event,
-                      [] { return rebuild_stop_requested.load(); });
+                      [] { return StopRequested(); });
   absl::StatusOr<std::string> op = rebuilder.FindOperator();
   if (!op.ok()) return Failure(spec, env, std::string(op.status().message()));
   env.err << "attest rebuild: rebuilding for operator " << *op << " from " << nodes.front() << "\n";
@@ -170,10 +141,10 @@ int RunRebuild(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env)
     }
     if (!watch) break;
     const absl::Time until = absl::Now() + interval;
-    while (!rebuild_stop_requested.load() && absl::Now() < until) {
+    while (!StopRequested() && absl::Now() < until) {
       absl::SleepFor(std::min(absl::Milliseconds(50), until - absl::Now()));
     }
-    if (rebuild_stop_requested.load()) break;
+    if (StopRequested()) break;
   }
   env.out << "attest rebuild: " << total.built << " built, " << total.failed << " failed, " << total.refused
           << " refused, " << total.skipped << " skipped\n";
