@@ -433,6 +433,18 @@ TEST_F(WantedPageTest, EveryPageLinksToTheQueue) {
   }
 }
 
+// The node wires the routes with its own queue, leases and derivations.
+TEST_F(WantedPageTest, TheNodeServesTheQueueAndItsDerivations) {
+  const json page = json::parse(HttpGet(suite_->web.Url("/wanted.json")).body, nullptr, false);
+  ASSERT_FALSE(page.is_discarded());
+  EXPECT_EQ(page["quorum"], 2);
+  EXPECT_TRUE(page["wanted"].is_array());
+  EXPECT_TRUE(page["rebuildsUnderWay"].is_array());
+  // The suite stored attest-lib's derivations in the node's store, so the node serves them too.
+  EXPECT_EQ(HttpGet(suite_->web.Url(absl::StrCat("/drv/", DrvBase(kLibDrv)))).body, DrvFile(kLibDrv));
+  EXPECT_EQ(HttpGet(suite_->web.Url("/drv/not-a-drv")).status, 400);
+}
+
 // In Chromium: the tables are there, the derivation link leads to the file, the hostile detail is text.
 TEST_F(WantedPageTest, BrowserShowsTheQueue) {
   TempDir logs;
