@@ -1,3 +1,9 @@
+// The pusher's one pass and its parts, in the order a pass uses them: the spool lock and ledger, the
+// scan for unattested paths, preparing (reading the Nix database, signing), the derivations offered to
+// the nodes (their closures, MissingDerivations, SubmitDerivations), then the pass itself and the
+// once/watch loops. It is long because a pass is one state machine over records and nodes that these
+// parts share (per-node backoff, final failures, the report); the derivation part is the candidate
+// to move into a file of its own if it grows.
 #include "client/pusher.h"
 
 #include <fcntl.h>
