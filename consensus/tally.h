@@ -1,10 +1,12 @@
 // The tally: a pure, deterministic function of (policy, attestations of one store path).
 //
 // Two attestations agree when their fingerprints are byte-identical. Only attestations whose key is a
-// builder key of the policy count (and not excluded); the rest are returned as uncounted. Verdicts:
+// builder key of the policy count (not excluded, and Policy::KeyCounts for its lifecycle); the rest are
+// returned as uncounted. The quorum is the one of the rule that applies to the path (Policy::RuleFor).
+// Verdicts:
 //   UNKNOWN    no counted attestation
-//   PENDING    one fingerprint, fewer than k operators
-//   CONFIRMED  one fingerprint, at least k operators (so no counted builder signed another)
+//   PENDING    one fingerprint whose operators do not satisfy the quorum
+//   CONFIRMED  one fingerprint whose operators satisfy it (so no counted builder signed another)
 //   DISPUTED   two or more fingerprints signed by counted builders; a builder that signed two
 //              fingerprints is flagged and counts for both
 // Integer counts only; input order never changes the result.
@@ -15,6 +17,7 @@
 #define ATTEST_CONSENSUS_TALLY_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -43,6 +46,14 @@ struct TallyOptions final {
 
 struct TallyResult final {
   Verdict verdict = Verdict::kUnknown;
+  // The rule whose quorum applied (Policy::RuleFor on the subject's name): "default" or the glob that
+  // matched, and its index into Policy::rules() (-1 for the default). With no attestation at all
+  // there is no subject: "default".
+  std::string rule = "default";
+  int rule_index = -1;
+  // EvaluateQuorum's explanation for the leading fingerprint (empty when there is none): why it is
+  // CONFIRMED, or what it still needs when it is PENDING.
+  std::string quorum_explanation;
   // Sorted by number of operators (descending), then fingerprint (ascending).
   std::vector<FingerprintTally> fingerprints;
   std::vector<std::string> flagged_builders;  // signed two or more fingerprints; sorted
@@ -51,12 +62,17 @@ struct TallyResult final {
 
 // All attestations must be about one store path (INVALID_ARGUMENT-worthy misuse is a programming error:
 // attestations of other paths are treated as uncounted).
+//
+// `received_unix`, when not empty, is parallel to `attestations`: when the federation received each one
+// (the earliest `received` time among the logs holding it). It decides whether a retired key's
+// attestation counts (Policy::KeyCounts). Empty: unknown for all, so no retired key's attestation
+// counts (fail closed). A span of another length is treated as empty.
 TallyResult Tally(const Policy& policy, std::span<const Attestation> attestations,
-                  const TallyOptions& options = {});
+                  const TallyOptions& options = {}, std::span<const int64_t> received_unix = {});
 // The same over borrowed attestations (indices in the result are into `attestations`), for callers
 // that hold them inside other records and should not copy them.
 TallyResult Tally(const Policy& policy, std::span<const Attestation* const> attestations,
-                  const TallyOptions& options = {});
+                  const TallyOptions& options = {}, std::span<const int64_t> received_unix = {});
 
 }  // namespace attest::consensus
 
