@@ -193,6 +193,14 @@ FederationHarness::FederationHarness(FederationOptions options) : options_(std::
     builders_.push_back({spec.operator_name, std::move(key), std::move(*secret)});
   }
   policy_toml_ = PolicyToml(options_.quorum, operators);
+  if (!options_.maintainers.empty()) {
+    // Top-level keys go before the first table.
+    policy_toml_ = absl::StrCat("update_threshold = ", options_.update_threshold, "\n", policy_toml_);
+    for (const std::string& name : options_.maintainers) {
+      maintainers_.push_back(MakeNixKey(shared_dir_, name));
+      absl::StrAppend(&policy_toml_, "\n[[maintainer]]\nkey = \"", maintainers_.back().public_text, "\"\n");
+    }
+  }
 
   std::set<int> ports;
   for (const FederationNodeSpec& spec : options_.nodes) {

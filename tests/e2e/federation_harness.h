@@ -71,6 +71,10 @@ struct FederationOptions final {
       {"alice-ci", "alice-builder-1"}, {"bob-labs", "bob-builder-1"}, {"carol-home", "carol-builder-1"}};
   int quorum = 2;
   PeerLinks links = PeerLinks::kDirect;
+  // Maintainer key names (keys made by real Nix, listed as [[maintainer]] in the policy) and the
+  // policy's update_threshold (written only when there are maintainers).
+  std::vector<std::string> maintainers = {};
+  int update_threshold = 1;
 };
 
 // Three nodes "node-a", "node-b", "node-c" (and more with `count` up to 5), all following each other.
@@ -128,6 +132,8 @@ class FederationHarness final {
   const std::string& http_address(int node) const;
   const std::string& policy_toml() const { return policy_toml_; }
   const Builder& builder(int builder) const { return builders_.at(static_cast<size_t>(builder)); }
+  // Maintainer m's Nix key files (options.maintainers[m]).
+  const NixKeyPair& maintainer(int m) const { return maintainers_.at(static_cast<size_t>(m)); }
 
   // Starts node i (waits until it listens; a test failure when it does not come up).
   bool Start(int node);
@@ -182,6 +188,7 @@ class FederationHarness final {
   FederationOptions options_;
   TempDir shared_dir_;  // builder keys
   std::vector<Builder> builders_;
+  std::vector<NixKeyPair> maintainers_;
   std::string policy_toml_;
   std::vector<std::unique_ptr<Node>> nodes_;
   // (follower, peer) -> its forwarders; empty with PeerLinks::kDirect.
