@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "consensus/cache_url.h"
@@ -77,7 +78,6 @@ class NameRegistry final {
     return AddName(name, Kind::kGroup, where);
   }
 
-  bool IsOperatorOrGroup(std::string_view name) const { return names_.contains(AbslView(name)); }
   bool HasKey(std::string_view key_name) const { return key_names_.contains(AbslView(key_name)); }
 
   // `role` describes the key for messages: "builder key of operator \"alice\"" or "maintainer key".
@@ -133,7 +133,8 @@ class NameRegistry final {
               " (a group is listed once; give each [[group]] its own name)"));
     }
     return absl::InvalidArgumentError(
-        Cat(where, "the ", KindName(kind), " name \"", name, "\" is also the name of an ", KindName(first_kind),
+        Cat(where, "the ", KindName(kind), " name \"", name, "\" is also the name of ",
+            first_kind == Kind::kOperator ? "an " : "a ", KindName(first_kind),
             FirstSeen(first_where),
             " (quorum members name operators and groups alike, so the names must differ: rename the group)"));
   }
@@ -232,11 +233,11 @@ absl::Status CheckThresholdShape(int64_t threshold, const std::vector<std::strin
   return absl::OkStatus();
 }
 
-// Every member names an operator or a group (which needs every name, so it runs after all are known).
+// Every member names an operator or a group. `known` holds every operator and group name of the policy.
 absl::Status CheckMembersKnown(const Threshold& t, std::string_view what, const ThresholdWhere& where,
-                               const NameRegistry& names) {
+                               const absl::flat_hash_set<std::string>& known) {
   for (size_t i = 0; i < t.members.size(); ++i) {
-    if (names.IsOperatorOrGroup(t.members[i])) continue;
+    if (known.contains(t.members[i])) continue;
     return absl::InvalidArgumentError(
         Cat(MemberWhere(where, i), what, " lists ", QuoteForError(t.members[i]),
             ", which is neither an operator nor a group of the policy (fix the spelling, or add the "
@@ -653,7 +654,8 @@ absl::StatusOr<PublicKey> ParseKeyTable(const toml::table& table, std::string_vi
     where = Where(file, retired->source());
     absl::StatusOr<int64_t> cutoff = ParseCutoff(*retired, key->name(), file);
     if (!cutoff.ok()) return cutoff.status();
-    lifecycle = {.state = KeyState::kRetired, .retired_unix = *cutoff};
+    lifecycle.state = KeyState::kRetired;
+    lifecycle.retired_unix = *cutoff;
   } else if (revoked != nullptr) {
     where = Where(file, revoked->source());
     const auto* reason = revoked->as_string();
@@ -662,7 +664,8 @@ absl::StatusOr<PublicKey> ParseKeyTable(const toml::table& table, std::string_vi
           Cat(where, "the revocation reason of key \"", key->name(), "\" is ", TypeName(*revoked),
               ", not a string (write revoked = \"compromised\", \"lost\", \"misbehaving\" or \"unspecified\")"));
     }
-    lifecycle = {.state = KeyState::kRevoked, .revoked_reason = reason->get()};
+    lifecycle.state = KeyState::kRevoked;
+    lifecycle.revoked_reason = reason->get();
   } else {
     return key;
   }
@@ -859,16 +862,19 @@ absl::StatusOr<Policy> Policy::Create(PolicySpec spec) {
     if (absl::Status s = CheckLifecycle(key_name, lifecycle, ""); !s.ok()) return s;
   }
 
+  absl::flat_hash_set<std::string> known;
+  for (const Operator& op : spec.operators) known.insert(op.name);
+  for (const Group& group : spec.groups) known.insert(group.name);
   const ThresholdWhere nowhere;
   const size_t operator_count = spec.operators.size();
   if (absl::Status s = CheckQuorumShape(spec.quorum, "quorum", operator_count, nowhere); !s.ok()) return s;
   if (spec.quorum.of.has_value()) {
-    if (absl::Status s = CheckMembersKnown(*spec.quorum.of, "quorum", nowhere, names); !s.ok()) return s;
+    if (absl::Status s = CheckMembersKnown(*spec.quorum.of, "quorum", nowhere, known); !s.ok()) return s;
   }
   for (const Group& group : spec.groups) {
     const std::string what = Cat("group \"", group.name, "\"");
     if (absl::Status s = CheckThresholdShape(group.threshold.threshold, group.threshold.members, what, nowhere); !s.ok()) return s;
-    if (absl::Status s = CheckMembersKnown(group.threshold, what, nowhere, names); !s.ok()) return s;
+    if (absl::Status s = CheckMembersKnown(group.threshold, what, nowhere, known); !s.ok()) return s;
   }
   if (std::vector<std::string> cycle = FindGroupCycle(spec.groups); !cycle.empty()) {
     return CycleError(cycle, "");
@@ -890,7 +896,7 @@ absl::StatusOr<Policy> Policy::Create(PolicySpec spec) {
     const std::string quorum_what = Cat(what, ": quorum");
     if (absl::Status s = CheckQuorumShape(rule.quorum, quorum_what, operator_count, nowhere); !s.ok()) return s;
     if (rule.quorum.of.has_value()) {
-      if (absl::Status s = CheckMembersKnown(*rule.quorum.of, quorum_what, nowhere, names); !s.ok()) return s;
+      if (absl::Status s = CheckMembersKnown(*rule.quorum.of, quorum_what, nowhere, known); !s.ok()) return s;
     }
   }
 
@@ -1008,14 +1014,25 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
   }
   if (absl::Status s = CheckVersion(spec.version, !spec.parent.empty(), version_where); !s.ok()) return s;
 
-  // Quorums whose checks need every name (flat: the number of operators; tables: that each member
-  // exists), in file order; checked once the walk has read everything.
-  struct PendingQuorum {
-    Quorum quorum;
+  // Member names and the number of operators, read ahead so that every quorum is checked where it is
+  // written (the first problem in the file is the one reported). Malformed tables are skipped here;
+  // the walk reports them at their place.
+  absl::flat_hash_set<std::string> known;
+  for (std::string_view section : {"operator", "group"}) {
+    const toml::array* tables = root[section].as_array();
+    if (tables == nullptr) continue;
+    for (const toml::node& element : *tables) {
+      const toml::table* table = element.as_table();
+      const toml::node* name = table == nullptr ? nullptr : table->get("name");
+      if (name != nullptr && name->is_string()) known.insert(name->as_string()->get());
+    }
+  }
+  struct FlatQuorum {
+    int64_t any;
+    std::string where;
     std::string what;
-    ThresholdWhere where;
   };
-  std::vector<PendingQuorum> pending;
+  std::vector<FlatQuorum> flat_quorums;  // in file order
   // A missing quorum is reported last: it is often a quorum written below a table header, which the
   // walk reports more precisely.
   bool has_quorum = false;
@@ -1025,13 +1042,11 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
     const std::string where = Where(file_name, node.source());
     Quorum quorum;
     if (const auto* value = node.as_integer(); value != nullptr) {
-      // Whether it exceeds the number of operators is told once they are all read.
       if (absl::Status s = ValidateQuorum(value->get(), SIZE_MAX, where, what); !s.ok()) return s;
-      if (value->get() > INT32_MAX) {
-        return ValidateQuorum(value->get(), INT32_MAX, where, what);  // more than any policy's operators
-      }
-      quorum.any = static_cast<int>(value->get());
-      pending.push_back({quorum, std::string(what), {.threshold = where}});
+      // Whether it exceeds the number of operators is told once they are all read (a policy that lists
+      // too few is more often one with a malformed operator table, which the walk reports at its place).
+      flat_quorums.push_back({value->get(), where, std::string(what)});
+      quorum.any = static_cast<int>(std::min<int64_t>(value->get(), INT32_MAX));
       return quorum;
     }
     if (const toml::table* table = node.as_table(); table != nullptr) {
@@ -1043,8 +1058,8 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
       }
       absl::StatusOr<std::pair<Threshold, ThresholdWhere>> threshold = ParseThresholdFields(*table, what, file_name);
       if (!threshold.ok()) return threshold.status();
+      if (absl::Status s = CheckMembersKnown(threshold->first, what, threshold->second, known); !s.ok()) return s;
       quorum.of = std::move(threshold->first);
-      pending.push_back({quorum, std::string(what), std::move(threshold->second)});
       return quorum;
     }
     return absl::InvalidArgumentError(
@@ -1054,7 +1069,7 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
   };
 
   NameRegistry names;
-  std::string last_maintainer_where;
+  const toml::table* last_maintainer = nullptr;
   absl::flat_hash_map<std::string, std::string> group_where;  // group name -> where its name is
   // Walk the sections in file order, so that with several problems the first one in the file is
   // reported (a duplicate is reported at its second occurrence).
@@ -1085,14 +1100,15 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
           return absl::InvalidArgumentError(Cat(Where(file_name, name->source()), "group name is ",
                                                 TypeName(*name), ", not a string (write name = \"<group>\")"));
         }
-        Group group{.name = name->as_string()->get()};
+        Group group;
+        group.name = name->as_string()->get();
         const std::string name_where = Where(file_name, name->source());
         if (absl::Status s = names.AddGroup(group.name, name_where); !s.ok()) return s;
         const std::string what = Cat("group \"", group.name, "\"");
         absl::StatusOr<std::pair<Threshold, ThresholdWhere>> threshold = ParseThresholdFields(table, what, file_name);
         if (!threshold.ok()) return threshold.status();
+        if (absl::Status s = CheckMembersKnown(threshold->first, what, threshold->second, known); !s.ok()) return s;
         group.threshold = std::move(threshold->first);
-        pending.push_back({Quorum{.of = group.threshold}, what, std::move(threshold->second)});
         group_where.emplace(group.name, name_where);
         spec.groups.push_back(std::move(group));
       }
@@ -1160,7 +1176,7 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
             ParseMaintainer(*element.as_table(), file_name, names, spec.lifecycles);
         if (!maintainer.ok()) return maintainer.status();
         spec.maintainers.push_back(*std::move(maintainer));
-        last_maintainer_where = Where(file_name, element.source());
+        last_maintainer = element.as_table();
       }
     }
   }
@@ -1170,13 +1186,8 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
             "the policy has no quorum (add e.g. `quorum = 2` at the top: the number of distinct "
             "operators that must agree)"));
   }
-  for (const PendingQuorum& p : pending) {
-    if (p.quorum.of.has_value()) {
-      if (absl::Status s = CheckMembersKnown(*p.quorum.of, p.what, p.where, names); !s.ok()) return s;
-    } else if (absl::Status s = ValidateQuorum(p.quorum.any, spec.operators.size(), p.where.threshold, p.what);
-               !s.ok()) {
-      return s;
-    }
+  for (const FlatQuorum& flat : flat_quorums) {
+    if (absl::Status s = ValidateQuorum(flat.any, spec.operators.size(), flat.where, flat.what); !s.ok()) return s;
   }
   if (std::vector<std::string> cycle = FindGroupCycle(spec.groups); !cycle.empty()) {
     return CycleError(cycle, group_where[cycle.front()]);
@@ -1186,9 +1197,13 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
     auto it = spec.lifecycles.find(key.name());
     if (it == spec.lifecycles.end() || it->second.state != KeyState::kRevoked) ++usable_maintainers;
   }
+  if (update_threshold_where.empty() && last_maintainer != nullptr) {
+    // Without an update_threshold line, the problem is the last revocation (every maintainer revoked).
+    const toml::node* revoked = last_maintainer->get("revoked");
+    update_threshold_where = Where(file_name, (revoked != nullptr ? *revoked : *last_maintainer).source());
+  }
   if (absl::Status s = CheckUpdateThreshold(spec.update_threshold, usable_maintainers, spec.maintainers.size(),
-                                            update_threshold_where.empty() ? last_maintainer_where
-                                                                           : update_threshold_where);
+                                            update_threshold_where);
       !s.ok()) {
     return s;
   }
