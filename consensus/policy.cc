@@ -819,6 +819,143 @@ absl::StatusOr<std::pair<Threshold, ThresholdWhere>> ParseThresholdFields(const 
   return std::pair(std::move(parsed), std::move(where));
 }
 
+// Reads quorums, the policy's and the rules': an integer (any K operators) or a table with threshold
+// and members. Members are checked against `known` (every operator and group name) where they are
+// written; whether a flat quorum exceeds the number of operators can only be told at the end
+// (CheckOperatorCount), as a policy listing too few is more often one with a malformed operator
+// table, which the walk reports at its place.
+class QuorumReader final {
+ public:
+  QuorumReader(std::string_view file, const absl::flat_hash_set<std::string>& known) : file_(file), known_(known) {}
+
+  // `what` names the quorum in messages ("quorum", "rule 2: quorum"); `table_context` says where an
+  // unknown key in its table is ("in [quorum]").
+  absl::StatusOr<Quorum> Read(const toml::node& node, std::string_view what, std::string_view table_context) {
+    const std::string where = Where(file_, node.source());
+    Quorum quorum;
+    if (const auto* value = node.as_integer(); value != nullptr) {
+      if (absl::Status s = ValidateQuorum(value->get(), SIZE_MAX, where, what); !s.ok()) return s;
+      flat_.push_back({value->get(), where, std::string(what)});
+      // Narrowed without loss once CheckOperatorCount passed (at most the number of operators).
+      quorum.any = static_cast<int>(std::min<int64_t>(value->get(), INT32_MAX));
+      return quorum;
+    }
+    if (const toml::table* table = node.as_table(); table != nullptr) {
+      if (absl::Status s = CheckKnownKeys(*table, {"threshold", "members"}, file_, table_context,
+                                          "a quorum table has only threshold and members; keys written after a "
+                                          "table header belong to it, so top-level keys go above the first table");
+          !s.ok()) {
+        return s;
+      }
+      absl::StatusOr<std::pair<Threshold, ThresholdWhere>> threshold = ParseThresholdFields(*table, what, file_);
+      if (!threshold.ok()) return threshold.status();
+      if (absl::Status s = CheckMembersKnown(threshold->first, what, threshold->second, known_); !s.ok()) return s;
+      quorum.of = std::move(threshold->first);
+      return quorum;
+    }
+    return absl::InvalidArgumentError(
+        Cat(where, what, " is ", TypeName(node),
+            ", not an integer or a table (write e.g. quorum = 2 for any 2 operators, or a table with threshold "
+            "and members: quorum = {threshold = 2, members = [\"org-a\", \"group-b\"]})"));
+  }
+
+  // Every flat quorum read, in file order, against the number of operators the policy has.
+  absl::Status CheckOperatorCount(size_t operator_count) const {
+    for (const Flat& flat : flat_) {
+      if (absl::Status s = ValidateQuorum(flat.any, operator_count, flat.where, flat.what); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  struct Flat {
+    int64_t any;
+    std::string where;
+    std::string what;
+  };
+  std::string_view file_;
+  const absl::flat_hash_set<std::string>& known_;
+  std::vector<Flat> flat_;
+};
+
+// A [[group]] table. Registers its name (and where it is, for a cycle message).
+absl::StatusOr<Group> ParseGroup(const toml::table& table, std::string_view file, NameRegistry& names,
+                                 const absl::flat_hash_set<std::string>& known,
+                                 absl::flat_hash_map<std::string, std::string>& group_where) {
+  if (absl::Status s = CheckKnownKeys(
+          table, {"name", "threshold", "members"}, file, "in [[group]]",
+          "a group has only name, threshold and members; keys written after a [[group]] header belong to "
+          "it, so top-level keys such as quorum go above the first table");
+      !s.ok()) {
+    return s;
+  }
+  const toml::node* name = table.get("name");
+  if (name == nullptr) {
+    return absl::InvalidArgumentError(
+        Cat(Where(file, table.source()), "[[group]] has no name (add name = \"<group>\" to this table)"));
+  }
+  if (!name->is_string()) {
+    return absl::InvalidArgumentError(Cat(Where(file, name->source()), "group name is ", TypeName(*name),
+                                          ", not a string (write name = \"<group>\")"));
+  }
+  Group group;
+  group.name = name->as_string()->get();
+  const std::string name_where = Where(file, name->source());
+  if (absl::Status s = names.AddGroup(group.name, name_where); !s.ok()) return s;
+  const std::string what = Cat("group \"", group.name, "\"");
+  absl::StatusOr<std::pair<Threshold, ThresholdWhere>> threshold = ParseThresholdFields(table, what, file);
+  if (!threshold.ok()) return threshold.status();
+  if (absl::Status s = CheckMembersKnown(threshold->first, what, threshold->second, known); !s.ok()) return s;
+  group.threshold = std::move(threshold->first);
+  group_where.emplace(group.name, name_where);
+  return group;
+}
+
+// The `number`th [[rule]] table (from 1, as messages and the canonical text count).
+absl::StatusOr<Rule> ParseRule(const toml::table& table, size_t number, std::string_view file,
+                               QuorumReader& quorums) {
+  const std::string what = Cat("rule ", number);
+  const std::string table_where = Where(file, table.source());
+  if (absl::Status s = CheckKnownKeys(table, {"names", "quorum"}, file, "in [[rule]]",
+                                      "a rule has only names and quorum; keys written after a [[rule]] header "
+                                      "belong to it, so top-level keys go above the first table");
+      !s.ok()) {
+    return s;
+  }
+  Rule rule;
+  const toml::node* globs = table.get("names");
+  const toml::array* list = globs == nullptr ? nullptr : globs->as_array();
+  if (globs != nullptr && list == nullptr) {
+    return absl::InvalidArgumentError(Cat(Where(file, globs->source()), what, " names is ", TypeName(*globs),
+                                          ", not an array (write names = [\"openssl-*\"])"));
+  }
+  if (list == nullptr || list->empty()) {
+    return absl::InvalidArgumentError(
+        Cat(globs == nullptr ? table_where : Where(file, globs->source()), what,
+            " has no names (add names = [\"openssl-*\", ...], globs on the store path's name after its hash)"));
+  }
+  for (const toml::node& glob : *list) {
+    const std::string glob_where = Where(file, glob.source());
+    const auto* value = glob.as_string();
+    if (value == nullptr) {
+      return absl::InvalidArgumentError(Cat(glob_where, "a name of ", what, " is ", TypeName(glob),
+                                            ", not a string (write the glob in quotes, e.g. \"openssl-*\")"));
+    }
+    if (absl::Status s = CheckGlob(value->get(), what, glob_where); !s.ok()) return s;
+    rule.names.push_back(value->get());
+  }
+  const toml::node* quorum = table.get("quorum");
+  if (quorum == nullptr) {
+    return absl::InvalidArgumentError(
+        Cat(table_where, what,
+            " has no quorum (add quorum = K for any K operators, or quorum = {threshold = T, members = [...]})"));
+  }
+  absl::StatusOr<Quorum> parsed = quorums.Read(*quorum, Cat(what, ": quorum"), Cat("in the quorum of ", what));
+  if (!parsed.ok()) return parsed.status();
+  rule.quorum = *std::move(parsed);
+  return rule;
+}
+
 }  // namespace
 
 absl::Status ValidateOperatorName(std::string_view name) { return ValidateName(name, "operator", "alice-ci"); }
@@ -943,6 +1080,7 @@ absl::StatusOr<Policy> Policy::Create(PolicySpec spec) {
   policy.hash_ = Cat("sha256:", HexEncode(digest));
   return policy;
 }
+
 absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view file_name) {
   if (absl::Status s = consensus::CheckTomlUtf8(text, file_name); !s.ok()) return s;
   toml::table root;
@@ -1014,7 +1152,7 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
   }
   if (absl::Status s = CheckVersion(spec.version, !spec.parent.empty(), version_where); !s.ok()) return s;
 
-  // Member names and the number of operators, read ahead so that every quorum is checked where it is
+  // Operator and group names, read ahead so that every quorum's members are checked where they are
   // written (the first problem in the file is the one reported). Malformed tables are skipped here;
   // the walk reports them at their place.
   absl::flat_hash_set<std::string> known;
@@ -1027,47 +1165,10 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
       if (name != nullptr && name->is_string()) known.insert(name->as_string()->get());
     }
   }
-  struct FlatQuorum {
-    int64_t any;
-    std::string where;
-    std::string what;
-  };
-  std::vector<FlatQuorum> flat_quorums;  // in file order
+  QuorumReader quorums(file_name, known);
   // A missing quorum is reported last: it is often a quorum written below a table header, which the
   // walk reports more precisely.
   bool has_quorum = false;
-  // Parses a quorum value: an integer, or a table with threshold and members.
-  auto parse_quorum = [&](const toml::node& node, std::string_view what,
-                          std::string_view table_context) -> absl::StatusOr<Quorum> {
-    const std::string where = Where(file_name, node.source());
-    Quorum quorum;
-    if (const auto* value = node.as_integer(); value != nullptr) {
-      if (absl::Status s = ValidateQuorum(value->get(), SIZE_MAX, where, what); !s.ok()) return s;
-      // Whether it exceeds the number of operators is told once they are all read (a policy that lists
-      // too few is more often one with a malformed operator table, which the walk reports at its place).
-      flat_quorums.push_back({value->get(), where, std::string(what)});
-      quorum.any = static_cast<int>(std::min<int64_t>(value->get(), INT32_MAX));
-      return quorum;
-    }
-    if (const toml::table* table = node.as_table(); table != nullptr) {
-      if (absl::Status s = CheckKnownKeys(*table, {"threshold", "members"}, file_name, table_context,
-                                          "a quorum table has only threshold and members; keys written after a "
-                                          "table header belong to it, so top-level keys go above the first table");
-          !s.ok()) {
-        return s;
-      }
-      absl::StatusOr<std::pair<Threshold, ThresholdWhere>> threshold = ParseThresholdFields(*table, what, file_name);
-      if (!threshold.ok()) return threshold.status();
-      if (absl::Status s = CheckMembersKnown(threshold->first, what, threshold->second, known); !s.ok()) return s;
-      quorum.of = std::move(threshold->first);
-      return quorum;
-    }
-    return absl::InvalidArgumentError(
-        Cat(where, what, " is ", TypeName(node),
-            ", not an integer or a table (write e.g. quorum = 2 for any 2 operators, or a table with threshold "
-            "and members: quorum = {threshold = 2, members = [\"org-a\", \"group-b\"]})"));
-  };
-
   NameRegistry names;
   const toml::table* last_maintainer = nullptr;
   absl::flat_hash_map<std::string, std::string> group_where;  // group name -> where its name is
@@ -1075,7 +1176,7 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
   // reported (a duplicate is reported at its second occurrence).
   for (const auto& [key, node] : EntriesInFileOrder(root)) {
     if (key->str() == "quorum") {
-      absl::StatusOr<Quorum> quorum = parse_quorum(*node, "quorum", "in [quorum]");
+      absl::StatusOr<Quorum> quorum = quorums.Read(*node, "quorum", "in [quorum]");
       if (!quorum.ok()) return quorum.status();
       spec.quorum = *std::move(quorum);
       has_quorum = true;
@@ -1083,82 +1184,17 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
       absl::StatusOr<const toml::array*> array = ArrayOfTables(*key, *node, file_name);
       if (!array.ok()) return array.status();
       for (const toml::node& element : **array) {
-        const toml::table& table = *element.as_table();
-        if (absl::Status s = CheckKnownKeys(
-                table, {"name", "threshold", "members"}, file_name, "in [[group]]",
-                "a group has only name, threshold and members; keys written after a [[group]] header belong to "
-                "it, so top-level keys such as quorum go above the first table");
-            !s.ok()) {
-          return s;
-        }
-        const toml::node* name = table.get("name");
-        if (name == nullptr) {
-          return absl::InvalidArgumentError(Cat(Where(file_name, table.source()),
-                                                "[[group]] has no name (add name = \"<group>\" to this table)"));
-        }
-        if (!name->is_string()) {
-          return absl::InvalidArgumentError(Cat(Where(file_name, name->source()), "group name is ",
-                                                TypeName(*name), ", not a string (write name = \"<group>\")"));
-        }
-        Group group;
-        group.name = name->as_string()->get();
-        const std::string name_where = Where(file_name, name->source());
-        if (absl::Status s = names.AddGroup(group.name, name_where); !s.ok()) return s;
-        const std::string what = Cat("group \"", group.name, "\"");
-        absl::StatusOr<std::pair<Threshold, ThresholdWhere>> threshold = ParseThresholdFields(table, what, file_name);
-        if (!threshold.ok()) return threshold.status();
-        if (absl::Status s = CheckMembersKnown(threshold->first, what, threshold->second, known); !s.ok()) return s;
-        group.threshold = std::move(threshold->first);
-        group_where.emplace(group.name, name_where);
-        spec.groups.push_back(std::move(group));
+        absl::StatusOr<Group> group = ParseGroup(*element.as_table(), file_name, names, known, group_where);
+        if (!group.ok()) return group.status();
+        spec.groups.push_back(*std::move(group));
       }
     } else if (key->str() == "rule") {
       absl::StatusOr<const toml::array*> array = ArrayOfTables(*key, *node, file_name);
       if (!array.ok()) return array.status();
       for (const toml::node& element : **array) {
-        const toml::table& table = *element.as_table();
-        const std::string what = Cat("rule ", spec.rules.size() + 1);
-        const std::string table_where = Where(file_name, table.source());
-        if (absl::Status s = CheckKnownKeys(
-                table, {"names", "quorum"}, file_name, "in [[rule]]",
-                "a rule has only names and quorum; keys written after a [[rule]] header belong to it, so "
-                "top-level keys go above the first table");
-            !s.ok()) {
-          return s;
-        }
-        Rule rule;
-        const toml::node* globs = table.get("names");
-        const toml::array* list = globs == nullptr ? nullptr : globs->as_array();
-        if (globs != nullptr && list == nullptr) {
-          return absl::InvalidArgumentError(Cat(Where(file_name, globs->source()), what, " names is ",
-                                                TypeName(*globs), ", not an array (write names = [\"openssl-*\"])"));
-        }
-        if (list == nullptr || list->empty()) {
-          return absl::InvalidArgumentError(
-              Cat(globs == nullptr ? table_where : Where(file_name, globs->source()), what,
-                  " has no names (add names = [\"openssl-*\", ...], globs on the store path's name after its hash)"));
-        }
-        for (const toml::node& glob : *list) {
-          const std::string glob_where = Where(file_name, glob.source());
-          const auto* value = glob.as_string();
-          if (value == nullptr) {
-            return absl::InvalidArgumentError(Cat(glob_where, "a name of ", what, " is ", TypeName(glob),
-                                                  ", not a string (write the glob in quotes, e.g. \"openssl-*\")"));
-          }
-          if (absl::Status s = CheckGlob(value->get(), what, glob_where); !s.ok()) return s;
-          rule.names.push_back(value->get());
-        }
-        const toml::node* quorum = table.get("quorum");
-        if (quorum == nullptr) {
-          return absl::InvalidArgumentError(
-              Cat(table_where, what,
-                  " has no quorum (add quorum = K for any K operators, or quorum = {threshold = T, members = "
-                  "[...]})"));
-        }
-        absl::StatusOr<Quorum> parsed = parse_quorum(*quorum, Cat(what, ": quorum"), Cat("in the quorum of ", what));
-        if (!parsed.ok()) return parsed.status();
-        rule.quorum = *std::move(parsed);
-        spec.rules.push_back(std::move(rule));
+        absl::StatusOr<Rule> rule = ParseRule(*element.as_table(), spec.rules.size() + 1, file_name, quorums);
+        if (!rule.ok()) return rule.status();
+        spec.rules.push_back(*std::move(rule));
       }
     } else if (key->str() == "operator") {
       absl::StatusOr<const toml::array*> array = ArrayOfTables(*key, *node, file_name);
@@ -1186,9 +1222,7 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
             "the policy has no quorum (add e.g. `quorum = 2` at the top: the number of distinct "
             "operators that must agree)"));
   }
-  for (const FlatQuorum& flat : flat_quorums) {
-    if (absl::Status s = ValidateQuorum(flat.any, spec.operators.size(), flat.where, flat.what); !s.ok()) return s;
-  }
+  if (absl::Status s = quorums.CheckOperatorCount(spec.operators.size()); !s.ok()) return s;
   if (std::vector<std::string> cycle = FindGroupCycle(spec.groups); !cycle.empty()) {
     return CycleError(cycle, group_where[cycle.front()]);
   }
