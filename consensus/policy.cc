@@ -603,9 +603,9 @@ absl::StatusOr<int64_t> ParseCutoff(const toml::node& node, std::string_view key
     const toml::date_time& dt = value->get();
     if (!dt.offset.has_value()) {
       return absl::InvalidArgumentError(
-          Cat(where, what, " is a local date-time, without a time zone (a cut-off must mean the same second on "
-                           "every node: end it in Z for UTC)",
-              kHint.substr(0, 0)));
+          Cat(where, what,
+              " is a local date-time, without a time zone (a cut-off must mean the same second on every node: "
+              "write it in UTC, ending in Z, e.g. retired = \"2026-12-01T00:00:00Z\")"));
     }
     if (dt.offset->minutes != 0) {
       return absl::InvalidArgumentError(
@@ -1282,6 +1282,8 @@ const Group* Policy::FindGroup(std::string_view name) const {
 
 const KeyLifecycle& Policy::Lifecycle(std::string_view key_name) const {
   static const KeyLifecycle kActiveLifecycle;
+  // The tally asks once per attestation; most policies retire or revoke nothing.
+  if (lifecycles_.empty()) return kActiveLifecycle;
   auto it = lifecycles_.find(std::string(key_name));
   return it == lifecycles_.end() ? kActiveLifecycle : it->second;
 }
