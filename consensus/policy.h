@@ -76,7 +76,7 @@ inline constexpr std::string_view kRevocationReasons[] = {"compromised", "lost",
 struct KeyLifecycle final {
   KeyState state = KeyState::kActive;
   int64_t retired_unix = 0;    // kRetired: the cut-off, seconds since the epoch (whole seconds, UTC)
-  std::string revoked_reason;  // kRevoked: one of kRevocationReasons
+  std::string revoked_reason = {};  // kRevoked: one of kRevocationReasons
 
   friend bool operator==(const KeyLifecycle&, const KeyLifecycle&) = default;
 };
@@ -86,7 +86,7 @@ struct KeyLifecycle final {
 // (satisfied when the group's own threshold is).
 struct Threshold final {
   int threshold = 0;
-  std::vector<std::string> members;  // as written; Create checks names, cycles and bounds
+  std::vector<std::string> members = {};  // as written; Create checks names, cycles and bounds
 
   friend bool operator==(const Threshold&, const Threshold&) = default;
 };
@@ -95,14 +95,14 @@ struct Threshold final {
 // Exactly one of the two is set: any > 0, or of.has_value().
 struct Quorum final {
   int any = 0;
-  std::optional<Threshold> of;
+  std::optional<Threshold> of = {};
 
   friend bool operator==(const Quorum&, const Quorum&) = default;
 };
 
 struct Group final {
   std::string name;  // same character rules as operator names; unique across operators and groups
-  Threshold threshold;
+  Threshold threshold = {};
 };
 
 // A per-package rule: the store paths whose name (the part after "<hash>-") matches one of `names`
