@@ -6,6 +6,7 @@
 #include <initializer_list>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -1010,7 +1011,10 @@ absl::StatusOr<Policy> Policy::Create(PolicySpec spec) {
   }
   for (const Group& group : spec.groups) {
     const std::string what = Cat("group \"", group.name, "\"");
-    if (absl::Status s = CheckThresholdShape(group.threshold.threshold, group.threshold.members, what, nowhere); !s.ok()) return s;
+    if (absl::Status s = CheckThresholdShape(group.threshold.threshold, group.threshold.members, what, nowhere);
+        !s.ok()) {
+      return s;
+    }
     if (absl::Status s = CheckMembersKnown(group.threshold, what, nowhere, known); !s.ok()) return s;
   }
   if (std::vector<std::string> cycle = FindGroupCycle(spec.groups); !cycle.empty()) {

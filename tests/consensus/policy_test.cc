@@ -1039,7 +1039,8 @@ TEST(PolicyExtendedTest, GroupsAreSortedByName) {
   EXPECT_EQ(policy->FindGroup(""), nullptr);
   EXPECT_EQ(policy->FindGroup("zz"), nullptr);
   // Nested groups render in order of name, whatever the order given.
-  EXPECT_THAT(policy->CanonicalText(), HasSubstr("quorum-threshold 1 alpha zeta\ngroup alpha 1 x\ngroup zeta 1 alpha y\n"));
+  EXPECT_THAT(policy->CanonicalText(),
+              HasSubstr("quorum-threshold 1 alpha zeta\ngroup alpha 1 x\ngroup zeta 1 alpha y\n"));
 }
 
 // ---- key lifecycle ------------------------------------------------------------------------------
@@ -1289,7 +1290,8 @@ TEST(PolicyExtendedTest, RejectsMalformedPolicies) {
       {"quorum = 1\n[[rule]]\nnames = []\nquorum = 2\n", 3, "rule 1 has no names"},
       {"quorum = 1\n[[rule]]\nnames = \"openssl-*\"\nquorum = 2\n", 3, "rule 1 names is a string, not an array"},
       {"quorum = 1\n[[rule]]\nnames = [\"a*\", 3]\nquorum = 2\n", 3, "a name of rule 1 is an integer, not a string"},
-      {"quorum = 1\n[[rule]]\nnames = [\"a*\", \"\"]\nquorum = 2\n", 3, "bad.toml:3:16: rule 1 has an empty name pattern"},
+      {"quorum = 1\n[[rule]]\nnames = [\"a*\", \"\"]\nquorum = 2\n", 3,
+       "bad.toml:3:16: rule 1 has an empty name pattern"},
       {"quorum = 1\n[[rule]]\nnames = [\"open ssl*\"]\nquorum = 2\n", 3,
        "rule 1 has the name pattern 'open ssl*', which contains white space"},
       {"quorum = 1\n[[rule]]\nnames = [\"caf\xC3\xA9-*\"]\nquorum = 2\n", 3, "not printable ASCII"},
@@ -1354,7 +1356,8 @@ TEST(PolicyExtendedTest, RejectsMalformedPoliciesBelowTheOperators) {
                 .size(),
             3u);
   // The first problem in the file is the one reported, whichever kind it is.
-  ExpectErrorAt(Cat("quorum = 1\n[[group]]\nname = \"g\"\nthreshold = 1\nmembers = [\"ghost\"]\n", std::string_view(kGood).substr(11),
+  ExpectErrorAt(Cat("quorum = 1\n[[group]]\nname = \"g\"\nthreshold = 1\nmembers = [\"ghost\"]\n",
+                    std::string_view(kGood).substr(11),
                     "[[rule]]\nnames = [\"\"]\nquorum = 1\n"),
                 5, "lists 'ghost'");
 }
@@ -1451,7 +1454,8 @@ TEST(PolicyExtendedTest, CreateRejectsMalformedSpecs) {
   with_parent.version = 2;
   absl::StatusOr<Policy> successor = Policy::Create(with_parent);
   ASSERT_TRUE(successor.ok()) << successor.status();
-  EXPECT_THAT(successor->CanonicalText(), StartsWith(Cat("attest-policy/v1\nversion 2\nparent ", kParent, "\nquorum 1\n")));
+  EXPECT_THAT(successor->CanonicalText(),
+              StartsWith(Cat("attest-policy/v1\nversion 2\nparent ", kParent, "\nquorum 1\n")));
   // A version above 1 is written even without a parent.
   PolicySpec versioned = base();
   versioned.version = 5;
