@@ -20,9 +20,10 @@ namespace attest::consensus {
 struct QuorumReport final {
   bool satisfied = false;
   // In words, for people and for `attest verify`. Satisfied: "2 of 2 members (nixos-hydra,
-  // independent)" or "3 operators (a, b, c)". Not satisfied: what is missing, outermost first, with
-  // each unsatisfied group named: "1 of 2 needed: nixos-hydra missing; independent: 1 of 2 needed
-  // (org-b)". The flat form: "1 of 2 operators needed (org-b)".
+  // independent)" or "3 operators (a, b, c)". Not satisfied: one clause per unsatisfied threshold,
+  // outermost first, each group once, "[group: ]<satisfied> of <threshold> needed[ (<satisfied
+  // members>)][: <operators> missing]", e.g. "0 of 2 needed: nixos-hydra missing; independent: 1 of 2
+  // needed (org-b): org-c, org-d missing". The flat form: "1 of 2 operators needed (org-b)".
   std::string explanation;
 };
 
