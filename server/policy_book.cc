@@ -4,7 +4,9 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_join.h"
 #include "consensus/text.h"
+#include "server/log.h"
 
 namespace attest::server {
 
@@ -167,6 +169,17 @@ void PolicyBook::AddListener(
     std::function<void(const consensus::Policy& now, const consensus::Policy& before)> listener) {
   absl::MutexLock adopting(&adopt_mu_);
   listeners_.push_back(std::move(listener));
+}
+
+void LogPolicyAdoption(const PolicyBook::Adopted& adopted, std::string_view from) {
+  std::vector<std::string> lines;
+  lines.push_back(Cat("policy: adopted version ", adopted.policy->version(), " ", adopted.policy->Hash(),
+                      " (was version ", adopted.previous->version(), " ", adopted.previous->Hash(), "), from ", from,
+                      ", approved by ", absl::StrJoin(adopted.counted_approvals, ", ")));
+  for (std::string& line : consensus::DiffPolicies(*adopted.previous, *adopted.policy)) {
+    lines.push_back(Cat("policy: ", line));
+  }
+  LogLines(LogLevel::kInfo, lines);
 }
 
 }  // namespace attest::server

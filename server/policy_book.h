@@ -90,6 +90,11 @@ class PolicyBook final {
       ABSL_GUARDED_BY(adopt_mu_);
 };
 
+// Logs an adoption as one summary line ("policy: adopted version 3 sha256:... (was version 2 sha256:...),
+// from <from>, approved by a, b") followed by DiffPolicies' lines, so the node's log says what changed.
+// `from` is "a submission" or "peer <name>".
+void LogPolicyAdoption(const PolicyBook::Adopted& adopted, std::string_view from);
+
 }  // namespace attest::server
 
 #endif  // ATTEST_SERVER_POLICY_BOOK_H_
