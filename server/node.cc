@@ -10,8 +10,8 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
-#include "consensus/quorum.h"
 #include "consensus/checkpoint.h"
+#include "consensus/quorum.h"
 #include "consensus/signed_note.h"
 #include "consensus/text.h"
 #include "proto/grpc/health/v1/health.pb.h"

@@ -176,6 +176,9 @@ class Follower final {
       if (links.status().code() == absl::StatusCode::kInvalidArgument) {
         return refuse(Cat("its chain is malformed: ", StdView(links.status().message())));
       }
+      if (links.status().code() == absl::StatusCode::kUnimplemented) {
+        return refuse("the peer cannot hand on its policy chain (it runs a version without policy updates)");
+      }
       return links.status();  // UNAVAILABLE and the like: asked again next round
     }
     if (links->empty()) return refuse("the peer answered no link after this node's policy");

@@ -216,7 +216,7 @@ OperatorPage::OperatorPage(const PolicyBook& policy, storage::Ledger* store,
 HttpResponse OperatorPage::Render(Format format) const {
   absl::StatusOr<Figures> figures = Collect(store_);
   if (!figures.ok()) return ErrorResponse(format, HttpStatusOf(figures.status()), StdView(figures.status().message()));
-  const std::shared_ptr<const consensus::Policy> policy = policy->current();
+  const std::shared_ptr<const consensus::Policy> policy = policy_.current();
   std::set<std::string> in_policy;
   const std::shared_ptr<const consensus::TallyOptions> tally = TallyOptionsOf(resolutions_);
   const std::vector<SourceRow> sources = SourceRows(*policy, sources_ ? sources_() : std::vector<NarSourceStatus>());
