@@ -414,10 +414,67 @@ TEST_F(ReplicationTest, PeerWithAnotherPolicyIsNotFollowed) {
   ASSERT_NE(b, nullptr);
   ASSERT_TRUE(Eventually([&] { return FederationStatus(*b).peers(0).state() == v1::PeerStatus::POLICY_MISMATCH; }));
   v1::PeerStatus peer = FederationStatus(*b).peers(0);
-  EXPECT_THAT(peer.last_error(), HasSubstr("differs from this node's"));
+  EXPECT_THAT(peer.last_error(), HasSubstr(absl::StrCat("the peer's policy ", a->policy().current()->Hash(),
+                                                       " is not in this node's policy chain")));
   EXPECT_EQ(peer.peer_policy_hash(), a->policy().current()->Hash());
   EXPECT_EQ(peer.cursor(), 0u);
   EXPECT_EQ(b->store()->Stats()->attestations, 0);
+  // Nothing of the unrelated policy was adopted.
+  EXPECT_NE(b->policy().current()->Hash(), a->policy().current()->Hash());
+  EXPECT_TRUE(b->store()->PolicyChain()->empty());
+}
+
+TEST_F(ReplicationTest, FollowerAdoptsTheLeadersUpdateThroughItsChainAndKeepsTheOriginsTimes) {
+  auto [a_dir, a, b_dir, b] = StartFollowedPair();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const auto claim = TestClaim("hello");
+  Submit(*a, {Signed(claim, federation_.alice), Signed(claim, federation_.bob)});
+  ASSERT_TRUE(Eventually([&] { return StatusOf(*b, claim.path).verdict() == v1::CONFIRMED; }));
+
+  // A replicated attestation keeps the time the origin received it.
+  auto on_a = a->store()->AttestationsFor(std::vector<consensus::StorePath>{claim.path});
+  auto on_b = b->store()->AttestationsFor(std::vector<consensus::StorePath>{claim.path});
+  ASSERT_TRUE(on_a.ok() && on_b.ok());
+  ASSERT_EQ((*on_a)[0].size(), 2u);
+  ASSERT_EQ((*on_b)[0].size(), 2u);
+  for (const storage::StoredAttestation& replicated : (*on_b)[0]) {
+    const auto original = std::find_if((*on_a)[0].begin(), (*on_a)[0].end(), [&](const auto& s) {
+      return s.attestation.key_name() == replicated.attestation.key_name();
+    });
+    ASSERT_NE(original, (*on_a)[0].end());
+    EXPECT_EQ(replicated.received_unix, original->received_unix);
+  }
+
+  // A maintainer revokes bob's key on A only.
+  const consensus::Policy file = federation_.MakePolicy();
+  const consensus::PolicyLink link = ::attest::testing::ApprovedLink(
+      ::attest::testing::SuccessorToml(file, federation_.PolicyTomlRevokingBob()), {&federation_.maintainer});
+  v1::PolicyLink wire;
+  wire.set_toml(link.toml);
+  for (const consensus::Signature& approval : link.approvals) wire.add_approvals(approval.ToString());
+  v1::SubmitPolicyResponse adopted;
+  grpc::ClientContext context;
+  grpc::Status submitted = v1::Policy::NewStub(a->InProcessChannel())->SubmitPolicy(&context, wire, &adopted);
+  ASSERT_TRUE(submitted.ok()) << submitted.error_message();
+  EXPECT_EQ(StatusOf(*a, claim.path).verdict(), v1::PENDING);
+
+  // B sees A ahead, fetches the chain since its own policy, adopts it and follows on.
+  ASSERT_TRUE(Eventually([&] { return b->policy().current()->Hash() == adopted.hash(); }));
+  EXPECT_EQ(StatusOf(*b, claim.path).verdict(), v1::PENDING);
+  EXPECT_EQ(StatusOf(*b, claim.path).policy_version(), 2);
+  auto chain_a = a->store()->PolicyChain();
+  auto chain_b = b->store()->PolicyChain();
+  ASSERT_TRUE(chain_a.ok() && chain_b.ok());
+  ASSERT_EQ(chain_b->size(), 1u);
+  EXPECT_EQ((*chain_b)[0].origin, "node-a");
+  EXPECT_EQ((*chain_b)[0].received_unix, (*chain_a)[0].received_unix);
+  EXPECT_EQ((*chain_b)[0].toml, link.toml);
+  ASSERT_TRUE(Eventually([&] { return FederationStatus(*b).peers(0).state() == v1::PeerStatus::FOLLOWING; }));
+  // Replication goes on under the new policy.
+  const auto later = TestClaim("later");
+  Submit(*a, {Signed(later, federation_.alice), Signed(later, federation_.carol)});
+  EXPECT_TRUE(Eventually([&] { return StatusOf(*b, later.path).verdict() == v1::CONFIRMED; }));
 }
 
 TEST_F(ReplicationTest, ForkingPeerIsCaughtWithBothCheckpointsAndNoLongerFollowed) {
