@@ -133,6 +133,7 @@ TEST_F(PolicyServiceTest, RevokingABuilderKeyMakesAConfirmedPathPendingAtOnce) {
   EXPECT_EQ(after.verdict(), v1::PENDING);
   EXPECT_EQ(after.policy_hash(), adopted.hash());
   EXPECT_EQ(after.policy_version(), 2);
+  EXPECT_FALSE(after.quorum_explanation().empty()) << "says what quorum still needs";
 
   const v1::PolicyInfo second = GetPolicy();
   EXPECT_EQ(second.hash(), adopted.hash());
