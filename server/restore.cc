@@ -87,8 +87,9 @@ absl::Status Rename(const std::string& from, const std::string& to) {
 // its ledger what the node had derived from them.
 class LogReplay final {
  public:
-  LogReplay(storage::StoreWriter& store, const consensus::Policy& policy, int64_t now_unix)
-      : store_(store), book_(policy), policy_(policy), now_unix_(now_unix) {}
+  LogReplay(storage::StoreWriter& store, storage::PolicyStore& policies, const consensus::Policy& policy,
+            int64_t now_unix)
+      : store_(store), policies_(policies), book_(policy), policy_(policy), now_unix_(now_unix) {}
 
   // Entry `index` of the log. INVALID_ARGUMENT for entries the log could not hold.
   absl::Status Add(uint64_t index, std::string_view bytes) {
@@ -120,6 +121,8 @@ class LogReplay final {
       }
       case consensus::LogEntryKind::kResolution:
         return AtEntry(index, AddResolution(entry->note));
+      case consensus::LogEntryKind::kPolicy:
+        return AtEntry(index, AddPolicy(*entry->policy));
     }
     return AtEntry(index, absl::InvalidArgumentError("an entry of an unknown kind"));
   }
@@ -218,7 +221,25 @@ class LogReplay final {
     return store_.Write(batch).status();
   }
 
+  // A policy the node adopted: stored as submitted here, which logs the same entry again. The node
+  // verified it when it adopted it; the chain is checked again by the store (each link extends the
+  // previous one).
+  absl::Status AddPolicy(const consensus::PolicyEntry& logged) {
+    if (absl::Status status = Flush(); !status.ok()) return status;
+    absl::Status status = policies_.PutPolicyLink(storage::StoredPolicyLink{.hash = logged.policy_hash,
+                                                                            .parent = logged.parent,
+                                                                            .version = logged.version,
+                                                                            .toml = logged.toml,
+                                                                            .approvals = logged.approvals,
+                                                                            .received_unix = logged.received_unix,
+                                                                            .origin = ""});
+    if (absl::IsAlreadyExists(status)) return absl::InvalidArgumentError("the log holds a policy twice");
+    if (absl::IsFailedPrecondition(status)) return absl::InvalidArgumentError(status.message());
+    return status;
+  }
+
   storage::StoreWriter& store_;
+  storage::PolicyStore& policies_;
   ResolutionBook book_;
   const consensus::Policy& policy_;
   const int64_t now_unix_;
@@ -238,7 +259,7 @@ absl::Status RestoreFrom(const PeerConfig& source, const Candidate& candidate, c
       storage::SqliteAttestationStore::Open(path, storage::SqliteOptions{});
   if (!store.ok()) return store.status();
   const int64_t now_unix = absl::ToUnixSeconds(options.clock());
-  LogReplay replay(**store, policy, now_unix);
+  LogReplay replay(**store, **store, policy, now_unix);
   PeerClient client(source, options.timeout, options.timeout);
   consensus::CompactRange served;
   const uint64_t size = candidate.checkpoint.size;
