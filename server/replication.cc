@@ -423,7 +423,9 @@ class Follower final {
         continue;
       }
       // The peer's dispute records are its own statements; this node makes its own from the
-      // attestations.
+      // attestations. A peer's policy entries are not applied from its log: the node learns policies
+      // through the peer's chain (GetPolicyChain), which it verifies link by link; the entry stays
+      // among the peer's kept entries.
       if (parsed->kind != consensus::LogEntryKind::kAttestation) continue;
       attestations.push_back(ReplicatedAttestation{
           .index = index, .entry = std::move(entries[i]), .parsed = *std::move(parsed->attestation)});

@@ -202,6 +202,9 @@ class LogReplay final {
                                                                                  .received_unix = logged.received_unix,
                                                                                  .origin = ""});
         !stored.ok()) {
+      // The chain a node stores has each policy once, each extending the one before.
+      if (absl::IsAlreadyExists(stored)) return absl::InvalidArgumentError("the log holds a policy twice");
+      if (absl::IsFailedPrecondition(stored)) return absl::InvalidArgumentError(stored.message());
       return stored;
     }
     policy_ = std::make_shared<const consensus::Policy>(*std::move(adopted));
