@@ -66,7 +66,7 @@ absl::StatusOr<std::unique_ptr<PolicyBook>> PolicyBook::Open(consensus::Policy f
     // before updates existed. The file decides; the old chain is history only.
     if (notice != nullptr) {
       *notice = Cat(file_text, " is not in the adopted policy chain (head ", hashes.back(), ", version ",
-                    head->version(), "); deciding under the file, and later updates continue from it");
+                    head->version(), "); deciding under the file, the stored chain kept as history");
     }
     start_from_file();
     return book;

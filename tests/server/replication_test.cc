@@ -789,6 +789,36 @@ TEST_F(RestoreTest, ANodeThatLostItsDatabaseGetsTheSameLogBackFromItsPeerAndGoes
   EXPECT_THAT(*b->store()->ListForkEvidence(), ::testing::IsEmpty());
 }
 
+TEST_F(RestoreTest, ANodeThatAdoptedAnUpdateGetsItsPolicyChainBackFromItsLog) {
+  auto [a_dir, a, b_dir, b] = StartFollowedPair();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const auto claim = TestClaim("hello");
+  Submit(*a, {Signed(claim, federation_.alice), Signed(claim, federation_.bob)});
+  const consensus::PolicyLink link = ::attest::testing::ApprovedLink(
+      ::attest::testing::SuccessorToml(federation_.MakePolicy(), federation_.PolicyTomlRevokingBob()),
+      {&federation_.maintainer});
+  absl::StatusOr<PolicyBook::Adopted> adopted = a->policy().Adopt(link, "", absl::ToUnixSeconds(absl::Now()));
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+  Submit(*a, {Signed(TestClaim("after-the-update"), federation_.alice)});  // the log goes on after it
+  ASSERT_TRUE(Eventually([&] { return MirroredSize(*b, "node-a") == LogSize(*a) && Cursor(*b) == LogSize(*a); }));
+  const std::vector<std::string> entries = AllEntries(*a);
+
+  a.reset();
+  LoseDatabase(a_dir);
+  auto report = Restore(a_dir, {b.get()});  // with the version 1 policy file
+  ASSERT_TRUE(report.ok()) << report.status();
+  a = StartNode(a_dir);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(AllEntries(*a), entries);
+  EXPECT_EQ(a->policy().current()->Hash(), adopted->policy->Hash());
+  auto chain = a->store()->PolicyChain();
+  ASSERT_TRUE(chain.ok());
+  ASSERT_EQ(chain->size(), 1u);
+  EXPECT_EQ((*chain)[0].toml, link.toml);
+  EXPECT_EQ(StatusOf(*a, claim.path).verdict(), v1::PENDING);
+}
+
 TEST_F(RestoreTest, RefusalsNameTheProblemAndChangeNothing) {
   auto [a_dir, a, b_dir, b] = StartFollowedPair();
   ASSERT_NE(a, nullptr);
