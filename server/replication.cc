@@ -201,7 +201,15 @@ class Follower final {
         // Another follower may have adopted the same link from another peer meanwhile.
         absl::StatusOr<consensus::Policy> linked = consensus::Policy::ParseToml(link.link.toml, "a peer's policy link");
         if (linked.ok() && policy_->IsCurrentOrAncestor(linked->Hash())) continue;
-        return refuse(Cat("a link of its chain does not verify: ", StdView(adopted.status().message())));
+        switch (adopted.status().code()) {
+          case absl::StatusCode::kInvalidArgument:
+          case absl::StatusCode::kAlreadyExists:
+          case absl::StatusCode::kFailedPrecondition:
+          case absl::StatusCode::kPermissionDenied:
+            return refuse(Cat("a link of its chain cannot be adopted: ", StdView(adopted.status().message())));
+          default:
+            return adopted.status();  // the store's trouble (UNAVAILABLE, ...): asked again next round
+        }
       }
       LogPolicyAdoption(*adopted, Cat("peer ", peer_.name));
     }
