@@ -4,6 +4,8 @@
 #include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <iterator>
+#include <map>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -15,6 +17,7 @@
 #include "consensus/cache_url.h"
 #include "consensus/encoding.h"
 #include "consensus/keys.h"
+#include "consensus/quorum.h"
 #include "consensus/sha256.h"
 
 // The distro's toml++ is a shared library built with exceptions (it exports only the throwing
@@ -31,6 +34,30 @@ namespace {
 constexpr std::string_view kCanonicalHeader = "attest-policy/v1";
 constexpr size_t kMaxOperatorNameLength = 128;
 
+// The operator-name rule, for operators and groups alike; `what` names which in messages.
+absl::Status ValidateName(std::string_view name, std::string_view what, std::string_view example) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError(
+        Cat(what, " name is empty (give every ", what, " a short unique name, e.g. name = \"", example, "\")"));
+  }
+  if (name.size() > kMaxOperatorNameLength) {
+    return absl::InvalidArgumentError(Cat(what, " name is ", name.size(),
+                                          " bytes long (use at most ", kMaxOperatorNameLength,
+                                          ")"));
+  }
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == '@' || c == '+';
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          Cat(what, " name ", QuoteForError(name),
+              " contains a character outside [A-Za-z0-9-_.@+] (use letters, digits and "
+              "- _ . @ + only)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Checks the rules that need every name at once. `where` prefixes messages: empty for Create, and
 // "<file>:<line>:<col>: " for the TOML parser so the message points at the offending line.
 class NameRegistry final {
@@ -39,14 +66,19 @@ class NameRegistry final {
     if (absl::Status s = ValidateOperatorName(name); !s.ok()) {
       return absl::InvalidArgumentError(Cat(where, s.message()));
     }
-    auto [it, inserted] = operators_.try_emplace(std::string(name), std::string(where));
-    if (!inserted) {
-      return absl::InvalidArgumentError(
-          Cat(where, "duplicate operator name \"", name, "\"", FirstSeen(it->second),
-              " (an operator is listed once, with all its builder keys under it)"));
-    }
-    return absl::OkStatus();
+    return AddName(name, Kind::kOperator, where);
   }
+
+  // Group names follow the operator rules and share their namespace: a quorum member names either.
+  absl::Status AddGroup(std::string_view name, std::string_view where) {
+    if (absl::Status s = ValidateName(name, "group", "independent"); !s.ok()) {
+      return absl::InvalidArgumentError(Cat(where, s.message()));
+    }
+    return AddName(name, Kind::kGroup, where);
+  }
+
+  bool IsOperatorOrGroup(std::string_view name) const { return names_.contains(AbslView(name)); }
+  bool HasKey(std::string_view key_name) const { return key_names_.contains(AbslView(key_name)); }
 
   // `role` describes the key for messages: "builder key of operator \"alice\"" or "maintainer key".
   absl::Status AddKey(const PublicKey& key, std::string_view role, std::string_view where) {
@@ -83,7 +115,31 @@ class NameRegistry final {
     return Cat(", first at ", Location(where));
   }
 
-  absl::flat_hash_map<std::string, std::string> operators_;  // name -> where first seen
+  enum class Kind { kOperator, kGroup };
+  static std::string_view KindName(Kind kind) { return kind == Kind::kOperator ? "operator" : "group"; }
+
+  absl::Status AddName(std::string_view name, Kind kind, std::string_view where) {
+    auto [it, inserted] = names_.try_emplace(std::string(name), kind, std::string(where));
+    if (inserted) return absl::OkStatus();
+    const auto& [first_kind, first_where] = it->second;
+    if (first_kind == kind && kind == Kind::kOperator) {
+      return absl::InvalidArgumentError(
+          Cat(where, "duplicate operator name \"", name, "\"", FirstSeen(first_where),
+              " (an operator is listed once, with all its builder keys under it)"));
+    }
+    if (first_kind == kind) {
+      return absl::InvalidArgumentError(
+          Cat(where, "duplicate group name \"", name, "\"", FirstSeen(first_where),
+              " (a group is listed once; give each [[group]] its own name)"));
+    }
+    return absl::InvalidArgumentError(
+        Cat(where, "the ", KindName(kind), " name \"", name, "\" is also the name of an ", KindName(first_kind),
+            FirstSeen(first_where),
+            " (quorum members name operators and groups alike, so the names must differ: rename the group)"));
+  }
+
+  // name -> kind and where first seen; operators and groups together.
+  absl::flat_hash_map<std::string, std::pair<Kind, std::string>> names_;
   absl::flat_hash_map<std::string, std::string> key_names_;  // key name -> description
   absl::flat_hash_map<std::string, std::string> key_bytes_;  // raw key -> description
 };
@@ -114,19 +170,290 @@ absl::Status NormalizeCaches(Operator& op, const std::vector<std::string>& where
   return absl::OkStatus();
 }
 
-absl::Status ValidateQuorum(int64_t quorum, size_t operator_count, std::string_view where) {
+// The flat form: `what` is "quorum" for the policy's, "rule 2: quorum" for a rule's.
+absl::Status ValidateQuorum(int64_t quorum, size_t operator_count, std::string_view where,
+                            std::string_view what = "quorum") {
   if (quorum < 1) {
     return absl::InvalidArgumentError(
-        Cat(where, "quorum is ", quorum,
+        Cat(where, what, " is ", quorum,
             " (it is the number of distinct operators that must agree: set it to at least 1)"));
   }
   if (static_cast<uint64_t>(quorum) > operator_count) {
     return absl::InvalidArgumentError(
-        Cat(where, "quorum is ", quorum, " but the policy has only ", operator_count, " operator",
+        Cat(where, what, " is ", quorum, " but the policy has only ", operator_count, " operator",
             operator_count == 1 ? "" : "s",
             " (no path could ever be confirmed: lower the quorum or add operators)"));
   }
   return absl::OkStatus();
+}
+
+// Positions of a threshold's parts in the file, for messages; all empty for Create.
+struct ThresholdWhere final {
+  std::string threshold;            // the threshold value (or the table holding it)
+  std::vector<std::string> members;  // each member, in order
+};
+
+std::string_view MemberWhere(const ThresholdWhere& where, size_t i) {
+  return i < where.members.size() ? std::string_view(where.members[i]) : std::string_view(where.threshold);
+}
+
+// A threshold's own shape: members listed, none twice, 1 <= threshold <= members. `what` names it in
+// messages: "the quorum", "group \"independent\"", "rule 2's quorum".
+absl::Status CheckThresholdShape(const Threshold& t, std::string_view what, const ThresholdWhere& where) {
+  if (t.members.empty()) {
+    return absl::InvalidArgumentError(
+        Cat(where.threshold, what,
+            " has no members (list the operators or groups that must agree, e.g. members = [\"org-a\", "
+            "\"org-b\"])"));
+  }
+  absl::flat_hash_map<std::string, size_t> seen;
+  for (size_t i = 0; i < t.members.size(); ++i) {
+    auto [it, inserted] = seen.try_emplace(t.members[i], i);
+    if (inserted) continue;
+    const std::string_view first = MemberWhere(where, it->second);
+    return absl::InvalidArgumentError(
+        Cat(MemberWhere(where, i), what, " lists ", QuoteForError(t.members[i]), " twice",
+            first.empty() ? "" : Cat(", first at ", first.substr(0, first.size() - 2)),
+            " (a member counts once however often it is listed: remove the repetition)"));
+  }
+  if (t.threshold < 1) {
+    return absl::InvalidArgumentError(
+        Cat(where.threshold, what, " has threshold ", t.threshold,
+            " (it is how many of its members must be satisfied: set it to at least 1)"));
+  }
+  if (static_cast<size_t>(t.threshold) > t.members.size()) {
+    return absl::InvalidArgumentError(
+        Cat(where.threshold, what, " has threshold ", t.threshold, " but only ", t.members.size(), " member",
+            t.members.size() == 1 ? "" : "s",
+            " (it could never be satisfied: lower the threshold or add members)"));
+  }
+  return absl::OkStatus();
+}
+
+// Every member names an operator or a group (which needs every name, so it runs after all are known).
+absl::Status CheckMembersKnown(const Threshold& t, std::string_view what, const ThresholdWhere& where,
+                               const NameRegistry& names) {
+  for (size_t i = 0; i < t.members.size(); ++i) {
+    if (names.IsOperatorOrGroup(t.members[i])) continue;
+    return absl::InvalidArgumentError(
+        Cat(MemberWhere(where, i), what, " lists ", QuoteForError(t.members[i]),
+            ", which is neither an operator nor a group of the policy (fix the spelling, or add the "
+            "[[operator]] or [[group]] it means)"));
+  }
+  return absl::OkStatus();
+}
+
+// A quorum of either form. `what` is "quorum" or "rule 2: quorum"; a rule's quorum must be set (a
+// missing one is reported by the caller, who knows where the rule is).
+absl::Status CheckQuorumShape(const Quorum& quorum, std::string_view what, size_t operator_count,
+                              const ThresholdWhere& where) {
+  if (quorum.of.has_value()) {
+    if (quorum.any != 0) {
+      return absl::InvalidArgumentError(
+          Cat(where.threshold, what, " is both any ", quorum.any,
+              " operators and a threshold (a quorum is one or the other: keep one)"));
+    }
+    return CheckThresholdShape(*quorum.of, what, where);
+  }
+  return ValidateQuorum(quorum.any, operator_count, where.threshold, what);
+}
+
+// The groups' containment graph has no cycle. Returns the first cycle found, as the names along it
+// with the first repeated at the end ("a", "b", "a"), or an empty vector. Groups are visited in the
+// order given (the file's), so the cycle named is the same on every run.
+std::vector<std::string> FindGroupCycle(const std::vector<Group>& groups) {
+  absl::flat_hash_map<std::string, const Group*> by_name;
+  for (const Group& group : groups) by_name.emplace(group.name, &group);
+  enum class Mark { kNew, kOnPath, kDone };
+  absl::flat_hash_map<std::string, Mark> marks;
+  std::vector<std::string> path;
+  // Iterative depth-first search: a deep chain of groups in a hostile file must not overflow the stack.
+  struct Frame {
+    const Group* group;
+    size_t next_member;
+  };
+  for (const Group& root : groups) {
+    if (marks[root.name] != Mark::kNew) continue;
+    std::vector<Frame> stack = {{&root, 0}};
+    marks[root.name] = Mark::kOnPath;
+    path = {root.name};
+    while (!stack.empty()) {
+      Frame& frame = stack.back();
+      if (frame.next_member == frame.group->threshold.members.size()) {
+        marks[frame.group->name] = Mark::kDone;
+        path.pop_back();
+        stack.pop_back();
+        continue;
+      }
+      const std::string& member = frame.group->threshold.members[frame.next_member++];
+      auto child = by_name.find(member);
+      if (child == by_name.end()) continue;  // an operator (or unknown: reported elsewhere)
+      Mark& mark = marks[member];
+      if (mark == Mark::kOnPath) {
+        auto start = std::find(path.begin(), path.end(), member);
+        std::vector<std::string> cycle(start, path.end());
+        cycle.push_back(member);
+        return cycle;
+      }
+      if (mark == Mark::kDone) continue;
+      mark = Mark::kOnPath;
+      path.push_back(member);
+      stack.push_back({child->second, 0});
+    }
+  }
+  return {};
+}
+
+std::string CycleText(const std::vector<std::string>& cycle) {
+  std::string text;
+  for (const std::string& name : cycle) text += Cat(text.empty() ? "" : " -> ", name);
+  return text;
+}
+
+absl::Status CycleError(const std::vector<std::string>& cycle, std::string_view where) {
+  return absl::InvalidArgumentError(
+      Cat(where, "groups form a cycle: ", CycleText(cycle),
+          " (a group may not contain itself through other groups: remove one of these memberships)"));
+}
+
+constexpr size_t kMaxGlobLength = 255;
+
+// A rule's glob: 1..255 bytes of printable ASCII without white space (it appears in space-separated
+// canonical lines and in answers).
+absl::Status CheckGlob(std::string_view glob, std::string_view what, std::string_view where) {
+  if (glob.empty()) {
+    return absl::InvalidArgumentError(
+        Cat(where, what, " has an empty name pattern (write a glob such as \"openssl-*\"; \"*\" matches every "
+            "path)"));
+  }
+  if (glob.size() > kMaxGlobLength) {
+    return absl::InvalidArgumentError(Cat(where, what, " has a name pattern ", glob.size(),
+                                          " bytes long (use at most ", kMaxGlobLength,
+                                          ", as store path names are that short)"));
+  }
+  for (char c : glob) {
+    if (c <= ' ' || c > '~') {
+      return absl::InvalidArgumentError(
+          Cat(where, what, " has the name pattern ", QuoteForError(glob),
+              ", which contains white space or a character that is not printable ASCII (store path names "
+              "are printable ASCII: use * and ? for the rest)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckLifecycle(std::string_view key_name, const KeyLifecycle& lifecycle, std::string_view where) {
+  switch (lifecycle.state) {
+    case KeyState::kActive:
+      return absl::OkStatus();
+    case KeyState::kRetired:
+      if (lifecycle.retired_unix < 0) {
+        return absl::InvalidArgumentError(
+            Cat(where, "key \"", key_name, "\" is retired at ", lifecycle.retired_unix,
+                ", before 1970 (give the cut-off as a time since 1970-01-01T00:00:00Z)"));
+      }
+      if (!lifecycle.revoked_reason.empty()) {
+        return absl::InvalidArgumentError(
+            Cat(where, "key \"", key_name,
+                "\" is retired but has a revocation reason (a key is either retired or revoked: keep one)"));
+      }
+      return absl::OkStatus();
+    case KeyState::kRevoked:
+      if (std::find(std::begin(kRevocationReasons), std::end(kRevocationReasons), lifecycle.revoked_reason) ==
+          std::end(kRevocationReasons)) {
+        return absl::InvalidArgumentError(
+            Cat(where, "key \"", key_name, "\" is revoked for ", QuoteForError(lifecycle.revoked_reason),
+                ", which is not a revocation reason (use one of compromised, lost, misbehaving, unspecified)"));
+      }
+      if (lifecycle.retired_unix != 0) {
+        return absl::InvalidArgumentError(
+            Cat(where, "key \"", key_name,
+                "\" is revoked but has a retirement cut-off (a key is either retired or revoked: keep one)"));
+      }
+      return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      Cat(where, "key \"", key_name, "\" has the unknown lifecycle state ", static_cast<int>(lifecycle.state),
+          " (use active, retired or revoked)"));
+}
+
+absl::Status CheckParent(std::string_view parent, std::string_view where) {
+  if (parent.empty()) return absl::OkStatus();
+  constexpr std::string_view kPrefix = "sha256:";
+  bool ok = parent.size() == kPrefix.size() + 64 && parent.substr(0, kPrefix.size()) == kPrefix &&
+            std::all_of(parent.begin() + kPrefix.size(), parent.end(),
+                        [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      Cat(where, "parent is ", QuoteForError(parent),
+          ", not \"sha256:\" and 64 lowercase hex digits (copy the hash of the policy this one replaces, as "
+          "`attest policy show` prints it; a first policy has no parent)"));
+}
+
+absl::Status CheckVersion(int64_t version, bool has_parent, std::string_view where) {
+  if (version < 1) {
+    return absl::InvalidArgumentError(
+        Cat(where, "version is ", version, " (versions start at 1: leave it out for a first policy)"));
+  }
+  if (has_parent && version < 2) {
+    return absl::InvalidArgumentError(
+        Cat(where, "version is ", version,
+            " but the policy has a parent (a successor's version is its parent's + 1: set version to that)"));
+  }
+  return absl::OkStatus();
+}
+
+// `usable` is the number of maintainers not revoked, `listed` of all maintainers.
+absl::Status CheckUpdateThreshold(int64_t update_threshold, size_t usable, size_t listed, std::string_view where) {
+  if (update_threshold < 1) {
+    return absl::InvalidArgumentError(
+        Cat(where, "update_threshold is ", update_threshold,
+            " (it is how many maintainers must sign the next policy: set it to at least 1)"));
+  }
+  if (listed > 0 && static_cast<uint64_t>(update_threshold) > usable) {
+    return absl::InvalidArgumentError(
+        Cat(where, "update_threshold is ", update_threshold, " but the policy has only ", usable,
+            " maintainer", usable == 1 ? "" : "s", " that ", usable == 1 ? "is" : "are",
+            " not revoked (the policy could never be updated: lower update_threshold or add maintainers)"));
+  }
+  return absl::OkStatus();
+}
+
+// Literal characters and stars of a glob, for "most specific wins".
+struct GlobWeight final {
+  int literals = 0;
+  int stars = 0;
+};
+
+GlobWeight WeighGlob(std::string_view glob) {
+  GlobWeight weight;
+  for (char c : glob) {
+    if (c == '*') {
+      ++weight.stars;
+    } else if (c != '?') {
+      ++weight.literals;
+    }
+  }
+  return weight;
+}
+
+// "any:2" or "threshold:2:a,b" (members sorted): a rule's quorum in its canonical line.
+std::string CanonicalQuorumWord(const Quorum& quorum) {
+  if (!quorum.of.has_value()) return Cat("any:", quorum.any);
+  std::vector<std::string> members = quorum.of->members;
+  std::sort(members.begin(), members.end());
+  std::string text = Cat("threshold:", quorum.of->threshold, ":");
+  for (size_t i = 0; i < members.size(); ++i) text += Cat(i == 0 ? "" : ",", members[i]);
+  return text;
+}
+
+// " a b c": sorted members, each preceded by a space.
+std::string SortedMemberWords(const std::vector<std::string>& members) {
+  std::vector<std::string> sorted = members;
+  std::sort(sorted.begin(), sorted.end());
+  std::string text;
+  for (const std::string& member : sorted) text += Cat(" ", member);
+  return text;
 }
 
 // ---- TOML --------------------------------------------------------------------------------------
@@ -290,34 +617,20 @@ absl::StatusOr<PublicKey> ParseMaintainer(const toml::table& table, std::string_
 
 }  // namespace
 
-absl::Status ValidateOperatorName(std::string_view name) {
-  if (name.empty()) {
-    return absl::InvalidArgumentError(
-        "operator name is empty (give every operator a short unique name, e.g. name = "
-        "\"alice-ci\")");
-  }
-  if (name.size() > kMaxOperatorNameLength) {
-    return absl::InvalidArgumentError(Cat("operator name is ", name.size(),
-                                          " bytes long (use at most ", kMaxOperatorNameLength,
-                                          ")"));
-  }
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.' || c == '@' || c == '+';
-    if (!ok) {
-      return absl::InvalidArgumentError(
-          Cat("operator name ", QuoteForError(name),
-              " contains a character outside [A-Za-z0-9-_.@+] (use letters, digits and "
-              "- _ . @ + only)"));
-    }
-  }
-  return absl::OkStatus();
-}
+absl::Status ValidateOperatorName(std::string_view name) { return ValidateName(name, "operator", "alice-ci"); }
 
 absl::StatusOr<Policy> Policy::Create(int quorum, std::vector<Operator> operators,
                                       std::vector<PublicKey> maintainers) {
+  PolicySpec spec;
+  spec.quorum.any = quorum;
+  spec.operators = std::move(operators);
+  spec.maintainers = std::move(maintainers);
+  return Create(std::move(spec));
+}
+
+absl::StatusOr<Policy> Policy::Create(PolicySpec spec) {
   NameRegistry names;
-  for (Operator& op : operators) {
+  for (Operator& op : spec.operators) {
     if (absl::Status s = names.AddOperator(op.name, ""); !s.ok()) return s;
     if (op.builders.empty()) {
       return absl::InvalidArgumentError(
@@ -330,24 +643,90 @@ absl::StatusOr<Policy> Policy::Create(int quorum, std::vector<Operator> operator
     }
     if (absl::Status s = NormalizeCaches(op, {}); !s.ok()) return s;
   }
-  for (const PublicKey& key : maintainers) {
+  for (const Group& group : spec.groups) {
+    if (absl::Status s = names.AddGroup(group.name, ""); !s.ok()) return s;
+  }
+  for (const PublicKey& key : spec.maintainers) {
     if (absl::Status s = names.AddKey(key, "maintainer key", ""); !s.ok()) return s;
   }
-  if (absl::Status s = ValidateQuorum(quorum, operators.size(), ""); !s.ok()) return s;
+  for (const auto& [key_name, lifecycle] : spec.lifecycles) {
+    if (!names.HasKey(key_name)) {
+      return absl::InvalidArgumentError(
+          Cat("a lifecycle is given for key \"", key_name,
+              "\", which the policy does not list (retire or revoke only builder or maintainer keys it lists)"));
+    }
+    if (absl::Status s = CheckLifecycle(key_name, lifecycle, ""); !s.ok()) return s;
+  }
+
+  const ThresholdWhere nowhere;
+  const size_t operator_count = spec.operators.size();
+  if (absl::Status s = CheckQuorumShape(spec.quorum, "quorum", operator_count, nowhere); !s.ok()) return s;
+  if (spec.quorum.of.has_value()) {
+    if (absl::Status s = CheckMembersKnown(*spec.quorum.of, "quorum", nowhere, names); !s.ok()) return s;
+  }
+  for (const Group& group : spec.groups) {
+    const std::string what = Cat("group \"", group.name, "\"");
+    if (absl::Status s = CheckThresholdShape(group.threshold, what, nowhere); !s.ok()) return s;
+    if (absl::Status s = CheckMembersKnown(group.threshold, what, nowhere, names); !s.ok()) return s;
+  }
+  if (std::vector<std::string> cycle = FindGroupCycle(spec.groups); !cycle.empty()) {
+    return CycleError(cycle, "");
+  }
+  for (size_t i = 0; i < spec.rules.size(); ++i) {
+    const Rule& rule = spec.rules[i];
+    const std::string what = Cat("rule ", i + 1);
+    if (rule.names.empty()) {
+      return absl::InvalidArgumentError(
+          Cat(what, " has no names (list the store path names it is for, e.g. names = [\"openssl-*\"])"));
+    }
+    for (const std::string& glob : rule.names) {
+      if (absl::Status s = CheckGlob(glob, what, ""); !s.ok()) return s;
+    }
+    if (rule.quorum.any == 0 && !rule.quorum.of.has_value()) {
+      return absl::InvalidArgumentError(
+          Cat(what, " has no quorum (add quorum = K, or quorum = {threshold = T, members = [...]})"));
+    }
+    const std::string quorum_what = Cat(what, ": quorum");
+    if (absl::Status s = CheckQuorumShape(rule.quorum, quorum_what, operator_count, nowhere); !s.ok()) return s;
+    if (rule.quorum.of.has_value()) {
+      if (absl::Status s = CheckMembersKnown(*rule.quorum.of, quorum_what, nowhere, names); !s.ok()) return s;
+    }
+  }
+
+  if (absl::Status s = CheckParent(spec.parent, ""); !s.ok()) return s;
+  if (absl::Status s = CheckVersion(spec.version, !spec.parent.empty(), ""); !s.ok()) return s;
+  size_t usable_maintainers = 0;
+  for (const PublicKey& key : spec.maintainers) {
+    auto it = spec.lifecycles.find(key.name());
+    if (it == spec.lifecycles.end() || it->second.state != KeyState::kRevoked) ++usable_maintainers;
+  }
+  if (absl::Status s = CheckUpdateThreshold(spec.update_threshold, usable_maintainers, spec.maintainers.size(), "");
+      !s.ok()) {
+    return s;
+  }
 
   // Stored in canonical order, so every accessor (and everything derived from it, like the order
   // operators are listed in an answer) is the same on every node regardless of how the file is laid
-  // out.
+  // out. Rules keep their order: it breaks ties, and is part of the hash.
   auto by_text = [](const PublicKey& a, const PublicKey& b) { return a.ToString() < b.ToString(); };
-  for (Operator& op : operators) std::sort(op.builders.begin(), op.builders.end(), by_text);
-  std::sort(operators.begin(), operators.end(),
+  for (Operator& op : spec.operators) std::sort(op.builders.begin(), op.builders.end(), by_text);
+  std::sort(spec.operators.begin(), spec.operators.end(),
             [](const Operator& a, const Operator& b) { return a.name < b.name; });
-  std::sort(maintainers.begin(), maintainers.end(), by_text);
+  std::sort(spec.maintainers.begin(), spec.maintainers.end(), by_text);
+  std::sort(spec.groups.begin(), spec.groups.end(), [](const Group& a, const Group& b) { return a.name < b.name; });
+  // An explicit "active" entry says nothing the default does not; dropping it keeps one text per policy.
+  std::erase_if(spec.lifecycles, [](const auto& entry) { return entry.second.state == KeyState::kActive; });
 
   Policy policy;
-  policy.quorum_ = quorum;
-  policy.operators_ = std::move(operators);
-  policy.maintainers_ = std::move(maintainers);
+  policy.quorum_ = std::move(spec.quorum);
+  policy.operators_ = std::move(spec.operators);
+  policy.maintainers_ = std::move(spec.maintainers);
+  policy.groups_ = std::move(spec.groups);
+  policy.rules_ = std::move(spec.rules);
+  policy.lifecycles_ = std::move(spec.lifecycles);
+  policy.parent_ = std::move(spec.parent);
+  policy.version_ = spec.version;
+  policy.update_threshold_ = spec.update_threshold;
   for (size_t i = 0; i < policy.operators_.size(); ++i) {
     for (const PublicKey& key : policy.operators_[i].builders) {
       policy.builder_index_.emplace(key.name(), i);
@@ -357,7 +736,6 @@ absl::StatusOr<Policy> Policy::Create(int quorum, std::vector<Operator> operator
   policy.hash_ = Cat("sha256:", HexEncode(digest));
   return policy;
 }
-
 absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view file_name) {
   if (absl::Status s = consensus::CheckTomlUtf8(text, file_name); !s.ok()) return s;
   toml::table root;
@@ -464,18 +842,134 @@ const PublicKey* Policy::FindMaintainer(std::string_view key_name) const {
   return nullptr;
 }
 
+const Group* Policy::FindGroup(std::string_view name) const {
+  auto it = std::lower_bound(groups_.begin(), groups_.end(), name,
+                             [](const Group& group, std::string_view n) { return group.name < n; });
+  if (it == groups_.end() || it->name != name) return nullptr;
+  return &*it;
+}
+
+const KeyLifecycle& Policy::Lifecycle(std::string_view key_name) const {
+  static const KeyLifecycle kActiveLifecycle;
+  auto it = lifecycles_.find(std::string(key_name));
+  return it == lifecycles_.end() ? kActiveLifecycle : it->second;
+}
+
+bool Policy::KeyCounts(std::string_view key_name, int64_t received_unix) const {
+  if (FindBuilder(key_name) == nullptr && FindMaintainer(key_name) == nullptr) return false;
+  const KeyLifecycle& lifecycle = Lifecycle(key_name);
+  switch (lifecycle.state) {
+    case KeyState::kActive:
+      return true;
+    case KeyState::kRetired:
+      // The federation's own receipt time decides, never the signer's clock; an unknown time cannot
+      // prove the attestation predates the cut-off.
+      return received_unix > 0 && received_unix < lifecycle.retired_unix;
+    case KeyState::kRevoked:
+      return false;
+  }
+  return false;
+}
+
+AppliedRule Policy::RuleFor(std::string_view path_name) const {
+  AppliedRule applied{.quorum = &quorum_, .name = "default", .index = -1};
+  GlobWeight best;
+  for (size_t i = 0; i < rules_.size(); ++i) {
+    for (const std::string& glob : rules_[i].names) {
+      if (!GlobMatches(glob, path_name)) continue;
+      const GlobWeight weight = WeighGlob(glob);
+      bool better;
+      if (applied.index < 0) {
+        better = true;
+      } else if (weight.literals != best.literals) {
+        better = weight.literals > best.literals;
+      } else if (weight.stars != best.stars) {
+        better = weight.stars < best.stars;
+      } else {
+        // An equally specific glob of a later rule loses (the first listed wins); within one rule the
+        // name reported must not depend on the order its globs were written in, which the hash ignores.
+        better = static_cast<int>(i) == applied.index && glob < applied.name;
+      }
+      if (!better) continue;
+      applied = {.quorum = &rules_[i].quorum, .name = glob, .index = static_cast<int>(i)};
+      best = weight;
+    }
+  }
+  return applied;
+}
+
+std::string_view KeyStateName(KeyState state) {
+  switch (state) {
+    case KeyState::kActive:
+      return "active";
+    case KeyState::kRetired:
+      return "retired";
+    case KeyState::kRevoked:
+      return "revoked";
+  }
+  return "unknown";
+}
+
+bool GlobMatches(std::string_view glob, std::string_view name) {
+  // Iterative, remembering only the last `*`: when a later literal fails, that star takes one more
+  // character and matching resumes. Sufficient because a later star can only absorb what an earlier
+  // one would otherwise have to.
+  size_t g = 0;
+  size_t n = 0;
+  size_t star = std::string_view::npos;
+  size_t star_n = 0;
+  while (n < name.size()) {
+    if (g < glob.size() && glob[g] == '*') {
+      star = g++;
+      star_n = n;
+    } else if (g < glob.size() && (glob[g] == '?' || glob[g] == name[n])) {
+      ++g;
+      ++n;
+    } else if (star != std::string_view::npos) {
+      g = star + 1;
+      n = ++star_n;
+    } else {
+      return false;
+    }
+  }
+  while (g < glob.size() && glob[g] == '*') ++g;
+  return g == glob.size();
+}
+
 std::string Policy::CanonicalText() const {
-  // Members are already in canonical order (see Create).
-  std::string text = Cat(kCanonicalHeader, "\nquorum ", quorum_, "\n");
+  // Members are already in canonical order (see Create). Every line a feature adds is left out when
+  // the feature is unused, so a policy without it keeps the text (and hash) it had before.
+  std::string text = Cat(kCanonicalHeader, "\n");
+  if (!parent_.empty() || version_ != 1) text += Cat("version ", version_, "\n");
+  if (!parent_.empty()) text += Cat("parent ", parent_, "\n");
+  if (update_threshold_ != 1) text += Cat("update-threshold ", update_threshold_, "\n");
+  if (quorum_.of.has_value()) {
+    text += Cat("quorum-threshold ", quorum_.of->threshold, SortedMemberWords(quorum_.of->members), "\n");
+  } else {
+    text += Cat("quorum ", quorum_.any, "\n");
+  }
+  for (const Group& group : groups_) {
+    text += Cat("group ", group.name, " ", group.threshold.threshold, SortedMemberWords(group.threshold.members),
+                "\n");
+  }
+  for (size_t i = 0; i < rules_.size(); ++i) {
+    text += Cat("rule ", i + 1, " ", CanonicalQuorumWord(rules_[i].quorum), SortedMemberWords(rules_[i].names),
+                "\n");
+  }
   for (const Operator& op : operators_) {
     text += Cat("operator ", op.name, "\n");
     for (const PublicKey& key : op.builders) text += Cat("builder ", key.ToString(), "\n");
-    // Kept in the operator's order: it is a preference. None: no line, so a policy without caches
-    // keeps the text (and hash) it had before caches existed.
+    // Kept in the operator's order: it is a preference.
     for (const std::string& url : op.caches) text += Cat("cache ", url, "\n");
   }
   for (const PublicKey& key : maintainers_) {
     text += Cat("maintainer ", key.ToString(), "\n");
+  }
+  for (const auto& [key_name, lifecycle] : lifecycles_) {
+    if (lifecycle.state == KeyState::kRetired) text += Cat("retired ", key_name, " ", lifecycle.retired_unix, "\n");
+  }
+  for (const auto& [key_name, lifecycle] : lifecycles_) {
+    if (lifecycle.state == KeyState::kRevoked) text += Cat("revoked ", key_name, " ", lifecycle.revoked_reason, "\n");
   }
   return text;
 }

@@ -1,12 +1,14 @@
 #include "consensus/tally.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "consensus/quorum.h"
 #include "consensus/store_path.h"
 
 namespace attest::consensus {
@@ -48,29 +50,51 @@ std::string_view VerdictName(Verdict verdict) {
 }
 
 TallyResult Tally(const Policy& policy, std::span<const Attestation> attestations,
-                  const TallyOptions& options) {
+                  const TallyOptions& options, std::span<const int64_t> received_unix) {
   std::vector<const Attestation*> borrowed;
   borrowed.reserve(attestations.size());
   for (const Attestation& a : attestations) borrowed.push_back(&a);
-  return Tally(policy, borrowed, options);
+  return Tally(policy, borrowed, options, received_unix);
 }
 
 TallyResult Tally(const Policy& policy, std::span<const Attestation* const> attestations,
-                  const TallyOptions& options) {
-  auto counts = [&](const Attestation& a) {
-    return policy.OperatorOf(a.key_name()) != nullptr &&
-           !options.excluded_builders.contains(a.key_name());
-  };
+                  const TallyOptions& options, std::span<const int64_t> received_unix) {
+  // Received times of another length cannot be matched to attestations: treated as unknown, which
+  // only ever makes fewer attestations count (retired keys' ones), never more.
+  const bool have_times = received_unix.size() == attestations.size();
+  std::vector<char> counted(attestations.size(), 0);
+  for (size_t i = 0; i < attestations.size(); ++i) {
+    const std::string& key = attestations[i]->key_name();
+    counted[i] = policy.OperatorOf(key) != nullptr && !options.excluded_builders.contains(key) &&
+                 policy.KeyCounts(key, have_times ? received_unix[i] : 0);
+  }
 
   // Callers pass the attestations of one path; a stray one of another path must not change the
   // answer, and which path is "the" subject must not depend on input order. So the subject is the
-  // smallest path among those that would count: with correct input that is the only path.
+  // smallest path among those that would count: with correct input that is the only path. Without a
+  // counted attestation the smallest path of any still names the rule the path is under.
   const StorePath* subject = nullptr;
-  for (const Attestation* a : attestations) {
-    if (counts(*a) && (subject == nullptr || a->claim.path < *subject)) subject = &a->claim.path;
+  for (size_t i = 0; i < attestations.size(); ++i) {
+    const StorePath& path = attestations[i]->claim.path;
+    if (counted[i] && (subject == nullptr || path < *subject)) subject = &path;
+  }
+  const StorePath* rule_subject = subject;
+  if (rule_subject == nullptr) {
+    for (const Attestation* a : attestations) {
+      if (rule_subject == nullptr || a->claim.path < *rule_subject) rule_subject = &a->claim.path;
+    }
   }
 
   TallyResult result;
+  const Quorum* quorum = &policy.default_quorum();
+  if (rule_subject != nullptr) {
+    AppliedRule applied = policy.RuleFor(rule_subject->name());
+    if (applied.quorum != nullptr) {
+      quorum = applied.quorum;
+      result.rule = std::move(applied.name);
+      result.rule_index = applied.index;
+    }
+  }
   // Ordered by fingerprint, as the sort below breaks ties that way: the result must not depend on
   // hash seeds or input order. A path has one side, or a few.
   std::vector<Side> sides;
@@ -79,7 +103,7 @@ TallyResult Tally(const Policy& policy, std::span<const Attestation* const> atte
   size_t last_side = 0;
   for (size_t i = 0; i < attestations.size(); ++i) {
     const Attestation& a = *attestations[i];
-    if (!counts(a) || a.claim.path != *subject) {
+    if (!counted[i] || a.claim.path != *subject) {
       result.uncounted.push_back(i);
       continue;
     }
@@ -130,14 +154,16 @@ TallyResult Tally(const Policy& policy, std::span<const Attestation* const> atte
 
   if (result.fingerprints.empty()) {
     result.verdict = Verdict::kUnknown;
-  } else if (result.fingerprints.size() > 1) {
-    // Any disagreement among counted builders is a dispute, whatever the counts: a majority does
-    // not make differing bytes trustworthy, and a tie has no majority at all.
+    return result;
+  }
+  const QuorumReport report = EvaluateQuorum(policy, *quorum, result.fingerprints.front().operators);
+  result.quorum_explanation = report.explanation;
+  if (result.fingerprints.size() > 1) {
+    // Any disagreement among counted builders is a dispute, whatever the counts or the groups: a
+    // majority does not make differing bytes trustworthy, and a tie has no majority at all.
     result.verdict = Verdict::kDisputed;
-  } else if (result.fingerprints.front().operators.size() >= static_cast<size_t>(policy.quorum())) {
-    result.verdict = Verdict::kConfirmed;
   } else {
-    result.verdict = Verdict::kPending;
+    result.verdict = report.satisfied ? Verdict::kConfirmed : Verdict::kPending;
   }
   return result;
 }

@@ -1,6 +1,7 @@
 #include "server/path_tally.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -19,6 +20,10 @@ PathTally TallyStored(const consensus::Policy& policy, std::span<const storage::
   PathTally tally;
   tally.attestations.reserve(stored.size());
   tally.stored_index.reserve(stored.size());
+  // When each was received decides whether a retired key's attestation still counts; kept parallel
+  // to the tally's input.
+  std::vector<int64_t> received_unix;
+  received_unix.reserve(stored.size());
   for (size_t i = 0; i < stored.size(); ++i) {
     const storage::StoredAttestation& s = stored[i];
     if (s.observed_key.has_value()) {
@@ -27,8 +32,10 @@ PathTally TallyStored(const consensus::Policy& policy, std::span<const storage::
     }
     tally.attestations.push_back(&s.attestation);
     tally.stored_index.push_back(i);
+    received_unix.push_back(s.received_unix);
   }
-  tally.result = consensus::Tally(policy, std::span<const consensus::Attestation* const>(tally.attestations), options);
+  tally.result = consensus::Tally(policy, std::span<const consensus::Attestation* const>(tally.attestations), options,
+                                  received_unix);
   return tally;
 }
 
