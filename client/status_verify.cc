@@ -91,10 +91,11 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
   }
   if ((!claimed_hash.empty() && claimed_hash != policy.Hash()) ||
       (claimed_version > 0 && claimed_version != policy.version())) {
-    result.problems.push_back(Cat("the node answered under policy version ",
-                                  claimed_version > 0 ? Cat(claimed_version) : std::string("?"), " (",
-                                  claimed_hash.empty() ? std::string("hash not given") : claimed_hash,
-                                  ") but the policy given is version ", policy.version(), " (", policy.Hash(),
+    const std::string claimed = claimed_hash.empty() ? Cat("version ", claimed_version, " (hash not given)")
+                                : claimed_version > 0  ? Cat(claimed_hash, " (version ", claimed_version, ")")
+                                                       : claimed_hash;
+    result.problems.push_back(Cat("the node answered under policy ", claimed, " but the policy given is ",
+                                  policy.Hash(), " (version ", policy.version(),
                                   "): verify with the policy the answer was computed under (`attest policy show "
                                   "--node ADDR` shows the node's current one)"));
   }
