@@ -27,6 +27,7 @@
 #include "server/demand_book.h"
 #include "server/rebuild_book.h"
 #include "server/rebuild_queue.h"
+#include "server/policy_book.h"
 #include "storage/sqlite_attestation_store.h"
 
 namespace attest::bench {
@@ -151,7 +152,8 @@ int Main(int argc, char** argv) {
   std::printf("demand: %zu paths\n", demand.stats().paths);
 
   server::RebuildBook book;
-  server::RebuildQueue queue(*policy, store->get(), store->get(), &demand, &book, nullptr, [now] { return now; });
+  const server::PolicyBook policy_book(*policy);
+  server::RebuildQueue queue(policy_book, store->get(), store->get(), &demand, &book, nullptr, [now] { return now; });
   for (const std::string& operator_name : {std::string(), std::string("operator-a")}) {
     std::vector<double> millis;
     size_t listed = 0;

@@ -17,6 +17,7 @@
 #include "consensus/encoding.h"
 #include "consensus/keys.h"
 #include "consensus/path_info.h"
+#include "consensus/policy_update.h"
 #include "consensus/resolution.h"
 #include "consensus/sha256.h"
 #include "consensus/signed_note.h"
@@ -84,6 +85,8 @@ class LineReader final {
       : rest_(text), line_number_(lines_before) {}
 
   bool AtEnd() const { return rest_.empty(); }
+  // What Next() has not handed out yet.
+  std::string_view rest() const { return rest_; }
   // The number of the line Next() returned last.
   int line_number() const { return line_number_; }
 
@@ -374,6 +377,149 @@ std::string EncodeDisputePart(const DisputePart& part) {
              part.count, "\n", part.bytes);
 }
 
+constexpr std::string_view kSha256Prefix = "sha256:";
+
+bool IsPolicyHash(std::string_view text) {
+  return text.substr(0, kSha256Prefix.size()) == kSha256Prefix && IsLowerHexDigest(text.substr(kSha256Prefix.size()));
+}
+
+// Everything EncodePolicyEntry checks but the size, which needs the bytes.
+absl::Status ValidatePolicyEntry(const PolicyEntry& entry) {
+  if (!IsPolicyHash(entry.policy_hash)) {
+    return absl::InvalidArgumentError(Cat("policy entry: policy hash ", QuoteForError(entry.policy_hash),
+                                          " is not \"sha256:<64 lowercase hex digits>\""));
+  }
+  if (!IsPolicyHash(entry.parent)) {
+    return absl::InvalidArgumentError(Cat("policy entry for ", entry.policy_hash, ": parent ",
+                                          QuoteForError(entry.parent),
+                                          " is not \"sha256:<64 lowercase hex digits>\" (a logged policy always "
+                                          "replaces one)"));
+  }
+  if (entry.version < 2) {
+    return absl::InvalidArgumentError(Cat("policy entry for ", entry.policy_hash, ": version ", entry.version,
+                                          " is below 2 (a successor's version is its parent's + 1)"));
+  }
+  if (entry.approvals.empty() || entry.approvals.size() > kMaxPolicyApprovals) {
+    return absl::InvalidArgumentError(Cat("policy entry for ", entry.policy_hash, ": ", entry.approvals.size(),
+                                          " approvals; a logged policy has 1 to ", kMaxPolicyApprovals));
+  }
+  for (size_t i = 0; i < entry.approvals.size(); ++i) {
+    const std::string& name = entry.approvals[i].key_name;
+    if (absl::Status s = ValidateKeyName(name); !s.ok()) {
+      return absl::InvalidArgumentError(
+          Cat("policy entry for ", entry.policy_hash, ": approval ", i + 1, ": ", s.message()));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (entry.approvals[j].key_name == name) {
+        return absl::InvalidArgumentError(Cat("policy entry for ", entry.policy_hash, ": approvals ", j + 1,
+                                              " and ", i + 1, " are both by key '", name,
+                                              "' (a maintainer approves once)"));
+      }
+    }
+  }
+  if (entry.received_unix < 0) {
+    return absl::InvalidArgumentError(Cat("policy entry for ", entry.policy_hash, ": received time ",
+                                          entry.received_unix, " is negative (pass the unix time it arrived)"));
+  }
+  if (entry.toml.empty() || entry.toml.size() > kMaxPolicyTomlBytes) {
+    return absl::InvalidArgumentError(Cat("policy entry for ", entry.policy_hash, ": TOML of ", entry.toml.size(),
+                                          " bytes; a logged policy has 1 to ", kMaxPolicyTomlBytes));
+  }
+  return absl::OkStatus();
+}
+
+// The line `<keyword> <value>` as the next line of `reader`, or an error naming what was expected.
+absl::StatusOr<std::string_view> ExpectLine(LineReader& reader, std::string_view keyword, std::string_view expected) {
+  const std::optional<std::string_view> line = reader.Next();
+  if (!line.has_value()) return MissingNewline(reader.line_number() + 1);
+  const std::string prefix = Cat(keyword, " ");
+  if (line->substr(0, prefix.size()) != prefix) {
+    return LineError(reader.line_number(), Cat("expected \"", keyword, " ", expected, "\", got ", QuoteForError(*line)));
+  }
+  return line->substr(prefix.size());
+}
+
+absl::StatusOr<PolicyEntry> ParsePolicyBody(std::string_view body) {
+  LineReader reader(body, /*lines_before=*/1);
+  PolicyEntry entry;
+  absl::StatusOr<std::string_view> hash = ExpectLine(reader, "policy", "sha256:<64 lowercase hex digits>");
+  if (!hash.ok()) return hash.status();
+  if (!IsPolicyHash(*hash)) {
+    return LineError(reader.line_number(), Cat("policy hash ", QuoteForError(*hash),
+                                               " is not \"sha256:<64 lowercase hex digits>\""));
+  }
+  entry.policy_hash = std::string(*hash);
+  absl::StatusOr<std::string_view> parent = ExpectLine(reader, "parent", "sha256:<64 lowercase hex digits>");
+  if (!parent.ok()) return parent.status();
+  if (!IsPolicyHash(*parent)) {
+    return LineError(reader.line_number(), Cat("parent hash ", QuoteForError(*parent),
+                                               " is not \"sha256:<64 lowercase hex digits>\""));
+  }
+  entry.parent = std::string(*parent);
+  absl::StatusOr<std::string_view> version = ExpectLine(reader, "version", "<n>");
+  if (!version.ok()) return version.status();
+  const std::optional<uint64_t> n = ParseStrictDecimal(*version);
+  if (!n.has_value() || *n < 2 || *n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return LineError(reader.line_number(), Cat("version ", QuoteForError(*version),
+                                               " is not a canonical decimal of at least 2"));
+  }
+  entry.version = static_cast<int64_t>(*n);
+
+  // approval lines, then the received line.
+  constexpr std::string_view kApproval = "approval ";
+  constexpr std::string_view kReceived = "received ";
+  while (true) {
+    const std::optional<std::string_view> line = reader.Next();
+    if (!line.has_value()) return MissingNewline(reader.line_number() + 1);
+    const int number = reader.line_number();
+    if (line->substr(0, kApproval.size()) == kApproval) {
+      const std::string_view text = line->substr(kApproval.size());
+      absl::StatusOr<Signature> signature = Signature::Parse(text);
+      if (!signature.ok()) return LineError(number, Cat("approval: ", signature.status().message()));
+      if (signature->ToString() != text) {
+        return LineError(number, Cat("approval ", QuoteForError(text), " is not in canonical form (expected ",
+                                     signature->ToString(), ")"));
+      }
+      if (entry.approvals.size() == kMaxPolicyApprovals) {
+        return LineError(number, Cat("more than ", kMaxPolicyApprovals, " approvals"));
+      }
+      for (const Signature& earlier : entry.approvals) {
+        if (earlier.key_name == signature->key_name) {
+          return LineError(number, Cat("a second approval by key '", signature->key_name,
+                                       "' (a maintainer approves once)"));
+        }
+      }
+      entry.approvals.push_back(*std::move(signature));
+      continue;
+    }
+    if (line->substr(0, kReceived.size()) != kReceived) {
+      return LineError(number, Cat("expected \"approval <key name>:<base64>\" or \"received <unix seconds>\", got ",
+                                   QuoteForError(*line)));
+    }
+    if (entry.approvals.empty()) {
+      return LineError(number, "no approval line before the received line (a logged policy has at least one)");
+    }
+    absl::StatusOr<int64_t> received = ParseSeconds("received", line->substr(kReceived.size()), number);
+    if (!received.ok()) return received.status();
+    entry.received_unix = *received;
+    break;
+  }
+  absl::StatusOr<std::string_view> length = ExpectLine(reader, "toml", "<byte length>");
+  if (!length.ok()) return length.status();
+  const std::optional<uint64_t> size = ParseStrictDecimal(*length);
+  if (!size.has_value() || *size == 0 || *size > kMaxPolicyTomlBytes) {
+    return LineError(reader.line_number(), Cat("toml length ", QuoteForError(*length),
+                                               " is not a canonical decimal from 1 to ", kMaxPolicyTomlBytes));
+  }
+  const std::string_view toml = reader.rest();
+  if (toml.size() != *size) {
+    return LineError(reader.line_number() + 1, Cat("the toml line announces ", *size, " bytes but ", toml.size(),
+                                                   " follow (the TOML text is the end of the entry)"));
+  }
+  entry.toml = std::string(toml);
+  return entry;
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> EncodeAttestationEntry(const AttestationEntry& entry) {
@@ -512,8 +658,24 @@ absl::StatusOr<std::string> EncodeResolutionEntry(std::string_view signed_resolu
                               ValidateResolutionNote);
 }
 
+absl::StatusOr<std::string> EncodePolicyEntry(const PolicyEntry& entry) {
+  if (absl::Status s = ValidatePolicyEntry(entry); !s.ok()) return s;
+  std::string out = Cat(kPolicyEntryHeader, "\n", "policy ", entry.policy_hash, "\n", "parent ", entry.parent, "\n",
+                        "version ", entry.version, "\n");
+  for (const Signature& approval : entry.approvals) out += Cat("approval ", approval.ToString(), "\n");
+  out += Cat("received ", entry.received_unix, "\n", "toml ", entry.toml.size(), "\n");
+  out += entry.toml;
+  if (out.size() > kMaxLogEntryBytes) {
+    return absl::InvalidArgumentError(Cat("policy entry for ", entry.policy_hash, " would be ", out.size(),
+                                          " bytes; a log entry holds at most ", kMaxLogEntryBytes,
+                                          " bytes (C2SP tlog-tiles): shorten the TOML text or its approvals"));
+  }
+  return out;
+}
+
 absl::StatusOr<std::string> EncodeNoteEntry(std::string_view signed_note) {
-  if (signed_note.substr(0, kDisputePartEntryHeader.size() + 1) == Cat(kDisputePartEntryHeader, "\n")) {
+  if (signed_note.substr(0, kDisputePartEntryHeader.size() + 1) == Cat(kDisputePartEntryHeader, "\n") ||
+      signed_note.substr(0, kPolicyEntryHeader.size() + 1) == Cat(kPolicyEntryHeader, "\n")) {
     absl::StatusOr<LogEntry> part = ParseLogEntry(signed_note);
     if (!part.ok()) return part.status();
     return std::string(signed_note);
@@ -534,10 +696,11 @@ absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes) {
   const size_t newline = bytes.find('\n');
   const std::string_view header = bytes.substr(0, newline);
   if (header != kAttestationEntryHeader && header != kDisputeEntryHeader &&
-      header != kResolutionEntryHeader && header != kDisputePartEntryHeader) {
+      header != kResolutionEntryHeader && header != kDisputePartEntryHeader && header != kPolicyEntryHeader) {
     return LineError(1, Cat("unknown entry type ", QuoteForError(header), " (expected \"",
                             kAttestationEntryHeader, "\", \"", kDisputeEntryHeader, "\", \"",
-                            kDisputePartEntryHeader, "\" or \"", kResolutionEntryHeader, "\")"));
+                            kDisputePartEntryHeader, "\", \"", kResolutionEntryHeader, "\" or \"",
+                            kPolicyEntryHeader, "\")"));
   }
   if (newline == std::string_view::npos) return MissingNewline(1);
   const std::string_view body = bytes.substr(newline + 1);
@@ -548,13 +711,20 @@ absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes) {
     return LogEntry{.kind = LogEntryKind::kAttestation,
                     .attestation = *std::move(entry),
                     .note = {},
-                    .part = std::nullopt};
+                    .part = std::nullopt,
+                    .policy = std::nullopt};
+  }
+  if (header == kPolicyEntryHeader) {
+    absl::StatusOr<PolicyEntry> policy = ParsePolicyBody(body);
+    if (!policy.ok()) return policy.status();
+    return LogEntry{.kind = LogEntryKind::kPolicy, .attestation = std::nullopt, .note = {}, .part = std::nullopt,
+                    .policy = *std::move(policy)};
   }
   if (header == kDisputePartEntryHeader) {
     absl::StatusOr<DisputePart> part = ParseDisputePartBody(body);
     if (!part.ok()) return part.status();
     return LogEntry{.kind = LogEntryKind::kDisputePart, .attestation = std::nullopt, .note = {},
-                    .part = *std::move(part)};
+                    .part = *std::move(part), .policy = std::nullopt};
   }
   if (header == kResolutionEntryHeader) {
     if (absl::Status s = ValidateResolutionNote(body); !s.ok()) {
@@ -563,7 +733,8 @@ absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes) {
     return LogEntry{.kind = LogEntryKind::kResolution,
                     .attestation = std::nullopt,
                     .note = std::string(body),
-                    .part = std::nullopt};
+                    .part = std::nullopt,
+                    .policy = std::nullopt};
   }
   if (absl::Status s = ValidateDisputeNote(body); !s.ok()) {
     return LineError(2, Cat("dispute note: ", s.message()));
@@ -571,19 +742,20 @@ absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes) {
   return LogEntry{.kind = LogEntryKind::kDispute,
                   .attestation = std::nullopt,
                   .note = std::string(body),
-                  .part = std::nullopt};
+                  .part = std::nullopt,
+                  .policy = std::nullopt};
 }
 
 absl::StatusOr<std::string> EncodeLogEntry(const LogEntry& entry) {
   switch (entry.kind) {
     case LogEntryKind::kAttestation:
-      if (!entry.attestation.has_value() || !entry.note.empty() || entry.part.has_value()) {
+      if (!entry.attestation.has_value() || !entry.note.empty() || entry.part.has_value() || entry.policy.has_value()) {
         return absl::InvalidArgumentError(
             "log entry of kind attestation must hold an attestation and no dispute note");
       }
       return EncodeAttestationEntry(*entry.attestation);
     case LogEntryKind::kDisputePart: {
-      if (!entry.part.has_value() || entry.attestation.has_value() || !entry.note.empty()) {
+      if (!entry.part.has_value() || entry.attestation.has_value() || !entry.note.empty() || entry.policy.has_value()) {
         return absl::InvalidArgumentError("log entry of kind dispute part must hold a part and nothing else");
       }
       std::string bytes = EncodeDisputePart(*entry.part);
@@ -592,17 +764,22 @@ absl::StatusOr<std::string> EncodeLogEntry(const LogEntry& entry) {
       return bytes;
     }
     case LogEntryKind::kDispute:
-      if (entry.attestation.has_value() || entry.part.has_value()) {
+      if (entry.attestation.has_value() || entry.part.has_value() || entry.policy.has_value()) {
         return absl::InvalidArgumentError(
             "log entry of kind dispute must hold a dispute note and no attestation");
       }
       return EncodeDisputeEntry(entry.note);
     case LogEntryKind::kResolution:
-      if (entry.attestation.has_value() || entry.part.has_value()) {
+      if (entry.attestation.has_value() || entry.part.has_value() || entry.policy.has_value()) {
         return absl::InvalidArgumentError(
             "log entry of kind resolution must hold a resolution note and no attestation");
       }
       return EncodeResolutionEntry(entry.note);
+    case LogEntryKind::kPolicy:
+      if (!entry.policy.has_value() || entry.attestation.has_value() || !entry.note.empty() || entry.part.has_value()) {
+        return absl::InvalidArgumentError("log entry of kind policy must hold a policy and nothing else");
+      }
+      return EncodePolicyEntry(*entry.policy);
   }
   return absl::InvalidArgumentError(
       Cat("unknown log entry kind ", static_cast<int>(entry.kind)));

@@ -42,6 +42,22 @@
 //    a line>
 // AssembleDisputeParts joins the n parts back into the note and checks the record hash.
 //
+// Policy entry (a successor policy the node adopted on its maintainers' approval,
+// consensus/policy_update.h; storage/policy_store.h appends it):
+//   attest/log/policy/v1
+//   policy sha256:<64 lowercase hex>               (the policy's hash, over its canonical text)
+//   parent sha256:<64 lowercase hex>               (the hash of the policy it replaced)
+//   version <n>                                    (n >= 2)
+//   approval <key name>:<base64 of 64 bytes>       (one line per approval, at least one, at most
+//                                                   kMaxPolicyApprovals, key names distinct, in the
+//                                                   order they were submitted)
+//   received <unix seconds>                        (when the federation received the update)
+//   toml <byte length>                             (1 to kMaxPolicyTomlBytes)
+//   <exactly that many raw bytes: the policy's TOML text as submitted; the end of the entry, and
+//    not a line (it need not end in '\n')>
+// The entry records what was adopted; the parser does not parse the TOML or check that it hashes to
+// the policy line (VerifyPolicyLink does that before a node adopts it).
+//
 // An entry is at most kMaxLogEntryBytes (the tlog-tiles entry bundle limit), header included.
 //
 // Pure functions and value types; thread-safe.
@@ -71,6 +87,7 @@ inline constexpr std::string_view kAttestationEntryHeader = "attest/log/attestat
 inline constexpr std::string_view kDisputeEntryHeader = "attest/log/dispute/v1";
 inline constexpr std::string_view kResolutionEntryHeader = "attest/log/resolution/v1";
 inline constexpr std::string_view kDisputePartEntryHeader = "attest/log/dispute-part/v1";
+inline constexpr std::string_view kPolicyEntryHeader = "attest/log/policy/v1";
 
 // The slice of a dispute record's note one part entry carries (the part's other lines take at most
 // 121 bytes, so a part always fits in kMaxLogEntryBytes).
@@ -80,7 +97,7 @@ inline constexpr size_t kDisputePartBytes = 60000;
 inline constexpr size_t kMaxDisputeParts = 4096;
 
 // Values are stable (stored and compared across nodes).
-enum class LogEntryKind { kAttestation = 1, kDispute = 2, kResolution = 3, kDisputePart = 4 };
+enum class LogEntryKind { kAttestation = 1, kDispute = 2, kResolution = 3, kDisputePart = 4, kPolicy = 5 };
 
 // One slice of a dispute record too large for one entry.
 struct DisputePart final {
@@ -90,6 +107,18 @@ struct DisputePart final {
   std::string bytes;          // this part's slice of the note
 
   friend bool operator==(const DisputePart&, const DisputePart&) = default;
+};
+
+// A successor policy the node adopted (see the format above).
+struct PolicyEntry final {
+  std::string policy_hash;  // "sha256:<64 lowercase hex>"
+  std::string parent;       // "sha256:<64 lowercase hex>"
+  int64_t version = 0;      // >= 2
+  std::vector<Signature> approvals;  // as submitted, in that order
+  int64_t received_unix = 0;         // >= 0
+  std::string toml;                  // as submitted
+
+  friend bool operator==(const PolicyEntry&, const PolicyEntry&) = default;
 };
 
 struct AttestationEntry final {
@@ -138,9 +167,15 @@ absl::StatusOr<std::string> AssembleDisputeParts(std::span<const DisputePart> pa
 // EncodeDisputeEntry, with Resolution::FromNoteText for the text. Signatures are not verified here.
 absl::StatusOr<std::string> EncodeResolutionEntry(std::string_view signed_resolution_note);
 
+// The policy entry's bytes. INVALID_ARGUMENT naming the problem when a hash is not
+// "sha256:<64 lowercase hex>", the version is below 2, there is no approval or more than
+// kMaxPolicyApprovals, an approval's key name is invalid or repeated, the time is negative, the TOML
+// is empty or over kMaxPolicyTomlBytes, or the entry would exceed kMaxLogEntryBytes.
+absl::StatusOr<std::string> EncodePolicyEntry(const PolicyEntry& entry);
+
 // The entry bytes for what a node keeps of a note entry in its log: a dispute record or a resolution
-// statement (told apart by the note's first line), or a dispute part entry itself (returned as it is
-// once ParseLogEntry accepts it). INVALID_ARGUMENT as the encoders.
+// statement (told apart by the note's first line), or a dispute part entry or a policy entry itself
+// (returned as it is once ParseLogEntry accepts it). INVALID_ARGUMENT as the encoders.
 absl::StatusOr<std::string> EncodeNoteEntry(std::string_view signed_note);
 
 struct LogEntry final {
@@ -148,6 +183,7 @@ struct LogEntry final {
   std::optional<AttestationEntry> attestation;  // set exactly when kind == kAttestation
   std::string note;  // the signed note when kind is kDispute or kResolution, else empty
   std::optional<DisputePart> part;  // set exactly when kind == kDisputePart
+  std::optional<PolicyEntry> policy;  // set exactly when kind == kPolicy
 
   friend bool operator==(const LogEntry&, const LogEntry&) = default;
 };

@@ -199,32 +199,34 @@ std::string_view MemberWhere(const ThresholdWhere& where, size_t i) {
 
 // A threshold's own shape: members listed, none twice, 1 <= threshold <= members. `what` names it in
 // messages: "the quorum", "group \"independent\"", "rule 2's quorum".
-absl::Status CheckThresholdShape(const Threshold& t, std::string_view what, const ThresholdWhere& where) {
-  if (t.members.empty()) {
+// `threshold` is int64_t so the parser can check a file's value before narrowing it.
+absl::Status CheckThresholdShape(int64_t threshold, const std::vector<std::string>& members, std::string_view what,
+                                 const ThresholdWhere& where) {
+  if (members.empty()) {
     return absl::InvalidArgumentError(
         Cat(where.threshold, what,
             " has no members (list the operators or groups that must agree, e.g. members = [\"org-a\", "
             "\"org-b\"])"));
   }
   absl::flat_hash_map<std::string, size_t> seen;
-  for (size_t i = 0; i < t.members.size(); ++i) {
-    auto [it, inserted] = seen.try_emplace(t.members[i], i);
+  for (size_t i = 0; i < members.size(); ++i) {
+    auto [it, inserted] = seen.try_emplace(members[i], i);
     if (inserted) continue;
     const std::string_view first = MemberWhere(where, it->second);
     return absl::InvalidArgumentError(
-        Cat(MemberWhere(where, i), what, " lists ", QuoteForError(t.members[i]), " twice",
+        Cat(MemberWhere(where, i), what, " lists ", QuoteForError(members[i]), " twice",
             first.empty() ? "" : Cat(", first at ", first.substr(0, first.size() - 2)),
             " (a member counts once however often it is listed: remove the repetition)"));
   }
-  if (t.threshold < 1) {
+  if (threshold < 1) {
     return absl::InvalidArgumentError(
-        Cat(where.threshold, what, " has threshold ", t.threshold,
+        Cat(where.threshold, what, " has threshold ", threshold,
             " (it is how many of its members must be satisfied: set it to at least 1)"));
   }
-  if (static_cast<size_t>(t.threshold) > t.members.size()) {
+  if (static_cast<size_t>(threshold) > members.size()) {
     return absl::InvalidArgumentError(
-        Cat(where.threshold, what, " has threshold ", t.threshold, " but only ", t.members.size(), " member",
-            t.members.size() == 1 ? "" : "s",
+        Cat(where.threshold, what, " has threshold ", threshold, " but only ", members.size(), " member",
+            members.size() == 1 ? "" : "s",
             " (it could never be satisfied: lower the threshold or add members)"));
   }
   return absl::OkStatus();
@@ -253,7 +255,7 @@ absl::Status CheckQuorumShape(const Quorum& quorum, std::string_view what, size_
           Cat(where.threshold, what, " is both any ", quorum.any,
               " operators and a threshold (a quorum is one or the other: keep one)"));
     }
-    return CheckThresholdShape(*quorum.of, what, where);
+    return CheckThresholdShape(quorum.of->threshold, quorum.of->members, what, where);
   }
   return ValidateQuorum(quorum.any, operator_count, where.threshold, what);
 }
@@ -410,6 +412,11 @@ absl::Status CheckUpdateThreshold(int64_t update_threshold, size_t usable, size_
         Cat(where, "update_threshold is ", update_threshold,
             " (it is how many maintainers must sign the next policy: set it to at least 1)"));
   }
+  if (listed > 0 && usable == 0) {
+    return absl::InvalidArgumentError(
+        Cat(where, "every maintainer key is revoked, so no successor policy could ever be approved (list the "
+                   "maintainer keys that replace them)"));
+  }
   if (listed > 0 && static_cast<uint64_t>(update_threshold) > usable) {
     return absl::InvalidArgumentError(
         Cat(where, "update_threshold is ", update_threshold, " but the policy has only ", usable,
@@ -521,8 +528,151 @@ absl::StatusOr<const toml::array*> ArrayOfTables(const toml::key& key, const tom
   return array;
 }
 
-absl::StatusOr<Operator> ParseOperator(const toml::table& table, std::string_view file,
-                                       NameRegistry& names) {
+// ---- key lifecycles in TOML ---------------------------------------------------------------------
+
+bool IsLeapYear(int64_t year) { return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0; }
+
+int DaysInMonth(int64_t year, int month) {
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return month == 2 && IsLeapYear(year) ? 29 : kDays[month - 1];
+}
+
+// Seconds since 1970-01-01T00:00:00Z of a UTC civil time, or nullopt when a field is out of range
+// (leap seconds included: cut-offs are whole, ordinary seconds) or the year is before 1970.
+std::optional<int64_t> UnixSeconds(int64_t year, int month, int day, int hour, int minute, int second) {
+  if (year < 1970 || year > 9999 || month < 1 || month > 12 || day < 1 || day > DaysInMonth(year, month) ||
+      hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59) {
+    return std::nullopt;
+  }
+  int64_t days = 0;
+  for (int64_t y = 1970; y < year; ++y) days += IsLeapYear(y) ? 366 : 365;
+  for (int m = 1; m < month; ++m) days += DaysInMonth(year, m);
+  days += day - 1;
+  return ((days * 24 + hour) * 60 + minute) * 60 + second;
+}
+
+// A retirement cut-off: a string "YYYY-MM-DDTHH:MM:SSZ", or the same written as a TOML offset date-time
+// (unquoted) in UTC. Local times, other offsets and fractional seconds are refused: every node must
+// read the same second.
+absl::StatusOr<int64_t> ParseCutoff(const toml::node& node, std::string_view key_name, std::string_view file) {
+  const std::string where = Where(file, node.source());
+  const std::string what = Cat("the retirement time of key \"", key_name, "\"");
+  constexpr std::string_view kHint =
+      " (write the cut-off in UTC, whole seconds, as \"YYYY-MM-DDTHH:MM:SSZ\", e.g. retired = "
+      "\"2026-12-01T00:00:00Z\")";
+  if (const auto* text = node.as_string(); text != nullptr) {
+    const std::string_view value = text->get();
+    auto digits = [&](size_t pos, size_t count) {
+      int64_t n = 0;
+      for (size_t i = pos; i < pos + count; ++i) {
+        if (value[i] < '0' || value[i] > '9') return int64_t{-1};
+        n = n * 10 + (value[i] - '0');
+      }
+      return n;
+    };
+    const bool shaped = value.size() == 20 && value[4] == '-' && value[7] == '-' && value[10] == 'T' &&
+                        value[13] == ':' && value[16] == ':' && value[19] == 'Z';
+    if (!shaped) {
+      std::string_view problem = "is not of the form YYYY-MM-DDTHH:MM:SSZ";
+      if (value.find('.') != std::string_view::npos) {
+        problem = "has fractional seconds";
+      } else if (value.size() >= 19 && value.back() != 'Z' && value.back() != 'z') {
+        problem = "is not in UTC (it does not end in Z)";
+      }
+      return absl::InvalidArgumentError(Cat(where, what, " ", QuoteForError(value), " ", problem, kHint));
+    }
+    const int64_t year = digits(0, 4);
+    const int64_t fields[] = {digits(5, 2), digits(8, 2), digits(11, 2), digits(14, 2), digits(17, 2)};
+    if (year >= 0 && year < 1970) {
+      return absl::InvalidArgumentError(Cat(where, what, " ", QuoteForError(value), " is before 1970", kHint));
+    }
+    std::optional<int64_t> unix;
+    if (year >= 0 && std::all_of(std::begin(fields), std::end(fields), [](int64_t f) { return f >= 0; })) {
+      unix = UnixSeconds(year, static_cast<int>(fields[0]), static_cast<int>(fields[1]), static_cast<int>(fields[2]),
+                         static_cast<int>(fields[3]), static_cast<int>(fields[4]));
+    }
+    if (!unix) {
+      return absl::InvalidArgumentError(
+          Cat(where, what, " ", QuoteForError(value),
+              " names no real time (check the digits, month, day, hour, minute and second)", kHint));
+    }
+    return *unix;
+  }
+  if (const auto* value = node.as_date_time(); value != nullptr) {
+    const toml::date_time& dt = value->get();
+    if (!dt.offset.has_value()) {
+      return absl::InvalidArgumentError(
+          Cat(where, what, " is a local date-time, without a time zone (a cut-off must mean the same second on "
+                           "every node: end it in Z for UTC)",
+              kHint.substr(0, 0)));
+    }
+    if (dt.offset->minutes != 0) {
+      return absl::InvalidArgumentError(
+          Cat(where, what, " has a UTC offset of ", dt.offset->minutes, " minutes", kHint));
+    }
+    if (dt.time.nanosecond != 0) {
+      return absl::InvalidArgumentError(Cat(where, what, " has fractional seconds", kHint));
+    }
+    std::optional<int64_t> unix = UnixSeconds(dt.date.year, dt.date.month, dt.date.day, dt.time.hour,
+                                              dt.time.minute, dt.time.second);
+    if (!unix) {
+      return absl::InvalidArgumentError(Cat(where, what, " is before 1970 or names no real time", kHint));
+    }
+    return *unix;
+  }
+  return absl::InvalidArgumentError(Cat(where, what, " is ", TypeName(node), ", not a date-time", kHint));
+}
+
+// A key given as a table: {key = "...", retired = "..."} in builders, or a [[maintainer]]. Registers the
+// key (and its lifecycle, when not active). `context` and `hint` are for an unknown key in the table;
+// `missing_key` is the whole message for a table without one.
+absl::StatusOr<PublicKey> ParseKeyTable(const toml::table& table, std::string_view role, std::string_view context,
+                                        std::string_view hint, std::string_view missing_key, std::string_view file,
+                                        NameRegistry& names, std::map<std::string, KeyLifecycle>& lifecycles) {
+  if (absl::Status s = CheckKnownKeys(table, {"key", "retired", "revoked"}, file, context, hint); !s.ok()) {
+    return s;
+  }
+  const toml::node* node = table.get("key");
+  if (node == nullptr) return absl::InvalidArgumentError(Cat(Where(file, table.source()), missing_key));
+  absl::StatusOr<PublicKey> key = ParseKeyNode(*node, role, file);
+  if (!key.ok()) return key.status();
+  if (absl::Status s = names.AddKey(*key, role, Where(file, node->source())); !s.ok()) return s;
+
+  const toml::node* retired = table.get("retired");
+  const toml::node* revoked = table.get("revoked");
+  if (retired != nullptr && revoked != nullptr) {
+    const toml::node* later = retired->source().begin < revoked->source().begin ? revoked : retired;
+    return absl::InvalidArgumentError(
+        Cat(Where(file, later->source()), "key \"", key->name(),
+            "\" is both retired and revoked (keep one: revoked if none of its attestations may count, past ones "
+            "included; retired if what was received before the cut-off still counts)"));
+  }
+  KeyLifecycle lifecycle;
+  std::string where;
+  if (retired != nullptr) {
+    where = Where(file, retired->source());
+    absl::StatusOr<int64_t> cutoff = ParseCutoff(*retired, key->name(), file);
+    if (!cutoff.ok()) return cutoff.status();
+    lifecycle = {.state = KeyState::kRetired, .retired_unix = *cutoff};
+  } else if (revoked != nullptr) {
+    where = Where(file, revoked->source());
+    const auto* reason = revoked->as_string();
+    if (reason == nullptr) {
+      return absl::InvalidArgumentError(
+          Cat(where, "the revocation reason of key \"", key->name(), "\" is ", TypeName(*revoked),
+              ", not a string (write revoked = \"compromised\", \"lost\", \"misbehaving\" or \"unspecified\")"));
+    }
+    lifecycle = {.state = KeyState::kRevoked, .revoked_reason = reason->get()};
+  } else {
+    return key;
+  }
+  if (absl::Status s = CheckLifecycle(key->name(), lifecycle, where); !s.ok()) return s;
+  lifecycles.emplace(key->name(), std::move(lifecycle));
+  return key;
+}
+
+absl::StatusOr<Operator> ParseOperator(const toml::table& table, std::string_view file, NameRegistry& names,
+                                       std::map<std::string, KeyLifecycle>& lifecycles) {
   if (absl::Status s = CheckKnownKeys(
           table, {"name", "builders", "caches"}, file, "in [[operator]]",
           "an operator has only name, builders and caches; keys written after an [[operator]] header "
@@ -564,9 +714,27 @@ absl::StatusOr<Operator> ParseOperator(const toml::table& table, std::string_vie
   }
   const std::string role = Cat("builder key of operator \"", op.name, "\"");
   for (const toml::node& element : *list) {
-    absl::StatusOr<PublicKey> key = ParseKeyNode(element, role, file);
+    absl::StatusOr<PublicKey> key;
+    if (const toml::table* entry = element.as_table(); entry != nullptr) {
+      key = ParseKeyTable(*entry, role, Cat("in a builder entry of operator \"", op.name, "\""),
+                          "a builder entry has key and, for a key that no longer counts as active, either retired = "
+                          "\"YYYY-MM-DDTHH:MM:SSZ\" or revoked = \"<reason>\"",
+                          Cat("builder entry of operator \"", op.name,
+                              "\" has no key (write {key = \"name:base64\", retired = \"YYYY-MM-DDTHH:MM:SSZ\"} or "
+                              "{key = \"name:base64\", revoked = \"compromised\"})"),
+                          file, names, lifecycles);
+    } else if (element.is_string()) {
+      key = ParseKeyNode(element, role, file);
+      if (key.ok()) {
+        if (absl::Status s = names.AddKey(*key, role, Where(file, element.source())); !s.ok()) return s;
+      }
+    } else {
+      return absl::InvalidArgumentError(
+          Cat(Where(file, element.source()), role, " is ", TypeName(element),
+              ", not a string or a table (write the public key in quotes, \"name:base64\", or {key = "
+              "\"name:base64\", retired = \"YYYY-MM-DDTHH:MM:SSZ\"} for a retired or revoked one)"));
+    }
     if (!key.ok()) return key.status();
-    if (absl::Status s = names.AddKey(*key, role, Where(file, element.source())); !s.ok()) return s;
     op.builders.push_back(*std::move(key));
   }
 
@@ -593,26 +761,59 @@ absl::StatusOr<Operator> ParseOperator(const toml::table& table, std::string_vie
   return op;
 }
 
-absl::StatusOr<PublicKey> ParseMaintainer(const toml::table& table, std::string_view file,
-                                          NameRegistry& names) {
-  if (absl::Status s = CheckKnownKeys(table, {"key"}, file, "in [[maintainer]]",
-                                      "a maintainer has only key = \"name:base64\"");
-      !s.ok()) {
-    return s;
-  }
-  const toml::node* node = table.get("key");
-  if (node == nullptr) {
+absl::StatusOr<PublicKey> ParseMaintainer(const toml::table& table, std::string_view file, NameRegistry& names,
+                                          std::map<std::string, KeyLifecycle>& lifecycles) {
+  return ParseKeyTable(table, "maintainer key", "in [[maintainer]]",
+                       "a maintainer has only key = \"name:base64\" and, for a key that no longer counts as active, "
+                       "either retired = \"YYYY-MM-DDTHH:MM:SSZ\" or revoked = \"<reason>\"",
+                       "[[maintainer]] has no key (add key = \"name:base64\", the maintainer's public key)", file,
+                       names, lifecycles);
+}
+
+// Reads threshold and members from `table` (a [quorum] table, a rule's quorum table or a [[group]]) and
+// checks the threshold's own shape; whether the members exist is checked once every name is known.
+absl::StatusOr<std::pair<Threshold, ThresholdWhere>> ParseThresholdFields(const toml::table& table,
+                                                                          std::string_view what,
+                                                                          std::string_view file) {
+  const std::string table_where = Where(file, table.source());
+  ThresholdWhere where;
+  const toml::node* threshold = table.get("threshold");
+  if (threshold == nullptr) {
     return absl::InvalidArgumentError(
-        Cat(Where(file, table.source()),
-            "[[maintainer]] has no key (add key = \"name:base64\", the maintainer's "
-            "public key)"));
+        Cat(table_where, what, " has no threshold (add threshold = T, how many of its members must be satisfied)"));
   }
-  absl::StatusOr<PublicKey> key = ParseKeyNode(*node, "maintainer key", file);
-  if (!key.ok()) return key.status();
-  if (absl::Status s = names.AddKey(*key, "maintainer key", Where(file, node->source())); !s.ok()) {
-    return s;
+  where.threshold = Where(file, threshold->source());
+  const auto* threshold_value = threshold->as_integer();
+  if (threshold_value == nullptr) {
+    return absl::InvalidArgumentError(Cat(where.threshold, what, " threshold is ", TypeName(*threshold),
+                                          ", not an integer (write e.g. threshold = 2)"));
   }
-  return key;
+  const toml::node* members = table.get("members");
+  if (members == nullptr) {
+    return absl::InvalidArgumentError(
+        Cat(table_where, what,
+            " has no members (add members = [\"org-a\", \"org-b\"], the operators or groups that must agree)"));
+  }
+  const toml::array* list = members->as_array();
+  if (list == nullptr) {
+    return absl::InvalidArgumentError(Cat(Where(file, members->source()), what, " members is ", TypeName(*members),
+                                          ", not an array (write members = [\"org-a\", \"org-b\"])"));
+  }
+  Threshold parsed;
+  for (const toml::node& element : *list) {
+    where.members.push_back(Where(file, element.source()));
+    const auto* name = element.as_string();
+    if (name == nullptr) {
+      return absl::InvalidArgumentError(Cat(where.members.back(), "a member of ", what, " is ", TypeName(element),
+                                            ", not a string (write the operator or group name in quotes)"));
+    }
+    parsed.members.push_back(name->get());
+  }
+  if (list->empty()) where.threshold = Where(file, members->source());
+  if (absl::Status s = CheckThresholdShape(threshold_value->get(), parsed.members, what, where); !s.ok()) return s;
+  // In range now: 1 ..= the number of members.
+  parsed.threshold = static_cast<int>(threshold_value->get());
+  return std::pair(std::move(parsed), std::move(where));
 }
 
 }  // namespace
@@ -666,7 +867,7 @@ absl::StatusOr<Policy> Policy::Create(PolicySpec spec) {
   }
   for (const Group& group : spec.groups) {
     const std::string what = Cat("group \"", group.name, "\"");
-    if (absl::Status s = CheckThresholdShape(group.threshold, what, nowhere); !s.ok()) return s;
+    if (absl::Status s = CheckThresholdShape(group.threshold.threshold, group.threshold.members, what, nowhere); !s.ok()) return s;
     if (absl::Status s = CheckMembersKnown(group.threshold, what, nowhere, names); !s.ok()) return s;
   }
   if (std::vector<std::string> cycle = FindGroupCycle(spec.groups); !cycle.empty()) {
@@ -748,70 +949,251 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
   }
 
   if (absl::Status s = CheckKnownKeys(
-          root, {"quorum", "operator", "maintainer"}, file_name, "in the policy",
-          "a policy has only quorum, [[operator]] and [[maintainer]]; node settings such as "
-          "[gateway] or [[peer]] belong in the node's own config file");
+          root, {"version", "parent", "update_threshold", "quorum", "group", "rule", "operator", "maintainer"},
+          file_name, "in the policy",
+          "a policy has only version, parent, update_threshold, quorum, [[group]], [[rule]], [[operator]] and "
+          "[[maintainer]]; node settings such as [gateway] or [[peer]] belong in the node's own config file");
       !s.ok()) {
     return s;
   }
 
-  // The quorum sits above every table in the file, so its own checks come first; whether it exceeds
-  // the number of operators can only be told once they are all read. A missing quorum is reported
-  // last: it is often a quorum written below a table header, which the walk reports more precisely.
-  const toml::node* quorum = root.get("quorum");
-  const toml::value<int64_t>* quorum_value = nullptr;
-  std::string quorum_where;
-  if (quorum != nullptr) {
-    quorum_value = quorum->as_integer();
-    if (quorum_value == nullptr) {
-      return absl::InvalidArgumentError(Cat(Where(file_name, quorum->source()), "quorum is ",
-                                            TypeName(*quorum),
-                                            ", not an integer (write e.g. quorum = 2)"));
-    }
-    quorum_where = Where(file_name, quorum->source());
-    if (absl::Status s = ValidateQuorum(quorum_value->get(), SIZE_MAX, quorum_where); !s.ok()) {
-      return s;
+  PolicySpec spec;
+  // The chain settings are top-level values, which TOML puts above every table, so checking them
+  // first keeps the first problem in the file the one reported.
+  std::string version_where;
+  std::string parent_where;
+  std::string update_threshold_where;
+  for (const auto& [key, node] : EntriesInFileOrder(root)) {
+    const std::string where = Where(file_name, node->source());
+    if (key->str() == "version") {
+      const auto* value = node->as_integer();
+      if (value == nullptr) {
+        return absl::InvalidArgumentError(Cat(where, "version is ", TypeName(*node),
+                                              ", not an integer (write e.g. version = 2)"));
+      }
+      if (absl::Status s = CheckVersion(value->get(), /*has_parent=*/false, where); !s.ok()) return s;
+      spec.version = value->get();
+      version_where = where;
+    } else if (key->str() == "parent") {
+      const auto* value = node->as_string();
+      if (value == nullptr) {
+        return absl::InvalidArgumentError(
+            Cat(where, "parent is ", TypeName(*node),
+                ", not a string (write parent = \"sha256:<hex>\", the hash of the policy this one replaces)"));
+      }
+      if (absl::Status s = CheckParent(value->get(), where); !s.ok()) return s;
+      spec.parent = value->get();
+      parent_where = where;
+    } else if (key->str() == "update_threshold") {
+      const auto* value = node->as_integer();
+      if (value == nullptr) {
+        return absl::InvalidArgumentError(Cat(where, "update_threshold is ", TypeName(*node),
+                                              ", not an integer (write e.g. update_threshold = 2)"));
+      }
+      if (absl::Status s = CheckUpdateThreshold(value->get(), 0, 0, where); !s.ok()) return s;
+      if (value->get() > INT32_MAX) {
+        return absl::InvalidArgumentError(
+            Cat(where, "update_threshold is ", value->get(),
+                " (no policy has that many maintainers: set it to at most the number of maintainers)"));
+      }
+      spec.update_threshold = static_cast<int>(value->get());
+      update_threshold_where = where;
     }
   }
+  if (!spec.parent.empty() && version_where.empty()) {
+    return absl::InvalidArgumentError(
+        Cat(parent_where,
+            "the policy has a parent but no version (a successor's version is its parent's + 1: add version = N "
+            "at the top)"));
+  }
+  if (absl::Status s = CheckVersion(spec.version, !spec.parent.empty(), version_where); !s.ok()) return s;
+
+  // Quorums whose checks need every name (flat: the number of operators; tables: that each member
+  // exists), in file order; checked once the walk has read everything.
+  struct PendingQuorum {
+    Quorum quorum;
+    std::string what;
+    ThresholdWhere where;
+  };
+  std::vector<PendingQuorum> pending;
+  // A missing quorum is reported last: it is often a quorum written below a table header, which the
+  // walk reports more precisely.
+  bool has_quorum = false;
+  // Parses a quorum value: an integer, or a table with threshold and members.
+  auto parse_quorum = [&](const toml::node& node, std::string_view what,
+                          std::string_view table_context) -> absl::StatusOr<Quorum> {
+    const std::string where = Where(file_name, node.source());
+    Quorum quorum;
+    if (const auto* value = node.as_integer(); value != nullptr) {
+      // Whether it exceeds the number of operators is told once they are all read.
+      if (absl::Status s = ValidateQuorum(value->get(), SIZE_MAX, where, what); !s.ok()) return s;
+      if (value->get() > INT32_MAX) {
+        return ValidateQuorum(value->get(), INT32_MAX, where, what);  // more than any policy's operators
+      }
+      quorum.any = static_cast<int>(value->get());
+      pending.push_back({quorum, std::string(what), {.threshold = where}});
+      return quorum;
+    }
+    if (const toml::table* table = node.as_table(); table != nullptr) {
+      if (absl::Status s = CheckKnownKeys(*table, {"threshold", "members"}, file_name, table_context,
+                                          "a quorum table has only threshold and members; keys written after a "
+                                          "table header belong to it, so top-level keys go above the first table");
+          !s.ok()) {
+        return s;
+      }
+      absl::StatusOr<std::pair<Threshold, ThresholdWhere>> threshold = ParseThresholdFields(*table, what, file_name);
+      if (!threshold.ok()) return threshold.status();
+      quorum.of = std::move(threshold->first);
+      pending.push_back({quorum, std::string(what), std::move(threshold->second)});
+      return quorum;
+    }
+    return absl::InvalidArgumentError(
+        Cat(where, what, " is ", TypeName(node),
+            ", not an integer or a table (write e.g. quorum = 2 for any 2 operators, or a table with threshold "
+            "and members: quorum = {threshold = 2, members = [\"org-a\", \"group-b\"]})"));
+  };
 
   NameRegistry names;
-  std::vector<Operator> operators;
-  std::vector<PublicKey> maintainers;
+  std::string last_maintainer_where;
+  absl::flat_hash_map<std::string, std::string> group_where;  // group name -> where its name is
   // Walk the sections in file order, so that with several problems the first one in the file is
   // reported (a duplicate is reported at its second occurrence).
   for (const auto& [key, node] : EntriesInFileOrder(root)) {
-    if (key->str() == "operator") {
+    if (key->str() == "quorum") {
+      absl::StatusOr<Quorum> quorum = parse_quorum(*node, "quorum", "in [quorum]");
+      if (!quorum.ok()) return quorum.status();
+      spec.quorum = *std::move(quorum);
+      has_quorum = true;
+    } else if (key->str() == "group") {
       absl::StatusOr<const toml::array*> array = ArrayOfTables(*key, *node, file_name);
       if (!array.ok()) return array.status();
       for (const toml::node& element : **array) {
-        absl::StatusOr<Operator> op = ParseOperator(*element.as_table(), file_name, names);
+        const toml::table& table = *element.as_table();
+        if (absl::Status s = CheckKnownKeys(
+                table, {"name", "threshold", "members"}, file_name, "in [[group]]",
+                "a group has only name, threshold and members; keys written after a [[group]] header belong to "
+                "it, so top-level keys such as quorum go above the first table");
+            !s.ok()) {
+          return s;
+        }
+        const toml::node* name = table.get("name");
+        if (name == nullptr) {
+          return absl::InvalidArgumentError(Cat(Where(file_name, table.source()),
+                                                "[[group]] has no name (add name = \"<group>\" to this table)"));
+        }
+        if (!name->is_string()) {
+          return absl::InvalidArgumentError(Cat(Where(file_name, name->source()), "group name is ",
+                                                TypeName(*name), ", not a string (write name = \"<group>\")"));
+        }
+        Group group{.name = name->as_string()->get()};
+        const std::string name_where = Where(file_name, name->source());
+        if (absl::Status s = names.AddGroup(group.name, name_where); !s.ok()) return s;
+        const std::string what = Cat("group \"", group.name, "\"");
+        absl::StatusOr<std::pair<Threshold, ThresholdWhere>> threshold = ParseThresholdFields(table, what, file_name);
+        if (!threshold.ok()) return threshold.status();
+        group.threshold = std::move(threshold->first);
+        pending.push_back({Quorum{.of = group.threshold}, what, std::move(threshold->second)});
+        group_where.emplace(group.name, name_where);
+        spec.groups.push_back(std::move(group));
+      }
+    } else if (key->str() == "rule") {
+      absl::StatusOr<const toml::array*> array = ArrayOfTables(*key, *node, file_name);
+      if (!array.ok()) return array.status();
+      for (const toml::node& element : **array) {
+        const toml::table& table = *element.as_table();
+        const std::string what = Cat("rule ", spec.rules.size() + 1);
+        const std::string table_where = Where(file_name, table.source());
+        if (absl::Status s = CheckKnownKeys(
+                table, {"names", "quorum"}, file_name, "in [[rule]]",
+                "a rule has only names and quorum; keys written after a [[rule]] header belong to it, so "
+                "top-level keys go above the first table");
+            !s.ok()) {
+          return s;
+        }
+        Rule rule;
+        const toml::node* globs = table.get("names");
+        const toml::array* list = globs == nullptr ? nullptr : globs->as_array();
+        if (globs != nullptr && list == nullptr) {
+          return absl::InvalidArgumentError(Cat(Where(file_name, globs->source()), what, " names is ",
+                                                TypeName(*globs), ", not an array (write names = [\"openssl-*\"])"));
+        }
+        if (list == nullptr || list->empty()) {
+          return absl::InvalidArgumentError(
+              Cat(globs == nullptr ? table_where : Where(file_name, globs->source()), what,
+                  " has no names (add names = [\"openssl-*\", ...], globs on the store path's name after its hash)"));
+        }
+        for (const toml::node& glob : *list) {
+          const std::string glob_where = Where(file_name, glob.source());
+          const auto* value = glob.as_string();
+          if (value == nullptr) {
+            return absl::InvalidArgumentError(Cat(glob_where, "a name of ", what, " is ", TypeName(glob),
+                                                  ", not a string (write the glob in quotes, e.g. \"openssl-*\")"));
+          }
+          if (absl::Status s = CheckGlob(value->get(), what, glob_where); !s.ok()) return s;
+          rule.names.push_back(value->get());
+        }
+        const toml::node* quorum = table.get("quorum");
+        if (quorum == nullptr) {
+          return absl::InvalidArgumentError(
+              Cat(table_where, what,
+                  " has no quorum (add quorum = K for any K operators, or quorum = {threshold = T, members = "
+                  "[...]})"));
+        }
+        absl::StatusOr<Quorum> parsed = parse_quorum(*quorum, Cat(what, ": quorum"), Cat("in the quorum of ", what));
+        if (!parsed.ok()) return parsed.status();
+        rule.quorum = *std::move(parsed);
+        spec.rules.push_back(std::move(rule));
+      }
+    } else if (key->str() == "operator") {
+      absl::StatusOr<const toml::array*> array = ArrayOfTables(*key, *node, file_name);
+      if (!array.ok()) return array.status();
+      for (const toml::node& element : **array) {
+        absl::StatusOr<Operator> op = ParseOperator(*element.as_table(), file_name, names, spec.lifecycles);
         if (!op.ok()) return op.status();
-        operators.push_back(*std::move(op));
+        spec.operators.push_back(*std::move(op));
       }
     } else if (key->str() == "maintainer") {
       absl::StatusOr<const toml::array*> array = ArrayOfTables(*key, *node, file_name);
       if (!array.ok()) return array.status();
       for (const toml::node& element : **array) {
         absl::StatusOr<PublicKey> maintainer =
-            ParseMaintainer(*element.as_table(), file_name, names);
+            ParseMaintainer(*element.as_table(), file_name, names, spec.lifecycles);
         if (!maintainer.ok()) return maintainer.status();
-        maintainers.push_back(*std::move(maintainer));
+        spec.maintainers.push_back(*std::move(maintainer));
+        last_maintainer_where = Where(file_name, element.source());
       }
     }
   }
-  if (quorum_value == nullptr) {
+  if (!has_quorum) {
     return absl::InvalidArgumentError(
         Cat(file_name, ":1:1: ",
             "the policy has no quorum (add e.g. `quorum = 2` at the top: the number of distinct "
             "operators that must agree)"));
   }
-  if (absl::Status s = ValidateQuorum(quorum_value->get(), operators.size(), quorum_where);
+  for (const PendingQuorum& p : pending) {
+    if (p.quorum.of.has_value()) {
+      if (absl::Status s = CheckMembersKnown(*p.quorum.of, p.what, p.where, names); !s.ok()) return s;
+    } else if (absl::Status s = ValidateQuorum(p.quorum.any, spec.operators.size(), p.where.threshold, p.what);
+               !s.ok()) {
+      return s;
+    }
+  }
+  if (std::vector<std::string> cycle = FindGroupCycle(spec.groups); !cycle.empty()) {
+    return CycleError(cycle, group_where[cycle.front()]);
+  }
+  size_t usable_maintainers = 0;
+  for (const PublicKey& key : spec.maintainers) {
+    auto it = spec.lifecycles.find(key.name());
+    if (it == spec.lifecycles.end() || it->second.state != KeyState::kRevoked) ++usable_maintainers;
+  }
+  if (absl::Status s = CheckUpdateThreshold(spec.update_threshold, usable_maintainers, spec.maintainers.size(),
+                                            update_threshold_where.empty() ? last_maintainer_where
+                                                                           : update_threshold_where);
       !s.ok()) {
     return s;
   }
 
-  absl::StatusOr<Policy> policy =
-      Create(static_cast<int>(quorum_value->get()), std::move(operators), std::move(maintainers));
+  absl::StatusOr<Policy> policy = Create(std::move(spec));
   if (!policy.ok()) {
     // Everything Create checks was checked above with a position; this is a safety net.
     return absl::InvalidArgumentError(Cat(file_name, ": ", policy.status().message()));

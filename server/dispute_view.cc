@@ -122,7 +122,7 @@ absl::StatusOr<consensus::DisputeRecord> RecordOf(const storage::StoredDispute& 
   return record;
 }
 
-DisputeView::DisputeView(const consensus::Policy& policy, storage::Ledger* store,
+DisputeView::DisputeView(const PolicyBook& policy, storage::Ledger* store,
                          const ResolutionBook* resolutions)
     : policy_(policy), store_(store), resolutions_(resolutions) {}
 
@@ -170,7 +170,7 @@ absl::StatusOr<DisputeDetail> DisputeView::Get(std::string_view wanted) const {
   if (attestations->size() == 1) of_path = std::move(attestations->front());
   AddSides(of_path, detail);
   // The evidence as recorded: builders excluded since still count here.
-  const PathTally tally = TallyStored(policy_, of_path, consensus::TallyOptions{});
+  const PathTally tally = TallyStored(*policy_.current(), of_path, consensus::TallyOptions{});
   for (size_t index : tally.CountedStoredIndices()) detail.counted.push_back(of_path[index]);
 
   auto resolutions = store_->ResolutionsFor(id);

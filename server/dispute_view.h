@@ -27,6 +27,7 @@
 #include "consensus/path_info.h"
 #include "consensus/policy.h"
 #include "consensus/resolution.h"
+#include "server/policy_book.h"
 #include "server/resolution_book.h"
 #include "storage/ledger.h"
 
@@ -107,7 +108,7 @@ absl::StatusOr<consensus::DisputeRecord> RecordOf(const storage::StoredDispute& 
 class DisputeView final {
  public:
   // `resolutions` (null: nobody is excluded) is borrowed.
-  DisputeView(const consensus::Policy& policy, storage::Ledger* store,
+  DisputeView(const PolicyBook& policy, storage::Ledger* store,
               const ResolutionBook* resolutions = nullptr);
 
   // A page of disputes, open first, then by id.
@@ -124,10 +125,10 @@ class DisputeView final {
   //   the store's error, with a client-safe message
   absl::StatusOr<DisputeDetail> Get(std::string_view id) const;
 
-  const consensus::Policy& policy() const { return policy_; }
+  const PolicyBook& policy() const { return policy_; }
 
  private:
-  const consensus::Policy& policy_;
+  const PolicyBook& policy_;
   storage::Ledger* const store_;
   const ResolutionBook* const resolutions_;
 };

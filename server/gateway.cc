@@ -121,7 +121,7 @@ std::optional<std::string> GatewayNarUrl(std::string_view url, std::string_view 
   return Cat("nar/", file);
 }
 
-Gateway::Gateway(const consensus::Policy& policy, storage::Ledger* store,
+Gateway::Gateway(const PolicyBook& policy, storage::Ledger* store,
                  const consensus::SecretKey& node_key, std::unique_ptr<Upstream> upstream, Clock clock,
                  GatewayOptions options)
     : policy_(policy),
@@ -195,7 +195,7 @@ std::optional<consensus::StorePath> Gateway::UnconfirmedPathOf(const std::string
   const std::vector<consensus::StorePath> paths{*path};
   absl::StatusOr<std::vector<std::vector<storage::StoredAttestation>>> stored = store_->AttestationsFor(paths);
   if (!stored.ok() || stored->size() != 1) return std::nullopt;
-  const PathTally tally = TallyStored(policy_, (*stored)[0], *TallyOptionsOf(options_.resolutions));
+  const PathTally tally = TallyStored(*policy_.current(), (*stored)[0], *TallyOptionsOf(options_.resolutions));
   if (tally.result.verdict == consensus::Verdict::kConfirmed) return std::nullopt;
   return path;
 }
@@ -249,6 +249,9 @@ HttpResponse Gateway::Resolve(const std::string& hash_part, const std::string* c
     absl::ReaderMutexLock lock(&mu_);
     generation = generation_;
   }
+  // Taken after `generation`: an adoption after this point bumps the generation (VerdictsChanged), so an
+  // answer computed under the policy it replaced is not kept.
+  const std::shared_ptr<const consensus::Policy> policy = policy_.current();
   tallies_.fetch_add(1, std::memory_order_relaxed);
   const std::vector<consensus::StorePath> paths{narinfo.claim.path};
   absl::StatusOr<std::vector<std::vector<storage::StoredAttestation>>> stored = store_->AttestationsFor(paths);
@@ -258,13 +261,13 @@ HttpResponse Gateway::Resolve(const std::string& hash_part, const std::string* c
     keep(false, nullptr, "", generation, Answer::kNarInfoStoreFailed);
     return NotServed("the node cannot read its store right now");
   }
-  const PathTally tally = TallyStored(policy_, (*stored)[0], *TallyOptionsOf(options_.resolutions));
+  const PathTally tally = TallyStored(*policy, (*stored)[0], *TallyOptionsOf(options_.resolutions));
   const consensus::TallyResult& result = tally.result;
   std::string reason;
   if (result.verdict != consensus::Verdict::kConfirmed) {
     reason = Cat(narinfo.claim.path.full(), " is ", consensus::VerdictName(result.verdict),
                  result.verdict == consensus::Verdict::kPending
-                     ? Cat(" (", result.fingerprints.front().operators.size(), " of ", policy_.quorum(), " operators)")
+                     ? Cat(" (", result.fingerprints.front().operators.size(), " of ", policy->quorum(), " operators)")
                      : std::string());
     demand_path = narinfo.claim.path;
     keep(true, nullptr, reason, generation,

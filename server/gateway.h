@@ -54,6 +54,7 @@
 #include "consensus/keys.h"
 #include "consensus/narinfo.h"
 #include "consensus/policy.h"
+#include "server/policy_book.h"
 #include "consensus/store_path.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
@@ -97,7 +98,7 @@ class Gateway final {
  public:
   using Clock = std::function<absl::Time()>;
 
-  Gateway(const consensus::Policy& policy, storage::Ledger* store, const consensus::SecretKey& node_key,
+  Gateway(const PolicyBook& policy, storage::Ledger* store, const consensus::SecretKey& node_key,
           std::unique_ptr<Upstream> upstream, Clock clock, GatewayOptions options);
   ~Gateway();
   Gateway(const Gateway&) = delete;
@@ -148,7 +149,7 @@ class Gateway final {
   void EvictSome(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NoteUpstreamHealth(const absl::Status& status);
 
-  const consensus::Policy& policy_;
+  const PolicyBook& policy_;  // asked for the current policy once per tally
   storage::Ledger* const store_;
   const consensus::SecretKey& node_key_;
   const std::unique_ptr<Upstream> upstream_;

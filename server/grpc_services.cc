@@ -9,6 +9,10 @@
 #include "server/grpc_status.h"
 
 namespace attest::server {
+
+using consensus::Cat;
+using consensus::StdView;
+
 namespace {
 
 // Runs `work` on the pool and finishes the call with its status. A call whose client already gave up
@@ -202,25 +206,110 @@ grpc::ServerUnaryReactor* LogService::GetConsistencyProof(grpc::CallbackServerCo
   });
 }
 
-PolicyService::PolicyService(const consensus::Policy& policy, const consensus::PublicKey& node_key) {
-  info_.set_hash(policy.Hash());
-  info_.set_quorum(policy.quorum());
-  for (const consensus::Operator& op : policy.operators()) {
-    v1::Operator* out = info_.add_operators();
+v1::PolicyInfo PolicyInfoOf(const PolicyBook& book, const consensus::PublicKey& node_key) {
+  const std::shared_ptr<const consensus::Policy> policy = book.current();
+  const std::shared_ptr<const storage::StoredPolicyLink> link = book.current_link();
+  v1::PolicyInfo info;
+  info.set_hash(policy->Hash());
+  const consensus::Quorum& quorum = policy->default_quorum();
+  info.set_quorum(quorum.of.has_value() ? 0 : quorum.any);
+  for (const consensus::Operator& op : policy->operators()) {
+    v1::Operator* out = info.add_operators();
     out->set_name(op.name);
     for (const consensus::PublicKey& key : op.builders) out->add_builders(key.ToString());
   }
-  for (const consensus::PublicKey& key : policy.maintainers()) info_.add_maintainers(key.ToString());
-  info_.set_canonical_text(policy.CanonicalText());
-  info_.set_node_public_key(node_key.ToString());
+  for (const consensus::PublicKey& key : policy->maintainers()) info.add_maintainers(key.ToString());
+  info.set_canonical_text(policy->CanonicalText());
+  info.set_node_public_key(node_key.ToString());
+  info.set_version(policy->version());
+  info.set_parent(policy->parent());
+  info.set_update_threshold(policy->update_threshold());
+  // The link and the policy are read apart: an adoption in between would pair them wrongly, so the
+  // link is shown only when it is the one that made this policy current.
+  if (link != nullptr && link->hash == policy->Hash()) {
+    info.set_toml(link->toml);
+    for (const consensus::Signature& approval : link->approvals) info.add_approvals(approval.ToString());
+    for (const std::string& name : book.current_counted_approvals()) info.add_counted_approvals(name);
+    info.set_adopted_unix(link->received_unix);
+    info.set_adopted_from(link->origin);
+  }
+  return info;
 }
+
+absl::StatusOr<v1::SubmitPolicyResponse> SubmitPolicyLink(PolicyBook& book, const v1::PolicyLink& request,
+                                                          absl::Time now) {
+  consensus::PolicyLink link{.toml = request.toml(), .approvals = {}};
+  link.approvals.reserve(static_cast<size_t>(request.approvals_size()));
+  for (int i = 0; i < request.approvals_size(); ++i) {
+    absl::StatusOr<consensus::Signature> approval = consensus::Signature::Parse(request.approvals(i));
+    if (!approval.ok()) {
+      return absl::InvalidArgumentError(Cat("approvals[", i, "]: ", StdView(approval.status().message()),
+                                            " (an approval is one line of `attest policy sign`'s output)"));
+    }
+    link.approvals.push_back(*std::move(approval));
+  }
+  absl::StatusOr<PolicyBook::Adopted> adopted = book.Adopt(link, "", absl::ToUnixSeconds(now));
+  if (!adopted.ok()) return adopted.status();
+  LogPolicyAdoption(*adopted, "a submission");
+  v1::SubmitPolicyResponse response;
+  response.set_hash(adopted->policy->Hash());
+  response.set_version(adopted->policy->version());
+  response.set_previous_hash(adopted->previous->Hash());
+  for (const std::string& name : adopted->counted_approvals) response.add_counted_approvals(name);
+  return response;
+}
+
+absl::StatusOr<v1::GetPolicyChainResponse> PolicyChainSince(const PolicyBook& book,
+                                                            const v1::GetPolicyChainRequest& request) {
+  absl::StatusOr<std::vector<storage::StoredPolicyLink>> links = book.LinksSince(request.since());
+  if (!links.ok()) return links.status();
+  v1::GetPolicyChainResponse response;
+  for (const storage::StoredPolicyLink& link : *links) {
+    v1::PolicyLink* out = response.add_links();
+    out->set_toml(link.toml);
+    for (const consensus::Signature& approval : link.approvals) out->add_approvals(approval.ToString());
+    out->set_received_unix(link.received_unix);
+    out->set_origin(link.origin);
+  }
+  return response;
+}
+
+PolicyService::PolicyService(PolicyBook* policy, const consensus::PublicKey& node_key, WorkerPool* read_pool,
+                             WorkerPool* write_pool, Clock clock)
+    : policy_(policy),
+      node_key_(node_key),
+      read_pool_(read_pool),
+      write_pool_(write_pool),
+      clock_(std::move(clock)) {}
 
 grpc::ServerUnaryReactor* PolicyService::GetPolicy(grpc::CallbackServerContext* context,
                                                    const v1::GetPolicyRequest* request, v1::PolicyInfo* response) {
-  *response = info_;
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return OnPool(context, read_pool_, [this, response]() -> absl::Status {
+    *response = PolicyInfoOf(*policy_, node_key_);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* PolicyService::SubmitPolicy(grpc::CallbackServerContext* context,
+                                                      const v1::PolicyLink* request,
+                                                      v1::SubmitPolicyResponse* response) {
+  return OnPool(context, write_pool_, [this, request, response]() -> absl::Status {
+    auto answer = SubmitPolicyLink(*policy_, *request, clock_());
+    if (!answer.ok()) return answer.status();
+    *response = *std::move(answer);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* PolicyService::GetPolicyChain(grpc::CallbackServerContext* context,
+                                                        const v1::GetPolicyChainRequest* request,
+                                                        v1::GetPolicyChainResponse* response) {
+  return OnPool(context, read_pool_, [this, request, response]() -> absl::Status {
+    auto answer = PolicyChainSince(*policy_, *request);
+    if (!answer.ok()) return answer.status();
+    *response = *std::move(answer);
+    return absl::OkStatus();
+  });
 }
 
 FederationService::FederationService(Replicator* replicator, NarSourceStatusFn sources, WorkerPool* read_pool)

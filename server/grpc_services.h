@@ -20,6 +20,7 @@
 #include "proto/attest/v1/attest.grpc.pb.h"
 #include "server/dispute_view.h"
 #include "server/ingest.h"
+#include "server/policy_book.h"
 #include "server/replication.h"
 #include "server/log_proofs.h"
 #include "server/rebuild_handler.h"
@@ -75,17 +76,41 @@ class DisputesService final : public v1::Disputes::CallbackService {
   WorkerPool* const write_pool_;
 };
 
+// The policy the node decides under now and the chain that led to it (server/policy_book.h).
+// GetPolicy answers from the book's current policy; SubmitPolicy adopts a successor (on the write pool:
+// it verifies signatures and writes the store) and logs it with what changed; GetPolicyChain hands the
+// links since a policy to a peer that is behind.
 class PolicyService final : public v1::Policy::CallbackService {
  public:
-  // The answer never changes while the node runs, so it is built once.
-  PolicyService(const consensus::Policy& policy, const consensus::PublicKey& node_key);
+  // Borrows everything. `clock` gives the received time of a submitted update.
+  PolicyService(PolicyBook* policy, const consensus::PublicKey& node_key, WorkerPool* read_pool,
+                WorkerPool* write_pool, Clock clock);
 
   grpc::ServerUnaryReactor* GetPolicy(grpc::CallbackServerContext* context, const v1::GetPolicyRequest* request,
                                       v1::PolicyInfo* response) override;
+  grpc::ServerUnaryReactor* SubmitPolicy(grpc::CallbackServerContext* context, const v1::PolicyLink* request,
+                                         v1::SubmitPolicyResponse* response) override;
+  grpc::ServerUnaryReactor* GetPolicyChain(grpc::CallbackServerContext* context,
+                                           const v1::GetPolicyChainRequest* request,
+                                           v1::GetPolicyChainResponse* response) override;
 
  private:
-  v1::PolicyInfo info_;
+  PolicyBook* const policy_;
+  const consensus::PublicKey node_key_;
+  WorkerPool* const read_pool_;
+  WorkerPool* const write_pool_;
+  const Clock clock_;
 };
+
+// The handlers behind PolicyService, testable without a server.
+v1::PolicyInfo PolicyInfoOf(const PolicyBook& book, const consensus::PublicKey& node_key);
+//   INVALID_ARGUMENT  an approval that does not parse ("approvals[<i>]: ..."), or PolicyBook::Adopt's
+//   otherwise PolicyBook::Adopt's errors (ALREADY_EXISTS, FAILED_PRECONDITION, PERMISSION_DENIED, the store's)
+absl::StatusOr<v1::SubmitPolicyResponse> SubmitPolicyLink(PolicyBook& book, const v1::PolicyLink& request,
+                                                          absl::Time now);
+//   NOT_FOUND  `since` is not in the node's chain
+absl::StatusOr<v1::GetPolicyChainResponse> PolicyChainSince(const PolicyBook& book,
+                                                            const v1::GetPolicyChainRequest& request);
 
 // The node's transparency log (server/log_proofs.h): the checkpoint from memory, proofs on the read pool.
 class LogService final : public v1::LogService::CallbackService {

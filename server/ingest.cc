@@ -235,7 +235,7 @@ struct Ingestor::Metrics final {
   Histogram* commit_replication;
 };
 
-Ingestor::Ingestor(const consensus::Policy& policy, storage::StoreWriter* writer, storage::Ledger* ledger,
+Ingestor::Ingestor(const PolicyBook& policy, storage::StoreWriter* writer, storage::Ledger* ledger,
                    const consensus::SecretKey& node_key, Clock clock, IngestOptions options)
     : policy_(policy),
       writer_(writer),
@@ -273,7 +273,8 @@ absl::StatusOr<std::vector<IngestResult>> Ingestor::SubmitBatch(
 
   std::vector<Item> items(count);
   const auto verify_start = std::chrono::steady_clock::now();
-  VerifyInChunks(count, [&](size_t i) { CheckItem(batch[static_cast<int>(i)], i, count, items[i]); });
+  const std::shared_ptr<const consensus::Policy> policy = policy_.current();
+  VerifyInChunks(count, [&](size_t i) { CheckItem(*policy, batch[static_cast<int>(i)], i, count, items[i]); });
   metrics_->verify_submit->Observe(SecondsSince(verify_start));
 
   // The first occurrence of an identical attestation is the one that is stored.
@@ -339,7 +340,8 @@ void Ingestor::VerifyInChunks(size_t count, absl::FunctionRef<void(size_t)> chec
   pending.Wait();
 }
 
-void Ingestor::CheckItem(const v1::Attestation& message, size_t index, size_t count, Item& item) const {
+void Ingestor::CheckItem(const consensus::Policy& policy, const v1::Attestation& message, size_t index, size_t count,
+                         Item& item) const {
   const std::string prefix = Cat("attestation ", index + 1, " of ", count, ": ");
   proto::AttestationField field_at_fault;
   absl::StatusOr<consensus::Attestation> attestation = proto::FromProto(message, &field_at_fault);
@@ -354,7 +356,7 @@ void Ingestor::CheckItem(const v1::Attestation& message, size_t index, size_t co
   std::optional<consensus::PublicKey> carried;
   Rejection carried_problem = Rejection::kMissingPublicKey;
   absl::Status carried_status;
-  if (options_.observe_unknown_keys && !message.public_key().empty() && policy_.FindBuilder(key_name) == nullptr) {
+  if (options_.observe_unknown_keys && !message.public_key().empty() && policy.FindBuilder(key_name) == nullptr) {
     absl::StatusOr<consensus::PublicKey> parsed = consensus::PublicKey::Parse(message.public_key());
     if (!parsed.ok()) {
       carried_problem = Rejection::kMalformedPublicKey;
@@ -368,9 +370,9 @@ void Ingestor::CheckItem(const v1::Attestation& message, size_t index, size_t co
       carried = *std::move(parsed);
     }
   }
-  const KeyLookup key = LookUpKey(policy_, options_.observe_unknown_keys, key_name, carried, carried_problem);
+  const KeyLookup key = LookUpKey(policy, options_.observe_unknown_keys, key_name, carried, carried_problem);
   const std::string not_in_policy =
-      Cat(prefix, "key '", key_name, "' is not a builder key in the policy (policy ", policy_.Hash(), "); ");
+      Cat(prefix, "key '", key_name, "' is not a builder key in the policy (policy ", policy.Hash(), "); ");
   switch (key.problem) {
     case Rejection::kNone:
       break;
@@ -413,12 +415,14 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
   const size_t count = batch.attestations.size();
   std::vector<Item> items(count);
   const auto verify_start = std::chrono::steady_clock::now();
-  VerifyInChunks(count, [this, &batch, &items](size_t i) {
+  const std::shared_ptr<const consensus::Policy> policy = policy_.current();
+  const int64_t verify_unix = absl::ToUnixSeconds(clock_());
+  VerifyInChunks(count, [this, &batch, &items, &policy, verify_unix](size_t i) {
     const consensus::AttestationEntry& parsed = batch.attestations[i].parsed;
     const consensus::Attestation& attestation = parsed.attestation;
     Item& item = items[i];
     const KeyLookup key =
-        LookUpKey(policy_, options_.observe_unknown_keys, attestation.key_name(), parsed.observed_key, Rejection::kNone);
+        LookUpKey(*policy, options_.observe_unknown_keys, attestation.key_name(), parsed.observed_key, Rejection::kNone);
     if (key.problem != Rejection::kNone) {
       // Not an error of the peer's: this node neither counts nor observes the key.
       item.Reject(Rejection::kOutsidePolicy, absl::OkStatus());
@@ -433,9 +437,12 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
                                                               : " with the policy's key")));
       return;
     }
+    // The origin's received time, so a retired key's cut-off decides the same on every node; never
+    // later than this node's clock (a peer cannot date an attestation into the future).
     item.verified = VerifiedAttestation{.attestation = attestation,
                                         .observed_key = key.observed ? parsed.observed_key : std::nullopt,
-                                        .fingerprint = std::move(fingerprint)};
+                                        .fingerprint = std::move(fingerprint),
+                                        .received_unix = std::min(parsed.received_unix, verify_unix)};
   });
   if (count != 0) metrics_->verify_replication->Observe(SecondsSince(verify_start));
 
@@ -447,7 +454,7 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
   std::vector<size_t> statement_sources;  // parallel to write.statements: the index in batch.resolutions
   for (const ReplicatedResolution& replicated : batch.resolutions) {
     absl::StatusOr<consensus::VerifiedResolution> verified =
-        consensus::VerifyResolution(replicated.signed_note, policy_);
+        consensus::VerifyResolution(replicated.signed_note, *policy);
     if (!verified.ok()) {
       ++counts.rejected;
       batch.rejected.push_back(storage::RejectedEntry{.peer = batch.peer,
@@ -606,7 +613,8 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
   // A replicated batch is alone in its group.
   const ReplicationBatch* replication = group.empty() ? nullptr : group.front()->replication;
   IngestPlanInput input;
-  input.policy = &policy_;
+  const std::shared_ptr<const consensus::Policy> policy = policy_.current();
+  input.policy = policy.get();
   input.node_key = &node_key_;
   input.resolutions = options_.resolutions;
   input.now_unix = absl::ToUnixSeconds(clock_());
@@ -695,7 +703,8 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
 }
 
 absl::StatusOr<ResolveResult> Ingestor::Resolve(std::string_view signed_statement) {
-  absl::StatusOr<consensus::VerifiedResolution> verified = consensus::VerifyResolution(signed_statement, policy_);
+  absl::StatusOr<consensus::VerifiedResolution> verified =
+      consensus::VerifyResolution(signed_statement, *policy_.current());
   if (!verified.ok()) return verified.status();
   const consensus::Resolution& resolution = verified->resolution;
   const absl::Time now = clock_();

@@ -52,6 +52,7 @@
 #include "consensus/keys.h"
 #include "consensus/log_entry.h"
 #include "consensus/policy.h"
+#include "server/policy_book.h"
 #include "google/protobuf/repeated_ptr_field.h"
 #include "proto/attest/v1/attest.pb.h"
 #include "consensus/resolution.h"
@@ -149,7 +150,7 @@ class Ingestor final {
  public:
   // Writes through `writer`; reads what is already stored (attestations, disputes, statements) from
   // `ledger`. Both are usually the same store (storage/attestation_store.h), borrowed.
-  Ingestor(const consensus::Policy& policy, storage::StoreWriter* writer, storage::Ledger* ledger,
+  Ingestor(const PolicyBook& policy, storage::StoreWriter* writer, storage::Ledger* ledger,
            const consensus::SecretKey& node_key, Clock clock, IngestOptions options);
   ~Ingestor();
   Ingestor(const Ingestor&) = delete;
@@ -200,7 +201,8 @@ class Ingestor final {
   // Calls check(0) ... check(count - 1): on the calling thread for a small batch, else in chunks on the
   // verify pool; returns when all are done.
   void VerifyInChunks(size_t count, absl::FunctionRef<void(size_t)> check);
-  void CheckItem(const v1::Attestation& message, size_t index, size_t count, Item& item) const;
+  void CheckItem(const consensus::Policy& policy, const v1::Attestation& message, size_t index, size_t count,
+                 Item& item) const;
   absl::Status Commit(PendingWrite& write);
   // After a write of `items` failed for its content: writes each item on its own (for a replicated
   // batch, without the follower's progress), hands the ones that fail for their content to `refuse`,
@@ -212,7 +214,7 @@ class Ingestor final {
   absl::Status WriteGroup(const std::vector<PendingWrite*>& group);
   bool WriterIdleOrDone(PendingWrite* write) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  const consensus::Policy& policy_;
+  const PolicyBook& policy_;  // a batch is verified, and a write group planned, under one snapshot
   storage::StoreWriter* const writer_;
   storage::Ledger* const ledger_;
   const consensus::SecretKey& node_key_;

@@ -163,7 +163,7 @@ absl::StatusOr<IngestPlan> PlanIngest(const IngestPlanInput& input) {
       if (!present.insert(IdentityKey(item.fingerprint, item.attestation.key_name())).second) continue;
       if (combined.empty()) combined.assign(stored.begin(), stored.end());
       combined.push_back(storage::StoredAttestation{.attestation = item.attestation,
-                                                    .received_unix = input.now_unix,
+                                                    .received_unix = item.received_unix.value_or(input.now_unix),
                                                     .observed_key = item.observed_key,
                                                     .origin = input.peer});
       plan.batch.attestations.push_back(combined.back());

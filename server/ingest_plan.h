@@ -36,6 +36,9 @@ struct VerifiedAttestation final {
   consensus::Attestation attestation;
   std::optional<consensus::PublicKey> observed_key;  // set when stored for observation only
   std::string fingerprint;                           // attestation.claim.Fingerprint()
+  // Replicated: when the origin's log received it (its entry's `received`), stored instead of this
+  // node's time so every node applies a retired key's cut-off alike. Unset: received now.
+  std::optional<int64_t> received_unix;
 };
 
 // A maintainer's statement to store, with the stored record of its dispute (read before planning; a

@@ -11,6 +11,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "consensus/checkpoint.h"
+#include "consensus/quorum.h"
 #include "consensus/signed_note.h"
 #include "consensus/text.h"
 #include "proto/grpc/health/v1/health.pb.h"
@@ -208,7 +209,14 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, NodeO
     return status;
   }
 
-  auto node = std::unique_ptr<Node>(new Node(config, std::move(loaded->policy), std::move(loaded->key),
+  // The policy the node decides under: the file, or the newer policy the stored chain leads to.
+  std::string notice;
+  absl::StatusOr<std::unique_ptr<PolicyBook>> policy =
+      PolicyBook::Open(std::move(loaded->policy), store->store.get(), &notice);
+  if (!policy.ok()) return AboutFile(config.database_path, policy.status());
+  if (!notice.empty()) LogWarning(notice);
+
+  auto node = std::unique_ptr<Node>(new Node(config, *std::move(policy), std::move(loaded->key),
                                              std::move(store->store), store->sqlite, std::move(upstream),
                                              std::move(nar_cache), std::move(nar_sources), std::move(options.clock),
                                              options.serve_checkpoint));
@@ -246,7 +254,7 @@ std::unique_ptr<NarRelay> MakeNarRelay(const NodeConfig& config, std::vector<Nar
   return *std::move(relay);
 }
 
-std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const consensus::Policy& policy,
+std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const PolicyBook& policy,
                                      storage::Ledger* store, const consensus::SecretKey& key,
                                      std::unique_ptr<Upstream> upstream, NarRelay* relay, Clock clock,
                                      const ResolutionBook* resolutions, MetricsRegistry* metrics, DemandBook* demand,
@@ -298,7 +306,7 @@ std::unique_ptr<DisputeDiffer> MakeDisputeDiffer(const NodeConfig& config, const
 
 }  // namespace
 
-Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
+Node::Node(NodeConfig config, std::unique_ptr<PolicyBook> policy, consensus::SecretKey key,
            std::unique_ptr<storage::AttestationStore> store, storage::SqliteAttestationStore* sqlite,
            std::unique_ptr<Upstream> upstream, std::unique_ptr<storage::NarCache> nar_cache,
            std::vector<NarSourceSpec> nar_sources, Clock clock, const CheckpointServingFactory& serve_checkpoint)
@@ -309,17 +317,17 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
       store_(std::move(store)),
       sqlite_(sqlite),
       checkpoint_file_(SignedCheckpointFile::PathFor(config_.database_path)),
-      resolutions_(std::make_unique<ResolutionBook>(policy_)),
+      resolutions_(std::make_unique<ResolutionBook>(*policy_)),
       demand_(DemandOptionsOf(config_.rebuild)),
       rebuild_book_(RebuildBookOptions{.lease_duration = config_.rebuild.lease}),
       derivation_intake_(store_.get(), store_.get(), clock),
-      rebuild_queue_(policy_, store_.get(), store_.get(), &demand_, &rebuild_book_, resolutions_.get(), clock),
-      rebuild_handler_(policy_, &rebuild_queue_, &derivation_intake_, &rebuild_book_, clock),
+      rebuild_queue_(*policy_, store_.get(), store_.get(), &demand_, &rebuild_book_, resolutions_.get(), clock),
+      rebuild_handler_(*policy_, &rebuild_queue_, &derivation_intake_, &rebuild_book_, clock),
       nar_cache_(std::move(nar_cache)),
       nar_relay_(MakeNarRelay(config_, std::move(nar_sources), nar_cache_.get(), clock, &metrics_)),
-      gateway_(MakeGateway(config_, policy_, store_.get(), key_, std::move(upstream), nar_relay_.get(), clock,
+      gateway_(MakeGateway(config_, *policy_, store_.get(), key_, std::move(upstream), nar_relay_.get(), clock,
                            resolutions_.get(), &metrics_, &demand_, store_.get())),
-      ingestor_(policy_, store_.get(), store_.get(), key_, clock,
+      ingestor_(*policy_, store_.get(), store_.get(), key_, clock,
                 IngestOptions{.observe_unknown_keys = config_.observe_unknown_keys,
                               .max_batch = config_.max_batch,
                               .verify_threads = config_.verify_threads,
@@ -337,13 +345,13 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
                                                                 : nullptr,
                               .metrics = &metrics_,
                               .accepting_writes = [this] { return AcceptingWrites(); }}),
-      status_query_(policy_, store_.get(),
+      status_query_(*policy_, store_.get(),
                     StatusQueryOptions{.max_paths = config_.max_status_paths,
                                        .max_answer_bytes = config_.max_status_answer_bytes,
                                        .resolutions = resolutions_.get(),
                                        .metrics = &metrics_}),
-      dispute_view_(policy_, store_.get(), resolutions_.get()),
-      dispute_differ_(MakeDisputeDiffer(config_, policy_, &dispute_view_)),
+      dispute_view_(*policy_, store_.get(), resolutions_.get()),
+      dispute_differ_(MakeDisputeDiffer(config_, *policy_->current(), &dispute_view_)),
       log_publisher_(std::make_unique<LogPublisher>(
           store_.get(), key_, clock,
           LogPublisherOptions{.interval = config_.checkpoint_interval,
@@ -365,15 +373,25 @@ Node::Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key
                               }
                             }),
       disputes_service_(&dispute_view_, &ingestor_, read_pool_.get(), submit_pool_.get()),
-      policy_service_(policy_, key_.public_key()),
+      policy_service_(policy_.get(), key_.public_key(), read_pool_.get(), submit_pool_.get(), clock),
       log_service_(&log_proofs_, read_pool_.get()),
-      replicator_(std::make_unique<Replicator>(config_, policy_, key_, store_.get(), &ingestor_, clock, &metrics_)),
+      replicator_(std::make_unique<Replicator>(config_, policy_.get(), key_, store_.get(), &ingestor_, clock, &metrics_)),
       federation_service_(replicator_.get(), [this] { return NarSourceStatuses(); }, read_pool_.get()),
       rebuilds_service_(&rebuild_handler_, read_pool_.get(), submit_pool_.get()),
       scrubber_(std::make_unique<Scrubber>(
           store_.get(), sqlite_,
           ScrubOptions{.interval = config_.scrub_interval, .items_per_second = config_.scrub_rate, .quick_check = false},
           &metrics_)) {
+  // After an adoption no verdict computed under the previous policy may be served: the statements in
+  // force are verified again (a maintainer may have been removed or revoked) and cached answers dropped.
+  policy_->AddListener([this](const consensus::Policy&, const consensus::Policy&) {
+    if (absl::Status reloaded = resolutions_->Load(*store_); !reloaded.ok()) {
+      LogError(Cat("policy: re-reading the maintainers' statements under the new policy failed (those read "
+                   "before stay in force): ",
+                   StdView(reloaded.message())));
+    }
+    if (gateway_) gateway_->VerdictsChanged();
+  });
   AddNodeMetrics(metrics_, store_.get(), config_.database_path, absl::Now());
   AddRebuildMetrics(metrics_, &demand_, &rebuild_book_, &derivation_intake_, store_.get(), clock);
 }
@@ -486,7 +504,7 @@ absl::Status Node::Start() {
     AddMetricsRoute(router, &metrics_);
     log_http_.AddRoutes(router);
     replicator_->AddRoutes(router);
-    web::AddRoutes(router, policy_, store_.get(), &status_query_, &dispute_view_, resolutions_.get(),
+    web::AddRoutes(router, *policy_, store_.get(), &status_query_, &dispute_view_, resolutions_.get(),
                    [this] { return NarSourceStatuses(); }, dispute_differ_.get(), &rebuild_queue_, &rebuild_book_,
                    &derivation_intake_, clock_);
     if (gateway_) gateway_->AddRoutes(router);
@@ -524,6 +542,7 @@ absl::Status Node::Start() {
     while (!stop_demand_saver_.WaitForNotificationWithTimeout(absl::Minutes(5))) SaveDemand();
   });
   SetHealth(server_.get(), Health::kServing);
+  const std::shared_ptr<const consensus::Policy> current = policy_->current();
   LogInfo(Cat("node started: grpc ", grpc_address_, http_ ? Cat(", http ", http_address_) : std::string(),
               config_.tls ? Cat(" (TLS", config_.tls->client_ca.path.empty() ? "" : ", client certificates required",
                                 ")")
@@ -531,8 +550,9 @@ absl::Status Node::Start() {
               gateway_ ? (nar_relay_ ? Cat(" (gateway relaying NARs from ", nar_relay_->Status().size(), " sources)")
                                      : Cat(" (gateway for ", config_.gateway->upstream, ")"))
                        : std::string(),
-              ", log ", log_publisher_->origin(), ", policy ", policy_.Hash(), " (quorum ", policy_.quorum(), ", ",
-              policy_.operators().size(), " operators), node key ", key_.name(), ", database ",
+              ", log ", log_publisher_->origin(), ", policy ", current->Hash(), " (version ", current->version(),
+              ", quorum ", consensus::DescribeQuorum(*current, current->default_quorum()), ", ",
+              current->operators().size(), " operators), node key ", key_.name(), ", database ",
               config_.database_path));
   return absl::OkStatus();
 }

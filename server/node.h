@@ -36,6 +36,7 @@
 #include "server/metrics.h"
 #include "server/nar_source_status.h"
 #include "server/node_config.h"
+#include "server/policy_book.h"
 #include "server/replication.h"
 #include "server/resolution_book.h"
 #include "server/scrubber.h"
@@ -123,7 +124,8 @@ class Node final {
   std::shared_ptr<grpc::Channel> InProcessChannel();
 
   const NodeConfig& config() const { return config_; }
-  const consensus::Policy& policy() const { return policy_; }
+  // The policy the node decides under now, and the chain that led to it.
+  PolicyBook& policy() const { return *policy_; }
   consensus::PublicKey public_key() const { return key_.public_key(); }
   storage::AttestationStore* store() const { return store_.get(); }
   // The substituter gateway, or nullptr without [gateway].
@@ -156,13 +158,14 @@ class Node final {
   void ForgetConfirmedDemand(std::span<const consensus::StorePath> paths);
   void SaveDemand();
 
-  Node(NodeConfig config, consensus::Policy policy, consensus::SecretKey key,
+  Node(NodeConfig config, std::unique_ptr<PolicyBook> policy, consensus::SecretKey key,
        std::unique_ptr<storage::AttestationStore> store, storage::SqliteAttestationStore* sqlite,
        std::unique_ptr<Upstream> upstream, std::unique_ptr<storage::NarCache> nar_cache,
        std::vector<NarSourceSpec> nar_sources, Clock clock, const CheckpointServingFactory& serve_checkpoint);
 
   const NodeConfig config_;
-  const consensus::Policy policy_;
+  // Every component below reads the current policy from it; an adoption clears what caches verdicts.
+  const std::unique_ptr<PolicyBook> policy_;
   const consensus::SecretKey key_;
   Clock clock_;
   const std::unique_ptr<storage::AttestationStore> store_;

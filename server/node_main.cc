@@ -87,7 +87,7 @@ int RunRestore(const NodeConfig& config) {
     std::printf("attestd: %.*s\n", static_cast<int>(line.size()), line.data());
     std::fflush(stdout);
   };
-  absl::StatusOr<RestoreReport> report = RestoreFromPeers(config, loaded->policy, loaded->key, options);
+  absl::StatusOr<RestoreReport> report = RestoreFromPeers(config, PolicyBook(loaded->policy), loaded->key, options);
   if (!report.ok()) {
     return Fail(consensus::Cat("restore from peers: ", report.status().message(), " (nothing was changed)"));
   }

@@ -122,6 +122,36 @@ absl::StatusOr<std::string> PeerClient::PolicyHash() {
   return info.hash();
 }
 
+absl::StatusOr<std::vector<PeerClient::ChainLink>> PeerClient::PolicyChain(std::string_view since) {
+  if (cancelled_.load()) return absl::CancelledError("stopping");
+  if (!tls_.problem.ok()) return tls_.problem;
+  v1::GetPolicyChainRequest request;
+  request.set_since(std::string(since));
+  v1::GetPolicyChainResponse response;
+  auto context = Context();
+  grpc::Status status = policy_->GetPolicyChain(context.get(), request, &response);
+  if (!status.ok()) return FromGrpc(status, Cat("peer ", peer_.name, " (", peer_.grpc, "): Policy.GetPolicyChain"));
+  std::vector<ChainLink> links;
+  links.reserve(static_cast<size_t>(response.links_size()));
+  for (int i = 0; i < response.links_size(); ++i) {
+    const v1::PolicyLink& in = response.links(i);
+    ChainLink out;
+    out.link.toml = in.toml();
+    out.received_unix = in.received_unix();
+    for (const std::string& text : in.approvals()) {
+      absl::StatusOr<consensus::Signature> approval = consensus::Signature::Parse(text);
+      if (!approval.ok()) {
+        return absl::InvalidArgumentError(Cat("peer ", peer_.name, " (", peer_.grpc, "): policy link ", i + 1,
+                                              " carries an approval that does not parse: ",
+                                              StdView(approval.status().message())));
+      }
+      out.link.approvals.push_back(*std::move(approval));
+    }
+    links.push_back(std::move(out));
+  }
+  return links;
+}
+
 absl::StatusOr<std::vector<consensus::MerkleHash>> PeerClient::ConsistencyProof(uint64_t old_size,
                                                                                  uint64_t new_size) {
   if (cancelled_.load()) return absl::CancelledError("stopping");

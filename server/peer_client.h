@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "consensus/merkle.h"
+#include "consensus/policy_update.h"
 #include "consensus/tlog_tiles.h"
 #include "proto/attest/v1/attest.grpc.pb.h"
 #include "server/node_config.h"
@@ -42,6 +43,14 @@ class PeerClient final {
   // NOT_FOUND (HTTP 404), FAILED_PRECONDITION (another HTTP status), INVALID_ARGUMENT (a malformed
   // answer), CANCELLED (after Cancel()).
   absl::StatusOr<std::string> PolicyHash();
+  // The peer's policy links after the policy `since` (Policy.GetPolicyChain), oldest first, with the
+  // time the federation received each. NOT_FOUND when `since` is not in the peer's chain (unrelated
+  // policies); INVALID_ARGUMENT when an approval does not parse.
+  struct ChainLink final {
+    consensus::PolicyLink link;
+    int64_t received_unix = 0;
+  };
+  absl::StatusOr<std::vector<ChainLink>> PolicyChain(std::string_view since);
   absl::StatusOr<std::string> Checkpoint();  // the note text served at /log/checkpoint
   // The entries of level-0 tile `index` at `width` (entry bundle /log/tile/entries/...).
   absl::StatusOr<std::vector<std::string>> EntryBundle(uint64_t index, int width);

@@ -67,6 +67,9 @@ class PolicyBook final {
 
   // The link that made the current policy current (origin, time, approvals), or nullptr for the file.
   std::shared_ptr<const storage::StoredPolicyLink> current_link() const;
+  // The maintainer key names whose approvals of current_link() counted under the policy it replaced
+  // (sorted); empty for the file, or when that policy is not known to this node any more.
+  std::vector<std::string> current_counted_approvals() const;
 
   void AddListener(std::function<void(const consensus::Policy& now, const consensus::Policy& before)> listener);
 
@@ -77,6 +80,7 @@ class PolicyBook final {
   mutable absl::Mutex mu_;
   std::shared_ptr<const consensus::Policy> current_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const storage::StoredPolicyLink> current_link_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> current_counted_ ABSL_GUARDED_BY(mu_);
   // Hashes of the chain from the file it started from to the current policy, oldest first.
   std::vector<std::string> hashes_ ABSL_GUARDED_BY(mu_);
   std::vector<storage::StoredPolicyLink> links_ ABSL_GUARDED_BY(mu_);
@@ -85,6 +89,11 @@ class PolicyBook final {
   std::vector<std::function<void(const consensus::Policy&, const consensus::Policy&)>> listeners_
       ABSL_GUARDED_BY(adopt_mu_);
 };
+
+// Logs an adoption as one summary line ("policy: adopted version 3 sha256:... (was version 2 sha256:...),
+// from <from>, approved by a, b") followed by DiffPolicies' lines, so the node's log says what changed.
+// `from` is "a submission" or "peer <name>".
+void LogPolicyAdoption(const PolicyBook::Adopted& adopted, std::string_view from);
 
 }  // namespace attest::server
 

@@ -59,7 +59,7 @@ struct RebuildHandler::Verified final {
   std::string builder;
 };
 
-RebuildHandler::RebuildHandler(const consensus::Policy& policy, const RebuildQueue* queue, DerivationIntake* intake,
+RebuildHandler::RebuildHandler(const PolicyBook& policy, const RebuildQueue* queue, DerivationIntake* intake,
                                RebuildBook* book, Clock clock)
     : policy_(policy), queue_(queue), intake_(intake), book_(book), clock_(std::move(clock)) {}
 
@@ -134,8 +134,10 @@ absl::StatusOr<RebuildHandler::Verified> RebuildHandler::Verify(const v1::Rebuil
   if (absl::Status valid = consensus::ValidateRebuildStatement(statement); !valid.ok()) return valid;
   absl::StatusOr<consensus::Signature> signature = consensus::Signature::Parse(request.signature());
   if (!signature.ok()) return absl::InvalidArgumentError(StrCat("signature: ", signature.status().message()));
-  const consensus::PublicKey* key = policy_.FindBuilder(signature->key_name);
-  const std::string* operator_name = policy_.OperatorOf(signature->key_name);
+  // Held until the names are copied out: `key` and `operator_name` point into it.
+  const std::shared_ptr<const consensus::Policy> policy = policy_.current();
+  const consensus::PublicKey* key = policy->FindBuilder(signature->key_name);
+  const std::string* operator_name = policy->OperatorOf(signature->key_name);
   if (key == nullptr || operator_name == nullptr) {
     return absl::PermissionDeniedError(
         StrCat("key ", signature->key_name,

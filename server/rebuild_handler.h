@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "consensus/policy.h"
+#include "server/policy_book.h"
 #include "proto/attest/v1/attest.pb.h"
 #include "server/derivation_intake.h"
 #include "server/rebuild_book.h"
@@ -32,7 +33,7 @@ class RebuildHandler final {
  public:
   using Clock = std::function<absl::Time()>;
 
-  RebuildHandler(const consensus::Policy& policy, const RebuildQueue* queue, DerivationIntake* intake,
+  RebuildHandler(const PolicyBook& policy, const RebuildQueue* queue, DerivationIntake* intake,
                  RebuildBook* book, Clock clock);
 
   absl::StatusOr<v1::WantedResponse> Wanted(const v1::WantedRequest& request) const;
@@ -49,7 +50,7 @@ class RebuildHandler final {
   struct Verified;
   absl::StatusOr<Verified> Verify(const v1::RebuildStatement& request) const;
 
-  const consensus::Policy& policy_;
+  const PolicyBook& policy_;
   const RebuildQueue* const queue_;
   DerivationIntake* const intake_;
   RebuildBook* const book_;

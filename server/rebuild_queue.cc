@@ -36,7 +36,7 @@ std::vector<std::string> OperatorsOf(const consensus::TallyResult& result) {
 
 }  // namespace
 
-RebuildQueue::RebuildQueue(const consensus::Policy& policy, storage::Ledger* ledger,
+RebuildQueue::RebuildQueue(const PolicyBook& policy, storage::Ledger* ledger,
                            storage::DerivationStore* derivations, DemandBook* demand, const RebuildBook* rebuilds,
                            const ResolutionBook* resolutions, Clock clock, RebuildQueueOptions options)
     : policy_(policy),
@@ -92,12 +92,13 @@ absl::StatusOr<std::vector<std::vector<WantedDeriver>>> RebuildQueue::DeriversOf
 }
 
 absl::StatusOr<WantedList> RebuildQueue::Wanted(const WantedQuery& query) const {
+  const std::shared_ptr<const consensus::Policy> policy = policy_.current();
   const int limit = query.limit == 0 ? kDefaultWantedLimit : query.limit;
   if (limit < 1 || limit > kMaxWantedLimit) {
     return absl::InvalidArgumentError(StrCat("limit ", query.limit, " is out of range 1..", kMaxWantedLimit));
   }
   if (!query.operator_name.empty()) {
-    const auto& operators = policy_.operators();
+    const auto& operators = policy->operators();
     if (std::none_of(operators.begin(), operators.end(),
                      [&](const consensus::Operator& op) { return op.name == query.operator_name; })) {
       return absl::InvalidArgumentError(
@@ -106,7 +107,7 @@ absl::StatusOr<WantedList> RebuildQueue::Wanted(const WantedQuery& query) const 
   }
   const absl::Time now = clock_();
   WantedList list;
-  list.quorum = policy_.quorum();
+  list.quorum = policy->quorum();
   list.demand_paths = demand_->stats().paths;
 
   // Walk the demand book in order until the wanted list is full. Entries are copied out of the book
@@ -149,7 +150,7 @@ absl::StatusOr<WantedList> RebuildQueue::Wanted(const WantedQuery& query) const 
     if (!stored.ok()) return stored.status();
 
     for (size_t i = 0; i < paths.size(); ++i) {
-      PathTally tally = TallyStored(policy_, (*stored)[i], *tally_options);
+      PathTally tally = TallyStored(*policy, (*stored)[i], *tally_options);
       if (tally.result.verdict == Verdict::kConfirmed) {
         confirmed.push_back(paths[i]);
         continue;
@@ -177,7 +178,7 @@ absl::StatusOr<WantedList> RebuildQueue::Wanted(const WantedQuery& query) const 
         const int agreeing = tally.result.fingerprints.empty()
                                  ? 0
                                  : static_cast<int>(tally.result.fingerprints.front().operators.size());
-        item.operators_needed = std::max(0, policy_.quorum() - agreeing);
+        item.operators_needed = std::max(0, policy->quorum() - agreeing);
       } else {
         item.dispute_id = consensus::DisputeId(paths[i]);
       }
@@ -213,7 +214,7 @@ absl::StatusOr<Verdict> RebuildQueue::VerdictOf(const StorePath& path) const {
   absl::StatusOr<std::vector<std::vector<storage::StoredAttestation>>> stored =
       ledger_->AttestationsFor(std::span<const StorePath>(&path, 1));
   if (!stored.ok()) return stored.status();
-  return TallyStored(policy_, stored->front(), *TallyOptionsOf(resolutions_)).result.verdict;
+  return TallyStored(*policy_.current(), stored->front(), *TallyOptionsOf(resolutions_)).result.verdict;
 }
 
 absl::StatusOr<bool> RebuildQueue::HasDerivationFor(const StorePath& path) const {

@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "consensus/policy.h"
+#include "server/policy_book.h"
 #include "consensus/store_path.h"
 #include "consensus/tally.h"
 #include "server/demand_book.h"
@@ -82,7 +83,7 @@ class RebuildQueue final {
  public:
   using Clock = std::function<absl::Time()>;
 
-  RebuildQueue(const consensus::Policy& policy, storage::Ledger* ledger, storage::DerivationStore* derivations,
+  RebuildQueue(const PolicyBook& policy, storage::Ledger* ledger, storage::DerivationStore* derivations,
                DemandBook* demand, const RebuildBook* rebuilds, const ResolutionBook* resolutions, Clock clock,
                RebuildQueueOptions options = {});
 
@@ -103,7 +104,7 @@ class RebuildQueue final {
       std::span<const consensus::StorePath> paths,
       std::span<const std::vector<storage::StoredAttestation>> attestations) const;
 
-  const consensus::Policy& policy_;
+  const PolicyBook& policy_;  // asked once per call
   storage::Ledger* const ledger_;
   storage::DerivationStore* const derivations_;
   DemandBook* const demand_;

@@ -39,7 +39,7 @@ std::string ShowRoot(const consensus::MerkleHash& root) {
 class Follower final {
  public:
   Follower(const PeerConfig& peer, consensus::PublicKey peer_key, const NodeConfig& config,
-           const consensus::Policy& policy, const consensus::SecretKey& node_key, storage::PeerStore* store,
+           PolicyBook* policy, const consensus::SecretKey& node_key, storage::PeerStore* store,
            Ingestor* ingestor, Clock clock)
       : peer_(peer),
         peer_key_(std::move(peer_key)),
@@ -154,6 +154,50 @@ class Follower final {
     state_ = state;
   }
 
+  // OK when the peer decides under this node's policy or one it led to (the peer is behind), or when
+  // this node caught up with the peer by adopting the peer's links since its own policy. Every link is
+  // verified against the policy before it (PolicyBook::Adopt); the first that does not verify stops
+  // the catch-up, so nothing unverified is ever adopted (links adopted before it are valid on their
+  // own, and the next round continues from them).
+  absl::Status FollowPolicy(const std::string& peer_hash) {
+    if (policy_->IsCurrentOrAncestor(peer_hash)) return absl::OkStatus();
+    const std::string ours = policy_->current()->Hash();
+    auto refuse = [&](std::string_view why) {
+      return absl::FailedPreconditionError(
+          Cat("the peer's policy ", peer_hash, " is not in this node's policy chain (this node decides under ", ours,
+              "): not followed (", why, ")"));
+    };
+    absl::StatusOr<std::vector<PeerClient::ChainLink>> links = client_.PolicyChain(ours);
+    if (links.status().code() == absl::StatusCode::kNotFound) {
+      return refuse("the peer's chain does not contain this node's policy: the two are unrelated; the federation "
+                    "must share one policy chain");
+    }
+    if (!links.ok()) {
+      if (links.status().code() == absl::StatusCode::kInvalidArgument) {
+        return refuse(Cat("its chain is malformed: ", StdView(links.status().message())));
+      }
+      if (links.status().code() == absl::StatusCode::kUnimplemented) {
+        return refuse("the peer cannot hand on its policy chain (it runs a version without policy updates)");
+      }
+      return links.status();  // UNAVAILABLE and the like: asked again next round
+    }
+    if (links->empty()) return refuse("the peer answered no link after this node's policy");
+    for (const PeerClient::ChainLink& link : *links) {
+      absl::StatusOr<PolicyBook::Adopted> adopted = policy_->Adopt(link.link, peer_.name, link.received_unix);
+      if (!adopted.ok()) {
+        // Another follower may have adopted the same link from another peer meanwhile.
+        absl::StatusOr<consensus::Policy> linked = consensus::Policy::ParseToml(link.link.toml, "a peer's policy link");
+        if (linked.ok() && policy_->IsCurrentOrAncestor(linked->Hash())) continue;
+        return refuse(Cat("a link of its chain does not verify: ", StdView(adopted.status().message())));
+      }
+      LogPolicyAdoption(*adopted, Cat("peer ", peer_.name));
+    }
+    if (!policy_->IsCurrentOrAncestor(peer_hash)) {
+      return refuse("its chain did not lead to the policy it decides under");
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status Round() {
     // 1. The policy.
     absl::StatusOr<std::string> policy_hash = client_.PolicyHash();
@@ -162,10 +206,9 @@ class Follower final {
       absl::MutexLock lock(&mu_);
       peer_policy_hash_ = *policy_hash;
     }
-    if (*policy_hash != policy_.Hash()) {
+    if (absl::Status caught_up = FollowPolicy(*policy_hash); !caught_up.ok()) {
       SetState(v1::PeerStatus::POLICY_MISMATCH);
-      return absl::FailedPreconditionError(Cat("the peer's policy ", *policy_hash, " differs from this node's ",
-                                               policy_.Hash(), ": not followed (the federation must share one policy)"));
+      return caught_up;
     }
     {
       absl::MutexLock lock(&mu_);
@@ -423,7 +466,7 @@ class Follower final {
   const PeerConfig peer_;
   const consensus::PublicKey peer_key_;
   const NodeConfig& config_;
-  const consensus::Policy& policy_;
+  PolicyBook* const policy_;
   const consensus::SecretKey& node_key_;
   storage::PeerStore* const store_;
   Ingestor* const ingestor_;
@@ -494,7 +537,7 @@ void SetPeerMetrics(MetricsRegistry& metrics, const v1::GetFederationStatusRespo
 
 }  // namespace
 
-Replicator::Replicator(const NodeConfig& config, const consensus::Policy& policy, const consensus::SecretKey& node_key,
+Replicator::Replicator(const NodeConfig& config, PolicyBook* policy, const consensus::SecretKey& node_key,
                        storage::PeerStore* store, Ingestor* ingestor, Clock clock, MetricsRegistry* metrics)
     : config_(config), policy_(policy), node_key_(node_key), store_(store) {
   for (const PeerConfig& peer : config.peers) {
@@ -547,7 +590,7 @@ void Replicator::Stop() {
 absl::StatusOr<v1::GetFederationStatusResponse> Replicator::Status() {
   v1::GetFederationStatusResponse response;
   response.set_node(node_key_.name());
-  response.set_policy_hash(policy_.Hash());
+  response.set_policy_hash(policy_->current()->Hash());
   for (auto& follower : followers_) {
     v1::PeerStatus* peer = response.add_peers();
     follower->FillStatus(*peer);

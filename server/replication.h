@@ -1,8 +1,12 @@
 // Replicator: follows the logs of the node's peers ([[peer]] in the node config), one thread each.
 //
 // A round, for one peer (docs/federation.md has the reasoning):
-//   1. Policy: the peer's policy hash must equal this node's, else the peer is not followed
-//      (POLICY_MISMATCH; asked again every round, since a federation changes its policy everywhere).
+//   1. Policy: the peer's policy hash must be this node's current policy or one of its ancestors (the
+//      peer is behind and will catch up); else this node asks the peer for its chain since this node's
+//      current policy (Policy.GetPolicyChain) and adopts each link in order (PolicyBook::Adopt, with
+//      the peer as origin and the link's own received time). A peer whose chain does not contain this
+//      node's policy (unrelated policies), or whose links do not verify, is not followed
+//      (POLICY_MISMATCH; asked again every round).
 //   2. Checkpoint: fetched from /log/checkpoint and verified with the peer's key (origin = its name).
 //   3. Consistency with the last checkpoint this node verified (L), by a consistency proof the peer
 //      serves. The same size with another root, or a proof that does not verify, is a fork: both
@@ -32,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "consensus/keys.h"
 #include "consensus/policy.h"
+#include "server/policy_book.h"
 #include "proto/attest/v1/attest.pb.h"
 #include "server/http_server.h"
 #include "server/ingest.h"
@@ -49,10 +54,10 @@ class Replicator final {
   // key name (its log origin). Node::Open checks this before constructing.
   static absl::Status CheckPeers(const NodeConfig& config, const consensus::SecretKey& node_key);
 
-  // Borrows everything; all of it must outlive the Replicator. Peers failing CheckPeers are left out.
+  // Borrows everything; all of it must outlive the Replicator. `policy` adopts the updates peers hand on. Peers failing CheckPeers are left out.
   // `metrics` (may be null) gets the attest_peer_* gauges, read from the followers at scrape time; a
   // scrape must not run after the Replicator is destroyed (Node stops the HTTP port first).
-  Replicator(const NodeConfig& config, const consensus::Policy& policy, const consensus::SecretKey& node_key,
+  Replicator(const NodeConfig& config, PolicyBook* policy, const consensus::SecretKey& node_key,
              storage::PeerStore* store, Ingestor* ingestor, Clock clock, MetricsRegistry* metrics = nullptr);
   ~Replicator();
   Replicator(const Replicator&) = delete;
@@ -72,7 +77,7 @@ class Replicator final {
 
  private:
   const NodeConfig& config_;
-  const consensus::Policy& policy_;
+  PolicyBook* const policy_;
   const consensus::SecretKey& node_key_;
   storage::PeerStore* const store_;
   std::vector<std::unique_ptr<Follower>> followers_;

@@ -12,15 +12,17 @@ namespace attest::server {
 using consensus::Cat;
 using consensus::StdView;
 
-ResolutionBook::ResolutionBook(const consensus::Policy& policy)
+ResolutionBook::ResolutionBook(const PolicyBook& policy)
     : policy_(policy), options_(std::make_shared<const consensus::TallyOptions>()) {}
 
 absl::Status ResolutionBook::Load(storage::Ledger& store) {
   auto stored = store.AllResolutions();
   if (!stored.ok()) return stored.status();
   ResolutionBook* const book = this;
-  const consensus::Policy& policy = policy_;
+  const std::shared_ptr<const consensus::Policy> current = policy_.current();
+  const consensus::Policy& policy = *current;
   absl::MutexLock lock(&mu_);
+  book->in_force_.clear();
   for (const storage::StoredResolution& resolution : *stored) {
     absl::StatusOr<consensus::VerifiedResolution> verified =
         consensus::VerifyResolution(resolution.signed_note, policy);

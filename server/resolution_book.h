@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "consensus/policy.h"
+#include "server/policy_book.h"
 #include "consensus/resolution.h"
 #include "consensus/tally.h"
 #include "storage/ledger.h"
@@ -26,10 +27,12 @@ namespace attest::server {
 
 class ResolutionBook final {
  public:
-  explicit ResolutionBook(const consensus::Policy& policy);
+  explicit ResolutionBook(const PolicyBook& policy);
 
-  // Reads and verifies every stored statement (call once, at start). One that no longer verifies under
-  // the policy (the policy changed since) is left out and logged; a store failure is returned.
+  // Reads and verifies every stored statement under the current policy: at start, and again after a
+  // policy update (a statement by a maintainer the update removed or revoked stops being in force; one
+  // the update makes valid starts). One that does not verify is left out and logged; a store failure is
+  // returned and leaves the book as it was.
   absl::Status Load(storage::Ledger& store);
 
   // A statement the node stored: it is in force when it is the latest about its dispute.
@@ -48,7 +51,7 @@ class ResolutionBook final {
  private:
   void Rebuild() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  const consensus::Policy& policy_;
+  const PolicyBook& policy_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, consensus::VerifiedResolution> in_force_ ABSL_GUARDED_BY(mu_);
   // builder key name -> signed notes excluding it

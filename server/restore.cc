@@ -87,8 +87,8 @@ absl::Status Rename(const std::string& from, const std::string& to) {
 // its ledger what the node had derived from them.
 class LogReplay final {
  public:
-  LogReplay(storage::StoreWriter& store, const consensus::Policy& policy, int64_t now_unix)
-      : store_(store), book_(policy), policy_(policy), now_unix_(now_unix) {}
+  LogReplay(storage::StoreWriter& store, const PolicyBook& policy, int64_t now_unix)
+      : store_(store), book_(policy), policy_(policy.current()), now_unix_(now_unix) {}
 
   // Entry `index` of the log. INVALID_ARGUMENT for entries the log could not hold.
   absl::Status Add(uint64_t index, std::string_view bytes) {
@@ -187,7 +187,7 @@ class LogReplay final {
     storage::StoredResolution stored{.signed_note = note, .received_unix = now_unix_, .origin = ""};
     // A statement that no longer verifies (the policy changed since) is stored as logged, but, as when
     // a node starts (ResolutionBook::Load), it decides nothing.
-    absl::StatusOr<consensus::VerifiedResolution> verified = consensus::VerifyResolution(note, policy_);
+    absl::StatusOr<consensus::VerifiedResolution> verified = consensus::VerifyResolution(note, *policy_);
     if (verified.ok()) {
       stored.dispute_id = verified->resolution.dispute_id;
       stored.outcome = verified->resolution.outcome;
@@ -220,7 +220,7 @@ class LogReplay final {
 
   storage::StoreWriter& store_;
   ResolutionBook book_;
-  const consensus::Policy& policy_;
+  const std::shared_ptr<const consensus::Policy> policy_;  // the whole replay decides under one policy
   const int64_t now_unix_;
   std::vector<storage::StoredAttestation> attestations_;
   std::vector<consensus::DisputePart> parts_;
@@ -231,7 +231,7 @@ class LogReplay final {
 // Replays `candidate`'s log from `source`'s mirror into a new database at `path`. On success the database
 // holds the log up to the candidate's checkpoint, which it has stored.
 absl::Status RestoreFrom(const PeerConfig& source, const Candidate& candidate, const std::string& path,
-                         const consensus::Policy& policy, const consensus::SecretKey& node_key,
+                         const PolicyBook& policy, const consensus::SecretKey& node_key,
                          const RestoreOptions& options) {
   RemoveDatabaseFiles(path);
   absl::StatusOr<std::unique_ptr<storage::SqliteAttestationStore>> store =
@@ -281,7 +281,7 @@ absl::Status RestoreFrom(const PeerConfig& source, const Candidate& candidate, c
 
 }  // namespace
 
-absl::StatusOr<RestoreReport> RestoreFromPeers(const NodeConfig& config, const consensus::Policy& policy,
+absl::StatusOr<RestoreReport> RestoreFromPeers(const NodeConfig& config, const PolicyBook& policy,
                                                const consensus::SecretKey& node_key, const RestoreOptions& options) {
   auto say = [&options](const std::string& line) {
     if (options.progress) options.progress(line);

@@ -36,6 +36,7 @@
 #include "absl/time/time.h"
 #include "consensus/keys.h"
 #include "consensus/policy.h"
+#include "server/policy_book.h"
 #include "server/ingest.h"
 #include "server/node_config.h"
 
@@ -59,7 +60,7 @@ struct RestoreReport final {
 // FAILED_PRECONDITION (no peers, no peer holds a usable copy, the copy is smaller than what the node
 // signed, the database already holds the log), UNAVAILABLE (no peer answered), INTERNAL (the replay
 // did not rebuild the signed tree), or the store's error.
-absl::StatusOr<RestoreReport> RestoreFromPeers(const NodeConfig& config, const consensus::Policy& policy,
+absl::StatusOr<RestoreReport> RestoreFromPeers(const NodeConfig& config, const PolicyBook& policy,
                                                const consensus::SecretKey& node_key,
                                                const RestoreOptions& options = {});
 

@@ -12,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
 #include "consensus/dispute.h"
+#include "consensus/quorum.h"
 #include "consensus/store_path.h"
 #include "consensus/tally.h"
 #include "consensus/text.h"
@@ -59,13 +60,13 @@ class StatusQuery::AnswerBudget final {
   std::atomic<bool> exceeded_;
 };
 
-absl::Status StatusQuery::AnswerRange(std::span<const consensus::StorePath> paths, std::span<v1::PathStatus> answers,
-                                      AnswerBudget& budget) const {
+absl::Status StatusQuery::AnswerRange(const consensus::Policy& policy, std::span<const consensus::StorePath> paths,
+                                      std::span<v1::PathStatus> answers, AnswerBudget& budget) const {
   // In batches, so that a chunk holds at most one batch of stored attestations besides its answers, and
   // stops reading soon after the request's answer has grown past its limit.
   for (size_t begin = 0; begin < paths.size() && !budget.exceeded(); begin += kReadBatchPaths) {
     const size_t count = std::min(kReadBatchPaths, paths.size() - begin);
-    if (absl::Status s = AnswerBatch(paths.subspan(begin, count), answers.subspan(begin, count), budget); !s.ok()) {
+    if (absl::Status s = AnswerBatch(policy, paths.subspan(begin, count), answers.subspan(begin, count), budget); !s.ok()) {
       return s;
     }
   }
@@ -85,17 +86,26 @@ absl::StatusOr<std::vector<std::vector<storage::StoredAttestation>>> StatusQuery
   return stored;
 }
 
-PathStatus StatusQuery::Tallied(const consensus::StorePath& path, std::vector<storage::StoredAttestation> stored,
+PathStatus StatusQuery::Tallied(const consensus::Policy& policy, const consensus::StorePath& path,
+                                std::vector<storage::StoredAttestation> stored,
                                 const consensus::TallyOptions& tally_options) const {
-  PathTally tally = TallyStored(policy_, stored, tally_options);
+  PathTally tally = TallyStored(policy, stored, tally_options);
+  // The rule is the path's own (also for a path nobody attested, where the tally has no subject).
+  const consensus::AppliedRule applied = policy.RuleFor(path.name());
+  const consensus::Quorum& quorum = applied.quorum != nullptr ? *applied.quorum : policy.default_quorum();
   PathStatus status{.path = path,
                     .result = std::move(tally.result),
                     .stored = std::move(stored),  // the tally's pointers into it are not used again
                     .stored_index = std::move(tally.stored_index),
                     .exclusions = {},
                     .dispute_id = {},
-                    .quorum = policy_.quorum(),
-                    .policy_hash = policy_.Hash()};
+                    .quorum = quorum.of.has_value() ? 0 : quorum.any,
+                    .policy_hash = policy.Hash(),
+                    .policy_version = policy.version(),
+                    .rule = applied.name,
+                    .quorum_text = consensus::DescribeQuorum(policy, quorum),
+                    .quorum_explanation = {}};
+  status.quorum_explanation = status.result.quorum_explanation;
   if (!tally_options.excluded_builders.empty()) {
     std::vector<std::string> signers;
     for (const storage::StoredAttestation& s : status.stored) {
@@ -117,6 +127,10 @@ void ToProto(PathStatus&& status, v1::PathStatus& out) {
   out.set_verdict(proto::ToProto(status.result.verdict));
   out.set_quorum(status.quorum);
   out.set_policy_hash(std::move(status.policy_hash));
+  out.set_policy_version(status.policy_version);
+  out.set_rule(std::move(status.rule));
+  out.set_quorum_text(std::move(status.quorum_text));
+  out.set_quorum_explanation(std::move(status.quorum_explanation));
   // Each counted claim travels once, as its fingerprint; the attestations name it by index.
   for (size_t f = 0; f < status.result.fingerprints.size(); ++f) {
     consensus::FingerprintTally& side = status.result.fingerprints[f];
@@ -140,13 +154,13 @@ void ToProto(PathStatus&& status, v1::PathStatus& out) {
 
 }  // namespace
 
-absl::Status StatusQuery::AnswerBatch(std::span<const consensus::StorePath> paths, std::span<v1::PathStatus> answers,
-                                      AnswerBudget& budget) const {
+absl::Status StatusQuery::AnswerBatch(const consensus::Policy& policy, std::span<const consensus::StorePath> paths,
+                                      std::span<v1::PathStatus> answers, AnswerBudget& budget) const {
   auto stored = Read(paths);
   if (!stored.ok()) return stored.status();
   const std::shared_ptr<const consensus::TallyOptions> tally_options = TallyOptionsOf(options_.resolutions);
   for (size_t d = 0; d < paths.size(); ++d) {
-    ToProto(Tallied(paths[d], std::move((*stored)[d]), *tally_options), answers[d]);
+    ToProto(Tallied(policy, paths[d], std::move((*stored)[d]), *tally_options), answers[d]);
     if (!budget.Add(ElementBytes(answers[d]))) return absl::OkStatus();
   }
   return absl::OkStatus();
@@ -157,6 +171,7 @@ absl::StatusOr<std::vector<PathStatus>> StatusQuery::Answer(std::span<const cons
     return absl::ResourceExhaustedError(Cat("status request for ", paths.size(),
                                             " store paths exceeds the limit of ", options_.max_paths, ": split it"));
   }
+  const std::shared_ptr<const consensus::Policy> policy = policy_.current();
   const std::shared_ptr<const consensus::TallyOptions> tally_options = TallyOptionsOf(options_.resolutions);
   std::vector<PathStatus> answers;
   answers.reserve(paths.size());
@@ -166,7 +181,7 @@ absl::StatusOr<std::vector<PathStatus>> StatusQuery::Answer(std::span<const cons
     auto stored = Read(batch);
     if (!stored.ok()) return stored.status();
     for (size_t d = 0; d < batch.size(); ++d) {
-      answers.push_back(Tallied(batch[d], std::move((*stored)[d]), *tally_options));
+      answers.push_back(Tallied(*policy, batch[d], std::move((*stored)[d]), *tally_options));
       ++by_verdict[static_cast<int>(answers.back().result.verdict)];
     }
   }
@@ -180,7 +195,7 @@ void StatusQuery::CountVerdicts(const uint64_t (&by_verdict)[4]) const {
   }
 }
 
-StatusQuery::StatusQuery(const consensus::Policy& policy, storage::Ledger* store,
+StatusQuery::StatusQuery(const PolicyBook& policy, storage::Ledger* store,
                          StatusQueryOptions options)
     : policy_(policy),
       store_(store),
@@ -247,10 +262,12 @@ absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& req
   const size_t chunks = std::clamp<size_t>((distinct.size() + kMinChunkPaths - 1) / kMinChunkPaths, 1,
                                            std::max(1, options_.read_threads));
   std::vector<absl::Status> failures(chunks);
+  // One policy for the whole answer, even when an update is adopted while it is computed.
+  const std::shared_ptr<const consensus::Policy> policy = policy_.current();
   auto answer_chunk = [&](size_t c) {
     const size_t begin = c * distinct.size() / chunks;
     const size_t end = (c + 1) * distinct.size() / chunks;
-    failures[c] = AnswerRange(std::span<const consensus::StorePath>(distinct).subspan(begin, end - begin),
+    failures[c] = AnswerRange(*policy, std::span<const consensus::StorePath>(distinct).subspan(begin, end - begin),
                               std::span<v1::PathStatus>(answers).subspan(begin, end - begin), budget);
   };
   // This thread and the chunk pool's threads take chunks until none is left, so a pool busy with other

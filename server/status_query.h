@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "consensus/policy.h"
+#include "server/policy_book.h"
 #include "consensus/store_path.h"
 #include "consensus/tally.h"
 #include "proto/attest/v1/attest.pb.h"
@@ -64,13 +65,20 @@ struct PathStatus final {
   // The statements in force that exclude builders who signed this path (ResolutionBook::ExclusionsFor).
   std::vector<std::string> exclusions;
   std::string dispute_id;  // consensus::DisputeId when DISPUTED, else empty
+  // The policy the answer was computed under (the book's current one when the request began) and the
+  // rule whose quorum applied: `quorum` is its flat k, or 0 when it is a threshold; `quorum_text` is
+  // consensus::DescribeQuorum of it; `quorum_explanation` the tally's (why it is or is not met).
   int quorum = 0;
   std::string policy_hash;
+  int64_t policy_version = 0;
+  std::string rule;
+  std::string quorum_text;
+  std::string quorum_explanation;
 };
 
 class StatusQuery final {
  public:
-  StatusQuery(const consensus::Policy& policy, storage::Ledger* store, StatusQueryOptions options);
+  StatusQuery(const PolicyBook& policy, storage::Ledger* store, StatusQueryOptions options);
 
   // One answer per path, in order (a repeated path is answered again). Counted in
   // attest_status_path_verdicts_total like Run's. No wire answer is built, so max_answer_bytes does not
@@ -99,24 +107,24 @@ class StatusQuery final {
   static constexpr size_t kReadBatchPaths = 256;
   // Reads and answers `paths` into `answers` (same length), adding each answer's size to `budget`;
   // stops early (OK, answers left empty) once the budget is exceeded.
-  absl::Status AnswerRange(std::span<const consensus::StorePath> paths, std::span<v1::PathStatus> answers,
-                           AnswerBudget& budget) const;
+  absl::Status AnswerRange(const consensus::Policy& policy, std::span<const consensus::StorePath> paths,
+                           std::span<v1::PathStatus> answers, AnswerBudget& budget) const;
   // Answers one batch of at most kReadBatchPaths paths.
-  absl::Status AnswerBatch(std::span<const consensus::StorePath> paths, std::span<v1::PathStatus> answers,
-                           AnswerBudget& budget) const;
+  absl::Status AnswerBatch(const consensus::Policy& policy, std::span<const consensus::StorePath> paths,
+                           std::span<v1::PathStatus> answers, AnswerBudget& budget) const;
   // The stored attestations of `paths` (one vector per path), or the store's error made client-safe.
   absl::StatusOr<std::vector<std::vector<storage::StoredAttestation>>> Read(
       std::span<const consensus::StorePath> paths) const;
   // The tally of one path from what Read returned.
-  PathStatus Tallied(const consensus::StorePath& path, std::vector<storage::StoredAttestation> stored,
-                     const consensus::TallyOptions& tally_options) const;
+  PathStatus Tallied(const consensus::Policy& policy, const consensus::StorePath& path,
+                     std::vector<storage::StoredAttestation> stored, const consensus::TallyOptions& tally_options) const;
   // Adds the given answers to attest_status_path_verdicts_total, by_verdict indexed by consensus::Verdict.
   void CountVerdicts(const uint64_t (&by_verdict)[4]) const;
   // RESOURCE_EXHAUSTED for an answer past max_answer_bytes, after `answered` of the `distinct` paths took
   // `bytes` (with the references to repeats).
   absl::Status TooLarge(const v1::StatusRequest& request, size_t distinct, size_t answered, uint64_t bytes) const;
 
-  const consensus::Policy& policy_;
+  const PolicyBook& policy_;  // asked once per request
   storage::Ledger* const store_;
   const StatusQueryOptions options_;
   std::unique_ptr<MetricsRegistry> own_metrics_;  // when options.metrics is null

@@ -6,9 +6,11 @@
 //   TransparencyLogStore  storage/transparency_log_store.h the node's log: entries, tiles, checkpoints
 //   PeerStore             storage/peer_store.h             followed peers: progress, refused entries, forks
 //   DerivationStore       storage/derivation_store.h       .drv files for rebuilders, with a write of its own
-// An implementation implements all five, behind this union: SqliteAttestationStore (the default, one
+//   PolicyStore           storage/policy_store.h           the chain of adopted policies, with a write of its own
+// An implementation implements all six, behind this union: SqliteAttestationStore (the default, one
 // file, WAL) and MemoryAttestationStore (tests), both passing
-// tests/storage/attestation_store_contract_test.cc and tests/storage/derivation_store_contract_test.cc.
+// tests/storage/attestation_store_contract_test.cc, tests/storage/derivation_store_contract_test.cc and
+// tests/storage/policy_store_contract_test.cc.
 // Whoever owns the store (server/node.h) holds an AttestationStore; every other user takes only the
 // role it uses.
 //
@@ -19,6 +21,7 @@
 #include "storage/derivation_store.h"
 #include "storage/ledger.h"
 #include "storage/peer_store.h"
+#include "storage/policy_store.h"
 #include "storage/store_writer.h"
 #include "storage/transparency_log_store.h"
 
@@ -28,7 +31,8 @@ class AttestationStore : public StoreWriter,
                          public Ledger,
                          public TransparencyLogStore,
                          public PeerStore,
-                         public DerivationStore {
+                         public DerivationStore,
+                         public PolicyStore {
  public:
   ~AttestationStore() override = default;
 };

@@ -171,6 +171,36 @@ absl::StatusOr<BatchLogEntries> LogEntriesOf(const WriteBatch& batch) {
   return entries;
 }
 
+absl::StatusOr<std::string> PolicyLinkEntry(const StoredPolicyLink& link) {
+  if (link.hash.empty()) return absl::InvalidArgumentError("policy link has no hash");
+  absl::StatusOr<std::string> entry = consensus::EncodePolicyEntry(consensus::PolicyEntry{.policy_hash = link.hash,
+                                                                                         .parent = link.parent,
+                                                                                         .version = link.version,
+                                                                                         .approvals = link.approvals,
+                                                                                         .received_unix = link.received_unix,
+                                                                                         .toml = link.toml});
+  if (!entry.ok()) {
+    return absl::InvalidArgumentError(consensus::Cat("policy link ", link.hash, " cannot be stored: ",
+                                                     entry.status().message()));
+  }
+  return entry;
+}
+
+absl::Status CheckPolicyLinkExtends(const StoredPolicyLink& link, const StoredPolicyLink* last) {
+  if (last == nullptr) return absl::OkStatus();
+  if (link.parent != last->hash) {
+    return absl::FailedPreconditionError(consensus::Cat(
+        "policy ", link.hash, " names parent ", link.parent, " but the chain ends at ", last->hash, " (version ",
+        last->version, "): store the links in chain order, each naming the previous one"));
+  }
+  if (link.version != last->version + 1) {
+    return absl::FailedPreconditionError(consensus::Cat("policy ", link.hash, " has version ", link.version,
+                                                        " but its parent ", last->hash, " has version ", last->version,
+                                                        " (a successor's version is its parent's + 1)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckLogRange(uint64_t first, uint64_t count, uint64_t size) {
   if (first > size || count > size - first) {
     return absl::OutOfRangeError(consensus::Cat("log entries ", first, " to ", first + count,

@@ -40,6 +40,16 @@ absl::Status ValidateStoredDerivation(const StoredDerivation& derivation, size_t
 // alphabet (DerivationStore::OutputPathByHashPart).
 absl::Status ValidateHashPart(std::string_view hash_part);
 
+// The policy entry (consensus::EncodePolicyEntry) of a link; every link must have one, whatever its
+// origin, so that links learnt from peers are held to the rules of the ones submitted here.
+// INVALID_ARGUMENT, naming the link, for an empty or malformed hash, parent or TOML, a version below 2,
+// a negative time, no or too many approvals, an approval key twice, or an entry over kMaxLogEntryBytes.
+absl::StatusOr<std::string> PolicyLinkEntry(const StoredPolicyLink& link);
+// Whether `link` extends a chain whose last link is `last` (nullptr: the chain is empty, and any parent
+// is fine): FAILED_PRECONDITION naming both when its parent is not last's hash or its version not
+// last's + 1. (ALREADY_EXISTS for a held hash is the caller's check: it looks at the whole chain.)
+absl::Status CheckPolicyLinkExtends(const StoredPolicyLink& link, const StoredPolicyLink* last);
+
 // Whether a dispute passes the query's filters (state, name, operator); paging is not considered.
 bool MatchesDisputeFilters(const StoredDispute& dispute, const DisputeQuery& query);
 

@@ -83,6 +83,9 @@ class ForwardingAttestationStore : public AttestationStore {
     return inner_->OutputPathByHashPart(hash_part);
   }
   absl::StatusOr<DerivationStats> GetDerivationStats() override { return inner_->GetDerivationStats(); }
+  // --- PolicyStore (storage/policy_store.h) ---
+  absl::Status PutPolicyLink(const StoredPolicyLink& link) override { return inner_->PutPolicyLink(link); }
+  absl::StatusOr<std::vector<StoredPolicyLink>> PolicyChain() override { return inner_->PolicyChain(); }
 
  protected:
   AttestationStore* inner() const { return inner_; }

@@ -380,4 +380,32 @@ absl::StatusOr<DerivationStats> MemoryAttestationStore::GetDerivationStats() {
                          .content_bytes = derivation_bytes_};
 }
 
+absl::Status MemoryAttestationStore::PutPolicyLink(const StoredPolicyLink& link) {
+  absl::StatusOr<std::string> entry = PolicyLinkEntry(link);
+  if (!entry.ok()) return entry.status();
+  absl::MutexLock lock(&mu_);
+  for (const StoredPolicyLink& held : policy_chain_) {
+    if (held.hash == link.hash) {
+      return absl::AlreadyExistsError(
+          consensus::Cat("policy ", link.hash, " (version ", held.version, ") is already in the chain"));
+    }
+  }
+  if (absl::Status status = CheckPolicyLinkExtends(link, policy_chain_.empty() ? nullptr : &policy_chain_.back());
+      !status.ok()) {
+    return status;
+  }
+  policy_chain_.push_back(link);
+  // Submitted here: logged with it (a peer's link is in the peer's log already).
+  if (link.origin.empty()) {
+    AppendToLog(*std::move(entry));
+    for (auto& [key, tile] : log_tree_.TakeChangedTiles()) log_tiles_[key] = std::move(tile);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<StoredPolicyLink>> MemoryAttestationStore::PolicyChain() {
+  absl::MutexLock lock(&mu_);
+  return policy_chain_;
+}
+
 }  // namespace attest::storage

@@ -1,6 +1,7 @@
 // MemoryAttestationStore: an AttestationStore held in memory, for tests and tools that need no
 // durability. Behaves exactly like SqliteAttestationStore (same validation, outcomes and ordering);
-// both pass tests/storage/attestation_store_contract_test.cc and derivation_store_contract_test.cc.
+// both pass tests/storage/attestation_store_contract_test.cc, derivation_store_contract_test.cc and
+// policy_store_contract_test.cc.
 //
 // Thread-safe: one mutex guards all state; Write is atomic with respect to every other call.
 #ifndef ATTEST_STORAGE_MEMORY_ATTESTATION_STORE_H_
@@ -68,6 +69,10 @@ class MemoryAttestationStore final : public AttestationStore {
   absl::StatusOr<std::optional<consensus::StorePath>> OutputPathByHashPart(std::string_view hash_part) override;
   absl::StatusOr<DerivationStats> GetDerivationStats() override;
 
+  // --- PolicyStore (storage/policy_store.h) ---
+  absl::Status PutPolicyLink(const StoredPolicyLink& link) override;
+  absl::StatusOr<std::vector<StoredPolicyLink>> PolicyChain() override;
+
  private:
   void AppendToLog(std::string entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -90,6 +95,7 @@ class MemoryAttestationStore final : public AttestationStore {
   std::map<std::pair<std::string, uint64_t>, RejectedEntry> rejected_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, ForkEvidence> forks_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<consensus::StorePath, StoredDerivation> derivations_ ABSL_GUARDED_BY(mu_);
+  std::vector<StoredPolicyLink> policy_chain_ ABSL_GUARDED_BY(mu_);  // oldest first
   int64_t derivation_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // Output path (full, so that a hash part is a prefix range) -> the derivations listing it, in the
   // order DerivationsProducing returns them.

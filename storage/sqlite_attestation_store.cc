@@ -86,7 +86,8 @@ absl::StatusOr<std::unique_ptr<SqliteAttestationStore::Writer>> SqliteAttestatio
   auto writer = std::unique_ptr<Writer>(new Writer(std::move(db)));
   for (absl::Status (Writer::*prepare)() : {&Writer::PreparePathsStatements, &Writer::PrepareDisputesStatements,
                                             &Writer::PrepareLogStatements, &Writer::PreparePeersStatements,
-                                            &Writer::PrepareDerivationsStatements}) {
+                                            &Writer::PrepareDerivationsStatements,
+                                            &Writer::PreparePoliciesStatements}) {
     if (absl::Status status = (writer.get()->*prepare)(); !status.ok()) return status;
   }
   if (absl::Status status = writer->ResumeLog(); !status.ok()) return status;
@@ -655,6 +656,23 @@ absl::StatusOr<DerivationStats> SqliteAttestationStore::GetDerivationStats() {
   if (!reader.ok()) return reader.status();
   ReaderLease lease(*this, std::move(*reader));
   return WithBusyRetries(options_, [&] { return lease->GetDerivationStats(); });
+}
+
+absl::Status SqliteAttestationStore::PutPolicyLink(const StoredPolicyLink& link) {
+  absl::MutexLock lock(&write_mu_);
+  return WithBusyRetries(options_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    absl::Status status = writer_->PutPolicyLink(link);
+    // A rolled-back append must not stay in the writer's tree of the log.
+    if (!status.ok()) writer_->ForgetUncommitted();
+    return status;
+  });
+}
+
+absl::StatusOr<std::vector<StoredPolicyLink>> SqliteAttestationStore::PolicyChain() {
+  // On the writer's connection, as the peers' progress: the chain is read rarely (at start, for a
+  // peer that is behind) and is a handful of rows.
+  absl::MutexLock lock(&write_mu_);
+  return WithBusyRetries(options_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) { return writer_->PolicyChain(); });
 }
 
 }  // namespace attest::storage

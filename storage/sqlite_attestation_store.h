@@ -54,7 +54,7 @@ struct SqliteOptions final {
 };
 
 // The schema version this build reads and writes (PRAGMA user_version).
-inline constexpr int kSqliteSchemaVersion = 7;
+inline constexpr int kSqliteSchemaVersion = 8;
 // PRAGMA application_id of an attest database: "atst".
 inline constexpr int32_t kSqliteApplicationId = 0x61747374;
 
@@ -131,6 +131,12 @@ class SqliteAttestationStore final : public AttestationStore {
       std::span<const consensus::StorePath> outputs) override;
   absl::StatusOr<std::optional<consensus::StorePath>> OutputPathByHashPart(std::string_view hash_part) override;
   absl::StatusOr<DerivationStats> GetDerivationStats() override;
+  // --- PolicyStore (storage/policy_store.h) ---
+  // One write transaction per call on the writer connection (serialised with Write), holding the link,
+  // its approvals and, for a link submitted here, its log entry. FAILED_PRECONDITION also when the file
+  // became read-only.
+  absl::Status PutPolicyLink(const StoredPolicyLink& link) override;
+  absl::StatusOr<std::vector<StoredPolicyLink>> PolicyChain() override;
 
   const std::string& path() const { return path_; }
 

@@ -7,6 +7,7 @@
 //   sqlite_store_transparency_log.cc  the node's log: entries, tiles, checkpoints
 //   sqlite_store_peers.cc             followed peers: progress, kept entries, refusals, fork evidence
 //   sqlite_store_derivations.cc       derivations: their files, input derivations and output index
+//   sqlite_store_policies.cc          the chain of adopted policies and their approvals
 // The Writer (one connection, all writes) and the Reader (one pooled read-only connection) are
 // declared here with their statements grouped by family; each family prepares its own statements.
 // No header outside storage/ includes this one.
@@ -172,6 +173,11 @@ class SqliteAttestationStore::Writer {
   // Derivations (sqlite_store_derivations.cc). One transaction; on failure nothing is stored.
   absl::StatusOr<std::vector<WriteOutcome>> PutDerivations(std::span<const StoredDerivation> derivations);
 
+  // The policy chain (sqlite_store_policies.cc). PutPolicyLink is one transaction; on failure nothing
+  // is stored (call ForgetUncommitted()). PolicyChain reads one snapshot.
+  absl::Status PutPolicyLink(const StoredPolicyLink& link);
+  absl::StatusOr<std::vector<StoredPolicyLink>> PolicyChain();
+
  private:
   // A store path the batch writes to: its row (id 0 until inserted) and record.
   struct PathRow {
@@ -228,6 +234,9 @@ class SqliteAttestationStore::Writer {
   // Inserts one derivation with its inputs and outputs unless its path is held; whether it was.
   absl::StatusOr<bool> InsertDerivation(const StoredDerivation& derivation);
 
+  // The policy chain (sqlite_store_policies.cc).
+  absl::Status PreparePoliciesStatements();
+
   std::unique_ptr<Connection> db_;
   std::unique_ptr<Statement> find_paths_, insert_path_, update_path_, find_key_, insert_key_, find_observed_key_,
       insert_observed_key_, find_label_, insert_label_, bump_counter_;
@@ -236,6 +245,8 @@ class SqliteAttestationStore::Writer {
   std::unique_ptr<Statement> get_peer_, put_peer_, insert_peer_entry_, insert_rejection_, recent_rejections_,
       count_rejections_, insert_fork_, list_forks_;
   std::unique_ptr<Statement> insert_derivation_, insert_derivation_input_, insert_derivation_output_;
+  std::unique_ptr<Statement> find_policy_, last_policy_, insert_policy_, insert_policy_approval_, policy_links_,
+      policy_approvals_;
   // The log as this transaction grows it, and as of the last commit (restored on rollback).
   LogTree log_;
   LogTree committed_log_;

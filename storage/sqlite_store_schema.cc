@@ -194,6 +194,26 @@ CREATE TABLE derivation_outputs (
 CREATE INDEX derivation_outputs_by_path ON derivation_outputs(path);
 )sql";
 
+// Added in version 8: the chain of policies the node adopted (storage/policy_store.h). A link's version
+// is one more than its parent's, so it keys the chain in order. The TOML is kept as submitted (a
+// BLOB: the bytes maintainers signed, whatever they are); one row per approval, in submission order.
+constexpr std::string_view kPolicyTables = R"sql(
+CREATE TABLE policy_links (
+  version INTEGER PRIMARY KEY,
+  hash TEXT NOT NULL UNIQUE,     -- "sha256:<hex>" of the policy's canonical text
+  parent TEXT NOT NULL,
+  toml BLOB NOT NULL,
+  received INTEGER NOT NULL,
+  origin TEXT NOT NULL           -- '' when submitted to this node, else the peer's log name
+) STRICT;
+CREATE TABLE policy_approvals (
+  version INTEGER NOT NULL REFERENCES policy_links(version),
+  position INTEGER NOT NULL,
+  signature TEXT NOT NULL,       -- "<key name>:<base64>"
+  PRIMARY KEY (version, position)
+) STRICT, WITHOUT ROWID;
+)sql";
+
 // Version 1 (one row per signature, claims and paths normalised) was only ever written by
 // development builds. An empty version-1 database is rebuilt as version 2; one holding attestations
 // is refused (see CreateOrMigrate): there is nothing in the field to convert.
@@ -201,7 +221,7 @@ constexpr std::string_view kDropSchemaV1 = R"sql(
 DROP TABLE signatures; DROP TABLE claims; DROP TABLE disputes; DROP TABLE paths; DROP TABLE keys;
 DROP TABLE observed_keys; DROP TABLE labels; DROP TABLE counters;
 )sql";
-static_assert(kSqliteSchemaVersion == 7);
+static_assert(kSqliteSchemaVersion == 8);
 
 // Fills what version 4 added for data written by older versions: each dispute's operators (from its
 // signed record) and the per-key attestation counters (one pass over the path records).
@@ -284,10 +304,12 @@ constexpr Migration kMigrations[] = {
     {6, kPeerEntriesTable, "creating the peer entries table", "adding the peer entries table", nullptr},
     // Derivations are new in version 7: nothing to backfill (their counters start at zero).
     {7, kDerivationTables, "creating the derivation tables", "adding the derivation tables", nullptr},
+    // Nodes before version 8 adopted no policy update: the chain starts empty.
+    {8, kPolicyTables, "creating the policy chain tables", "adding the policy chain tables", nullptr},
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion - 1);
 
-// Brings a version-2..6 file to kSqliteSchemaVersion (inside the caller's transaction).
+// Brings a version-2..7 file to kSqliteSchemaVersion (inside the caller's transaction).
 absl::Status Migrate(Connection& db, int64_t from_version) {
   for (const Migration& step : kMigrations) {
     if (step.version <= from_version) continue;

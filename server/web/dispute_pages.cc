@@ -442,7 +442,8 @@ DisputePages::DisputePages(const DisputeView* view, const DisputeDiffer* differ)
 
 HttpResponse DisputePages::List(const std::vector<std::pair<std::string, std::string>>& query,
                                 Format format) const {
-  absl::StatusOr<ListFilters> filters = ParseFilters(query, policy_);
+  const std::shared_ptr<const consensus::Policy> policy = policy_.current();
+  absl::StatusOr<ListFilters> filters = ParseFilters(query, *policy);
   if (!filters.ok()) return ErrorResponse(format, 400, StdView(filters.status().message()));
   absl::StatusOr<DisputePage> page = view_->List(DisputePageRequest{
       .filter = {.state = filters->state, .name_contains = filters->name, .operator_name = filters->operator_name},
@@ -479,7 +480,7 @@ HttpResponse DisputePages::List(const std::vector<std::pair<std::string, std::st
     return JsonResponse(200, DumpJson(out));
   }
 
-  std::string body = FilterForm(*filters, policy_);
+  std::string body = FilterForm(*filters, *policy);
   body += Cat("<p id=\"total\">", ShowCount(total), total == 1 ? " dispute matches" : " disputes match",
               filters->after.empty() ? "" : " (a later page)", ". Open disputes are listed first.</p>\n");
   if (shown == 0) {
@@ -531,7 +532,7 @@ HttpResponse DisputePages::One(std::string_view id, Format format) const {
   }
   if (format == Format::kJson) return JsonResponse(200, DumpJson(DetailJson(*detail, differ_)));
   HttpResponse response =
-      HtmlResponse(200, Frame(Cat("Dispute about ", detail->stored.path.name()), DetailHtml(*detail, policy_, differ_)));
+      HtmlResponse(200, Frame(Cat("Dispute about ", detail->stored.path.name()), DetailHtml(*detail, *policy_.current(), differ_)));
   // The page frames diffoscope's report (served by DiffHtml, sandboxed): its own origin only.
   for (auto& [name, value] : response.headers) {
     if (name == "Content-Security-Policy") value += "; frame-src 'self'";

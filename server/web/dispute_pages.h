@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "consensus/policy.h"
+#include "server/policy_book.h"
 #include "server/dispute_differ.h"
 #include "server/dispute_view.h"
 #include "server/http_server.h"
@@ -53,7 +54,7 @@ class DisputePages final {
  private:
   const DisputeView* const view_;
   const DisputeDiffer* const differ_;
-  const consensus::Policy& policy_;
+  const PolicyBook& policy_;
 };
 
 }  // namespace attest::server::web

@@ -209,21 +209,22 @@ std::string SourcesHtml(const std::vector<SourceRow>& rows) {
 
 }  // namespace
 
-OperatorPage::OperatorPage(const consensus::Policy& policy, storage::Ledger* store,
+OperatorPage::OperatorPage(const PolicyBook& policy, storage::Ledger* store,
                            const ResolutionBook* resolutions, NarSourceStatusFn sources)
     : policy_(policy), store_(store), resolutions_(resolutions), sources_(std::move(sources)) {}
 
 HttpResponse OperatorPage::Render(Format format) const {
   absl::StatusOr<Figures> figures = Collect(store_);
   if (!figures.ok()) return ErrorResponse(format, HttpStatusOf(figures.status()), StdView(figures.status().message()));
+  const std::shared_ptr<const consensus::Policy> policy = policy_.current();
   std::set<std::string> in_policy;
   const std::shared_ptr<const consensus::TallyOptions> tally = TallyOptionsOf(resolutions_);
-  const std::vector<SourceRow> sources = SourceRows(policy_, sources_ ? sources_() : std::vector<NarSourceStatus>());
+  const std::vector<SourceRow> sources = SourceRows(*policy, sources_ ? sources_() : std::vector<NarSourceStatus>());
   auto excluded = [&](const std::string& key) { return tally->excluded_builders.contains(key); };
 
   if (format == Format::kJson) {
     json operators = json::array();
-    for (const consensus::Operator& op : policy_.operators()) {
+    for (const consensus::Operator& op : policy->operators()) {
       json builders = json::array();
       for (const consensus::PublicKey& key : op.builders) {
         in_policy.insert(key.name());
@@ -249,8 +250,8 @@ HttpResponse OperatorPage::Render(Format format) const {
     for (const auto& [key, f] : figures->builders) {
       if (!in_policy.contains(key) && f.attestations > 0) others.push_back({{"key", key}, {"attestations", f.attestations}});
     }
-    return JsonResponse(200, DumpJson({{"quorum", policy_.quorum()},
-                                       {"policy_hash", policy_.Hash()},
+    return JsonResponse(200, DumpJson({{"quorum", policy->quorum()},
+                                       {"policy_hash", policy->Hash()},
                                        {"agreement_rate_definition",
                                         "share of the builder's attestations held by this node that are on no side "
                                         "of any dispute record"},
@@ -261,14 +262,14 @@ HttpResponse OperatorPage::Render(Format format) const {
   }
 
   std::string body = Cat(
-      "<p>Quorum: ", policy_.quorum(), " operators must agree. Policy <code>", Escape(policy_.Hash()), "</code>.</p>\n"
+      "<p>Quorum: ", policy->quorum(), " operators must agree. Policy <code>", Escape(policy->Hash()), "</code>.</p>\n"
       "<p id=\"agreement-definition\"><b>Agreement rate</b>: the share of a builder's attestations held by this node "
       "that are on no side of any dispute record (1 &minus; attestations on a dispute side &divide; attestations). A "
       "builder on the honest side of a dispute loses agreement too: it points at where to look, it is not a "
       "verdict.</p>\n"
       "<table id=\"operators\"><tr><th>Operator</th><th>Disputes involved</th><th>Builder key</th>"
       "<th>Attestations</th><th>On a dispute side</th><th>Agreement rate</th><th>Flagged in</th></tr>\n");
-  for (const consensus::Operator& op : policy_.operators()) {
+  for (const consensus::Operator& op : policy->operators()) {
     bool first = true;
     for (const consensus::PublicKey& key : op.builders) {
       in_policy.insert(key.name());

@@ -19,6 +19,7 @@
 #define ATTEST_SERVER_WEB_OPERATOR_PAGE_H_
 
 #include "consensus/policy.h"
+#include "server/policy_book.h"
 #include "server/http_server.h"
 #include "server/nar_source_status.h"
 #include "server/resolution_book.h"
@@ -31,13 +32,13 @@ class OperatorPage final {
  public:
   // `resolutions` (may be null): builders excluded by a malicious statement in force are marked.
   // `sources` (may be empty: the node relays no NARs) is called once per request.
-  OperatorPage(const consensus::Policy& policy, storage::Ledger* store, const ResolutionBook* resolutions,
+  OperatorPage(const PolicyBook& policy, storage::Ledger* store, const ResolutionBook* resolutions,
                NarSourceStatusFn sources = {});
 
   HttpResponse Render(Format format) const;
 
  private:
-  const consensus::Policy& policy_;
+  const PolicyBook& policy_;
   storage::Ledger* const store_;
   const ResolutionBook* const resolutions_;
   const NarSourceStatusFn sources_;

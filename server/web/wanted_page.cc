@@ -231,12 +231,13 @@ json WantedPathJson(const v1::WantedPath& path) {
 
 }  // namespace
 
-WantedPage::WantedPage(const consensus::Policy& policy, const RebuildQueue* queue, const RebuildBook* rebuilds,
+WantedPage::WantedPage(const PolicyBook& policy, const RebuildQueue* queue, const RebuildBook* rebuilds,
                        Clock clock)
     : policy_(policy), queue_(queue), rebuilds_(rebuilds), clock_(clock ? std::move(clock) : Clock(&absl::Now)) {}
 
 HttpResponse WantedPage::Render(const Query& query, Format format) const {
-  absl::StatusOr<WantedArguments> arguments = ParseArguments(query, policy_);
+  const std::shared_ptr<const consensus::Policy> policy = policy_.current();
+  absl::StatusOr<WantedArguments> arguments = ParseArguments(query, *policy);
   if (!arguments.ok()) return ErrorResponse(format, 400, StdView(arguments.status().message()));
   absl::StatusOr<WantedList> list =
       queue_->Wanted(WantedQuery{.operator_name = arguments->operator_name, .limit = arguments->limit});
@@ -299,7 +300,7 @@ HttpResponse WantedPage::Render(const Query& query, Format format) const {
       "lookups and the gateway's narinfo requests for UNKNOWN or PENDING paths), halving as time passes. "
       "Paths are ordered by demand, then by how many more operators quorum needs. A rebuilder takes a path "
       "whose derivation is available, builds it and attests it (<code>attest rebuild</code>).</p>\n",
-      FilterForm(*arguments, policy_), "<h2 id=\"wanted-heading\">Wanted</h2>\n", WantedTable(list->wanted),
+      FilterForm(*arguments, *policy), "<h2 id=\"wanted-heading\">Wanted</h2>\n", WantedTable(list->wanted),
       "<h2 id=\"disputed-heading\">Disputed</h2>\n<p>Builders disagree about these paths; a rebuild by a further "
       "operator is evidence too.</p>\n",
       DisputedTable(list->disputed));

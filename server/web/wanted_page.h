@@ -31,6 +31,7 @@
 
 #include "absl/time/time.h"
 #include "consensus/policy.h"
+#include "server/policy_book.h"
 #include "server/http_server.h"
 #include "server/rebuild_book.h"
 #include "server/rebuild_queue.h"
@@ -44,14 +45,14 @@ class WantedPage final {
 
   // `rebuilds` (may be null: the node takes no rebuild statements) gives the sections on leases and
   // results. `clock` (may be empty: absl::Now) is the time leases are compared with; pass the queue's.
-  WantedPage(const consensus::Policy& policy, const RebuildQueue* queue, const RebuildBook* rebuilds,
+  WantedPage(const PolicyBook& policy, const RebuildQueue* queue, const RebuildBook* rebuilds,
              Clock clock = {});
 
   // `query`: the request's arguments, as HttpRequest::query holds them.
   HttpResponse Render(const std::vector<std::pair<std::string, std::string>>& query, Format format) const;
 
  private:
-  const consensus::Policy& policy_;
+  const PolicyBook& policy_;
   const RebuildQueue* const queue_;
   const RebuildBook* const rebuilds_;
   const Clock clock_;

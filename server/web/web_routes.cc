@@ -22,7 +22,7 @@ constexpr std::string_view kDiffTextSuffix = "/diff.txt";
 constexpr std::string_view kDrvPrefix = "/drv/";
 
 struct Pages final {
-  Pages(const consensus::Policy& policy, storage::Ledger* store, const StatusQuery* status_query,
+  Pages(const PolicyBook& policy, storage::Ledger* store, const StatusQuery* status_query,
         const DisputeView* dispute_view, const ResolutionBook* resolutions, NarSourceStatusFn sources,
         const DisputeDiffer* differ)
       : disputes(dispute_view, differ), operators(policy, store, resolutions, std::move(sources)), search(status_query) {}
@@ -38,7 +38,7 @@ std::string SearchedPath(const HttpRequest& request) {
 
 }  // namespace
 
-void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::Ledger* store,
+void AddRoutes(HttpRouter& router, const PolicyBook& policy, storage::Ledger* store,
                const StatusQuery* status_query, const DisputeView* dispute_view,
                const ResolutionBook* resolutions, NarSourceStatusFn sources, const DisputeDiffer* differ,
                const RebuildQueue* wanted, const RebuildBook* rebuilds, DerivationIntake* derivations,

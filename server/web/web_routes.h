@@ -21,6 +21,7 @@
 
 #include "absl/time/time.h"
 #include "consensus/policy.h"
+#include "server/policy_book.h"
 #include "server/derivation_intake.h"
 #include "server/dispute_differ.h"
 #include "server/dispute_view.h"
@@ -41,7 +42,7 @@ namespace attest::server::web {
 // `wanted` (may be null: no /wanted) is the rebuild queue; `rebuilds` (may be null) gives the wanted
 // page its leases and recent results; `derivations` (may be null: no /drv/) serves the stored .drv
 // files; `clock` (may be empty: absl::Now) is the time the wanted page compares leases with.
-void AddRoutes(HttpRouter& router, const consensus::Policy& policy, storage::Ledger* store,
+void AddRoutes(HttpRouter& router, const PolicyBook& policy, storage::Ledger* store,
                const StatusQuery* status_query, const DisputeView* dispute_view,
                const ResolutionBook* resolutions, NarSourceStatusFn sources = {},
                const DisputeDiffer* differ = nullptr, const RebuildQueue* wanted = nullptr,

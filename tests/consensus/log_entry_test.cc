@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -24,6 +25,7 @@
 #include "consensus/nar_hash.h"
 #include "consensus/path_info.h"
 #include "consensus/policy.h"
+#include "consensus/policy_update.h"
 #include "consensus/sha256.h"
 #include "consensus/signed_note.h"
 #include "consensus/store_path.h"
@@ -142,6 +144,7 @@ TEST(LogEntryTest, KindValuesAreStable) {
   EXPECT_EQ(static_cast<int>(LogEntryKind::kDispute), 2);
   EXPECT_EQ(static_cast<int>(LogEntryKind::kResolution), 3);
   EXPECT_EQ(static_cast<int>(LogEntryKind::kDisputePart), 4);
+  EXPECT_EQ(static_cast<int>(LogEntryKind::kPolicy), 5);
   EXPECT_EQ(kMaxLogEntryBytes, 65535u);
 }
 
@@ -500,6 +503,226 @@ TEST(LogEntryTest, EncodeLogEntryChecksTheKindMatchesTheContent) {
                    .ok());
 }
 
+// ---- Policy entries ---------------------------------------------------------------------------
+
+std::string HexHash(char digit) { return Cat("sha256:", std::string(64, digit)); }
+
+constexpr char kPolicyToml[] = "# version 3: org-e joins\nparent = \"sha256:aaa\"\nversion = 3\nquorum = 2\n";
+
+PolicyEntry GoldenPolicy() {
+  return PolicyEntry{.policy_hash = HexHash('b'),
+                     .parent = HexHash('a'),
+                     .version = 3,
+                     .approvals = {TestKey("maint-2").Sign("approve"), TestKey("maint-1").Sign("approve")},
+                     .received_unix = 1795576800,
+                     .toml = kPolicyToml};
+}
+
+// Written out by hand from the format in log_entry.h.
+std::string GoldenPolicyBytes() {
+  const PolicyEntry entry = GoldenPolicy();
+  return Cat("attest/log/policy/v1\n", "policy ", HexHash('b'), "\n", "parent ", HexHash('a'), "\n", "version 3\n",
+             "approval ", entry.approvals[0].ToString(), "\n", "approval ", entry.approvals[1].ToString(), "\n",
+             "received 1795576800\n", "toml ", std::string_view(kPolicyToml).size(), "\n", kPolicyToml);
+}
+
+TEST(LogEntryTest, PolicyEntryGoldenBytesAndRoundTrip) {
+  const absl::StatusOr<std::string> bytes = EncodePolicyEntry(GoldenPolicy());
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(*bytes, GoldenPolicyBytes());
+  const absl::StatusOr<LogEntry> parsed = ParseLogEntry(*bytes);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->kind, LogEntryKind::kPolicy);
+  EXPECT_EQ(parsed->policy, GoldenPolicy());
+  EXPECT_FALSE(parsed->attestation.has_value());
+  EXPECT_FALSE(parsed->part.has_value());
+  EXPECT_TRUE(parsed->note.empty());
+  EXPECT_EQ(OrDie(EncodeLogEntry(*parsed)), *bytes);
+  // The log keeps the entry itself as its note, and gives it back as it is.
+  EXPECT_EQ(OrDie(EncodeNoteEntry(*bytes)), *bytes);
+}
+
+TEST(LogEntryTest, PolicyEntryTomlIsRawBytesToTheEnd) {
+  for (std::string toml : {std::string("quorum = 1"), std::string("quorum = 1\n\n"),
+                           std::string("a = 1\nreceived 5\ntoml 3\n"), std::string("\0\xff\r\n", 4),
+                           std::string(kMaxPolicyTomlBytes, '#')}) {
+    PolicyEntry entry = GoldenPolicy();
+    entry.toml = toml;
+    const absl::StatusOr<std::string> bytes = EncodePolicyEntry(entry);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    const absl::StatusOr<LogEntry> parsed = ParseLogEntry(*bytes);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(parsed->policy->toml, toml);
+  }
+}
+
+TEST(LogEntryTest, PolicyEntryWithOneAndWithTheMostApprovalsRoundTrips) {
+  for (size_t count : {size_t{1}, kMaxPolicyApprovals}) {
+    PolicyEntry entry = GoldenPolicy();
+    entry.approvals.clear();
+    for (size_t i = 0; i < count; ++i) entry.approvals.push_back(TestKey(Cat("maint-", i)).Sign("approve"));
+    entry.received_unix = 0;
+    entry.version = std::numeric_limits<int64_t>::max();
+    const absl::StatusOr<std::string> bytes = EncodePolicyEntry(entry);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    const absl::StatusOr<LogEntry> parsed = ParseLogEntry(*bytes);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed->policy, entry);
+  }
+}
+
+TEST(LogEntryTest, PolicyEntryEncoderRefusesWhatCouldNotBeParsedBack) {
+  struct Case {
+    std::string what;
+    std::function<void(PolicyEntry&)> spoil;
+    std::string fragment;
+  };
+  const std::vector<Case> cases = {
+      {"empty hash", [](PolicyEntry& e) { e.policy_hash.clear(); }, "policy hash"},
+      {"uppercase hash", [](PolicyEntry& e) { e.policy_hash = Cat("sha256:", std::string(64, 'B')); }, "policy hash"},
+      {"short hash", [](PolicyEntry& e) { e.policy_hash = Cat("sha256:", std::string(63, 'b')); }, "policy hash"},
+      {"no parent", [](PolicyEntry& e) { e.parent.clear(); }, "parent"},
+      {"version 1", [](PolicyEntry& e) { e.version = 1; }, "version 1 is below 2"},
+      {"negative version", [](PolicyEntry& e) { e.version = -3; }, "below 2"},
+      {"no approval", [](PolicyEntry& e) { e.approvals.clear(); }, "0 approvals"},
+      {"too many approvals",
+       [](PolicyEntry& e) {
+         e.approvals.clear();
+         for (size_t i = 0; i <= kMaxPolicyApprovals; ++i) e.approvals.push_back(TestKey(Cat("m-", i)).Sign("a"));
+       },
+       "65 approvals"},
+      {"approval twice", [](PolicyEntry& e) { e.approvals.push_back(e.approvals[0]); }, "both by key 'maint-2'"},
+      {"bad key name", [](PolicyEntry& e) { e.approvals[1].key_name = "has space"; }, "approval 2"},
+      {"negative time", [](PolicyEntry& e) { e.received_unix = -1; }, "negative"},
+      {"empty TOML", [](PolicyEntry& e) { e.toml.clear(); }, "TOML of 0 bytes"},
+      {"TOML too large", [](PolicyEntry& e) { e.toml = std::string(kMaxPolicyTomlBytes + 1, '#'); }, "TOML of 49153"},
+      {"entry too large",
+       [](PolicyEntry& e) {
+         e.toml = std::string(kMaxPolicyTomlBytes, '#');
+         e.approvals.clear();
+         for (size_t i = 0; i < kMaxPolicyApprovals; ++i) {
+           Signature signature = TestKey("m").Sign("a");
+           signature.key_name = Cat(std::string(200, 'k'), i);
+           e.approvals.push_back(signature);
+         }
+       },
+       "a log entry holds at most 65535"},
+  };
+  for (const Case& c : cases) {
+    PolicyEntry entry = GoldenPolicy();
+    c.spoil(entry);
+    const absl::StatusOr<std::string> bytes = EncodePolicyEntry(entry);
+    ASSERT_FALSE(bytes.ok()) << c.what;
+    EXPECT_EQ(bytes.status().code(), absl::StatusCode::kInvalidArgument) << c.what;
+    EXPECT_THAT(Message(bytes.status()), HasSubstr(c.fragment)) << c.what;
+    EXPECT_FALSE(EncodeLogEntry(LogEntry{.kind = LogEntryKind::kPolicy,
+                                         .attestation = std::nullopt,
+                                         .note = {},
+                                         .part = std::nullopt,
+                                         .policy = entry})
+                     .ok())
+        << c.what;
+  }
+}
+
+TEST(LogEntryTest, MalformedPolicyEntriesAreRejectedNamingLineAndProblem) {
+  const std::string golden = GoldenPolicyBytes();
+  const PolicyEntry entry = GoldenPolicy();
+  const std::string approval1 = Cat("approval ", entry.approvals[0].ToString(), "\n");
+  const std::string approval2 = Cat("approval ", entry.approvals[1].ToString(), "\n");
+  const std::string toml_line = Cat("toml ", std::string_view(kPolicyToml).size(), "\n");
+  auto replace = [&](std::string_view from, std::string_view to) {
+    std::string out = golden;
+    const size_t at = out.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) out.replace(at, from.size(), to);
+    return out;
+  };
+  std::string many_approvals = golden;
+  {
+    std::string lines;
+    for (size_t i = 0; i <= kMaxPolicyApprovals; ++i) {
+      lines += Cat("approval ", TestKey(Cat("m-", i)).Sign("a").ToString(), "\n");
+    }
+    many_approvals = replace(approval1 + approval2, lines);
+  }
+  struct Case {
+    std::string what;
+    std::string bytes;
+    std::string fragment;
+  };
+  const std::vector<Case> cases = {
+      {"no newline after the header", "attest/log/policy/v1", "line 1: does not end in a newline"},
+      {"nothing after the header", "attest/log/policy/v1\n", "line 2: does not end in a newline"},
+      {"policy line missing", replace(Cat("policy ", HexHash('b'), "\n"), ""), "line 2: expected \"policy"},
+      {"policy hash uppercase", replace(Cat("policy ", HexHash('b')), Cat("policy sha256:", std::string(64, 'B'))),
+       "line 2: policy hash"},
+      {"policy hash of another kind", replace(Cat("policy ", HexHash('b')), "policy md5:0123"), "line 2: policy hash"},
+      {"policy line without its newline", Cat("attest/log/policy/v1\npolicy ", HexHash('b')),
+       "line 2: does not end in a newline"},
+      {"parent missing", replace(Cat("parent ", HexHash('a'), "\n"), ""), "line 3: expected \"parent"},
+      {"parent malformed", replace(Cat("parent ", HexHash('a')), "parent sha256:xyz"), "line 3: parent hash"},
+      {"version missing", replace("version 3\n", ""), "line 4: expected \"version"},
+      {"version 1", replace("version 3\n", "version 1\n"), "line 4: version '1'"},
+      {"version with a leading zero", replace("version 3\n", "version 03\n"), "line 4: version"},
+      {"version signed", replace("version 3\n", "version +3\n"), "line 4: version"},
+      {"version empty", replace("version 3\n", "version \n"), "line 4: version"},
+      {"no approval", replace(approval1 + approval2, ""), "line 5: no approval line"},
+      {"approval with bad base64", replace(approval1, "approval maint-2:!!!\n"), "line 5: approval"},
+      {"approval not canonical", replace(approval1, Cat(" ", approval1)), "line 5: expected \"approval"},
+      {"approval twice", replace(approval2, approval1), "line 6: a second approval by key 'maint-2'"},
+      {"too many approvals", many_approvals, "line 69: more than 64 approvals"},
+      {"unknown line among approvals", replace(approval2, "signature x:y\n"), "line 6: expected \"approval"},
+      {"received missing", replace("received 1795576800\n", ""), "line 7: expected \"approval"},
+      {"received negative", replace("received 1795576800\n", "received -1\n"), "line 7: received"},
+      {"received with a leading zero", replace("received 1795576800\n", "received 01795576800\n"), "line 7: received"},
+      {"toml line missing", replace(toml_line, ""), "line 8: expected \"toml"},
+      {"toml length zero", replace(Cat(toml_line, kPolicyToml), "toml 0\n"), "line 8: toml length '0'"},
+      {"toml length with a leading zero", replace(toml_line, Cat("toml 0", std::string_view(kPolicyToml).size(), "\n")),
+       "line 8: toml length"},
+      {"toml length over the limit", replace(toml_line, "toml 49153\n"), "line 8: toml length"},
+      {"toml shorter than announced", golden.substr(0, golden.size() - 1), "announces 64 bytes but 63 follow"},
+      {"toml longer than announced", golden + "x", "announces 64 bytes but 65 follow"},
+      {"a line after the toml bytes counts as toml", golden + "received 1\n", "but 75 follow"},
+      {"over the size limit", golden + std::string(kMaxLogEntryBytes, '#'), "at most 65535"},
+  };
+  ASSERT_EQ(std::string_view(kPolicyToml).size(), 64u);
+  for (const Case& c : cases) {
+    const absl::StatusOr<LogEntry> parsed = ParseLogEntry(c.bytes);
+    ASSERT_FALSE(parsed.ok()) << c.what;
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << c.what;
+    EXPECT_THAT(Message(parsed.status()), HasSubstr(c.fragment)) << c.what;
+    EXPECT_FALSE(EncodeNoteEntry(c.bytes).ok()) << c.what;
+  }
+}
+
+TEST(LogEntryTest, EncodeLogEntryChecksAPolicyEntryHoldsOnlyItsPolicy) {
+  EXPECT_FALSE(EncodeLogEntry(LogEntry{.kind = LogEntryKind::kPolicy,
+                                       .attestation = std::nullopt,
+                                       .note = {},
+                                       .part = std::nullopt,
+                                       .policy = std::nullopt})
+                   .ok());
+  EXPECT_FALSE(EncodeLogEntry(LogEntry{.kind = LogEntryKind::kPolicy,
+                                       .attestation = std::nullopt,
+                                       .note = "x",
+                                       .part = std::nullopt,
+                                       .policy = GoldenPolicy()})
+                   .ok());
+  EXPECT_FALSE(EncodeLogEntry(LogEntry{.kind = LogEntryKind::kAttestation,
+                                       .attestation = GoldenEntry(),
+                                       .note = {},
+                                       .part = std::nullopt,
+                                       .policy = GoldenPolicy()})
+                   .ok());
+  EXPECT_FALSE(EncodeLogEntry(LogEntry{.kind = LogEntryKind::kResolution,
+                                       .attestation = std::nullopt,
+                                       .note = {},
+                                       .part = std::nullopt,
+                                       .policy = GoldenPolicy()})
+                   .ok());
+}
+
 // ---- Dispute entries --------------------------------------------------------------------------
 
 Policy MakePolicy() {
@@ -815,7 +1038,7 @@ TEST(LogEntryTest, PropertyGeneratedEntriesRoundTrip) {
 TEST(LogEntryTest, PropertyEveryAcceptedInputReEncodesToItself) {
   Generator gen(9162);
   std::vector<std::string> seeds = {kGoldenEntry, kMinimalEntry,
-                                    "attest/log/dispute/v1\n" + SignedDisputeNote()};
+                                    "attest/log/dispute/v1\n" + SignedDisputeNote(), GoldenPolicyBytes()};
   for (int i = 0; i < 100; ++i) seeds.push_back(OrDie(EncodeAttestationEntry(gen.Entry())));
   int accepted = 0;
   int rejected = 0;

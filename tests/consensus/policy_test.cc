@@ -536,8 +536,8 @@ TEST(PolicyTest, RejectsUnknownTopLevelKeys) {
                 "node's own config file");
   ExpectErrorAt(absl::StrCat(kGood, "\n[[peer]]\nurl = \"https://node\"\n"), 18,
                 "unknown key 'peer'");
-  // Per-path rules are a later feature: rejected until implemented, never silently ignored.
-  ExpectErrorAt(absl::StrCat(kGood, "\n[[rule]]\nquorum = 3\n"), 18, "unknown key 'rule'");
+  // Per-path rules exist now: a rule without names is refused at its table, never silently ignored.
+  ExpectErrorAt(absl::StrCat(kGood, "\n[[rule]]\nquorum = 3\n"), 18, "rule 1 has no names");
 }
 
 TEST(PolicyTest, RejectsUnknownKeysInOperator) {

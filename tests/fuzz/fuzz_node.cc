@@ -25,6 +25,7 @@
 #include "server/resolution_book.h"
 #include "server/upstream.h"
 #include "server/web/web_routes.h"
+#include "server/policy_book.h"
 #include "storage/memory_attestation_store.h"
 #include "tests/fuzz/fuzz_policy.h"
 #include "tests/fuzz/fuzz_support.h"
@@ -69,7 +70,7 @@ class Node final : public FuzzNode {
         publisher_(&store_, key_, clock_, server::LogPublisherOptions{}),
         log_proofs_(&store_, &publisher_),
         log_http_(&store_, &publisher_),
-        replicator_(config_, policy_, key_, &store_, &ingestor_, clock_, &metrics_) {
+        replicator_(config_, &policy_, key_, &store_, &ingestor_, clock_, &metrics_) {
     Seed();
     server::AddMetricsRoute(router_, &metrics_);
     log_http_.AddRoutes(router_);
@@ -132,7 +133,7 @@ class Node final : public FuzzNode {
     return *std::move(upstream);
   }
 
-  const consensus::Policy policy_;
+  server::PolicyBook policy_;
   const consensus::SecretKey key_;
   const server::NodeConfig config_;
   const server::Clock clock_;

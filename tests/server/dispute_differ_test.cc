@@ -86,7 +86,8 @@ class DisputeDifferTest : public ::testing::Test {
     ASSERT_TRUE(node.ok()) << node.status();
     node_ = *std::move(node);
     ASSERT_TRUE(node_->Start().ok());
-    view_ = std::make_unique<DisputeView>(PolicyOfNode(), node_->store());
+    PolicyOfNode();
+    view_ = std::make_unique<DisputeView>(node_->policy(), node_->store());
   }
 
   const consensus::Policy& PolicyOfNode() {

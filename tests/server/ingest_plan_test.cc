@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/resolution_book.h"
+#include "server/policy_book.h"
 #include "tests/server/server_test_util.h"
 
 namespace attest::server {
@@ -92,6 +93,7 @@ class IngestPlanTest : public ::testing::Test {
 
   Federation federation_;
   consensus::Policy policy_;
+  PolicyBook book_{policy_};  // what the components ask for the current policy
   std::vector<const VerifiedAttestation*> pointers_;
   std::vector<consensus::StorePath> paths_;
   std::vector<std::vector<storage::StoredAttestation>> stored_;
@@ -241,7 +243,7 @@ TEST_F(IngestPlanTest, AnExcludedBuilderDoesNotCount) {
       Statement(TestClaim("earlier", "x"), TestClaim("earlier", "y"), consensus::ResolutionOutcome::kMalicious,
                 {"carol-builder-1"}, kTestNow - 50);
   ASSERT_TRUE(statement.ok()) << statement.status();
-  ResolutionBook book(policy_);
+  ResolutionBook book(book_);
   book.Add(*statement);
 
   auto excluded = Plan({Verified(b, federation_.carol)}, stored, "", &book);

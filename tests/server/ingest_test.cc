@@ -2,6 +2,7 @@
 // wrapper). Every rejected class asserts code, message and that nothing was stored.
 #include "consensus/text.h"
 #include "server/ingest.h"
+#include "server/policy_book.h"
 
 #include <atomic>
 #include <functional>
@@ -50,7 +51,7 @@ class IngestTest : public ::testing::Test {
 
   void Reset(IngestOptions options) {
     ingestor_.reset();
-    ingestor_ = std::make_unique<Ingestor>(policy_, &store_, &store_, federation_.node_key, FixedNow, options);
+    ingestor_ = std::make_unique<Ingestor>(book_, &store_, &store_, federation_.node_key, FixedNow, options);
   }
 
   std::vector<IngestResult> SubmitOk(std::vector<v1::Attestation> items) {
@@ -73,6 +74,7 @@ class IngestTest : public ::testing::Test {
 
   Federation federation_;
   consensus::Policy policy_;
+  PolicyBook book_{policy_};  // what the components ask for the current policy
   storage::MemoryAttestationStore store_;
   std::unique_ptr<Ingestor> ingestor_;
 };
@@ -399,7 +401,8 @@ TEST(IngestAtomicityTest, DisputeIsWrittenInTheSameBatchAsItsEvidence) {
   Federation federation;
   consensus::Policy policy = federation.MakePolicy();
   RecordingStore store;
-  Ingestor ingestor(policy, &store, &store, federation.node_key, FixedNow, {});
+  PolicyBook book(policy);
+  Ingestor ingestor(book, &store, &store, federation.node_key, FixedNow, {});
   ASSERT_TRUE(ingestor.Submit(Batch({Signed(TestClaim("p", "A"), federation.alice)})).ok());
   ASSERT_TRUE(ingestor.Submit(Batch({Signed(TestClaim("p", "B"), federation.bob),
                                      Signed(TestClaim("q", "A"), federation.bob)}))
@@ -419,7 +422,8 @@ TEST(IngestFailureTest, StorageFailureFailsTheCallStoresNothingAndHidesInternals
   Federation federation;
   consensus::Policy policy = federation.MakePolicy();
   storage::testing::FaultInjectingStore store(std::make_unique<storage::MemoryAttestationStore>());
-  Ingestor ingestor(policy, &store, &store, federation.node_key, FixedNow, {});
+  PolicyBook book(policy);
+  Ingestor ingestor(book, &store, &store, federation.node_key, FixedNow, {});
 
   store.FailWrites(1, absl::UnavailableError("database is locked (SQL: INSERT INTO attestation ...) /var/lib/x.db"));
   auto results = ingestor.Submit(Batch({Signed(TestClaim("p"), federation.alice)}));
@@ -445,7 +449,8 @@ TEST(IngestFailureTest, AnItemTheStoreRefusesIsRejectedAloneAndTheRestIsStored) 
   Federation federation;
   consensus::Policy policy = federation.MakePolicy();
   storage::testing::FaultInjectingStore store(std::make_unique<storage::MemoryAttestationStore>());
-  Ingestor ingestor(policy, &store, &store, federation.node_key, FixedNow, {});
+  PolicyBook book(policy);
+  Ingestor ingestor(book, &store, &store, federation.node_key, FixedNow, {});
   store.RefuseWritesOf(TestClaim("q").path, absl::InvalidArgumentError("a record this store cannot hold"));
   auto results = ingestor.Submit(Batch({Signed(TestClaim("p"), federation.alice), Signed(TestClaim("q"), federation.alice),
                                         Signed(TestClaim("r"), federation.alice)}));
@@ -471,7 +476,8 @@ TEST(IngestReplicationTest, AnEntryTheFollowerCannotStoreIsRefusedWithItsReasonA
   Federation federation;
   consensus::Policy policy = federation.MakePolicy();
   storage::testing::FaultInjectingStore store(std::make_unique<storage::MemoryAttestationStore>());
-  Ingestor ingestor(policy, &store, &store, federation.node_key, FixedNow, {});
+  PolicyBook book(policy);
+  Ingestor ingestor(book, &store, &store, federation.node_key, FixedNow, {});
   store.RefuseWritesOf(TestClaim("q").path, absl::InvalidArgumentError("a record this store cannot hold"));
 
   ReplicationBatch batch;
@@ -511,7 +517,8 @@ TEST(IngestFailureTest, AcknowledgementLostAfterCommitIsAlreadyPresentOnRetry) {
   Federation federation;
   consensus::Policy policy = federation.MakePolicy();
   storage::testing::FaultInjectingStore store(std::make_unique<storage::MemoryAttestationStore>());
-  Ingestor ingestor(policy, &store, &store, federation.node_key, FixedNow, {});
+  PolicyBook book(policy);
+  Ingestor ingestor(book, &store, &store, federation.node_key, FixedNow, {});
   store.FailWritesAfterCommit(1, absl::UnavailableError("lost"));
   EXPECT_FALSE(ingestor.Submit(Batch({Signed(TestClaim("p"), federation.alice)})).ok());
   auto results = ingestor.Submit(Batch({Signed(TestClaim("p"), federation.alice)}));

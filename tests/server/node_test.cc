@@ -361,7 +361,7 @@ TEST_P(NodeServiceTest, PendingConfirmedThenDisputedWithASignedRecord) {
 TEST_P(NodeServiceTest, PolicyIsServedWithItsHash) {
   v1::PolicyInfo policy;
   ASSERT_TRUE(policy_->GetPolicy(Context().get(), v1::GetPolicyRequest{}, &policy).ok());
-  EXPECT_EQ(policy.hash(), node_->policy().Hash());
+  EXPECT_EQ(policy.hash(), node_->policy().current()->Hash());
   EXPECT_EQ(policy.quorum(), 2);
   ASSERT_EQ(policy.operators_size(), 3);
   EXPECT_EQ(policy.operators(0).name(), "alice-ci");

@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/derivation_intake.h"
+#include "server/policy_book.h"
 #include "storage/memory_attestation_store.h"
 #include "tests/server/derivation_test_util.h"
 #include "tests/server/server_test_util.h"
@@ -28,7 +29,7 @@ class RebuildQueueTest : public ::testing::Test {
  protected:
   RebuildQueueTest()
       : policy_(federation_.MakePolicy(2)),
-        queue_(policy_, &store_, &store_, &demand_, &book_, nullptr, [this] { return now_; }) {}
+        queue_(policy_book_, &store_, &store_, &demand_, &book_, nullptr, [this] { return now_; }) {}
 
   // Stores an attestation of `path` (claim made from `content`) by `key`, naming `deriver` as its
   // derivation when given.
@@ -61,6 +62,7 @@ class RebuildQueueTest : public ::testing::Test {
 
   Federation federation_;
   consensus::Policy policy_;
+  PolicyBook policy_book_{policy_};  // what the components ask for the current policy
   storage::MemoryAttestationStore store_;
   DemandBook demand_;
   RebuildBook book_;

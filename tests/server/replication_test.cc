@@ -415,7 +415,7 @@ TEST_F(ReplicationTest, PeerWithAnotherPolicyIsNotFollowed) {
   ASSERT_TRUE(Eventually([&] { return FederationStatus(*b).peers(0).state() == v1::PeerStatus::POLICY_MISMATCH; }));
   v1::PeerStatus peer = FederationStatus(*b).peers(0);
   EXPECT_THAT(peer.last_error(), HasSubstr("differs from this node's"));
-  EXPECT_EQ(peer.peer_policy_hash(), a->policy().Hash());
+  EXPECT_EQ(peer.peer_policy_hash(), a->policy().current()->Hash());
   EXPECT_EQ(peer.cursor(), 0u);
   EXPECT_EQ(b->store()->Stats()->attestations, 0);
 }
@@ -569,7 +569,7 @@ class RestoreTest : public ReplicationTest {
     if (!config.ok()) return config.status();
     auto loaded = LoadPolicyAndKey(*config);
     if (!loaded.ok()) return loaded.status();
-    return RestoreFromPeers(*config, loaded->policy, loaded->key, RestoreOptions{.timeout = absl::Seconds(20)});
+    return RestoreFromPeers(*config, PolicyBook(loaded->policy), loaded->key, RestoreOptions{.timeout = absl::Seconds(20)});
   }
 
   // Makes `peers` the [[peer]]s of the node config in `dir` (they are the last tables of the file).

@@ -18,6 +18,7 @@
 #include "server/dispute_messages.h"
 #include "server/dispute_view.h"
 #include "server/ingest.h"
+#include "server/policy_book.h"
 #include "storage/memory_attestation_store.h"
 #include "tests/server/server_test_util.h"
 
@@ -38,9 +39,9 @@ class StatusQueryTest : public ::testing::Test {
  protected:
   StatusQueryTest()
       : policy_(federation_.MakePolicy()),
-        ingestor_(policy_, &store_, &store_, federation_.node_key, FixedNow, {}),
-        query_(policy_, &store_, StatusQueryOptions{.max_paths = 50}),
-        disputes_(policy_, &store_) {}
+        ingestor_(book_, &store_, &store_, federation_.node_key, FixedNow, {}),
+        query_(book_, &store_, StatusQueryOptions{.max_paths = 50}),
+        disputes_(book_, &store_) {}
 
   void Submit(const consensus::PathInfo& claim, const consensus::SecretKey& key) {
     google::protobuf::RepeatedPtrField<v1::Attestation> batch;
@@ -60,6 +61,7 @@ class StatusQueryTest : public ::testing::Test {
 
   Federation federation_;
   consensus::Policy policy_;
+  PolicyBook book_{policy_};  // what the components ask for the current policy
   storage::MemoryAttestationStore store_;
   Ingestor ingestor_;
   StatusQuery query_;
@@ -80,8 +82,8 @@ TEST_F(StatusQueryTest, LargeRequestsSplitIntoChunksAnswerLikeOneReader) {
   }
   v1::StatusRequest request;
   for (const auto& p : paths) request.add_store_paths(p);
-  StatusQuery one_reader(policy_, &store_, StatusQueryOptions{.max_paths = 1000, .read_threads = 1});
-  StatusQuery chunked(policy_, &store_, StatusQueryOptions{.max_paths = 1000, .read_threads = 4});
+  StatusQuery one_reader(book_, &store_, StatusQueryOptions{.max_paths = 1000, .read_threads = 1});
+  StatusQuery chunked(book_, &store_, StatusQueryOptions{.max_paths = 1000, .read_threads = 4});
   auto expected = one_reader.Run(request);
   auto actual = chunked.Run(request);
   ASSERT_TRUE(expected.ok()) << expected.status();
@@ -227,7 +229,7 @@ TEST_F(StatusQueryTest, AnAnswerOverTheByteLimitIsRefusedWholeWithAHintToSplit) 
   v1::StatusRequest request;
   for (const auto& p : paths) request.add_store_paths(p);
   auto Run = [&](int64_t limit, int read_threads) {
-    return StatusQuery(policy_, &store_,
+    return StatusQuery(book_, &store_,
                        StatusQueryOptions{.max_paths = 50, .max_answer_bytes = limit, .read_threads = read_threads})
         .Run(request);
   };
@@ -260,7 +262,7 @@ TEST_F(StatusQueryTest, AnAnswerOverTheByteLimitIsRefusedWholeWithAHintToSplit) 
   // One path that alone is over the limit cannot be split: the message says who can help.
   v1::StatusRequest single;
   single.add_store_paths(paths[0]);
-  auto alone = StatusQuery(policy_, &store_, StatusQueryOptions{.max_answer_bytes = 100}).Run(single);
+  auto alone = StatusQuery(book_, &store_, StatusQueryOptions{.max_answer_bytes = 100}).Run(single);
   ASSERT_FALSE(alone.ok());
   EXPECT_EQ(alone.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(Message(alone.status()), HasSubstr("the answer for " + paths[0] + " would be "));
@@ -278,7 +280,7 @@ TEST_F(StatusQueryTest, ChunkedRequestsKeepTheByteLimit) {
   v1::StatusRequest request;
   for (const auto& p : paths) request.add_store_paths(p);
   auto Run = [&](int64_t limit) {
-    return StatusQuery(policy_, &store_,
+    return StatusQuery(book_, &store_,
                        StatusQueryOptions{.max_paths = 1000, .max_answer_bytes = limit, .read_threads = 4})
         .Run(request);
   };
@@ -296,7 +298,7 @@ TEST_F(StatusQueryTest, ChunkedRequestsKeepTheByteLimit) {
 }
 
 TEST_F(StatusQueryTest, ObservedAttestationsAreNotCounted) {
-  Ingestor observing(policy_, &store_, &store_, federation_.node_key, FixedNow,
+  Ingestor observing(book_, &store_, &store_, federation_.node_key, FixedNow,
                      IngestOptions{.observe_unknown_keys = true});
   google::protobuf::RepeatedPtrField<v1::Attestation> batch;
   v1::Attestation item = Signed(TestClaim("watched"), federation_.outsider);

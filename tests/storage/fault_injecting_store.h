@@ -1,4 +1,4 @@
-// FaultInjectingStore: an AttestationStore (all four roles) that forwards to another one and fails on
+// FaultInjectingStore: an AttestationStore (all its roles) that forwards to another one and fails on
 // command, for tests of everything above storage (ingest, replication, the server) that must survive storage
 // failures: a write refused before it reached the database, an acknowledgement lost after a commit,
 // reads that fail.
@@ -29,12 +29,13 @@ class FaultInjectingStore final : public AttestationStore {
  public:
   explicit FaultInjectingStore(std::unique_ptr<AttestationStore> inner) : inner_(std::move(inner)) {}
 
-  // The next `count` Write (or PutDerivations) calls return `status` without reaching the inner store.
+  // The next `count` Write (or PutDerivations, PutPolicyLink) calls return `status` without reaching the
+  // inner store.
   void FailWrites(int count, absl::Status status) {
     absl::MutexLock lock(&mu_);
     writes_before_commit_ = Plan{count, std::move(status)};
   }
-  // The next `count` Write (or PutDerivations) calls are stored by the inner store and then report
+  // The next `count` Write (or PutDerivations, PutPolicyLink) calls are stored by the inner store and then report
   // `status`, as when the acknowledgement of a committed write is lost. A retry must then see
   // kAlreadyPresent.
   void FailWritesAfterCommit(int count, absl::Status status) {
@@ -42,7 +43,7 @@ class FaultInjectingStore final : public AttestationStore {
     writes_after_commit_ = Plan{count, std::move(status)};
   }
   // The next `count` reads (AttestationsFor, GetDispute, ListDisputes, Stats, the log reads and the
-  // derivation reads) return `status`.
+  // derivation and policy chain reads) return `status`.
   void FailReads(int count, absl::Status status) {
     absl::MutexLock lock(&mu_);
     reads_ = Plan{count, std::move(status)};
@@ -215,6 +216,24 @@ class FaultInjectingStore final : public AttestationStore {
   absl::StatusOr<DerivationStats> GetDerivationStats() override {
     if (auto failure = TakeRead()) return *failure;
     return inner_->GetDerivationStats();
+  }
+  // --- PolicyStore (storage/policy_store.h) ---
+  // Counted as a write, and failed before or after the commit as Write is.
+  absl::Status PutPolicyLink(const StoredPolicyLink& link) override {
+    std::optional<absl::Status> after_commit;
+    {
+      absl::MutexLock lock(&mu_);
+      ++write_calls_;
+      if (auto failure = Take(writes_before_commit_)) return *failure;
+      after_commit = Take(writes_after_commit_);
+    }
+    absl::Status result = inner_->PutPolicyLink(link);
+    if (after_commit.has_value() && result.ok()) return *after_commit;
+    return result;
+  }
+  absl::StatusOr<std::vector<StoredPolicyLink>> PolicyChain() override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->PolicyChain();
   }
 
  private:

@@ -305,8 +305,12 @@ TEST(SqliteAttestationStoreTest, Version1IsRebuiltWhenEmptyAndRefusedOtherwise) 
   EXPECT_EQ(QueryIntOnFile(dir.File("full-v1.db"), "SELECT count(*) FROM signatures"), 2);
 }
 
-// Turns a current file back into what version 6 wrote (version 7 added these).
+// Turns a current file back into what version 7 wrote (version 8 added these).
+constexpr std::string_view kUndoVersion8 = "DROP TABLE policy_approvals; DROP TABLE policy_links; ";
+
+// Turns a current file back into what version 6 wrote (versions 7 and 8 added these).
 constexpr std::string_view kUndoVersion7 =
+    "DROP TABLE policy_approvals; DROP TABLE policy_links; "
     "DROP INDEX derivation_outputs_by_path; DROP TABLE derivation_outputs; DROP TABLE derivation_inputs; "
     "DROP TABLE derivations; DELETE FROM counters WHERE name IN ('derivations', 'derivation_bytes'); ";
 
@@ -382,6 +386,47 @@ TEST(SqliteAttestationStoreTest, Version6GainsTheDerivationTablesAndKeepsWhatItH
   EXPECT_EQ(store->OutputPathByHashPart(TestStorePath("kept").hash_part()).value(), TestStorePath("kept"));
   // Nothing the migration or the new write did reached the log.
   EXPECT_EQ(store->GetLogHead().value().size, log->size);
+}
+
+// Version 8 added the policy chain tables; a version-7 file gets them empty, keeps what it holds, and
+// its log goes on from where it was when the first policy is logged.
+TEST(SqliteAttestationStoreTest, Version7GainsThePolicyTablesAndKeepsWhatItHolds) {
+  TempDir dir;
+  const std::string file = dir.File("v7.db");
+  const StoredAttestation kept = Attest(TestClaim("kept"), "builder-a");
+  const StoredDerivation drv{.path = TestStorePath("kept.drv"),
+                             .contents = "Derive(...)",
+                             .input_derivations = {},
+                             .outputs = {{.output_name = "out", .path = TestStorePath("kept")}},
+                             .received_unix = 7};
+  {
+    auto store = OpenOrDie(file);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Write(Batch({kept})).ok());
+    ASSERT_TRUE(store->PutDerivations(std::vector<StoredDerivation>{drv}).ok());
+  }
+  ExecuteOnFile(file, std::string(kUndoVersion8) + "PRAGMA user_version = 7;");
+  ASSERT_EQ(QueryIntOnFile(file, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'policy%'"), 0);
+  auto store = OpenOrDie(file);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(QueryIntOnFile(file, "PRAGMA user_version"), kSqliteSchemaVersion);
+  EXPECT_THAT(Read(*store, kept.attestation.claim.path), ElementsAre(kept));
+  EXPECT_THAT(store->GetDerivations(std::vector<StorePath>{drv.path}).value(), ElementsAre(drv));
+  EXPECT_THAT(store->PolicyChain().value(), IsEmpty());
+  const std::string hash = consensus::Cat("sha256:", std::string(64, 'b'));
+  const StoredPolicyLink link{.hash = hash,
+                              .parent = consensus::Cat("sha256:", std::string(64, 'a')),
+                              .version = 2,
+                              .toml = "quorum = 1\n",
+                              .approvals = {attest::testing::TestKey("maint-1").Sign("approval")},
+                              .received_unix = 9,
+                              .origin = ""};
+  ASSERT_TRUE(store->PutPolicyLink(link).ok());
+  EXPECT_THAT(store->PolicyChain().value(), ElementsAre(link));
+  auto entries = store->LogEntries(0, 2);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  EXPECT_EQ(consensus::ParseLogEntry((*entries)[0])->kind, consensus::LogEntryKind::kAttestation);
+  EXPECT_EQ(consensus::ParseLogEntry((*entries)[1])->kind, consensus::LogEntryKind::kPolicy);
 }
 
 // What PutDerivations acknowledged is in the file: a new store on it (another process, after a

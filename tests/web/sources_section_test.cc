@@ -22,6 +22,7 @@
 #include "server/node_config.h"
 #include "server/status_query.h"
 #include "server/web/web_routes.h"
+#include "server/policy_book.h"
 #include "tests/web/web_fixture.h"
 #include "tests/web/webdriver.h"
 
@@ -88,7 +89,7 @@ class SourcesSectionTest : public ::testing::Test {
         "[[operator]]\nname = \"carol-home\"\nbuilders = [\"", f.carol.public_key().ToString(), "\"]\n");
     auto policy = consensus::Policy::ParseToml(policy_text, "policy.toml");
     ASSERT_TRUE(policy.ok()) << policy.status();
-    policy_ = std::make_unique<consensus::Policy>(*std::move(policy));
+    policy_ = std::make_unique<server::PolicyBook>(*std::move(policy));
     status_query_ = std::make_unique<server::StatusQuery>(*policy_, web_.node().store(), server::StatusQueryOptions{});
     dispute_view_ = std::make_unique<server::DisputeView>(*policy_, web_.node().store());
 
@@ -109,7 +110,7 @@ class SourcesSectionTest : public ::testing::Test {
   }
 
   WebNode web_;
-  std::unique_ptr<consensus::Policy> policy_;
+  std::unique_ptr<server::PolicyBook> policy_;
   std::unique_ptr<server::StatusQuery> status_query_;
   std::unique_ptr<server::DisputeView> dispute_view_;
   std::mutex mu_;

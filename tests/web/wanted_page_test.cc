@@ -34,6 +34,7 @@
 #include "server/status_query.h"
 #include "server/web/html.h"
 #include "server/web/web_routes.h"
+#include "server/policy_book.h"
 #include "storage/derivation_store.h"
 #include "tests/web/web_fixture.h"
 #include "tests/web/webdriver.h"
@@ -86,7 +87,7 @@ class WantedPageTest : public ::testing::Test {
         ADD_FAILURE() << parsed.status();
         return;
       }
-      policy = std::make_unique<consensus::Policy>(*std::move(parsed));
+      policy = std::make_unique<server::PolicyBook>(*std::move(parsed));
       derivations = dynamic_cast<storage::DerivationStore*>(web.node().store());
       if (derivations == nullptr) {
         ADD_FAILURE() << "the node's store holds no derivations";
@@ -158,7 +159,7 @@ class WantedPageTest : public ::testing::Test {
     }
 
     WebNode web;
-    std::unique_ptr<consensus::Policy> policy;
+    std::unique_ptr<server::PolicyBook> policy;
     storage::DerivationStore* derivations = nullptr;
     std::unique_ptr<server::StatusQuery> status_query;
     std::unique_ptr<server::DisputeView> dispute_view;
