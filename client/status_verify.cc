@@ -44,7 +44,8 @@ std::optional<std::map<std::string, std::vector<std::string>>> ClaimedTallies(co
   return out;
 }
 
-PathVerification VerifyPath(const consensus::Policy& policy, const json& object, size_t index) {
+PathVerification VerifyPath(const consensus::Policy& policy, const json& object, size_t index,
+                            std::string_view policy_name) {
   PathVerification result;
   if (!object.is_object()) {
     result.path = Cat("(entry ", index + 1, ")");
@@ -94,7 +95,7 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
     const std::string claimed = claimed_hash.empty() ? Cat("version ", claimed_version, " (hash not given)")
                                 : claimed_version > 0  ? Cat(claimed_hash, " (version ", claimed_version, ")")
                                                        : claimed_hash;
-    result.problems.push_back(Cat("the node answered under policy ", claimed, " but the policy given is ",
+    result.problems.push_back(Cat("the node answered under policy ", claimed, " but ", policy_name, " is ",
                                   policy.Hash(), " (version ", policy.version(),
                                   "): verify with the policy the answer was computed under (`attest policy show "
                                   "--node ADDR` shows the node's current one)"));
@@ -266,13 +267,13 @@ bool StatusVerification::ok() const {
 }
 
 absl::StatusOr<StatusVerification> VerifyStatusDocument(const consensus::Policy& policy,
-                                                        const json& document) {
+                                                        const json& document, std::string_view policy_name) {
   StatusVerification verification;
   if (document.is_object()) {
-    verification.paths.push_back(VerifyPath(policy, document, 0));
+    verification.paths.push_back(VerifyPath(policy, document, 0, policy_name));
   } else if (document.is_array()) {
     for (size_t i = 0; i < document.size(); ++i)
-      verification.paths.push_back(VerifyPath(policy, document[i], i));
+      verification.paths.push_back(VerifyPath(policy, document[i], i, policy_name));
   } else {
     return absl::InvalidArgumentError("expected the JSON list printed by `attest status --json`");
   }

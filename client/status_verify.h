@@ -14,6 +14,7 @@
 #define ATTEST_CLIENT_STATUS_VERIFY_H_
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -41,8 +42,10 @@ struct StatusVerification final {
 };
 
 // `document` is a list of path status objects (or a single one). INVALID_ARGUMENT when it is neither.
+// `policy_name` names the policy in problems (the file it was read from).
 absl::StatusOr<StatusVerification> VerifyStatusDocument(const consensus::Policy& policy,
-                                                        const nlohmann::json& document);
+                                                        const nlohmann::json& document,
+                                                        std::string_view policy_name = "the policy given");
 
 }  // namespace attest::client
 

@@ -33,7 +33,7 @@ int RunVerify(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
                    Cat(input_name == "-" ? "standard input" : input_name,
                        " is not JSON (expected the output of `attest status --json`)"));
   }
-  auto verification = VerifyStatusDocument(*policy, document);
+  auto verification = VerifyStatusDocument(*policy, document, *policy_file == "-" ? "the policy" : *policy_file);
   if (!verification.ok()) return Failure(spec, env, std::string(verification.status().message()));
 
   if (args.Has("json")) {

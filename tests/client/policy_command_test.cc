@@ -10,11 +10,13 @@
 #include "absl/time/clock.h"
 #include "client/cli.h"
 #include "client/node_client.h"
+#include "consensus/attestation.h"
 #include "consensus/policy.h"
 #include "consensus/policy_update.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "proto/convert.h"
 #include "server/node.h"
 #include "server/node_config.h"
 #include "tests/support/test_support.h"
@@ -407,6 +409,59 @@ TEST_F(PolicyNodeTest, OneApprovalShortIsRefusedWithTheNodesReasonAndNothingChan
   EXPECT_THAT(r.err, HasSubstr("attest policy submit: node " + address_ + ": SubmitPolicy: "));
   EXPECT_THAT(r.err, HasSubstr("outsider"));  // the node says why that approval did not count
   EXPECT_EQ(ShowJson()["hash"], first_hash_);
+}
+
+TEST_F(PolicyNodeTest, StatusAndVerifyAfterAnUpdateNameTheRuleAndTheVersion) {
+  Sign("maint-1", second_);
+  Sign("maint-2", second_);
+  ASSERT_EQ(Submit({"maint-1", "maint-2"}).code, 0);
+  const std::string second_hash = Parse(SecondPolicyToml(first_hash_)).Hash();
+
+  // nixos-hydra and org-b agree: the hydra half of the quorum is met, the independent half is not.
+  const consensus::PathInfo hello = ::attest::testing::TestClaim("hello", "same bytes");
+  auto node = ConnectGrpcNode(NodeOptions{.address = address_});
+  ASSERT_TRUE(node.ok()) << node.status();
+  v1::SubmitRequest request;
+  for (const char* key : {"hydra-1", "org-b-1"}) {
+    consensus::BuildMetadata metadata;
+    metadata.build_kind = consensus::BuildKind::kFirstBuild;
+    *request.add_attestations() = proto::ToProto(consensus::SignAttestation(hello, TestKey(key), metadata));
+  }
+  auto submitted = (*node)->Submit(request);
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  for (const v1::SubmitResult& result : submitted->results()) {
+    EXPECT_EQ(result.outcome(), v1::SubmitResult::ACCEPTED) << result.message();
+  }
+
+  Result text = Cli({"status", "--node", address_, hello.path.full()});
+  EXPECT_EQ(text.code, 1);  // not CONFIRMED
+  EXPECT_THAT(text.out, HasSubstr("PENDING   " + hello.path.full() + "  rule default: "));
+  EXPECT_THAT(text.out, HasSubstr("independent: 1 of 2 needed"));
+  EXPECT_THAT(text.err, HasSubstr("answered under policy version 2 (" + second_hash + ")"));
+
+  Result status = Cli({"status", "--node", address_, "--json", hello.path.full()});
+  EXPECT_EQ(status.code, 1);
+  const json answer = json::parse(status.out, nullptr, false);
+  ASSERT_TRUE(answer.is_array() && answer.size() == 1) << status.out;
+  EXPECT_EQ(answer[0]["policy_version"], 2);
+  EXPECT_EQ(answer[0]["rule"], "default");
+  EXPECT_EQ(answer[0]["quorum_text"].get<std::string>().empty(), false);
+  EXPECT_THAT(answer[0]["quorum_explanation"].get<std::string>(), HasSubstr("independent: 1 of 2 needed"));
+  for (const json& attestation : answer[0]["attestations"]) EXPECT_GT(attestation["receivedTime"], 0);
+  const std::string answer_file = dir_.File("status.json");
+  WriteFileOrDie(answer_file, status.out);
+
+  Result verified = Cli({"verify", "--policy", second_, answer_file});
+  EXPECT_EQ(verified.code, 0) << verified.out << verified.err;
+  EXPECT_THAT(verified.out, HasSubstr("ok    PENDING " + hello.path.full()));
+  EXPECT_THAT(verified.out, HasSubstr("rule default: "));
+  EXPECT_THAT(verified.out, HasSubstr("independent: 1 of 2 needed"));
+
+  // Checked with the policy it replaced: the answer says which one it was computed under.
+  Result stale = Cli({"verify", "--policy", first_, answer_file});
+  EXPECT_EQ(stale.code, 1);
+  EXPECT_THAT(stale.out, HasSubstr("the node answered under policy " + second_hash + " (version 2) but " + first_ +
+                                   " is " + first_hash_ + " (version 1)"));
 }
 
 }  // namespace
