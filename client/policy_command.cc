@@ -302,7 +302,7 @@ void PrintView(std::ostream& out, const PolicyView& view) {
     rows.push_back({"group", Printable(Cat(g.name, " = ", ThresholdText(Cat(g.threshold), g.members)))});
   }
   for (const RuleView& r : view.rules) {
-    rows.push_back({Cat("rule ", r.index), Printable(Cat(absl::StrJoin(r.globs, ", "), " need ", r.quorum))});
+    rows.push_back({Cat("rule ", r.index), Printable(Cat(absl::StrJoin(r.globs, ", "), ": ", r.quorum))});
   }
   for (const OperatorView& op : view.operators) {
     std::vector<std::string> builders;
