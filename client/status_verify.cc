@@ -65,6 +65,7 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
     return result;
   }
   const consensus::AppliedRule applied = policy.RuleFor(store_path->name());
+  const consensus::Quorum& applied_quorum = applied.quorum != nullptr ? *applied.quorum : policy.default_quorum();
   result.rule = applied.name;
   if (auto verdict = object.find("verdict"); verdict != object.end() && verdict->is_string()) {
     result.claimed_verdict = verdict->get<std::string>();
@@ -76,9 +77,9 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
   // the rule that applied (0 for a threshold table); either is the policy's word.
   if (auto quorum = object.find("quorum"); quorum != object.end() && quorum->is_number_integer()) {
     const int64_t claimed = quorum->get<int64_t>();
-    if (claimed != policy.quorum() && claimed != applied.quorum->any) {
+    if (claimed != policy.quorum() && claimed != applied_quorum.any) {
       result.problems.push_back(Cat("the node reports quorum ", claimed, " but the policy says ",
-                                    applied.index < 0 ? policy.quorum() : applied.quorum->any, " (rule ",
+                                    applied_quorum.any, " (rule ",
                                     applied.name, ")"));
     }
   }
