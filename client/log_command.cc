@@ -234,9 +234,10 @@ absl::StatusOr<std::vector<consensus::MerkleHash>> ProofHashes(
 struct EntryCheck final {
   uint64_t index = 0;
   bool included = false;
-  std::string kind;  // "attestation", "dispute", "resolution", "dispute part i/n of record ..."; empty when unknown
+  std::string kind;  // "attestation", "dispute", "resolution", "dispute part i/n of record ...", "policy version n
+                     // sha256:..."; empty when unknown
   std::string path;  // the store path the entry is about
-  std::string key;   // the attestation's signer, or the dispute record's
+  std::string key;   // the attestation's signer, the dispute record's, or a policy's first approver
   std::string error;
 };
 
@@ -251,6 +252,12 @@ void Describe(std::string_view bytes, EntryCheck& check) {
     check.kind = "attestation";
     check.path = entry->attestation->attestation.claim.path.full();
     check.key = entry->attestation->attestation.key_name();
+    return;
+  }
+  if (entry->kind == consensus::LogEntryKind::kPolicy && entry->policy) {
+    // A policy the node adopted: no store path; the first approval names who signed it.
+    check.kind = Cat("policy version ", entry->policy->version, " ", entry->policy->policy_hash);
+    if (!entry->policy->approvals.empty()) check.key = entry->policy->approvals.front().key_name;
     return;
   }
   if (entry->kind == consensus::LogEntryKind::kDisputePart && entry->part) {

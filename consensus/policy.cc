@@ -6,12 +6,14 @@
 #include <initializer_list>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "consensus/cache_url.h"
@@ -77,7 +79,6 @@ class NameRegistry final {
     return AddName(name, Kind::kGroup, where);
   }
 
-  bool IsOperatorOrGroup(std::string_view name) const { return names_.contains(AbslView(name)); }
   bool HasKey(std::string_view key_name) const { return key_names_.contains(AbslView(key_name)); }
 
   // `role` describes the key for messages: "builder key of operator \"alice\"" or "maintainer key".
@@ -133,7 +134,8 @@ class NameRegistry final {
               " (a group is listed once; give each [[group]] its own name)"));
     }
     return absl::InvalidArgumentError(
-        Cat(where, "the ", KindName(kind), " name \"", name, "\" is also the name of an ", KindName(first_kind),
+        Cat(where, "the ", KindName(kind), " name \"", name, "\" is also the name of ",
+            first_kind == Kind::kOperator ? "an " : "a ", KindName(first_kind),
             FirstSeen(first_where),
             " (quorum members name operators and groups alike, so the names must differ: rename the group)"));
   }
@@ -232,11 +234,11 @@ absl::Status CheckThresholdShape(int64_t threshold, const std::vector<std::strin
   return absl::OkStatus();
 }
 
-// Every member names an operator or a group (which needs every name, so it runs after all are known).
+// Every member names an operator or a group. `known` holds every operator and group name of the policy.
 absl::Status CheckMembersKnown(const Threshold& t, std::string_view what, const ThresholdWhere& where,
-                               const NameRegistry& names) {
+                               const absl::flat_hash_set<std::string>& known) {
   for (size_t i = 0; i < t.members.size(); ++i) {
-    if (names.IsOperatorOrGroup(t.members[i])) continue;
+    if (known.contains(t.members[i])) continue;
     return absl::InvalidArgumentError(
         Cat(MemberWhere(where, i), what, " lists ", QuoteForError(t.members[i]),
             ", which is neither an operator nor a group of the policy (fix the spelling, or add the "
@@ -602,9 +604,9 @@ absl::StatusOr<int64_t> ParseCutoff(const toml::node& node, std::string_view key
     const toml::date_time& dt = value->get();
     if (!dt.offset.has_value()) {
       return absl::InvalidArgumentError(
-          Cat(where, what, " is a local date-time, without a time zone (a cut-off must mean the same second on "
-                           "every node: end it in Z for UTC)",
-              kHint.substr(0, 0)));
+          Cat(where, what,
+              " is a local date-time, without a time zone (a cut-off must mean the same second on every node: "
+              "write it in UTC, ending in Z, e.g. retired = \"2026-12-01T00:00:00Z\")"));
     }
     if (dt.offset->minutes != 0) {
       return absl::InvalidArgumentError(
@@ -653,7 +655,8 @@ absl::StatusOr<PublicKey> ParseKeyTable(const toml::table& table, std::string_vi
     where = Where(file, retired->source());
     absl::StatusOr<int64_t> cutoff = ParseCutoff(*retired, key->name(), file);
     if (!cutoff.ok()) return cutoff.status();
-    lifecycle = {.state = KeyState::kRetired, .retired_unix = *cutoff};
+    lifecycle.state = KeyState::kRetired;
+    lifecycle.retired_unix = *cutoff;
   } else if (revoked != nullptr) {
     where = Where(file, revoked->source());
     const auto* reason = revoked->as_string();
@@ -662,7 +665,8 @@ absl::StatusOr<PublicKey> ParseKeyTable(const toml::table& table, std::string_vi
           Cat(where, "the revocation reason of key \"", key->name(), "\" is ", TypeName(*revoked),
               ", not a string (write revoked = \"compromised\", \"lost\", \"misbehaving\" or \"unspecified\")"));
     }
-    lifecycle = {.state = KeyState::kRevoked, .revoked_reason = reason->get()};
+    lifecycle.state = KeyState::kRevoked;
+    lifecycle.revoked_reason = reason->get();
   } else {
     return key;
   }
@@ -816,6 +820,143 @@ absl::StatusOr<std::pair<Threshold, ThresholdWhere>> ParseThresholdFields(const 
   return std::pair(std::move(parsed), std::move(where));
 }
 
+// Reads quorums, the policy's and the rules': an integer (any K operators) or a table with threshold
+// and members. Members are checked against `known` (every operator and group name) where they are
+// written; whether a flat quorum exceeds the number of operators can only be told at the end
+// (CheckOperatorCount), as a policy listing too few is more often one with a malformed operator
+// table, which the walk reports at its place.
+class QuorumReader final {
+ public:
+  QuorumReader(std::string_view file, const absl::flat_hash_set<std::string>& known) : file_(file), known_(known) {}
+
+  // `what` names the quorum in messages ("quorum", "rule 2: quorum"); `table_context` says where an
+  // unknown key in its table is ("in [quorum]").
+  absl::StatusOr<Quorum> Read(const toml::node& node, std::string_view what, std::string_view table_context) {
+    const std::string where = Where(file_, node.source());
+    Quorum quorum;
+    if (const auto* value = node.as_integer(); value != nullptr) {
+      if (absl::Status s = ValidateQuorum(value->get(), SIZE_MAX, where, what); !s.ok()) return s;
+      flat_.push_back({value->get(), where, std::string(what)});
+      // Narrowed without loss once CheckOperatorCount passed (at most the number of operators).
+      quorum.any = static_cast<int>(std::min<int64_t>(value->get(), INT32_MAX));
+      return quorum;
+    }
+    if (const toml::table* table = node.as_table(); table != nullptr) {
+      if (absl::Status s = CheckKnownKeys(*table, {"threshold", "members"}, file_, table_context,
+                                          "a quorum table has only threshold and members; keys written after a "
+                                          "table header belong to it, so top-level keys go above the first table");
+          !s.ok()) {
+        return s;
+      }
+      absl::StatusOr<std::pair<Threshold, ThresholdWhere>> threshold = ParseThresholdFields(*table, what, file_);
+      if (!threshold.ok()) return threshold.status();
+      if (absl::Status s = CheckMembersKnown(threshold->first, what, threshold->second, known_); !s.ok()) return s;
+      quorum.of = std::move(threshold->first);
+      return quorum;
+    }
+    return absl::InvalidArgumentError(
+        Cat(where, what, " is ", TypeName(node),
+            ", not an integer or a table (write e.g. quorum = 2 for any 2 operators, or a table with threshold "
+            "and members: quorum = {threshold = 2, members = [\"org-a\", \"group-b\"]})"));
+  }
+
+  // Every flat quorum read, in file order, against the number of operators the policy has.
+  absl::Status CheckOperatorCount(size_t operator_count) const {
+    for (const Flat& flat : flat_) {
+      if (absl::Status s = ValidateQuorum(flat.any, operator_count, flat.where, flat.what); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  struct Flat {
+    int64_t any;
+    std::string where;
+    std::string what;
+  };
+  std::string_view file_;
+  const absl::flat_hash_set<std::string>& known_;
+  std::vector<Flat> flat_;
+};
+
+// A [[group]] table. Registers its name (and where it is, for a cycle message).
+absl::StatusOr<Group> ParseGroup(const toml::table& table, std::string_view file, NameRegistry& names,
+                                 const absl::flat_hash_set<std::string>& known,
+                                 absl::flat_hash_map<std::string, std::string>& group_where) {
+  if (absl::Status s = CheckKnownKeys(
+          table, {"name", "threshold", "members"}, file, "in [[group]]",
+          "a group has only name, threshold and members; keys written after a [[group]] header belong to "
+          "it, so top-level keys such as quorum go above the first table");
+      !s.ok()) {
+    return s;
+  }
+  const toml::node* name = table.get("name");
+  if (name == nullptr) {
+    return absl::InvalidArgumentError(
+        Cat(Where(file, table.source()), "[[group]] has no name (add name = \"<group>\" to this table)"));
+  }
+  if (!name->is_string()) {
+    return absl::InvalidArgumentError(Cat(Where(file, name->source()), "group name is ", TypeName(*name),
+                                          ", not a string (write name = \"<group>\")"));
+  }
+  Group group;
+  group.name = name->as_string()->get();
+  const std::string name_where = Where(file, name->source());
+  if (absl::Status s = names.AddGroup(group.name, name_where); !s.ok()) return s;
+  const std::string what = Cat("group \"", group.name, "\"");
+  absl::StatusOr<std::pair<Threshold, ThresholdWhere>> threshold = ParseThresholdFields(table, what, file);
+  if (!threshold.ok()) return threshold.status();
+  if (absl::Status s = CheckMembersKnown(threshold->first, what, threshold->second, known); !s.ok()) return s;
+  group.threshold = std::move(threshold->first);
+  group_where.emplace(group.name, name_where);
+  return group;
+}
+
+// The `number`th [[rule]] table (from 1, as messages and the canonical text count).
+absl::StatusOr<Rule> ParseRule(const toml::table& table, size_t number, std::string_view file,
+                               QuorumReader& quorums) {
+  const std::string what = Cat("rule ", number);
+  const std::string table_where = Where(file, table.source());
+  if (absl::Status s = CheckKnownKeys(table, {"names", "quorum"}, file, "in [[rule]]",
+                                      "a rule has only names and quorum; keys written after a [[rule]] header "
+                                      "belong to it, so top-level keys go above the first table");
+      !s.ok()) {
+    return s;
+  }
+  Rule rule;
+  const toml::node* globs = table.get("names");
+  const toml::array* list = globs == nullptr ? nullptr : globs->as_array();
+  if (globs != nullptr && list == nullptr) {
+    return absl::InvalidArgumentError(Cat(Where(file, globs->source()), what, " names is ", TypeName(*globs),
+                                          ", not an array (write names = [\"openssl-*\"])"));
+  }
+  if (list == nullptr || list->empty()) {
+    return absl::InvalidArgumentError(
+        Cat(globs == nullptr ? table_where : Where(file, globs->source()), what,
+            " has no names (add names = [\"openssl-*\", ...], globs on the store path's name after its hash)"));
+  }
+  for (const toml::node& glob : *list) {
+    const std::string glob_where = Where(file, glob.source());
+    const auto* value = glob.as_string();
+    if (value == nullptr) {
+      return absl::InvalidArgumentError(Cat(glob_where, "a name of ", what, " is ", TypeName(glob),
+                                            ", not a string (write the glob in quotes, e.g. \"openssl-*\")"));
+    }
+    if (absl::Status s = CheckGlob(value->get(), what, glob_where); !s.ok()) return s;
+    rule.names.push_back(value->get());
+  }
+  const toml::node* quorum = table.get("quorum");
+  if (quorum == nullptr) {
+    return absl::InvalidArgumentError(
+        Cat(table_where, what,
+            " has no quorum (add quorum = K for any K operators, or quorum = {threshold = T, members = [...]})"));
+  }
+  absl::StatusOr<Quorum> parsed = quorums.Read(*quorum, Cat(what, ": quorum"), Cat("in the quorum of ", what));
+  if (!parsed.ok()) return parsed.status();
+  rule.quorum = *std::move(parsed);
+  return rule;
+}
+
 }  // namespace
 
 absl::Status ValidateOperatorName(std::string_view name) { return ValidateName(name, "operator", "alice-ci"); }
@@ -859,16 +1000,22 @@ absl::StatusOr<Policy> Policy::Create(PolicySpec spec) {
     if (absl::Status s = CheckLifecycle(key_name, lifecycle, ""); !s.ok()) return s;
   }
 
+  absl::flat_hash_set<std::string> known;
+  for (const Operator& op : spec.operators) known.insert(op.name);
+  for (const Group& group : spec.groups) known.insert(group.name);
   const ThresholdWhere nowhere;
   const size_t operator_count = spec.operators.size();
   if (absl::Status s = CheckQuorumShape(spec.quorum, "quorum", operator_count, nowhere); !s.ok()) return s;
   if (spec.quorum.of.has_value()) {
-    if (absl::Status s = CheckMembersKnown(*spec.quorum.of, "quorum", nowhere, names); !s.ok()) return s;
+    if (absl::Status s = CheckMembersKnown(*spec.quorum.of, "quorum", nowhere, known); !s.ok()) return s;
   }
   for (const Group& group : spec.groups) {
     const std::string what = Cat("group \"", group.name, "\"");
-    if (absl::Status s = CheckThresholdShape(group.threshold.threshold, group.threshold.members, what, nowhere); !s.ok()) return s;
-    if (absl::Status s = CheckMembersKnown(group.threshold, what, nowhere, names); !s.ok()) return s;
+    if (absl::Status s = CheckThresholdShape(group.threshold.threshold, group.threshold.members, what, nowhere);
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = CheckMembersKnown(group.threshold, what, nowhere, known); !s.ok()) return s;
   }
   if (std::vector<std::string> cycle = FindGroupCycle(spec.groups); !cycle.empty()) {
     return CycleError(cycle, "");
@@ -890,7 +1037,7 @@ absl::StatusOr<Policy> Policy::Create(PolicySpec spec) {
     const std::string quorum_what = Cat(what, ": quorum");
     if (absl::Status s = CheckQuorumShape(rule.quorum, quorum_what, operator_count, nowhere); !s.ok()) return s;
     if (rule.quorum.of.has_value()) {
-      if (absl::Status s = CheckMembersKnown(*rule.quorum.of, quorum_what, nowhere, names); !s.ok()) return s;
+      if (absl::Status s = CheckMembersKnown(*rule.quorum.of, quorum_what, nowhere, known); !s.ok()) return s;
     }
   }
 
@@ -937,6 +1084,7 @@ absl::StatusOr<Policy> Policy::Create(PolicySpec spec) {
   policy.hash_ = Cat("sha256:", HexEncode(digest));
   return policy;
 }
+
 absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view file_name) {
   if (absl::Status s = consensus::CheckTomlUtf8(text, file_name); !s.ok()) return s;
   toml::table root;
@@ -1008,59 +1156,31 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
   }
   if (absl::Status s = CheckVersion(spec.version, !spec.parent.empty(), version_where); !s.ok()) return s;
 
-  // Quorums whose checks need every name (flat: the number of operators; tables: that each member
-  // exists), in file order; checked once the walk has read everything.
-  struct PendingQuorum {
-    Quorum quorum;
-    std::string what;
-    ThresholdWhere where;
-  };
-  std::vector<PendingQuorum> pending;
+  // Operator and group names, read ahead so that every quorum's members are checked where they are
+  // written (the first problem in the file is the one reported). Malformed tables are skipped here;
+  // the walk reports them at their place.
+  absl::flat_hash_set<std::string> known;
+  for (std::string_view section : {"operator", "group"}) {
+    const toml::array* tables = root[section].as_array();
+    if (tables == nullptr) continue;
+    for (const toml::node& element : *tables) {
+      const toml::table* table = element.as_table();
+      const toml::node* name = table == nullptr ? nullptr : table->get("name");
+      if (name != nullptr && name->is_string()) known.insert(name->as_string()->get());
+    }
+  }
+  QuorumReader quorums(file_name, known);
   // A missing quorum is reported last: it is often a quorum written below a table header, which the
   // walk reports more precisely.
   bool has_quorum = false;
-  // Parses a quorum value: an integer, or a table with threshold and members.
-  auto parse_quorum = [&](const toml::node& node, std::string_view what,
-                          std::string_view table_context) -> absl::StatusOr<Quorum> {
-    const std::string where = Where(file_name, node.source());
-    Quorum quorum;
-    if (const auto* value = node.as_integer(); value != nullptr) {
-      // Whether it exceeds the number of operators is told once they are all read.
-      if (absl::Status s = ValidateQuorum(value->get(), SIZE_MAX, where, what); !s.ok()) return s;
-      if (value->get() > INT32_MAX) {
-        return ValidateQuorum(value->get(), INT32_MAX, where, what);  // more than any policy's operators
-      }
-      quorum.any = static_cast<int>(value->get());
-      pending.push_back({quorum, std::string(what), {.threshold = where}});
-      return quorum;
-    }
-    if (const toml::table* table = node.as_table(); table != nullptr) {
-      if (absl::Status s = CheckKnownKeys(*table, {"threshold", "members"}, file_name, table_context,
-                                          "a quorum table has only threshold and members; keys written after a "
-                                          "table header belong to it, so top-level keys go above the first table");
-          !s.ok()) {
-        return s;
-      }
-      absl::StatusOr<std::pair<Threshold, ThresholdWhere>> threshold = ParseThresholdFields(*table, what, file_name);
-      if (!threshold.ok()) return threshold.status();
-      quorum.of = std::move(threshold->first);
-      pending.push_back({quorum, std::string(what), std::move(threshold->second)});
-      return quorum;
-    }
-    return absl::InvalidArgumentError(
-        Cat(where, what, " is ", TypeName(node),
-            ", not an integer or a table (write e.g. quorum = 2 for any 2 operators, or a table with threshold "
-            "and members: quorum = {threshold = 2, members = [\"org-a\", \"group-b\"]})"));
-  };
-
   NameRegistry names;
-  std::string last_maintainer_where;
+  const toml::table* last_maintainer = nullptr;
   absl::flat_hash_map<std::string, std::string> group_where;  // group name -> where its name is
   // Walk the sections in file order, so that with several problems the first one in the file is
   // reported (a duplicate is reported at its second occurrence).
   for (const auto& [key, node] : EntriesInFileOrder(root)) {
     if (key->str() == "quorum") {
-      absl::StatusOr<Quorum> quorum = parse_quorum(*node, "quorum", "in [quorum]");
+      absl::StatusOr<Quorum> quorum = quorums.Read(*node, "quorum", "in [quorum]");
       if (!quorum.ok()) return quorum.status();
       spec.quorum = *std::move(quorum);
       has_quorum = true;
@@ -1068,81 +1188,17 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
       absl::StatusOr<const toml::array*> array = ArrayOfTables(*key, *node, file_name);
       if (!array.ok()) return array.status();
       for (const toml::node& element : **array) {
-        const toml::table& table = *element.as_table();
-        if (absl::Status s = CheckKnownKeys(
-                table, {"name", "threshold", "members"}, file_name, "in [[group]]",
-                "a group has only name, threshold and members; keys written after a [[group]] header belong to "
-                "it, so top-level keys such as quorum go above the first table");
-            !s.ok()) {
-          return s;
-        }
-        const toml::node* name = table.get("name");
-        if (name == nullptr) {
-          return absl::InvalidArgumentError(Cat(Where(file_name, table.source()),
-                                                "[[group]] has no name (add name = \"<group>\" to this table)"));
-        }
-        if (!name->is_string()) {
-          return absl::InvalidArgumentError(Cat(Where(file_name, name->source()), "group name is ",
-                                                TypeName(*name), ", not a string (write name = \"<group>\")"));
-        }
-        Group group{.name = name->as_string()->get()};
-        const std::string name_where = Where(file_name, name->source());
-        if (absl::Status s = names.AddGroup(group.name, name_where); !s.ok()) return s;
-        const std::string what = Cat("group \"", group.name, "\"");
-        absl::StatusOr<std::pair<Threshold, ThresholdWhere>> threshold = ParseThresholdFields(table, what, file_name);
-        if (!threshold.ok()) return threshold.status();
-        group.threshold = std::move(threshold->first);
-        pending.push_back({Quorum{.of = group.threshold}, what, std::move(threshold->second)});
-        group_where.emplace(group.name, name_where);
-        spec.groups.push_back(std::move(group));
+        absl::StatusOr<Group> group = ParseGroup(*element.as_table(), file_name, names, known, group_where);
+        if (!group.ok()) return group.status();
+        spec.groups.push_back(*std::move(group));
       }
     } else if (key->str() == "rule") {
       absl::StatusOr<const toml::array*> array = ArrayOfTables(*key, *node, file_name);
       if (!array.ok()) return array.status();
       for (const toml::node& element : **array) {
-        const toml::table& table = *element.as_table();
-        const std::string what = Cat("rule ", spec.rules.size() + 1);
-        const std::string table_where = Where(file_name, table.source());
-        if (absl::Status s = CheckKnownKeys(
-                table, {"names", "quorum"}, file_name, "in [[rule]]",
-                "a rule has only names and quorum; keys written after a [[rule]] header belong to it, so "
-                "top-level keys go above the first table");
-            !s.ok()) {
-          return s;
-        }
-        Rule rule;
-        const toml::node* globs = table.get("names");
-        const toml::array* list = globs == nullptr ? nullptr : globs->as_array();
-        if (globs != nullptr && list == nullptr) {
-          return absl::InvalidArgumentError(Cat(Where(file_name, globs->source()), what, " names is ",
-                                                TypeName(*globs), ", not an array (write names = [\"openssl-*\"])"));
-        }
-        if (list == nullptr || list->empty()) {
-          return absl::InvalidArgumentError(
-              Cat(globs == nullptr ? table_where : Where(file_name, globs->source()), what,
-                  " has no names (add names = [\"openssl-*\", ...], globs on the store path's name after its hash)"));
-        }
-        for (const toml::node& glob : *list) {
-          const std::string glob_where = Where(file_name, glob.source());
-          const auto* value = glob.as_string();
-          if (value == nullptr) {
-            return absl::InvalidArgumentError(Cat(glob_where, "a name of ", what, " is ", TypeName(glob),
-                                                  ", not a string (write the glob in quotes, e.g. \"openssl-*\")"));
-          }
-          if (absl::Status s = CheckGlob(value->get(), what, glob_where); !s.ok()) return s;
-          rule.names.push_back(value->get());
-        }
-        const toml::node* quorum = table.get("quorum");
-        if (quorum == nullptr) {
-          return absl::InvalidArgumentError(
-              Cat(table_where, what,
-                  " has no quorum (add quorum = K for any K operators, or quorum = {threshold = T, members = "
-                  "[...]})"));
-        }
-        absl::StatusOr<Quorum> parsed = parse_quorum(*quorum, Cat(what, ": quorum"), Cat("in the quorum of ", what));
-        if (!parsed.ok()) return parsed.status();
-        rule.quorum = *std::move(parsed);
-        spec.rules.push_back(std::move(rule));
+        absl::StatusOr<Rule> rule = ParseRule(*element.as_table(), spec.rules.size() + 1, file_name, quorums);
+        if (!rule.ok()) return rule.status();
+        spec.rules.push_back(*std::move(rule));
       }
     } else if (key->str() == "operator") {
       absl::StatusOr<const toml::array*> array = ArrayOfTables(*key, *node, file_name);
@@ -1160,7 +1216,7 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
             ParseMaintainer(*element.as_table(), file_name, names, spec.lifecycles);
         if (!maintainer.ok()) return maintainer.status();
         spec.maintainers.push_back(*std::move(maintainer));
-        last_maintainer_where = Where(file_name, element.source());
+        last_maintainer = element.as_table();
       }
     }
   }
@@ -1170,14 +1226,7 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
             "the policy has no quorum (add e.g. `quorum = 2` at the top: the number of distinct "
             "operators that must agree)"));
   }
-  for (const PendingQuorum& p : pending) {
-    if (p.quorum.of.has_value()) {
-      if (absl::Status s = CheckMembersKnown(*p.quorum.of, p.what, p.where, names); !s.ok()) return s;
-    } else if (absl::Status s = ValidateQuorum(p.quorum.any, spec.operators.size(), p.where.threshold, p.what);
-               !s.ok()) {
-      return s;
-    }
-  }
+  if (absl::Status s = quorums.CheckOperatorCount(spec.operators.size()); !s.ok()) return s;
   if (std::vector<std::string> cycle = FindGroupCycle(spec.groups); !cycle.empty()) {
     return CycleError(cycle, group_where[cycle.front()]);
   }
@@ -1186,9 +1235,13 @@ absl::StatusOr<Policy> Policy::ParseToml(std::string_view text, std::string_view
     auto it = spec.lifecycles.find(key.name());
     if (it == spec.lifecycles.end() || it->second.state != KeyState::kRevoked) ++usable_maintainers;
   }
+  if (update_threshold_where.empty() && last_maintainer != nullptr) {
+    // Without an update_threshold line, the problem is the last revocation (every maintainer revoked).
+    const toml::node* revoked = last_maintainer->get("revoked");
+    update_threshold_where = Where(file_name, (revoked != nullptr ? *revoked : *last_maintainer).source());
+  }
   if (absl::Status s = CheckUpdateThreshold(spec.update_threshold, usable_maintainers, spec.maintainers.size(),
-                                            update_threshold_where.empty() ? last_maintainer_where
-                                                                           : update_threshold_where);
+                                            update_threshold_where);
       !s.ok()) {
     return s;
   }
@@ -1233,6 +1286,8 @@ const Group* Policy::FindGroup(std::string_view name) const {
 
 const KeyLifecycle& Policy::Lifecycle(std::string_view key_name) const {
   static const KeyLifecycle kActiveLifecycle;
+  // The tally asks once per attestation; most policies retire or revoke nothing.
+  if (lifecycles_.empty()) return kActiveLifecycle;
   auto it = lifecycles_.find(std::string(key_name));
   return it == lifecycles_.end() ? kActiveLifecycle : it->second;
 }

@@ -5,6 +5,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -151,8 +152,7 @@ QuorumReport EvaluateQuorum(const Policy& policy, const Quorum& quorum, std::spa
   for (const std::string& member : threshold.members) {
     if (evaluator.MemberSatisfied(member)) present.push_back(member);
   }
-  report.explanation = Cat(present.size(), " of ", threshold.members.size(), " members",
-                                    Parenthesised(present));
+  report.explanation = Cat(present.size(), " of ", threshold.members.size(), " members", Parenthesised(present));
   return report;
 }
 

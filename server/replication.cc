@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <future>
+#include <memory>
 #include <thread>
 #include <utility>
 
@@ -155,10 +156,8 @@ class Follower final {
   }
 
   // OK when the peer decides under this node's policy or one it led to (the peer is behind), or when
-  // this node caught up with the peer by adopting the peer's links since its own policy. Every link is
-  // verified against the policy before it (PolicyBook::Adopt); the first that does not verify stops
-  // the catch-up, so nothing unverified is ever adopted (links adopted before it are valid on their
-  // own, and the next round continues from them).
+  // this node caught up with the peer by adopting the peer's links since its own policy, each verified
+  // against the policy before it.
   absl::Status FollowPolicy(const std::string& peer_hash) {
     if (policy_->IsCurrentOrAncestor(peer_hash)) return absl::OkStatus();
     const std::string ours = policy_->current()->Hash();
@@ -182,6 +181,20 @@ class Follower final {
       return links.status();  // UNAVAILABLE and the like: asked again next round
     }
     if (links->empty()) return refuse("the peer answered no link after this node's policy");
+    // The whole chain is verified before any of it is adopted: a peer whose chain breaks somewhere moves
+    // this node nowhere, not part of the way.
+    std::shared_ptr<const consensus::Policy> walked = policy_->current();
+    bool reaches_peer = false;  // the peer may have moved on since it answered GetPolicy
+    for (size_t i = 0; i < links->size(); ++i) {
+      const PeerClient::ChainLink& link = (*links)[i];
+      absl::StatusOr<consensus::Policy> next = consensus::VerifyPolicyLink(*walked, link.link, link.received_unix);
+      if (!next.ok()) {
+        return refuse(Cat("link ", i + 1, " of its chain does not verify: ", StdView(next.status().message())));
+      }
+      walked = std::make_shared<const consensus::Policy>(*std::move(next));
+      reaches_peer = reaches_peer || walked->Hash() == peer_hash;
+    }
+    if (!reaches_peer) return refuse("its chain does not lead to the policy it decides under");
     for (const PeerClient::ChainLink& link : *links) {
       absl::StatusOr<PolicyBook::Adopted> adopted = policy_->Adopt(link.link, peer_.name, link.received_unix);
       if (!adopted.ok()) {
@@ -191,9 +204,6 @@ class Follower final {
         return refuse(Cat("a link of its chain does not verify: ", StdView(adopted.status().message())));
       }
       LogPolicyAdoption(*adopted, Cat("peer ", peer_.name));
-    }
-    if (!policy_->IsCurrentOrAncestor(peer_hash)) {
-      return refuse("its chain did not lead to the policy it decides under");
     }
     return absl::OkStatus();
   }
@@ -413,7 +423,9 @@ class Follower final {
         continue;
       }
       // The peer's dispute records are its own statements; this node makes its own from the
-      // attestations.
+      // attestations. A peer's policy entries are not applied from its log: the node learns policies
+      // through the peer's chain (GetPolicyChain), which it verifies link by link; the entry stays
+      // among the peer's kept entries.
       if (parsed->kind != consensus::LogEntryKind::kAttestation) continue;
       attestations.push_back(ReplicatedAttestation{
           .index = index, .entry = std::move(entries[i]), .parsed = *std::move(parsed->attestation)});

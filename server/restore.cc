@@ -87,8 +87,8 @@ absl::Status Rename(const std::string& from, const std::string& to) {
 // its ledger what the node had derived from them.
 class LogReplay final {
  public:
-  LogReplay(storage::StoreWriter& store, const PolicyBook& policy, int64_t now_unix)
-      : store_(store), book_(policy), policy_(policy.current()), now_unix_(now_unix) {}
+  LogReplay(storage::StoreWriter& store, storage::PolicyStore& policies, const PolicyBook& policy, int64_t now_unix)
+      : store_(store), policies_(policies), book_(policy), policy_(policy.current()), now_unix_(now_unix) {}
 
   // Entry `index` of the log. INVALID_ARGUMENT for entries the log could not hold.
   absl::Status Add(uint64_t index, std::string_view bytes) {
@@ -120,6 +120,8 @@ class LogReplay final {
       }
       case consensus::LogEntryKind::kResolution:
         return AtEntry(index, AddResolution(entry->note));
+      case consensus::LogEntryKind::kPolicy:
+        return AtEntry(index, AddPolicy(*entry->policy));
     }
     return AtEntry(index, absl::InvalidArgumentError("an entry of an unknown kind"));
   }
@@ -182,6 +184,33 @@ class LogReplay final {
     return store_.Write(batch).status();
   }
 
+  // A policy this node adopted: back into the chain (which logs it again, in its place), and the policy
+  // the later statements are verified under. The node's own signed log vouches for it.
+  absl::Status AddPolicy(const consensus::PolicyEntry& logged) {
+    if (absl::Status status = Flush(); !status.ok()) return status;
+    absl::StatusOr<consensus::Policy> adopted = consensus::Policy::ParseToml(logged.toml, "a logged policy");
+    if (!adopted.ok()) return adopted.status();
+    if (adopted->Hash() != logged.policy_hash) {
+      return absl::InvalidArgumentError(Cat("a policy entry for ", logged.policy_hash, " whose text hashes to ",
+                                            adopted->Hash()));
+    }
+    if (absl::Status stored = policies_.PutPolicyLink(storage::StoredPolicyLink{.hash = logged.policy_hash,
+                                                                                 .parent = logged.parent,
+                                                                                 .version = logged.version,
+                                                                                 .toml = logged.toml,
+                                                                                 .approvals = logged.approvals,
+                                                                                 .received_unix = logged.received_unix,
+                                                                                 .origin = ""});
+        !stored.ok()) {
+      // The chain a node stores has each policy once, each extending the one before.
+      if (absl::IsAlreadyExists(stored)) return absl::InvalidArgumentError("the log holds a policy twice");
+      if (absl::IsFailedPrecondition(stored)) return absl::InvalidArgumentError(stored.message());
+      return stored;
+    }
+    policy_ = std::make_shared<const consensus::Policy>(*std::move(adopted));
+    return absl::OkStatus();
+  }
+
   absl::Status AddResolution(const std::string& note) {
     if (absl::Status status = Flush(); !status.ok()) return status;
     storage::StoredResolution stored{.signed_note = note, .received_unix = now_unix_, .origin = ""};
@@ -219,8 +248,9 @@ class LogReplay final {
   }
 
   storage::StoreWriter& store_;
+  storage::PolicyStore& policies_;
   ResolutionBook book_;
-  const std::shared_ptr<const consensus::Policy> policy_;  // the whole replay decides under one policy
+  std::shared_ptr<const consensus::Policy> policy_;  // the file's, then each policy the log adopted
   const int64_t now_unix_;
   std::vector<storage::StoredAttestation> attestations_;
   std::vector<consensus::DisputePart> parts_;
@@ -238,7 +268,7 @@ absl::Status RestoreFrom(const PeerConfig& source, const Candidate& candidate, c
       storage::SqliteAttestationStore::Open(path, storage::SqliteOptions{});
   if (!store.ok()) return store.status();
   const int64_t now_unix = absl::ToUnixSeconds(options.clock());
-  LogReplay replay(**store, policy, now_unix);
+  LogReplay replay(**store, **store, policy, now_unix);
   PeerClient client(source, options.timeout, options.timeout);
   consensus::CompactRange served;
   const uint64_t size = candidate.checkpoint.size;

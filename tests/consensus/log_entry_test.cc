@@ -681,12 +681,12 @@ TEST(LogEntryTest, MalformedPolicyEntriesAreRejectedNamingLineAndProblem) {
       {"toml length with a leading zero", replace(toml_line, Cat("toml 0", std::string_view(kPolicyToml).size(), "\n")),
        "line 8: toml length"},
       {"toml length over the limit", replace(toml_line, "toml 49153\n"), "line 8: toml length"},
-      {"toml shorter than announced", golden.substr(0, golden.size() - 1), "announces 64 bytes but 63 follow"},
-      {"toml longer than announced", golden + "x", "announces 64 bytes but 65 follow"},
-      {"a line after the toml bytes counts as toml", golden + "received 1\n", "but 75 follow"},
+      {"toml shorter than announced", golden.substr(0, golden.size() - 1), "announces 70 bytes but 69 follow"},
+      {"toml longer than announced", golden + "x", "announces 70 bytes but 71 follow"},
+      {"a line after the toml bytes counts as toml", golden + "received 1\n", "but 81 follow"},
       {"over the size limit", golden + std::string(kMaxLogEntryBytes, '#'), "at most 65535"},
   };
-  ASSERT_EQ(std::string_view(kPolicyToml).size(), 64u);
+  ASSERT_EQ(std::string_view(kPolicyToml).size(), 70u);
   for (const Case& c : cases) {
     const absl::StatusOr<LogEntry> parsed = ParseLogEntry(c.bytes);
     ASSERT_FALSE(parsed.ok()) << c.what;

@@ -1,15 +1,23 @@
 #include "consensus/policy.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "consensus/attestation.h"
 #include "consensus/encoding.h"
 #include "consensus/keys.h"
+#include "consensus/quorum.h"
 #include "consensus/tally.h"
 #include "consensus/text.h"
 #include "gmock/gmock.h"
@@ -730,5 +738,888 @@ TEST(PolicyTest, RejectsTablesWithoutRequiredKeys) {
   ExpectErrorAt(absl::StrCat(kGood, "\n[[maintainer]]\n"), 18, "[[maintainer]] has no key");
 }
 
+
+// ---- issue 17: groups, structured quorums, rules, key lifecycles, the chain -----------------------
+
+constexpr char kParent[] = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+constexpr int64_t kCutoff = 1796083200;  // 2026-12-01T00:00:00Z
+
+Quorum Any(int k) {
+  Quorum quorum;
+  quorum.any = k;
+  return quorum;
+}
+Quorum Of(int threshold, std::vector<std::string> members) {
+  Quorum quorum;
+  quorum.of = Threshold{threshold, std::move(members)};
+  return quorum;
+}
+KeyLifecycle RetiredAt(int64_t cutoff) {
+  KeyLifecycle lifecycle;
+  lifecycle.state = KeyState::kRetired;
+  lifecycle.retired_unix = cutoff;
+  return lifecycle;
+}
+KeyLifecycle RevokedFor(std::string reason) {
+  KeyLifecycle lifecycle;
+  lifecycle.state = KeyState::kRevoked;
+  lifecycle.revoked_reason = std::move(reason);
+  return lifecycle;
+}
+
+// Every new form at once; line numbers of the variants below are relative to this layout.
+constexpr char kExtended[] = R"(version = 3
+parent = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+update_threshold = 2
+
+[quorum]
+threshold = 2
+members = ["alice", "independent"]
+
+[[group]]
+name = "independent"
+threshold = 1
+members = ["carol", "bob"]
+
+[[rule]]
+names = ["openssl-*", "linux-*"]
+quorum = 3
+
+[[rule]]
+names = ["glibc-*"]
+quorum = {threshold = 2, members = ["bob", "carol"]}
+
+[[operator]]
+name = "alice"
+builders = ["{alice-1}", {key = "{alice-2}", retired = "2026-12-01T00:00:00Z"}]
+
+[[operator]]
+name = "bob"
+builders = ["{bob-1}"]
+
+[[operator]]
+name = "carol"
+builders = [{key = "{carol-1}", revoked = "compromised"}]
+
+[[maintainer]]
+key = "{maint-1}"
+
+[[maintainer]]
+key = "{maint-2}"
+)";
+
+Policy ParseOrDie(std::string_view text) {
+  absl::StatusOr<Policy> policy = Policy::ParseToml(WithKeys(text), "p.toml");
+  EXPECT_TRUE(policy.ok()) << policy.status() << "\n" << text;
+  if (!policy.ok()) std::abort();
+  return *std::move(policy);
+}
+
+TEST(PolicyExtendedTest, ParsesEveryNewForm) {
+  const Policy policy = ParseOrDie(kExtended);
+  EXPECT_EQ(policy.version(), 3);
+  EXPECT_EQ(policy.parent(), kParent);
+  EXPECT_EQ(policy.update_threshold(), 2);
+  EXPECT_EQ(policy.quorum(), 0);  // a threshold table has no single k
+  EXPECT_EQ(policy.default_quorum(),
+            Of(2, {"alice", "independent"}));
+
+  ASSERT_EQ(policy.groups().size(), 1u);
+  EXPECT_EQ(policy.groups()[0].name, "independent");
+  EXPECT_EQ(policy.groups()[0].threshold, (Threshold{.threshold = 1, .members = {"carol", "bob"}}));  // as written
+  ASSERT_NE(policy.FindGroup("independent"), nullptr);
+  EXPECT_EQ(policy.FindGroup("independent"), &policy.groups()[0]);
+  EXPECT_EQ(policy.FindGroup("alice"), nullptr);  // an operator is not a group
+
+  ASSERT_EQ(policy.rules().size(), 2u);
+  EXPECT_THAT(policy.rules()[0].names, ElementsAre("openssl-*", "linux-*"));
+  EXPECT_EQ(policy.rules()[0].quorum, Any(3));
+  EXPECT_THAT(policy.rules()[1].names, ElementsAre("glibc-*"));
+  EXPECT_EQ(policy.rules()[1].quorum, Of(2, {"bob", "carol"}));
+
+  // Retired and revoked keys stay the operator's keys (their attestations stay stored, as evidence).
+  EXPECT_EQ(*policy.OperatorOf("alice-2"), "alice");
+  EXPECT_EQ(*policy.OperatorOf("carol-1"), "carol");
+  EXPECT_EQ(policy.operators()[0].builders.size(), 2u);
+  EXPECT_EQ(policy.Lifecycle("alice-1"), KeyLifecycle{});
+  EXPECT_EQ(policy.Lifecycle("alice-2"), RetiredAt(kCutoff));
+  EXPECT_EQ(policy.Lifecycle("carol-1"), RevokedFor("compromised"));
+  EXPECT_EQ(policy.Lifecycle("nobody").state, KeyState::kActive);
+  EXPECT_EQ(policy.maintainers().size(), 2u);
+}
+
+TEST(PolicyExtendedTest, QuorumFormsAreEquivalent) {
+  const std::string operators(std::string_view(kGood).substr(std::string_view(kGood).find("\n[[operator]]")));
+  const std::vector<std::string> heads = {
+      "[quorum]\nthreshold = 2\nmembers = [\"alice\", \"bob\", \"carol\"]\n",
+      "quorum = {threshold = 2, members = [\"alice\", \"bob\", \"carol\"]}\n",
+      "quorum = { members = [\"carol\", \"alice\", \"bob\"], threshold = 2 }\n",
+  };
+  const Policy first = ParseOrDie(heads[0] + operators);
+  EXPECT_EQ(first.quorum(), 0);
+  EXPECT_EQ(first.default_quorum().of->threshold, 2);
+  for (const std::string& head : heads) {
+    const Policy policy = ParseOrDie(head + operators);
+    EXPECT_EQ(policy.Hash(), first.Hash()) << head;
+  }
+  // "2 of all three" is not the flat "any 2": another policy, another hash.
+  EXPECT_NE(ParseOrDie(kGood).Hash(), first.Hash());
+  EXPECT_EQ(ParseOrDie(kGood).quorum(), 2);
+}
+
+// The canonical text of every new line, pinned.
+TEST(PolicyExtendedTest, CanonicalTextGolden) {
+  const Policy policy = ParseOrDie(kExtended);
+  std::vector<std::string> alice = {Pub("alice-1"), Pub("alice-2")};
+  std::sort(alice.begin(), alice.end());
+  std::vector<std::string> maintainers = {Pub("maint-1"), Pub("maint-2")};
+  std::sort(maintainers.begin(), maintainers.end());
+  EXPECT_EQ(policy.CanonicalText(),
+            Cat("attest-policy/v1\n"
+                "version 3\n"
+                "parent ", kParent, "\n"
+                "update-threshold 2\n"
+                "quorum-threshold 2 alice independent\n"
+                "group independent 1 bob carol\n"
+                "rule 1 any:3 linux-* openssl-*\n"
+                "rule 2 threshold:2:bob,carol glibc-*\n"
+                "operator alice\n"
+                "builder ", alice[0], "\n"
+                "builder ", alice[1], "\n"
+                "operator bob\n"
+                "builder ", Pub("bob-1"), "\n"
+                "operator carol\n"
+                "builder ", Pub("carol-1"), "\n"
+                "maintainer ", maintainers[0], "\n"
+                "maintainer ", maintainers[1], "\n"
+                "retired alice-2 1796083200\n"
+                "revoked carol-1 compromised\n"));
+}
+
+TEST(PolicyExtendedTest, DefaultsWrittenOutKeepTheFlatHash) {
+  // version = 1 and update_threshold = 1 are the defaults: no line, the hash of before.
+  const Policy base = ParseOrDie(kGood);
+  const Policy explicit_defaults = ParseOrDie(Cat("version = 1\nupdate_threshold = 1\n", kGood));
+  EXPECT_EQ(explicit_defaults.CanonicalText(), base.CanonicalText());
+  EXPECT_EQ(explicit_defaults.Hash(), base.Hash());
+  // Create's flat form and a PolicySpec with the same content agree.
+  absl::StatusOr<Policy> flat = Policy::Create(2, base.operators(), base.maintainers());
+  absl::StatusOr<Policy> spec = Policy::Create(
+      PolicySpec{.quorum = Any(2), .operators = base.operators(), .maintainers = base.maintainers()});
+  ASSERT_TRUE(flat.ok() && spec.ok());
+  EXPECT_EQ(flat->Hash(), base.Hash());
+  EXPECT_EQ(spec->Hash(), base.Hash());
+  EXPECT_EQ(spec->version(), 1);
+  EXPECT_EQ(spec->update_threshold(), 1);
+  EXPECT_TRUE(spec->parent().empty());
+  EXPECT_TRUE(spec->groups().empty());
+  EXPECT_TRUE(spec->rules().empty());
+}
+
+TEST(PolicyExtendedTest, HashIgnoresLayoutCommentsAndSpelling) {
+  const Policy base = ParseOrDie(kExtended);
+  // Everything the hash ignores changed at once: comments, the order of groups, members, globs within
+  // a rule, operators, builder entries and maintainers; the quorum table inline; the cut-off unquoted.
+  const Policy other = ParseOrDie(R"(# a successor
+update_threshold = 2   # two maintainers sign the next one
+parent = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+version = 3
+quorum = {members = ["independent", "alice"], threshold = 2}
+
+[[rule]]
+names = ["linux-*", "openssl-*"]
+quorum = 3
+
+[[rule]]
+quorum = {threshold = 2, members = ["carol", "bob"]}
+names = ["glibc-*"]
+
+[[operator]]
+name = "carol"
+builders = [{revoked = "compromised", key = "{carol-1}"}]
+
+[[group]]
+members = ["bob", "carol"]
+name = "independent"
+threshold = 1
+
+[[maintainer]]
+key = "{maint-2}"
+
+[[operator]]
+name = "bob"
+builders = ["{bob-1}"]
+
+[[operator]]
+name = "alice"
+builders = [{key = "{alice-2}", retired = 2026-12-01T00:00:00Z}, "{alice-1}"]
+
+[[maintainer]]
+key = "{maint-1}"
+)");
+  EXPECT_EQ(other.CanonicalText(), base.CanonicalText());
+  EXPECT_EQ(other.Hash(), base.Hash());
+}
+
+TEST(PolicyExtendedTest, HashChangesWithEveryNewFact) {
+  const Policy base = ParseOrDie(kExtended);
+  const std::vector<std::pair<std::string, std::string>> changes = {
+      {"version = 3", "version = 4"},
+      {"0123456789abcdef\"", "0123456789abcdee\""},  // another parent
+      {"update_threshold = 2", "update_threshold = 1"},
+      {"threshold = 2\nmembers = [\"alice\", \"independent\"]", "threshold = 1\nmembers = [\"alice\", \"independent\"]"},
+      {"members = [\"carol\", \"bob\"]", "members = [\"carol\", \"bob\", \"alice\"]"},
+      {"name = \"independent\"\nthreshold = 1", "name = \"independent\"\nthreshold = 2"},
+      {"names = [\"openssl-*\", \"linux-*\"]", "names = [\"openssl-*\"]"},
+      {"quorum = 3", "quorum = 2"},
+      {"quorum = {threshold = 2, members = [\"bob\", \"carol\"]}", "quorum = 2"},
+      {"retired = \"2026-12-01T00:00:00Z\"", "retired = \"2026-12-01T00:00:01Z\""},
+      {"{key = \"{alice-2}\", retired = \"2026-12-01T00:00:00Z\"}", "\"{alice-2}\""},
+      {"{key = \"{alice-2}\", retired = \"2026-12-01T00:00:00Z\"}", "{key = \"{alice-2}\", revoked = \"lost\"}"},
+      {"revoked = \"compromised\"", "revoked = \"misbehaving\""},
+      {"[[maintainer]]\nkey = \"{maint-2}\"", "[[maintainer]]\nkey = \"{maint-2}\"\nretired = \"2030-01-01T00:00:00Z\""},
+      // Rule order breaks ties between equally specific rules, so it is part of the policy.
+      {"[[rule]]\nnames = [\"openssl-*\", \"linux-*\"]\nquorum = 3\n\n[[rule]]\nnames = [\"glibc-*\"]\n"
+       "quorum = {threshold = 2, members = [\"bob\", \"carol\"]}",
+       "[[rule]]\nnames = [\"glibc-*\"]\nquorum = {threshold = 2, members = [\"bob\", \"carol\"]}\n\n[[rule]]\n"
+       "names = [\"openssl-*\", \"linux-*\"]\nquorum = 3"},
+  };
+  std::set<std::string> hashes = {base.Hash()};
+  for (const auto& [from, to] : changes) {
+    ASSERT_THAT(std::string(kExtended), HasSubstr(from));
+    const Policy other = ParseOrDie(absl::StrReplaceAll(kExtended, {{from, to}}));
+    EXPECT_NE(other.Hash(), base.Hash()) << from << " -> " << to;
+    EXPECT_TRUE(hashes.insert(other.Hash()).second) << from << " -> " << to;
+  }
+}
+
+TEST(PolicyExtendedTest, CreateFromASpecMatchesTheToml) {
+  const Policy parsed = ParseOrDie(kExtended);
+  PolicySpec spec{
+      .quorum = Of(2, {"independent", "alice"}),
+      .operators = {{"carol", {TestKey("carol-1").public_key()}},
+                    {"bob", {TestKey("bob-1").public_key()}},
+                    {"alice", {TestKey("alice-2").public_key(), TestKey("alice-1").public_key()}}},
+      .maintainers = {TestKey("maint-2").public_key(), TestKey("maint-1").public_key()},
+      .groups = {{.name = "independent", .threshold = {.threshold = 1, .members = {"bob", "carol"}}}},
+      .rules = {{.names = {"linux-*", "openssl-*"}, .quorum = Any(3)},
+                {.names = {"glibc-*"}, .quorum = Of(2, {"carol", "bob"})}},
+      .lifecycles = {{"alice-2", RetiredAt(kCutoff)},
+                     {"carol-1", RevokedFor("compromised")},
+                     // An explicit "active" entry says nothing: no line.
+                     {"bob-1", KeyLifecycle{}}},
+      .parent = kParent,
+      .version = 3,
+      .update_threshold = 2,
+  };
+  absl::StatusOr<Policy> created = Policy::Create(spec);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->CanonicalText(), parsed.CanonicalText());
+  EXPECT_EQ(created->Hash(), parsed.Hash());
+}
+
+TEST(PolicyExtendedTest, GroupsAreSortedByName) {
+  PublicKey a = TestKey("a").public_key();
+  PublicKey b = TestKey("b").public_key();
+  absl::StatusOr<Policy> policy = Policy::Create(PolicySpec{
+      .quorum = Of(1, {"zeta", "alpha"}),
+      .operators = {{"x", {a}}, {"y", {b}}},
+      .maintainers = {},
+      .groups = {{.name = "zeta", .threshold = {.threshold = 1, .members = {"alpha", "y"}}},
+                 {.name = "alpha", .threshold = {.threshold = 1, .members = {"x"}}}},
+  });
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  ASSERT_EQ(policy->groups().size(), 2u);
+  EXPECT_EQ(policy->groups()[0].name, "alpha");
+  EXPECT_EQ(policy->groups()[1].name, "zeta");
+  ASSERT_NE(policy->FindGroup("zeta"), nullptr);
+  EXPECT_THAT(policy->FindGroup("zeta")->threshold.members, ElementsAre("alpha", "y"));
+  EXPECT_EQ(policy->FindGroup("alpha")->name, "alpha");
+  EXPECT_EQ(policy->FindGroup("x"), nullptr);
+  EXPECT_EQ(policy->FindGroup(""), nullptr);
+  EXPECT_EQ(policy->FindGroup("zz"), nullptr);
+  // Nested groups render in order of name, whatever the order given.
+  EXPECT_THAT(policy->CanonicalText(),
+              HasSubstr("quorum-threshold 1 alpha zeta\ngroup alpha 1 x\ngroup zeta 1 alpha y\n"));
+}
+
+// ---- key lifecycle ------------------------------------------------------------------------------
+
+TEST(PolicyExtendedTest, KeyCountsByLifecycleAndReceiptTime) {
+  PublicKey active = TestKey("active").public_key();
+  PublicKey retired = TestKey("retired").public_key();
+  PublicKey revoked = TestKey("revoked").public_key();
+  PublicKey maint_retired = TestKey("maint-retired").public_key();
+  PublicKey maint_revoked = TestKey("maint-revoked").public_key();
+  PublicKey maint = TestKey("maint").public_key();
+  absl::StatusOr<Policy> policy = Policy::Create(PolicySpec{
+      .quorum = Any(1),
+      .operators = {{"x", {active, retired, revoked}}},
+      .maintainers = {maint, maint_retired, maint_revoked},
+      .lifecycles = {{"retired", RetiredAt(kCutoff)},
+                     {"revoked", RevokedFor("lost")},
+                     {"maint-retired", RetiredAt(100)},
+                     {"maint-revoked", RevokedFor("unspecified")}},
+  });
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  struct Case {
+    std::string key;
+    int64_t received;
+    bool counts;
+  };
+  const std::vector<Case> cases = {
+      // Active: whenever, known or not.
+      {"active", kCutoff, true},
+      {"active", 0, true},
+      {"active", -1, true},
+      {"active", INT64_MAX, true},
+      // Retired: received strictly before the cut-off; an unknown time (0 or less) never counts.
+      {"retired", 1, true},
+      {"retired", kCutoff - 1, true},
+      {"retired", kCutoff, false},
+      {"retired", kCutoff + 1, false},
+      {"retired", 0, false},
+      {"retired", -7, false},
+      // Revoked: never, past ones included.
+      {"revoked", 1, false},
+      {"revoked", 0, false},
+      {"revoked", kCutoff, false},
+      // Maintainers have the same lifecycle.
+      {"maint", 5, true},
+      {"maint-retired", 99, true},
+      {"maint-retired", 100, false},
+      {"maint-retired", 0, false},
+      {"maint-revoked", 1, false},
+      // A key the policy does not list never counts.
+      {"nobody", 1, false},
+      {"", 1, false},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(policy->KeyCounts(c.key, c.received), c.counts) << c.key << " at " << c.received;
+  }
+  EXPECT_EQ(policy->Lifecycle("maint-retired"), RetiredAt(100));
+  EXPECT_EQ(policy->Lifecycle("revoked").revoked_reason, "lost");
+  EXPECT_EQ(policy->Lifecycle("active").state, KeyState::kActive);
+  EXPECT_THAT(policy->CanonicalText(),
+              HasSubstr("retired maint-retired 100\nretired retired 1796083200\nrevoked maint-revoked unspecified\n"
+                        "revoked revoked lost\n"));
+}
+
+TEST(PolicyExtendedTest, KeyStateNames) {
+  EXPECT_EQ(KeyStateName(KeyState::kActive), "active");
+  EXPECT_EQ(KeyStateName(KeyState::kRetired), "retired");
+  EXPECT_EQ(KeyStateName(KeyState::kRevoked), "revoked");
+}
+
+// Line 4 of this policy holds a retired builder entry whose time is `time` (written as is).
+std::string WithRetired(std::string_view time) {
+  return Cat("quorum = 1\n[[operator]]\nname = \"alice\"\nbuilders = [\"{alice-1}\", {key = \"{alice-2}\", retired = ",
+             time, "}]\n");
+}
+
+TEST(PolicyExtendedTest, ParsesRetirementTimes) {
+  const std::vector<std::pair<std::string, int64_t>> cases = {
+      {"\"2026-12-01T00:00:00Z\"", kCutoff},
+      {"2026-12-01T00:00:00Z", kCutoff},       // a TOML offset date-time in UTC
+      {"2026-12-01 00:00:00Z", kCutoff},       // TOML allows a space for the T
+      {"2026-12-01T01:00:00+00:00", kCutoff + 3600},
+      {"\"2024-02-29T12:34:56Z\"", 1709210096},  // a leap day
+      {"\"2000-02-29T00:00:01Z\"", 951782401},
+      {"\"1970-01-01T00:00:00Z\"", 0},
+      {"\"9999-12-31T23:59:59Z\"", 253402300799},
+  };
+  for (const auto& [time, unix] : cases) {
+    absl::StatusOr<Policy> policy = Policy::ParseToml(WithKeys(WithRetired(time)), "p.toml");
+    ASSERT_TRUE(policy.ok()) << time << ": " << policy.status();
+    EXPECT_EQ(policy->Lifecycle("alice-2"), RetiredAt(unix)) << time;
+  }
+}
+
+TEST(PolicyExtendedTest, RejectsBadRetirementTimes) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"\"2026-12-01T00:00:00\"", "is not in UTC (it does not end in Z)"},
+      {"\"2026-12-01T00:00:00+01:00\"", "is not in UTC"},
+      {"\"2026-12-01T00:00:00.5Z\"", "has fractional seconds"},
+      {"\"2026-13-01T00:00:00Z\"", "names no real time"},
+      {"\"2026-02-29T00:00:00Z\"", "names no real time"},  // 2026 is no leap year
+      {"\"2026-12-01T24:00:00Z\"", "names no real time"},
+      {"\"2026-12-01T00:00:60Z\"", "names no real time"},  // no leap seconds
+      {"\"2026-12-0xT00:00:00Z\"", "names no real time"},
+      {"\"1969-12-31T23:59:59Z\"", "is before 1970"},
+      {"\"2026-12-01\"", "is not of the form YYYY-MM-DDTHH:MM:SSZ"},
+      {"\"2026-12-01t00:00:00z\"", "is not of the form YYYY-MM-DDTHH:MM:SSZ"},
+      {"\"\"", "is not of the form YYYY-MM-DDTHH:MM:SSZ"},
+      {"\"next tuesday\"", "is not of the form YYYY-MM-DDTHH:MM:SSZ"},
+      {"2026-12-01T00:00:00", "is a local date-time, without a time zone"},
+      {"2026-12-01T00:00:00+01:00", "has a UTC offset of 60 minutes"},
+      {"2026-12-01T00:00:00.5Z", "has fractional seconds"},
+      {"1969-12-31T23:59:59Z", "is before 1970"},
+      {"2026-12-01", "is a date, not a date-time"},
+      {"00:00:00", "is a time, not a date-time"},
+      {"1796083200", "is an integer, not a date-time"},
+  };
+  for (const auto& [time, problem] : cases) {
+    SCOPED_TRACE(time);
+    ExpectErrorAt(WithRetired(time), 4, Cat("the retirement time of key \"alice-2\""));
+    ExpectErrorAt(WithRetired(time), 4, problem);
+  }
+}
+
+TEST(PolicyExtendedTest, RejectsBadLifecycleEntries) {
+  struct Case {
+    std::string entry;  // the second builder entry, on line 4
+    std::string problem;
+  };
+  const std::vector<Case> cases = {
+      {"{key = \"{alice-2}\", revoked = \"stolen\"}",
+       "key \"alice-2\" is revoked for 'stolen', which is not a revocation reason (use one of compromised, lost, "
+       "misbehaving, unspecified)"},
+      {"{key = \"{alice-2}\", revoked = \"Compromised\"}", "which is not a revocation reason"},
+      {"{key = \"{alice-2}\", revoked = \"\"}", "which is not a revocation reason"},
+      {"{key = \"{alice-2}\", revoked = true}", "the revocation reason of key \"alice-2\" is a boolean, not a string"},
+      {"{key = \"{alice-2}\", retired = \"2026-12-01T00:00:00Z\", revoked = \"lost\"}",
+       "key \"alice-2\" is both retired and revoked (keep one"},
+      {"{key = \"{alice-2}\", expires = \"2026-12-01T00:00:00Z\"}",
+       "unknown key 'expires' in a builder entry of operator \"alice\""},
+      {"{retired = \"2026-12-01T00:00:00Z\"}", "builder entry of operator \"alice\" has no key"},
+      {"{key = 7}", "builder key of operator \"alice\" is an integer, not a string"},
+      {"{key = \"alice-2\"}", "is not a Nix public key"},
+      {"{key = \"{alice-1}\", revoked = \"lost\"}", "duplicate key name \"alice-1\""},
+      {"[\"{alice-2}\"]", "builder key of operator \"alice\" is an array, not a string or a table"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.entry);
+    ExpectErrorAt(Cat("quorum = 1\n[[operator]]\nname = \"alice\"\nbuilders = [\"{alice-1}\", ", c.entry, "]\n"), 4,
+                  c.problem);
+  }
+  // A maintainer's lifecycle is written in its table.
+  ExpectErrorAt(Cat(kGood, "revoked = \"forgot\"\n"), 17, "key \"maint-1\" is revoked for 'forgot'");
+  ExpectErrorAt(Cat(kGood, "retired = \"soon\"\n"), 17, "the retirement time of key \"maint-1\"");
+  ExpectErrorAt(Cat(kGood, "weight = 1\n"), 17, "unknown key 'weight' in [[maintainer]]");
+  const Policy policy = ParseOrDie(Cat(kGood, "retired = \"2026-12-01T00:00:00Z\"\n"));
+  EXPECT_EQ(policy.Lifecycle("maint-1").state, KeyState::kRetired);
+  EXPECT_THAT(policy.CanonicalText(), ::testing::EndsWith("\nretired maint-1 1796083200\n"));
+  // A key in a table without a lifecycle is just an active key: the same policy as the string form.
+  EXPECT_EQ(ParseOrDie(absl::StrReplaceAll(kGood, {{"[\"{bob-1}\"]", "[{key = \"{bob-1}\"}]"}})).Hash(),
+            ParseOrDie(kGood).Hash());
+}
+
+// ---- malformed policies, each reported at its line ---------------------------------------------
+
+// kGood's operators and maintainer, placed below whatever a case writes above them. With a head of
+// H lines, the operators' lines are H+2 (alice's [[operator]]), H+3 (its name), ...
+constexpr char kOperators[] = R"(
+[[operator]]
+name = "alice"
+builders = ["{alice-1}", "{alice-2}"]
+
+[[operator]]
+name = "bob"
+builders = ["{bob-1}"]
+
+[[operator]]
+name = "carol"
+builders = ["{carol-1}"]
+
+[[maintainer]]
+key = "{maint-1}"
+)";
+
+TEST(PolicyExtendedTest, RejectsMalformedPolicies) {
+  struct Case {
+    std::string head;
+    int line;
+    std::string problem;
+  };
+  const std::vector<Case> cases = {
+      // Cycles, named.
+      {"quorum = 1\n[[group]]\nname = \"g\"\nthreshold = 1\nmembers = [\"g\"]\n", 3,
+       "groups form a cycle: g -> g (a group may not contain itself through other groups"},
+      {"quorum = 1\n"
+       "[[group]]\nname = \"a\"\nthreshold = 1\nmembers = [\"alice\", \"b\"]\n"
+       "[[group]]\nname = \"b\"\nthreshold = 1\nmembers = [\"c\"]\n"
+       "[[group]]\nname = \"c\"\nthreshold = 1\nmembers = [\"bob\", \"a\"]\n",
+       3, "groups form a cycle: a -> b -> c -> a"},
+      {"quorum = 1\n"
+       "[[group]]\nname = \"top\"\nthreshold = 1\nmembers = [\"x\"]\n"
+       "[[group]]\nname = \"x\"\nthreshold = 1\nmembers = [\"y\"]\n"
+       "[[group]]\nname = \"y\"\nthreshold = 1\nmembers = [\"x\"]\n",
+       7, "groups form a cycle: x -> y -> x"},
+      // Unknown members, at the member.
+      {"[quorum]\nthreshold = 1\nmembers = [\"alice\", \"dave\"]\n", 3,
+       "bad.toml:3:21: quorum lists 'dave', which is neither an operator nor a group of the policy"},
+      {"quorum = 1\n[[group]]\nname = \"g\"\nthreshold = 1\nmembers = [\"Alice\"]\n", 5,
+       "group \"g\" lists 'Alice', which is neither an operator nor a group"},
+      {"quorum = 1\n[[rule]]\nnames = [\"a*\"]\nquorum = {threshold = 1, members = [\"ghost\"]}\n", 4,
+       "rule 1: quorum lists 'ghost', which is neither"},
+      // Duplicate names: groups share the operators' namespace.
+      {"quorum = 1\n[[group]]\nname = \"g\"\nthreshold = 1\nmembers = [\"bob\"]\n"
+       "[[group]]\nname = \"g\"\nthreshold = 1\nmembers = [\"carol\"]\n",
+       7, "duplicate group name \"g\", first at bad.toml:3:8"},
+      {"quorum = 1\n[[group]]\nname = \"alice\"\nthreshold = 1\nmembers = [\"bob\"]\n", 8,
+       "the operator name \"alice\" is also the name of a group, first at bad.toml:3:8"},
+      {"quorum = 1\n[[group]]\nname = \"a b\"\nthreshold = 1\nmembers = [\"bob\"]\n", 3,
+       "group name 'a b' contains a character outside"},
+      {"quorum = 1\n[[group]]\nname = \"\"\nthreshold = 1\nmembers = [\"bob\"]\n", 3, "group name is empty"},
+      {"quorum = 1\n[[group]]\nthreshold = 1\nmembers = [\"bob\"]\n", 2, "[[group]] has no name"},
+      {"quorum = 1\n[[group]]\nname = 5\n", 3, "group name is an integer, not a string"},
+      // Impossible or malformed thresholds.
+      {"quorum = 1\n[[group]]\nname = \"g\"\nthreshold = 3\nmembers = [\"bob\", \"carol\"]\n", 4,
+       "group \"g\" has threshold 3 but only 2 members (it could never be satisfied"},
+      {"[quorum]\nthreshold = 4\nmembers = [\"alice\", \"bob\", \"carol\"]\n", 2,
+       "quorum has threshold 4 but only 3 members"},
+      {"[quorum]\nthreshold = 0\nmembers = [\"alice\"]\n", 2, "quorum has threshold 0 (it is how many"},
+      {"[quorum]\nthreshold = -2\nmembers = [\"alice\"]\n", 2, "quorum has threshold -2"},
+      {"[quorum]\nthreshold = 1\nmembers = []\n", 3, "quorum has no members"},
+      {"[quorum]\nthreshold = 1\nmembers = [\"bob\", \"alice\", \"bob\"]\n", 3,
+       "bad.toml:3:28: quorum lists 'bob' twice, first at bad.toml:3:12"},
+      {"[quorum]\nmembers = [\"alice\"]\n", 1, "quorum has no threshold"},
+      {"[quorum]\nthreshold = 1\n", 1, "quorum has no members"},
+      {"[quorum]\nthreshold = \"1\"\nmembers = [\"alice\"]\n", 2, "quorum threshold is a string, not an integer"},
+      {"[quorum]\nthreshold = 1\nmembers = \"alice\"\n", 3, "quorum members is a string, not an array"},
+      {"[quorum]\nthreshold = 1\nmembers = [\"alice\", 2]\n", 3, "a member of quorum is an integer, not a string"},
+      {"[quorum]\nthreshold = 1\nmembers = [\"alice\"]\nweight = 2\n", 4, "unknown key 'weight' in [quorum]"},
+      {"quorum = [2]\n", 1, "quorum is an array, not an integer or a table"},
+      {"quorum = 1\n[[group]]\nname = \"g\"\nthreshold = 1\nmembers = [\"bob\"]\nquorum = 2\n", 6,
+       "unknown key 'quorum' in [[group]]"},
+      {"quorum = 1\n[group]\nname = \"g\"\n", 2, "\"group\" is a table, not an array of tables"},
+      // Rules.
+      {"quorum = 1\n[[rule]]\nnames = [\"openssl-*\"]\n", 2,
+       "rule 1 has no quorum (add quorum = K for any K operators, or quorum = {threshold = T, members = [...]})"},
+      {"quorum = 1\n[[rule]]\nnames = [\"a*\"]\nquorum = 1\n[[rule]]\nquorum = 2\n", 5, "rule 2 has no names"},
+      {"quorum = 1\n[[rule]]\nnames = []\nquorum = 2\n", 3, "rule 1 has no names"},
+      {"quorum = 1\n[[rule]]\nnames = \"openssl-*\"\nquorum = 2\n", 3, "rule 1 names is a string, not an array"},
+      {"quorum = 1\n[[rule]]\nnames = [\"a*\", 3]\nquorum = 2\n", 3, "a name of rule 1 is an integer, not a string"},
+      {"quorum = 1\n[[rule]]\nnames = [\"a*\", \"\"]\nquorum = 2\n", 3,
+       "bad.toml:3:16: rule 1 has an empty name pattern"},
+      {"quorum = 1\n[[rule]]\nnames = [\"open ssl*\"]\nquorum = 2\n", 3,
+       "rule 1 has the name pattern 'open ssl*', which contains white space"},
+      {"quorum = 1\n[[rule]]\nnames = [\"caf\xC3\xA9-*\"]\nquorum = 2\n", 3, "not printable ASCII"},
+      {Cat("quorum = 1\n[[rule]]\nnames = [\"", std::string(256, 'a'), "\"]\nquorum = 2\n"), 3,
+       "rule 1 has a name pattern 256 bytes long (use at most 255"},
+      {"quorum = 1\n[[rule]]\nnames = [\"a*\"]\nquorum = 4\n", 4,
+       "rule 1: quorum is 4 but the policy has only 3 operators"},
+      {"quorum = 1\n[[rule]]\nnames = [\"a*\"]\nquorum = 0\n", 4, "rule 1: quorum is 0"},
+      {"quorum = 1\n[[rule]]\nnames = [\"a*\"]\nquorum = {threshold = 3, members = [\"alice\", \"bob\"]}\n", 4,
+       "rule 1: quorum has threshold 3 but only 2 members"},
+      {"quorum = 1\n[[rule]]\nnames = [\"a*\"]\nquorum = \"3\"\n", 4,
+       "rule 1: quorum is a string, not an integer or a table"},
+      {"quorum = 1\n[[rule]]\nnames = [\"a*\"]\nquorum = {threshold = 1, members = [\"bob\"], any = 2}\n", 4,
+       "unknown key 'any' in the quorum of rule 1"},
+      {"quorum = 1\n[[rule]]\nnames = [\"a*\"]\nquorum = 1\npriority = 2\n", 5, "unknown key 'priority' in [[rule]]"},
+      // The chain settings.
+      {"version = 0\nquorum = 1\n", 1, "version is 0 (versions start at 1"},
+      {"version = \"2\"\nquorum = 1\n", 1, "version is a string, not an integer"},
+      {"parent = \"sha256:abc\"\nversion = 2\nquorum = 1\n", 1,
+       "parent is 'sha256:abc', not \"sha256:\" and 64 lowercase hex digits"},
+      {Cat("version = 2\nparent = \"sha256:", std::string(64, 'A'), "\"\nquorum = 1\n"), 2, "64 lowercase hex digits"},
+      {Cat("version = 2\nparent = \"", std::string(kParent).substr(7), "\"\nquorum = 1\n"), 2, "64 lowercase hex digits"},
+      {"version = 2\nparent = 5\nquorum = 1\n", 2, "parent is an integer, not a string"},
+      {Cat("parent = \"", kParent, "\"\nquorum = 1\n"), 1, "the policy has a parent but no version"},
+      {Cat("version = 1\nparent = \"", kParent, "\"\nquorum = 1\n"), 1,
+       "version is 1 but the policy has a parent (a successor's version is its parent's + 1"},
+      {"update_threshold = 0\nquorum = 1\n", 1, "update_threshold is 0 (it is how many maintainers"},
+      {"update_threshold = 2\nquorum = 1\n", 1,
+       "update_threshold is 2 but the policy has only 1 maintainer that is not revoked (the policy could never be "
+       "updated"},
+      {"update_threshold = 2.0\nquorum = 1\n", 1, "update_threshold is a floating-point number, not an integer"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.head);
+    ExpectErrorAt(Cat(c.head, kOperators), c.line, c.problem);
+  }
+}
+
+TEST(PolicyExtendedTest, RejectsMalformedPoliciesBelowTheOperators) {
+  // A key in two operators, even retired in one of them.
+  ExpectErrorAt(Cat(kGood, "[[operator]]\nname = \"dave\"\nbuilders = [{key = \"{bob-1}\", retired = "
+                           "\"2026-12-01T00:00:00Z\"}]\n"),
+                19, "duplicate key name \"bob-1\"");
+  // Every maintainer revoked: no successor could be approved.
+  ExpectErrorAt(Cat(kGood, "revoked = \"compromised\"\n"), 17, "every maintainer key is revoked");
+  // One of two revoked: update_threshold counts the others only.
+  ExpectErrorAt(Cat("update_threshold = 2\n", kGood, "[[maintainer]]\nkey = \"{maint-2}\"\nrevoked = \"lost\"\n"),
+                1, "update_threshold is 2 but the policy has only 1 maintainer that is not revoked");
+  // ...and counts retired ones.
+  EXPECT_EQ(ParseOrDie(Cat("update_threshold = 2\n", kGood,
+                           "[[maintainer]]\nkey = \"{maint-2}\"\nretired = \"2026-12-01T00:00:00Z\"\n"))
+                .update_threshold(),
+            2);
+  // Without maintainers the policy cannot be updated, so any threshold is accepted.
+  EXPECT_EQ(ParseOrDie("update_threshold = 5\nquorum = 1\n[[operator]]\nname = \"a\"\nbuilders = [\"{alice-1}\"]\n")
+                .update_threshold(),
+            5);
+  // An operator whose only key is revoked still has a builder key (it counts for nothing until it has
+  // a new one, but its past attestations keep their owner).
+  EXPECT_EQ(ParseOrDie(absl::StrReplaceAll(kGood, {{"[\"{carol-1}\"]", "[{key = \"{carol-1}\", revoked = \"lost\"}]"}}))
+                .operators()
+                .size(),
+            3u);
+  // The first problem in the file is the one reported, whichever kind it is.
+  ExpectErrorAt(Cat("quorum = 1\n[[group]]\nname = \"g\"\nthreshold = 1\nmembers = [\"ghost\"]\n",
+                    std::string_view(kGood).substr(11),
+                    "[[rule]]\nnames = [\"\"]\nquorum = 1\n"),
+                5, "lists 'ghost'");
+}
+
+TEST(PolicyExtendedTest, CreateRejectsMalformedSpecs) {
+  PublicKey a = TestKey("a").public_key();
+  PublicKey b = TestKey("b").public_key();
+  PublicKey m = TestKey("m").public_key();
+  // Two operators x (key a) and y (key b), maintainer m; each case changes one thing.
+  auto base = [&] {
+    return PolicySpec{.quorum = Any(1), .operators = {{"x", {a}}, {"y", {b}}}, .maintainers = {m}};
+  };
+  struct Case {
+    std::string label;
+    std::function<void(PolicySpec&)> change;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {"no quorum", [](PolicySpec& s) { s.quorum = {}; }, "quorum is 0"},
+      {"both forms", [](PolicySpec& s) { s.quorum = {.any = 1, .of = Threshold{1, {"x"}}}; },
+       "quorum is both any 1 operators and a threshold"},
+      {"flat too big", [](PolicySpec& s) { s.quorum = Any(3); }, "quorum is 3 but the policy has only 2 operators"},
+      {"threshold too big", [](PolicySpec& s) { s.quorum = Of(3, {"x", "y"}); },
+       "quorum has threshold 3 but only 2 members"},
+      {"repeated member", [](PolicySpec& s) { s.quorum = Of(1, {"x", "x"}); }, "quorum lists 'x' twice"},
+      {"unknown member", [](PolicySpec& s) { s.quorum = Of(1, {"x", "z"}); },
+       "quorum lists 'z', which is neither an operator nor a group"},
+      {"cycle",
+       [](PolicySpec& s) {
+         s.groups = {{"g1", {1, {"x", "g2"}}}, {"g2", {1, {"g1"}}}};
+       },
+       "groups form a cycle: g1 -> g2 -> g1"},
+      {"group named like an operator", [](PolicySpec& s) { s.groups = {{"x", {1, {"y"}}}}; },
+       "the group name \"x\" is also the name of an operator"},
+      {"two groups of one name", [](PolicySpec& s) { s.groups = {{"g", {1, {"y"}}}, {"g", {1, {"x"}}}}; },
+       "duplicate group name \"g\""},
+      {"group without members", [](PolicySpec& s) { s.groups = {{"g", {1, {}}}}; }, "group \"g\" has no members"},
+      {"rule without names", [](PolicySpec& s) { s.rules = {{.names = {}, .quorum = Any(1)}}; },
+       "rule 1 has no names"},
+      {"rule without quorum", [](PolicySpec& s) { s.rules = {{.names = {"a*"}, .quorum = {}}}; },
+       "rule 1 has no quorum"},
+      {"rule with a bad glob",
+       [](PolicySpec& s) {
+         s.rules = {{.names = {"a*"}, .quorum = Any(1)}, {.names = {"a\tb"}, .quorum = Any(1)}};
+       },
+       "rule 2 has the name pattern 'a\\tb', which contains white space"},
+      {"rule quorum too big", [](PolicySpec& s) { s.rules = {{.names = {"a*"}, .quorum = Any(5)}}; },
+       "rule 1: quorum is 5 but the policy has only 2 operators"},
+      {"lifecycle of an unknown key",
+       [](PolicySpec& s) { s.lifecycles = {{"ghost", RevokedFor("lost")}}; },
+       "a lifecycle is given for key \"ghost\", which the policy does not list"},
+      {"bad reason", [](PolicySpec& s) { s.lifecycles = {{"a", RevokedFor("x")}}; },
+       "key \"a\" is revoked for 'x', which is not a revocation reason"},
+      {"negative cut-off",
+       [](PolicySpec& s) { s.lifecycles = {{"a", RetiredAt(-1)}}; },
+       "key \"a\" is retired at -1, before 1970"},
+      {"retired with a reason",
+       [](PolicySpec& s) {
+         s.lifecycles = {{"a", {.state = KeyState::kRetired, .retired_unix = 5, .revoked_reason = "lost"}}};
+       },
+       "is retired but has a revocation reason"},
+      {"revoked with a cut-off",
+       [](PolicySpec& s) {
+         s.lifecycles = {{"m", {.state = KeyState::kRevoked, .retired_unix = 5, .revoked_reason = "lost"}}};
+       },
+       "is revoked but has a retirement cut-off"},
+      {"bad parent", [](PolicySpec& s) { s.parent = "sha256:00"; s.version = 2; }, "parent is 'sha256:00'"},
+      {"version 0", [](PolicySpec& s) { s.version = 0; }, "version is 0"},
+      {"parent at version 1", [](PolicySpec& s) { s.parent = kParent; }, "version is 1 but the policy has a parent"},
+      {"update threshold 0", [](PolicySpec& s) { s.update_threshold = 0; }, "update_threshold is 0"},
+      {"update threshold above maintainers", [](PolicySpec& s) { s.update_threshold = 2; },
+       "update_threshold is 2 but the policy has only 1 maintainer that is not revoked"},
+      {"maintainers all revoked",
+       [](PolicySpec& s) { s.lifecycles = {{"m", RevokedFor("lost")}}; },
+       "every maintainer key is revoked"},
+  };
+  for (const Case& c : cases) {
+    PolicySpec spec = base();
+    c.change(spec);
+    absl::StatusOr<Policy> policy = Policy::Create(std::move(spec));
+    ASSERT_FALSE(policy.ok()) << c.label;
+    EXPECT_EQ(policy.status().code(), absl::StatusCode::kInvalidArgument) << c.label;
+    EXPECT_THAT(Message(policy.status()), HasSubstr(c.expected)) << c.label;
+    EXPECT_THAT(Message(policy.status()), ::testing::EndsWith(")")) << c.label;
+  }
+  // The base itself is fine, and so are these.
+  ASSERT_TRUE(Policy::Create(base()).ok());
+  PolicySpec no_maintainers = base();
+  no_maintainers.maintainers.clear();
+  no_maintainers.update_threshold = 9;
+  EXPECT_TRUE(Policy::Create(no_maintainers).ok());
+  PolicySpec with_parent = base();
+  with_parent.parent = kParent;
+  with_parent.version = 2;
+  absl::StatusOr<Policy> successor = Policy::Create(with_parent);
+  ASSERT_TRUE(successor.ok()) << successor.status();
+  EXPECT_THAT(successor->CanonicalText(),
+              StartsWith(Cat("attest-policy/v1\nversion 2\nparent ", kParent, "\nquorum 1\n")));
+  // A version above 1 is written even without a parent.
+  PolicySpec versioned = base();
+  versioned.version = 5;
+  EXPECT_THAT(Policy::Create(versioned)->CanonicalText(), StartsWith("attest-policy/v1\nversion 5\nquorum 1\n"));
+}
+
+// ---- rules: which applies ----------------------------------------------------------------------
+
+TEST(PolicyExtendedTest, RuleForPicksTheMostSpecificRule) {
+  absl::StatusOr<Policy> policy = Policy::Create(PolicySpec{
+      .quorum = Any(1),
+      .operators = {{"x", {TestKey("a").public_key()}}, {"y", {TestKey("b").public_key()}},
+                    {"z", {TestKey("c").public_key()}}},
+      .maintainers = {},
+      .rules = {
+          {.names = {"*-doc", "openssl-*"}, .quorum = Any(2)},  // 0
+          {.names = {"openssl-3*"}, .quorum = Any(3)},          // 1: 9 literals
+          {.names = {"openssl-?.0.1*"}, .quorum = Any(1)},      // 2: 12 literals
+          {.names = {"openssl-*"}, .quorum = Any(3)},           // 3: as specific as rule 0's: rule 0 wins
+          {.names = {"zlib*-*"}, .quorum = Any(1)},             // 4: 5 literals, 2 stars
+          {.names = {"zlib-*"}, .quorum = Any(2)},              // 5: 5 literals, 1 star: beats rule 4
+          {.names = {"ab?*", "a?c*"}, .quorum = Any(1)},        // 6: a tie inside one rule
+          {.names = {"exact"}, .quorum = Any(3)},               // 7
+          {.names = {"exac?"}, .quorum = Any(1)},               // 8
+      },
+  });
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  struct Case {
+    std::string path_name;
+    int index;
+    std::string name;
+  };
+  const std::vector<Case> cases = {
+      {"hello-2.12", -1, "default"},
+      {"", -1, "default"},
+      {"openssl-1.1.1w", 0, "openssl-*"},  // rules 0 and 3 tie: the first listed
+      {"openssl-3.1.0", 1, "openssl-3*"},
+      {"openssl-3.0.1", 2, "openssl-?.0.1*"},
+      {"openssl-3.0.10-bin", 2, "openssl-?.0.1*"},
+      {"openssl-doc", 0, "openssl-*"},  // both of rule 0's globs match: the more specific is named
+      {"nix-doc", 0, "*-doc"},
+      {"zlib-1.3", 5, "zlib-*"},  // fewer stars beat the order
+      {"zlibx-1.3", 4, "zlib*-*"},
+      {"abcd", 6, "a?c*"},  // equal globs of one rule: the name does not depend on how they were written
+      {"exact", 7, "exact"},
+      {"exacT", 8, "exac?"},
+      {"Openssl-3.0.1", -1, "default"},  // case matters, as in store paths
+  };
+  for (const Case& c : cases) {
+    const AppliedRule applied = policy->RuleFor(c.path_name);
+    EXPECT_EQ(applied.index, c.index) << c.path_name;
+    EXPECT_EQ(applied.name, c.name) << c.path_name;
+    const Quorum* expected = c.index < 0 ? &policy->default_quorum() : &policy->rules()[c.index].quorum;
+    EXPECT_EQ(applied.quorum, expected) << c.path_name;
+  }
+  // Written the other way round, rule 6 names the same glob.
+  absl::StatusOr<Policy> swapped = Policy::Create(PolicySpec{
+      .quorum = Any(1),
+      .operators = {{"x", {TestKey("a").public_key()}}},
+      .maintainers = {},
+      .rules = {{.names = {"a?c*", "ab?*"}, .quorum = Any(1)}},
+  });
+  ASSERT_TRUE(swapped.ok());
+  EXPECT_EQ(swapped->RuleFor("abcd").name, "a?c*");
+}
+
+TEST(PolicyExtendedTest, RuleForWithoutRulesIsTheDefault) {
+  const Policy policy = ParseOrDie(kGood);
+  const AppliedRule applied = policy.RuleFor("openssl-3.0.1");
+  EXPECT_EQ(applied.index, -1);
+  EXPECT_EQ(applied.name, "default");
+  EXPECT_EQ(applied.quorum, &policy.default_quorum());
+  EXPECT_EQ(applied.quorum->any, 2);
+  // From TOML, in file order.
+  const Policy extended = ParseOrDie(kExtended);
+  EXPECT_EQ(extended.RuleFor("linux-6.6.1").index, 0);
+  EXPECT_EQ(extended.RuleFor("linux-6.6.1").name, "linux-*");
+  EXPECT_EQ(extended.RuleFor("glibc-2.39").index, 1);
+  EXPECT_EQ(extended.RuleFor("glibc-2.39").quorum->of->threshold, 2);
+  EXPECT_EQ(extended.RuleFor("hello-2.12").quorum, &extended.default_quorum());
+}
+
+TEST(PolicyExtendedTest, GlobMatches) {
+  struct Case {
+    std::string glob;
+    std::string name;
+    bool matches;
+  };
+  const std::vector<Case> cases = {
+      {"*", "", true},
+      {"*", "anything-1.0", true},
+      {"", "", true},
+      {"", "a", false},
+      {"a", "", false},
+      {"?", "", false},
+      {"?", "a", true},
+      {"?", "ab", false},
+      {"a*c", "abc", true},
+      {"a*c", "ac", true},
+      {"a*c", "ab", false},
+      {"a*c", "abcd", false},
+      {"a?c", "abc", true},
+      {"a?c", "ac", false},
+      {"openssl-*", "openssl-3.0.1", true},
+      {"openssl-*", "openssl", false},
+      {"openssl-*", "libressl-3.8", false},
+      {"*-doc", "hello-doc", true},
+      {"*-doc", "hello-doc-x", false},
+      {"*a*b", "xaxb", true},
+      {"*a*b", "xaxbx", false},
+      {"a*ab", "aaab", true},  // needs the star to give back characters
+      {"a**b", "ab", true},
+      {"*.*", "a.b.c", true},
+      {"*x*y*z*", "axbyczd", true},
+      {"*x*y*z*", "azbycxd", false},
+      {"A", "a", false},
+      {"[ab]", "a", false},  // brackets are characters here, not a class
+      {"[ab]", "[ab]", true},
+      {"\\*", "\\x", true},  // no escapes: the backslash is itself
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(GlobMatches(c.glob, c.name), c.matches) << "'" << c.glob << "' vs '" << c.name << "'";
+  }
+  // Long inputs stay fast (no exponential backtracking).
+  EXPECT_FALSE(GlobMatches("*a*a*a*a*a*a*a*a*b", std::string(10000, 'a')));
+  EXPECT_TRUE(GlobMatches("*a*a*a*a*a*a*a*a*b", std::string(10000, 'a') + "b"));
+}
+
+// ---- the documented example ------------------------------------------------------------------
+
+// deploy/policy.example.toml shows optional settings as lines commented out with a single '#' and no
+// space ("#[[group]]", "#name = ..."), prose with "# ". Both the file as shipped and the file with
+// every such setting switched on must load.
+TEST(PolicyExtendedTest, DeployExampleLoadsAsShippedAndWithEveryOption) {
+  const std::string file = Cat(ATTEST_SOURCE_DIR, "/deploy/policy.example.toml");
+  const std::string text = ReadFileOrDie(file);
+  absl::StatusOr<Policy> shipped = Policy::ParseToml(text, "policy.example.toml");
+  ASSERT_TRUE(shipped.ok()) << shipped.status();
+  // A first policy: no parent, version 1. Its keys' lifecycles are shown live.
+  EXPECT_TRUE(shipped->parent().empty());
+  EXPECT_EQ(shipped->version(), 1);
+  int retired = 0;
+  int revoked = 0;
+  for (const Operator& op : shipped->operators()) {
+    for (const PublicKey& key : op.builders) {
+      retired += shipped->Lifecycle(key.name()).state == KeyState::kRetired;
+      revoked += shipped->Lifecycle(key.name()).state == KeyState::kRevoked;
+    }
+  }
+  EXPECT_GE(retired, 1);
+  EXPECT_GE(revoked, 1);
+
+  std::string all_on;
+  for (absl::string_view piece : absl::StrSplit(text, '\n')) {
+    std::string_view line = StdView(piece);
+    if (line.size() > 1 && line[0] == '#' && line[1] != ' ' && line[1] != '#') line.remove_prefix(1);
+    all_on += Cat(line, "\n");
+  }
+  absl::StatusOr<Policy> full = Policy::ParseToml(all_on, "policy.example.toml (every option on)");
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_FALSE(full->groups().empty());
+  EXPECT_FALSE(full->rules().empty());
+  EXPECT_GE(full->update_threshold(), 2);
+  EXPECT_NE(full->Hash(), shipped->Hash());
+}
 }  // namespace
 }  // namespace attest::consensus

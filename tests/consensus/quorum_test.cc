@@ -71,7 +71,8 @@ void ExpectCases(const Policy& policy, const Quorum& quorum, const std::vector<C
 }
 
 TEST(QuorumTest, FlatQuorumCountsOperators) {
-  const Policy policy = MustCreate(PolicySpec{.quorum = Any(2), .operators = Operators({"a", "b", "c"}), .maintainers = {}});
+  const Policy policy =
+      MustCreate(PolicySpec{.quorum = Any(2), .operators = Operators({"a", "b", "c"}), .maintainers = {}});
   ExpectCases(policy, policy.default_quorum(),
               {
                   {{}, false, "0 of 2 operators needed"},
@@ -89,14 +90,22 @@ TEST(QuorumTest, NestedGroupTable) {
       policy, policy.default_quorum(),
       {
           {{}, false, "0 of 2 needed: nixos-hydra missing; independent: 0 of 2 needed: org-b, org-c, org-d missing"},
-          {{"nixos-hydra"}, false, "1 of 2 needed (nixos-hydra); independent: 0 of 2 needed: org-b, org-c, org-d missing"},
-          {{"org-b"}, false, "0 of 2 needed: nixos-hydra missing; independent: 1 of 2 needed (org-b): org-c, org-d missing"},
-          {{"nixos-hydra", "org-c"}, false, "1 of 2 needed (nixos-hydra); independent: 1 of 2 needed (org-c): org-b, org-d missing"},
+          {{"nixos-hydra"},
+           false,
+           "1 of 2 needed (nixos-hydra); independent: 0 of 2 needed: org-b, org-c, org-d missing"},
+          {{"org-b"},
+           false,
+           "0 of 2 needed: nixos-hydra missing; independent: 1 of 2 needed (org-b): org-c, org-d missing"},
+          {{"nixos-hydra", "org-c"},
+           false,
+           "1 of 2 needed (nixos-hydra); independent: 1 of 2 needed (org-c): org-b, org-d missing"},
           // The group is satisfied and so not explained; only the operator is missing.
           {{"org-b", "org-d"}, false, "1 of 2 needed (independent): nixos-hydra missing"},
           {{"org-b", "org-c", "org-d", "org-e"}, false, "1 of 2 needed (independent): nixos-hydra missing"},
           // An operator of the policy that is no member of the quorum adds nothing.
-          {{"nixos-hydra", "org-b", "org-e"}, false, "1 of 2 needed (nixos-hydra); independent: 1 of 2 needed (org-b): org-c, org-d missing"},
+          {{"nixos-hydra", "org-b", "org-e"},
+           false,
+           "1 of 2 needed (nixos-hydra); independent: 1 of 2 needed (org-b): org-c, org-d missing"},
           {{"nixos-hydra", "org-b", "org-c"}, true, "2 of 2 members (nixos-hydra, independent)"},
           {{"nixos-hydra", "org-b", "org-c", "org-d"}, true, "2 of 2 members (nixos-hydra, independent)"},
       });
@@ -120,7 +129,9 @@ TEST(QuorumTest, GroupsWithinGroupsAreExplainedOutermostFirst) {
                    "inner: 1 of 2 needed (org-b): org-c missing"},
                   {{"nixos-hydra", "org-e"}, true, "1 of 1 members (core)"},
                   {{"nixos-hydra", "org-b", "org-c"}, true, "1 of 1 members (core)"},
-                  {{"org-b", "org-c", "org-e"}, false, "0 of 1 needed; core: 1 of 2 needed (outer): nixos-hydra missing"},
+                  {{"org-b", "org-c", "org-e"},
+                   false,
+                   "0 of 1 needed; core: 1 of 2 needed (outer): nixos-hydra missing"},
               });
 }
 
@@ -147,7 +158,8 @@ TEST(QuorumTest, SharedGroupIsExplainedOnce) {
                   {{"org-d", "org-e"}, true, "2 of 2 members (left, right)"},
               });
   EXPECT_EQ(DescribeQuorum(policy, policy.default_quorum()),
-            "2 of (left, right); left = 1 of (shared, org-d); right = 1 of (shared, org-e); shared = 2 of (org-b, org-c)");
+            "2 of (left, right); left = 1 of (shared, org-d); right = 1 of (shared, org-e); "
+            "shared = 2 of (org-b, org-c)");
 }
 
 TEST(QuorumTest, EvaluationIsMemoisedPerGroup) {
@@ -195,11 +207,13 @@ TEST(QuorumTest, RuleQuorumsEvaluateLikeTheDefault) {
   EXPECT_TRUE(EvaluateQuorum(policy, policy.default_quorum(), two).satisfied);
   QuorumReport report = EvaluateQuorum(policy, strict, two);
   EXPECT_FALSE(report.satisfied);
-  EXPECT_EQ(report.explanation, "1 of 2 needed (nixos-hydra); independent: 1 of 2 needed (org-b): org-c, org-d missing");
+  EXPECT_EQ(report.explanation,
+            "1 of 2 needed (nixos-hydra); independent: 1 of 2 needed (org-b): org-c, org-d missing");
 }
 
 TEST(QuorumTest, Describe) {
-  const Policy flat = MustCreate(PolicySpec{.quorum = Any(2), .operators = Operators({"a", "b", "c"}), .maintainers = {}});
+  const Policy flat =
+      MustCreate(PolicySpec{.quorum = Any(2), .operators = Operators({"a", "b", "c"}), .maintainers = {}});
   EXPECT_EQ(DescribeQuorum(flat, flat.default_quorum()), "any 2 operators");
   EXPECT_EQ(DescribeQuorum(flat, Any(1)), "any 1 operator");
   const Policy nested = HydraAndIndependent();

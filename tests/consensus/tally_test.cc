@@ -498,7 +498,8 @@ TEST(TallyTest, NestedExplanationsVerbatim) {
   TallyResult result = Tally(policy, Sign({{"b-2", &Good()}, {"hydra-1", &Good()}, {"b-1", &Good()}}));
   EXPECT_EQ(result.verdict, Verdict::kPending);
   EXPECT_EQ(result.quorum_explanation,
-            "1 of 2 needed (hydra); independent: 1 of 2 needed (org-b); community: 0 of 1 needed: org-c, org-d missing");
+            "1 of 2 needed (hydra); independent: 1 of 2 needed (org-b); "
+            "community: 0 of 1 needed: org-c, org-d missing");
 
   result = Tally(policy, Sign({{"c-1", &Good()}, {"b-1", &Good()}}));
   EXPECT_EQ(result.verdict, Verdict::kPending);

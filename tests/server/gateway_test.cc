@@ -465,6 +465,24 @@ TEST_F(GatewayCacheTest, ABuilderExcludedByAMaintainerNoLongerCountsForCachedAns
   EXPECT_EQ(NarInfo("hello").status, 404);
 }
 
+TEST_F(GatewayCacheTest, AnAdoptedPolicyUpdateDropsEveryCachedVerdict) {
+  const std::string cache = CopyCache(Caches().none_dir);
+  StartNode("file://" + cache, "positive_ttl = 600\n");
+  const consensus::PathInfo hello = ClaimOf("hello", cache);
+  Attest(hello, federation_.alice);
+  Attest(hello, federation_.bob);
+  ASSERT_EQ(NarInfo("hello").status, 200);  // now cached
+
+  // bob's key leaks: a signed update revokes it.
+  const consensus::PolicyLink link = testing::ApprovedLink(
+      testing::SuccessorToml(federation_.MakePolicy(), federation_.PolicyTomlRevokingBob()), {&federation_.maintainer});
+  absl::StatusOr<PolicyBook::Adopted> adopted = node_->policy().Adopt(link, "", now_.load());
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+
+  // Only alice counts for hello now: the cached narinfo is no longer served.
+  EXPECT_EQ(NarInfo("hello").status, 404);
+}
+
 TEST_F(GatewayCacheTest, TheTableIsBounded) {
   const std::string cache = CopyCache(Caches().none_dir);
   StartNode("file://" + cache, "cache_entries = 10\n");

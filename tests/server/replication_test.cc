@@ -414,10 +414,67 @@ TEST_F(ReplicationTest, PeerWithAnotherPolicyIsNotFollowed) {
   ASSERT_NE(b, nullptr);
   ASSERT_TRUE(Eventually([&] { return FederationStatus(*b).peers(0).state() == v1::PeerStatus::POLICY_MISMATCH; }));
   v1::PeerStatus peer = FederationStatus(*b).peers(0);
-  EXPECT_THAT(peer.last_error(), HasSubstr("differs from this node's"));
+  EXPECT_THAT(peer.last_error(), HasSubstr(absl::StrCat("the peer's policy ", a->policy().current()->Hash(),
+                                                       " is not in this node's policy chain")));
   EXPECT_EQ(peer.peer_policy_hash(), a->policy().current()->Hash());
   EXPECT_EQ(peer.cursor(), 0u);
   EXPECT_EQ(b->store()->Stats()->attestations, 0);
+  // Nothing of the unrelated policy was adopted.
+  EXPECT_NE(b->policy().current()->Hash(), a->policy().current()->Hash());
+  EXPECT_TRUE(b->store()->PolicyChain()->empty());
+}
+
+TEST_F(ReplicationTest, FollowerAdoptsTheLeadersUpdateThroughItsChainAndKeepsTheOriginsTimes) {
+  auto [a_dir, a, b_dir, b] = StartFollowedPair();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const auto claim = TestClaim("hello");
+  Submit(*a, {Signed(claim, federation_.alice), Signed(claim, federation_.bob)});
+  ASSERT_TRUE(Eventually([&] { return StatusOf(*b, claim.path).verdict() == v1::CONFIRMED; }));
+
+  // A replicated attestation keeps the time the origin received it.
+  auto on_a = a->store()->AttestationsFor(std::vector<consensus::StorePath>{claim.path});
+  auto on_b = b->store()->AttestationsFor(std::vector<consensus::StorePath>{claim.path});
+  ASSERT_TRUE(on_a.ok() && on_b.ok());
+  ASSERT_EQ((*on_a)[0].size(), 2u);
+  ASSERT_EQ((*on_b)[0].size(), 2u);
+  for (const storage::StoredAttestation& replicated : (*on_b)[0]) {
+    const auto original = std::find_if((*on_a)[0].begin(), (*on_a)[0].end(), [&](const auto& s) {
+      return s.attestation.key_name() == replicated.attestation.key_name();
+    });
+    ASSERT_NE(original, (*on_a)[0].end());
+    EXPECT_EQ(replicated.received_unix, original->received_unix);
+  }
+
+  // A maintainer revokes bob's key on A only.
+  const consensus::Policy file = federation_.MakePolicy();
+  const consensus::PolicyLink link = ::attest::testing::ApprovedLink(
+      ::attest::testing::SuccessorToml(file, federation_.PolicyTomlRevokingBob()), {&federation_.maintainer});
+  v1::PolicyLink wire;
+  wire.set_toml(link.toml);
+  for (const consensus::Signature& approval : link.approvals) wire.add_approvals(approval.ToString());
+  v1::SubmitPolicyResponse adopted;
+  grpc::ClientContext context;
+  grpc::Status submitted = v1::Policy::NewStub(a->InProcessChannel())->SubmitPolicy(&context, wire, &adopted);
+  ASSERT_TRUE(submitted.ok()) << submitted.error_message();
+  EXPECT_EQ(StatusOf(*a, claim.path).verdict(), v1::PENDING);
+
+  // B sees A ahead, fetches the chain since its own policy, adopts it and follows on.
+  ASSERT_TRUE(Eventually([&] { return b->policy().current()->Hash() == adopted.hash(); }));
+  EXPECT_EQ(StatusOf(*b, claim.path).verdict(), v1::PENDING);
+  EXPECT_EQ(StatusOf(*b, claim.path).policy_version(), 2);
+  auto chain_a = a->store()->PolicyChain();
+  auto chain_b = b->store()->PolicyChain();
+  ASSERT_TRUE(chain_a.ok() && chain_b.ok());
+  ASSERT_EQ(chain_b->size(), 1u);
+  EXPECT_EQ((*chain_b)[0].origin, "node-a");
+  EXPECT_EQ((*chain_b)[0].received_unix, (*chain_a)[0].received_unix);
+  EXPECT_EQ((*chain_b)[0].toml, link.toml);
+  ASSERT_TRUE(Eventually([&] { return FederationStatus(*b).peers(0).state() == v1::PeerStatus::FOLLOWING; }));
+  // Replication goes on under the new policy.
+  const auto later = TestClaim("later");
+  Submit(*a, {Signed(later, federation_.alice), Signed(later, federation_.carol)});
+  EXPECT_TRUE(Eventually([&] { return StatusOf(*b, later.path).verdict() == v1::CONFIRMED; }));
 }
 
 TEST_F(ReplicationTest, ForkingPeerIsCaughtWithBothCheckpointsAndNoLongerFollowed) {
@@ -456,18 +513,75 @@ TEST_F(ReplicationTest, ForkingPeerIsCaughtWithBothCheckpointsAndNoLongerFollowe
   EXPECT_EQ(status.peers(0).cursor(), cursor);
 }
 
-// The Policy service of a peer that shares the policy: all a follower asks before the checkpoint.
+// The Policy service of a peer: all a follower asks before the checkpoint (its hash, and the chain
+// since the follower's policy when the hashes differ).
 class FakePolicyService final : public v1::Policy::Service {
  public:
-  explicit FakePolicyService(std::string hash) : hash_(std::move(hash)) {}
+  explicit FakePolicyService(std::string hash, v1::GetPolicyChainResponse chain = {})
+      : hash_(std::move(hash)), chain_(std::move(chain)) {}
   grpc::Status GetPolicy(grpc::ServerContext*, const v1::GetPolicyRequest*, v1::PolicyInfo* info) override {
     info->set_hash(hash_);
+    return grpc::Status::OK;
+  }
+  grpc::Status GetPolicyChain(grpc::ServerContext*, const v1::GetPolicyChainRequest*,
+                              v1::GetPolicyChainResponse* response) override {
+    *response = chain_;
     return grpc::Status::OK;
   }
 
  private:
   const std::string hash_;
+  const v1::GetPolicyChainResponse chain_;
 };
+
+// A peer whose chain holds a valid first link and a second one its maintainers did not sign: the
+// follower adopts neither.
+TEST_F(ReplicationTest, APeerWhoseChainBreaksIsRefusedAndNothingOfItIsAdopted) {
+  const consensus::Policy file = federation_.MakePolicy();
+  const std::string second_toml = ::attest::testing::SuccessorToml(file, federation_.PolicyTomlRevokingBob());
+  const consensus::PolicyLink second =
+      ::attest::testing::ApprovedLink(second_toml, {&federation_.maintainer});
+  absl::StatusOr<consensus::Policy> second_policy = consensus::Policy::ParseToml(second_toml, "second.toml");
+  ASSERT_TRUE(second_policy.ok()) << second_policy.status();
+  const consensus::SecretKey stranger = TestKey("stranger-1");
+  const std::string third_toml =
+      ::attest::testing::SuccessorToml(*second_policy, federation_.PolicyTomlRevokingBob(/*quorum=*/3));
+  const consensus::PolicyLink third = ::attest::testing::ApprovedLink(third_toml, {&stranger});
+  absl::StatusOr<consensus::Policy> third_policy = consensus::Policy::ParseToml(third_toml, "third.toml");
+  ASSERT_TRUE(third_policy.ok()) << third_policy.status();
+
+  v1::GetPolicyChainResponse chain;
+  for (const consensus::PolicyLink* link : {&second, &third}) {
+    v1::PolicyLink* out = chain.add_links();
+    out->set_toml(link->toml);
+    for (const consensus::Signature& approval : link->approvals) out->add_approvals(approval.ToString());
+    out->set_received_unix(::attest::testing::kTestNow);
+  }
+  FakePolicyService policy_service(third_policy->Hash(), chain);
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &grpc_port);
+  builder.RegisterService(&policy_service);
+  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
+  ASSERT_NE(grpc_server, nullptr);
+
+  const consensus::SecretKey peer_key = TestKey("node-liar");
+  NodeDir b_dir = MakeDir("node-b", {}, absl::StrCat("[[peer]]\ngrpc = \"127.0.0.1:", grpc_port,
+                                                      "\"\nhttp = \"127.0.0.1:9\"\nkey = \"",
+                                                      peer_key.public_key().ToString(), "\"\n"));
+  std::unique_ptr<Node> b = StartNode(b_dir);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(Eventually([&] { return FederationStatus(*b).peers(0).state() == v1::PeerStatus::POLICY_MISMATCH; }));
+  const v1::PeerStatus peer = FederationStatus(*b).peers(0);
+  EXPECT_THAT(peer.last_error(), HasSubstr(absl::StrCat("the peer's policy ", third_policy->Hash(),
+                                                       " is not in this node's policy chain")));
+  EXPECT_THAT(peer.last_error(), HasSubstr("link 2 of its chain does not verify"));
+  EXPECT_EQ(b->policy().current()->Hash(), file.Hash());
+  EXPECT_TRUE(b->store()->PolicyChain()->empty());
+  b->Shutdown(absl::Now() + absl::Seconds(5));
+  b.reset();
+  grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+}
 
 // A peer that signs a checkpoint of 2^40 entries and serves none of them: the follower cannot
 // apply anything, and its status must still say what the peer signed (it showed PEER SIZE 0 with a

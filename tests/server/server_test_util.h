@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "consensus/attestation.h"
 #include "consensus/policy.h"
+#include "consensus/policy_update.h"
 #include "gtest/gtest.h"
 #include "proto/attest/v1/attest.pb.h"
 #include "proto/convert.h"
@@ -43,7 +44,31 @@ struct Federation {
     EXPECT_TRUE(policy.ok()) << policy.status();
     return *std::move(policy);
   }
+  // The same federation with bob's builder key revoked as compromised (none of its attestations count).
+  std::string PolicyTomlRevokingBob(int quorum = 2) const {
+    return absl::StrCat("quorum = ", quorum, "\n",
+                        "[[operator]]\nname = \"alice-ci\"\nbuilders = [\"", alice.public_key().ToString(), "\"]\n",
+                        "[[operator]]\nname = \"bob-labs\"\nbuilders = [{key = \"", bob.public_key().ToString(),
+                        "\", revoked = \"compromised\"}]\n",
+                        "[[operator]]\nname = \"carol-home\"\nbuilders = [\"", carol.public_key().ToString(), "\"]\n",
+                        "[[maintainer]]\nkey = \"", maintainer.public_key().ToString(), "\"\n");
+  }
 };
+
+// `body` (a policy's TOML without version and parent) as the successor of `parent`.
+inline std::string SuccessorToml(const consensus::Policy& parent, const std::string& body) {
+  return absl::StrCat("version = ", parent.version() + 1, "\nparent = \"", parent.Hash(), "\"\n", body);
+}
+
+// A link carrying `toml` approved by each of `maintainers` (a TOML that does not parse gets no approval).
+inline consensus::PolicyLink ApprovedLink(const std::string& toml,
+                                          const std::vector<const consensus::SecretKey*>& maintainers) {
+  consensus::PolicyLink link{.toml = toml, .approvals = {}};
+  auto policy = consensus::Policy::ParseToml(toml, "successor.toml");
+  if (!policy.ok()) return link;
+  for (const consensus::SecretKey* key : maintainers) link.approvals.push_back(consensus::ApprovePolicy(*policy, *key));
+  return link;
+}
 
 inline v1::Attestation Signed(const consensus::PathInfo& claim, const consensus::SecretKey& key) {
   return proto::ToProto(consensus::SignAttestation(claim, key));

@@ -96,7 +96,9 @@ TEST_P(PolicyStoreContractTest, LinksAreReadBackInChainOrderWithEveryField) {
 }
 
 TEST_P(PolicyStoreContractTest, ALinkSubmittedHereIsLoggedAsAPolicyEntry) {
-  ASSERT_TRUE(store_->Write(testing::Batch({testing::Attest(attest::testing::TestClaim("a-1"), "builder-1")})).ok());
+  WriteBatch logged = testing::Batch({testing::Attest(attest::testing::TestClaim("a-1"), "builder-1")});
+  logged.log_append = LogAppend::kAll;
+  ASSERT_TRUE(store_->Write(logged).ok());
   const LogHead before = HeadOk();
   ASSERT_EQ(before.size, 1u);
   const StoredPolicyLink link = Link("v2", "v1", 2);

@@ -402,7 +402,9 @@ TEST(SqliteAttestationStoreTest, Version7GainsThePolicyTablesAndKeepsWhatItHolds
   {
     auto store = OpenOrDie(file);
     ASSERT_NE(store, nullptr);
-    ASSERT_TRUE(store->Write(Batch({kept})).ok());
+    WriteBatch logged = Batch({kept});
+    logged.log_append = LogAppend::kAll;
+    ASSERT_TRUE(store->Write(logged).ok());
     ASSERT_TRUE(store->PutDerivations(std::vector<StoredDerivation>{drv}).ok());
   }
   ExecuteOnFile(file, std::string(kUndoVersion8) + "PRAGMA user_version = 7;");
