@@ -16,7 +16,8 @@ std::vector<CommandSpec> AllCommands() {
           NarInfoVerifyCommand(), KeyGenerateCommand(),  KeyPublicCommand(),
           NarHashCommand(),       HookCommand(),         PushCommand(),           RebuildCommand(),
           LogCheckpointCommand(), LogVerifyCommand(),    FederationStatusCommand(),
-          SourcesCommand(),       WantedCommand()};
+          SourcesCommand(),       WantedCommand(),
+          PolicySignCommand(),    PolicySubmitCommand(), PolicyShowCommand(),       PolicyDiffCommand()};
 }
 
 void PrintTopHelp(std::ostream& out, const std::vector<CommandSpec>& commands) {

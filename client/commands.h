@@ -26,6 +26,10 @@ CommandSpec LogVerifyCommand();      // attest log verify
 CommandSpec FederationStatusCommand();  // attest federation status
 CommandSpec SourcesCommand();        // attest sources
 CommandSpec WantedCommand();         // attest wanted
+CommandSpec PolicySignCommand();     // attest policy sign
+CommandSpec PolicySubmitCommand();   // attest policy submit
+CommandSpec PolicyShowCommand();     // attest policy show
+CommandSpec PolicyDiffCommand();     // attest policy diff
 
 }  // namespace attest::client
 

@@ -89,6 +89,11 @@ class GrpcNodeApi final : public NodeApi {
       return policy_->GetPolicy(ctx, request, out);
     });
   }
+  absl::StatusOr<v1::SubmitPolicyResponse> SubmitPolicy(const v1::PolicyLink& request) override {
+    return Call<v1::SubmitPolicyResponse>("SubmitPolicy", [&](grpc::ClientContext* ctx, v1::SubmitPolicyResponse* out) {
+      return policy_->SubmitPolicy(ctx, request, out);
+    });
+  }
   absl::StatusOr<v1::MissingDerivationsResponse> MissingDerivations(
       const v1::MissingDerivationsRequest& request) override {
     return Call<v1::MissingDerivationsResponse>(

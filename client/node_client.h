@@ -38,6 +38,12 @@ class NodeApi {
   virtual absl::StatusOr<v1::ResolveDisputeResponse> ResolveDispute(const v1::ResolveDisputeRequest& request) {
     return absl::UnimplementedError("this connection cannot resolve disputes");
   }
+  // attest.v1.Policy/SubmitPolicy: a successor policy and its maintainers' approvals. Safe to retry: a
+  // link adopted before its answer was lost is answered ALREADY_EXISTS the second time (the caller can
+  // tell with GetPolicy). A connection without it answers UNIMPLEMENTED.
+  virtual absl::StatusOr<v1::SubmitPolicyResponse> SubmitPolicy(const v1::PolicyLink& request) {
+    return absl::UnimplementedError("this connection cannot submit policies");
+  }
   // attest.v1.Rebuilds: which of these .drv paths the node lacks, and handing it .drv files. A node
   // that predates the service answers UNIMPLEMENTED (so does the default: a connection without it).
   virtual absl::StatusOr<v1::MissingDerivationsResponse> MissingDerivations(

@@ -1,4 +1,5 @@
 // attest status: the verdict of a node for store paths.
+#include <algorithm>
 #include <ostream>
 #include <span>
 #include <sstream>
@@ -8,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "client/commands.h"
 #include "client/status_json.h"
+#include "client/terminal_text.h"
 #include "consensus/store_path.h"
 #include "consensus/text.h"
 
@@ -26,10 +28,15 @@ std::string Operators(const v1::FingerprintTally& tally) {
 void PrintStatusText(std::ostream& out, const v1::PathStatus& status) {
   const std::string verdict = VerdictText(status.verdict());
   out << verdict << std::string(verdict.size() < 10 ? 10 - verdict.size() : 1, ' ') << status.store_path();
+  // A node that names the rule says in words why the quorum is (not) met, nested groups included; an
+  // older node only gives the flat k.
+  const bool explained = !status.rule().empty() && !status.quorum_explanation().empty();
   switch (status.verdict()) {
     case v1::CONFIRMED:
     case v1::PENDING:
-      if (!status.fingerprints().empty()) {
+      if (explained) {
+        out << "  rule " << Printable(status.rule()) << ": " << Printable(status.quorum_explanation());
+      } else if (!status.fingerprints().empty()) {
         const auto& top = status.fingerprints(0);
         out << ": " << top.operators_size() << (top.operators_size() == 1 ? " operator agrees" : " operators agree")
             << ", quorum " << status.quorum() << " (" << Operators(top) << ")";
@@ -38,9 +45,13 @@ void PrintStatusText(std::ostream& out, const v1::PathStatus& status) {
     case v1::DISPUTED:
       out << ": " << status.fingerprints_size() << " competing fingerprints";
       if (!status.dispute_id().empty()) out << ", dispute " << status.dispute_id();
+      if (!status.rule().empty()) out << " (rule " << Printable(status.rule()) << ")";
       break;
     case v1::UNKNOWN:
       out << ": no counted attestation";
+      if (!status.rule().empty() && !status.quorum_text().empty()) {
+        out << " (rule " << Printable(status.rule()) << " needs " << Printable(status.quorum_text()) << ")";
+      }
       break;
     default:
       break;
@@ -141,6 +152,20 @@ int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
     }
   }
 
+  // The policy each answer was computed under, said once on stderr for text output (a federation that
+  // is moving to a new policy can answer under two).
+  std::vector<std::pair<int64_t, std::string>> policies;
+  for (const v1::PathStatus& status : statuses) {
+    if (status.policy_version() <= 0) continue;
+    std::pair<int64_t, std::string> policy{status.policy_version(), status.policy_hash()};
+    if (std::find(policies.begin(), policies.end(), policy) == policies.end()) policies.push_back(std::move(policy));
+  }
+  if (!args.Has("json")) {
+    for (const auto& [version, hash] : policies) {
+      env.err << "attest status: answered under policy version " << version << " (" << Printable(hash) << ")\n";
+    }
+  }
+
   bool all_confirmed = true;
   nlohmann::json list = nlohmann::json::array();
   for (const v1::PathStatus& status : statuses) {
@@ -167,10 +192,15 @@ CommandSpec StatusCommand() {
       .description =
           "Prints the node's verdict for each store path (- reads paths from standard input, one per line):\n"
           "  UNKNOWN    no counted attestation\n"
-          "  PENDING    one fingerprint, fewer operators than the quorum\n"
-          "  CONFIRMED  one fingerprint, signed by at least quorum independent operators\n"
+          "  PENDING    one fingerprint, its operators do not meet the quorum\n"
+          "  CONFIRMED  one fingerprint, its operators meet the quorum\n"
           "  DISPUTED   counted builders signed different fingerprints\n"
-          "--json prints a list with the fingerprints, operators and the attestations themselves, which\n"
+          "The quorum is the one of the policy's rule for the path's name (\"default\" when no rule\n"
+          "matches); each line names the rule and says why the quorum is or is not met, e.g.\n"
+          "  PENDING   /nix/store/...-openssl-3.0.8  rule openssl-*: 1 of 2 needed: independent: 1 of 2 needed\n"
+          "The policy version the node answered under is printed on standard error.\n"
+          "--json prints a list with the fingerprints, operators, the attestations themselves, the policy\n"
+          "(policy_version, policy_hash) and the rule (rule, quorum_text, quorum_explanation), which\n"
           "`attest verify --policy FILE` re-checks offline without trusting the node.\n"
           "\n"
           "Exit status: 0 when every path is CONFIRMED, 1 otherwise (the answer is still printed), 2 on\n"

@@ -131,6 +131,10 @@ absl::StatusOr<json> PathStatusToJson(const v1::PathStatus& status) {
               {"dispute_id", status.dispute_id()},
               {"quorum", status.quorum()},
               {"policy_hash", status.policy_hash()},
+              {"policy_version", status.policy_version()},
+              {"rule", status.rule()},
+              {"quorum_text", status.quorum_text()},
+              {"quorum_explanation", status.quorum_explanation()},
               {"attestations", std::move(attestations)},
               {"exclusions", StringList(status.exclusions())}};
 }

@@ -8,7 +8,9 @@
 // Path status object (one per path of `attest status --json`):
 //   {"path", "verdict": "UNKNOWN"|"PENDING"|"CONFIRMED"|"DISPUTED", "fingerprint",
 //    "fingerprints": [{"fingerprint", "operators", "builders"}], "flagged_builders", "dispute_id",
-//    "quorum", "policy_hash", "attestations": [...]}
+//    "quorum", "policy_hash", "policy_version", "rule" ("default" or the rule's glob that matched),
+//    "quorum_text" (the rule's quorum in words), "quorum_explanation" (why it is or is not met),
+//    "attestations": [...], "exclusions"}
 // Dispute object: {"id", "path", "state", "opened", "updated" (unix seconds), "fingerprints"} plus,
 // with details, "signed_record" and "attestations".
 //

@@ -44,7 +44,8 @@ std::optional<std::map<std::string, std::vector<std::string>>> ClaimedTallies(co
   return out;
 }
 
-PathVerification VerifyPath(const consensus::Policy& policy, const json& object, size_t index) {
+PathVerification VerifyPath(const consensus::Policy& policy, const json& object, size_t index,
+                            std::string_view policy_name) {
   PathVerification result;
   if (!object.is_object()) {
     result.path = Cat("(entry ", index + 1, ")");
@@ -58,33 +59,62 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
     result.problems.push_back("has no \"path\"");
     return result;
   }
-  if (auto parsed = consensus::StorePath::Parse(result.path); !parsed.ok()) {
-    result.problems.push_back(Cat("path: ", parsed.status().message()));
+  auto store_path = consensus::StorePath::Parse(result.path);
+  if (!store_path.ok()) {
+    result.problems.push_back(Cat("path: ", store_path.status().message()));
     return result;
   }
+  const consensus::AppliedRule applied = policy.RuleFor(store_path->name());
+  const consensus::Quorum& applied_quorum = applied.quorum != nullptr ? *applied.quorum : policy.default_quorum();
+  result.rule = applied.name;
   if (auto verdict = object.find("verdict"); verdict != object.end() && verdict->is_string()) {
     result.claimed_verdict = verdict->get<std::string>();
   } else {
     result.problems.push_back("has no \"verdict\"");
   }
 
-  // What the node says it counted under.
+  // What the node says it counted under. `quorum` is a single number: the flat k of the policy, or of
+  // the rule that applied (0 for a threshold table); either is the policy's word.
   if (auto quorum = object.find("quorum"); quorum != object.end() && quorum->is_number_integer()) {
-    if (quorum->get<int64_t>() != policy.quorum()) {
-      result.problems.push_back(
-          Cat("the node reports quorum ", quorum->get<int64_t>(), " but the policy says ", policy.quorum()));
+    const int64_t claimed = quorum->get<int64_t>();
+    if (claimed != policy.quorum() && claimed != applied_quorum.any) {
+      result.problems.push_back(Cat("the node reports quorum ", claimed, " but the policy says ",
+                                    applied_quorum.any, " (rule ",
+                                    applied.name, ")"));
     }
   }
-  if (auto hash = object.find("policy_hash");
-      hash != object.end() && hash->is_string() && !hash->get_ref<const std::string&>().empty()) {
-    if (hash->get_ref<const std::string&>() != policy.Hash()) {
-      result.problems.push_back(Cat("the node answered under policy ", hash->get_ref<const std::string&>(),
-                                    " but this policy is ", policy.Hash(),
-                                    " (is it the federation's current policy?)"));
+  std::string claimed_hash;
+  if (auto hash = object.find("policy_hash"); hash != object.end() && hash->is_string()) {
+    claimed_hash = hash->get<std::string>();
+  }
+  int64_t claimed_version = 0;
+  if (auto version = object.find("policy_version"); version != object.end() && version->is_number_integer()) {
+    claimed_version = version->get<int64_t>();
+  }
+  if ((!claimed_hash.empty() && claimed_hash != policy.Hash()) ||
+      (claimed_version > 0 && claimed_version != policy.version())) {
+    const std::string claimed = claimed_hash.empty() ? Cat("version ", claimed_version, " (hash not given)")
+                                : claimed_version > 0  ? Cat(claimed_hash, " (version ", claimed_version, ")")
+                                                       : claimed_hash;
+    result.problems.push_back(Cat("the node answered under policy ", claimed, " but ", policy_name, " is ",
+                                  policy.Hash(), " (version ", policy.version(),
+                                  "): verify with the policy the answer was computed under (`attest policy show "
+                                  "--node ADDR` shows the node's current one)"));
+  }
+  // The rule decides the quorum, so a node that applied another one answered another question.
+  if (auto rule = object.find("rule");
+      rule != object.end() && rule->is_string() && !rule->get_ref<const std::string&>().empty()) {
+    if (rule->get_ref<const std::string&>() != applied.name) {
+      result.problems.push_back(Cat("the node applied rule ", consensus::QuoteForError(rule->get<std::string>()),
+                                    " but the policy's rule for ", store_path->name(), " is ", applied.name));
     }
+  } else if (!policy.rules().empty()) {
+    result.problems.push_back(Cat("the node does not say which rule it applied, and the policy has rules (the one for ",
+                                  store_path->name(), " is ", applied.name, ")"));
   }
 
   std::vector<consensus::Attestation> verified;
+  std::vector<int64_t> received;  // parallel to `verified`: when the federation received each one
   const auto attestations = object.find("attestations");
   if (attestations != object.end() && !attestations->is_null() && !attestations->is_array()) {
     result.problems.push_back("\"attestations\" is not a list");
@@ -113,7 +143,15 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
                                       " from the policy (forged or altered claim)"));
         continue;
       }
+      // Unsigned and so the node's word, but it can only make a retired key's attestation count when
+      // it claims a time before the cut-off: the report says so below.
+      int64_t received_unix = 0;
+      if (auto time = (*attestations)[i].find("receivedTime");
+          time != (*attestations)[i].end() && time->is_number_integer()) {
+        received_unix = time->get<int64_t>();
+      }
       verified.push_back(*std::move(attestation));
+      received.push_back(received_unix);
     }
   }
   result.signatures_verified = verified.size();
@@ -146,8 +184,29 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
                                     " is counted although a maintainer's statement excludes it"));
     }
   }
-  const consensus::TallyResult tally = consensus::Tally(policy, verified);
+  const consensus::TallyResult tally = consensus::Tally(policy, verified, {}, received);
   result.verdict = tally.verdict;
+  result.explanation = tally.quorum_explanation;
+  // The node lists the attestations it counted; one the policy does not count (a revoked key, a retired
+  // key's received after its cut-off) means it counted under other rules.
+  for (const size_t i : tally.uncounted) {
+    const std::string& key_name = verified[i].key_name();
+    const consensus::KeyLifecycle& life = policy.Lifecycle(key_name);
+    std::string why;
+    switch (life.state) {
+      case consensus::KeyState::kRevoked:
+        why = Cat("key ", key_name, " is revoked (", life.revoked_reason, ")");
+        break;
+      case consensus::KeyState::kRetired:
+        why = Cat("key ", key_name, " was retired at ", life.retired_unix, " and the attestation was received ",
+                  received[i] > 0 ? Cat("at ", received[i]) : std::string("at an unknown time"));
+        break;
+      default:
+        why = Cat("key ", key_name, " does not count");
+        break;
+    }
+    result.problems.push_back(Cat("an attestation the node counted does not count under the policy: ", why));
+  }
   if (tally.verdict == consensus::Verdict::kConfirmed || tally.verdict == consensus::Verdict::kPending) {
     result.fingerprint = tally.fingerprints.front().fingerprint;
   }
@@ -157,7 +216,8 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
     if (!tally.fingerprints.empty()) {
       why = Cat(": ", tally.fingerprints.size(), " fingerprint(s), the leading one signed by ",
                 tally.fingerprints.front().operators.size(), " operator(s) (",
-                Describe(tally.fingerprints.front().operators), "), quorum ", policy.quorum());
+                Describe(tally.fingerprints.front().operators), "); rule ", tally.rule, ": ",
+                tally.quorum_explanation);
     } else {
       why = ": no verified attestation counts";
     }
@@ -208,13 +268,13 @@ bool StatusVerification::ok() const {
 }
 
 absl::StatusOr<StatusVerification> VerifyStatusDocument(const consensus::Policy& policy,
-                                                        const json& document) {
+                                                        const json& document, std::string_view policy_name) {
   StatusVerification verification;
   if (document.is_object()) {
-    verification.paths.push_back(VerifyPath(policy, document, 0));
+    verification.paths.push_back(VerifyPath(policy, document, 0, policy_name));
   } else if (document.is_array()) {
     for (size_t i = 0; i < document.size(); ++i)
-      verification.paths.push_back(VerifyPath(policy, document[i], i));
+      verification.paths.push_back(VerifyPath(policy, document[i], i, policy_name));
   } else {
     return absl::InvalidArgumentError("expected the JSON list printed by `attest status --json`");
   }

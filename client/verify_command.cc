@@ -33,7 +33,7 @@ int RunVerify(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
                    Cat(input_name == "-" ? "standard input" : input_name,
                        " is not JSON (expected the output of `attest status --json`)"));
   }
-  auto verification = VerifyStatusDocument(*policy, document);
+  auto verification = VerifyStatusDocument(*policy, document, *policy_file == "-" ? "the policy" : *policy_file);
   if (!verification.ok()) return Failure(spec, env, std::string(verification.status().message()));
 
   if (args.Has("json")) {
@@ -44,6 +44,8 @@ int RunVerify(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
                       {"claimed_verdict", p.claimed_verdict},
                       {"verdict", std::string(consensus::VerdictName(p.verdict))},
                       {"fingerprint", p.fingerprint},
+                      {"rule", p.rule},
+                      {"explanation", p.explanation},
                       {"signatures_verified", p.signatures_verified},
                       {"problems", p.problems}});
     }
@@ -58,11 +60,16 @@ int RunVerify(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
         env.out << "FAIL  " << p.path << "\n";
         for (const std::string& problem : p.problems) env.out << "      " << problem << "\n";
       }
+      // What a PENDING path still needs, in the policy's words ("independent: 1 of 2 needed").
+      if (p.verdict == consensus::Verdict::kPending && !p.explanation.empty()) {
+        env.out << "      rule " << p.rule << ": " << p.explanation << "\n";
+      }
     }
   }
   if (verification->paths.empty()) env.err << "attest verify: the status list is empty; nothing to check\n";
   if (!verification->ok()) {
-    env.err << "attest verify: the node's answer does not hold up against policy " << policy->Hash() << "\n";
+    env.err << "attest verify: the node's answer does not hold up against policy " << policy->Hash() << " (version "
+            << policy->version() << ", " << *policy_file << ")\n";
     return kExitFailure;
   }
   return kExitOk;
@@ -80,7 +87,12 @@ CommandSpec VerifyCommand() {
           "verifies every attestation's signature with the builder keys of the policy (an unknown key or a\n"
           "bad signature fails, naming it), checks that each attestation is about that path, recomputes the\n"
           "tally and compares the verdict, the agreed fingerprint and the operators behind each fingerprint\n"
-          "with what the node claimed. The node itself is never contacted.\n"
+          "with what the node claimed. The quorum is the one of the policy's rule for the path's name; the\n"
+          "rule the node names and the policy version and hash it answered under must be the file's (a\n"
+          "mismatch says which policy the answer was computed under). A retired key's attestation counts\n"
+          "only when received before its cut-off (receivedTime), a revoked key's never. For a PENDING path\n"
+          "the report says what the quorum still needs (\"independent: 1 of 2 needed\").\n"
+          "The node itself is never contacted.\n"
           "\n"
           "Exit status: 0 when everything holds, 1 when anything does not, 2 on usage errors.",
       .options = {{"policy", OptionKind::kValue, OptionRepeat::kOnce, "FILE",

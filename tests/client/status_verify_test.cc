@@ -217,5 +217,145 @@ TEST(StatusVerifyTest, AttestationJsonRoundTrips) {
   EXPECT_EQ(*parsed, original);
 }
 
+// ---------------------------------------------------------------------------------------------------
+// A nested policy (version 2): "nixos-hydra AND two of org-b, org-c, org-d"; openssl-* needs any 3
+// operators; org-b's old key retired at 2000.
+
+constexpr int64_t kCutOff = 2000;
+
+consensus::Policy MakeNestedPolicy() {
+  consensus::PolicySpec spec;
+  spec.quorum.of = consensus::Threshold{.threshold = 2, .members = {"nixos-hydra", "independent"}};
+  spec.operators = {{"nixos-hydra", {TestKey("hydra-1").public_key()}},
+                    {"org-b", {TestKey("org-b-1").public_key(), TestKey("org-b-old").public_key()}},
+                    {"org-c", {TestKey("org-c-1").public_key()}},
+                    {"org-d", {TestKey("org-d-1").public_key()}}};
+  spec.groups = {{"independent", {.threshold = 2, .members = {"org-b", "org-c", "org-d"}}}};
+  spec.rules = {{.names = {"openssl-*"}, .quorum = {.any = 3}}};
+  spec.lifecycles = {{"org-b-old", {.state = consensus::KeyState::kRetired, .retired_unix = kCutOff}}};
+  spec.parent = "sha256:" + std::string(64, 'a');
+  spec.version = 2;
+  auto policy = consensus::Policy::Create(std::move(spec));
+  EXPECT_TRUE(policy.ok()) << policy.status();
+  return *std::move(policy);
+}
+
+json Received(json attestation, int64_t received_unix) {
+  attestation["receivedTime"] = received_unix;
+  return attestation;
+}
+
+// What a node under the nested policy answers: the verdict with the one fingerprint its builders signed.
+json NestedAnswer(const consensus::Policy& policy, const consensus::PathInfo& claim, std::string verdict,
+                  std::vector<std::string> operators, std::vector<std::string> builders, json attestations,
+                  std::string rule) {
+  json status = StatusObject(policy, claim, verdict, claim.Fingerprint(),
+                             json::array({Tally(claim, operators, builders)}), attestations);
+  status["policy_version"] = policy.version();
+  status["rule"] = rule;
+  return status;
+}
+
+TEST(StatusVerifyNestedTest, PendingAnswerHoldsAndSaysWhichGroupFallsShort) {
+  const consensus::Policy policy = MakeNestedPolicy();
+  const consensus::PathInfo hello = TestClaim("hello", "same bytes");
+  const json status = NestedAnswer(policy, hello, "PENDING", {"nixos-hydra", "org-b"}, {"hydra-1", "org-b-1"},
+                                   json::array({AttestationJson("hydra-1", hello), AttestationJson("org-b-1", hello)}),
+                                   "default");
+  const StatusVerification v = Verify(policy, json::array({status}));
+  EXPECT_TRUE(v.ok()) << AllProblems(v);
+  ASSERT_EQ(v.paths.size(), 1u);
+  EXPECT_EQ(v.paths[0].verdict, consensus::Verdict::kPending);
+  EXPECT_EQ(v.paths[0].rule, "default");
+  EXPECT_THAT(v.paths[0].explanation, HasSubstr("independent: 1 of 2 needed"));
+
+  // The same answer claimed CONFIRMED: the problem says what the quorum still needs.
+  json inflated = status;
+  inflated["verdict"] = "CONFIRMED";
+  const StatusVerification bad = Verify(policy, json::array({inflated}));
+  EXPECT_FALSE(bad.ok());
+  EXPECT_THAT(AllProblems(bad), HasSubstr("the node claims CONFIRMED but the attestations give PENDING"));
+  EXPECT_THAT(AllProblems(bad), HasSubstr("independent: 1 of 2 needed"));
+}
+
+TEST(StatusVerifyNestedTest, ConfirmedWhenHydraAndTwoIndependentAgree) {
+  const consensus::Policy policy = MakeNestedPolicy();
+  const consensus::PathInfo hello = TestClaim("hello", "same bytes");
+  const json status = NestedAnswer(
+      policy, hello, "CONFIRMED", {"nixos-hydra", "org-b", "org-d"}, {"hydra-1", "org-b-1", "org-d-1"},
+      json::array({AttestationJson("hydra-1", hello), AttestationJson("org-b-1", hello), AttestationJson("org-d-1", hello)}),
+      "default");
+  const StatusVerification v = Verify(policy, json::array({status}));
+  EXPECT_TRUE(v.ok()) << AllProblems(v);
+  EXPECT_EQ(v.paths[0].verdict, consensus::Verdict::kConfirmed);
+}
+
+TEST(StatusVerifyNestedTest, RuleOtherThanThePolicysIsCaught) {
+  const consensus::Policy policy = MakeNestedPolicy();
+  const consensus::PathInfo openssl = TestClaim("openssl-3.0.8", "same bytes");
+  const json attestations = json::array({AttestationJson("hydra-1", openssl), AttestationJson("org-b-1", openssl),
+                                         AttestationJson("org-c-1", openssl)});
+  // Three operators meet both quorums, so only the rule tells the answers apart.
+  const json honest = NestedAnswer(policy, openssl, "CONFIRMED", {"nixos-hydra", "org-b", "org-c"},
+                                   {"hydra-1", "org-b-1", "org-c-1"}, attestations, "openssl-*");
+  const StatusVerification ok = Verify(policy, json::array({honest}));
+  EXPECT_TRUE(ok.ok()) << AllProblems(ok);
+  EXPECT_EQ(ok.paths[0].rule, "openssl-*");
+
+  json wrong = honest;
+  wrong["rule"] = "default";
+  const StatusVerification v = Verify(policy, json::array({wrong}));
+  EXPECT_FALSE(v.ok());
+  EXPECT_THAT(AllProblems(v), HasSubstr("but the policy's rule for openssl-3.0.8 is openssl-*"));
+
+  json unnamed = honest;
+  unnamed.erase("rule");
+  const StatusVerification silent = Verify(policy, json::array({unnamed}));
+  EXPECT_FALSE(silent.ok());
+  EXPECT_THAT(AllProblems(silent), HasSubstr("does not say which rule it applied"));
+}
+
+TEST(StatusVerifyNestedTest, AnswerUnderAnotherPolicyVersionNamesBoth) {
+  const consensus::Policy policy = MakeNestedPolicy();
+  const consensus::PathInfo hello = TestClaim("hello", "same bytes");
+  json status = NestedAnswer(policy, hello, "PENDING", {"nixos-hydra", "org-b"}, {"hydra-1", "org-b-1"},
+                             json::array({AttestationJson("hydra-1", hello), AttestationJson("org-b-1", hello)}),
+                             "default");
+  const std::string older = "sha256:" + std::string(64, 'a');
+  status["policy_version"] = 1;
+  status["policy_hash"] = older;
+  const StatusVerification v = Verify(policy, json::array({status}));
+  EXPECT_FALSE(v.ok());
+  EXPECT_THAT(AllProblems(v), HasSubstr("answered under policy " + older + " (version 1) but the policy given is " +
+                                        policy.Hash() + " (version 2)"));
+}
+
+TEST(StatusVerifyNestedTest, RetiredKeyCountsOnlyWhenReceivedBeforeTheCutOff) {
+  const consensus::Policy policy = MakeNestedPolicy();
+  const consensus::PathInfo hello = TestClaim("hello", "same bytes");
+  const auto answer = [&](json old_key_attestation) {
+    return NestedAnswer(policy, hello, "CONFIRMED", {"nixos-hydra", "org-b", "org-c"},
+                        {"hydra-1", "org-b-old", "org-c-1"},
+                        json::array({Received(AttestationJson("hydra-1", hello), kCutOff + 50),
+                                     std::move(old_key_attestation),
+                                     Received(AttestationJson("org-c-1", hello), kCutOff + 50)}),
+                        "default");
+  };
+  const StatusVerification before =
+      Verify(policy, json::array({answer(Received(AttestationJson("org-b-old", hello), kCutOff - 1))}));
+  EXPECT_TRUE(before.ok()) << AllProblems(before);
+  EXPECT_EQ(before.paths[0].verdict, consensus::Verdict::kConfirmed);
+
+  // At the cut-off is too late (strictly before counts), and so is an unknown time.
+  for (const json& late : {Received(AttestationJson("org-b-old", hello), kCutOff), AttestationJson("org-b-old", hello)}) {
+    const StatusVerification v = Verify(policy, json::array({answer(late)}));
+    EXPECT_FALSE(v.ok());
+    EXPECT_EQ(v.paths[0].verdict, consensus::Verdict::kPending);
+    EXPECT_THAT(AllProblems(v), HasSubstr("key org-b-old was retired at 2000"));
+    EXPECT_THAT(AllProblems(v), HasSubstr("the node claims CONFIRMED but the attestations give PENDING"));
+    EXPECT_THAT(v.paths[0].explanation, HasSubstr("independent: 1 of 2 needed"));
+  }
+}
+
 }  // namespace
 }  // namespace attest::client
