@@ -220,7 +220,7 @@ absl::StatusOr<Policy> VerifyPolicyLink(const Policy& current, const PolicyLink&
     std::vector<std::string> reasons;
     for (const auto& [name, why] : count.refused) reasons.push_back(Cat(name, ": ", why));
     std::string message = Cat("policy ", successor->Hash(), " has ", count.counted.size(), " approval",
-                              count.counted.size() == 1 ? "" : "s", " that count",
+                              count.counted.size() == 1 ? " that counts" : "s that count",
                               count.counted.empty() ? "" : Cat(" (", absl::StrJoin(count.counted, ", "), ")"),
                               "; the current policy ", current.Hash(), " needs ", needed, " of its maintainers");
     if (current.maintainers().empty()) message += " and has none, so it cannot be updated (restart with the new file)";

@@ -13,8 +13,7 @@ namespace attest::server {
 using consensus::Cat;
 
 absl::StatusOr<ClosureAnswer> ClosureQuery::Answer(const consensus::StorePath& root) const {
-  ClosureAnswer answer;
-  answer.root = root;
+  ClosureAnswer answer{.root = root, .verdict = consensus::Verdict::kUnknown, .members = {}, .not_confirmed = {}};
   absl::flat_hash_set<consensus::StorePath> seen = {root};
   std::vector<consensus::StorePath> level = {root};
   while (!level.empty()) {

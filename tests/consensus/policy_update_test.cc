@@ -200,7 +200,7 @@ TEST(PolicyUpdateTest, OneApprovalShortIsPermissionDeniedSayingWhatCountedAndWhy
   ASSERT_FALSE(adopted.ok());
   EXPECT_EQ(adopted.status().code(), absl::StatusCode::kPermissionDenied);
   const std::string message = Message(adopted.status());
-  EXPECT_THAT(message, HasSubstr(Cat("policy ", successor.Hash(), " has 1 approval that count (maint-1)")));
+  EXPECT_THAT(message, HasSubstr(Cat("policy ", successor.Hash(), " has 1 approval that counts (maint-1)")));
   EXPECT_THAT(message, HasSubstr(Cat("the current policy ", Genesis().Hash(), " needs 2 of its maintainers")));
   EXPECT_THAT(message, HasSubstr("maint-lost: revoked (compromised)"));
   EXPECT_THAT(message, HasSubstr("alice-1: not a maintainer of the current policy"));

@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/ingest.h"
+#include "server/policy_book.h"
 #include "server/status_query.h"
 #include "storage/memory_attestation_store.h"
 #include "tests/server/server_test_util.h"
@@ -27,8 +28,8 @@ class ClosureQueryTest : public ::testing::Test {
  protected:
   ClosureQueryTest()
       : policy_(federation_.MakePolicy()),
-        ingestor_(policy_, &store_, &store_, federation_.node_key, FixedNow, {}),
-        query_(policy_, &store_, StatusQueryOptions{.max_paths = 50}) {}
+        ingestor_(book_, &store_, &store_, federation_.node_key, FixedNow, {}),
+        query_(book_, &store_, StatusQueryOptions{.max_paths = 50}) {}
 
   // The claim of `name` referencing `references` (by name), with contents `content`.
   static consensus::PathInfo Claim(std::string_view name, const std::vector<std::string>& references,
@@ -62,6 +63,7 @@ class ClosureQueryTest : public ::testing::Test {
 
   Federation federation_;
   consensus::Policy policy_;
+  PolicyBook book_{policy_};
   storage::MemoryAttestationStore store_;
   Ingestor ingestor_;
   StatusQuery query_;
