@@ -89,6 +89,11 @@ class GrpcNodeApi final : public NodeApi {
       return policy_->GetPolicy(ctx, request, out);
     });
   }
+  absl::StatusOr<v1::ClosureResponse> Closure(const v1::ClosureRequest& request) override {
+    return Call<v1::ClosureResponse>("Closure", [&](grpc::ClientContext* ctx, v1::ClosureResponse* out) {
+      return attestations_->Closure(ctx, request, out);
+    });
+  }
   absl::StatusOr<v1::SubmitPolicyResponse> SubmitPolicy(const v1::PolicyLink& request) override {
     return Call<v1::SubmitPolicyResponse>("SubmitPolicy", [&](grpc::ClientContext* ctx, v1::SubmitPolicyResponse* out) {
       return policy_->SubmitPolicy(ctx, request, out);

@@ -44,6 +44,11 @@ class NodeApi {
   virtual absl::StatusOr<v1::SubmitPolicyResponse> SubmitPolicy(const v1::PolicyLink& request) {
     return absl::UnimplementedError("this connection cannot submit policies");
   }
+  // attest.v1.Attestations/Closure: the verdict on a path and its attested closure. A node that predates
+  // it (or a connection without it) answers UNIMPLEMENTED.
+  virtual absl::StatusOr<v1::ClosureResponse> Closure(const v1::ClosureRequest& request) {
+    return absl::UnimplementedError("this connection cannot ask about closures");
+  }
   // attest.v1.Rebuilds: which of these .drv paths the node lacks, and handing it .drv files. A node
   // that predates the service answers UNIMPLEMENTED (so does the default: a connection without it).
   virtual absl::StatusOr<v1::MissingDerivationsResponse> MissingDerivations(

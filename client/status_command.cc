@@ -109,11 +109,57 @@ absl::Status AskStatus(NodeApi& node, std::span<const std::string> paths, std::v
   return absl::OkStatus();
 }
 
+// `attest status --closure PATH`: one verdict for the path and everything it references.
+int RunClosure(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env, const NodeOptions& node_options) {
+  if (args.positionals().size() != 1 || args.positionals()[0] == "-") {
+    return UsageError(spec, env, "--closure takes exactly one store path (the root of the closure)");
+  }
+  const std::string& root = args.positionals()[0];
+  if (auto parsed = consensus::StorePath::Parse(root); !parsed.ok()) {
+    return UsageError(spec, env,
+                      Cat(parsed.status().message(), " (status takes store paths: /nix/store/<hash>-<name>)"));
+  }
+  auto node = env.connect_node(node_options);
+  if (!node.ok()) return Failure(spec, env, std::string(node.status().message()));
+  v1::ClosureRequest request;
+  request.set_store_path(root);
+  absl::StatusOr<v1::ClosureResponse> answer = (*node)->Closure(request);
+  if (!answer.ok()) return Failure(spec, env, std::string(answer.status().message()));
+  if (answer->store_path() != root || answer->members().empty() || answer->members(0).store_path() != root) {
+    return Failure(spec, env, Cat("the node answered about the closure of ", answer->store_path(),
+                                  " when asked about ", root));
+  }
+  if (args.Has("json")) {
+    absl::StatusOr<nlohmann::json> document = ClosureToJson(*answer);
+    if (!document.ok()) return Failure(spec, env, std::string(document.status().message()));
+    env.out << DumpJson(*document) << "\n";
+  } else {
+    if (answer->policy_version() > 0) {
+      env.err << "attest status: answered under policy version " << answer->policy_version() << " ("
+              << Printable(answer->policy_hash()) << ")\n";
+    }
+    env.out << VerdictText(answer->verdict()) << " closure of " << root << ": " << answer->members_size()
+            << (answer->members_size() == 1 ? " path" : " paths");
+    if (answer->not_confirmed().empty()) {
+      env.out << ", every one CONFIRMED\n";
+    } else {
+      env.out << ", " << answer->not_confirmed_size() << " not CONFIRMED:\n";
+      for (const v1::PathStatus& member : answer->members()) {
+        if (member.verdict() == v1::CONFIRMED) continue;
+        env.out << "  ";
+        PrintStatusText(env.out, member);
+      }
+    }
+  }
+  return answer->verdict() == v1::CONFIRMED ? kExitOk : kExitFailure;
+}
+
 int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   auto node_options = NodeOptionsFromArgs(args, env);
   if (!node_options.ok()) return UsageError(spec, env, std::string(node_options.status().message()));
   if (args.positionals().empty())
     return UsageError(spec, env, "no store path given (or - to read them from stdin)");
+  if (args.Has("closure")) return RunClosure(spec, args, env, *node_options);
 
   std::vector<std::string> paths;
   for (const std::string& arg : args.positionals()) {
@@ -187,7 +233,7 @@ int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
 CommandSpec StatusCommand() {
   CommandSpec spec{
       .name = "status",
-      .synopsis = "attest status --node ADDR [--json] STORE_PATH... | -",
+      .synopsis = "attest status --node ADDR [--json] STORE_PATH... | - | --closure STORE_PATH",
       .summary = "Ask a node whether store paths can be trusted.",
       .description =
           "Prints the node's verdict for each store path (- reads paths from standard input, one per line):\n"
@@ -203,16 +249,24 @@ CommandSpec StatusCommand() {
           "(policy_version, policy_hash) and the rule (rule, quorum_text, quorum_explanation), which\n"
           "`attest verify --policy FILE` re-checks offline without trusting the node.\n"
           "\n"
+          "--closure asks about one store path and every path it references, recursively, following the\n"
+          "references its counted builders attested: the closure is CONFIRMED only when every member is\n"
+          "(DISPUTED when any member is), and the paths that are not CONFIRMED are listed. With --json the\n"
+          "answer carries every member's evidence, which `attest verify` re-walks and re-checks.\n"
+          "\n"
           "Exit status: 0 when every path is CONFIRMED, 1 otherwise (the answer is still printed), 2 on\n"
           "usage errors.",
       .options = NodeOptionSpecs(),
       .examples =
           "  attest status --node 127.0.0.1:7700 "
           "/nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin\n"
-          "  nix-store -qR ./result | attest status --node 127.0.0.1:7700 --json - > status.json\n",
+          "  nix-store -qR ./result | attest status --node 127.0.0.1:7700 --json - > status.json\n"
+          "  attest status --node 127.0.0.1:7700 --closure $(readlink -f ./result)\n",
       .run = RunStatus,
   };
   spec.options.push_back(JsonOptionSpec());
+  spec.options.push_back({"closure", OptionKind::kFlag, OptionRepeat::kOnce, "",
+                          "one verdict for the path and its whole attested closure"});
   return spec;
 }
 

@@ -237,4 +237,21 @@ std::string DumpJson(const json& value, int indent) {
   return value.dump(indent, ' ', /*ensure_ascii=*/false, json::error_handler_t::replace);
 }
 
+absl::StatusOr<json> ClosureToJson(const v1::ClosureResponse& closure) {
+  json members = json::array();
+  for (const v1::PathStatus& member : closure.members()) {
+    absl::StatusOr<json> object = PathStatusToJson(member);
+    if (!object.ok()) return object.status();
+    members.push_back(*std::move(object));
+  }
+  json not_confirmed = json::array();
+  for (const std::string& path : closure.not_confirmed()) not_confirmed.push_back(path);
+  return json{{"closure", closure.store_path()},
+              {"verdict", VerdictText(closure.verdict())},
+              {"policy_version", closure.policy_version()},
+              {"policy_hash", closure.policy_hash()},
+              {"not_confirmed", std::move(not_confirmed)},
+              {"members", std::move(members)}};
+}
+
 }  // namespace attest::client

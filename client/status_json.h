@@ -32,6 +32,10 @@ nlohmann::json AttestationToJson(const v1::Attestation& attestation);
 // attestation naming a fingerprint that is not there).
 absl::StatusOr<nlohmann::json> PathStatusToJson(const v1::PathStatus& status);
 nlohmann::json FingerprintTallyToJson(const v1::FingerprintTally& tally);
+// A closure answer: {"closure": root, "verdict", "policy_version", "policy_hash", "not_confirmed":
+// [paths], "members": [PathStatusToJson of each, root first]}. `attest verify` recognises it by
+// "closure". INVALID_ARGUMENT as PathStatusToJson.
+absl::StatusOr<nlohmann::json> ClosureToJson(const v1::ClosureResponse& closure);
 
 enum class DisputeDetail { kSummary, kFull };
 nlohmann::json DisputeToJson(const v1::Dispute& dispute, DisputeDetail detail);

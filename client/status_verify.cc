@@ -2,11 +2,16 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
+#include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_join.h"
 #include "client/status_json.h"
+#include "consensus/closure.h"
+#include "consensus/path_info.h"
 #include "consensus/resolution.h"
 #include "consensus/store_path.h"
 #include "consensus/text.h"
@@ -264,13 +269,111 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
 }  // namespace
 
 bool StatusVerification::ok() const {
-  return std::all_of(paths.begin(), paths.end(), [](const PathVerification& p) { return p.ok(); });
+  return std::all_of(paths.begin(), paths.end(), [](const PathVerification& p) { return p.ok(); }) &&
+         (!closure.has_value() || closure->problems.empty());
 }
+
+namespace {
+
+std::vector<std::string> StringsAt(const json& object, const char* key) {
+  std::vector<std::string> out;
+  if (auto it = object.find(key); it != object.end() && it->is_array()) {
+    for (const json& v : *it) {
+      if (v.is_string()) out.push_back(v.get<std::string>());
+    }
+  }
+  return out;
+}
+
+// Re-walks and re-decides a closure answer whose members are already in `verification.paths`.
+ClosureVerification VerifyClosure(const json& document, const std::vector<PathVerification>& members) {
+  ClosureVerification closure;
+  closure.root = document.value("closure", std::string());
+  closure.claimed_verdict = document.value("verdict", std::string());
+  const json empty = json::array();
+  const json& member_objects = document.contains("members") && document["members"].is_array() ? document["members"] : empty;
+  if (member_objects.empty()) {
+    closure.problems.push_back("the closure answer has no members (the root itself must be one)");
+    return closure;
+  }
+  if (members.front().path != closure.root) {
+    closure.problems.push_back(Cat("the first member is ", members.front().path, ", not the root ", closure.root));
+  }
+  // Each member's attested references, from the fingerprints the member check compared with the tally.
+  std::map<std::string, std::vector<std::string>> references;
+  for (size_t i = 0; i < member_objects.size() && i < members.size(); ++i) {
+    std::vector<std::string>& out = references[members[i].path];
+    if (auto sides = member_objects[i].find("fingerprints"); sides != member_objects[i].end() && sides->is_array()) {
+      for (const json& side : *sides) {
+        absl::StatusOr<consensus::PathInfo> info =
+            consensus::PathInfo::ParseFingerprint(side.value("fingerprint", std::string()));
+        if (!info.ok()) {
+          closure.problems.push_back(Cat(members[i].path, ": a fingerprint does not parse: ", info.status().message()));
+          continue;
+        }
+        for (const consensus::StorePath& r : info->references) {
+          if (r.full() != members[i].path) out.push_back(r.full());
+        }
+      }
+    }
+  }
+  // The walk: every path reached must be a member, every member must be reached.
+  std::set<std::string> reached = {closure.root};
+  std::vector<std::string> frontier = {closure.root};
+  while (!frontier.empty()) {
+    std::vector<std::string> next;
+    for (const std::string& path : frontier) {
+      auto it = references.find(path);
+      if (it == references.end()) {
+        closure.problems.push_back(Cat(path, " is referenced in the closure but the answer has no status for it"));
+        continue;
+      }
+      for (const std::string& r : it->second) {
+        if (reached.insert(r).second) next.push_back(r);
+      }
+    }
+    frontier = std::move(next);
+  }
+  for (const auto& [path, unused] : references) {
+    if (!reached.contains(path)) {
+      closure.problems.push_back(Cat(path, " is in the answer but not in the closure of ", closure.root));
+    }
+  }
+  if (references.size() != members.size()) {
+    closure.problems.push_back("the answer lists a member more than once");
+  }
+  std::vector<consensus::Verdict> verdicts;
+  for (const PathVerification& member : members) {
+    verdicts.push_back(member.verdict);
+    if (member.verdict != consensus::Verdict::kConfirmed) closure.not_confirmed.push_back(member.path);
+  }
+  closure.verdict = consensus::ClosureVerdict(verdicts);
+  if (closure.claimed_verdict != consensus::VerdictName(closure.verdict)) {
+    closure.problems.push_back(Cat("the node says the closure is ", closure.claimed_verdict,
+                                   "; its members give ", consensus::VerdictName(closure.verdict)));
+  }
+  if (StringsAt(document, "not_confirmed") != closure.not_confirmed) {
+    closure.problems.push_back(Cat("the node lists [", absl::StrJoin(StringsAt(document, "not_confirmed"), ", "),
+                                   "] as not CONFIRMED; the members give [",
+                                   absl::StrJoin(closure.not_confirmed, ", "), "]"));
+  }
+  return closure;
+}
+
+}  // namespace
 
 absl::StatusOr<StatusVerification> VerifyStatusDocument(const consensus::Policy& policy,
                                                         const json& document, std::string_view policy_name) {
   StatusVerification verification;
-  if (document.is_object()) {
+  if (document.is_object() && document.contains("closure")) {
+    const auto members = document.find("members");
+    if (members != document.end() && members->is_array()) {
+      for (size_t i = 0; i < members->size(); ++i) {
+        verification.paths.push_back(VerifyPath(policy, (*members)[i], i, policy_name));
+      }
+    }
+    verification.closure = VerifyClosure(document, verification.paths);
+  } else if (document.is_object()) {
     verification.paths.push_back(VerifyPath(policy, document, 0, policy_name));
   } else if (document.is_array()) {
     for (size_t i = 0; i < document.size(); ++i)

@@ -13,6 +13,7 @@
 #ifndef ATTEST_CLIENT_STATUS_VERIFY_H_
 #define ATTEST_CLIENT_STATUS_VERIFY_H_
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,12 +37,27 @@ struct PathVerification final {
   bool ok() const { return problems.empty(); }
 };
 
+// The re-check of a closure answer (`attest status --closure --json`): every member is checked as a
+// path (StatusVerification::paths); then the closure is walked again from the root over the references
+// in the members' fingerprints (consensus/closure.h), which must reach exactly the members given (none
+// missing, none extra), and the closure verdict and the list of members not CONFIRMED are recomputed
+// from the members' recomputed verdicts.
+struct ClosureVerification final {
+  std::string root;
+  std::string claimed_verdict;
+  consensus::Verdict verdict = consensus::Verdict::kUnknown;  // recomputed
+  std::vector<std::string> not_confirmed;                     // recomputed, in members' order
+  std::vector<std::string> problems;
+};
+
 struct StatusVerification final {
   std::vector<PathVerification> paths;
+  std::optional<ClosureVerification> closure;  // set for a closure answer
   bool ok() const;
 };
 
-// `document` is a list of path status objects (or a single one). INVALID_ARGUMENT when it is neither.
+// `document` is a list of path status objects, a single one, or a closure answer (an object with
+// "closure"). INVALID_ARGUMENT when it is none of these.
 // `policy_name` names the policy in problems (the file it was read from).
 absl::StatusOr<StatusVerification> VerifyStatusDocument(const consensus::Policy& policy,
                                                         const nlohmann::json& document,

@@ -1,6 +1,7 @@
 // attest verify: re-check a node's status answer offline, trusting only the policy.
 #include <ostream>
 
+#include "absl/strings/str_join.h"
 #include "client/commands.h"
 #include "client/status_json.h"
 #include "client/status_verify.h"
@@ -49,7 +50,19 @@ int RunVerify(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
                       {"signatures_verified", p.signatures_verified},
                       {"problems", p.problems}});
     }
-    env.out << DumpJson(list) << "\n";
+    if (verification->closure.has_value()) {
+      const ClosureVerification& c = *verification->closure;
+      env.out << DumpJson(nlohmann::json{{"closure", c.root},
+                                         {"ok", verification->ok()},
+                                         {"claimed_verdict", c.claimed_verdict},
+                                         {"verdict", std::string(consensus::VerdictName(c.verdict))},
+                                         {"not_confirmed", c.not_confirmed},
+                                         {"problems", c.problems},
+                                         {"members", std::move(list)}})
+              << "\n";
+    } else {
+      env.out << DumpJson(list) << "\n";
+    }
   } else {
     for (const PathVerification& p : verification->paths) {
       if (p.ok()) {
@@ -64,6 +77,18 @@ int RunVerify(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
       if (p.verdict == consensus::Verdict::kPending && !p.explanation.empty()) {
         env.out << "      rule " << p.rule << ": " << p.explanation << "\n";
       }
+    }
+  }
+  if (verification->closure.has_value() && !args.Has("json")) {
+    const ClosureVerification& c = *verification->closure;
+    if (c.problems.empty()) {
+      env.out << "ok    closure of " << c.root << " is " << consensus::VerdictName(c.verdict) << ": "
+              << verification->paths.size() << " member(s) re-walked from the attested references";
+      if (!c.not_confirmed.empty()) env.out << "; not CONFIRMED: " << absl::StrJoin(c.not_confirmed, ", ");
+      env.out << "\n";
+    } else {
+      env.out << "FAIL  closure of " << c.root << "\n";
+      for (const std::string& problem : c.problems) env.out << "      " << problem << "\n";
     }
   }
   if (verification->paths.empty()) env.err << "attest verify: the status list is empty; nothing to check\n";

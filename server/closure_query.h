@@ -4,9 +4,8 @@
 //
 // The walk reads level by level: each level's new paths are answered in one StatusQuery::Answer call
 // (one batch read of the store), so a closure of depth d costs d batch reads, not one read per path.
-// Every member's answer is computed under the same policy snapshot as the others only as far as the
-// StatusQuery guarantees it per call; a policy update in the middle of a walk can make members differ,
-// and `attest verify` then reports the mismatch rather than a wrong verdict.
+// Every member is answered under one policy: should a policy update land in the middle of a walk (the
+// members' policy hashes differ), the walk starts again, up to three times, then fails UNAVAILABLE.
 //
 // Fail closed: a closure larger than max_members is RESOURCE_EXHAUSTED, never a CONFIRMED answer about
 // part of it.
@@ -40,10 +39,18 @@ class ClosureQuery final {
 
   // RESOURCE_EXHAUSTED when the closure has more than max_members paths (the message says how many
   // were found and asks for a smaller root or a higher limit); DATA_LOSS when a stored fingerprint does
-  // not parse; the status query's errors otherwise.
+  // not parse; UNAVAILABLE when the policy kept changing during the walk; the status query's errors
+  // otherwise.
   absl::StatusOr<ClosureAnswer> Answer(const consensus::StorePath& root) const;
 
+  // The wire answer (ClosureResponse), bounded like a Status answer: RESOURCE_EXHAUSTED when it would
+  // exceed the status query's max_answer_bytes (never a truncated answer). INVALID_ARGUMENT for a
+  // malformed store path; Answer's errors otherwise.
+  absl::StatusOr<v1::ClosureResponse> Run(const v1::ClosureRequest& request) const;
+
  private:
+  absl::StatusOr<ClosureAnswer> Walk(const consensus::StorePath& root) const;
+
   const StatusQuery* const status_;
   const size_t max_members_;
 };

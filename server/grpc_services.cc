@@ -1,5 +1,6 @@
 #include "server/grpc_services.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -94,6 +95,7 @@ AttestationsService::AttestationsService(Ingestor* ingestor, const StatusQuery* 
                                          WorkerPool* read_pool, StatusAnswerHook on_status)
     : ingestor_(ingestor),
       status_(status),
+      closure_(status, status != nullptr ? static_cast<size_t>(std::max(0, status->options().max_paths)) : 0),
       submit_pool_(submit_pool),
       read_pool_(read_pool),
       on_status_(std::move(on_status)) {}
@@ -126,6 +128,17 @@ grpc::ServerUnaryReactor* AttestationsService::Status(grpc::CallbackServerContex
     if (!answer.ok()) return answer.status();
     *response = *std::move(answer);
     if (on_status_) on_status_(*response, ClientAddressOfPeer(context->peer()));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AttestationsService::Closure(grpc::CallbackServerContext* context,
+                                                       const v1::ClosureRequest* request,
+                                                       v1::ClosureResponse* response) {
+  return OnPool(context, read_pool_, [this, request, response]() -> absl::Status {
+    auto answer = closure_.Run(*request);
+    if (!answer.ok()) return answer.status();
+    *response = *std::move(answer);
     return absl::OkStatus();
   });
 }

@@ -25,6 +25,7 @@
 #include "server/log_proofs.h"
 #include "server/rebuild_handler.h"
 #include "server/nar_source_status.h"
+#include "server/closure_query.h"
 #include "server/status_query.h"
 #include "server/worker_pool.h"
 
@@ -47,10 +48,14 @@ class AttestationsService final : public v1::Attestations::CallbackService {
                                    v1::SubmitResponse* response) override;
   grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* context, const v1::StatusRequest* request,
                                    v1::StatusResponse* response) override;
+  // The closure walk (server/closure_query.h), at most status max_paths members, on the read pool.
+  grpc::ServerUnaryReactor* Closure(grpc::CallbackServerContext* context, const v1::ClosureRequest* request,
+                                    v1::ClosureResponse* response) override;
 
  private:
   Ingestor* const ingestor_;
   const StatusQuery* const status_;
+  const ClosureQuery closure_;
   WorkerPool* const submit_pool_;
   WorkerPool* const read_pool_;
   const StatusAnswerHook on_status_;

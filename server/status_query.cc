@@ -119,10 +119,7 @@ PathStatus StatusQuery::Tallied(const consensus::Policy& policy, const consensus
   return status;
 }
 
-namespace {
-
-// The wire form of one answer. Moves the strings out of `status`: it is not used afterwards.
-void ToProto(PathStatus&& status, v1::PathStatus& out) {
+void PathStatusToProto(PathStatus&& status, v1::PathStatus& out) {
   out.set_store_path(status.path.full());
   out.set_verdict(proto::ToProto(status.result.verdict));
   out.set_quorum(status.quorum);
@@ -152,15 +149,13 @@ void ToProto(PathStatus&& status, v1::PathStatus& out) {
   if (!status.dispute_id.empty()) out.set_dispute_id(std::move(status.dispute_id));
 }
 
-}  // namespace
-
 absl::Status StatusQuery::AnswerBatch(const consensus::Policy& policy, std::span<const consensus::StorePath> paths,
                                       std::span<v1::PathStatus> answers, AnswerBudget& budget) const {
   auto stored = Read(paths);
   if (!stored.ok()) return stored.status();
   const std::shared_ptr<const consensus::TallyOptions> tally_options = TallyOptionsOf(options_.resolutions);
   for (size_t d = 0; d < paths.size(); ++d) {
-    ToProto(Tallied(policy, paths[d], std::move((*stored)[d]), *tally_options), answers[d]);
+    PathStatusToProto(Tallied(policy, paths[d], std::move((*stored)[d]), *tally_options), answers[d]);
     if (!budget.Add(ElementBytes(answers[d]))) return absl::OkStatus();
   }
   return absl::OkStatus();

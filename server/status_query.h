@@ -76,6 +76,9 @@ struct PathStatus final {
   std::string quorum_explanation;
 };
 
+// The wire form of one answer. Moves the strings out of `status`: it is not used afterwards.
+void PathStatusToProto(PathStatus&& status, v1::PathStatus& out);
+
 class StatusQuery final {
  public:
   StatusQuery(const PolicyBook& policy, storage::Ledger* store, StatusQueryOptions options);
@@ -96,6 +99,8 @@ class StatusQuery final {
   //   the store's error, with a client-safe message
   // An empty request gets an empty answer.
   absl::StatusOr<v1::StatusResponse> Run(const v1::StatusRequest& request) const;
+
+  const StatusQueryOptions& options() const { return options_; }
 
  private:
   class AnswerBudget;

@@ -328,6 +328,7 @@ class PolicyNodeTest : public PolicyFilesTest {
     WriteFileOrDie(dir_.File("node.sec"), TestKey("node-1").ExportText() + "\n");
     WriteFileOrDie(dir_.File("node.toml"), "[node]\n"
                                            "grpc = \"127.0.0.1:0\"\n"
+                                           "http = \"\"\n"
                                            "database = \"attest.db\"\n"
                                            "key = \"node.sec\"\n"
                                            "policy = \"policy.toml\"\n");
