@@ -63,6 +63,7 @@ class NodeHarness final {
   // The node's public key ("node:<base64>"), as clients trust it.
   std::string public_key() const;
   std::string config_path() const { return dir_.File("node.toml"); }
+  std::string policy_path() const { return dir_.File("policy.toml"); }
 
   // Runs the attest CLI with `args` (the node address is not added automatically).
   RunResult Cli(const std::vector<std::string>& args, const std::string& input = "") const;

@@ -51,6 +51,10 @@ in rec {
   nondet = sh { args = [ "-c" "/bin/date +%s%N > $out" ]; } "e2e-nondet";
   # Built by no builder.
   lonely = sh { args = [ "-c" "echo nobody attested me > $out" ]; } "e2e-lonely";
+  # A closure whose base only one operator attests: builder a builds both, builder b gets soloBase by
+  # copying it from a's store and builds only soloTop.
+  soloBase = sh { args = [ "-c" "echo attested by one operator > $out" ]; } "e2e-solo-base";
+  soloTop = sh { args = [ "-c" "echo ${soloBase} > $out" ]; } "e2e-solo-top";
   # Built while the node is down.
   later = sh { args = [ "-c" "echo built while the node was down > $out" ]; } "e2e-later";
 }
@@ -129,6 +133,38 @@ TEST_F(SubstitutionE2eTest, OnlyWhatIndependentBuildersAgreeOnIsSubstituted) {
   }
   EXPECT_EQ(Verdict(node, paths.at("nondet")), "DISPUTED");
   EXPECT_EQ(Verdict(node, paths.at("lonely")), "UNKNOWN");
+
+  // 1b. One verdict for a whole closure: top's (top, middle, base) is CONFIRMED. In soloTop's closure,
+  // soloBase is attested by alpha only (beta copied it instead of building it): PENDING, and named.
+  RunResult closure = node.Cli({"status", "--node", node.grpc_address(), "--closure", paths.at("top")});
+  EXPECT_EQ(closure.exit_code, 0) << closure.out << closure.err;
+  EXPECT_THAT(closure.out, HasSubstr("CONFIRMED closure of " + paths.at("top") + ": 3 paths, every one CONFIRMED"));
+  {
+    RunResult solo_a = BuildWithHook(builders[0], {"soloTop"});
+    ASSERT_EQ(solo_a.exit_code, 0) << solo_a.err;
+    ASSERT_EQ(Push(builders[0]).exit_code, 0);
+    const std::string solo_base = OutPath(store_a, "soloBase");
+    RunResult copied = nix_.Nix({"nix", "copy", "--no-check-sigs", "--from", store_a, "--to", builders[1].store,
+                                 solo_base});
+    ASSERT_EQ(copied.exit_code, 0) << copied.err;
+    RunResult solo_b = BuildWithHook(builders[1], {"soloTop"});
+    ASSERT_EQ(solo_b.exit_code, 0) << solo_b.err;
+    EXPECT_EQ(SpoolSize(builders[1]), 1u) << "builder b built only soloTop: " << solo_b.err;
+    ASSERT_EQ(Push(builders[1]).exit_code, 0);
+    const std::string solo_top = OutPath(store_a, "soloTop");
+    EXPECT_EQ(Verdict(node, solo_top), "CONFIRMED");
+    EXPECT_EQ(Verdict(node, solo_base), "PENDING");
+    RunResult pending = node.Cli({"status", "--node", node.grpc_address(), "--closure", solo_top});
+    EXPECT_EQ(pending.exit_code, 1) << pending.out << pending.err;
+    EXPECT_THAT(pending.out, HasSubstr("PENDING closure of " + solo_top + ": 2 paths, 1 not CONFIRMED"));
+    EXPECT_THAT(pending.out, HasSubstr("PENDING   " + solo_base));
+    // The JSON answer holds up offline against the policy file.
+    RunResult json = node.Cli({"status", "--node", node.grpc_address(), "--closure", "--json", solo_top});
+    WriteFileOrDie(dir_.File("closure.json"), json.out);
+    RunResult verified = node.Cli({"verify", "--policy", node.policy_path(), dir_.File("closure.json")});
+    EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+    EXPECT_THAT(verified.out, HasSubstr("ok    closure of " + solo_top + " is PENDING"));
+  }
 
   // 2. Builder a publishes its outputs (its nondet too) as the gateway's upstream binary cache.
   RunResult copy = nix_.Nix({"nix", "copy", "--store", store_a, "--to", "file://" + cache + "?compression=none",
