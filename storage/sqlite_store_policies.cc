@@ -1,7 +1,8 @@
 // SqliteAttestationStore, the policy chain (storage/policy_store.h): `policy_links` (one row per adopted
-// policy, keyed by the order it was stored in: a new segment of the chain may reuse version numbers) and
-// `policy_approvals` (one row per approval, in submission order). Written in a transaction of their own, which also appends the link's
-// policy entry to the node's log when it was submitted here.
+// policy, keyed by the order it was stored in: a new segment of the chain may reuse version numbers)
+// and `policy_approvals` (one row per approval of a link, in submission order). Written in a
+// transaction of their own, which also appends the link's policy entry to the node's log when it was
+// submitted here.
 #include <utility>
 
 #include "absl/status/status.h"
