@@ -38,13 +38,21 @@ absl::StatusOr<std::unique_ptr<PolicyBook>> PolicyBook::Open(consensus::Policy f
     return book;
   }
 
-  // The chain is re-read from the TOML each link carries, and each must still parse to the hash it was
-  // stored under: a link that does not (a damaged row, or a parser that changed meaning) would make the
-  // node decide under a policy nobody approved.
-  std::vector<std::string> hashes{chain->front().parent};
+  // The node decides under the last segment of the chain only (storage/policy_store.h): the links
+  // from the last one whose parent is not the previous link's hash. Older segments are history, left
+  // behind when an operator restarted the node with a policy file the chain did not hold.
+  size_t segment_start = chain->size() - 1;
+  while (segment_start > 0 && (*chain)[segment_start].parent == (*chain)[segment_start - 1].hash) --segment_start;
+  std::vector<storage::StoredPolicyLink> segment(chain->begin() + static_cast<std::ptrdiff_t>(segment_start),
+                                                 chain->end());
+
+  // The segment is re-read from the TOML each link carries, and each must still parse to the hash it
+  // was stored under: a link that does not (a damaged row, or a parser that changed meaning) would make
+  // the node decide under a policy nobody approved. (Older segments decide nothing.)
+  std::vector<std::string> hashes{segment.front().parent};
   std::shared_ptr<const consensus::Policy> head;
   std::shared_ptr<const consensus::Policy> before_head;
-  for (const storage::StoredPolicyLink& link : *chain) {
+  for (const storage::StoredPolicyLink& link : segment) {
     absl::StatusOr<consensus::Policy> parsed =
         consensus::Policy::ParseToml(link.toml, Cat("the adopted policy version ", link.version));
     if (!parsed.ok()) {
@@ -62,26 +70,34 @@ absl::StatusOr<std::unique_ptr<PolicyBook>> PolicyBook::Open(consensus::Policy f
     hashes.push_back(link.hash);
   }
   if (std::find(hashes.begin(), hashes.end(), file_hash) == hashes.end()) {
-    // An operator-set policy that no link leads to: the federation's policy was replaced by hand, as
-    // before updates existed. The file decides; the old chain is history only.
+    // An operator-set policy that no link of the current segment leads to: the federation's policy was
+    // replaced by hand, as before updates existed. The file decides and the next adopted link starts a
+    // new segment from it; the stored links stay as history (the log holds them too).
     if (notice != nullptr) {
-      *notice = Cat(file_text, " is not in the adopted policy chain (head ", hashes.back(), ", version ",
-                    head->version(), "); deciding under the file, the stored chain kept as history");
+      const bool in_history =
+          std::any_of(chain->begin(), chain->begin() + static_cast<std::ptrdiff_t>(segment_start),
+                      [&](const storage::StoredPolicyLink& link) {
+                        return link.hash == file_hash || link.parent == file_hash;
+                      });
+      *notice = Cat(file_text, " is not in the current policy chain (from ", hashes.front(), " to ", hashes.back(),
+                    ", version ", head->version(), in_history ? "; the file is in an older, abandoned part of it" : "",
+                    "); deciding under the file and starting a new segment of the chain from it, the stored "
+                    "links kept as history");
     }
     start_from_file();
     return book;
   }
 
   // The counted approvals of the head link need the policy it replaced: the previous link's, or the
-  // file when the chain has one link and starts from the file.
-  if (before_head == nullptr && chain->size() == 1 && file_hash == chain->front().parent) {
+  // file when the segment has one link and starts from the file.
+  if (before_head == nullptr && segment.size() == 1 && file_hash == segment.front().parent) {
     before_head = std::make_shared<const consensus::Policy>(file_policy);
   }
   std::vector<std::string> counted;
   if (before_head != nullptr) {
     counted = consensus::CountedApprovals(
-        *before_head, consensus::PolicyLink{.toml = chain->back().toml, .approvals = chain->back().approvals},
-        chain->back().received_unix);
+        *before_head, consensus::PolicyLink{.toml = segment.back().toml, .approvals = segment.back().approvals},
+        segment.back().received_unix);
   }
   if (notice != nullptr && file_hash != hashes.back()) {
     *notice = Cat(file_text, " is older than the adopted policy ", hashes.back(), " (version ", head->version(),
@@ -90,9 +106,9 @@ absl::StatusOr<std::unique_ptr<PolicyBook>> PolicyBook::Open(consensus::Policy f
   absl::MutexLock lock(&book->mu_);
   book->hashes_ = std::move(hashes);
   book->current_ = std::move(head);
-  book->current_link_ = std::make_shared<const storage::StoredPolicyLink>(chain->back());
+  book->current_link_ = std::make_shared<const storage::StoredPolicyLink>(segment.back());
   book->current_counted_ = std::move(counted);
-  book->links_ = *std::move(chain);
+  book->links_ = std::move(segment);
   return book;
 }
 

@@ -4,11 +4,17 @@
 // verdict at once, without a restart; a request already under way finishes under the policy it began
 // with (it holds its snapshot).
 //
-// At start (Open) the book takes the policy file the node was started with and the chain the store
-// holds: when the file is the stored chain's head or an ancestor of it, the head stays current (the
-// node says so: a restart with an older file never goes back); when the file is unrelated to the
-// stored chain (a new federation policy set by the operator, as before updates existed), the file is
-// current and the chain starts again from it.
+// At start (Open) the book takes the policy file the node was started with and the LAST segment of the
+// chain the store holds (storage/policy_store.h: the links after the last one whose parent is not the
+// previous link's hash, with the policy that segment's first link continues). Older segments are
+// history: they decide nothing and are not compared with the file. When the file is that segment's
+// head or an ancestor of it (its starting policy included), the head stays current (the node says so:
+// a restart with an older file never goes back); when the file is not in the last segment (a new
+// federation policy set by the operator, as before updates existed, or a file of an older segment),
+// the file is current and the next adopted link starts a new segment from it.
+//
+// The book's chain (IsCurrentOrAncestor, LinksSince) is the current segment: the policy it starts
+// from (the file that segment continues), then its links up to the current policy.
 //
 // Thread-safe. Listeners run on the adopting thread after the new policy is current, in the order
 // they were added; they must be quick (clear a cache, wake a worker).
@@ -39,8 +45,10 @@ class PolicyBook final {
 
   // The node's book. `notice` (may be null) receives one line for the node's log when the stored chain
   // overrides the file ("policy file <hash> (version 1) is older than the adopted policy <hash>
-  // (version 3); deciding under version 3") or when the chain starts again from the file. Errors: the
-  // store's, or DATA_LOSS when a stored link no longer verifies (its TOML does not parse to its hash).
+  // (version 3); deciding under version 3") or when the file is not in the last segment ("... is not in
+  // the current policy chain (...); deciding under the file and starting a new segment of the chain
+  // from it, ..."). Errors: the store's, or DATA_LOSS when a link of the last segment no longer
+  // verifies (its TOML does not parse to its hash).
   static absl::StatusOr<std::unique_ptr<PolicyBook>> Open(consensus::Policy file_policy, storage::PolicyStore* store,
                                                           std::string* notice);
 
@@ -57,12 +65,13 @@ class PolicyBook final {
   };
   absl::StatusOr<Adopted> Adopt(const consensus::PolicyLink& link, std::string_view origin, int64_t received_unix);
 
-  // Whether `hash` is the current policy or one of its ancestors in the chain (the file the chain
-  // started from included): a peer under such a policy is behind, not unrelated.
+  // Whether `hash` is the current policy or one of its ancestors in the current segment (the policy the
+  // segment starts from included; older segments not): a peer under such a policy is behind, not
+  // unrelated.
   bool IsCurrentOrAncestor(std::string_view hash) const;
 
   // The links after the policy with hash `since` up to the current one, oldest first, for a peer that
-  // is behind; NOT_FOUND when `since` is not in the chain.
+  // is behind; NOT_FOUND when `since` is not in the current segment (IsCurrentOrAncestor is false).
   absl::StatusOr<std::vector<storage::StoredPolicyLink>> LinksSince(std::string_view since) const;
 
   // The link that made the current policy current (origin, time, approvals), or nullptr for the file.
@@ -81,7 +90,8 @@ class PolicyBook final {
   std::shared_ptr<const consensus::Policy> current_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const storage::StoredPolicyLink> current_link_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> current_counted_ ABSL_GUARDED_BY(mu_);
-  // Hashes of the chain from the file it started from to the current policy, oldest first.
+  // Hashes of the current segment, from the policy it starts from to the current policy, oldest first;
+  // links_ are its links (hashes_[i + 1] is links_[i]'s hash).
   std::vector<std::string> hashes_ ABSL_GUARDED_BY(mu_);
   std::vector<storage::StoredPolicyLink> links_ ABSL_GUARDED_BY(mu_);
   // Serialises Adopt (verification, store, swap, listeners), so updates apply one at a time in order.

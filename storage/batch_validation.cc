@@ -186,12 +186,16 @@ absl::StatusOr<std::string> PolicyLinkEntry(const StoredPolicyLink& link) {
   return entry;
 }
 
-absl::Status CheckPolicyLinkExtends(const StoredPolicyLink& link, const StoredPolicyLink* last) {
-  if (last == nullptr) return absl::OkStatus();
+absl::Status CheckPolicyLinkExtends(const StoredPolicyLink& link, const StoredPolicyLink* last,
+                                    const StoredPolicyLink* parent) {
+  // A parent the chain does not hold: the link continues a policy file the node was restarted with.
+  if (last == nullptr || parent == nullptr) return absl::OkStatus();
   if (link.parent != last->hash) {
     return absl::FailedPreconditionError(consensus::Cat(
-        "policy ", link.hash, " names parent ", link.parent, " but the chain ends at ", last->hash, " (version ",
-        last->version, "): store the links in chain order, each naming the previous one"));
+        "policy ", link.hash, " names parent ", link.parent, " (version ", parent->version,
+        "), an older policy of the chain, but the chain ends at ", last->hash, " (version ", last->version,
+        "): a link continues the chain's last policy, or a policy file the chain does not hold, never an "
+        "older one of it (submit a successor of the current policy)"));
   }
   if (link.version != last->version + 1) {
     return absl::FailedPreconditionError(consensus::Cat("policy ", link.hash, " has version ", link.version,

@@ -45,10 +45,14 @@ absl::Status ValidateHashPart(std::string_view hash_part);
 // INVALID_ARGUMENT, naming the link, for an empty or malformed hash, parent or TOML, a version below 2,
 // a negative time, no or too many approvals, an approval key twice, or an entry over kMaxLogEntryBytes.
 absl::StatusOr<std::string> PolicyLinkEntry(const StoredPolicyLink& link);
-// Whether `link` extends a chain whose last link is `last` (nullptr: the chain is empty, and any parent
-// is fine): FAILED_PRECONDITION naming both when its parent is not last's hash or its version not
-// last's + 1. (ALREADY_EXISTS for a held hash is the caller's check: it looks at the whole chain.)
-absl::Status CheckPolicyLinkExtends(const StoredPolicyLink& link, const StoredPolicyLink* last);
+// Whether `link` may be appended to a chain whose last link is `last` (nullptr: the chain is empty),
+// `parent` being the stored link whose hash is link.parent (nullptr: the chain holds no such link).
+// A link whose parent the chain does not hold starts a new segment (any version is fine); one whose
+// parent it holds must extend the last link: FAILED_PRECONDITION naming both when the parent is an
+// older link (a fork of old history) or the version is not last's + 1. (ALREADY_EXISTS for a held
+// hash is the caller's check: it looks at the whole chain.)
+absl::Status CheckPolicyLinkExtends(const StoredPolicyLink& link, const StoredPolicyLink* last,
+                                    const StoredPolicyLink* parent);
 
 // Whether a dispute passes the query's filters (state, name, operator); paging is not considered.
 bool MatchesDisputeFilters(const StoredDispute& dispute, const DisputeQuery& query);

@@ -384,13 +384,16 @@ absl::Status MemoryAttestationStore::PutPolicyLink(const StoredPolicyLink& link)
   absl::StatusOr<std::string> entry = PolicyLinkEntry(link);
   if (!entry.ok()) return entry.status();
   absl::MutexLock lock(&mu_);
+  const StoredPolicyLink* parent = nullptr;  // null: the link starts a new segment of the chain
   for (const StoredPolicyLink& held : policy_chain_) {
     if (held.hash == link.hash) {
       return absl::AlreadyExistsError(
           consensus::Cat("policy ", link.hash, " (version ", held.version, ") is already in the chain"));
     }
+    if (held.hash == link.parent) parent = &held;
   }
-  if (absl::Status status = CheckPolicyLinkExtends(link, policy_chain_.empty() ? nullptr : &policy_chain_.back());
+  if (absl::Status status =
+          CheckPolicyLinkExtends(link, policy_chain_.empty() ? nullptr : &policy_chain_.back(), parent);
       !status.ok()) {
     return status;
   }

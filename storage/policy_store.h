@@ -3,9 +3,18 @@
 // peers that are behind. A role of the store like the ledger (storage/attestation_store.h).
 //
 // The caller verifies a link before it stores it (VerifyPolicyLink against the previous one); the
-// store keeps what it is given and checks only that it extends the chain it holds: the first stored
-// link may have any parent (it continues the policy file the node started from), every later one
-// names the previous one's hash as parent and has its version + 1.
+// store keeps what it is given and checks only where it goes. A stored chain is one or more segments,
+// in storage order. A link either
+//   - extends the chain: its parent is the hash of the LAST stored link and its version is that
+//     link's + 1; or
+//   - starts a new segment: its parent is not the hash of any stored link (it continues a policy file
+//     the node was started or restarted with, which no stored link leads to), whatever its version.
+// The first stored link always starts a segment. Within a segment versions grow by one; a new segment
+// may reuse the version numbers of older ones (a version identifies a link only within its segment).
+// A segment starts at every link whose parent is not the previous link's hash; the last segment is
+// the chain the node decides under (server/policy_book.h), the older ones are history (the node's log
+// holds them as well). A link whose parent is a stored link other than the last would fork that
+// history and is refused.
 //
 // A link submitted to this node (origin "") is also appended to the node's transparency log in the
 // same transaction, as a policy entry (consensus/log_entry.h), so every node's log shows when it moved
@@ -47,15 +56,17 @@ class PolicyStore {
 
   // Appends a link to the chain, durable when it returns OK; with origin "" also appends its policy log
   // entry in the same transaction.
-  //   ALREADY_EXISTS      the chain holds this hash already (nothing changes)
-  //   FAILED_PRECONDITION the link does not extend the chain (parent is not the last link's hash, or
-  //                       version is not its version + 1); the message names both
+  //   ALREADY_EXISTS      the chain holds this hash already, in any segment (nothing changes)
+  //   FAILED_PRECONDITION the parent is a stored link but not the last one (a fork of old history), or
+  //                       the parent is the last link and the version is not its version + 1; the
+  //                       message names both
   //   INVALID_ARGUMENT    empty hash or TOML, version < 2, negative time, a log entry that cannot be
   //                       encoded (too large)
   //   UNAVAILABLE / RESOURCE_EXHAUSTED / DATA_LOSS as for other writes
   virtual absl::Status PutPolicyLink(const StoredPolicyLink& link) = 0;
 
-  // The chain in order (oldest first); empty when the node never adopted an update.
+  // Every stored link, all segments, in storage order (oldest first); empty when the node never adopted
+  // an update.
   virtual absl::StatusOr<std::vector<StoredPolicyLink>> PolicyChain() = 0;
 };
 

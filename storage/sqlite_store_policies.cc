@@ -1,7 +1,8 @@
 // SqliteAttestationStore, the policy chain (storage/policy_store.h): `policy_links` (one row per adopted
-// policy, keyed by its version, which grows by one along the chain) and `policy_approvals` (one row per
-// approval, in submission order). Written in a transaction of their own, which also appends the link's
-// policy entry to the node's log when it was submitted here.
+// policy, keyed by the order it was stored in: a new segment of the chain may reuse version numbers)
+// and `policy_approvals` (one row per approval of a link, in submission order). Written in a
+// transaction of their own, which also appends the link's policy entry to the node's log when it was
+// submitted here.
 #include <utility>
 
 #include "absl/status/status.h"
@@ -26,12 +27,13 @@ using sqlite_store::PrepareStatements;
 absl::Status SqliteAttestationStore::Writer::PreparePoliciesStatements() {
   return PrepareStatements(*db_, {
       {&find_policy_, "SELECT version FROM policy_links WHERE hash = ?"},
-      {&last_policy_, "SELECT hash, version FROM policy_links ORDER BY version DESC LIMIT 1"},
+      {&last_policy_, "SELECT hash, version FROM policy_links ORDER BY sequence DESC LIMIT 1"},
       {&insert_policy_,
        "INSERT INTO policy_links(version, hash, parent, toml, received, origin) VALUES (?, ?, ?, ?, ?, ?)"},
-      {&insert_policy_approval_, "INSERT INTO policy_approvals(version, position, signature) VALUES (?, ?, ?)"},
-      {&policy_links_, "SELECT version, hash, parent, toml, received, origin FROM policy_links ORDER BY version"},
-      {&policy_approvals_, "SELECT version, signature FROM policy_approvals ORDER BY version, position"},
+      {&insert_policy_approval_, "INSERT INTO policy_approvals(link, position, signature) VALUES (?, ?, ?)"},
+      {&policy_links_,
+       "SELECT sequence, version, hash, parent, toml, received, origin FROM policy_links ORDER BY sequence"},
+      {&policy_approvals_, "SELECT link, signature FROM policy_approvals ORDER BY link, position"},
   });
 }
 
@@ -51,8 +53,19 @@ absl::Status SqliteAttestationStore::Writer::PutPolicyLink(const StoredPolicyLin
           consensus::Cat("policy ", link.hash, " (version ", find.Int(0), ") is already in the chain"));
     }
   }
-  std::optional<StoredPolicyLink> last;
+  // A parent the chain holds must be its last link (anything else would fork old history); a parent
+  // it does not hold starts a new segment (the node was restarted with a policy file the chain does
+  // not hold, and this link continues it).
+  std::optional<int64_t> parent_version;
   {
+    auto find = find_policy_->Begin("looking a policy's parent up");
+    find.Bind(link.parent);
+    auto row = find.Step();
+    if (!row.ok()) return row.status();
+    if (*row) parent_version = find.Int(0);
+  }
+  std::optional<StoredPolicyLink> last;
+  if (parent_version.has_value()) {
     auto use = last_policy_->Begin("reading the end of the policy chain");
     auto row = use.Step();
     if (!row.ok()) return row.status();
@@ -62,7 +75,11 @@ absl::Status SqliteAttestationStore::Writer::PutPolicyLink(const StoredPolicyLin
       last->version = use.Int(1);
     }
   }
-  if (absl::Status status = CheckPolicyLinkExtends(link, last.has_value() ? &*last : nullptr); !status.ok()) {
+  std::optional<StoredPolicyLink> parent;
+  if (parent_version.has_value()) parent = StoredPolicyLink{.hash = link.parent, .version = *parent_version};
+  if (absl::Status status = CheckPolicyLinkExtends(link, last.has_value() ? &*last : nullptr,
+                                                   parent.has_value() ? &*parent : nullptr);
+      !status.ok()) {
     return status;
   }
   {
@@ -75,9 +92,10 @@ absl::Status SqliteAttestationStore::Writer::PutPolicyLink(const StoredPolicyLin
         .Bind(link.origin);
     if (absl::Status status = insert.Run(); !status.ok()) return status;
   }
+  const int64_t sequence = db_->LastInsertRowId();
   for (size_t i = 0; i < link.approvals.size(); ++i) {
     auto insert = insert_policy_approval_->Begin("storing a policy's approvals");
-    insert.Bind(link.version).Bind(static_cast<int64_t>(i)).Bind(link.approvals[i].ToString());
+    insert.Bind(sequence).Bind(static_cast<int64_t>(i)).Bind(link.approvals[i].ToString());
     if (absl::Status status = insert.Run(); !status.ok()) return status;
   }
   // A link submitted here is logged with it; a peer's is in the peer's log already.
@@ -96,19 +114,21 @@ absl::StatusOr<std::vector<StoredPolicyLink>> SqliteAttestationStore::Writer::Po
   auto tx = Transaction::Begin(*db_, Transaction::Kind::kRead);
   if (!tx.ok()) return tx.status();
   std::vector<StoredPolicyLink> chain;
+  std::vector<int64_t> sequences;  // chain[i]'s row
   {
     auto use = policy_links_->Begin("reading the policy chain");
     while (true) {
       auto row = use.Step();
       if (!row.ok()) return row.status();
       if (!*row) break;
+      sequences.push_back(use.Int(0));
       StoredPolicyLink& link = chain.emplace_back();
-      link.version = use.Int(0);
-      link.hash = std::string(use.Text(1));
-      link.parent = std::string(use.Text(2));
-      link.toml = std::string(Chars(use.Blob(3)));
-      link.received_unix = use.Int(4);
-      link.origin = std::string(use.Text(5));
+      link.version = use.Int(1);
+      link.hash = std::string(use.Text(2));
+      link.parent = std::string(use.Text(3));
+      link.toml = std::string(Chars(use.Blob(4)));
+      link.received_unix = use.Int(5);
+      link.origin = std::string(use.Text(6));
     }
   }
   {
@@ -118,16 +138,16 @@ absl::StatusOr<std::vector<StoredPolicyLink>> SqliteAttestationStore::Writer::Po
       auto row = use.Step();
       if (!row.ok()) return row.status();
       if (!*row) break;
-      // Both sorted by version: walk the links alongside.
-      while (link < chain.size() && chain[link].version < use.Int(0)) ++link;
-      if (link == chain.size() || chain[link].version != use.Int(0)) {
-        return Corrupt(db_->path(), consensus::Cat("an approval of policy version ", use.Int(0),
+      // Both sorted by row: walk the links alongside.
+      while (link < chain.size() && sequences[link] < use.Int(0)) ++link;
+      if (link == chain.size() || sequences[link] != use.Int(0)) {
+        return Corrupt(db_->path(), consensus::Cat("an approval of policy link row ", use.Int(0),
                                                    ", which the chain does not hold"));
       }
       auto signature = consensus::Signature::Parse(use.Text(1));
       if (!signature.ok()) {
-        return Corrupt(db_->path(), consensus::Cat("an approval of policy version ", use.Int(0), ": ",
-                                                   signature.status().message()));
+        return Corrupt(db_->path(), consensus::Cat("an approval of policy version ", chain[link].version, " (",
+                                                   chain[link].hash, "): ", signature.status().message()));
       }
       chain[link].approvals.push_back(*std::move(signature));
     }

@@ -194,12 +194,16 @@ CREATE TABLE derivation_outputs (
 CREATE INDEX derivation_outputs_by_path ON derivation_outputs(path);
 )sql";
 
-// Added in version 8: the chain of policies the node adopted (storage/policy_store.h). A link's version
-// is one more than its parent's, so it keys the chain in order. The TOML is kept as submitted (a
-// BLOB: the bytes maintainers signed, whatever they are); one row per approval, in submission order.
+// Added in version 8: the chain of policies the node adopted (storage/policy_store.h). The chain may
+// be several segments (a node restarted with a policy file the chain does not hold starts a new one),
+// and a new segment may reuse version numbers, so the links are keyed by `sequence`, the order they
+// were stored in (rows are never deleted, so the rowid only grows), not by version. The TOML is kept
+// as submitted (a BLOB: the bytes maintainers signed, whatever they are); one row per approval, in
+// submission order.
 constexpr std::string_view kPolicyTables = R"sql(
 CREATE TABLE policy_links (
-  version INTEGER PRIMARY KEY,
+  sequence INTEGER PRIMARY KEY,  -- storage order
+  version INTEGER NOT NULL,
   hash TEXT NOT NULL UNIQUE,     -- "sha256:<hex>" of the policy's canonical text
   parent TEXT NOT NULL,
   toml BLOB NOT NULL,
@@ -207,10 +211,10 @@ CREATE TABLE policy_links (
   origin TEXT NOT NULL           -- '' when submitted to this node, else the peer's log name
 ) STRICT;
 CREATE TABLE policy_approvals (
-  version INTEGER NOT NULL REFERENCES policy_links(version),
+  link INTEGER NOT NULL REFERENCES policy_links(sequence),
   position INTEGER NOT NULL,
   signature TEXT NOT NULL,       -- "<key name>:<base64>"
-  PRIMARY KEY (version, position)
+  PRIMARY KEY (link, position)
 ) STRICT, WITHOUT ROWID;
 )sql";
 

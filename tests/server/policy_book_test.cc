@@ -224,7 +224,8 @@ TEST_F(PolicyBookTest, OpenWithAnUnrelatedFileDecidesUnderTheFileAndSaysSo) {
   ASSERT_NE(reopened, nullptr);
   EXPECT_EQ(reopened->current()->Hash(), unrelated.Hash());
   EXPECT_EQ(reopened->current_link(), nullptr);
-  EXPECT_THAT(notice, HasSubstr("is not in the adopted policy chain"));
+  EXPECT_THAT(notice, HasSubstr("is not in the current policy chain"));
+  EXPECT_THAT(notice, HasSubstr("starting a new segment"));
   // The chain starts again from the file: the old chain is not this book's any more.
   EXPECT_FALSE(reopened->IsCurrentOrAncestor(head_hash));
   EXPECT_FALSE(reopened->IsCurrentOrAncestor(file.Hash()));
@@ -232,6 +233,105 @@ TEST_F(PolicyBookTest, OpenWithAnUnrelatedFileDecidesUnderTheFileAndSaysSo) {
   ASSERT_FALSE(since.ok());
   EXPECT_EQ(since.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(Message(since.status()), HasSubstr("not in this node's policy chain"));
+}
+
+// The operator replaces the federation's policy by hand (file X, with its own maintainers), after the
+// node had adopted updates of the old one: X's updates are adopted, kept across restarts, and a
+// restart with the old file starts yet another segment.
+TEST_F(PolicyBookTest, AnUnrelatedFileStartsANewSegmentThatTakesUpdatesAndSurvivesRestarts) {
+  const consensus::Policy v1 = federation_.MakePolicy();
+  std::string v2_hash;
+  {
+    std::unique_ptr<PolicyBook> book = OpenBook(v1);
+    ASSERT_NE(book, nullptr);
+    absl::StatusOr<PolicyBook::Adopted> v2 = book->Adopt(RevokeBob(v1), "", kReceived);
+    ASSERT_TRUE(v2.ok()) << v2.status();
+    v2_hash = v2->policy->Hash();
+  }
+
+  const consensus::SecretKey x_maintainer = TestKey("x-maintainer-1");
+  const std::string x_body =
+      consensus::Cat("quorum = 1\n[[operator]]\nname = \"alice-ci\"\nbuilders = [\"",
+                     federation_.alice.public_key().ToString(), "\"]\n[[maintainer]]\nkey = \"",
+                     x_maintainer.public_key().ToString(), "\"\n");
+  absl::StatusOr<consensus::Policy> x = consensus::Policy::ParseToml(x_body, "x.toml");
+  ASSERT_TRUE(x.ok()) << x.status();
+  const consensus::PolicyLink x2_link = ApprovedLink(
+      SuccessorToml(*x, consensus::Cat("quorum = 1\n[[operator]]\nname = \"carol-home\"\nbuilders = [\"",
+                                       federation_.carol.public_key().ToString(), "\"]\n[[maintainer]]\nkey = \"",
+                                       x_maintainer.public_key().ToString(), "\"\n")),
+      {&x_maintainer});
+  std::string x2_hash;
+  {
+    std::string notice;
+    std::unique_ptr<PolicyBook> book = OpenBook(*x, &notice);
+    ASSERT_NE(book, nullptr);
+    EXPECT_EQ(book->current()->Hash(), x->Hash());
+    EXPECT_THAT(notice, HasSubstr(x->Hash()));
+    EXPECT_THAT(notice, HasSubstr("starting a new segment"));
+    // X's successor needs X's maintainers: the old policy's maintainer approves nothing here.
+    absl::StatusOr<PolicyBook::Adopted> by_old = book->Adopt(
+        ApprovedLink(SuccessorToml(*x, federation_.PolicyToml()), {&federation_.maintainer}), "",
+        kReceived + 10);
+    ASSERT_FALSE(by_old.ok());
+    EXPECT_EQ(by_old.status().code(), absl::StatusCode::kPermissionDenied) << by_old.status();
+    // The update the store used to refuse (its parent X is no stored link's hash): a new segment.
+    absl::StatusOr<PolicyBook::Adopted> x2 = book->Adopt(x2_link, "", kReceived + 20);
+    ASSERT_TRUE(x2.ok()) << x2.status();
+    EXPECT_EQ(x2->policy->version(), 2);
+    x2_hash = x2->policy->Hash();
+    EXPECT_EQ(book->current()->Hash(), x2_hash);
+  }
+  std::vector<storage::StoredPolicyLink> chain = Chain();
+  ASSERT_EQ(chain.size(), 2u);
+  EXPECT_EQ(chain[0].hash, v2_hash);
+  EXPECT_EQ(chain[1].hash, x2_hash);
+  EXPECT_EQ(chain[1].parent, x->Hash());
+  EXPECT_EQ(chain[1].version, chain[0].version);  // versions start again in the new segment
+
+  {
+    // Restarted with X again: X is the start of the current segment, so its successor stays current.
+    std::string notice;
+    std::unique_ptr<PolicyBook> book = OpenBook(*x, &notice);
+    ASSERT_NE(book, nullptr);
+    EXPECT_EQ(book->current()->Hash(), x2_hash);
+    EXPECT_THAT(notice, HasSubstr("is older than the adopted policy"));
+    EXPECT_THAT(notice, HasSubstr(x2_hash));
+    EXPECT_THAT(book->current_counted_approvals(), ::testing::ElementsAre("x-maintainer-1"));
+    EXPECT_TRUE(book->IsCurrentOrAncestor(x->Hash()));
+    EXPECT_TRUE(book->IsCurrentOrAncestor(x2_hash));
+    // The old segment is history, not ancestry.
+    EXPECT_FALSE(book->IsCurrentOrAncestor(v1.Hash()));
+    EXPECT_FALSE(book->IsCurrentOrAncestor(v2_hash));
+    absl::StatusOr<std::vector<storage::StoredPolicyLink>> since = book->LinksSince(x->Hash());
+    ASSERT_TRUE(since.ok()) << since.status();
+    ASSERT_EQ(since->size(), 1u);
+    EXPECT_EQ(since->at(0).hash, x2_hash);
+    EXPECT_EQ(book->LinksSince(v1.Hash()).status().code(), absl::StatusCode::kNotFound);
+  }
+
+  {
+    // Restarted with v1: it is in the chain's older segment only, so it is unrelated to the current one
+    // and starts a new segment, like any file the operator sets by hand.
+    std::string notice;
+    std::unique_ptr<PolicyBook> book = OpenBook(v1, &notice);
+    ASSERT_NE(book, nullptr);
+    EXPECT_EQ(book->current()->Hash(), v1.Hash());
+    EXPECT_EQ(book->current_link(), nullptr);
+    EXPECT_THAT(notice, HasSubstr(v1.Hash()));
+    EXPECT_THAT(notice, HasSubstr("is not in the current policy chain"));
+    EXPECT_THAT(notice, HasSubstr("older, abandoned part"));
+    EXPECT_THAT(notice, HasSubstr("starting a new segment"));
+    EXPECT_FALSE(book->IsCurrentOrAncestor(x2_hash));
+    EXPECT_TRUE(book->IsCurrentOrAncestor(v1.Hash()));
+    // And it takes a new successor of v1.
+    absl::StatusOr<PolicyBook::Adopted> next = book->Adopt(
+        ApprovedLink(SuccessorToml(v1, federation_.PolicyTomlRevokingBob(3)), {&federation_.maintainer}), "",
+        kReceived + 30);
+    ASSERT_TRUE(next.ok()) << next.status();
+    EXPECT_EQ(next->policy->version(), 2);
+  }
+  EXPECT_EQ(Chain().size(), 3u);
 }
 
 }  // namespace

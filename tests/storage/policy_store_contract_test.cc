@@ -148,29 +148,73 @@ TEST_P(PolicyStoreContractTest, AHeldHashIsAlreadyExistsAndChangesNothing) {
   EXPECT_EQ(ChainOk().size(), 2u);
 }
 
-TEST_P(PolicyStoreContractTest, ALinkThatDoesNotExtendTheChainIsFailedPrecondition) {
+TEST_P(PolicyStoreContractTest, ALinkAfterAnOlderStoredLinkOrWithAWrongVersionIsFailedPrecondition) {
   const StoredPolicyLink first = Link("v2", "v1", 2);
+  const StoredPolicyLink second = Link("v3", "v2", 3);
   ASSERT_TRUE(store_->PutPolicyLink(first).ok());
+  ASSERT_TRUE(store_->PutPolicyLink(second).ok());
   const LogHead head = HeadOk();
   {
-    const StoredPolicyLink elsewhere = Link("v3", "another-v2", 3);
-    absl::Status status = store_->PutPolicyLink(elsewhere);
+    // A fork of old history: its parent is stored, but is not the last link.
+    const StoredPolicyLink fork = Link("other-v3", "v2", 3);
+    absl::Status status = store_->PutPolicyLink(fork);
     EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
-    EXPECT_THAT(status.message(), HasSubstr(elsewhere.parent));
     EXPECT_THAT(status.message(), HasSubstr(first.hash));
+    EXPECT_THAT(status.message(), HasSubstr(second.hash));
   }
-  for (int64_t version : {2, 4, 9}) {
-    absl::Status status = store_->PutPolicyLink(Link("v3", "v2", version));
+  for (int64_t version : {2, 3, 5, 9}) {
+    absl::Status status = store_->PutPolicyLink(Link("v4", "v3", version));
     EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << version << ": " << status;
-    EXPECT_THAT(status.message(), HasSubstr(first.hash));
+    EXPECT_THAT(status.message(), HasSubstr(second.hash));
     EXPECT_THAT(status.message(), HasSubstr(consensus::Cat("version ", version)));
   }
-  EXPECT_THAT(ChainOk(), ElementsAre(first));
+  EXPECT_THAT(ChainOk(), ElementsAre(first, second));
   EXPECT_EQ(HeadOk().size, head.size);
   EXPECT_EQ(HeadOk().root, head.root);
   // The refusals left the log as it was: the next link is appended right after.
-  ASSERT_TRUE(store_->PutPolicyLink(Link("v3", "v2", 3)).ok());
+  ASSERT_TRUE(store_->PutPolicyLink(Link("v4", "v3", 4)).ok());
   EXPECT_EQ(HeadOk().size, head.size + 1);
+}
+
+// A node restarted with a policy file its chain does not hold continues that file: the first link
+// after it names a parent no stored link has, and starts a new segment, with its own versions.
+TEST_P(PolicyStoreContractTest, ALinkAfterAnUnheldParentStartsANewSegment) {
+  const StoredPolicyLink v2 = Link("v2", "v1", 2);
+  const StoredPolicyLink v3 = Link("v3", "v2", 3);
+  const StoredPolicyLink x2 = Link("x2", "x1", 2, {"maint-7"});  // reuses version 2
+  const StoredPolicyLink x3 = Link("x3", "x2", 3, {"maint-7"}, "node-b");
+  for (const StoredPolicyLink& link : {v2, v3, x2, x3}) ASSERT_TRUE(store_->PutPolicyLink(link).ok()) << link.hash;
+  EXPECT_THAT(ChainOk(), ElementsAre(v2, v3, x2, x3));
+  EXPECT_EQ(HeadOk().size, 3u);  // x3 came from a peer
+  const LogHead head = HeadOk();
+
+  // Any stored hash is ALREADY_EXISTS, in whichever segment, whatever the parent now claimed.
+  for (const StoredPolicyLink& again : {v2, v3, x2, x3, Link("v3", "x3", 4), Link("x2", "unheld", 2)}) {
+    absl::Status status = store_->PutPolicyLink(again);
+    EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << again.hash << ": " << status;
+    EXPECT_THAT(status.message(), HasSubstr(again.hash));
+  }
+  // Forks of either segment are refused: only the last link may be extended.
+  for (const StoredPolicyLink& fork : {Link("y", "v3", 4), Link("y", "v2", 3), Link("y", "x2", 3)}) {
+    absl::Status status = store_->PutPolicyLink(fork);
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << fork.parent << ": " << status;
+    EXPECT_THAT(status.message(), HasSubstr(fork.parent));
+    EXPECT_THAT(status.message(), HasSubstr(x3.hash));
+  }
+  // Within the new segment the version still grows by one.
+  EXPECT_EQ(store_->PutPolicyLink(Link("x4", "x3", 5)).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->PutPolicyLink(Link("x4", "x3", 2)).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(ChainOk(), ElementsAre(v2, v3, x2, x3));
+  EXPECT_EQ(HeadOk().root, head.root);
+
+  // The segment goes on; then another one starts, at any version, even from the file the first
+  // segment started from (v1 is a parent in the chain, but no stored link's hash).
+  const StoredPolicyLink x4 = Link("x4", "x3", 4);
+  const StoredPolicyLink w2 = Link("w2", "v1", 2);
+  const StoredPolicyLink z8 = Link("z8", "z7", 8);
+  for (const StoredPolicyLink& link : {x4, w2, z8}) ASSERT_TRUE(store_->PutPolicyLink(link).ok()) << link.hash;
+  EXPECT_THAT(ChainOk(), ElementsAre(v2, v3, x2, x3, x4, w2, z8));
+  EXPECT_EQ(HeadOk().size, head.size + 3);
 }
 
 TEST_P(PolicyStoreContractTest, AMalformedLinkIsInvalidArgumentAndStoresNothing) {
@@ -311,6 +355,33 @@ TEST(SqlitePolicyStoreTest, TheChainAndItsLogEntrySurviveReopen) {
   EXPECT_EQ(store->PutPolicyLink(a).code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(store->PutPolicyLink(Link("v4", "v2", 4)).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(store->PutPolicyLink(Link("v4", "v3", 4)).ok());
+}
+
+// Two segments reusing version numbers, approvals of each kept with their link, survive a reopen, and
+// the chain goes on from its last link.
+TEST(SqlitePolicyStoreTest, TwoSegmentsSurviveReopen) {
+  TempDir dir;
+  const std::string file = dir.File("attest.db");
+  const StoredPolicyLink v2 = Link("v2", "v1", 2, {"maint-1", "maint-2"});
+  const StoredPolicyLink v3 = Link("v3", "v2", 3, {"maint-3"}, "node-b");
+  const StoredPolicyLink x2 = Link("x2", "x1", 2, {"maint-8", "maint-7", "maint-9"});
+  const StoredPolicyLink x3 = Link("x3", "x2", 3, {"maint-9"});
+  {
+    auto store = OpenSqlite(file);
+    ASSERT_NE(store, nullptr);
+    for (const StoredPolicyLink& link : {v2, v3, x2, x3}) ASSERT_TRUE(store->PutPolicyLink(link).ok()) << link.hash;
+  }
+  auto store = OpenSqlite(file);
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(store->PolicyChain().value(), ElementsAre(v2, v3, x2, x3));
+  EXPECT_EQ(store->GetLogHead().value().size, 3u);
+  EXPECT_EQ(store->PutPolicyLink(v2).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store->PutPolicyLink(x3).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store->PutPolicyLink(Link("v4", "v3", 4)).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->PutPolicyLink(Link("x4", "x3", 3)).code(), absl::StatusCode::kFailedPrecondition);
+  const StoredPolicyLink x4 = Link("x4", "x3", 4, {"maint-7"});
+  ASSERT_TRUE(store->PutPolicyLink(x4).ok());
+  EXPECT_THAT(store->PolicyChain().value(), ElementsAre(v2, v3, x2, x3, x4));
 }
 
 // A transaction that fails after the link's rows went in (here: the log refuses the entry) leaves
