@@ -20,7 +20,8 @@
 // recorded (attest_nar_source_mismatches_total, a log line, its status) and skipped for that path
 // until its answer expires; the next source is tried. A source that is down, slow or stalls is skipped
 // the same way, without a mismatch. Nothing a request or an attestation says makes the relay fetch
-// another address: it only ever reads the URLs it was created with.
+// another address: it only ever reads the URLs it was given (the policy's caches and the node config's
+// mirrors and upstream, at creation and by SetSources).
 //
 // Bounded: at most max_concurrent_fetches NAR transfers at once (further distinct NARs wait up to
 // slot_wait, then get UNAVAILABLE); each transfer takes at most the BinaryCache's transfer timeout; a

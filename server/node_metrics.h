@@ -1,6 +1,6 @@
 // The node-wide metrics that are not written by a component as it works: what the store holds, the
-// database's size on disk, the process's start time and build, read at scrape time; and the /metrics
-// route that serves a MetricsRegistry on the HTTP port.
+// database's size on disk, the process's start time and build, read at scrape time; the policy in
+// force, set at each adoption; and the /metrics route that serves a MetricsRegistry on the HTTP port.
 //
 // Thread-safe (the collector runs on the HTTP job pool, one scrape at a time).
 #ifndef ATTEST_SERVER_NODE_METRICS_H_
