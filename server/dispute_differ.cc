@@ -124,17 +124,31 @@ absl::StatusOr<std::unique_ptr<DisputeDiffer>> DisputeDiffer::Open(const Dispute
 
 DisputeDiffer::DisputeDiffer(const DisputeView* view, std::vector<NarSourceSpec> sources,
                              DisputeDifferOptions options)
-    : view_(view), sources_(std::move(sources)), options_(std::move(options)) {}
+    : view_(view), options_(std::move(options)), sources_(std::move(sources)) {}
 
 DisputeDiffer::~DisputeDiffer() { Stop(); }
 
-std::vector<std::string> DisputeDiffer::CachesOf(const DisputeDetail::Side& side) const {
+bool DisputeDiffer::has_sources() const {
+  absl::MutexLock lock(&mu_);
+  return !sources_.empty();
+}
+
+void DisputeDiffer::SetSources(std::vector<NarSourceSpec> sources) {
+  absl::MutexLock lock(&mu_);
+  sources_ = std::move(sources);
+  sources_changed_unix_ = absl::ToUnixSeconds(options_.clock());
+  forget_seen_ = true;
+  woken_ = true;
+}
+
+std::vector<std::string> DisputeDiffer::CachesOf(const std::vector<NarSourceSpec>& sources,
+                                                 const DisputeDetail::Side& side) const {
   std::vector<std::string> urls;
   const std::set<std::string> operators(side.names.operators.begin(), side.names.operators.end());
-  for (const NarSourceSpec& spec : sources_) {
+  for (const NarSourceSpec& spec : sources) {
     if (spec.kind == NarSourceKind::kOperator && operators.contains(spec.operator_name)) urls.push_back(spec.url);
   }
-  for (const NarSourceSpec& spec : sources_) {
+  for (const NarSourceSpec& spec : sources) {
     if (spec.kind != NarSourceKind::kOperator) urls.push_back(spec.url);
   }
   return urls;
@@ -155,9 +169,19 @@ bool DisputeDiffer::Consider(const DisputeDetail& detail) {
                      .operators = detail.stored.operators,
                      .recheck_at = std::max(now, absl::FromUnixSeconds(diff.time_unix)) + options_.retry_after};
   };
+  std::vector<NarSourceSpec> sources;
+  int64_t sources_changed_unix;
+  {
+    absl::MutexLock lock(&mu_);
+    sources = sources_;
+    sources_changed_unix = sources_changed_unix_;
+  }
+  // An unavailable result stands until retry_after, unless the sources changed since it was made (a
+  // policy update may have listed the cache that was missing).
   if (stored && stored->fingerprints == fingerprints &&
       (stored->state == DisputeDiff::State::kDone ||
-       absl::FromUnixSeconds(stored->time_unix) + options_.retry_after > now)) {
+       (absl::FromUnixSeconds(stored->time_unix) + options_.retry_after > now &&
+        stored->time_unix > sources_changed_unix))) {
     remember(*stored);
     return false;
   }
@@ -178,7 +202,7 @@ bool DisputeDiffer::Consider(const DisputeDetail& detail) {
       if (!sides[s]->claim) {
         return absl::FailedPreconditionError(Cat("the fingerprint of side ", letter(s), " does not parse"));
       }
-      diff_sides.push_back(storage::DiffSide{.claim = *sides[s]->claim, .cache_urls = CachesOf(*sides[s])});
+      diff_sides.push_back(storage::DiffSide{.claim = *sides[s]->claim, .cache_urls = CachesOf(sources, *sides[s])});
       if (diff_sides.back().cache_urls.empty()) {
         without_caches.push_back(Cat("side ", letter(s), " (",
                                      absl::StrJoin(sides[s]->names.operators, ", "), ")"));
@@ -254,6 +278,11 @@ bool DisputeDiffer::Consider(const DisputeDetail& detail) {
 
 absl::StatusOr<int> DisputeDiffer::RunPass() {
   absl::MutexLock pass(&pass_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (forget_seen_) seen_.clear();
+    forget_seen_ = false;
+  }
   int written = 0;
   DisputePageRequest request;
   request.filter.state = consensus::DisputeState::kOpen;
@@ -297,7 +326,7 @@ absl::StatusOr<int> DisputeDiffer::RunPass() {
 }
 
 void DisputeDiffer::Start() {
-  if (sources_.empty() || thread_.joinable()) return;
+  if (thread_.joinable()) return;
   {
     absl::MutexLock lock(&mu_);
     stopping_ = false;
@@ -328,6 +357,7 @@ void DisputeDiffer::Run() {
       if (stopping_) return;
       woken_ = false;
     }
+    if (!has_sources()) continue;  // nothing to fetch bytes from; SetSources wakes the thread
     if (absl::StatusOr<int> pass = RunPass(); !pass.ok()) {
       LogWarning(Cat("dispute diffs: cannot list the open disputes: ", StdView(pass.status().message())));
     }
@@ -345,7 +375,7 @@ std::optional<DisputeDiff> DisputeDiffer::Result(std::string_view id) const {
                                                          .symlinks = storage::Symlinks::kRefuse,
                                                          .types = storage::FileTypes::kRegularOnly});
   if (!text.ok()) {
-    if (sources_.empty()) {
+    if (!has_sources()) {
       return DisputeDiff{.state = DisputeDiff::State::kUnavailable, .reason = std::string(kNoCacheKnown)};
     }
     return std::nullopt;

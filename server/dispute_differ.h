@@ -92,7 +92,12 @@ class DisputeDiffer final {
   // Returns how many results were written. Errors: the store's, when the disputes cannot be listed.
   absl::StatusOr<int> RunPass();
 
-  // Background passes every interval, the first one at once. No-op without sources. Stop ends a
+  // Replaces the sources (a policy update changed the operators' caches): the next pass, started now,
+  // uses them, and results that said why no comparison could be made before the change are tried again.
+  void SetSources(std::vector<NarSourceSpec> sources);
+
+  // Background passes every interval, the first one at once; while there are no sources the thread
+  // waits and makes no pass (SetSources may bring some). Stop ends a
   // diffoscope run in progress (within about 200 ms) and waits for a NAR transfer in progress (bounded
   // by the transfer timeouts).
   void Start();
@@ -106,21 +111,25 @@ class DisputeDiffer final {
   // diffoscope's HTML report for `id`; NOT_FOUND when there is none.
   absl::StatusOr<std::string> Html(std::string_view id) const;
 
-  bool has_sources() const { return !sources_.empty(); }
+  bool has_sources() const;
 
  private:
   DisputeDiffer(const DisputeView* view, std::vector<NarSourceSpec> sources, DisputeDifferOptions options);
   // Compares the dispute's leading sides and writes the result, unless the stored one still stands.
   // True when a result was written.
   bool Consider(const DisputeDetail& detail) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pass_mu_);
-  std::vector<std::string> CachesOf(const DisputeDetail::Side& side) const;
+  std::vector<std::string> CachesOf(const std::vector<NarSourceSpec>& sources, const DisputeDetail::Side& side) const;
   void Run();
 
   const DisputeView* const view_;
-  const std::vector<NarSourceSpec> sources_;
   const DisputeDifferOptions options_;
 
   mutable absl::Mutex mu_;
+  std::vector<NarSourceSpec> sources_ ABSL_GUARDED_BY(mu_);
+  // When the sources were last replaced (0: never): an unavailable result made before is redone.
+  int64_t sources_changed_unix_ ABSL_GUARDED_BY(mu_) = 0;
+  // The next pass forgets seen_ (the sources changed, so every open dispute is considered again).
+  bool forget_seen_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

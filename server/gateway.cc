@@ -8,6 +8,7 @@
 #include "absl/synchronization/notification.h"
 #include "consensus/encoding.h"
 #include "consensus/tally.h"
+#include "consensus/quorum.h"
 #include "consensus/text.h"
 #include "server/log.h"
 #include "server/path_tally.h"
@@ -265,10 +266,15 @@ HttpResponse Gateway::Resolve(const std::string& hash_part, const std::string* c
   const consensus::TallyResult& result = tally.result;
   std::string reason;
   if (result.verdict != consensus::Verdict::kConfirmed) {
-    reason = Cat(narinfo.claim.path.full(), " is ", consensus::VerdictName(result.verdict),
-                 result.verdict == consensus::Verdict::kPending
-                     ? Cat(" (", result.fingerprints.front().operators.size(), " of ", policy->quorum(), " operators)")
-                     : std::string());
+    // The rule that applied and what its quorum still needs, in the words `attest status` uses (a count
+    // of operators would say nothing under a threshold of groups).
+    std::string needs;
+    if (result.verdict == consensus::Verdict::kPending) {
+      const consensus::AppliedRule applied = policy->RuleFor(narinfo.claim.path.name());
+      needs = Cat(" (rule ", result.rule, ", needs ", consensus::DescribeQuorum(*policy, *applied.quorum),
+                  result.quorum_explanation.empty() ? std::string() : Cat(": ", result.quorum_explanation), ")");
+    }
+    reason = Cat(narinfo.claim.path.full(), " is ", consensus::VerdictName(result.verdict), needs);
     demand_path = narinfo.claim.path;
     keep(true, nullptr, reason, generation,
          result.verdict == consensus::Verdict::kPending    ? Answer::kNarInfoPending

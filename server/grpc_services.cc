@@ -288,12 +288,13 @@ absl::StatusOr<v1::GetPolicyChainResponse> PolicyChainSince(const PolicyBook& bo
 }
 
 PolicyService::PolicyService(PolicyBook* policy, const consensus::PublicKey& node_key, WorkerPool* read_pool,
-                             WorkerPool* write_pool, Clock clock)
+                             WorkerPool* write_pool, Clock clock, Counter* refused)
     : policy_(policy),
       node_key_(node_key),
       read_pool_(read_pool),
       write_pool_(write_pool),
-      clock_(std::move(clock)) {}
+      clock_(std::move(clock)),
+      refused_(refused) {}
 
 grpc::ServerUnaryReactor* PolicyService::GetPolicy(grpc::CallbackServerContext* context,
                                                    const v1::GetPolicyRequest* request, v1::PolicyInfo* response) {
@@ -308,7 +309,10 @@ grpc::ServerUnaryReactor* PolicyService::SubmitPolicy(grpc::CallbackServerContex
                                                       v1::SubmitPolicyResponse* response) {
   return OnPool(context, write_pool_, [this, request, response]() -> absl::Status {
     auto answer = SubmitPolicyLink(*policy_, *request, clock_());
-    if (!answer.ok()) return answer.status();
+    if (!answer.ok()) {
+      if (refused_ != nullptr) refused_->Increment();
+      return answer.status();
+    }
     *response = *std::move(answer);
     return absl::OkStatus();
   });

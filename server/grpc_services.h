@@ -20,6 +20,7 @@
 #include "proto/attest/v1/attest.grpc.pb.h"
 #include "server/dispute_view.h"
 #include "server/ingest.h"
+#include "server/metrics.h"
 #include "server/policy_book.h"
 #include "server/replication.h"
 #include "server/log_proofs.h"
@@ -87,9 +88,10 @@ class DisputesService final : public v1::Disputes::CallbackService {
 // links since a policy to a peer that is behind.
 class PolicyService final : public v1::Policy::CallbackService {
  public:
-  // Borrows everything. `clock` gives the received time of a submitted update.
+  // Borrows everything. `clock` gives the received time of a submitted update. `refused` (may be null)
+  // counts the submitted updates SubmitPolicy refuses (attest_policy_updates_total{outcome="refused"}).
   PolicyService(PolicyBook* policy, const consensus::PublicKey& node_key, WorkerPool* read_pool,
-                WorkerPool* write_pool, Clock clock);
+                WorkerPool* write_pool, Clock clock, Counter* refused = nullptr);
 
   grpc::ServerUnaryReactor* GetPolicy(grpc::CallbackServerContext* context, const v1::GetPolicyRequest* request,
                                       v1::PolicyInfo* response) override;
@@ -105,6 +107,7 @@ class PolicyService final : public v1::Policy::CallbackService {
   WorkerPool* const read_pool_;
   WorkerPool* const write_pool_;
   const Clock clock_;
+  Counter* const refused_;
 };
 
 // The handlers behind PolicyService, testable without a server.

@@ -112,50 +112,87 @@ absl::StatusOr<std::unique_ptr<NarRelay>> NarRelay::Create(std::vector<NarSource
   }
   options.max_nar_bytes = std::min(options.max_nar_bytes, cache->max_bytes());
   auto relay = std::unique_ptr<NarRelay>(new NarRelay(cache, metrics, std::move(clock), options));
-  CounterFamily& paths = metrics->AddCounter(
-      "attest_nar_source_paths_total", "NARs fetched from a source that verified, by source URL.", {"source"});
-  CounterFamily& bytes = metrics->AddCounter(
-      "attest_nar_source_bytes_total", "Bytes of verified NAR files fetched from a source, by source URL.",
-      {"source"});
-  CounterFamily& mismatches = metrics->AddCounter(
-      "attest_nar_source_mismatches_total",
-      "Narinfos or NAR files from a source that contradicted the confirmed contents (a bad source), by URL.",
-      {"source"});
-  CounterFamily& failures = metrics->AddCounter(
-      "attest_nar_source_failures_total",
-      "Requests to a source that got no usable answer (unreachable, timed out, broken), by URL.", {"source"});
-  for (NarSourceSpec& spec : sources) {
-    absl::StatusOr<std::unique_ptr<storage::BinaryCache>> opened =
-        storage::BinaryCache::Open(spec.url, options.cache_options);
-    if (!opened.ok()) {
-      return absl::InvalidArgumentError(Cat("NAR source ", spec.url, ": ", StdView(opened.status().message())));
-    }
-    auto source = std::make_unique<Source>();
-    source->cache = *std::move(opened);
-    source->fetched_paths = &paths.Labels({spec.url});
-    source->fetched_bytes = &bytes.Labels({spec.url});
-    source->mismatches = &mismatches.Labels({spec.url});
-    source->failures = &failures.Labels({spec.url});
-    {
-      absl::MutexLock lock(&source->mu);
-      source->status.spec = spec;
-    }
-    source->spec = std::move(spec);
-    relay->sources_.push_back(std::move(source));
-  }
+  if (absl::Status set = relay->SetSources(std::move(sources)); !set.ok()) return set;
   return relay;
 }
 
-std::vector<NarRelay::Source*> NarRelay::EligibleSources(std::span<const std::string> confirming) const {
+absl::StatusOr<std::shared_ptr<NarRelay::Source>> NarRelay::OpenSource(NarSourceSpec spec) const {
+  // Registering a family again returns the one there is, so sources added later count in the same
+  // families.
+  CounterFamily& paths = metrics_->AddCounter(
+      "attest_nar_source_paths_total", "NARs fetched from a source that verified, by source URL.", {"source"});
+  CounterFamily& bytes = metrics_->AddCounter(
+      "attest_nar_source_bytes_total", "Bytes of verified NAR files fetched from a source, by source URL.",
+      {"source"});
+  CounterFamily& mismatches = metrics_->AddCounter(
+      "attest_nar_source_mismatches_total",
+      "Narinfos or NAR files from a source that contradicted the confirmed contents (a bad source), by URL.",
+      {"source"});
+  CounterFamily& failures = metrics_->AddCounter(
+      "attest_nar_source_failures_total",
+      "Requests to a source that got no usable answer (unreachable, timed out, broken), by URL.", {"source"});
+  absl::StatusOr<std::unique_ptr<storage::BinaryCache>> opened =
+      storage::BinaryCache::Open(spec.url, options_.cache_options);
+  if (!opened.ok()) {
+    return absl::InvalidArgumentError(Cat("NAR source ", spec.url, ": ", StdView(opened.status().message())));
+  }
+  auto source = std::make_shared<Source>();
+  source->cache = *std::move(opened);
+  source->fetched_paths = &paths.Labels({spec.url});
+  source->fetched_bytes = &bytes.Labels({spec.url});
+  source->mismatches = &mismatches.Labels({spec.url});
+  source->failures = &failures.Labels({spec.url});
+  {
+    absl::MutexLock lock(&source->mu);
+    source->status.spec = spec;
+  }
+  source->spec = std::move(spec);
+  return source;
+}
+
+absl::Status NarRelay::SetSources(std::vector<NarSourceSpec> sources) {
+  const std::shared_ptr<const SourceList> before = Sources();
+  auto next = std::make_shared<SourceList>();
+  for (NarSourceSpec& spec : sources) {
+    std::shared_ptr<Source> kept;
+    for (const std::shared_ptr<Source>& known : *before) {
+      const NarSourceSpec& k = known->spec;
+      if (k.url == spec.url && k.kind == spec.kind && k.operator_name == spec.operator_name &&
+          k.priority == spec.priority) {
+        kept = known;
+        break;
+      }
+    }
+    if (kept == nullptr) {
+      absl::StatusOr<std::shared_ptr<Source>> opened = OpenSource(std::move(spec));
+      if (!opened.ok()) return opened.status();
+      kept = *std::move(opened);
+    }
+    next->push_back(std::move(kept));
+  }
+  absl::MutexLock lock(&sources_mu_);
+  // Checked under the lock Cancel takes, so a source opened here is never missed by a Cancel.
+  if (cancelled_.load()) return absl::UnavailableError("the node is stopping");
+  sources_ = std::move(next);
+  return absl::OkStatus();
+}
+
+std::shared_ptr<const NarRelay::SourceList> NarRelay::Sources() const {
+  absl::MutexLock lock(&sources_mu_);
+  return sources_ ? sources_ : std::make_shared<const SourceList>();
+}
+
+std::vector<NarRelay::Source*> NarRelay::EligibleSources(const SourceList& sources,
+                                                         std::span<const std::string> confirming) {
   std::vector<Source*> eligible;
   for (const std::string& name : confirming) {
-    for (const auto& source : sources_) {
+    for (const auto& source : sources) {
       if (source->spec.kind == NarSourceKind::kOperator && source->spec.operator_name == name) {
         eligible.push_back(source.get());
       }
     }
   }
-  for (const auto& source : sources_) {
+  for (const auto& source : sources) {
     if (source->spec.kind != NarSourceKind::kOperator) eligible.push_back(source.get());
   }
   return eligible;
@@ -235,7 +272,8 @@ absl::StatusOr<consensus::NarInfo> NarRelay::SourceNarInfo(Source& source, std::
 
 absl::StatusOr<consensus::NarInfo> NarRelay::FindNarInfo(std::string_view hash_part) {
   std::vector<std::string> failures;
-  for (const auto& source : sources_) {
+  const std::shared_ptr<const SourceList> sources = Sources();
+  for (const auto& source : *sources) {
     absl::StatusOr<consensus::NarInfo> narinfo = SourceNarInfo(*source, hash_part);
     if (narinfo.ok()) return narinfo;
     if (narinfo.status().code() != absl::StatusCode::kNotFound) failures.emplace_back(narinfo.status().message());
@@ -253,7 +291,8 @@ absl::StatusOr<SourcedNarInfo> NarRelay::Locate(const consensus::PathInfo& confi
   const std::string fingerprint = confirmed.Fingerprint();
   std::vector<std::string> reasons;
   bool unavailable = false;
-  for (Source* source : EligibleSources(confirming)) {
+  const std::shared_ptr<const SourceList> sources = Sources();
+  for (Source* source : EligibleSources(*sources, confirming)) {
     absl::StatusOr<consensus::NarInfo> narinfo = SourceNarInfo(*source, hash_part);
     if (!narinfo.ok()) {
       unavailable |= narinfo.status().code() != absl::StatusCode::kNotFound;
@@ -401,7 +440,8 @@ absl::StatusOr<storage::NarCache::Hit> NarRelay::FetchUncached(const consensus::
   const std::string fingerprint = confirmed.Fingerprint();
   std::vector<std::string> reasons;
   bool unavailable = false;
-  for (Source* source : EligibleSources(confirming)) {
+  const std::shared_ptr<const SourceList> sources = Sources();
+  for (Source* source : EligibleSources(*sources, confirming)) {
     if (cancelled_.load()) return absl::UnavailableError("the node is stopping");
     absl::StatusOr<consensus::NarInfo> narinfo = SourceNarInfo(*source, hash_part);
     if (!narinfo.ok()) {
@@ -495,7 +535,8 @@ bool NarRelay::SlotFreeOrCancelled() const {
 
 std::vector<NarSourceStatus> NarRelay::Status() const {
   std::vector<NarSourceStatus> statuses;
-  for (const auto& source : sources_) {
+  const std::shared_ptr<const SourceList> sources = Sources();
+  for (const auto& source : *sources) {
     absl::MutexLock lock(&source->mu);
     statuses.push_back(source->status);
   }
@@ -503,8 +544,15 @@ std::vector<NarSourceStatus> NarRelay::Status() const {
 }
 
 void NarRelay::Cancel() {
-  cancelled_.store(true);
-  for (const auto& source : sources_) source->cache->Cancel();
+  std::shared_ptr<const SourceList> sources;
+  {
+    absl::MutexLock lock(&sources_mu_);
+    cancelled_.store(true);
+    sources = sources_;
+  }
+  if (sources) {
+    for (const auto& source : *sources) source->cache->Cancel();
+  }
   absl::MutexLock lock(&slots_mu_);  // wakes slot waiters so they see the cancel
 }
 

@@ -20,12 +20,16 @@
 // recorded (attest_nar_source_mismatches_total, a log line, its status) and skipped for that path
 // until its answer expires; the next source is tried. A source that is down, slow or stalls is skipped
 // the same way, without a mismatch. Nothing a request or an attestation says makes the relay fetch
-// another address: it only ever reads the URLs it was created with.
+// another address: it only ever reads the URLs it was given (the policy's caches and the node config's
+// mirrors and upstream, at creation and by SetSources).
 //
 // Bounded: at most max_concurrent_fetches NAR transfers at once (further distinct NARs wait up to
 // slot_wait, then get UNAVAILABLE); each transfer takes at most the BinaryCache's transfer timeout; a
 // NAR larger than max_nar_bytes is never fetched (FAILED_PRECONDITION: the gateway answers 404 and the
 // client builds); memory per transfer is NarVerifier's buffer and decoder state plus libcurl's buffer.
+//
+// The sources can be replaced while the relay runs (SetSources: a policy update changed the operators'
+// caches); each request reads the list once, so it finishes with the sources it began with.
 //
 // Thread-safe. Fetch blocks (it runs on the HTTP server's job pool).
 #ifndef ATTEST_SERVER_NAR_RELAY_H_
@@ -107,6 +111,13 @@ class NarRelay final {
   absl::StatusOr<storage::NarCache::Hit> Fetch(const consensus::PathInfo& confirmed,
                                                std::span<const std::string> confirming);
 
+  // Replaces the sources (NarSourcesOf of the policy now in force, with the node's mirrors and upstream).
+  // A source with the same URL, kind, operator and priority as before keeps its status, counts and
+  // remembered answers; a new one starts fresh; a dropped one is no longer asked. INVALID_ARGUMENT
+  // naming a URL BinaryCache refuses (nothing changes then); UNAVAILABLE after Cancel. An empty list is
+  // allowed: every lookup is NOT_FOUND until sources come back.
+  absl::Status SetSources(std::vector<NarSourceSpec> sources);
+
   std::vector<NarSourceStatus> Status() const;
   // The largest NAR relayed (NarRelayOptions::max_nar_bytes, capped at the cache's bound).
   uint64_t max_nar_bytes() const { return options_.max_nar_bytes; }
@@ -117,9 +128,13 @@ class NarRelay final {
  private:
   struct Source;
   struct Flight;
+  using SourceList = std::vector<std::shared_ptr<Source>>;
   NarRelay(storage::NarCache* cache, MetricsRegistry* metrics, Clock clock, NarRelayOptions options);
 
-  std::vector<Source*> EligibleSources(std::span<const std::string> confirming) const;
+  absl::StatusOr<std::shared_ptr<Source>> OpenSource(NarSourceSpec spec) const;
+  // The sources now; a request holds this snapshot while it uses them.
+  std::shared_ptr<const SourceList> Sources() const;
+  static std::vector<Source*> EligibleSources(const SourceList& sources, std::span<const std::string> confirming);
   absl::StatusOr<consensus::NarInfo> SourceNarInfo(Source& source, std::string_view hash_part);
   absl::StatusOr<storage::NarCache::Hit> FetchFrom(Source& source, const consensus::PathInfo& confirmed,
                                                    const consensus::NarInfo& narinfo, const std::string& key);
@@ -136,7 +151,8 @@ class NarRelay final {
   MetricsRegistry* const metrics_;
   const Clock clock_;
   const NarRelayOptions options_;
-  std::vector<std::unique_ptr<Source>> sources_;
+  mutable absl::Mutex sources_mu_;
+  std::shared_ptr<const SourceList> sources_ ABSL_GUARDED_BY(sources_mu_);
 
   absl::Mutex flights_mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Flight>> flights_ ABSL_GUARDED_BY(flights_mu_);

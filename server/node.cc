@@ -109,6 +109,23 @@ DemandOptions DemandOptionsOf(const RebuildConfig& config) {
 
 std::string DemandFileOf(const NodeConfig& config) { return Cat(config.database_path, ".demand"); }
 
+// The NAR sources of the node under `policy`: the policy's operator caches, then the node's own
+// [[source]] mirrors and [gateway] upstream (which only the node config changes).
+std::vector<NarSourceSpec> NodeNarSources(const NodeConfig& config, const consensus::Policy& policy) {
+  std::vector<NarSourceSpec> mirrors;
+  for (const NarSourceConfig& source : config.sources) {
+    mirrors.push_back(NarSourceSpec{
+        .url = source.url, .kind = NarSourceKind::kMirror, .operator_name = "", .priority = source.priority});
+  }
+  return NarSourcesOf(policy, mirrors, config.gateway ? config.gateway->upstream : "");
+}
+
+bool SameSources(const std::vector<NarSourceSpec>& a, const std::vector<NarSourceSpec>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const NarSourceSpec& x, const NarSourceSpec& y) {
+    return x.url == y.url && x.kind == y.kind && x.operator_name == y.operator_name && x.priority == y.priority;
+  });
+}
+
 }  // namespace
 
 absl::StatusOr<PolicyAndKey> LoadPolicyAndKey(const NodeConfig& config) {
@@ -147,11 +164,6 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, NodeO
   std::vector<NarSourceSpec> nar_sources;
   std::unique_ptr<storage::NarCache> nar_cache;
   if (config.gateway) {
-    std::vector<NarSourceSpec> mirrors;
-    for (const NarSourceConfig& source : config.sources) {
-      mirrors.push_back(NarSourceSpec{
-          .url = source.url, .kind = NarSourceKind::kMirror, .operator_name = "", .priority = source.priority});
-    }
     const bool has_sources = !config.sources.empty() ||
                              std::any_of(loaded->policy.operators().begin(), loaded->policy.operators().end(),
                                          [](const consensus::Operator& op) { return !op.caches.empty(); });
@@ -162,7 +174,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, NodeO
               "tables, or list caches for the operators in the policy"));
     }
     if (has_sources) {
-      nar_sources = NarSourcesOf(loaded->policy, mirrors, config.gateway->upstream);
+      nar_sources = NodeNarSources(config, loaded->policy);
       for (const NarSourceSpec& spec : nar_sources) {
         if (auto opened = storage::BinaryCache::Open(spec.url); !opened.ok()) {
           return absl::InvalidArgumentError(Cat("NAR source ", spec.url, ": ", StdView(opened.status().message())));
@@ -289,13 +301,8 @@ std::unique_ptr<Gateway> MakeGateway(const NodeConfig& config, const PolicyBook&
 // The node's NAR sources for the dispute diffs: with or without [gateway].
 std::unique_ptr<DisputeDiffer> MakeDisputeDiffer(const NodeConfig& config, const consensus::Policy& policy,
                                                  const DisputeView* view) {
-  std::vector<NarSourceSpec> mirrors;
-  for (const NarSourceConfig& source : config.sources) {
-    mirrors.push_back(NarSourceSpec{
-        .url = source.url, .kind = NarSourceKind::kMirror, .operator_name = "", .priority = source.priority});
-  }
   absl::StatusOr<std::unique_ptr<DisputeDiffer>> differ =
-      DisputeDiffer::Open(view, NarSourcesOf(policy, mirrors, config.gateway ? config.gateway->upstream : ""),
+      DisputeDiffer::Open(view, NodeNarSources(config, policy),
                           DisputeDifferOptions{.directory = Cat(config.database_path, ".dispute-diffs")});
   if (!differ.ok()) {
     LogWarning(Cat("dispute diffs are off: ", StdView(differ.status().message())));
@@ -373,7 +380,8 @@ Node::Node(NodeConfig config, std::unique_ptr<PolicyBook> policy, consensus::Sec
                               }
                             }),
       disputes_service_(&dispute_view_, &ingestor_, read_pool_.get(), submit_pool_.get()),
-      policy_service_(policy_.get(), key_.public_key(), read_pool_.get(), submit_pool_.get(), clock),
+      policy_service_(policy_.get(), key_.public_key(), read_pool_.get(), submit_pool_.get(), clock,
+                      &RefusedPolicyUpdates(metrics_)),
       log_service_(&log_proofs_, read_pool_.get()),
       replicator_(std::make_unique<Replicator>(config_, policy_.get(), key_, store_.get(), &ingestor_, clock, &metrics_)),
       federation_service_(replicator_.get(), [this] { return NarSourceStatuses(); }, read_pool_.get()),
@@ -382,6 +390,22 @@ Node::Node(NodeConfig config, std::unique_ptr<PolicyBook> policy, consensus::Sec
           store_.get(), sqlite_,
           ScrubOptions{.interval = config_.scrub_interval, .items_per_second = config_.scrub_rate, .quick_check = false},
           &metrics_)) {
+  // The operators' caches come from the policy: an update that changes them changes where the relay and
+  // the dispute differ fetch bytes from, without a restart (before cached verdicts are dropped below).
+  policy_->AddListener([this](const consensus::Policy& now, const consensus::Policy& before) {
+    const std::vector<NarSourceSpec> sources = NodeNarSources(config_, now);
+    if (SameSources(sources, NodeNarSources(config_, before))) return;
+    if (nar_relay_) {
+      if (absl::Status set = nar_relay_->SetSources(sources); !set.ok()) {
+        LogError(Cat("policy: the NAR relay keeps its sources from before the update: ", StdView(set.message())));
+      }
+    } else if (gateway_ && std::any_of(now.operators().begin(), now.operators().end(),
+                                       [](const consensus::Operator& op) { return !op.caches.empty(); })) {
+      LogWarning("policy: the new policy lists operator caches, but this node's gateway started without NAR "
+                 "sources (it passes its upstream's NARs through); restart the node to relay from the caches");
+    }
+    if (dispute_differ_) dispute_differ_->SetSources(sources);
+  });
   // After an adoption no verdict computed under the previous policy may be served: the statements in
   // force are verified again (a maintainer may have been removed or revoked) and cached answers dropped.
   policy_->AddListener([this](const consensus::Policy&, const consensus::Policy&) {
@@ -393,6 +417,7 @@ Node::Node(NodeConfig config, std::unique_ptr<PolicyBook> policy, consensus::Sec
     if (gateway_) gateway_->VerdictsChanged();
   });
   AddNodeMetrics(metrics_, store_.get(), config_.database_path, absl::Now());
+  AddPolicyMetrics(metrics_, *policy_);
   AddRebuildMetrics(metrics_, &demand_, &rebuild_book_, &derivation_intake_, store_.get(), clock);
 }
 

@@ -27,6 +27,12 @@ absl::StatusOr<double> FileBytes(const std::string& path) {
   return absl::FailedPreconditionError(Cat("cannot stat ", path, ": ", std::strerror(errno)));
 }
 
+CounterFamily& PolicyUpdates(MetricsRegistry& metrics) {
+  return metrics.AddCounter("attest_policy_updates_total",
+                            "Policy updates adopted (submitted or replicated) and submitted updates refused.",
+                            {"outcome"});
+}
+
 }  // namespace
 
 std::string_view AttestVersion() { return ATTEST_VERSION; }
@@ -76,6 +82,33 @@ void AddNodeMetrics(MetricsRegistry& metrics, storage::Ledger* store, std::strin
     return absl::OkStatus();
   });
 }
+
+void AddPolicyMetrics(MetricsRegistry& metrics, PolicyBook& book) {
+  Gauge* version = &metrics.AddGauge("attest_policy_version", "Version of the policy the node decides under.").Get();
+  GaugeFamily* info = &metrics.AddGauge(
+      "attest_policy_info", "1 for the hash of the policy the node decides under; 0 for policies it replaced.",
+      {"hash"});
+  Gauge* rules = &metrics.AddGauge("attest_policy_rules", "Per-package rules in the current policy.").Get();
+  Gauge* groups = &metrics.AddGauge("attest_policy_groups", "Threshold groups in the current policy.").Get();
+  Counter* adopted = &PolicyUpdates(metrics).Labels({"adopted"});
+  RefusedPolicyUpdates(metrics);  // present at 0 before the first refusal
+  auto show = [=](const consensus::Policy& policy) {
+    version->Set(static_cast<double>(policy.version()));
+    info->Labels({policy.Hash()}).Set(1);
+    rules->Set(static_cast<double>(policy.rules().size()));
+    groups->Set(static_cast<double>(policy.groups().size()));
+  };
+  show(*book.current());
+  // Listeners run one adoption at a time (PolicyBook serialises them), so the old series is cleared
+  // before the new one is set and never two are at 1 after an adoption.
+  book.AddListener([=](const consensus::Policy& now, const consensus::Policy& before) {
+    info->Labels({before.Hash()}).Set(0);
+    show(now);
+    adopted->Increment();
+  });
+}
+
+Counter& RefusedPolicyUpdates(MetricsRegistry& metrics) { return PolicyUpdates(metrics).Labels({"refused"}); }
 
 void AddMetricsRoute(HttpRouter& router, MetricsRegistry* metrics) {
   router.Exact("/metrics", [metrics](const HttpRequest&) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "consensus/dispute.h"
+#include "consensus/quorum.h"
 #include "consensus/signed_note.h"
 #include "consensus/text.h"
 #include "server/grpc_status.h"
@@ -207,6 +208,118 @@ std::string SourcesHtml(const std::vector<SourceRow>& rows) {
   return Cat(html, "</table>\n");
 }
 
+// "sha256:0123456789ab…": enough to tell policies apart on a page; the full hash is in the title
+// attribute and the JSON twin.
+std::string ShortHash(const std::string& hash) {
+  constexpr size_t kShown = 7 + 12;  // "sha256:" and 12 hex digits
+  return hash.size() <= kShown ? hash : Cat(hash.substr(0, kShown), "\u2026");
+}
+
+std::string HashHtml(const std::string& hash, std::string_view id) {
+  return Cat("<code id=\"", id, "\" title=\"", Escape(hash), "\">", Escape(ShortHash(hash)), "</code>");
+}
+
+// A key's lifecycle as the page marks it after the key's name ("" for an active key).
+std::string LifecycleHtml(const consensus::KeyLifecycle& life) {
+  switch (life.state) {
+    case consensus::KeyState::kActive:
+      return "";
+    case consensus::KeyState::kRetired:
+      return Cat(" <span class=\"muted key-retired\">retired ", Escape(ShowTime(life.retired_unix)),
+                 ": what the federation received before counts, nothing after</span>");
+    case consensus::KeyState::kRevoked:
+      return Cat(" <span class=\"flagged key-revoked\">revoked (", Escape(life.revoked_reason),
+                 "): none of its attestations count</span>");
+  }
+  return "";
+}
+
+// The lifecycle fields of a key in the JSON twin.
+void AddLifecycleJson(json& out, const consensus::KeyLifecycle& life) {
+  out["state"] = std::string(consensus::KeyStateName(life.state));
+  out["retired_unix"] = life.state == consensus::KeyState::kRetired ? json(life.retired_unix) : json(nullptr);
+  out["retired_utc"] = life.state == consensus::KeyState::kRetired ? json(ShowTime(life.retired_unix)) : json(nullptr);
+  out["revoked_reason"] = life.state == consensus::KeyState::kRevoked ? json(life.revoked_reason) : json(nullptr);
+}
+
+std::string GroupText(const consensus::Policy& policy, const consensus::Group& group) {
+  return consensus::DescribeQuorum(policy, consensus::Quorum{.any = 0, .of = group.threshold});
+}
+
+json PolicyJson(const consensus::Policy& policy) {
+  json groups = json::array();
+  for (const consensus::Group& group : policy.groups()) {
+    groups.push_back({{"name", group.name},
+                      {"threshold", group.threshold.threshold},
+                      {"members", group.threshold.members},
+                      {"quorum_text", GroupText(policy, group)}});
+  }
+  json rules = json::array();
+  for (const consensus::Rule& rule : policy.rules()) {
+    rules.push_back({{"names", rule.names}, {"quorum_text", consensus::DescribeQuorum(policy, rule.quorum)}});
+  }
+  json maintainers = json::array();
+  for (const consensus::PublicKey& key : policy.maintainers()) {
+    json entry = {{"key", key.name()}, {"public_key", key.ToString()}};
+    AddLifecycleJson(entry, policy.Lifecycle(key.name()));
+    maintainers.push_back(std::move(entry));
+  }
+  return {{"version", policy.version()},
+          {"hash", policy.Hash()},
+          {"parent", policy.parent().empty() ? json(nullptr) : json(policy.parent())},
+          {"update_threshold", policy.update_threshold()},
+          {"quorum_text", consensus::DescribeQuorum(policy, policy.default_quorum())},
+          {"groups", std::move(groups)},
+          {"rules", std::move(rules)},
+          {"maintainers", std::move(maintainers)}};
+}
+
+// The policy section: which policy, in which place of the chain, and who must agree on what.
+std::string PolicyHtml(const consensus::Policy& policy) {
+  std::string html = Cat(
+      "<h2 id=\"policy-heading\">Policy</h2>\n<table id=\"policy\">"
+      "<tr><th>Version</th><td id=\"policy-version\">", policy.version(), "</td></tr>"
+      "<tr><th>Hash</th><td>", HashHtml(policy.Hash(), "policy-hash"), "</td></tr>"
+      "<tr><th>Parent</th><td>",
+      policy.parent().empty() ? std::string("<span class=\"muted\" id=\"policy-parent\">none: the first policy of "
+                                            "its chain</span>")
+                              : HashHtml(policy.parent(), "policy-parent"),
+      "</td></tr><tr><th>Quorum</th><td id=\"policy-quorum\">",
+      Escape(consensus::DescribeQuorum(policy, policy.default_quorum())),
+      " <span class=\"muted\">(a path no rule names)</span></td></tr>"
+      "<tr><th>Updates</th><td>a successor needs ", policy.update_threshold(), " maintainer ",
+      policy.update_threshold() == 1 ? "approval" : "approvals", "</td></tr></table>\n");
+  if (!policy.groups().empty()) {
+    html += "<h3>Groups</h3>\n<table id=\"groups\"><tr><th>Group</th><th>Satisfied by</th></tr>\n";
+    for (const consensus::Group& group : policy.groups()) {
+      html += Cat("<tr class=\"group\"><td><b>", Escape(group.name), "</b></td><td>",
+                  Escape(GroupText(policy, group)), "</td></tr>\n");
+    }
+    html += "</table>\n";
+  }
+  if (!policy.rules().empty()) {
+    html += "<h3>Rules</h3>\n<p>A store path whose name matches a rule's globs needs the rule's quorum; the most "
+            "specific match wins (most literal characters, then fewest <code>*</code>, then the rule listed "
+            "first).</p>\n<table id=\"rules\"><tr><th>Names</th><th>Quorum</th></tr>\n";
+    for (const consensus::Rule& rule : policy.rules()) {
+      std::string globs;
+      for (const std::string& glob : rule.names) globs += Cat(globs.empty() ? "" : " ", "<code>", Escape(glob), "</code>");
+      html += Cat("<tr class=\"rule\"><td>", globs, "</td><td>", Escape(consensus::DescribeQuorum(policy, rule.quorum)),
+                  "</td></tr>\n");
+    }
+    html += "</table>\n";
+  }
+  if (!policy.maintainers().empty()) {
+    html += "<h3>Maintainers</h3>\n<ul id=\"maintainers\">";
+    for (const consensus::PublicKey& key : policy.maintainers()) {
+      html += Cat("<li class=\"maintainer\"><code>", Escape(key.name()), "</code>",
+                  LifecycleHtml(policy.Lifecycle(key.name())), "</li>");
+    }
+    html += "</ul>\n";
+  }
+  return html;
+}
+
 }  // namespace
 
 OperatorPage::OperatorPage(const PolicyBook& policy, storage::Ledger* store,
@@ -237,6 +350,7 @@ HttpResponse OperatorPage::Render(Format format) const {
                             {"disputes", f.disputes},
                             {"flagged_in", f.flagged},
                             {"excluded", excluded(key.name())}});
+        AddLifecycleJson(builders.back(), policy->Lifecycle(key.name()));
       }
       operators.push_back({{"name", op.name},
                            {"caches", op.caches},
@@ -252,6 +366,7 @@ HttpResponse OperatorPage::Render(Format format) const {
     }
     return JsonResponse(200, DumpJson({{"quorum", policy->quorum()},
                                        {"policy_hash", policy->Hash()},
+                                       {"policy", PolicyJson(*policy)},
                                        {"agreement_rate_definition",
                                         "share of the builder's attestations held by this node that are on no side "
                                         "of any dispute record"},
@@ -262,7 +377,8 @@ HttpResponse OperatorPage::Render(Format format) const {
   }
 
   std::string body = Cat(
-      "<p>Quorum: ", policy->quorum(), " operators must agree. Policy <code>", Escape(policy->Hash()), "</code>.</p>\n"
+      PolicyHtml(*policy),
+      "<h2 id=\"operators-heading\">Operators</h2>\n"
       "<p id=\"agreement-definition\"><b>Agreement rate</b>: the share of a builder's attestations held by this node "
       "that are on no side of any dispute record (1 &minus; attestations on a dispute side &divide; attestations). A "
       "builder on the honest side of a dispute loses agreement too: it points at where to look, it is not a "
@@ -281,7 +397,9 @@ HttpResponse OperatorPage::Render(Format format) const {
                     DisputesLink(op.name, figures->operator_disputes[op.name]), "</td>");
         first = false;
       }
-      body += Cat("<td><code>", Escape(key.name()), "</code>",
+      const consensus::KeyLifecycle& life = policy->Lifecycle(key.name());
+      body += Cat("<td", life.state == consensus::KeyState::kActive ? "" : Cat(" class=\"key-", consensus::KeyStateName(life.state), "\""),
+                  "><code>", Escape(key.name()), "</code>", LifecycleHtml(life),
                   excluded(key.name()) ? " <span class=\"flagged excluded\">excluded: a malicious statement in force "
                                          "names it; its attestations no longer count</span>"
                                        : "",

@@ -1,5 +1,7 @@
-// The operators page (`/operators`, `/operators.json`): every operator of the policy with its builder
-// keys, and for each builder the attestations this node holds signed by it, how many of them are
+// The operators page (`/operators`, `/operators.json`): first the policy in force (version, hash,
+// parent, quorum, groups and rules in words with consensus::DescribeQuorum, maintainers), then every
+// operator of the policy with its builder keys (retired ones marked with their cut-off in UTC,
+// revoked ones with their reason), and for each builder the attestations this node holds signed by it, how many of them are
 // evidence in a dispute, its agreement rate and the disputes it is involved in; then keys outside the
 // policy that the node observed; then the sources of the gateway's NAR bytes ("Sources"): per operator
 // the caches the policy lists for it, then the node's own [[source]] mirrors and its upstream, each

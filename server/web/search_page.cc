@@ -91,6 +91,10 @@ HttpResponse SearchPage::Render(std::string_view asked, Format format) const {
                 {"verdict", verdict},
                 {"quorum", status.quorum},
                 {"policy_hash", status.policy_hash},
+                {"policy_version", status.policy_version},
+                {"rule", status.rule},
+                {"quorum_text", status.quorum_text},
+                {"quorum_explanation", status.quorum_explanation},
                 {"fingerprints", std::move(fingerprints)},
                 {"flagged_builders", status.result.flagged_builders},
                 {"attestations", std::move(attestations)}};
@@ -100,8 +104,14 @@ HttpResponse SearchPage::Render(std::string_view asked, Format format) const {
   }
 
   std::string body = Cat("<p><code id=\"searched-path\">", Escape(store_path), "</code></p>\n",
-                         "<p>Verdict: <span class=\"verdict\" id=\"verdict\">", Escape(verdict), "</span> (quorum ",
-                         status.quorum, " operators)</p>\n");
+                         "<p>Verdict: <span class=\"verdict\" id=\"verdict\">", Escape(verdict), "</span></p>\n",
+                         "<p id=\"rule\">Rule <code>", Escape(status.rule), "</code>: needs <span id=\"quorum-text\">",
+                         Escape(status.quorum_text), "</span> (policy version ", status.policy_version,
+                         ", <code title=\"", Escape(status.policy_hash), "\">",
+                         Escape(status.policy_hash.substr(0, 7 + 12)), "</code>)</p>\n");
+  if (!status.quorum_explanation.empty()) {
+    body += Cat("<p>Quorum: <span id=\"quorum-explanation\">", Escape(status.quorum_explanation), "</span></p>\n");
+  }
   if (!status.dispute_id.empty()) {
     body += Cat("<p>Builders disagree about this path: <a id=\"dispute-link\" href=\"/disputes/",
                 Escape(status.dispute_id), "\">dispute <code>", Escape(status.dispute_id), "</code></a></p>\n");

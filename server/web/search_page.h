@@ -1,5 +1,6 @@
 // The store-path search (`/search?path=/nix/store/...`, `/search.json?path=...`): the path's verdict
-// as StatusQuery::Answer computes it (the Status RPC's answer before its wire form), its fingerprints
+// as StatusQuery::Answer computes it (the Status RPC's answer before its wire form), the rule that
+// applied with its quorum in words and why it is or is not met, the policy version, its fingerprints
 // with the operators and builders behind each, the counted attestations, and a link to its dispute when
 // it has one.
 //

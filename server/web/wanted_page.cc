@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "consensus/quorum.h"
 #include "consensus/store_path.h"
 #include "consensus/tally.h"
 #include "consensus/text.h"
@@ -290,8 +291,11 @@ HttpResponse WantedPage::Render(const Query& query, Format format) const {
   const bool more = list->wanted.size() >= limit || list->disputed.size() >= limit || list->truncated;
   std::string body = Cat(
       "<p id=\"wanted-summary\">Paths with demand: <b id=\"demand-paths\">",
-      ShowCount(static_cast<int64_t>(list->demand_paths)), "</b>. Quorum: <b id=\"quorum\">", list->quorum,
-      "</b> operators. In the queue: <b id=\"queue-length\">", ShowCount(static_cast<int64_t>(list->wanted.size())),
+      ShowCount(static_cast<int64_t>(list->demand_paths)), "</b>. Quorum: <b id=\"quorum\">",
+      // A threshold of groups has no single number: said in words, as the operators page says it.
+      list->quorum > 0 ? Cat(list->quorum, "</b> operators")
+                       : Cat(Escape(consensus::DescribeQuorum(*policy, policy->default_quorum())), "</b>"),
+      " (paths no rule names). In the queue: <b id=\"queue-length\">", ShowCount(static_cast<int64_t>(list->wanted.size())),
       "</b> wanted and <b id=\"disputed-length\">", ShowCount(static_cast<int64_t>(list->disputed.size())),
       "</b> disputed",
       arguments->operator_name.empty() ? "" : Cat(", leaving out what ", Escape(arguments->operator_name), " attested"),

@@ -190,6 +190,26 @@ TEST_F(DisputeDifferTest, ASideWithoutACacheSaysSo) {
   EXPECT_FALSE(differ_->Html(id_).ok());
 }
 
+TEST_F(DisputeDifferTest, SourcesAddedLaterAreUsedAtTheNextPassWithoutWaitingForTheRetry) {
+  const consensus::PathInfo a = WriteBuild(dir_, dir_.File("alice-cache"), path_, "1111");
+  const consensus::PathInfo b = WriteBuild(dir_, dir_.File("carol-cache"), path_, "2222");
+  StartNode({{"alice-ci", dir_.File("alice-cache")}});
+  Submit({Signed(a, federation_.alice), Signed(a, federation_.bob), Signed(b, federation_.carol)});
+  OpenDiffer();
+  ASSERT_EQ(Pass(id_).state, DisputeDiff::State::kUnavailable);
+
+  // A policy update lists carol's cache (the node does this from a PolicyBook listener); the clock has
+  // not reached retry_after.
+  std::vector<NarSourceSpec> sources = NarSourcesOf(*policy_, {}, "");
+  sources.push_back(NarSourceSpec{.url = absl::StrCat("file://", dir_.File("carol-cache")),
+                                  .kind = NarSourceKind::kOperator, .operator_name = "carol-home", .priority = 0});
+  now_ += absl::Seconds(1);
+  differ_->SetSources(std::move(sources));
+  const DisputeDiff diff = Pass(id_);
+  ASSERT_EQ(diff.state, DisputeDiff::State::kDone) << diff.reason;
+  EXPECT_THAT(diff.differing_files, ElementsAre("stamp"));
+}
+
 TEST_F(DisputeDifferTest, WithoutAnySourceThePageIsToldNoCacheIsKnown) {
   StartNode({});
   OpenDiffer();

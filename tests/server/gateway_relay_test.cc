@@ -197,6 +197,40 @@ TEST_F(GatewayRelayTest, ServesAConfirmedPathFromAnOperatorsCacheWithoutAnyUpstr
   EXPECT_EQ(StatusOf(bob).paths_served, 0u);
 }
 
+TEST_F(GatewayRelayTest, ACacheAddedByAPolicyUpdateIsUsedWithoutARestart) {
+  // Alice's cache lacks hello; bob lists no cache yet.
+  const std::string alice_dir = CopyCache(Caches().none_dir, "alice");
+  const std::string bob = "file://" + CopyCache(Caches().none_dir, "bob");
+  std::filesystem::remove(absl::StrCat(alice_dir, "/", HashPart(Caches().paths.at("hello")), ".narinfo"));
+  StartNode({{"alice-ci", "file://" + alice_dir}});
+  Confirm("hello");
+  // (Not asked for hello yet: the gateway believes a source's "no such narinfo" for negative_ttl.)
+  ASSERT_EQ(node_->gateway()->SourceStatus().size(), 1u);
+
+  // A signed update lists bob's cache; the running node relays from it at once.
+  const std::string alice_header = "name = \"alice-ci\"\n";
+  const std::string bob_header = "name = \"bob-labs\"\n";
+  const std::string body = absl::StrReplaceAll(
+      federation_.PolicyToml(), {{alice_header, absl::StrCat(alice_header, "caches = [\"file://", alice_dir, "\"]\n")},
+                                 {bob_header, absl::StrCat(bob_header, "caches = [\"", bob, "\"]\n")}});
+  const std::shared_ptr<const consensus::Policy> current = node_->policy().current();
+  absl::StatusOr<PolicyBook::Adopted> adopted = node_->policy().Adopt(
+      ::attest::testing::ApprovedLink(::attest::testing::SuccessorToml(*current, body), {&federation_.maintainer}), "",
+      absl::ToUnixSeconds(absl::Now()));
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+  ASSERT_EQ(adopted->policy->operators()[1].caches.size(), 1u);
+
+  HttpAnswer nar = Nar("hello");
+  ASSERT_EQ(nar.status, 200) << nar.body;
+  EXPECT_EQ(NarHashOf(nar.body), Claim("hello").nar_hash.ToNix32());
+  EXPECT_EQ(StatusOf(bob).paths_served, 1u);
+  // Alice's cache is kept as it was (policy order: alice, then bob).
+  const std::vector<NarSourceStatus> sources = node_->gateway()->SourceStatus();
+  ASSERT_EQ(sources.size(), 2u);
+  EXPECT_EQ(sources[0].spec.url, "file://" + alice_dir);
+  EXPECT_EQ(sources[1].spec.url, bob);
+}
+
 TEST_F(GatewayRelayTest, AnOperatorNotOnTheConfirmedSideIsNeverAskedForTheBytes) {
   const std::string alice_dir = CopyCache(Caches().none_dir, "alice");
   const std::string bob_dir = CopyCache(Caches().none_dir, "bob");

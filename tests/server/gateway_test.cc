@@ -483,6 +483,36 @@ TEST_F(GatewayCacheTest, AnAdoptedPolicyUpdateDropsEveryCachedVerdict) {
   EXPECT_EQ(NarInfo("hello").status, 404);
 }
 
+TEST_F(GatewayCacheTest, APendingReasonUnderAThresholdQuorumSaysWhatItStillNeeds) {
+  const std::string cache = CopyCache(Caches().none_dir);
+  StartNode("file://" + cache);
+  // The federation moves to "alice-ci and one of the independent operators".
+  const std::string body = absl::StrCat(
+      "[quorum]\nthreshold = 2\nmembers = [\"alice-ci\", \"independent\"]\n",
+      "[[group]]\nname = \"independent\"\nthreshold = 1\nmembers = [\"bob-labs\", \"carol-home\"]\n",
+      "[[operator]]\nname = \"alice-ci\"\nbuilders = [\"", federation_.alice.public_key().ToString(), "\"]\n",
+      "[[operator]]\nname = \"bob-labs\"\nbuilders = [\"", federation_.bob.public_key().ToString(), "\"]\n",
+      "[[operator]]\nname = \"carol-home\"\nbuilders = [\"", federation_.carol.public_key().ToString(), "\"]\n",
+      "[[maintainer]]\nkey = \"", federation_.maintainer.public_key().ToString(), "\"\n");
+  const consensus::PolicyLink link = testing::ApprovedLink(
+      testing::SuccessorToml(*node_->policy().current(), body), {&federation_.maintainer});
+  absl::StatusOr<PolicyBook::Adopted> adopted = node_->policy().Adopt(link, "", now_.load());
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+
+  Attest(ClaimOf("hello", cache), federation_.alice);
+  const HttpAnswer pending = NarInfo("hello");
+  EXPECT_EQ(pending.status, 404);
+  EXPECT_THAT(pending.body, HasSubstr("is PENDING (rule default, needs 2 of (alice-ci, independent); independent = 1 "
+                                      "of (bob-labs, carol-home): "));
+  EXPECT_THAT(pending.body, HasSubstr("1 of 2 needed"));
+  EXPECT_THAT(pending.body, HasSubstr("independent"));
+  EXPECT_THAT(pending.body, ::testing::Not(HasSubstr("of 0 operators")));
+
+  // Confirmed once an independent operator agrees.
+  Attest(ClaimOf("hello", cache), federation_.carol);
+  EXPECT_EQ(NarInfo("hello").status, 200);
+}
+
 TEST_F(GatewayCacheTest, TheTableIsBounded) {
   const std::string cache = CopyCache(Caches().none_dir);
   StartNode("file://" + cache, "cache_entries = 10\n");

@@ -27,7 +27,9 @@
 namespace attest::server {
 namespace {
 
+using ::attest::testing::ApprovedLink;
 using ::attest::testing::Federation;
+using ::attest::testing::SuccessorToml;
 using ::attest::testing::Signed;
 using ::attest::testing::TempDir;
 using ::attest::testing::TestClaim;
@@ -309,6 +311,50 @@ TEST_F(NodeMetricsTest, CountsSubmissionsByResultAndReason) {
   }
   for (size_t i = 1; i < buckets.size(); ++i) EXPECT_LE(buckets[i - 1], buckets[i]);
   EXPECT_LE(buckets.back(), 2);
+}
+
+TEST_F(NodeMetricsTest, ShowsThePolicyAndFollowsItsUpdates) {
+  StartNode();
+  const std::shared_ptr<const consensus::Policy> file = node_->policy().current();
+  const std::string file_info = consensus::Cat("attest_policy_info{hash=\"", file->Hash(), "\"}");
+  std::map<std::string, double> samples = Samples();
+  EXPECT_EQ(samples["attest_policy_version"], 1);
+  EXPECT_EQ(samples[file_info], 1);
+  EXPECT_EQ(samples["attest_policy_rules"], 0);
+  EXPECT_EQ(samples["attest_policy_groups"], 0);
+  EXPECT_EQ(samples["attest_policy_updates_total{outcome=\"adopted\"}"], 0);
+  EXPECT_EQ(samples["attest_policy_updates_total{outcome=\"refused\"}"], 0);
+
+  // The successor revokes bob and adds a group and a rule that uses it.
+  const std::string body = consensus::Cat(
+      federation_.PolicyTomlRevokingBob(),
+      "[[group]]\nname = \"independent\"\nthreshold = 1\nmembers = [\"bob-labs\", \"carol-home\"]\n",
+      "[[rule]]\nnames = [\"openssl-*\"]\nquorum = {threshold = 2, members = [\"alice-ci\", \"independent\"]}\n");
+  // Submitted with the approval of a key that is no maintainer: refused, and counted.
+  const consensus::SecretKey stranger = ::attest::testing::TestKey("stranger-1");
+  const consensus::PolicyLink unapproved = ApprovedLink(SuccessorToml(*file, body), {&stranger});
+  ASSERT_EQ(unapproved.approvals.size(), 1u);
+  v1::PolicyLink wire;
+  wire.set_toml(unapproved.toml);
+  wire.add_approvals(unapproved.approvals[0].ToString());
+  auto policy_stub = v1::Policy::NewStub(node_->InProcessChannel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::SubmitPolicyResponse response;
+  const grpc::Status refused = policy_stub->SubmitPolicy(&context, wire, &response);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED) << refused.error_message();
+
+  absl::StatusOr<PolicyBook::Adopted> adopted =
+      node_->policy().Adopt(ApprovedLink(SuccessorToml(*file, body), {&federation_.maintainer}), "", 1700000000);
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+  samples = Samples();
+  EXPECT_EQ(samples["attest_policy_version"], 2);
+  EXPECT_EQ(samples[consensus::Cat("attest_policy_info{hash=\"", adopted->policy->Hash(), "\"}")], 1);
+  EXPECT_EQ(samples[file_info], 0);  // the replaced policy is no longer the current one
+  EXPECT_EQ(samples["attest_policy_rules"], 1);
+  EXPECT_EQ(samples["attest_policy_groups"], 1);
+  EXPECT_EQ(samples["attest_policy_updates_total{outcome=\"adopted\"}"], 1);
+  EXPECT_EQ(samples["attest_policy_updates_total{outcome=\"refused\"}"], 1);
 }
 
 TEST_F(NodeMetricsTest, CountsDisputesAndBatchFailures) {

@@ -2,6 +2,8 @@
 // database holds, its links lead to the dispute pages, which show both fingerprints, the signers and
 // the marked differences (and the resolution history once there is one); the search box and the
 // filter form work without JavaScript; a screenshot of a dispute page is saved for people to look at.
+// After a signed policy update revokes a builder key, the operators page shows the new version and
+// marks the key revoked.
 //
 // Chromium and chromedriver must be installed (scripts/install-deps); without them this test fails
 // and says what to install.
@@ -13,6 +15,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "consensus/policy_update.h"
 #include "consensus/resolution.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -214,6 +218,32 @@ TEST_F(BrowserTest, MaintainerClicksThroughDisputesSearchAndOperators) {
   EXPECT_THAT(source, Not(HasSubstr("<b>embeds")));
   ASSERT_OK(driver_->SetWindowSize(1400, 2000));
   SaveScreenshot("dispute-page.png");
+}
+
+TEST_F(BrowserTest, OperatorsPageMarksAKeyRevokedByAPolicyUpdate) {
+  const WebFederation& f = web_.federation();
+  const std::shared_ptr<const consensus::Policy> first = web_.node().policy().current();
+  // The successor revokes carol's key, approved by the maintainer: adopted by the running node.
+  const std::string carol = f.carol.public_key().ToString();
+  const std::string toml = absl::StrCat(
+      "version = 2\nparent = \"", first->Hash(), "\"\n",
+      absl::StrReplaceAll(f.PolicyToml(), {{absl::StrCat("\"", carol, "\""),
+                                            absl::StrCat("{key = \"", carol, "\", revoked = \"compromised\"}")}}));
+  auto successor = consensus::Policy::ParseToml(toml, "successor.toml");
+  ASSERT_TRUE(successor.ok()) << successor.status();
+  const consensus::PolicyLink link{.toml = toml, .approvals = {consensus::ApprovePolicy(*successor, f.maintainer)}};
+  auto adopted = web_.node().policy().Adopt(link, "", 1795582000);
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+
+  ASSERT_OK(driver_->Navigate(web_.Url("/operators")));
+  EXPECT_EQ(TextOf("#policy-version"), "2");
+  const std::string revoked = TextOf("td.key-revoked");
+  EXPECT_THAT(revoked, HasSubstr("carol-builder-1"));
+  EXPECT_THAT(revoked, HasSubstr("revoked (compromised)"));
+  std::vector<std::string> marked;
+  ASSERT_OK_AND_ASSIGN(marked, driver_->FindAll("td.key-revoked"));
+  EXPECT_EQ(marked.size(), 1u);  // the other keys stay unmarked
+  SaveScreenshot("operators-policy.png");
 }
 
 }  // namespace
