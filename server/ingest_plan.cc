@@ -151,26 +151,43 @@ absl::StatusOr<IngestPlan> PlanIngest(const IngestPlanInput& input) {
   plan.batch.log_append = input.peer.empty() ? storage::LogAppend::kAll : storage::LogAppend::kDisputesOnly;
   for (size_t p = 0; p < input.paths.size(); ++p) {
     const std::vector<storage::StoredAttestation>& stored = input.stored[p];
-    absl::flat_hash_set<std::string> present;
-    present.reserve(stored.size() + items_by_path[p].size());
-    for (const storage::StoredAttestation& s : stored) {
-      present.insert(IdentityKey(s.attestation.claim.Fingerprint(), s.attestation.key_name()));
+    // What the path holds after this plan: the stored attestations, then the new ones; `held` finds an
+    // attestation in it by identity.
+    std::vector<storage::StoredAttestation> combined(stored.begin(), stored.end());
+    absl::flat_hash_map<std::string, size_t> held;
+    held.reserve(stored.size() + items_by_path[p].size());
+    for (size_t k = 0; k < combined.size(); ++k) {
+      held.emplace(IdentityKey(combined[k].attestation.claim.Fingerprint(), combined[k].attestation.key_name()), k);
     }
-    std::vector<storage::StoredAttestation> combined;
+    bool changed = false;
     for (size_t i : items_by_path[p]) {
       const VerifiedAttestation& item = *input.items[i];
+      const int64_t received = item.received_unix.value_or(input.now_unix);
       // Also catches the same attestation twice in one plan (two batches of a group).
-      if (!present.insert(IdentityKey(item.fingerprint, item.attestation.key_name())).second) continue;
-      if (combined.empty()) combined.assign(stored.begin(), stored.end());
+      auto [at, inserted] = held.try_emplace(IdentityKey(item.fingerprint, item.attestation.key_name()), combined.size());
+      if (!inserted) {
+        // Held already. Another log that received it earlier lowers its time: every node keeps the
+        // earliest receipt any log shows, so a retired key's cut-off gives the same verdict everywhere
+        // (docs/policy.md). The store keeps everything else of the first copy.
+        storage::StoredAttestation& first = combined[at->second];
+        if (received >= first.received_unix) continue;
+        first.received_unix = received;
+        plan.batch.attestations.push_back(first);
+        plan.items[i] = PlannedItem::kWrite;
+        plan.written.push_back(i);
+        changed = true;
+        continue;
+      }
       combined.push_back(storage::StoredAttestation{.attestation = item.attestation,
-                                                    .received_unix = item.received_unix.value_or(input.now_unix),
+                                                    .received_unix = received,
                                                     .observed_key = item.observed_key,
                                                     .origin = input.peer});
       plan.batch.attestations.push_back(combined.back());
       plan.items[i] = PlannedItem::kWrite;
       plan.written.push_back(i);
+      changed = true;
     }
-    if (combined.empty()) continue;  // nothing new about this path
+    if (!changed) continue;  // nothing new about this path
 
     const PathTally after = TallyStored(*input.policy, combined, *tally_options);
     consensus::TallyResult before;  // UNKNOWN

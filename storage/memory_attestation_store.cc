@@ -61,6 +61,8 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
     if (inserted) {
       ++attestation_count_;
       ++per_key_[stored.attestation.key_name()];
+    } else if (stored.received_unix < it->second.received_unix) {
+      it->second.received_unix = stored.received_unix;  // the earliest receipt any log shows
     }
     outcomes.push_back(inserted ? WriteOutcome::kInserted : WriteOutcome::kAlreadyPresent);
     if (inserted && batch.log_append == LogAppend::kAll) AppendToLog(std::move(entries->attestations[i]));

@@ -259,8 +259,15 @@ absl::StatusOr<WriteOutcome> SqliteAttestationStore::Writer::AddAttestation(cons
     ++claim;
   }
   if (claim < row.record.claims.size()) {
-    for (const RecordSignature& sig : row.record.signatures) {
-      if (sig.claim == claim && sig.key_id == *key_id) return WriteOutcome::kAlreadyPresent;
+    for (RecordSignature& sig : row.record.signatures) {
+      if (sig.claim != claim || sig.key_id != *key_id) continue;
+      // Held already: only an earlier receipt time (another log received it first) is taken, so every
+      // node converges on the earliest time any log shows (store_writer.h).
+      if (stored.received_unix < sig.received_unix) {
+        sig.received_unix = stored.received_unix;
+        row.changed = true;
+      }
+      return WriteOutcome::kAlreadyPresent;
     }
   }
 

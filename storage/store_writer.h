@@ -71,7 +71,9 @@ class StoreWriter {
 
   // Stores the batch atomically; when it returns OK the batch is durable (survives kill -9).
   // An attestation already present (same path, fingerprint and key name) is not stored again and
-  // reported kAlreadyPresent; its first metadata is kept. One outcome per attestation, in order.
+  // reported kAlreadyPresent; its first metadata is kept, and its received time becomes the batch's
+  // when that is earlier (the earliest receipt any log shows, which decides a retired key's cut-off
+  // alike on every node: docs/policy.md). One outcome per attestation, in order.
   // UNAVAILABLE when the database is busy past the retry bound; DATA_LOSS / INTERNAL on corruption.
   virtual absl::StatusOr<std::vector<WriteOutcome>> Write(const WriteBatch& batch) = 0;
 };

@@ -11,6 +11,8 @@
 #include "consensus/dispute.h"
 #include "consensus/resolution.h"
 #include "consensus/signed_note.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/resolution_book.h"
@@ -191,6 +193,38 @@ TEST_F(IngestPlanTest, AnAttestationAlreadyStoredIsNotWritten) {
   EXPECT_TRUE(plan->batch.attestations.empty());
   EXPECT_TRUE(plan->batch.disputes.empty());
   EXPECT_TRUE(plan->state_changes.empty());
+}
+
+TEST_F(IngestPlanTest, AnEarlierReceiptFromAPeerLowersTheTimeAndCanBringARetiredKeyBack) {
+  // alice's key is retired at kTestNow - 150. This node received her attestation at kTestNow - 100
+  // (after the cut-off: it does not count); the peer's log received it at kTestNow - 200 (before).
+  auto retired = consensus::Policy::ParseToml(
+      absl::StrReplaceAll(federation_.PolicyToml(2),
+                          {{absl::StrCat("\"", federation_.alice.public_key().ToString(), "\""),
+                            absl::StrCat("{key = \"", federation_.alice.public_key().ToString(),
+                                         "\", retired = \"2023-11-14T22:10:50Z\"}")}}),
+      "policy.toml");
+  ASSERT_TRUE(retired.ok()) << retired.status();
+  policy_ = *retired;
+  const consensus::PathInfo claim = TestClaim("hello");
+  VerifiedAttestation from_peer = Verified(claim, federation_.alice);
+  from_peer.received_unix = kTestNow - 200;
+  auto plan = Plan({from_peer}, {Stored(claim, federation_.alice), Stored(claim, federation_.bob)}, "peer-1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_THAT(plan->items, ElementsAre(PlannedItem::kWrite));
+  ASSERT_EQ(plan->batch.attestations.size(), 1u);
+  EXPECT_EQ(plan->batch.attestations[0].received_unix, kTestNow - 200);
+  EXPECT_EQ(plan->batch.attestations[0].origin, "");  // the first copy's, kept by the store
+  ASSERT_EQ(plan->state_changes.size(), 1u);
+  EXPECT_THAT(plan->state_changes[0], StartsWith("quorum reached: " + claim.path.full()));
+
+  // A later receipt changes nothing.
+  from_peer.received_unix = kTestNow - 50;
+  auto later = Plan({from_peer}, {Stored(claim, federation_.alice), Stored(claim, federation_.bob)}, "peer-1");
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_THAT(later->items, ElementsAre(PlannedItem::kAlreadyPresent));
+  EXPECT_TRUE(later->batch.attestations.empty());
+  EXPECT_TRUE(later->state_changes.empty());
 }
 
 TEST_F(IngestPlanTest, TwoItemsForOnePathAreTalliedTogether) {

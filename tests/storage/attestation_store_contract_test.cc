@@ -145,6 +145,22 @@ TEST_P(AttestationStoreContractTest, WritingTwiceIsIdempotentAndKeepsFirstMetada
   EXPECT_EQ(StatsOk().attestations, 1);
 }
 
+TEST_P(AttestationStoreContractTest, AnEarlierReceiptLowersTheTimeAndKeepsEverythingElse) {
+  // Another log received it first: every node keeps the earliest receipt (a retired key's cut-off).
+  auto claim = TestClaim("hello-2.12");
+  StoredAttestation first = Attest(claim, "builder-1", FullMetadata("hello-2.12"), 500);
+  StoredAttestation earlier = Attest(claim, "builder-1", {}, 300);
+  StoredAttestation later = Attest(claim, "builder-1", {}, 900);
+  EXPECT_THAT(WriteOk(Batch({first})), ElementsAre(WriteOutcome::kInserted));
+  EXPECT_THAT(WriteOk(Batch({earlier})), ElementsAre(WriteOutcome::kAlreadyPresent));
+  StoredAttestation expected = first;
+  expected.received_unix = 300;
+  EXPECT_THAT(Read(claim.path), ElementsAre(expected));
+  EXPECT_THAT(WriteOk(Batch({later})), ElementsAre(WriteOutcome::kAlreadyPresent));
+  EXPECT_THAT(Read(claim.path), ElementsAre(expected));
+  EXPECT_EQ(StatsOk().attestations, 1);
+}
+
 TEST_P(AttestationStoreContractTest, DuplicateWithinOneBatchIsStoredOnce) {
   auto claim = TestClaim("hello-2.12");
   StoredAttestation a = Attest(claim, "builder-1", {}, 1);
