@@ -6,6 +6,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -123,6 +129,60 @@ double NodeProcess::CpuSeconds() const {
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double NearestRankPercentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(values.size())));
+  return values[std::clamp<size_t>(rank, 1, values.size()) - 1];
+}
+
+int FreeLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t length = sizeof(addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+    std::fprintf(stderr, "cannot find a free loopback port\n");
+    std::exit(1);
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+void WriteFileOrExit(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::trunc);
+  out << content;
+  if (!out.flush()) {
+    std::fprintf(stderr, "cannot write %s\n", path.c_str());
+    std::exit(1);
+  }
+}
+
+namespace {
+
+// The attestd processes running now. Never destroyed: StopTrackedNodes runs at exit.
+std::vector<pid_t>& TrackedPids() {
+  static auto* pids = new std::vector<pid_t>();
+  return *pids;
+}
+
+}  // namespace
+
+TrackedNode::TrackedNode(const std::string& attestd, const std::string& dir) : process_(attestd, dir) {
+  TrackedPids().push_back(process_.pid());
+}
+
+TrackedNode::~TrackedNode() { std::erase(TrackedPids(), process_.pid()); }
+
+void StopTrackedNodes() {
+  for (pid_t pid : TrackedPids()) kill(pid, SIGTERM);
+  for (pid_t pid : TrackedPids()) waitpid(pid, nullptr, 0);
+  TrackedPids().clear();
 }
 
 }  // namespace attest::bench

@@ -46,6 +46,30 @@ class NodeProcess final {
 
 double SecondsSince(std::chrono::steady_clock::time_point start);
 
+// The value at quantile p (0 < p <= 1) of `values`, by nearest rank; 0 when there are none.
+double NearestRankPercentile(std::vector<double> values, double p);
+
+// A TCP port on 127.0.0.1 that was free a moment ago (nodes of a federation must know each other's
+// addresses before any of them starts). Exits the benchmark with a message when there is none.
+int FreeLoopbackPort();
+
+// Writes `content` to `path`, replacing it; exits the benchmark with a message when it cannot.
+void WriteFileOrExit(const std::string& path, const std::string& content);
+
+// A NodeProcess that is also stopped by StopTrackedNodes, which a benchmark registers with std::atexit:
+// a benchmark that gives up with std::exit (which skips destructors) leaves no attestd behind.
+class TrackedNode final {
+ public:
+  TrackedNode(const std::string& attestd, const std::string& dir);
+  ~TrackedNode();  // forgets the process, then ~NodeProcess stops it
+  NodeProcess* operator->() { return &process_; }
+  const NodeProcess* operator->() const { return &process_; }
+
+ private:
+  NodeProcess process_;
+};
+void StopTrackedNodes();
+
 }  // namespace attest::bench
 
 #endif  // ATTEST_BENCH_BENCH_SUPPORT_H_

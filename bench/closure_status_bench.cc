@@ -143,13 +143,6 @@ void Fill(storage::AttestationStore& store, const std::vector<consensus::SecretK
   std::fflush(stdout);
 }
 
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(values.size())));
-  return values[std::clamp<size_t>(rank, 1, values.size()) - 1];
-}
-
 int Main(int argc, char** argv) {
   const Args args = ParseArgs(argc, argv);
   std::string dir = args.dir;
@@ -266,8 +259,8 @@ int Main(int argc, char** argv) {
               static_cast<long long>(expected), static_cast<long long>(args.closure_paths),
               static_cast<long long>(edges), static_cast<long long>(levels), static_cast<long long>(args.background));
   std::printf("closure of the root, %d requests  : median %.2f ms, p90 %.2f ms, max %.2f ms (target median <= 50)\n",
-              args.requests, Percentile(latencies_ms, 0.5), Percentile(latencies_ms, 0.9),
-              Percentile(latencies_ms, 1.0));
+              args.requests, NearestRankPercentile(latencies_ms, 0.5), NearestRankPercentile(latencies_ms, 0.9),
+              NearestRankPercentile(latencies_ms, 1.0));
   std::printf("attestd CPU per request           : %.1f ms (user + system, over %d requests; 10 ms ticks)\n",
               cpu_ms_per_request, args.requests);
   std::printf("answer                            : %s, %d members (expected %lld), %d not confirmed, %.1f KiB\n",

@@ -178,18 +178,11 @@ void Check(const absl::Status& status, const std::string& what) {
   if (!status.ok()) Fail(absl::StrCat(what, ": ", status.message()));
 }
 
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(values.size())));
-  return values[std::clamp<size_t>(rank, 1, values.size()) - 1];
-}
-
 std::string Milliseconds(const std::vector<double>& seconds) {
   if (seconds.empty()) return "-";
-  return absl::StrCat(static_cast<int>(Percentile(seconds, 0.5) * 1000 + 0.5), " / ",
-                      static_cast<int>(Percentile(seconds, 0.9) * 1000 + 0.5), " / ",
-                      static_cast<int>(Percentile(seconds, 1.0) * 1000 + 0.5), " ms");
+  return absl::StrCat(static_cast<int>(NearestRankPercentile(seconds, 0.5) * 1000 + 0.5), " / ",
+                      static_cast<int>(NearestRankPercentile(seconds, 0.9) * 1000 + 0.5), " / ",
+                      static_cast<int>(NearestRankPercentile(seconds, 1.0) * 1000 + 0.5), " ms");
 }
 
 void WriteFile(const std::string& path, const std::string& content) {
@@ -647,8 +640,8 @@ void PrintLoadFigures(const LoadFigures& f) {
               static_cast<long long>(f.lost), static_cast<long long>(f.checked));
   std::printf("  restart until Status answers     : median / p90 / max %s\n", Milliseconds(f.restart_seconds).c_str());
   std::printf("  kill after the load started      : median / max %d / %d ms\n",
-              static_cast<int>(Percentile(f.kill_after_seconds, 0.5) * 1000),
-              static_cast<int>(Percentile(f.kill_after_seconds, 1.0) * 1000));
+              static_cast<int>(NearestRankPercentile(f.kill_after_seconds, 0.5) * 1000),
+              static_cast<int>(NearestRankPercentile(f.kill_after_seconds, 1.0) * 1000));
   std::printf("  log consistency checks           : %d passed, %d failed\n", f.consistency_passed,
               f.consistency_failed);
   std::printf("  final log size                   : %llu entries (acknowledged attestations: %lld)\n",

@@ -142,50 +142,6 @@ void Check(const absl::Status& status, const std::string& what) {
   std::exit(1);
 }
 
-// The attestd processes running now, so that a benchmark stopped by Fail (std::exit, which skips
-// destructors) does not leave them behind.
-std::vector<pid_t>& LiveNodes() {
-  static auto* pids = new std::vector<pid_t>();  // never destroyed: StopLiveNodes runs at exit
-  return *pids;
-}
-
-void StopLiveNodes() {
-  for (pid_t pid : LiveNodes()) kill(pid, SIGTERM);
-  for (pid_t pid : LiveNodes()) waitpid(pid, nullptr, 0);
-  LiveNodes().clear();
-}
-
-// A NodeProcess that is stopped at exit too.
-class Node final {
- public:
-  Node(const std::string& attestd, const std::string& dir) : process_(attestd, dir) {
-    LiveNodes().push_back(process_.pid());
-  }
-  ~Node() { std::erase(LiveNodes(), process_.pid()); }  // then ~NodeProcess stops it
-  NodeProcess* operator->() { return &process_; }
-  const NodeProcess* operator->() const { return &process_; }
-
- private:
-  NodeProcess process_;
-};
-
-// A TCP port on 127.0.0.1 that was free a moment ago: the nodes of a federation must know each
-// other's addresses before any of them starts.
-int FreeLoopbackPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t length = sizeof(addr);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
-    Fail("cannot find a free loopback port");
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // One node of a benchmark federation: its key, its addresses, its directory.
 struct NodeSetup final {
   std::string dir;
@@ -212,17 +168,11 @@ std::string PolicyToml(const std::vector<std::string>& builder_public_keys, int 
   return text;
 }
 
-void WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream out(path, std::ios::trunc);
-  out << content;
-  if (!out.flush()) Fail("cannot write " + path);
-}
-
 // node.toml, node.sec and policy.toml in node.dir; `extra` is appended to node.toml.
 void WriteNodeConfig(const NodeSetup& node, const std::string& policy, const std::vector<NodeSetup>& peers,
                      const std::string& extra) {
-  WriteFile(node.dir + "/policy.toml", policy);
-  WriteFile(node.dir + "/node.sec", BenchKey(node.key_name).ExportText());
+  WriteFileOrExit(node.dir + "/policy.toml", policy);
+  WriteFileOrExit(node.dir + "/node.sec", BenchKey(node.key_name).ExportText());
   std::string toml =
       absl::StrCat("[node]\ngrpc = \"", node.grpc, "\"\nhttp = \"", node.http,
                    "\"\ndatabase = \"attest.db\"\nkey = \"node.sec\"\npolicy = \"policy.toml\"\n\n", extra);
@@ -230,7 +180,7 @@ void WriteNodeConfig(const NodeSetup& node, const std::string& policy, const std
     absl::StrAppend(&toml, "\n[[peer]]\ngrpc = \"", peer.grpc, "\"\nhttp = \"", peer.http, "\"\nkey = \"",
                     peer.public_key(), "\"\n");
   }
-  WriteFile(node.dir + "/node.toml", toml);
+  WriteFileOrExit(node.dir + "/node.toml", toml);
 }
 
 // The RPCs the benchmark asks a node, each with a deadline.
@@ -319,13 +269,6 @@ int64_t DatabaseBytes(const std::string& dir) {
   return FileBytes(dir + "/attest.db") + FileBytes(dir + "/attest.db-wal");
 }
 
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(values.size())));
-  return values[std::clamp<size_t>(rank, 1, values.size()) - 1];
-}
-
 // --- Catch-up ---
 
 void FillPeerDatabase(const std::string& file, const std::vector<std::string>& requests) {
@@ -376,7 +319,7 @@ void RunCatchUp(const Args& args, const std::string& dir) {
   SubmitFigures ingested;
   {
     std::printf("  ingest: submitting them over gRPC to a fresh attestd (%d in flight)...\n", args.inflight);
-    Node node(args.attestd, ingest.dir);
+    TrackedNode node(args.attestd, ingest.dir);
     ingested = SubmitAll(node->address(), requests, args.inflight);
     if (ingested.failed > 0) Fail(absl::StrCat("ingest: ", ingested.failed, " attestations not accepted"));
   }
@@ -386,7 +329,7 @@ void RunCatchUp(const Args& args, const std::string& dir) {
   std::printf("  filling the peer's database...\n");
   FillPeerDatabase(peer.dir + "/attest.db", requests);
   WriteNodeConfig(peer, policy, {}, "[log]\ncheckpoint_interval = \"100ms\"\n");
-  Node peer_process(args.attestd, peer.dir);
+  TrackedNode peer_process(args.attestd, peer.dir);
   NodeRpc peer_rpc(peer.grpc);
   {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
@@ -406,7 +349,7 @@ void RunCatchUp(const Args& args, const std::string& dir) {
 
   const double peer_cpu_before = peer_process->CpuSeconds();
   const auto start = std::chrono::steady_clock::now();
-  auto follower_process = std::make_unique<Node>(args.attestd, follower.dir);
+  auto follower_process = std::make_unique<TrackedNode>(args.attestd, follower.dir);
   NodeRpc follower_rpc(follower.grpc);
   long rss_max = 0;
   uint64_t last_cursor = 0;
@@ -508,8 +451,8 @@ void RunConvergence(const Args& args, const std::string& dir) {
       "convergence: 3 nodes, each following the other two; quorum %d; checkpoint_interval %s, "
       "poll_interval %s; %d rounds\n",
       args.quorum, args.checkpoint_interval.c_str(), args.poll_interval.c_str(), args.rounds);
-  std::vector<std::unique_ptr<Node>> processes;
-  for (const NodeSetup& node : nodes) processes.push_back(std::make_unique<Node>(args.attestd, node.dir));
+  std::vector<std::unique_ptr<TrackedNode>> processes;
+  for (const NodeSetup& node : nodes) processes.push_back(std::make_unique<TrackedNode>(args.attestd, node.dir));
   std::vector<std::unique_ptr<NodeRpc>> rpc;
   for (const NodeSetup& node : nodes) rpc.push_back(std::make_unique<NodeRpc>(node.grpc));
 
@@ -572,10 +515,10 @@ void RunConvergence(const Args& args, const std::string& dir) {
   std::printf(
       "verdict on B and C after A's ack  : median %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms "
       "(%zu rounds, %d timed out)\n",
-      Percentile(both, 0.5), Percentile(both, 0.9), Percentile(both, 0.99), Percentile(both, 1.0), both.size(),
+      NearestRankPercentile(both, 0.5), NearestRankPercentile(both, 0.9), NearestRankPercentile(both, 0.99), NearestRankPercentile(both, 1.0), both.size(),
       timeouts);
-  std::printf("first of B and C                  : median %.1f ms, p99 %.1f ms\n", Percentile(first, 0.5),
-              Percentile(first, 0.99));
+  std::printf("first of B and C                  : median %.1f ms, p99 %.1f ms\n", NearestRankPercentile(first, 0.5),
+              NearestRankPercentile(first, 0.99));
   std::printf("resident memory A, B, C           : %.1f, %.1f, %.1f MiB\n", rss[0] / 1024.0, rss[1] / 1024.0,
               rss[2] / 1024.0);
   std::fflush(stdout);
@@ -593,7 +536,7 @@ int Main(int argc, char** argv) {
   for (const char* sub : {"ingest", "peer", "follower", "converge-a", "converge-b", "converge-c"}) {
     std::filesystem::remove_all(std::filesystem::path(dir) / sub);  // what an earlier run left
   }
-  std::atexit(StopLiveNodes);
+  std::atexit(StopTrackedNodes);
   std::printf("scratch directory %s\n", dir.c_str());
   if (args.catch_up) RunCatchUp(args, dir);
   if (args.catch_up && args.convergence) std::printf("\n");

@@ -85,48 +85,6 @@ Args ParseArgs(int argc, char** argv) {
   std::exit(1);
 }
 
-// The attestd processes running now, so that a benchmark stopped by Fail (std::exit, which skips
-// destructors) does not leave them behind.
-std::vector<pid_t>& LiveNodes() {
-  static auto* pids = new std::vector<pid_t>();  // never destroyed: StopLiveNodes runs at exit
-  return *pids;
-}
-
-void StopLiveNodes() {
-  for (pid_t pid : LiveNodes()) kill(pid, SIGTERM);
-  for (pid_t pid : LiveNodes()) waitpid(pid, nullptr, 0);
-  LiveNodes().clear();
-}
-
-class Node final {
- public:
-  Node(const std::string& attestd, const std::string& dir) : process_(attestd, dir) {
-    LiveNodes().push_back(process_.pid());
-  }
-  ~Node() { std::erase(LiveNodes(), process_.pid()); }  // then ~NodeProcess stops it
-  const NodeProcess* operator->() const { return &process_; }
-
- private:
-  NodeProcess process_;
-};
-
-// A TCP port on 127.0.0.1 that was free a moment ago: the nodes must know each other's addresses before
-// any of them starts.
-int FreeLoopbackPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t length = sizeof(addr);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
-    Fail("cannot find a free loopback port");
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 struct NodeSetup final {
   std::string dir;
   std::string key_name;
@@ -134,12 +92,6 @@ struct NodeSetup final {
   std::string http;
   std::string public_key() const { return BenchKey(key_name).public_key().ToString(); }
 };
-
-void WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream out(path, std::ios::trunc);
-  out << content;
-  if (!out.flush()) Fail("cannot write " + path);
-}
 
 // The policy of version `version` (1: the file the nodes start with), with operator-1's builder key
 // revoked when `revoke_b`. Each version is a whole statement: a key revoked in one version is active
@@ -226,13 +178,6 @@ class NodeRpc final {
   std::unique_ptr<v1::Policy::Stub> policy_;
 };
 
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(values.size())));
-  return values[std::clamp<size_t>(rank, 1, values.size()) - 1];
-}
-
 // Polls the path on `rpc` every 5 ms until each node gives `verdict` under `policy_hash`; the seconds
 // from `start` at which each did (nullopt: not within 30 s).
 std::vector<std::optional<double>> WaitForVerdict(std::vector<std::unique_ptr<NodeRpc>>& rpc, const std::string& path,
@@ -265,7 +210,7 @@ int Main(int argc, char** argv) {
     if (mkdtemp(dir_template) == nullptr) Fail("cannot make a directory under /var/tmp");
     dir = dir_template;
   }
-  std::atexit(StopLiveNodes);
+  std::atexit(StopTrackedNodes);
   std::printf("scratch directory %s\n", dir.c_str());
 
   std::vector<consensus::SecretKey> builders, maintainers;
@@ -286,8 +231,8 @@ int Main(int argc, char** argv) {
   }
   for (size_t i = 0; i < nodes.size(); ++i) {
     const NodeSetup& node = nodes[i];
-    WriteFile(node.dir + "/policy.toml", toml);
-    WriteFile(node.dir + "/node.sec", BenchKey(node.key_name).ExportText());
+    WriteFileOrExit(node.dir + "/policy.toml", toml);
+    WriteFileOrExit(node.dir + "/node.sec", BenchKey(node.key_name).ExportText());
     std::string config = absl::StrCat("[node]\ngrpc = \"", node.grpc, "\"\nhttp = \"", node.http,
                                       "\"\ndatabase = \"attest.db\"\nkey = \"node.sec\"\npolicy = \"policy.toml\"\n",
                                       "\n[log]\ncheckpoint_interval = \"", args.checkpoint_interval,
@@ -297,12 +242,12 @@ int Main(int argc, char** argv) {
       absl::StrAppend(&config, "\n[[peer]]\ngrpc = \"", nodes[j].grpc, "\"\nhttp = \"", nodes[j].http,
                       "\"\nkey = \"", nodes[j].public_key(), "\"\n");
     }
-    WriteFile(node.dir + "/node.toml", config);
+    WriteFileOrExit(node.dir + "/node.toml", config);
   }
   std::printf("3 nodes, each following the other two; checkpoint_interval %s, poll_interval %s; %d rounds\n",
               args.checkpoint_interval.c_str(), args.poll_interval.c_str(), args.rounds);
-  std::vector<std::unique_ptr<Node>> processes;
-  for (const NodeSetup& node : nodes) processes.push_back(std::make_unique<Node>(args.attestd, node.dir));
+  std::vector<std::unique_ptr<TrackedNode>> processes;
+  for (const NodeSetup& node : nodes) processes.push_back(std::make_unique<TrackedNode>(args.attestd, node.dir));
   std::vector<std::unique_ptr<NodeRpc>> rpc;
   for (const NodeSetup& node : nodes) rpc.push_back(std::make_unique<NodeRpc>(node.grpc));
   {
@@ -381,12 +326,12 @@ int Main(int argc, char** argv) {
   std::printf("\n");
   std::printf("new verdict on all 3 nodes         : median %.1f ms, p90 %.1f ms, max %.1f ms (%zu rounds, %d timed "
               "out; target median <= 1000)\n",
-              Percentile(all_nodes_ms, 0.5), Percentile(all_nodes_ms, 0.9), Percentile(all_nodes_ms, 1.0),
+              NearestRankPercentile(all_nodes_ms, 0.5), NearestRankPercentile(all_nodes_ms, 0.9), NearestRankPercentile(all_nodes_ms, 1.0),
               all_nodes_ms.size(), timeouts);
-  std::printf("new verdict on node 0 (submitted to): median %.1f ms, max %.1f ms\n", Percentile(node0_ms, 0.5),
-              Percentile(node0_ms, 1.0));
-  std::printf("SubmitPolicy round trip            : median %.1f ms, max %.1f ms\n", Percentile(submit_ms, 0.5),
-              Percentile(submit_ms, 1.0));
+  std::printf("new verdict on node 0 (submitted to): median %.1f ms, max %.1f ms\n", NearestRankPercentile(node0_ms, 0.5),
+              NearestRankPercentile(node0_ms, 1.0));
+  std::printf("SubmitPolicy round trip            : median %.1f ms, max %.1f ms\n", NearestRankPercentile(submit_ms, 0.5),
+              NearestRankPercentile(submit_ms, 1.0));
   std::printf("final policy                       : version %lld %s\n", static_cast<long long>(current.version()),
               current.Hash().c_str());
   std::printf("resident memory of the 3 nodes     : %.1f, %.1f, %.1f MiB\n", rss[0] / 1024.0, rss[1] / 1024.0,
