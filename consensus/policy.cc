@@ -1,7 +1,7 @@
 // The policy in one file, as one room: validation (Create), the TOML parser (ParseToml) and the canonical
 // text share the rules for names, keys, quorums, groups, rules and lifecycles, and each problem must be
 // reported at its line by the parser and with the same words by Create. Splitting them would spread
-// one set of rules over several files; the sections below follow the order of the file format.
+// one set of rules over several files.
 #include "consensus/policy.h"
 
 #include <algorithm>
