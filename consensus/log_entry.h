@@ -58,6 +58,15 @@
 // The entry records what was adopted; the parser does not parse the TOML or check that it hashes to
 // the policy line (VerifyPolicyLink does that before a node adopts it).
 //
+// Realisation entry (a realisation attestation the node accepted, consensus/realisation.h; the
+// builder's signature is the evidence, as for attestation entries):
+//   attest/log/realisation/v1
+//   realisation <the realisation fingerprint, verbatim: one line of canonical JSON, either format>
+//   signature <key name>:<base64 of 64 bytes>
+//   observed-key <key name>:<base64 of 32 bytes>   (optional, as above)
+//   deriver, output, system, kind, built            (optional, as above)
+//   received <unix seconds>                        (required)
+//
 // An entry is at most kMaxLogEntryBytes (the tlog-tiles entry bundle limit), header included.
 //
 // Pure functions and value types; thread-safe.
@@ -76,6 +85,7 @@
 #include "absl/status/statusor.h"
 #include "consensus/attestation.h"
 #include "consensus/keys.h"
+#include "consensus/realisation.h"
 
 namespace attest::consensus {
 
@@ -88,6 +98,7 @@ inline constexpr std::string_view kDisputeEntryHeader = "attest/log/dispute/v1";
 inline constexpr std::string_view kResolutionEntryHeader = "attest/log/resolution/v1";
 inline constexpr std::string_view kDisputePartEntryHeader = "attest/log/dispute-part/v1";
 inline constexpr std::string_view kPolicyEntryHeader = "attest/log/policy/v1";
+inline constexpr std::string_view kRealisationEntryHeader = "attest/log/realisation/v1";
 
 // The slice of a dispute record's note one part entry carries (the part's other lines take at most
 // 121 bytes, so a part always fits in kMaxLogEntryBytes).
@@ -97,7 +108,8 @@ inline constexpr size_t kDisputePartBytes = 60000;
 inline constexpr size_t kMaxDisputeParts = 4096;
 
 // Values are stable (stored and compared across nodes).
-enum class LogEntryKind { kAttestation = 1, kDispute = 2, kResolution = 3, kDisputePart = 4, kPolicy = 5 };
+enum class LogEntryKind { kAttestation = 1, kDispute = 2, kResolution = 3, kDisputePart = 4, kPolicy = 5,
+                          kRealisation = 6 };
 
 // One slice of a dispute record too large for one entry.
 struct DisputePart final {
@@ -130,6 +142,22 @@ struct AttestationEntry final {
 
   friend bool operator==(const AttestationEntry&, const AttestationEntry&) = default;
 };
+
+struct RealisationEntry final {
+  RealisationAttestation attestation;
+  std::optional<PublicKey> observed_key;  // as AttestationEntry
+  int64_t received_unix = 0;
+
+  friend bool operator==(const RealisationEntry&, const RealisationEntry&) = default;
+};
+
+// The realisation entry's bytes. INVALID_ARGUMENT as EncodeAttestationEntry (size, key names,
+// metadata via ValidateRealisationMetadata, negative time, a claim whose fingerprint does not parse
+// back).
+absl::StatusOr<std::string> EncodeRealisationEntry(const RealisationEntry& entry);
+// As CheckAttestationLoggable, for a realisation attestation.
+absl::Status CheckRealisationLoggable(const RealisationAttestation& attestation,
+                                      const std::optional<PublicKey>& observed_key);
 
 // The attestation entry's bytes. INVALID_ARGUMENT when:
 //   - the entry would exceed kMaxLogEntryBytes (the message gives the length; a path with that many
@@ -184,6 +212,7 @@ struct LogEntry final {
   std::string note;  // the signed note when kind is kDispute or kResolution, else empty
   std::optional<DisputePart> part;  // set exactly when kind == kDisputePart
   std::optional<PolicyEntry> policy;  // set exactly when kind == kPolicy
+  std::optional<RealisationEntry> realisation;  // set exactly when kind == kRealisation
 
   friend bool operator==(const LogEntry&, const LogEntry&) = default;
 };

@@ -26,6 +26,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "consensus/attestation.h"
 #include "consensus/policy.h"
+#include "consensus/realisation.h"
 
 namespace attest::consensus {
 
@@ -73,6 +74,18 @@ TallyResult Tally(const Policy& policy, std::span<const Attestation> attestation
 // that hold them inside other records and should not copy them.
 TallyResult Tally(const Policy& policy, std::span<const Attestation* const> attestations,
                   const TallyOptions& options = {}, std::span<const int64_t> received_unix = {});
+
+// The tally of one derivation output's realisations (consensus/realisation.h), by the same rules: two
+// attestations agree when their realisation fingerprints are byte-identical; DISPUTED when counted
+// builders signed different ones (a nondeterministic CA derivation maps to different output paths).
+// All attestations must be about one key (others are uncounted, as above); FingerprintTally.fingerprint
+// holds the realisation fingerprint.
+// The rule: a kBuildTrace key names its derivation, so the rule is RuleFor(key.ExpectedOutPathName()).
+// A kDrvHash key names only a hash, and the name in a claim is the builder's word: the rule is
+// RuleFor(the leading claim's output path name) AND the default quorum must hold too, so that naming an
+// output after a lenient rule cannot lower the quorum (quorum_explanation then reports both).
+TallyResult TallyRealisation(const Policy& policy, std::span<const RealisationAttestation* const> attestations,
+                             const TallyOptions& options = {}, std::span<const int64_t> received_unix = {});
 
 }  // namespace attest::consensus
 

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "consensus/attestation.h"
 #include "consensus/keys.h"
+#include "consensus/realisation.h"
 #include "consensus/resolution.h"
 #include "consensus/store_path.h"
 
@@ -33,6 +34,16 @@ struct StoredAttestation final {
   std::string origin;
 
   friend bool operator==(const StoredAttestation&, const StoredAttestation&) = default;
+};
+
+// A realisation attestation as stored (consensus/realisation.h); the fields as StoredAttestation.
+struct StoredRealisation final {
+  consensus::RealisationAttestation attestation;
+  int64_t received_unix = 0;
+  std::optional<consensus::PublicKey> observed_key;
+  std::string origin;
+
+  friend bool operator==(const StoredRealisation&, const StoredRealisation&) = default;
 };
 
 struct StoredDispute final {
@@ -91,6 +102,8 @@ struct StoreStats final {
   int64_t disputes = 0;
   int64_t open_disputes = 0;
   int64_t resolutions = 0;
+  int64_t realisations = 0;      // realisation attestations
+  int64_t realisation_keys = 0;  // derivation outputs (realisation keys) with at least one
 };
 
 class Ledger {
@@ -101,6 +114,20 @@ class Ledger {
   // vector, attestations are ordered by (fingerprint, key name).
   virtual absl::StatusOr<std::vector<std::vector<StoredAttestation>>> AttestationsFor(
       std::span<const consensus::StorePath> paths) = 0;
+
+  // Every stored realisation attestation of each key, one vector per input key, in input order; within
+  // a vector ordered by (fingerprint, key name). Keys are compared in canonical text.
+  virtual absl::StatusOr<std::vector<std::vector<StoredRealisation>>> RealisationsFor(
+      std::span<const consensus::RealisationKey> keys) {
+    (void)keys;
+    return absl::UnimplementedError("RealisationsFor");
+  }
+  // The keys (canonical text, sorted, unique) of every stored realisation attestation whose claim maps
+  // to `out_path`: what the gateway asks to learn whether a CA path's realisation is CONFIRMED.
+  virtual absl::StatusOr<std::vector<std::string>> RealisationKeysFor(const consensus::StorePath& out_path) {
+    (void)out_path;
+    return absl::UnimplementedError("RealisationKeysFor");
+  }
 
   virtual absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) = 0;
   virtual absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) = 0;

@@ -34,7 +34,7 @@ enum class LogAppend {
   // Nothing: the batch is stored only (tests, tools).
   kNone,
   // Every attestation of the batch that is inserted (not kAlreadyPresent), in batch order, then every
-  // dispute record, then every resolution statement inserted: what was submitted to this node.
+  // realisation attestation inserted, in batch order, then every dispute record, then every resolution statement inserted: what was submitted to this node.
   kAll,
   // Only the dispute records: a batch replicated from a peer, whose attestations are stored with
   // their origin and never appended again, but whose dispute records this node made itself.
@@ -44,6 +44,9 @@ enum class LogAppend {
 // One atomic write: all of it is stored, or none of it.
 struct WriteBatch final {
   std::vector<StoredAttestation> attestations;
+  // Realisation attestations; stored, logged (LogAppend::kAll: one realisation entry each, after the
+  // attestations' entries) and answered like attestations.
+  std::vector<StoredRealisation> realisations;
   // Insert or replace by id; opened_unix of an existing dispute is kept.
   std::vector<StoredDispute> disputes;
   // Stored once per signed note (a statement already present is left as it is). Appended to the
@@ -73,7 +76,8 @@ class StoreWriter {
   // An attestation already present (same path, fingerprint and key name) is not stored again and
   // reported kAlreadyPresent; its first metadata is kept, and its received time becomes the batch's
   // when that is earlier (the earliest receipt any log shows, which decides a retired key's cut-off
-  // alike on every node: docs/policy.md). One outcome per attestation, in order.
+  // alike on every node: docs/policy.md). The same for a realisation attestation (same key,
+  // fingerprint and key name). One outcome per attestation, in order, then one per realisation.
   // UNAVAILABLE when the database is busy past the retry bound; DATA_LOSS / INTERNAL on corruption.
   virtual absl::StatusOr<std::vector<WriteOutcome>> Write(const WriteBatch& batch) = 0;
 };
