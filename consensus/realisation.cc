@@ -145,9 +145,6 @@ class JsonReader final {
         if (pos_ >= input_.size() || input_[pos_] != '"') return Error("expected a member name");
         auto name = String();
         if (!name.ok()) return name.status();
-        if (value.Find(*name) != nullptr) {
-          return Error(Cat("duplicate member name ", QuoteForError(*name)));
-        }
         SkipSpace();
         if (pos_ >= input_.size() || input_[pos_] != ':') return Error("expected ':' after a member name");
         ++pos_;
@@ -161,6 +158,7 @@ class JsonReader final {
         }
         if (pos_ < input_.size() && input_[pos_] == '}') {
           ++pos_;
+          if (absl::Status s = CheckUniqueNames(value); !s.ok()) return s;
           return value;
         }
         return Error("expected ',' or '}' in an object");
@@ -207,6 +205,18 @@ class JsonReader final {
     }
     if (c == '-' || (c >= '0' && c <= '9')) return Number();
     return Error(Cat("unexpected ", QuoteForError(input_.substr(pos_, 1))));
+  }
+
+  // Sorted once the object is complete (n log n: a hostile file may have many members).
+  absl::Status CheckUniqueNames(const JsonValue& object) const {
+    std::vector<const std::string*> names;
+    names.reserve(object.members.size());
+    for (const auto& member : object.members) names.push_back(&member.first);
+    std::sort(names.begin(), names.end(), [](const std::string* a, const std::string* b) { return *a < *b; });
+    for (size_t i = 1; i < names.size(); ++i) {
+      if (*names[i] == *names[i - 1]) return Error(Cat("duplicate member name ", QuoteForError(*names[i])));
+    }
+    return absl::OkStatus();
   }
 
   absl::StatusOr<JsonValue> Number() {
