@@ -478,6 +478,33 @@ TEST(SqliteAttestationStoreTest, RealisationsSurviveCloseAndReopen) {
   EXPECT_THAT(store->Write(testing::RealisationBatch({written[0]})).value(), ElementsAre(WriteOutcome::kAlreadyPresent));
 }
 
+// A changed byte in a stored realisation's claim (here its output path) is DATA_LOSS naming the key,
+// never a claim nobody signed.
+TEST(SqliteAttestationStoreTest, AChangedByteInAStoredRealisationIsDataLoss) {
+  TempDir dir;
+  const std::string file = dir.File("attest.db");
+  const StoredRealisation stored =
+      testing::AttestRealisation(testing::BuildTraceRealisation("hello-2.12", "out", "A"), "builder-1");
+  const std::string out_path = stored.attestation.claim.out_path.full();
+  std::string changed_path = out_path;
+  changed_path[11] = changed_path[11] == 'a' ? 'b' : 'a';  // the hash part's first character
+  {
+    auto store = OpenOrDie(file);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Write(testing::RealisationBatch({stored})).ok());
+  }
+  ExecuteOnFile(file, consensus::Cat("UPDATE realisations SET fingerprint = replace(fingerprint, '",
+                                     out_path.substr(11), "', '", changed_path.substr(11), "')"));
+  ASSERT_EQ(QueryIntOnFile(file, consensus::Cat("SELECT count(*) FROM realisations WHERE instr(fingerprint, '",
+                                                changed_path.substr(11), "') > 0")),
+            1);
+  auto store = OpenOrDie(file);
+  ASSERT_NE(store, nullptr);
+  auto read = store->RealisationsFor(std::vector<consensus::RealisationKey>{stored.attestation.claim.key});
+  EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(read.status().message(), HasSubstr(stored.attestation.claim.key.ToString()));
+}
+
 // A database failure half way through a batch (here a trigger refusing the second realisation row,
 // after the attestations, the first realisation and their log entries were written) rolls all of it
 // back: nothing stored, nothing counted, nothing logged, and the next batch logs from where the log was.
