@@ -446,7 +446,8 @@ TEST(SqliteAttestationStoreTest, Version7GainsThePolicyTablesAndKeepsWhatItHolds
 TEST(SqliteAttestationStoreTest, RealisationsSurviveCloseAndReopen) {
   TempDir dir;
   const std::string file = dir.File("attest.db");
-  const consensus::Realisation base = testing::DrvHashRealisation("ca-base.drv", testing::SeededStorePath("ca-base", "A"));
+  const consensus::Realisation base =
+      testing::DrvHashRealisation("ca-base.drv", testing::SeededStorePath("ca-base", "A"));
   const consensus::Realisation top = testing::DrvHashRealisation(
       "ca-top.drv", testing::SeededStorePath("ca-top", "A"), "out", {{base.key.ToString(), base.out_path}});
   std::vector<StoredRealisation> written = {
@@ -475,7 +476,8 @@ TEST(SqliteAttestationStoreTest, RealisationsSurviveCloseAndReopen) {
   EXPECT_EQ(stats.realisation_keys, 3);
   EXPECT_EQ(store->GetLogHead().value().size, 3u);
   EXPECT_EQ(store->LogEntries(0, 3).value(), entries);
-  EXPECT_THAT(store->Write(testing::RealisationBatch({written[0]})).value(), ElementsAre(WriteOutcome::kAlreadyPresent));
+  EXPECT_THAT(store->Write(testing::RealisationBatch({written[0]})).value(),
+              ElementsAre(WriteOutcome::kAlreadyPresent));
 }
 
 // A changed byte in a stored realisation's claim (here its output path) is DATA_LOSS naming the key,
@@ -520,8 +522,10 @@ TEST(SqliteAttestationStoreTest, ABatchFailingHalfWayStoresNothing) {
   const LogHead head = store->GetLogHead().value();
 
   const StoredAttestation a = Attest(TestClaim("a-1"), "builder-new");
-  const StoredRealisation first = testing::AttestRealisation(testing::BuildTraceRealisation("r", "out", "A"), "builder-new");
-  const StoredRealisation second = testing::AttestRealisation(testing::BuildTraceRealisation("s", "out", "A"), "builder-new");
+  const StoredRealisation first =
+      testing::AttestRealisation(testing::BuildTraceRealisation("r", "out", "A"), "builder-new");
+  const StoredRealisation second =
+      testing::AttestRealisation(testing::BuildTraceRealisation("s", "out", "A"), "builder-new");
   ExecuteOnFile(file, consensus::Cat("CREATE TRIGGER injected_fault BEFORE INSERT ON realisations WHEN NEW.key = '",
                                      second.attestation.claim.key.ToString(),
                                      "' BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"));
