@@ -1,11 +1,13 @@
 #include "consensus/realisation.h"
 
+#include <random>
 #include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "consensus/attestation.h"
 #include "consensus/keys.h"
 #include "consensus/store_path.h"
@@ -636,6 +638,70 @@ TEST(RealisationSignatureTest, MetadataMustFitTheKey) {
   BuildMetadata bad = ok;
   bad.build_time_unix = -1;
   EXPECT_FALSE(ValidateRealisationMetadata(trace, bad).ok());
+}
+
+// ---- Properties ----------------------------------------------------------------------------------
+
+// Random byte edits of canonical fingerprints and files: whatever the strict parser accepts is
+// canonical (Fingerprint() gives the input back), and nothing crashes.
+TEST(RealisationPropertyTest, EveryAcceptedFingerprintIsCanonical) {
+  const std::vector<std::string> seeds = {TopClaim().Fingerprint(), TraceClaim().Fingerprint(),
+                                          ReadData("nix-2.8-ca-base.doi"), ReadData("nix-2.8-ca-top.doi"),
+                                          Renamed(ReadData("nix-2.35-with-signature.json"))};
+  const std::string alphabet = "{}[]\":,\\ \n!^/-.0123456789abcdefsu";
+  std::mt19937 rng(42);  // fixed seed: failures reproduce
+  int accepted = 0;
+  for (int round = 0; round < 4000; ++round) {
+    std::string text = seeds[round % seeds.size()];
+    const int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits && !text.empty(); ++e) {
+      const size_t at = rng() % text.size();
+      switch (rng() % 3) {
+        case 0:
+          text[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          text.erase(at, 1);
+          break;
+        default:
+          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
+      }
+    }
+    absl::StatusOr<Realisation> claim = Realisation::ParseFingerprint(text);
+    if (claim.ok()) {
+      ++accepted;
+      ASSERT_EQ(claim->Fingerprint(), text);
+    } else {
+      ASSERT_EQ(claim.status().code(), absl::StatusCode::kInvalidArgument);
+      ASSERT_FALSE(claim.status().message().empty());
+    }
+    absl::StatusOr<RealisationFile> file = ParseRealisationFile(text);
+    if (file.ok()) {
+      // A file that parses writes back to a file that parses to the same thing.
+      absl::StatusOr<RealisationFile> again =
+          ParseRealisationFile(FormatRealisationFile(file->claim, file->signatures));
+      ASSERT_TRUE(again.ok()) << again.status();
+      ASSERT_EQ(again->claim, file->claim);
+      ASSERT_EQ(again->signatures, file->signatures);
+    } else {
+      ASSERT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument);
+    }
+  }
+  // Some edits keep a fingerprint valid (another hash digit, another name character).
+  EXPECT_GT(accepted, 0);
+}
+
+TEST(RealisationPropertyTest, TooManyDependentsAreRefusedByTheirCount) {
+  // 10,001 dependents: over the limit, refused by count (not by quadratic duplicate checks).
+  std::string json = "{\"dependentRealisations\":{";
+  for (int i = 0; i <= 10000; ++i) {
+    absl::StrAppend(&json, i == 0 ? "" : ",", "\"sha256:", std::string(59, 'a'), 10000 + i,
+                    "!out\":\"n2226w6qslyyljhc8rc1smxyz9y12l6f-ca-base\"");
+  }
+  absl::StrAppend(&json, "},\"id\":\"sha256:", std::string(kHex), "!out\",\"outPath\":\"n2226w6qslyyljhc8rc1smxyz9y12l6f-ca-base\"}");
+  absl::StatusOr<RealisationFile> file = ParseRealisationFile(json);
+  ASSERT_FALSE(file.ok());
+  EXPECT_THAT(file.status().message(), HasSubstr("10001 dependent realisations; at most 10000"));
 }
 
 }  // namespace
