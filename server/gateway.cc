@@ -300,7 +300,7 @@ HttpReply Gateway::Realisation(std::string_view request_path) {
   if (!key.ok()) {
     Count(Answer::kRealisationBadPath);
     return HttpReply::Now(HttpResponse::Text(
-        400, Cat("not a realisation: ", StdView(key.status().message()),
+        400, Cat(StdView(key.status().message()),
                  " (expected /realisations/sha256:<64 lower-case hex>!<output>.doi or "
                  "/build-trace-v2/<hash>-<name>.drv/<output>.doi)")));
   }
