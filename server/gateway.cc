@@ -127,7 +127,6 @@ struct Gateway::RealisationEntry final {
   std::shared_ptr<const std::string> body;  // the 200 .doi; null for a 404
   std::string reason;                       // the 404's text
   Answer answer = Answer::kRealisationServed;
-  std::optional<consensus::StorePath> out_path;  // of the leading claim, when there is one
   absl::Time expires;
   mutable std::atomic<int64_t> last_used{0};  // unix seconds, for eviction
 };

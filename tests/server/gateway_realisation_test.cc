@@ -78,8 +78,10 @@ class GatewayRealisationTest : public ::testing::Test {
   void StartGateway() {
     auto upstream = OpenUpstream("file://" + dir_.File("cache"), UpstreamOptions{});
     ASSERT_TRUE(upstream.ok()) << upstream.status();
+    GatewayOptions options;
+    options.metrics = &metrics_;
     gateway_ = std::make_unique<Gateway>(book_, store_.get(), federation_.node_key, *std::move(upstream),
-                                         [] { return testing::FixedNow(); }, GatewayOptions{.metrics = &metrics_});
+                                         [] { return testing::FixedNow(); }, options);
     HttpRouter router;
     gateway_->AddRoutes(router);
     auto server = HttpServer::Start(ListenAddress{.host = "127.0.0.1", .port = 0}, std::move(router));
@@ -125,7 +127,9 @@ class GatewayRealisationTest : public ::testing::Test {
     storage::WriteBatch batch;
     for (const consensus::SecretKey* key : keys) {
       batch.realisations.push_back(storage::StoredRealisation{.attestation = consensus::SignRealisation(claim, *key),
-                                                              .received_unix = testing::kTestNow});
+                                                              .received_unix = testing::kTestNow,
+                                                              .observed_key = std::nullopt,
+                                                              .origin = ""});
     }
     auto written = store_->Write(batch);
     ASSERT_TRUE(written.ok()) << written.status();
@@ -136,7 +140,9 @@ class GatewayRealisationTest : public ::testing::Test {
     storage::WriteBatch batch;
     for (const consensus::SecretKey* key : keys) {
       batch.attestations.push_back(storage::StoredAttestation{.attestation = consensus::SignAttestation(claim, *key),
-                                                              .received_unix = testing::kTestNow});
+                                                              .received_unix = testing::kTestNow,
+                                                              .observed_key = std::nullopt,
+                                                              .origin = ""});
     }
     auto written = store_->Write(batch);
     ASSERT_TRUE(written.ok()) << written.status();
@@ -166,7 +172,7 @@ class GatewayRealisationTest : public ::testing::Test {
         ADD_FAILURE() << "signature by an unknown key " << signature.key_name;
         continue;
       }
-      const consensus::RealisationAttestation attestation{.claim = file.claim, .signature = signature};
+      const consensus::RealisationAttestation attestation{.claim = file.claim, .signature = signature, .metadata = {}};
       EXPECT_TRUE(consensus::VerifyRealisation(attestation, it->second->public_key()).ok()) << signature.key_name;
       names.push_back(signature.key_name);
     }
@@ -222,7 +228,8 @@ TEST_F(GatewayRealisationTest, OnlyTheAgreeingSideSignsAndExcludedOutsidersDoNot
   batch.realisations.push_back(
       storage::StoredRealisation{.attestation = consensus::SignRealisation(TopRealisation(), federation_.outsider),
                                  .received_unix = testing::kTestNow,
-                                 .observed_key = federation_.outsider.public_key()});
+                                 .observed_key = federation_.outsider.public_key(),
+                                 .origin = ""});
   ASSERT_TRUE(store_->Write(batch).ok());
   const std::vector<consensus::Realisation> claims{TopRealisation()};
   gateway_->RealisationsChanged(claims);
