@@ -185,7 +185,8 @@ bool ContentAddressGivesPath(std::string_view ca, const consensus::PathInfo& cla
   // other than the path itself in order and ":self" when it refers to itself.
   constexpr std::string_view kRecursiveSha256 = "fixed:r:sha256:";
   if (ca.substr(0, kRecursiveSha256.size()) != kRecursiveSha256) return false;
-  absl::StatusOr<consensus::NarHash> hash = consensus::NarHash::Parse(Cat("sha256:", ca.substr(kRecursiveSha256.size())));
+  absl::StatusOr<consensus::NarHash> hash =
+      consensus::NarHash::Parse(Cat("sha256:", ca.substr(kRecursiveSha256.size())));
   if (!hash.ok()) return false;
   std::vector<std::string> references;
   bool self = false;
@@ -234,7 +235,8 @@ Gateway::Gateway(const PolicyBook& policy, storage::Ledger* store,
   CounterFamily& requests =
       (options.metrics != nullptr ? *options.metrics : *own_metrics_)
           .AddCounter("attest_gateway_requests_total",
-                      "Requests to the substituter gateway, by route (nix_cache_info, narinfo, nar, realisation) and answer.",
+                      "Requests to the substituter gateway, by route (nix_cache_info, narinfo, nar, realisation) "
+                      "and answer.",
                       {"route", "answer"});
   for (const auto& [route, answer] : kAnswerLabels) answers_.push_back(&requests.Labels({route, answer}));
 }
@@ -850,7 +852,9 @@ void Gateway::InsertRealisation(const std::string& key, std::shared_ptr<const Re
   if (realisations_.size() <= target) return;
   std::vector<std::pair<int64_t, std::string>> by_age;
   by_age.reserve(realisations_.size());
-  for (const auto& [text, row] : realisations_) by_age.emplace_back(row->last_used.load(std::memory_order_relaxed), text);
+  for (const auto& [text, row] : realisations_) {
+    by_age.emplace_back(row->last_used.load(std::memory_order_relaxed), text);
+  }
   const size_t drop = realisations_.size() - target;
   std::nth_element(by_age.begin(), by_age.begin() + static_cast<std::ptrdiff_t>(drop), by_age.end());
   for (size_t i = 0; i < drop; ++i) realisations_.erase(by_age[i].second);

@@ -180,7 +180,8 @@ class GatewayRealisationTest : public ::testing::Test {
   }
 
   uint64_t Requests(const std::string& route, const std::string& answer) {
-    const std::string needle = absl::StrCat("attest_gateway_requests_total{route=\"", route, "\",answer=\"", answer, "\"} ");
+    const std::string needle =
+        absl::StrCat("attest_gateway_requests_total{route=\"", route, "\",answer=\"", answer, "\"} ");
     const std::string text = metrics_.Render();
     const size_t at = text.find(needle);
     if (at == std::string::npos) return 0;
