@@ -1,12 +1,16 @@
 #include "server/gateway.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "consensus/derivation_paths.h"
 #include "consensus/encoding.h"
+#include "consensus/nar_hash.h"
 #include "consensus/tally.h"
 #include "consensus/quorum.h"
 #include "consensus/text.h"
@@ -21,6 +25,8 @@ using consensus::StdView;
 
 constexpr std::string_view kNarInfoSuffix = ".narinfo";
 constexpr std::string_view kNarPrefix = "/nar/";
+constexpr std::string_view kRealisationsPrefix = "/realisations/";
+constexpr std::string_view kBuildTracePrefix = "/build-trace-v2/";
 
 bool IsHashPart(std::string_view text) {
   return text.size() == consensus::kStorePathHashLength && std::all_of(text.begin(), text.end(), [](char c) {
@@ -52,6 +58,13 @@ enum class Gateway::Answer {
   kNarUnverified,    // relay mode: no eligible source delivered bytes that verified
   kNarTooLarge,      // relay mode: larger than max_nar_mib
   kNarInfoTooLarge,  // relay mode: CONFIRMED, but its NAR is larger than max_nar_mib
+  kNarInfoServedCa,  // a CA path short of its own quorum, served because its realisation is CONFIRMED
+  kRealisationServed,
+  kRealisationBadPath,  // 400
+  kRealisationUnknown,
+  kRealisationPending,
+  kRealisationDisputed,
+  kRealisationStoreFailed,
 };
 
 namespace {
@@ -64,7 +77,9 @@ constexpr std::pair<std::string_view, std::string_view> kAnswerLabels[] = {
     {"narinfo", "mismatch"},         {"narinfo", "store_failed"},     {"nar", "served"},
     {"nar", "upstream_missing"},     {"nar", "upstream_failed"},      {"nar", "bad_name"},
     {"narinfo", "no_source"},        {"nar", "unverified"},           {"nar", "too_large"},
-    {"narinfo", "too_large"},
+    {"narinfo", "too_large"},        {"narinfo", "served_ca"},        {"realisation", "served"},
+    {"realisation", "bad_path"},     {"realisation", "unknown"},      {"realisation", "pending"},
+    {"realisation", "disputed"},     {"realisation", "store_failed"},
 };
 
 }  // namespace
@@ -97,6 +112,7 @@ struct Gateway::Entry final {
   Answer answer = Answer::kNarInfoServed;     // when answered
   std::shared_ptr<const RelayTarget> target;  // relay mode, when served
   std::optional<consensus::StorePath> demand_path;  // a 404 for a path short of CONFIRMED: counts as demand
+  std::string ca_key;  // served as a CA path: the CONFIRMED realisation that allowed it (canonical key)
   mutable std::atomic<int64_t> last_used{0};  // unix seconds, for eviction
 };
 
@@ -105,6 +121,89 @@ struct Gateway::Flight final {
   absl::Notification done;
   std::shared_ptr<const UpstreamAnswer> answer;  // set before `done`
 };
+
+// One realisation answer, immutable once inserted except for the recency stamp.
+struct Gateway::RealisationEntry final {
+  std::shared_ptr<const std::string> body;  // the 200 .doi; null for a 404
+  std::string reason;                       // the 404's text
+  Answer answer = Answer::kRealisationServed;
+  absl::Time expires;
+  mutable std::atomic<int64_t> last_used{0};  // unix seconds, for eviction
+};
+
+// Why a CA path short of its own quorum may be served: a CONFIRMED realisation maps to it.
+struct Gateway::CaEvidence final {
+  std::string key;                     // the realisation's canonical key
+  std::vector<std::string> operators;  // agreed on the realisation and signed the path's fingerprint
+};
+
+namespace {
+
+// The realisation counterpart of TallyStored (server/path_tally.h): an attestation stored for
+// observation whose key differs from the policy's builder key of that name is left out entirely.
+struct HeldRealisationTally final {
+  std::vector<const consensus::RealisationAttestation*> attestations;
+  std::vector<size_t> stored_index;  // for each input, its index in the stored span
+  consensus::TallyResult result;
+};
+
+HeldRealisationTally TallyRealisationsHeld(const consensus::Policy& policy,
+                                           std::span<const storage::StoredRealisation> stored,
+                                           const consensus::TallyOptions& options) {
+  HeldRealisationTally tally;
+  std::vector<int64_t> received_unix;
+  for (size_t i = 0; i < stored.size(); ++i) {
+    const storage::StoredRealisation& s = stored[i];
+    if (s.observed_key.has_value()) {
+      const consensus::PublicKey* policy_key = policy.FindBuilder(s.attestation.key_name());
+      if (policy_key != nullptr && !(*policy_key == *s.observed_key)) continue;
+    }
+    tally.attestations.push_back(&s.attestation);
+    tally.stored_index.push_back(i);
+    received_unix.push_back(s.received_unix);
+  }
+  tally.result = consensus::TallyRealisation(
+      policy, std::span<const consensus::RealisationAttestation* const>(tally.attestations), options, received_unix);
+  return tally;
+}
+
+// "(rule <name>, needs <quorum>: <what is missing>)" for a PENDING verdict, as narinfo 404s say it.
+std::string PendingNeeds(const consensus::Policy& policy, const consensus::TallyResult& result) {
+  const consensus::Quorum& quorum =
+      result.rule_index >= 0 && static_cast<size_t>(result.rule_index) < policy.rules().size()
+          ? policy.rules()[static_cast<size_t>(result.rule_index)].quorum
+          : policy.default_quorum();
+  return Cat(" (rule ", result.rule, ", needs ", consensus::DescribeQuorum(policy, quorum),
+             result.quorum_explanation.empty() ? std::string() : Cat(": ", result.quorum_explanation), ")");
+}
+
+}  // namespace
+
+bool ContentAddressGivesPath(std::string_view ca, const consensus::PathInfo& claim) {
+  // Nix 2.8 src/libstore/store-api.cc makeFixedOutputPath / makeType: a recursive sha256 content
+  // address names its path makeStorePath("source:<ref>...[:self]", hash, name), with the references
+  // other than the path itself in order and ":self" when it refers to itself.
+  constexpr std::string_view kRecursiveSha256 = "fixed:r:sha256:";
+  if (ca.substr(0, kRecursiveSha256.size()) != kRecursiveSha256) return false;
+  absl::StatusOr<consensus::NarHash> hash =
+      consensus::NarHash::Parse(Cat("sha256:", ca.substr(kRecursiveSha256.size())));
+  if (!hash.ok()) return false;
+  std::vector<std::string> references;
+  bool self = false;
+  for (const consensus::StorePath& reference : claim.references) {
+    if (reference == claim.path) {
+      self = true;
+    } else {
+      references.push_back(reference.full());
+    }
+  }
+  std::sort(references.begin(), references.end());
+  std::string type = "source";
+  for (const std::string& reference : references) absl::StrAppend(&type, ":", reference);
+  if (self) type += ":self";
+  absl::StatusOr<consensus::StorePath> path = consensus::MakeStorePath(type, hash->digest(), claim.path.name());
+  return path.ok() && *path == claim.path;
+}
 
 std::optional<std::string> GatewayNarUrl(std::string_view url, std::string_view upstream_url) {
   std::string_view file;
@@ -136,7 +235,8 @@ Gateway::Gateway(const PolicyBook& policy, storage::Ledger* store,
   CounterFamily& requests =
       (options.metrics != nullptr ? *options.metrics : *own_metrics_)
           .AddCounter("attest_gateway_requests_total",
-                      "Requests to the substituter gateway, by route (nix_cache_info, narinfo, nar) and answer.",
+                      "Requests to the substituter gateway, by route (nix_cache_info, narinfo, nar, realisation) "
+                      "and answer.",
                       {"route", "answer"});
   for (const auto& [route, answer] : kAnswerLabels) answers_.push_back(&requests.Labels({route, answer}));
 }
@@ -149,6 +249,10 @@ void Gateway::AddRoutes(HttpRouter& router) {
     return HttpReply::Now(CacheInfo());
   });
   router.Prefix(std::string(kNarPrefix), [this](const HttpRequest& request) { return Nar(request.path); });
+  router.Prefix(std::string(kRealisationsPrefix),
+                [this](const HttpRequest& request) { return Realisation(request.path); });
+  router.Prefix(std::string(kBuildTracePrefix),
+                [this](const HttpRequest& request) { return Realisation(request.path); });
   router.Prefix("/", [this](const HttpRequest& request) { return NarInfo(request.path, request.client_address); });
 }
 
@@ -189,6 +293,145 @@ HttpReply Gateway::NarInfo(std::string_view request_path, std::string_view clien
   });
 }
 
+HttpReply Gateway::Realisation(std::string_view request_path) {
+  // The HTTP server hands over the path percent-decoded, so "sha256%3A...%21out" arrives as Nix 2.8
+  // sends it raw ("sha256:...!out").
+  absl::StatusOr<consensus::RealisationKey> key =
+      consensus::ParseRealisationCachePath(request_path.substr(std::min<size_t>(request_path.size(), 1)));
+  if (!key.ok()) {
+    Count(Answer::kRealisationBadPath);
+    return HttpReply::Now(HttpResponse::Text(
+        400, Cat(StdView(key.status().message()),
+                 " (expected /realisations/sha256:<64 lower-case hex>!<output>.doi or "
+                 "/build-trace-v2/<hash>-<name>.drv/<output>.doi)")));
+  }
+  const std::string text = key->ToString();
+  const absl::Time now = clock_();
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = realisations_.find(text);
+    if (it != realisations_.end() && now < it->second->expires) {
+      const RealisationEntry& entry = *it->second;
+      entry.last_used.store(absl::ToUnixSeconds(now), std::memory_order_relaxed);
+      cache_hits_.fetch_add(1, std::memory_order_relaxed);
+      Count(entry.answer);
+      if (entry.body == nullptr) return HttpReply::Now(NotServed(entry.reason));
+      HttpResponse response;
+      response.content_type = "application/json";
+      response.body = entry.body;
+      return HttpReply::Now(std::move(response));
+    }
+  }
+  return HttpReply::Later([this, key = *std::move(key)] { return ResolveRealisation(key); });
+}
+
+HttpResponse Gateway::ResolveRealisation(const consensus::RealisationKey& key) {
+  const absl::Time now = clock_();
+  const std::string text = key.ToString();
+  uint64_t generation;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    generation = generation_;
+  }
+  // Taken after `generation`, as in Resolve: an answer computed under a replaced policy is not kept.
+  const std::shared_ptr<const consensus::Policy> policy = policy_.current();
+  tallies_.fetch_add(1, std::memory_order_relaxed);
+  auto keep = [&](std::shared_ptr<const std::string> body, std::string reason, Answer answer) {
+    Count(answer);
+    auto entry = std::make_shared<RealisationEntry>();
+    entry->expires = now + (body != nullptr ? options_.positive_ttl : options_.negative_ttl);
+    entry->body = std::move(body);
+    entry->reason = std::move(reason);
+    entry->answer = answer;
+    entry->last_used.store(absl::ToUnixSeconds(now), std::memory_order_relaxed);
+    absl::MutexLock lock(&mu_);
+    if (generation == generation_) InsertRealisation(text, std::move(entry));
+  };
+
+  const std::vector<consensus::RealisationKey> keys{key};
+  absl::StatusOr<std::vector<std::vector<storage::StoredRealisation>>> stored = store_->RealisationsFor(keys);
+  if (!stored.ok() || stored->size() != 1) {
+    // A 404 like any other absence, never a 5xx: Nix takes any other error for a failed substitution
+    // and stops instead of building (without --fallback).
+    LogWarning(Cat("gateway: reading the realisations of ", text, " failed: ",
+                   stored.ok() ? "wrong answer count" : StdView(stored.status().message()), "; answered 404"));
+    Count(Answer::kRealisationStoreFailed);
+    return NotServed("the node cannot read its store right now");
+  }
+  const std::vector<storage::StoredRealisation>& held = (*stored)[0];
+  const HeldRealisationTally tally = TallyRealisationsHeld(*policy, held, *TallyOptionsOf(options_.resolutions));
+  const consensus::TallyResult& result = tally.result;
+  if (result.verdict != consensus::Verdict::kConfirmed) {
+    std::string reason = Cat("realisation ", text, " is ", consensus::VerdictName(result.verdict),
+                             result.verdict == consensus::Verdict::kPending ? PendingNeeds(*policy, result) : "");
+    keep(nullptr, reason,
+         result.verdict == consensus::Verdict::kPending    ? Answer::kRealisationPending
+         : result.verdict == consensus::Verdict::kDisputed ? Answer::kRealisationDisputed
+                                                           : Answer::kRealisationUnknown);
+    return NotServed(std::move(reason));
+  }
+  const consensus::FingerprintTally& agreed = result.fingerprints.front();
+  // The agreeing builders' signatures (by key name), then the node's over the same fingerprint, as a
+  // served narinfo carries them.
+  std::vector<consensus::Signature> signatures;
+  for (size_t index : agreed.attestations) signatures.push_back(held[tally.stored_index[index]].attestation.signature);
+  std::sort(signatures.begin(), signatures.end(), [](const consensus::Signature& a, const consensus::Signature& b) {
+    return a.ToString() < b.ToString();
+  });
+  signatures.push_back(node_key_.Sign(agreed.fingerprint));
+  const consensus::Realisation& claim = held[tally.stored_index[agreed.attestations.front()]].attestation.claim;
+  auto body = std::make_shared<const std::string>(consensus::FormatRealisationFile(claim, signatures));
+  keep(body, "", Answer::kRealisationServed);
+  HttpResponse response;
+  response.content_type = "application/json";
+  response.body = std::move(body);
+  return response;
+}
+
+std::optional<Gateway::CaEvidence> Gateway::ConfirmedRealisationOf(const consensus::Policy& policy,
+                                                                  const consensus::NarInfo& narinfo,
+                                                                  const consensus::FingerprintTally& path_side) {
+  // Only a narinfo that says it is content-addressed can be one (the CA: field is checked against the
+  // path before serving); input-addressed outputs have realisations too under Nix 2.8 and need their
+  // path's quorum.
+  if (narinfo.ca.empty()) return std::nullopt;
+  const consensus::StorePath& path = narinfo.claim.path;
+  absl::StatusOr<std::vector<std::string>> texts = store_->RealisationKeysFor(path);
+  if (!texts.ok()) {
+    LogWarning(Cat("gateway: reading the realisations of ", path.full(), " failed: ",
+                   StdView(texts.status().message()), "; its narinfo needs its own quorum"));
+    return std::nullopt;
+  }
+  std::vector<consensus::RealisationKey> keys;
+  for (const std::string& text : *texts) {
+    absl::StatusOr<consensus::RealisationKey> key = consensus::RealisationKey::Parse(text);
+    if (key.ok()) keys.push_back(*std::move(key));
+  }
+  if (keys.empty()) return std::nullopt;
+  absl::StatusOr<std::vector<std::vector<storage::StoredRealisation>>> stored = store_->RealisationsFor(keys);
+  if (!stored.ok() || stored->size() != keys.size()) {
+    LogWarning(Cat("gateway: reading the realisations of ", path.full(), " failed: ",
+                   stored.ok() ? "wrong answer count" : StdView(stored.status().message()),
+                   "; its narinfo needs its own quorum"));
+    return std::nullopt;
+  }
+  const std::shared_ptr<const consensus::TallyOptions> options = TallyOptionsOf(options_.resolutions);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const std::vector<storage::StoredRealisation>& held = (*stored)[i];
+    const HeldRealisationTally tally = TallyRealisationsHeld(policy, held, *options);
+    if (tally.result.verdict != consensus::Verdict::kConfirmed) continue;
+    const consensus::FingerprintTally& agreed = tally.result.fingerprints.front();
+    // Keys are found by any attestation naming the path; the CONFIRMED claim must be the one that does.
+    if (!(held[tally.stored_index[agreed.attestations.front()]].attestation.claim.out_path == path)) continue;
+    std::vector<std::string> both;
+    std::set_intersection(agreed.operators.begin(), agreed.operators.end(), path_side.operators.begin(),
+                          path_side.operators.end(), std::back_inserter(both));
+    if (both.empty()) continue;
+    return CaEvidence{.key = keys[i].ToString(), .operators = std::move(both)};
+  }
+  return std::nullopt;
+}
+
 std::optional<consensus::StorePath> Gateway::UnconfirmedPathOf(const std::string& hash_part) {
   if (!options_.path_of_hash_part) return std::nullopt;
   std::optional<consensus::StorePath> path = options_.path_of_hash_part(hash_part);
@@ -207,6 +450,7 @@ HttpResponse Gateway::Resolve(const std::string& hash_part, const std::string* c
 
   std::shared_ptr<const RelayTarget> target;
   std::optional<consensus::StorePath> demand_path;
+  std::optional<CaEvidence> ca_evidence;  // set when a CA path is served on its realisation's quorum
   auto note_demand = [&] {
     if (demand_path && client != nullptr && options_.on_not_confirmed) options_.on_not_confirmed(*demand_path, *client);
   };
@@ -217,6 +461,7 @@ HttpResponse Gateway::Resolve(const std::string& hash_part, const std::string* c
     entry->answer = answer;
     entry->target = target;
     entry->demand_path = demand_path;
+    if (ca_evidence) entry->ca_key = ca_evidence->key;
     entry->upstream = upstream;
     // An answer computed from a read that may have missed a commit is not kept (the next request
     // computes it again); the upstream part is kept either way.
@@ -265,7 +510,18 @@ HttpResponse Gateway::Resolve(const std::string& hash_part, const std::string* c
   const PathTally tally = TallyStored(*policy, (*stored)[0], *TallyOptionsOf(options_.resolutions));
   const consensus::TallyResult& result = tally.result;
   std::string reason;
-  if (result.verdict != consensus::Verdict::kConfirmed) {
+  // The side whose fingerprint is served: the CONFIRMED one, or the one PENDING side of a CA path whose
+  // realisation is CONFIRMED and whose fingerprint an operator of that realisation signed (see the
+  // header: Nix checks a CA path's contents against its CA: hash, so the realisation's quorum carries
+  // the trust). DISPUTED and UNKNOWN paths never take the second way.
+  const consensus::FingerprintTally* agreed_side = nullptr;
+  if (result.verdict == consensus::Verdict::kConfirmed) {
+    agreed_side = &result.fingerprints.front();
+  } else if (result.verdict == consensus::Verdict::kPending && result.fingerprints.size() == 1) {
+    ca_evidence = ConfirmedRealisationOf(*policy, narinfo, result.fingerprints.front());
+    if (ca_evidence) agreed_side = &result.fingerprints.front();
+  }
+  if (agreed_side == nullptr) {
     // The rule that applied and what its quorum still needs, in the words `attest status` uses (a count
     // of operators would say nothing under a threshold of groups).
     std::string needs;
@@ -283,7 +539,7 @@ HttpResponse Gateway::Resolve(const std::string& hash_part, const std::string* c
     note_demand();
     return NotServed(reason);
   }
-  const consensus::FingerprintTally& agreed = result.fingerprints.front();
+  const consensus::FingerprintTally& agreed = *agreed_side;
   // `described`: the narinfo whose claim is the confirmed one, and whose Deriver and CA are passed on.
   const consensus::NarInfo* described = &narinfo;
   std::optional<SourcedNarInfo> sourced;
@@ -341,6 +597,15 @@ HttpResponse Gateway::Resolve(const std::string& hash_part, const std::string* c
     file_size = narinfo.file_size;
   }
   const consensus::PathInfo& claim = described->claim;
+  if (ca_evidence && !ContentAddressGivesPath(described->ca, claim)) {
+    // The realisation vouches only for a path that verifies itself; without a CA: field that gives this
+    // very path, the path's own quorum is needed.
+    reason = Cat(narinfo.claim.path.full(), " is PENDING, and its narinfo's CA: field does not give its store path",
+                 " (the CONFIRMED realisation ", ca_evidence->key, " stands in for the path's quorum only for a",
+                 " content-addressed path)");
+    keep(true, nullptr, reason, generation, Answer::kNarInfoPending);
+    return NotServed(reason);
+  }
 
   // The agreeing builders' signatures, by key name, then the node's own.
   std::vector<std::string> signatures;
@@ -368,7 +633,7 @@ HttpResponse Gateway::Resolve(const std::string& hash_part, const std::string* c
   for (const std::string& signature : signatures) absl::StrAppend(&body, "Sig: ", signature, "\n");
 
   auto shared = std::make_shared<const std::string>(std::move(body));
-  keep(true, shared, "", generation, Answer::kNarInfoServed);
+  keep(true, shared, "", generation, ca_evidence ? Answer::kNarInfoServedCa : Answer::kNarInfoServed);
   HttpResponse response;
   response.content_type = "text/x-nix-narinfo";
   response.body = std::move(shared);
@@ -523,6 +788,7 @@ void Gateway::EvictSome(absl::Time now) {
 void Gateway::VerdictsChanged() {
   absl::MutexLock lock(&mu_);
   ++generation_;
+  realisations_.clear();
   for (auto& [hash, entry] : entries_) {
     if (!entry->answered) continue;
     auto stale = std::make_shared<Entry>();
@@ -543,6 +809,55 @@ void Gateway::PathsChanged(std::span<const consensus::StorePath> paths) {
     stale->last_used.store(it->second->last_used.load(std::memory_order_relaxed), std::memory_order_relaxed);
     it->second = std::move(stale);
   }
+}
+
+void Gateway::RealisationsChanged(std::span<const consensus::Realisation> claims) {
+  absl::MutexLock lock(&mu_);
+  ++generation_;
+  absl::flat_hash_set<std::string> keys;
+  auto drop = [](std::shared_ptr<const Entry>& entry) {
+    auto stale = std::make_shared<Entry>();
+    stale->upstream = entry->upstream;
+    stale->last_used.store(entry->last_used.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    entry = std::move(stale);
+  };
+  for (const consensus::Realisation& claim : claims) {
+    std::string key = claim.key.ToString();
+    realisations_.erase(key);
+    keys.insert(std::move(key));
+    // The output path's narinfo may now be served as a CA path (or no longer be).
+    auto it = entries_.find(consensus::AbslView(claim.out_path.hash_part()));
+    if (it != entries_.end() && it->second->answered) drop(it->second);
+  }
+  // A narinfo served on a realisation's quorum goes when that realisation changes, whatever path its
+  // new attestations name (a competing claim makes it DISPUTED).
+  for (auto& [hash, entry] : entries_) {
+    if (entry->answered && !entry->ca_key.empty() && keys.contains(entry->ca_key)) drop(entry);
+  }
+}
+
+void Gateway::InsertRealisation(const std::string& key, std::shared_ptr<const RealisationEntry> entry) {
+  realisations_.insert_or_assign(key, std::move(entry));
+  if (realisations_.size() <= options_.max_entries) return;
+  // As EvictSome: expired rows, then the least recently used down to 90% of the bound.
+  const absl::Time now = clock_();
+  const size_t target = options_.max_entries - options_.max_entries / 10;
+  for (auto it = realisations_.begin(); it != realisations_.end();) {
+    if (it->second->expires <= now) {
+      realisations_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  if (realisations_.size() <= target) return;
+  std::vector<std::pair<int64_t, std::string>> by_age;
+  by_age.reserve(realisations_.size());
+  for (const auto& [text, row] : realisations_) {
+    by_age.emplace_back(row->last_used.load(std::memory_order_relaxed), text);
+  }
+  const size_t drop = realisations_.size() - target;
+  std::nth_element(by_age.begin(), by_age.begin() + static_cast<std::ptrdiff_t>(drop), by_age.end());
+  for (size_t i = 0; i < drop; ++i) realisations_.erase(by_age[i].second);
 }
 
 HttpReply Gateway::Nar(std::string_view request_path) {

@@ -10,13 +10,34 @@
 //                            arrives for http); 404 when the upstream has none or fails (Nix treats a
 //                            NAR 404 as "substitute gone" and builds), 400 for a name that could leave
 //                            nar/.
+//   GET /realisations/<sha256:hex!output>.doi        (Nix 2.8 up to 2.34; ':' and '!' raw or %-encoded)
+//   GET /build-trace-v2/<drv base name>/<output>.doi (Nix 2.35 and later)
+//                            200 (application/json) only when the realisation is CONFIRMED (TallyRealisation
+//                            under the current policy, excluded builders left out): the .doi in Nix's
+//                            format carrying the counted signatures of the confirmed fingerprint plus the
+//                            node's over the same fingerprint. Otherwise 404 with the reason (UNKNOWN,
+//                            PENDING and what it needs, DISPUTED, storage failing): never 5xx for an
+//                            absent realisation, since Nix counts any other error as a failed
+//                            substitution and stops instead of building. 400 for a path that is not a
+//                            realisation key.
+//
+// CA output paths. A path whose own tally is PENDING is served anyway, as if CONFIRMED on its one
+// fingerprint, when (a) a realisation mapping to it is CONFIRMED, (b) some operator that agreed on that
+// realisation signed the path's fingerprint, and (c) the narinfo's CA: field (recursive sha256, the form
+// CA derivations produce) really gives this store path from its hash, name and references. Then Nix
+// checks the NAR against the CA hash itself, so the realisation's quorum is all the trust needed; the
+// path's NAR hash is still attested as for any path. UNKNOWN and DISPUTED paths are never served this
+// way (fail closed).
 //
 // Caching. One bounded table (max_entries, least recently used evicted) keyed by hash part holds what
 // the upstream said (found with positive_ttl, missing with negative_ttl, failing with failure_ttl) and
 // the rendered answer. A cached answer is used only while its upstream part is fresh and no attestation
 // of that path was committed since it was computed: the ingest writer calls PathsChanged after every
 // commit, which drops the answers of those paths, and an answer computed from a read that raced with a
-// commit is not kept. So a verdict change is visible to the next request. Concurrent misses on the
+// commit is not kept. So a verdict change is visible to the next request. Realisation answers have a
+// table of their own (keyed by the key's canonical text, same bound): RealisationsChanged drops those
+// of the keys written and the narinfo answers of their output paths; a cached realisation answer is
+// also recomputed after negative_ttl (404) or positive_ttl (200) at the latest. Concurrent misses on the
 // same hash share one upstream fetch. Cache hits are answered on the event thread without blocking;
 // misses run on the HTTP server's job pool.
 //
@@ -54,6 +75,8 @@
 #include "consensus/keys.h"
 #include "consensus/narinfo.h"
 #include "consensus/policy.h"
+#include "consensus/realisation.h"
+#include "consensus/tally.h"
 #include "server/policy_book.h"
 #include "consensus/store_path.h"
 #include "server/http_server.h"
@@ -104,7 +127,8 @@ class Gateway final {
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
 
-  // Adds /nix-cache-info, /nar/ and /<hash>.narinfo (the "/" prefix: other top-level paths are 404).
+  // Adds /nix-cache-info, /nar/, /realisations/, /build-trace-v2/ and /<hash>.narinfo (the "/" prefix:
+  // other top-level paths are 404).
   void AddRoutes(HttpRouter& router);
 
   // For shutdown, before the HTTP server stops: upstream transfers end now, so no job waits for them.
@@ -112,14 +136,19 @@ class Gateway final {
 
   // The ingest hook: attestations of `paths` were committed; their cached answers are dropped.
   void PathsChanged(std::span<const consensus::StorePath> paths);
-  // Any verdict may have changed (a maintainer's statement excluded builders): every answer is
-  // recomputed on its next request.
+  // Any verdict may have changed (a maintainer's statement excluded builders, a policy was adopted):
+  // every answer, narinfo and realisation, is recomputed on its next request.
   void VerdictsChanged();
+  // The ingest hook for realisations: attestations of `claims` were committed; the cached answers of
+  // their keys and of their output paths' narinfos (a CA path may now be served) are dropped.
+  void RealisationsChanged(std::span<const consensus::Realisation> claims);
 
   // The handlers, by request path ("/nix-cache-info", "/<hash>.narinfo", "/nar/<file>").
   HttpResponse CacheInfo() const;
   HttpReply NarInfo(std::string_view request_path, std::string_view client = {});
   HttpReply Nar(std::string_view request_path);
+  // "/realisations/<key>.doi" or "/build-trace-v2/<drv base name>/<output>.doi".
+  HttpReply Realisation(std::string_view request_path);
 
   GatewayStats stats() const;
 
@@ -131,6 +160,8 @@ class Gateway final {
   struct UpstreamAnswer;
   struct Entry;
   struct Flight;
+  struct RealisationEntry;
+  struct CaEvidence;
   enum class Answer;  // what a request was answered, for attest_gateway_requests_total
 
   void Count(Answer answer) const;
@@ -141,6 +172,14 @@ class Gateway final {
   // The path of a hash part no upstream or source knows, when options_.path_of_hash_part names one and
   // it is not CONFIRMED (so a 404 for it is demand); nullopt otherwise. Blocking.
   std::optional<consensus::StorePath> UnconfirmedPathOf(const std::string& hash_part);
+  // The realisation answer for `key` (blocking): store read, tally, render, cache.
+  HttpResponse ResolveRealisation(const consensus::RealisationKey& key);
+  // For a path whose own tally is PENDING: the operators of a CONFIRMED realisation mapping to it
+  // that also signed the path's one fingerprint (and that realisation's key), or nullopt. Blocking.
+  std::optional<CaEvidence> ConfirmedRealisationOf(const consensus::Policy& policy, const consensus::NarInfo& narinfo,
+                                                   const consensus::FingerprintTally& path_side);
+  void InsertRealisation(const std::string& key, std::shared_ptr<const RealisationEntry> entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<const UpstreamAnswer> UpstreamFor(const std::string& hash_part, absl::Time now);
   std::shared_ptr<const UpstreamAnswer> Fetch(const std::string& hash_part, absl::Time now);
   std::shared_ptr<const UpstreamAnswer> FetchFromRelay(const std::string& hash_part, absl::Time now);
@@ -162,6 +201,8 @@ class Gateway final {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<const Entry>> entries_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<Flight>> flights_ ABSL_GUARDED_BY(mu_);
+  // Realisation answers by the key's canonical text.
+  absl::flat_hash_map<std::string, std::shared_ptr<const RealisationEntry>> realisations_ ABSL_GUARDED_BY(mu_);
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // commits seen through PathsChanged
 
   absl::Mutex health_mu_;
@@ -176,6 +217,11 @@ class Gateway final {
 // the upstream's nar/ (relative, or absolute below `upstream_url`), the URL itself when it is absolute
 // elsewhere (Nix fetches it there and checks the bytes); nullopt when it cannot be served.
 std::optional<std::string> GatewayNarUrl(std::string_view url, std::string_view upstream_url);
+
+// Whether `ca` (a narinfo's CA: field) gives `claim.path` from its hash, name and references, as Nix's
+// makeFixedOutputPath computes a content-addressed path: only "fixed:r:sha256:<nix32>" (recursive
+// sha256, what CA derivations produce) is understood; false for anything else (fail closed).
+bool ContentAddressGivesPath(std::string_view ca, const consensus::PathInfo& claim);
 
 }  // namespace attest::server
 
