@@ -135,7 +135,7 @@ class RealisationReplicationTest : public ::testing::Test {
   // The size of `origin`'s checkpoint that `follower` verified and cosigned (0 when none).
   static uint64_t MirroredSize(Node& follower, const std::string& origin) {
     auto answer = ::attest::testing::HttpGet(follower.http_port(), absl::StrCat("/federation/mirror/", origin, "/checkpoint"));
-    if (!answer.ok() || answer->status != 200) return 0;
+    if (!answer.has_value() || answer->status != 200) return 0;
     auto checkpoint = consensus::VerifyCheckpoint(answer->body, TestKey(origin).public_key());
     return checkpoint.ok() ? checkpoint->size : 0;
   }
