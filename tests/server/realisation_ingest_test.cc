@@ -326,16 +326,22 @@ TEST_F(RealisationNodeTest, UnknownKeysAreObservedWhenTheNodeObservesAndNeverCou
   ASSERT_EQ(response.results_size(), 2);
   EXPECT_EQ(response.results(0).outcome(), v1::SubmitResult::OBSERVED) << response.results(0).message();
   EXPECT_EQ(response.results(1).outcome(), v1::SubmitResult::ACCEPTED) << response.results(1).message();
-  response = SubmitOk({carries_none});
-  EXPECT_EQ(response.results(0).outcome(), v1::SubmitResult::ALREADY_PRESENT) << response.results(0).message();
   EXPECT_EQ(StoredCount(claim.key), 2u);
   // The observed signer is no operator: one operator only.
   EXPECT_EQ(StatusOf(claim.key).verdict(), v1::PENDING);
 
-  const consensus::Realisation other = RealisationOf(DrvHashKey("unwatched"), OutPath("unwatched"));
-  response = SubmitOk({SignedRealisation(other, federation_.outsider)});
+  // Without its public key, an unknown key's realisation cannot be checked at all.
+  response = SubmitOk({carries_none});
   EXPECT_EQ(response.results(0).outcome(), v1::SubmitResult::REJECTED);
+  EXPECT_EQ(response.results(0).code(), grpc::UNAUTHENTICATED);
   EXPECT_THAT(response.results(0).message(), HasSubstr("such realisations for observation only when they carry public_key"));
+  // Nor with another key's public half.
+  v1::RealisationAttestation mismatched = SignedRealisation(claim, federation_.outsider);
+  mismatched.set_public_key(::attest::testing::TestKey("someone-else").public_key().ToString());
+  response = SubmitOk({mismatched});
+  EXPECT_EQ(response.results(0).outcome(), v1::SubmitResult::REJECTED);
+  EXPECT_THAT(response.results(0).message(), HasSubstr("public_key is key 'someone-else'"));
+  EXPECT_EQ(StoredCount(claim.key), 2u);
 }
 
 TEST_F(RealisationNodeTest, ARestartedNodeKeepsThemAndItsLogHoldsThem) {
