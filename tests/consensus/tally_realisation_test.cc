@@ -183,6 +183,21 @@ TEST(TallyRealisationTest, ExcludedAndRetiredBuildersDoNotCount) {
   const TallyResult result = TallyOf(policy, {By("alice-1", Good()), By("bob-1", Good())}, options);
   EXPECT_EQ(result.verdict, Verdict::kPending);
   EXPECT_THAT(result.uncounted, ElementsAre(1));
+
+  // A retired key counts for what was received before its cut-off, and never without times.
+  constexpr int64_t kCutOff = 1000;
+  const Policy retiring = MustCreate(PolicySpec{
+      .quorum = Any(2),
+      .operators = {{"alice", {TestKey("alice-1").public_key()}}, {"bob", {TestKey("bob-old").public_key()}}},
+      .maintainers = {},
+      .lifecycles = {{"bob-old", KeyLifecycle{.state = KeyState::kRetired, .retired_unix = kCutOff,
+                                              .revoked_reason = ""}}},
+  });
+  const std::vector<RealisationAttestation> both = {By("alice-1", Good()), By("bob-old", Good())};
+  EXPECT_EQ(TallyOf(retiring, both, {}, {5, kCutOff - 1}).verdict, Verdict::kConfirmed);
+  EXPECT_EQ(TallyOf(retiring, both, {}, {5, kCutOff}).verdict, Verdict::kPending);
+  EXPECT_EQ(TallyOf(retiring, both).verdict, Verdict::kPending);
+  EXPECT_EQ(TallyOf(retiring, both, {}, {5}).verdict, Verdict::kPending);  // another length: unknown
 }
 
 TEST(TallyRealisationTest, InputOrderNeverChangesTheResult) {
