@@ -888,6 +888,12 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
     }
     options_.on_commit(changed);
   }
+  if (options_.on_realisations_commit && !batch.realisations.empty()) {
+    std::vector<consensus::Realisation> claims;
+    claims.reserve(batch.realisations.size());
+    for (const storage::StoredRealisation& s : batch.realisations) claims.push_back(s.attestation.claim);
+    options_.on_realisations_commit(claims);
+  }
   if (options_.resolutions != nullptr && !statements.empty()) {
     for (const PlannedStatement& statement : statements) options_.resolutions->Add(*statement.statement);
     // A statement may start or end an exclusion (a later one supersedes a malicious one): rare enough

@@ -76,6 +76,9 @@ struct IngestOptions final {
   // Called on the writer thread after each successful commit with the store paths that got new
   // attestations (readers that cache verdicts drop theirs). Keep it short; may be empty.
   std::function<void(std::span<const consensus::StorePath>)> on_commit = nullptr;
+  // Called on the writer thread after each successful commit that stored realisation attestations,
+  // with their claims (the gateway drops its cached answers for their keys). May be empty.
+  std::function<void(std::span<const consensus::Realisation>)> on_realisations_commit = nullptr;
   // The statements in force: builders they exclude do not count in the tallies made here, and
   // statements stored here are added to it. Borrowed; null means none (tests).
   ResolutionBook* resolutions = nullptr;

@@ -345,6 +345,10 @@ Node::Node(NodeConfig config, std::unique_ptr<PolicyBook> policy, consensus::Sec
                                 if (dispute_differ_) dispute_differ_->Wake();
                                 ForgetConfirmedDemand(paths);
                               },
+                              .on_realisations_commit =
+                                  [this](std::span<const consensus::Realisation> claims) {
+                                    if (gateway_) gateway_->RealisationsChanged(claims);
+                                  },
                               .resolutions = resolutions_.get(),
                               .on_exclusions_changed = gateway_ ? std::function<void()>([gateway = gateway_.get()] {
                                 gateway->VerdictsChanged();
