@@ -30,6 +30,7 @@
 #define ATTEST_CONSENSUS_REALISATION_H_
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -91,7 +92,7 @@ class RealisationKey final {
   RealisationKey() = default;
   RealisationFormat format_ = RealisationFormat::kDrvHash;
   std::string drv_hash_;
-  std::string drv_path_text_;  // full path, kBuildTrace only
+  std::optional<StorePath> drv_path_;  // kBuildTrace only
   std::string output_name_;
 };
 
