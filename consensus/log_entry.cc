@@ -60,15 +60,29 @@ constexpr std::array<FieldSpec, kFieldCount> kFields = {{
     {"received", Presence::kRequired},
 }};
 
-constexpr std::string_view kFieldList =
-    "fingerprint, signature, observed-key, deriver, output, system, kind, built, received";
+// Realisation entries have the same fields, with "realisation" in place of "fingerprint".
+enum class ClaimKind { kPath, kRealisation };
+constexpr std::string_view kRealisationKeyword = "realisation";
+
+std::string_view ClaimKeyword(ClaimKind kind) {
+  return kind == ClaimKind::kPath ? kFields[kFingerprint].keyword : kRealisationKeyword;
+}
+std::string_view EntryKindName(ClaimKind kind) {
+  return kind == ClaimKind::kPath ? "attestation" : "realisation";
+}
+std::string_view FieldKeyword(Field field, ClaimKind kind) {
+  return field == kFingerprint ? ClaimKeyword(kind) : kFields[field].keyword;
+}
+std::string FieldList(ClaimKind kind) {
+  return Cat(ClaimKeyword(kind), ", signature, observed-key, deriver, output, system, kind, built, received");
+}
 
 constexpr std::array<BuildKind, 4> kNamedBuildKinds = {BuildKind::kFirstBuild, BuildKind::kRebuild,
                                                        BuildKind::kCheck, BuildKind::kImported};
 
-std::optional<Field> FindField(std::string_view keyword) {
+std::optional<Field> FindField(std::string_view keyword, ClaimKind kind) {
   for (size_t i = 0; i < kFields.size(); ++i) {
-    if (kFields[i].keyword == keyword) return static_cast<Field>(i);
+    if (FieldKeyword(static_cast<Field>(i), kind) == keyword) return static_cast<Field>(i);
   }
   return std::nullopt;
 }
@@ -124,7 +138,9 @@ absl::StatusOr<int64_t> ParseSeconds(std::string_view keyword, std::string_view 
 
 // The fields of an attestation entry as they are read (an Attestation needs its claim up front).
 struct EntryFields {
-  std::optional<PathInfo> claim;
+  ClaimKind kind = ClaimKind::kPath;
+  std::optional<PathInfo> claim;               // kPath
+  std::optional<Realisation> realisation;      // kRealisation
   Signature signature;
   std::optional<PublicKey> observed_key;
   BuildMetadata metadata;
@@ -135,6 +151,12 @@ struct EntryFields {
 absl::Status DecodeField(Field field, std::string_view value, int line, EntryFields& out) {
   switch (field) {
     case kFingerprint: {
+      if (out.kind == ClaimKind::kRealisation) {
+        absl::StatusOr<Realisation> realisation = Realisation::ParseFingerprint(value);
+        if (!realisation.ok()) return LineError(line, realisation.status().message());
+        out.realisation = *std::move(realisation);
+        return absl::OkStatus();
+      }
       absl::StatusOr<PathInfo> claim = PathInfo::ParseFingerprint(value);
       if (!claim.ok()) return LineError(line, claim.status().message());
       out.claim = *std::move(claim);
@@ -217,9 +239,12 @@ absl::Status DecodeField(Field field, std::string_view value, int line, EntryFie
   return absl::InternalError("log entry: unhandled field");
 }
 
-absl::StatusOr<AttestationEntry> ParseAttestationBody(std::string_view body) {
+// The lines of an attestation or realisation entry after the header, into `fields` (whose kind says
+// which).
+absl::Status ParseSignedClaimBody(std::string_view body, EntryFields& fields) {
+  const ClaimKind claim_kind = fields.kind;
+  const std::string field_list = FieldList(claim_kind);
   LineReader reader(body, /*lines_before=*/1);
-  EntryFields fields;
   std::array<int, kFieldCount> seen_on_line{};  // 0: not seen
   std::optional<Field> last;
   while (!reader.AtEnd()) {
@@ -228,16 +253,18 @@ absl::StatusOr<AttestationEntry> ParseAttestationBody(std::string_view body) {
     const int n = reader.line_number();
     if (seen_on_line[kReceived] != 0) {
       return LineError(n, Cat("unexpected ", QuoteForError(*line),
-                              " after the received line, which is the last line of an "
-                              "attestation entry"));
+                              " after the received line, which is the last line of ",
+                              claim_kind == ClaimKind::kPath ? "an" : "a", " ",
+                              EntryKindName(claim_kind), " entry"));
     }
     if (line->empty()) return LineError(n, "is empty; a log entry has no blank lines");
     const size_t space = line->find(' ');
     const std::string_view keyword = line->substr(0, space);
-    const std::optional<Field> field = FindField(keyword);
+    const std::optional<Field> field = FindField(keyword, claim_kind);
     if (!field.has_value()) {
-      return LineError(n, Cat("unknown field ", QuoteForError(keyword),
-                              " (an attestation entry has, in this order: ", kFieldList, ")"));
+      return LineError(n, Cat("unknown field ", QuoteForError(keyword), " (",
+                              claim_kind == ClaimKind::kPath ? "an" : "a", " ",
+                              EntryKindName(claim_kind), " entry has, in this order: ", field_list, ")"));
     }
     if (seen_on_line[*field] != 0) {
       return LineError(n, Cat("duplicate field '", keyword, "' (first on line ",
@@ -245,12 +272,12 @@ absl::StatusOr<AttestationEntry> ParseAttestationBody(std::string_view body) {
     }
     if (last.has_value() && *field < *last) {
       return LineError(n, Cat("field '", keyword, "' is out of order: it belongs before '",
-                              kFields[*last].keyword, "' (line ", seen_on_line[*last],
-                              "); the order is ", kFieldList));
+                              FieldKeyword(*last, claim_kind), "' (line ", seen_on_line[*last],
+                              "); the order is ", field_list));
     }
     for (size_t skipped = last.has_value() ? *last + 1 : 0; skipped < *field; ++skipped) {
       if (kFields[skipped].presence == Presence::kRequired) {
-        return LineError(n, Cat("missing required field '", kFields[skipped].keyword,
+        return LineError(n, Cat("missing required field '", FieldKeyword(static_cast<Field>(skipped), claim_kind),
                                 "' before '", keyword, "'"));
       }
     }
@@ -267,9 +294,16 @@ absl::StatusOr<AttestationEntry> ParseAttestationBody(std::string_view body) {
   for (size_t missing = last.has_value() ? *last + 1 : 0; missing < kFieldCount; ++missing) {
     if (kFields[missing].presence == Presence::kRequired) {
       return LineError(reader.line_number(), Cat("the entry ends without the required field '",
-                                                 kFields[missing].keyword, "'"));
+                                                 FieldKeyword(static_cast<Field>(missing), claim_kind), "'"));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AttestationEntry> ParseAttestationBody(std::string_view body) {
+  EntryFields fields;
+  fields.kind = ClaimKind::kPath;
+  if (absl::Status s = ParseSignedClaimBody(body, fields); !s.ok()) return s;
   return AttestationEntry{
       .attestation = Attestation{.claim = *std::move(fields.claim),
                                  .signature = std::move(fields.signature),
@@ -277,6 +311,61 @@ absl::StatusOr<AttestationEntry> ParseAttestationBody(std::string_view body) {
       .observed_key = std::move(fields.observed_key),
       .received_unix = fields.received_unix,
   };
+}
+
+absl::StatusOr<RealisationEntry> ParseRealisationBody(std::string_view body) {
+  EntryFields fields;
+  fields.kind = ClaimKind::kRealisation;
+  if (absl::Status s = ParseSignedClaimBody(body, fields); !s.ok()) return s;
+  // Each metadata line was checked alone; the deriver and output must also fit the key.
+  if (absl::Status s = ValidateRealisationMetadata(*fields.realisation, fields.metadata); !s.ok()) {
+    return absl::InvalidArgumentError(Cat("realisation entry: ", s.message()));
+  }
+  return RealisationEntry{
+      .attestation = RealisationAttestation{.claim = *std::move(fields.realisation),
+                                            .signature = std::move(fields.signature),
+                                            .metadata = std::move(fields.metadata)},
+      .observed_key = std::move(fields.observed_key),
+      .received_unix = fields.received_unix,
+  };
+}
+
+// The checks the attestation and realisation encoders share (`subject` names the entry in
+// messages): the signature's key name, the observed key's name, the metadata and the time.
+absl::Status ValidateSignedClaimEntry(std::string_view subject, const Signature& signature,
+                                      const std::optional<PublicKey>& observed_key,
+                                      const BuildMetadata& metadata, int64_t received_unix) {
+  if (absl::Status s = ValidateKeyName(signature.key_name); !s.ok()) {
+    return absl::InvalidArgumentError(Cat(subject, ": signature: ", s.message()));
+  }
+  if (observed_key.has_value() && observed_key->name() != signature.key_name) {
+    return absl::InvalidArgumentError(
+        Cat(subject, ": observed key is named '", observed_key->name(), "' but the signature is by '",
+            signature.key_name, "' (the observed key must be the one that made the signature)"));
+  }
+  if (absl::Status s = ValidateBuildMetadata(metadata); !s.ok()) {
+    return absl::InvalidArgumentError(Cat(subject, ": ", s.message()));
+  }
+  if (received_unix < 0) {
+    return absl::InvalidArgumentError(Cat(subject, ": received time ", received_unix,
+                                          " is negative (pass the unix time it arrived)"));
+  }
+  return absl::OkStatus();
+}
+
+// The lines after the claim line, shared by attestation and realisation entries.
+void AppendSignedClaimLines(const Signature& signature, const std::optional<PublicKey>& observed_key,
+                            const BuildMetadata& metadata, int64_t received_unix, std::string& out) {
+  out += Cat("signature ", signature.ToString(), "\n");
+  if (observed_key.has_value()) out += Cat("observed-key ", observed_key->ToString(), "\n");
+  if (!metadata.deriver.empty()) out += Cat("deriver ", metadata.deriver, "\n");
+  if (!metadata.output_name.empty()) out += Cat("output ", metadata.output_name, "\n");
+  if (!metadata.system.empty()) out += Cat("system ", metadata.system, "\n");
+  if (metadata.build_kind != BuildKind::kUnspecified) {
+    out += Cat("kind ", BuildKindName(metadata.build_kind), "\n");
+  }
+  if (metadata.build_time_unix != 0) out += Cat("built ", metadata.build_time_unix, "\n");
+  out += Cat("received ", received_unix, "\n");
 }
 
 // What the note encoders accept: a canonical signed note whose text is a statement of the kind that
@@ -525,39 +614,15 @@ absl::StatusOr<PolicyEntry> ParsePolicyBody(std::string_view body) {
 absl::StatusOr<std::string> EncodeAttestationEntry(const AttestationEntry& entry) {
   const Attestation& a = entry.attestation;
   const std::string& path = a.claim.path.full();
-  if (absl::Status s = ValidateKeyName(a.signature.key_name); !s.ok()) {
-    return absl::InvalidArgumentError(
-        Cat("attestation entry for ", path, ": signature: ", s.message()));
-  }
-  if (entry.observed_key.has_value() && entry.observed_key->name() != a.signature.key_name) {
-    return absl::InvalidArgumentError(
-        Cat("attestation entry for ", path, ": observed key is named '",
-            entry.observed_key->name(), "' but the signature is by '", a.signature.key_name,
-            "' (the observed key must be the one that made the signature)"));
-  }
-  if (absl::Status s = ValidateBuildMetadata(a.metadata); !s.ok()) {
-    return absl::InvalidArgumentError(Cat("attestation entry for ", path, ": ", s.message()));
-  }
-  if (entry.received_unix < 0) {
-    return absl::InvalidArgumentError(Cat("attestation entry for ", path, ": received time ",
-                                          entry.received_unix,
-                                          " is negative (pass the unix time it arrived)"));
+  if (absl::Status s = ValidateSignedClaimEntry(Cat("attestation entry for ", path), a.signature,
+                                                entry.observed_key, a.metadata, entry.received_unix);
+      !s.ok()) {
+    return s;
   }
 
   const std::string fingerprint = a.claim.Fingerprint();
-  std::string out = Cat(kAttestationEntryHeader, "\n", "fingerprint ", fingerprint, "\n",
-                        "signature ", a.signature.ToString(), "\n");
-  if (entry.observed_key.has_value()) {
-    out += Cat("observed-key ", entry.observed_key->ToString(), "\n");
-  }
-  if (!a.metadata.deriver.empty()) out += Cat("deriver ", a.metadata.deriver, "\n");
-  if (!a.metadata.output_name.empty()) out += Cat("output ", a.metadata.output_name, "\n");
-  if (!a.metadata.system.empty()) out += Cat("system ", a.metadata.system, "\n");
-  if (a.metadata.build_kind != BuildKind::kUnspecified) {
-    out += Cat("kind ", BuildKindName(a.metadata.build_kind), "\n");
-  }
-  if (a.metadata.build_time_unix != 0) out += Cat("built ", a.metadata.build_time_unix, "\n");
-  out += Cat("received ", entry.received_unix, "\n");
+  std::string out = Cat(kAttestationEntryHeader, "\n", "fingerprint ", fingerprint, "\n");
+  AppendSignedClaimLines(a.signature, entry.observed_key, a.metadata, entry.received_unix, out);
 
   if (out.size() > kMaxLogEntryBytes) {
     return absl::InvalidArgumentError(Cat(
@@ -582,6 +647,48 @@ absl::StatusOr<std::string> EncodeAttestationEntry(const AttestationEntry& entry
         "sorted and unique): build it with PathInfo::Create"));
   }
   return out;
+}
+
+absl::StatusOr<std::string> EncodeRealisationEntry(const RealisationEntry& entry) {
+  const RealisationAttestation& a = entry.attestation;
+  const std::string subject = Cat("realisation entry for ", a.claim.key.ToString());
+  if (absl::Status s = ValidateSignedClaimEntry(subject, a.signature, entry.observed_key, a.metadata,
+                                                entry.received_unix);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ValidateRealisationMetadata(a.claim, a.metadata); !s.ok()) {
+    return absl::InvalidArgumentError(Cat(subject, ": ", s.message()));
+  }
+  const std::string fingerprint = a.claim.Fingerprint();
+  std::string out = Cat(kRealisationEntryHeader, "\n", kRealisationKeyword, " ", fingerprint, "\n");
+  AppendSignedClaimLines(a.signature, entry.observed_key, a.metadata, entry.received_unix, out);
+  if (out.size() > kMaxLogEntryBytes) {
+    return absl::InvalidArgumentError(
+        Cat(subject, " would be ", out.size(), " bytes (its fingerprint alone ", fingerprint.size(),
+            "); a log entry holds at most ", kMaxLogEntryBytes, " bytes (C2SP tlog-tiles), so a "
+            "realisation with ", a.claim.dependent.size(), " dependent realisations cannot be logged"));
+  }
+  // A Realisation assembled by hand (not by Realisation::Create) could be unsorted or misnamed; its
+  // entry would be one that ParseLogEntry refuses, so it is refused here instead.
+  absl::StatusOr<Realisation> parsed = Realisation::ParseFingerprint(fingerprint);
+  if (!parsed.ok() || !(*parsed == a.claim)) {
+    return absl::InvalidArgumentError(
+        Cat(subject, ": invalid claim (",
+            parsed.ok() ? std::string("its fingerprint reads back differently")
+                        : std::string(parsed.status().message()),
+            "): build it with Realisation::Create"));
+  }
+  return out;
+}
+
+absl::Status CheckRealisationLoggable(const RealisationAttestation& attestation,
+                                      const std::optional<PublicKey>& observed_key) {
+  // The longest received time an entry can carry: an entry that fits with it fits with any.
+  return EncodeRealisationEntry(RealisationEntry{.attestation = attestation,
+                                                 .observed_key = observed_key,
+                                                 .received_unix = std::numeric_limits<int64_t>::max()})
+      .status();
 }
 
 absl::StatusOr<std::string> EncodeDisputeEntry(std::string_view signed_dispute_note) {
@@ -696,11 +803,12 @@ absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes) {
   const size_t newline = bytes.find('\n');
   const std::string_view header = bytes.substr(0, newline);
   if (header != kAttestationEntryHeader && header != kDisputeEntryHeader &&
-      header != kResolutionEntryHeader && header != kDisputePartEntryHeader && header != kPolicyEntryHeader) {
+      header != kResolutionEntryHeader && header != kDisputePartEntryHeader && header != kPolicyEntryHeader &&
+      header != kRealisationEntryHeader) {
     return LineError(1, Cat("unknown entry type ", QuoteForError(header), " (expected \"",
-                            kAttestationEntryHeader, "\", \"", kDisputeEntryHeader, "\", \"",
-                            kDisputePartEntryHeader, "\", \"", kResolutionEntryHeader, "\" or \"",
-                            kPolicyEntryHeader, "\")"));
+                            kAttestationEntryHeader, "\", \"", kRealisationEntryHeader, "\", \"",
+                            kDisputeEntryHeader, "\", \"", kDisputePartEntryHeader, "\", \"",
+                            kResolutionEntryHeader, "\" or \"", kPolicyEntryHeader, "\")"));
   }
   if (newline == std::string_view::npos) return MissingNewline(1);
   const std::string_view body = bytes.substr(newline + 1);
@@ -712,19 +820,27 @@ absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes) {
                     .attestation = *std::move(entry),
                     .note = {},
                     .part = std::nullopt,
-                    .policy = std::nullopt};
+                    .policy = std::nullopt, .realisation = std::nullopt};
+  }
+  if (header == kRealisationEntryHeader) {
+    absl::StatusOr<RealisationEntry> entry = ParseRealisationBody(body);
+    if (!entry.ok()) return entry.status();
+    LogEntry parsed;
+    parsed.kind = LogEntryKind::kRealisation;
+    parsed.realisation = *std::move(entry);
+    return parsed;
   }
   if (header == kPolicyEntryHeader) {
     absl::StatusOr<PolicyEntry> policy = ParsePolicyBody(body);
     if (!policy.ok()) return policy.status();
     return LogEntry{.kind = LogEntryKind::kPolicy, .attestation = std::nullopt, .note = {}, .part = std::nullopt,
-                    .policy = *std::move(policy)};
+                    .policy = *std::move(policy), .realisation = std::nullopt};
   }
   if (header == kDisputePartEntryHeader) {
     absl::StatusOr<DisputePart> part = ParseDisputePartBody(body);
     if (!part.ok()) return part.status();
     return LogEntry{.kind = LogEntryKind::kDisputePart, .attestation = std::nullopt, .note = {},
-                    .part = *std::move(part), .policy = std::nullopt};
+                    .part = *std::move(part), .policy = std::nullopt, .realisation = std::nullopt};
   }
   if (header == kResolutionEntryHeader) {
     if (absl::Status s = ValidateResolutionNote(body); !s.ok()) {
@@ -734,7 +850,7 @@ absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes) {
                     .attestation = std::nullopt,
                     .note = std::string(body),
                     .part = std::nullopt,
-                    .policy = std::nullopt};
+                    .policy = std::nullopt, .realisation = std::nullopt};
   }
   if (absl::Status s = ValidateDisputeNote(body); !s.ok()) {
     return LineError(2, Cat("dispute note: ", s.message()));
@@ -743,13 +859,24 @@ absl::StatusOr<LogEntry> ParseLogEntry(std::string_view bytes) {
                   .attestation = std::nullopt,
                   .note = std::string(body),
                   .part = std::nullopt,
-                  .policy = std::nullopt};
+                  .policy = std::nullopt, .realisation = std::nullopt};
 }
 
 absl::StatusOr<std::string> EncodeLogEntry(const LogEntry& entry) {
+  if (entry.kind != LogEntryKind::kRealisation && entry.realisation.has_value()) {
+    return absl::InvalidArgumentError("only a log entry of kind realisation holds a realisation");
+  }
   switch (entry.kind) {
+    case LogEntryKind::kRealisation:
+      if (!entry.realisation.has_value() || entry.attestation.has_value() || !entry.note.empty() ||
+          entry.part.has_value() || entry.policy.has_value()) {
+        return absl::InvalidArgumentError(
+            "log entry of kind realisation must hold a realisation and nothing else");
+      }
+      return EncodeRealisationEntry(*entry.realisation);
     case LogEntryKind::kAttestation:
-      if (!entry.attestation.has_value() || !entry.note.empty() || entry.part.has_value() || entry.policy.has_value()) {
+      if (!entry.attestation.has_value() || !entry.note.empty() || entry.part.has_value() || entry.policy.has_value() ||
+          entry.realisation.has_value()) {
         return absl::InvalidArgumentError(
             "log entry of kind attestation must hold an attestation and no dispute note");
       }
