@@ -151,7 +151,6 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
       const std::string where = Cat("attestation ", i + 1, " of ", attestations->size());
       std::string key_name;
       std::string about;
-      absl::Status verifies;
       std::optional<consensus::Attestation> attestation;
       std::optional<consensus::RealisationAttestation> realisation;
       if (is_realisation) {
