@@ -153,6 +153,32 @@ v1::Attestation ToProto(const consensus::Attestation& attestation) {
   return message;
 }
 
+absl::StatusOr<consensus::RealisationAttestation> FromProto(const v1::RealisationAttestation& message) {
+  if (message.fingerprint().empty()) {
+    return absl::InvalidArgumentError(
+        "fingerprint is missing (the realisation's JSON exactly as Nix signs it, one line)");
+  }
+  auto claim = consensus::Realisation::ParseFingerprint(message.fingerprint());
+  if (!claim.ok()) return FieldError("fingerprint", claim.status());
+  auto signature = consensus::Signature::Parse(message.signature());
+  if (!signature.ok()) return FieldError("signature", signature.status());
+  auto metadata = FromProto(message.metadata());
+  if (!metadata.ok()) return metadata.status();
+  if (absl::Status s = consensus::ValidateRealisationMetadata(*claim, *metadata); !s.ok()) {
+    return FieldError("metadata", s);
+  }
+  return consensus::RealisationAttestation{*std::move(claim), *std::move(signature), *std::move(metadata)};
+}
+
+v1::RealisationAttestation ToProto(const consensus::RealisationAttestation& attestation) {
+  v1::RealisationAttestation message;
+  message.set_fingerprint(attestation.claim.Fingerprint());
+  message.set_signature(attestation.signature.ToString());
+  const consensus::BuildMetadata& metadata = attestation.metadata;
+  if (!(metadata == consensus::BuildMetadata{})) *message.mutable_metadata() = ToProto(metadata);
+  return message;
+}
+
 v1::Verdict ToProto(consensus::Verdict verdict) {
   switch (verdict) {
     case consensus::Verdict::kUnknown:

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "consensus/attestation.h"
 #include "consensus/path_info.h"
+#include "consensus/realisation.h"
 #include "consensus/tally.h"
 #include "proto/attest/v1/attest.pb.h"
 
@@ -36,6 +37,13 @@ std::string_view AttestationFieldName(AttestationField field);
 // FromProto, and on failure `*field_at_fault` is the field at fault.
 absl::StatusOr<consensus::Attestation> FromProto(const v1::Attestation& message, AttestationField* field_at_fault);
 v1::Attestation ToProto(const consensus::Attestation& attestation);
+
+// Parses fingerprint (strictly: consensus::Realisation::ParseFingerprint, only the exact bytes Nix
+// signs), signature and metadata (consensus::ValidateRealisationMetadata: deriver and output name
+// consistent with the key). public_key and received_unix are left to the caller. INVALID_ARGUMENT
+// "fingerprint: ...", "signature: ..." or "metadata: ..." naming the problem.
+absl::StatusOr<consensus::RealisationAttestation> FromProto(const v1::RealisationAttestation& message);
+v1::RealisationAttestation ToProto(const consensus::RealisationAttestation& attestation);
 
 v1::Verdict ToProto(consensus::Verdict verdict);
 absl::StatusOr<consensus::Verdict> FromProto(v1::Verdict verdict);

@@ -104,7 +104,7 @@ grpc::ServerUnaryReactor* AttestationsService::Submit(grpc::CallbackServerContex
                                                       const v1::SubmitRequest* request,
                                                       v1::SubmitResponse* response) {
   return OnPool(context, submit_pool_, [this, request, response]() -> absl::Status {
-    auto results = ingestor_->Submit(request->attestations());
+    auto results = ingestor_->Submit(request->attestations(), request->realisations());
     if (!results.ok()) return results.status();
     response->mutable_results()->Reserve(static_cast<int>(results->size()));
     for (IngestResult& result : *results) {

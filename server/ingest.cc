@@ -104,6 +104,75 @@ KeyLookup LookUpKey(const consensus::Policy& policy, bool observe_unknown_keys, 
   return {.key = &*carried, .observed = true};
 }
 
+// The public key an item carries, read only when the node observes unknown keys and the policy has no
+// builder key of that name. On a problem, `problem` and `status` say what it is.
+std::optional<consensus::PublicKey> CarriedKey(const consensus::Policy& policy, bool observe_unknown_keys,
+                                               const std::string& public_key, const std::string& key_name,
+                                               const std::string& prefix, Rejection& problem, absl::Status& status) {
+  problem = Rejection::kMissingPublicKey;
+  if (!observe_unknown_keys || public_key.empty() || policy.FindBuilder(key_name) != nullptr) return std::nullopt;
+  absl::StatusOr<consensus::PublicKey> parsed = consensus::PublicKey::Parse(public_key);
+  if (!parsed.ok()) {
+    problem = Rejection::kMalformedPublicKey;
+    status = absl::InvalidArgumentError(Cat(prefix, "public_key: ", StdView(parsed.status().message())));
+    return std::nullopt;
+  }
+  if (parsed->name() != key_name) {
+    problem = Rejection::kPublicKeyMismatch;
+    status = absl::InvalidArgumentError(Cat(prefix, "public_key is key '", parsed->name(),
+                                            "' but the signature is by key '", key_name,
+                                            "' (send the public half of the signing key)"));
+    return std::nullopt;
+  }
+  return *std::move(parsed);
+}
+
+// The rejection of an item whose key lookup failed (`key.problem` is not kNone).
+absl::Status KeyRejection(const consensus::Policy& policy, const KeyLookup& key, const std::string& key_name,
+                          const std::string& prefix, std::string_view what, const absl::Status& carried_status) {
+  const std::string not_in_policy =
+      Cat(prefix, "key '", key_name, "' is not a builder key in the policy (policy ", policy.Hash(), "); ");
+  switch (key.problem) {
+    case Rejection::kUnknownKey:
+      return absl::UnauthenticatedError(
+          Cat(not_in_policy, "ask the federation to add it, or enable observe_unknown_keys on this node"));
+    case Rejection::kMissingPublicKey:
+      return absl::UnauthenticatedError(
+          Cat(not_in_policy, "this node stores such ", what,
+              " for observation only when they carry public_key (the key's \"name:base64\" public half)"));
+    default:
+      return carried_status;
+  }
+}
+
+// Verifies a realisation entry replicated from a peer as Replicate does an attestation entry: with the
+// policy's key, or the observed key it carries when this node observes unknown keys; a key this node
+// neither counts nor observes is skipped. Fills `item.realisation`, or rejects it.
+template <typename ItemT>
+void CheckReplicatedRealisation(const consensus::Policy& policy, bool observe_unknown_keys,
+                                const consensus::RealisationEntry& parsed, int64_t verify_unix, ItemT& item) {
+  const consensus::RealisationAttestation& attestation = parsed.attestation;
+  const KeyLookup key =
+      LookUpKey(policy, observe_unknown_keys, attestation.key_name(), parsed.observed_key, Rejection::kNone);
+  if (key.problem != Rejection::kNone) {
+    item.Reject(Rejection::kOutsidePolicy, absl::OkStatus());
+    return;
+  }
+  std::string fingerprint = attestation.claim.Fingerprint();
+  if (!key.key->VerifyBytes(fingerprint, attestation.signature.bytes)) {
+    item.Reject(Rejection::kBadSignature,
+                absl::UnauthenticatedError(Cat("the realisation attestation by key '", attestation.key_name(), "' of ",
+                                               attestation.claim.key.ToString(), " does not verify",
+                                               key.observed ? " with the observed key it carries"
+                                                            : " with the policy's key")));
+    return;
+  }
+  item.realisation = VerifiedRealisation{.attestation = attestation,
+                                         .observed_key = key.observed ? parsed.observed_key : std::nullopt,
+                                         .fingerprint = std::move(fingerprint),
+                                         .received_unix = std::min(parsed.received_unix, verify_unix)};
+}
+
 // A write that failed for something in what it writes (a record the store refuses, a dispute record
 // that cannot be built), not for the state of the node: writing the same items again fails again, so
 // the ingestor writes them one at a time to find the one at fault instead of failing them all, or, on a
@@ -125,12 +194,15 @@ struct Ingestor::Item {
   Rejection rejection = Rejection::kNone;
   std::optional<proto::AttestationField> malformed_field;  // for kMalformed: the wire field at fault
   std::optional<VerifiedAttestation> verified;  // set once the signature verified
+  // For a realisation attestation instead: set once its signature verified.
+  std::optional<VerifiedRealisation> realisation;
   IngestOutcome outcome = IngestOutcome::kRejected;
 
   void Reject(Rejection why, absl::Status reason) {
     rejection = why;
     status = std::move(reason);
     verified.reset();
+    realisation.reset();
   }
 };
 
@@ -163,6 +235,11 @@ struct Ingestor::Metrics final {
                                     "Submit calls, by result: ok, or the lower-case status code that failed the "
                                     "whole batch.",
                                     {"result"})),
+        submitted_realisations(registry.AddCounter(
+            "attest_submitted_realisations_total",
+            "Realisation attestations submitted to this node, by result (accepted, already_present, observed, "
+            "rejected); their rejections are counted in attest_rejected_attestations_total.",
+            {"result"})),
         replicated(registry.AddCounter("attest_replicated_attestations_total",
                                        "Attestations replicated from a peer's log, by peer and result (stored, "
                                        "already_present, rejected, skipped).",
@@ -200,17 +277,29 @@ struct Ingestor::Metrics final {
     return it != by_rejection.end() ? it->second : by_rejection.at(Rejection::kMalformed);
   }
 
-  // Counts one Submit's results.
-  void CountResults(const std::vector<Item>& items) {
+  // Counts one Submit's results: items [0, attestations) are attestations, the rest realisations.
+  void CountResults(const std::vector<Item>& items, size_t attestations) {
     uint64_t counts[4] = {0, 0, 0, 0};
-    for (const Item& item : items) {
+    uint64_t realisation_counts[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < items.size(); ++i) {
+      const Item& item = items[i];
+      uint64_t* into = i < attestations ? counts : realisation_counts;
       if (item.rejection != Rejection::kNone) {
-        ++counts[static_cast<int>(IngestOutcome::kRejected)];
+        ++into[static_cast<int>(IngestOutcome::kRejected)];
         RejectedCounter(item)->Increment();
       } else {
-        ++counts[static_cast<int>(item.outcome)];
+        ++into[static_cast<int>(item.outcome)];
       }
     }
+    for (int r = 0; r < 4; ++r) {
+      if (realisation_counts[r] == 0) continue;
+      static constexpr std::string_view kResults[4] = {"accepted", "already_present", "observed", "rejected"};
+      submitted_realisations.Labels({std::string(kResults[r])}).Increment(realisation_counts[r]);
+    }
+    CountAttestations(counts);
+  }
+
+  void CountAttestations(const uint64_t (&counts)[4]) {
     if (counts[0] != 0) accepted->Increment(counts[0]);
     if (counts[1] != 0) already_present->Increment(counts[1]);
     if (counts[2] != 0) observed->Increment(counts[2]);
@@ -220,6 +309,7 @@ struct Ingestor::Metrics final {
   CounterFamily& submitted;
   CounterFamily& rejected;
   CounterFamily& batches;
+  CounterFamily& submitted_realisations;
   CounterFamily& replicated;
   Counter* accepted;
   Counter* already_present;
@@ -251,7 +341,14 @@ Ingestor::~Ingestor() = default;
 
 absl::StatusOr<std::vector<IngestResult>> Ingestor::Submit(
     const google::protobuf::RepeatedPtrField<v1::Attestation>& batch) {
-  absl::StatusOr<std::vector<IngestResult>> results = SubmitBatch(batch);
+  static const google::protobuf::RepeatedPtrField<v1::RealisationAttestation> kNoRealisations;
+  return Submit(batch, kNoRealisations);
+}
+
+absl::StatusOr<std::vector<IngestResult>> Ingestor::Submit(
+    const google::protobuf::RepeatedPtrField<v1::Attestation>& batch,
+    const google::protobuf::RepeatedPtrField<v1::RealisationAttestation>& realisations) {
+  absl::StatusOr<std::vector<IngestResult>> results = SubmitBatch(batch, realisations);
   if (results.ok()) {
     metrics_->batches_ok->Increment();
   } else {
@@ -261,20 +358,34 @@ absl::StatusOr<std::vector<IngestResult>> Ingestor::Submit(
 }
 
 absl::StatusOr<std::vector<IngestResult>> Ingestor::SubmitBatch(
-    const google::protobuf::RepeatedPtrField<v1::Attestation>& batch) {
-  const size_t count = static_cast<size_t>(batch.size());
+    const google::protobuf::RepeatedPtrField<v1::Attestation>& batch,
+    const google::protobuf::RepeatedPtrField<v1::RealisationAttestation>& realisations) {
+  const size_t attestation_count = static_cast<size_t>(batch.size());
+  const size_t realisation_count = static_cast<size_t>(realisations.size());
+  // Items [0, attestation_count) are the attestations, the rest the realisations.
+  const size_t count = attestation_count + realisation_count;
   if (count == 0) {
-    return absl::InvalidArgumentError("the batch is empty: send at least one attestation");
+    return absl::InvalidArgumentError("the batch is empty: send at least one attestation or realisation");
   }
   if (count > static_cast<size_t>(options_.max_batch)) {
-    return absl::ResourceExhaustedError(Cat("batch of ", count, " attestations exceeds the limit of ",
-                                            options_.max_batch, ": split it"));
+    return absl::ResourceExhaustedError(
+        realisation_count == 0
+            ? Cat("batch of ", count, " attestations exceeds the limit of ", options_.max_batch, ": split it")
+            : Cat("batch of ", attestation_count, " attestations and ", realisation_count,
+                  " realisations exceeds the limit of ", options_.max_batch, " items: split it"));
   }
 
   std::vector<Item> items(count);
   const auto verify_start = std::chrono::steady_clock::now();
   const std::shared_ptr<const consensus::Policy> policy = policy_.current();
-  VerifyInChunks(count, [&](size_t i) { CheckItem(*policy, batch[static_cast<int>(i)], i, count, items[i]); });
+  VerifyInChunks(count, [&](size_t i) {
+    if (i < attestation_count) {
+      CheckItem(*policy, batch[static_cast<int>(i)], i, attestation_count, items[i]);
+    } else {
+      const size_t r = i - attestation_count;
+      CheckRealisationItem(*policy, realisations[static_cast<int>(r)], r, realisation_count, items[i]);
+    }
+  });
   metrics_->verify_submit->Observe(SecondsSince(verify_start));
 
   // The first occurrence of an identical attestation is the one that is stored.
@@ -285,12 +396,27 @@ absl::StatusOr<std::vector<IngestResult>> Ingestor::SubmitBatch(
   for (size_t i = 0; i < count; ++i) {
     Item& item = items[i];
     if (item.rejection != Rejection::kNone) continue;
+    if (i >= attestation_count) {
+      // Realisation fingerprints never look like path fingerprints ("1;..."), so one map serves both.
+      auto [it, inserted] = first_seen.try_emplace(
+          IdentityKey(item.realisation->fingerprint, item.realisation->attestation.key_name()), i);
+      if (!inserted) {
+        item.Reject(Rejection::kDuplicate,
+                    absl::InvalidArgumentError(Cat("realisation ", i - attestation_count + 1, " of ", realisation_count,
+                                                   ": duplicate of realisation ", it->second - attestation_count + 1,
+                                                   " (same key, output path and signing key; send it once)")));
+        continue;
+      }
+      write.items.push_back(&item);
+      continue;
+    }
     auto [it, inserted] =
         first_seen.try_emplace(IdentityKey(item.verified->fingerprint, item.verified->attestation.key_name()), i);
     if (!inserted) {
       item.Reject(Rejection::kDuplicate,
-                  absl::InvalidArgumentError(Cat("attestation ", i + 1, " of ", count, ": duplicate of attestation ",
-                                                 it->second + 1, " (same store path, claim and key; send it once)")));
+                  absl::InvalidArgumentError(Cat("attestation ", i + 1, " of ", attestation_count,
+                                                 ": duplicate of attestation ", it->second + 1,
+                                                 " (same store path, claim and key; send it once)")));
       continue;
     }
     write.items.push_back(&item);
@@ -301,15 +427,17 @@ absl::StatusOr<std::vector<IngestResult>> Ingestor::SubmitBatch(
     if (!committed.ok() && FailedForItsContent(committed) && write.items.size() > 1) {
       committed = CommitOneByOne(write.items, nullptr, [&](Item& item, const absl::Status& refused) {
         const size_t i = static_cast<size_t>(&item - items.data());
+        const std::string prefix = i < attestation_count
+                                       ? Cat("attestation ", i + 1, " of ", attestation_count)
+                                       : Cat("realisation ", i - attestation_count + 1, " of ", realisation_count);
         item.Reject(Rejection::kStorageRefused,
-                    absl::Status(refused.code(), Cat("attestation ", i + 1, " of ", count,
-                                                     ": the node could not store it (", StdView(refused.message()),
-                                                     "); the other attestations were processed")));
+                    absl::Status(refused.code(), Cat(prefix, ": the node could not store it (",
+                                                     StdView(refused.message()), "); the other items were processed")));
       });
     }
     if (!committed.ok()) return committed;
   }
-  metrics_->CountResults(items);
+  metrics_->CountResults(items, attestation_count);
 
   std::vector<IngestResult> results(count);
   for (size_t i = 0; i < count; ++i) {
@@ -352,44 +480,14 @@ void Ingestor::CheckItem(const consensus::Policy& policy, const v1::Attestation&
     return;
   }
   const std::string& key_name = attestation->key_name();
-  // The public key the item carries, read only when the policy has no builder key of that name.
-  std::optional<consensus::PublicKey> carried;
-  Rejection carried_problem = Rejection::kMissingPublicKey;
+  Rejection carried_problem = Rejection::kNone;
   absl::Status carried_status;
-  if (options_.observe_unknown_keys && !message.public_key().empty() && policy.FindBuilder(key_name) == nullptr) {
-    absl::StatusOr<consensus::PublicKey> parsed = consensus::PublicKey::Parse(message.public_key());
-    if (!parsed.ok()) {
-      carried_problem = Rejection::kMalformedPublicKey;
-      carried_status = absl::InvalidArgumentError(Cat(prefix, "public_key: ", StdView(parsed.status().message())));
-    } else if (parsed->name() != key_name) {
-      carried_problem = Rejection::kPublicKeyMismatch;
-      carried_status = absl::InvalidArgumentError(Cat(prefix, "public_key is key '", parsed->name(),
-                                                      "' but the signature is by key '", key_name,
-                                                      "' (send the public half of the signing key)"));
-    } else {
-      carried = *std::move(parsed);
-    }
-  }
+  std::optional<consensus::PublicKey> carried = CarriedKey(policy, options_.observe_unknown_keys, message.public_key(),
+                                                           key_name, prefix, carried_problem, carried_status);
   const KeyLookup key = LookUpKey(policy, options_.observe_unknown_keys, key_name, carried, carried_problem);
-  const std::string not_in_policy =
-      Cat(prefix, "key '", key_name, "' is not a builder key in the policy (policy ", policy.Hash(), "); ");
-  switch (key.problem) {
-    case Rejection::kNone:
-      break;
-    case Rejection::kUnknownKey:
-      item.Reject(key.problem, absl::UnauthenticatedError(Cat(
-                                   not_in_policy, "ask the federation to add it, or enable observe_unknown_keys on this node")));
-      return;
-    case Rejection::kMissingPublicKey:
-      item.Reject(key.problem,
-                  absl::UnauthenticatedError(
-                      Cat(not_in_policy,
-                          "this node stores such attestations for observation only when they carry public_key "
-                          "(the key's \"name:base64\" public half)")));
-      return;
-    default:
-      item.Reject(key.problem, carried_status);
-      return;
+  if (key.problem != Rejection::kNone) {
+    item.Reject(key.problem, KeyRejection(policy, key, key_name, prefix, "attestations", carried_status));
+    return;
   }
   std::string fingerprint = attestation->claim.Fingerprint();
   if (!key.key->VerifyBytes(fingerprint, attestation->signature.bytes)) {
@@ -411,13 +509,61 @@ void Ingestor::CheckItem(const consensus::Policy& policy, const v1::Attestation&
                                       .fingerprint = std::move(fingerprint)};
 }
 
+void Ingestor::CheckRealisationItem(const consensus::Policy& policy, const v1::RealisationAttestation& message,
+                                    size_t index, size_t count, Item& item) const {
+  const std::string prefix = Cat("realisation ", index + 1, " of ", count, ": ");
+  absl::StatusOr<consensus::RealisationAttestation> attestation = proto::FromProto(message);
+  if (!attestation.ok()) {
+    item.Reject(Rejection::kMalformed,
+                absl::InvalidArgumentError(Cat(prefix, StdView(attestation.status().message()))));
+    return;
+  }
+  const std::string& key_name = attestation->key_name();
+  Rejection carried_problem = Rejection::kNone;
+  absl::Status carried_status;
+  std::optional<consensus::PublicKey> carried = CarriedKey(policy, options_.observe_unknown_keys, message.public_key(),
+                                                           key_name, prefix, carried_problem, carried_status);
+  const KeyLookup key = LookUpKey(policy, options_.observe_unknown_keys, key_name, carried, carried_problem);
+  if (key.problem != Rejection::kNone) {
+    item.Reject(key.problem, KeyRejection(policy, key, key_name, prefix, "realisations", carried_status));
+    return;
+  }
+  std::string fingerprint = attestation->claim.Fingerprint();
+  if (!key.key->VerifyBytes(fingerprint, attestation->signature.bytes)) {
+    item.Reject(Rejection::kBadSignature,
+                absl::UnauthenticatedError(Cat(
+                    prefix, "signature does not verify with key '", key_name, "' over the realisation fingerprint of ",
+                    attestation->claim.key.ToString(), " (",
+                    consensus::RealisationFormatName(attestation->claim.key.format()),
+                    " format; a signature over the other format's fingerprint does not verify",
+                    key.observed ? ", nor one made with another key than the public_key sent along)"
+                                 : "; is the key in the policy the one the builder signs with?)")));
+    return;
+  }
+  std::optional<consensus::PublicKey> observed_key = key.observed ? std::move(carried) : std::nullopt;
+  if (absl::Status loggable = consensus::CheckRealisationLoggable(*attestation, observed_key); !loggable.ok()) {
+    item.Reject(Rejection::kTooLarge, absl::InvalidArgumentError(Cat(prefix, StdView(loggable.message()))));
+    return;
+  }
+  item.realisation = VerifiedRealisation{.attestation = *std::move(attestation),
+                                         .observed_key = std::move(observed_key),
+                                         .fingerprint = std::move(fingerprint)};
+}
+
 absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
-  const size_t count = batch.attestations.size();
+  // Items [0, attestation_count) are the attestation entries, the rest the realisation entries.
+  const size_t attestation_count = batch.attestations.size();
+  const size_t count = attestation_count + batch.realisations.size();
   std::vector<Item> items(count);
   const auto verify_start = std::chrono::steady_clock::now();
   const std::shared_ptr<const consensus::Policy> policy = policy_.current();
   const int64_t verify_unix = absl::ToUnixSeconds(clock_());
-  VerifyInChunks(count, [this, &batch, &items, &policy, verify_unix](size_t i) {
+  VerifyInChunks(count, [this, &batch, &items, &policy, verify_unix, attestation_count](size_t i) {
+    if (i >= attestation_count) {
+      CheckReplicatedRealisation(*policy, options_.observe_unknown_keys, batch.realisations[i - attestation_count].parsed,
+                                 verify_unix, items[i]);
+      return;
+    }
     const consensus::AttestationEntry& parsed = batch.attestations[i].parsed;
     const consensus::Attestation& attestation = parsed.attestation;
     Item& item = items[i];
@@ -475,11 +621,13 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
       ++counts.skipped;
     } else {
       ++counts.rejected;
-      batch.rejected.push_back(storage::RejectedEntry{.peer = batch.peer,
-                                                      .index = batch.attestations[i].index,
-                                                      .reason = std::string(StdView(items[i].status.message())),
-                                                      .entry = batch.attestations[i].entry,
-                                                      .detected_unix = now_unix});
+      const bool attestation = i < attestation_count;
+      batch.rejected.push_back(storage::RejectedEntry{
+          .peer = batch.peer,
+          .index = attestation ? batch.attestations[i].index : batch.realisations[i - attestation_count].index,
+          .reason = std::string(StdView(items[i].status.message())),
+          .entry = attestation ? batch.attestations[i].entry : batch.realisations[i - attestation_count].entry,
+          .detected_unix = now_unix});
     }
   }
   absl::Status committed = Commit(write);
@@ -499,7 +647,12 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
     };
     committed = CommitOneByOne(write.items, &batch, [&](Item& item, const absl::Status& refused) {
       const size_t i = static_cast<size_t>(&item - items.data());
-      refuse(batch.attestations[i].index, batch.attestations[i].entry, refused);
+      if (i < attestation_count) {
+        refuse(batch.attestations[i].index, batch.attestations[i].entry, refused);
+      } else {
+        const ReplicatedRealisation& source = batch.realisations[i - attestation_count];
+        refuse(source.index, source.entry, refused);
+      }
     });
     for (size_t i = 0; committed.ok() && i < write.statements.size(); ++i) {
       PendingWrite one;
@@ -621,12 +774,19 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
   if (replication != nullptr) input.peer = replication->peer;
 
   // Read: what the store holds for the affected paths and the disputes the statements are about.
-  std::vector<Item*> items;
+  std::vector<Item*> items;  // the attestations
   std::vector<const VerifiedAttestation*> verified;
+  std::vector<Item*> realisation_items;
+  std::vector<const VerifiedRealisation*> realisations;
   for (PendingWrite* write : group) {
     for (Item* item : write->items) {
-      items.push_back(item);
-      verified.push_back(&*item->verified);
+      if (item->realisation.has_value()) {
+        realisation_items.push_back(item);
+        realisations.push_back(&*item->realisation);
+      } else {
+        items.push_back(item);
+        verified.push_back(&*item->verified);
+      }
     }
   }
   const std::vector<consensus::StorePath> paths = AffectedPaths(verified);
@@ -637,6 +797,18 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
   if (stored->size() != paths.size()) {
     return absl::InternalError(Cat("AttestationsFor returned ", stored->size(), " answers for ", paths.size(),
                                    " paths"));
+  }
+  const std::vector<consensus::RealisationKey> keys = AffectedKeys(realisations);
+  std::vector<std::vector<storage::StoredRealisation>> stored_realisations;
+  if (!keys.empty()) {
+    auto read = ledger_->RealisationsFor(keys);
+    if (!read.ok()) {
+      return StorageFailure(Cat("reading the stored realisations of ", keys.size(), " keys"), read.status());
+    }
+    if (read->size() != keys.size()) {
+      return absl::InternalError(Cat("RealisationsFor returned ", read->size(), " answers for ", keys.size(), " keys"));
+    }
+    stored_realisations = *std::move(read);
   }
   std::vector<PlannedStatement> statements;
   for (PendingWrite* write : group) {
@@ -654,6 +826,9 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
   input.paths = paths;
   input.stored = *stored;
   input.statements = statements;
+  input.realisations = realisations;
+  input.keys = keys;
+  input.stored_realisations = stored_realisations;
   absl::StatusOr<IngestPlan> plan = PlanIngest(input);
   if (!plan.ok()) return plan.status();
   storage::WriteBatch& batch = plan->batch;
@@ -665,30 +840,51 @@ absl::Status Ingestor::WriteGroup(const std::vector<PendingWrite*>& group) {
 
   // Write.
   std::vector<IngestOutcome> outcomes(items.size(), IngestOutcome::kAlreadyPresent);
-  if (!batch.attestations.empty() || !batch.resolutions.empty() || replication != nullptr) {
+  std::vector<IngestOutcome> realisation_outcomes(realisation_items.size(), IngestOutcome::kAlreadyPresent);
+  if (!batch.attestations.empty() || !batch.realisations.empty() || !batch.resolutions.empty() ||
+      replication != nullptr) {
     auto written = writer_->Write(batch);
     if (!written.ok()) {
-      return StorageFailure(Cat("storing ", batch.attestations.size(), " attestations"), written.status());
+      return StorageFailure(batch.realisations.empty()
+                                ? Cat("storing ", batch.attestations.size(), " attestations")
+                                : Cat("storing ", batch.attestations.size(), " attestations and ",
+                                      batch.realisations.size(), " realisations"),
+                            written.status());
     }
-    if (written->size() != plan->written.size()) {
+    // One outcome per attestation, then one per realisation (storage/store_writer.h).
+    if (written->size() != plan->written.size() + plan->realisations_written.size()) {
       return absl::InternalError(Cat("Write returned ", written->size(), " outcomes for ", plan->written.size(),
-                                     " attestations"));
+                                     " attestations and ", plan->realisations_written.size(), " realisations"));
     }
     for (size_t w = 0; w < plan->written.size(); ++w) {
       if ((*written)[w] != storage::WriteOutcome::kInserted) continue;
       const size_t i = plan->written[w];
       outcomes[i] = items[i]->verified->observed_key ? IngestOutcome::kObserved : IngestOutcome::kAccepted;
     }
+    for (size_t w = 0; w < plan->realisations_written.size(); ++w) {
+      if ((*written)[plan->written.size() + w] != storage::WriteOutcome::kInserted) continue;
+      const size_t i = plan->realisations_written[w];
+      realisation_outcomes[i] =
+          realisation_items[i]->realisation->observed_key ? IngestOutcome::kObserved : IngestOutcome::kAccepted;
+    }
   }
 
   // Notify.
   for (size_t i = 0; i < items.size(); ++i) items[i]->outcome = outcomes[i];
-  if (options_.on_commit && !batch.attestations.empty()) {
+  for (size_t i = 0; i < realisation_items.size(); ++i) realisation_items[i]->outcome = realisation_outcomes[i];
+  if (options_.on_commit && (!batch.attestations.empty() || !batch.realisations.empty())) {
     // batch.attestations is grouped by path, so neighbours suffice to drop repeats.
     std::vector<consensus::StorePath> changed;
     for (const storage::StoredAttestation& s : batch.attestations) {
       const consensus::StorePath& path = s.attestation.claim.path;
       if (changed.empty() || !(changed.back() == path)) changed.push_back(path);
+    }
+    // A new realisation may change what is known of its output path (a CA path is trusted through
+    // its realisation).
+    absl::flat_hash_set<consensus::StorePath> listed(changed.begin(), changed.end());
+    for (const storage::StoredRealisation& s : batch.realisations) {
+      const consensus::StorePath& path = s.attestation.claim.out_path;
+      if (listed.insert(path).second) changed.push_back(path);
     }
     options_.on_commit(changed);
   }

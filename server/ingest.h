@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -109,6 +110,13 @@ struct ReplicatedAttestation final {
   consensus::AttestationEntry parsed;
 };
 
+// A realisation attestation replicated from a peer's log.
+struct ReplicatedRealisation final {
+  uint64_t index = 0;  // in the peer's log
+  std::string entry;   // the entry's bytes as served
+  consensus::RealisationEntry parsed;
+};
+
 // A maintainer's statement replicated from a peer's log.
 struct ReplicatedResolution final {
   uint64_t index = 0;       // in the peer's log
@@ -119,6 +127,7 @@ struct ReplicatedResolution final {
 struct ReplicationBatch final {
   std::string peer;  // the peer's name: the origin of what is stored
   std::vector<ReplicatedAttestation> attestations;
+  std::vector<ReplicatedRealisation> realisations;  // verified and stored like the attestations
   std::vector<ReplicatedResolution> resolutions;  // stored after the attestations
   std::vector<storage::RejectedEntry> rejected;  // entries the follower already refused
   storage::PeerProgress progress;
@@ -164,6 +173,14 @@ class Ingestor final {
   //   INTERNAL            a dispute record could not be built (a bug)
   absl::StatusOr<std::vector<IngestResult>> Submit(
       const google::protobuf::RepeatedPtrField<v1::Attestation>& batch);
+  // Attestations and realisation attestations (consensus/realisation.h) in one durable write: one
+  // result per attestation, then one per realisation. Realisations are checked like attestations
+  // (strict fingerprint, metadata consistent with the key, the policy's builder key or, observing, the
+  // key carried; loggable), with messages "realisation <i> of <n>: ...". The batch limits count both;
+  // either may be empty, not both.
+  absl::StatusOr<std::vector<IngestResult>> Submit(
+      const google::protobuf::RepeatedPtrField<v1::Attestation>& batch,
+      const google::protobuf::RepeatedPtrField<v1::RealisationAttestation>& realisations);
 
   // Verifies every replicated attestation itself (as Submit does: a policy key, or the observed key
   // the entry carries when this node observes unknown keys), then stores the valid ones with
@@ -197,12 +214,15 @@ class Ingestor final {
 
   // Submit without counting the batch's result.
   absl::StatusOr<std::vector<IngestResult>> SubmitBatch(
-      const google::protobuf::RepeatedPtrField<v1::Attestation>& batch);
+      const google::protobuf::RepeatedPtrField<v1::Attestation>& batch,
+      const google::protobuf::RepeatedPtrField<v1::RealisationAttestation>& realisations);
   // Calls check(0) ... check(count - 1): on the calling thread for a small batch, else in chunks on the
   // verify pool; returns when all are done.
   void VerifyInChunks(size_t count, absl::FunctionRef<void(size_t)> check);
   void CheckItem(const consensus::Policy& policy, const v1::Attestation& message, size_t index, size_t count,
                  Item& item) const;
+  void CheckRealisationItem(const consensus::Policy& policy, const v1::RealisationAttestation& message,
+                            size_t index, size_t count, Item& item) const;
   absl::Status Commit(PendingWrite& write);
   // After a write of `items` failed for its content: writes each item on its own (for a replicated
   // batch, without the follower's progress), hands the ones that fail for their content to `refuse`,

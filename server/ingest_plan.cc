@@ -110,7 +110,96 @@ absl::Status PlanStatement(const IngestPlanInput& input, const PlannedStatement&
   return absl::OkStatus();
 }
 
+// Adds the realisation attestations of input.realisations to `plan`, key by key, as PlanIngest does for
+// attestations (held ones only lower the received time), with a state-change line when a key becomes
+// CONFIRMED or DISPUTED.
+absl::Status PlanRealisations(const IngestPlanInput& input, const consensus::TallyOptions& tally_options,
+                              IngestPlan& plan) {
+  if (input.stored_realisations.size() != input.keys.size()) {
+    return absl::InvalidArgumentError(Cat("the stored realisations of ", input.stored_realisations.size(),
+                                          " keys for ", input.keys.size(), " affected keys"));
+  }
+  absl::flat_hash_map<std::string, size_t> key_index;
+  for (size_t k = 0; k < input.keys.size(); ++k) key_index.try_emplace(input.keys[k].ToString(), k);
+  std::vector<std::vector<size_t>> items_by_key(input.keys.size());
+  for (size_t i = 0; i < input.realisations.size(); ++i) {
+    const std::string key = input.realisations[i]->attestation.claim.key.ToString();
+    auto it = key_index.find(key);
+    if (it == key_index.end()) {
+      return absl::InvalidArgumentError(
+          Cat("realisation ", i + 1, " is about ", key, ", which is not among the affected keys"));
+    }
+    items_by_key[it->second].push_back(i);
+  }
+  plan.realisation_items.assign(input.realisations.size(), PlannedItem::kAlreadyPresent);
+  for (size_t k = 0; k < input.keys.size(); ++k) {
+    const std::vector<storage::StoredRealisation>& stored = input.stored_realisations[k];
+    std::vector<storage::StoredRealisation> combined(stored.begin(), stored.end());
+    absl::flat_hash_map<std::string, size_t> held;
+    for (size_t h = 0; h < combined.size(); ++h) {
+      held.emplace(IdentityKey(combined[h].attestation.claim.Fingerprint(), combined[h].attestation.key_name()), h);
+    }
+    bool changed = false;
+    for (size_t i : items_by_key[k]) {
+      const VerifiedRealisation& item = *input.realisations[i];
+      const int64_t received = item.received_unix.value_or(input.now_unix);
+      auto [at, inserted] =
+          held.try_emplace(IdentityKey(item.fingerprint, item.attestation.key_name()), combined.size());
+      if (!inserted) {
+        storage::StoredRealisation& first = combined[at->second];
+        if (received >= first.received_unix) continue;
+        first.received_unix = received;
+        plan.batch.realisations.push_back(first);
+      } else {
+        combined.push_back(storage::StoredRealisation{.attestation = item.attestation,
+                                                      .received_unix = received,
+                                                      .observed_key = item.observed_key,
+                                                      .origin = input.peer});
+        plan.batch.realisations.push_back(combined.back());
+      }
+      plan.realisation_items[i] = PlannedItem::kWrite;
+      plan.realisations_written.push_back(i);
+      changed = true;
+    }
+    if (!changed) continue;
+
+    const RealisationTally after = TallyStoredRealisations(*input.policy, combined, tally_options);
+    consensus::TallyResult before;  // UNKNOWN
+    if (!stored.empty()) before = TallyStoredRealisations(*input.policy, stored, tally_options).result;
+    const std::string key = input.keys[k].ToString();
+    if (after.result.verdict == consensus::Verdict::kConfirmed && before.verdict != consensus::Verdict::kConfirmed) {
+      const consensus::FingerprintTally& agreed = after.result.fingerprints.front();
+      const consensus::RealisationAttestation& sample = *after.attestations[agreed.attestations.front()];
+      plan.state_changes.push_back(Cat("quorum reached: realisation ", key, " -> ", sample.claim.out_path.full(),
+                                       " CONFIRMED by ", agreed.operators.size(), " operators (",
+                                       JoinNames(agreed.operators), ")"));
+    }
+    if (after.result.verdict == consensus::Verdict::kDisputed &&
+        (before.verdict != consensus::Verdict::kDisputed || CountedEvidenceChanged(before, after.result))) {
+      std::vector<std::string> operators;
+      for (const auto& side : after.result.fingerprints) {
+        operators.insert(operators.end(), side.operators.begin(), side.operators.end());
+      }
+      std::sort(operators.begin(), operators.end());
+      operators.erase(std::unique(operators.begin(), operators.end()), operators.end());
+      plan.state_changes.push_back(Cat("realisation disputed: ", key, ": ", after.result.fingerprints.size(),
+                                       " competing output paths from operators ", JoinNames(operators)));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+std::vector<consensus::RealisationKey> AffectedKeys(std::span<const VerifiedRealisation* const> realisations) {
+  absl::flat_hash_set<std::string> seen;
+  std::vector<consensus::RealisationKey> keys;
+  for (const VerifiedRealisation* item : realisations) {
+    const consensus::RealisationKey& key = item->attestation.claim.key;
+    if (seen.insert(key.ToString()).second) keys.push_back(key);
+  }
+  return keys;
+}
 
 std::vector<consensus::StorePath> AffectedPaths(std::span<const VerifiedAttestation* const> items) {
   absl::flat_hash_set<consensus::StorePath> seen;
@@ -208,6 +297,7 @@ absl::StatusOr<IngestPlan> PlanIngest(const IngestPlanInput& input) {
     }
   }
 
+  if (absl::Status status = PlanRealisations(input, *tally_options, plan); !status.ok()) return status;
   for (const PlannedStatement& statement : input.statements) {
     if (absl::Status status = PlanStatement(input, statement, plan); !status.ok()) return status;
   }

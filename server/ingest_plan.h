@@ -41,6 +41,14 @@ struct VerifiedAttestation final {
   std::optional<int64_t> received_unix;
 };
 
+// A realisation attestation whose signature verified, as VerifiedAttestation.
+struct VerifiedRealisation final {
+  consensus::RealisationAttestation attestation;
+  std::optional<consensus::PublicKey> observed_key;
+  std::string fingerprint;  // attestation.claim.Fingerprint()
+  std::optional<int64_t> received_unix;
+};
+
 // A maintainer's statement to store, with the stored record of its dispute (read before planning; a
 // record the same plan writes takes its place).
 struct PlannedStatement final {
@@ -64,6 +72,12 @@ struct IngestPlanInput final {
   std::span<const consensus::StorePath> paths;
   std::span<const std::vector<storage::StoredAttestation>> stored;
   std::span<const PlannedStatement> statements;
+  // The verified new realisation attestations, in order (borrowed); AffectedKeys(realisations) and
+  // what the store holds for each (parallel). They are stored and logged like attestations; a
+  // disagreement is reported in state_changes but makes no dispute record.
+  std::span<const VerifiedRealisation* const> realisations;
+  std::span<const consensus::RealisationKey> keys;
+  std::span<const std::vector<storage::StoredRealisation>> stored_realisations;
 };
 
 // What the plan decided for one item.
@@ -76,6 +90,8 @@ struct IngestPlan final {
   storage::WriteBatch batch;
   std::vector<PlannedItem> items;  // parallel to input.items
   std::vector<size_t> written;     // parallel to batch.attestations: the index in input.items
+  std::vector<PlannedItem> realisation_items;  // parallel to input.realisations
+  std::vector<size_t> realisations_written;    // parallel to batch.realisations: the index in input.realisations
   // One line per state change ("quorum reached: ...", "dispute opened: ...", a maintainer's statement),
   // to log once the batch is durable.
   std::vector<std::string> state_changes;
@@ -84,8 +100,11 @@ struct IngestPlan final {
 // The store paths of `items`, each once, in first-seen order: what the caller reads before planning.
 std::vector<consensus::StorePath> AffectedPaths(std::span<const VerifiedAttestation* const> items);
 
+// The realisation keys of `realisations`, each once (by canonical text), in first-seen order.
+std::vector<consensus::RealisationKey> AffectedKeys(std::span<const VerifiedRealisation* const> realisations);
+
 // Errors: INVALID_ARGUMENT when the input is inconsistent (paths not AffectedPaths(items), stored not
-// parallel to paths); INTERNAL when a dispute record cannot be built (a bug); DATA_LOSS when a stored
+// parallel to paths, the same for keys); INTERNAL when a dispute record cannot be built (a bug); DATA_LOSS when a stored
 // dispute record a statement refers to does not parse.
 absl::StatusOr<IngestPlan> PlanIngest(const IngestPlanInput& input);
 

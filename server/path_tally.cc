@@ -39,6 +39,29 @@ PathTally TallyStored(const consensus::Policy& policy, std::span<const storage::
   return tally;
 }
 
+RealisationTally TallyStoredRealisations(const consensus::Policy& policy,
+                                         std::span<const storage::StoredRealisation> stored,
+                                         const consensus::TallyOptions& options) {
+  RealisationTally tally;
+  tally.attestations.reserve(stored.size());
+  tally.stored_index.reserve(stored.size());
+  std::vector<int64_t> received_unix;
+  received_unix.reserve(stored.size());
+  for (size_t i = 0; i < stored.size(); ++i) {
+    const storage::StoredRealisation& s = stored[i];
+    if (s.observed_key.has_value()) {
+      const consensus::PublicKey* policy_key = policy.FindBuilder(s.attestation.key_name());
+      if (policy_key != nullptr && !(*policy_key == *s.observed_key)) continue;
+    }
+    tally.attestations.push_back(&s.attestation);
+    tally.stored_index.push_back(i);
+    received_unix.push_back(s.received_unix);
+  }
+  tally.result = consensus::TallyRealisation(
+      policy, std::span<const consensus::RealisationAttestation* const>(tally.attestations), options, received_unix);
+  return tally;
+}
+
 bool CountedEvidenceChanged(const consensus::TallyResult& before, const consensus::TallyResult& after) {
   auto evidence = [](const consensus::TallyResult& r) {
     std::vector<std::pair<std::string, std::vector<std::string>>> out;

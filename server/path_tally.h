@@ -34,6 +34,18 @@ struct PathTally final {
 PathTally TallyStored(const consensus::Policy& policy, std::span<const storage::StoredAttestation> stored,
                       const consensus::TallyOptions& options);
 
+// The tally of one derivation output's realisations (consensus::TallyRealisation) from what the store
+// holds, by the same rules as TallyStored (an observed key the policy now names differently is left out).
+struct RealisationTally final {
+  std::vector<const consensus::RealisationAttestation*> attestations;  // borrowed from `stored`
+  std::vector<size_t> stored_index;                                     // for each input, its index in `stored`
+  consensus::TallyResult result;
+};
+
+RealisationTally TallyStoredRealisations(const consensus::Policy& policy,
+                                         std::span<const storage::StoredRealisation> stored,
+                                         const consensus::TallyOptions& options);
+
 // True when the counted evidence differs: another set of fingerprints, or other builders behind one.
 bool CountedEvidenceChanged(const consensus::TallyResult& before, const consensus::TallyResult& after);
 

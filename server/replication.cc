@@ -354,6 +354,7 @@ class Follower final {
   struct PreparedBatch {
     storage::PeerProgress next;  // the progress once it is applied
     std::vector<ReplicatedAttestation> attestations;
+    std::vector<ReplicatedRealisation> realisations;
     std::vector<ReplicatedResolution> resolutions;
     std::vector<storage::RejectedEntry> rejected;
     std::vector<std::string> entries;  // all of them, verbatim (ReplicationBatch::entries)
@@ -410,6 +411,7 @@ class Follower final {
 
     std::vector<std::string> kept = entries;
     std::vector<ReplicatedAttestation> attestations;
+    std::vector<ReplicatedRealisation> realisations;
     std::vector<ReplicatedResolution> resolutions;
     std::vector<storage::RejectedEntry> rejected;
     const int64_t now_unix = absl::ToUnixSeconds(clock_());
@@ -434,12 +436,19 @@ class Follower final {
       // attestations. A peer's policy entries are not applied from its log: the node learns policies
       // through the peer's chain (GetPolicyChain), which it verifies link by link; the entry stays
       // among the peer's kept entries.
+      // Realisation attestations are verified and stored like attestations (by the ingestor).
+      if (parsed->kind == consensus::LogEntryKind::kRealisation) {
+        realisations.push_back(ReplicatedRealisation{
+            .index = index, .entry = std::move(entries[i]), .parsed = *std::move(parsed->realisation)});
+        continue;
+      }
       if (parsed->kind != consensus::LogEntryKind::kAttestation) continue;
       attestations.push_back(ReplicatedAttestation{
           .index = index, .entry = std::move(entries[i]), .parsed = *std::move(parsed->attestation)});
     }
     PreparedBatch prepared{.next = progress,
                            .attestations = std::move(attestations),
+                           .realisations = std::move(realisations),
                            .resolutions = std::move(resolutions),
                            .rejected = std::move(rejected),
                            .entries = std::move(kept)};
@@ -465,6 +474,7 @@ class Follower final {
     const storage::PeerProgress next = prepared.next;
     ReplicationBatch batch{.peer = peer_.name,
                            .attestations = std::move(prepared.attestations),
+                           .realisations = std::move(prepared.realisations),
                            .resolutions = std::move(prepared.resolutions),
                            .rejected = std::move(prepared.rejected),
                            .progress = std::move(prepared.next),

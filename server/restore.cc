@@ -100,12 +100,25 @@ class LogReplay final {
     }
     switch (entry->kind) {
       case consensus::LogEntryKind::kAttestation: {
+        // A write logs its attestations before its realisations: pending realisations go first.
+        if (!realisations_.empty()) {
+          if (absl::Status status = Flush(); !status.ok()) return AtEntry(index, status);
+        }
         const consensus::AttestationEntry& logged = *entry->attestation;
         attestations_.push_back(storage::StoredAttestation{.attestation = logged.attestation,
                                                            .received_unix = logged.received_unix,
                                                            .observed_key = logged.observed_key,
                                                            .origin = ""});
         if (attestations_.size() >= kAttestationsPerWrite) return Flush();
+        return absl::OkStatus();
+      }
+      case consensus::LogEntryKind::kRealisation: {
+        const consensus::RealisationEntry& logged = *entry->realisation;
+        realisations_.push_back(storage::StoredRealisation{.attestation = logged.attestation,
+                                                           .received_unix = logged.received_unix,
+                                                           .observed_key = logged.observed_key,
+                                                           .origin = ""});
+        if (attestations_.size() + realisations_.size() >= kAttestationsPerWrite) return AtEntry(index, Flush());
         return absl::OkStatus();
       }
       case consensus::LogEntryKind::kDispute:
@@ -141,17 +154,23 @@ class LogReplay final {
     return absl::Status(status.code(), Cat("entry ", index, ": ", StdView(status.message())));
   }
 
+  // Writes the pending attestations, then the pending realisations (the order the log holds them in:
+  // a realisation entry is never buffered before an attestation entry that follows it).
   absl::Status Flush() {
-    if (attestations_.empty()) return absl::OkStatus();
+    if (attestations_.empty() && realisations_.empty()) return absl::OkStatus();
     storage::WriteBatch batch;
     batch.attestations = std::move(attestations_);
+    batch.realisations = std::move(realisations_);
     batch.log_append = storage::LogAppend::kAll;
     attestations_.clear();
+    realisations_.clear();
     absl::StatusOr<std::vector<storage::WriteOutcome>> outcomes = store_.Write(batch);
     if (!outcomes.ok()) return outcomes.status();
     // Every attestation is logged once, when first stored: a repeat means the log is not one a node wrote.
     if (std::ranges::count(*outcomes, storage::WriteOutcome::kAlreadyPresent) != 0) {
-      return absl::InvalidArgumentError("the log holds an attestation twice");
+      return absl::InvalidArgumentError(batch.realisations.empty()
+                                            ? "the log holds an attestation twice"
+                                            : "the log holds an attestation or a realisation attestation twice");
     }
     return absl::OkStatus();
   }
@@ -253,6 +272,7 @@ class LogReplay final {
   std::shared_ptr<const consensus::Policy> policy_;  // the file's, then each policy the log adopted
   const int64_t now_unix_;
   std::vector<storage::StoredAttestation> attestations_;
+  std::vector<storage::StoredRealisation> realisations_;  // logged after attestations_
   std::vector<consensus::DisputePart> parts_;
   absl::flat_hash_map<std::string, int64_t> opened_;                    // dispute id -> first record's time
   absl::flat_hash_map<std::string, std::vector<std::string>> fingerprints_;  // dispute id -> its latest sides

@@ -20,6 +20,7 @@
 #include "proto/convert.h"
 #include "server/grpc_status.h"
 #include "server/path_tally.h"
+#include "storage/ledger.h"
 
 namespace attest::server {
 namespace {
@@ -119,6 +120,86 @@ PathStatus StatusQuery::Tallied(const consensus::Policy& policy, const consensus
   return status;
 }
 
+absl::Status StatusQuery::AnswerRealisations(const consensus::Policy& policy,
+                                             std::span<const consensus::RealisationKey> keys,
+                                             std::span<v1::PathStatus> answers, AnswerBudget& budget) const {
+  const std::shared_ptr<const consensus::TallyOptions> tally_options = TallyOptionsOf(options_.resolutions);
+  for (size_t begin = 0; begin < keys.size() && !budget.exceeded(); begin += kReadBatchPaths) {
+    const std::span<const consensus::RealisationKey> batch = keys.subspan(begin, std::min(kReadBatchPaths, keys.size() - begin));
+    auto stored = store_->RealisationsFor(batch);
+    if (!stored.ok()) {
+      return StorageFailure(Cat("reading the realisations of ", batch.size(), " keys"), stored.status());
+    }
+    if (stored->size() != batch.size()) {
+      return absl::InternalError(
+          Cat("RealisationsFor returned ", stored->size(), " answers for ", batch.size(), " keys"));
+    }
+    for (size_t d = 0; d < batch.size(); ++d) {
+      v1::PathStatus& answer = answers[begin + d];
+      RealisationStatusToProto(policy, batch[d], (*stored)[d], *tally_options, answer);
+      if (!budget.Add(ElementBytes(answer))) return absl::OkStatus();
+    }
+  }
+  return absl::OkStatus();
+}
+
+void StatusQuery::RealisationStatusToProto(const consensus::Policy& policy, const consensus::RealisationKey& key,
+                                           std::vector<storage::StoredRealisation>& stored,
+                                           const consensus::TallyOptions& tally_options, v1::PathStatus& out) const {
+  RealisationTally tally = TallyStoredRealisations(policy, stored, tally_options);
+  consensus::TallyResult& result = tally.result;
+  // The rule: a 2.35 key names its derivation, so its output's name decides (also with no attestation
+  // yet); a 2.8 key's is the tally's (the leading claim's name), which must hold together with the
+  // default quorum (consensus/tally.h).
+  std::string rule = "default";
+  const consensus::Quorum* quorum = &policy.default_quorum();
+  std::string quorum_text;
+  if (key.format() == consensus::RealisationFormat::kBuildTrace) {
+    const consensus::AppliedRule applied = policy.RuleFor(key.ExpectedOutPathName());
+    if (applied.quorum != nullptr) quorum = applied.quorum;
+    rule = applied.name;
+    quorum_text = consensus::DescribeQuorum(policy, *quorum);
+  } else if (result.rule_index >= 0 && static_cast<size_t>(result.rule_index) < policy.rules().size()) {
+    quorum = &policy.rules()[static_cast<size_t>(result.rule_index)].quorum;
+    rule = result.rule;
+    quorum_text = Cat(consensus::DescribeQuorum(policy, *quorum), ", and the default quorum: ",
+                      consensus::DescribeQuorum(policy, policy.default_quorum()));
+  } else {
+    quorum_text = consensus::DescribeQuorum(policy, *quorum);
+  }
+  out.set_store_path(key.ToString());
+  out.set_verdict(proto::ToProto(result.verdict));
+  out.set_quorum(quorum->of.has_value() ? 0 : quorum->any);
+  out.set_policy_hash(policy.Hash());
+  out.set_policy_version(policy.version());
+  out.set_rule(std::move(rule));
+  out.set_quorum_text(std::move(quorum_text));
+  out.set_quorum_explanation(std::move(result.quorum_explanation));
+  for (size_t f = 0; f < result.fingerprints.size(); ++f) {
+    consensus::FingerprintTally& side = result.fingerprints[f];
+    v1::FingerprintTally* fingerprint = out.add_fingerprints();
+    fingerprint->set_fingerprint(std::move(side.fingerprint));
+    for (std::string& op : side.operators) fingerprint->add_operators(std::move(op));
+    for (std::string& builder : side.builders) fingerprint->add_builders(std::move(builder));
+    for (size_t input : side.attestations) {
+      const storage::StoredRealisation& s = stored[tally.stored_index[input]];
+      v1::CountedAttestation* counted = out.add_attestations();
+      counted->set_signature(s.attestation.signature.ToString());
+      counted->set_fingerprint_index(static_cast<int32_t>(f));
+      *counted->mutable_metadata() = proto::ToProto(s.attestation.metadata);
+      counted->set_received_unix(s.received_unix);
+    }
+  }
+  for (std::string& builder : result.flagged_builders) out.add_flagged_builders(std::move(builder));
+  if (!tally_options.excluded_builders.empty()) {
+    std::vector<std::string> signers;
+    for (const storage::StoredRealisation& s : stored) {
+      if (tally_options.excluded_builders.contains(s.attestation.key_name())) signers.push_back(s.attestation.key_name());
+    }
+    for (std::string& note : options_.resolutions->ExclusionsFor(signers)) out.add_exclusions(std::move(note));
+  }
+}
+
 void PathStatusToProto(PathStatus&& status, v1::PathStatus& out) {
   out.set_store_path(status.path.full());
   out.set_verdict(proto::ToProto(status.result.verdict));
@@ -215,24 +296,50 @@ absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& req
     return absl::ResourceExhaustedError(Cat("status request for ", count, " store paths exceeds the limit of ",
                                             options_.max_paths, ": split it"));
   }
-  // Distinct paths are read once; `slot[i]` maps request position i to its distinct path.
+  // Distinct entries are read once; `slot[i]` maps request position i to its distinct entry: a store
+  // path (0 .. distinct.size()) or a realisation key (distinct.size() + its index in `keys`).
   std::vector<consensus::StorePath> distinct;
-  std::vector<size_t> slot(count);
-  std::vector<int> first_use;  // by distinct path: the request position that names it first
+  std::vector<consensus::RealisationKey> keys;
+  struct Named final {
+    bool realisation = false;
+    size_t index = 0;  // into distinct or keys
+    int first_use = 0;  // the request position that names it first
+  };
+  std::vector<Named> named;  // by distinct entry, in order of first use
+  std::vector<size_t> entry_of(count);
   absl::flat_hash_map<std::string_view, size_t> seen;
   distinct.reserve(count);
   for (int i = 0; i < count; ++i) {
     const std::string& text = request.store_paths(i);
-    auto [it, inserted] = seen.try_emplace(text, distinct.size());
+    auto [it, inserted] = seen.try_emplace(text, named.size());
     if (inserted) {
-      absl::StatusOr<consensus::StorePath> path = consensus::StorePath::Parse(text);
-      if (!path.ok()) {
-        return absl::InvalidArgumentError(Cat("store_paths[", i, "]: ", StdView(path.status().message())));
+      if (consensus::RealisationKey::LooksLikeKey(text)) {
+        absl::StatusOr<consensus::RealisationKey> key = consensus::RealisationKey::Parse(text);
+        if (!key.ok()) {
+          return absl::InvalidArgumentError(Cat("store_paths[", i, "]: not a realisation key: ",
+                                                StdView(key.status().message())));
+        }
+        named.push_back(Named{.realisation = true, .index = keys.size(), .first_use = i});
+        keys.push_back(*std::move(key));
+      } else {
+        absl::StatusOr<consensus::StorePath> path = consensus::StorePath::Parse(text);
+        if (!path.ok()) {
+          return absl::InvalidArgumentError(Cat("store_paths[", i, "]: ", StdView(path.status().message())));
+        }
+        named.push_back(Named{.realisation = false, .index = distinct.size(), .first_use = i});
+        distinct.push_back(*std::move(path));
       }
-      distinct.push_back(*std::move(path));
-      first_use.push_back(i);
     }
-    slot[i] = it->second;
+    entry_of[i] = it->second;
+  }
+  std::vector<size_t> slot(count);
+  std::vector<int> first_use(distinct.size() + keys.size());  // by slot
+  for (const Named& entry : named) {
+    first_use[entry.realisation ? distinct.size() + entry.index : entry.index] = entry.first_use;
+  }
+  for (int i = 0; i < count; ++i) {
+    const Named& entry = named[entry_of[i]];
+    slot[i] = entry.realisation ? distinct.size() + entry.index : entry.index;
   }
 
   v1::StatusResponse response;
@@ -240,7 +347,7 @@ absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& req
 
   // A repeated path is answered by reference; those small answers are built (and counted) first, their
   // verdict filled in at the end (every verdict takes the same room on the wire).
-  std::vector<v1::PathStatus> references(distinct.size() < static_cast<size_t>(count) ? count : 0);
+  std::vector<v1::PathStatus> references(named.size() < static_cast<size_t>(count) ? count : 0);
   uint64_t reference_bytes = 0;
   for (int i = 0; i < count && !references.empty(); ++i) {
     if (first_use[slot[i]] == i) continue;
@@ -253,7 +360,7 @@ absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& req
   AnswerBudget budget(static_cast<uint64_t>(std::max<int64_t>(0, options_.max_answer_bytes)), reference_bytes);
 
   // Reading is the expensive part (random B-tree lookups); large requests are split so both cores work.
-  std::vector<v1::PathStatus> answers(distinct.size());
+  std::vector<v1::PathStatus> answers(distinct.size() + keys.size());
   const size_t chunks = std::clamp<size_t>((distinct.size() + kMinChunkPaths - 1) / kMinChunkPaths, 1,
                                            std::max(1, options_.read_threads));
   std::vector<absl::Status> failures(chunks);
@@ -292,7 +399,11 @@ absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& req
   for (const absl::Status& failure : failures) {
     if (!failure.ok()) return failure;
   }
-  if (budget.exceeded()) return TooLarge(request, distinct.size(), budget.answered(), budget.bytes());
+  if (!keys.empty() && !budget.exceeded()) {
+    absl::Status answered = AnswerRealisations(*policy, keys, std::span<v1::PathStatus>(answers).subspan(distinct.size()), budget);
+    if (!answered.ok()) return answered;
+  }
+  if (budget.exceeded()) return TooLarge(request, named.size(), budget.answered(), budget.bytes());
 
   uint64_t by_verdict[4] = {0, 0, 0, 0};
   for (int i = 0; i < count; ++i) {

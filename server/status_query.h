@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "consensus/policy.h"
+#include "consensus/realisation.h"
 #include "server/policy_book.h"
 #include "consensus/store_path.h"
 #include "consensus/tally.h"
@@ -90,10 +91,12 @@ class StatusQuery final {
   //   the store's error, with a client-safe message
   absl::StatusOr<std::vector<PathStatus>> Answer(std::span<const consensus::StorePath> paths) const;
 
-  // One status per requested path, in request order. Each distinct path is read and answered once: a
+  // One status per requested path, in request order. An entry that consensus::RealisationKey::LooksLikeKey
+  // is a realisation key: answered from its realisation attestations (consensus::TallyRealisation) with
+  // store_path = the key's canonical text and the realisation fingerprints; paths and keys may be mixed. Each distinct path is read and answered once: a
   // path the request names again is answered at its later positions by reference (store_path, verdict
   // and repeat_of = the position of its first occurrence), so repeats cannot amplify the answer.
-  //   INVALID_ARGUMENT    "store_paths[<i>]: <problem>" for a malformed path
+  //   INVALID_ARGUMENT    "store_paths[<i>]: <problem>" for a malformed path or realisation key
   //   RESOURCE_EXHAUSTED  more than max_paths paths, or an answer that would exceed max_answer_bytes
   //                       (the message says how much was answered and asks for fewer paths at a time)
   //   the store's error, with a client-safe message
@@ -117,6 +120,13 @@ class StatusQuery final {
   // Answers one batch of at most kReadBatchPaths paths.
   absl::Status AnswerBatch(const consensus::Policy& policy, std::span<const consensus::StorePath> paths,
                            std::span<v1::PathStatus> answers, AnswerBudget& budget) const;
+  // Reads and answers the realisation keys `keys` into `answers` (same length), as AnswerRange does paths.
+  absl::Status AnswerRealisations(const consensus::Policy& policy, std::span<const consensus::RealisationKey> keys,
+                                  std::span<v1::PathStatus> answers, AnswerBudget& budget) const;
+  // The answer about one realisation key from its stored realisation attestations (consensus::TallyRealisation).
+  void RealisationStatusToProto(const consensus::Policy& policy, const consensus::RealisationKey& key,
+                                std::vector<storage::StoredRealisation>& stored,
+                                const consensus::TallyOptions& tally_options, v1::PathStatus& out) const;
   // The stored attestations of `paths` (one vector per path), or the store's error made client-safe.
   absl::StatusOr<std::vector<std::vector<storage::StoredAttestation>>> Read(
       std::span<const consensus::StorePath> paths) const;

@@ -6,6 +6,7 @@
 
 #include "consensus/attestation.h"
 #include "consensus/log_entry.h"
+#include "consensus/realisation.h"
 #include "consensus/text.h"
 
 namespace attest::storage {
@@ -25,6 +26,24 @@ absl::Status ValidateStoredAttestation(const StoredAttestation& stored, size_t i
     return absl::InvalidArgumentError(consensus::Cat(
         prefix, "observed key is named ", stored.observed_key->name(), " but the signature is by ",
         stored.attestation.key_name(), " (store the key that made the signature)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateStoredRealisation(const StoredRealisation& stored, size_t index, size_t count) {
+  const std::string prefix = consensus::Cat("realisation ", index + 1, " of ", count, ": ");
+  const consensus::RealisationAttestation& attestation = stored.attestation;
+  if (absl::Status status = consensus::ValidateRealisationMetadata(attestation.claim, attestation.metadata);
+      !status.ok()) {
+    return absl::InvalidArgumentError(consensus::Cat(prefix, status.message()));
+  }
+  if (stored.received_unix < 0) {
+    return absl::InvalidArgumentError(consensus::Cat(prefix, "received time ", stored.received_unix, " is negative"));
+  }
+  if (stored.observed_key.has_value() && stored.observed_key->name() != attestation.key_name()) {
+    return absl::InvalidArgumentError(consensus::Cat(prefix, "observed key is named ", stored.observed_key->name(),
+                                                     " but the signature is by ", attestation.key_name(),
+                                                     " (store the key that made the signature)"));
   }
   return absl::OkStatus();
 }
@@ -151,6 +170,18 @@ absl::StatusOr<BatchLogEntries> LogEntriesOf(const WriteBatch& batch) {
                                                        entry.status().message()));
     }
     entries.attestations.push_back(std::move(*entry));
+  }
+  for (size_t i = 0; batch.log_append == LogAppend::kAll && i < batch.realisations.size(); ++i) {
+    const StoredRealisation& stored = batch.realisations[i];
+    auto entry = consensus::EncodeRealisationEntry(consensus::RealisationEntry{
+        .attestation = stored.attestation,
+        .observed_key = stored.observed_key,
+        .received_unix = stored.received_unix});
+    if (!entry.ok()) {
+      return absl::InvalidArgumentError(consensus::Cat("realisation ", i + 1, " of ", batch.realisations.size(),
+                                                       ": ", entry.status().message()));
+    }
+    entries.realisations.push_back(std::move(*entry));
   }
   for (size_t i = 0; i < batch.disputes.size(); ++i) {
     auto dispute = consensus::EncodeDisputeEntries(batch.disputes[i].signed_record);

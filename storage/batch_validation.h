@@ -22,6 +22,11 @@ namespace attest::storage {
 // the signature's key name.
 absl::Status ValidateStoredAttestation(const StoredAttestation& stored, size_t index, size_t count);
 
+// INVALID_ARGUMENT, prefixed "realisation <index+1> of <count>: ", when the metadata does not fit the
+// claim (consensus::ValidateRealisationMetadata: malformed, or a deriver / output name other than the
+// key's), the received time is negative, or the observed key's name is not the signature's key name.
+absl::Status ValidateStoredRealisation(const StoredRealisation& stored, size_t index, size_t count);
+
 // INVALID_ARGUMENT, prefixed "dispute <index+1> of <count>: ", when the id or the signed record is
 // empty, a time is negative, updated_unix precedes opened_unix, or fingerprint_count is negative.
 absl::Status ValidateStoredDispute(const StoredDispute& dispute, size_t index, size_t count);
@@ -64,11 +69,12 @@ bool ResolutionLess(const StoredResolution& a, const StoredResolution& b);
 struct BatchLogEntries final {
   bool logged = false;                        // false: nothing of the batch is logged
   std::vector<std::string> attestations;      // one per attestation; empty strings unless LogAppend::kAll
+  std::vector<std::string> realisations;      // one per realisation with LogAppend::kAll, else none
   std::vector<std::vector<std::string>> disputes;  // per dispute: its entry, or its part entries in order
   std::vector<std::string> resolutions;       // one per resolution with LogAppend::kAll, else none
 };
-// INVALID_ARGUMENT, prefixed as above, when one cannot be logged (an attestation entry over 65535
-// bytes, a dispute record that is not a signed dispute note). A dispute record too large for one entry
+// INVALID_ARGUMENT, prefixed as above, when one cannot be logged (an attestation or realisation entry
+// over 65535 bytes, a dispute record that is not a signed dispute note). A dispute record too large for one entry
 // is logged in parts (consensus::EncodeDisputeEntries), never refused for its size.
 absl::StatusOr<BatchLogEntries> LogEntriesOf(const WriteBatch& batch);
 

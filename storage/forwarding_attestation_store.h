@@ -19,6 +19,13 @@ class ForwardingAttestationStore : public AttestationStore {
       std::span<const consensus::StorePath> paths) override {
     return inner_->AttestationsFor(paths);
   }
+  absl::StatusOr<std::vector<std::vector<StoredRealisation>>> RealisationsFor(
+      std::span<const consensus::RealisationKey> keys) override {
+    return inner_->RealisationsFor(keys);
+  }
+  absl::StatusOr<std::vector<std::string>> RealisationKeysFor(const consensus::StorePath& out_path) override {
+    return inner_->RealisationKeysFor(out_path);
+  }
   absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) override {
     return inner_->GetDispute(id);
   }

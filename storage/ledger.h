@@ -118,16 +118,10 @@ class Ledger {
   // Every stored realisation attestation of each key, one vector per input key, in input order; within
   // a vector ordered by (fingerprint, key name). Keys are compared in canonical text.
   virtual absl::StatusOr<std::vector<std::vector<StoredRealisation>>> RealisationsFor(
-      std::span<const consensus::RealisationKey> keys) {
-    (void)keys;
-    return absl::UnimplementedError("RealisationsFor");
-  }
+      std::span<const consensus::RealisationKey> keys) = 0;
   // The keys (canonical text, sorted, unique) of every stored realisation attestation whose claim maps
   // to `out_path`: what the gateway asks to learn whether a CA path's realisation is CONFIRMED.
-  virtual absl::StatusOr<std::vector<std::string>> RealisationKeysFor(const consensus::StorePath& out_path) {
-    (void)out_path;
-    return absl::UnimplementedError("RealisationKeysFor");
-  }
+  virtual absl::StatusOr<std::vector<std::string>> RealisationKeysFor(const consensus::StorePath& out_path) = 0;
 
   virtual absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) = 0;
   virtual absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) = 0;

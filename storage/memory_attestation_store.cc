@@ -21,6 +21,12 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
       return status;
     }
   }
+  for (size_t i = 0; i < batch.realisations.size(); ++i) {
+    if (absl::Status status = ValidateStoredRealisation(batch.realisations[i], i, batch.realisations.size());
+        !status.ok()) {
+      return status;
+    }
+  }
   for (size_t i = 0; i < batch.disputes.size(); ++i) {
     if (absl::Status status = ValidateStoredDispute(batch.disputes[i], i, batch.disputes.size());
         !status.ok()) {
@@ -41,7 +47,7 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
   if (!entries.ok()) return entries.status();
 
   std::vector<WriteOutcome> outcomes;
-  outcomes.reserve(batch.attestations.size());
+  outcomes.reserve(batch.attestations.size() + batch.realisations.size());
   absl::MutexLock lock(&mu_);
   if (batch.peer_progress.has_value()) {
     auto it = peers_.find(batch.peer_progress->peer);
@@ -66,6 +72,22 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryAttestationStore::Write(const Wr
     }
     outcomes.push_back(inserted ? WriteOutcome::kInserted : WriteOutcome::kAlreadyPresent);
     if (inserted && batch.log_append == LogAppend::kAll) AppendToLog(std::move(entries->attestations[i]));
+  }
+  for (size_t i = 0; i < batch.realisations.size(); ++i) {
+    const StoredRealisation& stored = batch.realisations[i];
+    const consensus::RealisationAttestation& attestation = stored.attestation;
+    std::string key = attestation.claim.key.ToString();
+    auto& of_key = realisations_[key];
+    auto [it, inserted] =
+        of_key.try_emplace(std::make_pair(attestation.claim.Fingerprint(), attestation.key_name()), stored);
+    if (inserted) {
+      ++realisation_count_;
+      realisation_keys_by_out_path_[attestation.claim.out_path.full()].insert(std::move(key));
+    } else if (stored.received_unix < it->second.received_unix) {
+      it->second.received_unix = stored.received_unix;  // the earliest receipt any log shows
+    }
+    outcomes.push_back(inserted ? WriteOutcome::kInserted : WriteOutcome::kAlreadyPresent);
+    if (inserted && batch.log_append == LogAppend::kAll) AppendToLog(std::move(entries->realisations[i]));
   }
   for (std::vector<std::string>& dispute_entries : entries->disputes) {
     for (std::string& entry : dispute_entries) AppendToLog(std::move(entry));
@@ -121,6 +143,26 @@ absl::StatusOr<std::vector<std::vector<StoredAttestation>>> MemoryAttestationSto
     for (const auto& [key, stored] : it->second) result[i].push_back(stored);
   }
   return result;
+}
+
+absl::StatusOr<std::vector<std::vector<StoredRealisation>>> MemoryAttestationStore::RealisationsFor(
+    std::span<const consensus::RealisationKey> keys) {
+  std::vector<std::vector<StoredRealisation>> result(keys.size());
+  absl::MutexLock lock(&mu_);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto it = realisations_.find(keys[i].ToString());
+    if (it == realisations_.end()) continue;
+    result[i].reserve(it->second.size());
+    for (const auto& [order, stored] : it->second) result[i].push_back(stored);
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<std::string>> MemoryAttestationStore::RealisationKeysFor(const StorePath& out_path) {
+  absl::MutexLock lock(&mu_);
+  auto it = realisation_keys_by_out_path_.find(out_path.full());
+  if (it == realisation_keys_by_out_path_.end()) return std::vector<std::string>{};
+  return std::vector<std::string>(it->second.begin(), it->second.end());
 }
 
 absl::StatusOr<std::optional<StoredDispute>> MemoryAttestationStore::GetDispute(
@@ -189,7 +231,9 @@ absl::StatusOr<StoreStats> MemoryAttestationStore::Stats() {
                     .paths = static_cast<int64_t>(attestations_.size()),
                     .disputes = static_cast<int64_t>(disputes_.size()),
                     .open_disputes = open,
-                    .resolutions = static_cast<int64_t>(resolutions_.size())};
+                    .resolutions = static_cast<int64_t>(resolutions_.size()),
+                    .realisations = realisation_count_,
+                    .realisation_keys = static_cast<int64_t>(realisations_.size())};
 }
 
 absl::StatusOr<LogHead> MemoryAttestationStore::GetLogHead() {

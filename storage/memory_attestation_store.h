@@ -29,11 +29,14 @@ class MemoryAttestationStore final : public AttestationStore {
 
   // --- StoreWriter (storage/store_writer.h) ---
   // INVALID_ARGUMENT (storing nothing) when an item fails ValidateStoredAttestation /
-  // ValidateStoredDispute.
+  // ValidateStoredRealisation / ValidateStoredDispute.
   absl::StatusOr<std::vector<WriteOutcome>> Write(const WriteBatch& batch) override;
   // --- Ledger (storage/ledger.h) ---
   absl::StatusOr<std::vector<std::vector<StoredAttestation>>> AttestationsFor(
       std::span<const consensus::StorePath> paths) override;
+  absl::StatusOr<std::vector<std::vector<StoredRealisation>>> RealisationsFor(
+      std::span<const consensus::RealisationKey> keys) override;
+  absl::StatusOr<std::vector<std::string>> RealisationKeysFor(const consensus::StorePath& out_path) override;
   absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) override;
   // INVALID_ARGUMENT when query.limit < 1.
   absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) override;
@@ -82,6 +85,12 @@ class MemoryAttestationStore final : public AttestationStore {
   absl::Mutex mu_;
   absl::flat_hash_map<consensus::StorePath, PathAttestations> attestations_ ABSL_GUARDED_BY(mu_);
   int64_t attestation_count_ ABSL_GUARDED_BY(mu_) = 0;
+  // Realisation attestations by key (canonical text), each keyed by (fingerprint, key name).
+  std::map<std::string, std::map<std::pair<std::string, std::string>, StoredRealisation>> realisations_
+      ABSL_GUARDED_BY(mu_);
+  int64_t realisation_count_ ABSL_GUARDED_BY(mu_) = 0;
+  // Output path (full) -> the keys of the realisations claiming it, sorted.
+  absl::flat_hash_map<std::string, std::set<std::string>> realisation_keys_by_out_path_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, StoredDispute> disputes_ ABSL_GUARDED_BY(mu_);  // by id
   // by (dispute id, time, signed note); a note is stored once
   std::map<std::tuple<std::string, int64_t, std::string>, StoredResolution> resolutions_ ABSL_GUARDED_BY(mu_);

@@ -87,7 +87,8 @@ absl::StatusOr<std::unique_ptr<SqliteAttestationStore::Writer>> SqliteAttestatio
   for (absl::Status (Writer::*prepare)() : {&Writer::PreparePathsStatements, &Writer::PrepareDisputesStatements,
                                             &Writer::PrepareLogStatements, &Writer::PreparePeersStatements,
                                             &Writer::PrepareDerivationsStatements,
-                                            &Writer::PreparePoliciesStatements}) {
+                                            &Writer::PreparePoliciesStatements,
+                                            &Writer::PrepareRealisationsStatements}) {
     if (absl::Status status = (writer.get()->*prepare)(); !status.ok()) return status;
   }
   if (absl::Status status = writer->ResumeLog(); !status.ok()) return status;
@@ -124,7 +125,7 @@ absl::StatusOr<std::vector<WriteOutcome>> SqliteAttestationStore::Writer::WriteO
   if (absl::Status status = LoadPaths(mentioned); !status.ok()) return status;
 
   std::vector<WriteOutcome> outcomes;
-  outcomes.reserve(batch.attestations.size());
+  outcomes.reserve(batch.attestations.size() + batch.realisations.size());
   int64_t inserted = 0;
   absl::flat_hash_map<std::string_view, int64_t> per_key;
   for (size_t i = 0; i < batch.attestations.size(); ++i) {
@@ -153,6 +154,28 @@ absl::StatusOr<std::vector<WriteOutcome>> SqliteAttestationStore::Writer::WriteO
   }
   int64_t new_paths = 0;
   if (absl::Status status = StoreChangedPaths(new_paths); !status.ok()) return status;
+  // Realisations after the attestations: their outcomes and log entries follow the attestations'.
+  int64_t realisations_inserted = 0;
+  int64_t new_realisation_keys = 0;
+  std::vector<size_t> logged_realisations;  // indexes into batch.realisations
+  for (size_t i = 0; i < batch.realisations.size(); ++i) {
+    const StoredRealisation& stored = batch.realisations[i];
+    if (absl::Status status = ValidateStoredRealisation(stored, i, batch.realisations.size()); !status.ok()) {
+      return status;
+    }
+    auto added = AddRealisation(stored);
+    if (!added.ok()) {
+      return absl::Status(added.status().code(), consensus::Cat("realisation ", i + 1, " of ",
+                                                                batch.realisations.size(), ": ",
+                                                                added.status().message()));
+    }
+    if (added->outcome == WriteOutcome::kInserted) {
+      ++realisations_inserted;
+      if (added->first_of_key) ++new_realisation_keys;
+      if (batch.log_append == LogAppend::kAll) logged_realisations.push_back(i);
+    }
+    outcomes.push_back(added->outcome);
+  }
   for (size_t i = 0; i < batch.disputes.size(); ++i) {
     if (absl::Status status = ValidateStoredDispute(batch.disputes[i], i, batch.disputes.size());
         !status.ok()) {
@@ -170,6 +193,12 @@ absl::StatusOr<std::vector<WriteOutcome>> SqliteAttestationStore::Writer::WriteO
         !status.ok()) {
       return status;
     }
+  }
+  // A realisation entry is kept whole in the row (not rebuilt from the realisations table, whose
+  // received time may later become earlier).
+  for (size_t i : logged_realisations) {
+    const std::string& entry = entries->realisations[i];
+    if (absl::Status status = AppendLogEntry(std::nullopt, std::nullopt, entry, entry); !status.ok()) return status;
   }
   for (size_t i = 0; entries->logged && i < batch.disputes.size(); ++i) {
     const std::vector<std::string>& dispute_entries = entries->disputes[i];
@@ -206,6 +235,8 @@ absl::StatusOr<std::vector<WriteOutcome>> SqliteAttestationStore::Writer::WriteO
   if (absl::Status status = StoreRejectedEntries(batch); !status.ok()) return status;
   if (absl::Status status = BumpCounter("attestations", inserted); !status.ok()) return status;
   if (absl::Status status = BumpCounter("paths", new_paths); !status.ok()) return status;
+  if (absl::Status status = BumpCounter("realisations", realisations_inserted); !status.ok()) return status;
+  if (absl::Status status = BumpCounter("realisation_keys", new_realisation_keys); !status.ok()) return status;
   for (const auto& [key_name, count] : per_key) {
     if (absl::Status status = BumpCounter(consensus::Cat(kKeyCounterPrefix, key_name), count); !status.ok()) {
       return status;
@@ -242,7 +273,8 @@ absl::StatusOr<std::unique_ptr<SqliteAttestationStore::Reader>> SqliteAttestatio
   auto reader = std::unique_ptr<Reader>(new Reader(std::move(*db), path_ids));
   for (absl::Status (Reader::*prepare)() : {&Reader::PreparePathsStatements, &Reader::PrepareDisputesStatements,
                                             &Reader::PrepareLogStatements, &Reader::PreparePeersStatements,
-                                            &Reader::PrepareDerivationsStatements}) {
+                                            &Reader::PrepareDerivationsStatements,
+                                            &Reader::PrepareRealisationsStatements}) {
     if (absl::Status status = (reader.get()->*prepare)(); !status.ok()) return status;
   }
   return reader;
@@ -456,6 +488,22 @@ absl::StatusOr<std::vector<std::vector<StoredAttestation>>> SqliteAttestationSto
   if (!reader.ok()) return reader.status();
   ReaderLease lease(*this, std::move(*reader));
   return WithBusyRetries(options_, [&] { return lease->AttestationsFor(paths); });
+}
+
+absl::StatusOr<std::vector<std::vector<StoredRealisation>>> SqliteAttestationStore::RealisationsFor(
+    std::span<const consensus::RealisationKey> keys) {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->RealisationsFor(keys); });
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteAttestationStore::RealisationKeysFor(
+    const consensus::StorePath& out_path) {
+  auto reader = AcquireReader();
+  if (!reader.ok()) return reader.status();
+  ReaderLease lease(*this, std::move(*reader));
+  return WithBusyRetries(options_, [&] { return lease->RealisationKeysFor(out_path); });
 }
 
 absl::StatusOr<std::optional<StoredDispute>> SqliteAttestationStore::GetDispute(

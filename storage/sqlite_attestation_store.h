@@ -54,7 +54,7 @@ struct SqliteOptions final {
 };
 
 // The schema version this build reads and writes (PRAGMA user_version).
-inline constexpr int kSqliteSchemaVersion = 8;
+inline constexpr int kSqliteSchemaVersion = 9;
 // PRAGMA application_id of an attest database: "atst".
 inline constexpr int32_t kSqliteApplicationId = 0x61747374;
 
@@ -75,13 +75,18 @@ class SqliteAttestationStore final : public AttestationStore {
 
   // --- StoreWriter (storage/store_writer.h) ---
   // INVALID_ARGUMENT (storing nothing) when an item fails ValidateStoredAttestation /
-  // ValidateStoredDispute; UNAVAILABLE when busy past the retries; DATA_LOSS on corruption;
-  // FAILED_PRECONDITION when the file became read-only; RESOURCE_EXHAUSTED when the disk is full.
+  // ValidateStoredRealisation / ValidateStoredDispute; UNAVAILABLE when busy past the retries;
+  // DATA_LOSS on corruption; FAILED_PRECONDITION when the file became read-only; RESOURCE_EXHAUSTED
+  // when the disk is full.
   absl::StatusOr<std::vector<WriteOutcome>> Write(const WriteBatch& batch) override;
   // --- Ledger (storage/ledger.h) ---
   // All paths are read in one snapshot.
   absl::StatusOr<std::vector<std::vector<StoredAttestation>>> AttestationsFor(
       std::span<const consensus::StorePath> paths) override;
+  // All keys are read in one snapshot.
+  absl::StatusOr<std::vector<std::vector<StoredRealisation>>> RealisationsFor(
+      std::span<const consensus::RealisationKey> keys) override;
+  absl::StatusOr<std::vector<std::string>> RealisationKeysFor(const consensus::StorePath& out_path) override;
   absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) override;
   // INVALID_ARGUMENT when query.limit < 1.
   absl::StatusOr<std::vector<StoredDispute>> ListDisputes(const DisputeQuery& query) override;

@@ -8,6 +8,7 @@
 //   sqlite_store_peers.cc             followed peers: progress, kept entries, refusals, fork evidence
 //   sqlite_store_derivations.cc       derivations: their files, input derivations and output index
 //   sqlite_store_policies.cc          the chain of adopted policies and their approvals
+//   sqlite_store_realisations.cc      realisation attestations of content-addressed derivation outputs
 // The Writer (one connection, all writes) and the Reader (one pooled read-only connection) are
 // declared here with their statements grouped by family; each family prepares its own statements.
 // No header outside storage/ includes this one.
@@ -28,6 +29,7 @@
 #include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "consensus/realisation.h"
 #include "consensus/store_path.h"
 #include "storage/log_tree.h"
 #include "storage/path_record.h"
@@ -237,6 +239,16 @@ class SqliteAttestationStore::Writer {
   // The policy chain (sqlite_store_policies.cc).
   absl::Status PreparePoliciesStatements();
 
+  // Realisation attestations (sqlite_store_realisations.cc).
+  struct RealisationAdded {
+    WriteOutcome outcome = WriteOutcome::kAlreadyPresent;
+    bool first_of_key = false;  // the first realisation attestation stored for its key
+  };
+  absl::Status PrepareRealisationsStatements();
+  // Stores one (validated) realisation attestation unless it is held, in which case only an earlier
+  // received time is taken (store_writer.h).
+  absl::StatusOr<RealisationAdded> AddRealisation(const StoredRealisation& stored);
+
   std::unique_ptr<Connection> db_;
   std::unique_ptr<Statement> find_paths_, insert_path_, update_path_, find_key_, insert_key_, find_observed_key_,
       insert_observed_key_, find_label_, insert_label_, bump_counter_;
@@ -247,6 +259,8 @@ class SqliteAttestationStore::Writer {
   std::unique_ptr<Statement> insert_derivation_, insert_derivation_input_, insert_derivation_output_;
   std::unique_ptr<Statement> find_policy_, last_policy_, insert_policy_, insert_policy_approval_, policy_links_,
       policy_approvals_;
+  std::unique_ptr<Statement> find_realisation_, lower_realisation_received_, realisation_key_held_,
+      insert_realisation_;
   // The log as this transaction grows it, and as of the last commit (restored on rollback).
   LogTree log_;
   LogTree committed_log_;
@@ -279,6 +293,11 @@ class SqliteAttestationStore::Reader {
   absl::StatusOr<RecordCheck> CheckPathRecords(int64_t after_id, int limit);
   // PRAGMA quick_check: SQLite's own check of every page, table and index entry (all of the file).
   absl::StatusOr<std::vector<std::string>> QuickCheck();
+
+  // Realisation attestations (sqlite_store_realisations.cc); each call reads one snapshot.
+  absl::StatusOr<std::vector<std::vector<StoredRealisation>>> RealisationsFor(
+      std::span<const consensus::RealisationKey> keys);
+  absl::StatusOr<std::vector<std::string>> RealisationKeysFor(const consensus::StorePath& out_path);
 
   // Disputes and resolutions (sqlite_store_disputes.cc).
   absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id);
@@ -344,6 +363,11 @@ class SqliteAttestationStore::Reader {
   absl::StatusOr<StoredDispute> DisputeFromRow(const Statement::Use& row);
   absl::StatusOr<StoredResolution> ResolutionFromRow(const Statement::Use& row);
 
+  // Realisation attestations (sqlite_store_realisations.cc).
+  absl::Status PrepareRealisationsStatements();
+  // The attestation of a row of realisations_by_key_ (columns as its SELECT lists them).
+  absl::StatusOr<StoredRealisation> RealisationFromRow(const Statement::Use& row);
+
   // The log and peers.
   absl::Status PrepareLogStatements();
   absl::Status PreparePeersStatements();
@@ -365,6 +389,7 @@ class SqliteAttestationStore::Reader {
   std::unique_ptr<Statement> peer_entries_;
   std::unique_ptr<Statement> held_derivations_, derivations_by_path_, inputs_by_drv_, outputs_by_drv_,
       producers_by_output_, output_by_hash_range_, derivation_counters_;
+  std::unique_ptr<Statement> realisations_by_key_, realisation_keys_by_out_path_;
   // Prepared on first use (only the scrub uses them).
   std::unique_ptr<Statement> check_rows_, check_index_;
 };

@@ -568,6 +568,8 @@ absl::StatusOr<StoreStats> SqliteAttestationStore::Reader::Stats() {
       if (!*row) break;
       if (use.Text(0) == "attestations") stats.attestations = use.Int(1);
       if (use.Text(0) == "paths") stats.paths = use.Int(1);
+      if (use.Text(0) == "realisations") stats.realisations = use.Int(1);
+      if (use.Text(0) == "realisation_keys") stats.realisation_keys = use.Int(1);
     }
   }
   for (auto [statement, out] : {std::pair{count_disputes_.get(), &stats.disputes},

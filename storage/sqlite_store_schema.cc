@@ -218,6 +218,36 @@ CREATE TABLE policy_approvals (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
+// Added in version 9: realisation attestations (consensus/realisation.h), one row per signature, with
+// the claim's fingerprint as signed. Unique per (key, fingerprint, signing key), where the fingerprint
+// is indexed as its SHA-256 (`claim_sha256`, 32 bytes) rather than itself: a 2.8 fingerprint with many
+// dependent realisations runs to kilobytes. The unique index (prefixed by the key) answers
+// RealisationsFor; `realisations_by_out_path` answers RealisationKeysFor from the index alone. Key
+// names, observed keys and labels (output, system, origin) are the dictionaries of attestations; 0
+// means none for the optional ones, as in path records. The two counters are kept by every write.
+constexpr std::string_view kRealisationTables = R"sql(
+CREATE TABLE realisations (
+  id INTEGER PRIMARY KEY,
+  key TEXT NOT NULL,              -- RealisationKey::ToString(): "sha256:<hex>!<output>" or "<drv path>^<output>"
+  claim_sha256 BLOB NOT NULL,     -- SHA-256 of `fingerprint`
+  key_id INTEGER NOT NULL REFERENCES keys(id),
+  fingerprint TEXT NOT NULL,      -- Realisation::Fingerprint(), the bytes signed
+  out_path TEXT NOT NULL,         -- the claim's output path, "/nix/store/<hash>-<name>"
+  signature BLOB NOT NULL,        -- 64 bytes
+  received INTEGER NOT NULL,      -- the earliest receipt seen
+  observed_key_id INTEGER NOT NULL,  -- observed_keys(id), 0 for a policy key
+  deriver TEXT NOT NULL,          -- '' when none
+  output_id INTEGER NOT NULL,     -- labels(id), 0 when none
+  system_id INTEGER NOT NULL,     -- labels(id), 0 when none
+  build_kind INTEGER NOT NULL,
+  build_time INTEGER NOT NULL,
+  origin_id INTEGER NOT NULL,     -- labels(id) of the peer it was replicated from, 0 when submitted here
+  UNIQUE (key, claim_sha256, key_id)
+) STRICT;
+CREATE INDEX realisations_by_out_path ON realisations(out_path, key);
+INSERT INTO counters(name, value) VALUES ('realisations', 0), ('realisation_keys', 0);
+)sql";
+
 // Version 1 (one row per signature, claims and paths normalised) was only ever written by
 // development builds. An empty version-1 database is rebuilt as version 2; one holding attestations
 // is refused (see CreateOrMigrate): there is nothing in the field to convert.
@@ -225,7 +255,7 @@ constexpr std::string_view kDropSchemaV1 = R"sql(
 DROP TABLE signatures; DROP TABLE claims; DROP TABLE disputes; DROP TABLE paths; DROP TABLE keys;
 DROP TABLE observed_keys; DROP TABLE labels; DROP TABLE counters;
 )sql";
-static_assert(kSqliteSchemaVersion == 8);
+static_assert(kSqliteSchemaVersion == 9);
 
 // Fills what version 4 added for data written by older versions: each dispute's operators (from its
 // signed record) and the per-key attestation counters (one pass over the path records).
@@ -310,10 +340,12 @@ constexpr Migration kMigrations[] = {
     {7, kDerivationTables, "creating the derivation tables", "adding the derivation tables", nullptr},
     // Nodes before version 8 adopted no policy update: the chain starts empty.
     {8, kPolicyTables, "creating the policy chain tables", "adding the policy chain tables", nullptr},
+    // Realisations are new in version 9: nothing to backfill (their counters start at zero).
+    {9, kRealisationTables, "creating the realisation tables", "adding the realisation tables", nullptr},
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion - 1);
 
-// Brings a version-2..7 file to kSqliteSchemaVersion (inside the caller's transaction).
+// Brings a version-2..8 file to kSqliteSchemaVersion (inside the caller's transaction).
 absl::Status Migrate(Connection& db, int64_t from_version) {
   for (const Migration& step : kMigrations) {
     if (step.version <= from_version) continue;

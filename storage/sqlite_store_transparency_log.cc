@@ -1,7 +1,7 @@
 // SqliteAttestationStore, the node's transparency log: `log_entries` (an attestation entry is a
-// reference to its path row and signature, rebuilt when read; other entries keep their note),
-// `log_tiles` (tlog-tiles hash tiles, kept by the writer's LogTree) and `log_checkpoints` (one root
-// per signed size). Entries are appended in the write transaction of what they record.
+// reference to its path row and signature, rebuilt when read; a realisation entry is kept whole; other
+// entries keep their note), `log_tiles` (tlog-tiles hash tiles, kept by the writer's LogTree) and
+// `log_checkpoints` (one root per signed size). Entries are appended in the write transaction of what they record.
 #include <algorithm>
 #include <utility>
 
@@ -29,6 +29,13 @@ using sqlite_store::Corrupt;
 using sqlite_store::ForEachChunk;
 using sqlite_store::PathFromRow;
 using sqlite_store::PrepareStatements;
+
+// A realisation entry kept whole in `note` (other notes are signed notes or dispute part and policy
+// entries, which EncodeNoteEntry turns into entries).
+bool IsRealisationEntry(std::string_view note) {
+  const std::string_view header = consensus::kRealisationEntryHeader;
+  return note.size() > header.size() && note.starts_with(header) && note[header.size()] == '\n';
+}
 
 // Log tiles, read by the writer (to resume) and by readers (to serve them).
 absl::StatusOr<std::vector<std::string>> ReadTiles(Statement& get_tile,
@@ -210,7 +217,14 @@ absl::StatusOr<std::vector<std::string>> SqliteAttestationStore::Reader::LogEntr
   entries.reserve(count);
   for (Slot& slot : slots) {
     absl::StatusOr<std::string> entry;
-    if (slot.path_id == 0) {
+    if (slot.path_id == 0 && IsRealisationEntry(slot.note)) {
+      // Kept whole when appended (sqlite_attestation_store.cc); checked as every entry read is.
+      if (auto parsed = consensus::ParseLogEntry(slot.note); !parsed.ok()) {
+        entry = parsed.status();
+      } else {
+        entry = std::move(slot.note);
+      }
+    } else if (slot.path_id == 0) {
       entry = consensus::EncodeNoteEntry(slot.note);
     } else {
       auto row = rows.find(slot.path_id);

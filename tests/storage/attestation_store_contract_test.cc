@@ -41,10 +41,16 @@ using ::testing::IsEmpty;
 using ::testing::SizeIs;
 using testing::Attest;
 using testing::Batch;
+using testing::AttestRealisation;
+using testing::BuildTraceRealisation;
 using testing::ClaimWithRefs;
 using testing::Dispute;
+using testing::DrvHashKey;
+using testing::DrvHashRealisation;
 using testing::FullMetadata;
 using testing::KeyKind;
+using testing::RealisationBatch;
+using testing::SeededStorePath;
 using ::attest::testing::TempDir;
 using ::attest::testing::TestClaim;
 using ::attest::testing::TestStorePath;
@@ -894,6 +900,274 @@ TEST_P(AttestationStoreContractTest, CountsAttestationsPerKey) {
   ASSERT_TRUE(counts.ok()) << counts.status();
   EXPECT_THAT(*counts, ElementsAre(KeyAttestationCount{.key_name = "builder-1", .attestations = 2},
                                    KeyAttestationCount{.key_name = "builder-2", .attestations = 2}));
+}
+
+// ---- realisation attestations ----
+
+std::vector<StoredRealisation> ReadRealisations(AttestationStore& store, const consensus::RealisationKey& key) {
+  std::vector<consensus::RealisationKey> keys = {key};
+  auto result = store.RealisationsFor(keys);
+  EXPECT_TRUE(result.ok()) << result.status();
+  if (!result.ok() || result->size() != 1) return {};
+  return (*result)[0];
+}
+
+std::vector<std::string> KeysFor(AttestationStore& store, const StorePath& out_path) {
+  auto keys = store.RealisationKeysFor(out_path);
+  EXPECT_TRUE(keys.ok()) << keys.status();
+  return keys.ok() ? *keys : std::vector<std::string>{};
+}
+
+std::string EntryOf(const StoredRealisation& stored) {
+  auto entry = consensus::EncodeRealisationEntry(consensus::RealisationEntry{
+      .attestation = stored.attestation, .observed_key = stored.observed_key, .received_unix = stored.received_unix});
+  EXPECT_TRUE(entry.ok()) << entry.status();
+  return entry.ok() ? *entry : "";
+}
+
+TEST_P(AttestationStoreContractTest, RealisationsOfBothFormatsRoundTripEveryField) {
+  const consensus::Realisation base = DrvHashRealisation("ca-base.drv", SeededStorePath("ca-base", "A"));
+  // A 2.8 realisation with dependent realisations (the key of its input's output -> that output's path).
+  const consensus::Realisation top = DrvHashRealisation(
+      "ca-top.drv", SeededStorePath("ca-top", "A"), "out", {{base.key.ToString(), base.out_path}});
+  const consensus::Realisation traced = BuildTraceRealisation("hello-2.12", "dev", "A");
+  std::vector<StoredRealisation> written = {
+      AttestRealisation(top, "builder-eu-1",
+                        FullMetadata("ca-top", "out", BuildKind::kRebuild, 1700000100), 100),
+      // An observed key and a replicated one.
+      AttestRealisation(top, "watcher-1", {}, 1700000000, KeyKind::kObserved),
+      AttestRealisation(base, "builder-us-1", testing::Metadata("", "out", "aarch64-linux"), 0),
+      // The build trace format, with the deriver its key names.
+      AttestRealisation(traced, "builder-ci",
+                        testing::Metadata(TestStorePath("hello-2.12.drv").full(), "dev", "x86_64-linux",
+                                          BuildKind::kCheck, 5),
+                        1234567890123),
+  };
+  written[2].origin = "node-b";
+  EXPECT_THAT(WriteOk(RealisationBatch(written)), ElementsAre(WriteOutcome::kInserted, WriteOutcome::kInserted,
+                                                              WriteOutcome::kInserted, WriteOutcome::kInserted));
+
+  // One vector per key, in input order (unknown and repeated keys included), each by key name here.
+  std::vector<consensus::RealisationKey> keys = {traced.key, DrvHashKey("never-built.drv"), top.key, base.key,
+                                                 traced.key};
+  auto result = store_->RealisationsFor(keys);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_THAT(*result, ElementsAre(ElementsAre(written[3]), IsEmpty(), ElementsAre(written[0], written[1]),
+                                   ElementsAre(written[2]), ElementsAre(written[3])));
+  auto none = store_->RealisationsFor({});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_THAT(*none, IsEmpty());
+  // Realisations are not attestations of their output paths.
+  EXPECT_THAT(Read(top.out_path), IsEmpty());
+}
+
+TEST_P(AttestationStoreContractTest, RealisationsAreOrderedByFingerprintThenKeyName) {
+  // Three claims about one derivation output (three different builds) signed by several keys.
+  std::vector<consensus::Realisation> claims = {BuildTraceRealisation("flaky-1.0", "out", "x"),
+                                                BuildTraceRealisation("flaky-1.0", "out", "y"),
+                                                BuildTraceRealisation("flaky-1.0", "out", "z")};
+  std::vector<StoredRealisation> all;
+  for (const consensus::Realisation& claim : claims) {
+    for (std::string_view key : {"k-c", "k-a", "K-z"}) all.push_back(AttestRealisation(claim, key));
+  }
+  std::vector<StoredRealisation> scrambled = all;
+  std::ranges::reverse(scrambled);
+  std::rotate(scrambled.begin(), scrambled.begin() + 4, scrambled.end());
+  WriteOk(RealisationBatch({scrambled.begin(), scrambled.begin() + 5}));
+  WriteOk(RealisationBatch({scrambled.begin() + 5, scrambled.end()}));
+
+  std::vector<StoredRealisation> expected = all;
+  std::ranges::sort(expected, [](const StoredRealisation& a, const StoredRealisation& b) {
+    return std::make_pair(a.attestation.claim.Fingerprint(), a.attestation.key_name()) <
+           std::make_pair(b.attestation.claim.Fingerprint(), b.attestation.key_name());
+  });
+  EXPECT_EQ(ReadRealisations(*store_, claims[0].key), expected);
+  EXPECT_EQ(StatsOk().realisations, 9);
+  EXPECT_EQ(StatsOk().realisation_keys, 1);
+}
+
+TEST_P(AttestationStoreContractTest, ARealisationWrittenAgainIsStoredOnceWithTheEarliestReceipt) {
+  const consensus::Realisation claim = BuildTraceRealisation("hello-2.12", "out", "A");
+  const consensus::BuildMetadata first_metadata =
+      testing::Metadata(TestStorePath("hello-2.12.drv").full(), "out", "x86_64-linux");
+  const StoredRealisation first = AttestRealisation(claim, "builder-1", first_metadata, 500);
+  const StoredRealisation earlier = AttestRealisation(claim, "builder-1", {}, 300);
+  const StoredRealisation later = AttestRealisation(claim, "builder-1", {}, 900);
+  EXPECT_THAT(WriteOk(RealisationBatch({first})), ElementsAre(WriteOutcome::kInserted));
+  // Twice in one batch: stored once.
+  EXPECT_THAT(WriteOk(RealisationBatch({earlier, later})),
+              ElementsAre(WriteOutcome::kAlreadyPresent, WriteOutcome::kAlreadyPresent));
+  StoredRealisation expected = first;  // its metadata, the earliest time
+  expected.received_unix = 300;
+  EXPECT_THAT(ReadRealisations(*store_, claim.key), ElementsAre(expected));
+  EXPECT_THAT(WriteOk(RealisationBatch({later})), ElementsAre(WriteOutcome::kAlreadyPresent));
+  EXPECT_THAT(ReadRealisations(*store_, claim.key), ElementsAre(expected));
+  // Another key's signature over the same claim, and the same key over another claim, are new.
+  EXPECT_THAT(WriteOk(RealisationBatch({AttestRealisation(claim, "builder-2"),
+                                        AttestRealisation(BuildTraceRealisation("hello-2.12", "out", "B"),
+                                                          "builder-1")})),
+              ElementsAre(WriteOutcome::kInserted, WriteOutcome::kInserted));
+  const StoreStats stats = StatsOk();
+  EXPECT_EQ(stats.realisations, 3);
+  EXPECT_EQ(stats.realisation_keys, 1);
+  EXPECT_EQ(stats.attestations, 0);
+}
+
+TEST_P(AttestationStoreContractTest, OutcomesAreTheAttestationsThenTheRealisations) {
+  const StoredAttestation a = Attest(TestClaim("a-1"), "builder-1");
+  const StoredAttestation b = Attest(TestClaim("b-1"), "builder-1");
+  const StoredRealisation r = AttestRealisation(BuildTraceRealisation("r", "out", "A"), "builder-1");
+  const StoredRealisation s = AttestRealisation(DrvHashRealisation("s.drv", TestStorePath("s")), "builder-1");
+  EXPECT_THAT(WriteOk(RealisationBatch({r}, {a})), ElementsAre(WriteOutcome::kInserted, WriteOutcome::kInserted));
+  EXPECT_THAT(WriteOk(RealisationBatch({s, r, s}, {a, b})),
+              ElementsAre(WriteOutcome::kAlreadyPresent, WriteOutcome::kInserted,    // attestations
+                          WriteOutcome::kInserted, WriteOutcome::kAlreadyPresent,  // realisations
+                          WriteOutcome::kAlreadyPresent));
+  const StoreStats stats = StatsOk();
+  EXPECT_EQ(stats.attestations, 2);
+  EXPECT_EQ(stats.paths, 2);
+  EXPECT_EQ(stats.realisations, 2);
+  EXPECT_EQ(stats.realisation_keys, 2);
+}
+
+TEST_P(AttestationStoreContractTest, RealisationKeysForAnOutputPathAreSortedAndUnique) {
+  const StorePath out = TestStorePath("ca-top");
+  // Two formats naming the same output path; one key signed by two builders; another build elsewhere.
+  const consensus::Realisation old_format = DrvHashRealisation("ca-top.drv", out);
+  auto traced_key = consensus::RealisationKey::FromDrvPath(TestStorePath("ca-top.drv"), "out");
+  ASSERT_TRUE(traced_key.ok()) << traced_key.status();
+  auto traced = consensus::Realisation::Create(*traced_key, out);
+  ASSERT_TRUE(traced.ok()) << traced.status();
+  const consensus::Realisation elsewhere = DrvHashRealisation("ca-top.drv", SeededStorePath("ca-top", "other"));
+  WriteOk(RealisationBatch({AttestRealisation(*traced, "builder-1"), AttestRealisation(old_format, "builder-1"),
+                            AttestRealisation(old_format, "builder-2"), AttestRealisation(elsewhere, "builder-3")}));
+
+  std::vector<std::string> expected = {old_format.key.ToString(), traced->key.ToString()};
+  std::ranges::sort(expected);
+  EXPECT_EQ(KeysFor(*store_, out), expected);
+  EXPECT_THAT(KeysFor(*store_, elsewhere.out_path), ElementsAre(old_format.key.ToString()));
+  EXPECT_THAT(KeysFor(*store_, TestStorePath("never-built")), IsEmpty());
+  // An attested store path is not a realised one.
+  WriteOk(Batch({Attest(TestClaim("plain-1"), "builder-1")}));
+  EXPECT_THAT(KeysFor(*store_, TestStorePath("plain-1")), IsEmpty());
+
+  const StoreStats stats = StatsOk();
+  EXPECT_EQ(stats.realisations, 4);
+  EXPECT_EQ(stats.realisation_keys, 2);
+}
+
+TEST_P(AttestationStoreContractTest, LogHoldsTheAttestationsThenTheRealisationsThenTheDisputes) {
+  const StoredAttestation a = Attest(TestClaim("a-1"), "builder-1", {}, 10);
+  const StoredAttestation b = Attest(TestClaim("b-1"), "builder-1", {}, 11);
+  const StoredRealisation r = AttestRealisation(BuildTraceRealisation("r", "out", "A"), "builder-1", {}, 12);
+  const StoredRealisation s =
+      AttestRealisation(DrvHashRealisation("s.drv", TestStorePath("s")), "watcher-1", {}, 13, KeyKind::kObserved);
+  WriteBatch first = RealisationBatch({r}, {a});
+  first.log_append = LogAppend::kAll;
+  WriteOk(first);
+  // Held ones are not logged again; new ones are, realisations after attestations, disputes last.
+  WriteBatch second = RealisationBatch({r, s}, {b, a});
+  second.disputes.push_back(SignedDispute("b-1", 20));
+  second.log_append = LogAppend::kAll;
+  EXPECT_THAT(WriteOk(second), ElementsAre(WriteOutcome::kInserted, WriteOutcome::kAlreadyPresent,
+                                           WriteOutcome::kAlreadyPresent, WriteOutcome::kInserted));
+  // A replicated batch logs its disputes only.
+  StoredRealisation replicated = AttestRealisation(BuildTraceRealisation("t", "out", "A"), "builder-2", {}, 14);
+  replicated.origin = "node-b";
+  WriteBatch third = RealisationBatch({replicated});
+  third.log_append = LogAppend::kDisputesOnly;
+  WriteOk(third);
+  EXPECT_THAT(ReadRealisations(*store_, replicated.attestation.claim.key), ElementsAre(replicated));
+
+  auto head = store_->GetLogHead();
+  ASSERT_TRUE(head.ok()) << head.status();
+  ASSERT_EQ(head->size, 5u);
+  auto entries = store_->LogEntries(0, 5);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  EXPECT_EQ((*entries)[0], EntryOf(a));
+  EXPECT_EQ((*entries)[1], EntryOf(r));
+  EXPECT_EQ((*entries)[2], EntryOf(b));
+  EXPECT_EQ((*entries)[3], EntryOf(s));
+  EXPECT_THAT((*entries)[4], ::testing::StartsWith("attest/log/dispute/v1\n"));
+  auto parsed = consensus::ParseLogEntry((*entries)[3]);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->kind, consensus::LogEntryKind::kRealisation);
+  // The tree is over exactly these entries.
+  consensus::CompactRange tree;
+  for (const std::string& entry : *entries) tree.Append(consensus::LeafHash(entry), nullptr);
+  EXPECT_EQ(head->root, tree.Root());
+}
+
+TEST_P(AttestationStoreContractTest, AnInvalidRealisationStoresNothingOfTheBatch) {
+  const StoredAttestation a = Attest(TestClaim("a-1"), "new-builder", {}, 1);
+  const StoredRealisation good = AttestRealisation(BuildTraceRealisation("good", "out", "A"), "new-builder");
+  // The metadata names another output than the key's.
+  const StoredRealisation bad = AttestRealisation(BuildTraceRealisation("bad", "out", "A"), "builder-1",
+                                                  testing::Metadata("", "dev", ""));
+  WriteBatch batch = RealisationBatch({good, bad}, {a});
+  batch.disputes.push_back(SignedDispute("a-1", 5));
+  batch.log_append = LogAppend::kAll;
+  auto outcomes = store_->Write(batch);
+  EXPECT_EQ(outcomes.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(outcomes.status().message(), HasSubstr("realisation 2 of 2"));
+  EXPECT_THAT(Read(a.attestation.claim.path), IsEmpty());
+  EXPECT_THAT(ReadRealisations(*store_, good.attestation.claim.key), IsEmpty());
+  EXPECT_THAT(KeysFor(*store_, good.attestation.claim.out_path), IsEmpty());
+  EXPECT_EQ(store_->GetLogHead()->size, 0u);
+  const StoreStats stats = StatsOk();
+  EXPECT_EQ(stats.attestations, 0);
+  EXPECT_EQ(stats.realisations, 0);
+  EXPECT_EQ(stats.realisation_keys, 0);
+  EXPECT_EQ(stats.disputes, 0);
+
+  // A negative time and an observed key named differently are refused too.
+  StoredRealisation negative = good;
+  negative.received_unix = -1;
+  EXPECT_EQ(store_->Write(RealisationBatch({negative})).status().code(), absl::StatusCode::kInvalidArgument);
+  StoredRealisation misnamed = AttestRealisation(BuildTraceRealisation("good", "out", "A"), "builder-1", {}, 1,
+                                                 KeyKind::kObserved);
+  misnamed.observed_key = testing::TestKey("someone-else").public_key();
+  auto refused = store_->Write(RealisationBatch({misnamed}));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("observed key is named someone-else"));
+
+  // The batch without the bad item is stored whole, and logged from where the log was.
+  batch.realisations.pop_back();
+  EXPECT_THAT(WriteOk(batch), ElementsAre(WriteOutcome::kInserted, WriteOutcome::kInserted));
+  EXPECT_THAT(ReadRealisations(*store_, good.attestation.claim.key), ElementsAre(good));
+  auto entries = store_->LogEntries(0, 3);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  EXPECT_EQ((*entries)[0], EntryOf(a));
+  EXPECT_EQ((*entries)[1], EntryOf(good));
+}
+
+// Through the fault-injecting wrapper: a write refused before the commit stores nothing, one whose
+// acknowledgement is lost after the commit is found held on the retry, and reads fail on command.
+TEST_P(AttestationStoreContractTest, RealisationWritesAndReadsUnderInjectedFaults) {
+  testing::FaultInjectingStore faulty(std::move(store_));
+  const StoredRealisation r = AttestRealisation(BuildTraceRealisation("r", "out", "A"), "builder-1");
+  WriteBatch batch = RealisationBatch({r}, {Attest(TestClaim("a-1"), "builder-1")});
+  batch.log_append = LogAppend::kAll;
+  faulty.FailWrites(1, absl::UnavailableError("disk busy"));
+  EXPECT_EQ(faulty.Write(batch).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(ReadRealisations(faulty, r.attestation.claim.key), IsEmpty());
+  EXPECT_EQ(faulty.Stats()->realisations, 0);
+  EXPECT_EQ(faulty.GetLogHead()->size, 0u);
+
+  faulty.FailWritesAfterCommit(1, absl::UnavailableError("acknowledgement lost"));
+  EXPECT_EQ(faulty.Write(batch).status().code(), absl::StatusCode::kUnavailable);
+  auto retry = faulty.Write(batch);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_THAT(*retry, ElementsAre(WriteOutcome::kAlreadyPresent, WriteOutcome::kAlreadyPresent));
+  EXPECT_THAT(ReadRealisations(faulty, r.attestation.claim.key), ElementsAre(r));
+  EXPECT_EQ(faulty.GetLogHead()->size, 2u);
+
+  faulty.FailReads(2, absl::UnavailableError("read failed"));
+  EXPECT_EQ(faulty.RealisationsFor(std::vector<consensus::RealisationKey>{r.attestation.claim.key}).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(faulty.RealisationKeysFor(r.attestation.claim.out_path).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_THAT(KeysFor(faulty, r.attestation.claim.out_path), ElementsAre(r.attestation.claim.key.ToString()));
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -42,8 +42,8 @@ class FaultInjectingStore final : public AttestationStore {
     absl::MutexLock lock(&mu_);
     writes_after_commit_ = Plan{count, std::move(status)};
   }
-  // The next `count` reads (AttestationsFor, GetDispute, ListDisputes, Stats, the log reads and the
-  // derivation and policy chain reads) return `status`.
+  // The next `count` reads (AttestationsFor, RealisationsFor, RealisationKeysFor, GetDispute,
+  // ListDisputes, Stats, the log reads and the derivation and policy chain reads) return `status`.
   void FailReads(int count, absl::Status status) {
     absl::MutexLock lock(&mu_);
     reads_ = Plan{count, std::move(status)};
@@ -96,6 +96,15 @@ class FaultInjectingStore final : public AttestationStore {
       std::span<const consensus::StorePath> paths) override {
     if (auto failure = TakeRead()) return *failure;
     return inner_->AttestationsFor(paths);
+  }
+  absl::StatusOr<std::vector<std::vector<StoredRealisation>>> RealisationsFor(
+      std::span<const consensus::RealisationKey> keys) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->RealisationsFor(keys);
+  }
+  absl::StatusOr<std::vector<std::string>> RealisationKeysFor(const consensus::StorePath& out_path) override {
+    if (auto failure = TakeRead()) return *failure;
+    return inner_->RealisationKeysFor(out_path);
   }
   absl::StatusOr<std::optional<StoredDispute>> GetDispute(const std::string& id) override {
     if (auto failure = TakeRead()) return *failure;

@@ -305,11 +305,21 @@ TEST(SqliteAttestationStoreTest, Version1IsRebuiltWhenEmptyAndRefusedOtherwise) 
   EXPECT_EQ(QueryIntOnFile(dir.File("full-v1.db"), "SELECT count(*) FROM signatures"), 2);
 }
 
-// Turns a current file back into what version 7 wrote (version 8 added these).
-constexpr std::string_view kUndoVersion8 = "DROP TABLE policy_approvals; DROP TABLE policy_links; ";
+// Turns a current file back into what version 8 wrote (version 9 added these).
+constexpr std::string_view kUndoVersion9 =
+    "DROP INDEX realisations_by_out_path; DROP TABLE realisations; "
+    "DELETE FROM counters WHERE name IN ('realisations', 'realisation_keys'); ";
 
-// Turns a current file back into what version 6 wrote (versions 7 and 8 added these).
+// Turns a current file back into what version 7 wrote (versions 8 and 9 added these).
+constexpr std::string_view kUndoVersion8 =
+    "DROP INDEX realisations_by_out_path; DROP TABLE realisations; "
+    "DELETE FROM counters WHERE name IN ('realisations', 'realisation_keys'); "
+    "DROP TABLE policy_approvals; DROP TABLE policy_links; ";
+
+// Turns a current file back into what version 6 wrote (versions 7, 8 and 9 added these).
 constexpr std::string_view kUndoVersion7 =
+    "DROP INDEX realisations_by_out_path; DROP TABLE realisations; "
+    "DELETE FROM counters WHERE name IN ('realisations', 'realisation_keys'); "
     "DROP TABLE policy_approvals; DROP TABLE policy_links; "
     "DROP INDEX derivation_outputs_by_path; DROP TABLE derivation_outputs; DROP TABLE derivation_inputs; "
     "DROP TABLE derivations; DELETE FROM counters WHERE name IN ('derivations', 'derivation_bytes'); ";
@@ -429,6 +439,137 @@ TEST(SqliteAttestationStoreTest, Version7GainsThePolicyTablesAndKeepsWhatItHolds
   ASSERT_TRUE(entries.ok()) << entries.status();
   EXPECT_EQ(consensus::ParseLogEntry((*entries)[0])->kind, consensus::LogEntryKind::kAttestation);
   EXPECT_EQ(consensus::ParseLogEntry((*entries)[1])->kind, consensus::LogEntryKind::kPolicy);
+}
+
+// Realisation attestations acknowledged by Write are in the file: a new store on it reads them back
+// with their counters and log entries, and still recognises them as held.
+TEST(SqliteAttestationStoreTest, RealisationsSurviveCloseAndReopen) {
+  TempDir dir;
+  const std::string file = dir.File("attest.db");
+  const consensus::Realisation base = testing::DrvHashRealisation("ca-base.drv", testing::SeededStorePath("ca-base", "A"));
+  const consensus::Realisation top = testing::DrvHashRealisation(
+      "ca-top.drv", testing::SeededStorePath("ca-top", "A"), "out", {{base.key.ToString(), base.out_path}});
+  std::vector<StoredRealisation> written = {
+      testing::AttestRealisation(top, "builder-1", FullMetadata("ca-top"), 40),
+      testing::AttestRealisation(base, "watcher", {}, 41, testing::KeyKind::kObserved),
+      testing::AttestRealisation(testing::BuildTraceRealisation("hello-2.12", "out", "A"), "builder-2", {}, 42)};
+  written[2].origin = "node-b";
+  std::vector<std::string> entries;
+  {
+    auto store = OpenOrDie(file);
+    ASSERT_NE(store, nullptr);
+    WriteBatch batch = testing::RealisationBatch(written);
+    batch.log_append = LogAppend::kAll;
+    ASSERT_TRUE(store->Write(batch).ok());
+    entries = store->LogEntries(0, 3).value();
+  }
+  auto store = OpenOrDie(file);
+  ASSERT_NE(store, nullptr);
+  std::vector<consensus::RealisationKey> keys;
+  for (const StoredRealisation& stored : written) keys.push_back(stored.attestation.claim.key);
+  EXPECT_THAT(store->RealisationsFor(keys).value(),
+              ElementsAre(ElementsAre(written[0]), ElementsAre(written[1]), ElementsAre(written[2])));
+  EXPECT_THAT(store->RealisationKeysFor(top.out_path).value(), ElementsAre(top.key.ToString()));
+  const StoreStats stats = store->Stats().value();
+  EXPECT_EQ(stats.realisations, 3);
+  EXPECT_EQ(stats.realisation_keys, 3);
+  EXPECT_EQ(store->GetLogHead().value().size, 3u);
+  EXPECT_EQ(store->LogEntries(0, 3).value(), entries);
+  EXPECT_THAT(store->Write(testing::RealisationBatch({written[0]})).value(), ElementsAre(WriteOutcome::kAlreadyPresent));
+}
+
+// A database failure half way through a batch (here a trigger refusing the second realisation row,
+// after the attestations, the first realisation and their log entries were written) rolls all of it
+// back: nothing stored, nothing counted, nothing logged, and the next batch logs from where the log was.
+TEST(SqliteAttestationStoreTest, ABatchFailingHalfWayStoresNothing) {
+  TempDir dir;
+  const std::string file = dir.File("attest.db");
+  auto store = OpenOrDie(file);
+  ASSERT_NE(store, nullptr);
+  const StoredAttestation logged = Attest(TestClaim("before"), "builder-1");
+  WriteBatch before = Batch({logged});
+  before.log_append = LogAppend::kAll;
+  ASSERT_TRUE(store->Write(before).ok());
+  const LogHead head = store->GetLogHead().value();
+
+  const StoredAttestation a = Attest(TestClaim("a-1"), "builder-new");
+  const StoredRealisation first = testing::AttestRealisation(testing::BuildTraceRealisation("r", "out", "A"), "builder-new");
+  const StoredRealisation second = testing::AttestRealisation(testing::BuildTraceRealisation("s", "out", "A"), "builder-new");
+  ExecuteOnFile(file, consensus::Cat("CREATE TRIGGER injected_fault BEFORE INSERT ON realisations WHEN NEW.key = '",
+                                     second.attestation.claim.key.ToString(),
+                                     "' BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"));
+  WriteBatch batch = testing::RealisationBatch({first, second}, {a});
+  batch.log_append = LogAppend::kAll;
+  auto failed = store->Write(batch);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_THAT(failed.status().message(), HasSubstr("realisation 2 of 2"));
+  EXPECT_THAT(Read(*store, a.attestation.claim.path), IsEmpty());
+  EXPECT_THAT(store->RealisationsFor(std::vector<consensus::RealisationKey>{first.attestation.claim.key}).value(),
+              ElementsAre(IsEmpty()));
+  EXPECT_THAT(store->RealisationKeysFor(first.attestation.claim.out_path).value(), IsEmpty());
+  const StoreStats stats = store->Stats().value();
+  EXPECT_EQ(stats.attestations, 1);
+  EXPECT_EQ(stats.realisations, 0);
+  EXPECT_EQ(stats.realisation_keys, 0);
+  EXPECT_EQ(store->GetLogHead().value().size, head.size);
+  EXPECT_EQ(store->GetLogHead().value().root, head.root);
+  EXPECT_EQ(QueryIntOnFile(file, "SELECT count(*) FROM log_entries"), 1);
+
+  ExecuteOnFile(file, "DROP TRIGGER injected_fault;");
+  EXPECT_THAT(store->Write(batch).value(),
+              ElementsAre(WriteOutcome::kInserted, WriteOutcome::kInserted, WriteOutcome::kInserted));
+  auto entries = store->LogEntries(0, 4);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  EXPECT_EQ(consensus::ParseLogEntry((*entries)[1])->kind, consensus::LogEntryKind::kAttestation);
+  EXPECT_EQ(consensus::ParseLogEntry((*entries)[2])->realisation->attestation, first.attestation);
+  EXPECT_EQ(consensus::ParseLogEntry((*entries)[3])->realisation->attestation, second.attestation);
+  // The tree the store resumes from its tiles is the one it grew (a reopen checks the tiles).
+  const LogHead grown = store->GetLogHead().value();
+  store.reset();
+  store = OpenOrDie(file);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->GetLogHead().value().size, grown.size);
+  EXPECT_EQ(store->GetLogHead().value().root, grown.root);
+}
+
+// Version 9 added the realisation table; a version-8 file gets it empty, keeps what it holds, and its
+// log goes on from where it was.
+TEST(SqliteAttestationStoreTest, Version8GainsTheRealisationTableAndKeepsWhatItHolds) {
+  TempDir dir;
+  const std::string file = dir.File("v8.db");
+  const StoredAttestation kept = Attest(TestClaim("kept"), "builder-a");
+  {
+    auto store = OpenOrDie(file);
+    ASSERT_NE(store, nullptr);
+    WriteBatch logged = Batch({kept});
+    logged.log_append = LogAppend::kAll;
+    ASSERT_TRUE(store->Write(logged).ok());
+  }
+  ExecuteOnFile(file, std::string(kUndoVersion9) + "PRAGMA user_version = 8;");
+  ASSERT_EQ(QueryIntOnFile(file, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'realisation%'"), 0);
+  auto store = OpenOrDie(file);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(QueryIntOnFile(file, "PRAGMA user_version"), kSqliteSchemaVersion);
+  EXPECT_EQ(QueryIntOnFile(file, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'realisation%'"), 2);
+  EXPECT_THAT(Read(*store, kept.attestation.claim.path), ElementsAre(kept));
+  StoreStats stats = store->Stats().value();
+  EXPECT_EQ(stats.attestations, 1);
+  EXPECT_EQ(stats.realisations, 0);
+  EXPECT_EQ(stats.realisation_keys, 0);
+  const StoredRealisation realisation =
+      testing::AttestRealisation(testing::BuildTraceRealisation("kept", "out", "A"), "builder-a");
+  WriteBatch batch = testing::RealisationBatch({realisation});
+  batch.log_append = LogAppend::kAll;
+  EXPECT_THAT(store->Write(batch).value(), ElementsAre(WriteOutcome::kInserted));
+  EXPECT_THAT(store->RealisationsFor(std::vector<consensus::RealisationKey>{realisation.attestation.claim.key}).value(),
+              ElementsAre(ElementsAre(realisation)));
+  stats = store->Stats().value();
+  EXPECT_EQ(stats.realisations, 1);
+  EXPECT_EQ(stats.realisation_keys, 1);
+  auto entries = store->LogEntries(0, 2);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  EXPECT_EQ(consensus::ParseLogEntry((*entries)[0])->kind, consensus::LogEntryKind::kAttestation);
+  EXPECT_EQ(consensus::ParseLogEntry((*entries)[1])->kind, consensus::LogEntryKind::kRealisation);
 }
 
 // What PutDerivations acknowledged is in the file: a new store on it (another process, after a

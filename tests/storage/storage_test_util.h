@@ -2,15 +2,21 @@
 #ifndef ATTEST_TESTS_STORAGE_STORAGE_TEST_UTIL_H_
 #define ATTEST_TESTS_STORAGE_STORAGE_TEST_UTIL_H_
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "consensus/attestation.h"
+#include "consensus/encoding.h"
 #include "consensus/nar_hash.h"
 #include "consensus/path_info.h"
+#include "consensus/realisation.h"
 #include "consensus/sha256.h"
 #include "consensus/text.h"
 #include "gtest/gtest.h"
@@ -84,6 +90,67 @@ inline consensus::BuildMetadata Metadata(std::string deriver, std::string output
   metadata.build_kind = kind;
   metadata.build_time_unix = build_time;
   return metadata;
+}
+
+// A store path named `name` with a hash part derived from `seed`: one output built two ways (same name,
+// different contents, so a different content-addressed path).
+inline consensus::StorePath SeededStorePath(std::string_view name, std::string_view seed) {
+  const std::array<uint8_t, 32> digest = consensus::Sha256(consensus::Cat("store path seed ", seed));
+  auto path = consensus::StorePath::Parse(consensus::Cat(
+      consensus::kStoreDir, "/", consensus::Nix32Encode(std::span<const uint8_t>(digest).first(20)), "-", name));
+  EXPECT_TRUE(path.ok()) << path.status();
+  return *path;
+}
+
+// The Nix 2.8 key "sha256:<hex of SHA-256 of drv_seed>!<output>".
+inline consensus::RealisationKey DrvHashKey(std::string_view drv_seed, std::string_view output = "out") {
+  auto key = consensus::RealisationKey::FromDrvHash(consensus::HexEncode(consensus::Sha256(drv_seed)), output);
+  EXPECT_TRUE(key.ok()) << key.status();
+  return *key;
+}
+
+// A Nix 2.8 realisation: DrvHashKey(drv_seed, output) -> `out_path`, with `dependent` realisations (key
+// text -> output path; sorted here).
+inline consensus::Realisation DrvHashRealisation(
+    std::string_view drv_seed, const consensus::StorePath& out_path, std::string_view output = "out",
+    std::vector<std::pair<std::string, consensus::StorePath>> dependent = {}) {
+  std::ranges::sort(dependent);
+  auto claim = consensus::Realisation::Create(DrvHashKey(drv_seed, output), out_path, std::move(dependent));
+  EXPECT_TRUE(claim.ok()) << claim.status();
+  return *claim;
+}
+
+// A build trace (Nix 2.35) realisation: "<TestStorePath(drv_name .drv)>^<output>" -> the output path
+// Nix names for it, with a hash part derived from `build` (each value gives another output path).
+inline consensus::Realisation BuildTraceRealisation(std::string_view drv_name, std::string_view output,
+                                                    std::string_view build) {
+  auto key = consensus::RealisationKey::FromDrvPath(TestStorePath(consensus::Cat(drv_name, ".drv")), output);
+  EXPECT_TRUE(key.ok()) << key.status();
+  auto claim = consensus::Realisation::Create(*key, SeededStorePath(key->ExpectedOutPathName(), build));
+  EXPECT_TRUE(claim.ok()) << claim.status();
+  return *claim;
+}
+
+// `claim` signed by the deterministic key `key_name`.
+inline StoredRealisation AttestRealisation(const consensus::Realisation& claim, std::string_view key_name,
+                                           consensus::BuildMetadata metadata = {},
+                                           int64_t received_unix = 1700000300,
+                                           KeyKind kind = KeyKind::kPolicy) {
+  consensus::SecretKey key = TestKey(key_name);
+  StoredRealisation stored{.attestation = consensus::SignRealisation(claim, key, std::move(metadata)),
+                           .received_unix = received_unix,
+                           .observed_key = std::nullopt,
+                           .origin = {}};
+  if (kind == KeyKind::kObserved) stored.observed_key = key.public_key();
+  return stored;
+}
+
+inline WriteBatch RealisationBatch(std::vector<StoredRealisation> realisations,
+                                   std::vector<StoredAttestation> attestations = {}) {
+  WriteBatch batch;
+  batch.attestations = std::move(attestations);
+  batch.realisations = std::move(realisations);
+  return batch;
 }
 
 inline StoredDispute Dispute(std::string id, std::string_view path_name, int64_t opened,
