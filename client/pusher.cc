@@ -182,10 +182,7 @@ absl::StatusOr<FoundRealisations> FindRealisations(NixStoreDb& db, const std::st
 
 v1::RealisationAttestation RealisationMessage(const consensus::RealisationAttestation& attestation,
                                               const std::string& public_key) {
-  v1::RealisationAttestation message;
-  message.set_fingerprint(attestation.claim.Fingerprint());
-  message.set_signature(attestation.signature.ToString());
-  *message.mutable_metadata() = proto::ToProto(attestation.metadata);
+  v1::RealisationAttestation message = proto::ToProto(attestation);
   message.set_public_key(public_key);
   return message;
 }

@@ -28,6 +28,8 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "proto/convert.h"
+#include "server/node.h"
+#include "server/node_config.h"
 #include "tests/client/nix_test_env.h"
 #include "tests/client/push_test_util.h"
 #include "tests/support/test_support.h"
@@ -135,24 +137,28 @@ class RealisationTest : public ::testing::Test {
 
   // A fresh copy of the spool the hook wrote, pushed to `nodes` ("node-a:7700").
   PushReport PushFreshSpool(FakePushNodes& nodes, const std::string& name) {
+    return PushFreshSpool(nodes.Connector(), "node-a:7700", name);
+  }
+  PushReport PushFreshSpool(NodeConnector connect, const std::string& address, const std::string& name) {
     std::filesystem::copy(dir_->File("spool-as-hooked"), dir_->File(name), std::filesystem::copy_options::recursive);
     auto spool = Spool::Open(dir_->File(name));
     EXPECT_TRUE(spool.ok());
     PushOptions options;
-    options.nodes = {"node-a:7700"};
+    options.nodes = {address};
     options.give_up_after = absl::Seconds(20);
-    Pusher pusher(*std::move(spool), TestKey("builder-1"), options, nodes.Connector(), PushClock::Real());
+    Pusher pusher(*std::move(spool), TestKey("builder-1"), options, std::move(connect), PushClock::Real());
     return pusher.PushOnce();
   }
 
-  CliResult Cli(FakePushNodes& nodes, std::vector<std::string> args) {
+  CliResult Cli(FakePushNodes& nodes, std::vector<std::string> args) { return Cli(nodes.Connector(), args); }
+  CliResult Cli(NodeConnector connect, std::vector<std::string> args) {
     std::istringstream in;
     std::ostringstream out, err;
     CommandEnv env{
         .in = in,
         .out = out,
         .err = err,
-        .connect_node = nodes.Connector(),
+        .connect_node = std::move(connect),
         .random_bytes = [](std::span<uint8_t> bytes) { std::fill(bytes.begin(), bytes.end(), 7); },
         .default_node = "",
         .env_var = [](std::string_view) -> std::optional<std::string> { return std::nullopt; },
@@ -452,6 +458,56 @@ TEST_F(RealisationTest, ImportTakesRealisationFilesOfBothFormats) {
   EXPECT_EQ(refused.code, 1);
   EXPECT_THAT(refused.err, HasSubstr("does not verify"));
   EXPECT_THAT(fresh_node.stored_realisations, IsEmpty());
+}
+
+// Against a real node (server::Node on 127.0.0.1): push submits the realisations, status answers the
+// keys of both formats, and `attest verify` re-checks the answer offline and catches a tampered one.
+TEST_F(RealisationTest, ARealNodeTakesThePushAndAnswersTheKeys) {
+  TempDir node_dir;
+  WriteFileOrDie(node_dir.File("policy.toml"),
+                 "quorum = 1\n[[operator]]\nname = \"op-b\"\nbuilders = [\"" +
+                     TestKey("builder-1").public_key().ToString() + "\"]\n");
+  WriteFileOrDie(node_dir.File("node.sec"), TestKey("node-1").ExportText() + "\n");
+  WriteFileOrDie(node_dir.File("node.toml"), "[node]\ngrpc = \"127.0.0.1:0\"\nhttp = \"\"\ndatabase = \"attest.db\"\n"
+                                             "key = \"node.sec\"\npolicy = \"policy.toml\"\n");
+  auto config = server::LoadNodeConfig(node_dir.File("node.toml"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto node = server::Node::Open(*config);
+  ASSERT_TRUE(node.ok()) << node.status();
+  ASSERT_TRUE((*node)->Start().ok());
+  const std::string address = (*node)->grpc_address();
+
+  const PushReport report = PushFreshSpool(ConnectGrpcNode, address, "spool-real-node");
+  size_t realisations_accepted = 0;
+  for (const PushOutcome& o : report.outcomes) {
+    EXPECT_EQ(o.kind, OutcomeKind::kAccepted) << o.path << ": " << o.message;
+    if (consensus::RealisationKey::LooksLikeKey(o.path) && o.kind == OutcomeKind::kAccepted) ++realisations_accepted;
+  }
+  EXPECT_EQ(realisations_accepted, 6u);
+  EXPECT_EQ(report.remaining, 0u);
+
+  const json* top = NixRealisationOf(*top_out_);
+  ASSERT_NE(top, nullptr);
+  const std::string key = (*top)["id"].get<std::string>();
+  const std::string trace_key = *top_drv_ + "^out";
+  CliResult text = Cli(ConnectGrpcNode, {"status", "--node", address, key, trace_key});
+  EXPECT_EQ(text.code, 0) << text.out << text.err;
+  EXPECT_THAT(text.out, AllOf(HasSubstr("CONFIRMED " + key + " -> " + *top_out_),
+                              HasSubstr("CONFIRMED " + trace_key + " -> " + *top_out_)));
+
+  CliResult answer = Cli(ConnectGrpcNode, {"status", "--node", address, "--json", key, trace_key, *top_out_});
+  ASSERT_EQ(answer.code, 0) << answer.err;
+  WriteFileOrDie(node_dir.File("answer.json"), answer.out);
+  CliResult verified = Cli(ConnectGrpcNode, {"verify", "--policy", node_dir.File("policy.toml"), node_dir.File("answer.json")});
+  EXPECT_EQ(verified.code, 0) << verified.out << verified.err;
+
+  json tampered = json::parse(answer.out);
+  tampered[0]["verdict"] = "DISPUTED";
+  WriteFileOrDie(node_dir.File("tampered.json"), tampered.dump());
+  CliResult caught = Cli(ConnectGrpcNode, {"verify", "--policy", node_dir.File("policy.toml"), node_dir.File("tampered.json")});
+  EXPECT_EQ(caught.code, 1) << caught.out << caught.err;
+  EXPECT_THAT(caught.out + caught.err, HasSubstr("claims DISPUTED"));
+  (*node)->Shutdown(absl::Now() + absl::Seconds(5));
 }
 
 }  // namespace
