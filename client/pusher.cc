@@ -16,6 +16,7 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_join.h"
@@ -978,11 +979,32 @@ Pusher::PassResult Pusher::Pass(absl::Time deadline) {
       }
       absl::StatusOr<v1::SubmitResponse> response =
           node_failure.ok() ? absl::StatusOr<v1::SubmitResponse>(absl::UnknownError("not sent")) : node_failure;
+      v1::SubmitRequest request;
+      std::vector<int> attestation_at;               // per item: its attestation's position in the request
+      std::vector<std::vector<int>> realisations_at;  // per item: its realisations' positions
       if (node_failure.ok()) {
-        v1::SubmitRequest request;
-        for (size_t i = start; i < end; ++i) *request.add_attestations() = items[i].second->attestation;
+        // Two records may carry the same attestation (the resolved and the original .drv of a CA
+        // derivation name one output path); the node takes each once, and both share its answer.
+        request = v1::SubmitRequest();
+        attestation_at.assign(end - start, 0);
+        realisations_at.assign(end - start, {});
+        std::map<std::string, int> sent_attestations;  // path + signature -> position in the request
+        std::map<std::string, int> sent_realisations;  // fingerprint + signature -> position
         for (size_t i = start; i < end; ++i) {
-          for (const v1::RealisationAttestation& r : items[i].second->realisations) *request.add_realisations() = r;
+          const v1::Attestation& a = items[i].second->attestation;
+          const auto [it, fresh] =
+              sent_attestations.try_emplace(Cat(a.path_info().store_path(), "\n", a.signature()),
+                                            request.attestations_size());
+          if (fresh) *request.add_attestations() = a;
+          attestation_at[i - start] = it->second;
+        }
+        for (size_t i = start; i < end; ++i) {
+          for (const v1::RealisationAttestation& r : items[i].second->realisations) {
+            const auto [it, fresh] =
+                sent_realisations.try_emplace(Cat(r.fingerprint(), "\n", r.signature()), request.realisations_size());
+            if (fresh) *request.add_realisations() = r;
+            realisations_at[i - start].push_back(it->second);
+          }
         }
         response = api->Submit(request);
         const size_t asked = static_cast<size_t>(request.attestations_size() + request.realisations_size());
@@ -1041,14 +1063,17 @@ Pusher::PassResult Pusher::Pass(absl::Time deadline) {
           }
         }
       };
-      int next_realisation = static_cast<int>(end - start);  // realisation results follow the attestations
+      const int realisations_from = request.attestations_size();  // their results follow the attestations'
       for (size_t i = start; i < end; ++i) {
         const std::string& id = items[i].first;
-        bool acknowledged = take(id, path_of.at(id), response->results(static_cast<int>(i - start)));
-        for (const v1::RealisationAttestation& r : items[i].second->realisations) {
-          absl::StatusOr<consensus::Realisation> claim = consensus::Realisation::ParseFingerprint(r.fingerprint());
-          const std::string key = claim.ok() ? claim->key.ToString() : r.fingerprint();
-          acknowledged = take(id, key, response->results(next_realisation++)) && acknowledged;
+        bool acknowledged = take(id, path_of.at(id), response->results(attestation_at[i - start]));
+        const std::vector<v1::RealisationAttestation>& realisations = items[i].second->realisations;
+        for (size_t j = 0; j < realisations.size(); ++j) {
+          absl::StatusOr<consensus::Realisation> claim =
+              consensus::Realisation::ParseFingerprint(realisations[j].fingerprint());
+          const std::string key = claim.ok() ? claim->key.ToString() : realisations[j].fingerprint();
+          acknowledged =
+              take(id, key, response->results(realisations_from + realisations_at[i - start][j])) && acknowledged;
         }
         if (acknowledged) {
           new_acks[id].push_back(node);
@@ -1137,11 +1162,12 @@ PushReport Pusher::PushOnce() {
   if (!lock.ok()) {
     report.fatal = lock.status();
   } else {
-    std::map<std::pair<std::string, std::string>, size_t> index;  // (record, node) -> position in outcomes
+    // (record, path or realisation key, node) -> position in outcomes
+    std::map<std::tuple<std::string, std::string, std::string>, size_t> index;
     for (;;) {
       PassResult pass = Pass(deadline);
       for (PushOutcome& o : pass.report.outcomes) {
-        const auto key = std::make_pair(o.record_id, o.node);
+        const auto key = std::make_tuple(o.record_id, o.path, o.node);
         if (const auto it = index.find(key); it != index.end()) {
           report.outcomes[it->second] = std::move(o);
         } else {
@@ -1155,6 +1181,9 @@ PushReport Pusher::PushOnce() {
       report.derivations_stored += pass.report.derivations_stored;
       report.derivation_errors.insert(report.derivation_errors.end(), pass.report.derivation_errors.begin(),
                                       pass.report.derivation_errors.end());
+      for (std::string& note : pass.report.realisation_notes) {  // each pass finds the same ones again
+        if (!Contains(report.realisation_notes, note)) report.realisation_notes.push_back(std::move(note));
+      }
       if (!pass.report.fatal.ok()) {
         report.fatal = pass.report.fatal;
         break;

@@ -135,7 +135,8 @@ struct PushOutcome final {
 };
 
 struct PushReport final {
-  // The latest outcome per (record, node) seen during the run, ordered by record then node.
+  // The latest outcome per (record, node) seen during the run, ordered by record then node; a record's
+  // realisations have outcomes of their own (their path is the realisation's key).
   std::vector<PushOutcome> outcomes;
   std::vector<std::string> spool_errors;  // files in the spool that are not records ("<file>: why")
   std::vector<std::string> delivered;     // store paths whose records were removed (all nodes acknowledged)
