@@ -145,9 +145,6 @@ class JsonReader final {
         if (pos_ >= input_.size() || input_[pos_] != '"') return Error("expected a member name");
         auto name = String();
         if (!name.ok()) return name.status();
-        if (value.Find(*name) != nullptr) {
-          return Error(Cat("duplicate member name ", QuoteForError(*name)));
-        }
         SkipSpace();
         if (pos_ >= input_.size() || input_[pos_] != ':') return Error("expected ':' after a member name");
         ++pos_;
@@ -161,6 +158,7 @@ class JsonReader final {
         }
         if (pos_ < input_.size() && input_[pos_] == '}') {
           ++pos_;
+          if (absl::Status s = CheckUniqueNames(value); !s.ok()) return s;
           return value;
         }
         return Error("expected ',' or '}' in an object");
@@ -207,6 +205,18 @@ class JsonReader final {
     }
     if (c == '-' || (c >= '0' && c <= '9')) return Number();
     return Error(Cat("unexpected ", QuoteForError(input_.substr(pos_, 1))));
+  }
+
+  // Sorted once the object is complete (n log n: a hostile file may have many members).
+  absl::Status CheckUniqueNames(const JsonValue& object) const {
+    std::vector<const std::string*> names;
+    names.reserve(object.members.size());
+    for (const auto& member : object.members) names.push_back(&member.first);
+    std::sort(names.begin(), names.end(), [](const std::string* a, const std::string* b) { return *a < *b; });
+    for (size_t i = 1; i < names.size(); ++i) {
+      if (*names[i] == *names[i - 1]) return Error(Cat("duplicate member name ", QuoteForError(*names[i])));
+    }
+    return absl::OkStatus();
   }
 
   absl::StatusOr<JsonValue> Number() {
@@ -409,12 +419,14 @@ absl::Status CheckMembers(const JsonValue& object, std::string_view what,
   return absl::OkStatus();
 }
 
+enum class Need { kRequired, kOptional };
+
+// The member `name` of `object` (nullptr when optional and absent), of the given kind.
 absl::StatusOr<const JsonValue*> Member(const JsonValue& object, std::string_view what,
-                                        std::string_view name, JsonValue::Kind kind,
-                                        bool required) {
+                                        std::string_view name, JsonValue::Kind kind, Need need) {
   const JsonValue* value = object.Find(name);
   if (value == nullptr) {
-    if (!required) return nullptr;
+    if (need == Need::kOptional) return nullptr;
     return absl::InvalidArgumentError(Cat(what, " has no \"", name, "\" member"));
   }
   if (value->kind != kind) {
@@ -445,9 +457,9 @@ absl::Status ParseSignatures(const JsonValue& array, Source source, std::vector<
     } else if (item.kind == JsonValue::Kind::kObject) {
       const std::string what = Cat("signature ", i + 1);
       if (absl::Status s = CheckMembers(item, what, {"keyName", "sig"}); !s.ok()) return s;
-      auto name = Member(item, what, "keyName", JsonValue::Kind::kString, true);
+      auto name = Member(item, what, "keyName", JsonValue::Kind::kString, Need::kRequired);
       if (!name.ok()) return name.status();
-      auto sig = Member(item, what, "sig", JsonValue::Kind::kString, true);
+      auto sig = Member(item, what, "sig", JsonValue::Kind::kString, Need::kRequired);
       if (!sig.ok()) return sig.status();
       if ((*name)->text.find(':') != std::string::npos) {
         return absl::InvalidArgumentError(Cat(what, " has a key name with ':', which Nix forbids"));
@@ -476,7 +488,7 @@ absl::StatusOr<Realisation> ReadDrvHashRealisation(const JsonValue& object, Sour
       !s.ok()) {
     return s;
   }
-  auto id = Member(object, kWhat, "id", JsonValue::Kind::kString, true);
+  auto id = Member(object, kWhat, "id", JsonValue::Kind::kString, Need::kRequired);
   if (!id.ok()) return id.status();
   auto key = RealisationKey::Parse((*id)->text);
   if (!key.ok()) return absl::InvalidArgumentError(Cat("realisation \"id\": ", key.status().message()));
@@ -485,13 +497,13 @@ absl::StatusOr<Realisation> ReadDrvHashRealisation(const JsonValue& object, Sour
         Cat("realisation \"id\" ", QuoteForError((*id)->text),
             " is a Nix 2.35 key; the Nix 2.8 format has 'sha256:<hex>!<output>' ids"));
   }
-  auto out = Member(object, kWhat, "outPath", JsonValue::Kind::kString, true);
+  auto out = Member(object, kWhat, "outPath", JsonValue::Kind::kString, Need::kRequired);
   if (!out.ok()) return out.status();
   auto out_path = ParseBaseNameField("realisation \"outPath\"", (*out)->text);
   if (!out_path.ok()) return out_path.status();
 
   std::vector<std::pair<std::string, StorePath>> dependent;
-  auto deps = Member(object, kWhat, "dependentRealisations", JsonValue::Kind::kObject, false);
+  auto deps = Member(object, kWhat, "dependentRealisations", JsonValue::Kind::kObject, Need::kOptional);
   if (!deps.ok()) return deps.status();
   if (*deps != nullptr) {
     if ((*deps)->members.size() > kMaxDependentRealisations) {
@@ -513,7 +525,7 @@ absl::StatusOr<Realisation> ReadDrvHashRealisation(const JsonValue& object, Sour
     // already be sorted, which Create checks.
     if (source == Source::kFile) std::sort(dependent.begin(), dependent.end());
   }
-  auto sigs = Member(object, kWhat, "signatures", JsonValue::Kind::kArray, false);
+  auto sigs = Member(object, kWhat, "signatures", JsonValue::Kind::kArray, Need::kOptional);
   if (!sigs.ok()) return sigs.status();
   if (*sigs != nullptr) {
     if (absl::Status s = ParseSignatures(**sigs, source, signatures); !s.ok()) return s;
@@ -526,30 +538,30 @@ absl::StatusOr<Realisation> ReadBuildTraceRealisation(const JsonValue& object, S
                                                       std::vector<Signature>* signatures) {
   constexpr std::string_view kWhat = "realisation (Nix 2.35 format)";
   if (absl::Status s = CheckMembers(object, kWhat, {"key", "value"}); !s.ok()) return s;
-  auto key_object = Member(object, kWhat, "key", JsonValue::Kind::kObject, true);
+  auto key_object = Member(object, kWhat, "key", JsonValue::Kind::kObject, Need::kRequired);
   if (!key_object.ok()) return key_object.status();
   constexpr std::string_view kKeyWhat = "realisation \"key\"";
   if (absl::Status s = CheckMembers(**key_object, kKeyWhat, {"drvPath", "outputName"}); !s.ok()) return s;
-  auto drv = Member(**key_object, kKeyWhat, "drvPath", JsonValue::Kind::kString, true);
+  auto drv = Member(**key_object, kKeyWhat, "drvPath", JsonValue::Kind::kString, Need::kRequired);
   if (!drv.ok()) return drv.status();
-  auto output = Member(**key_object, kKeyWhat, "outputName", JsonValue::Kind::kString, true);
+  auto output = Member(**key_object, kKeyWhat, "outputName", JsonValue::Kind::kString, Need::kRequired);
   if (!output.ok()) return output.status();
   auto drv_path = ParseBaseNameField("realisation \"drvPath\"", (*drv)->text);
   if (!drv_path.ok()) return drv_path.status();
   auto key = RealisationKey::FromDrvPath(*drv_path, (*output)->text);
   if (!key.ok()) return key.status();
 
-  auto value_object = Member(object, kWhat, "value", JsonValue::Kind::kObject, true);
+  auto value_object = Member(object, kWhat, "value", JsonValue::Kind::kObject, Need::kRequired);
   if (!value_object.ok()) return value_object.status();
   constexpr std::string_view kValueWhat = "realisation \"value\"";
   if (absl::Status s = CheckMembers(**value_object, kValueWhat, {"outPath", "signatures"}); !s.ok()) {
     return s;
   }
-  auto out = Member(**value_object, kValueWhat, "outPath", JsonValue::Kind::kString, true);
+  auto out = Member(**value_object, kValueWhat, "outPath", JsonValue::Kind::kString, Need::kRequired);
   if (!out.ok()) return out.status();
   auto out_path = ParseBaseNameField("realisation \"outPath\"", (*out)->text);
   if (!out_path.ok()) return out_path.status();
-  auto sigs = Member(**value_object, kValueWhat, "signatures", JsonValue::Kind::kArray, false);
+  auto sigs = Member(**value_object, kValueWhat, "signatures", JsonValue::Kind::kArray, Need::kOptional);
   if (!sigs.ok()) return sigs.status();
   if (*sigs != nullptr) {
     if (absl::Status s = ParseSignatures(**sigs, source, signatures); !s.ok()) return s;

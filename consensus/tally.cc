@@ -63,10 +63,11 @@ TallyResult Tally(const Policy& policy, std::span<const Attestation> attestation
 namespace {
 
 // Whether a builder key's attestation counts at all (before asking what it is about).
+// `received_unix` 0 when unknown.
 bool KeyCounts(const Policy& policy, const TallyOptions& options, std::string_view key,
-               bool have_times, int64_t received_unix) {
+               int64_t received_unix) {
   return policy.OperatorOf(key) != nullptr && !options.excluded_builders.contains(AbslView(key)) &&
-         policy.KeyCounts(key, have_times ? received_unix : 0);
+         policy.KeyCounts(key, received_unix);
 }
 
 // One attestation as the counting core sees it: who signed which bytes, and whether it counts
@@ -188,7 +189,7 @@ TallyResult Tally(const Policy& policy, std::span<const Attestation* const> atte
   const bool have_times = received_unix.size() == attestations.size();
   std::vector<char> counted(attestations.size(), 0);
   for (size_t i = 0; i < attestations.size(); ++i) {
-    counted[i] = KeyCounts(policy, options, attestations[i]->key_name(), have_times,
+    counted[i] = KeyCounts(policy, options, attestations[i]->key_name(),
                            have_times ? received_unix[i] : 0);
   }
 
@@ -239,7 +240,7 @@ TallyResult TallyRealisation(const Policy& policy,
   std::vector<char> counted(attestations.size(), 0);
   std::vector<std::string> keys(attestations.size());
   for (size_t i = 0; i < attestations.size(); ++i) {
-    counted[i] = KeyCounts(policy, options, attestations[i]->key_name(), have_times,
+    counted[i] = KeyCounts(policy, options, attestations[i]->key_name(),
                            have_times ? received_unix[i] : 0);
     keys[i] = attestations[i]->claim.key.ToString();
   }

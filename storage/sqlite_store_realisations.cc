@@ -3,6 +3,7 @@
 // fingerprint, key name). Written in the batch's transaction (WriteOnce); key names, observed keys and
 // labels share the dictionaries of attestations. See docs/storage.md for the layout.
 #include <algorithm>
+#include <array>
 #include <tuple>
 #include <utility>
 
@@ -21,7 +22,6 @@ namespace {
 using consensus::StorePath;
 using sqlite::Statement;
 using sqlite::Transaction;
-using sqlite_store::Bytes;
 using sqlite_store::Chars;
 using sqlite_store::Corrupt;
 using sqlite_store::ForEachChunk;
@@ -31,7 +31,7 @@ using sqlite_store::PrepareStatements;
 // The columns RealisationFromRow reads, in its order.
 constexpr std::string_view kRealisationColumns =
     "SELECT key, fingerprint, key_id, signature, received, observed_key_id, deriver, output_id, system_id, "
-    "build_kind, build_time, origin_id FROM realisations WHERE key";
+    "build_kind, build_time, origin_id, claim_sha256 FROM realisations WHERE key";
 
 }  // namespace
 
@@ -131,6 +131,13 @@ absl::Status SqliteAttestationStore::Reader::PrepareRealisationsStatements() {
 
 absl::StatusOr<StoredRealisation> SqliteAttestationStore::Reader::RealisationFromRow(const Statement::Use& row) {
   const std::string_view key = row.Text(0);
+  // The digest written with the row is its checksum: a changed byte of the claim is DATA_LOSS, never a
+  // claim nobody signed.
+  const std::array<uint8_t, 32> digest = consensus::Sha256(row.Text(1));
+  if (!std::ranges::equal(row.Blob(12), digest)) {
+    return Corrupt(db_->path(), consensus::Cat("the stored realisation of ", key,
+                                               " does not match its SHA-256: its claim was changed"));
+  }
   auto claim = consensus::Realisation::ParseFingerprint(row.Text(1));
   if (!claim.ok()) {
     return Corrupt(db_->path(), consensus::Cat("the stored realisation of ", key, ": ", claim.status().message()));

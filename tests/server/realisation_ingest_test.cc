@@ -178,7 +178,7 @@ TEST_F(RealisationNodeTest, PathsAndKeysMixInOneRequestAndRepeatsAreAnsweredByRe
   }
 
   // The base-name spelling of a build-trace key is answered under the canonical text.
-  const std::string base_name_key = absl::StrCat(trace_key.drv_path().base_name(), "^out");
+  const std::string base_name_key = consensus::Cat(trace_key.drv_path().base_name(), "^out");
   v1::StatusResponse answer = StatusOf({trace_key.ToString(), path.path.full(), base_name_key, trace_key.ToString()});
   ASSERT_EQ(answer.statuses_size(), 4);
   EXPECT_EQ(answer.statuses(0).verdict(), v1::CONFIRMED);
@@ -234,14 +234,14 @@ TEST_F(RealisationNodeTest, BadRealisationsAreRejectedEachWithItsMessageAndNothi
   spaced.set_fingerprint(absl::StrCat("{ ", good.Fingerprint().substr(1)));
   // 3: a key that is not one (upper-case hex).
   const std::string bad_key_fingerprint =
-      absl::StrCat("{\"dependentRealisations\":{},\"id\":\"sha256:", std::string(64, 'A'), "!out\",\"outPath\":\"",
+      consensus::Cat("{\"dependentRealisations\":{},\"id\":\"sha256:", std::string(64, 'A'), "!out\",\"outPath\":\"",
                    OutPath("ca-base").base_name(), "\"}");
   v1::RealisationAttestation bad_key = SignedRealisation(good, federation_.bob);
   bad_key.set_fingerprint(bad_key_fingerprint);
   // 4: a build-trace key whose output is not named as its derivation names it.
   const consensus::RealisationKey trace_key = DrvPathKey("hello");
   const std::string misnamed_fingerprint =
-      absl::StrCat("{\"key\":{\"drvPath\":\"", trace_key.drv_path().base_name(),
+      consensus::Cat("{\"key\":{\"drvPath\":\"", trace_key.drv_path().base_name(),
                    "\",\"outputName\":\"out\"},\"value\":{\"outPath\":\"", OutPath("goodbye").base_name(), "\"}}");
   v1::RealisationAttestation misnamed = SignedRealisation(good, federation_.bob);
   misnamed.set_fingerprint(misnamed_fingerprint);
@@ -326,16 +326,22 @@ TEST_F(RealisationNodeTest, UnknownKeysAreObservedWhenTheNodeObservesAndNeverCou
   ASSERT_EQ(response.results_size(), 2);
   EXPECT_EQ(response.results(0).outcome(), v1::SubmitResult::OBSERVED) << response.results(0).message();
   EXPECT_EQ(response.results(1).outcome(), v1::SubmitResult::ACCEPTED) << response.results(1).message();
-  response = SubmitOk({carries_none});
-  EXPECT_EQ(response.results(0).outcome(), v1::SubmitResult::ALREADY_PRESENT) << response.results(0).message();
   EXPECT_EQ(StoredCount(claim.key), 2u);
   // The observed signer is no operator: one operator only.
   EXPECT_EQ(StatusOf(claim.key).verdict(), v1::PENDING);
 
-  const consensus::Realisation other = RealisationOf(DrvHashKey("unwatched"), OutPath("unwatched"));
-  response = SubmitOk({SignedRealisation(other, federation_.outsider)});
+  // Without its public key, an unknown key's realisation cannot be checked at all.
+  response = SubmitOk({carries_none});
   EXPECT_EQ(response.results(0).outcome(), v1::SubmitResult::REJECTED);
+  EXPECT_EQ(response.results(0).code(), grpc::UNAUTHENTICATED);
   EXPECT_THAT(response.results(0).message(), HasSubstr("such realisations for observation only when they carry public_key"));
+  // Nor with another key's public half.
+  v1::RealisationAttestation mismatched = SignedRealisation(claim, federation_.outsider);
+  mismatched.set_public_key(::attest::testing::TestKey("someone-else").public_key().ToString());
+  response = SubmitOk({mismatched});
+  EXPECT_EQ(response.results(0).outcome(), v1::SubmitResult::REJECTED);
+  EXPECT_THAT(response.results(0).message(), HasSubstr("public_key is key 'someone-else'"));
+  EXPECT_EQ(StoredCount(claim.key), 2u);
 }
 
 TEST_F(RealisationNodeTest, ARestartedNodeKeepsThemAndItsLogHoldsThem) {

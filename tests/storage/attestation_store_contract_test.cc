@@ -961,6 +961,52 @@ TEST_P(AttestationStoreContractTest, RealisationsOfBothFormatsRoundTripEveryFiel
   EXPECT_THAT(Read(top.out_path), IsEmpty());
 }
 
+// Realisations as real Nix 2.8 signed them (tests/testdata/realisations/README.md): stored and read
+// back, the claim is still the bytes Nix signed (the builder's signature verifies), and the log entry
+// holds them too.
+TEST_P(AttestationStoreContractTest, RealisationsNixSignedStillVerifyWhenReadBack) {
+  auto key = consensus::PublicKey::Parse(attest::testing::ReadFileOrDie(
+      std::string(ATTEST_TESTDATA_DIR) + "/realisations/nix-2.8-builderA-1.pub"));
+  ASSERT_TRUE(key.ok()) << key.status();
+  std::vector<StoredRealisation> written;
+  for (std::string_view name : {"nix-2.8-ca-base.doi", "nix-2.8-ca-top.doi"}) {
+    auto file = consensus::ParseRealisationFile(
+        attest::testing::ReadFileOrDie(consensus::Cat(ATTEST_TESTDATA_DIR, "/realisations/", name)));
+    ASSERT_TRUE(file.ok()) << name << ": " << file.status();
+    ASSERT_THAT(file->signatures, SizeIs(1));
+    written.push_back(StoredRealisation{
+        .attestation = consensus::RealisationAttestation{.claim = file->claim,
+                                                         .signature = file->signatures[0],
+                                                         .metadata = testing::Metadata("", "out", "x86_64-linux")},
+        .received_unix = 1795576802,
+        .observed_key = std::nullopt,
+        .origin = {}});
+  }
+  WriteBatch batch = RealisationBatch(written);
+  batch.log_append = LogAppend::kAll;
+  EXPECT_THAT(WriteOk(batch), ElementsAre(WriteOutcome::kInserted, WriteOutcome::kInserted));
+
+  const consensus::RealisationKey& top_key = written[1].attestation.claim.key;
+  EXPECT_EQ(top_key.ToString(), "sha256:7f44388f57da34719cecaa95bd2dd9cb6cbe84f66510af9aa2709cfef802ea24!out");
+  auto top = ReadRealisations(*store_, top_key);
+  ASSERT_THAT(top, ElementsAre(written[1]));
+  EXPECT_TRUE(consensus::VerifyRealisation(top[0].attestation, *key).ok());
+  EXPECT_THAT(top[0].attestation.claim.dependent,
+              ElementsAre(std::make_pair(written[0].attestation.claim.key.ToString(),
+                                         written[0].attestation.claim.out_path)));
+  auto out_path = StorePath::Parse("/nix/store/bhcy0gf11g2sbhy5vcd19w6gmb2y6bay-ca-top");
+  ASSERT_TRUE(out_path.ok()) << out_path.status();
+  EXPECT_THAT(KeysFor(*store_, *out_path), ElementsAre(top_key.ToString()));
+
+  auto entries = store_->LogEntries(0, 2);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  auto logged = consensus::ParseLogEntry((*entries)[1]);
+  ASSERT_TRUE(logged.ok()) << logged.status();
+  ASSERT_TRUE(logged->realisation.has_value());
+  EXPECT_TRUE(consensus::VerifyRealisation(logged->realisation->attestation, *key).ok());
+  EXPECT_EQ(logged->realisation->received_unix, 1795576802);
+}
+
 TEST_P(AttestationStoreContractTest, RealisationsAreOrderedByFingerprintThenKeyName) {
   // Three claims about one derivation output (three different builds) signed by several keys.
   std::vector<consensus::Realisation> claims = {BuildTraceRealisation("flaky-1.0", "out", "x"),

@@ -446,7 +446,8 @@ TEST(SqliteAttestationStoreTest, Version7GainsThePolicyTablesAndKeepsWhatItHolds
 TEST(SqliteAttestationStoreTest, RealisationsSurviveCloseAndReopen) {
   TempDir dir;
   const std::string file = dir.File("attest.db");
-  const consensus::Realisation base = testing::DrvHashRealisation("ca-base.drv", testing::SeededStorePath("ca-base", "A"));
+  const consensus::Realisation base =
+      testing::DrvHashRealisation("ca-base.drv", testing::SeededStorePath("ca-base", "A"));
   const consensus::Realisation top = testing::DrvHashRealisation(
       "ca-top.drv", testing::SeededStorePath("ca-top", "A"), "out", {{base.key.ToString(), base.out_path}});
   std::vector<StoredRealisation> written = {
@@ -475,7 +476,35 @@ TEST(SqliteAttestationStoreTest, RealisationsSurviveCloseAndReopen) {
   EXPECT_EQ(stats.realisation_keys, 3);
   EXPECT_EQ(store->GetLogHead().value().size, 3u);
   EXPECT_EQ(store->LogEntries(0, 3).value(), entries);
-  EXPECT_THAT(store->Write(testing::RealisationBatch({written[0]})).value(), ElementsAre(WriteOutcome::kAlreadyPresent));
+  EXPECT_THAT(store->Write(testing::RealisationBatch({written[0]})).value(),
+              ElementsAre(WriteOutcome::kAlreadyPresent));
+}
+
+// A changed byte in a stored realisation's claim (here its output path) is DATA_LOSS naming the key,
+// never a claim nobody signed.
+TEST(SqliteAttestationStoreTest, AChangedByteInAStoredRealisationIsDataLoss) {
+  TempDir dir;
+  const std::string file = dir.File("attest.db");
+  const StoredRealisation stored =
+      testing::AttestRealisation(testing::BuildTraceRealisation("hello-2.12", "out", "A"), "builder-1");
+  const std::string out_path = stored.attestation.claim.out_path.full();
+  std::string changed_path = out_path;
+  changed_path[11] = changed_path[11] == 'a' ? 'b' : 'a';  // the hash part's first character
+  {
+    auto store = OpenOrDie(file);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Write(testing::RealisationBatch({stored})).ok());
+  }
+  ExecuteOnFile(file, consensus::Cat("UPDATE realisations SET fingerprint = replace(fingerprint, '",
+                                     out_path.substr(11), "', '", changed_path.substr(11), "')"));
+  ASSERT_EQ(QueryIntOnFile(file, consensus::Cat("SELECT count(*) FROM realisations WHERE instr(fingerprint, '",
+                                                changed_path.substr(11), "') > 0")),
+            1);
+  auto store = OpenOrDie(file);
+  ASSERT_NE(store, nullptr);
+  auto read = store->RealisationsFor(std::vector<consensus::RealisationKey>{stored.attestation.claim.key});
+  EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(read.status().message(), HasSubstr(stored.attestation.claim.key.ToString()));
 }
 
 // A database failure half way through a batch (here a trigger refusing the second realisation row,
@@ -493,8 +522,10 @@ TEST(SqliteAttestationStoreTest, ABatchFailingHalfWayStoresNothing) {
   const LogHead head = store->GetLogHead().value();
 
   const StoredAttestation a = Attest(TestClaim("a-1"), "builder-new");
-  const StoredRealisation first = testing::AttestRealisation(testing::BuildTraceRealisation("r", "out", "A"), "builder-new");
-  const StoredRealisation second = testing::AttestRealisation(testing::BuildTraceRealisation("s", "out", "A"), "builder-new");
+  const StoredRealisation first =
+      testing::AttestRealisation(testing::BuildTraceRealisation("r", "out", "A"), "builder-new");
+  const StoredRealisation second =
+      testing::AttestRealisation(testing::BuildTraceRealisation("s", "out", "A"), "builder-new");
   ExecuteOnFile(file, consensus::Cat("CREATE TRIGGER injected_fault BEFORE INSERT ON realisations WHEN NEW.key = '",
                                      second.attestation.claim.key.ToString(),
                                      "' BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"));
