@@ -55,11 +55,16 @@ absl::StatusOr<std::string> ReadDerivationFile(const std::string& path) {
 // One output the hook will queue.
 struct BuiltOutput final {
   std::string name;  // empty when it cannot be told
-  StorePath path;
+  // nullopt for a floating content-addressed or deferred output Nix did not list: `attest push` reads
+  // its path from the realisation Nix registered (the hook does no lookups of its own).
+  std::optional<StorePath> path;
 };
 
-// The built outputs: from OUT_PATHS when Nix filled it (2.8.1 and later; 2.8.0 only for CA derivations),
-// else every output of the .drv with a known path (Nix 2.8.0 leaves OUT_PATHS empty, NixOS/nix#6446).
+// The built outputs: from OUT_PATHS when Nix filled it (2.8.1 and later; 2.8.0 only for the original of
+// a resolved CA derivation), else every output of the .drv (Nix 2.8.0 leaves OUT_PATHS empty,
+// NixOS/nix#6446): those with a path in the .drv, and the floating content-addressed and deferred ones
+// without a path (Nix 2.8.0 runs the hook for a CA derivation, and for the resolved derivation of one
+// with CA inputs, with OUT_PATHS empty).
 std::vector<BuiltOutput> BuiltOutputs(const Derivation& drv, std::string_view out_paths,
                                       std::vector<std::string>& notes) {
   std::vector<BuiltOutput> built;
@@ -72,14 +77,7 @@ std::vector<BuiltOutput> BuiltOutputs(const Derivation& drv, std::string_view ou
   }
   if (listed.empty()) {
     for (const DerivationOutput& output : drv.outputs) {
-      if (output.path) {
-        built.push_back({output.name, *output.path});
-      } else {
-        notes.push_back(Cat(
-            "output ", output.name, " is ",
-            output.kind() == DerivationOutput::Kind::kFloating ? "floating content-addressed" : "deferred",
-            ": its path is known only after the build and Nix did not pass it in OUT_PATHS; skipped"));
-      }
+      built.push_back({output.name, output.path});
     }
     return built;
   }
@@ -179,7 +177,7 @@ void QueueBuiltOutputs(std::string_view config_flag, const EnvLookup& var, std::
   std::vector<std::string> notes;
   const std::vector<BuiltOutput> built = BuiltOutputs(*drv, var("OUT_PATHS").value_or(""), notes);
   for (const std::string& note : notes) say(Cat(drv_text, ": ", note));
-  if (built.empty()) return give_up(Cat(drv_text, ": no output with a known path, nothing queued"));
+  if (built.empty()) return give_up(Cat(drv_text, ": no output to queue"));
 
   absl::StatusOr<Spool> spool = Spool::Open(config->spool_dir);
   if (!spool.ok()) return give_up(Cat(drv_text, " not queued: ", spool.status().message()));
@@ -187,15 +185,34 @@ void QueueBuiltOutputs(std::string_view config_flag, const EnvLookup& var, std::
   bool all_queued = true;
   const int64_t now_ms = absl::ToUnixMillis(absl::Now());
   for (const BuiltOutput& output : built) {
-    const std::string physical = store->PhysicalPath(output.path.full());
+    if (!output.path) {
+      SpoolRecord record;
+      record.drv_path = drv_path->full();
+      record.output_name = output.name;
+      record.build_kind = marker.kind;
+      record.store_root = store->root;
+      record.store_uri = store->uri;
+      record.queued_at_unix_ms = now_ms;
+      absl::StatusOr<std::string> id = spool->Add(record);
+      if (!id.ok()) {
+        say(Cat(drv_text, "^", output.name, " not queued: ", id.status().message(), "; ", kNotAffected));
+        all_queued = false;
+        continue;
+      }
+      say(Cat("queued ", output.name, " of ", drv_text,
+              " (content-addressed: `attest push` takes its path from the realisation Nix registered)",
+              marker.kind.empty() ? "" : Cat(" (", marker.kind, ")"), " in ", spool->dir(), " (", *id, ")"));
+      continue;
+    }
+    const std::string physical = store->PhysicalPath(output.path->full());
     struct stat st {};
     if (lstat(physical.c_str(), &st) != 0) {
       // Queued anyway (a record is never dropped), but push will need the store root to be right.
-      say(Cat("warning: ", output.path.full(), " is not at ", physical, " (", std::strerror(errno),
+      say(Cat("warning: ", output.path->full(), " is not at ", physical, " (", std::strerror(errno),
               "); queued anyway, but `attest push` reads it there (is the store root ", store->root, " right?)"));
     }
     SpoolRecord record;
-    record.store_path = output.path.full();
+    record.store_path = output.path->full();
     record.drv_path = drv_path->full();
     record.output_name = output.name;
     record.build_kind = marker.kind;
@@ -204,11 +221,11 @@ void QueueBuiltOutputs(std::string_view config_flag, const EnvLookup& var, std::
     record.queued_at_unix_ms = now_ms;
     absl::StatusOr<std::string> id = spool->Add(record);
     if (!id.ok()) {
-      say(Cat(output.path.full(), " not queued: ", id.status().message(), "; ", kNotAffected));
+      say(Cat(output.path->full(), " not queued: ", id.status().message(), "; ", kNotAffected));
       all_queued = false;
       continue;
     }
-    say(Cat("queued ", output.name.empty() ? "?" : output.name, " ", output.path.full(),
+    say(Cat("queued ", output.name.empty() ? "?" : output.name, " ", output.path->full(),
             marker.kind.empty() ? "" : Cat(" (", marker.kind, ")"), " in ", spool->dir(), " (", *id, ")"));
   }
   // The marker is taken only when every output is queued; otherwise `attest rebuild` finds it after

@@ -26,6 +26,38 @@ constexpr std::string_view kSelectRefs =
 constexpr std::string_view kSelectBuilt =
     "SELECT path, deriver, registrationTime FROM ValidPaths WHERE ultimate = 1 ORDER BY id";
 
+constexpr std::string_view kHasRealisationsTable =
+    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('Realisations', 'RealisationsRefs')";
+constexpr std::string_view kSelectRealisation =
+    "SELECT r.id, v.path, r.signatures FROM Realisations r JOIN ValidPaths v ON v.id = r.outputPath "
+    "WHERE r.drvPath = ? AND r.outputName = ?";
+constexpr std::string_view kSelectDependentRealisations =
+    "SELECT d.drvPath, d.outputName, v.path FROM RealisationsRefs x JOIN Realisations d ON d.id = "
+    "x.realisationReference JOIN ValidPaths v ON v.id = d.outputPath WHERE x.referrer = ?";
+constexpr std::string_view kSelectAnyRealisation = "SELECT 1 FROM Realisations LIMIT 1";
+
+// "sha256:<64 lower-case hex>" -> the hex; empty when it is not that.
+std::string DrvHashHex(std::string_view text) {
+  constexpr std::string_view kPrefix = "sha256:";
+  if (!text.starts_with(kPrefix)) return "";
+  text.remove_prefix(kPrefix.size());
+  if (text.size() != 64) return "";
+  for (char c : text) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return "";
+  }
+  return std::string(text);
+}
+
+// Whether the store has the realisation tables (ca-derivations was enabled at some point).
+absl::StatusOr<bool> HasRealisationTables(sqlite::Connection& connection) {
+  absl::StatusOr<std::unique_ptr<sqlite::Statement>> statement = connection.Prepare(kHasRealisationsTable);
+  if (!statement.ok()) return statement.status();
+  sqlite::Statement::Use use = (*statement)->Begin("looking for Nix's realisation tables");
+  absl::StatusOr<bool> row = use.Step();
+  if (!row.ok()) return row.status();
+  return *row && use.Int(0) == 2;
+}
+
 // What identifies one version of the database file. A checkpoint by Nix rewrites pages in place, which
 // moves mtime and ctime; a VACUUM or restore replaces the inode.
 struct FileIdentity final {
@@ -237,6 +269,84 @@ absl::StatusOr<std::vector<absl::StatusOr<NixStorePathInfo>>> NixStoreDb::PathIn
         }
         return results;
       });
+}
+
+absl::StatusOr<bool> NixStoreDb::HasRealisations() {
+  return WithSnapshot<bool>(database_path_, options_, [&](sqlite::Connection& connection) -> absl::StatusOr<bool> {
+    absl::StatusOr<bool> tables = HasRealisationTables(connection);
+    if (!tables.ok() || !*tables) return tables;
+    absl::StatusOr<std::unique_ptr<sqlite::Statement>> select = connection.Prepare(kSelectAnyRealisation);
+    if (!select.ok()) return select.status();
+    sqlite::Statement::Use use = (*select)->Begin("looking for realisations");
+    return use.Step();
+  });
+}
+
+absl::StatusOr<std::vector<std::optional<NixRealisation>>> NixStoreDb::Realisations(
+    std::span<const NixRealisationId> ids) {
+  using Result = std::vector<std::optional<NixRealisation>>;
+  return WithSnapshot<Result>(database_path_, options_, [&](sqlite::Connection& connection) -> absl::StatusOr<Result> {
+    Result results(ids.size());
+    absl::StatusOr<bool> tables = HasRealisationTables(connection);
+    if (!tables.ok()) return tables.status();
+    if (!*tables) return results;
+    absl::StatusOr<std::unique_ptr<sqlite::Statement>> select = connection.Prepare(kSelectRealisation);
+    if (!select.ok()) return select.status();
+    absl::StatusOr<std::unique_ptr<sqlite::Statement>> select_dependent =
+        connection.Prepare(kSelectDependentRealisations);
+    if (!select_dependent.ok()) return select_dependent.status();
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const NixRealisationId& id = ids[i];
+      const std::string key = Cat("sha256:", id.drv_hash, "!", id.output_name);
+      std::optional<StorePath> out_path;
+      std::vector<std::pair<std::string, StorePath>> dependent;
+      std::vector<std::string> signatures;
+      int64_t row_id = 0;
+      {
+        sqlite::Statement::Use use = (*select)->Begin("looking up a realisation");
+        use.Bind(Cat("sha256:", id.drv_hash));
+        use.Bind(id.output_name);
+        absl::StatusOr<bool> row = use.Step();
+        if (!row.ok()) return row.status();
+        if (!*row) continue;
+        row_id = use.Int(0);
+        absl::StatusOr<StorePath> out = StorePath::Parse(use.Text(1));
+        if (!out.ok()) {
+          return absl::DataLossError(Cat("realisation ", key, " names output path ",
+                                         consensus::QuoteForError(use.Text(1)), ": ", out.status().message()));
+        }
+        out_path = *std::move(out);
+        if (!use.IsNull(2)) {
+          for (absl::string_view sig : absl::StrSplit(consensus::AbslView(use.Text(2)), ' ', absl::SkipEmpty())) {
+            signatures.emplace_back(sig);
+          }
+        }
+      }
+      sqlite::Statement::Use use = (*select_dependent)->Begin("reading dependent realisations");
+      use.Bind(row_id);
+      for (;;) {
+        absl::StatusOr<bool> row = use.Step();
+        if (!row.ok()) return row.status();
+        if (!*row) break;
+        const std::string hex = DrvHashHex(use.Text(0));
+        absl::StatusOr<StorePath> out = StorePath::Parse(use.Text(2));
+        if (hex.empty() || !out.ok()) {
+          return absl::DataLossError(Cat("realisation ", key, " has a dependent realisation Nix's database holds as ",
+                                         consensus::QuoteForError(use.Text(0)), " -> ",
+                                         consensus::QuoteForError(use.Text(2)), ", not a derivation hash and a path"));
+        }
+        dependent.emplace_back(Cat("sha256:", hex, "!", use.Text(1)), *std::move(out));
+      }
+      std::sort(dependent.begin(), dependent.end());
+      dependent.erase(std::unique(dependent.begin(), dependent.end()), dependent.end());
+      results[i] = NixRealisation{.drv_hash = id.drv_hash,
+                                  .output_name = id.output_name,
+                                  .out_path = *std::move(out_path),
+                                  .dependent = std::move(dependent),
+                                  .signatures = std::move(signatures)};
+    }
+    return results;
+  });
 }
 
 absl::StatusOr<std::vector<NixBuiltPath>> NixStoreDb::BuiltPaths(size_t* skipped) {

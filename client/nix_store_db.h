@@ -4,6 +4,12 @@
 // Nix's schema (version 10, unchanged from Nix 2.0 to at least 2.35):
 //   ValidPaths(id, path, hash, registrationTime, deriver, narSize, ultimate, sigs, ca)
 //   Refs(referrer, reference)          -- ValidPaths ids; a self-reference is a row too
+// With the experimental feature ca-derivations (Nix 2.8 src/libstore/ca-specific-schema.sql; created
+// only when the feature is on, so absent in most stores):
+//   Realisations(id, drvPath, outputName, outputPath, signatures)
+//                                      -- drvPath holds "sha256:<hex>" (the realisation key's hash, not
+//                                         a path); outputPath is a ValidPaths id
+//   RealisationsRefs(referrer, realisationReference)   -- Realisations ids: dependent realisations
 // `hash` is "sha256:<base16>" as written by Nix 2.8 (older Nix wrote other encodings; every form
 // consensus::NarHash parses is accepted). `ultimate` is 1 for paths built on this machine and NULL for
 // substituted or copied ones; `sigs` is space-separated.
@@ -66,6 +72,23 @@ struct NixBuiltPath final {
   int64_t registration_time = 0;
 };
 
+// A realisation Nix registered (Realisations and RealisationsRefs).
+struct NixRealisation final {
+  std::string drv_hash;     // the 64 lower-case hex digits of "sha256:<hex>"
+  std::string output_name;  // "out", ...
+  consensus::StorePath out_path;
+  // Dependent realisations: ("sha256:<hex>!<output>", output path), sorted by key, unique.
+  std::vector<std::pair<std::string, consensus::StorePath>> dependent;
+  std::vector<std::string> signatures;  // the `signatures` column, split
+};
+
+// Which realisation to look up: the hex of its derivation's hash and the output name.
+struct NixRealisationId final {
+  std::string drv_hash;
+  std::string output_name;
+  friend auto operator<=>(const NixRealisationId&, const NixRealisationId&) = default;
+};
+
 struct NixStoreDbOptions final {
   // How long to wait for a lock Nix holds (only for the WAL read; see the file comment).
   absl::Duration busy_timeout = absl::Seconds(5);
@@ -95,6 +118,15 @@ class NixStoreDb final {
   // PathInfo). The outer status fails only when the database cannot be read at all.
   absl::StatusOr<std::vector<absl::StatusOr<NixStorePathInfo>>> PathInfos(
       std::span<const consensus::StorePath> paths);
+
+  // The realisations registered for `ids`, in one snapshot: one result per input, in order; nullopt
+  // when none is registered (also when the store has no Realisations table: ca-derivations was never
+  // enabled). The outer status fails when the database cannot be read, or DATA_LOSS when a row is
+  // malformed (a hash that is not "sha256:<64 hex>", an output path that is not a store path).
+  absl::StatusOr<std::vector<std::optional<NixRealisation>>> Realisations(std::span<const NixRealisationId> ids);
+
+  // True when the store has any realisation (a cheap check before computing derivation hashes).
+  absl::StatusOr<bool> HasRealisations();
 
   // Every valid path marked `ultimate`, in registration order. Rows whose path is not a store path
   // under /nix/store are skipped (counted in `skipped` when given).

@@ -52,7 +52,8 @@ json ReportJson(const PushReport& report, const std::optional<ScanReport>& scan,
                    {"gaveUp", report.gave_up},
                    {"derivationsSent", report.derivations_sent},
                    {"derivationsStored", report.derivations_stored},
-                   {"derivationErrors", report.derivation_errors}};
+                   {"derivationErrors", report.derivation_errors},
+                   {"realisationNotes", report.realisation_notes}};
   if (with_remaining) document["remaining"] = report.remaining;
   if (scan.has_value()) {
     document["scan"] = {{"built", scan->built},
@@ -87,6 +88,7 @@ void PrintText(std::ostream& out, const PushReport& report) {
 // Derivations are best effort: what went wrong with them is a warning, never the push's failure.
 void PrintDerivationWarnings(std::ostream& err, const PushReport& report) {
   for (const std::string& e : report.derivation_errors) err << "attest push: warning: " << e << "\n";
+  for (const std::string& e : report.realisation_notes) err << "attest push: note: " << e << "\n";
 }
 
 // "; 12 derivations sent (3 new)", or nothing when none were.
@@ -177,7 +179,7 @@ int RunPush(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
       PushReport news = pass;
       news.outcomes.clear();
       for (const PushOutcome& o : pass.outcomes) {
-        auto [it, fresh] = shown.try_emplace({o.record_id, o.node}, Shown{o.path, o.kind, o.code});
+        auto [it, fresh] = shown.try_emplace({Cat(o.record_id, " ", o.path), o.node}, Shown{o.path, o.kind, o.code});
         if (!fresh && it->second.kind == o.kind && it->second.code == o.code) continue;
         it->second = Shown{o.path, o.kind, o.code};
         news.outcomes.push_back(o);

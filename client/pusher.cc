@@ -16,6 +16,7 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_join.h"
@@ -23,7 +24,10 @@
 #include "client/nar.h"
 #include "client/nix_store_location.h"
 #include "consensus/attestation.h"
+#include "consensus/derivation.h"
+#include "consensus/derivation_paths.h"
 #include "consensus/encoding.h"
+#include "consensus/realisation.h"
 #include "consensus/store_path.h"
 #include "consensus/text.h"
 #include "proto/convert.h"
@@ -73,6 +77,115 @@ consensus::BuildKind BuildKindOf(const SpoolRecord& record) {
 
 bool Contains(const std::vector<std::string>& list, const std::string& value) {
   return std::find(list.begin(), list.end(), value) != list.end();
+}
+
+// How a record is named in outcomes: its path, or "<drv>^<output>" while the path is not known.
+std::string RecordLabel(const SpoolRecord& record) {
+  if (!record.store_path.empty()) return record.store_path;
+  return Cat(record.drv_path, "^", record.output_name);
+}
+
+// The realisations Nix registered for the derivation outputs of records of one store.
+struct FoundRealisations {
+  std::map<std::string, NixRealisation> by_record;  // record id -> its realisation
+  // record id -> why there is none: not registered, or the key could not be computed
+  std::map<std::string, std::string> missing;
+  // record id -> the output is floating content-addressed or deferred (a realisation is expected)
+  std::set<std::string> floating;
+};
+
+// Reads `drv_path` and every input derivation it needs that `graph` lacks, from the store's files.
+absl::Status LoadDerivationClosure(consensus::DerivationGraph& graph, const NixStoreLocation& location,
+                                   const consensus::StorePath& drv_path) {
+  std::vector<consensus::StorePath> to_read = {drv_path};
+  while (!to_read.empty()) {
+    consensus::StorePath path = std::move(to_read.back());
+    to_read.pop_back();
+    if (graph.Contains(path)) continue;
+    absl::StatusOr<std::string> text =
+        storage::ReadFileToString(location.PhysicalPath(path.full()), consensus::kMaxDerivationBytes);
+    if (!text.ok()) {
+      return absl::Status(text.status().code(), Cat("cannot read derivation ", path.full(), ": ",
+                                                    text.status().message()));
+    }
+    absl::StatusOr<consensus::Derivation> drv = consensus::VerifyDerivationFile(path, *text);
+    if (!drv.ok()) return drv.status();
+    for (const consensus::DerivationInput& input : drv->input_derivations) {
+      if (!graph.Contains(input.drv_path)) to_read.push_back(input.drv_path);
+    }
+    graph.Add(path, *std::move(drv));
+  }
+  return absl::OkStatus();
+}
+
+// Finds the realisation of each record's derivation output (see pusher.h). The outer status fails only
+// when the database cannot be read.
+absl::StatusOr<FoundRealisations> FindRealisations(NixStoreDb& db, const std::string& root,
+                                                   const std::vector<const SpoolEntry*>& entries) {
+  FoundRealisations found;
+  std::vector<const SpoolEntry*> candidates;
+  for (const SpoolEntry* entry : entries) {
+    if (entry->record.drv_path.empty() || entry->record.output_name.empty()) continue;
+    absl::StatusOr<consensus::StorePath> drv = consensus::StorePath::Parse(entry->record.drv_path);
+    if (drv.ok() && drv->IsDerivation()) candidates.push_back(entry);
+  }
+  if (candidates.empty()) return found;
+  const std::string none_here =
+      Cat("Nix registered no realisation for it in the store at ", root,
+          " (is the experimental feature ca-derivations enabled where it was built?)");
+  absl::StatusOr<bool> any = db.HasRealisations();
+  if (!any.ok()) return any.status();
+  consensus::DerivationGraph graph;
+  const NixStoreLocation location{.root = root, .uri = ""};
+  std::vector<NixRealisationId> ids;
+  std::vector<const SpoolEntry*> asked;
+  for (const SpoolEntry* entry : candidates) {
+    const SpoolRecord& record = entry->record;
+    const consensus::StorePath drv_path = *consensus::StorePath::Parse(record.drv_path);
+    if (absl::Status s = LoadDerivationClosure(graph, location, drv_path); !s.ok()) {
+      found.missing[entry->id] = Cat("cannot compute its realisation key: ", s.message());
+      continue;
+    }
+    const consensus::DerivationOutput* output = graph.Find(drv_path)->FindOutput(record.output_name);
+    if (output == nullptr) {
+      found.missing[entry->id] = Cat(record.drv_path, " has no output ", consensus::QuoteForError(record.output_name));
+      continue;
+    }
+    if (output->kind() == consensus::DerivationOutput::Kind::kFloating ||
+        output->kind() == consensus::DerivationOutput::Kind::kDeferred) {
+      found.floating.insert(entry->id);
+    }
+    if (!*any) {
+      found.missing[entry->id] = none_here;
+      continue;
+    }
+    absl::StatusOr<consensus::Sha256Digest> hash = graph.RealisationHash(drv_path);
+    if (!hash.ok()) {
+      found.missing[entry->id] = Cat("cannot compute its realisation key: ", hash.status().message());
+      continue;
+    }
+    ids.push_back(NixRealisationId{.drv_hash = consensus::HexEncode(*hash), .output_name = record.output_name});
+    asked.push_back(entry);
+  }
+  if (ids.empty()) return found;
+  absl::StatusOr<std::vector<std::optional<NixRealisation>>> rows = db.Realisations(ids);
+  if (!rows.ok()) return rows.status();
+  for (size_t i = 0; i < asked.size(); ++i) {
+    if ((*rows)[i].has_value()) {
+      found.by_record.emplace(asked[i]->id, *std::move((*rows)[i]));
+    } else {
+      found.missing[asked[i]->id] =
+          Cat("no realisation sha256:", ids[i].drv_hash, "!", ids[i].output_name, ": ", none_here);
+    }
+  }
+  return found;
+}
+
+v1::RealisationAttestation RealisationMessage(const consensus::RealisationAttestation& attestation,
+                                              const std::string& public_key) {
+  v1::RealisationAttestation message = proto::ToProto(attestation);
+  message.set_public_key(public_key);
+  return message;
 }
 
 // An exclusive flock on <spool>/.push.lock, held for the object's lifetime (and dropped by the kernel
@@ -306,14 +419,14 @@ void Pusher::NoteNodeFailure(const std::string& node, const absl::Status& status
   }
 }
 
-void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::string, v1::Attestation>& signed_by_id,
+void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::string, SignedRecord>& signed_by_id,
                      std::map<std::string, RecordDeriver>& derivers, std::vector<PushOutcome>& local,
                      PassResult& result) {
   const absl::Time now = clock_.now();
   absl::Status retry_later;  // a retryable failure to read the store (busy): one backoff for all records
   auto fail = [&](const SpoolEntry& entry, OutcomeKind kind, const absl::Status& status, std::string message) {
     local.push_back(PushOutcome{.record_id = entry.id,
-                                .path = entry.record.store_path,
+                                .path = RecordLabel(entry.record),
                                 .node = "",
                                 .kind = kind,
                                 .code = static_cast<int>(status.code()),
@@ -327,12 +440,40 @@ void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::strin
 
   std::map<std::string, std::vector<const SpoolEntry*>> by_root;
   for (const SpoolEntry& entry : entries) by_root[entry.record.store_root].push_back(&entry);
-  for (const auto& [root, root_entries] : by_root) {
+  for (const auto& [root, all_root_entries] : by_root) {
     absl::StatusOr<std::unique_ptr<NixStoreDb>> db = NixStoreDb::Open(root);
+    absl::StatusOr<FoundRealisations> found =
+        db.ok() ? FindRealisations(**db, root, all_root_entries) : absl::StatusOr<FoundRealisations>(db.status());
+    if (!found.ok()) {
+      for (const SpoolEntry* entry : all_root_entries) {
+        fail(*entry, OutcomeKind::kSkipped, found.status(), std::string(found.status().message()));
+      }
+      continue;
+    }
+    // The path of each record: its own, or its realisation's.
+    std::vector<const SpoolEntry*> root_entries;
     std::vector<consensus::StorePath> paths;
-    for (const SpoolEntry* entry : root_entries) paths.push_back(*consensus::StorePath::Parse(entry->record.store_path));
-    absl::StatusOr<std::vector<absl::StatusOr<NixStorePathInfo>>> infos =
-        db.ok() ? (*db)->PathInfos(paths) : db.status();
+    for (const SpoolEntry* entry : all_root_entries) {
+      const auto realisation = found->by_record.find(entry->id);
+      if (!entry->record.store_path.empty()) {
+        paths.push_back(*consensus::StorePath::Parse(entry->record.store_path));
+        if (realisation == found->by_record.end() && found->floating.contains(entry->id)) {
+          result.report.realisation_notes.push_back(
+              Cat(RecordLabel(entry->record), " (", entry->record.drv_path, "^", entry->record.output_name,
+                  "): no realisation attested: ", found->missing[entry->id], "; its path attestation goes alone"));
+        }
+      } else if (realisation != found->by_record.end()) {
+        paths.push_back(realisation->second.out_path);
+      } else {
+        const std::string record_file = Cat(spool_.dir(), "/", entry->id, ".json");
+        fail(*entry, OutcomeKind::kSkipped, absl::NotFoundError("no realisation"),
+             Cat("the output path of ", RecordLabel(entry->record), " is not known: ", found->missing[entry->id],
+                 "; build it again with ca-derivations enabled, or delete ", record_file));
+        continue;
+      }
+      root_entries.push_back(entry);
+    }
+    absl::StatusOr<std::vector<absl::StatusOr<NixStorePathInfo>>> infos = (*db)->PathInfos(paths);
     if (!infos.ok()) {
       for (const SpoolEntry* entry : root_entries) {
         fail(*entry, OutcomeKind::kSkipped, infos.status(), std::string(infos.status().message()));
@@ -343,6 +484,7 @@ void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::strin
     for (size_t i = 0; i < root_entries.size(); ++i) {
       const SpoolEntry& entry = *root_entries[i];
       const std::string record_file = Cat(spool_.dir(), "/", entry.id, ".json");
+      const std::string& store_path = paths[i].full();
       const absl::StatusOr<NixStorePathInfo>& info = (*infos)[i];
       if (!info.ok()) {
         std::string message(info.status().message());
@@ -357,7 +499,7 @@ void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::strin
       // without `ultimate` after a check (see the header).
       if (!info->ultimate && build_kind != consensus::BuildKind::kCheck) {
         fail(entry, OutcomeKind::kRefused, absl::FailedPreconditionError("not ultimate"),
-             Cat("Nix's database at ", root, " does not mark ", entry.record.store_path,
+             Cat("Nix's database at ", root, " does not mark ", store_path,
                  " as built here (not `ultimate`: it was substituted or copied): an attestation must come from "
                  "an independent rebuild; delete the path from the store and build it here (`nix-store --delete`, then "
                  "build), or delete ",
@@ -367,13 +509,13 @@ void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::strin
       absl::StatusOr<consensus::PathInfo> claim = info->Claim();
       if (absl::IsFailedPrecondition(claim.status())) {
         // An old row without hash or size: hash the files, keep the references Nix found.
-        absl::StatusOr<NarDigest> digest = HashNar(location.PhysicalPath(entry.record.store_path));
+        absl::StatusOr<NarDigest> digest = HashNar(location.PhysicalPath(store_path));
         claim = digest.ok() ? consensus::PathInfo::Create(info->path, digest->hash, digest->size, info->references)
                             : absl::StatusOr<consensus::PathInfo>(digest.status());
       }
       if (!claim.ok()) {
         fail(entry, OutcomeKind::kSkipped, claim.status(),
-             Cat("cannot make a claim for ", entry.record.store_path, ": ", claim.status().message()));
+             Cat("cannot make a claim for ", store_path, ": ", claim.status().message()));
         continue;
       }
       const std::string deriver = entry.record.drv_path.empty() ? info->deriver : entry.record.drv_path;
@@ -393,9 +535,15 @@ void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::strin
           metadata.build_kind = build_kind;
         }
       }
-      v1::Attestation message = proto::ToProto(consensus::SignAttestation(*claim, key_, std::move(metadata)));
-      message.set_public_key(public_key_);
-      signed_by_id.emplace(entry.id, std::move(message));
+      SignedRecord signed_record;
+      signed_record.attestation = proto::ToProto(consensus::SignAttestation(*claim, key_, metadata));
+      signed_record.attestation.set_public_key(public_key_);
+      if (const auto found_realisation = found->by_record.find(entry.id);
+          found_realisation != found->by_record.end()) {
+        signed_record.realisations = SignRealisations(entry.record, found_realisation->second, metadata,
+                                                      result.report.realisation_notes);
+      }
+      signed_by_id.emplace(entry.id, std::move(signed_record));
       if (absl::StatusOr<consensus::StorePath> drv = consensus::StorePath::Parse(deriver);
           drv.ok() && drv->IsDerivation()) {
         derivers.emplace(entry.id, RecordDeriver{.store_root = root, .drv_path = drv->full()});
@@ -403,6 +551,40 @@ void Pusher::Prepare(const std::vector<SpoolEntry>& entries, std::map<std::strin
     }
   }
   if (!retry_later.ok()) NoteNodeFailure("", retry_later, result);
+}
+
+std::vector<v1::RealisationAttestation> Pusher::SignRealisations(const SpoolRecord& record,
+                                                                 const NixRealisation& found,
+                                                                 const consensus::BuildMetadata& path_metadata,
+                                                                 std::vector<std::string>& notes) const {
+  std::vector<v1::RealisationAttestation> messages;
+  const consensus::StorePath drv_path = *consensus::StorePath::Parse(record.drv_path);
+  consensus::BuildMetadata metadata = path_metadata;
+  metadata.deriver = record.drv_path;
+  metadata.output_name = record.output_name;
+  std::vector<absl::StatusOr<consensus::Realisation>> claims;
+  absl::StatusOr<consensus::RealisationKey> drv_hash_key =
+      consensus::RealisationKey::FromDrvHash(found.drv_hash, found.output_name);
+  claims.push_back(drv_hash_key.ok() ? consensus::Realisation::Create(*drv_hash_key, found.out_path, found.dependent)
+                                     : absl::StatusOr<consensus::Realisation>(drv_hash_key.status()));
+  absl::StatusOr<consensus::RealisationKey> build_trace_key =
+      consensus::RealisationKey::FromDrvPath(drv_path, record.output_name);
+  claims.push_back(build_trace_key.ok() ? consensus::Realisation::Create(*build_trace_key, found.out_path)
+                                        : absl::StatusOr<consensus::Realisation>(build_trace_key.status()));
+  for (const absl::StatusOr<consensus::Realisation>& claim : claims) {
+    if (!claim.ok()) {
+      notes.push_back(Cat(RecordLabel(record), ": a realisation of ", record.drv_path, "^", record.output_name,
+                          " is not attested: ", claim.status().message()));
+      continue;
+    }
+    consensus::BuildMetadata claim_metadata = metadata;
+    if (!consensus::ValidateRealisationMetadata(*claim, claim_metadata).ok()) {
+      claim_metadata = consensus::BuildMetadata();
+      claim_metadata.build_kind = metadata.build_kind;
+    }
+    messages.push_back(RealisationMessage(consensus::SignRealisation(*claim, key_, claim_metadata), public_key_));
+  }
+  return messages;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -729,7 +911,7 @@ Pusher::PassResult Pusher::Pass(absl::Time deadline) {
     to_prepare.push_back(entry);
   }
 
-  std::map<std::string, v1::Attestation> signed_by_id;
+  std::map<std::string, SignedRecord> signed_by_id;
   std::map<std::string, RecordDeriver> derivers;
   std::vector<PushOutcome> outcomes;
   Prepare(to_prepare, signed_by_id, derivers, outcomes, result);
@@ -741,7 +923,7 @@ Pusher::PassResult Pusher::Pass(absl::Time deadline) {
   for (const PushOutcome& o : outcomes) failures[o.record_id].push_back(o.message);
 
   for (const std::string& node : options_.nodes) {
-    std::vector<std::pair<std::string, const v1::Attestation*>> items;
+    std::vector<std::pair<std::string, const SignedRecord*>> items;
     for (const SpoolEntry& entry : to_prepare) {
       const auto due = due_nodes.find(entry.id);
       const auto message = signed_by_id.find(entry.id);
@@ -751,12 +933,17 @@ Pusher::PassResult Pusher::Pass(absl::Time deadline) {
     if (items.empty()) continue;
     const std::map<std::string, std::string> path_of = [&] {
       std::map<std::string, std::string> m;
-      for (const auto& [id, message] : items) m[id] = message->path_info().store_path();
+      for (const auto& [id, message] : items) m[id] = message->attestation.path_info().store_path();
       return m;
     }();
-    auto outcome_for = [&](const std::string& id, OutcomeKind kind, int code, std::string message) {
-      outcomes.push_back(PushOutcome{.record_id = id, .path = path_of.at(id), .node = node, .kind = kind,
+    // `what`: the store path, or the key of a realisation.
+    auto outcome_about = [&](const std::string& id, const std::string& what, OutcomeKind kind, int code,
+                             std::string message) {
+      outcomes.push_back(PushOutcome{.record_id = id, .path = what, .node = node, .kind = kind,
                                      .code = code, .message = std::move(message)});
+    };
+    auto outcome_for = [&](const std::string& id, OutcomeKind kind, int code, std::string message) {
+      outcome_about(id, path_of.at(id), kind, code, std::move(message));
     };
 
     absl::Status node_failure;  // set once the node failed; the rest of its items are not sent
@@ -792,13 +979,40 @@ Pusher::PassResult Pusher::Pass(absl::Time deadline) {
       }
       absl::StatusOr<v1::SubmitResponse> response =
           node_failure.ok() ? absl::StatusOr<v1::SubmitResponse>(absl::UnknownError("not sent")) : node_failure;
+      v1::SubmitRequest request;
+      std::vector<int> attestation_at;               // per item: its attestation's position in the request
+      std::vector<std::vector<int>> realisations_at;  // per item: its realisations' positions
       if (node_failure.ok()) {
-        v1::SubmitRequest request;
-        for (size_t i = start; i < end; ++i) *request.add_attestations() = *items[i].second;
+        // Two records may carry the same attestation (the resolved and the original .drv of a CA
+        // derivation name one output path); the node takes each once, and both share its answer.
+        request = v1::SubmitRequest();
+        attestation_at.assign(end - start, 0);
+        realisations_at.assign(end - start, {});
+        std::map<std::string, int> sent_attestations;  // path + signature -> position in the request
+        std::map<std::string, int> sent_realisations;  // fingerprint + signature -> position
+        for (size_t i = start; i < end; ++i) {
+          const v1::Attestation& a = items[i].second->attestation;
+          const auto [it, fresh] =
+              sent_attestations.try_emplace(Cat(a.path_info().store_path(), "\n", a.signature()),
+                                            request.attestations_size());
+          if (fresh) *request.add_attestations() = a;
+          attestation_at[i - start] = it->second;
+        }
+        for (size_t i = start; i < end; ++i) {
+          for (const v1::RealisationAttestation& r : items[i].second->realisations) {
+            const auto [it, fresh] =
+                sent_realisations.try_emplace(Cat(r.fingerprint(), "\n", r.signature()), request.realisations_size());
+            if (fresh) *request.add_realisations() = r;
+            realisations_at[i - start].push_back(it->second);
+          }
+        }
         response = api->Submit(request);
-        if (response.ok() && static_cast<size_t>(response->results_size()) != end - start) {
-          response = absl::InternalError(Cat("node ", node, " answered ", response->results_size(), " results for ",
-                                             end - start, " attestations (a bug in the node?)"));
+        const size_t asked = static_cast<size_t>(request.attestations_size() + request.realisations_size());
+        if (response.ok() && static_cast<size_t>(response->results_size()) != asked) {
+          response = absl::InternalError(
+              Cat("node ", node, " answered ", response->results_size(), " results for ", request.attestations_size(),
+                  " attestations and ", request.realisations_size(),
+                  " realisations (a node from before realisations answers only the attestations: upgrade it)"));
         }
         if (!response.ok()) node_failure = response.status();
       }
@@ -814,41 +1028,56 @@ Pusher::PassResult Pusher::Pass(absl::Time deadline) {
         continue;
       }
       node_answered = true;
-      for (size_t i = start; i < end; ++i) {
-        const std::string& id = items[i].first;
-        const v1::SubmitResult& r = response->results(static_cast<int>(i - start));
+      // One answer: its outcome noted; true when it acknowledges.
+      auto take = [&](const std::string& id, const std::string& what, const v1::SubmitResult& r) {
         switch (r.outcome()) {
           case v1::SubmitResult::ACCEPTED:
           case v1::SubmitResult::ALREADY_PRESENT:
-            outcome_for(id, r.outcome() == v1::SubmitResult::ACCEPTED ? OutcomeKind::kAccepted
-                                                                      : OutcomeKind::kAlreadyPresent,
-                        0, "");
-            new_acks[id].push_back(node);
-            if (const auto d = derivers.find(id); d != derivers.end()) acked_derivers.insert(d->second);
-            break;
+            outcome_about(id, what,
+                          r.outcome() == v1::SubmitResult::ACCEPTED ? OutcomeKind::kAccepted
+                                                                    : OutcomeKind::kAlreadyPresent,
+                          0, "");
+            return true;
           case v1::SubmitResult::OBSERVED: {
             const std::string message =
                 Cat("the node stored it for observation only: key ", key_.name(),
                     " is not a builder key in its policy, so it does not count (add the key to the policy, then "
                     "push again)");
-            outcome_for(id, OutcomeKind::kObserved, 0, message);
+            outcome_about(id, what, OutcomeKind::kObserved, 0, message);
             failures[id].push_back(Cat("node ", node, ": ", message));
             final_until_[{id, node}] = now + options_.final_retry_interval;
-            break;
+            return false;
           }
           default: {
             // A rejection without a code is the node's bug; it is still a rejection.
             const auto code = r.code() == 0 ? absl::StatusCode::kUnknown : static_cast<absl::StatusCode>(r.code());
             std::string message = r.message().empty() ? "rejected without a reason" : r.message();
-            outcome_for(id, OutcomeKind::kRejected, r.code(), message);
+            outcome_about(id, what, OutcomeKind::kRejected, r.code(), message);
             failures[id].push_back(ErrorText(node, absl::Status(code, message)));
             if (IsRetryable(code)) {
               soft_failure = true;
             } else {
               final_until_[{id, node}] = now + options_.final_retry_interval;
             }
-            break;
+            return false;
           }
+        }
+      };
+      const int realisations_from = request.attestations_size();  // their results follow the attestations'
+      for (size_t i = start; i < end; ++i) {
+        const std::string& id = items[i].first;
+        bool acknowledged = take(id, path_of.at(id), response->results(attestation_at[i - start]));
+        const std::vector<v1::RealisationAttestation>& realisations = items[i].second->realisations;
+        for (size_t j = 0; j < realisations.size(); ++j) {
+          absl::StatusOr<consensus::Realisation> claim =
+              consensus::Realisation::ParseFingerprint(realisations[j].fingerprint());
+          const std::string key = claim.ok() ? claim->key.ToString() : realisations[j].fingerprint();
+          acknowledged =
+              take(id, key, response->results(realisations_from + realisations_at[i - start][j])) && acknowledged;
+        }
+        if (acknowledged) {
+          new_acks[id].push_back(node);
+          if (const auto d = derivers.find(id); d != derivers.end()) acked_derivers.insert(d->second);
         }
       }
     }
@@ -913,7 +1142,10 @@ Pusher::PassResult Pusher::Pass(absl::Time deadline) {
           if (log_) log_(Cat("cannot remove a delivered record: ", removed.message()));
           continue;
         }
-        result.report.delivered.push_back(entry->record.store_path);
+        const auto signed_record = signed_by_id.find(entry->id);
+        result.report.delivered.push_back(signed_record != signed_by_id.end()
+                                              ? signed_record->second.attestation.path_info().store_path()
+                                              : RecordLabel(entry->record));
       }
     }
   }
@@ -930,11 +1162,12 @@ PushReport Pusher::PushOnce() {
   if (!lock.ok()) {
     report.fatal = lock.status();
   } else {
-    std::map<std::pair<std::string, std::string>, size_t> index;  // (record, node) -> position in outcomes
+    // (record, path or realisation key, node) -> position in outcomes
+    std::map<std::tuple<std::string, std::string, std::string>, size_t> index;
     for (;;) {
       PassResult pass = Pass(deadline);
       for (PushOutcome& o : pass.report.outcomes) {
-        const auto key = std::make_pair(o.record_id, o.node);
+        const auto key = std::make_tuple(o.record_id, o.path, o.node);
         if (const auto it = index.find(key); it != index.end()) {
           report.outcomes[it->second] = std::move(o);
         } else {
@@ -948,6 +1181,9 @@ PushReport Pusher::PushOnce() {
       report.derivations_stored += pass.report.derivations_stored;
       report.derivation_errors.insert(report.derivation_errors.end(), pass.report.derivation_errors.begin(),
                                       pass.report.derivation_errors.end());
+      for (std::string& note : pass.report.realisation_notes) {  // each pass finds the same ones again
+        if (!Contains(report.realisation_notes, note)) report.realisation_notes.push_back(std::move(note));
+      }
       if (!pass.report.fatal.ok()) {
         report.fatal = pass.report.fatal;
         break;

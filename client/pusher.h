@@ -9,7 +9,18 @@
 //      kind "check" (client/spool.h): `nix-store --realise --check` of a substituted path builds it
 //      again here and fails unless the result has the same bytes, but Nix does not mark the path
 //      `ultimate` afterwards; the check itself was the local build the attestation speaks for.
-//   2. signs the claim's Nix fingerprint with the builder key (the signature `nix store sign` makes).
+//      A record of a derivation output (drvPath and outputName) also gets the realisations Nix
+//      registered for it (client/nix_store_db.h, only when the store has any): its key
+//      "sha256:<hex>!<output>" is computed from the derivation graph read from the store's .drv files
+//      (consensus::DerivationGraph::RealisationHash), the row gives the output path and the dependent
+//      realisations. A record without a path (a floating content-addressed output the hook could not
+//      name, client/spool.h) takes its path from that realisation, and is refused (final for this
+//      run) while there is none; a record with a path whose floating or deferred output has no
+//      realisation gets a note in PushReport::realisation_notes and its path attestation goes alone.
+//   2. signs the claim's Nix fingerprint with the builder key (the signature `nix store sign` makes),
+//      and each realisation in both formats (consensus/realisation.h): the Nix 2.8 one as registered
+//      and the Nix 2.35 one ("<drv path>^<output>"), sent in SubmitRequest.realisations. A record is
+//      acknowledged by a node only when its path attestation and all its realisations are.
 //      The metadata's build kind is the record's: "rebuild" -> kRebuild, "check" -> kCheck, else
 //      kFirstBuild.
 //   3. submits, in batches, to every configured node that has not acknowledged the record yet, each
@@ -70,9 +81,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "client/nix_store_db.h"
 #include "client/node_client.h"
 #include "client/spool.h"
 #include "client/submission.h"
+#include "consensus/attestation.h"
 #include "consensus/keys.h"
 #include "proto/attest/v1/attest.pb.h"
 
@@ -122,7 +135,8 @@ struct PushOutcome final {
 };
 
 struct PushReport final {
-  // The latest outcome per (record, node) seen during the run, ordered by record then node.
+  // The latest outcome per (record, node) seen during the run, ordered by record then node; a record's
+  // realisations have outcomes of their own (their path is the realisation's key).
   std::vector<PushOutcome> outcomes;
   std::vector<std::string> spool_errors;  // files in the spool that are not records ("<file>: why")
   std::vector<std::string> delivered;     // store paths whose records were removed (all nodes acknowledged)
@@ -135,6 +149,8 @@ struct PushReport final {
   size_t derivations_stored = 0;
   // Why derivations were not sent or not stored, one line each ("node X: ..."); warnings, not failures.
   std::vector<std::string> derivation_errors;
+  // Realisations that could not be attested alongside a path (see the file comment), one line each.
+  std::vector<std::string> realisation_notes;
 };
 
 // True for codes worth retrying soon: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED.
@@ -204,9 +220,19 @@ class Pusher final {
   PassResult Pass(absl::Time deadline);
   // Reads, checks and signs the records that still need sending; fills `local` with outcomes decided here.
   // `derivers` gets the deriver of each signed record that has one.
-  void Prepare(const std::vector<SpoolEntry>& entries, std::map<std::string, v1::Attestation>& signed_by_id,
+  // What one record sends: its path attestation and the realisations of its derivation output.
+  struct SignedRecord {
+    v1::Attestation attestation;
+    std::vector<v1::RealisationAttestation> realisations;
+  };
+  void Prepare(const std::vector<SpoolEntry>& entries, std::map<std::string, SignedRecord>& signed_by_id,
                std::map<std::string, RecordDeriver>& derivers, std::vector<PushOutcome>& local,
                PassResult& result);
+  // The realisation `found` of the record's derivation output, signed in both formats; a format that
+  // cannot be made (e.g. a name Nix would not give that output) is a line in `notes`.
+  std::vector<v1::RealisationAttestation> SignRealisations(const SpoolRecord& record, const NixRealisation& found,
+                                                           const consensus::BuildMetadata& path_metadata,
+                                                           std::vector<std::string>& notes) const;
   // Offers `node` the derivation closures of `derivers` (see the file comment); notes what happened in
   // the report.
   void SendDerivations(const std::string& node, NodeApi& api, const std::set<RecordDeriver>& derivers,

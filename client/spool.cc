@@ -50,7 +50,16 @@ absl::Status ValidateId(std::string_view id) {
 }
 
 absl::Status ValidateRecord(const SpoolRecord& record) {
-  if (absl::StatusOr<consensus::StorePath> path = consensus::StorePath::Parse(record.store_path); !path.ok()) {
+  if (record.store_path.empty()) {
+    // A derivation output whose path is known only from its realisation (floating content-addressed).
+    absl::StatusOr<consensus::StorePath> drv = consensus::StorePath::Parse(record.drv_path);
+    if (!drv.ok() || !drv->IsDerivation() || record.output_name.empty()) {
+      return absl::InvalidArgumentError(
+          "spool record: an empty storePath needs a .drv drvPath and an outputName (the derivation output "
+          "whose path its realisation names)");
+    }
+  } else if (absl::StatusOr<consensus::StorePath> path = consensus::StorePath::Parse(record.store_path);
+             !path.ok()) {
     return absl::InvalidArgumentError(Cat("spool record: ", path.status().message()));
   }
   if (!record.drv_path.empty()) {
@@ -253,6 +262,14 @@ std::string Spool::IdFor(const SpoolRecord& record) {
   const std::string root_tag = consensus::HexEncode(std::span<const uint8_t>(root_hash.data(), 6));
   if (absl::StatusOr<consensus::StorePath> path = consensus::StorePath::Parse(record.store_path); path.ok()) {
     return Cat(path->hash_part(), "-", root_tag);
+  }
+  if (record.store_path.empty()) {
+    // A derivation output with its path still unknown: the .drv's hash part and a tag of the store
+    // root and output name, the same shape as a path's id (the ledger reads only that shape).
+    if (absl::StatusOr<consensus::StorePath> drv = consensus::StorePath::Parse(record.drv_path); drv.ok()) {
+      const auto tag_hash = consensus::Sha256(Cat(root, std::string_view("\0", 1), "output:", record.output_name));
+      return Cat(drv->hash_part(), "-", consensus::HexEncode(std::span<const uint8_t>(tag_hash.data(), 6)));
+    }
   }
   // Not a store path (Add refuses those); still a stable, file-name-safe id.
   const auto path_hash = consensus::Sha256(Cat(root, std::string_view("\0", 1), record.store_path));

@@ -16,6 +16,12 @@
 //    "outputName": "out", "buildKind": "", "storeRoot": "/", "storeUri": "", "queuedAt": 1764000000000,
 //    "acknowledgedBy": ["127.0.0.1:7700"], "attempts": 0, "lastError": ""}
 //
+// A derivation output whose path Nix did not tell the hook (a floating content-addressed output; Nix
+// 2.8.0 runs the hook with OUT_PATHS empty) is a record with "storePath": "" and both "drvPath" and
+// "outputName" set; `attest push` finds its path in the realisation Nix registered. Its id is the
+// .drv's hash part and 12 hex digits of SHA-256 of the store root and the output name. Records
+// written before this form all have a storePath and read as before.
+//
 // Safe for one hook process and one pusher at a time per record: every change is an atomic rename.
 #ifndef ATTEST_CLIENT_SPOOL_H_
 #define ATTEST_CLIENT_SPOOL_H_
@@ -31,7 +37,9 @@
 namespace attest::client {
 
 struct SpoolRecord final {
-  std::string store_path;   // the built output, as Nix names it ("/nix/store/<hash>-<name>")
+  // the built output, as Nix names it ("/nix/store/<hash>-<name>"); empty when not known yet (a floating
+  // content-addressed output: drv_path and output_name say which, its realisation gives the path)
+  std::string store_path;
   std::string drv_path;     // the derivation that built it; empty when unknown (push --scan)
   std::string output_name;  // "out", "dev", ...; empty when unknown
   // How it was built, when not a first build: "rebuild" (`attest rebuild` built a wanted path) or
@@ -79,7 +87,8 @@ class Spool final {
 
   const std::string& dir() const { return dir_; }
 
-  // The id a record gets: stable for (store_root, store_path).
+  // The id a record gets: stable for (store_root, store_path), or (store_root, drv_path, output_name)
+  // when store_path is empty.
   static std::string IdFor(const SpoolRecord& record);
 
   // Adds the record durably; returns its id. An existing record for the same path is left as it is

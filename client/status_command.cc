@@ -10,6 +10,7 @@
 #include "client/commands.h"
 #include "client/status_json.h"
 #include "client/terminal_text.h"
+#include "consensus/realisation.h"
 #include "consensus/store_path.h"
 #include "consensus/text.h"
 
@@ -25,9 +26,21 @@ std::string Operators(const v1::FingerprintTally& tally) {
   return tally.operators().empty() ? "no operator" : absl::StrJoin(tally.operators(), ", ");
 }
 
+// The output path a realisation fingerprint names, or "" when it does not parse.
+std::string RealisationOutPath(const std::string& fingerprint) {
+  absl::StatusOr<consensus::Realisation> claim = consensus::Realisation::ParseFingerprint(fingerprint);
+  return claim.ok() ? claim->out_path.full() : "";
+}
+
 void PrintStatusText(std::ostream& out, const v1::PathStatus& status) {
   const std::string verdict = VerdictText(status.verdict());
-  out << verdict << std::string(verdict.size() < 10 ? 10 - verdict.size() : 1, ' ') << status.store_path();
+  const bool is_realisation = consensus::RealisationKey::LooksLikeKey(status.store_path());
+  out << verdict << std::string(verdict.size() < 10 ? 10 - verdict.size() : 1, ' ') << Printable(status.store_path());
+  // A realisation's answer is the output path the builders agree on.
+  if (is_realisation && status.verdict() != v1::DISPUTED && !status.fingerprints().empty()) {
+    const std::string out_path = RealisationOutPath(status.fingerprints(0).fingerprint());
+    out << " -> " << (out_path.empty() ? "(malformed fingerprint)" : out_path);
+  }
   // A node that names the rule says in words why the quorum is (not) met, nested groups included; an
   // older node only gives the flat k.
   const bool explained = !status.rule().empty() && !status.quorum_explanation().empty();
@@ -59,7 +72,9 @@ void PrintStatusText(std::ostream& out, const v1::PathStatus& status) {
   out << "\n";
   if (status.verdict() == v1::DISPUTED) {
     for (const auto& tally : status.fingerprints()) {
-      out << "    " << tally.fingerprint() << "\n      signed by " << Operators(tally) << " ("
+      out << "    " << Printable(tally.fingerprint()) << "\n";
+      if (is_realisation) out << "      output " << RealisationOutPath(tally.fingerprint()) << "\n";
+      out << "      signed by " << Operators(tally) << " ("
           << absl::StrJoin(tally.builders(), ", ") << ")\n";
     }
     if (!status.flagged_builders().empty()) {
@@ -158,7 +173,7 @@ int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
   auto node_options = NodeOptionsFromArgs(args, env);
   if (!node_options.ok()) return UsageError(spec, env, std::string(node_options.status().message()));
   if (args.positionals().empty())
-    return UsageError(spec, env, "no store path given (or - to read them from stdin)");
+    return UsageError(spec, env, "no store path or realisation key given (or - to read them from stdin)");
   if (args.Has("closure")) return RunClosure(spec, args, env, *node_options);
 
   std::vector<std::string> paths;
@@ -179,11 +194,24 @@ int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
     }
   }
   if (paths.empty()) return UsageError(spec, env, "no store path given on standard input");
-  for (const std::string& path : paths) {
+  for (std::string& path : paths) {
+    if (consensus::RealisationKey::LooksLikeKey(path)) {
+      // Asked in the canonical form the node answers in.
+      absl::StatusOr<consensus::RealisationKey> key = consensus::RealisationKey::Parse(path);
+      if (!key.ok()) {
+        return UsageError(spec, env,
+                          Cat(key.status().message(),
+                              " (a realisation key is sha256:<hex>!<output> or /nix/store/<hash>-<name>.drv^<output>)"));
+      }
+      path = key->ToString();
+      continue;
+    }
     auto parsed = consensus::StorePath::Parse(path);
     if (!parsed.ok()) {
-      return UsageError(
-          spec, env, Cat(parsed.status().message(), " (status takes store paths: /nix/store/<hash>-<name>)"));
+      return UsageError(spec, env,
+                        Cat(parsed.status().message(),
+                            " (status takes store paths /nix/store/<hash>-<name> and realisation keys "
+                            "sha256:<hex>!<output> or /nix/store/<hash>-<name>.drv^<output>)"));
     }
   }
 
@@ -233,7 +261,7 @@ int RunStatus(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) 
 CommandSpec StatusCommand() {
   CommandSpec spec{
       .name = "status",
-      .synopsis = "attest status --node ADDR [--json] STORE_PATH... | - | --closure STORE_PATH",
+      .synopsis = "attest status --node ADDR [--json] STORE_PATH|REALISATION_KEY... | - | --closure STORE_PATH",
       .summary = "Ask a node whether store paths can be trusted.",
       .description =
           "Prints the node's verdict for each store path (- reads paths from standard input, one per line):\n"
@@ -245,6 +273,12 @@ CommandSpec StatusCommand() {
           "matches); each line names the rule and says why the quorum is or is not met, e.g.\n"
           "  PENDING   /nix/store/...-openssl-3.0.8  rule openssl-*: 1 of 2 needed: independent: 1 of 2 needed\n"
           "The policy version the node answered under is printed on standard error.\n"
+          "\n"
+          "A realisation key asks about a content-addressed derivation output instead: in Nix 2.8's form\n"
+          "sha256:<hex>!<output> (`nix realisation info` prints it) or Nix 2.35's <drv path>^<output>. The\n"
+          "verdict is about which output path the builders' signed realisations name; the line shows it\n"
+          "(`-> /nix/store/...`), a dispute lists each output path. --json adds \"realisation\": true,\n"
+          "\"outPath\" and \"outPaths\"; `attest verify` re-checks those answers too.\n"
           "--json prints a list with the fingerprints, operators, the attestations themselves, the policy\n"
           "(policy_version, policy_hash) and the rule (rule, quorum_text, quorum_explanation), which\n"
           "`attest verify --policy FILE` re-checks offline without trusting the node.\n"
@@ -261,7 +295,8 @@ CommandSpec StatusCommand() {
           "  attest status --node 127.0.0.1:7700 "
           "/nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin\n"
           "  nix-store -qR ./result | attest status --node 127.0.0.1:7700 --json - > status.json\n"
-          "  attest status --node 127.0.0.1:7700 --closure $(readlink -f ./result)\n",
+          "  attest status --node 127.0.0.1:7700 --closure $(readlink -f ./result)\n"
+          "  attest status --node 127.0.0.1:7700 'sha256:7f44388f57da34719cecaa95bd2dd9cb6cbe84f66510af9aa2709cfef802ea24!out'\n",
       .run = RunStatus,
   };
   spec.options.push_back(JsonOptionSpec());

@@ -93,7 +93,76 @@ json FingerprintTallyToJson(const v1::FingerprintTally& tally) {
               {"builders", StringList(tally.builders())}};
 }
 
+json RealisationAttestationToJson(const consensus::Realisation& claim, const std::string& signature,
+                                 const v1::BuildMetadata& meta, int64_t received_unix) {
+  json object = {
+      {"key", claim.key.ToString()},
+      {"fingerprint", claim.Fingerprint()},
+      {"outPath", claim.out_path.full()},
+      {"signature", signature},
+      {"deriver", meta.deriver()},
+      {"outputName", meta.output_name()},
+      {"system", meta.system()},
+      {"buildKind", BuildKindText(meta.build_kind())},
+      {"buildTime", meta.build_time_unix()},
+  };
+  if (received_unix != 0) object["receivedTime"] = received_unix;
+  return object;
+}
+
+namespace {
+
+// The status of a realisation key (see the header).
+absl::StatusOr<json> RealisationStatusToJson(const v1::PathStatus& status) {
+  json fingerprints = json::array();
+  json out_paths = json::array();
+  std::vector<consensus::Realisation> claims;
+  for (int f = 0; f < status.fingerprints_size(); ++f) {
+    const v1::FingerprintTally& tally = status.fingerprints(f);
+    fingerprints.push_back(FingerprintTallyToJson(tally));
+    absl::StatusOr<consensus::Realisation> claim = consensus::Realisation::ParseFingerprint(tally.fingerprint());
+    if (!claim.ok()) {
+      return absl::InvalidArgumentError(Cat("the node's answer for ", status.store_path(),
+                                            " has a malformed realisation fingerprint ", f, ": ",
+                                            StdView(claim.status().message())));
+    }
+    out_paths.push_back(claim->out_path.full());
+    claims.push_back(*std::move(claim));
+  }
+  json attestations = json::array();
+  for (const v1::CountedAttestation& counted : status.attestations()) {
+    if (counted.fingerprint_index() < 0 || static_cast<size_t>(counted.fingerprint_index()) >= claims.size()) {
+      return absl::InvalidArgumentError(Cat("the node's answer for ", status.store_path(),
+                                            " has an attestation of fingerprint ", counted.fingerprint_index(),
+                                            " but only ", claims.size(), " fingerprints"));
+    }
+    attestations.push_back(RealisationAttestationToJson(claims[counted.fingerprint_index()], counted.signature(),
+                                                        counted.metadata(), counted.received_unix()));
+  }
+  const bool agreed = (status.verdict() == v1::CONFIRMED || status.verdict() == v1::PENDING) && !claims.empty();
+  return json{{"path", status.store_path()},
+              {"realisation", true},
+              {"verdict", VerdictText(status.verdict())},
+              {"fingerprint", agreed ? status.fingerprints(0).fingerprint() : ""},
+              {"outPath", agreed ? claims.front().out_path.full() : ""},
+              {"outPaths", std::move(out_paths)},
+              {"fingerprints", std::move(fingerprints)},
+              {"flagged_builders", StringList(status.flagged_builders())},
+              {"dispute_id", status.dispute_id()},
+              {"quorum", status.quorum()},
+              {"policy_hash", status.policy_hash()},
+              {"policy_version", status.policy_version()},
+              {"rule", status.rule()},
+              {"quorum_text", status.quorum_text()},
+              {"quorum_explanation", status.quorum_explanation()},
+              {"attestations", std::move(attestations)},
+              {"exclusions", StringList(status.exclusions())}};
+}
+
+}  // namespace
+
 absl::StatusOr<json> PathStatusToJson(const v1::PathStatus& status) {
+  if (consensus::RealisationKey::LooksLikeKey(status.store_path())) return RealisationStatusToJson(status);
   json fingerprints = json::array();
   std::vector<consensus::PathInfo> claims;
   for (int f = 0; f < status.fingerprints_size(); ++f) {
@@ -171,6 +240,40 @@ json DisputeToJson(const v1::Dispute& dispute, DisputeDetail detail) {
   return object;
 }
 
+namespace {
+
+absl::StatusOr<consensus::BuildMetadata> MetadataFromJson(const json& object) {
+  consensus::BuildMetadata metadata;
+  for (auto [name, field] : {std::pair<std::string_view, std::string*>{"deriver", &metadata.deriver},
+                             {"outputName", &metadata.output_name},
+                             {"system", &metadata.system}}) {
+    auto value = StringField(object, name, false);
+    if (!value.ok()) return value.status();
+    *field = *std::move(value);
+  }
+  auto kind = StringField(object, "buildKind", false);
+  if (!kind.ok()) return kind.status();
+  bool kind_known = false;
+  for (auto candidate :
+       {consensus::BuildKind::kUnspecified, consensus::BuildKind::kFirstBuild, consensus::BuildKind::kRebuild,
+        consensus::BuildKind::kCheck, consensus::BuildKind::kImported}) {
+    if (kind->empty() || *kind == consensus::BuildKindName(candidate)) {
+      metadata.build_kind = kind->empty() ? consensus::BuildKind::kUnspecified : candidate;
+      kind_known = true;
+      break;
+    }
+  }
+  if (!kind_known)
+    return absl::InvalidArgumentError(Cat("unknown buildKind ", consensus::QuoteForError(*kind)));
+  if (auto time = object.find("buildTime"); time != object.end() && !time->is_null()) {
+    if (!time->is_number_integer()) return absl::InvalidArgumentError("\"buildTime\" is not an integer");
+    metadata.build_time_unix = time->get<int64_t>();
+  }
+  return metadata;
+}
+
+}  // namespace
+
 absl::StatusOr<consensus::Attestation> AttestationFromJson(const json& object) {
   if (!object.is_object()) return absl::InvalidArgumentError("is not a JSON object");
   auto path_text = StringField(object, "path", true);
@@ -203,34 +306,38 @@ absl::StatusOr<consensus::Attestation> AttestationFromJson(const json& object) {
   auto signature = consensus::Signature::Parse(*signature_text);
   if (!signature.ok()) return absl::InvalidArgumentError(Cat("signature: ", signature.status().message()));
 
-  consensus::BuildMetadata metadata;
-  for (auto [name, field] : {std::pair<std::string_view, std::string*>{"deriver", &metadata.deriver},
-                             {"outputName", &metadata.output_name},
-                             {"system", &metadata.system}}) {
-    auto value = StringField(object, name, false);
-    if (!value.ok()) return value.status();
-    *field = *std::move(value);
+  absl::StatusOr<consensus::BuildMetadata> metadata = MetadataFromJson(object);
+  if (!metadata.ok()) return metadata.status();
+  if (absl::Status s = consensus::ValidateBuildMetadata(*metadata); !s.ok()) return s;
+  return consensus::Attestation{*std::move(claim), *std::move(signature), *std::move(metadata)};
+}
+
+absl::StatusOr<consensus::RealisationAttestation> RealisationAttestationFromJson(const json& object) {
+  if (!object.is_object()) return absl::InvalidArgumentError("is not a JSON object");
+  absl::StatusOr<std::string> fingerprint = StringField(object, "fingerprint", true);
+  if (!fingerprint.ok()) return fingerprint.status();
+  absl::StatusOr<consensus::Realisation> claim = consensus::Realisation::ParseFingerprint(*fingerprint);
+  if (!claim.ok()) return absl::InvalidArgumentError(Cat("fingerprint: ", claim.status().message()));
+  absl::StatusOr<std::string> key = StringField(object, "key", false);
+  if (!key.ok()) return key.status();
+  if (!key->empty() && *key != claim->key.ToString()) {
+    return absl::InvalidArgumentError(
+        Cat("\"key\" is ", consensus::QuoteForError(*key), " but the fingerprint is about ", claim->key.ToString()));
   }
-  auto kind = StringField(object, "buildKind", false);
-  if (!kind.ok()) return kind.status();
-  bool kind_known = false;
-  for (auto candidate :
-       {consensus::BuildKind::kUnspecified, consensus::BuildKind::kFirstBuild, consensus::BuildKind::kRebuild,
-        consensus::BuildKind::kCheck, consensus::BuildKind::kImported}) {
-    if (kind->empty() || *kind == consensus::BuildKindName(candidate)) {
-      metadata.build_kind = kind->empty() ? consensus::BuildKind::kUnspecified : candidate;
-      kind_known = true;
-      break;
-    }
+  absl::StatusOr<std::string> out_path = StringField(object, "outPath", false);
+  if (!out_path.ok()) return out_path.status();
+  if (!out_path->empty() && *out_path != claim->out_path.full()) {
+    return absl::InvalidArgumentError(Cat("\"outPath\" is ", consensus::QuoteForError(*out_path),
+                                          " but the fingerprint names ", claim->out_path.full()));
   }
-  if (!kind_known)
-    return absl::InvalidArgumentError(Cat("unknown buildKind ", consensus::QuoteForError(*kind)));
-  if (auto time = object.find("buildTime"); time != object.end() && !time->is_null()) {
-    if (!time->is_number_integer()) return absl::InvalidArgumentError("\"buildTime\" is not an integer");
-    metadata.build_time_unix = time->get<int64_t>();
-  }
-  if (absl::Status s = consensus::ValidateBuildMetadata(metadata); !s.ok()) return s;
-  return consensus::Attestation{*std::move(claim), *std::move(signature), std::move(metadata)};
+  absl::StatusOr<std::string> signature_text = StringField(object, "signature", true);
+  if (!signature_text.ok()) return signature_text.status();
+  absl::StatusOr<consensus::Signature> signature = consensus::Signature::Parse(*signature_text);
+  if (!signature.ok()) return absl::InvalidArgumentError(Cat("signature: ", signature.status().message()));
+  absl::StatusOr<consensus::BuildMetadata> metadata = MetadataFromJson(object);
+  if (!metadata.ok()) return metadata.status();
+  if (absl::Status s = consensus::ValidateRealisationMetadata(*claim, *metadata); !s.ok()) return s;
+  return consensus::RealisationAttestation{*std::move(claim), *std::move(signature), *std::move(metadata)};
 }
 
 std::string DumpJson(const json& value, int indent) {

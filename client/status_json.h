@@ -11,6 +11,12 @@
 //    "quorum", "policy_hash", "policy_version", "rule" ("default" or the rule's glob that matched),
 //    "quorum_text" (the rule's quorum in words), "quorum_explanation" (why it is or is not met),
 //    "attestations": [...], "exclusions"}
+// A realisation key ("sha256:<hex>!out", "/nix/store/...drv^out") is answered by the same status object
+// with "path" = the key's canonical text, "realisation": true, realisation fingerprints, "outPath" (the
+// agreed output path, or "") and "outPaths" (the output path of each fingerprint, in order), and
+// realisation attestation objects:
+//   {"key", "fingerprint" (the realisation fingerprint it signs), "outPath", "signature", "deriver",
+//    "outputName", "system", "buildKind", "buildTime", "receivedTime"}
 // Dispute object: {"id", "path", "state", "opened", "updated" (unix seconds), "fingerprints"} plus,
 // with details, "signed_record" and "attestations".
 //
@@ -22,6 +28,7 @@
 
 #include "absl/status/statusor.h"
 #include "consensus/attestation.h"
+#include "consensus/realisation.h"
 #include "nlohmann/json.hpp"
 #include "proto/attest/v1/attest.pb.h"
 
@@ -43,6 +50,14 @@ nlohmann::json DisputeToJson(const v1::Dispute& dispute, DisputeDetail detail);
 // Parses an attestation object (as AttestationToJson writes it) into the domain type, validating the
 // claim, signature and metadata. INVALID_ARGUMENT naming the field.
 absl::StatusOr<consensus::Attestation> AttestationFromJson(const nlohmann::json& object);
+
+// A realisation attestation object (see the top) for the claim `fingerprint` (checked by the caller).
+nlohmann::json RealisationAttestationToJson(const consensus::Realisation& claim, const std::string& signature,
+                                            const v1::BuildMetadata& metadata, int64_t received_unix);
+// Parses a realisation attestation object: the fingerprint strictly (consensus::Realisation::
+// ParseFingerprint), "key" and "outPath" must be the fingerprint's, signature and metadata as for
+// paths. INVALID_ARGUMENT naming the field.
+absl::StatusOr<consensus::RealisationAttestation> RealisationAttestationFromJson(const nlohmann::json& object);
 
 // "UNKNOWN", "PENDING", "CONFIRMED", "DISPUTED"; "UNSPECIFIED" for an unset verdict.
 std::string VerdictText(v1::Verdict verdict);

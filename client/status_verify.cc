@@ -12,6 +12,7 @@
 #include "client/status_json.h"
 #include "consensus/closure.h"
 #include "consensus/path_info.h"
+#include "consensus/realisation.h"
 #include "consensus/resolution.h"
 #include "consensus/store_path.h"
 #include "consensus/text.h"
@@ -64,12 +65,29 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
     result.problems.push_back("has no \"path\"");
     return result;
   }
-  auto store_path = consensus::StorePath::Parse(result.path);
-  if (!store_path.ok()) {
-    result.problems.push_back(Cat("path: ", store_path.status().message()));
-    return result;
+  // A realisation key is answered like a path (status_json.h); its rule follows from the tally.
+  const bool is_realisation = consensus::RealisationKey::LooksLikeKey(result.path);
+  if (is_realisation) {
+    absl::StatusOr<consensus::RealisationKey> key = consensus::RealisationKey::Parse(result.path);
+    if (!key.ok()) {
+      result.problems.push_back(Cat("path: ", key.status().message()));
+      return result;
+    }
+    if (key->ToString() != result.path) {
+      result.problems.push_back(Cat("path: ", result.path, " is not the key's canonical text ", key->ToString()));
+      return result;
+    }
   }
-  const consensus::AppliedRule applied = policy.RuleFor(store_path->name());
+  std::string path_name;  // what the policy's rules match; a realisation's rule comes from its tally
+  if (!is_realisation) {
+    auto store_path = consensus::StorePath::Parse(result.path);
+    if (!store_path.ok()) {
+      result.problems.push_back(Cat("path: ", store_path.status().message()));
+      return result;
+    }
+    path_name = std::string(store_path->name());
+  }
+  const consensus::AppliedRule applied = policy.RuleFor(path_name);
   const consensus::Quorum& applied_quorum = applied.quorum != nullptr ? *applied.quorum : policy.default_quorum();
   result.rule = applied.name;
   if (auto verdict = object.find("verdict"); verdict != object.end() && verdict->is_string()) {
@@ -80,7 +98,8 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
 
   // What the node says it counted under. `quorum` is a single number: the flat k of the policy, or of
   // the rule that applied (0 for a threshold table); either is the policy's word.
-  if (auto quorum = object.find("quorum"); quorum != object.end() && quorum->is_number_integer()) {
+  if (auto quorum = object.find("quorum");
+      !is_realisation && quorum != object.end() && quorum->is_number_integer()) {
     const int64_t claimed = quorum->get<int64_t>();
     if (claimed != policy.quorum() && claimed != applied_quorum.any) {
       result.problems.push_back(Cat("the node reports quorum ", claimed, " but the policy says ",
@@ -107,34 +126,54 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
                                   "--node ADDR` shows the node's current one)"));
   }
   // The rule decides the quorum, so a node that applied another one answered another question.
-  if (auto rule = object.find("rule");
-      rule != object.end() && rule->is_string() && !rule->get_ref<const std::string&>().empty()) {
+  if (is_realisation) {
+    // Checked against the tally's rule below.
+  } else if (auto rule = object.find("rule");
+             rule != object.end() && rule->is_string() && !rule->get_ref<const std::string&>().empty()) {
     if (rule->get_ref<const std::string&>() != applied.name) {
       result.problems.push_back(Cat("the node applied rule ", consensus::QuoteForError(rule->get<std::string>()),
-                                    " but the policy's rule for ", store_path->name(), " is ", applied.name));
+                                    " but the policy's rule for ", path_name, " is ", applied.name));
     }
   } else if (!policy.rules().empty()) {
     result.problems.push_back(Cat("the node does not say which rule it applied, and the policy has rules (the one for ",
-                                  store_path->name(), " is ", applied.name, ")"));
+                                  path_name, " is ", applied.name, ")"));
   }
 
   std::vector<consensus::Attestation> verified;
-  std::vector<int64_t> received;  // parallel to `verified`: when the federation received each one
+  std::vector<consensus::RealisationAttestation> verified_realisations;
+  std::vector<std::string> verified_keys;  // the key name of each verified attestation of either kind
+  std::vector<int64_t> received;  // parallel to the verified ones: when the federation received each one
   const auto attestations = object.find("attestations");
   if (attestations != object.end() && !attestations->is_null() && !attestations->is_array()) {
     result.problems.push_back("\"attestations\" is not a list");
   } else if (attestations != object.end() && attestations->is_array()) {
     for (size_t i = 0; i < attestations->size(); ++i) {
       const std::string where = Cat("attestation ", i + 1, " of ", attestations->size());
-      auto attestation = AttestationFromJson((*attestations)[i]);
-      if (!attestation.ok()) {
-        result.problems.push_back(Cat(where, ": ", attestation.status().message()));
-        continue;
+      std::string key_name;
+      std::string about;
+      std::optional<consensus::Attestation> attestation;
+      std::optional<consensus::RealisationAttestation> realisation;
+      if (is_realisation) {
+        absl::StatusOr<consensus::RealisationAttestation> parsed = RealisationAttestationFromJson((*attestations)[i]);
+        if (!parsed.ok()) {
+          result.problems.push_back(Cat(where, ": ", parsed.status().message()));
+          continue;
+        }
+        realisation = *std::move(parsed);
+        key_name = realisation->key_name();
+        about = realisation->claim.key.ToString();
+      } else {
+        absl::StatusOr<consensus::Attestation> parsed = AttestationFromJson((*attestations)[i]);
+        if (!parsed.ok()) {
+          result.problems.push_back(Cat(where, ": ", parsed.status().message()));
+          continue;
+        }
+        attestation = *std::move(parsed);
+        key_name = attestation->key_name();
+        about = attestation->claim.path.full();
       }
-      const std::string& key_name = attestation->key_name();
-      if (attestation->claim.path.full() != result.path) {
-        result.problems.push_back(
-            Cat(where, " (", key_name, ") is about ", attestation->claim.path.full(), ", not ", result.path));
+      if (about != result.path) {
+        result.problems.push_back(Cat(where, " (", key_name, ") is about ", about, ", not ", result.path));
         continue;
       }
       const consensus::PublicKey* key = policy.FindBuilder(key_name);
@@ -143,7 +182,9 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
             Cat(where, ": key ", key_name, " is not a builder key in the policy, so it cannot count"));
         continue;
       }
-      if (absl::Status s = consensus::VerifyAttestation(*attestation, *key); !s.ok()) {
+      const absl::Status s = is_realisation ? consensus::VerifyRealisation(*realisation, *key)
+                                            : consensus::VerifyAttestation(*attestation, *key);
+      if (!s.ok()) {
         result.problems.push_back(Cat(where, ": signature does not verify with key ", key_name,
                                       " from the policy (forged or altered claim)"));
         continue;
@@ -155,11 +196,16 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
           time != (*attestations)[i].end() && time->is_number_integer()) {
         received_unix = time->get<int64_t>();
       }
-      verified.push_back(*std::move(attestation));
+      if (is_realisation) {
+        verified_realisations.push_back(*std::move(realisation));
+      } else {
+        verified.push_back(*std::move(attestation));
+      }
+      verified_keys.push_back(key_name);
       received.push_back(received_unix);
     }
   }
-  result.signatures_verified = verified.size();
+  result.signatures_verified = verified_keys.size();
 
   // Maintainers' statements that stop builders from counting: each must be a malicious statement signed
   // by a maintainer of this policy, and no counted attestation may be by a builder they exclude.
@@ -183,19 +229,44 @@ PathVerification VerifyPath(const consensus::Policy& policy, const json& object,
       excluded.insert(statement->resolution.builders.begin(), statement->resolution.builders.end());
     }
   }
-  for (const consensus::Attestation& attestation : verified) {
-    if (excluded.contains(attestation.key_name())) {
-      result.problems.push_back(Cat("builder ", attestation.key_name(),
-                                    " is counted although a maintainer's statement excludes it"));
+  for (const std::string& key_name : verified_keys) {
+    if (excluded.contains(key_name)) {
+      result.problems.push_back(Cat("builder ", key_name, " is counted although a maintainer's statement excludes it"));
     }
   }
-  const consensus::TallyResult tally = consensus::Tally(policy, verified, {}, received);
+  std::vector<const consensus::RealisationAttestation*> realisation_pointers;
+  for (const consensus::RealisationAttestation& r : verified_realisations) realisation_pointers.push_back(&r);
+  const consensus::TallyResult tally = is_realisation
+                                           ? consensus::TallyRealisation(policy, realisation_pointers, {}, received)
+                                           : consensus::Tally(policy, verified, {}, received);
+  if (is_realisation) {
+    result.rule = tally.rule;
+    if (auto rule = object.find("rule");
+        rule != object.end() && rule->is_string() && !rule->get_ref<const std::string&>().empty() &&
+        rule->get_ref<const std::string&>() != tally.rule) {
+      result.problems.push_back(Cat("the node applied rule ", consensus::QuoteForError(rule->get<std::string>()),
+                                    " but the policy's rule for ", result.path, " is ", tally.rule));
+    }
+    // The output paths shown are the fingerprints' (status_json.h): the agreed one must be the tally's.
+    if (auto out = object.find("outPath"); out != object.end() && out->is_string()) {
+      std::string agreed;
+      if (tally.verdict == consensus::Verdict::kConfirmed || tally.verdict == consensus::Verdict::kPending) {
+        if (auto claim = consensus::Realisation::ParseFingerprint(tally.fingerprints.front().fingerprint); claim.ok()) {
+          agreed = claim->out_path.full();
+        }
+      }
+      if (out->get_ref<const std::string&>() != agreed) {
+        result.problems.push_back(Cat("the node shows output path '", out->get<std::string>(),
+                                      "' but the attestations give '", agreed, "'"));
+      }
+    }
+  }
   result.verdict = tally.verdict;
   result.explanation = tally.quorum_explanation;
   // The node lists the attestations it counted; one the policy does not count (a revoked key, a retired
   // key's received after its cut-off) means it counted under other rules.
   for (const size_t i : tally.uncounted) {
-    const std::string& key_name = verified[i].key_name();
+    const std::string& key_name = verified_keys[i];
     const consensus::KeyLifecycle& life = policy.Lifecycle(key_name);
     std::string why;
     switch (life.state) {

@@ -2,8 +2,10 @@
 
 #include <map>
 #include <ostream>
+#include <type_traits>
 
 #include "client/status_json.h"
+#include "consensus/realisation.h"
 #include "consensus/text.h"
 #include "nlohmann/json.hpp"
 
@@ -33,14 +35,23 @@ std::string_view OutcomeName(OutcomeKind kind) {
 
 namespace {
 
-std::string KeyNameOf(const v1::Attestation& attestation) {
+template <typename Item>
+std::string KeyNameOf(const Item& attestation) {
   const std::string& sig = attestation.signature();
   return sig.substr(0, sig.find(':'));
 }
 
-ItemOutcome OutcomeOf(const v1::Attestation& item, const v1::SubmitResult& result) {
+std::string WhatOf(const v1::Attestation& item) { return item.path_info().store_path(); }
+// A realisation is named by its key (the fingerprint itself when it does not parse; the node says why).
+std::string WhatOf(const v1::RealisationAttestation& item) {
+  absl::StatusOr<consensus::Realisation> claim = consensus::Realisation::ParseFingerprint(item.fingerprint());
+  return claim.ok() ? claim->key.ToString() : item.fingerprint();
+}
+
+template <typename Item>
+ItemOutcome OutcomeOf(const Item& item, const v1::SubmitResult& result) {
   ItemOutcome outcome;
-  outcome.path = item.path_info().store_path();
+  outcome.path = WhatOf(item);
   outcome.key_name = KeyNameOf(item);
   outcome.code = result.code();
   outcome.message = result.message();
@@ -67,19 +78,30 @@ ItemOutcome OutcomeOf(const v1::Attestation& item, const v1::SubmitResult& resul
 
 }  // namespace
 
-absl::Status SubmitInBatches(NodeApi& node, std::span<const v1::Attestation> items, size_t batch_size,
-                             std::vector<ItemOutcome>& outcomes) {
+namespace {
+
+template <typename Item>
+absl::Status SubmitItemsInBatches(NodeApi& node, std::span<const Item> items, size_t batch_size,
+                                  std::vector<ItemOutcome>& outcomes) {
+  constexpr bool kRealisations = std::is_same_v<Item, v1::RealisationAttestation>;
   if (batch_size == 0) batch_size = 1;
   absl::Status failure;
   for (size_t start = 0; start < items.size(); start += batch_size) {
     const size_t end = std::min(items.size(), start + batch_size);
     if (failure.ok()) {
       v1::SubmitRequest request;
-      for (size_t i = start; i < end; ++i) *request.add_attestations() = items[i];
+      for (size_t i = start; i < end; ++i) {
+        if constexpr (kRealisations) {
+          *request.add_realisations() = items[i];
+        } else {
+          *request.add_attestations() = items[i];
+        }
+      }
       auto response = node.Submit(request);
       if (response.ok() && static_cast<size_t>(response->results_size()) != end - start) {
         response = absl::InternalError(Cat("the node answered ", response->results_size(), " results for ",
-                                           end - start, " attestations"));
+                                           end - start, kRealisations ? " realisations" : " attestations",
+                                           kRealisations ? " (does the node know realisations? upgrade it)" : ""));
       }
       if (response.ok()) {
         for (size_t i = start; i < end; ++i) {
@@ -90,7 +112,7 @@ absl::Status SubmitInBatches(NodeApi& node, std::span<const v1::Attestation> ite
       failure = response.status();
     }
     for (size_t i = start; i < end; ++i) {
-      outcomes.push_back(ItemOutcome{.path = items[i].path_info().store_path(),
+      outcomes.push_back(ItemOutcome{.path = WhatOf(items[i]),
                                      .key_name = KeyNameOf(items[i]),
                                      .kind = OutcomeKind::kNotSent,
                                      .code = static_cast<int>(failure.code()),
@@ -98,6 +120,18 @@ absl::Status SubmitInBatches(NodeApi& node, std::span<const v1::Attestation> ite
     }
   }
   return failure;
+}
+
+}  // namespace
+
+absl::Status SubmitInBatches(NodeApi& node, std::span<const v1::Attestation> items, size_t batch_size,
+                             std::vector<ItemOutcome>& outcomes) {
+  return SubmitItemsInBatches(node, items, batch_size, outcomes);
+}
+
+absl::Status SubmitRealisationsInBatches(NodeApi& node, std::span<const v1::RealisationAttestation> items,
+                                         size_t batch_size, std::vector<ItemOutcome>& outcomes) {
+  return SubmitItemsInBatches(node, items, batch_size, outcomes);
 }
 
 void PrintOutcomes(std::ostream& out, std::span<const ItemOutcome> outcomes, OutputFormat format) {

@@ -29,7 +29,7 @@ enum class OutcomeKind {
 std::string_view OutcomeName(OutcomeKind kind);  // "accepted", "already_present", ...
 
 struct ItemOutcome final {
-  std::string path;
+  std::string path;  // the store path, or a realisation's key
   std::string key_name;
   OutcomeKind kind = OutcomeKind::kNotSent;
   int code = 0;  // google.rpc.Code of a rejection, or of the RPC failure for kNotSent
@@ -41,6 +41,11 @@ struct ItemOutcome final {
 // answered). A response with the wrong number of results is INTERNAL.
 absl::Status SubmitInBatches(NodeApi& node, std::span<const v1::Attestation> items, size_t batch_size,
                              std::vector<ItemOutcome>& outcomes);
+
+// The same for realisation attestations (SubmitRequest.realisations); an outcome's path is the
+// realisation's key.
+absl::Status SubmitRealisationsInBatches(NodeApi& node, std::span<const v1::RealisationAttestation> items,
+                                         size_t batch_size, std::vector<ItemOutcome>& outcomes);
 
 enum class OutputFormat { kText, kJson };
 // One line per outcome (text), or a JSON list of {path, key, outcome, code, message}.

@@ -89,7 +89,13 @@ std::string OutputPathName(std::string_view drv_name, std::string_view output_na
 // How the outputs of a derivation get their paths. Nix 2.8 (Derivation::type) refuses any mix.
 enum class PathKind { kInputAddressed, kFixed };
 
-absl::StatusOr<PathKind> ClassifyOutputs(const StorePath& drv_path, const Derivation& drv) {
+// Floating content-addressed and deferred outputs: refused (their paths cannot be checked beforehand),
+// or hashed like input-addressed ones (for realisation keys: Nix 2.8's hashDerivationModulo treats
+// them alike, only the kind of the result differs).
+enum class FloatingOutputs { kRefuse, kHashLikeInputAddressed };
+
+absl::StatusOr<PathKind> ClassifyOutputs(const StorePath& drv_path, const Derivation& drv,
+                                         FloatingOutputs floating = FloatingOutputs::kRefuse) {
   size_t input_addressed = 0;
   size_t fixed = 0;
   for (const DerivationOutput& output : drv.outputs) {
@@ -107,6 +113,10 @@ absl::StatusOr<PathKind> ClassifyOutputs(const StorePath& drv_path, const Deriva
         break;
       case DerivationOutput::Kind::kFloating:
       case DerivationOutput::Kind::kDeferred:
+        if (floating == FloatingOutputs::kHashLikeInputAddressed) {
+          ++input_addressed;
+          break;
+        }
         return absl::FailedPreconditionError(
             Cat(drv_path.full(), ": output ", QuoteForError(output.name), " is ",
                 output.kind() == DerivationOutput::Kind::kFloating ? "floating content-addressed" : "deferred",
@@ -178,7 +188,11 @@ std::string UnparseForHash(const Derivation& drv, OutputMasking masking,
     AppendRaw(out, output->name);
     out.push_back(',');
     AppendRaw(out, masking == OutputMasking::kEmpty || !output->path ? "" : output->path->full());
-    out += ",\"\",\"\")";
+    out.push_back(',');
+    // Nix's unparse writes a floating content-addressed output as ("<name>","","<method><algo>","")
+    // (e.g. "r:sha256"); input-addressed and deferred outputs have no hash algorithm.
+    AppendRaw(out, output->kind() == DerivationOutput::Kind::kFloating ? output->hash_algo : "");
+    out += ",\"\")";
   });
   out.push_back(',');
   AppendList(out, inputs, [&](const auto& input) {
@@ -327,12 +341,12 @@ const Derivation* DerivationGraph::Find(const StorePath& drv_path) const {
 }
 
 absl::StatusOr<std::map<std::string, std::set<std::string>>> DerivationGraph::HashedInputs(
-    const StorePath& drv_path, const Derivation& drv) const {
+    const StorePath& drv_path, const Derivation& drv, const HashMap& input_hashes) const {
   std::map<std::string, std::set<std::string>> inputs;
   for (const DerivationInput& input : drv.input_derivations) {
     const Derivation* input_drv = Find(input.drv_path);
-    auto hash = input_hashes_.find(input.drv_path);
-    if (input_drv == nullptr || hash == input_hashes_.end()) {
+    auto hash = input_hashes.find(input.drv_path);
+    if (input_drv == nullptr || hash == input_hashes.end()) {
       return absl::InternalError(Cat(drv_path.full(), ": input ", input.drv_path.full(), " was not hashed first"));
     }
     // Nix keys by the hash of each output used; every output of a derivation shares its hash (a
@@ -349,7 +363,10 @@ absl::StatusOr<std::map<std::string, std::set<std::string>>> DerivationGraph::Ha
   return inputs;
 }
 
-absl::Status DerivationGraph::HashInputsOf(const StorePath& root) {
+absl::Status DerivationGraph::HashInputsOf(const StorePath& root, OutputKinds kinds) {
+  HashMap& input_hashes = kinds == OutputKinds::kAny ? any_input_hashes_ : input_hashes_;
+  const FloatingOutputs floating =
+      kinds == OutputKinds::kAny ? FloatingOutputs::kHashLikeInputAddressed : FloatingOutputs::kRefuse;
   struct Frame {
     const StorePath* path;
     const Derivation* drv;
@@ -368,7 +385,7 @@ absl::Status DerivationGraph::HashInputsOf(const StorePath& root) {
     Frame& frame = stack.back();
     if (frame.next_input < frame.drv->input_derivations.size()) {
       const StorePath& input = frame.drv->input_derivations[frame.next_input++].drv_path;
-      if (input_hashes_.contains(input)) continue;
+      if (input_hashes.contains(input)) continue;
       auto it = derivations_.find(input);
       if (it == derivations_.end()) {
         return absl::NotFoundError(Cat(input.full(), ", an input derivation of ", frame.path->full(),
@@ -379,13 +396,13 @@ absl::Status DerivationGraph::HashInputsOf(const StorePath& root) {
                                               " depends on it in turn; a cycle, which .drv files named by their "
                                               "contents cannot form"));
       }
-      absl::StatusOr<PathKind> kind = ClassifyOutputs(it->first, it->second);
+      absl::StatusOr<PathKind> kind = ClassifyOutputs(it->first, it->second, floating);
       if (!kind.ok()) return kind.status();
       if (*kind == PathKind::kFixed) {
         // Nix does not look at the inputs of a fixed-output derivation.
         absl::StatusOr<Sha256Digest> hash = FixedOutputHash(it->first, it->second);
         if (!hash.ok()) return hash.status();
-        input_hashes_.emplace(it->first, *hash);
+        input_hashes.emplace(it->first, *hash);
         continue;
       }
       if (stack.size() > static_cast<size_t>(kMaxDerivationDepth)) {
@@ -400,9 +417,10 @@ absl::Status DerivationGraph::HashInputsOf(const StorePath& root) {
     // Every input is hashed: this one can be. Nix hashes an input derivation with its output paths
     // as written (pathDerivationModulo passes maskOutputs = false).
     if (frame.path != &root_it->first) {
-      absl::StatusOr<std::map<std::string, std::set<std::string>>> inputs = HashedInputs(*frame.path, *frame.drv);
+      absl::StatusOr<std::map<std::string, std::set<std::string>>> inputs =
+          HashedInputs(*frame.path, *frame.drv, input_hashes);
       if (!inputs.ok()) return inputs.status();
-      input_hashes_.emplace(*frame.path, Sha256(UnparseForHash(*frame.drv, OutputMasking::kKeep, *inputs)));
+      input_hashes.emplace(*frame.path, Sha256(UnparseForHash(*frame.drv, OutputMasking::kKeep, *inputs)));
     }
     on_stack.erase(frame.path);
     stack.pop_back();
@@ -422,13 +440,36 @@ absl::StatusOr<Sha256Digest> DerivationGraph::HashModulo(const StorePath& drv_pa
   if (*kind == PathKind::kFixed) {
     hash = FixedOutputHash(drv_path, *drv);
   } else {
-    if (absl::Status s = HashInputsOf(drv_path); !s.ok()) return s;
-    absl::StatusOr<std::map<std::string, std::set<std::string>>> inputs = HashedInputs(drv_path, *drv);
+    if (absl::Status s = HashInputsOf(drv_path, OutputKinds::kWithPaths); !s.ok()) return s;
+    absl::StatusOr<std::map<std::string, std::set<std::string>>> inputs = HashedInputs(drv_path, *drv, input_hashes_);
     if (!inputs.ok()) return inputs.status();
     hash = Sha256(UnparseForHash(*drv, OutputMasking::kEmpty, *inputs));
   }
   if (!hash.ok()) return hash.status();
   hashes_.emplace(drv_path, *hash);
+  return hash;
+}
+
+absl::StatusOr<Sha256Digest> DerivationGraph::RealisationHash(const StorePath& drv_path) {
+  if (auto it = realisation_hashes_.find(drv_path); it != realisation_hashes_.end()) return it->second;
+  const Derivation* drv = Find(drv_path);
+  if (drv == nullptr) {
+    return absl::NotFoundError(Cat(drv_path.full(), ": not in the derivation graph (add it first)"));
+  }
+  absl::StatusOr<PathKind> kind = ClassifyOutputs(drv_path, *drv, FloatingOutputs::kHashLikeInputAddressed);
+  if (!kind.ok()) return kind.status();
+  absl::StatusOr<Sha256Digest> hash;
+  if (*kind == PathKind::kFixed) {
+    hash = FixedOutputHash(drv_path, *drv);
+  } else {
+    if (absl::Status s = HashInputsOf(drv_path, OutputKinds::kAny); !s.ok()) return s;
+    absl::StatusOr<std::map<std::string, std::set<std::string>>> inputs =
+        HashedInputs(drv_path, *drv, any_input_hashes_);
+    if (!inputs.ok()) return inputs.status();
+    hash = Sha256(UnparseForHash(*drv, OutputMasking::kEmpty, *inputs));
+  }
+  if (!hash.ok()) return hash.status();
+  realisation_hashes_.emplace(drv_path, *hash);
   return hash;
 }
 

@@ -100,18 +100,34 @@ class DerivationGraph final {
   // otherwise; errors as HashModulo.
   absl::Status CheckOutputPaths(const StorePath& drv_path);
 
+  // Nix 2.8's hashDerivationModulo(drv, maskOutputs = true) for a derivation of any kind, including
+  // floating content-addressed and deferred outputs (written with their hash algorithm, e.g.
+  // "r:sha256", and an empty path; an input derivation of those kinds is hashed unmasked like any
+  // other): the hash in a Nix 2.8 realisation key "sha256:<hex>!<output>" (consensus/realisation.h).
+  // For input-addressed and fixed-output derivations it equals HashModulo. Errors as HashModulo, but
+  // floating and deferred outputs are not refused.
+  absl::StatusOr<Sha256Digest> RealisationHash(const StorePath& drv_path);
+
  private:
+  // Which derivations a computation takes: those whose output paths are in the .drv (HashModulo), or
+  // any (RealisationHash).
+  enum class OutputKinds { kWithPaths, kAny };
+  using HashMap = absl::flat_hash_map<StorePath, Sha256Digest>;
+
   // Computes InputHash of every input derivation reachable from `root` (not of `root` itself), with
   // an explicit stack bounded by kMaxDerivationDepth.
-  absl::Status HashInputsOf(const StorePath& root);
+  absl::Status HashInputsOf(const StorePath& root, OutputKinds kinds);
   // The input derivations of `drv` keyed by the hex of their InputHash, as Nix's hashDerivationModulo
   // writes them. Precondition: HashInputsOf(drv_path) is OK.
   absl::StatusOr<std::map<std::string, std::set<std::string>>> HashedInputs(const StorePath& drv_path,
-                                                                           const Derivation& drv) const;
+                                                                           const Derivation& drv,
+                                                                           const HashMap& input_hashes) const;
 
   absl::flat_hash_map<StorePath, Derivation> derivations_;
   absl::flat_hash_map<StorePath, Sha256Digest> hashes_;        // HashModulo
   absl::flat_hash_map<StorePath, Sha256Digest> input_hashes_;  // InputHash
+  HashMap any_input_hashes_;                                   // InputHash, for RealisationHash
+  HashMap realisation_hashes_;                                 // RealisationHash
 };
 
 }  // namespace attest::consensus

@@ -2,7 +2,7 @@
 //   FakeNixStore  a Nix chroot store made without Nix: files under <root>/nix/store and a database at
 //                 <root>/nix/var/nix/db/db.sqlite with the tables NixStoreDb reads, as Nix 2.8 creates
 //                 them. Tests against real Nix live in tests/storage and tests/e2e.
-//   FakePushNode  a node that verifies and stores attestations, and can be down, hang, reject, observe;
+//   FakePushNode  a node that verifies and stores attestations (and realisations), and can be down, hang, reject, observe;
 //                 with `takes_derivations`, it also answers MissingDerivations and SubmitDerivations,
 //                 storing a .drv only when it parses and every input derivation it names is stored or
 //                 in the same request (as a real node must, to check its output paths).
@@ -25,6 +25,7 @@
 #include "client/node_client.h"
 #include "consensus/attestation.h"
 #include "consensus/derivation.h"
+#include "consensus/realisation.h"
 #include "consensus/store_path.h"
 #include "consensus/text.h"
 #include "gtest/gtest.h"
@@ -165,6 +166,30 @@ class FakePushNode final {
                           : present                ? v1::SubmitResult::ALREADY_PRESENT
                                                    : v1::SubmitResult::ACCEPTED);
     }
+    // Realisations: checked and stored like attestations (results after the attestations', in order).
+    for (const v1::RealisationAttestation& message : request.realisations()) {
+      v1::SubmitResult* result = response.add_results();
+      auto claim = consensus::Realisation::ParseFingerprint(message.fingerprint());
+      auto signature = consensus::Signature::Parse(message.signature());
+      auto metadata = proto::FromProto(message.metadata());
+      if (!claim.ok() || !signature.ok() || !metadata.ok()) {
+        result->set_outcome(v1::SubmitResult::REJECTED);
+        result->set_code(static_cast<int>(absl::StatusCode::kInvalidArgument));
+        result->set_message("malformed realisation");
+        continue;
+      }
+      consensus::RealisationAttestation attestation{*claim, *signature, *metadata};
+      if (!consensus::VerifyRealisation(attestation, builder_).ok()) {
+        result->set_outcome(v1::SubmitResult::REJECTED);
+        result->set_code(static_cast<int>(absl::StatusCode::kUnauthenticated));
+        result->set_message("key " + attestation.key_name() + " is not a builder key in the policy");
+        continue;
+      }
+      const std::string key = claim->key.ToString();
+      const bool present = stored_realisations.contains(key);
+      stored_realisations.insert_or_assign(key, attestation);
+      result->set_outcome(present ? v1::SubmitResult::ALREADY_PRESENT : v1::SubmitResult::ACCEPTED);
+    }
     if (answer_too_few && response.results_size() > 0) response.mutable_results()->RemoveLast();
     return response;
   }
@@ -226,6 +251,8 @@ class FakePushNode final {
   bool answer_too_few = false;                     // a buggy node: one result missing
   std::function<void(absl::Duration)> advance_clock;  // kHanging: the test's clock
   std::map<std::string, consensus::Attestation> stored;  // by store path
+  std::map<std::string, consensus::RealisationAttestation> stored_realisations;  // by key (canonical text)
+  std::map<std::string, v1::PathStatus> statuses;  // Status answers by path or key
   int calls = 0;
   std::vector<int> batch_sizes;
   // Derivations: answered only when `takes_derivations` (else UNIMPLEMENTED, as an older node).
@@ -266,8 +293,21 @@ class FakePushNodes final {
       if (node_ == nullptr) return absl::UnavailableError("DNS resolution failed");
       return node_->Submit(request, timeout_);
     }
-    absl::StatusOr<v1::StatusResponse> Status(const v1::StatusRequest&) override {
-      return absl::UnimplementedError("not in this fake");
+    // Answers from FakePushNode::statuses (UNKNOWN for anything else).
+    absl::StatusOr<v1::StatusResponse> Status(const v1::StatusRequest& request) override {
+      if (node_ == nullptr) return absl::UnavailableError("DNS resolution failed");
+      v1::StatusResponse response;
+      for (const std::string& path : request.store_paths()) {
+        const auto it = node_->statuses.find(path);
+        v1::PathStatus* status = response.add_statuses();
+        if (it != node_->statuses.end()) {
+          *status = it->second;
+        } else {
+          status->set_store_path(path);
+          status->set_verdict(v1::UNKNOWN);
+        }
+      }
+      return response;
     }
     absl::StatusOr<v1::ListDisputesResponse> ListDisputes(const v1::ListDisputesRequest&) override {
       return absl::UnimplementedError("not in this fake");

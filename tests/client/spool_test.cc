@@ -189,6 +189,52 @@ TEST(SpoolTest, RefusesInvalidRecordsAndIds) {
   EXPECT_THAT(FilesIn(spool->dir()), IsEmpty());
 }
 
+// A floating content-addressed output: no path yet, the derivation output instead.
+TEST(SpoolTest, ARecordWithoutAPathNamesItsDerivationOutput) {
+  TempDir tmp;
+  auto spool = Spool::Open(tmp.path());
+  ASSERT_TRUE(spool.ok());
+  SpoolRecord floating = Record("ca");
+  floating.store_path.clear();
+  auto id = spool->Add(floating);
+  ASSERT_TRUE(id.ok()) << id.status();
+  // The id has a path id's shape (the ledger reads only that) but differs per output and from the .drv's.
+  EXPECT_EQ(id->size(), 32u + 1 + 12);
+  EXPECT_EQ(id->substr(0, 32), TestStorePath("ca.drv").hash_part());
+  SpoolRecord dev = floating;
+  dev.output_name = "dev";
+  EXPECT_NE(Spool::IdFor(dev), *id);
+  EXPECT_EQ(spool->Add(floating).value(), *id);  // idempotent
+  auto listing = spool->List();
+  ASSERT_TRUE(listing.ok());
+  ASSERT_THAT(listing->entries, SizeIs(1));
+  EXPECT_EQ(listing->entries[0].record, floating);
+  EXPECT_THAT(ReadFileOrDie(tmp.File(*id + ".json")), HasSubstr("\"storePath\":\"\""));
+
+  // Without the derivation output it says nothing: refused.
+  SpoolRecord nameless = floating;
+  nameless.output_name.clear();
+  EXPECT_EQ(spool->Add(nameless).status().code(), absl::StatusCode::kInvalidArgument);
+  SpoolRecord driverless = floating;
+  driverless.drv_path.clear();
+  EXPECT_EQ(spool->Add(driverless).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A record written before records could lack a path reads as before.
+TEST(SpoolTest, OlderRecordsStillRead) {
+  TempDir tmp;
+  auto spool = Spool::Open(tmp.path());
+  ASSERT_TRUE(spool.ok());
+  const std::string path = TestStorePath("old").full();
+  WriteFileOrDie(tmp.File("old.json"), "{\"version\":1,\"storePath\":\"" + path +
+                                           "\",\"drvPath\":\"\",\"outputName\":\"\",\"storeRoot\":\"/\",\"queuedAt\":5}\n");
+  auto listing = spool->List();
+  ASSERT_TRUE(listing.ok());
+  EXPECT_THAT(listing->errors, IsEmpty());
+  ASSERT_THAT(listing->entries, SizeIs(1));
+  EXPECT_EQ(listing->entries[0].record.store_path, path);
+}
+
 TEST(SpoolTest, ListReportsUnparsableFilesAndKeepsThem) {
   TempDir tmp;
   auto spool = Spool::Open(tmp.path());
