@@ -298,6 +298,11 @@ class JsonReader final {
         return out;
       }
       if (static_cast<unsigned char>(c) < 0x20) return Error("control character inside a string");
+      if (c != '\\' && static_cast<unsigned char>(c) < 0x80) {
+        out += c;
+        ++pos_;
+        continue;
+      }
       if (c != '\\') {
         size_t length = 0;
         if (!DecodeUtf8(input_, pos_, length).has_value()) return Error("invalid UTF-8 in a string");
@@ -812,7 +817,90 @@ std::string Realisation::Fingerprint() const {
   return text;
 }
 
+namespace {
+
+// Consumes `literal` at the front of `rest`.
+bool Take(std::string_view& rest, std::string_view literal) {
+  if (!rest.starts_with(literal)) return false;
+  rest.remove_prefix(literal.size());
+  return true;
+}
+
+// Consumes a JSON string's contents up to its closing quote, when it needs no escape (keys and store
+// path names never do); nullopt otherwise.
+std::optional<std::string_view> TakePlainString(std::string_view& rest) {
+  for (size_t i = 0; i < rest.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(rest[i]);
+    if (c == '"') {
+      const std::string_view value = rest.substr(0, i);
+      rest.remove_prefix(i + 1);
+      return value;
+    }
+    if (c == '\\' || c < 0x20 || c >= 0x80) return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+// The canonical fingerprint shapes, read directly: what every stored and every honestly signed
+// fingerprint is, so reading one back costs no general JSON parse. nullopt when `text` is anything
+// else (then the JSON reader says precisely what is wrong). Every part is still validated (key, store
+// path names, Create's rules) and the result must give `text` back.
+std::optional<Realisation> ParseCanonicalFingerprint(std::string_view text) {
+  std::string_view rest = text;
+  std::optional<Realisation> claim;
+  if (Take(rest, "{\"key\":{\"drvPath\":\"")) {
+    const auto drv = TakePlainString(rest);
+    if (!drv || !Take(rest, ",\"outputName\":\"")) return std::nullopt;
+    const auto output = TakePlainString(rest);
+    if (!output || !Take(rest, "},\"value\":{\"outPath\":\"")) return std::nullopt;
+    const auto out = TakePlainString(rest);
+    if (!out || rest != "}}") return std::nullopt;
+    auto drv_path = StorePath::ParseBaseName(*drv);
+    if (!drv_path.ok()) return std::nullopt;
+    auto key = RealisationKey::FromDrvPath(*drv_path, *output);
+    auto out_path = StorePath::ParseBaseName(*out);
+    if (!key.ok() || !out_path.ok()) return std::nullopt;
+    auto made = Realisation::Create(*std::move(key), *std::move(out_path));
+    if (!made.ok()) return std::nullopt;
+    claim = *std::move(made);
+  } else if (Take(rest, "{\"dependentRealisations\":{")) {
+    std::vector<std::pair<std::string, StorePath>> dependent;
+    if (!Take(rest, "}")) {
+      while (true) {
+        if (!Take(rest, "\"")) return std::nullopt;
+        const auto id = TakePlainString(rest);
+        if (!id || !Take(rest, ":\"")) return std::nullopt;
+        const auto base = TakePlainString(rest);
+        if (!base) return std::nullopt;
+        auto path = StorePath::ParseBaseName(*base);
+        if (!path.ok()) return std::nullopt;
+        dependent.emplace_back(std::string(*id), *std::move(path));
+        if (Take(rest, "}")) break;
+        if (!Take(rest, ",")) return std::nullopt;
+      }
+    }
+    if (!Take(rest, ",\"id\":\"")) return std::nullopt;
+    const auto id = TakePlainString(rest);
+    if (!id || !Take(rest, ",\"outPath\":\"")) return std::nullopt;
+    const auto out = TakePlainString(rest);
+    if (!out || rest != "}") return std::nullopt;
+    auto key = RealisationKey::Parse(*id);
+    auto out_path = StorePath::ParseBaseName(*out);
+    if (!key.ok() || !out_path.ok() || key->format() != RealisationFormat::kDrvHash) return std::nullopt;
+    auto made = Realisation::Create(*std::move(key), *std::move(out_path), std::move(dependent));
+    if (!made.ok()) return std::nullopt;
+    claim = *std::move(made);
+  } else {
+    return std::nullopt;
+  }
+  if (claim->Fingerprint() != text) return std::nullopt;
+  return claim;
+}
+
+}  // namespace
+
 absl::StatusOr<Realisation> Realisation::ParseFingerprint(std::string_view text) {
+  if (std::optional<Realisation> canonical = ParseCanonicalFingerprint(text)) return *std::move(canonical);
   JsonReader reader(text);
   auto value = reader.ReadValue();
   if (!value.ok()) {

@@ -139,34 +139,6 @@ struct Gateway::CaEvidence final {
 
 namespace {
 
-// The realisation counterpart of TallyStored (server/path_tally.h): an attestation stored for
-// observation whose key differs from the policy's builder key of that name is left out entirely.
-struct HeldRealisationTally final {
-  std::vector<const consensus::RealisationAttestation*> attestations;
-  std::vector<size_t> stored_index;  // for each input, its index in the stored span
-  consensus::TallyResult result;
-};
-
-HeldRealisationTally TallyRealisationsHeld(const consensus::Policy& policy,
-                                           std::span<const storage::StoredRealisation> stored,
-                                           const consensus::TallyOptions& options) {
-  HeldRealisationTally tally;
-  std::vector<int64_t> received_unix;
-  for (size_t i = 0; i < stored.size(); ++i) {
-    const storage::StoredRealisation& s = stored[i];
-    if (s.observed_key.has_value()) {
-      const consensus::PublicKey* policy_key = policy.FindBuilder(s.attestation.key_name());
-      if (policy_key != nullptr && !(*policy_key == *s.observed_key)) continue;
-    }
-    tally.attestations.push_back(&s.attestation);
-    tally.stored_index.push_back(i);
-    received_unix.push_back(s.received_unix);
-  }
-  tally.result = consensus::TallyRealisation(
-      policy, std::span<const consensus::RealisationAttestation* const>(tally.attestations), options, received_unix);
-  return tally;
-}
-
 // "(rule <name>, needs <quorum>: <what is missing>)" for a PENDING verdict, as narinfo 404s say it.
 std::string PendingNeeds(const consensus::Policy& policy, const consensus::TallyResult& result) {
   const consensus::Quorum& quorum =
@@ -359,7 +331,7 @@ HttpResponse Gateway::ResolveRealisation(const consensus::RealisationKey& key) {
     return NotServed("the node cannot read its store right now");
   }
   const std::vector<storage::StoredRealisation>& held = (*stored)[0];
-  const HeldRealisationTally tally = TallyRealisationsHeld(*policy, held, *TallyOptionsOf(options_.resolutions));
+  const RealisationTally tally = TallyStoredRealisations(*policy, held, *TallyOptionsOf(options_.resolutions));
   const consensus::TallyResult& result = tally.result;
   if (result.verdict != consensus::Verdict::kConfirmed) {
     std::string reason = Cat("realisation ", text, " is ", consensus::VerdictName(result.verdict),
@@ -418,7 +390,7 @@ std::optional<Gateway::CaEvidence> Gateway::ConfirmedRealisationOf(const consens
   const std::shared_ptr<const consensus::TallyOptions> options = TallyOptionsOf(options_.resolutions);
   for (size_t i = 0; i < keys.size(); ++i) {
     const std::vector<storage::StoredRealisation>& held = (*stored)[i];
-    const HeldRealisationTally tally = TallyRealisationsHeld(policy, held, *options);
+    const RealisationTally tally = TallyStoredRealisations(policy, held, *options);
     if (tally.result.verdict != consensus::Verdict::kConfirmed) continue;
     const consensus::FingerprintTally& agreed = tally.result.fingerprints.front();
     // Keys are found by any attestation naming the path; the CONFIRMED claim must be the one that does.

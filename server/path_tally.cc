@@ -15,17 +15,19 @@ std::vector<size_t> PathTally::CountedStoredIndices() const {
   return out;
 }
 
-PathTally TallyStored(const consensus::Policy& policy, std::span<const storage::StoredAttestation> stored,
-                      const consensus::TallyOptions& options) {
-  PathTally tally;
+namespace {
+
+// Fills tally.attestations / tally.stored_index with what counts as held: an attestation stored for
+// observation whose key the policy now names with another public key is left out entirely. Returns the
+// received times, parallel to tally.attestations (they decide whether a retired key still counts).
+template <typename Held, typename Stored>
+std::vector<int64_t> CollectHeld(const consensus::Policy& policy, std::span<const Stored> stored, Held& tally) {
   tally.attestations.reserve(stored.size());
   tally.stored_index.reserve(stored.size());
-  // When each was received decides whether a retired key's attestation still counts; kept parallel
-  // to the tally's input.
   std::vector<int64_t> received_unix;
   received_unix.reserve(stored.size());
   for (size_t i = 0; i < stored.size(); ++i) {
-    const storage::StoredAttestation& s = stored[i];
+    const Stored& s = stored[i];
     if (s.observed_key.has_value()) {
       const consensus::PublicKey* policy_key = policy.FindBuilder(s.attestation.key_name());
       if (policy_key != nullptr && !(*policy_key == *s.observed_key)) continue;
@@ -34,6 +36,15 @@ PathTally TallyStored(const consensus::Policy& policy, std::span<const storage::
     tally.stored_index.push_back(i);
     received_unix.push_back(s.received_unix);
   }
+  return received_unix;
+}
+
+}  // namespace
+
+PathTally TallyStored(const consensus::Policy& policy, std::span<const storage::StoredAttestation> stored,
+                      const consensus::TallyOptions& options) {
+  PathTally tally;
+  const std::vector<int64_t> received_unix = CollectHeld(policy, stored, tally);
   tally.result = consensus::Tally(policy, std::span<const consensus::Attestation* const>(tally.attestations), options,
                                   received_unix);
   return tally;
@@ -43,20 +54,7 @@ RealisationTally TallyStoredRealisations(const consensus::Policy& policy,
                                          std::span<const storage::StoredRealisation> stored,
                                          const consensus::TallyOptions& options) {
   RealisationTally tally;
-  tally.attestations.reserve(stored.size());
-  tally.stored_index.reserve(stored.size());
-  std::vector<int64_t> received_unix;
-  received_unix.reserve(stored.size());
-  for (size_t i = 0; i < stored.size(); ++i) {
-    const storage::StoredRealisation& s = stored[i];
-    if (s.observed_key.has_value()) {
-      const consensus::PublicKey* policy_key = policy.FindBuilder(s.attestation.key_name());
-      if (policy_key != nullptr && !(*policy_key == *s.observed_key)) continue;
-    }
-    tally.attestations.push_back(&s.attestation);
-    tally.stored_index.push_back(i);
-    received_unix.push_back(s.received_unix);
-  }
+  const std::vector<int64_t> received_unix = CollectHeld(policy, stored, tally);
   tally.result = consensus::TallyRealisation(
       policy, std::span<const consensus::RealisationAttestation* const>(tally.attestations), options, received_unix);
   return tally;
