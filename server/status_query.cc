@@ -361,16 +361,32 @@ absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& req
 
   // Reading is the expensive part (random B-tree lookups); large requests are split so both cores work.
   std::vector<v1::PathStatus> answers(distinct.size() + keys.size());
-  const size_t chunks = std::clamp<size_t>((distinct.size() + kMinChunkPaths - 1) / kMinChunkPaths, 1,
-                                           std::max(1, options_.read_threads));
+  // Paths and realisation keys are split alike: chunks of paths first, then chunks of keys.
+  auto chunks_for = [this](size_t items) {
+    return items == 0 ? size_t{0}
+                       : std::clamp<size_t>((items + kMinChunkPaths - 1) / kMinChunkPaths, 1,
+                                            std::max(1, options_.read_threads));
+  };
+  const size_t path_chunks = std::max<size_t>(1, chunks_for(distinct.size()));
+  const size_t key_chunks = chunks_for(keys.size());
+  const size_t chunks = path_chunks + key_chunks;
   std::vector<absl::Status> failures(chunks);
   // One policy for the whole answer, even when an update is adopted while it is computed.
   const std::shared_ptr<const consensus::Policy> policy = policy_.current();
   auto answer_chunk = [&](size_t c) {
-    const size_t begin = c * distinct.size() / chunks;
-    const size_t end = (c + 1) * distinct.size() / chunks;
-    failures[c] = AnswerRange(*policy, std::span<const consensus::StorePath>(distinct).subspan(begin, end - begin),
-                              std::span<v1::PathStatus>(answers).subspan(begin, end - begin), budget);
+    if (c < path_chunks) {
+      const size_t begin = c * distinct.size() / path_chunks;
+      const size_t end = (c + 1) * distinct.size() / path_chunks;
+      failures[c] = AnswerRange(*policy, std::span<const consensus::StorePath>(distinct).subspan(begin, end - begin),
+                                std::span<v1::PathStatus>(answers).subspan(begin, end - begin), budget);
+      return;
+    }
+    const size_t k = c - path_chunks;
+    const size_t begin = k * keys.size() / key_chunks;
+    const size_t end = (k + 1) * keys.size() / key_chunks;
+    failures[c] = AnswerRealisations(*policy, std::span<const consensus::RealisationKey>(keys).subspan(begin, end - begin),
+                                     std::span<v1::PathStatus>(answers).subspan(distinct.size() + begin, end - begin),
+                                     budget);
   };
   // This thread and the chunk pool's threads take chunks until none is left, so a pool busy with other
   // requests only means this thread answers more of its own. (Starting a thread per request cost 1.5
@@ -398,10 +414,6 @@ absl::StatusOr<v1::StatusResponse> StatusQuery::Run(const v1::StatusRequest& req
   }
   for (const absl::Status& failure : failures) {
     if (!failure.ok()) return failure;
-  }
-  if (!keys.empty() && !budget.exceeded()) {
-    absl::Status answered = AnswerRealisations(*policy, keys, std::span<v1::PathStatus>(answers).subspan(distinct.size()), budget);
-    if (!answered.ok()) return answered;
   }
   if (budget.exceeded()) return TooLarge(request, named.size(), budget.answered(), budget.bytes());
 

@@ -365,8 +365,16 @@ class SqliteAttestationStore::Reader {
 
   // Realisation attestations (sqlite_store_realisations.cc).
   absl::Status PrepareRealisationsStatements();
+  // The last claim RealisationFromRow read: the attestations of one key mostly carry the same
+  // fingerprint, which is then checked and parsed once, not once per signature.
+  struct RealisationClaimMemo {
+    std::string key;
+    std::string fingerprint;
+    std::array<uint8_t, 32> digest{};
+    std::optional<consensus::Realisation> claim;
+  };
   // The attestation of a row of realisations_by_key_ (columns as its SELECT lists them).
-  absl::StatusOr<StoredRealisation> RealisationFromRow(const Statement::Use& row);
+  absl::StatusOr<StoredRealisation> RealisationFromRow(const Statement::Use& row, RealisationClaimMemo& memo);
 
   // The log and peers.
   absl::Status PrepareLogStatements();

@@ -41,8 +41,9 @@ constexpr std::string_view kRealisationColumns =
 absl::Status SqliteAttestationStore::Writer::PrepareRealisationsStatements() {
   return PrepareStatements(*db_, {
       {&find_realisation_,
-       "SELECT id, received FROM realisations WHERE key = ? AND claim_sha256 = ? AND key_id = ?"},
-      {&lower_realisation_received_, "UPDATE realisations SET received = ? WHERE id = ?"},
+       "SELECT received FROM realisations WHERE key = ? AND claim_sha256 = ? AND key_id = ?"},
+      {&lower_realisation_received_,
+       "UPDATE realisations SET received = ? WHERE key = ? AND claim_sha256 = ? AND key_id = ?"},
       {&realisation_key_held_, "SELECT 1 FROM realisations WHERE key = ? LIMIT 1"},
       {&insert_realisation_,
        "INSERT INTO realisations(key, claim_sha256, key_id, fingerprint, out_path, signature, received, "
@@ -67,11 +68,10 @@ absl::StatusOr<SqliteAttestationStore::Writer::RealisationAdded> SqliteAttestati
     auto row = find.Step();
     if (!row.ok()) return row.status();
     if (*row) {
-      const int64_t id = find.Int(0);
       // Held already: only an earlier receipt is taken, as for attestations (store_writer.h).
-      if (stored.received_unix < find.Int(1)) {
+      if (stored.received_unix < find.Int(0)) {
         auto lower = lower_realisation_received_->Begin("updating a realisation's received time");
-        lower.Bind(stored.received_unix).Bind(id);
+        lower.Bind(stored.received_unix).Bind(key).BindBlob(claim_sha256).Bind(*key_id);
         if (absl::Status status = lower.Run(); !status.ok()) return status;
       }
       return RealisationAdded{.outcome = WriteOutcome::kAlreadyPresent, .first_of_key = false};
@@ -129,23 +129,35 @@ absl::Status SqliteAttestationStore::Reader::PrepareRealisationsStatements() {
   });
 }
 
-absl::StatusOr<StoredRealisation> SqliteAttestationStore::Reader::RealisationFromRow(const Statement::Use& row) {
+absl::StatusOr<StoredRealisation> SqliteAttestationStore::Reader::RealisationFromRow(const Statement::Use& row,
+                                                                                    RealisationClaimMemo& memo) {
   const std::string_view key = row.Text(0);
-  // The digest written with the row is its checksum: a changed byte of the claim is DATA_LOSS, never a
-  // claim nobody signed.
-  const std::array<uint8_t, 32> digest = consensus::Sha256(row.Text(1));
-  if (!std::ranges::equal(row.Blob(12), digest)) {
-    return Corrupt(db_->path(), consensus::Cat("the stored realisation of ", key,
-                                               " does not match its SHA-256: its claim was changed"));
+  const std::string_view fingerprint = row.Text(1);
+  // A row whose key, fingerprint and checksum are byte for byte those of the claim read last carries
+  // that claim: checked and parsed already.
+  if (!(memo.claim.has_value() && key == memo.key && fingerprint == memo.fingerprint &&
+        std::ranges::equal(row.Blob(12), memo.digest))) {
+    // The digest written with the row is its checksum: a changed byte of the claim is DATA_LOSS, never
+    // a claim nobody signed.
+    const std::array<uint8_t, 32> digest = consensus::Sha256(fingerprint);
+    if (!std::ranges::equal(row.Blob(12), digest)) {
+      return Corrupt(db_->path(), consensus::Cat("the stored realisation of ", key,
+                                                 " does not match its SHA-256: its claim was changed"));
+    }
+    auto claim = consensus::Realisation::ParseFingerprint(fingerprint);
+    if (!claim.ok()) {
+      return Corrupt(db_->path(), consensus::Cat("the stored realisation of ", key, ": ", claim.status().message()));
+    }
+    if (claim->key.ToString() != key) {
+      return Corrupt(db_->path(), consensus::Cat("a realisation stored under key ", key, " is about ",
+                                                 claim->key.ToString()));
+    }
+    memo.key = std::string(key);
+    memo.fingerprint = std::string(fingerprint);
+    memo.digest = digest;
+    memo.claim = *std::move(claim);
   }
-  auto claim = consensus::Realisation::ParseFingerprint(row.Text(1));
-  if (!claim.ok()) {
-    return Corrupt(db_->path(), consensus::Cat("the stored realisation of ", key, ": ", claim.status().message()));
-  }
-  if (claim->key.ToString() != key) {
-    return Corrupt(db_->path(), consensus::Cat("a realisation stored under key ", key, " is about ",
-                                               claim->key.ToString()));
-  }
+  std::optional<consensus::Realisation> claim = memo.claim;
   consensus::Signature signature;
   auto key_name = KeyName(row.Int(2));
   if (!key_name.ok()) return key_name.status();
@@ -211,13 +223,14 @@ absl::StatusOr<std::vector<std::vector<StoredRealisation>>> SqliteAttestationSto
 
   auto tx = Transaction::Begin(*db_, Transaction::Kind::kRead);
   if (!tx.ok()) return tx.status();
+  RealisationClaimMemo memo;
   absl::Status status = ForEachChunk<std::string>(
       *realisations_by_key_, texts, "reading realisations",
       [](Statement::Use& use, const std::string& text) { use.Bind(text); },
       [&](Statement::Use& row) -> absl::Status {
         auto slot = slot_of_text.find(consensus::AbslView(row.Text(0)));
         if (slot == slot_of_text.end()) return absl::OkStatus();
-        auto stored = RealisationFromRow(row);
+        auto stored = RealisationFromRow(row, memo);
         if (!stored.ok()) return stored.status();
         // RealisationFromRow checked that the claim's fingerprint is exactly this text.
         slots[slot->second].emplace_back(std::string(row.Text(1)), *std::move(stored));

@@ -221,13 +221,12 @@ CREATE TABLE policy_approvals (
 // Added in version 9: realisation attestations (consensus/realisation.h), one row per signature, with
 // the claim's fingerprint as signed. Unique per (key, fingerprint, signing key), where the fingerprint
 // is indexed as its SHA-256 (`claim_sha256`, 32 bytes) rather than itself: a 2.8 fingerprint with many
-// dependent realisations runs to kilobytes. The unique index (prefixed by the key) answers
-// RealisationsFor; `realisations_by_out_path` answers RealisationKeysFor from the index alone. Key
+// dependent realisations runs to kilobytes. The table is clustered on that primary key (WITHOUT
+// ROWID), so a key's rows sit together and RealisationsFor reads them in one B-tree descent; `realisations_by_out_path` answers RealisationKeysFor from the index alone. Key
 // names, observed keys and labels (output, system, origin) are the dictionaries of attestations; 0
 // means none for the optional ones, as in path records. The two counters are kept by every write.
 constexpr std::string_view kRealisationTables = R"sql(
 CREATE TABLE realisations (
-  id INTEGER PRIMARY KEY,
   key TEXT NOT NULL,              -- RealisationKey::ToString(): "sha256:<hex>!<output>" or "<drv path>^<output>"
   claim_sha256 BLOB NOT NULL,     -- SHA-256 of `fingerprint`
   key_id INTEGER NOT NULL REFERENCES keys(id),
@@ -242,8 +241,8 @@ CREATE TABLE realisations (
   build_kind INTEGER NOT NULL,
   build_time INTEGER NOT NULL,
   origin_id INTEGER NOT NULL,     -- labels(id) of the peer it was replicated from, 0 when submitted here
-  UNIQUE (key, claim_sha256, key_id)
-) STRICT;
+  PRIMARY KEY (key, claim_sha256, key_id)
+) STRICT, WITHOUT ROWID;
 CREATE INDEX realisations_by_out_path ON realisations(out_path, key);
 INSERT INTO counters(name, value) VALUES ('realisations', 0), ('realisation_keys', 0);
 )sql";
