@@ -1,3 +1,7 @@
+// The ingest pipeline in one file: submitted and replicated items (attestations, realisations,
+// statements) go through the same verification, planning, group commit and notification, whose
+// ordering guarantees (acknowledged only after commit, one outcome per item) are easiest to check in
+// one place.
 #include "server/ingest.h"
 
 #include <algorithm>
