@@ -75,21 +75,31 @@ absl::Status ValidateDrvHashHex(std::string_view hex, std::string_view context) 
 // A small strict JSON reader (RFC 8259) for .doi files and fingerprints: objects keep their member
 // order (the canonical check needs it), duplicate member names are refused, nesting is bounded.
 
+struct JsonMember;
+
 struct JsonValue final {
   enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject };
   Kind kind = Kind::kNull;
   std::string text;  // string value, or a number's digits
   bool boolean = false;
   std::vector<JsonValue> items;
-  std::vector<std::pair<std::string, JsonValue>> members;
+  // A std::pair of an incomplete type is not allowed (clang refuses it), hence a member struct.
+  std::vector<JsonMember> members;
 
-  const JsonValue* Find(std::string_view name) const {
-    for (const auto& [member_name, value] : members) {
-      if (member_name == name) return &value;
-    }
-    return nullptr;
-  }
+  const JsonValue* Find(std::string_view name) const;
 };
+
+struct JsonMember final {
+  std::string first;  // the name
+  JsonValue second;   // the value
+};
+
+const JsonValue* JsonValue::Find(std::string_view name) const {
+  for (const auto& [member_name, value] : members) {
+    if (member_name == name) return &value;
+  }
+  return nullptr;
+}
 
 std::string_view JsonKindName(JsonValue::Kind kind) {
   switch (kind) {
@@ -154,7 +164,7 @@ class JsonReader final {
         ++pos_;
         auto member = Value(depth + 1);
         if (!member.ok()) return member.status();
-        value.members.emplace_back(std::move(*name), std::move(*member));
+        value.members.push_back(JsonMember{std::move(*name), std::move(*member)});
         SkipSpace();
         if (pos_ < input_.size() && input_[pos_] == ',') {
           ++pos_;
