@@ -6,6 +6,7 @@
 #include "absl/time/time.h"
 #include "client/commands.h"
 #include "client/status_json.h"
+#include "consensus/dispute_subject.h"
 #include "consensus/resolution.h"
 #include "consensus/strict_decimal.h"
 #include "consensus/text.h"
@@ -67,7 +68,7 @@ int RunList(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
     return kExitOk;
   }
   for (const auto& d : disputes) {
-    env.out << d.id() << "  " << d.state() << "  " << d.store_path() << "  " << d.fingerprints_size()
+    env.out << d.id() << "  " << d.state() << "  " << SubjectOf(d) << "  " << d.fingerprints_size()
             << " fingerprints  opened " << TimeText(d.opened_unix()) << "  updated "
             << TimeText(d.updated_unix()) << "\n";
   }
@@ -104,7 +105,7 @@ int RunShow(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
   }
   std::ostream& out = env.out;
   out << "dispute  " << dispute->id() << "\n"
-      << "path     " << dispute->store_path() << "\n"
+      << (dispute->store_path().empty() ? "output   " : "path     ") << SubjectOf(*dispute) << "\n"
       << "state    " << dispute->state() << "\n"
       << "opened   " << TimeText(dispute->opened_unix()) << "\n"
       << "updated  " << TimeText(dispute->updated_unix()) << "\n";
@@ -112,18 +113,22 @@ int RunShow(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
     out << "\nfingerprint " << tally.fingerprint() << "\n"
         << "  operators: " << absl::StrJoin(tally.operators(), ", ") << "\n"
         << "  builders:  " << absl::StrJoin(tally.builders(), ", ") << "\n";
-    for (const auto& attestation : dispute->attestations()) {
-      // Group the evidence under the fingerprint it signs.
-      auto claim = proto::FromProto(attestation.path_info());
-      if (!claim.ok() || claim->Fingerprint() != tally.fingerprint()) continue;
-      out << "  " << attestation.signature() << "\n";
-      const auto& meta = attestation.metadata();
+    auto print = [&out](const std::string& signature, const v1::BuildMetadata& meta) {
+      out << "  " << signature << "\n";
       out << "    " << BuildKindText(meta.build_kind());
       if (!meta.system().empty()) out << " on " << meta.system();
       if (meta.build_time_unix() > 0) out << " at " << TimeText(meta.build_time_unix());
       if (!meta.deriver().empty()) out << " from " << meta.deriver();
       if (!meta.output_name().empty()) out << " (" << meta.output_name() << ")";
       out << "\n";
+    };
+    // Group the evidence under the fingerprint it signs.
+    for (const auto& attestation : dispute->attestations()) {
+      auto claim = proto::FromProto(attestation.path_info());
+      if (claim.ok() && claim->Fingerprint() == tally.fingerprint()) print(attestation.signature(), attestation.metadata());
+    }
+    for (const auto& attestation : dispute->realisations()) {
+      if (attestation.fingerprint() == tally.fingerprint()) print(attestation.signature(), attestation.metadata());
     }
   }
   PrintResolutions(*dispute, out);
@@ -174,13 +179,15 @@ int RunResolve(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env)
   get.set_id(args.positionals()[0]);
   auto dispute = (*node)->GetDispute(get);
   if (!dispute.ok()) return Failure(spec, env, std::string(dispute.status().message()));
-  auto path = consensus::StorePath::Parse(dispute->store_path());
-  if (!path.ok()) return Failure(spec, env, Cat("the node answered a bad store path: ", path.status().message()));
+  auto subject = consensus::DisputeSubject::Parse(SubjectOf(*dispute));
+  if (!subject.ok()) {
+    return Failure(spec, env, Cat("the node answered a bad dispute subject: ", subject.status().message()));
+  }
   std::vector<std::string> fingerprints;
   for (const auto& tally : dispute->fingerprints()) fingerprints.push_back(tally.fingerprint());
   std::ranges::sort(fingerprints);
   consensus::Resolution resolution{.dispute_id = dispute->id(),
-                                   .path = *std::move(path),
+                                   .subject = *std::move(subject),
                                    .outcome = *outcome,
                                    .fingerprints = std::move(fingerprints),
                                    .builders = std::move(builders),
@@ -200,7 +207,7 @@ int RunResolve(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env)
     return kExitOk;
   }
   env.out << (response->already_present() ? "already held: " : "resolved: ") << response->dispute().id() << " "
-          << response->dispute().store_path() << " as " << consensus::OutcomeName(*outcome) << " by "
+          << SubjectOf(response->dispute()) << " as " << consensus::OutcomeName(*outcome) << " by "
           << key->name() << "; state now " << response->dispute().state() << "\n";
   return kExitOk;
 }

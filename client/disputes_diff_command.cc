@@ -140,6 +140,12 @@ int RunDiff(const CommandSpec& spec, const ParsedArgs& args, CommandEnv& env) {
     }
     return Failure(spec, env, message);
   }
+  if (!dispute->realisation_key().empty()) {
+    return Failure(spec, env,
+                   Cat("dispute ", dispute->id(), " is about the derivation output ", Printable(dispute->realisation_key()),
+                       ": its sides are different output paths, not two NARs of one path; compare them with "
+                       "`attest disputes diff` on an output path's own dispute, or fetch both with nix copy"));
+  }
   if (dispute->fingerprints_size() < 2) {
     return Failure(spec, env, Cat("dispute ", dispute->id(), " lists ", dispute->fingerprints_size(),
                                   " fingerprint(s): there are not two sides to compare"));

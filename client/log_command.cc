@@ -281,7 +281,7 @@ void Describe(std::string_view bytes, EntryCheck& check) {
       check.error = Cat("the resolution statement is malformed: ", statement.status().message());
       return;
     }
-    check.path = statement->path.full();
+    check.path = statement->subject.ToString();
     return;
   }
   absl::StatusOr<consensus::DisputeRecord> record = consensus::DisputeRecord::FromNoteText(note->text);
@@ -289,7 +289,7 @@ void Describe(std::string_view bytes, EntryCheck& check) {
     check.error = Cat("the dispute record is malformed: ", record.status().message());
     return;
   }
-  check.path = record->path.full();
+  check.path = record->subject.ToString();
 }
 
 // Checks that entry `index` is in the tree of `checkpoint`. A network failure is returned; a proof

@@ -208,11 +208,16 @@ absl::StatusOr<json> PathStatusToJson(const v1::PathStatus& status) {
               {"exclusions", StringList(status.exclusions())}};
 }
 
+std::string SubjectOf(const v1::Dispute& dispute) {
+  return dispute.store_path().empty() ? dispute.realisation_key() : dispute.store_path();
+}
+
 json DisputeToJson(const v1::Dispute& dispute, DisputeDetail detail) {
   json fingerprints = json::array();
   for (const auto& tally : dispute.fingerprints()) fingerprints.push_back(FingerprintTallyToJson(tally));
   json object = {{"id", dispute.id()},
-                 {"path", dispute.store_path()},
+                 {"path", SubjectOf(dispute)},
+                 {"realisation", !dispute.realisation_key().empty()},
                  {"state", dispute.state()},
                  {"opened", dispute.opened_unix()},
                  {"updated", dispute.updated_unix()},
@@ -222,6 +227,19 @@ json DisputeToJson(const v1::Dispute& dispute, DisputeDetail detail) {
     json attestations = json::array();
     for (const auto& attestation : dispute.attestations())
       attestations.push_back(AttestationToJson(attestation));
+    // A derivation output's counted realisation attestations; one whose fingerprint does not parse is
+    // shown as the node sent it rather than dropped.
+    for (const auto& attestation : dispute.realisations()) {
+      absl::StatusOr<consensus::Realisation> claim = consensus::Realisation::ParseFingerprint(attestation.fingerprint());
+      if (!claim.ok()) {
+        attestations.push_back({{"fingerprint", attestation.fingerprint()},
+                                {"signature", attestation.signature()},
+                                {"error", std::string(claim.status().message())}});
+        continue;
+      }
+      attestations.push_back(
+          RealisationAttestationToJson(*claim, attestation.signature(), attestation.metadata(), attestation.received_unix()));
+    }
     object["attestations"] = std::move(attestations);
     json resolutions = json::array();
     for (const auto& resolution : dispute.resolutions()) {

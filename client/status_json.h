@@ -18,7 +18,8 @@
 //   {"key", "fingerprint" (the realisation fingerprint it signs), "outPath", "signature", "deriver",
 //    "outputName", "system", "buildKind", "buildTime", "receivedTime"}
 // Dispute object: {"id", "path", "state", "opened", "updated" (unix seconds), "fingerprints"} plus,
-// with details, "signed_record" and "attestations".
+// with details, "signed_record" and "attestations". For a derivation output's dispute "path" is the
+// realisation key, "realisation" is true and the attestations are realisation attestation objects.
 //
 // Pure functions; thread-safe. Output never throws: invalid UTF-8 from a node is replaced on dump.
 #ifndef ATTEST_CLIENT_STATUS_JSON_H_
@@ -43,6 +44,9 @@ nlohmann::json FingerprintTallyToJson(const v1::FingerprintTally& tally);
 // [paths], "members": [PathStatusToJson of each, root first]}. `attest verify` recognises it by
 // "closure". INVALID_ARGUMENT as PathStatusToJson.
 absl::StatusOr<nlohmann::json> ClosureToJson(const v1::ClosureResponse& closure);
+
+// What a dispute is about, as text: its store path, or its realisation key.
+std::string SubjectOf(const v1::Dispute& dispute);
 
 enum class DisputeDetail { kSummary, kFull };
 nlohmann::json DisputeToJson(const v1::Dispute& dispute, DisputeDetail detail);

@@ -24,9 +24,6 @@
 namespace attest::consensus {
 namespace {
 
-constexpr std::string_view kDisputeIdDomain = "attest/dispute-id/v1\n";
-constexpr size_t kDisputeIdBytes = 16;
-
 bool EntryLess(const DisputeSide::Entry& a, const DisputeSide::Entry& b) {
   return std::forward_as_tuple(a.operator_name, a.signature.ToString()) <
          std::forward_as_tuple(b.operator_name, b.signature.ToString());
@@ -125,15 +122,73 @@ absl::Status CheckFlagged(const DisputeRecord& record) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-std::string DisputeId(const StorePath& path) {
-  std::array<uint8_t, 32> digest = Sha256(Cat(kDisputeIdDomain, path.full()));
-  return Cat("d-", HexEncode(std::span<const uint8_t>(digest.data(), kDisputeIdBytes)));
+bool IsAbout(const Attestation& a, const DisputeSubject& subject) {
+  return !subject.is_realisation() && a.claim.path == subject.path();
+}
+bool IsAbout(const RealisationAttestation& a, const DisputeSubject& subject) {
+  return subject.is_realisation() && a.claim.key == subject.realisation();
 }
 
+// The record of a DISPUTED tally of store path or realisation attestations (Claim: Attestation or
+// RealisationAttestation); both sign a fingerprint of their claim, so one shape of evidence serves both.
+template <typename Claim>
+absl::StatusOr<DisputeRecord> MakeRecord(const Policy& policy, DisputeSubject subject,
+                                         std::span<const Claim* const> attestations, const TallyResult& tally,
+                                         int64_t now_unix) {
+  if (tally.verdict != Verdict::kDisputed) {
+    return absl::FailedPreconditionError(
+        Cat("the tally of ", subject.ToString(), " is ", VerdictName(tally.verdict),
+            ", not DISPUTED (a dispute record is made only when counted builders disagree)"));
+  }
+  if (now_unix < 0) {
+    return absl::InvalidArgumentError(
+        Cat("time ", now_unix, " is before 1970 (pass the current unix time)"));
+  }
+  DisputeRecord record{.id = DisputeId(subject),
+                       .subject = std::move(subject),
+                       .policy_hash = policy.Hash(),
+                       .time_unix = now_unix,
+                       .sides = {},
+                       .flagged_builders = {}};
+  for (const FingerprintTally& fingerprint : tally.fingerprints) {
+    DisputeSide side;
+    side.fingerprint = fingerprint.fingerprint;
+    for (size_t index : fingerprint.attestations) {
+      // The tally and the attestations travel separately; a mismatch is the caller's bug, and a
+      // record built from it would be evidence of something that never happened.
+      if (index >= attestations.size()) {
+        return absl::InvalidArgumentError(
+            Cat("tally names attestation ", index, " but only ", attestations.size(),
+                " were given (pass the same attestations the tally was computed from)"));
+      }
+      const Claim& a = *attestations[index];
+      const std::string* operator_name = policy.OperatorOf(a.key_name());
+      if (!IsAbout(a, record.subject) || a.claim.Fingerprint() != fingerprint.fingerprint ||
+          operator_name == nullptr) {
+        return absl::InvalidArgumentError(
+            Cat("attestation ", index, " by ", a.key_name(),
+                " does not match the tally (pass the same policy and attestations the tally was "
+                "computed from)"));
+      }
+      side.entries.push_back({*operator_name, a.signature});
+    }
+    std::sort(side.entries.begin(), side.entries.end(), EntryLess);
+    side.entries.erase(std::unique(side.entries.begin(), side.entries.end(), EntryEqual),
+                       side.entries.end());
+    record.sides.push_back(std::move(side));
+  }
+  std::sort(
+      record.sides.begin(), record.sides.end(),
+      [](const DisputeSide& a, const DisputeSide& b) { return a.fingerprint < b.fingerprint; });
+  record.flagged_builders = tally.flagged_builders;
+  std::sort(record.flagged_builders.begin(), record.flagged_builders.end());
+  return record;
+}
+
+}  // namespace
+
 std::string DisputeRecord::ToNoteText() const {
-  std::string text = Cat(kDisputeHeader, "\n", "id ", id, "\n", "path ", path.full(), "\n",
+  std::string text = Cat(kDisputeHeader, "\n", "id ", id, "\n", subject.NoteLine(), "\n",
                          "policy ", policy_hash, "\n", "time ", time_unix, "\n");
   for (const DisputeSide& side : sides) {
     text += Cat("fingerprint ", side.fingerprint, "\n");
@@ -162,22 +217,26 @@ absl::StatusOr<DisputeRecord> DisputeRecord::FromNoteText(std::string_view text)
     return LineError(reader.line_number(), Cat("expected the header \"", kDisputeHeader, "\""));
   }
 
-  // Fixed header fields, in this order.
-  std::string_view id_text, path_text, policy_text, time_text;
+  // Fixed header fields, in this order; the subject is the third line.
+  std::string_view id_text, subject_line, policy_text, time_text;
   const std::array<std::pair<std::string_view, std::string_view*>, 4> fields = {
-      {{"id", &id_text}, {"path", &path_text}, {"policy", &policy_text}, {"time", &time_text}}};
+      {{"id", &id_text}, {"", &subject_line}, {"policy", &policy_text}, {"time", &time_text}}};
   for (auto [keyword, out] : fields) {
     line = reader.Next();
     if (!line.ok()) return line.status();
+    if (keyword.empty()) {
+      *out = *line;
+      continue;
+    }
     absl::StatusOr<std::string_view> value = ValueOf(*line, keyword, reader.line_number());
     if (!value.ok()) return value.status();
     *out = *value;
   }
-  absl::StatusOr<StorePath> path = StorePath::Parse(path_text);
-  if (!path.ok()) return LineError(3, path.status().message());
-  if (id_text != DisputeId(*path)) {
+  absl::StatusOr<DisputeSubject> subject = DisputeSubject::ParseNoteLine(subject_line);
+  if (!subject.ok()) return LineError(3, subject.status().message());
+  if (id_text != DisputeId(*subject)) {
     return LineError(
-        2, Cat("id ", QuoteForError(id_text), " is not the dispute id of ", path->full()));
+        2, Cat("id ", QuoteForError(id_text), " is not the dispute id of ", subject->ToString()));
   }
   if (!IsPolicyHash(policy_text)) {
     return LineError(4, "policy is not \"sha256:<64 lower-case hex digits>\"");
@@ -185,7 +244,7 @@ absl::StatusOr<DisputeRecord> DisputeRecord::FromNoteText(std::string_view text)
   absl::StatusOr<int64_t> time = ParseTime(time_text, 5);
   if (!time.ok()) return time.status();
   DisputeRecord record{.id = std::string(id_text),
-                       .path = *std::move(path),
+                       .subject = *std::move(subject),
                        .policy_hash = std::string(policy_text),
                        .time_unix = *time,
                        .sides = {},
@@ -198,11 +257,8 @@ absl::StatusOr<DisputeRecord> DisputeRecord::FromNoteText(std::string_view text)
     absl::StatusOr<std::string_view> fingerprint =
         ValueOf(*line, "fingerprint", reader.line_number());
     if (!fingerprint.ok()) return fingerprint.status();
-    absl::StatusOr<PathInfo> claim = PathInfo::ParseFingerprint(*fingerprint);
-    if (!claim.ok()) return LineError(reader.line_number(), claim.status().message());
-    if (claim->path != record.path) {
-      return LineError(reader.line_number(), Cat("fingerprint is about ", claim->path.full(),
-                                                 ", not ", record.path.full()));
+    if (absl::Status about = record.subject.CheckFingerprint(*fingerprint); !about.ok()) {
+      return LineError(reader.line_number(), about.message());
     }
     DisputeSide side;
     side.fingerprint = std::string(*fingerprint);
@@ -274,54 +330,13 @@ absl::StatusOr<DisputeRecord> MakeDisputeRecord(const Policy& policy, const Stor
 absl::StatusOr<DisputeRecord> MakeDisputeRecord(const Policy& policy, const StorePath& path,
                                                 std::span<const Attestation* const> attestations,
                                                 const TallyResult& tally, int64_t now_unix) {
-  if (tally.verdict != Verdict::kDisputed) {
-    return absl::FailedPreconditionError(
-        Cat("the tally of ", path.full(), " is ", VerdictName(tally.verdict),
-            ", not DISPUTED (a dispute record is made only when counted builders disagree)"));
-  }
-  if (now_unix < 0) {
-    return absl::InvalidArgumentError(
-        Cat("time ", now_unix, " is before 1970 (pass the current unix time)"));
-  }
-  DisputeRecord record{.id = DisputeId(path),
-                       .path = path,
-                       .policy_hash = policy.Hash(),
-                       .time_unix = now_unix,
-                       .sides = {},
-                       .flagged_builders = {}};
-  for (const FingerprintTally& fingerprint : tally.fingerprints) {
-    DisputeSide side;
-    side.fingerprint = fingerprint.fingerprint;
-    for (size_t index : fingerprint.attestations) {
-      // The tally and the attestations travel separately; a mismatch is the caller's bug, and a
-      // record built from it would be evidence of something that never happened.
-      if (index >= attestations.size()) {
-        return absl::InvalidArgumentError(
-            Cat("tally names attestation ", index, " but only ", attestations.size(),
-                " were given (pass the same attestations the tally was computed from)"));
-      }
-      const Attestation& a = *attestations[index];
-      const std::string* operator_name = policy.OperatorOf(a.key_name());
-      if (a.claim.path != path || a.claim.Fingerprint() != fingerprint.fingerprint ||
-          operator_name == nullptr) {
-        return absl::InvalidArgumentError(
-            Cat("attestation ", index, " by ", a.key_name(),
-                " does not match the tally (pass the same policy and attestations the tally was "
-                "computed from)"));
-      }
-      side.entries.push_back({*operator_name, a.signature});
-    }
-    std::sort(side.entries.begin(), side.entries.end(), EntryLess);
-    side.entries.erase(std::unique(side.entries.begin(), side.entries.end(), EntryEqual),
-                       side.entries.end());
-    record.sides.push_back(std::move(side));
-  }
-  std::sort(
-      record.sides.begin(), record.sides.end(),
-      [](const DisputeSide& a, const DisputeSide& b) { return a.fingerprint < b.fingerprint; });
-  record.flagged_builders = tally.flagged_builders;
-  std::sort(record.flagged_builders.begin(), record.flagged_builders.end());
-  return record;
+  return MakeRecord(policy, DisputeSubject(path), attestations, tally, now_unix);
+}
+
+absl::StatusOr<DisputeRecord> MakeDisputeRecord(const Policy& policy, const RealisationKey& key,
+                                                std::span<const RealisationAttestation* const> attestations,
+                                                const TallyResult& tally, int64_t now_unix) {
+  return MakeRecord(policy, DisputeSubject(key), attestations, tally, now_unix);
 }
 
 absl::Status VerifyDisputeEvidence(const DisputeRecord& record, const Policy& policy) {
@@ -331,10 +346,10 @@ absl::Status VerifyDisputeEvidence(const DisputeRecord& record, const Policy& po
                                              "); only nodes sharing a policy can check each "
                                              "other's evidence"));
   }
-  if (record.id != DisputeId(record.path)) {
+  if (record.id != DisputeId(record.subject)) {
     return absl::InvalidArgumentError(Cat("dispute id ", QuoteForError(record.id),
-                                          " is not the id of ", record.path.full(),
-                                          " (ids are derived from the path alone)"));
+                                          " is not the id of ", record.subject.ToString(),
+                                          " (ids are derived from the ", record.subject.KindName(), " alone)"));
   }
   if (record.sides.size() < 2) {
     return absl::InvalidArgumentError(Cat("dispute ", record.id, " has ", record.sides.size(),
@@ -346,13 +361,8 @@ absl::Status VerifyDisputeEvidence(const DisputeRecord& record, const Policy& po
       return absl::InvalidArgumentError(
           Cat("dispute ", record.id, ": fingerprints are not sorted and unique"));
     }
-    absl::StatusOr<PathInfo> claim = PathInfo::ParseFingerprint(side.fingerprint);
-    if (!claim.ok()) {
-      return absl::InvalidArgumentError(Cat("dispute ", record.id, ": ", claim.status().message()));
-    }
-    if (claim->path != record.path) {
-      return absl::InvalidArgumentError(Cat("dispute ", record.id, ": fingerprint is about ",
-                                            claim->path.full(), ", not ", record.path.full()));
+    if (absl::Status about = record.subject.CheckFingerprint(side.fingerprint); !about.ok()) {
+      return absl::InvalidArgumentError(Cat("dispute ", record.id, ": ", about.message()));
     }
     if (side.entries.empty()) {
       return absl::InvalidArgumentError(

@@ -1,15 +1,16 @@
-// Dispute records: the evidence when counted builders disagree about a store path, signed by the node
-// as a C2SP signed note. There is one dispute per store path; its id is derived from the path alone so
-// every node names it the same way.
+// Dispute records: the evidence when counted builders disagree about a store path or a derivation
+// output's realisation (consensus/dispute_subject.h), signed by the node as a C2SP signed note. There is
+// one dispute per subject; its id is derived from the subject alone so every node names it the same way.
 //
 // Note text (every statement kind the node signs starts with its own header line, so a signature can
 // never be replayed as another kind):
 //   attest/dispute/v1
 //   id <dispute id>
-//   path <store path>
+//   path <store path>                            (or: realisation <key>, for a derivation output)
 //   policy <policy hash>
 //   time <unix seconds the record was made>
-//   fingerprint <fingerprint>                    (one block per competing fingerprint, sorted)
+//   fingerprint <fingerprint>                    (one block per competing fingerprint, sorted; narinfo
+//                                                 fingerprints for a path, realisation ones for a key)
 //   attestation <operator> <signature name:base64>   (sorted; one per counted attestation on that side)
 //   flagged <builder key name>                   (optional; builders that signed two fingerprints)
 //
@@ -26,8 +27,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "consensus/attestation.h"
+#include "consensus/dispute_subject.h"
 #include "consensus/keys.h"
 #include "consensus/policy.h"
+#include "consensus/realisation.h"
 #include "consensus/signed_note.h"
 #include "consensus/store_path.h"
 #include "consensus/tally.h"
@@ -35,9 +38,6 @@
 namespace attest::consensus {
 
 inline constexpr std::string_view kDisputeHeader = "attest/dispute/v1";
-
-// "d-" + the first 16 bytes of SHA-256("attest/dispute-id/v1\n" + full store path), in hex.
-std::string DisputeId(const StorePath& path);
 
 struct DisputeSide final {
   std::string fingerprint;
@@ -49,8 +49,8 @@ struct DisputeSide final {
 };
 
 struct DisputeRecord final {
-  std::string id;
-  StorePath path;
+  std::string id;  // DisputeId(subject)
+  DisputeSubject subject;
   std::string policy_hash;
   int64_t time_unix = 0;
   std::vector<DisputeSide> sides;  // sorted by fingerprint; at least two
@@ -65,13 +65,18 @@ struct DisputeRecord final {
 };
 
 // Builds the record for a DISPUTED tally of `attestations` (all about `path`). FAILED_PRECONDITION when
-// the tally is not DISPUTED.
+// the tally is not DISPUTED; INVALID_ARGUMENT when the tally does not match the attestations.
 absl::StatusOr<DisputeRecord> MakeDisputeRecord(const Policy& policy, const StorePath& path,
                                                 std::span<const Attestation* const> attestations,
                                                 const TallyResult& tally, int64_t now_unix);
 // The same over attestations held by value.
 absl::StatusOr<DisputeRecord> MakeDisputeRecord(const Policy& policy, const StorePath& path,
                                                 std::span<const Attestation> attestations,
+                                                const TallyResult& tally, int64_t now_unix);
+
+// The same for a DISPUTED realisation tally (consensus::TallyRealisation) of one derivation output.
+absl::StatusOr<DisputeRecord> MakeDisputeRecord(const Policy& policy, const RealisationKey& key,
+                                                std::span<const RealisationAttestation* const> attestations,
                                                 const TallyResult& tally, int64_t now_unix);
 
 // Checks the record as evidence against `policy` (the record of a peer, or one read back from

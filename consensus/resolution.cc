@@ -60,17 +60,15 @@ absl::StatusOr<ResolutionOutcome> ParseOutcome(std::string_view text) {
 }
 
 absl::Status Resolution::Validate() const {
-  if (dispute_id != DisputeId(path)) {
+  if (dispute_id != DisputeId(subject)) {
     return StatementError(Cat("dispute id ", QuoteForError(dispute_id), " is not the dispute id of ",
-                              path.full(), " (", DisputeId(path), ")"));
+                              subject.ToString(), " (", DisputeId(subject), ")"));
   }
   if (fingerprints.empty()) return StatementError("names no fingerprint (list the competing ones reviewed)");
   if (!SortedUnique(fingerprints)) return StatementError("fingerprints are not sorted and unique");
   for (const std::string& fingerprint : fingerprints) {
-    absl::StatusOr<PathInfo> claim = PathInfo::ParseFingerprint(fingerprint);
-    if (!claim.ok()) return StatementError(Cat("fingerprint: ", claim.status().message()));
-    if (claim->path != path) {
-      return StatementError(Cat("fingerprint is about ", claim->path.full(), ", not ", path.full()));
+    if (absl::Status about = subject.CheckFingerprint(fingerprint); !about.ok()) {
+      return StatementError(Cat("fingerprint: ", about.message()));
     }
   }
   if (outcome == ResolutionOutcome::kMalicious && builders.empty()) {
@@ -97,7 +95,7 @@ absl::Status Resolution::Validate() const {
 }
 
 std::string Resolution::ToNoteText() const {
-  std::string text = Cat(kResolutionHeader, "\n", "dispute ", dispute_id, "\n", "path ", path.full(), "\n",
+  std::string text = Cat(kResolutionHeader, "\n", "dispute ", dispute_id, "\n", subject.NoteLine(), "\n",
                          "outcome ", OutcomeName(outcome), "\n");
   for (const std::string& fingerprint : fingerprints) text += Cat("fingerprint ", fingerprint, "\n");
   for (const std::string& builder : builders) text += Cat("builder ", builder, "\n");
@@ -138,13 +136,13 @@ absl::StatusOr<Resolution> Resolution::FromNoteText(std::string_view text) {
   absl::StatusOr<std::string_view> value = value_of("dispute");
   if (!value.ok()) return value.status();
   const std::string_view dispute_id = *value;
-  if (value = value_of("path"); !value.ok()) return value.status();
-  absl::StatusOr<StorePath> path = StorePath::Parse(*value);
-  if (!path.ok()) return LineError(3, StdView(path.status().message()));
+  if (next >= lines.size()) return LineError(3, "missing \"path <store path>\" or \"realisation <key>\"");
+  absl::StatusOr<DisputeSubject> subject = DisputeSubject::ParseNoteLine(lines[next++]);
+  if (!subject.ok()) return LineError(3, StdView(subject.status().message()));
   if (value = value_of("outcome"); !value.ok()) return value.status();
   absl::StatusOr<ResolutionOutcome> outcome = ParseOutcome(*value);
   if (!outcome.ok()) return LineError(4, StdView(outcome.status().message()));
-  Resolution resolution{.dispute_id = std::string(dispute_id), .path = *std::move(path), .outcome = *outcome};
+  Resolution resolution{.dispute_id = std::string(dispute_id), .subject = *std::move(subject), .outcome = *outcome};
   while (keyword_is("fingerprint")) {
     if (value = value_of("fingerprint"); !value.ok()) return value.status();
     resolution.fingerprints.emplace_back(*value);

@@ -4,7 +4,7 @@
 // Note text (fields in this order; every line ends in '\n'):
 //   attest/resolution/v1
 //   dispute <dispute id>
-//   path <store path>
+//   path <store path>          (or: realisation <key>; consensus/dispute_subject.h)
 //   outcome <nondeterministic|malicious|resolved>
 //   fingerprint <fingerprint>   (one or more, sorted and unique: the competing fingerprints the
 //                                maintainer reviewed; a fingerprint not listed reopens the dispute)
@@ -14,7 +14,7 @@
 //   note <text>                 (one line of UTF-8, 1 to kMaxResolutionNoteBytes bytes)
 //
 // Outcomes:
-//   nondeterministic  the path stays DISPUTED: nobody can vouch for bytes that differ per build
+//   nondeterministic  the path (or derivation output) stays DISPUTED: nobody can vouch for bytes that differ per build
 //   malicious         the named builder keys stop counting on every node that holds the statement
 //   resolved          closed (e.g. fixed upstream)
 // The latest statement (by time) about a dispute is the one in force.
@@ -33,6 +33,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "consensus/dispute_subject.h"
 #include "consensus/keys.h"
 #include "consensus/policy.h"
 #include "consensus/signed_note.h"
@@ -51,7 +52,7 @@ absl::StatusOr<ResolutionOutcome> ParseOutcome(std::string_view text);
 
 struct Resolution final {
   std::string dispute_id;
-  StorePath path;
+  DisputeSubject subject;  // what the dispute is about
   ResolutionOutcome outcome = ResolutionOutcome::kResolved;
   std::vector<std::string> fingerprints;  // sorted, unique, at least one
   std::vector<std::string> builders;      // key names; sorted, unique; non-empty iff malicious
@@ -59,7 +60,7 @@ struct Resolution final {
   std::string note;
 
   // INVALID_ARGUMENT naming the field when the statement is not well formed: the id is not the
-  // path's dispute id, a fingerprint is not about the path, the lists are not sorted and unique,
+  // subject's dispute id, a fingerprint is not about the subject, the lists are not sorted and unique,
   // builders are missing for malicious or present otherwise, the note is empty, too long, not one
   // line of UTF-8 without control characters, or the time is negative.
   absl::Status Validate() const;

@@ -156,6 +156,8 @@ std::vector<std::string> DisputeDiffer::CachesOf(const std::vector<NarSourceSpec
 
 bool DisputeDiffer::Consider(const DisputeDetail& detail) {
   const std::string& id = detail.stored.id;
+  // A derivation output's sides are output paths, not NARs of one path: nothing to fetch and compare.
+  if (detail.record.subject.is_realisation()) return false;
   const std::vector<const DisputeDetail::Side*> sides = LeadingSides(detail);
   if (sides.size() < 2) return false;
   const std::vector<std::string> fingerprints{sides[0]->fingerprint, sides[1]->fingerprint};
@@ -267,11 +269,11 @@ bool DisputeDiffer::Consider(const DisputeDetail& detail) {
   }
   remember(diff);
   if (diff.state == DisputeDiff::State::kDone) {
-    LogInfo(Cat("dispute diff ", id, " (", detail.stored.path.full(), "): ",
+    LogInfo(Cat("dispute diff ", id, " (", detail.stored.subject.ToString(), "): ",
                 diff.same ? std::string("diffoscope finds no difference")
                           : Cat(diff.differing_files.size(), " differing files")));
   } else if (!stored || stored->reason != diff.reason) {
-    LogInfo(Cat("dispute diff ", id, " (", detail.stored.path.full(), ") not made: ", diff.reason));
+    LogInfo(Cat("dispute diff ", id, " (", detail.stored.subject.ToString(), ") not made: ", diff.reason));
   }
   return true;
 }

@@ -19,7 +19,11 @@ using consensus::StdView;
 v1::Dispute ToProto(const storage::StoredDispute& stored, const consensus::DisputeRecord& record) {
   v1::Dispute dispute;
   dispute.set_id(stored.id);
-  dispute.set_store_path(stored.path.full());
+  if (stored.subject.is_realisation()) {
+    dispute.set_realisation_key(stored.subject.realisation().ToString());
+  } else {
+    dispute.set_store_path(stored.subject.path().full());
+  }
   dispute.set_state(std::string(consensus::DisputeStateName(stored.state)));
   for (const std::string& name : stored.operators) dispute.add_operators(name);
   dispute.set_opened_unix(stored.opened_unix);
@@ -73,18 +77,20 @@ absl::StatusOr<v1::ListDisputesResponse> ListDisputes(const DisputeView& view, c
 absl::StatusOr<v1::Dispute> GetDispute(const DisputeView& view, const v1::GetDisputeRequest& request) {
   const std::string& wanted = request.id();
   if (wanted.empty()) {
-    return absl::InvalidArgumentError("id is empty: give a dispute id (d-...) or the disputed store path");
+    return absl::InvalidArgumentError(
+        "id is empty: give a dispute id (d-...), the disputed store path or the disputed realisation key");
   }
   std::string id;
-  if (wanted.front() == '/') {
-    absl::StatusOr<consensus::StorePath> path = consensus::StorePath::Parse(wanted);
-    if (!path.ok()) return absl::InvalidArgumentError(Cat("id: ", StdView(path.status().message())));
-    id = consensus::DisputeId(*path);
-  } else if (IsDisputeId(wanted)) {
+  if (IsDisputeId(wanted)) {
     id = wanted;
+  } else if (wanted.front() == '/' || consensus::RealisationKey::LooksLikeKey(wanted)) {
+    absl::StatusOr<consensus::DisputeSubject> subject = consensus::DisputeSubject::Parse(wanted);
+    if (!subject.ok()) return absl::InvalidArgumentError(Cat("id: ", StdView(subject.status().message())));
+    id = consensus::DisputeId(*subject);
   } else {
-    return absl::InvalidArgumentError(Cat("id ", QuoteForError(wanted),
-                                          " is neither a dispute id (d- and 32 hex characters) nor a store path"));
+    return absl::InvalidArgumentError(
+        Cat("id ", QuoteForError(wanted),
+            " is neither a dispute id (d- and 32 hex characters), a store path nor a realisation key"));
   }
 
   absl::StatusOr<DisputeDetail> detail = view.Get(id);
@@ -113,6 +119,11 @@ absl::StatusOr<v1::Dispute> GetDispute(const DisputeView& view, const v1::GetDis
   }
   for (const storage::StoredAttestation& counted : detail->counted) {
     v1::Attestation* out = dispute.add_attestations();
+    *out = proto::ToProto(counted.attestation);
+    out->set_received_unix(counted.received_unix);
+  }
+  for (const storage::StoredRealisation& counted : detail->counted_realisations) {
+    v1::RealisationAttestation* out = dispute.add_realisations();
     *out = proto::ToProto(counted.attestation);
     out->set_received_unix(counted.received_unix);
   }

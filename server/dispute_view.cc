@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -42,26 +43,39 @@ absl::Status ValidatePageRequest(const DisputePageRequest& request) {
   return absl::OkStatus();
 }
 
-// The sides of the record, the signers matched with the stored attestations, and what differs.
-void AddSides(std::span<const storage::StoredAttestation> of_path, DisputeDetail& detail) {
-  std::map<std::pair<std::string, std::string>, const storage::StoredAttestation*> by_side_and_key;
-  for (const storage::StoredAttestation& a : of_path) {
-    by_side_and_key[{a.attestation.claim.Fingerprint(), a.attestation.key_name()}] = &a;
-  }
+// The sides of the record, the signers matched with the stored attestations (of a path, or realisation
+// attestations of a derivation output: Stored is StoredAttestation or StoredRealisation), and what differs.
+template <typename Stored>
+void AddSides(std::span<const Stored> held, DisputeDetail& detail) {
+  std::map<std::pair<std::string, std::string>, const Stored*> by_side_and_key;
+  for (const Stored& a : held) by_side_and_key[{a.attestation.claim.Fingerprint(), a.attestation.key_name()}] = &a;
   for (const consensus::DisputeSide& record_side : detail.record.sides) {
     DisputeDetail::Side side{.fingerprint = record_side.fingerprint,
                              .claim = std::nullopt,
+                             .realisation = std::nullopt,
                              .names = SignersOf(record_side),
                              .signers = {}};
-    absl::StatusOr<consensus::PathInfo> claim = consensus::PathInfo::ParseFingerprint(record_side.fingerprint);
-    if (claim.ok()) side.claim = *std::move(claim);
+    if (detail.record.subject.is_realisation()) {
+      absl::StatusOr<consensus::Realisation> claim = consensus::Realisation::ParseFingerprint(record_side.fingerprint);
+      if (claim.ok()) side.realisation = *std::move(claim);
+    } else {
+      absl::StatusOr<consensus::PathInfo> claim = consensus::PathInfo::ParseFingerprint(record_side.fingerprint);
+      if (claim.ok()) side.claim = *std::move(claim);
+    }
     for (const consensus::DisputeSide::Entry& entry : record_side.entries) {
       DisputeDetail::Signer signer{.operator_name = entry.operator_name,
                                    .builder = entry.signature.key_name,
                                    .signature = entry.signature.ToString(),
-                                   .stored = std::nullopt};
+                                   .stored = std::nullopt,
+                                   .stored_realisation = std::nullopt};
       auto it = by_side_and_key.find({record_side.fingerprint, entry.signature.key_name});
-      if (it != by_side_and_key.end()) signer.stored = *it->second;
+      if (it != by_side_and_key.end()) {
+        if constexpr (std::is_same_v<Stored, storage::StoredRealisation>) {
+          signer.stored_realisation = *it->second;
+        } else {
+          signer.stored = *it->second;
+        }
+      }
       side.signers.push_back(std::move(signer));
     }
     detail.sides.push_back(std::move(side));
@@ -148,6 +162,35 @@ absl::StatusOr<DisputePage> DisputeView::List(const DisputePageRequest& request)
   return page;
 }
 
+absl::Status DisputeView::AddEvidence(DisputeDetail& detail) const {
+  // The evidence as recorded: builders excluded since still count here.
+  const consensus::DisputeSubject& subject = detail.record.subject;
+  if (subject.is_realisation()) {
+    const consensus::RealisationKey& key = subject.realisation();
+    auto held = store_->RealisationsFor(std::span<const consensus::RealisationKey>(&key, 1));
+    if (!held.ok()) return StorageFailure(Cat("reading the realisations of ", key.ToString()), held.status());
+    std::vector<storage::StoredRealisation> of_key;
+    if (held->size() == 1) of_key = std::move(held->front());
+    AddSides(std::span<const storage::StoredRealisation>(of_key), detail);
+    const RealisationTally tally = TallyStoredRealisations(*policy_.current(), of_key, consensus::TallyOptions{});
+    for (const consensus::FingerprintTally& side : tally.result.fingerprints) {
+      for (size_t index : side.attestations) detail.counted_realisations.push_back(of_key[tally.stored_index[index]]);
+    }
+    return absl::OkStatus();
+  }
+  const consensus::StorePath& path = subject.path();
+  auto attestations = store_->AttestationsFor(std::span<const consensus::StorePath>(&path, 1));
+  if (!attestations.ok()) {
+    return StorageFailure(Cat("reading the attestations of ", path.full()), attestations.status());
+  }
+  std::vector<storage::StoredAttestation> of_path;
+  if (attestations->size() == 1) of_path = std::move(attestations->front());
+  AddSides(std::span<const storage::StoredAttestation>(of_path), detail);
+  const PathTally tally = TallyStored(*policy_.current(), of_path, consensus::TallyOptions{});
+  for (size_t index : tally.CountedStoredIndices()) detail.counted.push_back(of_path[index]);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<DisputeDetail> DisputeView::Get(std::string_view wanted) const {
   if (!IsDisputeId(wanted)) {
     return absl::InvalidArgumentError(
@@ -161,17 +204,7 @@ absl::StatusOr<DisputeDetail> DisputeView::Get(std::string_view wanted) const {
   if (!record.ok()) return record.status();
   DisputeDetail detail{.stored = **std::move(found), .record = *std::move(record)};
 
-  const consensus::StorePath& path = detail.stored.path;
-  auto attestations = store_->AttestationsFor(std::span<const consensus::StorePath>(&path, 1));
-  if (!attestations.ok()) {
-    return StorageFailure(Cat("reading the attestations of ", path.full()), attestations.status());
-  }
-  std::vector<storage::StoredAttestation> of_path;
-  if (attestations->size() == 1) of_path = std::move(attestations->front());
-  AddSides(of_path, detail);
-  // The evidence as recorded: builders excluded since still count here.
-  const PathTally tally = TallyStored(*policy_.current(), of_path, consensus::TallyOptions{});
-  for (size_t index : tally.CountedStoredIndices()) detail.counted.push_back(of_path[index]);
+  if (absl::Status status = AddEvidence(detail); !status.ok()) return status;
 
   auto resolutions = store_->ResolutionsFor(id);
   if (!resolutions.ok()) return StorageFailure(Cat("reading the resolutions of ", id), resolutions.status());

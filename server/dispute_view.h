@@ -26,6 +26,7 @@
 #include "consensus/dispute.h"
 #include "consensus/path_info.h"
 #include "consensus/policy.h"
+#include "consensus/realisation.h"
 #include "consensus/resolution.h"
 #include "server/policy_book.h"
 #include "server/resolution_book.h"
@@ -72,10 +73,15 @@ struct DisputeDetail final {
     // From the stored attestation (not part of the signed record); nullopt when this node does not hold
     // it (a record replicated before its attestations).
     std::optional<storage::StoredAttestation> stored;
+    // The same for a derivation output's dispute: the stored realisation attestation.
+    std::optional<storage::StoredRealisation> stored_realisation;
   };
   struct Side final {
     std::string fingerprint;
     std::optional<consensus::PathInfo> claim;  // nullopt when the fingerprint does not parse
+    // A derivation output's dispute: the realisation the side claims (its output path); nullopt for a
+    // store path's dispute or when the fingerprint does not parse.
+    std::optional<consensus::Realisation> realisation;
     SideSigners names;
     std::vector<Signer> signers;  // in the record's order
   };
@@ -95,6 +101,8 @@ struct DisputeDetail final {
   // The attestations of the path that count without exclusions: the evidence as recorded, also of
   // builders a statement excluded since.
   std::vector<storage::StoredAttestation> counted = {};
+  // The same for a derivation output's dispute.
+  std::vector<storage::StoredRealisation> counted_realisations = {};
 };
 
 // "d-" followed by 32 lower-case hex characters (consensus::DisputeId).
@@ -128,6 +136,9 @@ class DisputeView final {
   const PolicyBook& policy() const { return policy_; }
 
  private:
+  // Fills detail.sides, the references and what differs, and the counted attestations.
+  absl::Status AddEvidence(DisputeDetail& detail) const;
+
   const PolicyBook& policy_;
   storage::Ledger* const store_;
   const ResolutionBook* const resolutions_;

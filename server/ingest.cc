@@ -924,7 +924,7 @@ absl::StatusOr<ResolveResult> Ingestor::Resolve(std::string_view signed_statemen
   auto dispute = ledger_->GetDispute(resolution.dispute_id);
   if (!dispute.ok()) return StorageFailure(Cat("reading dispute ", resolution.dispute_id), dispute.status());
   if (!dispute->has_value()) {
-    return absl::NotFoundError(Cat("no dispute ", resolution.dispute_id, " (", resolution.path.full(),
+    return absl::NotFoundError(Cat("no dispute ", resolution.dispute_id, " (", resolution.subject.ToString(),
                                    ") on this node: `attest disputes list` shows the disputes it holds"));
   }
   if (resolution.outcome == consensus::ResolutionOutcome::kMalicious) {

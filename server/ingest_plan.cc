@@ -27,19 +27,21 @@ std::string IdentityKey(std::string_view fingerprint, std::string_view key_name)
 
 std::string JoinNames(const std::vector<std::string>& names) { return absl::StrJoin(names, ", "); }
 
-// The signed dispute record of `path` after `after`, and its state-change line.
-absl::StatusOr<storage::StoredDispute> MakeDispute(const IngestPlanInput& input, const consensus::StorePath& path,
-                                                   const PathTally& after, const consensus::TallyResult& before,
+// The signed dispute record of a store path (Subject StorePath, TallyOf PathTally) or of a derivation
+// output (RealisationKey, RealisationTally) after `after`, and its state-change line.
+template <typename Subject, typename TallyOf>
+absl::StatusOr<storage::StoredDispute> MakeDispute(const IngestPlanInput& input, const Subject& subject,
+                                                   const TallyOf& after, const consensus::TallyResult& before,
                                                    std::vector<std::string>& state_changes) {
   absl::StatusOr<consensus::DisputeRecord> record =
-      consensus::MakeDisputeRecord(*input.policy, path, after.attestations, after.result, input.now_unix);
+      consensus::MakeDisputeRecord(*input.policy, subject, after.attestations, after.result, input.now_unix);
   if (!record.ok()) {
-    return absl::InternalError(
-        Cat("building the dispute record of ", path.full(), ": ", StdView(record.status().message())));
+    return absl::InternalError(Cat("building the dispute record of ", consensus::DisputeSubject(subject).ToString(), ": ",
+                                   StdView(record.status().message())));
   }
   consensus::SignedNote note = consensus::SignDisputeRecord(*record, *input.node_key);
   storage::StoredDispute dispute{.id = record->id,
-                                 .path = path,
+                                 .subject = record->subject,
                                  .signed_record = note.Serialize(),
                                  .opened_unix = input.now_unix,
                                  .updated_unix = input.now_unix,
@@ -56,8 +58,10 @@ absl::StatusOr<storage::StoredDispute> MakeDispute(const IngestPlanInput& input,
   if (input.resolutions != nullptr) dispute.state = input.resolutions->StateOf(dispute.id, fingerprints);
   state_changes.push_back(Cat(before.verdict == consensus::Verdict::kDisputed ? "dispute updated: "
                                                                               : "dispute opened: ",
-                              dispute.id, " ", path.full(), ": ", dispute.fingerprint_count,
-                              " competing fingerprints from operators ", JoinNames(operators),
+                              dispute.id, " ", record->subject.is_realisation() ? "realisation " : "",
+                              record->subject.ToString(), ": ", dispute.fingerprint_count,
+                              record->subject.is_realisation() ? " competing output paths" : " competing fingerprints",
+                              " from operators ", JoinNames(operators),
                               after.result.flagged_builders.empty()
                                   ? std::string()
                                   : Cat("; flagged builders ", JoinNames(after.result.flagged_builders))));
@@ -100,7 +104,7 @@ absl::Status PlanStatement(const IngestPlanInput& input, const PlannedStatement&
   }
   const consensus::DisputeState state = consensus::StateOf(deciding, fingerprints);
   plan.batch.dispute_states.push_back(storage::DisputeStateUpdate{.id = resolution.dispute_id, .state = state});
-  plan.state_changes.push_back(Cat("dispute ", resolution.dispute_id, " ", record->path.full(), ": maintainer ",
+  plan.state_changes.push_back(Cat("dispute ", resolution.dispute_id, " ", record->subject.ToString(), ": maintainer ",
                                    statement.maintainer, " says ", consensus::OutcomeName(resolution.outcome),
                                    resolution.builders.empty() ? std::string()
                                                                : Cat(" (builders no longer counted: ",
@@ -112,7 +116,7 @@ absl::Status PlanStatement(const IngestPlanInput& input, const PlannedStatement&
 
 // Adds the realisation attestations of input.realisations to `plan`, key by key, as PlanIngest does for
 // attestations (held ones only lower the received time), with a state-change line when a key becomes
-// CONFIRMED or DISPUTED.
+// CONFIRMED and a signed dispute record when it becomes DISPUTED or its counted evidence changes.
 absl::Status PlanRealisations(const IngestPlanInput& input, const consensus::TallyOptions& tally_options,
                               IngestPlan& plan) {
   if (input.stored_realisations.size() != input.keys.size()) {
@@ -176,14 +180,10 @@ absl::Status PlanRealisations(const IngestPlanInput& input, const consensus::Tal
     }
     if (after.result.verdict == consensus::Verdict::kDisputed &&
         (before.verdict != consensus::Verdict::kDisputed || CountedEvidenceChanged(before, after.result))) {
-      std::vector<std::string> operators;
-      for (const auto& side : after.result.fingerprints) {
-        operators.insert(operators.end(), side.operators.begin(), side.operators.end());
-      }
-      std::sort(operators.begin(), operators.end());
-      operators.erase(std::unique(operators.begin(), operators.end()), operators.end());
-      plan.state_changes.push_back(Cat("realisation disputed: ", key, ": ", after.result.fingerprints.size(),
-                                       " competing output paths from operators ", JoinNames(operators)));
+      absl::StatusOr<storage::StoredDispute> dispute =
+          MakeDispute(input, input.keys[k], after, before, plan.state_changes);
+      if (!dispute.ok()) return dispute.status();
+      plan.batch.disputes.push_back(*std::move(dispute));
     }
   }
   return absl::OkStatus();

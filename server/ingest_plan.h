@@ -73,8 +73,8 @@ struct IngestPlanInput final {
   std::span<const std::vector<storage::StoredAttestation>> stored;
   std::span<const PlannedStatement> statements;
   // The verified new realisation attestations, in order (borrowed); AffectedKeys(realisations) and
-  // what the store holds for each (parallel). They are stored and logged like attestations; a
-  // disagreement is reported in state_changes but makes no dispute record.
+  // what the store holds for each (parallel). They are stored, logged and disputed like attestations
+  // (one dispute per derivation output, consensus/dispute_subject.h).
   std::span<const VerifiedRealisation* const> realisations;
   std::span<const consensus::RealisationKey> keys;
   std::span<const std::vector<storage::StoredRealisation>> stored_realisations;

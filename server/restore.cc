@@ -191,7 +191,7 @@ class LogReplay final {
     const int64_t opened = opened_.try_emplace(record->id, record->time_unix).first->second;
     storage::WriteBatch batch;
     batch.disputes.push_back(storage::StoredDispute{.id = record->id,
-                                                    .path = record->path,
+                                                    .subject = record->subject,
                                                     .signed_record = note,
                                                     .opened_unix = opened,
                                                     .updated_unix = record->time_unix,

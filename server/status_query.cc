@@ -191,6 +191,7 @@ void StatusQuery::RealisationStatusToProto(const consensus::Policy& policy, cons
     }
   }
   for (std::string& builder : result.flagged_builders) out.add_flagged_builders(std::move(builder));
+  if (result.verdict == consensus::Verdict::kDisputed) out.set_dispute_id(consensus::DisputeId(key));
   if (!tally_options.excluded_builders.empty()) {
     std::vector<std::string> signers;
     for (const storage::StoredRealisation& s : stored) {

@@ -135,7 +135,7 @@ std::string DisputeSortKey(const StoredDispute& dispute) {
 
 bool MatchesDisputeFilters(const StoredDispute& dispute, const DisputeQuery& query) {
   if (query.state.has_value() && dispute.state != *query.state) return false;
-  if (!query.name_contains.empty() && dispute.path.name().find(query.name_contains) == std::string::npos) {
+  if (!query.name_contains.empty() && dispute.subject.Name().find(query.name_contains) == std::string::npos) {
     return false;
   }
   if (!query.operator_name.empty() &&

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "consensus/attestation.h"
+#include "consensus/dispute_subject.h"
 #include "consensus/keys.h"
 #include "consensus/realisation.h"
 #include "consensus/resolution.h"
@@ -47,8 +48,8 @@ struct StoredRealisation final {
 };
 
 struct StoredDispute final {
-  std::string id;  // consensus::DisputeId(path)
-  consensus::StorePath path;
+  std::string id;  // consensus::DisputeId(subject)
+  consensus::DisputeSubject subject;  // a store path, or a derivation output (realisation key)
   std::string signed_record;  // the signed note, serialised
   int64_t opened_unix = 0;    // first time the dispute was recorded; kept on updates
   int64_t updated_unix = 0;   // time of this version
@@ -81,7 +82,9 @@ struct DisputeQuery final {
   std::string after_key;
   int limit = 100;
   std::optional<consensus::DisputeState> state;  // only disputes in this state
-  std::string name_contains;                      // only paths whose name (after the hash) contains this
+  // Only disputes whose subject's name contains this (consensus::DisputeSubject::Name: a path's name
+  // after the hash, a realisation key's text).
+  std::string name_contains;
   std::string operator_name;                      // only disputes with this operator on a side
 };
 

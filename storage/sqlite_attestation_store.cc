@@ -121,7 +121,9 @@ absl::StatusOr<std::vector<WriteOutcome>> SqliteAttestationStore::Writer::WriteO
   for (const StoredAttestation& stored : batch.attestations) {
     mentioned.push_back(&stored.attestation.claim.path);
   }
-  for (const StoredDispute& dispute : batch.disputes) mentioned.push_back(&dispute.path);
+  for (const StoredDispute& dispute : batch.disputes) {
+    if (!dispute.subject.is_realisation()) mentioned.push_back(&dispute.subject.path());
+  }
   if (absl::Status status = LoadPaths(mentioned); !status.ok()) return status;
 
   std::vector<WriteOutcome> outcomes;

@@ -1,6 +1,7 @@
 // SqliteAttestationStore, disputes and resolutions: the `disputes` rows (the latest signed record of
 // each, its state and operators) and the maintainers' `resolutions`, written in the batch's
 // transaction and read for the dispute views and pages.
+#include <optional>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -31,9 +32,9 @@ using sqlite_store::PathFromRow;
 using sqlite_store::PrepareStatements;
 
 // The filters of a DisputeQuery, as parameters ?2 (state, -1 for any), ?3 (name part) and ?4
-// (operator); `d` is disputes, `p` its path.
+// (operator); `d` is disputes, `p` its path (NULL for a derivation output's, whose name is its key).
 constexpr std::string_view kDisputeFilters =
-    "AND (?2 < 0 OR d.state = ?2) AND (?3 = '' OR instr(p.name, ?3) > 0) "
+    "AND (?2 < 0 OR d.state = ?2) AND (?3 = '' OR instr(coalesce(p.name, d.realisation_key), ?3) > 0) "
     "AND (?4 = '' OR instr(d.operators, char(10) || ?4 || char(10)) > 0)";
 
 std::vector<std::string> SplitOperators(std::string_view joined) {
@@ -60,9 +61,9 @@ Use& BindDisputeFilters(Use& use, const DisputeQuery& query) {
 absl::Status SqliteAttestationStore::Writer::PrepareDisputesStatements() {
   return PrepareStatements(*db_, {
       {&upsert_dispute_,
-       "INSERT INTO disputes(id, path_id, signed_record, opened, updated, fingerprint_count, state, operators) "
-       "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-       "ON CONFLICT (id) DO UPDATE SET path_id = excluded.path_id, "
+       "INSERT INTO disputes(id, path_id, realisation_key, signed_record, opened, updated, fingerprint_count, "
+       "state, operators) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+       "ON CONFLICT (id) DO UPDATE SET path_id = excluded.path_id, realisation_key = excluded.realisation_key, "
        "signed_record = excluded.signed_record, updated = excluded.updated, "
        "fingerprint_count = excluded.fingerprint_count, state = excluded.state, "
        "operators = excluded.operators"},
@@ -75,9 +76,13 @@ absl::Status SqliteAttestationStore::Writer::PrepareDisputesStatements() {
 
 absl::Status SqliteAttestationStore::Writer::UpsertDispute(const StoredDispute& dispute) {
   auto upsert = upsert_dispute_->Begin("storing a dispute");
-  upsert.Bind(dispute.id)
-      .Bind(paths_.at(dispute.path.full()).id)
-      .Bind(dispute.signed_record)
+  upsert.Bind(dispute.id);
+  if (dispute.subject.is_realisation()) {
+    upsert.BindNull().Bind(dispute.subject.realisation().ToString());
+  } else {
+    upsert.Bind(paths_.at(dispute.subject.path().full()).id).BindNull();
+  }
+  upsert.Bind(dispute.signed_record)
       .Bind(dispute.opened_unix)
       .Bind(dispute.updated_unix)
       .Bind(static_cast<int64_t>(dispute.fingerprint_count))
@@ -115,17 +120,17 @@ absl::Status SqliteAttestationStore::Reader::PrepareDisputesStatements() {
   return PrepareStatements(*db_, {
       {&dispute_by_id_,
        "SELECT d.id, p.hash_head, p.hash_tail, p.name, d.signed_record, d.opened, d.updated, "
-       "d.fingerprint_count, d.state, d.operators "
-       "FROM disputes d JOIN paths p ON p.id = d.path_id WHERE d.id = ?"},
+       "d.fingerprint_count, d.state, d.operators, d.realisation_key "
+       "FROM disputes d LEFT JOIN paths p ON p.id = d.path_id WHERE d.id = ?"},
       // Open first, then by id: the order of DisputeSortKey.
       {&disputes_after_,
        "SELECT d.id, p.hash_head, p.hash_tail, p.name, d.signed_record, d.opened, d.updated, "
-       "d.fingerprint_count, d.state, d.operators "
-       "FROM disputes d JOIN paths p ON p.id = d.path_id "
+       "d.fingerprint_count, d.state, d.operators, d.realisation_key "
+       "FROM disputes d LEFT JOIN paths p ON p.id = d.path_id "
        "WHERE (d.state <> 0, d.id) > (?1, ?6) " + std::string(kDisputeFilters) +
            " ORDER BY d.state <> 0, d.id LIMIT ?5"},
       {&count_matching_disputes_,
-       "SELECT count(*) FROM disputes d JOIN paths p ON p.id = d.path_id WHERE ?1 = ?1 " +
+       "SELECT count(*) FROM disputes d LEFT JOIN paths p ON p.id = d.path_id WHERE ?1 = ?1 " +
            std::string(kDisputeFilters)},
       {&resolutions_for_,
        "SELECT dispute_id, note, outcome, maintainer, time, received, origin FROM resolutions "
@@ -203,14 +208,24 @@ absl::StatusOr<std::vector<StoredResolution>> SqliteAttestationStore::Reader::Re
 }
 
 absl::StatusOr<StoredDispute> SqliteAttestationStore::Reader::DisputeFromRow(const Statement::Use& row) {
-  auto path = PathFromRow(row.Int(1), row.Blob(2), row.Text(3), db_->path());
-  if (!path.ok()) return path.status();
+  std::optional<consensus::DisputeSubject> subject;
+  if (row.IsNull(10)) {
+    auto path = PathFromRow(row.Int(1), row.Blob(2), row.Text(3), db_->path());
+    if (!path.ok()) return path.status();
+    subject.emplace(*std::move(path));
+  } else {
+    auto key = consensus::RealisationKey::Parse(row.Text(10));
+    if (!key.ok()) {
+      return Corrupt(db_->path(), consensus::Cat("dispute ", row.Text(0), ": ", key.status().message()));
+    }
+    subject.emplace(*std::move(key));
+  }
   const int64_t state = row.Int(8);
   if (state < 0 || state > static_cast<int64_t>(consensus::DisputeState::kResolved)) {
     return Corrupt(db_->path(), consensus::Cat("dispute state ", state));
   }
   return StoredDispute{.id = std::string(row.Text(0)),
-                       .path = std::move(*path),
+                       .subject = *std::move(subject),
                        .signed_record = std::string(row.Text(4)),
                        .opened_unix = row.Int(5),
                        .updated_unix = row.Int(6),

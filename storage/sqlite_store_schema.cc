@@ -247,6 +247,30 @@ CREATE INDEX realisations_by_out_path ON realisations(out_path, key);
 INSERT INTO counters(name, value) VALUES ('realisations', 0), ('realisation_keys', 0);
 )sql";
 
+// Version 10: a dispute is about a store path or a derivation output (consensus/dispute_subject.h).
+// SQLite cannot relax `path_id`'s NOT NULL in place, so the table is rebuilt with the subject as either
+// `path_id` or `realisation_key` (exactly one set); the rows are copied as they are.
+constexpr std::string_view kDisputeSubjects = R"sql(
+CREATE TABLE disputes_v10 (
+  id TEXT PRIMARY KEY,
+  path_id INTEGER REFERENCES paths(id),  -- the store path's; NULL for a derivation output's dispute
+  realisation_key TEXT,                  -- RealisationKey::ToString(); NULL for a store path's
+  signed_record TEXT NOT NULL,
+  opened INTEGER NOT NULL,
+  updated INTEGER NOT NULL,
+  fingerprint_count INTEGER NOT NULL,
+  state INTEGER NOT NULL DEFAULT 0,
+  operators TEXT NOT NULL DEFAULT '',
+  CHECK ((path_id IS NULL) <> (realisation_key IS NULL))
+) STRICT, WITHOUT ROWID;
+INSERT INTO disputes_v10(id, path_id, realisation_key, signed_record, opened, updated, fingerprint_count,
+                         state, operators)
+  SELECT id, path_id, NULL, signed_record, opened, updated, fingerprint_count, state, operators FROM disputes;
+DROP TABLE disputes;
+ALTER TABLE disputes_v10 RENAME TO disputes;
+CREATE INDEX disputes_open_first ON disputes(state <> 0, id);
+)sql";
+
 // Version 1 (one row per signature, claims and paths normalised) was only ever written by
 // development builds. An empty version-1 database is rebuilt as version 2; one holding attestations
 // is refused (see CreateOrMigrate): there is nothing in the field to convert.
@@ -254,7 +278,7 @@ constexpr std::string_view kDropSchemaV1 = R"sql(
 DROP TABLE signatures; DROP TABLE claims; DROP TABLE disputes; DROP TABLE paths; DROP TABLE keys;
 DROP TABLE observed_keys; DROP TABLE labels; DROP TABLE counters;
 )sql";
-static_assert(kSqliteSchemaVersion == 9);
+static_assert(kSqliteSchemaVersion == 10);
 
 // Fills what version 4 added for data written by older versions: each dispute's operators (from its
 // signed record) and the per-key attestation counters (one pass over the path records).
@@ -341,10 +365,12 @@ constexpr Migration kMigrations[] = {
     {8, kPolicyTables, "creating the policy chain tables", "adding the policy chain tables", nullptr},
     // Realisations are new in version 9: nothing to backfill (their counters start at zero).
     {9, kRealisationTables, "creating the realisation tables", "adding the realisation tables", nullptr},
+    // Disputes about derivation outputs are new in version 10: the rows copied are all about paths.
+    {10, kDisputeSubjects, "creating the disputes table", "letting disputes be about derivation outputs", nullptr},
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion - 1);
 
-// Brings a version-2..8 file to kSqliteSchemaVersion (inside the caller's transaction).
+// Brings a version-2..9 file to kSqliteSchemaVersion (inside the caller's transaction).
 absl::Status Migrate(Connection& db, int64_t from_version) {
   for (const Migration& step : kMigrations) {
     if (step.version <= from_version) continue;

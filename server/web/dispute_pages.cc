@@ -140,6 +140,25 @@ std::string SideName(size_t index) {
   return index < 26 ? std::string(1, static_cast<char>('A' + index)) : Cat("#", index + 1);
 }
 
+// What this node holds beside a signer's signature: the build metadata, receipt time and origin of the
+// stored attestation (of a path, or a realisation attestation); metadata is null when it holds none.
+struct HeldMetadata final {
+  const consensus::BuildMetadata* metadata = nullptr;
+  int64_t received_unix = 0;
+  const std::string* origin = nullptr;
+};
+
+HeldMetadata HeldOf(const Signer& signer) {
+  if (signer.stored) {
+    return {&signer.stored->attestation.metadata, signer.stored->received_unix, &signer.stored->origin};
+  }
+  if (signer.stored_realisation) {
+    return {&signer.stored_realisation->attestation.metadata, signer.stored_realisation->received_unix,
+            &signer.stored_realisation->origin};
+  }
+  return {};
+}
+
 bool IsFlagged(const DisputeDetail& detail, std::string_view builder) {
   return std::find(detail.record.flagged_builders.begin(), detail.record.flagged_builders.end(), builder) !=
          detail.record.flagged_builders.end();
@@ -170,7 +189,13 @@ std::string DiffHtmlSection(const DisputeDetail& detail, const DisputeDiffer* di
   const std::string& id = detail.stored.id;
   std::string body = "<h2>What differs</h2>\n<section id=\"what-differs\">";
   const std::optional<DisputeDiff> diff = differ == nullptr ? std::nullopt : differ->Result(id);
-  if (differ == nullptr) {
+  if (detail.record.subject.is_realisation()) {
+    // The sides name different output paths, each a store path of its own: their bytes are compared in
+    // those paths' disputes, if builders disagree about them too.
+    body += "<p id=\"diff-status\">Builders disagree about which output path this derivation output produced; "
+            "each output path's contents are attested (and compared) as a store path of its own. Search for "
+            "an output path above to see its attestations.</p>";
+  } else if (differ == nullptr) {
     body += "<p id=\"diff-status\">This node does not compare the bytes of disputes.</p>";
   } else if (!diff) {
     body += detail.stored.state == consensus::DisputeState::kOpen
@@ -248,8 +273,9 @@ std::string DetailHtml(const DisputeDetail& detail, const consensus::Policy& pol
   const storage::StoredDispute& d = detail.stored;
   std::string body = Cat(
       "<p>", StateBadge(d.state), " <span id=\"dispute-id\"><code>", Escape(d.id), "</code></span></p>\n"
-      "<table><tr><th>Store path</th><td><code id=\"store-path\">", Escape(d.path.full()), "</code> ",
-      "<a href=\"/search", Escape(QueryString({{"path", d.path.full()}})), "\">verdict</a></td></tr>"
+      "<table><tr><th>", d.subject.is_realisation() ? "Derivation output" : "Store path", "</th><td><code id=\"",
+      d.subject.is_realisation() ? "realisation-key" : "store-path", "\">", Escape(d.subject.ToString()), "</code> ",
+      "<a href=\"/search", Escape(QueryString({{"path", d.subject.ToString()}})), "\">verdict</a></td></tr>"
       "<tr><th>State</th><td id=\"state\">", Escape(consensus::DisputeStateName(d.state)), "</td></tr>"
       "<tr><th>Opened</th><td>", ShowTime(d.opened_unix), "</td></tr>"
       "<tr><th>Last updated</th><td>", ShowTime(d.updated_unix), "</td></tr>"
@@ -266,23 +292,51 @@ std::string DetailHtml(const DisputeDetail& detail, const consensus::Policy& pol
     for (size_t s = 0; s < n; ++s) body += Cat("<td>", cell(detail.sides[s]), "</td>");
     body += "</tr>\n";
   };
-  row("NAR hash", "nar-hash", detail.nar_hash_differs, [](const Side& side) {
-    return side.claim ? Cat("<code class=\"nar-hash\">", Escape(ShowNarHash(*side.claim)), "</code>")
-                      : std::string("<span class=\"absent\">unreadable fingerprint</span>");
-  });
-  row("NAR size", "nar-size", detail.nar_size_differs, [](const Side& side) {
-    return side.claim ? Cat(ShowCount(static_cast<int64_t>(side.claim->nar_size)), " bytes") : std::string();
-  });
-  body += Cat("<tr><th colspan=\"", n + 1, "\">References (", detail.references.size(), ")</th></tr>\n");
-  for (const auto& [reference, present] : detail.references) {
-    const bool everywhere = std::all_of(present.begin(), present.end(), [](bool p) { return p; });
-    body += Cat("<tr class=\"reference", everywhere ? "" : " diff ref-differs", "\"><th><code>", Escape(reference),
-                "</code></th>");
-    for (size_t s = 0; s < n; ++s) {
-      body += present[s] ? (everywhere ? "<td>yes</td>" : "<td><mark>only on this side</mark></td>")
-                         : "<td class=\"absent\">missing</td>";
+  if (d.subject.is_realisation()) {
+    // A derivation output's sides differ in the output path (and, in the 2.8 format, possibly only in
+    // the dependent realisations): show both.
+    bool out_path_differs = false;
+    bool dependent_differs = false;
+    for (size_t s = 1; s < n; ++s) {
+      const auto& first = detail.sides[0].realisation;
+      const auto& other = detail.sides[s].realisation;
+      if (!first || !other) continue;
+      out_path_differs |= first->out_path != other->out_path;
+      dependent_differs |= first->dependent != other->dependent;
     }
-    body += "</tr>\n";
+    row("Output path", "out-path", out_path_differs, [](const Side& side) {
+      return side.realisation
+                 ? Cat("<code class=\"out-path\">", Escape(side.realisation->out_path.full()), "</code>")
+                 : std::string("<span class=\"absent\">unreadable fingerprint</span>");
+    });
+    row("Dependent realisations", "dependent", dependent_differs, [](const Side& side) {
+      std::string cell;
+      if (!side.realisation) return cell;
+      for (const auto& [key, path] : side.realisation->dependent) {
+        cell += Cat(cell.empty() ? "" : "<br>", "<code>", Escape(key), "</code> &rarr; <code>", Escape(path.full()),
+                    "</code>");
+      }
+      return cell.empty() ? std::string("none") : cell;
+    });
+  } else {
+    row("NAR hash", "nar-hash", detail.nar_hash_differs, [](const Side& side) {
+      return side.claim ? Cat("<code class=\"nar-hash\">", Escape(ShowNarHash(*side.claim)), "</code>")
+                        : std::string("<span class=\"absent\">unreadable fingerprint</span>");
+    });
+    row("NAR size", "nar-size", detail.nar_size_differs, [](const Side& side) {
+      return side.claim ? Cat(ShowCount(static_cast<int64_t>(side.claim->nar_size)), " bytes") : std::string();
+    });
+    body += Cat("<tr><th colspan=\"", n + 1, "\">References (", detail.references.size(), ")</th></tr>\n");
+    for (const auto& [reference, present] : detail.references) {
+      const bool everywhere = std::all_of(present.begin(), present.end(), [](bool p) { return p; });
+      body += Cat("<tr class=\"reference", everywhere ? "" : " diff ref-differs", "\"><th><code>", Escape(reference),
+                  "</code></th>");
+      for (size_t s = 0; s < n; ++s) {
+        body += present[s] ? (everywhere ? "<td>yes</td>" : "<td><mark>only on this side</mark></td>")
+                           : "<td class=\"absent\">missing</td>";
+      }
+      body += "</tr>\n";
+    }
   }
   body += "<tr><th>Signed by</th>";
   for (const Side& side : detail.sides) {
@@ -291,10 +345,10 @@ std::string DetailHtml(const DisputeDetail& detail, const consensus::Policy& pol
       body += Cat("<li class=\"signer\"><b>", Escape(signer.operator_name), "</b> / <code",
                   IsFlagged(detail, signer.builder) ? " class=\"flagged\" title=\"flagged builder\"" : "", ">",
                   Escape(signer.builder), "</code>");
-      if (signer.stored) {
-        const consensus::BuildMetadata& m = signer.stored->attestation.metadata;
-        body += Cat("<br>received ", ShowTime(signer.stored->received_unix),
-                    signer.stored->origin.empty() ? "" : Cat(" via ", Escape(signer.stored->origin)),
+      if (const HeldMetadata held = HeldOf(signer); held.metadata != nullptr) {
+        const consensus::BuildMetadata& m = *held.metadata;
+        body += Cat("<br>received ", ShowTime(held.received_unix),
+                    held.origin->empty() ? "" : Cat(" via ", Escape(*held.origin)),
                     "<br>build kind: ", Escape(consensus::BuildKindName(m.build_kind)),
                     m.system.empty() ? "" : Cat(", ", Escape(m.system)),
                     m.output_name.empty() ? "" : Cat(", output ", Escape(m.output_name)),
@@ -369,11 +423,11 @@ json DetailJson(const DisputeDetail& detail, const DisputeDiffer* differ) {
                 {"builder", signer.builder},
                 {"signature", signer.signature},
                 {"flagged", IsFlagged(detail, signer.builder)},
-                {"held", signer.stored.has_value()}};
-      if (signer.stored) {
-        const consensus::BuildMetadata& m = signer.stored->attestation.metadata;
-        s["received_unix"] = signer.stored->received_unix;
-        s["origin"] = signer.stored->origin;
+                {"held", HeldOf(signer).metadata != nullptr}};
+      if (const HeldMetadata held = HeldOf(signer); held.metadata != nullptr) {
+        const consensus::BuildMetadata& m = *held.metadata;
+        s["received_unix"] = held.received_unix;
+        s["origin"] = *held.origin;
         s["deriver"] = m.deriver;
         s["build_kind"] = consensus::BuildKindName(m.build_kind);
         s["system"] = m.system;
@@ -383,6 +437,12 @@ json DetailJson(const DisputeDetail& detail, const DisputeDiffer* differ) {
       signers.push_back(std::move(s));
     }
     json out = {{"fingerprint", side.fingerprint}, {"signers", std::move(signers)}};
+    if (side.realisation) {
+      out["out_path"] = side.realisation->out_path.full();
+      json dependent = json::object();
+      for (const auto& [key, path] : side.realisation->dependent) dependent[key] = path.full();
+      out["dependent_realisations"] = std::move(dependent);
+    }
     if (side.claim) {
       out["nar_hash"] = ShowNarHash(*side.claim);
       out["nar_size"] = side.claim->nar_size;
@@ -418,7 +478,8 @@ json DetailJson(const DisputeDetail& detail, const DisputeDiffer* differ) {
   }
   return {{"id", d.id},
           {"url", DisputeUrl(d.id, Format::kHtml)},
-          {"store_path", d.path.full()},
+          {"store_path", d.subject.is_realisation() ? std::string() : d.subject.ToString()},
+          {"realisation_key", d.subject.is_realisation() ? d.subject.ToString() : std::string()},
           {"state", consensus::DisputeStateName(d.state)},
           {"opened_unix", d.opened_unix},
           {"updated_unix", d.updated_unix},
@@ -463,7 +524,8 @@ HttpResponse DisputePages::List(const std::vector<std::pair<std::string, std::st
       list.push_back({{"id", d.id},
                       {"url", DisputeUrl(d.id, Format::kHtml)},
                       {"json_url", DisputeUrl(d.id, Format::kJson)},
-                      {"store_path", d.path.full()},
+                      {"store_path", d.subject.is_realisation() ? std::string() : d.subject.ToString()},
+                      {"realisation_key", d.subject.is_realisation() ? d.subject.ToString() : std::string()},
                       {"state", consensus::DisputeStateName(d.state)},
                       {"fingerprint_count", d.fingerprint_count},
                       {"operators", d.operators},
@@ -496,8 +558,8 @@ HttpResponse DisputePages::List(const std::vector<std::pair<std::string, std::st
                          Escape(op), "</a>");
       }
       body += Cat("<tr class=\"dispute\"><td><a class=\"dispute-link\" href=\"", DisputeUrl(d.id, Format::kHtml),
-                  "\"><code>", Escape(d.id), "</code></a></td><td title=\"", Escape(d.path.full()), "\">",
-                  Escape(d.path.name()), "</td><td>", StateBadge(d.state), "</td><td>", d.fingerprint_count,
+                  "\"><code>", Escape(d.id), "</code></a></td><td title=\"", Escape(d.subject.ToString()), "\">",
+                  Escape(d.subject.Name()), "</td><td>", StateBadge(d.state), "</td><td>", d.fingerprint_count,
                   "</td><td>", operators, "</td><td>", ShowTime(d.opened_unix), "</td><td>",
                   ShowTime(d.updated_unix), "</td></tr>\n");
     }
@@ -532,7 +594,7 @@ HttpResponse DisputePages::One(std::string_view id, Format format) const {
   }
   if (format == Format::kJson) return JsonResponse(200, DumpJson(DetailJson(*detail, differ_)));
   HttpResponse response =
-      HtmlResponse(200, Frame(Cat("Dispute about ", detail->stored.path.name()), DetailHtml(*detail, *policy_.current(), differ_)));
+      HtmlResponse(200, Frame(Cat("Dispute about ", detail->stored.subject.Name()), DetailHtml(*detail, *policy_.current(), differ_)));
   // The page frames diffoscope's report (served by DiffHtml, sandboxed): its own origin only.
   for (auto& [name, value] : response.headers) {
     if (name == "Content-Security-Policy") value += "; frame-src 'self'";

@@ -7,6 +7,10 @@
 // A path inside a store object ("/nix/store/<hash>-<name>/bin/x") is looked up as the object. No path:
 // the search form with an explanation (200). A malformed path: 400 with the parser's message.
 //
+// A realisation key ("sha256:<hex>!out", "/nix/store/<hash>-<name>.drv^out", see consensus/realisation.h)
+// is answered the same way by the Status RPC's answer for it: the derivation output's verdict, the
+// output path each fingerprint claims, and a link to its dispute.
+//
 // Runs the status query (it reads the store): run as an HttpReply::Later job.
 //
 // Thread-safe; the query is borrowed and must outlive it.
@@ -28,6 +32,8 @@ class SearchPage final {
   HttpResponse Render(std::string_view path, Format format) const;
 
  private:
+  HttpResponse RenderRealisation(const std::string& key, Format format) const;
+
   const StatusQuery* const status_query_;
 };
 

@@ -101,7 +101,7 @@ DisputeSide::Entry Entry(std::string op, std::string signature) {
 DisputeRecord GoldenRecord() {
   return DisputeRecord{
       .id = kDisputeIdGolden,
-      .path = ParsePath(kPath),
+      .subject = ParsePath(kPath),
       .policy_hash = kPolicyHash,
       .time_unix = 1700000000,
       .sides = {{kGoodFingerprint,
@@ -127,7 +127,7 @@ Policy MakePolicy() {
 
 void ExpectSameRecord(const DisputeRecord& a, const DisputeRecord& b) {
   EXPECT_EQ(a.id, b.id);
-  EXPECT_EQ(a.path, b.path);
+  EXPECT_EQ(a.subject, b.subject);
   EXPECT_EQ(a.policy_hash, b.policy_hash);
   EXPECT_EQ(a.time_unix, b.time_unix);
   ASSERT_EQ(a.sides.size(), b.sides.size());
@@ -316,7 +316,7 @@ TEST(DisputeTest, RecordListsBothSidesWithOperators) {
   ASSERT_TRUE(record.ok()) << record.status();
 
   EXPECT_EQ(record->id, DisputeId(path));
-  EXPECT_EQ(record->path, path);
+  EXPECT_EQ(record->subject, DisputeSubject(path));
   EXPECT_EQ(record->policy_hash, policy.Hash());
   EXPECT_EQ(record->time_unix, 1700000000);
   ASSERT_EQ(record->sides.size(), 2u);

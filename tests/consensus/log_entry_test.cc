@@ -773,7 +773,7 @@ TEST(LogEntryTest, DisputeEntryRoundTrips) {
   const SignedNote signed_note = OrDie(SignedNote::Parse(parsed->note));
   EXPECT_TRUE(VerifyNote(signed_note, NodeKey().public_key()).ok());
   const DisputeRecord record = OrDie(DisputeRecord::FromNoteText(signed_note.text));
-  EXPECT_EQ(record.path, TestStorePath("hello-2.12"));
+  EXPECT_EQ(record.subject, consensus::DisputeSubject(TestStorePath("hello-2.12")));
   EXPECT_EQ(record.time_unix, 1700000000);
 }
 
@@ -818,7 +818,7 @@ std::string LargeDisputeNote(int entries) {
                                              TestClaim("hello-2.12", "evil").Fingerprint()};
   std::sort(fingerprints.begin(), fingerprints.end());
   DisputeRecord record{.id = DisputeId(path),
-                       .path = path,
+                       .subject = path,
                        .policy_hash = absl::StrCat("sha256:", std::string(64, 'a')),
                        .time_unix = 1700000000,
                        .sides = {{fingerprints[0], {}}, {fingerprints[1], {}}},

@@ -48,7 +48,7 @@ Resolution MakeResolution(ResolutionOutcome outcome = ResolutionOutcome::kMalici
                                            TestClaim("hello-2.12", "evil").Fingerprint()};
   std::sort(fingerprints.begin(), fingerprints.end());
   return Resolution{.dispute_id = DisputeId(path),
-                    .path = path,
+                    .subject = path,
                     .outcome = outcome,
                     .fingerprints = fingerprints,
                     .builders = std::move(builders),
@@ -61,7 +61,7 @@ TEST(ResolutionTest, TextRoundTripsAndHasTheDocumentedLayout) {
   ASSERT_TRUE(resolution.Validate().ok()) << resolution.Validate();
   const std::string text = resolution.ToNoteText();
   EXPECT_EQ(text, Cat("attest/resolution/v1\n", "dispute ", resolution.dispute_id, "\n", "path ",
-                      resolution.path.full(), "\n", "outcome malicious\n", "fingerprint ", resolution.fingerprints[0],
+                      resolution.subject.ToString(), "\n", "outcome malicious\n", "fingerprint ", resolution.fingerprints[0],
                       "\n", "fingerprint ", resolution.fingerprints[1], "\n", "builder carol-1\n",
                       "time 1700000000\n", "note ", resolution.note, "\n"));
   absl::StatusOr<Resolution> parsed = Resolution::FromNoteText(text);

@@ -198,6 +198,22 @@ TEST_F(CaDerivationE2eTest, RealisationsReachQuorumAreDisputedAndAreSubstituted)
     ASSERT_EQ(mine.value("id", ""), nondet_id) << b.name << ": the same derivation output";
     EXPECT_THAT(disputed.out, HasSubstr(mine.value("outPath", "?"))) << b.name << "'s output path is not in the evidence";
   }
+  // One signed dispute record for the derivation output, found by its key, with every output path.
+  RunResult dispute = node.Cli({"disputes", "show", "--node", node.grpc_address(), "--json", nondet_id});
+  ASSERT_EQ(dispute.exit_code, 0) << dispute.out << dispute.err;
+  const nlohmann::json record = nlohmann::json::parse(dispute.out, nullptr, /*allow_exceptions=*/false);
+  EXPECT_EQ(record.value("path", ""), nondet_id) << dispute.out;
+  EXPECT_TRUE(record.value("realisation", false)) << dispute.out;
+  EXPECT_EQ(record["fingerprints"].size(), builders.size()) << dispute.out;
+  EXPECT_THAT(record.value("signed_record", ""), HasSubstr("\nrealisation " + nondet_id + "\n"));
+  for (const HookBuilder& b : builders) {
+    EXPECT_THAT(dispute.out, HasSubstr(Realisation(b.store, nondet_drv).value("outPath", "?"))) << b.name;
+  }
+  // The dispute page shows the derivation output and the output paths side by side.
+  auto [page_code, page] = HttpGet(node.http_address(), "/disputes/" + record.value("id", "") + ".json");
+  EXPECT_EQ(page_code, 200) << page;
+  EXPECT_THAT(page, HasSubstr("\"realisation_key\":\"" + nondet_id + "\""));
+  EXPECT_THAT(page, HasSubstr("\"out_path\""));
 
   // 4. The gateway serves the CONFIRMED realisations in both formats and nothing for the dispute.
   auto [doi_code, doi] = HttpGet(node.http_address(), "/realisations/" + top["id"].get<std::string>() + ".doi");

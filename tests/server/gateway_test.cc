@@ -445,7 +445,7 @@ TEST_F(GatewayCacheTest, ABuilderExcludedByAMaintainerNoLongerCountsForCachedAns
   std::vector<std::string> fingerprints = {good.Fingerprint(), evil.Fingerprint()};
   std::sort(fingerprints.begin(), fingerprints.end());
   auto note = consensus::SignResolution(consensus::Resolution{.dispute_id = consensus::DisputeId(good.path),
-                                                              .path = good.path,
+                                                              .subject = good.path,
                                                               .outcome = consensus::ResolutionOutcome::kMalicious,
                                                               .fingerprints = fingerprints,
                                                               .builders = {"carol-builder-1"},

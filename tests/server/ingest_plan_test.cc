@@ -82,7 +82,7 @@ class IngestPlanTest : public ::testing::Test {
     std::vector<std::string> fingerprints = {a.Fingerprint(), b.Fingerprint()};
     std::sort(fingerprints.begin(), fingerprints.end());
     const consensus::Resolution resolution{.dispute_id = consensus::DisputeId(a.path),
-                                           .path = a.path,
+                                           .subject = a.path,
                                            .outcome = outcome,
                                            .fingerprints = fingerprints,
                                            .builders = std::move(builders),
@@ -141,7 +141,7 @@ TEST_F(IngestPlanTest, DisagreementOpensADisputeWithASignedRecord) {
   ASSERT_EQ(plan->batch.disputes.size(), 1u);
   const storage::StoredDispute& dispute = plan->batch.disputes[0];
   EXPECT_EQ(dispute.id, consensus::DisputeId(agreed.path));
-  EXPECT_EQ(dispute.path, agreed.path);
+  EXPECT_EQ(dispute.subject, consensus::DisputeSubject(agreed.path));
   EXPECT_EQ(dispute.opened_unix, kTestNow);
   EXPECT_EQ(dispute.updated_unix, kTestNow);
   EXPECT_EQ(dispute.fingerprint_count, 2);

@@ -304,7 +304,7 @@ TEST_F(IngestTest, VerdictFlowEndsInASignedDispute) {
   auto dispute = store_.GetDispute(consensus::DisputeId(good.path));
   ASSERT_TRUE(dispute.ok());
   ASSERT_TRUE(dispute->has_value());
-  EXPECT_EQ((*dispute)->path, good.path);
+  EXPECT_EQ((*dispute)->subject, consensus::DisputeSubject(good.path));
   EXPECT_EQ((*dispute)->fingerprint_count, 2);
   EXPECT_EQ((*dispute)->opened_unix, kTestNow);
 
@@ -415,7 +415,7 @@ TEST(IngestAtomicityTest, DisputeIsWrittenInTheSameBatchAsItsEvidence) {
   EXPECT_TRUE(store.batches[0].disputes.empty());
   EXPECT_EQ(store.batches[1].attestations.size(), 2u);
   ASSERT_EQ(store.batches[1].disputes.size(), 1u);
-  EXPECT_EQ(store.batches[1].disputes[0].path, TestStorePath("p"));
+  EXPECT_EQ(store.batches[1].disputes[0].subject, consensus::DisputeSubject(TestStorePath("p")));
 }
 
 TEST(IngestFailureTest, StorageFailureFailsTheCallStoresNothingAndHidesInternals) {

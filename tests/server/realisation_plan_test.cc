@@ -4,7 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "consensus/dispute.h"
 #include "consensus/realisation.h"
+#include "consensus/signed_note.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/ingest_plan.h"
@@ -98,16 +100,49 @@ TEST_F(RealisationPlanTest, AHeldOneIsWrittenAgainOnlyForAnEarlierReceiptAndARep
   EXPECT_EQ(fresh->batch.realisations[0].received_unix, kTestNow - 7);
 }
 
-TEST_F(RealisationPlanTest, ADisagreementIsReportedWithoutADisputeRecord) {
+TEST_F(RealisationPlanTest, ADisagreementMakesOneSignedDisputeRecordPerDerivationOutput) {
   const consensus::RealisationKey key = DrvHashKey("flaky");
-  auto plan = Plan({Verified(RealisationOf(key, OutPath("flaky", "a")), federation_.alice),
-                    Verified(RealisationOf(key, OutPath("flaky", "b")), federation_.bob)},
-                   {});
+  const consensus::Realisation a = RealisationOf(key, OutPath("flaky", "a"));
+  const consensus::Realisation b = RealisationOf(key, OutPath("flaky", "b"));
+  auto plan = Plan({Verified(a, federation_.alice), Verified(b, federation_.bob)}, {});
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->batch.realisations.size(), 2u);
-  EXPECT_TRUE(plan->batch.disputes.empty());
+  ASSERT_EQ(plan->batch.disputes.size(), 1u);
+  const storage::StoredDispute& dispute = plan->batch.disputes[0];
+  EXPECT_EQ(dispute.id, consensus::DisputeId(key));
+  ASSERT_TRUE(dispute.subject.is_realisation());
+  EXPECT_EQ(dispute.subject.realisation(), key);
+  EXPECT_EQ(dispute.fingerprint_count, 2);
+  EXPECT_EQ(dispute.operators, (std::vector<std::string>{"alice-ci", "bob-labs"}));
+  EXPECT_EQ(dispute.opened_unix, kTestNow);
+
+  // The record is the node's signed evidence: both output paths, each with its builder's signature.
+  absl::StatusOr<consensus::SignedNote> note = consensus::SignedNote::Parse(dispute.signed_record);
+  ASSERT_TRUE(note.ok()) << note.status();
+  EXPECT_TRUE(consensus::VerifyNote(*note, federation_.node_key.public_key()).ok());
+  absl::StatusOr<consensus::DisputeRecord> record = consensus::DisputeRecord::FromNoteText(note->text);
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_TRUE(consensus::VerifyDisputeEvidence(*record, policy_).ok());
+  std::vector<std::string> fingerprints;
+  for (const consensus::DisputeSide& side : record->sides) fingerprints.push_back(side.fingerprint);
+  EXPECT_THAT(fingerprints, ::testing::UnorderedElementsAre(a.Fingerprint(), b.Fingerprint()));
+
   ASSERT_EQ(plan->state_changes.size(), 1u);
-  EXPECT_THAT(plan->state_changes[0], HasSubstr("realisation disputed: " + key.ToString() + ": 2 competing output paths"));
+  EXPECT_THAT(plan->state_changes[0], HasSubstr("dispute opened: " + dispute.id + " realisation " + key.ToString() +
+                                                ": 2 competing output paths"));
+
+  // A third builder on a side already held changes the counted evidence: the record is updated, and
+  // an attestation that changes nothing makes no new one.
+  std::vector<storage::StoredRealisation> held;
+  for (const storage::StoredRealisation& s : plan->batch.realisations) held.push_back(s);
+  auto updated = Plan({Verified(a, federation_.carol)}, held);
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  ASSERT_EQ(updated->batch.disputes.size(), 1u);
+  EXPECT_EQ(updated->batch.disputes[0].id, dispute.id);
+  EXPECT_THAT(updated->state_changes.back(), HasSubstr("dispute updated: " + dispute.id));
+  auto again = Plan({Verified(a, federation_.alice)}, held);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->batch.disputes.empty());
 }
 
 TEST_F(RealisationPlanTest, KeysThatAreNotTheAffectedOnesAreRefused) {

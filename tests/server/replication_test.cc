@@ -232,7 +232,7 @@ TEST_F(ReplicationTest, AMaintainersStatementReachesTheFollowerAndExcludesTheBui
   std::vector<std::string> fingerprints = {good.Fingerprint(), evil.Fingerprint()};
   std::sort(fingerprints.begin(), fingerprints.end());
   const consensus::Resolution statement{.dispute_id = consensus::DisputeId(good.path),
-                                        .path = good.path,
+                                        .subject = good.path,
                                         .outcome = consensus::ResolutionOutcome::kMalicious,
                                         .fingerprints = fingerprints,
                                         .builders = {"carol-builder-1"},
@@ -708,7 +708,7 @@ class RestoreTest : public ReplicationTest {
     std::vector<std::string> fingerprints = {good_.Fingerprint(), evil_.Fingerprint()};
     std::sort(fingerprints.begin(), fingerprints.end());
     auto note = consensus::SignResolution(consensus::Resolution{.dispute_id = consensus::DisputeId(good_.path),
-                                                                .path = good_.path,
+                                                                .subject = good_.path,
                                                                 .outcome = consensus::ResolutionOutcome::kMalicious,
                                                                 .fingerprints = fingerprints,
                                                                 .builders = {"carol-builder-1"},

@@ -19,6 +19,7 @@
 #include "server/node.h"
 #include "server/node_config.h"
 #include "tests/server/http_test_client.h"
+#include "tests/server/realisation_test_util.h"
 #include "tests/server/server_test_util.h"
 #include "tests/support/test_support.h"
 
@@ -106,7 +107,7 @@ class ResolutionTest : public ::testing::Test {
     if (fingerprints.empty()) fingerprints = {good_.Fingerprint(), evil_.Fingerprint()};
     std::sort(fingerprints.begin(), fingerprints.end());
     return consensus::Resolution{.dispute_id = consensus::DisputeId(good_.path),
-                                 .path = good_.path,
+                                 .subject = good_.path,
                                  .outcome = outcome,
                                  .fingerprints = std::move(fingerprints),
                                  .builders = std::move(builders),
@@ -135,6 +136,70 @@ class ResolutionTest : public ::testing::Test {
   const consensus::PathInfo good_ = TestClaim("hello-2.12", "good");
   const consensus::PathInfo evil_ = TestClaim("hello-2.12", "evil");
 };
+
+// A derivation output's dispute is resolved like a path's: the statement names the realisation key, and a
+// malicious builder stops counting for realisations as for paths.
+TEST_F(ResolutionTest, ADerivationOutputsDisputeIsResolvedAndTheMaliciousBuilderStopsCounting) {
+  const consensus::RealisationKey key = testing::DrvPathKey("flaky-1.0");
+  const consensus::Realisation good = testing::RealisationOf(key, testing::OutPath("flaky-1.0", "good"));
+  const consensus::Realisation evil = testing::RealisationOf(key, testing::OutPath("flaky-1.0", "evil"));
+  v1::SubmitRequest request;
+  *request.add_realisations() = testing::SignedRealisation(good, federation_.alice);
+  *request.add_realisations() = testing::SignedRealisation(evil, federation_.carol);
+  v1::SubmitResponse submitted;
+  ASSERT_TRUE(attestations_->Submit(Context().get(), request, &submitted).ok());
+  v1::StatusRequest ask;
+  ask.add_store_paths(key.ToString());
+  v1::StatusResponse before;
+  ASSERT_TRUE(attestations_->Status(Context().get(), ask, &before).ok());
+  ASSERT_EQ(before.statuses(0).verdict(), v1::DISPUTED);
+  const std::string id = consensus::DisputeId(key);
+  EXPECT_EQ(before.statuses(0).dispute_id(), id);
+
+  // The dispute is found by its key and names it; its evidence is the realisation attestations.
+  v1::GetDisputeRequest get;
+  get.set_id(key.ToString());
+  v1::Dispute dispute;
+  ASSERT_TRUE(disputes_->GetDispute(Context().get(), get, &dispute).ok());
+  EXPECT_EQ(dispute.id(), id);
+  EXPECT_EQ(dispute.realisation_key(), key.ToString());
+  EXPECT_EQ(dispute.store_path(), "");
+  EXPECT_EQ(dispute.realisations_size(), 2);
+  EXPECT_EQ(dispute.attestations_size(), 0);
+
+  std::vector<std::string> fingerprints = {good.Fingerprint(), evil.Fingerprint()};
+  std::sort(fingerprints.begin(), fingerprints.end());
+  const consensus::Resolution statement{.dispute_id = id,
+                                        .subject = key,
+                                        .outcome = consensus::ResolutionOutcome::kMalicious,
+                                        .fingerprints = fingerprints,
+                                        .builders = {federation_.carol.name()},
+                                        .time_unix = Now(),
+                                        .note = "carol's builder substituted another output"};
+  v1::ResolveDisputeResponse resolved;
+  grpc::Status status = Resolve(statement, federation_.maintainer, &resolved);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(resolved.dispute().state(), "malicious");
+  EXPECT_EQ(resolved.dispute().realisation_key(), key.ToString());
+
+  // carol no longer counts: alice alone leaves the output PENDING, bob's agreement confirms it.
+  v1::StatusResponse after;
+  ASSERT_TRUE(attestations_->Status(Context().get(), ask, &after).ok());
+  EXPECT_EQ(after.statuses(0).verdict(), v1::PENDING);
+  v1::SubmitRequest bob;
+  *bob.add_realisations() = testing::SignedRealisation(good, federation_.bob);
+  ASSERT_TRUE(attestations_->Submit(Context().get(), bob, &submitted).ok());
+  ASSERT_TRUE(attestations_->Status(Context().get(), ask, &after).ok());
+  EXPECT_EQ(after.statuses(0).verdict(), v1::CONFIRMED);
+
+  // A statement naming the derivation's own path is about another dispute.
+  consensus::Resolution wrong = statement;
+  wrong.subject = key.drv_path();
+  wrong.dispute_id = consensus::DisputeId(key.drv_path());
+  wrong.fingerprints = {TestClaim(std::string(key.drv_path().name()), "x").Fingerprint()};
+  status = Resolve(wrong, federation_.maintainer, &resolved);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+}
 
 TEST_F(ResolutionTest, MaliciousStatementExcludesTheBuilderEverywhereAndSurvivesRestart) {
   MakeDispute();
@@ -204,7 +269,7 @@ TEST_F(ResolutionTest, RefusalsAreSpecificAndChangeNothing) {
   // An unknown dispute.
   const consensus::PathInfo quiet = TestClaim("quiet-1", "x");
   consensus::Resolution unknown = Statement(consensus::ResolutionOutcome::kResolved, {}, now, {quiet.Fingerprint()});
-  unknown.path = quiet.path;
+  unknown.subject = quiet.path;
   unknown.dispute_id = consensus::DisputeId(quiet.path);
   status = Resolve(unknown, federation_.maintainer, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
@@ -218,7 +283,7 @@ TEST_F(ResolutionTest, RefusalsAreSpecificAndChangeNothing) {
   std::vector<std::string> sides = {mine.Fingerprint(), theirs.Fingerprint()};
   std::sort(sides.begin(), sides.end());
   consensus::Resolution blame_bob{.dispute_id = consensus::DisputeId(mine.path),
-                                  .path = mine.path,
+                                  .subject = mine.path,
                                   .outcome = consensus::ResolutionOutcome::kMalicious,
                                   .fingerprints = sides,
                                   .builders = {"bob-builder-1"},

@@ -456,7 +456,7 @@ TEST_P(AttestationStoreContractTest, ConcurrentWritersAndReadersSeeWholeBatches)
 StoredDispute SignedDispute(std::string_view path_name, int64_t time, size_t references = 0) {
   const StorePath path = TestStorePath(path_name);
   consensus::DisputeRecord record{.id = consensus::DisputeId(path),
-                                  .path = path,
+                                  .subject = path,
                                   .policy_hash = consensus::Cat("sha256:", std::string(64, 'a')),
                                   .time_unix = time,
                                   .sides = {},
@@ -477,6 +477,37 @@ StoredDispute SignedDispute(std::string_view path_name, int64_t time, size_t ref
   return dispute;
 }
 
+// The signed dispute record of a derivation output (a build trace key of `drv_name`) that two builders
+// realised as two different output paths.
+StoredDispute SignedRealisationDispute(std::string_view drv_name, int64_t time) {
+  const consensus::Realisation good = testing::BuildTraceRealisation(drv_name, "out", "good");
+  const consensus::RealisationKey& key = good.key;
+  consensus::DisputeRecord record{.id = consensus::DisputeId(key),
+                                  .subject = key,
+                                  .policy_hash = consensus::Cat("sha256:", std::string(64, 'a')),
+                                  .time_unix = time,
+                                  .sides = {},
+                                  .flagged_builders = {}};
+  for (std::string_view content : {"good", "evil"}) {
+    const consensus::Realisation claim = testing::BuildTraceRealisation(drv_name, "out", content);
+    const std::string builder = consensus::Cat("builder-", content);
+    record.sides.push_back(consensus::DisputeSide{
+        .fingerprint = claim.Fingerprint(),
+        .entries = {{.operator_name = consensus::Cat("op-", content),
+                     .signature = consensus::SignRealisation(claim, attest::testing::TestKey(builder)).signature}}});
+  }
+  std::ranges::sort(record.sides, {}, &consensus::DisputeSide::fingerprint);
+  return StoredDispute{
+      .id = record.id,
+      .subject = key,
+      .signed_record = consensus::SignDisputeRecord(record, attest::testing::TestKey("node-1")).Serialize(),
+      .opened_unix = time,
+      .updated_unix = time,
+      .fingerprint_count = 2,
+      .state = consensus::DisputeState::kOpen,
+      .operators = {"op-evil", "op-good"}};
+}
+
 // A maintainer's statement about the dispute of `path_name` (SignedDispute's), signed by "maintainer-1".
 StoredResolution SignedResolution(std::string_view path_name, consensus::ResolutionOutcome outcome, int64_t time,
                                   std::vector<std::string> builders = {}) {
@@ -485,7 +516,7 @@ StoredResolution SignedResolution(std::string_view path_name, consensus::Resolut
                                            TestClaim(path_name, "evil").Fingerprint()};
   std::ranges::sort(fingerprints);
   consensus::Resolution resolution{.dispute_id = consensus::DisputeId(path),
-                                   .path = path,
+                                   .subject = path,
                                    .outcome = outcome,
                                    .fingerprints = fingerprints,
                                    .builders = std::move(builders),
@@ -890,6 +921,50 @@ TEST_P(AttestationStoreContractTest, DisputesListOpenFirstAndFilter) {
   ASSERT_TRUE(page.ok());
   ASSERT_THAT(*page, SizeIs(1));
   EXPECT_EQ((*page)[0].id, hello.id);
+}
+
+TEST_P(AttestationStoreContractTest, ADerivationOutputsDisputeIsStoredLoggedListedAndFiltered) {
+  const StoredDispute path_dispute = SignedDispute("hello-2.12", 10);
+  const StoredDispute output_dispute = SignedRealisationDispute("flaky-1.0", 11);
+  ASSERT_TRUE(output_dispute.subject.is_realisation());
+  WriteBatch batch = Batch({}, {path_dispute, output_dispute});
+  batch.log_append = LogAppend::kAll;
+  WriteOk(batch);
+
+  auto read = store_->GetDispute(output_dispute.id);
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_TRUE(read->has_value());
+  EXPECT_EQ(**read, output_dispute);
+  auto path_read = store_->GetDispute(path_dispute.id);
+  ASSERT_TRUE(path_read.ok() && path_read->has_value());
+  EXPECT_EQ(**path_read, path_dispute);
+
+  // The name filter matches a key's text (it names the derivation); listing shows both kinds.
+  auto listed = store_->ListDisputes({.limit = 10, .name_contains = "flaky-1.0.drv^out"});
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_THAT(*listed, SizeIs(1));
+  EXPECT_EQ((*listed)[0], output_dispute);
+  auto all = store_->ListDisputes({.limit = 10});
+  ASSERT_TRUE(all.ok());
+  EXPECT_THAT(*all, SizeIs(2));
+  EXPECT_EQ(store_->CountDisputes({.name_contains = "flaky"}).value(), 1);
+  EXPECT_EQ(store_->CountDisputes({.operator_name = "op-evil"}).value(), 1);  // SignedDispute sets none
+  EXPECT_EQ(store_->Stats().value().disputes, 2);
+
+  // Both records are in the log, in batch order.
+  auto entries = store_->LogEntries(0, 2);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  auto path_entry = consensus::EncodeDisputeEntry(path_dispute.signed_record);
+  auto output_entry = consensus::EncodeDisputeEntry(output_dispute.signed_record);
+  ASSERT_TRUE(path_entry.ok() && output_entry.ok()) << output_entry.status();
+  EXPECT_THAT(*entries, ElementsAre(*path_entry, *output_entry));
+
+  // A later record of the same output replaces the first and keeps its opening time.
+  StoredDispute later = SignedRealisationDispute("flaky-1.0", 20);
+  later.opened_unix = 11;
+  WriteOk(Batch({}, {later}));
+  EXPECT_EQ(store_->GetDispute(output_dispute.id).value()->updated_unix, 20);
+  EXPECT_EQ(store_->Stats().value().disputes, 2);
 }
 
 TEST_P(AttestationStoreContractTest, CountsAttestationsPerKey) {

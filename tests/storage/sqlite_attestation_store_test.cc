@@ -305,6 +305,17 @@ TEST(SqliteAttestationStoreTest, Version1IsRebuiltWhenEmptyAndRefusedOtherwise) 
   EXPECT_EQ(QueryIntOnFile(dir.File("full-v1.db"), "SELECT count(*) FROM signatures"), 2);
 }
 
+// Turns a current file back into what version 9 wrote: disputes about store paths only (path_id NOT
+// NULL, no realisation_key).
+constexpr std::string_view kUndoVersion10 =
+    "CREATE TABLE disputes_v9 (id TEXT PRIMARY KEY, path_id INTEGER NOT NULL REFERENCES paths(id), "
+    "signed_record TEXT NOT NULL, opened INTEGER NOT NULL, updated INTEGER NOT NULL, "
+    "fingerprint_count INTEGER NOT NULL, state INTEGER NOT NULL DEFAULT 0, operators TEXT NOT NULL DEFAULT '') "
+    "STRICT, WITHOUT ROWID; "
+    "INSERT INTO disputes_v9 SELECT id, path_id, signed_record, opened, updated, fingerprint_count, state, operators "
+    "FROM disputes; DROP TABLE disputes; ALTER TABLE disputes_v9 RENAME TO disputes; "
+    "CREATE INDEX disputes_open_first ON disputes(state <> 0, id); ";
+
 // Turns a current file back into what version 8 wrote (version 9 added these).
 constexpr std::string_view kUndoVersion9 =
     "DROP INDEX realisations_by_out_path; DROP TABLE realisations; "
@@ -563,6 +574,43 @@ TEST(SqliteAttestationStoreTest, ABatchFailingHalfWayStoresNothing) {
   EXPECT_EQ(store->GetLogHead().value().root, grown.root);
 }
 
+// Version 10 lets a dispute be about a derivation output; a version-9 file keeps its path disputes (state,
+// operators, times and records) and can then store a derivation output's.
+TEST(SqliteAttestationStoreTest, Version9KeepsItsDisputesAndGainsDisputesAboutDerivationOutputs) {
+  TempDir dir;
+  const std::string file = dir.File("v9.db");
+  StoredDispute kept = Dispute("d-00000000000000000000000000000001", "pkg-x", 5, 7);
+  kept.state = consensus::DisputeState::kNondeterministic;
+  kept.operators = {"op-a", "op-b"};
+  {
+    auto store = OpenOrDie(file);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Write(Batch({}, {kept})).ok());
+  }
+  ExecuteOnFile(file, std::string(kUndoVersion10) + "PRAGMA user_version = 9;");
+  ASSERT_EQ(QueryIntOnFile(file, "SELECT count(*) FROM pragma_table_info('disputes') WHERE name = 'realisation_key'"), 0);
+  auto store = OpenOrDie(file);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(QueryIntOnFile(file, "PRAGMA user_version"), kSqliteSchemaVersion);
+  EXPECT_EQ(QueryIntOnFile(file, "SELECT count(*) FROM pragma_table_info('disputes') WHERE name = 'realisation_key'"), 1);
+  EXPECT_EQ(QueryIntOnFile(file, "SELECT count(*) FROM sqlite_schema WHERE name = 'disputes_open_first'"), 1);
+  auto read = store->GetDispute(kept.id);
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_TRUE(read->has_value());
+  EXPECT_EQ(**read, kept);
+
+  const consensus::RealisationKey key = testing::BuildTraceRealisation("flaky", "out", "A").key;
+  StoredDispute output{.id = consensus::DisputeId(key),
+                       .subject = key,
+                       .signed_record = "attest/dispute/v1\n",
+                       .opened_unix = 8,
+                       .updated_unix = 8,
+                       .fingerprint_count = 2};
+  ASSERT_TRUE(store->Write(Batch({}, {output})).ok());
+  EXPECT_EQ(store->GetDispute(output.id).value(), output);
+  EXPECT_EQ(store->CountDisputes({}).value(), 2);
+}
+
 // Version 9 added the realisation table; a version-8 file gets it empty, keeps what it holds, and its
 // log goes on from where it was.
 TEST(SqliteAttestationStoreTest, Version8GainsTheRealisationTableAndKeepsWhatItHolds) {
@@ -667,7 +715,7 @@ TEST(SqliteAttestationStoreTest, Version3GainsResolutionsDisputeOperatorsAndKeyC
   const std::string file = dir.File("v3.db");
   const StorePath path = TestStorePath("pkg-x");
   consensus::DisputeRecord record{.id = consensus::DisputeId(path),
-                                  .path = path,
+                                  .subject = path,
                                   .policy_hash = consensus::Cat("sha256:", std::string(64, 'a')),
                                   .time_unix = 5,
                                   .sides = {},

@@ -156,7 +156,7 @@ inline WriteBatch RealisationBatch(std::vector<StoredRealisation> realisations,
 inline StoredDispute Dispute(std::string id, std::string_view path_name, int64_t opened,
                              int64_t updated, int fingerprints = 2) {
   return StoredDispute{.id = std::move(id),
-                       .path = TestStorePath(path_name),
+                       .subject = TestStorePath(path_name),
                        .signed_record = consensus::Cat("attest/dispute/v1\npath ", path_name,
                                                      "\ntime ", updated, "\n\n— node sig\n"),
                        .opened_unix = opened,

@@ -154,6 +154,21 @@ void WebNode::Submit(const std::vector<consensus::Attestation>& attestations) {
   }
 }
 
+void WebNode::SubmitRealisations(const std::vector<consensus::RealisationAttestation>& realisations) {
+  auto stub = v1::Attestations::NewStub(node_->InProcessChannel());
+  v1::SubmitRequest request;
+  for (const consensus::RealisationAttestation& r : realisations) *request.add_realisations() = proto::ToProto(r);
+  v1::SubmitResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  const grpc::Status status = stub->Submit(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.results_size(), static_cast<int>(realisations.size()));
+  for (const v1::SubmitResult& result : response.results()) {
+    ASSERT_EQ(result.outcome(), v1::SubmitResult::ACCEPTED) << result.DebugString();
+  }
+}
+
 void WebNode::Resolve(const consensus::StorePath& path, consensus::ResolutionOutcome outcome, std::string note,
                       std::vector<std::string> builders, int64_t time_unix) {
   const std::string id = consensus::DisputeId(path);
@@ -164,7 +179,7 @@ void WebNode::Resolve(const consensus::StorePath& path, consensus::ResolutionOut
   auto record = consensus::DisputeRecord::FromNoteText(signed_record->text);
   ASSERT_TRUE(record.ok());
   consensus::Resolution resolution{.dispute_id = id,
-                                   .path = path,
+                                   .subject = path,
                                    .outcome = outcome,
                                    .fingerprints = {},
                                    .builders = std::move(builders),

@@ -12,6 +12,7 @@
 #include "consensus/attestation.h"
 #include "consensus/keys.h"
 #include "consensus/path_info.h"
+#include "consensus/realisation.h"
 #include "consensus/resolution.h"
 #include "server/node.h"
 #include "tests/support/test_support.h"
@@ -79,6 +80,8 @@ class WebNode final {
 
   // Submits attestations with the Submit RPC, as builders do; every one must be accepted.
   void Submit(const std::vector<consensus::Attestation>& attestations);
+  // The same for realisation attestations (consensus/realisation.h).
+  void SubmitRealisations(const std::vector<consensus::RealisationAttestation>& realisations);
 
  private:
 
