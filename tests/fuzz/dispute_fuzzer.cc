@@ -14,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<DisputeRecord> record = DisputeRecord::FromNoteText(input);
   if (record.ok()) {
     FUZZ_CHECK(record->ToNoteText() == input, record->ToNoteText());
-    FUZZ_CHECK(record->id == DisputeId(record->path), record->id);
+    FUZZ_CHECK(record->id == DisputeId(record->subject), record->id);
     (void)VerifyDisputeEvidence(*record, policy);
   }
   absl::StatusOr<DisputeRecord> from_note = DisputeRecord::FromSignedNote(input);

@@ -15,6 +15,7 @@
 #include "consensus/dispute.h"
 #include "consensus/log_entry.h"
 #include "consensus/merkle.h"
+#include "consensus/realisation.h"
 #include "consensus/resolution.h"
 #include "consensus/tally.h"
 #include "consensus/text.h"
@@ -115,7 +116,7 @@ int main(int argc, char** argv) {
   const std::string dispute_note = SignDisputeRecord(record, node).Serialize();
   entries.push_back(Must(EncodeDisputeEntry(dispute_note)));
   Resolution resolution{.dispute_id = record.id,
-                        .path = hello.path,
+                        .subject = hello.path,
                         .outcome = ResolutionOutcome::kMalicious,
                         .fingerprints = {evil.Fingerprint(), hello.Fingerprint()},
                         .builders = {"bob-builder-1"},
@@ -131,6 +132,19 @@ int main(int argc, char** argv) {
   Write("resolution", "text", resolution.ToNoteText());
   Write("resolution", "note", resolution_note);
   Write("signed_note", "dispute", dispute_note);
+  {
+    // A derivation output's dispute: two builders realised it as two different paths.
+    const RealisationKey key = Must(RealisationKey::Parse(Cat(metadata.deriver, "^out")));
+    const Realisation one = Must(Realisation::Create(key, hello.path));
+    const Realisation two =
+        Must(Realisation::Create(key, Must(StorePath::Parse("/nix/store/0c8vlxbh8dkhfj2bnq9ppp1z9mdxczjq-hello-2.12"))));
+    const std::vector<RealisationAttestation> held = {SignRealisation(one, alice), SignRealisation(two, bob)};
+    const std::vector<const RealisationAttestation*> borrowed = {&held[0], &held[1]};
+    const DisputeRecord realisation_record = Must(MakeDisputeRecord(
+        policy, key, borrowed, TallyRealisation(policy, borrowed, TallyOptions{}), 1700000300));
+    Write("dispute", "realisation-text", realisation_record.ToNoteText());
+    Write("dispute", "realisation-note", SignDisputeRecord(realisation_record, node).Serialize());
+  }
   Write("signed_note", "vkey", NoteVerifierKey(node.public_key()));
 
   // A checkpoint of those entries, signed and cosigned.
