@@ -13,6 +13,7 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "consensus/attestation.h"
@@ -335,22 +336,23 @@ absl::StatusOr<RealisationEntry> ParseRealisationBody(std::string_view body) {
 
 // The checks the attestation and realisation encoders share (`subject` names the entry in
 // messages): the signature's key name, the observed key's name, the metadata and the time.
-absl::Status ValidateSignedClaimEntry(std::string_view subject, const Signature& signature,
+// `subject` words what is validated, for an error only.
+absl::Status ValidateSignedClaimEntry(absl::FunctionRef<std::string()> subject, const Signature& signature,
                                       const std::optional<PublicKey>& observed_key,
                                       const BuildMetadata& metadata, int64_t received_unix) {
   if (absl::Status s = ValidateKeyName(signature.key_name); !s.ok()) {
-    return absl::InvalidArgumentError(Cat(subject, ": signature: ", s.message()));
+    return absl::InvalidArgumentError(Cat(subject(), ": signature: ", s.message()));
   }
   if (observed_key.has_value() && observed_key->name() != signature.key_name) {
     return absl::InvalidArgumentError(
-        Cat(subject, ": observed key is named '", observed_key->name(), "' but the signature is by '",
+        Cat(subject(), ": observed key is named '", observed_key->name(), "' but the signature is by '",
             signature.key_name, "' (the observed key must be the one that made the signature)"));
   }
   if (absl::Status s = ValidateBuildMetadata(metadata); !s.ok()) {
-    return absl::InvalidArgumentError(Cat(subject, ": ", s.message()));
+    return absl::InvalidArgumentError(Cat(subject(), ": ", s.message()));
   }
   if (received_unix < 0) {
-    return absl::InvalidArgumentError(Cat(subject, ": received time ", received_unix,
+    return absl::InvalidArgumentError(Cat(subject(), ": received time ", received_unix,
                                           " is negative (pass the unix time it arrived)"));
   }
   return absl::OkStatus();
@@ -617,7 +619,7 @@ absl::StatusOr<PolicyEntry> ParsePolicyBody(std::string_view body) {
 absl::StatusOr<std::string> EncodeAttestationEntry(const AttestationEntry& entry) {
   const Attestation& a = entry.attestation;
   const std::string& path = a.claim.path.full();
-  if (absl::Status s = ValidateSignedClaimEntry(Cat("attestation entry for ", path), a.signature,
+  if (absl::Status s = ValidateSignedClaimEntry([&path] { return Cat("attestation entry for ", path); }, a.signature,
                                                 entry.observed_key, a.metadata, entry.received_unix);
       !s.ok()) {
     return s;
@@ -654,33 +656,33 @@ absl::StatusOr<std::string> EncodeAttestationEntry(const AttestationEntry& entry
 
 absl::StatusOr<std::string> EncodeRealisationEntry(const RealisationEntry& entry) {
   const RealisationAttestation& a = entry.attestation;
-  const std::string subject = Cat("realisation entry for ", a.claim.key.ToString());
+  // Worded only for an error: the node encodes every realisation it accepts.
+  auto subject = [&a] { return Cat("realisation entry for ", a.claim.key.ToString()); };
   if (absl::Status s = ValidateSignedClaimEntry(subject, a.signature, entry.observed_key, a.metadata,
                                                 entry.received_unix);
       !s.ok()) {
     return s;
   }
   if (absl::Status s = ValidateRealisationMetadata(a.claim, a.metadata); !s.ok()) {
-    return absl::InvalidArgumentError(Cat(subject, ": ", s.message()));
+    return absl::InvalidArgumentError(Cat(subject(), ": ", s.message()));
   }
   const std::string fingerprint = a.claim.Fingerprint();
   std::string out = Cat(kRealisationEntryHeader, "\n", kRealisationKeyword, " ", fingerprint, "\n");
   AppendSignedClaimLines(a.signature, entry.observed_key, a.metadata, entry.received_unix, out);
   if (out.size() > kMaxLogEntryBytes) {
     return absl::InvalidArgumentError(
-        Cat(subject, " would be ", out.size(), " bytes (its fingerprint alone ", fingerprint.size(),
+        Cat(subject(), " would be ", out.size(), " bytes (its fingerprint alone ", fingerprint.size(),
             "); a log entry holds at most ", kMaxLogEntryBytes, " bytes (C2SP tlog-tiles), so a "
             "realisation with ", a.claim.dependent.size(), " dependent realisations cannot be logged"));
   }
   // A Realisation assembled by hand (not by Realisation::Create) could be unsorted or misnamed; its
-  // entry would be one that ParseLogEntry refuses, so it is refused here instead.
-  absl::StatusOr<Realisation> parsed = Realisation::ParseFingerprint(fingerprint);
-  if (!parsed.ok() || !(*parsed == a.claim)) {
+  // entry would be one that ParseLogEntry refuses, so it is refused here instead. Create checks exactly
+  // what makes a fingerprint read back as its claim, without parsing the JSON again (the writer encodes
+  // every accepted realisation while it holds the write lock).
+  absl::StatusOr<Realisation> valid = Realisation::Create(a.claim.key, a.claim.out_path, a.claim.dependent);
+  if (!valid.ok()) {
     return absl::InvalidArgumentError(
-        Cat(subject, ": invalid claim (",
-            parsed.ok() ? std::string("its fingerprint reads back differently")
-                        : std::string(parsed.status().message()),
-            "): build it with Realisation::Create"));
+        Cat(subject(), ": invalid claim (", valid.status().message(), "): build it with Realisation::Create"));
   }
   return out;
 }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "consensus/text.h"
@@ -28,32 +29,34 @@ bool IsNameChar(char c) {
          c == '-' || c == '.' || c == '_' || c == '?' || c == '=';
 }
 
-absl::Status ValidateOutputName(std::string_view name, std::string_view context) {
+// `context` names what is validated ("realisation key '...'"); it is called only to word an error, so
+// the valid keys a node reads by the million build no message.
+absl::Status ValidateOutputName(std::string_view name, absl::FunctionRef<std::string()> context) {
   if (name.empty()) {
     return absl::InvalidArgumentError(
-        Cat(context, " has no output name; give the output after the separator, e.g. \"out\""));
+        Cat(context(), " has no output name; give the output after the separator, e.g. \"out\""));
   }
   if (name.size() > kMaxStorePathNameLength) {
-    return absl::InvalidArgumentError(Cat(context, " has an output name of ", name.size(),
+    return absl::InvalidArgumentError(Cat(context(), " has an output name of ", name.size(),
                                           " characters; at most ", kMaxStorePathNameLength));
   }
   if (name[0] == '.') {
     return absl::InvalidArgumentError(
-        Cat(context, " has an output name starting with '.', which Nix forbids"));
+        Cat(context(), " has an output name starting with '.', which Nix forbids"));
   }
   for (char c : name) {
     if (!IsNameChar(c)) {
       return absl::InvalidArgumentError(
-          Cat(context, " has the character ", QuoteForError(std::string_view(&c, 1)),
+          Cat(context(), " has the character ", QuoteForError(std::string_view(&c, 1)),
               " in its output name; Nix allows only letters, digits and + - . _ ? ="));
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status ValidateDrvHashHex(std::string_view hex, std::string_view context) {
+absl::Status ValidateDrvHashHex(std::string_view hex, absl::FunctionRef<std::string()> context) {
   if (hex.size() != kDrvHashHexLength) {
-    return absl::InvalidArgumentError(Cat(context, " has a derivation hash of ", hex.size(),
+    return absl::InvalidArgumentError(Cat(context(), " has a derivation hash of ", hex.size(),
                                           " characters; expected ", kDrvHashHexLength,
                                           " lower-case hex digits (sha256)"));
   }
@@ -62,10 +65,10 @@ absl::Status ValidateDrvHashHex(std::string_view hex, std::string_view context) 
     if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) continue;
     if (c >= 'A' && c <= 'F') {
       return absl::InvalidArgumentError(Cat(
-          context, " has an upper-case hex digit in its derivation hash; Nix writes lower case"));
+          context(), " has an upper-case hex digit in its derivation hash; Nix writes lower case"));
     }
     return absl::InvalidArgumentError(
-        Cat(context, " has ", QuoteForError(hex.substr(i, 1)),
+        Cat(context(), " has ", QuoteForError(hex.substr(i, 1)),
             " in its derivation hash, which is not a hex digit; expected 64 lower-case hex digits"));
   }
   return absl::OkStatus();
@@ -624,22 +627,22 @@ std::string_view RealisationFormatName(RealisationFormat format) {
 
 absl::StatusOr<RealisationKey> RealisationKey::Parse(std::string_view text) {
   if (text.empty()) return absl::InvalidArgumentError("realisation key is empty");
-  const std::string context = Cat("realisation key ", QuoteForError(text));
+  auto context = [text] { return Cat("realisation key ", QuoteForError(text)); };
   const size_t bangs = std::count(text.begin(), text.end(), '!');
   const size_t carets = std::count(text.begin(), text.end(), '^');
   if (bangs > 0 && carets > 0) {
     return absl::InvalidArgumentError(
-        Cat(context, " mixes '!' (Nix 2.8: 'sha256:<hex>!<output>') and '^' (Nix 2.35: "
+        Cat(context(), " mixes '!' (Nix 2.8: 'sha256:<hex>!<output>') and '^' (Nix 2.35: "
                      "'/nix/store/<hash>-<name>.drv^<output>'); use one of the two forms"));
   }
   if (bangs > 1 || carets > 1) {
     return absl::InvalidArgumentError(
-        Cat(context, " has more than one '", bangs > 1 ? "!" : "^",
+        Cat(context(), " has more than one '", bangs > 1 ? "!" : "^",
             "'; a key names exactly one output of one derivation"));
   }
   if (bangs == 0 && carets == 0) {
     return absl::InvalidArgumentError(
-        Cat(context, " is not a realisation key: expected 'sha256:<64 hex digits>!<output>' (Nix "
+        Cat(context(), " is not a realisation key: expected 'sha256:<64 hex digits>!<output>' (Nix "
                      "2.8) or '/nix/store/<hash>-<name>.drv^<output>' (Nix 2.35)"));
   }
   if (bangs == 1) {
@@ -648,11 +651,11 @@ absl::StatusOr<RealisationKey> RealisationKey::Parse(std::string_view text) {
     const size_t colon = hash.find(':');
     if (colon == std::string_view::npos) {
       return absl::InvalidArgumentError(
-          Cat(context, " has no hash algorithm; expected 'sha256:<64 hex digits>!<output>'"));
+          Cat(context(), " has no hash algorithm; expected 'sha256:<64 hex digits>!<output>'"));
     }
     if (hash.substr(0, colon) != kDrvHashAlgorithm) {
       return absl::InvalidArgumentError(
-          Cat(context, " has the hash algorithm ", QuoteForError(hash.substr(0, colon)),
+          Cat(context(), " has the hash algorithm ", QuoteForError(hash.substr(0, colon)),
               "; Nix 2.8 realisation keys use sha256"));
     }
     if (absl::Status s = ValidateDrvHashHex(hash.substr(colon + 1), context); !s.ok()) return s;
@@ -666,12 +669,12 @@ absl::StatusOr<RealisationKey> RealisationKey::Parse(std::string_view text) {
   const size_t caret = text.find('^');
   const std::string_view drv_text = text.substr(0, caret);
   if (drv_text.empty()) {
-    return absl::InvalidArgumentError(Cat(context, " has no derivation path before '^'"));
+    return absl::InvalidArgumentError(Cat(context(), " has no derivation path before '^'"));
   }
   absl::StatusOr<StorePath> drv =
       drv_text[0] == '/' ? StorePath::Parse(drv_text) : StorePath::ParseBaseName(drv_text);
   if (!drv.ok()) {
-    return absl::InvalidArgumentError(Cat(context, ": ", drv.status().message()));
+    return absl::InvalidArgumentError(Cat(context(), ": ", drv.status().message()));
   }
   if (absl::Status s = ValidateOutputName(text.substr(caret + 1), context); !s.ok()) return s;
   return FromDrvPath(*drv, text.substr(caret + 1));
@@ -683,8 +686,9 @@ bool RealisationKey::LooksLikeKey(std::string_view text) {
 
 absl::StatusOr<RealisationKey> RealisationKey::FromDrvHash(std::string_view hex_hash,
                                                            std::string_view output_name) {
-  const std::string context = Cat("realisation key 'sha256:", QuoteForError(hex_hash), "!",
-                                  QuoteForError(output_name), "'");
+  auto context = [hex_hash, output_name] {
+    return Cat("realisation key 'sha256:", QuoteForError(hex_hash), "!", QuoteForError(output_name), "'");
+  };
   if (absl::Status s = ValidateDrvHashHex(hex_hash, context); !s.ok()) return s;
   if (absl::Status s = ValidateOutputName(output_name, context); !s.ok()) return s;
   RealisationKey key;
@@ -696,11 +700,12 @@ absl::StatusOr<RealisationKey> RealisationKey::FromDrvHash(std::string_view hex_
 
 absl::StatusOr<RealisationKey> RealisationKey::FromDrvPath(const StorePath& drv_path,
                                                            std::string_view output_name) {
-  const std::string context =
-      Cat("realisation key '", drv_path.full(), "^", QuoteForError(output_name), "'");
+  auto context = [&drv_path, output_name] {
+    return Cat("realisation key '", drv_path.full(), "^", QuoteForError(output_name), "'");
+  };
   if (!drv_path.IsDerivation()) {
     return absl::InvalidArgumentError(
-        Cat(context, ": ", drv_path.full(),
+        Cat(context(), ": ", drv_path.full(),
             " is not a .drv store path; a Nix 2.35 key names the derivation that was built"));
   }
   if (absl::Status s = ValidateOutputName(output_name, context); !s.ok()) return s;
