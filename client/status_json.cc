@@ -113,6 +113,24 @@ json RealisationAttestationToJson(const consensus::Realisation& claim, const std
 namespace {
 
 // The status of a realisation key (see the header).
+// The fields a path's and a realisation key's status objects share (see the top of status_json.h).
+json StatusObject(const v1::PathStatus& status, bool agreed, json fingerprints, json attestations) {
+  return json{{"path", status.store_path()},
+              {"verdict", VerdictText(status.verdict())},
+              {"fingerprint", agreed ? status.fingerprints(0).fingerprint() : ""},
+              {"fingerprints", std::move(fingerprints)},
+              {"flagged_builders", StringList(status.flagged_builders())},
+              {"dispute_id", status.dispute_id()},
+              {"quorum", status.quorum()},
+              {"policy_hash", status.policy_hash()},
+              {"policy_version", status.policy_version()},
+              {"rule", status.rule()},
+              {"quorum_text", status.quorum_text()},
+              {"quorum_explanation", status.quorum_explanation()},
+              {"attestations", std::move(attestations)},
+              {"exclusions", StringList(status.exclusions())}};
+}
+
 absl::StatusOr<json> RealisationStatusToJson(const v1::PathStatus& status) {
   json fingerprints = json::array();
   json out_paths = json::array();
@@ -140,23 +158,11 @@ absl::StatusOr<json> RealisationStatusToJson(const v1::PathStatus& status) {
                                                         counted.metadata(), counted.received_unix()));
   }
   const bool agreed = (status.verdict() == v1::CONFIRMED || status.verdict() == v1::PENDING) && !claims.empty();
-  return json{{"path", status.store_path()},
-              {"realisation", true},
-              {"verdict", VerdictText(status.verdict())},
-              {"fingerprint", agreed ? status.fingerprints(0).fingerprint() : ""},
-              {"outPath", agreed ? claims.front().out_path.full() : ""},
-              {"outPaths", std::move(out_paths)},
-              {"fingerprints", std::move(fingerprints)},
-              {"flagged_builders", StringList(status.flagged_builders())},
-              {"dispute_id", status.dispute_id()},
-              {"quorum", status.quorum()},
-              {"policy_hash", status.policy_hash()},
-              {"policy_version", status.policy_version()},
-              {"rule", status.rule()},
-              {"quorum_text", status.quorum_text()},
-              {"quorum_explanation", status.quorum_explanation()},
-              {"attestations", std::move(attestations)},
-              {"exclusions", StringList(status.exclusions())}};
+  json object = StatusObject(status, agreed, std::move(fingerprints), std::move(attestations));
+  object["realisation"] = true;
+  object["outPath"] = agreed ? claims.front().out_path.full() : "";
+  object["outPaths"] = std::move(out_paths);
+  return object;
 }
 
 }  // namespace
@@ -191,21 +197,9 @@ absl::StatusOr<json> PathStatusToJson(const v1::PathStatus& status) {
     attestation.set_received_unix(counted.received_unix());
     attestations.push_back(AttestationToJson(attestation));
   }
-  const bool agreed = status.verdict() == v1::CONFIRMED || status.verdict() == v1::PENDING;
-  return json{{"path", status.store_path()},
-              {"verdict", VerdictText(status.verdict())},
-              {"fingerprint", agreed && status.fingerprints_size() > 0 ? status.fingerprints(0).fingerprint() : ""},
-              {"fingerprints", std::move(fingerprints)},
-              {"flagged_builders", StringList(status.flagged_builders())},
-              {"dispute_id", status.dispute_id()},
-              {"quorum", status.quorum()},
-              {"policy_hash", status.policy_hash()},
-              {"policy_version", status.policy_version()},
-              {"rule", status.rule()},
-              {"quorum_text", status.quorum_text()},
-              {"quorum_explanation", status.quorum_explanation()},
-              {"attestations", std::move(attestations)},
-              {"exclusions", StringList(status.exclusions())}};
+  const bool agreed = (status.verdict() == v1::CONFIRMED || status.verdict() == v1::PENDING) &&
+                      status.fingerprints_size() > 0;
+  return StatusObject(status, agreed, std::move(fingerprints), std::move(attestations));
 }
 
 std::string SubjectOf(const v1::Dispute& dispute) {

@@ -1,3 +1,4 @@
+// This file is long on purpose, for the reason below.
 // Every log entry kind in one file: they share one line grammar (header, fields in a fixed order,
 // canonical decimals, signature and metadata lines) and one strict parser, so that Encode(Parse(x)) == x
 // holds for all of them by construction; splitting per kind would copy that grammar.

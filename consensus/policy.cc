@@ -1,3 +1,4 @@
+// This file is long on purpose, for the reason below.
 // The policy in one file, as one room: validation (Create), the TOML parser (ParseToml) and the canonical
 // text share the rules for names, keys, quorums, groups, rules and lifecycles, and each problem must be
 // reported at its line by the parser and with the same words by Create. Splitting them would spread

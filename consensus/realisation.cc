@@ -1,3 +1,4 @@
+// This file is long on purpose, for the reason below.
 // Realisations in one file: keys, both fingerprint formats, the .doi files and the small strict JSON
 // reader they need (consensus may not depend on a JSON library). The canonical writer, the direct
 // canonical reader and the file reader must agree byte for byte, which is easiest to keep true side

@@ -1,3 +1,4 @@
+// This file is long on purpose, for the reason below.
 // The gateway's handlers (cache info, narinfo, NAR relay, realisations) share one verdict cache, its
 // generation counter and its invalidation; they live together so that every answer is computed and
 // dropped under the same rules.

@@ -1,3 +1,4 @@
+// This file is long on purpose, for the reason below.
 // The ingest pipeline in one file: submitted and replicated items (attestations, realisations,
 // statements) go through the same verification, planning, group commit and notification, whose
 // ordering guarantees (acknowledged only after commit, one outcome per item) are easiest to check in
@@ -149,30 +150,46 @@ absl::Status KeyRejection(const consensus::Policy& policy, const KeyLookup& key,
   }
 }
 
-// Verifies a realisation entry replicated from a peer as Replicate does an attestation entry: with the
-// policy's key, or the observed key it carries when this node observes unknown keys; a key this node
-// neither counts nor observes is skipped. Fills `item.realisation`, or rejects it.
+// Verifies a signed claim replicated from a peer (an attestation entry's or a realisation entry's): with
+// the policy's key, or the observed key it carries when this node observes unknown keys. A key this node
+// neither counts nor observes is skipped, a signature that does not verify rejected (`item` is rejected
+// either way). Returns the key lookup when the signature verified over `fingerprint`.
+template <typename ItemT>
+std::optional<KeyLookup> VerifyReplicatedClaim(const consensus::Policy& policy, bool observe_unknown_keys,
+                                               const consensus::Signature& signature,
+                                               const std::optional<consensus::PublicKey>& observed_key,
+                                               const std::string& fingerprint, std::string_view what,
+                                               std::string_view subject, ItemT& item) {
+  const KeyLookup key = LookUpKey(policy, observe_unknown_keys, signature.key_name, observed_key, Rejection::kNone);
+  if (key.problem != Rejection::kNone) {
+    // Not an error of the peer's: this node neither counts nor observes the key.
+    item.Reject(Rejection::kOutsidePolicy, absl::OkStatus());
+    return std::nullopt;
+  }
+  if (!key.key->VerifyBytes(fingerprint, signature.bytes)) {
+    item.Reject(Rejection::kBadSignature,
+                absl::UnauthenticatedError(Cat("the ", what, " by key '", signature.key_name, "' of ", subject,
+                                               " does not verify",
+                                               key.observed ? " with the observed key it carries"
+                                                            : " with the policy's key")));
+    return std::nullopt;
+  }
+  return key;
+}
+
+// Verifies a realisation entry replicated from a peer as Replicate does an attestation entry. Fills
+// `item.realisation`, or rejects it.
 template <typename ItemT>
 void CheckReplicatedRealisation(const consensus::Policy& policy, bool observe_unknown_keys,
                                 const consensus::RealisationEntry& parsed, int64_t verify_unix, ItemT& item) {
   const consensus::RealisationAttestation& attestation = parsed.attestation;
-  const KeyLookup key =
-      LookUpKey(policy, observe_unknown_keys, attestation.key_name(), parsed.observed_key, Rejection::kNone);
-  if (key.problem != Rejection::kNone) {
-    item.Reject(Rejection::kOutsidePolicy, absl::OkStatus());
-    return;
-  }
   std::string fingerprint = attestation.claim.Fingerprint();
-  if (!key.key->VerifyBytes(fingerprint, attestation.signature.bytes)) {
-    item.Reject(Rejection::kBadSignature,
-                absl::UnauthenticatedError(Cat("the realisation attestation by key '", attestation.key_name(), "' of ",
-                                               attestation.claim.key.ToString(), " does not verify",
-                                               key.observed ? " with the observed key it carries"
-                                                            : " with the policy's key")));
-    return;
-  }
+  const std::optional<KeyLookup> key =
+      VerifyReplicatedClaim(policy, observe_unknown_keys, attestation.signature, parsed.observed_key, fingerprint,
+                            "realisation attestation", attestation.claim.key.ToString(), item);
+  if (!key.has_value()) return;
   item.realisation = VerifiedRealisation{.attestation = attestation,
-                                         .observed_key = key.observed ? parsed.observed_key : std::nullopt,
+                                         .observed_key = key->observed ? parsed.observed_key : std::nullopt,
                                          .fingerprint = std::move(fingerprint),
                                          .received_unix = std::min(parsed.received_unix, verify_unix)};
 }
@@ -571,26 +588,15 @@ absl::StatusOr<ReplicationCounts> Ingestor::Replicate(ReplicationBatch batch) {
     const consensus::AttestationEntry& parsed = batch.attestations[i].parsed;
     const consensus::Attestation& attestation = parsed.attestation;
     Item& item = items[i];
-    const KeyLookup key =
-        LookUpKey(*policy, options_.observe_unknown_keys, attestation.key_name(), parsed.observed_key, Rejection::kNone);
-    if (key.problem != Rejection::kNone) {
-      // Not an error of the peer's: this node neither counts nor observes the key.
-      item.Reject(Rejection::kOutsidePolicy, absl::OkStatus());
-      return;
-    }
     std::string fingerprint = attestation.claim.Fingerprint();
-    if (!key.key->VerifyBytes(fingerprint, attestation.signature.bytes)) {
-      item.Reject(Rejection::kBadSignature,
-                  absl::UnauthenticatedError(Cat("the attestation by key '", attestation.key_name(), "' of ",
-                                                 attestation.claim.path.full(), " does not verify",
-                                                 key.observed ? " with the observed key it carries"
-                                                              : " with the policy's key")));
-      return;
-    }
+    const std::optional<KeyLookup> key =
+        VerifyReplicatedClaim(*policy, options_.observe_unknown_keys, attestation.signature, parsed.observed_key,
+                              fingerprint, "attestation", attestation.claim.path.full(), item);
+    if (!key.has_value()) return;
     // The origin's received time, so a retired key's cut-off decides the same on every node; never
     // later than this node's clock (a peer cannot date an attestation into the future).
     item.verified = VerifiedAttestation{.attestation = attestation,
-                                        .observed_key = key.observed ? parsed.observed_key : std::nullopt,
+                                        .observed_key = key->observed ? parsed.observed_key : std::nullopt,
                                         .fingerprint = std::move(fingerprint),
                                         .received_unix = std::min(parsed.received_unix, verify_unix)};
   });
