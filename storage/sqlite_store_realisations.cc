@@ -245,9 +245,15 @@ absl::StatusOr<std::vector<std::vector<StoredRealisation>>> SqliteAttestationSto
       return std::tie(a.first, a.second.attestation.key_name()) < std::tie(b.first, b.second.attestation.key_name());
     });
   }
+  // A key asked for once (the usual case) takes its slot's attestations; only a repeated one copies.
+  std::vector<int> uses(slots.size(), 0);
+  for (size_t slot : slot_of_input) ++uses[slot];
   std::vector<std::vector<StoredRealisation>> result(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
-    for (const auto& [fingerprint, stored] : slots[slot_of_input[i]]) result[i].push_back(stored);
+    auto& slot = slots[slot_of_input[i]];
+    const bool last_use = --uses[slot_of_input[i]] == 0;
+    result[i].reserve(slot.size());
+    for (auto& [fingerprint, stored] : slot) result[i].push_back(last_use ? std::move(stored) : stored);
   }
   return result;
 }
