@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "consensus/checkpoint.h"
+#include "consensus/dispute.h"
 #include "consensus/log_entry.h"
 #include "consensus/realisation.h"
 #include "gmock/gmock.h"
@@ -195,10 +196,22 @@ TEST_F(RealisationReplicationTest, AFollowerStoresThePeersRealisationsWithTheirO
   ASSERT_EQ((*stored)[0].size(), 2u);
   EXPECT_EQ((*stored)[0][0].origin, "node-a");
   EXPECT_EQ((*stored)[0][1].origin, "node-a");
+  bool logged_dispute = false;
   for (const std::string& entry : AllEntries(*b)) {
     auto parsed = consensus::ParseLogEntry(entry);
     ASSERT_TRUE(parsed.ok());
     EXPECT_NE(parsed->kind, consensus::LogEntryKind::kRealisation);
+    logged_dispute |= parsed->kind == consensus::LogEntryKind::kDispute;
+  }
+  // B made and logged its own signed record of the derivation output's dispute, under the same id as A's.
+  EXPECT_TRUE(logged_dispute);
+  for (Node* node : {a.get(), b.get()}) {
+    auto dispute = node->store()->GetDispute(consensus::DisputeId(one_.key));
+    ASSERT_TRUE(dispute.ok()) << dispute.status();
+    ASSERT_TRUE(dispute->has_value());
+    ASSERT_TRUE((*dispute)->subject.is_realisation());
+    EXPECT_EQ((*dispute)->subject.realisation(), one_.key);
+    EXPECT_EQ((*dispute)->fingerprint_count, 2);
   }
 }
 
@@ -213,7 +226,7 @@ TEST_F(RealisationReplicationTest, ARestoredNodeGetsItsRealisationsBackFromItsPe
   ASSERT_TRUE(Eventually([&] { return MirroredSize(*b, "node-a") == LogSize(*a) && Cursor(*b) == LogSize(*a); }))
       << "mirrored " << MirroredSize(*b, "node-a") << " of " << LogSize(*a);
   const std::vector<std::string> entries = AllEntries(*a);
-  ASSERT_GE(entries.size(), 7u);  // 2 attestations, 5 realisations
+  ASSERT_GE(entries.size(), 8u);  // 2 attestations, 5 realisations, the dispute record of one of them
   const storage::LogHead head = *a->store()->GetLogHead();
   a.reset();
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove(a_dir.dir->File(absl::StrCat("attest.db", suffix)).c_str());
@@ -241,6 +254,11 @@ TEST_F(RealisationReplicationTest, ARestoredNodeGetsItsRealisationsBackFromItsPe
   ASSERT_TRUE(stored.ok()) << stored.status();
   ASSERT_EQ((*stored)[0].size(), 2u);
   EXPECT_EQ((*stored)[0][0].origin, "");  // its own again
+  // The derivation output's dispute record came back from the log with it.
+  auto dispute = a->store()->GetDispute(consensus::DisputeId(one_.key));
+  ASSERT_TRUE(dispute.ok()) << dispute.status();
+  ASSERT_TRUE(dispute->has_value());
+  EXPECT_TRUE((*dispute)->subject.is_realisation());
 }
 
 }  // namespace
