@@ -23,8 +23,9 @@ constexpr size_t kChecksumBytes = 8;
 
 // The first bytes of SHA-256 over a header, the row's store path and the record (format byte and
 // body): a changed byte, or a record moved to another path's row, no longer matches.
-std::array<uint8_t, kChecksumBytes> Checksum(std::string_view path, std::span<const uint8_t> record) {
-  std::string input = consensus::Cat("attest/path-record/v3\n", path, "\n");
+std::array<uint8_t, kChecksumBytes> Checksum(std::string_view path, std::span<const uint8_t> record,
+                                             std::string_view header = "attest/path-record/v3") {
+  std::string input = consensus::Cat(header, "\n", path, "\n");
   input.append(reinterpret_cast<const char*>(record.data()), record.size());
   const std::array<uint8_t, 32> digest = consensus::Sha256(input);
   std::array<uint8_t, kChecksumBytes> out;
@@ -119,28 +120,11 @@ absl::Status Malformed(std::string_view what) {
   return absl::InvalidArgumentError(consensus::Cat("malformed path record: ", what));
 }
 
-}  // namespace
-
-void EncodePathRecord(const PathRecord& record, std::string_view path, std::vector<uint8_t>& out) {
-  const size_t start = out.size();
-  out.push_back(kFormat);
-  PutVarint(out, record.claims.size());
-  for (const RecordClaim& claim : record.claims) {
-    PutBytes(out, claim.nar_hash);
-    PutVarint(out, claim.nar_size);
-    PutVarint(out, claim.references.size());
-    for (const consensus::StorePath& ref : claim.references) {
-      // A valid store path's hash part always decodes to 20 bytes.
-      auto hash = consensus::Nix32Decode(ref.hash_part(), kPathHashBytes);
-      PutBytes(out, *hash);
-      PutVarint(out, ref.name().size());
-      PutBytes(out, ref.name());
-    }
-  }
-  PutVarint(out, record.signatures.size());
+void EncodeSignatures(const std::vector<RecordSignature>& signatures, std::vector<uint8_t>& out) {
+  PutVarint(out, signatures.size());
   int64_t previous_received = 0;
   const std::string* previous_deriver = nullptr;
-  for (const RecordSignature& sig : record.signatures) {
+  for (const RecordSignature& sig : signatures) {
     PutVarint(out, sig.claim);
     PutVarint(out, static_cast<uint64_t>(sig.key_id));
     PutBytes(out, sig.signature);
@@ -162,6 +146,71 @@ void EncodePathRecord(const PathRecord& record, std::string_view path, std::vect
     PutVarint(out, ZigZag(WrappingSub(sig.build_time_unix, sig.received_unix)));
     PutVarint(out, static_cast<uint64_t>(sig.origin_id));
   }
+}
+
+// The signatures of a record whose claims are `claims` many.
+absl::Status DecodeSignatures(Cursor& in, size_t claims, bool has_origin, std::vector<RecordSignature>& signatures) {
+  uint64_t count;
+  if (!in.Varint(count, "the signature count")) return Malformed(in.error());
+  if (count > in.left() / 70) return Malformed(consensus::Cat("signature count ", count));
+  signatures.resize(count);
+  int64_t previous_received = 0;
+  const std::string* previous_deriver = nullptr;
+  for (RecordSignature& sig : signatures) {
+    uint64_t claim, received, deriver_tag, kind, build_time;
+    if (!in.Varint(claim, "a signature's claim") || !in.Int(sig.key_id, "a key id") ||
+        !in.Array(sig.signature, "a signature") || !in.Varint(received, "a receive time") ||
+        !in.Int(sig.observed_key_id, "an observed key id") || !in.Varint(deriver_tag, "a deriver")) {
+      return Malformed(in.error());
+    }
+    if (claim >= claims) {
+      return Malformed(consensus::Cat("a signature of claim ", claim, " of ", claims));
+    }
+    sig.claim = static_cast<uint32_t>(claim);
+    sig.received_unix = WrappingAdd(previous_received, UnZigZag(received));
+    previous_received = sig.received_unix;
+    if (deriver_tag == kDeriverSame) {
+      if (previous_deriver == nullptr || previous_deriver->empty()) {
+        return Malformed("a deriver repeating none");
+      }
+      sig.deriver = *previous_deriver;
+    } else if (deriver_tag >= kDeriverExplicit) {
+      std::span<const uint8_t> deriver;
+      if (!in.Bytes(deriver_tag - kDeriverExplicit, deriver, "a deriver")) return Malformed(in.error());
+      if (deriver.size() < kPathHashBytes) return Malformed("a deriver shorter than its hash");
+      sig.deriver.assign(reinterpret_cast<const char*>(deriver.data()), deriver.size());
+    }
+    previous_deriver = &sig.deriver;
+    if (!in.Int(sig.output_id, "an output id") || !in.Int(sig.system_id, "a system id") ||
+        !in.Varint(kind, "a build kind") || !in.Varint(build_time, "a build time")) {
+      return Malformed(in.error());
+    }
+    sig.build_kind = static_cast<int64_t>(std::min<uint64_t>(kind, INT64_MAX));
+    sig.build_time_unix = WrappingAdd(sig.received_unix, UnZigZag(build_time));
+    if (has_origin && !in.Int(sig.origin_id, "an origin id")) return Malformed(in.error());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void EncodePathRecord(const PathRecord& record, std::string_view path, std::vector<uint8_t>& out) {
+  const size_t start = out.size();
+  out.push_back(kFormat);
+  PutVarint(out, record.claims.size());
+  for (const RecordClaim& claim : record.claims) {
+    PutBytes(out, claim.nar_hash);
+    PutVarint(out, claim.nar_size);
+    PutVarint(out, claim.references.size());
+    for (const consensus::StorePath& ref : claim.references) {
+      // A valid store path's hash part always decodes to 20 bytes.
+      auto hash = consensus::Nix32Decode(ref.hash_part(), kPathHashBytes);
+      PutBytes(out, *hash);
+      PutVarint(out, ref.name().size());
+      PutBytes(out, ref.name());
+    }
+  }
+  EncodeSignatures(record.signatures, out);
   const std::array<uint8_t, kChecksumBytes> checksum = Checksum(path, std::span(out).subspan(start));
   out.insert(out.end(), checksum.begin(), checksum.end());
 }
@@ -214,43 +263,57 @@ absl::StatusOr<PathRecord> DecodePathRecord(std::span<const uint8_t> bytes, std:
       claim.references.push_back(std::move(*path));
     }
   }
-  if (!in.Varint(count, "the signature count")) return Malformed(in.error());
-  if (count > in.left() / 70) return Malformed(consensus::Cat("signature count ", count));
-  record.signatures.resize(count);
-  int64_t previous_received = 0;
-  const std::string* previous_deriver = nullptr;
-  for (RecordSignature& sig : record.signatures) {
-    uint64_t claim, received, deriver_tag, kind, build_time;
-    if (!in.Varint(claim, "a signature's claim") || !in.Int(sig.key_id, "a key id") ||
-        !in.Array(sig.signature, "a signature") || !in.Varint(received, "a receive time") ||
-        !in.Int(sig.observed_key_id, "an observed key id") || !in.Varint(deriver_tag, "a deriver")) {
-      return Malformed(in.error());
-    }
-    if (claim >= record.claims.size()) {
-      return Malformed(consensus::Cat("a signature of claim ", claim, " of ", record.claims.size()));
-    }
-    sig.claim = static_cast<uint32_t>(claim);
-    sig.received_unix = WrappingAdd(previous_received, UnZigZag(received));
-    previous_received = sig.received_unix;
-    if (deriver_tag == kDeriverSame) {
-      if (previous_deriver == nullptr || previous_deriver->empty()) {
-        return Malformed("a deriver repeating none");
-      }
-      sig.deriver = *previous_deriver;
-    } else if (deriver_tag >= kDeriverExplicit) {
-      std::span<const uint8_t> deriver;
-      if (!in.Bytes(deriver_tag - kDeriverExplicit, deriver, "a deriver")) return Malformed(in.error());
-      if (deriver.size() < kPathHashBytes) return Malformed("a deriver shorter than its hash");
-      sig.deriver.assign(reinterpret_cast<const char*>(deriver.data()), deriver.size());
-    }
-    previous_deriver = &sig.deriver;
-    if (!in.Int(sig.output_id, "an output id") || !in.Int(sig.system_id, "a system id") ||
-        !in.Varint(kind, "a build kind") || !in.Varint(build_time, "a build time")) {
-      return Malformed(in.error());
-    }
-    sig.build_kind = static_cast<int64_t>(std::min<uint64_t>(kind, INT64_MAX));
-    sig.build_time_unix = WrappingAdd(sig.received_unix, UnZigZag(build_time));
-    if (has_origin && !in.Int(sig.origin_id, "an origin id")) return Malformed(in.error());
+  if (absl::Status status = DecodeSignatures(in, record.claims.size(), has_origin, record.signatures); !status.ok()) {
+    return status;
+  }
+  if (!in.done()) return Malformed(consensus::Cat(in.left(), " trailing bytes"));
+  return record;
+}
+
+namespace {
+constexpr uint8_t kRealisationFormat = 1;
+constexpr std::string_view kRealisationChecksumHeader = "attest/realisation-record/v1";
+}  // namespace
+
+void EncodeRealisationRecord(const RealisationRecord& record, std::string_view key, std::vector<uint8_t>& out) {
+  const size_t start = out.size();
+  out.push_back(kRealisationFormat);
+  PutVarint(out, record.fingerprints.size());
+  for (const std::string& fingerprint : record.fingerprints) {
+    PutVarint(out, fingerprint.size());
+    PutBytes(out, fingerprint);
+  }
+  EncodeSignatures(record.signatures, out);
+  const std::array<uint8_t, kChecksumBytes> checksum =
+      Checksum(key, std::span(out).subspan(start), kRealisationChecksumHeader);
+  out.insert(out.end(), checksum.begin(), checksum.end());
+}
+
+absl::StatusOr<RealisationRecord> DecodeRealisationRecord(std::span<const uint8_t> bytes, std::string_view key) {
+  if (bytes.empty()) return Malformed("empty");
+  if (bytes[0] != kRealisationFormat) return Malformed(consensus::Cat("unknown realisation format ", int{bytes[0]}));
+  if (bytes.size() < 1 + kChecksumBytes) return Malformed("shorter than its checksum");
+  const std::span<const uint8_t> body = bytes.first(bytes.size() - kChecksumBytes);
+  if (!std::ranges::equal(Checksum(key, body, kRealisationChecksumHeader), bytes.last(kChecksumBytes))) {
+    return absl::DataLossError(consensus::Cat("the stored realisation record of ", key,
+                                              " fails its checksum (a byte of it was changed, or it was moved "
+                                              "from another key's row)"));
+  }
+  Cursor in(body.subspan(1));
+  RealisationRecord record;
+  uint64_t count;
+  if (!in.Varint(count, "the claim count")) return Malformed(in.error());
+  if (count > in.left()) return Malformed(consensus::Cat("claim count ", count));
+  record.fingerprints.resize(count);
+  for (std::string& fingerprint : record.fingerprints) {
+    uint64_t size;
+    std::span<const uint8_t> text;
+    if (!in.Varint(size, "a fingerprint") || !in.Bytes(size, text, "a fingerprint")) return Malformed(in.error());
+    fingerprint.assign(reinterpret_cast<const char*>(text.data()), text.size());
+  }
+  if (absl::Status status = DecodeSignatures(in, record.fingerprints.size(), /*has_origin=*/true, record.signatures);
+      !status.ok()) {
+    return status;
   }
   if (!in.done()) return Malformed(consensus::Cat(in.left(), " trailing bytes"));
   return record;

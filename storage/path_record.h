@@ -72,6 +72,24 @@ void EncodePathRecord(const PathRecord& record, std::string_view path, std::vect
 // "database is corrupt" error.
 absl::StatusOr<PathRecord> DecodePathRecord(std::span<const uint8_t> bytes, std::string_view path);
 
+// RealisationRecord: every realisation attestation the node stores about one derivation output, the
+// blob of its row in `realisation_records` (schema version 11), in the shape of a path record: each
+// distinct claim once, as the fingerprint its builders signed, then the signatures (claim indexes into
+// `fingerprints`; the deriver encoded as for paths, against the claim's output path). One row per key
+// is what makes a realisation's status read as cheap as a path's.
+struct RealisationRecord final {
+  std::vector<std::string> fingerprints;
+  std::vector<RecordSignature> signatures;  // in order of arrival
+
+  friend bool operator==(const RealisationRecord&, const RealisationRecord&) = default;
+};
+
+// As EncodePathRecord, bound to `key` (the realisation key's canonical text) by a checksum.
+void EncodeRealisationRecord(const RealisationRecord& record, std::string_view key, std::vector<uint8_t>& out);
+// As DecodePathRecord: DATA_LOSS naming the key on a failed checksum, INVALID_ARGUMENT otherwise. The
+// fingerprints are returned as stored (the caller parses them).
+absl::StatusOr<RealisationRecord> DecodeRealisationRecord(std::span<const uint8_t> bytes, std::string_view key);
+
 }  // namespace attest::storage
 
 #endif  // ATTEST_STORAGE_PATH_RECORD_H_

@@ -107,6 +107,7 @@ absl::StatusOr<std::vector<WriteOutcome>> SqliteAttestationStore::Writer::WriteO
   auto tx = Transaction::Begin(*db_, Transaction::Kind::kWrite);
   if (!tx.ok()) return tx.status();
   paths_.clear();
+  realisation_rows_.clear();
   // Attestations to append to the log: their row, the signature's position in it, their entry.
   struct Logged {
     const PathRow* row;
@@ -178,6 +179,7 @@ absl::StatusOr<std::vector<WriteOutcome>> SqliteAttestationStore::Writer::WriteO
     }
     outcomes.push_back(added->outcome);
   }
+  if (absl::Status status = StoreChangedRealisations(); !status.ok()) return status;
   for (size_t i = 0; i < batch.disputes.size(); ++i) {
     if (absl::Status status = ValidateStoredDispute(batch.disputes[i], i, batch.disputes.size());
         !status.ok()) {
@@ -196,7 +198,7 @@ absl::StatusOr<std::vector<WriteOutcome>> SqliteAttestationStore::Writer::WriteO
       return status;
     }
   }
-  // A realisation entry is kept whole in the row (not rebuilt from the realisations table, whose
+  // A realisation entry is kept whole in the row (not rebuilt from the realisation record, whose
   // received time may later become earlier).
   for (size_t i : logged_realisations) {
     const std::string& entry = entries->realisations[i];
@@ -246,6 +248,7 @@ absl::StatusOr<std::vector<WriteOutcome>> SqliteAttestationStore::Writer::WriteO
   }
   if (absl::Status status = tx->Commit(); !status.ok()) return status;
   paths_.clear();  // its keys view the caller's batch
+  realisation_rows_.clear();
   committed_log_ = log_;
   return outcomes;
 }
@@ -256,6 +259,7 @@ void SqliteAttestationStore::Writer::ForgetUncommitted() {
   observed_key_ids_.clear();
   label_ids_.clear();
   paths_.clear();
+  realisation_rows_.clear();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ struct SqliteOptions final {
 };
 
 // The schema version this build reads and writes (PRAGMA user_version).
-inline constexpr int kSqliteSchemaVersion = 10;
+inline constexpr int kSqliteSchemaVersion = 11;
 // PRAGMA application_id of an attest database: "atst".
 inline constexpr int32_t kSqliteApplicationId = 0x61747374;
 

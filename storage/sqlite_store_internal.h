@@ -67,6 +67,21 @@ std::string JoinOperators(const std::vector<std::string>& operators);
 // replica or backup" (sqlite_attestation_store.cc).
 absl::Status Corrupt(const std::string& file, std::string_view what);
 
+// The row id of a realisation key's record: the first 8 bytes of SHA-256("attest/realisation-key/v1\n" +
+// key), as a positive integer. Rows are looked up by it, as paths' rows by their ids, so a read compares
+// integers, not 80-byte keys; the row keeps the key text, and a different key under the same id
+// (about one in 2^63) is refused, never mixed up.
+int64_t RealisationRowId(std::string_view key);
+
+// A deriver as a signature of a record stores it (storage/path_record.h): the 20 hash bytes of the
+// .drv, then its name when it is not the one Nix implies for output `output_name` of `path`.
+// INVALID_ARGUMENT when `deriver` is not a store path.
+absl::StatusOr<std::vector<uint8_t>> EncodeDeriver(std::string_view deriver, const consensus::StorePath& path,
+                                                   std::string_view output_name);
+// The deriver's full store path back; DATA_LOSS (naming `file`) for a blob shorter than a hash.
+absl::StatusOr<std::string> DecodeDeriver(std::span<const uint8_t> blob, const consensus::StorePath& path,
+                                          std::string_view output_name, const std::string& file);
+
 inline std::span<const uint8_t> Bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
@@ -245,9 +260,17 @@ class SqliteAttestationStore::Writer {
     bool first_of_key = false;  // the first realisation attestation stored for its key
   };
   absl::Status PrepareRealisationsStatements();
-  // Stores one (validated) realisation attestation unless it is held, in which case only an earlier
-  // received time is taken (store_writer.h).
+  // Adds one (validated) realisation attestation to its key's record unless it is held, in which case
+  // only an earlier received time is taken (store_writer.h). Records are written by
+  // StoreChangedRealisations.
   absl::StatusOr<RealisationAdded> AddRealisation(const StoredRealisation& stored);
+  // Writes the records AddRealisation changed in this batch.
+  absl::Status StoreChangedRealisations();
+  // A key's record as this batch grows it.
+  struct RealisationRow {
+    RealisationRecord record;
+    bool changed = false;
+  };
 
   std::unique_ptr<Connection> db_;
   std::unique_ptr<Statement> find_paths_, insert_path_, update_path_, find_key_, insert_key_, find_observed_key_,
@@ -259,8 +282,8 @@ class SqliteAttestationStore::Writer {
   std::unique_ptr<Statement> insert_derivation_, insert_derivation_input_, insert_derivation_output_;
   std::unique_ptr<Statement> find_policy_, last_policy_, insert_policy_, insert_policy_approval_, policy_links_,
       policy_approvals_;
-  std::unique_ptr<Statement> find_realisation_, lower_realisation_received_, realisation_key_held_,
-      insert_realisation_;
+  std::unique_ptr<Statement> find_realisation_record_, put_realisation_record_, insert_realisation_out_path_;
+  absl::flat_hash_map<std::string, RealisationRow> realisation_rows_;  // by key text; cleared per batch
   // The log as this transaction grows it, and as of the last commit (restored on rollback).
   LogTree log_;
   LogTree committed_log_;
@@ -365,16 +388,9 @@ class SqliteAttestationStore::Reader {
 
   // Realisation attestations (sqlite_store_realisations.cc).
   absl::Status PrepareRealisationsStatements();
-  // The last claim RealisationFromRow read: the attestations of one key mostly carry the same
-  // fingerprint, which is then checked and parsed once, not once per signature.
-  struct RealisationClaimMemo {
-    std::string key;
-    std::string fingerprint;
-    std::array<uint8_t, 32> digest{};
-    std::optional<consensus::Realisation> claim;
-  };
-  // The attestation of a row of realisations_by_key_ (columns as its SELECT lists them).
-  absl::StatusOr<StoredRealisation> RealisationFromRow(const Statement::Use& row, RealisationClaimMemo& memo);
+  // The attestations of one row of realisation_records, appended to `out` with each one's fingerprint.
+  absl::Status RealisationsOfRecord(std::string_view key, std::span<const uint8_t> blob,
+                                    std::vector<std::pair<std::string, StoredRealisation>>& out);
 
   // The log and peers.
   absl::Status PrepareLogStatements();

@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "consensus/encoding.h"
+#include "consensus/sha256.h"
 #include "consensus/text.h"
 #include "storage/batch_validation.h"
 #include "storage/path_record.h"
@@ -72,11 +73,9 @@ std::string InList(std::string_view sql_prefix) {
   return sql;
 }
 
-namespace {
-
 // The deriver Nix would record for output `output_name` of `path`: "<name>.drv", where <name> is the
 // path's name without the "-<output>" suffix Nix appends for outputs other than "out".
-std::string ImpliedDeriverName(std::string_view path_name, std::string_view output_name) {
+static std::string ImpliedDeriverName(std::string_view path_name, std::string_view output_name) {
   std::string_view base = path_name;
   if (!output_name.empty() && output_name != "out") {
     std::string suffix = consensus::Cat("-", output_name);
@@ -85,6 +84,14 @@ std::string ImpliedDeriverName(std::string_view path_name, std::string_view outp
     }
   }
   return consensus::Cat(base, ".drv");
+}
+
+int64_t RealisationRowId(std::string_view key) {
+  const std::array<uint8_t, 32> digest = consensus::Sha256(consensus::Cat("attest/realisation-key/v1\n", key));
+  uint64_t id = 0;
+  for (size_t i = 0; i < 8; ++i) id = (id << 8) | digest[i];
+  id &= 0x7fffffffffffffffULL;
+  return id == 0 ? 1 : static_cast<int64_t>(id);
 }
 
 // A deriver takes 20 bytes in the common case: its name is almost always the implied one.
@@ -120,7 +127,6 @@ absl::StatusOr<std::string> DecodeDeriver(std::span<const uint8_t> blob, const S
                         "-", name);
 }
 
-}  // namespace
 }  // namespace sqlite_store
 
 namespace {

@@ -1,17 +1,18 @@
-// SqliteAttestationStore, realisation attestations (storage/ledger.h, schema version 9): the
-// `realisations` table, one row per signature over a realisation's fingerprint, unique per (key,
-// fingerprint, key name). Written in the batch's transaction (WriteOnce); key names, observed keys and
-// labels share the dictionaries of attestations. See docs/storage.md for the layout.
+// SqliteAttestationStore, realisation attestations (storage/ledger.h, schema version 11): one row of
+// `realisation_records` per derivation output, its record holding each claim once (the fingerprint its
+// builders signed) and every signature over one of them (storage/path_record.h), as paths' rows do;
+// `realisation_out_paths` names the keys whose claims give an output path. Written in the batch's
+// transaction (WriteOnce); key names, observed keys and labels share the dictionaries of attestations.
+// See docs/storage.md for the layout.
 #include <algorithm>
-#include <array>
 #include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "consensus/realisation.h"
-#include "consensus/sha256.h"
 #include "consensus/text.h"
+#include "storage/path_record.h"
 #include "storage/sqlite.h"
 #include "storage/sqlite_attestation_store.h"
 #include "storage/sqlite_store_internal.h"
@@ -24,14 +25,15 @@ using sqlite::Statement;
 using sqlite::Transaction;
 using sqlite_store::Chars;
 using sqlite_store::Corrupt;
+using sqlite_store::DecodeDeriver;
+using sqlite_store::EncodeDeriver;
 using sqlite_store::ForEachChunk;
 using sqlite_store::InList;
 using sqlite_store::PrepareStatements;
 
-// The columns RealisationFromRow reads, in its order.
-constexpr std::string_view kRealisationColumns =
-    "SELECT key, fingerprint, key_id, signature, received, observed_key_id, deriver, output_id, system_id, "
-    "build_kind, build_time, origin_id, claim_sha256 FROM realisations WHERE key";
+std::span<const uint8_t> Bytes(std::string_view text) {
+  return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size());
+}
 
 }  // namespace
 
@@ -40,15 +42,9 @@ constexpr std::string_view kRealisationColumns =
 
 absl::Status SqliteAttestationStore::Writer::PrepareRealisationsStatements() {
   return PrepareStatements(*db_, {
-      {&find_realisation_,
-       "SELECT received FROM realisations WHERE key = ? AND claim_sha256 = ? AND key_id = ?"},
-      {&lower_realisation_received_,
-       "UPDATE realisations SET received = ? WHERE key = ? AND claim_sha256 = ? AND key_id = ?"},
-      {&realisation_key_held_, "SELECT 1 FROM realisations WHERE key = ? LIMIT 1"},
-      {&insert_realisation_,
-       "INSERT INTO realisations(key, claim_sha256, key_id, fingerprint, out_path, signature, received, "
-       "observed_key_id, deriver, output_id, system_id, build_kind, build_time, origin_id) "
-       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+      {&find_realisation_record_, "SELECT key, record FROM realisation_records WHERE id = ?"},
+      {&put_realisation_record_, "INSERT OR REPLACE INTO realisation_records(id, key, record) VALUES (?, ?, ?)"},
+      {&insert_realisation_out_path_, "INSERT OR IGNORE INTO realisation_out_paths(out_path, key) VALUES (?, ?)"},
   });
 }
 
@@ -56,66 +52,110 @@ absl::StatusOr<SqliteAttestationStore::Writer::RealisationAdded> SqliteAttestati
     const StoredRealisation& stored) {
   const consensus::RealisationAttestation& a = stored.attestation;
   const consensus::BuildMetadata& meta = a.metadata;
-  const std::string key = a.claim.key.ToString();
-  const std::string fingerprint = a.claim.Fingerprint();
-  const std::array<uint8_t, 32> claim_sha256 = consensus::Sha256(fingerprint);
+  std::string key = a.claim.key.ToString();
+  std::string fingerprint = a.claim.Fingerprint();
   auto key_id = DictionaryId(key_ids_, *find_key_, *insert_key_, a.key_name(), ValueType::kText,
                              "storing a key name");
   if (!key_id.ok()) return key_id.status();
-  {
-    auto find = find_realisation_->Begin("looking up a realisation");
-    find.Bind(key).BindBlob(claim_sha256).Bind(*key_id);
-    auto row = find.Step();
-    if (!row.ok()) return row.status();
-    if (*row) {
+
+  // The key's record: from this batch, else from the file.
+  auto [it, first_look] = realisation_rows_.try_emplace(key);
+  RealisationRow& row = it->second;
+  if (first_look) {
+    auto find = find_realisation_record_->Begin("reading a realisation record");
+    find.Bind(sqlite_store::RealisationRowId(key));
+    auto found = find.Step();
+    if (!found.ok()) {
+      realisation_rows_.erase(it);
+      return found.status();
+    }
+    if (*found && find.Text(0) != key) {
+      const std::string held(find.Text(0));
+      realisation_rows_.erase(it);
+      return absl::FailedPreconditionError(
+          consensus::Cat("realisation keys ", key, " and ", held, " share a row id (one chance in 2^63): this "
+                         "node cannot store the first; report it"));
+    }
+    if (*found) {
+      auto record = DecodeRealisationRecord(find.Blob(1), key);
+      if (!record.ok()) {
+        realisation_rows_.erase(it);
+        return record.status().code() == absl::StatusCode::kDataLoss
+                   ? record.status()
+                   : Corrupt(db_->path(), consensus::StdView(record.status().message()));
+      }
+      row.record = *std::move(record);
+    }
+  }
+  RealisationRecord& record = row.record;
+
+  const auto claim_at = std::ranges::find(record.fingerprints, fingerprint);
+  const uint32_t claim = static_cast<uint32_t>(claim_at - record.fingerprints.begin());
+  if (claim_at != record.fingerprints.end()) {
+    for (RecordSignature& held : record.signatures) {
+      if (held.claim != claim || held.key_id != *key_id) continue;
       // Held already: only an earlier receipt is taken, as for attestations (store_writer.h).
-      if (stored.received_unix < find.Int(0)) {
-        auto lower = lower_realisation_received_->Begin("updating a realisation's received time");
-        lower.Bind(stored.received_unix).Bind(key).BindBlob(claim_sha256).Bind(*key_id);
-        if (absl::Status status = lower.Run(); !status.ok()) return status;
+      if (stored.received_unix < held.received_unix) {
+        held.received_unix = stored.received_unix;
+        row.changed = true;
       }
       return RealisationAdded{.outcome = WriteOutcome::kAlreadyPresent, .first_of_key = false};
     }
   }
-  bool first_of_key = false;
-  {
-    auto held = realisation_key_held_->Begin("looking up a realisation key");
-    held.Bind(key);
-    auto row = held.Step();
-    if (!row.ok()) return row.status();
-    first_of_key = !*row;
-  }
-  int64_t observed_key_id = 0;
+
+  RecordSignature signature{.claim = claim,
+                            .key_id = *key_id,
+                            .signature = a.signature.bytes,
+                            .received_unix = stored.received_unix,
+                            .observed_key_id = 0,
+                            .deriver = {},
+                            .output_id = 0,
+                            .system_id = 0,
+                            .build_kind = static_cast<int64_t>(meta.build_kind),
+                            .build_time_unix = meta.build_time_unix,
+                            .origin_id = 0};
   if (stored.observed_key.has_value()) {
     const auto& bytes = stored.observed_key->bytes();
     auto id = DictionaryId(observed_key_ids_, *find_observed_key_, *insert_observed_key_, Chars(bytes),
                            ValueType::kBlob, "storing an observed key");
     if (!id.ok()) return id.status();
-    observed_key_id = *id;
+    signature.observed_key_id = *id;
   }
-  auto output_id = LabelId(meta.output_name);
-  if (!output_id.ok()) return output_id.status();
-  auto system_id = LabelId(meta.system);
-  if (!system_id.ok()) return system_id.status();
-  auto origin_id = LabelId(stored.origin);
-  if (!origin_id.ok()) return origin_id.status();
-  auto insert = insert_realisation_->Begin("storing a realisation");
-  insert.Bind(key)
-      .BindBlob(claim_sha256)
-      .Bind(*key_id)
-      .Bind(fingerprint)
-      .Bind(a.claim.out_path.full())
-      .BindBlob(a.signature.bytes)
-      .Bind(stored.received_unix)
-      .Bind(observed_key_id)
-      .Bind(meta.deriver)
-      .Bind(*output_id)
-      .Bind(*system_id)
-      .Bind(static_cast<int64_t>(meta.build_kind))
-      .Bind(meta.build_time_unix)
-      .Bind(*origin_id);
-  if (absl::Status status = insert.Run(); !status.ok()) return status;
+  if (!meta.deriver.empty()) {
+    auto deriver = EncodeDeriver(meta.deriver, a.claim.out_path, meta.output_name);
+    if (!deriver.ok()) return deriver.status();
+    signature.deriver.assign(deriver->begin(), deriver->end());
+  }
+  for (auto [text, out] : {std::pair{&meta.output_name, &signature.output_id},
+                           std::pair{&meta.system, &signature.system_id}, std::pair{&stored.origin, &signature.origin_id}}) {
+    auto id = LabelId(*text);
+    if (!id.ok()) return id.status();
+    *out = *id;
+  }
+  if (claim_at == record.fingerprints.end()) {
+    auto insert = insert_realisation_out_path_->Begin("storing a realisation's output path");
+    insert.Bind(a.claim.out_path.full()).Bind(key);
+    if (absl::Status status = insert.Run(); !status.ok()) return status;
+    record.fingerprints.push_back(std::move(fingerprint));
+  }
+  const bool first_of_key = record.signatures.empty();
+  record.signatures.push_back(std::move(signature));
+  row.changed = true;
   return RealisationAdded{.outcome = WriteOutcome::kInserted, .first_of_key = first_of_key};
+}
+
+absl::Status SqliteAttestationStore::Writer::StoreChangedRealisations() {
+  std::vector<uint8_t> encoded;
+  for (auto& [key, row] : realisation_rows_) {
+    if (!row.changed) continue;
+    encoded.clear();
+    EncodeRealisationRecord(row.record, key, encoded);
+    auto put = put_realisation_record_->Begin("storing a realisation record");
+    put.Bind(sqlite_store::RealisationRowId(key)).Bind(key).BindBlob(encoded);
+    if (absl::Status status = put.Run(); !status.ok()) return status;
+    row.changed = false;
+  }
+  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -123,99 +163,90 @@ absl::StatusOr<SqliteAttestationStore::Writer::RealisationAdded> SqliteAttestati
 
 absl::Status SqliteAttestationStore::Reader::PrepareRealisationsStatements() {
   return PrepareStatements(*db_, {
-      {&realisations_by_key_, InList(kRealisationColumns)},
-      // Read from realisations_by_out_path alone, in its order.
-      {&realisation_keys_by_out_path_, "SELECT DISTINCT key FROM realisations WHERE out_path = ? ORDER BY key"},
+      {&realisations_by_key_, InList("SELECT key, record FROM realisation_records WHERE id")},
+      {&realisation_keys_by_out_path_, "SELECT key FROM realisation_out_paths WHERE out_path = ? ORDER BY key"},
   });
 }
 
-absl::StatusOr<StoredRealisation> SqliteAttestationStore::Reader::RealisationFromRow(const Statement::Use& row,
-                                                                                    RealisationClaimMemo& memo) {
-  const std::string_view key = row.Text(0);
-  const std::string_view fingerprint = row.Text(1);
-  // A row whose key, fingerprint and checksum are byte for byte those of the claim read last carries
-  // that claim: checked and parsed already.
-  if (!(memo.claim.has_value() && key == memo.key && fingerprint == memo.fingerprint &&
-        std::ranges::equal(row.Blob(12), memo.digest))) {
-    // The digest written with the row is its checksum: a changed byte of the claim is DATA_LOSS, never
-    // a claim nobody signed.
-    const std::array<uint8_t, 32> digest = consensus::Sha256(fingerprint);
-    if (!std::ranges::equal(row.Blob(12), digest)) {
-      return Corrupt(db_->path(), consensus::Cat("the stored realisation of ", key,
-                                                 " does not match its SHA-256: its claim was changed"));
-    }
+absl::Status SqliteAttestationStore::Reader::RealisationsOfRecord(
+    std::string_view key, std::span<const uint8_t> blob, std::vector<std::pair<std::string, StoredRealisation>>& out) {
+  auto record = DecodeRealisationRecord(blob, key);
+  if (!record.ok()) {
+    return record.status().code() == absl::StatusCode::kDataLoss
+               ? record.status()
+               : Corrupt(db_->path(), consensus::StdView(record.status().message()));
+  }
+  // Each claim is parsed once, then shared by its signatures.
+  std::vector<consensus::Realisation> claims;
+  claims.reserve(record->fingerprints.size());
+  for (const std::string& fingerprint : record->fingerprints) {
     auto claim = consensus::Realisation::ParseFingerprint(fingerprint);
     if (!claim.ok()) {
       return Corrupt(db_->path(), consensus::Cat("the stored realisation of ", key, ": ", claim.status().message()));
     }
     if (claim->key.ToString() != key) {
-      return Corrupt(db_->path(), consensus::Cat("a realisation stored under key ", key, " is about ",
-                                                 claim->key.ToString()));
+      return Corrupt(db_->path(),
+                     consensus::Cat("a realisation stored under key ", key, " is about ", claim->key.ToString()));
     }
-    memo.key = std::string(key);
-    memo.fingerprint = std::string(fingerprint);
-    memo.digest = digest;
-    memo.claim = *std::move(claim);
+    claims.push_back(*std::move(claim));
   }
-  std::optional<consensus::Realisation> claim = memo.claim;
-  consensus::Signature signature;
-  auto key_name = KeyName(row.Int(2));
-  if (!key_name.ok()) return key_name.status();
-  signature.key_name = std::move(*key_name);
-  if (row.Blob(3).size() != signature.bytes.size()) {
-    return Corrupt(db_->path(), consensus::Cat("a realisation signature of ", row.Blob(3).size(), " bytes"));
-  }
-  std::ranges::copy(row.Blob(3), signature.bytes.begin());
-
-  consensus::BuildMetadata meta;
-  meta.deriver = std::string(row.Text(6));
-  for (auto [column, out] : {std::pair{7, &meta.output_name}, std::pair{8, &meta.system}}) {
-    if (row.Int(column) == 0) continue;
-    auto label = Label(row.Int(column));
-    if (!label.ok()) return label.status();
-    *out = std::move(*label);
-  }
-  const int64_t build_kind = row.Int(9);
-  if (build_kind < 0 || build_kind > static_cast<int64_t>(consensus::BuildKind::kImported)) {
-    return Corrupt(db_->path(), consensus::Cat("unknown build kind ", build_kind));
-  }
-  meta.build_kind = static_cast<consensus::BuildKind>(build_kind);
-  meta.build_time_unix = row.Int(10);
-
-  std::optional<consensus::PublicKey> observed_key;
-  if (row.Int(5) != 0) {
-    auto bytes = ObservedKey(row.Int(5));
-    if (!bytes.ok()) return bytes.status();
-    auto public_key = consensus::PublicKey::FromBytes(signature.key_name, *bytes);
-    if (!public_key.ok()) {
-      return Corrupt(db_->path(), consensus::Cat("an unusable observed key: ", public_key.status().message()));
+  for (const RecordSignature& sig : record->signatures) {
+    const consensus::Realisation& claim = claims[sig.claim];
+    StoredRealisation stored{.attestation = {.claim = claim, .signature = {}, .metadata = {}},
+                             .received_unix = sig.received_unix,
+                             .observed_key = std::nullopt,
+                             .origin = {}};
+    consensus::Signature& signature = stored.attestation.signature;
+    auto key_name = KeyName(sig.key_id);
+    if (!key_name.ok()) return key_name.status();
+    signature.key_name = std::move(*key_name);
+    signature.bytes = sig.signature;
+    consensus::BuildMetadata& meta = stored.attestation.metadata;
+    for (auto [id, text] : {std::pair{sig.output_id, &meta.output_name}, std::pair{sig.system_id, &meta.system},
+                            std::pair{sig.origin_id, &stored.origin}}) {
+      if (id == 0) continue;
+      auto label = Label(id);
+      if (!label.ok()) return label.status();
+      *text = std::move(*label);
     }
-    observed_key = std::move(*public_key);
+    if (!sig.deriver.empty()) {
+      auto deriver = DecodeDeriver(Bytes(sig.deriver), claim.out_path, meta.output_name, db_->path());
+      if (!deriver.ok()) return deriver.status();
+      meta.deriver = std::move(*deriver);
+    }
+    if (sig.build_kind < 0 || sig.build_kind > static_cast<int64_t>(consensus::BuildKind::kImported)) {
+      return Corrupt(db_->path(), consensus::Cat("unknown build kind ", sig.build_kind));
+    }
+    meta.build_kind = static_cast<consensus::BuildKind>(sig.build_kind);
+    meta.build_time_unix = sig.build_time_unix;
+    if (sig.observed_key_id != 0) {
+      auto bytes = ObservedKey(sig.observed_key_id);
+      if (!bytes.ok()) return bytes.status();
+      auto public_key = consensus::PublicKey::FromBytes(signature.key_name, *bytes);
+      if (!public_key.ok()) {
+        return Corrupt(db_->path(), consensus::Cat("an unusable observed key: ", public_key.status().message()));
+      }
+      stored.observed_key = std::move(*public_key);
+    }
+    out.emplace_back(record->fingerprints[sig.claim], std::move(stored));
   }
-  std::string origin;
-  if (row.Int(11) != 0) {
-    auto label = Label(row.Int(11));
-    if (!label.ok()) return label.status();
-    origin = std::move(*label);
-  }
-  return StoredRealisation{.attestation = consensus::RealisationAttestation{.claim = *std::move(claim),
-                                                                           .signature = std::move(signature),
-                                                                           .metadata = std::move(meta)},
-                           .received_unix = row.Int(4),
-                           .observed_key = std::move(observed_key),
-                           .origin = std::move(origin)};
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::vector<StoredRealisation>>> SqliteAttestationStore::Reader::RealisationsFor(
     std::span<const consensus::RealisationKey> keys) {
-  // Distinct keys in canonical text; a key asked for twice is read once.
+  // Distinct keys in canonical text, and their row ids; a key asked for twice is read once.
   std::vector<std::string> texts;
+  std::vector<int64_t> ids;
   absl::flat_hash_map<std::string, size_t> slot_of_text;
   std::vector<size_t> slot_of_input(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     std::string text = keys[i].ToString();
     auto [it, inserted] = slot_of_text.try_emplace(text, texts.size());
-    if (inserted) texts.push_back(std::move(text));
+    if (inserted) {
+      ids.push_back(sqlite_store::RealisationRowId(text));
+      texts.push_back(std::move(text));
+    }
     slot_of_input[i] = it->second;
   }
   // Per distinct key: (fingerprint, attestation), sorted below.
@@ -223,18 +254,14 @@ absl::StatusOr<std::vector<std::vector<StoredRealisation>>> SqliteAttestationSto
 
   auto tx = Transaction::Begin(*db_, Transaction::Kind::kRead);
   if (!tx.ok()) return tx.status();
-  RealisationClaimMemo memo;
-  absl::Status status = ForEachChunk<std::string>(
-      *realisations_by_key_, texts, "reading realisations",
-      [](Statement::Use& use, const std::string& text) { use.Bind(text); },
+  absl::Status status = ForEachChunk<int64_t>(
+      *realisations_by_key_, ids, "reading realisations",
+      [](Statement::Use& use, int64_t id) { use.Bind(id); },
       [&](Statement::Use& row) -> absl::Status {
+        // A row under a wanted id holds another key only on an id collision: not an answer.
         auto slot = slot_of_text.find(consensus::AbslView(row.Text(0)));
         if (slot == slot_of_text.end()) return absl::OkStatus();
-        auto stored = RealisationFromRow(row, memo);
-        if (!stored.ok()) return stored.status();
-        // RealisationFromRow checked that the claim's fingerprint is exactly this text.
-        slots[slot->second].emplace_back(std::string(row.Text(1)), *std::move(stored));
-        return absl::OkStatus();
+        return RealisationsOfRecord(row.Text(0), row.Blob(1), slots[slot->second]);
       });
   if (!status.ok()) return status;
   if (status = tx->Commit(); !status.ok()) return status;

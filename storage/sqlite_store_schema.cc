@@ -10,6 +10,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "consensus/dispute.h"
+#include "consensus/realisation.h"
+#include "consensus/sha256.h"
+#include "consensus/store_path.h"
 #include "consensus/text.h"
 #include "storage/path_record.h"
 #include "storage/sqlite.h"
@@ -271,6 +274,23 @@ ALTER TABLE disputes_v10 RENAME TO disputes;
 CREATE INDEX disputes_open_first ON disputes(state <> 0, id);
 )sql";
 
+// Version 11: realisation attestations as one record per derivation output (storage/path_record.h), like
+// paths: each claim once, then its signatures. Filled from the `realisations` rows of versions 9 and
+// 10 by BackfillVersion11, which then drops them.
+constexpr std::string_view kRealisationRecords = R"sql(
+CREATE TABLE realisation_records (
+  id INTEGER PRIMARY KEY,         -- RealisationRowId(key)
+  key TEXT NOT NULL,              -- RealisationKey::ToString()
+  record BLOB NOT NULL            -- EncodeRealisationRecord, bound to the key by its checksum
+) STRICT;
+-- The keys whose claims name an output path, one row per (output path, key).
+CREATE TABLE realisation_out_paths (
+  out_path TEXT NOT NULL,
+  key TEXT NOT NULL,
+  PRIMARY KEY (out_path, key)
+) STRICT, WITHOUT ROWID;
+)sql";
+
 // Version 1 (one row per signature, claims and paths normalised) was only ever written by
 // development builds. An empty version-1 database is rebuilt as version 2; one holding attestations
 // is refused (see CreateOrMigrate): there is nothing in the field to convert.
@@ -278,7 +298,7 @@ constexpr std::string_view kDropSchemaV1 = R"sql(
 DROP TABLE signatures; DROP TABLE claims; DROP TABLE disputes; DROP TABLE paths; DROP TABLE keys;
 DROP TABLE observed_keys; DROP TABLE labels; DROP TABLE counters;
 )sql";
-static_assert(kSqliteSchemaVersion == 10);
+static_assert(kSqliteSchemaVersion == 11);
 
 // Fills what version 4 added for data written by older versions: each dispute's operators (from its
 // signed record) and the per-key attestation counters (one pass over the path records).
@@ -339,6 +359,91 @@ absl::Status BackfillVersion4(Connection& db) {
   return absl::OkStatus();
 }
 
+// Turns the rows of `realisations` (one per signature, versions 9 and 10) into version 11's records (one per key)
+// and drops them. Each row's claim is checked against its SHA-256 as a read would, so a damaged row
+// stops the upgrade instead of being carried into a record.
+absl::Status BackfillVersion11(Connection& db) {
+  auto select = db.Prepare(
+      "SELECT key, fingerprint, claim_sha256, out_path, key_id, signature, received, observed_key_id, deriver, "
+      "output_id, system_id, build_kind, build_time, origin_id FROM realisations ORDER BY key");
+  if (!select.ok()) return select.status();
+  auto insert_record = db.Prepare("INSERT INTO realisation_records(id, key, record) VALUES (?, ?, ?)");
+  if (!insert_record.ok()) return insert_record.status();
+  auto insert_out_path = db.Prepare("INSERT OR IGNORE INTO realisation_out_paths(out_path, key) VALUES (?, ?)");
+  if (!insert_out_path.ok()) return insert_out_path.status();
+  auto find_label = db.Prepare("SELECT text FROM labels WHERE id = ?");
+  if (!find_label.ok()) return find_label.status();
+  std::string key;
+  RealisationRecord record;
+  std::vector<uint8_t> encoded;
+  auto flush = [&]() -> absl::Status {
+    if (key.empty()) return absl::OkStatus();
+    encoded.clear();
+    EncodeRealisationRecord(record, key, encoded);
+    auto use = (*insert_record)->Begin("storing a realisation record");
+    use.Bind(RealisationRowId(key)).Bind(key).BindBlob(encoded);
+    record = RealisationRecord{};
+    return use.Run();
+  };
+  auto use = (*select)->Begin("reading realisations to upgrade");
+  while (true) {
+    auto row = use.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    if (use.Text(0) != key) {
+      if (absl::Status status = flush(); !status.ok()) return status;
+      key = std::string(use.Text(0));
+    }
+    const std::string_view fingerprint = use.Text(1);
+    if (!std::ranges::equal(use.Blob(2), consensus::Sha256(fingerprint))) {
+      return Corrupt(db.path(), consensus::Cat("the stored realisation of ", key, " does not match its SHA-256"));
+    }
+    auto claim = consensus::Realisation::ParseFingerprint(fingerprint);
+    if (!claim.ok()) return Corrupt(db.path(), consensus::Cat("the stored realisation of ", key, ": ", claim.status().message()));
+    size_t index = std::find(record.fingerprints.begin(), record.fingerprints.end(), fingerprint) - record.fingerprints.begin();
+    if (index == record.fingerprints.size()) {
+      record.fingerprints.emplace_back(fingerprint);
+      auto out = (*insert_out_path)->Begin("storing a realisation's output path");
+      out.Bind(use.Text(3)).Bind(key);
+      if (absl::Status status = out.Run(); !status.ok()) return status;
+    }
+    RecordSignature signature{.claim = static_cast<uint32_t>(index),
+                              .key_id = use.Int(4),
+                              .signature = {},
+                              .received_unix = use.Int(6),
+                              .observed_key_id = use.Int(7),
+                              .deriver = {},
+                              .output_id = use.Int(9),
+                              .system_id = use.Int(10),
+                              .build_kind = use.Int(11),
+                              .build_time_unix = use.Int(12),
+                              .origin_id = use.Int(13)};
+    if (use.Blob(5).size() != signature.signature.size()) {
+      return Corrupt(db.path(), consensus::Cat("a realisation signature of ", use.Blob(5).size(), " bytes"));
+    }
+    std::ranges::copy(use.Blob(5), signature.signature.begin());
+    if (!use.Text(8).empty()) {
+      // Records hold the deriver as paths' records do, relative to the name Nix implies for the output.
+      std::string output_name;
+      if (use.Int(9) != 0) {
+        auto label = (*find_label)->Begin("reading an output name");
+        label.Bind(use.Int(9));
+        auto found = label.Step();
+        if (!found.ok()) return found.status();
+        if (*found) output_name = std::string(label.Text(0));
+      }
+      auto out_path = consensus::StorePath::Parse(use.Text(3));
+      if (!out_path.ok()) return Corrupt(db.path(), consensus::Cat("a realisation's output path: ", out_path.status().message()));
+      auto deriver = EncodeDeriver(use.Text(8), *out_path, output_name);
+      if (!deriver.ok()) return Corrupt(db.path(), consensus::Cat("a realisation's deriver: ", deriver.status().message()));
+      signature.deriver.assign(deriver->begin(), deriver->end());
+    }
+    record.signatures.push_back(std::move(signature));
+  }
+  if (absl::Status status = flush(); !status.ok()) return status;
+  return db.Execute("DROP INDEX realisations_by_out_path; DROP TABLE realisations;", "dropping the realisation rows");
+}
+
 // How a file of one version becomes the next. A new file gets every step's tables (`creating`); an
 // older file gets the steps after its version (`adding`), and what a step adds for data already
 // stored (`backfill`), in one transaction with the new PRAGMA user_version.
@@ -366,11 +471,15 @@ constexpr Migration kMigrations[] = {
     // Realisations are new in version 9: nothing to backfill (their counters start at zero).
     {9, kRealisationTables, "creating the realisation tables", "adding the realisation tables", nullptr},
     // Disputes about derivation outputs are new in version 10: the rows copied are all about paths.
+    // Disputes about derivation outputs are new in version 10: the rows copied are all about paths.
     {10, kDisputeSubjects, "creating the disputes table", "letting disputes be about derivation outputs", nullptr},
+    // Realisations as one record per key, converted from the rows by the backfill.
+    {11, kRealisationRecords, "creating the realisation records", "storing realisations as one record per key",
+     BackfillVersion11},
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion - 1);
 
-// Brings a version-2..9 file to kSqliteSchemaVersion (inside the caller's transaction).
+// Brings a version-2..10 file to kSqliteSchemaVersion (inside the caller's transaction).
 absl::Status Migrate(Connection& db, int64_t from_version) {
   for (const Migration& step : kMigrations) {
     if (step.version <= from_version) continue;
@@ -387,8 +496,14 @@ absl::Status Migrate(Connection& db, int64_t from_version) {
 // Creates every table of kSqliteSchemaVersion in an empty file (inside the caller's transaction).
 absl::Status Create(Connection& db) {
   for (const Migration& step : kMigrations) {
-    if (step.sql.empty()) continue;
-    if (absl::Status status = db.Execute(step.sql, step.creating); !status.ok()) return status;
+    if (!step.sql.empty()) {
+      if (absl::Status status = db.Execute(step.sql, step.creating); !status.ok()) return status;
+    }
+    // On an empty file a backfill finds nothing to convert; it still finishes its step (version 11's
+    // drops the table it converted).
+    if (step.backfill != nullptr) {
+      if (absl::Status status = step.backfill(db); !status.ok()) return status;
+    }
   }
   // PRAGMAs take no parameters; both values are constants of this program.
   return db.Execute(consensus::Cat("PRAGMA application_id = ", kSqliteApplicationId, "; PRAGMA user_version = ",

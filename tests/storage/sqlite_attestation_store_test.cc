@@ -305,41 +305,56 @@ TEST(SqliteAttestationStoreTest, Version1IsRebuiltWhenEmptyAndRefusedOtherwise) 
   EXPECT_EQ(QueryIntOnFile(dir.File("full-v1.db"), "SELECT count(*) FROM signatures"), 2);
 }
 
-// Turns a current file back into what version 9 wrote: disputes about store paths only (path_id NOT
-// NULL, no realisation_key).
-constexpr std::string_view kUndoVersion10 =
-    "CREATE TABLE disputes_v9 (id TEXT PRIMARY KEY, path_id INTEGER NOT NULL REFERENCES paths(id), "
-    "signed_record TEXT NOT NULL, opened INTEGER NOT NULL, updated INTEGER NOT NULL, "
-    "fingerprint_count INTEGER NOT NULL, state INTEGER NOT NULL DEFAULT 0, operators TEXT NOT NULL DEFAULT '') "
-    "STRICT, WITHOUT ROWID; "
-    "INSERT INTO disputes_v9 SELECT id, path_id, signed_record, opened, updated, fingerprint_count, state, operators "
-    "FROM disputes; DROP TABLE disputes; ALTER TABLE disputes_v9 RENAME TO disputes; "
-    "CREATE INDEX disputes_open_first ON disputes(state <> 0, id); ";
+// The realisation table of versions 9 and 10, as they created it (version 11 converts its rows into
+// records).
+constexpr std::string_view kRealisationRows =
+    "CREATE TABLE realisations (key TEXT NOT NULL, claim_sha256 BLOB NOT NULL, key_id INTEGER NOT NULL "
+    "REFERENCES keys(id), fingerprint TEXT NOT NULL, out_path TEXT NOT NULL, signature BLOB NOT NULL, "
+    "received INTEGER NOT NULL, observed_key_id INTEGER NOT NULL, deriver TEXT NOT NULL, output_id INTEGER NOT "
+    "NULL, system_id INTEGER NOT NULL, build_kind INTEGER NOT NULL, build_time INTEGER NOT NULL, origin_id "
+    "INTEGER NOT NULL, PRIMARY KEY (key, claim_sha256, key_id)) STRICT, WITHOUT ROWID; "
+    "CREATE INDEX realisations_by_out_path ON realisations(out_path, key); ";
+constexpr std::string_view kDropRealisationRecords = "DROP TABLE realisation_records; DROP TABLE realisation_out_paths; ";
 
-// Turns a current file back into what version 8 wrote (version 9 added these).
-constexpr std::string_view kUndoVersion9 =
-    "DROP INDEX realisations_by_out_path; DROP TABLE realisations; "
-    "DELETE FROM counters WHERE name IN ('realisations', 'realisation_keys'); ";
+// Turns a current file back into what version 10 wrote: realisations one row per signature (empty here).
+std::string UndoVersion11() { return consensus::Cat(kDropRealisationRecords, kRealisationRows); }
 
-// Turns a current file back into what version 7 wrote (versions 8 and 9 added these).
-constexpr std::string_view kUndoVersion8 =
-    "DROP INDEX realisations_by_out_path; DROP TABLE realisations; "
-    "DELETE FROM counters WHERE name IN ('realisations', 'realisation_keys'); "
-    "DROP TABLE policy_approvals; DROP TABLE policy_links; ";
+// Turns a current file back into what version 9 wrote: besides, disputes about store paths only
+// (path_id NOT NULL, no realisation_key).
+std::string UndoVersion10() {
+  return consensus::Cat(
+      UndoVersion11(),
+      "CREATE TABLE disputes_v9 (id TEXT PRIMARY KEY, path_id INTEGER NOT NULL REFERENCES paths(id), "
+      "signed_record TEXT NOT NULL, opened INTEGER NOT NULL, updated INTEGER NOT NULL, "
+      "fingerprint_count INTEGER NOT NULL, state INTEGER NOT NULL DEFAULT 0, operators TEXT NOT NULL DEFAULT '') "
+      "STRICT, WITHOUT ROWID; "
+      "INSERT INTO disputes_v9 SELECT id, path_id, signed_record, opened, updated, fingerprint_count, state, "
+      "operators FROM disputes; DROP TABLE disputes; ALTER TABLE disputes_v9 RENAME TO disputes; "
+      "CREATE INDEX disputes_open_first ON disputes(state <> 0, id); ");
+}
 
-// Turns a current file back into what version 6 wrote (versions 7, 8 and 9 added these).
-constexpr std::string_view kUndoVersion7 =
-    "DROP INDEX realisations_by_out_path; DROP TABLE realisations; "
-    "DELETE FROM counters WHERE name IN ('realisations', 'realisation_keys'); "
-    "DROP TABLE policy_approvals; DROP TABLE policy_links; "
-    "DROP INDEX derivation_outputs_by_path; DROP TABLE derivation_outputs; DROP TABLE derivation_inputs; "
-    "DROP TABLE derivations; DELETE FROM counters WHERE name IN ('derivations', 'derivation_bytes'); ";
+// Turns a current file back into what version 8 wrote (versions 9 to 11 added these).
+std::string UndoVersion9() {
+  return consensus::Cat(kDropRealisationRecords,
+                        "DELETE FROM counters WHERE name IN ('realisations', 'realisation_keys'); ");
+}
+
+// Turns a current file back into what version 7 wrote (versions 8 to 11 added these).
+std::string UndoVersion8() { return consensus::Cat(UndoVersion9(), "DROP TABLE policy_approvals; DROP TABLE policy_links; "); }
+
+// Turns a current file back into what version 6 wrote (versions 7 to 11 added these).
+std::string UndoVersion7() {
+  return consensus::Cat(
+      UndoVersion8(),
+      "DROP INDEX derivation_outputs_by_path; DROP TABLE derivation_outputs; DROP TABLE derivation_inputs; "
+      "DROP TABLE derivations; DELETE FROM counters WHERE name IN ('derivations', 'derivation_bytes'); ");
+}
 
 // Version 3 added the federation tables; a version-2 file gets them and keeps what it holds.
 // Turns a current file back into what version 3 wrote (versions 4, 6 and 7 added these).
 std::string UndoVersion4() {
   return consensus::Cat(
-      kUndoVersion7, "DROP TABLE peer_entries; ",
+      UndoVersion7(), "DROP TABLE peer_entries; ",
       "DROP INDEX disputes_open_first; DROP TABLE resolutions; ALTER TABLE disputes DROP COLUMN state; ALTER TABLE "
       "disputes DROP COLUMN operators; ",
       "DELETE FROM counters WHERE name LIKE 'key:%'; ");
@@ -355,7 +370,7 @@ TEST(SqliteAttestationStoreTest, Version5GainsThePeerEntriesTable) {
     ASSERT_NE(store, nullptr);
     ASSERT_TRUE(store->Write(Batch({kept})).ok());
   }
-  ExecuteOnFile(file, std::string(kUndoVersion7) + "DROP TABLE peer_entries; PRAGMA user_version = 5;");
+  ExecuteOnFile(file, UndoVersion7() + "DROP TABLE peer_entries; PRAGMA user_version = 5;");
   auto store = OpenOrDie(file);
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(QueryIntOnFile(file, "PRAGMA user_version"), kSqliteSchemaVersion);
@@ -384,7 +399,7 @@ TEST(SqliteAttestationStoreTest, Version6GainsTheDerivationTablesAndKeepsWhatItH
     ASSERT_TRUE(store->Write(Batch({kept})).ok());
     ASSERT_TRUE(store->Write(followed).ok());
   }
-  ExecuteOnFile(file, std::string(kUndoVersion7) + "PRAGMA user_version = 6;");
+  ExecuteOnFile(file, UndoVersion7() + "PRAGMA user_version = 6;");
   ASSERT_EQ(QueryIntOnFile(file, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'derivation%'"), 0);
   auto store = OpenOrDie(file);
   ASSERT_NE(store, nullptr);
@@ -428,7 +443,7 @@ TEST(SqliteAttestationStoreTest, Version7GainsThePolicyTablesAndKeepsWhatItHolds
     ASSERT_TRUE(store->Write(logged).ok());
     ASSERT_TRUE(store->PutDerivations(std::vector<StoredDerivation>{drv}).ok());
   }
-  ExecuteOnFile(file, std::string(kUndoVersion8) + "PRAGMA user_version = 7;");
+  ExecuteOnFile(file, UndoVersion8() + "PRAGMA user_version = 7;");
   ASSERT_EQ(QueryIntOnFile(file, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'policy%'"), 0);
   auto store = OpenOrDie(file);
   ASSERT_NE(store, nullptr);
@@ -506,11 +521,27 @@ TEST(SqliteAttestationStoreTest, AChangedByteInAStoredRealisationIsDataLoss) {
     ASSERT_NE(store, nullptr);
     ASSERT_TRUE(store->Write(testing::RealisationBatch({stored})).ok());
   }
-  ExecuteOnFile(file, consensus::Cat("UPDATE realisations SET fingerprint = replace(fingerprint, '",
-                                     out_path.substr(11), "', '", changed_path.substr(11), "')"));
-  ASSERT_EQ(QueryIntOnFile(file, consensus::Cat("SELECT count(*) FROM realisations WHERE instr(fingerprint, '",
-                                                changed_path.substr(11), "') > 0")),
-            1);
+  // The output path's first hash character, inside the stored fingerprint, changed in place.
+  {
+    auto db = sqlite::Connection::Open(file, sqlite::OpenMode::kReadWrite, absl::Seconds(5));
+    ASSERT_TRUE(db.ok()) << db.status();
+    std::string record;
+    {
+      auto select = (*db)->Prepare("SELECT record FROM realisation_records");
+      ASSERT_TRUE(select.ok());
+      auto row = (*select)->Begin("test");
+      ASSERT_TRUE(row.Step().value());
+      record.assign(reinterpret_cast<const char*>(row.Blob(0).data()), row.Blob(0).size());
+    }
+    const size_t at = record.find(out_path.substr(11));
+    ASSERT_NE(at, std::string::npos);
+    record[at] = changed_path[11];
+    auto update = (*db)->Prepare("UPDATE realisation_records SET record = ?");
+    ASSERT_TRUE(update.ok());
+    auto use = (*update)->Begin("test");
+    use.BindBlob(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(record.data()), record.size()));
+    ASSERT_TRUE(use.Run().ok());
+  }
   auto store = OpenOrDie(file);
   ASSERT_NE(store, nullptr);
   auto read = store->RealisationsFor(std::vector<consensus::RealisationKey>{stored.attestation.claim.key});
@@ -537,7 +568,7 @@ TEST(SqliteAttestationStoreTest, ABatchFailingHalfWayStoresNothing) {
       testing::AttestRealisation(testing::BuildTraceRealisation("r", "out", "A"), "builder-new");
   const StoredRealisation second =
       testing::AttestRealisation(testing::BuildTraceRealisation("s", "out", "A"), "builder-new");
-  ExecuteOnFile(file, consensus::Cat("CREATE TRIGGER injected_fault BEFORE INSERT ON realisations WHEN NEW.key = '",
+  ExecuteOnFile(file, consensus::Cat("CREATE TRIGGER injected_fault BEFORE INSERT ON realisation_out_paths WHEN NEW.key = '",
                                      second.attestation.claim.key.ToString(),
                                      "' BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"));
   WriteBatch batch = testing::RealisationBatch({first, second}, {a});
@@ -587,7 +618,27 @@ TEST(SqliteAttestationStoreTest, Version9KeepsItsDisputesAndGainsDisputesAboutDe
     ASSERT_NE(store, nullptr);
     ASSERT_TRUE(store->Write(Batch({}, {kept})).ok());
   }
-  ExecuteOnFile(file, std::string(kUndoVersion10) + "PRAGMA user_version = 9;");
+  // A realisation row as version 9 wrote it: one row per signature, the deriver as text.
+  const consensus::Realisation claim = testing::BuildTraceRealisation("kept", "out", "A");
+  const StoredRealisation realisation = testing::AttestRealisation(
+      claim, "builder-a",
+      consensus::BuildMetadata{.deriver = claim.key.drv_path().full(),
+                               .output_name = "out",
+                               .system = "x86_64-linux",
+                               .build_kind = consensus::BuildKind::kRebuild,
+                               .build_time_unix = 1700000200},
+      1700000300);
+  const std::string fingerprint = claim.Fingerprint();
+  const std::string v9_row = consensus::Cat(
+      "INSERT OR IGNORE INTO keys(name) VALUES ('builder-a'); INSERT OR IGNORE INTO labels(text) VALUES ('out'); "
+      "INSERT OR IGNORE INTO labels(text) VALUES ('x86_64-linux'); "
+      "INSERT INTO realisations VALUES ('", claim.key.ToString(), "', X'", consensus::HexEncode(consensus::Sha256(fingerprint)),
+      "', (SELECT id FROM keys WHERE name = 'builder-a'), '", fingerprint, "', '", claim.out_path.full(), "', X'",
+      consensus::HexEncode(realisation.attestation.signature.bytes), "', 1700000300, 0, '", claim.key.drv_path().full(),
+      "', (SELECT id FROM labels WHERE text = 'out'), (SELECT id FROM labels WHERE text = 'x86_64-linux'), ",
+      static_cast<int>(consensus::BuildKind::kRebuild), ", 1700000200, 0); "
+      "UPDATE counters SET value = 1 WHERE name IN ('realisations', 'realisation_keys'); ");
+  ExecuteOnFile(file, UndoVersion10() + v9_row + "PRAGMA user_version = 9;");
   ASSERT_EQ(QueryIntOnFile(file, "SELECT count(*) FROM pragma_table_info('disputes') WHERE name = 'realisation_key'"), 0);
   auto store = OpenOrDie(file);
   ASSERT_NE(store, nullptr);
@@ -609,6 +660,17 @@ TEST(SqliteAttestationStoreTest, Version9KeepsItsDisputesAndGainsDisputesAboutDe
   ASSERT_TRUE(store->Write(Batch({}, {output})).ok());
   EXPECT_EQ(store->GetDispute(output.id).value(), output);
   EXPECT_EQ(store->CountDisputes({}).value(), 2);
+
+  // The realisation row became its key's record: read back whole, found by its output path, counted.
+  EXPECT_EQ(QueryIntOnFile(file, "SELECT count(*) FROM sqlite_schema WHERE name = 'realisations'"), 0);
+  EXPECT_THAT(store->RealisationsFor(std::vector<consensus::RealisationKey>{claim.key}).value(),
+              ElementsAre(ElementsAre(realisation)));
+  EXPECT_THAT(store->RealisationKeysFor(claim.out_path).value(), ElementsAre(claim.key.ToString()));
+  EXPECT_EQ(store->Stats().value().realisations, 1);
+  // And takes a second signature like any record.
+  const StoredRealisation second = testing::AttestRealisation(claim, "builder-b");
+  EXPECT_THAT(store->Write(testing::RealisationBatch({second})).value(), ElementsAre(WriteOutcome::kInserted));
+  EXPECT_EQ(store->RealisationsFor(std::vector<consensus::RealisationKey>{claim.key}).value()[0].size(), 2u);
 }
 
 // Version 9 added the realisation table; a version-8 file gets it empty, keeps what it holds, and its
@@ -624,7 +686,7 @@ TEST(SqliteAttestationStoreTest, Version8GainsTheRealisationTableAndKeepsWhatItH
     logged.log_append = LogAppend::kAll;
     ASSERT_TRUE(store->Write(logged).ok());
   }
-  ExecuteOnFile(file, std::string(kUndoVersion9) + "PRAGMA user_version = 8;");
+  ExecuteOnFile(file, UndoVersion9() + "PRAGMA user_version = 8;");
   ASSERT_EQ(QueryIntOnFile(file, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'realisation%'"), 0);
   auto store = OpenOrDie(file);
   ASSERT_NE(store, nullptr);
